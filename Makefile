@@ -1,0 +1,67 @@
+# veilmesh: make (build), make test, make demo, make bench
+BUILD   ?= build
+CLANG   ?= clang
+CC      ?= gcc
+BPFTOOL ?= bpftool
+ARCH    := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
+
+CFLAGS  ?= -O2 -g -Wall -Wextra -Wno-unused-parameter
+CFLAGS  += -Iinclude -I$(BUILD) -Idataplane -D_GNU_SOURCE
+LDLIBS  := -lxdp -lbpf -lelf -lz -lcrypto -lmnl
+BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -I$(BUILD) -Ibpf -Iinclude \
+	-Wall -Wno-unused-function -Wno-address-of-packed-member
+
+BPF_SRCS := $(wildcard bpf/*.bpf.c)
+BPF_OBJS := $(patsubst bpf/%.bpf.c,$(BUILD)/%.bpf.o,$(BPF_SRCS))
+SKELS    := $(patsubst bpf/%.bpf.c,$(BUILD)/%.skel.h,$(BPF_SRCS))
+HDRS     := $(wildcard include/veil/*.h) $(wildcard bpf/lib/*.h) $(wildcard dataplane/*.h)
+
+LIB_SRCS := $(wildcard dataplane/*.c)
+LIB_OBJS := $(patsubst dataplane/%.c,$(BUILD)/lib/%.o,$(LIB_SRCS))
+LIB      := $(BUILD)/libveil.a
+
+BINS := $(BUILD)/veil-gw $(BUILD)/veil-node
+TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
+
+.PHONY: all deps test demo bench clean
+all: deps-build $(BPF_OBJS) $(SKELS) $(LIB) $(BINS) $(TESTS)
+
+deps-build:
+	@tools/deps.sh build
+deps-test:
+	@tools/deps.sh test
+
+$(BUILD)/vmlinux.h:
+	@mkdir -p $(BUILD)
+	$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/%.bpf.o: bpf/%.bpf.c $(HDRS) $(BUILD)/vmlinux.h
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+$(BUILD)/%.skel.h: $(BUILD)/%.bpf.o
+	$(BPFTOOL) gen skeleton $< name $(subst -,_,$*) > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/lib/%.o: dataplane/%.c $(HDRS) $(SKELS)
+	@mkdir -p $(BUILD)/lib
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJS)
+	ar rcs $@ $^
+
+$(BUILD)/veil-gw: controlplane/veil-gw.c $(LIB) $(HDRS)
+	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
+$(BUILD)/veil-node: controlplane/veil-node.c $(LIB) $(HDRS)
+	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
+
+$(BUILD)/tests/%: tests/%.c tests/testlib.h $(LIB) $(HDRS)
+	@mkdir -p $(BUILD)/tests
+	$(CC) $(CFLAGS) -Itests $< $(LIB) $(LDLIBS) -o $@
+
+test: deps-test all
+	@tests/run.sh
+
+demo: deps-test all
+	@tools/lab.sh demo
+
+clean:
+	rm -rf $(BUILD)

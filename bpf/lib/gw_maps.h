@@ -1,0 +1,65 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Gateway maps, shared by gw_ingress and gw_return through pinning by name
+ * (the loader sets the pin root, /sys/fs/bpf/veilmesh by default). */
+#ifndef VEIL_BPF_GW_MAPS_H
+#define VEIL_BPF_GW_MAPS_H
+
+#include "common.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct route_key);
+	__type(value, struct route_val);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} routes SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct vip_key);
+	__type(value, struct vip_val);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} vips SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 262144);
+	__type(key, struct flow_key);
+	__type(value, struct flow_val);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct cookie_secret);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cookie_secret SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct gw_config);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} gw_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct gw_stats);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} gw_stats SEC(".maps");
+
+#define GW_COUNT(st, field) do { if (st) (st)->field++; } while (0)
+
+VM_INLINE struct gw_stats *gw_stats_get(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&gw_stats, &zero);
+}
+
+#endif

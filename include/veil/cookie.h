@@ -1,0 +1,162 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * SYN cookies keyed by the gateway fleet's secret (SipHash-2-4), so that any
+ * gateway of a group validates any other's cookie.  Layout of the 32-bit ISN
+ * (docs/wire-formats.md):
+ *
+ *   31            10 9  8 7   6 5    4    3      0
+ *   +---------------+----+-----+----+----+--------+
+ *   |  MAC (22 bits)| t  | mss |sack| ts | wscale |
+ *   +---------------+----+-----+----+----+--------+
+ *
+ * t is the low two bits of the time counter (TAI seconds / window), mss an
+ * index into vm_cookie_mss[], wscale 15 means "no window scale".  The MAC
+ * covers the 4-tuple, the client's ISN, the full time counter and the low ten
+ * bits, so none of the encoded options can be forged.
+ */
+#ifndef VEIL_COOKIE_H
+#define VEIL_COOKIE_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+#ifndef VM_INLINE
+#define VM_INLINE static inline __attribute__((always_inline))
+#endif
+
+#define VM_COOKIE_WS_NONE 15
+#define VM_COOKIE_MAX_AGE 1       /* windows a cookie stays valid after the one it was made in */
+
+/* The four MSS values a cookie can carry (a function, not a table: BPF
+ * objects then need no .rodata). */
+VM_INLINE __u16 vm_cookie_mss(__u32 idx)
+{
+	switch (idx & 3) {
+	case 0: return 536;
+	case 1: return 1220;
+	case 2: return 1380;
+	default: return 1440;
+	}
+}
+
+struct vm_cookie_opts {
+	__u16 mss;
+	__u8 wscale;              /* VM_WSCALE_NONE-like: 0xff when absent */
+	__u8 sack_ok;
+	__u8 ts_ok;
+};
+
+/* The tuple the MAC covers: addresses IPv4-mapped, so both families hash alike. */
+struct vm_cookie_in {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__be16 sport;
+	__be16 dport;
+	__u32 client_isn;
+	__u32 tcount;
+	__u32 low;                /* the ten option/time bits */
+	__u32 zero;               /* keeps the hashed words whole; always 0 */
+} __attribute__((aligned(8)));
+
+#define VM_COOKIE_IN_LEN 44       /* bytes hashed: everything before .zero */
+
+#define VM_ROTL(x, b) (__u64)(((x) << (b)) | ((x) >> (64 - (b))))
+#define VM_SIPROUND(v0, v1, v2, v3) do {                                  \
+	v0 += v1; v1 = VM_ROTL(v1, 13); v1 ^= v0; v0 = VM_ROTL(v0, 32);       \
+	v2 += v3; v3 = VM_ROTL(v3, 16); v3 ^= v2;                             \
+	v0 += v3; v3 = VM_ROTL(v3, 21); v3 ^= v0;                             \
+	v2 += v1; v1 = VM_ROTL(v1, 17); v1 ^= v2; v2 = VM_ROTL(v2, 32);       \
+} while (0)
+
+/* SipHash-2-4 (Aumasson & Bernstein) over len bytes held little-endian in w[],
+ * which the caller zero-pads to a whole word past len. */
+VM_INLINE __u64 vm_siphash(const __u64 key[2], const __u64 *w, __u32 len)
+{
+	__u64 v0 = 0x736f6d6570736575ULL ^ key[0];
+	__u64 v1 = 0x646f72616e646f6dULL ^ key[1];
+	__u64 v2 = 0x6c7967656e657261ULL ^ key[0];
+	__u64 v3 = 0x7465646279746573ULL ^ key[1];
+	__u32 full = len >> 3;
+	__u64 b = ((__u64)len) << 56;
+
+	for (__u32 i = 0; i < 8 && i < full; i++) {
+		__u64 m = w[i];
+		v3 ^= m;
+		VM_SIPROUND(v0, v1, v2, v3);
+		VM_SIPROUND(v0, v1, v2, v3);
+		v0 ^= m;
+	}
+	if (len & 7)
+		b |= w[full & 7];
+	v3 ^= b;
+	VM_SIPROUND(v0, v1, v2, v3);
+	VM_SIPROUND(v0, v1, v2, v3);
+	v0 ^= b;
+	v2 ^= 0xff;
+	VM_SIPROUND(v0, v1, v2, v3);
+	VM_SIPROUND(v0, v1, v2, v3);
+	VM_SIPROUND(v0, v1, v2, v3);
+	VM_SIPROUND(v0, v1, v2, v3);
+	return v0 ^ v1 ^ v2 ^ v3;
+}
+
+VM_INLINE __u32 vm_cookie_mac(const __u64 key[2], const struct vm_cookie_in *in)
+{
+	return (__u32)(vm_siphash(key, (const __u64 *)in, VM_COOKIE_IN_LEN) >> 42);
+}
+
+VM_INLINE __u32 vm_cookie_low(__u32 tcount, const struct vm_cookie_opts *o)
+{
+	__u32 mss_idx = 0;
+
+	for (int i = 3; i > 0; i--) {
+		if (o->mss >= vm_cookie_mss(i)) {
+			mss_idx = i;
+			break;
+		}
+	}
+	__u32 ws = o->wscale > 14 ? VM_COOKIE_WS_NONE : o->wscale;
+	return ((tcount & 3) << 8) | (mss_idx << 6) | ((o->sack_ok ? 1u : 0u) << 5) |
+	       ((o->ts_ok ? 1u : 0u) << 4) | ws;
+}
+
+/* Builds the cookie ISN for in (whose low and tcount fields it fills). */
+VM_INLINE __u32 vm_cookie_make(const __u64 key[2], struct vm_cookie_in *in, __u32 tcount,
+			       const struct vm_cookie_opts *o)
+{
+	in->tcount = tcount;
+	in->low = vm_cookie_low(tcount, o);
+	return (vm_cookie_mac(key, in) << 10) | in->low;
+}
+
+VM_INLINE void vm_cookie_decode(__u32 cookie, struct vm_cookie_opts *o)
+{
+	__u32 ws = cookie & 15;
+
+	o->mss = vm_cookie_mss(cookie >> 6);
+	o->sack_ok = (cookie >> 5) & 1;
+	o->ts_ok = (cookie >> 4) & 1;
+	o->wscale = ws == VM_COOKIE_WS_NONE ? 0xff : (__u8)ws;
+}
+
+/* Checks cookie against one key for the current window and the previous
+ * VM_COOKIE_MAX_AGE ones.  in carries the tuple and client ISN. */
+VM_INLINE int vm_cookie_check_key(const __u64 key[2], struct vm_cookie_in *in, __u32 cookie,
+				  __u32 tnow)
+{
+	__u32 low = cookie & 0x3ff;
+	__u32 tl = (cookie >> 8) & 3;
+
+	for (__u32 age = 0; age <= VM_COOKIE_MAX_AGE; age++) {
+		__u32 t = tnow - age;
+		if ((t & 3) != tl)
+			continue;
+		in->tcount = t;
+		in->low = low;
+		return vm_cookie_mac(key, in) == (cookie >> 10);
+	}
+	return 0;
+}
+
+#endif /* VEIL_COOKIE_H */

@@ -1,0 +1,340 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The TLS ClientHello parser: finds server_name.  One copy, compiled into the
+ * BPF programs, the userspace tests, the fuzzers and the DPDK path.
+ *
+ * It reads from a buffer of VM_HELLO_BUF bytes (a per-CPU map value in BPF)
+ * holding the first `have` bytes of the TCP payload; every index is masked to
+ * the buffer so the verifier can see each read is in bounds, and every read is
+ * checked against `have` first so the mask never changes a result.
+ *
+ * Lengths are checked against the structure they belong to (record, handshake,
+ * extensions block, extension), so a hello with inconsistent lengths is
+ * MALFORMED, and one that continues past `have` is PARTIAL unless the name was
+ * already found in the bytes we hold.
+ */
+#ifndef VEIL_HELLO_H
+#define VEIL_HELLO_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+#include "wire.h"
+
+#ifndef VM_INLINE
+#define VM_INLINE static inline __attribute__((always_inline))
+#endif
+
+#define VM_HELLO_BUF      4096            /* power of two */
+#define VM_HELLO_MAX_EXT  128             /* extensions walked at most */
+#define VM_TLS_MAX_RECORD 16384
+
+enum vm_hello_status {
+	VM_HELLO_OK = 0,
+	VM_HELLO_NOT_TLS,        /* not a TLS handshake record */
+	VM_HELLO_NOT_HELLO,      /* a handshake, but not a ClientHello */
+	VM_HELLO_PARTIAL,        /* the name lies past the bytes we hold */
+	VM_HELLO_MALFORMED,      /* lengths or fields are inconsistent */
+	VM_HELLO_NO_SNI,         /* a complete hello without server_name */
+	VM_HELLO_BAD_NAME,       /* server_name is not a valid host name */
+	VM_HELLO__COUNT,
+};
+
+#define VM_HELLO_F_ECH       0x01  /* encrypted_client_hello present: name is the outer one */
+#define VM_HELLO_F_ALPN      0x02
+#define VM_HELLO_F_INCOMPLETE 0x04 /* the name was found but the hello continues */
+#define VM_HELLO_F_MULTIREC  0x08  /* the handshake message spans several records */
+
+struct vm_hello {
+	__u32 name_len;
+	__u32 flags;
+	__u32 hello_len;          /* bytes of the whole handshake message, header included */
+	__u32 pad;
+	char name[VM_NAME_MAX];   /* lowercase, zero padded: usable as a route key */
+};
+
+#define VM_HB(buf, i) ((__u32)(buf)[(i) & (VM_HELLO_BUF - 1)])
+#define VM_HB16(buf, i) ((VM_HB(buf, i) << 8) | VM_HB(buf, (i) + 1))
+
+/* Bounded loops: bpf_loop() in BPF (the verifier checks the body once, not
+ * once per iteration), a plain loop elsewhere.  fn returns 1 to stop. */
+#ifdef __bpf__
+#define VM_LOOP(n, fn, ctx) bpf_loop((n), (fn), (ctx), 0)
+#define VM_CALLBACK static __attribute__((noinline))
+/* Hides what clang knows of x, so a mask it would drop stays for the verifier. */
+#define VM_BARRIER_VAR(x) asm volatile("" : "+r"(x))
+#else
+#define VM_BARRIER_VAR(x) ((void)0)
+#define VM_LOOP(n, fn, ctx) ({ for (__u32 _i = 0; _i < (__u32)(n); _i++) if (fn(_i, ctx)) break; 0; })
+#define VM_CALLBACK static
+#endif
+
+/* The walk's changing state.  In BPF it lives in map memory, whose contents
+ * the verifier does not track, so the loop body is verified once instead of
+ * once per value of the cursor; elsewhere it is a local. */
+struct vm_hello_state {
+	__u32 have, end, off, label;
+	__u32 sni_off, sni_len, seen_sni;
+	int rc;                   /* -1: still walking */
+};
+
+struct vm_hello_walk {
+	const __u8 *buf;
+	struct vm_hello *out;
+	struct vm_hello_state *st;
+};
+
+/* One character of the host name at buf[sni_off + i]: LDH labels of 1..63
+ * bytes; lowercased into out->name. */
+VM_CALLBACK long vm_hello_name_step(__u32 i, void *ctx)
+{
+	struct vm_hello_walk *w = ctx;
+	struct vm_hello_state *st = w->st;
+	__u32 c;
+
+	if (i >= st->sni_len || i >= 253)
+		return 1;
+	c = VM_HB(w->buf, st->sni_off + i);
+	if (c >= 'A' && c <= 'Z')
+		c += 'a' - 'A';
+	if (c == '.') {
+		if (st->label == 0) {
+			st->rc = VM_HELLO_BAD_NAME;
+			return 1;
+		}
+		st->label = 0;
+	} else if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-') {
+		if (++st->label > 63) {
+			st->rc = VM_HELLO_BAD_NAME;
+			return 1;
+		}
+	} else {
+		st->rc = VM_HELLO_BAD_NAME;
+		return 1;
+	}
+	VM_BARRIER_VAR(i);
+	w->out->name[i & (VM_NAME_MAX - 1)] = (char)c;
+	return 0;
+}
+
+VM_INLINE int vm_hello_copy_name(struct vm_hello_walk *w)
+{
+	struct vm_hello_state *st = w->st;
+
+	if (st->sni_len == 0 || st->sni_len > 253)
+		return VM_HELLO_BAD_NAME;
+	st->rc = -1;
+	st->label = 0;
+	VM_LOOP(253, vm_hello_name_step, w);
+	if (st->rc != -1)
+		return st->rc;
+	if (st->label == 0)
+		return VM_HELLO_BAD_NAME;   /* empty last label or trailing dot */
+	w->out->name_len = st->sni_len;
+	return VM_HELLO_OK;
+}
+
+/* One extension at w->off.  Sets rc to a final status and stops, or moves on. */
+VM_CALLBACK long vm_hello_ext_step(__u32 i, void *ctx)
+{
+	struct vm_hello_walk *w = ctx;
+	struct vm_hello_state *st = w->st;
+	__u32 type, elen, off = st->off, n;
+
+	if (off >= st->end)
+		return 1;
+	if (off + 4 > st->end) {
+		st->rc = VM_HELLO_MALFORMED;
+		return 1;
+	}
+	if (off + 4 > st->have) {
+		st->rc = VM_HELLO_PARTIAL;
+		return 1;
+	}
+	type = VM_HB16(w->buf, off);
+	elen = VM_HB16(w->buf, off + 2);
+	off += 4;
+	if (off + elen > st->end) {
+		st->rc = VM_HELLO_MALFORMED;
+		return 1;
+	}
+	if (type == 0) {                  /* server_name (RFC 6066) */
+		if (st->seen_sni || elen < 5) {
+			st->rc = VM_HELLO_MALFORMED;
+			return 1;
+		}
+		st->seen_sni = 1;
+		if (off + elen > st->have) {
+			st->rc = VM_HELLO_PARTIAL;
+			return 1;
+		}
+		n = VM_HB16(w->buf, off + 3);
+		if (VM_HB16(w->buf, off) != elen - 2 || VM_HB(w->buf, off + 2) != 0 || n + 5 != elen) {
+			st->rc = VM_HELLO_MALFORMED;  /* exactly one host_name entry */
+			return 1;
+		}
+		st->sni_off = off + 5;
+		st->sni_len = n;
+	} else if (type == 0xfe0d) {      /* encrypted_client_hello */
+		w->out->flags |= VM_HELLO_F_ECH;
+	} else if (type == 16) {          /* application_layer_protocol_negotiation */
+		w->out->flags |= VM_HELLO_F_ALPN;
+	}
+	st->off = off + elen;
+	return 0;
+}
+
+/* Parses the ClientHello at the start of buf (have bytes valid).
+ * out->name must be zeroed by the caller when used as a map key; st is
+ * scratch for the walk. */
+VM_INLINE int vm_hello_parse(const __u8 *buf, __u32 have, struct vm_hello *out,
+			     struct vm_hello_state *st)
+{
+	struct vm_hello_walk w = { .buf = buf, .out = out, .st = st };
+	__u32 off, rlen, hlen, n;
+
+	st->sni_off = st->sni_len = st->seen_sni = st->label = 0;
+
+	out->name_len = 0;
+	out->flags = 0;
+	out->hello_len = 0;
+	if (have > VM_HELLO_BUF)
+		have = VM_HELLO_BUF;
+	st->have = have;
+	if (have < 1)
+		return VM_HELLO_PARTIAL;
+	if (VM_HB(buf, 0) != 0x16)
+		return VM_HELLO_NOT_TLS;
+	if (have < 3)
+		return VM_HELLO_PARTIAL;
+	if (VM_HB(buf, 1) != 3 || VM_HB(buf, 2) > 4)
+		return VM_HELLO_NOT_TLS;
+	if (have < 9)
+		return VM_HELLO_PARTIAL;
+	rlen = VM_HB16(buf, 3);
+	if (rlen < 4 || rlen > VM_TLS_MAX_RECORD + 256)
+		return VM_HELLO_MALFORMED;
+	if (VM_HB(buf, 5) != 1)
+		return VM_HELLO_NOT_HELLO;
+	hlen = (VM_HB(buf, 6) << 16) | VM_HB16(buf, 7);
+	if (hlen < 38 || hlen > 65536)
+		return VM_HELLO_MALFORMED;
+	out->hello_len = hlen + 4;
+	if (hlen + 4 > rlen) {
+		/* Record headers interleave with the message: reassembly's job. */
+		out->flags |= VM_HELLO_F_MULTIREC;
+		return VM_HELLO_PARTIAL;
+	}
+	st->end = 9 + hlen;
+
+	off = 9;                              /* legacy_version, random */
+	if (have < off + 35)
+		return VM_HELLO_PARTIAL;
+	if (VM_HB(buf, off) != 3)
+		return VM_HELLO_MALFORMED;
+	off += 34;
+	n = VM_HB(buf, off);                  /* legacy_session_id */
+	if (n > 32)
+		return VM_HELLO_MALFORMED;
+	off += 1 + n;
+	if (off + 2 > st->end)
+		return VM_HELLO_MALFORMED;
+	if (off + 2 > have)
+		return VM_HELLO_PARTIAL;
+	n = VM_HB16(buf, off);                /* cipher_suites */
+	if (n < 2 || (n & 1))
+		return VM_HELLO_MALFORMED;
+	off += 2 + n;
+	if (off + 1 > st->end)
+		return VM_HELLO_MALFORMED;
+	if (off + 1 > have)
+		return VM_HELLO_PARTIAL;
+	n = VM_HB(buf, off);                  /* legacy_compression_methods */
+	if (n < 1)
+		return VM_HELLO_MALFORMED;
+	off += 1 + n;
+	if (off == st->end)
+		return VM_HELLO_NO_SNI;           /* no extensions at all */
+	if (off + 2 > st->end)
+		return VM_HELLO_MALFORMED;
+	if (off + 2 > have)
+		return VM_HELLO_PARTIAL;
+	if (off + 2 + VM_HB16(buf, off) != st->end)
+		return VM_HELLO_MALFORMED;
+	st->off = off + 2;
+
+	st->rc = -1;
+	VM_LOOP(VM_HELLO_MAX_EXT, vm_hello_ext_step, &w);
+	if (st->rc == VM_HELLO_MALFORMED)
+		return VM_HELLO_MALFORMED;
+	if (st->rc == VM_HELLO_PARTIAL) {
+		if (!st->sni_len)
+			return VM_HELLO_PARTIAL;
+		out->flags |= VM_HELLO_F_INCOMPLETE; /* the name is here, the rest follows */
+		return vm_hello_copy_name(&w);
+	}
+	if (st->off < st->end)
+		return VM_HELLO_MALFORMED;        /* more extensions than any real hello */
+	if (!st->seen_sni)
+		return st->end > have ? VM_HELLO_PARTIAL : VM_HELLO_NO_SNI;
+	if (st->end > have)
+		out->flags |= VM_HELLO_F_INCOMPLETE;
+	return vm_hello_copy_name(&w);
+}
+
+struct vm_wild_walk {
+	const struct vm_hello *h;
+	char *key;
+	__u32 dot;
+};
+
+VM_CALLBACK long vm_wild_find_dot(__u32 i, void *ctx)
+{
+	struct vm_wild_walk *w = ctx;
+
+	if (i >= w->h->name_len)
+		return 1;
+	VM_BARRIER_VAR(i);
+	if (w->h->name[i & (VM_NAME_MAX - 1)] == '.') {
+		w->dot = i;
+		return 1;
+	}
+	return 0;
+}
+
+VM_CALLBACK long vm_wild_copy(__u32 i, void *ctx)
+{
+	struct vm_wild_walk *w = ctx;
+	__u32 src = w->dot + i;
+
+	if (src >= w->h->name_len)
+		return 1;
+	__u32 dst = i + 1;
+	VM_BARRIER_VAR(dst);
+	VM_BARRIER_VAR(src);
+	w->key[dst & (VM_NAME_MAX - 1)] = w->h->name[src & (VM_NAME_MAX - 1)];
+	return 0;
+}
+
+/* The wildcard key for a name: "*" + everything from the first dot on
+ * ("a.apps.example.test" -> "*.apps.example.test").  key must be zeroed.
+ * Returns 0 when the name has a single label (no wildcard applies). */
+VM_INLINE int vm_wildcard_key(const struct vm_hello *h, char *key)
+{
+	struct vm_wild_walk w = { .h = h, .key = key, .dot = 0 };
+
+	VM_LOOP(253, vm_wild_find_dot, &w);
+	if (w.dot == 0)
+		return 0;
+	key[0] = '*';
+	VM_LOOP(253, vm_wild_copy, &w);
+	return 1;
+}
+
+#ifndef __bpf__
+static const char *const vm_hello_status_name[VM_HELLO__COUNT] = {
+	"ok", "not_tls", "not_hello", "partial", "malformed", "no_sni", "bad_name",
+};
+#endif
+
+#endif /* VEIL_HELLO_H */

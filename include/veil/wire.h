@@ -1,0 +1,263 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * veilmesh wire formats and map layouts, shared by the BPF programs, the
+ * daemons, the tools and the tests.  Byte layouts are described in
+ * docs/wire-formats.md; change both together.
+ *
+ * Conventions: every address is 16 bytes; IPv4 is stored IPv4-mapped
+ * (::ffff:a.b.c.d) so one key type serves both families.  Fields named
+ * *_be are in network byte order, everything else in host order.
+ */
+#ifndef VEIL_WIRE_H
+#define VEIL_WIRE_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+#define VM_NAME_MAX        256   /* route key size; names are at most 253 */
+#define VM_GENEVE_PORT     6081
+#define VM_GENEVE_PROTO_IP4 0x0800
+#define VM_GENEVE_PROTO_IP6 0x86DD
+/* Geneve option class from the experimental range (RFC 8926 section 8). */
+#define VM_OPT_CLASS       0xFFF0
+#define VM_OPT_HANDOFF     0x01
+#define VM_HELLO_STORE     2048  /* bytes of the first data packet a node keeps */
+
+#define VM_AF_INET  4
+#define VM_AF_INET6 6
+
+/* ---------- Geneve (RFC 8926) ---------- */
+struct vm_geneve {
+	__u8 ver_optlen;          /* version (2 bits) | option length in 4-byte words (6 bits) */
+	__u8 flags;               /* O | C | reserved */
+	__be16 proto;             /* inner protocol: 0x0800 or 0x86DD (no inner Ethernet) */
+	__u8 vni[3];
+	__u8 reserved;
+};
+
+struct vm_geneve_opt {
+	__be16 opt_class;
+	__u8 type;
+	__u8 len;                 /* low 5 bits: body length in 4-byte words */
+};
+
+/* Handoff option body (class VM_OPT_CLASS, type VM_OPT_HANDOFF): everything the
+ * node needs to replay the client's SYN to the VM and translate afterwards. */
+#define VM_HO_SACK_OK 0x01
+#define VM_HO_TS_OK   0x02
+#define VM_WSCALE_NONE 0xff
+struct vm_handoff {
+	__be32 vm_id_be;
+	__be32 client_isn_be;     /* the client's ISN (the ClientHello has seq = isn + 1) */
+	__be32 cookie_isn_be;     /* the ISN of the gateway's SYN-ACK (the SYN cookie) */
+	__be32 gw_tsval_be;       /* TSval the gateway sent in the SYN-ACK (0 without TS) */
+	__be16 mss_be;            /* the client's MSS, as decoded from the cookie */
+	__u8 client_wscale;       /* VM_WSCALE_NONE when the client sent no window scale */
+	__u8 gw_wscale;           /* the window scale the gateway announced */
+	__u8 flags;               /* VM_HO_* */
+	__u8 pad[3];
+};
+
+#define VM_HANDOFF_OPT_LEN (sizeof(struct vm_geneve_opt) + sizeof(struct vm_handoff))
+
+/* ---------- gateway maps ---------- */
+
+/* routes: exact names ("shop.example.test") and one-label wildcards
+ * ("*.apps.example.test"); keys are lowercase and zero padded. */
+struct route_key {
+	char name[VM_NAME_MAX];
+};
+
+struct route_val {
+	__u32 vm_id;
+	__u8 node_family;         /* VM_AF_INET or VM_AF_INET6: the node's underlay address */
+	__u8 pad[3];
+	__u8 node[16];
+};
+
+struct vip_key {
+	__u8 addr[16];
+	__be16 port_be;
+	__u8 family;
+	__u8 pad;
+};
+
+#define VM_REFUSE_RST   0
+#define VM_REFUSE_ALERT 1
+struct vip_val {
+	__u32 refuse;             /* VM_REFUSE_*: how an unknown name is refused */
+};
+
+struct flow_key {
+	__u8 client[16];
+	__u8 vip[16];
+	__be16 client_port_be;
+	__be16 vip_port_be;
+	__u8 family;
+	__u8 pad[3];
+};
+
+struct flow_val {
+	__u32 vm_id;
+	__u32 client_isn;
+	__u8 node_family;
+	__u8 pad[3];
+	__u8 node[16];
+	struct vm_handoff handoff; /* sent again with a retransmitted ClientHello */
+	__u8 client_mac[6];       /* L2 next hop towards the client (return path) */
+	__u8 vip_mac[6];          /* our MAC on the client-facing interface */
+	__u32 client_ifindex;
+	__u64 created_ns;
+};
+
+/* cookie_secret: one entry; the daemon writes it, the programs read it. */
+struct cookie_secret {
+	__u64 cur[2];             /* SipHash key of the current epoch */
+	__u64 prev[2];            /* the previous epoch's key, valid for a grace window */
+	__u64 epoch;              /* the epoch that cur belongs to */
+	__u32 has_prev;
+	__u32 pad;
+};
+
+/* gw_config: one entry. */
+struct gw_config {
+	__u8 underlay4[16];       /* source address for IPv4 mesh packets (mapped) */
+	__u8 underlay6[16];       /* source address for IPv6 mesh packets */
+	__u16 mss4;               /* MSS announced to IPv4 clients (mesh MTU minus overhead) */
+	__u16 mss6;
+	__u8 wscale;              /* window scale announced in the SYN-ACK */
+	__u8 has_underlay4;
+	__u8 has_underlay6;
+	__u8 pad;
+	__u32 cookie_window_s;    /* cookie lifetime granularity in seconds (default 64) */
+};
+
+/* Every outcome of the gateway programs, one named per-CPU counter each. */
+struct gw_stats {
+	__u64 pass_not_vip;       /* not for a VIP: handed to the kernel */
+	__u64 pass_not_tcp;
+	__u64 syn_cookie_sent;
+	__u64 cookie_ack;         /* valid cookie, no payload: dropped */
+	__u64 bad_cookie;
+	__u64 hello_routed;
+	__u64 hello_retransmit;   /* ClientHello again for a known flow: handoff re-sent */
+	__u64 hello_partial;      /* ClientHello continues in a later segment or record */
+	__u64 no_sni;
+	__u64 bad_name;
+	__u64 no_route;
+	__u64 parse_error;
+	__u64 refused_rst;
+	__u64 refused_alert;
+	__u64 fwd_established;
+	__u64 malformed;          /* truncated or inconsistent headers for a VIP */
+	__u64 ip_options;         /* IPv4 options or IPv6 extension headers to a VIP */
+	__u64 fragment;
+	__u64 rst_no_flow;
+	__u64 no_neigh;           /* the node's next hop has no neighbour entry */
+	__u64 fib_fail;
+	__u64 encap_fail;
+	__u64 ret_forwarded;      /* return path: decapsulated and sent to the client */
+	__u64 ret_no_flow;
+	__u64 ret_malformed;
+	__u64 ret_pass;           /* not mesh traffic: handed to the kernel */
+	__u64 no_config;
+};
+
+/* ---------- node maps ---------- */
+
+/* vms: VM id -> where the VM is and what it is called on the wire. */
+struct vm_val {
+	__u32 ifindex;            /* host-side interface towards the VM */
+	__u8 vm_mac[6];
+	__u8 host_mac[6];         /* our MAC on that interface */
+	__u8 addr4[16];
+	__u8 addr6[16];
+	__u8 has4;
+	__u8 has6;
+	__u16 pad;
+};
+
+/* conns: keyed by the client's view (client, VIP); conn_rev: keyed by the
+ * VM's view (VM address, client) and gives the conns key. */
+struct conn_key {
+	__u8 client[16];
+	__u8 vip[16];
+	__be16 client_port_be;
+	__be16 vip_port_be;
+	__u8 family;
+	__u8 pad[3];
+};
+
+struct conn_rev_key {
+	__u8 vm[16];
+	__u8 client[16];
+	__be16 vm_port_be;
+	__be16 client_port_be;
+	__u8 family;
+	__u8 pad[3];
+};
+
+#define VM_CONN_SYN_SENT    1
+#define VM_CONN_ESTABLISHED 2
+struct conn_val {
+	__u32 state;
+	__u32 vm_id;
+	__u32 client_isn;
+	__u32 cookie_isn;
+	__u32 vm_isn;
+	__u32 seq_delta;          /* cookie_isn - vm_isn: VM seq + delta = client's view */
+	__u32 ts_delta;           /* gw_tsval - vm_tsval */
+	__u32 gw_tsval;
+	__u16 mss;
+	__u8 client_wscale;
+	__u8 gw_wscale;
+	__u8 vm_wscale;
+	__u8 flags;               /* VM_HO_* as negotiated with the client */
+	__u8 gw_family;
+	__u8 pad;
+	__u8 gw[16];              /* the gateway that owns the flow (outer source) */
+	__u8 gw_mac[6];           /* L2 next hop towards it */
+	__u8 mesh_mac[6];         /* our MAC on the mesh interface */
+	__u32 mesh_ifindex;
+	__u8 vm[16];              /* the VM's address for this flow's family */
+	__u64 created_ns;
+};
+
+struct hello_val {
+	__u32 len;                /* bytes of data[]: the inner IP packet as received */
+	__u32 pad;
+	__u8 data[VM_HELLO_STORE];
+};
+
+struct node_config {
+	__u8 underlay4[16];
+	__u8 underlay6[16];
+	__u8 has_underlay4;
+	__u8 has_underlay6;
+	__u16 mss4;               /* MSS clamp in the replayed SYN */
+	__u16 mss6;
+	__u16 pad;
+};
+
+struct node_stats {
+	__u64 pass_not_mesh;
+	__u64 mesh_malformed;
+	__u64 handoff_replayed;
+	__u64 handoff_again;      /* handoff for a flow whose SYN is still unanswered */
+	__u64 handoff_no_vm;
+	__u64 hello_too_big;
+	__u64 fwd_to_vm;
+	__u64 no_conn;
+	__u64 early_data;
+	__u64 vm_synack;          /* the VM's SYN-ACK answered with the ClientHello */
+	__u64 vm_synack_bad;
+	__u64 fwd_to_gw;
+	__u64 vm_pass;            /* VM traffic that is not a mesh flow */
+	__u64 vm_malformed;
+	__u64 encap_fail;
+	__u64 no_config;
+	__u64 conn_reset;         /* RST seen: connection state dropped */
+};
+
+#endif /* VEIL_WIRE_H */

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the Debian packages veilmesh needs for a target, when missing.
+#   tools/deps.sh build|test|demo
+set -euo pipefail
+need=(clang llvm make gcc pkg-config libbpf-dev libxdp-dev xdp-tools bpftool libelf-dev zlib1g-dev
+      libssl-dev libmnl-dev iproute2 ethtool)
+case "${1:-build}" in
+test|demo) need+=(nginx-light openssl curl nftables tshark procps psmisc python3) ;;
+esac
+missing=()
+for p in "${need[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "deps: installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
+	$SUDO apt-get update -qq
+	# tshark asks whether non-root users may capture; answer no.
+	echo "wireshark-common wireshark-common/install-setuid boolean false" | $SUDO debconf-set-selections || true
+	$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# bpffs for pinned maps
+mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
