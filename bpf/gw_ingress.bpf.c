@@ -376,7 +376,7 @@ int gw_ingress(struct xdp_md *ctx)
 
 	if ((void *)(eth + 1) > data_end)
 		return XDP_PASS;
-	rc = vm_parse_ip_tcp(data, data_end, ETH_HLEN, eth->h_proto, &p);
+	rc = vm_parse_ip_tcp(data, data_end, (__u32)(data_end - data), ETH_HLEN, eth->h_proto, &p);
 	if (rc == VM_PARSE_NOT_IP || rc == VM_PARSE_NOT_TCP) {
 		GW_COUNT(st, pass_not_tcp);
 		return XDP_PASS;

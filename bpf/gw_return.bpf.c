@@ -44,7 +44,7 @@ int gw_return(struct xdp_md *ctx)
 	eth = data;
 	if ((void *)(eth + 1) > data_end)
 		return XDP_DROP;
-	if (vm_parse_ip_tcp(data, data_end, ETH_HLEN, eth->h_proto, &p) != VM_PARSE_OK) {
+	if (vm_parse_ip_tcp(data, data_end, (__u32)(data_end - data), ETH_HLEN, eth->h_proto, &p) != VM_PARSE_OK) {
 		GW_COUNT(st, ret_malformed);
 		return XDP_DROP;
 	}

@@ -108,6 +108,23 @@ VM_INLINE void vm_csum_replace4(__u16 *check, __u32 from, __u32 to)
 	*check = ~vm_csum_fold(s);
 }
 
+/* The one's-complement difference of a 4-byte change, as a 16-bit value to
+ * add; odd: the field starts at an odd offset from the checksummed start
+ * (TCP options need not be aligned), which swaps the bytes of its words. */
+VM_INLINE __u16 vm_csum_diff4(__u32 from, __u32 to, int odd)
+{
+	__u64 s = (~from & 0xffff) + (~from >> 16) + (to & 0xffff) + (to >> 16);
+	__u16 d = vm_csum_fold(s);
+	return odd ? (__u16)((d >> 8) | (d << 8)) : d;
+}
+
+VM_INLINE void vm_csum_replace4_at(__u16 *check, __u32 from, __u32 to, int odd)
+{
+	__u64 s = (__u16)~*check;
+	s += vm_csum_diff4(from, to, odd);
+	*check = ~vm_csum_fold(s);
+}
+
 VM_INLINE void vm_csum_replace2(__u16 *check, __u16 from, __u16 to)
 {
 	__u64 s = (__u16)~*check;
@@ -152,8 +169,10 @@ VM_INLINE __u16 vm_ip4_csum(struct iphdr *ip)
 
 /* ---------- parsing ---------- */
 
-/* Parses the IP and TCP headers at l3_off (ETH_P_* in proto). */
-VM_INLINE int vm_parse_ip_tcp(void *data, void *data_end, __u32 l3_off, __u16 proto,
+/* Parses the IP and TCP headers at l3_off (ETH_P_* in proto).  The headers
+ * must lie in [data, data_end); pkt_len is the whole packet's length (an skb
+ * may hold its payload outside the linear part). */
+VM_INLINE int vm_parse_ip_tcp(void *data, void *data_end, __u32 pkt_len, __u32 l3_off, __u16 proto,
 			      struct vm_pkt *p)
 {
 	struct tcphdr *tcp;
@@ -206,7 +225,7 @@ VM_INLINE int vm_parse_ip_tcp(void *data, void *data_end, __u32 l3_off, __u16 pr
 	if (p->tcp_len < 20)
 		return VM_PARSE_TRUNCATED;
 	/* Trust the IP length, not the frame (Ethernet padding). */
-	if (ip_total < p->l3_len + p->tcp_len || l3_off + ip_total > (__u32)(data_end - data))
+	if (ip_total < p->l3_len + p->tcp_len || l3_off + ip_total > pkt_len)
 		return VM_PARSE_TRUNCATED;
 	p->payload_len = ip_total - p->l3_len - p->tcp_len;
 	p->sport = tcp->source;

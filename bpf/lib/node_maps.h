@@ -1,0 +1,107 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Node maps, shared by node_mesh (XDP, mesh-facing) and node_vm (TC, on each
+ * VM's host-side interface) through pinning by name. */
+#ifndef VEIL_BPF_NODE_MAPS_H
+#define VEIL_BPF_NODE_MAPS_H
+
+#include "common.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct vm_val);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} vms SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 262144);
+	__type(key, struct conn_key);
+	__type(value, struct conn_val);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} conns SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 262144);
+	__type(key, struct conn_rev_key);
+	__type(value, struct conn_key);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} conn_rev SEC(".maps");
+
+/* The first data packet of a connection whose SYN the VM has not answered
+ * yet; bounded by the LRU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct conn_key);
+	__type(value, struct hello_val);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} hellos SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct node_config);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} node_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct node_stats);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} node_stats SEC(".maps");
+
+struct node_scratch {
+	struct hello_val hello;
+	struct conn_val conn;
+	__u8 optbuf[VM_OPT_BUF];
+	struct vm_tcpopt_state ost;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct node_scratch);
+} node_scratch SEC(".maps");
+
+#define NODE_COUNT(st, field) do { if (st) (st)->field++; } while (0)
+
+VM_INLINE struct node_stats *node_stats_get(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&node_stats, &zero);
+}
+
+VM_INLINE struct node_scratch *node_scratch_get(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&node_scratch, &zero);
+}
+
+VM_INLINE void conn_rev_key_of(const struct conn_key *k, const __u8 *vm, struct conn_rev_key *r)
+{
+	__builtin_memcpy(r->vm, vm, 16);
+	__builtin_memcpy(r->client, k->client, 16);
+	r->vm_port_be = k->vip_port_be;
+	r->client_port_be = k->client_port_be;
+	r->family = k->family;
+	r->pad[0] = r->pad[1] = r->pad[2] = 0;
+}
+
+VM_INLINE void conn_forget(const struct conn_key *k, const struct conn_val *c)
+{
+	struct conn_rev_key r;
+
+	conn_rev_key_of(k, c->vm, &r);
+	bpf_map_delete_elem(&conn_rev, &r);
+	bpf_map_delete_elem(&hellos, k);
+	bpf_map_delete_elem(&conns, k);
+}
+
+#endif

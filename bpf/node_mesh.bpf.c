@@ -1,0 +1,303 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Node mesh ingress (underlay interface).  Geneve from a gateway:
+ *   with a handoff option, new flow -> keep the ClientHello, replay the
+ *                                      client's SYN to the VM (client's address
+ *                                      and ISN, MSS clamped for the mesh)
+ *   established flow               -> translate (ack, SACK, TSecr, VIP -> VM)
+ *                                      and send to the VM
+ * The VM's SYN-ACK and everything it sends afterwards is node_vm's.
+ */
+#include "lib/node_maps.h"
+#include "lib/mesh.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+VM_INLINE int load_tcpopts(struct xdp_md *ctx, const struct vm_pkt *p, struct node_scratch *s,
+			   struct vm_tcpopts *o)
+{
+	__u32 len = p->tcp_len - 20;
+
+	if (len > 40)
+		return -1;
+	if (len > 0 && bpf_xdp_load_bytes(ctx, p->l4_off + 20, s->optbuf, len))
+		return -1;
+	return vm_tcpopt_parse(s->optbuf, len, o, &s->ost);
+}
+
+/* Adds delta to the 32-bit big-endian value at p (a TCP field at an odd or
+ * even offset in the header), fixing the TCP checksum. */
+VM_INLINE void add32(__u8 *p, __u32 delta, __u16 *check, int odd)
+{
+	__u32 old, new;
+
+	__builtin_memcpy(&old, p, 4);
+	new = bpf_htonl(bpf_ntohl(old) + delta);
+	__builtin_memcpy(p, &new, 4);
+	vm_csum_replace4_at(check, old, new, odd);
+}
+
+/* Client -> VM translation of an established flow's packet (inner IP at
+ * ETH_HLEN): destination VIP -> VM, ack and SACK edges into the VM's sequence
+ * space, TSecr into the VM's clock.  The client's own numbers are kept. */
+VM_INLINE int xlate_to_vm(struct xdp_md *ctx, const struct vm_pkt *p, const struct conn_val *c,
+			  struct node_scratch *s)
+{
+	void *data = XDP_DATA(ctx), *data_end = XDP_DATA_END(ctx);
+	struct vm_tcpopts o;
+	struct tcphdr *tcp;
+	__u8 *opt;
+
+	if (p->family == VM_AF_INET) {
+		struct iphdr *ip = data + ETH_HLEN;
+		tcp = (void *)(ip + 1);
+		if ((void *)(tcp + 1) > data_end)
+			return -1;
+		__be32 old = ip->daddr, new;
+		__builtin_memcpy(&new, c->vm + 12, 4);
+		vm_csum_replace4(&ip->check, old, new);
+		vm_csum_replace4(&tcp->check, old, new);
+		ip->daddr = new;
+	} else {
+		struct ipv6hdr *ip6 = data + ETH_HLEN;
+		tcp = (void *)(ip6 + 1);
+		if ((void *)(tcp + 1) > data_end)
+			return -1;
+		vm_csum_replace16(&tcp->check, (__u8 *)&ip6->daddr, c->vm);
+		__builtin_memcpy(&ip6->daddr, c->vm, 16);
+	}
+	if (p->flags & TCP_ACK)
+		add32((__u8 *)&tcp->ack_seq, -c->seq_delta, &tcp->check, 0);
+	if (p->tcp_len <= 20)
+		return 0;
+	if (load_tcpopts(ctx, p, s, &o) < 0)
+		return 0; /* options we cannot walk are the VM's to judge */
+	data = XDP_DATA(ctx);
+	data_end = XDP_DATA_END(ctx);
+	opt = data + (p->l4_off & 0x7f) + 20;
+	if ((void *)opt > data_end)
+		return -1;
+	if (o.ts_ok) {
+		__u8 *e = opt + (o.ts_off & 0x3f) + 4;
+		if ((void *)e + 4 > data_end)
+			return -1;
+		/* the TCP checksum field sits at a fixed offset before opt */
+		add32(e, -c->ts_delta, (__u16 *)(opt - 4), o.ts_off & 1);
+	}
+#pragma unroll
+	for (int j = 0; j < 8; j++) {
+		if (j * 4 < o.sack_len) {
+			__u8 *e = opt + (o.sack_off & 0x3f) + j * 4;
+			if ((void *)e + 4 > data_end)
+				return -1;
+			add32(e, -c->seq_delta, (__u16 *)(opt - 4), o.sack_off & 1);
+		}
+	}
+	return 0;
+}
+
+/* Turns the ClientHello packet (inner IP at ETH_HLEN) into the client's SYN
+ * towards the VM. */
+VM_INLINE int make_syn(struct xdp_md *ctx, const struct vm_pkt *p, const struct conn_val *c,
+		       const struct vm_handoff *ho, __u32 client_tsval, __u16 clamp)
+{
+	void *data = XDP_DATA(ctx), *data_end = XDP_DATA_END(ctx);
+	int delta = (int)(ETH_HLEN + p->l3_len + VM_TCP_REPLY_HLEN) - (int)(data_end - data);
+	struct tcphdr *tcp;
+	__u16 mss = bpf_ntohs(ho->mss_be);
+	__u32 win;
+
+	if (mss > clamp)
+		mss = clamp;
+	if (delta && bpf_xdp_adjust_tail(ctx, delta))
+		return -1;
+	data = XDP_DATA(ctx);
+	data_end = XDP_DATA_END(ctx);
+	if (p->family == VM_AF_INET) {
+		struct iphdr *ip = data + ETH_HLEN;
+		tcp = (void *)(ip + 1);
+		if ((void *)tcp + VM_TCP_REPLY_HLEN > data_end)
+			return -1;
+		__builtin_memcpy(&ip->daddr, c->vm + 12, 4);
+		ip->tot_len = bpf_htons(20 + VM_TCP_REPLY_HLEN);
+		ip->ttl = 64;
+		ip->check = vm_ip4_csum(ip);
+	} else {
+		struct ipv6hdr *ip6 = data + ETH_HLEN;
+		tcp = (void *)(ip6 + 1);
+		if ((void *)tcp + VM_TCP_REPLY_HLEN > data_end)
+			return -1;
+		__builtin_memcpy(&ip6->daddr, c->vm, 16);
+		ip6->payload_len = bpf_htons(VM_TCP_REPLY_HLEN);
+		ip6->hop_limit = 64;
+	}
+	win = bpf_ntohs(tcp->window);
+	if (ho->client_wscale != VM_WSCALE_NONE)
+		win <<= (ho->client_wscale & 15);
+	tcp->seq = bpf_htonl(c->client_isn);
+	tcp->ack_seq = 0;
+	((__u8 *)tcp)[12] = (VM_TCP_REPLY_HLEN / 4) << 4;
+	((__u8 *)tcp)[13] = TCP_SYN;
+	tcp->window = bpf_htons(win > 65535 ? 65535 : win);
+	tcp->urg_ptr = 0;
+	vm_tcpopt_write_syn((__u8 *)(tcp + 1), mss, !!(ho->flags & VM_HO_SACK_OK),
+			    !!(ho->flags & VM_HO_TS_OK), client_tsval, 0, ho->client_wscale);
+	tcp->check = vm_tcp_csum_hdr40(tcp, p->family, p->saddr, c->vm);
+	return 0;
+}
+
+VM_INLINE int to_vm(struct xdp_md *ctx, const struct vm_val *vm, struct node_stats *st)
+{
+	void *data = XDP_DATA(ctx), *data_end = XDP_DATA_END(ctx);
+	struct ethhdr *eth = data;
+
+	if ((void *)(eth + 1) > data_end)
+		return XDP_DROP;
+	__builtin_memcpy(eth->h_dest, vm->vm_mac, 6);
+	__builtin_memcpy(eth->h_source, vm->host_mac, 6);
+	return bpf_redirect(vm->ifindex, 0);
+}
+
+/* A handoff: record the connection, keep the hello, replay the SYN. */
+VM_INLINE int handoff(struct xdp_md *ctx, const struct vm_pkt *p, const struct vm_mesh_in *m,
+		      const struct conn_key *k, int again, const struct node_config *cfg,
+		      struct node_scratch *s, struct node_stats *st)
+{
+	struct conn_val *c = &s->conn;
+	struct conn_rev_key rk;
+	struct vm_tcpopts o;
+	struct vm_val *vm;
+	__u32 vm_id = bpf_ntohl(m->ho.vm_id_be), len;
+
+	vm = bpf_map_lookup_elem(&vms, &vm_id);
+	if (!vm || (p->family == VM_AF_INET ? !vm->has4 : !vm->has6)) {
+		NODE_COUNT(st, handoff_no_vm);
+		return XDP_DROP;
+	}
+	if (load_tcpopts(ctx, p, s, &o) < 0) {
+		NODE_COUNT(st, mesh_malformed);
+		return XDP_DROP;
+	}
+	__builtin_memset(c, 0, sizeof(*c));
+	c->state = VM_CONN_SYN_SENT;
+	c->vm_id = vm_id;
+	c->client_isn = bpf_ntohl(m->ho.client_isn_be);
+	c->cookie_isn = bpf_ntohl(m->ho.cookie_isn_be);
+	c->gw_tsval = bpf_ntohl(m->ho.gw_tsval_be);
+	c->mss = bpf_ntohs(m->ho.mss_be);
+	c->client_wscale = m->ho.client_wscale;
+	c->gw_wscale = m->ho.gw_wscale;
+	c->vm_wscale = VM_WSCALE_NONE;
+	c->flags = m->ho.flags;
+	c->gw_family = m->ofamily;
+	__builtin_memcpy(c->gw, m->osrc, 16);
+	__builtin_memcpy(c->gw_mac, m->peer_mac, 6);
+	__builtin_memcpy(c->mesh_mac, m->our_mac, 6);
+	c->mesh_ifindex = ctx->ingress_ifindex;
+	__builtin_memcpy(c->vm, p->family == VM_AF_INET ? vm->addr4 : vm->addr6, 16);
+	c->created_ns = bpf_ktime_get_ns();
+	if (c->client_isn + 1 != p->seq) {
+		NODE_COUNT(st, mesh_malformed);
+		return XDP_DROP;
+	}
+
+	len = p->l3_len + p->tcp_len + p->payload_len;
+	if (len > VM_HELLO_STORE) {
+		NODE_COUNT(st, hello_too_big);
+		return XDP_DROP;
+	}
+	s->hello.len = len;
+	if (len < 40 || bpf_xdp_load_bytes(ctx, ETH_HLEN, s->hello.data, len)) {
+		NODE_COUNT(st, mesh_malformed);
+		return XDP_DROP;
+	}
+	conn_rev_key_of(k, c->vm, &rk);
+	if (bpf_map_update_elem(&hellos, k, &s->hello, BPF_ANY) ||
+	    bpf_map_update_elem(&conns, k, c, BPF_ANY) ||
+	    bpf_map_update_elem(&conn_rev, &rk, k, BPF_ANY)) {
+		NODE_COUNT(st, encap_fail);
+		return XDP_DROP;
+	}
+	if (make_syn(ctx, p, c, &m->ho, o.tsval, p->family == VM_AF_INET ? cfg->mss4 : cfg->mss6)) {
+		NODE_COUNT(st, mesh_malformed);
+		return XDP_DROP;
+	}
+	if (again)
+		NODE_COUNT(st, handoff_again);
+	else
+		NODE_COUNT(st, handoff_replayed);
+	return to_vm(ctx, vm, st);
+}
+
+SEC("xdp")
+int node_mesh(struct xdp_md *ctx)
+{
+	struct node_stats *st = node_stats_get();
+	struct node_scratch *s = node_scratch_get();
+	struct vm_mesh_in m = {};
+	struct node_config *cfg;
+	struct vm_pkt p = {};
+	struct conn_key k = {};
+	struct conn_val *c;
+	struct vm_val *vm;
+	struct ethhdr *eth;
+	void *data, *data_end;
+	__u32 zero = 0;
+	int rc;
+
+	cfg = bpf_map_lookup_elem(&node_config, &zero);
+	if (!cfg || !s) {
+		NODE_COUNT(st, no_config);
+		return XDP_PASS;
+	}
+	rc = vm_xdp_mesh_parse(ctx, cfg->underlay4, cfg->has_underlay4, cfg->underlay6,
+			       cfg->has_underlay6, &m);
+	if (rc == VM_MESH_NOT_OURS) {
+		NODE_COUNT(st, pass_not_mesh);
+		return XDP_PASS;
+	}
+	if (rc != VM_MESH_OK || vm_xdp_decap(ctx, &m)) {
+		NODE_COUNT(st, mesh_malformed);
+		return XDP_DROP;
+	}
+	data = XDP_DATA(ctx);
+	data_end = XDP_DATA_END(ctx);
+	eth = data;
+	if ((void *)(eth + 1) > data_end)
+		return XDP_DROP;
+	if (vm_parse_ip_tcp(data, data_end, (__u32)(data_end - data), ETH_HLEN, eth->h_proto, &p) != VM_PARSE_OK) {
+		NODE_COUNT(st, mesh_malformed);
+		return XDP_DROP;
+	}
+	__builtin_memcpy(k.client, p.saddr, 16);
+	__builtin_memcpy(k.vip, p.daddr, 16);
+	k.client_port_be = p.sport;
+	k.vip_port_be = p.dport;
+	k.family = p.family;
+	c = bpf_map_lookup_elem(&conns, &k);
+	if (m.has_handoff && (!c || c->state == VM_CONN_SYN_SENT))
+		return handoff(ctx, &p, &m, &k, c != NULL, cfg, s, st);
+	if (!c) {
+		NODE_COUNT(st, no_conn);
+		return XDP_DROP;
+	}
+	if (c->state != VM_CONN_ESTABLISHED) {
+		NODE_COUNT(st, early_data);
+		return XDP_DROP;
+	}
+	vm = bpf_map_lookup_elem(&vms, &c->vm_id);
+	if (!vm) {
+		NODE_COUNT(st, handoff_no_vm);
+		return XDP_DROP;
+	}
+	if (xlate_to_vm(ctx, &p, c, s)) {
+		NODE_COUNT(st, mesh_malformed);
+		return XDP_DROP;
+	}
+	if (p.flags & TCP_RST) {
+		NODE_COUNT(st, conn_reset);
+		conn_forget(&k, c);
+	}
+	NODE_COUNT(st, fwd_to_vm);
+	return to_vm(ctx, vm, st);
+}

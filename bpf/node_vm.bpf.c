@@ -1,0 +1,352 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Node VM egress: TC ingress on a VM's host-side interface, so it sees what
+ * the VM sends.  For a mesh flow:
+ *   the VM's SYN-ACK       -> record the deltas, answer with the ACK that
+ *                             carries the kept ClientHello (back to the VM)
+ *   everything afterwards  -> seq/TSval/window into the client's view,
+ *                             VM -> VIP, Geneve to the gateway that owns the flow
+ * Other traffic is left to the kernel.  TC (not XDP) because the VM hands us
+ * GSO and checksum-offloaded skbs, and the hello must grow a small packet.
+ */
+#include "lib/node_maps.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define TC_ACT_OK       0
+#define TC_ACT_SHOT     2
+#define TC_ACT_REDIRECT 7
+
+VM_INLINE __u32 csum_add32(__u64 s)
+{
+	s = (s & 0xffffffff) + (s >> 32);
+	s = (s & 0xffffffff) + (s >> 32);
+	return (__u32)s;
+}
+
+/* Adds to the difference sum for a 4-byte change (odd: at an odd offset). */
+VM_INLINE void diff4(__u64 *sum, __u32 from, __u32 to, int odd)
+{
+	*sum += vm_csum_diff4(from, to, odd);
+}
+
+VM_INLINE int load_opts(struct __sk_buff *skb, __u32 off, __u32 len, struct node_scratch *s,
+			struct vm_tcpopts *o)
+{
+	if (len > 40)
+		return -1;
+	if (len > 0 && bpf_skb_load_bytes(skb, off, s->optbuf, len))
+		return -1;
+	return vm_tcpopt_parse(s->optbuf, len, o, &s->ost);
+}
+
+/* Adds delta to a big-endian 32-bit value in map memory and fixes the full
+ * checksum at *check. */
+VM_INLINE void buf_add32(__u8 *p, __u32 delta, __u16 *check, int odd)
+{
+	__u32 old, new;
+
+	__builtin_memcpy(&old, p, 4);
+	new = bpf_htonl(bpf_ntohl(old) + delta);
+	__builtin_memcpy(p, &new, 4);
+	vm_csum_replace4_at(check, old, new, odd);
+}
+
+/* The VM answered the replayed SYN: complete the handshake with the ACK that
+ * carries the ClientHello, translated into the VM's view, sent to the VM. */
+VM_INLINE int answer_synack(struct __sk_buff *skb, const struct vm_pkt *p, const struct conn_key *ck,
+			    struct conn_val *c, struct node_scratch *s, struct node_stats *st)
+{
+	struct vm_tcpopts o;
+	struct hello_val *h;
+	__u8 macs[12];
+	__u32 len, l3;
+
+	if (load_opts(skb, p->l4_off + 20, p->tcp_len - 20, s, &o) < 0 ||
+	    bpf_skb_load_bytes(skb, 0, macs, 12)) {
+		NODE_COUNT(st, vm_synack_bad);
+		return TC_ACT_SHOT;
+	}
+	h = bpf_map_lookup_elem(&hellos, ck);
+	if (!h) {
+		NODE_COUNT(st, vm_synack_bad);
+		return TC_ACT_SHOT;
+	}
+	c->vm_isn = p->seq;
+	c->seq_delta = c->cookie_isn - p->seq;
+	c->ts_delta = o.ts_ok ? c->gw_tsval - o.tsval : 0;
+	c->vm_wscale = o.wscale;
+	if (!o.ts_ok)
+		c->flags &= ~VM_HO_TS_OK;
+
+	/* Translate the kept packet in place (map memory), then send it. */
+	len = h->len;
+	l3 = p->family == VM_AF_INET ? 20 : 40;
+	if (len < l3 + 20 || len > VM_HELLO_STORE)
+		return TC_ACT_SHOT;
+	{
+		__u8 *d = h->data;
+		__u8 *tcp = d + (l3 & 0x3f);
+		__u16 *check = (__u16 *)(tcp + 16);
+		__u32 doff = (tcp[12] >> 4) * 4;
+
+		if (p->family == VM_AF_INET) {
+			__u32 old, new;
+			__builtin_memcpy(&old, d + 16, 4);
+			__builtin_memcpy(&new, c->vm + 12, 4);
+			vm_csum_replace4((__u16 *)(d + 10), old, new);
+			vm_csum_replace4(check, old, new);
+			__builtin_memcpy(d + 16, &new, 4);
+		} else {
+			vm_csum_replace16(check, d + 24, c->vm);
+			__builtin_memcpy(d + 24, c->vm, 16);
+		}
+		buf_add32(tcp + 8, -c->seq_delta, check, 0);   /* ack: cookie + 1 -> VM ISN + 1 */
+		if (doff > 20 && doff <= 60) {
+			struct vm_tcpopts ho;
+			__builtin_memcpy(s->optbuf, tcp + 20, 40);
+			if (vm_tcpopt_parse(s->optbuf, doff - 20, &ho, &s->ost) == 0 && ho.ts_ok)
+				buf_add32(tcp + 20 + (ho.ts_off & 0x1f) + 4, -c->ts_delta, check, ho.ts_off & 1);
+		}
+	}
+	if (bpf_skb_change_tail(skb, ETH_HLEN + len, 0) ||
+	    bpf_skb_store_bytes(skb, ETH_HLEN, h->data, len, 0)) {
+		NODE_COUNT(st, vm_synack_bad);
+		return TC_ACT_SHOT;
+	}
+	{
+		__u8 eth[12];
+		__builtin_memcpy(eth, macs + 6, 6);      /* to the VM */
+		__builtin_memcpy(eth + 6, macs, 6);      /* from us */
+		if (bpf_skb_store_bytes(skb, 0, eth, 12, 0))
+			return TC_ACT_SHOT;
+	}
+	c->state = VM_CONN_ESTABLISHED;
+	bpf_map_delete_elem(&hellos, ck);
+	NODE_COUNT(st, vm_synack);
+	return bpf_redirect(skb->ifindex, 0);
+}
+
+/* VM -> client: our view into the client's, then Geneve to the gateway. */
+VM_INLINE int to_gateway(struct __sk_buff *skb, const struct vm_pkt *p, const struct conn_key *ck,
+			 struct conn_val *c, const struct node_config *cfg, struct node_scratch *s,
+			 struct node_stats *st)
+{
+	void *data, *data_end;
+	struct tcphdr *tcp;
+	struct vm_tcpopts o;
+	__u64 l4diff = 0, l4pseudo = 0, l3diff = 0;
+	__u32 csum_off = p->l4_off + 16;
+	int have_opts = 0;
+
+	if (p->tcp_len > 20 && load_opts(skb, p->l4_off + 20, p->tcp_len - 20, s, &o) == 0)
+		have_opts = 1;
+	if (bpf_skb_pull_data(skb, p->l4_off + p->tcp_len))
+		return TC_ACT_SHOT;
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+	if (p->family == VM_AF_INET) {
+		struct iphdr *ip = data + ETH_HLEN;
+		if ((void *)(ip + 1) > data_end)
+			return TC_ACT_SHOT;
+		__u32 old = ip->saddr, new;
+		__builtin_memcpy(&new, ck->vip + 12, 4);
+		diff4(&l3diff, old, new, 0);
+		diff4(&l4pseudo, old, new, 0);
+		ip->saddr = new;
+		tcp = (void *)(ip + 1);
+	} else {
+		struct ipv6hdr *ip6 = data + ETH_HLEN;
+		if ((void *)(ip6 + 1) > data_end)
+			return TC_ACT_SHOT;
+		__u32 *a = (__u32 *)&ip6->saddr;
+		const __u32 *v = (const __u32 *)ck->vip;
+#pragma unroll
+		for (int i = 0; i < 4; i++) {
+			diff4(&l4pseudo, a[i], v[i], 0);
+			a[i] = v[i];
+		}
+		tcp = (void *)(ip6 + 1);
+	}
+	if ((void *)(tcp + 1) > data_end)
+		return TC_ACT_SHOT;
+	{
+		__u32 old = tcp->seq, new = bpf_htonl(bpf_ntohl(old) + c->seq_delta);
+		diff4(&l4diff, old, new, 0);
+		tcp->seq = new;
+	}
+	/* Window: the VM's units -> the units the gateway announced. */
+	if (c->vm_wscale != c->gw_wscale) {
+		__u32 vs = c->vm_wscale == VM_WSCALE_NONE ? 0 : c->vm_wscale & 15;
+		__u32 gs = c->gw_wscale == VM_WSCALE_NONE ? 0 : c->gw_wscale & 15;
+		__u32 w = ((__u32)bpf_ntohs(tcp->window) << vs) >> gs;
+		__u16 oldw = tcp->window, neww = bpf_htons(w > 65535 ? 65535 : w);
+		l4diff += (__u16)~oldw + (__u32)neww;  /* an aligned 16-bit word */
+		tcp->window = neww;
+	}
+	if (have_opts && o.ts_ok) {
+		__u8 *e = (__u8 *)tcp + 20 + (o.ts_off & 0x1f);
+		if ((void *)e + 4 > data_end)
+			return TC_ACT_SHOT;
+		__u32 old, new;
+		__builtin_memcpy(&old, e, 4);
+		new = bpf_htonl(bpf_ntohl(old) + c->ts_delta);
+		diff4(&l4diff, old, new, o.ts_off & 1);
+		__builtin_memcpy(e, &new, 4);
+	}
+	if (l3diff && bpf_l3_csum_replace(skb, ETH_HLEN + 10, 0, csum_add32(l3diff), 0))
+		return TC_ACT_SHOT;
+	if (bpf_l4_csum_replace(skb, csum_off, 0, csum_add32(l4pseudo), BPF_F_PSEUDO_HDR))
+		return TC_ACT_SHOT;
+	if (bpf_l4_csum_replace(skb, csum_off, 0, csum_add32(l4diff), 0))
+		return TC_ACT_SHOT;
+
+	/* Encapsulate. */
+	__u32 ol3 = c->gw_family == VM_AF_INET ? 20 : 40;
+	__u32 push = ol3 + 8 + 8;
+	__u32 inner_len = skb->len - ETH_HLEN;
+	__u64 flags = BPF_F_ADJ_ROOM_ENCAP_L4_UDP |
+		      (c->gw_family == VM_AF_INET ? BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 : BPF_F_ADJ_ROOM_ENCAP_L3_IPV6);
+	struct {
+		struct ethhdr eth;
+		union {
+			struct {
+				struct iphdr ip;
+				struct udphdr udp;
+				struct vm_geneve g;
+			} __attribute__((packed)) v4;
+			struct {
+				struct ipv6hdr ip6;
+				struct udphdr udp;
+				struct vm_geneve g;
+			} __attribute__((packed)) v6;
+		};
+	} __attribute__((packed)) h = {};
+	struct udphdr *udp;
+	struct vm_geneve *g;
+	__u16 sport = vm_flow_port(ck->client, ck->vip, ck->client_port_be, ck->vip_port_be);
+
+	if (bpf_skb_adjust_room(skb, push, BPF_ADJ_ROOM_MAC, flags)) {
+		NODE_COUNT(st, encap_fail);
+		return TC_ACT_SHOT;
+	}
+	__builtin_memcpy(h.eth.h_dest, c->gw_mac, 6);
+	__builtin_memcpy(h.eth.h_source, c->mesh_mac, 6);
+	if (c->gw_family == VM_AF_INET) {
+		if (!cfg->has_underlay4)
+			goto nocfg;
+		h.eth.h_proto = bpf_htons(ETH_P_IP);
+		h.v4.ip.version = 4;
+		h.v4.ip.ihl = 5;
+		h.v4.ip.tot_len = bpf_htons(push + inner_len);
+		h.v4.ip.frag_off = bpf_htons(0x4000);
+		h.v4.ip.ttl = 64;
+		h.v4.ip.protocol = IPPROTO_UDP_;
+		__builtin_memcpy(&h.v4.ip.saddr, cfg->underlay4 + 12, 4);
+		__builtin_memcpy(&h.v4.ip.daddr, c->gw + 12, 4);
+		h.v4.ip.check = vm_ip4_csum(&h.v4.ip);
+		udp = &h.v4.udp;
+		g = &h.v4.g;
+	} else {
+		if (!cfg->has_underlay6)
+			goto nocfg;
+		h.eth.h_proto = bpf_htons(ETH_P_IPV6);
+		*(__u32 *)&h.v6.ip6 = bpf_htonl(0x60000000);
+		h.v6.ip6.payload_len = bpf_htons(push - 40 + inner_len);
+		h.v6.ip6.nexthdr = IPPROTO_UDP_;
+		h.v6.ip6.hop_limit = 64;
+		__builtin_memcpy(&h.v6.ip6.saddr, cfg->underlay6, 16);
+		__builtin_memcpy(&h.v6.ip6.daddr, c->gw, 16);
+		udp = &h.v6.udp;
+		g = &h.v6.g;
+	}
+	udp->source = bpf_htons(sport);
+	udp->dest = bpf_htons(VM_GENEVE_PORT);
+	udp->len = bpf_htons(push - ol3 + inner_len);
+	g->proto = bpf_htons(p->family == VM_AF_INET ? VM_GENEVE_PROTO_IP4 : VM_GENEVE_PROTO_IP6);
+	if (bpf_skb_store_bytes(skb, 0, &h, ETH_HLEN + push, 0)) {
+		NODE_COUNT(st, encap_fail);
+		return TC_ACT_SHOT;
+	}
+	NODE_COUNT(st, fwd_to_gw);
+	return bpf_redirect(c->mesh_ifindex, 0);
+nocfg:
+	NODE_COUNT(st, no_config);
+	return TC_ACT_SHOT;
+}
+
+SEC("tc")
+int node_vm(struct __sk_buff *skb)
+{
+	struct node_stats *st = node_stats_get();
+	struct node_scratch *s = node_scratch_get();
+	struct node_config *cfg;
+	struct vm_pkt p = {};
+	struct conn_rev_key rk = {};
+	struct conn_key *ckp, ck;
+	struct conn_val *c;
+	void *data, *data_end;
+	__u32 zero = 0;
+	__u16 proto;
+	int rc;
+
+	cfg = bpf_map_lookup_elem(&node_config, &zero);
+	if (!cfg || !s)
+		return TC_ACT_OK;
+	if (bpf_skb_pull_data(skb, ETH_HLEN + 40 + 20) && skb->len >= ETH_HLEN + 40 + 20)
+		return TC_ACT_OK;
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+	if (data + ETH_HLEN > data_end)
+		return TC_ACT_OK;
+	proto = ((struct ethhdr *)data)->h_proto;
+	rc = vm_parse_ip_tcp(data, data_end, skb->len, ETH_HLEN, proto, &p);
+	if (rc == VM_PARSE_TRUNCATED) {
+		/* headers past the linear part: pull them and look again */
+		if (bpf_skb_pull_data(skb, ETH_HLEN + 40 + 60))
+			return TC_ACT_OK;
+		data = (void *)(long)skb->data;
+		data_end = (void *)(long)skb->data_end;
+		rc = vm_parse_ip_tcp(data, data_end, skb->len, ETH_HLEN, proto, &p);
+	}
+	if (rc != VM_PARSE_OK) {
+		NODE_COUNT(st, vm_pass);
+		return TC_ACT_OK;
+	}
+	__builtin_memcpy(rk.vm, p.saddr, 16);
+	__builtin_memcpy(rk.client, p.daddr, 16);
+	rk.vm_port_be = p.sport;
+	rk.client_port_be = p.dport;
+	rk.family = p.family;
+	ckp = bpf_map_lookup_elem(&conn_rev, &rk);
+	if (!ckp) {
+		NODE_COUNT(st, vm_pass);
+		return TC_ACT_OK;
+	}
+	ck = *ckp;
+	c = bpf_map_lookup_elem(&conns, &ck);
+	if (!c) {
+		NODE_COUNT(st, vm_pass);
+		return TC_ACT_OK;
+	}
+	if (c->state == VM_CONN_SYN_SENT) {
+		if ((p.flags & (TCP_SYN | TCP_ACK | TCP_RST)) == (TCP_SYN | TCP_ACK) &&
+		    p.ack == c->client_isn + 1)
+			return answer_synack(skb, &p, &ck, c, s, st);
+		if (p.flags & TCP_RST) {
+			/* The VM refused the replayed SYN: tell the client. */
+			c->seq_delta = c->cookie_isn + 1 - p.seq;
+			c->state = VM_CONN_ESTABLISHED;
+		} else {
+			NODE_COUNT(st, vm_synack_bad);
+			return TC_ACT_SHOT;
+		}
+	}
+	if (p.flags & TCP_RST) {
+		NODE_COUNT(st, conn_reset);
+		rc = to_gateway(skb, &p, &ck, c, cfg, s, st);
+		conn_forget(&ck, c);
+		return rc;
+	}
+	return to_gateway(skb, &p, &ck, c, cfg, s, st);
+}

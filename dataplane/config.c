@@ -1,0 +1,637 @@
+// SPDX-License-Identifier: Apache-2.0
+/* Config files, addresses, the cookie secret, and keeping maps in step. */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <net/if.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "veil.h"
+
+/* ---------- addresses ---------- */
+
+int vm_addr_parse(const char *s, __u8 out[16])
+{
+	struct in_addr a4;
+
+	memset(out, 0, 16);
+	if (inet_pton(AF_INET, s, &a4) == 1) {
+		out[10] = out[11] = 0xff;
+		memcpy(out + 12, &a4, 4);
+		return VM_AF_INET;
+	}
+	if (inet_pton(AF_INET6, s, out) == 1)
+		return VM_AF_INET6;
+	return 0;
+}
+
+const char *vm_addr_str(const __u8 a[16], char *buf, size_t len)
+{
+	static const __u8 mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+
+	if (!memcmp(a, mapped, 12))
+		inet_ntop(AF_INET, a + 12, buf, len);
+	else
+		inet_ntop(AF_INET6, a, buf, len);
+	return buf;
+}
+
+int vm_mac_parse(const char *s, __u8 out[6])
+{
+	unsigned int b[6];
+	char tail;
+
+	if (sscanf(s, "%x:%x:%x:%x:%x:%x%c", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5], &tail) != 6)
+		return -1;
+	for (int i = 0; i < 6; i++) {
+		if (b[i] > 255)
+			return -1;
+		out[i] = b[i];
+	}
+	return 0;
+}
+
+int vm_if_mac(const char *ifname, __u8 out[6])
+{
+	struct ifreq ifr = {};
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), rc;
+
+	if (fd < 0)
+		return -errno;
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", ifname);
+	rc = ioctl(fd, SIOCGIFHWADDR, &ifr);
+	close(fd);
+	if (rc)
+		return -errno;
+	memcpy(out, ifr.ifr_hwaddr.sa_data, 6);
+	return 0;
+}
+
+/* ---------- config parsing ---------- */
+
+int vm_route_name_ok(const char *name)
+{
+	size_t n = strlen(name), label = 0;
+	const char *p = name;
+
+	if (n == 0 || n > 253)
+		return 0;
+	if (p[0] == '*') {
+		if (p[1] != '.' || !p[2])
+			return 0;
+		p += 2;
+	}
+	for (; *p; p++) {
+		if (*p == '.') {
+			if (!label)
+				return 0;
+			label = 0;
+		} else if (islower((unsigned char)*p) || isdigit((unsigned char)*p) || *p == '-') {
+			if (++label > 63)
+				return 0;
+		} else {
+			return 0;
+		}
+	}
+	return label > 0;
+}
+
+struct cfg_reader {
+	const char *path;
+	int line;
+	char *err;
+	size_t errlen;
+};
+
+static int cfg_err(struct cfg_reader *r, const char *fmt, ...)
+{
+	va_list ap;
+	int n = snprintf(r->err, r->errlen, "%s:%d: ", r->path, r->line);
+
+	va_start(ap, fmt);
+	if (n >= 0 && (size_t)n < r->errlen)
+		vsnprintf(r->err + n, r->errlen - n, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/* Splits a line into at most max words; '#' starts a comment. */
+static int split(char *line, char **w, int max)
+{
+	int n = 0;
+	char *save, *t;
+
+	char *hash = strchr(line, '#');
+	if (hash)
+		*hash = 0;
+	for (t = strtok_r(line, " \t\r\n", &save); t; t = strtok_r(NULL, " \t\r\n", &save)) {
+		if (n == max)
+			return max + 1;
+		w[n++] = t;
+	}
+	return n;
+}
+
+static int parse_u32(const char *s, __u32 lo, __u32 hi, __u32 *out)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || *end || end == s || v < lo || v > hi)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+#define NEED(nargs, usage) do { if (n != (nargs)) return cfg_err(r, "'%s' takes: %s", w[0], usage); } while (0)
+#define ONE_NAME(dst) do { NEED(2, "a name"); if (strlen(w[1]) >= sizeof(dst)) return cfg_err(r, "'%s' is too long", w[1]); strcpy(dst, w[1]); } while (0)
+
+static int gw_line(struct cfg_reader *r, struct vm_gw_cfg *c, char **w, int n)
+{
+	__u32 v;
+	__u8 a[16];
+	int fam;
+
+	if (!strcmp(w[0], "pin_root")) {
+		ONE_NAME(c->pin_root);
+	} else if (!strcmp(w[0], "client_interface")) {
+		ONE_NAME(c->client_if);
+	} else if (!strcmp(w[0], "mesh_interface")) {
+		ONE_NAME(c->mesh_if);
+	} else if (!strcmp(w[0], "cookie_secret_file")) {
+		ONE_NAME(c->secret_file);
+	} else if (!strcmp(w[0], "metrics")) {
+		ONE_NAME(c->metrics);
+	} else if (!strcmp(w[0], "underlay4") || !strcmp(w[0], "underlay6")) {
+		NEED(2, "an address");
+		fam = vm_addr_parse(w[1], a);
+		if (fam != (w[0][8] == '4' ? VM_AF_INET : VM_AF_INET6))
+			return cfg_err(r, "'%s' is not an IPv%c address", w[1], w[0][8]);
+		if (fam == VM_AF_INET) {
+			memcpy(c->dp.underlay4, a, 16);
+			c->dp.has_underlay4 = 1;
+		} else {
+			memcpy(c->dp.underlay6, a, 16);
+			c->dp.has_underlay6 = 1;
+		}
+	} else if (!strcmp(w[0], "mss4") || !strcmp(w[0], "mss6")) {
+		NEED(2, "a number from 536 to 9000");
+		if (parse_u32(w[1], 536, 9000, &v))
+			return cfg_err(r, "bad MSS '%s' (536..9000)", w[1]);
+		if (w[0][3] == '4')
+			c->dp.mss4 = v;
+		else
+			c->dp.mss6 = v;
+	} else if (!strcmp(w[0], "wscale")) {
+		NEED(2, "a number from 0 to 14");
+		if (parse_u32(w[1], 0, 14, &v))
+			return cfg_err(r, "bad window scale '%s' (0..14)", w[1]);
+		c->dp.wscale = v;
+	} else if (!strcmp(w[0], "cookie_window_s")) {
+		NEED(2, "seconds (8..600)");
+		if (parse_u32(w[1], 8, 600, &v))
+			return cfg_err(r, "bad cookie window '%s' (8..600)", w[1]);
+		c->dp.cookie_window_s = v;
+	} else if (!strcmp(w[0], "cookie_rotate_s")) {
+		NEED(2, "seconds (60..86400)");
+		if (parse_u32(w[1], 60, 86400, &v))
+			return cfg_err(r, "bad rotation interval '%s' (60..86400)", w[1]);
+		c->rotate_s = v;
+	} else if (!strcmp(w[0], "flows_max")) {
+		NEED(2, "a number (1024..67108864)");
+		if (parse_u32(w[1], 1024, 67108864, &v))
+			return cfg_err(r, "bad flows_max '%s'", w[1]);
+		c->flows_max = v;
+	} else if (!strcmp(w[0], "vip")) {
+		struct vm_cfg_vip *vp;
+		if (n != 3 && n != 4)
+			return cfg_err(r, "'vip' takes: address port [rst|alert]");
+		if (c->nvips == VM_CFG_MAX_VIPS)
+			return cfg_err(r, "more than %d VIPs", VM_CFG_MAX_VIPS);
+		vp = &c->vips[c->nvips];
+		memset(vp, 0, sizeof(*vp));
+		fam = vm_addr_parse(w[1], vp->key.addr);
+		if (!fam)
+			return cfg_err(r, "'%s' is not an IP address", w[1]);
+		if (parse_u32(w[2], 1, 65535, &v))
+			return cfg_err(r, "bad port '%s'", w[2]);
+		vp->key.port_be = htons(v);
+		vp->key.family = fam;
+		vp->val.refuse = VM_REFUSE_ALERT;
+		if (n == 4) {
+			if (!strcmp(w[3], "rst"))
+				vp->val.refuse = VM_REFUSE_RST;
+			else if (strcmp(w[3], "alert"))
+				return cfg_err(r, "refusal must be 'rst' or 'alert', not '%s'", w[3]);
+		}
+		for (int i = 0; i < c->nvips; i++)
+			if (!memcmp(&c->vips[i].key, &vp->key, sizeof(vp->key)))
+				return cfg_err(r, "VIP %s port %s given twice", w[1], w[2]);
+		c->nvips++;
+	} else if (!strcmp(w[0], "route")) {
+		struct vm_cfg_route *rt;
+		NEED(4, "name vm-id node-address");
+		if (c->nroutes == VM_CFG_MAX_ROUTES)
+			return cfg_err(r, "more than %d routes", VM_CFG_MAX_ROUTES);
+		if (!vm_route_name_ok(w[1]))
+			return cfg_err(r, "'%s' is not a lowercase host name or *.name", w[1]);
+		rt = &c->routes[c->nroutes];
+		memset(rt, 0, sizeof(*rt));
+		strcpy(rt->key.name, w[1]);
+		if (parse_u32(w[2], 1, 0xffffffffu, &rt->val.vm_id))
+			return cfg_err(r, "bad VM id '%s'", w[2]);
+		fam = vm_addr_parse(w[3], rt->val.node);
+		if (!fam)
+			return cfg_err(r, "'%s' is not an IP address", w[3]);
+		rt->val.node_family = fam;
+		for (int i = 0; i < c->nroutes; i++)
+			if (!strcmp(c->routes[i].key.name, rt->key.name))
+				return cfg_err(r, "route '%s' given twice", w[1]);
+		c->nroutes++;
+	} else {
+		return cfg_err(r, "unknown setting '%s'", w[0]);
+	}
+	return 0;
+}
+
+static int read_lines(const char *path, char *err, size_t errlen, void *c,
+		      int (*fn)(struct cfg_reader *, void *, char **, int))
+{
+	struct cfg_reader r = { .path = path, .err = err, .errlen = errlen };
+	char line[1024], *w[8];
+	FILE *f = fopen(path, "re");
+	int rc = 0;
+
+	if (!f) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		r.line++;
+		if (!strchr(line, '\n') && !feof(f)) {
+			rc = cfg_err(&r, "line longer than %zu bytes", sizeof(line) - 2);
+			break;
+		}
+		int n = split(line, w, 6);
+		if (n == 0)
+			continue;
+		if (n > 6) {
+			rc = cfg_err(&r, "too many words");
+			break;
+		}
+		if ((rc = fn(&r, c, w, n)))
+			break;
+	}
+	fclose(f);
+	return rc;
+}
+
+static int gw_line_cb(struct cfg_reader *r, void *c, char **w, int n)
+{
+	return gw_line(r, c, w, n);
+}
+
+int vm_gw_cfg_load(const char *path, struct vm_gw_cfg *c, char *err, size_t errlen)
+{
+	memset(c, 0, sizeof(*c));
+	c->routes = calloc(VM_CFG_MAX_ROUTES, sizeof(*c->routes));
+	if (!c->routes)
+		return -1;
+	snprintf(c->path, sizeof(c->path), "%s", path);
+	snprintf(c->pin_root, sizeof(c->pin_root), "%s", VM_PIN_ROOT_DEFAULT);
+	snprintf(c->metrics, sizeof(c->metrics), "127.0.0.1:9431");
+	c->rotate_s = 3600;
+	c->flows_max = 262144;
+	c->dp.mss4 = 1360;
+	c->dp.mss6 = 1340;
+	c->dp.wscale = 7;
+	c->dp.cookie_window_s = 64;
+	if (read_lines(path, err, errlen, c, gw_line_cb))
+		goto fail;
+	struct cfg_reader r = { .path = path, .err = err, .errlen = errlen };
+	if (!c->client_if[0])
+		return cfg_err(&r, "client_interface is not set"), vm_gw_cfg_free(c), -1;
+	if (!c->mesh_if[0])
+		c->mesh_if[0] = 0, snprintf(c->mesh_if, sizeof(c->mesh_if), "%s", c->client_if);
+	if (!c->secret_file[0])
+		return cfg_err(&r, "cookie_secret_file is not set"), vm_gw_cfg_free(c), -1;
+	if (!c->dp.has_underlay4 && !c->dp.has_underlay6)
+		return cfg_err(&r, "no underlay4 or underlay6 address"), vm_gw_cfg_free(c), -1;
+	for (int i = 0; i < c->nroutes; i++) {
+		int fam = c->routes[i].val.node_family;
+		if ((fam == VM_AF_INET && !c->dp.has_underlay4) || (fam == VM_AF_INET6 && !c->dp.has_underlay6))
+			return cfg_err(&r, "route '%s' needs an underlay%d address", c->routes[i].key.name,
+				       fam), vm_gw_cfg_free(c), -1;
+	}
+	return 0;
+fail:
+	vm_gw_cfg_free(c);
+	return -1;
+}
+
+void vm_gw_cfg_free(struct vm_gw_cfg *c)
+{
+	free(c->routes);
+	c->routes = NULL;
+}
+
+static int node_line(struct cfg_reader *r, void *cv, char **w, int n)
+{
+	struct vm_node_cfg *c = cv;
+	__u8 a[16];
+	__u32 v;
+	int fam;
+
+	if (!strcmp(w[0], "pin_root")) {
+		ONE_NAME(c->pin_root);
+	} else if (!strcmp(w[0], "mesh_interface")) {
+		ONE_NAME(c->mesh_if);
+	} else if (!strcmp(w[0], "underlay4") || !strcmp(w[0], "underlay6")) {
+		NEED(2, "an address");
+		fam = vm_addr_parse(w[1], a);
+		if (fam != (w[0][8] == '4' ? VM_AF_INET : VM_AF_INET6))
+			return cfg_err(r, "'%s' is not an IPv%c address", w[1], w[0][8]);
+		if (fam == VM_AF_INET) {
+			memcpy(c->dp.underlay4, a, 16);
+			c->dp.has_underlay4 = 1;
+		} else {
+			memcpy(c->dp.underlay6, a, 16);
+			c->dp.has_underlay6 = 1;
+		}
+	} else if (!strcmp(w[0], "mss4") || !strcmp(w[0], "mss6")) {
+		NEED(2, "a number from 536 to 9000");
+		if (parse_u32(w[1], 536, 9000, &v))
+			return cfg_err(r, "bad MSS '%s' (536..9000)", w[1]);
+		if (w[0][3] == '4')
+			c->dp.mss4 = v;
+		else
+			c->dp.mss6 = v;
+	} else if (!strcmp(w[0], "conns_max")) {
+		NEED(2, "a number (1024..67108864)");
+		if (parse_u32(w[1], 1024, 67108864, &v))
+			return cfg_err(r, "bad conns_max '%s'", w[1]);
+		c->conns_max = v;
+	} else if (!strcmp(w[0], "vm")) {
+		struct vm_cfg_vm *vm;
+		if (n != 5 && n != 6)
+			return cfg_err(r, "'vm' takes: id host-interface vm-mac address [address]");
+		if (c->nvms == VM_CFG_MAX_VMS)
+			return cfg_err(r, "more than %d VMs", VM_CFG_MAX_VMS);
+		vm = &c->vms[c->nvms];
+		memset(vm, 0, sizeof(*vm));
+		if (parse_u32(w[1], 1, 0xffffffffu, &vm->id))
+			return cfg_err(r, "bad VM id '%s'", w[1]);
+		if (strlen(w[2]) >= sizeof(vm->ifname))
+			return cfg_err(r, "interface name '%s' is too long", w[2]);
+		strcpy(vm->ifname, w[2]);
+		if (vm_mac_parse(w[3], vm->val.vm_mac))
+			return cfg_err(r, "'%s' is not a MAC address", w[3]);
+		for (int i = 4; i < n; i++) {
+			fam = vm_addr_parse(w[i], a);
+			if (fam == VM_AF_INET && !vm->val.has4) {
+				memcpy(vm->val.addr4, a, 16);
+				vm->val.has4 = 1;
+			} else if (fam == VM_AF_INET6 && !vm->val.has6) {
+				memcpy(vm->val.addr6, a, 16);
+				vm->val.has6 = 1;
+			} else {
+				return cfg_err(r, "'%s' is not a (new) IPv4 or IPv6 address", w[i]);
+			}
+		}
+		for (int i = 0; i < c->nvms; i++)
+			if (c->vms[i].id == vm->id)
+				return cfg_err(r, "VM id %u given twice", vm->id);
+		c->nvms++;
+	} else {
+		return cfg_err(r, "unknown setting '%s'", w[0]);
+	}
+	return 0;
+}
+
+int vm_node_cfg_load(const char *path, struct vm_node_cfg *c, char *err, size_t errlen)
+{
+	struct cfg_reader r = { .path = path, .err = err, .errlen = errlen };
+
+	memset(c, 0, sizeof(*c));
+	snprintf(c->path, sizeof(c->path), "%s", path);
+	snprintf(c->pin_root, sizeof(c->pin_root), "%s", VM_PIN_ROOT_DEFAULT);
+	c->dp.mss4 = 1360;
+	c->dp.mss6 = 1340;
+	c->conns_max = 262144;
+	if (read_lines(path, err, errlen, c, node_line))
+		return -1;
+	if (!c->mesh_if[0])
+		return cfg_err(&r, "mesh_interface is not set");
+	if (!c->dp.has_underlay4 && !c->dp.has_underlay6)
+		return cfg_err(&r, "no underlay4 or underlay6 address");
+	return 0;
+}
+
+/* ---------- cookie secret ---------- */
+
+int vm_secret_read(const char *path, __u8 *key, size_t *len, char *err, size_t errlen)
+{
+	char buf[256];
+	size_t n = 0;
+	FILE *f = fopen(path, "re");
+
+	if (!f) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	size_t got = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[got] = 0;
+	for (size_t i = 0; i < got && n < 64; i++) {
+		if (isspace((unsigned char)buf[i]))
+			continue;
+		if (!isxdigit((unsigned char)buf[i]) || i + 1 >= got || !isxdigit((unsigned char)buf[i + 1])) {
+			snprintf(err, errlen, "%s: not a hex string", path);
+			OPENSSL_cleanse(buf, sizeof(buf));
+			return -1;
+		}
+		char h[3] = { buf[i], buf[i + 1], 0 };
+		key[n++] = (__u8)strtoul(h, NULL, 16);
+		i++;
+	}
+	OPENSSL_cleanse(buf, sizeof(buf));
+	if (n < 16) {
+		snprintf(err, errlen, "%s: the secret must be at least 16 bytes (32 hex digits)", path);
+		OPENSSL_cleanse(key, n);
+		return -1;
+	}
+	*len = n;
+	return 0;
+}
+
+static void derive_epoch(const __u8 *master, size_t len, __u64 epoch, __u64 out[2])
+{
+	__u8 msg[24] = "veilmesh-cookie-v1", mac[32];
+	unsigned int maclen = sizeof(mac);
+
+	for (int i = 0; i < 8; i++)
+		msg[16 + i] = (epoch >> (56 - 8 * i)) & 0xff;
+	HMAC(EVP_sha256(), master, (int)len, msg, sizeof(msg), mac, &maclen);
+	memcpy(out, mac, 16);
+	OPENSSL_cleanse(mac, sizeof(mac));
+}
+
+void vm_secret_derive(const __u8 *master, size_t len, __u64 tai_s, __u32 rotate_s,
+		      struct cookie_secret *out)
+{
+	__u64 epoch = tai_s / (rotate_s ? rotate_s : 3600);
+
+	memset(out, 0, sizeof(*out));
+	derive_epoch(master, len, epoch, out->cur);
+	derive_epoch(master, len, epoch - 1, out->prev);
+	out->epoch = epoch;
+	out->has_prev = 1;
+}
+
+__u64 vm_tai_seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_TAI, &ts);
+	return ts.tv_sec;
+}
+
+/* ---------- keeping maps in step ---------- */
+
+/* Writes want[] into the map and deletes keys not in it; counts changes. */
+static int sync_map(int fd, const void *want, int n, size_t ksz, size_t vsz, size_t stride,
+		    int *changes)
+{
+	__u8 key[VM_NAME_MAX + 64], next[VM_NAME_MAX + 64], cur[256];
+	int rc = 0;
+	void *prev = NULL;
+
+	/* delete what is not wanted */
+	while (!bpf_map_get_next_key(fd, prev, next)) {
+		int keep = 0;
+		for (int i = 0; i < n && !keep; i++)
+			keep = !memcmp((const __u8 *)want + i * stride, next, ksz);
+		memcpy(key, next, ksz);
+		prev = key;
+		if (!keep) {
+			if (bpf_map_delete_elem(fd, key) == 0)
+				(*changes)++;
+			prev = NULL; /* restart: deleting may reorder the walk */
+		}
+	}
+	for (int i = 0; i < n; i++) {
+		const __u8 *k = (const __u8 *)want + i * stride;
+		const __u8 *v = k + ksz;
+		if (!bpf_map_lookup_elem(fd, k, cur) && !memcmp(cur, v, vsz))
+			continue;
+		if (bpf_map_update_elem(fd, k, v, BPF_ANY))
+			rc = -errno;
+		else
+			(*changes)++;
+	}
+	return rc;
+}
+
+int vm_gw_sync(struct vm_gw *g, const struct vm_gw_cfg *c, int *changes)
+{
+	__u32 zero = 0;
+	int rc, n = 0;
+
+	rc = sync_map(vm_gw_map_fd(g, "routes"), c->routes, c->nroutes, sizeof(struct route_key),
+		      sizeof(struct route_val), sizeof(struct vm_cfg_route), &n);
+	if (!rc)
+		rc = sync_map(vm_gw_map_fd(g, "vips"), c->vips, c->nvips, sizeof(struct vip_key),
+			      sizeof(struct vip_val), sizeof(struct vm_cfg_vip), &n);
+	if (!rc && bpf_map_update_elem(vm_gw_map_fd(g, "gw_config"), &zero, &c->dp, BPF_ANY))
+		rc = -errno;
+	if (changes)
+		*changes = n;
+	return rc;
+}
+
+int vm_node_sync(struct vm_node *n, const struct vm_node_cfg *c, int *changes)
+{
+	struct { __u32 id; struct vm_val val; } want[VM_CFG_MAX_VMS];
+	__u32 zero = 0;
+	int rc, ch = 0;
+
+	for (int i = 0; i < c->nvms; i++) {
+		want[i].id = c->vms[i].id;
+		want[i].val = c->vms[i].val;
+	}
+	rc = sync_map(vm_node_map_fd(n, "vms"), want, c->nvms, sizeof(__u32), sizeof(struct vm_val),
+		      sizeof(want[0]), &ch);
+	if (!rc && bpf_map_update_elem(vm_node_map_fd(n, "node_config"), &zero, &c->dp, BPF_ANY))
+		rc = -errno;
+	if (changes)
+		*changes = ch;
+	return rc;
+}
+
+/* ---------- counters ---------- */
+
+const char *const vm_gw_stat_names[] = {
+	"pass_not_vip", "pass_not_tcp", "syn_cookie_sent", "cookie_ack", "bad_cookie",
+	"hello_routed", "hello_retransmit", "hello_partial", "no_sni", "bad_name", "no_route",
+	"parse_error", "refused_rst", "refused_alert", "fwd_established", "malformed",
+	"ip_options", "fragment", "rst_no_flow", "no_neigh", "fib_fail", "encap_fail",
+	"ret_forwarded", "ret_no_flow", "ret_malformed", "ret_pass", "no_config",
+};
+const int vm_gw_stat_count = sizeof(struct gw_stats) / sizeof(__u64);
+_Static_assert(sizeof(vm_gw_stat_names) / sizeof(char *) == sizeof(struct gw_stats) / sizeof(__u64),
+	       "a gateway counter has no name");
+
+const char *const vm_node_stat_names[] = {
+	"pass_not_mesh", "mesh_malformed", "handoff_replayed", "handoff_again", "handoff_no_vm",
+	"hello_too_big", "fwd_to_vm", "no_conn", "early_data", "vm_synack", "vm_synack_bad",
+	"fwd_to_gw", "vm_pass", "vm_malformed", "encap_fail", "no_config", "conn_reset",
+};
+const int vm_node_stat_count = sizeof(struct node_stats) / sizeof(__u64);
+_Static_assert(sizeof(vm_node_stat_names) / sizeof(char *) == sizeof(struct node_stats) / sizeof(__u64),
+	       "a node counter has no name");
+
+static int percpu_sum(int fd, void *sum, size_t words)
+{
+	int ncpu = libbpf_num_possible_cpus();
+	__u32 zero = 0;
+	__u64 *vals, *out = sum;
+
+	if (ncpu <= 0)
+		return -EINVAL;
+	vals = calloc(ncpu, words * sizeof(__u64));
+	if (!vals)
+		return -ENOMEM;
+	if (bpf_map_lookup_elem(fd, &zero, vals)) {
+		free(vals);
+		return -errno;
+	}
+	memset(sum, 0, words * sizeof(__u64));
+	for (int c = 0; c < ncpu; c++)
+		for (size_t i = 0; i < words; i++)
+			out[i] += vals[c * words + i];
+	free(vals);
+	return 0;
+}
+
+int vm_gw_stats_read(int fd, struct gw_stats *sum)
+{
+	return percpu_sum(fd, sum, sizeof(*sum) / sizeof(__u64));
+}
+
+int vm_node_stats_read(int fd, struct node_stats *sum)
+{
+	return percpu_sum(fd, sum, sizeof(*sum) / sizeof(__u64));
+}

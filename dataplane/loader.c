@@ -1,0 +1,297 @@
+// SPDX-License-Identifier: Apache-2.0
+/* Loading and attaching the veilmesh BPF programs. */
+#include <errno.h>
+#include <net/if.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <xdp/libxdp.h>
+
+#include "veil.h"
+#include "gw_ingress.skel.h"
+#include "gw_return.skel.h"
+#include "node_mesh.skel.h"
+#include "node_vm.skel.h"
+
+const char *vm_prog_name = "veilmesh";
+
+void vm_log(const char *fmt, ...)
+{
+	char ts[32];
+	struct timespec now;
+	struct tm tm;
+	va_list ap;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	gmtime_r(&now.tv_sec, &tm);
+	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+	fprintf(stderr, "%s.%03ldZ %s: ", ts, now.tv_nsec / 1000000, vm_prog_name);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+static int mkdir_p(const char *path)
+{
+	char tmp[256];
+
+	snprintf(tmp, sizeof(tmp), "%s", path);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p == '/') {
+			*p = 0;
+			if (mkdir(tmp, 0700) && errno != EEXIST)
+				return -errno;
+			*p = '/';
+		}
+	}
+	if (mkdir(tmp, 0700) && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+/* ---------- libxdp attach with replacement of an older copy ---------- */
+
+static int xdp_attach_replacing(struct xdp_program *prog, int ifindex, const char *name,
+				bool skb_mode)
+{
+	enum xdp_attach_mode mode = skb_mode ? XDP_MODE_SKB : XDP_MODE_NATIVE;
+	__u32 old_ids[8];
+	int nold = 0, err;
+	struct xdp_multiprog *mp;
+
+	mp = xdp_multiprog__get_from_ifindex(ifindex);
+	if (!libxdp_get_error(mp) && mp) {
+		for (struct xdp_program *p = xdp_multiprog__next_prog(NULL, mp); p && nold < 8;
+		     p = xdp_multiprog__next_prog(p, mp))
+			if (!strcmp(xdp_program__name(p), name))
+				old_ids[nold++] = xdp_program__id(p);
+		if (xdp_multiprog__is_legacy(mp)) {
+			struct xdp_program *m = xdp_multiprog__main_prog(mp);
+			if (m && !strcmp(xdp_program__name(m), name))
+				old_ids[nold++] = xdp_program__id(m);
+		}
+		xdp_multiprog__close(mp);
+	}
+	err = xdp_program__attach(prog, ifindex, mode, 0);
+	if (err)
+		return err;
+	for (int i = 0; i < nold; i++) {
+		struct xdp_program *old = xdp_program__from_id(old_ids[i]);
+		if (libxdp_get_error(old))
+			continue;
+		if (xdp_program__detach(old, ifindex, mode, 0))
+			vm_log("event=detach_old_failed ifindex=%d prog_id=%u", ifindex, old_ids[i]);
+		else
+			vm_log("event=replaced_old ifindex=%d prog_id=%u", ifindex, old_ids[i]);
+		xdp_program__close(old);
+	}
+	return 0;
+}
+
+static struct xdp_program *xdp_prog_from_obj(struct bpf_object *obj, const char *name)
+{
+	DECLARE_LIBXDP_OPTS(xdp_program_opts, o, .obj = obj, .prog_name = name);
+	struct xdp_program *p = xdp_program__create(&o);
+
+	if (libxdp_get_error(p))
+		return NULL;
+	return p;
+}
+
+/* ---------- gateway ---------- */
+
+int vm_gw_open(struct vm_gw *g, const char *pin_root, __u32 flows_max)
+{
+	int err;
+
+	memset(g, 0, sizeof(*g));
+	snprintf(g->pin_root, sizeof(g->pin_root), "%s", pin_root ? pin_root : VM_PIN_ROOT_DEFAULT);
+	err = mkdir_p(g->pin_root);
+	if (err)
+		return err;
+	LIBBPF_OPTS(bpf_object_open_opts, o, .pin_root_path = g->pin_root);
+	g->ing = gw_ingress__open_opts(&o);
+	g->ret = gw_return__open_opts(&o);
+	if (!g->ing || !g->ret)
+		return -errno ? -errno : -EINVAL;
+	if (flows_max) {
+		bpf_map__set_max_entries(g->ing->maps.flows, flows_max);
+		bpf_map__set_max_entries(g->ret->maps.flows, flows_max);
+	}
+	return 0;
+}
+
+int vm_gw_load(struct vm_gw *g)
+{
+	int err = gw_ingress__load(g->ing);
+
+	if (err)
+		return err;
+	return gw_return__load(g->ret);
+}
+
+int vm_gw_attach(struct vm_gw *g, const char *client_if, const char *mesh_if, bool skb_mode)
+{
+	int err;
+
+	g->if_client = if_nametoindex(client_if);
+	g->if_mesh = if_nametoindex(mesh_if);
+	if (!g->if_client || !g->if_mesh)
+		return -ENODEV;
+	g->xp_ing = xdp_prog_from_obj(g->ing->obj, "gw_ingress");
+	g->xp_ret = xdp_prog_from_obj(g->ret->obj, "gw_return");
+	if (!g->xp_ing || !g->xp_ret)
+		return -EINVAL;
+	err = xdp_attach_replacing(g->xp_ing, g->if_client, "gw_ingress", skb_mode);
+	if (err)
+		return err;
+	if (g->if_mesh == g->if_client) {
+		/* One-armed gateway: both programs on one interface, chained by libxdp. */
+		xdp_program__set_run_prio(g->xp_ret, 10);
+	}
+	err = xdp_attach_replacing(g->xp_ret, g->if_mesh, "gw_return", skb_mode);
+	if (err) {
+		xdp_program__detach(g->xp_ing, g->if_client, skb_mode ? XDP_MODE_SKB : XDP_MODE_NATIVE, 0);
+		return err;
+	}
+	return 0;
+}
+
+void vm_gw_detach(struct vm_gw *g)
+{
+	if (g->xp_ing && g->if_client)
+		xdp_program__detach(g->xp_ing, g->if_client, XDP_MODE_UNSPEC, 0);
+	if (g->xp_ret && g->if_mesh)
+		xdp_program__detach(g->xp_ret, g->if_mesh, XDP_MODE_UNSPEC, 0);
+}
+
+void vm_gw_close(struct vm_gw *g)
+{
+	/* libxdp programs made from a skeleton's object do not own it */
+	if (g->xp_ing)
+		xdp_program__close(g->xp_ing);
+	if (g->xp_ret)
+		xdp_program__close(g->xp_ret);
+	gw_ingress__destroy(g->ing);
+	gw_return__destroy(g->ret);
+	memset(g, 0, sizeof(*g));
+}
+
+int vm_gw_map_fd(struct vm_gw *g, const char *name)
+{
+	struct bpf_map *m = bpf_object__find_map_by_name(g->ing->obj, name);
+	return m ? bpf_map__fd(m) : -ENOENT;
+}
+
+/* ---------- node ---------- */
+
+int vm_node_open(struct vm_node *n, const char *pin_root, __u32 conns_max)
+{
+	int err;
+
+	memset(n, 0, sizeof(*n));
+	snprintf(n->pin_root, sizeof(n->pin_root), "%s", pin_root ? pin_root : VM_PIN_ROOT_DEFAULT);
+	err = mkdir_p(n->pin_root);
+	if (err)
+		return err;
+	LIBBPF_OPTS(bpf_object_open_opts, o, .pin_root_path = n->pin_root);
+	n->mesh = node_mesh__open_opts(&o);
+	n->vm = node_vm__open_opts(&o);
+	if (!n->mesh || !n->vm)
+		return -errno ? -errno : -EINVAL;
+	if (conns_max) {
+		bpf_map__set_max_entries(n->mesh->maps.conns, conns_max);
+		bpf_map__set_max_entries(n->vm->maps.conns, conns_max);
+		bpf_map__set_max_entries(n->mesh->maps.conn_rev, conns_max);
+		bpf_map__set_max_entries(n->vm->maps.conn_rev, conns_max);
+	}
+	return 0;
+}
+
+int vm_node_load(struct vm_node *n)
+{
+	int err = node_mesh__load(n->mesh);
+
+	if (err)
+		return err;
+	return node_vm__load(n->vm);
+}
+
+static int tc_attach(int ifindex, int prog_fd)
+{
+	DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS);
+	DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .handle = 0x7e11, .priority = 1, .prog_fd = prog_fd,
+			    .flags = BPF_TC_F_REPLACE);
+	int err = bpf_tc_hook_create(&hook);
+
+	if (err && err != -EEXIST)
+		return err;
+	return bpf_tc_attach(&hook, &opts);
+}
+
+static void tc_detach(int ifindex)
+{
+	DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS);
+	DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .handle = 0x7e11, .priority = 1);
+
+	bpf_tc_detach(&hook, &opts);
+}
+
+int vm_node_attach(struct vm_node *n, const struct vm_node_cfg *c, bool skb_mode)
+{
+	int err;
+
+	n->if_mesh = if_nametoindex(c->mesh_if);
+	if (!n->if_mesh)
+		return -ENODEV;
+	/* TC first: libxdp loads the mesh object, the TC program needs its own. */
+	err = node_vm__load(n->vm);
+	if (err)
+		return err;
+	for (int i = 0; i < c->nvms; i++) {
+		int ifi = c->vms[i].val.ifindex;
+		int seen = 0;
+		for (int j = 0; j < n->ntc; j++)
+			seen |= n->tc_ifs[j] == ifi;
+		if (seen)
+			continue;
+		err = tc_attach(ifi, bpf_program__fd(n->vm->progs.node_vm));
+		if (err)
+			return err;
+		n->tc_ifs[n->ntc++] = ifi;
+	}
+	n->xp_mesh = xdp_prog_from_obj(n->mesh->obj, "node_mesh");
+	if (!n->xp_mesh)
+		return -EINVAL;
+	return xdp_attach_replacing(n->xp_mesh, n->if_mesh, "node_mesh", skb_mode);
+}
+
+void vm_node_detach(struct vm_node *n)
+{
+	if (n->xp_mesh && n->if_mesh)
+		xdp_program__detach(n->xp_mesh, n->if_mesh, XDP_MODE_UNSPEC, 0);
+	for (int i = 0; i < n->ntc; i++)
+		tc_detach(n->tc_ifs[i]);
+	n->ntc = 0;
+}
+
+void vm_node_close(struct vm_node *n)
+{
+	if (n->xp_mesh)
+		xdp_program__close(n->xp_mesh);
+	node_mesh__destroy(n->mesh);
+	node_vm__destroy(n->vm);
+	memset(n, 0, sizeof(*n));
+}
+
+int vm_node_map_fd(struct vm_node *n, const char *name)
+{
+	struct bpf_map *m = bpf_object__find_map_by_name(n->mesh->obj, name);
+	return m ? bpf_map__fd(m) : -ENOENT;
+}

@@ -1,0 +1,145 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* libveil: the userspace side of the data plane.  Loading the BPF programs
+ * (skeletons, pinned maps, libxdp/TC attach), the config files, and the map
+ * helpers the daemons, tools and tests share. */
+#ifndef VEIL_LIB_H
+#define VEIL_LIB_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <linux/types.h>
+#include "veil/wire.h"
+
+#define VM_PIN_ROOT_DEFAULT "/sys/fs/bpf/veilmesh"
+
+struct xdp_program;
+struct gw_ingress;
+struct gw_return;
+struct node_mesh;
+struct node_vm;
+
+/* ---------- logging: one event per line ---------- */
+void vm_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+extern const char *vm_prog_name;
+
+/* ---------- addresses ---------- */
+/* Parses an IPv4 or IPv6 literal into 16 bytes (IPv4-mapped); returns the
+ * family (VM_AF_INET / VM_AF_INET6) or 0. */
+int vm_addr_parse(const char *s, __u8 out[16]);
+const char *vm_addr_str(const __u8 a[16], char *buf, size_t len);
+int vm_mac_parse(const char *s, __u8 out[6]);
+int vm_if_mac(const char *ifname, __u8 out[6]);
+
+/* ---------- config files ---------- */
+#define VM_CFG_MAX_ROUTES 4096
+#define VM_CFG_MAX_VIPS   64
+#define VM_CFG_MAX_VMS    256
+
+struct vm_cfg_route {
+	struct route_key key;
+	struct route_val val;
+};
+
+struct vm_cfg_vip {
+	struct vip_key key;
+	struct vip_val val;
+};
+
+struct vm_cfg_vm {
+	__u32 id;
+	char ifname[32];
+	struct vm_val val;
+};
+
+struct vm_gw_cfg {
+	char path[256];
+	char pin_root[256];
+	char client_if[32];
+	char mesh_if[32];
+	char secret_file[256];
+	char metrics[64];
+	__u32 rotate_s;
+	__u32 flows_max;
+	struct gw_config dp;
+	int nroutes, nvips;
+	struct vm_cfg_route *routes;
+	struct vm_cfg_vip vips[VM_CFG_MAX_VIPS];
+};
+
+struct vm_node_cfg {
+	char path[256];
+	char pin_root[256];
+	char mesh_if[32];
+	__u32 conns_max;
+	struct node_config dp;
+	int nvms;
+	struct vm_cfg_vm vms[VM_CFG_MAX_VMS];
+};
+
+/* Parse a config file; on error write "file:line: reason" to err and return
+ * -1 without side effects. */
+int vm_gw_cfg_load(const char *path, struct vm_gw_cfg *c, char *err, size_t errlen);
+void vm_gw_cfg_free(struct vm_gw_cfg *c);
+int vm_node_cfg_load(const char *path, struct vm_node_cfg *c, char *err, size_t errlen);
+/* Route names: lowercase host names, optionally "*." + a name. */
+int vm_route_name_ok(const char *name);
+
+/* ---------- cookie secret ---------- */
+/* Reads the fleet's master secret (hex, >= 16 bytes) from path. */
+int vm_secret_read(const char *path, __u8 *key, size_t *len, char *err, size_t errlen);
+/* Derives the map value for a TAI time: the epoch's key and the previous one. */
+void vm_secret_derive(const __u8 *master, size_t len, __u64 tai_s, __u32 rotate_s,
+		      struct cookie_secret *out);
+__u64 vm_tai_seconds(void);
+
+/* ---------- gateway data plane ---------- */
+struct vm_gw {
+	struct gw_ingress *ing;
+	struct gw_return *ret;
+	struct xdp_program *xp_ing, *xp_ret;
+	int if_client, if_mesh;
+	char pin_root[256];
+};
+
+/* Opens both programs with maps pinned under pin_root (reused if present). */
+int vm_gw_open(struct vm_gw *g, const char *pin_root, __u32 flows_max);
+/* Loads without attaching (tests: BPF_PROG_TEST_RUN). */
+int vm_gw_load(struct vm_gw *g);
+/* Loads and attaches through libxdp; replaces a veilmesh program left
+ * attached by a previous run without a gap. */
+int vm_gw_attach(struct vm_gw *g, const char *client_if, const char *mesh_if, bool skb_mode);
+void vm_gw_detach(struct vm_gw *g);
+void vm_gw_close(struct vm_gw *g);
+int vm_gw_map_fd(struct vm_gw *g, const char *name);
+/* Makes routes and vips equal to the config (only differences are written). */
+int vm_gw_sync(struct vm_gw *g, const struct vm_gw_cfg *c, int *changes);
+int vm_gw_stats_read(int fd, struct gw_stats *sum);
+
+/* ---------- node data plane ---------- */
+struct vm_node {
+	struct node_mesh *mesh;
+	struct node_vm *vm;
+	struct xdp_program *xp_mesh;
+	int if_mesh;
+	int tc_ifs[VM_CFG_MAX_VMS];
+	int ntc;
+	char pin_root[256];
+};
+
+int vm_node_open(struct vm_node *n, const char *pin_root, __u32 conns_max);
+int vm_node_load(struct vm_node *n);
+int vm_node_attach(struct vm_node *n, const struct vm_node_cfg *c, bool skb_mode);
+void vm_node_detach(struct vm_node *n);
+void vm_node_close(struct vm_node *n);
+int vm_node_map_fd(struct vm_node *n, const char *name);
+int vm_node_sync(struct vm_node *n, const struct vm_node_cfg *c, int *changes);
+int vm_node_stats_read(int fd, struct node_stats *sum);
+
+/* Names of the counters, in struct order (for printing). */
+extern const char *const vm_gw_stat_names[];
+extern const int vm_gw_stat_count;
+extern const char *const vm_node_stat_names[];
+extern const int vm_node_stat_count;
+
+#endif

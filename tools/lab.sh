@@ -1,0 +1,316 @@
+#!/usr/bin/env bash
+# The veilmesh netns lab: one client, one gateway, two nodes, three VMs, all
+# network namespaces on this machine, IPv4 198.18.0.0/15 and IPv6 2001:db8::/32.
+#
+#   tools/lab.sh up      [ID]   build the lab, start the daemons and the VMs' TLS servers
+#   tools/lab.sh down    [ID]   stop everything and remove the namespaces
+#   tools/lab.sh demo    [ID]   up, fetch every VM's page over IPv4 and IPv6, show maps and counters
+#   tools/lab.sh status  [ID]   routes, flows and counters from the pinned maps
+#   tools/lab.sh env     [ID]   print shell variables describing the lab (for tests)
+#
+#      client (cli)          gateway (gw)                switch (sw)         node1 (n1) -- vm1, vm2
+#   198.18.0.2 ---- 198.18.0.1 | 198.19.0.1 ----------- br0 ------------ 198.19.0.11
+#   2001:db8::2     2001:db8::1| 2001:db8:ff::1                          node2 (n2) -- vm3
+#      VIPs 198.18.100.1, 2001:db8:100::1 routed to the gateway          198.19.0.12
+#
+# ID (default "lab") keeps labs apart: namespaces are vml-ID-*, pinned maps
+# live under /sys/fs/bpf/veilmesh-ID/, files under ${VEIL_LAB_DIR:-/tmp/veilmesh-ID}.
+set -euo pipefail
+
+cmd=${1:-demo}
+ID=${2:-${VEIL_LAB_ID:-lab}}
+TOP=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${BUILD:-$TOP/build}
+P="vml-$ID"
+DIR=${VEIL_LAB_DIR:-/tmp/veilmesh-$ID}
+PIN="/sys/fs/bpf/veilmesh-$ID"
+NS=(cli gw sw n1 n2 vm1 vm2 vm3)
+VIP4=198.18.100.1
+VIP6=2001:db8:100::1
+
+# VM table: name node ifname mac v4 v6 vm-id
+VMS=(
+  "vm1 n1 198.18.11 2001:db8:11 02:00:00:00:11:02 1"
+  "vm2 n1 198.18.12 2001:db8:12 02:00:00:00:12:02 2"
+  "vm3 n2 198.18.13 2001:db8:13 02:00:00:00:13:02 3"
+)
+
+nsx() { local n=$1; shift; ip netns exec "$P-$n" "$@"; }
+# Daemons use nsenter (network namespace only) so that they share the host's
+# /sys/fs/bpf: `ip netns exec` remounts /sys and would hide the pinned maps.
+nse() { local n=$1; shift; nsenter --net="/run/netns/$P-$n" "$@"; }
+
+say() { printf '%s\n' "$*"; }
+
+veth() { # veth NS1 IF1 NS2 IF2
+	ip link add "$2" netns "$P-$1" type veth peer name "$4" netns "$P-$3"
+	for side in "$1 $2" "$3 $4"; do
+		set -- $side
+		# Complete checksums in software and give every end NAPI: frames
+		# that XDP redirects into a veth are never checksummed later.
+		nsx "$1" ethtool -K "$2" tx off gro on >/dev/null 2>&1 || true
+		nsx "$1" ip link set "$2" up
+	done
+}
+
+xdp_pass() { # NS IF: see tools/lab_pass.bpf.c
+	nsx "$1" ip link set dev "$2" xdp obj "$BUILD/lab_pass.bpf.o" sec xdp
+}
+
+sysctls() { # in a namespace
+	nsx "$1" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 \
+		net.ipv6.conf.default.accept_dad=0 net.ipv6.conf.all.accept_dad=0 \
+		net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0 >/dev/null
+}
+
+make_certs() {
+	mkdir -p "$DIR/pki"
+	[ -f "$DIR/pki/ca.pem" ] && return 0
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 7 \
+		-subj "/CN=veilmesh lab CA $ID" -keyout "$DIR/pki/ca.key" -out "$DIR/pki/ca.pem" 2>/dev/null
+	for row in "${VMS[@]}"; do
+		set -- $row
+		local names="DNS:$1.veil.test"
+		[ "$1" = vm3 ] && names="$names,DNS:*.apps.veil.test"
+		openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+			-subj "/CN=$1.veil.test" -keyout "$DIR/pki/$1.key" -out "$DIR/pki/$1.csr" 2>/dev/null
+		openssl x509 -req -in "$DIR/pki/$1.csr" -CA "$DIR/pki/ca.pem" -CAkey "$DIR/pki/ca.key" \
+			-CAcreateserial -days 7 -extfile <(printf 'subjectAltName=%s\n' "$names") \
+			-out "$DIR/pki/$1.pem" 2>/dev/null
+	done
+	rm -f "$DIR/pki/ca.key"   # nothing else is ever signed by it
+}
+
+vm_server() { # name: nginx with HTTP/1.1 and HTTP/2, serving who it is and a large file
+	local vm=$1 d="$DIR/$1"
+	mkdir -p "$d/www" "$d/tmp"
+	printf 'hello from %s\n' "$vm" > "$d/www/index.html"
+	[ -e "$d/www/big.bin" ] || ln -sf "$DIR/big.bin" "$d/www/big.bin"
+	cat > "$d/nginx.conf" <<EOF
+worker_processes 1;
+pid $d/nginx.pid;
+error_log $d/error.log warn;
+user root;
+events { worker_connections 1024; }
+http {
+    access_log $d/access.log;
+    client_body_temp_path $d/tmp; proxy_temp_path $d/tmp; fastcgi_temp_path $d/tmp;
+    uwsgi_temp_path $d/tmp; scgi_temp_path $d/tmp;
+    log_format peer '\$remote_addr \$server_protocol \$ssl_server_name';
+    server {
+        listen 443 ssl http2;
+        listen [::]:443 ssl http2;
+        ssl_certificate $DIR/pki/$vm.pem;
+        ssl_certificate_key $DIR/pki/$vm.key;
+        access_log $d/peers.log peer;
+        root $d/www;
+        location = /whoami { default_type text/plain; return 200 "$vm saw \$remote_addr\n"; }
+    }
+}
+EOF
+	nsx "$vm" nginx -c "$d/nginx.conf"
+}
+
+write_configs() {
+	head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$DIR/cookie.key"
+	chmod 600 "$DIR/cookie.key"
+	cat > "$DIR/gw.conf" <<EOF
+# veil-gw config for lab $ID
+pin_root $PIN/gw
+client_interface gw-cli
+mesh_interface gw-mesh
+underlay4 198.19.0.1
+underlay6 2001:db8:ff::1
+cookie_secret_file $DIR/cookie.key
+vip $VIP4 443 alert
+vip $VIP6 443 alert
+route vm1.veil.test 1 198.19.0.11
+route vm2.veil.test 2 2001:db8:ff::11
+route vm3.veil.test 3 2001:db8:ff::12
+route *.apps.veil.test 3 198.19.0.12
+EOF
+	for n in 1 2; do
+		{
+			echo "# veil-node config for node$n of lab $ID"
+			echo "pin_root $PIN/n$n"
+			echo "mesh_interface n$n-mesh"
+			echo "underlay4 198.19.0.1$n"
+			echo "underlay6 2001:db8:ff::1$n"
+			for row in "${VMS[@]}"; do
+				set -- $row
+				[ "$2" = "n$n" ] && echo "vm $6 $1-host $5 $3.2 $4::2"
+			done
+		} > "$DIR/n$n.conf"
+	done
+}
+
+start_daemons() {
+	nse gw "$BUILD/veil-gw" --config "$DIR/gw.conf" >>"$DIR/gw.log" 2>&1 &
+	echo $! > "$DIR/gw.pid"
+	for n in 1 2; do
+		nse "n$n" "$BUILD/veil-node" --config "$DIR/n$n.conf" >>"$DIR/n$n.log" 2>&1 &
+		echo $! > "$DIR/n$n.pid"
+	done
+	for d in gw n1 n2; do
+		for _ in $(seq 50); do grep -q "event=started" "$DIR/$d.log" 2>/dev/null && break; sleep 0.1; done
+		grep -q "event=started" "$DIR/$d.log" || { say "lab: $d daemon did not start:"; cat "$DIR/$d.log"; return 1; }
+	done
+}
+
+up() {
+	down >/dev/null 2>&1 || true
+	mkdir -p "$DIR"
+	rm -f "$DIR"/{gw,n1,n2}.log
+	for n in "${NS[@]}"; do ip netns add "$P-$n"; nsx "$n" ip link set lo up; done
+	for n in gw sw n1 n2; do sysctls "$n"; done
+	for n in cli vm1 vm2 vm3; do
+		nsx "$n" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 >/dev/null
+	done
+
+	# client <-> gateway
+	veth cli cli-gw gw gw-cli
+	nsx cli ip addr add 198.18.0.2/24 dev cli-gw
+	nsx cli ip addr add 2001:db8::2/64 dev cli-gw nodad
+	nsx gw ip addr add 198.18.0.1/24 dev gw-cli
+	nsx gw ip addr add 2001:db8::1/64 dev gw-cli nodad
+	nsx cli ip route add $VIP4/32 via 198.18.0.1
+	nsx cli ip -6 route add $VIP6/128 via 2001:db8::1
+
+	# underlay: a bridge in the switch namespace
+	nsx sw ip link add br0 type bridge
+	nsx sw ip link set br0 up
+	local i=1
+	for n in gw n1 n2; do
+		veth "$n" "$n-mesh" sw "sw-$n"
+		nsx sw ip link set "sw-$n" master br0
+	done
+	nsx gw ip addr add 198.19.0.1/24 dev gw-mesh
+	nsx gw ip addr add 2001:db8:ff::1/64 dev gw-mesh nodad
+	for n in 1 2; do
+		nsx "n$n" ip addr add "198.19.0.1$n/24" dev "n$n-mesh"
+		nsx "n$n" ip addr add "2001:db8:ff::1$n/64" dev "n$n-mesh" nodad
+	done
+
+	# VMs behind their nodes
+	for row in "${VMS[@]}"; do
+		set -- $row
+		local vm=$1 node=$2 v4=$3 v6=$4 mac=$5
+		veth "$node" "$vm-host" "$vm" eth0
+		nsx "$vm" ip link set eth0 address "$mac"
+		nsx "$node" ip addr add "$v4.1/24" dev "$vm-host"
+		nsx "$node" ip addr add "$v6::1/64" dev "$vm-host" nodad
+		nsx "$vm" ip addr add "$v4.2/24" dev eth0
+		nsx "$vm" ip addr add "$v6::2/64" dev eth0 nodad
+		nsx "$vm" ip route add default via "$v4.1"
+		nsx "$vm" ip -6 route add default via "$v6::1"
+	done
+
+	# ends that receive frames from XDP_TX / XDP_REDIRECT on the other end
+	xdp_pass cli cli-gw
+	xdp_pass sw sw-gw
+	for vm in vm1 vm2 vm3; do xdp_pass "$vm" eth0; done
+
+	# neighbours the data plane needs resolved: the nodes, seen from the gateway
+	for a in 198.19.0.11 198.19.0.12; do nsx gw ping -c1 -W1 "$a" >/dev/null || true; done
+	for a in 2001:db8:ff::11 2001:db8:ff::12; do nsx gw ping -6 -c1 -W1 "$a" >/dev/null || true; done
+	for row in "${VMS[@]}"; do
+		set -- $row
+		nsx "$1" ping -c1 -W1 "$3.1" >/dev/null || true
+		nsx "$1" ping -6 -c1 -W1 "$4::1" >/dev/null || true
+	done
+
+	make_certs
+	[ -f "$DIR/big.bin" ] || head -c $((100 * 1024 * 1024)) /dev/urandom > "$DIR/big.bin"
+	for row in "${VMS[@]}"; do set -- $row; vm_server "$1"; done
+	write_configs
+	start_daemons
+	say "lab $ID is up: namespaces $P-{${NS[*]// /,}}, files in $DIR, maps under $PIN"
+}
+
+down() {
+	for d in gw n1 n2; do
+		[ -f "$DIR/$d.pid" ] && kill "$(cat "$DIR/$d.pid")" 2>/dev/null || true
+	done
+	for d in gw n1 n2; do
+		[ -f "$DIR/$d.pid" ] || continue
+		for _ in $(seq 30); do kill -0 "$(cat "$DIR/$d.pid")" 2>/dev/null || break; sleep 0.1; done
+		rm -f "$DIR/$d.pid"
+	done
+	for vm in vm1 vm2 vm3; do
+		[ -f "$DIR/$vm/nginx.pid" ] && kill "$(cat "$DIR/$vm/nginx.pid")" 2>/dev/null || true
+	done
+	for n in "${NS[@]}"; do
+		ip netns pids "$P-$n" 2>/dev/null | xargs -r kill 2>/dev/null || true
+		ip netns del "$P-$n" 2>/dev/null || true
+	done
+	rm -rf "$PIN"
+}
+
+curl_vm() { # name family [extra curl args]
+	local name=$1 fam=$2; shift 2
+	local vip=$VIP4; [ "$fam" = 6 ] && vip="[$VIP6]"
+	nsx cli curl -sS --max-time 10 --cacert "$DIR/pki/ca.pem" --resolve "$name:443:$vip" "$@" "https://$name/"
+}
+
+status() {
+	say "== routes ($PIN/gw/routes)"
+	bpftool map dump pinned "$PIN/gw/routes" | grep -E '"name"|vm_id|node_family' | paste - - - | sed 's/  */ /g'
+	say "== flows ($PIN/gw/flows): $(bpftool map dump pinned "$PIN/gw/flows" 2>/dev/null | grep -c '"key"') entries"
+	bpftool map dump pinned "$PIN/gw/flows" 2>/dev/null | head -40
+	say "== gateway counters (sum over CPUs, non-zero)"
+	"$BUILD/veilctl" --pin-root "$PIN/gw" stats 2>/dev/null || bpftool map dump pinned "$PIN/gw/gw_stats"
+	for n in 1 2; do
+		say "== node$n counters (non-zero)"
+		"$BUILD/veilctl" --pin-root "$PIN/n$n" stats 2>/dev/null || bpftool map dump pinned "$PIN/n$n/node_stats"
+	done
+}
+
+demo() {
+	up
+	local fail=0
+	for row in "${VMS[@]}"; do
+		set -- $row
+		for fam in 4 6; do
+			printf '%-28s IPv%s: ' "https://$1.veil.test/" "$fam"
+			curl_vm "$1.veil.test" "$fam" || fail=1
+		done
+		for fam in 4 6; do
+			local vip=$VIP4; [ "$fam" = 6 ] && vip="[$VIP6]"
+			printf '%-28s IPv%s: ' "https://$1.veil.test/whoami" "$fam"
+			nsx cli curl -sS --max-time 10 --cacert "$DIR/pki/ca.pem" --resolve "$1.veil.test:443:$vip" "https://$1.veil.test/whoami" || fail=1
+		done
+	done
+	printf '%-28s IPv4: ' "https://shop.apps.veil.test/"
+	curl_vm shop.apps.veil.test 4 || fail=1
+	printf '%-28s IPv4: ' "https://nope.veil.test/"
+	curl_vm nope.veil.test 4 2>&1 | head -1 || true
+	say ""
+	status
+	say ""
+	say "Inspect:  bpftool map dump pinned $PIN/gw/routes   (and flows, gw_stats; nodes: $PIN/n1/conns)"
+	say "          nsenter --net=/run/netns/$P-gw xdp-loader status"
+	say "          ip netns exec $P-cli curl --cacert $DIR/pki/ca.pem --resolve vm1.veil.test:443:$VIP4 https://vm1.veil.test/"
+	say "Logs:     $DIR/{gw,n1,n2}.log"
+	say "Tear down: tools/lab.sh down $ID"
+	return $fail
+}
+
+env_vars() {
+	cat <<EOF
+LAB_ID=$ID
+LAB_NS_PREFIX=$P
+LAB_DIR=$DIR
+LAB_PIN=$PIN
+LAB_VIP4=$VIP4
+LAB_VIP6=$VIP6
+EOF
+}
+
+case "$cmd" in
+up) up ;;
+down) down ;;
+demo) demo ;;
+status) status ;;
+env) env_vars ;;
+*) sed -n '2,20p' "$0"; exit 2 ;;
+esac
