@@ -145,13 +145,18 @@ VM_INLINE __u64 vm_pseudo_sum(__u8 family, const __u8 *saddr, const __u8 *daddr,
 	__u64 s = 0;
 	const __u32 *a = (const __u32 *)saddr, *b = (const __u32 *)daddr;
 
+	/* one term at a time: a sum of two __u32 would drop its carry */
 	if (family == VM_AF_INET) {
-		s += a[3] + b[3];
+		s += a[3];
+		s += b[3];
 	} else {
-		for (int i = 0; i < 4; i++)
-			s += a[i] + b[i];
+		for (int i = 0; i < 4; i++) {
+			s += a[i];
+			s += b[i];
+		}
 	}
-	s += bpf_htonl(l4_len) + bpf_htonl(IPPROTO_TCP_);
+	s += bpf_htonl(l4_len);
+	s += bpf_htonl(IPPROTO_TCP_);
 	return s;
 }
 
