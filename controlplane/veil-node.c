@@ -38,6 +38,7 @@ static void usage(FILE *f)
 		"  -n, --check           check the config file and exit\n"
 		"  -s, --skb-mode        attach XDP in generic (skb) mode instead of native\n"
 		"  -k, --keep-attached   leave the programs attached on exit (upgrade in place)\n"
+		"  -v, --verbose         also log libbpf's and libxdp's debug messages\n"
 		"  -h, --help            this text\n"
 		"\n"
 		"Signals: SIGHUP reloads the VM table; SIGTERM/SIGINT detach and exit.\n"
@@ -65,23 +66,25 @@ int main(int argc, char **argv)
 		{ "check", no_argument, NULL, 'n' },
 		{ "skb-mode", no_argument, NULL, 's' },
 		{ "keep-attached", no_argument, NULL, 'k' },
+		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
 	static struct vm_node_cfg cfg, nc;
 	const char *config = NULL;
-	bool check = false, skb = false, keep = false;
+	bool check = false, skb = false, keep = false, verbose = false;
 	struct vm_node n;
 	char err[512];
 	int opt, rc, changes;
 
 	vm_prog_name = "veil-node";
-	while ((opt = getopt_long(argc, argv, "c:nskh", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "c:nskvh", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'c': config = optarg; break;
 		case 'n': check = true; break;
 		case 's': skb = true; break;
 		case 'k': keep = true; break;
+		case 'v': verbose = true; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -90,6 +93,7 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	vm_lib_logging(verbose);
 	if (vm_node_cfg_load(config, &cfg, err, sizeof(err))) {
 		fprintf(stderr, "veil-node: %s\n", err);
 		return 2;

@@ -117,7 +117,8 @@ struct cfg_reader {
 static int cfg_err(struct cfg_reader *r, const char *fmt, ...)
 {
 	va_list ap;
-	int n = snprintf(r->err, r->errlen, "%s:%d: ", r->path, r->line);
+	int n = r->line ? snprintf(r->err, r->errlen, "%s:%d: ", r->path, r->line)
+			: snprintf(r->err, r->errlen, "%s: ", r->path);
 
 	va_start(ap, fmt);
 	if (n >= 0 && (size_t)n < r->errlen)
@@ -257,6 +258,7 @@ static int gw_line(struct cfg_reader *r, struct vm_gw_cfg *c, char **w, int n)
 		if (!fam)
 			return cfg_err(r, "'%s' is not an IP address", w[3]);
 		rt->val.node_family = fam;
+		rt->line = r->line;
 		for (int i = 0; i < c->nroutes; i++)
 			if (!strcmp(c->routes[i].key.name, rt->key.name))
 				return cfg_err(r, "route '%s' given twice", w[1]);
@@ -332,6 +334,7 @@ int vm_gw_cfg_load(const char *path, struct vm_gw_cfg *c, char *err, size_t errl
 		return cfg_err(&r, "no underlay4 or underlay6 address"), vm_gw_cfg_free(c), -1;
 	for (int i = 0; i < c->nroutes; i++) {
 		int fam = c->routes[i].val.node_family;
+		r.line = c->routes[i].line;
 		if ((fam == VM_AF_INET && !c->dp.has_underlay4) || (fam == VM_AF_INET6 && !c->dp.has_underlay6))
 			return cfg_err(&r, "route '%s' needs an underlay%d address", c->routes[i].key.name,
 				       fam), vm_gw_cfg_free(c), -1;

@@ -19,6 +19,47 @@
 #include "node_vm.skel.h"
 
 const char *vm_prog_name = "veilmesh";
+static bool lib_verbose;
+
+/* libbpf and libxdp speak through here: warnings become log events, their
+ * chatter about sections and the dispatcher fallback only with --verbose. */
+static int lib_print(const char *origin, const char *fmt, va_list ap)
+{
+	char line[512];
+	size_t n;
+
+	vsnprintf(line, sizeof(line), fmt, ap);
+	n = strlen(line);
+	while (n && line[n - 1] == '\n')
+		line[--n] = 0;
+	if (!lib_verbose && (strstr(line, "skipping unrecognized") || strstr(line, "dispatcher") ||
+			     strstr(line, "xdp_pass") || strstr(line, "ulimit") ||
+			     strstr(line, "Falling back") || strstr(line, "No XDP dispatcher")))
+		return 0;
+	vm_log("event=%s message=\"%s\"", origin, line);
+	return 0;
+}
+
+static int libbpf_cb(enum libbpf_print_level lvl, const char *fmt, va_list ap)
+{
+	if (lvl == LIBBPF_DEBUG && !lib_verbose)
+		return 0;
+	return lib_print("libbpf", fmt, ap);
+}
+
+static int libxdp_cb(enum libxdp_print_level lvl, const char *fmt, va_list ap)
+{
+	if (lvl == LIBXDP_DEBUG && !lib_verbose)
+		return 0;
+	return lib_print("libxdp", fmt, ap);
+}
+
+void vm_lib_logging(bool verbose)
+{
+	lib_verbose = verbose;
+	libbpf_set_print(libbpf_cb);
+	libxdp_set_print(libxdp_cb);
+}
 
 void vm_log(const char *fmt, ...)
 {
@@ -79,6 +120,21 @@ static int xdp_attach_replacing(struct xdp_program *prog, int ifindex, const cha
 		xdp_multiprog__close(mp);
 	}
 	err = xdp_program__attach(prog, ifindex, mode, 0);
+	if (err == -EBUSY && nold) {
+		/* No dispatcher (libxdp's compatibility check fails on some
+		 * kernels): one program per interface, so take the old one off
+		 * first.  Packets in the gap of a few microseconds see no program;
+		 * the flows are in the pinned maps. */
+		for (int i = 0; i < nold; i++) {
+			struct xdp_program *old = xdp_program__from_id(old_ids[i]);
+			if (libxdp_get_error(old))
+				continue;
+			xdp_program__detach(old, ifindex, XDP_MODE_UNSPEC, 0);
+			xdp_program__close(old);
+			vm_log("event=replaced_old ifindex=%d prog_id=%u", ifindex, old_ids[i]);
+		}
+		return xdp_program__attach(prog, ifindex, mode, 0);
+	}
 	if (err)
 		return err;
 	for (int i = 0; i < nold; i++) {

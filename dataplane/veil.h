@@ -22,6 +22,8 @@ struct node_vm;
 /* ---------- logging: one event per line ---------- */
 void vm_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 extern const char *vm_prog_name;
+/* Routes libbpf's and libxdp's messages through vm_log (debug only if verbose). */
+void vm_lib_logging(bool verbose);
 
 /* ---------- addresses ---------- */
 /* Parses an IPv4 or IPv6 literal into 16 bytes (IPv4-mapped); returns the
@@ -39,6 +41,7 @@ int vm_if_mac(const char *ifname, __u8 out[6]);
 struct vm_cfg_route {
 	struct route_key key;
 	struct route_val val;
+	int line;                 /* where the config file said it */
 };
 
 struct vm_cfg_vip {

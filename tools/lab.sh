@@ -36,9 +36,6 @@ VMS=(
 )
 
 nsx() { local n=$1; shift; ip netns exec "$P-$n" "$@"; }
-# Daemons use nsenter (network namespace only) so that they share the host's
-# /sys/fs/bpf: `ip netns exec` remounts /sys and would hide the pinned maps.
-nse() { local n=$1; shift; nsenter --net="/run/netns/$P-$n" "$@"; }
 
 say() { printf '%s\n' "$*"; }
 
@@ -144,11 +141,14 @@ EOF
 	done
 }
 
+# Daemons run under nsenter (network namespace only) so that they share the
+# host's /sys/fs/bpf: `ip netns exec` remounts /sys and would hide the pins.
 start_daemons() {
-	nse gw "$BUILD/veil-gw" --config "$DIR/gw.conf" >>"$DIR/gw.log" 2>&1 &
+	# nsenter execs the daemon, so $! is the daemon's own pid
+	nsenter --net="/run/netns/$P-gw" "$BUILD/veil-gw" --config "$DIR/gw.conf" >>"$DIR/gw.log" 2>&1 &
 	echo $! > "$DIR/gw.pid"
 	for n in 1 2; do
-		nse "n$n" "$BUILD/veil-node" --config "$DIR/n$n.conf" >>"$DIR/n$n.log" 2>&1 &
+		nsenter --net="/run/netns/$P-n$n" "$BUILD/veil-node" --config "$DIR/n$n.conf" >>"$DIR/n$n.log" 2>&1 &
 		echo $! > "$DIR/n$n.pid"
 	done
 	for d in gw n1 n2; do

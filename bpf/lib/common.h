@@ -226,6 +226,8 @@ VM_INLINE int vm_parse_ip_tcp(void *data, void *data_end, __u32 pkt_len, __u32 l
 	tcp = data + p->l4_off;
 	if ((void *)(tcp + 1) > data_end)
 		return VM_PARSE_TRUNCATED;
+	p->sport = tcp->source;   /* known from here on, so a caller can tell */
+	p->dport = tcp->dest;     /* whether a broken packet was for a VIP */
 	p->tcp_len = tcp->doff * 4;
 	if (p->tcp_len < 20)
 		return VM_PARSE_TRUNCATED;
@@ -233,8 +235,6 @@ VM_INLINE int vm_parse_ip_tcp(void *data, void *data_end, __u32 pkt_len, __u32 l
 	if (ip_total < p->l3_len + p->tcp_len || l3_off + ip_total > pkt_len)
 		return VM_PARSE_TRUNCATED;
 	p->payload_len = ip_total - p->l3_len - p->tcp_len;
-	p->sport = tcp->source;
-	p->dport = tcp->dest;
 	p->seq = bpf_ntohl(tcp->seq);
 	p->ack = bpf_ntohl(tcp->ack_seq);
 	p->flags = ((__u8 *)tcp)[13];

@@ -1,0 +1,217 @@
+#!/usr/bin/env bash
+# End-to-end tests in the netns lab (tools/lab.sh): real clients (curl,
+# openssl s_client) through the XDP gateway and the nodes to nginx in the VMs.
+# Prints PASS/FAIL lines; the lab is removed on exit, whatever happens.
+set -u
+cd "$(dirname "$0")/.."
+TOP=$PWD
+BUILD=${BUILD:-$TOP/build}
+export BUILD
+ID="e2e$$"
+export VEIL_LAB_DIR="/tmp/veilmesh-$ID"
+LAB="tools/lab.sh"
+P="vml-$ID"
+DIR=$VEIL_LAB_DIR
+PIN="/sys/fs/bpf/veilmesh-$ID"
+VIP4=198.18.100.1
+VIP6=2001:db8:100::1
+
+cleanup() {
+	$LAB down "$ID" >/dev/null 2>&1
+	rm -rf "$DIR"
+}
+trap cleanup EXIT INT TERM
+
+pass() { echo "PASS $1"; }
+fail() { echo "FAIL $1: $2"; }
+nsx() { local n=$1; shift; ip netns exec "$P-$n" "$@"; }
+vip() { [ "$1" = 6 ] && echo "[$VIP6]" || echo "$VIP4"; }
+ccurl() { # name family [args]
+	local name=$1 fam=$2; shift 2
+	nsx cli curl -sS --max-time 20 --cacert "$DIR/pki/ca.pem" --resolve "$name:443:$(vip "$fam")" "$@"
+}
+
+mkdir -p "$BUILD/tests/logs"
+if ! $LAB up "$ID" >"$BUILD/tests/logs/lab-up.log" 2>&1; then
+	fail lab_up "$(tail -5 "$BUILD/tests/logs/lab-up.log")"
+	exit 1
+fi
+pass lab_up
+
+# 1. every VM over IPv4 and IPv6, and the VM sees the real client
+t=each_vm_v4_v6
+bad=""
+for vm in vm1 vm2 vm3; do
+	for fam in 4 6; do
+		got=$(ccurl "$vm.veil.test" "$fam" "https://$vm.veil.test/" 2>&1)
+		[ "$got" = "hello from $vm" ] || bad="$bad $vm/v$fam:'$got'"
+		want=198.18.0.2; [ "$fam" = 6 ] && want=2001:db8::2
+		got=$(ccurl "$vm.veil.test" "$fam" "https://$vm.veil.test/whoami" 2>&1)
+		[ "$got" = "$vm saw $want" ] || bad="$bad whoami-$vm/v$fam:'$got'"
+	done
+done
+[ -z "$bad" ] && pass $t || fail $t "$bad"
+
+# 2. openssl s_client gets each VM's own certificate, verified against the lab CA
+t=openssl_sees_vm_certificate
+bad=""
+for vm in vm1 vm2 vm3; do
+	for fam in 4 6; do
+		out=$(echo | nsx cli timeout 10 openssl s_client -connect "$(vip "$fam"):443" -servername "$vm.veil.test" \
+			-CAfile "$DIR/pki/ca.pem" -verify_return_error -verify_hostname "$vm.veil.test" 2>&1)
+		echo "$out" | grep -q "subject=CN = $vm.veil.test" && echo "$out" | grep -q "Verify return code: 0 (ok)" ||
+			bad="$bad $vm/v$fam"
+	done
+done
+[ -z "$bad" ] && pass $t || fail $t "no verified certificate for:$bad"
+
+# 3. ALPN passes untouched: HTTP/2 and HTTP/1.1
+t=alpn_http2_and_http1
+v2=$(ccurl vm2.veil.test 4 --http2 -o /dev/null -w '%{http_version}' https://vm2.veil.test/)
+v1=$(ccurl vm2.veil.test 6 --http1.1 -o /dev/null -w '%{http_version}' https://vm2.veil.test/)
+[ "$v2" = 2 ] && [ "$v1" = 1.1 ] && pass $t || fail $t "http versions '$v2' '$v1'"
+
+# 4. wildcard route
+t=wildcard_route
+got=$(ccurl shop.apps.veil.test 6 https://shop.apps.veil.test/ 2>&1)
+[ "$got" = "hello from vm3" ] && pass $t || fail $t "'$got'"
+
+# 5. a name without a route fails at once with a clear reason
+t=unknown_name_refused_at_once
+start=$(date +%s%N)
+out=$(ccurl nope.veil.test 4 https://nope.veil.test/ 2>&1); rc=$?
+ms=$(( ($(date +%s%N) - start) / 1000000 ))
+if [ $rc != 0 ] && echo "$out" | grep -q "unrecognized name" && [ $ms -lt 2000 ]; then
+	pass "$t (refused in ${ms} ms)"
+else
+	fail $t "rc=$rc after ${ms} ms: $out"
+fi
+t=no_sni_refused_at_once
+out=$(echo | nsx cli timeout 5 openssl s_client -connect "$VIP4:443" -noservername 2>&1); rc=$?
+echo "$out" | grep -q "unrecognized name" && pass $t || fail $t "rc=$rc: $(echo "$out" | tail -2)"
+
+# 6. pinned maps print named fields; xdp-loader shows the programs
+t=maps_have_named_fields
+r=$(bpftool map dump pinned "$PIN/gw/routes" 2>&1)
+f=$(bpftool map dump pinned "$PIN/gw/flows" 2>&1)
+c=$(bpftool map dump pinned "$PIN/n1/conns" 2>&1)
+echo "$r" | grep -q '"name": "vm1.veil.test"' && echo "$f" | grep -q '"client_port_be"' &&
+	echo "$f" | grep -q '"vm_id"' && echo "$c" | grep -q '"seq_delta"' && pass $t ||
+	fail $t "$(echo "$r" | head -5)"
+t=xdp_loader_status
+s=$(nsenter --net="/run/netns/$P-gw" xdp-loader status 2>&1)
+echo "$s" | grep -q "gw_ingress" && echo "$s" | grep -q "gw_return" && pass $t || fail $t "$s"
+
+# 7. tshark dissects mesh traffic down to the inner TLS
+t=tshark_dissects_geneve
+nsx sw timeout 8 tshark -i sw-n1 -f "udp port 6081" -c 6 -O geneve,tls 2>/dev/null >"$DIR/geneve.txt" &
+tp=$!
+sleep 2
+ccurl vm1.veil.test 4 https://vm1.veil.test/ >/dev/null 2>&1
+wait $tp
+grep -q "Generic Network Virtualization Encapsulation" "$DIR/geneve.txt" && grep -q "Class: Unknown (0xfff0)\|Class: .*0xfff0" "$DIR/geneve.txt" &&
+	grep -q "Handshake Protocol: Client Hello" "$DIR/geneve.txt" && pass $t ||
+	fail $t "$(head -20 "$DIR/geneve.txt")"
+
+SUM=$(sha256sum "$DIR/big.bin" | cut -d' ' -f1)
+
+# 8. 100 MB with 1% random loss on the client link, both directions
+t=download_100mb_with_1pct_loss
+nsx cli nft -f - <<'EOF'
+table inet veil_loss {
+	chain in { type filter hook input priority 0; numgen random mod 100 < 1 counter drop; }
+	chain out { type filter hook output priority 0; numgen random mod 100 < 1 counter drop; }
+}
+EOF
+start=$SECONDS
+got=$(ccurl vm1.veil.test 4 --max-time 120 https://vm1.veil.test/big.bin 2>"$DIR/loss.err" | sha256sum | cut -d' ' -f1)
+dropped=$(nsx cli nft list table inet veil_loss | grep -o 'packets [0-9]*' | awk '{s+=$2} END {print s+0}')
+nsx cli nft delete table inet veil_loss
+[ "$got" = "$SUM" ] && [ "$dropped" -gt 0 ] && pass "$t ($dropped packets dropped, $((SECONDS - start)) s)" ||
+	fail $t "sha256 $got, $dropped dropped: $(cat "$DIR/loss.err")"
+
+# 9. two clients in parallel (one IPv4, one IPv6, different VMs)
+t=two_clients_in_parallel
+ccurl vm1.veil.test 4 https://vm1.veil.test/big.bin 2>"$DIR/p1.err" | sha256sum | cut -d' ' -f1 >"$DIR/p1.sum" &
+a=$!
+ccurl vm3.veil.test 6 https://vm3.veil.test/big.bin 2>"$DIR/p2.err" | sha256sum | cut -d' ' -f1 >"$DIR/p2.sum" &
+b=$!
+wait $a $b
+[ "$(cat "$DIR/p1.sum")" = "$SUM" ] && [ "$(cat "$DIR/p2.sum")" = "$SUM" ] && pass $t ||
+	fail $t "$(cat "$DIR/p1.err" "$DIR/p2.err")"
+
+# 10. the gateway daemon restarted during a download: the download completes
+t=gateway_restart_during_download
+ccurl vm2.veil.test 6 --max-time 60 --limit-rate 25M https://vm2.veil.test/big.bin 2>"$DIR/r.err" | sha256sum | cut -d' ' -f1 >"$DIR/r.sum" &
+dl=$!
+sleep 1.5
+kill "$(cat "$DIR/gw.pid")"
+for _ in $(seq 50); do kill -0 "$(cat "$DIR/gw.pid")" 2>/dev/null || break; sleep 0.1; done
+nsenter --net="/run/netns/$P-gw" "$BUILD/veil-gw" --config "$DIR/gw.conf" >>"$DIR/gw.log" 2>&1 &
+echo $! >"$DIR/gw.pid"
+wait $dl
+restarts=$(grep -c "event=started" "$DIR/gw.log")
+[ "$(cat "$DIR/r.sum")" = "$SUM" ] && [ "$restarts" = 2 ] && pass $t ||
+	fail $t "sha256 $(cat "$DIR/r.sum"), starts $restarts: $(cat "$DIR/r.err")"
+
+# 11. the node daemon restarted during a download
+t=node_restart_during_download
+ccurl vm1.veil.test 4 --max-time 60 --limit-rate 25M https://vm1.veil.test/big.bin 2>"$DIR/u.err" | sha256sum | cut -d' ' -f1 >"$DIR/u.sum" &
+dl=$!
+sleep 1.5
+kill "$(cat "$DIR/n1.pid")"
+for _ in $(seq 50); do kill -0 "$(cat "$DIR/n1.pid")" 2>/dev/null || break; sleep 0.1; done
+nsenter --net="/run/netns/$P-n1" "$BUILD/veil-node" --config "$DIR/n1.conf" >>"$DIR/n1.log" 2>&1 &
+echo $! >"$DIR/n1.pid"
+wait $dl
+[ "$(cat "$DIR/u.sum")" = "$SUM" ] && pass $t || fail $t "sha256 $(cat "$DIR/u.sum"): $(cat "$DIR/u.err")"
+
+# 12. a config reload: a broken file changes nothing and says where; a good
+#     one adds a route without disturbing a running download
+t=reload_bad_config_changes_nothing
+cp "$DIR/gw.conf" "$DIR/gw.conf.good"
+printf 'route Bad_Name 9 198.19.0.11\n' >>"$DIR/gw.conf"
+kill -HUP "$(cat "$DIR/gw.pid")"
+sleep 1.5
+line=$(wc -l <"$DIR/gw.conf")
+grep -q "event=reload_rejected reason=\"$DIR/gw.conf:$line: 'Bad_Name' is not a lowercase host name" "$DIR/gw.log" &&
+	[ "$(bpftool map dump pinned "$PIN/gw/routes" | grep -c '"name"')" = 4 ] && pass $t ||
+	fail $t "$(tail -3 "$DIR/gw.log")"
+t=reload_adds_route_during_download
+cp "$DIR/gw.conf.good" "$DIR/gw.conf"
+ccurl vm1.veil.test 4 --max-time 60 --limit-rate 40M https://vm1.veil.test/big.bin 2>"$DIR/a.err" | sha256sum | cut -d' ' -f1 >"$DIR/a.sum" &
+dl=$!
+sleep 1
+printf 'route new.veil.test 2 198.19.0.11\n' >>"$DIR/gw.conf"
+kill -HUP "$(cat "$DIR/gw.pid")"
+sleep 1.5
+got=$(ccurl new.veil.test 4 https://new.veil.test/ -k 2>&1)
+wait $dl
+[ "$got" = "hello from vm2" ] && [ "$(cat "$DIR/a.sum")" = "$SUM" ] && pass $t ||
+	fail $t "new route gave '$got', download $(cat "$DIR/a.sum")"
+
+# 13. a config with an error: the daemon says file:line and exits 2
+t=daemon_bad_config_exit_2
+printf 'client_interface gw-cli\nunderlay4 198.19.0.1\ncookie_secret_file %s\nvip 198.18.100.1 443 maybe\n' "$DIR/cookie.key" >"$DIR/bad.conf"
+out=$("$BUILD/veil-gw" --config "$DIR/bad.conf" 2>&1); rc=$?
+[ $rc = 2 ] && echo "$out" | grep -q "$DIR/bad.conf:4: refusal must be 'rst' or 'alert'" && pass $t || fail $t "rc=$rc: $out"
+
+# 14. every outcome was counted: the counters explain what happened
+t=counters_explain
+s=$(bpftool map dump pinned "$PIN/gw/gw_stats")
+bad=""
+for c in syn_cookie_sent cookie_ack hello_routed no_route no_sni refused_alert fwd_established ret_forwarded; do
+	n=$(echo "$s" | grep "\"$c\"" | grep -o '[0-9]*' | awk '{s+=$1} END {print s+0}')
+	[ "$n" -gt 0 ] || bad="$bad $c"
+done
+ns=$(bpftool map dump pinned "$PIN/n1/node_stats")
+for c in handoff_replayed vm_synack fwd_to_vm fwd_to_gw; do
+	n=$(echo "$ns" | grep "\"$c\"" | grep -o '[0-9]*' | awk '{s+=$1} END {print s+0}')
+	[ "$n" -gt 0 ] || bad="$bad $c"
+done
+[ -z "$bad" ] && pass $t || fail $t "zero:$bad"
+
+# 15. nothing leaked into logs: the cookie secret never appears
+t=secret_not_logged
+key=$(cat "$DIR/cookie.key")
+grep -rq "$key" "$DIR"/*.log && fail $t "the cookie secret is in a log" || pass $t

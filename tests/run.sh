@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Runs every veilmesh test and ends with one line: "N passed, N failed".
+# Each suite prints "PASS name" / "FAIL name: why" / "SKIP name: why" lines.
+#   tests/run.sh            everything
+#   tests/run.sh unit|bpf|e2e
+set -u
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+what=${1:-all}
+pass=0 fail=0 skip=0
+log=$BUILD/tests/logs
+mkdir -p "$log"
+
+suite() { # name command...
+	local name=$1; shift
+	local start=$SECONDS out="$log/$name.out" err="$log/$name.err"
+	echo "== $name"
+	"$@" >"$out" 2>"$err"
+	local rc=$?
+	cat "$out"
+	local p f s
+	p=$(grep -c '^PASS ' "$out"); f=$(grep -c '^FAIL ' "$out"); s=$(grep -c '^SKIP ' "$out")
+	if [ "$rc" != 0 ] && [ "$f" = 0 ]; then
+		echo "FAIL $name: exited $rc without saying why; stderr follows"
+		f=1
+	fi
+	if [ "$f" != 0 ]; then
+		echo "-- stderr of $name (last 30 lines):"
+		tail -30 "$err"
+	fi
+	pass=$((pass + p)); fail=$((fail + f)); skip=$((skip + s))
+	echo "   ($name: $p passed, $f failed, $s skipped in $((SECONDS - start)) s)"
+}
+
+case $what in all|unit)
+	suite hello "$BUILD/tests/test_hello"
+	suite cookie "$BUILD/tests/test_cookie"
+	suite config "$BUILD/tests/test_config"
+esac
+case $what in all|bpf)
+	suite bpf "$BUILD/tests/test_bpf"
+esac
+case $what in all|e2e)
+	suite e2e tests/e2e.sh
+esac
+
+echo "$pass passed, $fail failed, $skip skipped"
+[ "$fail" = 0 ]

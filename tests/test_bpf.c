@@ -1,0 +1,764 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * BPF tests: every program run through BPF_PROG_TEST_RUN on packets built
+ * here, asserting on the verdict and the bytes out (checksums, options,
+ * encapsulation, translation), and on the maps and counters.
+ *
+ * Runs in a network namespace of its own (unshare), with one dummy device
+ * (a veth) and static neighbours, so the gateway's FIB lookups have a next hop.
+ */
+#include <errno.h>
+#include <net/if.h>
+#include <sched.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/if_link.h>
+
+#include "testlib.h"
+#include "veil.h"
+#include "veil/cookie.h"
+#include "veil/hello.h"
+#include "gw_ingress.skel.h"
+#include "gw_return.skel.h"
+#include "node_mesh.skel.h"
+#include "node_vm.skel.h"
+
+#define XDP_DROP_ 1
+#define XDP_PASS_ 2
+#define XDP_TX_ 3
+#define XDP_REDIRECT_ 4
+#define TC_ACT_REDIRECT_ 7
+#define TC_ACT_OK_ 0
+
+static struct vm_gw G;
+static struct vm_node N;
+static int ifidx;                    /* the dummy device: underlay and client side */
+static char pin[128];
+static const __u64 KEY[2] = { 0x0123456789abcdefULL, 0xfedcba9876543210ULL };
+
+static const uint8_t CLI_MAC[6] = { 0x02, 0, 0, 0, 0, 0x01 };
+static const uint8_t GW_MAC[6] = { 0x02, 0, 0, 0, 0, 0x02 };
+static const uint8_t NODE_MAC[6] = { 0x02, 0, 0, 0, 0, 0x11 };
+static const uint8_t VM_MAC[6] = { 0x02, 0, 0, 0, 0x11, 0x02 };
+static const uint8_t HOST_MAC[6] = { 0x02, 0, 0, 0, 0x11, 0x01 };
+#define VM_IFINDEX 77
+
+static uint8_t CLI4[4] = { 198, 18, 0, 2 }, VIP4[4] = { 198, 18, 100, 1 }, VM4[4] = { 198, 18, 11, 2 };
+static uint8_t CLI6[16], VIP6[16], VM6[16];
+
+static uint8_t hello_curl[600];
+static size_t hello_curl_len;
+
+/* ---------- setup ---------- */
+
+static int sh(const char *cmd)
+{
+	int rc = system(cmd);
+	if (rc)
+		fprintf(stderr, "setup: '%s' failed\n", cmd);
+	return rc;
+}
+
+static void cleanup(void)
+{
+	char cmd[256];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", pin);
+	if (pin[0])
+		(void)!system(cmd);
+}
+
+static int setup(void)
+{
+	char p1[160], p2[160];
+	struct gw_config gc = { .mss4 = 1360, .mss6 = 1340, .wscale = 7, .cookie_window_s = 64 };
+	struct node_config nc = { .mss4 = 1360, .mss6 = 1340 };
+	struct cookie_secret sec = { .epoch = 1 };
+	__u32 zero = 0;
+
+	if (unshare(CLONE_NEWNET)) {
+		perror("unshare");
+		return -1;
+	}
+	if (sh("ip link set lo up") || sh("ip link add t0 type veth peer name t1") || sh("ip link set t0 up") ||
+	    sh("ip addr add 198.19.0.1/24 dev t0") || sh("ip addr add 2001:db8:ff::1/64 dev t0 nodad") ||
+	    sh("ip neigh add 198.19.0.11 lladdr 02:00:00:00:00:11 dev t0 nud permanent") ||
+	    sh("ip neigh add 2001:db8:ff::11 lladdr 02:00:00:00:00:11 dev t0 nud permanent") ||
+	    sh("sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1"))
+		return -1;
+	ifidx = if_nametoindex("t0");
+	inet_pton(AF_INET6, "2001:db8::2", CLI6);
+	inet_pton(AF_INET6, "2001:db8:100::1", VIP6);
+	inet_pton(AF_INET6, "2001:db8:11::2", VM6);
+
+	snprintf(pin, sizeof(pin), "/sys/fs/bpf/veilmesh-test-%d", getpid());
+	atexit(cleanup);
+	snprintf(p1, sizeof(p1), "%s/gw", pin);
+	snprintf(p2, sizeof(p2), "%s/node", pin);
+	if (vm_gw_open(&G, p1, 4096) || vm_gw_load(&G) || vm_node_open(&N, p2, 4096) || vm_node_load(&N)) {
+		fprintf(stderr, "setup: loading the programs failed\n");
+		return -1;
+	}
+	memcpy(sec.cur, KEY, sizeof(KEY));
+	vm_addr_parse("198.19.0.1", gc.underlay4);
+	vm_addr_parse("2001:db8:ff::1", gc.underlay6);
+	gc.has_underlay4 = gc.has_underlay6 = 1;
+	vm_addr_parse("198.19.0.11", nc.underlay4);
+	vm_addr_parse("2001:db8:ff::11", nc.underlay6);
+	nc.has_underlay4 = nc.has_underlay6 = 1;
+	bpf_map_update_elem(vm_gw_map_fd(&G, "gw_config"), &zero, &gc, BPF_ANY);
+	bpf_map_update_elem(vm_gw_map_fd(&G, "cookie_secret"), &zero, &sec, BPF_ANY);
+	bpf_map_update_elem(vm_node_map_fd(&N, "node_config"), &zero, &nc, BPF_ANY);
+
+	struct vip_key vk = { .port_be = htons(443) };
+	struct vip_val vv = { .refuse = VM_REFUSE_ALERT };
+	vk.family = vm_addr_parse("198.18.100.1", vk.addr);
+	bpf_map_update_elem(vm_gw_map_fd(&G, "vips"), &vk, &vv, BPF_ANY);
+	vk.family = vm_addr_parse("2001:db8:100::1", vk.addr);
+	vv.refuse = VM_REFUSE_RST;
+	bpf_map_update_elem(vm_gw_map_fd(&G, "vips"), &vk, &vv, BPF_ANY);
+
+	struct route_key rk = { 0 };
+	struct route_val rv = { .vm_id = 1 };
+	strcpy(rk.name, "www.veil.test");
+	rv.node_family = vm_addr_parse("198.19.0.11", rv.node);
+	bpf_map_update_elem(vm_gw_map_fd(&G, "routes"), &rk, &rv, BPF_ANY);
+	memset(&rk, 0, sizeof(rk));
+	strcpy(rk.name, "*.apps.veil.test");
+	rv.node_family = vm_addr_parse("2001:db8:ff::11", rv.node);
+	bpf_map_update_elem(vm_gw_map_fd(&G, "routes"), &rk, &rv, BPF_ANY);
+
+	struct vm_val vm = { .ifindex = VM_IFINDEX, .has4 = 1, .has6 = 1 };
+	__u32 id = 1;
+	memcpy(vm.vm_mac, VM_MAC, 6);
+	memcpy(vm.host_mac, HOST_MAC, 6);
+	vm_addr_parse("198.18.11.2", vm.addr4);
+	vm_addr_parse("2001:db8:11::2", vm.addr6);
+	bpf_map_update_elem(vm_node_map_fd(&N, "vms"), &id, &vm, BPF_ANY);
+
+	uint8_t *h = t_slurp("tests/fixtures/hello-curl.bin", &hello_curl_len);
+	if (!h || hello_curl_len > sizeof(hello_curl))
+		return -1;
+	memcpy(hello_curl, h, hello_curl_len);
+	free(h);
+	return 0;
+}
+
+/* ---------- running ---------- */
+
+struct run {
+	int rc;
+	__u32 verdict;
+	uint8_t out[4096];
+	__u32 len;
+};
+
+static void xdp_run(int prog_fd, const uint8_t *in, size_t n, struct run *r)
+{
+	struct xdp_md ctx = { .data_end = n, .ingress_ifindex = ifidx };
+	LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = in, .data_size_in = n, .data_out = r->out,
+		    .data_size_out = sizeof(r->out), .ctx_in = &ctx, .ctx_size_in = sizeof(ctx), .repeat = 1);
+	r->rc = bpf_prog_test_run_opts(prog_fd, &o);
+	r->verdict = o.retval;
+	r->len = o.data_size_out;
+}
+
+static void tc_run(int prog_fd, const uint8_t *in, size_t n, struct run *r)
+{
+	struct __sk_buff ctx = { .ifindex = 1 };
+	LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = in, .data_size_in = n, .data_out = r->out,
+		    .data_size_out = sizeof(r->out), .ctx_in = &ctx, .ctx_size_in = sizeof(ctx), .repeat = 1);
+	r->rc = bpf_prog_test_run_opts(prog_fd, &o);
+	r->verdict = o.retval;
+	r->len = o.data_size_out;
+}
+
+#define GW_ING bpf_program__fd(G.ing->progs.gw_ingress)
+#define GW_RET bpf_program__fd(G.ret->progs.gw_return)
+#define NODE_MESH bpf_program__fd(N.mesh->progs.node_mesh)
+#define NODE_VM bpf_program__fd(N.vm->progs.node_vm)
+
+static struct gw_stats gw_now(void)
+{
+	struct gw_stats s;
+	vm_gw_stats_read(vm_gw_map_fd(&G, "gw_stats"), &s);
+	return s;
+}
+
+static struct node_stats node_now(void)
+{
+	struct node_stats s;
+	vm_node_stats_read(vm_node_map_fd(&N, "node_stats"), &s);
+	return s;
+}
+
+/* A client packet to the VIP. */
+static struct t_pkt client_pkt(int v6, uint16_t sport, uint32_t seq, uint32_t ack, uint8_t flags)
+{
+	struct t_pkt p = { .v6 = v6, .sport = sport, .dport = 443, .seq = seq, .ack = ack,
+			   .flags = flags, .window = 502 };
+	memcpy(p.smac, CLI_MAC, 6);
+	memcpy(p.dmac, GW_MAC, 6);
+	memcpy(p.src, v6 ? CLI6 : CLI4, v6 ? 16 : 4);
+	memcpy(p.dst, v6 ? VIP6 : VIP4, v6 ? 16 : 4);
+	return p;
+}
+
+static const uint8_t SYN_OPTS[20] = { 2, 4, 0x05, 0xb4, 4, 2, 8, 10, 0x11, 0x22, 0x33, 0x44, 0, 0, 0, 0, 1, 3, 3, 10 };
+
+/* Parses TCP options of the packet at l4 (doff from the header). */
+struct opts { int mss, ws, sack_ok, ts; uint32_t tsval, tsecr; };
+static struct opts opts_of(const uint8_t *tcp)
+{
+	struct opts o = { .mss = -1, .ws = -1 };
+	int len = (tcp[12] >> 4) * 4 - 20;
+	const uint8_t *p = tcp + 20;
+	for (int i = 0; i < len;) {
+		if (p[i] == 0) break;
+		if (p[i] == 1) { i++; continue; }
+		int l = p[i + 1];
+		if (p[i] == 2) o.mss = t_be16(p + i + 2);
+		if (p[i] == 3) o.ws = p[i + 2];
+		if (p[i] == 4) o.sack_ok = 1;
+		if (p[i] == 8) { o.ts = 1; o.tsval = t_be32(p + i + 2); o.tsecr = t_be32(p + i + 6); }
+		i += l;
+	}
+	return o;
+}
+
+/* Does the SYN handshake; returns the cookie ISN and the gateway's TSval. */
+static uint32_t handshake(int v6, uint16_t sport, uint32_t isn, uint32_t *gw_ts)
+{
+	uint8_t in[256];
+	struct run r;
+	struct t_pkt p = client_pkt(v6, sport, isn, 0, T_SYN);
+	p.opts = SYN_OPTS;
+	p.optlen = 20;
+	xdp_run(GW_ING, in, t_build(&p, in), &r);
+	size_t l3 = v6 ? 40 : 20;
+	if (gw_ts)
+		*gw_ts = opts_of(r.out + 14 + l3).tsval;
+	return t_be32(r.out + 14 + l3 + 4);
+}
+
+/* The ClientHello packet after the handshake. */
+static size_t hello_pkt(int v6, uint16_t sport, uint32_t isn, uint32_t cookie, uint32_t gw_ts,
+			const uint8_t *hello, size_t hlen, uint8_t *out)
+{
+	static uint8_t ts[12] = { 1, 1, 8, 10 };
+	struct t_pkt p = client_pkt(v6, sport, isn + 1, cookie + 1, T_ACK | T_PSH);
+	uint32_t v = htonl(0x11223355);
+	memcpy(ts + 4, &v, 4);
+	v = htonl(gw_ts);
+	memcpy(ts + 8, &v, 4);
+	p.opts = ts;
+	p.optlen = 12;
+	p.payload = hello;
+	p.plen = hlen;
+	return t_build(&p, out);
+}
+
+/* ---------- gateway tests ---------- */
+
+static void check_synack(int v6)
+{
+	uint8_t in[256];
+	struct run r;
+	struct t_pkt p = client_pkt(v6, 40000, 1000, 0, T_SYN);
+	struct gw_stats before = gw_now();
+
+	p.opts = SYN_OPTS;
+	p.optlen = 20;
+	size_t n = t_build(&p, in);
+	xdp_run(GW_ING, in, n, &r);
+	size_t l3 = v6 ? 40 : 20;
+	uint8_t *ip = r.out + 14, *tcp = ip + l3;
+	CHECK(r.rc == 0 && r.verdict == XDP_TX_, "verdict %u", r.verdict);
+	CHECK(r.len == 14 + l3 + 40, "length %u", r.len);
+	CHECK(!memcmp(r.out, CLI_MAC, 6) && !memcmp(r.out + 6, GW_MAC, 6), "MACs swapped");
+	if (v6) {
+		CHECK(!memcmp(ip + 8, VIP6, 16) && !memcmp(ip + 24, CLI6, 16), "addresses swapped");
+		CHECK(t_be16(ip + 4) == 40, "payload length");
+	} else {
+		CHECK(!memcmp(ip + 12, VIP4, 4) && !memcmp(ip + 16, CLI4, 4), "addresses swapped");
+		CHECK(t_fold(t_sum(ip, 20, 0)) == 0, "IPv4 header checksum");
+		CHECK(t_be16(ip + 2) == 60, "total length");
+	}
+	CHECK(t_l4_verify(v6, ip, tcp, 40, 6) == 0, "TCP checksum");
+	CHECK(t_be16(tcp) == 443 && t_be16(tcp + 2) == 40000, "ports");
+	CHECK(tcp[13] == (T_SYN | T_ACK), "flags %02x", tcp[13]);
+	CHECK(t_be32(tcp + 8) == 1001, "ack");
+	struct opts o = opts_of(tcp);
+	CHECK(o.mss == (v6 ? 1340 : 1360), "MSS %d", o.mss);
+	CHECK(o.sack_ok && o.ts && o.tsecr == 0x11223344 && o.ws == 7, "options: sack %d ts %d ecr %x ws %d",
+	      o.sack_ok, o.ts, o.tsecr, o.ws);
+	/* The ISN is a cookie our userspace code validates with the same key. */
+	struct vm_cookie_in cin = { .sport = htons(40000), .dport = htons(443), .client_isn = 1000 };
+	if (v6) {
+		memcpy(cin.saddr, CLI6, 16);
+		memcpy(cin.daddr, VIP6, 16);
+	} else {
+		vm_addr_parse("198.18.0.2", cin.saddr);
+		vm_addr_parse("198.18.100.1", cin.daddr);
+	}
+	uint32_t cookie = t_be32(tcp + 4);
+	__u32 tnow = vm_tai_seconds() / 64;
+	CHECK(vm_cookie_check_key(KEY, &cin, cookie, tnow), "cookie does not validate");
+	struct vm_cookie_opts co;
+	vm_cookie_decode(cookie, &co);
+	CHECK(co.mss == 1440 && co.wscale == 10 && co.sack_ok && co.ts_ok, "cookie options mss %u ws %u",
+	      co.mss, co.wscale);
+	cin.client_isn = 999;
+	CHECK(!vm_cookie_check_key(KEY, &cin, cookie, tnow), "cookie valid for another ISN");
+	CHECK(gw_now().syn_cookie_sent == before.syn_cookie_sent + 1, "counter");
+}
+
+static void syn_gets_synack_v4(void) { check_synack(0); }
+static void syn_gets_synack_v6(void) { check_synack(1); }
+
+static void syn_without_options(void)
+{
+	uint8_t in[256];
+	struct run r;
+	struct t_pkt p = client_pkt(0, 40001, 5, 0, T_SYN);
+	xdp_run(GW_ING, in, t_build(&p, in), &r);
+	uint8_t *tcp = r.out + 34;
+	struct opts o = opts_of(tcp);
+	CHECK(r.verdict == XDP_TX_, "verdict");
+	CHECK(o.ws == -1 && !o.ts && !o.sack_ok, "no options the client did not offer");
+	CHECK(t_l4_verify(0, r.out + 14, tcp, r.len - 34, 6) == 0, "checksum");
+	struct vm_cookie_opts co;
+	vm_cookie_decode(t_be32(tcp + 4), &co);
+	CHECK(co.mss == 536, "absent MSS means 536, got %u", co.mss);
+}
+
+static void cookie_ack_dropped(void)
+{
+	uint8_t in[256];
+	struct run r;
+	uint32_t cookie = handshake(0, 40002, 7000, NULL);
+	struct t_pkt p = client_pkt(0, 40002, 7001, cookie + 1, T_ACK);
+	struct gw_stats b = gw_now();
+	xdp_run(GW_ING, in, t_build(&p, in), &r);
+	CHECK(r.verdict == XDP_DROP_, "verdict %u", r.verdict);
+	CHECK(gw_now().cookie_ack == b.cookie_ack + 1, "counter");
+	p.ack = cookie + 2;
+	xdp_run(GW_ING, in, t_build(&p, in), &r);
+	CHECK(r.verdict == XDP_DROP_ && gw_now().bad_cookie == b.bad_cookie + 1, "bad cookie counted");
+}
+
+static void hello_routed_to_node(void)
+{
+	uint8_t in[1024];
+	struct run r;
+	uint32_t gw_ts, cookie = handshake(0, 40003, 9000, &gw_ts);
+	size_t n = hello_pkt(0, 40003, 9000, cookie, gw_ts, hello_curl, hello_curl_len, in);
+	struct gw_stats b = gw_now();
+
+	xdp_run(GW_ING, in, n, &r);
+	CHECK(r.verdict == XDP_TX_ || r.verdict == XDP_REDIRECT_, "verdict %u", r.verdict);
+	CHECK(gw_now().hello_routed == b.hello_routed + 1, "counter");
+	uint8_t *oip = r.out + 14, *udp = oip + 20, *g = udp + 8, *opt = g + 8, *inner = opt + 28;
+	CHECK(!memcmp(r.out, NODE_MAC, 6), "next hop MAC from the FIB");
+	CHECK(t_be16(r.out + 12) == 0x0800 && oip[0] == 0x45 && oip[9] == 17, "outer IPv4/UDP");
+	CHECK(t_fold(t_sum(oip, 20, 0)) == 0, "outer IP checksum");
+	CHECK(oip[12] == 198 && oip[13] == 19 && oip[15] == 1 && oip[19] == 11, "outer addresses");
+	CHECK(t_be16(udp + 2) == 6081 && t_be16(udp) >= 49152, "UDP ports %u", t_be16(udp));
+	CHECK(t_be16(udp + 4) == r.len - 34, "UDP length");
+	CHECK(g[0] == 7 && t_be16(g + 2) == 0x0800, "Geneve header: optlen %u", g[0]);
+	CHECK(t_be16(opt) == VM_OPT_CLASS && opt[2] == VM_OPT_HANDOFF && opt[3] == 6, "option header");
+	struct vm_handoff ho;
+	memcpy(&ho, opt + 4, sizeof(ho));
+	CHECK(ntohl(ho.vm_id_be) == 1 && ntohl(ho.client_isn_be) == 9000 && ntohl(ho.cookie_isn_be) == cookie,
+	      "handoff ids");
+	CHECK(ntohl(ho.gw_tsval_be) == gw_ts && ntohs(ho.mss_be) == 1440 && ho.client_wscale == 10 &&
+	      ho.gw_wscale == 7 && ho.flags == (VM_HO_SACK_OK | VM_HO_TS_OK), "handoff options");
+	CHECK(!memcmp(inner, in + 14, n - 14), "the inner packet is the client's, unmodified");
+	CHECK(r.len == n + 36 + 28, "total length %u", r.len);
+
+	/* the flow entry */
+	struct flow_key k = { .client_port_be = htons(40003), .vip_port_be = htons(443), .family = 4 };
+	struct flow_val f;
+	vm_addr_parse("198.18.0.2", k.client);
+	vm_addr_parse("198.18.100.1", k.vip);
+	CHECK(!bpf_map_lookup_elem(vm_gw_map_fd(&G, "flows"), &k, &f), "flow written");
+	CHECK(f.vm_id == 1 && f.client_isn == 9000 && !memcmp(f.client_mac, CLI_MAC, 6) &&
+	      f.client_ifindex == (unsigned)ifidx, "flow fields");
+
+	/* established: forwarded without an option */
+	struct t_pkt p = client_pkt(0, 40003, 9000 + 1 + hello_curl_len, cookie + 100, T_ACK);
+	n = t_build(&p, in);
+	xdp_run(GW_ING, in, n, &r);
+	CHECK(r.verdict == XDP_TX_ || r.verdict == XDP_REDIRECT_, "established verdict");
+	CHECK(r.out[14 + 20 + 8] == 0 && !memcmp(r.out + 14 + 36, in + 14, n - 14), "no option, inner intact");
+	/* the ClientHello again: the option again */
+	n = hello_pkt(0, 40003, 9000, cookie, gw_ts, hello_curl, hello_curl_len, in);
+	b = gw_now();
+	xdp_run(GW_ING, in, n, &r);
+	CHECK(r.out[14 + 20 + 8] == 7 && gw_now().hello_retransmit == b.hello_retransmit + 1, "retransmit carries the option");
+}
+
+static void hello_v6_wildcard_over_v6(void)
+{
+	uint8_t in[1024], hello[600];
+	struct run r;
+	/* Same-length name, so the fixture's lengths stay right: the wildcard
+	 * route *.apps.vei.lt matches x.apps.vei.lt. */
+	memcpy(hello, hello_curl, hello_curl_len);
+	uint8_t *sni = memmem(hello, hello_curl_len, "www.veil.test", 13);
+	CHECK(sni, "fixture has the name");
+	if (!sni) return;
+	memcpy(sni, "X.apps.vei.lt", 13);
+	struct route_key rk = { 0 };
+	struct route_val rv = { .vm_id = 1 };
+	strcpy(rk.name, "*.apps.vei.lt");
+	rv.node_family = vm_addr_parse("2001:db8:ff::11", rv.node);
+	bpf_map_update_elem(vm_gw_map_fd(&G, "routes"), &rk, &rv, BPF_ANY);
+
+	uint32_t gw_ts, cookie = handshake(1, 40004, 123456, &gw_ts);
+	size_t n = hello_pkt(1, 40004, 123456, cookie, gw_ts, hello, hello_curl_len, in);
+	xdp_run(GW_ING, in, n, &r);
+	CHECK(r.verdict == XDP_TX_ || r.verdict == XDP_REDIRECT_, "verdict %u", r.verdict);
+	uint8_t *oip = r.out + 14, *udp = oip + 40, *g = udp + 8;
+	CHECK(t_be16(r.out + 12) == 0x86dd && (oip[0] >> 4) == 6 && oip[6] == 17, "outer IPv6/UDP");
+	CHECK(t_be16(oip + 4) == r.len - 54, "payload length");
+	CHECK(oip[39] == 0x11 && t_be16(udp + 2) == 6081 && t_be16(g + 2) == 0x86dd, "to the node, inner IPv6");
+	CHECK(!memcmp(g + 8 + 28, in + 14, n - 14), "inner intact");
+	bpf_map_delete_elem(vm_gw_map_fd(&G, "routes"), &rk);
+}
+
+static void unknown_name_refused(void)
+{
+	uint8_t in[1024], hello[600];
+	struct run r;
+	memcpy(hello, hello_curl, hello_curl_len);
+	uint8_t *sni = memmem(hello, hello_curl_len, "www.veil.test", 13);
+	memcpy(sni, "zzz", 3);
+	/* IPv4 VIP refuses with a TLS alert */
+	uint32_t gw_ts, cookie = handshake(0, 40005, 1, &gw_ts);
+	size_t n = hello_pkt(0, 40005, 1, cookie, gw_ts, hello, hello_curl_len, in);
+	struct gw_stats b = gw_now();
+	xdp_run(GW_ING, in, n, &r);
+	uint8_t *tcp = r.out + 34;
+	CHECK(r.verdict == XDP_TX_, "verdict %u", r.verdict);
+	CHECK(gw_now().no_route == b.no_route + 1 && gw_now().refused_alert == b.refused_alert + 1, "counters");
+	CHECK(r.len == 34 + 20 + 7, "length %u", r.len);
+	CHECK(tcp[13] == (T_ACK | T_PSH | T_FIN), "flags %02x", tcp[13]);
+	CHECK(t_be32(tcp + 4) == cookie + 1 && t_be32(tcp + 8) == 2 + hello_curl_len, "seq/ack");
+	static const uint8_t alert[7] = { 0x15, 3, 3, 0, 2, 2, 112 };
+	CHECK(!memcmp(tcp + 20, alert, 7), "unrecognized_name alert");
+	CHECK(t_l4_verify(0, r.out + 14, tcp, 27, 6) == 0 && t_fold(t_sum(r.out + 14, 20, 0)) == 0, "checksums");
+	/* IPv6 VIP refuses with RST */
+	cookie = handshake(1, 40006, 1, &gw_ts);
+	n = hello_pkt(1, 40006, 1, cookie, gw_ts, hello, hello_curl_len, in);
+	xdp_run(GW_ING, in, n, &r);
+	tcp = r.out + 54;
+	CHECK(r.verdict == XDP_TX_ && r.len == 54 + 20, "RST verdict/length");
+	CHECK(tcp[13] == (T_RST | T_ACK) && t_l4_verify(1, r.out + 14, tcp, 20, 6) == 0, "RST flags/checksum");
+}
+
+static void no_sni_and_garbage_refused(void)
+{
+	uint8_t in[1024];
+	struct run r;
+	size_t nl;
+	uint8_t *nosni = t_slurp("tests/fixtures/hello-nosni.bin", &nl);
+	uint32_t gw_ts, cookie = handshake(0, 40007, 50, &gw_ts);
+	size_t n = hello_pkt(0, 40007, 50, cookie, gw_ts, nosni, nl, in);
+	struct gw_stats b = gw_now();
+	xdp_run(GW_ING, in, n, &r);
+	CHECK(r.verdict == XDP_TX_ && gw_now().no_sni == b.no_sni + 1, "no SNI refused");
+	free(nosni);
+	static const uint8_t http[] = "GET / HTTP/1.1\r\n\r\n";
+	cookie = handshake(0, 40008, 60, &gw_ts);
+	n = hello_pkt(0, 40008, 60, cookie, gw_ts, http, sizeof(http) - 1, in);
+	xdp_run(GW_ING, in, n, &r);
+	CHECK(r.verdict == XDP_TX_ && gw_now().parse_error == b.parse_error + 1, "not TLS refused");
+}
+
+static void not_for_us_passes(void)
+{
+	uint8_t in[256], copy[256];
+	struct run r;
+	struct t_pkt p = client_pkt(0, 40009, 1, 0, T_SYN);
+	p.dport = 80;
+	size_t n = t_build(&p, in);
+	memcpy(copy, in, n);
+	struct gw_stats b = gw_now();
+	xdp_run(GW_ING, in, n, &r);
+	CHECK(r.verdict == XDP_PASS_ && r.len == n && !memcmp(r.out, copy, n), "port 80 untouched");
+	CHECK(gw_now().pass_not_vip == b.pass_not_vip + 1, "counter");
+	uint8_t arp[60] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 1, 0x08, 0x06 };
+	xdp_run(GW_ING, arp, sizeof(arp), &r);
+	CHECK(r.verdict == XDP_PASS_, "ARP passes");
+}
+
+static void truncated_to_vip_dropped(void)
+{
+	uint8_t in[256];
+	struct run r;
+	struct t_pkt p = client_pkt(0, 40010, 1, 0, T_SYN);
+	p.opts = SYN_OPTS;
+	p.optlen = 20;
+	size_t n = t_build(&p, in);
+	for (size_t cut = 15; cut < n; cut++) {
+		xdp_run(GW_ING, in, cut, &r);
+		CHECK(r.rc == 0 && (r.verdict == XDP_DROP_ || r.verdict == XDP_PASS_), "cut %zu: verdict %u", cut, r.verdict);
+		CHECK(r.verdict != XDP_TX_, "cut %zu answered", cut);
+	}
+	/* IP length larger than the frame */
+	in[16] = 0x05;
+	xdp_run(GW_ING, in, n, &r);
+	CHECK(r.verdict == XDP_DROP_, "bad IP length to a VIP: %u", r.verdict);
+}
+
+static void return_path_to_client(void)
+{
+	uint8_t inner[256], pkt[512];
+	struct run r;
+	/* the flow from hello_routed_to_node: 198.18.0.2:40003 */
+	struct t_pkt p = { .sport = 443, .dport = 40003, .seq = 5, .ack = 6, .flags = T_ACK, .window = 100 };
+	memcpy(p.src, VIP4, 4);
+	memcpy(p.dst, CLI4, 4);
+	size_t il = t_build(&p, inner) - 14;
+	uint8_t *o = pkt;
+	memcpy(o, GW_MAC, 6); memcpy(o + 6, NODE_MAC, 6); o[12] = 8; o[13] = 0;
+	uint8_t *ip = o + 14;
+	memset(ip, 0, 20);
+	ip[0] = 0x45; ip[2] = (20 + 16 + il) >> 8; ip[3] = (20 + 16 + il); ip[8] = 64; ip[9] = 17;
+	ip[12] = 198; ip[13] = 19; ip[14] = 0; ip[15] = 11; ip[16] = 198; ip[17] = 19; ip[18] = 0; ip[19] = 1;
+	uint8_t *udp = ip + 20;
+	udp[0] = 0xc0; udp[1] = 0; udp[2] = 6081 >> 8; udp[3] = 6081 & 0xff; udp[4] = (16 + il) >> 8; udp[5] = 16 + il; udp[6] = udp[7] = 0;
+	uint8_t *g = udp + 8;
+	memset(g, 0, 8); g[2] = 8; g[3] = 0;
+	memcpy(g + 8, inner + 14, il);
+	size_t n = 14 + 20 + 16 + il;
+	struct gw_stats b = gw_now();
+	xdp_run(GW_RET, pkt, n, &r);
+	CHECK(r.verdict == XDP_REDIRECT_ || r.verdict == XDP_TX_, "verdict %u", r.verdict);
+	CHECK(r.len == 14 + il && !memcmp(r.out + 14, inner + 14, il), "decapsulated");
+	CHECK(!memcmp(r.out, CLI_MAC, 6) && !memcmp(r.out + 6, GW_MAC, 6), "client MACs from the flow");
+	CHECK(gw_now().ret_forwarded == b.ret_forwarded + 1, "counter");
+	/* unknown flow */
+	g[8 + 22] ^= 0xff;  /* inner dport */
+	xdp_run(GW_RET, pkt, n, &r);
+	CHECK(r.verdict == XDP_DROP_ && gw_now().ret_no_flow == b.ret_no_flow + 1, "unknown flow dropped");
+	/* plain UDP to another port passes */
+	udp[3] = 53;
+	xdp_run(GW_RET, pkt, n, &r);
+	CHECK(r.verdict == XDP_PASS_, "non-Geneve passes");
+}
+
+/* ---------- node tests ---------- */
+
+/* Wraps an inner IP packet (from a client-side frame) in Geneve from the gateway. */
+static size_t mesh_wrap(const uint8_t *frame, size_t n, int v6_outer, const struct vm_handoff *ho, uint8_t *out)
+{
+	size_t il = n - 14, ol3 = v6_outer ? 40 : 20, optl = ho ? 28 : 0, m = 14 + ol3 + 16 + optl + il;
+	memset(out, 0, m);
+	memcpy(out, NODE_MAC, 6); memcpy(out + 6, GW_MAC, 6);
+	uint8_t *ip = out + 14;
+	if (v6_outer) {
+		out[12] = 0x86; out[13] = 0xdd;
+		ip[0] = 0x60; ip[4] = (16 + optl + il) >> 8; ip[5] = 16 + optl + il; ip[6] = 17; ip[7] = 64;
+		inet_pton(AF_INET6, "2001:db8:ff::1", ip + 8);
+		inet_pton(AF_INET6, "2001:db8:ff::11", ip + 24);
+	} else {
+		out[12] = 8;
+		ip[0] = 0x45; ip[2] = (20 + 16 + optl + il) >> 8; ip[3] = 20 + 16 + optl + il; ip[8] = 64; ip[9] = 17;
+		ip[12] = 198; ip[13] = 19; ip[15] = 1; ip[16] = 198; ip[17] = 19; ip[19] = 11;
+		uint16_t c = t_fold(t_sum(ip, 20, 0)); ip[10] = c >> 8; ip[11] = c;
+	}
+	uint8_t *udp = ip + ol3, *g = udp + 8;
+	udp[0] = 0xc1; udp[2] = 6081 >> 8; udp[3] = 6081 & 0xff; udp[4] = (16 + optl + il) >> 8; udp[5] = 16 + optl + il;
+	g[0] = optl / 4; g[2] = frame[12]; g[3] = frame[13];
+	if (ho) {
+		g[8] = VM_OPT_CLASS >> 8; g[9] = VM_OPT_CLASS & 0xff; g[10] = VM_OPT_HANDOFF; g[11] = 6;
+		memcpy(g + 12, ho, 24);
+	}
+	memcpy(g + 8 + optl, frame + 14, il);
+	return m;
+}
+
+/* The whole node life of a connection, for one client family:
+ * handoff -> SYN to the VM; VM SYN-ACK -> ACK with the hello; VM data ->
+ * Geneve to the gateway in the client's view; client data -> VM's view. */
+static void node_connection(int v6)
+{
+	uint8_t frame[1024], mesh[1200], vmpkt[512];
+	struct run r;
+	const uint32_t isn = 0x10000000, cookie = 0xA0000000, gw_ts = 5000000, vm_isn = 0x30000000;
+	size_t l3 = v6 ? 40 : 20;
+	uint16_t sport = 41000 + v6;
+	struct vm_handoff ho = { .vm_id_be = htonl(1), .client_isn_be = htonl(isn), .cookie_isn_be = htonl(cookie),
+				 .gw_tsval_be = htonl(gw_ts), .mss_be = htons(1440), .client_wscale = 10,
+				 .gw_wscale = 7, .flags = VM_HO_SACK_OK | VM_HO_TS_OK };
+	size_t fl = hello_pkt(v6, sport, isn, cookie, gw_ts, hello_curl, hello_curl_len, frame);
+	size_t n = mesh_wrap(frame, fl, !v6, &ho, mesh);   /* mix the families */
+	struct node_stats b = node_now();
+
+	/* 1. handoff -> SYN */
+	xdp_run(NODE_MESH, mesh, n, &r);
+	CHECK(r.verdict == XDP_REDIRECT_, "handoff verdict %u", r.verdict);
+	CHECK(node_now().handoff_replayed == b.handoff_replayed + 1, "counter");
+	uint8_t *ip = r.out + 14, *tcp = ip + l3;
+	CHECK(r.len == 14 + l3 + 40, "SYN length %u", r.len);
+	CHECK(!memcmp(r.out, VM_MAC, 6) && !memcmp(r.out + 6, HOST_MAC, 6), "MACs");
+	CHECK(v6 ? !memcmp(ip + 8, CLI6, 16) && !memcmp(ip + 24, VM6, 16)
+		 : !memcmp(ip + 12, CLI4, 4) && !memcmp(ip + 16, VM4, 4), "client -> VM addresses");
+	CHECK(v6 || t_fold(t_sum(ip, 20, 0)) == 0, "IP checksum");
+	CHECK(t_l4_verify(v6, ip, tcp, 40, 6) == 0, "SYN checksum");
+	CHECK(tcp[13] == T_SYN && t_be32(tcp + 4) == isn && t_be16(tcp) == sport, "SYN with the client's ISN");
+	struct opts o = opts_of(tcp);
+	CHECK(o.mss == (v6 ? 1340 : 1360) && o.ws == 10 && o.sack_ok && o.ts && o.tsval == 0x11223355 && o.tsecr == 0,
+	      "SYN options mss %d ws %d ts %x", o.mss, o.ws, o.tsval);
+
+	/* 2. the VM's SYN-ACK (TC) -> the ACK carrying the hello, back to the VM */
+	static uint8_t synack_opts[20] = { 2, 4, 5, 0xb4, 4, 2, 8, 10, 0, 0, 0x03, 0x09, 0x11, 0x22, 0x33, 0x55, 1, 3, 3, 9 };
+	struct t_pkt sa = { .v6 = v6, .sport = 443, .dport = sport, .seq = vm_isn, .ack = isn + 1,
+			    .flags = T_SYN | T_ACK, .window = 65160, .opts = synack_opts, .optlen = 20 };
+	memcpy(sa.smac, VM_MAC, 6);
+	memcpy(sa.dmac, HOST_MAC, 6);
+	memcpy(sa.src, v6 ? VM6 : VM4, v6 ? 16 : 4);
+	memcpy(sa.dst, v6 ? CLI6 : CLI4, v6 ? 16 : 4);
+	n = t_build(&sa, vmpkt);
+	tc_run(NODE_VM, vmpkt, n, &r);
+	CHECK(r.verdict == TC_ACT_REDIRECT_, "SYN-ACK verdict %u", r.verdict);
+	CHECK(r.len == fl, "ACK+hello length %u (want %zu)", r.len, fl);
+	ip = r.out + 14;
+	tcp = ip + l3;
+	CHECK(!memcmp(r.out, VM_MAC, 6) && !memcmp(r.out + 6, HOST_MAC, 6), "to the VM");
+	CHECK(v6 ? !memcmp(ip + 24, VM6, 16) : !memcmp(ip + 16, VM4, 4), "dst is the VM");
+	CHECK(v6 || t_fold(t_sum(ip, 20, 0)) == 0, "IP checksum");
+	CHECK(t_l4_verify(v6, ip, tcp, r.len - 14 - l3, 6) == 0, "ACK+hello checksum");
+	CHECK(t_be32(tcp + 4) == isn + 1 && t_be32(tcp + 8) == vm_isn + 1, "seq %x ack %x", t_be32(tcp + 4), t_be32(tcp + 8));
+	o = opts_of(tcp);
+	CHECK(o.ts && o.tsecr == 777 && o.tsval == 0x11223355, "TSecr in the VM's clock: %u", o.tsecr);
+	CHECK(!memcmp(tcp + 32, hello_curl, hello_curl_len), "the hello, byte for byte");
+	CHECK(node_now().vm_synack == b.vm_synack + 1, "counter");
+
+	/* 3. VM data -> gateway: seq/TSval into the client's view, VM -> VIP, window rescaled */
+	static uint8_t data_opts[12] = { 1, 1, 8, 10, 0, 0, 0x03, 0x10, 0x11, 0x22, 0x33, 0x66 };
+	static uint8_t payload[100] = { 0x17, 3, 3 };
+	struct t_pkt d = sa;
+	d.seq = vm_isn + 1;
+	d.ack = isn + 1 + hello_curl_len;
+	d.flags = T_ACK | T_PSH;
+	d.window = 1000;
+	d.opts = data_opts;
+	d.optlen = 12;
+	d.payload = payload;
+	d.plen = sizeof(payload);
+	n = t_build(&d, vmpkt);
+	tc_run(NODE_VM, vmpkt, n, &r);
+	CHECK(r.verdict == TC_ACT_REDIRECT_, "VM data verdict %u", r.verdict);
+	size_t ol3 = v6 ? 20 : 40;   /* outer family is the other one */
+	uint8_t *oip = r.out + 14, *g = oip + ol3 + 8, *in_ip = g + 8, *in_tcp = in_ip + l3;
+	CHECK(r.len == 14 + ol3 + 16 + (n - 14), "encapsulated length %u", r.len);
+	CHECK(!memcmp(r.out, GW_MAC, 6) && !memcmp(r.out + 6, NODE_MAC, 6), "to the gateway's MAC");
+	CHECK(v6 ? (oip[0] == 0x45 && oip[19] == 1 && t_fold(t_sum(oip, 20, 0)) == 0)
+		 : ((oip[0] >> 4) == 6 && oip[39] == 1), "outer header to the gateway");
+	CHECK(t_be16(oip + ol3 + 2) == 6081, "Geneve port");
+	CHECK(v6 ? !memcmp(in_ip + 8, VIP6, 16) : !memcmp(in_ip + 12, VIP4, 4), "source is the VIP");
+	CHECK(v6 || t_fold(t_sum(in_ip, 20, 0)) == 0, "inner IP checksum");
+	CHECK(t_l4_verify(v6, in_ip, in_tcp, n - 14 - l3, 6) == 0, "inner TCP checksum");
+	CHECK(t_be32(in_tcp + 4) == cookie + 1, "seq in the cookie's space: %x", t_be32(in_tcp + 4));
+	o = opts_of(in_tcp);
+	CHECK(o.tsval == gw_ts + (0x0310 - 0x0309), "TSval continues the gateway's: %u", o.tsval);
+	CHECK(t_be16(in_tcp + 14) == ((1000u << 9) >> 7), "window rescaled: %u", t_be16(in_tcp + 14));
+	CHECK(node_now().fwd_to_gw == b.fwd_to_gw + 1, "counter");
+
+	/* 4. client data (ACK with SACK) -> VM's view */
+	static uint8_t sack_opts[24] = { 1, 1, 8, 10, 0x11, 0x22, 0x33, 0x77, 0, 0, 0, 0, 1, 1, 5, 10, 0, 0, 0, 0, 0, 0, 0, 0 };
+	uint32_t ecr = htonl(gw_ts + 7), l = htonl(cookie + 1 + 2000), rr = htonl(cookie + 1 + 3000);
+	memcpy(sack_opts + 8, &ecr, 4);
+	memcpy(sack_opts + 16, &l, 4);
+	memcpy(sack_opts + 20, &rr, 4);
+	struct t_pkt c = client_pkt(v6, sport, isn + 1 + hello_curl_len, cookie + 1 + 100, T_ACK);
+	c.opts = sack_opts;
+	c.optlen = 24;
+	fl = t_build(&c, frame);
+	n = mesh_wrap(frame, fl, v6, NULL, mesh);
+	xdp_run(NODE_MESH, mesh, n, &r);
+	CHECK(r.verdict == XDP_REDIRECT_, "client data verdict %u", r.verdict);
+	ip = r.out + 14;
+	tcp = ip + l3;
+	CHECK(v6 ? !memcmp(ip + 24, VM6, 16) : !memcmp(ip + 16, VM4, 4), "to the VM's address");
+	CHECK(t_be32(tcp + 8) == vm_isn + 1 + 100, "ack in the VM's space: %x", t_be32(tcp + 8));
+	CHECK(t_be32(tcp + 36) == vm_isn + 1 + 2000 && t_be32(tcp + 40) == vm_isn + 1 + 3000, "SACK edges translated");
+	o = opts_of(tcp);
+	CHECK(o.tsecr == 777 + 7 && o.tsval == 0x11223377, "TSecr back in the VM's clock: %u", o.tsecr);
+	CHECK(v6 || t_fold(t_sum(ip, 20, 0)) == 0, "IP checksum");
+	CHECK(t_l4_verify(v6, ip, tcp, r.len - 14 - l3, 6) == 0, "TCP checksum");
+
+	/* 5. data for an unknown connection is dropped and counted */
+	b = node_now();
+	frame[14 + l3 + 1] ^= 0x55;  /* another client port */
+	n = mesh_wrap(frame, fl, v6, NULL, mesh);
+	xdp_run(NODE_MESH, mesh, n, &r);
+	CHECK(r.verdict == XDP_DROP_ && node_now().no_conn == b.no_conn + 1, "unknown connection");
+}
+
+static void node_connection_v4(void) { node_connection(0); }
+static void node_connection_v6(void) { node_connection(1); }
+
+static void node_passes_other_traffic(void)
+{
+	uint8_t in[256];
+	struct run r;
+	struct t_pkt p = { .sport = 22, .dport = 50000, .flags = T_ACK };
+	memcpy(p.src, VM4, 4);
+	memcpy(p.dst, CLI4, 4);
+	size_t n = t_build(&p, in);
+	tc_run(NODE_VM, in, n, &r);
+	CHECK(r.verdict == TC_ACT_OK_, "VM traffic that is no mesh flow goes to the kernel");
+	xdp_run(NODE_MESH, in, n, &r);
+	CHECK(r.verdict == XDP_PASS_, "non-mesh traffic to the node passes");
+}
+
+static void node_rejects_bad_mesh_packets(void)
+{
+	uint8_t frame[1024], mesh[1200];
+	struct run r;
+	struct vm_handoff ho = { .vm_id_be = htonl(99), .client_isn_be = htonl(1), .mss_be = htons(1440), .client_wscale = 255 };
+	size_t fl = hello_pkt(0, 42000, 1, 2, 3, hello_curl, hello_curl_len, frame);
+	size_t n = mesh_wrap(frame, fl, 0, &ho, mesh);
+	struct node_stats b = node_now();
+	xdp_run(NODE_MESH, mesh, n, &r);
+	CHECK(r.verdict == XDP_DROP_ && node_now().handoff_no_vm == b.handoff_no_vm + 1, "unknown VM");
+	/* option length beyond the header */
+	mesh[14 + 20 + 8] = 63;
+	xdp_run(NODE_MESH, mesh, n, &r);
+	CHECK(r.verdict == XDP_DROP_ && node_now().mesh_malformed > b.mesh_malformed, "bad Geneve option length");
+	for (size_t cut = 14 + 20 + 8; cut < 14 + 20 + 8 + 8 + 28 + 40; cut += 3) {
+		n = mesh_wrap(frame, fl, 0, &ho, mesh);
+		xdp_run(NODE_MESH, mesh, cut, &r);
+		CHECK(r.rc == 0 && r.verdict != XDP_REDIRECT_, "cut %zu", cut);
+	}
+}
+
+int main(void)
+{
+	if (setup()) {
+		printf("FAIL bpf_setup: could not build the test namespace or load the programs\n");
+		return 1;
+	}
+	RUN(syn_gets_synack_v4);
+	RUN(syn_gets_synack_v6);
+	RUN(syn_without_options);
+	RUN(cookie_ack_dropped);
+	RUN(hello_routed_to_node);
+	RUN(hello_v6_wildcard_over_v6);
+	RUN(unknown_name_refused);
+	RUN(no_sni_and_garbage_refused);
+	RUN(not_for_us_passes);
+	RUN(truncated_to_vip_dropped);
+	RUN(return_path_to_client);
+	RUN(node_connection_v4);
+	RUN(node_connection_v6);
+	RUN(node_passes_other_traffic);
+	RUN(node_rejects_bad_mesh_packets);
+	vm_gw_close(&G);
+	vm_node_close(&N);
+	return t_done();
+}

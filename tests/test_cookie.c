@@ -1,0 +1,125 @@
+// SPDX-License-Identifier: Apache-2.0
+/* SipHash, the SYN cookie layout, and the fleet secret's derivation. */
+#include <unistd.h>
+#include "testlib.h"
+#include "veil.h"
+#include "veil/cookie.h"
+
+static uint64_t sip_ref(size_t len)
+{
+	__u64 key[2], w[4] = { 0 };
+	uint8_t k[16], *m = (uint8_t *)w;
+	for (int i = 0; i < 16; i++) k[i] = i;
+	memcpy(key, k, 16);
+	for (size_t i = 0; i < len; i++) m[i] = i;
+	return vm_siphash(key, w, len);
+}
+
+/* Vectors from the SipHash paper (key 00..0f, message 00..len-1). */
+static void siphash_reference_vectors(void)
+{
+	CHECK(sip_ref(0) == 0x726fdb47dd0e0e31ULL, "len 0: %016llx", (unsigned long long)sip_ref(0));
+	CHECK(sip_ref(1) == 0x74f839c593dc67fdULL, "len 1: %016llx", (unsigned long long)sip_ref(1));
+	CHECK(sip_ref(15) == 0xa129ca6149be45e5ULL, "len 15: %016llx", (unsigned long long)sip_ref(15));
+}
+
+static struct vm_cookie_in tuple(void)
+{
+	struct vm_cookie_in in = { .sport = htons(50000), .dport = htons(443), .client_isn = 0xdeadbeef };
+	vm_addr_parse("198.18.0.2", in.saddr);
+	vm_addr_parse("198.18.100.1", in.daddr);
+	return in;
+}
+
+static void cookie_round_trip(void)
+{
+	const __u64 key[2] = { 1, 2 }, other[2] = { 1, 3 };
+	struct vm_cookie_opts o = { .mss = 1460, .wscale = 7, .sack_ok = 1, .ts_ok = 1 }, d;
+	struct vm_cookie_in in = tuple(), chk;
+	__u32 t = 1000000, c = vm_cookie_make(key, &in, t, &o);
+
+	chk = tuple();
+	CHECK(vm_cookie_check_key(key, &chk, c, t), "same window");
+	chk = tuple();
+	CHECK(vm_cookie_check_key(key, &chk, c, t + 1), "next window");
+	chk = tuple();
+	CHECK(!vm_cookie_check_key(key, &chk, c, t + 2), "two windows later must fail");
+	chk = tuple();
+	CHECK(!vm_cookie_check_key(other, &chk, c, t), "other key");
+	chk = tuple();
+	chk.sport = htons(50001);
+	CHECK(!vm_cookie_check_key(key, &chk, c, t), "other port");
+	chk = tuple();
+	chk.daddr[15] ^= 1;
+	CHECK(!vm_cookie_check_key(key, &chk, c, t), "other VIP");
+	chk = tuple();
+	CHECK(!vm_cookie_check_key(key, &chk, c ^ 0x10, t), "flipped TS bit must break the MAC");
+	vm_cookie_decode(c, &d);
+	CHECK(d.mss == 1440 && d.wscale == 7 && d.sack_ok && d.ts_ok, "decode: mss %u ws %u", d.mss, d.wscale);
+	o = (struct vm_cookie_opts){ .mss = 600, .wscale = 0xff };
+	c = vm_cookie_make(key, &in, t, &o);
+	vm_cookie_decode(c, &d);
+	CHECK(d.mss == 536 && d.wscale == 0xff && !d.sack_ok && !d.ts_ok, "decode without options");
+}
+
+/* Forging: across many tuples, a random cookie almost never validates. */
+static void cookie_forgery_rate(void)
+{
+	const __u64 key[2] = { 0x1111, 0x2222 };
+	unsigned seed = 7, hits = 0;
+	for (int i = 0; i < 200000; i++) {
+		struct vm_cookie_in in = tuple();
+		in.client_isn = rand_r(&seed);
+		if (vm_cookie_check_key(key, &in, (uint32_t)rand_r(&seed) << 1 ^ rand_r(&seed), 5000))
+			hits++;
+	}
+	/* 22-bit MAC, two windows of which one matches the time bits: ~1/4M each */
+	CHECK(hits < 5, "%u forged cookies accepted in 200000", hits);
+}
+
+static void secret_derivation(void)
+{
+	uint8_t master[32], other[32];
+	struct cookie_secret a, b, c;
+	for (int i = 0; i < 32; i++) { master[i] = i; other[i] = i ^ 0x80; }
+	vm_secret_derive(master, 32, 36000, 3600, &a);
+	vm_secret_derive(master, 32, 36000 + 3599, 3600, &b);
+	CHECK(!memcmp(&a, &b, sizeof(a)), "same epoch, same keys (every gateway agrees)");
+	vm_secret_derive(master, 32, 36000 + 3600, 3600, &c);
+	CHECK(c.epoch == a.epoch + 1 && !memcmp(c.prev, a.cur, 16) && memcmp(c.cur, a.cur, 16), "rotation keeps the previous key");
+	vm_secret_derive(other, 32, 36000, 3600, &b);
+	CHECK(memcmp(b.cur, a.cur, 16), "another master, other keys");
+}
+
+static void secret_file_checks(void)
+{
+	char path[] = "/tmp/veil-secret-XXXXXX", err[256];
+	uint8_t k[64];
+	size_t n;
+	int fd = mkstemp(path);
+	CHECK(fd >= 0, "mkstemp");
+	FILE *f = fdopen(fd, "w");
+	fputs("00112233445566778899aabbccddeeff\n", f);
+	fclose(f);
+	CHECK(vm_secret_read(path, k, &n, err, sizeof(err)) == 0 && n == 16 && k[15] == 0xff, "16-byte secret");
+	f = fopen(path, "w");
+	fputs("0011zz\n", f);
+	fclose(f);
+	CHECK(vm_secret_read(path, k, &n, err, sizeof(err)) && strstr(err, "hex"), "bad hex: %s", err);
+	f = fopen(path, "w");
+	fputs("0011\n", f);
+	fclose(f);
+	CHECK(vm_secret_read(path, k, &n, err, sizeof(err)) && strstr(err, "16 bytes"), "too short: %s", err);
+	unlink(path);
+	CHECK(vm_secret_read(path, k, &n, err, sizeof(err)) && strstr(err, path), "missing file: %s", err);
+}
+
+int main(void)
+{
+	RUN(siphash_reference_vectors);
+	RUN(cookie_round_trip);
+	RUN(cookie_forgery_rate);
+	RUN(secret_derivation);
+	RUN(secret_file_checks);
+	return t_done();
+}

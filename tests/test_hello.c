@@ -1,0 +1,314 @@
+// SPDX-License-Identifier: Apache-2.0
+/* Unit tests for the ClientHello parser (include/veil/hello.h): real hellos
+ * from openssl and curl, synthetic ones shaped like browsers', and truncated
+ * and hostile input. */
+#include "testlib.h"
+#include "veil/hello.h"
+
+static const char *fixdir = "tests/fixtures";
+
+static int parse(const uint8_t *p, size_t n, struct vm_hello *h)
+{
+	static uint8_t buf[VM_HELLO_BUF];
+	struct vm_hello_state st;
+
+	/* Poison what lies past the input: a read of it would change results. */
+	memset(buf, 0xA5, sizeof(buf));
+	memcpy(buf, p, n > VM_HELLO_BUF ? VM_HELLO_BUF : n);
+	memset(h, 0, sizeof(*h));
+	return vm_hello_parse(buf, n, h, &st);
+}
+
+static uint8_t *fixture(const char *name, size_t *n)
+{
+	char path[256];
+	snprintf(path, sizeof(path), "%s/%s", fixdir, name);
+	return t_slurp(path, n);
+}
+
+/* ---------- a hello builder ---------- */
+struct hb {
+	uint8_t b[20000];
+	size_t n, ext_start;
+};
+
+static void put(struct hb *h, const void *p, size_t n) { memcpy(h->b + h->n, p, n); h->n += n; }
+static void put8(struct hb *h, unsigned v) { h->b[h->n++] = v; }
+static void put16(struct hb *h, unsigned v) { put8(h, v >> 8); put8(h, v); }
+
+static void hb_begin(struct hb *h)
+{
+	uint8_t random[32] = { 1, 2, 3 };
+	h->n = 0;
+	put8(h, 0x16); put16(h, 0x0301); put16(h, 0);          /* record, length later */
+	put8(h, 1); put8(h, 0); put16(h, 0);                   /* handshake, length later */
+	put16(h, 0x0303); put(h, random, 32);
+	put8(h, 32); for (int i = 0; i < 32; i++) put8(h, i); /* session id */
+	put16(h, 6); put16(h, 0x1301); put16(h, 0x1302); put16(h, 0xcaca); /* suites incl. GREASE */
+	put8(h, 1); put8(h, 0);
+	put16(h, 0);                                           /* extensions length later */
+	h->ext_start = h->n;
+}
+
+static void hb_ext(struct hb *h, unsigned type, const void *data, size_t n)
+{
+	put16(h, type); put16(h, n); if (n) put(h, data, n);
+}
+
+static void hb_sni(struct hb *h, const char *name)
+{
+	size_t l = strlen(name);
+	put16(h, 0); put16(h, l + 5); put16(h, l + 3); put8(h, 0); put16(h, l); put(h, name, l);
+}
+
+static size_t hb_end(struct hb *h)
+{
+	size_t ext = h->n - h->ext_start, hs = h->n - 9, rec = h->n - 5;
+	h->b[h->ext_start - 2] = ext >> 8; h->b[h->ext_start - 1] = ext;
+	h->b[6] = hs >> 16; h->b[7] = hs >> 8; h->b[8] = hs;
+	h->b[3] = rec >> 8; h->b[4] = rec;
+	return h->n;
+}
+
+/* ---------- tests ---------- */
+
+static void real_openssl_hello(void)
+{
+	size_t n;
+	uint8_t *p = fixture("hello-openssl.bin", &n);
+	struct vm_hello h;
+	CHECK(p, "fixture missing");
+	if (!p) return;
+	CHECK(parse(p, n, &h) == VM_HELLO_OK, "status");
+	CHECK(!strcmp(h.name, "shop.example.test"), "name '%s' (uppercase must be folded)", h.name);
+	CHECK(h.hello_len + 5 == n, "hello_len %u", h.hello_len);
+	free(p);
+}
+
+static void real_curl_hellos(void)
+{
+	const char *files[] = { "hello-curl.bin", "hello-curl-h2.bin" };
+	const char *names[] = { "www.veil.test", "h2.veil.test" };
+	for (int i = 0; i < 2; i++) {
+		size_t n;
+		uint8_t *p = fixture(files[i], &n);
+		struct vm_hello h;
+		CHECK(p, "fixture %s missing", files[i]);
+		if (!p) return;
+		CHECK(parse(p, n, &h) == VM_HELLO_OK, "%s status", files[i]);
+		CHECK(!strcmp(h.name, names[i]), "%s name '%s'", files[i], h.name);
+		CHECK(h.flags & VM_HELLO_F_ALPN, "%s: curl sends ALPN", files[i]);
+		free(p);
+	}
+}
+
+static void real_tls12_hello(void)
+{
+	size_t n;
+	uint8_t *p = fixture("hello-openssl-tls12.bin", &n);
+	struct vm_hello h;
+	if (!p) { CHECK(0, "fixture missing"); return; }
+	CHECK(parse(p, n, &h) == VM_HELLO_OK && !strcmp(h.name, "a-b.c0.veil.test"), "name '%s'", h.name);
+	free(p);
+}
+
+static void real_hello_without_sni(void)
+{
+	size_t n;
+	uint8_t *p = fixture("hello-nosni.bin", &n);
+	struct vm_hello h;
+	if (!p) { CHECK(0, "fixture missing"); return; }
+	CHECK(parse(p, n, &h) == VM_HELLO_NO_SNI, "status");
+	free(p);
+}
+
+/* Every prefix of a real hello: never OK with a wrong name, never a crash;
+ * PARTIAL until the name is in, then OK. */
+static void every_prefix_of_real_hellos(void)
+{
+	const char *files[] = { "hello-openssl.bin", "hello-curl.bin", "hello-curl-h2.bin", "hello-openssl-tls12.bin" };
+	for (int f = 0; f < 4; f++) {
+		size_t n;
+		uint8_t *p = fixture(files[f], &n);
+		struct vm_hello full, h;
+		if (!p) { CHECK(0, "fixture missing"); return; }
+		parse(p, n, &full);
+		int seen_ok = 0;
+		for (size_t k = 0; k < n; k++) {
+			int rc = parse(p, k, &h);
+			CHECK(rc == VM_HELLO_OK || rc == VM_HELLO_PARTIAL, "%s prefix %zu: status %d", files[f], k, rc);
+			if (rc == VM_HELLO_OK) {
+				seen_ok = 1;
+				CHECK(!strcmp(h.name, full.name), "%s prefix %zu: name '%s'", files[f], k, h.name);
+				CHECK(h.flags & VM_HELLO_F_INCOMPLETE, "%s prefix %zu: must say incomplete", files[f], k);
+			} else {
+				CHECK(!seen_ok, "%s prefix %zu: PARTIAL after the name was found", files[f], k);
+			}
+		}
+		free(p);
+	}
+}
+
+/* Shaped like Chrome's: GREASE extensions, permuted order, a big post-quantum
+ * key share, ECH, padding, and server_name last. */
+static void browser_like_hello(void)
+{
+	struct hb h;
+	uint8_t ks[1300] = { 0 }, pad[200] = { 0 }, grease[1] = { 0 }, ech[90] = { 0 }, alpn[] = { 0, 12, 2, 'h', '2', 8, 'h', 't', 't', 'p', '/', '1', '.', '1' };
+	struct vm_hello o;
+
+	hb_begin(&h);
+	hb_ext(&h, 0x0a0a, NULL, 0);           /* GREASE, empty */
+	hb_ext(&h, 0x0033, ks, sizeof(ks));     /* key_share (X25519MLKEM768-sized) */
+	hb_ext(&h, 0x0010, alpn, sizeof(alpn));
+	hb_ext(&h, 0xfe0d, ech, sizeof(ech));   /* encrypted_client_hello */
+	hb_ext(&h, 0x4a4a, grease, 1);
+	hb_ext(&h, 0x0015, pad, sizeof(pad));   /* padding */
+	hb_sni(&h, "Public.Example.TEST");
+	size_t n = hb_end(&h);
+	CHECK(n > 1600, "built %zu bytes", n);
+	CHECK(parse(h.b, n, &o) == VM_HELLO_OK, "status");
+	CHECK(!strcmp(o.name, "public.example.test"), "name '%s'", o.name);
+	CHECK(o.flags & VM_HELLO_F_ECH, "ECH flag: the outer name is what routes");
+	CHECK(o.flags & VM_HELLO_F_ALPN, "ALPN flag");
+	/* The name lies past the first 1400 bytes: one segment is not enough. */
+	CHECK(parse(h.b, 1400, &o) == VM_HELLO_PARTIAL, "first segment alone");
+}
+
+static void bad_names(void)
+{
+	const char *bad[] = { "a..b", ".a", "a.", "a_b.test", "a b", "x\x01y", "",
+		"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.test" /* 64-byte label */ };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct hb h;
+		struct vm_hello o;
+		hb_begin(&h);
+		hb_sni(&h, bad[i]);
+		size_t n = hb_end(&h);
+		int rc = parse(h.b, n, &o);
+		CHECK(rc == VM_HELLO_BAD_NAME || (bad[i][0] == 0 && rc == VM_HELLO_BAD_NAME), "'%s' gave %d", bad[i], rc);
+	}
+	/* 253 is the longest legal name */
+	char name[260];
+	memset(name, 'a', 253);
+	for (int i = 63; i < 253; i += 64) name[i] = '.';
+	name[253] = 0;
+	struct hb h;
+	struct vm_hello o;
+	hb_begin(&h); hb_sni(&h, name);
+	CHECK(parse(h.b, hb_end(&h), &o) == VM_HELLO_OK && o.name_len == 253, "253-byte name");
+	name[253] = 'a'; name[254] = 0;
+	hb_begin(&h); hb_sni(&h, name);
+	CHECK(parse(h.b, hb_end(&h), &o) == VM_HELLO_BAD_NAME, "254-byte name");
+}
+
+static void hostile_structure(void)
+{
+	struct hb h;
+	struct vm_hello o;
+	size_t n;
+
+	/* two server_name extensions */
+	hb_begin(&h); hb_sni(&h, "a.test"); hb_sni(&h, "b.test"); n = hb_end(&h);
+	CHECK(parse(h.b, n, &o) == VM_HELLO_MALFORMED, "duplicate SNI");
+	/* an extension longer than the block */
+	hb_begin(&h); hb_sni(&h, "a.test"); n = hb_end(&h);
+	h.b[h.ext_start + 3] += 1;
+	CHECK(parse(h.b, n, &o) == VM_HELLO_MALFORMED, "SNI longer than its extension");
+	/* extensions length does not match the handshake */
+	hb_begin(&h); hb_sni(&h, "a.test"); n = hb_end(&h);
+	h.b[h.ext_start - 1] -= 1;
+	CHECK(parse(h.b, n, &o) == VM_HELLO_MALFORMED, "extensions length");
+	/* two host names in one list */
+	{
+		uint8_t two[] = { 0, 14, 0, 0, 4, 'a', '.', 'a', 'a', 0, 0, 4, 'b', '.', 'b', 'b' };
+		hb_begin(&h); hb_ext(&h, 0, two, sizeof(two)); n = hb_end(&h);
+		CHECK(parse(h.b, n, &o) == VM_HELLO_MALFORMED, "two names");
+	}
+	/* not TLS, not a hello, wrong version, huge record */
+	uint8_t http[] = "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n";
+	CHECK(parse(http, sizeof(http) - 1, &o) == VM_HELLO_NOT_TLS, "HTTP");
+	hb_begin(&h); hb_sni(&h, "a.test"); n = hb_end(&h);
+	h.b[5] = 2;
+	CHECK(parse(h.b, n, &o) == VM_HELLO_NOT_HELLO, "ServerHello type");
+	h.b[5] = 1; h.b[1] = 2;
+	CHECK(parse(h.b, n, &o) == VM_HELLO_NOT_TLS, "SSLv2-ish version");
+	h.b[1] = 3; h.b[3] = 0xff; h.b[4] = 0xff;
+	CHECK(parse(h.b, n, &o) == VM_HELLO_MALFORMED, "record over 16 KB");
+	/* a session id longer than 32 */
+	hb_begin(&h); hb_sni(&h, "a.test"); n = hb_end(&h);
+	h.b[43] = 33;
+	CHECK(parse(h.b, n, &o) == VM_HELLO_MALFORMED, "session id 33");
+	/* more extensions than we walk: 200 empty ones, then the name */
+	hb_begin(&h);
+	for (int i = 0; i < 200; i++) hb_ext(&h, 0x1000 + i, NULL, 0);
+	hb_sni(&h, "late.test");
+	n = hb_end(&h);
+	CHECK(parse(h.b, n, &o) == VM_HELLO_MALFORMED, "200 extensions");
+	/* a hello spanning two records */
+	hb_begin(&h); hb_sni(&h, "a.test"); n = hb_end(&h);
+	h.b[4] -= 10;
+	CHECK(parse(h.b, n, &o) == VM_HELLO_PARTIAL && (o.flags & VM_HELLO_F_MULTIREC), "multi-record");
+}
+
+/* Random bytes and random mutations of real hellos: only the six statuses,
+ * and a name only when it is valid. */
+static void random_garbage(void)
+{
+	size_t n;
+	uint8_t *p = fixture("hello-curl.bin", &n), buf[600];
+	struct vm_hello o;
+	unsigned seed = 12345;
+	if (!p) { CHECK(0, "fixture missing"); return; }
+	for (int iter = 0; iter < 200000; iter++) {
+		size_t len = n;
+		memcpy(buf, p, n);
+		int flips = 1 + rand_r(&seed) % 4;
+		for (int f = 0; f < flips; f++)
+			buf[rand_r(&seed) % n] = rand_r(&seed);
+		if (iter & 1)
+			len = rand_r(&seed) % (n + 1);
+		int rc = parse(buf, len, &o);
+		CHECK(rc >= 0 && rc < VM_HELLO__COUNT, "status %d", rc);
+		if (rc == VM_HELLO_OK) {
+			CHECK(o.name_len >= 1 && o.name_len <= 253 && strlen(o.name) == o.name_len, "name length");
+			for (size_t i = 0; i < o.name_len; i++)
+				CHECK((o.name[i] >= 'a' && o.name[i] <= 'z') || (o.name[i] >= '0' && o.name[i] <= '9') ||
+				      o.name[i] == '-' || o.name[i] == '.', "name byte %02x", (uint8_t)o.name[i]);
+		}
+	}
+	free(p);
+}
+
+static void wildcard_keys(void)
+{
+	struct vm_hello h = { 0 };
+	char key[VM_NAME_MAX];
+
+	strcpy(h.name, "shop.apps.veil.test");
+	h.name_len = strlen(h.name);
+	memset(key, 0, sizeof(key));
+	CHECK(vm_wildcard_key(&h, key) && !strcmp(key, "*.apps.veil.test"), "key '%s'", key);
+	memset(&h, 0, sizeof(h));
+	strcpy(h.name, "localhost");
+	h.name_len = strlen(h.name);
+	memset(key, 0, sizeof(key));
+	CHECK(!vm_wildcard_key(&h, key), "single label has no wildcard");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc > 1)
+		fixdir = argv[1];
+	RUN(real_openssl_hello);
+	RUN(real_curl_hellos);
+	RUN(real_tls12_hello);
+	RUN(real_hello_without_sni);
+	RUN(every_prefix_of_real_hellos);
+	RUN(browser_like_hello);
+	RUN(bad_names);
+	RUN(hostile_structure);
+	RUN(random_garbage);
+	RUN(wildcard_keys);
+	return t_done();
+}
