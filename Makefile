@@ -20,10 +20,10 @@ LIB_SRCS := $(wildcard dataplane/*.c)
 LIB_OBJS := $(patsubst dataplane/%.c,$(BUILD)/lib/%.o,$(LIB_SRCS))
 LIB      := $(BUILD)/libveil.a
 
-BINS := $(BUILD)/veil-gw $(BUILD)/veil-node
+BINS := $(BUILD)/veil-gw $(BUILD)/veil-node $(BUILD)/veil-bench-micro
 TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 
-.PHONY: all deps test demo bench clean
+.PHONY: all deps test demo bench bench-micro clean
 all: deps-build $(BPF_OBJS) $(SKELS) $(LIB) $(BINS) $(TESTS) $(BUILD)/lab_pass.bpf.o
 
 deps-build:
@@ -39,6 +39,8 @@ $(BUILD)/%.bpf.o: bpf/%.bpf.c $(HDRS) $(BUILD)/vmlinux.h
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
 $(BUILD)/lab_pass.bpf.o: tools/lab_pass.bpf.c $(BUILD)/vmlinux.h
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+$(BUILD)/bench_base.bpf.o: tools/bench_base.bpf.c $(BUILD)/vmlinux.h
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
 $(BUILD)/%.skel.h: $(BUILD)/%.bpf.o
@@ -56,7 +58,10 @@ $(BUILD)/veil-gw: controlplane/veil-gw.c $(LIB) $(HDRS)
 $(BUILD)/veil-node: controlplane/veil-node.c $(LIB) $(HDRS)
 	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
-$(BUILD)/tests/%: tests/%.c tests/testlib.h $(LIB) $(HDRS)
+$(BUILD)/veil-bench-micro: tools/bench_micro.c tests/bpf_env.h tests/testlib.h $(LIB) $(HDRS) $(BUILD)/bench_base.bpf.o
+	$(CC) $(CFLAGS) -Itests -DBASE_OBJ='"$(abspath $(BUILD))/bench_base.bpf.o"' $< $(LIB) $(LDLIBS) -lm -o $@
+
+$(BUILD)/tests/%: tests/%.c tests/testlib.h tests/bpf_env.h $(LIB) $(HDRS)
 	@mkdir -p $(BUILD)/tests
 	$(CC) $(CFLAGS) -Itests $< $(LIB) $(LDLIBS) -o $@
 
@@ -65,6 +70,10 @@ test: deps-test all
 
 demo: deps-test all
 	@tools/lab.sh demo
+
+bench-micro: all
+	@mkdir -p bench/results
+	$(BUILD)/veil-bench-micro --json bench/results/micro.json
 
 clean:
 	rm -rf $(BUILD)

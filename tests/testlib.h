@@ -13,8 +13,8 @@
 #include <string.h>
 #include <linux/types.h>
 
-static int t_failed_here, t_pass, t_fail;
-static char t_why[512];
+static int t_failed_here __attribute__((unused)), t_pass __attribute__((unused)), t_fail;
+static char t_why[512] __attribute__((unused));
 
 #define CHECK(cond, ...) do {                                                        \
 	if (!(cond)) {                                                               \

@@ -1,0 +1,291 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The BPF test environment, shared by tests/test_bpf.c and the micro
+ * benchmark: a network namespace of the process's own (unshare) with a veth
+ * and static neighbours, both data planes loaded with test maps, and packet
+ * helpers for the client, gateway, node and VM sides. */
+#ifndef VEIL_BPF_ENV_H
+#define VEIL_BPF_ENV_H
+
+#include <errno.h>
+#include <net/if.h>
+#include <sched.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/if_link.h>
+
+#include "testlib.h"
+#include "veil.h"
+#include "veil/cookie.h"
+#include "veil/hello.h"
+#include "gw_ingress.skel.h"
+#include "gw_return.skel.h"
+#include "node_mesh.skel.h"
+#include "node_vm.skel.h"
+
+#define XDP_DROP_ 1
+#define XDP_PASS_ 2
+#define XDP_TX_ 3
+#define XDP_REDIRECT_ 4
+#define TC_ACT_REDIRECT_ 7
+#define TC_ACT_OK_ 0
+
+static struct vm_gw G;
+static struct vm_node N;
+static int ifidx;                    /* the dummy device: underlay and client side */
+static char pin[128];
+static const __u64 KEY[2] = { 0x0123456789abcdefULL, 0xfedcba9876543210ULL };
+
+static const uint8_t CLI_MAC[6] = { 0x02, 0, 0, 0, 0, 0x01 };
+static const uint8_t GW_MAC[6] = { 0x02, 0, 0, 0, 0, 0x02 };
+static const uint8_t NODE_MAC[6] = { 0x02, 0, 0, 0, 0, 0x11 };
+static const uint8_t VM_MAC[6] = { 0x02, 0, 0, 0, 0x11, 0x02 };
+static const uint8_t HOST_MAC[6] = { 0x02, 0, 0, 0, 0x11, 0x01 };
+#define VM_IFINDEX 77
+
+static uint8_t CLI4[4] = { 198, 18, 0, 2 }, VIP4[4] = { 198, 18, 100, 1 }, VM4[4] = { 198, 18, 11, 2 };
+static uint8_t CLI6[16], VIP6[16], VM6[16];
+
+static uint8_t hello_curl[600];
+static size_t hello_curl_len;
+
+/* ---------- setup ---------- */
+
+static inline int sh(const char *cmd)
+{
+	int rc = system(cmd);
+	if (rc)
+		fprintf(stderr, "setup: '%s' failed\n", cmd);
+	return rc;
+}
+
+static inline void cleanup(void)
+{
+	char cmd[256];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", pin);
+	if (pin[0])
+		(void)!system(cmd);
+}
+
+static inline int setup(const char *fixdir)
+{
+	char p1[160], p2[160];
+	struct gw_config gc = { .mss4 = 1360, .mss6 = 1340, .wscale = 7, .cookie_window_s = 64 };
+	struct node_config nc = { .mss4 = 1360, .mss6 = 1340 };
+	struct cookie_secret sec = { .epoch = 1 };
+	__u32 zero = 0;
+
+	if (unshare(CLONE_NEWNET)) {
+		perror("unshare");
+		return -1;
+	}
+	if (sh("ip link set lo up") || sh("ip link add t0 type veth peer name t1") || sh("ip link set t0 up") ||
+	    sh("ip addr add 198.19.0.1/24 dev t0") || sh("ip addr add 2001:db8:ff::1/64 dev t0 nodad") ||
+	    sh("ip neigh add 198.19.0.11 lladdr 02:00:00:00:00:11 dev t0 nud permanent") ||
+	    sh("ip neigh add 2001:db8:ff::11 lladdr 02:00:00:00:00:11 dev t0 nud permanent") ||
+	    sh("sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1"))
+		return -1;
+	ifidx = if_nametoindex("t0");
+	inet_pton(AF_INET6, "2001:db8::2", CLI6);
+	inet_pton(AF_INET6, "2001:db8:100::1", VIP6);
+	inet_pton(AF_INET6, "2001:db8:11::2", VM6);
+
+	snprintf(pin, sizeof(pin), "/sys/fs/bpf/veilmesh-test-%d", getpid());
+	atexit(cleanup);
+	snprintf(p1, sizeof(p1), "%s/gw", pin);
+	snprintf(p2, sizeof(p2), "%s/node", pin);
+	if (vm_gw_open(&G, p1, 4096) || vm_gw_load(&G) || vm_node_open(&N, p2, 4096) || vm_node_load(&N)) {
+		fprintf(stderr, "setup: loading the programs failed\n");
+		return -1;
+	}
+	memcpy(sec.cur, KEY, sizeof(KEY));
+	vm_addr_parse("198.19.0.1", gc.underlay4);
+	vm_addr_parse("2001:db8:ff::1", gc.underlay6);
+	gc.has_underlay4 = gc.has_underlay6 = 1;
+	vm_addr_parse("198.19.0.11", nc.underlay4);
+	vm_addr_parse("2001:db8:ff::11", nc.underlay6);
+	nc.has_underlay4 = nc.has_underlay6 = 1;
+	bpf_map_update_elem(vm_gw_map_fd(&G, "gw_config"), &zero, &gc, BPF_ANY);
+	bpf_map_update_elem(vm_gw_map_fd(&G, "cookie_secret"), &zero, &sec, BPF_ANY);
+	bpf_map_update_elem(vm_node_map_fd(&N, "node_config"), &zero, &nc, BPF_ANY);
+
+	struct vip_key vk = { .port_be = htons(443) };
+	struct vip_val vv = { .refuse = VM_REFUSE_ALERT };
+	vk.family = vm_addr_parse("198.18.100.1", vk.addr);
+	bpf_map_update_elem(vm_gw_map_fd(&G, "vips"), &vk, &vv, BPF_ANY);
+	vk.family = vm_addr_parse("2001:db8:100::1", vk.addr);
+	vv.refuse = VM_REFUSE_RST;
+	bpf_map_update_elem(vm_gw_map_fd(&G, "vips"), &vk, &vv, BPF_ANY);
+
+	struct route_key rk = { 0 };
+	struct route_val rv = { .vm_id = 1 };
+	strcpy(rk.name, "www.veil.test");
+	rv.node_family = vm_addr_parse("198.19.0.11", rv.node);
+	bpf_map_update_elem(vm_gw_map_fd(&G, "routes"), &rk, &rv, BPF_ANY);
+	memset(&rk, 0, sizeof(rk));
+	strcpy(rk.name, "*.apps.veil.test");
+	rv.node_family = vm_addr_parse("2001:db8:ff::11", rv.node);
+	bpf_map_update_elem(vm_gw_map_fd(&G, "routes"), &rk, &rv, BPF_ANY);
+
+	struct vm_val vm = { .ifindex = VM_IFINDEX, .has4 = 1, .has6 = 1 };
+	__u32 id = 1;
+	memcpy(vm.vm_mac, VM_MAC, 6);
+	memcpy(vm.host_mac, HOST_MAC, 6);
+	vm_addr_parse("198.18.11.2", vm.addr4);
+	vm_addr_parse("2001:db8:11::2", vm.addr6);
+	bpf_map_update_elem(vm_node_map_fd(&N, "vms"), &id, &vm, BPF_ANY);
+
+	char fp[256];
+	snprintf(fp, sizeof(fp), "%s/hello-curl.bin", fixdir);
+	uint8_t *h = t_slurp(fp, &hello_curl_len);
+	if (!h || hello_curl_len > sizeof(hello_curl))
+		return -1;
+	memcpy(hello_curl, h, hello_curl_len);
+	free(h);
+	return 0;
+}
+
+/* ---------- running ---------- */
+
+struct run {
+	int rc;
+	__u32 verdict;
+	uint8_t out[4096];
+	__u32 len;
+};
+
+static inline void xdp_run(int prog_fd, const uint8_t *in, size_t n, struct run *r)
+{
+	struct xdp_md ctx = { .data_end = n, .ingress_ifindex = ifidx };
+	LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = in, .data_size_in = n, .data_out = r->out,
+		    .data_size_out = sizeof(r->out), .ctx_in = &ctx, .ctx_size_in = sizeof(ctx), .repeat = 1);
+	r->rc = bpf_prog_test_run_opts(prog_fd, &o);
+	r->verdict = o.retval;
+	r->len = o.data_size_out;
+}
+
+static inline void tc_run(int prog_fd, const uint8_t *in, size_t n, struct run *r)
+{
+	struct __sk_buff ctx = { .ifindex = 1 };
+	LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = in, .data_size_in = n, .data_out = r->out,
+		    .data_size_out = sizeof(r->out), .ctx_in = &ctx, .ctx_size_in = sizeof(ctx), .repeat = 1);
+	r->rc = bpf_prog_test_run_opts(prog_fd, &o);
+	r->verdict = o.retval;
+	r->len = o.data_size_out;
+}
+
+#define GW_ING bpf_program__fd(G.ing->progs.gw_ingress)
+#define GW_RET bpf_program__fd(G.ret->progs.gw_return)
+#define NODE_MESH bpf_program__fd(N.mesh->progs.node_mesh)
+#define NODE_VM bpf_program__fd(N.vm->progs.node_vm)
+
+static inline struct gw_stats gw_now(void)
+{
+	struct gw_stats s;
+	vm_gw_stats_read(vm_gw_map_fd(&G, "gw_stats"), &s);
+	return s;
+}
+
+static inline struct node_stats node_now(void)
+{
+	struct node_stats s;
+	vm_node_stats_read(vm_node_map_fd(&N, "node_stats"), &s);
+	return s;
+}
+
+/* A client packet to the VIP. */
+static inline struct t_pkt client_pkt(int v6, uint16_t sport, uint32_t seq, uint32_t ack, uint8_t flags)
+{
+	struct t_pkt p = { .v6 = v6, .sport = sport, .dport = 443, .seq = seq, .ack = ack,
+			   .flags = flags, .window = 502 };
+	memcpy(p.smac, CLI_MAC, 6);
+	memcpy(p.dmac, GW_MAC, 6);
+	memcpy(p.src, v6 ? CLI6 : CLI4, v6 ? 16 : 4);
+	memcpy(p.dst, v6 ? VIP6 : VIP4, v6 ? 16 : 4);
+	return p;
+}
+
+static const uint8_t SYN_OPTS[20] = { 2, 4, 0x05, 0xb4, 4, 2, 8, 10, 0x11, 0x22, 0x33, 0x44, 0, 0, 0, 0, 1, 3, 3, 10 };
+
+/* Parses TCP options of the packet at l4 (doff from the header). */
+struct opts { int mss, ws, sack_ok, ts; uint32_t tsval, tsecr; };
+static inline struct opts opts_of(const uint8_t *tcp)
+{
+	struct opts o = { .mss = -1, .ws = -1 };
+	int len = (tcp[12] >> 4) * 4 - 20;
+	const uint8_t *p = tcp + 20;
+	for (int i = 0; i < len;) {
+		if (p[i] == 0) break;
+		if (p[i] == 1) { i++; continue; }
+		int l = p[i + 1];
+		if (p[i] == 2) o.mss = t_be16(p + i + 2);
+		if (p[i] == 3) o.ws = p[i + 2];
+		if (p[i] == 4) o.sack_ok = 1;
+		if (p[i] == 8) { o.ts = 1; o.tsval = t_be32(p + i + 2); o.tsecr = t_be32(p + i + 6); }
+		i += l;
+	}
+	return o;
+}
+
+/* Does the SYN handshake; returns the cookie ISN and the gateway's TSval. */
+static inline uint32_t handshake(int v6, uint16_t sport, uint32_t isn, uint32_t *gw_ts)
+{
+	uint8_t in[256];
+	struct run r;
+	struct t_pkt p = client_pkt(v6, sport, isn, 0, T_SYN);
+	p.opts = SYN_OPTS;
+	p.optlen = 20;
+	xdp_run(GW_ING, in, t_build(&p, in), &r);
+	size_t l3 = v6 ? 40 : 20;
+	if (gw_ts)
+		*gw_ts = opts_of(r.out + 14 + l3).tsval;
+	return t_be32(r.out + 14 + l3 + 4);
+}
+
+/* The ClientHello packet after the handshake. */
+static size_t hello_pkt(int v6, uint16_t sport, uint32_t isn, uint32_t cookie, uint32_t gw_ts,
+			const uint8_t *hello, size_t hlen, uint8_t *out)
+{
+	static uint8_t ts[12] = { 1, 1, 8, 10 };
+	struct t_pkt p = client_pkt(v6, sport, isn + 1, cookie + 1, T_ACK | T_PSH);
+	uint32_t v = htonl(0x11223355);
+	memcpy(ts + 4, &v, 4);
+	v = htonl(gw_ts);
+	memcpy(ts + 8, &v, 4);
+	p.opts = ts;
+	p.optlen = 12;
+	p.payload = hello;
+	p.plen = hlen;
+	return t_build(&p, out);
+}
+
+/* Wraps an inner IP packet (from a client-side frame) in Geneve from the gateway. */
+static inline size_t mesh_wrap(const uint8_t *frame, size_t n, int v6_outer, const struct vm_handoff *ho, uint8_t *out)
+{
+	size_t il = n - 14, ol3 = v6_outer ? 40 : 20, optl = ho ? 28 : 0, m = 14 + ol3 + 16 + optl + il;
+	memset(out, 0, m);
+	memcpy(out, NODE_MAC, 6); memcpy(out + 6, GW_MAC, 6);
+	uint8_t *ip = out + 14;
+	if (v6_outer) {
+		out[12] = 0x86; out[13] = 0xdd;
+		ip[0] = 0x60; ip[4] = (16 + optl + il) >> 8; ip[5] = 16 + optl + il; ip[6] = 17; ip[7] = 64;
+		inet_pton(AF_INET6, "2001:db8:ff::1", ip + 8);
+		inet_pton(AF_INET6, "2001:db8:ff::11", ip + 24);
+	} else {
+		out[12] = 8;
+		ip[0] = 0x45; ip[2] = (20 + 16 + optl + il) >> 8; ip[3] = 20 + 16 + optl + il; ip[8] = 64; ip[9] = 17;
+		ip[12] = 198; ip[13] = 19; ip[15] = 1; ip[16] = 198; ip[17] = 19; ip[19] = 11;
+		uint16_t c = t_fold(t_sum(ip, 20, 0)); ip[10] = c >> 8; ip[11] = c;
+	}
+	uint8_t *udp = ip + ol3, *g = udp + 8;
+	udp[0] = 0xc1; udp[2] = 6081 >> 8; udp[3] = 6081 & 0xff; udp[4] = (16 + optl + il) >> 8; udp[5] = 16 + optl + il;
+	g[0] = optl / 4; g[2] = frame[12]; g[3] = frame[13];
+	if (ho) {
+		g[8] = VM_OPT_CLASS >> 8; g[9] = VM_OPT_CLASS & 0xff; g[10] = VM_OPT_HANDOFF; g[11] = 6;
+		memcpy(g + 12, ho, 24);
+	}
+	memcpy(g + 8 + optl, frame + 14, il);
+	return m;
+}
+
+#endif
