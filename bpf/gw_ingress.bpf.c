@@ -4,31 +4,15 @@
  *   SYN to a VIP          -> SYN-ACK with a SYN-cookie ISN, XDP_TX, no state
  *   ACK, valid cookie     -> dropped (nothing to do until data arrives)
  *   first data (hello)    -> SNI -> route -> flow entry -> Geneve + handoff to the node
+ *   hello without the name-> XDP_PASS to gw_asm (TC), which reassembles
  *   known flow            -> Geneve to the node, no parse
  *   unknown name / no SNI -> refused at once (RST or TLS unrecognized_name)
  *   not for a VIP         -> XDP_PASS, untouched
  */
-#include "lib/gw_maps.h"
+#include "lib/gw_logic.h"
 #include "lib/mesh.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
-
-struct gw_scratch {
-	__u8 buf[VM_HELLO_BUF];
-	struct vm_hello hello;
-	struct route_key wkey;
-	struct flow_val flow;
-	__u8 optbuf[VM_OPT_BUF];
-	struct vm_hello_state hst;
-	struct vm_tcpopt_state ost;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct gw_scratch);
-} gw_scratch SEC(".maps");
 
 /* TLS record: alert, version 3.3, length 2, fatal(2) unrecognized_name(112) */
 #define TLS_ALERT_LEN 7
@@ -45,11 +29,6 @@ VM_INLINE int load_tcpopts(struct xdp_md *ctx, const struct vm_pkt *p, struct vm
 	if (len > 0 && bpf_xdp_load_bytes(ctx, p->l4_off + 20, s->optbuf, len))
 		return -1;
 	return vm_tcpopt_parse(s->optbuf, len, o, &s->ost);
-}
-
-VM_INLINE __u32 tai_seconds(void)
-{
-	return (__u32)(bpf_ktime_get_tai_ns() / 1000000000ULL);
 }
 
 /* Resizes the packet to eth + l3 + l4_len and swaps the L2/L3/L4 addresses,
@@ -131,7 +110,7 @@ VM_INLINE int send_synack(struct xdp_md *ctx, const struct vm_pkt *p, struct gw_
 	cin.sport = p->sport;
 	cin.dport = p->dport;
 	cin.client_isn = p->seq;
-	tnow = tai_seconds() / (cfg->cookie_window_s ? cfg->cookie_window_s : 64);
+	tnow = gw_cookie_tnow(cfg);
 	cookie = vm_cookie_make(sec->cur, &cin, tnow, &co);
 	tsval = (__u32)(bpf_ktime_get_tai_ns() / 1000000ULL);
 	mss = p->family == VM_AF_INET ? cfg->mss4 : cfg->mss6;
@@ -229,60 +208,6 @@ nocfg:
 	return XDP_DROP;
 }
 
-VM_INLINE void flow_key_of(const struct vm_pkt *p, struct flow_key *k)
-{
-	__builtin_memcpy(k->client, p->saddr, 16);
-	__builtin_memcpy(k->vip, p->daddr, 16);
-	k->client_port_be = p->sport;
-	k->vip_port_be = p->dport;
-	k->family = p->family;
-	k->pad[0] = k->pad[1] = k->pad[2] = 0;
-}
-
-/* Checks a cookie against the current and the previous secret.  A global
- * function: verified once, not once per path of the caller. */
-__attribute__((noinline)) int gw_cookie_ok(struct cookie_secret *sec, struct vm_cookie_in *cin,
-					   __u32 cookie, __u32 tnow)
-{
-	if (!sec || !cin)
-		return 0;
-	if (vm_cookie_check_key(sec->cur, cin, cookie, tnow))
-		return 1;
-	if (sec->has_prev && vm_cookie_check_key(sec->prev, cin, cookie, tnow))
-		return 1;
-	return 0;
-}
-
-/* Parses the hello in s->buf and finds its route (exact name, then the
- * one-label wildcard).  Returns VM_HELLO_OK with *s->flow filled, or the
- * reason to refuse (VM_HELLO_* or GW_NO_ROUTE). */
-#define GW_NO_ROUTE 100
-__attribute__((noinline)) int gw_route_hello(struct gw_scratch *s, __u32 len)
-{
-	struct route_val *r;
-	int rc;
-
-	if (!s)
-		return VM_HELLO_MALFORMED;
-	__builtin_memset(s->hello.name, 0, sizeof(s->hello.name));
-	rc = vm_hello_parse(s->buf, len, &s->hello, &s->hst);
-	if (rc != VM_HELLO_OK)
-		return rc;
-	r = bpf_map_lookup_elem(&routes, s->hello.name);
-	if (!r) {
-		__builtin_memset(s->wkey.name, 0, sizeof(s->wkey.name));
-		if (vm_wildcard_key(&s->hello, s->wkey.name))
-			r = bpf_map_lookup_elem(&routes, &s->wkey);
-	}
-	if (!r)
-		return GW_NO_ROUTE;
-	__builtin_memset(&s->flow, 0, sizeof(s->flow));
-	s->flow.vm_id = r->vm_id;
-	s->flow.node_family = r->node_family;
-	__builtin_memcpy(s->flow.node, r->node, 16);
-	return VM_HELLO_OK;
-}
-
 /* First data on a connection we hold only as a cookie: the ClientHello.
  * Returns 1 when the flow was created (forward with handoff), 0 to refuse,
  * -1 to drop. */
@@ -290,7 +215,6 @@ VM_INLINE int hello_to_flow(struct xdp_md *ctx, const struct vm_pkt *p, struct g
 			    const struct gw_config *cfg, struct gw_stats *st)
 {
 	__u32 len = p->payload_len, cookie = p->ack - 1;
-	struct vm_cookie_opts co;
 	struct vm_tcpopts o;
 	struct flow_key k;
 	struct ethhdr *eth;
@@ -313,10 +237,10 @@ VM_INLINE int hello_to_flow(struct xdp_md *ctx, const struct vm_pkt *p, struct g
 		GW_COUNT(st, bad_name);
 		return 0;
 	case VM_HELLO_PARTIAL:
-		/* The name is not in this segment.  Until reassembly lands the
-		 * client is refused at once rather than left to time out. */
+		/* The name is not in this segment (or the hello spans records):
+		 * the TC program behind us reassembles. */
 		GW_COUNT(st, hello_partial);
-		return 0;
+		return 2;
 	case GW_NO_ROUTE:
 		GW_COUNT(st, no_route);
 		return 0;
@@ -328,26 +252,12 @@ VM_INLINE int hello_to_flow(struct xdp_md *ctx, const struct vm_pkt *p, struct g
 		GW_COUNT(st, malformed);
 		return -1;
 	}
-	vm_cookie_decode(cookie, &co);
-
-	struct flow_val *f = &s->flow;
-	f->client_isn = p->seq - 1;
-	f->handoff.vm_id_be = bpf_htonl(f->vm_id);
-	f->handoff.client_isn_be = bpf_htonl(p->seq - 1);
-	f->handoff.cookie_isn_be = bpf_htonl(cookie);
-	f->handoff.gw_tsval_be = bpf_htonl(co.ts_ok && o.ts_ok ? o.tsecr : 0);
-	f->handoff.mss_be = bpf_htons(co.mss);
-	f->handoff.client_wscale = co.wscale;
-	f->handoff.gw_wscale = co.wscale != 0xff ? cfg->wscale : 0xff;
-	f->handoff.flags = (co.sack_ok ? VM_HO_SACK_OK : 0) | (co.ts_ok && o.ts_ok ? VM_HO_TS_OK : 0);
 	void *data = XDP_DATA(ctx), *data_end = XDP_DATA_END(ctx);
 	eth = data;
 	if ((void *)(eth + 1) > data_end)
 		return -1;
-	__builtin_memcpy(f->client_mac, eth->h_source, 6);
-	__builtin_memcpy(f->vip_mac, eth->h_dest, 6);
-	f->client_ifindex = ctx->ingress_ifindex;
-	f->created_ns = bpf_ktime_get_ns();
+	struct flow_val *f = &s->flow;
+	gw_flow_init(f, p->seq - 1, cookie, &o, cfg, eth->h_source, eth->h_dest, ctx->ingress_ifindex);
 	flow_key_of(p, &k);
 	if (bpf_map_update_elem(&flows, &k, f, BPF_ANY)) {
 		GW_COUNT(st, encap_fail);
@@ -422,8 +332,10 @@ int gw_ingress(struct xdp_md *ctx)
 			bpf_map_delete_elem(&flows, &k);
 			return send_synack(ctx, &p, st, cfg, sec);
 		}
-		handoff = p.payload_len && p.seq == f->client_isn + 1;
-		if (handoff)
+		/* Data in the hello's range carries the handoff option: the node
+		 * keeps hello segments until the VM answers its SYN. */
+		handoff = p.payload_len && p.seq - (f->client_isn + 1) < VM_ASM_BYTES;
+		if (p.payload_len && p.seq == f->client_isn + 1)
 			GW_COUNT(st, hello_retransmit);
 		else
 			GW_COUNT(st, fwd_established);
@@ -442,7 +354,7 @@ int gw_ingress(struct xdp_md *ctx)
 	}
 	{
 		struct vm_cookie_in cin = {};
-		__u32 tnow = tai_seconds() / (cfg->cookie_window_s ? cfg->cookie_window_s : 64);
+		__u32 tnow = gw_cookie_tnow(cfg);
 
 		__builtin_memcpy(cin.saddr, p.saddr, 16);
 		__builtin_memcpy(cin.daddr, p.daddr, 16);
@@ -450,6 +362,13 @@ int gw_ingress(struct xdp_md *ctx)
 		cin.dport = p.dport;
 		cin.client_isn = p.seq - 1;
 		if (!gw_cookie_ok(sec, &cin, p.ack - 1, tnow)) {
+			/* A later segment of a hello being reassembled (its seq is
+			 * not the ISN + 1 the cookie covers), or one that overtook
+			 * the first: gw_asm (TC) judges it. */
+			if (p.payload_len) {
+				GW_COUNT(st, asm_handed);
+				return XDP_PASS;
+			}
 			GW_COUNT(st, bad_cookie);
 			return XDP_DROP;
 		}
@@ -461,6 +380,8 @@ int gw_ingress(struct xdp_md *ctx)
 	rc = hello_to_flow(ctx, &p, s, cfg, st);
 	if (rc < 0)
 		return XDP_DROP;
+	if (rc == 2)
+		return XDP_PASS;   /* to gw_asm (TC): reassembly */
 	if (rc == 0)
 		return refuse(ctx, &p, vip, st);
 	return forward(ctx, &p, &s->flow, 1, cfg, st);

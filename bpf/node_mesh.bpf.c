@@ -158,16 +158,36 @@ VM_INLINE int to_vm(struct xdp_md *ctx, const struct vm_val *vm, struct node_sta
 	return bpf_redirect(vm->ifindex, 0);
 }
 
-/* A handoff: record the connection, keep the hello, replay the SYN. */
-VM_INLINE int handoff(struct xdp_md *ctx, const struct vm_pkt *p, const struct vm_mesh_in *m,
-		      const struct conn_key *k, int again, const struct node_config *cfg,
-		      struct node_scratch *s, struct node_stats *st)
+/* Keeps this hello segment (the inner IP packet) as hellos[k, idx]. */
+VM_INLINE int keep_segment(struct xdp_md *ctx, const struct vm_pkt *p, const struct conn_key *k, __u32 idx,
+			   struct node_scratch *s, struct node_stats *st)
+{
+	struct hello_key hk = { .conn = *k, .idx = idx };
+	__u32 len = p->l3_len + p->tcp_len + p->payload_len;
+
+	if (len > VM_HELLO_STORE) {
+		NODE_COUNT(st, hello_too_big);
+		return -1;
+	}
+	s->hello.len = len;
+	if (len < 40 || bpf_xdp_load_bytes(ctx, ETH_HLEN, s->hello.data, len)) {
+		NODE_COUNT(st, mesh_malformed);
+		return -1;
+	}
+	return bpf_map_update_elem(&hellos, &hk, &s->hello, BPF_ANY) ? -1 : 0;
+}
+
+/* A handoff for a new connection: record it, keep the segment, replay the
+ * client's SYN to the VM. */
+VM_INLINE int handoff_new(struct xdp_md *ctx, const struct vm_pkt *p, const struct vm_mesh_in *m,
+			  const struct conn_key *k, const struct node_config *cfg,
+			  struct node_scratch *s, struct node_stats *st)
 {
 	struct conn_val *c = &s->conn;
 	struct conn_rev_key rk;
 	struct vm_tcpopts o;
 	struct vm_val *vm;
-	__u32 vm_id = bpf_ntohl(m->ho.vm_id_be), len;
+	__u32 vm_id = bpf_ntohl(m->ho.vm_id_be);
 
 	vm = bpf_map_lookup_elem(&vms, &vm_id);
 	if (!vm || (p->family == VM_AF_INET ? !vm->has4 : !vm->has6)) {
@@ -196,25 +216,16 @@ VM_INLINE int handoff(struct xdp_md *ctx, const struct vm_pkt *p, const struct v
 	c->mesh_ifindex = ctx->ingress_ifindex;
 	__builtin_memcpy(c->vm, p->family == VM_AF_INET ? vm->addr4 : vm->addr6, 16);
 	c->created_ns = bpf_ktime_get_ns();
-	if (c->client_isn + 1 != p->seq) {
+	if (p->seq - (c->client_isn + 1) >= VM_ASM_BYTES) {
 		NODE_COUNT(st, mesh_malformed);
 		return XDP_DROP;
 	}
-
-	len = p->l3_len + p->tcp_len + p->payload_len;
-	if (len > VM_HELLO_STORE) {
-		NODE_COUNT(st, hello_too_big);
+	c->nseg = 1;
+	c->seg_seq[0] = p->seq;
+	if (keep_segment(ctx, p, k, 0, s, st))
 		return XDP_DROP;
-	}
-	s->hello.len = len;
-	if (len < 40 || bpf_xdp_load_bytes(ctx, ETH_HLEN, s->hello.data, len)) {
-		NODE_COUNT(st, mesh_malformed);
-		return XDP_DROP;
-	}
 	conn_rev_key_of(k, c->vm, &rk);
-	if (bpf_map_update_elem(&hellos, k, &s->hello, BPF_ANY) ||
-	    bpf_map_update_elem(&conns, k, c, BPF_ANY) ||
-	    bpf_map_update_elem(&conn_rev, &rk, k, BPF_ANY)) {
+	if (bpf_map_update_elem(&conns, k, c, BPF_ANY) || bpf_map_update_elem(&conn_rev, &rk, k, BPF_ANY)) {
 		NODE_COUNT(st, encap_fail);
 		return XDP_DROP;
 	}
@@ -222,11 +233,51 @@ VM_INLINE int handoff(struct xdp_md *ctx, const struct vm_pkt *p, const struct v
 		NODE_COUNT(st, mesh_malformed);
 		return XDP_DROP;
 	}
-	if (again)
-		NODE_COUNT(st, handoff_again);
-	else
-		NODE_COUNT(st, handoff_replayed);
+	NODE_COUNT(st, handoff_replayed);
 	return to_vm(ctx, vm, st);
+}
+
+/* A handoff while the VM has not answered yet: a further hello segment is
+ * kept; the first one again means our SYN may be lost: replay it. */
+VM_INLINE int handoff_more(struct xdp_md *ctx, const struct vm_pkt *p, const struct vm_mesh_in *m,
+			   const struct conn_key *k, struct conn_val *c, const struct node_config *cfg,
+			   struct node_scratch *s, struct node_stats *st)
+{
+	__u32 n = c->nseg;
+
+	for (__u32 i = 0; i < VM_ASM_SEGS; i++) {
+		if (i >= n)
+			break;
+		if (c->seg_seq[i] != p->seq)
+			continue;
+		if (p->seq != c->client_isn + 1) {
+			NODE_COUNT(st, hello_seg_dup);
+			return XDP_DROP;
+		}
+		struct vm_tcpopts o;
+		struct vm_val *vm = bpf_map_lookup_elem(&vms, &c->vm_id);
+		if (!vm || load_tcpopts(ctx, p, s, &o) < 0 ||
+		    make_syn(ctx, p, c, &m->ho, o.tsval, p->family == VM_AF_INET ? cfg->mss4 : cfg->mss6)) {
+			NODE_COUNT(st, mesh_malformed);
+			return XDP_DROP;
+		}
+		NODE_COUNT(st, handoff_again);
+		return to_vm(ctx, vm, st);
+	}
+	if (n >= VM_ASM_SEGS || p->seq - (c->client_isn + 1) >= VM_ASM_BYTES) {
+		NODE_COUNT(st, hello_too_big);
+		return XDP_DROP;
+	}
+	if (keep_segment(ctx, p, k, n, s, st))
+		return XDP_DROP;
+	__u64 idx = n;
+	VM_BARRIER_VAR(idx);
+	if (idx >= VM_ASM_SEGS)
+		return XDP_DROP;
+	c->seg_seq[idx] = p->seq;
+	c->nseg = n + 1;
+	NODE_COUNT(st, hello_seg_stored);
+	return XDP_DROP;
 }
 
 SEC("xdp")
@@ -275,8 +326,10 @@ int node_mesh(struct xdp_md *ctx)
 	k.vip_port_be = p.dport;
 	k.family = p.family;
 	c = bpf_map_lookup_elem(&conns, &k);
-	if (m.has_handoff && (!c || c->state == VM_CONN_SYN_SENT))
-		return handoff(ctx, &p, &m, &k, c != NULL, cfg, s, st);
+	if (m.has_handoff && !c)
+		return handoff_new(ctx, &p, &m, &k, cfg, s, st);
+	if (m.has_handoff && c->state == VM_CONN_SYN_SENT)
+		return handoff_more(ctx, &p, &m, &k, c, cfg, s, st);
 	if (!c) {
 		NODE_COUNT(st, no_conn);
 		return XDP_DROP;

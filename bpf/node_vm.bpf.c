@@ -52,23 +52,56 @@ VM_INLINE void buf_add32(__u8 *p, __u32 delta, __u16 *check, int odd)
 	vm_csum_replace4_at(check, old, new, odd);
 }
 
+/* Translates a kept hello segment (map memory) into the VM's view:
+ * destination the VM, ack into the VM's sequence space, TSecr into its clock.
+ * A global function, verified once rather than once per kept segment. */
+__attribute__((noinline)) int xlate_kept(struct hello_val *h, struct conn_val *c, __u32 family,
+					 struct node_scratch *s)
+{
+	if (!h || !c || !s)
+		return -1;
+	__u32 len = h->len, l3 = family == VM_AF_INET ? 20 : 40;
+	__u8 *d = h->data;
+	__u8 *tcp = d + (l3 & 0x3f);
+	__u16 *check = (__u16 *)(tcp + 16);
+	__u32 doff = (tcp[12] >> 4) * 4;
+
+	if (len < l3 + 20 || len > VM_HELLO_STORE)
+		return -1;
+	if (family == VM_AF_INET) {
+		__u32 old, new;
+		__builtin_memcpy(&old, d + 16, 4);
+		__builtin_memcpy(&new, c->vm + 12, 4);
+		vm_csum_replace4((__u16 *)(d + 10), old, new);
+		vm_csum_replace4(check, old, new);
+		__builtin_memcpy(d + 16, &new, 4);
+	} else {
+		vm_csum_replace16(check, d + 24, c->vm);
+		__builtin_memcpy(d + 24, c->vm, 16);
+	}
+	buf_add32(tcp + 8, -c->seq_delta, check, 0);   /* ack: cookie + 1 -> VM ISN + 1 */
+	if (doff > 20 && doff <= 60) {
+		struct vm_tcpopts ho;
+		__builtin_memcpy(s->optbuf, tcp + 20, 40);
+		if (vm_tcpopt_parse(s->optbuf, doff - 20, &ho, &s->ost) == 0 && ho.ts_ok)
+			buf_add32(tcp + 20 + (ho.ts_off & 0x1f) + 4, -c->ts_delta, check, ho.ts_off & 1);
+	}
+	return 0;
+}
+
 /* The VM answered the replayed SYN: complete the handshake with the ACK that
- * carries the ClientHello, translated into the VM's view, sent to the VM. */
+ * carries the ClientHello, translated into the VM's view; every further kept
+ * hello segment follows (one clone each). */
 VM_INLINE int answer_synack(struct __sk_buff *skb, const struct vm_pkt *p, const struct conn_key *ck,
 			    struct conn_val *c, struct node_scratch *s, struct node_stats *st)
 {
+	struct hello_key hk = { .conn = *ck };
 	struct vm_tcpopts o;
-	struct hello_val *h;
-	__u8 macs[12];
-	__u32 len, l3;
+	__u8 macs[12], eth[12];
+	int sent = 0;
 
 	if (load_opts(skb, p->l4_off + 20, p->tcp_len - 20, s, &o) < 0 ||
 	    bpf_skb_load_bytes(skb, 0, macs, 12)) {
-		NODE_COUNT(st, vm_synack_bad);
-		return TC_ACT_SHOT;
-	}
-	h = bpf_map_lookup_elem(&hellos, ck);
-	if (!h) {
 		NODE_COUNT(st, vm_synack_bad);
 		return TC_ACT_SHOT;
 	}
@@ -78,53 +111,37 @@ VM_INLINE int answer_synack(struct __sk_buff *skb, const struct vm_pkt *p, const
 	c->vm_wscale = o.wscale;
 	if (!o.ts_ok)
 		c->flags &= ~VM_HO_TS_OK;
+	__builtin_memcpy(eth, macs + 6, 6);      /* to the VM */
+	__builtin_memcpy(eth + 6, macs, 6);      /* from us */
 
-	/* Translate the kept packet in place (map memory), then send it. */
-	len = h->len;
-	l3 = p->family == VM_AF_INET ? 20 : 40;
-	if (len < l3 + 20 || len > VM_HELLO_STORE)
-		return TC_ACT_SHOT;
-	{
-		__u8 *d = h->data;
-		__u8 *tcp = d + (l3 & 0x3f);
-		__u16 *check = (__u16 *)(tcp + 16);
-		__u32 doff = (tcp[12] >> 4) * 4;
-
-		if (p->family == VM_AF_INET) {
-			__u32 old, new;
-			__builtin_memcpy(&old, d + 16, 4);
-			__builtin_memcpy(&new, c->vm + 12, 4);
-			vm_csum_replace4((__u16 *)(d + 10), old, new);
-			vm_csum_replace4(check, old, new);
-			__builtin_memcpy(d + 16, &new, 4);
-		} else {
-			vm_csum_replace16(check, d + 24, c->vm);
-			__builtin_memcpy(d + 24, c->vm, 16);
+	for (__u32 i = 0; i < VM_ASM_SEGS; i++) {
+		if (i >= c->nseg)
+			break;
+		hk.idx = i;
+		struct hello_val *h = bpf_map_lookup_elem(&hellos, &hk);
+		if (!h)
+			continue;
+		__u32 len = h->len;
+		if (len > VM_HELLO_STORE || len < 40 || xlate_kept(h, c, p->family, s))
+			continue;
+		if (bpf_skb_change_tail(skb, ETH_HLEN + len, 0) ||
+		    bpf_skb_store_bytes(skb, ETH_HLEN, h->data, len, 0) ||
+		    bpf_skb_store_bytes(skb, 0, eth, 12, 0) ||
+		    bpf_clone_redirect(skb, skb->ifindex, 0)) {
+			NODE_COUNT(st, vm_synack_bad);
+			break;
 		}
-		buf_add32(tcp + 8, -c->seq_delta, check, 0);   /* ack: cookie + 1 -> VM ISN + 1 */
-		if (doff > 20 && doff <= 60) {
-			struct vm_tcpopts ho;
-			__builtin_memcpy(s->optbuf, tcp + 20, 40);
-			if (vm_tcpopt_parse(s->optbuf, doff - 20, &ho, &s->ost) == 0 && ho.ts_ok)
-				buf_add32(tcp + 20 + (ho.ts_off & 0x1f) + 4, -c->ts_delta, check, ho.ts_off & 1);
-		}
+		bpf_map_delete_elem(&hellos, &hk);
+		NODE_COUNT(st, hello_seg_sent);
+		sent++;
 	}
-	if (bpf_skb_change_tail(skb, ETH_HLEN + len, 0) ||
-	    bpf_skb_store_bytes(skb, ETH_HLEN, h->data, len, 0)) {
+	if (!sent) {
 		NODE_COUNT(st, vm_synack_bad);
 		return TC_ACT_SHOT;
 	}
-	{
-		__u8 eth[12];
-		__builtin_memcpy(eth, macs + 6, 6);      /* to the VM */
-		__builtin_memcpy(eth + 6, macs, 6);      /* from us */
-		if (bpf_skb_store_bytes(skb, 0, eth, 12, 0))
-			return TC_ACT_SHOT;
-	}
 	c->state = VM_CONN_ESTABLISHED;
-	bpf_map_delete_elem(&hellos, ck);
 	NODE_COUNT(st, vm_synack);
-	return bpf_redirect(skb->ifindex, 0);
+	return TC_ACT_SHOT;   /* the SYN-ACK itself ends here; its clones went out */
 }
 
 /* VM -> client: our view into the client's, then Geneve to the gateway. */

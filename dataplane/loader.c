@@ -15,6 +15,7 @@
 #include "veil.h"
 #include "gw_ingress.skel.h"
 #include "gw_return.skel.h"
+#include "gw_asm.skel.h"
 #include "node_mesh.skel.h"
 #include "node_vm.skel.h"
 
@@ -160,6 +161,28 @@ static struct xdp_program *xdp_prog_from_obj(struct bpf_object *obj, const char 
 	return p;
 }
 
+/* ---------- TC attach (clsact ingress, our own handle) ---------- */
+
+static int tc_attach(int ifindex, int prog_fd)
+{
+	DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS);
+	DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .handle = 0x7e11, .priority = 1, .prog_fd = prog_fd,
+			    .flags = BPF_TC_F_REPLACE);
+	int err = bpf_tc_hook_create(&hook);
+
+	if (err && err != -EEXIST)
+		return err;
+	return bpf_tc_attach(&hook, &opts);
+}
+
+static void tc_detach(int ifindex)
+{
+	DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS);
+	DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .handle = 0x7e11, .priority = 1);
+
+	bpf_tc_detach(&hook, &opts);
+}
+
 /* ---------- gateway ---------- */
 
 int vm_gw_open(struct vm_gw *g, const char *pin_root, __u32 flows_max)
@@ -174,11 +197,13 @@ int vm_gw_open(struct vm_gw *g, const char *pin_root, __u32 flows_max)
 	LIBBPF_OPTS(bpf_object_open_opts, o, .pin_root_path = g->pin_root);
 	g->ing = gw_ingress__open_opts(&o);
 	g->ret = gw_return__open_opts(&o);
-	if (!g->ing || !g->ret)
+	g->as = gw_asm__open_opts(&o);
+	if (!g->ing || !g->ret || !g->as)
 		return -errno ? -errno : -EINVAL;
 	if (flows_max) {
 		bpf_map__set_max_entries(g->ing->maps.flows, flows_max);
 		bpf_map__set_max_entries(g->ret->maps.flows, flows_max);
+		bpf_map__set_max_entries(g->as->maps.flows, flows_max);
 	}
 	return 0;
 }
@@ -187,9 +212,11 @@ int vm_gw_load(struct vm_gw *g)
 {
 	int err = gw_ingress__load(g->ing);
 
-	if (err)
-		return err;
-	return gw_return__load(g->ret);
+	if (!err)
+		err = gw_return__load(g->ret);
+	if (!err)
+		err = gw_asm__load(g->as);
+	return err;
 }
 
 int vm_gw_attach(struct vm_gw *g, const char *client_if, const char *mesh_if, bool skb_mode)
@@ -200,6 +227,12 @@ int vm_gw_attach(struct vm_gw *g, const char *client_if, const char *mesh_if, bo
 	g->if_mesh = if_nametoindex(mesh_if);
 	if (!g->if_client || !g->if_mesh)
 		return -ENODEV;
+	/* TC first: libxdp loads the XDP objects itself. */
+	err = gw_asm__load(g->as);
+	if (!err)
+		err = tc_attach(g->if_client, bpf_program__fd(g->as->progs.gw_asm));
+	if (err)
+		return err;
 	g->xp_ing = xdp_prog_from_obj(g->ing->obj, "gw_ingress");
 	g->xp_ret = xdp_prog_from_obj(g->ret->obj, "gw_return");
 	if (!g->xp_ing || !g->xp_ret)
@@ -221,6 +254,8 @@ int vm_gw_attach(struct vm_gw *g, const char *client_if, const char *mesh_if, bo
 
 void vm_gw_detach(struct vm_gw *g)
 {
+	if (g->if_client)
+		tc_detach(g->if_client);
 	if (g->xp_ing && g->if_client)
 		xdp_program__detach(g->xp_ing, g->if_client, XDP_MODE_UNSPEC, 0);
 	if (g->xp_ret && g->if_mesh)
@@ -236,6 +271,7 @@ void vm_gw_close(struct vm_gw *g)
 		xdp_program__close(g->xp_ret);
 	gw_ingress__destroy(g->ing);
 	gw_return__destroy(g->ret);
+	gw_asm__destroy(g->as);
 	memset(g, 0, sizeof(*g));
 }
 
@@ -277,26 +313,6 @@ int vm_node_load(struct vm_node *n)
 	if (err)
 		return err;
 	return node_vm__load(n->vm);
-}
-
-static int tc_attach(int ifindex, int prog_fd)
-{
-	DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS);
-	DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .handle = 0x7e11, .priority = 1, .prog_fd = prog_fd,
-			    .flags = BPF_TC_F_REPLACE);
-	int err = bpf_tc_hook_create(&hook);
-
-	if (err && err != -EEXIST)
-		return err;
-	return bpf_tc_attach(&hook, &opts);
-}
-
-static void tc_detach(int ifindex)
-{
-	DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS);
-	DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .handle = 0x7e11, .priority = 1);
-
-	bpf_tc_detach(&hook, &opts);
 }
 
 int vm_node_attach(struct vm_node *n, const struct vm_node_cfg *c, bool skb_mode)

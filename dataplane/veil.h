@@ -16,6 +16,7 @@
 struct xdp_program;
 struct gw_ingress;
 struct gw_return;
+struct gw_asm;
 struct node_mesh;
 struct node_vm;
 
@@ -100,6 +101,7 @@ __u64 vm_tai_seconds(void);
 struct vm_gw {
 	struct gw_ingress *ing;
 	struct gw_return *ret;
+	struct gw_asm *as;        /* TC reassembly behind gw_ingress */
 	struct xdp_program *xp_ing, *xp_ret;
 	int if_client, if_mesh;
 	char pin_root[256];

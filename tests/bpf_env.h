@@ -13,6 +13,9 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <linux/if_link.h>
+#include <linux/if_packet.h>
+#include <linux/if_ether.h>
+#include <sys/socket.h>
 
 #include "testlib.h"
 #include "veil.h"
@@ -20,6 +23,7 @@
 #include "veil/hello.h"
 #include "gw_ingress.skel.h"
 #include "gw_return.skel.h"
+#include "gw_asm.skel.h"
 #include "node_mesh.skel.h"
 #include "node_vm.skel.h"
 
@@ -79,7 +83,7 @@ static inline int setup(const char *fixdir)
 		perror("unshare");
 		return -1;
 	}
-	if (sh("ip link set lo up") || sh("ip link add t0 type veth peer name t1") || sh("ip link set t0 up") ||
+	if (sh("ip link set lo up") || sh("ip link add t0 type veth peer name t1") || sh("ip link set t0 up") || sh("ip link set t1 up") ||
 	    sh("ip addr add 198.19.0.1/24 dev t0") || sh("ip addr add 2001:db8:ff::1/64 dev t0 nodad") ||
 	    sh("ip neigh add 198.19.0.11 lladdr 02:00:00:00:00:11 dev t0 nud permanent") ||
 	    sh("ip neigh add 2001:db8:ff::11 lladdr 02:00:00:00:00:11 dev t0 nud permanent") ||
@@ -164,6 +168,43 @@ static inline void xdp_run(int prog_fd, const uint8_t *in, size_t n, struct run 
 	r->len = o.data_size_out;
 }
 
+/* A TC run as if the packet came in on the veth t0 (clones and redirects
+ * go out of t0 and can be read on t1 with cap_read). */
+static inline void tc_run_on(int prog_fd, const uint8_t *in, size_t n, struct run *r, int ifindex)
+{
+	struct __sk_buff ctx = { .ifindex = ifindex, .ingress_ifindex = ifindex };
+	LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = in, .data_size_in = n, .data_out = r->out,
+		    .data_size_out = sizeof(r->out), .ctx_in = &ctx, .ctx_size_in = sizeof(ctx), .repeat = 1);
+	r->rc = bpf_prog_test_run_opts(prog_fd, &o);
+	r->verdict = o.retval;
+	r->len = o.data_size_out;
+}
+
+/* Frames sent out of t0 arrive on t1: a packet socket there reads them. */
+static inline int cap_open(void)
+{
+	int fd = socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK, htons(ETH_P_ALL));
+	struct sockaddr_ll sll = { .sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ALL),
+				   .sll_ifindex = (int)if_nametoindex("t1") };
+	if (fd >= 0 && bind(fd, (struct sockaddr *)&sll, sizeof(sll))) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Reads the next frame (waiting up to 200 ms); returns its length or 0. */
+static inline size_t cap_read(int fd, uint8_t *buf, size_t n)
+{
+	for (int i = 0; i < 200; i++) {
+		ssize_t got = recv(fd, buf, n, 0);
+		if (got > 0)
+			return got;
+		usleep(1000);
+	}
+	return 0;
+}
+
 static inline void tc_run(int prog_fd, const uint8_t *in, size_t n, struct run *r)
 {
 	struct __sk_buff ctx = { .ifindex = 1 };
@@ -176,6 +217,7 @@ static inline void tc_run(int prog_fd, const uint8_t *in, size_t n, struct run *
 
 #define GW_ING bpf_program__fd(G.ing->progs.gw_ingress)
 #define GW_RET bpf_program__fd(G.ret->progs.gw_return)
+#define GW_ASM bpf_program__fd(G.as->progs.gw_asm)
 #define NODE_MESH bpf_program__fd(N.mesh->progs.node_mesh)
 #define NODE_VM bpf_program__fd(N.vm->progs.node_vm)
 

@@ -347,7 +347,7 @@ static void node_connection(int v6)
 	memcpy(sa.dst, v6 ? CLI6 : CLI4, v6 ? 16 : 4);
 	n = t_build(&sa, vmpkt);
 	tc_run(NODE_VM, vmpkt, n, &r);
-	CHECK(r.verdict == TC_ACT_REDIRECT_, "SYN-ACK verdict %u", r.verdict);
+	CHECK(r.verdict == 2, "SYN-ACK verdict %u (it ends there; the hello goes out as a clone)", r.verdict);
 	CHECK(r.len == fl, "ACK+hello length %u (want %zu)", r.len, fl);
 	ip = r.out + 14;
 	tcp = ip + l3;
@@ -461,6 +461,180 @@ static void node_rejects_bad_mesh_packets(void)
 	}
 }
 
+
+/* ---------- reassembly ---------- */
+
+/* Checks a frame read on t1: Geneve with the handoff option to the node,
+ * carrying exactly inner (an IP packet). */
+static void check_mesh_frame(const uint8_t *f, size_t n, int v6_outer, const uint8_t *inner, size_t il,
+			     const char *what)
+{
+	size_t ol3 = v6_outer ? 40 : 20;
+	const uint8_t *g = f + 14 + ol3 + 8;
+	CHECK(n == 14 + ol3 + 16 + 28 + il, "%s: length %zu want %zu", what, n, 14 + ol3 + 16 + 28 + il);
+	if (n != 14 + ol3 + 16 + 28 + il)
+		return;
+	CHECK(!memcmp(f, NODE_MAC, 6), "%s: next hop MAC", what);
+	CHECK(v6_outer || t_fold(t_sum(f + 14, 20, 0)) == 0, "%s: outer IP checksum", what);
+	CHECK(t_be16(f + 14 + ol3 + 2) == 6081 && g[0] == 7 && t_be16(g + 8) == VM_OPT_CLASS, "%s: Geneve+handoff", what);
+	CHECK(!memcmp(g + 8 + 28, inner, il), "%s: the segment, unmodified", what);
+}
+
+static void reassembly_two_segments_in_order(void)
+{
+	struct hb h;
+	uint8_t p1[1600], p2[1600], f[2048];
+	struct run r;
+	uint32_t isn = 777000, gw_ts;
+	size_t n = hb_browser(&h, "www.veil.test", 1800), cut = 1360;
+	uint32_t cookie = handshake(0, 43000, isn, &gw_ts);
+	size_t n1 = hello_pkt(0, 43000, isn, cookie, gw_ts, h.b, cut, p1);
+	size_t n2 = hello_pkt(0, 43000, isn + cut, cookie, gw_ts, h.b + cut, n - cut, p2);
+	struct gw_stats b = gw_now();
+	int cap = cap_open();
+	CHECK(cap >= 0, "packet socket");
+
+	xdp_run(GW_ING, p1, n1, &r);
+	CHECK(r.verdict == XDP_PASS_ && gw_now().hello_partial == b.hello_partial + 1, "first segment to TC: %u", r.verdict);
+	tc_run_on(GW_ASM, p1, n1, &r, ifidx);
+	CHECK(r.verdict == 2 && gw_now().asm_stored == b.asm_stored + 1, "first segment kept");
+	xdp_run(GW_ING, p2, n2, &r);
+	CHECK(r.verdict == XDP_PASS_ && gw_now().asm_handed == b.asm_handed + 1, "second segment to TC");
+	tc_run_on(GW_ASM, p2, n2, &r, ifidx);
+	struct gw_stats a = gw_now();
+	CHECK(a.asm_routed == b.asm_routed + 1 && a.asm_sent == b.asm_sent + 2, "routed %llu sent %llu",
+	      (unsigned long long)(a.asm_routed - b.asm_routed), (unsigned long long)(a.asm_sent - b.asm_sent));
+	size_t fl = cap_read(cap, f, sizeof(f));
+	check_mesh_frame(f, fl, 0, p1 + 14, n1 - 14, "segment 1");
+	fl = cap_read(cap, f, sizeof(f));
+	check_mesh_frame(f, fl, 0, p2 + 14, n2 - 14, "segment 2");
+	/* now a flow: the second segment again goes out of XDP with the option */
+	xdp_run(GW_ING, p2, n2, &r);
+	CHECK((r.verdict == XDP_TX_ || r.verdict == XDP_REDIRECT_) && r.out[14 + 20 + 8] == 7, "retransmission with the option");
+	if (cap >= 0)
+		close(cap);
+}
+
+static void reassembly_out_of_order_records_v6(void)
+{
+	struct hb h;
+	static uint8_t rec[8000];
+	uint8_t p[3][1600], f[2048];
+	size_t pn[3];
+	struct run r;
+	uint32_t isn = 5550000, gw_ts;
+	size_t n = hb_browser(&h, "x.apps.veil.test", 3000);
+	n = hb_split_records(h.b, n, 512, rec);          /* the hello in 512-byte records */
+	uint32_t cookie = handshake(1, 43001, isn, &gw_ts);
+	size_t cut1 = 1300, cut2 = 2600;
+	pn[0] = hello_pkt(1, 43001, isn, cookie, gw_ts, rec, cut1, p[0]);
+	pn[1] = hello_pkt(1, 43001, isn + cut1, cookie, gw_ts, rec + cut1, cut2 - cut1, p[1]);
+	pn[2] = hello_pkt(1, 43001, isn + cut2, cookie, gw_ts, rec + cut2, n - cut2, p[2]);
+	struct gw_stats b = gw_now();
+	int cap = cap_open();
+	int order[3] = { 2, 0, 1 };
+	for (int i = 0; i < 3; i++) {
+		int k = order[i];
+		xdp_run(GW_ING, p[k], pn[k], &r);
+		CHECK(r.verdict == XDP_PASS_, "segment %d: XDP verdict %u", k, r.verdict);
+		tc_run_on(GW_ASM, p[k], pn[k], &r, ifidx);
+	}
+	struct gw_stats a = gw_now();
+	CHECK(a.asm_early == b.asm_early + 1, "the third segment was early");
+	CHECK(a.asm_routed == b.asm_routed + 1 && a.asm_sent == b.asm_sent + 3, "routed with 3 segments: %llu sent",
+	      (unsigned long long)(a.asm_sent - b.asm_sent));
+	/* sent in the order they are kept: first, third (merged early), second */
+	int sent_order[3] = { 0, 2, 1 };
+	for (int i = 0; i < 3; i++) {
+		size_t fl = cap_read(cap, f, sizeof(f));
+		int k = sent_order[i];
+		check_mesh_frame(f, fl, 1, p[k] + 14, pn[k] - 14, k == 0 ? "seg 0" : k == 1 ? "seg 1" : "seg 2");
+	}
+	if (cap >= 0)
+		close(cap);
+}
+
+static void reassembly_duplicate_and_refusal(void)
+{
+	struct hb h;
+	uint8_t p1[1600], p2[1600];
+	struct run r;
+	uint32_t isn = 9990000, gw_ts;
+	size_t n = hb_browser(&h, "nobody.veil.test", 1800), cut = 1360;
+	uint32_t cookie = handshake(0, 43002, isn, &gw_ts);
+	size_t n1 = hello_pkt(0, 43002, isn, cookie, gw_ts, h.b, cut, p1);
+	size_t n2 = hello_pkt(0, 43002, isn + cut, cookie, gw_ts, h.b + cut, n - cut, p2);
+	struct gw_stats b = gw_now();
+	tc_run_on(GW_ASM, p1, n1, &r, ifidx);
+	tc_run_on(GW_ASM, p1, n1, &r, ifidx);
+	CHECK(gw_now().asm_dup == b.asm_dup + 1, "duplicate counted");
+	tc_run_on(GW_ASM, p2, n2, &r, ifidx);
+	CHECK(r.verdict == TC_ACT_REDIRECT_, "refusal sent back: verdict %u", r.verdict);
+	uint8_t *tcp = r.out + 34;
+	CHECK(r.len == 34 + 27 && tcp[13] == (T_ACK | T_PSH | T_FIN) && tcp[20] == 0x15 && tcp[26] == 112,
+	      "alert: len %u flags %02x", r.len, tcp[13]);
+	CHECK(t_be32(tcp + 8) == isn + 1 + n && t_be32(tcp + 4) == cookie + 1, "alert acknowledges the whole hello");
+	CHECK(t_l4_verify(0, r.out + 14, tcp, 27, 6) == 0 && t_fold(t_sum(r.out + 14, 20, 0)) == 0, "checksums");
+	CHECK(gw_now().no_route == b.no_route + 1, "no_route counted");
+	/* a segment with a wrong ack for a hello in progress is not kept */
+	b = gw_now();
+	cookie = handshake(0, 43003, isn, &gw_ts);
+	n1 = hello_pkt(0, 43003, isn, cookie, gw_ts, h.b, cut, p1);
+	tc_run_on(GW_ASM, p1, n1, &r, ifidx);
+	n2 = hello_pkt(0, 43003, isn + cut, cookie + 5, gw_ts, h.b + cut, n - cut, p2);
+	tc_run_on(GW_ASM, p2, n2, &r, ifidx);
+	CHECK(gw_now().bad_cookie == b.bad_cookie + 1, "wrong ack refused");
+}
+
+/* The node keeps every hello segment and sends them all after the SYN-ACK. */
+static void node_multi_segment_hello(void)
+{
+	struct hb h;
+	uint8_t f1[1600], f2[1600], m[2048], cap_buf[2048];
+	struct run r;
+	const uint32_t isn = 0x20000000, cookie = 0xB0000000, gw_ts = 7000, vm_isn = 0x40000000;
+	size_t n = hb_browser(&h, "www.veil.test", 1800), cut = 1360;
+	struct vm_handoff ho = { .vm_id_be = htonl(1), .client_isn_be = htonl(isn), .cookie_isn_be = htonl(cookie),
+				 .gw_tsval_be = htonl(gw_ts), .mss_be = htons(1440), .client_wscale = 7,
+				 .gw_wscale = 7, .flags = VM_HO_SACK_OK | VM_HO_TS_OK };
+	size_t n1 = hello_pkt(0, 44000, isn, cookie, gw_ts, h.b, cut, f1);
+	size_t n2 = hello_pkt(0, 44000, isn + cut, cookie, gw_ts, h.b + cut, n - cut, f2);
+	struct node_stats b = node_now();
+	xdp_run(NODE_MESH, m, mesh_wrap(f1, n1, 0, &ho, m), &r);
+	CHECK(r.verdict == XDP_REDIRECT_, "first segment replays the SYN");
+	xdp_run(NODE_MESH, m, mesh_wrap(f2, n2, 0, &ho, m), &r);
+	CHECK(r.verdict == XDP_DROP_ && node_now().hello_seg_stored == b.hello_seg_stored + 1, "second kept");
+	xdp_run(NODE_MESH, m, mesh_wrap(f2, n2, 0, &ho, m), &r);
+	CHECK(node_now().hello_seg_dup == b.hello_seg_dup + 1, "duplicate counted");
+	/* the VM answers */
+	static uint8_t sa_opts[20] = { 2, 4, 5, 0xb4, 4, 2, 8, 10, 0, 0, 0, 9, 0, 0, 0x1b, 0x58, 1, 3, 3, 7 };
+	struct t_pkt sa = { .sport = 443, .dport = 44000, .seq = vm_isn, .ack = isn + 1, .flags = T_SYN | T_ACK,
+			    .window = 65160, .opts = sa_opts, .optlen = 20 };
+	uint8_t vmpkt[256];
+	memcpy(sa.smac, VM_MAC, 6);
+	memcpy(sa.dmac, HOST_MAC, 6);
+	memcpy(sa.src, VM4, 4);
+	memcpy(sa.dst, CLI4, 4);
+	size_t vn = t_build(&sa, vmpkt);
+	int cap = cap_open();
+	tc_run_on(NODE_VM, vmpkt, vn, &r, ifidx);
+	CHECK(r.verdict == 2 && node_now().hello_seg_sent == b.hello_seg_sent + 2, "two segments sent");
+	const uint8_t *want[2] = { f1, f2 };
+	size_t wl[2] = { n1, n2 };
+	for (int i = 0; i < 2; i++) {
+		size_t fl = cap_read(cap, cap_buf, sizeof(cap_buf));
+		uint8_t *ip = cap_buf + 14, *tcp = ip + 20;
+		CHECK(fl == wl[i], "segment %d: length %zu want %zu", i, fl, wl[i]);
+		if (fl != wl[i])
+			continue;
+		CHECK(!memcmp(ip + 16, VM4, 4) && t_be32(tcp + 8) == vm_isn + 1, "segment %d: to the VM, ack %x", i, t_be32(tcp + 8));
+		CHECK(t_l4_verify(0, ip, tcp, fl - 34, 6) == 0 && t_fold(t_sum(ip, 20, 0)) == 0, "segment %d: checksums", i);
+		CHECK(!memcmp(tcp + 32, want[i] + 14 + 32, fl - 14 - 32), "segment %d: payload", i);
+	}
+	if (cap >= 0)
+		close(cap);
+}
+
 int main(void)
 {
 	if (setup("tests/fixtures")) {
@@ -482,6 +656,10 @@ int main(void)
 	RUN(node_connection_v6);
 	RUN(node_passes_other_traffic);
 	RUN(node_rejects_bad_mesh_packets);
+	RUN(reassembly_two_segments_in_order);
+	RUN(reassembly_out_of_order_records_v6);
+	RUN(reassembly_duplicate_and_refusal);
+	RUN(node_multi_segment_hello);
 	vm_gw_close(&G);
 	vm_node_close(&N);
 	return t_done();

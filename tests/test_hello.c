@@ -26,50 +26,6 @@ static uint8_t *fixture(const char *name, size_t *n)
 	return t_slurp(path, n);
 }
 
-/* ---------- a hello builder ---------- */
-struct hb {
-	uint8_t b[20000];
-	size_t n, ext_start;
-};
-
-static void put(struct hb *h, const void *p, size_t n) { memcpy(h->b + h->n, p, n); h->n += n; }
-static void put8(struct hb *h, unsigned v) { h->b[h->n++] = v; }
-static void put16(struct hb *h, unsigned v) { put8(h, v >> 8); put8(h, v); }
-
-static void hb_begin(struct hb *h)
-{
-	uint8_t random[32] = { 1, 2, 3 };
-	h->n = 0;
-	put8(h, 0x16); put16(h, 0x0301); put16(h, 0);          /* record, length later */
-	put8(h, 1); put8(h, 0); put16(h, 0);                   /* handshake, length later */
-	put16(h, 0x0303); put(h, random, 32);
-	put8(h, 32); for (int i = 0; i < 32; i++) put8(h, i); /* session id */
-	put16(h, 6); put16(h, 0x1301); put16(h, 0x1302); put16(h, 0xcaca); /* suites incl. GREASE */
-	put8(h, 1); put8(h, 0);
-	put16(h, 0);                                           /* extensions length later */
-	h->ext_start = h->n;
-}
-
-static void hb_ext(struct hb *h, unsigned type, const void *data, size_t n)
-{
-	put16(h, type); put16(h, n); if (n) put(h, data, n);
-}
-
-static void hb_sni(struct hb *h, const char *name)
-{
-	size_t l = strlen(name);
-	put16(h, 0); put16(h, l + 5); put16(h, l + 3); put8(h, 0); put16(h, l); put(h, name, l);
-}
-
-static size_t hb_end(struct hb *h)
-{
-	size_t ext = h->n - h->ext_start, hs = h->n - 9, rec = h->n - 5;
-	h->b[h->ext_start - 2] = ext >> 8; h->b[h->ext_start - 1] = ext;
-	h->b[6] = hs >> 16; h->b[7] = hs >> 8; h->b[8] = hs;
-	h->b[3] = rec >> 8; h->b[4] = rec;
-	return h->n;
-}
-
 /* ---------- tests ---------- */
 
 static void real_openssl_hello(void)

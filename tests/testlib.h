@@ -180,4 +180,78 @@ static inline uint8_t *t_slurp(const char *path, size_t *len)
 	return buf;
 }
 
+
+/* ---------- a hello builder ---------- */
+struct hb {
+	uint8_t b[20000];
+	size_t n, ext_start;
+};
+
+static inline void put(struct hb *h, const void *p, size_t n) { memcpy(h->b + h->n, p, n); h->n += n; }
+static inline void put8(struct hb *h, unsigned v) { h->b[h->n++] = v; }
+static inline void put16(struct hb *h, unsigned v) { put8(h, v >> 8); put8(h, v); }
+
+static inline void hb_begin(struct hb *h)
+{
+	uint8_t random[32] = { 1, 2, 3 };
+	h->n = 0;
+	put8(h, 0x16); put16(h, 0x0301); put16(h, 0);          /* record, length later */
+	put8(h, 1); put8(h, 0); put16(h, 0);                   /* handshake, length later */
+	put16(h, 0x0303); put(h, random, 32);
+	put8(h, 32); for (int i = 0; i < 32; i++) put8(h, i); /* session id */
+	put16(h, 6); put16(h, 0x1301); put16(h, 0x1302); put16(h, 0xcaca); /* suites incl. GREASE */
+	put8(h, 1); put8(h, 0);
+	put16(h, 0);                                           /* extensions length later */
+	h->ext_start = h->n;
+}
+
+static inline void hb_ext(struct hb *h, unsigned type, const void *data, size_t n)
+{
+	put16(h, type); put16(h, n); if (n) put(h, data, n);
+}
+
+static inline void hb_sni(struct hb *h, const char *name)
+{
+	size_t l = strlen(name);
+	put16(h, 0); put16(h, l + 5); put16(h, l + 3); put8(h, 0); put16(h, l); put(h, name, l);
+}
+
+static inline size_t hb_end(struct hb *h)
+{
+	size_t ext = h->n - h->ext_start, hs = h->n - 9, rec = h->n - 5;
+	h->b[h->ext_start - 2] = ext >> 8; h->b[h->ext_start - 1] = ext;
+	h->b[6] = hs >> 16; h->b[7] = hs >> 8; h->b[8] = hs;
+	h->b[3] = rec >> 8; h->b[4] = rec;
+	return h->n;
+}
+
+/* Re-cuts a single-record hello into records of at most frag bytes of
+ * handshake data each (as TLS allows and OpenSSL's max_send_fragment does). */
+static inline size_t hb_split_records(const uint8_t *in, size_t n, size_t frag, uint8_t *out)
+{
+	size_t body = n - 5, o = 0;
+	for (size_t i = 0; i < body; i += frag) {
+		size_t l = body - i < frag ? body - i : frag;
+		out[o++] = 0x16; out[o++] = 3; out[o++] = 1; out[o++] = l >> 8; out[o++] = l;
+		memcpy(out + o, in + 5 + i, l);
+		o += l;
+	}
+	return o;
+}
+
+/* A browser-shaped hello of about size bytes with the name after a big key
+ * share, so the name sits past the first segment. */
+static inline size_t hb_browser(struct hb *h, const char *name, size_t size)
+{
+	static uint8_t zeros[16384];
+	uint8_t alpn[] = { 0, 12, 2, 'h', '2', 8, 'h', 't', 't', 'p', '/', '1', '.', '1' };
+	hb_begin(h);
+	hb_ext(h, 0x0a0a, NULL, 0);
+	hb_ext(h, 0x0010, alpn, sizeof(alpn));
+	size_t base = h->n + 4 + 9 + strlen(name) + 4;
+	hb_ext(h, 0x0033, zeros, size > base ? size - base : 1);
+	hb_sni(h, name);
+	return hb_end(h);
+}
+
 #endif

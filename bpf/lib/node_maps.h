@@ -30,12 +30,12 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } conn_rev SEC(".maps");
 
-/* The first data packet of a connection whose SYN the VM has not answered
- * yet; bounded by the LRU. */
+/* The hello segments of a connection whose SYN the VM has not answered yet
+ * (idx 0..nseg-1, in arrival order); bounded by the LRU. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, struct conn_key);
+	__uint(max_entries, 8192);
+	__type(key, struct hello_key);
 	__type(value, struct hello_val);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } hellos SEC(".maps");
@@ -94,13 +94,25 @@ VM_INLINE void conn_rev_key_of(const struct conn_key *k, const __u8 *vm, struct 
 	r->pad[0] = r->pad[1] = r->pad[2] = 0;
 }
 
+VM_INLINE void hellos_forget(const struct conn_key *k, __u32 nseg)
+{
+	struct hello_key hk = { .conn = *k };
+
+	for (__u32 i = 0; i < VM_ASM_SEGS; i++) {
+		if (i >= nseg)
+			break;
+		hk.idx = i;
+		bpf_map_delete_elem(&hellos, &hk);
+	}
+}
+
 VM_INLINE void conn_forget(const struct conn_key *k, const struct conn_val *c)
 {
 	struct conn_rev_key r;
 
 	conn_rev_key_of(k, c->vm, &r);
 	bpf_map_delete_elem(&conn_rev, &r);
-	bpf_map_delete_elem(&hellos, k);
+	hellos_forget(k, c->nseg);
 	bpf_map_delete_elem(&conns, k);
 }
 

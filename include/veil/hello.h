@@ -25,7 +25,7 @@
 #define VM_INLINE static inline __attribute__((always_inline))
 #endif
 
-#define VM_HELLO_BUF      4096            /* power of two */
+#define VM_HELLO_BUF      VM_ASM_BYTES    /* power of two */
 #define VM_HELLO_MAX_EXT  128             /* extensions walked at most */
 #define VM_TLS_MAX_RECORD 16384
 

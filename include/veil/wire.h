@@ -22,7 +22,11 @@
 /* Geneve option class from the experimental range (RFC 8926 section 8). */
 #define VM_OPT_CLASS       0xFFF0
 #define VM_OPT_HANDOFF     0x01
-#define VM_HELLO_STORE     2048  /* bytes of the first data packet a node keeps */
+#define VM_HELLO_STORE     2048  /* bytes of one kept hello segment (IP packet) at a node */
+#define VM_ASM_SEGS        14    /* segments of one ClientHello kept, gateway and node */
+#define VM_ASM_BYTES       16384 /* ClientHello bytes reassembled at most (power of two) */
+#define VM_ASM_HDR         128   /* IP + TCP header bytes kept per segment */
+#define VM_ASM_SEG_MAX     2048  /* payload bytes of one segment at most */
 
 #define VM_AF_INET  4
 #define VM_AF_INET6 6
@@ -111,6 +115,45 @@ struct flow_val {
 	__u64 created_ns;
 };
 
+/* hello_asm: a ClientHello being reassembled at the gateway (the name is
+ * not in its first segment, or it spans TLS records).  Segments are kept
+ * whole, headers and payload, and sent to the node unmodified once the name
+ * is known.  Bounded: VM_ASM_SEGS segments, VM_ASM_BYTES bytes per flow, an
+ * LRU of flows, and VM_ASM_TIMEOUT_NS of age. */
+#define VM_ASM_TIMEOUT_NS (5ULL * 1000000000ULL)
+struct asm_seg {
+	__u32 off;                /* payload offset from the client's ISN + 1 */
+	__u16 len;                /* payload bytes */
+	__u8 hlen;                /* header bytes in hdr[] (IP + TCP) */
+	__u8 pad;
+	__u8 hdr[VM_ASM_HDR];
+};
+
+struct asm_val {
+	__u32 client_isn;
+	__u32 cookie_isn;
+	__u64 first_ns;
+	__u32 nseg;
+	__u32 have;               /* contiguous payload bytes from offset 0 */
+	__u32 done;               /* scratch for the contiguity walk */
+	__u32 pad;
+	struct asm_seg seg[VM_ASM_SEGS];
+	__u8 payload[VM_ASM_BYTES + VM_ASM_SEG_MAX];
+};
+
+/* asm_early: a data segment that arrived before the hello's first one (its
+ * cookie cannot be checked without the ISN the first one carries). */
+struct asm_early {
+	__u32 seq;
+	__u32 ack;
+	__u64 seen_ns;
+	__u16 len;
+	__u8 hlen;
+	__u8 pad[5];
+	__u8 hdr[VM_ASM_HDR];
+	__u8 payload[VM_ASM_SEG_MAX];
+};
+
 /* cookie_secret: one entry; the daemon writes it, the programs read it. */
 struct cookie_secret {
 	__u64 cur[2];             /* SipHash key of the current epoch */
@@ -162,6 +205,15 @@ struct gw_stats {
 	__u64 ret_malformed;
 	__u64 ret_pass;           /* not mesh traffic: handed to the kernel */
 	__u64 no_config;
+	__u64 asm_stored;         /* reassembly: a hello segment kept, the name not yet seen */
+	__u64 asm_early;          /* reassembly: a segment kept before the hello's first one */
+	__u64 asm_dup;            /* reassembly: a segment we already hold */
+	__u64 asm_routed;         /* reassembly: name found, every segment sent to the node */
+	__u64 asm_sent;           /* reassembly: segments sent */
+	__u64 asm_timeout;        /* reassembly: a hello that did not complete in time */
+	__u64 asm_overflow;       /* reassembly: beyond the segment or byte bound */
+	__u64 asm_late;           /* reassembly: a segment for a flow already routed */
+	__u64 asm_handed;         /* data with no flow and no valid cookie, handed to gw_asm */
 };
 
 /* ---------- node maps ---------- */
@@ -222,6 +274,13 @@ struct conn_val {
 	__u32 mesh_ifindex;
 	__u8 vm[16];              /* the VM's address for this flow's family */
 	__u64 created_ns;
+	__u32 nseg;               /* hello segments kept in hellos (idx 0..nseg-1) */
+	__u32 seg_seq[VM_ASM_SEGS];
+};
+
+struct hello_key {
+	struct conn_key conn;
+	__u32 idx;
 };
 
 struct hello_val {
@@ -258,6 +317,9 @@ struct node_stats {
 	__u64 encap_fail;
 	__u64 no_config;
 	__u64 conn_reset;         /* RST seen: connection state dropped */
+	__u64 hello_seg_stored;   /* a further hello segment kept until the VM answers */
+	__u64 hello_seg_dup;
+	__u64 hello_seg_sent;     /* kept segments sent to the VM after its SYN-ACK */
 };
 
 #endif /* VEIL_WIRE_H */
