@@ -629,7 +629,7 @@ static void node_multi_segment_hello(void)
 			continue;
 		CHECK(!memcmp(ip + 16, VM4, 4) && t_be32(tcp + 8) == vm_isn + 1, "segment %d: to the VM, ack %x", i, t_be32(tcp + 8));
 		CHECK(t_l4_verify(0, ip, tcp, fl - 34, 6) == 0 && t_fold(t_sum(ip, 20, 0)) == 0, "segment %d: checksums", i);
-		CHECK(!memcmp(tcp + 32, want[i] + 14 + 32, fl - 14 - 32), "segment %d: payload", i);
+		CHECK(!memcmp(tcp + 32, want[i] + 14 + 20 + 32, fl - 14 - 20 - 32), "segment %d: payload", i);
 	}
 	if (cap >= 0)
 		close(cap);
