@@ -117,8 +117,10 @@ static long derec_step(__u32 k, void *ctx)
 
 VM_INLINE int store_seg(struct __sk_buff *skb, struct asm_val *a, const struct vm_pkt *p, __u32 off)
 {
-	__u32 n = a->nseg, hlen = p->l3_len + p->tcp_len, plen = p->payload_len;
+	__u64 n = a->nseg;
+	__u32 hlen = p->l3_len + p->tcp_len, plen = p->payload_len;
 
+	VM_BARRIER_VAR(n);           /* the bound must be on the register that indexes */
 	if (n >= VM_ASM_SEGS || hlen < 40 || hlen > VM_ASM_HDR || plen > VM_ASM_SEG_MAX ||
 	    off + plen > VM_ASM_BYTES)
 		return -1;
@@ -139,10 +141,12 @@ VM_INLINE int store_seg(struct __sk_buff *skb, struct asm_val *a, const struct v
 VM_INLINE void merge_early(struct asm_val *a, const struct flow_key *k, struct gw_stats *st)
 {
 	struct asm_early *e = bpf_map_lookup_elem(&asm_early, k);
-	__u32 n = a->nseg, off;
+	__u64 n = a->nseg;
+	__u32 off;
 
 	if (!e)
 		return;
+	VM_BARRIER_VAR(n);
 	off = e->seq - (a->client_isn + 1);
 	if (e->ack == a->cookie_isn + 1 && n < VM_ASM_SEGS && off < VM_ASM_BYTES &&
 	    e->len <= VM_ASM_SEG_MAX && off + e->len <= VM_ASM_BYTES && e->hlen >= 40 && e->hlen <= VM_ASM_HDR) {
@@ -272,13 +276,19 @@ VM_INLINE int emit_all(struct __sk_buff *skb, const struct vm_pkt *p, struct asm
 	return 0;
 }
 
-/* Refuses from TC: a RST, or the TLS alert with FIN, per the VIP. */
-VM_INLINE int refuse_tc(struct __sk_buff *skb, const struct vm_pkt *p, const struct vip_val *vip,
-			__u32 ack, struct gw_scratch *s, struct gw_stats *st)
+/* Answers the client from TC, built in s->frame and sent back out of the
+ * interface it came in on: a refusal (RST, or the TLS alert with FIN), or an
+ * ACK for the hello bytes we hold.  tsval/tsecr: with want_ts, a timestamp
+ * option as the client negotiated it. */
+#define REPLY_RST   1
+#define REPLY_ALERT 2
+#define REPLY_ACK   3
+VM_INLINE int reply_tc(struct __sk_buff *skb, const struct vm_pkt *p, int kind, __u32 ack, int want_ts,
+		       __u32 tsval, __u32 tsecr, struct gw_scratch *s)
 {
 	__u8 *b = s->frame;
-	int alert = vip->refuse == VM_REFUSE_ALERT;
-	__u32 l3 = p->l3_len, plen = alert ? 7 : 0, tot = ETH_HLEN + l3 + 20 + plen;
+	__u32 l3 = p->l3_len, plen = kind == REPLY_ALERT ? 7 : 0, olen = want_ts ? 12 : 0;
+	__u32 tot = ETH_HLEN + l3 + 20 + olen + plen;
 	__u64 sum;
 
 	if (l3 != 20 && l3 != 40)
@@ -296,7 +306,7 @@ VM_INLINE int refuse_tc(struct __sk_buff *skb, const struct vm_pkt *p, const str
 		__builtin_memcpy(&ip->saddr, p->daddr + 12, 4);
 		__builtin_memcpy(&ip->daddr, p->saddr + 12, 4);
 		ip->tos = 0;
-		ip->tot_len = bpf_htons(20 + 20 + plen);
+		ip->tot_len = bpf_htons(20 + 20 + olen + plen);
 		ip->id = 0;
 		ip->frag_off = bpf_htons(0x4000);
 		ip->ttl = 64;
@@ -307,32 +317,48 @@ VM_INLINE int refuse_tc(struct __sk_buff *skb, const struct vm_pkt *p, const str
 		__builtin_memcpy(&ip6->saddr, p->daddr, 16);
 		__builtin_memcpy(&ip6->daddr, p->saddr, 16);
 		*(__u32 *)ip6 = bpf_htonl(0x60000000);
-		ip6->payload_len = bpf_htons(20 + plen);
+		ip6->payload_len = bpf_htons(20 + olen + plen);
 		ip6->hop_limit = 64;
 		t = (struct tcphdr *)(b + ETH_HLEN + 40);
 	}
-	__builtin_memset(t, 0, 28);
+	__builtin_memset(t, 0, 40);
 	t->source = p->dport;
 	t->dest = p->sport;
 	t->seq = bpf_htonl(p->ack);
 	t->ack_seq = bpf_htonl(ack);
-	((__u8 *)t)[12] = 5 << 4;
-	((__u8 *)t)[13] = alert ? (TCP_ACK | TCP_PSH | TCP_FIN) : (TCP_RST | TCP_ACK);
-	t->window = alert ? bpf_htons(65535) : 0;
-	__u8 *pl = (__u8 *)t + 20;
-	if (alert) {
-		pl[0] = 0x15; pl[1] = 3; pl[2] = 3; pl[3] = 0; pl[4] = 2; pl[5] = 2; pl[6] = 112;
-		GW_COUNT(st, refused_alert);
-	} else {
-		GW_COUNT(st, refused_rst);
+	((__u8 *)t)[12] = ((20 + olen) / 4) << 4;
+	((__u8 *)t)[13] = kind == REPLY_ALERT ? (TCP_ACK | TCP_PSH | TCP_FIN) :
+			  kind == REPLY_RST ? (TCP_RST | TCP_ACK) : TCP_ACK;
+	t->window = kind == REPLY_RST ? 0 : bpf_htons(65535);
+	__u8 *o = (__u8 *)t + 20;
+	if (want_ts) {
+		__u32 v = bpf_htonl(tsval), e = bpf_htonl(tsecr);
+		o[0] = 1; o[1] = 1; o[2] = 8; o[3] = 10;
+		__builtin_memcpy(o + 4, &v, 4);
+		__builtin_memcpy(o + 8, &e, 4);
+		o += 12;
 	}
-	sum = vm_pseudo_sum(p->family, p->daddr, p->saddr, 20 + plen);
-	for (int i = 0; i < 7; i++)   /* 28 bytes: header and the zero-padded alert */
+	if (kind == REPLY_ALERT) {
+		o[0] = 0x15; o[1] = 3; o[2] = 3; o[3] = 0; o[4] = 2; o[5] = 2; o[6] = 112;
+	}
+	sum = vm_pseudo_sum(p->family, p->daddr, p->saddr, 20 + olen + plen);
+	for (int i = 0; i < 10; i++)   /* 40 bytes: header, options, zero-padded alert */
 		sum += ((__u32 *)t)[i];
 	t->check = ~vm_csum_fold(sum);
 	if (bpf_skb_change_tail(skb, tot, 0) || bpf_skb_store_bytes(skb, 0, b, tot & 0x7f, 0))
 		return TC_ACT_SHOT;
 	return bpf_redirect(skb->ifindex, 0);
+}
+
+/* The client's timestamps, to answer with them. */
+VM_INLINE int client_ts(struct __sk_buff *skb, const struct vm_pkt *p, struct gw_scratch *s,
+			struct vm_tcpopts *o)
+{
+	__u32 optlen = p->tcp_len - 20;
+
+	if (optlen > 40 || (optlen && bpf_skb_load_bytes(skb, p->l4_off + 20, s->optbuf, optlen)))
+		return -1;
+	return vm_tcpopt_parse(s->optbuf, optlen, o, &s->ost);
 }
 
 SEC("tc")
@@ -436,7 +462,12 @@ int gw_asm(struct __sk_buff *skb)
 		if (i >= a->nseg)
 			break;
 		if (a->seg[i].off == off) {
+			/* the client resends: our ACK was lost; say it again */
 			GW_COUNT(st, asm_dup);
+			struct vm_tcpopts o;
+			if (a->have && client_ts(skb, &p, s, &o) == 0)
+				return reply_tc(skb, &p, REPLY_ACK, a->client_isn + 1 + a->have, o.ts_ok,
+						o.tsecr, o.tsval, s);
 			return TC_ACT_SHOT;
 		}
 	}
@@ -469,7 +500,15 @@ int gw_asm(struct __sk_buff *skb)
 		rc = gw_route_hello(s, t->out > VM_HELLO_BUF ? VM_HELLO_BUF : t->out);
 	}
 	if (rc == VM_HELLO_PARTIAL) {
+		/* Acknowledge what we hold, as the server the client believes we
+		 * are: a hello longer than the client's initial window (about 10
+		 * segments) needs ACKs to keep coming.  Our TSval is the one the
+		 * client echoes, so it never goes backwards for the VM's later. */
 		GW_COUNT(st, asm_stored);
+		struct vm_tcpopts o;
+		if (a->have && client_ts(skb, &p, s, &o) == 0)
+			return reply_tc(skb, &p, REPLY_ACK, a->client_isn + 1 + a->have, o.ts_ok, o.tsecr,
+					o.tsval, s);
 		return TC_ACT_SHOT;
 	}
 	if (rc != VM_HELLO_OK) {
@@ -481,15 +520,18 @@ int gw_asm(struct __sk_buff *skb)
 		}
 		__u32 ack = a->client_isn + 1 + a->have;
 		bpf_map_delete_elem(&hello_asm, &k);
-		return refuse_tc(skb, &p, vip, ack, s, st);
+		if (vip->refuse == VM_REFUSE_ALERT) {
+			GW_COUNT(st, refused_alert);
+			return reply_tc(skb, &p, REPLY_ALERT, ack, 0, 0, 0, s);
+		}
+		GW_COUNT(st, refused_rst);
+		return reply_tc(skb, &p, REPLY_RST, ack, 0, 0, 0, s);
 	}
 
 	/* Routed: the flow, then every kept segment to the node. */
 	struct vm_tcpopts o;
-	__u32 optlen = p.tcp_len - 20;
 	__u8 macs[12];
-	if (optlen > 40 || (optlen && bpf_skb_load_bytes(skb, p.l4_off + 20, s->optbuf, optlen)) ||
-	    vm_tcpopt_parse(s->optbuf, optlen, &o, &s->ost) < 0 || bpf_skb_load_bytes(skb, 0, macs, 12))
+	if (client_ts(skb, &p, s, &o) < 0 || bpf_skb_load_bytes(skb, 0, macs, 12))
 		return TC_ACT_SHOT;
 	gw_flow_init(&s->flow, a->client_isn, a->cookie_isn, &o, cfg, macs + 6, macs, skb->ingress_ifindex);
 	if (bpf_map_update_elem(&flows, &k, &s->flow, BPF_ANY))

@@ -89,15 +89,61 @@ __attribute__((noinline)) int xlate_kept(struct hello_val *h, struct conn_val *c
 	return 0;
 }
 
+/* Sends kept segment idx to the VM (a clone of skb), translated; deletes it.
+ * 0 sent, 1 nothing kept under idx, -1 failed.  Global: verified once. */
+__attribute__((noinline)) int send_kept(struct __sk_buff *skb, struct conn_key *ck, struct conn_val *c,
+					struct node_scratch *s, __u32 idx)
+{
+	struct hello_key hk = {};
+	struct hello_val *h;
+	__u32 len;
+
+	if (!skb || !ck || !c || !s)
+		return -1;
+	hk.conn = *ck;
+	hk.idx = idx;
+	h = bpf_map_lookup_elem(&hellos, &hk);
+	if (!h)
+		return 1;
+	len = h->len;
+	if (len > VM_HELLO_STORE || len < 40 || xlate_kept(h, c, s->family, s))
+		return 1;
+	if (bpf_skb_change_tail(skb, ETH_HLEN + len, 0) ||
+	    bpf_skb_store_bytes(skb, ETH_HLEN, h->data, len, 0) ||
+	    bpf_skb_store_bytes(skb, 0, s->eth, 12, 0) ||
+	    bpf_clone_redirect(skb, skb->ifindex, 0))
+		return -1;
+	bpf_map_delete_elem(&hellos, &hk);
+	return 0;
+}
+
+/* Sends every kept segment; returns how many went out.  Global. */
+__attribute__((noinline)) int send_all_kept(struct __sk_buff *skb, struct conn_key *ck, struct conn_val *c,
+					    struct node_scratch *s)
+{
+	int sent = 0;
+
+	if (!skb || !ck || !c || !s)
+		return 0;
+	for (__u32 i = 0; i < VM_ASM_SEGS; i++) {
+		if (i >= c->nseg)
+			break;
+		int rc = send_kept(skb, ck, c, s, i);
+		if (rc < 0)
+			break;
+		sent += rc == 0;
+	}
+	return sent;
+}
+
 /* The VM answered the replayed SYN: complete the handshake with the ACK that
  * carries the ClientHello, translated into the VM's view; every further kept
  * hello segment follows (one clone each). */
 VM_INLINE int answer_synack(struct __sk_buff *skb, const struct vm_pkt *p, const struct conn_key *ck,
 			    struct conn_val *c, struct node_scratch *s, struct node_stats *st)
 {
-	struct hello_key hk = { .conn = *ck };
 	struct vm_tcpopts o;
-	__u8 macs[12], eth[12];
+	__u8 macs[12];
 	int sent = 0;
 
 	if (load_opts(skb, p->l4_off + 20, p->tcp_len - 20, s, &o) < 0 ||
@@ -111,30 +157,13 @@ VM_INLINE int answer_synack(struct __sk_buff *skb, const struct vm_pkt *p, const
 	c->vm_wscale = o.wscale;
 	if (!o.ts_ok)
 		c->flags &= ~VM_HO_TS_OK;
-	__builtin_memcpy(eth, macs + 6, 6);      /* to the VM */
-	__builtin_memcpy(eth + 6, macs, 6);      /* from us */
+	__builtin_memcpy(s->eth, macs + 6, 6);      /* to the VM */
+	__builtin_memcpy(s->eth + 6, macs, 6);      /* from us */
+	s->family = p->family;
 
-	for (__u32 i = 0; i < VM_ASM_SEGS; i++) {
-		if (i >= c->nseg)
-			break;
-		hk.idx = i;
-		struct hello_val *h = bpf_map_lookup_elem(&hellos, &hk);
-		if (!h)
-			continue;
-		__u32 len = h->len;
-		if (len > VM_HELLO_STORE || len < 40 || xlate_kept(h, c, p->family, s))
-			continue;
-		if (bpf_skb_change_tail(skb, ETH_HLEN + len, 0) ||
-		    bpf_skb_store_bytes(skb, ETH_HLEN, h->data, len, 0) ||
-		    bpf_skb_store_bytes(skb, 0, eth, 12, 0) ||
-		    bpf_clone_redirect(skb, skb->ifindex, 0)) {
-			NODE_COUNT(st, vm_synack_bad);
-			break;
-		}
-		bpf_map_delete_elem(&hellos, &hk);
-		NODE_COUNT(st, hello_seg_sent);
-		sent++;
-	}
+	sent = send_all_kept(skb, (struct conn_key *)ck, c, s);
+	if (st && sent > 0)
+		st->hello_seg_sent += sent;
 	if (!sent) {
 		NODE_COUNT(st, vm_synack_bad);
 		return TC_ACT_SHOT;

@@ -2,6 +2,10 @@
 /* Loading and attaching the veilmesh BPF programs. */
 #include <errno.h>
 #include <net/if.h>
+#include <linux/ethtool.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -161,6 +165,29 @@ static struct xdp_program *xdp_prog_from_obj(struct bpf_object *obj, const char 
 	return p;
 }
 
+/* GRO would merge a hello's segments before gw_asm sees them (and the
+ * merged packet no longer fits the mesh): the client side runs without it.
+ * Everything for a VIP is handled in XDP before GRO anyway. */
+static int gro_off(const char *ifname)
+{
+	struct ethtool_value ev = { .cmd = ETHTOOL_GGRO };
+	struct ifreq ifr = { .ifr_data = (void *)&ev };
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), rc = 0;
+
+	if (fd < 0)
+		return -errno;
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", ifname);
+	if (!ioctl(fd, SIOCETHTOOL, &ifr) && ev.data) {
+		ev.cmd = ETHTOOL_SGRO;
+		ev.data = 0;
+		rc = ioctl(fd, SIOCETHTOOL, &ifr) ? -errno : 0;
+		if (!rc)
+			vm_log("event=gro_off ifname=%s reason=\"hello reassembly needs the client's segments as sent\"", ifname);
+	}
+	close(fd);
+	return rc;
+}
+
 /* ---------- TC attach (clsact ingress, our own handle) ---------- */
 
 static int tc_attach(int ifindex, int prog_fd)
@@ -227,6 +254,8 @@ int vm_gw_attach(struct vm_gw *g, const char *client_if, const char *mesh_if, bo
 	g->if_mesh = if_nametoindex(mesh_if);
 	if (!g->if_client || !g->if_mesh)
 		return -ENODEV;
+	if (gro_off(client_if))
+		vm_log("event=warning reason=\"cannot turn GRO off on %s: multi-segment hellos may fail\"", client_if);
 	/* TC first: libxdp loads the XDP objects itself. */
 	err = gw_asm__load(g->as);
 	if (!err)

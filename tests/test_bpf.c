@@ -497,7 +497,14 @@ static void reassembly_two_segments_in_order(void)
 	xdp_run(GW_ING, p1, n1, &r);
 	CHECK(r.verdict == XDP_PASS_ && gw_now().hello_partial == b.hello_partial + 1, "first segment to TC: %u", r.verdict);
 	tc_run_on(GW_ASM, p1, n1, &r, ifidx);
-	CHECK(r.verdict == 2 && gw_now().asm_stored == b.asm_stored + 1, "first segment kept");
+	CHECK(r.verdict == TC_ACT_REDIRECT_ && gw_now().asm_stored == b.asm_stored + 1, "first segment kept");
+	/* ... and acknowledged, as the server would: the client's window keeps moving */
+	uint8_t *tcp = r.out + 34;
+	struct opts ao = opts_of(tcp);
+	CHECK(r.len == 34 + 32 && tcp[13] == T_ACK && t_be32(tcp + 4) == cookie + 1 && t_be32(tcp + 8) == isn + 1 + cut,
+	      "ACK for the kept bytes: len %u flags %02x ack %x", r.len, tcp[13], t_be32(tcp + 8));
+	CHECK(ao.ts && ao.tsval == gw_ts && ao.tsecr == 0x11223355, "ACK timestamps: %u %x", ao.tsval, ao.tsecr);
+	CHECK(t_l4_verify(0, r.out + 14, tcp, 32, 6) == 0 && t_fold(t_sum(r.out + 14, 20, 0)) == 0, "ACK checksums");
 	xdp_run(GW_ING, p2, n2, &r);
 	CHECK(r.verdict == XDP_PASS_ && gw_now().asm_handed == b.asm_handed + 1, "second segment to TC");
 	tc_run_on(GW_ASM, p2, n2, &r, ifidx);

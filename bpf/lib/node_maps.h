@@ -34,7 +34,7 @@ struct {
  * (idx 0..nseg-1, in arrival order); bounded by the LRU. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 8192);
+	__uint(max_entries, 16384);
 	__type(key, struct hello_key);
 	__type(value, struct hello_val);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
@@ -57,6 +57,8 @@ struct {
 } node_stats SEC(".maps");
 
 struct node_scratch {
+	__u8 eth[12];             /* destination and source MAC of what we send to a VM */
+	__u32 family;             /* of the connection whose kept segments go out */
 	struct hello_val hello;
 	struct conn_val conn;
 	__u8 optbuf[VM_OPT_BUF];
@@ -94,16 +96,21 @@ VM_INLINE void conn_rev_key_of(const struct conn_key *k, const __u8 *vm, struct 
 	r->pad[0] = r->pad[1] = r->pad[2] = 0;
 }
 
-VM_INLINE void hellos_forget(const struct conn_key *k, __u32 nseg)
+/* Global: verified once, not inlined into every path that forgets. */
+__attribute__((noinline)) int hellos_forget(struct conn_key *k, __u32 nseg)
 {
-	struct hello_key hk = { .conn = *k };
+	struct hello_key hk = {};
 
+	if (!k)
+		return 0;
+	hk.conn = *k;
 	for (__u32 i = 0; i < VM_ASM_SEGS; i++) {
 		if (i >= nseg)
 			break;
 		hk.idx = i;
 		bpf_map_delete_elem(&hellos, &hk);
 	}
+	return 0;
 }
 
 VM_INLINE void conn_forget(const struct conn_key *k, const struct conn_val *c)
@@ -112,7 +119,7 @@ VM_INLINE void conn_forget(const struct conn_key *k, const struct conn_val *c)
 
 	conn_rev_key_of(k, c->vm, &r);
 	bpf_map_delete_elem(&conn_rev, &r);
-	hellos_forget(k, c->nseg);
+	hellos_forget((struct conn_key *)k, c->nseg);
 	bpf_map_delete_elem(&conns, k);
 }
 

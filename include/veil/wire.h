@@ -23,7 +23,7 @@
 #define VM_OPT_CLASS       0xFFF0
 #define VM_OPT_HANDOFF     0x01
 #define VM_HELLO_STORE     2048  /* bytes of one kept hello segment (IP packet) at a node */
-#define VM_ASM_SEGS        14    /* segments of one ClientHello kept, gateway and node */
+#define VM_ASM_SEGS        32    /* segments of one ClientHello kept (16 KB in 536-byte segments) */
 #define VM_ASM_BYTES       16384 /* ClientHello bytes reassembled at most (power of two) */
 #define VM_ASM_HDR         128   /* IP + TCP header bytes kept per segment */
 #define VM_ASM_SEG_MAX     2048  /* payload bytes of one segment at most */
