@@ -20,11 +20,11 @@ LIB_SRCS := $(wildcard dataplane/*.c)
 LIB_OBJS := $(patsubst dataplane/%.c,$(BUILD)/lib/%.o,$(LIB_SRCS))
 LIB      := $(BUILD)/libveil.a
 
-BINS := $(BUILD)/veil-gw $(BUILD)/veil-node $(BUILD)/veil-bench-micro $(BUILD)/veil-hellogen
+BINS := $(BUILD)/veil-gw $(BUILD)/veil-node $(BUILD)/veil-bench-micro $(BUILD)/veil-hellogen $(BUILD)/veil-flood
 TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 
 .PHONY: all deps test demo bench bench-micro clean
-all: deps-build $(BPF_OBJS) $(SKELS) $(LIB) $(BINS) $(TESTS) $(BUILD)/lab_pass.bpf.o
+all: deps-build $(BPF_OBJS) $(SKELS) $(LIB) $(BINS) $(TESTS) $(BUILD)/lab_pass.bpf.o $(BUILD)/tests/mapcount
 
 deps-build:
 	@tools/deps.sh build
@@ -63,6 +63,13 @@ $(BUILD)/veil-bench-micro: tools/bench_micro.c tests/bpf_env.h tests/testlib.h $
 
 $(BUILD)/veil-hellogen: tools/hellogen.c
 	$(CC) $(CFLAGS) $< -lssl -lcrypto -o $@
+
+$(BUILD)/veil-flood: tools/flood.c tests/testlib.h $(LIB) $(HDRS)
+	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
+
+$(BUILD)/tests/mapcount: tests/mapcount.c
+	@mkdir -p $(BUILD)/tests
+	$(CC) $(CFLAGS) $< -lbpf -o $@
 
 $(BUILD)/tests/%: tests/%.c tests/testlib.h tests/bpf_env.h $(LIB) $(HDRS)
 	@mkdir -p $(BUILD)/tests

@@ -242,3 +242,80 @@ done
 t=secret_not_logged
 key=$(cat "$DIR/cookie.key")
 grep -rq "$key" "$DIR"/*.log && fail $t "the cookie secret is in a log" || pass $t
+
+# ---------- hostile traffic (veil-flood from the client namespace) ----------
+GWMAC=$(nsx gw cat /sys/class/net/gw-cli/address)
+flood() { nsx cli "$BUILD/veil-flood" --iface cli-gw --dst-mac "$GWMAC" --secret "$DIR/cookie.key" "$@" 2>&1; }
+stat_sum() { bpftool map dump pinned "$PIN/gw/gw_stats" | grep "\"$1\"" | grep -o '[0-9]*' | awk '{s+=$1} END {print s+0}'; }
+count() { "$BUILD/tests/mapcount" "$@"; }
+legit() { # n curls during a flood; prints how many succeeded
+	local ok=0
+	for _ in $(seq "$1"); do
+		[ "$(ccurl vm2.veil.test 4 --max-time 5 https://vm2.veil.test/ 2>/dev/null)" = "hello from vm2" ] && ok=$((ok + 1))
+		sleep 0.2
+	done
+	echo $ok
+}
+
+# 16. SYN flood: answered statelessly, no flow entry, real clients still served
+t=syn_flood_keeps_no_state
+f0=$(count "$PIN/gw/flows"); c0=$(stat_sum syn_cookie_sent)
+flood --vip $VIP4 --kind syn --seconds 4 --count 100000000 >"$DIR/flood.out" &
+fp=$!
+sleep 0.5
+ok=$(legit 5)
+wait $fp
+f1=$(count "$PIN/gw/flows"); c1=$(stat_sum syn_cookie_sent)
+pps=$(grep -o 'pps=[0-9]*' "$DIR/flood.out")
+[ "$ok" = 5 ] && [ "$f1" -le $((f0 + 5)) ] && [ $((c1 - c0)) -gt 100000 ] &&
+	pass "$t ($pps, $((c1 - c0)) SYN-ACKs, flows $f0 -> $f1, 5/5 clients served)" ||
+	fail $t "served $ok/5, flows $f0 -> $f1, cookies $((c1 - c0)), $(cat "$DIR/flood.out")"
+
+# 17. ACK flood with bad cookies: every one dropped and counted
+t=ack_flood_dropped_and_counted
+b0=$(stat_sum bad_cookie)
+out=$(flood --vip $VIP6 --kind ack --count 300000)
+sent=$(echo "$out" | grep -o 'sent=[0-9]*' | cut -d= -f2)
+b1=$(stat_sum bad_cookie)
+ok=$(legit 2)
+[ $((b1 - b0)) -ge "$sent" ] && [ "$ok" = 2 ] && pass "$t ($sent sent, $((b1 - b0)) counted bad_cookie; $(echo "$out" | grep -o 'pps=[0-9]*'))" ||
+	fail $t "sent $sent, counted $((b1 - b0)), served $ok/2"
+
+# 18. data with bad cookies reaches reassembly's early store, which stays bounded
+t=ackdata_flood_bounded
+e0=$(stat_sum asm_early)
+out=$(flood --vip $VIP4 --kind ackdata --count 50000)
+n=$(count "$PIN/gw/asm_early")
+e1=$(stat_sum asm_early)
+[ "$n" -le 1024 ] && [ $((e1 - e0)) -gt 40000 ] && pass "$t ($((e1 - e0)) kept in turn, $n entries at most 1024)" ||
+	fail $t "entries $n, counted $((e1 - e0)): $out"
+
+# 19. hellos that never complete (valid cookies): reassembly state stays bounded
+#     and a real big-hello client still gets through
+t=incomplete_hello_flood_bounded
+s0=$(stat_sum asm_stored)
+out=$(flood --vip $VIP4 --kind hello-frag --name vm1.veil.test --count 20000)
+n=$(count "$PIN/gw/hello_asm")
+s1=$(stat_sum asm_stored)
+g=$(nsx cli "$BUILD/veil-hellogen" --connect "$VIP4:443" --name vm1.veil.test --cafile "$DIR/pki/ca.pem" --size 6000 --count 3 --quiet 2>&1 | tail -1)
+[ "$n" -le 1024 ] && [ $((s1 - s0)) -ge 19000 ] && echo "$g" | grep -q failed=0 &&
+	pass "$t ($((s1 - s0)) partial hellos kept in turn, $n entries at most 1024; timeout 5 s on touch; big hello served)" ||
+	fail $t "entries $n, stored $((s1 - s0)), client: $g"
+
+# 20. a full flow table evicts the oldest flows (LRU) instead of failing
+t=full_flow_table_evicts
+kill "$(cat "$DIR/gw.pid")"
+for _ in $(seq 50); do kill -0 "$(cat "$DIR/gw.pid")" 2>/dev/null || break; sleep 0.1; done
+rm -f "$PIN/gw/flows"
+sed -i 's/^flows_max .*/flows_max 1024/' "$DIR/gw.conf"
+nsenter --net="/run/netns/$P-gw" "$BUILD/veil-gw" --config "$DIR/gw.conf" >>"$DIR/gw.log" 2>&1 &
+echo $! >"$DIR/gw.pid"
+sleep 1
+r0=$(stat_sum hello_routed)
+out=$(flood --vip $VIP4 --kind hello --name vm1.veil.test --count 5000)
+n=$(count "$PIN/gw/flows")
+r1=$(stat_sum hello_routed)
+ok=$(legit 3)
+[ "$n" -le 1024 ] && [ $((r1 - r0)) -ge 4900 ] && [ "$ok" = 3 ] &&
+	pass "$t ($((r1 - r0)) flows routed into a 1024-entry table: $n entries, new clients served)" ||
+	fail $t "entries $n, routed $((r1 - r0)), served $ok/3"

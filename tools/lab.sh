@@ -119,6 +119,7 @@ mesh_interface gw-mesh
 underlay4 198.19.0.1
 underlay6 2001:db8:ff::1
 cookie_secret_file $DIR/cookie.key
+flows_max ${LAB_FLOWS_MAX:-262144}
 vip $VIP4 443 alert
 vip $VIP6 443 alert
 route vm1.veil.test 1 198.19.0.11
