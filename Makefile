@@ -23,8 +23,10 @@ LIB      := $(BUILD)/libveil.a
 BINS := $(BUILD)/veil-gw $(BUILD)/veil-node $(BUILD)/veil-bench-micro $(BUILD)/veil-hellogen $(BUILD)/veil-flood
 TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 
-.PHONY: all deps test demo bench bench-micro clean
-all: deps-build $(BPF_OBJS) $(SKELS) $(LIB) $(BINS) $(TESTS) $(BUILD)/lab_pass.bpf.o $(BUILD)/tests/mapcount
+.PHONY: all deps test demo bench bench-micro fuzz clean
+FUZZERS := $(BUILD)/tests/fuzz_hello $(BUILD)/tests/fuzz_diff
+
+all: deps-build $(BPF_OBJS) $(SKELS) $(LIB) $(BINS) $(TESTS) $(BUILD)/lab_pass.bpf.o $(BUILD)/tests/mapcount $(FUZZERS)
 
 deps-build:
 	@tools/deps.sh build
@@ -71,6 +73,15 @@ $(BUILD)/tests/mapcount: tests/mapcount.c
 	@mkdir -p $(BUILD)/tests
 	$(CC) $(CFLAGS) $< -lbpf -o $@
 
+# libFuzzer targets (clang): the parser alone with ASan/UBSan, and the
+# differential harness against the XDP program.
+$(BUILD)/tests/fuzz_hello: tests/fuzz/fuzz_hello.c $(HDRS)
+	@mkdir -p $(BUILD)/tests
+	$(CLANG) -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude $< -o $@
+$(BUILD)/tests/fuzz_diff: tests/fuzz/fuzz_diff.c tests/bpf_env.h tests/testlib.h $(LIB) $(HDRS)
+	@mkdir -p $(BUILD)/tests
+	$(CLANG) -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer -Iinclude -I$(BUILD) -Idataplane -Itests $< $(LIB) $(LDLIBS) -o $@
+
 $(BUILD)/tests/%: tests/%.c tests/testlib.h tests/bpf_env.h $(LIB) $(HDRS)
 	@mkdir -p $(BUILD)/tests
 	$(CC) $(CFLAGS) -Itests $< $(LIB) $(LDLIBS) -o $@
@@ -80,6 +91,9 @@ test: deps-test all
 
 demo: deps-test all
 	@tools/lab.sh demo
+
+fuzz: all
+	@tests/fuzz.sh $${FUZZ_SECONDS:-300}
 
 bench-micro: all
 	@mkdir -p bench/results

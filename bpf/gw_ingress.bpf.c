@@ -200,6 +200,8 @@ VM_INLINE int forward(struct xdp_md *ctx, const struct vm_pkt *p, const struct f
 	verdict = vm_xdp_fib_send(ctx, fam, src, f->node, &why);
 	if (why == BPF_FIB_LKUP_RET_NO_NEIGH)
 		GW_COUNT(st, no_neigh);
+	else if (why == BPF_FIB_LKUP_RET_FRAG_NEEDED)
+		GW_COUNT(st, mesh_mtu);
 	else if (why)
 		GW_COUNT(st, fib_fail);
 	return verdict;

@@ -593,7 +593,7 @@ const char *const vm_gw_stat_names[] = {
 	"ip_options", "fragment", "rst_no_flow", "no_neigh", "fib_fail", "encap_fail",
 	"ret_forwarded", "ret_no_flow", "ret_malformed", "ret_pass", "no_config",
 	"asm_stored", "asm_early", "asm_dup", "asm_routed", "asm_sent", "asm_timeout", "asm_overflow",
-	"asm_late", "asm_handed",
+	"asm_late", "asm_handed", "mesh_mtu",
 };
 const int vm_gw_stat_count = sizeof(struct gw_stats) / sizeof(__u64);
 _Static_assert(sizeof(vm_gw_stat_names) / sizeof(char *) == sizeof(struct gw_stats) / sizeof(__u64),

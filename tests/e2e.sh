@@ -271,15 +271,19 @@ pps=$(grep -o 'pps=[0-9]*' "$DIR/flood.out")
 	pass "$t ($pps, $((c1 - c0)) SYN-ACKs, flows $f0 -> $f1, 5/5 clients served)" ||
 	fail $t "served $ok/5, flows $f0 -> $f1, cookies $((c1 - c0)), $(cat "$DIR/flood.out")"
 
-# 17. ACK flood with bad cookies: every one dropped and counted
+# 17. ACK flood with bad cookies: every one that reaches the gateway is
+#     dropped and counted (the veth itself may drop a few under this load)
 t=ack_flood_dropped_and_counted
-b0=$(stat_sum bad_cookie)
+xdp_rx() { nsx gw ethtool -S gw-cli | grep -E 'rx_queue_[0-9]+_xdp_packets' | awk '{s+=$2} END {print s+0}'; }
+b0=$(stat_sum bad_cookie); x0=$(xdp_rx)
 out=$(flood --vip $VIP6 --kind ack --count 300000)
 sent=$(echo "$out" | grep -o 'sent=[0-9]*' | cut -d= -f2)
-b1=$(stat_sum bad_cookie)
+b1=$(stat_sum bad_cookie); x1=$(xdp_rx)
 ok=$(legit 2)
-[ $((b1 - b0)) -ge "$sent" ] && [ "$ok" = 2 ] && pass "$t ($sent sent, $((b1 - b0)) counted bad_cookie; $(echo "$out" | grep -o 'pps=[0-9]*'))" ||
-	fail $t "sent $sent, counted $((b1 - b0)), served $ok/2"
+got=$((x1 - x0)); counted=$((b1 - b0))
+[ "$counted" -ge $((got - 10)) ] && [ "$counted" -ge $((sent * 99 / 100)) ] && [ "$ok" = 2 ] &&
+	pass "$t ($sent sent, $got reached XDP, $counted counted bad_cookie; $(echo "$out" | grep -o 'pps=[0-9]*'))" ||
+	fail $t "sent $sent, reached $got, counted $counted, served $ok/2"
 
 # 18. data with bad cookies reaches reassembly's early store, which stays bounded
 t=ackdata_flood_bounded
@@ -300,7 +304,7 @@ s1=$(stat_sum asm_stored)
 g=$(nsx cli "$BUILD/veil-hellogen" --connect "$VIP4:443" --name vm1.veil.test --cafile "$DIR/pki/ca.pem" --size 6000 --count 3 --quiet 2>&1 | tail -1)
 [ "$n" -le 1024 ] && [ $((s1 - s0)) -ge 19000 ] && echo "$g" | grep -q failed=0 &&
 	pass "$t ($((s1 - s0)) partial hellos kept in turn, $n entries at most 1024; timeout 5 s on touch; big hello served)" ||
-	fail $t "entries $n, stored $((s1 - s0)), client: $g"
+	fail $t "entries $n, stored $((s1 - s0)), early $(stat_sum asm_early), handed $(stat_sum asm_handed), client: $g; flood: $out; secret epoch $(bpftool map dump pinned "$PIN/gw/cookie_secret" | grep -o '"epoch": [0-9]*'), tai $(date +%s)"
 
 # 20. a full flow table evicts the oldest flows (LRU) instead of failing
 t=full_flow_table_evicts

@@ -2,7 +2,7 @@
 # Runs every veilmesh test and ends with one line: "N passed, N failed".
 # Each suite prints "PASS name" / "FAIL name: why" / "SKIP name: why" lines.
 #   tests/run.sh            everything
-#   tests/run.sh unit|bpf|e2e
+#   tests/run.sh unit|bpf|fuzz|e2e
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -39,6 +39,9 @@ case $what in all|unit)
 esac
 case $what in all|bpf)
 	suite bpf "$BUILD/tests/test_bpf"
+esac
+case $what in all|fuzz)
+	suite fuzz tests/fuzz.sh "${FUZZ_SECONDS:-25}"
 esac
 case $what in all|e2e)
 	suite e2e tests/e2e.sh

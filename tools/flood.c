@@ -40,7 +40,7 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: veil-flood --iface IF --dst-mac MAC --vip ADDR --kind syn|ack|ackdata|hello-frag|hello\n"
 		   "                  [--count N] [--seconds S] [--port P] [--secret FILE] [--rotate S]\n"
-		   "                  [--window S] [--name NAME] [--seed N]\n");
+		   "                  [--window S] [--name NAME] [--seed N] [--dump FILE]\n");
 }
 
 int main(int argc, char **argv)
@@ -52,13 +52,15 @@ int main(int argc, char **argv)
 		{ "port", required_argument, NULL, 'p' }, { "secret", required_argument, NULL, 'S' },
 		{ "rotate", required_argument, NULL, 'r' }, { "window", required_argument, NULL, 'w' },
 		{ "name", required_argument, NULL, 'n' }, { "seed", required_argument, NULL, 'e' },
+		{ "dump", required_argument, NULL, 'D' },
 		{ "help", no_argument, NULL, 'h' }, { 0 }
 	};
+	const char *dump = NULL;
 	const char *ifname = NULL, *dmac_s = NULL, *vip_s = NULL, *kind = NULL, *secret = NULL, *name = "flood.veil.test";
 	long count = 100000, seconds = 0, port = 443, rotate = 3600, window = 64;
 	int o;
 
-	while ((o = getopt_long(argc, argv, "i:d:v:k:c:s:p:S:r:w:n:e:h", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "i:d:v:k:c:s:p:S:r:w:n:e:D:h", opts, NULL)) != -1) {
 		switch (o) {
 		case 'i': ifname = optarg; break;
 		case 'd': dmac_s = optarg; break;
@@ -71,6 +73,7 @@ int main(int argc, char **argv)
 		case 'r': rotate = strtol(optarg, NULL, 10); break;
 		case 'w': window = strtol(optarg, NULL, 10); break;
 		case 'n': name = optarg; break;
+		case 'D': dump = optarg; break;
 		case 'e': rng ^= strtoull(optarg, NULL, 10) * 0x2545F4914F6CDD1DULL; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
@@ -171,6 +174,13 @@ int main(int argc, char **argv)
 		}
 		(void)frag_n;
 		size_t n = t_build(&p, pkt);
+		if (dump && i == 0) {   /* the first frame, for replay or a look */
+			FILE *df = fopen(dump, "wb");
+			if (df) {
+				fwrite(pkt, 1, n, df);
+				fclose(df);
+			}
+		}
 		if (sendto(fd, pkt, n, 0, (struct sockaddr *)&sll, sizeof(sll)) < 0)
 			errs++;
 		else

@@ -69,9 +69,13 @@ struct vm_cookie_in {
 	v2 += v1; v1 = VM_ROTL(v1, 17); v1 ^= v2; v2 = VM_ROTL(v2, 32);       \
 } while (0)
 
+/* Words read out of other types (the cookie input struct): may_alias keeps
+ * the compiler from reordering them against the stores that filled it. */
+typedef __u64 __attribute__((may_alias)) vm_u64a;
+
 /* SipHash-2-4 (Aumasson & Bernstein) over len bytes held little-endian in w[],
  * which the caller zero-pads to a whole word past len. */
-VM_INLINE __u64 vm_siphash(const __u64 key[2], const __u64 *w, __u32 len)
+VM_INLINE __u64 vm_siphash(const __u64 key[2], const vm_u64a *w, __u32 len)
 {
 	__u64 v0 = 0x736f6d6570736575ULL ^ key[0];
 	__u64 v1 = 0x646f72616e646f6dULL ^ key[1];
@@ -103,7 +107,7 @@ VM_INLINE __u64 vm_siphash(const __u64 key[2], const __u64 *w, __u32 len)
 
 VM_INLINE __u32 vm_cookie_mac(const __u64 key[2], const struct vm_cookie_in *in)
 {
-	return (__u32)(vm_siphash(key, (const __u64 *)in, VM_COOKIE_IN_LEN) >> 42);
+	return (__u32)(vm_siphash(key, (const vm_u64a *)in, VM_COOKIE_IN_LEN) >> 42);
 }
 
 VM_INLINE __u32 vm_cookie_low(__u32 tcount, const struct vm_cookie_opts *o)

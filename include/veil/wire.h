@@ -214,6 +214,7 @@ struct gw_stats {
 	__u64 asm_overflow;       /* reassembly: beyond the segment or byte bound */
 	__u64 asm_late;           /* reassembly: a segment for a flow already routed */
 	__u64 asm_handed;         /* data with no flow and no valid cookie, handed to gw_asm */
+	__u64 mesh_mtu;           /* encapsulated, the packet exceeds the mesh MTU (client ignored our MSS) */
 };
 
 /* ---------- node maps ---------- */

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Bounded fuzzing campaigns: the parser alone (libFuzzer + ASan/UBSan, reads
+# past the input poisoned) and the differential harness (XDP program through
+# BPF_PROG_TEST_RUN against the parser's userspace build).
+#   tests/fuzz.sh [SECONDS_EACH]     (make test: 25, make fuzz: 300)
+# Corpora live in build/fuzz/ and grow from run to run; a crash is kept there.
+set -u
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+secs=${1:-25}
+mkdir -p "$BUILD/fuzz"
+export VEIL_FIXTURES="$PWD/tests/fixtures"
+for f in fuzz_hello fuzz_diff; do
+	corp="$BUILD/fuzz/$f.corpus"
+	mkdir -p "$corp"
+	cp -n tests/fixtures/*.bin "$corp/" 2>/dev/null
+	max=4096; [ $f = fuzz_diff ] && max=1360
+	log="$BUILD/fuzz/$f.log"
+	( cd "$BUILD/fuzz" && "../tests/$f" -max_total_time="$secs" -max_len=$max -print_final_stats=1 \
+		-artifact_prefix="$f-" "$f.corpus" >"$f.log" 2>&1 )
+	rc=$?
+	runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$')
+	cov=$(grep -E '^#[0-9]+.*(DONE|pulse|REDUCE|NEW)' "$log" | tail -1 | grep -o 'cov: [0-9]*' | grep -o '[0-9]*')
+	ft=$(grep -E '^#[0-9]+.*(DONE|pulse|REDUCE|NEW)' "$log" | tail -1 | grep -o 'ft: [0-9]*' | grep -o '[0-9]*')
+	units=$(ls "$corp" | wc -l)
+	if [ $rc = 0 ]; then
+		echo "PASS $f ($runs runs in ${secs} s, coverage $cov edges / $ft features, corpus $units inputs)"
+	else
+		echo "FAIL $f: exit $rc; $(grep -E 'fuzz_diff:|ERROR|SUMMARY' "$log" | head -3 | tr '\n' ' ') input kept as $(ls "$BUILD"/fuzz/$f-* 2>/dev/null | head -1)"
+	fi
+done
