@@ -20,7 +20,7 @@ LIB_SRCS := $(wildcard dataplane/*.c)
 LIB_OBJS := $(patsubst dataplane/%.c,$(BUILD)/lib/%.o,$(LIB_SRCS))
 LIB      := $(BUILD)/libveil.a
 
-BINS := $(BUILD)/veil-gw $(BUILD)/veil-node $(BUILD)/veil-bench-micro $(BUILD)/veil-hellogen $(BUILD)/veil-flood
+BINS := $(BUILD)/veil-gw $(BUILD)/veil-node $(BUILD)/veilctl $(BUILD)/veil-bench-micro $(BUILD)/veil-hellogen $(BUILD)/veil-flood
 TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 
 .PHONY: all deps test demo bench bench-micro fuzz clean
@@ -62,6 +62,9 @@ $(BUILD)/veil-node: controlplane/veil-node.c $(LIB) $(HDRS)
 
 $(BUILD)/veil-bench-micro: tools/bench_micro.c tests/bpf_env.h tests/testlib.h $(LIB) $(HDRS) $(BUILD)/bench_base.bpf.o
 	$(CC) $(CFLAGS) -Itests -DBASE_OBJ='"$(abspath $(BUILD))/bench_base.bpf.o"' $< $(LIB) $(LDLIBS) -lm -o $@
+
+$(BUILD)/veilctl: tools/veilctl.c tools/replay.c $(LIB) $(HDRS)
+	$(CC) $(CFLAGS) tools/veilctl.c tools/replay.c $(LIB) $(LDLIBS) -lpcap -o $@
 
 $(BUILD)/veil-hellogen: tools/hellogen.c
 	$(CC) $(CFLAGS) $< -lssl -lcrypto -o $@

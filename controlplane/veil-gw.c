@@ -5,12 +5,15 @@
  * file, rotates the cookie secret, and detaches on stop.  Established flows
  * live in the pinned flows map, so a restart or upgrade keeps them.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
+#include <xdp/libxdp.h>
 #include <bpf/bpf.h>
 #include <openssl/crypto.h>
 
@@ -44,6 +47,8 @@ static void usage(FILE *f)
 		"\n"
 		"Signals: SIGHUP reloads the config (routes and VIPs; a bad file changes\n"
 		"nothing), SIGTERM/SIGINT detach and exit.\n"
+		"veilctl talks to the daemon on control_socket (default /run/veilmesh/veil-gw.sock);\n"
+		"Prometheus metrics are served on 'metrics' (default 127.0.0.1:9431, /metrics).\n"
 		"Exit codes: 0 ok, 1 runtime failure (load, attach, maps), 2 bad usage or config.\n");
 }
 
@@ -61,6 +66,17 @@ static int forwarding_on(const char *ifname)
 	fclose(f);
 	return v == '1';
 }
+
+/* Everything the main loop, the control socket and the metrics share. */
+struct gw_state {
+	const char *config;
+	struct vm_gw_cfg cfg;
+	struct vm_gw g;
+	bool skb;
+	__u64 epoch;
+	__u64 started;            /* realtime seconds */
+	__u64 rotations, route_changes, reloads_ok, reloads_rejected;
+};
 
 static int push_secret(struct vm_gw *g, const struct vm_gw_cfg *c, __u64 *epoch)
 {
@@ -88,6 +104,251 @@ static int push_secret(struct vm_gw *g, const struct vm_gw_cfg *c, __u64 *epoch)
 	return 0;
 }
 
+/* Re-reads the config file and makes the maps match it; a bad file changes
+ * nothing.  Returns 0, or -1 with the reason in err. */
+static int reload_config(struct gw_state *st, char *err, size_t errlen, int *changes)
+{
+	struct vm_gw_cfg nc;
+
+	if (vm_gw_cfg_load(st->config, &nc, err, errlen)) {
+		st->reloads_rejected++;
+		vm_log("event=reload_rejected reason=\"%s\"", err);
+		return -1;
+	}
+	if (strcmp(nc.client_if, st->cfg.client_if) || strcmp(nc.mesh_if, st->cfg.mesh_if) ||
+	    strcmp(nc.pin_root, st->cfg.pin_root) || nc.flows_max != st->cfg.flows_max)
+		vm_log("event=reload_warning reason=\"interfaces, pin_root and flows_max change only on restart\"");
+	if (vm_gw_sync(&st->g, &nc, changes)) {
+		snprintf(err, errlen, "writing the maps: %s", strerror(errno));
+		vm_log("event=reload_failed error=\"%s\"", err);
+		vm_gw_cfg_free(&nc);
+		st->reloads_rejected++;
+		return -1;
+	}
+	vm_gw_cfg_free(&st->cfg);
+	st->cfg = nc;
+	st->reloads_ok++;
+	st->route_changes += *changes;
+	vm_log("event=config_reloaded routes=%d vips=%d changes=%d", st->cfg.nroutes, st->cfg.nvips, *changes);
+	return 0;
+}
+
+/* veilctl's route changes are edits of the config file (it stays the one
+ * source of truth, so a restart or reload keeps them): the edited file is
+ * checked in full before it replaces the old one atomically. */
+static int edit_route(struct gw_state *st, const char *op, char **w, int n, char *err, size_t errlen)
+{
+	char tmp[300], line[1024], name[VM_NAME_MAX];
+	FILE *in, *out;
+	int found = 0, ln = 0, add = !strcmp(op, "add"), del = !strcmp(op, "del");
+
+	if ((del && n != 1) || (!del && n != 3)) {
+		snprintf(err, errlen, "usage: route add|replace NAME VM_ID NODE_ADDRESS, route del NAME");
+		return -1;
+	}
+	snprintf(name, sizeof(name), "%s", w[0]);
+	snprintf(tmp, sizeof(tmp), "%s.veilctl.tmp", st->config);
+	in = fopen(st->config, "re");
+	out = fopen(tmp, "we");
+	if (!in || !out) {
+		snprintf(err, errlen, "%s: %s", in ? tmp : st->config, strerror(errno));
+		if (in) fclose(in);
+		if (out) fclose(out);
+		return -1;
+	}
+	while (fgets(line, sizeof(line), in)) {
+		char copy[1024], *save, *a, *b;
+		ln++;
+		snprintf(copy, sizeof(copy), "%s", line);
+		char *hash = strchr(copy, '#');
+		if (hash)
+			*hash = 0;
+		a = strtok_r(copy, " \t\r\n", &save);
+		b = a ? strtok_r(NULL, " \t\r\n", &save) : NULL;
+		if (a && b && !strcmp(a, "route") && !strcmp(b, name)) {
+			found = 1;
+			if (del)
+				continue;
+			if (!add) {
+				fprintf(out, "route %s %s %s\n", name, w[1], w[2]);
+				continue;
+			}
+		}
+		fputs(line, out);
+	}
+	fclose(in);
+	if (add && !found)
+		fprintf(out, "route %s %s %s\n", name, w[1], w[2]);
+	fclose(out);
+	if (add && found) {
+		snprintf(err, errlen, "route '%s' exists: use replace", name);
+		unlink(tmp);
+		return -1;
+	}
+	if (!add && !found) {
+		snprintf(err, errlen, "no route '%s' in %s", name, st->config);
+		unlink(tmp);
+		return -1;
+	}
+	struct vm_gw_cfg check;
+	if (vm_gw_cfg_load(tmp, &check, err, errlen)) {
+		/* say it of the real file: the line numbers are the same */
+		char *at = strstr(err, tmp);
+		if (at) {
+			char rest[512];
+			snprintf(rest, sizeof(rest), "%s", at + strlen(tmp));
+			snprintf(err, errlen, "%s%s", st->config, rest);
+		}
+		unlink(tmp);
+		return -1;
+	}
+	vm_gw_cfg_free(&check);
+	if (rename(tmp, st->config)) {
+		snprintf(err, errlen, "replacing %s: %s", st->config, strerror(errno));
+		unlink(tmp);
+		return -1;
+	}
+	vm_log("event=route_%s name=%s source=veilctl", op, name);
+	return 0;
+}
+
+static void answer(FILE *out, int ok, const char *err, int changes)
+{
+	if (ok) {
+		fprintf(out, "{\"ok\": true, \"changes\": %d}\n", changes);
+	} else {
+		fputs("{\"ok\": false, \"error\": ", out);
+		vm_json_str(out, err);
+		fputs("}\n", out);
+	}
+}
+
+static void status_json(struct gw_state *st, FILE *out)
+{
+	struct cookie_secret sec = { 0 };
+	__u32 zero = 0;
+	char buf[64];
+	const struct { const char *name; int ifindex; struct xdp_program *p; } ifs[2] = {
+		{ st->cfg.client_if, st->g.if_client, st->g.xp_ing },
+		{ st->cfg.mesh_if, st->g.if_mesh, st->g.xp_ret },
+	};
+
+	bpf_map_lookup_elem(vm_gw_map_fd(&st->g, "cookie_secret"), &zero, &sec);
+	fprintf(out, "{\"daemon\": \"veil-gw\", \"pid\": %d, \"uptime_s\": %llu, \"config\": ", getpid(),
+		(unsigned long long)(time(NULL) - st->started));
+	vm_json_str(out, st->config);
+	fputs(", \"pin_root\": ", out);
+	vm_json_str(out, st->cfg.pin_root);
+	fprintf(out, ", \"mode\": \"%s\", \"programs\": [", st->skb ? "skb" : "native");
+	for (int i = 0; i < 2; i++) {
+		fprintf(out, "%s{\"interface\": ", i ? ", " : "");
+		vm_json_str(out, ifs[i].name);
+		fprintf(out, ", \"ifindex\": %d, \"program\": \"%s\", \"prog_id\": %u}", ifs[i].ifindex,
+			i ? "gw_return" : "gw_ingress", vm_xdp_prog_id(ifs[i].p));
+	}
+	fprintf(out, ", {\"interface\": ");
+	vm_json_str(out, st->cfg.client_if);
+	fprintf(out, ", \"ifindex\": %d, \"program\": \"gw_asm\", \"hook\": \"tc ingress\"}]", st->g.if_client);
+	fprintf(out, ", \"routes\": %d, \"vips\": %d, \"cookie_epoch\": %llu, \"cookie_age_s\": %llu, "
+		"\"cookie_rotate_s\": %u, \"cookie_rotations\": %llu, \"route_changes\": %llu, "
+		"\"reloads_ok\": %llu, \"reloads_rejected\": %llu, \"maps\": {",
+		st->cfg.nroutes, st->cfg.nvips, (unsigned long long)sec.epoch,
+		(unsigned long long)(vm_tai_seconds() - sec.epoch * st->cfg.rotate_s), st->cfg.rotate_s,
+		(unsigned long long)st->rotations, (unsigned long long)st->route_changes,
+		(unsigned long long)st->reloads_ok, (unsigned long long)st->reloads_rejected);
+	const char *maps[] = { "routes", "vips", "flows", "hello_asm", "asm_early" };
+	for (int i = 0; i < 5; i++) {
+		int fd = vm_gw_map_fd(&st->g, maps[i]);
+		fprintf(out, "%s\"%s\": {\"entries\": %ld, \"capacity\": %ld}", i ? ", " : "", maps[i],
+			vm_map_count(fd), vm_map_capacity(fd));
+	}
+	(void)buf;
+	fputs("}}\n", out);
+}
+
+static void gw_cmd(void *arg, const char *line, FILE *out)
+{
+	struct gw_state *st = arg;
+	char copy[1024], *w[8], *save, err[512] = "";
+	int n = 0, changes = 0;
+
+	snprintf(copy, sizeof(copy), "%s", line);
+	for (char *t = strtok_r(copy, " \t", &save); t && n < 8; t = strtok_r(NULL, " \t", &save))
+		w[n++] = t;
+	if (n == 1 && !strcmp(w[0], "status")) {
+		status_json(st, out);
+	} else if (n == 1 && !strcmp(w[0], "reload")) {
+		int rc = reload_config(st, err, sizeof(err), &changes);
+		answer(out, rc == 0, err, changes);
+	} else if (n >= 2 && !strcmp(w[0], "route") &&
+		   (!strcmp(w[1], "add") || !strcmp(w[1], "replace") || !strcmp(w[1], "del"))) {
+		int rc = edit_route(st, w[1], w + 2, n - 2, err, sizeof(err));
+		if (!rc)
+			rc = reload_config(st, err, sizeof(err), &changes);
+		answer(out, rc == 0, err, changes);
+	} else if (n == 6 && !strcmp(w[0], "flow") && !strcmp(w[1], "drop")) {
+		struct flow_key k = { 0 };
+		__u32 cp, vp;
+		int f1 = vm_addr_parse(w[2], k.client), f2 = vm_addr_parse(w[4], k.vip);
+		cp = strtoul(w[3], NULL, 10);
+		vp = strtoul(w[5], NULL, 10);
+		if (!f1 || f1 != f2 || !cp || cp > 65535 || !vp || vp > 65535) {
+			answer(out, 0, "usage: flow drop CLIENT PORT VIP PORT (same family)", 0);
+			return;
+		}
+		k.client_port_be = htons(cp);
+		k.vip_port_be = htons(vp);
+		k.family = f1;
+		if (bpf_map_delete_elem(vm_gw_map_fd(&st->g, "flows"), &k)) {
+			answer(out, 0, "no such flow", 0);
+			return;
+		}
+		vm_log("event=flow_dropped client=%s port=%u vip=%s vport=%u source=veilctl", w[2], cp, w[4], vp);
+		answer(out, 1, NULL, 1);
+	} else {
+		answer(out, 0, "unknown request (status, reload, route add|replace|del, flow drop)", 0);
+	}
+}
+
+static void gw_metrics(void *arg, FILE *out)
+{
+	struct gw_state *st = arg;
+	struct gw_stats s;
+	__u64 *v = (__u64 *)&s;
+
+	fputs("# HELP veilmesh_gw_packets_total Packets by outcome (docs/malformed-input.md, docs/design.md).\n"
+	      "# TYPE veilmesh_gw_packets_total counter\n", out);
+	if (!vm_gw_stats_read(vm_gw_map_fd(&st->g, "gw_stats"), &s))
+		for (int i = 0; i < vm_gw_stat_count; i++)
+			fprintf(out, "veilmesh_gw_packets_total{outcome=\"%s\"} %llu\n", vm_gw_stat_names[i],
+				(unsigned long long)v[i]);
+	fputs("# HELP veilmesh_map_entries Entries in a pinned map.\n# TYPE veilmesh_map_entries gauge\n", out);
+	const char *maps[] = { "routes", "vips", "flows", "hello_asm", "asm_early" };
+	for (int i = 0; i < 5; i++)
+		fprintf(out, "veilmesh_map_entries{map=\"%s\"} %ld\n", maps[i], vm_map_count(vm_gw_map_fd(&st->g, maps[i])));
+	fputs("# HELP veilmesh_map_capacity Maximum entries of a pinned map.\n# TYPE veilmesh_map_capacity gauge\n", out);
+	for (int i = 0; i < 5; i++)
+		fprintf(out, "veilmesh_map_capacity{map=\"%s\"} %ld\n", maps[i],
+			vm_map_capacity(vm_gw_map_fd(&st->g, maps[i])));
+	fprintf(out, "# HELP veilmesh_gw_flows Flows in the flow table.\n# TYPE veilmesh_gw_flows gauge\n"
+		     "veilmesh_gw_flows %ld\n", vm_map_count(vm_gw_map_fd(&st->g, "flows")));
+	fprintf(out, "# HELP veilmesh_gw_routes Routes configured.\n# TYPE veilmesh_gw_routes gauge\nveilmesh_gw_routes %d\n",
+		st->cfg.nroutes);
+	fprintf(out, "# HELP veilmesh_gw_cookie_rotations_total Cookie key rotations since start.\n"
+		     "# TYPE veilmesh_gw_cookie_rotations_total counter\nveilmesh_gw_cookie_rotations_total %llu\n",
+		(unsigned long long)st->rotations);
+	fprintf(out, "# HELP veilmesh_gw_route_changes_total Route and VIP entries written since start.\n"
+		     "# TYPE veilmesh_gw_route_changes_total counter\nveilmesh_gw_route_changes_total %llu\n",
+		(unsigned long long)st->route_changes);
+	fprintf(out, "# HELP veilmesh_config_reloads_total Config reloads by result.\n"
+		     "# TYPE veilmesh_config_reloads_total counter\n"
+		     "veilmesh_config_reloads_total{result=\"ok\"} %llu\nveilmesh_config_reloads_total{result=\"rejected\"} %llu\n",
+		(unsigned long long)st->reloads_ok, (unsigned long long)st->reloads_rejected);
+	fprintf(out, "# HELP veilmesh_start_time_seconds When the daemon started (Unix time).\n"
+		     "# TYPE veilmesh_start_time_seconds gauge\nveilmesh_start_time_seconds %llu\n",
+		(unsigned long long)st->started);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -99,104 +360,101 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
-	const char *config = NULL;
-	bool check = false, skb = false, keep = false, verbose = false;
-	struct vm_gw_cfg cfg;
-	struct vm_gw g;
+	static struct gw_state st;
+	bool check = false, keep = false, verbose = false;
+	struct vm_ctl ctl;
 	char err[512];
-	__u64 epoch = 0;
 	int opt, rc, changes;
 
 	vm_prog_name = "veil-gw";
 	while ((opt = getopt_long(argc, argv, "c:nskvh", opts, NULL)) != -1) {
 		switch (opt) {
-		case 'c': config = optarg; break;
+		case 'c': st.config = optarg; break;
 		case 'n': check = true; break;
-		case 's': skb = true; break;
+		case 's': st.skb = true; break;
 		case 'k': keep = true; break;
 		case 'v': verbose = true; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
 	}
-	if (!config || optind != argc) {
+	if (!st.config || optind != argc) {
 		usage(stderr);
 		return 2;
 	}
 	vm_lib_logging(verbose);
-	if (vm_gw_cfg_load(config, &cfg, err, sizeof(err))) {
+	if (vm_gw_cfg_load(st.config, &st.cfg, err, sizeof(err))) {
 		fprintf(stderr, "veil-gw: %s\n", err);
 		return 2;
 	}
 	if (check) {
-		printf("%s: ok (%d routes, %d VIPs)\n", config, cfg.nroutes, cfg.nvips);
-		vm_gw_cfg_free(&cfg);
+		printf("%s: ok (%d routes, %d VIPs)\n", st.config, st.cfg.nroutes, st.cfg.nvips);
+		vm_gw_cfg_free(&st.cfg);
 		return 0;
 	}
 	{
 		__u8 k[64];
 		size_t kl;
-		if (vm_secret_read(cfg.secret_file, k, &kl, err, sizeof(err))) {
+		if (vm_secret_read(st.cfg.secret_file, k, &kl, err, sizeof(err))) {
 			fprintf(stderr, "veil-gw: %s\n", err);
 			return 2;
 		}
 		OPENSSL_cleanse(k, sizeof(k));
 	}
-	if (!forwarding_on(cfg.client_if))
+	if (vm_ctl_open(&ctl, st.cfg.control, st.cfg.metrics, err, sizeof(err))) {
+		fprintf(stderr, "veil-gw: %s\n", err);
+		return 1;
+	}
+	if (!forwarding_on(st.cfg.client_if))
 		vm_log("event=warning reason=\"IPv4 forwarding is off on %s: the FIB lookup for mesh next hops will fail\"",
-		       cfg.client_if);
+		       st.cfg.client_if);
 
-	rc = vm_gw_open(&g, cfg.pin_root, cfg.flows_max);
+	rc = vm_gw_open(&st.g, st.cfg.pin_root, st.cfg.flows_max);
 	if (!rc)
-		rc = vm_gw_attach(&g, cfg.client_if, cfg.mesh_if, skb);
+		rc = vm_gw_attach(&st.g, st.cfg.client_if, st.cfg.mesh_if, st.skb);
 	if (rc) {
-		vm_log("event=attach_failed client_if=%s mesh_if=%s error=\"%s\"", cfg.client_if,
-		       cfg.mesh_if, strerror(-rc));
-		vm_gw_close(&g);
+		vm_log("event=attach_failed client_if=%s mesh_if=%s error=\"%s\"", st.cfg.client_if,
+		       st.cfg.mesh_if, strerror(-rc));
+		vm_gw_close(&st.g);
+		vm_ctl_close(&ctl);
 		return 1;
 	}
-	if (vm_gw_sync(&g, &cfg, &changes) || push_secret(&g, &cfg, &epoch)) {
+	if (vm_gw_sync(&st.g, &st.cfg, &changes) || push_secret(&st.g, &st.cfg, &st.epoch)) {
 		vm_log("event=map_sync_failed");
-		vm_gw_detach(&g);
-		vm_gw_close(&g);
+		vm_gw_detach(&st.g);
+		vm_gw_close(&st.g);
+		vm_ctl_close(&ctl);
 		return 1;
 	}
-	vm_log("event=started client_if=%s mesh_if=%s pin_root=%s routes=%d vips=%d changes=%d mode=%s",
-	       cfg.client_if, cfg.mesh_if, cfg.pin_root, cfg.nroutes, cfg.nvips, changes,
-	       skb ? "skb" : "native");
+	st.route_changes = changes;
+	st.started = time(NULL);
+	vm_log("event=started client_if=%s mesh_if=%s pin_root=%s routes=%d vips=%d changes=%d mode=%s control=%s metrics=%s",
+	       st.cfg.client_if, st.cfg.mesh_if, st.cfg.pin_root, st.cfg.nroutes, st.cfg.nvips, changes,
+	       st.skb ? "skb" : "native", st.cfg.control, st.cfg.metrics);
 
 	struct sigaction sa = { .sa_handler = on_signal };
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
 	while (!stop_sig) {
-		sleep(1);
+		vm_ctl_poll(&ctl, 1000, gw_cmd, gw_metrics, &st);
 		if (reload) {
-			struct vm_gw_cfg nc;
 			reload = 0;
-			if (vm_gw_cfg_load(config, &nc, err, sizeof(err))) {
-				vm_log("event=reload_rejected reason=\"%s\"", err);
-				continue;
-			}
-			if (strcmp(nc.client_if, cfg.client_if) || strcmp(nc.mesh_if, cfg.mesh_if) ||
-			    strcmp(nc.pin_root, cfg.pin_root) || nc.flows_max != cfg.flows_max)
-				vm_log("event=reload_warning reason=\"interfaces, pin_root and flows_max change only on restart\"");
-			if (vm_gw_sync(&g, &nc, &changes)) {
-				vm_log("event=reload_failed error=\"%s\"", strerror(errno));
-				vm_gw_cfg_free(&nc);
-				continue;
-			}
-			vm_gw_cfg_free(&cfg);
-			cfg = nc;
-			vm_log("event=config_reloaded routes=%d vips=%d changes=%d", cfg.nroutes, cfg.nvips, changes);
+			reload_config(&st, err, sizeof(err), &changes);
 		}
-		if (vm_tai_seconds() / cfg.rotate_s != epoch)
-			push_secret(&g, &cfg, &epoch);
+		if (vm_tai_seconds() / st.cfg.rotate_s != st.epoch) {
+			__u64 before = st.epoch;
+			push_secret(&st.g, &st.cfg, &st.epoch);
+			if (st.epoch != before)
+				st.rotations++;
+		}
 	}
 	if (!keep)
-		vm_gw_detach(&g);
+		vm_gw_detach(&st.g);
 	vm_log("event=stopped signal=%d detached=%s", (int)stop_sig, keep ? "no" : "yes");
-	vm_gw_close(&g);
-	vm_gw_cfg_free(&cfg);
+	vm_ctl_close(&ctl);
+	vm_gw_close(&st.g);
+	vm_gw_cfg_free(&st.cfg);
 	return 0;
 }

@@ -11,7 +11,9 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
+#include <bpf/bpf.h>
 
 #include "veil.h"
 
@@ -42,6 +44,8 @@ static void usage(FILE *f)
 		"  -h, --help            this text\n"
 		"\n"
 		"Signals: SIGHUP reloads the VM table; SIGTERM/SIGINT detach and exit.\n"
+		"veilctl talks to the daemon on control_socket (default /run/veilmesh/veil-node.sock);\n"
+		"Prometheus metrics are served on 'metrics' (default 127.0.0.1:9432, /metrics).\n"
 		"Exit codes: 0 ok, 1 runtime failure, 2 bad usage or config.\n");
 }
 
@@ -59,6 +63,118 @@ static int resolve_vms(struct vm_node_cfg *c, char *err, size_t errlen)
 	return 0;
 }
 
+struct node_state {
+	const char *config;
+	struct vm_node_cfg cfg, nc;
+	struct vm_node n;
+	bool skb;
+	__u64 started, reloads_ok, reloads_rejected;
+};
+
+static const char *const node_maps[] = { "vms", "conns", "conn_rev", "hellos" };
+
+static int node_reload(struct node_state *st, char *err, size_t errlen, int *changes)
+{
+	if (vm_node_cfg_load(st->config, &st->nc, err, errlen) || resolve_vms(&st->nc, err, errlen)) {
+		st->reloads_rejected++;
+		vm_log("event=reload_rejected reason=\"%s\"", err);
+		return -1;
+	}
+	for (int i = 0; i < st->nc.nvms; i++) {
+		int found = 0;
+		for (int j = 0; j < st->n.ntc; j++)
+			found |= st->n.tc_ifs[j] == (int)st->nc.vms[i].val.ifindex;
+		if (!found)
+			vm_log("event=reload_warning reason=\"VM %u: interface %s gets its program on restart\"",
+			       st->nc.vms[i].id, st->nc.vms[i].ifname);
+	}
+	if (vm_node_sync(&st->n, &st->nc, changes)) {
+		snprintf(err, errlen, "writing the maps: %s", strerror(errno));
+		st->reloads_rejected++;
+		return -1;
+	}
+	st->cfg = st->nc;
+	st->reloads_ok++;
+	vm_log("event=config_reloaded vms=%d changes=%d", st->cfg.nvms, *changes);
+	return 0;
+}
+
+static void node_cmd(void *arg, const char *line, FILE *out)
+{
+	struct node_state *st = arg;
+	char err[512] = "";
+	int changes = 0;
+
+	if (!strcmp(line, "status")) {
+		fprintf(out, "{\"daemon\": \"veil-node\", \"pid\": %d, \"uptime_s\": %llu, \"config\": ", getpid(),
+			(unsigned long long)(time(NULL) - st->started));
+		vm_json_str(out, st->config);
+		fputs(", \"pin_root\": ", out);
+		vm_json_str(out, st->cfg.pin_root);
+		fprintf(out, ", \"mode\": \"%s\", \"programs\": [{\"interface\": ", st->skb ? "skb" : "native");
+		vm_json_str(out, st->cfg.mesh_if);
+		fprintf(out, ", \"ifindex\": %d, \"program\": \"node_mesh\", \"prog_id\": %u}", st->n.if_mesh,
+			vm_xdp_prog_id(st->n.xp_mesh));
+		for (int i = 0; i < st->cfg.nvms; i++) {
+			fputs(", {\"interface\": ", out);
+			vm_json_str(out, st->cfg.vms[i].ifname);
+			fprintf(out, ", \"ifindex\": %u, \"program\": \"node_vm\", \"hook\": \"tc ingress\", \"vm_id\": %u}",
+				st->cfg.vms[i].val.ifindex, st->cfg.vms[i].id);
+		}
+		fprintf(out, "], \"vms\": %d, \"reloads_ok\": %llu, \"reloads_rejected\": %llu, \"maps\": {", st->cfg.nvms,
+			(unsigned long long)st->reloads_ok, (unsigned long long)st->reloads_rejected);
+		for (int i = 0; i < 4; i++) {
+			int fd = vm_node_map_fd(&st->n, node_maps[i]);
+			fprintf(out, "%s\"%s\": {\"entries\": %ld, \"capacity\": %ld}", i ? ", " : "", node_maps[i],
+				vm_map_count(fd), vm_map_capacity(fd));
+		}
+		fputs("}}\n", out);
+	} else if (!strcmp(line, "reload")) {
+		int rc = node_reload(st, err, sizeof(err), &changes);
+		if (rc) {
+			fputs("{\"ok\": false, \"error\": ", out);
+			vm_json_str(out, err);
+			fputs("}\n", out);
+		} else {
+			fprintf(out, "{\"ok\": true, \"changes\": %d}\n", changes);
+		}
+	} else {
+		fputs("{\"ok\": false, \"error\": \"unknown request (status, reload)\"}\n", out);
+	}
+}
+
+static void node_metrics(void *arg, FILE *out)
+{
+	struct node_state *st = arg;
+	struct node_stats s;
+	__u64 *v = (__u64 *)&s;
+
+	fputs("# HELP veilmesh_node_packets_total Packets by outcome (docs/design.md).\n"
+	      "# TYPE veilmesh_node_packets_total counter\n", out);
+	if (!vm_node_stats_read(vm_node_map_fd(&st->n, "node_stats"), &s))
+		for (int i = 0; i < vm_node_stat_count; i++)
+			fprintf(out, "veilmesh_node_packets_total{outcome=\"%s\"} %llu\n", vm_node_stat_names[i],
+				(unsigned long long)v[i]);
+	fputs("# HELP veilmesh_map_entries Entries in a pinned map.\n# TYPE veilmesh_map_entries gauge\n", out);
+	for (int i = 0; i < 4; i++)
+		fprintf(out, "veilmesh_map_entries{map=\"%s\"} %ld\n", node_maps[i],
+			vm_map_count(vm_node_map_fd(&st->n, node_maps[i])));
+	fputs("# HELP veilmesh_map_capacity Maximum entries of a pinned map.\n# TYPE veilmesh_map_capacity gauge\n", out);
+	for (int i = 0; i < 4; i++)
+		fprintf(out, "veilmesh_map_capacity{map=\"%s\"} %ld\n", node_maps[i],
+			vm_map_capacity(vm_node_map_fd(&st->n, node_maps[i])));
+	fprintf(out, "# HELP veilmesh_node_connections Connections handed to this node's VMs.\n"
+		     "# TYPE veilmesh_node_connections gauge\nveilmesh_node_connections %ld\n",
+		vm_map_count(vm_node_map_fd(&st->n, "conns")));
+	fprintf(out, "# HELP veilmesh_config_reloads_total Config reloads by result.\n"
+		     "# TYPE veilmesh_config_reloads_total counter\n"
+		     "veilmesh_config_reloads_total{result=\"ok\"} %llu\nveilmesh_config_reloads_total{result=\"rejected\"} %llu\n",
+		(unsigned long long)st->reloads_ok, (unsigned long long)st->reloads_rejected);
+	fprintf(out, "# HELP veilmesh_start_time_seconds When the daemon started (Unix time).\n"
+		     "# TYPE veilmesh_start_time_seconds gauge\nveilmesh_start_time_seconds %llu\n",
+		(unsigned long long)st->started);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -70,93 +186,82 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
-	static struct vm_node_cfg cfg, nc;
-	const char *config = NULL;
-	bool check = false, skb = false, keep = false, verbose = false;
-	struct vm_node n;
+	static struct node_state st;
+	bool check = false, keep = false, verbose = false;
+	struct vm_ctl ctl;
 	char err[512];
 	int opt, rc, changes;
 
 	vm_prog_name = "veil-node";
 	while ((opt = getopt_long(argc, argv, "c:nskvh", opts, NULL)) != -1) {
 		switch (opt) {
-		case 'c': config = optarg; break;
+		case 'c': st.config = optarg; break;
 		case 'n': check = true; break;
-		case 's': skb = true; break;
+		case 's': st.skb = true; break;
 		case 'k': keep = true; break;
 		case 'v': verbose = true; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
 	}
-	if (!config || optind != argc) {
+	if (!st.config || optind != argc) {
 		usage(stderr);
 		return 2;
 	}
 	vm_lib_logging(verbose);
-	if (vm_node_cfg_load(config, &cfg, err, sizeof(err))) {
+	if (vm_node_cfg_load(st.config, &st.cfg, err, sizeof(err))) {
 		fprintf(stderr, "veil-node: %s\n", err);
 		return 2;
 	}
 	if (check) {
-		printf("%s: ok (%d VMs)\n", config, cfg.nvms);
+		printf("%s: ok (%d VMs)\n", st.config, st.cfg.nvms);
 		return 0;
 	}
-	if (resolve_vms(&cfg, err, sizeof(err))) {
+	if (resolve_vms(&st.cfg, err, sizeof(err))) {
 		fprintf(stderr, "veil-node: %s\n", err);
 		return 2;
 	}
-	rc = vm_node_open(&n, cfg.pin_root, cfg.conns_max);
+	if (vm_ctl_open(&ctl, st.cfg.control, st.cfg.metrics, err, sizeof(err))) {
+		fprintf(stderr, "veil-node: %s\n", err);
+		return 1;
+	}
+	rc = vm_node_open(&st.n, st.cfg.pin_root, st.cfg.conns_max);
 	if (!rc)
-		rc = vm_node_attach(&n, &cfg, skb);
+		rc = vm_node_attach(&st.n, &st.cfg, st.skb);
 	if (rc) {
-		vm_log("event=attach_failed mesh_if=%s error=\"%s\"", cfg.mesh_if, strerror(-rc));
-		vm_node_detach(&n);
-		vm_node_close(&n);
+		vm_log("event=attach_failed mesh_if=%s error=\"%s\"", st.cfg.mesh_if, strerror(-rc));
+		vm_node_detach(&st.n);
+		vm_node_close(&st.n);
+		vm_ctl_close(&ctl);
 		return 1;
 	}
-	if (vm_node_sync(&n, &cfg, &changes)) {
+	if (vm_node_sync(&st.n, &st.cfg, &changes)) {
 		vm_log("event=map_sync_failed error=\"%s\"", strerror(errno));
-		vm_node_detach(&n);
-		vm_node_close(&n);
+		vm_node_detach(&st.n);
+		vm_node_close(&st.n);
+		vm_ctl_close(&ctl);
 		return 1;
 	}
-	vm_log("event=started mesh_if=%s pin_root=%s vms=%d changes=%d mode=%s", cfg.mesh_if,
-	       cfg.pin_root, cfg.nvms, changes, skb ? "skb" : "native");
+	st.started = time(NULL);
+	vm_log("event=started mesh_if=%s pin_root=%s vms=%d changes=%d mode=%s control=%s metrics=%s", st.cfg.mesh_if,
+	       st.cfg.pin_root, st.cfg.nvms, changes, st.skb ? "skb" : "native", st.cfg.control, st.cfg.metrics);
 
 	struct sigaction sa = { .sa_handler = on_signal };
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
 	while (!stop_sig) {
-		sleep(1);
-		if (!reload)
-			continue;
-		reload = 0;
-		if (vm_node_cfg_load(config, &nc, err, sizeof(err)) || resolve_vms(&nc, err, sizeof(err))) {
-			vm_log("event=reload_rejected reason=\"%s\"", err);
-			continue;
+		vm_ctl_poll(&ctl, 1000, node_cmd, node_metrics, &st);
+		if (reload) {
+			reload = 0;
+			node_reload(&st, err, sizeof(err), &changes);
 		}
-		/* New VM interfaces need the TC program too. */
-		int newif = 0;
-		for (int i = 0; i < nc.nvms; i++) {
-			int found = 0;
-			for (int j = 0; j < n.ntc; j++)
-				found |= n.tc_ifs[j] == (int)nc.vms[i].val.ifindex;
-			newif |= !found;
-		}
-		if (newif)
-			vm_log("event=reload_warning reason=\"new VM interfaces are attached on restart\"");
-		if (vm_node_sync(&n, &nc, &changes)) {
-			vm_log("event=reload_failed error=\"%s\"", strerror(errno));
-			continue;
-		}
-		cfg = nc;
-		vm_log("event=config_reloaded vms=%d changes=%d", cfg.nvms, changes);
 	}
 	if (!keep)
-		vm_node_detach(&n);
+		vm_node_detach(&st.n);
 	vm_log("event=stopped signal=%d detached=%s", (int)stop_sig, keep ? "no" : "yes");
-	vm_node_close(&n);
+	vm_ctl_close(&ctl);
+	vm_node_close(&st.n);
 	return 0;
 }

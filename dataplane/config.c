@@ -78,6 +78,30 @@ int vm_if_mac(const char *ifname, __u8 out[6])
 	return 0;
 }
 
+/* ADDR:PORT (IPv6 in brackets) or "off"; 0 when well formed. */
+int vm_hostport_ok(const char *s)
+{
+	char host[64];
+	__u8 a[16];
+	unsigned long port;
+	const char *c;
+
+	if (!strcmp(s, "off"))
+		return 0;
+	c = strrchr(s, ':');
+	if (!c || c == s || (size_t)(c - s) >= sizeof(host))
+		return -1;
+	if (s[0] == '[') {
+		if (c[-1] != ']')
+			return -1;
+		snprintf(host, sizeof(host), "%.*s", (int)(c - s - 2), s + 1);
+	} else {
+		snprintf(host, sizeof(host), "%.*s", (int)(c - s), s);
+	}
+	port = strtoul(c + 1, NULL, 10);
+	return vm_addr_parse(host, a) && port > 0 && port < 65536 ? 0 : -1;
+}
+
 /* ---------- config parsing ---------- */
 
 int vm_route_name_ok(const char *name)
@@ -176,6 +200,10 @@ static int gw_line(struct cfg_reader *r, struct vm_gw_cfg *c, char **w, int n)
 		ONE_NAME(c->secret_file);
 	} else if (!strcmp(w[0], "metrics")) {
 		ONE_NAME(c->metrics);
+		if (vm_hostport_ok(c->metrics))
+			return cfg_err(r, "metrics takes ADDR:PORT or 'off', not '%s'", w[1]);
+	} else if (!strcmp(w[0], "control_socket")) {
+		ONE_NAME(c->control);
 	} else if (!strcmp(w[0], "underlay4") || !strcmp(w[0], "underlay6")) {
 		NEED(2, "an address");
 		fam = vm_addr_parse(w[1], a);
@@ -315,6 +343,7 @@ int vm_gw_cfg_load(const char *path, struct vm_gw_cfg *c, char *err, size_t errl
 	snprintf(c->path, sizeof(c->path), "%s", path);
 	snprintf(c->pin_root, sizeof(c->pin_root), "%s", VM_PIN_ROOT_DEFAULT);
 	snprintf(c->metrics, sizeof(c->metrics), "127.0.0.1:9431");
+	snprintf(c->control, sizeof(c->control), "/run/veilmesh/veil-gw.sock");
 	c->rotate_s = 3600;
 	c->flows_max = 262144;
 	c->dp.mss4 = 1360;
@@ -362,6 +391,12 @@ static int node_line(struct cfg_reader *r, void *cv, char **w, int n)
 		ONE_NAME(c->pin_root);
 	} else if (!strcmp(w[0], "mesh_interface")) {
 		ONE_NAME(c->mesh_if);
+	} else if (!strcmp(w[0], "metrics")) {
+		ONE_NAME(c->metrics);
+		if (vm_hostport_ok(c->metrics))
+			return cfg_err(r, "metrics takes ADDR:PORT or 'off', not '%s'", w[1]);
+	} else if (!strcmp(w[0], "control_socket")) {
+		ONE_NAME(c->control);
 	} else if (!strcmp(w[0], "underlay4") || !strcmp(w[0], "underlay6")) {
 		NEED(2, "an address");
 		fam = vm_addr_parse(w[1], a);
@@ -434,6 +469,8 @@ int vm_node_cfg_load(const char *path, struct vm_node_cfg *c, char *err, size_t 
 	c->dp.mss4 = 1360;
 	c->dp.mss6 = 1340;
 	c->conns_max = 262144;
+	snprintf(c->metrics, sizeof(c->metrics), "127.0.0.1:9432");
+	snprintf(c->control, sizeof(c->control), "/run/veilmesh/veil-node.sock");
 	if (read_lines(path, err, errlen, c, node_line))
 		return -1;
 	if (!c->mesh_if[0])
@@ -502,6 +539,7 @@ void vm_secret_derive(const __u8 *master, size_t len, __u64 tai_s, __u32 rotate_
 	derive_epoch(master, len, epoch - 1, out->prev);
 	out->epoch = epoch;
 	out->has_prev = 1;
+	out->rotate_s = rotate_s ? rotate_s : 3600;
 }
 
 __u64 vm_tai_seconds(void)

@@ -307,6 +307,9 @@ void vm_gw_close(struct vm_gw *g)
 int vm_gw_map_fd(struct vm_gw *g, const char *name)
 {
 	struct bpf_map *m = bpf_object__find_map_by_name(g->ing->obj, name);
+
+	if (!m && g->as)
+		m = bpf_object__find_map_by_name(g->as->obj, name);
 	return m ? bpf_map__fd(m) : -ENOENT;
 }
 
@@ -395,4 +398,9 @@ int vm_node_map_fd(struct vm_node *n, const char *name)
 {
 	struct bpf_map *m = bpf_object__find_map_by_name(n->mesh->obj, name);
 	return m ? bpf_map__fd(m) : -ENOENT;
+}
+
+__u32 vm_xdp_prog_id(struct xdp_program *p)
+{
+	return p ? xdp_program__id(p) : 0;
 }

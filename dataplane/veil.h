@@ -62,7 +62,8 @@ struct vm_gw_cfg {
 	char client_if[32];
 	char mesh_if[32];
 	char secret_file[256];
-	char metrics[64];
+	char metrics[64];         /* ADDR:PORT for Prometheus text, or "off" */
+	char control[108];        /* unix socket for veilctl */
 	__u32 rotate_s;
 	__u32 flows_max;
 	struct gw_config dp;
@@ -75,6 +76,8 @@ struct vm_node_cfg {
 	char path[256];
 	char pin_root[256];
 	char mesh_if[32];
+	char metrics[64];
+	char control[108];
 	__u32 conns_max;
 	struct node_config dp;
 	int nvms;
@@ -86,6 +89,7 @@ struct vm_node_cfg {
 int vm_gw_cfg_load(const char *path, struct vm_gw_cfg *c, char *err, size_t errlen);
 void vm_gw_cfg_free(struct vm_gw_cfg *c);
 int vm_node_cfg_load(const char *path, struct vm_node_cfg *c, char *err, size_t errlen);
+int vm_hostport_ok(const char *s);
 /* Route names: lowercase host names, optionally "*." + a name. */
 int vm_route_name_ok(const char *name);
 
@@ -140,6 +144,22 @@ void vm_node_close(struct vm_node *n);
 int vm_node_map_fd(struct vm_node *n, const char *name);
 int vm_node_sync(struct vm_node *n, const struct vm_node_cfg *c, int *changes);
 int vm_node_stats_read(int fd, struct node_stats *sum);
+
+/* ---------- control socket and metrics (dataplane/ctl.c) ---------- */
+struct vm_ctl {
+	int unix_fd, http_fd;
+	char sock_path[108];
+};
+typedef void (*vm_ctl_cmd_fn)(void *arg, const char *line, FILE *out);
+typedef void (*vm_ctl_metrics_fn)(void *arg, FILE *out);
+int vm_ctl_open(struct vm_ctl *c, const char *sock, const char *metrics, char *err, size_t len);
+/* Waits up to ms for a request on either door and answers it. */
+void vm_ctl_poll(struct vm_ctl *c, int ms, vm_ctl_cmd_fn cmd, vm_ctl_metrics_fn metrics, void *arg);
+void vm_ctl_close(struct vm_ctl *c);
+long vm_map_count(int fd);
+__u32 vm_xdp_prog_id(struct xdp_program *p);
+long vm_map_capacity(int fd);
+void vm_json_str(FILE *f, const char *s);
 
 /* Names of the counters, in struct order (for printing). */
 extern const char *const vm_gw_stat_names[];

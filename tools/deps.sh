@@ -3,7 +3,7 @@
 #   tools/deps.sh build|test|demo
 set -euo pipefail
 need=(clang llvm make gcc pkg-config libbpf-dev libxdp-dev xdp-tools bpftool libelf-dev zlib1g-dev
-      libssl-dev libmnl-dev iproute2 ethtool)
+      libssl-dev libmnl-dev libpcap-dev iproute2 ethtool)
 case "${1:-build}" in
 test|demo) need+=(nginx-light openssl curl nftables tshark procps psmisc python3 iputils-ping util-linux) ;;
 esac

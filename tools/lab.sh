@@ -119,6 +119,8 @@ mesh_interface gw-mesh
 underlay4 198.19.0.1
 underlay6 2001:db8:ff::1
 cookie_secret_file $DIR/cookie.key
+control_socket $DIR/gw.sock
+metrics 127.0.0.1:9431
 flows_max ${LAB_FLOWS_MAX:-262144}
 vip $VIP4 443 alert
 vip $VIP6 443 alert
@@ -132,6 +134,8 @@ EOF
 			echo "# veil-node config for node$n of lab $ID"
 			echo "pin_root $PIN/n$n"
 			echo "mesh_interface n$n-mesh"
+			echo "control_socket $DIR/n$n.sock"
+			echo "metrics 127.0.0.1:9432"
 			echo "underlay4 198.19.0.1$n"
 			echo "underlay6 2001:db8:ff::1$n"
 			for row in "${VMS[@]}"; do
@@ -254,15 +258,18 @@ curl_vm() { # name family [extra curl args]
 }
 
 status() {
-	say "== routes ($PIN/gw/routes)"
-	bpftool map dump pinned "$PIN/gw/routes" | grep -E '"name"|vm_id|node_family' | paste - - - | sed 's/  */ /g'
-	say "== flows ($PIN/gw/flows): $(bpftool map dump pinned "$PIN/gw/flows" 2>/dev/null | grep -c '"key"') entries"
-	bpftool map dump pinned "$PIN/gw/flows" 2>/dev/null | head -40
+	local ctl="$BUILD/veilctl --pin-root $PIN/gw --socket $DIR/gw.sock"
+	say "== routes (veilctl routes; bpftool map dump pinned $PIN/gw/routes)"
+	$ctl routes
+	say "== flows (veilctl flows)"
+	$ctl flows | head -20
+	say "== gateway status (veilctl status)"
+	$ctl status
 	say "== gateway counters (sum over CPUs, non-zero)"
-	"$BUILD/veilctl" --pin-root "$PIN/gw" stats 2>/dev/null || bpftool map dump pinned "$PIN/gw/gw_stats"
+	"$BUILD/veilctl" --pin-root "$PIN/gw" --socket "$DIR/gw.sock" stats
 	for n in 1 2; do
 		say "== node$n counters (non-zero)"
-		"$BUILD/veilctl" --pin-root "$PIN/n$n" stats 2>/dev/null || bpftool map dump pinned "$PIN/n$n/node_stats"
+		"$BUILD/veilctl" --pin-root "$PIN/n$n" --socket "$DIR/n$n.sock" stats
 	done
 }
 
@@ -288,7 +295,10 @@ demo() {
 	say ""
 	status
 	say ""
-	say "Inspect:  bpftool map dump pinned $PIN/gw/routes   (and flows, gw_stats; nodes: $PIN/n1/conns)"
+	say "Inspect:  $BUILD/veilctl -p $PIN/gw -s $DIR/gw.sock status|stats|routes|flows"
+	say "          $BUILD/veilctl -p $PIN/n1 -s $DIR/n1.sock conns      (a node)"
+	say "          bpftool map dump pinned $PIN/gw/routes   (and flows, gw_stats; nodes: $PIN/n1/conns)"
+	say "          ip netns exec $P-gw curl -s 127.0.0.1:9431/metrics   (Prometheus)"
 	say "          nsenter --net=/run/netns/$P-gw xdp-loader status"
 	say "          ip netns exec $P-cli curl --cacert $DIR/pki/ca.pem --resolve vm1.veil.test:443:$VIP4 https://vm1.veil.test/"
 	say "Logs:     $DIR/{gw,n1,n2}.log"

@@ -160,7 +160,7 @@ struct cookie_secret {
 	__u64 prev[2];            /* the previous epoch's key, valid for a grace window */
 	__u64 epoch;              /* the epoch that cur belongs to */
 	__u32 has_prev;
-	__u32 pad;
+	__u32 rotate_s;           /* epoch length: cur became valid at epoch * rotate_s (TAI) */
 };
 
 /* gw_config: one entry. */

@@ -1,0 +1,538 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * veilctl replay FILE: what would the gateway have done with this capture?
+ *
+ * Every packet of a pcap/pcapng capture runs through a private copy of the
+ * gateway programs (BPF_PROG_TEST_RUN), in a network namespace of our own,
+ * with state carried from packet to packet as on the live gateway: packets to
+ * a VIP through gw_ingress (and gw_asm when it hands them on), Geneve from a
+ * node through gw_return.  Routes and VIPs come from --routes CONFIG, or are
+ * copied from the live pinned maps.
+ *
+ * The capture's SYN cookies were made with the live fleet key, which we do
+ * not use: each flow's acknowledgements are remapped from the cookie the
+ * capture shows (its SYN-ACK, or the client's first ack) to the one our copy
+ * answered with; for a flow captured mid-way a SYN is synthesized first.
+ * Everything else in a packet is run as captured.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <net/if.h>
+#define PCAP_DONT_INCLUDE_PCAP_BPF_H   /* its struct bpf_insn is not the kernel's */
+#include <pcap/pcap.h>
+#include <pcap/dlt.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "veil.h"
+#include "veil/hello.h"
+#include "gw_ingress.skel.h"
+#include "gw_return.skel.h"
+#include "gw_asm.skel.h"
+
+#define R_XDP_NAMES { "ABORTED", "DROP", "PASS", "TX", "REDIRECT" }
+
+struct rflow {
+	__u8 client[16], vip[16];
+	__u16 cport, vport;       /* host order */
+	int have_cap, have_ours;
+	__u32 cap_cookie, our_cookie;
+};
+
+static struct rflow *flows;
+static int nflows, capflows;
+
+static struct rflow *rflow_get(const __u8 *client, __u16 cport, const __u8 *vip, __u16 vport)
+{
+	for (int i = 0; i < nflows; i++)
+		if (flows[i].cport == cport && flows[i].vport == vport && !memcmp(flows[i].client, client, 16) &&
+		    !memcmp(flows[i].vip, vip, 16))
+			return &flows[i];
+	if (nflows == capflows) {
+		capflows = capflows ? capflows * 2 : 64;
+		flows = realloc(flows, capflows * sizeof(*flows));
+	}
+	struct rflow *f = &flows[nflows++];
+	memset(f, 0, sizeof(*f));
+	memcpy(f->client, client, 16);
+	memcpy(f->vip, vip, 16);
+	f->cport = cport;
+	f->vport = vport;
+	return f;
+}
+
+/* The few header facts replay needs, from an Ethernet frame. */
+struct rpkt {
+	int ok, v6, geneve;
+	__u8 src[16], dst[16];
+	__u16 sport, dport;
+	__u32 seq, ack;
+	__u8 flags;
+	size_t l4, tcplen, plen;
+};
+
+static void parse(const __u8 *f, size_t n, struct rpkt *p)
+{
+	size_t l3 = 14, ihl;
+	__u8 proto;
+
+	memset(p, 0, sizeof(*p));
+	if (n < 14 + 20)
+		return;
+	__u16 et = (f[12] << 8) | f[13];
+	if (et == 0x0800) {
+		ihl = (f[l3] & 15) * 4;
+		if (ihl < 20 || n < l3 + ihl)
+			return;
+		proto = f[l3 + 9];
+		memset(p->src, 0, 10); p->src[10] = p->src[11] = 0xff; memcpy(p->src + 12, f + l3 + 12, 4);
+		memset(p->dst, 0, 10); p->dst[10] = p->dst[11] = 0xff; memcpy(p->dst + 12, f + l3 + 16, 4);
+		p->l4 = l3 + ihl;
+		p->plen = ((f[l3 + 2] << 8) | f[l3 + 3]) - ihl;
+	} else if (et == 0x86dd) {
+		if (n < l3 + 40)
+			return;
+		p->v6 = 1;
+		proto = f[l3 + 6];
+		memcpy(p->src, f + l3 + 8, 16);
+		memcpy(p->dst, f + l3 + 24, 16);
+		p->l4 = l3 + 40;
+		p->plen = (f[l3 + 4] << 8) | f[l3 + 5];
+	} else {
+		return;
+	}
+	if (proto == 17 && n >= p->l4 + 8) {
+		p->sport = (f[p->l4] << 8) | f[p->l4 + 1];
+		p->dport = (f[p->l4 + 2] << 8) | f[p->l4 + 3];
+		p->geneve = p->dport == VM_GENEVE_PORT;
+		p->ok = 1;
+		return;
+	}
+	if (proto != 6 || n < p->l4 + 20)
+		return;
+	const __u8 *t = f + p->l4;
+	p->sport = (t[0] << 8) | t[1];
+	p->dport = (t[2] << 8) | t[3];
+	p->seq = ((__u32)t[4] << 24) | (t[5] << 16) | (t[6] << 8) | t[7];
+	p->ack = ((__u32)t[8] << 24) | (t[9] << 16) | (t[10] << 8) | t[11];
+	p->flags = t[13];
+	p->tcplen = (t[12] >> 4) * 4;
+	p->plen = p->plen >= p->tcplen ? p->plen - p->tcplen : 0;
+	p->ok = 1;
+}
+
+static void set_ack(__u8 *f, const struct rpkt *p, __u32 ack)
+{
+	__u8 *t = f + p->l4;
+	__u32 old, new = htonl(ack);
+	memcpy(&old, t + 8, 4);
+	memcpy(t + 8, &new, 4);
+	/* incremental checksum (RFC 1624), so the bytes forwarded stay valid */
+	__u32 sum = (__u16)~((t[16] << 8) | t[17]);
+	old = ntohl(old);
+	sum += (__u16)~(old >> 16) + (__u16)~(old & 0xffff) + (ack >> 16) + (ack & 0xffff);
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	sum = ~sum & 0xffff;
+	t[16] = sum >> 8;
+	t[17] = sum & 0xff;
+}
+
+static int is_vip(int fd, const __u8 *a, __u16 port, int v6)
+{
+	struct vip_key k = { .port_be = htons(port), .family = v6 ? VM_AF_INET6 : VM_AF_INET };
+	struct vip_val v;
+	memcpy(k.addr, a, 16);
+	return bpf_map_lookup_elem(fd, &k, &v) == 0;
+}
+
+static int run(int fd, int tc, int ifindex, __u8 *pkt, size_t n, __u8 *out, __u32 *outlen, __u32 *verdict)
+{
+	struct xdp_md x = { .data_end = n, .ingress_ifindex = ifindex };
+	struct __sk_buff s = { .ifindex = ifindex, .ingress_ifindex = ifindex };
+	LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = pkt, .data_size_in = n, .data_out = out,
+		    .data_size_out = 4096, .repeat = 1);
+	if (tc) {
+		o.ctx_in = &s;
+		o.ctx_size_in = sizeof(s);
+	} else {
+		o.ctx_in = &x;
+		o.ctx_size_in = sizeof(x);
+	}
+	int rc = bpf_prog_test_run_opts(fd, &o);
+	*verdict = o.retval;
+	*outlen = o.data_size_out;
+	return rc;
+}
+
+static void moved(FILE *f, const struct gw_stats *b, const struct gw_stats *a, int js)
+{
+	const __u64 *x = (const __u64 *)b, *y = (const __u64 *)a;
+	int first = 1;
+	for (int i = 0; i < vm_gw_stat_count; i++) {
+		if (y[i] == x[i])
+			continue;
+		if (js)
+			fprintf(f, "%s\"%s\"", first ? "" : ", ", vm_gw_stat_names[i]);
+		else
+			fprintf(f, "%s%s", first ? "" : ",", vm_gw_stat_names[i]);
+		first = 0;
+	}
+	if (first && !js)
+		fputs("-", f);
+}
+
+/* The name of the route a flow took (first route with that VM and node). */
+static const char *route_name(int routes_fd, const struct flow_val *fv, char *buf, size_t len)
+{
+	struct route_key k, next;
+	struct route_val v;
+	void *prev = NULL;
+
+	while (!bpf_map_get_next_key(routes_fd, prev, &next)) {
+		k = next;
+		prev = &k;
+		if (!bpf_map_lookup_elem(routes_fd, &k, &v) && v.vm_id == fv->vm_id && !memcmp(v.node, fv->node, 16)) {
+			snprintf(buf, len, "%s", k.name);
+			return buf;
+		}
+	}
+	return "?";
+}
+
+static int copy_map(const char *from_pin, int to_fd, size_t ksz, size_t vsz)
+{
+	int fd = bpf_obj_get(from_pin);
+	__u8 k[VM_NAME_MAX + 64], nk[VM_NAME_MAX + 64], v[256];
+	void *prev = NULL;
+
+	if (fd < 0)
+		return -1;
+	while (!bpf_map_get_next_key(fd, prev, nk)) {
+		memcpy(k, nk, ksz);
+		prev = k;
+		if (!bpf_map_lookup_elem(fd, k, v))
+			bpf_map_update_elem(to_fd, k, v, BPF_ANY);
+	}
+	close(fd);
+	(void)vsz;
+	return 0;
+}
+
+int vm_replay(int argc, char **argv, const char *live_pin, int json)
+{
+	const char *file = NULL, *routes_cfg = NULL;
+	char errbuf[PCAP_ERRBUF_SIZE], err[512], pin[128], cmd[256];
+	static struct vm_gw_cfg cfg;
+	struct vm_gw g;
+	__u32 zero = 0;
+	int rc = 0;
+
+	for (int i = 0; i < argc; i++) {
+		if (!strcmp(argv[i], "--routes") && i + 1 < argc)
+			routes_cfg = argv[++i];
+		else if (argv[i][0] != '-' && !file)
+			file = argv[i];
+		else {
+			fprintf(stderr, "veilctl: replay takes FILE [--routes CONFIG]\nTry 'veilctl --help'.\n");
+			return 2;
+		}
+	}
+	if (!file) {
+		fprintf(stderr, "veilctl: replay takes FILE [--routes CONFIG]\nTry 'veilctl --help'.\n");
+		return 2;
+	}
+	pcap_t *pc = pcap_open_offline(file, errbuf);
+	if (!pc) {
+		fprintf(stderr, "veilctl: %s: %s\n", file, errbuf);
+		return 1;
+	}
+	int dlt = pcap_datalink(pc);
+	if (dlt != DLT_EN10MB && dlt != DLT_LINUX_SLL) {
+		fprintf(stderr, "veilctl: %s: link type %s is not Ethernet or Linux cooked capture\n", file,
+			pcap_datalink_val_to_name(dlt));
+		return 1;
+	}
+	if (routes_cfg && vm_gw_cfg_load(routes_cfg, &cfg, err, sizeof(err))) {
+		fprintf(stderr, "veilctl: %s\n", err);
+		return 2;
+	}
+
+	/* Our own network: one veth with the gateway's underlay addresses, and
+	 * every route's node reachable through it. */
+	if (unshare(CLONE_NEWNET)) {
+		fprintf(stderr, "veilctl: replay needs root (a private network namespace): %s\n", strerror(errno));
+		return 1;
+	}
+	if (system("ip link set lo up && ip link add r0 type veth peer name r1 && ip link set r0 up && ip link set r1 up"
+		   " && sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 net.ipv6.conf.all.accept_dad=0"
+		   " net.ipv6.conf.default.accept_dad=0")) {
+		fprintf(stderr, "veilctl: cannot build the replay namespace\n");
+		return 1;
+	}
+	int ifindex = if_nametoindex("r0");
+	snprintf(pin, sizeof(pin), "/sys/fs/bpf/veilmesh-replay-%d", getpid());
+	if (vm_gw_open(&g, pin, 65536) || vm_gw_load(&g)) {
+		fprintf(stderr, "veilctl: loading the gateway programs failed\n");
+		rc = 1;
+		goto out;
+	}
+	int routes_fd = vm_gw_map_fd(&g, "routes"), vips_fd = vm_gw_map_fd(&g, "vips");
+	struct gw_config gc;
+	if (routes_cfg) {
+		int changes;
+		vm_gw_sync(&g, &cfg, &changes);
+		gc = cfg.dp;
+	} else {
+		char p1[512];
+		int fd;
+		snprintf(p1, sizeof(p1), "%s/routes", live_pin);
+		if (copy_map(p1, routes_fd, sizeof(struct route_key), sizeof(struct route_val))) {
+			fprintf(stderr, "veilctl: no live routes under %s: give --routes CONFIG\n", live_pin);
+			rc = 1;
+			goto out;
+		}
+		snprintf(p1, sizeof(p1), "%s/vips", live_pin);
+		copy_map(p1, vips_fd, sizeof(struct vip_key), sizeof(struct vip_val));
+		snprintf(p1, sizeof(p1), "%s/gw_config", live_pin);
+		fd = bpf_obj_get(p1);
+		if (fd < 0 || bpf_map_lookup_elem(fd, &zero, &gc)) {
+			fprintf(stderr, "veilctl: no live gw_config under %s\n", live_pin);
+			rc = 1;
+			goto out;
+		}
+		close(fd);
+		bpf_map_update_elem(vm_gw_map_fd(&g, "gw_config"), &zero, &gc, BPF_ANY);
+	}
+	/* underlay addresses on r0; nodes as neighbours */
+	char a[64];
+	if (gc.has_underlay4) {
+		snprintf(cmd, sizeof(cmd), "ip addr add %s/32 dev r0", vm_addr_str(gc.underlay4, a, sizeof(a)));
+		(void)!system(cmd);
+	}
+	if (gc.has_underlay6) {
+		snprintf(cmd, sizeof(cmd), "ip addr add %s/128 dev r0 nodad", vm_addr_str(gc.underlay6, a, sizeof(a)));
+		(void)!system(cmd);
+	}
+	{
+		struct route_key k, nk;
+		struct route_val v;
+		void *prev = NULL;
+		while (!bpf_map_get_next_key(routes_fd, prev, &nk)) {
+			k = nk;
+			prev = &k;
+			if (bpf_map_lookup_elem(routes_fd, &k, &v))
+				continue;
+			int v6 = v.node_family == VM_AF_INET6;
+			snprintf(cmd, sizeof(cmd), "ip %s route replace %s dev r0 2>/dev/null && ip neigh replace %s "
+				 "lladdr 02:00:00:00:00:fe dev r0 nud permanent", v6 ? "-6" : "",
+				 vm_addr_str(v.node, a, sizeof(a)), a);
+			(void)!system(cmd);
+		}
+	}
+	struct cookie_secret sec = { .cur = { 0x76656966, 0x726570 }, .epoch = 1, .rotate_s = 3600 };
+	bpf_map_update_elem(vm_gw_map_fd(&g, "cookie_secret"), &zero, &sec, BPF_ANY);
+
+	int ing = bpf_program__fd(g.ing->progs.gw_ingress), ret = bpf_program__fd(g.ret->progs.gw_return),
+	    asmf = bpf_program__fd(g.as->progs.gw_asm), stats_fd = vm_gw_map_fd(&g, "gw_stats"),
+	    flows_fd = vm_gw_map_fd(&g, "flows");
+	static const char *xv[] = R_XDP_NAMES;
+	struct pcap_pkthdr *h;
+	const u_char *d;
+	__u8 pkt[65536 + 64], out[4096];
+	long idx = 0;
+	int r;
+	double t0 = -1;
+
+	if (json)
+		printf("[");
+	else
+		printf("%5s %9s  %-52s %-6s %5s  %-9s %s\n", "#", "TIME", "PACKET", "FLAGS", "LEN", "VERDICT",
+		       "OUTCOME  [SNI / ROUTE]");
+	while ((r = pcap_next_ex(pc, &h, &d)) == 1) {
+		size_t n = h->caplen;
+		idx++;
+		if (dlt == DLT_LINUX_SLL) {   /* cooked: make an Ethernet header */
+			if (n < 16)
+				continue;
+			memset(pkt, 0, 12);
+			pkt[12] = d[14];
+			pkt[13] = d[15];
+			memcpy(pkt + 14, d + 16, n - 16);
+			n = n - 16 + 14;
+		} else {
+			memcpy(pkt, d, n < sizeof(pkt) ? n : sizeof(pkt));
+		}
+		double ts = h->ts.tv_sec + h->ts.tv_usec / 1e6;
+		if (t0 < 0)
+			t0 = ts;
+		struct rpkt p;
+		parse(pkt, n, &p);
+		char s1[64], s2[64], desc[128], fl[8] = "";
+		if (!p.ok) {
+			snprintf(desc, sizeof(desc), "(not IP/TCP/UDP)");
+		} else {
+			snprintf(desc, sizeof(desc), "%s:%u > %s:%u", vm_addr_str(p.src, s1, sizeof(s1)), p.sport,
+				 vm_addr_str(p.dst, s2, sizeof(s2)), p.dport);
+			if (!p.geneve && !(p.sport && p.flags == 0 && !p.tcplen)) {
+				const char *fn = "FSRPAU";
+				int k = 0;
+				for (int i = 0; i < 6; i++)
+					if (p.flags & (1 << i))
+						fl[k++] = fn[i];
+				fl[k] = 0;
+			}
+		}
+		const char *role = NULL;
+		int prog = -1, tc_after = 0;
+		struct rflow *rf = NULL;
+		if (p.ok && !p.geneve && p.tcplen && is_vip(vips_fd, p.dst, p.dport, p.v6)) {
+			prog = ing;
+			rf = rflow_get(p.src, p.sport, p.dst, p.dport);
+			tc_after = 1;
+		} else if (p.ok && !p.geneve && p.tcplen && is_vip(vips_fd, p.src, p.sport, p.v6)) {
+			role = "from the gateway (not replayed)";
+			rf = rflow_get(p.dst, p.dport, p.src, p.sport);
+			if ((p.flags & 0x12) == 0x12 && !rf->have_cap) {
+				rf->cap_cookie = p.seq;
+				rf->have_cap = 1;
+			}
+		} else if (p.ok && p.geneve) {
+			prog = ret;
+		} else {
+			role = "not for the gateway";
+		}
+
+		struct gw_stats b, a2;
+		__u32 verdict = 0, olen = 0;
+		char extra[300] = "";
+		if (prog >= 0) {
+			/* remap the capture's cookie to ours */
+			if (rf && (p.flags & 0x10) && !(p.flags & 0x02)) {
+				if (!rf->have_cap) {
+					rf->cap_cookie = p.ack - 1;
+					rf->have_cap = 1;
+				}
+				if (!rf->have_ours) {
+					/* captured mid-way: a SYN first, as the client would have sent */
+					static const __u8 synopt[20] = { 2, 4, 5, 0xb4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7 };
+					__u8 syn[128];
+					size_t l3 = p.v6 ? 40 : 20;
+					memcpy(syn, pkt, 14 + l3);
+					__u8 *ip = syn + 14, *t = ip + l3;
+					memset(t, 0, 40);
+					memcpy(t, pkt + p.l4, 4);
+					__u32 isn = htonl(p.seq - 1);
+					memcpy(t + 4, &isn, 4);
+					t[12] = 10 << 4;
+					t[13] = 0x02;
+					t[14] = 0xff;
+					t[15] = 0xff;
+					memcpy(t + 20, synopt, 20);
+					if (p.v6) {
+						ip[4] = 0; ip[5] = 40;
+					} else {
+						ip[2] = 0; ip[3] = 60;
+					}
+					__u32 v2;
+					run(ing, 0, ifindex, syn, 14 + l3 + 40, out, &olen, &v2);
+					if (v2 == 3) {
+						rf->our_cookie = ntohl(*(__u32 *)(out + 14 + l3 + 4));
+						rf->have_ours = 1;
+					}
+				}
+				if (rf->have_ours)
+					set_ack(pkt, &p, p.ack - rf->cap_cookie + rf->our_cookie);
+			}
+			vm_gw_stats_read(stats_fd, &b);
+			if (run(prog, 0, ifindex, pkt, n, out, &olen, &verdict)) {
+				snprintf(extra, sizeof(extra), "run failed: %s", strerror(errno));
+			}
+			/* as the kernel would: what XDP passes on for a VIP meets gw_asm */
+			int via_tc = 0;
+			if (tc_after && verdict == 2) {
+				__u32 v2;
+				run(asmf, 1, ifindex, pkt, n, out, &olen, &v2);
+				via_tc = 1;
+				verdict = v2 == 7 ? 100 : v2 == 2 ? 101 : 102;
+			}
+			vm_gw_stats_read(stats_fd, &a2);
+			if (prog == ing && (p.flags & 0x12) == 0x02 && (verdict == 3) && rf) {
+				size_t l3 = p.v6 ? 40 : 20;
+				rf->our_cookie = ntohl(*(__u32 *)(out + 14 + l3 + 4));
+				rf->have_ours = 1;
+			}
+			/* SNI and route of a flow that exists now */
+			if (rf) {
+				struct flow_key fk = { .client_port_be = htons(rf->cport), .vip_port_be = htons(rf->vport),
+						       .family = p.v6 ? VM_AF_INET6 : VM_AF_INET };
+				struct flow_val fv;
+				memcpy(fk.client, rf->client, 16);
+				memcpy(fk.vip, rf->vip, 16);
+				int routed = a2.hello_routed != b.hello_routed;
+				if (routed && !bpf_map_lookup_elem(flows_fd, &fk, &fv)) {
+					char nb[64], rn[VM_NAME_MAX];
+					snprintf(extra, sizeof(extra), "sni=%s route: vm %u via %s",
+						 route_name(routes_fd, &fv, rn, sizeof(rn)), fv.vm_id,
+						 vm_addr_str(fv.node, nb, sizeof(nb)));
+				} else if (p.plen && !routed && (a2.no_route != b.no_route || a2.no_sni != b.no_sni ||
+								  a2.bad_name != b.bad_name)) {
+					/* refused: the name, when it was in this segment */
+					static __u8 buf[VM_HELLO_BUF];
+					struct vm_hello hh = { 0 };
+					struct vm_hello_state hs;
+					size_t pl = p.plen < VM_HELLO_BUF ? p.plen : VM_HELLO_BUF;
+					memcpy(buf, pkt + p.l4 + p.tcplen, pl);
+					if (vm_hello_parse(buf, pl, &hh, &hs) == VM_HELLO_OK)
+						snprintf(extra, sizeof(extra), "sni=%s (no route)", hh.name);
+				}
+			}
+			(void)via_tc;
+		}
+		const char *vname = role ? "-" : verdict < 5 ? xv[verdict] : verdict == 100 ? "TC_REPLY" :
+				    verdict == 101 ? "TC_HELD" : "TC_OTHER";
+		if (json) {
+			printf("%s{\"n\": %ld, \"time\": %.6f, \"packet\": ", idx > 1 ? ", " : "", idx, ts - t0);
+			vm_json_str(stdout, desc);
+			printf(", \"flags\": \"%s\", \"len\": %u, \"verdict\": \"%s\", \"outcome\": [", fl, h->len, vname);
+			if (!role)
+				moved(stdout, &b, &a2, 1);
+			printf("]");
+			if (role) {
+				printf(", \"note\": ");
+				vm_json_str(stdout, role);
+			}
+			if (extra[0]) {
+				printf(", \"detail\": ");
+				vm_json_str(stdout, extra);
+			}
+			printf("}");
+		} else {
+			printf("%5ld %9.6f  %-52s %-6s %5u  %-9s ", idx, ts - t0, desc, fl, h->len, vname);
+			if (role)
+				printf("(%s)", role);
+			else
+				moved(stdout, &b, &a2, 0);
+			if (extra[0])
+				printf("  %s", extra);
+			putchar('\n');
+		}
+	}
+	if (json)
+		printf("]\n");
+	if (r == -1) {
+		fprintf(stderr, "veilctl: %s: %s\n", file, pcap_geterr(pc));
+		rc = 1;
+	}
+out:
+	pcap_close(pc);
+	vm_gw_close(&g);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", pin);
+	(void)!system(cmd);
+	free(flows);
+	return rc;
+}

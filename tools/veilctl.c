@@ -1,0 +1,579 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * veilctl: the operator's view of a veilmesh gateway or node.
+ *
+ * Reads go straight to the pinned maps, so they work when the daemon is down.
+ * Changes (routes, dropping a flow) go through the daemon's control socket:
+ * the daemon owns the maps' contents and its config file is the one source
+ * of truth, so a change made any other way would be undone by the next
+ * reload.  With the daemon down, veilctl is read-only and says so.
+ * See docs/man/veilctl.8.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "veil.h"
+#include "veil/hello.h"
+
+static const char *pin_root = VM_PIN_ROOT_DEFAULT;
+static const char *sock_path;
+static int json;
+static int is_node;
+
+int vm_replay(int argc, char **argv, const char *pin_root, int json);
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: veilctl [-p PIN_ROOT] [-s SOCKET] [-j] COMMAND [ARGS]\n"
+		"\n"
+		"  status                            programs, maps and their fill, cookie key age, daemon health\n"
+		"  stats [-w|--watch [SECONDS]]      every outcome counter, summed over CPUs (rates with --watch)\n"
+		"  routes [list]                     the routes map\n"
+		"  routes add NAME VM_ID NODE_ADDR   through the daemon (it edits its config file)\n"
+		"  routes replace NAME VM_ID NODE_ADDR\n"
+		"  routes del NAME\n"
+		"  flows [list] [--vm ID] [--name NAME] [--client ADDR] [--count]\n"
+		"  flows drop CLIENT PORT VIP PORT   through the daemon\n"
+		"  conns [list] [--vm ID] [--count]  a node's connections\n"
+		"  replay FILE [--routes CONFIG] [--secret FILE]\n"
+		"                                    what the gateway would do with each packet of a capture\n"
+		"\n"
+		"  -p, --pin-root DIR   where the daemon pins its maps (default %s)\n"
+		"  -s, --socket PATH    the daemon's control socket (default /run/veilmesh/veil-gw.sock,\n"
+		"                       or veil-node.sock when PIN_ROOT holds a node's maps)\n"
+		"  -j, --json           JSON for scripts instead of columns\n"
+		"\n"
+		"Reads use the pinned maps and work with the daemon down; changes need the daemon.\n"
+		"Exit codes: 0 ok, 1 failed (daemon down for a change, map missing, refused), 2 bad usage.\n",
+		VM_PIN_ROOT_DEFAULT);
+}
+
+static int usage_error(const char *fmt, const char *arg)
+{
+	fprintf(stderr, "veilctl: ");
+	fprintf(stderr, fmt, arg);
+	fprintf(stderr, "\nTry 'veilctl --help'.\n");
+	return 2;
+}
+
+static int map_open(const char *name)
+{
+	char path[512];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", pin_root, name);
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		fprintf(stderr, "veilctl: no pinned map %s (is the daemon's pin_root %s?)\n", path, pin_root);
+	return fd;
+}
+
+/* Sends one request line to the daemon; returns its answer (malloc'd) or NULL. */
+static char *daemon_ask(const char *req)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct timeval tv = { .tv_sec = 5 };
+	char *buf = malloc(1 << 16);
+	size_t n = 0;
+	int fd;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock_path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
+		if (fd >= 0)
+			close(fd);
+		free(buf);
+		return NULL;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (write(fd, req, strlen(req)) < 0 || write(fd, "\n", 1) < 0) {
+		close(fd);
+		free(buf);
+		return NULL;
+	}
+	for (;;) {
+		ssize_t got = read(fd, buf + n, (1 << 16) - 1 - n);
+		if (got <= 0)
+			break;
+		n += got;
+	}
+	close(fd);
+	buf[n] = 0;
+	return buf;
+}
+
+/* A change: needs the daemon. Prints its answer; exit code from "ok". */
+static int daemon_change(const char *req)
+{
+	char *a = daemon_ask(req);
+
+	if (!a) {
+		fprintf(stderr, "veilctl: the daemon does not answer on %s: changes go through the daemon "
+				"(read-only without it)\n", sock_path);
+		return 1;
+	}
+	int ok = strstr(a, "\"ok\": true") != NULL;
+	if (json) {
+		fputs(a, stdout);
+	} else if (ok) {
+		char *c = strstr(a, "\"changes\": ");
+		printf("ok (%s map entries written)\n", c ? strtok(c + 11, "}\n") : "?");
+	} else {
+		char *e = strstr(a, "\"error\": \"");
+		if (e) {
+			e += 10;
+			e[strcspn(e, "\"")] = 0;
+		}
+		fprintf(stderr, "veilctl: refused: %s\n", e ? e : a);
+	}
+	free(a);
+	return ok ? 0 : 1;
+}
+
+static const char *addr_s(const __u8 a[16], char *buf)
+{
+	return vm_addr_str(a, buf, 64);
+}
+
+/* ---------- routes ---------- */
+
+static int routes_list(void)
+{
+	int fd = map_open("routes");
+	struct route_key k, next;
+	struct route_val v;
+	void *prev = NULL;
+	char nb[64];
+	int n = 0;
+
+	if (fd < 0)
+		return 1;
+	if (json)
+		printf("[");
+	else
+		printf("%-40s %8s  %s\n", "NAME", "VM", "NODE");
+	while (!bpf_map_get_next_key(fd, prev, &next)) {
+		k = next;
+		prev = &k;
+		if (bpf_map_lookup_elem(fd, &k, &v))
+			continue;
+		if (json) {
+			printf("%s{\"name\": ", n ? ", " : "");
+			vm_json_str(stdout, k.name);
+			printf(", \"vm_id\": %u, \"node\": \"%s\"}", v.vm_id, addr_s(v.node, nb));
+		} else {
+			printf("%-40s %8u  %s\n", k.name, v.vm_id, addr_s(v.node, nb));
+		}
+		n++;
+	}
+	if (json)
+		printf("]\n");
+	return 0;
+}
+
+static int routes_cmd(int argc, char **argv)
+{
+	char req[600];
+
+	if (argc == 0 || !strcmp(argv[0], "list"))
+		return argc > 1 ? usage_error("routes list takes no arguments%s", "") : routes_list();
+	if (!strcmp(argv[0], "add") || !strcmp(argv[0], "replace")) {
+		__u8 a[16];
+		char *end;
+		if (argc != 4)
+			return usage_error("routes %s takes NAME VM_ID NODE_ADDR", argv[0]);
+		if (!vm_route_name_ok(argv[1]))
+			return usage_error("'%s' is not a lowercase host name or *.name", argv[1]);
+		unsigned long id = strtoul(argv[2], &end, 10);
+		if (*end || !id || id > 0xffffffffUL)
+			return usage_error("bad VM id '%s'", argv[2]);
+		if (!vm_addr_parse(argv[3], a))
+			return usage_error("'%s' is not an IP address", argv[3]);
+		snprintf(req, sizeof(req), "route %s %s %s %s", argv[0], argv[1], argv[2], argv[3]);
+		return daemon_change(req);
+	}
+	if (!strcmp(argv[0], "del")) {
+		if (argc != 2)
+			return usage_error("routes del takes NAME%s", "");
+		snprintf(req, sizeof(req), "route del %s", argv[1]);
+		return daemon_change(req);
+	}
+	return usage_error("unknown routes command '%s'", argv[0]);
+}
+
+/* ---------- flows ---------- */
+
+/* The VM a name routes to (exact, then wildcard), 0 when none. */
+static __u32 route_vm(const char *name)
+{
+	struct route_key k = { 0 };
+	struct route_val v;
+	int fd = map_open("routes");
+
+	if (fd < 0)
+		return 0;
+	snprintf(k.name, sizeof(k.name), "%s", name);
+	if (!bpf_map_lookup_elem(fd, &k, &v))
+		return v.vm_id;
+	const char *dot = strchr(name, '.');
+	if (dot) {
+		memset(&k, 0, sizeof(k));
+		snprintf(k.name, sizeof(k.name), "*%s", dot);
+		if (!bpf_map_lookup_elem(fd, &k, &v))
+			return v.vm_id;
+	}
+	return 0;
+}
+
+static int flows_cmd(int argc, char **argv)
+{
+	__u32 vm = 0;
+	__u8 client[16];
+	int want_client = 0, count_only = 0;
+
+	if (argc >= 1 && !strcmp(argv[0], "drop")) {
+		char req[300];
+		__u8 a[16];
+		if (argc != 5)
+			return usage_error("flows drop takes CLIENT PORT VIP PORT%s", "");
+		if (!vm_addr_parse(argv[1], a) || !vm_addr_parse(argv[3], a))
+			return usage_error("flows drop: addresses, please (%s)", argv[1]);
+		snprintf(req, sizeof(req), "flow drop %s %s %s %s", argv[1], argv[2], argv[3], argv[4]);
+		return daemon_change(req);
+	}
+	int i = argc >= 1 && !strcmp(argv[0], "list") ? 1 : 0;
+	for (; i < argc; i++) {
+		if (!strcmp(argv[i], "--vm") && i + 1 < argc) {
+			vm = strtoul(argv[++i], NULL, 10);
+			if (!vm)
+				return usage_error("bad VM id '%s'", argv[i]);
+		} else if (!strcmp(argv[i], "--name") && i + 1 < argc) {
+			vm = route_vm(argv[++i]);
+			if (!vm) {
+				fprintf(stderr, "veilctl: no route for '%s'\n", argv[i]);
+				return 1;
+			}
+		} else if (!strcmp(argv[i], "--client") && i + 1 < argc) {
+			if (!vm_addr_parse(argv[++i], client))
+				return usage_error("'%s' is not an IP address", argv[i]);
+			want_client = 1;
+		} else if (!strcmp(argv[i], "--count")) {
+			count_only = 1;
+		} else {
+			return usage_error("unknown flows argument '%s'", argv[i]);
+		}
+	}
+	int fd = map_open("flows");
+	struct flow_key k, next;
+	struct flow_val v;
+	struct timespec now;
+	void *prev = NULL;
+	char a1[64], a2[64], a3[64];
+	long n = 0;
+
+	if (fd < 0)
+		return 1;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	__u64 now_ns = now.tv_sec * 1000000000ULL + now.tv_nsec;
+	if (!count_only) {
+		if (json)
+			printf("[");
+		else
+			printf("%-40s %5s  %-40s %5s  %8s  %-24s %8s\n", "CLIENT", "PORT", "VIP", "PORT", "VM", "NODE", "AGE_S");
+	}
+	while (!bpf_map_get_next_key(fd, prev, &next)) {
+		k = next;
+		prev = &k;
+		if (bpf_map_lookup_elem(fd, &k, &v))
+			continue;
+		if ((vm && v.vm_id != vm) || (want_client && memcmp(k.client, client, 16)))
+			continue;
+		n++;
+		if (count_only)
+			continue;
+		double age = (now_ns - v.created_ns) / 1e9;
+		if (json) {
+			printf("%s{\"client\": \"%s\", \"client_port\": %u, \"vip\": \"%s\", \"vip_port\": %u, "
+			       "\"vm_id\": %u, \"node\": \"%s\", \"age_s\": %.1f}", n > 1 ? ", " : "",
+			       addr_s(k.client, a1), ntohs(k.client_port_be), addr_s(k.vip, a2), ntohs(k.vip_port_be),
+			       v.vm_id, addr_s(v.node, a3), age);
+		} else {
+			printf("%-40s %5u  %-40s %5u  %8u  %-24s %8.1f\n", addr_s(k.client, a1), ntohs(k.client_port_be),
+			       addr_s(k.vip, a2), ntohs(k.vip_port_be), v.vm_id, addr_s(v.node, a3), age);
+		}
+	}
+	if (count_only)
+		printf(json ? "{\"flows\": %ld}\n" : "%ld\n", n);
+	else if (json)
+		printf("]\n");
+	return 0;
+}
+
+/* ---------- node connections ---------- */
+
+static int conns_cmd(int argc, char **argv)
+{
+	__u32 vm = 0;
+	int count_only = 0;
+
+	for (int i = argc >= 1 && !strcmp(argv[0], "list") ? 1 : 0; i < argc; i++) {
+		if (!strcmp(argv[i], "--vm") && i + 1 < argc)
+			vm = strtoul(argv[++i], NULL, 10);
+		else if (!strcmp(argv[i], "--count"))
+			count_only = 1;
+		else
+			return usage_error("unknown conns argument '%s'", argv[i]);
+	}
+	int fd = map_open("conns");
+	struct conn_key k, next;
+	struct conn_val v;
+	void *prev = NULL;
+	char a1[64], a2[64], a3[64];
+	long n = 0;
+
+	if (fd < 0)
+		return 1;
+	if (!count_only) {
+		if (json)
+			printf("[");
+		else
+			printf("%-40s %5s  %-24s %5s  %8s  %-24s %-12s %11s\n", "CLIENT", "PORT", "VIP", "PORT", "VM",
+			       "GATEWAY", "STATE", "SEQ_DELTA");
+	}
+	while (!bpf_map_get_next_key(fd, prev, &next)) {
+		k = next;
+		prev = &k;
+		if (bpf_map_lookup_elem(fd, &k, &v) || (vm && v.vm_id != vm))
+			continue;
+		n++;
+		if (count_only)
+			continue;
+		const char *state = v.state == VM_CONN_ESTABLISHED ? "established" : "syn_sent";
+		if (json)
+			printf("%s{\"client\": \"%s\", \"client_port\": %u, \"vip\": \"%s\", \"vip_port\": %u, \"vm_id\": %u, "
+			       "\"gateway\": \"%s\", \"state\": \"%s\", \"seq_delta\": %u, \"ts_delta\": %u}", n > 1 ? ", " : "",
+			       addr_s(k.client, a1), ntohs(k.client_port_be), addr_s(k.vip, a2), ntohs(k.vip_port_be),
+			       v.vm_id, addr_s(v.gw, a3), state, v.seq_delta, v.ts_delta);
+		else
+			printf("%-40s %5u  %-24s %5u  %8u  %-24s %-12s %11u\n", addr_s(k.client, a1), ntohs(k.client_port_be),
+			       addr_s(k.vip, a2), ntohs(k.vip_port_be), v.vm_id, addr_s(v.gw, a3), state, v.seq_delta);
+	}
+	if (count_only)
+		printf(json ? "{\"conns\": %ld}\n" : "%ld\n", n);
+	else if (json)
+		printf("]\n");
+	return 0;
+}
+
+/* ---------- stats ---------- */
+
+static volatile sig_atomic_t stop;
+static void on_int(int sig)
+{
+	stop = 1;
+}
+
+static int read_stats(int fd, __u64 *v, int n)
+{
+	if (is_node)
+		return vm_node_stats_read(fd, (struct node_stats *)v);
+	(void)n;
+	return vm_gw_stats_read(fd, (struct gw_stats *)v);
+}
+
+static int stats_cmd(int argc, char **argv)
+{
+	int watch = 0, secs = 1;
+	const char *const *names = is_node ? vm_node_stat_names : vm_gw_stat_names;
+	int n = is_node ? vm_node_stat_count : vm_gw_stat_count;
+	__u64 cur[64] = { 0 }, prev[64] = { 0 };
+
+	for (int i = 0; i < argc; i++) {
+		if (!strcmp(argv[i], "-w") || !strcmp(argv[i], "--watch")) {
+			watch = 1;
+			if (i + 1 < argc && atoi(argv[i + 1]) > 0)
+				secs = atoi(argv[++i]);
+		} else {
+			return usage_error("unknown stats argument '%s'", argv[i]);
+		}
+	}
+	int fd = map_open(is_node ? "node_stats" : "gw_stats");
+	if (fd < 0)
+		return 1;
+	signal(SIGINT, on_int);
+	if (read_stats(fd, cur, n))
+		return 1;
+	for (int round = 0; !stop; round++) {
+		if (round) {
+			memcpy(prev, cur, sizeof(cur));
+			sleep(secs);
+			if (read_stats(fd, cur, n))
+				return 1;
+		}
+		if (json) {
+			printf("{");
+			for (int i = 0; i < n; i++) {
+				printf("%s\"%s\": %llu", i ? ", " : "", names[i], (unsigned long long)cur[i]);
+				if (round)
+					printf(", \"%s_per_s\": %.1f", names[i], (cur[i] - prev[i]) / (double)secs);
+			}
+			printf("}\n");
+		} else {
+			if (watch)
+				printf("\n%-20s %16s %14s\n", "COUNTER", "TOTAL", round ? "PER SECOND" : "");
+			else
+				printf("%-20s %16s\n", "COUNTER", "TOTAL");
+			for (int i = 0; i < n; i++) {
+				if (!cur[i] && !watch)
+					continue;
+				if (round)
+					printf("%-20s %16llu %14.1f\n", names[i], (unsigned long long)cur[i],
+					       (cur[i] - prev[i]) / (double)secs);
+				else
+					printf("%-20s %16llu\n", names[i], (unsigned long long)cur[i]);
+			}
+		}
+		fflush(stdout);
+		if (!watch)
+			break;
+	}
+	return 0;
+}
+
+/* ---------- status ---------- */
+
+static int status_cmd(void)
+{
+	char *a = daemon_ask("status");
+
+	if (a) {
+		if (json) {
+			fputs(a, stdout);
+		} else {
+			/* a readable rendering of the daemon's JSON: one "key: value" a line */
+			int depth = 0;
+			for (char *p = a; *p; p++) {
+				if (*p == '{' || *p == '[') {
+					depth++;
+					if (*p == '[' || (depth > 1 && p[-1] == ' ' && p[-2] == ':'))
+						printf("\n%*s", depth * 2, "");
+				} else if (*p == '}' || *p == ']') {
+					depth--;
+				} else if (*p == ',') {
+					printf("\n%*s", depth > 1 ? depth * 2 : 0, "");
+					while (p[1] == ' ')
+						p++;
+				} else if (*p != '"' && *p != '\n') {
+					putchar(*p);
+				}
+			}
+			printf("\ndaemon: up (answered on %s)\n", sock_path);
+		}
+		free(a);
+		return 0;
+	}
+	/* the daemon is down: what the pins say */
+	const char *gw_maps[] = { "routes", "vips", "flows", "hello_asm", "asm_early", "cookie_secret" };
+	const char *node_maps[] = { "vms", "conns", "conn_rev", "hellos" };
+	const char **maps = is_node ? node_maps : gw_maps;
+	int nm = is_node ? 4 : 6;
+	if (json)
+		printf("{\"daemon\": \"down\", \"pin_root\": \"%s\", \"maps\": {", pin_root);
+	else
+		printf("daemon: down (no answer on %s); pinned maps under %s:\n", sock_path, pin_root);
+	for (int i = 0; i < nm; i++) {
+		char path[512];
+		snprintf(path, sizeof(path), "%s/%s", pin_root, maps[i]);
+		int fd = bpf_obj_get(path);
+		long e = vm_map_count(fd), c = vm_map_capacity(fd);
+		if (json)
+			printf("%s\"%s\": {\"entries\": %ld, \"capacity\": %ld}", i ? ", " : "", maps[i], e, c);
+		else
+			printf("  %-14s %10ld / %ld\n", maps[i], e, c);
+		if (fd >= 0)
+			close(fd);
+	}
+	if (!is_node) {
+		struct cookie_secret s = { 0 };
+		__u32 zero = 0;
+		int fd = map_open("cookie_secret");
+		if (fd >= 0 && !bpf_map_lookup_elem(fd, &zero, &s) && s.rotate_s) {
+			long age = (long)(vm_tai_seconds() - s.epoch * s.rotate_s);
+			if (json)
+				printf("}, \"cookie_epoch\": %llu, \"cookie_age_s\": %ld, \"cookie_rotate_s\": %u}\n",
+				       (unsigned long long)s.epoch, age, s.rotate_s);
+			else
+				printf("cookie key: epoch %llu, %ld s old (rotates every %u s; stale once past %u s "
+				       "without the daemon)\n", (unsigned long long)s.epoch, age, s.rotate_s, 2 * s.rotate_s);
+			return 0;
+		}
+	}
+	if (json)
+		printf("}}\n");
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "pin-root", required_argument, NULL, 'p' },
+		{ "socket", required_argument, NULL, 's' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 }
+	};
+	int o;
+	char path[512];
+	struct stat sb;
+
+	vm_prog_name = "veilctl";
+	vm_lib_logging(false);
+	while ((o = getopt_long(argc, argv, "+p:s:jh", opts, NULL)) != -1) {
+		switch (o) {
+		case 'p': pin_root = optarg; break;
+		case 's': sock_path = optarg; break;
+		case 'j': json = 1; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		return 2;
+	}
+	snprintf(path, sizeof(path), "%s/node_stats", pin_root);
+	is_node = stat(path, &sb) == 0;
+	if (!sock_path)
+		sock_path = is_node ? "/run/veilmesh/veil-node.sock" : "/run/veilmesh/veil-gw.sock";
+	const char *cmd = argv[optind];
+	int rest = argc - optind - 1;
+	char **args = argv + optind + 1;
+
+	if (!strcmp(cmd, "replay"))
+		return vm_replay(rest, args, pin_root, json);
+	if (!strcmp(cmd, "status"))
+		return rest ? usage_error("status takes no arguments%s", "") : status_cmd();
+	if (!strcmp(cmd, "stats"))
+		return stats_cmd(rest, args);
+	if (is_node && (!strcmp(cmd, "routes") || !strcmp(cmd, "flows")))
+		return usage_error("%s: this pin root holds a node's maps (try conns)", cmd);
+	if (!strcmp(cmd, "routes"))
+		return routes_cmd(rest, args);
+	if (!strcmp(cmd, "flows"))
+		return flows_cmd(rest, args);
+	if (!strcmp(cmd, "conns"))
+		return is_node ? conns_cmd(rest, args) : usage_error("conns: %s holds a gateway's maps (try flows)", pin_root);
+	return usage_error("unknown command '%s'", cmd);
+}
