@@ -243,6 +243,80 @@ t=secret_not_logged
 key=$(cat "$DIR/cookie.key")
 grep -rq "$key" "$DIR"/*.log && fail $t "the cookie secret is in a log" || pass $t
 
+# ---------- veilctl, replay and metrics ----------
+CTL="$BUILD/veilctl -p $PIN/gw -s $DIR/gw.sock"
+NCTL="$BUILD/veilctl -p $PIN/n1 -s $DIR/n1.sock"
+pyjson() { python3 -c "import json,sys; d=json.load(sys.stdin); $1"; }
+
+t=veilctl_json_parses
+r1=$($CTL -j routes | pyjson 'print({"*.apps.veil.test","vm1.veil.test","vm2.veil.test","vm3.veil.test"} <= {x["name"] for x in d})')
+r2=$($CTL -j flows | pyjson 'print(all(set(x) >= {"client","client_port","vip","vip_port","vm_id","node","age_s"} for x in d) and len(d) > 0)')
+r3=$($CTL -j stats | pyjson 'print(d["syn_cookie_sent"] > 0 and d["hello_routed"] > 0)')
+r4=$($CTL -j status | pyjson 'print(d["daemon"], d["routes"] >= 4, d["maps"]["flows"]["entries"] > 0, [p["program"] for p in d["programs"]])')
+r5=$($NCTL -j conns | pyjson 'print(len(d) > 0 and all(x["state"] in ("established","syn_sent") for x in d))')
+r6=$($NCTL -j status | pyjson 'print(d["daemon"], d["vms"])')
+[ "$r1" = True ] && [ "$r2" = True ] &&
+	[ "$r3" = True ] && [ "$r4" = "veil-gw True True ['gw_ingress', 'gw_return', 'gw_asm']" ] && [ "$r5" = True ] &&
+	[ "$r6" = "veil-node 2" ] && pass $t || fail $t "routes=$r1 flows=$r2 stats=$r3 status=$r4 conns=$r5 node=$r6"
+
+t=veilctl_changes_through_daemon
+o1=$($CTL routes add extra.veil.test 1 198.19.0.11 2>&1); c1=$?
+o2=$($CTL routes add extra.veil.test 1 198.19.0.11 2>&1); c2=$?
+got=$(ccurl extra.veil.test 4 -k https://extra.veil.test/ 2>&1)
+o3=$($CTL routes del extra.veil.test 2>&1); c3=$?
+inconf=$(grep -c "extra.veil.test" "$DIR/gw.conf")
+[ $c1 = 0 ] && [ $c2 = 1 ] && echo "$o2" | grep -q "exists: use replace" && [ "$got" = "hello from vm1" ] &&
+	[ $c3 = 0 ] && [ "$inconf" = 0 ] && pass $t || fail $t "add=$c1 '$o1' again=$c2 '$o2' served='$got' del=$c3 in_config=$inconf"
+
+t=veilctl_usage_errors_exit_2
+bad=""
+for args in "" "frobnicate" "routes add only-a-name" "routes add Bad 1 198.19.0.11" "flows --vm x" "stats --nope" "replay"; do
+	$CTL $args >/dev/null 2>"$DIR/ctl.err"; rc=$?
+	[ $rc = 2 ] && grep -qi "usage\|try 'veilctl --help'" "$DIR/ctl.err" || bad="$bad [$args: rc=$rc]"
+done
+[ -z "$bad" ] && pass $t || fail $t "$bad"
+
+t=metrics_scraped
+m=$(nsx gw curl -s --max-time 3 http://127.0.0.1:9431/metrics)
+mn=$(nsx n1 curl -s --max-time 3 http://127.0.0.1:9432/metrics)
+echo "$m" | grep -q '^veilmesh_gw_packets_total{outcome="hello_routed"} [1-9]' &&
+	echo "$m" | grep -q '^veilmesh_map_entries{map="flows"} [1-9]' && echo "$m" | grep -q '^veilmesh_gw_route_changes_total [1-9]' &&
+	echo "$m" | grep -q '^# TYPE veilmesh_gw_cookie_rotations_total counter' &&
+	echo "$mn" | grep -q '^veilmesh_node_packets_total{outcome="vm_synack"} [1-9]' &&
+	echo "$mn" | grep -q '^veilmesh_node_connections [0-9]' && pass "$t ($(echo "$m" | grep -c '^veilmesh') gateway and $(echo "$mn" | grep -c '^veilmesh') node series)" ||
+	fail $t "$(echo "$m" | head -5)"
+
+t=replay_lab_capture
+rm -f "$DIR/cap.pcapng"
+nsx cli timeout 8 tshark -i cli-gw -f "tcp port 443" -w "$DIR/cap.pcapng" >/dev/null 2>&1 &
+tp=$!
+sleep 2
+ccurl vm1.veil.test 4 https://vm1.veil.test/ >/dev/null 2>&1
+ccurl nope.veil.test 4 https://nope.veil.test/ >/dev/null 2>&1
+nsx cli "$BUILD/veil-hellogen" --connect "[$VIP6]:443" --name vm3.veil.test --cafile "$DIR/pki/ca.pem" --size 1800 --quiet >/dev/null 2>&1
+sleep 1
+kill $tp 2>/dev/null; wait $tp 2>/dev/null
+"$BUILD/veilctl" replay "$DIR/cap.pcapng" --routes "$DIR/gw.conf" >"$DIR/replay.txt" 2>&1; rc=$?
+"$BUILD/veilctl" -j replay "$DIR/cap.pcapng" --routes "$DIR/gw.conf" >"$DIR/replay.json" 2>&1
+okjson=$(pyjson 'print(sum(1 for x in d if "hello_routed" in x["outcome"]))' <"$DIR/replay.json" 2>&1)
+[ $rc = 0 ] && grep -q " S .* TX  *syn_cookie_sent" "$DIR/replay.txt" && grep -q " A .* DROP *cookie_ack" "$DIR/replay.txt" &&
+	grep -q "hello_routed  sni=vm1.veil.test route: vm 1 via 198.19.0.11" "$DIR/replay.txt" &&
+	grep -q "no_route,refused_alert  sni=nope.veil.test (no route)" "$DIR/replay.txt" &&
+	grep -q "asm_routed.*sni=vm3.veil.test route: vm 3 via 2001:db8:ff::12" "$DIR/replay.txt" &&
+	grep -q "fwd_established" "$DIR/replay.txt" && [ "$okjson" = 2 ] &&
+	pass "$t ($(grep -c '^ *[0-9]' "$DIR/replay.txt") packets)" || fail $t "rc=$rc json=$okjson: $(head -12 "$DIR/replay.txt")"
+
+t=veilctl_read_only_without_daemon
+kill "$(cat "$DIR/n2.pid")"
+for _ in $(seq 50); do kill -0 "$(cat "$DIR/n2.pid")" 2>/dev/null || break; sleep 0.1; done
+s=$("$BUILD/veilctl" -p "$PIN/n2" -s "$DIR/n2.sock" status 2>&1); c1=$?
+st=$("$BUILD/veilctl" -p "$PIN/n2" -s "$DIR/n2.sock" stats 2>&1); c2=$?
+ch=$("$BUILD/veilctl" -p "$PIN/gw" -s "$DIR/nobody.sock" routes del vm1.veil.test 2>&1); c3=$?
+nsenter --net="/run/netns/$P-n2" "$BUILD/veil-node" --config "$DIR/n2.conf" >>"$DIR/n2.log" 2>&1 &
+echo $! >"$DIR/n2.pid"
+[ $c1 = 0 ] && echo "$s" | grep -q "daemon: down" && [ $c2 = 0 ] && echo "$st" | grep -q handoff_replayed &&
+	[ $c3 = 1 ] && echo "$ch" | grep -q "read-only without it" && pass $t || fail $t "status=$c1 '$s' stats=$c2 change=$c3 '$ch'"
+
 # ---------- hostile traffic (veil-flood from the client namespace) ----------
 GWMAC=$(nsx gw cat /sys/class/net/gw-cli/address)
 flood() { nsx cli "$BUILD/veil-flood" --iface cli-gw --dst-mac "$GWMAC" --secret "$DIR/cookie.key" "$@" 2>&1; }
