@@ -23,7 +23,7 @@ LIB      := $(BUILD)/libveil.a
 BINS := $(BUILD)/veil-gw $(BUILD)/veil-node $(BUILD)/veilctl $(BUILD)/veil-bench-micro $(BUILD)/veil-hellogen $(BUILD)/veil-flood
 TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 
-.PHONY: all deps test demo bench bench-micro fuzz clean
+.PHONY: all deps test demo bench bench-quick deps-bench fuzz clean
 FUZZERS := $(BUILD)/tests/fuzz_hello $(BUILD)/tests/fuzz_diff
 
 all: deps-build $(BPF_OBJS) $(SKELS) $(LIB) $(BINS) $(TESTS) $(BUILD)/lab_pass.bpf.o $(BUILD)/tests/mapcount $(FUZZERS)
@@ -89,7 +89,7 @@ $(BUILD)/tests/%: tests/%.c tests/testlib.h tests/bpf_env.h $(LIB) $(HDRS)
 	@mkdir -p $(BUILD)/tests
 	$(CC) $(CFLAGS) -Itests $< $(LIB) $(LDLIBS) -o $@
 
-test: deps-test all
+test: deps-test deps-bench all
 	@tests/run.sh
 
 demo: deps-test all
@@ -98,9 +98,14 @@ demo: deps-test all
 fuzz: all
 	@tests/fuzz.sh $${FUZZ_SECONDS:-300}
 
-bench-micro: all
-	@mkdir -p bench/results
-	$(BUILD)/veil-bench-micro --json bench/results/micro.json
+bench: deps-test deps-bench all
+	@tools/bench.sh full
+
+bench-quick: deps-test deps-bench all
+	@tools/bench.sh quick
+
+deps-bench:
+	@tools/deps.sh bench
 
 clean:
 	rm -rf $(BUILD)

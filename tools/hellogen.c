@@ -236,8 +236,8 @@ done:
 	}
 	qsort(ttfb, count, sizeof(double), cmp_d);
 	printf("summary: name=%s size=%ld order=%s fragment=%ld connections=%ld failed=%d hello_bytes=%zu "
-	       "ttfb_p50_ms=%.3f ttfb_p90_ms=%.3f\n", name, size, sni_last ? "sni-last" : "sni-first", frag, count,
-	       fails, hello_bytes, ttfb[count / 2], ttfb[(count * 9) / 10]);
+	       "ttfb_p50_ms=%.3f ttfb_p90_ms=%.3f ttfb_p99_ms=%.3f\n", name, size, sni_last ? "sni-last" : "sni-first",
+	       frag, count, fails, hello_bytes, ttfb[count / 2], ttfb[(count * 9) / 10], ttfb[(count * 99) / 100]);
 	free(ttfb);
 	free(alpn);
 	SSL_CTX_free(ctx);
