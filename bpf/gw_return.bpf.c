@@ -29,13 +29,13 @@ int gw_return(struct xdp_md *ctx)
 		GW_COUNT(st, ret_pass);
 		return XDP_PASS;
 	}
-	rc = vm_xdp_mesh_parse(ctx, cfg->underlay4, cfg->has_underlay4, cfg->underlay6,
-			       cfg->has_underlay6, &m);
+	rc = vm_xdp_mesh_take(ctx, cfg->underlay4, cfg->has_underlay4, cfg->underlay6, cfg->has_underlay6,
+			      &m, &p);
 	if (rc == VM_MESH_NOT_OURS) {
 		GW_COUNT(st, ret_pass);
 		return XDP_PASS;
 	}
-	if (rc != VM_MESH_OK || vm_xdp_decap(ctx, &m)) {
+	if (rc != VM_MESH_OK) {
 		GW_COUNT(st, ret_malformed);
 		return XDP_DROP;
 	}
@@ -44,10 +44,6 @@ int gw_return(struct xdp_md *ctx)
 	eth = data;
 	if ((void *)(eth + 1) > data_end)
 		return XDP_DROP;
-	if (vm_parse_ip_tcp(data, data_end, (__u32)(data_end - data), ETH_HLEN, eth->h_proto, &p) != VM_PARSE_OK) {
-		GW_COUNT(st, ret_malformed);
-		return XDP_DROP;
-	}
 	/* The VM's packet goes VIP -> client: the flow is keyed by the client. */
 	__builtin_memcpy(k.client, p.daddr, 16);
 	__builtin_memcpy(k.vip, p.saddr, 16);

@@ -291,8 +291,6 @@ int node_mesh(struct xdp_md *ctx)
 	struct conn_key k = {};
 	struct conn_val *c;
 	struct vm_val *vm;
-	struct ethhdr *eth;
-	void *data, *data_end;
 	__u32 zero = 0;
 	int rc;
 
@@ -301,22 +299,13 @@ int node_mesh(struct xdp_md *ctx)
 		NODE_COUNT(st, no_config);
 		return XDP_PASS;
 	}
-	rc = vm_xdp_mesh_parse(ctx, cfg->underlay4, cfg->has_underlay4, cfg->underlay6,
-			       cfg->has_underlay6, &m);
+	rc = vm_xdp_mesh_take(ctx, cfg->underlay4, cfg->has_underlay4, cfg->underlay6, cfg->has_underlay6,
+			      &m, &p);
 	if (rc == VM_MESH_NOT_OURS) {
 		NODE_COUNT(st, pass_not_mesh);
 		return XDP_PASS;
 	}
-	if (rc != VM_MESH_OK || vm_xdp_decap(ctx, &m)) {
-		NODE_COUNT(st, mesh_malformed);
-		return XDP_DROP;
-	}
-	data = XDP_DATA(ctx);
-	data_end = XDP_DATA_END(ctx);
-	eth = data;
-	if ((void *)(eth + 1) > data_end)
-		return XDP_DROP;
-	if (vm_parse_ip_tcp(data, data_end, (__u32)(data_end - data), ETH_HLEN, eth->h_proto, &p) != VM_PARSE_OK) {
+	if (rc != VM_MESH_OK) {
 		NODE_COUNT(st, mesh_malformed);
 		return XDP_DROP;
 	}

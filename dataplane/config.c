@@ -184,47 +184,81 @@ static int parse_u32(const char *s, __u32 lo, __u32 hi, __u32 *out)
 #define NEED(nargs, usage) do { if (n != (nargs)) return cfg_err(r, "'%s' takes: %s", w[0], usage); } while (0)
 #define ONE_NAME(dst) do { NEED(2, "a name"); if (strlen(w[1]) >= sizeof(dst)) return cfg_err(r, "'%s' is too long", w[1]); strcpy(dst, w[1]); } while (0)
 
-static int gw_line(struct cfg_reader *r, struct vm_gw_cfg *c, char **w, int n)
+/* Settings both daemons take, pointing into their own config structs. */
+struct common_cfg {
+	char *pin_root, *mesh_if, *metrics, *control;
+	size_t pin_len, if_len, metrics_len, control_len;
+	__u8 *underlay4, *underlay6, *has4, *has6;
+	__u16 *mss4, *mss6;
+};
+
+static int set_name(struct cfg_reader *r, char **w, int n, char *dst, size_t len)
 {
-	__u32 v;
+	if (n != 2)
+		return cfg_err(r, "'%s' takes: a name", w[0]);
+	if (strlen(w[1]) >= len)
+		return cfg_err(r, "'%s' is too long", w[1]);
+	strcpy(dst, w[1]);
+	return 0;
+}
+
+/* 1: not a shared setting; 0: taken; -1: an error (in r). */
+static int common_line(struct cfg_reader *r, const struct common_cfg *c, char **w, int n)
+{
 	__u8 a[16];
+	__u32 v;
 	int fam;
 
-	if (!strcmp(w[0], "pin_root")) {
-		ONE_NAME(c->pin_root);
-	} else if (!strcmp(w[0], "client_interface")) {
-		ONE_NAME(c->client_if);
-	} else if (!strcmp(w[0], "mesh_interface")) {
-		ONE_NAME(c->mesh_if);
-	} else if (!strcmp(w[0], "cookie_secret_file")) {
-		ONE_NAME(c->secret_file);
-	} else if (!strcmp(w[0], "metrics")) {
-		ONE_NAME(c->metrics);
+	if (!strcmp(w[0], "pin_root"))
+		return set_name(r, w, n, c->pin_root, c->pin_len);
+	if (!strcmp(w[0], "mesh_interface"))
+		return set_name(r, w, n, c->mesh_if, c->if_len);
+	if (!strcmp(w[0], "control_socket"))
+		return set_name(r, w, n, c->control, c->control_len);
+	if (!strcmp(w[0], "metrics")) {
+		if (set_name(r, w, n, c->metrics, c->metrics_len))
+			return -1;
 		if (vm_hostport_ok(c->metrics))
 			return cfg_err(r, "metrics takes ADDR:PORT or 'off', not '%s'", w[1]);
-	} else if (!strcmp(w[0], "control_socket")) {
-		ONE_NAME(c->control);
-	} else if (!strcmp(w[0], "underlay4") || !strcmp(w[0], "underlay6")) {
+		return 0;
+	}
+	if (!strcmp(w[0], "underlay4") || !strcmp(w[0], "underlay6")) {
 		NEED(2, "an address");
 		fam = vm_addr_parse(w[1], a);
 		if (fam != (w[0][8] == '4' ? VM_AF_INET : VM_AF_INET6))
 			return cfg_err(r, "'%s' is not an IPv%c address", w[1], w[0][8]);
-		if (fam == VM_AF_INET) {
-			memcpy(c->dp.underlay4, a, 16);
-			c->dp.has_underlay4 = 1;
-		} else {
-			memcpy(c->dp.underlay6, a, 16);
-			c->dp.has_underlay6 = 1;
-		}
-	} else if (!strcmp(w[0], "mss4") || !strcmp(w[0], "mss6")) {
+		memcpy(fam == VM_AF_INET ? c->underlay4 : c->underlay6, a, 16);
+		*(fam == VM_AF_INET ? c->has4 : c->has6) = 1;
+		return 0;
+	}
+	if (!strcmp(w[0], "mss4") || !strcmp(w[0], "mss6")) {
 		NEED(2, "a number from 536 to 9000");
 		if (parse_u32(w[1], 536, 9000, &v))
 			return cfg_err(r, "bad MSS '%s' (536..9000)", w[1]);
-		if (w[0][3] == '4')
-			c->dp.mss4 = v;
-		else
-			c->dp.mss6 = v;
-	} else if (!strcmp(w[0], "wscale")) {
+		*(w[0][3] == '4' ? c->mss4 : c->mss6) = v;
+		return 0;
+	}
+	return 1;
+}
+
+#define COMMON_CFG(c) { .pin_root = (c)->pin_root, .pin_len = sizeof((c)->pin_root),                 \
+	.mesh_if = (c)->mesh_if, .if_len = sizeof((c)->mesh_if), .metrics = (c)->metrics,                  \
+	.metrics_len = sizeof((c)->metrics), .control = (c)->control, .control_len = sizeof((c)->control), \
+	.underlay4 = (c)->dp.underlay4, .underlay6 = (c)->dp.underlay6, .has4 = &(c)->dp.has_underlay4,     \
+	.has6 = &(c)->dp.has_underlay6, .mss4 = &(c)->dp.mss4, .mss6 = &(c)->dp.mss6 }
+
+static int gw_line(struct cfg_reader *r, struct vm_gw_cfg *c, char **w, int n)
+{
+	const struct common_cfg cc = COMMON_CFG(c);
+	int rc = common_line(r, &cc, w, n), fam;
+	__u32 v;
+
+	if (rc <= 0)
+		return rc;
+	if (!strcmp(w[0], "client_interface")) {
+		ONE_NAME(c->client_if);
+	} else if (!strcmp(w[0], "cookie_secret_file")) {
+		ONE_NAME(c->secret_file);	} else if (!strcmp(w[0], "wscale")) {
 		NEED(2, "a number from 0 to 14");
 		if (parse_u32(w[1], 0, 14, &v))
 			return cfg_err(r, "bad window scale '%s' (0..14)", w[1]);
@@ -387,37 +421,12 @@ static int node_line(struct cfg_reader *r, void *cv, char **w, int n)
 	__u32 v;
 	int fam;
 
-	if (!strcmp(w[0], "pin_root")) {
-		ONE_NAME(c->pin_root);
-	} else if (!strcmp(w[0], "mesh_interface")) {
-		ONE_NAME(c->mesh_if);
-	} else if (!strcmp(w[0], "metrics")) {
-		ONE_NAME(c->metrics);
-		if (vm_hostport_ok(c->metrics))
-			return cfg_err(r, "metrics takes ADDR:PORT or 'off', not '%s'", w[1]);
-	} else if (!strcmp(w[0], "control_socket")) {
-		ONE_NAME(c->control);
-	} else if (!strcmp(w[0], "underlay4") || !strcmp(w[0], "underlay6")) {
-		NEED(2, "an address");
-		fam = vm_addr_parse(w[1], a);
-		if (fam != (w[0][8] == '4' ? VM_AF_INET : VM_AF_INET6))
-			return cfg_err(r, "'%s' is not an IPv%c address", w[1], w[0][8]);
-		if (fam == VM_AF_INET) {
-			memcpy(c->dp.underlay4, a, 16);
-			c->dp.has_underlay4 = 1;
-		} else {
-			memcpy(c->dp.underlay6, a, 16);
-			c->dp.has_underlay6 = 1;
-		}
-	} else if (!strcmp(w[0], "mss4") || !strcmp(w[0], "mss6")) {
-		NEED(2, "a number from 536 to 9000");
-		if (parse_u32(w[1], 536, 9000, &v))
-			return cfg_err(r, "bad MSS '%s' (536..9000)", w[1]);
-		if (w[0][3] == '4')
-			c->dp.mss4 = v;
-		else
-			c->dp.mss6 = v;
-	} else if (!strcmp(w[0], "conns_max")) {
+	const struct common_cfg cc = COMMON_CFG(c);
+	int rc = common_line(r, &cc, w, n);
+
+	if (rc <= 0)
+		return rc;
+	if (!strcmp(w[0], "conns_max")) {
 		NEED(2, "a number (1024..67108864)");
 		if (parse_u32(w[1], 1024, 67108864, &v))
 			return cfg_err(r, "bad conns_max '%s'", w[1]);

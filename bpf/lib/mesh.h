@@ -252,4 +252,27 @@ VM_INLINE int vm_xdp_decap(struct xdp_md *ctx, const struct vm_mesh_in *m)
 	return 0;
 }
 
+/* Takes in a mesh packet: recognised (Geneve to one of our underlay
+ * addresses), stripped, and its inner IP/TCP headers parsed into p, behind a
+ * fresh Ethernet header.  VM_MESH_NOT_OURS leaves the packet untouched. */
+VM_INLINE int vm_xdp_mesh_take(struct xdp_md *ctx, const __u8 *our4, __u8 has4, const __u8 *our6,
+			       __u8 has6, struct vm_mesh_in *m, struct vm_pkt *p)
+{
+	void *data, *data_end;
+	struct ethhdr *eth;
+	int rc = vm_xdp_mesh_parse(ctx, our4, has4, our6, has6, m);
+
+	if (rc != VM_MESH_OK)
+		return rc;
+	if (vm_xdp_decap(ctx, m))
+		return VM_MESH_MALFORMED;
+	data = XDP_DATA(ctx);
+	data_end = XDP_DATA_END(ctx);
+	eth = data;
+	if ((void *)(eth + 1) > data_end ||
+	    vm_parse_ip_tcp(data, data_end, (__u32)(data_end - data), ETH_HLEN, eth->h_proto, p) != VM_PARSE_OK)
+		return VM_MESH_MALFORMED;
+	return VM_MESH_OK;
+}
+
 #endif /* VEIL_BPF_MESH_H */
