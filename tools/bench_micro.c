@@ -115,6 +115,23 @@ static int singly(int fd, int tc, size_t (*make)(__u32 i, uint8_t *out), double 
 static uint8_t syn[256], ack[256], hello_again[1024], est[256], ret[512], to_vm[1200], vm_out[512];
 static size_t syn_n, ack_n, hello_again_n, est_n, ret_n, to_vm_n, vm_out_n;
 
+/* Sets byte b of an IPv4 frame's source address (flows kept apart) and
+ * makes the IP and TCP checksums right again. */
+static void set_src_byte(uint8_t *out, size_t n, int b, uint8_t v)
+{
+	uint16_t c;
+
+	out[14 + 12 + b] = v;
+	out[24] = out[25] = 0;
+	c = t_fold(t_sum(out + 14, 20, 0));
+	out[24] = c >> 8;
+	out[25] = c;
+	out[34 + 16] = out[34 + 17] = 0;
+	c = t_l4_verify(0, out + 14, out + 34, n - 34, 6);
+	out[34 + 16] = c >> 8;
+	out[34 + 17] = c;
+}
+
 static size_t make_hello(__u32 i, uint8_t *out)
 {
 	uint16_t port = 1024 + (i % 60000);
@@ -127,14 +144,7 @@ static size_t make_hello(__u32 i, uint8_t *out)
 	cin.saddr[14] = (i / 60000) & 0xff;
 	uint32_t cookie = vm_cookie_make(KEY, &cin, vm_tai_seconds() / 64, &co);
 	size_t n = hello_pkt(0, port, isn, cookie, gw_ts, hello_curl, hello_curl_len, out);
-	out[14 + 12 + 2] = cin.saddr[14];   /* the IPv4 source's third byte */
-	/* fix the IP and TCP checksums for the changed source */
-	out[24] = out[25] = 0;
-	uint16_t c = t_fold(t_sum(out + 14, 20, 0));
-	out[24] = c >> 8; out[25] = c;
-	out[34 + 16] = out[34 + 17] = 0;
-	c = t_l4_verify(0, out + 14, out + 34, n - 34, 6);
-	out[34 + 16] = c >> 8; out[34 + 17] = c;
+	set_src_byte(out, n, 2, cin.saddr[14]);
 	return n;
 }
 
@@ -153,13 +163,7 @@ static size_t make_big_seg(__u32 i, uint8_t *out, int second)
 	uint32_t cookie = vm_cookie_make(KEY, &cin, vm_tai_seconds() / 64, &co);
 	size_t n = second ? hello_pkt(0, port, isn + 1360, cookie, gw_ts, big.b + 1360, big_n - 1360, out)
 			  : hello_pkt(0, port, isn, cookie, gw_ts, big.b, 1360, out);
-	out[14 + 13] = cin.saddr[13];
-	out[24] = out[25] = 0;
-	uint16_t c = t_fold(t_sum(out + 14, 20, 0));
-	out[24] = c >> 8; out[25] = c;
-	out[34 + 16] = out[34 + 17] = 0;
-	c = t_l4_verify(0, out + 14, out + 34, n - 34, 6);
-	out[34 + 16] = c >> 8; out[34 + 17] = c;
+	set_src_byte(out, n, 1, cin.saddr[13]);
 	return n;
 }
 
