@@ -104,6 +104,51 @@ static int push_secret(struct vm_gw *g, const struct vm_gw_cfg *c, __u64 *epoch)
 	return 0;
 }
 
+/* The FIB lookup in XDP needs the nodes' next hops in the neighbour table
+ * and cannot resolve them itself (no_neigh counts the misses): each route's
+ * next hop becomes a "managed" neighbour entry, which the kernel keeps
+ * resolved on its own (iproute2 does the netlink; one call per node). */
+static void ensure_neighbours(struct gw_state *st)
+{
+	char seen[VM_CFG_MAX_ROUTES][64];
+	int nseen = 0;
+
+	for (int i = 0; i < st->cfg.nroutes; i++) {
+		char addr[64], cmd[256], line[512], via[64] = "", dev[32] = "";
+		vm_addr_str(st->cfg.routes[i].val.node, addr, sizeof(addr));
+		int dup = 0;
+		for (int j = 0; j < nseen && !dup; j++)
+			dup = !strcmp(seen[j], addr);
+		if (dup || nseen == VM_CFG_MAX_ROUTES)
+			continue;
+		snprintf(seen[nseen++], 64, "%s", addr);
+		snprintf(cmd, sizeof(cmd), "ip -o route get %s 2>/dev/null", addr);
+		FILE *f = popen(cmd, "r");
+		if (!f)
+			continue;
+		if (fgets(line, sizeof(line), f)) {
+			char *w = strstr(line, " via ");
+			if (w)
+				sscanf(w + 5, "%63s", via);
+			w = strstr(line, " dev ");
+			if (w)
+				sscanf(w + 5, "%31s", dev);
+		}
+		pclose(f);
+		if (!dev[0]) {
+			vm_log("event=warning reason=\"no route to node %s: its flows will count no_neigh\"", addr);
+			continue;
+		}
+		const char *nh = via[0] ? via : addr;
+		snprintf(cmd, sizeof(cmd), "ip neigh replace %s dev %s managed 2>/dev/null", nh, dev);
+		if (system(cmd) == 0)
+			vm_log("event=neigh_managed node=%s next_hop=%s dev=%s", addr, nh, dev);
+		else
+			vm_log("event=warning reason=\"cannot add a managed neighbour %s on %s (kernel older than 5.16?)\"",
+			       nh, dev);
+	}
+}
+
 /* Re-reads the config file and makes the maps match it; a bad file changes
  * nothing.  Returns 0, or -1 with the reason in err. */
 static int reload_config(struct gw_state *st, char *err, size_t errlen, int *changes)
@@ -129,6 +174,7 @@ static int reload_config(struct gw_state *st, char *err, size_t errlen, int *cha
 	st->cfg = nc;
 	st->reloads_ok++;
 	st->route_changes += *changes;
+	ensure_neighbours(st);
 	vm_log("event=config_reloaded routes=%d vips=%d changes=%d", st->cfg.nroutes, st->cfg.nvips, *changes);
 	return 0;
 }
@@ -428,6 +474,7 @@ int main(int argc, char **argv)
 	}
 	st.route_changes = changes;
 	st.started = time(NULL);
+	ensure_neighbours(&st);
 	vm_log("event=started client_if=%s mesh_if=%s pin_root=%s routes=%d vips=%d changes=%d mode=%s control=%s metrics=%s",
 	       st.cfg.client_if, st.cfg.mesh_if, st.cfg.pin_root, st.cfg.nroutes, st.cfg.nvips, changes,
 	       st.skb ? "skb" : "native", st.cfg.control, st.cfg.metrics);

@@ -98,6 +98,10 @@ c=$(bpftool map dump pinned "$PIN/n1/conns" 2>&1)
 echo "$r" | grep -q '"name": "vm1.veil.test"' && echo "$f" | grep -q '"client_port_be"' &&
 	echo "$f" | grep -q '"vm_id"' && echo "$c" | grep -q '"seq_delta"' && pass $t ||
 	fail $t "$(echo "$r" | head -5)"
+t=node_neighbours_managed
+nb=$(nsx gw ip neigh show)
+echo "$nb" | grep -q "198.19.0.11 .*managed" && echo "$nb" | grep -q "2001:db8:ff::12 .*managed" &&
+	grep -q "event=neigh_managed node=198.19.0.12" "$DIR/gw.log" && pass $t || fail $t "$nb"
 t=xdp_loader_status
 s=$(nsenter --net="/run/netns/$P-gw" xdp-loader status 2>&1)
 echo "$s" | grep -q "gw_ingress" && echo "$s" | grep -q "gw_return" && pass $t || fail $t "$s"
