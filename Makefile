@@ -6,7 +6,7 @@ BPFTOOL ?= bpftool
 ARCH    := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
 
 CFLAGS  ?= -O2 -g -Wall -Wextra -Wno-unused-parameter
-CFLAGS  += -Iinclude -I$(BUILD) -Idataplane -D_GNU_SOURCE
+CFLAGS  += -Iinclude -I$(BUILD) -Idataplane -Icontrolplane -D_GNU_SOURCE
 LDLIBS  := -lxdp -lbpf -lelf -lz -lcrypto -lmnl
 BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -I$(BUILD) -Ibpf -Iinclude \
 	-Wall -Wno-unused-function -Wno-address-of-packed-member
@@ -19,12 +19,15 @@ HDRS     := $(wildcard include/veil/*.h) $(wildcard bpf/lib/*.h) $(wildcard data
 LIB_SRCS := $(wildcard dataplane/*.c)
 LIB_OBJS := $(patsubst dataplane/%.c,$(BUILD)/lib/%.o,$(LIB_SRCS))
 LIB      := $(BUILD)/libveil.a
+KEYS_SRCS := $(wildcard controlplane/keys/*.c)
+KEYS_OBJS := $(patsubst controlplane/keys/%.c,$(BUILD)/keys/%.o,$(KEYS_SRCS))
+KEYS_LIB := $(BUILD)/libveilkeys.a
 
 BINS := $(BUILD)/veil-gw $(BUILD)/veil-node $(BUILD)/veilctl $(BUILD)/veil-bench-micro $(BUILD)/veil-hellogen $(BUILD)/veil-flood
 TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 
 .PHONY: all deps test demo bench bench-quick deps-bench fuzz clean
-FUZZERS := $(BUILD)/tests/fuzz_hello $(BUILD)/tests/fuzz_diff
+FUZZERS := $(BUILD)/tests/fuzz_hello $(BUILD)/tests/fuzz_diff $(BUILD)/tests/fuzz_share
 
 all: deps-build $(BPF_OBJS) $(SKELS) $(LIB) $(BINS) $(TESTS) $(BUILD)/lab_pass.bpf.o $(BUILD)/tests/mapcount $(FUZZERS)
 
@@ -55,6 +58,13 @@ $(BUILD)/lib/%.o: dataplane/%.c $(HDRS) $(SKELS)
 $(LIB): $(LIB_OBJS)
 	ar rcs $@ $^
 
+$(BUILD)/keys/%.o: controlplane/keys/%.c $(wildcard controlplane/keys/*.h)
+	@mkdir -p $(BUILD)/keys
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(KEYS_LIB): $(KEYS_OBJS)
+	ar rcs $@ $^
+
 $(BUILD)/veil-gw: controlplane/veil-gw.c $(LIB) $(HDRS)
 	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
 $(BUILD)/veil-node: controlplane/veil-node.c $(LIB) $(HDRS)
@@ -81,13 +91,16 @@ $(BUILD)/tests/mapcount: tests/mapcount.c
 $(BUILD)/tests/fuzz_hello: tests/fuzz/fuzz_hello.c $(HDRS)
 	@mkdir -p $(BUILD)/tests
 	$(CLANG) -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude $< -o $@
+$(BUILD)/tests/fuzz_share: tests/fuzz/fuzz_share.c $(KEYS_SRCS)
+	@mkdir -p $(BUILD)/tests
+	$(CLANG) -g -O1 -fsanitize=fuzzer,address,undefined -Icontrolplane $< $(KEYS_SRCS) -lcrypto -o $@
 $(BUILD)/tests/fuzz_diff: tests/fuzz/fuzz_diff.c tests/bpf_env.h tests/testlib.h $(LIB) $(HDRS)
 	@mkdir -p $(BUILD)/tests
 	$(CLANG) -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer -Iinclude -I$(BUILD) -Idataplane -Itests $< $(LIB) $(LDLIBS) -o $@
 
-$(BUILD)/tests/%: tests/%.c tests/testlib.h tests/bpf_env.h $(LIB) $(HDRS)
+$(BUILD)/tests/%: tests/%.c tests/testlib.h tests/bpf_env.h $(LIB) $(KEYS_LIB) $(HDRS)
 	@mkdir -p $(BUILD)/tests
-	$(CC) $(CFLAGS) -Itests $< $(LIB) $(LDLIBS) -o $@
+	$(CC) $(CFLAGS) -Itests $< $(LIB) $(KEYS_LIB) $(LDLIBS) -o $@
 
 test: deps-test deps-bench all
 	@tests/run.sh

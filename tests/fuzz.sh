@@ -10,11 +10,12 @@ BUILD=${BUILD:-build}
 secs=${1:-25}
 mkdir -p "$BUILD/fuzz"
 export VEIL_FIXTURES="$PWD/tests/fixtures"
-for f in fuzz_hello fuzz_diff; do
+for f in fuzz_hello fuzz_diff fuzz_share; do
 	corp="$BUILD/fuzz/$f.corpus"
 	mkdir -p "$corp"
-	cp -n tests/fixtures/*.bin "$corp/" 2>/dev/null
-	max=4096; [ $f = fuzz_diff ] && max=1360
+	if [ $f = fuzz_share ]; then cp -n tests/fixtures/share-*.bin "$corp/" 2>/dev/null
+	else cp -n tests/fixtures/hello-*.bin "$corp/" 2>/dev/null; fi
+	max=4096; [ $f = fuzz_diff ] && max=1360; [ $f = fuzz_share ] && max=256
 	log="$BUILD/fuzz/$f.log"
 	( cd "$BUILD/fuzz" && "../tests/$f" -max_total_time="$secs" -max_len=$max -print_final_stats=1 \
 		-artifact_prefix="$f-" "$f.corpus" >"$f.log" 2>&1 )

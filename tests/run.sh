@@ -36,12 +36,13 @@ case $what in all|unit)
 	suite hello "$BUILD/tests/test_hello"
 	suite cookie "$BUILD/tests/test_cookie"
 	suite config "$BUILD/tests/test_config"
+	suite shamir "$BUILD/tests/test_shamir"
 esac
 case $what in all|bpf)
 	suite bpf "$BUILD/tests/test_bpf"
 esac
 case $what in all|fuzz)
-	suite fuzz tests/fuzz.sh "${FUZZ_SECONDS:-25}"
+	suite fuzz tests/fuzz.sh "${FUZZ_SECONDS:-20}"
 esac
 case $what in all|e2e)
 	suite e2e tests/e2e.sh
