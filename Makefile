@@ -23,7 +23,7 @@ KEYS_SRCS := $(wildcard controlplane/keys/*.c)
 KEYS_OBJS := $(patsubst controlplane/keys/%.c,$(BUILD)/keys/%.o,$(KEYS_SRCS))
 KEYS_LIB := $(BUILD)/libveilkeys.a
 
-BINS := $(BUILD)/veil-gw $(BUILD)/veil-node $(BUILD)/veilctl $(BUILD)/veil-bench-micro $(BUILD)/veil-hellogen $(BUILD)/veil-flood
+BINS := $(BUILD)/veil-gw $(BUILD)/veil-node $(BUILD)/veilctl $(BUILD)/veil-validator $(BUILD)/veil-registry $(BUILD)/veil-attest $(BUILD)/veil-bench-micro $(BUILD)/veil-hellogen $(BUILD)/veil-flood
 TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 
 .PHONY: all deps test demo bench bench-quick deps-bench fuzz clean
@@ -58,7 +58,7 @@ $(BUILD)/lib/%.o: dataplane/%.c $(HDRS) $(SKELS)
 $(LIB): $(LIB_OBJS)
 	ar rcs $@ $^
 
-$(BUILD)/keys/%.o: controlplane/keys/%.c $(wildcard controlplane/keys/*.h)
+$(BUILD)/keys/%.o: controlplane/keys/%.c $(wildcard controlplane/keys/*.h) | deps-build
 	@mkdir -p $(BUILD)/keys
 	$(CC) $(CFLAGS) -c $< -o $@
 
@@ -72,6 +72,14 @@ $(BUILD)/veil-node: controlplane/veil-node.c $(LIB) $(HDRS)
 
 $(BUILD)/veil-bench-micro: tools/bench_micro.c tests/bpf_env.h tests/testlib.h $(LIB) $(HDRS) $(BUILD)/bench_base.bpf.o
 	$(CC) $(CFLAGS) -Itests -DBASE_OBJ='"$(abspath $(BUILD))/bench_base.bpf.o"' $< $(LIB) $(LDLIBS) -lm -o $@
+
+KEYS_LDLIBS := -ljson-c -lssl -lcrypto -ltss2-mu
+$(BUILD)/veil-validator: controlplane/veil-validator.c $(KEYS_LIB)
+	$(CC) $(CFLAGS) $< $(KEYS_LIB) $(KEYS_LDLIBS) -o $@
+$(BUILD)/veil-registry: controlplane/veil-registry.c $(KEYS_LIB)
+	$(CC) $(CFLAGS) $< $(KEYS_LIB) $(KEYS_LDLIBS) -o $@
+$(BUILD)/veil-attest: images/attest/veil-attest.c $(KEYS_LIB)
+	$(CC) $(CFLAGS) $< $(KEYS_LIB) $(KEYS_LDLIBS) -ltss2-esys -ltss2-tctildr -o $@
 
 $(BUILD)/veilctl: tools/veilctl.c tools/replay.c $(LIB) $(HDRS)
 	$(CC) $(CFLAGS) tools/veilctl.c tools/replay.c $(LIB) $(LDLIBS) -lpcap -o $@
@@ -91,16 +99,16 @@ $(BUILD)/tests/mapcount: tests/mapcount.c
 $(BUILD)/tests/fuzz_hello: tests/fuzz/fuzz_hello.c $(HDRS)
 	@mkdir -p $(BUILD)/tests
 	$(CLANG) -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude $< -o $@
-$(BUILD)/tests/fuzz_share: tests/fuzz/fuzz_share.c $(KEYS_SRCS)
+$(BUILD)/tests/fuzz_share: tests/fuzz/fuzz_share.c controlplane/keys/shamir.c controlplane/keys/shamir.h
 	@mkdir -p $(BUILD)/tests
-	$(CLANG) -g -O1 -fsanitize=fuzzer,address,undefined -Icontrolplane $< $(KEYS_SRCS) -lcrypto -o $@
+	$(CLANG) -g -O1 -fsanitize=fuzzer,address,undefined -Icontrolplane $< controlplane/keys/shamir.c -lcrypto -o $@
 $(BUILD)/tests/fuzz_diff: tests/fuzz/fuzz_diff.c tests/bpf_env.h tests/testlib.h $(LIB) $(HDRS)
 	@mkdir -p $(BUILD)/tests
 	$(CLANG) -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer -Iinclude -I$(BUILD) -Idataplane -Itests $< $(LIB) $(LDLIBS) -o $@
 
 $(BUILD)/tests/%: tests/%.c tests/testlib.h tests/bpf_env.h $(LIB) $(KEYS_LIB) $(HDRS)
 	@mkdir -p $(BUILD)/tests
-	$(CC) $(CFLAGS) -Itests $< $(LIB) $(KEYS_LIB) $(LDLIBS) -o $@
+	$(CC) $(CFLAGS) -Itests $< $(LIB) $(KEYS_LIB) $(LDLIBS) -ljson-c -lssl -ltss2-mu -o $@
 
 test: deps-test deps-bench all
 	@tests/run.sh
