@@ -36,24 +36,6 @@ static int rnd(uint8_t *b, size_t n)
 	return RAND_priv_bytes(b, n) == 1 ? 0 : -1;
 }
 
-static int sha256_file(const char *path, uint8_t out[32])
-{
-	uint8_t buf[65536];
-	size_t n;
-	unsigned int ol = 32;
-	FILE *f = fopen(path, "re");
-	EVP_MD_CTX *md = EVP_MD_CTX_new();
-
-	if (!f || !md)
-		return -1;
-	EVP_DigestInit_ex(md, EVP_sha256(), NULL);
-	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
-		EVP_DigestUpdate(md, buf, n);
-	EVP_DigestFinal_ex(md, out, &ol);
-	EVP_MD_CTX_free(md);
-	fclose(f);
-	return 0;
-}
 
 int main(int argc, char **argv)
 {
@@ -111,7 +93,7 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	for (int i = 0; i < VM_REF_COUNT; i++)
+	for (int i = 0; i < VM_REF_COUNT - 1; i++)
 		if (!measure[i])
 			return fprintf(stderr, "veil-registry: --measure %s=PATH is required\n", names[i]), 2;
 	if (!vm || !vals || !ca || !keyf || !akf || !disk || t < 1 || mb < 16)
@@ -138,9 +120,9 @@ int main(int argc, char **argv)
 
 	/* reference values */
 	char hx[VM_REF_COUNT][65];
-	for (int i = 0; i < VM_REF_COUNT; i++) {
+	for (int i = 0; i < VM_REF_COUNT - 1; i++) {
 		uint8_t h[32];
-		if (sha256_file(measure[i], h))
+		if (vm_sha256_file(measure[i], 0, h))
 			return fprintf(stderr, "veil-registry: cannot read %s\n", measure[i]), 1;
 		vm_hex(h, 32, hx[i]);
 	}
@@ -167,6 +149,16 @@ int main(int argc, char **argv)
 		return fprintf(stderr, "veil-registry: cryptsetup luksFormat failed on %s\n", disk), 1;
 	}
 
+	/* the disk's header region is a reference too: a swapped disk is refused */
+	{
+		uint8_t h[32];
+		if (vm_sha256_file(disk, VM_DISK_HEADER_BYTES, h)) {
+			OPENSSL_cleanse(key, sizeof(key));
+			return fprintf(stderr, "veil-registry: cannot hash the header of %s\n", disk), 1;
+		}
+		vm_hex(h, 32, hx[4]);
+	}
+
 	/* shares, one a validator */
 	struct vm_share sh[32];
 	if (vm_shamir_split(key, sizeof(key), t, n, rnd, sh)) {
@@ -191,7 +183,7 @@ int main(int argc, char **argv)
 		OPENSSL_cleanse(wire, sizeof(wire));
 		FILE *m = fmemopen(body, sizeof(body), "w");
 		fprintf(m, "{\"vm\":\"%s\",\"share\":\"%s\",\"refs\":{\"kernel\":\"%s\",\"initrd\":\"%s\",\"cmdline\":\"%s\","
-			   "\"config\":\"%s\"},\"pcrs\":{", vm, w64, hx[0], hx[1], hx[2], hx[3]);
+			   "\"config\":\"%s\",\"disk\":\"%s\"},\"pcrs\":{", vm, w64, hx[0], hx[1], hx[2], hx[3], hx[4]);
 		int first = 1;
 		for (int p = 0; p < 24; p++) {
 			if (!(VM_PCR_MASK & (1u << p)) || p == VM_MEASURE_PCR)

@@ -52,6 +52,7 @@ start_validators() { # count [token_ttl]
 			echo "state_dir $W/state$n-v$i"
 			echo "registry_pub $W/registry.pub"
 			echo "token_ttl_s $ttl"
+			[ "$i" = 3 ] && echo "nonce_ttl_s 2"
 			for j in $(seq "$n"); do echo "pool v$j $W/v$j.sign.pub"; done
 		} > "$W/v$i.conf"
 		"$BUILD/veil-validator" -c "$W/v$i.conf" 2>>"$W/v$i.log" &
@@ -95,7 +96,7 @@ unlock() { # t validators... -> key file $W/key.out, exit code
 	local t=$1 vals=$2
 	rm -f "$W/key.out"
 	"$BUILD/veil-attest" unlock --tcti "$TCTI" --vm order-7 --t "$t" --validators "$vals" --ca "$W/ca.pem" \
-		--registry-pub "$W/registry.pub" "${MEASURE[@]}" --key-out "$W/key.out" 2>"$W/client.err"
+		--registry-pub "$W/registry.pub" "${MEASURE[@]}" --measure disk="$W/disk.img" --key-out "$W/key.out" 2>"$W/client.err"
 }
 opens() { [ -s "$W/key.out" ] && cryptsetup open --test-passphrase --key-file "$W/key.out" "$W/disk.img" 2>/dev/null; }
 post() { # port path body -> the HTTP status, body in $W/resp
@@ -143,6 +144,15 @@ unlock 2 "$(vlist 3)"; rc=$?
 printf 'vm=order-7\n' > "$W/config"
 [ $rc != 0 ] && [ ! -e "$W/key.out" ] && grep -q "config hash differs" "$W/client.err" && pass $t || fail $t "rc=$rc $(cat "$W/client.err")"
 
+t=swapped_disk_refused
+tpm_boot
+cp "$W/disk.img" "$W/disk.good"
+cryptsetup luksFormat --batch-mode --type luks2 --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --key-file <(echo x) "$W/disk.img" >/dev/null 2>&1
+unlock 2 "$(vlist 3)"; rc=$?
+mv "$W/disk.good" "$W/disk.img"
+[ $rc != 0 ] && [ ! -e "$W/key.out" ] && grep -q "disk hash differs from the reference" "$W/client.err" && pass $t ||
+	fail $t "rc=$rc $(cat "$W/client.err")"
+
 t=wrong_pcr_refused
 tpm_boot
 tpm2_pcrextend -T "$TCTI" 9:sha256=$(printf 'x%.0s' $(seq 64) | tr x a) >/dev/null 2>&1   # something else measured too
@@ -170,21 +180,25 @@ post $P2 /v1/challenge '{"vm":"order-7"}' >/dev/null; n=$(python3 -c 'import jso
 body='{"vm":"order-7","nonce":"'$n'","attest":"AA==","sig":"AA==","time":'"$now"',"hashes":{"kernel":"00","initrd":"00","cmdline":"00","config":"00"}}'
 c2=$(post $P2 /v1/attest "$body"); r2=$(cat "$W/resp")
 c3=$(post $P2 /v1/attest "$body"); r3=$(cat "$W/resp")
+post $((BASE + 4)) /v1/challenge '{"vm":"order-7"}' >/dev/null; n=$(python3 -c 'import json;print(json.load(open("'"$W/resp"'"))["nonce"])')
+sleep 3   # v3 gives nonces 2 s
+c4=$(post $((BASE + 4)) /v1/attest '{"vm":"order-7","nonce":"'$n'","attest":"AA==","sig":"AA==","time":'"$now"',"hashes":{}}'); r4=$(cat "$W/resp")
 [ "$c1" = 403 ] && echo "$r1" | grep -q "nonce unknown" && [ "$c2" = 403 ] && [ "$c3" = 403 ] &&
-	echo "$r3" | grep -q "nonce unknown, already used" && pass "$t (unknown nonce and a replayed one refused)" ||
-	fail $t "$c1 $r1 | $c2 $r2 | $c3 $r3"
+	echo "$r3" | grep -q "nonce unknown, already used" && [ "$c4" = 403 ] && echo "$r4" | grep -q "expired" &&
+	pass "$t (unknown, replayed and stale nonces refused)" || fail $t "$c1 $r1 | $c2 $r2 | $c3 $r3 | $c4 $r4"
 
 t=forged_quote_refused
 post $P2 /v1/challenge '{"vm":"order-7"}' >/dev/null; n=$(python3 -c 'import json;print(json.load(open("'"$W/resp"'"))["nonce"])')
 h() { sha256sum "$1" | cut -d' ' -f1; }
 # a structurally valid TPMS_ATTEST with the right nonce and the right PCR
 # digest (so only the signature can give it away), signed by nobody's TPM
-python3 - "$n" "$W/vmlinuz" "$W/initrd" "$W/cmdline" "$W/config" > "$W/forged.b64" <<'PY'
+python3 - "$n" "$W/vmlinuz" "$W/initrd" "$W/cmdline" "$W/config" "$W/disk.img" > "$W/forged.b64" <<'PY'
 import sys, struct, base64, hashlib
 nonce = bytes.fromhex(sys.argv[1])
 pcr9 = b"\0" * 32
-for f in sys.argv[2:6]:
-    pcr9 = hashlib.sha256(pcr9 + hashlib.sha256(open(f, "rb").read()).digest()).digest()
+for i, f in enumerate(sys.argv[2:7]):
+    data = open(f, "rb").read(16 << 20) if i == 4 else open(f, "rb").read()
+    pcr9 = hashlib.sha256(pcr9 + hashlib.sha256(data).digest()).digest()
 digest = hashlib.sha256(b"\0" * 32 * 8 + pcr9).digest()
 a = struct.pack(">IH", 0xff544347, 0x8018)            # magic, TPM2_ST_ATTEST_QUOTE
 a += struct.pack(">H", 34) + b"\x00\x0b" + b"\x11" * 32  # qualifiedSigner (sha256 name)
@@ -196,7 +210,7 @@ a += struct.pack(">H", 32) + digest
 print(base64.b64encode(a).decode())
 PY
 sig=$(python3 -c 'import base64,struct;print(base64.b64encode(struct.pack(">HHH",0x0018,0x000b,32)+b"\x01"*32+struct.pack(">H",32)+b"\x02"*32).decode())')
-body='{"vm":"order-7","nonce":"'$n'","attest":"'$(cat "$W/forged.b64")'","sig":"'$sig'","time":'"$now"',"hashes":{"kernel":"'$(h "$W/vmlinuz")'","initrd":"'$(h "$W/initrd")'","cmdline":"'$(h "$W/cmdline")'","config":"'$(h "$W/config")'"}}'
+body='{"vm":"order-7","nonce":"'$n'","attest":"'$(cat "$W/forged.b64")'","sig":"'$sig'","time":'"$now"',"hashes":{"kernel":"'$(h "$W/vmlinuz")'","initrd":"'$(h "$W/initrd")'","cmdline":"'$(h "$W/cmdline")'","config":"'$(h "$W/config")'","disk":"'$(head -c 16777216 "$W/disk.img" | sha256sum | cut -d' ' -f1)'"}}'
 c=$(post $P2 /v1/attest "$body"); r=$(cat "$W/resp")
 [ "$c" = 403 ] && echo "$r" | grep -q "signature does not verify with the VM's attestation key" && pass "$t ($(echo "$r" | python3 -c 'import json,sys;print(json.load(sys.stdin)["error"])'))" || fail $t "$c $r"
 

@@ -10,12 +10,13 @@ BUILD=${BUILD:-build}
 secs=${1:-25}
 mkdir -p "$BUILD/fuzz"
 export VEIL_FIXTURES="$PWD/tests/fixtures"
-for f in fuzz_hello fuzz_diff fuzz_share; do
+for f in fuzz_hello fuzz_diff fuzz_share fuzz_evidence; do
 	corp="$BUILD/fuzz/$f.corpus"
 	mkdir -p "$corp"
 	if [ $f = fuzz_share ]; then cp -n tests/fixtures/share-*.bin "$corp/" 2>/dev/null
+	elif [ $f = fuzz_evidence ]; then cp -n tests/fixtures/evidence-*.bin "$corp/" 2>/dev/null
 	else cp -n tests/fixtures/hello-*.bin "$corp/" 2>/dev/null; fi
-	max=4096; [ $f = fuzz_diff ] && max=1360; [ $f = fuzz_share ] && max=256
+	max=4096; [ $f = fuzz_diff ] && max=1360; [ $f = fuzz_share ] && max=256; [ $f = fuzz_evidence ] && max=1024
 	log="$BUILD/fuzz/$f.log"
 	( cd "$BUILD/fuzz" && "../tests/$f" -max_total_time="$secs" -max_len=$max -print_final_stats=1 \
 		-artifact_prefix="$f-" "$f.corpus" >"$f.log" 2>&1 )

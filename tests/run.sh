@@ -42,7 +42,7 @@ case $what in all|bpf)
 	suite bpf "$BUILD/tests/test_bpf"
 esac
 case $what in all|fuzz)
-	suite fuzz tests/fuzz.sh "${FUZZ_SECONDS:-20}"
+	suite fuzz tests/fuzz.sh "${FUZZ_SECONDS:-15}"
 esac
 case $what in all|e2e)
 	suite e2e tests/e2e.sh

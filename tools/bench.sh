@@ -210,6 +210,22 @@ else
 fi
 rm -f "$DIR/peer.pid"
 
+# ---------- validators: attestations and share releases per second ----------
+attest_json='null'
+if [ "$MODE" = full ]; then
+	say "bench: validators (tests/attest.sh, swtpm)"
+	line=$(tests/attest.sh 2>&1 | grep "validator_throughput")
+	case $line in
+	PASS*)
+		ch=$(echo "$line" | grep -o '[0-9]* challenges/s' | grep -o '^[0-9]*')
+		rl=$(echo "$line" | grep -o '[0-9]* share releases/s' | grep -o '^[0-9]*')
+		ul=$(echo "$line" | grep -o 'TPM reboot: [0-9]*' | grep -o '[0-9]*$')
+		attest_json="{\"challenges_per_s\": ${ch:-0}, \"share_releases_per_s\": ${rl:-0}, \"full_unlocks_per_s\": ${ul:-0}, \"note\": \"one validator, curl with a new TLS 1.3 connection per request; a full unlock = TPM reboot + measure + quote + attest + 3 shares\"}"
+		say "bench: validator: $ch challenges/s, $rl share releases/s, $ul full unlocks/s" ;;
+	*) bad "validators: $line" ;;
+	esac
+fi
+
 # ---------- results ----------
 date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 hv=$(haproxy -v | head -1); nv=$(nginx -v 2>&1)
@@ -223,6 +239,7 @@ cat >"$OUT/latest.json" <<EOF
   "e2e": [
     $e2e_json
   ],
+  "attest": $attest_json,
   "peers": {
     "haproxy": {"version": "$hv", "config": $(jesc <"$DIR/haproxy.cfg")},
     "nginx": {"version": "$nv", "config": $(jesc <"$DIR/nginx-stream.conf")}
@@ -253,6 +270,11 @@ lines = [f'Measured {d["date"]} ({d["mode"]}), kernel {d["machine"]["kernel"]}, 
 for x in d["e2e"]:
     lines.append(f'| {x["gateway"]} | {x["conn_per_s"]:.0f} | {x["ttfb_p50_ms"]:.2f} | {x["ttfb_p99_ms"]:.2f} | '
                  f'{x["throughput_gbps"]:.2f} | {x["cpu_s_per_kconn"]:.3f} | {x["cpu_s_per_gb"]:.2f} |')
+if d.get("attest"):
+    a = d["attest"]
+    lines += ['', f'Validators (one validator, a new TLS 1.3 connection per request from curl): '
+              f'{a["challenges_per_s"]} challenges/s, {a["share_releases_per_s"]} share releases/s; '
+              f'{a["full_unlocks_per_s"]} full unlocks/s (TPM reboot, measure, quote, attest, 3 shares).']
 lines += ['', '| BPF_PROG_TEST_RUN case | mode | ns/packet | baseline ns | ratio |', '| --- | --- | ---: | ---: | ---: |']
 for m in d["micro"]:
     lines.append(f'| {m["case"]} | {m["mode"]} | {m["ns_per_pkt"]:.1f} | {m["baseline_ns_per_pkt"]:.1f} | {m["ratio"]:.2f} |')

@@ -32,6 +32,36 @@ static void sha256(const uint8_t *in, size_t len, uint8_t out[32])
 	EVP_Digest(in, len, out, &n, EVP_sha256(), NULL);
 }
 
+int vm_sha256_file(const char *path, uint64_t limit, uint8_t out[32])
+{
+	uint8_t buf[65536];
+	uint64_t total = 0;
+	size_t n;
+	unsigned int ol = 32;
+	FILE *f = fopen(path, "re");
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+
+	if (!f || !md) {
+		if (f)
+			fclose(f);
+		EVP_MD_CTX_free(md);
+		return -1;
+	}
+	EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+	while ((n = fread(buf, 1, sizeof(buf), f)) > 0) {
+		if (limit && total + n > limit)
+			n = limit - total;
+		EVP_DigestUpdate(md, buf, n);
+		total += n;
+		if (limit && total >= limit)
+			break;
+	}
+	EVP_DigestFinal_ex(md, out, &ol);
+	EVP_MD_CTX_free(md);
+	fclose(f);
+	return limit && total < limit ? -1 : 0;
+}
+
 void vm_refs_pcr9(const struct vm_refs *r, uint8_t out[32])
 {
 	uint8_t buf[64];

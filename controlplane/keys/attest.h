@@ -16,16 +16,21 @@
 
 #define VM_NONCE_LEN    32
 #define VM_MEASURE_PCR  9           /* where the client extends the measured files */
-#define VM_REF_NAMES    { "kernel", "initrd", "cmdline", "config" }
-#define VM_REF_COUNT    4
+#define VM_REF_NAMES    { "kernel", "initrd", "cmdline", "config", "disk" }
+#define VM_REF_COUNT    5
+/* "disk" is the LUKS2 header region: the first 16 MiB of the image (metadata
+ * and keyslots; the data begins there with cryptsetup's defaults). */
+#define VM_DISK_HEADER_BYTES (16u << 20)
 #define VM_PCR_MASK     0x000002ffu /* PCRs 0-7 and 9 are quoted */
 
 /* The reference values the registry records for a VM. */
 struct vm_refs {
-	uint8_t hash[VM_REF_COUNT][32];   /* sha256 of kernel, initrd, cmdline, config */
+	uint8_t hash[VM_REF_COUNT][32];   /* sha256 of kernel, initrd, cmdline, config, disk header */
 	uint8_t pcr[24][32];              /* expected values of the quoted PCRs (sha256 bank) */
 };
 
+/* sha256 of a file, or of its first limit bytes (0: all of it). */
+int vm_sha256_file(const char *path, uint64_t limit, uint8_t out[32]);
 /* PCR 9 after extending it, from zero, with each reference hash in order. */
 void vm_refs_pcr9(const struct vm_refs *r, uint8_t out[32]);
 /* sha256 over the concatenated expected values of the PCRs in VM_PCR_MASK. */

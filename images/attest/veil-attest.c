@@ -7,7 +7,8 @@
  *       the TPM and write its public half, for the registry to register
  *   veil-attest unlock --tcti CONF --vm ID --t N --validators ADDR:PORT,... --ca FILE
  *                      --registry-pub FILE --measure NAME=PATH ... --key-out PATH|-
- *       measure kernel, initrd, cmdline and config into PCR 9, attest to a
+ *       measure kernel, initrd, cmdline, config and the disk's LUKS2 header
+ *       region into PCR 9, attest to a
  *       validator chosen at random (fresh nonce, TPM2 quote), collect t shares
  *       with the token (trying others when one fails, checking each share's
  *       registry signature), rebuild the disk key and write it only to
@@ -120,24 +121,6 @@ static EVP_PKEY *ak_to_pkey(const TPM2B_PUBLIC *pub)
 	return k;
 }
 
-static int sha256_file(const char *path, uint8_t out[32])
-{
-	uint8_t buf[65536];
-	size_t n;
-	unsigned int ol = 32;
-	FILE *f = fopen(path, "re");
-	EVP_MD_CTX *md = EVP_MD_CTX_new();
-
-	if (!f || !md)
-		return -1;
-	EVP_DigestInit_ex(md, EVP_sha256(), NULL);
-	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
-		EVP_DigestUpdate(md, buf, n);
-	EVP_DigestFinal_ex(md, out, &ol);
-	EVP_MD_CTX_free(md);
-	fclose(f);
-	return 0;
-}
 
 struct validator {
 	char host[64];
@@ -246,7 +229,7 @@ int main(int argc, char **argv)
 	ctx = tpm_open(tcti_conf, &tcti);
 	uint8_t hashes[VM_REF_COUNT][32];
 	for (int i = 0; i < VM_REF_COUNT; i++) {
-		if (sha256_file(measure[i], hashes[i]))
+		if (vm_sha256_file(measure[i], i == 4 ? VM_DISK_HEADER_BYTES : 0, hashes[i]))
 			die("cannot read %s (%s)", measure[i], names[i]);
 		TPML_DIGEST_VALUES d = { .count = 1, .digests[0] = { .hashAlg = TPM2_ALG_SHA256 } };
 		memcpy(d.digests[0].digest.sha256, hashes[i], 32);
@@ -295,8 +278,9 @@ int main(int argc, char **argv)
 		vm_hex(nonce, VM_NONCE_LEN, nhex);
 		snprintf(body, sizeof(body),
 			 "{\"vm\":\"%s\",\"nonce\":\"%s\",\"attest\":\"%s\",\"sig\":\"%s\",\"time\":%ld,"
-			 "\"hashes\":{\"kernel\":\"%s\",\"initrd\":\"%s\",\"cmdline\":\"%s\",\"config\":\"%s\"}}",
-			 vm, nhex, a64, s64, (long)time(NULL), hx[0], hx[1], hx[2], hx[3]);
+			 "\"hashes\":{\"kernel\":\"%s\",\"initrd\":\"%s\",\"cmdline\":\"%s\",\"config\":\"%s\","
+			 "\"disk\":\"%s\"}}",
+			 vm, nhex, a64, s64, (long)time(NULL), hx[0], hx[1], hx[2], hx[3], hx[4]);
 		Esys_Free(quoted);
 		Esys_Free(sig);
 		st = vm_https_post(a->host, a->port, ca, "/v1/attest", body, NULL, resp, sizeof(resp), why, sizeof(why));
