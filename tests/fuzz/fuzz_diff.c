@@ -19,6 +19,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		fprintf(stderr, "fuzz_diff: cannot set up the test namespace or load the programs\n");
 		abort();
 	}
+	/* libFuzzer may end the process without running atexit handlers: the
+	 * programs hold their maps by fd, so the pins can go now */
+	cleanup();
 	ready = 1;
 	return 0;
 }
