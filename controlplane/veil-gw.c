@@ -7,7 +7,6 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -397,38 +396,18 @@ static void gw_metrics(void *arg, FILE *out)
 
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "check", no_argument, NULL, 'n' },
-		{ "skb-mode", no_argument, NULL, 's' },
-		{ "keep-attached", no_argument, NULL, 'k' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 }
-	};
 	static struct gw_state st;
-	bool check = false, keep = false, verbose = false;
+	struct vm_daemon_opts opt;
 	struct vm_ctl ctl;
 	char err[512];
-	int opt, rc, changes;
+	int rc, changes, code;
 
 	vm_prog_name = "veil-gw";
-	while ((opt = getopt_long(argc, argv, "c:nskvh", opts, NULL)) != -1) {
-		switch (opt) {
-		case 'c': st.config = optarg; break;
-		case 'n': check = true; break;
-		case 's': st.skb = true; break;
-		case 'k': keep = true; break;
-		case 'v': verbose = true; break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
-		}
-	}
-	if (!st.config || optind != argc) {
-		usage(stderr);
-		return 2;
-	}
-	vm_lib_logging(verbose);
+	if (vm_daemon_args(argc, argv, &opt, usage, &code))
+		return code;
+	st.config = opt.config;
+	st.skb = opt.skb;
+	bool check = opt.check, keep = opt.keep;
 	if (vm_gw_cfg_load(st.config, &st.cfg, err, sizeof(err))) {
 		fprintf(stderr, "veil-gw: %s\n", err);
 		return 2;

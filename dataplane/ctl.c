@@ -5,6 +5,7 @@
  * that stalls cannot stall the daemon for more than a second. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <getopt.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -251,4 +252,38 @@ void vm_json_str(FILE *f, const char *s)
 			fputc(*s, f);
 	}
 	fputc('"', f);
+}
+
+int vm_daemon_args(int argc, char **argv, struct vm_daemon_opts *o, void (*usage)(FILE *), int *code)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "check", no_argument, NULL, 'n' },
+		{ "skb-mode", no_argument, NULL, 's' },
+		{ "keep-attached", no_argument, NULL, 'k' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 }
+	};
+	int opt;
+
+	memset(o, 0, sizeof(*o));
+	while ((opt = getopt_long(argc, argv, "c:nskvh", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'c': o->config = optarg; break;
+		case 'n': o->check = true; break;
+		case 's': o->skb = true; break;
+		case 'k': o->keep = true; break;
+		case 'v': o->verbose = true; break;
+		case 'h': usage(stdout); *code = 0; return -1;
+		default: usage(stderr); *code = 2; return -1;
+		}
+	}
+	if (!o->config || optind != argc) {
+		usage(stderr);
+		*code = 2;
+		return -1;
+	}
+	vm_lib_logging(o->verbose);
+	return 0;
 }

@@ -26,6 +26,15 @@ extern const char *vm_prog_name;
 /* Routes libbpf's and libxdp's messages through vm_log (debug only if verbose). */
 void vm_lib_logging(bool verbose);
 
+/* ---------- the daemons' shared command line ---------- */
+struct vm_daemon_opts {
+	const char *config;
+	bool check, skb, keep, verbose;
+};
+/* Parses --config/--check/--skb-mode/--keep-attached/--verbose/--help.
+ * Returns -1 when the caller should exit with *code (help: 0, misuse: 2). */
+int vm_daemon_args(int argc, char **argv, struct vm_daemon_opts *o, void (*usage)(FILE *), int *code);
+
 /* ---------- addresses ---------- */
 /* Parses an IPv4 or IPv6 literal into 16 bytes (IPv4-mapped); returns the
  * family (VM_AF_INET / VM_AF_INET6) or 0. */
