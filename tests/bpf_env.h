@@ -47,7 +47,7 @@ static const uint8_t VM_MAC[6] = { 0x02, 0, 0, 0, 0x11, 0x02 };
 static const uint8_t HOST_MAC[6] = { 0x02, 0, 0, 0, 0x11, 0x01 };
 #define VM_IFINDEX 77
 
-static uint8_t CLI4[4] = { 198, 18, 0, 2 }, VIP4[4] = { 198, 18, 100, 1 }, VM4[4] = { 198, 18, 11, 2 };
+static __attribute__((unused)) uint8_t CLI4[4] = { 198, 18, 0, 2 }, VIP4[4] = { 198, 18, 100, 1 }, VM4[4] = { 198, 18, 11, 2 };
 static uint8_t CLI6[16], VIP6[16], VM6[16];
 
 static uint8_t hello_curl[600];

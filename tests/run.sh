@@ -40,6 +40,7 @@ case $what in all|unit)
 esac
 case $what in all|bpf)
 	suite bpf "$BUILD/tests/test_bpf"
+	suite fastpath "$BUILD/tests/test_fastpath"
 esac
 case $what in all|fuzz)
 	suite fuzz tests/fuzz.sh "${FUZZ_SECONDS:-15}"

@@ -375,23 +375,4 @@ VM_INLINE __u16 vm_tcp_csum_hdr40(struct tcphdr *tcp, __u8 family, const __u8 *s
 	return ~vm_csum_fold(s);
 }
 
-/* A cheap, stable per-flow hash for the outer UDP source port (ECMP entropy). */
-VM_INLINE __u16 vm_flow_port(const __u8 *saddr, const __u8 *daddr, __be16 sport, __be16 dport)
-{
-	const __u32 *a = (const __u32 *)saddr, *b = (const __u32 *)daddr;
-	__u32 h = 0x9e3779b9;
-
-	for (int i = 0; i < 4; i++) {
-		h ^= a[i];
-		h *= 0x85ebca6b;
-		h ^= b[i];
-		h *= 0xc2b2ae35;
-		h ^= h >> 15;
-	}
-	h ^= ((__u32)sport << 16) | dport;
-	h *= 0x27d4eb2d;
-	h ^= h >> 16;
-	return 49152 + (h & 0x3fff);
-}
-
 #endif /* VEIL_BPF_COMMON_H */

@@ -323,4 +323,30 @@ struct node_stats {
 	__u64 hello_seg_sent;     /* kept segments sent to the VM after its SYN-ACK */
 };
 
+#ifndef VM_INLINE
+#define VM_INLINE static inline __attribute__((always_inline))
+#endif
+
+/* A cheap, stable per-flow hash for the outer UDP source port (ECMP
+ * entropy), over the addresses as native 32-bit words: the same in BPF
+ * and in the userspace fast path. */
+VM_INLINE __u16 vm_flow_port(const __u8 *saddr, const __u8 *daddr, __be16 sport, __be16 dport)
+{
+	__u32 a[4], b[4], h = 0x9e3779b9;
+
+	__builtin_memcpy(a, saddr, 16);
+	__builtin_memcpy(b, daddr, 16);
+	for (int i = 0; i < 4; i++) {
+		h ^= a[i];
+		h *= 0x85ebca6b;
+		h ^= b[i];
+		h *= 0xc2b2ae35;
+		h ^= h >> 15;
+	}
+	h ^= ((__u32)sport << 16) | dport;
+	h *= 0x27d4eb2d;
+	h ^= h >> 16;
+	return 49152 + (h & 0x3fff);
+}
+
 #endif /* VEIL_WIRE_H */

@@ -1,0 +1,677 @@
+// SPDX-License-Identifier: Apache-2.0
+/* The gateway in userspace: gw_ingress and gw_return on packet buffers.
+ * Every step mirrors the BPF code (bpf/gw_ingress.bpf.c, bpf/lib/ headers) so the
+ * bytes out are the same; see fastpath.h. */
+#include <arpa/inet.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fastpath.h"
+#include "veil/cookie.h"
+#include "veil/hello.h"
+
+#define ETH_HLEN 14
+#define T_FIN 0x01
+#define T_SYN 0x02
+#define T_RST 0x04
+#define T_PSH 0x08
+#define T_ACK 0x10
+
+/* ---------- checksums (the same sums the BPF code computes) ---------- */
+
+static uint32_t sum16(const uint8_t *p, size_t n, uint32_t s)
+{
+	for (size_t i = 0; i + 1 < n; i += 2)
+		s += (p[i] << 8) | p[i + 1];
+	if (n & 1)
+		s += p[n - 1] << 8;
+	return s;
+}
+
+static uint16_t fold(uint32_t s)
+{
+	while (s >> 16)
+		s = (s & 0xffff) + (s >> 16);
+	return (uint16_t)~s;
+}
+
+static void put16(uint8_t *p, uint16_t v) { p[0] = v >> 8; p[1] = v; }
+static void put32(uint8_t *p, uint32_t v) { p[0] = v >> 24; p[1] = v >> 16; p[2] = v >> 8; p[3] = v; }
+static uint16_t get16(const uint8_t *p) { return (p[0] << 8) | p[1]; }
+static uint32_t get32(const uint8_t *p) { return ((uint32_t)p[0] << 24) | (p[1] << 16) | (p[2] << 8) | p[3]; }
+
+static void ip4_csum(uint8_t *ip)
+{
+	ip[10] = ip[11] = 0;
+	put16(ip + 10, fold(sum16(ip, 20, 0)));
+}
+
+static void tcp_csum(uint8_t *ip, int v6, uint8_t *tcp, size_t l4len)
+{
+	uint32_t s = v6 ? sum16(ip + 8, 32, 0) : sum16(ip + 12, 8, 0);
+	s += 6 + (uint32_t)l4len;
+	tcp[16] = tcp[17] = 0;
+	put16(tcp + 16, fold(sum16(tcp, l4len, s)));
+}
+
+/* ---------- parsing ---------- */
+
+struct fp_pkt {
+	int family, l3_len, tcp_len, payload_len, l4_off;
+	uint8_t saddr[16], daddr[16];
+	uint16_t sport_be, dport_be;
+	uint32_t seq, ack;
+	uint8_t flags;
+};
+
+enum { P_OK, P_NOT_IP, P_NOT_TCP, P_TRUNC, P_OPTIONS, P_FRAG };
+
+static void mapped4(uint8_t *d, const uint8_t *a)
+{
+	memset(d, 0, 10);
+	d[10] = d[11] = 0xff;
+	memcpy(d + 12, a, 4);
+}
+
+static int parse_ip_tcp(const uint8_t *f, uint32_t len, uint32_t l3, struct fp_pkt *p)
+{
+	uint16_t et = get16(f + 12);
+	uint32_t total;
+	const uint8_t *ip = f + l3;
+
+	memset(p, 0, sizeof(*p));
+	if (et == 0x0800) {
+		if (len < l3 + 20)
+			return P_TRUNC;
+		if (ip[9] != 6)
+			return P_NOT_TCP;
+		if ((ip[0] & 15) != 5)
+			return (ip[0] & 15) < 5 ? P_TRUNC : P_OPTIONS;
+		if (get16(ip + 6) & 0x3fff)
+			return P_FRAG;
+		p->family = VM_AF_INET;
+		p->l3_len = 20;
+		mapped4(p->saddr, ip + 12);
+		mapped4(p->daddr, ip + 16);
+		total = get16(ip + 2);
+	} else if (et == 0x86dd) {
+		if (len < l3 + 40)
+			return P_TRUNC;
+		if (ip[6] != 6)
+			return (ip[6] == 0 || ip[6] == 43 || ip[6] == 44 || ip[6] == 60) ? P_OPTIONS : P_NOT_TCP;
+		p->family = VM_AF_INET6;
+		p->l3_len = 40;
+		memcpy(p->saddr, ip + 8, 16);
+		memcpy(p->daddr, ip + 24, 16);
+		total = 40 + get16(ip + 4);
+	} else {
+		return P_NOT_IP;
+	}
+	p->l4_off = l3 + p->l3_len;
+	const uint8_t *t = f + p->l4_off;
+	if (len < (uint32_t)p->l4_off + 20)
+		return P_TRUNC;
+	memcpy(&p->sport_be, t, 2);
+	memcpy(&p->dport_be, t + 2, 2);
+	p->tcp_len = (t[12] >> 4) * 4;
+	if (p->tcp_len < 20)
+		return P_TRUNC;
+	if (total < (uint32_t)(p->l3_len + p->tcp_len) || l3 + total > len)
+		return P_TRUNC;
+	p->payload_len = total - p->l3_len - p->tcp_len;
+	p->seq = get32(t + 4);
+	p->ack = get32(t + 8);
+	p->flags = t[13];
+	return P_OK;
+}
+
+struct fp_opts {
+	uint16_t mss;
+	uint8_t wscale, sack_ok, ts_ok;
+	uint32_t tsval, tsecr;
+};
+
+static int parse_opts(const uint8_t *o, int len, struct fp_opts *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->wscale = 0xff;
+	for (int i = 0, n = 0; i < len && n < 40; n++) {
+		int kind = o[i], l;
+		if (kind == 0)
+			break;
+		if (kind == 1) {
+			i++;
+			continue;
+		}
+		if (i + 1 >= len)
+			return -1;
+		l = o[i + 1];
+		if (l < 2 || i + l > len)
+			return -1;
+		if (kind == 2 && l == 4)
+			r->mss = get16(o + i + 2);
+		else if (kind == 3 && l == 3)
+			r->wscale = o[i + 2] > 14 ? 14 : o[i + 2];
+		else if (kind == 4 && l == 2)
+			r->sack_ok = 1;
+		else if (kind == 8 && l == 10) {
+			r->ts_ok = 1;
+			r->tsval = get32(o + i + 2);
+			r->tsecr = get32(o + i + 6);
+		}
+		i += l;
+	}
+	return 0;
+}
+
+/* ---------- tables ---------- */
+
+static uint32_t hash_bytes(const void *k, size_t n)
+{
+	const uint8_t *p = k;
+	uint32_t h = 2166136261u;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ p[i]) * 16777619u;
+	return h;
+}
+
+int vm_fp_init(struct vm_fp *fp, uint32_t flows_cap)
+{
+	uint32_t cap = 1024;
+	memset(fp, 0, sizeof(*fp));
+	while (cap < flows_cap)
+		cap <<= 1;
+	fp->flows_cap = cap;
+	fp->flows = calloc(cap, sizeof(*fp->flows));
+	fp->routes_cap = 2 * VM_FP_MAX_ROUTES;
+	fp->routes = calloc(fp->routes_cap, sizeof(*fp->routes));
+	return fp->flows && fp->routes ? 0 : -1;
+}
+
+void vm_fp_free(struct vm_fp *fp)
+{
+	free(fp->flows);
+	free(fp->routes);
+}
+
+int vm_fp_set_routes(struct vm_fp *fp, const struct vm_gw_cfg *c)
+{
+	memset(fp->routes, 0, fp->routes_cap * sizeof(*fp->routes));
+	for (int i = 0; i < c->nroutes; i++) {
+		uint32_t h = hash_bytes(c->routes[i].key.name, sizeof(c->routes[i].key.name)) & (fp->routes_cap - 1);
+		while (fp->routes[h].key.name[0])
+			h = (h + 1) & (fp->routes_cap - 1);
+		fp->routes[h] = c->routes[i];
+	}
+	memcpy(fp->vips, c->vips, sizeof(fp->vips));
+	fp->nvips = c->nvips;
+	fp->cfg = c->dp;
+	return 0;
+}
+
+static const struct route_val *route_get(struct vm_fp *fp, const char *name)
+{
+	uint32_t h = hash_bytes(name, VM_NAME_MAX) & (fp->routes_cap - 1);
+	while (fp->routes[h].key.name[0]) {
+		if (!memcmp(fp->routes[h].key.name, name, VM_NAME_MAX))
+			return &fp->routes[h].val;
+		h = (h + 1) & (fp->routes_cap - 1);
+	}
+	return NULL;
+}
+
+static const struct vip_val *vip_get(struct vm_fp *fp, const struct fp_pkt *p)
+{
+	for (int i = 0; i < fp->nvips; i++)
+		if (fp->vips[i].key.family == p->family && fp->vips[i].key.port_be == p->dport_be &&
+		    !memcmp(fp->vips[i].key.addr, p->daddr, 16))
+			return &fp->vips[i].val;
+	return NULL;
+}
+
+#define PROBE 8
+static struct vm_fp_flow *flow_find(struct vm_fp *fp, const struct flow_key *k)
+{
+	uint32_t h = hash_bytes(k, sizeof(*k));
+	for (int i = 0; i < PROBE; i++) {
+		struct vm_fp_flow *f = &fp->flows[(h + i) & (fp->flows_cap - 1)];
+		if (f->used && !memcmp(&f->key, k, sizeof(*k))) {
+			f->last_used = ++fp->tick;
+			return f;
+		}
+	}
+	return NULL;
+}
+
+/* Insert or replace; a full probe window evicts its least recently used. */
+static struct vm_fp_flow *flow_put(struct vm_fp *fp, const struct flow_key *k, const struct flow_val *v)
+{
+	uint32_t h = hash_bytes(k, sizeof(*k));
+	struct vm_fp_flow *victim = NULL;
+	for (int i = 0; i < PROBE; i++) {
+		struct vm_fp_flow *f = &fp->flows[(h + i) & (fp->flows_cap - 1)];
+		if (!f->used || !memcmp(&f->key, k, sizeof(*k))) {
+			victim = f;
+			break;
+		}
+		if (!victim || f->last_used < victim->last_used)
+			victim = f;
+	}
+	victim->key = *k;
+	victim->val = *v;
+	victim->used = 1;
+	victim->last_used = ++fp->tick;
+	return victim;
+}
+
+static const struct vm_fp_neigh *neigh_get(struct vm_fp *fp, const uint8_t *addr)
+{
+	for (int i = 0; i < fp->nneigh; i++)
+		if (!memcmp(fp->neigh[i].addr, addr, 16))
+			return &fp->neigh[i];
+	return NULL;
+}
+
+/* ---------- replies (as reply_prepare, send_synack and refuse in BPF) ---------- */
+
+static uint8_t *reply_prepare(uint8_t *f, uint32_t *len, const struct fp_pkt *p, uint32_t l4_len)
+{
+	uint8_t mac[6], *ip = f + ETH_HLEN, *t;
+	memcpy(mac, f, 6);
+	memcpy(f, f + 6, 6);
+	memcpy(f + 6, mac, 6);
+	if (p->family == VM_AF_INET) {
+		uint8_t a[4];
+		memcpy(a, ip + 12, 4);
+		memcpy(ip + 12, ip + 16, 4);
+		memcpy(ip + 16, a, 4);
+		ip[1] = 0;
+		put16(ip + 2, 20 + l4_len);
+		put16(ip + 4, 0);
+		put16(ip + 6, 0x4000);
+		ip[8] = 64;
+		ip4_csum(ip);
+	} else {
+		uint8_t a[16];
+		memcpy(a, ip + 8, 16);
+		memcpy(ip + 8, ip + 24, 16);
+		memcpy(ip + 24, a, 16);
+		put32(ip, 0x60000000);
+		put16(ip + 4, l4_len);
+		ip[7] = 64;
+	}
+	t = ip + p->l3_len;
+	uint8_t port[2];
+	memcpy(port, t, 2);
+	memcpy(t, t + 2, 2);
+	memcpy(t + 2, port, 2);
+	*len = ETH_HLEN + p->l3_len + l4_len;
+	return t;
+}
+
+static enum vm_fp_verdict synack(struct vm_fp *fp, uint8_t *f, uint32_t *len, const struct fp_pkt *p, uint64_t tai_ns)
+{
+	struct fp_opts o;
+	struct vm_cookie_opts co;
+	struct vm_cookie_in cin = { 0 };
+
+	if (parse_opts(f + p->l4_off + 20, p->tcp_len - 20, &o) < 0 || p->payload_len ||
+	    (p->flags & (T_ACK | T_RST | T_FIN))) {
+		fp->st.malformed++;
+		return VM_FP_DROP;
+	}
+	co.mss = o.mss ? o.mss : 536;
+	co.wscale = o.wscale;
+	co.sack_ok = o.sack_ok;
+	co.ts_ok = o.ts_ok;
+	memcpy(cin.saddr, p->saddr, 16);
+	memcpy(cin.daddr, p->daddr, 16);
+	cin.sport = p->sport_be;
+	cin.dport = p->dport_be;
+	cin.client_isn = p->seq;
+	uint32_t tnow = (uint32_t)(tai_ns / 1000000000ULL) / (fp->cfg.cookie_window_s ? fp->cfg.cookie_window_s : 64);
+	uint32_t cookie = vm_cookie_make(fp->sec.cur, &cin, tnow, &co);
+	uint32_t tsval = (uint32_t)(tai_ns / 1000000ULL);
+	uint16_t mss = p->family == VM_AF_INET ? fp->cfg.mss4 : fp->cfg.mss6;
+	uint8_t *t = reply_prepare(f, len, p, 40), *op = t + 20;
+	put32(t + 4, cookie);
+	put32(t + 8, p->seq + 1);
+	t[12] = 10 << 4;
+	t[13] = T_SYN | T_ACK;
+	put16(t + 14, 65535);
+	put16(t + 18, 0);
+	/* MSS | SACK_PERM or NOP NOP | TS or 10 NOP | NOP | WS or 3 NOP */
+	op[0] = 2; op[1] = 4; put16(op + 2, mss);
+	if (o.sack_ok) { op[4] = 4; op[5] = 2; } else { op[4] = op[5] = 1; }
+	if (o.ts_ok) { op[6] = 8; op[7] = 10; put32(op + 8, tsval); put32(op + 12, o.tsval); }
+	else memset(op + 6, 1, 10);
+	op[16] = 1;
+	if (o.wscale != 0xff) { op[17] = 3; op[18] = 3; op[19] = fp->cfg.wscale; }
+	else { op[17] = op[18] = op[19] = 1; }
+	tcp_csum(f + ETH_HLEN, p->family == VM_AF_INET6, t, 40);
+	fp->st.syn_cookie_sent++;
+	return VM_FP_TX;
+}
+
+static enum vm_fp_verdict refuse(struct vm_fp *fp, uint8_t *f, uint32_t *len, const struct fp_pkt *p,
+				 const struct vip_val *vip)
+{
+	int alert = vip->refuse == VM_REFUSE_ALERT;
+	uint32_t plen = alert ? 7 : 0, ack = p->seq + p->payload_len + ((p->flags & T_FIN) ? 1 : 0);
+	uint8_t *t = reply_prepare(f, len, p, 20 + plen);
+	put32(t + 4, p->ack);
+	put32(t + 8, ack);
+	t[12] = 5 << 4;
+	t[13] = alert ? (T_ACK | T_PSH | T_FIN) : (T_RST | T_ACK);
+	put16(t + 14, alert ? 65535 : 0);
+	put16(t + 18, 0);
+	if (alert) {
+		static const uint8_t a[7] = { 0x15, 3, 3, 0, 2, 2, 112 };
+		memcpy(t + 20, a, 7);
+		fp->st.refused_alert++;
+	} else {
+		fp->st.refused_rst++;
+	}
+	tcp_csum(f + ETH_HLEN, p->family == VM_AF_INET6, t, 20 + plen);
+	return VM_FP_TX;
+}
+
+/* ---------- the mesh (as vm_xdp_encap and vm_xdp_fib_send) ---------- */
+
+static enum vm_fp_verdict forward(struct vm_fp *fp, uint16_t in_port, uint8_t **pkt, uint32_t *len,
+				  const struct fp_pkt *p, const struct flow_val *fv, int with_handoff,
+				  uint16_t *out_port)
+{
+	int v4 = fv->node_family == VM_AF_INET;
+	const uint8_t *src = v4 ? fp->cfg.underlay4 : fp->cfg.underlay6;
+	uint32_t ol3 = v4 ? 20 : 40, optlen = with_handoff ? VM_HANDOFF_OPT_LEN : 0, push = ol3 + 16 + optlen;
+	uint32_t inner = *len - ETH_HLEN;
+
+	if (v4 ? !fp->cfg.has_underlay4 : !fp->cfg.has_underlay6) {
+		fp->st.no_config++;
+		return VM_FP_DROP;
+	}
+	const struct vm_fp_neigh *nb = neigh_get(fp, fv->node);
+	uint8_t *f = *pkt - push, *ip = f + ETH_HLEN;
+	if (nb && ETH_HLEN + push + inner > 1514) {   /* the FIB's MTU check */
+		fp->st.mesh_mtu++;
+		return VM_FP_DROP;
+	}
+	if (!nb) {
+		fp->st.no_neigh++;
+		return VM_FP_DROP;
+	}
+	memcpy(f, nb->mac, 6);
+	memcpy(f + 6, fp->port_mac[nb->port & 7], 6);
+	if (v4) {
+		put16(f + 12, 0x0800);
+		memset(ip, 0, 20);
+		ip[0] = 0x45;
+		put16(ip + 2, push + inner);
+		put16(ip + 6, 0x4000);
+		ip[8] = 64;
+		ip[9] = 17;
+		memcpy(ip + 12, src + 12, 4);
+		memcpy(ip + 16, fv->node + 12, 4);
+		ip4_csum(ip);
+	} else {
+		put16(f + 12, 0x86dd);
+		memset(ip, 0, 40);
+		put32(ip, 0x60000000);
+		put16(ip + 4, push - 40 + inner);
+		ip[6] = 17;
+		ip[7] = 64;
+		memcpy(ip + 8, src, 16);
+		memcpy(ip + 24, fv->node, 16);
+	}
+	uint8_t *u = ip + ol3, *g = u + 8;
+	put16(u, vm_flow_port(p->saddr, p->daddr, p->sport_be, p->dport_be));
+	put16(u + 2, VM_GENEVE_PORT);
+	put16(u + 4, push - ol3 + inner);
+	put16(u + 6, 0);
+	g[0] = optlen / 4;
+	g[1] = 0;
+	put16(g + 2, p->family == VM_AF_INET ? VM_GENEVE_PROTO_IP4 : VM_GENEVE_PROTO_IP6);
+	g[4] = g[5] = g[6] = g[7] = 0;
+	if (with_handoff) {
+		put16(g + 8, VM_OPT_CLASS);
+		g[10] = VM_OPT_HANDOFF;
+		g[11] = sizeof(struct vm_handoff) / 4;
+		memcpy(g + 12, &fv->handoff, sizeof(struct vm_handoff));
+	}
+	*pkt = f;
+	*len += push;
+	*out_port = nb->port;
+	return nb->port == in_port ? VM_FP_TX : VM_FP_FWD;
+}
+
+/* ---------- gw_ingress ---------- */
+
+enum vm_fp_verdict vm_fp_ingress(struct vm_fp *fp, uint16_t in_port, uint8_t **pkt, uint32_t *len,
+				 uint64_t tai_ns, uint16_t *out_port)
+{
+	uint8_t *f = *pkt;
+	struct fp_pkt p;
+	struct flow_key k = { 0 };
+
+	*out_port = in_port;
+	if (*len < ETH_HLEN)
+		return VM_FP_PASS;
+	int rc = parse_ip_tcp(f, *len, ETH_HLEN, &p);
+	if (rc == P_NOT_IP || rc == P_NOT_TCP) {
+		fp->st.pass_not_tcp++;
+		return VM_FP_PASS;
+	}
+	if (rc != P_OK) {
+		if (rc == P_TRUNC && p.family && p.dport_be && vip_get(fp, &p)) {
+			fp->st.malformed++;
+			return VM_FP_DROP;
+		}
+		if (rc == P_FRAG)
+			fp->st.fragment++;
+		else if (rc == P_OPTIONS)
+			fp->st.ip_options++;
+		return VM_FP_PASS;
+	}
+	const struct vip_val *vip = vip_get(fp, &p);
+	if (!vip) {
+		fp->st.pass_not_vip++;
+		return VM_FP_PASS;
+	}
+	if (!fp->sec.epoch) {
+		fp->st.no_config++;
+		return VM_FP_DROP;
+	}
+	memcpy(k.client, p.saddr, 16);
+	memcpy(k.vip, p.daddr, 16);
+	k.client_port_be = p.sport_be;
+	k.vip_port_be = p.dport_be;
+	k.family = p.family;
+	struct vm_fp_flow *fl = flow_find(fp, &k);
+	if (fl) {
+		if ((p.flags & (T_SYN | T_ACK)) == T_SYN) {
+			fl->used = 0;
+			return synack(fp, f, len, &p, tai_ns);
+		}
+		int handoff = p.payload_len && p.seq - (fl->val.client_isn + 1) < VM_ASM_BYTES;
+		if (p.payload_len && p.seq == fl->val.client_isn + 1)
+			fp->st.hello_retransmit++;
+		else
+			fp->st.fwd_established++;
+		return forward(fp, in_port, pkt, len, &p, &fl->val, handoff, out_port);
+	}
+	if (p.flags & T_RST) {
+		fp->st.rst_no_flow++;
+		return VM_FP_DROP;
+	}
+	if ((p.flags & (T_SYN | T_ACK)) == T_SYN)
+		return synack(fp, f, len, &p, tai_ns);
+	if ((p.flags & (T_SYN | T_ACK)) != T_ACK) {
+		fp->st.bad_cookie++;
+		return VM_FP_DROP;
+	}
+	struct vm_cookie_in cin = { 0 };
+	uint32_t tnow = (uint32_t)(tai_ns / 1000000000ULL) / (fp->cfg.cookie_window_s ? fp->cfg.cookie_window_s : 64);
+	memcpy(cin.saddr, p.saddr, 16);
+	memcpy(cin.daddr, p.daddr, 16);
+	cin.sport = p.sport_be;
+	cin.dport = p.dport_be;
+	cin.client_isn = p.seq - 1;
+	uint32_t cookie = p.ack - 1;
+	if (!vm_cookie_check_key(fp->sec.cur, &cin, cookie, tnow) &&
+	    !(fp->sec.has_prev && vm_cookie_check_key(fp->sec.prev, &cin, cookie, tnow))) {
+		if (p.payload_len) {
+			/* a later hello segment: the DPDK path has no reassembly yet */
+			fp->st.asm_handed++;
+			return VM_FP_PASS;
+		}
+		fp->st.bad_cookie++;
+		return VM_FP_DROP;
+	}
+	if (!p.payload_len) {
+		fp->st.cookie_ack++;
+		return VM_FP_DROP;
+	}
+
+	/* the ClientHello */
+	static uint8_t buf[VM_HELLO_BUF];
+	struct vm_hello h;
+	struct vm_hello_state hs;
+	uint32_t hl = p.payload_len > VM_HELLO_BUF ? VM_HELLO_BUF : p.payload_len;
+	memcpy(buf, f + p.l4_off + p.tcp_len, hl);
+	memset(&h, 0, sizeof(h));
+	int hrc = vm_hello_parse(buf, hl, &h, &hs);
+	const struct route_val *r = NULL;
+	if (hrc == VM_HELLO_OK) {
+		r = route_get(fp, h.name);
+		if (!r) {
+			char wk[VM_NAME_MAX] = { 0 };
+			if (vm_wildcard_key(&h, wk))
+				r = route_get(fp, wk);
+		}
+	}
+	switch (hrc) {
+	case VM_HELLO_OK:
+		if (r)
+			break;
+		fp->st.no_route++;
+		return refuse(fp, f, len, &p, vip);
+	case VM_HELLO_NO_SNI: fp->st.no_sni++; return refuse(fp, f, len, &p, vip);
+	case VM_HELLO_BAD_NAME: fp->st.bad_name++; return refuse(fp, f, len, &p, vip);
+	case VM_HELLO_PARTIAL: fp->st.hello_partial++; return VM_FP_PASS;
+	default: fp->st.parse_error++; return refuse(fp, f, len, &p, vip);
+	}
+	struct fp_opts o;
+	struct vm_cookie_opts co;
+	if (parse_opts(f + p.l4_off + 20, p.tcp_len - 20, &o) < 0) {
+		fp->st.malformed++;
+		return VM_FP_DROP;
+	}
+	vm_cookie_decode(cookie, &co);
+	struct flow_val v = { 0 };
+	v.vm_id = r->vm_id;
+	v.node_family = r->node_family;
+	memcpy(v.node, r->node, 16);
+	v.client_isn = p.seq - 1;
+	v.handoff.vm_id_be = htonl(v.vm_id);
+	v.handoff.client_isn_be = htonl(p.seq - 1);
+	v.handoff.cookie_isn_be = htonl(cookie);
+	v.handoff.gw_tsval_be = htonl(co.ts_ok && o.ts_ok ? o.tsecr : 0);
+	v.handoff.mss_be = htons(co.mss);
+	v.handoff.client_wscale = co.wscale;
+	v.handoff.gw_wscale = co.wscale != 0xff ? fp->cfg.wscale : 0xff;
+	v.handoff.flags = (co.sack_ok ? VM_HO_SACK_OK : 0) | (co.ts_ok && o.ts_ok ? VM_HO_TS_OK : 0);
+	memcpy(v.client_mac, f + 6, 6);
+	memcpy(v.vip_mac, f, 6);
+	v.client_ifindex = in_port;
+	v.created_ns = tai_ns;
+	fl = flow_put(fp, &k, &v);
+	fp->st.hello_routed++;
+	return forward(fp, in_port, pkt, len, &p, &fl->val, 1, out_port);
+}
+
+/* ---------- gw_return ---------- */
+
+enum vm_fp_verdict vm_fp_return(struct vm_fp *fp, uint16_t in_port, uint8_t **pkt, uint32_t *len,
+				uint16_t *out_port)
+{
+	uint8_t *f = *pkt, dst[16];
+	uint32_t n = *len, ol3;
+
+	if (n < ETH_HLEN + 20) {
+		fp->st.ret_pass++;
+		return VM_FP_PASS;
+	}
+	uint16_t et = get16(f + 12);
+	const uint8_t *ip = f + ETH_HLEN;
+	if (et == 0x0800 && ip[9] == 17 && fp->cfg.has_underlay4) {
+		mapped4(dst, ip + 16);
+		if (memcmp(dst, fp->cfg.underlay4, 16))
+			goto pass;
+		if ((ip[0] & 15) != 5 || (get16(ip + 6) & 0x3fff)) {
+			fp->st.ret_malformed++;
+			return VM_FP_DROP;
+		}
+		ol3 = 20;
+	} else if (et == 0x86dd && n >= ETH_HLEN + 40 && ip[6] == 17 && fp->cfg.has_underlay6) {
+		if (memcmp(ip + 24, fp->cfg.underlay6, 16))
+			goto pass;
+		ol3 = 40;
+	} else {
+		goto pass;
+	}
+	if (n < ETH_HLEN + ol3 + 8 || get16(ip + ol3 + 2) != VM_GENEVE_PORT)
+		goto pass;
+	const uint8_t *g = ip + ol3 + 8;
+	if (n < ETH_HLEN + ol3 + 16 || (g[0] >> 6)) {
+		fp->st.ret_malformed++;
+		return VM_FP_DROP;
+	}
+	uint32_t optlen = (g[0] & 0x3f) * 4, strip = ol3 + 16 + optlen;
+	uint16_t proto = get16(g + 2);
+	if ((proto != VM_GENEVE_PROTO_IP4 && proto != VM_GENEVE_PROTO_IP6) || ETH_HLEN + strip + 20 > n) {
+		fp->st.ret_malformed++;
+		return VM_FP_DROP;
+	}
+	/* options: whole, at most 4 */
+	uint32_t off = 0;
+	for (int i = 0; i < 4 && off < optlen; i++) {
+		if (off + 4 > optlen || off + 4 + (g[8 + off + 3] & 0x1f) * 4 > optlen) {
+			fp->st.ret_malformed++;
+			return VM_FP_DROP;
+		}
+		off += 4 + (g[8 + off + 3] & 0x1f) * 4;
+	}
+	if (off != optlen) {
+		fp->st.ret_malformed++;
+		return VM_FP_DROP;
+	}
+	uint8_t *nf = f + strip;
+	put16(nf + 12, proto == VM_GENEVE_PROTO_IP4 ? 0x0800 : 0x86dd);
+	struct fp_pkt p;
+	if (parse_ip_tcp(nf, n - strip, ETH_HLEN, &p) != P_OK) {
+		fp->st.ret_malformed++;
+		return VM_FP_DROP;
+	}
+	struct flow_key k = { 0 };
+	memcpy(k.client, p.daddr, 16);
+	memcpy(k.vip, p.saddr, 16);
+	k.client_port_be = p.dport_be;
+	k.vip_port_be = p.sport_be;
+	k.family = p.family;
+	struct vm_fp_flow *fl = flow_find(fp, &k);
+	if (!fl) {
+		fp->st.ret_no_flow++;
+		return VM_FP_DROP;
+	}
+	memcpy(nf, fl->val.client_mac, 6);
+	memcpy(nf + 6, fl->val.vip_mac, 6);
+	*pkt = nf;
+	*len = n - strip;
+	*out_port = fl->val.client_ifindex;
+	fp->st.ret_forwarded++;
+	return VM_FP_FWD;
+pass:
+	fp->st.ret_pass++;
+	return VM_FP_PASS;
+}

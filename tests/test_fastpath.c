@@ -1,0 +1,487 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * The userspace gateway (dataplane/fastpath.c, what the DPDK path runs) against
+ * the XDP gateway: the same packets through gw_ingress / gw_return in
+ * BPF_PROG_TEST_RUN and through vm_fp_ingress / vm_fp_return, with the same
+ * config, secret, routes and neighbours.  Each case must give the same
+ * verdict, the same bytes out (a SYN-ACK's TSval and so its TCP checksum are
+ * the clock's and may differ) and the same counters moved.  Then thousands
+ * of random mutations of those packets, held to the same rule.
+ *
+ * Out of scope, and skipped where a mutation reaches it: multi-segment hello
+ * reassembly (gw_asm), which the fast path does not have yet.
+ */
+#include <sys/ioctl.h>
+#include <time.h>
+
+#include "bpf_env.h"
+#include "fastpath.h"
+
+static struct vm_fp FP;
+static struct vm_gw_cfg GC;
+static int n_compared, n_skipped;
+
+static uint64_t tai_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_TAI, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+static int fp_setup(void)
+{
+	__u32 zero = 0;
+	struct ifreq ifr = { 0 };
+	int s = socket(AF_INET, SOCK_DGRAM, 0);
+
+	if (vm_fp_init(&FP, 4096))
+		return -1;
+	strcpy(ifr.ifr_name, "t0");
+	if (s < 0 || ioctl(s, SIOCGIFHWADDR, &ifr))
+		return -1;
+	close(s);
+	memcpy(FP.port_mac[0], ifr.ifr_hwaddr.sa_data, 6);
+
+	/* the same state bpf_env.h put in the maps, read back from them */
+	if (bpf_map_lookup_elem(vm_gw_map_fd(&G, "gw_config"), &zero, &GC.dp))
+		return -1;
+	struct cookie_secret sec[1];
+	if (bpf_map_lookup_elem(vm_gw_map_fd(&G, "cookie_secret"), &zero, sec))
+		return -1;
+	FP.sec = sec[0];
+	GC.routes = calloc(16, sizeof(*GC.routes));
+	struct route_key rk, nk;
+	int fd = vm_gw_map_fd(&G, "routes"), first = 1;
+	while (!bpf_map_get_next_key(fd, first ? NULL : &rk, &nk)) {
+		first = 0;
+		rk = nk;
+		GC.routes[GC.nroutes].key = rk;
+		bpf_map_lookup_elem(fd, &rk, &GC.routes[GC.nroutes].val);
+		GC.nroutes++;
+	}
+	struct vip_key vk, vn;
+	fd = vm_gw_map_fd(&G, "vips");
+	first = 1;
+	while (!bpf_map_get_next_key(fd, first ? NULL : &vk, &vn)) {
+		first = 0;
+		vk = vn;
+		GC.vips[GC.nvips].key = vk;
+		bpf_map_lookup_elem(fd, &vk, &GC.vips[GC.nvips].val);
+		GC.nvips++;
+	}
+	vm_fp_set_routes(&FP, &GC);
+	/* the static neighbours bpf_env.h gave the kernel */
+	vm_addr_parse("198.19.0.11", FP.neigh[0].addr);
+	vm_addr_parse("2001:db8:ff::11", FP.neigh[1].addr);
+	memcpy(FP.neigh[0].mac, NODE_MAC, 6);
+	memcpy(FP.neigh[1].mac, NODE_MAC, 6);
+	FP.nneigh = 2;
+	return GC.nroutes == 2 && GC.nvips == 2 ? 0 : -1;
+}
+
+static void add_route(const char *name, const char *node)
+{
+	struct vm_cfg_route *r = &GC.routes[GC.nroutes++];
+	memset(r, 0, sizeof(*r));
+	strcpy(r->key.name, name);
+	r->val.vm_id = 1;
+	r->val.node_family = vm_addr_parse(node, r->val.node);
+	bpf_map_update_elem(vm_gw_map_fd(&G, "routes"), &r->key, &r->val, BPF_ANY);
+	vm_fp_set_routes(&FP, &GC);
+}
+
+/* ---------- one packet through both ---------- */
+
+struct both {
+	int skip;
+	__u32 xdp;                  /* XDP verdict */
+	enum vm_fp_verdict fp;
+	struct run r;
+	uint8_t *fout;
+	uint32_t flen;
+	uint8_t fbuf[4096 + 256];
+};
+
+#define NSTATS (sizeof(struct gw_stats) / sizeof(__u64))
+static const char *const STAT_NAMES[] = {
+	"pass_not_vip", "pass_not_tcp", "syn_cookie_sent", "cookie_ack", "bad_cookie", "hello_routed",
+	"hello_retransmit", "hello_partial", "no_sni", "bad_name", "no_route", "parse_error", "refused_rst",
+	"refused_alert", "fwd_established", "malformed", "ip_options", "fragment", "rst_no_flow", "no_neigh",
+	"fib_fail", "encap_fail", "ret_forwarded", "ret_no_flow", "ret_malformed", "ret_pass", "no_config",
+	"asm_stored", "asm_early", "asm_dup", "asm_routed", "asm_sent", "asm_timeout", "asm_overflow",
+	"asm_late", "asm_handed", "mesh_mtu",
+};
+_Static_assert(sizeof(STAT_NAMES) / sizeof(STAT_NAMES[0]) == NSTATS, "counter names");
+
+static int is_asm(size_t i) { return !strncmp(STAT_NAMES[i], "asm_", 4) || !strcmp(STAT_NAMES[i], "hello_partial"); }
+
+static int verdict_same(__u32 x, enum vm_fp_verdict f)
+{
+	switch (x) {
+	case XDP_DROP_: return f == VM_FP_DROP;
+	case XDP_PASS_: return f == VM_FP_PASS;
+	case XDP_TX_: return f == VM_FP_TX;
+	case XDP_REDIRECT_: return f == VM_FP_FWD;
+	}
+	return 0;
+}
+
+/* Runs in through both; checks verdict, counters and bytes.  Returns 0 if
+ * they agree, and sets b->skip when the XDP side went into reassembly. */
+static int both_run(int ret, const uint8_t *in, size_t n, struct both *b, const char *what, int quiet)
+{
+	struct gw_stats xb = gw_now(), xa, fb = FP.st;
+	uint16_t port = 0xffff;
+	__u64 *xbp = (__u64 *)&xb, *xap = (__u64 *)&xa, *fbp = (__u64 *)&fb, *fap = (__u64 *)&FP.st;
+
+	memset(b, 0, offsetof(struct both, fbuf));
+	memcpy(b->fbuf + 256, in, n);
+	b->fout = b->fbuf + 256;
+	b->flen = n;
+	xdp_run(ret ? GW_RET : GW_ING, in, n, &b->r);
+	b->fp = ret ? vm_fp_return(&FP, 0, &b->fout, &b->flen, &port)
+		    : vm_fp_ingress(&FP, 0, &b->fout, &b->flen, tai_now(), &port);
+	b->xdp = b->r.verdict;
+	xa = gw_now();
+	for (size_t i = 0; i < NSTATS; i++)
+		if (is_asm(i) && xap[i] != xbp[i]) {
+			b->skip = 1;
+			n_skipped++;
+			return 0;
+		}
+	n_compared++;
+	int bad = 0;
+	if (b->r.rc || !verdict_same(b->xdp, b->fp)) {
+		if (!quiet)
+			CHECK(0, "%s: XDP verdict %u, fast path %d", what, b->xdp, b->fp);
+		bad = 1;
+	}
+	for (size_t i = 0; i < NSTATS; i++)
+		if (xap[i] - xbp[i] != fap[i] - fbp[i]) {
+			if (!quiet)
+				CHECK(0, "%s: counter %s moved %llu in XDP, %llu in the fast path", what, STAT_NAMES[i],
+				      (unsigned long long)(xap[i] - xbp[i]), (unsigned long long)(fap[i] - fbp[i]));
+			bad = 1;
+		}
+	if (bad || b->fp == VM_FP_DROP)
+		return bad;
+	if (b->fp != VM_FP_PASS && port != 0) {
+		if (!quiet)
+			CHECK(0, "%s: out port %u", what, port);
+		bad = 1;
+	}
+	/* bytes: a SYN-ACK's TSval and TCP checksum are allowed to differ */
+	uint8_t x[4096], f[4096];
+	memcpy(x, b->r.out, b->r.len);
+	memcpy(f, b->fout, b->flen);
+	if (b->r.len == b->flen && b->fp == VM_FP_TX && b->flen >= 14 + 20 + 40) {
+		size_t l4 = 14 + (t_be16(x + 12) == 0x86dd ? 40 : 20);
+		if ((x[l4 + 13] & (T_SYN | T_ACK)) == (T_SYN | T_ACK) && b->flen == l4 + 40) {
+			memset(x + l4 + 16, 0, 2); memset(f + l4 + 16, 0, 2);
+			if (x[l4 + 26] == 8) { memset(x + l4 + 28, 0, 4); memset(f + l4 + 28, 0, 4); }
+		}
+	}
+	if (b->r.len != b->flen || memcmp(x, f, b->flen)) {
+		size_t at = 0;
+		while (at < b->flen && at < b->r.len && x[at] == f[at])
+			at++;
+		if (!quiet)
+			CHECK(0, "%s: bytes differ: XDP %u bytes, fast path %u, first difference at %zu", what,
+			      b->r.len, b->flen, at);
+		bad = 1;
+	}
+	return bad;
+}
+
+#define SAME(in, n, what) do { struct both b_; CHECK(!both_run(0, in, n, &b_, what, 0), "%s", what); } while (0)
+
+/* The handshake through both; the cookie must be the same. */
+static uint32_t both_handshake(int v6, uint16_t sport, uint32_t isn, uint32_t *gw_ts)
+{
+	uint8_t in[256];
+	struct both b;
+	struct t_pkt p = client_pkt(v6, sport, isn, 0, T_SYN);
+	p.opts = SYN_OPTS;
+	p.optlen = 20;
+	size_t n = t_build(&p, in);
+	CHECK(!both_run(0, in, n, &b, "SYN", 0), "SYN");
+	size_t l3 = v6 ? 40 : 20;
+	*gw_ts = opts_of(b.r.out + 14 + l3).tsval;
+	return t_be32(b.r.out + 14 + l3 + 4);
+}
+
+/* ---------- cases ---------- */
+
+static void syn_same(void)
+{
+	uint8_t in[256];
+	uint32_t ts;
+	both_handshake(0, 41000, 7, &ts);
+	both_handshake(1, 41001, 0xfffffff0, &ts);
+	struct t_pkt p = client_pkt(0, 41002, 1, 0, T_SYN);
+	SAME(in, t_build(&p, in), "SYN without options");
+	static const uint8_t mss_only[4] = { 2, 4, 0x02, 0x18 };
+	p.opts = mss_only;
+	p.optlen = 4;
+	SAME(in, t_build(&p, in), "SYN with MSS only");
+	p.flags = T_SYN | T_FIN;
+	SAME(in, t_build(&p, in), "SYN+FIN");
+}
+
+static void cookie_acks_same(void)
+{
+	uint8_t in[256];
+	uint32_t ts, c = both_handshake(0, 41010, 100, &ts);
+	struct t_pkt p = client_pkt(0, 41010, 101, c + 1, T_ACK);
+	SAME(in, t_build(&p, in), "cookie ACK");
+	p.ack ^= 0x100;
+	SAME(in, t_build(&p, in), "bad cookie ACK");
+	p.flags = T_RST;
+	SAME(in, t_build(&p, in), "RST without a flow");
+	p.flags = T_FIN;
+	SAME(in, t_build(&p, in), "FIN without a flow");
+}
+
+static void hello_routed_same(void)
+{
+	uint8_t in[1024];
+	uint32_t ts, c = both_handshake(0, 41020, 9000, &ts);
+	size_t n = hello_pkt(0, 41020, 9000, c, ts, hello_curl, hello_curl_len, in);
+	SAME(in, n, "hello over IPv4 to an IPv4 node");
+	struct t_pkt p = client_pkt(0, 41020, 9000 + 1 + hello_curl_len, c + 100, T_ACK);
+	SAME(in, t_build(&p, in), "established ACK");
+	n = hello_pkt(0, 41020, 9000, c, ts, hello_curl, hello_curl_len, in);
+	SAME(in, n, "hello retransmitted");
+
+	/* IPv6 client, wildcard route to an IPv6 node */
+	uint8_t hello[600];
+	memcpy(hello, hello_curl, hello_curl_len);
+	uint8_t *sni = memmem(hello, hello_curl_len, "www.veil.test", 13);
+	CHECK(sni, "fixture has the name");
+	if (!sni)
+		return;
+	memcpy(sni, "Q.apps.fp.xyz", 13);
+	add_route("*.apps.fp.xyz", "2001:db8:ff::11");
+	c = both_handshake(1, 41021, 77, &ts);
+	n = hello_pkt(1, 41021, 77, c, ts, hello, hello_curl_len, in);
+	SAME(in, n, "hello over IPv6 by a wildcard");
+	/* IPv4 client to an IPv6 node */
+	c = both_handshake(0, 41022, 78, &ts);
+	n = hello_pkt(0, 41022, 78, c, ts, hello, hello_curl_len, in);
+	SAME(in, n, "IPv4 client to an IPv6 node");
+	p = client_pkt(0, 41022, 5, 0, T_SYN);
+	SAME(in, t_build(&p, in), "SYN on a known flow");
+	p.flags = T_ACK;
+	SAME(in, t_build(&p, in), "ACK after the flow was dropped");
+	/* a node with no neighbour */
+	memcpy(sni, "nonbr.fp.xyzz", 13);
+	add_route("nonbr.fp.xyzz", "198.19.0.99");
+	c = both_handshake(0, 41023, 79, &ts);
+	n = hello_pkt(0, 41023, 79, c, ts, hello, hello_curl_len, in);
+	struct both b;
+	both_run(0, in, n, &b, "node without a neighbour", 1);
+	/* The kernel FIB answers NO_NEIGH and XDP passes to the stack for ARP;
+	 * compare only that neither forwards. */
+	CHECK(b.fp == VM_FP_DROP && (b.xdp == XDP_DROP_ || b.xdp == XDP_PASS_), "no neighbour: XDP %u, fast path %d",
+	      b.xdp, b.fp);
+}
+
+static void refusals_same(void)
+{
+	uint8_t in[1024], hello[600];
+	memcpy(hello, hello_curl, hello_curl_len);
+	memcpy(memmem(hello, hello_curl_len, "www.veil.test", 13), "zzz", 3);
+	uint32_t ts, c = both_handshake(0, 41030, 1, &ts);
+	SAME(in, hello_pkt(0, 41030, 1, c, ts, hello, hello_curl_len, in), "unknown name, alert");
+	c = both_handshake(1, 41031, 1, &ts);
+	SAME(in, hello_pkt(1, 41031, 1, c, ts, hello, hello_curl_len, in), "unknown name, RST");
+	memcpy(memmem(hello, hello_curl_len, "zzz.veil.test", 13), "ww_.veil.test", 13);
+	c = both_handshake(0, 41032, 1, &ts);
+	SAME(in, hello_pkt(0, 41032, 1, c, ts, hello, hello_curl_len, in), "bad name");
+	size_t nl;
+	uint8_t *nosni = t_slurp("tests/fixtures/hello-nosni.bin", &nl);
+	c = both_handshake(0, 41033, 1, &ts);
+	if (nosni)
+		SAME(in, hello_pkt(0, 41033, 1, c, ts, nosni, nl, in), "no SNI");
+	free(nosni);
+	static const uint8_t http[] = "GET / HTTP/1.1\r\n\r\n";
+	c = both_handshake(0, 41034, 1, &ts);
+	SAME(in, hello_pkt(0, 41034, 1, c, ts, http, sizeof(http) - 1, in), "not TLS");
+}
+
+static void other_traffic_same(void)
+{
+	uint8_t in[256];
+	struct t_pkt p = client_pkt(0, 41040, 1, 0, T_SYN);
+	p.dport = 80;
+	SAME(in, t_build(&p, in), "not a VIP port");
+	p = client_pkt(1, 41040, 1, 0, T_SYN);
+	p.dst[15] = 9;
+	SAME(in, t_build(&p, in), "not a VIP address");
+	uint8_t arp[60] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 1, 0x08, 0x06 };
+	SAME(arp, sizeof(arp), "ARP");
+	p = client_pkt(0, 41041, 1, 0, T_SYN);
+	size_t n = t_build(&p, in);
+	in[14 + 9] = 17;
+	SAME(in, n, "UDP");
+	p = client_pkt(0, 41041, 1, 0, T_SYN);
+	n = t_build(&p, in);
+	in[14 + 6] = 0x20;      /* MF */
+	SAME(in, n, "fragment");
+	p = client_pkt(1, 41041, 1, 0, T_SYN);
+	n = t_build(&p, in);
+	in[14 + 6] = 0;         /* hop-by-hop header */
+	SAME(in, n, "IPv6 extension header");
+}
+
+static void truncations_same(void)
+{
+	uint8_t in[256];
+	char what[64];
+	for (int v6 = 0; v6 < 2; v6++) {
+		struct t_pkt p = client_pkt(v6, 41050, 1, 0, T_SYN);
+		p.opts = SYN_OPTS;
+		p.optlen = 20;
+		size_t n = t_build(&p, in);
+		for (size_t cut = 14; cut < n; cut++) {
+			snprintf(what, sizeof(what), "IPv%d SYN cut at %zu", v6 ? 6 : 4, cut);
+			SAME(in, cut, what);
+		}
+	}
+}
+
+/* The flow table of hello_routed_same: 198.18.0.2:41020 */
+static size_t reply_frame(uint8_t *pkt, uint16_t dport)
+{
+	uint8_t inner[256];
+	struct t_pkt p = { .sport = 443, .dport = dport, .seq = 5, .ack = 6, .flags = T_ACK, .window = 100 };
+	memcpy(p.src, VIP4, 4);
+	memcpy(p.dst, CLI4, 4);
+	size_t n = t_build(&p, inner);
+	struct vm_handoff *none = NULL;
+	size_t m = mesh_wrap(inner, n, 0, none, pkt);
+	/* mesh_wrap writes gateway -> node; turn it around */
+	uint8_t *ip = pkt + 14, a[4];
+	memcpy(pkt, GW_MAC, 6);
+	memcpy(pkt + 6, NODE_MAC, 6);
+	memcpy(a, ip + 12, 4); memcpy(ip + 12, ip + 16, 4); memcpy(ip + 16, a, 4);
+	return m;
+}
+
+static void return_path_same(void)
+{
+	uint8_t pkt[512];
+	struct both b;
+	size_t n = reply_frame(pkt, 41020);
+	CHECK(!both_run(1, pkt, n, &b, "return to the client", 0) && b.fp == VM_FP_FWD, "return forwarded (%d)", b.fp);
+	n = reply_frame(pkt, 41999);
+	CHECK(!both_run(1, pkt, n, &b, "return, unknown flow", 0) && b.fp == VM_FP_DROP, "unknown flow dropped");
+	n = reply_frame(pkt, 41020);
+	pkt[14 + 20 + 3] = 53;
+	CHECK(!both_run(1, pkt, n, &b, "return, other UDP", 0), "other UDP");
+	n = reply_frame(pkt, 41020);
+	pkt[14 + 20 + 8] = 0x40;    /* Geneve version 1 */
+	CHECK(!both_run(1, pkt, n, &b, "return, Geneve v1", 0), "Geneve v1");
+	n = reply_frame(pkt, 41020);
+	pkt[14 + 20 + 8] = 2;       /* options longer than the packet claims */
+	CHECK(!both_run(1, pkt, n, &b, "return, bad options", 0), "bad options");
+	for (size_t cut = 14; cut < n; cut++) {
+		char what[64];
+		n = reply_frame(pkt, 41020);
+		snprintf(what, sizeof(what), "return cut at %zu", cut);
+		CHECK(!both_run(1, pkt, cut, &b, what, 0), "%s", what);
+	}
+}
+
+/* ---------- random mutations ---------- */
+
+static uint64_t rng = 0x9e3779b97f4a7c15ULL;
+static uint32_t rnd(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return (uint32_t)rng;
+}
+
+static void mutations_same(void)
+{
+	enum { SEEDS = 6 };
+	static uint8_t seed[SEEDS][1024];
+	static size_t seedn[SEEDS];
+	uint32_t ts, c;
+	struct t_pkt p;
+
+	p = client_pkt(0, 42000, 5, 0, T_SYN);
+	p.opts = SYN_OPTS;
+	p.optlen = 20;
+	seedn[0] = t_build(&p, seed[0]);
+	p = client_pkt(1, 42001, 5, 0, T_SYN);
+	p.opts = SYN_OPTS;
+	p.optlen = 20;
+	seedn[1] = t_build(&p, seed[1]);
+	c = both_handshake(0, 42002, 5, &ts);
+	seedn[2] = hello_pkt(0, 42002, 5, c, ts, hello_curl, hello_curl_len, seed[2]);
+	c = both_handshake(1, 42003, 5, &ts);
+	seedn[3] = hello_pkt(1, 42003, 5, c, ts, hello_curl, hello_curl_len, seed[3]);
+	p = client_pkt(0, 42002, 6 + hello_curl_len, c + 9, T_ACK);
+	seedn[4] = t_build(&p, seed[4]);
+	seedn[5] = reply_frame(seed[5], 41020);
+
+	int iters = getenv("FP_MUTATIONS") ? atoi(getenv("FP_MUTATIONS")) : 200000, bad = 0;
+	for (int it = 0; it < iters; it++) {
+		uint8_t in[1024];
+		int s = rnd() % SEEDS;
+		size_t n = seedn[s];
+		memcpy(in, seed[s], n);
+		int k = 1 + rnd() % 4;
+		for (int j = 0; j < k; j++) {
+			uint32_t r = rnd();
+			size_t at = r % n;
+			/* headers are where the decisions are: bias towards the first 90 bytes */
+			if (r & 0x10000)
+				at = r % (n < 90 ? n : 90);
+			switch ((r >> 20) & 3) {
+			case 0: in[at] ^= 1 << ((r >> 24) & 7); break;
+			case 1: in[at] = r >> 24; break;
+			case 2: in[at] = (r >> 24) & 1 ? 0xff : 0; break;
+			case 3: if ((r >> 24) % 8 == 0 && at >= 14) n = at; break;
+			}
+		}
+		struct both b;
+		char what[64];
+		snprintf(what, sizeof(what), "mutation %d of seed %d", it, s);
+		if (both_run(s == 5, in, n, &b, what, bad >= 5)) {
+			if (bad < 5) {
+				fprintf(stderr, "  %s (%zu bytes):", what, n);
+				for (size_t i = 0; i < n && i < 96; i++)
+					fprintf(stderr, "%s%02x", i % 16 ? "" : "\n   ", in[i]);
+				fprintf(stderr, "\n");
+			}
+			bad++;
+		}
+	}
+	CHECK(bad == 0, "%d of %d mutations differ", bad, iters);
+	printf("# fastpath: %d packets compared with XDP, %d skipped (reassembly)\n", n_compared, n_skipped);
+}
+
+int main(void)
+{
+	if (setup("tests/fixtures") || fp_setup()) {
+		printf("FAIL fastpath_setup: could not build the test namespace or load the programs\n");
+		return 1;
+	}
+	RUN(syn_same);
+	RUN(cookie_acks_same);
+	RUN(hello_routed_same);
+	RUN(refusals_same);
+	RUN(other_traffic_same);
+	RUN(truncations_same);
+	RUN(return_path_same);
+	RUN(mutations_same);
+	vm_fp_free(&FP);
+	free(GC.routes);
+	vm_gw_close(&G);
+	vm_node_close(&N);
+	return t_done();
+}
