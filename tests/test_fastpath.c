@@ -319,6 +319,32 @@ static void refusals_same(void)
 	SAME(in, hello_pkt(0, 41034, 1, c, ts, http, sizeof(http) - 1, in), "not TLS");
 }
 
+/* Every captured ClientHello in tests/fixtures, from a new client over
+ * IPv4 and IPv6: routed or refused, the same way. */
+static void fixtures_same(void)
+{
+	static const char *const files[] = { "hello-curl.bin", "hello-curl-h2.bin", "hello-openssl.bin",
+					     "hello-openssl-tls12.bin", "hello-nosni.bin" };
+	uint8_t in[1024];
+	char path[128], what[96];
+	uint16_t sport = 41100;
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		size_t hl;
+		snprintf(path, sizeof(path), "tests/fixtures/%s", files[i]);
+		uint8_t *h = t_slurp(path, &hl);
+		CHECK(h && hl < 900, "%s read", path);
+		if (!h || hl >= 900)
+			continue;
+		for (int v6 = 0; v6 < 2; v6++) {
+			uint32_t ts, c = both_handshake(v6, sport, 1000 * sport, &ts);
+			snprintf(what, sizeof(what), "%s over IPv%d", files[i], v6 ? 6 : 4);
+			SAME(in, hello_pkt(v6, sport, 1000 * sport, c, ts, h, hl, in), what);
+			sport++;
+		}
+		free(h);
+	}
+}
+
 static void other_traffic_same(void)
 {
 	uint8_t in[256];
@@ -485,6 +511,7 @@ int main(void)
 	RUN(cookie_acks_same);
 	RUN(hello_routed_same);
 	RUN(refusals_same);
+	RUN(fixtures_same);
 	RUN(other_traffic_same);
 	RUN(truncations_same);
 	RUN(return_path_same);
