@@ -272,6 +272,12 @@ static const struct vm_fp_neigh *neigh_get(struct vm_fp *fp, const uint8_t *addr
 	return NULL;
 }
 
+/* The cookie's time counter (as gw_cookie_tnow in bpf/lib/gw_logic.h). */
+static uint32_t cookie_now(const struct vm_fp *fp, uint64_t tai_ns)
+{
+	return (uint32_t)(tai_ns / 1000000000ULL) / (fp->cfg.cookie_window_s ? fp->cfg.cookie_window_s : 64);
+}
+
 /* ---------- replies (as reply_prepare, send_synack and refuse in BPF) ---------- */
 
 static uint8_t *reply_prepare(uint8_t *f, uint32_t *len, const struct fp_pkt *p, uint32_t l4_len)
@@ -329,7 +335,7 @@ static enum vm_fp_verdict synack(struct vm_fp *fp, uint8_t *f, uint32_t *len, co
 	cin.sport = p->sport_be;
 	cin.dport = p->dport_be;
 	cin.client_isn = p->seq;
-	uint32_t tnow = (uint32_t)(tai_ns / 1000000000ULL) / (fp->cfg.cookie_window_s ? fp->cfg.cookie_window_s : 64);
+	uint32_t tnow = cookie_now(fp, tai_ns);
 	uint32_t cookie = vm_cookie_make(fp->sec.cur, &cin, tnow, &co);
 	uint32_t tsval = (uint32_t)(tai_ns / 1000000ULL);
 	uint16_t mss = p->family == VM_AF_INET ? fp->cfg.mss4 : fp->cfg.mss6;
@@ -511,7 +517,7 @@ enum vm_fp_verdict vm_fp_ingress(struct vm_fp *fp, uint16_t in_port, uint8_t **p
 		return VM_FP_DROP;
 	}
 	struct vm_cookie_in cin = { 0 };
-	uint32_t tnow = (uint32_t)(tai_ns / 1000000000ULL) / (fp->cfg.cookie_window_s ? fp->cfg.cookie_window_s : 64);
+	uint32_t tnow = cookie_now(fp, tai_ns);
 	memcpy(cin.saddr, p.saddr, 16);
 	memcpy(cin.daddr, p.daddr, 16);
 	cin.sport = p.sport_be;
