@@ -367,14 +367,11 @@ static void gw_metrics(void *arg, FILE *out)
 		for (int i = 0; i < vm_gw_stat_count; i++)
 			fprintf(out, "veilmesh_gw_packets_total{outcome=\"%s\"} %llu\n", vm_gw_stat_names[i],
 				(unsigned long long)v[i]);
-	fputs("# HELP veilmesh_map_entries Entries in a pinned map.\n# TYPE veilmesh_map_entries gauge\n", out);
-	const char *maps[] = { "routes", "vips", "flows", "hello_asm", "asm_early" };
+	static const char *const maps[] = { "routes", "vips", "flows", "hello_asm", "asm_early" };
+	int fds[5];
 	for (int i = 0; i < 5; i++)
-		fprintf(out, "veilmesh_map_entries{map=\"%s\"} %ld\n", maps[i], vm_map_count(vm_gw_map_fd(&st->g, maps[i])));
-	fputs("# HELP veilmesh_map_capacity Maximum entries of a pinned map.\n# TYPE veilmesh_map_capacity gauge\n", out);
-	for (int i = 0; i < 5; i++)
-		fprintf(out, "veilmesh_map_capacity{map=\"%s\"} %ld\n", maps[i],
-			vm_map_capacity(vm_gw_map_fd(&st->g, maps[i])));
+		fds[i] = vm_gw_map_fd(&st->g, maps[i]);
+	vm_metrics_maps(out, maps, fds, 5);
 	fprintf(out, "# HELP veilmesh_gw_flows Flows in the flow table.\n# TYPE veilmesh_gw_flows gauge\n"
 		     "veilmesh_gw_flows %ld\n", vm_map_count(vm_gw_map_fd(&st->g, "flows")));
 	fprintf(out, "# HELP veilmesh_gw_routes Routes configured.\n# TYPE veilmesh_gw_routes gauge\nveilmesh_gw_routes %d\n",
@@ -385,13 +382,7 @@ static void gw_metrics(void *arg, FILE *out)
 	fprintf(out, "# HELP veilmesh_gw_route_changes_total Route and VIP entries written since start.\n"
 		     "# TYPE veilmesh_gw_route_changes_total counter\nveilmesh_gw_route_changes_total %llu\n",
 		(unsigned long long)st->route_changes);
-	fprintf(out, "# HELP veilmesh_config_reloads_total Config reloads by result.\n"
-		     "# TYPE veilmesh_config_reloads_total counter\n"
-		     "veilmesh_config_reloads_total{result=\"ok\"} %llu\nveilmesh_config_reloads_total{result=\"rejected\"} %llu\n",
-		(unsigned long long)st->reloads_ok, (unsigned long long)st->reloads_rejected);
-	fprintf(out, "# HELP veilmesh_start_time_seconds When the daemon started (Unix time).\n"
-		     "# TYPE veilmesh_start_time_seconds gauge\nveilmesh_start_time_seconds %llu\n",
-		(unsigned long long)st->started);
+	vm_metrics_daemon(out, st->reloads_ok, st->reloads_rejected, st->started);
 }
 
 int main(int argc, char **argv)

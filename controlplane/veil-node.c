@@ -154,24 +154,14 @@ static void node_metrics(void *arg, FILE *out)
 		for (int i = 0; i < vm_node_stat_count; i++)
 			fprintf(out, "veilmesh_node_packets_total{outcome=\"%s\"} %llu\n", vm_node_stat_names[i],
 				(unsigned long long)v[i]);
-	fputs("# HELP veilmesh_map_entries Entries in a pinned map.\n# TYPE veilmesh_map_entries gauge\n", out);
+	int fds[4];
 	for (int i = 0; i < 4; i++)
-		fprintf(out, "veilmesh_map_entries{map=\"%s\"} %ld\n", node_maps[i],
-			vm_map_count(vm_node_map_fd(&st->n, node_maps[i])));
-	fputs("# HELP veilmesh_map_capacity Maximum entries of a pinned map.\n# TYPE veilmesh_map_capacity gauge\n", out);
-	for (int i = 0; i < 4; i++)
-		fprintf(out, "veilmesh_map_capacity{map=\"%s\"} %ld\n", node_maps[i],
-			vm_map_capacity(vm_node_map_fd(&st->n, node_maps[i])));
+		fds[i] = vm_node_map_fd(&st->n, node_maps[i]);
+	vm_metrics_maps(out, node_maps, fds, 4);
 	fprintf(out, "# HELP veilmesh_node_connections Connections handed to this node's VMs.\n"
 		     "# TYPE veilmesh_node_connections gauge\nveilmesh_node_connections %ld\n",
 		vm_map_count(vm_node_map_fd(&st->n, "conns")));
-	fprintf(out, "# HELP veilmesh_config_reloads_total Config reloads by result.\n"
-		     "# TYPE veilmesh_config_reloads_total counter\n"
-		     "veilmesh_config_reloads_total{result=\"ok\"} %llu\nveilmesh_config_reloads_total{result=\"rejected\"} %llu\n",
-		(unsigned long long)st->reloads_ok, (unsigned long long)st->reloads_rejected);
-	fprintf(out, "# HELP veilmesh_start_time_seconds When the daemon started (Unix time).\n"
-		     "# TYPE veilmesh_start_time_seconds gauge\nveilmesh_start_time_seconds %llu\n",
-		(unsigned long long)st->started);
+	vm_metrics_daemon(out, st->reloads_ok, st->reloads_rejected, st->started);
 }
 
 int main(int argc, char **argv)

@@ -240,6 +240,27 @@ long vm_map_capacity(int fd)
 	return info.max_entries;
 }
 
+void vm_metrics_maps(FILE *out, const char *const *names, const int *fds, int n)
+{
+	fputs("# HELP veilmesh_map_entries Entries in a pinned map.\n# TYPE veilmesh_map_entries gauge\n", out);
+	for (int i = 0; i < n; i++)
+		fprintf(out, "veilmesh_map_entries{map=\"%s\"} %ld\n", names[i], vm_map_count(fds[i]));
+	fputs("# HELP veilmesh_map_capacity Maximum entries of a pinned map.\n# TYPE veilmesh_map_capacity gauge\n", out);
+	for (int i = 0; i < n; i++)
+		fprintf(out, "veilmesh_map_capacity{map=\"%s\"} %ld\n", names[i], vm_map_capacity(fds[i]));
+}
+
+void vm_metrics_daemon(FILE *out, __u64 reloads_ok, __u64 reloads_rejected, __u64 started)
+{
+	fprintf(out, "# HELP veilmesh_config_reloads_total Config reloads by result.\n"
+		     "# TYPE veilmesh_config_reloads_total counter\n"
+		     "veilmesh_config_reloads_total{result=\"ok\"} %llu\nveilmesh_config_reloads_total{result=\"rejected\"} %llu\n",
+		(unsigned long long)reloads_ok, (unsigned long long)reloads_rejected);
+	fprintf(out, "# HELP veilmesh_start_time_seconds When the daemon started (Unix time).\n"
+		     "# TYPE veilmesh_start_time_seconds gauge\nveilmesh_start_time_seconds %llu\n",
+		(unsigned long long)started);
+}
+
 void vm_json_str(FILE *f, const char *s)
 {
 	fputc('"', f);

@@ -169,6 +169,10 @@ long vm_map_count(int fd);
 __u32 vm_xdp_prog_id(struct xdp_program *p);
 long vm_map_capacity(int fd);
 void vm_json_str(FILE *f, const char *s);
+/* Prometheus text both daemons serve: each pinned map's entries and
+ * capacity; config reloads by result and the start time. */
+void vm_metrics_maps(FILE *out, const char *const *names, const int *fds, int n);
+void vm_metrics_daemon(FILE *out, __u64 reloads_ok, __u64 reloads_rejected, __u64 started);
 
 /* Names of the counters, in struct order (for printing). */
 extern const char *const vm_gw_stat_names[];
