@@ -166,6 +166,17 @@ static int parse_opts(const uint8_t *o, int len, struct fp_opts *r)
 
 /* ---------- tables ---------- */
 
+static void key_of(const struct fp_pkt *p, int reverse, struct flow_key *k)
+{
+	memset(k, 0, sizeof(*k));
+	memcpy(k->client, reverse ? p->daddr : p->saddr, 16);
+	memcpy(k->vip, reverse ? p->saddr : p->daddr, 16);
+	k->client_port_be = reverse ? p->dport_be : p->sport_be;
+	k->vip_port_be = reverse ? p->sport_be : p->dport_be;
+	k->family = p->family;
+}
+
+
 static uint32_t hash_bytes(const void *k, size_t n)
 {
 	const uint8_t *p = k;
@@ -183,49 +194,64 @@ int vm_fp_init(struct vm_fp *fp, uint32_t flows_cap)
 		cap <<= 1;
 	fp->flows_cap = cap;
 	fp->flows = calloc(cap, sizeof(*fp->flows));
-	fp->routes_cap = 2 * VM_FP_MAX_ROUTES;
-	fp->routes = calloc(fp->routes_cap, sizeof(*fp->routes));
-	return fp->flows && fp->routes ? 0 : -1;
+	return fp->flows ? 0 : -1;
 }
 
 void vm_fp_free(struct vm_fp *fp)
 {
 	free(fp->flows);
-	free(fp->routes);
+	fp->flows = NULL;
 }
 
-int vm_fp_set_routes(struct vm_fp *fp, const struct vm_gw_cfg *c)
+int vm_fp_conf_set(struct vm_fp_conf *c, const struct vm_gw_cfg *g)
 {
-	memset(fp->routes, 0, fp->routes_cap * sizeof(*fp->routes));
-	for (int i = 0; i < c->nroutes; i++) {
-		uint32_t h = hash_bytes(c->routes[i].key.name, sizeof(c->routes[i].key.name)) & (fp->routes_cap - 1);
-		while (fp->routes[h].key.name[0])
-			h = (h + 1) & (fp->routes_cap - 1);
-		fp->routes[h] = c->routes[i];
+	uint32_t cap = 16;
+	while (cap < 2 * (uint32_t)g->nroutes)
+		cap <<= 1;
+	struct vm_cfg_route *t = calloc(cap, sizeof(*t));
+	if (!t)
+		return -1;
+	for (int i = 0; i < g->nroutes; i++) {
+		uint32_t h = hash_bytes(g->routes[i].key.name, sizeof(g->routes[i].key.name)) & (cap - 1);
+		while (t[h].key.name[0])
+			h = (h + 1) & (cap - 1);
+		t[h] = g->routes[i];
 	}
-	memcpy(fp->vips, c->vips, sizeof(fp->vips));
-	fp->nvips = c->nvips;
-	fp->cfg = c->dp;
+	free(c->routes);
+	c->routes = t;
+	c->routes_cap = cap;
+	memcpy(c->vips, g->vips, sizeof(c->vips));
+	c->nvips = g->nvips;
+	c->cfg = g->dp;
 	return 0;
+}
+
+void vm_fp_conf_free(struct vm_fp_conf *c)
+{
+	free(c->routes);
+	c->routes = NULL;
+	c->routes_cap = 0;
 }
 
 static const struct route_val *route_get(struct vm_fp *fp, const char *name)
 {
-	uint32_t h = hash_bytes(name, VM_NAME_MAX) & (fp->routes_cap - 1);
-	while (fp->routes[h].key.name[0]) {
-		if (!memcmp(fp->routes[h].key.name, name, VM_NAME_MAX))
-			return &fp->routes[h].val;
-		h = (h + 1) & (fp->routes_cap - 1);
+	if (!fp->c->routes)
+		return NULL;
+	uint32_t h = hash_bytes(name, VM_NAME_MAX) & (fp->c->routes_cap - 1);
+	while (fp->c->routes[h].key.name[0]) {
+		if (!memcmp(fp->c->routes[h].key.name, name, VM_NAME_MAX))
+			return &fp->c->routes[h].val;
+		h = (h + 1) & (fp->c->routes_cap - 1);
 	}
 	return NULL;
 }
 
 static const struct vip_val *vip_get(struct vm_fp *fp, const struct fp_pkt *p)
 {
-	for (int i = 0; i < fp->nvips; i++)
-		if (fp->vips[i].key.family == p->family && fp->vips[i].key.port_be == p->dport_be &&
-		    !memcmp(fp->vips[i].key.addr, p->daddr, 16))
-			return &fp->vips[i].val;
+	for (int i = 0; i < fp->c->nvips; i++)
+		if (fp->c->vips[i].key.family == p->family && fp->c->vips[i].key.port_be == p->dport_be &&
+		    !memcmp(fp->c->vips[i].key.addr, p->daddr, 16))
+			return &fp->c->vips[i].val;
 	return NULL;
 }
 
@@ -264,18 +290,40 @@ static struct vm_fp_flow *flow_put(struct vm_fp *fp, const struct flow_key *k, c
 	return victim;
 }
 
+uint32_t vm_fp_flow_hash(const struct flow_key *k)
+{
+	return hash_bytes(k, sizeof(*k));
+}
+
+uint32_t vm_fp_flow_count(const struct vm_fp *fp)
+{
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < fp->flows_cap; i++)
+		n += fp->flows[i].used;
+	return n;
+}
+
+int vm_fp_flow_drop(struct vm_fp *fp, const struct flow_key *k)
+{
+	struct vm_fp_flow *f = flow_find(fp, k);
+	if (!f)
+		return -1;
+	f->used = 0;
+	return 0;
+}
+
 static const struct vm_fp_neigh *neigh_get(struct vm_fp *fp, const uint8_t *addr)
 {
-	for (int i = 0; i < fp->nneigh; i++)
-		if (!memcmp(fp->neigh[i].addr, addr, 16))
-			return &fp->neigh[i];
+	for (int i = 0; i < fp->c->nneigh; i++)
+		if (!memcmp(fp->c->neigh[i].addr, addr, 16))
+			return &fp->c->neigh[i];
 	return NULL;
 }
 
 /* The cookie's time counter (as gw_cookie_tnow in bpf/lib/gw_logic.h). */
 static uint32_t cookie_now(const struct vm_fp *fp, uint64_t tai_ns)
 {
-	return (uint32_t)(tai_ns / 1000000000ULL) / (fp->cfg.cookie_window_s ? fp->cfg.cookie_window_s : 64);
+	return (uint32_t)(tai_ns / 1000000000ULL) / (fp->c->cfg.cookie_window_s ? fp->c->cfg.cookie_window_s : 64);
 }
 
 /* ---------- replies (as reply_prepare, send_synack and refuse in BPF) ---------- */
@@ -336,9 +384,9 @@ static enum vm_fp_verdict synack(struct vm_fp *fp, uint8_t *f, uint32_t *len, co
 	cin.dport = p->dport_be;
 	cin.client_isn = p->seq;
 	uint32_t tnow = cookie_now(fp, tai_ns);
-	uint32_t cookie = vm_cookie_make(fp->sec.cur, &cin, tnow, &co);
+	uint32_t cookie = vm_cookie_make(fp->c->sec.cur, &cin, tnow, &co);
 	uint32_t tsval = (uint32_t)(tai_ns / 1000000ULL);
-	uint16_t mss = p->family == VM_AF_INET ? fp->cfg.mss4 : fp->cfg.mss6;
+	uint16_t mss = p->family == VM_AF_INET ? fp->c->cfg.mss4 : fp->c->cfg.mss6;
 	uint8_t *t = reply_prepare(f, len, p, 40), *op = t + 20;
 	put32(t + 4, cookie);
 	put32(t + 8, p->seq + 1);
@@ -352,7 +400,7 @@ static enum vm_fp_verdict synack(struct vm_fp *fp, uint8_t *f, uint32_t *len, co
 	if (o.ts_ok) { op[6] = 8; op[7] = 10; put32(op + 8, tsval); put32(op + 12, o.tsval); }
 	else memset(op + 6, 1, 10);
 	op[16] = 1;
-	if (o.wscale != 0xff) { op[17] = 3; op[18] = 3; op[19] = fp->cfg.wscale; }
+	if (o.wscale != 0xff) { op[17] = 3; op[18] = 3; op[19] = fp->c->cfg.wscale; }
 	else { op[17] = op[18] = op[19] = 1; }
 	tcp_csum(f + ETH_HLEN, p->family == VM_AF_INET6, t, 40);
 	fp->st.syn_cookie_sent++;
@@ -389,11 +437,11 @@ static enum vm_fp_verdict forward(struct vm_fp *fp, uint16_t in_port, uint8_t **
 				  uint16_t *out_port)
 {
 	int v4 = fv->node_family == VM_AF_INET;
-	const uint8_t *src = v4 ? fp->cfg.underlay4 : fp->cfg.underlay6;
+	const uint8_t *src = v4 ? fp->c->cfg.underlay4 : fp->c->cfg.underlay6;
 	uint32_t ol3 = v4 ? 20 : 40, optlen = with_handoff ? VM_HANDOFF_OPT_LEN : 0, push = ol3 + 16 + optlen;
 	uint32_t inner = *len - ETH_HLEN;
 
-	if (v4 ? !fp->cfg.has_underlay4 : !fp->cfg.has_underlay6) {
+	if (v4 ? !fp->c->cfg.has_underlay4 : !fp->c->cfg.has_underlay6) {
 		fp->st.no_config++;
 		return VM_FP_DROP;
 	}
@@ -408,7 +456,7 @@ static enum vm_fp_verdict forward(struct vm_fp *fp, uint16_t in_port, uint8_t **
 		return VM_FP_DROP;
 	}
 	memcpy(f, nb->mac, 6);
-	memcpy(f + 6, fp->port_mac[nb->port & 7], 6);
+	memcpy(f + 6, fp->c->port_mac[nb->port & 7], 6);
 	if (v4) {
 		put16(f + 12, 0x0800);
 		memset(ip, 0, 20);
@@ -458,7 +506,7 @@ enum vm_fp_verdict vm_fp_ingress(struct vm_fp *fp, uint16_t in_port, uint8_t **p
 {
 	uint8_t *f = *pkt;
 	struct fp_pkt p;
-	struct flow_key k = { 0 };
+	struct flow_key k;
 
 	*out_port = in_port;
 	if (*len < ETH_HLEN)
@@ -484,15 +532,11 @@ enum vm_fp_verdict vm_fp_ingress(struct vm_fp *fp, uint16_t in_port, uint8_t **p
 		fp->st.pass_not_vip++;
 		return VM_FP_PASS;
 	}
-	if (!fp->sec.epoch) {
+	if (!fp->c->sec.epoch) {
 		fp->st.no_config++;
 		return VM_FP_DROP;
 	}
-	memcpy(k.client, p.saddr, 16);
-	memcpy(k.vip, p.daddr, 16);
-	k.client_port_be = p.sport_be;
-	k.vip_port_be = p.dport_be;
-	k.family = p.family;
+	key_of(&p, 0, &k);
 	struct vm_fp_flow *fl = flow_find(fp, &k);
 	if (fl) {
 		if ((p.flags & (T_SYN | T_ACK)) == T_SYN) {
@@ -524,8 +568,8 @@ enum vm_fp_verdict vm_fp_ingress(struct vm_fp *fp, uint16_t in_port, uint8_t **p
 	cin.dport = p.dport_be;
 	cin.client_isn = p.seq - 1;
 	uint32_t cookie = p.ack - 1;
-	if (!vm_cookie_check_key(fp->sec.cur, &cin, cookie, tnow) &&
-	    !(fp->sec.has_prev && vm_cookie_check_key(fp->sec.prev, &cin, cookie, tnow))) {
+	if (!vm_cookie_check_key(fp->c->sec.cur, &cin, cookie, tnow) &&
+	    !(fp->c->sec.has_prev && vm_cookie_check_key(fp->c->sec.prev, &cin, cookie, tnow))) {
 		if (p.payload_len) {
 			/* a later hello segment: the DPDK path has no reassembly yet */
 			fp->st.asm_handed++;
@@ -585,7 +629,7 @@ enum vm_fp_verdict vm_fp_ingress(struct vm_fp *fp, uint16_t in_port, uint8_t **p
 	v.handoff.gw_tsval_be = htonl(co.ts_ok && o.ts_ok ? o.tsecr : 0);
 	v.handoff.mss_be = htons(co.mss);
 	v.handoff.client_wscale = co.wscale;
-	v.handoff.gw_wscale = co.wscale != 0xff ? fp->cfg.wscale : 0xff;
+	v.handoff.gw_wscale = co.wscale != 0xff ? fp->c->cfg.wscale : 0xff;
 	v.handoff.flags = (co.sack_ok ? VM_HO_SACK_OK : 0) | (co.ts_ok && o.ts_ok ? VM_HO_TS_OK : 0);
 	memcpy(v.client_mac, f + 6, 6);
 	memcpy(v.vip_mac, f, 6);
@@ -610,17 +654,17 @@ enum vm_fp_verdict vm_fp_return(struct vm_fp *fp, uint16_t in_port, uint8_t **pk
 	}
 	uint16_t et = get16(f + 12);
 	const uint8_t *ip = f + ETH_HLEN;
-	if (et == 0x0800 && ip[9] == 17 && fp->cfg.has_underlay4) {
+	if (et == 0x0800 && ip[9] == 17 && fp->c->cfg.has_underlay4) {
 		mapped4(dst, ip + 16);
-		if (memcmp(dst, fp->cfg.underlay4, 16))
+		if (memcmp(dst, fp->c->cfg.underlay4, 16))
 			goto pass;
 		if ((ip[0] & 15) != 5 || (get16(ip + 6) & 0x3fff)) {
 			fp->st.ret_malformed++;
 			return VM_FP_DROP;
 		}
 		ol3 = 20;
-	} else if (et == 0x86dd && n >= ETH_HLEN + 40 && ip[6] == 17 && fp->cfg.has_underlay6) {
-		if (memcmp(ip + 24, fp->cfg.underlay6, 16))
+	} else if (et == 0x86dd && n >= ETH_HLEN + 40 && ip[6] == 17 && fp->c->cfg.has_underlay6) {
+		if (memcmp(ip + 24, fp->c->cfg.underlay6, 16))
 			goto pass;
 		ol3 = 40;
 	} else {
@@ -659,12 +703,8 @@ enum vm_fp_verdict vm_fp_return(struct vm_fp *fp, uint16_t in_port, uint8_t **pk
 		fp->st.ret_malformed++;
 		return VM_FP_DROP;
 	}
-	struct flow_key k = { 0 };
-	memcpy(k.client, p.daddr, 16);
-	memcpy(k.vip, p.saddr, 16);
-	k.client_port_be = p.dport_be;
-	k.vip_port_be = p.sport_be;
-	k.family = p.family;
+	struct flow_key k;
+	key_of(&p, 1, &k);
 	struct vm_fp_flow *fl = flow_find(fp, &k);
 	if (!fl) {
 		fp->st.ret_no_flow++;
@@ -680,4 +720,53 @@ enum vm_fp_verdict vm_fp_return(struct vm_fp *fp, uint16_t in_port, uint8_t **pk
 pass:
 	fp->st.ret_pass++;
 	return VM_FP_PASS;
+}
+
+/* ---------- which flow a packet belongs to (lcore steering) ---------- */
+
+int vm_fp_ingress_key(const uint8_t *f, uint32_t len, struct flow_key *k)
+{
+	struct fp_pkt p;
+	if (len < ETH_HLEN || parse_ip_tcp(f, len, ETH_HLEN, &p) != P_OK)
+		return -1;
+	key_of(&p, 0, k);
+	return 0;
+}
+
+int vm_fp_return_key(const uint8_t *f, uint32_t n, struct flow_key *k)
+{
+	uint8_t inner[ETH_HLEN + 60];
+	uint32_t ol3;
+	struct fp_pkt p;
+
+	if (n < ETH_HLEN + 20)
+		return -1;
+	const uint8_t *ip = f + ETH_HLEN;
+	uint16_t et = get16(f + 12);
+	if (et == 0x0800 && ip[9] == 17 && (ip[0] & 15) == 5)
+		ol3 = 20;
+	else if (et == 0x86dd && n >= ETH_HLEN + 40 && ip[6] == 17)
+		ol3 = 40;
+	else
+		return -1;
+	if (n < ETH_HLEN + ol3 + 16 || get16(ip + ol3 + 2) != VM_GENEVE_PORT)
+		return -1;
+	const uint8_t *g = ip + ol3 + 8;
+	uint16_t proto = get16(g + 2);
+	uint32_t strip = ol3 + 16 + (g[0] & 0x3f) * 4;
+	if (proto != VM_GENEVE_PROTO_IP4 && proto != VM_GENEVE_PROTO_IP6)
+		return -1;
+	/* the inner IP and TCP headers, behind a made-up Ethernet header */
+	uint32_t have = n - ETH_HLEN - strip < sizeof(inner) - ETH_HLEN ? n - ETH_HLEN - strip : sizeof(inner) - ETH_HLEN;
+	if (ETH_HLEN + strip >= n)
+		return -1;
+	memset(inner, 0, ETH_HLEN);
+	put16(inner + 12, proto == VM_GENEVE_PROTO_IP4 ? 0x0800 : 0x86dd);
+	memcpy(inner + ETH_HLEN, f + ETH_HLEN + strip, have);
+	if (parse_ip_tcp(inner, ETH_HLEN + have, ETH_HLEN, &p) != P_OK && p.family == 0)
+		return -1;
+	if (!p.sport_be && !p.dport_be)
+		return -1;
+	key_of(&p, 1, k);
+	return 0;
 }

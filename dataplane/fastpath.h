@@ -7,10 +7,10 @@
  * and requires byte-identical output (docs/wire-formats.md lists the fields
  * free to differ).
  *
- * Not here yet: multi-segment hello reassembly (a hello whose name is past
- * the first segment goes to the host stack, counted hello_partial; later
- * segments with no flow likewise, counted asm_handed), and the DPDK
- * application around it (EAL, ports, bursts, telemetry).
+ * Not here: multi-segment hello reassembly (a hello whose name is past the
+ * first segment goes to the host stack, counted hello_partial; later
+ * segments with no flow likewise, counted asm_handed).  The DPDK
+ * application around it (EAL, ports, lcores, telemetry) is dataplane/dpdk/.
  */
 #ifndef VEIL_FASTPATH_H
 #define VEIL_FASTPATH_H
@@ -43,16 +43,24 @@ struct vm_fp_flow {
 	uint8_t used;
 };
 
-struct vm_fp {
+/* One generation of what the control plane gives the fast path: built off
+ * to the side, then read-only while any lcore may still use it (the DPDK
+ * application swaps whole generations; see dataplane/dpdk/). */
+struct vm_fp_conf {
 	struct gw_config cfg;
 	struct cookie_secret sec;
-	struct vm_cfg_route *routes;   /* open addressing on the name, 2x capacity */
-	uint32_t routes_cap;
+	struct vm_cfg_route *routes;   /* open addressing on the name, >= 2x the routes */
+	uint32_t routes_cap;           /* power of two */
 	struct vm_cfg_vip vips[VM_CFG_MAX_VIPS];
 	int nvips;
 	struct vm_fp_neigh neigh[VM_FP_MAX_NEIGH];
 	int nneigh;
 	uint8_t port_mac[8][6];        /* our MAC on each port */
+};
+
+/* What one lcore owns: its flows and its counters. */
+struct vm_fp {
+	const struct vm_fp_conf *c;
 	struct vm_fp_flow *flows;      /* open addressing, LRU-ish eviction within a probe window */
 	uint32_t flows_cap;            /* power of two */
 	uint64_t tick;
@@ -61,8 +69,19 @@ struct vm_fp {
 
 int vm_fp_init(struct vm_fp *fp, uint32_t flows_cap);
 void vm_fp_free(struct vm_fp *fp);
-/* Routes and VIPs as the gateway's config file says (replaces them). */
-int vm_fp_set_routes(struct vm_fp *fp, const struct vm_gw_cfg *c);
+/* Number of flows in use (walks the table: control plane only). */
+uint32_t vm_fp_flow_count(const struct vm_fp *fp);
+/* Drops one flow; 0 if it was there, -1 if not. */
+int vm_fp_flow_drop(struct vm_fp *fp, const struct flow_key *k);
+
+/* Routes, VIPs and data-plane settings as the gateway's config file says;
+ * replaces those of *c (secret, neighbours and port MACs are kept).  The
+ * route table is sized to the config.  -1 on allocation failure, *c intact. */
+int vm_fp_conf_set(struct vm_fp_conf *c, const struct vm_gw_cfg *g);
+void vm_fp_conf_free(struct vm_fp_conf *c);
+/* The flow table's hash of a key: the DPDK application splits flows among
+ * its lcores by it. */
+uint32_t vm_fp_flow_hash(const struct flow_key *k);
 
 /* Processes one packet in place.  *pkt may move back by up to 128 bytes
  * (encapsulation): the buffer must have that much headroom before it, and
@@ -71,5 +90,12 @@ enum vm_fp_verdict vm_fp_ingress(struct vm_fp *fp, uint16_t in_port, uint8_t **p
 				 uint64_t tai_ns, uint16_t *out_port);
 enum vm_fp_verdict vm_fp_return(struct vm_fp *fp, uint16_t in_port, uint8_t **pkt, uint32_t *len,
 				uint16_t *out_port);
+
+/* The flow a packet belongs to, without processing it: an ingress packet's
+ * (client -> VIP) or a return packet's inner one (Geneve from a node).
+ * 0 and *k filled, or -1 when the packet has no flow (the processing
+ * functions then decide alone). */
+int vm_fp_ingress_key(const uint8_t *pkt, uint32_t len, struct flow_key *k);
+int vm_fp_return_key(const uint8_t *pkt, uint32_t len, struct flow_key *k);
 
 #endif

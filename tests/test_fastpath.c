@@ -18,6 +18,7 @@
 #include "fastpath.h"
 
 static struct vm_fp FP;
+static struct vm_fp_conf CONF;
 static struct vm_gw_cfg GC;
 static int n_compared, n_skipped;
 
@@ -36,11 +37,12 @@ static int fp_setup(void)
 
 	if (vm_fp_init(&FP, 4096))
 		return -1;
+	FP.c = &CONF;
 	strcpy(ifr.ifr_name, "t0");
 	if (s < 0 || ioctl(s, SIOCGIFHWADDR, &ifr))
 		return -1;
 	close(s);
-	memcpy(FP.port_mac[0], ifr.ifr_hwaddr.sa_data, 6);
+	memcpy(CONF.port_mac[0], ifr.ifr_hwaddr.sa_data, 6);
 
 	/* the same state bpf_env.h put in the maps, read back from them */
 	if (bpf_map_lookup_elem(vm_gw_map_fd(&G, "gw_config"), &zero, &GC.dp))
@@ -48,7 +50,7 @@ static int fp_setup(void)
 	struct cookie_secret sec[1];
 	if (bpf_map_lookup_elem(vm_gw_map_fd(&G, "cookie_secret"), &zero, sec))
 		return -1;
-	FP.sec = sec[0];
+	CONF.sec = sec[0];
 	GC.routes = calloc(16, sizeof(*GC.routes));
 	struct route_key rk, nk;
 	int fd = vm_gw_map_fd(&G, "routes"), first = 1;
@@ -69,13 +71,13 @@ static int fp_setup(void)
 		bpf_map_lookup_elem(fd, &vk, &GC.vips[GC.nvips].val);
 		GC.nvips++;
 	}
-	vm_fp_set_routes(&FP, &GC);
+	vm_fp_conf_set(&CONF, &GC);
 	/* the static neighbours bpf_env.h gave the kernel */
-	vm_addr_parse("198.19.0.11", FP.neigh[0].addr);
-	vm_addr_parse("2001:db8:ff::11", FP.neigh[1].addr);
-	memcpy(FP.neigh[0].mac, NODE_MAC, 6);
-	memcpy(FP.neigh[1].mac, NODE_MAC, 6);
-	FP.nneigh = 2;
+	vm_addr_parse("198.19.0.11", CONF.neigh[0].addr);
+	vm_addr_parse("2001:db8:ff::11", CONF.neigh[1].addr);
+	memcpy(CONF.neigh[0].mac, NODE_MAC, 6);
+	memcpy(CONF.neigh[1].mac, NODE_MAC, 6);
+	CONF.nneigh = 2;
 	return GC.nroutes == 2 && GC.nvips == 2 ? 0 : -1;
 }
 
@@ -87,7 +89,7 @@ static void add_route(const char *name, const char *node)
 	r->val.vm_id = 1;
 	r->val.node_family = vm_addr_parse(node, r->val.node);
 	bpf_map_update_elem(vm_gw_map_fd(&G, "routes"), &r->key, &r->val, BPF_ANY);
-	vm_fp_set_routes(&FP, &GC);
+	vm_fp_conf_set(&CONF, &GC);
 }
 
 /* ---------- one packet through both ---------- */
@@ -517,6 +519,7 @@ int main(void)
 	RUN(return_path_same);
 	RUN(mutations_same);
 	vm_fp_free(&FP);
+	vm_fp_conf_free(&CONF);
 	free(GC.routes);
 	vm_gw_close(&G);
 	vm_node_close(&N);
