@@ -178,96 +178,6 @@ static int reload_config(struct gw_state *st, char *err, size_t errlen, int *cha
 	return 0;
 }
 
-/* veilctl's route changes are edits of the config file (it stays the one
- * source of truth, so a restart or reload keeps them): the edited file is
- * checked in full before it replaces the old one atomically. */
-static int edit_route(struct gw_state *st, const char *op, char **w, int n, char *err, size_t errlen)
-{
-	char tmp[300], line[1024], name[VM_NAME_MAX];
-	FILE *in, *out;
-	int found = 0, ln = 0, add = !strcmp(op, "add"), del = !strcmp(op, "del");
-
-	if ((del && n != 1) || (!del && n != 3)) {
-		snprintf(err, errlen, "usage: route add|replace NAME VM_ID NODE_ADDRESS, route del NAME");
-		return -1;
-	}
-	snprintf(name, sizeof(name), "%s", w[0]);
-	snprintf(tmp, sizeof(tmp), "%s.veilctl.tmp", st->config);
-	in = fopen(st->config, "re");
-	out = fopen(tmp, "we");
-	if (!in || !out) {
-		snprintf(err, errlen, "%s: %s", in ? tmp : st->config, strerror(errno));
-		if (in) fclose(in);
-		if (out) fclose(out);
-		return -1;
-	}
-	while (fgets(line, sizeof(line), in)) {
-		char copy[1024], *save, *a, *b;
-		ln++;
-		snprintf(copy, sizeof(copy), "%s", line);
-		char *hash = strchr(copy, '#');
-		if (hash)
-			*hash = 0;
-		a = strtok_r(copy, " \t\r\n", &save);
-		b = a ? strtok_r(NULL, " \t\r\n", &save) : NULL;
-		if (a && b && !strcmp(a, "route") && !strcmp(b, name)) {
-			found = 1;
-			if (del)
-				continue;
-			if (!add) {
-				fprintf(out, "route %s %s %s\n", name, w[1], w[2]);
-				continue;
-			}
-		}
-		fputs(line, out);
-	}
-	fclose(in);
-	if (add && !found)
-		fprintf(out, "route %s %s %s\n", name, w[1], w[2]);
-	fclose(out);
-	if (add && found) {
-		snprintf(err, errlen, "route '%s' exists: use replace", name);
-		unlink(tmp);
-		return -1;
-	}
-	if (!add && !found) {
-		snprintf(err, errlen, "no route '%s' in %s", name, st->config);
-		unlink(tmp);
-		return -1;
-	}
-	struct vm_gw_cfg check;
-	if (vm_gw_cfg_load(tmp, &check, err, errlen)) {
-		/* say it of the real file: the line numbers are the same */
-		char *at = strstr(err, tmp);
-		if (at) {
-			char rest[512];
-			snprintf(rest, sizeof(rest), "%s", at + strlen(tmp));
-			snprintf(err, errlen, "%s%s", st->config, rest);
-		}
-		unlink(tmp);
-		return -1;
-	}
-	vm_gw_cfg_free(&check);
-	if (rename(tmp, st->config)) {
-		snprintf(err, errlen, "replacing %s: %s", st->config, strerror(errno));
-		unlink(tmp);
-		return -1;
-	}
-	vm_log("event=route_%s name=%s source=veilctl", op, name);
-	return 0;
-}
-
-static void answer(FILE *out, int ok, const char *err, int changes)
-{
-	if (ok) {
-		fprintf(out, "{\"ok\": true, \"changes\": %d}\n", changes);
-	} else {
-		fputs("{\"ok\": false, \"error\": ", out);
-		vm_json_str(out, err);
-		fputs("}\n", out);
-	}
-}
-
 static void status_json(struct gw_state *st, FILE *out)
 {
 	struct cookie_secret sec = { 0 };
@@ -324,13 +234,13 @@ static void gw_cmd(void *arg, const char *line, FILE *out)
 		status_json(st, out);
 	} else if (n == 1 && !strcmp(w[0], "reload")) {
 		int rc = reload_config(st, err, sizeof(err), &changes);
-		answer(out, rc == 0, err, changes);
+		vm_ctl_answer(out, rc == 0, err, changes);
 	} else if (n >= 2 && !strcmp(w[0], "route") &&
 		   (!strcmp(w[1], "add") || !strcmp(w[1], "replace") || !strcmp(w[1], "del"))) {
-		int rc = edit_route(st, w[1], w + 2, n - 2, err, sizeof(err));
+		int rc = vm_gw_cfg_edit_route(st->config, w[1], w + 2, n - 2, err, sizeof(err));
 		if (!rc)
 			rc = reload_config(st, err, sizeof(err), &changes);
-		answer(out, rc == 0, err, changes);
+		vm_ctl_answer(out, rc == 0, err, changes);
 	} else if (n == 6 && !strcmp(w[0], "flow") && !strcmp(w[1], "drop")) {
 		struct flow_key k = { 0 };
 		__u32 cp, vp;
@@ -338,20 +248,20 @@ static void gw_cmd(void *arg, const char *line, FILE *out)
 		cp = strtoul(w[3], NULL, 10);
 		vp = strtoul(w[5], NULL, 10);
 		if (!f1 || f1 != f2 || !cp || cp > 65535 || !vp || vp > 65535) {
-			answer(out, 0, "usage: flow drop CLIENT PORT VIP PORT (same family)", 0);
+			vm_ctl_answer(out, 0, "usage: flow drop CLIENT PORT VIP PORT (same family)", 0);
 			return;
 		}
 		k.client_port_be = htons(cp);
 		k.vip_port_be = htons(vp);
 		k.family = f1;
 		if (bpf_map_delete_elem(vm_gw_map_fd(&st->g, "flows"), &k)) {
-			answer(out, 0, "no such flow", 0);
+			vm_ctl_answer(out, 0, "no such flow", 0);
 			return;
 		}
 		vm_log("event=flow_dropped client=%s port=%u vip=%s vport=%u source=veilctl", w[2], cp, w[4], vp);
-		answer(out, 1, NULL, 1);
+		vm_ctl_answer(out, 1, NULL, 1);
 	} else {
-		answer(out, 0, "unknown request (status, reload, route add|replace|del, flow drop)", 0);
+		vm_ctl_answer(out, 0, "unknown request (status, reload, route add|replace|del, flow drop)", 0);
 	}
 }
 

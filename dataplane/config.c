@@ -688,3 +688,82 @@ int vm_node_stats_read(int fd, struct node_stats *sum)
 {
 	return percpu_sum(fd, sum, sizeof(*sum) / sizeof(__u64));
 }
+
+/* veilctl's route changes are edits of the config file (it stays the one
+ * source of truth, so a restart or reload keeps them): the edited file is
+ * checked in full before it replaces the old one atomically. */
+int vm_gw_cfg_edit_route(const char *config, const char *op, char **w, int n, char *err, size_t errlen)
+{
+	char tmp[300], line[1024], name[VM_NAME_MAX];
+	FILE *in, *out;
+	int found = 0, ln = 0, add = !strcmp(op, "add"), del = !strcmp(op, "del");
+
+	if ((del && n != 1) || (!del && n != 3)) {
+		snprintf(err, errlen, "usage: route add|replace NAME VM_ID NODE_ADDRESS, route del NAME");
+		return -1;
+	}
+	snprintf(name, sizeof(name), "%s", w[0]);
+	snprintf(tmp, sizeof(tmp), "%s.veilctl.tmp", config);
+	in = fopen(config, "re");
+	out = fopen(tmp, "we");
+	if (!in || !out) {
+		snprintf(err, errlen, "%s: %s", in ? tmp : config, strerror(errno));
+		if (in) fclose(in);
+		if (out) fclose(out);
+		return -1;
+	}
+	while (fgets(line, sizeof(line), in)) {
+		char copy[1024], *save, *a, *b;
+		ln++;
+		snprintf(copy, sizeof(copy), "%s", line);
+		char *hash = strchr(copy, '#');
+		if (hash)
+			*hash = 0;
+		a = strtok_r(copy, " \t\r\n", &save);
+		b = a ? strtok_r(NULL, " \t\r\n", &save) : NULL;
+		if (a && b && !strcmp(a, "route") && !strcmp(b, name)) {
+			found = 1;
+			if (del)
+				continue;
+			if (!add) {
+				fprintf(out, "route %s %s %s\n", name, w[1], w[2]);
+				continue;
+			}
+		}
+		fputs(line, out);
+	}
+	fclose(in);
+	if (add && !found)
+		fprintf(out, "route %s %s %s\n", name, w[1], w[2]);
+	fclose(out);
+	if (add && found) {
+		snprintf(err, errlen, "route '%s' exists: use replace", name);
+		unlink(tmp);
+		return -1;
+	}
+	if (!add && !found) {
+		snprintf(err, errlen, "no route '%s' in %s", name, config);
+		unlink(tmp);
+		return -1;
+	}
+	struct vm_gw_cfg check;
+	if (vm_gw_cfg_load(tmp, &check, err, errlen)) {
+		/* say it of the real file: the line numbers are the same */
+		char *at = strstr(err, tmp);
+		if (at) {
+			char rest[512];
+			snprintf(rest, sizeof(rest), "%s", at + strlen(tmp));
+			snprintf(err, errlen, "%s%s", config, rest);
+		}
+		unlink(tmp);
+		return -1;
+	}
+	vm_gw_cfg_free(&check);
+	if (rename(tmp, config)) {
+		snprintf(err, errlen, "replacing %s: %s", config, strerror(errno));
+		unlink(tmp);
+		return -1;
+	}
+	vm_log("event=route_%s name=%s source=veilctl", op, name);
+	return 0;
+}

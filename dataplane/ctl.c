@@ -308,3 +308,14 @@ int vm_daemon_args(int argc, char **argv, struct vm_daemon_opts *o, void (*usage
 	vm_lib_logging(o->verbose);
 	return 0;
 }
+
+void vm_ctl_answer(FILE *out, int ok, const char *err, int changes)
+{
+	if (ok) {
+		fprintf(out, "{\"ok\": true, \"changes\": %d}\n", changes);
+	} else {
+		fputs("{\"ok\": false, \"error\": ", out);
+		vm_json_str(out, err);
+		fputs("}\n", out);
+	}
+}

@@ -101,6 +101,10 @@ int vm_node_cfg_load(const char *path, struct vm_node_cfg *c, char *err, size_t 
 int vm_hostport_ok(const char *s);
 /* Route names: lowercase host names, optionally "*." + a name. */
 int vm_route_name_ok(const char *name);
+/* veilctl's route changes, as edits of the config file: "add"|"replace"
+ * NAME VM_ID NODE, or "del" NAME.  The edited file is checked in full
+ * before it atomically replaces the old one; -1 with the reason in err. */
+int vm_gw_cfg_edit_route(const char *config, const char *op, char **w, int n, char *err, size_t errlen);
 
 /* ---------- cookie secret ---------- */
 /* Reads the fleet's master secret (hex, >= 16 bytes) from path. */
@@ -169,6 +173,8 @@ long vm_map_count(int fd);
 __u32 vm_xdp_prog_id(struct xdp_program *p);
 long vm_map_capacity(int fd);
 void vm_json_str(FILE *f, const char *s);
+/* A control request's answer: {"ok": true, "changes": N} or the error. */
+void vm_ctl_answer(FILE *out, int ok, const char *err, int changes);
 /* Prometheus text both daemons serve: each pinned map's entries and
  * capacity; config reloads by result and the start time. */
 void vm_metrics_maps(FILE *out, const char *const *names, const int *fds, int n);
