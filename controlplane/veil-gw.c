@@ -106,46 +106,11 @@ static int push_secret(struct vm_gw *g, const struct vm_gw_cfg *c, __u64 *epoch)
 /* The FIB lookup in XDP needs the nodes' next hops in the neighbour table
  * and cannot resolve them itself (no_neigh counts the misses): each route's
  * next hop becomes a "managed" neighbour entry, which the kernel keeps
- * resolved on its own (iproute2 does the netlink; one call per node). */
+ * resolved on its own. */
 static void ensure_neighbours(struct gw_state *st)
 {
-	char seen[VM_CFG_MAX_ROUTES][64];
-	int nseen = 0;
-
-	for (int i = 0; i < st->cfg.nroutes; i++) {
-		char addr[64], cmd[256], line[512], via[64] = "", dev[32] = "";
-		vm_addr_str(st->cfg.routes[i].val.node, addr, sizeof(addr));
-		int dup = 0;
-		for (int j = 0; j < nseen && !dup; j++)
-			dup = !strcmp(seen[j], addr);
-		if (dup || nseen == VM_CFG_MAX_ROUTES)
-			continue;
-		snprintf(seen[nseen++], 64, "%s", addr);
-		snprintf(cmd, sizeof(cmd), "ip -o route get %s 2>/dev/null", addr);
-		FILE *f = popen(cmd, "r");
-		if (!f)
-			continue;
-		if (fgets(line, sizeof(line), f)) {
-			char *w = strstr(line, " via ");
-			if (w)
-				sscanf(w + 5, "%63s", via);
-			w = strstr(line, " dev ");
-			if (w)
-				sscanf(w + 5, "%31s", dev);
-		}
-		pclose(f);
-		if (!dev[0]) {
-			vm_log("event=warning reason=\"no route to node %s: its flows will count no_neigh\"", addr);
-			continue;
-		}
-		const char *nh = via[0] ? via : addr;
-		snprintf(cmd, sizeof(cmd), "ip neigh replace %s dev %s managed 2>/dev/null", nh, dev);
-		if (system(cmd) == 0)
-			vm_log("event=neigh_managed node=%s next_hop=%s dev=%s", addr, nh, dev);
-		else
-			vm_log("event=warning reason=\"cannot add a managed neighbour %s on %s (kernel older than 5.16?)\"",
-			       nh, dev);
-	}
+	static struct vm_next_hop hops[VM_CFG_MAX_ROUTES];
+	vm_next_hops(&st->cfg, hops, VM_CFG_MAX_ROUTES, true);
 }
 
 /* Re-reads the config file and makes the maps match it; a bad file changes

@@ -584,7 +584,7 @@ enum vm_fp_verdict vm_fp_ingress(struct vm_fp *fp, uint16_t in_port, uint8_t **p
 	}
 
 	/* the ClientHello */
-	static uint8_t buf[VM_HELLO_BUF];
+	uint8_t *buf = fp->hello_buf;
 	struct vm_hello h;
 	struct vm_hello_state hs;
 	uint32_t hl = p.payload_len > VM_HELLO_BUF ? VM_HELLO_BUF : p.payload_len;

@@ -17,6 +17,7 @@
 
 #include <stdint.h>
 #include "veil.h"
+#include "veil/hello.h"
 
 #define VM_FP_MAX_ROUTES 65536
 #define VM_FP_MAX_NEIGH  64
@@ -65,6 +66,7 @@ struct vm_fp {
 	uint32_t flows_cap;            /* power of two */
 	uint64_t tick;
 	struct gw_stats st;
+	uint8_t hello_buf[VM_HELLO_BUF];  /* the parser's masked window: one per lcore */
 };
 
 int vm_fp_init(struct vm_fp *fp, uint32_t flows_cap);

@@ -114,6 +114,23 @@ void vm_secret_derive(const __u8 *master, size_t len, __u64 tai_s, __u32 rotate_
 		      struct cookie_secret *out);
 __u64 vm_tai_seconds(void);
 
+/* ---------- next hops to the nodes (dataplane/neigh.c) ---------- */
+struct vm_next_hop {
+	__u8 node[16];            /* a route's node address */
+	__u8 hop[16];             /* the next hop the kernel's route gives (or the node) */
+	char dev[32];
+	__u32 ifindex;
+	__u8 mac[6];
+	__u8 resolved;
+};
+/* The next hop of every distinct node in the config, from the kernel's
+ * routes; with manage, each becomes a "managed" neighbour entry that the
+ * kernel keeps resolved.  Returns how many. */
+int vm_next_hops(const struct vm_gw_cfg *c, struct vm_next_hop *out, int max, bool manage);
+/* Fills mac/resolved from the kernel's neighbour table (rtnetlink dump);
+ * returns how many resolved, -1 on a netlink error. */
+int vm_neigh_resolve(struct vm_next_hop *hops, int n);
+
 /* ---------- gateway data plane ---------- */
 struct vm_gw {
 	struct gw_ingress *ing;

@@ -1,0 +1,167 @@
+// SPDX-License-Identifier: Apache-2.0
+/* Next hops towards the nodes, and the kernel's neighbour table.
+ *
+ * XDP asks the kernel FIB per packet; a userspace fast path (DPDK) keeps
+ * its own copy, refreshed by the control thread from the same kernel
+ * tables: which interface and next hop reach each node (the route), and
+ * that next hop's MAC (the neighbour table, over rtnetlink). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <net/if.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <libmnl/libmnl.h>
+#include <linux/neighbour.h>
+#include <linux/rtnetlink.h>
+
+#include "veil.h"
+
+/* One `ip route get` per distinct node: the route is what the kernel would
+ * use, policy routing and all, which is what the FIB lookup in XDP sees. */
+/* via: 64 bytes, dev: 32 */
+static int route_get(const char *addr, char *via, char *dev)
+{
+	char cmd[160], line[512];
+	FILE *f;
+
+	via[0] = dev[0] = 0;
+	snprintf(cmd, sizeof(cmd), "ip -o route get %s 2>/dev/null", addr);
+	f = popen(cmd, "r");
+	if (!f)
+		return -1;
+	if (fgets(line, sizeof(line), f)) {
+		char *w = strstr(line, " via ");
+		if (w)
+			sscanf(w + 5, "%63s", via);
+		w = strstr(line, " dev ");
+		if (w)
+			sscanf(w + 5, "%31s", dev);
+	}
+	pclose(f);
+	return dev[0] ? 0 : -1;
+}
+
+int vm_next_hops(const struct vm_gw_cfg *c, struct vm_next_hop *out, int max, bool manage)
+{
+	int n = 0;
+
+	for (int i = 0; i < c->nroutes && n < max; i++) {
+		const __u8 *node = c->routes[i].val.node;
+		int dup = 0;
+		for (int j = 0; j < n && !dup; j++)
+			dup = !memcmp(out[j].node, node, 16);
+		if (dup)
+			continue;
+		char addr[64], via[64], dev[32];
+		vm_addr_str(node, addr, sizeof(addr));
+		if (route_get(addr, via, dev)) {
+			vm_log("event=warning reason=\"no route to node %s: its flows will count no_neigh\"", addr);
+			continue;
+		}
+		struct vm_next_hop *h = &out[n];
+		memset(h, 0, sizeof(*h));
+		memcpy(h->node, node, 16);
+		if (!vm_addr_parse(via[0] ? via : addr, h->hop))
+			continue;
+		snprintf(h->dev, sizeof(h->dev), "%s", dev);
+		h->ifindex = if_nametoindex(dev);
+		n++;
+		if (!manage)
+			continue;
+		/* a "managed" entry: the kernel keeps it resolved on its own */
+		char cmd[256], hop[64];
+		vm_addr_str(h->hop, hop, sizeof(hop));
+		snprintf(cmd, sizeof(cmd), "ip neigh replace %s dev %s managed 2>/dev/null", hop, dev);
+		if (system(cmd) == 0)
+			vm_log("event=neigh_managed node=%s next_hop=%s dev=%s", addr, hop, dev);
+		else
+			vm_log("event=warning reason=\"cannot add a managed neighbour %s on %s (kernel older than 5.16?)\"",
+			       hop, dev);
+	}
+	return n;
+}
+
+struct dump_ctx {
+	struct vm_next_hop *hops;
+	int n, found;
+};
+
+static int neigh_attr(const struct nlattr *a, void *data)
+{
+	const struct nlattr **tb = data;
+	int type = mnl_attr_get_type(a);
+	if (mnl_attr_type_valid(a, NDA_MAX) >= 0)
+		tb[type] = a;
+	return MNL_CB_OK;
+}
+
+static int neigh_cb(const struct nlmsghdr *nlh, void *data)
+{
+	struct dump_ctx *d = data;
+	const struct ndmsg *nd = mnl_nlmsg_get_payload(nlh);
+	const struct nlattr *tb[NDA_MAX + 1] = { 0 };
+	__u8 addr[16];
+
+	if (!(nd->ndm_state & (NUD_REACHABLE | NUD_STALE | NUD_DELAY | NUD_PROBE | NUD_PERMANENT | NUD_NOARP)))
+		return MNL_CB_OK;
+	mnl_attr_parse(nlh, sizeof(*nd), neigh_attr, tb);
+	if (!tb[NDA_DST] || !tb[NDA_LLADDR] || mnl_attr_get_payload_len(tb[NDA_LLADDR]) != 6)
+		return MNL_CB_OK;
+	if (nd->ndm_family == AF_INET && mnl_attr_get_payload_len(tb[NDA_DST]) == 4) {
+		memset(addr, 0, 10);
+		addr[10] = addr[11] = 0xff;
+		memcpy(addr + 12, mnl_attr_get_payload(tb[NDA_DST]), 4);
+	} else if (nd->ndm_family == AF_INET6 && mnl_attr_get_payload_len(tb[NDA_DST]) == 16) {
+		memcpy(addr, mnl_attr_get_payload(tb[NDA_DST]), 16);
+	} else {
+		return MNL_CB_OK;
+	}
+	for (int i = 0; i < d->n; i++) {
+		struct vm_next_hop *h = &d->hops[i];
+		if ((int)h->ifindex == nd->ndm_ifindex && !memcmp(h->hop, addr, 16)) {
+			memcpy(h->mac, mnl_attr_get_payload(tb[NDA_LLADDR]), 6);
+			if (!h->resolved)
+				d->found++;
+			h->resolved = 1;
+		}
+	}
+	return MNL_CB_OK;
+}
+
+int vm_neigh_resolve(struct vm_next_hop *hops, int n)
+{
+	char buf[MNL_SOCKET_BUFFER_SIZE];
+	struct mnl_socket *nl;
+	struct nlmsghdr *nlh;
+	struct rtgenmsg *g;
+	struct dump_ctx d = { hops, n, 0 };
+	unsigned int seq = (unsigned int)time(NULL), portid;
+	int ret, rc = -1;
+
+	for (int i = 0; i < n; i++)
+		hops[i].resolved = 0;
+	nl = mnl_socket_open(NETLINK_ROUTE);
+	if (!nl)
+		return -1;
+	if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0)
+		goto out;
+	portid = mnl_socket_get_portid(nl);
+	nlh = mnl_nlmsg_put_header(buf);
+	nlh->nlmsg_type = RTM_GETNEIGH;
+	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+	nlh->nlmsg_seq = seq;
+	g = mnl_nlmsg_put_extra_header(nlh, sizeof(*g));
+	g->rtgen_family = AF_UNSPEC;
+	if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0)
+		goto out;
+	while ((ret = mnl_socket_recvfrom(nl, buf, sizeof(buf))) > 0) {
+		ret = mnl_cb_run(buf, ret, seq, portid, neigh_cb, &d);
+		if (ret <= MNL_CB_STOP)
+			break;
+	}
+	rc = ret < 0 ? -1 : d.found;
+out:
+	mnl_socket_close(nl);
+	return rc;
+}
