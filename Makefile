@@ -23,7 +23,7 @@ KEYS_SRCS := $(wildcard controlplane/keys/*.c)
 KEYS_OBJS := $(patsubst controlplane/keys/%.c,$(BUILD)/keys/%.o,$(KEYS_SRCS))
 KEYS_LIB := $(BUILD)/libveilkeys.a
 
-BINS := $(BUILD)/veil-gw $(BUILD)/veil-node $(BUILD)/veilctl $(BUILD)/veil-validator $(BUILD)/veil-registry $(BUILD)/veil-attest $(BUILD)/veil-bench-micro $(BUILD)/veil-hellogen $(BUILD)/veil-flood
+BINS := $(BUILD)/veil-gw $(BUILD)/veil-node $(BUILD)/veilctl $(BUILD)/veil-validator $(BUILD)/veil-registry $(BUILD)/veil-attest $(BUILD)/veil-bench-micro $(BUILD)/veil-hellogen $(BUILD)/veil-flood $(BUILD)/veil-gw-dpdk
 TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 
 .PHONY: all deps test demo bench bench-quick deps-bench fuzz clean
@@ -84,6 +84,11 @@ $(BUILD)/veil-attest: images/attest/veil-attest.c $(KEYS_LIB)
 $(BUILD)/veilctl: tools/veilctl.c tools/replay.c $(LIB) $(HDRS)
 	$(CC) $(CFLAGS) tools/veilctl.c tools/replay.c $(LIB) $(LDLIBS) -lpcap -o $@
 
+DPDK_CFLAGS = $(shell pkg-config --cflags libdpdk 2>/dev/null)
+DPDK_LIBS   = $(shell pkg-config --libs libdpdk 2>/dev/null)
+$(BUILD)/veil-gw-dpdk: dataplane/dpdk/veil-gw-dpdk.c $(LIB) $(HDRS) | deps-build
+	$(CC) $(CFLAGS) $(DPDK_CFLAGS) $< $(LIB) $(DPDK_LIBS) $(LDLIBS) -o $@
+
 $(BUILD)/veil-hellogen: tools/hellogen.c
 	$(CC) $(CFLAGS) $< -lssl -lcrypto -o $@
 
@@ -118,7 +123,7 @@ test: deps-test deps-bench all
 	@tests/run.sh
 
 demo: deps-test all
-	@tools/lab.sh demo
+	@VEIL_DATAPLANE=$(or $(DATAPLANE),xdp) tools/lab.sh demo
 
 fuzz: all
 	@tests/fuzz.sh $${FUZZ_SECONDS:-300}

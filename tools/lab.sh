@@ -8,6 +8,11 @@
 #   tools/lab.sh status  [ID]   routes, flows and counters from the pinned maps
 #   tools/lab.sh env     [ID]   print shell variables describing the lab (for tests)
 #
+# VEIL_DATAPLANE=dpdk runs the gateway as veil-gw-dpdk (DPDK, --no-huge,
+# net_af_packet vdevs on gw-cli and gw-mesh) instead of veil-gw (XDP);
+# VEIL_DPDK_LCORES (default 0-1) gives its lcores: the first is the
+# control plane, each other one a worker.  `make demo DATAPLANE=dpdk`.
+#
 #      client (cli)          gateway (gw)                switch (sw)         node1 (n1) -- vm1, vm2
 #   198.18.0.2 ---- 198.18.0.1 | 198.19.0.1 ----------- br0 ------------ 198.19.0.11
 #   2001:db8::2     2001:db8::1| 2001:db8:ff::1                          node2 (n2) -- vm3
@@ -25,6 +30,7 @@ P="vml-$ID"
 DIR=${VEIL_LAB_DIR:-/tmp/veilmesh-$ID}
 PIN="/sys/fs/bpf/veilmesh-$ID"
 NS=(cli gw sw n1 n2 vm1 vm2 vm3)
+DATAPLANE=${VEIL_DATAPLANE:-xdp}
 VIP4=198.18.100.1
 VIP6=2001:db8:100::1
 
@@ -146,11 +152,37 @@ EOF
 	done
 }
 
+# The DPDK gateway reads and writes the gateway's veths through af_packet
+# sockets, which see every frame before the kernel's ingress hooks; the
+# kernel still answers ARP/ND for the gateway's addresses, and is kept away
+# from the traffic that is the gateway's (VIP TCP, Geneve from the nodes),
+# which it would otherwise answer with ICMP errors.
+start_gw_dpdk() {
+	local lcores=${VEIL_DPDK_LCORES:-0-1} nq
+	nq=$(( $(echo "$lcores" | awk -F- '{print ($2 == "" ? 1 : $2 - $1 + 1)}') - 1 ))
+	[ "$nq" -ge 1 ] || nq=1
+	nsx gw nft -f - <<EOF
+table netdev veil_dpdk {
+	chain client { type filter hook ingress device gw-cli priority 0; ip daddr $VIP4 tcp dport 443 drop; ip6 daddr $VIP6 tcp dport 443 drop; }
+	chain mesh { type filter hook ingress device gw-mesh priority 0; udp dport 6081 drop; }
+}
+EOF
+	nsx gw ethtool -K gw-cli gro off >/dev/null 2>&1 || true
+	nsx gw ethtool -K gw-mesh gro off >/dev/null 2>&1 || true
+	nsenter --net="/run/netns/$P-gw" "$BUILD/veil-gw-dpdk" --no-huge -m 512 --no-pci --file-prefix "veil-$ID" \
+		-l "$lcores" --vdev "net_af_packet0,iface=gw-cli,qpairs=$nq" --vdev "net_af_packet1,iface=gw-mesh,qpairs=$nq" \
+		-- --config "$DIR/gw.conf" --idle-us "${VEIL_DPDK_IDLE_US:-20}" >>"$DIR/gw.log" 2>&1 &
+}
+
 # Daemons run under nsenter (network namespace only) so that they share the
 # host's /sys/fs/bpf: `ip netns exec` remounts /sys and would hide the pins.
 start_daemons() {
 	# nsenter execs the daemon, so $! is the daemon's own pid
-	nsenter --net="/run/netns/$P-gw" "$BUILD/veil-gw" --config "$DIR/gw.conf" >>"$DIR/gw.log" 2>&1 &
+	if [ "$DATAPLANE" = dpdk ]; then
+		start_gw_dpdk
+	else
+		nsenter --net="/run/netns/$P-gw" "$BUILD/veil-gw" --config "$DIR/gw.conf" >>"$DIR/gw.log" 2>&1 &
+	fi
 	echo $! > "$DIR/gw.pid"
 	for n in 1 2; do
 		nsenter --net="/run/netns/$P-n$n" "$BUILD/veil-node" --config "$DIR/n$n.conf" >>"$DIR/n$n.log" 2>&1 &
@@ -246,7 +278,7 @@ down() {
 		ip netns pids "$P-$n" 2>/dev/null | xargs -r kill 2>/dev/null || true
 		ip netns del "$P-$n" 2>/dev/null || true
 	done
-	rm -rf "$PIN"
+	rm -rf "$PIN" "/var/run/dpdk/veil-$ID"
 }
 
 curl_vm() { # name family [extra curl args]
@@ -255,7 +287,26 @@ curl_vm() { # name family [extra curl args]
 	nsx cli curl -sS --max-time 10 --cacert "$DIR/pki/ca.pem" --resolve "$name:443:$vip" "$@" "https://$name/"
 }
 
+status_dpdk() {
+	say "== gateway status (control socket $DIR/gw.sock: status)"
+	python3 - "$DIR/gw.sock" <<'EOF'
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(b"status\n")
+print(json.dumps(json.loads(s.makefile().readline()), indent=1))
+EOF
+	say "== gateway counters (echo /veil/stats | dpdk-telemetry.py -f veil-$ID; non-zero)"
+	echo /veil/stats | dpdk-telemetry.py -f "veil-$ID" | python3 -c '
+import json, sys
+for k, v in json.loads(sys.stdin.readline())["/veil/stats"].items():
+    if v: print(f"  {k:24} {v}")'
+	for n in 1 2; do
+		say "== node$n counters (non-zero)"
+		"$BUILD/veilctl" --pin-root "$PIN/n$n" --socket "$DIR/n$n.sock" stats
+	done
+}
+
 status() {
+	[ "$DATAPLANE" = dpdk ] && { status_dpdk; return; }
 	local ctl="$BUILD/veilctl --pin-root $PIN/gw --socket $DIR/gw.sock"
 	say "== routes (veilctl routes; bpftool map dump pinned $PIN/gw/routes)"
 	$ctl routes
