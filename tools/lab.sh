@@ -10,8 +10,8 @@
 #
 # VEIL_DATAPLANE=dpdk runs the gateway as veil-gw-dpdk (DPDK, --no-huge,
 # net_af_packet vdevs on gw-cli and gw-mesh) instead of veil-gw (XDP);
-# VEIL_DPDK_LCORES (default 0-1) gives its lcores: the first is the
-# control plane, each other one a worker.  `make demo DATAPLANE=dpdk`.
+# VEIL_DPDK_WORKERS (default 1) how many worker lcores it runs beside the
+# control plane's.  `make demo DATAPLANE=dpdk`.
 #
 #      client (cli)          gateway (gw)                switch (sw)         node1 (n1) -- vm1, vm2
 #   198.18.0.2 ---- 198.18.0.1 | 198.19.0.1 ----------- br0 ------------ 198.19.0.11
@@ -158,9 +158,10 @@ EOF
 # from the traffic that is the gateway's (VIP TCP, Geneve from the nodes),
 # which it would otherwise answer with ICMP errors.
 start_gw_dpdk() {
-	local lcores=${VEIL_DPDK_LCORES:-0-1} nq
-	nq=$(( $(echo "$lcores" | awk -F- '{print ($2 == "" ? 1 : $2 - $1 + 1)}') - 1 ))
-	[ "$nq" -ge 1 ] || nq=1
+	# lcore 0 (the control plane) on CPU 0, workers spread over the other CPUs
+	local nw=${VEIL_DPDK_WORKERS:-1} ncpu lcores=0@0 k
+	ncpu=$(nproc)
+	for k in $(seq 1 "$nw"); do lcores="$lcores,$k@$(( ncpu > 1 ? 1 + (k - 1) % (ncpu - 1) : 0 ))"; done
 	nsx gw nft -f - <<EOF
 table netdev veil_dpdk {
 	chain client { type filter hook ingress device gw-cli priority 0; ip daddr $VIP4 tcp dport 443 drop; ip6 daddr $VIP6 tcp dport 443 drop; }
@@ -170,7 +171,7 @@ EOF
 	nsx gw ethtool -K gw-cli gro off >/dev/null 2>&1 || true
 	nsx gw ethtool -K gw-mesh gro off >/dev/null 2>&1 || true
 	nsenter --net="/run/netns/$P-gw" "$BUILD/veil-gw-dpdk" --no-huge -m 512 --no-pci --file-prefix "veil-$ID" \
-		-l "$lcores" --vdev "net_af_packet0,iface=gw-cli,qpairs=$nq" --vdev "net_af_packet1,iface=gw-mesh,qpairs=$nq" \
+		--lcores "$lcores" --vdev "net_af_packet0,iface=gw-cli,qpairs=$nw" --vdev "net_af_packet1,iface=gw-mesh,qpairs=$nw" \
 		-- --config "$DIR/gw.conf" --idle-us "${VEIL_DPDK_IDLE_US:-20}" >>"$DIR/gw.log" 2>&1 &
 }
 

@@ -784,6 +784,9 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
+	int nvdev = 0;
+	for (int k = 1; k < argc && strcmp(argv[k], "--"); k++)
+		nvdev += !strcmp(argv[k], "--vdev") || !strncmp(argv[k], "--vdev=", 7);
 	rc = rte_eal_init(argc, argv);
 	if (rc < 0) {
 		fprintf(stderr, "veil-gw-dpdk: EAL initialisation failed: %s (the EAL's messages above say which "
@@ -820,6 +823,13 @@ int main(int argc, char **argv)
 	if (A.nw < 1 || A.nw > MAX_WORKERS) {
 		fprintf(stderr, "veil-gw-dpdk: %d lcores: give 2 to %d (-l 0-1 or more): the main lcore runs the "
 			"control plane, each other one a worker\n", A.nw + 1, MAX_WORKERS + 1);
+		rc = 2;
+		goto cfg_out;
+	}
+	if ((int)rte_eth_dev_count_avail() < nvdev) {
+		fprintf(stderr, "veil-gw-dpdk: %d of the %d --vdev devices could not be used (the EAL's messages "
+			"above say why: a missing interface, a driver not installed, bad devargs)\n",
+			nvdev - (int)rte_eth_dev_count_avail(), nvdev);
 		rc = 2;
 		goto cfg_out;
 	}
