@@ -86,8 +86,12 @@ $(BUILD)/veilctl: tools/veilctl.c tools/replay.c $(LIB) $(HDRS)
 
 DPDK_CFLAGS = $(shell pkg-config --cflags libdpdk 2>/dev/null)
 DPDK_LIBS   = $(shell pkg-config --libs libdpdk 2>/dev/null)
-$(BUILD)/veil-gw-dpdk: dataplane/dpdk/veil-gw-dpdk.c $(LIB) $(HDRS) | deps-build
-	$(CC) $(CFLAGS) $(DPDK_CFLAGS) $< $(LIB) $(DPDK_LIBS) $(LDLIBS) -o $@
+DPDK_HDRS := $(wildcard dataplane/dpdk/*.h)
+$(BUILD)/dpdk/%.o: dataplane/dpdk/%.c $(HDRS) $(DPDK_HDRS) | deps-build
+	@mkdir -p $(BUILD)/dpdk
+	$(CC) $(CFLAGS) -Idataplane/dpdk $(DPDK_CFLAGS) -c $< -o $@
+$(BUILD)/veil-gw-dpdk: $(BUILD)/dpdk/veil-gw-dpdk.o $(BUILD)/dpdk/dp.o $(LIB)
+	$(CC) $^ $(DPDK_LIBS) $(LDLIBS) -o $@
 
 $(BUILD)/veil-hellogen: tools/hellogen.c
 	$(CC) $(CFLAGS) $< -lssl -lcrypto -o $@

@@ -37,65 +37,21 @@
 #include <rte_telemetry.h>
 
 #include "veil.h"
-#include "fastpath.h"
+#include "dp.h"
 
-#define BURST      32
 #define RX_DESC    1024
 #define TX_DESC    1024
-#define INBOX_SIZE 4096
-#define MAX_WORKERS 16
-#define NEED_HEADROOM 128      /* vm_fp_*: encapsulation pushes this much at most */
-#define NEED_TAILROOM 100      /* and a reply grows the packet this much at most */
-
-/* What a worker counts besides the gateway's outcome counters. */
-#define DP_STATS(X) \
-	X(rx) X(tx) X(tx_dropped) X(steered_out) X(steered_in) X(steer_dropped) \
-	X(passed) X(dropped) X(multiseg) X(no_room)
-struct dp_stats {
-#define X(n) uint64_t n;
-	DP_STATS(X)
-#undef X
-};
-static const char *const dp_stat_names[] = {
-#define X(n) #n,
-	DP_STATS(X)
-#undef X
-};
-#define DP_STAT_COUNT (sizeof(struct dp_stats) / sizeof(uint64_t))
-
-struct worker {
-	struct vm_fp fp;
-	unsigned int lcore;
-	uint16_t q;                        /* its RX/TX queue on every port */
-	struct rte_ring *inbox;            /* flows it owns, from other workers */
-	struct rte_eth_dev_tx_buffer *txb[2];
-	_Atomic uint64_t seen_gen;
-	/* a flow drop asked by the control plane (veilctl flows drop) */
-	_Atomic int drop_req;              /* 1: asked, 2: done */
-	struct flow_key drop_key;
-	int drop_found;
-	_Atomic uint32_t nflows;           /* updated by the worker when asked */
-	_Atomic int count_req;
-	struct dp_stats d;
-} __rte_cache_aligned;
 
 static struct app {
 	const char *config;
 	struct vm_gw_cfg cfg;
-	uint16_t port[2];                  /* client, mesh */
 	char port_name[2][RTE_ETH_NAME_MAX_LEN];
 	uint8_t port_mac[2][6];
-	int nw;
-	struct worker *w[MAX_WORKERS];
 	struct rte_mempool *pool;
-	_Atomic(struct vm_fp_conf *) conf;
-	_Atomic uint64_t gen;
 	uint64_t epoch, started, rotations, route_changes, reloads_ok, reloads_rejected, generations;
 	struct vm_next_hop hops[VM_FP_MAX_NEIGH];
 	int nhops;
-	uint32_t idle_us;
 	uint32_t flows_per_worker;
-	volatile int quit;
 } A;
 
 static volatile sig_atomic_t stop_sig, reload;
@@ -106,7 +62,7 @@ static void on_signal(int sig)
 		reload = 1;
 	else
 		stop_sig = sig;
-	A.quit = stop_sig != 0;
+	vm_dp.quit = stop_sig != 0;
 }
 
 static void usage(FILE *f)
@@ -142,145 +98,6 @@ static void usage(FILE *f)
 		"arguments, ports or config.\n");
 }
 
-static uint64_t tai_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_TAI, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
-}
-
-/* ---------- the packet path ---------- */
-
-static inline int role_of(uint16_t port)
-{
-	return port == A.port[0] ? 0 : 1;
-}
-
-static inline void handle(struct worker *w, struct rte_mbuf *m, uint64_t now)
-{
-	uint16_t in = m->port, out = in;
-	int role = role_of(in);
-
-	if (m->nb_segs != 1) {
-		w->d.multiseg++;
-		rte_pktmbuf_free(m);
-		return;
-	}
-	if (rte_pktmbuf_headroom(m) < NEED_HEADROOM || rte_pktmbuf_tailroom(m) < NEED_TAILROOM) {
-		w->d.no_room++;
-		rte_pktmbuf_free(m);
-		return;
-	}
-	uint8_t *p = rte_pktmbuf_mtod(m, uint8_t *);
-	uint32_t len = m->data_len;
-	enum vm_fp_verdict v = role == 0 ? vm_fp_ingress(&w->fp, in, &p, &len, now, &out)
-					 : vm_fp_return(&w->fp, in, &p, &len, &out);
-	switch (v) {
-	case VM_FP_TX:
-	case VM_FP_FWD:
-		m->data_off = (uint16_t)(p - (uint8_t *)m->buf_addr);
-		m->data_len = (uint16_t)len;
-		m->pkt_len = len;
-		m->ol_flags = 0;
-		w->d.tx++;
-		rte_eth_tx_buffer(out, w->q, w->txb[role_of(out)], m);
-		return;
-	case VM_FP_PASS:
-		/* Not the gateway's: with af_packet/af_xdp-copy vdevs the kernel
-		 * has its own copy; on a NIC owned by DPDK it ends here. */
-		w->d.passed++;
-		break;
-	default:
-		w->d.dropped++;
-		break;
-	}
-	rte_pktmbuf_free(m);
-}
-
-static inline unsigned int owner(const struct worker *w, struct rte_mbuf *m)
-{
-	struct flow_key k;
-	const uint8_t *p = rte_pktmbuf_mtod(m, const uint8_t *);
-	int rc = role_of(m->port) == 0 ? vm_fp_ingress_key(p, m->data_len, &k)
-				       : vm_fp_return_key(p, m->data_len, &k);
-	return rc ? w->q : vm_fp_flow_hash(&k) % (unsigned int)A.nw;
-}
-
-/* One poll of this worker's queues, its inbox, and the control plane's
- * requests to it; returns how many packets it saw. */
-static int poll_once(struct worker *w)
-{
-	struct rte_mbuf *pkts[BURST], *steer[MAX_WORKERS][BURST];
-	unsigned int nsteer[MAX_WORKERS] = { 0 };
-	uint64_t now = tai_ns();
-	uint64_t g = atomic_load_explicit(&A.gen, memory_order_acquire);
-	int seen = 0;
-
-	if (g != atomic_load_explicit(&w->seen_gen, memory_order_relaxed)) {
-		w->fp.c = atomic_load_explicit(&A.conf, memory_order_acquire);
-		atomic_store_explicit(&w->seen_gen, g, memory_order_release);
-	}
-	for (int r = 0; r < 2; r++) {
-		uint16_t n = rte_eth_rx_burst(A.port[r], w->q, pkts, BURST);
-		w->d.rx += n;
-		seen += n;
-		for (uint16_t i = 0; i < n; i++) {
-			if (i + 1 < n)
-				rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 1], void *));
-			unsigned int o = A.nw > 1 ? owner(w, pkts[i]) : w->q;
-			if (o == w->q)
-				handle(w, pkts[i], now);
-			else
-				steer[o][nsteer[o]++] = pkts[i];
-		}
-	}
-	for (int o = 0; o < A.nw; o++) {
-		if (!nsteer[o])
-			continue;
-		unsigned int sent = rte_ring_enqueue_burst(A.w[o]->inbox, (void **)steer[o], nsteer[o], NULL);
-		w->d.steered_out += sent;
-		if (sent < nsteer[o]) {
-			w->d.steer_dropped += nsteer[o] - sent;
-			rte_pktmbuf_free_bulk(steer[o] + sent, nsteer[o] - sent);
-		}
-	}
-	if (w->inbox) {
-		unsigned int n = rte_ring_dequeue_burst(w->inbox, (void **)pkts, BURST, NULL);
-		w->d.steered_in += n;
-		seen += n;
-		for (unsigned int i = 0; i < n; i++)
-			handle(w, pkts[i], now);
-	}
-	for (int r = 0; r < 2; r++)
-		rte_eth_tx_buffer_flush(A.port[r], w->q, w->txb[r]);
-
-	int req = atomic_load_explicit(&w->drop_req, memory_order_acquire);
-	if (req == 1) {
-		w->drop_found = vm_fp_flow_drop(&w->fp, &w->drop_key) == 0;
-		atomic_store_explicit(&w->drop_req, 2, memory_order_release);
-	}
-	if (atomic_load_explicit(&w->count_req, memory_order_acquire) == 1) {
-		atomic_store_explicit(&w->nflows, vm_fp_flow_count(&w->fp), memory_order_relaxed);
-		atomic_store_explicit(&w->count_req, 2, memory_order_release);
-	}
-	return seen;
-}
-
-static int worker_main(void *arg)
-{
-	struct worker *w = arg;
-	unsigned int idle = 0;
-
-	while (!A.quit) {
-		if (poll_once(w)) {
-			idle = 0;
-		} else if (A.idle_us && ++idle > 1000) {
-			usleep(A.idle_us);
-		}
-	}
-	return 0;
-}
-
 /* ---------- config generations ---------- */
 
 /* Builds a generation from the config, the secret file and the resolved
@@ -306,7 +123,7 @@ static struct vm_fp_conf *build_conf(void)
 	vm_secret_derive(master, mlen, vm_tai_seconds(), A.cfg.rotate_s, &c->sec);
 	OPENSSL_cleanse(master, sizeof(master));
 	for (int r = 0; r < 2; r++)
-		memcpy(c->port_mac[A.port[r] & 7], A.port_mac[r], 6);
+		memcpy(c->port_mac[vm_dp.port[r] & 7], A.port_mac[r], 6);
 	for (int i = 0; i < A.nhops && c->nneigh < VM_FP_MAX_NEIGH; i++) {
 		const struct vm_next_hop *h = &A.hops[i];
 		int r = !strcmp(h->dev, A.cfg.client_if) ? 0 : !strcmp(h->dev, A.cfg.mesh_if) ? 1 : -1;
@@ -315,7 +132,7 @@ static struct vm_fp_conf *build_conf(void)
 		struct vm_fp_neigh *nb = &c->neigh[c->nneigh++];
 		memcpy(nb->addr, h->node, 16);
 		memcpy(nb->mac, h->mac, 6);
-		nb->port = A.port[r];
+		nb->port = vm_dp.port[r];
 	}
 	return c;
 }
@@ -329,13 +146,11 @@ static void free_conf(struct vm_fp_conf *c)
 	free(c);
 }
 
-/* Swaps in a new generation and frees the old one once no worker can be
- * using it (each worker acknowledges the generation at its next poll). */
+/* Swaps in a new generation; the old one is freed once no worker can be
+ * using it (each acknowledges the generation at its next poll). */
 static void publish(struct vm_fp_conf *c)
 {
-	struct vm_fp_conf *old = atomic_exchange_explicit(&A.conf, c, memory_order_acq_rel);
-	uint64_t g = atomic_fetch_add_explicit(&A.gen, 1, memory_order_acq_rel) + 1;
-
+	free_conf(vm_dp_publish(c));
 	A.generations++;
 	if (c->sec.epoch != A.epoch) {
 		if (A.epoch)
@@ -343,14 +158,6 @@ static void publish(struct vm_fp_conf *c)
 		A.epoch = c->sec.epoch;
 		vm_log("event=cookie_secret epoch=%llu rotate_s=%u", (unsigned long long)A.epoch, A.cfg.rotate_s);
 	}
-	for (int i = 0; i < A.nw; i++) {
-		struct worker *w = A.w[i];
-		if (rte_eal_get_lcore_state(w->lcore) != RUNNING)
-			continue;     /* not started yet, or gone: it reads A.conf when it starts */
-		while (atomic_load_explicit(&w->seen_gen, memory_order_acquire) < g && !A.quit)
-			rte_pause();
-	}
-	free_conf(old);
 }
 
 static int same_neigh(const struct vm_next_hop *a, int na, const struct vm_next_hop *b, int nb)
@@ -439,27 +246,14 @@ static int reload_config(char *err, size_t errlen, int *changes)
 
 /* ---------- counters (control thread, telemetry thread) ---------- */
 
-static void sum_stats(struct gw_stats *s, struct dp_stats *d)
-{
-	memset(s, 0, sizeof(*s));
-	memset(d, 0, sizeof(*d));
-	for (int i = 0; i < A.nw; i++) {
-		const uint64_t *a = (const uint64_t *)&A.w[i]->fp.st, *b = (const uint64_t *)&A.w[i]->d;
-		for (int k = 0; k < vm_gw_stat_count; k++)
-			((uint64_t *)s)[k] += __atomic_load_n(&a[k], __ATOMIC_RELAXED);
-		for (size_t k = 0; k < DP_STAT_COUNT; k++)
-			((uint64_t *)d)[k] += __atomic_load_n(&b[k], __ATOMIC_RELAXED);
-	}
-}
-
 /* Asks every worker for its flow count (they walk their own tables). */
 static uint64_t flow_count(uint32_t *per)
 {
 	uint64_t total = 0;
-	for (int i = 0; i < A.nw; i++)
-		atomic_store_explicit(&A.w[i]->count_req, 1, memory_order_release);
-	for (int i = 0; i < A.nw; i++) {
-		struct worker *w = A.w[i];
+	for (int i = 0; i < vm_dp.nw; i++)
+		atomic_store_explicit(&vm_dp.w[i]->count_req, 1, memory_order_release);
+	for (int i = 0; i < vm_dp.nw; i++) {
+		struct vm_dp_worker *w = vm_dp.w[i];
 		for (int t = 0; t < 100000 && atomic_load_explicit(&w->count_req, memory_order_acquire) != 2; t++)
 			usleep(10);
 		uint32_t n = atomic_load_explicit(&w->nflows, memory_order_relaxed);
@@ -473,8 +267,8 @@ static uint64_t flow_count(uint32_t *per)
 static int tel_stats(const char *cmd, const char *params, struct rte_tel_data *d)
 {
 	struct gw_stats s;
-	struct dp_stats dp;
-	sum_stats(&s, &dp);
+	struct vm_dp_stats dp;
+	vm_dp_sum(&s, &dp);
 	rte_tel_data_start_dict(d);
 	for (int k = 0; k < vm_gw_stat_count; k++)
 		rte_tel_data_add_dict_u64(d, vm_gw_stat_names[k], ((uint64_t *)&s)[k]);
@@ -484,11 +278,11 @@ static int tel_stats(const char *cmd, const char *params, struct rte_tel_data *d
 static int tel_dp(const char *cmd, const char *params, struct rte_tel_data *d)
 {
 	struct gw_stats s;
-	struct dp_stats dp;
-	sum_stats(&s, &dp);
+	struct vm_dp_stats dp;
+	vm_dp_sum(&s, &dp);
 	rte_tel_data_start_dict(d);
-	for (size_t k = 0; k < DP_STAT_COUNT; k++)
-		rte_tel_data_add_dict_u64(d, dp_stat_names[k], ((uint64_t *)&dp)[k]);
+	for (size_t k = 0; k < VM_DP_STAT_COUNT; k++)
+		rte_tel_data_add_dict_u64(d, vm_dp_stat_names[k], ((uint64_t *)&dp)[k]);
 	return 0;
 }
 
@@ -498,30 +292,30 @@ static int tel_lcore(const char *cmd, const char *params, struct rte_tel_data *d
 	if (!params || !*params)
 		return -1;
 	long i = strtol(params, &end, 10);
-	if (*end || i < 0 || i >= A.nw)
+	if (*end || i < 0 || i >= vm_dp.nw)
 		return -1;
-	const struct worker *w = A.w[i];
+	const struct vm_dp_worker *w = vm_dp.w[i];
 	rte_tel_data_start_dict(d);
 	rte_tel_data_add_dict_int(d, "lcore", (int)w->lcore);
 	rte_tel_data_add_dict_int(d, "queue", w->q);
 	for (int k = 0; k < vm_gw_stat_count; k++)
 		rte_tel_data_add_dict_u64(d, vm_gw_stat_names[k], ((const uint64_t *)&w->fp.st)[k]);
-	for (size_t k = 0; k < DP_STAT_COUNT; k++)
-		rte_tel_data_add_dict_u64(d, dp_stat_names[k], ((const uint64_t *)&w->d)[k]);
+	for (size_t k = 0; k < VM_DP_STAT_COUNT; k++)
+		rte_tel_data_add_dict_u64(d, vm_dp_stat_names[k], ((const uint64_t *)&w->d)[k]);
 	return 0;
 }
 
 static int tel_status(const char *cmd, const char *params, struct rte_tel_data *d)
 {
 	rte_tel_data_start_dict(d);
-	rte_tel_data_add_dict_int(d, "workers", A.nw);
-	rte_tel_data_add_dict_int(d, "client_port", A.port[0]);
-	rte_tel_data_add_dict_int(d, "mesh_port", A.port[1]);
+	rte_tel_data_add_dict_int(d, "workers", vm_dp.nw);
+	rte_tel_data_add_dict_int(d, "client_port", vm_dp.port[0]);
+	rte_tel_data_add_dict_int(d, "mesh_port", vm_dp.port[1]);
 	rte_tel_data_add_dict_int(d, "routes", A.cfg.nroutes);
 	rte_tel_data_add_dict_int(d, "vips", A.cfg.nvips);
 	rte_tel_data_add_dict_u64(d, "cookie_epoch", A.epoch);
-	rte_tel_data_add_dict_u64(d, "generation", atomic_load(&A.gen));
-	rte_tel_data_add_dict_u64(d, "flows_capacity", (uint64_t)A.flows_per_worker * A.nw);
+	rte_tel_data_add_dict_u64(d, "generation", atomic_load(&vm_dp.gen));
+	rte_tel_data_add_dict_u64(d, "flows_capacity", (uint64_t)A.flows_per_worker * vm_dp.nw);
 	return 0;
 }
 
@@ -529,7 +323,7 @@ static int tel_status(const char *cmd, const char *params, struct rte_tel_data *
 
 static void status_json(FILE *out)
 {
-	uint32_t per[MAX_WORKERS];
+	uint32_t per[VM_DP_MAX_WORKERS];
 	uint64_t flows = flow_count(per);
 
 	fprintf(out, "{\"daemon\": \"veil-gw-dpdk\", \"pid\": %d, \"uptime_s\": %llu, \"config\": ", getpid(),
@@ -538,16 +332,16 @@ static void status_json(FILE *out)
 	fputs(", \"ports\": [", out);
 	for (int r = 0; r < 2; r++) {
 		fprintf(out, "%s{\"role\": \"%s\", \"port\": %u, \"device\": ", r ? ", " : "", r ? "mesh" : "client",
-			A.port[r]);
+			vm_dp.port[r]);
 		vm_json_str(out, A.port_name[r]);
 		fputs(", \"stands_for\": ", out);
 		vm_json_str(out, r ? A.cfg.mesh_if : A.cfg.client_if);
 		fputs("}", out);
 	}
 	fputs("], \"workers\": [", out);
-	for (int i = 0; i < A.nw; i++)
-		fprintf(out, "%s{\"lcore\": %u, \"queue\": %u, \"flows\": %u}", i ? ", " : "", A.w[i]->lcore,
-			A.w[i]->q, per[i]);
+	for (int i = 0; i < vm_dp.nw; i++)
+		fprintf(out, "%s{\"lcore\": %u, \"queue\": %u, \"flows\": %u}", i ? ", " : "", vm_dp.w[i]->lcore,
+			vm_dp.w[i]->q, per[i]);
 	fprintf(out, "], \"routes\": %d, \"vips\": %d, \"next_hops\": %d, \"cookie_epoch\": %llu, "
 		"\"cookie_rotate_s\": %u, \"cookie_rotations\": %llu, \"route_changes\": %llu, "
 		"\"reloads_ok\": %llu, \"reloads_rejected\": %llu, \"generation\": %llu, "
@@ -555,8 +349,8 @@ static void status_json(FILE *out)
 		A.cfg.nroutes, A.cfg.nvips, A.nhops, (unsigned long long)A.epoch, A.cfg.rotate_s,
 		(unsigned long long)A.rotations, (unsigned long long)A.route_changes,
 		(unsigned long long)A.reloads_ok, (unsigned long long)A.reloads_rejected,
-		(unsigned long long)atomic_load(&A.gen), (unsigned long long)flows,
-		(unsigned long long)A.flows_per_worker * A.nw);
+		(unsigned long long)atomic_load(&vm_dp.gen), (unsigned long long)flows,
+		(unsigned long long)A.flows_per_worker * vm_dp.nw);
 }
 
 static void flow_drop(char **w, int n, FILE *out)
@@ -572,7 +366,7 @@ static void flow_drop(char **w, int n, FILE *out)
 	k.client_port_be = htons(cp);
 	k.vip_port_be = htons(vp);
 	k.family = f1;
-	struct worker *o = A.w[vm_fp_flow_hash(&k) % (unsigned int)A.nw];
+	struct vm_dp_worker *o = vm_dp.w[vm_fp_flow_hash(&k) % (unsigned int)vm_dp.nw];
 	o->drop_key = k;
 	atomic_store_explicit(&o->drop_req, 1, memory_order_release);
 	for (int t = 0; t < 100000 && atomic_load_explicit(&o->drop_req, memory_order_acquire) != 2; t++)
@@ -616,9 +410,9 @@ static void gw_cmd(void *arg, const char *line, FILE *out)
 static void gw_metrics(void *arg, FILE *out)
 {
 	struct gw_stats s;
-	struct dp_stats dp;
+	struct vm_dp_stats dp;
 
-	sum_stats(&s, &dp);
+	vm_dp_sum(&s, &dp);
 	fputs("# HELP veilmesh_gw_packets_total Packets by outcome (docs/malformed-input.md, docs/design.md).\n"
 	      "# TYPE veilmesh_gw_packets_total counter\n", out);
 	for (int i = 0; i < vm_gw_stat_count; i++)
@@ -626,8 +420,8 @@ static void gw_metrics(void *arg, FILE *out)
 			(unsigned long long)((uint64_t *)&s)[i]);
 	fputs("# HELP veilmesh_gw_dpdk_packets_total DPDK workers' packet handling (docs/dpdk.md).\n"
 	      "# TYPE veilmesh_gw_dpdk_packets_total counter\n", out);
-	for (size_t i = 0; i < DP_STAT_COUNT; i++)
-		fprintf(out, "veilmesh_gw_dpdk_packets_total{what=\"%s\"} %llu\n", dp_stat_names[i],
+	for (size_t i = 0; i < VM_DP_STAT_COUNT; i++)
+		fprintf(out, "veilmesh_gw_dpdk_packets_total{what=\"%s\"} %llu\n", vm_dp_stat_names[i],
 			(unsigned long long)((uint64_t *)&dp)[i]);
 	fprintf(out, "# HELP veilmesh_gw_flows Flows in the flow table.\n# TYPE veilmesh_gw_flows gauge\n"
 		     "veilmesh_gw_flows %llu\n", (unsigned long long)flow_count(NULL));
@@ -644,17 +438,9 @@ static void gw_metrics(void *arg, FILE *out)
 
 /* ---------- ports ---------- */
 
-static void tx_dropped(struct rte_mbuf **pkts, uint16_t n, void *arg)
-{
-	struct worker *w = arg;
-	w->d.tx_dropped += n;
-	w->d.tx -= n;
-	rte_pktmbuf_free_bulk(pkts, n);
-}
-
 static int port_setup(int r)
 {
-	uint16_t port = A.port[r];
+	uint16_t port = vm_dp.port[r];
 	struct rte_eth_dev_info info;
 	struct rte_eth_conf conf = { 0 };
 	struct rte_ether_addr mac;
@@ -671,24 +457,24 @@ static int port_setup(int r)
 		fprintf(stderr, "veil-gw-dpdk: port %u (%s): %s\n", port, A.port_name[r], rte_strerror(-rc));
 		return 1;
 	}
-	if (info.max_rx_queues < A.nw || info.max_tx_queues < A.nw) {
+	if (info.max_rx_queues < vm_dp.nw || info.max_tx_queues < vm_dp.nw) {
 		fprintf(stderr, "veil-gw-dpdk: port %u (%s) has %u RX / %u TX queues, %d workers need %d each "
 			"(net_af_packet: qpairs=%d; or fewer lcores)\n", port, A.port_name[r], info.max_rx_queues,
-			info.max_tx_queues, A.nw, A.nw, A.nw);
+			info.max_tx_queues, vm_dp.nw, vm_dp.nw, vm_dp.nw);
 		return 2;
 	}
-	if (A.nw > 1 && info.flow_type_rss_offloads) {
+	if (vm_dp.nw > 1 && info.flow_type_rss_offloads) {
 		conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
 		conf.rx_adv_conf.rss_conf.rss_hf = (RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP) &
 						   info.flow_type_rss_offloads;
 	}
-	if ((rc = rte_eth_dev_configure(port, A.nw, A.nw, &conf))) {
+	if ((rc = rte_eth_dev_configure(port, vm_dp.nw, vm_dp.nw, &conf))) {
 		fprintf(stderr, "veil-gw-dpdk: port %u (%s): configure: %s\n", port, A.port_name[r], rte_strerror(-rc));
 		return 1;
 	}
 	uint16_t rxd = RX_DESC, txd = TX_DESC;
 	rte_eth_dev_adjust_nb_rx_tx_desc(port, &rxd, &txd);
-	for (int q = 0; q < A.nw; q++) {
+	for (int q = 0; q < vm_dp.nw; q++) {
 		rc = rte_eth_rx_queue_setup(port, q, rxd, rte_eth_dev_socket_id(port), NULL, A.pool);
 		if (!rc)
 			rc = rte_eth_tx_queue_setup(port, q, txd, rte_eth_dev_socket_id(port), NULL);
@@ -722,8 +508,8 @@ static int parse_args(int argc, char **argv, int *check)
 	int o;
 	char *end;
 
-	A.port[0] = 0;
-	A.port[1] = 1;
+	vm_dp.port[0] = 0;
+	vm_dp.port[1] = 1;
 	optind = 1;
 	while ((o = getopt_long(argc, argv, "c:nh", opts, NULL)) != -1) {
 		unsigned long v = 0;
@@ -737,9 +523,9 @@ static int parse_args(int argc, char **argv, int *check)
 		}
 		switch (o) {
 		case 'c': A.config = optarg; break;
-		case 'C': A.port[0] = v; break;
-		case 'M': A.port[1] = v; break;
-		case 'I': A.idle_us = v; break;
+		case 'C': vm_dp.port[0] = v; break;
+		case 'M': vm_dp.port[1] = v; break;
+		case 'I': vm_dp.idle_us = v; break;
 		case 'n': *check = 1; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
@@ -753,11 +539,11 @@ static int parse_args(int argc, char **argv, int *check)
 		fprintf(stderr, "veil-gw-dpdk: --config FILE is required (after --, behind the EAL options)\n");
 		return 2;
 	}
-	if (A.port[0] == A.port[1]) {
-		fprintf(stderr, "veil-gw-dpdk: the client and mesh ports must differ (both %u)\n", A.port[0]);
+	if (vm_dp.port[0] == vm_dp.port[1]) {
+		fprintf(stderr, "veil-gw-dpdk: the client and mesh ports must differ (both %u)\n", vm_dp.port[0]);
 		return 2;
 	}
-	if (A.port[0] > 7 || A.port[1] > 7) {
+	if (vm_dp.port[0] > 7 || vm_dp.port[1] > 7) {
 		fprintf(stderr, "veil-gw-dpdk: port ids above 7 are not supported\n");
 		return 2;
 	}
@@ -819,10 +605,10 @@ int main(int argc, char **argv)
 		}
 		OPENSSL_cleanse(k, sizeof(k));
 	}
-	A.nw = (int)rte_lcore_count() - 1;
-	if (A.nw < 1 || A.nw > MAX_WORKERS) {
+	vm_dp.nw = (int)rte_lcore_count() - 1;
+	if (vm_dp.nw < 1 || vm_dp.nw > VM_DP_MAX_WORKERS) {
 		fprintf(stderr, "veil-gw-dpdk: %d lcores: give 2 to %d (-l 0-1 or more): the main lcore runs the "
-			"control plane, each other one a worker\n", A.nw + 1, MAX_WORKERS + 1);
+			"control plane, each other one a worker\n", vm_dp.nw + 1, VM_DP_MAX_WORKERS + 1);
 		rc = 2;
 		goto cfg_out;
 	}
@@ -840,7 +626,7 @@ int main(int argc, char **argv)
 		rc = 2;
 		goto cfg_out;
 	}
-	unsigned int nmbuf = 2 * A.nw * (RX_DESC + TX_DESC) + A.nw * (INBOX_SIZE + 4 * BURST) + 2048;
+	unsigned int nmbuf = 2 * vm_dp.nw * (RX_DESC + TX_DESC) + vm_dp.nw * (VM_DP_INBOX + 4 * VM_DP_BURST) + 2048;
 	A.pool = rte_pktmbuf_pool_create("veil_mbufs", nmbuf, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE, rte_socket_id());
 	if (!A.pool) {
 		fprintf(stderr, "veil-gw-dpdk: no memory for %u mbufs: %s (raise -m)\n", nmbuf, rte_strerror(rte_errno));
@@ -851,36 +637,13 @@ int main(int argc, char **argv)
 		if ((rc = port_setup(r)))
 			goto ports_out;
 
-	A.flows_per_worker = A.cfg.flows_max / A.nw ? A.cfg.flows_max / A.nw : 1024;
+	A.flows_per_worker = A.cfg.flows_max / vm_dp.nw ? A.cfg.flows_max / vm_dp.nw : 1024;
 	unsigned int lc, i = 0;
 	RTE_LCORE_FOREACH_WORKER(lc) {
-		struct worker *w = rte_zmalloc_socket("veil_worker", sizeof(*w), RTE_CACHE_LINE_SIZE,
-						      rte_lcore_to_socket_id(lc));
-		char name[32];
-		if (!w || vm_fp_init(&w->fp, A.flows_per_worker)) {
-			fprintf(stderr, "veil-gw-dpdk: no memory for worker %u's flow table\n", i);
+		if (!(vm_dp.w[i] = vm_dp_worker_new(lc, i, A.flows_per_worker, vm_dp.nw > 1))) {
+			fprintf(stderr, "veil-gw-dpdk: worker %u: %s\n", i, rte_strerror(rte_errno));
 			rc = 1;
 			goto workers_out;
-		}
-		A.w[i] = w;
-		w->lcore = lc;
-		w->q = i;
-		snprintf(name, sizeof(name), "veil_inbox_%u", i);
-		if (A.nw > 1 && !(w->inbox = rte_ring_create(name, INBOX_SIZE, rte_lcore_to_socket_id(lc),
-							    RING_F_SC_DEQ))) {
-			fprintf(stderr, "veil-gw-dpdk: ring %s: %s\n", name, rte_strerror(rte_errno));
-			rc = 1;
-			goto workers_out;
-		}
-		for (int r = 0; r < 2; r++) {
-			w->txb[r] = rte_zmalloc_socket("veil_txb", RTE_ETH_TX_BUFFER_SIZE(BURST), 0,
-						      rte_eth_dev_socket_id(A.port[r]));
-			if (!w->txb[r]) {
-				rc = 1;
-				goto workers_out;
-			}
-			rte_eth_tx_buffer_init(w->txb[r], BURST);
-			rte_eth_tx_buffer_set_err_callback(w->txb[r], tx_dropped, w);
 		}
 		i++;
 	}
@@ -892,7 +655,7 @@ int main(int argc, char **argv)
 	}
 	/* the first generation, before any worker runs */
 	refresh_neighbours(true, true);
-	if (!atomic_load(&A.conf)) {
+	if (!atomic_load(&vm_dp.conf)) {
 		fprintf(stderr, "veil-gw-dpdk: cannot build the first configuration\n");
 		rc = 1;
 		goto ctl_out;
@@ -910,10 +673,10 @@ int main(int argc, char **argv)
 	sigaction(SIGHUP, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	A.started = time(NULL);
-	for (int k = 0; k < A.nw; k++)
-		rte_eal_remote_launch(worker_main, A.w[k], A.w[k]->lcore);
+	for (int k = 0; k < vm_dp.nw; k++)
+		rte_eal_remote_launch(vm_dp_worker_loop, vm_dp.w[k], vm_dp.w[k]->lcore);
 	vm_log("event=started ports=%s,%s client_port=%u mesh_port=%u workers=%d routes=%d vips=%d control=%s metrics=%s",
-	       A.port_name[0], A.port_name[1], A.port[0], A.port[1], A.nw, A.cfg.nroutes, A.cfg.nvips, A.cfg.control,
+	       A.port_name[0], A.port_name[1], vm_dp.port[0], vm_dp.port[1], vm_dp.nw, A.cfg.nroutes, A.cfg.nvips, A.cfg.control,
 	       A.cfg.metrics);
 
 	time_t last = time(NULL);
@@ -933,28 +696,21 @@ int main(int argc, char **argv)
 			refresh_neighbours(false, false);
 		}
 	}
-	A.quit = 1;
+	vm_dp.quit = 1;
 	rte_eal_mp_wait_lcore();
 	vm_log("event=stopped signal=%d", (int)stop_sig);
 	rc = 0;
 ctl_out:
 	vm_ctl_close(&ctl);
 workers_out:
-	for (int k = 0; k < MAX_WORKERS; k++) {
-		if (!A.w[k])
-			continue;
-		vm_fp_free(&A.w[k]->fp);
-		rte_ring_free(A.w[k]->inbox);
-		rte_free(A.w[k]->txb[0]);
-		rte_free(A.w[k]->txb[1]);
-		rte_free(A.w[k]);
-	}
-	free_conf(atomic_load(&A.conf));
+	for (int k = 0; k < VM_DP_MAX_WORKERS; k++)
+		vm_dp_worker_free(vm_dp.w[k]);
+	free_conf(atomic_load(&vm_dp.conf));
 ports_out:
 	for (int r = 0; r < 2; r++)
-		if (rte_eth_dev_is_valid_port(A.port[r])) {
-			rte_eth_dev_stop(A.port[r]);
-			rte_eth_dev_close(A.port[r]);
+		if (rte_eth_dev_is_valid_port(vm_dp.port[r])) {
+			rte_eth_dev_stop(vm_dp.port[r]);
+			rte_eth_dev_close(vm_dp.port[r]);
 		}
 cfg_out:
 	vm_gw_cfg_free(&A.cfg);

@@ -1,0 +1,239 @@
+// SPDX-License-Identifier: Apache-2.0
+/* The DPDK gateway's packet path (see dp.h): per packet, the code
+ * dataplane/fastpath.c holds byte-identical to the XDP programs; around it
+ * bursts, the hand-over of packets to the worker that owns their flow, and
+ * the swap of config generations.  Nothing here allocates per packet. */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <rte_errno.h>
+#include <rte_lcore.h>
+#include <rte_malloc.h>
+#include <rte_mbuf.h>
+#include <rte_prefetch.h>
+
+#include "dp.h"
+
+struct vm_dp vm_dp;
+
+const char *const vm_dp_stat_names[] = {
+#define X(n) #n,
+	VM_DP_STATS(X)
+#undef X
+};
+
+static uint64_t tai_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_TAI, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+static void tx_dropped(struct rte_mbuf **pkts, uint16_t n, void *arg)
+{
+	struct vm_dp_worker *w = arg;
+	w->d.tx_dropped += n;
+	w->d.tx -= n;
+	rte_pktmbuf_free_bulk(pkts, n);
+}
+
+
+static inline int role_of(uint16_t port)
+{
+	return port == vm_dp.port[0] ? 0 : 1;
+}
+
+static inline void handle(struct vm_dp_worker *w, struct rte_mbuf *m, uint64_t now)
+{
+	uint16_t in = m->port, out = in;
+	int role = role_of(in);
+
+	if (m->nb_segs != 1) {
+		w->d.multiseg++;
+		rte_pktmbuf_free(m);
+		return;
+	}
+	if (rte_pktmbuf_headroom(m) < VM_DP_HEADROOM || rte_pktmbuf_tailroom(m) < VM_DP_TAILROOM) {
+		w->d.no_room++;
+		rte_pktmbuf_free(m);
+		return;
+	}
+	uint8_t *p = rte_pktmbuf_mtod(m, uint8_t *);
+	uint32_t len = m->data_len;
+	enum vm_fp_verdict v = role == 0 ? vm_fp_ingress(&w->fp, in, &p, &len, now, &out)
+					 : vm_fp_return(&w->fp, in, &p, &len, &out);
+	switch (v) {
+	case VM_FP_TX:
+	case VM_FP_FWD:
+		m->data_off = (uint16_t)(p - (uint8_t *)m->buf_addr);
+		m->data_len = (uint16_t)len;
+		m->pkt_len = len;
+		m->ol_flags = 0;
+		w->d.tx++;
+		rte_eth_tx_buffer(out, w->q, w->txb[role_of(out)], m);
+		return;
+	case VM_FP_PASS:
+		/* Not the gateway's: with af_packet/af_xdp-copy vdevs the kernel
+		 * has its own copy; on a NIC owned by DPDK it ends here. */
+		w->d.passed++;
+		break;
+	default:
+		w->d.dropped++;
+		break;
+	}
+	rte_pktmbuf_free(m);
+}
+
+static inline unsigned int owner(const struct vm_dp_worker *w, struct rte_mbuf *m)
+{
+	struct flow_key k;
+	const uint8_t *p = rte_pktmbuf_mtod(m, const uint8_t *);
+	int rc = role_of(m->port) == 0 ? vm_fp_ingress_key(p, m->data_len, &k)
+				       : vm_fp_return_key(p, m->data_len, &k);
+	return rc ? w->q : vm_fp_flow_hash(&k) % (unsigned int)vm_dp.nw;
+}
+
+int vm_dp_poll(struct vm_dp_worker *w)
+{
+	struct rte_mbuf *pkts[VM_DP_BURST], *steer[VM_DP_MAX_WORKERS][VM_DP_BURST];
+	unsigned int nsteer[VM_DP_MAX_WORKERS] = { 0 };
+	uint64_t now = tai_ns();
+	uint64_t g = atomic_load_explicit(&vm_dp.gen, memory_order_acquire);
+	int seen = 0;
+
+	if (g != atomic_load_explicit(&w->seen_gen, memory_order_relaxed)) {
+		w->fp.c = atomic_load_explicit(&vm_dp.conf, memory_order_acquire);
+		atomic_store_explicit(&w->seen_gen, g, memory_order_release);
+	}
+	for (int r = 0; r < 2; r++) {
+		uint16_t n = rte_eth_rx_burst(vm_dp.port[r], w->q, pkts, VM_DP_BURST);
+		w->d.rx += n;
+		seen += n;
+		for (uint16_t i = 0; i < n; i++) {
+			if (i + 1 < n)
+				rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 1], void *));
+			unsigned int o = vm_dp.nw > 1 ? owner(w, pkts[i]) : w->q;
+			if (o == w->q)
+				handle(w, pkts[i], now);
+			else
+				steer[o][nsteer[o]++] = pkts[i];
+		}
+	}
+	for (int o = 0; o < vm_dp.nw; o++) {
+		if (!nsteer[o])
+			continue;
+		unsigned int sent = rte_ring_enqueue_burst(vm_dp.w[o]->inbox, (void **)steer[o], nsteer[o], NULL);
+		w->d.steered_out += sent;
+		if (sent < nsteer[o]) {
+			w->d.steer_dropped += nsteer[o] - sent;
+			rte_pktmbuf_free_bulk(steer[o] + sent, nsteer[o] - sent);
+		}
+	}
+	if (w->inbox) {
+		unsigned int n = rte_ring_dequeue_burst(w->inbox, (void **)pkts, VM_DP_BURST, NULL);
+		w->d.steered_in += n;
+		seen += n;
+		for (unsigned int i = 0; i < n; i++)
+			handle(w, pkts[i], now);
+	}
+	for (int r = 0; r < 2; r++)
+		rte_eth_tx_buffer_flush(vm_dp.port[r], w->q, w->txb[r]);
+
+	int req = atomic_load_explicit(&w->drop_req, memory_order_acquire);
+	if (req == 1) {
+		w->drop_found = vm_fp_flow_drop(&w->fp, &w->drop_key) == 0;
+		atomic_store_explicit(&w->drop_req, 2, memory_order_release);
+	}
+	if (atomic_load_explicit(&w->count_req, memory_order_acquire) == 1) {
+		atomic_store_explicit(&w->nflows, vm_fp_flow_count(&w->fp), memory_order_relaxed);
+		atomic_store_explicit(&w->count_req, 2, memory_order_release);
+	}
+	return seen;
+}
+
+int vm_dp_worker_loop(void *arg)
+{
+	struct vm_dp_worker *w = arg;
+	unsigned int idle = 0;
+
+	while (!vm_dp.quit) {
+		if (vm_dp_poll(w)) {
+			idle = 0;
+		} else if (vm_dp.idle_us && ++idle > 1000) {
+			usleep(vm_dp.idle_us);
+		}
+	}
+	return 0;
+}
+
+struct vm_dp_worker *vm_dp_worker_new(unsigned int lcore, uint16_t q, uint32_t flows, int inbox)
+{
+	int socket = rte_lcore_to_socket_id(lcore);
+	struct vm_dp_worker *w = rte_zmalloc_socket("veil_worker", sizeof(*w), RTE_CACHE_LINE_SIZE, socket);
+	char name[32];
+
+	if (!w)
+		goto nomem;
+	w->lcore = lcore;
+	w->q = q;
+	if (vm_fp_init(&w->fp, flows))
+		goto nomem;
+	if (inbox) {
+		snprintf(name, sizeof(name), "veil_inbox_%u", q);
+		if (!(w->inbox = rte_ring_create(name, VM_DP_INBOX, socket, RING_F_SC_DEQ)))
+			goto fail;
+	}
+	for (int r = 0; r < 2; r++) {
+		w->txb[r] = rte_zmalloc_socket("veil_txb", RTE_ETH_TX_BUFFER_SIZE(VM_DP_BURST), 0, socket);
+		if (!w->txb[r])
+			goto nomem;
+		rte_eth_tx_buffer_init(w->txb[r], VM_DP_BURST);
+		rte_eth_tx_buffer_set_err_callback(w->txb[r], tx_dropped, w);
+	}
+	return w;
+nomem:
+	rte_errno = ENOMEM;
+fail:
+	vm_dp_worker_free(w);
+	return NULL;
+}
+
+void vm_dp_worker_free(struct vm_dp_worker *w)
+{
+	if (!w)
+		return;
+	vm_fp_free(&w->fp);
+	rte_ring_free(w->inbox);
+	rte_free(w->txb[0]);
+	rte_free(w->txb[1]);
+	rte_free(w);
+}
+
+struct vm_fp_conf *vm_dp_publish(struct vm_fp_conf *c)
+{
+	struct vm_fp_conf *old = atomic_exchange_explicit(&vm_dp.conf, c, memory_order_acq_rel);
+	uint64_t g = atomic_fetch_add_explicit(&vm_dp.gen, 1, memory_order_acq_rel) + 1;
+
+	for (int i = 0; i < vm_dp.nw; i++) {
+		struct vm_dp_worker *w = vm_dp.w[i];
+		if (rte_eal_get_lcore_state(w->lcore) != RUNNING || w->lcore == rte_lcore_id())
+			continue;     /* not started (it reads vm_dp.conf when it does), or ourselves */
+		while (atomic_load_explicit(&w->seen_gen, memory_order_acquire) < g && !vm_dp.quit)
+			rte_pause();
+	}
+	return old;
+}
+
+void vm_dp_sum(struct gw_stats *s, struct vm_dp_stats *d)
+{
+	memset(s, 0, sizeof(*s));
+	memset(d, 0, sizeof(*d));
+	for (int i = 0; i < vm_dp.nw; i++) {
+		const uint64_t *a = (const uint64_t *)&vm_dp.w[i]->fp.st, *b = (const uint64_t *)&vm_dp.w[i]->d;
+		for (size_t k = 0; k < sizeof(*s) / sizeof(uint64_t); k++)
+			((uint64_t *)s)[k] += __atomic_load_n(&a[k], __ATOMIC_RELAXED);
+		for (size_t k = 0; k < VM_DP_STAT_COUNT; k++)
+			((uint64_t *)d)[k] += __atomic_load_n(&b[k], __ATOMIC_RELAXED);
+	}
+}
