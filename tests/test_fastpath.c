@@ -8,19 +8,124 @@
  * the clock's and may differ) and the same counters moved.  Then thousands
  * of random mutations of those packets, held to the same rule.
  *
+ * Each packet also goes through the DPDK gateway's packet path
+ * (dataplane/dpdk/dp.c): into an RX ring behind a ring-backed ethdev port,
+ * one worker poll (rx burst, mbuf headroom, vm_fp_*, tx buffer), out of the
+ * TX ring of the port it chose; its bytes, verdict, port and counters are
+ * held to the same rule.  With --hellos FILE (one TCP payload in hex a line,
+ * as tshark prints ClientHellos from a capture: tests/dpdk.sh gives it the
+ * lab's curl, openssl and veil-hellogen traffic) those hellos go through
+ * all three as well, each over IPv4 and IPv6.
+ *
  * Out of scope, and skipped where a mutation reaches it: multi-segment hello
  * reassembly (gw_asm), which the fast path does not have yet.
  */
 #include <sys/ioctl.h>
 #include <time.h>
 
+#include <rte_eal.h>
+#include <rte_eth_ring.h>
+#include <rte_lcore.h>
+#include <rte_mbuf.h>
+
 #include "bpf_env.h"
-#include "fastpath.h"
+#include "dp.h"
 
 static struct vm_fp FP;
 static struct vm_fp_conf CONF;
 static struct vm_gw_cfg GC;
 static int n_compared, n_skipped;
+
+/* ---------- the DPDK leg: one worker on two ring-backed ports ---------- */
+
+static char DP_PREFIX[32];          /* the EAL's runtime directory, removed at the end */
+static struct vm_fp_conf DCONF;    /* CONF as the DPDK ports see it */
+static struct rte_ring *RXR[2], *TXR[2];
+static struct rte_mempool *POOL;
+static struct vm_dp_worker *W;
+
+/* The test namespace has one interface for everything; the DPDK worker
+ * has a client port and a mesh port, both with that interface's MAC. */
+static void dconf_sync(void)
+{
+	DCONF = CONF;                  /* shares CONF's route table */
+	for (int r = 0; r < 2; r++)
+		memcpy(DCONF.port_mac[vm_dp.port[r] & 7], CONF.port_mac[0], 6);
+	for (int i = 0; i < DCONF.nneigh; i++)
+		DCONF.neigh[i].port = vm_dp.port[1];
+	atomic_store(&vm_dp.conf, &DCONF);
+	atomic_fetch_add(&vm_dp.gen, 1);
+}
+
+static int dp_setup(void)
+{
+	char *argv[] = { "test_fastpath", "--no-huge", "-m", "128", "--no-pci", "--no-shconf", "--no-telemetry",
+			 "-l", "0", "--log-level", "lib.eal:error", "--file-prefix", DP_PREFIX, NULL };
+	struct rte_eth_conf conf = { 0 };
+
+	snprintf(DP_PREFIX, sizeof(DP_PREFIX), "veil-tfp-%d", (int)getpid());
+	if (rte_eal_init(sizeof(argv) / sizeof(argv[0]) - 1, argv) < 0)
+		return -1;
+	POOL = rte_pktmbuf_pool_create("tfp", 1023, 0, 0, 4096 + RTE_PKTMBUF_HEADROOM, 0);
+	if (!POOL)
+		return -1;
+	for (int r = 0; r < 2; r++) {
+		char name[32];
+		snprintf(name, sizeof(name), "tfp_rx%d", r);
+		RXR[r] = rte_ring_create(name, 64, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
+		snprintf(name, sizeof(name), "tfp_tx%d", r);
+		TXR[r] = rte_ring_create(name, 64, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
+		snprintf(name, sizeof(name), "tfp_port%d", r);
+		int port = RXR[r] && TXR[r] ? rte_eth_from_rings(name, &RXR[r], 1, &TXR[r], 1, 0) : -1;
+		if (port < 0 || rte_eth_dev_configure(port, 1, 1, &conf) ||
+		    rte_eth_rx_queue_setup(port, 0, 64, 0, NULL, POOL) || rte_eth_tx_queue_setup(port, 0, 64, 0, NULL) ||
+		    rte_eth_dev_start(port))
+			return -1;
+		vm_dp.port[r] = port;
+	}
+	vm_dp.nw = 1;
+	W = vm_dp.w[0] = vm_dp_worker_new(rte_lcore_id(), 0, 4096, 0);
+	if (!W)
+		return -1;
+	dconf_sync();
+	return 0;
+}
+
+struct dp_out {
+	int kind;                  /* 'T' a packet out, 'P' passed, 'D' dropped */
+	int port;                  /* 0 client, 1 mesh */
+	uint32_t len;
+	uint8_t buf[4096 + 256];
+};
+
+static void dp_run(int ret, const uint8_t *in, size_t n, struct dp_out *o)
+{
+	struct rte_mbuf *m = rte_pktmbuf_alloc(POOL), *x;
+	struct vm_dp_stats before = W->d;
+
+	memset(o, 0, offsetof(struct dp_out, buf));
+	o->kind = '?';
+	if (!m)
+		return;
+	memcpy(rte_pktmbuf_append(m, n), in, n);
+	rte_ring_enqueue(RXR[ret], m);
+	vm_dp_poll(W);
+	for (int r = 0; r < 2; r++)
+		while (rte_ring_dequeue(TXR[r], (void **)&x) == 0) {
+			if (o->kind == 'T')
+				o->kind = '2';     /* more than one packet out */
+			else
+				o->kind = 'T';
+			o->port = r;
+			o->len = rte_pktmbuf_pkt_len(x) < sizeof(o->buf) ? rte_pktmbuf_pkt_len(x) : sizeof(o->buf);
+			memcpy(o->buf, rte_pktmbuf_mtod(x, void *), o->len);
+			rte_pktmbuf_free(x);
+		}
+	if (o->kind == '?' && W->d.passed > before.passed)
+		o->kind = 'P';
+	if (o->kind == '?' && W->d.dropped > before.dropped)
+		o->kind = 'D';
+}
 
 static uint64_t tai_now(void)
 {
@@ -72,6 +177,8 @@ static int fp_setup(void)
 		GC.nvips++;
 	}
 	vm_fp_conf_set(&CONF, &GC);
+	if (W)
+		dconf_sync();
 	/* the static neighbours bpf_env.h gave the kernel */
 	vm_addr_parse("198.19.0.11", CONF.neigh[0].addr);
 	vm_addr_parse("2001:db8:ff::11", CONF.neigh[1].addr);
@@ -90,6 +197,8 @@ static void add_route(const char *name, const char *node)
 	r->val.node_family = vm_addr_parse(node, r->val.node);
 	bpf_map_update_elem(vm_gw_map_fd(&G, "routes"), &r->key, &r->val, BPF_ANY);
 	vm_fp_conf_set(&CONF, &GC);
+	if (W)
+		dconf_sync();
 }
 
 /* ---------- one packet through both ---------- */
@@ -102,6 +211,7 @@ struct both {
 	uint8_t *fout;
 	uint32_t flen;
 	uint8_t fbuf[4096 + 256];
+	struct dp_out d;
 };
 
 #define NSTATS (sizeof(struct gw_stats) / sizeof(__u64))
@@ -132,7 +242,7 @@ static int verdict_same(__u32 x, enum vm_fp_verdict f)
  * they agree, and sets b->skip when the XDP side went into reassembly. */
 static int both_run(int ret, const uint8_t *in, size_t n, struct both *b, const char *what, int quiet)
 {
-	struct gw_stats xb = gw_now(), xa, fb = FP.st;
+	struct gw_stats xb = gw_now(), xa, fb = FP.st, db = W->fp.st;
 	uint16_t port = 0xffff;
 	__u64 *xbp = (__u64 *)&xb, *xap = (__u64 *)&xa, *fbp = (__u64 *)&fb, *fap = (__u64 *)&FP.st;
 
@@ -145,12 +255,14 @@ static int both_run(int ret, const uint8_t *in, size_t n, struct both *b, const 
 	uint64_t t1 = tai_now();
 	b->fp = ret ? vm_fp_return(&FP, 0, &b->fout, &b->flen, &port)
 		    : vm_fp_ingress(&FP, 0, &b->fout, &b->flen, t1, &port);
+	dp_run(ret, in, n, &b->d);
+	uint64_t t2 = tai_now();
 	b->xdp = b->r.verdict;
 	xa = gw_now();
 	/* A cookie time window that turned between the two runs makes
 	 * different (and both right) cookies: not a comparison. */
 	uint64_t w = 1000000000ULL * (GC.dp.cookie_window_s ? GC.dp.cookie_window_s : 64);
-	if (t0 / w != t1 / w) {
+	if (t0 / w != t1 / w || t0 / w != t2 / w) {
 		b->skip = 1;
 		n_skipped++;
 		return 0;
@@ -168,6 +280,21 @@ static int both_run(int ret, const uint8_t *in, size_t n, struct both *b, const 
 			CHECK(0, "%s: XDP verdict %u, fast path %d", what, b->xdp, b->fp);
 		bad = 1;
 	}
+	__u64 *dbp = (__u64 *)&db, *dap = (__u64 *)&W->fp.st;
+	int dk = b->d.kind;
+	if ((b->xdp == XDP_DROP_ && dk != 'D') || (b->xdp == XDP_PASS_ && dk != 'P') ||
+	    ((b->xdp == XDP_TX_ || b->xdp == XDP_REDIRECT_) && dk != 'T')) {
+		if (!quiet)
+			CHECK(0, "%s: XDP verdict %u, DPDK worker '%c'", what, b->xdp, dk);
+		bad = 1;
+	}
+	for (size_t i = 0; i < NSTATS; i++)
+		if (xap[i] - xbp[i] != dap[i] - dbp[i]) {
+			if (!quiet)
+				CHECK(0, "%s: counter %s moved %llu in XDP, %llu in the DPDK worker", what, STAT_NAMES[i],
+				      (unsigned long long)(xap[i] - xbp[i]), (unsigned long long)(dap[i] - dbp[i]));
+			bad = 1;
+		}
 	for (size_t i = 0; i < NSTATS; i++)
 		if (xap[i] - xbp[i] != fap[i] - fbp[i]) {
 			if (!quiet)
@@ -182,16 +309,36 @@ static int both_run(int ret, const uint8_t *in, size_t n, struct both *b, const 
 			CHECK(0, "%s: out port %u", what, port);
 		bad = 1;
 	}
+	/* the DPDK worker's port: Geneve to the mesh, anything else to the client */
+	int geneve = b->d.len > 14 + 40 + 8 && ((t_be16(b->d.buf + 12) == 0x0800 && b->d.buf[14 + 9] == 17 &&
+						 t_be16(b->d.buf + 14 + 20 + 2) == VM_GENEVE_PORT) ||
+						(t_be16(b->d.buf + 12) == 0x86dd && b->d.buf[14 + 6] == 17 &&
+						 t_be16(b->d.buf + 14 + 40 + 2) == VM_GENEVE_PORT));
+	if (b->d.kind == 'T' && b->d.port != geneve) {
+		if (!quiet)
+			CHECK(0, "%s: DPDK worker sent it out of the %s port", what, b->d.port ? "mesh" : "client");
+		bad = 1;
+	}
 	/* bytes: a SYN-ACK's TSval and TCP checksum are allowed to differ */
-	uint8_t x[4096], f[4096];
+	uint8_t x[4096], f[4096], d[4096];
 	memcpy(x, b->r.out, b->r.len);
 	memcpy(f, b->fout, b->flen);
+	memcpy(d, b->d.buf, b->d.len < sizeof(d) ? b->d.len : sizeof(d));
 	if (b->r.len == b->flen && b->fp == VM_FP_TX && b->flen >= 14 + 20 + 40) {
 		size_t l4 = 14 + (t_be16(x + 12) == 0x86dd ? 40 : 20);
 		if ((x[l4 + 13] & (T_SYN | T_ACK)) == (T_SYN | T_ACK) && b->flen == l4 + 40) {
-			memset(x + l4 + 16, 0, 2); memset(f + l4 + 16, 0, 2);
-			if (x[l4 + 26] == 8) { memset(x + l4 + 28, 0, 4); memset(f + l4 + 28, 0, 4); }
+			memset(x + l4 + 16, 0, 2); memset(f + l4 + 16, 0, 2); memset(d + l4 + 16, 0, 2);
+			if (x[l4 + 26] == 8) { memset(x + l4 + 28, 0, 4); memset(f + l4 + 28, 0, 4); memset(d + l4 + 28, 0, 4); }
 		}
+	}
+	if (b->d.kind == 'T' && (b->r.len != b->d.len || memcmp(x, d, b->d.len))) {
+		size_t at = 0;
+		while (at < b->d.len && at < b->r.len && x[at] == d[at])
+			at++;
+		if (!quiet)
+			CHECK(0, "%s: bytes differ: XDP %u bytes, DPDK worker %u, first difference at %zu", what,
+			      b->r.len, b->d.len, at);
+		bad = 1;
 	}
 	if (b->r.len != b->flen || memcmp(x, f, b->flen)) {
 		size_t at = 0;
@@ -500,14 +647,76 @@ static void mutations_same(void)
 		}
 	}
 	CHECK(bad == 0, "%d of %d mutations differ", bad, iters);
-	printf("# fastpath: %d packets compared with XDP, %d skipped (reassembly, or a cookie window turning between the two runs)\n", n_compared, n_skipped);
+	printf("# fastpath: %d packets compared with XDP (through vm_fp and a DPDK worker), %d skipped (reassembly, or a cookie window turning between the two runs)\n", n_compared, n_skipped);
 }
 
-int main(void)
+/* ClientHellos from a capture (hex, one a line), each on a fresh connection
+ * over IPv4 and IPv6, with a route for its name so that it routes. */
+static const char *hellos_file;
+static void captured_hellos_same(void)
 {
-	if (setup("tests/fixtures") || fp_setup()) {
+	FILE *f = fopen(hellos_file, "re");
+	char line[40000], what[400];
+	static uint8_t h[16384], in[20000];
+	uint16_t sport = 42000;
+	int nh = 0, routed = 0;
+
+	CHECK(f != NULL, "%s: %s", hellos_file, strerror(errno));
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		size_t hl = 0;
+		for (char *p = line; p[0] && p[1] && p[0] != '\n' && hl < sizeof(h); p += 2) {
+			if (*p == ':' || *p == ',')
+				p--;   /* tshark may separate bytes or segments */
+			else if (sscanf(p, "%2hhx", &h[hl]) == 1)
+				hl++;
+		}
+		if (hl < 6 || h[0] != 0x16 || hl > 1400)
+			continue;   /* not a hello, or one that needs reassembly */
+		struct vm_hello hp;
+		struct vm_hello_state hs;
+		static uint8_t buf[VM_HELLO_BUF];
+		memset(&hp, 0, sizeof(hp));
+		memcpy(buf, h, hl);
+		if (vm_hello_parse(buf, hl, &hp, &hs) == VM_HELLO_OK && GC.nroutes < 15) {
+			int have = 0;
+			for (int i = 0; i < GC.nroutes; i++)
+				have |= !strcmp(GC.routes[i].key.name, hp.name);
+			if (!have)
+				add_route(hp.name, "198.19.0.11");
+			routed++;
+		}
+		for (int v6 = 0; v6 < 2; v6++) {
+			uint32_t ts, c = both_handshake(v6, sport, 7000 * sport, &ts);
+			snprintf(what, sizeof(what), "captured hello %d (%zu bytes, '%s') over IPv%d", nh, hl, hp.name,
+				 v6 ? 6 : 4);
+			SAME(in, hello_pkt(v6, sport, 7000 * sport, c, ts, h, hl, in), what);
+			sport++;
+		}
+		nh++;
+	}
+	fclose(f);
+	CHECK(nh > 0, "no ClientHello in %s", hellos_file);
+	printf("# fastpath: %d captured ClientHellos (%d with a name) through XDP, vm_fp and the DPDK worker\n", nh,
+	       routed);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 3 && !strcmp(argv[1], "--hellos"))
+		hellos_file = argv[2];
+	else if (argc != 1) {
+		fprintf(stderr, "usage: test_fastpath [--hellos FILE]\n");
+		return 2;
+	}
+	if (setup("tests/fixtures") || fp_setup() || dp_setup()) {
 		printf("FAIL fastpath_setup: could not build the test namespace or load the programs\n");
 		return 1;
+	}
+	if (hellos_file) {
+		RUN(captured_hellos_same);
+		goto out;
 	}
 	RUN(syn_same);
 	RUN(cookie_acks_same);
@@ -518,7 +727,15 @@ int main(void)
 	RUN(truncations_same);
 	RUN(return_path_same);
 	RUN(mutations_same);
+out:
 	vm_fp_free(&FP);
+	vm_dp_worker_free(W);
+	rte_eal_cleanup();
+	if (DP_PREFIX[0]) {
+		char dir[96];
+		snprintf(dir, sizeof(dir), "/var/run/dpdk/%s", DP_PREFIX);
+		rmdir(dir);
+	}
 	vm_fp_conf_free(&CONF);
 	free(GC.routes);
 	vm_gw_close(&G);

@@ -113,6 +113,7 @@ int vm_dp_poll(struct vm_dp_worker *w)
 		for (uint16_t i = 0; i < n; i++) {
 			if (i + 1 < n)
 				rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 1], void *));
+			pkts[i]->port = vm_dp.port[r];   /* not every PMD sets it */
 			unsigned int o = vm_dp.nw > 1 ? owner(w, pkts[i]) : w->q;
 			if (o == w->q)
 				handle(w, pkts[i], now);
