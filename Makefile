@@ -23,7 +23,7 @@ KEYS_SRCS := $(wildcard controlplane/keys/*.c)
 KEYS_OBJS := $(patsubst controlplane/keys/%.c,$(BUILD)/keys/%.o,$(KEYS_SRCS))
 KEYS_LIB := $(BUILD)/libveilkeys.a
 
-BINS := $(BUILD)/veil-gw $(BUILD)/veil-node $(BUILD)/veilctl $(BUILD)/veil-validator $(BUILD)/veil-registry $(BUILD)/veil-attest $(BUILD)/veil-bench-micro $(BUILD)/veil-hellogen $(BUILD)/veil-flood $(BUILD)/veil-gw-dpdk
+BINS := $(BUILD)/veil-gw $(BUILD)/veil-node $(BUILD)/veilctl $(BUILD)/veil-validator $(BUILD)/veil-registry $(BUILD)/veil-attest $(BUILD)/veil-bench-micro $(BUILD)/veil-hellogen $(BUILD)/veil-flood $(BUILD)/veil-gw-dpdk $(BUILD)/veil-fpgen
 TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 
 .PHONY: all deps test demo bench bench-quick deps-bench fuzz clean
@@ -92,6 +92,9 @@ $(BUILD)/dpdk/%.o: dataplane/dpdk/%.c $(HDRS) $(DPDK_HDRS) | deps-build
 	$(CC) $(CFLAGS) -Idataplane/dpdk $(DPDK_CFLAGS) -c $< -o $@
 $(BUILD)/veil-gw-dpdk: $(BUILD)/dpdk/veil-gw-dpdk.o $(BUILD)/dpdk/dp.o $(LIB)
 	$(CC) $^ $(DPDK_LIBS) $(LDLIBS) -o $@
+
+$(BUILD)/veil-fpgen: tools/fpgen.c tests/testlib.h $(LIB) $(HDRS)
+	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -lpcap -o $@
 
 $(BUILD)/veil-hellogen: tools/hellogen.c
 	$(CC) $(CFLAGS) $< -lssl -lcrypto -o $@

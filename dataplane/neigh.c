@@ -67,10 +67,18 @@ int vm_next_hops(const struct vm_gw_cfg *c, struct vm_next_hop *out, int max, bo
 		snprintf(h->dev, sizeof(h->dev), "%s", dev);
 		h->ifindex = if_nametoindex(dev);
 		n++;
-		if (!manage)
+	}
+	if (!manage)
+		return n;
+	/* Each next hop becomes a "managed" entry that the kernel keeps
+	 * resolved on its own; one the operator made permanent stays so. */
+	vm_neigh_resolve(out, n);
+	for (int i = 0; i < n; i++) {
+		struct vm_next_hop *h = &out[i];
+		char cmd[256], hop[64], addr[64], *dev = h->dev;
+		if (h->state & NUD_PERMANENT)
 			continue;
-		/* a "managed" entry: the kernel keeps it resolved on its own */
-		char cmd[256], hop[64];
+		vm_addr_str(h->node, addr, sizeof(addr));
 		vm_addr_str(h->hop, hop, sizeof(hop));
 		snprintf(cmd, sizeof(cmd), "ip neigh replace %s dev %s managed 2>/dev/null", hop, dev);
 		if (system(cmd) == 0)
@@ -121,6 +129,7 @@ static int neigh_cb(const struct nlmsghdr *nlh, void *data)
 		struct vm_next_hop *h = &d->hops[i];
 		if ((int)h->ifindex == nd->ndm_ifindex && !memcmp(h->hop, addr, 16)) {
 			memcpy(h->mac, mnl_attr_get_payload(tb[NDA_LLADDR]), 6);
+			h->state = nd->ndm_state;
 			if (!h->resolved)
 				d->found++;
 			h->resolved = 1;
@@ -140,7 +149,7 @@ int vm_neigh_resolve(struct vm_next_hop *hops, int n)
 	int ret, rc = -1;
 
 	for (int i = 0; i < n; i++)
-		hops[i].resolved = 0;
+		hops[i].resolved = hops[i].state = 0;
 	nl = mnl_socket_open(NETLINK_ROUTE);
 	if (!nl)
 		return -1;

@@ -122,6 +122,7 @@ struct vm_next_hop {
 	__u32 ifindex;
 	__u8 mac[6];
 	__u8 resolved;
+	__u16 state;              /* NUD_* of the neighbour entry */
 };
 /* The next hop of every distinct node in the config, from the kernel's
  * routes; with manage, each becomes a "managed" neighbour entry that the

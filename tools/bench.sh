@@ -2,6 +2,8 @@
 # make bench / make bench-quick: every figure next to a baseline measured in
 # the same run.
 #   micro: veil-bench-micro (BPF_PROG_TEST_RUN next to a minimal XDP_TX / TC program)
+#   dpdk:  tools/bench_dpdk.sh (veil-gw-dpdk Mpps per lcore next to dpdk-testpmd io
+#          forwarding on the same net_pcap/net_null vdevs)
 #   e2e:   the lab, three gateways in turn on the same topology and load:
 #          veilmesh (XDP), HAProxy (TCP mode, req.ssl_sni), nginx (stream, ssl_preread)
 # Writes bench/results/latest.json (+ a dated copy), PNG plots, summary.md, and the
@@ -26,9 +28,9 @@ PIN="/sys/fs/bpf/veilmesh-$ID"
 VIP4=198.18.100.1
 VIP6=2001:db8:100::1
 if [ "$MODE" = quick ]; then
-	MICRO="--repeat 200000 --rounds 3 --singles 5000"; WRK_S=2; TTFB_N=60; DL_N=1
+	MICRO="--repeat 200000 --rounds 3 --singles 5000"; WRK_S=2; TTFB_N=60; DL_N=1; DPDK_S=2
 else
-	MICRO="--repeat 1000000 --rounds 5 --singles 50000"; WRK_S=15; TTFB_N=500; DL_N=3
+	MICRO="--repeat 1000000 --rounds 5 --singles 50000"; WRK_S=15; TTFB_N=500; DL_N=3; DPDK_S=10
 fi
 failed=0
 say() { printf '%s\n' "$*" >&2; }
@@ -37,7 +39,7 @@ nsx() { local n=$1; shift; ip netns exec "$P-$n" "$@"; }
 cleanup() {
 	[ -f "$DIR/peer.pid" ] && kill "$(cat "$DIR/peer.pid")" 2>/dev/null
 	tools/lab.sh down "$ID" >/dev/null 2>&1
-	rm -rf "/etc/netns/$P-cli" "$DIR"
+	rm -rf "/etc/netns/$P-cli" "$DIR" "$DIR".*
 	sysctl -qw kernel.bpf_stats_enabled=0 2>/dev/null
 }
 trap cleanup EXIT INT TERM
@@ -48,6 +50,10 @@ if ! "$BUILD/veil-bench-micro" $MICRO --json "$DIR.micro.json" >"$DIR.micro.txt"
 	bad "veil-bench-micro: $(tail -3 "$DIR.micro.txt")"
 fi
 cat "$DIR.micro.txt" >&2
+
+# ---------- DPDK fast path ----------
+say "bench: dpdk (veil-gw-dpdk vs dpdk-testpmd io, ${DPDK_S} s each)"
+tools/bench_dpdk.sh "$DPDK_S" "$DIR.dpdk.json" || bad "bench_dpdk failed"
 
 # ---------- the lab, with routes so that proxies in the gateway reach the VMs ----------
 say "bench: lab up"
@@ -236,6 +242,7 @@ cat >"$OUT/latest.json" <<EOF
   "mode": "$MODE",
   "machine": {"kernel": "$(uname -r)", "cpus": $(nproc), "note": "all hosts are network namespaces of one machine"},
   "micro": $(cat "$DIR.micro.json" 2>/dev/null || echo '[]'),
+  "dpdk": $(cat "$DIR.dpdk.json" 2>/dev/null || echo '[]'),
   "e2e": [
     $e2e_json
   ],
@@ -275,6 +282,11 @@ if d.get("attest"):
     lines += ['', f'Validators (one validator, a new TLS 1.3 connection per request from curl): '
               f'{a["challenges_per_s"]} challenges/s, {a["share_releases_per_s"]} share releases/s; '
               f'{a["full_unlocks_per_s"]} full unlocks/s (TPM reboot, measure, quote, attest, 3 shares).']
+if d.get("dpdk"):
+    lines += ['', '| DPDK fast path (one worker lcore) | frame bytes | veil-gw-dpdk Mpps | dpdk-testpmd io Mpps | ratio |',
+              '| --- | ---: | ---: | ---: | ---: |']
+    for x in d["dpdk"]:
+        lines.append(f'| {x["case"]} | {x["frame_bytes"]} | {x["veil_mpps"]:.2f} | {x["testpmd_io_mpps"]:.2f} | {x["ratio"]:.2f} |')
 lines += ['', '| BPF_PROG_TEST_RUN case | mode | ns/packet | baseline ns | ratio |', '| --- | --- | ---: | ---: | ---: |']
 for m in d["micro"]:
     lines.append(f'| {m["case"]} | {m["mode"]} | {m["ns_per_pkt"]:.1f} | {m["baseline_ns_per_pkt"]:.1f} | {m["ratio"]:.2f} |')

@@ -52,6 +52,7 @@ static struct app {
 	struct vm_next_hop hops[VM_FP_MAX_NEIGH];
 	int nhops;
 	uint32_t flows_per_worker;
+	uint32_t mbufs;
 } A;
 
 static volatile sig_atomic_t stop_sig, reload;
@@ -82,6 +83,8 @@ static void usage(FILE *f)
 		"      --mesh-port N       DPDK port id facing the nodes (default 1)\n"
 		"      --idle-us N         sleep N us when a worker has seen nothing for 1000\n"
 		"                          polls (default 0: poll all the time)\n"
+		"      --mbufs N           mbufs in the pool (default: enough for the queues;\n"
+		"                          net_pcap's infinite_rx holds its whole file in mbufs)\n"
 		"  -n, --check             check the config file and exit\n"
 		"  -h, --help              this text\n"
 		"\n"
@@ -501,6 +504,7 @@ static int parse_args(int argc, char **argv, int *check)
 		{ "client-port", required_argument, NULL, 'C' },
 		{ "mesh-port", required_argument, NULL, 'M' },
 		{ "idle-us", required_argument, NULL, 'I' },
+		{ "mbufs", required_argument, NULL, 'B' },
 		{ "check", no_argument, NULL, 'n' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -515,9 +519,9 @@ static int parse_args(int argc, char **argv, int *check)
 		unsigned long v = 0;
 		if (optarg && o != 'c') {
 			v = strtoul(optarg, &end, 10);
-			if (*end || !*optarg || v > 65535) {
+			if (*end || !*optarg || v > (o == 'B' ? 4000000UL : 65535UL)) {
 				fprintf(stderr, "veil-gw-dpdk: --%s wants a number, not '%s'\n",
-					o == 'C' ? "client-port" : o == 'M' ? "mesh-port" : "idle-us", optarg);
+					o == 'C' ? "client-port" : o == 'M' ? "mesh-port" : o == 'B' ? "mbufs" : "idle-us", optarg);
 				return 2;
 			}
 		}
@@ -526,6 +530,7 @@ static int parse_args(int argc, char **argv, int *check)
 		case 'C': vm_dp.port[0] = v; break;
 		case 'M': vm_dp.port[1] = v; break;
 		case 'I': vm_dp.idle_us = v; break;
+		case 'B': A.mbufs = v; break;
 		case 'n': *check = 1; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
@@ -627,6 +632,8 @@ int main(int argc, char **argv)
 		goto cfg_out;
 	}
 	unsigned int nmbuf = 2 * vm_dp.nw * (RX_DESC + TX_DESC) + vm_dp.nw * (VM_DP_INBOX + 4 * VM_DP_BURST) + 2048;
+	if (A.mbufs > nmbuf)
+		nmbuf = A.mbufs;
 	A.pool = rte_pktmbuf_pool_create("veil_mbufs", nmbuf, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE, rte_socket_id());
 	if (!A.pool) {
 		fprintf(stderr, "veil-gw-dpdk: no memory for %u mbufs: %s (raise -m)\n", nmbuf, rte_strerror(rte_errno));

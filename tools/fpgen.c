@@ -1,0 +1,150 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * veil-fpgen: writes a pcap of client traffic for a gateway config, with
+ * SYN cookies made from that config's secret for the current time window,
+ * so that the gateway takes them as real (the DPDK benchmark replays it
+ * with net_pcap's infinite_rx).
+ *
+ *   veil-fpgen --config gw.conf --kind hello|established --flows N [--per-flow K]
+ *              [--payload BYTES] --out FILE
+ *
+ * hello: N distinct connections, each its cookie-validated ClientHello
+ * (first route's name; the DPDK gateway routes each one: parse, route,
+ * flow insert, Geneve handoff).  established: N connections, each its
+ * hello and then K data packets of BYTES bytes (forwarded without a parse).
+ * The cookies stay valid for the config's cookie window (64 s by default,
+ * the previous window also accepted).
+ */
+#include <pcap/pcap.h>
+#include <getopt.h>
+#include <time.h>
+#include <openssl/crypto.h>
+
+#include "veil.h"
+#include "veil/cookie.h"
+#include "../tests/testlib.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: veil-fpgen --config FILE --kind hello|established --flows N [--per-flow K]\n"
+		   "                  [--payload BYTES] --out FILE.pcap\n");
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' }, { "kind", required_argument, NULL, 'k' },
+		{ "flows", required_argument, NULL, 'n' }, { "per-flow", required_argument, NULL, 'p' },
+		{ "payload", required_argument, NULL, 'b' }, { "out", required_argument, NULL, 'o' },
+		{ "help", no_argument, NULL, 'h' }, { 0 },
+	};
+	const char *config = NULL, *kind = NULL, *out = NULL;
+	long flows = 0, per = 8, payload = 100;
+	int o;
+
+	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (o) {
+		case 'c': config = optarg; break;
+		case 'k': kind = optarg; break;
+		case 'n': flows = atol(optarg); break;
+		case 'p': per = atol(optarg); break;
+		case 'b': payload = atol(optarg); break;
+		case 'o': out = optarg; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (!config || !kind || !out || flows < 1 || flows > 4000000 || per < 0 || payload < 1 || payload > 1400 ||
+	    (strcmp(kind, "hello") && strcmp(kind, "established"))) {
+		usage(stderr);
+		return 2;
+	}
+	struct vm_gw_cfg c;
+	char err[512];
+	if (vm_gw_cfg_load(config, &c, err, sizeof(err))) {
+		fprintf(stderr, "veil-fpgen: %s\n", err);
+		return 2;
+	}
+	const struct vm_cfg_vip *vip = NULL;
+	for (int i = 0; i < c.nvips && !vip; i++)
+		if (c.vips[i].key.family == VM_AF_INET)
+			vip = &c.vips[i];
+	const char *name = NULL;
+	for (int i = 0; i < c.nroutes && !name; i++)
+		if (c.routes[i].key.name[0] != '*')
+			name = c.routes[i].key.name;
+	if (!vip || !name) {
+		fprintf(stderr, "veil-fpgen: %s needs an IPv4 VIP and an exact route\n", config);
+		return 2;
+	}
+	uint8_t master[64];
+	size_t mlen;
+	struct cookie_secret sec;
+	if (vm_secret_read(c.secret_file, master, &mlen, err, sizeof(err))) {
+		fprintf(stderr, "veil-fpgen: %s\n", err);
+		return 2;
+	}
+	vm_secret_derive(master, mlen, vm_tai_seconds(), c.rotate_s, &sec);
+	memset(master, 0, sizeof(master));
+	struct timespec ts;
+	clock_gettime(CLOCK_TAI, &ts);
+	uint32_t tnow = (uint32_t)ts.tv_sec / (c.dp.cookie_window_s ? c.dp.cookie_window_s : 64);
+
+	pcap_t *dead = pcap_open_dead(DLT_EN10MB, 65535);
+	pcap_dumper_t *d = dead ? pcap_dump_open(dead, out) : NULL;
+	if (!d) {
+		fprintf(stderr, "veil-fpgen: %s: %s\n", out, dead ? pcap_geterr(dead) : "pcap");
+		return 1;
+	}
+	struct hb h;
+	size_t hl = hb_browser(&h, name, 600);
+	uint8_t pkt[2048], data[1400];
+	memset(data, 0x17, sizeof(data));
+	long written = 0;
+	for (long i = 0; i < flows; i++) {
+		struct t_pkt p = { .v6 = 0, .dport = 443, .flags = T_ACK | T_PSH, .window = 502 };
+		/* 198.18.16-31.x, port 1024-1279: a million distinct clients */
+		uint8_t cli[4] = { 198, 18, (uint8_t)(16 + ((i >> 16) & 0x0f)), (uint8_t)i };
+		memcpy(p.smac, (uint8_t[6]){ 2, 0, 0, 0, 0, 1 }, 6);
+		memcpy(p.dmac, (uint8_t[6]){ 2, 0, 0, 0, 0, 2 }, 6);
+		memcpy(p.src, cli, 4);
+		memcpy(p.dst, vip->key.addr + 12, 4);
+		p.sport = (uint16_t)(1024 + ((i >> 8) & 0xff));
+		uint32_t isn = (uint32_t)(i * 2654435761u);
+		struct vm_cookie_in cin = { 0 };
+		struct vm_cookie_opts co = { .mss = 1460, .wscale = 7, .sack_ok = 1, .ts_ok = 0 };
+		memset(cin.saddr + 10, 0xff, 2);
+		memcpy(cin.saddr + 12, p.src, 4);
+		memset(cin.daddr + 10, 0xff, 2);
+		memcpy(cin.daddr + 12, p.dst, 4);
+		cin.sport = htons(p.sport);
+		cin.dport = htons(443);
+		cin.client_isn = isn;
+		uint32_t cookie = vm_cookie_make(sec.cur, &cin, tnow, &co);
+		p.seq = isn + 1;
+		p.ack = cookie + 1;
+		p.payload = h.b;
+		p.plen = hl;
+		struct pcap_pkthdr ph = { .caplen = 0 };
+		ph.caplen = ph.len = t_build(&p, pkt);
+		pcap_dump((u_char *)d, &ph, pkt);
+		written++;
+		if (!strcmp(kind, "hello"))
+			continue;
+		for (long k = 0; k < per; k++) {
+			p.seq = isn + 1 + hl + k * payload;
+			p.payload = data;
+			p.plen = payload;
+			p.flags = T_ACK;
+			ph.caplen = ph.len = t_build(&p, pkt);
+			pcap_dump((u_char *)d, &ph, pkt);
+			written++;
+		}
+	}
+	pcap_dump_close(d);
+	pcap_close(dead);
+	OPENSSL_cleanse(&sec, sizeof(sec));
+	printf("veil-fpgen: %ld packets (%s, %ld flows) in %s\n", written, kind, flows, out);
+	vm_gw_cfg_free(&c);
+	return 0;
+}
