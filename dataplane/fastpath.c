@@ -194,13 +194,22 @@ int vm_fp_init(struct vm_fp *fp, uint32_t flows_cap)
 		cap <<= 1;
 	fp->flows_cap = cap;
 	fp->flows = calloc(cap, sizeof(*fp->flows));
-	return fp->flows ? 0 : -1;
+	fp->asm_tab = calloc(VM_FP_ASM_MAX, sizeof(*fp->asm_tab));
+	fp->early_tab = calloc(VM_FP_ASM_MAX, sizeof(*fp->early_tab));
+	if (fp->flows && fp->asm_tab && fp->early_tab)
+		return 0;
+	vm_fp_free(fp);
+	return -1;
 }
 
 void vm_fp_free(struct vm_fp *fp)
 {
 	free(fp->flows);
+	free(fp->asm_tab);
+	free(fp->early_tab);
 	fp->flows = NULL;
+	fp->asm_tab = NULL;
+	fp->early_tab = NULL;
 }
 
 int vm_fp_conf_set(struct vm_fp_conf *c, const struct vm_gw_cfg *g)
@@ -256,11 +265,11 @@ static const struct vip_val *vip_get(struct vm_fp *fp, const struct fp_pkt *p)
 }
 
 #define PROBE 8
-static struct vm_fp_flow *flow_find(struct vm_fp *fp, const struct flow_key *k)
+static void *slot_find(struct vm_fp *fp, void *tab, size_t stride, uint32_t cap, const struct flow_key *k)
 {
 	uint32_t h = hash_bytes(k, sizeof(*k));
 	for (int i = 0; i < PROBE; i++) {
-		struct vm_fp_flow *f = &fp->flows[(h + i) & (fp->flows_cap - 1)];
+		struct vm_fp_slot *f = (struct vm_fp_slot *)((uint8_t *)tab + stride * ((h + i) & (cap - 1)));
 		if (f->used && !memcmp(&f->key, k, sizeof(*k))) {
 			f->last_used = ++fp->tick;
 			return f;
@@ -269,13 +278,14 @@ static struct vm_fp_flow *flow_find(struct vm_fp *fp, const struct flow_key *k)
 	return NULL;
 }
 
-/* Insert or replace; a full probe window evicts its least recently used. */
-static struct vm_fp_flow *flow_put(struct vm_fp *fp, const struct flow_key *k, const struct flow_val *v)
+/* Insert or replace; a full probe window evicts its least recently used.
+ * The caller fills the value. */
+static void *slot_put(struct vm_fp *fp, void *tab, size_t stride, uint32_t cap, const struct flow_key *k)
 {
 	uint32_t h = hash_bytes(k, sizeof(*k));
-	struct vm_fp_flow *victim = NULL;
+	struct vm_fp_slot *victim = NULL;
 	for (int i = 0; i < PROBE; i++) {
-		struct vm_fp_flow *f = &fp->flows[(h + i) & (fp->flows_cap - 1)];
+		struct vm_fp_slot *f = (struct vm_fp_slot *)((uint8_t *)tab + stride * ((h + i) & (cap - 1)));
 		if (!f->used || !memcmp(&f->key, k, sizeof(*k))) {
 			victim = f;
 			break;
@@ -284,10 +294,21 @@ static struct vm_fp_flow *flow_put(struct vm_fp *fp, const struct flow_key *k, c
 			victim = f;
 	}
 	victim->key = *k;
-	victim->val = *v;
 	victim->used = 1;
 	victim->last_used = ++fp->tick;
 	return victim;
+}
+
+static struct vm_fp_flow *flow_find(struct vm_fp *fp, const struct flow_key *k)
+{
+	return slot_find(fp, fp->flows, sizeof(*fp->flows), fp->flows_cap, k);
+}
+
+static struct vm_fp_flow *flow_put(struct vm_fp *fp, const struct flow_key *k, const struct flow_val *v)
+{
+	struct vm_fp_flow *f = slot_put(fp, fp->flows, sizeof(*fp->flows), fp->flows_cap, k);
+	f->val = *v;
+	return f;
 }
 
 uint32_t vm_fp_flow_hash(const struct flow_key *k)
@@ -299,7 +320,7 @@ uint32_t vm_fp_flow_count(const struct vm_fp *fp)
 {
 	uint32_t n = 0;
 	for (uint32_t i = 0; i < fp->flows_cap; i++)
-		n += fp->flows[i].used;
+		n += fp->flows[i].s.used;
 	return n;
 }
 
@@ -308,7 +329,7 @@ int vm_fp_flow_drop(struct vm_fp *fp, const struct flow_key *k)
 	struct vm_fp_flow *f = flow_find(fp, k);
 	if (!f)
 		return -1;
-	f->used = 0;
+	f->s.used = 0;
 	return 0;
 }
 
@@ -327,6 +348,9 @@ static uint32_t cookie_now(const struct vm_fp *fp, uint64_t tai_ns)
 }
 
 /* ---------- replies (as reply_prepare, send_synack and refuse in BPF) ---------- */
+
+/* A fatal TLS alert, unrecognized_name (RFC 6066), in a TLS 1.2 record. */
+static const uint8_t TLS_ALERT[7] = { 0x15, 3, 3, 0, 2, 2, 112 };
 
 static uint8_t *reply_prepare(uint8_t *f, uint32_t *len, const struct fp_pkt *p, uint32_t l4_len)
 {
@@ -420,8 +444,7 @@ static enum vm_fp_verdict refuse(struct vm_fp *fp, uint8_t *f, uint32_t *len, co
 	put16(t + 14, alert ? 65535 : 0);
 	put16(t + 18, 0);
 	if (alert) {
-		static const uint8_t a[7] = { 0x15, 3, 3, 0, 2, 2, 112 };
-		memcpy(t + 20, a, 7);
+		memcpy(t + 20, TLS_ALERT, 7);
 		fp->st.refused_alert++;
 	} else {
 		fp->st.refused_rst++;
@@ -499,6 +522,369 @@ static enum vm_fp_verdict forward(struct vm_fp *fp, uint16_t in_port, uint8_t **
 	return nb->port == in_port ? VM_FP_TX : VM_FP_FWD;
 }
 
+/* ---------- the hello: route, flow (as gw_route_hello, gw_flow_init) ---------- */
+
+#define FP_NO_ROUTE 100
+/* Parses the hello in fp->hello_buf and finds its route: the exact name,
+ * then the one-label wildcard.  VM_HELLO_OK with *r, or the reason. */
+static int route_hello(struct vm_fp *fp, uint32_t len, const struct route_val **r)
+{
+	struct vm_hello h;
+	struct vm_hello_state hs;
+
+	memset(&h, 0, sizeof(h));
+	int rc = vm_hello_parse(fp->hello_buf, len, &h, &hs);
+	if (rc != VM_HELLO_OK)
+		return rc;
+	*r = route_get(fp, h.name);
+	if (!*r) {
+		char wk[VM_NAME_MAX] = { 0 };
+		if (vm_wildcard_key(&h, wk))
+			*r = route_get(fp, wk);
+	}
+	return *r ? VM_HELLO_OK : FP_NO_ROUTE;
+}
+
+static void count_refusal(struct vm_fp *fp, int rc)
+{
+	switch (rc) {
+	case VM_HELLO_NO_SNI: fp->st.no_sni++; break;
+	case VM_HELLO_BAD_NAME: fp->st.bad_name++; break;
+	case FP_NO_ROUTE: fp->st.no_route++; break;
+	default: fp->st.parse_error++; break;
+	}
+}
+
+static void flow_init(struct vm_fp *fp, struct flow_val *v, const struct route_val *r, uint32_t client_isn,
+		      uint32_t cookie, const struct fp_opts *o, const uint8_t *client_mac, const uint8_t *vip_mac,
+		      uint16_t port, uint64_t tai_ns)
+{
+	struct vm_cookie_opts co;
+
+	vm_cookie_decode(cookie, &co);
+	memset(v, 0, sizeof(*v));
+	v->vm_id = r->vm_id;
+	v->node_family = r->node_family;
+	memcpy(v->node, r->node, 16);
+	v->client_isn = client_isn;
+	v->handoff.vm_id_be = htonl(v->vm_id);
+	v->handoff.client_isn_be = htonl(client_isn);
+	v->handoff.cookie_isn_be = htonl(cookie);
+	v->handoff.gw_tsval_be = htonl(co.ts_ok && o->ts_ok ? o->tsecr : 0);
+	v->handoff.mss_be = htons(co.mss);
+	v->handoff.client_wscale = co.wscale;
+	v->handoff.gw_wscale = co.wscale != 0xff ? fp->c->cfg.wscale : 0xff;
+	v->handoff.flags = (co.sack_ok ? VM_HO_SACK_OK : 0) | (co.ts_ok && o->ts_ok ? VM_HO_TS_OK : 0);
+	memcpy(v->client_mac, client_mac, 6);
+	memcpy(v->vip_mac, vip_mac, 6);
+	v->client_ifindex = port;
+	v->created_ns = tai_ns;
+}
+
+static int cookie_valid(struct vm_fp *fp, const struct fp_pkt *p, uint32_t cookie, uint64_t tai_ns)
+{
+	struct vm_cookie_in cin = { 0 };
+	uint32_t tnow = cookie_now(fp, tai_ns);
+
+	memcpy(cin.saddr, p->saddr, 16);
+	memcpy(cin.daddr, p->daddr, 16);
+	cin.sport = p->sport_be;
+	cin.dport = p->dport_be;
+	cin.client_isn = p->seq - 1;
+	return vm_cookie_check_key(fp->c->sec.cur, &cin, cookie, tnow) ||
+	       (fp->c->sec.has_prev && vm_cookie_check_key(fp->c->sec.prev, &cin, cookie, tnow));
+}
+
+/* ---------- hello reassembly (as bpf/gw_asm.bpf.c) ---------- */
+
+#define ASM_MASK (VM_ASM_BYTES - 1)
+#define REPLY_RST   1
+#define REPLY_ALERT 2
+#define REPLY_ACK   3
+
+/* An answer to the client, in place (as reply_tc): a refusal, or an ACK
+ * for the hello bytes held.  With want_ts, a timestamp option. */
+static enum vm_fp_verdict reply_asm(uint8_t *f, uint32_t *len, const struct fp_pkt *p, int kind, uint32_t ack,
+				    int want_ts, uint32_t tsval, uint32_t tsecr)
+{
+	uint32_t plen = kind == REPLY_ALERT ? 7 : 0, olen = want_ts ? 12 : 0;
+	uint8_t *t = reply_prepare(f, len, p, 20 + olen + plen);
+
+	memset(t + 4, 0, 36);              /* ports stay, swapped */
+	put32(t + 4, p->ack);
+	put32(t + 8, ack);
+	t[12] = ((20 + olen) / 4) << 4;
+	t[13] = kind == REPLY_ALERT ? (T_ACK | T_PSH | T_FIN) : kind == REPLY_RST ? (T_RST | T_ACK) : T_ACK;
+	put16(t + 14, kind == REPLY_RST ? 0 : 65535);
+	uint8_t *o = t + 20;
+	if (want_ts) {
+		o[0] = 1; o[1] = 1; o[2] = 8; o[3] = 10;
+		put32(o + 4, tsval);
+		put32(o + 8, tsecr);
+		o += 12;
+	}
+	if (kind == REPLY_ALERT) {
+		memcpy(o, TLS_ALERT, 7);
+	}
+	tcp_csum(f + ETH_HLEN, p->family == VM_AF_INET6, t, 20 + olen + plen);
+	return VM_FP_TX;
+}
+
+/* ACKs what is held, if anything is and the client's options parse. */
+static enum vm_fp_verdict ack_held(uint8_t *f, uint32_t *len, const struct fp_pkt *p, const struct asm_val *a)
+{
+	struct fp_opts o;
+	if (!a->have || parse_opts(f + p->l4_off + 20, p->tcp_len - 20, &o) < 0)
+		return VM_FP_DROP;
+	return reply_asm(f, len, p, REPLY_ACK, a->client_isn + 1 + a->have, o.ts_ok, o.tsecr, o.tsval);
+}
+
+static int store_seg(struct asm_val *a, const uint8_t *f, const struct fp_pkt *p, uint32_t off)
+{
+	uint32_t n = a->nseg, hlen = p->l3_len + p->tcp_len, plen = p->payload_len;
+
+	if (n >= VM_ASM_SEGS || hlen < 40 || hlen > VM_ASM_HDR || plen > VM_ASM_SEG_MAX ||
+	    off + plen > VM_ASM_BYTES)
+		return -1;
+	struct asm_seg *sg = &a->seg[n];
+	memcpy(sg->hdr, f + ETH_HLEN, hlen);
+	memcpy(&a->payload[off & ASM_MASK], f + p->l4_off + p->tcp_len, plen);
+	sg->off = off;
+	sg->len = plen;
+	sg->hlen = hlen;
+	a->nseg = n + 1;
+	return 0;
+}
+
+static void merge_early(struct vm_fp *fp, struct asm_val *a, const struct flow_key *k)
+{
+	struct vm_fp_early *ee = slot_find(fp, fp->early_tab, sizeof(*fp->early_tab), VM_FP_ASM_MAX, k);
+	if (!ee)
+		return;
+	const struct asm_early *e = &ee->e;
+	uint32_t n = a->nseg, off = e->seq - (a->client_isn + 1);
+	if (e->ack == a->cookie_isn + 1 && n < VM_ASM_SEGS && off < VM_ASM_BYTES && e->len <= VM_ASM_SEG_MAX &&
+	    off + e->len <= VM_ASM_BYTES && e->hlen >= 40 && e->hlen <= VM_ASM_HDR) {
+		struct asm_seg *sg = &a->seg[n];
+		memcpy(sg->hdr, e->hdr, e->hlen);
+		memcpy(&a->payload[off & ASM_MASK], e->payload, e->len);
+		sg->off = off;
+		sg->len = e->len;
+		sg->hlen = e->hlen;
+		a->nseg = n + 1;
+	}
+	ee->s.used = 0;
+}
+
+/* The contiguous prefix, its TLS records joined into one in fp->flat;
+ * returns its length with the record header, or -1 when it is not TLS. */
+static int flatten(struct vm_fp *fp, struct asm_val *a)
+{
+	for (uint32_t j = 0; j < VM_ASM_SEGS * VM_ASM_SEGS; j++) {
+		const struct asm_seg *sg = &a->seg[j % VM_ASM_SEGS];
+		if (j % VM_ASM_SEGS < a->nseg && sg->off <= a->have && sg->off + sg->len > a->have)
+			a->have = sg->off + sg->len;
+	}
+	uint64_t r = 0, have = a->have, out = 5;
+	for (int k = 0; k < 32; k++) {
+		if (r + 5 > have)
+			break;
+		uint64_t rm = r & ASM_MASK;
+		if (a->payload[rm] != 0x16)
+			return -1;
+		uint64_t rlen = ((uint64_t)a->payload[(rm + 3) & ASM_MASK] << 8) | a->payload[(rm + 4) & ASM_MASK];
+		uint64_t n = have - r - 5;
+		if (n > rlen)
+			n = rlen;
+		if (n > VM_HELLO_BUF)
+			break;
+		memcpy(&fp->flat[out & (VM_HELLO_BUF - 1)], &a->payload[(rm + 5) & ASM_MASK], n);
+		out += n;
+		r += 5 + rlen;
+		if (n < rlen)
+			break;
+	}
+	if (have < 1)
+		return -1;
+	uint32_t body = out - 5, rl = body > VM_TLS_MAX_RECORD + 256 ? VM_TLS_MAX_RECORD + 256 : body;
+	fp->flat[0] = 0x16;
+	fp->flat[1] = 3;
+	fp->flat[2] = 1;
+	fp->flat[3] = rl >> 8;
+	fp->flat[4] = rl & 0xff;
+	return (int)out;
+}
+
+/* Every kept segment to the node, each in Geneve with the handoff option. */
+static void emit_all(struct vm_fp *fp, const struct fp_pkt *p, const struct asm_val *a, const struct flow_val *fv)
+{
+	int v4 = fv->node_family == VM_AF_INET;
+	uint32_t ol3 = v4 ? 20 : 40, hdrlen = ETH_HLEN + ol3 + 16 + VM_HANDOFF_OPT_LEN;
+
+	if (v4 ? !fp->c->cfg.has_underlay4 : !fp->c->cfg.has_underlay6)
+		return;
+	const struct vm_fp_neigh *nb = neigh_get(fp, fv->node);
+	if (!nb) {
+		fp->st.no_neigh++;
+		return;
+	}
+	uint16_t sport = vm_flow_port(p->saddr, p->daddr, p->sport_be, p->dport_be);
+	for (uint32_t i = 0; i < a->nseg && i < VM_ASM_SEGS; i++) {
+		const struct asm_seg *sg = &a->seg[i];
+		uint32_t inner = sg->hlen + sg->len;
+		uint8_t *h = fp->frame, *ip = h + ETH_HLEN;
+		if (sg->hlen < 40 || sg->hlen > VM_ASM_HDR || sg->len > VM_ASM_SEG_MAX)
+			return;
+		memcpy(h, nb->mac, 6);
+		memcpy(h + 6, fp->c->port_mac[nb->port & 7], 6);
+		if (v4) {
+			put16(h + 12, 0x0800);
+			memset(ip, 0, 20);
+			ip[0] = 0x45;
+			put16(ip + 2, 20 + 16 + VM_HANDOFF_OPT_LEN + inner);
+			put16(ip + 6, 0x4000);
+			ip[8] = 64;
+			ip[9] = 17;
+			memcpy(ip + 12, fp->c->cfg.underlay4 + 12, 4);
+			memcpy(ip + 16, fv->node + 12, 4);
+			ip4_csum(ip);
+		} else {
+			put16(h + 12, 0x86dd);
+			memset(ip, 0, 40);
+			put32(ip, 0x60000000);
+			put16(ip + 4, 16 + VM_HANDOFF_OPT_LEN + inner);
+			ip[6] = 17;
+			ip[7] = 64;
+			memcpy(ip + 8, fp->c->cfg.underlay6, 16);
+			memcpy(ip + 24, fv->node, 16);
+		}
+		uint8_t *u = ip + ol3, *g = u + 8;
+		put16(u, sport);
+		put16(u + 2, VM_GENEVE_PORT);
+		put16(u + 4, 16 + VM_HANDOFF_OPT_LEN + inner);
+		put16(u + 6, 0);
+		g[0] = VM_HANDOFF_OPT_LEN / 4;
+		g[1] = 0;
+		put16(g + 2, (sg->hdr[0] >> 4) == 6 ? VM_GENEVE_PROTO_IP6 : VM_GENEVE_PROTO_IP4);
+		g[4] = g[5] = g[6] = g[7] = 0;
+		put16(g + 8, VM_OPT_CLASS);
+		g[10] = VM_OPT_HANDOFF;
+		g[11] = sizeof(struct vm_handoff) / 4;
+		memcpy(g + 12, &fv->handoff, sizeof(struct vm_handoff));
+		memcpy(h + hdrlen, sg->hdr, sg->hlen);
+		memcpy(h + hdrlen + sg->hlen, &a->payload[sg->off & ASM_MASK], sg->len);
+		if (!fp->emit) {
+			fp->st.encap_fail++;
+			return;
+		}
+		fp->emit(fp->emit_arg, nb->port, h, hdrlen + inner);
+		fp->st.asm_sent++;
+	}
+}
+
+/* A data segment XDP would hand to gw_asm: a hello that needs more than its
+ * first segment, or a segment with no flow whose cookie does not check (a
+ * later segment, possibly before the first). */
+static enum vm_fp_verdict asm_in(struct vm_fp *fp, uint16_t in_port, uint8_t **pkt, uint32_t *len,
+				 const struct fp_pkt *p, const struct vip_val *vip, const struct flow_key *k, uint64_t tai_ns)
+{
+	uint8_t *f = *pkt;
+	int fresh = 0;
+
+	if (!p->payload_len || (p->flags & (T_SYN | T_RST)))
+		return VM_FP_DROP;
+	if (flow_find(fp, k)) {
+		fp->st.asm_late++;
+		return VM_FP_DROP;
+	}
+	struct vm_fp_asm *as = slot_find(fp, fp->asm_tab, sizeof(*fp->asm_tab), VM_FP_ASM_MAX, k);
+	if (as && tai_ns - as->a.first_ns > VM_ASM_TIMEOUT_NS) {
+		fp->st.asm_timeout++;
+		as->s.used = 0;
+		as = NULL;
+	}
+	if (!as) {
+		if (!cookie_valid(fp, p, p->ack - 1, tai_ns)) {
+			/* maybe a later segment that overtook the first: one per flow */
+			uint32_t hl = p->l3_len + p->tcp_len, pl = p->payload_len;
+			if (hl < 40 || hl > VM_ASM_HDR || pl < 1 || pl > VM_ASM_SEG_MAX) {
+				fp->st.asm_overflow++;
+				return VM_FP_DROP;
+			}
+			struct vm_fp_early *ee = slot_put(fp, fp->early_tab, sizeof(*fp->early_tab), VM_FP_ASM_MAX, k);
+			memcpy(ee->e.hdr, f + ETH_HLEN, hl);
+			memcpy(ee->e.payload, f + p->l4_off + p->tcp_len, pl);
+			ee->e.seq = p->seq;
+			ee->e.ack = p->ack;
+			ee->e.len = pl;
+			ee->e.hlen = hl;
+			ee->e.seen_ns = tai_ns;
+			fp->st.asm_early++;
+			return VM_FP_DROP;
+		}
+		as = slot_put(fp, fp->asm_tab, sizeof(*fp->asm_tab), VM_FP_ASM_MAX, k);
+		as->a.client_isn = p->seq - 1;
+		as->a.cookie_isn = p->ack - 1;
+		as->a.first_ns = tai_ns;
+		as->a.nseg = 0;
+		as->a.have = 0;
+		fresh = 1;
+	} else if (p->ack != as->a.cookie_isn + 1) {
+		fp->st.bad_cookie++;
+		return VM_FP_DROP;
+	}
+	struct asm_val *a = &as->a;
+	uint32_t off = p->seq - (a->client_isn + 1);
+	for (uint32_t i = 0; i < a->nseg && i < VM_ASM_SEGS; i++)
+		if (a->seg[i].off == off) {
+			/* the client resends: our ACK was lost; say it again */
+			fp->st.asm_dup++;
+			return ack_held(f, len, p, a);
+		}
+	if (store_seg(a, f, p, off)) {
+		fp->st.asm_overflow++;
+		return VM_FP_DROP;
+	}
+	if (fresh)
+		merge_early(fp, a, k);
+
+	int out = flatten(fp, a), rc;
+	const struct route_val *r = NULL;
+	if (out < 0) {
+		rc = VM_HELLO_NOT_TLS;
+	} else {
+		memcpy(fp->hello_buf, fp->flat, VM_HELLO_BUF);
+		rc = route_hello(fp, out > VM_HELLO_BUF ? VM_HELLO_BUF : (uint32_t)out, &r);
+	}
+	if (rc == VM_HELLO_PARTIAL) {
+		fp->st.asm_stored++;
+		return ack_held(f, len, p, a);
+	}
+	if (rc != VM_HELLO_OK) {
+		count_refusal(fp, rc);
+		uint32_t ack = a->client_isn + 1 + a->have;
+		as->s.used = 0;
+		if (vip->refuse == VM_REFUSE_ALERT) {
+			fp->st.refused_alert++;
+			return reply_asm(f, len, p, REPLY_ALERT, ack, 0, 0, 0);
+		}
+		fp->st.refused_rst++;
+		return reply_asm(f, len, p, REPLY_RST, ack, 0, 0, 0);
+	}
+	/* routed: the flow, then every kept segment to the node */
+	struct fp_opts o;
+	if (parse_opts(f + p->l4_off + 20, p->tcp_len - 20, &o) < 0)
+		return VM_FP_DROP;
+	struct flow_val v;
+	flow_init(fp, &v, r, a->client_isn, a->cookie_isn, &o, f + 6, f, in_port, tai_ns);
+	struct vm_fp_flow *fl = flow_put(fp, k, &v);
+	fp->st.asm_routed++;
+	fp->st.hello_routed++;
+	emit_all(fp, p, a, &fl->val);
+	as->s.used = 0;
+	return VM_FP_DROP;
+}
+
 /* ---------- gw_ingress ---------- */
 
 enum vm_fp_verdict vm_fp_ingress(struct vm_fp *fp, uint16_t in_port, uint8_t **pkt, uint32_t *len,
@@ -540,7 +926,7 @@ enum vm_fp_verdict vm_fp_ingress(struct vm_fp *fp, uint16_t in_port, uint8_t **p
 	struct vm_fp_flow *fl = flow_find(fp, &k);
 	if (fl) {
 		if ((p.flags & (T_SYN | T_ACK)) == T_SYN) {
-			fl->used = 0;
+			fl->s.used = 0;
 			return synack(fp, f, len, &p, tai_ns);
 		}
 		int handoff = p.payload_len && p.seq - (fl->val.client_isn + 1) < VM_ASM_BYTES;
@@ -560,20 +946,12 @@ enum vm_fp_verdict vm_fp_ingress(struct vm_fp *fp, uint16_t in_port, uint8_t **p
 		fp->st.bad_cookie++;
 		return VM_FP_DROP;
 	}
-	struct vm_cookie_in cin = { 0 };
-	uint32_t tnow = cookie_now(fp, tai_ns);
-	memcpy(cin.saddr, p.saddr, 16);
-	memcpy(cin.daddr, p.daddr, 16);
-	cin.sport = p.sport_be;
-	cin.dport = p.dport_be;
-	cin.client_isn = p.seq - 1;
 	uint32_t cookie = p.ack - 1;
-	if (!vm_cookie_check_key(fp->c->sec.cur, &cin, cookie, tnow) &&
-	    !(fp->c->sec.has_prev && vm_cookie_check_key(fp->c->sec.prev, &cin, cookie, tnow))) {
+	if (!cookie_valid(fp, &p, cookie, tai_ns)) {
 		if (p.payload_len) {
-			/* a later hello segment: the DPDK path has no reassembly yet */
+			/* a later hello segment, or one that came before the first */
 			fp->st.asm_handed++;
-			return VM_FP_PASS;
+			return asm_in(fp, in_port, pkt, len, &p, vip, &k, tai_ns);
 		}
 		fp->st.bad_cookie++;
 		return VM_FP_DROP;
@@ -584,57 +962,25 @@ enum vm_fp_verdict vm_fp_ingress(struct vm_fp *fp, uint16_t in_port, uint8_t **p
 	}
 
 	/* the ClientHello */
-	uint8_t *buf = fp->hello_buf;
-	struct vm_hello h;
-	struct vm_hello_state hs;
 	uint32_t hl = p.payload_len > VM_HELLO_BUF ? VM_HELLO_BUF : p.payload_len;
-	memcpy(buf, f + p.l4_off + p.tcp_len, hl);
-	memset(&h, 0, sizeof(h));
-	int hrc = vm_hello_parse(buf, hl, &h, &hs);
+	memcpy(fp->hello_buf, f + p.l4_off + p.tcp_len, hl);
 	const struct route_val *r = NULL;
-	if (hrc == VM_HELLO_OK) {
-		r = route_get(fp, h.name);
-		if (!r) {
-			char wk[VM_NAME_MAX] = { 0 };
-			if (vm_wildcard_key(&h, wk))
-				r = route_get(fp, wk);
-		}
+	int hrc = route_hello(fp, hl, &r);
+	if (hrc == VM_HELLO_PARTIAL) {
+		fp->st.hello_partial++;
+		return asm_in(fp, in_port, pkt, len, &p, vip, &k, tai_ns);
 	}
-	switch (hrc) {
-	case VM_HELLO_OK:
-		if (r)
-			break;
-		fp->st.no_route++;
+	if (hrc != VM_HELLO_OK) {
+		count_refusal(fp, hrc);
 		return refuse(fp, f, len, &p, vip);
-	case VM_HELLO_NO_SNI: fp->st.no_sni++; return refuse(fp, f, len, &p, vip);
-	case VM_HELLO_BAD_NAME: fp->st.bad_name++; return refuse(fp, f, len, &p, vip);
-	case VM_HELLO_PARTIAL: fp->st.hello_partial++; return VM_FP_PASS;
-	default: fp->st.parse_error++; return refuse(fp, f, len, &p, vip);
 	}
 	struct fp_opts o;
-	struct vm_cookie_opts co;
 	if (parse_opts(f + p.l4_off + 20, p.tcp_len - 20, &o) < 0) {
 		fp->st.malformed++;
 		return VM_FP_DROP;
 	}
-	vm_cookie_decode(cookie, &co);
-	struct flow_val v = { 0 };
-	v.vm_id = r->vm_id;
-	v.node_family = r->node_family;
-	memcpy(v.node, r->node, 16);
-	v.client_isn = p.seq - 1;
-	v.handoff.vm_id_be = htonl(v.vm_id);
-	v.handoff.client_isn_be = htonl(p.seq - 1);
-	v.handoff.cookie_isn_be = htonl(cookie);
-	v.handoff.gw_tsval_be = htonl(co.ts_ok && o.ts_ok ? o.tsecr : 0);
-	v.handoff.mss_be = htons(co.mss);
-	v.handoff.client_wscale = co.wscale;
-	v.handoff.gw_wscale = co.wscale != 0xff ? fp->c->cfg.wscale : 0xff;
-	v.handoff.flags = (co.sack_ok ? VM_HO_SACK_OK : 0) | (co.ts_ok && o.ts_ok ? VM_HO_TS_OK : 0);
-	memcpy(v.client_mac, f + 6, 6);
-	memcpy(v.vip_mac, f, 6);
-	v.client_ifindex = in_port;
-	v.created_ns = tai_ns;
+	struct flow_val v;
+	flow_init(fp, &v, r, p.seq - 1, cookie, &o, f + 6, f, in_port, tai_ns);
 	fl = flow_put(fp, &k, &v);
 	fp->st.hello_routed++;
 	return forward(fp, in_port, pkt, len, &p, &fl->val, 1, out_port);

@@ -7,10 +7,11 @@
  * and requires byte-identical output (docs/wire-formats.md lists the fields
  * free to differ).
  *
- * Not here: multi-segment hello reassembly (a hello whose name is past the
- * first segment goes to the host stack, counted hello_partial; later
- * segments with no flow likewise, counted asm_handed).  The DPDK
- * application around it (EAL, ports, lcores, telemetry) is dataplane/dpdk/.
+ * Hellos that need reassembly (name past the first segment, records split)
+ * take the path of gw_asm (bpf/gw_asm.bpf.c, TC behind XDP): kept, ACKed,
+ * parsed once whole, then every kept segment goes to the node through the
+ * emit callback.  The DPDK application around it (EAL, ports, lcores,
+ * telemetry) is dataplane/dpdk/.
  */
 #ifndef VEIL_FASTPATH_H
 #define VEIL_FASTPATH_H
@@ -37,12 +38,34 @@ struct vm_fp_neigh {
 	uint16_t port;
 };
 
-struct vm_fp_flow {
+/* Every table of the fast path: open addressing on a flow key, the least
+ * recently used entry of an 8-slot probe window evicted when it is full. */
+struct vm_fp_slot {
 	struct flow_key key;
-	struct flow_val val;
 	uint64_t last_used;
 	uint8_t used;
 };
+
+struct vm_fp_flow {
+	struct vm_fp_slot s;
+	struct flow_val val;
+};
+
+/* A ClientHello being reassembled (as gw_asm's hello_asm), and a segment
+ * that came before its hello's first one (asm_early). */
+#define VM_FP_ASM_MAX 1024
+struct vm_fp_asm {
+	struct vm_fp_slot s;
+	struct asm_val a;
+};
+struct vm_fp_early {
+	struct vm_fp_slot s;
+	struct asm_early e;
+};
+
+/* Where the fast path sends the extra packets of one input (a reassembled
+ * hello goes to the node as all its kept segments). */
+typedef void (*vm_fp_emit_fn)(void *arg, uint16_t port, const uint8_t *frame, uint32_t len);
 
 /* One generation of what the control plane gives the fast path: built off
  * to the side, then read-only while any lcore may still use it (the DPDK
@@ -66,7 +89,13 @@ struct vm_fp {
 	uint32_t flows_cap;            /* power of two */
 	uint64_t tick;
 	struct gw_stats st;
+	struct vm_fp_asm *asm_tab;     /* VM_FP_ASM_MAX each */
+	struct vm_fp_early *early_tab;
+	vm_fp_emit_fn emit;            /* NULL: a reassembled hello cannot be sent (encap_fail) */
+	void *emit_arg;
 	uint8_t hello_buf[VM_HELLO_BUF];  /* the parser's masked window: one per lcore */
+	uint8_t flat[2 * VM_HELLO_BUF];   /* a reassembled hello, its records joined */
+	uint8_t frame[VM_ASM_HDR + 128 + VM_ASM_SEG_MAX];
 };
 
 int vm_fp_init(struct vm_fp *fp, uint32_t flows_cap);
@@ -85,7 +114,7 @@ void vm_fp_conf_free(struct vm_fp_conf *c);
  * its lcores by it. */
 uint32_t vm_fp_flow_hash(const struct flow_key *k);
 
-/* Processes one packet in place.  *pkt may move back by up to 128 bytes
+/* Processes one packet in place; may also emit further packets (above).  *pkt may move back by up to 128 bytes
  * (encapsulation): the buffer must have that much headroom before it, and
  * room after it for a reply of up to 100 bytes.  Time in TAI nanoseconds. */
 enum vm_fp_verdict vm_fp_ingress(struct vm_fp *fp, uint16_t in_port, uint8_t **pkt, uint32_t *len,

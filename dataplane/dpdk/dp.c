@@ -168,6 +168,23 @@ int vm_dp_worker_loop(void *arg)
 	return 0;
 }
 
+/* The kept segments of a reassembled hello, each a new packet to the mesh. */
+static void emit(void *arg, uint16_t port, const uint8_t *frame, uint32_t len)
+{
+	struct vm_dp_worker *w = arg;
+	struct rte_mbuf *m = rte_pktmbuf_alloc(vm_dp.pool);
+	char *d = m ? rte_pktmbuf_append(m, len) : NULL;
+
+	if (!d) {
+		w->d.emit_nombuf++;
+		rte_pktmbuf_free(m);
+		return;
+	}
+	memcpy(d, frame, len);
+	w->d.tx++;
+	rte_eth_tx_buffer(port, w->q, w->txb[role_of(port)], m);
+}
+
 struct vm_dp_worker *vm_dp_worker_new(unsigned int lcore, uint16_t q, uint32_t flows, int inbox)
 {
 	int socket = rte_lcore_to_socket_id(lcore);
@@ -180,6 +197,8 @@ struct vm_dp_worker *vm_dp_worker_new(unsigned int lcore, uint16_t q, uint32_t f
 	w->q = q;
 	if (vm_fp_init(&w->fp, flows))
 		goto nomem;
+	w->fp.emit = emit;
+	w->fp.emit_arg = w;
 	if (inbox) {
 		snprintf(name, sizeof(name), "veil_inbox_%u", q);
 		if (!(w->inbox = rte_ring_create(name, VM_DP_INBOX, socket, RING_F_SC_DEQ)))

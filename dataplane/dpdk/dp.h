@@ -24,7 +24,7 @@
 /* What a worker counts besides the gateway's outcome counters. */
 #define VM_DP_STATS(X) \
 	X(rx) X(tx) X(tx_dropped) X(steered_out) X(steered_in) X(steer_dropped) \
-	X(passed) X(dropped) X(multiseg) X(no_room)
+	X(passed) X(dropped) X(multiseg) X(no_room) X(emit_nombuf)
 struct vm_dp_stats {
 #define X(n) uint64_t n;
 	VM_DP_STATS(X)
@@ -55,6 +55,7 @@ struct vm_dp {
 	struct vm_dp_worker *w[VM_DP_MAX_WORKERS];
 	_Atomic(struct vm_fp_conf *) conf; /* the current generation */
 	_Atomic uint64_t gen;
+	struct rte_mempool *pool;          /* for the packets a worker makes (reassembled hellos) */
 	uint32_t idle_us;
 	volatile int quit;
 };

@@ -640,6 +640,7 @@ int main(int argc, char **argv)
 		rc = 1;
 		goto cfg_out;
 	}
+	vm_dp.pool = A.pool;
 	for (int r = 0; r < 2; r++)
 		if ((rc = port_setup(r)))
 			goto ports_out;
