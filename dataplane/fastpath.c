@@ -177,6 +177,22 @@ static void key_of(const struct fp_pkt *p, int reverse, struct flow_key *k)
 }
 
 
+/* A flow key (40 bytes, five words) mixed a word at a time: the per-packet
+ * hash of every table and of the lcore hand-over. */
+static uint32_t hash_key(const struct flow_key *k)
+{
+	uint64_t w[5], h = 0x9e3779b97f4a7c15ULL;
+	_Static_assert(sizeof(*k) == sizeof(w), "flow key is five words");
+	memcpy(w, k, sizeof(w));
+	for (int i = 0; i < 5; i++) {
+		h ^= w[i];
+		h *= 0xff51afd7ed558ccdULL;
+		h ^= h >> 32;
+	}
+	h *= 0xc4ceb9fe1a85ec53ULL;
+	return (uint32_t)(h ^ (h >> 29));
+}
+
 static uint32_t hash_bytes(const void *k, size_t n)
 {
 	const uint8_t *p = k;
@@ -221,7 +237,8 @@ int vm_fp_conf_set(struct vm_fp_conf *c, const struct vm_gw_cfg *g)
 	if (!t)
 		return -1;
 	for (int i = 0; i < g->nroutes; i++) {
-		uint32_t h = hash_bytes(g->routes[i].key.name, sizeof(g->routes[i].key.name)) & (cap - 1);
+		const char *nm = g->routes[i].key.name;
+		uint32_t h = hash_bytes(nm, strnlen(nm, VM_NAME_MAX)) & (cap - 1);
 		while (t[h].key.name[0])
 			h = (h + 1) & (cap - 1);
 		t[h] = g->routes[i];
@@ -246,9 +263,10 @@ static const struct route_val *route_get(struct vm_fp *fp, const char *name)
 {
 	if (!fp->c->routes)
 		return NULL;
-	uint32_t h = hash_bytes(name, VM_NAME_MAX) & (fp->c->routes_cap - 1);
+	/* names are NUL-padded to VM_NAME_MAX: the bytes up to the NUL say it all */
+	uint32_t h = hash_bytes(name, strnlen(name, VM_NAME_MAX)) & (fp->c->routes_cap - 1);
 	while (fp->c->routes[h].key.name[0]) {
-		if (!memcmp(fp->c->routes[h].key.name, name, VM_NAME_MAX))
+		if (!strncmp(fp->c->routes[h].key.name, name, VM_NAME_MAX))
 			return &fp->c->routes[h].val;
 		h = (h + 1) & (fp->c->routes_cap - 1);
 	}
@@ -267,7 +285,7 @@ static const struct vip_val *vip_get(struct vm_fp *fp, const struct fp_pkt *p)
 #define PROBE 8
 static void *slot_find(struct vm_fp *fp, void *tab, size_t stride, uint32_t cap, const struct flow_key *k)
 {
-	uint32_t h = hash_bytes(k, sizeof(*k));
+	uint32_t h = hash_key(k);
 	for (int i = 0; i < PROBE; i++) {
 		struct vm_fp_slot *f = (struct vm_fp_slot *)((uint8_t *)tab + stride * ((h + i) & (cap - 1)));
 		if (f->used && !memcmp(&f->key, k, sizeof(*k))) {
@@ -282,7 +300,7 @@ static void *slot_find(struct vm_fp *fp, void *tab, size_t stride, uint32_t cap,
  * The caller fills the value. */
 static void *slot_put(struct vm_fp *fp, void *tab, size_t stride, uint32_t cap, const struct flow_key *k)
 {
-	uint32_t h = hash_bytes(k, sizeof(*k));
+	uint32_t h = hash_key(k);
 	struct vm_fp_slot *victim = NULL;
 	for (int i = 0; i < PROBE; i++) {
 		struct vm_fp_slot *f = (struct vm_fp_slot *)((uint8_t *)tab + stride * ((h + i) & (cap - 1)));
@@ -313,7 +331,7 @@ static struct vm_fp_flow *flow_put(struct vm_fp *fp, const struct flow_key *k, c
 
 uint32_t vm_fp_flow_hash(const struct flow_key *k)
 {
-	return hash_bytes(k, sizeof(*k));
+	return hash_key(k);
 }
 
 uint32_t vm_fp_flow_count(const struct vm_fp *fp)
