@@ -259,18 +259,23 @@ void vm_fp_conf_free(struct vm_fp_conf *c)
 	c->routes_cap = 0;
 }
 
-static const struct route_val *route_get(struct vm_fp *fp, const char *name)
+const struct route_val *vm_fp_conf_route(const struct vm_fp_conf *c, const char *name)
 {
-	if (!fp->c->routes)
+	if (!c->routes)
 		return NULL;
 	/* names are NUL-padded to VM_NAME_MAX: the bytes up to the NUL say it all */
-	uint32_t h = hash_bytes(name, strnlen(name, VM_NAME_MAX)) & (fp->c->routes_cap - 1);
-	while (fp->c->routes[h].key.name[0]) {
-		if (!strncmp(fp->c->routes[h].key.name, name, VM_NAME_MAX))
-			return &fp->c->routes[h].val;
-		h = (h + 1) & (fp->c->routes_cap - 1);
+	uint32_t h = hash_bytes(name, strnlen(name, VM_NAME_MAX)) & (c->routes_cap - 1);
+	while (c->routes[h].key.name[0]) {
+		if (!strncmp(c->routes[h].key.name, name, VM_NAME_MAX))
+			return &c->routes[h].val;
+		h = (h + 1) & (c->routes_cap - 1);
 	}
 	return NULL;
+}
+
+static const struct route_val *route_get(struct vm_fp *fp, const char *name)
+{
+	return vm_fp_conf_route(fp->c, name);
 }
 
 static const struct vip_val *vip_get(struct vm_fp *fp, const struct fp_pkt *p)
@@ -298,7 +303,8 @@ static void *slot_find(struct vm_fp *fp, void *tab, size_t stride, uint32_t cap,
 
 /* Insert or replace; a full probe window evicts its least recently used.
  * The caller fills the value. */
-static void *slot_put(struct vm_fp *fp, void *tab, size_t stride, uint32_t cap, const struct flow_key *k)
+static void *slot_put(struct vm_fp *fp, void *tab, size_t stride, uint32_t cap, const struct flow_key *k,
+		      uint32_t *count)
 {
 	uint32_t h = hash_key(k);
 	struct vm_fp_slot *victim = NULL;
@@ -311,6 +317,8 @@ static void *slot_put(struct vm_fp *fp, void *tab, size_t stride, uint32_t cap, 
 		if (!victim || f->last_used < victim->last_used)
 			victim = f;
 	}
+	if (!victim->used && count)
+		(*count)++;
 	victim->key = *k;
 	victim->used = 1;
 	victim->last_used = ++fp->tick;
@@ -324,7 +332,7 @@ static struct vm_fp_flow *flow_find(struct vm_fp *fp, const struct flow_key *k)
 
 static struct vm_fp_flow *flow_put(struct vm_fp *fp, const struct flow_key *k, const struct flow_val *v)
 {
-	struct vm_fp_flow *f = slot_put(fp, fp->flows, sizeof(*fp->flows), fp->flows_cap, k);
+	struct vm_fp_flow *f = slot_put(fp, fp->flows, sizeof(*fp->flows), fp->flows_cap, k, &fp->nflows);
 	f->val = *v;
 	return f;
 }
@@ -336,10 +344,7 @@ uint32_t vm_fp_flow_hash(const struct flow_key *k)
 
 uint32_t vm_fp_flow_count(const struct vm_fp *fp)
 {
-	uint32_t n = 0;
-	for (uint32_t i = 0; i < fp->flows_cap; i++)
-		n += fp->flows[i].s.used;
-	return n;
+	return __atomic_load_n(&fp->nflows, __ATOMIC_RELAXED);
 }
 
 int vm_fp_flow_drop(struct vm_fp *fp, const struct flow_key *k)
@@ -348,6 +353,7 @@ int vm_fp_flow_drop(struct vm_fp *fp, const struct flow_key *k)
 	if (!f)
 		return -1;
 	f->s.used = 0;
+	fp->nflows--;
 	return 0;
 }
 
@@ -829,7 +835,7 @@ static enum vm_fp_verdict asm_in(struct vm_fp *fp, uint16_t in_port, uint8_t **p
 				fp->st.asm_overflow++;
 				return VM_FP_DROP;
 			}
-			struct vm_fp_early *ee = slot_put(fp, fp->early_tab, sizeof(*fp->early_tab), VM_FP_ASM_MAX, k);
+			struct vm_fp_early *ee = slot_put(fp, fp->early_tab, sizeof(*fp->early_tab), VM_FP_ASM_MAX, k, NULL);
 			memcpy(ee->e.hdr, f + ETH_HLEN, hl);
 			memcpy(ee->e.payload, f + p->l4_off + p->tcp_len, pl);
 			ee->e.seq = p->seq;
@@ -840,7 +846,7 @@ static enum vm_fp_verdict asm_in(struct vm_fp *fp, uint16_t in_port, uint8_t **p
 			fp->st.asm_early++;
 			return VM_FP_DROP;
 		}
-		as = slot_put(fp, fp->asm_tab, sizeof(*fp->asm_tab), VM_FP_ASM_MAX, k);
+		as = slot_put(fp, fp->asm_tab, sizeof(*fp->asm_tab), VM_FP_ASM_MAX, k, NULL);
 		as->a.client_isn = p->seq - 1;
 		as->a.cookie_isn = p->ack - 1;
 		as->a.first_ns = tai_ns;
@@ -945,6 +951,7 @@ enum vm_fp_verdict vm_fp_ingress(struct vm_fp *fp, uint16_t in_port, uint8_t **p
 	if (fl) {
 		if ((p.flags & (T_SYN | T_ACK)) == T_SYN) {
 			fl->s.used = 0;
+			fp->nflows--;
 			return synack(fp, f, len, &p, tai_ns);
 		}
 		int handoff = p.payload_len && p.seq - (fl->val.client_isn + 1) < VM_ASM_BYTES;

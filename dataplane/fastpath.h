@@ -88,6 +88,7 @@ struct vm_fp {
 	struct vm_fp_flow *flows;      /* open addressing, LRU-ish eviction within a probe window */
 	uint32_t flows_cap;            /* power of two */
 	uint64_t tick;
+	uint32_t nflows;               /* flows in use */
 	struct gw_stats st;
 	struct vm_fp_asm *asm_tab;     /* VM_FP_ASM_MAX each */
 	struct vm_fp_early *early_tab;
@@ -100,7 +101,7 @@ struct vm_fp {
 
 int vm_fp_init(struct vm_fp *fp, uint32_t flows_cap);
 void vm_fp_free(struct vm_fp *fp);
-/* Number of flows in use (walks the table: control plane only). */
+/* Number of flows in use (another thread may read it). */
 uint32_t vm_fp_flow_count(const struct vm_fp *fp);
 /* Drops one flow; 0 if it was there, -1 if not. */
 int vm_fp_flow_drop(struct vm_fp *fp, const struct flow_key *k);
@@ -110,6 +111,8 @@ int vm_fp_flow_drop(struct vm_fp *fp, const struct flow_key *k);
  * route table is sized to the config.  -1 on allocation failure, *c intact. */
 int vm_fp_conf_set(struct vm_fp_conf *c, const struct vm_gw_cfg *g);
 void vm_fp_conf_free(struct vm_fp_conf *c);
+/* The route a generation holds for an exact name (NUL-padded), or NULL. */
+const struct route_val *vm_fp_conf_route(const struct vm_fp_conf *c, const char *name);
 /* The flow table's hash of a key: the DPDK application splits flows among
  * its lcores by it. */
 uint32_t vm_fp_flow_hash(const struct flow_key *k);

@@ -96,15 +96,15 @@ for kind in established hello; do
 	stats=$(echo /veil/stats | dpdk-telemetry.py -f "$ID-gw" | python3 -c 'import json,sys; d=json.loads(sys.stdin.readline())["/veil/stats"]; print(json.dumps({k: v for k, v in d.items() if v}))')
 	kill -INT "$gw"; wait "$gw" 2>/dev/null
 
-	# testpmd waits for a newline on stdin to stop: it gets one when sleep ends
-	(sleep $((SECS + 30)); echo) | dpdk-testpmd "${EAL[@]}" --file-prefix "$ID-tp" "${VDEV[@]}" \
-		-- --forward-mode=io --auto-start --total-num-mbufs=32768 >"$T/tp-$kind.log" 2>&1 &
+	# with --stats-period testpmd runs until a signal instead of reading stdin
+	dpdk-testpmd "${EAL[@]}" --file-prefix "$ID-tp" "${VDEV[@]}" \
+		-- --forward-mode=io --auto-start --stats-period 5 --total-num-mbufs=32768 </dev/null >"$T/tp-$kind.log" 2>&1 &
 	tp=$!; PIDS+=("$tp")
 	if ! wait_for "$T/tp-$kind.log" "Checking link statuses" "$tp"; then
 		say "bench_dpdk: dpdk-testpmd did not start: $(tail -3 "$T/tp-$kind.log")"; exit 1
 	fi
 	base=$(rate "$ID-tp") || { say "bench_dpdk: no telemetry from dpdk-testpmd"; exit 1; }
-	pkill -INT -f "dpdk-testpmd.*$ID-tp" 2>/dev/null; wait "$tp" 2>/dev/null
+	kill -INT "$tp" 2>/dev/null; wait "$tp" 2>/dev/null
 
 	frame=$(tshark -r "$T/$kind.pcap" -T fields -e frame.len 2>/dev/null | sort -n | uniq -c | sort -rn | head -1 | awk '{print $2}')
 	line=$(python3 -c "

@@ -38,7 +38,6 @@ static void tx_dropped(struct rte_mbuf **pkts, uint16_t n, void *arg)
 	rte_pktmbuf_free_bulk(pkts, n);
 }
 
-
 static inline int role_of(uint16_t port)
 {
 	return port == vm_dp.port[0] ? 0 : 1;
@@ -96,7 +95,8 @@ static inline unsigned int owner(const struct vm_dp_worker *w, struct rte_mbuf *
 
 int vm_dp_poll(struct vm_dp_worker *w)
 {
-	struct rte_mbuf *pkts[VM_DP_BURST], *steer[VM_DP_MAX_WORKERS][VM_DP_BURST];
+	/* up to a burst from each of the two ports may belong to one owner */
+	struct rte_mbuf *pkts[VM_DP_BURST], *steer[VM_DP_MAX_WORKERS][2 * VM_DP_BURST];
 	unsigned int nsteer[VM_DP_MAX_WORKERS] = { 0 };
 	uint64_t now = tai_ns();
 	uint64_t g = atomic_load_explicit(&vm_dp.gen, memory_order_acquire);
@@ -145,10 +145,6 @@ int vm_dp_poll(struct vm_dp_worker *w)
 	if (req == 1) {
 		w->drop_found = vm_fp_flow_drop(&w->fp, &w->drop_key) == 0;
 		atomic_store_explicit(&w->drop_req, 2, memory_order_release);
-	}
-	if (atomic_load_explicit(&w->count_req, memory_order_acquire) == 1) {
-		atomic_store_explicit(&w->nflows, vm_fp_flow_count(&w->fp), memory_order_relaxed);
-		atomic_store_explicit(&w->count_req, 2, memory_order_release);
 	}
 	return seen;
 }

@@ -44,8 +44,6 @@ struct vm_dp_worker {
 	_Atomic int drop_req;              /* flow drop: 1 asked, 2 done */
 	struct flow_key drop_key;
 	int drop_found;
-	_Atomic int count_req;             /* flow count: 1 asked, 2 done */
-	_Atomic uint32_t nflows;
 	struct vm_dp_stats d;
 } __rte_cache_aligned;
 

@@ -211,19 +211,18 @@ static int reload_config(char *err, size_t errlen, int *changes)
 	if (strcmp(nc.client_if, A.cfg.client_if) || strcmp(nc.mesh_if, A.cfg.mesh_if) ||
 	    nc.flows_max != A.cfg.flows_max)
 		vm_log("event=reload_warning reason=\"interfaces and flows_max change only on restart\"");
-	/* what changed, counted as veil-gw counts map writes */
-	for (int i = 0; i < nc.nroutes; i++) {
-		int same = 0;
-		for (int j = 0; j < A.cfg.nroutes && !same; j++)
-			same = !memcmp(&nc.routes[i].key, &A.cfg.routes[j].key, sizeof(nc.routes[i].key)) &&
-			       !memcmp(&nc.routes[i].val, &A.cfg.routes[j].val, sizeof(nc.routes[i].val));
-		*changes += !same;
-	}
-	for (int j = 0; j < A.cfg.nroutes; j++) {
-		int kept = 0;
-		for (int i = 0; i < nc.nroutes && !kept; i++)
-			kept = !memcmp(&nc.routes[i].key, &A.cfg.routes[j].key, sizeof(nc.routes[i].key));
-		*changes += !kept;
+	/* what changed, counted as veil-gw counts map writes: routes added or
+	 * changed (looked up in the current generation), and routes gone */
+	const struct vm_fp_conf *cur = atomic_load(&vm_dp.conf);
+	struct vm_fp_conf next = { 0 };
+	if (vm_fp_conf_set(&next, &nc) == 0) {
+		for (int i = 0; i < nc.nroutes; i++) {
+			const struct route_val *o = vm_fp_conf_route(cur, nc.routes[i].key.name);
+			*changes += !o || memcmp(o, &nc.routes[i].val, sizeof(*o));
+		}
+		for (int j = 0; j < A.cfg.nroutes; j++)
+			*changes += !vm_fp_conf_route(&next, A.cfg.routes[j].key.name);
+		vm_fp_conf_free(&next);
 	}
 	if (nc.nvips != A.cfg.nvips || memcmp(nc.vips, A.cfg.vips, sizeof(nc.vips)) ||
 	    memcmp(&nc.dp, &A.cfg.dp, sizeof(nc.dp)))
@@ -249,17 +248,12 @@ static int reload_config(char *err, size_t errlen, int *changes)
 
 /* ---------- counters (control thread, telemetry thread) ---------- */
 
-/* Asks every worker for its flow count (they walk their own tables). */
+/* Flows in use, per worker and in all. */
 static uint64_t flow_count(uint32_t *per)
 {
 	uint64_t total = 0;
-	for (int i = 0; i < vm_dp.nw; i++)
-		atomic_store_explicit(&vm_dp.w[i]->count_req, 1, memory_order_release);
 	for (int i = 0; i < vm_dp.nw; i++) {
-		struct vm_dp_worker *w = vm_dp.w[i];
-		for (int t = 0; t < 100000 && atomic_load_explicit(&w->count_req, memory_order_acquire) != 2; t++)
-			usleep(10);
-		uint32_t n = atomic_load_explicit(&w->nflows, memory_order_relaxed);
+		uint32_t n = vm_fp_flow_count(&vm_dp.w[i]->fp);
 		if (per)
 			per[i] = n;
 		total += n;
