@@ -479,29 +479,16 @@ static enum vm_fp_verdict refuse(struct vm_fp *fp, uint8_t *f, uint32_t *len, co
 
 /* ---------- the mesh (as vm_xdp_encap and vm_xdp_fib_send) ---------- */
 
-static enum vm_fp_verdict forward(struct vm_fp *fp, uint16_t in_port, uint8_t **pkt, uint32_t *len,
-				  const struct fp_pkt *p, const struct flow_val *fv, int with_handoff,
-				  uint16_t *out_port)
+/* Ethernet, outer IP, UDP, Geneve (and the handoff option) in front of an
+ * inner IP packet of inner bytes, at f; returns the bytes written. */
+static uint32_t write_encap(struct vm_fp *fp, uint8_t *f, const struct vm_fp_neigh *nb, const struct flow_val *fv,
+			    uint16_t sport, uint16_t proto, uint32_t inner, int with_handoff)
 {
 	int v4 = fv->node_family == VM_AF_INET;
 	const uint8_t *src = v4 ? fp->c->cfg.underlay4 : fp->c->cfg.underlay6;
 	uint32_t ol3 = v4 ? 20 : 40, optlen = with_handoff ? VM_HANDOFF_OPT_LEN : 0, push = ol3 + 16 + optlen;
-	uint32_t inner = *len - ETH_HLEN;
+	uint8_t *ip = f + ETH_HLEN;
 
-	if (v4 ? !fp->c->cfg.has_underlay4 : !fp->c->cfg.has_underlay6) {
-		fp->st.no_config++;
-		return VM_FP_DROP;
-	}
-	const struct vm_fp_neigh *nb = neigh_get(fp, fv->node);
-	uint8_t *f = *pkt - push, *ip = f + ETH_HLEN;
-	if (nb && ETH_HLEN + push + inner > 1514) {   /* the FIB's MTU check */
-		fp->st.mesh_mtu++;
-		return VM_FP_DROP;
-	}
-	if (!nb) {
-		fp->st.no_neigh++;
-		return VM_FP_DROP;
-	}
 	memcpy(f, nb->mac, 6);
 	memcpy(f + 6, fp->c->port_mac[nb->port & 7], 6);
 	if (v4) {
@@ -526,13 +513,13 @@ static enum vm_fp_verdict forward(struct vm_fp *fp, uint16_t in_port, uint8_t **
 		memcpy(ip + 24, fv->node, 16);
 	}
 	uint8_t *u = ip + ol3, *g = u + 8;
-	put16(u, vm_flow_port(p->saddr, p->daddr, p->sport_be, p->dport_be));
+	put16(u, sport);
 	put16(u + 2, VM_GENEVE_PORT);
 	put16(u + 4, push - ol3 + inner);
 	put16(u + 6, 0);
 	g[0] = optlen / 4;
 	g[1] = 0;
-	put16(g + 2, p->family == VM_AF_INET ? VM_GENEVE_PROTO_IP4 : VM_GENEVE_PROTO_IP6);
+	put16(g + 2, proto);
 	g[4] = g[5] = g[6] = g[7] = 0;
 	if (with_handoff) {
 		put16(g + 8, VM_OPT_CLASS);
@@ -540,7 +527,33 @@ static enum vm_fp_verdict forward(struct vm_fp *fp, uint16_t in_port, uint8_t **
 		g[11] = sizeof(struct vm_handoff) / 4;
 		memcpy(g + 12, &fv->handoff, sizeof(struct vm_handoff));
 	}
-	*pkt = f;
+	return ETH_HLEN + push;
+}
+
+static enum vm_fp_verdict forward(struct vm_fp *fp, uint16_t in_port, uint8_t **pkt, uint32_t *len,
+				  const struct fp_pkt *p, const struct flow_val *fv, int with_handoff,
+				  uint16_t *out_port)
+{
+	int v4 = fv->node_family == VM_AF_INET;
+	uint32_t push = (v4 ? 20 : 40) + 16 + (with_handoff ? VM_HANDOFF_OPT_LEN : 0);
+	uint32_t inner = *len - ETH_HLEN;
+
+	if (v4 ? !fp->c->cfg.has_underlay4 : !fp->c->cfg.has_underlay6) {
+		fp->st.no_config++;
+		return VM_FP_DROP;
+	}
+	const struct vm_fp_neigh *nb = neigh_get(fp, fv->node);
+	if (nb && ETH_HLEN + push + inner > 1514) {   /* the FIB's MTU check */
+		fp->st.mesh_mtu++;
+		return VM_FP_DROP;
+	}
+	if (!nb) {
+		fp->st.no_neigh++;
+		return VM_FP_DROP;
+	}
+	*pkt -= push;
+	write_encap(fp, *pkt, nb, fv, vm_flow_port(p->saddr, p->daddr, p->sport_be, p->dport_be),
+		    p->family == VM_AF_INET ? VM_GENEVE_PROTO_IP4 : VM_GENEVE_PROTO_IP6, inner, with_handoff);
 	*len += push;
 	*out_port = nb->port;
 	return nb->port == in_port ? VM_FP_TX : VM_FP_FWD;
@@ -743,7 +756,6 @@ static int flatten(struct vm_fp *fp, struct asm_val *a)
 static void emit_all(struct vm_fp *fp, const struct fp_pkt *p, const struct asm_val *a, const struct flow_val *fv)
 {
 	int v4 = fv->node_family == VM_AF_INET;
-	uint32_t ol3 = v4 ? 20 : 40, hdrlen = ETH_HLEN + ol3 + 16 + VM_HANDOFF_OPT_LEN;
 
 	if (v4 ? !fp->c->cfg.has_underlay4 : !fp->c->cfg.has_underlay6)
 		return;
@@ -755,53 +767,18 @@ static void emit_all(struct vm_fp *fp, const struct fp_pkt *p, const struct asm_
 	uint16_t sport = vm_flow_port(p->saddr, p->daddr, p->sport_be, p->dport_be);
 	for (uint32_t i = 0; i < a->nseg && i < VM_ASM_SEGS; i++) {
 		const struct asm_seg *sg = &a->seg[i];
-		uint32_t inner = sg->hlen + sg->len;
-		uint8_t *h = fp->frame, *ip = h + ETH_HLEN;
 		if (sg->hlen < 40 || sg->hlen > VM_ASM_HDR || sg->len > VM_ASM_SEG_MAX)
 			return;
-		memcpy(h, nb->mac, 6);
-		memcpy(h + 6, fp->c->port_mac[nb->port & 7], 6);
-		if (v4) {
-			put16(h + 12, 0x0800);
-			memset(ip, 0, 20);
-			ip[0] = 0x45;
-			put16(ip + 2, 20 + 16 + VM_HANDOFF_OPT_LEN + inner);
-			put16(ip + 6, 0x4000);
-			ip[8] = 64;
-			ip[9] = 17;
-			memcpy(ip + 12, fp->c->cfg.underlay4 + 12, 4);
-			memcpy(ip + 16, fv->node + 12, 4);
-			ip4_csum(ip);
-		} else {
-			put16(h + 12, 0x86dd);
-			memset(ip, 0, 40);
-			put32(ip, 0x60000000);
-			put16(ip + 4, 16 + VM_HANDOFF_OPT_LEN + inner);
-			ip[6] = 17;
-			ip[7] = 64;
-			memcpy(ip + 8, fp->c->cfg.underlay6, 16);
-			memcpy(ip + 24, fv->node, 16);
-		}
-		uint8_t *u = ip + ol3, *g = u + 8;
-		put16(u, sport);
-		put16(u + 2, VM_GENEVE_PORT);
-		put16(u + 4, 16 + VM_HANDOFF_OPT_LEN + inner);
-		put16(u + 6, 0);
-		g[0] = VM_HANDOFF_OPT_LEN / 4;
-		g[1] = 0;
-		put16(g + 2, (sg->hdr[0] >> 4) == 6 ? VM_GENEVE_PROTO_IP6 : VM_GENEVE_PROTO_IP4);
-		g[4] = g[5] = g[6] = g[7] = 0;
-		put16(g + 8, VM_OPT_CLASS);
-		g[10] = VM_OPT_HANDOFF;
-		g[11] = sizeof(struct vm_handoff) / 4;
-		memcpy(g + 12, &fv->handoff, sizeof(struct vm_handoff));
-		memcpy(h + hdrlen, sg->hdr, sg->hlen);
-		memcpy(h + hdrlen + sg->hlen, &a->payload[sg->off & ASM_MASK], sg->len);
+		uint32_t inner = sg->hlen + sg->len;
+		uint16_t proto = (sg->hdr[0] >> 4) == 6 ? VM_GENEVE_PROTO_IP6 : VM_GENEVE_PROTO_IP4;
+		uint32_t hdrlen = write_encap(fp, fp->frame, nb, fv, sport, proto, inner, 1);
+		memcpy(fp->frame + hdrlen, sg->hdr, sg->hlen);
+		memcpy(fp->frame + hdrlen + sg->hlen, &a->payload[sg->off & ASM_MASK], sg->len);
 		if (!fp->emit) {
 			fp->st.encap_fail++;
 			return;
 		}
-		fp->emit(fp->emit_arg, nb->port, h, hdrlen + inner);
+		fp->emit(fp->emit_arg, nb->port, fp->frame, hdrlen + inner);
 		fp->st.asm_sent++;
 	}
 }
