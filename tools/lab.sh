@@ -345,11 +345,16 @@ demo() {
 	say ""
 	status
 	say ""
-	say "Inspect:  $BUILD/veilctl -p $PIN/gw -s $DIR/gw.sock status|stats|routes|flows"
+	if [ "$DATAPLANE" = dpdk ]; then
+		say "Inspect:  echo /veil/stats | dpdk-telemetry.py -f veil-$ID   (also /veil/dp, /veil/lcore,0, /veil/status, /ethdev/stats,0)"
+		say "          $BUILD/veilctl -s $DIR/gw.sock -j status   (and routes add|replace|del, flows drop)"
+	else
+		say "Inspect:  $BUILD/veilctl -p $PIN/gw -s $DIR/gw.sock status|stats|routes|flows"
+		say "          bpftool map dump pinned $PIN/gw/routes   (and flows, gw_stats; nodes: $PIN/n1/conns)"
+		say "          nsenter --net=/run/netns/$P-gw xdp-loader status"
+	fi
 	say "          $BUILD/veilctl -p $PIN/n1 -s $DIR/n1.sock conns      (a node)"
-	say "          bpftool map dump pinned $PIN/gw/routes   (and flows, gw_stats; nodes: $PIN/n1/conns)"
 	say "          ip netns exec $P-gw curl -s 127.0.0.1:9431/metrics   (Prometheus)"
-	say "          nsenter --net=/run/netns/$P-gw xdp-loader status"
 	say "          ip netns exec $P-cli curl --cacert $DIR/pki/ca.pem --resolve vm1.veil.test:443:$VIP4 https://vm1.veil.test/"
 	say "Logs:     $DIR/{gw,n1,n2}.log"
 	say "Tear down: tools/lab.sh down $ID"
