@@ -19,9 +19,11 @@ GW="$BUILD/veil-gw-dpdk"
 T=$(mktemp -d)
 EAL=(--no-huge -m 256 --no-pci --file-prefix "veil-$ID-x")
 
+ID2="dx$$"
 cleanup() {
 	$LAB down "$ID" >/dev/null 2>&1
-	rm -rf "$DIR" "$T" "/var/run/dpdk/veil-$ID-x"
+	VEIL_LAB_DIR="/tmp/veilmesh-$ID2" $LAB down "$ID2" >/dev/null 2>&1
+	rm -rf "$DIR" "/tmp/veilmesh-$ID2" "$T" "/var/run/dpdk/veil-$ID-x"
 }
 trap cleanup EXIT INT TERM
 
@@ -228,3 +230,33 @@ kill -TERM "$pid"
 for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 ! kill -0 "$pid" 2>/dev/null && grep -q "event=stopped signal=15" "$DIR/gw.log" && pass $t ||
 	fail $t "still running or no stop line: $(tail -2 "$DIR/gw.log")"
+
+# ---------- NICs that are DPDK's alone: net_af_xdp + TAP exception ports ----------
+# The kernel sees nothing on the gateway's veths; it answers ARP/ND and
+# resolves the nodes through the two TAPs veil-gw-dpdk serves.
+$LAB down "$ID" >/dev/null 2>&1
+ID=$ID2 P="vml-$ID2" DIR="/tmp/veilmesh-$ID2"
+t=exception_path_af_xdp
+if ! VEIL_LAB_DIR="$DIR" VEIL_DPDK_PMD=af_xdp VEIL_DPDK_WORKERS=1 $LAB up "$ID" >"$BUILD/tests/logs/lab-dpdk-xdp-up.log" 2>&1; then
+	fail $t "lab: $(tail -3 "$BUILD/tests/logs/lab-dpdk-xdp-up.log"; tail -3 "$DIR/gw.log" 2>/dev/null)"
+else
+	bad=""
+	for vm in vm1 vm2 vm3; do
+		for fam in 4 6; do
+			want=198.18.0.2; [ "$fam" = 6 ] && want=2001:db8::2
+			got=$(ccurl "$vm.veil.test" "$fam" "https://$vm.veil.test/whoami" 2>&1)
+			[ "$got" = "$vm saw $want" ] || bad="$bad $vm/v$fam:'$got'"
+		done
+	done
+	dp=$(tel /veil/dp)
+	k=$(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(d["to_kernel"], d["from_kernel"])' "$dp")
+	mac=$(nsx gw cat /sys/class/net/gw-cli/address)
+	arp=$(nsx cli ip neigh show 198.18.0.1 dev cli-gw)
+	set -- $k
+	if [ -z "$bad" ] && [ "$1" -ge 1 ] && [ "$2" -ge 1 ] && grep -q "lladdr $mac" <<<"$arp"; then
+		pass $t
+		echo "# dpdk: af_xdp lab: $1 packets to the kernel through the TAPs, $2 from it; the client resolved the gateway to $mac"
+	else
+		fail $t "$bad; to/from kernel: $k; client's ARP: '$arp' (veth $mac); $(tail -3 "$DIR/gw.log")"
+	fi
+fi

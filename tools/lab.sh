@@ -11,7 +11,9 @@
 # VEIL_DATAPLANE=dpdk runs the gateway as veil-gw-dpdk (DPDK, --no-huge,
 # net_af_packet vdevs on gw-cli and gw-mesh) instead of veil-gw (XDP);
 # VEIL_DPDK_WORKERS (default 1) how many worker lcores it runs beside the
-# control plane's.  `make demo DATAPLANE=dpdk`.
+# control plane's; VEIL_DPDK_PMD=af_xdp takes the veths from the kernel
+# (net_af_xdp) and gives the kernel two TAPs as exception ports instead.
+# `make demo DATAPLANE=dpdk`.
 #
 #      client (cli)          gateway (gw)                switch (sw)         node1 (n1) -- vm1, vm2
 #   198.18.0.2 ---- 198.18.0.1 | 198.19.0.1 ----------- br0 ------------ 198.19.0.11
@@ -162,6 +164,10 @@ start_gw_dpdk() {
 	local nw=${VEIL_DPDK_WORKERS:-1} ncpu lcores=0@0 k
 	ncpu=$(nproc)
 	for k in $(seq 1 "$nw"); do lcores="$lcores,$k@$(( ncpu > 1 ? 1 + (k - 1) % (ncpu - 1) : 0 ))"; done
+	if [ "${VEIL_DPDK_PMD:-af_packet}" = af_xdp ]; then
+		start_gw_dpdk_af_xdp "$lcores" "$nw"
+		return
+	fi
 	nsx gw nft -f - <<EOF
 table netdev veil_dpdk {
 	chain client { type filter hook ingress device gw-cli priority 0; ip daddr $VIP4 tcp dport 443 drop; ip6 daddr $VIP6 tcp dport 443 drop; }
@@ -173,6 +179,34 @@ EOF
 	nsenter --net="/run/netns/$P-gw" "$BUILD/veil-gw-dpdk" --no-huge -m 512 --no-pci --file-prefix "veil-$ID" \
 		--lcores "$lcores" --vdev "net_af_packet0,iface=gw-cli,qpairs=$nw" --vdev "net_af_packet1,iface=gw-mesh,qpairs=$nw" \
 		-- --config "$DIR/gw.conf" --idle-us "${VEIL_DPDK_IDLE_US:-20}" >>"$DIR/gw.log" 2>&1 &
+}
+
+# VEIL_DPDK_PMD=af_xdp: the veths are DPDK's alone, as a NIC bound to DPDK
+# would be (net_af_xdp steals every frame); the kernel's side of the gateway
+# (its addresses, ARP/ND, the next hops to the nodes) lives on two TAPs that
+# veil-gw-dpdk serves as exception ports, with the veths' MACs.
+start_gw_dpdk_af_xdp() { # lcores workers
+	local mc mm
+	mc=$(nsx gw cat /sys/class/net/gw-cli/address)
+	mm=$(nsx gw cat /sys/class/net/gw-mesh/address)
+	nsx gw ip addr flush dev gw-cli
+	nsx gw ip addr flush dev gw-mesh
+	sed -i 's/^client_interface .*/client_interface gwk-cli/; s/^mesh_interface .*/mesh_interface gwk-mesh/' "$DIR/gw.conf"
+	nsenter --net="/run/netns/$P-gw" "$BUILD/veil-gw-dpdk" --no-huge -m 512 --no-pci --file-prefix "veil-$ID" \
+		--lcores "$1" --vdev "net_af_xdp0,iface=gw-cli,start_queue=0,queue_count=$2" \
+		--vdev "net_af_xdp1,iface=gw-mesh,start_queue=0,queue_count=$2" \
+		--vdev "net_tap0,iface=gwk-cli,mac=$mc" --vdev "net_tap1,iface=gwk-mesh,mac=$mm" \
+		-- --config "$DIR/gw.conf" --client-exception-port 2 --mesh-exception-port 3 \
+		--idle-us "${VEIL_DPDK_IDLE_US:-20}" >>"$DIR/gw.log" 2>&1 &
+	local pid=$!
+	for _ in $(seq 100); do nsx gw ip link show gwk-mesh >/dev/null 2>&1 && break; sleep 0.1; done
+	nsx gw ip addr add 198.18.0.1/24 dev gwk-cli
+	nsx gw ip addr add 2001:db8::1/64 dev gwk-cli nodad
+	nsx gw ip addr add 198.19.0.1/24 dev gwk-mesh
+	nsx gw ip addr add 2001:db8:ff::1/64 dev gwk-mesh nodad
+	nsx gw ip link set gwk-cli up
+	nsx gw ip link set gwk-mesh up
+	return 0
 }
 
 # Daemons run under nsenter (network namespace only) so that they share the

@@ -15,7 +15,7 @@
 
 #include "dp.h"
 
-struct vm_dp vm_dp;
+struct vm_dp vm_dp = { .exc = { VM_DP_NO_PORT, VM_DP_NO_PORT } };
 
 const char *const vm_dp_stat_names[] = {
 #define X(n) #n,
@@ -41,6 +41,12 @@ static void tx_dropped(struct rte_mbuf **pkts, uint16_t n, void *arg)
 static inline int role_of(uint16_t port)
 {
 	return port == vm_dp.port[0] ? 0 : 1;
+}
+
+/* The tx buffer of a port: 0 client, 1 mesh, 2 and 3 their exception ports. */
+static inline int txb_of(uint16_t port)
+{
+	return port == vm_dp.port[0] ? 0 : port == vm_dp.port[1] ? 1 : port == vm_dp.exc[0] ? 2 : 3;
 }
 
 static inline void handle(struct vm_dp_worker *w, struct rte_mbuf *m, uint64_t now)
@@ -70,12 +76,17 @@ static inline void handle(struct vm_dp_worker *w, struct rte_mbuf *m, uint64_t n
 		m->pkt_len = len;
 		m->ol_flags = 0;
 		w->d.tx++;
-		rte_eth_tx_buffer(out, w->q, w->txb[role_of(out)], m);
+		rte_eth_tx_buffer(out, w->q, w->txb[txb_of(out)], m);
 		return;
 	case VM_FP_PASS:
-		/* Not the gateway's: with af_packet/af_xdp-copy vdevs the kernel
-		 * has its own copy; on a NIC owned by DPDK it ends here. */
+		/* Not the gateway's: to the kernel through the exception port;
+		 * without one (af_packet vdevs) the kernel has its own copy. */
 		w->d.passed++;
+		if (vm_dp.exc[role] != VM_DP_NO_PORT) {
+			w->d.to_kernel++;
+			rte_eth_tx_buffer(vm_dp.exc[role], w->q, w->txb[2 + role], m);
+			return;
+		}
 		break;
 	default:
 		w->d.dropped++;
@@ -131,6 +142,16 @@ int vm_dp_poll(struct vm_dp_worker *w)
 			rte_pktmbuf_free_bulk(steer[o] + sent, nsteer[o] - sent);
 		}
 	}
+	/* what the kernel sends through the exception ports, out as it is */
+	for (int r = 0; r < 2; r++) {
+		if (vm_dp.exc[r] == VM_DP_NO_PORT)
+			continue;
+		uint16_t n = rte_eth_rx_burst(vm_dp.exc[r], w->q, pkts, VM_DP_BURST);
+		w->d.from_kernel += n;
+		seen += n;
+		for (uint16_t i = 0; i < n; i++)
+			rte_eth_tx_buffer(vm_dp.port[r], w->q, w->txb[r], pkts[i]);
+	}
 	if (w->inbox) {
 		unsigned int n = rte_ring_dequeue_burst(w->inbox, (void **)pkts, VM_DP_BURST, NULL);
 		w->d.steered_in += n;
@@ -138,8 +159,11 @@ int vm_dp_poll(struct vm_dp_worker *w)
 		for (unsigned int i = 0; i < n; i++)
 			handle(w, pkts[i], now);
 	}
-	for (int r = 0; r < 2; r++)
+	for (int r = 0; r < 2; r++) {
 		rte_eth_tx_buffer_flush(vm_dp.port[r], w->q, w->txb[r]);
+		if (vm_dp.exc[r] != VM_DP_NO_PORT)
+			rte_eth_tx_buffer_flush(vm_dp.exc[r], w->q, w->txb[2 + r]);
+	}
 
 	int req = atomic_load_explicit(&w->drop_req, memory_order_acquire);
 	if (req == 1) {
@@ -178,7 +202,7 @@ static void emit(void *arg, uint16_t port, const uint8_t *frame, uint32_t len)
 	}
 	memcpy(d, frame, len);
 	w->d.tx++;
-	rte_eth_tx_buffer(port, w->q, w->txb[role_of(port)], m);
+	rte_eth_tx_buffer(port, w->q, w->txb[txb_of(port)], m);
 }
 
 struct vm_dp_worker *vm_dp_worker_new(unsigned int lcore, uint16_t q, uint32_t flows, int inbox)
@@ -200,7 +224,7 @@ struct vm_dp_worker *vm_dp_worker_new(unsigned int lcore, uint16_t q, uint32_t f
 		if (!(w->inbox = rte_ring_create(name, VM_DP_INBOX, socket, RING_F_SC_DEQ)))
 			goto fail;
 	}
-	for (int r = 0; r < 2; r++) {
+	for (int r = 0; r < 4; r++) {
 		w->txb[r] = rte_zmalloc_socket("veil_txb", RTE_ETH_TX_BUFFER_SIZE(VM_DP_BURST), 0, socket);
 		if (!w->txb[r])
 			goto nomem;
@@ -221,8 +245,8 @@ void vm_dp_worker_free(struct vm_dp_worker *w)
 		return;
 	vm_fp_free(&w->fp);
 	rte_ring_free(w->inbox);
-	rte_free(w->txb[0]);
-	rte_free(w->txb[1]);
+	for (int r = 0; r < 4; r++)
+		rte_free(w->txb[r]);
 	rte_free(w);
 }
 

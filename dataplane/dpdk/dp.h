@@ -24,7 +24,7 @@
 /* What a worker counts besides the gateway's outcome counters. */
 #define VM_DP_STATS(X) \
 	X(rx) X(tx) X(tx_dropped) X(steered_out) X(steered_in) X(steer_dropped) \
-	X(passed) X(dropped) X(multiseg) X(no_room) X(emit_nombuf)
+	X(passed) X(dropped) X(multiseg) X(no_room) X(emit_nombuf) X(to_kernel) X(from_kernel)
 struct vm_dp_stats {
 #define X(n) uint64_t n;
 	VM_DP_STATS(X)
@@ -38,7 +38,7 @@ struct vm_dp_worker {
 	unsigned int lcore;
 	uint16_t q;                        /* its RX/TX queue on every port */
 	struct rte_ring *inbox;            /* packets of flows it owns, from other workers */
-	struct rte_eth_dev_tx_buffer *txb[2];
+	struct rte_eth_dev_tx_buffer *txb[4];  /* client, mesh, and their exception ports */
 	_Atomic uint64_t seen_gen;
 	/* requests from the control plane, answered at the next poll */
 	_Atomic int drop_req;              /* flow drop: 1 asked, 2 done */
@@ -47,8 +47,15 @@ struct vm_dp_worker {
 	struct vm_dp_stats d;
 } __rte_cache_aligned;
 
+#define VM_DP_NO_PORT 0xffff
 struct vm_dp {
 	uint16_t port[2];                  /* client, mesh */
+	/* Exception ports (a TAP each, say): what is not the gateway's goes
+	 * to the kernel through them, and what the kernel sends on them goes
+	 * out of the port they stand for.  VM_DP_NO_PORT: none, such packets
+	 * are freed (af_packet / af_xdp copy vdevs, where the kernel has its
+	 * own copy). */
+	uint16_t exc[2];
 	int nw;
 	struct vm_dp_worker *w[VM_DP_MAX_WORKERS];
 	_Atomic(struct vm_fp_conf *) conf; /* the current generation */

@@ -45,8 +45,8 @@
 static struct app {
 	const char *config;
 	struct vm_gw_cfg cfg;
-	char port_name[2][RTE_ETH_NAME_MAX_LEN];
-	uint8_t port_mac[2][6];
+	char port_name[4][RTE_ETH_NAME_MAX_LEN];
+	uint8_t port_mac[4][6];
 	struct rte_mempool *pool;
 	uint64_t epoch, started, rotations, route_changes, reloads_ok, reloads_rejected, generations;
 	struct vm_next_hop hops[VM_FP_MAX_NEIGH];
@@ -54,6 +54,9 @@ static struct app {
 	uint32_t flows_per_worker;
 	uint32_t mbufs;
 } A;
+
+/* Ports 0-1: client, mesh; 2-3: their exception ports. */
+static const char *const port_role[4] = { "client", "mesh", "client exception", "mesh exception" };
 
 static volatile sig_atomic_t stop_sig, reload;
 
@@ -83,6 +86,11 @@ static void usage(FILE *f)
 		"      --mesh-port N       DPDK port id facing the nodes (default 1)\n"
 		"      --idle-us N         sleep N us when a worker has seen nothing for 1000\n"
 		"                          polls (default 0: poll all the time)\n"
+		"      --client-exception-port N, --mesh-exception-port N\n"
+		"                          DPDK ports (a net_tap each) that take what is not\n"
+		"                          the gateway's (ARP, ND, traffic to the host) to the\n"
+		"                          kernel, and send what the kernel sends there; needed\n"
+		"                          when the NIC is DPDK's alone (not with net_af_packet)\n"
 		"      --mbufs N           mbufs in the pool (default: enough for the queues;\n"
 		"                          net_pcap's infinite_rx holds its whole file in mbufs)\n"
 		"  -n, --check             check the config file and exit\n"
@@ -179,7 +187,15 @@ static void refresh_neighbours(bool manage, bool force)
 {
 	struct vm_next_hop h[VM_FP_MAX_NEIGH];
 	int n = vm_next_hops(&A.cfg, h, VM_FP_MAX_NEIGH, manage);
-	vm_neigh_resolve(h, n);
+	static time_t last_managed;
+	int unresolved = vm_neigh_resolve(h, n) < n;
+	if (unresolved && !manage && time(NULL) - last_managed >= 5) {
+		/* a next hop the kernel does not resolve (yet): have it manage
+		 * the entry, e.g. when the interface got its address after us */
+		last_managed = time(NULL);
+		n = vm_next_hops(&A.cfg, h, VM_FP_MAX_NEIGH, true);
+		vm_neigh_resolve(h, n);
+	}
 	if (!force && same_neigh(h, n, A.hops, A.nhops))
 		return;
 	memcpy(A.hops, h, sizeof(h));
@@ -327,12 +343,14 @@ static void status_json(FILE *out)
 		(unsigned long long)(time(NULL) - A.started));
 	vm_json_str(out, A.config);
 	fputs(", \"ports\": [", out);
-	for (int r = 0; r < 2; r++) {
-		fprintf(out, "%s{\"role\": \"%s\", \"port\": %u, \"device\": ", r ? ", " : "", r ? "mesh" : "client",
-			vm_dp.port[r]);
+	for (int r = 0; r < 4; r++) {
+		uint16_t port = r < 2 ? vm_dp.port[r] : vm_dp.exc[r - 2];
+		if (port == VM_DP_NO_PORT)
+			continue;
+		fprintf(out, "%s{\"role\": \"%s\", \"port\": %u, \"device\": ", r ? ", " : "", port_role[r], port);
 		vm_json_str(out, A.port_name[r]);
 		fputs(", \"stands_for\": ", out);
-		vm_json_str(out, r ? A.cfg.mesh_if : A.cfg.client_if);
+		vm_json_str(out, r % 2 ? A.cfg.mesh_if : A.cfg.client_if);
 		fputs("}", out);
 	}
 	fputs("], \"workers\": [", out);
@@ -437,7 +455,7 @@ static void gw_metrics(void *arg, FILE *out)
 
 static int port_setup(int r)
 {
-	uint16_t port = vm_dp.port[r];
+	uint16_t port = r < 2 ? vm_dp.port[r] : vm_dp.exc[r - 2];
 	struct rte_eth_dev_info info;
 	struct rte_eth_conf conf = { 0 };
 	struct rte_ether_addr mac;
@@ -445,7 +463,7 @@ static int port_setup(int r)
 
 	if (!rte_eth_dev_is_valid_port(port)) {
 		fprintf(stderr, "veil-gw-dpdk: no port %u for the %s side: %u port(s) found; give them with --vdev "
-			"(e.g. net_af_packet0,iface=eth0) or -a PCI_ADDRESS\n", port, r ? "mesh" : "client",
+			"(e.g. net_af_packet0,iface=eth0, net_tap0,iface=veil0) or -a PCI_ADDRESS\n", port, port_role[r],
 			rte_eth_dev_count_avail());
 		return 2;
 	}
@@ -460,7 +478,7 @@ static int port_setup(int r)
 			info.max_tx_queues, vm_dp.nw, vm_dp.nw, vm_dp.nw);
 		return 2;
 	}
-	if (vm_dp.nw > 1 && info.flow_type_rss_offloads) {
+	if (vm_dp.nw > 1 && info.flow_type_rss_offloads && r < 2) {
 		conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
 		conf.rx_adv_conf.rss_conf.rss_hf = (RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP) &
 						   info.flow_type_rss_offloads;
@@ -499,6 +517,8 @@ static int parse_args(int argc, char **argv, int *check)
 		{ "mesh-port", required_argument, NULL, 'M' },
 		{ "idle-us", required_argument, NULL, 'I' },
 		{ "mbufs", required_argument, NULL, 'B' },
+		{ "client-exception-port", required_argument, NULL, 'X' },
+		{ "mesh-exception-port", required_argument, NULL, 'Y' },
 		{ "check", no_argument, NULL, 'n' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -515,7 +535,8 @@ static int parse_args(int argc, char **argv, int *check)
 			v = strtoul(optarg, &end, 10);
 			if (*end || !*optarg || v > (o == 'B' ? 4000000UL : 65535UL)) {
 				fprintf(stderr, "veil-gw-dpdk: --%s wants a number, not '%s'\n",
-					o == 'C' ? "client-port" : o == 'M' ? "mesh-port" : o == 'B' ? "mbufs" : "idle-us", optarg);
+					o == 'C' ? "client-port" : o == 'M' ? "mesh-port" : o == 'B' ? "mbufs" :
+					o == 'X' ? "client-exception-port" : o == 'Y' ? "mesh-exception-port" : "idle-us", optarg);
 				return 2;
 			}
 		}
@@ -525,6 +546,8 @@ static int parse_args(int argc, char **argv, int *check)
 		case 'M': vm_dp.port[1] = v; break;
 		case 'I': vm_dp.idle_us = v; break;
 		case 'B': A.mbufs = v; break;
+		case 'X': vm_dp.exc[0] = v; break;
+		case 'Y': vm_dp.exc[1] = v; break;
 		case 'n': *check = 1; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
@@ -542,6 +565,13 @@ static int parse_args(int argc, char **argv, int *check)
 		fprintf(stderr, "veil-gw-dpdk: the client and mesh ports must differ (both %u)\n", vm_dp.port[0]);
 		return 2;
 	}
+	for (int r = 0; r < 2; r++)
+		if (vm_dp.exc[r] != VM_DP_NO_PORT &&
+		    (vm_dp.exc[r] == vm_dp.port[0] || vm_dp.exc[r] == vm_dp.port[1] || vm_dp.exc[r] == vm_dp.exc[!r])) {
+			fprintf(stderr, "veil-gw-dpdk: the %s exception port %u is already another port\n",
+				r ? "mesh" : "client", vm_dp.exc[r]);
+			return 2;
+		}
 	if (vm_dp.port[0] > 7 || vm_dp.port[1] > 7) {
 		fprintf(stderr, "veil-gw-dpdk: port ids above 7 are not supported\n");
 		return 2;
@@ -625,7 +655,8 @@ int main(int argc, char **argv)
 		rc = 2;
 		goto cfg_out;
 	}
-	unsigned int nmbuf = 2 * vm_dp.nw * (RX_DESC + TX_DESC) + vm_dp.nw * (VM_DP_INBOX + 4 * VM_DP_BURST) + 2048;
+	int nports = 2 + (vm_dp.exc[0] != VM_DP_NO_PORT) + (vm_dp.exc[1] != VM_DP_NO_PORT);
+	unsigned int nmbuf = nports * vm_dp.nw * (RX_DESC + TX_DESC) + vm_dp.nw * (VM_DP_INBOX + 4 * VM_DP_BURST) + 2048;
 	if (A.mbufs > nmbuf)
 		nmbuf = A.mbufs;
 	A.pool = rte_pktmbuf_pool_create("veil_mbufs", nmbuf, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE, rte_socket_id());
@@ -635,8 +666,8 @@ int main(int argc, char **argv)
 		goto cfg_out;
 	}
 	vm_dp.pool = A.pool;
-	for (int r = 0; r < 2; r++)
-		if ((rc = port_setup(r)))
+	for (int r = 0; r < 4; r++)
+		if ((r < 2 || vm_dp.exc[r - 2] != VM_DP_NO_PORT) && (rc = port_setup(r)))
 			goto ports_out;
 
 	A.flows_per_worker = A.cfg.flows_max / vm_dp.nw ? A.cfg.flows_max / vm_dp.nw : 1024;
@@ -709,11 +740,13 @@ workers_out:
 		vm_dp_worker_free(vm_dp.w[k]);
 	free_conf(atomic_load(&vm_dp.conf));
 ports_out:
-	for (int r = 0; r < 2; r++)
-		if (rte_eth_dev_is_valid_port(vm_dp.port[r])) {
-			rte_eth_dev_stop(vm_dp.port[r]);
-			rte_eth_dev_close(vm_dp.port[r]);
+	for (int r = 0; r < 4; r++) {
+		uint16_t port = r < 2 ? vm_dp.port[r] : vm_dp.exc[r - 2];
+		if (port != VM_DP_NO_PORT && rte_eth_dev_is_valid_port(port)) {
+			rte_eth_dev_stop(port);
+			rte_eth_dev_close(port);
 		}
+	}
 cfg_out:
 	vm_gw_cfg_free(&A.cfg);
 eal_out:
