@@ -9,21 +9,24 @@ TOP=$PWD
 BUILD=${BUILD:-$TOP/build}
 export BUILD
 ID="dp$$"
+ID1=$ID
 export VEIL_LAB_DIR="/tmp/veilmesh-$ID" VEIL_DATAPLANE=dpdk VEIL_DPDK_WORKERS=2
 LAB="tools/lab.sh"
 P="vml-$ID"
 DIR=$VEIL_LAB_DIR
+DIR1=$DIR
 VIP4=198.18.100.1
 VIP6=2001:db8:100::1
 GW="$BUILD/veil-gw-dpdk"
 T=$(mktemp -d)
-EAL=(--no-huge -m 256 --no-pci --file-prefix "veil-$ID-x")
+XPREFIX="veil-$ID-x"
+EAL=(--no-huge -m 256 --no-pci --file-prefix "$XPREFIX")
 
 ID2="dx$$"
 cleanup() {
-	$LAB down "$ID" >/dev/null 2>&1
+	VEIL_LAB_DIR="$DIR1" $LAB down "$ID1" >/dev/null 2>&1
 	VEIL_LAB_DIR="/tmp/veilmesh-$ID2" $LAB down "$ID2" >/dev/null 2>&1
-	rm -rf "$DIR" "/tmp/veilmesh-$ID2" "$T" "/var/run/dpdk/veil-$ID-x"
+	rm -rf "$DIR1" "/tmp/veilmesh-$ID2" "$T" "/var/run/dpdk/$XPREFIX"
 }
 trap cleanup EXIT INT TERM
 
