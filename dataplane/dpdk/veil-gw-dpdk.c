@@ -594,9 +594,10 @@ int main(int argc, char **argv)
 	struct vm_ctl ctl = { .unix_fd = -1, .http_fd = -1 };
 
 	vm_prog_name = "veil-gw-dpdk";
-	if (argc > 1 && help_asked(argc, argv) && !strstr(argv[1], "-l") && strcmp(argv[1], "--")) {
-		/* --help without EAL arguments: ours, not the EAL's */
+	if (help_asked(argc, argv)) {
+		/* ours, before the EAL would print its own and fail */
 		usage(stdout);
+		printf("\nEAL options: https://doc.dpdk.org/guides-22.11/linux_gsg/linux_eal_parameters.html\n");
 		return 0;
 	}
 	int nvdev = 0;
