@@ -18,16 +18,6 @@
 
 #include "veil.h"
 
-static volatile sig_atomic_t stop_sig, reload;
-
-static void on_signal(int sig)
-{
-	if (sig == SIGHUP)
-		reload = 1;
-	else
-		stop_sig = sig;
-}
-
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -324,15 +314,11 @@ int main(int argc, char **argv)
 	       st.cfg.client_if, st.cfg.mesh_if, st.cfg.pin_root, st.cfg.nroutes, st.cfg.nvips, changes,
 	       st.skb ? "skb" : "native", st.cfg.control, st.cfg.metrics);
 
-	struct sigaction sa = { .sa_handler = on_signal };
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
-	while (!stop_sig) {
+	vm_daemon_signals();
+	while (!vm_stop_sig) {
 		vm_ctl_poll(&ctl, 1000, gw_cmd, gw_metrics, &st);
-		if (reload) {
-			reload = 0;
+		if (vm_reload) {
+			vm_reload = 0;
 			reload_config(&st, err, sizeof(err), &changes);
 		}
 		if (vm_tai_seconds() / st.cfg.rotate_s != st.epoch) {
@@ -344,7 +330,7 @@ int main(int argc, char **argv)
 	}
 	if (!keep)
 		vm_gw_detach(&st.g);
-	vm_log("event=stopped signal=%d detached=%s", (int)stop_sig, keep ? "no" : "yes");
+	vm_log("event=stopped signal=%d detached=%s", (int)vm_stop_sig, keep ? "no" : "yes");
 	vm_ctl_close(&ctl);
 	vm_gw_close(&st.g);
 	vm_gw_cfg_free(&st.cfg);

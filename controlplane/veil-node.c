@@ -16,16 +16,6 @@
 
 #include "veil.h"
 
-static volatile sig_atomic_t stop_sig, reload;
-
-static void on_signal(int sig)
-{
-	if (sig == SIGHUP)
-		reload = 1;
-	else
-		stop_sig = sig;
-}
-
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -215,21 +205,17 @@ int main(int argc, char **argv)
 	vm_log("event=started mesh_if=%s pin_root=%s vms=%d changes=%d mode=%s control=%s metrics=%s", st.cfg.mesh_if,
 	       st.cfg.pin_root, st.cfg.nvms, changes, st.skb ? "skb" : "native", st.cfg.control, st.cfg.metrics);
 
-	struct sigaction sa = { .sa_handler = on_signal };
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
-	while (!stop_sig) {
+	vm_daemon_signals();
+	while (!vm_stop_sig) {
 		vm_ctl_poll(&ctl, 1000, node_cmd, node_metrics, &st);
-		if (reload) {
-			reload = 0;
+		if (vm_reload) {
+			vm_reload = 0;
 			node_reload(&st, err, sizeof(err), &changes);
 		}
 	}
 	if (!keep)
 		vm_node_detach(&st.n);
-	vm_log("event=stopped signal=%d detached=%s", (int)stop_sig, keep ? "no" : "yes");
+	vm_log("event=stopped signal=%d detached=%s", (int)vm_stop_sig, keep ? "no" : "yes");
 	vm_ctl_close(&ctl);
 	vm_node_close(&st.n);
 	return 0;

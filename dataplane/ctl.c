@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -273,6 +274,25 @@ void vm_json_str(FILE *f, const char *s)
 			fputc(*s, f);
 	}
 	fputc('"', f);
+}
+
+volatile sig_atomic_t vm_stop_sig, vm_reload;
+
+static void on_signal(int sig)
+{
+	if (sig == SIGHUP)
+		vm_reload = 1;
+	else
+		vm_stop_sig = sig;
+}
+
+void vm_daemon_signals(void)
+{
+	struct sigaction sa = { .sa_handler = on_signal };
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
 }
 
 int vm_daemon_args(int argc, char **argv, struct vm_daemon_opts *o, void (*usage)(FILE *), int *code)

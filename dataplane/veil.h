@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <signal.h>
 #include <stdio.h>
 #include <linux/types.h>
 #include "veil/wire.h"
@@ -34,6 +35,10 @@ struct vm_daemon_opts {
 /* Parses --config/--check/--skb-mode/--keep-attached/--verbose/--help.
  * Returns -1 when the caller should exit with *code (help: 0, misuse: 2). */
 int vm_daemon_args(int argc, char **argv, struct vm_daemon_opts *o, void (*usage)(FILE *), int *code);
+/* SIGTERM/SIGINT set vm_stop_sig (to the signal), SIGHUP sets vm_reload;
+ * SIGPIPE is ignored (a control client may go away mid-answer). */
+extern volatile sig_atomic_t vm_stop_sig, vm_reload;
+void vm_daemon_signals(void);
 
 /* ---------- addresses ---------- */
 /* Parses an IPv4 or IPv6 literal into 16 bytes (IPv4-mapped); returns the

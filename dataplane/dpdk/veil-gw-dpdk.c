@@ -58,17 +58,6 @@ static struct app {
 /* Ports 0-1: client, mesh; 2-3: their exception ports. */
 static const char *const port_role[4] = { "client", "mesh", "client exception", "mesh exception" };
 
-static volatile sig_atomic_t stop_sig, reload;
-
-static void on_signal(int sig)
-{
-	if (sig == SIGHUP)
-		reload = 1;
-	else
-		stop_sig = sig;
-	vm_dp.quit = stop_sig != 0;
-}
-
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -701,11 +690,7 @@ int main(int argc, char **argv)
 	rte_telemetry_register_cmd("/veil/lcore", tel_lcore, "One worker's counters. Parameters: worker index");
 	rte_telemetry_register_cmd("/veil/status", tel_status, "Ports, workers, routes, cookie epoch. Takes no parameters");
 
-	struct sigaction sa = { .sa_handler = on_signal };
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
+	vm_daemon_signals();
 	A.started = time(NULL);
 	for (int k = 0; k < vm_dp.nw; k++)
 		rte_eal_remote_launch(vm_dp_worker_loop, vm_dp.w[k], vm_dp.w[k]->lcore);
@@ -714,10 +699,10 @@ int main(int argc, char **argv)
 	       A.cfg.metrics);
 
 	time_t last = time(NULL);
-	while (!stop_sig) {
+	while (!vm_stop_sig) {
 		vm_ctl_poll(&ctl, 200, gw_cmd, gw_metrics, NULL);
-		if (reload) {
-			reload = 0;
+		if (vm_reload) {
+			vm_reload = 0;
 			reload_config(err, sizeof(err), &changes);
 		}
 		if (vm_tai_seconds() / A.cfg.rotate_s != A.epoch) {
@@ -732,7 +717,7 @@ int main(int argc, char **argv)
 	}
 	vm_dp.quit = 1;
 	rte_eal_mp_wait_lcore();
-	vm_log("event=stopped signal=%d", (int)stop_sig);
+	vm_log("event=stopped signal=%d", (int)vm_stop_sig);
 	rc = 0;
 ctl_out:
 	vm_ctl_close(&ctl);
