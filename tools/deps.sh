@@ -18,10 +18,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 	echo "deps: installing ${missing[*]}"
 	export DEBIAN_FRONTEND=noninteractive
 	SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
-	$SUDO apt-get update -qq
+	$SUDO apt-get -o DPkg::Lock::Timeout=900 update -qq
 	# tshark asks whether non-root users may capture; answer no.
 	echo "wireshark-common wireshark-common/install-setuid boolean false" | $SUDO debconf-set-selections || true
-	$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	$SUDO apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # bpffs for pinned maps
 mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
