@@ -27,14 +27,6 @@ struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 1024);
 	__type(key, struct flow_key);
-	__type(value, struct asm_val);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} hello_asm SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 1024);
-	__type(key, struct flow_key);
 	__type(value, struct asm_early);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } asm_early SEC(".maps");
@@ -374,6 +366,7 @@ int gw_asm(struct __sk_buff *skb)
 	struct gw_scratch *s;
 	struct asm_tmp *t;
 	struct asm_val *a;
+	struct flow_val *f;
 	void *data, *data_end;
 	__u32 zero = 0, off;
 	__u8 *flat;
@@ -401,7 +394,23 @@ int gw_asm(struct __sk_buff *skb)
 	if (!cfg || !sec || !s || !t || !flat || !p.payload_len || (p.flags & (TCP_SYN | TCP_RST)))
 		return TC_ACT_SHOT;
 	flow_key_of(&p, &k);
-	if (bpf_map_lookup_elem(&flows, &k)) {
+	f = bpf_map_lookup_elem(&flows, &k);
+	if (f) {
+		a = bpf_map_lookup_elem(&hello_asm, &k);
+		if (f->held_len && a && a->routed && a->client_isn == f->client_isn) {
+			/* The client resends hello bytes we ACKed: the node may
+			 * lack one of them.  Send it every held segment again;
+			 * the copy lasts until the VM acknowledges the hello. */
+			GW_COUNT(st, hello_resent);
+			emit_all(skb, &p, a, f, cfg, s, st);
+			return TC_ACT_SHOT;
+		}
+		if (f->held_len) {
+			/* evicted from the LRU: what the node lacks is lost */
+			GW_COUNT(st, held_lost);
+			f->held_len = 0;
+			return TC_ACT_SHOT;
+		}
 		/* routed while this segment was on its way: it travels with the
 		 * handoff option from gw_ingress when the client sends it again */
 		GW_COUNT(st, asm_late);
@@ -409,6 +418,11 @@ int gw_asm(struct __sk_buff *skb)
 	}
 
 	a = bpf_map_lookup_elem(&hello_asm, &k);
+	if (a && a->routed) {
+		/* held for a flow that has since gone (RST, a new SYN) */
+		bpf_map_delete_elem(&hello_asm, &k);
+		a = NULL;
+	}
 	if (a && bpf_ktime_get_ns() - a->first_ns > VM_ASM_TIMEOUT_NS) {
 		GW_COUNT(st, asm_timeout);
 		bpf_map_delete_elem(&hello_asm, &k);
@@ -451,6 +465,7 @@ int gw_asm(struct __sk_buff *skb)
 		a->first_ns = bpf_ktime_get_ns();
 		a->nseg = 0;
 		a->have = 0;
+		a->routed = 0;
 		fresh = 1;
 	} else if (p.ack != a->cookie_isn + 1) {
 		GW_COUNT(st, bad_cookie);
@@ -472,8 +487,13 @@ int gw_asm(struct __sk_buff *skb)
 		}
 	}
 	if (store_seg(skb, a, &p, off)) {
+		/* Beyond what we reassemble: refuse now rather than leave the
+		 * client waiting for an answer that cannot come. */
+		__u32 ack = a->client_isn + 1 + a->have;
 		GW_COUNT(st, asm_overflow);
-		return TC_ACT_SHOT;
+		GW_COUNT(st, refused_rst);
+		bpf_map_delete_elem(&hello_asm, &k);
+		return reply_tc(skb, &p, REPLY_RST, ack, 0, 0, 0, s);
 	}
 	if (fresh)
 		merge_early(a, &k, st);
@@ -497,6 +517,9 @@ int gw_asm(struct __sk_buff *skb)
 		flat[4] = rl & 0xff;
 		if (bpf_probe_read_kernel(s->buf, VM_HELLO_BUF, flat))
 			return TC_ACT_SHOT;
+		/* The joined record claims only the bytes held, so a hello
+		 * still incomplete parses as partial whatever its name: a
+		 * refusal waits for the whole hello and acknowledges all of it. */
 		rc = gw_route_hello(s, t->out > VM_HELLO_BUF ? VM_HELLO_BUF : t->out);
 	}
 	if (rc == VM_HELLO_PARTIAL) {
@@ -528,17 +551,28 @@ int gw_asm(struct __sk_buff *skb)
 		return reply_tc(skb, &p, REPLY_RST, ack, 0, 0, 0, s);
 	}
 
-	/* Routed: the flow, then every kept segment to the node. */
+	/* Routed: the flow, then every kept segment to the node.  We ACKed all
+	 * but the last segment ourselves, so the segments stay held (routed)
+	 * until the VM acknowledges the hello (gw_return): a copy lost on the
+	 * way to the node is resent when the client retransmits the last one,
+	 * which only the VM acknowledges. */
 	struct vm_tcpopts o;
 	__u8 macs[12];
-	if (client_ts(skb, &p, s, &o) < 0 || bpf_skb_load_bytes(skb, 0, macs, 12))
+	if (client_ts(skb, &p, s, &o) < 0 || bpf_skb_load_bytes(skb, 0, macs, 12)) {
+		GW_COUNT(st, malformed);
 		return TC_ACT_SHOT;
+	}
 	gw_flow_init(&s->flow, a->client_isn, a->cookie_isn, &o, cfg, macs + 6, macs, skb->ingress_ifindex);
-	if (bpf_map_update_elem(&flows, &k, &s->flow, BPF_ANY))
+	s->flow.held_len = a->have;
+	a->routed = 1;
+	a->first_ns = bpf_ktime_get_ns();
+	if (bpf_map_update_elem(&flows, &k, &s->flow, BPF_ANY)) {
+		GW_COUNT(st, flow_full);
+		bpf_map_delete_elem(&hello_asm, &k);
 		return TC_ACT_SHOT;
+	}
 	GW_COUNT(st, asm_routed);
 	GW_COUNT(st, hello_routed);
 	emit_all(skb, &p, a, &s->flow, cfg, s, st);
-	bpf_map_delete_elem(&hello_asm, &k);
 	return TC_ACT_SHOT;
 }

@@ -136,25 +136,24 @@ VM_INLINE int send_synack(struct xdp_md *ctx, const struct vm_pkt *p, struct gw_
 	return XDP_TX;
 }
 
-/* Refuses a connection whose first data we will not route: a TLS fatal
- * unrecognized_name alert with FIN, or a RST, per the VIP's setting. */
-VM_INLINE int refuse(struct xdp_md *ctx, const struct vm_pkt *p, const struct vip_val *vip,
-		     struct gw_stats *st)
+/* A bare segment back to the client (no options): the refusal (TLS fatal
+ * unrecognized_name alert with FIN, or RST, per the VIP's setting), or the
+ * ACK of a FIN that closes a refused connection. */
+VM_INLINE int reply_bare(struct xdp_md *ctx, const struct vm_pkt *p, __u32 seq, __u32 ack, __u8 flags,
+			 int alert)
 {
-	int alert = vip->refuse == VM_REFUSE_ALERT;
 	__u32 plen = alert ? TLS_ALERT_LEN : 0;
 	struct tcphdr *tcp = reply_prepare(ctx, p, 20 + plen);
 	void *data_end = XDP_DATA_END(ctx);
-	__u32 ack = p->seq + p->payload_len + ((p->flags & TCP_FIN) ? 1 : 0);
 	__u64 s;
 
 	if (!tcp)
 		return XDP_DROP;
-	tcp->seq = bpf_htonl(p->ack);
+	tcp->seq = bpf_htonl(seq);
 	tcp->ack_seq = bpf_htonl(ack);
 	((__u8 *)tcp)[12] = 5 << 4;
-	((__u8 *)tcp)[13] = alert ? (TCP_ACK | TCP_PSH | TCP_FIN) : (TCP_RST | TCP_ACK);
-	tcp->window = alert ? bpf_htons(65535) : 0;
+	((__u8 *)tcp)[13] = flags;
+	tcp->window = (flags & TCP_RST) ? 0 : bpf_htons(65535);
 	tcp->urg_ptr = 0;
 	tcp->check = 0;
 	s = vm_pseudo_sum(p->family, p->daddr, p->saddr, 20 + plen);
@@ -165,15 +164,27 @@ VM_INLINE int refuse(struct xdp_md *ctx, const struct vm_pkt *p, const struct vi
 		a[0] = 0x15; a[1] = 0x03; a[2] = 0x03; a[3] = 0x00;
 		a[4] = 0x02; a[5] = 0x02; a[6] = 0x70;
 		s += TLS_ALERT_W0 + TLS_ALERT_W1; /* little-endian hosts, as everywhere else here */
-		GW_COUNT(st, refused_alert);
-	} else {
-		GW_COUNT(st, refused_rst);
 	}
 #pragma unroll
 	for (int i = 0; i < 5; i++)
 		s += ((__u32 *)tcp)[i];
 	tcp->check = ~vm_csum_fold(s);
 	return XDP_TX;
+}
+
+/* Refuses a connection whose first data we will not route.  The alert
+ * carries our FIN: the client's FIN that follows is answered statelessly. */
+VM_INLINE int refuse(struct xdp_md *ctx, const struct vm_pkt *p, const struct vip_val *vip,
+		     struct gw_stats *st)
+{
+	__u32 ack = p->seq + p->payload_len + ((p->flags & TCP_FIN) ? 1 : 0);
+
+	if (vip->refuse == VM_REFUSE_ALERT) {
+		GW_COUNT(st, refused_alert);
+		return reply_bare(ctx, p, p->ack, ack, TCP_ACK | TCP_PSH | TCP_FIN, 1);
+	}
+	GW_COUNT(st, refused_rst);
+	return reply_bare(ctx, p, p->ack, ack, TCP_RST | TCP_ACK, 0);
 }
 
 VM_INLINE int forward(struct xdp_md *ctx, const struct vm_pkt *p, const struct flow_val *f,
@@ -236,14 +247,19 @@ VM_INLINE int hello_to_flow(struct xdp_md *ctx, const struct vm_pkt *p, struct g
 		GW_COUNT(st, no_sni);
 		return 0;
 	case VM_HELLO_BAD_NAME:
+		if (gw_hello_cut(s, p->payload_len))
+			goto partial;
 		GW_COUNT(st, bad_name);
 		return 0;
 	case VM_HELLO_PARTIAL:
+	partial:
 		/* The name is not in this segment (or the hello spans records):
 		 * the TC program behind us reassembles. */
 		GW_COUNT(st, hello_partial);
 		return 2;
 	case GW_NO_ROUTE:
+		if (gw_hello_cut(s, p->payload_len))
+			goto partial;
 		GW_COUNT(st, no_route);
 		return 0;
 	default:
@@ -262,7 +278,7 @@ VM_INLINE int hello_to_flow(struct xdp_md *ctx, const struct vm_pkt *p, struct g
 	gw_flow_init(f, p->seq - 1, cookie, &o, cfg, eth->h_source, eth->h_dest, ctx->ingress_ifindex);
 	flow_key_of(p, &k);
 	if (bpf_map_update_elem(&flows, &k, f, BPF_ANY)) {
-		GW_COUNT(st, encap_fail);
+		GW_COUNT(st, flow_full);
 		return -1;
 	}
 	GW_COUNT(st, hello_routed);
@@ -334,6 +350,24 @@ int gw_ingress(struct xdp_md *ctx)
 			bpf_map_delete_elem(&flows, &k);
 			return send_synack(ctx, &p, st, cfg, sec);
 		}
+		if (p.flags & TCP_RST) {
+			rc = forward(ctx, &p, f, 0, cfg, st);
+			bpf_map_delete_elem(&flows, &k);
+			GW_COUNT(st, flow_reset);
+			return rc;
+		}
+		/* Hello bytes the gateway ACKed itself come again: the client
+		 * retransmits because the VM has not acknowledged the whole hello,
+		 * so the node may lack a segment.  gw_asm sends every held one. */
+		if (f->held_len && p.payload_len && p.seq - (f->client_isn + 1) < f->held_len) {
+			GW_COUNT(st, hello_retransmit);
+			return XDP_PASS;
+		}
+		if ((p.flags & TCP_FIN) && !(f->fin & VM_FIN_CLIENT)) {
+			f->fin |= VM_FIN_CLIENT;
+			if (f->fin == VM_FIN_BOTH)
+				GW_COUNT(st, flow_closed);
+		}
 		/* Data in the hello's range carries the handoff option: the node
 		 * keeps hello segments until the VM answers its SYN. */
 		handoff = p.payload_len && p.seq - (f->client_isn + 1) < VM_ASM_BYTES;
@@ -370,6 +404,13 @@ int gw_ingress(struct xdp_md *ctx)
 			if (p.payload_len) {
 				GW_COUNT(st, asm_handed);
 				return XDP_PASS;
+			}
+			/* The client closing a connection we refused (our FIN
+			 * came with the alert): ACK its FIN so it does not sit in
+			 * LAST-ACK.  One packet for one, as any TCP stack answers. */
+			if (p.flags & TCP_FIN) {
+				GW_COUNT(st, fin_answered);
+				return reply_bare(ctx, &p, p.ack, p.seq + 1, TCP_ACK, 0);
 			}
 			GW_COUNT(st, bad_cookie);
 			return XDP_DROP;

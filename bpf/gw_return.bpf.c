@@ -42,8 +42,10 @@ int gw_return(struct xdp_md *ctx)
 	data = XDP_DATA(ctx);
 	data_end = XDP_DATA_END(ctx);
 	eth = data;
-	if ((void *)(eth + 1) > data_end)
+	if ((void *)(eth + 1) > data_end) {
+		GW_COUNT(st, ret_malformed);
 		return XDP_DROP;
+	}
 	/* The VM's packet goes VIP -> client: the flow is keyed by the client. */
 	__builtin_memcpy(k.client, p.daddr, 16);
 	__builtin_memcpy(k.vip, p.saddr, 16);
@@ -55,8 +57,25 @@ int gw_return(struct xdp_md *ctx)
 		GW_COUNT(st, ret_no_flow);
 		return XDP_DROP;
 	}
+	/* The VM acknowledges the whole hello: the gateway's copy is no longer
+	 * needed (the ack is in the client's space: the node keeps it so). */
+	if (f->held_len && (p.flags & TCP_ACK) && p.ack - (f->client_isn + 1) >= f->held_len &&
+	    p.ack - (f->client_isn + 1) <= VM_ASM_BYTES + VM_ASM_SEG_MAX) {
+		f->held_len = 0;
+		bpf_map_delete_elem(&hello_asm, &k);
+		GW_COUNT(st, held_released);
+	}
+	__u32 ifindex = f->client_ifindex;
 	__builtin_memcpy(eth->h_dest, f->client_mac, 6);
 	__builtin_memcpy(eth->h_source, f->vip_mac, 6);
+	if (p.flags & TCP_RST) {
+		bpf_map_delete_elem(&flows, &k);
+		GW_COUNT(st, flow_reset);
+	} else if ((p.flags & TCP_FIN) && !(f->fin & VM_FIN_VM)) {
+		f->fin |= VM_FIN_VM;
+		if (f->fin == VM_FIN_BOTH)
+			GW_COUNT(st, flow_closed);
+	}
 	GW_COUNT(st, ret_forwarded);
-	return bpf_redirect(f->client_ifindex, 0);
+	return bpf_redirect(ifindex, 0);
 }

@@ -315,6 +315,15 @@ int node_mesh(struct xdp_md *ctx)
 	k.vip_port_be = p.dport;
 	k.family = p.family;
 	c = bpf_map_lookup_elem(&conns, &k);
+	if (m.has_handoff && c && bpf_ntohl(m.ho.client_isn_be) != c->client_isn) {
+		/* The client reuses the tuple of an earlier connection (its
+		 * port after TIME_WAIT, or a NAT's): a new connection, as the
+		 * gateway saw with its new SYN.  The VM judges the SYN as Linux
+		 * does for TIME_WAIT (RFC 6191): the client's ISN and clock moved on. */
+		NODE_COUNT(st, conn_replaced);
+		conn_forget(&k, c);
+		c = NULL;
+	}
 	if (m.has_handoff && !c)
 		return handoff_new(ctx, &p, &m, &k, cfg, s, st);
 	if (m.has_handoff && c->state == VM_CONN_SYN_SENT)
@@ -339,6 +348,10 @@ int node_mesh(struct xdp_md *ctx)
 	if (p.flags & TCP_RST) {
 		NODE_COUNT(st, conn_reset);
 		conn_forget(&k, c);
+	} else if ((p.flags & TCP_FIN) && !(c->fin & VM_FIN_CLIENT)) {
+		c->fin |= VM_FIN_CLIENT;
+		if (c->fin == VM_FIN_BOTH)
+			NODE_COUNT(st, conn_closed);
 	}
 	NODE_COUNT(st, fwd_to_vm);
 	return to_vm(ctx, vm, st);

@@ -455,26 +455,36 @@ static enum vm_fp_verdict synack(struct vm_fp *fp, uint8_t *f, uint32_t *len, co
 	return VM_FP_TX;
 }
 
+/* A bare segment to the client (as reply_bare): a refusal, or the ACK of a
+ * FIN that closes a refused connection. */
+static enum vm_fp_verdict reply_bare(uint8_t *f, uint32_t *len, const struct fp_pkt *p, uint32_t seq, uint32_t ack,
+				     uint8_t flags, int alert)
+{
+	uint32_t plen = alert ? 7 : 0;
+	uint8_t *t = reply_prepare(f, len, p, 20 + plen);
+	put32(t + 4, seq);
+	put32(t + 8, ack);
+	t[12] = 5 << 4;
+	t[13] = flags;
+	put16(t + 14, (flags & T_RST) ? 0 : 65535);
+	put16(t + 18, 0);
+	if (alert)
+		memcpy(t + 20, TLS_ALERT, 7);
+	tcp_csum(f + ETH_HLEN, p->family == VM_AF_INET6, t, 20 + plen);
+	return VM_FP_TX;
+}
+
 static enum vm_fp_verdict refuse(struct vm_fp *fp, uint8_t *f, uint32_t *len, const struct fp_pkt *p,
 				 const struct vip_val *vip)
 {
-	int alert = vip->refuse == VM_REFUSE_ALERT;
-	uint32_t plen = alert ? 7 : 0, ack = p->seq + p->payload_len + ((p->flags & T_FIN) ? 1 : 0);
-	uint8_t *t = reply_prepare(f, len, p, 20 + plen);
-	put32(t + 4, p->ack);
-	put32(t + 8, ack);
-	t[12] = 5 << 4;
-	t[13] = alert ? (T_ACK | T_PSH | T_FIN) : (T_RST | T_ACK);
-	put16(t + 14, alert ? 65535 : 0);
-	put16(t + 18, 0);
-	if (alert) {
-		memcpy(t + 20, TLS_ALERT, 7);
+	uint32_t ack = p->seq + p->payload_len + ((p->flags & T_FIN) ? 1 : 0);
+
+	if (vip->refuse == VM_REFUSE_ALERT) {
 		fp->st.refused_alert++;
-	} else {
-		fp->st.refused_rst++;
+		return reply_bare(f, len, p, p->ack, ack, T_ACK | T_PSH | T_FIN, 1);
 	}
-	tcp_csum(f + ETH_HLEN, p->family == VM_AF_INET6, t, 20 + plen);
-	return VM_FP_TX;
+	fp->st.refused_rst++;
+	return reply_bare(f, len, p, p->ack, ack, T_RST | T_ACK, 0);
 }
 
 /* ---------- the mesh (as vm_xdp_encap and vm_xdp_fib_send) ---------- */
@@ -571,6 +581,7 @@ static int route_hello(struct vm_fp *fp, uint32_t len, const struct route_val **
 
 	memset(&h, 0, sizeof(h));
 	int rc = vm_hello_parse(fp->hello_buf, len, &h, &hs);
+	fp->hello_len = h.hello_len;
 	if (rc != VM_HELLO_OK)
 		return rc;
 	*r = route_get(fp, h.name);
@@ -580,6 +591,12 @@ static int route_hello(struct vm_fp *fp, uint32_t len, const struct route_val **
 			*r = route_get(fp, wk);
 	}
 	return *r ? VM_HELLO_OK : FP_NO_ROUTE;
+}
+
+/* Refused by its name but not whole in have bytes (as gw_hello_cut). */
+static int hello_cut(const struct vm_fp *fp, int rc, uint32_t have)
+{
+	return (rc == VM_HELLO_BAD_NAME || rc == FP_NO_ROUTE) && fp->hello_len && 5 + fp->hello_len > have;
 }
 
 static void count_refusal(struct vm_fp *fp, int rc)
@@ -794,11 +811,27 @@ static enum vm_fp_verdict asm_in(struct vm_fp *fp, uint16_t in_port, uint8_t **p
 
 	if (!p->payload_len || (p->flags & (T_SYN | T_RST)))
 		return VM_FP_DROP;
-	if (flow_find(fp, k)) {
+	struct vm_fp_flow *fl = flow_find(fp, k);
+	struct vm_fp_asm *as = slot_find(fp, fp->asm_tab, sizeof(*fp->asm_tab), VM_FP_ASM_MAX, k);
+	if (fl) {
+		if (fl->val.held_len && as && as->a.routed && as->a.client_isn == fl->val.client_isn) {
+			/* held hello bytes come again: every held segment to the node */
+			fp->st.hello_resent++;
+			emit_all(fp, p, &as->a, &fl->val);
+			return VM_FP_DROP;
+		}
+		if (fl->val.held_len) {
+			fp->st.held_lost++;
+			fl->val.held_len = 0;
+			return VM_FP_DROP;
+		}
 		fp->st.asm_late++;
 		return VM_FP_DROP;
 	}
-	struct vm_fp_asm *as = slot_find(fp, fp->asm_tab, sizeof(*fp->asm_tab), VM_FP_ASM_MAX, k);
+	if (as && as->a.routed) {
+		as->s.used = 0;
+		as = NULL;
+	}
 	if (as && tai_ns - as->a.first_ns > VM_ASM_TIMEOUT_NS) {
 		fp->st.asm_timeout++;
 		as->s.used = 0;
@@ -829,6 +862,7 @@ static enum vm_fp_verdict asm_in(struct vm_fp *fp, uint16_t in_port, uint8_t **p
 		as->a.first_ns = tai_ns;
 		as->a.nseg = 0;
 		as->a.have = 0;
+		as->a.routed = 0;
 		fresh = 1;
 	} else if (p->ack != as->a.cookie_isn + 1) {
 		fp->st.bad_cookie++;
@@ -843,8 +877,11 @@ static enum vm_fp_verdict asm_in(struct vm_fp *fp, uint16_t in_port, uint8_t **p
 			return ack_held(f, len, p, a);
 		}
 	if (store_seg(a, f, p, off)) {
+		uint32_t ack = a->client_isn + 1 + a->have;
 		fp->st.asm_overflow++;
-		return VM_FP_DROP;
+		fp->st.refused_rst++;
+		as->s.used = 0;
+		return reply_asm(f, len, p, REPLY_RST, ack, 0, 0, 0);
 	}
 	if (fresh)
 		merge_early(fp, a, k);
@@ -874,15 +911,19 @@ static enum vm_fp_verdict asm_in(struct vm_fp *fp, uint16_t in_port, uint8_t **p
 	}
 	/* routed: the flow, then every kept segment to the node */
 	struct fp_opts o;
-	if (parse_opts(f + p->l4_off + 20, p->tcp_len - 20, &o) < 0)
+	if (parse_opts(f + p->l4_off + 20, p->tcp_len - 20, &o) < 0) {
+		fp->st.malformed++;
 		return VM_FP_DROP;
+	}
 	struct flow_val v;
 	flow_init(fp, &v, r, a->client_isn, a->cookie_isn, &o, f + 6, f, in_port, tai_ns);
-	struct vm_fp_flow *fl = flow_put(fp, k, &v);
+	v.held_len = a->have;
+	a->routed = 1;
+	a->first_ns = tai_ns;
+	fl = flow_put(fp, k, &v);
 	fp->st.asm_routed++;
 	fp->st.hello_routed++;
 	emit_all(fp, p, a, &fl->val);
-	as->s.used = 0;
 	return VM_FP_DROP;
 }
 
@@ -931,6 +972,22 @@ enum vm_fp_verdict vm_fp_ingress(struct vm_fp *fp, uint16_t in_port, uint8_t **p
 			fp->nflows--;
 			return synack(fp, f, len, &p, tai_ns);
 		}
+		if (p.flags & T_RST) {
+			enum vm_fp_verdict v = forward(fp, in_port, pkt, len, &p, &fl->val, 0, out_port);
+			fl->s.used = 0;
+			fp->nflows--;
+			fp->st.flow_reset++;
+			return v;
+		}
+		if (fl->val.held_len && p.payload_len && p.seq - (fl->val.client_isn + 1) < fl->val.held_len) {
+			fp->st.hello_retransmit++;
+			return asm_in(fp, in_port, pkt, len, &p, vip, &k, tai_ns);
+		}
+		if ((p.flags & T_FIN) && !(fl->val.fin & VM_FIN_CLIENT)) {
+			fl->val.fin |= VM_FIN_CLIENT;
+			if (fl->val.fin == VM_FIN_BOTH)
+				fp->st.flow_closed++;
+		}
 		int handoff = p.payload_len && p.seq - (fl->val.client_isn + 1) < VM_ASM_BYTES;
 		if (p.payload_len && p.seq == fl->val.client_isn + 1)
 			fp->st.hello_retransmit++;
@@ -955,6 +1012,10 @@ enum vm_fp_verdict vm_fp_ingress(struct vm_fp *fp, uint16_t in_port, uint8_t **p
 			fp->st.asm_handed++;
 			return asm_in(fp, in_port, pkt, len, &p, vip, &k, tai_ns);
 		}
+		if (p.flags & T_FIN) {
+			fp->st.fin_answered++;
+			return reply_bare(f, len, &p, p.ack, p.seq + 1, T_ACK, 0);
+		}
 		fp->st.bad_cookie++;
 		return VM_FP_DROP;
 	}
@@ -968,7 +1029,7 @@ enum vm_fp_verdict vm_fp_ingress(struct vm_fp *fp, uint16_t in_port, uint8_t **p
 	memcpy(fp->hello_buf, f + p.l4_off + p.tcp_len, hl);
 	const struct route_val *r = NULL;
 	int hrc = route_hello(fp, hl, &r);
-	if (hrc == VM_HELLO_PARTIAL) {
+	if (hrc == VM_HELLO_PARTIAL || hello_cut(fp, hrc, p.payload_len)) {
 		fp->st.hello_partial++;
 		return asm_in(fp, in_port, pkt, len, &p, vip, &k, tai_ns);
 	}
@@ -1058,11 +1119,29 @@ enum vm_fp_verdict vm_fp_return(struct vm_fp *fp, uint16_t in_port, uint8_t **pk
 		fp->st.ret_no_flow++;
 		return VM_FP_DROP;
 	}
-	memcpy(nf, fl->val.client_mac, 6);
-	memcpy(nf + 6, fl->val.vip_mac, 6);
+	struct flow_val *v = &fl->val;
+	uint32_t acked = p.ack - (v->client_isn + 1);
+	if (v->held_len && (p.flags & T_ACK) && acked >= v->held_len && acked <= VM_ASM_BYTES + VM_ASM_SEG_MAX) {
+		v->held_len = 0;
+		struct vm_fp_asm *as = slot_find(fp, fp->asm_tab, sizeof(*fp->asm_tab), VM_FP_ASM_MAX, &k);
+		if (as)
+			as->s.used = 0;
+		fp->st.held_released++;
+	}
+	memcpy(nf, v->client_mac, 6);
+	memcpy(nf + 6, v->vip_mac, 6);
 	*pkt = nf;
 	*len = n - strip;
-	*out_port = fl->val.client_ifindex;
+	*out_port = v->client_ifindex;
+	if (p.flags & T_RST) {
+		fl->s.used = 0;
+		fp->nflows--;
+		fp->st.flow_reset++;
+	} else if ((p.flags & T_FIN) && !(v->fin & VM_FIN_VM)) {
+		v->fin |= VM_FIN_VM;
+		if (v->fin == VM_FIN_BOTH)
+			fp->st.flow_closed++;
+	}
 	fp->st.ret_forwarded++;
 	return VM_FP_FWD;
 pass:

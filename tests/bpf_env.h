@@ -330,4 +330,30 @@ static inline size_t mesh_wrap(const uint8_t *frame, size_t n, int v6_outer, con
 	return m;
 }
 
+/* Wraps an inner IP packet (from a frame) in Geneve from the node to the
+ * gateway's underlay address (IPv4), as the node sends a VM's packets back. */
+static inline size_t ret_wrap(const uint8_t *frame, size_t n, uint8_t *out)
+{
+	size_t il = n - 14, m = 14 + 20 + 16 + il;
+	memset(out, 0, m);
+	memcpy(out, GW_MAC, 6); memcpy(out + 6, NODE_MAC, 6); out[12] = 8;
+	uint8_t *ip = out + 14, *udp = ip + 20, *g = udp + 8;
+	ip[0] = 0x45; ip[2] = (20 + 16 + il) >> 8; ip[3] = 20 + 16 + il; ip[8] = 64; ip[9] = 17;
+	ip[12] = 198; ip[13] = 19; ip[15] = 11; ip[16] = 198; ip[17] = 19; ip[19] = 1;
+	udp[0] = 0xc0; udp[2] = 6081 >> 8; udp[3] = 6081 & 0xff; udp[4] = (16 + il) >> 8; udp[5] = 16 + il;
+	g[2] = frame[12]; g[3] = frame[13];
+	memcpy(g + 8, frame + 14, il);
+	return m;
+}
+
+/* The VM's packet as the gateway sees it (VIP -> client, client's view). */
+static inline size_t vm_reply_pkt(int v6, uint16_t cport, uint32_t seq, uint32_t ack, uint8_t flags, uint8_t *out)
+{
+	uint8_t inner[256];
+	struct t_pkt p = { .v6 = v6, .sport = 443, .dport = cport, .seq = seq, .ack = ack, .flags = flags, .window = 100 };
+	memcpy(p.src, v6 ? VIP6 : VIP4, v6 ? 16 : 4);
+	memcpy(p.dst, v6 ? CLI6 : CLI4, v6 ? 16 : 4);
+	return ret_wrap(inner, t_build(&p, inner), out);
+}
+
 #endif

@@ -285,29 +285,16 @@ static void truncated_to_vip_dropped(void)
 
 static void return_path_to_client(void)
 {
-	uint8_t inner[256], pkt[512];
+	uint8_t pkt[512];
 	struct run r;
 	/* the flow from hello_routed_to_node: 198.18.0.2:40003 */
-	struct t_pkt p = { .sport = 443, .dport = 40003, .seq = 5, .ack = 6, .flags = T_ACK, .window = 100 };
-	memcpy(p.src, VIP4, 4);
-	memcpy(p.dst, CLI4, 4);
-	size_t il = t_build(&p, inner) - 14;
-	uint8_t *o = pkt;
-	memcpy(o, GW_MAC, 6); memcpy(o + 6, NODE_MAC, 6); o[12] = 8; o[13] = 0;
-	uint8_t *ip = o + 14;
-	memset(ip, 0, 20);
-	ip[0] = 0x45; ip[2] = (20 + 16 + il) >> 8; ip[3] = (20 + 16 + il); ip[8] = 64; ip[9] = 17;
-	ip[12] = 198; ip[13] = 19; ip[14] = 0; ip[15] = 11; ip[16] = 198; ip[17] = 19; ip[18] = 0; ip[19] = 1;
-	uint8_t *udp = ip + 20;
-	udp[0] = 0xc0; udp[1] = 0; udp[2] = 6081 >> 8; udp[3] = 6081 & 0xff; udp[4] = (16 + il) >> 8; udp[5] = 16 + il; udp[6] = udp[7] = 0;
-	uint8_t *g = udp + 8;
-	memset(g, 0, 8); g[2] = 8; g[3] = 0;
-	memcpy(g + 8, inner + 14, il);
-	size_t n = 14 + 20 + 16 + il;
+	size_t n = vm_reply_pkt(0, 40003, 5, 6, T_ACK, pkt), il = n - 14 - 20 - 16;
+	uint8_t *udp = pkt + 14 + 20, *g = udp + 8, inner[256];
+	memcpy(inner, g + 8, il);
 	struct gw_stats b = gw_now();
 	xdp_run(GW_RET, pkt, n, &r);
 	CHECK(r.verdict == XDP_REDIRECT_ || r.verdict == XDP_TX_, "verdict %u", r.verdict);
-	CHECK(r.len == 14 + il && !memcmp(r.out + 14, inner + 14, il), "decapsulated");
+	CHECK(r.len == 14 + il && !memcmp(r.out + 14, inner, il), "decapsulated");
 	CHECK(!memcmp(r.out, CLI_MAC, 6) && !memcmp(r.out + 6, GW_MAC, 6), "client MACs from the flow");
 	CHECK(gw_now().ret_forwarded == b.ret_forwarded + 1, "counter");
 	/* unknown flow */
@@ -318,6 +305,110 @@ static void return_path_to_client(void)
 	udp[3] = 53;
 	xdp_run(GW_RET, pkt, n, &r);
 	CHECK(r.verdict == XDP_PASS_, "non-Geneve passes");
+}
+
+static int flow_exists(int v6, uint16_t sport)
+{
+	struct flow_key k = { .client_port_be = htons(sport), .vip_port_be = htons(443),
+			      .family = v6 ? VM_AF_INET6 : VM_AF_INET };
+	struct flow_val v;
+	if (v6) {
+		memcpy(k.client, CLI6, 16);
+		memcpy(k.vip, VIP6, 16);
+	} else {
+		k.client[10] = k.client[11] = k.vip[10] = k.vip[11] = 0xff;
+		memcpy(k.client + 12, CLI4, 4);
+		memcpy(k.vip + 12, VIP4, 4);
+	}
+	return bpf_map_lookup_elem(vm_gw_map_fd(&G, "flows"), &k, &v) == 0;
+}
+
+/* FIN both ways closes a flow; RST retires it; a new SYN on a closed
+ * tuple is a new connection. */
+static void gateway_retires_flows(void)
+{
+	uint8_t in[1024], pkt[512];
+	struct run r;
+	uint32_t gw_ts, isn = 4000, cookie = handshake(0, 40030, isn, &gw_ts);
+	size_t n = hello_pkt(0, 40030, isn, cookie, gw_ts, hello_curl, hello_curl_len, in);
+	xdp_run(GW_ING, in, n, &r);
+	CHECK(r.verdict == XDP_TX_ || r.verdict == XDP_REDIRECT_, "routed: %u", r.verdict);
+	struct gw_stats b = gw_now();
+	struct t_pkt fin = client_pkt(0, 40030, isn + 1 + hello_curl_len, cookie + 1 + 100, T_ACK | T_FIN);
+	xdp_run(GW_ING, in, t_build(&fin, in), &r);
+	CHECK(r.verdict == XDP_TX_ || r.verdict == XDP_REDIRECT_, "client FIN forwarded: %u", r.verdict);
+	CHECK(gw_now().flow_closed == b.flow_closed, "half closed is not closed");
+	xdp_run(GW_RET, pkt, vm_reply_pkt(0, 40030, cookie + 101, isn + 2 + hello_curl_len, T_ACK | T_FIN, pkt), &r);
+	CHECK(r.verdict == XDP_REDIRECT_ || r.verdict == XDP_TX_, "VM FIN returned: %u", r.verdict);
+	CHECK(gw_now().flow_closed == b.flow_closed + 1, "FIN both ways: closed");
+	/* the port again: a new SYN gets a cookie, a new hello a new flow */
+	cookie = handshake(0, 40030, isn + 100000, &gw_ts);
+	n = hello_pkt(0, 40030, isn + 100000, cookie, gw_ts, hello_curl, hello_curl_len, in);
+	xdp_run(GW_ING, in, n, &r);
+	CHECK((r.verdict == XDP_TX_ || r.verdict == XDP_REDIRECT_) && r.out[14 + 20 + 8] == 7, "reused port routed again");
+	/* RST from the client: forwarded, then the flow is gone */
+	b = gw_now();
+	struct t_pkt rst = client_pkt(0, 40030, isn + 100001 + hello_curl_len, 0, T_RST);
+	xdp_run(GW_ING, in, t_build(&rst, in), &r);
+	CHECK(r.verdict == XDP_TX_ || r.verdict == XDP_REDIRECT_, "RST forwarded: %u", r.verdict);
+	CHECK(gw_now().flow_reset == b.flow_reset + 1 && !flow_exists(0, 40030), "RST retires the flow");
+	/* RST from the VM likewise */
+	cookie = handshake(0, 40031, isn, &gw_ts);
+	xdp_run(GW_ING, in, hello_pkt(0, 40031, isn, cookie, gw_ts, hello_curl, hello_curl_len, in), &r);
+	CHECK(flow_exists(0, 40031), "second flow");
+	xdp_run(GW_RET, pkt, vm_reply_pkt(0, 40031, cookie + 1, isn + 1, T_RST | T_ACK, pkt), &r);
+	CHECK(r.verdict == XDP_REDIRECT_ || r.verdict == XDP_TX_, "VM RST returned: %u", r.verdict);
+	CHECK(gw_now().flow_reset == b.flow_reset + 2 && !flow_exists(0, 40031), "VM's RST retires the flow");
+}
+
+/* A refusal ends cleanly: the client's FIN after the alert is ACKed, and a
+ * hello whose unknown name is in its first segment is refused only once
+ * whole, so the alert acknowledges all of it. */
+static void refusal_closes(void)
+{
+	uint8_t in[1600], hello[600], p1[1600], p2[1600];
+	struct run r;
+	memcpy(hello, hello_curl, hello_curl_len);
+	memcpy(memmem(hello, hello_curl_len, "www.veil.test", 13), "zzz", 3);
+	uint32_t isn = 7000, gw_ts, cookie = handshake(0, 40040, isn, &gw_ts);
+	xdp_run(GW_ING, in, hello_pkt(0, 40040, isn, cookie, gw_ts, hello, hello_curl_len, in), &r);
+	CHECK(r.verdict == XDP_TX_ && r.out[34 + 13] == (T_ACK | T_PSH | T_FIN), "alert with FIN");
+	struct gw_stats b = gw_now();
+	struct t_pkt fin = client_pkt(0, 40040, isn + 1 + hello_curl_len, cookie + 1 + 7 + 1, T_ACK | T_FIN);
+	xdp_run(GW_ING, in, t_build(&fin, in), &r);
+	uint8_t *tcp = r.out + 34;
+	CHECK(r.verdict == XDP_TX_ && gw_now().fin_answered == b.fin_answered + 1, "client FIN answered: %u", r.verdict);
+	CHECK(r.len == 34 + 20 && tcp[13] == T_ACK && t_be32(tcp + 4) == cookie + 9 &&
+	      t_be32(tcp + 8) == isn + 2 + hello_curl_len, "ACK of the FIN: flags %02x seq %x ack %x", tcp[13],
+	      t_be32(tcp + 4), t_be32(tcp + 8));
+	CHECK(t_l4_verify(0, r.out + 14, tcp, 20, 6) == 0 && t_fold(t_sum(r.out + 14, 20, 0)) == 0, "checksums");
+
+	/* the unknown name first, the hello in two segments */
+	struct hb h;
+	static uint8_t zeros[1700];
+	hb_begin(&h);
+	hb_sni(&h, "nobody.veil.test");
+	hb_ext(&h, 0x0033, zeros, sizeof(zeros));
+	size_t n = hb_end(&h), cut = 1360;
+	isn = 8000;
+	cookie = handshake(0, 40041, isn, &gw_ts);
+	size_t n1 = hello_pkt(0, 40041, isn, cookie, gw_ts, h.b, cut, p1);
+	size_t n2 = hello_pkt(0, 40041, isn + cut, cookie, gw_ts, h.b + cut, n - cut, p2);
+	b = gw_now();
+	xdp_run(GW_ING, p1, n1, &r);
+	CHECK(r.verdict == XDP_PASS_ && gw_now().refused_alert == b.refused_alert, "not refused half: %u", r.verdict);
+	tc_run_on(GW_ASM, p1, n1, &r, ifidx);
+	tcp = r.out + 34;
+	CHECK(gw_now().asm_stored == b.asm_stored + 1 && tcp[13] == T_ACK &&
+	      t_be32(tcp + 8) == isn + 1 + cut, "first half held and ACKed: ack %x", t_be32(tcp + 8));
+	xdp_run(GW_ING, p2, n2, &r);
+	tc_run_on(GW_ASM, p2, n2, &r, ifidx);
+	tcp = r.out + 34;
+	CHECK(r.verdict == TC_ACT_REDIRECT_ && tcp[13] == (T_ACK | T_PSH | T_FIN) && tcp[20] == 0x15,
+	      "then refused: flags %02x", tcp[13]);
+	CHECK(t_be32(tcp + 8) == isn + 1 + n, "the alert acknowledges the whole hello: %x want %zx", t_be32(tcp + 8),
+	      isn + 1 + n);
+	CHECK(gw_now().no_route == b.no_route + 1 && gw_now().refused_alert == b.refused_alert + 1, "counted once");
 }
 
 /* ---------- node tests ---------- */
@@ -441,6 +532,26 @@ static void node_connection(int v6)
 	CHECK(r.verdict == XDP_DROP_ && node_now().no_conn == b.no_conn + 1, "unknown connection");
 }
 
+/* A new connection on the tuple of a closed one (the client's port again):
+ * a handoff with another ISN replaces the old connection and replays. */
+static void node_port_reuse(void)
+{
+	uint8_t frame[1024], mesh[1200];
+	struct run r;
+	const uint32_t isn = 0x10000000 + 0x01000000, cookie = 0xA1000000;
+	struct vm_handoff ho = { .vm_id_be = htonl(1), .client_isn_be = htonl(isn), .cookie_isn_be = htonl(cookie),
+				 .gw_tsval_be = htonl(1), .mss_be = htons(1440), .client_wscale = 10,
+				 .gw_wscale = 7, .flags = VM_HO_SACK_OK | VM_HO_TS_OK };
+	/* the tuple of node_connection_v4's connection, still established there */
+	size_t fl = hello_pkt(0, 41000, isn, cookie, 1, hello_curl, hello_curl_len, frame);
+	struct node_stats b = node_now();
+	xdp_run(NODE_MESH, mesh, mesh_wrap(frame, fl, 1, &ho, mesh), &r);
+	uint8_t *tcp = r.out + 14 + 20;
+	CHECK(r.verdict == XDP_REDIRECT_ && tcp[13] == T_SYN && t_be32(tcp + 4) == isn, "a new SYN to the VM: %u", r.verdict);
+	CHECK(node_now().conn_replaced == b.conn_replaced + 1 && node_now().handoff_replayed == b.handoff_replayed + 1,
+	      "counted as a replacement");
+}
+
 static void node_connection_v4(void) { node_connection(0); }
 static void node_connection_v6(void) { node_connection(1); }
 
@@ -533,7 +644,25 @@ static void reassembly_two_segments_in_order(void)
 	check_mesh_frame(f, fl, 0, p1 + 14, n1 - 14, "segment 1");
 	fl = cap_read(cap, f, sizeof(f));
 	check_mesh_frame(f, fl, 0, p2 + 14, n2 - 14, "segment 2");
-	/* now a flow: the second segment again goes out of XDP with the option */
+	/* The client retransmits the last segment (the VM has not ACKed it):
+	 * the node may lack the first, which we ACKed, so both go again. */
+	b = gw_now();
+	xdp_run(GW_ING, p2, n2, &r);
+	CHECK(r.verdict == XDP_PASS_ && gw_now().hello_retransmit == b.hello_retransmit + 1, "held bytes again to TC");
+	tc_run_on(GW_ASM, p2, n2, &r, ifidx);
+	a = gw_now();
+	CHECK(a.hello_resent == b.hello_resent + 1 && a.asm_sent == b.asm_sent + 2, "every held segment resent");
+	fl = cap_read(cap, f, sizeof(f));
+	check_mesh_frame(f, fl, 0, p1 + 14, n1 - 14, "segment 1 again");
+	fl = cap_read(cap, f, sizeof(f));
+	check_mesh_frame(f, fl, 0, p2 + 14, n2 - 14, "segment 2 again");
+	/* an ACK of the VM short of the whole hello keeps the copy; the whole releases it */
+	uint8_t rp[512];
+	xdp_run(GW_RET, rp, vm_reply_pkt(0, 43000, cookie + 1, isn + 1 + cut, T_ACK, rp), &r);
+	CHECK(gw_now().held_released == b.held_released, "partial ACK keeps the copy");
+	xdp_run(GW_RET, rp, vm_reply_pkt(0, 43000, cookie + 1, isn + 1 + n, T_ACK, rp), &r);
+	CHECK(gw_now().held_released == b.held_released + 1, "the VM's ACK releases the copy");
+	/* now a plain flow: the second segment again goes out of XDP with the option */
 	xdp_run(GW_ING, p2, n2, &r);
 	CHECK((r.verdict == XDP_TX_ || r.verdict == XDP_REDIRECT_) && r.out[14 + 20 + 8] == 7, "retransmission with the option");
 	if (cap >= 0)
@@ -680,6 +809,9 @@ int main(void)
 	RUN(return_path_to_client);
 	RUN(node_connection_v4);
 	RUN(node_connection_v6);
+	RUN(node_port_reuse);
+	RUN(gateway_retires_flows);
+	RUN(refusal_closes);
 	RUN(node_passes_other_traffic);
 	RUN(node_rejects_bad_mesh_packets);
 	RUN(reassembly_two_segments_in_order);

@@ -261,15 +261,7 @@ struct both {
 };
 
 #define NSTATS (sizeof(struct gw_stats) / sizeof(__u64))
-static const char *const STAT_NAMES[] = {
-	"pass_not_vip", "pass_not_tcp", "syn_cookie_sent", "cookie_ack", "bad_cookie", "hello_routed",
-	"hello_retransmit", "hello_partial", "no_sni", "bad_name", "no_route", "parse_error", "refused_rst",
-	"refused_alert", "fwd_established", "malformed", "ip_options", "fragment", "rst_no_flow", "no_neigh",
-	"fib_fail", "encap_fail", "ret_forwarded", "ret_no_flow", "ret_malformed", "ret_pass", "no_config",
-	"asm_stored", "asm_early", "asm_dup", "asm_routed", "asm_sent", "asm_timeout", "asm_overflow",
-	"asm_late", "asm_handed", "mesh_mtu",
-};
-_Static_assert(sizeof(STAT_NAMES) / sizeof(STAT_NAMES[0]) == NSTATS, "counter names");
+#define STAT_NAMES vm_gw_stat_names   /* libveil's table, checked against struct gw_stats there */
 
 
 static int verdict_same(__u32 x, enum vm_fp_verdict f)
@@ -624,6 +616,64 @@ static void reassembly_same(void)
 	       (unsigned long long)(W->d.tx - d0.tx));
 }
 
+/* A connection's whole life through all three: a two-segment hello held
+ * and resent when the client retransmits, released by the VM's ACK; FIN
+ * both ways; the port again; RST; a refusal that waits for the whole hello
+ * and the client's FIN answered after it. */
+static void lifecycle_same(void)
+{
+	static uint8_t in[2][2000], rp[512];
+	struct hb h;
+	struct both b;
+	uint16_t sport = 43300;
+	uint32_t isn = 6100000, ts;
+	size_t n = hb_browser(&h, "www.veil.test", 1800), cut = 1360;
+	add_route("www.veil.test", "198.19.0.11");
+	struct gw_stats b0 = W->fp.st;
+	uint32_t cookie = both_handshake(0, sport, isn, &ts);
+	size_t n1 = hello_pkt(0, sport, isn, cookie, ts, h.b, cut, in[0]);
+	size_t n2 = hello_pkt(0, sport, isn + cut, cookie, ts, h.b + cut, n - cut, in[1]);
+	SAME(in[0], n1, "held hello, segment 1");
+	SAME(in[1], n2, "held hello, segment 2 (routed)");
+	SAME(in[1], n2, "held hello, segment 2 again: both resent");
+	CHECK(!both_run(1, rp, vm_reply_pkt(0, sport, cookie + 1, isn + 1 + cut, T_ACK, rp), &b, "VM ACK, part", 0),
+	      "VM ACK, part");
+	CHECK(!both_run(1, rp, vm_reply_pkt(0, sport, cookie + 1, isn + 1 + n, T_ACK, rp), &b, "VM ACK, whole", 0),
+	      "VM ACK, whole");
+	SAME(in[1], n2, "segment 2 after the release: with the option");
+	struct t_pkt fin = client_pkt(0, sport, isn + 1 + n, cookie + 1, T_ACK | T_FIN);
+	SAME(in[0], t_build(&fin, in[0]), "client FIN");
+	CHECK(!both_run(1, rp, vm_reply_pkt(0, sport, cookie + 1, isn + 2 + n, T_ACK | T_FIN, rp), &b, "VM FIN", 0),
+	      "VM FIN");
+	/* the port again, then a RST */
+	cookie = both_handshake(0, sport, isn + 500000, &ts);
+	SAME(in[0], hello_pkt(0, sport, isn + 500000, cookie, ts, hello_curl, hello_curl_len, in[0]), "port reused");
+	struct t_pkt rst = client_pkt(0, sport, isn + 500001 + hello_curl_len, 0, T_RST);
+	SAME(in[0], t_build(&rst, in[0]), "client RST");
+	SAME(in[0], t_build(&rst, in[0]), "client RST, no flow");
+	/* a refusal: the unknown name first, the hello in two segments; then the client's FIN */
+	static uint8_t zeros[1700];
+	hb_begin(&h);
+	hb_sni(&h, "nobody.veil.test");
+	hb_ext(&h, 0x0033, zeros, sizeof(zeros));
+	n = hb_end(&h);
+	cookie = both_handshake(0, ++sport, isn, &ts);
+	SAME(in[0], hello_pkt(0, sport, isn, cookie, ts, h.b, cut, in[0]), "refused hello, segment 1 (held)");
+	SAME(in[1], hello_pkt(0, sport, isn + cut, cookie, ts, h.b + cut, n - cut, in[1]), "refused hello, segment 2");
+	fin = client_pkt(0, sport, isn + 1 + n, cookie + 9, T_ACK | T_FIN);
+	SAME(in[0], t_build(&fin, in[0]), "FIN after the refusal");
+	struct gw_stats a = W->fp.st;
+	CHECK(a.hello_resent - b0.hello_resent == 1 && a.held_released - b0.held_released == 1 &&
+	      a.flow_closed - b0.flow_closed == 1 && a.flow_reset - b0.flow_reset == 1 &&
+	      a.fin_answered - b0.fin_answered == 1 && a.refused_alert - b0.refused_alert == 1,
+	      "resent %llu released %llu closed %llu reset %llu fin %llu refused %llu",
+	      (unsigned long long)(a.hello_resent - b0.hello_resent),
+	      (unsigned long long)(a.held_released - b0.held_released),
+	      (unsigned long long)(a.flow_closed - b0.flow_closed), (unsigned long long)(a.flow_reset - b0.flow_reset),
+	      (unsigned long long)(a.fin_answered - b0.fin_answered),
+	      (unsigned long long)(a.refused_alert - b0.refused_alert));
+}
+
 static void truncations_same(void)
 {
 	uint8_t in[256];
@@ -830,6 +880,7 @@ int main(int argc, char **argv)
 	RUN(fixtures_same);
 	RUN(other_traffic_same);
 	RUN(reassembly_same);
+	RUN(lifecycle_same);
 	RUN(truncations_same);
 	RUN(return_path_same);
 	RUN(mutations_same);

@@ -84,6 +84,14 @@ __attribute__((noinline)) int gw_route_hello(struct gw_scratch *s, __u32 len)
 	return VM_HELLO_OK;
 }
 
+/* A hello gw_route_hello refused by its name, whose bytes do not all lie in
+ * the first have (record header included): refused only once whole, so the
+ * refusal acknowledges all of it and the client has nothing left to resend. */
+VM_INLINE int gw_hello_cut(const struct gw_scratch *s, __u32 have)
+{
+	return s->hello.hello_len && 5 + s->hello.hello_len > have;
+}
+
 /* Fills a new flow (whose route gw_route_hello set) with what the node
  * needs: the handoff option, and the client's L2 neighbour for the return. */
 VM_INLINE void gw_flow_init(struct flow_val *f, __u32 client_isn, __u32 cookie, const struct vm_tcpopts *o,

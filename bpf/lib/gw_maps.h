@@ -30,6 +30,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } flows SEC(".maps");
 
+/* Hellos being reassembled by gw_asm, and routed ones held until the VM
+ * acknowledges them (gw_return releases them). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct flow_key);
+	__type(value, struct asm_val);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} hello_asm SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);

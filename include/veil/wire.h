@@ -102,11 +102,17 @@ struct flow_key {
 	__u8 pad[3];
 };
 
+/* flow_val.fin: which ends have sent a FIN (RST retires the flow at once). */
+#define VM_FIN_CLIENT 0x01
+#define VM_FIN_VM     0x02
+#define VM_FIN_BOTH   (VM_FIN_CLIENT | VM_FIN_VM)
 struct flow_val {
 	__u32 vm_id;
 	__u32 client_isn;
 	__u8 node_family;
-	__u8 pad[3];
+	__u8 fin;                 /* VM_FIN_*: both set = closed, the tuple free for a new SYN */
+	__u16 held_len;           /* hello bytes the gateway ACKed and holds in hello_asm until
+	                           * the VM acknowledges them (0: none): resent on loss */
 	__u8 node[16];
 	struct vm_handoff handoff; /* sent again with a retransmitted ClientHello */
 	__u8 client_mac[6];       /* L2 next hop towards the client (return path) */
@@ -135,8 +141,8 @@ struct asm_val {
 	__u64 first_ns;
 	__u32 nseg;
 	__u32 have;               /* contiguous payload bytes from offset 0 */
-	__u32 done;               /* scratch for the contiguity walk */
 	__u32 pad;
+	__u32 routed;             /* routed: kept only to be resent until the VM ACKs it */
 	struct asm_seg seg[VM_ASM_SEGS];
 	__u8 payload[VM_ASM_BYTES + VM_ASM_SEG_MAX];
 };
@@ -215,6 +221,13 @@ struct gw_stats {
 	__u64 asm_late;           /* reassembly: a segment for a flow already routed */
 	__u64 asm_handed;         /* data with no flow and no valid cookie, handed to gw_asm */
 	__u64 mesh_mtu;           /* encapsulated, the packet exceeds the mesh MTU (client ignored our MSS) */
+	__u64 hello_resent;       /* the client resent held hello bytes: every held segment sent again */
+	__u64 held_released;      /* the VM acknowledged the held hello: the copy is dropped */
+	__u64 held_lost;          /* a resend was due but the held copy had expired or been evicted */
+	__u64 fin_answered;       /* a FIN with no flow (after a refusal) ACKed statelessly */
+	__u64 flow_closed;        /* FIN seen both ways: the flow is closed, its tuple free */
+	__u64 flow_reset;         /* RST forwarded: the flow retired */
+	__u64 flow_full;          /* the flow table refused a new entry */
 };
 
 /* ---------- node maps ---------- */
@@ -268,7 +281,8 @@ struct conn_val {
 	__u8 vm_wscale;
 	__u8 flags;               /* VM_HO_* as negotiated with the client */
 	__u8 gw_family;
-	__u8 pad;
+	__u8 fin;                 /* VM_FIN_* seen; both: closed, still translated (last ACKs,
+	                           * retransmitted FINs) until a handoff with another ISN replaces it */
 	__u8 gw[16];              /* the gateway that owns the flow (outer source) */
 	__u8 gw_mac[6];           /* L2 next hop towards it */
 	__u8 mesh_mac[6];         /* our MAC on the mesh interface */
@@ -321,6 +335,8 @@ struct node_stats {
 	__u64 hello_seg_stored;   /* a further hello segment kept until the VM answers */
 	__u64 hello_seg_dup;
 	__u64 hello_seg_sent;     /* kept segments sent to the VM after its SYN-ACK */
+	__u64 conn_replaced;      /* a handoff with a new client ISN on the tuple of an old connection */
+	__u64 conn_closed;        /* FIN seen both ways */
 };
 
 #ifndef VM_INLINE
