@@ -166,16 +166,20 @@ VM_INLINE int emit_all(struct __sk_buff *skb, const struct vm_pkt *p, struct asm
 	__u8 *h = s->frame;
 
 	if (f->node_family == VM_AF_INET) {
-		if (!cfg->has_underlay4)
+		if (!cfg->has_underlay4) {
+			GW_COUNT(st, no_config);
 			return -1;
+		}
 		src = cfg->underlay4;
 		ol3 = 20;
 		fib.family = AF_INET_;
 		__builtin_memcpy(&fib.ipv4_src, src + 12, 4);
 		__builtin_memcpy(&fib.ipv4_dst, f->node + 12, 4);
 	} else {
-		if (!cfg->has_underlay6)
+		if (!cfg->has_underlay6) {
+			GW_COUNT(st, no_config);
 			return -1;
+		}
 		src = cfg->underlay6;
 		ol3 = 40;
 		fib.family = AF_INET6_;
@@ -202,8 +206,10 @@ VM_INLINE int emit_all(struct __sk_buff *skb, const struct vm_pkt *p, struct asm
 		struct asm_seg *sg = &a->seg[i];
 		__u32 hl = sg->hlen, pl = sg->len, inner = hl + pl, so = sg->off;
 		VM_BARRIER_VAR(so);
-		if (hl < 40 || hl > VM_ASM_HDR || pl > VM_ASM_SEG_MAX)
+		if (hl < 40 || hl > VM_ASM_HDR || pl > VM_ASM_SEG_MAX) {
+			GW_COUNT(st, malformed);
 			return -1;
+		}
 
 		/* Ethernet */
 		__builtin_memcpy(h, fib.dmac, 6);
@@ -276,18 +282,18 @@ VM_INLINE int emit_all(struct __sk_buff *skb, const struct vm_pkt *p, struct asm
 #define REPLY_ALERT 2
 #define REPLY_ACK   3
 VM_INLINE int reply_tc(struct __sk_buff *skb, const struct vm_pkt *p, int kind, __u32 ack, int want_ts,
-		       __u32 tsval, __u32 tsecr, struct gw_scratch *s)
+		       __u32 tsval, __u32 tsecr, struct gw_scratch *s, struct gw_stats *st)
 {
 	__u8 *b = s->frame;
 	__u32 l3 = p->l3_len, plen = kind == REPLY_ALERT ? 7 : 0, olen = want_ts ? 12 : 0;
 	__u32 tot = ETH_HLEN + l3 + 20 + olen + plen;
 	__u64 sum;
 
-	if (l3 != 20 && l3 != 40)
+	if ((l3 != 20 && l3 != 40) ||
+	    (bpf_skb_load_bytes(skb, 0, b, ETH_HLEN + 40) && bpf_skb_load_bytes(skb, 0, b, ETH_HLEN + 20))) {
+		GW_COUNT(st, reply_fail);
 		return TC_ACT_SHOT;
-	if (bpf_skb_load_bytes(skb, 0, b, ETH_HLEN + 40))
-		if (bpf_skb_load_bytes(skb, 0, b, ETH_HLEN + 20))
-			return TC_ACT_SHOT;
+	}
 	__u8 mac[6];
 	__builtin_memcpy(mac, b, 6);
 	__builtin_memcpy(b, b + 6, 6);
@@ -337,8 +343,10 @@ VM_INLINE int reply_tc(struct __sk_buff *skb, const struct vm_pkt *p, int kind, 
 	for (int i = 0; i < 10; i++)   /* 40 bytes: header, options, zero-padded alert */
 		sum += ((__u32 *)t)[i];
 	t->check = ~vm_csum_fold(sum);
-	if (bpf_skb_change_tail(skb, tot, 0) || bpf_skb_store_bytes(skb, 0, b, tot & 0x7f, 0))
+	if (bpf_skb_change_tail(skb, tot, 0) || bpf_skb_store_bytes(skb, 0, b, tot & 0x7f, 0)) {
+		GW_COUNT(st, reply_fail);
 		return TC_ACT_SHOT;
+	}
 	return bpf_redirect(skb->ifindex, 0);
 }
 
@@ -391,8 +399,14 @@ int gw_asm(struct __sk_buff *skb)
 	s = bpf_map_lookup_elem(&gw_scratch, &zero);
 	t = bpf_map_lookup_elem(&asm_tmp, &zero);
 	flat = bpf_map_lookup_elem(&asm_flat, &zero);
-	if (!cfg || !sec || !s || !t || !flat || !p.payload_len || (p.flags & (TCP_SYN | TCP_RST)))
+	if (!cfg || !sec || !s || !t || !flat) {
+		GW_COUNT(st, no_config);
 		return TC_ACT_SHOT;
+	}
+	if (!p.payload_len || (p.flags & (TCP_SYN | TCP_RST))) {
+		GW_COUNT(st, malformed);       /* XDP hands over only data */
+		return TC_ACT_SHOT;
+	}
 	flow_key_of(&p, &k);
 	f = bpf_map_lookup_elem(&flows, &k);
 	if (f) {
@@ -445,8 +459,10 @@ int gw_asm(struct __sk_buff *skb)
 				return TC_ACT_SHOT;
 			}
 			if (bpf_skb_load_bytes(skb, ETH_HLEN, e->hdr, hl) ||
-			    bpf_skb_load_bytes(skb, p.l4_off + p.tcp_len, e->payload, pl))
+			    bpf_skb_load_bytes(skb, p.l4_off + p.tcp_len, e->payload, pl)) {
+				GW_COUNT(st, malformed);
 				return TC_ACT_SHOT;
+			}
 			e->seq = p.seq;
 			e->ack = p.ack;
 			e->len = pl;
@@ -458,8 +474,10 @@ int gw_asm(struct __sk_buff *skb)
 		}
 		bpf_map_update_elem(&hello_asm, &k, &t->zero, BPF_NOEXIST);
 		a = bpf_map_lookup_elem(&hello_asm, &k);
-		if (!a)
+		if (!a) {
+			GW_COUNT(st, asm_full);
 			return TC_ACT_SHOT;
+		}
 		a->client_isn = p.seq - 1;
 		a->cookie_isn = p.ack - 1;
 		a->first_ns = bpf_ktime_get_ns();
@@ -482,7 +500,7 @@ int gw_asm(struct __sk_buff *skb)
 			struct vm_tcpopts o;
 			if (a->have && client_ts(skb, &p, s, &o) == 0)
 				return reply_tc(skb, &p, REPLY_ACK, a->client_isn + 1 + a->have, o.ts_ok,
-						o.tsecr, o.tsval, s);
+						o.tsecr, o.tsval, s, st);
 			return TC_ACT_SHOT;
 		}
 	}
@@ -493,7 +511,7 @@ int gw_asm(struct __sk_buff *skb)
 		GW_COUNT(st, asm_overflow);
 		GW_COUNT(st, refused_rst);
 		bpf_map_delete_elem(&hello_asm, &k);
-		return reply_tc(skb, &p, REPLY_RST, ack, 0, 0, 0, s);
+		return reply_tc(skb, &p, REPLY_RST, ack, 0, 0, 0, s, st);
 	}
 	if (fresh)
 		merge_early(a, &k, st);
@@ -515,8 +533,10 @@ int gw_asm(struct __sk_buff *skb)
 		flat[2] = 1;
 		flat[3] = rl >> 8;
 		flat[4] = rl & 0xff;
-		if (bpf_probe_read_kernel(s->buf, VM_HELLO_BUF, flat))
+		if (bpf_probe_read_kernel(s->buf, VM_HELLO_BUF, flat)) {
+			GW_COUNT(st, malformed);
 			return TC_ACT_SHOT;
+		}
 		/* The joined record claims only the bytes held, so a hello
 		 * still incomplete parses as partial whatever its name: a
 		 * refusal waits for the whole hello and acknowledges all of it. */
@@ -531,7 +551,7 @@ int gw_asm(struct __sk_buff *skb)
 		struct vm_tcpopts o;
 		if (a->have && client_ts(skb, &p, s, &o) == 0)
 			return reply_tc(skb, &p, REPLY_ACK, a->client_isn + 1 + a->have, o.ts_ok, o.tsecr,
-					o.tsval, s);
+					o.tsval, s, st);
 		return TC_ACT_SHOT;
 	}
 	if (rc != VM_HELLO_OK) {
@@ -545,10 +565,10 @@ int gw_asm(struct __sk_buff *skb)
 		bpf_map_delete_elem(&hello_asm, &k);
 		if (vip->refuse == VM_REFUSE_ALERT) {
 			GW_COUNT(st, refused_alert);
-			return reply_tc(skb, &p, REPLY_ALERT, ack, 0, 0, 0, s);
+			return reply_tc(skb, &p, REPLY_ALERT, ack, 0, 0, 0, s, st);
 		}
 		GW_COUNT(st, refused_rst);
-		return reply_tc(skb, &p, REPLY_RST, ack, 0, 0, 0, s);
+		return reply_tc(skb, &p, REPLY_RST, ack, 0, 0, 0, s, st);
 	}
 
 	/* Routed: the flow, then every kept segment to the node.  We ACKed all

@@ -117,12 +117,14 @@ VM_INLINE int send_synack(struct xdp_md *ctx, const struct vm_pkt *p, struct gw_
 
 	tcp = reply_prepare(ctx, p, VM_TCP_REPLY_HLEN);
 	if (!tcp) {
-		GW_COUNT(st, malformed);
+		GW_COUNT(st, reply_fail);
 		return XDP_DROP;
 	}
 	void *data_end = XDP_DATA_END(ctx);
-	if ((void *)tcp + VM_TCP_REPLY_HLEN > data_end)
+	if ((void *)tcp + VM_TCP_REPLY_HLEN > data_end) {
+		GW_COUNT(st, reply_fail);
 		return XDP_DROP;
+	}
 	tcp->seq = bpf_htonl(cookie);
 	tcp->ack_seq = bpf_htonl(p->seq + 1);
 	((__u8 *)tcp)[12] = (VM_TCP_REPLY_HLEN / 4) << 4;
@@ -140,15 +142,17 @@ VM_INLINE int send_synack(struct xdp_md *ctx, const struct vm_pkt *p, struct gw_
  * unrecognized_name alert with FIN, or RST, per the VIP's setting), or the
  * ACK of a FIN that closes a refused connection. */
 VM_INLINE int reply_bare(struct xdp_md *ctx, const struct vm_pkt *p, __u32 seq, __u32 ack, __u8 flags,
-			 int alert)
+			 int alert, struct gw_stats *st)
 {
 	__u32 plen = alert ? TLS_ALERT_LEN : 0;
 	struct tcphdr *tcp = reply_prepare(ctx, p, 20 + plen);
 	void *data_end = XDP_DATA_END(ctx);
 	__u64 s;
 
-	if (!tcp)
+	if (!tcp) {
+		GW_COUNT(st, reply_fail);
 		return XDP_DROP;
+	}
 	tcp->seq = bpf_htonl(seq);
 	tcp->ack_seq = bpf_htonl(ack);
 	((__u8 *)tcp)[12] = 5 << 4;
@@ -158,8 +162,10 @@ VM_INLINE int reply_bare(struct xdp_md *ctx, const struct vm_pkt *p, __u32 seq, 
 	tcp->check = 0;
 	s = vm_pseudo_sum(p->family, p->daddr, p->saddr, 20 + plen);
 	if (alert) {
-		if ((void *)tcp + 20 + TLS_ALERT_LEN > data_end)
+		if ((void *)tcp + 20 + TLS_ALERT_LEN > data_end) {
+			GW_COUNT(st, reply_fail);
 			return XDP_DROP;
+		}
 		__u8 *a = (__u8 *)tcp + 20;
 		a[0] = 0x15; a[1] = 0x03; a[2] = 0x03; a[3] = 0x00;
 		a[4] = 0x02; a[5] = 0x02; a[6] = 0x70;
@@ -181,10 +187,10 @@ VM_INLINE int refuse(struct xdp_md *ctx, const struct vm_pkt *p, const struct vi
 
 	if (vip->refuse == VM_REFUSE_ALERT) {
 		GW_COUNT(st, refused_alert);
-		return reply_bare(ctx, p, p->ack, ack, TCP_ACK | TCP_PSH | TCP_FIN, 1);
+		return reply_bare(ctx, p, p->ack, ack, TCP_ACK | TCP_PSH | TCP_FIN, 1, st);
 	}
 	GW_COUNT(st, refused_rst);
-	return reply_bare(ctx, p, p->ack, ack, TCP_RST | TCP_ACK, 0);
+	return reply_bare(ctx, p, p->ack, ack, TCP_RST | TCP_ACK, 0, st);
 }
 
 VM_INLINE int forward(struct xdp_md *ctx, const struct vm_pkt *p, const struct flow_val *f,
@@ -272,8 +278,10 @@ VM_INLINE int hello_to_flow(struct xdp_md *ctx, const struct vm_pkt *p, struct g
 	}
 	void *data = XDP_DATA(ctx), *data_end = XDP_DATA_END(ctx);
 	eth = data;
-	if ((void *)(eth + 1) > data_end)
+	if ((void *)(eth + 1) > data_end) {
+		GW_COUNT(st, malformed);
 		return -1;
+	}
 	struct flow_val *f = &s->flow;
 	gw_flow_init(f, p->seq - 1, cookie, &o, cfg, eth->h_source, eth->h_dest, ctx->ingress_ifindex);
 	flow_key_of(p, &k);
@@ -410,7 +418,7 @@ int gw_ingress(struct xdp_md *ctx)
 			 * LAST-ACK.  One packet for one, as any TCP stack answers. */
 			if (p.flags & TCP_FIN) {
 				GW_COUNT(st, fin_answered);
-				return reply_bare(ctx, &p, p.ack, p.seq + 1, TCP_ACK, 0);
+				return reply_bare(ctx, &p, p.ack, p.seq + 1, TCP_ACK, 0, st);
 			}
 			GW_COUNT(st, bad_cookie);
 			return XDP_DROP;

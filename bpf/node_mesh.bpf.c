@@ -151,8 +151,10 @@ VM_INLINE int to_vm(struct xdp_md *ctx, const struct vm_val *vm, struct node_sta
 	void *data = XDP_DATA(ctx), *data_end = XDP_DATA_END(ctx);
 	struct ethhdr *eth = data;
 
-	if ((void *)(eth + 1) > data_end)
+	if ((void *)(eth + 1) > data_end) {
+		NODE_COUNT(st, mesh_malformed);
 		return XDP_DROP;
+	}
 	__builtin_memcpy(eth->h_dest, vm->vm_mac, 6);
 	__builtin_memcpy(eth->h_source, vm->host_mac, 6);
 	return bpf_redirect(vm->ifindex, 0);
@@ -174,7 +176,11 @@ VM_INLINE int keep_segment(struct xdp_md *ctx, const struct vm_pkt *p, const str
 		NODE_COUNT(st, mesh_malformed);
 		return -1;
 	}
-	return bpf_map_update_elem(&hellos, &hk, &s->hello, BPF_ANY) ? -1 : 0;
+	if (bpf_map_update_elem(&hellos, &hk, &s->hello, BPF_ANY)) {
+		NODE_COUNT(st, hello_store_full);
+		return -1;
+	}
+	return 0;
 }
 
 /* A handoff for a new connection: record it, keep the segment, replay the
@@ -226,7 +232,7 @@ VM_INLINE int handoff_new(struct xdp_md *ctx, const struct vm_pkt *p, const stru
 		return XDP_DROP;
 	conn_rev_key_of(k, c->vm, &rk);
 	if (bpf_map_update_elem(&conns, k, c, BPF_ANY) || bpf_map_update_elem(&conn_rev, &rk, k, BPF_ANY)) {
-		NODE_COUNT(st, encap_fail);
+		NODE_COUNT(st, conn_full);
 		return XDP_DROP;
 	}
 	if (make_syn(ctx, p, c, &m->ho, o.tsval, p->family == VM_AF_INET ? cfg->mss4 : cfg->mss6)) {

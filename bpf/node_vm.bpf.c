@@ -173,6 +173,14 @@ VM_INLINE int answer_synack(struct __sk_buff *skb, const struct vm_pkt *p, const
 	return TC_ACT_SHOT;   /* the SYN-ACK itself ends here; its clones went out */
 }
 
+/* A VM packet of a mesh flow that cannot be translated (headers out of
+ * reach, checksum helpers refused): counted, dropped. */
+VM_INLINE int vm_bad(struct node_stats *st)
+{
+	NODE_COUNT(st, vm_malformed);
+	return TC_ACT_SHOT;
+}
+
 /* VM -> client: our view into the client's, then Geneve to the gateway. */
 VM_INLINE int to_gateway(struct __sk_buff *skb, const struct vm_pkt *p, const struct conn_key *ck,
 			 struct conn_val *c, const struct node_config *cfg, struct node_scratch *s,
@@ -188,13 +196,13 @@ VM_INLINE int to_gateway(struct __sk_buff *skb, const struct vm_pkt *p, const st
 	if (p->tcp_len > 20 && load_opts(skb, p->l4_off + 20, p->tcp_len - 20, s, &o) == 0)
 		have_opts = 1;
 	if (bpf_skb_pull_data(skb, p->l4_off + p->tcp_len))
-		return TC_ACT_SHOT;
+		return vm_bad(st);
 	data = (void *)(long)skb->data;
 	data_end = (void *)(long)skb->data_end;
 	if (p->family == VM_AF_INET) {
 		struct iphdr *ip = data + ETH_HLEN;
 		if ((void *)(ip + 1) > data_end)
-			return TC_ACT_SHOT;
+			return vm_bad(st);
 		__u32 old = ip->saddr, new;
 		__builtin_memcpy(&new, ck->vip + 12, 4);
 		diff4(&l3diff, old, new, 0);
@@ -204,7 +212,7 @@ VM_INLINE int to_gateway(struct __sk_buff *skb, const struct vm_pkt *p, const st
 	} else {
 		struct ipv6hdr *ip6 = data + ETH_HLEN;
 		if ((void *)(ip6 + 1) > data_end)
-			return TC_ACT_SHOT;
+			return vm_bad(st);
 		__u32 *a = (__u32 *)&ip6->saddr;
 		const __u32 *v = (const __u32 *)ck->vip;
 #pragma unroll
@@ -215,7 +223,7 @@ VM_INLINE int to_gateway(struct __sk_buff *skb, const struct vm_pkt *p, const st
 		tcp = (void *)(ip6 + 1);
 	}
 	if ((void *)(tcp + 1) > data_end)
-		return TC_ACT_SHOT;
+		return vm_bad(st);
 	{
 		__u32 old = tcp->seq, new = bpf_htonl(bpf_ntohl(old) + c->seq_delta);
 		diff4(&l4diff, old, new, 0);
@@ -233,7 +241,7 @@ VM_INLINE int to_gateway(struct __sk_buff *skb, const struct vm_pkt *p, const st
 	if (have_opts && o.ts_ok) {
 		__u8 *e = (__u8 *)tcp + 20 + (o.ts_off & 0x1f);
 		if ((void *)e + 4 > data_end)
-			return TC_ACT_SHOT;
+			return vm_bad(st);
 		__u32 old, new;
 		__builtin_memcpy(&old, e, 4);
 		new = bpf_htonl(bpf_ntohl(old) + c->ts_delta);
@@ -241,11 +249,11 @@ VM_INLINE int to_gateway(struct __sk_buff *skb, const struct vm_pkt *p, const st
 		__builtin_memcpy(e, &new, 4);
 	}
 	if (l3diff && bpf_l3_csum_replace(skb, ETH_HLEN + 10, 0, csum_add32(l3diff), 0))
-		return TC_ACT_SHOT;
+		return vm_bad(st);
 	if (bpf_l4_csum_replace(skb, csum_off, 0, csum_add32(l4pseudo), BPF_F_PSEUDO_HDR))
-		return TC_ACT_SHOT;
+		return vm_bad(st);
 	if (bpf_l4_csum_replace(skb, csum_off, 0, csum_add32(l4diff), 0))
-		return TC_ACT_SHOT;
+		return vm_bad(st);
 
 	/* Encapsulate. */
 	__u32 ol3 = c->gw_family == VM_AF_INET ? 20 : 40;

@@ -809,8 +809,10 @@ static enum vm_fp_verdict asm_in(struct vm_fp *fp, uint16_t in_port, uint8_t **p
 	uint8_t *f = *pkt;
 	int fresh = 0;
 
-	if (!p->payload_len || (p->flags & (T_SYN | T_RST)))
+	if (!p->payload_len || (p->flags & (T_SYN | T_RST))) {
+		fp->st.malformed++;
 		return VM_FP_DROP;
+	}
 	struct vm_fp_flow *fl = flow_find(fp, k);
 	struct vm_fp_asm *as = slot_find(fp, fp->asm_tab, sizeof(*fp->asm_tab), VM_FP_ASM_MAX, k);
 	if (fl) {

@@ -228,6 +228,8 @@ struct gw_stats {
 	__u64 flow_closed;        /* FIN seen both ways: the flow is closed, its tuple free */
 	__u64 flow_reset;         /* RST forwarded: the flow retired */
 	__u64 flow_full;          /* the flow table refused a new entry */
+	__u64 asm_full;           /* the reassembly table refused a new hello */
+	__u64 reply_fail;         /* an answer to the client (SYN-ACK, ACK, refusal) could not be built */
 };
 
 /* ---------- node maps ---------- */
@@ -337,6 +339,8 @@ struct node_stats {
 	__u64 hello_seg_sent;     /* kept segments sent to the VM after its SYN-ACK */
 	__u64 conn_replaced;      /* a handoff with a new client ISN on the tuple of an old connection */
 	__u64 conn_closed;        /* FIN seen both ways */
+	__u64 conn_full;          /* the connection table refused a new entry */
+	__u64 hello_store_full;   /* the table of kept hello segments refused one */
 };
 
 #ifndef VM_INLINE
