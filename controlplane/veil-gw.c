@@ -7,6 +7,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +66,7 @@ struct gw_state {
 	__u64 epoch;
 	__u64 started;            /* realtime seconds */
 	__u64 rotations, route_changes, reloads_ok, reloads_rejected;
+	struct vm_sweep sweep;    /* retires closed flows */
 };
 
 static int push_secret(struct vm_gw *g, const struct vm_gw_cfg *c, __u64 *epoch)
@@ -239,6 +241,9 @@ static void gw_metrics(void *arg, FILE *out)
 	vm_metrics_maps(out, maps, fds, 5);
 	fprintf(out, "# HELP veilmesh_gw_flows Flows in the flow table.\n# TYPE veilmesh_gw_flows gauge\n"
 		     "veilmesh_gw_flows %ld\n", vm_map_count(vm_gw_map_fd(&st->g, "flows")));
+	fprintf(out, "# HELP veilmesh_gw_flows_retired_total Closed flows (FIN both ways) removed by the daemon.\n"
+		     "# TYPE veilmesh_gw_flows_retired_total counter\nveilmesh_gw_flows_retired_total %llu\n",
+		(unsigned long long)st->sweep.retired);
 	fprintf(out, "# HELP veilmesh_gw_routes Routes configured.\n# TYPE veilmesh_gw_routes gauge\nveilmesh_gw_routes %d\n",
 		st->cfg.nroutes);
 	fprintf(out, "# HELP veilmesh_gw_cookie_rotations_total Cookie key rotations since start.\n"
@@ -314,8 +319,12 @@ int main(int argc, char **argv)
 	       st.cfg.client_if, st.cfg.mesh_if, st.cfg.pin_root, st.cfg.nroutes, st.cfg.nvips, changes,
 	       st.skb ? "skb" : "native", st.cfg.control, st.cfg.metrics);
 
+	/* closed flows (FIN both ways) are retired after a TIME_WAIT-like linger */
+	vm_sweep_init(&st.sweep, vm_gw_map_fd(&st.g, "flows"), sizeof(struct flow_key), sizeof(struct flow_val),
+		      offsetof(struct flow_val, fin), 5);
 	vm_daemon_signals();
 	while (!vm_stop_sig) {
+		vm_sweep_run(&st.sweep, time(NULL));
 		vm_ctl_poll(&ctl, 1000, gw_cmd, gw_metrics, &st);
 		if (vm_reload) {
 			vm_reload = 0;
@@ -331,6 +340,7 @@ int main(int argc, char **argv)
 	if (!keep)
 		vm_gw_detach(&st.g);
 	vm_log("event=stopped signal=%d detached=%s", (int)vm_stop_sig, keep ? "no" : "yes");
+	vm_sweep_free(&st.sweep);
 	vm_ctl_close(&ctl);
 	vm_gw_close(&st.g);
 	vm_gw_cfg_free(&st.cfg);

@@ -6,6 +6,7 @@
  * Connection state lives in pinned maps, so a restart keeps connections.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <net/if.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -58,9 +59,24 @@ struct node_state {
 	struct vm_node n;
 	bool skb;
 	__u64 started, reloads_ok, reloads_rejected;
+	struct vm_sweep sweep;    /* retires closed connections */
 };
 
 static const char *const node_maps[] = { "vms", "conns", "conn_rev", "hellos" };
+
+/* A retired connection's reverse key (the VM's view), as conn_forget in BPF. */
+static void conn_rev_forget(void *arg, const void *key, const void *val)
+{
+	struct node_state *st = arg;
+	const struct conn_key *k = key;
+	const struct conn_val *c = val;
+	struct conn_rev_key r = { .vm_port_be = k->vip_port_be, .client_port_be = k->client_port_be,
+				  .family = k->family };
+
+	memcpy(r.vm, c->vm, 16);
+	memcpy(r.client, k->client, 16);
+	bpf_map_delete_elem(vm_node_map_fd(&st->n, "conn_rev"), &r);
+}
 
 static int node_reload(struct node_state *st, char *err, size_t errlen, int *changes)
 {
@@ -148,6 +164,9 @@ static void node_metrics(void *arg, FILE *out)
 	for (int i = 0; i < 4; i++)
 		fds[i] = vm_node_map_fd(&st->n, node_maps[i]);
 	vm_metrics_maps(out, node_maps, fds, 4);
+	fprintf(out, "# HELP veilmesh_node_conns_retired_total Closed connections (FIN both ways) removed by the daemon.\n"
+		     "# TYPE veilmesh_node_conns_retired_total counter\nveilmesh_node_conns_retired_total %llu\n",
+		(unsigned long long)st->sweep.retired);
 	fprintf(out, "# HELP veilmesh_node_connections Connections handed to this node's VMs.\n"
 		     "# TYPE veilmesh_node_connections gauge\nveilmesh_node_connections %ld\n",
 		vm_map_count(vm_node_map_fd(&st->n, "conns")));
@@ -205,8 +224,14 @@ int main(int argc, char **argv)
 	vm_log("event=started mesh_if=%s pin_root=%s vms=%d changes=%d mode=%s control=%s metrics=%s", st.cfg.mesh_if,
 	       st.cfg.pin_root, st.cfg.nvms, changes, st.skb ? "skb" : "native", st.cfg.control, st.cfg.metrics);
 
+	/* closed conns (FIN both ways) are retired after a TIME_WAIT-like linger */
+	vm_sweep_init(&st.sweep, vm_node_map_fd(&st.n, "conns"), sizeof(struct conn_key), sizeof(struct conn_val),
+		      offsetof(struct conn_val, fin), 5);
+	st.sweep.on_retire = conn_rev_forget;
+	st.sweep.arg = &st;
 	vm_daemon_signals();
 	while (!vm_stop_sig) {
+		vm_sweep_run(&st.sweep, time(NULL));
 		vm_ctl_poll(&ctl, 1000, node_cmd, node_metrics, &st);
 		if (vm_reload) {
 			vm_reload = 0;
@@ -216,6 +241,7 @@ int main(int argc, char **argv)
 	if (!keep)
 		vm_node_detach(&st.n);
 	vm_log("event=stopped signal=%d detached=%s", (int)vm_stop_sig, keep ? "no" : "yes");
+	vm_sweep_free(&st.sweep);
 	vm_ctl_close(&ctl);
 	vm_node_close(&st.n);
 	return 0;

@@ -209,4 +209,25 @@ extern const int vm_gw_stat_count;
 extern const char *const vm_node_stat_names[];
 extern const int vm_node_stat_count;
 
+/* ---------- retiring closed flows (sweep.c) ---------- */
+#include <time.h>
+struct vm_sweep {
+	int fd;
+	uint32_t key_size, val_size, fin_off;   /* fin_off: the VM_FIN_* byte in the value */
+	unsigned every;                         /* seconds between passes */
+	time_t last;
+	void *seen;                             /* keys closed at the last pass, sorted */
+	size_t nseen, cap;
+	uint64_t retired;
+	/* called for each entry before it is deleted (e.g. to drop its reverse key) */
+	void (*on_retire)(void *arg, const void *key, const void *val);
+	void *arg;
+};
+int vm_sweep_init(struct vm_sweep *s, int fd, uint32_t key_size, uint32_t val_size, uint32_t fin_off,
+		  unsigned every_s);
+/* Deletes what was closed at the previous pass and still is; at most one
+ * pass per `every` seconds.  Returns the entries retired. */
+long vm_sweep_run(struct vm_sweep *s, time_t now);
+void vm_sweep_free(struct vm_sweep *s);
+
 #endif

@@ -26,6 +26,16 @@ pass() { echo "PASS $1"; }
 fail() { echo "FAIL $1: $2"; }
 nsx() { local n=$1; shift; ip netns exec "$P-$n" "$@"; }
 vip() { [ "$1" = 6 ] && echo "[$VIP6]" || echo "$VIP4"; }
+# tshark in a namespace, in the background (CAP_PID), waited for until it
+# captures: it takes seconds to start on a loaded machine.
+cap_start() { # ns errfile tshark-args...
+	local ns=$1 err=$2
+	shift 2
+	nsx "$ns" timeout 40 tshark "$@" 2>"$err" &
+	CAP_PID=$!
+	for _ in $(seq 200); do grep -q "Capturing on" "$err" 2>/dev/null && return 0; sleep 0.1; done
+	return 1
+}
 ccurl() { # name family [args]
 	local name=$1 fam=$2; shift 2
 	nsx cli curl -sS --max-time 20 --cacert "$DIR/pki/ca.pem" --resolve "$name:443:$(vip "$fam")" "$@"
@@ -108,11 +118,9 @@ echo "$s" | grep -q "gw_ingress" && echo "$s" | grep -q "gw_return" && pass $t |
 
 # 7. tshark dissects mesh traffic down to the inner TLS
 t=tshark_dissects_geneve
-nsx sw timeout 8 tshark -i sw-n1 -f "udp port 6081" -c 6 -O geneve,tls 2>/dev/null >"$DIR/geneve.txt" &
-tp=$!
-sleep 2
+cap_start sw "$DIR/geneve.err" -i sw-n1 -f "udp port 6081" -c 6 -O geneve,tls >"$DIR/geneve.txt"
 ccurl vm1.veil.test 4 https://vm1.veil.test/ >/dev/null 2>&1
-wait $tp
+wait $CAP_PID
 grep -q "Generic Network Virtualization Encapsulation" "$DIR/geneve.txt" && grep -q "Class: Unknown (0xfff0)\|Class: .*0xfff0" "$DIR/geneve.txt" &&
 	grep -q "Handshake Protocol: Client Hello" "$DIR/geneve.txt" && pass $t ||
 	fail $t "$(head -20 "$DIR/geneve.txt")"
@@ -250,9 +258,14 @@ grep -rq "$key" "$DIR"/*.log && fail $t "the cookie secret is in a log" || pass 
 # ---------- veilctl, replay and metrics ----------
 CTL="$BUILD/veilctl -p $PIN/gw -s $DIR/gw.sock"
 NCTL="$BUILD/veilctl -p $PIN/n1 -s $DIR/n1.sock"
+stat_sum() { bpftool map dump pinned "$PIN/gw/gw_stats" | grep "\"$1\"" | grep -o '[0-9]*' | awk '{s+=$1} END {print s+0}'; }
 pyjson() { python3 -c "import json,sys; d=json.load(sys.stdin); $1"; }
 
 t=veilctl_json_parses
+# a connection held open meanwhile: closed ones are retired seconds after they close
+(sleep 30 | nsx cli timeout 40 openssl s_client -connect "$VIP4:443" -servername vm1.veil.test >/dev/null 2>&1) &
+held=$!
+sleep 2
 r1=$($CTL -j routes | pyjson 'print({"*.apps.veil.test","vm1.veil.test","vm2.veil.test","vm3.veil.test"} <= {x["name"] for x in d})')
 r2=$($CTL -j flows | pyjson 'print(all(set(x) >= {"client","client_port","vip","vip_port","vm_id","node","age_s"} for x in d) and len(d) > 0)')
 r3=$($CTL -j stats | pyjson 'print(d["syn_cookie_sent"] > 0 and d["hello_routed"] > 0)')
@@ -262,6 +275,8 @@ r6=$($NCTL -j status | pyjson 'print(d["daemon"], d["vms"])')
 [ "$r1" = True ] && [ "$r2" = True ] &&
 	[ "$r3" = True ] && [ "$r4" = "veil-gw True True ['gw_ingress', 'gw_return', 'gw_asm']" ] && [ "$r5" = True ] &&
 	[ "$r6" = "veil-node 2" ] && pass $t || fail $t "routes=$r1 flows=$r2 stats=$r3 status=$r4 conns=$r5 node=$r6"
+pkill -P "$held" 2>/dev/null
+wait $held 2>/dev/null
 
 t=veilctl_changes_through_daemon
 o1=$($CTL routes add extra.veil.test 1 198.19.0.11 2>&1); c1=$?
@@ -290,11 +305,22 @@ echo "$m" | grep -q '^veilmesh_gw_packets_total{outcome="hello_routed"} [1-9]' &
 	echo "$mn" | grep -q '^veilmesh_node_connections [0-9]' && pass "$t ($(echo "$m" | grep -c '^veilmesh') gateway and $(echo "$mn" | grep -c '^veilmesh') node series)" ||
 	fail $t "$(echo "$m" | head -5)"
 
+# closed connections (FIN both ways) leave the tables after a TIME_WAIT-like linger
+t=closed_flows_retired
+for _ in $(seq 30); do
+	gr=$(nsx gw curl -s --max-time 3 http://127.0.0.1:9431/metrics | awk '/^veilmesh_gw_flows_retired_total/ {print $2}')
+	nr=$(nsx n1 curl -s --max-time 3 http://127.0.0.1:9432/metrics | awk '/^veilmesh_node_conns_retired_total/ {print $2}')
+	[ "${gr:-0}" -gt 0 ] && [ "${nr:-0}" -gt 0 ] && break
+	sleep 1
+done
+[ "${gr:-0}" -gt 0 ] && [ "${nr:-0}" -gt 0 ] &&
+	pass "$t (gateway retired $gr flows, node1 $nr connections; flow_closed $(stat_sum flow_closed), flow_reset $(stat_sum flow_reset))" ||
+	fail $t "retired: gateway ${gr:-none}, node ${nr:-none}"
+
 t=replay_lab_capture
 rm -f "$DIR/cap.pcapng"
-nsx cli timeout 8 tshark -i cli-gw -f "tcp port 443" -w "$DIR/cap.pcapng" >/dev/null 2>&1 &
-tp=$!
-sleep 2
+cap_start cli "$DIR/cap.err" -i cli-gw -f "tcp port 443" -w "$DIR/cap.pcapng" >/dev/null
+tp=$CAP_PID
 ccurl vm1.veil.test 4 https://vm1.veil.test/ >/dev/null 2>&1
 ccurl nope.veil.test 4 https://nope.veil.test/ >/dev/null 2>&1
 nsx cli "$BUILD/veil-hellogen" --connect "[$VIP6]:443" --name vm3.veil.test --cafile "$DIR/pki/ca.pem" --size 1800 --quiet >/dev/null 2>&1
@@ -324,7 +350,6 @@ echo $! >"$DIR/n2.pid"
 # ---------- hostile traffic (veil-flood from the client namespace) ----------
 GWMAC=$(nsx gw cat /sys/class/net/gw-cli/address)
 flood() { nsx cli "$BUILD/veil-flood" --iface cli-gw --dst-mac "$GWMAC" --secret "$DIR/cookie.key" "$@" 2>&1; }
-stat_sum() { bpftool map dump pinned "$PIN/gw/gw_stats" | grep "\"$1\"" | grep -o '[0-9]*' | awk '{s+=$1} END {print s+0}'; }
 count() { "$BUILD/tests/mapcount" "$@"; }
 legit() { # n curls during a flood; prints how many succeeded
 	local ok=0
@@ -345,7 +370,10 @@ ok=$(legit 5)
 wait $fp
 f1=$(count "$PIN/gw/flows"); c1=$(stat_sum syn_cookie_sent)
 pps=$(grep -o 'pps=[0-9]*' "$DIR/flood.out")
-[ "$ok" = 5 ] && [ "$f1" -le $((f0 + 5)) ] && [ $((c1 - c0)) -gt 100000 ] &&
+sent=$(grep -o 'sent=[0-9]*' "$DIR/flood.out" | cut -d= -f2)
+# every SYN that reached the gateway was answered (the veth may drop a few
+# under load); how many per second depends on the machine, so it is reported
+[ "$ok" = 5 ] && [ "$f1" -le $((f0 + 5)) ] && [ "${sent:-0}" -gt 1000 ] && [ $((c1 - c0)) -ge $((sent * 9 / 10)) ] &&
 	pass "$t ($pps, $((c1 - c0)) SYN-ACKs, flows $f0 -> $f1, 5/5 clients served)" ||
 	fail $t "served $ok/5, flows $f0 -> $f1, cookies $((c1 - c0)), $(cat "$DIR/flood.out")"
 
