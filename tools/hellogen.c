@@ -358,7 +358,10 @@ int main(int argc, char **argv)
 			}
 		}
 		if (client_closes) {
-			/* close_notify and FIN first, then the server's FIN */
+			/* close_notify and FIN in one segment (corked), so the
+			 * client's FIN is first on the wire: the server cannot
+			 * answer close_notify with a FIN of its own before it */
+			setsockopt(fd, IPPROTO_TCP, TCP_CORK, &one, sizeof(one));
 			SSL_shutdown(ssl);
 			shutdown(fd, SHUT_WR);
 			char sink[4096];
