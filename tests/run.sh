@@ -2,7 +2,7 @@
 # Runs every veilmesh test and ends with one line: "N passed, N failed".
 # Each suite prints "PASS name" / "FAIL name: why" / "SKIP name: why" lines.
 #   tests/run.sh            everything
-#   tests/run.sh unit|bpf|fuzz|e2e|dpdk|attest|bench
+#   tests/run.sh unit|bpf|fuzz|e2e|reliability|dpdk|attest|bench
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -47,6 +47,9 @@ case $what in all|fuzz)
 esac
 case $what in all|e2e)
 	suite e2e tests/e2e.sh
+esac
+case $what in all|reliability)
+	suite reliability tests/reliability.sh
 esac
 case $what in all|e2e|dpdk)
 	suite dpdk tests/dpdk.sh

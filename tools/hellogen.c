@@ -13,6 +13,22 @@
  *   --fragment N      TLS records of at most N bytes (512..16384): the hello
  *                     spans several records
  *   --mss N           TCP_MAXSEG for the connection: smaller segments
+ *   --path P          what to GET (default /); the whole response is read
+ *   --expect-bytes N  the response body must be exactly N bytes
+ *   --expect-sha256 H the response body's SHA-256 must be H (hex)
+ *   --deadline-ms N   a connection that has not finished (handshake, request,
+ *                     whole response, close) N ms after it began is a hang:
+ *                     abandoned and counted in hung= (default: none; the
+ *                     per-operation --timeout-ms still applies)
+ *   --bind-port P     every connection from this local port (port reuse)
+ *   --close client    keep-alive request, the body read by Content-Length,
+ *                     then the client closes first (close_notify, FIN, then
+ *                     waits for the server's FIN); default: the server closes
+ *   --max-fails N     stop after N failed connections (the rest not tried)
+ *
+ * Each connection prints one line (failures even with --quiet) with its
+ * local port, the time to first byte and the total time; the summary has
+ * the p50/p99/max of the total time of the connections that succeeded.
  *
  * Exit code: 0 when every connection succeeded, 1 otherwise, 2 bad usage.
  */
@@ -22,13 +38,16 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 
 #define PAD_EXT 0xff5a   /* private-use range, ignored by servers */
@@ -63,6 +82,37 @@ static void on_msg(int write_p, int version, int type, const void *buf, size_t l
 		hello_bytes = len;
 }
 
+static volatile sig_atomic_t expired;
+
+static void on_alarm(int sig)
+{
+	(void)sig;
+	expired = 1;   /* interrupts the blocking call (no SA_RESTART) */
+}
+
+static void arm(long ms)
+{
+	struct itimerval it = { .it_value = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 } };
+	setitimer(ITIMER_REAL, &it, NULL);
+}
+
+/* The body of an HTTP/1.1 response held in buf[0..len): where it starts,
+ * the status line's code and Content-Length (-1 when absent); 0 while the
+ * headers are incomplete. */
+static int http_head(const char *buf, size_t len, size_t *body, int *status, long *clen)
+{
+	const char *end = memmem(buf, len, "\r\n\r\n", 4);
+	if (!end)
+		return 0;
+	*body = end - buf + 4;
+	*status = len > 12 && !strncmp(buf, "HTTP/1.", 7) ? atoi(buf + 9) : 0;
+	*clen = -1;
+	for (const char *l = memmem(buf, *body, "\r\n", 2); l && l < end; l = memmem(l + 2, end - l, "\r\n", 2))
+		if (!strncasecmp(l + 2, "content-length:", 15))
+			*clen = strtol(l + 17, NULL, 10);
+	return 1;
+}
+
 static double now_ms(void)
 {
 	struct timespec t;
@@ -80,7 +130,8 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: veil-hellogen --connect ADDR:PORT --name NAME [--cafile F] [--size N]\n"
 		   "         [--order sni-last|sni-first] [--fragment N] [--mss N] [--count N]\n"
-		   "         [--path P] [--timeout-ms N] [--quiet]\n"
+		   "         [--path P] [--timeout-ms N] [--quiet] [--expect-bytes N] [--expect-sha256 HEX]\n"
+		   "         [--deadline-ms N] [--bind-port P] [--close client|server] [--max-fails N]\n"
 		   "IPv6 addresses in brackets: --connect [2001:db8:100::1]:443\n");
 }
 
@@ -92,11 +143,16 @@ int main(int argc, char **argv)
 		{ "order", required_argument, NULL, 'o' }, { "fragment", required_argument, NULL, 'f' },
 		{ "mss", required_argument, NULL, 'm' }, { "count", required_argument, NULL, 'k' },
 		{ "path", required_argument, NULL, 'p' }, { "timeout-ms", required_argument, NULL, 't' },
-		{ "quiet", no_argument, NULL, 'q' }, { "help", no_argument, NULL, 'h' }, { 0 }
+		{ "quiet", no_argument, NULL, 'q' }, { "help", no_argument, NULL, 'h' },
+		{ "expect-bytes", required_argument, NULL, 'B' }, { "expect-sha256", required_argument, NULL, 'H' },
+		{ "deadline-ms", required_argument, NULL, 'D' }, { "bind-port", required_argument, NULL, 'P' },
+		{ "close", required_argument, NULL, 'C' }, { "max-fails", required_argument, NULL, 'F' }, { 0 }
 	};
 	const char *target = NULL, *name = NULL, *cafile = NULL, *path = "/";
 	long size = 0, frag = 0, mss = 0, count = 1, timeout_ms = 5000;
-	int quiet = 0, o;
+	long expect_bytes = -1, deadline_ms = 0, bind_port = 0, max_fails = 0;
+	const char *expect_sha = NULL;
+	int quiet = 0, client_closes = 0, o;
 
 	while ((o = getopt_long(argc, argv, "c:n:a:s:o:f:m:k:p:t:qh", opts, NULL)) != -1) {
 		switch (o) {
@@ -115,12 +171,23 @@ int main(int argc, char **argv)
 		case 'p': path = optarg; break;
 		case 't': timeout_ms = strtol(optarg, NULL, 10); break;
 		case 'q': quiet = 1; break;
+		case 'B': expect_bytes = strtol(optarg, NULL, 10); break;
+		case 'H': expect_sha = optarg; break;
+		case 'D': deadline_ms = strtol(optarg, NULL, 10); break;
+		case 'P': bind_port = strtol(optarg, NULL, 10); break;
+		case 'F': max_fails = strtol(optarg, NULL, 10); break;
+		case 'C':
+			if (!strcmp(optarg, "client")) client_closes = 1;
+			else if (!strcmp(optarg, "server")) client_closes = 0;
+			else { usage(stderr); return 2; }
+			break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
 	}
 	if (!target || !name || size < 0 || size > 16000 || (frag && (frag < 512 || frag > 16384)) ||
-	    count < 1 || count > 100000 || mss < 0) {
+	    count < 1 || count > 100000 || mss < 0 || deadline_ms < 0 || bind_port < 0 || bind_port > 65535 ||
+	    (expect_sha && strlen(expect_sha) != 64)) {
 		usage(stderr);
 		return 2;
 	}
@@ -174,10 +241,20 @@ int main(int argc, char **argv)
 		SSL_CTX_set_alpn_protos(ctx, alpn, alpn_len);
 	}
 
-	double *ttfb = calloc(count, sizeof(double));
-	int fails = 0;
-	for (long i = 0; i < count; i++) {
-		double t0 = now_ms();
+	if (deadline_ms) {
+		struct sigaction sa = { .sa_handler = on_alarm };   /* no SA_RESTART */
+		sigaction(SIGALRM, &sa, NULL);
+	}
+	double *ttfb = calloc(count, sizeof(double)), *total = calloc(count, sizeof(double));
+	size_t cap = 1 << 16;
+	char *resp = malloc(cap);
+	int fails = 0, hung = 0, nok = 0;
+	long tried = 0;
+	for (long i = 0; i < count && !(max_fails && fails >= max_fails); i++, tried++) {
+		double t0 = now_ms(), t_first = 0;
+		expired = 0;
+		if (deadline_ms)
+			arm(deadline_ms);
 		int fd = socket(ai->ai_family, SOCK_STREAM, 0), one = 1, ok = 0;
 		struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000 };
 		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
@@ -189,10 +266,31 @@ int main(int argc, char **argv)
 		hello_records = 0;
 		SSL *ssl = NULL;
 		char err[256] = "";
+		unsigned lport = 0;
+		size_t len = 0, body = 0;
+		int status = 0;
+		long clen = -1;
+		if (bind_port) {
+			struct sockaddr_storage la = { .ss_family = ai->ai_family };
+			if (ai->ai_family == AF_INET6)
+				((struct sockaddr_in6 *)&la)->sin6_port = htons(bind_port);
+			else
+				((struct sockaddr_in *)&la)->sin_port = htons(bind_port);
+			if (bind(fd, (struct sockaddr *)&la, ai->ai_family == AF_INET6 ? sizeof(struct sockaddr_in6) :
+				 sizeof(struct sockaddr_in))) {
+				snprintf(err, sizeof(err), "bind port %ld: %s", bind_port, strerror(errno));
+				goto done;
+			}
+		}
 		if (connect(fd, ai->ai_addr, ai->ai_addrlen)) {
 			snprintf(err, sizeof(err), "connect: %s", strerror(errno));
 			goto done;
 		}
+		struct sockaddr_storage me;
+		socklen_t ml = sizeof(me);
+		if (!getsockname(fd, (struct sockaddr *)&me, &ml))
+			lport = ntohs(me.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&me)->sin6_port :
+							      ((struct sockaddr_in *)&me)->sin_port);
 		ssl = SSL_new(ctx);
 		SSL_set_fd(ssl, fd);
 		SSL_set_tlsext_host_name(ssl, name);
@@ -201,46 +299,112 @@ int main(int argc, char **argv)
 		if (frag)
 			SSL_set_max_send_fragment(ssl, frag);
 		if (SSL_connect(ssl) != 1) {
-			snprintf(err, sizeof(err), "handshake: %s", ERR_reason_error_string(ERR_get_error()));
+			unsigned long e = ERR_get_error();
+			snprintf(err, sizeof(err), "handshake: %s", expired ? "deadline" : e ? ERR_reason_error_string(e) :
+				 errno ? strerror(errno) : "connection closed");
 			goto done;
 		}
-		char req[512], buf[4096];
-		int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", path, name);
+		char req[512];
+		int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: %s\r\n\r\n", path, name,
+				 client_closes ? "keep-alive" : "close");
 		if (SSL_write(ssl, req, n) != n) {
-			snprintf(err, sizeof(err), "write failed");
+			snprintf(err, sizeof(err), "write failed%s", expired ? " (deadline)" : "");
 			goto done;
 		}
-		int got = SSL_read(ssl, buf, sizeof(buf) - 1);
-		if (got <= 0) {
+		/* the whole response: up to the server's close, or Content-Length
+		 * bytes when the client is the one to close */
+		int have_head = 0, r;
+		for (;;) {
+			if (have_head && client_closes && clen >= 0 && len >= body + clen)
+				break;
+			if (cap - len < 16384)
+				resp = realloc(resp, cap *= 2);
+			r = SSL_read(ssl, resp + len, 16384);
+			if (r <= 0)
+				break;
+			if (!len)
+				t_first = now_ms();
+			len += r;
+			if (!have_head)
+				have_head = http_head(resp, len, &body, &status, &clen);
+		}
+		if (expired) {
+			snprintf(err, sizeof(err), "deadline: %zu response bytes", len);
+			goto done;
+		}
+		if (!len) {
 			snprintf(err, sizeof(err), "no response");
 			goto done;
 		}
-		ttfb[i] = now_ms() - t0;
-		buf[got] = 0;
-		ok = !strncmp(buf, "HTTP/1.1 200", 12);
-		if (!ok)
-			snprintf(err, sizeof(err), "status: %.40s", buf);
-		while (SSL_read(ssl, buf, sizeof(buf)) > 0)
-			;
+		ttfb[i] = t_first - t0;
+		if (!have_head || status != 200) {
+			snprintf(err, sizeof(err), "status: %.40s", resp);
+			goto done;
+		}
+		size_t blen = len - body;
+		if ((clen >= 0 && (long)blen != clen) || (expect_bytes >= 0 && (long)blen != expect_bytes)) {
+			snprintf(err, sizeof(err), "body %zu bytes, Content-Length %ld, expected %ld", blen, clen, expect_bytes);
+			goto done;
+		}
+		if (expect_sha) {
+			unsigned char md[32];
+			char hex[65];
+			EVP_Digest(resp + body, blen, md, NULL, EVP_sha256(), NULL);
+			for (int k = 0; k < 32; k++)
+				sprintf(hex + 2 * k, "%02x", md[k]);
+			if (strcasecmp(hex, expect_sha)) {
+				snprintf(err, sizeof(err), "body sha256 %s", hex);
+				goto done;
+			}
+		}
+		if (client_closes) {
+			/* close_notify and FIN in one segment (corked), so the
+			 * client's FIN is first on the wire: the server cannot
+			 * answer close_notify with a FIN of its own before it */
+			setsockopt(fd, IPPROTO_TCP, TCP_CORK, &one, sizeof(one));
+			SSL_shutdown(ssl);
+			shutdown(fd, SHUT_WR);
+			char sink[4096];
+			while ((r = read(fd, sink, sizeof(sink))) > 0)
+				;
+			if (r < 0 || expired) {
+				snprintf(err, sizeof(err), "close: no FIN from the server (%s)", expired ? "deadline" : strerror(errno));
+				goto done;
+			}
+		}
+		ok = 1;
+		total[nok++] = now_ms() - t0;
 done:
+		if (deadline_ms)
+			arm(0);
 		if (!ok)
 			fails++;
+		if (expired)
+			hung++;
 		if (!quiet || !ok)
-			printf("conn %ld: hello %zu bytes in %d record(s): %s%s (ttfb %.2f ms)\n", i, hello_bytes + 0,
-			       hello_records, ok ? "ok" : "FAILED ", err, ok ? ttfb[i] : now_ms() - t0);
+			printf("conn %ld: port %u hello %zu bytes in %d record(s): %s%s (ttfb %.2f ms, total %.2f ms, body %zu bytes)\n",
+			       i, lport, hello_bytes + 0, hello_records, ok ? "ok" : "FAILED ", err, ok ? ttfb[i] : 0.0,
+			       now_ms() - t0, len > body ? len - body : 0);
+		fflush(stdout);
 		if (ssl) {
-			SSL_shutdown(ssl);
+			if (!client_closes || !ok)
+				SSL_shutdown(ssl);
 			SSL_free(ssl);
 		}
 		close(fd);
 	}
-	qsort(ttfb, count, sizeof(double), cmp_d);
-	printf("summary: name=%s size=%ld order=%s fragment=%ld connections=%ld failed=%d hello_bytes=%zu "
-	       "ttfb_p50_ms=%.3f ttfb_p90_ms=%.3f ttfb_p99_ms=%.3f\n", name, size, sni_last ? "sni-last" : "sni-first",
-	       frag, count, fails, hello_bytes, ttfb[count / 2], ttfb[(count * 9) / 10], ttfb[(count * 99) / 100]);
+	qsort(ttfb, tried, sizeof(double), cmp_d);
+	qsort(total, nok, sizeof(double), cmp_d);
+	printf("summary: name=%s size=%ld order=%s fragment=%ld connections=%ld tried=%ld failed=%d hung=%d hello_bytes=%zu "
+	       "ttfb_p50_ms=%.3f ttfb_p90_ms=%.3f ttfb_p99_ms=%.3f total_p50_ms=%.3f total_p99_ms=%.3f total_max_ms=%.3f\n",
+	       name, size, sni_last ? "sni-last" : "sni-first", frag, count, tried, fails, hung, hello_bytes,
+	       ttfb[tried / 2], ttfb[(tried * 9) / 10], ttfb[(tried * 99) / 100], nok ? total[nok / 2] : 0, nok ? total[(nok * 99) / 100] : 0,
+	       nok ? total[nok - 1] : 0);
+	free(total);
+	free(resp);
 	free(ttfb);
 	free(alpn);
 	SSL_CTX_free(ctx);
 	freeaddrinfo(ai);
-	return fails ? 1 : 0;
+	return fails || tried < count ? 1 : 0;
 }
