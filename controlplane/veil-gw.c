@@ -109,7 +109,9 @@ static int reload_config(struct gw_state *st, char *err, size_t errlen, int *cha
 {
 	struct vm_gw_cfg nc;
 
-	if (vm_gw_cfg_load(st->config, &nc, err, errlen)) {
+	if (vm_gw_cfg_load(st->config, &nc, err, errlen) || vm_gw_cfg_check_host(&nc, false, err, errlen)) {
+		if (nc.routes)
+			vm_gw_cfg_free(&nc);
 		st->reloads_rejected++;
 		vm_log("event=reload_rejected reason=\"%s\"", err);
 		return -1;
@@ -126,6 +128,10 @@ static int reload_config(struct gw_state *st, char *err, size_t errlen, int *cha
 	}
 	vm_gw_cfg_free(&st->cfg);
 	st->cfg = nc;
+	/* the secret file or cookie_rotate_s may have changed: the key follows now */
+	__u64 before = st->epoch;
+	if (!push_secret(&st->g, &st->cfg, &st->epoch) && st->epoch != before)
+		st->rotations++;
 	st->reloads_ok++;
 	st->route_changes += *changes;
 	ensure_neighbours(st);
@@ -144,6 +150,12 @@ static void status_json(struct gw_state *st, FILE *out)
 	};
 
 	bpf_map_lookup_elem(vm_gw_map_fd(&st->g, "cookie_secret"), &zero, &sec);
+	/* the key's age from the key itself (its epoch and period), not from a
+	 * config that a reload may have changed before the key followed */
+	char age[32] = "null";
+	__u64 tai = vm_tai_seconds();
+	if (sec.rotate_s && tai >= sec.epoch * sec.rotate_s)
+		snprintf(age, sizeof(age), "%llu", (unsigned long long)(tai - sec.epoch * sec.rotate_s));
 	fprintf(out, "{\"daemon\": \"veil-gw\", \"pid\": %d, \"uptime_s\": %llu, \"config\": ", getpid(),
 		(unsigned long long)(time(NULL) - st->started));
 	vm_json_str(out, st->config);
@@ -159,11 +171,11 @@ static void status_json(struct gw_state *st, FILE *out)
 	fprintf(out, ", {\"interface\": ");
 	vm_json_str(out, st->cfg.client_if);
 	fprintf(out, ", \"ifindex\": %d, \"program\": \"gw_asm\", \"hook\": \"tc ingress\"}]", st->g.if_client);
-	fprintf(out, ", \"routes\": %d, \"vips\": %d, \"cookie_epoch\": %llu, \"cookie_age_s\": %llu, "
+	fprintf(out, ", \"routes\": %d, \"vips\": %d, \"cookie_epoch\": %llu, \"cookie_age_s\": %s, "
 		"\"cookie_rotate_s\": %u, \"cookie_rotations\": %llu, \"route_changes\": %llu, "
 		"\"reloads_ok\": %llu, \"reloads_rejected\": %llu, \"maps\": {",
-		st->cfg.nroutes, st->cfg.nvips, (unsigned long long)sec.epoch,
-		(unsigned long long)(vm_tai_seconds() - sec.epoch * st->cfg.rotate_s), st->cfg.rotate_s,
+		st->cfg.nroutes, st->cfg.nvips, (unsigned long long)sec.epoch, age,
+		sec.rotate_s ? sec.rotate_s : st->cfg.rotate_s,
 		(unsigned long long)st->rotations, (unsigned long long)st->route_changes,
 		(unsigned long long)st->reloads_ok, (unsigned long long)st->reloads_rejected);
 	const char *maps[] = { "routes", "vips", "flows", "hello_asm", "asm_early" };
@@ -268,19 +280,16 @@ int main(int argc, char **argv)
 		fprintf(stderr, "veil-gw: %s\n", err);
 		return 2;
 	}
+	/* the secret and the interfaces, at --check as at start */
+	if (vm_gw_cfg_check_host(&st.cfg, true, err, sizeof(err))) {
+		fprintf(stderr, "veil-gw: %s\n", err);
+		vm_gw_cfg_free(&st.cfg);
+		return 2;
+	}
 	if (check) {
 		printf("%s: ok (%d routes, %d VIPs)\n", st.config, st.cfg.nroutes, st.cfg.nvips);
 		vm_gw_cfg_free(&st.cfg);
 		return 0;
-	}
-	{
-		__u8 k[64];
-		size_t kl;
-		if (vm_secret_read(st.cfg.secret_file, k, &kl, err, sizeof(err))) {
-			fprintf(stderr, "veil-gw: %s\n", err);
-			return 2;
-		}
-		OPENSSL_cleanse(k, sizeof(k));
 	}
 	if (vm_ctl_open(&ctl, st.cfg.control, st.cfg.metrics, err, sizeof(err))) {
 		fprintf(stderr, "veil-gw: %s\n", err);
@@ -314,6 +323,12 @@ int main(int argc, char **argv)
 	       st.cfg.client_if, st.cfg.mesh_if, st.cfg.pin_root, st.cfg.nroutes, st.cfg.nvips, changes,
 	       st.skb ? "skb" : "native", st.cfg.control, st.cfg.metrics);
 
+	char runtime[400] = "";
+	if (vm_runtime_write("veil-gw", st.cfg.control, st.config, st.cfg.pin_root, st.cfg.metrics, runtime,
+			     sizeof(runtime)))
+		vm_log("event=warning reason=\"cannot write the runtime file %s: %s (veilctl will need -p and -s)\"",
+		       runtime, strerror(errno));
+
 	vm_daemon_signals();
 	while (!vm_stop_sig) {
 		vm_ctl_poll(&ctl, 1000, gw_cmd, gw_metrics, &st);
@@ -331,6 +346,7 @@ int main(int argc, char **argv)
 	if (!keep)
 		vm_gw_detach(&st.g);
 	vm_log("event=stopped signal=%d detached=%s", (int)vm_stop_sig, keep ? "no" : "yes");
+	vm_runtime_remove(runtime);
 	vm_ctl_close(&ctl);
 	vm_gw_close(&st.g);
 	vm_gw_cfg_free(&st.cfg);

@@ -205,6 +205,12 @@ int main(int argc, char **argv)
 	vm_log("event=started mesh_if=%s pin_root=%s vms=%d changes=%d mode=%s control=%s metrics=%s", st.cfg.mesh_if,
 	       st.cfg.pin_root, st.cfg.nvms, changes, st.skb ? "skb" : "native", st.cfg.control, st.cfg.metrics);
 
+	char runtime[400] = "";
+	if (vm_runtime_write("veil-node", st.cfg.control, st.config, st.cfg.pin_root, st.cfg.metrics, runtime,
+			     sizeof(runtime)))
+		vm_log("event=warning reason=\"cannot write the runtime file %s: %s (veilctl will need -p and -s)\"",
+		       runtime, strerror(errno));
+
 	vm_daemon_signals();
 	while (!vm_stop_sig) {
 		vm_ctl_poll(&ctl, 1000, node_cmd, node_metrics, &st);
@@ -216,6 +222,7 @@ int main(int argc, char **argv)
 	if (!keep)
 		vm_node_detach(&st.n);
 	vm_log("event=stopped signal=%d detached=%s", (int)vm_stop_sig, keep ? "no" : "yes");
+	vm_runtime_remove(runtime);
 	vm_ctl_close(&ctl);
 	vm_node_close(&st.n);
 	return 0;
