@@ -218,16 +218,21 @@ void vm_ctl_poll(struct vm_ctl *c, int ms, vm_ctl_cmd_fn cmd, vm_ctl_metrics_fn 
 int vm_runtime_write(const char *daemon, const char *control, const char *config, const char *pin_root,
 		     const char *metrics, char *out, size_t outlen)
 {
-	char dir[256], tmp[300], *abs_config = realpath(config, NULL);
-	const char *slash = control ? strrchr(control, '/') : NULL;
+	char tmp[300], *abs_config = realpath(config, NULL);
 	FILE *f;
 
-	if (control && control[0] && strcmp(control, "off") && slash && slash != control)
-		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - control), control);
-	else
-		snprintf(dir, sizeof(dir), "%s", VM_RUN_DIR_DEFAULT);
-	mkdir(dir, 0755);
-	snprintf(out, outlen, "%s/%s.json", dir, daemon);
+	/* named after the socket (one per daemon by construction: a second
+	 * daemon on a socket is refused), so daemons that share a folder, as
+	 * the lab's do, each have their own */
+	if (control && control[0] && strcmp(control, "off")) {
+		size_t n = strlen(control);
+		if (n > 5 && !strcmp(control + n - 5, ".sock"))
+			n -= 5;
+		snprintf(out, outlen, "%.*s.json", (int)n, control);
+	} else {
+		mkdir(VM_RUN_DIR_DEFAULT, 0755);
+		snprintf(out, outlen, "%s/%s.json", VM_RUN_DIR_DEFAULT, daemon);
+	}
 	snprintf(tmp, sizeof(tmp), "%s.tmp", out);
 	f = fopen(tmp, "we");
 	if (!f) {

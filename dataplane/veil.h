@@ -192,10 +192,11 @@ int vm_node_sync(struct vm_node *n, const struct vm_node_cfg *c, int *changes);
 int vm_node_stats_read(int fd, struct node_stats *sum);
 
 /* ---------- runtime file: how veilctl finds a running daemon ---------- */
-/* A daemon writes DIR/<daemon>.json, DIR being its control socket's folder
- * (/run/veilmesh by default): {"daemon", "pid", "config", "pin_root",
+/* A daemon writes its control socket's path with .json for .sock
+ * (/run/veilmesh/veil-gw.json by default; /run/veilmesh/DAEMON.json when
+ * the socket is off): {"daemon", "pid", "config", "pin_root",
  * "control_socket", "metrics"}.  Written atomically at start, removed at
- * stop; veilctl trusts it only while the pid is alive and is that daemon.
+ * stop; veilctl trusts one only while its pid is alive and is that daemon.
  * Returns 0 with the path in out. */
 #define VM_RUN_DIR_DEFAULT "/run/veilmesh"
 int vm_runtime_write(const char *daemon, const char *control, const char *config, const char *pin_root,
