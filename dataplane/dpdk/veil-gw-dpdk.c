@@ -92,7 +92,8 @@ static void usage(FILE *f)
 		"     --vdev net_af_packet0,iface=eth0,qpairs=1 --vdev net_af_packet1,iface=eth1,qpairs=1 \\\n"
 		"     -- --config /etc/veilmesh/veil-gw.conf\n"
 		"Control: SIGHUP or `reload` on control_socket re-reads the config; veilctl\n"
-		"routes add|replace|del and flows drop work as with veil-gw.  Telemetry:\n"
+		"status, stats, routes and flows (read through the socket), routes\n"
+		"add|replace|del and flows drop work as with veil-gw.  Telemetry:\n"
 		"dpdk-telemetry.py -f PREFIX, commands /veil/stats, /veil/dp, /veil/status,\n"
 		"/veil/lcore,N.  Exit codes: 0 ok, 1 runtime failure, 2 bad usage, EAL\n"
 		"arguments, ports or config.\n");
