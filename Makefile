@@ -60,14 +60,14 @@ $(BUILD)/lib/%.o: dataplane/%.c $(HDRS) $(SKELS) | deps-build
 	@mkdir -p $(BUILD)/lib
 	$(CC) $(CFLAGS) -c $< -o $@
 
-$(LIB): $(LIB_OBJS)
+$(LIB): $(LIB_OBJS) | deps-build
 	ar rcs $@ $^
 
 $(BUILD)/keys/%.o: controlplane/keys/%.c $(wildcard controlplane/keys/*.h) | deps-build
 	@mkdir -p $(BUILD)/keys
 	$(CC) $(CFLAGS) -c $< -o $@
 
-$(KEYS_LIB): $(KEYS_OBJS)
+$(KEYS_LIB): $(KEYS_OBJS) | deps-build
 	ar rcs $@ $^
 
 $(BUILD)/veil-gw: controlplane/veil-gw.c $(LIB) $(HDRS) | deps-build

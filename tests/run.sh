@@ -2,7 +2,7 @@
 # Runs every veilmesh test and ends with one line: "N passed, N failed".
 # Each suite prints "PASS name" / "FAIL name: why" / "SKIP name: why" lines.
 #   tests/run.sh            everything
-#   tests/run.sh unit|bpf|fuzz|e2e|dpdk|attest|bench
+#   tests/run.sh unit|bpf|fuzz|e2e|dpdk|ops|attest|bench
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -50,6 +50,9 @@ case $what in all|e2e)
 esac
 case $what in all|e2e|dpdk)
 	suite dpdk tests/dpdk.sh
+esac
+case $what in all|ops)
+	suite ops tests/ops.sh
 esac
 case $what in all|attest)
 	suite attest tests/attest.sh

@@ -557,8 +557,7 @@ static int stats_cmd(int argc, char **argv)
 		if (!strcmp(argv[i], "-w") || !strcmp(argv[i], "--watch")) {
 			watch = 1;
 			/* a number after it is the interval: a whole number of seconds, at least 1 */
-			if (i + 1 < argc && (isdigit((unsigned char)argv[i + 1][0]) || argv[i + 1][0] == '-' ||
-					     argv[i + 1][0] == '+' || argv[i + 1][0] == '.')) {
+			if (i + 1 < argc && strcmp(argv[i + 1], "-w") && strcmp(argv[i + 1], "--watch")) {
 				char *end;
 				errno = 0;
 				long v = strtol(argv[++i], &end, 10);
