@@ -83,14 +83,29 @@ static int push_secret(struct vm_gw *g, const struct vm_gw_cfg *c, __u64 *epoch)
 	vm_secret_derive(master, len, vm_tai_seconds(), c->rotate_s, &s);
 	OPENSSL_cleanse(master, sizeof(master));
 	rc = bpf_map_update_elem(vm_gw_map_fd(g, "cookie_secret"), &zero, &s, BPF_ANY);
+	/* the epoch before the key is wiped: compared with a wiped one (0), the
+	 * daemon never learnt its epoch and re-derived the key every second */
+	__u64 pushed = s.epoch;
 	OPENSSL_cleanse(&s, sizeof(s));
 	if (rc)
 		return -errno;
-	if (*epoch != s.epoch) {
-		vm_log("event=cookie_secret epoch=%llu rotate_s=%u", (unsigned long long)s.epoch, c->rotate_s);
-		*epoch = s.epoch;
+	if (*epoch != pushed) {
+		vm_log("event=cookie_secret epoch=%llu rotate_s=%u", (unsigned long long)pushed, c->rotate_s);
+		*epoch = pushed;
 	}
 	return 0;
+}
+
+/* A new epoch's key as soon as the epoch begins (the main loop asks every
+ * second; status asks too, so the age it reports is never past rotate_s). */
+static void rotate_if_due(struct gw_state *st)
+{
+	if (vm_tai_seconds() / st->cfg.rotate_s != st->epoch) {
+		__u64 before = st->epoch;
+		push_secret(&st->g, &st->cfg, &st->epoch);
+		if (st->epoch != before)
+			st->rotations++;
+	}
 }
 
 /* The FIB lookup in XDP needs the nodes' next hops in the neighbour table
@@ -198,6 +213,7 @@ static void gw_cmd(void *arg, const char *line, FILE *out)
 	for (char *t = strtok_r(copy, " \t", &save); t && n < 8; t = strtok_r(NULL, " \t", &save))
 		w[n++] = t;
 	if (n == 1 && !strcmp(w[0], "status")) {
+		rotate_if_due(st);
 		status_json(st, out);
 	} else if (n == 1 && !strcmp(w[0], "reload")) {
 		int rc = reload_config(st, err, sizeof(err), &changes);
@@ -336,12 +352,7 @@ int main(int argc, char **argv)
 			vm_reload = 0;
 			reload_config(&st, err, sizeof(err), &changes);
 		}
-		if (vm_tai_seconds() / st.cfg.rotate_s != st.epoch) {
-			__u64 before = st.epoch;
-			push_secret(&st.g, &st.cfg, &st.epoch);
-			if (st.epoch != before)
-				st.rotations++;
-		}
+		rotate_if_due(&st);
 	}
 	if (!keep)
 		vm_gw_detach(&st.g);

@@ -33,7 +33,7 @@ fail() { echo "FAIL $1: $2"; }
 skip() { echo "SKIP $1: $2"; }
 nsx() { local n=$1; shift; ip netns exec "$P-$n" "$@"; }
 ccurl() { # name address
-	nsx cli curl -sS --max-time 10 --cacert "$DIR/pki/ca.pem" --resolve "$1:443:$2" "https://$1/"
+	nsx cli curl -sS --max-time 20 --cacert "$DIR/pki/ca.pem" --resolve "$1:443:$2" "https://$1/"
 }
 newkey() { head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$1"; chmod 600 "$1"; }
 tai() { python3 -c 'import time; print(int(time.clock_gettime(time.CLOCK_TAI)))'; }
@@ -194,6 +194,7 @@ t=restart_without_libbpf_noise
 stop_pid "$DIR/gw.pid"
 mkdir -p "$RUN"
 sed -i "s|^control_socket .*|control_socket $RUN/gw.sock|" "$DIR/gw.conf"
+echo "cookie_rotate_s 60" >>"$DIR/gw.conf"    # an epoch boundary while the tests below run
 : >"$DIR/gw.log"
 nsenter --net="/run/netns/$P-gw" "$BUILD/veil-gw" --config "$DIR/gw.conf" >>"$DIR/gw.log" 2>&1 &
 echo $! >"$DIR/gw.pid"
@@ -212,6 +213,31 @@ echo $! >"$DIR/n1.pid"
 wait_log "$DIR/n1.log" "event=started"; up2=$?
 noise=$(grep -h -E 'event=lib(bpf|xdp)' "$DIR/gw.log" "$DIR/n1.log")
 [ $up1 = 0 ] && [ $up2 = 0 ] && [ -z "$noise" ] && pass $t || fail $t "started=$up1/$up2 noise: $noise"
+
+# and across the next epoch boundary: asked every 0.1 s from 1 s before it to
+# 3 s after, from the side while the tests below run; each answer must be the
+# epoch in progress and its age (a key pushed late shows the old epoch)
+rot_probe() {
+	python3 - "$CTL" "$PIN/gw" "$RUN/gw.sock" >"$T/rot.txt" 2>&1 <<'EOF'
+import json, subprocess, sys, time
+ctl, pin, sock = sys.argv[1:4]
+tai = lambda: time.clock_gettime(time.CLOCK_TAI)
+time.sleep(max(0, 60 - tai() % 60 - 1))
+end = tai() + 4
+while tai() < end:
+    b = tai()
+    out = subprocess.run([ctl, '-j', '-p', pin, '-s', sock, 'status'], capture_output=True, text=True).stdout
+    a = tai()
+    try:
+        d = json.loads(out)
+        print(int(b), int(a), d['cookie_epoch'], d['cookie_rotate_s'], d['cookie_age_s'])
+    except Exception as e:
+        print('bad', int(b), int(a), repr(out[:100]))
+    time.sleep(0.1)
+EOF
+}
+rot_probe &
+rotpid=$!
 
 t=cookie_age_right_from_first_second
 read -r epoch rot age < <(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(d["cookie_epoch"], d["cookie_rotate_s"], d["cookie_age_s"])' "$age_json" 2>/dev/null)
@@ -272,18 +298,44 @@ got=$(ccurl vm2.veil.test 198.18.100.1 2>&1)
 
 # ---------- replay: the SNI the client sent, every link type ----------
 t=replay_sni_is_the_hellos
-nsx cli timeout 15 tshark -i cli-gw -f "tcp port 443" -w "$T/cap.pcapng" >"$T/tshark.log" 2>&1 &
+# the capture: a packet socket on the client's veth, TCP port 443 both ways,
+# as tshark would write it (Ethernet pcap); quicker to start on a busy machine
+nsx cli python3 - cli-gw "$T/cap.pcap" "$T/cap.ready" "$T/cap.stop" <<'EOF' &
+import os, select, socket, struct, sys, time
+iface, out, ready, stop = sys.argv[1:5]
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+s.bind((iface, 0))
+w = open(out, 'wb')
+w.write(struct.pack('<IHHiIII', 0xa1b2c3d4, 2, 4, 0, 0, 262144, 1))
+open(ready, 'w').close()
+end = time.time() + 60
+while time.time() < end and not os.path.exists(stop):
+    if not select.select([s], [], [], 0.1)[0]:
+        continue
+    f = s.recv(65535)
+    et = f[12:14]
+    if et == b'\x08\x00' and len(f) > 34 and f[23] == 6:
+        l4 = 14 + (f[14] & 15) * 4
+    elif et == b'\x86\xdd' and len(f) > 54 and f[20] == 6:
+        l4 = 54
+    else:
+        continue
+    if 443 not in struct.unpack_from('>HH', f, l4):
+        continue
+    t = time.time()
+    w.write(struct.pack('<IIII', int(t), int((t % 1) * 1e6), len(f), len(f)) + f)
+w.close()
+EOF
 tp=$!
-wait_log "$T/tshark.log" "Capturing on" 100
-sleep 0.5
+for _ in $(seq 300); do [ -e "$T/cap.ready" ] && break; sleep 0.1; done
 ccurl vm1.veil.test 198.18.100.1 >/dev/null 2>&1
 ccurl shop.apps.veil.test 198.18.100.1 >/dev/null 2>&1     # routed by the wildcard *.apps.veil.test
 ccurl nope.veil.test 198.18.100.1 >/dev/null 2>&1
 nsx cli "$BUILD/veil-hellogen" --connect "[2001:db8:100::1]:443" --name vm3.veil.test --cafile "$DIR/pki/ca.pem" \
 	--size 1800 --quiet >/dev/null 2>&1
 sleep 0.5
-kill -INT $tp 2>/dev/null; wait $tp 2>/dev/null
-"$CTL" replay "$T/cap.pcapng" --routes "$DIR/gw.conf" >"$T/replay.txt" 2>&1; rc=$?
+touch "$T/cap.stop"; wait $tp 2>/dev/null
+"$CTL" replay "$T/cap.pcap" --routes "$DIR/gw.conf" >"$T/replay.txt" 2>&1; rc=$?
 [ $rc = 0 ] && grep -q "hello_routed  sni=vm1.veil.test route: vm 1 via 198.19.0.11" "$T/replay.txt" &&
 	grep -q "hello_routed  sni=shop.apps.veil.test route: vm 3 via 198.19.0.12" "$T/replay.txt" &&
 	grep -q "sni=nope.veil.test (no route)" "$T/replay.txt" &&
@@ -291,11 +343,18 @@ kill -INT $tp 2>/dev/null; wait $tp 2>/dev/null
 	! grep -q 'sni=\*' "$T/replay.txt" && pass $t || fail $t "rc=$rc: $(grep -E 'sni|rror' "$T/replay.txt" | head -6)"
 
 # The same packets as other link types, in pcap and in pcapng
-python3 - "$T/cap.pcapng" "$T" <<'EOF'
+python3 - "$T/cap.pcap" "$T" <<'EOF'
 import struct, sys
 src, out = sys.argv[1], sys.argv[2]
 data = open(src, 'rb').read()
 pk, off, e, res = [], 0, '<', [1e-6]
+if data[:4] == b'\xd4\xc3\xb2\xa1':     # pcap (little-endian, microseconds)
+    off = 24
+    while off + 16 <= len(data):
+        s, us, cap, orig = struct.unpack_from('<IIII', data, off)
+        pk.append((s + us / 1e6, data[off + 16:off + 16 + cap], orig))
+        off += 16 + cap
+    data = b''
 while off + 12 <= len(data):
     btype = struct.unpack_from('<I', data, off)[0]
     if btype == 0x0A0D0D0A:
@@ -382,13 +441,33 @@ out2=$("$CTL" replay "$T/wifi.pcapng" --routes "$DIR/gw.conf" 2>&1); c2=$?
 t=replay_secret_checks_the_cookies
 newkey "$T/other.key"
 # (the refused connection's FIN has no valid cookie whatever the key: as many bad_cookie as without --secret)
-good=$("$CTL" replay "$T/cap.pcapng" --routes "$DIR/gw.conf" --secret "$DIR/cookie.key" 2>&1); c1=$?
-other=$("$CTL" replay "$T/cap.pcapng" --routes "$DIR/gw.conf" --secret "$T/other.key" 2>&1); c2=$?
+good=$("$CTL" replay "$T/cap.pcap" --routes "$DIR/gw.conf" --secret "$DIR/cookie.key" 2>&1); c1=$?
+other=$("$CTL" replay "$T/cap.pcap" --routes "$DIR/gw.conf" --secret "$T/other.key" 2>&1); c2=$?
 b0=$(grep -c bad_cookie "$T/replay.txt"); b1=$(grep -c bad_cookie <<<"$good"); b2=$(grep -c bad_cookie <<<"$other")
 [ $c1 = 0 ] && grep -q "DROP *cookie_ack" <<<"$good" && grep -q "hello_routed  sni=vm1.veil.test" <<<"$good" &&
 	[ "$b1" = "$b0" ] && [ $c2 = 0 ] && [ "$b2" -gt "$b0" ] && ! grep -q hello_routed <<<"$other" &&
 	! grep -q "$(cat "$DIR/cookie.key")" <<<"$good" && pass $t ||
 	fail $t "right key rc=$c1 $(grep -c cookie_ack <<<"$good") cookie_ack, bad_cookie $b1 (without --secret $b0); other key rc=$c2 bad_cookie $b2"
+
+t=cookie_age_right_across_an_epoch_boundary
+wait $rotpid
+res=$(awk '
+	$1 == "bad" { bad = bad " [" $0 "]"; next }
+	{ n++; b = $1; a = $2; ep = $3; rot = $4; age = $5
+	  if (int(b / rot) != int(a / rot)) next          # asked across the boundary: either is right
+	  k++
+	  if (b % rot == 0) first++
+	  if (ep != int(b / rot) || age < b % rot - 1 || age > a % rot + 1 || age >= rot)
+		bad = bad " [asked " b ".." a ": epoch " ep " age " age "]" }
+	END { printf "%d %d %d%s", n, k, first, bad }' "$T/rot.txt")
+read -r n k first rest <<<"$res"
+if [ -n "$rest" ]; then
+	fail $t "$rest"
+elif [ "${first:-0}" -gt 0 ]; then
+	pass "$t ($k answers, $first in an epoch's first second)"
+else
+	skip $t "no answer came in an epoch's first second ($n answers: a loaded machine)"
+fi
 
 # ---------- the daemon down; then veil-gw-dpdk in its place ----------
 t=status_exits_3_when_down

@@ -328,6 +328,12 @@ static int tel_status(const char *cmd, const char *params, struct rte_tel_data *
 
 static void status_json(FILE *out)
 {
+	/* the epoch's key before its age is told (the main loop rotates within a second) */
+	if (vm_tai_seconds() / A.cfg.rotate_s != A.epoch) {
+		struct vm_fp_conf *c = build_conf();
+		if (c)
+			publish(c);
+	}
 	uint32_t per[VM_DP_MAX_WORKERS];
 	uint64_t flows = flow_count(per);
 
