@@ -700,7 +700,7 @@ static int status_cmd(void)
  * and is that daemon); want, if given, is a daemon's name or a runtime
  * file's (n1 for n1.json).  Fills found_* from the one found.  0 found,
  * 1 none, 2 several (said). */
-static int discover(const char *run_dir, const char *want)
+static int discover(const char *run_dir, const char *want, int quiet)
 {
 	char alive[8][200];
 	int nalive = 0;
@@ -750,6 +750,10 @@ static int discover(const char *run_dir, const char *want)
 		json_object_put(o);
 	}
 	closedir(d);
+	if (nalive > 1)
+		found_daemon[0] = found_pin[0] = found_sock[0] = 0;
+	if (nalive > 1 && quiet)
+		return 2;
 	if (nalive > 1) {
 		fprintf(stderr, "veilctl: %d daemons run here:\n", nalive);
 		for (int i = 0; i < nalive && i < 8; i++)
@@ -796,10 +800,12 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	const char *cmd = argv[optind];
-	/* replay reads a file; it needs no daemon */
-	if (strcmp(cmd, "replay") && !pin_given && !sock_path) {
-		int d = discover(run_dir && run_dir[0] ? run_dir : VM_RUN_DIR_DEFAULT, want);
-		if (d == 2)
+	/* replay needs no daemon, only its pin root when there is no --routes:
+	 * the running one's if there is one, else the default */
+	int is_replay = !strcmp(cmd, "replay");
+	if (!pin_given && !sock_path) {
+		int d = discover(run_dir && run_dir[0] ? run_dir : VM_RUN_DIR_DEFAULT, want, is_replay && !want);
+		if (d == 2 && !is_replay)
 			return 2;
 		if (d == 0) {
 			if (found_pin[0])
@@ -817,8 +823,9 @@ int main(int argc, char **argv)
 	is_node = stat(path, &sb) == 0 || !strcmp(found_daemon, "veil-node");
 	if (!sock_path)
 		sock_path = is_node ? "/run/veilmesh/veil-node.sock" : "/run/veilmesh/veil-gw.sock";
-	/* a socket given without a pin root: the daemon says which it is and where its maps are */
-	if (!pin_given && !found_daemon[0] && strcmp(cmd, "replay")) {
+	/* no pin root given and no runtime file: the daemon on the socket (given, or the
+	 * default) says which it is and where its maps are */
+	if (!pin_given && !found_daemon[0] && !is_replay) {
 		char *a = daemon_ask("status");
 		json_object *st = a ? json_tokener_parse(a) : NULL;
 		if (st && !strcmp(jstr(st, "daemon"), "veil-gw-dpdk"))
