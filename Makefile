@@ -166,7 +166,7 @@ INSTALL_SBIN := veil-gw veil-node veil-gw-dpdk veil-validator veil-registry veil
 INSTALL_MAN  := $(wildcard docs/man/*.8)
 UNITS        := $(wildcard tools/systemd/*.service.in)
 
-install: all
+install: $(addprefix $(BUILD)/,$(INSTALL_SBIN))
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(DOCDIR) $(DESTDIR)$(UNITDIR)
 	install -m 0755 $(addprefix $(BUILD)/,$(INSTALL_SBIN)) $(DESTDIR)$(SBINDIR)/
 	install -m 0644 $(INSTALL_MAN) $(DESTDIR)$(MANDIR)/man8/
