@@ -3,6 +3,8 @@ BUILD   ?= build
 CLANG   ?= clang
 CC      ?= gcc
 BPFTOOL ?= bpftool
+# what installs the Debian packages (a test swaps it to check the rules' order)
+DEPS_SH ?= tools/deps.sh
 ARCH    := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
 
 CFLAGS  ?= -O2 -g -Wall -Wextra -Wno-unused-parameter
@@ -26,63 +28,66 @@ KEYS_LIB := $(BUILD)/libveilkeys.a
 BINS := $(BUILD)/veil-gw $(BUILD)/veil-node $(BUILD)/veilctl $(BUILD)/veil-validator $(BUILD)/veil-registry $(BUILD)/veil-attest $(BUILD)/veil-bench-micro $(BUILD)/veil-hellogen $(BUILD)/veil-flood $(BUILD)/veil-gw-dpdk $(BUILD)/veil-fpgen
 TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 
-.PHONY: all deps test demo bench bench-quick deps-bench fuzz clean
+.PHONY: all deps deps-build deps-test test demo bench bench-quick deps-bench fuzz clean install
 FUZZERS := $(BUILD)/tests/fuzz_hello $(BUILD)/tests/fuzz_diff $(BUILD)/tests/fuzz_share $(BUILD)/tests/fuzz_evidence
 
+# Every rule that runs an installed tool or compiles against an installed
+# library has deps-build as an order-only prerequisite: `make -j2` on a fresh
+# machine runs nothing before the packages are there.
 all: deps-build $(BPF_OBJS) $(SKELS) $(LIB) $(BINS) $(TESTS) $(BUILD)/lab_pass.bpf.o $(BUILD)/tests/mapcount $(FUZZERS)
 
 deps-build:
-	@tools/deps.sh build
+	@$(DEPS_SH) build
 deps-test:
-	@tools/deps.sh test
+	@$(DEPS_SH) test
 
-$(BUILD)/vmlinux.h:
+$(BUILD)/vmlinux.h: | deps-build
 	@mkdir -p $(BUILD)
 	$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp && mv $@.tmp $@
 
-$(BUILD)/%.bpf.o: bpf/%.bpf.c $(HDRS) $(BUILD)/vmlinux.h
+$(BUILD)/%.bpf.o: bpf/%.bpf.c $(HDRS) $(BUILD)/vmlinux.h | deps-build
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
-$(BUILD)/lab_pass.bpf.o: tools/lab_pass.bpf.c $(BUILD)/vmlinux.h
+$(BUILD)/lab_pass.bpf.o: tools/lab_pass.bpf.c $(BUILD)/vmlinux.h | deps-build
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
-$(BUILD)/bench_base.bpf.o: tools/bench_base.bpf.c $(BUILD)/vmlinux.h
+$(BUILD)/bench_base.bpf.o: tools/bench_base.bpf.c $(BUILD)/vmlinux.h | deps-build
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
-$(BUILD)/%.skel.h: $(BUILD)/%.bpf.o
+$(BUILD)/%.skel.h: $(BUILD)/%.bpf.o | deps-build
 	$(BPFTOOL) gen skeleton $< name $(subst -,_,$*) > $@.tmp && mv $@.tmp $@
 
-$(BUILD)/lib/%.o: dataplane/%.c $(HDRS) $(SKELS)
+$(BUILD)/lib/%.o: dataplane/%.c $(HDRS) $(SKELS) | deps-build
 	@mkdir -p $(BUILD)/lib
 	$(CC) $(CFLAGS) -c $< -o $@
 
-$(LIB): $(LIB_OBJS)
+$(LIB): $(LIB_OBJS) | deps-build
 	ar rcs $@ $^
 
 $(BUILD)/keys/%.o: controlplane/keys/%.c $(wildcard controlplane/keys/*.h) | deps-build
 	@mkdir -p $(BUILD)/keys
 	$(CC) $(CFLAGS) -c $< -o $@
 
-$(KEYS_LIB): $(KEYS_OBJS)
+$(KEYS_LIB): $(KEYS_OBJS) | deps-build
 	ar rcs $@ $^
 
-$(BUILD)/veil-gw: controlplane/veil-gw.c $(LIB) $(HDRS)
+$(BUILD)/veil-gw: controlplane/veil-gw.c $(LIB) $(HDRS) | deps-build
 	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
-$(BUILD)/veil-node: controlplane/veil-node.c $(LIB) $(HDRS)
+$(BUILD)/veil-node: controlplane/veil-node.c $(LIB) $(HDRS) | deps-build
 	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
-$(BUILD)/veil-bench-micro: tools/bench_micro.c tests/bpf_env.h tests/testlib.h $(LIB) $(HDRS) $(BUILD)/bench_base.bpf.o
+$(BUILD)/veil-bench-micro: tools/bench_micro.c tests/bpf_env.h tests/testlib.h $(LIB) $(HDRS) $(BUILD)/bench_base.bpf.o | deps-build
 	$(CC) $(CFLAGS) -Itests -DBASE_OBJ='"$(abspath $(BUILD))/bench_base.bpf.o"' $< $(LIB) $(LDLIBS) -lm -o $@
 
 KEYS_LDLIBS := -ljson-c -lssl -lcrypto -ltss2-mu
-$(BUILD)/veil-validator: controlplane/veil-validator.c $(KEYS_LIB)
+$(BUILD)/veil-validator: controlplane/veil-validator.c $(KEYS_LIB) | deps-build
 	$(CC) $(CFLAGS) $< $(KEYS_LIB) $(KEYS_LDLIBS) -o $@
-$(BUILD)/veil-registry: controlplane/veil-registry.c $(KEYS_LIB)
+$(BUILD)/veil-registry: controlplane/veil-registry.c $(KEYS_LIB) | deps-build
 	$(CC) $(CFLAGS) $< $(KEYS_LIB) $(KEYS_LDLIBS) -o $@
-$(BUILD)/veil-attest: images/attest/veil-attest.c $(KEYS_LIB)
+$(BUILD)/veil-attest: images/attest/veil-attest.c $(KEYS_LIB) | deps-build
 	$(CC) $(CFLAGS) $< $(KEYS_LIB) $(KEYS_LDLIBS) -ltss2-esys -ltss2-tctildr -o $@
 
-$(BUILD)/veilctl: tools/veilctl.c tools/replay.c $(LIB) $(HDRS)
-	$(CC) $(CFLAGS) tools/veilctl.c tools/replay.c $(LIB) $(LDLIBS) -lpcap -o $@
+$(BUILD)/veilctl: tools/veilctl.c tools/replay.c $(LIB) $(HDRS) | deps-build
+	$(CC) $(CFLAGS) tools/veilctl.c tools/replay.c $(LIB) $(LDLIBS) -lpcap -ljson-c -o $@
 
 DPDK_CFLAGS = $(shell pkg-config --cflags libdpdk 2>/dev/null)
 DPDK_LIBS   = $(shell pkg-config --libs libdpdk 2>/dev/null)
@@ -90,44 +95,44 @@ DPDK_HDRS := $(wildcard dataplane/dpdk/*.h)
 $(BUILD)/dpdk/%.o: dataplane/dpdk/%.c $(HDRS) $(DPDK_HDRS) | deps-build
 	@mkdir -p $(BUILD)/dpdk
 	$(CC) $(CFLAGS) -Idataplane/dpdk $(DPDK_CFLAGS) -c $< -o $@
-$(BUILD)/veil-gw-dpdk: $(BUILD)/dpdk/veil-gw-dpdk.o $(BUILD)/dpdk/dp.o $(LIB)
+$(BUILD)/veil-gw-dpdk: $(BUILD)/dpdk/veil-gw-dpdk.o $(BUILD)/dpdk/dp.o $(LIB) | deps-build
 	$(CC) $^ $(DPDK_LIBS) $(LDLIBS) -o $@
 
-$(BUILD)/veil-fpgen: tools/fpgen.c tests/testlib.h $(LIB) $(HDRS)
+$(BUILD)/veil-fpgen: tools/fpgen.c tests/testlib.h $(LIB) $(HDRS) | deps-build
 	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -lpcap -o $@
 
-$(BUILD)/veil-hellogen: tools/hellogen.c
+$(BUILD)/veil-hellogen: tools/hellogen.c | deps-build
 	$(CC) $(CFLAGS) $< -lssl -lcrypto -o $@
 
-$(BUILD)/veil-flood: tools/flood.c tests/testlib.h $(LIB) $(HDRS)
+$(BUILD)/veil-flood: tools/flood.c tests/testlib.h $(LIB) $(HDRS) | deps-build
 	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
-$(BUILD)/tests/mapcount: tests/mapcount.c
+$(BUILD)/tests/mapcount: tests/mapcount.c | deps-build
 	@mkdir -p $(BUILD)/tests
 	$(CC) $(CFLAGS) $< -lbpf -o $@
 
 # libFuzzer targets (clang): the parser alone with ASan/UBSan, and the
 # differential harness against the XDP program.
-$(BUILD)/tests/fuzz_hello: tests/fuzz/fuzz_hello.c $(HDRS)
+$(BUILD)/tests/fuzz_hello: tests/fuzz/fuzz_hello.c $(HDRS) | deps-build
 	@mkdir -p $(BUILD)/tests
 	$(CLANG) -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude $< -o $@
-$(BUILD)/tests/fuzz_share: tests/fuzz/fuzz_share.c controlplane/keys/shamir.c controlplane/keys/shamir.h
+$(BUILD)/tests/fuzz_share: tests/fuzz/fuzz_share.c controlplane/keys/shamir.c controlplane/keys/shamir.h | deps-build
 	@mkdir -p $(BUILD)/tests
 	$(CLANG) -g -O1 -fsanitize=fuzzer,address,undefined -Icontrolplane $< controlplane/keys/shamir.c -lcrypto -o $@
-$(BUILD)/tests/fuzz_evidence: tests/fuzz/fuzz_evidence.c controlplane/keys/attest.c controlplane/keys/attest.h
+$(BUILD)/tests/fuzz_evidence: tests/fuzz/fuzz_evidence.c controlplane/keys/attest.c controlplane/keys/attest.h | deps-build
 	@mkdir -p $(BUILD)/tests
 	$(CLANG) -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Icontrolplane $< controlplane/keys/attest.c \
 		-ljson-c -lssl -lcrypto -ltss2-mu -o $@
-$(BUILD)/tests/fuzz_diff: tests/fuzz/fuzz_diff.c tests/bpf_env.h tests/testlib.h $(LIB) $(HDRS)
+$(BUILD)/tests/fuzz_diff: tests/fuzz/fuzz_diff.c tests/bpf_env.h tests/testlib.h $(LIB) $(HDRS) | deps-build
 	@mkdir -p $(BUILD)/tests
 	$(CLANG) -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer -Iinclude -I$(BUILD) -Idataplane -Itests $< $(LIB) $(LDLIBS) -o $@
 
 # the equivalence test also drives the DPDK packet path (ring-backed ports)
-$(BUILD)/tests/test_fastpath: tests/test_fastpath.c tests/testlib.h tests/bpf_env.h $(BUILD)/dpdk/dp.o $(LIB) $(HDRS)
+$(BUILD)/tests/test_fastpath: tests/test_fastpath.c tests/testlib.h tests/bpf_env.h $(BUILD)/dpdk/dp.o $(LIB) $(HDRS) | deps-build
 	@mkdir -p $(BUILD)/tests
 	$(CC) $(CFLAGS) -Itests -Idataplane/dpdk $(DPDK_CFLAGS) $< $(BUILD)/dpdk/dp.o $(LIB) $(DPDK_LIBS) -lrte_net_ring \
 		$(LDLIBS) -o $@
-$(BUILD)/tests/%: tests/%.c tests/testlib.h tests/bpf_env.h $(LIB) $(KEYS_LIB) $(HDRS)
+$(BUILD)/tests/%: tests/%.c tests/testlib.h tests/bpf_env.h $(LIB) $(KEYS_LIB) $(HDRS) | deps-build
 	@mkdir -p $(BUILD)/tests
 	$(CC) $(CFLAGS) -Itests $< $(LIB) $(KEYS_LIB) $(LDLIBS) -ljson-c -lssl -ltss2-mu -o $@
 
@@ -147,7 +152,29 @@ bench-quick: deps-test deps-bench all
 	@tools/bench.sh quick
 
 deps-bench:
-	@tools/deps.sh bench
+	@$(DEPS_SH) bench
+
+# make install [PREFIX=/usr/local] [DESTDIR=]: the daemons and veilctl, their man
+# pages, a systemd unit per daemon, the example configs.  Nothing under /etc is
+# written: the units read /etc/veilmesh/*.conf, which the operator provides.
+PREFIX     ?= /usr/local
+SBINDIR    ?= $(PREFIX)/sbin
+MANDIR     ?= $(PREFIX)/share/man
+DOCDIR     ?= $(PREFIX)/share/doc/veilmesh
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+INSTALL_SBIN := veil-gw veil-node veil-gw-dpdk veil-validator veil-registry veilctl
+INSTALL_MAN  := $(wildcard docs/man/*.8)
+UNITS        := $(wildcard tools/systemd/*.service.in)
+
+install: $(addprefix $(BUILD)/,$(INSTALL_SBIN))
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(DOCDIR) $(DESTDIR)$(UNITDIR)
+	install -m 0755 $(addprefix $(BUILD)/,$(INSTALL_SBIN)) $(DESTDIR)$(SBINDIR)/
+	install -m 0644 $(INSTALL_MAN) $(DESTDIR)$(MANDIR)/man8/
+	install -m 0644 docs/*.conf.example docs/*.md $(DESTDIR)$(DOCDIR)/
+	for u in $(UNITS); do \
+		sed -e 's|@SBINDIR@|$(SBINDIR)|g; s|@DOCDIR@|$(DOCDIR)|g' $$u > $(DESTDIR)$(UNITDIR)/$$(basename $$u .in) && \
+		chmod 0644 $(DESTDIR)$(UNITDIR)/$$(basename $$u .in) || exit 1; \
+	done
 
 clean:
 	rm -rf $(BUILD)

@@ -85,14 +85,29 @@ static int push_secret(struct vm_gw *g, const struct vm_gw_cfg *c, __u64 *epoch)
 	vm_secret_derive(master, len, vm_tai_seconds(), c->rotate_s, &s);
 	OPENSSL_cleanse(master, sizeof(master));
 	rc = bpf_map_update_elem(vm_gw_map_fd(g, "cookie_secret"), &zero, &s, BPF_ANY);
+	/* the epoch before the key is wiped: compared with a wiped one (0), the
+	 * daemon never learnt its epoch and re-derived the key every second */
+	__u64 pushed = s.epoch;
 	OPENSSL_cleanse(&s, sizeof(s));
 	if (rc)
 		return -errno;
-	if (*epoch != s.epoch) {
-		vm_log("event=cookie_secret epoch=%llu rotate_s=%u", (unsigned long long)s.epoch, c->rotate_s);
-		*epoch = s.epoch;
+	if (*epoch != pushed) {
+		vm_log("event=cookie_secret epoch=%llu rotate_s=%u", (unsigned long long)pushed, c->rotate_s);
+		*epoch = pushed;
 	}
 	return 0;
+}
+
+/* A new epoch's key as soon as the epoch begins (the main loop asks every
+ * second; status asks too, so the age it reports is never past rotate_s). */
+static void rotate_if_due(struct gw_state *st)
+{
+	if (vm_tai_seconds() / st->cfg.rotate_s != st->epoch) {
+		__u64 before = st->epoch;
+		push_secret(&st->g, &st->cfg, &st->epoch);
+		if (st->epoch != before)
+			st->rotations++;
+	}
 }
 
 /* The FIB lookup in XDP needs the nodes' next hops in the neighbour table
@@ -111,7 +126,9 @@ static int reload_config(struct gw_state *st, char *err, size_t errlen, int *cha
 {
 	struct vm_gw_cfg nc;
 
-	if (vm_gw_cfg_load(st->config, &nc, err, errlen)) {
+	if (vm_gw_cfg_load(st->config, &nc, err, errlen) || vm_gw_cfg_check_host(&nc, false, err, errlen)) {
+		if (nc.routes)
+			vm_gw_cfg_free(&nc);
 		st->reloads_rejected++;
 		vm_log("event=reload_rejected reason=\"%s\"", err);
 		return -1;
@@ -128,6 +145,10 @@ static int reload_config(struct gw_state *st, char *err, size_t errlen, int *cha
 	}
 	vm_gw_cfg_free(&st->cfg);
 	st->cfg = nc;
+	/* the secret file or cookie_rotate_s may have changed: the key follows now */
+	__u64 before = st->epoch;
+	if (!push_secret(&st->g, &st->cfg, &st->epoch) && st->epoch != before)
+		st->rotations++;
 	st->reloads_ok++;
 	st->route_changes += *changes;
 	ensure_neighbours(st);
@@ -146,6 +167,12 @@ static void status_json(struct gw_state *st, FILE *out)
 	};
 
 	bpf_map_lookup_elem(vm_gw_map_fd(&st->g, "cookie_secret"), &zero, &sec);
+	/* the key's age from the key itself (its epoch and period), not from a
+	 * config that a reload may have changed before the key followed */
+	char age[32] = "null";
+	__u64 tai = vm_tai_seconds();
+	if (sec.rotate_s && tai >= sec.epoch * sec.rotate_s)
+		snprintf(age, sizeof(age), "%llu", (unsigned long long)(tai - sec.epoch * sec.rotate_s));
 	fprintf(out, "{\"daemon\": \"veil-gw\", \"pid\": %d, \"uptime_s\": %llu, \"config\": ", getpid(),
 		(unsigned long long)(time(NULL) - st->started));
 	vm_json_str(out, st->config);
@@ -161,11 +188,11 @@ static void status_json(struct gw_state *st, FILE *out)
 	fprintf(out, ", {\"interface\": ");
 	vm_json_str(out, st->cfg.client_if);
 	fprintf(out, ", \"ifindex\": %d, \"program\": \"gw_asm\", \"hook\": \"tc ingress\"}]", st->g.if_client);
-	fprintf(out, ", \"routes\": %d, \"vips\": %d, \"cookie_epoch\": %llu, \"cookie_age_s\": %llu, "
+	fprintf(out, ", \"routes\": %d, \"vips\": %d, \"cookie_epoch\": %llu, \"cookie_age_s\": %s, "
 		"\"cookie_rotate_s\": %u, \"cookie_rotations\": %llu, \"route_changes\": %llu, "
 		"\"reloads_ok\": %llu, \"reloads_rejected\": %llu, \"maps\": {",
-		st->cfg.nroutes, st->cfg.nvips, (unsigned long long)sec.epoch,
-		(unsigned long long)(vm_tai_seconds() - sec.epoch * st->cfg.rotate_s), st->cfg.rotate_s,
+		st->cfg.nroutes, st->cfg.nvips, (unsigned long long)sec.epoch, age,
+		sec.rotate_s ? sec.rotate_s : st->cfg.rotate_s,
 		(unsigned long long)st->rotations, (unsigned long long)st->route_changes,
 		(unsigned long long)st->reloads_ok, (unsigned long long)st->reloads_rejected);
 	const char *maps[] = { "routes", "vips", "flows", "hello_asm", "asm_early" };
@@ -188,6 +215,7 @@ static void gw_cmd(void *arg, const char *line, FILE *out)
 	for (char *t = strtok_r(copy, " \t", &save); t && n < 8; t = strtok_r(NULL, " \t", &save))
 		w[n++] = t;
 	if (n == 1 && !strcmp(w[0], "status")) {
+		rotate_if_due(st);
 		status_json(st, out);
 	} else if (n == 1 && !strcmp(w[0], "reload")) {
 		int rc = reload_config(st, err, sizeof(err), &changes);
@@ -273,19 +301,16 @@ int main(int argc, char **argv)
 		fprintf(stderr, "veil-gw: %s\n", err);
 		return 2;
 	}
+	/* the secret and the interfaces, at --check as at start */
+	if (vm_gw_cfg_check_host(&st.cfg, true, err, sizeof(err))) {
+		fprintf(stderr, "veil-gw: %s\n", err);
+		vm_gw_cfg_free(&st.cfg);
+		return 2;
+	}
 	if (check) {
 		printf("%s: ok (%d routes, %d VIPs)\n", st.config, st.cfg.nroutes, st.cfg.nvips);
 		vm_gw_cfg_free(&st.cfg);
 		return 0;
-	}
-	{
-		__u8 k[64];
-		size_t kl;
-		if (vm_secret_read(st.cfg.secret_file, k, &kl, err, sizeof(err))) {
-			fprintf(stderr, "veil-gw: %s\n", err);
-			return 2;
-		}
-		OPENSSL_cleanse(k, sizeof(k));
 	}
 	if (vm_ctl_open(&ctl, st.cfg.control, st.cfg.metrics, err, sizeof(err))) {
 		fprintf(stderr, "veil-gw: %s\n", err);
@@ -322,6 +347,12 @@ int main(int argc, char **argv)
 	/* closed flows (FIN both ways) are retired after a TIME_WAIT-like linger */
 	vm_sweep_init(&st.sweep, vm_gw_map_fd(&st.g, "flows"), sizeof(struct flow_key), sizeof(struct flow_val),
 		      offsetof(struct flow_val, fin), 5);
+	char runtime[400] = "";
+	if (vm_runtime_write("veil-gw", st.cfg.control, st.config, st.cfg.pin_root, st.cfg.metrics, runtime,
+			     sizeof(runtime)))
+		vm_log("event=warning reason=\"cannot write the runtime file %s: %s (veilctl will need -p and -s)\"",
+		       runtime, strerror(errno));
+
 	vm_daemon_signals();
 	while (!vm_stop_sig) {
 		vm_sweep_run(&st.sweep, time(NULL));
@@ -330,17 +361,13 @@ int main(int argc, char **argv)
 			vm_reload = 0;
 			reload_config(&st, err, sizeof(err), &changes);
 		}
-		if (vm_tai_seconds() / st.cfg.rotate_s != st.epoch) {
-			__u64 before = st.epoch;
-			push_secret(&st.g, &st.cfg, &st.epoch);
-			if (st.epoch != before)
-				st.rotations++;
-		}
+		rotate_if_due(&st);
 	}
 	if (!keep)
 		vm_gw_detach(&st.g);
 	vm_log("event=stopped signal=%d detached=%s", (int)vm_stop_sig, keep ? "no" : "yes");
 	vm_sweep_free(&st.sweep);
+	vm_runtime_remove(runtime);
 	vm_ctl_close(&ctl);
 	vm_gw_close(&st.g);
 	vm_gw_cfg_free(&st.cfg);

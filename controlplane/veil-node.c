@@ -229,6 +229,12 @@ int main(int argc, char **argv)
 		      offsetof(struct conn_val, fin), 5);
 	st.sweep.on_retire = conn_rev_forget;
 	st.sweep.arg = &st;
+	char runtime[400] = "";
+	if (vm_runtime_write("veil-node", st.cfg.control, st.config, st.cfg.pin_root, st.cfg.metrics, runtime,
+			     sizeof(runtime)))
+		vm_log("event=warning reason=\"cannot write the runtime file %s: %s (veilctl will need -p and -s)\"",
+		       runtime, strerror(errno));
+
 	vm_daemon_signals();
 	while (!vm_stop_sig) {
 		vm_sweep_run(&st.sweep, time(NULL));
@@ -242,6 +248,7 @@ int main(int argc, char **argv)
 		vm_node_detach(&st.n);
 	vm_log("event=stopped signal=%d detached=%s", (int)vm_stop_sig, keep ? "no" : "yes");
 	vm_sweep_free(&st.sweep);
+	vm_runtime_remove(runtime);
 	vm_ctl_close(&ctl);
 	vm_node_close(&st.n);
 	return 0;

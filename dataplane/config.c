@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
@@ -253,12 +254,17 @@ static int gw_line(struct cfg_reader *r, struct vm_gw_cfg *c, char **w, int n)
 	int rc = common_line(r, &cc, w, n), fam;
 	__u32 v;
 
+	if (rc == 0 && !strcmp(w[0], "mesh_interface"))
+		c->mesh_if_line = r->line;
 	if (rc <= 0)
 		return rc;
 	if (!strcmp(w[0], "client_interface")) {
 		ONE_NAME(c->client_if);
+		c->client_if_line = r->line;
 	} else if (!strcmp(w[0], "cookie_secret_file")) {
-		ONE_NAME(c->secret_file);	} else if (!strcmp(w[0], "wscale")) {
+		ONE_NAME(c->secret_file);
+		c->secret_line = r->line;
+	} else if (!strcmp(w[0], "wscale")) {
 		NEED(2, "a number from 0 to 14");
 		if (parse_u32(w[1], 0, 14, &v))
 			return cfg_err(r, "bad window scale '%s' (0..14)", w[1]);
@@ -341,6 +347,14 @@ static int read_lines(const char *path, char *err, size_t errlen, void *c,
 
 	if (!f) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	/* fopen() takes a directory and fgets() then reads nothing: say so */
+	struct stat sb;
+	if (fstat(fileno(f), &sb) || !S_ISREG(sb.st_mode)) {
+		snprintf(err, errlen, "%s: %s, not a config file", path,
+			 S_ISDIR(sb.st_mode) ? "a directory" : "not a regular file");
+		fclose(f);
 		return -1;
 	}
 	while (fgets(line, sizeof(line), f)) {
@@ -523,6 +537,56 @@ int vm_secret_read(const char *path, __u8 *key, size_t *len, char *err, size_t e
 		return -1;
 	}
 	*len = n;
+	return 0;
+}
+
+int vm_secret_check(const char *path, char *err, size_t errlen)
+{
+	struct stat sb;
+	__u8 key[64];
+	size_t len;
+
+	if (stat(path, &sb)) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (!S_ISREG(sb.st_mode)) {
+		snprintf(err, errlen, "%s: not a regular file", path);
+		return -1;
+	}
+	/* the fleet's master key: anyone who reads it can forge cookies */
+	if (sb.st_mode & 077) {
+		snprintf(err, errlen, "%s: %s (mode %04o): the secret must be its owner's alone (chmod 600)", path,
+			 sb.st_mode & 004 ? "readable by everyone" : sb.st_mode & 040 ? "readable by its group"
+			 : "open to its group or others", (unsigned int)(sb.st_mode & 07777));
+		return -1;
+	}
+	if (vm_secret_read(path, key, &len, err, errlen))
+		return -1;
+	OPENSSL_cleanse(key, sizeof(key));
+	return 0;
+}
+
+int vm_gw_cfg_check_host(const struct vm_gw_cfg *c, bool ifaces, char *err, size_t errlen)
+{
+	char why[400];
+
+	if (vm_secret_check(c->secret_file, why, sizeof(why))) {
+		snprintf(err, errlen, "%s:%d: cookie_secret_file %s", c->path, c->secret_line, why);
+		return -1;
+	}
+	if (!ifaces)
+		return 0;
+	const struct { const char *name; int line; const char *what; } ifs[2] = {
+		{ c->client_if, c->client_if_line, "client_interface" },
+		{ c->mesh_if, c->mesh_if_line ? c->mesh_if_line : c->client_if_line, "mesh_interface" },
+	};
+	for (int i = 0; i < 2; i++)
+		if (!if_nametoindex(ifs[i].name)) {
+			snprintf(err, errlen, "%s:%d: %s '%s' does not exist (in this network namespace)", c->path,
+				 ifs[i].line, ifs[i].what, ifs[i].name);
+			return -1;
+		}
 	return 0;
 }
 

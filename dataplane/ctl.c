@@ -213,6 +213,57 @@ void vm_ctl_poll(struct vm_ctl *c, int ms, vm_ctl_cmd_fn cmd, vm_ctl_metrics_fn 
 	}
 }
 
+/* ---------- runtime file ---------- */
+
+int vm_runtime_write(const char *daemon, const char *control, const char *config, const char *pin_root,
+		     const char *metrics, char *out, size_t outlen)
+{
+	char tmp[300], *abs_config = realpath(config, NULL);
+	FILE *f;
+
+	/* named after the socket (one per daemon by construction: a second
+	 * daemon on a socket is refused), so daemons that share a folder, as
+	 * the lab's do, each have their own */
+	if (control && control[0] && strcmp(control, "off")) {
+		size_t n = strlen(control);
+		if (n > 5 && !strcmp(control + n - 5, ".sock"))
+			n -= 5;
+		snprintf(out, outlen, "%.*s.json", (int)n, control);
+	} else {
+		mkdir(VM_RUN_DIR_DEFAULT, 0755);
+		snprintf(out, outlen, "%s/%s.json", VM_RUN_DIR_DEFAULT, daemon);
+	}
+	snprintf(tmp, sizeof(tmp), "%s.tmp", out);
+	f = fopen(tmp, "we");
+	if (!f) {
+		free(abs_config);
+		return -1;
+	}
+	fprintf(f, "{\"daemon\": ");
+	vm_json_str(f, daemon);
+	fprintf(f, ", \"pid\": %d, \"config\": ", getpid());
+	vm_json_str(f, abs_config ? abs_config : config);
+	fputs(", \"pin_root\": ", f);
+	vm_json_str(f, pin_root ? pin_root : "");
+	fputs(", \"control_socket\": ", f);
+	vm_json_str(f, control ? control : "off");
+	fputs(", \"metrics\": ", f);
+	vm_json_str(f, metrics ? metrics : "off");
+	fputs("}\n", f);
+	free(abs_config);
+	if (fclose(f) || rename(tmp, out)) {
+		unlink(tmp);
+		return -1;
+	}
+	return 0;
+}
+
+void vm_runtime_remove(const char *path)
+{
+	if (path && path[0])
+		unlink(path);
+}
+
 /* ---------- shared pieces of the answers ---------- */
 
 long vm_map_count(int fd)

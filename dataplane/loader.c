@@ -25,6 +25,11 @@
 
 const char *vm_prog_name = "veilmesh";
 static bool lib_verbose;
+/* While a call whose failure is an expected condition runs (a clsact qdisc
+ * that is already there, a TC filter that is already gone), the kernel
+ * messages that say so are not news: the caller handles the error code.
+ * Anything else the call prints still gets through. */
+static const char *const *lib_expected;
 
 /* libbpf and libxdp speak through here: warnings become log events, their
  * chatter about sections and the dispatcher fallback only with --verbose. */
@@ -37,6 +42,9 @@ static int lib_print(const char *origin, const char *fmt, va_list ap)
 	n = strlen(line);
 	while (n && line[n - 1] == '\n')
 		line[--n] = 0;
+	for (const char *const *e = lib_expected; e && *e && !lib_verbose; e++)
+		if (strstr(line, *e))
+			return 0;
 	if (!lib_verbose && (strstr(line, "skipping unrecognized") || strstr(line, "dispatcher") ||
 			     strstr(line, "xdp_pass") || strstr(line, "ulimit") ||
 			     strstr(line, "Falling back") || strstr(line, "No XDP dispatcher")))
@@ -195,7 +203,10 @@ static int tc_attach(int ifindex, int prog_fd)
 	DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS);
 	DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .handle = 0x7e11, .priority = 1, .prog_fd = prog_fd,
 			    .flags = BPF_TC_F_REPLACE);
+	static const char *const clsact_there[] = { "Exclusivity flag on", NULL };
+	lib_expected = clsact_there;
 	int err = bpf_tc_hook_create(&hook);
+	lib_expected = NULL;
 
 	if (err && err != -EEXIST)
 		return err;
@@ -206,8 +217,12 @@ static void tc_detach(int ifindex)
 {
 	DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS);
 	DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .handle = 0x7e11, .priority = 1);
+	static const char *const filter_gone[] = { "Cannot find specified filter chain",
+						   "Filter with specified priority/protocol not found", NULL };
 
+	lib_expected = filter_gone;
 	bpf_tc_detach(&hook, &opts);
+	lib_expected = NULL;
 }
 
 /* ---------- gateway ---------- */

@@ -80,6 +80,7 @@ struct vm_gw_cfg {
 	char control[108];        /* unix socket for veilctl */
 	__u32 rotate_s;
 	__u32 flows_max;
+	int secret_line, client_if_line, mesh_if_line;  /* where the file set them (0: not set) */
 	struct gw_config dp;
 	int nroutes, nvips;
 	struct vm_cfg_route *routes;
@@ -111,9 +112,18 @@ int vm_route_name_ok(const char *name);
  * before it atomically replaces the old one; -1 with the reason in err. */
 int vm_gw_cfg_edit_route(const char *config, const char *op, char **w, int n, char *err, size_t errlen);
 
+/* What the daemons check beyond the file's syntax, at --check, start and
+ * reload: the cookie secret (vm_secret_check) and, with ifaces, that the
+ * interfaces exist; "file:line: reason" in err. */
+int vm_gw_cfg_check_host(const struct vm_gw_cfg *c, bool ifaces, char *err, size_t errlen);
+
 /* ---------- cookie secret ---------- */
 /* Reads the fleet's master secret (hex, >= 16 bytes) from path. */
 int vm_secret_read(const char *path, __u8 *key, size_t *len, char *err, size_t errlen);
+/* The daemons' view of the secret file: there, a regular file, readable by
+ * its owner alone, and a valid secret (vm_secret_read).  Nothing of the
+ * secret reaches err. */
+int vm_secret_check(const char *path, char *err, size_t errlen);
 /* Derives the map value for a TAI time: the epoch's key and the previous one. */
 void vm_secret_derive(const __u8 *master, size_t len, __u64 tai_s, __u32 rotate_s,
 		      struct cookie_secret *out);
@@ -180,6 +190,18 @@ void vm_node_close(struct vm_node *n);
 int vm_node_map_fd(struct vm_node *n, const char *name);
 int vm_node_sync(struct vm_node *n, const struct vm_node_cfg *c, int *changes);
 int vm_node_stats_read(int fd, struct node_stats *sum);
+
+/* ---------- runtime file: how veilctl finds a running daemon ---------- */
+/* A daemon writes its control socket's path with .json for .sock
+ * (/run/veilmesh/veil-gw.json by default; /run/veilmesh/DAEMON.json when
+ * the socket is off): {"daemon", "pid", "config", "pin_root",
+ * "control_socket", "metrics"}.  Written atomically at start, removed at
+ * stop; veilctl trusts one only while its pid is alive and is that daemon.
+ * Returns 0 with the path in out. */
+#define VM_RUN_DIR_DEFAULT "/run/veilmesh"
+int vm_runtime_write(const char *daemon, const char *control, const char *config, const char *pin_root,
+		     const char *metrics, char *out, size_t outlen);
+void vm_runtime_remove(const char *path);
 
 /* ---------- control socket and metrics (dataplane/ctl.c) ---------- */
 struct vm_ctl {

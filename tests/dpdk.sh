@@ -46,6 +46,7 @@ ctl() { "$BUILD/veilctl" --pin-root /nonexistent --socket "$DIR/gw.sock" "$@"; }
 # ---------- bad invocations: a clear message and a non-zero exit ----------
 cp docs/veil-gw.conf.example "$T/gw.conf"
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$T/key"
+chmod 600 "$T/key"   # the daemons refuse a secret others can read
 sed -i "s|/etc/veilmesh/cookie.key|$T/key|; s|/run/veilmesh/veil-gw.sock|$T/gw.sock|; s|^metrics .*|metrics off|" "$T/gw.conf"
 check_bad() { # name expected-rc expected-message args...
 	local name=$1 want=$2 msg=$3; shift 3

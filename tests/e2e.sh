@@ -344,7 +344,7 @@ st=$("$BUILD/veilctl" -p "$PIN/n2" -s "$DIR/n2.sock" stats 2>&1); c2=$?
 ch=$("$BUILD/veilctl" -p "$PIN/gw" -s "$DIR/nobody.sock" routes del vm1.veil.test 2>&1); c3=$?
 nsenter --net="/run/netns/$P-n2" "$BUILD/veil-node" --config "$DIR/n2.conf" >>"$DIR/n2.log" 2>&1 &
 echo $! >"$DIR/n2.pid"
-[ $c1 = 0 ] && echo "$s" | grep -q "daemon: down" && [ $c2 = 0 ] && echo "$st" | grep -q handoff_replayed &&
+[ $c1 = 3 ] && echo "$s" | grep -q "daemon: down" && [ $c2 = 0 ] && echo "$st" | grep -q handoff_replayed &&
 	[ $c3 = 1 ] && echo "$ch" | grep -q "read-only without it" && pass $t || fail $t "status=$c1 '$s' stats=$c2 change=$c3 '$ch'"
 
 # ---------- hostile traffic (veil-flood from the client namespace) ----------

@@ -3,6 +3,7 @@
 # Each suite prints "PASS name" / "FAIL name: why" / "SKIP name: why" lines.
 #   tests/run.sh            everything
 #   tests/run.sh unit|bpf|fuzz|e2e|reliability|dpdk|attest|bench
+#   tests/run.sh unit|bpf|fuzz|e2e|dpdk|ops|attest|bench
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -53,6 +54,9 @@ case $what in all|reliability)
 esac
 case $what in all|e2e|dpdk)
 	suite dpdk tests/dpdk.sh
+esac
+case $what in all|ops)
+	suite ops tests/ops.sh
 esac
 case $what in all|attest)
 	suite attest tests/attest.sh

@@ -41,6 +41,7 @@ ip -n "$NS" link set m0p up
 ip -n "$NS" addr add 198.19.0.1/24 dev m0
 ip -n "$NS" neigh add 198.19.0.11 lladdr 02:00:00:00:00:11 dev m0 nud permanent
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$T/key"
+chmod 600 "$T/key"   # the daemons refuse a secret others can read
 conf() { # flows_max
 	cat <<EOF
 pin_root /sys/fs/bpf/veilmesh-$ID

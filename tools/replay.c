@@ -13,7 +13,14 @@
  * not use: each flow's acknowledgements are remapped from the cookie the
  * capture shows (its SYN-ACK, or the client's first ack) to the one our copy
  * answered with; for a flow captured mid-way a SYN is synthesized first.
- * Everything else in a packet is run as captured.
+ * With --secret FILE (the fleet's secret) the cookies are run as captured,
+ * against the key the live gateway uses now.  Everything else in a packet is
+ * run as captured.  The SNI shown is the name parsed from the client's own
+ * bytes (reassembled when the hello spans segments or records).
+ *
+ * Link types: Ethernet, raw IPv4/IPv6 (DLT_RAW, LINKTYPE_IPV4/IPV6), Linux
+ * cooked (SLL, SLL2) and BSD loopback (NULL, LOOP); each packet is given an
+ * Ethernet header before it runs.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -27,6 +34,7 @@
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <openssl/crypto.h>
 
 #include "veil.h"
 #include "veil/hello.h"
@@ -41,6 +49,10 @@ struct rflow {
 	__u16 cport, vport;       /* host order */
 	int have_cap, have_ours;
 	__u32 cap_cookie, our_cookie;
+	/* the client's first bytes, by sequence number from base (its ISN + 1) */
+	int have_base;
+	__u32 base;
+	__u8 *stream, *filled;    /* VM_HELLO_BUF each, made at the first data */
 };
 
 static struct rflow *flows;
@@ -63,6 +75,58 @@ static struct rflow *rflow_get(const __u8 *client, __u16 cport, const __u8 *vip,
 	f->cport = cport;
 	f->vport = vport;
 	return f;
+}
+
+/* The link types replay reads, and how long their header is; each packet is
+ * given an Ethernet header (zero MACs, the EtherType its link header or IP
+ * version says) so the programs see what the gateway's NIC would give them. */
+static int link_ok(int dlt)
+{
+	return dlt == DLT_EN10MB || dlt == DLT_RAW || dlt == DLT_IPV4 || dlt == DLT_IPV6 || dlt == DLT_LINUX_SLL ||
+	       dlt == DLT_LINUX_SLL2 || dlt == DLT_NULL || dlt == DLT_LOOP;
+}
+
+/* Writes the packet as an Ethernet frame into out; its length, or 0 when
+ * the link header is short or does not carry IPv4/IPv6 (the frame is then
+ * kept as it is, so it shows as not IP). */
+static size_t to_ether(int dlt, const u_char *d, size_t n, __u8 *out, size_t cap)
+{
+	size_t hl = 0;
+	__u16 et = 0;
+
+	switch (dlt) {
+	case DLT_EN10MB:
+		n = n < cap ? n : cap;
+		memcpy(out, d, n);
+		return n;
+	case DLT_LINUX_SLL:   /* 16 bytes, protocol at 14 */
+		hl = 16;
+		if (n >= hl)
+			et = (d[14] << 8) | d[15];
+		break;
+	case DLT_LINUX_SLL2:  /* 20 bytes, protocol first */
+		hl = 20;
+		if (n >= hl)
+			et = (d[0] << 8) | d[1];
+		break;
+	case DLT_NULL:        /* 4 bytes of address family, in the capturing host's byte order */
+	case DLT_LOOP:        /* the same in network order: the IP version says it either way */
+		hl = 4;
+		break;
+	default:              /* DLT_RAW, DLT_IPV4, DLT_IPV6: the IP header first */
+		break;
+	}
+	if (n < hl + 1)
+		return 0;
+	if (!et)
+		et = (d[hl] >> 4) == 4 ? 0x0800 : (d[hl] >> 4) == 6 ? 0x86dd : 0;
+	if (n - hl + 14 > cap)
+		n = cap - 14 + hl;
+	memset(out, 0, 12);
+	out[12] = et >> 8;
+	out[13] = et & 0xff;
+	memcpy(out + 14, d + hl, n - hl);
+	return n - hl + 14;
 }
 
 /* The few header facts replay needs, from an Ethernet frame. */
@@ -186,22 +250,68 @@ static void moved(FILE *f, const struct gw_stats *b, const struct gw_stats *a, i
 		fputs("-", f);
 }
 
-/* The name of the route a flow took (first route with that VM and node). */
-static const char *route_name(int routes_fd, const struct flow_val *fv, char *buf, size_t len)
+/* Keeps a client segment's bytes at their place in the flow's stream. */
+static void stream_add(struct rflow *f, const struct rpkt *p, const __u8 *pkt)
 {
-	struct route_key k, next;
-	struct route_val v;
-	void *prev = NULL;
-
-	while (!bpf_map_get_next_key(routes_fd, prev, &next)) {
-		k = next;
-		prev = &k;
-		if (!bpf_map_lookup_elem(routes_fd, &k, &v) && v.vm_id == fv->vm_id && !memcmp(v.node, fv->node, 16)) {
-			snprintf(buf, len, "%s", k.name);
-			return buf;
-		}
+	if ((p->flags & 0x02) && !f->have_base) {
+		f->base = p->seq + 1;
+		f->have_base = 1;
 	}
-	return "?";
+	if (!p->plen)
+		return;
+	if (!f->have_base) {          /* captured mid-way: the first data is the start */
+		f->base = p->seq;
+		f->have_base = 1;
+	}
+	if (!f->stream) {
+		f->stream = calloc(1, VM_HELLO_BUF);
+		f->filled = calloc(1, VM_HELLO_BUF);
+		if (!f->stream || !f->filled)
+			return;
+	}
+	__u32 off = p->seq - f->base;
+	for (size_t i = 0; i < p->plen && off + i < VM_HELLO_BUF; i++) {
+		f->stream[off + i] = pkt[p->l4 + p->tcplen + i];
+		f->filled[off + i] = 1;
+	}
+}
+
+/* The server name of the hello the client has sent so far, as the gateway
+ * parses it: the contiguous prefix, its TLS records joined into one. */
+static int stream_sni(const struct rflow *f, char *name, size_t len)
+{
+	static __u8 flat[VM_HELLO_BUF];
+	struct vm_hello h = { 0 };
+	struct vm_hello_state st;
+	size_t have = 0, r = 0, out = 5;
+
+	if (!f->stream)
+		return -1;
+	while (have < VM_HELLO_BUF && f->filled[have])
+		have++;
+	while (r + 5 <= have && f->stream[r] == 0x16) {
+		size_t rlen = (f->stream[r + 3] << 8) | f->stream[r + 4], n = have - r - 5;
+		if (n > rlen)
+			n = rlen;
+		if (out + n > VM_HELLO_BUF)
+			n = VM_HELLO_BUF - out;
+		memcpy(flat + out, f->stream + r + 5, n);
+		out += n;
+		r += 5 + rlen;
+		if (n < rlen || out == VM_HELLO_BUF)
+			break;
+	}
+	if (out == 5)
+		return -1;
+	flat[0] = 0x16;
+	flat[1] = 3;
+	flat[2] = 1;
+	flat[3] = (out - 5) >> 8;
+	flat[4] = (out - 5) & 0xff;
+	if (vm_hello_parse(flat, out, &h, &st) != VM_HELLO_OK)
+		return -1;
+	snprintf(name, len, "%s", h.name);
+	return 0;
 }
 
 static int copy_map(const char *from_pin, int to_fd, size_t ksz, size_t vsz)
@@ -225,7 +335,7 @@ static int copy_map(const char *from_pin, int to_fd, size_t ksz, size_t vsz)
 
 int vm_replay(int argc, char **argv, const char *live_pin, int json)
 {
-	const char *file = NULL, *routes_cfg = NULL;
+	const char *file = NULL, *routes_cfg = NULL, *secret = NULL;
 	char errbuf[PCAP_ERRBUF_SIZE], err[512], pin[128], cmd[256];
 	static struct vm_gw_cfg cfg;
 	struct vm_gw g;
@@ -235,15 +345,23 @@ int vm_replay(int argc, char **argv, const char *live_pin, int json)
 	for (int i = 0; i < argc; i++) {
 		if (!strcmp(argv[i], "--routes") && i + 1 < argc)
 			routes_cfg = argv[++i];
+		else if (!strcmp(argv[i], "--secret") && i + 1 < argc)
+			secret = argv[++i];
 		else if (argv[i][0] != '-' && !file)
 			file = argv[i];
 		else {
-			fprintf(stderr, "veilctl: replay takes FILE [--routes CONFIG]\nTry 'veilctl --help'.\n");
+			fprintf(stderr, "veilctl: replay takes FILE [--routes CONFIG] [--secret FILE]\nTry 'veilctl --help'.\n");
 			return 2;
 		}
 	}
 	if (!file) {
-		fprintf(stderr, "veilctl: replay takes FILE [--routes CONFIG]\nTry 'veilctl --help'.\n");
+		fprintf(stderr, "veilctl: replay takes FILE [--routes CONFIG] [--secret FILE]\nTry 'veilctl --help'.\n");
+		return 2;
+	}
+	__u8 master[64];
+	size_t mlen = 0;
+	if (secret && vm_secret_read(secret, master, &mlen, err, sizeof(err))) {
+		fprintf(stderr, "veilctl: --secret %s\n", err);
 		return 2;
 	}
 	pcap_t *pc = pcap_open_offline(file, errbuf);
@@ -252,9 +370,12 @@ int vm_replay(int argc, char **argv, const char *live_pin, int json)
 		return 1;
 	}
 	int dlt = pcap_datalink(pc);
-	if (dlt != DLT_EN10MB && dlt != DLT_LINUX_SLL) {
-		fprintf(stderr, "veilctl: %s: link type %s is not Ethernet or Linux cooked capture\n", file,
-			pcap_datalink_val_to_name(dlt));
+	if (!link_ok(dlt)) {
+		const char *nm = pcap_datalink_val_to_name(dlt), *ds = pcap_datalink_val_to_description(dlt);
+		fprintf(stderr, "veilctl: %s: cannot read link type %s (%s, DLT %d): replay reads Ethernet, raw IP "
+			"(RAW, IPV4, IPV6), Linux cooked (LINUX_SLL, LINUX_SLL2) and BSD loopback (NULL, LOOP)\n",
+			file, nm ? nm : "unknown", ds ? ds : "no description", dlt);
+		pcap_close(pc);
 		return 1;
 	}
 	if (routes_cfg && vm_gw_cfg_load(routes_cfg, &cfg, err, sizeof(err))) {
@@ -335,7 +456,25 @@ int vm_replay(int argc, char **argv, const char *live_pin, int json)
 		}
 	}
 	struct cookie_secret sec = { .cur = { 0x76656966, 0x726570 }, .epoch = 1, .rotate_s = 3600 };
+	if (secret) {
+		/* the live gateway's key now: its rotation period from the config, or the live map */
+		__u32 rotate = routes_cfg ? cfg.rotate_s : 0;
+		if (!rotate) {
+			char p1[512];
+			struct cookie_secret live = { 0 };
+			snprintf(p1, sizeof(p1), "%s/cookie_secret", live_pin);
+			int fd = bpf_obj_get(p1);
+			if (fd >= 0 && !bpf_map_lookup_elem(fd, &zero, &live))
+				rotate = live.rotate_s;
+			if (fd >= 0)
+				close(fd);
+			OPENSSL_cleanse(&live, sizeof(live));
+		}
+		vm_secret_derive(master, mlen, vm_tai_seconds(), rotate ? rotate : 3600, &sec);
+		OPENSSL_cleanse(master, sizeof(master));
+	}
 	bpf_map_update_elem(vm_gw_map_fd(&g, "cookie_secret"), &zero, &sec, BPF_ANY);
+	OPENSSL_cleanse(&sec, sizeof(sec));
 
 	int ing = bpf_program__fd(g.ing->progs.gw_ingress), ret = bpf_program__fd(g.ret->progs.gw_return),
 	    asmf = bpf_program__fd(g.as->progs.gw_asm), stats_fd = vm_gw_map_fd(&g, "gw_stats"),
@@ -354,19 +493,8 @@ int vm_replay(int argc, char **argv, const char *live_pin, int json)
 		printf("%5s %9s  %-52s %-6s %5s  %-9s %s\n", "#", "TIME", "PACKET", "FLAGS", "LEN", "VERDICT",
 		       "OUTCOME  [SNI / ROUTE]");
 	while ((r = pcap_next_ex(pc, &h, &d)) == 1) {
-		size_t n = h->caplen;
+		size_t n = to_ether(dlt, d, h->caplen, pkt, sizeof(pkt));
 		idx++;
-		if (dlt == DLT_LINUX_SLL) {   /* cooked: make an Ethernet header */
-			if (n < 16)
-				continue;
-			memset(pkt, 0, 12);
-			pkt[12] = d[14];
-			pkt[13] = d[15];
-			memcpy(pkt + 14, d + 16, n - 16);
-			n = n - 16 + 14;
-		} else {
-			memcpy(pkt, d, n < sizeof(pkt) ? n : sizeof(pkt));
-		}
 		double ts = h->ts.tv_sec + h->ts.tv_usec / 1e6;
 		if (t0 < 0)
 			t0 = ts;
@@ -394,6 +522,7 @@ int vm_replay(int argc, char **argv, const char *live_pin, int json)
 			prog = ing;
 			rf = rflow_get(p.src, p.sport, p.dst, p.dport);
 			tc_after = 1;
+			stream_add(rf, &p, pkt);
 		} else if (p.ok && !p.geneve && p.tcplen && is_vip(vips_fd, p.src, p.sport, p.v6)) {
 			role = "from the gateway (not replayed)";
 			rf = rflow_get(p.dst, p.dport, p.src, p.sport);
@@ -411,8 +540,8 @@ int vm_replay(int argc, char **argv, const char *live_pin, int json)
 		__u32 verdict = 0, olen = 0;
 		char extra[300] = "";
 		if (prog >= 0) {
-			/* remap the capture's cookie to ours */
-			if (rf && (p.flags & 0x10) && !(p.flags & 0x02)) {
+			/* remap the capture's cookie to ours (with --secret, ours is the live one) */
+			if (rf && !secret && (p.flags & 0x10) && !(p.flags & 0x02)) {
 				if (!rf->have_cap) {
 					rf->cap_cookie = p.ack - 1;
 					rf->have_cap = 1;
@@ -473,22 +602,17 @@ int vm_replay(int argc, char **argv, const char *live_pin, int json)
 				struct flow_val fv;
 				memcpy(fk.client, rf->client, 16);
 				memcpy(fk.vip, rf->vip, 16);
-				int routed = a2.hello_routed != b.hello_routed;
+				int routed = a2.hello_routed != b.hello_routed || a2.asm_routed != b.asm_routed;
+				char sni[VM_NAME_MAX];
+				if (stream_sni(rf, sni, sizeof(sni)))
+					snprintf(sni, sizeof(sni), "?");
 				if (routed && !bpf_map_lookup_elem(flows_fd, &fk, &fv)) {
-					char nb[64], rn[VM_NAME_MAX];
-					snprintf(extra, sizeof(extra), "sni=%s route: vm %u via %s",
-						 route_name(routes_fd, &fv, rn, sizeof(rn)), fv.vm_id,
+					char nb[64];
+					snprintf(extra, sizeof(extra), "sni=%.200s route: vm %u via %s", sni, fv.vm_id,
 						 vm_addr_str(fv.node, nb, sizeof(nb)));
 				} else if (p.plen && !routed && (a2.no_route != b.no_route || a2.no_sni != b.no_sni ||
-								  a2.bad_name != b.bad_name)) {
-					/* refused: the name, when it was in this segment */
-					static __u8 buf[VM_HELLO_BUF];
-					struct vm_hello hh = { 0 };
-					struct vm_hello_state hs;
-					size_t pl = p.plen < VM_HELLO_BUF ? p.plen : VM_HELLO_BUF;
-					memcpy(buf, pkt + p.l4 + p.tcplen, pl);
-					if (vm_hello_parse(buf, pl, &hh, &hs) == VM_HELLO_OK)
-						snprintf(extra, sizeof(extra), "sni=%s (no route)", hh.name);
+								  a2.bad_name != b.bad_name) && strcmp(sni, "?")) {
+					snprintf(extra, sizeof(extra), "sni=%.200s (no route)", sni);
 				}
 			}
 			(void)via_tc;
@@ -533,6 +657,10 @@ out:
 	vm_gw_close(&g);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", pin);
 	(void)!system(cmd);
+	for (int i = 0; i < nflows; i++) {
+		free(flows[i].stream);
+		free(flows[i].filled);
+	}
 	free(flows);
 	return rc;
 }

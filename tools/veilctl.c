@@ -10,7 +10,9 @@
  * See docs/man/veilctl.8.
  */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
+#include <dirent.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -22,6 +24,7 @@
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <json-c/json.h>
 
 #include "veil.h"
 #include "veil/hello.h"
@@ -30,13 +33,17 @@ static const char *pin_root = VM_PIN_ROOT_DEFAULT;
 static const char *sock_path;
 static int json;
 static int is_node;
+/* veil-gw-dpdk keeps its tables in the process, not in pinned maps: its
+ * listings and counters come through its control socket */
+static int is_dpdk;
+static char found_pin[256], found_sock[108], found_daemon[32];
 
 int vm_replay(int argc, char **argv, const char *pin_root, int json);
 
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: veilctl [-p PIN_ROOT] [-s SOCKET] [-j] COMMAND [ARGS]\n"
+		"usage: veilctl [-p PIN_ROOT] [-s SOCKET] [-d DAEMON] [-r RUN_DIR] [-j] COMMAND [ARGS]\n"
 		"\n"
 		"  status                            programs, maps and their fill, cookie key age, daemon health\n"
 		"  stats [-w|--watch [SECONDS]]      every outcome counter, summed over CPUs (rates with --watch)\n"
@@ -50,14 +57,21 @@ static void usage(FILE *f)
 		"  replay FILE [--routes CONFIG] [--secret FILE]\n"
 		"                                    what the gateway would do with each packet of a capture\n"
 		"\n"
-		"  -p, --pin-root DIR   where the daemon pins its maps (default %s)\n"
-		"  -s, --socket PATH    the daemon's control socket (default /run/veilmesh/veil-gw.sock,\n"
-		"                       or veil-node.sock when PIN_ROOT holds a node's maps)\n"
+		"  -p, --pin-root DIR   where the daemon pins its maps (default: the running daemon's, else %s)\n"
+		"  -s, --socket PATH    the daemon's control socket (default: the running daemon's, else\n"
+		"                       /run/veilmesh/veil-gw.sock, or veil-node.sock when PIN_ROOT holds a node's maps)\n"
+		"  -d, --daemon NAME    which running daemon when several run: veil-gw, veil-node, veil-gw-dpdk,\n"
+		"                       or its runtime file's name (n1 for RUN_DIR/n1.json)\n"
+		"  -r, --run-dir DIR    where daemons leave their runtime files (default $VEIL_RUN_DIR or %s)\n"
 		"  -j, --json           JSON for scripts instead of columns\n"
 		"\n"
-		"Reads use the pinned maps and work with the daemon down; changes need the daemon.\n"
-		"Exit codes: 0 ok, 1 failed (daemon down for a change, map missing, refused), 2 bad usage.\n",
-		VM_PIN_ROOT_DEFAULT);
+		"Without -p and -s, veilctl finds the running daemon by the runtime file it writes beside its\n"
+		"control socket (/run/veilmesh/veil-gw.sock -> veil-gw.json).  Reads use the pinned maps and\n"
+		"work with the daemon down (veil-gw-dpdk has no pinned maps: its reads go through its socket);\n"
+		"changes need the daemon.\n"
+		"Exit codes: 0 ok, 1 failed (daemon down for a change, map missing, refused), 2 bad usage,\n"
+		"3 status: the daemon is down.\n",
+		VM_PIN_ROOT_DEFAULT, VM_RUN_DIR_DEFAULT);
 }
 
 static int usage_error(const char *fmt, const char *arg)
@@ -85,8 +99,8 @@ static char *daemon_ask(const char *req)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct timeval tv = { .tv_sec = 5 };
-	char *buf = malloc(1 << 16);
-	size_t n = 0;
+	size_t cap = 1 << 16, n = 0;
+	char *buf = malloc(cap);
 	int fd;
 
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock_path);
@@ -104,7 +118,14 @@ static char *daemon_ask(const char *req)
 		return NULL;
 	}
 	for (;;) {
-		ssize_t got = read(fd, buf + n, (1 << 16) - 1 - n);
+		if (n + 1 == cap) {
+			char *b = realloc(buf, cap * 2);
+			if (!b)
+				break;
+			buf = b;
+			cap *= 2;
+		}
+		ssize_t got = read(fd, buf + n, cap - 1 - n);
 		if (got <= 0)
 			break;
 		n += got;
@@ -112,6 +133,45 @@ static char *daemon_ask(const char *req)
 	close(fd);
 	buf[n] = 0;
 	return buf;
+}
+
+/* A read through the daemon (veil-gw-dpdk): its JSON answer, or NULL with
+ * the reason said. */
+static json_object *daemon_json(const char *req)
+{
+	char *a = daemon_ask(req);
+	json_object *o;
+
+	if (!a) {
+		fprintf(stderr, "veilctl: the daemon does not answer on %s (veil-gw-dpdk's tables are read "
+				"through it)\n", sock_path);
+		return NULL;
+	}
+	o = json_tokener_parse(a);
+	if (!o)
+		fprintf(stderr, "veilctl: the daemon's answer to '%s' is not JSON: %.200s\n", req, a);
+	else if (json_object_is_type(o, json_type_object) && json_object_object_get_ex(o, "ok", NULL)) {
+		json_object *e = NULL;
+		json_object_object_get_ex(o, "error", &e);
+		fprintf(stderr, "veilctl: the daemon refused '%s': %s (an older daemon?)\n", req,
+			e ? json_object_get_string(e) : a);
+		json_object_put(o);
+		o = NULL;
+	}
+	free(a);
+	return o;
+}
+
+static const char *jstr(json_object *o, const char *k)
+{
+	json_object *v;
+	return json_object_object_get_ex(o, k, &v) ? json_object_get_string(v) : "";
+}
+
+static long long jint(json_object *o, const char *k)
+{
+	json_object *v;
+	return json_object_object_get_ex(o, k, &v) ? json_object_get_int64(v) : 0;
 }
 
 /* A change: needs the daemon. Prints its answer; exit code from "ok". */
@@ -149,8 +209,32 @@ static const char *addr_s(const __u8 a[16], char *buf)
 
 /* ---------- routes ---------- */
 
+static int routes_list_daemon(void)
+{
+	json_object *a = daemon_json("routes");
+	size_t n;
+
+	if (!a)
+		return 1;
+	if (json) {
+		puts(json_object_to_json_string_ext(a, JSON_C_TO_STRING_SPACED));
+		json_object_put(a);
+		return 0;
+	}
+	printf("%-40s %8s  %s\n", "NAME", "VM", "NODE");
+	n = json_object_array_length(a);
+	for (size_t i = 0; i < n; i++) {
+		json_object *r = json_object_array_get_idx(a, i);
+		printf("%-40s %8lld  %s\n", jstr(r, "name"), jint(r, "vm_id"), jstr(r, "node"));
+	}
+	json_object_put(a);
+	return 0;
+}
+
 static int routes_list(void)
 {
+	if (is_dpdk)
+		return routes_list_daemon();
 	int fd = map_open("routes");
 	struct route_key k, next;
 	struct route_val v;
@@ -216,10 +300,32 @@ static int routes_cmd(int argc, char **argv)
 /* ---------- flows ---------- */
 
 /* The VM a name routes to (exact, then wildcard), 0 when none. */
+static __u32 route_vm_daemon(const char *name)
+{
+	json_object *a = daemon_json("routes");
+	const char *dot = strchr(name, '.');
+	__u32 exact = 0, wild = 0;
+
+	if (!a)
+		return 0;
+	for (size_t i = 0; i < json_object_array_length(a); i++) {
+		json_object *r = json_object_array_get_idx(a, i);
+		const char *n = jstr(r, "name");
+		if (!strcmp(n, name))
+			exact = jint(r, "vm_id");
+		else if (dot && n[0] == '*' && !strcmp(n + 1, dot))
+			wild = jint(r, "vm_id");
+	}
+	json_object_put(a);
+	return exact ? exact : wild;
+}
+
 static __u32 route_vm(const char *name)
 {
 	struct route_key k = { 0 };
 	struct route_val v;
+	if (is_dpdk)
+		return route_vm_daemon(name);
 	int fd = map_open("routes");
 
 	if (fd < 0)
@@ -234,6 +340,42 @@ static __u32 route_vm(const char *name)
 		if (!bpf_map_lookup_elem(fd, &k, &v))
 			return v.vm_id;
 	}
+	return 0;
+}
+
+static int flows_list_daemon(__u32 vm, const __u8 *client, int count_only)
+{
+	json_object *a = daemon_json("flows"), *out = json_object_new_array();
+	long n = 0;
+
+	if (!a)
+		return 1;
+	for (size_t i = 0; i < json_object_array_length(a); i++) {
+		json_object *f = json_object_array_get_idx(a, i);
+		__u8 c[16];
+		if ((vm && jint(f, "vm_id") != vm) ||
+		    (client && (!vm_addr_parse(jstr(f, "client"), c) || memcmp(c, client, 16))))
+			continue;
+		n++;
+		json_object_array_add(out, json_object_get(f));
+	}
+	if (count_only)
+		printf(json ? "{\"flows\": %ld}\n" : "%ld\n", n);
+	else if (json)
+		puts(json_object_to_json_string_ext(out, JSON_C_TO_STRING_SPACED));
+	else {
+		printf("%-40s %5s  %-40s %5s  %8s  %-24s %8s\n", "CLIENT", "PORT", "VIP", "PORT", "VM", "NODE", "AGE_S");
+		for (size_t i = 0; i < json_object_array_length(out); i++) {
+			json_object *f = json_object_array_get_idx(out, i);
+			json_object *age = NULL;
+			json_object_object_get_ex(f, "age_s", &age);
+			printf("%-40s %5lld  %-40s %5lld  %8lld  %-24s %8.1f\n", jstr(f, "client"), jint(f, "client_port"),
+			       jstr(f, "vip"), jint(f, "vip_port"), jint(f, "vm_id"), jstr(f, "node"),
+			       age ? json_object_get_double(age) : 0.0);
+		}
+	}
+	json_object_put(out);
+	json_object_put(a);
 	return 0;
 }
 
@@ -275,6 +417,8 @@ static int flows_cmd(int argc, char **argv)
 			return usage_error("unknown flows argument '%s'", argv[i]);
 		}
 	}
+	if (is_dpdk)
+		return flows_list_daemon(vm, want_client ? client : NULL, count_only);
 	int fd = map_open("flows");
 	struct flow_key k, next;
 	struct flow_val v;
@@ -387,6 +531,15 @@ static void on_int(int sig)
 
 static int read_stats(int fd, __u64 *v, int n)
 {
+	if (is_dpdk) {
+		json_object *o = daemon_json("stats");
+		if (!o)
+			return 1;
+		for (int i = 0; i < n; i++)
+			v[i] = jint(o, vm_gw_stat_names[i]);
+		json_object_put(o);
+		return 0;
+	}
 	if (is_node)
 		return vm_node_stats_read(fd, (struct node_stats *)v);
 	(void)n;
@@ -403,14 +556,22 @@ static int stats_cmd(int argc, char **argv)
 	for (int i = 0; i < argc; i++) {
 		if (!strcmp(argv[i], "-w") || !strcmp(argv[i], "--watch")) {
 			watch = 1;
-			if (i + 1 < argc && atoi(argv[i + 1]) > 0)
-				secs = atoi(argv[++i]);
+			/* a number after it is the interval: a whole number of seconds, at least 1 */
+			if (i + 1 < argc && strcmp(argv[i + 1], "-w") && strcmp(argv[i + 1], "--watch")) {
+				char *end;
+				errno = 0;
+				long v = strtol(argv[++i], &end, 10);
+				if (errno || *end || end == argv[i] || v < 1 || v > 86400)
+					return usage_error("stats --watch takes a whole number of seconds from 1 to 86400, "
+							   "not '%s'", argv[i]);
+				secs = v;
+			}
 		} else {
 			return usage_error("unknown stats argument '%s'", argv[i]);
 		}
 	}
-	int fd = map_open(is_node ? "node_stats" : "gw_stats");
-	if (fd < 0)
+	int fd = is_dpdk ? -1 : map_open(is_node ? "node_stats" : "gw_stats");
+	if (fd < 0 && !is_dpdk)
 		return 1;
 	signal(SIGINT, on_int);
 	if (read_stats(fd, cur, n))
@@ -484,6 +645,14 @@ static int status_cmd(void)
 		free(a);
 		return 0;
 	}
+	/* down: what the pins say, and exit 3 (as an init script's status) */
+	if (is_dpdk) {
+		if (json)
+			printf("{\"daemon\": \"down\", \"control_socket\": \"%s\"}\n", sock_path);
+		else
+			printf("daemon: down (veil-gw-dpdk does not answer on %s)\n", sock_path);
+		return 3;
+	}
 	/* the daemon is down: what the pins say */
 	const char *gw_maps[] = { "routes", "vips", "flows", "hello_asm", "asm_early", "cookie_secret" };
 	const char *node_maps[] = { "vms", "conns", "conn_rev", "hellos" };
@@ -517,12 +686,83 @@ static int status_cmd(void)
 			else
 				printf("cookie key: epoch %llu, %ld s old (rotates every %u s; stale once past %u s "
 				       "without the daemon)\n", (unsigned long long)s.epoch, age, s.rotate_s, 2 * s.rotate_s);
-			return 0;
+			return 3;
 		}
 	}
 	if (json)
 		printf("}}\n");
-	return 0;
+	return 3;
+}
+
+/* ---------- finding the running daemon ---------- */
+
+/* The runtime files in run_dir of the daemons alive now (the pid is there
+ * and is that daemon); want, if given, is a daemon's name or a runtime
+ * file's (n1 for n1.json).  Fills found_* from the one found.  0 found,
+ * 1 none, 2 several (said). */
+static int discover(const char *run_dir, const char *want, int quiet)
+{
+	char alive[8][200];
+	int nalive = 0;
+	struct dirent *de;
+	DIR *d = opendir(run_dir);
+
+	if (!d)
+		return 1;
+	while ((de = readdir(d))) {
+		size_t len = strlen(de->d_name);
+		char path[600], comm[64] = "", stem[256];
+		json_object *o;
+		if (len < 6 || strcmp(de->d_name + len - 5, ".json"))
+			continue;
+		snprintf(stem, sizeof(stem), "%.*s", (int)(len - 5), de->d_name);
+		snprintf(path, sizeof(path), "%s/%s", run_dir, de->d_name);
+		if (!(o = json_object_from_file(path)))
+			continue;
+		const char *name = jstr(o, "daemon");
+		long long pid = jint(o, "pid");
+		if ((strcmp(name, "veil-gw") && strcmp(name, "veil-node") && strcmp(name, "veil-gw-dpdk")) ||
+		    (want && strcmp(want, name) && strcmp(want, stem))) {
+			json_object_put(o);
+			continue;
+		}
+		snprintf(path, sizeof(path), "/proc/%lld/comm", pid);
+		FILE *f = pid > 0 ? fopen(path, "re") : NULL;
+		if (f) {
+			if (!fgets(comm, sizeof(comm), f))
+				comm[0] = 0;
+			fclose(f);
+			comm[strcspn(comm, "\n")] = 0;
+		}
+		/* a file left by a daemon that died, or its pid reused since */
+		if (strcmp(comm, name)) {
+			json_object_put(o);
+			continue;
+		}
+		if (nalive < 8)
+			snprintf(alive[nalive], sizeof(alive[0]), "%s (%s/%s, pid %lld, config %s)", name, run_dir,
+				 de->d_name, pid, jstr(o, "config"));
+		if (nalive++ == 0) {
+			snprintf(found_daemon, sizeof(found_daemon), "%s", name);
+			snprintf(found_pin, sizeof(found_pin), "%s", jstr(o, "pin_root"));
+			snprintf(found_sock, sizeof(found_sock), "%s", jstr(o, "control_socket"));
+		}
+		json_object_put(o);
+	}
+	closedir(d);
+	if (nalive > 1)
+		found_daemon[0] = found_pin[0] = found_sock[0] = 0;
+	if (nalive > 1 && quiet)
+		return 2;
+	if (nalive > 1) {
+		fprintf(stderr, "veilctl: %d daemons run here:\n", nalive);
+		for (int i = 0; i < nalive && i < 8; i++)
+			fprintf(stderr, "  %s\n", alive[i]);
+		fprintf(stderr, "choose one with --daemon NAME (a daemon's name or its runtime file's), "
+				"or give -p PIN_ROOT -s SOCKET\n");
+		return 2;
+	}
+	return nalive ? 0 : 1;
 }
 
 int main(int argc, char **argv)
@@ -531,20 +771,26 @@ int main(int argc, char **argv)
 		{ "pin-root", required_argument, NULL, 'p' },
 		{ "socket", required_argument, NULL, 's' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "daemon", required_argument, NULL, 'd' },
+		{ "run-dir", required_argument, NULL, 'r' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
 	int o;
 	char path[512];
 	struct stat sb;
+	const char *want = NULL, *run_dir = getenv("VEIL_RUN_DIR");
+	int pin_given = 0;
 
 	vm_prog_name = "veilctl";
 	vm_lib_logging(false);
-	while ((o = getopt_long(argc, argv, "+p:s:jh", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "+p:s:jd:r:h", opts, NULL)) != -1) {
 		switch (o) {
-		case 'p': pin_root = optarg; break;
+		case 'p': pin_root = optarg; pin_given = 1; break;
 		case 's': sock_path = optarg; break;
 		case 'j': json = 1; break;
+		case 'd': want = optarg; break;
+		case 'r': run_dir = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -553,11 +799,45 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	const char *cmd = argv[optind];
+	/* replay needs no daemon, only its pin root when there is no --routes:
+	 * the running one's if there is one, else the default */
+	int is_replay = !strcmp(cmd, "replay");
+	if (!pin_given && !sock_path) {
+		int d = discover(run_dir && run_dir[0] ? run_dir : VM_RUN_DIR_DEFAULT, want, is_replay && !want);
+		if (d == 2 && !is_replay)
+			return 2;
+		if (d == 0) {
+			if (found_pin[0])
+				pin_root = found_pin;
+			if (strcmp(found_sock, "off"))
+				sock_path = found_sock;
+			is_dpdk = !strcmp(found_daemon, "veil-gw-dpdk");
+		} else if (want) {
+			fprintf(stderr, "veilctl: no daemon '%s' runs here (no runtime file of a live one in %s): "
+				"give -p and -s\n", want, run_dir && run_dir[0] ? run_dir : VM_RUN_DIR_DEFAULT);
+			return 1;
+		}
+	}
 	snprintf(path, sizeof(path), "%s/node_stats", pin_root);
-	is_node = stat(path, &sb) == 0;
+	is_node = stat(path, &sb) == 0 || !strcmp(found_daemon, "veil-node");
 	if (!sock_path)
 		sock_path = is_node ? "/run/veilmesh/veil-node.sock" : "/run/veilmesh/veil-gw.sock";
-	const char *cmd = argv[optind];
+	/* no pin root given and no runtime file: the daemon on the socket (given, or the
+	 * default) says which it is and where its maps are */
+	if (!pin_given && !found_daemon[0] && !is_replay) {
+		char *a = daemon_ask("status");
+		json_object *st = a ? json_tokener_parse(a) : NULL;
+		if (st && !strcmp(jstr(st, "daemon"), "veil-gw-dpdk"))
+			is_dpdk = 1;
+		else if (st && jstr(st, "pin_root")[0]) {
+			snprintf(found_pin, sizeof(found_pin), "%s", jstr(st, "pin_root"));
+			pin_root = found_pin;
+			is_node = !strcmp(jstr(st, "daemon"), "veil-node");
+		}
+		json_object_put(st);
+		free(a);
+	}
 	int rest = argc - optind - 1;
 	char **args = argv + optind + 1;
 
@@ -567,6 +847,8 @@ int main(int argc, char **argv)
 		return rest ? usage_error("status takes no arguments%s", "") : status_cmd();
 	if (!strcmp(cmd, "stats"))
 		return stats_cmd(rest, args);
+	if (is_dpdk && !strcmp(cmd, "conns"))
+		return usage_error("conns: %s is veil-gw-dpdk's, a gateway (try flows)", sock_path);
 	if (is_node && (!strcmp(cmd, "routes") || !strcmp(cmd, "flows")))
 		return usage_error("%s: this pin root holds a node's maps (try conns)", cmd);
 	if (!strcmp(cmd, "routes"))

@@ -92,7 +92,8 @@ static void usage(FILE *f)
 		"     --vdev net_af_packet0,iface=eth0,qpairs=1 --vdev net_af_packet1,iface=eth1,qpairs=1 \\\n"
 		"     -- --config /etc/veilmesh/veil-gw.conf\n"
 		"Control: SIGHUP or `reload` on control_socket re-reads the config; veilctl\n"
-		"routes add|replace|del and flows drop work as with veil-gw.  Telemetry:\n"
+		"status, stats, routes and flows (read through the socket), routes\n"
+		"add|replace|del and flows drop work as with veil-gw.  Telemetry:\n"
 		"dpdk-telemetry.py -f PREFIX, commands /veil/stats, /veil/dp, /veil/status,\n"
 		"/veil/lcore,N.  Exit codes: 0 ok, 1 runtime failure, 2 bad usage, EAL\n"
 		"arguments, ports or config.\n");
@@ -208,7 +209,9 @@ static int reload_config(char *err, size_t errlen, int *changes)
 	struct vm_gw_cfg nc;
 
 	*changes = 0;
-	if (vm_gw_cfg_load(A.config, &nc, err, errlen)) {
+	if (vm_gw_cfg_load(A.config, &nc, err, errlen) || vm_gw_cfg_check_host(&nc, false, err, errlen)) {
+		if (nc.routes)
+			vm_gw_cfg_free(&nc);
 		A.reloads_rejected++;
 		vm_log("event=reload_rejected reason=\"%s\"", err);
 		return -1;
@@ -325,6 +328,12 @@ static int tel_status(const char *cmd, const char *params, struct rte_tel_data *
 
 static void status_json(FILE *out)
 {
+	/* the epoch's key before its age is told (the main loop rotates within a second) */
+	if (vm_tai_seconds() / A.cfg.rotate_s != A.epoch) {
+		struct vm_fp_conf *c = build_conf();
+		if (c)
+			publish(c);
+	}
 	uint32_t per[VM_DP_MAX_WORKERS];
 	uint64_t flows = flow_count(per);
 
@@ -346,7 +355,15 @@ static void status_json(FILE *out)
 	for (int i = 0; i < vm_dp.nw; i++)
 		fprintf(out, "%s{\"lcore\": %u, \"queue\": %u, \"flows\": %u}", i ? ", " : "", vm_dp.w[i]->lcore,
 			vm_dp.w[i]->q, per[i]);
-	fprintf(out, "], \"routes\": %d, \"vips\": %d, \"next_hops\": %d, \"cookie_epoch\": %llu, "
+	/* the key's age from the generation the workers use */
+	const struct vm_fp_conf *cur = atomic_load(&vm_dp.conf);
+	uint64_t tai = vm_tai_seconds();
+	if (cur && cur->sec.rotate_s && tai >= cur->sec.epoch * cur->sec.rotate_s)
+		fprintf(out, "], \"cookie_age_s\": %llu",
+			(unsigned long long)(tai - cur->sec.epoch * cur->sec.rotate_s));
+	else
+		fputs("], \"cookie_age_s\": null", out);
+	fprintf(out, ", \"routes\": %d, \"vips\": %d, \"next_hops\": %d, \"cookie_epoch\": %llu, "
 		"\"cookie_rotate_s\": %u, \"cookie_rotations\": %llu, \"route_changes\": %llu, "
 		"\"reloads_ok\": %llu, \"reloads_rejected\": %llu, \"generation\": %llu, "
 		"\"flows\": {\"entries\": %llu, \"capacity\": %llu}}\n",
@@ -385,6 +402,64 @@ static void flow_drop(char **w, int n, FILE *out)
 	vm_ctl_answer(out, 1, NULL, 1);
 }
 
+/* veilctl's listings and counters: what veil-gw's pinned maps give it.
+ * The flows are read from the workers' tables while they run: a snapshot
+ * that may miss or half-show an entry changing at that instant (reads of
+ * plain memory that stays allocated; nothing is written). */
+static void routes_json(FILE *out)
+{
+	char nb[64];
+
+	fputs("[", out);
+	for (int i = 0; i < A.cfg.nroutes; i++) {
+		fprintf(out, "%s{\"name\": ", i ? ", " : "");
+		vm_json_str(out, A.cfg.routes[i].key.name);
+		fprintf(out, ", \"vm_id\": %u, \"node\": \"%s\"}", A.cfg.routes[i].val.vm_id,
+			vm_addr_str(A.cfg.routes[i].val.node, nb, sizeof(nb)));
+	}
+	fputs("]\n", out);
+}
+
+static void flows_json(FILE *out)
+{
+	struct timespec ts;
+	char a1[64], a2[64], a3[64];
+	int n = 0;
+
+	clock_gettime(CLOCK_TAI, &ts);
+	uint64_t now = ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+	fputs("[", out);
+	for (int w = 0; w < vm_dp.nw; w++) {
+		const struct vm_fp *fp = &vm_dp.w[w]->fp;
+		for (uint32_t i = 0; i < fp->flows_cap; i++) {
+			const struct vm_fp_flow *f = &fp->flows[i];
+			if (!f->s.used)
+				continue;
+			struct flow_key k = f->s.key;
+			struct flow_val v = f->val;
+			double age = now > v.created_ns ? (now - v.created_ns) / 1e9 : 0;
+			fprintf(out, "%s{\"client\": \"%s\", \"client_port\": %u, \"vip\": \"%s\", \"vip_port\": %u, "
+				"\"vm_id\": %u, \"node\": \"%s\", \"age_s\": %.1f, \"worker\": %d}", n++ ? ", " : "",
+				vm_addr_str(k.client, a1, sizeof(a1)), ntohs(k.client_port_be),
+				vm_addr_str(k.vip, a2, sizeof(a2)), ntohs(k.vip_port_be), v.vm_id,
+				vm_addr_str(v.node, a3, sizeof(a3)), age, w);
+		}
+	}
+	fputs("]\n", out);
+}
+
+static void stats_json(FILE *out)
+{
+	struct gw_stats s;
+	struct vm_dp_stats dp;
+
+	vm_dp_sum(&s, &dp);
+	fputs("{", out);
+	for (int i = 0; i < vm_gw_stat_count; i++)
+		fprintf(out, "%s\"%s\": %llu", i ? ", " : "", vm_gw_stat_names[i], (unsigned long long)((uint64_t *)&s)[i]);
+	fputs("}\n", out);
+}
+
 static void gw_cmd(void *arg, const char *line, FILE *out)
 {
 	char copy[1024], *w[8], *save, err[512] = "";
@@ -395,6 +470,12 @@ static void gw_cmd(void *arg, const char *line, FILE *out)
 		w[n++] = t;
 	if (n == 1 && !strcmp(w[0], "status")) {
 		status_json(out);
+	} else if (n == 1 && !strcmp(w[0], "routes")) {
+		routes_json(out);
+	} else if (n == 1 && !strcmp(w[0], "flows")) {
+		flows_json(out);
+	} else if (n == 1 && !strcmp(w[0], "stats")) {
+		stats_json(out);
 	} else if (n == 1 && !strcmp(w[0], "reload")) {
 		int rc = reload_config(err, sizeof(err), &changes);
 		vm_ctl_answer(out, rc == 0, err, changes);
@@ -407,7 +488,8 @@ static void gw_cmd(void *arg, const char *line, FILE *out)
 	} else if (n == 6 && !strcmp(w[0], "flow") && !strcmp(w[1], "drop")) {
 		flow_drop(w + 2, n - 2, out);
 	} else {
-		vm_ctl_answer(out, 0, "unknown request (status, reload, route add|replace|del, flow drop)", 0);
+		vm_ctl_answer(out, 0, "unknown request (status, routes, flows, stats, reload, route add|replace|del, "
+			      "flow drop)", 0);
 	}
 }
 
@@ -609,20 +691,16 @@ int main(int argc, char **argv)
 		rc = 2;
 		goto eal_out;
 	}
+	/* the secret as veil-gw checks it (the interfaces here are DPDK ports) */
+	if (vm_gw_cfg_check_host(&A.cfg, false, err, sizeof(err))) {
+		fprintf(stderr, "veil-gw-dpdk: %s\n", err);
+		rc = 2;
+		goto cfg_out;
+	}
 	if (check) {
 		printf("%s: ok (%d routes, %d VIPs)\n", A.config, A.cfg.nroutes, A.cfg.nvips);
 		rc = 0;
 		goto cfg_out;
-	}
-	{
-		uint8_t k[64];
-		size_t kl;
-		if (vm_secret_read(A.cfg.secret_file, k, &kl, err, sizeof(err))) {
-			fprintf(stderr, "veil-gw-dpdk: %s\n", err);
-			rc = 2;
-			goto cfg_out;
-		}
-		OPENSSL_cleanse(k, sizeof(k));
 	}
 	vm_dp.nw = (int)rte_lcore_count() - 1;
 	if (vm_dp.nw < 1 || vm_dp.nw > VM_DP_MAX_WORKERS) {
@@ -698,6 +776,11 @@ int main(int argc, char **argv)
 	       A.port_name[0], A.port_name[1], vm_dp.port[0], vm_dp.port[1], vm_dp.nw, A.cfg.nroutes, A.cfg.nvips, A.cfg.control,
 	       A.cfg.metrics);
 
+	char runtime[400] = "";
+	if (vm_runtime_write("veil-gw-dpdk", A.cfg.control, A.config, "", A.cfg.metrics, runtime, sizeof(runtime)))
+		vm_log("event=warning reason=\"cannot write the runtime file %s: %s (veilctl will need -s)\"", runtime,
+		       strerror(errno));
+
 	time_t last = time(NULL);
 	while (!vm_stop_sig) {
 		vm_ctl_poll(&ctl, 200, gw_cmd, gw_metrics, NULL);
@@ -718,6 +801,7 @@ int main(int argc, char **argv)
 	vm_dp.quit = 1;
 	rte_eal_mp_wait_lcore();
 	vm_log("event=stopped signal=%d", (int)vm_stop_sig);
+	vm_runtime_remove(runtime);
 	rc = 0;
 ctl_out:
 	vm_ctl_close(&ctl);
