@@ -181,6 +181,75 @@ VM_INLINE int vm_bad(struct node_stats *st)
 	return TC_ACT_SHOT;
 }
 
+/* The VM answered the replayed SYN with something else (a challenge ACK, a
+ * FIN or a SYN-ACK for another ISN): it still holds an earlier connection on
+ * this tuple, one whose end was lost.  As the client's TCP would in SYN-SENT
+ * (RFC 793), answer <SEQ=SEG.ACK><CTL=RST>: the stale socket goes, and the
+ * SYN replayed when the client resends its hello is accepted. */
+VM_INLINE int reset_stale(struct __sk_buff *skb, const struct vm_pkt *p, struct node_scratch *s,
+			  struct node_stats *st)
+{
+	__u8 *b = s->hello.data, mac[6];
+	__u32 l3 = p->l3_len;
+	__u64 sum;
+
+	if (p->flags & TCP_RST)
+		return vm_bad(st);
+	if (l3 == 20) {
+		if (bpf_skb_load_bytes(skb, 0, b, ETH_HLEN + 20 + 20))
+			return vm_bad(st);
+		struct iphdr *ip = (struct iphdr *)(b + ETH_HLEN);
+		__be32 a = ip->saddr;
+		ip->saddr = ip->daddr;
+		ip->daddr = a;
+		ip->tos = 0;
+		ip->tot_len = bpf_htons(40);
+		ip->id = 0;
+		ip->frag_off = bpf_htons(0x4000);
+		ip->ttl = 64;
+		ip->check = vm_ip4_csum(ip);
+	} else if (l3 == 40) {
+		if (bpf_skb_load_bytes(skb, 0, b, ETH_HLEN + 40 + 20))
+			return vm_bad(st);
+		struct ipv6hdr *ip6 = (struct ipv6hdr *)(b + ETH_HLEN);
+		struct in6_addr a = ip6->saddr;
+		ip6->saddr = ip6->daddr;
+		ip6->daddr = a;
+		*(__u32 *)ip6 = bpf_htonl(0x60000000);
+		ip6->payload_len = bpf_htons(20);
+		ip6->hop_limit = 64;
+	} else {
+		return vm_bad(st);
+	}
+	__builtin_memcpy(mac, b, 6);
+	__builtin_memcpy(b, b + 6, 6);
+	__builtin_memcpy(b + 6, mac, 6);
+	struct tcphdr *t = (struct tcphdr *)(b + ETH_HLEN + (l3 & 0x3c));
+	__be16 port = t->source;
+	t->source = t->dest;
+	t->dest = port;
+	t->seq = bpf_htonl(p->ack);
+	t->ack_seq = 0;
+	((__u8 *)t)[12] = 5 << 4;
+	((__u8 *)t)[13] = TCP_RST;
+	t->window = 0;
+	t->urg_ptr = 0;
+	t->check = 0;
+	sum = vm_pseudo_sum(p->family, p->daddr, p->saddr, 20);
+	for (int i = 0; i < 5; i++)
+		sum += ((__u32 *)t)[i];
+	t->check = ~vm_csum_fold(sum);
+	if (l3 == 20) {
+		if (bpf_skb_change_tail(skb, ETH_HLEN + 40, 0) || bpf_skb_store_bytes(skb, 0, b, ETH_HLEN + 40, 0))
+			return vm_bad(st);
+	} else {
+		if (bpf_skb_change_tail(skb, ETH_HLEN + 60, 0) || bpf_skb_store_bytes(skb, 0, b, ETH_HLEN + 60, 0))
+			return vm_bad(st);
+	}
+	NODE_COUNT(st, vm_stale_reset);
+	return bpf_redirect(skb->ifindex, 0);
+}
+
 /* VM -> client: our view into the client's, then Geneve to the gateway. */
 VM_INLINE int to_gateway(struct __sk_buff *skb, const struct vm_pkt *p, const struct conn_key *ck,
 			 struct conn_val *c, const struct node_config *cfg, struct node_scratch *s,
@@ -393,7 +462,7 @@ int node_vm(struct __sk_buff *skb)
 			c->state = VM_CONN_ESTABLISHED;
 		} else {
 			NODE_COUNT(st, vm_synack_bad);
-			return TC_ACT_SHOT;
+			return reset_stale(skb, &p, s, st);
 		}
 	}
 	if (p.flags & TCP_RST) {

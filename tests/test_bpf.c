@@ -550,6 +550,28 @@ static void node_port_reuse(void)
 	CHECK(r.verdict == XDP_REDIRECT_ && tcp[13] == T_SYN && t_be32(tcp + 4) == isn, "a new SYN to the VM: %u", r.verdict);
 	CHECK(node_now().conn_replaced == b.conn_replaced + 1 && node_now().handoff_replayed == b.handoff_replayed + 1,
 	      "counted as a replacement");
+	/* The VM still holds the old connection (its end was lost): it answers
+	 * the SYN with a challenge ACK.  The node resets the stale socket as the
+	 * client's TCP would in SYN-SENT: RST with seq = that ACK's ack. */
+	uint8_t vmpkt[256];
+	const uint32_t stale_ack = 0x10000000 + 1 + 517;
+	struct t_pkt ca = { .sport = 443, .dport = 41000, .seq = 0x30000100, .ack = stale_ack, .flags = T_ACK,
+			    .window = 500 };
+	memcpy(ca.smac, VM_MAC, 6);
+	memcpy(ca.dmac, HOST_MAC, 6);
+	memcpy(ca.src, VM4, 4);
+	memcpy(ca.dst, CLI4, 4);
+	b = node_now();
+	tc_run(NODE_VM, vmpkt, t_build(&ca, vmpkt), &r);
+	uint8_t *ip = r.out + 14;
+	tcp = ip + 20;
+	CHECK(r.verdict == TC_ACT_REDIRECT_ && r.len == 54 && tcp[13] == T_RST && t_be32(tcp + 4) == stale_ack,
+	      "RST to the VM: verdict %u len %u flags %02x seq %x", r.verdict, r.len, tcp[13], t_be32(tcp + 4));
+	CHECK(!memcmp(r.out, VM_MAC, 6) && !memcmp(ip + 12, CLI4, 4) && !memcmp(ip + 16, VM4, 4) &&
+	      t_be16(tcp) == 41000 && t_be16(tcp + 2) == 443, "from the client to the VM");
+	CHECK(t_l4_verify(0, ip, tcp, 20, 6) == 0 && t_fold(t_sum(ip, 20, 0)) == 0, "checksums");
+	CHECK(node_now().vm_stale_reset == b.vm_stale_reset + 1 && node_now().vm_synack_bad == b.vm_synack_bad + 1,
+	      "counted");
 }
 
 static void node_connection_v4(void) { node_connection(0); }

@@ -341,6 +341,7 @@ struct node_stats {
 	__u64 conn_closed;        /* FIN seen both ways */
 	__u64 conn_full;          /* the connection table refused a new entry */
 	__u64 hello_store_full;   /* the table of kept hello segments refused one */
+	__u64 vm_stale_reset;     /* the VM answered a replayed SYN from an older connection: RST to it */
 };
 
 #ifndef VM_INLINE
