@@ -23,7 +23,7 @@ KEYS_SRCS := $(wildcard controlplane/keys/*.c)
 KEYS_OBJS := $(patsubst controlplane/keys/%.c,$(BUILD)/keys/%.o,$(KEYS_SRCS))
 KEYS_LIB := $(BUILD)/libveilkeys.a
 
-BINS := $(BUILD)/veil-gw $(BUILD)/veil-node $(BUILD)/veilctl $(BUILD)/veil-validator $(BUILD)/veil-registry $(BUILD)/veil-attest $(BUILD)/veil-bench-micro $(BUILD)/veil-hellogen $(BUILD)/veil-flood $(BUILD)/veil-gw-dpdk $(BUILD)/veil-fpgen
+BINS := $(BUILD)/veil-agent $(BUILD)/veil-gw $(BUILD)/veil-node $(BUILD)/veilctl $(BUILD)/veil-validator $(BUILD)/veil-registry $(BUILD)/veil-attest $(BUILD)/veil-bench-micro $(BUILD)/veil-hellogen $(BUILD)/veil-flood $(BUILD)/veil-gw-dpdk $(BUILD)/veil-fpgen
 TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 
 .PHONY: all deps test demo bench bench-quick deps-bench fuzz clean
@@ -69,6 +69,23 @@ $(BUILD)/veil-gw: controlplane/veil-gw.c $(LIB) $(HDRS)
 	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
 $(BUILD)/veil-node: controlplane/veil-node.c $(LIB) $(HDRS)
 	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
+
+# veil-agent (the node's hypervisor role): its own library, no BPF.
+AGENT_SRCS := $(filter-out controlplane/agent/veil-agent.c,$(wildcard controlplane/agent/*.c))
+AGENT_OBJS := $(patsubst controlplane/agent/%.c,$(BUILD)/agent/%.o,$(AGENT_SRCS))
+AGENT_LIB  := $(BUILD)/libveilagent.a
+AGENT_LDLIBS := -lyaml -ljson-c
+$(BUILD)/agent/%.o: controlplane/agent/%.c $(wildcard controlplane/agent/*.h) | deps-build
+	@mkdir -p $(BUILD)/agent
+	$(CC) $(CFLAGS) -Icontrolplane/agent -c $< -o $@
+$(AGENT_LIB): $(AGENT_OBJS)
+	ar rcs $@ $^
+$(BUILD)/veil-agent: controlplane/agent/veil-agent.c $(AGENT_LIB) $(wildcard controlplane/agent/*.h)
+	$(CC) $(CFLAGS) -Icontrolplane/agent $< $(AGENT_LIB) $(AGENT_LDLIBS) -o $@
+AGENT_TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_agent*.c))
+$(AGENT_TESTS): $(BUILD)/tests/%: tests/%.c tests/testlib.h $(AGENT_LIB) $(wildcard controlplane/agent/*.h)
+	@mkdir -p $(BUILD)/tests
+	$(CC) $(CFLAGS) -Itests -Icontrolplane/agent $< $(AGENT_LIB) $(AGENT_LDLIBS) -o $@
 
 $(BUILD)/veil-bench-micro: tools/bench_micro.c tests/bpf_env.h tests/testlib.h $(LIB) $(HDRS) $(BUILD)/bench_base.bpf.o
 	$(CC) $(CFLAGS) -Itests -DBASE_OBJ='"$(abspath $(BUILD))/bench_base.bpf.o"' $< $(LIB) $(LDLIBS) -lm -o $@

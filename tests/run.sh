@@ -2,7 +2,7 @@
 # Runs every veilmesh test and ends with one line: "N passed, N failed".
 # Each suite prints "PASS name" / "FAIL name: why" / "SKIP name: why" lines.
 #   tests/run.sh            everything
-#   tests/run.sh unit|bpf|fuzz|e2e|dpdk|attest|bench
+#   tests/run.sh unit|bpf|fuzz|e2e|dpdk|attest|bench|agent
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -37,6 +37,9 @@ case $what in all|unit)
 	suite cookie "$BUILD/tests/test_cookie"
 	suite config "$BUILD/tests/test_config"
 	suite shamir "$BUILD/tests/test_shamir"
+esac
+case $what in all|unit|agent)
+	suite agent_unit "$BUILD/tests/test_agent"
 esac
 case $what in all|bpf)
 	suite bpf "$BUILD/tests/test_bpf"

@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* veil-agent, the node's hypervisor role: node config, hardware scan,
+ * resource checks, VM specs and their libvirt domains.  The transport role
+ * (veil-node, dataplane/) is apart; nothing here touches BPF. */
+#ifndef VEIL_AGENT_H
+#define VEIL_AGENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define AG_MAX_GPUS 16
+#define AG_PCI_LEN 16 /* "dddd:bb:dd.f" + NUL */
+
+/* ---------- node config ($HOME/.leea/config) ---------- */
+
+struct ag_cfg {
+	char path[512];
+	char node_key[256]; /* secret: never printed or logged */
+	int cpu;            /* 0 = not set */
+	uint64_t ram, disk; /* bytes; 0 = not set */
+	int ngpus;          /* 0 = all GPUs */
+	char gpus[AG_MAX_GPUS][AG_PCI_LEN]; /* normalized dddd:bb:dd.f */
+	int gpu_line[AG_MAX_GPUS], gpu_col[AG_MAX_GPUS];
+};
+
+/* Warnings (unknown keys) go to warn(file:line:col: ...), may be NULL. */
+typedef void (*ag_warn_fn)(const char *msg);
+int ag_cfg_load(const char *path, struct ag_cfg *c, ag_warn_fn warn, char *err, size_t errlen);
+/* The default path: $HOME/.leea/config. */
+void ag_cfg_default_path(char *buf, size_t len);
+
+/* "64gb", "512MB", "1.5tb": binary units (kb = 1024 bytes).  -1 with a reason. */
+int ag_parse_size(const char *s, uint64_t *out, const char **why);
+/* "0000:41:00.0" or "41:00.0" -> "0000:41:00.0".  -1 if not a PCI address. */
+int ag_parse_pci(const char *s, char out[AG_PCI_LEN]);
+
+/* ---------- hardware scan ---------- */
+
+struct ag_gpu {
+	char addr[AG_PCI_LEN];
+	unsigned class_code, vendor, device;
+	int iommu_group;     /* -1: none (no IOMMU) */
+	int group_size;      /* devices in that group */
+	bool group_alone;    /* the group holds only functions of this card */
+};
+
+struct ag_scan {
+	char root[512];           /* prefix for /proc and /sys ("" = the host) */
+	int cpus;
+	char cpu_model[128];
+	bool sev, sev_es, sev_snp, tdx;
+	uint64_t mem_total;       /* bytes */
+	char image_dir[512];
+	uint64_t disk_free;       /* bytes free under image_dir */
+	int ngpus;
+	struct ag_gpu gpus[64];
+	bool tpm;
+	int tpm_version;          /* 1 or 2, 0 unknown */
+};
+
+int ag_scan_host(const char *root, const char *image_dir, struct ag_scan *s, char *err, size_t errlen);
+/* A PCI function by address, any class (NULL if absent).  Fills *gpu
+ * with what the scan would say about it. */
+int ag_scan_pci(const struct ag_scan *s, const char *addr, struct ag_gpu *out);
+/* The scan as pretty JSON (malloc'd). */
+char *ag_scan_json(const struct ag_scan *s);
+/* The configured resources against the scan: -1 with the first reason. */
+int ag_check_resources(const struct ag_cfg *c, const struct ag_scan *s, char *err, size_t errlen);
+
+#endif
