@@ -74,18 +74,19 @@ $(BUILD)/veil-node: controlplane/veil-node.c $(LIB) $(HDRS)
 AGENT_SRCS := $(filter-out controlplane/agent/veil-agent.c,$(wildcard controlplane/agent/*.c))
 AGENT_OBJS := $(patsubst controlplane/agent/%.c,$(BUILD)/agent/%.o,$(AGENT_SRCS))
 AGENT_LIB  := $(BUILD)/libveilagent.a
-AGENT_LDLIBS := -lyaml -ljson-c
+AGENT_CFLAGS = -Icontrolplane/agent $(shell pkg-config --cflags libxml-2.0 2>/dev/null)
+AGENT_LDLIBS := -lyaml -ljson-c -lxml2
 $(BUILD)/agent/%.o: controlplane/agent/%.c $(wildcard controlplane/agent/*.h) | deps-build
 	@mkdir -p $(BUILD)/agent
-	$(CC) $(CFLAGS) -Icontrolplane/agent -c $< -o $@
+	$(CC) $(CFLAGS) $(AGENT_CFLAGS) -c $< -o $@
 $(AGENT_LIB): $(AGENT_OBJS)
 	ar rcs $@ $^
 $(BUILD)/veil-agent: controlplane/agent/veil-agent.c $(AGENT_LIB) $(wildcard controlplane/agent/*.h)
-	$(CC) $(CFLAGS) -Icontrolplane/agent $< $(AGENT_LIB) $(AGENT_LDLIBS) -o $@
+	$(CC) $(CFLAGS) $(AGENT_CFLAGS) $< $(AGENT_LIB) $(AGENT_LDLIBS) -o $@
 AGENT_TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_agent*.c))
 $(AGENT_TESTS): $(BUILD)/tests/%: tests/%.c tests/testlib.h $(AGENT_LIB) $(wildcard controlplane/agent/*.h)
 	@mkdir -p $(BUILD)/tests
-	$(CC) $(CFLAGS) -Itests -Icontrolplane/agent $< $(AGENT_LIB) $(AGENT_LDLIBS) -o $@
+	$(CC) $(CFLAGS) -Itests $(AGENT_CFLAGS) $< $(AGENT_LIB) $(AGENT_LDLIBS) -o $@
 
 $(BUILD)/veil-bench-micro: tools/bench_micro.c tests/bpf_env.h tests/testlib.h $(LIB) $(HDRS) $(BUILD)/bench_base.bpf.o
 	$(CC) $(CFLAGS) -Itests -DBASE_OBJ='"$(abspath $(BUILD))/bench_base.bpf.o"' $< $(LIB) $(LDLIBS) -lm -o $@

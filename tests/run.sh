@@ -40,6 +40,7 @@ case $what in all|unit)
 esac
 case $what in all|unit|agent)
 	suite agent_unit "$BUILD/tests/test_agent"
+	suite agent_xml "$BUILD/tests/test_agent_xml"
 esac
 case $what in all|bpf)
 	suite bpf "$BUILD/tests/test_bpf"

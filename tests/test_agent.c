@@ -185,7 +185,7 @@ static void scan_four_gpus(void)
 	CHECK(s.gpus[1].class_code == 0x030200 && s.gpus[2].vendor == 0x1002, "ids");
 	CHECK(s.gpus[0].group_alone && s.gpus[1].group_alone && s.gpus[2].group_alone && !s.gpus[3].group_alone,
 	      "groups");
-	char *j = ag_scan_json(&s);
+	char *j = ag_scan_json(&s, NULL);
 	CHECK(strstr(j, "\"address\": \"0000:81:00.0\"") && strstr(j, "\"iommu_group\": 43"), "json %s", j);
 	free(j);
 }
@@ -197,7 +197,7 @@ static void scan_this_machine(void)
 	CHECK(!ag_scan_host("", "/tmp", &s, err, sizeof(err)), "%s", err);
 	CHECK(s.cpus == sysconf(_SC_NPROCESSORS_CONF), "cpus %d vs %ld", s.cpus, sysconf(_SC_NPROCESSORS_CONF));
 	CHECK(s.mem_total > (64ULL << 20) && s.disk_free > 0, "mem/disk");
-	char *j = ag_scan_json(&s);
+	char *j = ag_scan_json(&s, NULL);
 	CHECK(strstr(j, "\"cpu\"") && strstr(j, "\"sev_snp\"") && strstr(j, "\"gpus\""), "json");
 	free(j);
 }

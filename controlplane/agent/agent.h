@@ -64,9 +64,76 @@ int ag_scan_host(const char *root, const char *image_dir, struct ag_scan *s, cha
 /* A PCI function by address, any class (NULL if absent).  Fills *gpu
  * with what the scan would say about it. */
 int ag_scan_pci(const struct ag_scan *s, const char *addr, struct ag_gpu *out);
-/* The scan as pretty JSON (malloc'd). */
-char *ag_scan_json(const struct ag_scan *s);
+struct ag_domcaps;
+/* The scan as pretty JSON (malloc'd); dc NULL: libvirt not reached. */
+char *ag_scan_json(const struct ag_scan *s, const struct ag_domcaps *dc);
 /* The configured resources against the scan: -1 with the first reason. */
 int ag_check_resources(const struct ag_cfg *c, const struct ag_scan *s, char *err, size_t errlen);
+
+
+/* ---------- VM specs ---------- */
+
+enum ag_cc { AG_CC_NONE, AG_CC_SEV, AG_CC_SEV_ES, AG_CC_SEV_SNP, AG_CC_TDX };
+enum ag_fw { AG_FW_BIOS, AG_FW_EFI };
+
+struct ag_spec {
+	char id[33];              /* [a-z0-9-], the domain is "veil-<id>" */
+	int vcpus;
+	uint64_t memory;          /* bytes */
+	char disk_url[1024];      /* http(s):// or file:// */
+	char disk_sha256[65];     /* lowercase hex */
+	char disk_format[8];      /* raw or qcow2 */
+	char kernel[512], initrd[512], cmdline[1024]; /* direct boot (kernel set) */
+	enum ag_fw firmware;
+	bool tpm;
+	enum ag_cc cc;
+	int ngpus;
+	char gpus[AG_MAX_GPUS][AG_PCI_LEN];
+	char mac[18];             /* 52:54:00:xx:xx:xx; derived from id when absent */
+	char ipv4[64], gw4[64];   /* "198.18.50.2/24", "198.18.50.1" */
+	char ipv6[64], gw6[64];
+	int ready_timeout;        /* seconds */
+	int port;                 /* the service the readiness check opens (443) */
+};
+
+/* A spec from YAML (or JSON) text or file: -1 with file:line:column. */
+int ag_spec_load(const char *path, struct ag_spec *s, ag_warn_fn warn, char *err, size_t errlen);
+int ag_spec_parse(const char *name, const char *text, size_t len, struct ag_spec *s, ag_warn_fn warn, char *err,
+		  size_t errlen);
+const char *ag_cc_name(enum ag_cc cc);
+
+/* ---------- libvirt domain capabilities (virConnectGetDomainCapabilities) ---------- */
+
+struct ag_domcaps {
+	char domain_type[16];   /* qemu or kvm */
+	char emulator[256];
+	char machine[64];
+	char arch[16];
+	bool efi;               /* firmware efi offered */
+	int nloaders;
+	char loaders[8][256];   /* OVMF code images */
+	bool tpm, tpm_crb, tpm_tis, tpm_emulator;
+	bool hostdev_pci;
+	bool sev, sev_es, sev_snp, tdx;
+	int cbitpos, reduced_phys_bits;
+};
+
+/* -1 with a reason if the text is not domain capabilities. */
+int ag_domcaps_parse(const char *xml, size_t len, struct ag_domcaps *dc, char *err, size_t errlen);
+
+/* Where the agent keeps one VM's things; chosen by the agent, not the order. */
+struct ag_vm_paths {
+	char disk[512];
+	char console_log[512];
+	char nvram[512];        /* per-VM OVMF variables (efi) */
+	char nvram_template[512];
+	char tap[16];
+	char cmdline_extra[512]; /* appended to the spec's cmdline (addresses) */
+};
+
+/* The libvirt domain for a spec on a host: a pure function.  Returns the
+ * XML (malloc'd) or NULL with the reason the host cannot run the spec. */
+char *ag_domain_xml(const struct ag_spec *s, const struct ag_domcaps *dc, const struct ag_vm_paths *p, char *err,
+		    size_t errlen);
 
 #endif

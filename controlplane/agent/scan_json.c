@@ -5,7 +5,7 @@
 
 #include "agent.h"
 
-char *ag_scan_json(const struct ag_scan *s)
+char *ag_scan_json(const struct ag_scan *s, const struct ag_domcaps *dc)
 {
 	json_object *o = json_object_new_object(), *cpu = json_object_new_object(), *cc = json_object_new_object();
 	json_object_object_add(cpu, "count", json_object_new_int(s->cpus));
@@ -43,6 +43,37 @@ char *ag_scan_json(const struct ag_scan *s)
 	if (s->tpm)
 		json_object_object_add(tpm, "version", json_object_new_int(s->tpm_version));
 	json_object_object_add(o, "tpm", tpm);
+	json_object *lv = NULL;
+	if (dc) { /* what libvirt offers for VMs here */
+		lv = json_object_new_object();
+		json_object_object_add(lv, "domain_type", json_object_new_string(dc->domain_type));
+		json_object_object_add(lv, "emulator", json_object_new_string(dc->emulator));
+		json_object_object_add(lv, "machine", json_object_new_string(dc->machine));
+		json_object *fw = json_object_new_array();
+		for (int i = 0; i < dc->nloaders; i++)
+			json_object_array_add(fw, json_object_new_string(dc->loaders[i]));
+		json_object_object_add(lv, "efi", json_object_new_boolean(dc->efi));
+		json_object_object_add(lv, "firmware", fw);
+		json_object *tm = json_object_new_array();
+		if (dc->tpm && dc->tpm_tis)
+			json_object_array_add(tm, json_object_new_string("tpm-tis"));
+		if (dc->tpm && dc->tpm_crb)
+			json_object_array_add(tm, json_object_new_string("tpm-crb"));
+		json_object_object_add(lv, "tpm_models", tm);
+		json_object_object_add(lv, "tpm_emulator", json_object_new_boolean(dc->tpm_emulator));
+		json_object *ls = json_object_new_array();
+		if (dc->sev)
+			json_object_array_add(ls, json_object_new_string("sev"));
+		if (dc->sev_es)
+			json_object_array_add(ls, json_object_new_string("sev-es"));
+		if (dc->sev_snp)
+			json_object_array_add(ls, json_object_new_string("sev-snp"));
+		if (dc->tdx)
+			json_object_array_add(ls, json_object_new_string("tdx"));
+		json_object_object_add(lv, "launch_security", ls);
+		json_object_object_add(lv, "hostdev_pci", json_object_new_boolean(dc->hostdev_pci));
+	}
+	json_object_object_add(o, "libvirt", lv);
 	char *out = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE));
 	json_object_put(o);
 	return out;

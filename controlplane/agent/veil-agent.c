@@ -24,6 +24,7 @@ static void usage(FILE *f)
 		"  -S, --scan            print the hardware scan as JSON and exit\n"
 		"  -i, --image-dir DIR   where VM images live (default /var/lib/veilmesh/images)\n"
 		"      --root DIR        read /proc and /sys under DIR (tests)\n"
+		"      --domcaps FILE    libvirt domain capabilities XML to use (tests)\n"
 		"  -h, --help            this text\n"
 		"\n"
 		"Exit codes: 0 ok, 1 runtime failure, 2 bad usage, config or resources.\n");
@@ -39,11 +40,11 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "config", required_argument, 0, 'c' }, { "check", no_argument, 0, 'n' },
 		{ "scan", no_argument, 0, 'S' },          { "image-dir", required_argument, 0, 'i' },
-		{ "root", required_argument, 0, 'R' },    { "help", no_argument, 0, 'h' },
+		{ "root", required_argument, 0, 'R' },    { "domcaps", required_argument, 0, 'D' },    { "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
 	char cfgpath[512] = "", err[1024] = "";
-	const char *root = "", *image_dir = "/var/lib/veilmesh/images";
+	const char *root = "", *domcaps = NULL, *image_dir = "/var/lib/veilmesh/images";
 	bool check = false, scan_only = false;
 	int o;
 
@@ -54,6 +55,7 @@ int main(int argc, char **argv)
 		case 'S': scan_only = true; break;
 		case 'i': image_dir = optarg; break;
 		case 'R': root = optarg; break;
+		case 'D': domcaps = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -69,8 +71,25 @@ int main(int argc, char **argv)
 		fprintf(stderr, "veil-agent: scan: %s\n", err);
 		return 1;
 	}
+	/* libvirt's domain capabilities: from a file (--domcaps, tests) until
+	 * the agent connects to libvirt itself. */
+	static struct ag_domcaps dc;
+	bool have_dc = false;
+	if (domcaps) {
+		FILE *f = fopen(domcaps, "r");
+		static char buf[1 << 17];
+		size_t n = f ? fread(buf, 1, sizeof(buf), f) : 0;
+		if (!f || ag_domcaps_parse(buf, n, &dc, err, sizeof(err))) {
+			fprintf(stderr, "veil-agent: %s: %s\n", domcaps, f ? err : "cannot open");
+			if (f)
+				fclose(f);
+			return 2;
+		}
+		fclose(f);
+		have_dc = true;
+	}
 	if (scan_only) {
-		char *j = ag_scan_json(&scan);
+		char *j = ag_scan_json(&scan, have_dc ? &dc : NULL);
 		puts(j);
 		free(j);
 		return 0;
