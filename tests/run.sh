@@ -55,6 +55,9 @@ esac
 case $what in all|e2e|dpdk)
 	suite dpdk tests/dpdk.sh
 esac
+case $what in all|agent)
+	suite agent tests/agent.sh
+esac
 case $what in all|attest)
 	suite attest tests/attest.sh
 esac

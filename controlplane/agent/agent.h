@@ -94,6 +94,7 @@ struct ag_spec {
 	char ipv6[64], gw6[64];
 	int ready_timeout;        /* seconds */
 	int port;                 /* the service the readiness check opens (443) */
+	uint32_t vm_id;           /* the VM's id in the gateways' routes (veil-node's table); 0 = none */
 };
 
 /* A spec from YAML (or JSON) text or file: -1 with file:line:column. */
@@ -128,6 +129,7 @@ struct ag_vm_paths {
 	char nvram[512];        /* per-VM OVMF variables (efi) */
 	char nvram_template[512];
 	char tap[16];
+	char domain_name[64];   /* "" = veil-<id> */
 	char cmdline_extra[512]; /* appended to the spec's cmdline (addresses) */
 };
 

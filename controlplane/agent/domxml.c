@@ -197,7 +197,10 @@ char *ag_domain_xml(const struct ag_spec *s, const struct ag_domcaps *dc, const 
 	xmlNodePtr d = xmlNewNode(NULL, (const xmlChar *)"domain");
 	xmlDocSetRootElement(doc, d);
 	at(d, "type", dc->domain_type);
-	snprintf(buf, sizeof(buf), "veil-%s", s->id);
+	if (p->domain_name[0])
+		snprintf(buf, sizeof(buf), "%s", p->domain_name);
+	else
+		snprintf(buf, sizeof(buf), "veil-%s", s->id);
 	el(d, "name", buf);
 	xmlNodePtr md = el(d, "metadata", NULL);
 	xmlNsPtr ns = NULL;

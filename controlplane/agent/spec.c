@@ -237,6 +237,10 @@ static int load_spec(struct yml *y, struct ag_spec *s)
 			if (yml_int(y, v, "ready_timeout", 1, 3600, &n))
 				return -1;
 			s->ready_timeout = (int)n;
+		} else if (!strcmp(key, "vm_id")) {
+			if (yml_int(y, v, "vm_id", 1, 4294967295L, &n))
+				return -1;
+			s->vm_id = (uint32_t)n;
 		} else if (!strcmp(key, "port")) {
 			if (yml_int(y, v, "port", 1, 65535, &n))
 				return -1;

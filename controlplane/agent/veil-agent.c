@@ -4,11 +4,14 @@
  * ($HOME/.leea/config), scans the hardware at every start and checks the
  * configured resources against it.  The transport role is veil-node.
  */
+#include <fcntl.h>
 #include <getopt.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "agent.h"
+#include "daemon.h"
 
 static void usage(FILE *f)
 {
@@ -22,11 +25,26 @@ static void usage(FILE *f)
 		"                        docs/leea-config.example)\n"
 		"  -n, --check           check the config against this host and exit\n"
 		"  -S, --scan            print the hardware scan as JSON and exit\n"
-		"  -i, --image-dir DIR   where VM images live (default /var/lib/veilmesh/images)\n"
+		"  -i, --image-dir DIR   where VM images are cached (default /var/lib/veilmesh/images)\n"
+		"  -o, --spec-dir DIR    the orders: one VM spec per *.yaml file (default\n"
+		"                        /var/lib/veilmesh/orders; docs/vm-spec.example); removing\n"
+		"                        a file deletes its VM\n"
+		"      --state-dir DIR   per VM disk, console log, firmware variables\n"
+		"                        (default /var/lib/veilmesh/vms)\n"
+		"      --libvirt URI     libvirt connection (default qemu:///system)\n"
+		"      --libvirt-netns PATH  libvirtd's network namespace when it is not ours\n"
+		"                        (taps are made there, then moved here)\n"
+		"      --node-config FILE    veil-node's config: the agent keeps its VMs' lines\n"
+		"      --node-socket PATH    veil-node's control socket (reloaded after each change)\n"
+		"      --name-prefix P   domain names are P<id> (default veil-)\n"
+		"      --mtu N           MTU of the VMs' taps\n"
 		"      --root DIR        read /proc and /sys under DIR (tests)\n"
 		"      --domcaps FILE    libvirt domain capabilities XML to use (tests)\n"
 		"  -h, --help            this text\n"
 		"\n"
+		"Logs one event per line on stderr (vm_ordered, vm_fetching, vm_started,\n"
+		"vm_ready with spec_to_ready_s, vm_failed with a reason, vm_deleted).\n"
+		"SIGTERM/SIGINT: stop; the VMs keep running and a restarted agent adopts them.\n"
 		"Exit codes: 0 ok, 1 runtime failure, 2 bad usage, config or resources.\n");
 }
 
@@ -40,15 +58,24 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "config", required_argument, 0, 'c' }, { "check", no_argument, 0, 'n' },
 		{ "scan", no_argument, 0, 'S' },          { "image-dir", required_argument, 0, 'i' },
-		{ "root", required_argument, 0, 'R' },    { "domcaps", required_argument, 0, 'D' },    { "help", no_argument, 0, 'h' },
+		{ "root", required_argument, 0, 'R' },    { "domcaps", required_argument, 0, 'D' },
+		{ "spec-dir", required_argument, 0, 'o' }, { "state-dir", required_argument, 0, 1 },
+		{ "libvirt", required_argument, 0, 2 },    { "libvirt-netns", required_argument, 0, 3 },
+		{ "node-config", required_argument, 0, 4 }, { "node-socket", required_argument, 0, 5 },
+		{ "name-prefix", required_argument, 0, 6 }, { "mtu", required_argument, 0, 7 },    { "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
 	char cfgpath[512] = "", err[1024] = "";
 	const char *root = "", *domcaps = NULL, *image_dir = "/var/lib/veilmesh/images";
 	bool check = false, scan_only = false;
+	struct ag_daemon dm = {
+		.uri = "qemu:///system", .spec_dir = "/var/lib/veilmesh/orders", .state_dir = "/var/lib/veilmesh/vms",
+		.prefix = "veil-", .nvram_template = "/usr/share/OVMF/OVMF_VARS_4M.fd", .libvirt_ns = -1,
+	};
+	const char *libvirt_netns = NULL;
 	int o;
 
-	while ((o = getopt_long(argc, argv, "c:nSi:h", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "c:nSi:o:h", opts, NULL)) != -1) {
 		switch (o) {
 		case 'c': snprintf(cfgpath, sizeof(cfgpath), "%s", optarg); break;
 		case 'n': check = true; break;
@@ -56,6 +83,20 @@ int main(int argc, char **argv)
 		case 'i': image_dir = optarg; break;
 		case 'R': root = optarg; break;
 		case 'D': domcaps = optarg; break;
+		case 'o': dm.spec_dir = optarg; break;
+		case 1: dm.state_dir = optarg; break;
+		case 2: dm.uri = optarg; break;
+		case 3: libvirt_netns = optarg; break;
+		case 4: dm.node_config = optarg; break;
+		case 5: dm.node_socket = optarg; break;
+		case 6: dm.prefix = optarg; break;
+		case 7:
+			dm.mtu = atoi(optarg);
+			if (dm.mtu < 1280 || dm.mtu > 65535) {
+				fprintf(stderr, "veil-agent: --mtu %s: between 1280 and 65535\n", optarg);
+				return 2;
+			}
+			break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -111,6 +152,15 @@ int main(int argc, char **argv)
 		       cfg.ngpus);
 		return 0;
 	}
-	fprintf(stderr, "veil-agent: running VMs is not built yet; use --check or --scan\n");
-	return 1;
+	if (libvirt_netns) {
+		dm.libvirt_ns = open(libvirt_netns, O_RDONLY | O_CLOEXEC);
+		if (dm.libvirt_ns < 0) {
+			fprintf(stderr, "veil-agent: --libvirt-netns %s: cannot open\n", libvirt_netns);
+			return 2;
+		}
+	}
+	dm.cfg = &cfg;
+	dm.scan = &scan;
+	dm.cache_dir = image_dir;
+	return ag_daemon_run(&dm);
 }
