@@ -34,7 +34,10 @@ cleanup() {
 		virsh -c qemu:///system undefine --nvram --tpm "$d" >/dev/null 2>&1 ||
 			virsh -c qemu:///system undefine "$d" >/dev/null 2>&1
 	done
-	for t in $(cat "$DIR/taps" 2>/dev/null); do ip link del "$t" 2>/dev/null; done
+	for t in $(grep -o 'tap=vt[0-9a-f]*' "$DIR/agent.log" 2>/dev/null | cut -d= -f2 | sort -u); do
+		ip link del "$t" 2>/dev/null
+		ip netns exec "$P-node" ip link del "$t" 2>/dev/null
+	done
 	for n in cli gw node; do
 		ip netns pids "$P-$n" 2>/dev/null | xargs -r kill 2>/dev/null
 		ip netns del "$P-$n" 2>/dev/null
@@ -159,6 +162,7 @@ mkdir -p "$DIR/www"
 ln -s "$IMG/disk.raw" "$DIR/www/disk.raw"
 nsx node python3 "$DIR/serve.py" "$DIR/www" 8088 "$DIR/slow" &
 pids+=($!)
+for _ in $(seq 50); do nsx node ss -ltn 2>/dev/null | grep -q '127.0.0.1:8088 ' && break; sleep 0.1; done
 
 cat > "$DIR/agent.cfg" <<EOF
 node_key: nk_test_$$_not_for_logs
@@ -235,9 +239,6 @@ else
 	rm -f "$DIR/slow"
 	failm agent_restart_during_download "no fetch: $(tail -5 "$DIR/agent.log")"
 fi
-# remember the tap for cleanup (the agent names it)
-sleep 1
-grep -o 'tap=vt[0-9a-f]*' "$DIR/agent.log" | cut -d= -f2 | sort -u > "$DIR/taps"
 
 if wait_log "event=vm_ready id=web1" 150; then
 	t1=$(date +%s.%N)
@@ -268,6 +269,16 @@ for fam in 4 6; do
 	fi
 done
 
+# ---- a VM whose service never answers is failed in time, with its console, and stopped
+spec mute 8 198.18.51 2001:db8:51 | sed 's/^ready_timeout: 120/ready_timeout: 4\nport: 8443/' | order mute
+if wait_log 'event=vm_failed id=mute reason="not ready after 4 s (198.18.51.2:8443: .*console: ' 40; then
+	for _ in $(seq 20); do virsh -c qemu:///system domstate "$P-mute" 2>/dev/null | grep -q "shut off" && break; sleep 0.5; done
+	virsh -c qemu:///system domstate "$P-mute" 2>/dev/null | grep -q "shut off" && pass agent_not_ready_fails ||
+		failm agent_not_ready_fails "still $(virsh -c qemu:///system domstate "$P-mute" 2>&1)"
+else failm agent_not_ready_fails "$(grep mute "$DIR/agent.log" | tail -3)"; fi
+rm -f "$DIR/orders/mute.yaml"
+wait_log "event=vm_deleted id=mute" 20 || failm agent_not_ready_deleted "$(grep mute "$DIR/agent.log" | tail -2)"
+
 # ---- an agent restart adopts the running VM and kills nothing
 qpid=$(pgrep -f "guest=$P-web1" | head -1)
 kill "$(cat "$DIR/agent.pid")"; sleep 1
@@ -276,6 +287,16 @@ if wait_log "event=vm_adopted id=web1" 20 && wait_log "event=vm_ready id=web1 .*
 	[ -n "$qpid" ] && kill -0 "$qpid" 2>/dev/null && pass agent_restart_adopts_vm ||
 		failm agent_restart_adopts_vm "qemu $qpid gone"
 else failm agent_restart_adopts_vm "$(tail -4 "$DIR/agent.log")"; fi
+
+# ---- a VM that dies is reported (with its console) and not restarted
+qpid=$(pgrep -f "guest=$P-web1" | head -1)
+[ -n "$qpid" ] && kill -9 "$qpid"
+if wait_log 'event=vm_failed id=web1 reason="the domain stopped (failed: the emulator died)' 15; then
+	sleep 3
+	if virsh -c qemu:///system domstate "$P-web1" 2>/dev/null | grep -q "shut off" && ! pgrep -f "guest=$P-web1" >/dev/null; then
+		pass agent_crash_reported_not_restarted
+	else failm agent_crash_reported_not_restarted "state: $(virsh -c qemu:///system domstate "$P-web1" 2>&1)"; fi
+else failm agent_crash_reported_not_restarted "$(tail -3 "$DIR/agent.log")"; fi
 
 # ---- deletion leaves nothing: domain, tap, node table line, disk, state
 rm -f "$DIR/orders/web1.yaml"
@@ -289,5 +310,6 @@ if wait_log "event=vm_deleted id=web1" 30; then
 	[ -z "$left" ] && pass agent_delete_leaves_nothing || failm agent_delete_leaves_nothing "left:$left"
 else failm agent_delete_leaves_nothing "$(tail -4 "$DIR/agent.log")"; fi
 echo "-- agent events:" >&2
-sed 's/^[0-9-]*T\([0-9:.]*\)Z veil-agent \(event=[a-z_]*\).*/\1 \2/' "$DIR/agent.log" >&2
+sed 's/^[0-9-]*T\([0-9:.]*\)Z veil-agent \(event=[a-z_]*\)\( id=[a-z0-9-]*\)\{0,1\}.*/\1 \2\3/' "$DIR/agent.log" >&2
+grep -E 'event=(fetch_retry|vm_failed|vm_refused|spec_rejected)' "$DIR/agent.log" >&2
 exit 0

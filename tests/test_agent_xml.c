@@ -230,6 +230,7 @@ static void xml_plain_tcg(void)
 	HASNT("/domain/launchSecurity");
 	HASNT("/domain/devices/hostdev");
 	HAS("/domain/on_crash[text()='destroy']");
+	HAS("/domain/on_reboot[text()='destroy']");
 	CHECK(schema_valid(x, why, sizeof(why)), "libvirt schema: %s\n%s", why, x);
 	free(x);
 }

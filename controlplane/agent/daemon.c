@@ -12,7 +12,8 @@
  *              restarted in a loop)
  *
  * Domain events come from libvirt's event loop on a thread of their own.
- * A restarted agent finds its domains by their metadata and adopts them.
+ * A restarted agent finds its domains by name (PREFIX<id>), makes sure by
+ * their metadata that they are its own, and adopts them.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -54,7 +55,8 @@ struct vm {
 	char fetch_err[512], image[700];
 	atomic_int stopped_event; /* set by the event thread */
 	int stopped_detail;
-	double t_retry;
+	double t_retry; /* no download before this time */
+	int retries;
 	bool adopted;
 };
 
@@ -265,6 +267,16 @@ static void fail(struct vm *v, const char *fmt, ...)
 	va_end(ap);
 	v->state = ST_FAILED;
 	logv("event=vm_failed id=%s reason=\"%s\"", v->spec.id, why);
+	/* A failed VM is stopped, never restarted: its resources go back to the
+	 * node; the definition, console log and disk stay for a look until the
+	 * order is deleted. */
+	virDomainPtr d = conn ? virDomainLookupByName(conn, v->dom_name) : NULL;
+	if (d) {
+		if (virDomainIsActive(d) == 1 && virDomainDestroy(d))
+			logv("event=destroy_failed id=%s reason=\"%s\"", v->spec.id, virt_err());
+		virDomainFree(d);
+	}
+	atomic_store(&v->stopped_event, 0); /* our own destroy is not news */
 }
 
 /* ---------- teardown ---------- */
@@ -534,6 +546,7 @@ static void step(struct vm *v)
 		     : v->stopped_detail % 100 == VIR_DOMAIN_EVENT_STOPPED_CRASHED ? "crashed"
 		     : v->stopped_detail % 100 == VIR_DOMAIN_EVENT_STOPPED_SHUTDOWN ? "shut down"
 		     : v->stopped_detail % 100 == VIR_DOMAIN_EVENT_STOPPED_DESTROYED ? "destroyed"
+		     : v->stopped_detail % 100 == VIR_DOMAIN_EVENT_STOPPED_FAILED ? "failed: the emulator died"
 		     : "stopped", tail);
 		return;
 	}
@@ -542,7 +555,18 @@ static void step(struct vm *v)
 		virDomainPtr d = virDomainLookupByName(conn, v->dom_name);
 		if (d) { /* ours from before a restart: adopt it, kill nothing */
 			bool running = virDomainIsActive(d) == 1;
+			char *md = virDomainGetMetadata(d, VIR_DOMAIN_METADATA_ELEMENT, NS_URI, 0);
+			char want[64];
+			snprintf(want, sizeof(want), "id=\"%s\"", v->spec.id);
+			bool ours = md && strstr(md, want);
+			free(md);
 			virDomainFree(d);
+			if (!ours) {
+				v->state = ST_FAILED;
+				logv("event=vm_refused id=%s reason=\"a domain named %s exists and is not this agent's\"",
+				     v->spec.id, v->dom_name);
+				return;
+			}
 			if (running) {
 				v->adopted = true;
 				v->state = ST_BOOTING;
@@ -552,6 +576,8 @@ static void step(struct vm *v)
 				return;
 			}
 		}
+		if (now() < v->t_retry)
+			return;
 		if (admit(v, why, sizeof(why))) {
 			v->state = ST_FAILED;
 			logv("event=vm_refused id=%s reason=\"%s\"", v->spec.id, why);
@@ -575,11 +601,14 @@ static void step(struct vm *v)
 		v->fetching = false;
 		if (atomic_load(&v->fetch_rc)) {
 			/* network trouble retries (the .part resumes); a wrong sha256 does too, from scratch */
-			if (++v->t_retry > 5) {
+			if (++v->retries > 6) {
 				fail(v, "image: %s", v->fetch_err);
 				return;
 			}
-			logv("event=fetch_retry id=%s reason=\"%s\"", v->spec.id, v->fetch_err);
+			double wait = 1 << (v->retries - 1); /* 1, 2, 4 ... 32 s */
+			logv("event=fetch_retry id=%s attempt=%d in_s=%.0f reason=\"%s\"", v->spec.id, v->retries, wait,
+			     v->fetch_err);
+			v->t_retry = now() + wait;
 			v->state = ST_ORDERED;
 			return;
 		}

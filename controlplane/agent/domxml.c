@@ -250,8 +250,9 @@ char *ag_domain_xml(const struct ag_spec *s, const struct ag_domcaps *dc, const 
 		el_at(d, "cpu", "mode", "host-passthrough");
 	el_at(d, "clock", "offset", "utc");
 	el(d, "on_poweroff", "destroy");
-	el(d, "on_reboot", "restart");
-	/* a crash is reported, never restarted in a loop */
+	/* a reboot (a panicking guest reboots) or a crash stops the VM: the agent
+	 * reports it; nothing restarts it in a loop */
+	el(d, "on_reboot", "destroy");
 	el(d, "on_crash", "destroy");
 
 	xmlNodePtr dev = el(d, "devices", NULL);
