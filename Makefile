@@ -75,7 +75,7 @@ AGENT_SRCS := $(filter-out controlplane/agent/veil-agent.c,$(wildcard controlpla
 AGENT_OBJS := $(patsubst controlplane/agent/%.c,$(BUILD)/agent/%.o,$(AGENT_SRCS))
 AGENT_LIB  := $(BUILD)/libveilagent.a
 AGENT_CFLAGS = -Icontrolplane/agent $(shell pkg-config --cflags libxml-2.0 libnl-route-3.0 2>/dev/null)
-AGENT_LDLIBS := -lyaml -ljson-c -lxml2 -lvirt -lnl-route-3 -lnl-3 -lcurl -lssl -lcrypto -lpthread
+AGENT_LDLIBS := -lyaml -ljson-c -lxml2 -lvirt -lnl-route-3 -lnl-3 -lnftnl -lmnl -lcurl -lssl -lcrypto -lpthread
 $(BUILD)/agent/%.o: controlplane/agent/%.c $(wildcard controlplane/agent/*.h) | deps-build
 	@mkdir -p $(BUILD)/agent
 	$(CC) $(CFLAGS) $(AGENT_CFLAGS) -c $< -o $@

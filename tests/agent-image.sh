@@ -4,7 +4,8 @@
 # an initrd (busybox-static + the virtio and ext4 modules) and a raw ext4 disk
 # holding the root filesystem (busybox, nginx and its ldd libraries, a TLS
 # certificate from a test CA, an init that takes its addresses from the kernel
-# command line: veil.ip4=ADDR/P,GW veil.ip6=ADDR/P,GW).
+# command line: veil.ip4=ADDR/P,GW veil.ip6=ADDR/P,GW; veil.egress=HOST:PORT is asked
+# once up, to show the way out).
 #   tests/agent-image.sh OUTDIR_BASE   prints the directory holding vmlinuz,
 #                                      initrd.img, disk.raw, ca.pem
 # The build is cached under OUTDIR_BASE/<key>, the key a hash of this script
@@ -114,6 +115,18 @@ done
 echo "vm-init: addresses"; ip addr show eth0 | grep inet
 /sbin/nginx -c /etc/nginx.conf &
 echo "vm-init: nginx started"
+# veil.egress=HOST:PORT: the VM's way out (through the node's NAT), as an initrd reaches its
+# validators; an HTTP GET by nc (busybox-static's wget crashes in Debian 12)
+for w in $(cat /proc/cmdline); do
+	case $w in veil.egress=*)
+		u=${w#veil.egress=}
+		( for i in $(seq 30); do
+			r=$(printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 3 ${u%:*} ${u##*:} 2>/dev/null | tail -1)
+			[ -n "$r" ] && { echo "vm-egress: $r"; break; }
+			sleep 2
+		  done ) & ;;
+	esac
+done
 while :; do sleep 3600; done
 EOF
 chmod +x "$rf/init"

@@ -158,6 +158,18 @@ class H(http.server.BaseHTTPRequestHandler):
                 if os.path.exists(delay_file): time.sleep(0.5)
 S(("127.0.0.1", port), H).serve_forever()
 EOF
+# a service beyond the node (as validators and the registry are): who does it see?
+cat > "$DIR/egress.py" <<'EOF'
+import http.server
+class H(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def do_GET(self):
+        b = ("egress-saw-%s" % self.client_address[0]).encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(b))); self.end_headers(); self.wfile.write(b)
+http.server.HTTPServer(("198.19.0.1", 8089), H).serve_forever()
+EOF
+nsx gw python3 "$DIR/egress.py" &
+pids+=($!)
 mkdir -p "$DIR/www"
 ln -s "$IMG/disk.raw" "$DIR/www/disk.raw"
 nsx node python3 "$DIR/serve.py" "$DIR/www" 8088 "$DIR/slow" &
@@ -199,7 +211,7 @@ disk:
 boot:
   kernel: $IMG/vmlinuz
   initrd: $IMG/initrd.img
-  cmdline: console=ttyS0 quiet
+  cmdline: console=ttyS0 quiet veil.egress=198.19.0.1:8089
 network:
   ipv4: $3.2/24
   gateway4: $3.1
@@ -269,6 +281,19 @@ for fam in 4 6; do
 	fi
 done
 
+# ---- the VM's egress leaves through the node's NAT; nothing gets in but what the mesh hands over
+if grep -q "vm-egress: egress-saw-198.19.0.11" "$DIR/vms/web1/console.log" ||
+	{ sleep 5; grep -q "vm-egress: egress-saw-198.19.0.11" "$DIR/vms/web1/console.log"; }; then
+	pass agent_vm_egress_nat
+else failm agent_vm_egress_nat "$(grep vm-egress "$DIR/vms/web1/console.log"; nsx node nft list ruleset | head -20)"; fi
+nsx gw ip route add 198.18.50.0/24 via 198.19.0.11
+nsx gw ip -6 route add 2001:db8:50::/64 via 2001:db8:ff::11
+if ! nsx gw curl -sk --max-time 3 https://198.18.50.2/ >/dev/null 2>&1 &&
+	! nsx gw curl -sk --max-time 3 'https://[2001:db8:50::2]/' >/dev/null 2>&1 &&
+	nsx node nft list table inet "veil_$tap" >/dev/null 2>&1; then
+	pass agent_vm_firewall_drops_direct
+else failm agent_vm_firewall_drops_direct "a direct connection got through"; fi
+
 # ---- a VM whose service never answers is failed in time, with its console, and stopped
 spec mute 8 198.18.51 2001:db8:51 | sed 's/^ready_timeout: 120/ready_timeout: 4\nport: 8443/' | order mute
 if wait_log 'event=vm_failed id=mute reason="not ready after 4 s (198.18.51.2:8443: .*console: ' 40; then
@@ -306,6 +331,8 @@ if wait_log "event=vm_deleted id=web1" 30; then
 	nsx node ip link show "$tap" >/dev/null 2>&1 && left="$left tap(node)"
 	ip link show "$tap" >/dev/null 2>&1 && left="$left tap(host)"
 	grep -q "veil-agent web1" "$DIR/node.conf" && left="$left node-table"
+	nsx node nft list tables | grep -q veil_ && left="$left nft:$(nsx node nft list tables | tr '\n' ' ')"
+	ls "$DIR/cache/" | grep -q part && left="$left partial-download"
 	[ -e "$DIR/vms/web1" ] && left="$left state:$(ls "$DIR/vms/web1")"
 	[ -z "$left" ] && pass agent_delete_leaves_nothing || failm agent_delete_leaves_nothing "left:$left"
 else failm agent_delete_leaves_nothing "$(tail -4 "$DIR/agent.log")"; fi

@@ -302,6 +302,8 @@ static void teardown(struct vm *v, bool remove_files)
 		virDomainFree(d);
 	}
 	ag_tap_delete(v->tap, D->libvirt_ns);
+	if (ag_nft_vm_del(v->tap, err, sizeof(err)))
+		logv("event=nft_failed id=%s reason=\"%s\"", v->spec.id, err);
 	if (remove_files) {
 		char p[800];
 		const char *files[] = { v->disk, v->console, NULL };
@@ -416,6 +418,10 @@ static void launch(struct vm *v)
 	v->t_started = now();
 	logv("event=vm_started id=%s domain=%s tap=%s", v->spec.id, v->dom_name, v->tap);
 	if (ag_tap_attach(&v->spec, v->tap, D->libvirt_ns, D->mtu, err, sizeof(err))) {
+		fail(v, "%s", err);
+		return;
+	}
+	if (ag_nft_vm_add(v->tap, err, sizeof(err))) {
 		fail(v, "%s", err);
 		return;
 	}

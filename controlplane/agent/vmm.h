@@ -19,6 +19,10 @@ int ag_fetch(const char *url, const char *sha256, const char *cache_dir, char *p
 	     volatile int *stop, char *err, size_t errlen);
 int ag_sha256_file(const char *path, char hex[65]);
 
+/* the VM's firewall and egress NAT (nft.c): one nftables table per tap */
+int ag_nft_vm_add(const char *tap, char *err, size_t errlen);
+int ag_nft_vm_del(const char *tap, char *err, size_t errlen);
+
 /* readiness (ready.c): a TLS handshake with addr:port; 0 when it completes. */
 int ag_tls_probe(const char *addr, int port, int timeout_ms, char *err, size_t errlen);
 
