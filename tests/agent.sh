@@ -66,7 +66,8 @@ out=$("$BUILD/veil-agent" --config "$DIR/bad.cfg" --check 2>&1); rc=$?
 if [ $rc = 2 ] && grep -q "$DIR/bad.cfg:3:8: 'cpu'" <<<"$out" && ! grep -q s3cret <<<"$out"; then
 	pass agent_bad_config
 else failm agent_bad_config "rc $rc: $out"; fi
-out=$("$BUILD/veil-agent" --scan 2>&1) && grep -q '"cpu"' <<<"$out" && pass agent_scan_json ||
+out=$("$BUILD/veil-agent" --scan 2>&1) && grep -q '"cpu"' <<<"$out" && grep -q '"domain_type": "qemu"' <<<"$out" &&
+	grep -q '"tpm-crb"' <<<"$out" && pass agent_scan_json ||
 	failm agent_scan_json "$out"
 
 # ---- the network: client -- gateway -- node

@@ -12,6 +12,8 @@
 
 #include "agent.h"
 #include "daemon.h"
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
 
 static void usage(FILE *f)
 {
@@ -46,6 +48,31 @@ static void usage(FILE *f)
 		"vm_ready with spec_to_ready_s, vm_failed with a reason, vm_deleted).\n"
 		"SIGTERM/SIGINT: stop; the VMs keep running and a restarted agent adopts them.\n"
 		"Exit codes: 0 ok, 1 runtime failure, 2 bad usage, config or resources.\n");
+}
+
+static void quiet(void *arg, virErrorPtr e)
+{
+}
+
+/* What libvirt offers for VMs on this host (q35, x86_64); -1 if unreachable. */
+static int libvirt_domcaps(const char *uri, struct ag_domcaps *dc, char *err, size_t errlen)
+{
+	virSetErrorFunc(NULL, quiet);
+	virConnectPtr c = virConnectOpen(uri); /* domain capabilities need a read-write connection */
+	if (!c) {
+		const virError *e = virGetLastError();
+		snprintf(err, errlen, "%s", e && e->message ? e->message : "cannot connect");
+		return -1;
+	}
+	char *x = virConnectGetDomainCapabilities(c, NULL, "x86_64", "q35", NULL, 0);
+	int rc = x ? ag_domcaps_parse(x, strlen(x), dc, err, errlen) : -1;
+	if (!x) {
+		const virError *e = virGetLastError();
+		snprintf(err, errlen, "%s", e && e->message ? e->message : "no domain capabilities");
+	}
+	free(x);
+	virConnectClose(c);
+	return rc;
 }
 
 static void warn_line(const char *msg)
@@ -128,6 +155,12 @@ int main(int argc, char **argv)
 		}
 		fclose(f);
 		have_dc = true;
+	}
+	if (scan_only && !have_dc) {
+		if (!libvirt_domcaps(dm.uri, &dc, err, sizeof(err)))
+			have_dc = true;
+		else
+			fprintf(stderr, "veil-agent: libvirt at %s: %s (\"libvirt\": null)\n", dm.uri, err);
 	}
 	if (scan_only) {
 		char *j = ag_scan_json(&scan, have_dc ? &dc : NULL);
