@@ -113,6 +113,7 @@ for w in $(cat /proc/cmdline); do
 	esac
 done
 echo "vm-init: addresses"; ip addr show eth0 | grep inet
+[ -e /dev/tpm0 ] && echo "vm-init: tpm0 present"
 /sbin/nginx -c /etc/nginx.conf &
 echo "vm-init: nginx started"
 # veil.egress=HOST:PORT: the VM's way out (through the node's NAT), as an initrd reaches its

@@ -219,6 +219,7 @@ network:
   ipv6: $4::2/64
   gateway6: $4::1
 ready_timeout: 120
+${5:-}
 EOF
 }
 
@@ -237,7 +238,10 @@ rm -f "$DIR/orders/bad.yaml"
 # ---- the real VM: spec in, ready, reached through the gateway
 touch "$DIR/slow" # the download takes a while: the agent is restarted in the middle of it
 t0=$(date +%s.%N)
-spec web1 7 198.18.50 2001:db8:50 | order web1
+# VEIL_AGENT_TEST_TPM=1: the VM gets a vTPM too (libvirt runs swtpm_setup as tss, which needs a
+# tss-writable /var/lib/swtpm-localca; a root-run swtpm_setup elsewhere can leave it root's)
+tpm_line=""; [ "${VEIL_AGENT_TEST_TPM:-0}" = 1 ] && tpm_line="tpm: true"
+spec web1 7 198.18.50 2001:db8:50 "$tpm_line" | order web1
 if wait_log "event=vm_fetching id=web1" 20; then
 	sleep 2
 	kill "$(cat "$DIR/agent.pid")"
@@ -253,7 +257,7 @@ else
 	failm agent_restart_during_download "no fetch: $(tail -5 "$DIR/agent.log")"
 fi
 
-if wait_log "event=vm_ready id=web1" 150; then
+if wait_log "event=vm_\(ready\|failed\) id=web1" 150 && grep -q "event=vm_ready id=web1" "$DIR/agent.log"; then
 	t1=$(date +%s.%N)
 	secs=$(grep -o 'event=vm_ready id=web1 .*spec_to_ready_s=[0-9.]*' "$DIR/agent.log" | grep -o 'spec_to_ready_s=[0-9.]*')
 	pass "agent_vm_ready ($secs by the agent, $(awk "BEGIN{printf \"%.1f\", $t1 - $t0}") s from spec to ready seen by the test)"
@@ -262,6 +266,7 @@ else
 	exit 1
 fi
 tap=$(grep -o 'event=vm_started id=web1 .*tap=vt[0-9a-f]*' "$DIR/agent.log" | tail -1 | grep -o 'vt[0-9a-f]*$')
+virsh -c qemu:///system domuuid "$P-web1" 2>/dev/null | head -1 > "$DIR/web1.uuid"
 nsx node ip link show "$tap" >/dev/null 2>&1 && ! ip link show "$tap" >/dev/null 2>&1 &&
 	pass agent_tap_in_node_namespace || failm agent_tap_in_node_namespace "tap $tap"
 grep -q "vm 7 $tap " "$DIR/node.conf" && grep -q "event=vm_interfaces_attached" "$DIR/node.log" &&
@@ -281,6 +286,12 @@ for fam in 4 6; do
 		failm "agent_curl_through_gateway_ipv$fam" "got '$out' / '$who'; log: $(grep nginx-access "$DIR/vms/web1/console.log" | tail -2)"
 	fi
 done
+
+# ---- its vTPM (swtpm, started by libvirt)
+if [ -n "$tpm_line" ]; then
+	grep -q "vm-init: tpm0 present" "$DIR/vms/web1/console.log" && pgrep -f "swtpm.*$P-web1" >/dev/null &&
+		pass agent_vm_has_vtpm || failm agent_vm_has_vtpm "$(grep vm-init "$DIR/vms/web1/console.log")"
+fi
 
 # ---- the VM's egress leaves through the node's NAT; nothing gets in but what the mesh hands over
 if grep -q "vm-egress: egress-saw-198.19.0.11" "$DIR/vms/web1/console.log" ||
@@ -334,6 +345,8 @@ if wait_log "event=vm_deleted id=web1" 30; then
 	grep -q "veil-agent web1" "$DIR/node.conf" && left="$left node-table"
 	nsx node nft list tables | grep -q veil_ && left="$left nft:$(nsx node nft list tables | tr '\n' ' ')"
 	ls "$DIR/cache/" | grep -q part && left="$left partial-download"
+	pgrep -f "swtpm.*$P-" >/dev/null && left="$left swtpm"
+	[ -e "/var/lib/libvirt/swtpm/$(cat "$DIR/web1.uuid" 2>/dev/null)" ] && left="$left tpm-state"
 	[ -e "$DIR/vms/web1" ] && left="$left state:$(ls "$DIR/vms/web1")"
 	[ -z "$left" ] && pass agent_delete_leaves_nothing || failm agent_delete_leaves_nothing "left:$left"
 else failm agent_delete_leaves_nothing "$(tail -4 "$DIR/agent.log")"; fi
