@@ -313,13 +313,23 @@ if wait_log 'event=vm_failed id=mute reason="not ready after 4 s (198.18.51.2:84
 	virsh -c qemu:///system domstate "$P-mute" 2>/dev/null | grep -q "shut off" && pass agent_not_ready_fails ||
 		failm agent_not_ready_fails "still $(virsh -c qemu:///system domstate "$P-mute" 2>&1)"
 else failm agent_not_ready_fails "$(grep mute "$DIR/agent.log" | tail -3)"; fi
-rm -f "$DIR/orders/mute.yaml"
-wait_log "event=vm_deleted id=mute" 20 || failm agent_not_ready_deleted "$(grep mute "$DIR/agent.log" | tail -2)"
+mute_tap=$(grep -o 'event=vm_started id=mute .*tap=vt[0-9a-f]*' "$DIR/agent.log" | tail -1 | grep -o 'vt[0-9a-f]*$')
 
-# ---- an agent restart adopts the running VM and kills nothing
+# ---- an agent restart adopts the running VM and kills nothing; an order removed while it
+#      was away (mute) is deleted when it comes back, leaving nothing
 qpid=$(pgrep -f "guest=$P-web1" | head -1)
 kill "$(cat "$DIR/agent.pid")"; sleep 1
+rm -f "$DIR/orders/mute.yaml"
 start_agent
+if wait_log "event=vm_deleted id=mute" 20; then
+	left=""
+	virsh -c qemu:///system list --all --name | grep -q "^$P-mute$" && left="$left domain"
+	nsx node ip link show "$mute_tap" >/dev/null 2>&1 && left="$left tap"
+	nsx node nft list tables | grep -q "veil_$mute_tap" && left="$left nft"
+	grep -q "veil-agent mute" "$DIR/node.conf" && left="$left node-table"
+	[ -e "$DIR/vms/mute" ] && left="$left state"
+	[ -z "$left" ] && pass agent_order_removed_while_away || failm agent_order_removed_while_away "left:$left"
+else failm agent_order_removed_while_away "$(grep mute "$DIR/agent.log" | tail -2)"; fi
 if wait_log "event=vm_adopted id=web1" 20 && wait_log "event=vm_ready id=web1 .*adopted=yes" 30; then
 	[ -n "$qpid" ] && kill -0 "$qpid" 2>/dev/null && pass agent_restart_adopts_vm ||
 		failm agent_restart_adopts_vm "qemu $qpid gone"

@@ -57,6 +57,7 @@ struct vm {
 	int stopped_detail;
 	double t_retry; /* no download before this time */
 	int retries;
+	uint64_t disk_bytes; /* its disk, counted against resources.disk */
 	bool adopted;
 };
 
@@ -372,6 +373,18 @@ static void launch(struct vm *v)
 	char err[1024] = "";
 	struct stat st;
 	mkdir(v->dir, 0711); /* qemu runs as its own user: it must reach the disk */
+	if (!stat(v->image, &st)) {
+		uint64_t used = 0, cap = D->cfg->disk ? D->cfg->disk : D->scan->disk_free;
+		for (int i = 0; i < MAX_VMS; i++)
+			if (vms[i].used && &vms[i] != v)
+				used += vms[i].disk_bytes;
+		if (used + (uint64_t)st.st_size > cap) {
+			fail(v, "needs %llu MiB of disk, %llu MiB of %llu left", (unsigned long long)(st.st_size >> 20),
+			     (unsigned long long)((cap > used ? cap - used : 0) >> 20), (unsigned long long)(cap >> 20));
+			return;
+		}
+		v->disk_bytes = (uint64_t)st.st_size;
+	}
 	if (stat(v->disk, &st) && copy_file(v->image, v->disk, err, sizeof(err))) {
 		fail(v, "%s", err);
 		return;
@@ -541,6 +554,47 @@ static void scan_specs(void)
 		}
 }
 
+/* Domains of ours whose order went while the agent was away: deleted as
+ * if the order had been removed in front of it.  Only domains named
+ * PREFIX<id> that carry our metadata are touched. */
+static void reap_orphans(void)
+{
+	virDomainPtr *doms = NULL;
+	int n = virConnectListAllDomains(conn, &doms, 0);
+	for (int i = 0; i < n; i++) {
+		char name[128];
+		snprintf(name, sizeof(name), "%s", virDomainGetName(doms[i]) ? virDomainGetName(doms[i]) : "");
+		char *md = NULL;
+		if (!strncmp(name, D->prefix, strlen(D->prefix)))
+			md = virDomainGetMetadata(doms[i], VIR_DOMAIN_METADATA_ELEMENT, NS_URI, 0);
+		virDomainFree(doms[i]);
+		if (!md)
+			continue;
+		static struct vm tmp;
+		memset(&tmp, 0, sizeof(tmp));
+		const char *p = strstr(md, " id=\"");
+		if (p)
+			sscanf(p + 5, "%32[a-z0-9-]", tmp.spec.id);
+		p = strstr(md, "vm_id=\"");
+		if (p)
+			sscanf(p + 7, "%u", &tmp.spec.vm_id);
+		free(md);
+		if (!tmp.spec.id[0] || find(tmp.spec.id))
+			continue;
+		strcpy(tmp.spec.disk_format, "raw");
+		names(&tmp);
+		if (strcmp(tmp.dom_name, name))
+			continue;
+		logv("event=vm_deleting id=%s reason=\"its order was removed while the agent was away\"", tmp.spec.id);
+		teardown(&tmp, true);
+		snprintf(tmp.disk, sizeof(tmp.disk), "%s/disk.qcow2", tmp.dir);
+		unlink(tmp.disk);
+		rmdir(tmp.dir);
+		logv("event=vm_deleted id=%s", tmp.spec.id);
+	}
+	free(doms);
+}
+
 static void step(struct vm *v)
 {
 	char why[512];
@@ -574,6 +628,9 @@ static void step(struct vm *v)
 				return;
 			}
 			if (running) {
+				struct stat st;
+				if (!stat(v->disk, &st))
+					v->disk_bytes = (uint64_t)st.st_size;
 				v->adopted = true;
 				v->state = ST_BOOTING;
 				v->t_started = now();
@@ -696,8 +753,12 @@ int ag_daemon_run(struct ag_daemon *d)
 	     d->cfg->cpu ? d->cfg->cpu : d->scan->cpus,
 	     (unsigned long long)((d->cfg->ram ? d->cfg->ram : d->scan->mem_total) >> 20));
 
+	bool first = true;
 	while (!stop_sig) {
 		scan_specs();
+		if (first)
+			reap_orphans();
+		first = false;
 		for (int i = 0; i < MAX_VMS; i++)
 			if (vms[i].used)
 				step(&vms[i]);

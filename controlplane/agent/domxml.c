@@ -209,6 +209,10 @@ char *ag_domain_xml(const struct ag_spec *s, const struct ag_domcaps *dc, const 
 	xmlSetNs(vm, ns);
 	at(vm, "id", s->id);
 	at(vm, "tap", p->tap);
+	if (s->vm_id) {
+		snprintf(buf, sizeof(buf), "%u", s->vm_id);
+		at(vm, "vm_id", buf);
+	}
 	snprintf(buf, sizeof(buf), "%llu", (unsigned long long)(s->memory >> 10));
 	xmlNodePtr mem = el(d, "memory", buf);
 	at(mem, "unit", "KiB");
