@@ -70,6 +70,15 @@ out=$("$BUILD/veil-agent" --scan 2>&1) && grep -q '"cpu"' <<<"$out" && grep -q '
 	grep -q '"tpm-crb"' <<<"$out" && pass agent_scan_json ||
 	failm agent_scan_json "$out"
 
+printf 'id: x\nvcpus: 1\nmemory: 256mb\nnetwork:\n  ipv4: 198.18.0.300/24\n' > "$DIR/bad.yaml"
+out=$("$BUILD/veil-agent" --check-spec "$DIR/bad.yaml" 2>&1); rc=$?
+[ $rc = 2 ] && grep -q "$DIR/bad.yaml:5:9: 'network.ipv4'" <<<"$out" && pass agent_bad_spec_exit_2 ||
+	failm agent_bad_spec_exit_2 "rc $rc: $out"
+printf 'id: x\nvcpus: 1\nmemory: 256mb\ndisk:\n  url: file:///x\n  sha256: %064d\nboot:\n  firmware: efi\nconfidential: sev\nnetwork:\n  ipv6: 2001:db8::9/64\n' 0 > "$DIR/sev.yaml"
+out=$("$BUILD/veil-agent" --check-spec "$DIR/sev.yaml" 2>&1); rc=$?
+[ $rc = 2 ] && grep -q "asks for SEV; this host does not offer it" <<<"$out" && pass agent_spec_beyond_host_refused ||
+	failm agent_spec_beyond_host_refused "rc $rc: $out"
+
 # ---- the network: client -- gateway -- node
 for n in cli gw node; do ip netns add "$P-$n"; nsx "$n" ip link set lo up; done
 for n in gw node; do

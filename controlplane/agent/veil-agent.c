@@ -27,6 +27,8 @@ static void usage(FILE *f)
 		"                        docs/leea-config.example)\n"
 		"  -n, --check           check the config against this host and exit\n"
 		"  -S, --scan            print the hardware scan as JSON and exit\n"
+		"      --check-spec FILE check a VM spec and print the libvirt domain it becomes\n"
+		"                        on this host (or on --domcaps FILE's), then exit\n"
 		"  -i, --image-dir DIR   where VM images are cached (default /var/lib/veilmesh/images)\n"
 		"  -o, --spec-dir DIR    the orders: one VM spec per *.yaml file (default\n"
 		"                        /var/lib/veilmesh/orders; docs/vm-spec.example); removing\n"
@@ -89,7 +91,8 @@ int main(int argc, char **argv)
 		{ "spec-dir", required_argument, 0, 'o' }, { "state-dir", required_argument, 0, 1 },
 		{ "libvirt", required_argument, 0, 2 },    { "libvirt-netns", required_argument, 0, 3 },
 		{ "node-config", required_argument, 0, 4 }, { "node-socket", required_argument, 0, 5 },
-		{ "name-prefix", required_argument, 0, 6 }, { "mtu", required_argument, 0, 7 },    { "help", no_argument, 0, 'h' },
+		{ "name-prefix", required_argument, 0, 6 }, { "mtu", required_argument, 0, 7 },
+		{ "check-spec", required_argument, 0, 8 },    { "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
 	char cfgpath[512] = "", err[1024] = "";
@@ -99,7 +102,7 @@ int main(int argc, char **argv)
 		.uri = "qemu:///system", .spec_dir = "/var/lib/veilmesh/orders", .state_dir = "/var/lib/veilmesh/vms",
 		.prefix = "veil-", .nvram_template = "/usr/share/OVMF/OVMF_VARS_4M.fd", .libvirt_ns = -1,
 	};
-	const char *libvirt_netns = NULL;
+	const char *libvirt_netns = NULL, *check_spec = NULL;
 	int o;
 
 	while ((o = getopt_long(argc, argv, "c:nSi:o:h", opts, NULL)) != -1) {
@@ -117,6 +120,7 @@ int main(int argc, char **argv)
 		case 4: dm.node_config = optarg; break;
 		case 5: dm.node_socket = optarg; break;
 		case 6: dm.prefix = optarg; break;
+		case 8: check_spec = optarg; break;
 		case 7:
 			dm.mtu = atoi(optarg);
 			if (dm.mtu < 1280 || dm.mtu > 65535) {
@@ -132,6 +136,43 @@ int main(int argc, char **argv)
 		fprintf(stderr, "veil-agent: unexpected argument '%s'\n", argv[optind]);
 		usage(stderr);
 		return 2;
+	}
+
+	if (check_spec) { /* the spec alone: no config, no scan */
+		static struct ag_spec sp;
+		static struct ag_domcaps sdc;
+		if (ag_spec_load(check_spec, &sp, warn_line, err, sizeof(err))) {
+			fprintf(stderr, "veil-agent: %s\n", err);
+			return 2;
+		}
+		if (domcaps) {
+			FILE *f = fopen(domcaps, "r");
+			static char buf[1 << 17];
+			size_t n = f ? fread(buf, 1, sizeof(buf), f) : 0;
+			if (f)
+				fclose(f);
+			if (!f || ag_domcaps_parse(buf, n, &sdc, err, sizeof(err))) {
+				fprintf(stderr, "veil-agent: %s: %s\n", domcaps, f ? err : "cannot open");
+				return 2;
+			}
+		} else if (libvirt_domcaps(dm.uri, &sdc, err, sizeof(err))) {
+			fprintf(stderr, "veil-agent: %s: ok (no domain: libvirt at %s: %s)\n", check_spec, dm.uri, err);
+			return 0;
+		}
+		struct ag_vm_paths p = { .tap = "vtTAP" };
+		snprintf(p.disk, sizeof(p.disk), "%s/%s/disk.%s", dm.state_dir, sp.id, sp.disk_format);
+		snprintf(p.console_log, sizeof(p.console_log), "%s/%s/console.log", dm.state_dir, sp.id);
+		snprintf(p.nvram, sizeof(p.nvram), "%s/%s/VARS.fd", dm.state_dir, sp.id);
+		snprintf(p.nvram_template, sizeof(p.nvram_template), "%s", dm.nvram_template);
+		snprintf(p.domain_name, sizeof(p.domain_name), "%s%s", dm.prefix, sp.id);
+		char *x = ag_domain_xml(&sp, &sdc, &p, err, sizeof(err));
+		if (!x) {
+			fprintf(stderr, "veil-agent: %s: %s\n", check_spec, err);
+			return 2;
+		}
+		fputs(x, stdout);
+		free(x);
+		return 0;
 	}
 
 	static struct ag_scan scan;
