@@ -636,6 +636,12 @@ static void step(struct vm *v)
 				v->t_started = now();
 				v->t_next_probe = now();
 				logv("event=vm_adopted id=%s domain=%s tap=%s", v->spec.id, v->dom_name, v->tap);
+				/* the steps after the start again, each idempotent: the previous
+				 * agent may have stopped between them */
+				char err[512] = "";
+				if (ag_tap_attach(&v->spec, v->tap, D->libvirt_ns, D->mtu, err, sizeof(err)) ||
+				    ag_nft_vm_add(v->tap, err, sizeof(err)) || node_table(v, true, err, sizeof(err)))
+					fail(v, "adopting: %s", err);
 				return;
 			}
 		}

@@ -160,7 +160,7 @@ int ag_tap_attach(const struct ag_spec *s, const char *name, int libvirt_ns, int
 			chg = link = NULL;
 		}
 		close(self);
-		if (e && e != -NLE_OBJ_NOTFOUND) {
+		if (e && e != -NLE_OBJ_NOTFOUND && e != -NLE_NODEV) { /* not there: already moved */
 			snprintf(err, errlen, "moving tap %s into the node's namespace: %s", name, nl_geterror(e));
 			goto out;
 		}
