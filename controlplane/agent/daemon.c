@@ -389,6 +389,7 @@ static void launch(struct vm *v)
 		fail(v, "%s", err);
 		return;
 	}
+	logv("event=vm_launching id=%s domain=%s tap=%s", v->spec.id, v->dom_name, v->tap);
 	if (!ag_tap_exists(v->tap) && ag_tap_create(v->tap, D->libvirt_ns, err, sizeof(err))) {
 		/* it may already be in libvirtd's namespace from an earlier try */
 		if (!strstr(err, "busy") && !strstr(err, "exists")) {
