@@ -85,14 +85,15 @@ static int node_reload(struct node_state *st, char *err, size_t errlen, int *cha
 		vm_log("event=reload_rejected reason=\"%s\"", err);
 		return -1;
 	}
-	for (int i = 0; i < st->nc.nvms; i++) {
-		int found = 0;
-		for (int j = 0; j < st->n.ntc; j++)
-			found |= st->n.tc_ifs[j] == (int)st->nc.vms[i].val.ifindex;
-		if (!found)
-			vm_log("event=reload_warning reason=\"VM %u: interface %s gets its program on restart\"",
-			       st->nc.vms[i].id, st->nc.vms[i].ifname);
+	int attached = 0, arc = vm_node_attach_vms(&st->n, &st->nc, &attached);
+	if (arc) {
+		snprintf(err, errlen, "attaching node_vm to the VMs' interfaces: %s", strerror(-arc));
+		st->reloads_rejected++;
+		vm_log("event=reload_rejected reason=\"%s\"", err);
+		return -1;
 	}
+	if (attached)
+		vm_log("event=vm_interfaces_attached count=%d", attached);
 	if (vm_node_sync(&st->n, &st->nc, changes)) {
 		snprintf(err, errlen, "writing the maps: %s", strerror(errno));
 		st->reloads_rejected++;

@@ -391,6 +391,38 @@ int vm_node_attach(struct vm_node *n, const struct vm_node_cfg *c, bool skb_mode
 	return xdp_attach_replacing(n->xp_mesh, n->if_mesh, "node_mesh", skb_mode);
 }
 
+int vm_node_attach_vms(struct vm_node *n, const struct vm_node_cfg *c, int *attached)
+{
+	int err = 0;
+
+	*attached = 0;
+	/* interfaces no longer in the table (a deleted VM's tap): forget them */
+	for (int j = 0; j < n->ntc;) {
+		int keep = 0;
+		for (int i = 0; i < c->nvms; i++)
+			keep |= (int)c->vms[i].val.ifindex == n->tc_ifs[j];
+		if (keep) {
+			j++;
+			continue;
+		}
+		tc_detach(n->tc_ifs[j]);
+		n->tc_ifs[j] = n->tc_ifs[--n->ntc];
+	}
+	for (int i = 0; i < c->nvms && !err; i++) {
+		int ifi = c->vms[i].val.ifindex, seen = 0;
+		for (int j = 0; j < n->ntc; j++)
+			seen |= n->tc_ifs[j] == ifi;
+		if (seen)
+			continue;
+		err = tc_attach(ifi, bpf_program__fd(n->vm->progs.node_vm));
+		if (!err) {
+			n->tc_ifs[n->ntc++] = ifi;
+			(*attached)++;
+		}
+	}
+	return err;
+}
+
 void vm_node_detach(struct vm_node *n)
 {
 	if (n->xp_mesh && n->if_mesh)

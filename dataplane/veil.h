@@ -185,6 +185,9 @@ struct vm_node {
 int vm_node_open(struct vm_node *n, const char *pin_root, __u32 conns_max);
 int vm_node_load(struct vm_node *n);
 int vm_node_attach(struct vm_node *n, const struct vm_node_cfg *c, bool skb_mode);
+/* On reload: the TC program onto VM interfaces new to the table (a tap the
+ * node agent just made), and forgotten for those that left it. */
+int vm_node_attach_vms(struct vm_node *n, const struct vm_node_cfg *c, int *attached);
 void vm_node_detach(struct vm_node *n);
 void vm_node_close(struct vm_node *n);
 int vm_node_map_fd(struct vm_node *n, const char *name);

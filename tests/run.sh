@@ -2,8 +2,7 @@
 # Runs every veilmesh test and ends with one line: "N passed, N failed".
 # Each suite prints "PASS name" / "FAIL name: why" / "SKIP name: why" lines.
 #   tests/run.sh            everything
-#   tests/run.sh unit|bpf|fuzz|e2e|reliability|dpdk|attest|bench
-#   tests/run.sh unit|bpf|fuzz|e2e|dpdk|ops|attest|bench
+#   tests/run.sh unit|bpf|fuzz|e2e|reliability|dpdk|ops|agent|attest|bench
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -39,6 +38,10 @@ case $what in all|unit)
 	suite config "$BUILD/tests/test_config"
 	suite shamir "$BUILD/tests/test_shamir"
 esac
+case $what in all|unit|agent)
+	suite agent_unit "$BUILD/tests/test_agent"
+	suite agent_xml "$BUILD/tests/test_agent_xml"
+esac
 case $what in all|bpf)
 	suite bpf "$BUILD/tests/test_bpf"
 	suite fastpath "$BUILD/tests/test_fastpath"
@@ -57,6 +60,9 @@ case $what in all|e2e|dpdk)
 esac
 case $what in all|ops)
 	suite ops tests/ops.sh
+esac
+case $what in all|agent)
+	suite agent tests/agent.sh
 esac
 case $what in all|attest)
 	suite attest tests/attest.sh

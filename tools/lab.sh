@@ -20,6 +20,10 @@
 #   2001:db8::2     2001:db8::1| 2001:db8:ff::1                          node2 (n2) -- vm3
 #      VIPs 198.18.100.1, 2001:db8:100::1 routed to the gateway          198.19.0.12
 #
+# VEIL_LAB_REAL_VM=1 (the default for demo, not for up) adds vm4, a real VM
+# (qemu through libvirt, tests/agent-image.sh) run on node1 by veil-agent, the
+# node's hypervisor role, beside veil-node: 198.18.14.2 / 2001:db8:14::2.
+#
 # ID (default "lab") keeps labs apart: namespaces are vml-ID-*, pinned maps
 # live under /sys/fs/bpf/veilmesh-ID/, files under ${VEIL_LAB_DIR:-/tmp/veilmesh-ID}.
 set -euo pipefail
@@ -33,6 +37,8 @@ DIR=${VEIL_LAB_DIR:-/tmp/veilmesh-$ID}
 PIN="/sys/fs/bpf/veilmesh-$ID"
 NS=(cli gw sw n1 n2 vm1 vm2 vm3)
 DATAPLANE=${VEIL_DATAPLANE:-xdp}
+REAL_VM=${VEIL_LAB_REAL_VM:-0}
+[ "$cmd" = demo ] && REAL_VM=${VEIL_LAB_REAL_VM:-1}
 VIP4=198.18.100.1
 VIP6=2001:db8:100::1
 
@@ -137,6 +143,7 @@ route vm2.veil.test 2 2001:db8:ff::11
 route vm3.veil.test 3 2001:db8:ff::12
 route *.apps.veil.test 3 198.19.0.12
 EOF
+	[ "$REAL_VM" = 1 ] && echo "route vm4.veil.test 4 198.19.0.11" >> "$DIR/gw.conf"
 	for n in 1 2; do
 		{
 			echo "# veil-node config for node$n of lab $ID"
@@ -229,6 +236,72 @@ start_daemons() {
 	done
 }
 
+# vm4: veil-agent in node1's namespace, libvirtd in the host's (taps are made
+# there and moved into node1's); the order is a spec file in $DIR/agent/orders.
+real_vm_up() {
+	local a="$DIR/agent"
+	mkdir -p "$a/orders"
+	if ! pgrep -x virtlogd >/dev/null; then virtlogd -d && pgrep -nx virtlogd >> "$a/libvirt.started"; fi
+	if ! pgrep -x libvirtd >/dev/null; then libvirtd -d && sleep 1 && pgrep -nx libvirtd >> "$a/libvirt.started"; fi
+	for _ in $(seq 50); do virsh -c qemu:///system version >/dev/null 2>&1 && break; sleep 0.2; done
+	local img sha
+	img=$("$TOP/tests/agent-image.sh" /tmp/veilmesh-agent-img) || { say "lab: cannot build the VM image"; return 1; }
+	echo "$img" > "$a/image"
+	sha=$(sha256sum "$img/disk.raw" | cut -d' ' -f1)
+	printf 'node_key: lab-node1-key\nresources:\n  cpu: 1\n  ram: 512mb\n  disk: 1gb\n' > "$a/config"
+	nsenter --net="/run/netns/$P-n1" "$BUILD/veil-agent" --config "$a/config" --spec-dir "$a/orders" \
+		--state-dir "$a/vms" --image-dir "$a/cache" --libvirt-netns "/proc/$(pgrep -nx libvirtd)/ns/net" \
+		--node-config "$DIR/n1.conf" --node-socket "$DIR/n1.sock" --name-prefix "$P-" >>"$DIR/agent.log" 2>&1 &
+	echo $! > "$DIR/agent.pid"
+	cat > "$a/orders/.vm4.tmp" <<EOF
+id: vm4
+vm_id: 4
+vcpus: 1
+memory: 256mb
+disk:
+  url: file://$img/disk.raw
+  sha256: $sha
+boot:
+  kernel: $img/vmlinuz
+  initrd: $img/initrd.img
+  cmdline: console=ttyS0 quiet
+network:
+  ipv4: 198.18.14.2/24
+  gateway4: 198.18.14.1
+  ipv6: 2001:db8:14::2/64
+  gateway6: 2001:db8:14::1
+ready_timeout: 150
+EOF
+	mv "$a/orders/.vm4.tmp" "$a/orders/vm4.yaml"
+	say "lab: vm4 ordered from veil-agent on node1 (a real VM under qemu TCG: about 30 s)"
+	for _ in $(seq 800); do
+		grep -qE "event=vm_(ready|failed|refused) id=vm4" "$DIR/agent.log" 2>/dev/null && break
+		sleep 0.2
+	done
+	grep -m1 "event=vm_ready id=vm4" "$DIR/agent.log" || { say "lab: vm4 did not become ready:"; tail -5 "$DIR/agent.log"; return 1; }
+}
+
+real_vm_down() {
+	local a="$DIR/agent"
+	if [ -f "$DIR/agent.pid" ] && kill -0 "$(cat "$DIR/agent.pid")" 2>/dev/null; then
+		rm -f "$a/orders/vm4.yaml"
+		for _ in $(seq 100); do grep -q "event=vm_deleted id=vm4" "$DIR/agent.log" 2>/dev/null && break; sleep 0.2; done
+		kill "$(cat "$DIR/agent.pid")" 2>/dev/null || true
+	fi
+	rm -f "$DIR/agent.pid"
+	# whatever an interrupted run left behind
+	local d
+	for d in $(virsh -c qemu:///system list --all --name 2>/dev/null | grep "^$P-vm4$"); do
+		virsh -c qemu:///system destroy "$d" >/dev/null 2>&1 || true
+		virsh -c qemu:///system undefine "$d" >/dev/null 2>&1 || true
+	done
+	for d in $(grep -o 'tap=vt[0-9a-f]*' "$DIR/agent.log" 2>/dev/null | cut -d= -f2 | sort -u); do
+		ip link del "$d" 2>/dev/null || true
+	done
+	[ -f "$a/libvirt.started" ] && xargs -r kill < "$a/libvirt.started" 2>/dev/null || true
+	rm -rf "$a" "$DIR/agent.log"
+}
+
 up() {
 	down >/dev/null 2>&1 || true
 	mkdir -p "$DIR"
@@ -294,10 +367,12 @@ up() {
 	for row in "${VMS[@]}"; do set -- $row; vm_server "$1"; done
 	write_configs
 	start_daemons
+	[ "$REAL_VM" = 1 ] && real_vm_up
 	say "lab $ID is up: namespaces $P-{${NS[*]// /,}}, files in $DIR, maps under $PIN"
 }
 
 down() {
+	real_vm_down
 	for d in gw n1 n2; do
 		[ -f "$DIR/$d.pid" ] && kill "$(cat "$DIR/$d.pid")" 2>/dev/null || true
 	done
@@ -372,6 +447,14 @@ demo() {
 			nsx cli curl -sS --max-time 10 --cacert "$DIR/pki/ca.pem" --resolve "$1.veil.test:443:$vip" "https://$1.veil.test/whoami" || fail=1
 		done
 	done
+	if [ "$REAL_VM" = 1 ]; then
+		local img; img=$(cat "$DIR/agent/image")
+		for fam in 4 6; do
+			local vip=$VIP4; [ "$fam" = 6 ] && vip="[$VIP6]"
+			printf '%-28s IPv%s: ' "https://vm4.veil.test/whoami" "$fam"
+			nsx cli curl -sS --max-time 15 --cacert "$img/ca.pem" --resolve "vm4.veil.test:443:$vip" "https://vm4.veil.test/whoami" || fail=1
+		done
+	fi
 	printf '%-28s IPv4: ' "https://shop.apps.veil.test/"
 	curl_vm shop.apps.veil.test 4 || fail=1
 	printf '%-28s IPv4: ' "https://nope.veil.test/"
@@ -388,6 +471,7 @@ demo() {
 		say "          nsenter --net=/run/netns/$P-gw xdp-loader status"
 	fi
 	say "          $BUILD/veilctl -p $PIN/n1 -s $DIR/n1.sock conns      (a node)"
+	[ "$REAL_VM" = 1 ] && say "          vm4 (a real VM): $DIR/agent.log, console $DIR/agent/vms/vm4/console.log, virsh list | grep $P-"
 	say "          ip netns exec $P-gw curl -s 127.0.0.1:9431/metrics   (Prometheus)"
 	say "          ip netns exec $P-cli curl --cacert $DIR/pki/ca.pem --resolve vm1.veil.test:443:$VIP4 https://vm1.veil.test/"
 	say "Logs:     $DIR/{gw,n1,n2}.log"

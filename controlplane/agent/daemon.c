@@ -1,0 +1,788 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * veil-agent's running loop.  The orders are spec files in a directory
+ * (one VM per file; removing the file deletes the VM); the agent makes
+ * the world match them through libvirt's C API:
+ *
+ *   ordered -> fetching (image over HTTP(S), sha256, cache)
+ *           -> launching (tap, domain defined and started, tap moved to the
+ *              node's namespace and configured, handed to veil-node)
+ *           -> booting (TLS handshake with the VM's port through the node)
+ *           -> ready | failed (with a reason; a crash is reported, never
+ *              restarted in a loop)
+ *
+ * Domain events come from libvirt's event loop on a thread of their own.
+ * A restarted agent finds its domains by name (PREFIX<id>), makes sure by
+ * their metadata that they are its own, and adopts them.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
+
+#include "daemon.h"
+#include "vmm.h"
+
+#define NS_URI "https://veilmesh.dev/xmlns/agent/1"
+#define MAX_VMS 64
+
+enum vm_state { ST_ORDERED, ST_FETCHING, ST_LAUNCHING, ST_BOOTING, ST_READY, ST_FAILED };
+
+struct vm {
+	bool used, seen;
+	struct ag_spec spec;
+	char spec_path[600];
+	time_t spec_mtime;
+	enum vm_state state;
+	double t_ordered, t_started, t_next_probe;
+	char dom_name[64], tap[16], dir[600], disk[700], console[700];
+	pthread_t fetcher;
+	bool fetching;
+	atomic_int fetch_done, fetch_rc;
+	volatile int fetch_stop;
+	char fetch_err[512], image[700];
+	atomic_int stopped_event; /* set by the event thread */
+	int stopped_detail;
+	double t_retry; /* no download before this time */
+	int retries;
+	uint64_t disk_bytes; /* its disk, counted against resources.disk */
+	bool adopted;
+};
+
+static struct ag_daemon *D;
+static struct vm vms[MAX_VMS];
+static virConnectPtr conn;
+static struct ag_domcaps domcaps;
+static volatile sig_atomic_t stop_sig;
+static atomic_int event_thread_run = 1;
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* One event per line: time, event=..., key=value. */
+static void logv(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void logv(const char *fmt, ...)
+{
+	char ts[32];
+	struct timespec t;
+	struct tm tm;
+	clock_gettime(CLOCK_REALTIME, &t);
+	gmtime_r(&t.tv_sec, &tm);
+	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+	va_list ap;
+	fprintf(stderr, "%s.%03ldZ veil-agent ", ts, t.tv_nsec / 1000000);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	fflush(stderr);
+}
+
+static const char *virt_err(void)
+{
+	const virError *e = virGetLastError();
+	return e && e->message ? e->message : "unknown libvirt error";
+}
+
+static void quiet_errors(void *arg, virErrorPtr e)
+{
+}
+
+static void on_signal(int sig)
+{
+	stop_sig = sig;
+}
+
+/* ---------- resources ---------- */
+
+static void used_resources(int *cpu, uint64_t *mem, const struct vm *except)
+{
+	*cpu = 0;
+	*mem = 0;
+	for (int i = 0; i < MAX_VMS; i++)
+		if (vms[i].used && &vms[i] != except && vms[i].state != ST_FAILED) {
+			*cpu += vms[i].spec.vcpus;
+			*mem += vms[i].spec.memory;
+		}
+}
+
+static int admit(struct vm *v, char *why, size_t len)
+{
+	int cpu;
+	uint64_t mem;
+	int cpu_cap = D->cfg->cpu ? D->cfg->cpu : D->scan->cpus;
+	uint64_t mem_cap = D->cfg->ram ? D->cfg->ram : D->scan->mem_total;
+	used_resources(&cpu, &mem, v);
+	if (cpu + v->spec.vcpus > cpu_cap) {
+		snprintf(why, len, "needs %d vCPUs, %d of %d left", v->spec.vcpus, cpu_cap - cpu, cpu_cap);
+		return -1;
+	}
+	if (mem + v->spec.memory > mem_cap) {
+		snprintf(why, len, "needs %llu MiB of memory, %llu MiB of %llu left",
+			 (unsigned long long)(v->spec.memory >> 20), (unsigned long long)((mem_cap - mem) >> 20),
+			 (unsigned long long)(mem_cap >> 20));
+		return -1;
+	}
+	for (int g = 0; g < v->spec.ngpus; g++) {
+		bool allowed = D->cfg->ngpus == 0;
+		for (int k = 0; k < D->cfg->ngpus; k++)
+			allowed |= !strcmp(D->cfg->gpus[k], v->spec.gpus[g]);
+		if (!allowed) {
+			snprintf(why, len, "GPU %s is not among resources.gpus", v->spec.gpus[g]);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* ---------- the transport role: veil-node's VM table ---------- */
+
+/* Our lines in veil-node's config end with "# veil-agent <id>". */
+static int node_table(const struct vm *v, bool add, char *err, size_t errlen)
+{
+	if (!D->node_config || !v->spec.vm_id)
+		return 0;
+	char tmp[700], mark[64], line[512];
+	snprintf(tmp, sizeof(tmp), "%s.agent-tmp", D->node_config);
+	snprintf(mark, sizeof(mark), "# veil-agent %s\n", v->spec.id);
+	FILE *in = fopen(D->node_config, "r"), *out = fopen(tmp, "w");
+	if (!in || !out) {
+		snprintf(err, errlen, "%s: %s", in ? tmp : D->node_config, strerror(errno));
+		if (in)
+			fclose(in);
+		if (out)
+			fclose(out);
+		return -1;
+	}
+	while (fgets(line, sizeof(line), in)) {
+		size_t n = strlen(line), m = strlen(mark);
+		if (n >= m && !strcmp(line + n - m, mark))
+			continue;
+		fputs(line, out);
+	}
+	fclose(in);
+	if (add) {
+		char a4[64] = "", a6[64] = "";
+		snprintf(a4, sizeof(a4), "%s", v->spec.ipv4);
+		a4[strcspn(a4, "/")] = 0;
+		snprintf(a6, sizeof(a6), "%s", v->spec.ipv6);
+		a6[strcspn(a6, "/")] = 0;
+		fprintf(out, "vm %u %s %s %s %s %s", v->spec.vm_id, v->tap, v->spec.mac, a4, a6, mark);
+	}
+	if (fclose(out) || rename(tmp, D->node_config)) {
+		snprintf(err, errlen, "%s: %s", D->node_config, strerror(errno));
+		return -1;
+	}
+	if (!D->node_socket)
+		return 0;
+	/* veil-node reloads its VM table (and attaches its TC program to new taps) */
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", D->node_socket);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct timeval tv = { .tv_sec = 5 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) || write(fd, "reload\n", 7) != 7) {
+		snprintf(err, errlen, "veil-node at %s: %s", D->node_socket, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	char reply[512];
+	ssize_t r = read(fd, reply, sizeof(reply) - 1);
+	close(fd);
+	reply[r > 0 ? r : 0] = 0;
+	reply[strcspn(reply, "\n")] = 0;
+	if (!strstr(reply, "\"ok\": true")) {
+		snprintf(err, errlen, "veil-node refused the VM table: %s", reply[0] ? reply : "no answer");
+		return -1;
+	}
+	return 0;
+}
+
+/* ---------- naming ---------- */
+
+static void names(struct vm *v)
+{
+	unsigned h = 2166136261u;
+	for (const char *c = D->prefix; *c; c++)
+		h = (h ^ (unsigned char)*c) * 16777619u;
+	for (const char *c = v->spec.id; *c; c++)
+		h = (h ^ (unsigned char)*c) * 16777619u;
+	snprintf(v->dom_name, sizeof(v->dom_name), "%s%s", D->prefix, v->spec.id);
+	snprintf(v->tap, sizeof(v->tap), "vt%08x", h);
+	snprintf(v->dir, sizeof(v->dir), "%s/%s", D->state_dir, v->spec.id);
+	snprintf(v->disk, sizeof(v->disk), "%s/disk.%s", v->dir, v->spec.disk_format);
+	snprintf(v->console, sizeof(v->console), "%s/console.log", v->dir);
+}
+
+/* The last lines of the VM's console, for a failure report. */
+static void console_tail(const struct vm *v, char *out, size_t len)
+{
+	out[0] = 0;
+	FILE *f = fopen(v->console, "r");
+	if (!f)
+		return;
+	static char buf[4096];
+	fseek(f, 0, SEEK_END);
+	long sz = ftell(f), from = sz > (long)sizeof(buf) - 1 ? sz - (long)sizeof(buf) + 1 : 0;
+	fseek(f, from, SEEK_SET);
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	int lines = 0;
+	char *p = buf + n;
+	while (p > buf && lines < 6)
+		if (*--p == '\n' && p != buf + n - 1)
+			lines++;
+	for (char *q = p; *q; q++)
+		if (*q == '\n' || *q == '\r')
+			*q = '|';
+		else if (*q == '"')
+			*q = '\'';
+	snprintf(out, len, "%s", p);
+}
+
+static void fail(struct vm *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail(struct vm *v, const char *fmt, ...)
+{
+	char why[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	v->state = ST_FAILED;
+	logv("event=vm_failed id=%s reason=\"%s\"", v->spec.id, why);
+	/* A failed VM is stopped, never restarted: its resources go back to the
+	 * node; the definition, console log and disk stay for a look until the
+	 * order is deleted. */
+	virDomainPtr d = conn ? virDomainLookupByName(conn, v->dom_name) : NULL;
+	if (d) {
+		if (virDomainIsActive(d) == 1 && virDomainDestroy(d))
+			logv("event=destroy_failed id=%s reason=\"%s\"", v->spec.id, virt_err());
+		virDomainFree(d);
+	}
+	atomic_store(&v->stopped_event, 0); /* our own destroy is not news */
+}
+
+/* ---------- teardown ---------- */
+
+static void teardown(struct vm *v, bool remove_files)
+{
+	char err[512] = "";
+	if (v->fetching) {
+		v->fetch_stop = 1;
+		pthread_join(v->fetcher, NULL);
+		v->fetching = false;
+	}
+	if (node_table(v, false, err, sizeof(err)))
+		logv("event=node_table_failed id=%s reason=\"%s\"", v->spec.id, err);
+	virDomainPtr d = virDomainLookupByName(conn, v->dom_name);
+	if (d) {
+		int active = virDomainIsActive(d);
+		if (active == 1 && virDomainDestroy(d))
+			logv("event=destroy_failed id=%s reason=\"%s\"", v->spec.id, virt_err());
+		if (virDomainUndefineFlags(d, VIR_DOMAIN_UNDEFINE_NVRAM | VIR_DOMAIN_UNDEFINE_TPM |
+						      VIR_DOMAIN_UNDEFINE_MANAGED_SAVE))
+			logv("event=undefine_failed id=%s reason=\"%s\"", v->spec.id, virt_err());
+		virDomainFree(d);
+	}
+	ag_tap_delete(v->tap, D->libvirt_ns);
+	if (ag_nft_vm_del(v->tap, err, sizeof(err)))
+		logv("event=nft_failed id=%s reason=\"%s\"", v->spec.id, err);
+	if (remove_files) {
+		char p[800];
+		const char *files[] = { v->disk, v->console, NULL };
+		for (int i = 0; files[i]; i++)
+			unlink(files[i]);
+		snprintf(p, sizeof(p), "%s/VARS.fd", v->dir);
+		unlink(p);
+		snprintf(p, sizeof(p), "%s/status", v->dir);
+		unlink(p);
+		rmdir(v->dir);
+	}
+}
+
+/* ---------- launching ---------- */
+
+static void *fetch_thread(void *arg)
+{
+	struct vm *v = arg;
+	int rc = ag_fetch(v->spec.disk_url, v->spec.disk_sha256, D->cache_dir, v->image, sizeof(v->image),
+			  &v->fetch_stop, v->fetch_err, sizeof(v->fetch_err));
+	atomic_store(&v->fetch_rc, rc);
+	atomic_store(&v->fetch_done, 1);
+	return NULL;
+}
+
+static int copy_file(const char *from, const char *to, char *err, size_t errlen)
+{
+	int in = open(from, O_RDONLY | O_CLOEXEC), out = -1;
+	struct stat st;
+	if (in < 0 || fstat(in, &st)) {
+		snprintf(err, errlen, "%s: %s", from, strerror(errno));
+		goto bad;
+	}
+	char tmp[800];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", to);
+	out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (out < 0) {
+		snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+		goto bad;
+	}
+	off_t left = st.st_size;
+	while (left > 0) {
+		ssize_t n = copy_file_range(in, NULL, out, NULL, left, 0);
+		if (n <= 0) {
+			snprintf(err, errlen, "copying the image to %s: %s", to, n ? strerror(errno) : "short");
+			goto bad;
+		}
+		left -= n;
+	}
+	close(in);
+	if (close(out) || rename(tmp, to)) {
+		snprintf(err, errlen, "%s: %s", to, strerror(errno));
+		return -1;
+	}
+	return 0;
+bad:
+	if (in >= 0)
+		close(in);
+	if (out >= 0)
+		close(out);
+	return -1;
+}
+
+static void launch(struct vm *v)
+{
+	char err[1024] = "";
+	struct stat st;
+	mkdir(v->dir, 0711); /* qemu runs as its own user: it must reach the disk */
+	if (!stat(v->image, &st)) {
+		uint64_t used = 0, cap = D->cfg->disk ? D->cfg->disk : D->scan->disk_free;
+		for (int i = 0; i < MAX_VMS; i++)
+			if (vms[i].used && &vms[i] != v)
+				used += vms[i].disk_bytes;
+		if (used + (uint64_t)st.st_size > cap) {
+			fail(v, "needs %llu MiB of disk, %llu MiB of %llu left", (unsigned long long)(st.st_size >> 20),
+			     (unsigned long long)((cap > used ? cap - used : 0) >> 20), (unsigned long long)(cap >> 20));
+			return;
+		}
+		v->disk_bytes = (uint64_t)st.st_size;
+	}
+	if (stat(v->disk, &st) && copy_file(v->image, v->disk, err, sizeof(err))) {
+		fail(v, "%s", err);
+		return;
+	}
+	logv("event=vm_launching id=%s domain=%s tap=%s", v->spec.id, v->dom_name, v->tap);
+	if (!ag_tap_exists(v->tap) && ag_tap_create(v->tap, D->libvirt_ns, err, sizeof(err))) {
+		/* it may already be in libvirtd's namespace from an earlier try */
+		if (!strstr(err, "busy") && !strstr(err, "exists")) {
+			fail(v, "%s", err);
+			return;
+		}
+	}
+	struct ag_vm_paths p;
+	memset(&p, 0, sizeof(p));
+	snprintf(p.disk, sizeof(p.disk), "%s", v->disk);
+	snprintf(p.console_log, sizeof(p.console_log), "%s", v->console);
+	snprintf(p.nvram, sizeof(p.nvram), "%s/VARS.fd", v->dir);
+	snprintf(p.nvram_template, sizeof(p.nvram_template), "%s", D->nvram_template);
+	snprintf(p.tap, sizeof(p.tap), "%s", v->tap);
+	snprintf(p.domain_name, sizeof(p.domain_name), "%s", v->dom_name);
+	char *o = p.cmdline_extra;
+	size_t left = sizeof(p.cmdline_extra);
+	int k = 0;
+	if (v->spec.ipv4[0] && v->spec.gw4[0])
+		k += snprintf(o + k, left - k, "veil.ip4=%s,%s", v->spec.ipv4, v->spec.gw4);
+	if (v->spec.ipv6[0] && v->spec.gw6[0])
+		snprintf(o + k, left - k, "%sveil.ip6=%s,%s", k ? " " : "", v->spec.ipv6, v->spec.gw6);
+	char *xml = ag_domain_xml(&v->spec, &domcaps, &p, err, sizeof(err));
+	if (!xml) {
+		fail(v, "%s", err);
+		return;
+	}
+	virDomainPtr d = virDomainDefineXML(conn, xml);
+	free(xml);
+	if (!d) {
+		fail(v, "libvirt refused the domain: %s", virt_err());
+		return;
+	}
+	if (virDomainCreate(d)) {
+		fail(v, "libvirt could not start the domain: %s", virt_err());
+		virDomainFree(d);
+		return;
+	}
+	virDomainFree(d);
+	v->t_started = now();
+	logv("event=vm_started id=%s domain=%s tap=%s", v->spec.id, v->dom_name, v->tap);
+	if (ag_tap_attach(&v->spec, v->tap, D->libvirt_ns, D->mtu, err, sizeof(err))) {
+		fail(v, "%s", err);
+		return;
+	}
+	if (ag_nft_vm_add(v->tap, err, sizeof(err))) {
+		fail(v, "%s", err);
+		return;
+	}
+	if (node_table(v, true, err, sizeof(err))) {
+		fail(v, "%s", err);
+		return;
+	}
+	v->state = ST_BOOTING;
+	v->t_next_probe = now() + 1;
+}
+
+/* ---------- libvirt events ---------- */
+
+static int on_lifecycle(virConnectPtr c, virDomainPtr dom, int event, int detail, void *opaque)
+{
+	const char *name = virDomainGetName(dom);
+	if (event != VIR_DOMAIN_EVENT_STOPPED && event != VIR_DOMAIN_EVENT_CRASHED)
+		return 0;
+	for (int i = 0; i < MAX_VMS; i++)
+		if (vms[i].used && !strcmp(vms[i].dom_name, name)) {
+			vms[i].stopped_detail = event * 100 + detail;
+			atomic_store(&vms[i].stopped_event, 1);
+		}
+	return 0;
+}
+
+static void *event_thread(void *arg)
+{
+	while (atomic_load(&event_thread_run))
+		if (virEventRunDefaultImpl() < 0)
+			break;
+	return NULL;
+}
+
+/* ---------- the loop ---------- */
+
+static struct vm *find(const char *id)
+{
+	for (int i = 0; i < MAX_VMS; i++)
+		if (vms[i].used && !strcmp(vms[i].spec.id, id))
+			return &vms[i];
+	return NULL;
+}
+
+static void warn_spec(const char *msg)
+{
+	logv("event=spec_warning reason=\"%s\"", msg);
+}
+
+static void scan_specs(void)
+{
+	DIR *d = opendir(D->spec_dir);
+	struct dirent *e;
+	for (int i = 0; i < MAX_VMS; i++)
+		vms[i].seen = false;
+	static char rejected[MAX_VMS][600];
+	static time_t rejected_mtime[MAX_VMS];
+	while (d && (e = readdir(d))) {
+		size_t n = strlen(e->d_name);
+		if (e->d_name[0] == '.' || n < 6 || (strcmp(e->d_name + n - 5, ".yaml") && strcmp(e->d_name + n - 5, ".json")))
+			continue;
+		char path[600], err[1024];
+		struct stat st;
+		snprintf(path, sizeof(path), "%s/%s", D->spec_dir, e->d_name);
+		if (stat(path, &st))
+			continue;
+		struct vm *v = NULL;
+		for (int i = 0; i < MAX_VMS; i++)
+			if (vms[i].used && !strcmp(vms[i].spec_path, path))
+				v = &vms[i];
+		if (v) {
+			v->seen = true;
+			continue; /* an order is not edited in place: delete it and order again */
+		}
+		int slot = (int)(st.st_ino % MAX_VMS);
+		if (!strcmp(rejected[slot], path) && rejected_mtime[slot] == st.st_mtime)
+			continue;
+		static struct ag_spec s;
+		if (ag_spec_load(path, &s, warn_spec, err, sizeof(err))) {
+			logv("event=spec_rejected file=%s reason=\"%s\"", path, err);
+			snprintf(rejected[slot], sizeof(rejected[slot]), "%s", path);
+			rejected_mtime[slot] = st.st_mtime;
+			continue;
+		}
+		if (find(s.id)) {
+			logv("event=spec_rejected file=%s reason=\"VM id %s is ordered twice\"", path, s.id);
+			snprintf(rejected[slot], sizeof(rejected[slot]), "%s", path);
+			rejected_mtime[slot] = st.st_mtime;
+			continue;
+		}
+		for (int i = 0; i < MAX_VMS && !v; i++)
+			if (!vms[i].used)
+				v = &vms[i];
+		if (!v) {
+			logv("event=spec_rejected file=%s reason=\"more than %d VMs\"", path, MAX_VMS);
+			continue;
+		}
+		memset(v, 0, sizeof(*v));
+		v->used = v->seen = true;
+		v->spec = s;
+		snprintf(v->spec_path, sizeof(v->spec_path), "%s", path);
+		v->spec_mtime = st.st_mtime;
+		v->t_ordered = now();
+		v->state = ST_ORDERED;
+		names(v);
+		logv("event=vm_ordered id=%s file=%s vcpus=%d memory_mib=%llu", s.id, path, s.vcpus,
+		     (unsigned long long)(s.memory >> 20));
+	}
+	if (d)
+		closedir(d);
+	for (int i = 0; i < MAX_VMS; i++)
+		if (vms[i].used && !vms[i].seen) {
+			logv("event=vm_deleting id=%s", vms[i].spec.id);
+			teardown(&vms[i], true);
+			logv("event=vm_deleted id=%s", vms[i].spec.id);
+			vms[i].used = false;
+		}
+}
+
+/* Domains of ours whose order went while the agent was away: deleted as
+ * if the order had been removed in front of it.  Only domains named
+ * PREFIX<id> that carry our metadata are touched. */
+static void reap_orphans(void)
+{
+	virDomainPtr *doms = NULL;
+	int n = virConnectListAllDomains(conn, &doms, 0);
+	for (int i = 0; i < n; i++) {
+		char name[128];
+		snprintf(name, sizeof(name), "%s", virDomainGetName(doms[i]) ? virDomainGetName(doms[i]) : "");
+		char *md = NULL;
+		if (!strncmp(name, D->prefix, strlen(D->prefix)))
+			md = virDomainGetMetadata(doms[i], VIR_DOMAIN_METADATA_ELEMENT, NS_URI, 0);
+		virDomainFree(doms[i]);
+		if (!md)
+			continue;
+		static struct vm tmp;
+		memset(&tmp, 0, sizeof(tmp));
+		const char *p = strstr(md, " id=\"");
+		if (p)
+			sscanf(p + 5, "%32[a-z0-9-]", tmp.spec.id);
+		p = strstr(md, "vm_id=\"");
+		if (p)
+			sscanf(p + 7, "%u", &tmp.spec.vm_id);
+		free(md);
+		if (!tmp.spec.id[0] || find(tmp.spec.id))
+			continue;
+		strcpy(tmp.spec.disk_format, "raw");
+		names(&tmp);
+		if (strcmp(tmp.dom_name, name))
+			continue;
+		logv("event=vm_deleting id=%s reason=\"its order was removed while the agent was away\"", tmp.spec.id);
+		teardown(&tmp, true);
+		snprintf(tmp.disk, sizeof(tmp.disk), "%s/disk.qcow2", tmp.dir);
+		unlink(tmp.disk);
+		rmdir(tmp.dir);
+		logv("event=vm_deleted id=%s", tmp.spec.id);
+	}
+	free(doms);
+}
+
+static void step(struct vm *v)
+{
+	char why[512];
+	if (atomic_exchange(&v->stopped_event, 0) && v->state != ST_FAILED) {
+		char tail[1024];
+		console_tail(v, tail, sizeof(tail));
+		fail(v, "the domain stopped (%s) console: %s",
+		     v->stopped_detail / 100 == VIR_DOMAIN_EVENT_CRASHED ? "crashed"
+		     : v->stopped_detail % 100 == VIR_DOMAIN_EVENT_STOPPED_CRASHED ? "crashed"
+		     : v->stopped_detail % 100 == VIR_DOMAIN_EVENT_STOPPED_SHUTDOWN ? "shut down"
+		     : v->stopped_detail % 100 == VIR_DOMAIN_EVENT_STOPPED_DESTROYED ? "destroyed"
+		     : v->stopped_detail % 100 == VIR_DOMAIN_EVENT_STOPPED_FAILED ? "failed: the emulator died"
+		     : "stopped", tail);
+		return;
+	}
+	switch (v->state) {
+	case ST_ORDERED: {
+		virDomainPtr d = virDomainLookupByName(conn, v->dom_name);
+		if (d) { /* ours from before a restart: adopt it, kill nothing */
+			bool running = virDomainIsActive(d) == 1;
+			char *md = virDomainGetMetadata(d, VIR_DOMAIN_METADATA_ELEMENT, NS_URI, 0);
+			char want[64];
+			snprintf(want, sizeof(want), "id=\"%s\"", v->spec.id);
+			bool ours = md && strstr(md, want);
+			free(md);
+			virDomainFree(d);
+			if (!ours) {
+				v->state = ST_FAILED;
+				logv("event=vm_refused id=%s reason=\"a domain named %s exists and is not this agent's\"",
+				     v->spec.id, v->dom_name);
+				return;
+			}
+			if (running) {
+				struct stat st;
+				if (!stat(v->disk, &st))
+					v->disk_bytes = (uint64_t)st.st_size;
+				v->adopted = true;
+				v->state = ST_BOOTING;
+				v->t_started = now();
+				v->t_next_probe = now();
+				logv("event=vm_adopted id=%s domain=%s tap=%s", v->spec.id, v->dom_name, v->tap);
+				/* the steps after the start again, each idempotent: the previous
+				 * agent may have stopped between them */
+				char err[512] = "";
+				if (ag_tap_attach(&v->spec, v->tap, D->libvirt_ns, D->mtu, err, sizeof(err)) ||
+				    ag_nft_vm_add(v->tap, err, sizeof(err)) || node_table(v, true, err, sizeof(err)))
+					fail(v, "adopting: %s", err);
+				return;
+			}
+		}
+		if (now() < v->t_retry)
+			return;
+		if (admit(v, why, sizeof(why))) {
+			v->state = ST_FAILED;
+			logv("event=vm_refused id=%s reason=\"%s\"", v->spec.id, why);
+			return;
+		}
+		v->state = ST_FETCHING;
+		v->fetch_stop = 0;
+		atomic_store(&v->fetch_done, 0);
+		logv("event=vm_fetching id=%s url=%s", v->spec.id, v->spec.disk_url);
+		if (pthread_create(&v->fetcher, NULL, fetch_thread, v)) {
+			fail(v, "cannot start the download: %s", strerror(errno));
+			return;
+		}
+		v->fetching = true;
+		return;
+	}
+	case ST_FETCHING:
+		if (!atomic_load(&v->fetch_done))
+			return;
+		pthread_join(v->fetcher, NULL);
+		v->fetching = false;
+		if (atomic_load(&v->fetch_rc)) {
+			/* network trouble retries (the .part resumes); a wrong sha256 does too, from scratch */
+			if (++v->retries > 6) {
+				fail(v, "image: %s", v->fetch_err);
+				return;
+			}
+			double wait = 1 << (v->retries - 1); /* 1, 2, 4 ... 32 s */
+			logv("event=fetch_retry id=%s attempt=%d in_s=%.0f reason=\"%s\"", v->spec.id, v->retries, wait,
+			     v->fetch_err);
+			v->t_retry = now() + wait;
+			v->state = ST_ORDERED;
+			return;
+		}
+		logv("event=vm_fetched id=%s image=%s", v->spec.id, v->image);
+		v->state = ST_LAUNCHING;
+		launch(v);
+		return;
+	case ST_BOOTING: {
+		double t = now();
+		if (t < v->t_next_probe)
+			return;
+		char addr[64], err[256];
+		snprintf(addr, sizeof(addr), "%s", v->spec.ipv4[0] ? v->spec.ipv4 : v->spec.ipv6);
+		addr[strcspn(addr, "/")] = 0;
+		if (!ag_tls_probe(addr, v->spec.port, 1000, err, sizeof(err))) {
+			v->state = ST_READY;
+			FILE *f;
+			char p[800];
+			snprintf(p, sizeof(p), "%s/status", v->dir);
+			if ((f = fopen(p, "w"))) {
+				fprintf(f, "ready\n");
+				fclose(f);
+			}
+			logv("event=vm_ready id=%s domain=%s address=%s port=%d spec_to_ready_s=%.1f boot_s=%.1f%s", v->spec.id,
+			     v->dom_name, addr, v->spec.port, t - v->t_ordered, t - v->t_started,
+			     v->adopted ? " adopted=yes" : "");
+			return;
+		}
+		if (t - v->t_started > v->spec.ready_timeout) {
+			char tail[1024];
+			console_tail(v, tail, sizeof(tail));
+			fail(v, "not ready after %d s (%s:%d: %s); console: %s", v->spec.ready_timeout, addr, v->spec.port,
+			     err, tail);
+			return;
+		}
+		v->t_next_probe = t + 1;
+		return;
+	}
+	default:
+		return;
+	}
+}
+
+int ag_daemon_run(struct ag_daemon *d)
+{
+	char err[1024];
+	D = d;
+	struct sigaction sa = { .sa_handler = on_signal };
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	mkdir(d->state_dir, 0711);
+	mkdir(d->cache_dir, 0700);
+
+	virSetErrorFunc(NULL, quiet_errors); /* errors are logged as events, with context */
+	if (virEventRegisterDefaultImpl() < 0) {
+		logv("event=libvirt_failed reason=\"event loop: %s\"", virt_err());
+		return 1;
+	}
+	conn = virConnectOpen(d->uri);
+	if (!conn) {
+		logv("event=libvirt_failed uri=%s reason=\"%s\"", d->uri, virt_err());
+		return 1;
+	}
+	char *caps = virConnectGetDomainCapabilities(conn, NULL, "x86_64", "q35", NULL, 0);
+	if (!caps || ag_domcaps_parse(caps, strlen(caps), &domcaps, err, sizeof(err))) {
+		logv("event=libvirt_failed reason=\"domain capabilities: %s\"", caps ? err : virt_err());
+		free(caps);
+		virConnectClose(conn);
+		return 1;
+	}
+	free(caps);
+	int cb = virConnectDomainEventRegisterAny(conn, NULL, VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+						  VIR_DOMAIN_EVENT_CALLBACK(on_lifecycle), NULL, NULL);
+	pthread_t et;
+	pthread_create(&et, NULL, event_thread, NULL);
+	logv("event=started uri=%s domain_type=%s machine=%s spec_dir=%s state_dir=%s cache_dir=%s cpu=%d ram_mib=%llu",
+	     d->uri, domcaps.domain_type, domcaps.machine, d->spec_dir, d->state_dir, d->cache_dir,
+	     d->cfg->cpu ? d->cfg->cpu : d->scan->cpus,
+	     (unsigned long long)((d->cfg->ram ? d->cfg->ram : d->scan->mem_total) >> 20));
+
+	bool first = true;
+	while (!stop_sig) {
+		scan_specs();
+		if (first)
+			reap_orphans();
+		first = false;
+		for (int i = 0; i < MAX_VMS; i++)
+			if (vms[i].used)
+				step(&vms[i]);
+		usleep(200000);
+	}
+	/* Leaving: downloads stop (a .part is resumed next time), VMs keep running. */
+	for (int i = 0; i < MAX_VMS; i++)
+		if (vms[i].used && vms[i].fetching) {
+			vms[i].fetch_stop = 1;
+			pthread_join(vms[i].fetcher, NULL);
+		}
+	logv("event=stopped signal=%d vms_left_running=yes", (int)stop_sig);
+	if (cb >= 0)
+		virConnectDomainEventDeregisterAny(conn, cb);
+	/* the event thread sleeps in libvirt's loop; the process ends under it */
+	atomic_store(&event_thread_run, 0);
+	pthread_detach(et);
+	virConnectClose(conn);
+	return 0;
+}

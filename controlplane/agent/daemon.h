@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* veil-agent's running loop (daemon.c). */
+#ifndef VEIL_AGENT_DAEMON_H
+#define VEIL_AGENT_DAEMON_H
+
+#include "agent.h"
+
+struct ag_daemon {
+	const struct ag_cfg *cfg;
+	const struct ag_scan *scan;
+	const char *uri;            /* libvirt, qemu:///system */
+	const char *spec_dir;       /* the orders: one spec file per VM */
+	const char *state_dir;      /* per VM: disk, console log, firmware variables */
+	const char *cache_dir;      /* images by sha256 */
+	const char *prefix;         /* domain names: PREFIX<id> */
+	const char *nvram_template; /* OVMF variables for efi VMs */
+	const char *node_config;    /* veil-node's config: the agent keeps its VM lines */
+	const char *node_socket;    /* veil-node's control socket (reload) */
+	int libvirt_ns;             /* libvirtd's network namespace (-1: ours) */
+	int mtu;                    /* taps' MTU (0: the kernel's default) */
+};
+
+int ag_daemon_run(struct ag_daemon *d);
+
+#endif

@@ -1,0 +1,240 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * veil-agent: the node's hypervisor role.  Reads the node config
+ * ($HOME/.leea/config), scans the hardware at every start and checks the
+ * configured resources against it.  The transport role is veil-node.
+ */
+#include <fcntl.h>
+#include <getopt.h>
+#include <unistd.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent.h"
+#include "daemon.h"
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: veil-agent [--config FILE] [options]\n"
+		"\n"
+		"The veilmesh node's hypervisor role: runs the VMs ordered for this node\n"
+		"through libvirt.  The transport role is veil-node.\n"
+		"\n"
+		"  -c, --config FILE     node config (default $HOME/.leea/config; see\n"
+		"                        docs/leea-config.example)\n"
+		"  -n, --check           check the config against this host and exit\n"
+		"  -S, --scan            print the hardware scan as JSON and exit\n"
+		"      --check-spec FILE check a VM spec and print the libvirt domain it becomes\n"
+		"                        on this host (or on --domcaps FILE's), then exit\n"
+		"  -i, --image-dir DIR   where VM images are cached (default /var/lib/veilmesh/images)\n"
+		"  -o, --spec-dir DIR    the orders: one VM spec per *.yaml file (default\n"
+		"                        /var/lib/veilmesh/orders; docs/vm-spec.example); removing\n"
+		"                        a file deletes its VM\n"
+		"      --state-dir DIR   per VM disk, console log, firmware variables\n"
+		"                        (default /var/lib/veilmesh/vms)\n"
+		"      --libvirt URI     libvirt connection (default qemu:///system)\n"
+		"      --libvirt-netns PATH  libvirtd's network namespace when it is not ours\n"
+		"                        (taps are made there, then moved here)\n"
+		"      --node-config FILE    veil-node's config: the agent keeps its VMs' lines\n"
+		"      --node-socket PATH    veil-node's control socket (reloaded after each change)\n"
+		"      --name-prefix P   domain names are P<id> (default veil-)\n"
+		"      --mtu N           MTU of the VMs' taps\n"
+		"      --root DIR        read /proc and /sys under DIR (tests)\n"
+		"      --domcaps FILE    libvirt domain capabilities XML to use (tests)\n"
+		"  -h, --help            this text\n"
+		"\n"
+		"Logs one event per line on stderr (vm_ordered, vm_fetching, vm_started,\n"
+		"vm_ready with spec_to_ready_s, vm_failed with a reason, vm_deleted).\n"
+		"SIGTERM/SIGINT: stop; the VMs keep running and a restarted agent adopts them.\n"
+		"Exit codes: 0 ok, 1 runtime failure, 2 bad usage, config or resources.\n");
+}
+
+static void quiet(void *arg, virErrorPtr e)
+{
+}
+
+/* What libvirt offers for VMs on this host (q35, x86_64); -1 if unreachable. */
+static int libvirt_domcaps(const char *uri, struct ag_domcaps *dc, char *err, size_t errlen)
+{
+	virSetErrorFunc(NULL, quiet);
+	virConnectPtr c = virConnectOpen(uri); /* domain capabilities need a read-write connection */
+	if (!c) {
+		const virError *e = virGetLastError();
+		snprintf(err, errlen, "%s", e && e->message ? e->message : "cannot connect");
+		return -1;
+	}
+	char *x = virConnectGetDomainCapabilities(c, NULL, "x86_64", "q35", NULL, 0);
+	int rc = x ? ag_domcaps_parse(x, strlen(x), dc, err, errlen) : -1;
+	if (!x) {
+		const virError *e = virGetLastError();
+		snprintf(err, errlen, "%s", e && e->message ? e->message : "no domain capabilities");
+	}
+	free(x);
+	virConnectClose(c);
+	return rc;
+}
+
+static void warn_line(const char *msg)
+{
+	fprintf(stderr, "veil-agent: %s\n", msg);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, 0, 'c' }, { "check", no_argument, 0, 'n' },
+		{ "scan", no_argument, 0, 'S' },          { "image-dir", required_argument, 0, 'i' },
+		{ "root", required_argument, 0, 'R' },    { "domcaps", required_argument, 0, 'D' },
+		{ "spec-dir", required_argument, 0, 'o' }, { "state-dir", required_argument, 0, 1 },
+		{ "libvirt", required_argument, 0, 2 },    { "libvirt-netns", required_argument, 0, 3 },
+		{ "node-config", required_argument, 0, 4 }, { "node-socket", required_argument, 0, 5 },
+		{ "name-prefix", required_argument, 0, 6 }, { "mtu", required_argument, 0, 7 },
+		{ "check-spec", required_argument, 0, 8 },    { "help", no_argument, 0, 'h' },
+		{ 0, 0, 0, 0 },
+	};
+	char cfgpath[512] = "", err[1024] = "";
+	const char *root = "", *domcaps = NULL, *image_dir = "/var/lib/veilmesh/images";
+	bool check = false, scan_only = false;
+	struct ag_daemon dm = {
+		.uri = "qemu:///system", .spec_dir = "/var/lib/veilmesh/orders", .state_dir = "/var/lib/veilmesh/vms",
+		.prefix = "veil-", .nvram_template = "/usr/share/OVMF/OVMF_VARS_4M.fd", .libvirt_ns = -1,
+	};
+	const char *libvirt_netns = NULL, *check_spec = NULL;
+	int o;
+
+	while ((o = getopt_long(argc, argv, "c:nSi:o:h", opts, NULL)) != -1) {
+		switch (o) {
+		case 'c': snprintf(cfgpath, sizeof(cfgpath), "%s", optarg); break;
+		case 'n': check = true; break;
+		case 'S': scan_only = true; break;
+		case 'i': image_dir = optarg; break;
+		case 'R': root = optarg; break;
+		case 'D': domcaps = optarg; break;
+		case 'o': dm.spec_dir = optarg; break;
+		case 1: dm.state_dir = optarg; break;
+		case 2: dm.uri = optarg; break;
+		case 3: libvirt_netns = optarg; break;
+		case 4: dm.node_config = optarg; break;
+		case 5: dm.node_socket = optarg; break;
+		case 6: dm.prefix = optarg; break;
+		case 8: check_spec = optarg; break;
+		case 7:
+			dm.mtu = atoi(optarg);
+			if (dm.mtu < 1280 || dm.mtu > 65535) {
+				fprintf(stderr, "veil-agent: --mtu %s: between 1280 and 65535\n", optarg);
+				return 2;
+			}
+			break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "veil-agent: unexpected argument '%s'\n", argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+
+	if (check_spec) { /* the spec alone: no config, no scan */
+		static struct ag_spec sp;
+		static struct ag_domcaps sdc;
+		if (ag_spec_load(check_spec, &sp, warn_line, err, sizeof(err))) {
+			fprintf(stderr, "veil-agent: %s\n", err);
+			return 2;
+		}
+		if (domcaps) {
+			FILE *f = fopen(domcaps, "r");
+			static char buf[1 << 17];
+			size_t n = f ? fread(buf, 1, sizeof(buf), f) : 0;
+			if (f)
+				fclose(f);
+			if (!f || ag_domcaps_parse(buf, n, &sdc, err, sizeof(err))) {
+				fprintf(stderr, "veil-agent: %s: %s\n", domcaps, f ? err : "cannot open");
+				return 2;
+			}
+		} else if (libvirt_domcaps(dm.uri, &sdc, err, sizeof(err))) {
+			fprintf(stderr, "veil-agent: %s: ok (no domain: libvirt at %s: %s)\n", check_spec, dm.uri, err);
+			return 0;
+		}
+		struct ag_vm_paths p = { .tap = "vtTAP" };
+		snprintf(p.disk, sizeof(p.disk), "%s/%s/disk.%s", dm.state_dir, sp.id, sp.disk_format);
+		snprintf(p.console_log, sizeof(p.console_log), "%s/%s/console.log", dm.state_dir, sp.id);
+		snprintf(p.nvram, sizeof(p.nvram), "%s/%s/VARS.fd", dm.state_dir, sp.id);
+		snprintf(p.nvram_template, sizeof(p.nvram_template), "%s", dm.nvram_template);
+		snprintf(p.domain_name, sizeof(p.domain_name), "%s%s", dm.prefix, sp.id);
+		char *x = ag_domain_xml(&sp, &sdc, &p, err, sizeof(err));
+		if (!x) {
+			fprintf(stderr, "veil-agent: %s: %s\n", check_spec, err);
+			return 2;
+		}
+		fputs(x, stdout);
+		free(x);
+		return 0;
+	}
+
+	static struct ag_scan scan;
+	if (ag_scan_host(root, image_dir, &scan, err, sizeof(err))) {
+		fprintf(stderr, "veil-agent: scan: %s\n", err);
+		return 1;
+	}
+	/* libvirt's domain capabilities: from a file (--domcaps, tests) until
+	 * the agent connects to libvirt itself. */
+	static struct ag_domcaps dc;
+	bool have_dc = false;
+	if (domcaps) {
+		FILE *f = fopen(domcaps, "r");
+		static char buf[1 << 17];
+		size_t n = f ? fread(buf, 1, sizeof(buf), f) : 0;
+		if (!f || ag_domcaps_parse(buf, n, &dc, err, sizeof(err))) {
+			fprintf(stderr, "veil-agent: %s: %s\n", domcaps, f ? err : "cannot open");
+			if (f)
+				fclose(f);
+			return 2;
+		}
+		fclose(f);
+		have_dc = true;
+	}
+	if (scan_only && !have_dc) {
+		if (!libvirt_domcaps(dm.uri, &dc, err, sizeof(err)))
+			have_dc = true;
+		else
+			fprintf(stderr, "veil-agent: libvirt at %s: %s (\"libvirt\": null)\n", dm.uri, err);
+	}
+	if (scan_only) {
+		char *j = ag_scan_json(&scan, have_dc ? &dc : NULL);
+		puts(j);
+		free(j);
+		return 0;
+	}
+
+	static struct ag_cfg cfg;
+	if (!cfgpath[0])
+		ag_cfg_default_path(cfgpath, sizeof(cfgpath));
+	if (ag_cfg_load(cfgpath, &cfg, warn_line, err, sizeof(err))) {
+		fprintf(stderr, "veil-agent: %s\n", err);
+		return 2;
+	}
+	if (ag_check_resources(&cfg, &scan, err, sizeof(err))) {
+		fprintf(stderr, "veil-agent: %s\n", err);
+		return 2;
+	}
+	if (check) {
+		printf("%s: ok (cpu %d of %d, %d GPUs listed)\n", cfgpath, cfg.cpu ? cfg.cpu : scan.cpus, scan.cpus,
+		       cfg.ngpus);
+		return 0;
+	}
+	if (libvirt_netns) {
+		dm.libvirt_ns = open(libvirt_netns, O_RDONLY | O_CLOEXEC);
+		if (dm.libvirt_ns < 0) {
+			fprintf(stderr, "veil-agent: --libvirt-netns %s: cannot open\n", libvirt_netns);
+			return 2;
+		}
+	}
+	dm.cfg = &cfg;
+	dm.scan = &scan;
+	dm.cache_dir = image_dir;
+	return ag_daemon_run(&dm);
+}
