@@ -74,8 +74,9 @@ $(BUILD)/veil-bench-micro: tools/bench_micro.c tests/bpf_env.h tests/testlib.h $
 	$(CC) $(CFLAGS) -Itests -DBASE_OBJ='"$(abspath $(BUILD))/bench_base.bpf.o"' $< $(LIB) $(LDLIBS) -lm -o $@
 
 KEYS_LDLIBS := -ljson-c -lssl -lcrypto -ltss2-mu
+EVENT_LDLIBS := -levent_openssl -levent_pthreads -levent
 $(BUILD)/veil-validator: controlplane/veil-validator.c $(KEYS_LIB)
-	$(CC) $(CFLAGS) $< $(KEYS_LIB) $(KEYS_LDLIBS) -o $@
+	$(CC) $(CFLAGS) $< $(KEYS_LIB) $(KEYS_LDLIBS) $(EVENT_LDLIBS) -o $@
 $(BUILD)/veil-registry: controlplane/veil-registry.c $(KEYS_LIB)
 	$(CC) $(CFLAGS) $< $(KEYS_LIB) $(KEYS_LDLIBS) -o $@
 $(BUILD)/veil-attest: images/attest/veil-attest.c $(KEYS_LIB)
@@ -114,10 +115,10 @@ $(BUILD)/tests/fuzz_hello: tests/fuzz/fuzz_hello.c $(HDRS)
 $(BUILD)/tests/fuzz_share: tests/fuzz/fuzz_share.c controlplane/keys/shamir.c controlplane/keys/shamir.h
 	@mkdir -p $(BUILD)/tests
 	$(CLANG) -g -O1 -fsanitize=fuzzer,address,undefined -Icontrolplane $< controlplane/keys/shamir.c -lcrypto -o $@
-$(BUILD)/tests/fuzz_evidence: tests/fuzz/fuzz_evidence.c controlplane/keys/attest.c controlplane/keys/attest.h
+$(BUILD)/tests/fuzz_evidence: tests/fuzz/fuzz_evidence.c controlplane/keys/attest.c controlplane/keys/evidence.c controlplane/keys/attest.h
 	@mkdir -p $(BUILD)/tests
 	$(CLANG) -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Icontrolplane $< controlplane/keys/attest.c \
-		-ljson-c -lssl -lcrypto -ltss2-mu -o $@
+		controlplane/keys/evidence.c -ljson-c -lssl -lcrypto -ltss2-mu -o $@
 $(BUILD)/tests/fuzz_diff: tests/fuzz/fuzz_diff.c tests/bpf_env.h tests/testlib.h $(LIB) $(HDRS)
 	@mkdir -p $(BUILD)/tests
 	$(CLANG) -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer -Iinclude -I$(BUILD) -Idataplane -Itests $< $(LIB) $(LDLIBS) -o $@
