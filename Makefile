@@ -27,7 +27,8 @@ BINS := $(BUILD)/veil-gw $(BUILD)/veil-node $(BUILD)/veilctl $(BUILD)/veil-valid
 TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 
 .PHONY: all deps test demo bench bench-quick deps-bench fuzz clean
-FUZZERS := $(BUILD)/tests/fuzz_hello $(BUILD)/tests/fuzz_diff $(BUILD)/tests/fuzz_share $(BUILD)/tests/fuzz_evidence
+FUZZERS := $(BUILD)/tests/fuzz_hello $(BUILD)/tests/fuzz_diff $(BUILD)/tests/fuzz_share $(BUILD)/tests/fuzz_evidence \
+	$(BUILD)/tests/fuzz_eventlog $(BUILD)/tests/fuzz_request
 
 all: deps-build $(BPF_OBJS) $(SKELS) $(LIB) $(BINS) $(TESTS) $(BUILD)/lab_pass.bpf.o $(BUILD)/tests/mapcount $(FUZZERS)
 
@@ -119,6 +120,14 @@ $(BUILD)/tests/fuzz_evidence: tests/fuzz/fuzz_evidence.c controlplane/keys/attes
 	@mkdir -p $(BUILD)/tests
 	$(CLANG) -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Icontrolplane $< controlplane/keys/attest.c \
 		controlplane/keys/evidence.c -ljson-c -lssl -lcrypto -ltss2-mu -o $@
+$(BUILD)/tests/fuzz_eventlog: tests/fuzz/fuzz_eventlog.c controlplane/keys/attest.c controlplane/keys/evidence.c controlplane/keys/attest.h
+	@mkdir -p $(BUILD)/tests
+	$(CLANG) -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Icontrolplane $< controlplane/keys/attest.c \
+		controlplane/keys/evidence.c -ljson-c -lssl -lcrypto -ltss2-mu -o $@
+$(BUILD)/tests/fuzz_request: tests/fuzz/fuzz_request.c controlplane/veil-validator.c $(KEYS_SRCS) $(wildcard controlplane/keys/*.h)
+	@mkdir -p $(BUILD)/tests
+	$(CLANG) -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Icontrolplane $< $(KEYS_SRCS) \
+		-ljson-c -lssl -lcrypto -ltss2-mu $(EVENT_LDLIBS) -o $@
 $(BUILD)/tests/fuzz_diff: tests/fuzz/fuzz_diff.c tests/bpf_env.h tests/testlib.h $(LIB) $(HDRS)
 	@mkdir -p $(BUILD)/tests
 	$(CLANG) -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer -Iinclude -I$(BUILD) -Idataplane -Itests $< $(LIB) $(LDLIBS) -o $@

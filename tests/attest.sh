@@ -64,7 +64,7 @@ start_validators() { # count
 	done
 	for i in $(seq "$n"); do   # until each one answers
 		for _ in $(seq 50); do
-			curl -s --cacert "$W/ca.pem" -o /dev/null "https://127.0.0.1:$((BASE + 1 + i))/" && break
+			(exec 3<>"/dev/tcp/127.0.0.1/$((BASE + 1 + i))") 2>/dev/null && break
 			sleep 0.1
 		done
 	done
@@ -339,7 +339,7 @@ ok=1
 for i in 1 2 3; do
 	"$BUILD/veil-validator" -c "$W/v$i.conf" --verify-audit >"$W/va.out" 2>&1 || { ok=0; cat "$W/va.out" >&2; }
 done
-sed -i '1s/"result":"ok"/"result":"OK"/' "$W/state3-v1/audit.log"
+sed -i '1s/"result":"[a-z]*"/"result":"forged"/' "$W/state3-v1/audit.log"
 "$BUILD/veil-validator" -c "$W/v1.conf" --verify-audit >"$W/va.out" 2>&1 && ok=0
 grep -q "line 1: altered" "$W/va.out" || ok=0
 [ $ok = 1 ] && pass "$t (every entry chained and Ed25519-signed; an edited line is detected)" || fail $t "$(cat "$W/va.out")"

@@ -27,10 +27,20 @@
 #define WHY(...) (snprintf(why, whylen, __VA_ARGS__), -1)
 #define SAY(...) ((void)snprintf(why, whylen, __VA_ARGS__))
 
+static EVP_MD *md_sha256;
+static void fetch_sha256(void)
+{
+	md_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+/* one fetch for the process: OpenSSL 3 looks the algorithm up on every
+ * EVP_sha256() digest otherwise */
 static void sha256(const uint8_t *in, size_t len, uint8_t out[32])
 {
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	unsigned int n = 32;
-	EVP_Digest(in, len, out, &n, EVP_sha256(), NULL);
+	pthread_once(&once, fetch_sha256);
+	EVP_Digest(in, len, out, &n, md_sha256 ? md_sha256 : EVP_sha256(), NULL);
 }
 
 int vm_sha256_file(const char *path, uint64_t limit, uint8_t out[32])

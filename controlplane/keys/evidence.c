@@ -5,6 +5,7 @@
  * holder's whole verdict (pure: no I/O, no clock, fuzzed), and shares boxed to
  * the VM's ephemeral X25519 key.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,10 +26,20 @@
 
 #define EV_NO_ACTION 0x00000003u
 
+static EVP_MD *md_sha256;
+static void fetch_sha256(void)
+{
+	md_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+/* one fetch for the process: OpenSSL 3 looks the algorithm up on every
+ * EVP_sha256() digest otherwise */
 static void sha256(const uint8_t *in, size_t len, uint8_t out[32])
 {
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	unsigned int n = 32;
-	EVP_Digest(in, len, out, &n, EVP_sha256(), NULL);
+	pthread_once(&once, fetch_sha256);
+	EVP_Digest(in, len, out, &n, md_sha256 ? md_sha256 : EVP_sha256(), NULL);
 }
 
 static uint32_t le32(const uint8_t *p)
