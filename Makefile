@@ -23,7 +23,7 @@ KEYS_SRCS := $(wildcard controlplane/keys/*.c)
 KEYS_OBJS := $(patsubst controlplane/keys/%.c,$(BUILD)/keys/%.o,$(KEYS_SRCS))
 KEYS_LIB := $(BUILD)/libveilkeys.a
 
-BINS := $(BUILD)/veil-gw $(BUILD)/veil-node $(BUILD)/veilctl $(BUILD)/veil-validator $(BUILD)/veil-registry $(BUILD)/veil-attest $(BUILD)/veil-bench-micro $(BUILD)/veil-hellogen $(BUILD)/veil-flood $(BUILD)/veil-gw-dpdk $(BUILD)/veil-fpgen
+BINS := $(BUILD)/veil-gw $(BUILD)/veil-node $(BUILD)/veilctl $(BUILD)/veil-validator $(BUILD)/veil-registry $(BUILD)/veil-attest $(BUILD)/veil-bench-micro $(BUILD)/veil-hellogen $(BUILD)/veil-flood $(BUILD)/veil-gw-dpdk $(BUILD)/veil-fpgen $(BUILD)/veil-attest-bench
 TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 
 .PHONY: all deps test demo bench bench-quick deps-bench fuzz clean
@@ -80,6 +80,8 @@ $(BUILD)/veil-validator: controlplane/veil-validator.c $(KEYS_LIB)
 	$(CC) $(CFLAGS) $< $(KEYS_LIB) $(KEYS_LDLIBS) $(EVENT_LDLIBS) -o $@
 $(BUILD)/veil-registry: controlplane/veil-registry.c $(KEYS_LIB)
 	$(CC) $(CFLAGS) $< $(KEYS_LIB) $(KEYS_LDLIBS) -o $@
+$(BUILD)/veil-attest-bench: tools/attest_bench.c tests/soft_tpm.h $(KEYS_LIB)
+	$(CC) $(CFLAGS) -Itests $< $(KEYS_LIB) $(KEYS_LDLIBS) -lcrypto -o $@
 $(BUILD)/veil-attest: images/attest/veil-attest.c $(KEYS_LIB)
 	$(CC) $(CFLAGS) $< $(KEYS_LIB) $(KEYS_LDLIBS) -ltss2-esys -ltss2-tctildr -o $@
 

@@ -60,7 +60,7 @@
 static struct {
 	char id[64], listen[96], cert[256], key[256], signing[256], storage_file[256], state[256], registry[256];
 	long nonce_ttl;
-	int workers, idle_s;
+	int workers, idle_s, audit_sync_ms;
 } cfg = { .nonce_ttl = 60, .idle_s = 5 };
 
 static EVP_PKEY *sign_key, *registry_pub;
@@ -146,6 +146,8 @@ static int load_config(const char *path, char *err, size_t len)
 			cfg.workers = atoi(w[1]);
 		else if (!strcmp(w[0], "idle_timeout_s") && n == 2 && atoi(w[1]) > 0)
 			cfg.idle_s = atoi(w[1]);
+		else if (!strcmp(w[0], "audit_sync_ms") && n == 2 && atoi(w[1]) >= 0)
+			cfg.audit_sync_ms = atoi(w[1]);
 		/* v1 settings, without effect since tokens are gone */
 		else if ((!strcmp(w[0], "pool") && n == 3) || (!strcmp(w[0], "token_ttl_s") && n == 2))
 			;
@@ -250,6 +252,85 @@ static int load_policy(const char *vm, struct vm_policy *p, char **doc, char *si
 		free(d);
 	free(s);
 	return rc;
+}
+
+/* Verified policies, kept while their files are unchanged (device, inode,
+ * size, mtime of both): the signature check and the parsing happen once per
+ * registration, not once per attestation.  A file edited on disk changes its
+ * stat and is verified again. */
+#define PCACHE 256
+static struct pcache {
+	char vm[VM_VMID_MAX + 1];
+	struct stat ref, sig;
+	struct vm_policy pol;
+	EVP_PKEY *ak;
+	char *doc, sig64[200];
+} pcache[PCACHE];
+static pthread_mutex_t pcache_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int same_file(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+static int load_policy_cached(const char *vm, struct vm_policy *p, EVP_PKEY **ak, char **doc, char *sig64,
+			      size_t sigcap, char *why, size_t whylen)
+{
+	char path[512];
+	struct stat rs, ss;
+	unsigned h = 5381;
+	for (const char *c = vm; *c; c++)
+		h = h * 33 + (unsigned char)*c;
+	struct pcache *e = &pcache[h % PCACHE];
+
+	snprintf(path, sizeof(path), "%s/%s.refs", cfg.state, vm);
+	int st = stat(path, &rs);
+	snprintf(path, sizeof(path), "%s/%s.refs.sig", cfg.state, vm);
+	st |= stat(path, &ss);
+	if (!st) {
+		pthread_mutex_lock(&pcache_lock);
+		if (e->ak && !strcmp(e->vm, vm) && same_file(&e->ref, &rs) && same_file(&e->sig, &ss)) {
+			*p = e->pol;
+			EVP_PKEY_up_ref(e->ak);
+			*ak = e->ak;
+			*doc = strdup(e->doc);
+			snprintf(sig64, sigcap, "%s", e->sig64);
+			pthread_mutex_unlock(&pcache_lock);
+			return *doc ? 0 : -1;
+		}
+		pthread_mutex_unlock(&pcache_lock);
+	}
+	if (load_policy(vm, p, doc, sig64, sigcap, why, whylen))
+		return -1;
+	BIO *b = BIO_new_mem_buf(p->ak_pem, -1);
+	*ak = b ? PEM_read_bio_PUBKEY(b, NULL, NULL, NULL) : NULL;
+	BIO_free(b);
+	if (!*ak) {
+		free(*doc);
+		*doc = NULL;
+		snprintf(why, whylen, "no attestation key registered for this VM");
+		return -1;
+	}
+	if (!st) {
+		pthread_mutex_lock(&pcache_lock);
+		EVP_PKEY_free(e->ak);
+		free(e->doc);
+		snprintf(e->vm, sizeof(e->vm), "%s", vm);
+		e->ref = rs;
+		e->sig = ss;
+		e->pol = *p;
+		EVP_PKEY_up_ref(*ak);
+		e->ak = *ak;
+		e->doc = strdup(*doc);
+		snprintf(e->sig64, sizeof(e->sig64), "%s", sig64);
+		if (!e->doc) {
+			EVP_PKEY_free(e->ak);
+			e->ak = NULL;
+		}
+		pthread_mutex_unlock(&pcache_lock);
+	}
+	return 0;
 }
 
 static void do_register(const char *body, const char *sig_b64, struct reply *r)
@@ -418,15 +499,8 @@ static void do_attest(json_object *j, struct reply *r)
 		refuse(r, 400, "attest", vm, "evidence: ak, attest, sig and eventlog (base64) required");
 		goto out;
 	}
-	if (load_policy(vm, &pol, &doc, sig64, sizeof(sig64), why, sizeof(why))) {
+	if (load_policy_cached(vm, &pol, &akp, &doc, sig64, sizeof(sig64), why, sizeof(why))) {
 		refuse(r, 403, "attest", vm, why);
-		goto out;
-	}
-	BIO *b = BIO_new_mem_buf(pol.ak_pem, -1);
-	akp = b ? PEM_read_bio_PUBKEY(b, NULL, NULL, NULL) : NULL;
-	BIO_free(b);
-	if (!akp) {
-		refuse(r, 403, "attest", vm, "no attestation key registered for this VM");
 		goto out;
 	}
 	struct vm_evidence ev = { .nonce = nonce, .pub = pub, .ak = ak, .aklen = akl, .attest = att, .alen = al,
@@ -720,7 +794,7 @@ int main(int argc, char **argv)
 			printf("%s: %ld entries, chained and signed by %s\n", audit_path, n, cfg.id);
 		return n < 0 ? 1 : 0;
 	}
-	if (!(audit = vm_audit_open(audit_path, sign_key))) {
+	if (!(audit = vm_audit_open(audit_path, sign_key)) || vm_audit_group_sync(audit, cfg.audit_sync_ms)) {
 		fprintf(stderr, "veil-validator: %s: %s\n", audit_path, strerror(errno));
 		return 1;
 	}

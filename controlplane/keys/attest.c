@@ -406,7 +406,33 @@ struct vm_audit_log {
 	long seq;
 	char prev[65];
 	EVP_PKEY *signer;
+	int group_ms, dirty, stop;     /* group commit: one fdatasync per window */
+	pthread_t flusher;
 };
+
+static void *audit_flusher(void *arg)
+{
+	struct vm_audit_log *l = arg;
+	struct timespec ts = { .tv_sec = l->group_ms / 1000, .tv_nsec = (l->group_ms % 1000) * 1000000L };
+	while (!__atomic_load_n(&l->stop, __ATOMIC_ACQUIRE)) {
+		nanosleep(&ts, NULL);
+		if (__atomic_exchange_n(&l->dirty, 0, __ATOMIC_ACQ_REL))
+			fdatasync(l->fd);
+	}
+	return NULL;
+}
+
+int vm_audit_group_sync(struct vm_audit_log *l, int ms)
+{
+	if (ms <= 0 || l->group_ms)
+		return 0;
+	l->group_ms = ms;
+	if (pthread_create(&l->flusher, NULL, audit_flusher, l)) {
+		l->group_ms = 0;
+		return -1;
+	}
+	return 0;
+}
 
 struct vm_audit_log *vm_audit_open(const char *path, EVP_PKEY *signer)
 {
@@ -469,7 +495,11 @@ int vm_audit_append(struct vm_audit_log *l, const char *event, const char *vm, c
 		EVP_MD_CTX_free(md);
 	}
 	if (dprintf(l->fd, "%s,\"hash\":\"%s\"%s%s%s}\n", body, hx, l->signer ? ",\"sig\":\"" : "", s64,
-		    l->signer ? "\"" : "") < 0 || fdatasync(l->fd))
+		    l->signer ? "\"" : "") < 0)
+		rc = -1;
+	else if (l->group_ms)
+		__atomic_store_n(&l->dirty, 1, __ATOMIC_RELEASE);
+	else if (fdatasync(l->fd))
 		rc = -1;
 	memcpy(l->prev, hx, 65);
 	l->seq++;
@@ -482,6 +512,11 @@ void vm_audit_close(struct vm_audit_log *l)
 {
 	if (!l)
 		return;
+	if (l->group_ms) {
+		__atomic_store_n(&l->stop, 1, __ATOMIC_RELEASE);
+		pthread_join(l->flusher, NULL);
+	}
+	fdatasync(l->fd);
 	close(l->fd);
 	pthread_mutex_destroy(&l->lock);
 	free(l);

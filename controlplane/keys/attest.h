@@ -146,6 +146,10 @@ struct vm_audit_log;
 struct vm_audit_log *vm_audit_open(const char *path, EVP_PKEY *signer);
 int vm_audit_append(struct vm_audit_log *l, const char *event, const char *vm, const char *result, const char *reason);
 void vm_audit_close(struct vm_audit_log *l);
+/* Group commit: appends return at once and a thread fdatasyncs the log every
+ * ms milliseconds when something was appended (the default is one
+ * fdatasync per append). */
+int vm_audit_group_sync(struct vm_audit_log *l, int ms);
 /* v1 form: opens, appends, closes (unsigned). */
 int vm_audit(const char *path, const char *event, const char *vm, const char *result, const char *reason);
 /* Verifies the whole chain (and signatures when pub is given); returns the
