@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -819,6 +820,13 @@ int main(int argc, char **argv)
 	if (!c || getaddrinfo(host, c + 1, &hints, &ai)) {
 		fprintf(stderr, "veil-validator: %s: listen takes ADDR:PORT\n", config);
 		return 2;
+	}
+	{   /* one descriptor per connection: as many as we are allowed */
+		struct rlimit rl;
+		if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur < rl.rlim_max) {
+			rl.rlim_cur = rl.rlim_max;
+			setrlimit(RLIMIT_NOFILE, &rl);
+		}
 	}
 	evthread_use_pthreads();
 	signal(SIGPIPE, SIG_IGN);

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -38,7 +39,9 @@
 
 static const char cmdline[] = "console=ttyS0 root=/dev/vda";
 static const char initrd[] = "bench initrd\n";
-static char host[64], vm[65] = "bench-vm";
+static char host[64], vm[80] = "bench-vm";
+static int nvms = 1;   /* clients spread over VMs bench-vm-0.. (a validator bounds open nonces per VM) */
+static __thread char tvm[80];
 static int port, mode, seconds = 5;
 static SSL_CTX *cctx;
 static struct soft_ak ak;
@@ -144,6 +147,7 @@ static char evlog64[16384], ak64[1024];
 
 static int attest_once(struct conn *c)
 {
+	const char *vm = tvm[0] ? tvm : "bench-vm";
 	char resp[16384], body[24000], nh[65], ph[65], a64[2048], s64[512];
 	uint8_t nonce[32], pub[32], qd[32], box[512], out[512];
 	size_t pl = 32;
@@ -194,6 +198,7 @@ static pthread_mutex_t lk = PTHREAD_MUTEX_INITIALIZER;
 static void *client(void *arg)
 {
 	struct conn c = { 0 };
+	snprintf(tvm, sizeof(tvm), "%s-%d", vm, (int)((long)arg % nvms));
 	int open = 0;
 	while (running) {
 		double t0 = now_s();
@@ -336,10 +341,6 @@ static int do_register(const char *ca, const char *regkey)
 	int st = vm_https_post(host, port, ca, "/v1/register", body, hdr, resp, sizeof(resp), why, sizeof(why));
 	if (st != 200)
 		return fprintf(stderr, "register: %d %s\n", st, st < 0 ? why : resp), 1;
-	/* the AK's private half, for the runs to come (a bench artefact, not a secret of anything) */
-	FILE *f = fopen("bench-ak.pem", "w");
-	PEM_write_PrivateKey(f, ak.key, NULL, NULL, 0, NULL, NULL);
-	fclose(f);
 	return 0;
 }
 
@@ -350,7 +351,7 @@ int main(int argc, char **argv)
 		{ "registry-key", required_argument, NULL, 'r' }, { "vm", required_argument, NULL, 'v' },
 		{ "mode", required_argument, NULL, 'm' }, { "clients", required_argument, NULL, 'n' },
 		{ "slow", required_argument, NULL, 's' }, { "seconds", required_argument, NULL, 'S' },
-		{ "pid", required_argument, NULL, 'p' }, { 0 } };
+		{ "pid", required_argument, NULL, 'p' }, { "vms", required_argument, NULL, 'V' }, { 0 } };
 	const char *addr = NULL, *ca = NULL, *regkey = NULL;
 	int o, clients = 4, slow = 0, pid = 0;
 
@@ -368,6 +369,7 @@ int main(int argc, char **argv)
 		case 's': slow = atoi(optarg); break;
 		case 'S': seconds = atoi(optarg); break;
 		case 'p': pid = atoi(optarg); break;
+		case 'V': nvms = atoi(optarg) > 0 ? atoi(optarg) : 1; break;
 		default: return 2;
 		}
 	const char *colon = addr ? strrchr(addr, ':') : NULL;
@@ -376,15 +378,32 @@ int main(int argc, char **argv)
 	snprintf(host, sizeof(host), "%.*s", (int)(colon - addr), addr);
 	port = atoi(colon + 1);
 	soft_log_boot(&blog, cmdline, initrd, strlen(initrd), 1);
-	if (!strcmp(argv[1], "register")) {
-		soft_ak_new(&ak, SOFT_AK_ATTRS);
-		return regkey ? do_register(ca, regkey) : 2;
-	}
-	/* the AK registered before */
 	FILE *f = fopen("bench-ak.pem", "r");
 	EVP_PKEY *k = f ? PEM_read_PrivateKey(f, NULL, NULL, NULL) : NULL;
 	if (f)
 		fclose(f);
+	if (!strcmp(argv[1], "register")) {
+		if (!regkey)
+			return 2;
+		soft_ak_new(&ak, SOFT_AK_ATTRS);
+		if (!k) {
+			FILE *o = fopen("bench-ak.pem", "w");
+			PEM_write_PrivateKey(o, ak.key, NULL, NULL, 0, NULL, NULL);
+			fclose(o);
+		} else {
+			EVP_PKEY_free(ak.key);
+			ak.key = k;
+		}
+		char base[60];
+		snprintf(base, sizeof(base), "%.40s", vm);
+		for (int i = 0; i < nvms; i++) {
+			snprintf(vm, sizeof(vm), "%s-%d", base, i);
+			if (do_register(ca, regkey))
+				return 1;
+		}
+		return 0;
+	}
+	/* the AK registered before */
 	if (!k)
 		return fprintf(stderr, "veil-attest-bench: run 'register' first (bench-ak.pem)\n"), 1;
 	soft_ak_new(&ak, SOFT_AK_ATTRS);
@@ -411,6 +430,13 @@ int main(int argc, char **argv)
 	}
 	vm_b64_encode(blog.buf, blog.len, evlog64, sizeof(evlog64));
 	vm_b64_encode(ak.pub, ak.publen, ak64, sizeof(ak64));
+	{   /* one descriptor per connection: as many as we are allowed */
+		struct rlimit rl;
+		if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur < rl.rlim_max) {
+			rl.rlim_cur = rl.rlim_max;
+			setrlimit(RLIMIT_NOFILE, &rl);
+		}
+	}
 	cctx = SSL_CTX_new(TLS_client_method());
 	SSL_CTX_set_min_proto_version(cctx, TLS1_3_VERSION);
 	SSL_CTX_load_verify_locations(cctx, ca, NULL);
@@ -428,7 +454,7 @@ int main(int argc, char **argv)
 		sleep(1);
 	double c0 = pid ? cpu_s(pid) : 0, t0 = now_s();
 	for (int i = 0; i < clients && nt < 4096; i++)
-		pthread_create(&th[nt++], &at, client, NULL);
+		pthread_create(&th[nt++], &at, client, (void *)(long)i);
 	sleep(seconds);
 	running = 0;
 	double el = now_s() - t0, cpu = pid ? cpu_s(pid) - c0 : 0;

@@ -41,9 +41,9 @@ EOC
 taskset -c 0 "$BUILD/veil-validator" -c v.conf 2>validator.log &
 VPID=$!
 for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
-"$BUILD/veil-attest-bench" register --addr 127.0.0.1:$PORT --ca ca.pem --registry-key registry.key --vm bench-vm || exit 1
+"$BUILD/veil-attest-bench" register --addr 127.0.0.1:$PORT --ca ca.pem --registry-key registry.key --vm bench-vm --vms 128 || exit 1
 ncpu=$(nproc); cl="1-$((ncpu - 1))"; [ "$ncpu" = 1 ] && cl=0
-run() { taskset -c "$cl" "$BUILD/veil-attest-bench" run --addr 127.0.0.1:$PORT --ca ca.pem --vm bench-vm --pid "$VPID" --seconds "$SECS" "$@"; }
+run() { taskset -c "$cl" "$BUILD/veil-attest-bench" run --addr 127.0.0.1:$PORT --ca ca.pem --vm bench-vm --pid "$VPID" --seconds "$SECS" --vms 128 "$@"; }
 new=$(run --mode new --clients 8); echo "$new"
 res=$(run --mode resume --clients 8); echo "$res"
 ka=$(run --mode keepalive --clients 8); echo "$ka"
