@@ -41,7 +41,7 @@ static const char cmdline[] = "console=ttyS0 root=/dev/vda";
 static const char initrd[] = "bench initrd\n";
 static char host[64], vm[80] = "bench-vm";
 static int nvms = 1;   /* clients spread over VMs bench-vm-0.. (a validator bounds open nonces per VM) */
-static __thread char tvm[80];
+static __thread char tvm[80];   /* "%.60s-%d" */
 static int port, mode, seconds = 5;
 static SSL_CTX *cctx;
 static struct soft_ak ak;
@@ -198,7 +198,7 @@ static pthread_mutex_t lk = PTHREAD_MUTEX_INITIALIZER;
 static void *client(void *arg)
 {
 	struct conn c = { 0 };
-	snprintf(tvm, sizeof(tvm), "%s-%d", vm, (int)((long)arg % nvms));
+	snprintf(tvm, sizeof(tvm), "%.60s-%d", vm, (int)((long)arg % nvms));
 	int open = 0;
 	while (running) {
 		double t0 = now_s();
@@ -313,7 +313,7 @@ static int do_register(const char *ca, const char *regkey)
 	size_t sl = 64;
 	vm_shamir_split(key, 32, 2, 2, rnd, sh);
 	OPENSSL_cleanse(key, 32);
-	snprintf(sh[0].vmid, sizeof(sh[0].vmid), "%s", vm);
+	snprintf(sh[0].vmid, sizeof(sh[0].vmid), "%.64s", vm);
 	sh[0].vmid_len = strlen(vm);
 	vm_share_sign(&sh[0], reg);
 	int wl = vm_share_encode(&sh[0], wire, sizeof(wire));
