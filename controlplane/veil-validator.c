@@ -1,55 +1,75 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * veil-validator: verifies a VM's remote attestation and releases this
- * validator's share of its disk key to holders of a valid token.
+ * veil-validator: one holder of a VM's disk-key shares.  It releases its share
+ * only on its own verification of the VM's firmware-rooted evidence, boxed to
+ * the key the VM's initrd generated for that boot (protocol v2,
+ * docs/attestation.md).
  *
  *   POST /v1/register   (the image registry, body signed with its key)
- *                       {vm, share, refs{kernel,initrd,cmdline,config}, pcrs{"0".."7"}, ak_pub}
- *   POST /v1/challenge  {vm}                      -> {nonce}
- *   POST /v1/attest     {vm, nonce, attest, sig, hashes{...}, time} -> {token}
- *   POST /v1/share      {vm, token}               -> {share}
+ *                       {vm, refs, refs_sig, share}
+ *   POST /v1/challenge  {vm}                                   -> {nonce, expires_in}
+ *   POST /v1/attest     {vm, nonce, pub, ak, attest, sig, eventlog}
+ *                                          -> {box, refs, refs_sig, epoch, validator}
+ *   POST /v1/share      (v1 bearer tokens)                     -> 410
  *
- * TLS 1.3 only.  Shares are sealed at rest (AES-256-GCM, storage key).  Every
- * registration, attestation, release and refusal goes into the hash-chained
- * audit log; no key or share is ever logged.  docs/attestation.md.
+ * HTTPS through libevent (evhttp over bufferevent_openssl, TLS 1.3 only), a
+ * worker thread per core on SO_REUSEPORT sockets, header/body limits and
+ * idle deadlines.  Shares sealed at rest (AES-256-GCM, AAD vm|epoch|holder),
+ * reference values verified against the registry's signature on every load,
+ * every event in the signed, hash-chained audit log; no key or share is ever
+ * logged.
  */
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/thread.h>
 #include <json-c/json.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/rand.h>
 
 #include "keys/attest.h"
 #include "keys/shamir.h"
 
-#define MAX_POOL 32
 #define MAX_NONCES 4096
-#define MAX_BODY 65536
+#define MAX_NONCES_PER_VM 8
+#define MAX_BODY (2 * VM_EVLOG_MAX)     /* base64 of the largest event log, and the rest */
+#define MAX_HEADERS 8192
+#define MAX_WORKERS 64
 
 static struct {
 	char id[64], listen[96], cert[256], key[256], signing[256], storage_file[256], state[256], registry[256];
-	char pool_id[MAX_POOL][64], pool_file[MAX_POOL][256];
-	int npool;
-	long token_ttl, nonce_ttl;
-} cfg = { .token_ttl = 60, .nonce_ttl = 60 };
+	long nonce_ttl;
+	int workers, idle_s, audit_sync_ms;
+} cfg = { .nonce_ttl = 60, .idle_s = 5 };
 
-static EVP_PKEY *sign_key, *registry_pub, *pool_keys[MAX_POOL];
-static const char *pool_ids[MAX_POOL];
+static EVP_PKEY *sign_key, *registry_pub;
 static uint8_t storage_key[32];
-static char audit_path[300];
-static volatile sig_atomic_t stop;
+static struct vm_audit_log *audit;
+static int quiet;   /* the request fuzzer's: no log lines */
+static pthread_mutex_t nonce_lock = PTHREAD_MUTEX_INITIALIZER, tpm_lock = PTHREAD_MUTEX_INITIALIZER,
+		       reg_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static struct {
 	char vm[VM_VMID_MAX + 1];
@@ -61,18 +81,22 @@ static struct {
 static void logev(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void logev(const char *fmt, ...)
 {
-	char ts[32];
+	char ts[32], line[1024];
 	time_t now = time(NULL);
 	struct tm tm;
 	va_list ap;
 
+	if (quiet)
+		return;
 	gmtime_r(&now, &tm);
 	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	fprintf(stderr, "%s veil-validator[%s]: ", ts, cfg.id);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+	for (char *p = line; *p; p++)   /* one event a line, whatever a reason holds */
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
+			*p = '?';
+	fprintf(stderr, "%s veil-validator[%s]: %s\n", ts, cfg.id, line);
 }
 
 static int vm_id_ok(const char *s)
@@ -117,24 +141,29 @@ static int load_config(const char *path, char *err, size_t len)
 		S1("storage_key_file", cfg.storage_file);
 		S1("state_dir", cfg.state);
 		S1("registry_pub", cfg.registry);
-		else if (!strcmp(w[0], "token_ttl_s") && n == 2 && atol(w[1]) > 0)
-			cfg.token_ttl = atol(w[1]);
 		else if (!strcmp(w[0], "nonce_ttl_s") && n == 2 && atol(w[1]) > 0)
 			cfg.nonce_ttl = atol(w[1]);
-		else if (!strcmp(w[0], "pool") && n == 3 && cfg.npool < MAX_POOL) {
-			snprintf(cfg.pool_id[cfg.npool], 64, "%s", w[1]);
-			snprintf(cfg.pool_file[cfg.npool], 256, "%s", w[2]);
-			cfg.npool++;
-		} else {
+		else if (!strcmp(w[0], "workers") && n == 2 && atoi(w[1]) > 0 && atoi(w[1]) <= MAX_WORKERS)
+			cfg.workers = atoi(w[1]);
+		else if (!strcmp(w[0], "idle_timeout_s") && n == 2 && atoi(w[1]) > 0)
+			cfg.idle_s = atoi(w[1]);
+		else if (!strcmp(w[0], "audit_sync_ms") && n == 2 && atoi(w[1]) >= 0)
+			cfg.audit_sync_ms = atoi(w[1]);
+		/* v1 settings, without effect since tokens are gone */
+		else if ((!strcmp(w[0], "pool") && n == 3) || (!strcmp(w[0], "token_ttl_s") && n == 2))
+			;
+		else {
 			fclose(f);
 			return snprintf(err, len, "%s:%d: unknown or malformed setting '%s'", path, ln, w[0]), -1;
 		}
 	}
 	fclose(f);
 	if (!cfg.id[0] || !cfg.listen[0] || !cfg.cert[0] || !cfg.key[0] || !cfg.signing[0] || !cfg.storage_file[0] ||
-	    !cfg.state[0] || !cfg.registry[0] || !cfg.npool)
-		return snprintf(err, len, "%s: id, listen, cert, key, signing_key, storage_key_file, state_dir, "
-				"registry_pub and at least one pool line are required", path), -1;
+	    !cfg.state[0] || !cfg.registry[0])
+		return snprintf(err, len, "%s: id, listen, cert, key, signing_key, storage_key_file, state_dir and "
+				"registry_pub are required", path), -1;
+	if (!vm_id_ok(cfg.id))
+		return snprintf(err, len, "%s: id must be [a-z0-9._-], at most 64", path), -1;
 	return 0;
 }
 
@@ -142,7 +171,7 @@ static int load_config(const char *path, char *err, size_t len)
 
 struct reply {
 	int status;
-	char body[8192];
+	char body[16384];
 };
 
 static void refuse(struct reply *r, int status, const char *event, const char *vm, const char *reason)
@@ -152,7 +181,8 @@ static void refuse(struct reply *r, int status, const char *event, const char *v
 	json_object_object_add(o, "error", json_object_new_string(reason));
 	snprintf(r->body, sizeof(r->body), "%s", json_object_to_json_string(o));
 	json_object_put(o);
-	vm_audit(audit_path, event, vm ? vm : "", "refused", reason);
+	if (audit)
+		vm_audit_append(audit, event, vm ? vm : "", "refused", reason);
 	logev("event=%s vm=%s result=refused reason=\"%s\"", event, vm ? vm : "-", reason);
 }
 
@@ -166,35 +196,153 @@ static const char *jstr(json_object *o, const char *k)
 static int write_file(const char *path, const void *data, size_t len)
 {
 	char tmp[600];
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	snprintf(tmp, sizeof(tmp), "%s.tmp%lu", path, (unsigned long)pthread_self());
 	FILE *f = fopen(tmp, "we");
 	if (!f)
 		return -1;
-	chmod(tmp, 0600);
+	fchmod(fileno(f), 0600);
 	int ok = fwrite(data, 1, len, f) == len;
+	ok &= fflush(f) == 0 && fdatasync(fileno(f)) == 0;
 	ok &= fclose(f) == 0;
 	return ok && !rename(tmp, path) ? 0 : -1;
 }
 
-static char *read_file(const char *path, size_t *len)
+static char *read_file(const char *path, size_t max, size_t *len)
 {
 	FILE *f = fopen(path, "re");
 	if (!f)
 		return NULL;
-	char *buf = malloc(MAX_BODY + 1);
-	*len = fread(buf, 1, MAX_BODY, f);
-	buf[*len] = 0;
+	char *buf = malloc(max + 1);
+	*len = buf ? fread(buf, 1, max, f) : 0;
+	if (buf)
+		buf[*len] = 0;
 	fclose(f);
 	return buf;
 }
 
+/* The stored policy of a VM, its registry signature checked on every load. */
+static int load_policy(const char *vm, struct vm_policy *p, char **doc, char *sig64, size_t sigcap, char *why,
+		       size_t whylen)
+{
+	char path[512];
+	size_t dl = 0, sl = 0;
+	uint8_t sig[80];
+
+	snprintf(path, sizeof(path), "%s/%s.refs", cfg.state, vm);
+	char *d = read_file(path, 16384, &dl);
+	snprintf(path, sizeof(path), "%s/%s.refs.sig", cfg.state, vm);
+	char *s = read_file(path, 200, &sl);
+	int rc = -1;
+	if (!d || !s)
+		snprintf(why, whylen, "unknown VM (no reference values)");
+	else {
+		s[strcspn(s, "\r\n")] = 0;
+		int n = vm_b64_decode(s, sig, sizeof(sig));
+		if (!vm_policy_load(d, dl, sig, n < 0 ? 0 : n, registry_pub, p, why, whylen)) {
+			if (strcmp(p->vm, vm))
+				snprintf(why, whylen, "reference values: stored for another VM");
+			else
+				rc = 0;
+		}
+	}
+	if (!rc && sig64)
+		snprintf(sig64, sigcap, "%s", s);
+	if (!rc && doc)
+		*doc = d;
+	else
+		free(d);
+	free(s);
+	return rc;
+}
+
+/* Verified policies, kept while their files are unchanged (device, inode,
+ * size, mtime of both): the signature check and the parsing happen once per
+ * registration, not once per attestation.  A file edited on disk changes its
+ * stat and is verified again. */
+#define PCACHE 256
+static struct pcache {
+	char vm[VM_VMID_MAX + 1];
+	struct stat ref, sig;
+	struct vm_policy pol;
+	EVP_PKEY *ak;
+	char *doc, sig64[200];
+} pcache[PCACHE];
+static pthread_mutex_t pcache_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int same_file(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+static int load_policy_cached(const char *vm, struct vm_policy *p, EVP_PKEY **ak, char **doc, char *sig64,
+			      size_t sigcap, char *why, size_t whylen)
+{
+	char path[512];
+	struct stat rs, ss;
+	unsigned h = 5381;
+	for (const char *c = vm; *c; c++)
+		h = h * 33 + (unsigned char)*c;
+	struct pcache *e = &pcache[h % PCACHE];
+
+	snprintf(path, sizeof(path), "%s/%s.refs", cfg.state, vm);
+	int st = stat(path, &rs);
+	snprintf(path, sizeof(path), "%s/%s.refs.sig", cfg.state, vm);
+	st |= stat(path, &ss);
+	if (!st) {
+		pthread_mutex_lock(&pcache_lock);
+		if (e->ak && !strcmp(e->vm, vm) && same_file(&e->ref, &rs) && same_file(&e->sig, &ss)) {
+			*p = e->pol;
+			EVP_PKEY_up_ref(e->ak);
+			*ak = e->ak;
+			*doc = strdup(e->doc);
+			snprintf(sig64, sigcap, "%s", e->sig64);
+			pthread_mutex_unlock(&pcache_lock);
+			return *doc ? 0 : -1;
+		}
+		pthread_mutex_unlock(&pcache_lock);
+	}
+	if (load_policy(vm, p, doc, sig64, sigcap, why, whylen))
+		return -1;
+	BIO *b = BIO_new_mem_buf(p->ak_pem, -1);
+	*ak = b ? PEM_read_bio_PUBKEY(b, NULL, NULL, NULL) : NULL;
+	BIO_free(b);
+	if (!*ak) {
+		free(*doc);
+		*doc = NULL;
+		snprintf(why, whylen, "no attestation key registered for this VM");
+		return -1;
+	}
+	if (!st) {
+		pthread_mutex_lock(&pcache_lock);
+		EVP_PKEY_free(e->ak);
+		free(e->doc);
+		snprintf(e->vm, sizeof(e->vm), "%s", vm);
+		e->ref = rs;
+		e->sig = ss;
+		e->pol = *p;
+		EVP_PKEY_up_ref(*ak);
+		e->ak = *ak;
+		e->doc = strdup(*doc);
+		snprintf(e->sig64, sizeof(e->sig64), "%s", sig64);
+		if (!e->doc) {
+			EVP_PKEY_free(e->ak);
+			e->ak = NULL;
+		}
+		pthread_mutex_unlock(&pcache_lock);
+	}
+	return 0;
+}
+
 static void do_register(const char *body, const char *sig_b64, struct reply *r)
 {
-	uint8_t sig[80], wire[VM_SHARE_MAX], sealed[VM_SHARE_MAX + 64];
+	uint8_t sig[80], rsig[80], wire[VM_SHARE_MAX], sealed[VM_SHARE_MAX + 64];
 	struct vm_share sh;
+	struct vm_policy pol, old;
 	const char *why;
-	char path[512];
+	char path[512], reason[256], aad[200], vm[VM_VMID_MAX + 1] = "";
 
+	memset(&sh, 0, sizeof(sh));
 	int sl = sig_b64 ? vm_b64_decode(sig_b64, sig, sizeof(sig)) : -1;
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
 	int ok = sl == 64 && md && EVP_DigestVerifyInit(md, NULL, NULL, NULL, registry_pub) == 1 &&
@@ -203,39 +351,65 @@ static void do_register(const char *body, const char *sig_b64, struct reply *r)
 	if (!ok)
 		return refuse(r, 403, "register", NULL, "registration not signed by the image registry");
 	json_object *j = json_tokener_parse(body);
-	const char *vm = j ? jstr(j, "vm") : NULL, *share = j ? jstr(j, "share") : NULL;
-	json_object *refs = NULL, *pcrs = NULL;
-	if (!j || !vm_id_ok(vm) || !share || !json_object_object_get_ex(j, "refs", &refs) ||
-	    !json_object_object_get_ex(j, "pcrs", &pcrs) || !jstr(j, "ak_pub")) {
+	const char *jvm = j ? jstr(j, "vm") : NULL, *share = j ? jstr(j, "share") : NULL;
+	const char *refs = j ? jstr(j, "refs") : NULL, *refs_sig = j ? jstr(j, "refs_sig") : NULL;
+	if (jvm && vm_id_ok(jvm))
+		snprintf(vm, sizeof(vm), "%s", jvm);   /* ours: j is freed before we log */
+	if (!j || !vm[0] || !share || !refs || !refs_sig) {
 		json_object_put(j);
-		return refuse(r, 400, "register", vm_id_ok(vm) ? vm : NULL, "registration: fields missing or bad VM id");
+		return refuse(r, 400, "register", vm[0] ? vm : NULL,
+			      "registration: vm, refs, refs_sig and share required (protocol v2)");
+	}
+	int rl = vm_b64_decode(refs_sig, rsig, sizeof(rsig));
+	if (vm_policy_load(refs, strlen(refs), rsig, rl < 0 ? 0 : rl, registry_pub, &pol, reason, sizeof(reason))) {
+		json_object_put(j);
+		return refuse(r, 400, "register", vm, reason);
+	}
+	if (strcmp(pol.vm, vm)) {
+		json_object_put(j);
+		return refuse(r, 400, "register", vm, "registration: reference values for another VM");
 	}
 	int wl = vm_b64_decode(share, wire, sizeof(wire));
-	if (wl < 0 || vm_share_decode(wire, wl, &sh, &why) || strcmp(sh.vmid, vm) || vm_share_verify(&sh, registry_pub)) {
+	if (wl < 0 || vm_share_decode(wire, wl, &sh, &why) || strcmp(sh.vmid, vm) || vm_share_verify(&sh, registry_pub) ||
+	    sh.t != pol.t || sh.n != pol.n) {
 		OPENSSL_cleanse(wire, sizeof(wire));
 		vm_share_wipe(&sh);
 		json_object_put(j);
-		return refuse(r, 400, "register", vm, "registration: the share is malformed, for another VM, or not the registry's");
+		return refuse(r, 400, "register", vm, "registration: the share is malformed, for another VM or threshold, "
+				   "or not the registry's");
 	}
-	int sealed_len = vm_seal(storage_key, wire, wl, sealed, sizeof(sealed));
-	OPENSSL_cleanse(wire, sizeof(wire));
 	vm_share_wipe(&sh);
-	/* the reference values, without the share */
-	json_object_object_del(j, "share");
-	snprintf(path, sizeof(path), "%s/%s.ref.json", cfg.state, vm);
-	const char *refjson = json_object_to_json_string(j);
-	int rc = write_file(path, refjson, strlen(refjson));
+	pthread_mutex_lock(&reg_lock);
+	if (!load_policy(vm, &old, NULL, NULL, 0, reason, sizeof(reason)) && pol.epoch <= old.epoch) {
+		pthread_mutex_unlock(&reg_lock);
+		OPENSSL_cleanse(wire, sizeof(wire));
+		json_object_put(j);
+		snprintf(reason, sizeof(reason), "registration: epoch %llu is not newer than the one held (%llu): replayed?",
+			 (unsigned long long)pol.epoch, (unsigned long long)old.epoch);
+		return refuse(r, 409, "register", vm, reason);
+	}
+	vm_share_aad(vm, pol.epoch, cfg.id, aad, sizeof(aad));
+	int sealed_len = vm_seal_aad(storage_key, aad, wire, wl, sealed, sizeof(sealed));
+	OPENSSL_cleanse(wire, sizeof(wire));
 	snprintf(path, sizeof(path), "%s/%s.share", cfg.state, vm);
-	rc |= sealed_len < 0 || write_file(path, sealed, sealed_len);
+	int rc = sealed_len < 0 || write_file(path, sealed, sealed_len);
+	snprintf(path, sizeof(path), "%s/%s.refs.sig", cfg.state, vm);
+	rc |= write_file(path, refs_sig, strlen(refs_sig));
+	snprintf(path, sizeof(path), "%s/%s.refs", cfg.state, vm);
+	rc |= write_file(path, refs, strlen(refs));
 	snprintf(path, sizeof(path), "%s/%s.tpm", cfg.state, vm);
 	unlink(path);
+	pthread_mutex_unlock(&reg_lock);
 	json_object_put(j);
 	if (rc)
 		return refuse(r, 500, "register", vm, "cannot store the registration");
-	vm_audit(audit_path, "register", vm, "ok", "");
-	logev("event=register vm=%s result=ok", vm);
+	char note[64];
+	snprintf(note, sizeof(note), "epoch %llu", (unsigned long long)pol.epoch);
+	if (audit)
+		vm_audit_append(audit, "register", vm, "ok", note);
+	logev("event=register vm=%s result=ok epoch=%llu", vm, (unsigned long long)pol.epoch);
 	r->status = 200;
-	snprintf(r->body, sizeof(r->body), "{\"ok\":true}");
+	snprintf(r->body, sizeof(r->body), "{\"ok\":true,\"epoch\":%llu}", (unsigned long long)pol.epoch);
 }
 
 static void do_challenge(json_object *j, struct reply *r)
@@ -244,101 +418,100 @@ static void do_challenge(json_object *j, struct reply *r)
 	char path[512], hx[2 * VM_NONCE_LEN + 1];
 	struct stat sb;
 	long now = time(NULL);
-	int slot = -1;
+	int slot = -1, open_for_vm = 0;
 
-	snprintf(path, sizeof(path), "%s/%s.ref.json", cfg.state, vm_id_ok(vm) ? vm : "-");
+	snprintf(path, sizeof(path), "%s/%s.refs", cfg.state, vm_id_ok(vm) ? vm : "-");
 	if (!vm_id_ok(vm) || stat(path, &sb))
 		return refuse(r, 404, "challenge", vm_id_ok(vm) ? vm : NULL, "unknown VM");
-	for (int i = 0; i < MAX_NONCES && slot < 0; i++)
-		if (!nonces[i].vm[0] || nonces[i].used || nonces[i].exp < now)
+	pthread_mutex_lock(&nonce_lock);
+	for (int i = 0; i < MAX_NONCES; i++) {
+		int live = nonces[i].vm[0] && !nonces[i].used && nonces[i].exp >= now;
+		if (live && !strcmp(nonces[i].vm, vm))
+			open_for_vm++;
+		if (!live && slot < 0)
 			slot = i;
-	if (slot < 0)
-		return refuse(r, 503, "challenge", vm, "too many open challenges");
+	}
+	if (slot < 0 || open_for_vm >= MAX_NONCES_PER_VM) {
+		pthread_mutex_unlock(&nonce_lock);
+		return refuse(r, 429, "challenge", vm, slot < 0 ? "too many open challenges" : "too many open challenges for this VM");
+	}
+	if (RAND_bytes(nonces[slot].nonce, VM_NONCE_LEN) != 1) {
+		nonces[slot].vm[0] = 0;
+		pthread_mutex_unlock(&nonce_lock);
+		return refuse(r, 500, "challenge", vm, "no randomness");
+	}
 	snprintf(nonces[slot].vm, sizeof(nonces[slot].vm), "%s", vm);
-	RAND_bytes(nonces[slot].nonce, VM_NONCE_LEN);
 	nonces[slot].exp = now + cfg.nonce_ttl;
 	nonces[slot].used = 0;
 	vm_hex(nonces[slot].nonce, VM_NONCE_LEN, hx);
+	pthread_mutex_unlock(&nonce_lock);
 	r->status = 200;
 	snprintf(r->body, sizeof(r->body), "{\"nonce\":\"%s\",\"expires_in\":%ld}", hx, cfg.nonce_ttl);
 }
 
+/* base64 field into a fresh buffer; -1 when absent or malformed */
+static int b64_field(json_object *j, const char *k, size_t max, uint8_t **out)
+{
+	const char *s = jstr(j, k);
+	*out = NULL;
+	if (!s || strlen(s) > 4 * (max / 3 + 1))
+		return -1;
+	*out = malloc(strlen(s) / 4 * 3 + 4);
+	int n = *out ? vm_b64_decode(s, *out, strlen(s) / 4 * 3 + 3) : -1;
+	if (n < 0 || (size_t)n > max) {
+		free(*out);
+		*out = NULL;
+		return -1;
+	}
+	return n;
+}
+
 static void do_attest(json_object *j, struct reply *r)
 {
-	static const char *names[] = VM_REF_NAMES;
-	const char *vm = jstr(j, "vm"), *nonce_hex = jstr(j, "nonce"), *att = jstr(j, "attest"), *sig = jstr(j, "sig");
-	json_object *hashes, *tv, *ref = NULL, *refs, *pcrs;
-	uint8_t nonce[VM_NONCE_LEN], attest[4096], sigb[1024];
-	struct vm_refs rv = { 0 };
-	char path[512], why[256], tok[1400];
+	const char *vm = jstr(j, "vm"), *nonce_hex = jstr(j, "nonce"), *pub_hex = jstr(j, "pub");
+	uint8_t nonce[VM_NONCE_LEN], pub[32], *ak = NULL, *att = NULL, *sig = NULL, *evl = NULL;
+	uint8_t wire[VM_SHARE_MAX], boxed[VM_SHARE_MAX + 64];
+	char why[256], path[512], aad[200], sig64[200], *doc = NULL;
+	struct vm_policy pol;
+	struct vm_quote_info qi;
 	long now = time(NULL);
 	size_t len;
 
-	if (!vm_id_ok(vm) || !nonce_hex || !att || !sig || !json_object_object_get_ex(j, "hashes", &hashes) ||
-	    !json_object_object_get_ex(j, "time", &tv))
-		return refuse(r, 400, "attest", vm_id_ok(vm) ? vm : NULL, "evidence: fields missing");
+	if (!vm_id_ok(vm))
+		return refuse(r, 400, "attest", NULL, "evidence: bad or missing VM id");
+	if (!nonce_hex || vm_unhex(nonce_hex, nonce, VM_NONCE_LEN) || !pub_hex || vm_unhex(pub_hex, pub, 32))
+		return refuse(r, 400, "attest", vm, "evidence: nonce and pub (hex) required (protocol v2)");
 	/* the nonce: ours, for this VM, fresh, once */
 	int found = -1;
-	if (!vm_unhex(nonce_hex, nonce, VM_NONCE_LEN))
-		for (int i = 0; i < MAX_NONCES && found < 0; i++)
-			if (!strcmp(nonces[i].vm, vm) && !CRYPTO_memcmp(nonces[i].nonce, nonce, VM_NONCE_LEN))
-				found = i;
-	if (found < 0 || nonces[found].used || nonces[found].exp < now)
+	pthread_mutex_lock(&nonce_lock);
+	for (int i = 0; i < MAX_NONCES && found < 0; i++)
+		if (nonces[i].vm[0] && !strcmp(nonces[i].vm, vm) && !CRYPTO_memcmp(nonces[i].nonce, nonce, VM_NONCE_LEN))
+			found = i;
+	int stale = found < 0 || nonces[found].used || nonces[found].exp < now;
+	if (found >= 0)
+		nonces[found].used = 1;
+	pthread_mutex_unlock(&nonce_lock);
+	if (stale)
 		return refuse(r, 403, "attest", vm, "nonce unknown, already used or expired");
-	nonces[found].used = 1;
-	long t = json_object_get_int64(tv);
-	if (labs(now - t) > 300)
-		return refuse(r, 403, "attest", vm, "evidence time differs from ours by more than 300 s");
-	snprintf(path, sizeof(path), "%s/%s.ref.json", cfg.state, vm);
-	char *rj = read_file(path, &len);
-	if (!rj || !(ref = json_tokener_parse(rj)) || !json_object_object_get_ex(ref, "refs", &refs) ||
-	    !json_object_object_get_ex(ref, "pcrs", &pcrs)) {
-		free(rj);
-		json_object_put(ref);
-		return refuse(r, 404, "attest", vm, "no reference values for this VM");
+	int akl = b64_field(j, "ak", 1024, &ak), al = b64_field(j, "attest", 4096, &att);
+	int sl = b64_field(j, "sig", 1024, &sig), el = b64_field(j, "eventlog", VM_EVLOG_MAX, &evl);
+	EVP_PKEY *akp = NULL;
+	if (akl < 0 || al < 0 || sl < 0 || el < 0) {
+		refuse(r, 400, "attest", vm, "evidence: ak, attest, sig and eventlog (base64) required");
+		goto out;
 	}
-	free(rj);
-	char reason[128] = "";
-	for (int i = 0; i < VM_REF_COUNT && !reason[0]; i++) {
-		const char *want = jstr(refs, names[i]), *got = jstr(hashes, names[i]);
-		uint8_t g[32];
-		if (!want || vm_unhex(want, rv.hash[i], 32))
-			snprintf(reason, sizeof(reason), "reference for %s missing", names[i]);
-		else if (!got || vm_unhex(got, g, 32) || CRYPTO_memcmp(g, rv.hash[i], 32))
-			snprintf(reason, sizeof(reason), "%s hash differs from the reference", names[i]);
+	if (load_policy_cached(vm, &pol, &akp, &doc, sig64, sizeof(sig64), why, sizeof(why))) {
+		refuse(r, 403, "attest", vm, why);
+		goto out;
 	}
-	for (int p = 0; p < 24 && !reason[0]; p++) {
-		char k[4];
-		snprintf(k, sizeof(k), "%d", p);
-		const char *hv = jstr(pcrs, k);
-		if (hv && vm_unhex(hv, rv.pcr[p], 32))
-			snprintf(reason, sizeof(reason), "reference PCR %d malformed", p);
+	struct vm_evidence ev = { .nonce = nonce, .pub = pub, .ak = ak, .aklen = akl, .attest = att, .alen = al,
+				  .sig = sig, .slen = sl, .evlog = evl, .evlen = el };
+	if (vm_evidence_verify(&pol, akp, &ev, &qi, why, sizeof(why))) {
+		refuse(r, 403, "attest", vm, why);
+		goto out;
 	}
-	EVP_PKEY *ak = NULL;
-	if (!reason[0]) {
-		const char *pem = jstr(ref, "ak_pub");
-		BIO *b = pem ? BIO_new_mem_buf(pem, -1) : NULL;
-		ak = b ? PEM_read_bio_PUBKEY(b, NULL, NULL, NULL) : NULL;
-		BIO_free(b);
-		if (!ak)
-			snprintf(reason, sizeof(reason), "no attestation key registered for this VM");
-	}
-	json_object_put(ref);
-	if (reason[0]) {
-		EVP_PKEY_free(ak);
-		return refuse(r, 403, "attest", vm, reason);
-	}
-	vm_refs_pcr9(&rv, rv.pcr[VM_MEASURE_PCR]);
-	uint8_t digest[32];
-	vm_refs_pcr_digest(&rv, digest);
-	int al = vm_b64_decode(att, attest, sizeof(attest)), sl = vm_b64_decode(sig, sigb, sizeof(sigb));
-	struct vm_quote_info qi;
-	int rc = al > 0 && sl > 0 ? vm_quote_verify(attest, al, sigb, sl, ak, nonce, VM_NONCE_LEN, digest, &qi, why, sizeof(why))
-				 : (snprintf(why, sizeof(why), "evidence: bad base64"), -1);
-	EVP_PKEY_free(ak);
-	if (rc)
-		return refuse(r, 403, "attest", vm, why);
 	/* the TPM's reset and restart counts never go back */
+	pthread_mutex_lock(&tpm_lock);
 	snprintf(path, sizeof(path), "%s/%s.tpm", cfg.state, vm);
 	unsigned long lr = 0, ls = 0;
 	FILE *f = fopen(path, "re");
@@ -347,147 +520,247 @@ static void do_attest(json_object *j, struct reply *r)
 			lr = ls = 0;
 		fclose(f);
 	}
-	if (qi.reset_count < lr || (qi.reset_count == lr && qi.restart_count < ls))
-		return refuse(r, 403, "attest", vm, "TPM reset/restart count went backwards (replayed or rolled-back state)");
-	char tpm[64];
-	snprintf(tpm, sizeof(tpm), "%u %u\n", qi.reset_count, qi.restart_count);
-	write_file(path, tpm, strlen(tpm));
-	if (vm_token_make(sign_key, cfg.id, vm, nonce, now + cfg.token_ttl, tok, sizeof(tok)))
-		return refuse(r, 500, "attest", vm, "cannot sign a token");
-	vm_audit(audit_path, "attest", vm, "ok", "");
-	logev("event=attest vm=%s result=ok reset_count=%u", vm, qi.reset_count);
-	r->status = 200;
-	snprintf(r->body, sizeof(r->body), "{\"token\":\"%s\",\"expires_in\":%ld}", tok, cfg.token_ttl);
-}
-
-static void do_share(json_object *j, struct reply *r)
-{
-	const char *vm = jstr(j, "vm"), *tok = jstr(j, "token");
-	char tvm[VM_VMID_MAX + 1], iss[64], why[256], path[512], b64[VM_SHARE_MAX * 2];
-	uint8_t wire[VM_SHARE_MAX];
-	size_t len;
-
-	if (!vm_id_ok(vm) || !tok)
-		return refuse(r, 400, "release", vm_id_ok(vm) ? vm : NULL, "fields missing");
-	if (vm_token_check(tok, pool_keys, pool_ids, cfg.npool, time(NULL), tvm, sizeof(tvm), iss, sizeof(iss), why,
-			   sizeof(why)))
-		return refuse(r, 403, "release", vm, why);
-	if (strcmp(tvm, vm))
-		return refuse(r, 403, "release", vm, "token is for another VM");
+	int back = qi.reset_count < lr || (qi.reset_count == lr && qi.restart_count < ls);
+	if (!back && (qi.reset_count != lr || qi.restart_count != ls || !f)) {
+		char tpm[64];
+		snprintf(tpm, sizeof(tpm), "%u %u\n", qi.reset_count, qi.restart_count);
+		write_file(path, tpm, strlen(tpm));
+	}
+	pthread_mutex_unlock(&tpm_lock);
+	if (back) {
+		refuse(r, 403, "attest", vm, "TPM reset/restart count went backwards (replayed or rolled-back state)");
+		goto out;
+	}
+	/* the share: sealed for this VM, this epoch and this holder only */
 	snprintf(path, sizeof(path), "%s/%s.share", cfg.state, vm);
-	char *sealed = read_file(path, &len);
-	int wl = sealed ? vm_unseal(storage_key, (uint8_t *)sealed, len, wire, sizeof(wire)) : -1;
+	char *sealed = read_file(path, VM_SHARE_MAX + 64, &len);
+	vm_share_aad(vm, pol.epoch, cfg.id, aad, sizeof(aad));
+	int wl = sealed ? vm_unseal_aad(storage_key, aad, (uint8_t *)sealed, len, wire, sizeof(wire)) : -1;
 	free(sealed);
-	if (wl < 0)
-		return refuse(r, 404, "release", vm, "no share stored for this VM (or it does not unseal)");
-	vm_b64_encode(wire, wl, b64, sizeof(b64));
+	if (wl < 0) {
+		refuse(r, 404, "release", vm, "no share stored for this VM and epoch (or it does not unseal here)");
+		goto out;
+	}
+	int bl = vm_box_seal(pub, nonce, aad, wire, wl, boxed, sizeof(boxed));
 	OPENSSL_cleanse(wire, sizeof(wire));
-	r->status = 200;
-	snprintf(r->body, sizeof(r->body), "{\"share\":\"%s\",\"validator\":\"%s\"}", b64, cfg.id);
-	OPENSSL_cleanse(b64, sizeof(b64));
-	char note[96];
-	snprintf(note, sizeof(note), "token issued by %s", iss);
-	vm_audit(audit_path, "release", vm, "ok", note);
-	logev("event=release vm=%s result=ok token_issuer=%s", vm, iss);
+	char b64[2 * sizeof(boxed)];
+	if (bl < 0 || vm_b64_encode(boxed, bl, b64, sizeof(b64)) < 0) {
+		refuse(r, 500, "release", vm, "cannot box the share");
+		goto out;
+	}
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "box", json_object_new_string(b64));
+	json_object_object_add(o, "refs", json_object_new_string(doc));
+	json_object_object_add(o, "refs_sig", json_object_new_string(sig64));
+	json_object_object_add(o, "epoch", json_object_new_int64(pol.epoch));
+	json_object_object_add(o, "validator", json_object_new_string(cfg.id));
+	const char *js = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+	if (strlen(js) < sizeof(r->body)) {
+		snprintf(r->body, sizeof(r->body), "%s", js);
+		r->status = 200;
+	}
+	json_object_put(o);
+	if (r->status != 200) {
+		refuse(r, 500, "release", vm, "answer too large");
+		goto out;
+	}
+	char note[64];
+	snprintf(note, sizeof(note), "epoch %llu reset_count %u", (unsigned long long)pol.epoch, qi.reset_count);
+	if (audit)
+		vm_audit_append(audit, "release", vm, "ok", note);
+	logev("event=release vm=%s result=ok epoch=%llu reset_count=%u", vm, (unsigned long long)pol.epoch, qi.reset_count);
+out:
+	EVP_PKEY_free(akp);
+	free(ak);
+	free(att);
+	free(sig);
+	free(evl);
+	free(doc);
 }
 
-/* ---------- HTTPS server ---------- */
-
-static void serve(SSL *ssl)
+/* One request, whatever the transport: (path, body, signature header) ->
+ * reply.  Pure apart from the state directory; fuzzed. */
+static void handle(const char *path, const char *body, size_t blen, const char *sighdr, struct reply *rep)
 {
-	char *req = malloc(MAX_BODY + 8192), *hdr_end;
-	size_t got = 0, need = 0;
-	struct reply rep = { .status = 400 };
-
-	for (;;) {
-		int n = SSL_read(ssl, req + got, MAX_BODY + 8191 - got);
-		if (n <= 0)
-			break;
-		got += n;
-		req[got] = 0;
-		hdr_end = strstr(req, "\r\n\r\n");
-		if (hdr_end) {
-			char *cl = strcasestr(req, "\r\nContent-Length:");
-			long clen = cl ? atol(cl + 17) : 0;
-			if (clen < 0 || clen > MAX_BODY) {
-				refuse(&rep, 413, "request", NULL, "request body too large");
-				goto answer;
-			}
-			need = (hdr_end - req) + 4 + clen;
-			if (got >= need)
-				break;
-		}
-		if (got >= MAX_BODY + 8191) {
-			refuse(&rep, 413, "request", NULL, "request too large");
-			goto answer;
-		}
+	rep->status = 400;
+	rep->body[0] = 0;
+	if (strlen(body) != blen)
+		return refuse(rep, 400, "request", NULL, "body holds a NUL byte");
+	for (size_t i = 0; i < blen; i++) {
+		unsigned char c = body[i];
+		if (c >= 0x7f || (c < 0x20 && c != '\n' && c != '\r' && c != '\t'))
+			return refuse(rep, 400, "request", NULL, "body holds non-ASCII or control bytes");
 	}
-	req[got] = 0;
-	hdr_end = strstr(req, "\r\n\r\n");
-	if (!hdr_end || got < need) {
-		refuse(&rep, 400, "request", NULL, "incomplete HTTP request");
-		goto answer;
+	if (!strcmp(path, "/v1/register"))
+		return do_register(body, sighdr, rep);
+	if (!strcmp(path, "/v1/share"))
+		return refuse(rep, 410, "release", NULL, "bearer tokens are no longer honoured: each holder verifies "
+				    "the evidence itself (POST /v1/attest, protocol v2)");
+	json_tokener *tk = json_tokener_new();
+	json_object *j = tk ? json_tokener_parse_ex(tk, body, blen) : NULL;
+	if (tk && json_tokener_get_error(tk) != json_tokener_success) {
+		json_object_put(j);
+		j = NULL;
 	}
-	char *body = hdr_end + 4, path[64] = "";
-	*hdr_end = 0;
-	if (sscanf(req, "POST %63s HTTP/1.1", path) != 1) {
-		refuse(&rep, 405, "request", NULL, "only POST");
-		goto answer;
-	}
-	if (!strcmp(path, "/v1/register")) {
-		char *h = strcasestr(req, "\r\nX-Veil-Signature:"), sig[200] = "";
-		if (h)
-			sscanf(h + 19, " %199s", sig);
-		do_register(body, sig[0] ? sig : NULL, &rep);
-		goto answer;
-	}
-	json_object *j = json_tokener_parse(body);
+	json_tokener_free(tk);
 	if (!j || !json_object_is_type(j, json_type_object))
-		refuse(&rep, 400, "request", NULL, "body is not a JSON object");
+		refuse(rep, 400, "request", NULL, "body is not a JSON object");
 	else if (!strcmp(path, "/v1/challenge"))
-		do_challenge(j, &rep);
+		do_challenge(j, rep);
 	else if (!strcmp(path, "/v1/attest"))
-		do_attest(j, &rep);
-	else if (!strcmp(path, "/v1/share"))
-		do_share(j, &rep);
+		do_attest(j, rep);
 	else
-		refuse(&rep, 404, "request", NULL, "no such endpoint");
+		refuse(rep, 404, "request", NULL, "no such endpoint");
 	json_object_put(j);
-answer:;
-	char head[200];
-	int hl = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
-			  "Connection: close\r\n\r\n", rep.status, rep.status == 200 ? "OK" : "Refused", strlen(rep.body));
-	SSL_write(ssl, head, hl);
-	SSL_write(ssl, rep.body, strlen(rep.body));
-	OPENSSL_cleanse(rep.body, sizeof(rep.body));
-	OPENSSL_cleanse(req, got);
-	free(req);
 }
 
-static void on_sig(int s)
+/* ---------- HTTPS: libevent ---------- */
+
+static SSL_CTX *tls;
+
+static struct bufferevent *new_conn(struct event_base *base, void *arg)
 {
-	stop = 1;
+	SSL *ssl = SSL_new(tls);
+	return ssl ? bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE) : NULL;
 }
 
+static void send_reply(struct evhttp_request *req, struct reply *rep)
+{
+	struct evbuffer *out = evbuffer_new();
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
+	evbuffer_add(out, rep->body, strlen(rep->body));
+	evhttp_send_reply(req, rep->status, rep->status == 200 ? "OK" : "Refused", out);
+	evbuffer_free(out);
+	OPENSSL_cleanse(rep->body, sizeof(rep->body));
+}
+
+static void on_request(struct evhttp_request *req, void *arg)
+{
+	struct reply *rep = malloc(sizeof(*rep));
+	const char *uri = evhttp_request_get_uri(req);
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	size_t blen = evbuffer_get_length(in);
+
+	if (!rep) {
+		evhttp_send_error(req, 500, "out of memory");
+		return;
+	}
+	rep->status = 400;
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+		refuse(rep, 405, "request", NULL, "only POST");
+	} else {
+		char *body = malloc(blen + 1);
+		if (!body) {
+			refuse(rep, 500, "request", NULL, "out of memory");
+		} else {
+			evbuffer_remove(in, body, blen);
+			body[blen] = 0;
+			char path[64];
+			snprintf(path, sizeof(path), "%s", uri ? uri : "");
+			handle(path, body, blen, evhttp_find_header(evhttp_request_get_input_headers(req), "X-Veil-Signature"),
+			       rep);
+			OPENSSL_cleanse(body, blen);
+			free(body);
+		}
+	}
+	send_reply(req, rep);
+	free(rep);
+}
+
+struct worker {
+	pthread_t th;
+	struct event_base *base;
+	struct evhttp *http;
+	int fd;
+};
+static struct worker workers[MAX_WORKERS];
+static int nworkers;
+
+static int listen_socket(const struct addrinfo *ai)
+{
+	int one = 1, fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));   /* inherited by accepted sockets */
+	if (bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, 1024)) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static int worker_init(struct worker *w)
+{
+	w->base = event_base_new();
+	w->http = w->base ? evhttp_new(w->base) : NULL;
+	if (!w->http)
+		return -1;
+	evhttp_set_bevcb(w->http, new_conn, NULL);
+	evhttp_set_gencb(w->http, on_request, NULL);
+	evhttp_set_max_headers_size(w->http, MAX_HEADERS);
+	evhttp_set_max_body_size(w->http, MAX_BODY);
+	evhttp_set_timeout(w->http, cfg.idle_s);
+	evhttp_set_allowed_methods(w->http, EVHTTP_REQ_POST | EVHTTP_REQ_GET);
+	return evhttp_accept_socket(w->http, w->fd) ? -1 : 0;
+}
+
+static void *worker_run(void *arg)
+{
+	struct worker *w = arg;
+	event_base_dispatch(w->base);
+	return NULL;
+}
+
+static void on_stop(evutil_socket_t s, short ev, void *arg)
+{
+	for (int i = 0; i < nworkers; i++)
+		event_base_loopbreak(workers[i].base);
+}
+
+static int key_file_private(const char *path, char *err, size_t len)
+{
+	struct stat sb;
+	if (stat(path, &sb))
+		return snprintf(err, len, "%s: %s", path, strerror(errno)), -1;
+	if (sb.st_mode & 077)
+		return snprintf(err, len, "%s: mode %03o: a key file must be readable by its owner only (chmod 600)", path,
+				sb.st_mode & 0777), -1;
+	return 0;
+}
+
+#ifndef VEIL_VALIDATOR_NO_MAIN
 int main(int argc, char **argv)
 {
+	static const struct option opts[] = { { "config", required_argument, NULL, 'c' },
+					      { "verify-audit", no_argument, NULL, 'A' },
+					      { "help", no_argument, NULL, 'h' }, { 0 } };
 	const char *config = NULL;
 	char err[512];
-	int o;
+	int o, verify_audit = 0;
 
-	while ((o = getopt(argc, argv, "c:h")) != -1) {
+	while ((o = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
 		if (o == 'c')
 			config = optarg;
+		else if (o == 'A')
+			verify_audit = 1;
 		else {
 			fprintf(o == 'h' ? stdout : stderr,
-				"usage: veil-validator -c CONFIG\n"
-				"Verifies VMs' TPM attestation and releases key shares to holders of valid tokens;\n"
-				"settings in docs/veil-validator.conf.example. Exit codes: 0 stopped, 1 runtime, 2 config.\n");
+				"usage: veil-validator -c CONFIG [--verify-audit]\n"
+				"Holds key shares; releases one only on its own verification of a VM's firmware-rooted\n"
+				"evidence, boxed to the VM's ephemeral key (docs/attestation.md); settings in\n"
+				"docs/veil-validator.conf.example. Exit codes: 0 stopped, 1 runtime, 2 config.\n");
 			return o == 'h' ? 0 : 2;
 		}
 	}
 	if (!config || load_config(config, err, sizeof(err))) {
 		fprintf(stderr, "veil-validator: %s\n", config ? err : "-c CONFIG is required");
+		return 2;
+	}
+	if (key_file_private(cfg.storage_file, err, sizeof(err)) || key_file_private(cfg.signing, err, sizeof(err)) ||
+	    key_file_private(cfg.key, err, sizeof(err))) {
+		fprintf(stderr, "veil-validator: %s\n", err);
 		return 2;
 	}
 	size_t kl = 0;
@@ -505,81 +778,86 @@ int main(int argc, char **argv)
 	}
 	sign_key = vm_load_priv(cfg.signing);
 	registry_pub = vm_load_pub(cfg.registry);
-	for (int i = 0; i < cfg.npool; i++) {
-		pool_keys[i] = vm_load_pub(cfg.pool_file[i]);
-		pool_ids[i] = cfg.pool_id[i];
-		if (!pool_keys[i]) {
-			fprintf(stderr, "veil-validator: %s: cannot read pool key %s\n", config, cfg.pool_file[i]);
-			return 2;
-		}
-	}
 	if (kl != 32 || !sign_key || !registry_pub) {
 		fprintf(stderr, "veil-validator: %s: storage key (64 hex digits), signing key or registry key unreadable\n",
 			config);
 		return 2;
 	}
 	mkdir(cfg.state, 0700);
+	char audit_path[300];
 	snprintf(audit_path, sizeof(audit_path), "%s/audit.log", cfg.state);
+	if (verify_audit) {   /* the chain and every entry's signature, with our own key's public half */
+		char why[256];
+		long n = vm_audit_verify_signed(audit_path, sign_key, why, sizeof(why));
+		if (n < 0)
+			fprintf(stderr, "veil-validator: %s: %s\n", audit_path, why);
+		else
+			printf("%s: %ld entries, chained and signed by %s\n", audit_path, n, cfg.id);
+		return n < 0 ? 1 : 0;
+	}
+	if (!(audit = vm_audit_open(audit_path, sign_key)) || vm_audit_group_sync(audit, cfg.audit_sync_ms)) {
+		fprintf(stderr, "veil-validator: %s: %s\n", audit_path, strerror(errno));
+		return 1;
+	}
 
-	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-	SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
-	SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
-	if (SSL_CTX_use_certificate_chain_file(ctx, cfg.cert) != 1 ||
-	    SSL_CTX_use_PrivateKey_file(ctx, cfg.key, SSL_FILETYPE_PEM) != 1) {
+	tls = SSL_CTX_new(TLS_server_method());
+	SSL_CTX_set_min_proto_version(tls, TLS1_3_VERSION);
+	SSL_CTX_set_max_proto_version(tls, TLS1_3_VERSION);
+	SSL_CTX_set_session_cache_mode(tls, SSL_SESS_CACHE_SERVER);
+	if (SSL_CTX_use_certificate_chain_file(tls, cfg.cert) != 1 ||
+	    SSL_CTX_use_PrivateKey_file(tls, cfg.key, SSL_FILETYPE_PEM) != 1) {
 		fprintf(stderr, "veil-validator: %s: cannot use TLS certificate/key\n", config);
 		return 2;
 	}
 	char host[64];
 	const char *c = strrchr(cfg.listen, ':');
 	snprintf(host, sizeof(host), "%.*s", (int)(c ? c - cfg.listen : 0), cfg.listen);
+	if (host[0] == '[' && host[strlen(host) - 1] == ']') {
+		memmove(host, host + 1, strlen(host));
+		host[strlen(host) - 1] = 0;
+	}
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST | AI_PASSIVE }, *ai;
 	if (!c || getaddrinfo(host, c + 1, &hints, &ai)) {
 		fprintf(stderr, "veil-validator: %s: listen takes ADDR:PORT\n", config);
 		return 2;
 	}
-	int one = 1, lfd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(lfd, ai->ai_addr, ai->ai_addrlen) || listen(lfd, 64)) {
-		fprintf(stderr, "veil-validator: listen %s: %s\n", cfg.listen, strerror(errno));
-		return 1;
+	{   /* one descriptor per connection: as many as we are allowed */
+		struct rlimit rl;
+		if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur < rl.rlim_max) {
+			rl.rlim_cur = rl.rlim_max;
+			setrlimit(RLIMIT_NOFILE, &rl);
+		}
+	}
+	evthread_use_pthreads();
+	signal(SIGPIPE, SIG_IGN);
+	nworkers = cfg.workers ? cfg.workers : (int)sysconf(_SC_NPROCESSORS_ONLN);
+	if (nworkers < 1)
+		nworkers = 1;
+	if (nworkers > MAX_WORKERS)
+		nworkers = MAX_WORKERS;
+	for (int i = 0; i < nworkers; i++) {
+		workers[i].fd = listen_socket(ai);
+		if (workers[i].fd < 0 || worker_init(&workers[i])) {
+			fprintf(stderr, "veil-validator: listen %s: %s\n", cfg.listen, strerror(errno));
+			return 1;
+		}
 	}
 	freeaddrinfo(ai);
-	struct sigaction sa = { .sa_handler = on_sig };
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
-	logev("event=started listen=%s pool=%d state=%s", cfg.listen, cfg.npool, cfg.state);
-	while (!stop) {
-		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-		if (fd < 0)
-			continue;
-		struct timeval tv = { .tv_sec = 2 };
-		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-		SSL *ssl = SSL_new(ctx);
-		SSL_set_fd(ssl, fd);
-		if (SSL_accept(ssl) == 1) {
-			serve(ssl);
-			/* let a client that is still sending (an oversized request we
-			 * refused early) read our answer: close our side, then drain,
-			 * bounded, instead of resetting the connection */
-			SSL_shutdown(ssl);
-			char junk[4096];
-			for (int drained = 0; drained < (1 << 20);) {
-				int n = SSL_read(ssl, junk, sizeof(junk));
-				if (n <= 0)
-					break;
-				drained += n;
-			}
-		} else {
-			logev("event=tls_refused reason=\"%s\"", ERR_reason_error_string(ERR_get_error()));
-		}
-		ERR_clear_error();
-		SSL_shutdown(ssl);
-		SSL_free(ssl);
-		close(fd);
-	}
+	struct event *sterm = evsignal_new(workers[0].base, SIGTERM, on_stop, NULL);
+	struct event *sint = evsignal_new(workers[0].base, SIGINT, on_stop, NULL);
+	evsignal_add(sterm, NULL);
+	evsignal_add(sint, NULL);
+	logev("event=started listen=%s workers=%d state=%s", cfg.listen, nworkers, cfg.state);
+	for (int i = 1; i < nworkers; i++)
+		pthread_create(&workers[i].th, NULL, worker_run, &workers[i]);
+	worker_run(&workers[0]);
+	for (int i = 1; i < nworkers; i++)
+		pthread_join(workers[i].th, NULL);
 	logev("event=stopped");
+	event_free(sterm);
+	event_free(sint);
+	vm_audit_close(audit);
 	OPENSSL_cleanse(storage_key, sizeof(storage_key));
 	return 0;
 }
+#endif

@@ -10,13 +10,26 @@ BUILD=${BUILD:-build}
 secs=${1:-25}
 mkdir -p "$BUILD/fuzz"
 export VEIL_FIXTURES="$PWD/tests/fixtures"
-for f in fuzz_hello fuzz_diff fuzz_share fuzz_evidence; do
+for f in fuzz_hello fuzz_diff fuzz_share fuzz_evidence fuzz_eventlog fuzz_request; do
 	corp="$BUILD/fuzz/$f.corpus"
 	mkdir -p "$corp"
 	if [ $f = fuzz_share ]; then cp -n tests/fixtures/share-*.bin "$corp/" 2>/dev/null
 	elif [ $f = fuzz_evidence ]; then cp -n tests/fixtures/evidence-*.bin "$corp/" 2>/dev/null
+	elif [ $f = fuzz_eventlog ]; then   # seeds: an OVMF-shaped log (selector byte 0), a reference document (2)
+		if [ ! -e "$corp/seed-log" ]; then
+			printf 'console=ttyS0\n' > "$corp/.c"; printf 'initrd\n' > "$corp/.i"
+			python3 tests/attest/mkevlog.py --cmdline "$corp/.c" --initrd "$corp/.i" --out "$corp/.log" >/dev/null &&
+				{ printf '\0'; cat "$corp/.log"; } > "$corp/seed-log"
+			printf '\002{"v":2,"vm":"a","epoch":1,"t":2,"n":3,"pcr0":"%064d","pcr7":"%064d","pcr9":["%064d"],"commit":"%064d","ak_pub":"x"}' 0 0 0 0 > "$corp/seed-refs"
+			rm -f "$corp/.c" "$corp/.i" "$corp/.log"
+		fi
+	elif [ $f = fuzz_request ]; then
+		printf '\000{"vm":"order-7"}' > "$corp/seed-challenge"
+		printf '\001{"vm":"order-7","nonce":"%064d","pub":"%064d","ak":"AA==","attest":"AA==","sig":"AA==","eventlog":"AA=="}' 0 0 > "$corp/seed-attest"
+		printf '\202{"vm":"order-7","refs":"{}","refs_sig":"AA==","share":"AA=="}' > "$corp/seed-register"
 	else cp -n tests/fixtures/hello-*.bin "$corp/" 2>/dev/null; fi
 	max=4096; [ $f = fuzz_diff ] && max=1360; [ $f = fuzz_share ] && max=256; [ $f = fuzz_evidence ] && max=1024
+	[ $f = fuzz_eventlog ] && max=8192
 	log="$BUILD/fuzz/$f.log"
 	( cd "$BUILD/fuzz" && "../tests/$f" -max_total_time="$secs" -max_len=$max -print_final_stats=1 \
 		-artifact_prefix="$f-" "$f.corpus" >"$f.log" 2>&1 )

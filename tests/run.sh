@@ -37,6 +37,7 @@ case $what in all|unit)
 	suite cookie "$BUILD/tests/test_cookie"
 	suite config "$BUILD/tests/test_config"
 	suite shamir "$BUILD/tests/test_shamir"
+	suite evidence "$BUILD/tests/test_evidence"
 esac
 case $what in all|unit|agent)
 	suite agent_unit "$BUILD/tests/test_agent"

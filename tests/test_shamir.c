@@ -84,7 +84,7 @@ static void every_subset_rebuilds(void)
 {
 	uint8_t key[32];
 	struct vm_share s[255];
-	const int tn[][2] = { { 2, 3 }, { 3, 5 }, { 1, 4 }, { 4, 4 } };
+	const int tn[][2] = { { 2, 3 }, { 3, 5 }, { 2, 2 }, { 4, 4 } };
 	RAND_bytes(key, sizeof(key));
 	for (size_t c = 0; c < sizeof(tn) / sizeof(tn[0]); c++) {
 		int t = tn[c][0], n = tn[c][1], bad = 0, tried = 0;
@@ -102,7 +102,7 @@ static void every_subset_rebuilds(void)
 		CHECK(!bad, "%d of %d subsets of %d-of-%d failed", bad, tried, t, n);
 	}
 	/* big ones, random subsets in random order */
-	const int big[][2] = { { 128, 255 }, { 255, 255 }, { 1, 255 }, { 17, 40 } };
+	const int big[][2] = { { 128, 255 }, { 255, 255 }, { 2, 255 }, { 17, 40 } };
 	unsigned seed = 3;
 	for (size_t c = 0; c < 4; c++) {
 		int t = big[c][0], n = big[c][1], bad = 0;
@@ -162,6 +162,7 @@ static void bad_combinations_refused(void)
 	CHECK(vm_shamir_combine(d, 3, out) == -1, "shares of another VM refused");
 	CHECK(vm_shamir_split(key, 8, 4, 3, real_rand, s) == -1, "t > n refused");
 	CHECK(vm_shamir_split(key, 8, 0, 3, real_rand, s) == -1, "t = 0 refused");
+	CHECK(vm_shamir_split(key, 8, 1, 3, real_rand, s) == -1, "t = 1 refused (one holder alone must never suffice)");
 	CHECK(vm_shamir_split(key, 0, 1, 3, real_rand, s) == -1, "empty secret refused");
 }
 

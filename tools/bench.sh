@@ -216,19 +216,16 @@ else
 fi
 rm -f "$DIR/peer.pid"
 
-# ---------- validators: attestations and share releases per second ----------
+# ---------- validators: full attestations per second per core (protocol v2) ----------
 attest_json='null'
 if [ "$MODE" = full ]; then
-	say "bench: validators (tests/attest.sh, swtpm)"
-	line=$(tests/attest.sh 2>&1 | grep "validator_throughput")
+	say "bench: validators (tools/bench_attest.sh: one worker on CPU 0, a software TPM as clients)"
+	line=$(tools/bench_attest.sh 10 2>"$DIR/bench_attest.err" | tail -1)
 	case $line in
-	PASS*)
-		ch=$(echo "$line" | grep -o '[0-9]* challenges/s' | grep -o '^[0-9]*')
-		rl=$(echo "$line" | grep -o '[0-9]* share releases/s' | grep -o '^[0-9]*')
-		ul=$(echo "$line" | grep -o 'TPM reboot: [0-9]*' | grep -o '[0-9]*$')
-		attest_json="{\"challenges_per_s\": ${ch:-0}, \"share_releases_per_s\": ${rl:-0}, \"full_unlocks_per_s\": ${ul:-0}, \"note\": \"one validator, curl with a new TLS 1.3 connection per request; a full unlock = TPM reboot + measure + quote + attest + 3 shares\"}"
-		say "bench: validator: $ch challenges/s, $rl share releases/s, $ul full unlocks/s" ;;
-	*) bad "validators: $line" ;;
+	'{"new_tls"'*)
+		attest_json=$line
+		say "bench: validator: $(echo "$line" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(", ".join(f"{k}: {d[k]["per_cpu_s"]}/s/core p50 {d[k]["p50_ms"]} ms p99 {d[k]["p99_ms"]} ms" for k in ("new_tls","resumed_tls","keepalive","c1000_slow10pct")))')" ;;
+	*) bad "validators: $line $(tail -3 "$DIR/bench_attest.err")" ;;
 	esac
 fi
 
@@ -279,9 +276,13 @@ for x in d["e2e"]:
                  f'{x["throughput_gbps"]:.2f} | {x["cpu_s_per_kconn"]:.3f} | {x["cpu_s_per_gb"]:.2f} |')
 if d.get("attest"):
     a = d["attest"]
-    lines += ['', f'Validators (one validator, a new TLS 1.3 connection per request from curl): '
-              f'{a["challenges_per_s"]} challenges/s, {a["share_releases_per_s"]} share releases/s; '
-              f'{a["full_unlocks_per_s"]} full unlocks/s (TPM reboot, measure, quote, attest, 3 shares).']
+    lines += ['', 'Validators, protocol v2 (tools/bench_attest.sh: one validator worker pinned to a CPU; clients are a software TPM '
+              'on the other CPU; a full attestation = challenge + quote/event-log/AK verification + share boxed to the VM key):', '',
+              '| clients | attestations/s | per validator CPU second | p50 ms | p99 ms | failures |', '| --- | ---: | ---: | ---: | ---: | ---: |']
+    for k, name in (("new_tls", "8, new TLS 1.3 connection each"), ("resumed_tls", "8, resumed TLS session each"),
+                    ("keepalive", "8, keep-alive"), ("c1000_slow10pct", "900 keep-alive + 100 slowloris")):
+        r = a.get(k) or {}
+        lines.append(f'| {name} | {r.get("per_s", 0)} | {r.get("per_cpu_s", 0)} | {r.get("p50_ms", 0)} | {r.get("p99_ms", 0)} | {r.get("failures", 0)} |')
 if d.get("dpdk"):
     lines += ['', '| DPDK fast path (one worker lcore) | frame bytes | veil-gw-dpdk Mpps | dpdk-testpmd io Mpps | ratio |',
               '| --- | ---: | ---: | ---: | ---: |']

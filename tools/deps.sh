@@ -3,7 +3,7 @@
 #   tools/deps.sh build|test|demo
 set -euo pipefail
 need=(clang llvm make gcc pkg-config libbpf-dev libxdp-dev xdp-tools bpftool libelf-dev zlib1g-dev
-      libssl-dev libmnl-dev libpcap-dev libtss2-dev libjson-c-dev iproute2 ethtool
+      libssl-dev libmnl-dev libpcap-dev libtss2-dev libjson-c-dev libevent-dev iproute2 ethtool
       dpdk-dev dpdk libyaml-dev libxml2-dev libvirt-dev libnl-3-dev libnl-route-3-dev
       libcurl4-openssl-dev libnftnl-dev)
 case "${1:-build}" in

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,10 +27,20 @@
 #define WHY(...) (snprintf(why, whylen, __VA_ARGS__), -1)
 #define SAY(...) ((void)snprintf(why, whylen, __VA_ARGS__))
 
+static EVP_MD *md_sha256;
+static void fetch_sha256(void)
+{
+	md_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+/* one fetch for the process: OpenSSL 3 looks the algorithm up on every
+ * EVP_sha256() digest otherwise */
 static void sha256(const uint8_t *in, size_t len, uint8_t out[32])
 {
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	unsigned int n = 32;
-	EVP_Digest(in, len, out, &n, EVP_sha256(), NULL);
+	pthread_once(&once, fetch_sha256);
+	EVP_Digest(in, len, out, &n, md_sha256 ? md_sha256 : EVP_sha256(), NULL);
 }
 
 int vm_sha256_file(const char *path, uint64_t limit, uint8_t out[32])
@@ -91,6 +102,14 @@ int vm_quote_verify(const uint8_t *attest, size_t alen, const uint8_t *sig, size
 		    const uint8_t *nonce, size_t nlen, const uint8_t pcr_digest[32], struct vm_quote_info *info,
 		    char *why, size_t whylen)
 {
+	return vm_quote_verify_mask(attest, alen, sig, slen, ak, nonce, nlen, VM_PCR_MASK, pcr_digest, NULL, info, why,
+				    whylen);
+}
+
+int vm_quote_verify_mask(const uint8_t *attest, size_t alen, const uint8_t *sig, size_t slen, EVP_PKEY *ak,
+			 const uint8_t *nonce, size_t nlen, uint32_t want_mask, const uint8_t pcr_digest[32],
+			 const uint8_t *signer, struct vm_quote_info *info, char *why, size_t whylen)
+{
 	TPMS_ATTEST a;
 	TPMT_SIGNATURE s;
 	size_t off = 0;
@@ -103,18 +122,23 @@ int vm_quote_verify(const uint8_t *attest, size_t alen, const uint8_t *sig, size
 	if (a.type != TPM2_ST_ATTEST_QUOTE)
 		return WHY("quote: attestation type %04x is not a quote", a.type);
 	if (a.extraData.size != nlen || CRYPTO_memcmp(a.extraData.buffer, nonce, nlen))
-		return WHY("quote: not over the nonce we issued");
+		return WHY("quote: not over the nonce we issued (and the key it names)");
+	if (signer && (a.qualifiedSigner.size != 34 || CRYPTO_memcmp(a.qualifiedSigner.name, signer, 34)))
+		return WHY("quote: signed by another key than the attestation key presented");
 	TPML_PCR_SELECTION *sel = &a.attested.quote.pcrSelect;
 	uint32_t mask = 0;
 	if (sel->count != 1 || sel->pcrSelections[0].hash != TPM2_ALG_SHA256 || sel->pcrSelections[0].sizeofSelect < 3)
 		return WHY("quote: PCR selection is not the sha256 bank");
 	for (int i = 0; i < 3; i++)
 		mask |= (uint32_t)sel->pcrSelections[0].pcrSelect[i] << (8 * i);
-	if (mask != VM_PCR_MASK)
-		return WHY("quote: PCRs %06x quoted, %06x expected", mask, VM_PCR_MASK);
+	for (int i = 3; i < sel->pcrSelections[0].sizeofSelect && i < TPM2_PCR_SELECT_MAX; i++)
+		if (sel->pcrSelections[0].pcrSelect[i])
+			return WHY("quote: PCRs beyond 23 selected");
+	if (mask != want_mask)
+		return WHY("quote: PCRs %06x quoted, %06x expected", mask, want_mask);
 	if (a.attested.quote.pcrDigest.size != 32 ||
 	    CRYPTO_memcmp(a.attested.quote.pcrDigest.buffer, pcr_digest, 32))
-		return WHY("quote: PCR values differ from the reference (measured boot chain changed)");
+		return WHY("quote: the quoted PCRs differ from the expected values (event log replay / reference)");
 	if (!a.clockInfo.safe)
 		return WHY("quote: TPM clock not safe");
 	info->clock = a.clockInfo.clock;
@@ -314,31 +338,32 @@ int vm_token_check(const char *tok, EVP_PKEY *const *pool, const char *const *id
 
 /* ---------- sealing ---------- */
 
-int vm_seal(const uint8_t key[32], const uint8_t *in, size_t len, uint8_t *out, size_t cap)
+int vm_seal_aad(const uint8_t key[32], const char *aad, const uint8_t *in, size_t len, uint8_t *out, size_t cap)
 {
 	EVP_CIPHER_CTX *c;
-	int n, f, ok;
+	int n, f, a, ok;
 
-	if (cap < len + 28)
+	if (cap < len + 28 || RAND_bytes(out, 12) != 1)
 		return -1;
-	RAND_bytes(out, 12);
 	c = EVP_CIPHER_CTX_new();
 	ok = c && EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, out) == 1 &&
+	     (!aad || EVP_EncryptUpdate(c, NULL, &a, (const uint8_t *)aad, strlen(aad)) == 1) &&
 	     EVP_EncryptUpdate(c, out + 12, &n, in, len) == 1 && EVP_EncryptFinal_ex(c, out + 12 + n, &f) == 1 &&
 	     EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, 16, out + 12 + len) == 1;
 	EVP_CIPHER_CTX_free(c);
 	return ok ? (int)(len + 28) : -1;
 }
 
-int vm_unseal(const uint8_t key[32], const uint8_t *in, size_t len, uint8_t *out, size_t cap)
+int vm_unseal_aad(const uint8_t key[32], const char *aad, const uint8_t *in, size_t len, uint8_t *out, size_t cap)
 {
 	EVP_CIPHER_CTX *c;
-	int n, f, ok;
+	int n, f, a, ok;
 
 	if (len < 28 || cap < len - 28)
 		return -1;
 	c = EVP_CIPHER_CTX_new();
 	ok = c && EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, in) == 1 &&
+	     (!aad || EVP_DecryptUpdate(c, NULL, &a, (const uint8_t *)aad, strlen(aad)) == 1) &&
 	     EVP_DecryptUpdate(c, out, &n, in + 12, len - 28) == 1 &&
 	     EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, 16, (void *)(in + len - 16)) == 1 &&
 	     EVP_DecryptFinal_ex(c, out + n, &f) == 1;
@@ -348,46 +373,105 @@ int vm_unseal(const uint8_t key[32], const uint8_t *in, size_t len, uint8_t *out
 	return ok ? (int)(len - 28) : -1;
 }
 
+int vm_seal(const uint8_t key[32], const uint8_t *in, size_t len, uint8_t *out, size_t cap)
+{
+	return vm_seal_aad(key, NULL, in, len, out, cap);
+}
+
+int vm_unseal(const uint8_t key[32], const uint8_t *in, size_t len, uint8_t *out, size_t cap)
+{
+	return vm_unseal_aad(key, NULL, in, len, out, cap);
+}
+
 /* ---------- audit log ---------- */
 
 static void json_quote(FILE *f, const char *s)
 {
 	fputc('"', f);
 	for (; s && *s; s++) {
-		if (*s == '"' || *s == '\\')
-			fprintf(f, "\\%c", *s);
-		else if ((unsigned char)*s < 0x20)
-			fprintf(f, "\\u%04x", *s);
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			fprintf(f, "\\%c", c);
+		else if (c < 0x20 || c >= 0x7f)
+			fprintf(f, "\\u%04x", c);   /* control and non-ASCII bytes: escaped, never raw */
 		else
-			fputc(*s, f);
+			fputc(c, f);
 	}
 	fputc('"', f);
 }
 
-int vm_audit(const char *path, const char *event, const char *vm, const char *result, const char *reason)
-{
-	char line[4096], prev[65] = "0000000000000000000000000000000000000000000000000000000000000000";
-	char *body = NULL, hx[65];
-	size_t blen = 0;
-	long seq = 0;
-	int fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+struct vm_audit_log {
+	pthread_mutex_t lock;
+	int fd;
+	long seq;
+	char prev[65];
+	EVP_PKEY *signer;
+	int group_ms, dirty, stop;     /* group commit: one fdatasync per window */
+	pthread_t flusher;
+};
 
-	if (fd < 0)
+static void *audit_flusher(void *arg)
+{
+	struct vm_audit_log *l = arg;
+	struct timespec ts = { .tv_sec = l->group_ms / 1000, .tv_nsec = (l->group_ms % 1000) * 1000000L };
+	while (!__atomic_load_n(&l->stop, __ATOMIC_ACQUIRE)) {
+		nanosleep(&ts, NULL);
+		if (__atomic_exchange_n(&l->dirty, 0, __ATOMIC_ACQ_REL))
+			fdatasync(l->fd);
+	}
+	return NULL;
+}
+
+int vm_audit_group_sync(struct vm_audit_log *l, int ms)
+{
+	if (ms <= 0 || l->group_ms)
+		return 0;
+	l->group_ms = ms;
+	if (pthread_create(&l->flusher, NULL, audit_flusher, l)) {
+		l->group_ms = 0;
 		return -1;
-	flock(fd, LOCK_EX);
-	FILE *in = fdopen(dup(fd), "r");
-	if (in) {
+	}
+	return 0;
+}
+
+struct vm_audit_log *vm_audit_open(const char *path, EVP_PKEY *signer)
+{
+	struct vm_audit_log *l = calloc(1, sizeof(*l));
+	char line[8192];
+
+	if (!l)
+		return NULL;
+	memset(l->prev, '0', 64);
+	l->fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	if (l->fd < 0) {
+		free(l);
+		return NULL;
+	}
+	FILE *in = fdopen(dup(l->fd), "r");
+	if (in) {   /* once, at start: the sequence and the last hash */
 		while (fgets(line, sizeof(line), in)) {
 			char *h = strstr(line, ",\"hash\":\"");
-			if (h) {
-				snprintf(prev, sizeof(prev), "%.64s", h + 9);
-				seq++;
+			if (h && strlen(h + 9) >= 64) {
+				snprintf(l->prev, sizeof(l->prev), "%.64s", h + 9);
+				l->seq++;
 			}
 		}
 		fclose(in);
 	}
+	pthread_mutex_init(&l->lock, NULL);
+	l->signer = signer;
+	return l;
+}
+
+int vm_audit_append(struct vm_audit_log *l, const char *event, const char *vm, const char *result, const char *reason)
+{
+	char *body = NULL, hx[65], s64[128] = "";
+	size_t blen = 0;
+	int rc = 0;
+
+	pthread_mutex_lock(&l->lock);
 	FILE *m = open_memstream(&body, &blen);
-	fprintf(m, "{\"seq\":%ld,\"time\":%ld,\"event\":", seq, (long)time(NULL));
+	fprintf(m, "{\"seq\":%ld,\"time\":%ld,\"event\":", l->seq, (long)time(NULL));
 	json_quote(m, event);
 	fputs(",\"vm\":", m);
 	json_quote(m, vm);
@@ -395,21 +479,69 @@ int vm_audit(const char *path, const char *event, const char *vm, const char *re
 	json_quote(m, result);
 	fputs(",\"reason\":", m);
 	json_quote(m, reason ? reason : "");
-	fprintf(m, ",\"prev\":\"%s\"", prev);
+	fprintf(m, ",\"prev\":\"%s\"", l->prev);
 	fclose(m);
-	uint8_t d[32];
+	uint8_t d[32], sig[64];
+	size_t sl = sizeof(sig);
 	sha256((uint8_t *)body, blen, d);
 	vm_hex(d, 32, hx);
-	dprintf(fd, "%s,\"hash\":\"%s\"}\n", body, hx);
+	if (l->signer) {
+		EVP_MD_CTX *md = EVP_MD_CTX_new();
+		if (md && EVP_DigestSignInit(md, NULL, NULL, NULL, l->signer) == 1 &&
+		    EVP_DigestSign(md, sig, &sl, d, 32) == 1)
+			vm_b64_encode(sig, sl, s64, sizeof(s64));
+		else
+			rc = -1;
+		EVP_MD_CTX_free(md);
+	}
+	if (dprintf(l->fd, "%s,\"hash\":\"%s\"%s%s%s}\n", body, hx, l->signer ? ",\"sig\":\"" : "", s64,
+		    l->signer ? "\"" : "") < 0)
+		rc = -1;
+	else if (l->group_ms)
+		__atomic_store_n(&l->dirty, 1, __ATOMIC_RELEASE);
+	else if (fdatasync(l->fd))
+		rc = -1;
+	memcpy(l->prev, hx, 65);
+	l->seq++;
+	pthread_mutex_unlock(&l->lock);
 	free(body);
-	flock(fd, LOCK_UN);
-	close(fd);
-	return 0;
+	return rc;
+}
+
+void vm_audit_close(struct vm_audit_log *l)
+{
+	if (!l)
+		return;
+	if (l->group_ms) {
+		__atomic_store_n(&l->stop, 1, __ATOMIC_RELEASE);
+		pthread_join(l->flusher, NULL);
+	}
+	fdatasync(l->fd);
+	close(l->fd);
+	pthread_mutex_destroy(&l->lock);
+	free(l);
+}
+
+int vm_audit(const char *path, const char *event, const char *vm, const char *result, const char *reason)
+{
+	struct vm_audit_log *l = vm_audit_open(path, NULL);
+	if (!l)
+		return -1;
+	flock(l->fd, LOCK_EX);
+	int rc = vm_audit_append(l, event, vm, result, reason);
+	flock(l->fd, LOCK_UN);
+	vm_audit_close(l);
+	return rc;
 }
 
 long vm_audit_verify(const char *path, char *why, size_t whylen)
 {
-	char line[4096], prev[65] = "0000000000000000000000000000000000000000000000000000000000000000", hx[65];
+	return vm_audit_verify_signed(path, NULL, why, whylen);
+}
+
+long vm_audit_verify_signed(const char *path, EVP_PKEY *pub, char *why, size_t whylen)
+{
+	char line[8192], prev[65] = "0000000000000000000000000000000000000000000000000000000000000000", hx[65];
 	FILE *f = fopen(path, "re");
 	long n = 0;
 
@@ -428,6 +560,21 @@ long vm_audit_verify(const char *path, char *why, size_t whylen)
 		if (strncmp(h + 9, hx, 64)) {
 			fclose(f);
 			return WHY("line %ld: altered", n);
+		}
+		if (pub) {
+			char *s = strstr(h, ",\"sig\":\""), s64[128];
+			uint8_t sig[80];
+			int sl = -1;
+			if (s && sscanf(s + 8, "%127[A-Za-z0-9+/=]", s64) == 1)
+				sl = vm_b64_decode(s64, sig, sizeof(sig));
+			EVP_MD_CTX *md = EVP_MD_CTX_new();
+			int ok = sl == 64 && md && EVP_DigestVerifyInit(md, NULL, NULL, NULL, pub) == 1 &&
+				 EVP_DigestVerify(md, sig, 64, d, 32) == 1;
+			EVP_MD_CTX_free(md);
+			if (!ok) {
+				fclose(f);
+				return WHY("line %ld: not signed by the validator", n);
+			}
 		}
 		memcpy(prev, hx, 65);
 	}

@@ -21,7 +21,10 @@
 /* "disk" is the LUKS2 header region: the first 16 MiB of the image (metadata
  * and keyslots; the data begins there with cryptsetup's defaults). */
 #define VM_DISK_HEADER_BYTES (16u << 20)
-#define VM_PCR_MASK     0x000002ffu /* PCRs 0-7 and 9 are quoted */
+#define VM_PCR_MASK     0x000002ffu /* v1: PCRs 0-7 and 9 were quoted */
+#define VM_POLICY_MASK  0x00000281u /* v2: PCRs 0, 7 and 9 (firmware, SecureBoot, EFI stub) */
+#define VM_PCR9_MAX     8           /* EFI-stub events in PCR 9 a policy may name */
+#define VM_EVLOG_MAX    (1u << 20)  /* bytes of event log a validator reads */
 
 /* The reference values the registry records for a VM. */
 struct vm_refs {
@@ -42,11 +45,83 @@ struct vm_quote_info {
 	int safe;
 };
 
-/* Verifies a TPM2 quote: structure, magic, type, nonce, PCR selection and
- * digest, and the AK's ECDSA signature.  0, or -1 with the reason in why. */
+/* Verifies a TPM2 quote: structure, magic, type, qualifying data (extra),
+ * PCR selection (exactly mask, sha256 bank) and digest, and the AK's
+ * ECDSA signature.  signer, when not NULL, is the AK's name (34 bytes) the
+ * quote must carry as qualifiedSigner.  0, or -1 with the reason in why. */
+int vm_quote_verify_mask(const uint8_t *attest, size_t alen, const uint8_t *sig, size_t slen, EVP_PKEY *ak,
+			 const uint8_t *extra, size_t elen, uint32_t mask, const uint8_t pcr_digest[32],
+			 const uint8_t *signer, struct vm_quote_info *info, char *why, size_t whylen);
+/* v1 form: mask VM_PCR_MASK, no signer check. */
 int vm_quote_verify(const uint8_t *attest, size_t alen, const uint8_t *sig, size_t slen, EVP_PKEY *ak,
 		    const uint8_t *nonce, size_t nlen, const uint8_t pcr_digest[32], struct vm_quote_info *info,
 		    char *why, size_t whylen);
+
+/* ---------- protocol v2: firmware-rooted evidence ---------- */
+
+/* A TCG PC Client crypto-agile event log, replayed (sha256 bank). */
+struct vm_evlog {
+	uint8_t pcr[24][32];            /* replayed values */
+	uint32_t events;                /* events replayed */
+	int npcr9;                      /* PCR 9 events, in order */
+	uint8_t pcr9[VM_PCR9_MAX][32];
+	uint32_t pcr9_type[VM_PCR9_MAX];
+};
+/* 0, or -1 with the reason (malformed, no sha256 bank, too many PCR 9 events). */
+int vm_evlog_replay(const uint8_t *log, size_t len, struct vm_evlog *out, char *why, size_t whylen);
+
+/* The EFI stub's PCR 9 digest of a kernel command line:
+ * sha256(UTF-16LE(cmdline + " initrd=initrd") + 2 zero bytes); cmdline is
+ * taken as bytes (ASCII expected), without a trailing newline. */
+void vm_cmdline_digest(const char *cmdline, size_t len, uint8_t out[32]);
+/* Quote qualifying data: sha256(nonce || ephemeral X25519 public key). */
+void vm_qualifying(const uint8_t nonce[VM_NONCE_LEN], const uint8_t pub[32], uint8_t out[32]);
+/* Key commitment: sha256("veilmesh key commitment v1" || vm || epoch(be64) || key). */
+void vm_key_commit(const char *vm, uint64_t epoch, const uint8_t *key, size_t klen, uint8_t out[32]);
+
+/* The registry-signed reference document of one VM and key epoch. */
+struct vm_policy {
+	char vm[65];
+	uint64_t epoch;
+	int t, n;
+	uint8_t pcr0[32], pcr7[32];
+	int npcr9;
+	uint8_t pcr9[VM_PCR9_MAX][32];
+	uint8_t commit[32];
+	char ak_pem[1024];
+};
+/* Checks the registry's Ed25519 signature over the document's bytes, then
+ * parses it.  0, or -1 with the reason. */
+int vm_policy_load(const char *doc, size_t len, const uint8_t *sig, size_t siglen, EVP_PKEY *registry,
+		   struct vm_policy *p, char *why, size_t whylen);
+
+/* The AK's TPM2B_PUBLIC (marshalled): ECC P-256, fixedTPM, fixedParent,
+ * sensitiveDataOrigin, restricted, sign, not decrypt, nameAlg sha256, and
+ * the same point as want.  Fills name (nameAlg || sha256(TPMT_PUBLIC)). */
+int vm_ak_check(const uint8_t *pub, size_t len, EVP_PKEY *want, uint8_t name[34], char *why, size_t whylen);
+
+/* The whole verdict of a holder: quote + AK + event log against the policy.
+ * Pure: no I/O, no clock.  0, or -1 with the reason. */
+struct vm_evidence {
+	const uint8_t *nonce;           /* VM_NONCE_LEN, the holder's own */
+	const uint8_t *pub;             /* 32, the VM's ephemeral X25519 key */
+	const uint8_t *ak; size_t aklen;
+	const uint8_t *attest; size_t alen;
+	const uint8_t *sig; size_t slen;
+	const uint8_t *evlog; size_t evlen;
+};
+int vm_evidence_verify(const struct vm_policy *p, EVP_PKEY *ak, const struct vm_evidence *e,
+		       struct vm_quote_info *qi, char *why, size_t whylen);
+
+/* A share boxed to the VM's ephemeral key: E(32) || AES-256-GCM ct || tag(16);
+ * key and IV from HKDF-SHA256(salt nonce, X25519(e, pub), "veilmesh share v2"
+ * || pub || E); AAD = vm "|" epoch "|" holder.  Return the length or -1. */
+int vm_box_seal(const uint8_t pub[32], const uint8_t nonce[VM_NONCE_LEN], const char *aad, const uint8_t *in,
+		size_t len, uint8_t *out, size_t cap);
+int vm_box_open(EVP_PKEY *priv, const uint8_t nonce[VM_NONCE_LEN], const char *aad, const uint8_t *in, size_t len,
+		uint8_t *out, size_t cap);
+/* "vm|epoch|holder", the AAD of boxes and of shares at rest. */
+void vm_share_aad(const char *vm, uint64_t epoch, const char *holder, char *out, size_t cap);
 
 /* Tokens: base64url(payload JSON) "." base64url(Ed25519 signature). */
 int vm_token_make(EVP_PKEY *key, const char *issuer, const char *vm, const uint8_t *nonce, long exp,
@@ -56,15 +131,31 @@ int vm_token_make(EVP_PKEY *key, const char *issuer, const char *vm, const uint8
 int vm_token_check(const char *tok, EVP_PKEY *const *pool, const char *const *ids, int npool, long now,
 		   char *vm, size_t vmlen, char *issuer, size_t isslen, char *why, size_t whylen);
 
-/* AES-256-GCM sealing of data at rest under a 32-byte key. */
+/* AES-256-GCM sealing of data at rest under a 32-byte key, with
+ * additional authenticated data (NULL: none). */
 int vm_seal(const uint8_t key[32], const uint8_t *in, size_t len, uint8_t *out, size_t cap);
 int vm_unseal(const uint8_t key[32], const uint8_t *in, size_t len, uint8_t *out, size_t cap);
+int vm_seal_aad(const uint8_t key[32], const char *aad, const uint8_t *in, size_t len, uint8_t *out, size_t cap);
+int vm_unseal_aad(const uint8_t key[32], const char *aad, const uint8_t *in, size_t len, uint8_t *out, size_t cap);
 
 /* The append-only, hash-chained audit log: one JSON object a line, each
- * carrying the sha256 of the previous line. */
+ * carrying the sha256 of the previous line and, when a signing key is
+ * given, the Ed25519 signature over its own hash.  vm_audit_open reads the
+ * tail once; appends are O(1) and fdatasync'ed; thread-safe. */
+struct vm_audit_log;
+struct vm_audit_log *vm_audit_open(const char *path, EVP_PKEY *signer);
+int vm_audit_append(struct vm_audit_log *l, const char *event, const char *vm, const char *result, const char *reason);
+void vm_audit_close(struct vm_audit_log *l);
+/* Group commit: appends return at once and a thread fdatasyncs the log every
+ * ms milliseconds when something was appended (the default is one
+ * fdatasync per append). */
+int vm_audit_group_sync(struct vm_audit_log *l, int ms);
+/* v1 form: opens, appends, closes (unsigned). */
 int vm_audit(const char *path, const char *event, const char *vm, const char *result, const char *reason);
-/* Verifies the whole chain; returns the number of lines, or -1 at a break. */
+/* Verifies the whole chain (and signatures when pub is given); returns the
+ * number of lines, or -1 at a break. */
 long vm_audit_verify(const char *path, char *why, size_t whylen);
+long vm_audit_verify_signed(const char *path, EVP_PKEY *pub, char *why, size_t whylen);
 
 /* base64 (standard, for JSON bodies) */
 int vm_b64_encode(const uint8_t *in, size_t len, char *out, size_t cap);

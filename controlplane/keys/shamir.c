@@ -39,7 +39,7 @@ int vm_shamir_split(const uint8_t *secret, size_t len, unsigned t, unsigned n, v
 {
 	uint8_t coef[255];
 
-	if (!secret || !shares || !rnd || len < 1 || len > VM_SECRET_MAX || t < 1 || t > n || n > 255)
+	if (!secret || !shares || !rnd || len < 1 || len > VM_SECRET_MAX || t < 2 || t > n || n > 255)
 		return -1;
 	for (unsigned i = 0; i < n; i++) {
 		memset(&shares[i], 0, sizeof(shares[i]));   /* vmid and signature: the caller's */
@@ -159,7 +159,7 @@ int vm_share_decode(const uint8_t *in, size_t len, struct vm_share *s, const cha
 	s->t = in[o++];
 	s->n = in[o++];
 	s->x = in[o++];
-	if (s->t < 1 || s->t > s->n || s->x < 1 || s->x > s->n) {
+	if (s->t < 2 || s->t > s->n || s->x < 1 || s->x > s->n) {
 		*why = "threshold, count or index out of range";
 		return -1;
 	}

@@ -31,7 +31,8 @@ struct vm_share {
 	uint8_t sig[VM_SHARE_SIGLEN];   /* the registry's signature over everything above */
 };
 
-/* Splits secret into n shares, any t of which rebuild it (1 <= t <= n <= 255).
+/* Splits secret into n shares, any t of which rebuild it (2 <= t <= n <= 255:
+ * one holder alone must never suffice).
  * rand_fn fills a buffer with uniform random bytes (RAND_priv_bytes in
  * production; a fixed stream in known-answer tests); returns 0 or -1. */
 typedef int (*vm_rand_fn)(uint8_t *buf, size_t len);

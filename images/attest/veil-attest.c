@@ -6,19 +6,30 @@
  *       create (or recreate: it is a primary key) the VM's attestation key in
  *       the TPM and write its public half, for the registry to register
  *   veil-attest unlock --tcti CONF --vm ID --t N --validators ADDR:PORT,... --ca FILE
- *                      --registry-pub FILE --measure NAME=PATH ... --key-out PATH|-
- *       measure kernel, initrd, cmdline, config and the disk's LUKS2 header
- *       region into PCR 9, attest to a
- *       validator chosen at random (fresh nonce, TPM2 quote), collect t shares
- *       with the token (trying others when one fails, checking each share's
- *       registry signature), rebuild the disk key and write it only to
- *       --key-out (a pipe, or a file on tmpfs, mode 0600).
+ *                      --registry-pub FILE --key-out PATH|- [--eventlog FILE]
+ *                      [--deadline SECONDS] [--no-cap]
+ *       protocol v2 (docs/attestation.md): an ephemeral X25519 key for this
+ *       boot; to each validator in random order: challenge, TPM2 quote of
+ *       PCRs 0, 7, 9 over sha256(nonce || ephemeral key), the firmware's event
+ *       log (default /sys/kernel/security/tpm0/binary_bios_measurements);
+ *       each validator verifies on its own and answers with its share boxed
+ *       to the ephemeral key.  t shares of the newest epoch, each the
+ *       registry's, rebuild the key, which is checked against the registry's
+ *       commitment before it is written to --key-out (a pipe, or a file on
+ *       tmpfs, mode 0600); a bad share is named and others tried.  Then the
+ *       PCRs are capped (unless --no-cap).  --measure NAME=PATH (v1) is
+ *       accepted and ignored: the initrd measures nothing itself.
+ *   veil-attest cap --tcti CONF
+ *       extend a separator into PCRs 0, 7 and 9: no quote after this one
+ *       satisfies any validator (run before switch_root).
  *
- * It fails closed: any doubt and it writes nothing and exits non-zero.
+ * It fails closed: any doubt (or the deadline, default 120 s) and it writes
+ * nothing and exits non-zero.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,6 +148,72 @@ static int split_addr(const char *s, struct validator *v)
 	return v->port > 0 ? 0 : -1;
 }
 
+/* Extends a separator into every PCR the policy quotes. */
+static int cap_pcrs(ESYS_CONTEXT *ctx)
+{
+	static const char sep[] = "veilmesh: disk unlocked, PCRs capped";
+	TPML_DIGEST_VALUES d = { .count = 1, .digests[0] = { .hashAlg = TPM2_ALG_SHA256 } };
+	unsigned int n = 32;
+	EVP_Digest(sep, sizeof(sep) - 1, d.digests[0].digest.sha256, &n, EVP_sha256(), NULL);
+	for (int p = 0; p < 24; p++)
+		if ((VM_POLICY_MASK >> p) & 1)
+			if (Esys_PCR_Extend(ctx, ESYS_TR_PCR0 + p, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &d) !=
+			    TSS2_RC_SUCCESS)
+				return -1;
+	return 0;
+}
+
+struct got {
+	struct vm_share sh;
+	uint64_t epoch;
+	uint8_t commit[32];
+	char from[96];
+};
+
+static void on_deadline(int s)
+{
+	static const char m[] = "veil-attest: deadline passed: nothing unlocked\n";
+	if (write(2, m, sizeof(m) - 1) < 0)
+		_exit(1);
+	_exit(1);
+}
+
+/* Rebuilds from t of the k shares in g (all of one epoch) the key that
+ * matches the commitment; names the shares that do not fit.  Length or -1. */
+static int rebuild(struct got **g, int k, int t, const char *vm, uint8_t *key)
+{
+	struct vm_share sub[32];
+	uint8_t c[32];
+
+	if (k > 16)
+		k = 16;
+	for (uint32_t m = 0; m < (1u << k); m++) {
+		if (__builtin_popcount(m) != t)
+			continue;
+		int n = 0;
+		for (int i = 0; i < k; i++)
+			if (m & (1u << i))
+				sub[n++] = g[i]->sh;
+		int kl = vm_shamir_combine(sub, n, key);
+		OPENSSL_cleanse(sub, sizeof(sub));
+		if (kl < 0)
+			continue;
+		vm_key_commit(vm, g[0]->epoch, key, kl, c);
+		if (!CRYPTO_memcmp(c, g[0]->commit, 32)) {
+			for (int i = 0; i < k; i++)
+				if (!(m & (1u << i)))
+					fprintf(stderr, "veil-attest: the share from %s does not fit the key's commitment: "
+						"ignored\n", g[i]->from);
+			return kl;
+		}
+		OPENSSL_cleanse(key, VM_SECRET_MAX);
+		if (m == (1u << t) - 1)
+			fprintf(stderr, "veil-attest: the first %d shares do not rebuild the committed key: a bad share; "
+				"trying others\n", t);
+	}
+	return -1;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -144,15 +221,16 @@ int main(int argc, char **argv)
 		{ "vm", required_argument, NULL, 'v' }, { "t", required_argument, NULL, 't' },
 		{ "validators", required_argument, NULL, 'V' }, { "ca", required_argument, NULL, 'c' },
 		{ "registry-pub", required_argument, NULL, 'r' }, { "measure", required_argument, NULL, 'm' },
-		{ "key-out", required_argument, NULL, 'k' }, { "help", no_argument, NULL, 'h' }, { 0 }
+		{ "key-out", required_argument, NULL, 'k' }, { "eventlog", required_argument, NULL, 'e' },
+		{ "deadline", required_argument, NULL, 'd' }, { "no-cap", no_argument, NULL, 'n' },
+		{ "help", no_argument, NULL, 'h' }, { 0 }
 	};
-	static const char *names[] = VM_REF_NAMES;
 	const char *tcti_conf = NULL, *out = NULL, *vm = NULL, *vals = NULL, *ca = NULL, *regpub = NULL, *keyout = NULL;
-	const char *measure[VM_REF_COUNT] = { 0 };
-	int t = 0, o;
+	const char *evpath = "/sys/kernel/security/tpm0/binary_bios_measurements";
+	int t = 0, o, deadline = 120, nocap = 0;
 
 	if (argc < 2) {
-		fprintf(stderr, "usage: veil-attest ak-pub|unlock [options] (see the top of images/attest/veil-attest.c)\n");
+		fprintf(stderr, "usage: veil-attest ak-pub|unlock|cap [options] (see the top of images/attest/veil-attest.c)\n");
 		return 2;
 	}
 	const char *cmd = argv[1];
@@ -167,22 +245,17 @@ int main(int argc, char **argv)
 		case 'c': ca = optarg; break;
 		case 'r': regpub = optarg; break;
 		case 'k': keyout = optarg; break;
-		case 'm': {
-			const char *eq = strchr(optarg, '=');
-			int done = 0;
-			for (int i = 0; eq && i < VM_REF_COUNT; i++)
-				if (!strncmp(optarg, names[i], eq - optarg) && strlen(names[i]) == (size_t)(eq - optarg)) {
-					measure[i] = eq + 1;
-					done = 1;
-				}
-			if (!done) {
-				fprintf(stderr, "veil-attest: --measure takes kernel=, initrd=, cmdline= or config=PATH\n");
+		case 'e': evpath = optarg; break;
+		case 'd': deadline = atoi(optarg); break;
+		case 'n': nocap = 1; break;
+		case 'm':
+			if (!strchr(optarg, '=')) {
+				fprintf(stderr, "veil-attest: --measure takes NAME=PATH (accepted and ignored since protocol v2)\n");
 				return 2;
 			}
-			break;
-		}
+			break;   /* v1: the initrd measured itself; now the firmware does */
 		default:
-			fprintf(stderr, "usage: veil-attest ak-pub|unlock [options]\n");
+			fprintf(stderr, "usage: veil-attest ak-pub|unlock|cap [options]\n");
 			return 2;
 		}
 	}
@@ -207,13 +280,20 @@ int main(int argc, char **argv)
 		fclose(f);
 		return 0;
 	}
+	if (!strcmp(cmd, "cap")) {
+		ctx = tpm_open(tcti_conf, &tcti);
+		if (cap_pcrs(ctx))
+			die("cannot extend the PCRs");
+		Esys_Finalize(&ctx);
+		Tss2_TctiLdr_Finalize(&tcti);
+		fprintf(stderr, "veil-attest: PCRs 0, 7 and 9 capped\n");
+		return 0;
+	}
 	if (strcmp(cmd, "unlock"))
 		return fprintf(stderr, "veil-attest: unknown command '%s'\n", cmd), 2;
-	for (int i = 0; i < VM_REF_COUNT; i++)
-		if (!measure[i])
-			return fprintf(stderr, "veil-attest: --measure %s=PATH is required\n", names[i]), 2;
-	if (!vm || t < 1 || !vals || !ca || !regpub || !keyout)
-		return fprintf(stderr, "veil-attest: unlock needs --vm, --t, --validators, --ca, --registry-pub, --key-out\n"), 2;
+	if (!vm || t < 2 || !vals || !ca || !regpub || !keyout || deadline < 1)
+		return fprintf(stderr, "veil-attest: unlock needs --vm, --t (>= 2), --validators, --ca, --registry-pub, "
+				       "--key-out\n"), 2;
 	struct validator v[32];
 	int nv = 0;
 	char vcopy[1024], *save;
@@ -221,46 +301,77 @@ int main(int argc, char **argv)
 	for (char *s = strtok_r(vcopy, ",", &save); s && nv < 32; s = strtok_r(NULL, ",", &save))
 		if (split_addr(s, &v[nv++]))
 			return fprintf(stderr, "veil-attest: '%s' is not ADDR:PORT\n", s), 2;
+	signal(SIGALRM, on_deadline);
+	alarm(deadline);
 	EVP_PKEY *reg = vm_load_pub(regpub);
 	if (!reg)
 		die("cannot read the registry key %s", regpub);
 
-	/* 1. measure into PCR 9 */
-	ctx = tpm_open(tcti_conf, &tcti);
-	uint8_t hashes[VM_REF_COUNT][32];
-	for (int i = 0; i < VM_REF_COUNT; i++) {
-		if (vm_sha256_file(measure[i], i == 4 ? VM_DISK_HEADER_BYTES : 0, hashes[i]))
-			die("cannot read %s (%s)", measure[i], names[i]);
-		TPML_DIGEST_VALUES d = { .count = 1, .digests[0] = { .hashAlg = TPM2_ALG_SHA256 } };
-		memcpy(d.digests[0].digest.sha256, hashes[i], 32);
-		if (Esys_PCR_Extend(ctx, ESYS_TR_PCR0 + VM_MEASURE_PCR, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &d) !=
-		    TSS2_RC_SUCCESS)
-			die("cannot extend PCR %d", VM_MEASURE_PCR);
+	/* 1. what the firmware measured, as it logged it */
+	uint8_t *evlog = malloc(VM_EVLOG_MAX + 1);
+	size_t evlen = 0;
+	{
+		FILE *f = fopen(evpath, "re");
+		if (!f || !evlog)
+			die("cannot read the event log %s (mount securityfs?)", evpath);
+		evlen = fread(evlog, 1, VM_EVLOG_MAX + 1, f);
+		fclose(f);
+		if (evlen > VM_EVLOG_MAX)
+			die("event log %s larger than %u bytes", evpath, VM_EVLOG_MAX);
 	}
-	ESYS_TR ak = create_ak(ctx, &pub);
+	char *ev64 = malloc(4 * (evlen / 3 + 1) + 1);
+	if (!ev64 || vm_b64_encode(evlog, evlen, ev64, 4 * (evlen / 3 + 1) + 1) < 0)
+		die("out of memory");
+	free(evlog);
 
-	/* 2. attest to a validator chosen at random; others if it fails */
-	char token[1600] = "", resp[16384], why[256], body[12000];
-	uint8_t start;
-	RAND_bytes(&start, 1);
-	for (int k = 0; k < nv && !token[0]; k++) {
+	/* 2. this boot's key, and the AK */
+	EVP_PKEY *eph = EVP_PKEY_Q_keygen(NULL, NULL, "X25519");
+	uint8_t ephpub[32];
+	size_t el = 32;
+	if (!eph || EVP_PKEY_get_raw_public_key(eph, ephpub, &el) != 1)
+		die("cannot make an ephemeral key");
+	char ephhex[65];
+	vm_hex(ephpub, 32, ephhex);
+	ctx = tpm_open(tcti_conf, &tcti);
+	ESYS_TR ak = create_ak(ctx, &pub);
+	uint8_t akb[sizeof(TPM2B_PUBLIC)];
+	size_t akl = 0;
+	if (Tss2_MU_TPM2B_PUBLIC_Marshal(pub, akb, sizeof(akb), &akl) != TSS2_RC_SUCCESS)
+		die("cannot marshal the attestation key");
+	char ak64[2 * sizeof(TPM2B_PUBLIC)];
+	vm_b64_encode(akb, akl, ak64, sizeof(ak64));
+	Esys_Free(pub);
+
+	/* 3. each holder judges for itself; t shares of the newest epoch */
+	static struct got got[32];
+	int ngot = 0, kl = -1;
+	uint8_t key[VM_SECRET_MAX], start;
+	char resp[32768], why[256];
+	size_t blen = strlen(ev64) + 8192;
+	char *body = malloc(blen);
+	if (!body || RAND_bytes(&start, 1) != 1)
+		die("out of memory or no randomness");
+	for (int k = 0; k < nv && kl < 0; k++) {
 		struct validator *a = &v[(start + k) % nv];
-		snprintf(body, sizeof(body), "{\"vm\":\"%s\"}", vm);
+		char from[96];
+		snprintf(from, sizeof(from), "%s:%d", a->host, a->port);
+		snprintf(body, blen, "{\"vm\":\"%s\"}", vm);
 		int st = vm_https_post(a->host, a->port, ca, "/v1/challenge", body, NULL, resp, sizeof(resp), why, sizeof(why));
 		json_object *j = st == 200 ? json_tokener_parse(resp) : NULL, *x;
-		uint8_t nonce[VM_NONCE_LEN];
+		uint8_t nonce[VM_NONCE_LEN], qdig[32];
 		if (!j || !json_object_object_get_ex(j, "nonce", &x) || vm_unhex(json_object_get_string(x), nonce, VM_NONCE_LEN)) {
-			fprintf(stderr, "veil-attest: %s:%d: challenge failed: %s\n", a->host, a->port, st < 0 ? why : resp);
+			fprintf(stderr, "veil-attest: %s: challenge failed: %s\n", from, st < 0 ? why : resp);
 			json_object_put(j);
 			continue;
 		}
 		json_object_put(j);
-		TPM2B_DATA qd = { .size = VM_NONCE_LEN };
-		memcpy(qd.buffer, nonce, VM_NONCE_LEN);
+		vm_qualifying(nonce, ephpub, qdig);
+		TPM2B_DATA qd = { .size = 32 };
+		memcpy(qd.buffer, qdig, 32);
 		TPMT_SIG_SCHEME scheme = { .scheme = TPM2_ALG_ECDSA, .details.ecdsa.hashAlg = TPM2_ALG_SHA256 };
 		TPML_PCR_SELECTION sel = { .count = 1, .pcrSelections[0] = { .hash = TPM2_ALG_SHA256, .sizeofSelect = 3 } };
 		for (int i = 0; i < 3; i++)
-			sel.pcrSelections[0].pcrSelect[i] = (VM_PCR_MASK >> (8 * i)) & 0xff;
+			sel.pcrSelections[0].pcrSelect[i] = (VM_POLICY_MASK >> (8 * i)) & 0xff;
 		TPM2B_ATTEST *quoted = NULL;
 		TPMT_SIGNATURE *sig = NULL;
 		if (Esys_Quote(ctx, ak, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &qd, &scheme, &sel, &quoted, &sig) !=
@@ -269,80 +380,111 @@ int main(int argc, char **argv)
 		uint8_t sigb[512];
 		size_t sl = 0;
 		Tss2_MU_TPMT_SIGNATURE_Marshal(sig, sigb, sizeof(sigb), &sl);
-		char a64[2048], s64[1024], hx[VM_REF_COUNT][65];
+		char a64[2048], s64[1024], nhex[2 * VM_NONCE_LEN + 1];
 		vm_b64_encode(quoted->attestationData, quoted->size, a64, sizeof(a64));
 		vm_b64_encode(sigb, sl, s64, sizeof(s64));
-		for (int i = 0; i < VM_REF_COUNT; i++)
-			vm_hex(hashes[i], 32, hx[i]);
-		char nhex[2 * VM_NONCE_LEN + 1];
 		vm_hex(nonce, VM_NONCE_LEN, nhex);
-		snprintf(body, sizeof(body),
-			 "{\"vm\":\"%s\",\"nonce\":\"%s\",\"attest\":\"%s\",\"sig\":\"%s\",\"time\":%ld,"
-			 "\"hashes\":{\"kernel\":\"%s\",\"initrd\":\"%s\",\"cmdline\":\"%s\",\"config\":\"%s\","
-			 "\"disk\":\"%s\"}}",
-			 vm, nhex, a64, s64, (long)time(NULL), hx[0], hx[1], hx[2], hx[3], hx[4]);
 		Esys_Free(quoted);
 		Esys_Free(sig);
+		snprintf(body, blen, "{\"vm\":\"%s\",\"nonce\":\"%s\",\"pub\":\"%s\",\"ak\":\"%s\",\"attest\":\"%s\","
+			 "\"sig\":\"%s\",\"eventlog\":\"%s\"}", vm, nhex, ephhex, ak64, a64, s64, ev64);
 		st = vm_https_post(a->host, a->port, ca, "/v1/attest", body, NULL, resp, sizeof(resp), why, sizeof(why));
 		j = st == 200 ? json_tokener_parse(resp) : NULL;
-		if (j && json_object_object_get_ex(j, "token", &x))
-			snprintf(token, sizeof(token), "%s", json_object_get_string(x));
-		else
-			fprintf(stderr, "veil-attest: %s:%d: attestation refused: %s\n", a->host, a->port, st < 0 ? why : resp);
-		json_object_put(j);
-	}
-	Esys_FlushContext(ctx, ak);
-	Esys_Finalize(&ctx);
-	Tss2_TctiLdr_Finalize(&tcti);
-	if (!token[0])
-		die("no validator accepted the attestation: nothing unlocked");
-
-	/* 3. t shares, each the registry's, for this VM */
-	struct vm_share shares[32];
-	int got = 0;
-	RAND_bytes(&start, 1);
-	for (int k = 0; k < nv && got < t; k++) {
-		struct validator *a = &v[(start + k) % nv];
-		uint8_t wire[VM_SHARE_MAX];
-		const char *bad = NULL;
-		snprintf(body, sizeof(body), "{\"vm\":\"%s\",\"token\":\"%s\"}", vm, token);
-		int st = vm_https_post(a->host, a->port, ca, "/v1/share", body, NULL, resp, sizeof(resp), why, sizeof(why));
-		json_object *j = st == 200 ? json_tokener_parse(resp) : NULL, *x;
-		int wl = j && json_object_object_get_ex(j, "share", &x) ? vm_b64_decode(json_object_get_string(x), wire, sizeof(wire)) : -1;
-		OPENSSL_cleanse(resp, sizeof(resp));
-		json_object_put(j);
-		if (wl < 0) {
-			fprintf(stderr, "veil-attest: %s:%d: no share: %s\n", a->host, a->port, st < 0 ? why : "refused");
+		const char *box = NULL, *refs = NULL, *rsig = NULL, *vid = NULL;
+		if (j && json_object_object_get_ex(j, "box", &x))
+			box = json_object_get_string(x);
+		if (j && json_object_object_get_ex(j, "refs", &x))
+			refs = json_object_get_string(x);
+		if (j && json_object_object_get_ex(j, "refs_sig", &x))
+			rsig = json_object_get_string(x);
+		if (j && json_object_object_get_ex(j, "validator", &x))
+			vid = json_object_get_string(x);
+		if (!box || !refs || !rsig || !vid) {
+			fprintf(stderr, "veil-attest: %s: attestation refused: %s\n", from, st < 0 ? why : resp);
+			json_object_put(j);
 			continue;
 		}
-		if (vm_share_decode(wire, wl, &shares[got], &bad) || strcmp(shares[got].vmid, vm) ||
-		    vm_share_verify(&shares[got], reg)) {
-			fprintf(stderr, "veil-attest: %s:%d: a bad share (%s): ignored\n", a->host, a->port,
-				bad ? bad : "not the registry's or for another VM");
-			vm_share_wipe(&shares[got]);
+		/* the registry's policy, then the box, then the registry's share */
+		struct vm_policy pol;
+		uint8_t rs[80], boxed[VM_SHARE_MAX + 64], wire[VM_SHARE_MAX];
+		char aad[200];
+		const char *bad = NULL;
+		int rl = vm_b64_decode(rsig, rs, sizeof(rs)), bl = vm_b64_decode(box, boxed, sizeof(boxed)), wl = -1;
+		if (vm_policy_load(refs, strlen(refs), rs, rl < 0 ? 0 : rl, reg, &pol, why, sizeof(why)) || strcmp(pol.vm, vm)) {
+			fprintf(stderr, "veil-attest: %s: reference values refused: %s\n", from,
+				strcmp(pol.vm, vm) ? "for another VM" : why);
 		} else {
-			got++;
+			vm_share_aad(vm, pol.epoch, vid, aad, sizeof(aad));
+			wl = bl < 0 ? -1 : vm_box_open(eph, nonce, aad, boxed, bl, wire, sizeof(wire));
+			if (wl < 0)
+				fprintf(stderr, "veil-attest: %s: the box does not open with this boot's key\n", from);
+		}
+		json_object_put(j);
+		OPENSSL_cleanse(resp, sizeof(resp));
+		if (wl < 0)
+			continue;
+		struct got *g = &got[ngot];
+		if (vm_share_decode(wire, wl, &g->sh, &bad) || strcmp(g->sh.vmid, vm) || vm_share_verify(&g->sh, reg) ||
+		    g->sh.t != pol.t) {
+			fprintf(stderr, "veil-attest: %s: a bad share (%s): ignored\n", from,
+				bad ? bad : "not the registry's, for another VM or threshold");
+			vm_share_wipe(&g->sh);
+			OPENSSL_cleanse(wire, sizeof(wire));
+			continue;
 		}
 		OPENSSL_cleanse(wire, sizeof(wire));
+		g->epoch = pol.epoch;
+		memcpy(g->commit, pol.commit, 32);
+		snprintf(g->from, sizeof(g->from), "%s", from);
+		ngot++;
+		if (t != pol.t)
+			fprintf(stderr, "veil-attest: the registry says t = %d (--t %d given): using %d\n", pol.t, t, pol.t);
+		t = pol.t;
+		/* the newest epoch seen rules; older shares are a holder's stale state */
+		uint64_t top = 0;
+		for (int i = 0; i < ngot; i++)
+			if (got[i].epoch > top)
+				top = got[i].epoch;
+		struct got *cur[32];
+		int nc = 0;
+		for (int i = 0; i < ngot; i++)
+			if (got[i].epoch == top)
+				cur[nc++] = &got[i];
+		if (g->epoch < top)
+			fprintf(stderr, "veil-attest: %s: serves epoch %llu, older than %llu: ignored\n", from,
+				(unsigned long long)g->epoch, (unsigned long long)top);
+		if (nc >= t)
+			kl = rebuild(cur, nc, t, vm, key);
 	}
-	if (got < t) {
-		for (int i = 0; i < got; i++)
-			vm_share_wipe(&shares[i]);
-		die("%d of the %d shares needed: nothing unlocked", got, t);
+	free(body);
+	free(ev64);
+	for (int i = 0; i < ngot; i++)
+		vm_share_wipe(&got[i].sh);
+	Esys_FlushContext(ctx, ak);
+	EVP_PKEY_free(eph);
+	if (kl < 0) {
+		Esys_Finalize(&ctx);
+		Tss2_TctiLdr_Finalize(&tcti);
+		die("%d share(s) collected, %d of one epoch matching the key's commitment needed: nothing unlocked", ngot, t);
 	}
-	uint8_t key[VM_SECRET_MAX];
-	int kl = vm_shamir_combine(shares, got, key);
-	for (int i = 0; i < got; i++)
-		vm_share_wipe(&shares[i]);
-	if (kl < 0)
-		die("the shares do not combine: nothing unlocked");
 	int fd = !strcmp(keyout, "-") ? dup(1) : open(keyout, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	int ok = fd >= 0 && write(fd, key, kl) == kl;
 	OPENSSL_cleanse(key, sizeof(key));
 	if (fd >= 0)
 		close(fd);
-	if (!ok)
+	if (!ok) {
+		unlink(keyout);
 		die("cannot write the key to %s", keyout);
-	fprintf(stderr, "veil-attest: unlocked %s with %d shares\n", vm, got);
+	}
+	/* 4. nothing after us may attest as us */
+	if (!nocap && cap_pcrs(ctx)) {
+		if (strcmp(keyout, "-"))
+			unlink(keyout);
+		die("cannot cap the PCRs: key withdrawn");
+	}
+	Esys_Finalize(&ctx);
+	Tss2_TctiLdr_Finalize(&tcti);
+	alarm(0);
+	fprintf(stderr, "veil-attest: unlocked %s with %d shares%s\n", vm, t, nocap ? "" : "; PCRs capped");
 	return 0;
 }

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Validator throughput (protocol v2): full attestations (challenge, quote +
+# event log + AK verification, share boxed to the VM's key) against one
+# veil-validator with one worker pinned to CPU 0, from veil-attest-bench (a
+# software TPM) on the other CPUs.  Prints one JSON object per run, then a
+# summary object; everything on loopback, removed at the end.
+#   tools/bench_attest.sh [SECONDS]      (make bench)
+set -u
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-$PWD/build}
+SECS=${1:-5}
+W=$(mktemp -d /tmp/veil-bench-attest-XXXXXX)
+PORT=$((30000 + ($$ % 1000)))
+VPID=""
+cleanup() { [ -n "$VPID" ] && kill "$VPID" 2>/dev/null && wait "$VPID" 2>/dev/null; rm -rf "$W"; }
+trap cleanup EXIT INT TERM
+cd "$W"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj "/CN=bench CA" \
+	-keyout ca.key -out ca.pem 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=validator" -keyout tls.key -out tls.csr 2>/dev/null
+openssl x509 -req -in tls.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+	-extfile <(echo "subjectAltName=IP:127.0.0.1") -out tls.crt 2>/dev/null
+openssl genpkey -algorithm ed25519 -out sign.key 2>/dev/null
+openssl genpkey -algorithm ed25519 -out registry.key 2>/dev/null
+openssl pkey -in registry.key -pubout -out registry.pub
+chmod 600 tls.key sign.key
+( umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > storage )
+cat > v.conf <<EOC
+id v1
+listen 127.0.0.1:$PORT
+cert $W/tls.crt
+key $W/tls.key
+signing_key $W/sign.key
+storage_key_file $W/storage
+state_dir $W/state
+registry_pub $W/registry.pub
+workers 1
+audit_sync_ms 10
+nonce_ttl_s 60
+EOC
+taskset -c 0 "$BUILD/veil-validator" -c v.conf 2>validator.log &
+VPID=$!
+for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
+"$BUILD/veil-attest-bench" register --addr 127.0.0.1:$PORT --ca ca.pem --registry-key registry.key --vm bench-vm --vms 128 || exit 1
+ncpu=$(nproc); cl="1-$((ncpu - 1))"; [ "$ncpu" = 1 ] && cl=0
+run() { taskset -c "$cl" "$BUILD/veil-attest-bench" run --addr 127.0.0.1:$PORT --ca ca.pem --vm bench-vm --pid "$VPID" --seconds "$SECS" --vms 128 "$@"; }
+new=$(run --mode new --clients 8); echo "$new"
+res=$(run --mode resume --clients 8); echo "$res"
+ka=$(run --mode keepalive --clients 8); echo "$ka"
+[ -n "${PERF:-}" ] && { perf record -q -g -p "$VPID" -o /tmp/keyrel-perf.data -- sleep "$SECS" & PP=$!; run --mode keepalive --clients 8 >/dev/null; wait $PP; }
+many=$(run --mode keepalive --clients 900 --slow 100); echo "$many"
+echo "{\"new_tls\": $new, \"resumed_tls\": $res, \"keepalive\": $ka, \"c1000_slow10pct\": $many, \"note\": \"one validator worker pinned to CPU 0, clients (software TPM) on CPU $cl; per_cpu_s = attestations per validator CPU second, i.e. per core\"}"
