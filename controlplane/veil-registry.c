@@ -5,7 +5,9 @@
  *   veil-registry order --vm ID --t T --validators ADDR:PORT,... --ca FILE
  *                       --key REGISTRY_KEY --ak-pub FILE --disk PATH [--disk-mb N]
  *                       --measure kernel=P --measure initrd=P --measure cmdline=P --measure config=P
- *                       [--pcr N=HEX ...]
+ *                       [--pcr N=HEX ...] [--rootfs DIR]
+ *   veil-registry refs --vm ID --kernel FILE --initrd FILE --cmdline STRING --key REGISTRY_KEY
+ *                      --out FILE [--pcr N=HEX ...]
  *
  * Generates the disk key, formats PATH as a LUKS2 container with it
  * (cryptsetup on the file: no device-mapper needed), splits the key into one
@@ -14,8 +16,22 @@
  * initrd, command line and config; expected PCRs; the VM's attestation key),
  * each registration signed with the registry's key over TLS 1.3.  The key
  * only ever travels through a pipe to cryptsetup and is wiped; it is never
- * written anywhere.  Exit: 0 done, 1 failed (nothing is left half-registered
- * without saying so), 2 bad usage.
+ * written anywhere.  With --rootfs, PATH holds that directory as ext4
+ * (mke2fs -d), encrypted in place offline (cryptsetup reencrypt --encrypt,
+ * LUKS2, argon2id pinned at 64 MiB and 4 iterations so the VM unlocks in
+ * seconds without KVM; never the host's benchmark) instead of an empty
+ * container.  --pcr 9=HEX is PCR 9 as the firmware hands it to the initrd
+ * (the EFI stub's two events, from `refs`); the initrd's own measurements
+ * extend it.
+ *
+ * refs computes the reference values a verifier needs, offline: PCR 9's two
+ * EFI-stub events (the command line as the stub sees it, UTF-16LE of
+ * CMDLINE + " initrd=initrd" and two zero bytes; the initrd file) and PCR 9
+ * after them, with the firmware PCRs given by --pcr (from a reference boot),
+ * and signs the JSON (Ed25519, the registry's key) into OUT.sig.
+ *
+ * Exit: 0 done, 1 failed (nothing is left half-registered without saying
+ * so), 2 bad usage.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -27,6 +43,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
+#include <json-c/json.h>
 
 #include "keys/attest.h"
 #include "keys/shamir.h"
@@ -34,6 +51,151 @@
 static int rnd(uint8_t *b, size_t n)
 {
 	return RAND_priv_bytes(b, n) == 1 ? 0 : -1;
+}
+
+static void sha256(const void *in, size_t len, uint8_t out[32])
+{
+	unsigned int ol = 32;
+	EVP_Digest(in, len, out, &ol, EVP_sha256(), NULL);
+}
+
+/* The EFI stub's command-line event: sha256 of the load options as UTF-16LE
+ * with their terminating NUL; OVMF's direct kernel boot appends " initrd=initrd". */
+static int cmdline_event(const char *cmdline, uint8_t out[32])
+{
+	char full[4096];
+	uint8_t u16[8192 + 2];
+	size_t n = (size_t)snprintf(full, sizeof(full), "%s initrd=initrd", cmdline);
+
+	if (n >= sizeof(full))
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		if ((unsigned char)full[i] > 0x7e)
+			return -1; /* ASCII only: the stub's conversion of anything else is not ours to guess */
+		u16[2 * i] = (uint8_t)full[i];
+		u16[2 * i + 1] = 0;
+	}
+	u16[2 * n] = u16[2 * n + 1] = 0;
+	sha256(u16, 2 * n + 2, out);
+	return 0;
+}
+
+static void extend(uint8_t pcr[32], const uint8_t d[32])
+{
+	uint8_t b[64];
+	memcpy(b, pcr, 32);
+	memcpy(b + 32, d, 32);
+	sha256(b, 64, pcr);
+}
+
+static int sign_file(const char *path, EVP_PKEY *key)
+{
+	char sp[1024];
+	uint8_t buf[65536], sig[64];
+	size_t n, sl = sizeof(sig);
+	FILE *f = fopen(path, "re");
+
+	if (!f)
+		return -1;
+	n = fread(buf, 1, sizeof(buf), f);
+	fclose(f);
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	int ok = md && n < sizeof(buf) && EVP_DigestSignInit(md, NULL, NULL, NULL, key) == 1 &&
+		 EVP_DigestSign(md, sig, &sl, buf, n) == 1;
+	EVP_MD_CTX_free(md);
+	snprintf(sp, sizeof(sp), "%s.sig", path);
+	f = ok ? fopen(sp, "we") : NULL;
+	ok = f && fwrite(sig, 1, sl, f) == sl;
+	if (f && fclose(f))
+		ok = 0;
+	return ok ? 0 : -1;
+}
+
+/* veil-registry refs: the reference values, offline, signed. */
+static int refs_main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "vm", required_argument, NULL, 'v' }, { "kernel", required_argument, NULL, 'K' },
+		{ "initrd", required_argument, NULL, 'i' }, { "cmdline", required_argument, NULL, 'C' },
+		{ "key", required_argument, NULL, 'k' }, { "out", required_argument, NULL, 'o' },
+		{ "pcr", required_argument, NULL, 'p' }, { 0 }
+	};
+	const char *vm = NULL, *kernel = NULL, *initrd = NULL, *cmdline = NULL, *keyf = NULL, *out = NULL;
+	char pcrhex[24][65] = { { 0 } };
+	int o;
+
+	optind = 2;
+	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (o) {
+		case 'v': vm = optarg; break;
+		case 'K': kernel = optarg; break;
+		case 'i': initrd = optarg; break;
+		case 'C': cmdline = optarg; break;
+		case 'k': keyf = optarg; break;
+		case 'o': out = optarg; break;
+		case 'p': {
+			int n = atoi(optarg);
+			const char *eq = strchr(optarg, '=');
+			if (!eq || n < 0 || n > 7 || strlen(eq + 1) != 64)
+				return fprintf(stderr, "veil-registry: refs --pcr takes N=64 hex digits, N 0..7\n"), 2;
+			snprintf(pcrhex[n], 65, "%s", eq + 1);
+			break;
+		}
+		default:
+			return 2;
+		}
+	}
+	if (!vm || !kernel || !initrd || !cmdline || !keyf || !out)
+		return fprintf(stderr, "veil-registry: refs needs --vm, --kernel, --initrd, --cmdline, --key and --out\n"), 2;
+	EVP_PKEY *reg = vm_load_priv(keyf);
+	if (!reg)
+		return fprintf(stderr, "veil-registry: cannot read %s\n", keyf), 1;
+	uint8_t hk[32], hi[32], hc[32], pcr9[32] = { 0 };
+	char xk[65], xi[65], xc[65], x9[65];
+	if (vm_sha256_file(kernel, 0, hk) || vm_sha256_file(initrd, 0, hi))
+		return fprintf(stderr, "veil-registry: cannot read %s or %s\n", kernel, initrd), 1;
+	if (cmdline_event(cmdline, hc))
+		return fprintf(stderr, "veil-registry: the command line must be printable ASCII, under 4 KiB\n"), 2;
+	/* the stub measures the command line, then the initrd it loads */
+	extend(pcr9, hc);
+	extend(pcr9, hi);
+	vm_hex(hk, 32, xk);
+	vm_hex(hi, 32, xi);
+	vm_hex(hc, 32, xc);
+	vm_hex(pcr9, 32, x9);
+	FILE *f = fopen(out, "we");
+	if (!f)
+		return fprintf(stderr, "veil-registry: %s: %s\n", out, strerror(errno)), 1;
+	fprintf(f, "{\"vm\":\"%s\",\"kernel_sha256\":\"%s\",\"initrd_sha256\":\"%s\",\"cmdline\":", vm, xk, xi);
+	json_object *js = json_object_new_string(cmdline);
+	fputs(json_object_to_json_string_ext(js, JSON_C_TO_STRING_NOSLASHESCAPE), f);
+	json_object_put(js);
+	fprintf(f, ",\"pcr9_events\":[{\"event\":\"cmdline\",\"sha256\":\"%s\"},{\"event\":\"initrd\",\"sha256\":\"%s\"}],"
+		   "\"pcrs\":{", xc, xi);
+	int first = 1;
+	for (int p = 0; p < 8; p++)
+		if (pcrhex[p][0]) {
+			fprintf(f, "%s\"%d\":\"%s\"", first ? "" : ",", p, pcrhex[p]);
+			first = 0;
+		}
+	fprintf(f, "%s\"9\":\"%s\"}}\n", first ? "" : ",", x9);
+	if (fclose(f) || sign_file(out, reg))
+		return fprintf(stderr, "veil-registry: cannot write or sign %s\n", out), 1;
+	printf("refs %s: pcr9 %s (cmdline event %s, initrd event %s); signed %s.sig\n", vm, x9, xc, xi, out);
+	return 0;
+}
+
+/* mke2fs -d DIR into PATH, leaving the last 32 MiB free: the offline
+ * encryption shifts the data by half of that and puts the LUKS2 header in
+ * front, so the data starts at 16 MiB (VM_DISK_HEADER_BYTES) as with
+ * luksFormat, and the measured header region never holds filesystem blocks
+ * that change once the VM writes to its disk. */
+static int make_fs(const char *dir, const char *disk, int mb)
+{
+	char cmd[2048];
+	snprintf(cmd, sizeof(cmd), "mke2fs -q -F -t ext4 -E root_owner=0:0 -L root -d '%s' '%s' %dM 2>&1", dir, disk,
+		 mb - 32);
+	return system(cmd) == 0 ? 0 : -1;
 }
 
 
@@ -45,14 +207,16 @@ int main(int argc, char **argv)
 		{ "key", required_argument, NULL, 'k' }, { "ak-pub", required_argument, NULL, 'a' },
 		{ "disk", required_argument, NULL, 'd' }, { "disk-mb", required_argument, NULL, 's' },
 		{ "measure", required_argument, NULL, 'm' }, { "pcr", required_argument, NULL, 'p' },
-		{ "help", no_argument, NULL, 'h' }, { 0 }
+		{ "rootfs", required_argument, NULL, 'R' }, { "help", no_argument, NULL, 'h' }, { 0 }
 	};
 	static const char *names[] = VM_REF_NAMES;
-	const char *vm = NULL, *vals = NULL, *ca = NULL, *keyf = NULL, *akf = NULL, *disk = NULL;
+	const char *vm = NULL, *vals = NULL, *ca = NULL, *keyf = NULL, *akf = NULL, *disk = NULL, *rootfs = NULL;
 	const char *measure[VM_REF_COUNT] = { 0 };
 	char pcrhex[24][65] = { { 0 } };
 	int t = 0, mb = 32, o;
 
+	if (argc >= 2 && !strcmp(argv[1], "refs"))
+		return refs_main(argc, argv);
 	if (argc < 2 || strcmp(argv[1], "order")) {
 		fprintf(stderr, "usage: veil-registry order --vm ID --t T --validators A:P,... --ca F --key F --ak-pub F "
 				"--disk PATH --measure NAME=PATH ... (see controlplane/veil-registry.c)\n");
@@ -69,6 +233,7 @@ int main(int argc, char **argv)
 		case 'a': akf = optarg; break;
 		case 'd': disk = optarg; break;
 		case 's': mb = atoi(optarg); break;
+		case 'R': rootfs = optarg; break;
 		case 'm': {
 			const char *eq = strchr(optarg, '=');
 			int done = 0;
@@ -84,8 +249,8 @@ int main(int argc, char **argv)
 		case 'p': {
 			int n = atoi(optarg);
 			const char *eq = strchr(optarg, '=');
-			if (!eq || n < 0 || n > 23 || n == VM_MEASURE_PCR || strlen(eq + 1) != 64)
-				return fprintf(stderr, "veil-registry: --pcr takes N=64 hex digits (N 0..23, not %d)\n", VM_MEASURE_PCR), 2;
+			if (!eq || n < 0 || n > 23 || strlen(eq + 1) != 64)
+				return fprintf(stderr, "veil-registry: --pcr takes N=64 hex digits (N 0..23)\n"), 2;
 			snprintf(pcrhex[n], 65, "%s", eq + 1);
 			break;
 		}
@@ -96,6 +261,8 @@ int main(int argc, char **argv)
 	for (int i = 0; i < VM_REF_COUNT - 1; i++)
 		if (!measure[i])
 			return fprintf(stderr, "veil-registry: --measure %s=PATH is required\n", names[i]), 2;
+	if (rootfs && mb < 64)
+		return fprintf(stderr, "veil-registry: --rootfs needs --disk-mb 64 or more\n"), 2;
 	if (!vm || !vals || !ca || !keyf || !akf || !disk || t < 1 || mb < 16)
 		return fprintf(stderr, "veil-registry: --vm, --t, --validators, --ca, --key, --ak-pub and --disk are required\n"), 2;
 
@@ -138,15 +305,24 @@ int main(int argc, char **argv)
 	}
 	fclose(df);
 	char cmd[1024];
-	snprintf(cmd, sizeof(cmd), "cryptsetup luksFormat --batch-mode --type luks2 --pbkdf pbkdf2 "
-		 "--pbkdf-force-iterations 1000 --key-file - '%s' 2>&1", disk);
+	if (rootfs && make_fs(rootfs, disk, mb)) {
+		OPENSSL_cleanse(key, sizeof(key));
+		unlink(disk);
+		return fprintf(stderr, "veil-registry: mke2fs -d %s failed\n", rootfs), 1;
+	}
+	if (rootfs)
+		snprintf(cmd, sizeof(cmd), "cryptsetup reencrypt --encrypt --type luks2 --batch-mode --reduce-device-size 32M "
+			 "--pbkdf argon2id --pbkdf-memory 65536 --pbkdf-force-iterations 4 --key-file - '%s' 2>&1", disk);
+	else
+		snprintf(cmd, sizeof(cmd), "cryptsetup luksFormat --batch-mode --type luks2 --pbkdf pbkdf2 "
+			 "--pbkdf-force-iterations 1000 --key-file - '%s' 2>&1", disk);
 	FILE *cs = popen(cmd, "w");
 	int ok = cs && fwrite(key, 1, sizeof(key), cs) == sizeof(key);
 	ok &= cs && pclose(cs) == 0;
 	if (!ok) {
 		OPENSSL_cleanse(key, sizeof(key));
 		unlink(disk);
-		return fprintf(stderr, "veil-registry: cryptsetup luksFormat failed on %s\n", disk), 1;
+		return fprintf(stderr, "veil-registry: cryptsetup %s failed on %s\n", rootfs ? "reencrypt" : "luksFormat", disk), 1;
 	}
 
 	/* the disk's header region is a reference too: a swapped disk is refused */
@@ -186,7 +362,7 @@ int main(int argc, char **argv)
 			   "\"config\":\"%s\",\"disk\":\"%s\"},\"pcrs\":{", vm, w64, hx[0], hx[1], hx[2], hx[3], hx[4]);
 		int first = 1;
 		for (int p = 0; p < 24; p++) {
-			if (!(VM_PCR_MASK & (1u << p)) || p == VM_MEASURE_PCR)
+			if (!(VM_PCR_MASK & (1u << p)) || (p == VM_MEASURE_PCR && !pcrhex[p][0]))
 				continue;
 			fprintf(m, "%s\"%d\":\"%s\"", first ? "" : ",", p,
 				pcrhex[p][0] ? pcrhex[p] : "0000000000000000000000000000000000000000000000000000000000000000");
@@ -221,7 +397,7 @@ int main(int argc, char **argv)
 	if (failed)
 		return fprintf(stderr, "veil-registry: order %s incomplete: re-run it (a new key replaces the old "
 				       "registrations)\n", vm), 1;
-	printf("order %s: %s formatted (LUKS2), key split %d of %d, registered with every validator; key wiped\n", vm,
-	       disk, t, n);
+	printf("order %s: %s %s (LUKS2), key split %d of %d, registered with every validator; key wiped\n", vm,
+	       disk, rootfs ? "holds the root filesystem, encrypted offline" : "formatted", t, n);
 	return 0;
 }

@@ -328,7 +328,8 @@ static void do_attest(json_object *j, struct reply *r)
 		EVP_PKEY_free(ak);
 		return refuse(r, 403, "attest", vm, reason);
 	}
-	vm_refs_pcr9(&rv, rv.pcr[VM_MEASURE_PCR]);
+	/* a registered "9" is PCR 9 as the firmware hands it over (zero without firmware) */
+	vm_refs_pcr9_from(&rv, rv.pcr[VM_MEASURE_PCR], rv.pcr[VM_MEASURE_PCR]);
 	uint8_t digest[32];
 	vm_refs_pcr_digest(&rv, digest);
 	int al = vm_b64_decode(att, attest, sizeof(attest)), sl = vm_b64_decode(sig, sigb, sizeof(sigb));

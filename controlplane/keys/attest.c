@@ -64,9 +64,15 @@ int vm_sha256_file(const char *path, uint64_t limit, uint8_t out[32])
 
 void vm_refs_pcr9(const struct vm_refs *r, uint8_t out[32])
 {
+	static const uint8_t zero[32];
+	vm_refs_pcr9_from(r, zero, out);
+}
+
+void vm_refs_pcr9_from(const struct vm_refs *r, const uint8_t start[32], uint8_t out[32])
+{
 	uint8_t buf[64];
 
-	memset(out, 0, 32);
+	memmove(out, start, 32);
 	for (int i = 0; i < VM_REF_COUNT; i++) {
 		memcpy(buf, out, 32);
 		memcpy(buf + 32, r->hash[i], 32);

@@ -33,6 +33,9 @@ struct vm_refs {
 int vm_sha256_file(const char *path, uint64_t limit, uint8_t out[32]);
 /* PCR 9 after extending it, from zero, with each reference hash in order. */
 void vm_refs_pcr9(const struct vm_refs *r, uint8_t out[32]);
+/* The same from what the firmware left in PCR 9 (a real VM: the EFI stub's
+ * command-line and initrd events); start and out may be the same. */
+void vm_refs_pcr9_from(const struct vm_refs *r, const uint8_t start[32], uint8_t out[32]);
 /* sha256 over the concatenated expected values of the PCRs in VM_PCR_MASK. */
 void vm_refs_pcr_digest(const struct vm_refs *r, uint8_t out[32]);
 
