@@ -8,7 +8,9 @@ need=(clang llvm make gcc pkg-config libbpf-dev libxdp-dev xdp-tools bpftool lib
 case "${1:-build}" in
 bench) need+=(haproxy wrk gnuplot-nox libnginx-mod-stream nginx-light python3) ;;
 test|demo) need+=(nginx-light openssl curl nftables tshark procps psmisc python3 iputils-ping util-linux
-		   swtpm swtpm-tools tpm2-tools cryptsetup-bin) ;;
+		   swtpm swtpm-tools tpm2-tools cryptsetup-bin
+		   qemu-system-x86 libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu ovmf
+		   linux-image-amd64 busybox-static e2fsprogs kmod cpio zstd) ;;
 esac
 missing=()
 for p in "${need[@]}"; do
