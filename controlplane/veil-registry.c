@@ -8,6 +8,7 @@
  *                       [--pcr N=HEX ...] [--rootfs DIR]
  *   veil-registry refs --vm ID --kernel FILE --initrd FILE --cmdline STRING --key REGISTRY_KEY
  *                      --out FILE [--pcr N=HEX ...]
+ *   veil-registry serve --dir DIR --listen ADDR:PORT --cert FILE --key FILE
  *
  * Generates the disk key, formats PATH as a LUKS2 container with it
  * (cryptsetup on the file: no device-mapper needed), splits the key into one
@@ -30,10 +31,21 @@
  * after them, with the firmware PCRs given by --pcr (from a reference boot),
  * and signs the JSON (Ed25519, the registry's key) into OUT.sig.
  *
+ * serve publishes DIR's files (kernel, initrd, disk image, refs and their
+ * signature) over HTTPS (TLS 1.3 only), content-addressed:
+ * GET /v1/manifest -> {"files":[{"name","size","sha256","url":"/v1/blobs/sha256:HEX"}]},
+ * GET /v1/blobs/sha256:HEX -> the bytes, which the client checks against the
+ * digest in the URL.  Nothing else is served; one request a connection.
+ *
  * Exit: 0 done, 1 failed (nothing is left half-registered without saying
  * so), 2 bad usage.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <netdb.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -185,6 +197,152 @@ static int refs_main(int argc, char **argv)
 	return 0;
 }
 
+/* veil-registry serve */
+#define SERVE_MAX 64
+static struct {
+	char name[256], hex[65];
+	off_t size;
+} pub[SERVE_MAX];
+static int npub;
+static volatile sig_atomic_t serve_stop;
+static void on_term(int sig) { serve_stop = 1; }
+
+static void reply(SSL *ssl, int status, const char *type, const void *body, size_t len)
+{
+	char h[256];
+	int n = snprintf(h, sizeof(h), "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
+			 status, status == 200 ? "OK" : status == 404 ? "Not Found" : "Bad Request", type, len);
+	SSL_write(ssl, h, n);
+	if (len)
+		SSL_write(ssl, body, (int)len);
+}
+
+static int serve_main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "dir", required_argument, NULL, 'd' }, { "listen", required_argument, NULL, 'l' },
+		{ "cert", required_argument, NULL, 'c' }, { "key", required_argument, NULL, 'k' }, { 0 }
+	};
+	const char *dir = NULL, *listen_at = NULL, *cert = NULL, *key = NULL;
+	int o;
+
+	optind = 2;
+	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (o) {
+		case 'd': dir = optarg; break;
+		case 'l': listen_at = optarg; break;
+		case 'c': cert = optarg; break;
+		case 'k': key = optarg; break;
+		default: return 2;
+		}
+	}
+	if (!dir || !listen_at || !cert || !key)
+		return fprintf(stderr, "veil-registry: serve needs --dir, --listen ADDR:PORT, --cert and --key\n"), 2;
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	while (d && (e = readdir(d)) && npub < SERVE_MAX) {
+		char path[1024];
+		struct stat st;
+		uint8_t h[32];
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		if (e->d_name[0] == '.' || stat(path, &st) || !S_ISREG(st.st_mode) || vm_sha256_file(path, 0, h))
+			continue;
+		snprintf(pub[npub].name, sizeof(pub[npub].name), "%s", e->d_name);
+		vm_hex(h, 32, pub[npub].hex);
+		pub[npub++].size = st.st_size;
+	}
+	if (d)
+		closedir(d);
+	if (!d || !npub)
+		return fprintf(stderr, "veil-registry: nothing to serve in %s\n", dir), 1;
+	json_object *m = json_object_new_object(), *fl = json_object_new_array();
+	for (int i = 0; i < npub; i++) {
+		json_object *f = json_object_new_object();
+		char url[128];
+		snprintf(url, sizeof(url), "/v1/blobs/sha256:%s", pub[i].hex);
+		json_object_object_add(f, "name", json_object_new_string(pub[i].name));
+		json_object_object_add(f, "size", json_object_new_int64(pub[i].size));
+		json_object_object_add(f, "sha256", json_object_new_string(pub[i].hex));
+		json_object_object_add(f, "url", json_object_new_string(url));
+		json_object_array_add(fl, f);
+	}
+	json_object_object_add(m, "files", fl);
+	char *manifest = strdup(json_object_to_json_string_ext(m, JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(m);
+
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1 || SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1)
+		return fprintf(stderr, "veil-registry: cannot load %s / %s\n", cert, key), 1;
+	char host[128];
+	const char *c = strrchr(listen_at, ':');
+	snprintf(host, sizeof(host), "%.*s", (int)(c ? c - listen_at : 0), listen_at);
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST | AI_PASSIVE }, *ai;
+	if (!c || getaddrinfo(host, c + 1, &hints, &ai))
+		return fprintf(stderr, "veil-registry: --listen takes ADDR:PORT\n"), 2;
+	int one = 1, lfd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(lfd, ai->ai_addr, ai->ai_addrlen) || listen(lfd, 16))
+		return fprintf(stderr, "veil-registry: listen %s: %s\n", listen_at, strerror(errno)), 1;
+	freeaddrinfo(ai);
+	signal(SIGPIPE, SIG_IGN);
+	struct sigaction sa = { .sa_handler = on_term };
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	fprintf(stderr, "veil-registry: serving %d files from %s on %s\n", npub, dir, listen_at);
+	while (!serve_stop) {
+		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0)
+			continue;
+		struct timeval tv = { .tv_sec = 10 };
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		SSL *ssl = SSL_new(ctx);
+		SSL_set_fd(ssl, fd);
+		char req[2048];
+		int n = SSL_accept(ssl) == 1 ? SSL_read(ssl, req, sizeof(req) - 1) : -1;
+		if (n > 0) {
+			req[n] = 0;
+			char path[512] = "";
+			if (sscanf(req, "GET %511s HTTP/1.", path) != 1) {
+				reply(ssl, 400, "text/plain", "GET only\n", 9);
+			} else if (!strcmp(path, "/v1/manifest")) {
+				reply(ssl, 200, "application/json", manifest, strlen(manifest));
+			} else {
+				int i = 0;
+				if (!strncmp(path, "/v1/blobs/sha256:", 17))
+					for (; i < npub && strcmp(path + 17, pub[i].hex); i++)
+						;
+				else
+					i = npub;
+				char fp[1024];
+				FILE *f = NULL;
+				if (i < npub) {
+					snprintf(fp, sizeof(fp), "%s/%s", dir, pub[i].name);
+					f = fopen(fp, "re");
+				}
+				if (!f) {
+					reply(ssl, 404, "text/plain", "no such blob\n", 13);
+				} else {
+					char h[256], buf[65536];
+					size_t r;
+					int hl = snprintf(h, sizeof(h), "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+							 "Content-Length: %lld\r\nConnection: close\r\n\r\n", (long long)pub[i].size);
+					SSL_write(ssl, h, hl);
+					while ((r = fread(buf, 1, sizeof(buf), f)) > 0 && SSL_write(ssl, buf, (int)r) > 0)
+						;
+					fclose(f);
+				}
+			}
+		}
+		SSL_shutdown(ssl);
+		SSL_free(ssl);
+		close(fd);
+	}
+	free(manifest);
+	SSL_CTX_free(ctx);
+	return 0;
+}
+
 /* mke2fs -d DIR into PATH, leaving the last 32 MiB free: the offline
  * encryption shifts the data by half of that and puts the LUKS2 header in
  * front, so the data starts at 16 MiB (VM_DISK_HEADER_BYTES) as with
@@ -217,6 +375,8 @@ int main(int argc, char **argv)
 
 	if (argc >= 2 && !strcmp(argv[1], "refs"))
 		return refs_main(argc, argv);
+	if (argc >= 2 && !strcmp(argv[1], "serve"))
+		return serve_main(argc, argv);
 	if (argc < 2 || strcmp(argv[1], "order")) {
 		fprintf(stderr, "usage: veil-registry order --vm ID --t T --validators A:P,... --ca F --key F --ak-pub F "
 				"--disk PATH --measure NAME=PATH ... (see controlplane/veil-registry.c)\n");

@@ -50,7 +50,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 
-for c in virsh swtpm swtpm_setup cryptsetup mke2fs cpio busybox modprobe curl openssl tpm2_shutdown; do
+for c in virsh swtpm swtpm_setup cryptsetup mke2fs cpio busybox modprobe curl openssl tpm2_shutdown jq zstd; do
 	command -v "$c" >/dev/null || { fail launch_setup "$c is missing (tools/deps.sh test installs it)"; exit 1; }
 done
 for f in "$OVMF_CODE" "$OVMF_VARS" "/boot/vmlinuz-$KVER" "$BUILD/veil-registry" "$BUILD/veil-validator" "$BUILD/veil-attest"; do
@@ -330,6 +330,36 @@ else
 fi
 rm -rf "$W/rootfs"
 
+# ---------- the registry publishes the VM's files over HTTPS, content-addressed ----------
+t=registry_serves_https
+mkdir -p "$W/pub"
+ln "$KERNEL" "$W/pub/vmlinuz"; ln "$INITRD" "$W/pub/initrd.img"; ln "$W/disk.img" "$W/pub/disk.img"
+cp "$W/refs.json" "$W/refs.json.sig" "$W/pub/"
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=registry" \
+	-keyout "$W/reg.tls.key" -out "$W/reg.csr" 2>/dev/null
+openssl x509 -req -in "$W/reg.csr" -CA "$PKI/ca.pem" -CAkey "$PKI/ca.key" -CAcreateserial -days 2 \
+	-extfile <(echo "subjectAltName=IP:$HOSTIP") -out "$W/reg.crt" 2>/dev/null
+ip netns exec "$NS" "$BUILD/veil-registry" serve --dir "$W/pub" --listen "$HOSTIP:8450" --cert "$W/reg.crt" \
+	--key "$W/reg.tls.key" 2>"$W/serve.log" &
+PIDS+=($!)
+get() { inns curl -sf --tlsv1.3 --max-time 30 --cacert "$PKI/ca.pem" "https://$HOSTIP:8450$1" -o "$2"; }
+for _ in $(seq 50); do get /v1/manifest "$W/manifest.json" && break; sleep 0.2; done
+ok=1 why=""
+for f in initrd.img refs.json refs.json.sig; do
+	url=$(jq -r --arg n "$f" '.files[] | select(.name == $n) | .url' "$W/manifest.json" 2>/dev/null)
+	if [ -z "$url" ] || ! get "$url" "$W/got-$f" || [ "sha256:$(sha256sum < "$W/got-$f" | cut -d' ' -f1)" != "${url##*/}" ] ||
+		! cmp -s "$W/got-$f" "$W/pub/$f"; then
+		ok=0 why="$why $f"
+	fi
+done
+get /v1/blobs/sha256:0000000000000000000000000000000000000000000000000000000000000000 "$W/none" && { ok=0 why="$why (an unknown blob was served)"; }
+if [ $ok = 1 ] && [ "$(jq '.files | length' "$W/manifest.json")" = 5 ] &&
+	openssl pkeyutl -verify -pubin -inkey "$PKI/registry.pub" -rawin -in "$W/got-refs.json" -sigfile "$W/got-refs.json.sig" >/dev/null 2>&1; then
+	pass "$t (manifest of 5 files; initrd and signed refs fetched by sha256 URL, digests and signature check)"
+else
+	fail $t "bad or missing:$why $(cat "$W/serve.log")"
+fi
+
 # ---------- 6. the launch: one validator down, then t-1, then a second comes back ----------
 stop_validator 2; stop_validator 3
 CON=$W/console-boot.log
@@ -370,6 +400,14 @@ if boot "$INITRD" "$CMDLINE" "$W/disk.img" "$CON"; then
 	else
 		fail $t "no capping line on the console"
 	fi
+	t=os_sees_capped_pcrs
+	okc=1
+	for p in 0 7 9; do
+		v=$(grep -a "veil-os: pcr $p " "$CON" | tr -d '\r' | awk '{print tolower($NF)}')
+		{ [ -n "$v" ] && [ "$v" != "$(pcr $p)" ] && [ "$v" != "$REF9" ]; } || okc=0
+	done
+	[ $okc = 1 ] && pass "$t (PCRs 0, 7 and 9 in the booted OS differ from every reference)" ||
+		fail $t "$(grep -a 'veil-os: pcr' "$CON" | tr -d '\r')"
 	skip pcrs_capped_share_refused "a process in the booted OS quoting for a share needs the key-release branch's protocol (one quote, event log, no self-measurement); with today's client any second unlock extends PCR 9 again and is refused for that alone"
 else
 	fail $t "the domain did not start: $(cat "$W/virsh.err")"
