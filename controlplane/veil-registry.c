@@ -1,13 +1,16 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * veil-registry order: the key part of building a VM's disk.
+ * veil-registry: building a VM's disk, its reference values and its key shares.
  *
  *   veil-registry order --vm ID --t T --validators ADDR:PORT,... --ca FILE
  *                       --key REGISTRY_KEY --ak-pub FILE --disk PATH [--disk-mb N]
  *                       --measure cmdline=P --measure initrd=P [--measure kernel=P --measure config=P]
- *                       [--pcr 0=HEX --pcr 7=HEX] [--pcr9-event HEX ...] [--epoch N]
+ *                       [--pcr 0=HEX --pcr 7=HEX] [--pcr9-event HEX ...] [--epoch N] [--rootfs DIR]
+ *   veil-registry refs --vm ID --kernel FILE --initrd FILE --cmdline STRING --key REGISTRY_KEY
+ *                      --out FILE [--pcr N=HEX ...]
+ *   veil-registry serve --dir DIR --listen ADDR:PORT --cert FILE --key FILE
  *
- * Generates the disk key, formats PATH as a LUKS2 container with it
+ * order generates the disk key, formats PATH as a LUKS2 container with it
  * (cryptsetup on the file, key through a pipe, no shell), splits the key into
  * one share per validator (t >= 2 rebuild it), signs every share, and
  * registers each with its validator together with the signed reference
@@ -18,16 +21,39 @@
  * the VM's AK, t, n, the key epoch (default: now, in seconds; validators
  * refuse an epoch not newer than theirs) and a commitment to the key.
  * kernel= and config= are accepted and not part of the policy (PCR 4 is not
- * quoted).  The key only travels through a pipe to cryptsetup and is wiped;
- * it is never written anywhere.  Exit: 0 done, 1 failed (said so), 2 bad usage.
+ * quoted).  With --rootfs, PATH holds that directory as ext4 (mke2fs -d),
+ * encrypted in place offline (cryptsetup reencrypt --encrypt, LUKS2, argon2id
+ * pinned at 64 MiB and 4 iterations so the VM unlocks in seconds without KVM;
+ * never the host's benchmark) instead of an empty container.  The key only
+ * travels through a pipe to cryptsetup and is wiped; it is never written
+ * anywhere.
+ *
+ * refs computes, offline, what the EFI stub will extend into PCR 9 (the
+ * command line event and the initrd event, as above) and PCR 9 after them,
+ * with the firmware PCRs given by --pcr (from a reference boot), and signs
+ * the JSON (Ed25519, the registry's key) into OUT.sig: published with the
+ * image so anyone can check what the validators were told.
+ *
+ * serve publishes DIR's files (kernel, initrd, disk image, refs and their
+ * signature) over HTTPS (TLS 1.3 only), content-addressed:
+ * GET /v1/manifest -> {"files":[{"name","size","sha256","url":"/v1/blobs/sha256:HEX"}]},
+ * GET /v1/blobs/sha256:HEX -> the bytes, which the client checks against the
+ * digest in the URL.  Nothing else is served; one request a connection.
+ *
+ * Exit: 0 done, 1 failed (said so), 2 bad usage.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <netdb.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -109,6 +135,303 @@ static int sign_b64(EVP_PKEY *key, const char *data, char *out, size_t cap)
 	return ok && vm_b64_encode(sig, sl, out, cap) > 0 ? 0 : -1;
 }
 
+static void sha256(const void *in, size_t len, uint8_t out[32])
+{
+	unsigned int ol = 32;
+	EVP_Digest(in, len, out, &ol, EVP_sha256(), NULL);
+}
+
+/* The EFI stub's command-line event: sha256 of the load options as UTF-16LE
+ * with their terminating NUL; OVMF's direct kernel boot appends " initrd=initrd". */
+static int cmdline_event(const char *cmdline, uint8_t out[32])
+{
+	char full[4096];
+	uint8_t u16[8192 + 2];
+	size_t n = (size_t)snprintf(full, sizeof(full), "%s initrd=initrd", cmdline);
+
+	if (n >= sizeof(full))
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		if ((unsigned char)full[i] > 0x7e)
+			return -1; /* ASCII only: the stub's conversion of anything else is not ours to guess */
+		u16[2 * i] = (uint8_t)full[i];
+		u16[2 * i + 1] = 0;
+	}
+	u16[2 * n] = u16[2 * n + 1] = 0;
+	sha256(u16, 2 * n + 2, out);
+	return 0;
+}
+
+static void extend(uint8_t pcr[32], const uint8_t d[32])
+{
+	uint8_t b[64];
+	memcpy(b, pcr, 32);
+	memcpy(b + 32, d, 32);
+	sha256(b, 64, pcr);
+}
+
+static int sign_file(const char *path, EVP_PKEY *key)
+{
+	char sp[1024];
+	uint8_t buf[65536], sig[64];
+	size_t n, sl = sizeof(sig);
+	FILE *f = fopen(path, "re");
+
+	if (!f)
+		return -1;
+	n = fread(buf, 1, sizeof(buf), f);
+	fclose(f);
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	int ok = md && n < sizeof(buf) && EVP_DigestSignInit(md, NULL, NULL, NULL, key) == 1 &&
+		 EVP_DigestSign(md, sig, &sl, buf, n) == 1;
+	EVP_MD_CTX_free(md);
+	snprintf(sp, sizeof(sp), "%s.sig", path);
+	f = ok ? fopen(sp, "we") : NULL;
+	ok = f && fwrite(sig, 1, sl, f) == sl;
+	if (f && fclose(f))
+		ok = 0;
+	return ok ? 0 : -1;
+}
+
+/* veil-registry refs: the reference values, offline, signed. */
+static int refs_main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "vm", required_argument, NULL, 'v' }, { "kernel", required_argument, NULL, 'K' },
+		{ "initrd", required_argument, NULL, 'i' }, { "cmdline", required_argument, NULL, 'C' },
+		{ "key", required_argument, NULL, 'k' }, { "out", required_argument, NULL, 'o' },
+		{ "pcr", required_argument, NULL, 'p' }, { 0 }
+	};
+	const char *vm = NULL, *kernel = NULL, *initrd = NULL, *cmdline = NULL, *keyf = NULL, *out = NULL;
+	char pcrhex[24][65] = { { 0 } };
+	int o;
+
+	optind = 2;
+	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (o) {
+		case 'v': vm = optarg; break;
+		case 'K': kernel = optarg; break;
+		case 'i': initrd = optarg; break;
+		case 'C': cmdline = optarg; break;
+		case 'k': keyf = optarg; break;
+		case 'o': out = optarg; break;
+		case 'p': {
+			int n = atoi(optarg);
+			const char *eq = strchr(optarg, '=');
+			if (!eq || n < 0 || n > 7 || strlen(eq + 1) != 64)
+				return fprintf(stderr, "veil-registry: refs --pcr takes N=64 hex digits, N 0..7\n"), 2;
+			snprintf(pcrhex[n], 65, "%s", eq + 1);
+			break;
+		}
+		default:
+			return 2;
+		}
+	}
+	if (!vm || !kernel || !initrd || !cmdline || !keyf || !out)
+		return fprintf(stderr, "veil-registry: refs needs --vm, --kernel, --initrd, --cmdline, --key and --out\n"), 2;
+	EVP_PKEY *reg = vm_load_priv(keyf);
+	if (!reg)
+		return fprintf(stderr, "veil-registry: cannot read %s\n", keyf), 1;
+	uint8_t hk[32], hi[32], hc[32], pcr9[32] = { 0 };
+	char xk[65], xi[65], xc[65], x9[65];
+	if (vm_sha256_file(kernel, 0, hk) || vm_sha256_file(initrd, 0, hi))
+		return fprintf(stderr, "veil-registry: cannot read %s or %s\n", kernel, initrd), 1;
+	if (cmdline_event(cmdline, hc))
+		return fprintf(stderr, "veil-registry: the command line must be printable ASCII, under 4 KiB\n"), 2;
+	/* the stub measures the command line, then the initrd it loads */
+	extend(pcr9, hc);
+	extend(pcr9, hi);
+	vm_hex(hk, 32, xk);
+	vm_hex(hi, 32, xi);
+	vm_hex(hc, 32, xc);
+	vm_hex(pcr9, 32, x9);
+	FILE *f = fopen(out, "we");
+	if (!f)
+		return fprintf(stderr, "veil-registry: %s: %s\n", out, strerror(errno)), 1;
+	fprintf(f, "{\"vm\":\"%s\",\"kernel_sha256\":\"%s\",\"initrd_sha256\":\"%s\",\"cmdline\":", vm, xk, xi);
+	json_object *js = json_object_new_string(cmdline);
+	fputs(json_object_to_json_string_ext(js, JSON_C_TO_STRING_NOSLASHESCAPE), f);
+	json_object_put(js);
+	fprintf(f, ",\"pcr9_events\":[{\"event\":\"cmdline\",\"sha256\":\"%s\"},{\"event\":\"initrd\",\"sha256\":\"%s\"}],"
+		   "\"pcrs\":{", xc, xi);
+	int first = 1;
+	for (int p = 0; p < 8; p++)
+		if (pcrhex[p][0]) {
+			fprintf(f, "%s\"%d\":\"%s\"", first ? "" : ",", p, pcrhex[p]);
+			first = 0;
+		}
+	fprintf(f, "%s\"9\":\"%s\"}}\n", first ? "" : ",", x9);
+	if (fclose(f) || sign_file(out, reg))
+		return fprintf(stderr, "veil-registry: cannot write or sign %s\n", out), 1;
+	printf("refs %s: pcr9 %s (cmdline event %s, initrd event %s); signed %s.sig\n", vm, x9, xc, xi, out);
+	return 0;
+}
+
+/* veil-registry serve */
+#define SERVE_MAX 64
+static struct {
+	char name[256], hex[65];
+	off_t size;
+} pub[SERVE_MAX];
+static int npub;
+static volatile sig_atomic_t serve_stop;
+static void on_term(int sig) { serve_stop = 1; }
+
+static void reply(SSL *ssl, int status, const char *type, const void *body, size_t len)
+{
+	char h[256];
+	int n = snprintf(h, sizeof(h), "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
+			 status, status == 200 ? "OK" : status == 404 ? "Not Found" : "Bad Request", type, len);
+	SSL_write(ssl, h, n);
+	if (len)
+		SSL_write(ssl, body, (int)len);
+}
+
+static int serve_main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "dir", required_argument, NULL, 'd' }, { "listen", required_argument, NULL, 'l' },
+		{ "cert", required_argument, NULL, 'c' }, { "key", required_argument, NULL, 'k' }, { 0 }
+	};
+	const char *dir = NULL, *listen_at = NULL, *cert = NULL, *key = NULL;
+	int o;
+
+	optind = 2;
+	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (o) {
+		case 'd': dir = optarg; break;
+		case 'l': listen_at = optarg; break;
+		case 'c': cert = optarg; break;
+		case 'k': key = optarg; break;
+		default: return 2;
+		}
+	}
+	if (!dir || !listen_at || !cert || !key)
+		return fprintf(stderr, "veil-registry: serve needs --dir, --listen ADDR:PORT, --cert and --key\n"), 2;
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	while (d && (e = readdir(d)) && npub < SERVE_MAX) {
+		char path[1024];
+		struct stat st;
+		uint8_t h[32];
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		if (e->d_name[0] == '.' || stat(path, &st) || !S_ISREG(st.st_mode) || vm_sha256_file(path, 0, h))
+			continue;
+		snprintf(pub[npub].name, sizeof(pub[npub].name), "%s", e->d_name);
+		vm_hex(h, 32, pub[npub].hex);
+		pub[npub++].size = st.st_size;
+	}
+	if (d)
+		closedir(d);
+	if (!d || !npub)
+		return fprintf(stderr, "veil-registry: nothing to serve in %s\n", dir), 1;
+	json_object *m = json_object_new_object(), *fl = json_object_new_array();
+	for (int i = 0; i < npub; i++) {
+		json_object *f = json_object_new_object();
+		char url[128];
+		snprintf(url, sizeof(url), "/v1/blobs/sha256:%s", pub[i].hex);
+		json_object_object_add(f, "name", json_object_new_string(pub[i].name));
+		json_object_object_add(f, "size", json_object_new_int64(pub[i].size));
+		json_object_object_add(f, "sha256", json_object_new_string(pub[i].hex));
+		json_object_object_add(f, "url", json_object_new_string(url));
+		json_object_array_add(fl, f);
+	}
+	json_object_object_add(m, "files", fl);
+	char *manifest = strdup(json_object_to_json_string_ext(m, JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(m);
+
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1 || SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1)
+		return fprintf(stderr, "veil-registry: cannot load %s / %s\n", cert, key), 1;
+	char host[128];
+	const char *c = strrchr(listen_at, ':');
+	snprintf(host, sizeof(host), "%.*s", (int)(c ? c - listen_at : 0), listen_at);
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST | AI_PASSIVE }, *ai;
+	if (!c || getaddrinfo(host, c + 1, &hints, &ai))
+		return fprintf(stderr, "veil-registry: --listen takes ADDR:PORT\n"), 2;
+	int one = 1, lfd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(lfd, ai->ai_addr, ai->ai_addrlen) || listen(lfd, 16))
+		return fprintf(stderr, "veil-registry: listen %s: %s\n", listen_at, strerror(errno)), 1;
+	freeaddrinfo(ai);
+	signal(SIGPIPE, SIG_IGN);
+	struct sigaction sa = { .sa_handler = on_term };
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	fprintf(stderr, "veil-registry: serving %d files from %s on %s\n", npub, dir, listen_at);
+	while (!serve_stop) {
+		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0)
+			continue;
+		struct timeval tv = { .tv_sec = 10 };
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		SSL *ssl = SSL_new(ctx);
+		SSL_set_fd(ssl, fd);
+		char req[2048];
+		int n = SSL_accept(ssl) == 1 ? SSL_read(ssl, req, sizeof(req) - 1) : -1;
+		if (n > 0) {
+			req[n] = 0;
+			char path[512] = "";
+			if (sscanf(req, "GET %511s HTTP/1.", path) != 1) {
+				reply(ssl, 400, "text/plain", "GET only\n", 9);
+			} else if (!strcmp(path, "/v1/manifest")) {
+				reply(ssl, 200, "application/json", manifest, strlen(manifest));
+			} else {
+				int i = 0;
+				if (!strncmp(path, "/v1/blobs/sha256:", 17))
+					for (; i < npub && strcmp(path + 17, pub[i].hex); i++)
+						;
+				else
+					i = npub;
+				char fp[1024];
+				FILE *f = NULL;
+				if (i < npub) {
+					snprintf(fp, sizeof(fp), "%s/%s", dir, pub[i].name);
+					f = fopen(fp, "re");
+				}
+				if (!f) {
+					reply(ssl, 404, "text/plain", "no such blob\n", 13);
+				} else {
+					char h[256], buf[65536];
+					size_t r;
+					int hl = snprintf(h, sizeof(h), "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+							 "Content-Length: %lld\r\nConnection: close\r\n\r\n", (long long)pub[i].size);
+					SSL_write(ssl, h, hl);
+					while ((r = fread(buf, 1, sizeof(buf), f)) > 0 && SSL_write(ssl, buf, (int)r) > 0)
+						;
+					fclose(f);
+				}
+			}
+		}
+		SSL_shutdown(ssl);
+		SSL_free(ssl);
+		close(fd);
+	}
+	free(manifest);
+	SSL_CTX_free(ctx);
+	return 0;
+}
+
+/* Runs argv (no shell), its output to /dev/null; its exit status, or -1. */
+static int run(char *const argv[])
+{
+	return run_with_stdin(argv, (const uint8_t *)"", 0);
+}
+
+/* mke2fs -d DIR into PATH, leaving the last 32 MiB free: the offline
+ * encryption shifts the data by half of that and puts the LUKS2 header in
+ * front, so the data starts at 16 MiB as with luksFormat. */
+static int make_fs(const char *dir, const char *disk, int mb)
+{
+	char size[32], dopt[1100];
+	snprintf(size, sizeof(size), "%dM", mb - 32);
+	snprintf(dopt, sizeof(dopt), "%s", dir);
+	char *argv[] = { "mke2fs", "-q", "-F", "-t", "ext4", "-E", "root_owner=0:0", "-L", "root", "-d", dopt,
+			 (char *)disk, size, NULL };
+	return run(argv) == 0 ? 0 : -1;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -118,19 +441,23 @@ int main(int argc, char **argv)
 		{ "disk", required_argument, NULL, 'd' }, { "disk-mb", required_argument, NULL, 's' },
 		{ "measure", required_argument, NULL, 'm' }, { "pcr", required_argument, NULL, 'p' },
 		{ "pcr9-event", required_argument, NULL, 'P' }, { "epoch", required_argument, NULL, 'e' },
-		{ "help", no_argument, NULL, 'h' }, { 0 }
+		{ "rootfs", required_argument, NULL, 'R' }, { "help", no_argument, NULL, 'h' }, { 0 }
 	};
 	static const char *names[] = VM_REF_NAMES;
-	const char *vm = NULL, *vals = NULL, *ca = NULL, *keyf = NULL, *akf = NULL, *disk = NULL;
+	const char *vm = NULL, *vals = NULL, *ca = NULL, *keyf = NULL, *akf = NULL, *disk = NULL, *rootfs = NULL;
 	const char *measure[VM_REF_COUNT] = { 0 };
 	char pcrhex[24][65] = { { 0 } }, pcr9[VM_PCR9_MAX][65];
 	int t = 0, mb = 32, o, npcr9 = 0;
 	uint64_t epoch = (uint64_t)time(NULL);
 
+	if (argc >= 2 && !strcmp(argv[1], "refs"))
+		return refs_main(argc, argv);
+	if (argc >= 2 && !strcmp(argv[1], "serve"))
+		return serve_main(argc, argv);
 	if (argc < 2 || strcmp(argv[1], "order")) {
 		fprintf(stderr, "usage: veil-registry order --vm ID --t T --validators A:P,... --ca F --key F --ak-pub F "
 				"--disk PATH --measure cmdline=PATH --measure initrd=PATH [--pcr 0=HEX --pcr 7=HEX] "
-				"[--pcr9-event HEX ...] [--epoch N] (see controlplane/veil-registry.c)\n");
+				"[--pcr9-event HEX ...] [--epoch N] [--rootfs DIR]\n       veil-registry refs ...\n       veil-registry serve ... (see controlplane/veil-registry.c)\n");
 		return 2;
 	}
 	optind = 2;
@@ -144,6 +471,7 @@ int main(int argc, char **argv)
 		case 'a': akf = optarg; break;
 		case 'd': disk = optarg; break;
 		case 's': mb = atoi(optarg); break;
+		case 'R': rootfs = optarg; break;
 		case 'm': {
 			const char *eq = strchr(optarg, '=');
 			int done = 0;
@@ -189,6 +517,8 @@ int main(int argc, char **argv)
 				       "are required\n"), 2;
 	if (!vm || !vals || !ca || !keyf || !akf || !disk || mb < 16)
 		return fprintf(stderr, "veil-registry: --vm, --t, --validators, --ca, --key, --ak-pub and --disk are required\n"), 2;
+	if (rootfs && mb < 64)
+		return fprintf(stderr, "veil-registry: --rootfs needs --disk-mb 64 or more\n"), 2;
 	if (t < 2)
 		return fprintf(stderr, "veil-registry: t = %d: at least 2 (one holder alone must never suffice)\n", t), 2;
 
@@ -247,12 +577,23 @@ int main(int argc, char **argv)
 		return fprintf(stderr, "veil-registry: %s: %s\n", disk, strerror(errno)), 1;
 	}
 	fclose(df);
-	char *cs_argv[] = { "cryptsetup", "luksFormat", "--batch-mode", "--type", "luks2", "--pbkdf", "pbkdf2",
-			    "--pbkdf-force-iterations", "1000", "--key-file", "-", (char *)disk, NULL };
-	if (run_with_stdin(cs_argv, key, sizeof(key)) != 0) {
+	if (rootfs && make_fs(rootfs, disk, mb)) {
 		OPENSSL_cleanse(key, sizeof(key));
 		unlink(disk);
-		return fprintf(stderr, "veil-registry: cryptsetup luksFormat failed on %s\n", disk), 1;
+		return fprintf(stderr, "veil-registry: mke2fs -d %s failed\n", rootfs), 1;
+	}
+	/* an empty container (fast PBKDF: tests) or the root filesystem encrypted
+	 * in place, offline, with the PBKDF pinned (argon2id 64 MiB x 4) */
+	char *fmt_argv[] = { "cryptsetup", "luksFormat", "--batch-mode", "--type", "luks2", "--pbkdf", "pbkdf2",
+			     "--pbkdf-force-iterations", "1000", "--key-file", "-", (char *)disk, NULL };
+	char *enc_argv[] = { "cryptsetup", "reencrypt", "--encrypt", "--type", "luks2", "--batch-mode",
+			     "--reduce-device-size", "32M", "--pbkdf", "argon2id", "--pbkdf-memory", "65536",
+			     "--pbkdf-force-iterations", "4", "--key-file", "-", (char *)disk, NULL };
+	if (run_with_stdin(rootfs ? enc_argv : fmt_argv, key, sizeof(key)) != 0) {
+		OPENSSL_cleanse(key, sizeof(key));
+		unlink(disk);
+		return fprintf(stderr, "veil-registry: cryptsetup %s failed on %s\n", rootfs ? "reencrypt" : "luksFormat",
+			       disk), 1;
 	}
 
 	/* the commitment the client checks the rebuilt key against; the signed document */
@@ -312,7 +653,7 @@ int main(int argc, char **argv)
 	if (failed)
 		return fprintf(stderr, "veil-registry: order %s incomplete: re-run it (a new key and epoch replace the old "
 				       "registrations)\n", vm), 1;
-	printf("order %s: %s formatted (LUKS2), key split %d of %d (epoch %llu), registered with every validator; key "
-	       "wiped\n", vm, disk, t, n, (unsigned long long)epoch);
+	printf("order %s: %s %s (LUKS2), key split %d of %d (epoch %llu), registered with every validator; key "
+	       "wiped\n", vm, disk, rootfs ? "holds the root filesystem, encrypted offline" : "formatted", t, n, (unsigned long long)epoch);
 	return 0;
 }

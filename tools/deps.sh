@@ -11,7 +11,7 @@ bench) need+=(haproxy wrk gnuplot-nox libnginx-mod-stream nginx-light python3) ;
 test|demo) need+=(nginx-light openssl curl nftables tshark procps psmisc python3 iputils-ping util-linux
 		   swtpm swtpm-tools tpm2-tools cryptsetup-bin
 		   qemu-system-x86 libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients ovmf
-		   linux-image-amd64 busybox-static e2fsprogs kmod cpio gzip) ;;
+		   linux-image-amd64 busybox-static e2fsprogs kmod cpio gzip zstd jq) ;;
 esac
 missing=()
 for p in "${need[@]}"; do

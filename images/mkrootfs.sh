@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The recipe "nginx": a root filesystem with busybox and nginx serving TLS on
+# 443 with the certificate the registry issued for the VM's name.
+#   images/mkrootfs.sh DIR NAME CERT KEY [PROBE CONFDIR]
+# DIR is created (it must not exist).  /sbin/init is images/os-init.
+# Tests only: PROBE (a veil-attest binary) and CONFDIR (the initrd's
+# /etc/veil) put an attestation client into the OS, which tries to get the
+# key once nginx runs, as any process of a booted VM could: it must fail.
+set -euo pipefail
+dir=$1 name=$2 cert=$3 key=$4 probe=${5:-} probeconf=${6:-}
+here=$(cd "$(dirname "$0")" && pwd)
+[ ! -e "$dir" ] || { echo "mkrootfs: $dir exists" >&2; exit 1; }
+mkdir -p "$dir"/{bin,sbin,usr/bin,usr/sbin,etc/nginx/tls,proc,sys,dev,run,tmp,var/www,var/log/nginx,var/lib/nginx,lib64}
+cp /bin/busybox "$dir/bin/busybox"
+for a in $(/bin/busybox --list-full); do
+	case $a in bin/busybox|sbin/init|linuxrc) continue ;; esac
+	[ -d "$dir/${a%/*}" ] || mkdir -p "$dir/${a%/*}"
+	[ -e "$dir/$a" ] || ln -s /bin/busybox "$dir/$a"
+done
+libs() {
+	ldd "$1" | awk '/=> \//{print $3} /^\t\/lib/{print $1}' | while read -r l; do
+		mkdir -p "$dir$(dirname "$l")"
+		cp -L "$l" "$dir$l"
+	done
+}
+cp /usr/sbin/nginx "$dir/usr/sbin/nginx"
+libs /usr/sbin/nginx
+if [ -n "$probe" ]; then
+	cp "$probe" "$dir/usr/sbin/veil-attest"
+	libs "$probe"
+	for l in libtss2-tcti-device.so.0 libtss2-tctildr.so.0 libgcc_s.so.1; do
+		p=$(ls /lib/x86_64-linux-gnu/$l /usr/lib/x86_64-linux-gnu/$l 2>/dev/null | head -1)
+		mkdir -p "$dir$(dirname "$p")"
+		cp -L "$p" "$dir$p"
+		libs "$p"
+	done
+	mkdir -p "$dir/etc/veil"
+	cp "$probeconf"/* "$dir/etc/veil/"
+	cp "$here/init" "$dir/etc/veil/init"
+fi
+install -m 0755 "$here/os-init" "$dir/sbin/init"
+printf 'root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' > "$dir/etc/passwd"
+printf 'root:x:0:\nnogroup:x:65534:\n' > "$dir/etc/group"
+install -m 0644 "$cert" "$dir/etc/nginx/tls/cert.pem"
+install -m 0600 "$key" "$dir/etc/nginx/tls/key.pem"
+echo "$name" > "$dir/etc/hostname"
+cat > "$dir/etc/nginx/nginx.conf" <<NGX
+user nobody nogroup;
+worker_processes 1;
+pid /run/nginx.pid;
+error_log /dev/console warn;
+events { worker_connections 64; }
+http {
+	access_log off;
+	types { text/html html; }
+	server {
+		listen 443 ssl;
+		server_name $name;
+		ssl_certificate /etc/nginx/tls/cert.pem;
+		ssl_certificate_key /etc/nginx/tls/key.pem;
+		ssl_protocols TLSv1.3;
+		root /var/www;
+	}
+}
+NGX
+# the page, with a string that must never be readable in the disk image
+echo "veilmesh: $name booted from its encrypted disk (rootfs-marker-7f3a9c)" > "$dir/var/www/index.html"
