@@ -2,7 +2,7 @@
 # Runs every veilmesh test and ends with one line: "N passed, N failed".
 # Each suite prints "PASS name" / "FAIL name: why" / "SKIP name: why" lines.
 #   tests/run.sh            everything
-#   tests/run.sh unit|bpf|fuzz|e2e|reliability|dpdk|ops|agent|attest|bench
+#   tests/run.sh unit|bpf|fuzz|e2e|reliability|dpdk|ops|agent|attest|launch|bench
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -67,6 +67,9 @@ case $what in all|agent)
 esac
 case $what in all|attest)
 	suite attest tests/attest.sh
+esac
+case $what in all|launch)
+	suite launch tests/launch.sh
 esac
 case $what in all|bench)
 	suite bench_quick tools/bench.sh quick
