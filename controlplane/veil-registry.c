@@ -141,24 +141,19 @@ static void sha256(const void *in, size_t len, uint8_t out[32])
 	EVP_Digest(in, len, out, &ol, EVP_sha256(), NULL);
 }
 
-/* The EFI stub's command-line event: sha256 of the load options as UTF-16LE
- * with their terminating NUL; OVMF's direct kernel boot appends " initrd=initrd". */
+/* The EFI stub's command-line event, as order computes it (vm_cmdline_digest:
+ * UTF-16LE of cmdline + " initrd=initrd" with the terminating NUL); ASCII only:
+ * the stub's conversion of anything else is not ours to guess. */
 static int cmdline_event(const char *cmdline, uint8_t out[32])
 {
-	char full[4096];
-	uint8_t u16[8192 + 2];
-	size_t n = (size_t)snprintf(full, sizeof(full), "%s initrd=initrd", cmdline);
+	size_t n = strlen(cmdline);
 
-	if (n >= sizeof(full))
+	if (n >= 4096 - 16)
 		return -1;
-	for (size_t i = 0; i < n; i++) {
-		if ((unsigned char)full[i] > 0x7e)
-			return -1; /* ASCII only: the stub's conversion of anything else is not ours to guess */
-		u16[2 * i] = (uint8_t)full[i];
-		u16[2 * i + 1] = 0;
-	}
-	u16[2 * n] = u16[2 * n + 1] = 0;
-	sha256(u16, 2 * n + 2, out);
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)cmdline[i] < 0x20 || (unsigned char)cmdline[i] > 0x7e)
+			return -1;
+	vm_cmdline_digest(cmdline, n, out);
 	return 0;
 }
 
