@@ -93,6 +93,12 @@ $(BUILD)/dpdk/%.o: dataplane/dpdk/%.c $(HDRS) $(DPDK_HDRS) | deps-build
 $(BUILD)/veil-gw-dpdk: $(BUILD)/dpdk/veil-gw-dpdk.o $(BUILD)/dpdk/dp.o $(LIB)
 	$(CC) $^ $(DPDK_LIBS) $(LDLIBS) -o $@
 
+# veil-dns: the GeoDNS server (controlplane/dns/), its core also built into the fuzzer
+DNS_SRCS := controlplane/dns/geo.c controlplane/dns/zone.c controlplane/dns/query.c
+DNS_HDRS := $(wildcard controlplane/dns/*.h) controlplane/dns/centroids.inc include/veil/cookie.h
+$(BUILD)/veil-dns: controlplane/dns/veil-dns.c $(DNS_SRCS) $(DNS_HDRS) $(LIB)
+	$(CC) $(CFLAGS) controlplane/dns/veil-dns.c $(DNS_SRCS) $(LIB) $(LDLIBS) -lldns -lm -lpthread -o $@
+
 $(BUILD)/veil-fpgen: tools/fpgen.c tests/testlib.h $(LIB) $(HDRS)
 	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -lpcap -o $@
 
