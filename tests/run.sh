@@ -2,7 +2,7 @@
 # Runs every veilmesh test and ends with one line: "N passed, N failed".
 # Each suite prints "PASS name" / "FAIL name: why" / "SKIP name: why" lines.
 #   tests/run.sh            everything
-#   tests/run.sh unit|bpf|fuzz|e2e|dpdk|attest|bench
+#   tests/run.sh unit|bpf|fuzz|e2e|dpdk|attest|dns|bench
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -53,6 +53,9 @@ case $what in all|e2e|dpdk)
 esac
 case $what in all|attest)
 	suite attest tests/attest.sh
+esac
+case $what in all|dns)
+	suite dns tests/dns.sh
 esac
 case $what in all|bench)
 	suite bench_quick tools/bench.sh quick

@@ -265,19 +265,29 @@ static int pick(struct ctx *c, int fam6, uint8_t *out)
 	if (k >= s->nclasses[fam6])
 		return 0;
 	const struct dns_class *cl = &s->classes[fam6][k];
-	uint64_t h;
+	int want = s->cfg.answers;
+	/* a tie across the N-th place is spread over clients by their /24
+	 * (v4) or /56 (v6): then the decision used those bits too, and the ECS
+	 * scope says so */
+	int spread = want < cl->n && cl->group[want] == cl->group[want - 1];
+	int bits = cf ? 128 : 32;
 	if (c->ecs && c->ecs_src > 0) {
+		int sb = cf ? 56 : 24;
+		if (sb > c->ecs_src)
+			sb = c->ecs_src;
+		if (spread && scope < sb)
+			scope = sb;
 		c->scope = scope;
-		for (int i = 0; i < 16; i++) {
-			int bits = scope - i * 8;
-			a[i] &= bits >= 8 ? 0xff : bits <= 0 ? 0 : (uint8_t)(0xff << (8 - bits));
-		}
-		h = mix(a, 16) ^ (uint64_t)scope;
 		c->r->flags |= DNS_F_ECS;
 	} else {
-		h = mix(a, 16);
+		scope = spread ? (cf ? 56 : 24) : 0;
 	}
-	int want = s->cfg.answers, n = 0;
+	for (int i = 0; i < 16; i++) {
+		int b = scope - i * 8;
+		a[i] &= i * 8 >= bits ? 0 : b >= 8 ? 0xff : b <= 0 ? 0 : (uint8_t)(0xff << (8 - b));
+	}
+	uint64_t h = mix(a, 16) ^ (uint64_t)scope;
+	int n = 0;
 	for (int i = 0; i < cl->n && n < want;) {
 		int j = i;
 		while (j < cl->n && cl->group[j] == cl->group[i])
@@ -456,7 +466,9 @@ int dns_answer(const struct dns_snap *s, const struct dns_query *q, struct dns_r
 	} else if (nm->kind == DNS_APEX && qt == LDNS_RR_TYPE_SOA) {
 		ldns_pkt_push_rr(p, LDNS_SECTION_ANSWER, ldns_rr_clone(s->soa));
 	} else if (nm->kind == DNS_APEX && qt == LDNS_RR_TYPE_NS) {
-		ldns_pkt_push_rr_list(p, LDNS_SECTION_ANSWER, ldns_rr_list_clone(s->nsrrs));
+		ldns_rr_list *l = ldns_rr_list_clone(s->nsrrs);
+		ldns_pkt_push_rr_list(p, LDNS_SECTION_ANSWER, l);
+		ldns_rr_list_free(l); /* the records moved, the list did not */
 		for (int i = 0; i < s->cfg.nns; i++) {
 			const struct dns_nshost *h = &s->cfg.ns[i];
 			ldns_rdf *o = ldns_dname_new_frm_str(h->name);
