@@ -655,7 +655,9 @@ int main(int argc, char **argv)
 			if (!w)
 				return 1;
 			w->fd = u;
-			w->cache = calloc(CACHE_SLOTS, sizeof(*w->cache));
+			/* VEIL_DNS_NOCACHE=1: every answer computed (benchmarks) */
+			if (!getenv("VEIL_DNS_NOCACHE"))
+				w->cache = calloc(CACHE_SLOTS, sizeof(*w->cache));
 			w->rrl = calloc(RRL_SLOTS, sizeof(*w->rrl));
 			workers[nworkers++] = w;
 		}
