@@ -341,6 +341,10 @@ for x in d.get("dns", []):
             notes.append(f'- gdnsd had a lower p99 than {x["server"]} {e_} ECS ({ref["p99_ms"]:.3f} vs {x["p99_ms"]:.3f} ms).')
 lines += ['', '**Where veilmesh loses:**' if notes else '**veilmesh did not lose on any figure in this run.**']
 lines += notes
+if any('gdnsd' in n for n in notes):
+    lines += ['', 'GeoDNS: both servers answer over loopback in the same namespace; most of their CPU per query is',
+              'the kernel\'s UDP path (receive, send, waking the client), charged alike to both, and veil-dns\'s',
+              'ldns parse/build costs ~2-3 us more per answer when its memo misses (veil-dns-nomemo).']
 if notes:
     lines += ['', 'Reasons found (see bench/README.md): in this lab every "host" shares two CPUs, so the',
               'client, the VMs and the nodes compete with the gateway; veilmesh also adds the node-side',
