@@ -137,6 +137,9 @@ $(BUILD)/tests/test_fastpath: tests/test_fastpath.c tests/testlib.h tests/bpf_en
 	@mkdir -p $(BUILD)/tests
 	$(CC) $(CFLAGS) -Itests -Idataplane/dpdk $(DPDK_CFLAGS) $< $(BUILD)/dpdk/dp.o $(LIB) $(DPDK_LIBS) -lrte_net_ring \
 		$(LDLIBS) -o $@
+$(BUILD)/tests/test_dns: tests/test_dns.c tests/testlib.h $(DNS_SRCS) $(DNS_HDRS)
+	@mkdir -p $(BUILD)/tests
+	$(CC) $(CFLAGS) -Itests $< $(DNS_SRCS) -lldns -lm -lpthread -o $@
 $(BUILD)/tests/%: tests/%.c tests/testlib.h tests/bpf_env.h $(LIB) $(KEYS_LIB) $(HDRS)
 	@mkdir -p $(BUILD)/tests
 	$(CC) $(CFLAGS) -Itests $< $(LIB) $(KEYS_LIB) $(LDLIBS) -ljson-c -lssl -ltss2-mu -o $@

@@ -37,6 +37,7 @@ case $what in all|unit)
 	suite cookie "$BUILD/tests/test_cookie"
 	suite config "$BUILD/tests/test_config"
 	suite shamir "$BUILD/tests/test_shamir"
+	suite dns_core "$BUILD/tests/test_dns"
 esac
 case $what in all|bpf)
 	suite bpf "$BUILD/tests/test_bpf"
