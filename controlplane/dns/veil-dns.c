@@ -270,7 +270,7 @@ static void *udp_worker(void *arg)
 {
 	struct worker *w = arg;
 	static __thread uint8_t in[BATCH][4096];
-	static __thread uint8_t out[BATCH][1232 + 64];
+	static __thread uint8_t out[BATCH][4096]; /* udp_size is at most 4096 */
 	struct mmsghdr msg[BATCH], rep[BATCH];
 	struct iovec iov[BATCH], oiov[BATCH];
 	struct sockaddr_storage from[BATCH];
