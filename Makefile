@@ -25,12 +25,12 @@ KEYS_SRCS := $(wildcard controlplane/keys/*.c)
 KEYS_OBJS := $(patsubst controlplane/keys/%.c,$(BUILD)/keys/%.o,$(KEYS_SRCS))
 KEYS_LIB := $(BUILD)/libveilkeys.a
 
-BINS := $(BUILD)/veil-agent $(BUILD)/veil-gw $(BUILD)/veil-node $(BUILD)/veilctl $(BUILD)/veil-validator $(BUILD)/veil-registry $(BUILD)/veil-attest $(BUILD)/veil-bench-micro $(BUILD)/veil-hellogen $(BUILD)/veil-flood $(BUILD)/veil-gw-dpdk $(BUILD)/veil-fpgen $(BUILD)/veil-attest-bench
+BINS := $(BUILD)/veil-agent $(BUILD)/veil-gw $(BUILD)/veil-node $(BUILD)/veilctl $(BUILD)/veil-validator $(BUILD)/veil-registry $(BUILD)/veil-attest $(BUILD)/veil-bench-micro $(BUILD)/veil-hellogen $(BUILD)/veil-flood $(BUILD)/veil-gw-dpdk $(BUILD)/veil-fpgen $(BUILD)/veil-attest-bench $(BUILD)/veil-dns
 TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 
 .PHONY: all deps deps-build deps-test test demo bench bench-quick deps-bench fuzz clean install
 FUZZERS := $(BUILD)/tests/fuzz_hello $(BUILD)/tests/fuzz_diff $(BUILD)/tests/fuzz_share $(BUILD)/tests/fuzz_evidence \
-	$(BUILD)/tests/fuzz_eventlog $(BUILD)/tests/fuzz_request
+	$(BUILD)/tests/fuzz_eventlog $(BUILD)/tests/fuzz_request $(BUILD)/tests/fuzz_dns
 
 # Every rule that runs an installed tool or compiles against an installed
 # library has deps-build as an order-only prerequisite: `make -j2` on a fresh
@@ -120,6 +120,12 @@ $(BUILD)/dpdk/%.o: dataplane/dpdk/%.c $(HDRS) $(DPDK_HDRS) | deps-build
 $(BUILD)/veil-gw-dpdk: $(BUILD)/dpdk/veil-gw-dpdk.o $(BUILD)/dpdk/dp.o $(LIB) | deps-build
 	$(CC) $^ $(DPDK_LIBS) $(LDLIBS) -o $@
 
+# veil-dns: the GeoDNS server (controlplane/dns/), its core also built into the fuzzer
+DNS_SRCS := controlplane/dns/geo.c controlplane/dns/zone.c controlplane/dns/query.c
+DNS_HDRS := $(wildcard controlplane/dns/*.h) controlplane/dns/centroids.inc include/veil/cookie.h
+$(BUILD)/veil-dns: controlplane/dns/veil-dns.c $(DNS_SRCS) $(DNS_HDRS) $(LIB) | deps-build
+	$(CC) $(CFLAGS) controlplane/dns/veil-dns.c $(DNS_SRCS) $(LIB) $(LDLIBS) -lldns -lm -lpthread -o $@
+
 $(BUILD)/veil-fpgen: tools/fpgen.c tests/testlib.h $(LIB) $(HDRS) | deps-build
 	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -lpcap -o $@
 
@@ -153,6 +159,10 @@ $(BUILD)/tests/fuzz_request: tests/fuzz/fuzz_request.c controlplane/veil-validat
 	@mkdir -p $(BUILD)/tests
 	$(CLANG) -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Icontrolplane $< $(KEYS_SRCS) \
 		-ljson-c -lssl -lcrypto -ltss2-mu $(EVENT_LDLIBS) -o $@
+$(BUILD)/tests/fuzz_dns: tests/fuzz/fuzz_dns.c $(DNS_SRCS) $(DNS_HDRS) | deps-build
+	@mkdir -p $(BUILD)/tests
+	$(CLANG) -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Icontrolplane $< $(DNS_SRCS) \
+		-lldns -lm -lpthread -o $@
 $(BUILD)/tests/fuzz_diff: tests/fuzz/fuzz_diff.c tests/bpf_env.h tests/testlib.h $(LIB) $(HDRS) | deps-build
 	@mkdir -p $(BUILD)/tests
 	$(CLANG) -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer -Iinclude -I$(BUILD) -Idataplane -Itests $< $(LIB) $(LDLIBS) -o $@
@@ -162,6 +172,9 @@ $(BUILD)/tests/test_fastpath: tests/test_fastpath.c tests/testlib.h tests/bpf_en
 	@mkdir -p $(BUILD)/tests
 	$(CC) $(CFLAGS) -Itests -Idataplane/dpdk $(DPDK_CFLAGS) $< $(BUILD)/dpdk/dp.o $(LIB) $(DPDK_LIBS) -lrte_net_ring \
 		$(LDLIBS) -o $@
+$(BUILD)/tests/test_dns: tests/test_dns.c tests/testlib.h $(DNS_SRCS) $(DNS_HDRS) | deps-build
+	@mkdir -p $(BUILD)/tests
+	$(CC) $(CFLAGS) -Itests $< $(DNS_SRCS) -lldns -lm -lpthread -o $@
 $(BUILD)/tests/%: tests/%.c tests/testlib.h tests/bpf_env.h $(LIB) $(KEYS_LIB) $(HDRS) | deps-build
 	@mkdir -p $(BUILD)/tests
 	$(CC) $(CFLAGS) -Itests $< $(LIB) $(KEYS_LIB) $(LDLIBS) -ljson-c -lssl -ltss2-mu -o $@

@@ -2,7 +2,7 @@
 # Runs every veilmesh test and ends with one line: "N passed, N failed".
 # Each suite prints "PASS name" / "FAIL name: why" / "SKIP name: why" lines.
 #   tests/run.sh            everything
-#   tests/run.sh unit|bpf|fuzz|e2e|reliability|dpdk|ops|agent|attest|launch|bench
+#   tests/run.sh unit|bpf|fuzz|e2e|reliability|dpdk|ops|agent|attest|launch|dns|bench
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -38,6 +38,7 @@ case $what in all|unit)
 	suite config "$BUILD/tests/test_config"
 	suite shamir "$BUILD/tests/test_shamir"
 	suite evidence "$BUILD/tests/test_evidence"
+	suite dns_core "$BUILD/tests/test_dns"
 esac
 case $what in all|unit|agent)
 	suite agent_unit "$BUILD/tests/test_agent"
@@ -70,6 +71,9 @@ case $what in all|attest)
 esac
 case $what in all|launch)
 	suite launch tests/launch.sh
+esac
+case $what in all|dns)
+	suite dns tests/dns.sh
 esac
 case $what in all|bench)
 	suite bench_quick tools/bench.sh quick

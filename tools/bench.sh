@@ -4,6 +4,8 @@
 #   micro: veil-bench-micro (BPF_PROG_TEST_RUN next to a minimal XDP_TX / TC program)
 #   dpdk:  tools/bench_dpdk.sh (veil-gw-dpdk Mpps per lcore next to dpdk-testpmd io
 #          forwarding on the same net_pcap/net_null vdevs)
+#   dns:   tools/bench_dns.sh (veil-dns next to gdnsd 3 with dnsperf, with and
+#          without ECS; full runs only)
 #   e2e:   the lab, three gateways in turn on the same topology and load:
 #          veilmesh (XDP), HAProxy (TCP mode, req.ssl_sni), nginx (stream, ssl_preread)
 # Writes bench/results/latest.json (+ a dated copy), PNG plots, summary.md, and the
@@ -54,6 +56,13 @@ cat "$DIR.micro.txt" >&2
 # ---------- DPDK fast path ----------
 say "bench: dpdk (veil-gw-dpdk vs dpdk-testpmd io, ${DPDK_S} s each)"
 tools/bench_dpdk.sh "$DPDK_S" "$DIR.dpdk.json" || bad "bench_dpdk failed"
+
+# ---------- GeoDNS: veil-dns next to gdnsd (full runs only: building
+# gdnsd's nets file from tor-geoipdb takes a minute) ----------
+if [ "$MODE" = full ]; then
+	say "bench: dns (veil-dns vs gdnsd, dnsperf, 10 s each)"
+	tools/bench_dns.sh 10 "$DIR.dns.json" || bad "bench_dns failed"
+fi
 
 # ---------- the lab, with routes so that proxies in the gateway reach the VMs ----------
 say "bench: lab up"
@@ -240,6 +249,7 @@ cat >"$OUT/latest.json" <<EOF
   "machine": {"kernel": "$(uname -r)", "cpus": $(nproc), "note": "all hosts are network namespaces of one machine"},
   "micro": $(cat "$DIR.micro.json" 2>/dev/null || echo '[]'),
   "dpdk": $(cat "$DIR.dpdk.json" 2>/dev/null || echo '[]'),
+  "dns": $(cat "$DIR.dns.json" 2>/dev/null || echo '[]'),
   "e2e": [
     $e2e_json
   ],
@@ -288,6 +298,17 @@ if d.get("dpdk"):
               '| --- | ---: | ---: | ---: | ---: |']
     for x in d["dpdk"]:
         lines.append(f'| {x["case"]} | {x["frame_bytes"]} | {x["veil_mpps"]:.2f} | {x["testpmd_io_mpps"]:.2f} | {x["ratio"]:.2f} |')
+if d.get("dns"):
+    g = {(x["server"], x["ecs"]): x for x in d["dns"]}
+    lines += ['', '| GeoDNS, one UDP thread pinned to a core, dnsperf on the other | ECS | queries/s | p99 ms | CPU s / 1M answers | answers per CPU-s vs gdnsd |',
+              '| --- | --- | ---: | ---: | ---: | ---: |']
+    for x in d["dns"]:
+        ref = g.get(("gdnsd", x["ecs"]))
+        ratio = (ref["cpu_s_per_m"] / x["cpu_s_per_m"]) if ref and x["cpu_s_per_m"] else 0
+        lines.append(f'| {x["server"]} | {"yes" if x["ecs"] else "no"} | {x["qps"]:.0f} | {x["p99_ms"]:.3f} | '
+                     f'{x["cpu_s_per_m"]:.2f} | {ratio:.2f} |')
+    lines += ['', 'veil-dns answers from a per-worker memo of its pure query function; veil-dns-nomemo is the',
+              'same server with the memo off (every answer parsed and built by ldns).']
 lines += ['', '| BPF_PROG_TEST_RUN case | mode | ns/packet | baseline ns | ratio |', '| --- | --- | ---: | ---: | ---: |']
 for m in d["micro"]:
     lines.append(f'| {m["case"]} | {m["mode"]} | {m["ns_per_pkt"]:.1f} | {m["baseline_ns_per_pkt"]:.1f} | {m["ratio"]:.2f} |')
@@ -311,8 +332,20 @@ if v:
             notes.append(f'- {peer} spent less CPU per 1000 connections ({p["cpu_s_per_kconn"]:.3f} vs {v["cpu_s_per_kconn"]:.3f} s).')
         if p["cpu_s_per_gb"] < v["cpu_s_per_gb"]:
             notes.append(f'- {peer} spent less CPU per GB ({p["cpu_s_per_gb"]:.2f} vs {v["cpu_s_per_gb"]:.2f} s).')
+for x in d.get("dns", []):
+    ref = {(y["server"], y["ecs"]): y for y in d["dns"]}.get(("gdnsd", x["ecs"]))
+    if x["server"].startswith("veil") and ref:
+        e_ = "with" if x["ecs"] else "without"
+        if ref["cpu_s_per_m"] < x["cpu_s_per_m"]:
+            notes.append(f'- gdnsd spent less CPU per million answers than {x["server"]} {e_} ECS ({ref["cpu_s_per_m"]:.2f} vs {x["cpu_s_per_m"]:.2f} s).')
+        if ref["p99_ms"] < x["p99_ms"]:
+            notes.append(f'- gdnsd had a lower p99 than {x["server"]} {e_} ECS ({ref["p99_ms"]:.3f} vs {x["p99_ms"]:.3f} ms).')
 lines += ['', '**Where veilmesh loses:**' if notes else '**veilmesh did not lose on any figure in this run.**']
 lines += notes
+if any('gdnsd' in n for n in notes):
+    lines += ['', 'GeoDNS: both servers answer over loopback in the same namespace; most of their CPU per query is',
+              'the kernel\'s UDP path (receive, send, waking the client), charged alike to both, and veil-dns\'s',
+              'ldns parse/build costs ~2-3 us more per answer when its memo misses (veil-dns-nomemo).']
 if notes:
     lines += ['', 'Reasons found (see bench/README.md): in this lab every "host" shares two CPUs, so the',
               'client, the VMs and the nodes compete with the gateway; veilmesh also adds the node-side',

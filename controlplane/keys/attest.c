@@ -33,9 +33,7 @@ static void fetch_sha256(void)
 	md_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
 }
 
-/* one fetch for the process: OpenSSL 3 looks the algorithm up on every
- * EVP_sha256() digest otherwise */
-static void sha256(const uint8_t *in, size_t len, uint8_t out[32])
+void vm_sha256(const uint8_t *in, size_t len, uint8_t out[32])
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	unsigned int n = 32;
@@ -81,7 +79,7 @@ void vm_refs_pcr9(const struct vm_refs *r, uint8_t out[32])
 	for (int i = 0; i < VM_REF_COUNT; i++) {
 		memcpy(buf, out, 32);
 		memcpy(buf + 32, r->hash[i], 32);
-		sha256(buf, 64, out);
+		vm_sha256(buf, 64, out);
 	}
 }
 
@@ -95,7 +93,7 @@ void vm_refs_pcr_digest(const struct vm_refs *r, uint8_t out[32])
 			memcpy(buf + n, r->pcr[i], 32);
 			n += 32;
 		}
-	sha256(buf, n, out);
+	vm_sha256(buf, n, out);
 }
 
 int vm_quote_verify(const uint8_t *attest, size_t alen, const uint8_t *sig, size_t slen, EVP_PKEY *ak,
@@ -483,7 +481,7 @@ int vm_audit_append(struct vm_audit_log *l, const char *event, const char *vm, c
 	fclose(m);
 	uint8_t d[32], sig[64];
 	size_t sl = sizeof(sig);
-	sha256((uint8_t *)body, blen, d);
+	vm_sha256((uint8_t *)body, blen, d);
 	vm_hex(d, 32, hx);
 	if (l->signer) {
 		EVP_MD_CTX *md = EVP_MD_CTX_new();
@@ -555,7 +553,7 @@ long vm_audit_verify_signed(const char *path, EVP_PKEY *pub, char *why, size_t w
 			fclose(f);
 			return WHY("line %ld: does not follow line %ld", n, n - 1);
 		}
-		sha256((uint8_t *)line, h - line, d);
+		vm_sha256((uint8_t *)line, h - line, d);
 		vm_hex(d, 32, hx);
 		if (strncmp(h + 9, hx, 64)) {
 			fclose(f);

@@ -32,6 +32,9 @@ struct vm_refs {
 	uint8_t pcr[24][32];              /* expected values of the quoted PCRs (sha256 bank) */
 };
 
+/* sha256 of a buffer, with the digest fetched once per process (OpenSSL 3
+ * looks EVP_sha256() up on every digest otherwise). */
+void vm_sha256(const uint8_t *in, size_t len, uint8_t out[32]);
 /* sha256 of a file, or of its first limit bytes (0: all of it). */
 int vm_sha256_file(const char *path, uint64_t limit, uint8_t out[32]);
 /* PCR 9 after extending it, from zero, with each reference hash in order. */

@@ -26,22 +26,6 @@
 
 #define EV_NO_ACTION 0x00000003u
 
-static EVP_MD *md_sha256;
-static void fetch_sha256(void)
-{
-	md_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
-}
-
-/* one fetch for the process: OpenSSL 3 looks the algorithm up on every
- * EVP_sha256() digest otherwise */
-static void sha256(const uint8_t *in, size_t len, uint8_t out[32])
-{
-	static pthread_once_t once = PTHREAD_ONCE_INIT;
-	unsigned int n = 32;
-	pthread_once(&once, fetch_sha256);
-	EVP_Digest(in, len, out, &n, md_sha256 ? md_sha256 : EVP_sha256(), NULL);
-}
-
 static uint32_t le32(const uint8_t *p)
 {
 	return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24;
@@ -130,7 +114,7 @@ int vm_evlog_replay(const uint8_t *log, size_t len, struct vm_evlog *out, char *
 		uint8_t buf[64];
 		memcpy(buf, out->pcr[pcr], 32);
 		memcpy(buf + 32, d256, 32);
-		sha256(buf, 64, out->pcr[pcr]);
+		vm_sha256(buf, 64, out->pcr[pcr]);
 		if (pcr == 9) {
 			if (out->npcr9 >= VM_PCR9_MAX)
 				return WHY("event log: more than %d PCR 9 events", VM_PCR9_MAX);
@@ -168,7 +152,7 @@ void vm_qualifying(const uint8_t nonce[VM_NONCE_LEN], const uint8_t pub[32], uin
 	uint8_t b[VM_NONCE_LEN + 32];
 	memcpy(b, nonce, VM_NONCE_LEN);
 	memcpy(b + VM_NONCE_LEN, pub, 32);
-	sha256(b, sizeof(b), out);
+	vm_sha256(b, sizeof(b), out);
 }
 
 void vm_key_commit(const char *vm, uint64_t epoch, const uint8_t *key, size_t klen, uint8_t out[32])
@@ -299,10 +283,10 @@ int vm_ak_check(const uint8_t *pub, size_t len, EVP_PKEY *want, uint8_t name[34]
 	BN_free(y);
 	if (!ok)
 		return WHY("attestation key: not the one registered for this VM");
-	/* name = nameAlg || sha256(TPMT_PUBLIC as marshalled) */
+	/* name = nameAlg || vm_sha256(TPMT_PUBLIC as marshalled) */
 	name[0] = TPM2_ALG_SHA256 >> 8;
 	name[1] = TPM2_ALG_SHA256 & 0xff;
-	sha256(pub + 2, len - 2, name + 2);
+	vm_sha256(pub + 2, len - 2, name + 2);
 	return 0;
 }
 
@@ -343,15 +327,15 @@ int vm_evidence_verify(const struct vm_policy *p, EVP_PKEY *ak, const struct vm_
 	memcpy(buf, lg->pcr[0], 32);
 	memcpy(buf + 32, lg->pcr[7], 32);
 	memcpy(buf + 64, lg->pcr[9], 32);
-	sha256(buf, sizeof(buf), digest);
+	vm_sha256(buf, sizeof(buf), digest);
 	vm_qualifying(e->nonce, e->pub, qd);
 	/* the quote names its signer by qualified name: for a primary of the
-	 * endorsement hierarchy, nameAlg || sha256(TPM_RH_ENDORSEMENT || name) */
+	 * endorsement hierarchy, nameAlg || vm_sha256(TPM_RH_ENDORSEMENT || name) */
 	uint8_t qn[34], qb[4 + 34] = { 0x40, 0x00, 0x00, 0x0b };
 	memcpy(qb + 4, name, 34);
 	qn[0] = name[0];
 	qn[1] = name[1];
-	sha256(qb, sizeof(qb), qn + 2);
+	vm_sha256(qb, sizeof(qb), qn + 2);
 	if (vm_quote_verify_mask(e->attest, e->alen, e->sig, e->slen, ak, qd, 32, VM_POLICY_MASK, digest, qn, qi, why,
 				 whylen))
 		goto out;

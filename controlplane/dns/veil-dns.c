@@ -1,0 +1,738 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * veil-dns: the authoritative GeoDNS server.  Answers each VM name with the
+ * gateways nearest to the client (EDNS Client Subnet when present, else the
+ * resolver), healthy ones only.  The zone is an immutable snapshot built
+ * from the config file and swapped whole on SIGHUP or when the file changes;
+ * UDP workers hold it through a hazard pointer, so a swap drops no query and
+ * the old snapshot is freed once no worker holds it.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "veil.h"
+#include "dns/dns.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: veil-dns --config FILE [options]\n"
+		"\n"
+		"The veilmesh GeoDNS server: answers A/AAAA for VM names with the N nearest\n"
+		"healthy gateways to the client (EDNS Client Subnet, else the resolver).\n"
+		"\n"
+		"  -c, --config FILE     config file (see docs/veil-dns.conf.example)\n"
+		"  -n, --check           check the config file (and the geoip files) and exit\n"
+		"  -v, --verbose         log every reload's details\n"
+		"  -h, --help            this text\n"
+		"\n"
+		"Signals: SIGHUP reloads the config (so does any change to the file; a bad\n"
+		"file changes nothing), SIGTERM/SIGINT exit.  Metrics: http://ADDR:PORT/metrics\n"
+		"('metrics' in the config, default 127.0.0.1:9433).\n"
+		"Exit codes: 0 ok, 1 runtime failure (sockets), 2 bad usage or config.\n");
+}
+
+/* ---------- the current snapshot ---------- */
+
+static _Atomic(struct dns_snap *) cur;
+
+#define MAX_WORKERS 256
+#define CACHE_SLOTS 4096
+#define CACHE_KEY 300
+#define CACHE_ANS 1232
+
+struct cache_ent {
+	uint64_t gen, hash;
+	uint16_t klen, alen;
+	int16_t qtype;
+	uint8_t rcode, ngw;
+	int flags;
+	uint8_t gw[8];
+	uint8_t key[CACHE_KEY];
+	uint8_t ans[CACHE_ANS];
+};
+
+#define NQT 8
+static const char *const qt_names[NQT] = { "A", "AAAA", "NS", "SOA", "ANY", "CNAME", "other", "none" };
+static int qt_index(int t)
+{
+	switch (t) {
+	case LDNS_RR_TYPE_A: return 0;
+	case LDNS_RR_TYPE_AAAA: return 1;
+	case LDNS_RR_TYPE_NS: return 2;
+	case LDNS_RR_TYPE_SOA: return 3;
+	case LDNS_RR_TYPE_ANY: return 4;
+	case LDNS_RR_TYPE_CNAME: return 5;
+	case -1: return 7;
+	default: return 6;
+	}
+}
+
+struct counters {
+	uint64_t q[NQT][24];
+	uint64_t gw[DNS_MAX_GW];
+	uint64_t ecs, tc, cookies, cookies_ok, cache_hits, rrl_dropped, rrl_slipped;
+	uint64_t drop_short, drop_response, drop_nomem;
+	uint64_t udp, tcp;
+};
+
+struct rrl_ent { uint64_t key; uint32_t sec; uint32_t count; };
+#define RRL_SLOTS 16384
+
+struct worker {
+	_Atomic(struct dns_snap *) hazard;
+	pthread_t th;
+	int fd;                   /* UDP socket, or -1 for the TCP worker */
+	struct counters cnt;
+	struct cache_ent *cache;
+	struct rrl_ent *rrl;
+	uint32_t slip;
+	uint8_t buf[65536];
+};
+
+static struct worker *workers[MAX_WORKERS];
+static int nworkers;
+static atomic_int stopping;
+
+static struct dns_snap *hold(struct worker *w)
+{
+	struct dns_snap *s;
+	do {
+		s = atomic_load(&cur);
+		atomic_store(&w->hazard, s);
+	} while (s != atomic_load(&cur));
+	return s;
+}
+
+static void release(struct worker *w)
+{
+	atomic_store(&w->hazard, NULL);
+}
+
+/* Swap in a new snapshot; free the old one when no worker holds it. */
+static void publish(struct dns_snap *s)
+{
+	struct dns_snap *old = atomic_exchange(&cur, s);
+	if (!old)
+		return;
+	for (int i = 0; i < nworkers; i++)
+		while (atomic_load(&workers[i]->hazard) == old)
+			usleep(100);
+	dns_snap_free(old);
+}
+
+static void count(struct worker *w, const struct dns_result *r)
+{
+	struct counters *c = &w->cnt;
+	if (!r->len) {
+		if (r->drop == DNS_DROP_SHORT) c->drop_short++;
+		else if (r->drop == DNS_DROP_RESPONSE) c->drop_response++;
+		else c->drop_nomem++;
+		return;
+	}
+	c->q[qt_index(r->qtype)][r->rcode < 24 ? r->rcode : 23]++;
+	for (int i = 0; i < r->ngw; i++)
+		c->gw[r->gw[i]]++;
+	if (r->flags & DNS_F_ECS) c->ecs++;
+	if (r->flags & DNS_F_TC) c->tc++;
+	if (r->flags & DNS_F_COOKIE) c->cookies++;
+	if (r->flags & DNS_F_COOKIE_OK) c->cookies_ok++;
+}
+
+static void to_query(struct dns_query *q, const struct sockaddr_storage *ss)
+{
+	memset(q->addr, 0, 16);
+	if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const void *)ss;
+		if (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr)) {
+			q->family = AF_INET;
+			memcpy(q->addr, &a->sin6_addr.s6_addr[12], 4);
+		} else {
+			q->family = AF_INET6;
+			memcpy(q->addr, &a->sin6_addr, 16);
+		}
+	} else {
+		q->family = AF_INET;
+		memcpy(q->addr, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+	}
+}
+
+static uint64_t fnv(const uint8_t *b, size_t n, uint64_t h)
+{
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ b[i]) * 0x100000001b3ULL;
+	return h;
+}
+
+/* The answer for one query: from the worker's memo of the snapshot's
+ * answers (the query path is a pure function, so an answer depends only on
+ * the query bytes after the ID, the client address, the transport and the
+ * snapshot), else computed.  Answers with cookies depend on the time too
+ * and are never kept. */
+static int answer(struct worker *w, const struct dns_snap *s, struct dns_query *q, struct dns_result *r)
+{
+	uint8_t key[CACHE_KEY];
+	size_t klen = 0;
+	struct cache_ent *e = NULL;
+	uint64_t h = 0;
+
+	if (w->cache && q->len >= 12 && q->len - 2 + 17 <= CACHE_KEY && !q->tcp) {
+		memcpy(key, q->pkt + 2, q->len - 2);
+		klen = q->len - 2;
+		key[klen++] = (uint8_t)q->family;
+		memcpy(key + klen, q->addr, 16);
+		klen += 16;
+		h = fnv(key, klen, 0xcbf29ce484222325ULL);
+		e = &w->cache[h & (CACHE_SLOTS - 1)];
+		if (e->gen == s->gen && e->hash == h && e->klen == klen && !memcmp(e->key, key, klen)) {
+			memcpy(r->buf, e->ans, e->alen);
+			r->buf[0] = q->pkt[0];
+			r->buf[1] = q->pkt[1];
+			r->len = e->alen;
+			r->qtype = e->qtype;
+			r->rcode = e->rcode;
+			r->flags = e->flags;
+			r->drop = 0;
+			r->ngw = e->ngw;
+			memcpy(r->gw, e->gw, e->ngw);
+			w->cnt.cache_hits++;
+			return 0;
+		}
+	}
+	int rc = dns_answer(s, q, r);
+	if (e && !rc && !(r->flags & DNS_F_COOKIE) && r->len <= CACHE_ANS && r->ngw <= 8) {
+		e->gen = s->gen;
+		e->hash = h;
+		e->klen = (uint16_t)klen;
+		memcpy(e->key, key, klen);
+		e->alen = (uint16_t)r->len;
+		memcpy(e->ans, r->buf, r->len);
+		e->qtype = (int16_t)r->qtype;
+		e->rcode = (uint8_t)r->rcode;
+		e->flags = r->flags;
+		e->ngw = (uint8_t)r->ngw;
+		memcpy(e->gw, r->gw, r->ngw);
+	}
+	return rc;
+}
+
+/* Response rate limiting (UDP): answers per second per client network
+ * (/24, /56) and rcode; over the limit, every slip-th is sent truncated (a
+ * real client retries over TCP), the others dropped.  A client that returns
+ * a valid server cookie is not limited. */
+static int rrl_allow(struct worker *w, const struct dns_snap *s, const struct dns_query *q, struct dns_result *r)
+{
+	if (!s->cfg.rrl_rate || (r->flags & DNS_F_COOKIE_OK))
+		return 1;
+	uint8_t k[18] = { 0 };
+	memcpy(k, q->addr, q->family == AF_INET ? 3 : 7);
+	k[16] = (uint8_t)r->rcode;
+	k[17] = (uint8_t)(r->ngw ? 1 : 0);
+	uint64_t key = fnv(k, sizeof(k), 0xcbf29ce484222325ULL) | 1;
+	struct rrl_ent *e = &w->rrl[key & (RRL_SLOTS - 1)];
+	uint32_t now = (uint32_t)time(NULL);
+	if (e->key != key || e->sec != now) {
+		e->key = key;
+		e->sec = now;
+		e->count = 0;
+	}
+	if (++e->count <= (uint32_t)s->cfg.rrl_rate)
+		return 1;
+	if (s->cfg.rrl_slip && ++w->slip % (uint32_t)s->cfg.rrl_slip == 0 && r->len >= 12) {
+		/* slip: header only, TC set, counts zeroed (keeps the ID and flags) */
+		r->buf[2] |= 0x02;
+		memset(r->buf + 4, 0, 8);
+		r->len = 12;
+		w->cnt.rrl_slipped++;
+		return 1;
+	}
+	w->cnt.rrl_dropped++;
+	return 0;
+}
+
+#define BATCH 32
+static void *udp_worker(void *arg)
+{
+	struct worker *w = arg;
+	static __thread uint8_t in[BATCH][4096];
+	static __thread uint8_t out[BATCH][4096]; /* udp_size is at most 4096 */
+	struct mmsghdr msg[BATCH], rep[BATCH];
+	struct iovec iov[BATCH], oiov[BATCH];
+	struct sockaddr_storage from[BATCH];
+	struct dns_result r;
+	r.buf = w->buf;
+
+	for (int i = 0; i < BATCH; i++) {
+		iov[i] = (struct iovec){ in[i], sizeof(in[i]) };
+		msg[i].msg_hdr = (struct msghdr){ .msg_name = &from[i], .msg_iov = &iov[i], .msg_iovlen = 1 };
+	}
+	while (!atomic_load(&stopping)) {
+		for (int i = 0; i < BATCH; i++)
+			msg[i].msg_hdr.msg_namelen = sizeof(from[i]);
+		int n = recvmmsg(w->fd, msg, BATCH, MSG_WAITFORONE, NULL);
+		if (n <= 0)
+			continue;
+		struct dns_snap *s = hold(w);
+		uint32_t now = (uint32_t)time(NULL);
+		int m = 0;
+		for (int i = 0; i < n; i++) {
+			struct dns_query q = { .pkt = in[i], .len = msg[i].msg_len, .now = now };
+			to_query(&q, &from[i]);
+			w->cnt.udp++;
+			answer(w, s, &q, &r);
+			count(w, &r);
+			if (!r.len || !rrl_allow(w, s, &q, &r) || r.len > sizeof(out[0]))
+				continue;
+			memcpy(out[m], r.buf, r.len);
+			oiov[m] = (struct iovec){ out[m], r.len };
+			rep[m].msg_hdr = (struct msghdr){ .msg_name = &from[i], .msg_namelen = msg[i].msg_hdr.msg_namelen,
+							 .msg_iov = &oiov[m], .msg_iovlen = 1 };
+			m++;
+		}
+		release(w);
+		for (int sent = 0; sent < m;) {
+			int k = sendmmsg(w->fd, rep + sent, (unsigned)(m - sent), 0);
+			if (k <= 0)
+				break;
+			sent += k;
+		}
+	}
+	return NULL;
+}
+
+/* TCP: up to 64 connections, two-byte length framing, idle ones closed
+ * after 10 s; a query that does not fit the frame closes the connection. */
+#define TCP_CONNS 64
+struct tconn { int fd; size_t have; time_t last; uint8_t b[2 + 65535]; };
+static int tcp_fds[DNS_MAX_LISTEN];
+static int ntcp;
+
+static void *tcp_worker(void *arg)
+{
+	struct worker *w = arg;
+	struct tconn *c = calloc(TCP_CONNS, sizeof(*c));
+	struct pollfd p[DNS_MAX_LISTEN + TCP_CONNS];
+	struct dns_result r;
+	r.buf = w->buf;
+	if (!c)
+		return NULL;
+	for (int i = 0; i < TCP_CONNS; i++)
+		c[i].fd = -1;
+	while (!atomic_load(&stopping)) {
+		int np = 0;
+		for (int i = 0; i < ntcp; i++)
+			p[np++] = (struct pollfd){ tcp_fds[i], POLLIN, 0 };
+		for (int i = 0; i < TCP_CONNS; i++)
+			p[np++] = (struct pollfd){ c[i].fd, POLLIN, 0 };
+		if (poll(p, (nfds_t)np, 500) < 0)
+			continue;
+		time_t now = time(NULL);
+		for (int i = 0; i < ntcp; i++) {
+			if (!(p[i].revents & POLLIN))
+				continue;
+			int fd = accept4(tcp_fds[i], NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+			if (fd < 0)
+				continue;
+			int slot = -1;
+			for (int j = 0; j < TCP_CONNS && slot < 0; j++)
+				if (c[j].fd < 0)
+					slot = j;
+			if (slot < 0) { /* full: the oldest goes */
+				slot = 0;
+				for (int j = 1; j < TCP_CONNS; j++)
+					if (c[j].last < c[slot].last)
+						slot = j;
+				close(c[slot].fd);
+			}
+			c[slot].fd = fd;
+			c[slot].have = 0;
+			c[slot].last = now;
+			w->cnt.tcp++;
+		}
+		for (int j = 0; j < TCP_CONNS; j++) {
+			struct tconn *t = &c[j];
+			if (t->fd < 0)
+				continue;
+			if (!(p[ntcp + j].revents & (POLLIN | POLLHUP | POLLERR))) {
+				if (now - t->last > 10) {
+					close(t->fd);
+					t->fd = -1;
+				}
+				continue;
+			}
+			ssize_t got = read(t->fd, t->b + t->have, sizeof(t->b) - t->have);
+			if (got <= 0) {
+				if (got < 0 && (errno == EAGAIN || errno == EINTR))
+					continue;
+				close(t->fd);
+				t->fd = -1;
+				continue;
+			}
+			t->have += (size_t)got;
+			t->last = now;
+			while (t->have >= 2) {
+				size_t len = (size_t)t->b[0] << 8 | t->b[1];
+				if (t->have < 2 + len)
+					break;
+				struct sockaddr_storage ss;
+				socklen_t sl = sizeof(ss);
+				getpeername(t->fd, (struct sockaddr *)&ss, &sl);
+				struct dns_query q = { .pkt = t->b + 2, .len = len, .tcp = 1, .now = (uint32_t)now };
+				to_query(&q, &ss);
+				struct dns_snap *s = hold(w);
+				answer(w, s, &q, &r);
+				release(w);
+				count(w, &r);
+				if (r.len) {
+					uint8_t hdr[2] = { (uint8_t)(r.len >> 8), (uint8_t)r.len };
+					struct iovec v[2] = { { hdr, 2 }, { r.buf, r.len } };
+					struct msghdr mh = { .msg_iov = v, .msg_iovlen = 2 };
+					int fl = fcntl(t->fd, F_GETFL);
+					fcntl(t->fd, F_SETFL, fl & ~O_NONBLOCK);
+					struct timeval tv = { .tv_sec = 2 };
+					setsockopt(t->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+					ssize_t sent = sendmsg(t->fd, &mh, MSG_NOSIGNAL);
+					fcntl(t->fd, F_SETFL, fl);
+					if (sent != (ssize_t)(r.len + 2)) {
+						close(t->fd);
+						t->fd = -1;
+						break;
+					}
+				}
+				memmove(t->b, t->b + 2 + len, t->have - 2 - len);
+				t->have -= 2 + len;
+			}
+		}
+	}
+	for (int j = 0; j < TCP_CONNS; j++)
+		if (c[j].fd >= 0)
+			close(c[j].fd);
+	free(c);
+	return NULL;
+}
+
+static int open_sock(const char *addr, int type, char *err, size_t len)
+{
+	struct sockaddr_storage ss = { 0 };
+	socklen_t sl;
+	int one = 1, fd;
+	struct sockaddr_in *a4 = (void *)&ss;
+	struct sockaddr_in6 *a6 = (void *)&ss;
+
+	if (inet_pton(AF_INET, addr, &a4->sin_addr) == 1) {
+		a4->sin_family = AF_INET;
+		a4->sin_port = htons(53);
+		sl = sizeof(*a4);
+	} else {
+		inet_pton(AF_INET6, addr, &a6->sin6_addr);
+		a6->sin6_family = AF_INET6;
+		a6->sin6_port = htons(53);
+		sl = sizeof(*a6);
+	}
+	const char *port = getenv("VEIL_DNS_PORT"); /* tests and benchmarks */
+	if (port)
+		a4->sin_port = htons((uint16_t)atoi(port)); /* same offset in both */
+	fd = socket(ss.ss_family, type | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		goto bad;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+	if (ss.ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (type == SOCK_DGRAM) {
+		int sz = 4 << 20;
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+		struct timeval tv = { .tv_usec = 200000 }; /* workers notice a stop */
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	}
+	if (bind(fd, (struct sockaddr *)&ss, sl) || (type == SOCK_STREAM && listen(fd, 128)))
+		goto bad;
+	if (type == SOCK_STREAM)
+		fcntl(fd, F_SETFL, O_NONBLOCK);
+	return fd;
+bad:
+	snprintf(err, len, "%s %s: %s", type == SOCK_DGRAM ? "udp" : "tcp", addr, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	return -1;
+}
+
+/* ---------- metrics ---------- */
+static uint64_t reloads_ok, reloads_bad, started;
+
+static void metrics(void *arg, FILE *out)
+{
+	struct counters t = { 0 };
+	for (int i = 0; i < nworkers; i++) {
+		const struct counters *c = &workers[i]->cnt;
+		for (int a = 0; a < NQT; a++)
+			for (int b = 0; b < 24; b++)
+				t.q[a][b] += __atomic_load_n(&c->q[a][b], __ATOMIC_RELAXED);
+		for (int g = 0; g < DNS_MAX_GW; g++)
+			t.gw[g] += c->gw[g];
+#define S(f) t.f += __atomic_load_n(&c->f, __ATOMIC_RELAXED)
+		S(ecs); S(tc); S(cookies); S(cookies_ok); S(cache_hits); S(rrl_dropped); S(rrl_slipped);
+		S(drop_short); S(drop_response); S(drop_nomem); S(udp); S(tcp);
+#undef S
+	}
+	fputs("# HELP veildns_queries_total Queries answered, by query type and rcode.\n"
+	      "# TYPE veildns_queries_total counter\n", out);
+	for (int a = 0; a < NQT; a++)
+		for (int b = 0; b < 24; b++)
+			if (t.q[a][b]) {
+				const char *rn = ldns_lookup_by_id(ldns_rcodes, b) ? ldns_lookup_by_id(ldns_rcodes, b)->name : NULL;
+				if (b == 16)
+					rn = "BADVERS";
+				if (rn)
+					fprintf(out, "veildns_queries_total{qtype=\"%s\",rcode=\"%s\"} %llu\n", qt_names[a], rn,
+						(unsigned long long)t.q[a][b]);
+				else
+					fprintf(out, "veildns_queries_total{qtype=\"%s\",rcode=\"%d\"} %llu\n", qt_names[a], b,
+						(unsigned long long)t.q[a][b]);
+			}
+	/* metrics are written on the main thread, the only one that swaps */
+	const struct dns_snap *s = atomic_load(&cur);
+	fputs("# HELP veildns_answers_total Address records answered, by gateway.\n"
+	      "# TYPE veildns_answers_total counter\n", out);
+	for (int g = 0; g < s->cfg.ngw; g++)
+		fprintf(out, "veildns_answers_total{gateway=\"%s\"} %llu\n", s->cfg.gw[g].name, (unsigned long long)t.gw[g]);
+	fputs("# HELP veildns_gateway_up Gateway health as configured (1 up, 0 down).\n"
+	      "# TYPE veildns_gateway_up gauge\n", out);
+	for (int g = 0; g < s->cfg.ngw; g++)
+		fprintf(out, "veildns_gateway_up{gateway=\"%s\"} %d\n", s->cfg.gw[g].name, s->cfg.gw[g].up);
+	fprintf(out,
+		"# HELP veildns_ecs_total Answers decided by an EDNS Client Subnet option.\n"
+		"# TYPE veildns_ecs_total counter\nveildns_ecs_total %llu\n"
+		"# HELP veildns_truncated_total UDP answers sent truncated (TC).\n"
+		"# TYPE veildns_truncated_total counter\nveildns_truncated_total %llu\n"
+		"# HELP veildns_cookies_total Answers with a DNS cookie; valid: the client's server cookie was ours.\n"
+		"# TYPE veildns_cookies_total counter\nveildns_cookies_total %llu\nveildns_cookies_valid_total %llu\n"
+		"# HELP veildns_cache_hits_total Answers served from a worker's memo of the snapshot's answers.\n"
+		"# TYPE veildns_cache_hits_total counter\nveildns_cache_hits_total %llu\n"
+		"# HELP veildns_rrl_total Answers rate limited (dropped or slipped as truncated).\n"
+		"# TYPE veildns_rrl_total counter\n"
+		"veildns_rrl_total{action=\"dropped\"} %llu\nveildns_rrl_total{action=\"slipped\"} %llu\n"
+		"# HELP veildns_dropped_total Queries that got no answer at all, by reason.\n"
+		"# TYPE veildns_dropped_total counter\n"
+		"veildns_dropped_total{reason=\"short\"} %llu\nveildns_dropped_total{reason=\"response\"} %llu\n"
+		"veildns_dropped_total{reason=\"nomem\"} %llu\n"
+		"# HELP veildns_received_total Queries received, by transport (TCP: connections).\n"
+		"# TYPE veildns_received_total counter\n"
+		"veildns_received_total{transport=\"udp\"} %llu\nveildns_connections_total{transport=\"tcp\"} %llu\n"
+		"# HELP veildns_zone_serial The SOA serial being served.\n"
+		"# TYPE veildns_zone_serial gauge\nveildns_zone_serial %u\n"
+		"# HELP veildns_zone_names Names in the zone (VMs, wildcards, apex, name servers, empty non-terminals).\n"
+		"# TYPE veildns_zone_names gauge\nveildns_zone_names %zu\n",
+		(unsigned long long)t.ecs, (unsigned long long)t.tc, (unsigned long long)t.cookies,
+		(unsigned long long)t.cookies_ok, (unsigned long long)t.cache_hits, (unsigned long long)t.rrl_dropped,
+		(unsigned long long)t.rrl_slipped, (unsigned long long)t.drop_short, (unsigned long long)t.drop_response,
+		(unsigned long long)t.drop_nomem, (unsigned long long)t.udp, (unsigned long long)t.tcp, s->serial,
+		s->nnames);
+	vm_metrics_daemon(out, reloads_ok, reloads_bad, started);
+}
+
+/* ---------- main ---------- */
+
+static struct dns_snap *load(const char *path, const struct dns_snap *prev, const uint64_t key[2], char *err, size_t len)
+{
+	struct dns_cfg c;
+	if (dns_cfg_load(path, &c, err, len))
+		return NULL;
+	return dns_snap_build(&c, prev ? prev->serial : 0, prev ? prev->cfg.hash : 0, key, err, len);
+}
+
+static int read_key(const char *path, uint64_t key[2], char *err, size_t len)
+{
+	if (!path[0]) {
+		if (getrandom(key, 16, 0) != 16) {
+			snprintf(err, len, "getrandom: %s", strerror(errno));
+			return -1;
+		}
+		return 0;
+	}
+	FILE *f = fopen(path, "re");
+	char hex[128] = "";
+	uint8_t b[16];
+	if (!f || !fgets(hex, sizeof(hex), f)) {
+		snprintf(err, len, "%s: %s", path, f ? "empty" : strerror(errno));
+		if (f)
+			fclose(f);
+		return -1;
+	}
+	fclose(f);
+	for (int i = 0; i < 16; i++)
+		if (sscanf(hex + 2 * i, "%2hhx", &b[i]) != 1) {
+			snprintf(err, len, "%s:1: want at least 32 hex digits", path);
+			return -1;
+		}
+	memcpy(key, b, 16);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "check", no_argument, NULL, 'n' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 }
+	};
+	const char *path = NULL;
+	int check = 0, verbose = 0, opt;
+	char err[512];
+	uint64_t key[2];
+
+	vm_prog_name = "veil-dns";
+	while ((opt = getopt_long(argc, argv, "c:nvh", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'c': path = optarg; break;
+		case 'n': check = 1; break;
+		case 'v': verbose = 1; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (!path || optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	struct dns_cfg c0;
+	if (dns_cfg_load(path, &c0, err, sizeof(err))) {
+		fprintf(stderr, "veil-dns: %s\n", err);
+		return 2;
+	}
+	if (read_key(c0.cookie_secret_file, key, err, sizeof(err))) {
+		fprintf(stderr, "veil-dns: %s\n", err);
+		dns_cfg_free(&c0);
+		return 2;
+	}
+	struct dns_snap *s = dns_snap_build(&c0, 0, 0, key, err, sizeof(err));
+	if (!s) {
+		fprintf(stderr, "veil-dns: %s: %s\n", path, err);
+		return 2;
+	}
+	if (check) {
+		printf("%s: ok (zone %s, %d gateways, %d VM names, %zu answer classes v4 / %zu v6, serial %u)\n", path,
+		       s->cfg.zone, s->cfg.ngw, s->cfg.nvm, s->nclasses[0], s->nclasses[1], s->serial);
+		dns_snap_free(s);
+		return 0;
+	}
+	atomic_store(&cur, s);
+	started = (uint64_t)time(NULL);
+
+	/* sockets: per listen address, one UDP socket per thread (SO_REUSEPORT)
+	 * and one TCP listener */
+	for (int i = 0; i < s->cfg.nlisten; i++) {
+		int fd = open_sock(s->cfg.listen[i], SOCK_STREAM, err, sizeof(err));
+		if (fd < 0) {
+			vm_log("event=error what=listen reason=\"%s\"", err);
+			return 1;
+		}
+		tcp_fds[ntcp++] = fd;
+		for (int t = 0; t < s->cfg.threads && nworkers < MAX_WORKERS - 1; t++) {
+			int u = open_sock(s->cfg.listen[i], SOCK_DGRAM, err, sizeof(err));
+			if (u < 0) {
+				vm_log("event=error what=listen reason=\"%s\"", err);
+				return 1;
+			}
+			struct worker *w = calloc(1, sizeof(*w));
+			if (!w)
+				return 1;
+			w->fd = u;
+			/* VEIL_DNS_NOCACHE=1: every answer computed (benchmarks) */
+			if (!getenv("VEIL_DNS_NOCACHE"))
+				w->cache = calloc(CACHE_SLOTS, sizeof(*w->cache));
+			w->rrl = calloc(RRL_SLOTS, sizeof(*w->rrl));
+			workers[nworkers++] = w;
+		}
+	}
+	struct worker *tw = calloc(1, sizeof(*tw));
+	if (!tw)
+		return 1;
+	tw->fd = -1;
+	workers[nworkers++] = tw;
+	for (int i = 0; i < nworkers; i++)
+		pthread_create(&workers[i]->th, NULL, workers[i]->fd >= 0 ? udp_worker : tcp_worker, workers[i]);
+
+	struct vm_ctl ctl;
+	if (vm_ctl_open(&ctl, "off", s->cfg.metrics, err, sizeof(err))) {
+		vm_log("event=error what=metrics reason=\"%s\"", err);
+		atomic_store(&stopping, 1);
+		for (int i = 0; i < nworkers; i++)
+			pthread_join(workers[i]->th, NULL);
+		return 1;
+	}
+	char pidfile[256];
+	snprintf(pidfile, sizeof(pidfile), "%s", s->cfg.pidfile);
+	if (pidfile[0]) {
+		FILE *pf = fopen(pidfile, "we");
+		if (pf) {
+			fprintf(pf, "%d\n", (int)getpid());
+			fclose(pf);
+		}
+	}
+	vm_log("event=started zone=%s serial=%u gateways=%d vms=%d listen=%d udp_workers=%d metrics=%s",
+	       s->cfg.zone, s->serial, s->cfg.ngw, s->cfg.nvm, s->cfg.nlisten, nworkers - 1, s->cfg.metrics);
+	vm_daemon_signals();
+
+	struct stat st0;
+	if (stat(path, &st0))
+		memset(&st0, 0, sizeof(st0));
+	while (!vm_stop_sig) {
+		vm_ctl_poll(&ctl, 250, NULL, metrics, NULL);
+		struct stat st;
+		int changed = !stat(path, &st) && (st.st_mtim.tv_sec != st0.st_mtim.tv_sec ||
+						   st.st_mtim.tv_nsec != st0.st_mtim.tv_nsec || st.st_size != st0.st_size ||
+						   st.st_ino != st0.st_ino);
+		if (!vm_reload && !changed)
+			continue;
+		const char *why = vm_reload ? "sighup" : "file_changed";
+		vm_reload = 0;
+		st0 = st;
+		struct dns_snap *old = atomic_load(&cur);
+		struct dns_snap *n = load(path, old, key, err, sizeof(err));
+		if (!n) {
+			reloads_bad++;
+			vm_log("event=reload_rejected why=%s reason=\"%s\"", why, err);
+			continue;
+		}
+		if (strcmp(n->cfg.zone, old->cfg.zone) || n->cfg.nlisten != old->cfg.nlisten ||
+		    memcmp(n->cfg.listen, old->cfg.listen, sizeof(n->cfg.listen)) || n->cfg.threads != old->cfg.threads ||
+		    strcmp(n->cfg.metrics, old->cfg.metrics))
+			vm_log("event=reload_note reason=\"listen, threads and metrics change only with a restart\"");
+		uint32_t serial = n->serial;
+		int up = 0;
+		for (int g = 0; g < n->cfg.ngw; g++)
+			up += n->cfg.gw[g].up;
+		publish(n);
+		reloads_ok++;
+		vm_log("event=reloaded why=%s serial=%u gateways=%d up=%d vms=%d classes_v4=%zu classes_v6=%zu", why, serial,
+		       n->cfg.ngw, up, n->cfg.nvm, n->nclasses[0], n->nclasses[1]);
+		(void)verbose;
+	}
+	atomic_store(&stopping, 1);
+	for (int i = 0; i < nworkers; i++)
+		pthread_join(workers[i]->th, NULL);
+	vm_ctl_close(&ctl);
+	if (pidfile[0])
+		unlink(pidfile);
+	vm_log("event=stopped signal=%d", (int)vm_stop_sig);
+	dns_snap_free(atomic_load(&cur));
+	return 0;
+}

@@ -1,0 +1,415 @@
+#!/usr/bin/env bash
+# veil-dns end to end: two network namespaces (a resolver/client and the
+# server) on a veth, veil-dns serving the real tor-geoipdb, queried with kdig
+# and dig over UDP and TCP, with and without EDNS Client Subnet (v4 and v6
+# subnets in several countries); live changes (gateway down and back, VM added
+# and removed) through the config file and SIGHUP; the EDNS compliance probes
+# (RFC 6891, 7871, 7873, 8482); malformed queries; rate limiting; metrics.
+# Prints PASS/FAIL/SKIP lines (tests/run.sh).
+set -u
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+BIN=$PWD/$BUILD/veil-dns
+ID="vmdns-$$"
+NC="$ID-cli"
+NS="$ID-srv"
+T=$(mktemp -d /tmp/veil-dns-test.XXXXXX)
+PIDS=()
+cleanup() {
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+	wait 2>/dev/null
+	ip netns del "$NC" 2>/dev/null
+	ip netns del "$NS" 2>/dev/null
+	rm -rf "$T"
+}
+trap cleanup EXIT INT TERM
+pass() { echo "PASS $*"; [ -n "${DNS_TIMING:-}" ] && echo "   t=$SECONDS" >&2; }
+fail() { echo "FAIL $*"; }
+check() { # name condition-text; uses $? of the previous command
+	if [ "$1" = 0 ]; then pass "$2"; else fail "$2${3:+: $3}"; fi
+}
+
+for t in kdig dig python3 curl; do
+	command -v $t >/dev/null || { echo "SKIP dns: $t missing (tools/deps.sh test)"; exit 0; }
+done
+[ -r /usr/share/tor/geoip ] || { echo "SKIP dns: tor-geoipdb missing (tools/deps.sh test)"; exit 0; }
+[ -x "$BIN" ] || { echo "FAIL dns: $BIN not built"; exit 1; }
+
+# ---------- config checks (--check, file:line errors, exit 2) ----------
+bad_conf() { # name expected-substring config-text
+	printf '%s\n' "$3" >"$T/bad.conf"
+	local out rc
+	out=$("$BIN" --check --config "$T/bad.conf" 2>&1); rc=$?
+	if [ $rc = 2 ] && echo "$out" | grep -q -- "$2"; then pass "check_rejects_$1"; else fail "check_rejects_$1: rc=$rc: $out"; fi
+}
+base='zone veil.test
+ns ns1 198.18.53.1
+listen 198.18.53.1
+gateway fra DE up 198.18.1.1'
+bad_conf unknown_key "bad.conf:5: unknown setting" "$base
+colour blue"
+bad_conf bad_location "bad.conf:5: gateway location" "$base
+gateway x ZZ up 198.18.1.2"
+bad_conf bad_health "bad.conf:5: gateway health" "$base
+gateway x DE sideways 198.18.1.2"
+bad_conf bad_vm_name "bad.conf:5: bad VM name" "$base
+vm a..b"
+bad_conf bad_override "bad.conf:5: override: bad prefix" "$base
+override 198.18.0.0/40 DE"
+bad_conf no_gateway "no 'gateway'" 'zone veil.test
+ns ns1 198.18.53.1
+listen 198.18.53.1'
+bad_conf dup_vm "defined twice" "$base
+vm a
+vm A"
+printf 'zone veil.test\nns ns1 198.18.53.1\nlisten 198.18.53.1\ngateway a DE up 198.18.1.1\ngeoip4 %s/nope\n' "$T" >"$T/bad.conf"
+out=$("$BIN" --check -c "$T/bad.conf" 2>&1); rc=$?
+[ $rc = 2 ] && echo "$out" | grep -q "tor-geoipdb"; check $? check_rejects_missing_geoip "$out"
+"$BIN" --help | grep -q "usage: veil-dns"; check $? help
+"$BIN" --bogus >/dev/null 2>&1; [ $? = 2 ]; check $? bad_option_exit_2
+
+# ---------- the lab ----------
+ip netns add "$NC" && ip netns add "$NS" || { echo "FAIL dns_lab: netns"; exit 1; }
+ip -n "$NC" link set lo up
+ip -n "$NS" link set lo up
+ip link add "vd$$a" netns "$NC" type veth peer name "vd$$b" netns "$NS"
+ip -n "$NC" link set "vd$$a" name eth0
+ip -n "$NS" link set "vd$$b" name eth0
+ip -n "$NC" addr add 198.18.54.2/24 dev eth0
+ip -n "$NS" addr add 198.18.54.1/24 dev eth0
+ip -n "$NC" addr add 2001:db8:54::2/64 dev eth0 nodad
+ip -n "$NS" addr add 2001:db8:54::1/64 dev eth0 nodad
+ip -n "$NC" link set eth0 up
+ip -n "$NS" link set eth0 up
+ip -n "$NS" addr add 198.18.53.1/32 dev lo
+ip -n "$NS" addr add 198.18.53.2/32 dev lo
+ip -n "$NS" addr add 2001:db8:53::1/128 dev lo nodad
+ip -n "$NC" route add 198.18.53.0/24 via 198.18.54.1
+ip -n "$NC" route add 2001:db8:53::/64 via 2001:db8:54::1
+
+# gateways: one per country centre; the resolver's own networks are
+# overridden to JP (v4) and BR (v6)
+gateways='gateway fra DE up 198.18.1.1 2001:db8:1::1
+gateway par FR up 198.18.2.1 2001:db8:2::1
+gateway nyc US up 198.18.3.1 2001:db8:3::1
+gateway tyo JP up 198.18.4.1 2001:db8:4::1
+gateway gru BR up 198.18.5.1 2001:db8:5::1
+gateway syd AU up 198.18.6.1 2001:db8:6::1
+gateway jnb ZA up 198.18.7.1 2001:db8:7::1
+gateway bom IN up 198.18.8.1 2001:db8:8::1
+gateway v4only 40.4,-3.7 up 198.18.9.1'
+conf() { # extra lines...
+	cat <<EOF
+zone veil.test
+soa ns1 hostmaster 3600 600 86400 30
+ns ns1 198.18.53.1 2001:db8:53::1
+ttl 20
+answers 2
+listen 198.18.53.1
+listen 2001:db8:53::1
+metrics 198.18.54.1:9433
+pidfile $T/dns.pid
+override 198.18.54.0/24 JP
+override 2001:db8:54::/48 BR
+$gateways
+vm vm1
+vm vm2
+vm *.apps
+EOF
+	for l in "$@"; do echo "$l"; done
+}
+put() { cat >"$T/dns.conf.tmp" && mv "$T/dns.conf.tmp" "$T/dns.conf"; }  # whole files only
+conf | put
+"$BIN" --check --config "$T/dns.conf" >"$T/check.out" 2>&1; check $? check_ok "$(cat "$T/check.out")"
+ip netns exec "$NS" "$BIN" --config "$T/dns.conf" >"$T/dns.log" 2>&1 &
+PIDS+=($!)
+DPID=$!
+for _ in $(seq 50); do
+	ip netns exec "$NC" dig +short +tries=1 +time=1 @198.18.53.1 veil.test SOA 2>/dev/null | grep -q hostmaster && break
+	sleep 0.2
+done
+
+K() { ip netns exec "$NC" kdig +norec +retry=0 +time=2 "$@" 2>&1; }
+D() { ip netns exec "$NC" dig +norec +tries=1 +time=2 "$@" 2>&1; }
+serial() { D @198.18.53.1 veil.test SOA +short | awk '{print $3}'; }
+
+# ---------- nearest gateways, ECS, scopes ----------
+# each country's first big range in the database, and the two gateways
+# nearest to its centre (computed here, independently, from centroids.inc)
+python3 - "$T" <<'PY' >"$T/cases"
+import ipaddress, math, re, sys
+cent = {m[0]: (float(m[1]), float(m[2])) for m in re.findall(r'\{ "(\w\w)", ([-\d.]+), ([-\d.]+) \}', open('controlplane/dns/centroids.inc').read())}
+gws = [('fra', 'DE'), ('par', 'FR'), ('nyc', 'US'), ('tyo', 'JP'), ('gru', 'BR'), ('syd', 'AU'), ('jnb', 'ZA'), ('bom', 'IN')]
+pos = {g: cent[c] for g, c in gws}
+pos4 = dict(pos, v4only=(40.4, -3.7))
+def km(a, b):
+    r = math.pi / 180
+    dl, dn = (b[0] - a[0]) * r, (b[1] - a[1]) * r
+    h = math.sin(dl / 2) ** 2 + math.cos(a[0] * r) * math.cos(b[0] * r) * math.sin(dn / 2) ** 2
+    return 2 * 6371 * math.atan2(math.sqrt(h), math.sqrt(1 - h))
+def near(cc, p):
+    return sorted(p, key=lambda g: km(cent[cc], p[g]))[:2]
+for fam, path, size in ((4, '/usr/share/tor/geoip', 2 ** 16), (6, '/usr/share/tor/geoip6', 2 ** 96)):
+    seen = set()
+    for l in open(path):
+        if l[0] == '#':
+            continue
+        s, e, c = l.strip().split(',')
+        s, e = (int(s), int(e)) if fam == 4 else (int(ipaddress.ip_address(s)), int(ipaddress.ip_address(e)))
+        if c in ('DE', 'US', 'JP', 'BR', 'AU', 'ZA') and c not in seen and e - s + 1 >= size:
+            seen.add(c)
+            a = ipaddress.ip_address(s + (e - s) // 2)
+            plen = 24 if fam == 4 else 48
+            net = ipaddress.ip_network(f'{a}/{plen}', strict=False)
+            print(fam, c, net, ','.join(near(c, pos4)), ','.join(near(c, pos)))
+PY
+# blocks() splits dig/kdig output of several queries: "N answer..." and "N ecs X"
+blocks() { awk '/->>HEADER<<-/ {n++} /\tIN\t(A|AAAA)\t/ {print n, $NF} /CLIENT-SUBNET:/ {print n, "ecs", $3}'; }
+n=0
+while read -r fam cc net want4 want6; do
+	n=$((n + 1))
+	addrs=$(for g in ${want4//,/ }; do grep "^gateway $g " <<<"$gateways" | awk '{print $5}'; done | sort | tr '\n' ' ')
+	addrs6=$(for g in ${want6//,/ }; do grep "^gateway $g " <<<"$gateways" | awk '{print $6}'; done | sort | tr '\n' ' ')
+	# dig: A (over v4) and AAAA in one run
+	D @198.18.53.1 vm1.veil.test A +subnet="$net" vm1.veil.test AAAA +subnet="$net" | blocks >"$T/b"
+	got=$(awk '$1 == 1 && $2 != "ecs" {print $2}' "$T/b" | sort | tr '\n' ' ')
+	[ "$got" = "$addrs" ]; check $? "ecs_v${fam}_${cc}_A_dig ($net -> $want4)" "got $got want $addrs"
+	got=$(awk '$1 == 2 && $2 != "ecs" {print $2}' "$T/b" | sort | tr '\n' ' ')
+	[ "$got" = "$addrs6" ]; check $? "ecs_v${fam}_${cc}_AAAA_dig ($net -> $want6)" "got $got want $addrs6"
+	# the scope: family and source echoed; the first and the last address
+	# of the scope block get the same answer (kdig, over v6)
+	line=$(awk '$1 == 1 && $2 == "ecs" {print $3}' "$T/b")
+	echo "$line" >>"$T/scopes"
+	echoed=${line%/*}
+	scope=${line##*/}
+	ends=$(python3 -c "import ipaddress; n=ipaddress.ip_network('$net'); b=ipaddress.ip_network(f'{n.network_address}/$scope', strict=False); print(b.network_address, b.broadcast_address)")
+	bits=$([ $fam = 4 ] && echo 32 || echo 128)
+	set -- $ends
+	K @2001:db8:53::1 vm1.veil.test A +subnet="$1/$bits" vm1.veil.test A +subnet="$2/$bits" | blocks >"$T/b2"
+	g1=$(awk '$1 == 1 && $2 != "ecs" {print $2}' "$T/b2" | sort | tr '\n' ' ')
+	g2=$(awk '$1 == 2 && $2 != "ecs" {print $2}' "$T/b2" | sort | tr '\n' ' ')
+	[ "$echoed" = "$net" ] && [ "$g1" = "$addrs" ] && [ "$g2" = "$addrs" ]
+	check $? "ecs_v${fam}_${cc}_scope ($line; block $1 .. $2 answered alike, kdig)" "ends: $g1 / $g2"
+done <"$T/cases"
+[ "$n" -ge 10 ]; check $? "ecs_countries ($n subnets, v4 and v6)"
+
+# the resolver's own address when there is no ECS: v4 overridden to JP, v6 to BR
+got=$(K @198.18.53.1 vm2.veil.test A +short | head -1)
+[ "$got" = 198.18.4.1 ]; check $? "resolver_v4_override_JP_nearest_tyo" "got $got"
+got=$(K @2001:db8:53::1 vm2.veil.test AAAA +short | head -1)
+[ "$got" = 2001:db8:5::1 ]; check $? "resolver_v6_override_BR_nearest_gru" "got $got"
+out=$(D @198.18.53.1 vm2.veil.test A)
+! echo "$out" | grep -q CLIENT-SUBNET; check $? "no_ecs_in_answer_without_ecs_in_query"
+got=$(K @198.18.53.1 vm2.veil.test A +subnet=0.0.0.0/0 | grep -o 'CLIENT-SUBNET: [^ ]*' | head -1)
+echo "$got" | grep -q '0.0.0.0/0/0'; check $? "ecs_source_0_scope_0" "$got"
+got=$(K @198.18.53.1 vm1.veil.test MX +subnet=2.28.1.0/24 | grep -o 'CLIENT-SUBNET: [^ ]*' | head -1)
+echo "$got" | grep -q '2.28.1.0/24/0'; check $? "ecs_scope_0_when_the_answer_does_not_depend_on_it" "$got"
+
+# ---------- names: wildcard, NXDOMAIN, NODATA, ANY, SOA/NS, refused ----------
+got=$(D @198.18.53.1 shop.apps.veil.test A +short | wc -l)
+[ "$got" = 2 ]; check $? "wildcard_one_label" "$got answers"
+out=$(D @198.18.53.1 a.b.apps.veil.test A)
+echo "$out" | grep -q 'status: NXDOMAIN' && echo "$out" | grep -A1 'AUTHORITY SECTION' | grep -q SOA; check $? "wildcard_two_labels_nxdomain_with_soa"
+out=$(D @198.18.53.1 nosuch.veil.test A)
+echo "$out" | grep -q 'status: NXDOMAIN' && echo "$out" | grep -q 'flags: qr aa' && echo "$out" | grep -A1 'AUTHORITY SECTION' | grep -q 'veil.test.*30.*SOA'
+check $? "nxdomain_aa_soa_in_authority_ttl_minimum"
+out=$(D @198.18.53.1 vm1.veil.test MX)
+echo "$out" | grep -q 'status: NOERROR' && echo "$out" | grep -q 'ANSWER: 0' && echo "$out" | grep -A1 'AUTHORITY SECTION' | grep -q SOA
+check $? "nodata_with_soa"
+out=$(D @198.18.53.1 apps.veil.test A)
+echo "$out" | grep -q 'status: NOERROR' && echo "$out" | grep -q 'ANSWER: 0'; check $? "empty_non_terminal_nodata"
+got=$(D @198.18.53.1 veil.test NS +short)
+[ "$got" = ns1.veil.test. ]; check $? "ns" "$got"
+out=$(D @198.18.53.1 veil.test NS)
+echo "$out" | grep -A3 'ADDITIONAL SECTION' | grep -q '198.18.53.1'; check $? "ns_glue"
+got=$(D @198.18.53.1 ns1.veil.test AAAA +short)
+[ "$got" = 2001:db8:53::1 ]; check $? "ns_host_address" "$got"
+out=$(D @198.18.53.1 vm1.veil.test ANY)
+echo "$out" | grep -q 'HINFO.*"RFC8482"' && echo "$out" | grep -q 'ANSWER: 1'; check $? "any_minimal_rfc8482"
+out=$(D @198.18.53.1 example.com A)
+echo "$out" | grep -q 'status: REFUSED'; check $? "outside_zone_refused"
+got=$(D @198.18.53.1 VM1.Veil.TEST A +short | wc -l)
+[ "$got" = 2 ]; check $? "case_insensitive"
+[ "$(D @198.18.53.1 vm1.veil.test A | grep -c 'IN	A	')" = 2 ]; check $? "answers_N_2"
+ttl=$(D @198.18.53.1 vm1.veil.test A | awk '/^vm1.veil.test.*IN\tA/ {print $2; exit}')
+[ "$ttl" = 20 ]; check $? "answer_ttl_20" "$ttl"
+
+# ---------- TCP ----------
+got=$(K @198.18.53.1 +tcp vm1.veil.test A +subnet=2.28.1.0/24 +short | sort | tr '\n' ' ')
+[ -n "$got" ]; check $? "tcp_kdig" "$got"
+got=$(D @2001:db8:53::1 +tcp vm1.veil.test AAAA +short | wc -l)
+[ "$got" = 2 ]; check $? "tcp_dig_v6" "$got"
+out=$(K @198.18.53.1 +tcp +keepopen vm1.veil.test A vm2.veil.test AAAA 2>&1 | grep -c 'status: NOERROR')
+[ "$out" = 2 ]; check $? "tcp_two_queries_one_connection" "$out"
+
+# ---------- EDNS compliance (RFC 6891 / 7871 / 7873) ----------
+out=$(D @198.18.53.1 +edns=1 +noednsneg vm1.veil.test A)
+echo "$out" | grep -q 'status: BADVERS' && echo "$out" | grep -q 'EDNS: version: 0'; check $? "edns1_badvers_version0"
+out=$(D @198.18.53.1 +edns=0 +ednsopt=65001:abcd vm1.veil.test A)
+echo "$out" | grep -q 'status: NOERROR' && ! echo "$out" | grep -q 'OPT=65001'; check $? "unknown_option_ignored_not_echoed"
+out=$(D @198.18.53.1 +edns=0 +ednsflags=0x80 vm1.veil.test A)
+echo "$out" | grep -q 'status: NOERROR' && ! echo "$out" | grep -q 'MBZ'; check $? "unknown_edns_flags_ignored_not_echoed"
+out=$(D @198.18.53.1 +noedns vm1.veil.test A)
+echo "$out" | grep -q 'status: NOERROR' && ! echo "$out" | grep -q 'OPT PSEUDOSECTION'; check $? "no_edns_no_opt"
+out=$(D @198.18.53.1 +nocookie vm1.veil.test A)
+echo "$out" | grep -q 'status: NOERROR' && ! echo "$out" | grep -q COOKIE; check $? "nocookie"
+out=$(D @198.18.53.1 +cookie vm1.veil.test A)
+ck=$(echo "$out" | awk '/COOKIE:/ {print $3}')
+[ ${#ck} = 48 ] && echo "$out" | grep -q 'COOKIE:.*(good)'; check $? "cookie_answered_rfc9018_length" "$ck"
+out=$(D @198.18.53.1 +cookie="$ck" vm1.veil.test A)
+echo "$out" | grep -q 'status: NOERROR' && echo "$out" | grep -q 'COOKIE:.*good'; check $? "cookie_returned_accepted"
+out=$(D @198.18.53.1 +ednsopt=10:0102 vm1.veil.test A)
+echo "$out" | grep -q 'status: FORMERR'; check $? "cookie_malformed_formerr"
+out=$(D @198.18.53.1 +tcp +edns=0 vm1.veil.test A)
+echo "$out" | grep -q 'status: NOERROR' && echo "$out" | grep -q 'udp: 1232'; check $? "tcp_edns_buffer_1232"
+out=$(D @198.18.53.1 +ednsopt=8:00011700010203 vm1.veil.test A)
+echo "$out" | grep -q 'status: FORMERR'; check $? "ecs_bits_past_prefix_formerr"
+out=$(D @198.18.53.1 +ednsopt=8:0003180001020304 vm1.veil.test A)
+echo "$out" | grep -q 'status: FORMERR'; check $? "ecs_bad_family_formerr"
+out=$(D @198.18.53.1 +ednsopt=8:000118000102 vm1.veil.test A)
+echo "$out" | grep -q 'status: FORMERR'; check $? "ecs_short_address_formerr"
+out=$(D @198.18.53.1 +ednsopt=8:0001210001020304 vm1.veil.test A)
+echo "$out" | grep -q 'status: FORMERR'; check $? "ecs_source_over_32_formerr"
+out=$(D @198.18.53.1 +opcode=2 vm1.veil.test A)
+echo "$out" | grep -q 'status: NOTIMP'; check $? "opcode_status_notimp"
+out=$(D @198.18.53.1 veil.test AXFR +tcp 2>&1)
+echo "$out" | grep -qi 'refused\|Transfer failed'; check $? "axfr_refused"
+
+# ---------- malformed queries: FORMERR or a counted drop, never a crash ----------
+ip netns exec "$NC" python3 - <<'PY' >"$T/mal.out" 2>&1
+import socket, struct
+def send(pkt, fam=socket.AF_INET, addr='198.18.53.1'):
+    s = socket.socket(fam, socket.SOCK_DGRAM); s.settimeout(0.5)
+    s.sendto(pkt, (addr, 53))
+    try:
+        r = s.recv(65535); return r
+    except socket.timeout:
+        return None
+def hdr(qd=1, ar=0, flags=0): return struct.pack('>HHHHHH', 0xbeef, flags, qd, 0, 0, ar)
+q = b'\x03vm1\x04veil\x04test\x00' + struct.pack('>HH', 1, 1)
+cases = {
+ 'short_header': b'\x12\x34\x00',
+ 'response_bit': hdr(flags=0x8000) + q,
+ 'compression_loop': hdr() + b'\xc0\x0c' + struct.pack('>HH', 1, 1),
+ 'label_past_end': hdr() + b'\x3f' + b'a' * 10,
+ 'label_too_long': hdr() + b'\x40' + b'a' * 64 + b'\x00' + struct.pack('>HH', 1, 1),
+ 'truncated_question': hdr() + b'\x03vm1\x04veil',
+ 'oversized': hdr() + q + b'\x00' * 4000,  # 4 KB: trailing bytes are ignored
+ 'qdcount_2': hdr(qd=2) + q + q,
+ 'qdcount_0': hdr(qd=0),
+ 'two_opt': hdr(ar=2) + q + (b'\x00' + struct.pack('>HHIH', 41, 1232, 0, 0)) * 2,
+ 'opt_bad_option_len': hdr(ar=1) + q + b'\x00' + struct.pack('>HHIH', 41, 1232, 0, 6) + struct.pack('>HH', 8, 40) + b'\x00\x01',
+ 'ecs_twice': hdr(ar=1) + q + b'\x00' + struct.pack('>HHIH', 41, 1232, 0, 16) + (struct.pack('>HHHBB', 8, 4, 1, 0, 0)) * 2,
+ 'ecs_truncated': hdr(ar=1) + q + b'\x00' + struct.pack('>HHIH', 41, 1232, 0, 6) + struct.pack('>HH', 8, 2) + b'\x00\x01',
+ 'garbage': bytes(range(256)) * 4,
+}
+for k, p in cases.items():
+    r = send(p)
+    rc = None if r is None else (r[3] & 15)
+    print(k, 'drop' if r is None else f'rcode={rc} id={"ok" if r[:2] == p[:2] else "bad"}')
+PY
+cat "$T/mal.out" | sed 's/^/   /'
+ok=0
+while read -r k res rest; do
+	case $k in
+	short_header|response_bit) [ "$res" = drop ] || ok=1 ;;
+	oversized) [ "$res" = "rcode=0" ] || ok=1 ;;  # a valid query padded: answered
+	*) [ "$res" = "rcode=1" ] && [ "$rest" = "id=ok" ] || { echo "   $k: $res $rest"; ok=1; } ;;
+	esac
+done <"$T/mal.out"
+[ $ok = 0 ]; check $? "malformed_formerr_or_drop"
+kill -0 $DPID 2>/dev/null; check $? "alive_after_malformed"
+m=$(ip netns exec "$NC" curl -s http://198.18.54.1:9433/metrics)
+echo "$m" | grep -q 'veildns_dropped_total{reason="short"} [1-9]' && echo "$m" | grep -q 'veildns_dropped_total{reason="response"} [1-9]'
+check $? "malformed_drops_counted"
+
+# ---------- live changes: gateway down and back, VM added and removed ----------
+s0=$(serial)
+conf | sed 's/^gateway tyo JP up/gateway tyo JP down/' | put
+for _ in $(seq 30); do [ "$(serial)" != "$s0" ] && break; sleep 0.1; done
+s1=$(serial)
+got=$(K @198.18.53.1 vm1.veil.test A +short | tr '\n' ' ')
+! echo "$got" | grep -q 198.18.4.1 && [ "$(echo $got | wc -w)" = 2 ]; check $? "gateway_down_gone_from_answers ($got)"
+[ "$s1" -gt "$s0" ] 2>/dev/null; check $? "serial_moves_on_change ($s0 -> $s1)"
+# while the server reloads, no query is lost
+( for _ in $(seq 5); do kill -HUP $DPID; sleep 0.05; done ) &
+lost=0
+for i in $(seq 20); do
+	D @198.18.53.1 vm1.veil.test A +short | grep -q . || lost=$((lost + 1))
+done
+wait $!
+[ $lost = 0 ]; check $? "no_query_lost_during_reloads" "$lost lost"
+conf | put
+kill -HUP $DPID
+for _ in $(seq 30); do K @198.18.53.1 vm1.veil.test A +short | head -1 | grep -q 198.18.4.1 && break; sleep 0.1; done
+got=$(K @198.18.53.1 vm1.veil.test A +short | head -1)
+[ "$got" = 198.18.4.1 ]; check $? "gateway_back_in_answers" "$got"
+s2=$(serial)
+conf "vm vm3" | put
+for _ in $(seq 30); do [ "$(serial)" != "$s2" ] && break; sleep 0.1; done
+got=$(D @198.18.53.1 vm3.veil.test A +short | wc -l)
+[ "$got" = 2 ]; check $? "vm_added_answered" "$got"
+conf | put
+for _ in $(seq 30); do D @198.18.53.1 vm3.veil.test A | grep -q NXDOMAIN && break; sleep 0.1; done
+D @198.18.53.1 vm3.veil.test A | grep -q 'status: NXDOMAIN'; check $? "vm_removed_nxdomain"
+conf "colour blue" | put
+sleep 0.6
+D @198.18.53.1 vm1.veil.test A +short | grep -q .; check $? "bad_file_keeps_serving"
+grep -q 'event=reload_rejected.*dns.conf:[0-9]*: unknown setting' "$T/dns.log"; check $? "bad_file_logged_with_line" "$(grep reload_rejected "$T/dns.log" | tail -1)"
+conf | put
+
+# ---------- metrics ----------
+m=$(ip netns exec "$NC" curl -s http://198.18.54.1:9433/metrics)
+echo "$m" | grep -q 'veildns_queries_total{qtype="A",rcode="NOERROR"} [1-9]' &&
+	echo "$m" | grep -q 'veildns_queries_total{qtype="A",rcode="NXDOMAIN"} [1-9]' &&
+	echo "$m" | grep -q 'veildns_answers_total{gateway="tyo"} [1-9]' &&
+	echo "$m" | grep -q 'veildns_ecs_total [1-9]' && echo "$m" | grep -q 'veildns_zone_serial [1-9]'
+check $? "metrics_by_type_rcode_gateway_ecs"
+
+# ---------- a second server: truncation, ties spread, rate limiting ----------
+{
+	echo 'zone big.test'
+	echo 'ns ns1 198.18.53.2'
+	echo 'listen 198.18.53.2'
+	echo 'metrics off'
+	echo 'answers 30'
+	echo 'rrl 20 2'
+	for i in $(seq 40); do echo "gateway g$i 10.0,10.0 up 198.18.60.$i 2001:db8:60::$i"; done
+	echo 'vm many'
+} >"$T/big.conf"
+ip netns exec "$NS" "$BIN" --config "$T/big.conf" >"$T/big.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 50); do D @198.18.53.2 big.test SOA +short | grep -q 'ns1.big.test' && break; sleep 0.2; done
+out=$(D @198.18.53.2 +noedns +ignore many.big.test AAAA)
+echo "$out" | grep -q 'flags: qr tc aa\|flags: qr aa tc' && echo "$out" | grep -q 'ANSWER: 0'; check $? "udp_512_truncated"
+got=$(D @198.18.53.2 +noedns many.big.test AAAA +short | wc -l)
+[ "$got" = 30 ]; check $? "tc_retry_over_tcp_gets_all" "$got"
+out=$(D @198.18.53.2 +bufsize=1232 many.big.test AAAA)
+echo "$out" | grep -q 'ANSWER: 30' && ! echo "$out" | grep -q ' tc'; check $? "edns_buffer_fits"
+sets=$(for i in $(seq 1 12); do K @198.18.53.2 many.big.test A +subnet=2.$((i * 16)).0.0/16 +short | sort | md5sum; done | sort -u | wc -l)
+[ "$sets" -ge 2 ]; check $? "ties_spread ($sets different sets of 30 from 40 equidistant gateways)"
+ip netns exec "$NC" python3 - <<'PY' >"$T/rrl.out"
+import socket, struct, time
+s = socket.socket(); s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(0.3)
+q = lambda i: struct.pack('>HHHHHH', i, 0, 1, 0, 0, 0) + b'\x04many\x03big\x04test\x00' + struct.pack('>HH', 1, 1)
+for i in range(200):
+    s.sendto(q(i), ('198.18.53.2', 53))
+full = tc = 0
+try:
+    while True:
+        r = s.recv(4096)
+        if r[2] & 2: tc += 1
+        else: full += 1
+except socket.timeout:
+    pass
+print(full, tc)
+PY
+read -r full tc <"$T/rrl.out"
+[ "$full" -le 40 ] && [ "$tc" -ge 20 ]; check $? "rrl_limits_and_slips ($full full answers, $tc truncated of 200 in one second)"
+got=$(D @198.18.53.2 +tcp many.big.test A +short | wc -l)
+[ "$got" = 30 ]; check $? "rrl_not_on_tcp"
+
+kill $DPID
+for _ in $(seq 30); do kill -0 $DPID 2>/dev/null || break; sleep 0.1; done
+! kill -0 $DPID 2>/dev/null && grep -q 'event=stopped' "$T/dns.log"; check $? "sigterm_stops"
+exit 0

@@ -1,0 +1,197 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * veil-dns's pure parts without a network: the range tables (overrides
+ * painted, ranges relabelled and merged, lookups and ECS scopes) and the
+ * query path on the fixture zone (tests/fixtures/dns-test.conf).
+ */
+#include <unistd.h>
+#include "testlib.h"
+#include "dns/dns.h"
+
+static struct dns_snap *snap;
+
+static uint32_t ip4(const char *s)
+{
+	struct in_addr a;
+	inet_pton(AF_INET, s, &a);
+	return ntohl(a.s_addr);
+}
+
+static void geo_ranges_and_scopes(void)
+{
+	struct geo_tab4 t = { 0 };
+	int scope;
+	/* A: 10.0.0.0/16, B: 10.1.0.0/16, a gap, then A at 10.4.0.0/15 */
+	geo_paint4(&t, ip4("10.0.0.0"), ip4("10.0.255.255"), 1);
+	geo_paint4(&t, ip4("10.1.0.0"), ip4("10.1.255.255"), 2);
+	geo_paint4(&t, ip4("10.4.0.0"), ip4("10.5.255.255"), 1);
+	CHECK(geo_find4(&t, ip4("10.0.9.9"), &scope) == 1 && scope == 16, "A /16, got scope %d", scope);
+	CHECK(geo_find4(&t, ip4("10.5.1.1"), &scope) == 1 && scope == 15, "A /15, got scope %d", scope);
+	CHECK(geo_find4(&t, ip4("10.2.0.1"), &scope) == GEO_NONE, "gap");
+	/* an override inside B splits it */
+	geo_paint4(&t, ip4("10.1.128.0"), ip4("10.1.128.255"), 3);
+	CHECK(geo_find4(&t, ip4("10.1.128.7"), &scope) == 3 && scope == 24, "override /24, scope %d", scope);
+	CHECK(geo_find4(&t, ip4("10.1.0.7"), &scope) == 2 && scope == 17, "B left of the override /17, scope %d", scope);
+	/* A and B lead to the same answer: merged, so a wider scope */
+	uint32_t map[4] = { 0, 7, 7, 8 };
+	geo_relabel4(&t, map, 4, 9);
+	CHECK(geo_find4(&t, ip4("10.0.9.9"), &scope) == 7 && scope == 16, "merged A+B left half /16, scope %d", scope);
+	CHECK(geo_find4(&t, ip4("10.2.0.1"), &scope) == 9, "gap relabelled to none");
+	CHECK(geo_find4(&t, ip4("0.0.0.1"), &scope) == 9 && geo_find4(&t, ip4("255.255.255.255"), &scope) == 9,
+	      "the table covers everything after relabelling");
+	for (size_t i = 1; i < t.n; i++)
+		CHECK(t.r[i].lo == t.r[i - 1].hi + 1 && t.r[i].id != t.r[i - 1].id, "range %zu not merged or not adjacent", i);
+	geo_free4(&t);
+}
+
+static int ask(const char *name, int type, const char *ecs, int family, const char *client, struct dns_result *r,
+	       ldns_pkt **ans)
+{
+	static uint8_t buf[65536];
+	ldns_pkt *q = NULL;
+	uint8_t *w = NULL;
+	size_t n;
+	ldns_pkt_query_new_frm_str(&q, name, (ldns_rr_type)type, LDNS_RR_CLASS_IN, 0);
+	ldns_pkt_set_id(q, 4242);
+	ldns_pkt_set_edns_udp_size(q, 1232);
+	if (ecs) {
+		char a[64];
+		int plen;
+		uint8_t d[20] = { 0 }, addr[16] = { 0 };
+		sscanf(ecs, "%63[^/]/%d", a, &plen);
+		int v6 = strchr(a, ':') != NULL;
+		inet_pton(v6 ? AF_INET6 : AF_INET, a, addr);
+		d[1] = v6 ? 2 : 1;
+		d[2] = (uint8_t)plen;
+		memcpy(d + 4, addr, (size_t)(plen + 7) / 8);
+		ldns_edns_option_list *l = ldns_edns_option_list_new();
+		ldns_edns_option_list_push(l, ldns_edns_new_from_data(8, 4 + (size_t)(plen + 7) / 8, d));
+		ldns_pkt_set_edns_option_list(q, l);
+	}
+	ldns_pkt2wire(&w, q, &n);
+	ldns_pkt_free(q);
+	struct dns_query dq = { .pkt = w, .len = n, .family = family, .now = 1796000000u };
+	inet_pton(family, client, dq.addr);
+	r->buf = buf;
+	int rc = dns_answer(snap, &dq, r);
+	free(w);
+	*ans = NULL;
+	if (!rc)
+		ldns_wire2pkt(ans, r->buf, r->len);
+	return rc;
+}
+
+static int has_addr(ldns_pkt *p, const char *want)
+{
+	ldns_rr_list *l = ldns_pkt_answer(p);
+	for (size_t i = 0; i < ldns_rr_list_rr_count(l); i++) {
+		char *s = ldns_rdf2str(ldns_rr_rdf(ldns_rr_list_rr(l, i), 0));
+		int eq = s && !strcmp(s, want);
+		free(s);
+		if (eq)
+			return 1;
+	}
+	return 0;
+}
+
+static int ecs_scope(ldns_pkt *p)
+{
+	ldns_edns_option_list *l = ldns_pkt_edns_get_option_list(p);
+	for (size_t i = 0; l && i < ldns_edns_option_list_get_count(l); i++) {
+		ldns_edns_option *o = ldns_edns_option_list_get_option(l, i);
+		if (ldns_edns_get_code(o) == 8)
+			return ldns_edns_get_data(o)[3];
+	}
+	return -1;
+}
+
+static void nearest_by_ecs_and_resolver(void)
+{
+	struct dns_result r;
+	ldns_pkt *p;
+	/* 81.1.0.0/16 is DE in the fixture: fra and fra2 (both in DE, tied) */
+	CHECK(!ask("vm1.veil.test", LDNS_RR_TYPE_A, "81.169.10.0/24", AF_INET, "198.51.100.1", &r, &p) && p, "answer");
+	CHECK(p && ldns_pkt_get_rcode(p) == LDNS_RCODE_NOERROR && ldns_pkt_ancount(p) == 2, "two answers");
+	CHECK(p && has_addr(p, "198.18.1.1") && has_addr(p, "198.18.7.1"), "fra and fra2");
+	CHECK(p && ecs_scope(p) > 0 && ecs_scope(p) <= 24, "scope %d", p ? ecs_scope(p) : -1);
+	CHECK(r.flags & DNS_F_ECS, "ECS flagged");
+	ldns_pkt_free(p);
+	/* AAAA: fra2 has no IPv6, so fra then par */
+	CHECK(!ask("vm1.veil.test", LDNS_RR_TYPE_AAAA, "81.169.10.0/24", AF_INET, "198.51.100.1", &r, &p) && p, "answer");
+	CHECK(p && has_addr(p, "2001:db8:1::1") && has_addr(p, "2001:db8:2::1"), "fra and par over v6");
+	ldns_pkt_free(p);
+	/* the resolver's address: 198.18/15 is overridden to DE */
+	CHECK(!ask("x.apps.veil.test", LDNS_RR_TYPE_A, NULL, AF_INET, "198.18.54.2", &r, &p) && p, "answer");
+	CHECK(p && has_addr(p, "198.18.1.1") && ecs_scope(p) == -1, "fra, no ECS in the answer");
+	ldns_pkt_free(p);
+	/* v6 resolver in 2001:db8::/32, overridden to Tokyo's coordinates */
+	CHECK(!ask("vm2.veil.test", LDNS_RR_TYPE_AAAA, NULL, AF_INET6, "2001:db8:54::2", &r, &p) && p, "answer");
+	CHECK(p && has_addr(p, "2001:db8:5::1"), "tyo");
+	CHECK(p && !has_addr(p, "2001:db8:6::1"), "syd is down");
+	ldns_pkt_free(p);
+}
+
+static void pure_and_deterministic(void)
+{
+	struct dns_result r;
+	ldns_pkt *p;
+	uint8_t a[2048];
+	size_t n;
+	ask("vm2.veil.test", LDNS_RR_TYPE_A, "8.8.8.0/24", AF_INET, "198.51.100.1", &r, &p);
+	n = r.len;
+	memcpy(a, r.buf, n);
+	ldns_pkt_free(p);
+	ask("vm2.veil.test", LDNS_RR_TYPE_A, "8.8.8.0/24", AF_INET, "198.51.100.1", &r, &p);
+	CHECK(r.len == n && !memcmp(a, r.buf, n), "same input, same bytes");
+	CHECK(p && has_addr(p, "198.18.3.1"), "8.8.8.0/24 is US: nyc");
+	ldns_pkt_free(p);
+}
+
+static void names_and_bad_input(void)
+{
+	struct dns_result r;
+	ldns_pkt *p;
+	ask("a.b.apps.veil.test", LDNS_RR_TYPE_A, NULL, AF_INET, "198.18.54.2", &r, &p);
+	CHECK(p && ldns_pkt_get_rcode(p) == LDNS_RCODE_NXDOMAIN && ldns_pkt_nscount(p) == 1, "NXDOMAIN + SOA");
+	ldns_pkt_free(p);
+	ask("apps.veil.test", LDNS_RR_TYPE_A, NULL, AF_INET, "198.18.54.2", &r, &p);
+	CHECK(p && ldns_pkt_get_rcode(p) == LDNS_RCODE_NOERROR && !ldns_pkt_ancount(p) && ldns_pkt_nscount(p) == 1,
+	      "empty non-terminal: NODATA + SOA");
+	ldns_pkt_free(p);
+	uint8_t shortq[5] = { 1, 2, 3, 4, 5 };
+	struct dns_query q = { .pkt = shortq, .len = 5, .family = AF_INET };
+	uint8_t buf[65536];
+	r.buf = buf;
+	CHECK(dns_answer(snap, &q, &r) == -1 && r.drop == DNS_DROP_SHORT, "short header dropped");
+	uint8_t loop[] = { 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 12, 0, 1, 0, 1 };
+	q.pkt = loop;
+	q.len = sizeof(loop);
+	CHECK(dns_answer(snap, &q, &r) == 0 && (r.buf[3] & 15) == LDNS_RCODE_FORMERR, "compression loop: FORMERR");
+}
+
+int main(void)
+{
+	char err[512], conf[] = "/tmp/test_dns.XXXXXX";
+	uint64_t key[2] = { 1, 2 };
+	struct dns_cfg c;
+	int fd = mkstemp(conf);
+	FILE *o = fdopen(fd, "w"), *in = fopen("tests/fixtures/dns-test.conf", "re");
+	while (in && fgets(err, sizeof(err), in))
+		fputs(err, o);
+	fprintf(o, "geoip4 tests/fixtures/dns-geoip\ngeoip6 tests/fixtures/dns-geoip6\n");
+	if (in)
+		fclose(in);
+	fclose(o);
+	if (dns_cfg_load(conf, &c, err, sizeof(err)) || !(snap = dns_snap_build(&c, 0, 0, key, err, sizeof(err)))) {
+		printf("FAIL test_dns_setup: %s\n", err);
+		unlink(conf);
+		return 1;
+	}
+	unlink(conf);
+	RUN(geo_ranges_and_scopes);
+	RUN(nearest_by_ecs_and_resolver);
+	RUN(pure_and_deterministic);
+	RUN(names_and_bad_input);
+	dns_snap_free(snap);
+	return t_done();
+}

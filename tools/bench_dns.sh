@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# veil-dns next to gdnsd 3 (geoip plugin) in the same run, with dnsperf.
+#
+# Both serve the same zone (veil.test: 100 VM names and a wildcard, nine
+# gateways) from one network namespace, one UDP thread each, answering each
+# name with the gateway nearest to the client: veil-dns from tor-geoipdb and
+# its country centres (answers 1), gdnsd from a geoip map whose nets file is
+# built here from the same database and the same centres (each range -> its
+# nearest datacenter; no GeoIP2 file ships in the archive).
+# The server runs pinned to CPU 0, dnsperf to CPU 1 (on two cores the load
+# generator is the bottleneck otherwise).  Per server, without and with an
+# ECS option (dnsperf -E): queries/s, p99 latency (from dnsperf -v), and the
+# server's CPU seconds (utime+stime) per million answered queries.  veil-dns
+# keeps a per-worker memo of its answers (the query path is a pure function);
+# it is also measured with the memo off (VEIL_DNS_NOCACHE=1), every answer
+# parsed and built by ldns.
+#   tools/bench_dns.sh SECONDS OUT.json
+set -u
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+SECS=${1:-10}
+OUT=${2:-/dev/stdout}
+NS="vmdns-$$-bench"
+T=$(mktemp -d /tmp/veil-dns-bench.XXXXXX)
+PIDS=()
+say() { printf '%s\n' "$*" >&2; }
+cleanup() {
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+	wait 2>/dev/null
+	ip netns del "$NS" 2>/dev/null
+	rm -rf "$T"
+}
+trap cleanup EXIT INT TERM
+for t in dnsperf gdnsd dig taskset python3; do
+	command -v $t >/dev/null || { say "bench_dns: $t missing"; echo '[]' >"$OUT"; exit 1; }
+done
+
+ip netns add "$NS"
+ip -n "$NS" link set lo up
+ip -n "$NS" addr add 198.18.53.1/32 dev lo
+ip -n "$NS" addr add 198.18.53.2/32 dev lo
+
+# configs for both servers, the nets file and the query list
+python3 - "$T" <<'PY'
+import ipaddress, math, re, sys, os
+T = sys.argv[1]
+cent = {m[0]: (float(m[1]), float(m[2])) for m in re.findall(r'\{ "(\w\w)", ([-\d.]+), ([-\d.]+) \}', open('controlplane/dns/centroids.inc').read())}
+gws = [('fra', 'DE'), ('par', 'FR'), ('nyc', 'US'), ('tyo', 'JP'), ('gru', 'BR'), ('syd', 'AU'), ('jnb', 'ZA'), ('bom', 'IN'), ('sin', 'SG')]
+def km(a, b):
+    r = math.pi / 180
+    dl, dn = (b[0] - a[0]) * r, (b[1] - a[1]) * r
+    h = math.sin(dl / 2) ** 2 + math.cos(a[0] * r) * math.cos(b[0] * r) * math.sin(dn / 2) ** 2
+    return 2 * 6371 * math.atan2(math.sqrt(h), math.sqrt(1 - h))
+order = {}
+def dcs(cc):
+    if cc not in order:
+        order[cc] = [g for g, _ in sorted(gws, key=lambda x: (km(cent[cc], cent[x[1]]), gws.index(x)))][:1] if cc in cent else [gws[0][0]]
+    return order[cc]
+with open(f'{T}/veil.conf', 'w') as f:
+    f.write('zone veil.test\nns ns1 198.18.53.1\nlisten 198.18.53.1\nmetrics off\nttl 20\nanswers 1\nthreads 1\nrrl 0 0\n')
+    for i, (g, cc) in enumerate(gws):
+        f.write(f'gateway {g} {cc} up 198.18.1.{i + 1} 2001:db8:1::{i + 1}\n')
+    for i in range(1, 101):
+        f.write(f'vm vm{i}\n')
+    f.write('vm *.apps\n')
+os.makedirs(f'{T}/gdnsd/zones'); os.makedirs(f'{T}/gdnsd/geoip'); os.makedirs(f'{T}/gdnsd/run'); os.makedirs(f'{T}/gdnsd/state')
+dcmap = ',\n'.join(f'          {g} => {{ addrs_v4 => 198.18.1.{i + 1}, addrs_v6 => 2001:db8:1::{i + 1} }}' for i, (g, _) in enumerate(gws))
+with open(f'{T}/gdnsd/config', 'w') as f:
+    f.write(f'''options => {{
+  listen => [ 198.18.53.2 ]
+  udp_threads => 1
+  tcp_threads => 1
+  zones_default_ttl => 20
+  run_dir => {T}/gdnsd/run
+  state_dir => {T}/gdnsd/state
+}}
+plugins => {{
+  geoip => {{
+    maps => {{
+      near => {{
+        datacenters => [ {', '.join(g for g, _ in gws)} ]
+        nets => nets.txt
+      }}
+    }}
+    resources => {{
+      vm => {{
+        map => near
+        service_types => up
+        dcmap => {{
+{dcmap}
+        }}
+      }}
+    }}
+  }}
+}}
+''')
+with open(f'{T}/gdnsd/zones/veil.test', 'w') as f:
+    f.write('$TTL 20\n@ SOA ns1 hostmaster 1 3600 600 86400 30\n@ NS ns1\nns1 A 198.18.53.2\n')
+    for i in range(1, 101):
+        f.write(f'vm{i} 20 DYNA geoip!vm\n')
+    f.write('*.apps 20 DYNA geoip!vm\n')
+# the nets file: tor-geoipdb ranges, neighbours with the same list merged,
+# as CIDRs; the spaces gdnsd refuses (v4-mapped, v4-compat, Teredo, 6to4) left out
+skip6 = [ipaddress.ip_network(n) for n in ('::/96', '::ffff:0:0/96', '2001::/32', '2002::/16')]
+n = 0
+with open(f'{T}/gdnsd/geoip/nets.txt', 'w') as f:
+    for path, fam in (('/usr/share/tor/geoip', 4), ('/usr/share/tor/geoip6', 6)):
+        runs = []
+        for l in open(path):
+            if l[0] == '#':
+                continue
+            s, e, cc = l.strip().split(',')
+            if cc == '??':
+                continue
+            s, e = (int(s), int(e)) if fam == 4 else (int(ipaddress.ip_address(s)), int(ipaddress.ip_address(e)))
+            d = tuple(dcs(cc))
+            if runs and runs[-1][2] == d and runs[-1][1] + 1 == s:
+                runs[-1][1] = e
+            else:
+                runs.append([s, e, d])
+        A = ipaddress.IPv4Address if fam == 4 else ipaddress.IPv6Address
+        for s, e, d in runs:
+            for net in ipaddress.summarize_address_range(A(s), A(e)):
+                if fam == 6 and any(net.overlaps(x) for x in skip6):
+                    continue
+                f.write(f'{net} => [ {", ".join(d)} ]\n')
+                n += 1
+print(n, file=open(f'{T}/nets.count', 'w'))
+with open(f'{T}/queries', 'w') as f:
+    for i in range(1, 101):
+        f.write(f'vm{i}.veil.test A\nvm{i}.veil.test AAAA\n')
+PY
+say "bench_dns: gdnsd nets file: $(cat "$T/nets.count") CIDRs from tor-geoipdb"
+
+# the servers, pinned to CPU 0
+ip netns exec "$NS" taskset -c 0 "$BUILD/veil-dns" --config "$T/veil.conf" >"$T/veil.log" 2>&1 &
+VEIL=$!; PIDS+=($VEIL)
+ip netns exec "$NS" taskset -c 0 gdnsd -c "$T/gdnsd" start >"$T/gdnsd.log" 2>&1 &
+GDNSD=$!; PIDS+=($GDNSD)
+ready() { for _ in $(seq 150); do ip netns exec "$NS" dig +short +tries=1 +time=1 @"$1" vm1.veil.test A | grep -q '^198' && return 0; sleep 0.2; done; return 1; }
+ready 198.18.53.1 || { say "bench_dns: veil-dns did not answer: $(tail -3 "$T/veil.log")"; echo '[]' >"$OUT"; exit 1; }
+ready 198.18.53.2 || { say "bench_dns: gdnsd did not answer: $(tail -5 "$T/gdnsd.log")"; echo '[]' >"$OUT"; exit 1; }
+# the same answer from both for a few subnets
+for sn in 81.169.10.0/24 8.8.8.0/24 1.5.1.0/24 177.0.0.0/12 2001:638:1::/48; do
+	a=$(ip netns exec "$NS" dig +short @198.18.53.1 vm7.veil.test A +subnet=$sn | sort | tr '\n' ' ')
+	b=$(ip netns exec "$NS" dig +short @198.18.53.2 vm7.veil.test A +subnet=$sn | sort | tr '\n' ' ')
+	[ "$a" = "$b" ] || say "bench_dns: note: $sn: veil-dns $a, gdnsd $b"
+done
+
+ticks=$(getconf CLK_TCK)
+cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+json=""
+run() { # name addr pid ecs(0/1)
+	local name=$1 addr=$2 pid=$3 ecs=$4 e=() c0 c1 out
+	# ECS: 81.169.10.0/24 (family 1, source 24, scope 0)
+	[ "$ecs" = 1 ] && e=(-E 8:0001180051a90a)
+	c0=$(cpu "$pid")
+	ip netns exec "$NS" taskset -c 1 dnsperf -s "$addr" -d "$T/queries" -l "$SECS" -c 1 -T 1 -q 64 -v "${e[@]}" \
+		>"$T/perf.out" 2>&1
+	c1=$(cpu "$pid")
+	local done qps lost p99 cpum
+	done=$(awk '/Queries completed:/ {print $3}' "$T/perf.out")
+	lost=$(awk '/Queries lost:/ {print $3}' "$T/perf.out")
+	qps=$(awk '/Queries per second:/ {print $4}' "$T/perf.out")
+	# -v: one line per answer, the latency last (seconds)
+	p99=$(awk '$1 == ">" {print $NF}' "$T/perf.out" | sort -g | awk '{a[NR] = $1} END {if (NR) printf "%.3f", a[int(NR * 0.99)] * 1000; else print 0}')
+	cpum=$(awk -v d=$((c1 - c0)) -v t="$ticks" -v n="${done:-0}" 'BEGIN {if (n > 0) printf "%.3f", d / t / (n / 1e6); else print 0}')
+	say "bench_dns: $name ecs=$ecs: ${qps:-0} q/s, p99 ${p99} ms, ${cpum} CPU s per 1M answered, lost ${lost:-?}"
+	json="$json${json:+,
+    }{\"server\": \"$name\", \"ecs\": $([ "$ecs" = 1 ] && echo true || echo false), \"qps\": ${qps:-0}, \"p99_ms\": ${p99:-0}, \"cpu_s_per_m\": ${cpum:-0}, \"completed\": ${done:-0}, \"lost\": ${lost:-0}}"
+}
+run veil-dns 198.18.53.1 $VEIL 0
+run veil-dns 198.18.53.1 $VEIL 1
+run gdnsd 198.18.53.2 $GDNSD 0
+run gdnsd 198.18.53.2 $GDNSD 1
+# veil-dns with every answer computed (no memo)
+kill $VEIL; wait $VEIL 2>/dev/null
+VEIL_DNS_NOCACHE=1 ip netns exec "$NS" taskset -c 0 "$BUILD/veil-dns" --config "$T/veil.conf" >>"$T/veil.log" 2>&1 &
+VEIL=$!; PIDS+=($VEIL)
+ready 198.18.53.1 && run veil-dns-nomemo 198.18.53.1 $VEIL 0 && run veil-dns-nomemo 198.18.53.1 $VEIL 1
+printf '[\n    %s\n]\n' "$json" >"$OUT"
