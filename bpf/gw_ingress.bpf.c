@@ -371,11 +371,8 @@ int gw_ingress(struct xdp_md *ctx)
 			GW_COUNT(st, hello_retransmit);
 			return XDP_PASS;
 		}
-		if ((p.flags & TCP_FIN) && !(f->fin & VM_FIN_CLIENT)) {
-			f->fin |= VM_FIN_CLIENT;
-			if (f->fin == VM_FIN_BOTH)
-				GW_COUNT(st, flow_closed);
-		}
+		if ((p.flags & TCP_FIN) && vm_fin_seen(&f->fin, VM_FIN_CLIENT))
+			GW_COUNT(st, flow_closed);
 		/* Data in the hello's range carries the handoff option: the node
 		 * keeps hello segments until the VM answers its SYN. */
 		handoff = p.payload_len && p.seq - (f->client_isn + 1) < VM_ASM_BYTES;

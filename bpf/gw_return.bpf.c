@@ -71,10 +71,8 @@ int gw_return(struct xdp_md *ctx)
 	if (p.flags & TCP_RST) {
 		bpf_map_delete_elem(&flows, &k);
 		GW_COUNT(st, flow_reset);
-	} else if ((p.flags & TCP_FIN) && !(f->fin & VM_FIN_VM)) {
-		f->fin |= VM_FIN_VM;
-		if (f->fin == VM_FIN_BOTH)
-			GW_COUNT(st, flow_closed);
+	} else if ((p.flags & TCP_FIN) && vm_fin_seen(&f->fin, VM_FIN_VM)) {
+		GW_COUNT(st, flow_closed);
 	}
 	GW_COUNT(st, ret_forwarded);
 	return bpf_redirect(ifindex, 0);

@@ -354,10 +354,8 @@ int node_mesh(struct xdp_md *ctx)
 	if (p.flags & TCP_RST) {
 		NODE_COUNT(st, conn_reset);
 		conn_forget(&k, c);
-	} else if ((p.flags & TCP_FIN) && !(c->fin & VM_FIN_CLIENT)) {
-		c->fin |= VM_FIN_CLIENT;
-		if (c->fin == VM_FIN_BOTH)
-			NODE_COUNT(st, conn_closed);
+	} else if ((p.flags & TCP_FIN) && vm_fin_seen(&c->fin, VM_FIN_CLIENT)) {
+		NODE_COUNT(st, conn_closed);
 	}
 	NODE_COUNT(st, fwd_to_vm);
 	return to_vm(ctx, vm, st);

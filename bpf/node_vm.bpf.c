@@ -471,10 +471,7 @@ int node_vm(struct __sk_buff *skb)
 		conn_forget(&ck, c);
 		return rc;
 	}
-	if ((p.flags & TCP_FIN) && !(c->fin & VM_FIN_VM)) {
-		c->fin |= VM_FIN_VM;
-		if (c->fin == VM_FIN_BOTH)
-			NODE_COUNT(st, conn_closed);
-	}
+	if ((p.flags & TCP_FIN) && vm_fin_seen(&c->fin, VM_FIN_VM))
+		NODE_COUNT(st, conn_closed);
 	return to_gateway(skb, &p, &ck, c, cfg, s, st);
 }

@@ -985,11 +985,8 @@ enum vm_fp_verdict vm_fp_ingress(struct vm_fp *fp, uint16_t in_port, uint8_t **p
 			fp->st.hello_retransmit++;
 			return asm_in(fp, in_port, pkt, len, &p, vip, &k, tai_ns);
 		}
-		if ((p.flags & T_FIN) && !(fl->val.fin & VM_FIN_CLIENT)) {
-			fl->val.fin |= VM_FIN_CLIENT;
-			if (fl->val.fin == VM_FIN_BOTH)
-				fp->st.flow_closed++;
-		}
+		if ((p.flags & T_FIN) && vm_fin_seen(&fl->val.fin, VM_FIN_CLIENT))
+			fp->st.flow_closed++;
 		int handoff = p.payload_len && p.seq - (fl->val.client_isn + 1) < VM_ASM_BYTES;
 		if (p.payload_len && p.seq == fl->val.client_isn + 1)
 			fp->st.hello_retransmit++;
@@ -1139,10 +1136,8 @@ enum vm_fp_verdict vm_fp_return(struct vm_fp *fp, uint16_t in_port, uint8_t **pk
 		fl->s.used = 0;
 		fp->nflows--;
 		fp->st.flow_reset++;
-	} else if ((p.flags & T_FIN) && !(v->fin & VM_FIN_VM)) {
-		v->fin |= VM_FIN_VM;
-		if (v->fin == VM_FIN_BOTH)
-			fp->st.flow_closed++;
+	} else if ((p.flags & T_FIN) && vm_fin_seen(&v->fin, VM_FIN_VM)) {
+		fp->st.flow_closed++;
 	}
 	fp->st.ret_forwarded++;
 	return VM_FP_FWD;

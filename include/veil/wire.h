@@ -348,6 +348,16 @@ struct node_stats {
 #define VM_INLINE static inline __attribute__((always_inline))
 #endif
 
+/* Records a FIN from one side of a flow or connection (VM_FIN_CLIENT or
+ * VM_FIN_VM); 1 when this one closed it (both sides have now sent one). */
+VM_INLINE int vm_fin_seen(__u8 *fin, __u8 side)
+{
+	if (*fin & side)
+		return 0;
+	*fin |= side;
+	return *fin == VM_FIN_BOTH;
+}
+
 /* A cheap, stable per-flow hash for the outer UDP source port (ECMP
  * entropy), over the addresses as native 32-bit words: the same in BPF
  * and in the userspace fast path. */
