@@ -6,15 +6,15 @@ set -euo pipefail
 need=(clang llvm make gcc pkg-config libbpf-dev libxdp-dev xdp-tools bpftool libelf-dev zlib1g-dev
       libssl-dev libmnl-dev libpcap-dev libtss2-dev libjson-c-dev libevent-dev iproute2 ethtool
       dpdk-dev dpdk libyaml-dev libxml2-dev libvirt-dev libnl-3-dev libnl-route-3-dev
-      libcurl4-openssl-dev libnftnl-dev libldns-dev)
+      libcurl4-openssl-dev libnftnl-dev libldns-dev libnats-dev)
 case "${1:-build}" in
 bench) need+=(haproxy wrk gnuplot-nox libnginx-mod-stream nginx-light python3 dnsperf gdnsd tor-geoipdb
-	       knot-dnsutils util-linux) ;;
+	       knot-dnsutils util-linux nats-server) ;;
 test|demo) need+=(nginx-light openssl curl nftables tshark procps psmisc python3 iputils-ping util-linux
 		   swtpm swtpm-tools tpm2-tools cryptsetup-bin
 		   qemu-system-x86 libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients ovmf
 		   linux-image-amd64 busybox-static e2fsprogs kmod cpio gzip zstd jq
-		   knot-dnsutils bind9-dnsutils tor-geoipdb) ;;
+		   knot-dnsutils bind9-dnsutils tor-geoipdb nats-server python3-jsonschema python3-yaml) ;;
 esac
 missing=()
 for p in "${need[@]}"; do
