@@ -25,12 +25,13 @@ KEYS_SRCS := $(wildcard controlplane/keys/*.c)
 KEYS_OBJS := $(patsubst controlplane/keys/%.c,$(BUILD)/keys/%.o,$(KEYS_SRCS))
 KEYS_LIB := $(BUILD)/libveilkeys.a
 
-BINS := $(BUILD)/veil-agent $(BUILD)/veil-gw $(BUILD)/veil-node $(BUILD)/veilctl $(BUILD)/veil-validator $(BUILD)/veil-registry $(BUILD)/veil-attest $(BUILD)/veil-bench-micro $(BUILD)/veil-hellogen $(BUILD)/veil-flood $(BUILD)/veil-gw-dpdk $(BUILD)/veil-fpgen $(BUILD)/veil-attest-bench $(BUILD)/veil-dns
+BINS := $(BUILD)/veil-agent $(BUILD)/veil-gw $(BUILD)/veil-node $(BUILD)/veilctl $(BUILD)/veil-validator $(BUILD)/veil-registry $(BUILD)/veil-attest $(BUILD)/veil-bench-micro $(BUILD)/veil-hellogen $(BUILD)/veil-flood $(BUILD)/veil-gw-dpdk $(BUILD)/veil-fpgen $(BUILD)/veil-attest-bench $(BUILD)/veil-dns \
+	$(BUILD)/veil-controller $(BUILD)/tests/ctl_agents
 TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 
 .PHONY: all deps deps-build deps-test test demo bench bench-quick deps-bench fuzz clean install
 FUZZERS := $(BUILD)/tests/fuzz_hello $(BUILD)/tests/fuzz_diff $(BUILD)/tests/fuzz_share $(BUILD)/tests/fuzz_evidence \
-	$(BUILD)/tests/fuzz_eventlog $(BUILD)/tests/fuzz_request $(BUILD)/tests/fuzz_dns $(BUILD)/tests/fuzz_envelope
+	$(BUILD)/tests/fuzz_eventlog $(BUILD)/tests/fuzz_request $(BUILD)/tests/fuzz_dns $(BUILD)/tests/fuzz_envelope $(BUILD)/tests/fuzz_ctl
 
 # Every rule that runs an installed tool or compiles against an installed
 # library has deps-build as an order-only prerequisite: `make -j2` on a fresh
@@ -108,6 +109,25 @@ $(STORE_LIB): $(STORE_OBJS) | deps-build
 $(BUILD)/tests/test_store: tests/test_store.c tests/testlib.h $(STORE_LIB) $(wildcard controlplane/store/*.h) | deps-build
 	@mkdir -p $(BUILD)/tests
 	$(CC) $(CFLAGS) -Itests $< $(STORE_LIB) $(STORE_LDLIBS) -o $@
+
+# veil-controller (controlplane/ctl/): the API over the shared TLS server
+# (controlplane/common/httpd.c) and the order driver over the store; its pure
+# parts (request checks, scheduler) also go into test_ctl and fuzz_ctl.
+CTL_CORE := controlplane/ctl/req.c controlplane/ctl/sched.c
+CTL_HDRS := controlplane/ctl/ctl.h controlplane/common/httpd.h $(wildcard controlplane/store/*.h)
+$(BUILD)/veil-controller: controlplane/ctl/veil-controller.c controlplane/common/httpd.c $(CTL_CORE) $(CTL_HDRS) $(STORE_LIB) | deps-build
+	$(CC) $(CFLAGS) controlplane/ctl/veil-controller.c controlplane/common/httpd.c $(CTL_CORE) $(STORE_LIB) \
+		$(STORE_LDLIBS) $(EVENT_LDLIBS) -o $@
+$(BUILD)/tests/test_ctl: tests/test_ctl.c tests/testlib.h $(CTL_CORE) $(CTL_HDRS) | deps-build
+	@mkdir -p $(BUILD)/tests
+	$(CC) $(CFLAGS) -Itests $< $(CTL_CORE) -ljson-c -lcrypto -o $@
+# the test driver that plays node agents and the registry through the store
+$(BUILD)/tests/ctl_agents: tests/ctl_agents.c $(STORE_LIB) $(wildcard controlplane/store/*.h) | deps-build
+	@mkdir -p $(BUILD)/tests
+	$(CC) $(CFLAGS) $< $(STORE_LIB) $(STORE_LDLIBS) -o $@
+$(BUILD)/tests/fuzz_ctl: tests/fuzz/fuzz_ctl.c $(CTL_CORE) $(CTL_HDRS) | deps-build
+	@mkdir -p $(BUILD)/tests
+	$(CLANG) -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Icontrolplane $< $(CTL_CORE) -ljson-c -lcrypto -o $@
 
 $(BUILD)/veil-bench-micro: tools/bench_micro.c tests/bpf_env.h tests/testlib.h $(LIB) $(HDRS) $(BUILD)/bench_base.bpf.o | deps-build
 	$(CC) $(CFLAGS) -Itests -DBASE_OBJ='"$(abspath $(BUILD))/bench_base.bpf.o"' $< $(LIB) $(LDLIBS) -lm -o $@
