@@ -250,6 +250,23 @@ static void heartbeat(int i)
 	json_object_put(b);
 }
 
+/* Heartbeats on their own thread: a report stuck in retries through an
+ * election must not silence the node. */
+static void *hb_main(void *arg)
+{
+	while (!stop) {
+		for (int i = 0; i < nnodes; i++) {
+			pthread_mutex_lock(&lock);
+			int dead = nodes[i].dead;
+			pthread_mutex_unlock(&lock);
+			if (!dead)
+				heartbeat(i);
+		}
+		sleep(1);
+	}
+	return NULL;
+}
+
 static void on_term(int s)
 {
 	stop = 1;
@@ -371,7 +388,8 @@ int main(int argc, char **argv)
 		return fprintf(stderr, "ctl_agents: %s\n", err), 1;
 	printf("ready nodes=%d images=%d\n", nnodes, nimages);
 	fflush(stdout);
-	time_t last_hb = time(NULL);
+	pthread_t hb;
+	pthread_create(&hb, NULL, hb_main, NULL);
 	while (!stop) {
 		struct timespec now;
 		clock_gettime(CLOCK_MONOTONIC, &now);
@@ -396,18 +414,9 @@ int main(int argc, char **argv)
 				break;
 			run_job(&j);
 		}
-		if (time(NULL) != last_hb) {
-			last_hb = time(NULL);
-			for (int i = 0; i < nnodes; i++) {
-				pthread_mutex_lock(&lock);
-				int dead = nodes[i].dead;
-				pthread_mutex_unlock(&lock);
-				if (!dead)
-					heartbeat(i);
-			}
-		}
 		usleep(20000);
 	}
+	pthread_join(hb, NULL);
 	vs_watch_stop(wb);
 	vs_watch_stop(wv);
 	vs_close(st);

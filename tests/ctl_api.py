@@ -367,17 +367,17 @@ def api():
     run("failed_with_reason", build_failure_reason)
 
     def unschedulable():
-        s, o, _ = call("POST", "/v1/orders", order_body(1, "huge", cpu=200), token=shop_a)
-        assert s == 201
-        o = wait_state(o["id"], shop_a, ("failed", "closed"), 40)
-        assert o["state"] == "failed" and "no node has" in (o["reason"] or ""), o
-        s, o, _ = call("POST", "/v1/orders", order_body(1, "tdx", cc="tdx"), token=shop_a)
-        o = wait_state(o["id"], shop_a, ("failed", "closed"), 40)
-        assert o["state"] == "failed" and "tdx" in (o["reason"] or ""), o
-        s, o, _ = call("POST", "/v1/orders", order_body(1, "sev", cc="sev-snp"), token=shop_a)
-        o = wait_state(o["id"], shop_a, ("failed", "closed"), 40)
+        s, huge, _ = call("POST", "/v1/orders", order_body(1, "huge", cpu=200), token=shop_a)
+        assert s == 201, (s, huge)
+        s, tdx, _ = call("POST", "/v1/orders", order_body(1, "tdx", cc="tdx"), token=shop_a)
+        s, sev, _ = call("POST", "/v1/orders", order_body(1, "sev", cc="sev-snp"), token=shop_a)
+        o = wait_state(sev["id"], shop_a, ("failed", "closed"), 60)
         sev_nodes = [n["id"] for n in nodes() if n.get("sev") == "1"]
         assert o["state"] == "closed" and o["node"] in sev_nodes, o
+        o = wait_state(huge["id"], shop_a, ("failed", "closed"), 60)
+        assert o["state"] == "failed" and "no node has" in (o["reason"] or ""), o
+        o = wait_state(tdx["id"], shop_a, ("failed", "closed"), 60)
+        assert o["state"] == "failed" and "tdx" in (o["reason"] or ""), o
         result(True, "scheduler_fit_cc_and_refusal")
     run("scheduler_fit_cc_and_refusal", unschedulable)
 

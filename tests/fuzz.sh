@@ -10,7 +10,7 @@ BUILD=${BUILD:-build}
 secs=${1:-25}
 mkdir -p "$BUILD/fuzz"
 export VEIL_FIXTURES="$PWD/tests/fixtures"
-for f in fuzz_hello fuzz_diff fuzz_share fuzz_evidence fuzz_eventlog fuzz_request fuzz_dns fuzz_envelope; do
+for f in fuzz_hello fuzz_diff fuzz_share fuzz_evidence fuzz_eventlog fuzz_request fuzz_dns fuzz_envelope fuzz_ctl; do
 	corp="$BUILD/fuzz/$f.corpus"
 	mkdir -p "$corp"
 	if [ $f = fuzz_share ]; then cp -n tests/fixtures/share-*.bin "$corp/" 2>/dev/null
@@ -31,6 +31,11 @@ for f in fuzz_hello fuzz_diff fuzz_share fuzz_evidence fuzz_eventlog fuzz_reques
 	elif [ $f = fuzz_envelope ]; then
 		printf '\001{"v":1,"kid":"0011223344556677","body":"eyJnZW4iOjF9","sig":"%088d"}' 0 > "$corp/seed-env"
 		printf '\361{"name":"a.example.test","gen":3}' > "$corp/seed-sealed"
+	elif [ $f = fuzz_ctl ]; then   # selector byte: 0 order, 1 node registration, 2 token, 3 gateway
+		printf '\000{"image":"nginx@1.25","hostname":"web1.example.test","cpu":2,"ram_mb":512,"cc":"sev-snp","ssh_keys":["ssh-ed25519 AAAA a@b"],"user_data":"#!/bin/sh"}' > "$corp/seed-order"
+		printf '\001{"key":"vreg_x","ek_pub":"MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE","node_pub":"11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=","underlay4":"198.18.1.1","location":"DE","resources":{"cpu":4,"ram_mb":8192,"disk_gb":50,"gpus":["41:00.0"]},"scan":{"cpu":{"count":8,"flags":{"sev":true}},"libvirt":{"launch_security":["sev"]}}}' > "$corp/seed-register"
+		printf '\002{"storefront":"shop-a","scopes":["order","read"],"rate":5}' > "$corp/seed-token"
+		printf '\003{"id":"gw1","public4":"198.18.200.1","underlay6":"2001:db8::1","location":"52.37,4.90"}' > "$corp/seed-gateway"
 	else cp -n tests/fixtures/hello-*.bin "$corp/" 2>/dev/null; fi
 	max=4096; [ $f = fuzz_diff ] && max=1360; [ $f = fuzz_share ] && max=256; [ $f = fuzz_evidence ] && max=1024
 	[ $f = fuzz_eventlog ] && max=8192
@@ -39,6 +44,8 @@ for f in fuzz_hello fuzz_diff fuzz_share fuzz_evidence fuzz_eventlog fuzz_reques
 	# campaign (make fuzz) runs it to 1e7 executions whatever the time
 	limit="-max_total_time=$secs"
 	[ $f = fuzz_dns ] && [ "$secs" -ge 300 ] && limit="-runs=10000000 -max_total_time=7200"
+	# the controller's request handling likewise (make fuzz: 1e7 executions)
+	[ $f = fuzz_ctl ] && [ "$secs" -ge 300 ] && limit="-runs=10000000 -max_total_time=7200"
 	( cd "$BUILD/fuzz" && "../tests/$f" $limit -max_len=$max -print_final_stats=1 \
 		-artifact_prefix="$f-" "$f.corpus" >"$f.log" 2>&1 )
 	rc=$?

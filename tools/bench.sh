@@ -6,6 +6,7 @@
 #          forwarding on the same net_pcap/net_null vdevs)
 #   dns:   tools/bench_dns.sh (veil-dns next to gdnsd 3 with dnsperf, with and
 #          without ECS; full runs only)
+#   controller: tools/bench_controller.sh (orders/s accepted by veil-controller's API)
 #   e2e:   the lab, three gateways in turn on the same topology and load:
 #          veilmesh (XDP), HAProxy (TCP mode, req.ssl_sni), nginx (stream, ssl_preread)
 # Writes bench/results/latest.json (+ a dated copy), PNG plots, summary.md, and the
@@ -238,6 +239,16 @@ if [ "$MODE" = full ]; then
 	esac
 fi
 
+# ---------- controller: orders/s accepted by the API (tools/bench_controller.sh) ----------
+ctl_json='null'
+CTL_S=15; [ "$MODE" = quick ] && CTL_S=3
+say "bench: controller (POST /v1/orders, wrk, ${CTL_S} s)"
+line=$(tools/bench_controller.sh "$CTL_S" 8 2>"$DIR/bench_controller.err" | tail -1)
+case $line in
+'{"orders_per_s"'*) ctl_json=$line; say "bench: controller: $line" ;;
+*) bad "controller: $line $(tail -3 "$DIR/bench_controller.err")" ;;
+esac
+
 # ---------- results ----------
 date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 hv=$(haproxy -v | head -1); nv=$(nginx -v 2>&1)
@@ -254,6 +265,7 @@ cat >"$OUT/latest.json" <<EOF
     $e2e_json
   ],
   "attest": $attest_json,
+  "controller": $ctl_json,
   "peers": {
     "haproxy": {"version": "$hv", "config": $(jesc <"$DIR/haproxy.cfg")},
     "nginx": {"version": "$nv", "config": $(jesc <"$DIR/nginx-stream.conf")}
@@ -293,6 +305,11 @@ if d.get("attest"):
                     ("keepalive", "8, keep-alive"), ("c1000_slow10pct", "900 keep-alive + 100 slowloris")):
         r = a.get(k) or {}
         lines.append(f'| {name} | {r.get("per_s", 0)} | {r.get("per_cpu_s", 0)} | {r.get("p50_ms", 0)} | {r.get("p99_ms", 0)} | {r.get("failures", 0)} |')
+if d.get("controller"):
+    c = d["controller"]
+    lines += ['', f'Controller API (tools/bench_controller.sh: POST /v1/orders over TLS 1.3, {c["connections"]} keep-alive '
+              'connections, each order = idempotency record + order record + audit event in a local nats-server): '
+              f'{c["orders_per_s"]} orders/s accepted, p50 {c["p50_ms"]} ms, p99 {c["p99_ms"]} ms, {c["refused"]} refused.']
 if d.get("dpdk"):
     lines += ['', '| DPDK fast path (one worker lcore) | frame bytes | veil-gw-dpdk Mpps | dpdk-testpmd io Mpps | ratio |',
               '| --- | ---: | ---: | ---: | ---: |']

@@ -331,7 +331,8 @@ struct nodekey {
 	char id[65];
 	char kid[17];
 	EVP_PKEY *pub;
-	time_t last_seen;       /* wall clock of the newest heartbeat that verified */
+	time_t last_seen;       /* the newest verified heartbeat's ts, or our start (grace) */
+	time_t last_hb;         /* the newest verified heartbeat's ts, only */
 };
 static struct nodekey *nkeys;
 static int nnkeys, capnkeys;
@@ -476,6 +477,8 @@ static void on_entry(void *arg, const struct vs_entry *e)
 					ts = now;
 				if (ts > nk->last_seen)
 					nk->last_seen = ts;
+				if (ts > nk->last_hb)
+					nk->last_hb = ts;
 
 			}
 		}
@@ -1160,8 +1163,12 @@ static int heartbeat_stale(const char *id, time_t now)
 	json_object_put(b);
 	if (now - ts <= cfg.node_timeout_s) {
 		pthread_mutex_lock(&vlock);
-		if ((nk = nodekey_by_id(id)) && ts > nk->last_seen && ts <= now)
-			nk->last_seen = ts;
+		if ((nk = nodekey_by_id(id)) && ts <= now) {
+			if (ts > nk->last_seen)
+				nk->last_seen = ts;
+			if (ts > nk->last_hb)
+				nk->last_hb = ts;
+		}
 		pthread_mutex_unlock(&vlock);
 		return 0;
 	}
@@ -1186,8 +1193,12 @@ static void check_nodes(void)
 		if (!t || !json_object_object_get_ex(e, "v", &v) || !nk)
 			continue;
 		snprintf(t[k].id, sizeof(t[k].id), "%s", id);
-		t[k].up = now - nk->last_seen <= cfg.node_timeout_s && nk->last_seen > started_at - 1 &&
-			  (nk->last_seen != started_at || strcmp(jstr(v, "state") ?: "", "joining"));
+		/* down needs silence past the grace a restart gives; up needs a real heartbeat */
+		const char *cur = jstr(v, "state") ?: "";
+		if (!strcmp(cur, "up"))
+			t[k].up = now - nk->last_seen <= cfg.node_timeout_s;
+		else
+			t[k].up = nk->last_hb && now - nk->last_hb <= cfg.node_timeout_s;
 		t[k].rev = (uint64_t)jint(e, "rev", 0);
 		t[k].v = json_object_get(v);
 		k++;
