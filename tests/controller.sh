@@ -119,7 +119,7 @@ out=$("$CTL" --help); rc=$?
 [ $rc = 0 ] && echo "$out" | grep -q -- "--config" && pass "help_on_stdout_exit_0" || fail "help_on_stdout_exit_0: rc $rc"
 STORE1=nats://127.0.0.1:$P_N1
 writeconf "$T/ctl.conf" "$STORE1" 1
-echo "$T/" > "$T/env"; echo "https://127.0.0.1:$P_API" > "$T/url"; echo "$STORE1" > "$T/store"
+echo "https://127.0.0.1:$P_API" > "$T/url"; echo "$STORE1" > "$T/store"; echo "http://127.0.0.1:$P_MET/metrics" > "$T/metrics_url"
 out=$("$CTL" --config "$T/ctl.conf" --check 2>&1); rc=$?
 [ $rc = 0 ] && pass "check_good_config" || fail "check_good_config: rc $rc $out"
 { cat "$T/ctl.conf"; echo "tick_ms fast"; } > "$T/bad.conf"

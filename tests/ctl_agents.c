@@ -279,7 +279,8 @@ int main(int argc, char **argv)
 					      { "fail-image", 1, NULL, 'f' }, { "node", 1, NULL, 'n' },
 					      { "die", 1, NULL, 'd' }, { "attest-ms", 1, NULL, 'a' },
 					      { "ready-ms", 1, NULL, 'R' }, { "build-ms", 1, NULL, 'b' },
-					      { "keys", 1, NULL, 'k' }, { 0 } };
+					      { "keys", 1, NULL, 'k' }, { "forge", 1, NULL, 'F' }, { 0 } };
+	const char *forge = NULL;
 	const char *list_bucket = NULL;
 	const char *urls = NULL, *images[32];
 	int nimages = 0, o;
@@ -300,6 +301,7 @@ int main(int argc, char **argv)
 		case 'R': ready_ms = atoi(optarg); break;
 		case 'b': build_ms = atoi(optarg); break;
 		case 'k': list_bucket = optarg; break;
+		case 'F': forge = optarg; break;
 		case 'd': {
 			char *c = strrchr(optarg, ':');
 			if (c && ndies < MAX_NODES) {
@@ -338,6 +340,28 @@ int main(int argc, char **argv)
 		vs_kv_close(kv);
 		vs_close(ls);
 		return 0;
+	}
+	if (urls && forge) {   /* --forge VM:NODE:KEYPEM:GEN: a "failed" vmstatus sealed with KEYPEM */
+		char vm[80], node[80], key[300];
+		unsigned long long g;
+		if (sscanf(forge, "%79[^:]:%79[^:]:%299[^:]:%llu", vm, node, key, &g) != 4)
+			return fprintf(stderr, "ctl_agents: --forge VM:NODE:KEYPEM:GEN\n"), 2;
+		EVP_PKEY *k = vs_load_key(key, 1, err, sizeof(err));
+		vs_store *fs;
+		struct vs_opts fo = { .urls = urls, .name = "ctl-agents-forge", .replicas = 1, .timeout_ms = 3000 };
+		if (!k || vs_connect(&fs, &fo, err, sizeof(err)) || vs_bucket(fs, "vmstatus", 1, &kv_vstat, err, sizeof(err)))
+			return fprintf(stderr, "ctl_agents: %s\n", err), 1;
+		json_object *b = json_object_new_object();
+		json_object_object_add(b, "vm_id", json_object_new_string(vm));
+		json_object_object_add(b, "node", json_object_new_string(node));
+		json_object_object_add(b, "gen", json_object_new_int64((int64_t)g));
+		json_object_object_add(b, "state", json_object_new_string("failed"));
+		json_object_object_add(b, "reason", json_object_new_string("forged by the test"));
+		json_object_object_add(b, "ts", json_object_new_int64(time(NULL)));
+		int rc = put_sealed(kv_vstat, "vmstatus", k, vm, b);
+		json_object_put(b);
+		vs_close(fs);
+		return rc == VS_OK ? 0 : 1;
 	}
 	if (!urls || !ctl_pub || !reg_key)
 		return fprintf(stderr, "ctl_agents: --store, --controller-pub and --registry-key are required (%s)\n", err), 2;

@@ -381,6 +381,36 @@ def api():
         result(True, "scheduler_fit_cc_and_refusal")
     run("scheduler_fit_cc_and_refusal", unschedulable)
 
+    def forged_and_replayed_reports():
+        import subprocess
+        s, lst, _ = call("GET", "/v1/orders?state=closed", token=shop_a)
+        o = lst["orders"][0]
+        node = next(n for n in nodes() if n["id"] == o["node"])
+        store = open(os.path.join(ENV, "store")).read().strip()
+        agents = os.path.join(ENV, "ctl_agents")
+        def metric(reason):
+            import urllib.request
+            txt = urllib.request.urlopen(open(os.path.join(ENV, "metrics_url")).read().strip(), timeout=10).read().decode()
+            return int(re.search(r'store_rejected_total\{reason="%s"\} (\d+)' % reason, txt).group(1))
+        sig0, rep0 = metric("signature"), metric("replay")
+        # a report for the node signed with another key (the registry's)
+        r = subprocess.run([agents, "--store", store, "--forge",
+                            f"{o['vm_id']}:{o['node']}:{os.path.join(ENV, 'registry.pem')}:99999999999999"], timeout=30)
+        assert r.returncode == 0
+        # the node's own key, an old gen: a replay
+        r = subprocess.run([agents, "--store", store, "--forge",
+                            f"{o['vm_id']}:{o['node']}:{os.path.join(ENV, 'nodes.' + node['name'] + '.pem')}:1"], timeout=30)
+        assert r.returncode == 0
+        end = time.time() + 10
+        while time.time() < end and (metric("signature") == sig0 or metric("replay") == rep0):
+            time.sleep(0.2)
+        assert metric("signature") > sig0 and metric("replay") > rep0, (metric("signature"), sig0, metric("replay"), rep0)
+        time.sleep(1)
+        s, o2, _ = call("GET", f"/v1/orders/{o['id']}", token=shop_a)
+        assert o2["state"] == "closed" and o2["routed"], o2
+        result(True, "forged_and_replayed_reports_dropped")
+    run("forged_and_replayed_reports_dropped", forged_and_replayed_reports)
+
     def rate_limit():
         t = token("shop-slow", scopes=("read",), rate=2)
         codes = []

@@ -484,11 +484,12 @@ static void on_entry(void *arg, const struct vs_entry *e)
 		}
 		free(body);
 		if (rc == VS_REPLAY) {
-			/* the same envelope seen again after a watch restart is not news */
+			/* the envelope we hold, seen again after a watch restart, is not news;
+			 * an older one is a replay */
 			json_object *have = view_get(b, e->key, NULL);
-			if (!have) {
+			if (!have || (uint64_t)jint(have, "gen", 0) != gen) {
 				COUNT(M.rejected_replay);
-				logev("event=store_rejected bucket=%s key=%s reason=replay", B[b].name, e->key);
+				logev("event=store_rejected bucket=%s key=%s reason=replay gen=%" PRIu64, B[b].name, e->key, gen);
 			}
 			json_object_put(have);
 		} else if (rc != VS_OK) {
