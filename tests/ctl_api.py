@@ -114,6 +114,36 @@ def call(method, path, body=None, token=ADMIN, headers=None, raw=None, timeout=3
     return status, j, hdrs
 
 
+def sse_events(oid, tok, secs=60, last_id=None):
+    """GET .../events as text/event-stream: every event's data checked against
+    the Event schema; returns them when the server ends the stream."""
+    global checked
+    c = http.client.HTTPSConnection(HOST, int(PORT), context=CTX, timeout=secs)
+    h = {"Authorization": "Bearer " + tok, "Accept": "text/event-stream"}
+    if last_id is not None:
+        h["Last-Event-ID"] = str(last_id)
+    c.request("GET", f"/v1/orders/{oid}/events", headers=h)
+    r = c.getresponse()
+    assert r.status == 200 and r.getheader("Content-Type") == "text/event-stream", (r.status, r.getheaders())
+    doc = {"$ref": "#/components/schemas/Event", "components": SPEC["components"]}
+    evs, cur = [], {}
+    for raw in r:   # chunked body, line by line, until the server ends it
+        line = raw.decode().rstrip("\n")
+        if not line:
+            if cur:
+                e = json.loads(cur["data"])
+                jsonschema.Draft202012Validator(doc).validate(e)
+                checked += 1
+                assert int(cur["id"]) == e["seq"] and cur["event"] == "state", cur
+                evs.append(e)
+            cur = {}
+            continue
+        k, _, v = line.partition(": ")
+        cur[k] = v
+    c.close()
+    return evs
+
+
 def nodes(which="nodes"):
     out = []
     d = os.path.join(ENV, which)
@@ -225,6 +255,10 @@ def api():
         # long poll: wait for the next event
         s, ev, _ = call("GET", f"/v1/orders/{o['id']}/events?after=1&wait=20", token=shop_a)
         assert s == 200 and ev["events"] and ev["events"][0]["seq"] == 2, ev
+        sse = sse_events(o["id"], shop_a)
+        assert [e["state"] for e in sse] == ["requested", "scheduled", "building", "launching", "attesting", "ready",
+                                             "closed"], sse
+        assert [e["state"] for e in sse_events(o["id"], shop_a, last_id=5)] == ["ready", "closed"]
         o2 = wait_state(o["id"], shop_a, ("closed", "failed"))
         assert o2["state"] == "closed", o2
         states = [e["state"] for e in o2["history"]]
@@ -237,7 +271,7 @@ def api():
         s, ev, _ = call("GET", f"/v1/orders/{o['id']}/events?after=0", token=shop_a)
         assert [e["state"] for e in ev["events"]] == states and ev["next"] == len(states)
         open(os.path.join(ENV, "flow.order"), "w").write(json.dumps(o2))
-        result(True, f"flow_requested_to_closed ({time.time() - t0:.1f} s, 7 states)")
+        result(True, f"flow_requested_to_closed ({time.time() - t0:.1f} s, 7 states, long poll and server-sent events)")
     run("flow_requested_to_closed", flow_to_closed)
 
     def idempotency():

@@ -1777,6 +1777,7 @@ struct parked {
 	int64_t after;
 	time_t deadline;
 	int used;
+	int sse;            /* a server-sent event stream: chunks until the order is final */
 };
 static struct parked parked[MAX_PARKED];
 
@@ -1814,6 +1815,26 @@ static void parked_closed(struct evhttp_connection *conn, void *arg)
 	p->used = 0;   /* the client went away; libevent frees the request */
 }
 
+/* SSE: one event per state change, id = its seq (a client that reconnects
+ * sends Last-Event-ID and gets the ones after it). */
+static int sse_send(struct parked *p, json_object *o)
+{
+	json_object *ev = events_after(o, p->after);
+	struct evbuffer *b = evbuffer_new();
+	int n = (int)json_object_array_length(ev);
+	for (int i = 0; b && i < n; i++) {
+		json_object *e = json_object_array_get_idx(ev, i);
+		evbuffer_add_printf(b, "id: %" PRId64 "\nevent: state\ndata: %s\n\n", jint(e, "seq", 0), js(e));
+		p->after = jint(e, "seq", p->after);
+	}
+	if (b && n)
+		evhttp_send_reply_chunk(p->req, b);
+	if (b)
+		evbuffer_free(b);
+	json_object_put(ev);
+	return n;
+}
+
 static void poll_parked(evutil_socket_t fd, short ev, void *arg)
 {
 	time_t now = time(NULL);
@@ -1828,7 +1849,18 @@ static void poll_parked(evutil_socket_t fd, short ev, void *arg)
 		int64_t last = 0;
 		if (o && json_object_object_get_ex(o, "history", &h))
 			last = (int64_t)json_object_array_length(h);
-		if (!o || last > p->after || now >= p->deadline || stopping) {
+		if (p->sse) {
+			if (o && last > p->after)
+				sse_send(p, o);
+			const char *st = jstr(o, "state");
+			if (!o || is_final(st) || (st && !strcmp(st, "closed")) || now >= p->deadline || stopping) {
+				struct evhttp_connection *conn = evhttp_request_get_connection(p->req);
+				if (conn)
+					evhttp_connection_set_closecb(conn, NULL, NULL);
+				p->used = 0;
+				evhttp_send_reply_end(p->req);
+			}
+		} else if (!o || last > p->after || now >= p->deadline || stopping) {
 			struct evhttp_connection *conn = evhttp_request_get_connection(p->req);
 			if (conn)
 				evhttp_connection_set_closecb(conn, NULL, NULL);
@@ -1858,6 +1890,35 @@ static void api_events(struct evhttp_request *req, const struct caller *c, const
 		return;
 	}
 	int64_t last = json_object_object_get_ex(o, "history", &h) ? (int64_t)json_object_array_length(h) : 0;
+	const char *accept = evhttp_find_header(evhttp_request_get_input_headers(req), "Accept");
+	if (accept && strstr(accept, "text/event-stream")) {
+		const char *lei = evhttp_find_header(evhttp_request_get_input_headers(req), "Last-Event-ID");
+		int from = after;
+		if (lei && parse_int(lei, 0, 1 << 30, &from)) {
+			json_object_put(o);
+			reply_err(req, 400, "bad_header", "Last-Event-ID takes an event number");
+			return;
+		}
+		for (int i = 0; i < MAX_PARKED; i++)
+			if (!parked[i].used) {
+				struct parked *p = &parked[i];
+				*p = (struct parked){ .req = req, .after = from, .deadline = time(NULL) + 3600, .used = 1, .sse = 1 };
+				snprintf(p->id, sizeof(p->id), "%s", id);
+				struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
+				evhttp_add_header(oh, "Content-Type", "text/event-stream");
+				evhttp_add_header(oh, "Cache-Control", "no-cache");
+				COUNT(M.http[2]);
+				evhttp_send_reply_start(req, 200, "OK");
+				evhttp_connection_set_closecb(evhttp_request_get_connection(req), parked_closed, p);
+				sse_send(p, o);
+				COUNT(M.long_polls);
+				json_object_put(o);
+				return;   /* poll_parked sends the rest and ends the stream at a final state */
+			}
+		json_object_put(o);
+		reply_err(req, 503, "busy", "too many open event streams");
+		return;
+	}
 	if (last > after || !wait) {
 		reply_events(req, o, after);
 		json_object_put(o);
