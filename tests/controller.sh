@@ -83,7 +83,7 @@ writeconf() { # file store replicas
 	admin_token_file $T/admin.token
 	pidfile $T/ctl.pid
 	node_timeout_s 5
-	schedule_timeout_s 30
+	schedule_timeout_s 15
 	state_timeout_s 60
 	tick_ms 100
 	validator https://198.18.3.1:8443

@@ -952,6 +952,20 @@ static json_object *vm_body(json_object *o, json_object *bs, uint64_t gen)
 	return b;
 }
 
+/* While the store elects a leader every step fails, every tick: the log gets
+ * at most 20 such lines a second (the metrics count them all). */
+static int driver_error_due(void)
+{
+	static time_t sec;
+	static int n;
+	time_t now = time(NULL);
+	if (now != sec) {
+		sec = now;
+		n = 0;
+	}
+	return ++n <= 20;
+}
+
 /* One step of one order.  o is the record at rev (a reference we own). */
 static void drive(json_object *o, uint64_t rev, struct ctl_node *nodes, int nn)
 {
@@ -1116,7 +1130,7 @@ launch_checks:;
 		}
 		json_object_put(vs);
 	}
-	if (rc != VS_OK && rc != VS_CONFLICT)
+	if (rc != VS_OK && rc != VS_CONFLICT && driver_error_due())
 		logev("event=driver_error order=%s state=%s reason=\"%s\"", id, st, vs_strerror(rc));
 	if (n) {
 		const char *to = jstr(n, "state");
@@ -1126,7 +1140,7 @@ launch_checks:;
 		rc = order_write(n, rev, NULL);
 		if (rc == VS_OK && changed)
 			logev("event=order order=%s state=%s", id, tos);
-		else if (rc != VS_OK && rc != VS_CONFLICT)
+		else if (rc != VS_OK && rc != VS_CONFLICT && driver_error_due())
 			logev("event=driver_error order=%s state=%s write=\"%s\"", id, st, vs_strerror(rc));
 	}
 }
