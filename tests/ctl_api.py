@@ -481,8 +481,12 @@ def place(n, tag):
                 result(False, f"place_{tag}", f"order {i} not accepted after 240 s")
                 return
             time.sleep(0.3)
-        with open(os.path.join(ENV, tag + ".ids"), "w") as f:
+        tmp = os.path.join(ENV, tag + ".ids.tmp")
+        with open(tmp, "w") as f:
             json.dump(ids, f)
+        os.rename(tmp, os.path.join(ENV, tag + ".ids"))
+        with open(os.path.join(ENV, tag + ".count"), "a") as f:   # one line per accepted order
+            f.write(f"{i}\n")
     result(True, f"place_{tag} ({n} orders accepted, {retries} retries)")
 
 

@@ -2109,9 +2109,8 @@ static void api_register(struct evhttp_request *req)
 	char pub64[48];
 	EVP_EncodeBlock((unsigned char *)pub64, r->node_pub, 32);
 	json_object_object_add(rec, "id", json_object_new_string(nid));
-	json_object_object_add(rec, "name", json_object_new_string(r->name[0] ? r->name : (char[13]){ 0 }));
-	if (!r->name[0])
-		json_object_object_add(rec, "name", json_object_new_string_len(nid, 12));
+	/* unnamed nodes are called by the first 12 digits of their id */
+	json_object_object_add(rec, "name", r->name[0] ? json_object_new_string(r->name) : json_object_new_string_len(nid, 12));
 	json_object_object_add(rec, "state", json_object_new_string("joining"));
 	json_object_object_add(rec, "ek_sha256", json_object_new_string(nid));
 	json_object_object_add(rec, "node_pub", json_object_new_string(pub64));
