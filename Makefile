@@ -30,7 +30,7 @@ TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 
 .PHONY: all deps deps-build deps-test test demo bench bench-quick deps-bench fuzz clean install
 FUZZERS := $(BUILD)/tests/fuzz_hello $(BUILD)/tests/fuzz_diff $(BUILD)/tests/fuzz_share $(BUILD)/tests/fuzz_evidence \
-	$(BUILD)/tests/fuzz_eventlog $(BUILD)/tests/fuzz_request $(BUILD)/tests/fuzz_dns
+	$(BUILD)/tests/fuzz_eventlog $(BUILD)/tests/fuzz_request $(BUILD)/tests/fuzz_dns $(BUILD)/tests/fuzz_envelope
 
 # Every rule that runs an installed tool or compiles against an installed
 # library has deps-build as an order-only prerequisite: `make -j2` on a fresh
@@ -93,6 +93,21 @@ AGENT_TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_agent
 $(AGENT_TESTS): $(BUILD)/tests/%: tests/%.c tests/testlib.h $(AGENT_LIB) $(wildcard controlplane/agent/*.h) | deps-build
 	@mkdir -p $(BUILD)/tests
 	$(CC) $(CFLAGS) -Itests $(AGENT_CFLAGS) $< $(AGENT_LIB) $(AGENT_LDLIBS) -o $@
+
+# the cluster store (NATS JetStream through libnats, docs/store.md): one
+# library for every daemon that reads or writes cluster state
+STORE_SRCS := $(wildcard controlplane/store/*.c)
+STORE_OBJS := $(patsubst controlplane/store/%.c,$(BUILD)/store/%.o,$(STORE_SRCS))
+STORE_LIB  := $(BUILD)/libveilstore.a
+STORE_LDLIBS := -lnats -ljson-c -lssl -lcrypto -lpthread
+$(BUILD)/store/%.o: controlplane/store/%.c $(wildcard controlplane/store/*.h) | deps-build
+	@mkdir -p $(BUILD)/store
+	$(CC) $(CFLAGS) -c $< -o $@
+$(STORE_LIB): $(STORE_OBJS) | deps-build
+	ar rcs $@ $^
+$(BUILD)/tests/test_store: tests/test_store.c tests/testlib.h $(STORE_LIB) $(wildcard controlplane/store/*.h) | deps-build
+	@mkdir -p $(BUILD)/tests
+	$(CC) $(CFLAGS) -Itests $< $(STORE_LIB) $(STORE_LDLIBS) -o $@
 
 $(BUILD)/veil-bench-micro: tools/bench_micro.c tests/bpf_env.h tests/testlib.h $(LIB) $(HDRS) $(BUILD)/bench_base.bpf.o | deps-build
 	$(CC) $(CFLAGS) -Itests -DBASE_OBJ='"$(abspath $(BUILD))/bench_base.bpf.o"' $< $(LIB) $(LDLIBS) -lm -o $@
@@ -163,6 +178,9 @@ $(BUILD)/tests/fuzz_dns: tests/fuzz/fuzz_dns.c $(DNS_SRCS) $(DNS_HDRS) | deps-bu
 	@mkdir -p $(BUILD)/tests
 	$(CLANG) -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Icontrolplane $< $(DNS_SRCS) \
 		-lldns -lm -lpthread -o $@
+$(BUILD)/tests/fuzz_envelope: tests/fuzz/fuzz_envelope.c $(STORE_SRCS) $(wildcard controlplane/store/*.h) | deps-build
+	@mkdir -p $(BUILD)/tests
+	$(CLANG) -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Icontrolplane $< $(STORE_SRCS) $(STORE_LDLIBS) -o $@
 $(BUILD)/tests/fuzz_diff: tests/fuzz/fuzz_diff.c tests/bpf_env.h tests/testlib.h $(LIB) $(HDRS) | deps-build
 	@mkdir -p $(BUILD)/tests
 	$(CLANG) -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer -Iinclude -I$(BUILD) -Idataplane -Itests $< $(LIB) $(LDLIBS) -o $@

@@ -10,7 +10,7 @@ BUILD=${BUILD:-build}
 secs=${1:-25}
 mkdir -p "$BUILD/fuzz"
 export VEIL_FIXTURES="$PWD/tests/fixtures"
-for f in fuzz_hello fuzz_diff fuzz_share fuzz_evidence fuzz_eventlog fuzz_request fuzz_dns; do
+for f in fuzz_hello fuzz_diff fuzz_share fuzz_evidence fuzz_eventlog fuzz_request fuzz_dns fuzz_envelope; do
 	corp="$BUILD/fuzz/$f.corpus"
 	mkdir -p "$corp"
 	if [ $f = fuzz_share ]; then cp -n tests/fixtures/share-*.bin "$corp/" 2>/dev/null
@@ -28,6 +28,9 @@ for f in fuzz_hello fuzz_diff fuzz_share fuzz_evidence fuzz_eventlog fuzz_reques
 		printf '\001{"vm":"order-7","nonce":"%064d","pub":"%064d","ak":"AA==","attest":"AA==","sig":"AA==","eventlog":"AA=="}' 0 0 > "$corp/seed-attest"
 		printf '\202{"vm":"order-7","refs":"{}","refs_sig":"AA==","share":"AA=="}' > "$corp/seed-register"
 	elif [ $f = fuzz_dns ]; then cp -n tests/fixtures/dns-*.bin "$corp/" 2>/dev/null
+	elif [ $f = fuzz_envelope ]; then
+		printf '\001{"v":1,"kid":"0011223344556677","body":"eyJnZW4iOjF9","sig":"%088d"}' 0 > "$corp/seed-env"
+		printf '\361{"name":"a.example.test","gen":3}' > "$corp/seed-sealed"
 	else cp -n tests/fixtures/hello-*.bin "$corp/" 2>/dev/null; fi
 	max=4096; [ $f = fuzz_diff ] && max=1360; [ $f = fuzz_share ] && max=256; [ $f = fuzz_evidence ] && max=1024
 	[ $f = fuzz_eventlog ] && max=8192

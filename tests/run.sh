@@ -39,6 +39,7 @@ case $what in all|unit)
 	suite shamir "$BUILD/tests/test_shamir"
 	suite evidence "$BUILD/tests/test_evidence"
 	suite dns_core "$BUILD/tests/test_dns"
+	suite store "$BUILD/tests/test_store"
 esac
 case $what in all|unit|agent)
 	suite agent_unit "$BUILD/tests/test_agent"

@@ -23,7 +23,7 @@ enum {
 
 typedef struct vs_store vs_store;
 typedef struct vs_kv vs_kv;
-typedef struct vs_watch vs_watch;
+typedef struct vs_watcher vs_watcher;
 
 struct vs_opts {
 	const char *urls;      /* "nats://198.18.0.1:4222,nats://..." */
@@ -36,7 +36,7 @@ struct vs_opts {
 int vs_connect(vs_store **out, const struct vs_opts *o, char *err, size_t errlen);
 void vs_close(vs_store *s);
 /* Opens a bucket, creating it (history 1, the store's replicas) when create is set and it is missing. */
-int vs_kv(vs_store *s, const char *bucket, int create, vs_kv **out, char *err, size_t errlen);
+int vs_bucket(vs_store *s, const char *bucket, int create, vs_kv **out, char *err, size_t errlen);
 void vs_kv_close(vs_kv *kv);
 
 /* *val is malloc'ed and NUL-terminated (len excludes the NUL); free() it. */
@@ -66,8 +66,8 @@ struct vs_entry {
  * a new snapshot (fn sees every key again; apply by revision). */
 typedef void (*vs_watch_fn)(void *arg, const struct vs_entry *e);
 int vs_watch(vs_kv *kv, const char *filter, vs_watch_fn fn, void (*synced)(void *arg), void *arg,
-	     vs_watch **out, char *err, size_t errlen);
-void vs_watch_stop(vs_watch *w);
+	     vs_watcher **out, char *err, size_t errlen);
+void vs_watch_stop(vs_watcher *w);
 
 /* Audit: publishes json on veil.audit.<kind> in stream AUDIT (created when
  * missing), deduplicated by msgid. */
