@@ -25,7 +25,7 @@ KEYS_SRCS := $(wildcard controlplane/keys/*.c)
 KEYS_OBJS := $(patsubst controlplane/keys/%.c,$(BUILD)/keys/%.o,$(KEYS_SRCS))
 KEYS_LIB := $(BUILD)/libveilkeys.a
 
-BINS := $(BUILD)/veil-agent $(BUILD)/veil-gw $(BUILD)/veil-node $(BUILD)/veilctl $(BUILD)/veil-validator $(BUILD)/veil-registry $(BUILD)/veil-attest $(BUILD)/veil-bench-micro $(BUILD)/veil-hellogen $(BUILD)/veil-flood $(BUILD)/veil-gw-dpdk $(BUILD)/veil-fpgen $(BUILD)/veil-attest-bench $(BUILD)/veil-dns
+BINS := $(BUILD)/veil-agent $(BUILD)/veil-gw $(BUILD)/veil-node $(BUILD)/veilctl $(BUILD)/veil-validator $(BUILD)/veil-registry $(BUILD)/veil-attest $(BUILD)/veil-bench-micro $(BUILD)/veil-hellogen $(BUILD)/veil-flood $(BUILD)/veil-gw-dpdk $(BUILD)/veil-fpgen $(BUILD)/veil-attest-bench $(BUILD)/veil-dns $(BUILD)/veil-storectl
 TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 
 .PHONY: all deps deps-build deps-test test demo bench bench-quick deps-bench fuzz clean install
@@ -138,8 +138,12 @@ $(BUILD)/veil-gw-dpdk: $(BUILD)/dpdk/veil-gw-dpdk.o $(BUILD)/dpdk/dp.o $(LIB) | 
 # veil-dns: the GeoDNS server (controlplane/dns/), its core also built into the fuzzer
 DNS_SRCS := controlplane/dns/geo.c controlplane/dns/zone.c controlplane/dns/query.c
 DNS_HDRS := $(wildcard controlplane/dns/*.h) controlplane/dns/centroids.inc include/veil/cookie.h
-$(BUILD)/veil-dns: controlplane/dns/veil-dns.c $(DNS_SRCS) $(DNS_HDRS) $(LIB) | deps-build
-	$(CC) $(CFLAGS) controlplane/dns/veil-dns.c $(DNS_SRCS) $(LIB) $(LDLIBS) -lldns -lm -lpthread -o $@
+# veil-storectl: reads and writes the cluster store (plain and sealed records) for operators and tests
+$(BUILD)/veil-storectl: tools/storectl.c $(STORE_LIB) $(wildcard controlplane/store/*.h) | deps-build
+	$(CC) $(CFLAGS) $< $(STORE_LIB) $(STORE_LDLIBS) -o $@
+$(BUILD)/veil-dns: controlplane/dns/veil-dns.c controlplane/dns/feed.c $(DNS_SRCS) $(DNS_HDRS) $(LIB) $(STORE_LIB) | deps-build
+	$(CC) $(CFLAGS) controlplane/dns/veil-dns.c controlplane/dns/feed.c $(DNS_SRCS) $(LIB) $(STORE_LIB) $(LDLIBS) \
+		$(STORE_LDLIBS) -lldns -lm -lpthread -o $@
 
 $(BUILD)/veil-fpgen: tools/fpgen.c tests/testlib.h $(LIB) $(HDRS) | deps-build
 	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -lpcap -o $@
