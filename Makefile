@@ -227,7 +227,7 @@ SBINDIR    ?= $(PREFIX)/sbin
 MANDIR     ?= $(PREFIX)/share/man
 DOCDIR     ?= $(PREFIX)/share/doc/veilmesh
 UNITDIR    ?= $(PREFIX)/lib/systemd/system
-INSTALL_SBIN := veil-gw veil-node veil-agent veil-gw-dpdk veil-validator veil-registry veilctl
+INSTALL_SBIN := veil-gw veil-node veil-agent veil-gw-dpdk veil-validator veil-registry veilctl veil-dns veil-storectl
 INSTALL_MAN  := $(wildcard docs/man/*.8)
 UNITS        := $(wildcard tools/systemd/*.service.in)
 

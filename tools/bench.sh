@@ -307,8 +307,13 @@ if d.get("dns"):
         ratio = (ref["cpu_s_per_m"] / x["cpu_s_per_m"]) if ref and x["cpu_s_per_m"] else 0
         lines.append(f'| {x["server"]} | {"yes" if x["ecs"] else "no"} | {x["qps"]:.0f} | {x["p99_ms"]:.3f} | '
                      f'{x["cpu_s_per_m"]:.2f} | {ratio:.2f} |')
-    lines += ['', 'veil-dns answers from a per-worker memo of its pure query function; veil-dns-nomemo is the',
-              'same server with the memo off (every answer parsed and built by ldns).']
+    lines += ['', 'CPU s = the scheduler\'s runtime of all the server\'s threads (/proc/PID/task/*/schedstat) over the',
+              'run; runs interleaved, the median of the rounds shown. veil-dns as configured by default: a',
+              'per-worker memo of its pure query function, UDP coalescing (udp_coalesce_us 100: after a read that',
+              'did not fill its batch the worker waits 100 us, so the next read takes many queries) and UDP GSO',
+              '(same-length answers to one client in one send; dnsperf sends from one socket, real resolvers',
+              'spread their ports, so there it helps less). veil-dns-plain: coalescing and GSO off; nomemo: the',
+              'memo off too (every answer parsed and built by ldns).']
 lines += ['', '| BPF_PROG_TEST_RUN case | mode | ns/packet | baseline ns | ratio |', '| --- | --- | ---: | ---: | ---: |']
 for m in d["micro"]:
     lines.append(f'| {m["case"]} | {m["mode"]} | {m["ns_per_pkt"]:.1f} | {m["baseline_ns_per_pkt"]:.1f} | {m["ratio"]:.2f} |')

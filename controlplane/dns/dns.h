@@ -71,6 +71,8 @@ struct dns_cfg {
 	char cookie_secret_file[256];
 	int threads;
 	int rrl_rate, rrl_slip;
+	uint32_t udp_coalesce_us; /* wait after a batch that did not fill (0: off) */
+	int udp_gso;             /* same-length answers to one client as one UDP GSO send */
 	/* the cluster store feed (feed.c): VM names and gateways by watch */
 	char store[512];         /* nats://... (comma-separated), empty: file only */
 	char store_pub[256];     /* the controller's Ed25519 public key (PEM) */

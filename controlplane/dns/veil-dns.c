@@ -97,7 +97,7 @@ struct counters {
 	uint64_t gw[GW_SLOTS];
 	uint64_t ecs, tc, cookies, cookies_ok, cache_hits, rrl_dropped, rrl_slipped;
 	uint64_t drop_short, drop_response, drop_nomem;
-	uint64_t udp, tcp;
+	uint64_t udp, tcp, batches, gso_sends;
 };
 
 struct rrl_ent { uint64_t key; uint32_t sec; uint32_t count; };
@@ -181,6 +181,21 @@ static void to_query(struct dns_query *q, const struct sockaddr_storage *ss)
 	}
 }
 
+/* The memo's key hash: eight bytes a step (the key is ~50 bytes). */
+static uint64_t key_hash(const uint8_t *b, size_t n)
+{
+	uint64_t h = 0x9e3779b97f4a7c15ULL ^ n, v;
+	for (; n >= 8; b += 8, n -= 8) {
+		memcpy(&v, b, 8);
+		h = (h ^ v) * 0xff51afd7ed558ccdULL;
+		h ^= h >> 32;
+	}
+	v = 0;
+	memcpy(&v, b, n);
+	h = (h ^ v) * 0xc4ceb9fe1a85ec53ULL;
+	return h ^ (h >> 29);
+}
+
 static uint64_t fnv(const uint8_t *b, size_t n, uint64_t h)
 {
 	for (size_t i = 0; i < n; i++)
@@ -206,7 +221,7 @@ static int answer(struct worker *w, const struct dns_snap *s, struct dns_query *
 		key[klen++] = (uint8_t)q->family;
 		memcpy(key + klen, q->addr, 16);
 		klen += 16;
-		h = fnv(key, klen, 0xcbf29ce484222325ULL);
+		h = key_hash(key, klen);
 		e = &w->cache[h & (CACHE_SLOTS - 1)];
 		if (e->gen == s->gen && e->hash == h && e->klen == klen && !memcmp(e->key, key, klen)) {
 			memcpy(r->buf, e->ans, e->alen);
@@ -274,7 +289,22 @@ static int rrl_allow(struct worker *w, const struct dns_snap *s, const struct dn
 	return 0;
 }
 
-#define BATCH 32
+#define BATCH 64
+/* Coalescing: after a batch that did not fill, the worker waits this long
+ * before it reads again, so queries gather and the next read takes many
+ * (one wake-up, one receive and one send call for all of them).  Each
+ * query waits at most this long more; an idle server still blocks in
+ * recvmmsg and answers the first query at once. */
+static long coalesce_ns;
+/* UDP GSO: answers of one batch to the same client address and port with
+ * the same length leave as one UDP_SEGMENT send (one trip through the
+ * stack, segmented at the end).  Off after the first send the kernel
+ * refuses, or with udp_gso off. */
+static int use_gso;
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+
 static void *udp_worker(void *arg)
 {
 	struct worker *w = arg;
@@ -283,8 +313,11 @@ static void *udp_worker(void *arg)
 	struct mmsghdr msg[BATCH], rep[BATCH];
 	struct iovec iov[BATCH], oiov[BATCH];
 	struct sockaddr_storage from[BATCH];
+	union { char b[CMSG_SPACE(sizeof(uint16_t))]; struct cmsghdr align; } ctl[BATCH];
+	int alen[BATCH], afrom[BATCH];
+	uint8_t taken[BATCH];
 	struct dns_result r;
-	r.buf = w->buf;
+	int gso = use_gso;
 
 	for (int i = 0; i < BATCH; i++) {
 		iov[i] = (struct iovec){ in[i], sizeof(in[i]) };
@@ -296,6 +329,7 @@ static void *udp_worker(void *arg)
 		int n = recvmmsg(w->fd, msg, BATCH, MSG_WAITFORONE, NULL);
 		if (n <= 0)
 			continue;
+		w->cnt.batches++;
 		struct dns_snap *s = hold(w);
 		uint32_t now = (uint32_t)time(NULL);
 		int m = 0;
@@ -303,22 +337,74 @@ static void *udp_worker(void *arg)
 			struct dns_query q = { .pkt = in[i], .len = msg[i].msg_len, .now = now };
 			to_query(&q, &from[i]);
 			w->cnt.udp++;
+			r.buf = out[m]; /* a UDP answer is at most udp_size (<= 4096) bytes */
 			answer(w, s, &q, &r);
 			count(w, s, &r);
 			if (!r.len || !rrl_allow(w, s, &q, &r) || r.len > sizeof(out[0]))
 				continue;
-			memcpy(out[m], r.buf, r.len);
-			oiov[m] = (struct iovec){ out[m], r.len };
-			rep[m].msg_hdr = (struct msghdr){ .msg_name = &from[i], .msg_namelen = msg[i].msg_hdr.msg_namelen,
-							 .msg_iov = &oiov[m], .msg_iovlen = 1 };
+			alen[m] = (int)r.len;
+			afrom[m] = i;
 			m++;
 		}
 		release(w);
-		for (int sent = 0; sent < m;) {
-			int k = sendmmsg(w->fd, rep + sent, (unsigned)(m - sent), 0);
+		/* one message per answer, or per group of same-length answers to
+		 * one client when GSO is on */
+		int nm = 0, ni = 0;
+		memset(taken, 0, (size_t)m);
+		for (int a = 0; a < m; a++) {
+			if (taken[a])
+				continue;
+			struct msghdr *h = &rep[nm].msg_hdr;
+			const struct msghdr *q = &msg[afrom[a]].msg_hdr;
+			int first = ni, cnt = 1;
+			oiov[ni++] = (struct iovec){ out[a], (size_t)alen[a] };
+			for (int b = a + 1; gso && b < m && cnt < 64; b++) {
+				const struct msghdr *qb = &msg[afrom[b]].msg_hdr;
+				if (taken[b] || alen[b] != alen[a] || qb->msg_namelen != q->msg_namelen ||
+				    memcmp(qb->msg_name, q->msg_name, q->msg_namelen))
+					continue;
+				taken[b] = 1;
+				oiov[ni++] = (struct iovec){ out[b], (size_t)alen[b] };
+				cnt++;
+			}
+			*h = (struct msghdr){ .msg_name = q->msg_name, .msg_namelen = q->msg_namelen, .msg_iov = &oiov[first],
+					      .msg_iovlen = (size_t)cnt };
+			if (cnt > 1) {
+				h->msg_control = ctl[nm].b;
+				h->msg_controllen = sizeof(ctl[nm].b);
+				struct cmsghdr *c = CMSG_FIRSTHDR(h);
+				c->cmsg_level = IPPROTO_UDP;
+				c->cmsg_type = UDP_SEGMENT;
+				c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+				uint16_t seg = (uint16_t)alen[a];
+				memcpy(CMSG_DATA(c), &seg, sizeof(seg));
+				w->cnt.gso_sends++;
+			}
+			nm++;
+		}
+		for (int sent = 0; sent < nm;) {
+			int k = sendmmsg(w->fd, rep + sent, (unsigned)(nm - sent), 0);
+			if (k < 0 && gso && rep[sent].msg_hdr.msg_controllen && errno != EAGAIN && errno != EINTR) {
+				/* the path cannot segment (no checksum offload, old
+				 * kernel): this group one by one, GSO off for good */
+				gso = 0;
+				vm_log("event=udp_gso_off reason=\"%s\"", strerror(errno));
+				struct msghdr g = rep[sent].msg_hdr;
+				for (size_t x = 0; x < g.msg_iovlen; x++) {
+					struct msghdr one = { .msg_name = g.msg_name, .msg_namelen = g.msg_namelen,
+							      .msg_iov = &g.msg_iov[x], .msg_iovlen = 1 };
+					sendmsg(w->fd, &one, 0);
+				}
+				sent++;
+				continue;
+			}
 			if (k <= 0)
 				break;
 			sent += k;
+		}
+		if (coalesce_ns && n < BATCH) {
+			struct timespec ts = { 0, coalesce_ns };
+			nanosleep(&ts, NULL);
 		}
 	}
 	return NULL;
@@ -517,7 +603,7 @@ static void metrics(void *arg, FILE *out)
 			t.gw[g] += __atomic_load_n(&c->gw[g], __ATOMIC_RELAXED);
 #define S(f) t.f += __atomic_load_n(&c->f, __ATOMIC_RELAXED)
 		S(ecs); S(tc); S(cookies); S(cookies_ok); S(cache_hits); S(rrl_dropped); S(rrl_slipped);
-		S(drop_short); S(drop_response); S(drop_nomem); S(udp); S(tcp);
+		S(drop_short); S(drop_response); S(drop_nomem); S(udp); S(tcp); S(batches); S(gso_sends);
 #undef S
 	}
 	fputs("# HELP veildns_queries_total Queries answered, by query type and rcode.\n"
@@ -564,6 +650,10 @@ static void metrics(void *arg, FILE *out)
 		"# HELP veildns_received_total Queries received, by transport (TCP: connections).\n"
 		"# TYPE veildns_received_total counter\n"
 		"veildns_received_total{transport=\"udp\"} %llu\nveildns_connections_total{transport=\"tcp\"} %llu\n"
+		"# HELP veildns_udp_batches_total UDP receive calls that returned queries (queries / batches = batch size).\n"
+		"# TYPE veildns_udp_batches_total counter\nveildns_udp_batches_total %llu\n"
+		"# HELP veildns_udp_gso_sends_total UDP sends that carried several answers to one client (UDP GSO).\n"
+		"# TYPE veildns_udp_gso_sends_total counter\nveildns_udp_gso_sends_total %llu\n"
 		"# HELP veildns_zone_serial The SOA serial being served.\n"
 		"# TYPE veildns_zone_serial gauge\nveildns_zone_serial %u\n"
 		"# HELP veildns_zone_names Names in the zone (VMs, wildcards, apex, name servers, empty non-terminals).\n"
@@ -571,7 +661,8 @@ static void metrics(void *arg, FILE *out)
 		(unsigned long long)t.ecs, (unsigned long long)t.tc, (unsigned long long)t.cookies,
 		(unsigned long long)t.cookies_ok, (unsigned long long)t.cache_hits, (unsigned long long)t.rrl_dropped,
 		(unsigned long long)t.rrl_slipped, (unsigned long long)t.drop_short, (unsigned long long)t.drop_response,
-		(unsigned long long)t.drop_nomem, (unsigned long long)t.udp, (unsigned long long)t.tcp, s->serial,
+		(unsigned long long)t.drop_nomem, (unsigned long long)t.udp, (unsigned long long)t.tcp,
+		(unsigned long long)t.batches, (unsigned long long)t.gso_sends, s->serial,
 		s->nnames);
 	if (feed)
 		dns_feed_metrics(feed, out);
@@ -739,6 +830,8 @@ int main(int argc, char **argv)
 			workers[nworkers++] = w;
 		}
 	}
+	coalesce_ns = (long)s->cfg.udp_coalesce_us * 1000;
+	use_gso = s->cfg.udp_gso;
 	struct worker *tw = calloc(1, sizeof(*tw));
 	if (!tw)
 		return 1;

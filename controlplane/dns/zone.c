@@ -173,6 +173,7 @@ int dns_cfg_load(const char *path, struct dns_cfg *c, char *err, size_t len)
 	c->soa_refresh = 3600; c->soa_retry = 600; c->soa_expire = 86400; c->soa_minimum = 30;
 	c->soa_ttl = 3600; c->ttl = 20; c->answers = 2; c->udp_max = 1232; c->threads = 1;
 	c->rrl_rate = 0; c->rrl_slip = 2; c->store_wait = 5;
+	c->udp_coalesce_us = 100; c->udp_gso = 1;
 	snprintf(c->geoip4, sizeof(c->geoip4), "/usr/share/tor/geoip");
 	snprintf(c->geoip6, sizeof(c->geoip6), "/usr/share/tor/geoip6");
 	snprintf(c->metrics, sizeof(c->metrics), "127.0.0.1:9433");
@@ -269,6 +270,13 @@ int dns_cfg_load(const char *path, struct dns_cfg *c, char *err, size_t len)
 		} else if (!strcmp(k, "store_wait") && n == 2) {
 			if (parse_u32(w[1], &c->store_wait) || c->store_wait > 600)
 				BAD("store_wait: seconds, 0..600");
+		} else if (!strcmp(k, "udp_coalesce_us") && n == 2) {
+			if (parse_u32(w[1], &c->udp_coalesce_us) || c->udp_coalesce_us > 10000)
+				BAD("udp_coalesce_us: microseconds, 0..10000 (0: off)");
+		} else if (!strcmp(k, "udp_gso") && n == 2) {
+			if (strcmp(w[1], "on") && strcmp(w[1], "off"))
+				BAD("udp_gso: on or off");
+			c->udp_gso = !strcmp(w[1], "on");
 		} else if (!strcmp(k, "cookie_secret_file") && n == 2) {
 			snprintf(c->cookie_secret_file, sizeof(c->cookie_secret_file), "%s", w[1]);
 		} else if (!strcmp(k, "listen") && n == 2) {
