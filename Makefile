@@ -25,7 +25,7 @@ KEYS_SRCS := $(wildcard controlplane/keys/*.c)
 KEYS_OBJS := $(patsubst controlplane/keys/%.c,$(BUILD)/keys/%.o,$(KEYS_SRCS))
 KEYS_LIB := $(BUILD)/libveilkeys.a
 
-BINS := $(BUILD)/veil-agent $(BUILD)/veil-gw $(BUILD)/veil-node $(BUILD)/veilctl $(BUILD)/veil-validator $(BUILD)/veil-registry $(BUILD)/veil-attest $(BUILD)/veil-bench-micro $(BUILD)/veil-hellogen $(BUILD)/veil-flood $(BUILD)/veil-gw-dpdk $(BUILD)/veil-fpgen $(BUILD)/veil-attest-bench $(BUILD)/veil-dns
+BINS := $(BUILD)/veil-agent $(BUILD)/veil-gw $(BUILD)/veil-node $(BUILD)/veilctl $(BUILD)/veil-validator $(BUILD)/veil-registry $(BUILD)/veil-attest $(BUILD)/veil-bench-micro $(BUILD)/veil-hellogen $(BUILD)/veil-flood $(BUILD)/veil-gw-dpdk $(BUILD)/veil-fpgen $(BUILD)/veil-attest-bench $(BUILD)/veil-dns $(BUILD)/tests/store_put $(BUILD)/veil-bench-routes
 TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 
 .PHONY: all deps deps-build deps-test test demo bench bench-quick deps-bench fuzz clean install
@@ -71,8 +71,6 @@ $(BUILD)/keys/%.o: controlplane/keys/%.c $(wildcard controlplane/keys/*.h) | dep
 $(KEYS_LIB): $(KEYS_OBJS) | deps-build
 	ar rcs $@ $^
 
-$(BUILD)/veil-gw: controlplane/veil-gw.c $(LIB) $(HDRS) | deps-build
-	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
 $(BUILD)/veil-node: controlplane/veil-node.c $(LIB) $(HDRS) | deps-build
 	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
@@ -108,6 +106,16 @@ $(STORE_LIB): $(STORE_OBJS) | deps-build
 $(BUILD)/tests/test_store: tests/test_store.c tests/testlib.h $(STORE_LIB) $(wildcard controlplane/store/*.h) | deps-build
 	@mkdir -p $(BUILD)/tests
 	$(CC) $(CFLAGS) -Itests $< $(STORE_LIB) $(STORE_LDLIBS) -o $@
+
+# veil-gw: routes from its file, and from the store's bucket routes (gw_store.c)
+$(BUILD)/veil-gw: controlplane/veil-gw.c controlplane/gw_store.c controlplane/gw_store.h $(LIB) $(STORE_LIB) $(HDRS) | deps-build
+	$(CC) $(CFLAGS) controlplane/veil-gw.c controlplane/gw_store.c $(LIB) $(STORE_LIB) $(LDLIBS) $(STORE_LDLIBS) -o $@
+# what shell tests and benchmarks use to write signed store entries
+$(BUILD)/tests/store_put: tests/store_put.c $(STORE_LIB) $(wildcard controlplane/store/*.h) | deps-build
+	@mkdir -p $(BUILD)/tests
+	$(CC) $(CFLAGS) $< $(STORE_LIB) $(STORE_LDLIBS) -o $@
+$(BUILD)/veil-bench-routes: tools/bench_routes.c $(STORE_LIB) $(wildcard controlplane/store/*.h) | deps-build
+	$(CC) $(CFLAGS) $< $(STORE_LIB) -lbpf $(STORE_LDLIBS) -lm -o $@
 
 $(BUILD)/veil-bench-micro: tools/bench_micro.c tests/bpf_env.h tests/testlib.h $(LIB) $(HDRS) $(BUILD)/bench_base.bpf.o | deps-build
 	$(CC) $(CFLAGS) -Itests -DBASE_OBJ='"$(abspath $(BUILD))/bench_base.bpf.o"' $< $(LIB) $(LDLIBS) -lm -o $@

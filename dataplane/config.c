@@ -264,6 +264,14 @@ static int gw_line(struct cfg_reader *r, struct vm_gw_cfg *c, char **w, int n)
 	} else if (!strcmp(w[0], "cookie_secret_file")) {
 		ONE_NAME(c->secret_file);
 		c->secret_line = r->line;
+	} else if (!strcmp(w[0], "store")) {
+		/* the cluster store's routes (controlplane/gw_store.c) */
+		ONE_NAME(c->store_urls);
+		if (strncmp(w[1], "nats://", 7) && strncmp(w[1], "tls://", 6))
+			return cfg_err(r, "'store' takes nats://HOST:PORT[,nats://...], not '%s'", w[1]);
+	} else if (!strcmp(w[0], "store_pub")) {
+		ONE_NAME(c->store_pub);
+		c->store_pub_line = r->line;
 	} else if (!strcmp(w[0], "wscale")) {
 		NEED(2, "a number from 0 to 14");
 		if (parse_u32(w[1], 0, 14, &v))
@@ -409,6 +417,8 @@ int vm_gw_cfg_load(const char *path, struct vm_gw_cfg *c, char *err, size_t errl
 		return cfg_err(&r, "cookie_secret_file is not set"), vm_gw_cfg_free(c), -1;
 	if (!c->dp.has_underlay4 && !c->dp.has_underlay6)
 		return cfg_err(&r, "no underlay4 or underlay6 address"), vm_gw_cfg_free(c), -1;
+	if (c->store_urls[0] && !c->store_pub[0])
+		return cfg_err(&r, "'store' needs 'store_pub FILE' (the controller's public key)"), vm_gw_cfg_free(c), -1;
 	for (int i = 0; i < c->nroutes; i++) {
 		int fam = c->routes[i].val.node_family;
 		r.line = c->routes[i].line;
@@ -674,6 +684,24 @@ int vm_gw_sync(struct vm_gw *g, const struct vm_gw_cfg *c, int *changes)
 	if (changes)
 		*changes = n;
 	return rc;
+}
+
+/* One route written or removed between full syncs (the store's changes):
+ * the same map entry vm_gw_sync writes for that route. */
+int vm_gw_route_put(struct vm_gw *g, const struct vm_cfg_route *r)
+{
+	return bpf_map_update_elem(vm_gw_map_fd(g, "routes"), &r->key, &r->val, BPF_ANY) ? -errno : 0;
+}
+
+int vm_gw_route_del(struct vm_gw *g, const char *name)
+{
+	struct route_key k;
+
+	memset(&k, 0, sizeof(k));
+	if (strlen(name) >= sizeof(k.name))
+		return -EINVAL;
+	strcpy(k.name, name);
+	return bpf_map_delete_elem(vm_gw_map_fd(g, "routes"), &k) && errno != ENOENT ? -errno : 0;
 }
 
 int vm_node_sync(struct vm_node *n, const struct vm_node_cfg *c, int *changes)

@@ -2,7 +2,7 @@
 # Runs every veilmesh test and ends with one line: "N passed, N failed".
 # Each suite prints "PASS name" / "FAIL name: why" / "SKIP name: why" lines.
 #   tests/run.sh            everything
-#   tests/run.sh unit|bpf|fuzz|e2e|reliability|dpdk|ops|agent|attest|launch|dns|bench
+#   tests/run.sh unit|bpf|fuzz|e2e|reliability|dpdk|ops|gwstore|agent|attest|launch|dns|bench
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -63,6 +63,9 @@ case $what in all|e2e|dpdk)
 esac
 case $what in all|ops)
 	suite ops tests/ops.sh
+esac
+case $what in all|gwstore)
+	suite gwstore tests/gwstore.sh
 esac
 case $what in all|agent)
 	suite agent tests/agent.sh
