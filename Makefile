@@ -79,16 +79,17 @@ AGENT_SRCS := $(filter-out controlplane/agent/veil-agent.c,$(wildcard controlpla
 AGENT_OBJS := $(patsubst controlplane/agent/%.c,$(BUILD)/agent/%.o,$(AGENT_SRCS))
 AGENT_LIB  := $(BUILD)/libveilagent.a
 AGENT_CFLAGS = -Icontrolplane/agent $(shell pkg-config --cflags libxml-2.0 libnl-route-3.0 2>/dev/null)
-AGENT_LDLIBS := -lyaml -ljson-c -lxml2 -lvirt -lnl-route-3 -lnl-3 -lnftnl -lmnl -lcurl -lssl -lcrypto -lpthread
+# (storefeed.c: orders from the cluster store, through libveilstore)
+AGENT_LDLIBS := $(BUILD)/libveilstore.a -lnats -lyaml -ljson-c -lxml2 -lvirt -lnl-route-3 -lnl-3 -lnftnl -lmnl -lcurl -lssl -lcrypto -lpthread
 $(BUILD)/agent/%.o: controlplane/agent/%.c $(wildcard controlplane/agent/*.h) | deps-build
 	@mkdir -p $(BUILD)/agent
 	$(CC) $(CFLAGS) $(AGENT_CFLAGS) -c $< -o $@
 $(AGENT_LIB): $(AGENT_OBJS) | deps-build
 	ar rcs $@ $^
-$(BUILD)/veil-agent: controlplane/agent/veil-agent.c $(AGENT_LIB) $(wildcard controlplane/agent/*.h) | deps-build
+$(BUILD)/veil-agent: controlplane/agent/veil-agent.c $(AGENT_LIB) $(BUILD)/libveilstore.a $(wildcard controlplane/agent/*.h) | deps-build
 	$(CC) $(CFLAGS) $(AGENT_CFLAGS) $< $(AGENT_LIB) $(AGENT_LDLIBS) -o $@
 AGENT_TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_agent*.c))
-$(AGENT_TESTS): $(BUILD)/tests/%: tests/%.c tests/testlib.h $(AGENT_LIB) $(wildcard controlplane/agent/*.h) | deps-build
+$(AGENT_TESTS): $(BUILD)/tests/%: tests/%.c tests/testlib.h $(AGENT_LIB) $(BUILD)/libveilstore.a $(wildcard controlplane/agent/*.h) | deps-build
 	@mkdir -p $(BUILD)/tests
 	$(CC) $(CFLAGS) -Itests $(AGENT_CFLAGS) $< $(AGENT_LIB) $(AGENT_LDLIBS) -o $@
 

@@ -23,6 +23,13 @@ struct ag_cfg {
 	int ngpus;          /* 0 = all GPUs */
 	char gpus[AG_MAX_GPUS][AG_PCI_LEN]; /* normalized dddd:bb:dd.f */
 	int gpu_line[AG_MAX_GPUS], gpu_col[AG_MAX_GPUS];
+	/* store: the cluster store feeds the orders (docs/agent.md); urls "" = spec-dir only */
+	char store_urls[512];
+	char store_creds[256];     /* NATS credentials file, "" = none */
+	char controller_pub[256];  /* the controller's Ed25519 public key (PEM) */
+	char node_signing_key[256]; /* this node's Ed25519 private key (PEM): reports are signed with it */
+	char node_id[80];          /* the node's id in the store ([a-z0-9-], hex of sha256(EK) once joined) */
+	int heartbeat_s;           /* seconds between heartbeats (default 5) */
 };
 
 /* Warnings (unknown keys) go to warn(file:line:col: ...), may be NULL. */
