@@ -125,8 +125,10 @@ KEYS_LDLIBS := -ljson-c -lssl -lcrypto -ltss2-mu
 EVENT_LDLIBS := -levent_openssl -levent_pthreads -levent
 $(BUILD)/veil-validator: controlplane/veil-validator.c $(KEYS_LIB) | deps-build
 	$(CC) $(CFLAGS) $< $(KEYS_LIB) $(KEYS_LDLIBS) $(EVENT_LDLIBS) -o $@
-$(BUILD)/veil-registry: controlplane/veil-registry.c $(KEYS_LIB) | deps-build
-	$(CC) $(CFLAGS) $< $(KEYS_LIB) $(KEYS_LDLIBS) -o $@
+# veil-registry, with its worker fed from the store (controlplane/registry_worker.c)
+$(BUILD)/veil-registry: controlplane/veil-registry.c controlplane/registry_worker.c $(KEYS_LIB) $(BUILD)/libveilstore.a | deps-build
+	$(CC) $(CFLAGS) controlplane/veil-registry.c controlplane/registry_worker.c $(KEYS_LIB) $(BUILD)/libveilstore.a \
+		$(KEYS_LDLIBS) -lnats -lpthread -o $@
 $(BUILD)/veil-attest-bench: tools/attest_bench.c tests/soft_tpm.h $(KEYS_LIB) | deps-build
 	$(CC) $(CFLAGS) -Itests $< $(KEYS_LIB) $(KEYS_LDLIBS) -lcrypto -o $@
 $(BUILD)/veil-attest: images/attest/veil-attest.c $(KEYS_LIB) | deps-build
