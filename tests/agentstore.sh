@@ -152,6 +152,10 @@ for _ in $(seq 100); do sp keys vms >/dev/null 2>&1 && break; sleep 0.1; done
 # the image, served from the node's loopback
 mkdir -p "$DIR/www"
 ln -s "$IMG/disk.raw" "$DIR/www/disk.raw"
+ln -s "$IMG/vmlinuz" "$DIR/www/vmlinuz"
+ln -s "$IMG/initrd.img" "$DIR/www/initrd.img"
+KSHA=$(sha256sum "$IMG/vmlinuz" | cut -d' ' -f1)
+ISHA=$(sha256sum "$IMG/initrd.img" | cut -d' ' -f1)
 nsx node python3 -m http.server -b 127.0.0.1 -d "$DIR/www" 8088 >/dev/null 2>&1 &
 pids+=($!)
 for _ in $(seq 50); do nsx node ss -ltn 2>/dev/null | grep -q '127.0.0.1:8088 ' && break; sleep 0.1; done
@@ -182,12 +186,19 @@ order() { # vm_id gen op [spec-json]
 }
 SPEC=$(cat <<EOF
 {"vm_id":7,"vcpus":1,"memory":"256mb","disk":{"url":"http://127.0.0.1:8088/disk.raw","sha256":"$SHA"},
- "boot":{"kernel":"$IMG/vmlinuz","initrd":"$IMG/initrd.img","cmdline":"console=ttyS0 quiet"},
+ "boot":{"kernel":"http://127.0.0.1:8088/vmlinuz","kernel_sha256":"$KSHA","initrd":"http://127.0.0.1:8088/initrd.img",
+  "initrd_sha256":"$ISHA","cmdline":"console=ttyS0 quiet"},
  "network":{"ipv4":"198.18.50.2/24","gateway4":"198.18.50.1"},"ready_timeout":150}
 EOF
 )
 SPEC=$(echo "$SPEC" | tr -d '\n')
 mkdir -p "$DIR/orders"
+
+t=spec_kernel_by_url
+printf 'id: u\nvcpus: 1\nmemory: 256mb\ndisk:\n  url: file:///x\n  sha256: %064d\nboot:\n  kernel: https://r.example.test/k\nnetwork:\n  ipv4: 198.18.53.2/24\n' 0 > "$DIR/url.yaml"
+out=$("$BUILD/veil-agent" --check-spec "$DIR/url.yaml" --domcaps tests/fixtures/hosts/no-gpu/domcaps.xml 2>&1); rc=$?
+[ $rc = 2 ] && grep -q "'boot.kernel' is a URL: 'boot.kernel_sha256' is needed" <<<"$out" &&
+	pass "$t (a kernel by URL needs its sha256)" || failm $t "rc $rc: $out"
 
 start_agent
 t=agent_store_synced
@@ -236,6 +247,10 @@ t1=$(date +%s.%N)
 t=store_order_runs_vm
 if [ "${states##* }" = ready ] && wait_log "event=vm_ordered id=web1 source=store order=ord-web1 gen=10" 1; then
 	pass "$t (spec to ready in $(awk "BEGIN{printf \"%.1f\", $t1 - $t0}") s; vmstatus states seen:$states)"
+	x=$(virsh -c qemu:///system dumpxml "$P-web1" 2>/dev/null)
+	grep -q "<kernel>$DIR/vms/web1/vmlinuz</kernel>" <<<"$x" && grep -q "<initrd>$DIR/vms/web1/initrd.img</initrd>" <<<"$x" &&
+		cmp -s "$DIR/vms/web1/vmlinuz" "$IMG/vmlinuz" && pass "store_vm_kernel_by_url (kernel and initrd fetched by URL, checked, beside the disk)" ||
+		failm store_vm_kernel_by_url "$(grep -E '<kernel>|<initrd>' <<<"$x")"
 else
 	failm $t "states:$states; $(grep -E 'web1|failed' "$DIR/agent.log" | tail -4); console: $(tail -3 "$DIR"/vms/web1/console.log 2>/dev/null)"
 	exit 1

@@ -168,6 +168,7 @@ static int load_store(struct yml *y, yaml_node_t *map, struct ag_cfg *c)
 		{ "node_signing_key", offsetof(struct ag_cfg, node_signing_key),
 		  sizeof(((struct ag_cfg *)0)->node_signing_key) },
 		{ "node_id", offsetof(struct ag_cfg, node_id), sizeof(((struct ag_cfg *)0)->node_id) },
+		{ "registry_ca", offsetof(struct ag_cfg, registry_ca), sizeof(((struct ag_cfg *)0)->registry_ca) },
 	};
 	for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
 		yaml_node_t *k = yaml_document_get_node(&y->doc, p->key), *v = yaml_document_get_node(&y->doc, p->value);

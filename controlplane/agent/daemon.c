@@ -54,6 +54,7 @@ struct vm {
 	atomic_int fetch_done, fetch_rc;
 	volatile int fetch_stop;
 	char fetch_err[512], image[700];
+	char kimage[700], iimage[700]; /* kernel and initrd fetched by URL (cache paths), or "" */
 	atomic_int stopped_event; /* set by the event thread */
 	int stopped_detail;
 	double t_retry; /* no download before this time */
@@ -343,7 +344,10 @@ static void teardown(struct vm *v, bool remove_files)
 		logv("event=nft_failed id=%s reason=\"%s\"", v->spec.id, err);
 	if (remove_files) {
 		char p[800];
-		const char *files[] = { v->disk, v->console, NULL };
+		char kf[800], inf[800];
+		snprintf(kf, sizeof(kf), "%s/vmlinuz", v->dir);
+		snprintf(inf, sizeof(inf), "%s/initrd.img", v->dir);
+		const char *files[] = { v->disk, v->console, kf, inf, NULL };
 		for (int i = 0; files[i]; i++)
 			unlink(files[i]);
 		snprintf(p, sizeof(p), "%s/VARS.fd", v->dir);
@@ -361,6 +365,14 @@ static void *fetch_thread(void *arg)
 	struct vm *v = arg;
 	int rc = ag_fetch(v->spec.disk_url, v->spec.disk_sha256, D->cache_dir, v->image, sizeof(v->image),
 			  &v->fetch_stop, v->fetch_err, sizeof(v->fetch_err));
+	/* a kernel and initrd given by URL (the registry's) come the same way */
+	v->kimage[0] = v->iimage[0] = 0;
+	if (!rc && v->spec.kernel[0] && v->spec.kernel[0] != '/')
+		rc = ag_fetch(v->spec.kernel, v->spec.kernel_sha256, D->cache_dir, v->kimage, sizeof(v->kimage),
+			      &v->fetch_stop, v->fetch_err, sizeof(v->fetch_err));
+	if (!rc && v->spec.initrd[0] && v->spec.initrd[0] != '/')
+		rc = ag_fetch(v->spec.initrd, v->spec.initrd_sha256, D->cache_dir, v->iimage, sizeof(v->iimage),
+			      &v->fetch_stop, v->fetch_err, sizeof(v->fetch_err));
 	atomic_store(&v->fetch_rc, rc);
 	atomic_store(&v->fetch_done, 1);
 	return NULL;
@@ -449,7 +461,27 @@ static void launch(struct vm *v)
 		k += snprintf(o + k, left - k, "veil.ip4=%s,%s", v->spec.ipv4, v->spec.gw4);
 	if (v->spec.ipv6[0] && v->spec.gw6[0])
 		snprintf(o + k, left - k, "%sveil.ip6=%s,%s", k ? " " : "", v->spec.ipv6, v->spec.gw6);
-	char *xml = ag_domain_xml(&v->spec, &domcaps, &p, err, sizeof(err));
+	/* fetched kernel and initrd: copied beside the disk (qemu reads them from there) */
+	static struct ag_spec sp;
+	sp = v->spec;
+	const struct { const char *from; char *dst; const char *name; } boot[2] = {
+		{ v->kimage, sp.kernel, "vmlinuz" }, { v->iimage, sp.initrd, "initrd.img" } };
+	for (int i = 0; i < 2; i++) {
+		if (!boot[i].from[0])
+			continue;
+		char to[800];
+		snprintf(to, sizeof(to), "%s/%s", v->dir, boot[i].name);
+		if (copy_file(boot[i].from, to, err, sizeof(err))) {
+			fail(v, "%s", err);
+			return;
+		}
+		if (strlen(to) >= sizeof(sp.kernel)) {
+			fail(v, "%s: path too long", to);
+			return;
+		}
+		memcpy(boot[i].dst, to, strlen(to) + 1);
+	}
+	char *xml = ag_domain_xml(&sp, &domcaps, &p, err, sizeof(err));
 	if (!xml) {
 		fail(v, "%s", err);
 		return;
@@ -883,6 +915,8 @@ int ag_daemon_run(struct ag_daemon *d)
 	mkdir(d->state_dir, 0711);
 	mkdir(d->cache_dir, 0700);
 
+	if (d->cfg->registry_ca[0])
+		ag_fetch_ca = d->cfg->registry_ca;
 	virSetErrorFunc(NULL, quiet_errors); /* errors are logged as events, with context */
 	if (virEventRegisterDefaultImpl() < 0) {
 		logv("event=libvirt_failed reason=\"event loop: %s\"", virt_err());
