@@ -66,7 +66,7 @@ struct order {
 	int nkeys, t;
 	char validators[1024]; /* a,b,c */
 	char ak_pub[4096];     /* optional: the VM's vTPM AK (PEM) */
-	char addr4[64];        /* optional: the VM's address, for the initrd's network */
+	char addr4[64], gateway4[64], addr6[64], gateway6[64]; /* optional: the VM's addresses (see build()) */
 	uint64_t gen;
 };
 
@@ -449,7 +449,20 @@ static int build(const struct order *o, char *why, size_t len)
 	/* the order: the existing code, unchanged (key split, registration, wipe) */
 	snprintf(disk, sizeof(disk), "%s/disk.img", d);
 	snprintf(cmdf, sizeof(cmdf), "%s/cmdline", d);
-	snprintf(p2, sizeof(p2), "%s\n", W.c.cmdline);
+	/* the command line the VM will boot: the published one plus what the node
+	 * agent appends (veil.ip4=ADDR/P,GW veil.ip6=ADDR/P,GW, as domxml.c does),
+	 * so the offline PCR 9 is the booted one */
+	char measured[1400];
+	int k = snprintf(measured, sizeof(measured), "%s", W.c.cmdline);
+	char extra[400] = "";
+	int e = 0;
+	if (o->addr4[0] && o->gateway4[0])
+		e += snprintf(extra + e, sizeof(extra) - e, "veil.ip4=%s,%s", o->addr4, o->gateway4);
+	if (o->addr6[0] && o->gateway6[0])
+		snprintf(extra + e, sizeof(extra) - e, "%sveil.ip6=%s,%s", e ? " " : "", o->addr6, o->gateway6);
+	if (extra[0])
+		snprintf(measured + k, sizeof(measured) - k, "%s%s", k ? " " : "", extra);
+	snprintf(p2, sizeof(p2), "%s\n", measured);
 	write_file(cmdf, p2, 0644);
 	if (o->ak_pub[0]) {
 		snprintf(ak, sizeof(ak), "%s/ak.pub", d);
@@ -479,7 +492,7 @@ static int build(const struct order *o, char *why, size_t len)
 		goto out;
 	snprintf(refs, sizeof(refs), "%s/refs.json", d);
 	char *rf[] = { W.self, "refs", "--vm", (char *)o->vm_id, "--kernel", W.c.kernel, "--initrd", initrd, "--cmdline",
-		       W.c.cmdline, "--key", W.c.registry_key, "--out", refs, "--pcr", p0, "--pcr", p7, NULL };
+		       measured, "--key", W.c.registry_key, "--out", refs, "--pcr", p0, "--pcr", p7, NULL };
 	if (run(rf, logp, why, len))
 		goto out;
 	/* publish: <vm_id>-<file> beside the kernel, then serve again */
@@ -603,6 +616,29 @@ static int parse_build(const char *key, const char *body, struct order *o, char 
 	STR("user_data", o->user_data, 0);
 	STR("ak_pub", o->ak_pub, 0);
 	STR("addr4", o->addr4, 0);
+	STR("gateway4", o->gateway4, 0);
+	STR("addr6", o->addr6, 0);
+	STR("gateway6", o->gateway6, 0);
+	for (const char *a = o->addr4; *a; a++)
+		if (!strchr("0123456789./", *a)) {
+			snprintf(why, len, "addr4 is not ADDR/PREFIX");
+			goto out;
+		}
+	for (const char *a = o->gateway4; *a; a++)
+		if (!strchr("0123456789.", *a)) {
+			snprintf(why, len, "gateway4 is not an IPv4 address");
+			goto out;
+		}
+	for (const char *a = o->addr6; *a; a++)
+		if (!strchr("0123456789abcdef:/", *a)) {
+			snprintf(why, len, "addr6 is not ADDR/PREFIX");
+			goto out;
+		}
+	for (const char *a = o->gateway6; *a; a++)
+		if (!strchr("0123456789abcdef:", *a)) {
+			snprintf(why, len, "gateway6 is not an IPv6 address");
+			goto out;
+		}
 	if (json_object_object_get_ex(j, "ssh_keys", &v)) {
 		if (!json_object_is_type(v, json_type_array) || json_object_array_length(v) > 16) {
 			snprintf(why, len, "ssh_keys must be a list of at most 16 keys");

@@ -354,7 +354,31 @@ int main(int argc, char **argv)
 		vm_ctl_close(&ctl);
 		return 1;
 	}
-	if (vm_gw_sync(&st.g, &st.cfg, &changes) || push_secret(&st.g, &st.cfg, &st.epoch)) {
+	/* With a store, the routes found in the pinned map stay until the store's
+	 * snapshot says otherwise: a restart does not drop them meanwhile. */
+	struct vm_gw_cfg start = st.cfg;
+	struct vm_cfg_route *pinned = NULL;
+	int npinned = 0;
+	if (st.cfg.store_urls[0] && !vm_gw_routes_read(&st.g, &pinned, &npinned) && npinned) {
+		start.routes = malloc(((size_t)st.cfg.nroutes + (size_t)npinned) * sizeof(*start.routes));
+		if (start.routes) {
+			memcpy(start.routes, st.cfg.routes, (size_t)st.cfg.nroutes * sizeof(*start.routes));
+			for (int i = 0; i < npinned; i++) {
+				int dup = 0;
+				for (int j = 0; j < st.cfg.nroutes && !dup; j++)
+					dup = !strcmp(st.cfg.routes[j].key.name, pinned[i].key.name);
+				if (!dup)
+					start.routes[start.nroutes++] = pinned[i];
+			}
+		} else {
+			start.routes = st.cfg.routes;
+		}
+	}
+	int src = vm_gw_sync(&st.g, &start, &changes);
+	if (start.routes != st.cfg.routes)
+		free(start.routes);
+	free(pinned);
+	if (src || push_secret(&st.g, &st.cfg, &st.epoch)) {
 		vm_log("event=map_sync_failed");
 		vm_gw_detach(&st.g);
 		vm_gw_close(&st.g);

@@ -176,6 +176,8 @@ int vm_gw_sync(struct vm_gw *g, const struct vm_gw_cfg *c, int *changes);
  * vm_gw_sync keys it; removing an absent route is not an error. */
 int vm_gw_route_put(struct vm_gw *g, const struct vm_cfg_route *r);
 int vm_gw_route_del(struct vm_gw *g, const char *name);
+/* The routes map's entries as routes (malloc'ed). */
+int vm_gw_routes_read(struct vm_gw *g, struct vm_cfg_route **out, int *n);
 int vm_gw_stats_read(int fd, struct gw_stats *sum);
 
 /* ---------- node data plane ---------- */

@@ -124,6 +124,7 @@ build_body() { # vm_id gen [image] [t]
 	jq -cn --arg vm "$1" --argjson gen "$2" --arg img "${3:-nginx@1}" --argjson t "${4:-2}" --arg key "$SSHKEY" \
 		--argjson vals "[$VALS]" \
 		'{vm_id: $vm, order: ("ord-" + $vm), gen: $gen, image: $img, hostname: ($vm + ".veil.test"),
+		  addr4: "198.18.50.2/24", gateway4: "198.18.50.1",
 		  ssh_keys: [$key], user_data: "#!/bin/sh\necho user-data-marker-51c0 > /root/hello\n", validators: $vals, t: $t}'
 }
 bstatus() { sp open buildstatus "$1" "$W/reg.pub" 2>/dev/null; }
@@ -178,8 +179,9 @@ su=$(jq -r '.files[] | select(.name == "web1-refs.json.sig") | .url' "$W/manifes
 get "https://$IP:8470$su" "$W/got-refs.sig"
 ih=$(sha256sum "$W/got-initrd" | cut -d' ' -f1)
 if openssl pkeyutl -verify -pubin -inkey "$W/reg.pub" -rawin -in "$W/got-refs.json" -sigfile "$W/got-refs.sig" >/dev/null 2>&1 &&
-	jq -e --arg ih "$ih" --arg c "$(jq -r .cmdline <<<"$st")" '.initrd_sha256 == $ih and .cmdline == $c' "$W/got-refs.json" >/dev/null; then
-	pass "$t (the registry's signature verifies; initrd digest and command line are the served ones)"
+	jq -e --arg ih "$ih" --arg c "$(jq -r .cmdline <<<"$st") veil.ip4=198.18.50.2/24,198.18.50.1" \
+		'.initrd_sha256 == $ih and .cmdline == $c' "$W/got-refs.json" >/dev/null; then
+	pass "$t (the registry's signature verifies; the served initrd's digest; the command line the agent will boot: the published one + veil.ip4)"
 else
 	fail $t "$(head -c 300 "$W/got-refs.json")"
 fi

@@ -74,8 +74,19 @@ line=$(inns "$BUILD/veil-bench-routes" --store "nats://127.0.0.1:$PORT" --key "$
 	--node4 198.18.60.2 --routes "$ROUTES" --samples "$SAMPLES" --gw-pid "$GW" 2>"$T/bench.err")
 rc=$?
 cat "$T/bench.err" >&2
+# a gateway restarted with the routes pinned: the time until the store's snapshot is in the maps again
+kill "$GW"; wait "$GW" 2>/dev/null
+t0=$(date +%s%N)
+nsenter --net="/run/netns/$NS" "$BUILD/veil-gw" --config "$T/gw.conf" >"$T/gw2.log" 2>&1 &
+GW=$!
+PIDS+=($GW)
+for _ in $(seq 1200); do grep -q "event=store_synced" "$T/gw2.log" && break; sleep 0.1; done
+resync=$(awk -v a="$t0" -v b="$(date +%s%N)" 'BEGIN{printf "%.2f", (b - a) / 1e9}')
+grep -q "event=store_synced" "$T/gw2.log" || resync=null
+say "bench_routes: restarted gateway back in step with the store after $resync s"
+grep -E "event=(started|store_watching|store_synced|attach)" "$T/gw2.log" | cut -c1-160 >&2
 case $line in
-'{'*) echo "$line" >"$OUT"; say "bench_routes: $line" ;;
+'{'*) line="${line%\}}, \"restart_resync_s\": $resync}"; echo "$line" >"$OUT"; say "bench_routes: $line" ;;
 *) say "bench_routes: no result: $(tail -3 "$T/gw.log")"; echo null >"$OUT"; exit 1 ;;
 esac
 [ $rc = 0 ] || { say "bench_routes: too many writes never reached the map"; exit 1; }

@@ -148,6 +148,9 @@ static int load_network(struct yml *y, yaml_node_t *m, struct ag_spec *s)
 			{ "ipv6", s->ipv6, AF_INET6, true }, { "gateway6", s->gw6, AF_INET6, false },
 		};
 		bool done = false;
+		const char *sv = yml_scalar(v);
+		if (sv && !*sv && strcmp(key, "mac")) /* "" = not given (a controller's empty field) */
+			continue;
 		for (int i = 0; i < 4 && !done; i++) {
 			if (strcmp(key, f[i].name))
 				continue;
