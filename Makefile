@@ -243,6 +243,9 @@ install: $(addprefix $(BUILD)/,$(INSTALL_SBIN))
 	install -m 0755 $(addprefix $(BUILD)/,$(INSTALL_SBIN)) $(DESTDIR)$(SBINDIR)/
 	install -m 0644 $(INSTALL_MAN) $(DESTDIR)$(MANDIR)/man8/
 	install -m 0644 docs/*.example docs/*.md $(DESTDIR)$(DOCDIR)/
+	# what veil-registry worker builds images with (its images_dir)
+	install -d $(DESTDIR)$(PREFIX)/share/veilmesh/images
+	install -m 0755 images/mkrootfs.sh images/mkinitrd.sh images/init images/os-init $(DESTDIR)$(PREFIX)/share/veilmesh/images/
 	for u in $(UNITS); do \
 		sed -e 's|@SBINDIR@|$(SBINDIR)|g; s|@DOCDIR@|$(DOCDIR)|g' $$u > $(DESTDIR)$(UNITDIR)/$$(basename $$u .in) && \
 		chmod 0644 $(DESTDIR)$(UNITDIR)/$$(basename $$u .in) || exit 1; \
