@@ -170,6 +170,71 @@ static void names_and_bad_input(void)
 	CHECK(dns_answer(snap, &q, &r) == 0 && (r.buf[3] & 15) == LDNS_RCODE_FORMERR, "compression loop: FORMERR");
 }
 
+/* A well-formed query for vm1.veil.test A (ID 0xbeef, EDNS when opt), and
+ * the same bytes bent: each bent shape must get FORMERR with its ID. */
+static size_t good_query(uint8_t *b, int opt)
+{
+	static const uint8_t q[] = { 0xbe, 0xef, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0,
+				     3, 'v', 'm', '1', 4, 'v', 'e', 'i', 'l', 4, 't', 'e', 's', 't', 0, 0, 1, 0, 1 };
+	static const uint8_t o[] = { 0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0 }; /* root, OPT, 1232, rdlen 0 */
+	memcpy(b, q, sizeof(q));
+	if (!opt)
+		return sizeof(q);
+	b[11] = 1;
+	memcpy(b + sizeof(q), o, sizeof(o));
+	return sizeof(q) + sizeof(o);
+}
+
+static int rcode_of(const uint8_t *pkt, size_t len, struct dns_result *r)
+{
+	struct dns_query q = { .pkt = pkt, .len = len, .family = AF_INET, .addr = { 198, 18, 54, 2 } };
+	if (dns_answer(snap, &q, r) || r->len < 12 || r->buf[0] != 0xbe || r->buf[1] != 0xef || !(r->buf[2] & 0x80))
+		return -1;
+	return r->rcode;
+}
+
+static void malformed_queries_formerr(void)
+{
+	uint8_t b[600], out[65536];
+	struct dns_result r = { .buf = out };
+	size_t n;
+
+	n = good_query(b, 0);
+	CHECK(rcode_of(b, n, &r) == LDNS_RCODE_NOERROR, "the plain query is answered, rcode %d", r.rcode);
+	n = good_query(b, 1);
+	CHECK(rcode_of(b, n, &r) == LDNS_RCODE_NOERROR, "the EDNS query is answered, rcode %d", r.rcode);
+	/* trailing bytes after the question, after the OPT record, a single
+	 * zero byte, and 400 of them */
+	n = good_query(b, 0);
+	b[n] = 0xaa;
+	CHECK(rcode_of(b, n + 1, &r) == LDNS_RCODE_FORMERR, "one junk byte after the question: rcode %d", r.rcode);
+	memset(b + n, 0, 400);
+	CHECK(rcode_of(b, n + 400, &r) == LDNS_RCODE_FORMERR, "400 zero bytes after the question: rcode %d", r.rcode);
+	n = good_query(b, 1);
+	memcpy(b + n, "junk", 4);
+	CHECK(rcode_of(b, n + 4, &r) == LDNS_RCODE_FORMERR, "junk after the OPT record: rcode %d", r.rcode);
+	/* OPT in the answer section (ANCOUNT 1, ARCOUNT 0) */
+	n = good_query(b, 1);
+	b[7] = 1;
+	b[11] = 0;
+	CHECK(rcode_of(b, n, &r) == LDNS_RCODE_FORMERR, "OPT in the answer section: rcode %d", r.rcode);
+	/* OPT owned by a name other than the root */
+	n = good_query(b, 0);
+	static const uint8_t badopt[] = { 1, 'x', 0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0 };
+	memcpy(b + n, badopt, sizeof(badopt));
+	b[11] = 1;
+	CHECK(rcode_of(b, n + sizeof(badopt), &r) == LDNS_RCODE_FORMERR, "OPT not owned by the root: rcode %d", r.rcode);
+	/* a count that promises a record that is not there */
+	n = good_query(b, 0);
+	b[11] = 1;
+	CHECK(rcode_of(b, n, &r) == LDNS_RCODE_FORMERR, "ARCOUNT 1 with no record: rcode %d", r.rcode);
+	/* the same over TCP */
+	n = good_query(b, 0);
+	b[n] = 0;
+	struct dns_query q = { .pkt = b, .len = n + 1, .family = AF_INET, .tcp = 1 };
+	CHECK(!dns_answer(snap, &q, &r) && r.rcode == LDNS_RCODE_FORMERR, "trailing byte over TCP: rcode %d", r.rcode);
+}
+
 int main(void)
 {
 	char err[512], conf[] = "/tmp/test_dns.XXXXXX";
@@ -193,6 +258,7 @@ int main(void)
 	RUN(nearest_by_ecs_and_resolver);
 	RUN(pure_and_deterministic);
 	RUN(names_and_bad_input);
+	RUN(malformed_queries_formerr);
 	dns_snap_free(snap);
 	return t_done();
 }

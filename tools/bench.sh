@@ -65,6 +65,11 @@ if [ "$MODE" = full ]; then
 	tools/bench_dns.sh 10 "$DIR.dns.json" || bad "bench_dns failed"
 fi
 
+# ---------- the gateway fed from the store: route write -> map entry, 100,000 routes ----------
+if [ "$MODE" = full ]; then RB_N=100000 RB_S=400; else RB_N=2000 RB_S=40; fi
+say "bench: routes from the store (tools/bench_routes.sh: $RB_N routes, $RB_S timed writes)"
+tools/bench_routes.sh "$RB_N" "$RB_S" "$DIR.routes.json" || bad "bench_routes failed"
+
 # ---------- the lab, with routes so that proxies in the gateway reach the VMs ----------
 say "bench: lab up"
 if ! tools/lab.sh up "$ID" >"$DIR.lab.log" 2>&1; then
@@ -266,6 +271,7 @@ cat >"$OUT/latest.json" <<EOF
   ],
   "attest": $attest_json,
   "controller": $ctl_json,
+  "store_routes": $(cat "$DIR.routes.json" 2>/dev/null || echo null),
   "peers": {
     "haproxy": {"version": "$hv", "config": $(jesc <"$DIR/haproxy.cfg")},
     "nginx": {"version": "$nv", "config": $(jesc <"$DIR/nginx-stream.conf")}
@@ -310,6 +316,21 @@ if d.get("controller"):
     lines += ['', f'Controller API (tools/bench_controller.sh: POST /v1/orders over TLS 1.3, {c["connections"]} keep-alive '
               'connections, each order = idempotency record + order record + audit event in a local nats-server): '
               f'{c["orders_per_s"]} orders/s accepted, p50 {c["p50_ms"]} ms, p99 {c["p99_ms"]} ms, {c["refused"]} refused.']
+if d.get("store_routes"):
+    r = d["store_routes"]
+    w, u, a_, p = r["write_to_map_ms"], r["update_ms"], r["add_ms"], r["put_acked_ms"]
+    lines += ['', f'Gateway fed from the store (tools/bench_routes.sh): {r["routes_in_store"]} routes in nats-server, '
+              f'{r["routes_in_map"]} in the map (capacity {r["map_capacity"]}{", full" if r["map_full"] else ""}), '
+              f'loaded in {r["load_to_map_s"]:.1f} s:', '',
+              '| route write -> gateway map entry | p50 ms | p99 ms |', '| --- | ---: | ---: |',
+              f'| all samples ({r["samples"]}) | {w["p50"]:.3f} | {w["p99"]:.3f} |',
+              f'| changed route | {u["p50"]:.3f} | {u["p99"]:.3f} |']
+    if a_["p50"] >= 0:
+        lines.append(f'| new route | {a_["p50"]:.3f} | {a_["p99"]:.3f} |')
+    lines += [f'| (of which the store\'s put, acknowledged) | {p["p50"]:.3f} | {p["p99"]:.3f} |', '',
+              f'veil-gw memory: VmRSS {r["gw_rss_kb"] / 1024:.1f} MiB (peak {r["gw_hwm_kb"] / 1024:.1f} MiB); '
+              f'the routes map {r["map_memlock_bytes"] / 1048576:.1f} MiB locked kernel memory. A restarted gateway '
+              f'keeps the pinned routes meanwhile and has verified the whole snapshot after {r.get("restart_resync_s")} s.']
 if d.get("dpdk"):
     lines += ['', '| DPDK fast path (one worker lcore) | frame bytes | veil-gw-dpdk Mpps | dpdk-testpmd io Mpps | ratio |',
               '| --- | ---: | ---: | ---: | ---: |']
@@ -324,8 +345,13 @@ if d.get("dns"):
         ratio = (ref["cpu_s_per_m"] / x["cpu_s_per_m"]) if ref and x["cpu_s_per_m"] else 0
         lines.append(f'| {x["server"]} | {"yes" if x["ecs"] else "no"} | {x["qps"]:.0f} | {x["p99_ms"]:.3f} | '
                      f'{x["cpu_s_per_m"]:.2f} | {ratio:.2f} |')
-    lines += ['', 'veil-dns answers from a per-worker memo of its pure query function; veil-dns-nomemo is the',
-              'same server with the memo off (every answer parsed and built by ldns).']
+    lines += ['', 'CPU s = the scheduler\'s runtime of all the server\'s threads (/proc/PID/task/*/schedstat) over the',
+              'run; runs interleaved, the median of the rounds shown. veil-dns as configured by default: a',
+              'per-worker memo of its pure query function, UDP coalescing (udp_coalesce_us 100: after a read that',
+              'did not fill its batch the worker waits 100 us, so the next read takes many queries) and UDP GSO',
+              '(same-length answers to one client in one send; dnsperf sends from one socket, real resolvers',
+              'spread their ports, so there it helps less). veil-dns-plain: coalescing and GSO off; nomemo: the',
+              'memo off too (every answer parsed and built by ldns).']
 lines += ['', '| BPF_PROG_TEST_RUN case | mode | ns/packet | baseline ns | ratio |', '| --- | --- | ---: | ---: | ---: |']
 for m in d["micro"]:
     lines.append(f'| {m["case"]} | {m["mode"]} | {m["ns_per_pkt"]:.1f} | {m["baseline_ns_per_pkt"]:.1f} | {m["ratio"]:.2f} |')
