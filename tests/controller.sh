@@ -86,9 +86,9 @@ writeconf() { # file store replicas
 	schedule_timeout_s 15
 	state_timeout_s 60
 	tick_ms 100
-	validator https://198.18.3.1:8443
-	validator https://198.18.3.2:8443
-	validator https://198.18.3.3:8443
+	validator 198.18.3.1:8443
+	validator 198.18.3.2:8443
+	validator 198.18.3.3:8443
 	validators_t 2
 	vm_net4 198.19.0.0/16
 	vm_net6 2001:db8:ee::/64

@@ -36,6 +36,8 @@ registry_pub $T/reg.pub.pem
 admin_token_file $T/admin.token
 schedule_timeout_s 86400
 tick_ms 1000
+validator 198.18.3.1:8443
+validator 198.18.3.2:8443
 CONF
 mkdir -p "$T/js"
 nats-server -js -sd "$T/js" -a 127.0.0.1 -p "$P_NATS" >"$T/nats.log" 2>&1 &

@@ -174,10 +174,12 @@ static int load_config(const char *path, struct config *c, char *err, size_t len
 		I1("ready_timeout_s", c->ready_timeout_s, 5, 3600)
 		I1("tick_ms", c->tick_ms, 10, 10000)
 		I1("max_attempts", c->max_attempts, 1, 20)
-		I1("validators_t", c->validators_t, 1, MAX_VALIDATORS)
+		I1("validators_t", c->validators_t, 2, MAX_VALIDATORS)
 		else if (!strcmp(w[0], "validator")) {
-			if (n != 2 || strlen(w[1]) >= sizeof(c->validators[0]) || strncmp(w[1], "https://", 8))
-				bad = "takes one https:// URL";
+			/* ADDR:PORT, as the registry splits keys to and the initrd dials */
+			if (n != 2 || strlen(w[1]) >= sizeof(c->validators[0]) || !strchr(w[1], ':') ||
+			    strspn(w[1], "0123456789abcdef.:[]") != strlen(w[1]))
+				bad = "takes one numeric ADDR:PORT";
 			else if (c->nvalidators == MAX_VALIDATORS)
 				bad = "too many validators";
 			else
@@ -196,7 +198,10 @@ static int load_config(const char *path, struct config *c, char *err, size_t len
 				"required", path), -1;
 	if (!net_ok(c->vm_net4, AF_INET) || !net_ok(c->vm_net6, AF_INET6))
 		return snprintf(err, len, "%s: vm_net4/vm_net6 must be ADDR/LEN (IPv4 /8../30, IPv6 /8../120)", path), -1;
-	if (c->nvalidators && c->validators_t > c->nvalidators)
+	if (c->nvalidators < 2)
+		return snprintf(err, len, "%s: at least two 'validator ADDR:PORT' lines (a disk key is split t of n, t >= 2)",
+				path), -1;
+	if (c->validators_t > c->nvalidators)
 		return snprintf(err, len, "%s: validators_t %d is more than the %d validators", path, c->validators_t,
 				c->nvalidators), -1;
 	return 0;
@@ -907,6 +912,11 @@ static json_object *build_body(json_object *o, uint64_t gen)
 		json_object_array_add(va, json_object_new_string(cfg.validators[i]));
 	json_object_object_add(b, "validators", va);
 	json_object_object_add(b, "t", json_object_new_int(cfg.validators_t));
+	/* the registry measures the command line the agent boots, which carries these */
+	static const char *const addrs[] = { "addr4", "gateway4", "addr6", "gateway6" };
+	for (int i = 0; i < 4; i++)
+		if (jstr(o, addrs[i]))
+			json_object_object_add(b, addrs[i], json_object_new_string(jstr(o, addrs[i])));
 	return b;
 }
 
