@@ -20,7 +20,7 @@ for f in fuzz_hello fuzz_diff fuzz_share fuzz_evidence fuzz_eventlog fuzz_reques
 			printf 'console=ttyS0\n' > "$corp/.c"; printf 'initrd\n' > "$corp/.i"
 			python3 tests/attest/mkevlog.py --cmdline "$corp/.c" --initrd "$corp/.i" --out "$corp/.log" >/dev/null &&
 				{ printf '\0'; cat "$corp/.log"; } > "$corp/seed-log"
-			printf '\002{"v":2,"vm":"a","epoch":1,"t":2,"n":3,"pcr0":"%064d","pcr7":"%064d","pcr9":["%064d"],"commit":"%064d","ak_pub":"x"}' 0 0 0 0 > "$corp/seed-refs"
+			printf '\002{"v":2,"vm":"a","epoch":1,"t":2,"n":3,"pcr0":"%064d","pcr7":"%064d","pcr9":["%064d"],"commit":"%064d","ek":"%064d"}' 0 0 0 0 0 > "$corp/seed-refs"
 			rm -f "$corp/.c" "$corp/.i" "$corp/.log"
 		fi
 	elif [ $f = fuzz_request ]; then

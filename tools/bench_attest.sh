@@ -24,6 +24,12 @@ openssl genpkey -algorithm ed25519 -out sign.key 2>/dev/null
 openssl genpkey -algorithm ed25519 -out registry.key 2>/dev/null
 openssl pkey -in registry.key -pubout -out registry.pub
 chmod 600 tls.key sign.key
+# the soft TPM's vendor (a CA) and its EK (RSA-2048) certified by it
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj "/CN=bench TPM vendor" \
+	-keyout vendor.key -out vendor.pem 2>/dev/null
+openssl genpkey -algorithm rsa -pkeyopt rsa_keygen_bits:2048 -out bench-ek.key 2>/dev/null
+openssl req -new -key bench-ek.key -subj "/CN=bench EK" 2>/dev/null |
+	openssl x509 -req -CA vendor.pem -CAkey vendor.key -CAcreateserial -days 2 -outform DER -out bench-ek.der 2>/dev/null
 ( umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > storage )
 cat > v.conf <<EOC
 id v1
@@ -34,6 +40,7 @@ signing_key $W/sign.key
 storage_key_file $W/storage
 state_dir $W/state
 registry_pub $W/registry.pub
+ek_ca $W/vendor.pem
 workers 1
 audit_sync_ms 10
 nonce_ttl_s 60

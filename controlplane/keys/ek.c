@@ -111,6 +111,8 @@ int vm_ek_verify(struct vm_ek_ca *ca, const uint8_t *der, size_t len, EVP_PKEY *
 
 	if (ek)
 		*ek = NULL;
+	if (!ca)
+		return WHY("EK certificate: no TPM vendor CA configured");
 	if (!len || len > VM_EK_CERT_MAX)
 		return WHY("EK certificate: %zu bytes", len);
 	vm_sha256(der, len, h);

@@ -217,6 +217,8 @@ int vm_policy_load(const char *doc, size_t len, const uint8_t *sig, size_t sigle
 		snprintf(why, whylen, "reference values: no epoch");
 	else if (hex32(j, "pcr0", p->pcr0) || hex32(j, "pcr7", p->pcr7) || hex32(j, "commit", p->commit))
 		snprintf(why, whylen, "reference values: pcr0, pcr7 or commit missing or malformed");
+	else if (hex32(j, "ek", p->ek))
+		snprintf(why, whylen, "reference values: no EK recorded for this VM (ek: 64 hex digits)");
 	else if (!json_object_object_get_ex(j, "pcr9", &a) || !json_object_is_type(a, json_type_array) ||
 		 json_object_array_length(a) < 1 || json_object_array_length(a) > VM_PCR9_MAX)
 		snprintf(why, whylen, "reference values: pcr9 must list 1..%d event digests", VM_PCR9_MAX);
@@ -234,9 +236,9 @@ int vm_policy_load(const char *doc, size_t len, const uint8_t *sig, size_t sigle
 		}
 		const char *pem = json_object_object_get_ex(j, "ak_pub", &v) && json_object_is_type(v, json_type_string)
 					  ? json_object_get_string(v) : NULL;
-		if (!rc && (!pem || strlen(pem) >= sizeof(p->ak_pem)))
-			rc = WHY("reference values: no attestation key");
-		else if (!rc)
+		if (!rc && pem && strlen(pem) >= sizeof(p->ak_pem))
+			rc = WHY("reference values: ak_pub too long");
+		else if (!rc && pem)
 			snprintf(p->ak_pem, sizeof(p->ak_pem), "%s", pem);
 		if (!rc && (p->t < 2 || p->n < p->t || p->n > 255))
 			rc = WHY("reference values: t = %d of n = %d (t >= 2 required)", p->t, p->n);
@@ -247,7 +249,31 @@ int vm_policy_load(const char *doc, size_t len, const uint8_t *sig, size_t sigle
 
 /* ---------- the AK ---------- */
 
-int vm_ak_check(const uint8_t *pub, size_t len, EVP_PKEY *want, uint8_t name[34], char *why, size_t whylen)
+/* The ECC point of a TPM2B_PUBLIC as an OpenSSL P-256 key. */
+static EVP_PKEY *ecc_pkey(const TPMS_ECC_POINT *p)
+{
+	uint8_t pt[65];
+	EVP_PKEY *k = NULL;
+	OSSL_PARAM prm[3];
+
+	if (p->x.size > 32 || p->y.size > 32)
+		return NULL;
+	memset(pt, 0, sizeof(pt));
+	pt[0] = 4;
+	memcpy(pt + 1 + 32 - p->x.size, p->x.buffer, p->x.size);
+	memcpy(pt + 33 + 32 - p->y.size, p->y.buffer, p->y.size);
+	prm[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, (char *)"prime256v1", 0);
+	prm[1] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, pt, sizeof(pt));
+	prm[2] = OSSL_PARAM_construct_end();
+	EVP_PKEY_CTX *pc = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+	if (!pc || EVP_PKEY_fromdata_init(pc) != 1 || EVP_PKEY_fromdata(pc, &k, EVP_PKEY_PUBLIC_KEY, prm) != 1)
+		k = NULL;
+	EVP_PKEY_CTX_free(pc);
+	return k;
+}
+
+int vm_ak_check(const uint8_t *pub, size_t len, EVP_PKEY *want, uint8_t name[34], EVP_PKEY **key, char *why,
+		size_t whylen)
 {
 	TPM2B_PUBLIC tp;
 	size_t off = 0;
@@ -269,8 +295,8 @@ int vm_ak_check(const uint8_t *pub, size_t len, EVP_PKEY *want, uint8_t name[34]
 	const TPMS_ECC_POINT *pt = &t->unique.ecc;
 	BIGNUM *x = NULL, *y = NULL;
 	char grp[32] = "";
-	int ok = 0;
-	if (pt->x.size <= 32 && pt->y.size <= 32 &&
+	int ok = !want;
+	if (want && pt->x.size <= 32 && pt->y.size <= 32 &&
 	    EVP_PKEY_get_utf8_string_param(want, OSSL_PKEY_PARAM_GROUP_NAME, grp, sizeof(grp), NULL) == 1 &&
 	    !strcmp(grp, "prime256v1") && EVP_PKEY_get_bn_param(want, OSSL_PKEY_PARAM_EC_PUB_X, &x) == 1 &&
 	    EVP_PKEY_get_bn_param(want, OSSL_PKEY_PARAM_EC_PUB_Y, &y) == 1) {
@@ -283,6 +309,8 @@ int vm_ak_check(const uint8_t *pub, size_t len, EVP_PKEY *want, uint8_t name[34]
 	BN_free(y);
 	if (!ok)
 		return WHY("attestation key: not the one registered for this VM");
+	if (key && !(*key = ecc_pkey(pt)))
+		return WHY("attestation key: not a point of P-256");
 	/* name = nameAlg || vm_sha256(TPMT_PUBLIC as marshalled) */
 	name[0] = TPM2_ALG_SHA256 >> 8;
 	name[1] = TPM2_ALG_SHA256 & 0xff;
@@ -295,13 +323,29 @@ int vm_ak_check(const uint8_t *pub, size_t len, EVP_PKEY *want, uint8_t name[34]
 int vm_evidence_verify(const struct vm_policy *p, EVP_PKEY *ak, const struct vm_evidence *e,
 		       struct vm_quote_info *qi, char *why, size_t whylen)
 {
-	struct vm_evlog *lg = malloc(sizeof(*lg));
+	struct vm_evlog *lg;
 	uint8_t name[34], qd[32], digest[32], buf[96];
+	EVP_PKEY *mine = NULL;
 	int rc = -1;
 
-	if (!lg)
+	/* the AK lives in the TPM of the recorded EK: it activated the credential
+	 * made for this AK's name (the EK itself was checked when it was made) */
+	if (!e->cred_name || !e->cred_want || !e->cred_got || e->cred_want_len < 16 ||
+	    e->cred_got_len != e->cred_want_len || CRYPTO_memcmp(e->cred_want, e->cred_got, e->cred_want_len))
+		return WHY("credential: not activated (no proof that the AK is in the TPM of this VM's EK)");
+	if (vm_ak_check(e->ak, e->aklen, ak, name, ak ? NULL : &mine, why, whylen))
+		return -1;
+	if (CRYPTO_memcmp(name, e->cred_name, 34)) {
+		EVP_PKEY_free(mine);
+		return WHY("credential: made for another AK than the one quoting");
+	}
+	if (!ak)
+		ak = mine;
+	if (!(lg = malloc(sizeof(*lg)))) {
+		EVP_PKEY_free(mine);
 		return WHY("out of memory");
-	if (vm_ak_check(e->ak, e->aklen, ak, name, why, whylen) || vm_evlog_replay(e->evlog, e->evlen, lg, why, whylen))
+	}
+	if (vm_evlog_replay(e->evlog, e->evlen, lg, why, whylen))
 		goto out;
 	/* what firmware measured must be what the registry signed: cheap checks first */
 	if (CRYPTO_memcmp(lg->pcr[0], p->pcr0, 32)) {
@@ -341,6 +385,7 @@ int vm_evidence_verify(const struct vm_policy *p, EVP_PKEY *ak, const struct vm_
 		goto out;
 	rc = 0;
 out:
+	EVP_PKEY_free(mine);
 	free(lg);
 	return rc;
 }

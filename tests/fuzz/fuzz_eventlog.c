@@ -31,7 +31,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		break;
 	case 1: {
 		uint8_t name[34];
-		if (vm_ak_check(in, size - 1, ak, name, why, sizeof(why)) == 0)
+		if (vm_ak_check(in, size - 1, ak, name, NULL, why, sizeof(why)) == 0)
 			abort();   /* a key nobody made in a TPM matched */
 		if (!why[0])
 			abort();
