@@ -157,7 +157,7 @@ $(BUILD)/tests/fuzz_eventlog: tests/fuzz/fuzz_eventlog.c controlplane/keys/attes
 	@mkdir -p $(BUILD)/tests
 	$(CLANG) -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Icontrolplane $< controlplane/keys/attest.c \
 		controlplane/keys/evidence.c -ljson-c -lssl -lcrypto -ltss2-mu -o $@
-$(BUILD)/tests/fuzz_request: tests/fuzz/fuzz_request.c controlplane/veil-validator.c $(KEYS_SRCS) $(wildcard controlplane/keys/*.h) | deps-build
+$(BUILD)/tests/fuzz_request: tests/fuzz/fuzz_request.c tests/soft_tpm.h controlplane/veil-validator.c $(KEYS_SRCS) $(wildcard controlplane/keys/*.h) | deps-build
 	@mkdir -p $(BUILD)/tests
 	$(CLANG) -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Icontrolplane $< $(KEYS_SRCS) \
 		-ljson-c -lssl -lcrypto -ltss2-mu $(EVENT_LDLIBS) -o $@

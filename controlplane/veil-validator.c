@@ -76,7 +76,8 @@ static pthread_mutex_t nonce_lock = PTHREAD_MUTEX_INITIALIZER, tpm_lock = PTHREA
 
 static struct {
 	char vm[VM_VMID_MAX + 1];
-	uint8_t nonce[VM_NONCE_LEN];
+	uint8_t nonce[VM_NONCE_LEN];   /* bytes 0-1: the slot (big-endian), so an answer finds it at once */
+	uint32_t vmh;                  /* hash of vm, to skip other VMs' slots without a strcmp */
 	long exp;
 	int used;
 	uint8_t ek[32];         /* the EK the credential was made to */
@@ -275,8 +276,50 @@ static struct pcache {
 	struct vm_policy pol;
 	EVP_PKEY *ak;           /* the registered AK, or NULL (bound by credential activation only) */
 	char *doc, sig64[200];  /* doc != NULL: the entry holds a verified policy */
+	uint8_t akname[34];     /* the last AK that activated a credential for this VM, */
+	EVP_PKEY *akkey;        /* as an OpenSSL key (building one costs more than a quote check) */
 } pcache[PCACHE];
 static pthread_mutex_t pcache_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static struct pcache *pcache_slot(const char *vm)
+{
+	unsigned h = 5381;
+	for (const char *c = vm; *c; c++)
+		h = h * 33 + (unsigned char)*c;
+	return &pcache[h % PCACHE];
+}
+
+/* The AK named by the credential, as a key: from the cache, or built from
+ * the TPM2B_PUBLIC sent (and kept).  NULL: let the verdict say what is wrong. */
+static EVP_PKEY *ak_cached(const char *vm, const uint8_t name[34], const uint8_t *pub, size_t len)
+{
+	struct pcache *e = pcache_slot(vm);
+	EVP_PKEY *k = NULL;
+	uint8_t n[34];
+	char why[8];
+
+	pthread_mutex_lock(&pcache_lock);
+	if (e->akkey && !strcmp(e->vm, vm) && !memcmp(e->akname, name, 34)) {
+		EVP_PKEY_up_ref(e->akkey);
+		k = e->akkey;
+	}
+	pthread_mutex_unlock(&pcache_lock);
+	if (k || vm_ak_check(pub, len, NULL, n, &k, why, sizeof(why)))
+		return k;
+	if (memcmp(n, name, 34)) {
+		EVP_PKEY_free(k);
+		return NULL;
+	}
+	pthread_mutex_lock(&pcache_lock);
+	if (!strcmp(e->vm, vm)) {
+		EVP_PKEY_free(e->akkey);
+		EVP_PKEY_up_ref(k);
+		e->akkey = k;
+		memcpy(e->akname, name, 34);
+	}
+	pthread_mutex_unlock(&pcache_lock);
+	return k;
+}
 
 static int same_file(const struct stat *a, const struct stat *b)
 {
@@ -289,10 +332,7 @@ static int load_policy_cached(const char *vm, struct vm_policy *p, EVP_PKEY **ak
 {
 	char path[512];
 	struct stat rs, ss;
-	unsigned h = 5381;
-	for (const char *c = vm; *c; c++)
-		h = h * 33 + (unsigned char)*c;
-	struct pcache *e = &pcache[h % PCACHE];
+	struct pcache *e = pcache_slot(vm);
 
 	snprintf(path, sizeof(path), "%s/%s.refs", cfg.state, vm);
 	int st = stat(path, &rs);
@@ -330,6 +370,10 @@ static int load_policy_cached(const char *vm, struct vm_policy *p, EVP_PKEY **ak
 		pthread_mutex_lock(&pcache_lock);
 		EVP_PKEY_free(e->ak);
 		free(e->doc);
+		if (strcmp(e->vm, vm)) {   /* another VM's entry: its AK goes too */
+			EVP_PKEY_free(e->akkey);
+			e->akkey = NULL;
+		}
 		snprintf(e->vm, sizeof(e->vm), "%s", vm);
 		e->ref = rs;
 		e->sig = ss;
@@ -480,10 +524,13 @@ static void do_challenge(json_object *j, struct reply *r)
 		refuse(r, 500, "challenge", vm, "cannot make the credential");
 		goto out;
 	}
+	uint32_t vmh = 2166136261u;
+	for (const char *c = vm; *c; c++)
+		vmh = (vmh ^ (unsigned char)*c) * 16777619u;
 	pthread_mutex_lock(&nonce_lock);
 	for (int i = 0; i < MAX_NONCES; i++) {
 		int live = nonces[i].vm[0] && !nonces[i].used && nonces[i].exp >= now;
-		if (live && !strcmp(nonces[i].vm, vm))
+		if (live && nonces[i].vmh == vmh && !strcmp(nonces[i].vm, vm))
 			open_for_vm++;
 		if (!live && slot < 0)
 			slot = i;
@@ -499,6 +546,9 @@ static void do_challenge(json_object *j, struct reply *r)
 		refuse(r, 500, "challenge", vm, "no randomness");
 		goto out;
 	}
+	nonces[slot].nonce[0] = slot >> 8;
+	nonces[slot].nonce[1] = slot & 0xff;
+	nonces[slot].vmh = vmh;
 	snprintf(nonces[slot].vm, sizeof(nonces[slot].vm), "%s", vm);
 	nonces[slot].exp = now + cfg.nonce_ttl;
 	nonces[slot].used = 0;
@@ -540,9 +590,10 @@ static void do_attest(json_object *j, struct reply *r)
 	/* the nonce: ours, for this VM, fresh, once */
 	int found = -1;
 	pthread_mutex_lock(&nonce_lock);
-	for (int i = 0; i < MAX_NONCES && found < 0; i++)
-		if (nonces[i].vm[0] && !strcmp(nonces[i].vm, vm) && !CRYPTO_memcmp(nonces[i].nonce, nonce, VM_NONCE_LEN))
-			found = i;
+	int i = nonce[0] << 8 | nonce[1];   /* the slot the challenge wrote it in; the other 30 bytes are random */
+	if (i < MAX_NONCES && nonces[i].vm[0] && !strcmp(nonces[i].vm, vm) &&
+	    !CRYPTO_memcmp(nonces[i].nonce, nonce, VM_NONCE_LEN))
+		found = i;
 	int stale = found < 0 || nonces[found].used || nonces[found].exp < now;
 	if (found >= 0) {
 		nonces[found].used = 1;
@@ -571,6 +622,8 @@ static void do_attest(json_object *j, struct reply *r)
 		refuse(r, 403, "attest", vm, "EK: the VM's recorded EK changed since the challenge");
 		goto out;
 	}
+	if (!akp)   /* no registered AK: the one the credential was made for */
+		akp = ak_cached(vm, slot_name, ak, akl);
 	struct vm_evidence ev = { .nonce = nonce, .pub = pub, .ak = ak, .aklen = akl, .attest = att, .alen = al,
 				  .sig = sig, .slen = sl, .evlog = evl, .evlen = el, .cred_name = slot_name,
 				  .cred_want = slot_cred, .cred_want_len = 32, .cred_got = have_cred ? got_cred : NULL,
@@ -770,8 +823,15 @@ static void send_reply(struct evhttp_request *req, struct reply *rep)
 	struct evbuffer *out = evbuffer_new();
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
 	evbuffer_add(out, rep->body, strlen(rep->body));
+	/* headers and body in one chain: one TLS record and one write() for the
+	 * whole answer (bufferevent_openssl writes each chain separately); the
+	 * connection is looked up first: without one, send_reply frees req */
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
 	evhttp_send_reply(req, rep->status, rep->status == 200 ? "OK" : "Refused", out);
 	evbuffer_free(out);
+	if (bev)
+		evbuffer_pullup(bufferevent_get_output(bev), -1);
 	OPENSSL_cleanse(rep->body, sizeof(rep->body));
 }
 
@@ -950,7 +1010,10 @@ int main(int argc, char **argv)
 	tls = SSL_CTX_new(TLS_server_method());
 	SSL_CTX_set_min_proto_version(tls, TLS1_3_VERSION);
 	SSL_CTX_set_max_proto_version(tls, TLS1_3_VERSION);
-	SSL_CTX_set_session_cache_mode(tls, SSL_SESS_CACHE_SERVER);
+	/* resumption by stateless tickets, one per connection: no server-side
+	 * session cache to fill, lock and flush */
+	SSL_CTX_set_session_cache_mode(tls, SSL_SESS_CACHE_OFF);
+	SSL_CTX_set_num_tickets(tls, 1);
 	if (SSL_CTX_use_certificate_chain_file(tls, cfg.cert) != 1 ||
 	    SSL_CTX_use_PrivateKey_file(tls, cfg.key, SSL_FILETYPE_PEM) != 1) {
 		fprintf(stderr, "veil-validator: %s: cannot use TLS certificate/key\n", config);

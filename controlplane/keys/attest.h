@@ -98,6 +98,9 @@ struct vm_policy {
  * parses it.  0, or -1 with the reason. */
 int vm_policy_load(const char *doc, size_t len, const uint8_t *sig, size_t siglen, EVP_PKEY *registry,
 		   struct vm_policy *p, char *why, size_t whylen);
+/* The parser behind the signature check (for the fuzzer: never trust an
+ * unsigned document). */
+int vm_policy_parse(const char *doc, size_t len, struct vm_policy *p, char *why, size_t whylen);
 
 /* The AK's TPM2B_PUBLIC (marshalled): ECC P-256, fixedTPM, fixedParent,
  * sensitiveDataOrigin, restricted, sign, not decrypt, nameAlg sha256, and,

@@ -190,8 +190,6 @@ static int hex32(json_object *o, const char *k, uint8_t out[32])
 int vm_policy_load(const char *doc, size_t len, const uint8_t *sig, size_t siglen, EVP_PKEY *registry,
 		   struct vm_policy *p, char *why, size_t whylen)
 {
-	json_object *j, *v, *a;
-
 	memset(p, 0, sizeof(*p));
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
 	int ok = siglen == 64 && md && EVP_DigestVerifyInit(md, NULL, NULL, NULL, registry) == 1 &&
@@ -199,6 +197,14 @@ int vm_policy_load(const char *doc, size_t len, const uint8_t *sig, size_t sigle
 	EVP_MD_CTX_free(md);
 	if (!ok)
 		return WHY("reference values: not signed by the image registry (altered?)");
+	return vm_policy_parse(doc, len, p, why, whylen);
+}
+
+int vm_policy_parse(const char *doc, size_t len, struct vm_policy *p, char *why, size_t whylen)
+{
+	json_object *j, *v, *a;
+
+	memset(p, 0, sizeof(*p));
 	json_tokener *tk = json_tokener_new();
 	j = tk ? json_tokener_parse_ex(tk, doc, len) : NULL;
 	json_tokener_free(tk);
@@ -392,27 +398,44 @@ out:
 
 /* ---------- shares boxed to the VM's ephemeral key ---------- */
 
+/* Algorithms fetched once per process: OpenSSL 3 looks each one up by name
+ * on every implicit use (EVP_aes_256_gcm(), EVP_PKEY_HKDF, "X25519"). */
+static EVP_KDF *box_hkdf;
+static EVP_CIPHER *box_gcm;
+static pthread_once_t box_once = PTHREAD_ONCE_INIT;
+static void box_fetch(void)
+{
+	box_hkdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+	box_gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+}
+
 static int box_keys(EVP_PKEY *mine, EVP_PKEY *peer, const uint8_t nonce[VM_NONCE_LEN], const uint8_t vmpub[32],
 		    const uint8_t epub[32], uint8_t okm[44])
 {
 	uint8_t shared[32], info[17 + 64];
-	size_t sl = sizeof(shared), ol = 44;
+	size_t sl = sizeof(shared);
 	int ok;
 
-	EVP_PKEY_CTX *c = EVP_PKEY_CTX_new(mine, NULL);
+	pthread_once(&box_once, box_fetch);
+	EVP_PKEY_CTX *c = EVP_PKEY_CTX_new_from_pkey(NULL, mine, NULL);
 	ok = c && EVP_PKEY_derive_init(c) == 1 && EVP_PKEY_derive_set_peer(c, peer) == 1 &&
 	     EVP_PKEY_derive(c, shared, &sl) == 1 && sl == 32;
 	EVP_PKEY_CTX_free(c);
-	if (!ok)
+	if (!ok || !box_hkdf)
 		return -1;
 	memcpy(info, "veilmesh share v2", 17);
 	memcpy(info + 17, vmpub, 32);
 	memcpy(info + 49, epub, 32);
-	c = EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, NULL);
-	ok = c && EVP_PKEY_derive_init(c) == 1 && EVP_PKEY_CTX_set_hkdf_md(c, EVP_sha256()) == 1 &&
-	     EVP_PKEY_CTX_set1_hkdf_salt(c, nonce, VM_NONCE_LEN) == 1 && EVP_PKEY_CTX_set1_hkdf_key(c, shared, 32) == 1 &&
-	     EVP_PKEY_CTX_add1_hkdf_info(c, info, sizeof(info)) == 1 && EVP_PKEY_derive(c, okm, &ol) == 1;
-	EVP_PKEY_CTX_free(c);
+	OSSL_PARAM prm[] = {
+		OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)"SHA256", 0),
+		OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, shared, 32),
+		OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)nonce, VM_NONCE_LEN),
+		OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, info, sizeof(info)),
+		OSSL_PARAM_construct_end(),
+	};
+	EVP_KDF_CTX *k = EVP_KDF_CTX_new(box_hkdf);
+	ok = k && EVP_KDF_derive(k, okm, 44, prm) == 1;
+	EVP_KDF_CTX_free(k);
 	OPENSSL_cleanse(shared, sizeof(shared));
 	return ok ? 0 : -1;
 }
@@ -420,9 +443,10 @@ static int box_keys(EVP_PKEY *mine, EVP_PKEY *peer, const uint8_t nonce[VM_NONCE
 static int gcm(int enc, const uint8_t okm[44], const char *aad, const uint8_t *in, size_t len, uint8_t *out,
 	       uint8_t tag[16])
 {
-	EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+	pthread_once(&box_once, box_fetch);
+	EVP_CIPHER_CTX *c = box_gcm ? EVP_CIPHER_CTX_new() : NULL;
 	int n = 0, f = 0, a;
-	int ok = c && EVP_CipherInit_ex(c, EVP_aes_256_gcm(), NULL, okm, okm + 32, enc) == 1 &&
+	int ok = c && EVP_CipherInit_ex(c, box_gcm, NULL, okm, okm + 32, enc) == 1 &&
 		 EVP_CipherUpdate(c, NULL, &a, (const uint8_t *)aad, strlen(aad)) == 1 &&
 		 (enc || EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, 16, tag) == 1) &&
 		 EVP_CipherUpdate(c, out, &n, in, len) == 1 && EVP_CipherFinal_ex(c, out + n, &f) == 1 &&

@@ -277,6 +277,7 @@ struct got {
 	uint64_t epoch;
 	uint8_t commit[32];
 	char from[96];
+	int named;   /* named as serving an older epoch */
 };
 
 static void on_deadline(int s)
@@ -575,6 +576,7 @@ int main(int argc, char **argv)
 		}
 		OPENSSL_cleanse(wire, sizeof(wire));
 		g->epoch = pol.epoch;
+		g->named = 0;
 		memcpy(g->commit, pol.commit, 32);
 		snprintf(g->from, sizeof(g->from), "%s", from);
 		ngot++;
@@ -591,9 +593,12 @@ int main(int argc, char **argv)
 		for (int i = 0; i < ngot; i++)
 			if (got[i].epoch == top)
 				cur[nc++] = &got[i];
-		if (g->epoch < top)
-			fprintf(stderr, "veil-attest: %s: serves epoch %llu, older than %llu: ignored\n", from,
-				(unsigned long long)g->epoch, (unsigned long long)top);
+		for (int i = 0; i < ngot; i++)   /* whichever came first: each stale holder named once */
+			if (got[i].epoch < top && !got[i].named) {
+				fprintf(stderr, "veil-attest: %s: serves epoch %llu, older than %llu: ignored\n", got[i].from,
+					(unsigned long long)got[i].epoch, (unsigned long long)top);
+				got[i].named = 1;
+			}
 		if (nc >= t)
 			kl = rebuild(cur, nc, t, vm, key);
 	}
