@@ -25,7 +25,7 @@ KEYS_SRCS := $(wildcard controlplane/keys/*.c)
 KEYS_OBJS := $(patsubst controlplane/keys/%.c,$(BUILD)/keys/%.o,$(KEYS_SRCS))
 KEYS_LIB := $(BUILD)/libveilkeys.a
 
-BINS := $(BUILD)/veil-agent $(BUILD)/veil-gw $(BUILD)/veil-node $(BUILD)/veilctl $(BUILD)/veil-validator $(BUILD)/veil-registry $(BUILD)/veil-attest $(BUILD)/veil-bench-micro $(BUILD)/veil-hellogen $(BUILD)/veil-flood $(BUILD)/veil-gw-dpdk $(BUILD)/veil-fpgen $(BUILD)/veil-attest-bench $(BUILD)/veil-dns $(BUILD)/veil-ek
+BINS := $(BUILD)/veil-agent $(BUILD)/veil-gw $(BUILD)/veil-node $(BUILD)/veilctl $(BUILD)/veil-validator $(BUILD)/veil-registry $(BUILD)/veil-attest $(BUILD)/veil-bench-micro $(BUILD)/veil-hellogen $(BUILD)/veil-flood $(BUILD)/veil-gw-dpdk $(BUILD)/veil-fpgen $(BUILD)/veil-attest-bench $(BUILD)/veil-dns $(BUILD)/veil-ek $(BUILD)/veil-tls-bench
 TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 
 .PHONY: all deps deps-build deps-test test demo bench bench-quick deps-bench fuzz clean install
@@ -105,6 +105,8 @@ $(BUILD)/veil-registry: controlplane/veil-registry.c $(KEYS_LIB) | deps-build
 	$(CC) $(CFLAGS) $< $(KEYS_LIB) $(KEYS_LDLIBS) -o $@
 $(BUILD)/veil-attest-bench: tools/attest_bench.c tests/soft_tpm.h $(KEYS_LIB) | deps-build
 	$(CC) $(CFLAGS) -Itests $< $(KEYS_LIB) $(KEYS_LDLIBS) -lcrypto -o $@
+$(BUILD)/veil-tls-bench: tools/tls_bench.c | deps-build
+	$(CC) $(CFLAGS) $< -lssl -lcrypto -o $@
 $(BUILD)/veil-ek: tools/veil-ek.c $(KEYS_LIB) | deps-build
 	$(CC) $(CFLAGS) $< $(KEYS_LIB) $(KEYS_LDLIBS) -o $@
 $(BUILD)/veil-attest: images/attest/veil-attest.c $(KEYS_LIB) | deps-build
