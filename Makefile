@@ -26,7 +26,7 @@ KEYS_OBJS := $(patsubst controlplane/keys/%.c,$(BUILD)/keys/%.o,$(KEYS_SRCS))
 KEYS_LIB := $(BUILD)/libveilkeys.a
 
 BINS := $(BUILD)/veil-agent $(BUILD)/veil-gw $(BUILD)/veil-node $(BUILD)/veilctl $(BUILD)/veil-validator $(BUILD)/veil-registry $(BUILD)/veil-attest $(BUILD)/veil-bench-micro $(BUILD)/veil-hellogen $(BUILD)/veil-flood $(BUILD)/veil-gw-dpdk $(BUILD)/veil-fpgen $(BUILD)/veil-attest-bench $(BUILD)/veil-dns $(BUILD)/veil-storectl $(BUILD)/tests/store_put $(BUILD)/veil-bench-routes \
-	$(BUILD)/veil-controller $(BUILD)/tests/ctl_agents
+	$(BUILD)/veil-controller $(BUILD)/tests/ctl_agents $(BUILD)/veil-ek $(BUILD)/veil-tls-bench
 TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 
 .PHONY: all deps deps-build deps-test test demo bench bench-quick deps-bench fuzz clean install
@@ -150,6 +150,10 @@ $(BUILD)/veil-registry: controlplane/veil-registry.c controlplane/registry_worke
 		$(KEYS_LDLIBS) -lnats -lpthread -o $@
 $(BUILD)/veil-attest-bench: tools/attest_bench.c tests/soft_tpm.h $(KEYS_LIB) | deps-build
 	$(CC) $(CFLAGS) -Itests $< $(KEYS_LIB) $(KEYS_LDLIBS) -lcrypto -o $@
+$(BUILD)/veil-tls-bench: tools/tls_bench.c | deps-build
+	$(CC) $(CFLAGS) $< -lssl -lcrypto -o $@
+$(BUILD)/veil-ek: tools/veil-ek.c $(KEYS_LIB) | deps-build
+	$(CC) $(CFLAGS) $< $(KEYS_LIB) $(KEYS_LDLIBS) -o $@
 $(BUILD)/veil-attest: images/attest/veil-attest.c $(KEYS_LIB) | deps-build
 	$(CC) $(CFLAGS) $< $(KEYS_LIB) $(KEYS_LDLIBS) -ltss2-esys -ltss2-tctildr -o $@
 
@@ -204,7 +208,7 @@ $(BUILD)/tests/fuzz_eventlog: tests/fuzz/fuzz_eventlog.c controlplane/keys/attes
 	@mkdir -p $(BUILD)/tests
 	$(CLANG) -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Icontrolplane $< controlplane/keys/attest.c \
 		controlplane/keys/evidence.c -ljson-c -lssl -lcrypto -ltss2-mu -o $@
-$(BUILD)/tests/fuzz_request: tests/fuzz/fuzz_request.c controlplane/veil-validator.c $(KEYS_SRCS) $(wildcard controlplane/keys/*.h) | deps-build
+$(BUILD)/tests/fuzz_request: tests/fuzz/fuzz_request.c tests/soft_tpm.h controlplane/veil-validator.c $(KEYS_SRCS) $(wildcard controlplane/keys/*.h) | deps-build
 	@mkdir -p $(BUILD)/tests
 	$(CLANG) -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Icontrolplane $< $(KEYS_SRCS) \
 		-ljson-c -lssl -lcrypto -ltss2-mu $(EVENT_LDLIBS) -o $@

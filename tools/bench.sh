@@ -237,7 +237,7 @@ if [ "$MODE" = full ]; then
 	say "bench: validators (tools/bench_attest.sh: one worker on CPU 0, a software TPM as clients)"
 	line=$(tools/bench_attest.sh 10 2>"$DIR/bench_attest.err" | tail -1)
 	case $line in
-	'{"new_tls"'*)
+	'{"tls_handshake_only"'*|'{"new_tls"'*)
 		attest_json=$line
 		say "bench: validator: $(echo "$line" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(", ".join(f"{k}: {d[k]["per_cpu_s"]}/s/core p50 {d[k]["p50_ms"]} ms p99 {d[k]["p99_ms"]} ms" for k in ("new_tls","resumed_tls","keepalive","c1000_slow10pct")))')" ;;
 	*) bad "validators: $line $(tail -3 "$DIR/bench_attest.err")" ;;
@@ -311,6 +311,8 @@ if d.get("attest"):
                     ("keepalive", "8, keep-alive"), ("c1000_slow10pct", "900 keep-alive + 100 slowloris")):
         r = a.get(k) or {}
         lines.append(f'| {name} | {r.get("per_s", 0)} | {r.get("per_cpu_s", 0)} | {r.get("p50_ms", 0)} | {r.get("p99_ms", 0)} | {r.get("failures", 0)} |')
+    if a.get("tls_handshake_only"):
+        lines.append(f'| baseline: a bare TLS 1.3 handshake, server half, in memory | - | {a["tls_handshake_only"]["per_cpu_s"]} | - | - | - |')
 if d.get("controller"):
     c = d["controller"]
     lines += ['', f'Controller API (tools/bench_controller.sh: POST /v1/orders over TLS 1.3, {c["connections"]} keep-alive '
