@@ -25,7 +25,7 @@ KEYS_SRCS := $(wildcard controlplane/keys/*.c)
 KEYS_OBJS := $(patsubst controlplane/keys/%.c,$(BUILD)/keys/%.o,$(KEYS_SRCS))
 KEYS_LIB := $(BUILD)/libveilkeys.a
 
-BINS := $(BUILD)/veil-agent $(BUILD)/veil-gw $(BUILD)/veil-node $(BUILD)/veilctl $(BUILD)/veil-validator $(BUILD)/veil-registry $(BUILD)/veil-attest $(BUILD)/veil-bench-micro $(BUILD)/veil-hellogen $(BUILD)/veil-flood $(BUILD)/veil-gw-dpdk $(BUILD)/veil-fpgen $(BUILD)/veil-attest-bench $(BUILD)/veil-dns $(BUILD)/veil-storectl
+BINS := $(BUILD)/veil-agent $(BUILD)/veil-gw $(BUILD)/veil-node $(BUILD)/veilctl $(BUILD)/veil-validator $(BUILD)/veil-registry $(BUILD)/veil-attest $(BUILD)/veil-bench-micro $(BUILD)/veil-hellogen $(BUILD)/veil-flood $(BUILD)/veil-gw-dpdk $(BUILD)/veil-fpgen $(BUILD)/veil-attest-bench $(BUILD)/veil-dns $(BUILD)/veil-storectl $(BUILD)/tests/store_put $(BUILD)/veil-bench-routes
 TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 
 .PHONY: all deps deps-build deps-test test demo bench bench-quick deps-bench fuzz clean install
@@ -71,8 +71,6 @@ $(BUILD)/keys/%.o: controlplane/keys/%.c $(wildcard controlplane/keys/*.h) | dep
 $(KEYS_LIB): $(KEYS_OBJS) | deps-build
 	ar rcs $@ $^
 
-$(BUILD)/veil-gw: controlplane/veil-gw.c $(LIB) $(HDRS) | deps-build
-	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
 $(BUILD)/veil-node: controlplane/veil-node.c $(LIB) $(HDRS) | deps-build
 	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
@@ -81,16 +79,17 @@ AGENT_SRCS := $(filter-out controlplane/agent/veil-agent.c,$(wildcard controlpla
 AGENT_OBJS := $(patsubst controlplane/agent/%.c,$(BUILD)/agent/%.o,$(AGENT_SRCS))
 AGENT_LIB  := $(BUILD)/libveilagent.a
 AGENT_CFLAGS = -Icontrolplane/agent $(shell pkg-config --cflags libxml-2.0 libnl-route-3.0 2>/dev/null)
-AGENT_LDLIBS := -lyaml -ljson-c -lxml2 -lvirt -lnl-route-3 -lnl-3 -lnftnl -lmnl -lcurl -lssl -lcrypto -lpthread
+# (storefeed.c: orders from the cluster store, through libveilstore)
+AGENT_LDLIBS := $(BUILD)/libveilstore.a -lnats -lyaml -ljson-c -lxml2 -lvirt -lnl-route-3 -lnl-3 -lnftnl -lmnl -lcurl -lssl -lcrypto -lpthread
 $(BUILD)/agent/%.o: controlplane/agent/%.c $(wildcard controlplane/agent/*.h) | deps-build
 	@mkdir -p $(BUILD)/agent
 	$(CC) $(CFLAGS) $(AGENT_CFLAGS) -c $< -o $@
 $(AGENT_LIB): $(AGENT_OBJS) | deps-build
 	ar rcs $@ $^
-$(BUILD)/veil-agent: controlplane/agent/veil-agent.c $(AGENT_LIB) $(wildcard controlplane/agent/*.h) | deps-build
+$(BUILD)/veil-agent: controlplane/agent/veil-agent.c $(AGENT_LIB) $(BUILD)/libveilstore.a $(wildcard controlplane/agent/*.h) | deps-build
 	$(CC) $(CFLAGS) $(AGENT_CFLAGS) $< $(AGENT_LIB) $(AGENT_LDLIBS) -o $@
 AGENT_TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_agent*.c))
-$(AGENT_TESTS): $(BUILD)/tests/%: tests/%.c tests/testlib.h $(AGENT_LIB) $(wildcard controlplane/agent/*.h) | deps-build
+$(AGENT_TESTS): $(BUILD)/tests/%: tests/%.c tests/testlib.h $(AGENT_LIB) $(BUILD)/libveilstore.a $(wildcard controlplane/agent/*.h) | deps-build
 	@mkdir -p $(BUILD)/tests
 	$(CC) $(CFLAGS) -Itests $(AGENT_CFLAGS) $< $(AGENT_LIB) $(AGENT_LDLIBS) -o $@
 
@@ -109,6 +108,16 @@ $(BUILD)/tests/test_store: tests/test_store.c tests/testlib.h $(STORE_LIB) $(wil
 	@mkdir -p $(BUILD)/tests
 	$(CC) $(CFLAGS) -Itests $< $(STORE_LIB) $(STORE_LDLIBS) -o $@
 
+# veil-gw: routes from its file, and from the store's bucket routes (gw_store.c)
+$(BUILD)/veil-gw: controlplane/veil-gw.c controlplane/gw_store.c controlplane/gw_store.h $(LIB) $(STORE_LIB) $(HDRS) | deps-build
+	$(CC) $(CFLAGS) controlplane/veil-gw.c controlplane/gw_store.c $(LIB) $(STORE_LIB) $(LDLIBS) $(STORE_LDLIBS) -o $@
+# what shell tests and benchmarks use to write signed store entries
+$(BUILD)/tests/store_put: tests/store_put.c $(STORE_LIB) $(wildcard controlplane/store/*.h) | deps-build
+	@mkdir -p $(BUILD)/tests
+	$(CC) $(CFLAGS) $< $(STORE_LIB) $(STORE_LDLIBS) -o $@
+$(BUILD)/veil-bench-routes: tools/bench_routes.c $(STORE_LIB) $(wildcard controlplane/store/*.h) | deps-build
+	$(CC) $(CFLAGS) $< $(STORE_LIB) -lbpf $(STORE_LDLIBS) -lm -o $@
+
 $(BUILD)/veil-bench-micro: tools/bench_micro.c tests/bpf_env.h tests/testlib.h $(LIB) $(HDRS) $(BUILD)/bench_base.bpf.o | deps-build
 	$(CC) $(CFLAGS) -Itests -DBASE_OBJ='"$(abspath $(BUILD))/bench_base.bpf.o"' $< $(LIB) $(LDLIBS) -lm -o $@
 
@@ -116,8 +125,10 @@ KEYS_LDLIBS := -ljson-c -lssl -lcrypto -ltss2-mu
 EVENT_LDLIBS := -levent_openssl -levent_pthreads -levent
 $(BUILD)/veil-validator: controlplane/veil-validator.c $(KEYS_LIB) | deps-build
 	$(CC) $(CFLAGS) $< $(KEYS_LIB) $(KEYS_LDLIBS) $(EVENT_LDLIBS) -o $@
-$(BUILD)/veil-registry: controlplane/veil-registry.c $(KEYS_LIB) | deps-build
-	$(CC) $(CFLAGS) $< $(KEYS_LIB) $(KEYS_LDLIBS) -o $@
+# veil-registry, with its worker fed from the store (controlplane/registry_worker.c)
+$(BUILD)/veil-registry: controlplane/veil-registry.c controlplane/registry_worker.c $(KEYS_LIB) $(BUILD)/libveilstore.a | deps-build
+	$(CC) $(CFLAGS) controlplane/veil-registry.c controlplane/registry_worker.c $(KEYS_LIB) $(BUILD)/libveilstore.a \
+		$(KEYS_LDLIBS) -lnats -lpthread -o $@
 $(BUILD)/veil-attest-bench: tools/attest_bench.c tests/soft_tpm.h $(KEYS_LIB) | deps-build
 	$(CC) $(CFLAGS) -Itests $< $(KEYS_LIB) $(KEYS_LDLIBS) -lcrypto -o $@
 $(BUILD)/veil-attest: images/attest/veil-attest.c $(KEYS_LIB) | deps-build
@@ -236,6 +247,9 @@ install: $(addprefix $(BUILD)/,$(INSTALL_SBIN))
 	install -m 0755 $(addprefix $(BUILD)/,$(INSTALL_SBIN)) $(DESTDIR)$(SBINDIR)/
 	install -m 0644 $(INSTALL_MAN) $(DESTDIR)$(MANDIR)/man8/
 	install -m 0644 docs/*.example docs/*.md $(DESTDIR)$(DOCDIR)/
+	# what veil-registry worker builds images with (its images_dir)
+	install -d $(DESTDIR)$(PREFIX)/share/veilmesh/images
+	install -m 0755 images/mkrootfs.sh images/mkinitrd.sh images/init images/os-init $(DESTDIR)$(PREFIX)/share/veilmesh/images/
 	for u in $(UNITS); do \
 		sed -e 's|@SBINDIR@|$(SBINDIR)|g; s|@DOCDIR@|$(DOCDIR)|g' $$u > $(DESTDIR)$(UNITDIR)/$$(basename $$u .in) && \
 		chmod 0644 $(DESTDIR)$(UNITDIR)/$$(basename $$u .in) || exit 1; \

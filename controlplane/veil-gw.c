@@ -18,6 +18,8 @@
 #include <openssl/crypto.h>
 
 #include "veil.h"
+#include "gw_store.h"
+#include "store/store.h"
 
 static void usage(FILE *f)
 {
@@ -67,6 +69,8 @@ struct gw_state {
 	__u64 started;            /* realtime seconds */
 	__u64 rotations, route_changes, reloads_ok, reloads_rejected;
 	struct vm_sweep sweep;    /* retires closed flows */
+	struct gw_store *store;   /* routes from the cluster store ("store" in the config), or NULL */
+	time_t store_retry;       /* next attempt to reach the store */
 };
 
 static int push_secret(struct vm_gw *g, const struct vm_gw_cfg *c, __u64 *epoch)
@@ -136,7 +140,9 @@ static int reload_config(struct gw_state *st, char *err, size_t errlen, int *cha
 	if (strcmp(nc.client_if, st->cfg.client_if) || strcmp(nc.mesh_if, st->cfg.mesh_if) ||
 	    strcmp(nc.pin_root, st->cfg.pin_root) || nc.flows_max != st->cfg.flows_max)
 		vm_log("event=reload_warning reason=\"interfaces, pin_root and flows_max change only on restart\"");
-	if (vm_gw_sync(&st->g, &nc, changes)) {
+	if (strcmp(nc.store_urls, st->cfg.store_urls) || strcmp(nc.store_pub, st->cfg.store_pub))
+		vm_log("event=reload_warning reason=\"store and store_pub change only on restart\"");
+	if (st->store ? gw_store_reload(st->store, &nc, changes) : vm_gw_sync(&st->g, &nc, changes)) {
 		snprintf(err, errlen, "writing the maps: %s", strerror(errno));
 		vm_log("event=reload_failed error=\"%s\"", err);
 		vm_gw_cfg_free(&nc);
@@ -202,7 +208,12 @@ static void status_json(struct gw_state *st, FILE *out)
 			vm_map_count(fd), vm_map_capacity(fd));
 	}
 	(void)buf;
-	fputs("}}\n", out);
+	fputs("}, \"store\": ", out);
+	if (st->store)
+		gw_store_status(st->store, out);
+	else
+		fputs(st->cfg.store_urls[0] ? "{\"synced\": false, \"connected\": false}" : "null", out);
+	fputs("}\n", out);
 }
 
 static void gw_cmd(void *arg, const char *line, FILE *out)
@@ -280,6 +291,8 @@ static void gw_metrics(void *arg, FILE *out)
 	fprintf(out, "# HELP veilmesh_gw_route_changes_total Route and VIP entries written since start.\n"
 		     "# TYPE veilmesh_gw_route_changes_total counter\nveilmesh_gw_route_changes_total %llu\n",
 		(unsigned long long)st->route_changes);
+	if (st->store)
+		gw_store_metrics(st->store, out);
 	vm_metrics_daemon(out, st->reloads_ok, st->reloads_rejected, st->started);
 }
 
@@ -307,8 +320,19 @@ int main(int argc, char **argv)
 		vm_gw_cfg_free(&st.cfg);
 		return 2;
 	}
+	if (st.cfg.store_pub[0]) { /* the controller's key must load before anything trusts the store */
+		EVP_PKEY *k = vs_load_key(st.cfg.store_pub, 0, err, sizeof(err));
+		if (!k) {
+			fprintf(stderr, "veil-gw: %s:%d: store_pub %s: %s\n", st.cfg.path, st.cfg.store_pub_line,
+				st.cfg.store_pub, err);
+			vm_gw_cfg_free(&st.cfg);
+			return 2;
+		}
+		EVP_PKEY_free(k);
+	}
 	if (check) {
-		printf("%s: ok (%d routes, %d VIPs)\n", st.config, st.cfg.nroutes, st.cfg.nvips);
+		printf("%s: ok (%d routes, %d VIPs%s)\n", st.config, st.cfg.nroutes, st.cfg.nvips,
+		       st.cfg.store_urls[0] ? ", routes also from the store" : "");
 		vm_gw_cfg_free(&st.cfg);
 		return 0;
 	}
@@ -330,7 +354,31 @@ int main(int argc, char **argv)
 		vm_ctl_close(&ctl);
 		return 1;
 	}
-	if (vm_gw_sync(&st.g, &st.cfg, &changes) || push_secret(&st.g, &st.cfg, &st.epoch)) {
+	/* With a store, the routes found in the pinned map stay until the store's
+	 * snapshot says otherwise: a restart does not drop them meanwhile. */
+	struct vm_gw_cfg start = st.cfg;
+	struct vm_cfg_route *pinned = NULL;
+	int npinned = 0;
+	if (st.cfg.store_urls[0] && !vm_gw_routes_read(&st.g, &pinned, &npinned) && npinned) {
+		start.routes = malloc(((size_t)st.cfg.nroutes + (size_t)npinned) * sizeof(*start.routes));
+		if (start.routes) {
+			memcpy(start.routes, st.cfg.routes, (size_t)st.cfg.nroutes * sizeof(*start.routes));
+			for (int i = 0; i < npinned; i++) {
+				int dup = 0;
+				for (int j = 0; j < st.cfg.nroutes && !dup; j++)
+					dup = !strcmp(st.cfg.routes[j].key.name, pinned[i].key.name);
+				if (!dup)
+					start.routes[start.nroutes++] = pinned[i];
+			}
+		} else {
+			start.routes = st.cfg.routes;
+		}
+	}
+	int src = vm_gw_sync(&st.g, &start, &changes);
+	if (start.routes != st.cfg.routes)
+		free(start.routes);
+	free(pinned);
+	if (src || push_secret(&st.g, &st.cfg, &st.epoch)) {
 		vm_log("event=map_sync_failed");
 		vm_gw_detach(&st.g);
 		vm_gw_close(&st.g);
@@ -355,6 +403,17 @@ int main(int argc, char **argv)
 
 	vm_daemon_signals();
 	while (!vm_stop_sig) {
+		if (st.cfg.store_urls[0] && !st.store && time(NULL) >= st.store_retry) {
+			/* the store's routes join the file's; without the store the file's keep working */
+			st.store = gw_store_start(&st.g, &st.cfg, err, sizeof(err));
+			if (st.store)
+				vm_log("event=store_watching urls=%s bucket=routes", st.cfg.store_urls);
+			else
+				vm_log("event=store_unavailable reason=\"%s\" retry_s=5", err);
+			st.store_retry = time(NULL) + 5;
+		}
+		if (st.store)
+			gw_store_poll(st.store);
 		vm_sweep_run(&st.sweep, time(NULL));
 		vm_ctl_poll(&ctl, 1000, gw_cmd, gw_metrics, &st);
 		if (vm_reload) {
@@ -367,6 +426,7 @@ int main(int argc, char **argv)
 		vm_gw_detach(&st.g);
 	vm_log("event=stopped signal=%d detached=%s", (int)vm_stop_sig, keep ? "no" : "yes");
 	vm_sweep_free(&st.sweep);
+	gw_store_stop(st.store);
 	vm_runtime_remove(runtime);
 	vm_ctl_close(&ctl);
 	vm_gw_close(&st.g);

@@ -67,6 +67,7 @@
 #include "keys/shamir.h"
 
 extern char **environ;
+int registry_worker_main(int argc, char **argv);
 
 static int rnd(uint8_t *b, size_t n)
 {
@@ -449,6 +450,8 @@ int main(int argc, char **argv)
 		return refs_main(argc, argv);
 	if (argc >= 2 && !strcmp(argv[1], "serve"))
 		return serve_main(argc, argv);
+	if (argc >= 2 && !strcmp(argv[1], "worker")) /* fed from the store: controlplane/registry_worker.c */
+		return registry_worker_main(argc, argv);
 	if (argc < 2 || strcmp(argv[1], "order")) {
 		fprintf(stderr, "usage: veil-registry order --vm ID --t T --validators A:P,... --ca F --key F --ak-pub F "
 				"--disk PATH --measure cmdline=PATH --measure initrd=PATH [--pcr 0=HEX --pcr 7=HEX] "

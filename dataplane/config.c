@@ -264,6 +264,14 @@ static int gw_line(struct cfg_reader *r, struct vm_gw_cfg *c, char **w, int n)
 	} else if (!strcmp(w[0], "cookie_secret_file")) {
 		ONE_NAME(c->secret_file);
 		c->secret_line = r->line;
+	} else if (!strcmp(w[0], "store")) {
+		/* the cluster store's routes (controlplane/gw_store.c) */
+		ONE_NAME(c->store_urls);
+		if (strncmp(w[1], "nats://", 7) && strncmp(w[1], "tls://", 6))
+			return cfg_err(r, "'store' takes nats://HOST:PORT[,nats://...], not '%s'", w[1]);
+	} else if (!strcmp(w[0], "store_pub")) {
+		ONE_NAME(c->store_pub);
+		c->store_pub_line = r->line;
 	} else if (!strcmp(w[0], "wscale")) {
 		NEED(2, "a number from 0 to 14");
 		if (parse_u32(w[1], 0, 14, &v))
@@ -409,6 +417,8 @@ int vm_gw_cfg_load(const char *path, struct vm_gw_cfg *c, char *err, size_t errl
 		return cfg_err(&r, "cookie_secret_file is not set"), vm_gw_cfg_free(c), -1;
 	if (!c->dp.has_underlay4 && !c->dp.has_underlay6)
 		return cfg_err(&r, "no underlay4 or underlay6 address"), vm_gw_cfg_free(c), -1;
+	if (c->store_urls[0] && !c->store_pub[0])
+		return cfg_err(&r, "'store' needs 'store_pub FILE' (the controller's public key)"), vm_gw_cfg_free(c), -1;
 	for (int i = 0; i < c->nroutes; i++) {
 		int fam = c->routes[i].val.node_family;
 		r.line = c->routes[i].line;
@@ -625,27 +635,68 @@ __u64 vm_tai_seconds(void)
 
 /* ---------- keeping maps in step ---------- */
 
-/* Writes want[] into the map and deletes keys not in it; counts changes. */
+/* Writes want[] into the map and deletes keys not in it; counts changes.
+ * O(n log n): want's keys sorted once and searched; keys to delete are
+ * collected during one walk and deleted after it (restarting the walk after
+ * each delete made a large map quadratic, in the kernel's bucket scan). */
+static int cmp_key(const void *a, const void *b, void *ksz)
+{
+	return memcmp(*(const __u8 *const *)a, *(const __u8 *const *)b, *(size_t *)ksz);
+}
+
+static int key_wanted(const __u8 **idx, int n, const __u8 *k, size_t ksz)
+{
+	int lo = 0, hi = n - 1;
+	while (lo <= hi) {
+		int mid = lo + (hi - lo) / 2, c = memcmp(idx[mid], k, ksz);
+		if (!c)
+			return 1;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid - 1;
+	}
+	return 0;
+}
+
 static int sync_map(int fd, const void *want, int n, size_t ksz, size_t vsz, size_t stride,
 		    int *changes)
 {
 	__u8 key[VM_NAME_MAX + 64], next[VM_NAME_MAX + 64], cur[256];
 	int rc = 0;
 	void *prev = NULL;
+	const __u8 **idx = calloc((size_t)n + 1, sizeof(*idx));
+	__u8 *gone = NULL;
+	size_t ngone = 0, cap = 0;
 
-	/* delete what is not wanted */
+	if (!idx)
+		return -ENOMEM;
+	for (int i = 0; i < n; i++)
+		idx[i] = (const __u8 *)want + (size_t)i * stride;
+	qsort_r(idx, (size_t)n, sizeof(*idx), cmp_key, &ksz);
+	/* what is not wanted: found in one walk, deleted after it */
 	while (!bpf_map_get_next_key(fd, prev, next)) {
-		int keep = 0;
-		for (int i = 0; i < n && !keep; i++)
-			keep = !memcmp((const __u8 *)want + i * stride, next, ksz);
+		if (!key_wanted(idx, n, next, ksz)) {
+			if (ngone == cap) {
+				size_t nc = cap ? 2 * cap : 64;
+				__u8 *g = realloc(gone, nc * ksz);
+				if (!g) {
+					rc = -ENOMEM;
+					break;
+				}
+				gone = g;
+				cap = nc;
+			}
+			memcpy(gone + ngone++ * ksz, next, ksz);
+		}
 		memcpy(key, next, ksz);
 		prev = key;
-		if (!keep) {
-			if (bpf_map_delete_elem(fd, key) == 0)
-				(*changes)++;
-			prev = NULL; /* restart: deleting may reorder the walk */
-		}
 	}
+	for (size_t i = 0; i < ngone; i++)
+		if (bpf_map_delete_elem(fd, gone + i * ksz) == 0)
+			(*changes)++;
+	free(gone);
+	free(idx);
 	for (int i = 0; i < n; i++) {
 		const __u8 *k = (const __u8 *)want + i * stride;
 		const __u8 *v = k + ksz;
@@ -674,6 +725,57 @@ int vm_gw_sync(struct vm_gw *g, const struct vm_gw_cfg *c, int *changes)
 	if (changes)
 		*changes = n;
 	return rc;
+}
+
+/* One route written or removed between full syncs (the store's changes):
+ * the same map entry vm_gw_sync writes for that route. */
+int vm_gw_route_put(struct vm_gw *g, const struct vm_cfg_route *r)
+{
+	return bpf_map_update_elem(vm_gw_map_fd(g, "routes"), &r->key, &r->val, BPF_ANY) ? -errno : 0;
+}
+
+int vm_gw_route_del(struct vm_gw *g, const char *name)
+{
+	struct route_key k;
+
+	memset(&k, 0, sizeof(k));
+	if (strlen(name) >= sizeof(k.name))
+		return -EINVAL;
+	strcpy(k.name, name);
+	return bpf_map_delete_elem(vm_gw_map_fd(g, "routes"), &k) && errno != ENOENT ? -errno : 0;
+}
+
+/* The routes map as it is (a restarted daemon keeps what it finds until
+ * its source of routes has spoken): *out malloc'ed, *n entries. */
+int vm_gw_routes_read(struct vm_gw *g, struct vm_cfg_route **out, int *n)
+{
+	int fd = vm_gw_map_fd(g, "routes"), cap = 1024;
+	struct route_key k, next;
+	void *prev = NULL;
+	struct vm_cfg_route *r = malloc((size_t)cap * sizeof(*r));
+
+	*out = NULL;
+	*n = 0;
+	if (!r)
+		return -ENOMEM;
+	while (!bpf_map_get_next_key(fd, prev, &next)) {
+		k = next;
+		prev = &k;
+		if (*n == cap) {
+			struct vm_cfg_route *nr = realloc(r, (size_t)(cap *= 2) * sizeof(*r));
+			if (!nr) {
+				free(r);
+				return -ENOMEM;
+			}
+			r = nr;
+		}
+		memset(&r[*n], 0, sizeof(r[*n]));
+		r[*n].key = k;
+		if (!bpf_map_lookup_elem(fd, &k, &r[*n].val))
+			(*n)++;
+	}
+	*out = r;
+	return 0;
 }
 
 int vm_node_sync(struct vm_node *n, const struct vm_node_cfg *c, int *changes)

@@ -85,6 +85,9 @@ struct vm_gw_cfg {
 	int nroutes, nvips;
 	struct vm_cfg_route *routes;
 	struct vm_cfg_vip vips[VM_CFG_MAX_VIPS];
+	char store_urls[512];     /* "store nats://...": routes also from the cluster store */
+	char store_pub[256];      /* "store_pub FILE": the controller's Ed25519 public key */
+	int store_pub_line;
 };
 
 struct vm_node_cfg {
@@ -169,6 +172,12 @@ void vm_gw_close(struct vm_gw *g);
 int vm_gw_map_fd(struct vm_gw *g, const char *name);
 /* Makes routes and vips equal to the config (only differences are written). */
 int vm_gw_sync(struct vm_gw *g, const struct vm_gw_cfg *c, int *changes);
+/* One route's entry written or removed (between full syncs), keyed as
+ * vm_gw_sync keys it; removing an absent route is not an error. */
+int vm_gw_route_put(struct vm_gw *g, const struct vm_cfg_route *r);
+int vm_gw_route_del(struct vm_gw *g, const char *name);
+/* The routes map's entries as routes (malloc'ed). */
+int vm_gw_routes_read(struct vm_gw *g, struct vm_cfg_route **out, int *n);
 int vm_gw_stats_read(int fd, struct gw_stats *sum);
 
 /* ---------- node data plane ---------- */

@@ -2,7 +2,7 @@
 # Runs every veilmesh test and ends with one line: "N passed, N failed".
 # Each suite prints "PASS name" / "FAIL name: why" / "SKIP name: why" lines.
 #   tests/run.sh            everything
-#   tests/run.sh unit|bpf|fuzz|e2e|reliability|dpdk|ops|agent|attest|launch|dns|bench
+#   tests/run.sh unit|bpf|fuzz|e2e|reliability|dpdk|ops|gwstore|agent|agentstore|registry|attest|launch|dns|bench
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -64,14 +64,23 @@ esac
 case $what in all|ops)
 	suite ops tests/ops.sh
 esac
+case $what in all|gwstore)
+	suite gwstore tests/gwstore.sh
+esac
 case $what in all|agent)
 	suite agent tests/agent.sh
+esac
+case $what in all|agent|agentstore)
+	suite agentstore tests/agentstore.sh
 esac
 case $what in all|attest)
 	suite attest tests/attest.sh
 esac
 case $what in all|launch)
 	suite launch tests/launch.sh
+esac
+case $what in all|launch|registry)
+	suite registry tests/registry.sh
 esac
 case $what in all|dns)
 	suite dns tests/dns.sh

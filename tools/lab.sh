@@ -24,6 +24,9 @@
 # (qemu through libvirt, tests/agent-image.sh) run on node1 by veil-agent, the
 # node's hypervisor role, beside veil-node: 198.18.14.2 / 2001:db8:14::2.
 #
+# VEIL_LAB_GW_EXTRA: lines appended to the gateway's config (e.g. "store nats://..." and
+# "store_pub FILE": routes also from the cluster store).
+#
 # ID (default "lab") keeps labs apart: namespaces are vml-ID-*, pinned maps
 # live under /sys/fs/bpf/veilmesh-ID/, files under ${VEIL_LAB_DIR:-/tmp/veilmesh-ID}.
 set -euo pipefail
@@ -144,6 +147,8 @@ route vm3.veil.test 3 2001:db8:ff::12
 route *.apps.veil.test 3 198.19.0.12
 EOF
 	[ "$REAL_VM" = 1 ] && echo "route vm4.veil.test 4 198.19.0.11" >> "$DIR/gw.conf"
+	# more gateway settings from the caller (tests: "store ..." and "store_pub ...")
+	[ -n "${VEIL_LAB_GW_EXTRA:-}" ] && printf '%s\n' "$VEIL_LAB_GW_EXTRA" >> "$DIR/gw.conf"
 	for n in 1 2; do
 		{
 			echo "# veil-node config for node$n of lab $ID"

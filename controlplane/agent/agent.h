@@ -23,6 +23,14 @@ struct ag_cfg {
 	int ngpus;          /* 0 = all GPUs */
 	char gpus[AG_MAX_GPUS][AG_PCI_LEN]; /* normalized dddd:bb:dd.f */
 	int gpu_line[AG_MAX_GPUS], gpu_col[AG_MAX_GPUS];
+	/* store: the cluster store feeds the orders (docs/agent.md); urls "" = spec-dir only */
+	char store_urls[512];
+	char store_creds[256];     /* NATS credentials file, "" = none */
+	char controller_pub[256];  /* the controller's Ed25519 public key (PEM) */
+	char node_signing_key[256]; /* this node's Ed25519 private key (PEM): reports are signed with it */
+	char node_id[80];          /* the node's id in the store ([a-z0-9-], hex of sha256(EK) once joined) */
+	int heartbeat_s;           /* seconds between heartbeats (default 5) */
+	char registry_ca[256];     /* CA of the registry's HTTPS (images, kernels), "" = the system's */
 };
 
 /* Warnings (unknown keys) go to warn(file:line:col: ...), may be NULL. */
@@ -83,7 +91,8 @@ struct ag_spec {
 	char disk_url[1024];      /* http(s):// or file:// */
 	char disk_sha256[65];     /* lowercase hex */
 	char disk_format[8];      /* raw or qcow2 */
-	char kernel[512], initrd[512], cmdline[1024]; /* direct boot (kernel set) */
+	char kernel[512], initrd[512], cmdline[1024]; /* direct boot (kernel set): paths, or http(s) URLs */
+	char kernel_sha256[65], initrd_sha256[65];     /* needed when kernel/initrd are URLs (fetched like the disk) */
 	enum ag_fw firmware;
 	bool tpm;
 	enum ag_cc cc;

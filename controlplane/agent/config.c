@@ -2,6 +2,7 @@
 /* The node config, $HOME/.leea/config, parsed with libyaml's document API:
  * every node keeps its position, so each error says file:line:column. */
 #include <ctype.h>
+#include <stddef.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,6 +154,59 @@ static int load_resources(struct yml *y, yaml_node_t *map, struct ag_cfg *c)
 	return 0;
 }
 
+/* store: urls, controller_pub, node_signing_key, node_id, creds, heartbeat_s */
+static int load_store(struct yml *y, yaml_node_t *map, struct ag_cfg *c)
+{
+	if (map->type != YAML_MAPPING_NODE)
+		return yml_error(y, map, "'store' must be a mapping (urls, controller_pub, node_signing_key, node_id)");
+	if (yml_check_dups(y, map))
+		return -1;
+	static const struct { const char *name; size_t off, len; } f[] = {
+		{ "urls", offsetof(struct ag_cfg, store_urls), sizeof(((struct ag_cfg *)0)->store_urls) },
+		{ "creds", offsetof(struct ag_cfg, store_creds), sizeof(((struct ag_cfg *)0)->store_creds) },
+		{ "controller_pub", offsetof(struct ag_cfg, controller_pub), sizeof(((struct ag_cfg *)0)->controller_pub) },
+		{ "node_signing_key", offsetof(struct ag_cfg, node_signing_key),
+		  sizeof(((struct ag_cfg *)0)->node_signing_key) },
+		{ "node_id", offsetof(struct ag_cfg, node_id), sizeof(((struct ag_cfg *)0)->node_id) },
+		{ "registry_ca", offsetof(struct ag_cfg, registry_ca), sizeof(((struct ag_cfg *)0)->registry_ca) },
+	};
+	for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
+		yaml_node_t *k = yaml_document_get_node(&y->doc, p->key), *v = yaml_document_get_node(&y->doc, p->value);
+		const char *key = yml_scalar(k);
+		size_t i;
+		if (!key)
+			return yml_error(y, k, "keys must be plain names");
+		if (!strcmp(key, "heartbeat_s")) {
+			long n;
+			if (yml_int(y, v, "store.heartbeat_s", 1, 3600, &n))
+				return -1;
+			c->heartbeat_s = (int)n;
+			continue;
+		}
+		for (i = 0; i < sizeof(f) / sizeof(f[0]) && strcmp(key, f[i].name); i++)
+			;
+		if (i == sizeof(f) / sizeof(f[0])) {
+			yml_warn(y, k, "unknown key 'store.%s' ignored", key);
+			continue;
+		}
+		const char *s = yml_scalar(v);
+		if (!s || !*s)
+			return yml_error(y, v, "'store.%s' must be a string", key);
+		if (strlen(s) >= f[i].len)
+			return yml_error(y, v, "'store.%s' is longer than %zu characters", key, f[i].len - 1);
+		if (!strcmp(key, "urls") && strncmp(s, "nats://", 7) && strncmp(s, "tls://", 6))
+			return yml_error(y, v, "'store.urls' takes nats://HOST:PORT[,nats://...]");
+		if (!strcmp(key, "node_id") && (strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789-_") != strlen(s)))
+			return yml_error(y, v, "'store.node_id' must be a-z, 0-9, '-' or '_' (it is part of store keys)");
+		strcpy((char *)c + f[i].off, s);
+	}
+	const char *missing = !c->store_urls[0] ? "urls" : !c->controller_pub[0] ? "controller_pub"
+			    : !c->node_signing_key[0] ? "node_signing_key" : !c->node_id[0] ? "node_id" : NULL;
+	if (missing)
+		return yml_error(y, map, "'store.%s' missing", missing);
+	return 0;
+}
+
 int ag_cfg_load(const char *path, struct ag_cfg *c, ag_warn_fn warn, char *err, size_t errlen)
 {
 	struct yml y;
@@ -201,6 +255,9 @@ int ag_cfg_load(const char *path, struct ag_cfg *c, ag_warn_fn warn, char *err, 
 			have_key = true;
 		} else if (!strcmp(key, "resources")) {
 			if (load_resources(&y, v, c))
+				goto out;
+		} else if (!strcmp(key, "store")) {
+			if (load_store(&y, v, c))
 				goto out;
 		} else {
 			yml_warn(&y, k, "unknown key '%s' ignored", key);

@@ -33,6 +33,7 @@
 #include <libvirt/virterror.h>
 
 #include "daemon.h"
+#include "storefeed.h"
 #include "vmm.h"
 
 #define NS_URI "https://veilmesh.dev/xmlns/agent/1"
@@ -53,12 +54,19 @@ struct vm {
 	atomic_int fetch_done, fetch_rc;
 	volatile int fetch_stop;
 	char fetch_err[512], image[700];
+	char kimage[700], iimage[700]; /* kernel and initrd fetched by URL (cache paths), or "" */
 	atomic_int stopped_event; /* set by the event thread */
 	int stopped_detail;
 	double t_retry; /* no download before this time */
 	int retries;
 	uint64_t disk_bytes; /* its disk, counted against resources.disk */
 	bool adopted;
+	/* ordered through the cluster store (spec_path "store:<vm_id>") */
+	bool from_store;
+	uint64_t gen;
+	char reported[16], report_reason[512];
+	bool report_pending;
+	double t_report_retry;
 };
 
 static struct ag_daemon *D;
@@ -258,6 +266,34 @@ static void console_tail(const struct vm *v, char *out, size_t len)
 	snprintf(out, len, "%s", p);
 }
 
+/* ---------- reports to the store (vmstatus/<vm_id>) ---------- */
+
+static void report_flush(struct vm *v)
+{
+	char a4[64], a6[64];
+	snprintf(a4, sizeof(a4), "%s", v->spec.ipv4);
+	a4[strcspn(a4, "/")] = 0;
+	snprintf(a6, sizeof(a6), "%s", v->spec.ipv6);
+	a6[strcspn(a6, "/")] = 0;
+	if (ag_feed_status(D->feed, v->spec.id, v->reported, v->report_reason, a4, a6)) {
+		v->report_pending = true; /* the store is away: again in a while */
+		v->t_report_retry = now() + 2;
+	} else {
+		v->report_pending = false;
+	}
+}
+
+/* A lifecycle event of a store-ordered VM: fetching, launching, attesting,
+ * ready, failed (with the reason), deleted. */
+static void report(struct vm *v, const char *state, const char *reason)
+{
+	if (!v->from_store || !D->feed)
+		return;
+	snprintf(v->reported, sizeof(v->reported), "%s", state);
+	snprintf(v->report_reason, sizeof(v->report_reason), "%s", reason ? reason : "");
+	report_flush(v);
+}
+
 static void fail(struct vm *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void fail(struct vm *v, const char *fmt, ...)
 {
@@ -268,6 +304,7 @@ static void fail(struct vm *v, const char *fmt, ...)
 	va_end(ap);
 	v->state = ST_FAILED;
 	logv("event=vm_failed id=%s reason=\"%s\"", v->spec.id, why);
+	report(v, "failed", why);
 	/* A failed VM is stopped, never restarted: its resources go back to the
 	 * node; the definition, console log and disk stay for a look until the
 	 * order is deleted. */
@@ -307,7 +344,10 @@ static void teardown(struct vm *v, bool remove_files)
 		logv("event=nft_failed id=%s reason=\"%s\"", v->spec.id, err);
 	if (remove_files) {
 		char p[800];
-		const char *files[] = { v->disk, v->console, NULL };
+		char kf[800], inf[800];
+		snprintf(kf, sizeof(kf), "%s/vmlinuz", v->dir);
+		snprintf(inf, sizeof(inf), "%s/initrd.img", v->dir);
+		const char *files[] = { v->disk, v->console, kf, inf, NULL };
 		for (int i = 0; files[i]; i++)
 			unlink(files[i]);
 		snprintf(p, sizeof(p), "%s/VARS.fd", v->dir);
@@ -325,6 +365,14 @@ static void *fetch_thread(void *arg)
 	struct vm *v = arg;
 	int rc = ag_fetch(v->spec.disk_url, v->spec.disk_sha256, D->cache_dir, v->image, sizeof(v->image),
 			  &v->fetch_stop, v->fetch_err, sizeof(v->fetch_err));
+	/* a kernel and initrd given by URL (the registry's) come the same way */
+	v->kimage[0] = v->iimage[0] = 0;
+	if (!rc && v->spec.kernel[0] && v->spec.kernel[0] != '/')
+		rc = ag_fetch(v->spec.kernel, v->spec.kernel_sha256, D->cache_dir, v->kimage, sizeof(v->kimage),
+			      &v->fetch_stop, v->fetch_err, sizeof(v->fetch_err));
+	if (!rc && v->spec.initrd[0] && v->spec.initrd[0] != '/')
+		rc = ag_fetch(v->spec.initrd, v->spec.initrd_sha256, D->cache_dir, v->iimage, sizeof(v->iimage),
+			      &v->fetch_stop, v->fetch_err, sizeof(v->fetch_err));
 	atomic_store(&v->fetch_rc, rc);
 	atomic_store(&v->fetch_done, 1);
 	return NULL;
@@ -390,6 +438,7 @@ static void launch(struct vm *v)
 		return;
 	}
 	logv("event=vm_launching id=%s domain=%s tap=%s", v->spec.id, v->dom_name, v->tap);
+	report(v, "launching", NULL);
 	if (!ag_tap_exists(v->tap) && ag_tap_create(v->tap, D->libvirt_ns, err, sizeof(err))) {
 		/* it may already be in libvirtd's namespace from an earlier try */
 		if (!strstr(err, "busy") && !strstr(err, "exists")) {
@@ -412,7 +461,27 @@ static void launch(struct vm *v)
 		k += snprintf(o + k, left - k, "veil.ip4=%s,%s", v->spec.ipv4, v->spec.gw4);
 	if (v->spec.ipv6[0] && v->spec.gw6[0])
 		snprintf(o + k, left - k, "%sveil.ip6=%s,%s", k ? " " : "", v->spec.ipv6, v->spec.gw6);
-	char *xml = ag_domain_xml(&v->spec, &domcaps, &p, err, sizeof(err));
+	/* fetched kernel and initrd: copied beside the disk (qemu reads them from there) */
+	static struct ag_spec sp;
+	sp = v->spec;
+	const struct { const char *from; char *dst; const char *name; } boot[2] = {
+		{ v->kimage, sp.kernel, "vmlinuz" }, { v->iimage, sp.initrd, "initrd.img" } };
+	for (int i = 0; i < 2; i++) {
+		if (!boot[i].from[0])
+			continue;
+		char to[800];
+		snprintf(to, sizeof(to), "%s/%s", v->dir, boot[i].name);
+		if (copy_file(boot[i].from, to, err, sizeof(err))) {
+			fail(v, "%s", err);
+			return;
+		}
+		if (strlen(to) >= sizeof(sp.kernel)) {
+			fail(v, "%s: path too long", to);
+			return;
+		}
+		memcpy(boot[i].dst, to, strlen(to) + 1);
+	}
+	char *xml = ag_domain_xml(&sp, &domcaps, &p, err, sizeof(err));
 	if (!xml) {
 		fail(v, "%s", err);
 		return;
@@ -445,6 +514,8 @@ static void launch(struct vm *v)
 	}
 	v->state = ST_BOOTING;
 	v->t_next_probe = now() + 1;
+	/* booting: the initrd attests to the validators and opens the disk */
+	report(v, "attesting", NULL);
 }
 
 /* ---------- libvirt events ---------- */
@@ -547,7 +618,7 @@ static void scan_specs(void)
 	if (d)
 		closedir(d);
 	for (int i = 0; i < MAX_VMS; i++)
-		if (vms[i].used && !vms[i].seen) {
+		if (vms[i].used && !vms[i].seen && !vms[i].from_store) {
 			logv("event=vm_deleting id=%s", vms[i].spec.id);
 			teardown(&vms[i], true);
 			logv("event=vm_deleted id=%s", vms[i].spec.id);
@@ -592,6 +663,8 @@ static void reap_orphans(void)
 		unlink(tmp.disk);
 		rmdir(tmp.dir);
 		logv("event=vm_deleted id=%s", tmp.spec.id);
+		if (D->feed) /* with a store, the node's VMs are the controller's: it hears of it */
+			ag_feed_status(D->feed, tmp.spec.id, "deleted", "its order was removed while the agent was away", "", "");
 	}
 	free(doms);
 }
@@ -626,6 +699,7 @@ static void step(struct vm *v)
 				v->state = ST_FAILED;
 				logv("event=vm_refused id=%s reason=\"a domain named %s exists and is not this agent's\"",
 				     v->spec.id, v->dom_name);
+				report(v, "failed", "a domain of that name exists and is not this agent's");
 				return;
 			}
 			if (running) {
@@ -637,6 +711,7 @@ static void step(struct vm *v)
 				v->t_started = now();
 				v->t_next_probe = now();
 				logv("event=vm_adopted id=%s domain=%s tap=%s", v->spec.id, v->dom_name, v->tap);
+				report(v, "attesting", "adopted after an agent restart");
 				/* the steps after the start again, each idempotent: the previous
 				 * agent may have stopped between them */
 				char err[512] = "";
@@ -651,12 +726,15 @@ static void step(struct vm *v)
 		if (admit(v, why, sizeof(why))) {
 			v->state = ST_FAILED;
 			logv("event=vm_refused id=%s reason=\"%s\"", v->spec.id, why);
+			report(v, "failed", why);
 			return;
 		}
 		v->state = ST_FETCHING;
 		v->fetch_stop = 0;
 		atomic_store(&v->fetch_done, 0);
 		logv("event=vm_fetching id=%s url=%s", v->spec.id, v->spec.disk_url);
+		if (strcmp(v->reported, "fetching"))
+			report(v, "fetching", NULL);
 		if (pthread_create(&v->fetcher, NULL, fetch_thread, v)) {
 			fail(v, "cannot start the download: %s", strerror(errno));
 			return;
@@ -705,6 +783,7 @@ static void step(struct vm *v)
 			logv("event=vm_ready id=%s domain=%s address=%s port=%d spec_to_ready_s=%.1f boot_s=%.1f%s", v->spec.id,
 			     v->dom_name, addr, v->spec.port, t - v->t_ordered, t - v->t_started,
 			     v->adopted ? " adopted=yes" : "");
+			report(v, "ready", NULL);
 			return;
 		}
 		if (t - v->t_started > v->spec.ready_timeout) {
@@ -722,6 +801,109 @@ static void step(struct vm *v)
 	}
 }
 
+/* ---------- orders from the cluster store ---------- */
+
+static void delete_vm(struct vm *v, const char *why)
+{
+	logv("event=vm_deleting id=%s%s%s%s", v->spec.id, why ? " reason=\"" : "", why ? why : "", why ? "\"" : "");
+	teardown(v, true);
+	logv("event=vm_deleted id=%s", v->spec.id);
+	report(v, "deleted", why);
+	v->used = false;
+}
+
+/* The store's wanted VMs against ours: new ones ordered, gone ones deleted.
+ * A failed VM ordered again (a higher gen) starts over; a running VM's spec
+ * is not edited in place. */
+static void scan_feed(void)
+{
+	static uint64_t seen_version = UINT64_MAX;
+	uint64_t ver;
+	int n;
+
+	if (!D->feed || !ag_feed_synced(D->feed) || ag_feed_version(D->feed) == seen_version)
+		return;
+	struct ag_feed_vm *w = ag_feed_wanted(D->feed, &n, &ver);
+	if (!w)
+		return;
+	seen_version = ver;
+	for (int i = 0; i < MAX_VMS; i++)
+		if (vms[i].used && vms[i].from_store)
+			vms[i].seen = false;
+	for (int k = 0; k < n; k++) {
+		struct vm *v = find(w[k].spec.id);
+		if (v && !v->from_store) {
+			logv("event=spec_rejected source=store id=%s reason=\"VM id %s is ordered by the spec directory too\"",
+			     w[k].spec.id, w[k].spec.id);
+			continue;
+		}
+		if (v) {
+			v->seen = true;
+			if (w[k].gen == v->gen)
+				continue;
+			if (v->state != ST_FAILED) {
+				logv("event=store_order_changed id=%s gen=%llu reason=\"a VM's spec is not edited in place: "
+				     "delete it and order again\"", v->spec.id, (unsigned long long)w[k].gen);
+				v->gen = w[k].gen;
+				continue;
+			}
+			delete_vm(v, "ordered again");
+		}
+		for (int i = 0; i < MAX_VMS && !v; i++)
+			if (!vms[i].used)
+				v = &vms[i];
+		if (!v) {
+			logv("event=spec_rejected source=store id=%s reason=\"more than %d VMs\"", w[k].spec.id, MAX_VMS);
+			continue;
+		}
+		memset(v, 0, sizeof(*v));
+		v->used = v->seen = v->from_store = true;
+		v->spec = w[k].spec;
+		v->gen = w[k].gen;
+		snprintf(v->spec_path, sizeof(v->spec_path), "store:%s", w[k].spec.id);
+		v->t_ordered = now();
+		v->state = ST_ORDERED;
+		names(v);
+		logv("event=vm_ordered id=%s source=store order=%s gen=%llu vcpus=%d memory_mib=%llu", v->spec.id,
+		     w[k].order[0] ? w[k].order : "-", (unsigned long long)v->gen, v->spec.vcpus,
+		     (unsigned long long)(v->spec.memory >> 20));
+	}
+	free(w);
+	for (int i = 0; i < MAX_VMS; i++)
+		if (vms[i].used && vms[i].from_store && !vms[i].seen)
+			delete_vm(&vms[i], NULL);
+}
+
+static const char *state_name(const struct vm *v)
+{
+	static const char *n[] = { "ordered", "fetching", "launching", "attesting", "ready", "failed" };
+	return n[v->state];
+}
+
+/* heartbeats/<node_id>: the store VMs' states and what is left of resources */
+static void heartbeat(void)
+{
+	char buf[16384];
+	size_t k = 0;
+	int cpu;
+	uint64_t mem, disk = 0;
+	buf[k++] = '{';
+	for (int i = 0; i < MAX_VMS && k < sizeof(buf) - 80; i++)
+		if (vms[i].used && vms[i].from_store)
+			k += snprintf(buf + k, sizeof(buf) - k, "%s\"%s\":\"%s\"", k > 1 ? "," : "", vms[i].spec.id,
+				      state_name(&vms[i]));
+	snprintf(buf + k, sizeof(buf) - k, "}");
+	used_resources(&cpu, &mem, NULL);
+	for (int i = 0; i < MAX_VMS; i++)
+		if (vms[i].used)
+			disk += vms[i].disk_bytes;
+	int cpu_cap = D->cfg->cpu ? D->cfg->cpu : D->scan->cpus;
+	uint64_t mem_cap = D->cfg->ram ? D->cfg->ram : D->scan->mem_total;
+	uint64_t disk_cap = D->cfg->disk ? D->cfg->disk : D->scan->disk_free;
+	if (ag_feed_heartbeat(D->feed, buf, cpu_cap - cpu, (mem_cap - mem) >> 20, (disk_cap > disk ? disk_cap - disk : 0) >> 30))
+		logv("event=store_report_failed bucket=heartbeats");
+}
+
 int ag_daemon_run(struct ag_daemon *d)
 {
 	char err[1024];
@@ -733,6 +915,8 @@ int ag_daemon_run(struct ag_daemon *d)
 	mkdir(d->state_dir, 0711);
 	mkdir(d->cache_dir, 0700);
 
+	if (d->cfg->registry_ca[0])
+		ag_fetch_ca = d->cfg->registry_ca;
 	virSetErrorFunc(NULL, quiet_errors); /* errors are logged as events, with context */
 	if (virEventRegisterDefaultImpl() < 0) {
 		logv("event=libvirt_failed reason=\"event loop: %s\"", virt_err());
@@ -760,17 +944,48 @@ int ag_daemon_run(struct ag_daemon *d)
 	     d->cfg->cpu ? d->cfg->cpu : d->scan->cpus,
 	     (unsigned long long)((d->cfg->ram ? d->cfg->ram : d->scan->mem_total) >> 20));
 
-	bool first = true;
+	bool reaped = false;
+	double t_feed_retry = 0, t_beat = 0, t_counts = 0;
+	char counts[256] = "", c2[256];
+	int beat_s = d->cfg->heartbeat_s ? d->cfg->heartbeat_s : 5;
 	while (!stop_sig) {
+		if (d->cfg->store_urls[0] && !d->feed && now() >= t_feed_retry) {
+			/* VMs keep running while the store is away; nothing is reaped before its snapshot */
+			d->feed = ag_feed_start(d->cfg, d->state_dir, err, sizeof(err));
+			if (d->feed)
+				logv("event=store_watching urls=%s node=%s bucket=vms", d->cfg->store_urls, d->cfg->node_id);
+			else
+				logv("event=store_unavailable reason=\"%s\" retry_s=5", err);
+			t_feed_retry = now() + 5;
+		}
 		scan_specs();
-		if (first)
+		scan_feed();
+		/* domains of ours without an order: only once every source of orders is read */
+		if (!reaped && (!d->cfg->store_urls[0] || (d->feed && ag_feed_synced(d->feed)))) {
 			reap_orphans();
-		first = false;
+			reaped = true;
+		}
 		for (int i = 0; i < MAX_VMS; i++)
-			if (vms[i].used)
+			if (vms[i].used) {
 				step(&vms[i]);
+				if (vms[i].used && vms[i].report_pending && now() >= vms[i].t_report_retry)
+					report_flush(&vms[i]);
+			}
+		if (d->feed && ag_feed_synced(d->feed) && now() >= t_beat) {
+			heartbeat();
+			t_beat = now() + beat_s;
+		}
+		if (d->feed && now() >= t_counts) { /* refusals, when they change */
+			ag_feed_counts(d->feed, c2, sizeof(c2));
+			if (strcmp(c2, counts))
+				logv("event=store_rejected_total %s", c2);
+			snprintf(counts, sizeof(counts), "%s", c2);
+			t_counts = now() + 1;
+		}
 		usleep(200000);
 	}
+	ag_feed_stop(d->feed);
+	d->feed = NULL;
 	/* Leaving: downloads stop (a .part is resumed next time), VMs keep running. */
 	for (int i = 0; i < MAX_VMS; i++)
 		if (vms[i].used && vms[i].fetching) {

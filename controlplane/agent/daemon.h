@@ -18,6 +18,7 @@ struct ag_daemon {
 	const char *node_socket;    /* veil-node's control socket (reload) */
 	int libvirt_ns;             /* libvirtd's network namespace (-1: ours) */
 	int mtu;                    /* taps' MTU (0: the kernel's default) */
+	struct ag_feed *feed;       /* orders from the cluster store (store: in the config), or NULL */
 };
 
 int ag_daemon_run(struct ag_daemon *d);

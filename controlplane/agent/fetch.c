@@ -12,6 +12,8 @@
 
 #include "vmm.h"
 
+const char *ag_fetch_ca;
+
 int ag_sha256_file(const char *path, char hex[65])
 {
 	FILE *f = fopen(path, "rb");
@@ -58,6 +60,8 @@ int ag_fetch(const char *url, const char *sha256, const char *cache_dir, char *p
 	CURL *c = curl_easy_init();
 	char cerr[CURL_ERROR_SIZE] = "";
 	curl_easy_setopt(c, CURLOPT_URL, url);
+	if (ag_fetch_ca)
+		curl_easy_setopt(c, CURLOPT_CAINFO, ag_fetch_ca);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, f);
 	curl_easy_setopt(c, CURLOPT_FAILONERROR, 1L);
 	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);

@@ -97,8 +97,15 @@ static int load_boot(struct yml *y, yaml_node_t *m, struct ag_spec *s)
 			char *dst = key[0] == 'k' ? s->kernel : s->initrd;
 			if (copy_str(y, v, key, dst, sizeof(s->kernel)))
 				return -1;
-			if (dst[0] != '/')
-				return yml_error(y, v, "'boot.%s' must be an absolute path", key);
+			if (dst[0] != '/' && strncmp(dst, "http://", 7) && strncmp(dst, "https://", 8))
+				return yml_error(y, v, "'boot.%s' must be an absolute path or an http(s) URL", key);
+		} else if (!strcmp(key, "kernel_sha256") || !strcmp(key, "initrd_sha256")) {
+			char *dst = key[0] == 'k' ? s->kernel_sha256 : s->initrd_sha256;
+			const char *h = yml_scalar(v);
+			if (!h || strlen(h) != 64 || strspn(h, "0123456789abcdefABCDEF") != 64)
+				return yml_error(y, v, "'boot.%s' must be 64 hex digits", key);
+			for (int i = 0; i < 64; i++)
+				dst[i] = (char)tolower((unsigned char)h[i]);
 		} else if (!strcmp(key, "cmdline")) {
 			if (copy_str(y, v, "boot.cmdline", s->cmdline, sizeof(s->cmdline)))
 				return -1;
@@ -116,6 +123,10 @@ static int load_boot(struct yml *y, yaml_node_t *m, struct ag_spec *s)
 	}
 	if (s->initrd[0] && !s->kernel[0])
 		return yml_error(y, m, "'boot.initrd' needs 'boot.kernel'");
+	if (s->kernel[0] != '/' && s->kernel[0] && !s->kernel_sha256[0])
+		return yml_error(y, m, "'boot.kernel' is a URL: 'boot.kernel_sha256' is needed");
+	if (s->initrd[0] != '/' && s->initrd[0] && !s->initrd_sha256[0])
+		return yml_error(y, m, "'boot.initrd' is a URL: 'boot.initrd_sha256' is needed");
 	if (s->cmdline[0] && !s->kernel[0])
 		return yml_error(y, m, "'boot.cmdline' needs 'boot.kernel'");
 	return 0;
@@ -137,6 +148,9 @@ static int load_network(struct yml *y, yaml_node_t *m, struct ag_spec *s)
 			{ "ipv6", s->ipv6, AF_INET6, true }, { "gateway6", s->gw6, AF_INET6, false },
 		};
 		bool done = false;
+		const char *sv = yml_scalar(v);
+		if (sv && !*sv && strcmp(key, "mac")) /* "" = not given (a controller's empty field) */
+			continue;
 		for (int i = 0; i < 4 && !done; i++) {
 			if (strcmp(key, f[i].name))
 				continue;

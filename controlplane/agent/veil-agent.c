@@ -12,6 +12,7 @@
 
 #include "agent.h"
 #include "daemon.h"
+#include "store/store.h"
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
 
@@ -221,9 +222,20 @@ int main(int argc, char **argv)
 		fprintf(stderr, "veil-agent: %s\n", err);
 		return 2;
 	}
+	if (cfg.store_urls[0]) { /* the keys must load before the store is trusted or written */
+		EVP_PKEY *k1 = vs_load_key(cfg.controller_pub, 0, err, sizeof(err)), *k2 = NULL;
+		if (k1)
+			k2 = vs_load_key(cfg.node_signing_key, 1, err, sizeof(err));
+		EVP_PKEY_free(k1);
+		EVP_PKEY_free(k2);
+		if (!k2) {
+			fprintf(stderr, "veil-agent: %s: store: %s\n", cfgpath, err);
+			return 2;
+		}
+	}
 	if (check) {
-		printf("%s: ok (cpu %d of %d, %d GPUs listed)\n", cfgpath, cfg.cpu ? cfg.cpu : scan.cpus, scan.cpus,
-		       cfg.ngpus);
+		printf("%s: ok (cpu %d of %d, %d GPUs listed%s)\n", cfgpath, cfg.cpu ? cfg.cpu : scan.cpus, scan.cpus,
+		       cfg.ngpus, cfg.store_urls[0] ? ", orders also from the store" : "");
 		return 0;
 	}
 	if (libvirt_netns) {

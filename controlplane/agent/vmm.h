@@ -18,6 +18,8 @@ int ag_tap_delete(const char *name, int libvirt_ns);
 int ag_fetch(const char *url, const char *sha256, const char *cache_dir, char *path, size_t pathlen,
 	     volatile int *stop, char *err, size_t errlen);
 int ag_sha256_file(const char *path, char hex[65]);
+/* A CA file for https fetches (the registry's), or NULL for the system's. */
+extern const char *ag_fetch_ca;
 
 /* the VM's firewall and egress NAT (nft.c): one nftables table per tap */
 int ag_nft_vm_add(const char *tap, char *err, size_t errlen);
