@@ -464,7 +464,7 @@ store_tests() {
 		return 1
 	}
 	Q() { D @198.18.53.3 "$@"; }
-	A1() { Q "$@" +short | head -1; }
+	A1() { K @198.18.53.3 "$@" +short | head -1; }  # answers with kdig, statuses with dig
 	st() { Q "$@" | awk '/status:/ {sub(",", "", $6); print $6}'; }
 	sserial() { Q veil.test SOA +short | awk '{print $3}'; }
 	M() { ip netns exec "$NC" curl -s http://198.18.54.1:9434/metrics; }

@@ -235,6 +235,48 @@ static void malformed_queries_formerr(void)
 	CHECK(!dns_answer(snap, &q, &r) && r.rcode == LDNS_RCODE_FORMERR, "trailing byte over TCP: rcode %d", r.rcode);
 }
 
+/* What the store feed relies on: names from the store checked against the
+ * zone, the file's config copied and grown with them, a snapshot built from
+ * the merge answering the new names. */
+static void store_merge_helpers(void)
+{
+	char n[256], err[512];
+	CHECK(!dns_vm_name(&snap->cfg, "Svc1.Veil.Test.", n, sizeof(n)) && !strcmp(n, "svc1.veil.test"), "absolute name: %s", n);
+	CHECK(!dns_vm_name(&snap->cfg, "*.shop.veil.test", n, sizeof(n)) && !strcmp(n, "*.shop.veil.test"), "wildcard");
+	CHECK(dns_vm_name(&snap->cfg, "veil.test", n, sizeof(n)), "the apex is not a VM name");
+	CHECK(dns_vm_name(&snap->cfg, "x.other.test", n, sizeof(n)), "another zone's name");
+	CHECK(dns_vm_name(&snap->cfg, "a..veil.test", n, sizeof(n)) && dns_vm_name(&snap->cfg, "a b.veil.test", n, sizeof(n)) &&
+	      dns_vm_name(&snap->cfg, "x.*.veil.test", n, sizeof(n)) && dns_vm_name(&snap->cfg, "", n, sizeof(n)),
+	      "bad labels refused");
+	double lat, lon;
+	CHECK(!dns_parse_loc("DE", &lat, &lon) && !dns_parse_loc("52.37,4.90", &lat, &lon) && lat > 52 && lat < 53 &&
+	      dns_parse_loc("ZZ", &lat, &lon) && dns_parse_loc("91,0", &lat, &lon), "locations");
+	struct dns_cfg c;
+	CHECK(!dns_cfg_copy(&c, &snap->cfg) && c.nvm == snap->cfg.nvm && c.vm != snap->cfg.vm, "deep copy");
+	for (int i = 0; i < 300; i++) {
+		snprintf(n, sizeof(n), "store%d.veil.test", i);
+		CHECK(!dns_cfg_add_vm(&c, n), "add %d", i);
+	}
+	CHECK(c.nvm == snap->cfg.nvm + 300 && !strcmp(c.vm[c.nvm - 1], "store299.veil.test"), "grown to %d", c.nvm);
+	uint64_t key[2] = { 1, 2 };
+	struct dns_snap *s2 = dns_snap_build(&c, snap->serial, snap->cfg.hash ^ 1, key, err, sizeof(err));
+	CHECK(s2 && s2->serial > snap->serial, "merged snapshot built, serial moved: %.200s", s2 ? "" : err);
+	if (s2) {
+		struct dns_snap *keep = snap;
+		struct dns_result r;
+		ldns_pkt *p;
+		snap = s2;
+		ask("store123.veil.test", LDNS_RR_TYPE_A, NULL, AF_INET, "198.18.54.2", &r, &p);
+		CHECK(p && ldns_pkt_get_rcode(p) == LDNS_RCODE_NOERROR && has_addr(p, "198.18.1.1"), "a merged name answered");
+		ldns_pkt_free(p);
+		ask("vm1.veil.test", LDNS_RR_TYPE_A, NULL, AF_INET, "198.18.54.2", &r, &p);
+		CHECK(p && ldns_pkt_get_rcode(p) == LDNS_RCODE_NOERROR, "the file's name still answered");
+		ldns_pkt_free(p);
+		snap = keep;
+		dns_snap_free(s2);
+	}
+}
+
 int main(void)
 {
 	char err[512], conf[] = "/tmp/test_dns.XXXXXX";
@@ -259,6 +301,7 @@ int main(void)
 	RUN(pure_and_deterministic);
 	RUN(names_and_bad_input);
 	RUN(malformed_queries_formerr);
+	RUN(store_merge_helpers);
 	dns_snap_free(snap);
 	return t_done();
 }

@@ -349,8 +349,8 @@ if d.get("dns"):
                      f'{x["cpu_s_per_m"]:.2f} | {ratio:.2f} |')
     lines += ['', 'CPU s = the scheduler\'s runtime of all the server\'s threads (/proc/PID/task/*/schedstat) over the',
               'run; runs interleaved, the median of the rounds shown. veil-dns as configured by default: a',
-              'per-worker memo of its pure query function, UDP coalescing (udp_coalesce_us 100: after a read that',
-              'did not fill its batch the worker waits 100 us, so the next read takes many queries) and UDP GSO',
+              'per-worker memo of its pure query function, UDP coalescing (udp_coalesce_us 250: after a read that',
+              'did not fill its batch the worker waits 250 us, so the next read takes many queries) and UDP GSO',
               '(same-length answers to one client in one send; dnsperf sends from one socket, real resolvers',
               'spread their ports, so there it helps less). veil-dns-plain: coalescing and GSO off; nomemo: the',
               'memo off too (every answer parsed and built by ldns).']

@@ -12,7 +12,7 @@
 # ECS option (dnsperf -E): queries/s, p99 latency (from dnsperf -v), and the
 # server's CPU seconds per million answered queries (the scheduler's runtime
 # of all its threads; utime+stime ticks alongside).  Runs are interleaved
-# over DNS_ROUNDS rounds (default 2); the median round is reported.
+# over DNS_ROUNDS rounds (default 3); the median of each figure is reported.
 # veil-dns keeps a per-worker memo of its answers (the query path is a pure
 # function); it is also measured without UDP coalescing and GSO ("plain")
 # and with the memo off too ("nomemo", every answer parsed and built by ldns).
@@ -135,7 +135,7 @@ PY
 say "bench_dns: gdnsd nets file: $(cat "$T/nets.count") CIDRs from tor-geoipdb"
 
 # the servers, pinned to CPU 0: veil-dns as configured by default (UDP
-# coalescing 100 us, GSO on), the same with both off ("plain": one read and
+# coalescing 250 us, GSO on), the same with both off ("plain": one read and
 # one send call per wake-up, as before), the same with the answer memo off
 # too ("nomemo": every answer parsed and built by ldns), and gdnsd.  All run
 # at once; each is idle (blocked in its receive call) while another is measured.
@@ -167,9 +167,9 @@ done
 ticks=$(getconf CLK_TCK)
 # CPU time of every thread of a process: the scheduler's runtime in ns
 # (/proc/PID/task/*/schedstat, exact), and utime+stime in ticks (sampled)
-cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {print s}'; }
+cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {printf "%.0f", s}'; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-ROUNDS=${DNS_ROUNDS:-2}
+ROUNDS=${DNS_ROUNDS:-3}
 : >"$T/runs"
 run() { # name addr pid ecs(0/1)
 	local name=$1 addr=$2 pid=$3 ecs=$4 e=() c0 c1 t0 t1 out
@@ -200,7 +200,7 @@ for r in $(seq "$ROUNDS"); do
 done
 run veil-dns-nomemo 198.18.53.4 $NOMEMO 0
 run veil-dns-nomemo 198.18.53.4 $NOMEMO 1
-# per server and ECS: the median round (by CPU per answer), its figures
+# per server and ECS: the median over the rounds of each figure
 python3 - "$T/runs" "$OUT" <<'PY'
 import sys, json, statistics
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
@@ -210,10 +210,11 @@ for r in rows:
     if k not in seen:
         seen.append(k)
 for k in seen:
-    rs = sorted((r for r in rows if (r[0], r[1]) == k), key=lambda r: float(r[4]))
-    m = rs[(len(rs) - 1) // 2]
-    out.append({"server": k[0], "ecs": k[1] == "1", "qps": float(m[2]), "p99_ms": float(m[3]),
-                "cpu_s_per_m": float(m[4]), "cpu_s_per_m_ticks": float(m[5]), "completed": int(m[6]), "lost": int(m[7]),
-                "rounds": len(rs), "cpu_s_per_m_all": [float(r[4]) for r in rs]})
+    rs = [r for r in rows if (r[0], r[1]) == k]
+    med = lambda i: statistics.median(float(r[i]) for r in rs)
+    out.append({"server": k[0], "ecs": k[1] == "1", "qps": med(2), "p99_ms": med(3),
+                "cpu_s_per_m": med(4), "cpu_s_per_m_ticks": med(5), "completed": sum(int(r[6]) for r in rs),
+                "lost": sum(int(r[7]) for r in rs), "rounds": len(rs), "cpu_s_per_m_all": [float(r[4]) for r in rs],
+                "p99_ms_all": [float(r[3]) for r in rs]})
 json.dump(out, open(sys.argv[2], 'w') if sys.argv[2] != '/dev/stdout' else sys.stdout, indent=4)
 PY
