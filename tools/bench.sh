@@ -309,9 +309,9 @@ if d.get("dns"):
                      f'{x["cpu_s_per_m"]:.2f} | {ratio:.2f} |')
     lines += ['', 'veil-dns answers from a per-worker memo of its pure query function; veil-dns-nomemo is the',
               'same server with the memo off (every answer parsed and built by ldns).']
-lines += ['', '| BPF_PROG_TEST_RUN case | mode | ns/packet | baseline ns | ratio |', '| --- | --- | ---: | ---: | ---: |']
+lines += ['', '| BPF_PROG_TEST_RUN case | mode | ns/packet | baseline ns | + ns | ratio | counter checked |', '| --- | --- | ---: | ---: | ---: | ---: | --- |']
 for m in d["micro"]:
-    lines.append(f'| {m["case"]} | {m["mode"]} | {m["ns_per_pkt"]:.1f} | {m["baseline_ns_per_pkt"]:.1f} | {m["ratio"]:.2f} |')
+    lines.append(f'| {m["case"]} | {m["mode"]} | {m["ns_per_pkt"]:.1f} | {m["baseline_ns_per_pkt"]:.1f} | {m["over_baseline_ns"]:.1f} | {m["ratio"]:.2f} | {m["counter"]} |')
 # where veilmesh loses, say so
 v = e.get("veilmesh")
 notes = []
