@@ -334,29 +334,16 @@ int gw_ingress(struct xdp_md *ctx)
 		}
 		return XDP_PASS;
 	}
-	__builtin_memcpy(vk.addr, p.daddr, 16);
-	vk.port_be = p.dport;
-	vk.family = p.family;
-	vip = bpf_map_lookup_elem(&vips, &vk);
-	if (!vip) {
-		GW_COUNT(st, pass_not_vip);
-		return XDP_PASS;
-	}
-	cfg = bpf_map_lookup_elem(&gw_config, &zero);
-	sec = bpf_map_lookup_elem(&cookie_secret, &zero);
-	s = bpf_map_lookup_elem(&gw_scratch, &zero);
-	if (!cfg || !sec || !sec->epoch || !s) {
-		GW_COUNT(st, no_config);
-		return XDP_DROP;
-	}
-
+	/* An established packet needs its flow and the underlay address, no
+	 * more: the flow first, the VIP and the rest only on a miss (a flow
+	 * outlives its VIP as it outlives its route, until it closes or ages). */
 	flow_key_of(&p, &k);
 	f = bpf_map_lookup_elem(&flows, &k);
-	if (f) {
-		if ((p.flags & (TCP_SYN | TCP_ACK)) == TCP_SYN) {
-			/* A new connection on the tuple of an old one. */
-			bpf_map_delete_elem(&flows, &k);
-			return send_synack(ctx, &p, st, cfg, sec);
+	if (f && (p.flags & (TCP_SYN | TCP_ACK)) != TCP_SYN) {
+		cfg = bpf_map_lookup_elem(&gw_config, &zero);
+		if (!cfg) {
+			GW_COUNT(st, no_config);
+			return XDP_DROP;
 		}
 		if (p.flags & TCP_RST) {
 			rc = forward(ctx, &p, f, 0, cfg, st);
@@ -381,6 +368,27 @@ int gw_ingress(struct xdp_md *ctx)
 		else
 			GW_COUNT(st, fwd_established);
 		return forward(ctx, &p, f, handoff, cfg, st);
+	}
+
+	__builtin_memcpy(vk.addr, p.daddr, 16);
+	vk.port_be = p.dport;
+	vk.family = p.family;
+	vip = bpf_map_lookup_elem(&vips, &vk);
+	if (!vip) {
+		GW_COUNT(st, pass_not_vip);
+		return XDP_PASS;
+	}
+	cfg = bpf_map_lookup_elem(&gw_config, &zero);
+	sec = bpf_map_lookup_elem(&cookie_secret, &zero);
+	s = bpf_map_lookup_elem(&gw_scratch, &zero);
+	if (!cfg || !sec || !sec->epoch || !s) {
+		GW_COUNT(st, no_config);
+		return XDP_DROP;
+	}
+	if (f) {
+		/* A new connection on the tuple of an old one. */
+		bpf_map_delete_elem(&flows, &k);
+		return send_synack(ctx, &p, st, cfg, sec);
 	}
 
 	if (p.flags & TCP_RST) {
