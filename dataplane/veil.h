@@ -168,7 +168,17 @@ void vm_gw_detach(struct vm_gw *g);
 void vm_gw_close(struct vm_gw *g);
 int vm_gw_map_fd(struct vm_gw *g, const char *name);
 /* Makes routes and vips equal to the config (only differences are written). */
+/* Makes the maps match c: routes (any number up to VM_ROUTES_MAX; c->routes
+ * may be an array of the caller's beyond VM_CFG_MAX_ROUTES), VIPs, settings.
+ * -EEXIST (and a log line) when two names share a 64-bit hash. */
 int vm_gw_sync(struct vm_gw *g, const struct vm_gw_cfg *c, int *changes);
+
+/* One route in the routes map (fd), by name: the key is vm_route_hash(name),
+ * the value the route and its name (struct route_ent). */
+__u64 vm_route_hash(const char *name);
+int vm_gw_route_put(int fd, const char *name, const struct route_val *v);
+int vm_gw_route_get(int fd, const char *name, struct route_val *v);
+int vm_gw_route_del(int fd, const char *name);
 int vm_gw_stats_read(int fd, struct gw_stats *sum);
 
 /* ---------- node data plane ---------- */

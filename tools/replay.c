@@ -412,7 +412,7 @@ int vm_replay(int argc, char **argv, const char *live_pin, int json)
 		char p1[512];
 		int fd;
 		snprintf(p1, sizeof(p1), "%s/routes", live_pin);
-		if (copy_map(p1, routes_fd, sizeof(struct route_key), sizeof(struct route_val))) {
+		if (copy_map(p1, routes_fd, sizeof(struct route_hkey), sizeof(struct route_ent))) {
 			fprintf(stderr, "veilctl: no live routes under %s: give --routes CONFIG\n", live_pin);
 			rc = 1;
 			goto out;
@@ -440,14 +440,16 @@ int vm_replay(int argc, char **argv, const char *live_pin, int json)
 		(void)!system(cmd);
 	}
 	{
-		struct route_key k, nk;
-		struct route_val v;
+		struct route_hkey k, nk;
+		struct route_ent e;
+		const struct route_val *vp = &e.val;
 		void *prev = NULL;
 		while (!bpf_map_get_next_key(routes_fd, prev, &nk)) {
 			k = nk;
 			prev = &k;
-			if (bpf_map_lookup_elem(routes_fd, &k, &v))
+			if (bpf_map_lookup_elem(routes_fd, &k, &e))
 				continue;
+			struct route_val v = *vp;
 			int v6 = v.node_family == VM_AF_INET6;
 			snprintf(cmd, sizeof(cmd), "ip %s route replace %s dev r0 2>/dev/null && ip neigh replace %s "
 				 "lladdr 02:00:00:00:00:fe dev r0 nud permanent", v6 ? "-6" : "",

@@ -14,6 +14,10 @@ struct gw_scratch {
 	__u8 optbuf[VM_OPT_BUF];
 	struct vm_hello_state hst;
 	struct vm_tcpopt_state ost;
+	struct vm_name_walk nw;
+	struct route_hkey hk;
+	__u32 wlen;
+	__u32 pad_wlen;
 	__u8 frame[160];          /* headers built for emission */
 };
 
@@ -60,7 +64,7 @@ __attribute__((noinline)) int gw_cookie_ok(struct cookie_secret *sec, struct vm_
 #define GW_NO_ROUTE 100
 __attribute__((noinline)) int gw_route_hello(struct gw_scratch *s, __u32 len)
 {
-	struct route_val *r;
+	struct route_ent *e;
 	int rc;
 
 	if (!s)
@@ -69,18 +73,28 @@ __attribute__((noinline)) int gw_route_hello(struct gw_scratch *s, __u32 len)
 	rc = vm_hello_parse(s->buf, len, &s->hello, &s->hst);
 	if (rc != VM_HELLO_OK)
 		return rc;
-	r = bpf_map_lookup_elem(&routes, s->hello.name);
-	if (!r) {
+	/* the 64-bit hash of the name as key, the name compared once (few
+	 * values live across the calls: the stack is shared with gw_asm's) */
+	s->hk.hash = vm_name_hash_in(&s->nw, s->hello.name, s->hello.name_len & (VM_NAME_MAX - 1));
+	e = bpf_map_lookup_elem(&routes, &s->hk);
+	if (e && !vm_name_eq_in(&s->nw, e->name, s->hello.name, s->hello.name_len & (VM_NAME_MAX - 1)))
+		e = 0;
+	if (!e) {
 		__builtin_memset(s->wkey.name, 0, sizeof(s->wkey.name));
-		if (vm_wildcard_key(&s->hello, s->wkey.name))
-			r = bpf_map_lookup_elem(&routes, &s->wkey);
+		s->wlen = vm_wildcard_key(&s->hello, s->wkey.name) & (VM_NAME_MAX - 1);
+		if (s->wlen) {
+			s->hk.hash = vm_name_hash_in(&s->nw, s->wkey.name, s->wlen);
+			e = bpf_map_lookup_elem(&routes, &s->hk);
+			if (e && !vm_name_eq_in(&s->nw, e->name, s->wkey.name, s->wlen & (VM_NAME_MAX - 1)))
+				e = 0;
+		}
 	}
-	if (!r)
+	if (!e)
 		return GW_NO_ROUTE;
 	__builtin_memset(&s->flow, 0, sizeof(s->flow));
-	s->flow.vm_id = r->vm_id;
-	s->flow.node_family = r->node_family;
-	__builtin_memcpy(s->flow.node, r->node, 16);
+	s->flow.vm_id = e->val.vm_id;
+	s->flow.node_family = e->val.node_family;
+	__builtin_memcpy(s->flow.node, e->val.node, 16);
 	return VM_HELLO_OK;
 }
 

@@ -5,12 +5,14 @@
 #define VEIL_BPF_GW_MAPS_H
 
 #include "common.h"
+#include "veil/route.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
-	__type(key, struct route_key);
-	__type(value, struct route_val);
+	__uint(max_entries, VM_ROUTES_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct route_hkey);
+	__type(value, struct route_ent);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } routes SEC(".maps");
 
