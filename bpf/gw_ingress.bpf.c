@@ -196,6 +196,7 @@ VM_INLINE int refuse(struct xdp_md *ctx, const struct vm_pkt *p, const struct vi
 VM_INLINE int forward(struct xdp_md *ctx, const struct vm_pkt *p, const struct flow_val *f,
 		      int with_handoff, const struct gw_config *cfg, struct gw_stats *st)
 {
+	const struct next_hop_val *nh;
 	const __u8 *src;
 	int why, verdict;
 	__u8 fam = f->node_family;
@@ -214,7 +215,12 @@ VM_INLINE int forward(struct xdp_md *ctx, const struct vm_pkt *p, const struct f
 		GW_COUNT(st, encap_fail);
 		return XDP_DROP;
 	}
-	verdict = vm_xdp_fib_send(ctx, fam, src, f->node, &why);
+	/* the next hop the daemon keeps; the FIB only for a node it has not */
+	nh = bpf_map_lookup_elem(&next_hops, f->node);
+	if (nh)
+		verdict = vm_xdp_hop_send(ctx, nh, &why);
+	else
+		verdict = vm_xdp_fib_send(ctx, fam, src, f->node, &why);
 	if (why == BPF_FIB_LKUP_RET_NO_NEIGH)
 		GW_COUNT(st, no_neigh);
 	else if (why == BPF_FIB_LKUP_RET_FRAG_NEEDED)

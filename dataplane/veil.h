@@ -146,6 +146,11 @@ int vm_next_hops(const struct vm_gw_cfg *c, struct vm_next_hop *out, int max, bo
 /* Fills mac/resolved from the kernel's neighbour table (rtnetlink dump);
  * returns how many resolved, -1 on a netlink error. */
 int vm_neigh_resolve(struct vm_next_hop *hops, int n);
+struct vm_gw;
+/* The gateway's next_hops map made equal to the resolved hops (with the
+ * interface's MAC and MTU), unresolved ones removed (XDP then asks the FIB
+ * and counts no_neigh).  Returns the number of changes, or -errno. */
+int vm_gw_next_hops_sync(struct vm_gw *g, const struct vm_next_hop *hops, int n);
 
 /* ---------- gateway data plane ---------- */
 struct vm_gw {

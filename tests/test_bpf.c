@@ -347,6 +347,61 @@ static void route_name_compared(void)
 	bpf_map_delete_elem(fd, &k);
 }
 
+/* The next hop towards a node from the next_hops map the daemon keeps (the
+ * kernel's route and neighbour, read by vm_next_hops/vm_neigh_resolve), no
+ * FIB lookup; the FIB again once the entry is gone. */
+static void next_hop_from_map(void)
+{
+	struct vm_gw_cfg c = { .nroutes = 2 };
+	struct vm_next_hop hops[4];
+	struct gw_stats d;
+	__u32 vm;
+	uint8_t in[256], t0mac[6];
+	struct run r;
+	int fd = vm_gw_map_fd(&G, "next_hops");
+
+	c.routes = calloc(2, sizeof(*c.routes));
+	c.routes[0].val.node_family = vm_addr_parse("198.19.0.11", c.routes[0].val.node);
+	c.routes[1].val.node_family = vm_addr_parse("2001:db8:ff::11", c.routes[1].val.node);
+	int n = vm_next_hops(&c, hops, 4, false);
+	CHECK(n == 2 && vm_neigh_resolve(hops, n) == 2, "two next hops resolved (%d)", n);
+	CHECK(vm_gw_next_hops_sync(&G, hops, n) == 2, "two entries written");
+	CHECK(vm_gw_next_hops_sync(&G, hops, n) == 0, "none changed on a second sync");
+	struct next_hop_key k;
+	struct next_hop_val v;
+	memcpy(k.addr, c.routes[0].val.node, 16);
+	CHECK(!bpf_map_lookup_elem(fd, &k, &v), "entry for 198.19.0.11");
+	CHECK(vm_if_mac("t0", t0mac) == 0 && !memcmp(v.smac, t0mac, 6) && !memcmp(v.dmac, NODE_MAC, 6) &&
+	      v.ifindex == (__u32)ifidx && v.mtu == 1500, "entry: ifindex %u mtu %u", v.ifindex, v.mtu);
+
+	CHECK(hello_named("www.veil.test", 41020, &d, &vm) == XDP_TX_ && vm == 1, "a flow");
+	struct t_pkt p = client_pkt(0, 41020, 5000, 6000, T_ACK);
+	size_t len = t_build(&p, in);
+	/* a MAC the kernel does not know shows the map was used */
+	static const uint8_t other[6] = { 0x02, 0, 0, 0, 0, 0x77 };
+	memcpy(v.dmac, other, 6);
+	bpf_map_update_elem(fd, &k, &v, BPF_ANY);
+	struct gw_stats b = gw_now();
+	xdp_run(GW_ING, in, len, &r);
+	CHECK(r.verdict == XDP_TX_ && !memcmp(r.out, other, 6) && !memcmp(r.out + 6, t0mac, 6),
+	      "MACs from the map (verdict %u)", r.verdict);
+	CHECK(gw_now().fwd_established == b.fwd_established + 1, "counted fwd_established");
+	/* the MTU check the FIB made */
+	v.mtu = 60;
+	bpf_map_update_elem(fd, &k, &v, BPF_ANY);
+	b = gw_now();
+	xdp_run(GW_ING, in, len, &r);
+	CHECK(r.verdict == XDP_DROP_ && gw_now().mesh_mtu == b.mesh_mtu + 1, "longer than the MTU: mesh_mtu");
+	/* an unresolved hop leaves the map: the FIB's neighbour again */
+	hops[0].resolved = 0;
+	CHECK(vm_gw_next_hops_sync(&G, hops, n) == 1, "one entry removed");
+	xdp_run(GW_ING, in, len, &r);
+	CHECK(r.verdict == XDP_TX_ && !memcmp(r.out, NODE_MAC, 6), "the FIB's next hop");
+	hops[1].resolved = 0;
+	vm_gw_next_hops_sync(&G, hops, n);
+	free(c.routes);
+}
+
 static void no_sni_and_garbage_refused(void)
 {
 	uint8_t in[1024];
@@ -946,6 +1001,7 @@ int main(void)
 	RUN(unknown_name_refused);
 	RUN(route_name_compared);
 	RUN(routes_many);
+	RUN(next_hop_from_map);
 	RUN(no_sni_and_garbage_refused);
 	RUN(not_for_us_passes);
 	RUN(truncated_to_vip_dropped);

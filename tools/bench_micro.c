@@ -368,6 +368,22 @@ static size_t make_vm_out(__u32 i, uint8_t *out)
 
 static const uint32_t vm_isn = 0x30000000, conn_isn = 0x10000000, conn_cookie = 0xA0000000;
 
+/* As veil-gw does: the nodes' next hops from the kernel's route and
+ * neighbour tables into next_hops (gw_ingress then makes no FIB lookup). */
+static int next_hops_fill(void)
+{
+	struct vm_gw_cfg c = { .nroutes = 2 };
+	struct vm_cfg_route r[2] = { 0 };
+	struct vm_next_hop hops[4];
+	c.routes = r;
+	r[0].val.node_family = vm_addr_parse("198.19.0.11", r[0].val.node);
+	r[1].val.node_family = vm_addr_parse("2001:db8:ff::11", r[1].val.node);
+	int n = vm_next_hops(&c, hops, 4, false);
+	if (n != 2 || vm_neigh_resolve(hops, n) != 2 || vm_gw_next_hops_sync(&G, hops, n) != 2)
+		return -1;
+	return 0;
+}
+
 static int prepare(void)
 {
 	struct run r;
@@ -454,20 +470,23 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "repeat", required_argument, NULL, 'r' }, { "rounds", required_argument, NULL, 'R' },
 		{ "singles", required_argument, NULL, 's' }, { "json", required_argument, NULL, 'j' },
-		{ "fixtures", required_argument, NULL, 'f' }, { "help", no_argument, NULL, 'h' }, { 0 }
+		{ "fixtures", required_argument, NULL, 'f' }, { "fib", no_argument, NULL, 'F' },
+		{ "help", no_argument, NULL, 'h' }, { 0 }
 	};
 	const char *json = NULL, *fixdir = "tests/fixtures";
-	int o;
+	int o, fib = 0;
 
-	while ((o = getopt_long(argc, argv, "r:R:s:j:f:h", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "r:R:s:j:f:Fh", opts, NULL)) != -1) {
 		switch (o) {
 		case 'r': repeat = strtoul(optarg, NULL, 10); break;
 		case 'R': rounds = strtoul(optarg, NULL, 10); break;
 		case 's': singles = strtoul(optarg, NULL, 10); break;
 		case 'j': json = optarg; break;
 		case 'f': fixdir = optarg; break;
+		case 'F': fib = 1; break;
 		case 'h':
-			printf("usage: veil-bench-micro [--repeat N] [--rounds R] [--singles N] [--json FILE] [--fixtures DIR]\n");
+			printf("usage: veil-bench-micro [--repeat N] [--rounds R] [--singles N] [--json FILE] [--fixtures DIR] [--fib]\n"
+			       "  --fib: leave next_hops empty, so the gateway asks the FIB per packet (as before it had the map)\n");
 			return 0;
 		default:
 			return 2;
@@ -478,7 +497,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	vm_lib_logging(false);
-	if (setup(fixdir) || prepare()) {
+	if (setup(fixdir) || (!fib && next_hops_fill()) || prepare()) {
 		fprintf(stderr, "veil-bench-micro: setup failed\n");
 		return 1;
 	}

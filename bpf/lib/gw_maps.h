@@ -18,6 +18,14 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, VM_NEXT_HOPS_MAX);
+	__type(key, struct next_hop_key);
+	__type(value, struct next_hop_val);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} next_hops SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1024);
 	__type(key, struct vip_key);
 	__type(value, struct vip_val);
