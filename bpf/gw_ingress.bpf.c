@@ -95,6 +95,7 @@ VM_INLINE int send_synack(struct xdp_md *ctx, const struct vm_pkt *p, struct gw_
 	struct vm_cookie_in cin = {};
 	struct tcphdr *tcp;
 	__u32 cookie, tnow, tsval;
+	__u64 tai;
 	__u16 mss;
 
 	if (load_tcpopts(ctx, p, &o) < 0 || p->payload_len || (p->flags & (TCP_ACK | TCP_RST | TCP_FIN))) {
@@ -110,9 +111,10 @@ VM_INLINE int send_synack(struct xdp_md *ctx, const struct vm_pkt *p, struct gw_
 	cin.sport = p->sport;
 	cin.dport = p->dport;
 	cin.client_isn = p->seq;
-	tnow = gw_cookie_tnow(cfg);
+	tai = bpf_ktime_get_tai_ns();   /* one clock read: the cookie's window and our TSval */
+	tnow = gw_cookie_tnow_at(cfg, tai);
 	cookie = vm_cookie_make(sec->cur, &cin, tnow, &co);
-	tsval = (__u32)(bpf_ktime_get_tai_ns() / 1000000ULL);
+	tsval = (__u32)(tai / 1000000ULL);
 	mss = p->family == VM_AF_INET ? cfg->mss4 : cfg->mss6;
 
 	tcp = reply_prepare(ctx, p, VM_TCP_REPLY_HLEN);

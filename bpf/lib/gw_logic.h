@@ -38,10 +38,17 @@ VM_INLINE void flow_key_of(const struct vm_pkt *p, struct flow_key *k)
 	k->pad[0] = k->pad[1] = k->pad[2] = 0;
 }
 
+/* The cookie's time counter at a TAI time (one clock read serves a
+ * packet's cookie and its timestamp). */
+VM_INLINE __u32 gw_cookie_tnow_at(const struct gw_config *cfg, __u64 tai_ns)
+{
+	__u32 s = (__u32)(tai_ns / 1000000000ULL);
+	return s / (cfg->cookie_window_s ? cfg->cookie_window_s : 64);
+}
+
 VM_INLINE __u32 gw_cookie_tnow(const struct gw_config *cfg)
 {
-	__u32 s = (__u32)(bpf_ktime_get_tai_ns() / 1000000000ULL);
-	return s / (cfg->cookie_window_s ? cfg->cookie_window_s : 64);
+	return gw_cookie_tnow_at(cfg, bpf_ktime_get_tai_ns());
 }
 
 /* Checks a cookie against the current and the previous secret.  A global
@@ -127,7 +134,7 @@ VM_INLINE void gw_flow_init(struct flow_val *f, __u32 client_isn, __u32 cookie, 
 	__builtin_memcpy(f->client_mac, client_mac, 6);
 	__builtin_memcpy(f->vip_mac, vip_mac, 6);
 	f->client_ifindex = ifindex;
-	f->created_ns = bpf_ktime_get_ns();
+	f->created_ns = bpf_ktime_get_coarse_ns();   /* only ages the flow: the coarse clock */
 }
 
 #endif
