@@ -317,11 +317,20 @@ static int stream_sni(const struct rflow *f, char *name, size_t len)
 static int copy_map(const char *from_pin, int to_fd, size_t ksz, size_t vsz)
 {
 	int fd = bpf_obj_get(from_pin);
-	__u8 k[VM_NAME_MAX + 64], nk[VM_NAME_MAX + 64], v[256];
+	__u8 k[VM_NAME_MAX + 64], nk[VM_NAME_MAX + 64], v[1024];
 	void *prev = NULL;
+
+	struct bpf_map_info info = { 0 };
+	__u32 ilen = sizeof(info);
 
 	if (fd < 0)
 		return -1;
+	/* a map of another shape (an older gateway's) is not ours to read */
+	if (ksz > sizeof(k) || vsz > sizeof(v) || bpf_obj_get_info_by_fd(fd, &info, &ilen) ||
+	    info.key_size != ksz || info.value_size != vsz) {
+		close(fd);
+		return -1;
+	}
 	while (!bpf_map_get_next_key(fd, prev, nk)) {
 		memcpy(k, nk, ksz);
 		prev = k;
@@ -329,7 +338,6 @@ static int copy_map(const char *from_pin, int to_fd, size_t ksz, size_t vsz)
 			bpf_map_update_elem(to_fd, k, v, BPF_ANY);
 	}
 	close(fd);
-	(void)vsz;
 	return 0;
 }
 
