@@ -321,7 +321,7 @@ static size_t make_hello(__u32 i, uint8_t *out)
 	vm_addr_parse("198.18.0.2", cin.saddr);
 	vm_addr_parse("198.18.100.1", cin.daddr);
 	/* vary the client address too, so 60000 ports do not repeat a flow */
-	cin.saddr[14] = (i / 60000) & 0xff;
+	cin.saddr[14] = 1 + (i / 60000) % 250;  /* 198.18.1+.2: never the prepared flows of 198.18.0.2 */
 	uint32_t cookie = vm_cookie_make(KEY, &cin, vm_tai_seconds() / 64, &co);
 	size_t n = hello_pkt(0, port, isn, cookie, gw_ts, hello_curl, hello_curl_len, out);
 	set_src_byte(out, n, 2, cin.saddr[14]);
