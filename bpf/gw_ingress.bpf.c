@@ -95,6 +95,7 @@ VM_INLINE int send_synack(struct xdp_md *ctx, const struct vm_pkt *p, struct gw_
 	struct vm_cookie_in cin = {};
 	struct tcphdr *tcp;
 	__u32 cookie, tnow, tsval;
+	__u64 tai;
 	__u16 mss;
 
 	if (load_tcpopts(ctx, p, &o) < 0 || p->payload_len || (p->flags & (TCP_ACK | TCP_RST | TCP_FIN))) {
@@ -110,9 +111,10 @@ VM_INLINE int send_synack(struct xdp_md *ctx, const struct vm_pkt *p, struct gw_
 	cin.sport = p->sport;
 	cin.dport = p->dport;
 	cin.client_isn = p->seq;
-	tnow = gw_cookie_tnow(cfg);
+	tai = bpf_ktime_get_tai_ns();   /* one clock read: the cookie's window and our TSval */
+	tnow = gw_cookie_tnow_at(cfg, tai);
 	cookie = vm_cookie_make(sec->cur, &cin, tnow, &co);
-	tsval = (__u32)(bpf_ktime_get_tai_ns() / 1000000ULL);
+	tsval = (__u32)(tai / 1000000ULL);
 	mss = p->family == VM_AF_INET ? cfg->mss4 : cfg->mss6;
 
 	tcp = reply_prepare(ctx, p, VM_TCP_REPLY_HLEN);
@@ -196,6 +198,7 @@ VM_INLINE int refuse(struct xdp_md *ctx, const struct vm_pkt *p, const struct vi
 VM_INLINE int forward(struct xdp_md *ctx, const struct vm_pkt *p, const struct flow_val *f,
 		      int with_handoff, const struct gw_config *cfg, struct gw_stats *st)
 {
+	const struct next_hop_val *nh;
 	const __u8 *src;
 	int why, verdict;
 	__u8 fam = f->node_family;
@@ -214,7 +217,12 @@ VM_INLINE int forward(struct xdp_md *ctx, const struct vm_pkt *p, const struct f
 		GW_COUNT(st, encap_fail);
 		return XDP_DROP;
 	}
-	verdict = vm_xdp_fib_send(ctx, fam, src, f->node, &why);
+	/* the next hop the daemon keeps; the FIB only for a node it has not */
+	nh = bpf_map_lookup_elem(&next_hops, f->node);
+	if (nh)
+		verdict = vm_xdp_hop_send(ctx, nh, &why);
+	else
+		verdict = vm_xdp_fib_send(ctx, fam, src, f->node, &why);
 	if (why == BPF_FIB_LKUP_RET_NO_NEIGH)
 		GW_COUNT(st, no_neigh);
 	else if (why == BPF_FIB_LKUP_RET_FRAG_NEEDED)
@@ -334,29 +342,16 @@ int gw_ingress(struct xdp_md *ctx)
 		}
 		return XDP_PASS;
 	}
-	__builtin_memcpy(vk.addr, p.daddr, 16);
-	vk.port_be = p.dport;
-	vk.family = p.family;
-	vip = bpf_map_lookup_elem(&vips, &vk);
-	if (!vip) {
-		GW_COUNT(st, pass_not_vip);
-		return XDP_PASS;
-	}
-	cfg = bpf_map_lookup_elem(&gw_config, &zero);
-	sec = bpf_map_lookup_elem(&cookie_secret, &zero);
-	s = bpf_map_lookup_elem(&gw_scratch, &zero);
-	if (!cfg || !sec || !sec->epoch || !s) {
-		GW_COUNT(st, no_config);
-		return XDP_DROP;
-	}
-
+	/* An established packet needs its flow and the underlay address, no
+	 * more: the flow first, the VIP and the rest only on a miss (a flow
+	 * outlives its VIP as it outlives its route, until it closes or ages). */
 	flow_key_of(&p, &k);
 	f = bpf_map_lookup_elem(&flows, &k);
-	if (f) {
-		if ((p.flags & (TCP_SYN | TCP_ACK)) == TCP_SYN) {
-			/* A new connection on the tuple of an old one. */
-			bpf_map_delete_elem(&flows, &k);
-			return send_synack(ctx, &p, st, cfg, sec);
+	if (f && (p.flags & (TCP_SYN | TCP_ACK)) != TCP_SYN) {
+		cfg = bpf_map_lookup_elem(&gw_config, &zero);
+		if (!cfg) {
+			GW_COUNT(st, no_config);
+			return XDP_DROP;
 		}
 		if (p.flags & TCP_RST) {
 			rc = forward(ctx, &p, f, 0, cfg, st);
@@ -381,6 +376,27 @@ int gw_ingress(struct xdp_md *ctx)
 		else
 			GW_COUNT(st, fwd_established);
 		return forward(ctx, &p, f, handoff, cfg, st);
+	}
+
+	__builtin_memcpy(vk.addr, p.daddr, 16);
+	vk.port_be = p.dport;
+	vk.family = p.family;
+	vip = bpf_map_lookup_elem(&vips, &vk);
+	if (!vip) {
+		GW_COUNT(st, pass_not_vip);
+		return XDP_PASS;
+	}
+	cfg = bpf_map_lookup_elem(&gw_config, &zero);
+	sec = bpf_map_lookup_elem(&cookie_secret, &zero);
+	s = bpf_map_lookup_elem(&gw_scratch, &zero);
+	if (!cfg || !sec || !sec->epoch || !s) {
+		GW_COUNT(st, no_config);
+		return XDP_DROP;
+	}
+	if (f) {
+		/* A new connection on the tuple of an old one. */
+		bpf_map_delete_elem(&flows, &k);
+		return send_synack(ctx, &p, st, cfg, sec);
 	}
 
 	if (p.flags & TCP_RST) {

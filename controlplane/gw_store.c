@@ -7,7 +7,7 @@
  * key (vs_gen_check), else it is dropped and counted.  Until the snapshot is
  * complete nothing is written; then the maps are made equal to the file's
  * routes plus the store's in one vm_gw_sync().  After that every change is
- * one map write (vm_gw_route_put/del), so a route's latency does not grow
+ * one map write (vm_gw_route_set/unset), so a route's latency does not grow
  * with the number of routes.  A name the file routes too stays the file's
  * (the operator's local override) and is counted as shadowed.
  *
@@ -301,7 +301,7 @@ static void on_entry(void *arg, const struct vs_entry *e)
 			s->deleted++;
 			bool shadow = ntab_find(&s->files, name) >= 0;
 			s->shadowed -= shadow;
-			int rc = live && !shadow ? vm_gw_route_del(s->g, name) : 0;
+			int rc = live && !shadow ? vm_gw_route_unset(s->g, name) : 0;
 			if (rc)
 				s->map_errors++;
 			if (live)
@@ -353,7 +353,7 @@ static void on_entry(void *arg, const struct vs_entry *e)
 	s->rt[i].rev = e->rev;
 	s->applied++;
 	note_node(s, r.val.node);
-	int mrc = live && !shadow ? vm_gw_route_put(s->g, &r) : 0;
+	int mrc = live && !shadow ? vm_gw_route_set(s->g, &r) : 0;
 	if (mrc)
 		s->map_errors++;
 	pthread_mutex_unlock(&s->mu);

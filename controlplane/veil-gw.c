@@ -118,10 +118,32 @@ static void rotate_if_due(struct gw_state *st)
  * and cannot resolve them itself (no_neigh counts the misses): each route's
  * next hop becomes a "managed" neighbour entry, which the kernel keeps
  * resolved on its own. */
+static struct vm_next_hop gw_hops[VM_NEXT_HOPS_MAX];
+static int gw_nhops;
+
+/* XDP takes the next hop's MACs from the next_hops map, not from a FIB
+ * lookup per packet: the map follows the kernel's neighbour table, read
+ * again every second (and at start and reload). */
+static void refresh_next_hops(struct gw_state *st, bool now_please)
+{
+	static time_t last;
+	time_t now = time(NULL);
+	int ch;
+
+	if (now == last && !now_please)
+		return;
+	last = now;
+	if (gw_nhops > 0 && vm_neigh_resolve(gw_hops, gw_nhops) < 0)
+		return;
+	ch = vm_gw_next_hops_sync(&st->g, gw_hops, gw_nhops > 0 ? gw_nhops : 0);
+	if (ch > 0)
+		vm_log("event=next_hops_changed changes=%d", ch);
+}
+
 static void ensure_neighbours(struct gw_state *st)
 {
-	static struct vm_next_hop hops[VM_CFG_MAX_ROUTES];
-	vm_next_hops(&st->cfg, hops, VM_CFG_MAX_ROUTES, true);
+	gw_nhops = vm_next_hops(&st->cfg, gw_hops, VM_NEXT_HOPS_MAX, true);
+	refresh_next_hops(st, true);
 }
 
 /* Re-reads the config file and makes the maps match it; a bad file changes
@@ -421,6 +443,7 @@ int main(int argc, char **argv)
 			reload_config(&st, err, sizeof(err), &changes);
 		}
 		rotate_if_due(&st);
+		refresh_next_hops(&st, false);
 	}
 	if (!keep)
 		vm_gw_detach(&st.g);

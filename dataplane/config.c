@@ -19,6 +19,7 @@
 #include <openssl/hmac.h>
 
 #include "veil.h"
+#include "veil/route.h"
 
 /* ---------- addresses ---------- */
 
@@ -710,13 +711,136 @@ static int sync_map(int fd, const void *want, int n, size_t ksz, size_t vsz, siz
 	return rc;
 }
 
+/* ---------- the routes map ---------- */
+
+__u64 vm_route_hash(const char *name)
+{
+	char buf[VM_NAME_MAX] = { 0 };
+	size_t n = strnlen(name, VM_NAME_MAX - 1);
+
+	memcpy(buf, name, n);
+	return vm_name_hash(buf, (__u32)n);
+}
+
+static void route_ent_of(const char *name, const struct route_val *v, struct route_hkey *k, struct route_ent *e)
+{
+	memset(e, 0, sizeof(*e));
+	memcpy(e->name, name, strnlen(name, VM_NAME_MAX - 1));
+	e->val = *v;
+	k->hash = vm_name_hash(e->name, (__u32)strlen(e->name));
+}
+
+int vm_gw_route_put(int fd, const char *name, const struct route_val *v)
+{
+	struct route_hkey k;
+	struct route_ent e;
+
+	route_ent_of(name, v, &k, &e);
+	return bpf_map_update_elem(fd, &k, &e, BPF_ANY) ? -errno : 0;
+}
+
+int vm_gw_route_get(int fd, const char *name, struct route_val *v)
+{
+	struct route_hkey k = { .hash = vm_route_hash(name) };
+	struct route_ent e;
+
+	if (bpf_map_lookup_elem(fd, &k, &e))
+		return -errno;
+	if (strncmp(e.name, name, VM_NAME_MAX))
+		return -ENOENT;
+	*v = e.val;
+	return 0;
+}
+
+int vm_gw_route_del(int fd, const char *name)
+{
+	struct route_hkey k = { .hash = vm_route_hash(name) };
+	struct route_ent e;
+
+	if (bpf_map_lookup_elem(fd, &k, &e) || strncmp(e.name, name, VM_NAME_MAX))
+		return -ENOENT;
+	return bpf_map_delete_elem(fd, &k) ? -errno : 0;
+}
+
+struct want_route {
+	__u64 hash;
+	const struct vm_cfg_route *r;
+};
+
+static int cmp_want(const void *a, const void *b)
+{
+	const struct want_route *x = a, *y = b;
+	return x->hash < y->hash ? -1 : x->hash > y->hash;
+}
+
+/* The routes map made equal to r[0, n): sorted by hash, so that 100,000
+ * routes take one walk of the map and one lookup per route. */
+static int sync_routes(int fd, const struct vm_cfg_route *r, int n, int *changes)
+{
+	struct want_route *w = n ? calloc(n, sizeof(*w)) : NULL;
+	struct route_hkey *gone = NULL, key, next;
+	size_t ngone = 0, capgone = 0;
+	struct route_ent cur, e;
+	void *prev = NULL;
+	int rc = 0;
+
+	if (n && !w)
+		return -ENOMEM;
+	for (int i = 0; i < n; i++) {
+		w[i].hash = vm_route_hash(r[i].key.name);
+		w[i].r = &r[i];
+	}
+	qsort(w, n, sizeof(*w), cmp_want);
+	for (int i = 1; i < n; i++)
+		if (w[i].hash == w[i - 1].hash && strncmp(w[i].r->key.name, w[i - 1].r->key.name, VM_NAME_MAX)) {
+			vm_log("event=error reason=\"routes %s and %s share a 64-bit name hash: rename one\"",
+			       w[i].r->key.name, w[i - 1].r->key.name);
+			free(w);
+			return -EEXIST;
+		}
+	/* what is not wanted goes, after the walk (deleting during it may
+	 * reorder what is left to visit) */
+	while (!bpf_map_get_next_key(fd, prev, &next)) {
+		struct want_route q = { .hash = next.hash };
+		key = next;
+		prev = &key;
+		if (bsearch(&q, w, n, sizeof(*w), cmp_want))
+			continue;
+		if (ngone == capgone) {
+			size_t nc = capgone ? 2 * capgone : 256;
+			struct route_hkey *g = realloc(gone, nc * sizeof(*g));
+			if (!g) {
+				rc = -ENOMEM;
+				break;
+			}
+			gone = g;
+			capgone = nc;
+		}
+		gone[ngone++] = key;
+	}
+	for (size_t i = 0; i < ngone; i++)
+		if (bpf_map_delete_elem(fd, &gone[i]) == 0)
+			(*changes)++;
+	free(gone);
+	for (int i = 0; i < n && !rc; i++) {
+		route_ent_of(w[i].r->key.name, &w[i].r->val, &key, &e);
+		if (!bpf_map_lookup_elem(fd, &key, &cur) && !memcmp(&cur, &e, sizeof(e)))
+			continue;
+		if (bpf_map_update_elem(fd, &key, &e, BPF_ANY))
+			rc = -errno;
+		else
+			(*changes)++;
+	}
+	free(w);
+	return rc;
+}
+
 int vm_gw_sync(struct vm_gw *g, const struct vm_gw_cfg *c, int *changes)
 {
 	__u32 zero = 0;
 	int rc, n = 0;
 
-	rc = sync_map(vm_gw_map_fd(g, "routes"), c->routes, c->nroutes, sizeof(struct route_key),
-		      sizeof(struct route_val), sizeof(struct vm_cfg_route), &n);
+	rc = sync_routes(vm_gw_map_fd(g, "routes"), c->routes, c->nroutes, &n);
 	if (!rc)
 		rc = sync_map(vm_gw_map_fd(g, "vips"), c->vips, c->nvips, sizeof(struct vip_key),
 			      sizeof(struct vip_val), sizeof(struct vm_cfg_vip), &n);
@@ -724,25 +848,22 @@ int vm_gw_sync(struct vm_gw *g, const struct vm_gw_cfg *c, int *changes)
 		rc = -errno;
 	if (changes)
 		*changes = n;
+	if (rc)
+		errno = -rc;
 	return rc;
 }
 
 /* One route written or removed between full syncs (the store's changes):
  * the same map entry vm_gw_sync writes for that route. */
-int vm_gw_route_put(struct vm_gw *g, const struct vm_cfg_route *r)
+int vm_gw_route_set(struct vm_gw *g, const struct vm_cfg_route *r)
 {
-	return bpf_map_update_elem(vm_gw_map_fd(g, "routes"), &r->key, &r->val, BPF_ANY) ? -errno : 0;
+	return vm_gw_route_put(vm_gw_map_fd(g, "routes"), r->key.name, &r->val);
 }
 
-int vm_gw_route_del(struct vm_gw *g, const char *name)
+int vm_gw_route_unset(struct vm_gw *g, const char *name)
 {
-	struct route_key k;
-
-	memset(&k, 0, sizeof(k));
-	if (strlen(name) >= sizeof(k.name))
-		return -EINVAL;
-	strcpy(k.name, name);
-	return bpf_map_delete_elem(vm_gw_map_fd(g, "routes"), &k) && errno != ENOENT ? -errno : 0;
+	int rc = vm_gw_route_del(vm_gw_map_fd(g, "routes"), name);
+	return rc == -ENOENT ? 0 : rc;
 }
 
 /* The routes map as it is (a restarted daemon keeps what it finds until
@@ -750,7 +871,8 @@ int vm_gw_route_del(struct vm_gw *g, const char *name)
 int vm_gw_routes_read(struct vm_gw *g, struct vm_cfg_route **out, int *n)
 {
 	int fd = vm_gw_map_fd(g, "routes"), cap = 1024;
-	struct route_key k, next;
+	struct route_hkey k, next;
+	struct route_ent e;
 	void *prev = NULL;
 	struct vm_cfg_route *r = malloc((size_t)cap * sizeof(*r));
 
@@ -769,10 +891,13 @@ int vm_gw_routes_read(struct vm_gw *g, struct vm_cfg_route **out, int *n)
 			}
 			r = nr;
 		}
+		if (bpf_map_lookup_elem(fd, &k, &e))
+			continue;
 		memset(&r[*n], 0, sizeof(r[*n]));
-		r[*n].key = k;
-		if (!bpf_map_lookup_elem(fd, &k, &r[*n].val))
-			(*n)++;
+		memcpy(r[*n].key.name, e.name, sizeof(r[*n].key.name));
+		r[*n].key.name[sizeof(r[*n].key.name) - 1] = 0;
+		r[*n].val = e.val;
+		(*n)++;
 	}
 	*out = r;
 	return 0;

@@ -957,23 +957,10 @@ enum vm_fp_verdict vm_fp_ingress(struct vm_fp *fp, uint16_t in_port, uint8_t **p
 			fp->st.ip_options++;
 		return VM_FP_PASS;
 	}
-	const struct vip_val *vip = vip_get(fp, &p);
-	if (!vip) {
-		fp->st.pass_not_vip++;
-		return VM_FP_PASS;
-	}
-	if (!fp->c->sec.epoch) {
-		fp->st.no_config++;
-		return VM_FP_DROP;
-	}
+	/* the flow first, the VIP and the rest only on a miss (as gw_ingress) */
 	key_of(&p, 0, &k);
 	struct vm_fp_flow *fl = flow_find(fp, &k);
-	if (fl) {
-		if ((p.flags & (T_SYN | T_ACK)) == T_SYN) {
-			fl->s.used = 0;
-			fp->nflows--;
-			return synack(fp, f, len, &p, tai_ns);
-		}
+	if (fl && (p.flags & (T_SYN | T_ACK)) != T_SYN) {
 		if (p.flags & T_RST) {
 			enum vm_fp_verdict v = forward(fp, in_port, pkt, len, &p, &fl->val, 0, out_port);
 			fl->s.used = 0;
@@ -983,7 +970,11 @@ enum vm_fp_verdict vm_fp_ingress(struct vm_fp *fp, uint16_t in_port, uint8_t **p
 		}
 		if (fl->val.held_len && p.payload_len && p.seq - (fl->val.client_isn + 1) < fl->val.held_len) {
 			fp->st.hello_retransmit++;
-			return asm_in(fp, in_port, pkt, len, &p, vip, &k, tai_ns);
+			/* gw_asm's turn: a VIP gone meanwhile leaves it to the kernel */
+			const struct vip_val *hv = vip_get(fp, &p);
+			if (!hv)
+				return VM_FP_PASS;
+			return asm_in(fp, in_port, pkt, len, &p, hv, &k, tai_ns);
 		}
 		if ((p.flags & T_FIN) && vm_fin_seen(&fl->val.fin, VM_FIN_CLIENT))
 			fp->st.flow_closed++;
@@ -993,6 +984,21 @@ enum vm_fp_verdict vm_fp_ingress(struct vm_fp *fp, uint16_t in_port, uint8_t **p
 		else
 			fp->st.fwd_established++;
 		return forward(fp, in_port, pkt, len, &p, &fl->val, handoff, out_port);
+	}
+	const struct vip_val *vip = vip_get(fp, &p);
+	if (!vip) {
+		fp->st.pass_not_vip++;
+		return VM_FP_PASS;
+	}
+	if (!fp->c->sec.epoch) {
+		fp->st.no_config++;
+		return VM_FP_DROP;
+	}
+	if (fl) {
+		/* a new connection on the tuple of an old one */
+		fl->s.used = 0;
+		fp->nflows--;
+		return synack(fp, f, len, &p, tai_ns);
 	}
 	if (p.flags & T_RST) {
 		fp->st.rst_no_flow++;

@@ -1,16 +1,21 @@
 // SPDX-License-Identifier: Apache-2.0
 /* Next hops towards the nodes, and the kernel's neighbour table.
  *
- * XDP asks the kernel FIB per packet; a userspace fast path (DPDK) keeps
- * its own copy, refreshed by the control thread from the same kernel
- * tables: which interface and next hop reach each node (the route), and
- * that next hop's MAC (the neighbour table, over rtnetlink). */
+ * Both gateways keep a copy of what the kernel's tables say, refreshed by
+ * the control thread: which interface and next hop reach each node (the
+ * route), and that next hop's MAC (the neighbour table, over rtnetlink).
+ * XDP reads it from the next_hops map (no FIB lookup per packet; a node
+ * missing there still goes through the FIB), DPDK from its own table. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <net/if.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
 #include <libmnl/libmnl.h>
 #include <linux/neighbour.h>
 #include <linux/rtnetlink.h>
@@ -173,4 +178,62 @@ int vm_neigh_resolve(struct vm_next_hop *hops, int n)
 out:
 	mnl_socket_close(nl);
 	return rc;
+}
+
+static int if_mtu(const char *dev, __u32 *mtu)
+{
+	struct ifreq ifr = {};
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), rc;
+
+	if (fd < 0)
+		return -errno;
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", dev);
+	rc = ioctl(fd, SIOCGIFMTU, &ifr);
+	close(fd);
+	if (rc)
+		return -errno;
+	*mtu = ifr.ifr_mtu;
+	return 0;
+}
+
+int vm_gw_next_hops_sync(struct vm_gw *g, const struct vm_next_hop *hops, int n)
+{
+	int fd = vm_gw_map_fd(g, "next_hops"), changes = 0;
+	struct next_hop_key k, next, gone[VM_NEXT_HOPS_MAX];
+	struct next_hop_val v, cur;
+	void *prev = NULL;
+	int ngone = 0;
+
+	if (fd < 0)
+		return fd;
+	/* what the kernel no longer resolves goes (after the walk) */
+	while (!bpf_map_get_next_key(fd, prev, &next) && ngone < VM_NEXT_HOPS_MAX) {
+		int keep = 0;
+		k = next;
+		prev = &k;
+		for (int i = 0; i < n && !keep; i++)
+			keep = hops[i].resolved && !memcmp(hops[i].node, k.addr, 16);
+		if (!keep)
+			gone[ngone++] = k;
+	}
+	for (int i = 0; i < ngone; i++)
+		if (!bpf_map_delete_elem(fd, &gone[i]))
+			changes++;
+	for (int i = 0; i < n; i++) {
+		const struct vm_next_hop *h = &hops[i];
+		if (!h->resolved)
+			continue;
+		memset(&v, 0, sizeof(v));
+		memcpy(k.addr, h->node, 16);
+		v.ifindex = h->ifindex;
+		memcpy(v.dmac, h->mac, 6);
+		if (vm_if_mac(h->dev, v.smac) || if_mtu(h->dev, &v.mtu))
+			continue;   /* the interface went away: the FIB decides */
+		if (!bpf_map_lookup_elem(fd, &k, &cur) && !memcmp(&cur, &v, sizeof(v)))
+			continue;
+		if (bpf_map_update_elem(fd, &k, &v, BPF_ANY))
+			return -errno;
+		changes++;
+	}
+	return changes;
 }

@@ -149,6 +149,11 @@ int vm_next_hops(const struct vm_gw_cfg *c, struct vm_next_hop *out, int max, bo
 /* Fills mac/resolved from the kernel's neighbour table (rtnetlink dump);
  * returns how many resolved, -1 on a netlink error. */
 int vm_neigh_resolve(struct vm_next_hop *hops, int n);
+struct vm_gw;
+/* The gateway's next_hops map made equal to the resolved hops (with the
+ * interface's MAC and MTU), unresolved ones removed (XDP then asks the FIB
+ * and counts no_neigh).  Returns the number of changes, or -errno. */
+int vm_gw_next_hops_sync(struct vm_gw *g, const struct vm_next_hop *hops, int n);
 
 /* ---------- gateway data plane ---------- */
 struct vm_gw {
@@ -171,11 +176,22 @@ void vm_gw_detach(struct vm_gw *g);
 void vm_gw_close(struct vm_gw *g);
 int vm_gw_map_fd(struct vm_gw *g, const char *name);
 /* Makes routes and vips equal to the config (only differences are written). */
+/* Makes the maps match c: routes (any number up to VM_ROUTES_MAX; c->routes
+ * may be an array of the caller's beyond VM_CFG_MAX_ROUTES), VIPs, settings.
+ * -EEXIST (and a log line) when two names share a 64-bit hash. */
 int vm_gw_sync(struct vm_gw *g, const struct vm_gw_cfg *c, int *changes);
-/* One route's entry written or removed (between full syncs), keyed as
- * vm_gw_sync keys it; removing an absent route is not an error. */
-int vm_gw_route_put(struct vm_gw *g, const struct vm_cfg_route *r);
-int vm_gw_route_del(struct vm_gw *g, const char *name);
+
+/* One route in the routes map (fd), by name: the key is vm_route_hash(name),
+ * the value the route and its name (struct route_ent). */
+__u64 vm_route_hash(const char *name);
+int vm_gw_route_put(int fd, const char *name, const struct route_val *v);
+int vm_gw_route_get(int fd, const char *name, struct route_val *v);
+int vm_gw_route_del(int fd, const char *name);
+/* The same, on a loaded gateway, for the store's changes between full syncs:
+ * the entry vm_gw_sync writes for that route; removing an absent route is
+ * not an error. */
+int vm_gw_route_set(struct vm_gw *g, const struct vm_cfg_route *r);
+int vm_gw_route_unset(struct vm_gw *g, const char *name);
 /* The routes map's entries as routes (malloc'ed). */
 int vm_gw_routes_read(struct vm_gw *g, struct vm_cfg_route **out, int *n);
 int vm_gw_stats_read(int fd, struct gw_stats *sum);

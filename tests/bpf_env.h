@@ -121,15 +121,11 @@ static inline int setup(const char *fixdir)
 	vv.refuse = VM_REFUSE_RST;
 	bpf_map_update_elem(vm_gw_map_fd(&G, "vips"), &vk, &vv, BPF_ANY);
 
-	struct route_key rk = { 0 };
 	struct route_val rv = { .vm_id = 1 };
-	strcpy(rk.name, "www.veil.test");
 	rv.node_family = vm_addr_parse("198.19.0.11", rv.node);
-	bpf_map_update_elem(vm_gw_map_fd(&G, "routes"), &rk, &rv, BPF_ANY);
-	memset(&rk, 0, sizeof(rk));
-	strcpy(rk.name, "*.apps.veil.test");
+	vm_gw_route_put(vm_gw_map_fd(&G, "routes"), "www.veil.test", &rv);
 	rv.node_family = vm_addr_parse("2001:db8:ff::11", rv.node);
-	bpf_map_update_elem(vm_gw_map_fd(&G, "routes"), &rk, &rv, BPF_ANY);
+	vm_gw_route_put(vm_gw_map_fd(&G, "routes"), "*.apps.veil.test", &rv);
 
 	struct vm_val vm = { .ifindex = VM_IFINDEX, .has4 = 1, .has6 = 1 };
 	__u32 id = 1;

@@ -180,11 +180,9 @@ static void hello_v6_wildcard_over_v6(void)
 	CHECK(sni, "fixture has the name");
 	if (!sni) return;
 	memcpy(sni, "X.apps.vei.lt", 13);
-	struct route_key rk = { 0 };
 	struct route_val rv = { .vm_id = 1 };
-	strcpy(rk.name, "*.apps.vei.lt");
 	rv.node_family = vm_addr_parse("2001:db8:ff::11", rv.node);
-	bpf_map_update_elem(vm_gw_map_fd(&G, "routes"), &rk, &rv, BPF_ANY);
+	vm_gw_route_put(vm_gw_map_fd(&G, "routes"), "*.apps.vei.lt", &rv);
 
 	uint32_t gw_ts, cookie = handshake(1, 40004, 123456, &gw_ts);
 	size_t n = hello_pkt(1, 40004, 123456, cookie, gw_ts, hello, hello_curl_len, in);
@@ -195,7 +193,7 @@ static void hello_v6_wildcard_over_v6(void)
 	CHECK(t_be16(oip + 4) == r.len - 54, "payload length");
 	CHECK(oip[39] == 0x11 && t_be16(udp + 2) == 6081 && t_be16(g + 2) == 0x86dd, "to the node, inner IPv6");
 	CHECK(!memcmp(g + 8 + 28, in + 14, n - 14), "inner intact");
-	bpf_map_delete_elem(vm_gw_map_fd(&G, "routes"), &rk);
+	vm_gw_route_del(vm_gw_map_fd(&G, "routes"), "*.apps.vei.lt");
 }
 
 static void unknown_name_refused(void)
@@ -226,6 +224,182 @@ static void unknown_name_refused(void)
 	tcp = r.out + 54;
 	CHECK(r.verdict == XDP_TX_ && r.len == 54 + 20, "RST verdict/length");
 	CHECK(tcp[13] == (T_RST | T_ACK) && t_l4_verify(1, r.out + 14, tcp, 20, 6) == 0, "RST flags/checksum");
+}
+
+static int t_mapcount(int fd)
+{
+	__u8 k[64], nk[64];
+	int n = 0;
+	while (!bpf_map_get_next_key(fd, n ? k : NULL, nk)) {
+		memcpy(k, nk, sizeof(k));
+		n++;
+	}
+	return n;
+}
+
+/* A hello for name (13 bytes, as the fixture's) from client port sport:
+ * the counters it moved, the verdict and the VM of the flow it made. */
+static int hello_named(const char *name, uint16_t sport, struct gw_stats *d, __u32 *vm_id)
+{
+	uint8_t in[1024], hello[600];
+	struct run r;
+	memcpy(hello, hello_curl, hello_curl_len);
+	uint8_t *sni = memmem(hello, hello_curl_len, "www.veil.test", 13);
+	if (!sni || strlen(name) != 13)
+		return -1;
+	memcpy(sni, name, 13);
+	uint32_t gw_ts, cookie = handshake(0, sport, 77, &gw_ts);
+	size_t n = hello_pkt(0, sport, 77, cookie, gw_ts, hello, hello_curl_len, in);
+	struct gw_stats b = gw_now();
+	xdp_run(GW_ING, in, n, &r);
+	*d = gw_now();
+	for (size_t i = 0; i < sizeof(*d) / 8; i++)
+		((__u64 *)d)[i] -= ((__u64 *)&b)[i];
+	struct flow_key k = { .client_port_be = htons(sport), .vip_port_be = htons(443), .family = VM_AF_INET };
+	struct flow_val v;
+	vm_addr_parse("198.18.0.2", k.client);
+	vm_addr_parse("198.18.100.1", k.vip);
+	*vm_id = bpf_map_lookup_elem(vm_gw_map_fd(&G, "flows"), &k, &v) ? 0 : v.vm_id;
+	return (int)r.verdict;
+}
+
+/* The controller feeds 100,000+ routes through vm_gw_sync: the map holds
+ * them (key: the name's 64-bit hash), one sync writes them all, and a hello
+ * finds the route among them. */
+static void routes_many(void)
+{
+	enum { BULK = 140000 };
+	struct vm_gw_cfg c = { .nroutes = BULK + 2 };
+	struct gw_stats d;
+	__u32 vm;
+	int changes = -1;
+	c.routes = calloc(c.nroutes, sizeof(*c.routes));
+	if (!c.routes) {
+		CHECK(0, "calloc");
+		return;
+	}
+	for (int i = 0; i < BULK; i++) {
+		snprintf(c.routes[i].key.name, VM_NAME_MAX, "n%06d.b.tst", i);
+		c.routes[i].val.vm_id = 1000 + i;
+		c.routes[i].val.node_family = vm_addr_parse("198.19.0.11", c.routes[i].val.node);
+	}
+	/* the two routes bpf_env.h made stay */
+	strcpy(c.routes[BULK].key.name, "www.veil.test");
+	c.routes[BULK].val.vm_id = 1;
+	c.routes[BULK].val.node_family = vm_addr_parse("198.19.0.11", c.routes[BULK].val.node);
+	strcpy(c.routes[BULK + 1].key.name, "*.apps.veil.test");
+	c.routes[BULK + 1].val.vm_id = 1;
+	c.routes[BULK + 1].val.node_family = vm_addr_parse("2001:db8:ff::11", c.routes[BULK + 1].val.node);
+	c.dp.mss4 = 1360; c.dp.mss6 = 1340; c.dp.wscale = 7; c.dp.cookie_window_s = 64;
+	vm_addr_parse("198.19.0.1", c.dp.underlay4);
+	vm_addr_parse("2001:db8:ff::1", c.dp.underlay6);
+	c.dp.has_underlay4 = c.dp.has_underlay6 = 1;
+	struct vip_key vk;
+	struct vip_val vv;
+	int fd = vm_gw_map_fd(&G, "vips"), first = 1;
+	while (!bpf_map_get_next_key(fd, first ? NULL : &vk, &c.vips[c.nvips].key)) {
+		first = 0;
+		vk = c.vips[c.nvips].key;
+		bpf_map_lookup_elem(fd, &vk, &vv);
+		c.vips[c.nvips++].val = vv;
+	}
+	CHECK(c.nvips == 2, "the test's two VIPs read back (%d)", c.nvips);
+	CHECK(vm_gw_sync(&G, &c, &changes) == 0, "sync of %d routes: %s", BULK + 2, strerror(errno));
+	CHECK(changes == BULK, "%d changes, want %d (the two old routes unchanged)", changes, BULK);
+	CHECK(t_mapcount(vm_gw_map_fd(&G, "routes")) == BULK + 2, "routes in the map");
+	CHECK(hello_named("n139999.b.tst", 41001, &d, &vm) == XDP_TX_ && d.hello_routed == 1 && vm == 1000 + 139999,
+	      "the last bulk route: routed %llu vm %u", (unsigned long long)d.hello_routed, vm);
+	CHECK(hello_named("n000000.b.tst", 41002, &d, &vm) == XDP_TX_ && vm == 1000, "the first: vm %u", vm);
+	CHECK(hello_named("n140000.b.tst", 41003, &d, &vm) == XDP_TX_ && d.no_route == 1 && vm == 0,
+	      "a name past the bulk: no_route %llu", (unsigned long long)d.no_route);
+	/* a second sync of the same routes changes nothing; dropping the bulk deletes it */
+	CHECK(vm_gw_sync(&G, &c, &changes) == 0 && changes == 0, "resync: %d changes", changes);
+	memmove(c.routes, c.routes + BULK, 2 * sizeof(*c.routes));
+	c.nroutes = 2;
+	CHECK(vm_gw_sync(&G, &c, &changes) == 0 && changes == BULK, "bulk removed: %d changes", changes);
+	CHECK(t_mapcount(vm_gw_map_fd(&G, "routes")) == 2, "two routes left");
+	free(c.routes);
+}
+
+/* The name kept in the value is compared after the hash lookup: an entry
+ * filed under a name's hash but for another name (a collision) is not used. */
+static void route_name_compared(void)
+{
+	int fd = vm_gw_map_fd(&G, "routes");
+	struct route_hkey k = { .hash = vm_route_hash("zzz.veil.test") };
+	struct route_ent e = { .val = { .vm_id = 9 } };
+	struct gw_stats d;
+	__u32 vm;
+	strcpy(e.name, "yyy.veil.test");
+	e.val.node_family = vm_addr_parse("198.19.0.11", e.val.node);
+	CHECK(bpf_map_update_elem(fd, &k, &e, BPF_ANY) == 0, "insert");
+	CHECK(hello_named("zzz.veil.test", 41010, &d, &vm) == XDP_TX_ && d.no_route == 1 && d.hello_routed == 0,
+	      "a colliding entry's name refused: no_route %llu routed %llu", (unsigned long long)d.no_route,
+	      (unsigned long long)d.hello_routed);
+	strcpy(e.name, "zzz.veil.test");
+	CHECK(bpf_map_update_elem(fd, &k, &e, BPF_ANY) == 0, "insert");
+	CHECK(hello_named("zzz.veil.test", 41011, &d, &vm) == XDP_TX_ && d.hello_routed == 1 && vm == 9,
+	      "the right name routed: vm %u", vm);
+	/* a name that is a prefix of the kept one (same first words) */
+	strcpy(e.name, "zzz.veil.test.longer");
+	CHECK(bpf_map_update_elem(fd, &k, &e, BPF_ANY) == 0, "insert");
+	CHECK(hello_named("zzz.veil.test", 41012, &d, &vm) == XDP_TX_ && d.no_route == 1, "a longer kept name refused");
+	bpf_map_delete_elem(fd, &k);
+}
+
+/* The next hop towards a node from the next_hops map the daemon keeps (the
+ * kernel's route and neighbour, read by vm_next_hops/vm_neigh_resolve), no
+ * FIB lookup; the FIB again once the entry is gone. */
+static void next_hop_from_map(void)
+{
+	struct vm_gw_cfg c = { .nroutes = 2 };
+	struct vm_next_hop hops[4];
+	struct gw_stats d;
+	__u32 vm;
+	uint8_t in[256], t0mac[6];
+	struct run r;
+	int fd = vm_gw_map_fd(&G, "next_hops");
+
+	c.routes = calloc(2, sizeof(*c.routes));
+	c.routes[0].val.node_family = vm_addr_parse("198.19.0.11", c.routes[0].val.node);
+	c.routes[1].val.node_family = vm_addr_parse("2001:db8:ff::11", c.routes[1].val.node);
+	int n = vm_next_hops(&c, hops, 4, false);
+	CHECK(n == 2 && vm_neigh_resolve(hops, n) == 2, "two next hops resolved (%d)", n);
+	CHECK(vm_gw_next_hops_sync(&G, hops, n) == 2, "two entries written");
+	CHECK(vm_gw_next_hops_sync(&G, hops, n) == 0, "none changed on a second sync");
+	struct next_hop_key k;
+	struct next_hop_val v;
+	memcpy(k.addr, c.routes[0].val.node, 16);
+	CHECK(!bpf_map_lookup_elem(fd, &k, &v), "entry for 198.19.0.11");
+	CHECK(vm_if_mac("t0", t0mac) == 0 && !memcmp(v.smac, t0mac, 6) && !memcmp(v.dmac, NODE_MAC, 6) &&
+	      v.ifindex == (__u32)ifidx && v.mtu == 1500, "entry: ifindex %u mtu %u", v.ifindex, v.mtu);
+
+	CHECK(hello_named("www.veil.test", 41020, &d, &vm) == XDP_TX_ && vm == 1, "a flow");
+	struct t_pkt p = client_pkt(0, 41020, 5000, 6000, T_ACK);
+	size_t len = t_build(&p, in);
+	/* a MAC the kernel does not know shows the map was used */
+	static const uint8_t other[6] = { 0x02, 0, 0, 0, 0, 0x77 };
+	memcpy(v.dmac, other, 6);
+	bpf_map_update_elem(fd, &k, &v, BPF_ANY);
+	struct gw_stats b = gw_now();
+	xdp_run(GW_ING, in, len, &r);
+	CHECK(r.verdict == XDP_TX_ && !memcmp(r.out, other, 6) && !memcmp(r.out + 6, t0mac, 6),
+	      "MACs from the map (verdict %u)", r.verdict);
+	CHECK(gw_now().fwd_established == b.fwd_established + 1, "counted fwd_established");
+	/* the MTU check the FIB made */
+	v.mtu = 60;
+	bpf_map_update_elem(fd, &k, &v, BPF_ANY);
+	b = gw_now();
+	xdp_run(GW_ING, in, len, &r);
+	CHECK(r.verdict == XDP_DROP_ && gw_now().mesh_mtu == b.mesh_mtu + 1, "longer than the MTU: mesh_mtu");
+	/* an unresolved hop leaves the map: the FIB's neighbour again */
+	hops[0].resolved = 0;
+	CHECK(vm_gw_next_hops_sync(&G, hops, n) == 1, "one entry removed");
+	xdp_run(GW_ING, in, len, &r);
+	CHECK(r.verdict == XDP_TX_ && !memcmp(r.out, NODE_MAC, 6), "the FIB's next hop");
+	hops[1].resolved = 0;
+	vm_gw_next_hops_sync(&G, hops, n);
+	free(c.routes);
 }
 
 static void no_sni_and_garbage_refused(void)
@@ -825,6 +999,9 @@ int main(void)
 	RUN(hello_routed_to_node);
 	RUN(hello_v6_wildcard_over_v6);
 	RUN(unknown_name_refused);
+	RUN(route_name_compared);
+	RUN(routes_many);
+	RUN(next_hop_from_map);
 	RUN(no_sni_and_garbage_refused);
 	RUN(not_for_us_passes);
 	RUN(truncated_to_vip_dropped);

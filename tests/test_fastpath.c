@@ -201,13 +201,16 @@ static int fp_setup(void)
 		return -1;
 	CONF.sec = sec[0];
 	GC.routes = calloc(16, sizeof(*GC.routes));
-	struct route_key rk, nk;
+	struct route_hkey rk, nk;
+	struct route_ent re;
 	int fd = vm_gw_map_fd(&G, "routes"), first = 1;
 	while (!bpf_map_get_next_key(fd, first ? NULL : &rk, &nk)) {
 		first = 0;
 		rk = nk;
-		GC.routes[GC.nroutes].key = rk;
-		bpf_map_lookup_elem(fd, &rk, &GC.routes[GC.nroutes].val);
+		if (bpf_map_lookup_elem(fd, &rk, &re))
+			continue;
+		memcpy(GC.routes[GC.nroutes].key.name, re.name, VM_NAME_MAX);
+		GC.routes[GC.nroutes].val = re.val;
 		GC.nroutes++;
 	}
 	struct vip_key vk, vn;
@@ -239,7 +242,7 @@ static void add_route(const char *name, const char *node)
 	strcpy(r->key.name, name);
 	r->val.vm_id = 1;
 	r->val.node_family = vm_addr_parse(node, r->val.node);
-	bpf_map_update_elem(vm_gw_map_fd(&G, "routes"), &r->key, &r->val, BPF_ANY);
+	vm_gw_route_put(vm_gw_map_fd(&G, "routes"), r->key.name, &r->val);
 	vm_fp_conf_set(&CONF, &GC);
 	if (W)
 		dconf_sync();

@@ -354,9 +354,9 @@ if d.get("dns"):
               '(same-length answers to one client in one send; dnsperf sends from one socket, real resolvers',
               'spread their ports, so there it helps less). veil-dns-plain: coalescing and GSO off; nomemo: the',
               'memo off too (every answer parsed and built by ldns).']
-lines += ['', '| BPF_PROG_TEST_RUN case | mode | ns/packet | baseline ns | ratio |', '| --- | --- | ---: | ---: | ---: |']
+lines += ['', '| BPF_PROG_TEST_RUN case | mode | ns/packet | baseline ns | + ns | ratio | counter checked |', '| --- | --- | ---: | ---: | ---: | ---: | --- |']
 for m in d["micro"]:
-    lines.append(f'| {m["case"]} | {m["mode"]} | {m["ns_per_pkt"]:.1f} | {m["baseline_ns_per_pkt"]:.1f} | {m["ratio"]:.2f} |')
+    lines.append(f'| {m["case"]} | {m["mode"]} | {m["ns_per_pkt"]:.1f} | {m["baseline_ns_per_pkt"]:.1f} | {m["over_baseline_ns"]:.1f} | {m["ratio"]:.2f} | {m["counter"]} |')
 # where veilmesh loses, say so
 v = e.get("veilmesh")
 notes = []

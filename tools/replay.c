@@ -317,11 +317,20 @@ static int stream_sni(const struct rflow *f, char *name, size_t len)
 static int copy_map(const char *from_pin, int to_fd, size_t ksz, size_t vsz)
 {
 	int fd = bpf_obj_get(from_pin);
-	__u8 k[VM_NAME_MAX + 64], nk[VM_NAME_MAX + 64], v[256];
+	__u8 k[VM_NAME_MAX + 64], nk[VM_NAME_MAX + 64], v[1024];
 	void *prev = NULL;
+
+	struct bpf_map_info info = { 0 };
+	__u32 ilen = sizeof(info);
 
 	if (fd < 0)
 		return -1;
+	/* a map of another shape (an older gateway's) is not ours to read */
+	if (ksz > sizeof(k) || vsz > sizeof(v) || bpf_obj_get_info_by_fd(fd, &info, &ilen) ||
+	    info.key_size != ksz || info.value_size != vsz) {
+		close(fd);
+		return -1;
+	}
 	while (!bpf_map_get_next_key(fd, prev, nk)) {
 		memcpy(k, nk, ksz);
 		prev = k;
@@ -329,7 +338,6 @@ static int copy_map(const char *from_pin, int to_fd, size_t ksz, size_t vsz)
 			bpf_map_update_elem(to_fd, k, v, BPF_ANY);
 	}
 	close(fd);
-	(void)vsz;
 	return 0;
 }
 
@@ -412,7 +420,7 @@ int vm_replay(int argc, char **argv, const char *live_pin, int json)
 		char p1[512];
 		int fd;
 		snprintf(p1, sizeof(p1), "%s/routes", live_pin);
-		if (copy_map(p1, routes_fd, sizeof(struct route_key), sizeof(struct route_val))) {
+		if (copy_map(p1, routes_fd, sizeof(struct route_hkey), sizeof(struct route_ent))) {
 			fprintf(stderr, "veilctl: no live routes under %s: give --routes CONFIG\n", live_pin);
 			rc = 1;
 			goto out;
@@ -440,14 +448,16 @@ int vm_replay(int argc, char **argv, const char *live_pin, int json)
 		(void)!system(cmd);
 	}
 	{
-		struct route_key k, nk;
-		struct route_val v;
+		struct route_hkey k, nk;
+		struct route_ent e;
+		const struct route_val *vp = &e.val;
 		void *prev = NULL;
 		while (!bpf_map_get_next_key(routes_fd, prev, &nk)) {
 			k = nk;
 			prev = &k;
-			if (bpf_map_lookup_elem(routes_fd, &k, &v))
+			if (bpf_map_lookup_elem(routes_fd, &k, &e))
 				continue;
+			struct route_val v = *vp;
 			int v6 = v.node_family == VM_AF_INET6;
 			snprintf(cmd, sizeof(cmd), "ip %s route replace %s dev r0 2>/dev/null && ip neigh replace %s "
 				 "lladdr 02:00:00:00:00:fe dev r0 nud permanent", v6 ? "-6" : "",

@@ -236,8 +236,8 @@ static int routes_list(void)
 	if (is_dpdk)
 		return routes_list_daemon();
 	int fd = map_open("routes");
-	struct route_key k, next;
-	struct route_val v;
+	struct route_hkey k, next;
+	struct route_ent e;
 	void *prev = NULL;
 	char nb[64];
 	int n = 0;
@@ -251,14 +251,14 @@ static int routes_list(void)
 	while (!bpf_map_get_next_key(fd, prev, &next)) {
 		k = next;
 		prev = &k;
-		if (bpf_map_lookup_elem(fd, &k, &v))
+		if (bpf_map_lookup_elem(fd, &k, &e))
 			continue;
 		if (json) {
 			printf("%s{\"name\": ", n ? ", " : "");
-			vm_json_str(stdout, k.name);
-			printf(", \"vm_id\": %u, \"node\": \"%s\"}", v.vm_id, addr_s(v.node, nb));
+			vm_json_str(stdout, e.name);
+			printf(", \"vm_id\": %u, \"node\": \"%s\"}", e.val.vm_id, addr_s(e.val.node, nb));
 		} else {
-			printf("%-40s %8u  %s\n", k.name, v.vm_id, addr_s(v.node, nb));
+			printf("%-40s %8u  %s\n", e.name, e.val.vm_id, addr_s(e.val.node, nb));
 		}
 		n++;
 	}
@@ -322,7 +322,7 @@ static __u32 route_vm_daemon(const char *name)
 
 static __u32 route_vm(const char *name)
 {
-	struct route_key k = { 0 };
+	char wk[VM_NAME_MAX];
 	struct route_val v;
 	if (is_dpdk)
 		return route_vm_daemon(name);
@@ -330,14 +330,12 @@ static __u32 route_vm(const char *name)
 
 	if (fd < 0)
 		return 0;
-	snprintf(k.name, sizeof(k.name), "%s", name);
-	if (!bpf_map_lookup_elem(fd, &k, &v))
+	if (!vm_gw_route_get(fd, name, &v))
 		return v.vm_id;
 	const char *dot = strchr(name, '.');
 	if (dot) {
-		memset(&k, 0, sizeof(k));
-		snprintf(k.name, sizeof(k.name), "*%s", dot);
-		if (!bpf_map_lookup_elem(fd, &k, &v))
+		snprintf(wk, sizeof(wk), "*%s", dot);
+		if (!vm_gw_route_get(fd, wk, &v))
 			return v.vm_id;
 	}
 	return 0;

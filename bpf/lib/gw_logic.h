@@ -14,6 +14,10 @@ struct gw_scratch {
 	__u8 optbuf[VM_OPT_BUF];
 	struct vm_hello_state hst;
 	struct vm_tcpopt_state ost;
+	struct vm_name_walk nw;
+	struct route_hkey hk;
+	__u32 wlen;
+	__u32 pad_wlen;
 	__u8 frame[160];          /* headers built for emission */
 };
 
@@ -34,10 +38,17 @@ VM_INLINE void flow_key_of(const struct vm_pkt *p, struct flow_key *k)
 	k->pad[0] = k->pad[1] = k->pad[2] = 0;
 }
 
+/* The cookie's time counter at a TAI time (one clock read serves a
+ * packet's cookie and its timestamp). */
+VM_INLINE __u32 gw_cookie_tnow_at(const struct gw_config *cfg, __u64 tai_ns)
+{
+	__u32 s = (__u32)(tai_ns / 1000000000ULL);
+	return s / (cfg->cookie_window_s ? cfg->cookie_window_s : 64);
+}
+
 VM_INLINE __u32 gw_cookie_tnow(const struct gw_config *cfg)
 {
-	__u32 s = (__u32)(bpf_ktime_get_tai_ns() / 1000000000ULL);
-	return s / (cfg->cookie_window_s ? cfg->cookie_window_s : 64);
+	return gw_cookie_tnow_at(cfg, bpf_ktime_get_tai_ns());
 }
 
 /* Checks a cookie against the current and the previous secret.  A global
@@ -60,7 +71,7 @@ __attribute__((noinline)) int gw_cookie_ok(struct cookie_secret *sec, struct vm_
 #define GW_NO_ROUTE 100
 __attribute__((noinline)) int gw_route_hello(struct gw_scratch *s, __u32 len)
 {
-	struct route_val *r;
+	struct route_ent *e;
 	int rc;
 
 	if (!s)
@@ -69,18 +80,28 @@ __attribute__((noinline)) int gw_route_hello(struct gw_scratch *s, __u32 len)
 	rc = vm_hello_parse(s->buf, len, &s->hello, &s->hst);
 	if (rc != VM_HELLO_OK)
 		return rc;
-	r = bpf_map_lookup_elem(&routes, s->hello.name);
-	if (!r) {
+	/* the 64-bit hash of the name as key, the name compared once (few
+	 * values live across the calls: the stack is shared with gw_asm's) */
+	s->hk.hash = vm_name_hash_in(&s->nw, s->hello.name, s->hello.name_len & (VM_NAME_MAX - 1));
+	e = bpf_map_lookup_elem(&routes, &s->hk);
+	if (e && !vm_name_eq_in(&s->nw, e->name, s->hello.name, s->hello.name_len & (VM_NAME_MAX - 1)))
+		e = 0;
+	if (!e) {
 		__builtin_memset(s->wkey.name, 0, sizeof(s->wkey.name));
-		if (vm_wildcard_key(&s->hello, s->wkey.name))
-			r = bpf_map_lookup_elem(&routes, &s->wkey);
+		s->wlen = vm_wildcard_key(&s->hello, s->wkey.name) & (VM_NAME_MAX - 1);
+		if (s->wlen) {
+			s->hk.hash = vm_name_hash_in(&s->nw, s->wkey.name, s->wlen);
+			e = bpf_map_lookup_elem(&routes, &s->hk);
+			if (e && !vm_name_eq_in(&s->nw, e->name, s->wkey.name, s->wlen & (VM_NAME_MAX - 1)))
+				e = 0;
+		}
 	}
-	if (!r)
+	if (!e)
 		return GW_NO_ROUTE;
 	__builtin_memset(&s->flow, 0, sizeof(s->flow));
-	s->flow.vm_id = r->vm_id;
-	s->flow.node_family = r->node_family;
-	__builtin_memcpy(s->flow.node, r->node, 16);
+	s->flow.vm_id = e->val.vm_id;
+	s->flow.node_family = e->val.node_family;
+	__builtin_memcpy(s->flow.node, e->val.node, 16);
 	return VM_HELLO_OK;
 }
 
@@ -113,7 +134,7 @@ VM_INLINE void gw_flow_init(struct flow_val *f, __u32 client_isn, __u32 cookie, 
 	__builtin_memcpy(f->client_mac, client_mac, 6);
 	__builtin_memcpy(f->vip_mac, vip_mac, 6);
 	f->client_ifindex = ifindex;
-	f->created_ns = bpf_ktime_get_ns();
+	f->created_ns = bpf_ktime_get_coarse_ns();   /* only ages the flow: the coarse clock */
 }
 
 #endif

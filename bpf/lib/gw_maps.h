@@ -5,14 +5,24 @@
 #define VEIL_BPF_GW_MAPS_H
 
 #include "common.h"
+#include "veil/route.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
-	__type(key, struct route_key);
-	__type(value, struct route_val);
+	__uint(max_entries, VM_ROUTES_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct route_hkey);
+	__type(value, struct route_ent);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } routes SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, VM_NEXT_HOPS_MAX);
+	__type(key, struct next_hop_key);
+	__type(value, struct next_hop_val);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} next_hops SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

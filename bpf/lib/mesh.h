@@ -125,6 +125,29 @@ VM_INLINE int vm_xdp_fib_send(struct xdp_md *ctx, __u8 ofamily, const __u8 *osrc
 	return bpf_redirect(fib.ifindex, 0);
 }
 
+/* The same as vm_xdp_fib_send, from a next hop the daemon keeps (no FIB
+ * lookup): MACs, the interface, and the MTU check the FIB would make. */
+VM_INLINE int vm_xdp_hop_send(struct xdp_md *ctx, const struct next_hop_val *nh, int *why)
+{
+	void *data = XDP_DATA(ctx), *data_end = XDP_DATA_END(ctx);
+	struct ethhdr *eth = data;
+
+	if ((void *)(eth + 1) > data_end) {
+		*why = -1;
+		return XDP_DROP;
+	}
+	if ((__u32)(data_end - data) - ETH_HLEN > nh->mtu) {
+		*why = BPF_FIB_LKUP_RET_FRAG_NEEDED;
+		return XDP_DROP;
+	}
+	*why = 0;
+	__builtin_memcpy(eth->h_dest, nh->dmac, 6);
+	__builtin_memcpy(eth->h_source, nh->smac, 6);
+	if (nh->ifindex == ctx->ingress_ifindex)
+		return XDP_TX;
+	return bpf_redirect(nh->ifindex, 0);
+}
+
 /* What the outer headers of a mesh packet told us. */
 struct vm_mesh_in {
 	__u8 ofamily;

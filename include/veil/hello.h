@@ -318,7 +318,8 @@ VM_CALLBACK long vm_wild_copy(__u32 i, void *ctx)
 
 /* The wildcard key for a name: "*" + everything from the first dot on
  * ("a.apps.example.test" -> "*.apps.example.test").  key must be zeroed.
- * Returns 0 when the name has a single label (no wildcard applies). */
+ * Returns the key's length, or 0 when the name has a single label (no
+ * wildcard applies). */
 VM_INLINE int vm_wildcard_key(const struct vm_hello *h, char *key)
 {
 	struct vm_wild_walk w = { .h = h, .key = key, .dot = 0 };
@@ -328,7 +329,7 @@ VM_INLINE int vm_wildcard_key(const struct vm_hello *h, char *key)
 		return 0;
 	key[0] = '*';
 	VM_LOOP(253, vm_wild_copy, &w);
-	return 1;
+	return (int)(1 + h->name_len - w.dot);
 }
 
 #ifndef __bpf__

@@ -67,8 +67,8 @@ struct vm_handoff {
 
 /* ---------- gateway maps ---------- */
 
-/* routes: exact names ("shop.example.test") and one-label wildcards
- * ("*.apps.example.test"); keys are lowercase and zero padded. */
+/* A route's name as the config gives it: an exact name ("shop.example.test")
+ * or a one-label wildcard ("*.apps.example.test"), lowercase, zero padded. */
 struct route_key {
 	char name[VM_NAME_MAX];
 };
@@ -78,6 +78,36 @@ struct route_val {
 	__u8 node_family;         /* VM_AF_INET or VM_AF_INET6: the node's underlay address */
 	__u8 pad[3];
 	__u8 node[16];
+};
+
+/* The routes map: keyed by the 64-bit hash of the zero-padded name
+ * (vm_name_hash, include/veil/route.h), the name itself in the value and
+ * compared once after the lookup; a 256-byte key cost ~145 ns per lookup.
+ * Sized for 100,000+ routes fed from the cluster store, allocated as used. */
+#define VM_ROUTES_MAX 262144
+struct route_hkey {
+	__u64 hash;
+};
+
+struct route_ent {
+	struct route_val val;
+	char name[VM_NAME_MAX];
+};
+
+/* next_hops: how the gateway reaches a node's underlay address without a
+ * FIB lookup per packet (~23 ns), kept by the daemon from the kernel's
+ * routes and neighbours (dataplane/neigh.c) and refreshed every second; a
+ * node not in it goes through bpf_fib_lookup as before. */
+#define VM_NEXT_HOPS_MAX 4096
+struct next_hop_key {
+	__u8 addr[16];            /* the node's underlay address */
+};
+
+struct next_hop_val {
+	__u32 ifindex;            /* out of this interface */
+	__u32 mtu;                /* its MTU: a longer packet counts mesh_mtu, as the FIB says */
+	__u8 dmac[6];             /* the next hop's MAC */
+	__u8 smac[6];             /* ours on ifindex */
 };
 
 struct vip_key {

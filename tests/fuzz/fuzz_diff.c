@@ -49,7 +49,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct vm_hello h;
 	struct vm_hello_state st;
 	struct run r;
-	struct route_key rk = { 0 };
 	struct route_val rv = { .vm_id = 1 };
 
 	/* at most the MSS the gateway announces: bigger segments do not fit the
@@ -61,9 +60,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memset(&h, 0, sizeof(h));
 	int want = vm_hello_parse(buf, size, &h, &st);
 	if (want == VM_HELLO_OK) {
-		memcpy(rk.name, h.name, sizeof(rk.name));
 		rv.node_family = vm_addr_parse("198.19.0.11", rv.node);
-		bpf_map_update_elem(vm_gw_map_fd(&G, "routes"), &rk, &rv, BPF_ANY);
+		vm_gw_route_put(vm_gw_map_fd(&G, "routes"), h.name, &rv);
 	}
 	uint16_t port = 1024 + (isn % 60000);
 	uint32_t gw_ts, cookie = handshake(0, port, isn, &gw_ts);
@@ -78,7 +76,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case VM_HELLO_OK:
 		if (D(hello_routed) != 1 || (r.verdict != XDP_TX_ && r.verdict != XDP_REDIRECT_))
 			differ(want, &r, &b, &a, &h);
-		bpf_map_delete_elem(vm_gw_map_fd(&G, "routes"), &rk);
+		vm_gw_route_del(vm_gw_map_fd(&G, "routes"), h.name);
 		break;
 	case VM_HELLO_PARTIAL:
 		if (D(hello_partial) != 1 || r.verdict != XDP_PASS_)

@@ -1,0 +1,105 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Route names as map keys, the same in BPF (gw_ingress, gw_asm), the
+ * daemons and the tools: a 64-bit hash over the zero-padded name, eight
+ * bytes at a time, and the comparison with the name kept in the value.
+ *
+ * Both run over the words 0 .. len/8 of a VM_NAME_MAX buffer that is zero
+ * from len on: the last word holds the name's terminating zero, so equal
+ * words mean equal names of equal length.  Header-only, no libc.
+ */
+#ifndef VEIL_ROUTE_H
+#define VEIL_ROUTE_H
+
+#include "wire.h"
+#include "hello.h"   /* VM_LOOP, VM_CALLBACK */
+
+/* Word i (0..31) of a name buffer: BPF reads it with one load (the mask
+ * keeps the offset provably inside the buffer whatever clang makes of the
+ * loop), C through memcpy. */
+VM_INLINE __u64 vm_name_word(const char *name, __u32 i)
+{
+	i &= VM_NAME_MAX / 8 - 1;
+#ifdef __bpf__
+	return *(const __u64 *)(name + i * 8);
+#else
+	__u64 w;
+	__builtin_memcpy(&w, name + i * 8, 8);
+	return w;
+#endif
+}
+
+/* Loop state (the callbacks run under bpf_loop in BPF: verified once, not
+ * once per possible name length). */
+struct vm_name_walk {
+	__u32 last;               /* the word holding the terminating zero */
+	__u32 eq;
+	__u64 h;
+};
+
+/* bpf_loop's context must be on the stack, and pointers keep their type
+ * only there: the buffers' pointers on the stack, the rest in w (map memory
+ * in BPF). */
+struct vm_name_ref {
+	const char *a, *b;
+	struct vm_name_walk *w;
+};
+
+VM_CALLBACK long vm_name_hash_step(__u32 i, void *ctx)
+{
+	struct vm_name_ref *r = ctx;
+	struct vm_name_walk *w = r->w;
+
+	if (i > w->last)
+		return 1;
+	w->h ^= vm_name_word(r->a, i);
+	w->h *= 0xff51afd7ed558ccdULL;
+	w->h ^= w->h >> 32;
+	return 0;
+}
+
+VM_CALLBACK long vm_name_eq_step(__u32 i, void *ctx)
+{
+	struct vm_name_ref *r = ctx;
+	struct vm_name_walk *w = r->w;
+
+	if (i > w->last)
+		return 1;
+	if (vm_name_word(r->a, i) != vm_name_word(r->b, i)) {
+		w->eq = 0;
+		return 1;
+	}
+	return 0;
+}
+
+/* The routes map key of a name of len bytes (len < VM_NAME_MAX), with the
+ * loop state in w (BPF keeps it in map memory: the stack is small). */
+VM_INLINE __u64 vm_name_hash_in(struct vm_name_walk *w, const char *name, __u32 len)
+{
+	w->last = (len & (VM_NAME_MAX - 1)) / 8;
+	w->h = 0x9e3779b97f4a7c15ULL ^ len;
+	struct vm_name_ref ref = { .a = name, .w = w };
+	VM_LOOP(VM_NAME_MAX / 8, vm_name_hash_step, &ref);
+	w->h *= 0xc4ceb9fe1a85ec53ULL;
+	return w->h ^ (w->h >> 29);
+}
+
+/* 1 when the kept name (a route_ent's) is the len-byte name. */
+VM_INLINE int vm_name_eq_in(struct vm_name_walk *w, const char *kept, const char *name, __u32 len)
+{
+	w->last = (len & (VM_NAME_MAX - 1)) / 8;
+	w->eq = 1;
+	struct vm_name_ref ref = { .a = kept, .b = name, .w = w };
+	VM_LOOP(VM_NAME_MAX / 8, vm_name_eq_step, &ref);
+	return w->eq;
+}
+
+#ifndef __bpf__
+VM_INLINE __u64 vm_name_hash(const char *name, __u32 len)
+{
+	struct vm_name_walk w;
+	return vm_name_hash_in(&w, name, len);
+}
+#endif
+
+#endif /* VEIL_ROUTE_H */
