@@ -56,12 +56,16 @@ trap cleanup EXIT
 trap 'exit 1' INT TERM
 
 command -v nats-server >/dev/null || { failm agentstore_setup "nats-server missing (tools/deps.sh test)"; exit 1; }
-if ! pgrep -x virtlogd >/dev/null; then virtlogd -d && started_libvirt+=("$(pgrep -nx virtlogd)"); fi
-if ! pgrep -x libvirtd >/dev/null; then
-	libvirtd -d && sleep 1 && started_libvirt+=("$(pgrep -nx libvirtd)")
-fi
-for _ in $(seq 50); do virsh -c qemu:///system version >/dev/null 2>&1 && break; sleep 0.2; done
+# libvirt: the running one, else ours; a libvirtd that a previous suite is just
+# stopping is waited for, not raced
+for _ in $(seq 60); do
+	virsh -c qemu:///system version >/dev/null 2>&1 && break
+	if ! pgrep -x virtlogd >/dev/null; then virtlogd -d && sleep 0.3 && started_libvirt+=("$(pgrep -nx virtlogd)"); fi
+	if ! pgrep -x libvirtd >/dev/null; then libvirtd -d && sleep 1 && started_libvirt+=("$(pgrep -nx libvirtd)"); fi
+	sleep 0.5
+done
 LVPID=$(pgrep -nx libvirtd)
+[ -n "$LVPID" ] && virsh -c qemu:///system version >/dev/null 2>&1 || { failm agentstore_setup "libvirtd does not answer"; exit 1; }
 
 mkdir -p "$DIR"
 IMG=$(tests/agent-image.sh /tmp/veilmesh-agent-img) || { failm agent_image "could not build the VM image"; exit 1; }

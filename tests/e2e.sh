@@ -418,8 +418,11 @@ kill "$(cat "$DIR/gw.pid")"
 for _ in $(seq 50); do kill -0 "$(cat "$DIR/gw.pid")" 2>/dev/null || break; sleep 0.1; done
 rm -f "$PIN/gw/flows"
 sed -i 's/^flows_max .*/flows_max 1024/' "$DIR/gw.conf"
+n0=$(grep -c "event=started" "$DIR/gw.log")
 nsenter --net="/run/netns/$P-gw" "$BUILD/veil-gw" --config "$DIR/gw.conf" >>"$DIR/gw.log" 2>&1 &
 echo $! >"$DIR/gw.pid"
+# attached and its maps written (a loaded machine takes more than a second)
+for _ in $(seq 150); do [ "$(grep -c "event=started" "$DIR/gw.log")" -gt "$n0" ] && break; sleep 0.1; done
 sleep 1
 r0=$(stat_sum hello_routed)
 out=$(flood --vip $VIP4 --kind hello --name vm1.veil.test --count 5000)
