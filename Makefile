@@ -25,12 +25,13 @@ KEYS_SRCS := $(wildcard controlplane/keys/*.c)
 KEYS_OBJS := $(patsubst controlplane/keys/%.c,$(BUILD)/keys/%.o,$(KEYS_SRCS))
 KEYS_LIB := $(BUILD)/libveilkeys.a
 
-BINS := $(BUILD)/veil-agent $(BUILD)/veil-gw $(BUILD)/veil-node $(BUILD)/veilctl $(BUILD)/veil-validator $(BUILD)/veil-registry $(BUILD)/veil-attest $(BUILD)/veil-bench-micro $(BUILD)/veil-hellogen $(BUILD)/veil-flood $(BUILD)/veil-gw-dpdk $(BUILD)/veil-fpgen $(BUILD)/veil-attest-bench $(BUILD)/veil-dns $(BUILD)/tests/store_put $(BUILD)/veil-bench-routes
+BINS := $(BUILD)/veil-agent $(BUILD)/veil-gw $(BUILD)/veil-node $(BUILD)/veilctl $(BUILD)/veil-validator $(BUILD)/veil-registry $(BUILD)/veil-attest $(BUILD)/veil-bench-micro $(BUILD)/veil-hellogen $(BUILD)/veil-flood $(BUILD)/veil-gw-dpdk $(BUILD)/veil-fpgen $(BUILD)/veil-attest-bench $(BUILD)/veil-dns $(BUILD)/veil-storectl $(BUILD)/tests/store_put $(BUILD)/veil-bench-routes \
+	$(BUILD)/veil-controller $(BUILD)/tests/ctl_agents $(BUILD)/veil-ek $(BUILD)/veil-tls-bench
 TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 
 .PHONY: all deps deps-build deps-test test demo bench bench-quick deps-bench fuzz clean install
 FUZZERS := $(BUILD)/tests/fuzz_hello $(BUILD)/tests/fuzz_diff $(BUILD)/tests/fuzz_share $(BUILD)/tests/fuzz_evidence \
-	$(BUILD)/tests/fuzz_eventlog $(BUILD)/tests/fuzz_request $(BUILD)/tests/fuzz_dns $(BUILD)/tests/fuzz_envelope
+	$(BUILD)/tests/fuzz_eventlog $(BUILD)/tests/fuzz_request $(BUILD)/tests/fuzz_dns $(BUILD)/tests/fuzz_envelope $(BUILD)/tests/fuzz_ctl
 
 # Every rule that runs an installed tool or compiles against an installed
 # library has deps-build as an order-only prerequisite: `make -j2` on a fresh
@@ -108,6 +109,24 @@ $(BUILD)/tests/test_store: tests/test_store.c tests/testlib.h $(STORE_LIB) $(wil
 	@mkdir -p $(BUILD)/tests
 	$(CC) $(CFLAGS) -Itests $< $(STORE_LIB) $(STORE_LDLIBS) -o $@
 
+# veil-controller (controlplane/ctl/): the API over the shared TLS server
+# (controlplane/common/httpd.c) and the order driver over the store; its pure
+# parts (request checks, scheduler) also go into test_ctl and fuzz_ctl.
+CTL_CORE := controlplane/ctl/req.c controlplane/ctl/sched.c
+CTL_HDRS := controlplane/ctl/ctl.h controlplane/common/httpd.h $(wildcard controlplane/store/*.h)
+$(BUILD)/veil-controller: controlplane/ctl/veil-controller.c controlplane/common/httpd.c $(CTL_CORE) $(CTL_HDRS) $(STORE_LIB) | deps-build
+	$(CC) $(CFLAGS) controlplane/ctl/veil-controller.c controlplane/common/httpd.c $(CTL_CORE) $(STORE_LIB) \
+		$(STORE_LDLIBS) $(EVENT_LDLIBS) -o $@
+$(BUILD)/tests/test_ctl: tests/test_ctl.c tests/testlib.h $(CTL_CORE) $(CTL_HDRS) | deps-build
+	@mkdir -p $(BUILD)/tests
+	$(CC) $(CFLAGS) -Itests $< $(CTL_CORE) -ljson-c -lcrypto -o $@
+# the test driver that plays node agents and the registry through the store
+$(BUILD)/tests/ctl_agents: tests/ctl_agents.c $(STORE_LIB) $(wildcard controlplane/store/*.h) | deps-build
+	@mkdir -p $(BUILD)/tests
+	$(CC) $(CFLAGS) $< $(STORE_LIB) $(STORE_LDLIBS) -o $@
+$(BUILD)/tests/fuzz_ctl: tests/fuzz/fuzz_ctl.c $(CTL_CORE) $(CTL_HDRS) | deps-build
+	@mkdir -p $(BUILD)/tests
+	$(CLANG) -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Icontrolplane $< $(CTL_CORE) -ljson-c -lcrypto -o $@
 # veil-gw: routes from its file, and from the store's bucket routes (gw_store.c)
 $(BUILD)/veil-gw: controlplane/veil-gw.c controlplane/gw_store.c controlplane/gw_store.h $(LIB) $(STORE_LIB) $(HDRS) | deps-build
 	$(CC) $(CFLAGS) controlplane/veil-gw.c controlplane/gw_store.c $(LIB) $(STORE_LIB) $(LDLIBS) $(STORE_LDLIBS) -o $@
@@ -131,6 +150,10 @@ $(BUILD)/veil-registry: controlplane/veil-registry.c controlplane/registry_worke
 		$(KEYS_LDLIBS) -lnats -lpthread -o $@
 $(BUILD)/veil-attest-bench: tools/attest_bench.c tests/soft_tpm.h $(KEYS_LIB) | deps-build
 	$(CC) $(CFLAGS) -Itests $< $(KEYS_LIB) $(KEYS_LDLIBS) -lcrypto -o $@
+$(BUILD)/veil-tls-bench: tools/tls_bench.c | deps-build
+	$(CC) $(CFLAGS) $< -lssl -lcrypto -o $@
+$(BUILD)/veil-ek: tools/veil-ek.c $(KEYS_LIB) | deps-build
+	$(CC) $(CFLAGS) $< $(KEYS_LIB) $(KEYS_LDLIBS) -o $@
 $(BUILD)/veil-attest: images/attest/veil-attest.c $(KEYS_LIB) | deps-build
 	$(CC) $(CFLAGS) $< $(KEYS_LIB) $(KEYS_LDLIBS) -ltss2-esys -ltss2-tctildr -o $@
 
@@ -149,8 +172,12 @@ $(BUILD)/veil-gw-dpdk: $(BUILD)/dpdk/veil-gw-dpdk.o $(BUILD)/dpdk/dp.o $(LIB) | 
 # veil-dns: the GeoDNS server (controlplane/dns/), its core also built into the fuzzer
 DNS_SRCS := controlplane/dns/geo.c controlplane/dns/zone.c controlplane/dns/query.c
 DNS_HDRS := $(wildcard controlplane/dns/*.h) controlplane/dns/centroids.inc include/veil/cookie.h
-$(BUILD)/veil-dns: controlplane/dns/veil-dns.c $(DNS_SRCS) $(DNS_HDRS) $(LIB) | deps-build
-	$(CC) $(CFLAGS) controlplane/dns/veil-dns.c $(DNS_SRCS) $(LIB) $(LDLIBS) -lldns -lm -lpthread -o $@
+# veil-storectl: reads and writes the cluster store (plain and sealed records) for operators and tests
+$(BUILD)/veil-storectl: tools/storectl.c $(STORE_LIB) $(wildcard controlplane/store/*.h) | deps-build
+	$(CC) $(CFLAGS) $< $(STORE_LIB) $(STORE_LDLIBS) -o $@
+$(BUILD)/veil-dns: controlplane/dns/veil-dns.c controlplane/dns/feed.c $(DNS_SRCS) $(DNS_HDRS) $(LIB) $(STORE_LIB) | deps-build
+	$(CC) $(CFLAGS) controlplane/dns/veil-dns.c controlplane/dns/feed.c $(DNS_SRCS) $(LIB) $(STORE_LIB) $(LDLIBS) \
+		$(STORE_LDLIBS) -lldns -lm -lpthread -o $@
 
 $(BUILD)/veil-fpgen: tools/fpgen.c tests/testlib.h $(LIB) $(HDRS) | deps-build
 	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -lpcap -o $@
@@ -181,7 +208,7 @@ $(BUILD)/tests/fuzz_eventlog: tests/fuzz/fuzz_eventlog.c controlplane/keys/attes
 	@mkdir -p $(BUILD)/tests
 	$(CLANG) -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Icontrolplane $< controlplane/keys/attest.c \
 		controlplane/keys/evidence.c -ljson-c -lssl -lcrypto -ltss2-mu -o $@
-$(BUILD)/tests/fuzz_request: tests/fuzz/fuzz_request.c controlplane/veil-validator.c $(KEYS_SRCS) $(wildcard controlplane/keys/*.h) | deps-build
+$(BUILD)/tests/fuzz_request: tests/fuzz/fuzz_request.c tests/soft_tpm.h controlplane/veil-validator.c $(KEYS_SRCS) $(wildcard controlplane/keys/*.h) | deps-build
 	@mkdir -p $(BUILD)/tests
 	$(CLANG) -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Icontrolplane $< $(KEYS_SRCS) \
 		-ljson-c -lssl -lcrypto -ltss2-mu $(EVENT_LDLIBS) -o $@
@@ -234,7 +261,7 @@ SBINDIR    ?= $(PREFIX)/sbin
 MANDIR     ?= $(PREFIX)/share/man
 DOCDIR     ?= $(PREFIX)/share/doc/veilmesh
 UNITDIR    ?= $(PREFIX)/lib/systemd/system
-INSTALL_SBIN := veil-gw veil-node veil-agent veil-gw-dpdk veil-validator veil-registry veilctl
+INSTALL_SBIN := veil-gw veil-node veil-agent veil-gw-dpdk veil-validator veil-registry veil-controller veilctl veil-dns veil-storectl
 INSTALL_MAN  := $(wildcard docs/man/*.8)
 UNITS        := $(wildcard tools/systemd/*.service.in)
 

@@ -3,7 +3,7 @@
  * veil-registry: building a VM's disk, its reference values and its key shares.
  *
  *   veil-registry order --vm ID --t T --validators ADDR:PORT,... --ca FILE
- *                       --key REGISTRY_KEY --ak-pub FILE --disk PATH [--disk-mb N]
+ *                       --key REGISTRY_KEY --ek-cert FILE [--ek-ca FILE] [--ak-pub FILE] --disk PATH [--disk-mb N]
  *                       --measure cmdline=P --measure initrd=P [--measure kernel=P --measure config=P]
  *                       [--pcr 0=HEX --pcr 7=HEX] [--pcr9-event HEX ...] [--epoch N] [--rootfs DIR]
  *   veil-registry refs --vm ID --kernel FILE --initrd FILE --cmdline STRING --key REGISTRY_KEY
@@ -64,6 +64,7 @@
 #include <openssl/rand.h>
 
 #include "keys/attest.h"
+#include "keys/ek.h"
 #include "keys/shamir.h"
 
 extern char **environ;
@@ -103,7 +104,7 @@ static int run_with_stdin(char *const argv[], const uint8_t *data, size_t len)
 
 /* The reference document (JSON bytes, signed as they are). */
 static char *make_refs(const char *vm, uint64_t epoch, int t, int n, const char *pcr0, const char *pcr7,
-		       char pcr9[][65], int npcr9, const uint8_t commit[32], const char *akpem)
+		       char pcr9[][65], int npcr9, const uint8_t commit[32], const uint8_t ek[32], const char *akpem)
 {
 	char hx[65];
 	json_object *o = json_object_new_object(), *a = json_object_new_array();
@@ -119,7 +120,10 @@ static char *make_refs(const char *vm, uint64_t epoch, int t, int n, const char 
 	json_object_object_add(o, "pcr9", a);
 	vm_hex(commit, 32, hx);
 	json_object_object_add(o, "commit", json_object_new_string(hx));
-	json_object_object_add(o, "ak_pub", json_object_new_string(akpem));
+	vm_hex(ek, 32, hx);
+	json_object_object_add(o, "ek", json_object_new_string(hx));
+	if (akpem[0])
+		json_object_object_add(o, "ak_pub", json_object_new_string(akpem));
 	char *s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
 	json_object_put(o);
 	return s;
@@ -437,10 +441,12 @@ int main(int argc, char **argv)
 		{ "disk", required_argument, NULL, 'd' }, { "disk-mb", required_argument, NULL, 's' },
 		{ "measure", required_argument, NULL, 'm' }, { "pcr", required_argument, NULL, 'p' },
 		{ "pcr9-event", required_argument, NULL, 'P' }, { "epoch", required_argument, NULL, 'e' },
-		{ "rootfs", required_argument, NULL, 'R' }, { "help", no_argument, NULL, 'h' }, { 0 }
+		{ "rootfs", required_argument, NULL, 'R' }, { "ek-cert", required_argument, NULL, 'E' },
+		{ "ek-ca", required_argument, NULL, 'C' }, { "help", no_argument, NULL, 'h' }, { 0 }
 	};
 	static const char *names[] = VM_REF_NAMES;
 	const char *vm = NULL, *vals = NULL, *ca = NULL, *keyf = NULL, *akf = NULL, *disk = NULL, *rootfs = NULL;
+	const char *ekf = NULL, *ekcaf = NULL;
 	const char *measure[VM_REF_COUNT] = { 0 };
 	char pcrhex[24][65] = { { 0 } }, pcr9[VM_PCR9_MAX][65];
 	int t = 0, mb = 32, o, npcr9 = 0;
@@ -453,8 +459,8 @@ int main(int argc, char **argv)
 	if (argc >= 2 && !strcmp(argv[1], "worker")) /* fed from the store: controlplane/registry_worker.c */
 		return registry_worker_main(argc, argv);
 	if (argc < 2 || strcmp(argv[1], "order")) {
-		fprintf(stderr, "usage: veil-registry order --vm ID --t T --validators A:P,... --ca F --key F --ak-pub F "
-				"--disk PATH --measure cmdline=PATH --measure initrd=PATH [--pcr 0=HEX --pcr 7=HEX] "
+		fprintf(stderr, "usage: veil-registry order --vm ID --t T --validators A:P,... --ca F --key F --ek-cert F "
+				"[--ek-ca F] [--ak-pub F] --disk PATH --measure cmdline=PATH --measure initrd=PATH [--pcr 0=HEX --pcr 7=HEX] "
 				"[--pcr9-event HEX ...] [--epoch N] [--rootfs DIR]\n       veil-registry refs ...\n       veil-registry serve ... (see controlplane/veil-registry.c)\n");
 		return 2;
 	}
@@ -467,6 +473,8 @@ int main(int argc, char **argv)
 		case 'c': ca = optarg; break;
 		case 'k': keyf = optarg; break;
 		case 'a': akf = optarg; break;
+		case 'E': ekf = optarg; break;
+		case 'C': ekcaf = optarg; break;
 		case 'd': disk = optarg; break;
 		case 's': mb = atoi(optarg); break;
 		case 'R': rootfs = optarg; break;
@@ -513,8 +521,8 @@ int main(int argc, char **argv)
 	if (!npcr9 && (!measure[1] || !measure[2]))
 		return fprintf(stderr, "veil-registry: --measure cmdline=PATH and --measure initrd=PATH (or --pcr9-event) "
 				       "are required\n"), 2;
-	if (!vm || !vals || !ca || !keyf || !akf || !disk || mb < 16)
-		return fprintf(stderr, "veil-registry: --vm, --t, --validators, --ca, --key, --ak-pub and --disk are required\n"), 2;
+	if (!vm || !vals || !ca || !keyf || !ekf || !disk || mb < 16)
+		return fprintf(stderr, "veil-registry: --vm, --t, --validators, --ca, --key, --ek-cert and --disk are required\n"), 2;
 	if (rootfs && mb < 64)
 		return fprintf(stderr, "veil-registry: --rootfs needs --disk-mb 64 or more\n"), 2;
 	if (t < 2)
@@ -530,21 +538,48 @@ int main(int argc, char **argv)
 	EVP_PKEY *reg = vm_load_priv(keyf);
 	if (!reg)
 		return fprintf(stderr, "veil-registry: cannot read %s\n", keyf), 1;
-	FILE *af = fopen(akf, "re");
-	char akpem[1000] = "";
-	size_t al = af ? fread(akpem, 1, sizeof(akpem) - 1, af) : 0;
-	if (af)
-		fclose(af);
-	akpem[al] = 0;
-	EVP_PKEY *akk = NULL;
+	/* the VM's TPM, as the node reported it at launch: its EK (certificate) */
+	uint8_t ekid[32];
 	{
-		BIO *b = al ? BIO_new_mem_buf(akpem, -1) : NULL;
-		akk = b ? PEM_read_bio_PUBKEY(b, NULL, NULL, NULL) : NULL;
-		BIO_free(b);
+		FILE *ef = fopen(ekf, "re");
+		X509 *x = ef ? PEM_read_X509(ef, NULL, NULL, NULL) : NULL;
+		uint8_t der[VM_EK_CERT_MAX], *dp = der;
+		int dl = -1;
+		if (!x && ef) {
+			rewind(ef);
+			dl = (int)fread(der, 1, sizeof(der), ef);
+			const uint8_t *cp = der;
+			x = dl > 0 ? d2i_X509(NULL, &cp, dl) : NULL;
+		} else if (x) {
+			dl = i2d_X509(x, NULL) <= (int)sizeof(der) ? i2d_X509(x, &dp) : -1;
+		}
+		if (ef)
+			fclose(ef);
+		if (!x || dl <= 0 || vm_ek_id(X509_get0_pubkey(x), ekid))
+			return fprintf(stderr, "veil-registry: %s: not an EK certificate (DER or PEM)\n", ekf), 1;
+		X509_free(x);
+		if (ekcaf) {   /* record only an EK the vendor certified */
+			char why[256];
+			struct vm_ek_ca *vc = vm_ek_ca_load(ekcaf, why, sizeof(why));
+			if (!vc || vm_ek_verify(vc, der, dl, NULL, ekid, why, sizeof(why)))
+				return fprintf(stderr, "veil-registry: %s: %s\n", ekf, why), 1;
+			vm_ek_ca_free(vc);
+		}
 	}
-	if (!akk)
-		return fprintf(stderr, "veil-registry: %s: not a PEM public key\n", akf), 1;
-	EVP_PKEY_free(akk);
+	char akpem[1000] = "";
+	if (akf) {   /* optional: an AK recorded beside the EK */
+		FILE *af = fopen(akf, "re");
+		size_t al = af ? fread(akpem, 1, sizeof(akpem) - 1, af) : 0;
+		if (af)
+			fclose(af);
+		akpem[al] = 0;
+		BIO *b = al ? BIO_new_mem_buf(akpem, -1) : NULL;
+		EVP_PKEY *akk = b ? PEM_read_bio_PUBKEY(b, NULL, NULL, NULL) : NULL;
+		BIO_free(b);
+		if (!akk)
+			return fprintf(stderr, "veil-registry: %s: not a PEM public key\n", akf), 1;
+		EVP_PKEY_free(akk);
+	}
 
 	/* reference values: the EFI stub's PCR 9 events, computed offline */
 	if (!npcr9) {
@@ -598,7 +633,7 @@ int main(int argc, char **argv)
 	uint8_t commit[32];
 	char refs_sig[128];
 	vm_key_commit(vm, epoch, key, sizeof(key), commit);
-	char *refs = make_refs(vm, epoch, t, n, pcr0, pcr7, pcr9, npcr9, commit, akpem);
+	char *refs = make_refs(vm, epoch, t, n, pcr0, pcr7, pcr9, npcr9, commit, ekid, akpem);
 	if (!refs || sign_b64(reg, refs, refs_sig, sizeof(refs_sig))) {
 		OPENSSL_cleanse(key, sizeof(key));
 		return fprintf(stderr, "veil-registry: cannot sign the reference values\n"), 1;

@@ -50,6 +50,7 @@
 #include <openssl/rand.h>
 
 #include "keys/attest.h"
+#include "keys/ek.h"
 #include "keys/shamir.h"
 
 #define MAX_NONCES 4096
@@ -59,12 +60,14 @@
 #define MAX_WORKERS 64
 
 static struct {
-	char id[64], listen[96], cert[256], key[256], signing[256], storage_file[256], state[256], registry[256];
+	char id[64], listen[96], cert[256], key[256], signing[256], storage_file[256], state[256], registry[256],
+		ek_ca[256];
 	long nonce_ttl;
-	int workers, idle_s, audit_sync_ms;
-} cfg = { .nonce_ttl = 60, .idle_s = 5 };
+	int workers, idle_s, audit_sync_ms, request_s;
+} cfg = { .nonce_ttl = 60, .idle_s = 5, .request_s = 10 };
 
 static EVP_PKEY *sign_key, *registry_pub;
+static struct vm_ek_ca *ek_ca;   /* the TPM vendor's CA */
 static uint8_t storage_key[32];
 static struct vm_audit_log *audit;
 static int quiet;   /* the request fuzzer's: no log lines */
@@ -73,9 +76,13 @@ static pthread_mutex_t nonce_lock = PTHREAD_MUTEX_INITIALIZER, tpm_lock = PTHREA
 
 static struct {
 	char vm[VM_VMID_MAX + 1];
-	uint8_t nonce[VM_NONCE_LEN];
+	uint8_t nonce[VM_NONCE_LEN];   /* bytes 0-1: the slot (big-endian), so an answer finds it at once */
+	uint32_t vmh;                  /* hash of vm, to skip other VMs' slots without a strcmp */
 	long exp;
 	int used;
+	uint8_t ek[32];         /* the EK the credential was made to */
+	uint8_t ak_name[34];    /* and the AK it was made for */
+	uint8_t cred[32];       /* what activating it gives */
 } nonces[MAX_NONCES];
 
 static void logev(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -141,12 +148,15 @@ static int load_config(const char *path, char *err, size_t len)
 		S1("storage_key_file", cfg.storage_file);
 		S1("state_dir", cfg.state);
 		S1("registry_pub", cfg.registry);
+		S1("ek_ca", cfg.ek_ca);
 		else if (!strcmp(w[0], "nonce_ttl_s") && n == 2 && atol(w[1]) > 0)
 			cfg.nonce_ttl = atol(w[1]);
 		else if (!strcmp(w[0], "workers") && n == 2 && atoi(w[1]) > 0 && atoi(w[1]) <= MAX_WORKERS)
 			cfg.workers = atoi(w[1]);
 		else if (!strcmp(w[0], "idle_timeout_s") && n == 2 && atoi(w[1]) > 0)
 			cfg.idle_s = atoi(w[1]);
+		else if (!strcmp(w[0], "request_timeout_s") && n == 2 && atoi(w[1]) > 0)
+			cfg.request_s = atoi(w[1]);
 		else if (!strcmp(w[0], "audit_sync_ms") && n == 2 && atoi(w[1]) >= 0)
 			cfg.audit_sync_ms = atoi(w[1]);
 		/* v1 settings, without effect since tokens are gone */
@@ -159,9 +169,9 @@ static int load_config(const char *path, char *err, size_t len)
 	}
 	fclose(f);
 	if (!cfg.id[0] || !cfg.listen[0] || !cfg.cert[0] || !cfg.key[0] || !cfg.signing[0] || !cfg.storage_file[0] ||
-	    !cfg.state[0] || !cfg.registry[0])
-		return snprintf(err, len, "%s: id, listen, cert, key, signing_key, storage_key_file, state_dir and "
-				"registry_pub are required", path), -1;
+	    !cfg.state[0] || !cfg.registry[0] || !cfg.ek_ca[0])
+		return snprintf(err, len, "%s: id, listen, cert, key, signing_key, storage_key_file, state_dir, "
+				"registry_pub and ek_ca are required", path), -1;
 	if (!vm_id_ok(cfg.id))
 		return snprintf(err, len, "%s: id must be [a-z0-9._-], at most 64", path), -1;
 	return 0;
@@ -264,10 +274,52 @@ static struct pcache {
 	char vm[VM_VMID_MAX + 1];
 	struct stat ref, sig;
 	struct vm_policy pol;
-	EVP_PKEY *ak;
-	char *doc, sig64[200];
+	EVP_PKEY *ak;           /* the registered AK, or NULL (bound by credential activation only) */
+	char *doc, sig64[200];  /* doc != NULL: the entry holds a verified policy */
+	uint8_t akname[34];     /* the last AK that activated a credential for this VM, */
+	EVP_PKEY *akkey;        /* as an OpenSSL key (building one costs more than a quote check) */
 } pcache[PCACHE];
 static pthread_mutex_t pcache_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static struct pcache *pcache_slot(const char *vm)
+{
+	unsigned h = 5381;
+	for (const char *c = vm; *c; c++)
+		h = h * 33 + (unsigned char)*c;
+	return &pcache[h % PCACHE];
+}
+
+/* The AK named by the credential, as a key: from the cache, or built from
+ * the TPM2B_PUBLIC sent (and kept).  NULL: let the verdict say what is wrong. */
+static EVP_PKEY *ak_cached(const char *vm, const uint8_t name[34], const uint8_t *pub, size_t len)
+{
+	struct pcache *e = pcache_slot(vm);
+	EVP_PKEY *k = NULL;
+	uint8_t n[34];
+	char why[8];
+
+	pthread_mutex_lock(&pcache_lock);
+	if (e->akkey && !strcmp(e->vm, vm) && !memcmp(e->akname, name, 34)) {
+		EVP_PKEY_up_ref(e->akkey);
+		k = e->akkey;
+	}
+	pthread_mutex_unlock(&pcache_lock);
+	if (k || vm_ak_check(pub, len, NULL, n, &k, why, sizeof(why)))
+		return k;
+	if (memcmp(n, name, 34)) {
+		EVP_PKEY_free(k);
+		return NULL;
+	}
+	pthread_mutex_lock(&pcache_lock);
+	if (!strcmp(e->vm, vm)) {
+		EVP_PKEY_free(e->akkey);
+		EVP_PKEY_up_ref(k);
+		e->akkey = k;
+		memcpy(e->akname, name, 34);
+	}
+	pthread_mutex_unlock(&pcache_lock);
+	return k;
+}
 
 static int same_file(const struct stat *a, const struct stat *b)
 {
@@ -280,10 +332,7 @@ static int load_policy_cached(const char *vm, struct vm_policy *p, EVP_PKEY **ak
 {
 	char path[512];
 	struct stat rs, ss;
-	unsigned h = 5381;
-	for (const char *c = vm; *c; c++)
-		h = h * 33 + (unsigned char)*c;
-	struct pcache *e = &pcache[h % PCACHE];
+	struct pcache *e = pcache_slot(vm);
 
 	snprintf(path, sizeof(path), "%s/%s.refs", cfg.state, vm);
 	int st = stat(path, &rs);
@@ -291,9 +340,10 @@ static int load_policy_cached(const char *vm, struct vm_policy *p, EVP_PKEY **ak
 	st |= stat(path, &ss);
 	if (!st) {
 		pthread_mutex_lock(&pcache_lock);
-		if (e->ak && !strcmp(e->vm, vm) && same_file(&e->ref, &rs) && same_file(&e->sig, &ss)) {
+		if (e->doc && !strcmp(e->vm, vm) && same_file(&e->ref, &rs) && same_file(&e->sig, &ss)) {
 			*p = e->pol;
-			EVP_PKEY_up_ref(e->ak);
+			if (e->ak)
+				EVP_PKEY_up_ref(e->ak);
 			*ak = e->ak;
 			*doc = strdup(e->doc);
 			snprintf(sig64, sigcap, "%s", e->sig64);
@@ -304,31 +354,35 @@ static int load_policy_cached(const char *vm, struct vm_policy *p, EVP_PKEY **ak
 	}
 	if (load_policy(vm, p, doc, sig64, sigcap, why, whylen))
 		return -1;
-	BIO *b = BIO_new_mem_buf(p->ak_pem, -1);
-	*ak = b ? PEM_read_bio_PUBKEY(b, NULL, NULL, NULL) : NULL;
-	BIO_free(b);
-	if (!*ak) {
-		free(*doc);
-		*doc = NULL;
-		snprintf(why, whylen, "no attestation key registered for this VM");
-		return -1;
+	*ak = NULL;
+	if (p->ak_pem[0]) {
+		BIO *b = BIO_new_mem_buf(p->ak_pem, -1);
+		*ak = b ? PEM_read_bio_PUBKEY(b, NULL, NULL, NULL) : NULL;
+		BIO_free(b);
+		if (!*ak) {
+			free(*doc);
+			*doc = NULL;
+			snprintf(why, whylen, "reference values: the registered AK is not a public key");
+			return -1;
+		}
 	}
 	if (!st) {
 		pthread_mutex_lock(&pcache_lock);
 		EVP_PKEY_free(e->ak);
 		free(e->doc);
+		if (strcmp(e->vm, vm)) {   /* another VM's entry: its AK goes too */
+			EVP_PKEY_free(e->akkey);
+			e->akkey = NULL;
+		}
 		snprintf(e->vm, sizeof(e->vm), "%s", vm);
 		e->ref = rs;
 		e->sig = ss;
 		e->pol = *p;
-		EVP_PKEY_up_ref(*ak);
+		if (*ak)
+			EVP_PKEY_up_ref(*ak);
 		e->ak = *ak;
 		e->doc = strdup(*doc);
 		snprintf(e->sig64, sizeof(e->sig64), "%s", sig64);
-		if (!e->doc) {
-			EVP_PKEY_free(e->ak);
-			e->ak = NULL;
-		}
 		pthread_mutex_unlock(&pcache_lock);
 	}
 	return 0;
@@ -412,43 +466,6 @@ static void do_register(const char *body, const char *sig_b64, struct reply *r)
 	snprintf(r->body, sizeof(r->body), "{\"ok\":true,\"epoch\":%llu}", (unsigned long long)pol.epoch);
 }
 
-static void do_challenge(json_object *j, struct reply *r)
-{
-	const char *vm = jstr(j, "vm");
-	char path[512], hx[2 * VM_NONCE_LEN + 1];
-	struct stat sb;
-	long now = time(NULL);
-	int slot = -1, open_for_vm = 0;
-
-	snprintf(path, sizeof(path), "%s/%s.refs", cfg.state, vm_id_ok(vm) ? vm : "-");
-	if (!vm_id_ok(vm) || stat(path, &sb))
-		return refuse(r, 404, "challenge", vm_id_ok(vm) ? vm : NULL, "unknown VM");
-	pthread_mutex_lock(&nonce_lock);
-	for (int i = 0; i < MAX_NONCES; i++) {
-		int live = nonces[i].vm[0] && !nonces[i].used && nonces[i].exp >= now;
-		if (live && !strcmp(nonces[i].vm, vm))
-			open_for_vm++;
-		if (!live && slot < 0)
-			slot = i;
-	}
-	if (slot < 0 || open_for_vm >= MAX_NONCES_PER_VM) {
-		pthread_mutex_unlock(&nonce_lock);
-		return refuse(r, 429, "challenge", vm, slot < 0 ? "too many open challenges" : "too many open challenges for this VM");
-	}
-	if (RAND_bytes(nonces[slot].nonce, VM_NONCE_LEN) != 1) {
-		nonces[slot].vm[0] = 0;
-		pthread_mutex_unlock(&nonce_lock);
-		return refuse(r, 500, "challenge", vm, "no randomness");
-	}
-	snprintf(nonces[slot].vm, sizeof(nonces[slot].vm), "%s", vm);
-	nonces[slot].exp = now + cfg.nonce_ttl;
-	nonces[slot].used = 0;
-	vm_hex(nonces[slot].nonce, VM_NONCE_LEN, hx);
-	pthread_mutex_unlock(&nonce_lock);
-	r->status = 200;
-	snprintf(r->body, sizeof(r->body), "{\"nonce\":\"%s\",\"expires_in\":%ld}", hx, cfg.nonce_ttl);
-}
-
 /* base64 field into a fresh buffer; -1 when absent or malformed */
 static int b64_field(json_object *j, const char *k, size_t max, uint8_t **out)
 {
@@ -466,11 +483,100 @@ static int b64_field(json_object *j, const char *k, size_t max, uint8_t **out)
 	return n;
 }
 
+/* The challenge: a nonce, and a credential made to the VM's EK (checked
+ * against the vendor's CA and the EK recorded for the VM) for the AK the
+ * client names; only that TPM can activate it (keys/ek.h). */
+static void do_challenge(json_object *j, struct reply *r)
+{
+	const char *vm = jstr(j, "vm");
+	char hx[2 * VM_NONCE_LEN + 1], why[256], sig64[200], *doc = NULL;
+	uint8_t *ekc = NULL, *akb = NULL, id[32], name[34], cred[32], blob[256], sec[600];
+	size_t bl = 0, secl = 0;
+	struct vm_policy pol;
+	EVP_PKEY *ek = NULL, *regak = NULL;
+	long now = time(NULL);
+	int slot = -1, open_for_vm = 0;
+
+	if (!vm_id_ok(vm))
+		return refuse(r, 404, "challenge", NULL, "unknown VM");
+	if (load_policy_cached(vm, &pol, &regak, &doc, sig64, sizeof(sig64), why, sizeof(why)))
+		return refuse(r, 404, "challenge", vm, why);
+	free(doc);
+	int el = b64_field(j, "ek_cert", VM_EK_CERT_MAX, &ekc), al = b64_field(j, "ak", 1024, &akb);
+	if (el < 0 || al < 0) {
+		refuse(r, 400, "challenge", vm, "challenge: ek_cert (DER) and ak (TPM2B_PUBLIC), base64, required");
+		goto out;
+	}
+	if (vm_ek_verify(ek_ca, ekc, el, &ek, id, why, sizeof(why))) {
+		refuse(r, 403, "challenge", vm, why);
+		goto out;
+	}
+	if (CRYPTO_memcmp(id, pol.ek, 32)) {
+		refuse(r, 403, "challenge", vm, "EK: not the one recorded for this VM (another TPM)");
+		goto out;
+	}
+	if (vm_ak_check(akb, al, regak, name, NULL, why, sizeof(why))) {
+		refuse(r, 403, "challenge", vm, why);
+		goto out;
+	}
+	if (RAND_bytes(cred, sizeof(cred)) != 1 ||
+	    vm_make_credential(ek, name, sizeof(name), cred, sizeof(cred), blob, sizeof(blob), &bl, sec, sizeof(sec), &secl)) {
+		refuse(r, 500, "challenge", vm, "cannot make the credential");
+		goto out;
+	}
+	uint32_t vmh = 2166136261u;
+	for (const char *c = vm; *c; c++)
+		vmh = (vmh ^ (unsigned char)*c) * 16777619u;
+	pthread_mutex_lock(&nonce_lock);
+	for (int i = 0; i < MAX_NONCES; i++) {
+		int live = nonces[i].vm[0] && !nonces[i].used && nonces[i].exp >= now;
+		if (live && nonces[i].vmh == vmh && !strcmp(nonces[i].vm, vm))
+			open_for_vm++;
+		if (!live && slot < 0)
+			slot = i;
+	}
+	if (slot < 0 || open_for_vm >= MAX_NONCES_PER_VM) {
+		pthread_mutex_unlock(&nonce_lock);
+		refuse(r, 429, "challenge", vm, slot < 0 ? "too many open challenges" : "too many open challenges for this VM");
+		goto out;
+	}
+	if (RAND_bytes(nonces[slot].nonce, VM_NONCE_LEN) != 1) {
+		nonces[slot].vm[0] = 0;
+		pthread_mutex_unlock(&nonce_lock);
+		refuse(r, 500, "challenge", vm, "no randomness");
+		goto out;
+	}
+	nonces[slot].nonce[0] = slot >> 8;
+	nonces[slot].nonce[1] = slot & 0xff;
+	nonces[slot].vmh = vmh;
+	snprintf(nonces[slot].vm, sizeof(nonces[slot].vm), "%s", vm);
+	nonces[slot].exp = now + cfg.nonce_ttl;
+	nonces[slot].used = 0;
+	memcpy(nonces[slot].ek, id, 32);
+	memcpy(nonces[slot].ak_name, name, 34);
+	memcpy(nonces[slot].cred, cred, 32);
+	vm_hex(nonces[slot].nonce, VM_NONCE_LEN, hx);
+	pthread_mutex_unlock(&nonce_lock);
+	char b1[400], b2[900];
+	vm_b64_encode(blob, bl, b1, sizeof(b1));
+	vm_b64_encode(sec, secl, b2, sizeof(b2));
+	r->status = 200;
+	snprintf(r->body, sizeof(r->body), "{\"nonce\":\"%s\",\"expires_in\":%ld,\"credential\":\"%s\",\"secret\":\"%s\"}",
+		 hx, cfg.nonce_ttl, b1, b2);
+out:
+	OPENSSL_cleanse(cred, sizeof(cred));
+	EVP_PKEY_free(ek);
+	EVP_PKEY_free(regak);
+	free(ekc);
+	free(akb);
+}
+
 static void do_attest(json_object *j, struct reply *r)
 {
 	const char *vm = jstr(j, "vm"), *nonce_hex = jstr(j, "nonce"), *pub_hex = jstr(j, "pub");
 	uint8_t nonce[VM_NONCE_LEN], pub[32], *ak = NULL, *att = NULL, *sig = NULL, *evl = NULL;
 	uint8_t wire[VM_SHARE_MAX], boxed[VM_SHARE_MAX + 64];
+	uint8_t slot_ek[32], slot_name[34], slot_cred[32] = { 0 }, got_cred[32] = { 0 };
 	char why[256], path[512], aad[200], sig64[200], *doc = NULL;
 	struct vm_policy pol;
 	struct vm_quote_info qi;
@@ -484,15 +590,23 @@ static void do_attest(json_object *j, struct reply *r)
 	/* the nonce: ours, for this VM, fresh, once */
 	int found = -1;
 	pthread_mutex_lock(&nonce_lock);
-	for (int i = 0; i < MAX_NONCES && found < 0; i++)
-		if (nonces[i].vm[0] && !strcmp(nonces[i].vm, vm) && !CRYPTO_memcmp(nonces[i].nonce, nonce, VM_NONCE_LEN))
-			found = i;
+	int i = nonce[0] << 8 | nonce[1];   /* the slot the challenge wrote it in; the other 30 bytes are random */
+	if (i < MAX_NONCES && nonces[i].vm[0] && !strcmp(nonces[i].vm, vm) &&
+	    !CRYPTO_memcmp(nonces[i].nonce, nonce, VM_NONCE_LEN))
+		found = i;
 	int stale = found < 0 || nonces[found].used || nonces[found].exp < now;
-	if (found >= 0)
+	if (found >= 0) {
 		nonces[found].used = 1;
+		memcpy(slot_ek, nonces[found].ek, 32);
+		memcpy(slot_name, nonces[found].ak_name, 34);
+		memcpy(slot_cred, nonces[found].cred, 32);
+		OPENSSL_cleanse(nonces[found].cred, 32);
+	}
 	pthread_mutex_unlock(&nonce_lock);
 	if (stale)
 		return refuse(r, 403, "attest", vm, "nonce unknown, already used or expired");
+	const char *cred_hex = jstr(j, "cred");
+	int have_cred = cred_hex && !vm_unhex(cred_hex, got_cred, 32);
 	int akl = b64_field(j, "ak", 1024, &ak), al = b64_field(j, "attest", 4096, &att);
 	int sl = b64_field(j, "sig", 1024, &sig), el = b64_field(j, "eventlog", VM_EVLOG_MAX, &evl);
 	EVP_PKEY *akp = NULL;
@@ -504,9 +618,19 @@ static void do_attest(json_object *j, struct reply *r)
 		refuse(r, 403, "attest", vm, why);
 		goto out;
 	}
+	if (CRYPTO_memcmp(slot_ek, pol.ek, 32)) {
+		refuse(r, 403, "attest", vm, "EK: the VM's recorded EK changed since the challenge");
+		goto out;
+	}
+	if (!akp)   /* no registered AK: the one the credential was made for */
+		akp = ak_cached(vm, slot_name, ak, akl);
 	struct vm_evidence ev = { .nonce = nonce, .pub = pub, .ak = ak, .aklen = akl, .attest = att, .alen = al,
-				  .sig = sig, .slen = sl, .evlog = evl, .evlen = el };
-	if (vm_evidence_verify(&pol, akp, &ev, &qi, why, sizeof(why))) {
+				  .sig = sig, .slen = sl, .evlog = evl, .evlen = el, .cred_name = slot_name,
+				  .cred_want = slot_cred, .cred_want_len = 32, .cred_got = have_cred ? got_cred : NULL,
+				  .cred_got_len = have_cred ? 32 : 0 };
+	int vr = vm_evidence_verify(&pol, akp, &ev, &qi, why, sizeof(why));
+	OPENSSL_cleanse(slot_cred, sizeof(slot_cred));
+	if (vr) {
 		refuse(r, 403, "attest", vm, why);
 		goto out;
 	}
@@ -570,6 +694,8 @@ static void do_attest(json_object *j, struct reply *r)
 		vm_audit_append(audit, "release", vm, "ok", note);
 	logev("event=release vm=%s result=ok epoch=%llu reset_count=%u", vm, (unsigned long long)pol.epoch, qi.reset_count);
 out:
+	OPENSSL_cleanse(slot_cred, sizeof(slot_cred));
+	OPENSSL_cleanse(got_cred, sizeof(got_cred));
 	EVP_PKEY_free(akp);
 	free(ak);
 	free(att);
@@ -618,10 +744,78 @@ static void handle(const char *path, const char *body, size_t blen, const char *
 
 static SSL_CTX *tls;
 
+/* The whole-request deadline (request_timeout_s): from the connection's
+ * accept, then from each answer, the next request must be read whole within
+ * it, however slowly its bytes trickle in (the idle timeout alone restarts
+ * with every byte).  A timer per connection; when it fires, the socket is
+ * shut down and evhttp closes the connection as for a client that left.  It
+ * holds a reference to the bufferevent, so the socket it shuts is never
+ * another connection's; once a request completes, the connection's close
+ * callback frees it at once. */
+struct deadline {
+	struct event *ev;
+	struct bufferevent *bev;
+};
+static int deadline_idx = -1;
+
+static void deadline_free(struct deadline *d)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(d->bev);
+	if (ssl)
+		SSL_set_ex_data(ssl, deadline_idx, NULL);
+	event_free(d->ev);
+	bufferevent_decref(d->bev);
+	free(d);
+}
+
+static void on_deadline(evutil_socket_t s, short what, void *arg)
+{
+	struct deadline *d = arg;
+	evutil_socket_t fd = bufferevent_getfd(d->bev);
+	if (fd >= 0)
+		shutdown(fd, SHUT_RDWR);   /* evhttp sees the end and closes */
+	deadline_free(d);
+}
+
+static void on_conn_close(struct evhttp_connection *evcon, void *arg)
+{
+	struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+	SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
+	struct deadline *d = ssl ? SSL_get_ex_data(ssl, deadline_idx) : NULL;
+	if (d)
+		deadline_free(d);
+}
+
+/* a request was read whole: the next one gets a fresh deadline */
+static void deadline_next(struct evhttp_request *req)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+	SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
+	struct deadline *d = ssl ? SSL_get_ex_data(ssl, deadline_idx) : NULL;
+	if (!d)
+		return;
+	struct timeval tv = { .tv_sec = cfg.request_s };
+	evtimer_add(d->ev, &tv);
+	evhttp_connection_set_closecb(evcon, on_conn_close, NULL);
+}
+
 static struct bufferevent *new_conn(struct event_base *base, void *arg)
 {
 	SSL *ssl = SSL_new(tls);
-	return ssl ? bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE) : NULL;
+	struct bufferevent *bev = ssl ? bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+									BEV_OPT_CLOSE_ON_FREE) : NULL;
+	struct deadline *d = bev ? calloc(1, sizeof(*d)) : NULL;
+	if (d && (d->ev = evtimer_new(base, on_deadline, d))) {
+		struct timeval tv = { .tv_sec = cfg.request_s };
+		d->bev = bev;
+		bufferevent_incref(bev);
+		SSL_set_ex_data(ssl, deadline_idx, d);
+		evtimer_add(d->ev, &tv);
+	} else {
+		free(d);   /* no deadline, still served: the idle timeout holds */
+	}
+	return bev;
 }
 
 static void send_reply(struct evhttp_request *req, struct reply *rep)
@@ -629,8 +823,15 @@ static void send_reply(struct evhttp_request *req, struct reply *rep)
 	struct evbuffer *out = evbuffer_new();
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
 	evbuffer_add(out, rep->body, strlen(rep->body));
+	/* headers and body in one chain: one TLS record and one write() for the
+	 * whole answer (bufferevent_openssl writes each chain separately); the
+	 * connection is looked up first: without one, send_reply frees req */
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
 	evhttp_send_reply(req, rep->status, rep->status == 200 ? "OK" : "Refused", out);
 	evbuffer_free(out);
+	if (bev)
+		evbuffer_pullup(bufferevent_get_output(bev), -1);
 	OPENSSL_cleanse(rep->body, sizeof(rep->body));
 }
 
@@ -641,6 +842,7 @@ static void on_request(struct evhttp_request *req, void *arg)
 	struct evbuffer *in = evhttp_request_get_input_buffer(req);
 	size_t blen = evbuffer_get_length(in);
 
+	deadline_next(req);
 	if (!rep) {
 		evhttp_send_error(req, 500, "out of memory");
 		return;
@@ -776,6 +978,10 @@ int main(int argc, char **argv)
 		kl = vm_unhex(hx, storage_key, 32) ? 0 : 32;
 		OPENSSL_cleanse(hx, sizeof(hx));
 	}
+	if (!(ek_ca = vm_ek_ca_load(cfg.ek_ca, err, sizeof(err)))) {
+		fprintf(stderr, "veil-validator: %s: ek_ca: %s\n", config, err);
+		return 2;
+	}
 	sign_key = vm_load_priv(cfg.signing);
 	registry_pub = vm_load_pub(cfg.registry);
 	if (kl != 32 || !sign_key || !registry_pub) {
@@ -800,10 +1006,14 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
+	deadline_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 	tls = SSL_CTX_new(TLS_server_method());
 	SSL_CTX_set_min_proto_version(tls, TLS1_3_VERSION);
 	SSL_CTX_set_max_proto_version(tls, TLS1_3_VERSION);
-	SSL_CTX_set_session_cache_mode(tls, SSL_SESS_CACHE_SERVER);
+	/* resumption by stateless tickets, one per connection: no server-side
+	 * session cache to fill, lock and flush */
+	SSL_CTX_set_session_cache_mode(tls, SSL_SESS_CACHE_OFF);
+	SSL_CTX_set_num_tickets(tls, 1);
 	if (SSL_CTX_use_certificate_chain_file(tls, cfg.cert) != 1 ||
 	    SSL_CTX_use_PrivateKey_file(tls, cfg.key, SSL_FILETYPE_PEM) != 1) {
 		fprintf(stderr, "veil-validator: %s: cannot use TLS certificate/key\n", config);

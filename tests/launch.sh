@@ -122,7 +122,7 @@ start_validator() { # i
 		echo "id v$i"; echo "listen $HOSTIP:$((8440 + i))"
 		echo "cert $W/v$i.crt"; echo "key $W/v$i.tls.key"; echo "signing_key $W/v$i.sign.key"
 		echo "storage_key_file $W/v$i.storage"; echo "state_dir $W/state-v$i"
-		echo "registry_pub $PKI/registry.pub"; echo "workers 1"
+		echo "registry_pub $PKI/registry.pub"; echo "ek_ca $TPMC/vendor.pem"; echo "workers 1"
 	} > "$W/v$i.conf"
 	mkdir -p "$W/state-v$i"
 	# ip netns exec execs the daemon, so $! is the validator itself
@@ -185,23 +185,24 @@ done
 for m in virtio_pci virtio_blk virtio_net dm-crypt ext4 xts; do echo "$list" | grep -q "/$m.ko" || miss="$miss $m.ko"; done
 [ -z "$miss" ] && pass "$t (busybox, veil-attest, cryptsetup, tpm2, dlopen'd libraries, modules)" || fail $t "missing:$miss"
 
-# ---------- 2. the vTPM, provisioned by the node: its AK is known before the VM boots ----------
-TPMC=$CACHE/tpm
-if [ ! -s "$TPMC/ak.pub" ]; then
-	rm -rf "$TPMC"; mkdir -p "$TPMC/state"
-	swtpm_setup --tpm2 --tpm-state "$TPMC/state" --createek --create-ek-cert --create-platform-cert --lock-nvram \
-		--not-overwrite --vmid "vmlaunch:$UUID" >"$TPMC/setup.log" 2>&1 ||
-		swtpm_setup --tpm2 --tpm-state "$TPMC/state" --createek --lock-nvram --not-overwrite >>"$TPMC/setup.log" 2>&1 ||
-		{ fail launch_tpm "swtpm_setup: $(tail -2 "$TPMC/setup.log")"; exit 1; }
-	cp -a "$TPMC/state" "$W/tpmcopy"
-	ip netns exec "$NS" swtpm socket --tpm2 --tpmstate dir="$W/tpmcopy" --server type=tcp,port=2321,bindaddr=127.0.0.1 \
-		--ctrl type=tcp,port=2322,bindaddr=127.0.0.1 --flags not-need-init,startup-clear >"$W/swtpm.log" 2>&1 &
-	sp=$!
-	for _ in $(seq 50); do inns tpm2_pcrread -T swtpm:host=127.0.0.1,port=2321 sha256:0 >/dev/null 2>&1 && break; sleep 0.1; done
-	inns "$BUILD/veil-attest" ak-pub --tcti swtpm:host=127.0.0.1,port=2321 --out "$TPMC/ak.pub.tmp" 2>"$W/ak.err"
-	inns tpm2_shutdown -T swtpm:host=127.0.0.1,port=2321 >/dev/null 2>&1
-	kill $sp; wait $sp 2>/dev/null
-	[ -s "$TPMC/ak.pub.tmp" ] && mv "$TPMC/ak.pub.tmp" "$TPMC/ak.pub" || { fail launch_tpm "ak-pub: $(cat "$W/ak.err")"; exit 1; }
+# ---------- 2. the vTPM, manufactured with an EK certificate from "the vendor" ----------
+# swtpm_setup with a CA this test keeps as the TPM vendor (a test-owned
+# swtpm-localca, ../shared/FACTS.md); the node reports the EK certificate at
+# launch and the registry records the EK in the signed references; the
+# validators trust only that vendor CA.  libvirt finds the state and skips
+# its own swtpm_setup.
+TPMC=$CACHE/tpm-ek
+if [ ! -s "$TPMC/ek-rsa2048.crt" ] || [ ! -s "$TPMC/vendor.pem" ]; then
+	rm -rf "$TPMC"; mkdir -p "$TPMC/state" "$TPMC/ca" "$TPMC/ekc"
+	printf 'statedir = %s\nsigningkey = %s/signkey.pem\nissuercert = %s/issuercert.pem\ncertserial = %s/certserial\n' \
+		"$TPMC/ca" "$TPMC/ca" "$TPMC/ca" "$TPMC/ca" > "$TPMC/ca/localca.conf"
+	printf 'create_certs_tool = /usr/bin/swtpm_localca\ncreate_certs_tool_config = %s/localca.conf\nactive_pcr_banks = sha256\n' \
+		"$TPMC/ca" > "$TPMC/ca/setup.conf"
+	swtpm_setup --tpm2 --tpm-state "$TPMC/state" --createek --create-ek-cert --lock-nvram --not-overwrite \
+		--config "$TPMC/ca/setup.conf" --write-ek-cert-files "$TPMC/ekc" --vmid "vmlaunch:$UUID" >"$TPMC/setup.log" 2>&1 &&
+		[ -s "$TPMC/ekc/ek-rsa2048.crt" ] || { fail launch_tpm "swtpm_setup: $(tail -2 "$TPMC/setup.log")"; rm -rf "$TPMC"; exit 1; }
+	cat "$TPMC/ca/swtpm-localca-rootca-cert.pem" "$TPMC/ca/issuercert.pem" > "$TPMC/vendor.pem"
+	cp "$TPMC/ekc/ek-rsa2048.crt" "$TPMC/ek-rsa2048.crt"
 fi
 fresh_tpm() { # every boot starts from the provisioned state (clock safe, same seeds)
 	local d=/var/lib/libvirt/swtpm/$UUID/tpm2
@@ -315,7 +316,7 @@ printf '%s\n' "$CMDLINE" > "$W/cmdline"  # the domain's <cmdline>; the stub adds
 t=order_encrypts_and_registers
 s=$SECONDS
 out=$(inns "$BUILD/veil-registry" order --vm "$NAME" --t 2 --validators "$VALS" --ca "$PKI/ca.pem" --key "$PKI/registry.key" \
-	--ak-pub "$TPMC/ak.pub" --disk "$W/disk.img" --disk-mb 80 --rootfs "$W/rootfs" \
+	--ek-cert "$TPMC/ek-rsa2048.crt" --ek-ca "$TPMC/vendor.pem" --disk "$W/disk.img" --disk-mb 80 --rootfs "$W/rootfs" \
 	--measure cmdline="$W/cmdline" --measure initrd="$INITRD" --pcr "0=$(pcr 0)" --pcr "7=$(pcr 7)" 2>&1); rc=$?
 dump=$(cryptsetup luksDump "$W/disk.img" 2>/dev/null)
 if [ $rc = 0 ] && echo "$dump" | grep -q "^Version:.*2" && echo "$dump" | grep -q "PBKDF:.*argon2id" &&

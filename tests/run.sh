@@ -2,7 +2,7 @@
 # Runs every veilmesh test and ends with one line: "N passed, N failed".
 # Each suite prints "PASS name" / "FAIL name: why" / "SKIP name: why" lines.
 #   tests/run.sh            everything
-#   tests/run.sh unit|bpf|fuzz|e2e|reliability|dpdk|ops|gwstore|agent|agentstore|registry|attest|launch|dns|bench
+#   tests/run.sh unit|bpf|fuzz|e2e|reliability|dpdk|ops|gwstore|agent|agentstore|registry|attest|launch|dns|controller|bench
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -40,6 +40,7 @@ case $what in all|unit)
 	suite evidence "$BUILD/tests/test_evidence"
 	suite dns_core "$BUILD/tests/test_dns"
 	suite store "$BUILD/tests/test_store"
+	suite ctl_unit "$BUILD/tests/test_ctl"
 esac
 case $what in all|unit|agent)
 	suite agent_unit "$BUILD/tests/test_agent"
@@ -84,6 +85,9 @@ case $what in all|launch|registry)
 esac
 case $what in all|dns)
 	suite dns tests/dns.sh
+esac
+case $what in all|controller)
+	suite controller tests/controller.sh
 esac
 case $what in all|bench)
 	suite bench_quick tools/bench.sh quick

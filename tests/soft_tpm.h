@@ -16,7 +16,13 @@
 #include <tss2/tss2_mu.h>
 #include <tss2/tss2_tpm2_types.h>
 
+#include <openssl/pem.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
 #include "keys/attest.h"
+#include "keys/ek.h"
 
 struct soft_ak {
 	EVP_PKEY *key;
@@ -197,6 +203,120 @@ static inline int soft_quote_make(const struct soft_ak *ak, uint8_t pcr[24][32],
 	ECDSA_SIG_free(es);
 	q->slen = 0;
 	return Tss2_MU_TPMT_SIGNATURE_Marshal(&s, q->sig, sizeof(q->sig), &q->slen) == TSS2_RC_SUCCESS ? 0 : -1;
+}
+
+/* ---------- the endorsement key, its vendor, credential activation ---------- */
+
+/* A "vendor" CA (self-signed P-256) and an RSA-2048 EK certified by it. */
+struct soft_ek {
+	EVP_PKEY *key;
+	uint8_t der[2048];
+	int derlen;
+};
+
+static inline X509 *soft_cert(EVP_PKEY *subject, EVP_PKEY *issuer_key, X509 *issuer, const char *cn, int ca, long serial)
+{
+	X509 *x = X509_new();
+	X509_set_version(x, 2);
+	ASN1_INTEGER_set(X509_get_serialNumber(x), serial);
+	X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+	X509_gmtime_adj(X509_getm_notAfter(x), 86400L * 365);
+	X509_set_pubkey(x, subject);
+	X509_NAME *n = X509_get_subject_name(x);
+	X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
+	X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : n);
+	X509V3_CTX v3;
+	X509V3_set_ctx(&v3, issuer ? issuer : x, x, NULL, NULL, 0);
+	X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, &v3, NID_basic_constraints, ca ? "critical,CA:TRUE" : "CA:FALSE");
+	X509_add_ext(x, e, -1);
+	X509_EXTENSION_free(e);
+	e = X509V3_EXT_conf_nid(NULL, &v3, NID_key_usage, ca ? "critical,keyCertSign" : "critical,keyEncipherment");
+	X509_add_ext(x, e, -1);
+	X509_EXTENSION_free(e);
+	X509_sign(x, issuer_key, EVP_sha256());
+	return x;
+}
+
+/* writes the CA's certificate (PEM) to path; *ca and *cakey for soft_ek_new */
+static inline int soft_vendor_new(const char *path, X509 **ca, EVP_PKEY **cakey)
+{
+	*cakey = EVP_EC_gen("P-256");
+	*ca = *cakey ? soft_cert(*cakey, *cakey, NULL, "soft TPM vendor", 1, 1) : NULL;
+	FILE *f = *ca ? fopen(path, "w") : NULL;
+	int ok = f && PEM_write_X509(f, *ca) == 1;
+	if (f)
+		fclose(f);
+	return ok ? 0 : -1;
+}
+
+static inline int soft_ek_new(struct soft_ek *ek, X509 *ca, EVP_PKEY *cakey, long serial)
+{
+	ek->key = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
+	X509 *x = ek->key ? soft_cert(ek->key, cakey, ca, "soft TPM EK", 0, serial) : NULL;
+	uint8_t *p = ek->der;
+	ek->derlen = x && i2d_X509(x, NULL) <= (int)sizeof(ek->der) ? i2d_X509(x, &p) : -1;
+	X509_free(x);
+	return ek->derlen > 0 ? 0 : -1;
+}
+
+/* TPM2_ActivateCredential as the TPM does it (Part 1 sec. 24): the seed with
+ * the EK's private key, the HMAC over encIdentity || name checked, then the
+ * credential decrypted.  0, or -1 as the TPM would refuse. */
+static inline int soft_activate(EVP_PKEY *ek, const uint8_t *name, size_t nl, const uint8_t *blob, size_t bl,
+				const uint8_t *sec, size_t sl, uint8_t *out, size_t *outlen)
+{
+	uint8_t seed[256], sym[16], hkey[32], mac[32], plain[64], iv[16] = { 0 };
+	size_t seedl = sizeof(seed), ml = 0;
+
+	if (bl < 2 + 2 + 32 + 3 || sl < 2 || ((size_t)blob[0] << 8 | blob[1]) != bl - 2 || blob[2] != 0 || blob[3] != 32 ||
+	    ((size_t)sec[0] << 8 | sec[1]) != sl - 2)
+		return -1;
+	EVP_PKEY_CTX *pc = EVP_PKEY_CTX_new(ek, NULL);
+	char *label = OPENSSL_malloc(9);
+	memcpy(label, "IDENTITY", 9);
+	int ok = pc && EVP_PKEY_decrypt_init(pc) == 1 && EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_OAEP_PADDING) == 1 &&
+		 EVP_PKEY_CTX_set_rsa_oaep_md(pc, EVP_sha256()) == 1 && EVP_PKEY_CTX_set_rsa_mgf1_md(pc, EVP_sha256()) == 1 &&
+		 EVP_PKEY_CTX_set0_rsa_oaep_label(pc, label, 9) == 1;
+	if (!ok)
+		OPENSSL_free(label);
+	ok = ok && EVP_PKEY_decrypt(pc, seed, &seedl, sec + 2, sl - 2) == 1 && seedl == 32;
+	EVP_PKEY_CTX_free(pc);
+	if (!ok)
+		return -1;
+	const uint8_t *enc = blob + 36;
+	size_t el = bl - 36;
+	if (el > sizeof(plain))
+		return -1;
+	vm_kdfa_sha256(seed, 32, "INTEGRITY", NULL, 0, NULL, 0, hkey, 256);
+	EVP_MAC *m = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	EVP_MAC_CTX *mc = m ? EVP_MAC_CTX_new(m) : NULL;
+	OSSL_PARAM prm[] = { OSSL_PARAM_construct_utf8_string("digest", (char *)"SHA256", 0), OSSL_PARAM_construct_end() };
+	ok = mc && EVP_MAC_init(mc, hkey, 32, prm) == 1 && EVP_MAC_update(mc, enc, el) == 1 &&
+	     EVP_MAC_update(mc, name, nl) == 1 && EVP_MAC_final(mc, mac, &ml, 32) == 1 && ml == 32 &&
+	     !CRYPTO_memcmp(mac, blob + 4, 32);
+	EVP_MAC_CTX_free(mc);
+	EVP_MAC_free(m);
+	if (!ok)
+		return -1;   /* TPM_RC_INTEGRITY: another name, or altered */
+	vm_kdfa_sha256(seed, 32, "STORAGE", name, nl, NULL, 0, sym, 128);
+	EVP_CIPHER_CTX *cc = EVP_CIPHER_CTX_new();
+	int n1 = 0, n2 = 0;
+	ok = cc && EVP_DecryptInit_ex(cc, EVP_aes_128_cfb(), NULL, sym, iv) == 1 &&
+	     EVP_DecryptUpdate(cc, plain, &n1, enc, el) == 1 && EVP_DecryptFinal_ex(cc, plain + n1, &n2) == 1;
+	EVP_CIPHER_CTX_free(cc);
+	if (!ok || (size_t)(n1 + n2) != el || ((size_t)plain[0] << 8 | plain[1]) != el - 2)
+		return -1;
+	memcpy(out, plain + 2, el - 2);
+	*outlen = el - 2;
+	return 0;
+}
+
+/* the AK's name (nameAlg || sha256(TPMT_PUBLIC)) */
+static inline void soft_ak_name(const struct soft_ak *ak, uint8_t name[34])
+{
+	name[0] = 0;
+	name[1] = 0x0b;
+	soft_sha256(ak->pub + 2, ak->publen - 2, name + 2);
 }
 
 #endif

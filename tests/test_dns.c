@@ -170,6 +170,113 @@ static void names_and_bad_input(void)
 	CHECK(dns_answer(snap, &q, &r) == 0 && (r.buf[3] & 15) == LDNS_RCODE_FORMERR, "compression loop: FORMERR");
 }
 
+/* A well-formed query for vm1.veil.test A (ID 0xbeef, EDNS when opt), and
+ * the same bytes bent: each bent shape must get FORMERR with its ID. */
+static size_t good_query(uint8_t *b, int opt)
+{
+	static const uint8_t q[] = { 0xbe, 0xef, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0,
+				     3, 'v', 'm', '1', 4, 'v', 'e', 'i', 'l', 4, 't', 'e', 's', 't', 0, 0, 1, 0, 1 };
+	static const uint8_t o[] = { 0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0 }; /* root, OPT, 1232, rdlen 0 */
+	memcpy(b, q, sizeof(q));
+	if (!opt)
+		return sizeof(q);
+	b[11] = 1;
+	memcpy(b + sizeof(q), o, sizeof(o));
+	return sizeof(q) + sizeof(o);
+}
+
+static int rcode_of(const uint8_t *pkt, size_t len, struct dns_result *r)
+{
+	struct dns_query q = { .pkt = pkt, .len = len, .family = AF_INET, .addr = { 198, 18, 54, 2 } };
+	if (dns_answer(snap, &q, r) || r->len < 12 || r->buf[0] != 0xbe || r->buf[1] != 0xef || !(r->buf[2] & 0x80))
+		return -1;
+	return r->rcode;
+}
+
+static void malformed_queries_formerr(void)
+{
+	uint8_t b[600], out[65536];
+	struct dns_result r = { .buf = out };
+	size_t n;
+
+	n = good_query(b, 0);
+	CHECK(rcode_of(b, n, &r) == LDNS_RCODE_NOERROR, "the plain query is answered, rcode %d", r.rcode);
+	n = good_query(b, 1);
+	CHECK(rcode_of(b, n, &r) == LDNS_RCODE_NOERROR, "the EDNS query is answered, rcode %d", r.rcode);
+	/* trailing bytes after the question, after the OPT record, a single
+	 * zero byte, and 400 of them */
+	n = good_query(b, 0);
+	b[n] = 0xaa;
+	CHECK(rcode_of(b, n + 1, &r) == LDNS_RCODE_FORMERR, "one junk byte after the question: rcode %d", r.rcode);
+	memset(b + n, 0, 400);
+	CHECK(rcode_of(b, n + 400, &r) == LDNS_RCODE_FORMERR, "400 zero bytes after the question: rcode %d", r.rcode);
+	n = good_query(b, 1);
+	memcpy(b + n, "junk", 4);
+	CHECK(rcode_of(b, n + 4, &r) == LDNS_RCODE_FORMERR, "junk after the OPT record: rcode %d", r.rcode);
+	/* OPT in the answer section (ANCOUNT 1, ARCOUNT 0) */
+	n = good_query(b, 1);
+	b[7] = 1;
+	b[11] = 0;
+	CHECK(rcode_of(b, n, &r) == LDNS_RCODE_FORMERR, "OPT in the answer section: rcode %d", r.rcode);
+	/* OPT owned by a name other than the root */
+	n = good_query(b, 0);
+	static const uint8_t badopt[] = { 1, 'x', 0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0 };
+	memcpy(b + n, badopt, sizeof(badopt));
+	b[11] = 1;
+	CHECK(rcode_of(b, n + sizeof(badopt), &r) == LDNS_RCODE_FORMERR, "OPT not owned by the root: rcode %d", r.rcode);
+	/* a count that promises a record that is not there */
+	n = good_query(b, 0);
+	b[11] = 1;
+	CHECK(rcode_of(b, n, &r) == LDNS_RCODE_FORMERR, "ARCOUNT 1 with no record: rcode %d", r.rcode);
+	/* the same over TCP */
+	n = good_query(b, 0);
+	b[n] = 0;
+	struct dns_query q = { .pkt = b, .len = n + 1, .family = AF_INET, .tcp = 1 };
+	CHECK(!dns_answer(snap, &q, &r) && r.rcode == LDNS_RCODE_FORMERR, "trailing byte over TCP: rcode %d", r.rcode);
+}
+
+/* What the store feed relies on: names from the store checked against the
+ * zone, the file's config copied and grown with them, a snapshot built from
+ * the merge answering the new names. */
+static void store_merge_helpers(void)
+{
+	char n[256], err[512];
+	CHECK(!dns_vm_name(&snap->cfg, "Svc1.Veil.Test.", n, sizeof(n)) && !strcmp(n, "svc1.veil.test"), "absolute name: %s", n);
+	CHECK(!dns_vm_name(&snap->cfg, "*.shop.veil.test", n, sizeof(n)) && !strcmp(n, "*.shop.veil.test"), "wildcard");
+	CHECK(dns_vm_name(&snap->cfg, "veil.test", n, sizeof(n)), "the apex is not a VM name");
+	CHECK(dns_vm_name(&snap->cfg, "x.other.test", n, sizeof(n)), "another zone's name");
+	CHECK(dns_vm_name(&snap->cfg, "a..veil.test", n, sizeof(n)) && dns_vm_name(&snap->cfg, "a b.veil.test", n, sizeof(n)) &&
+	      dns_vm_name(&snap->cfg, "x.*.veil.test", n, sizeof(n)) && dns_vm_name(&snap->cfg, "", n, sizeof(n)),
+	      "bad labels refused");
+	double lat, lon;
+	CHECK(!dns_parse_loc("DE", &lat, &lon) && !dns_parse_loc("52.37,4.90", &lat, &lon) && lat > 52 && lat < 53 &&
+	      dns_parse_loc("ZZ", &lat, &lon) && dns_parse_loc("91,0", &lat, &lon), "locations");
+	struct dns_cfg c;
+	CHECK(!dns_cfg_copy(&c, &snap->cfg) && c.nvm == snap->cfg.nvm && c.vm != snap->cfg.vm, "deep copy");
+	for (int i = 0; i < 300; i++) {
+		snprintf(n, sizeof(n), "store%d.veil.test", i);
+		CHECK(!dns_cfg_add_vm(&c, n), "add %d", i);
+	}
+	CHECK(c.nvm == snap->cfg.nvm + 300 && !strcmp(c.vm[c.nvm - 1], "store299.veil.test"), "grown to %d", c.nvm);
+	uint64_t key[2] = { 1, 2 };
+	struct dns_snap *s2 = dns_snap_build(&c, snap->serial, snap->cfg.hash ^ 1, key, err, sizeof(err));
+	CHECK(s2 && s2->serial > snap->serial, "merged snapshot built, serial moved: %.200s", s2 ? "" : err);
+	if (s2) {
+		struct dns_snap *keep = snap;
+		struct dns_result r;
+		ldns_pkt *p;
+		snap = s2;
+		ask("store123.veil.test", LDNS_RR_TYPE_A, NULL, AF_INET, "198.18.54.2", &r, &p);
+		CHECK(p && ldns_pkt_get_rcode(p) == LDNS_RCODE_NOERROR && has_addr(p, "198.18.1.1"), "a merged name answered");
+		ldns_pkt_free(p);
+		ask("vm1.veil.test", LDNS_RR_TYPE_A, NULL, AF_INET, "198.18.54.2", &r, &p);
+		CHECK(p && ldns_pkt_get_rcode(p) == LDNS_RCODE_NOERROR, "the file's name still answered");
+		ldns_pkt_free(p);
+		snap = keep;
+		dns_snap_free(s2);
+	}
+}
+
 int main(void)
 {
 	char err[512], conf[] = "/tmp/test_dns.XXXXXX";
@@ -193,6 +300,8 @@ int main(void)
 	RUN(nearest_by_ecs_and_resolver);
 	RUN(pure_and_deterministic);
 	RUN(names_and_bad_input);
+	RUN(malformed_queries_formerr);
+	RUN(store_merge_helpers);
 	dns_snap_free(snap);
 	return t_done();
 }

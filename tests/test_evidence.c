@@ -7,6 +7,7 @@
  * on purpose. */
 #include <fcntl.h>
 #include <unistd.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include "testlib.h"
 #include "soft_tpm.h"
@@ -16,8 +17,9 @@ static const char cmdline[] = "console=ttyS0 root=/dev/mapper/root";
 static const char initrd[] = "an initrd\n";
 static EVP_PKEY *registry;
 static struct soft_ak ak;
-static struct vm_policy pol;
+static struct vm_policy pol, pol_ek_only;
 static EVP_PKEY *akpub;
+static const uint8_t ekid[32] = { 0xe4, 0x1d };   /* the recorded EK (its id; the chain is ek_* below) */
 
 static void hex(const uint8_t *b, char *out)
 {
@@ -25,10 +27,11 @@ static void hex(const uint8_t *b, char *out)
 }
 
 /* the registry's document for the reference boot */
-static int make_policy(int t, const char *vm, struct vm_policy *p, char *doc, size_t cap, uint8_t sig[64])
+static int make_policy_ak(int t, const char *vm, int with_ak, struct vm_policy *p, char *doc, size_t cap,
+			  uint8_t sig[64])
 {
 	struct soft_log l;
-	char p0[65], p7[65], c9[65], i9[65], pem[1024] = "", cm[65];
+	char p0[65], p7[65], c9[65], i9[65], pem[1024] = "", cm[65], ek[65];
 	uint8_t d[32], commit[32] = { 7 };
 	BIO *b = BIO_new(BIO_s_mem());
 	PEM_write_bio_PUBKEY(b, ak.key);
@@ -43,6 +46,7 @@ static int make_policy(int t, const char *vm, struct vm_policy *p, char *doc, si
 	soft_sha256(initrd, strlen(initrd), d);
 	hex(d, i9);
 	hex(commit, cm);
+	hex(ekid, ek);
 	char esc[2048];
 	size_t e = 0;
 	for (char *c = pem; *c && e < sizeof(esc) - 3; c++) {
@@ -54,7 +58,8 @@ static int make_policy(int t, const char *vm, struct vm_policy *p, char *doc, si
 	}
 	esc[e] = 0;
 	snprintf(doc, cap, "{\"v\":2,\"vm\":\"%s\",\"epoch\":42,\"t\":%d,\"n\":3,\"pcr0\":\"%s\",\"pcr7\":\"%s\","
-		 "\"pcr9\":[\"%s\",\"%s\"],\"commit\":\"%s\",\"ak_pub\":\"%s\"}", vm, t, p0, p7, c9, i9, cm, esc);
+		 "\"pcr9\":[\"%s\",\"%s\"],\"commit\":\"%s\",\"ek\":\"%s\"%s%s%s}", vm, t, p0, p7, c9, i9, cm, ek,
+		 with_ak ? ",\"ak_pub\":\"" : "", with_ak ? esc : "", with_ak ? "\"" : "");
 	size_t sl = 64;
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
 	EVP_DigestSignInit(md, NULL, NULL, NULL, registry);
@@ -62,6 +67,11 @@ static int make_policy(int t, const char *vm, struct vm_policy *p, char *doc, si
 	EVP_MD_CTX_free(md);
 	char why[256];
 	return vm_policy_load(doc, strlen(doc), sig, 64, registry, p, why, sizeof(why));
+}
+
+static int make_policy(int t, const char *vm, struct vm_policy *p, char *doc, size_t cap, uint8_t sig[64])
+{
+	return make_policy_ak(t, vm, 1, p, doc, cap, sig);
 }
 
 static void setup(void)
@@ -72,11 +82,12 @@ static void setup(void)
 	soft_ak_new(&ak, SOFT_AK_ATTRS);
 	akpub = ak.key;
 	make_policy(2, "order-7", &pol, doc, sizeof(doc), sig);
+	make_policy_ak(2, "order-7", 0, &pol_ek_only, doc, sizeof(doc), sig);
 }
 
 /* evidence for a boot with these files, optionally broken in one way */
 enum how { GOOD, CMDLINE_BYTE, INITRD_BYTE, HAND_PCR9, LOG_LIES, OTHER_PUB, OTHER_SIGNER, PCRS_0_7, NOT_RESTRICTED,
-	   DECRYPT, OTHER_AK };
+	   DECRYPT, OTHER_AK, CRED_WRONG, CRED_NONE, CRED_OTHER_AK, GOOD_EK_ONLY, OTHER_AK_EK_ONLY };
 static int verify(enum how how, char *why, size_t whylen)
 {
 	struct soft_log l, tpm;
@@ -98,10 +109,10 @@ static int verify(enum how how, char *why, size_t whylen)
 	}
 	if (how == LOG_LIES)      /* the TPM saw another initrd than the log says */
 		soft_log_boot(&tpm, cmdline, "an initrc\n", strlen(initrd), 1);
-	if (how == NOT_RESTRICTED || how == DECRYPT || how == OTHER_AK) {
+	if (how == NOT_RESTRICTED || how == DECRYPT || how == OTHER_AK || how == OTHER_AK_EK_ONLY) {
 		soft_ak_new(&other, how == NOT_RESTRICTED ? SOFT_AK_ATTRS & ~TPMA_OBJECT_RESTRICTED
 			    : how == DECRYPT ? SOFT_AK_ATTRS | TPMA_OBJECT_DECRYPT : SOFT_AK_ATTRS);
-		if (how != OTHER_AK) {   /* same key, other attributes */
+		if (how != OTHER_AK && how != OTHER_AK_EK_ONLY) {   /* same key, other attributes */
 			EVP_PKEY_free(other.key);
 			other.key = ak.key;
 			TPM2B_PUBLIC tp;
@@ -118,10 +129,23 @@ static int verify(enum how how, char *why, size_t whylen)
 	vm_qualifying(nonce, how == OTHER_PUB ? (uint8_t[32]){ 1 } : pub, qd);
 	soft_quote_make(a, tpm.pcr, how == PCRS_0_7 ? VM_PCR_MASK : VM_POLICY_MASK, qd, 32,
 			how == OTHER_SIGNER ? (uint8_t[34]){ 0, 0x0b, 9 } : NULL, &q);
+	/* the credential: made for the AK that quotes (or, OTHER_AK_EK_ONLY, for
+	 * the VM's AK while another one quotes), activated or not */
+	uint8_t name[34], want[32], got[32];
+	soft_ak_name(how == CRED_OTHER_AK || how == OTHER_AK_EK_ONLY ? &ak : a, name);
+	if (how == CRED_OTHER_AK)
+		name[5] ^= 1;
+	RAND_bytes(want, 32);
+	memcpy(got, want, 32);
+	if (how == CRED_WRONG)
+		got[0] ^= 1;
 	struct vm_evidence e = { .nonce = nonce, .pub = pub, .ak = a->pub, .aklen = a->publen, .attest = q.attest,
-				 .alen = q.alen, .sig = q.sig, .slen = q.slen, .evlog = l.buf, .evlen = l.len };
-	int rc = vm_evidence_verify(&pol, akpub, &e, &qi, why, whylen);
-	if (how == OTHER_AK)
+				 .alen = q.alen, .sig = q.sig, .slen = q.slen, .evlog = l.buf, .evlen = l.len,
+				 .cred_name = name, .cred_want = want, .cred_want_len = 32,
+				 .cred_got = how == CRED_NONE ? NULL : got, .cred_got_len = how == CRED_NONE ? 0 : 32 };
+	int ek_only = how == GOOD_EK_ONLY || how == OTHER_AK_EK_ONLY;
+	int rc = vm_evidence_verify(ek_only ? &pol_ek_only : &pol, ek_only ? NULL : akpub, &e, &qi, why, whylen);
+	if (how == OTHER_AK || how == OTHER_AK_EK_ONLY)
 		EVP_PKEY_free(other.key);
 	return rc;
 }
@@ -140,8 +164,14 @@ static void evidence_verdicts(void)
 		{ NOT_RESTRICTED, "attributes" },
 		{ DECRYPT, "attributes" },
 		{ OTHER_AK, "not the one registered" },
+		{ CRED_WRONG, "credential: not activated" },
+		{ CRED_NONE, "credential: not activated" },
+		{ CRED_OTHER_AK, "credential: made for another AK" },
+		{ OTHER_AK_EK_ONLY, "credential: made for another AK" },
 	};
 	CHECK(verify(GOOD, why, sizeof(why)) == 0, "the reference boot refused: %s", why);
+	CHECK(verify(GOOD_EK_ONLY, why, sizeof(why)) == 0, "the reference boot, AK bound by activation only, refused: %s",
+	      why);
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		why[0] = 0;
 		int rc = verify(cases[i].how, why, sizeof(why));
@@ -281,6 +311,92 @@ static void audit_signed_o1(void)
 	EVP_PKEY_free(k2);
 }
 
+/* The vendor's CA: its EKs pass, with their id; another CA's do not. */
+static void ek_chain_to_vendor(void)
+{
+	char path[] = "/tmp/veil-test-vendor-XXXXXX", opath[] = "/tmp/veil-test-vendor2-XXXXXX", why[256];
+	close(mkstemp(path));
+	close(mkstemp(opath));
+	X509 *ca, *oca;
+	EVP_PKEY *cak, *ocak, *k = NULL;
+	struct soft_ek ek, rogue;
+	uint8_t id[32], want[32];
+	CHECK(soft_vendor_new(path, &ca, &cak) == 0 && soft_vendor_new(opath, &oca, &ocak) == 0, "CA setup");
+	CHECK(soft_ek_new(&ek, ca, cak, 2) == 0 && soft_ek_new(&rogue, oca, ocak, 2) == 0, "EK setup");
+	struct vm_ek_ca *vc = vm_ek_ca_load(path, why, sizeof(why));
+	CHECK(vc, "vendor CA: %s", why);
+	if (!vc)
+		return;
+	CHECK(vm_ek_verify(vc, ek.der, ek.derlen, &k, id, why, sizeof(why)) == 0, "vendor's EK refused: %s", why);
+	vm_ek_id(ek.key, want);
+	CHECK(!memcmp(id, want, 32), "EK id is not sha256(SPKI)");
+	EVP_PKEY_free(k);
+	CHECK(vm_ek_verify(vc, ek.der, ek.derlen, NULL, id, why, sizeof(why)) == 0 && !memcmp(id, want, 32),
+	      "cached verdict differs");
+	why[0] = 0;
+	CHECK(vm_ek_verify(vc, rogue.der, rogue.derlen, NULL, id, why, sizeof(why)) == -1 &&
+	      strstr(why, "does not chain to the TPM vendor's CA"), "another CA's EK: '%s'", why);
+	ek.der[ek.derlen - 5] ^= 1;   /* the signature altered */
+	CHECK(vm_ek_verify(vc, ek.der, ek.derlen, NULL, id, why, sizeof(why)) == -1, "an altered certificate passes");
+	CHECK(vm_ek_verify(vc, ek.der, 10, NULL, id, why, sizeof(why)) == -1, "10 bytes pass");
+	struct vm_ek_ca *none = vm_ek_ca_load("/nonexistent", why, sizeof(why));
+	CHECK(!none && why[0], "a missing CA file loads");
+	vm_ek_ca_free(vc);
+	unlink(path);
+	unlink(opath);
+	EVP_PKEY_free(ek.key);
+	EVP_PKEY_free(rogue.key);
+	X509_free(ca);
+	X509_free(oca);
+	EVP_PKEY_free(cak);
+	EVP_PKEY_free(ocak);
+}
+
+/* MakeCredential -> ActivateCredential as a TPM does it; the real TPM's round
+ * trip (swtpm) is tests/attest.sh's ek_makecredential_round_trip. */
+static void credential_round_trip(void)
+{
+	EVP_PKEY *ek = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048), *ek2 = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
+	uint8_t name[34], cred[32], blob[256], sec[600], out[64];
+	size_t bl, sl, ol;
+	soft_ak_name(&ak, name);
+	RAND_bytes(cred, 32);
+	CHECK(vm_make_credential(ek, name, 34, cred, 32, blob, sizeof(blob), &bl, sec, sizeof(sec), &sl) == 0, "make");
+	CHECK(bl == 2 + 2 + 32 + 34 && sl == 2 + 256, "sizes %zu %zu", bl, sl);
+	CHECK(soft_activate(ek, name, 34, blob, bl, sec, sl, out, &ol) == 0 && ol == 32 && !memcmp(out, cred, 32),
+	      "does not activate");
+	name[33] ^= 1;
+	CHECK(soft_activate(ek, name, 34, blob, bl, sec, sl, out, &ol) == -1, "activates for another name");
+	name[33] ^= 1;
+	CHECK(soft_activate(ek2, name, 34, blob, bl, sec, sl, out, &ol) == -1, "activates with another EK");
+	blob[40] ^= 1;
+	CHECK(soft_activate(ek, name, 34, blob, bl, sec, sl, out, &ol) == -1, "activates altered");
+	EVP_PKEY *ec = EVP_EC_gen("P-256");
+	CHECK(vm_make_credential(ec, name, 34, cred, 32, blob, sizeof(blob), &bl, sec, sizeof(sec), &sl) == -1,
+	      "made to a non-RSA key");
+	CHECK(vm_make_credential(ek, name, 34, cred, 33, blob, sizeof(blob), &bl, sec, sizeof(sec), &sl) == -1,
+	      "a 33-byte credential");
+	EVP_PKEY_free(ec);
+	EVP_PKEY_free(ek);
+	EVP_PKEY_free(ek2);
+}
+
+/* KDFa against the specification's construction written out by hand:
+ * HMAC(key, 00000001 || "STORAGE\0" || ctx || 00000080) for 128 bits */
+static void kdfa_known_construction(void)
+{
+	uint8_t key[32], ctx[34], out[16], buf[4 + 8 + 34 + 4], mac[32];
+	unsigned int ml = 32;
+	RAND_bytes(key, 32);
+	RAND_bytes(ctx, 34);
+	vm_kdfa_sha256(key, 32, "STORAGE", ctx, 34, NULL, 0, out, 128);
+	memcpy(buf, "\0\0\0\1STORAGE\0", 12);
+	memcpy(buf + 12, ctx, 34);
+	memcpy(buf + 46, "\0\0\0\x80", 4);
+	HMAC(EVP_sha256(), key, 32, buf, sizeof(buf), mac, &ml);
+	CHECK(!memcmp(out, mac, 16), "KDFa differs from HMAC(counter || label || 0 || context || bits)");
+}
+
 int main(void)
 {
 	setup();
@@ -292,5 +408,8 @@ int main(void)
 	RUN(sealed_at_rest_with_aad);
 	RUN(key_commitment);
 	RUN(audit_signed_o1);
+	RUN(ek_chain_to_vendor);
+	RUN(credential_round_trip);
+	RUN(kdfa_known_construction);
 	return t_done();
 }

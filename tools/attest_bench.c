@@ -6,6 +6,9 @@
  * (tests/soft_tpm.h), to measure the validator, not a TPM.
  *
  *   veil-attest-bench register --addr A:P --ca F --registry-key F --vm ID
+ *   (both read the soft TPM's EK: bench-ek.key (RSA-2048 private key) and
+ *   bench-ek.der (its certificate from the bench's "vendor" CA); the
+ *   validator's ek_ca is that vendor)
  *   veil-attest-bench run --addr A:P --ca F --vm ID --mode new|resume|keepalive
  *                     [--clients N] [--slow N] [--seconds S] [--pid VALIDATOR_PID]
  *
@@ -46,6 +49,10 @@ static int port, mode, seconds = 5;
 static SSL_CTX *cctx;
 static struct soft_ak ak;
 static struct soft_log blog;
+static EVP_PKEY *ekkey;                      /* the soft TPM's EK */
+static uint8_t ekder[VM_EK_CERT_MAX], akname[34];
+static int ekderlen;
+static char ek64[2 * VM_EK_CERT_MAX];
 static volatile int running = 1;
 
 static double now_s(void)
@@ -148,18 +155,28 @@ static char evlog64[16384], ak64[1024];
 static int attest_once(struct conn *c)
 {
 	const char *vm = tvm[0] ? tvm : "bench-vm";
-	char resp[16384], body[24000], nh[65], ph[65], a64[2048], s64[512];
+	char resp[16384], body[26000], nh[65], ph[65], a64[2048], s64[512];
 	uint8_t nonce[32], pub[32], qd[32], box[512], out[512];
 	size_t pl = 32;
 	json_object *j, *x;
 
-	snprintf(body, sizeof(body), "{\"vm\":\"%s\"}", vm);
+	uint8_t blob[512], sec[600], cred[64];
+	int bl = -1, sl = -1;
+	size_t cl = 0;
+	snprintf(body, sizeof(body), "{\"vm\":\"%s\",\"ek_cert\":\"%s\",\"ak\":\"%s\"}", vm, ek64, ak64);
 	if (post(c, "/v1/challenge", body, resp, sizeof(resp)) != 200 || !(j = json_tokener_parse(resp)))
 		return -1;
 	int ok = json_object_object_get_ex(j, "nonce", &x) && !vm_unhex(json_object_get_string(x), nonce, 32);
+	if (ok && json_object_object_get_ex(j, "credential", &x))
+		bl = vm_b64_decode(json_object_get_string(x), blob, sizeof(blob));
+	if (ok && json_object_object_get_ex(j, "secret", &x))
+		sl = vm_b64_decode(json_object_get_string(x), sec, sizeof(sec));
 	json_object_put(j);
-	if (!ok)
+	/* the TPM's part: activating the credential (here in software, on the client's CPU) */
+	if (!ok || bl < 0 || sl < 0 || soft_activate(ekkey, akname, 34, blob, bl, sec, sl, cred, &cl) || cl != 32)
 		return -1;
+	char credhex[65];
+	vm_hex(cred, 32, credhex);
 	EVP_PKEY *eph = EVP_PKEY_Q_keygen(NULL, NULL, "X25519");
 	EVP_PKEY_get_raw_public_key(eph, pub, &pl);
 	vm_qualifying(nonce, pub, qd);
@@ -170,7 +187,7 @@ static int attest_once(struct conn *c)
 	vm_hex(nonce, 32, nh);
 	vm_hex(pub, 32, ph);
 	snprintf(body, sizeof(body), "{\"vm\":\"%s\",\"nonce\":\"%s\",\"pub\":\"%s\",\"ak\":\"%s\",\"attest\":\"%s\","
-		 "\"sig\":\"%s\",\"eventlog\":\"%s\"}", vm, nh, ph, ak64, a64, s64, evlog64);
+		 "\"sig\":\"%s\",\"eventlog\":\"%s\",\"cred\":\"%s\"}", vm, nh, ph, ak64, a64, s64, evlog64, credhex);
 	int st = post(c, "/v1/attest", body, resp, sizeof(resp));
 	ok = 0;
 	if (st == 200 && (j = json_tokener_parse(resp))) {
@@ -282,21 +299,10 @@ static int do_register(const char *ca, const char *regkey)
 	EVP_PKEY *reg = vm_load_priv(regkey);
 	if (!reg)
 		return fprintf(stderr, "cannot read %s\n", regkey), 1;
-	char pem[1024] = "", p0[65], p7[65], c9[65], i9[65], cm[65], doc[4096], esc[2048];
-	BIO *b = BIO_new(BIO_s_mem());
-	PEM_write_bio_PUBKEY(b, ak.key);
-	int n = BIO_read(b, pem, sizeof(pem) - 1);
-	BIO_free(b);
-	pem[n > 0 ? n : 0] = 0;
-	size_t e = 0;
-	for (char *c = pem; *c && e < sizeof(esc) - 3; c++)
-		if (*c == '\n') {
-			esc[e++] = '\\';
-			esc[e++] = 'n';
-		} else
-			esc[e++] = *c;
-	esc[e] = 0;
-	uint8_t d[32], key[32], commit[32];
+	char p0[65], p7[65], c9[65], i9[65], cm[65], doc[4096], ekhex[65];
+	uint8_t d[32], key[32], commit[32], ekid[32];
+	vm_ek_id(ekkey, ekid);
+	vm_hex(ekid, 32, ekhex);
 	RAND_bytes(key, 32);
 	vm_key_commit(vm, (uint64_t)time(NULL), key, 32, commit);
 	vm_hex(blog.pcr[0], 32, p0);
@@ -307,7 +313,7 @@ static int do_register(const char *ca, const char *regkey)
 	vm_hex(d, 32, i9);
 	vm_hex(commit, 32, cm);
 	snprintf(doc, sizeof(doc), "{\"v\":2,\"vm\":\"%s\",\"epoch\":%ld,\"t\":2,\"n\":2,\"pcr0\":\"%s\",\"pcr7\":\"%s\","
-		 "\"pcr9\":[\"%s\",\"%s\"],\"commit\":\"%s\",\"ak_pub\":\"%s\"}", vm, (long)time(NULL), p0, p7, c9, i9, cm, esc);
+		 "\"pcr9\":[\"%s\",\"%s\"],\"commit\":\"%s\",\"ek\":\"%s\"}", vm, (long)time(NULL), p0, p7, c9, i9, cm, ekhex);
 	struct vm_share sh[2];
 	uint8_t wire[VM_SHARE_MAX], sig[64];
 	size_t sl = 64;
@@ -378,6 +384,19 @@ int main(int argc, char **argv)
 	snprintf(host, sizeof(host), "%.*s", (int)(colon - addr), addr);
 	port = atoi(colon + 1);
 	soft_log_boot(&blog, cmdline, initrd, strlen(initrd), 1);
+	{   /* the soft TPM's EK and its certificate */
+		FILE *ef = fopen("bench-ek.key", "r");
+		ekkey = ef ? PEM_read_PrivateKey(ef, NULL, NULL, NULL) : NULL;
+		if (ef)
+			fclose(ef);
+		ef = fopen("bench-ek.der", "r");
+		ekderlen = ef ? (int)fread(ekder, 1, sizeof(ekder), ef) : 0;
+		if (ef)
+			fclose(ef);
+		if (!ekkey || ekderlen <= 0)
+			return fprintf(stderr, "veil-attest-bench: bench-ek.key and bench-ek.der (the soft TPM's EK) needed\n"), 1;
+		vm_b64_encode(ekder, ekderlen, ek64, sizeof(ek64));
+	}
 	FILE *f = fopen("bench-ak.pem", "r");
 	EVP_PKEY *k = f ? PEM_read_PrivateKey(f, NULL, NULL, NULL) : NULL;
 	if (f)
@@ -430,6 +449,7 @@ int main(int argc, char **argv)
 	}
 	vm_b64_encode(blog.buf, blog.len, evlog64, sizeof(evlog64));
 	vm_b64_encode(ak.pub, ak.publen, ak64, sizeof(ak64));
+	soft_ak_name(&ak, akname);
 	{   /* one descriptor per connection: as many as we are allowed */
 		struct rlimit rl;
 		if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur < rl.rlim_max) {

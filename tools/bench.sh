@@ -6,6 +6,7 @@
 #          forwarding on the same net_pcap/net_null vdevs)
 #   dns:   tools/bench_dns.sh (veil-dns next to gdnsd 3 with dnsperf, with and
 #          without ECS; full runs only)
+#   controller: tools/bench_controller.sh (orders/s accepted by veil-controller's API)
 #   e2e:   the lab, three gateways in turn on the same topology and load:
 #          veilmesh (XDP), HAProxy (TCP mode, req.ssl_sni), nginx (stream, ssl_preread)
 # Writes bench/results/latest.json (+ a dated copy), PNG plots, summary.md, and the
@@ -236,12 +237,22 @@ if [ "$MODE" = full ]; then
 	say "bench: validators (tools/bench_attest.sh: one worker on CPU 0, a software TPM as clients)"
 	line=$(tools/bench_attest.sh 10 2>"$DIR/bench_attest.err" | tail -1)
 	case $line in
-	'{"new_tls"'*)
+	'{"tls_handshake_only"'*|'{"new_tls"'*)
 		attest_json=$line
 		say "bench: validator: $(echo "$line" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(", ".join(f"{k}: {d[k]["per_cpu_s"]}/s/core p50 {d[k]["p50_ms"]} ms p99 {d[k]["p99_ms"]} ms" for k in ("new_tls","resumed_tls","keepalive","c1000_slow10pct")))')" ;;
 	*) bad "validators: $line $(tail -3 "$DIR/bench_attest.err")" ;;
 	esac
 fi
+
+# ---------- controller: orders/s accepted by the API (tools/bench_controller.sh) ----------
+ctl_json='null'
+CTL_S=15; [ "$MODE" = quick ] && CTL_S=3
+say "bench: controller (POST /v1/orders, wrk, ${CTL_S} s)"
+line=$(tools/bench_controller.sh "$CTL_S" 8 2>"$DIR/bench_controller.err" | tail -1)
+case $line in
+'{"orders_per_s"'*) ctl_json=$line; say "bench: controller: $line" ;;
+*) bad "controller: $line $(tail -3 "$DIR/bench_controller.err")" ;;
+esac
 
 # ---------- results ----------
 date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
@@ -259,6 +270,7 @@ cat >"$OUT/latest.json" <<EOF
     $e2e_json
   ],
   "attest": $attest_json,
+  "controller": $ctl_json,
   "store_routes": $(cat "$DIR.routes.json" 2>/dev/null || echo null),
   "peers": {
     "haproxy": {"version": "$hv", "config": $(jesc <"$DIR/haproxy.cfg")},
@@ -299,6 +311,13 @@ if d.get("attest"):
                     ("keepalive", "8, keep-alive"), ("c1000_slow10pct", "900 keep-alive + 100 slowloris")):
         r = a.get(k) or {}
         lines.append(f'| {name} | {r.get("per_s", 0)} | {r.get("per_cpu_s", 0)} | {r.get("p50_ms", 0)} | {r.get("p99_ms", 0)} | {r.get("failures", 0)} |')
+    if a.get("tls_handshake_only"):
+        lines.append(f'| baseline: a bare TLS 1.3 handshake, server half, in memory | - | {a["tls_handshake_only"]["per_cpu_s"]} | - | - | - |')
+if d.get("controller"):
+    c = d["controller"]
+    lines += ['', f'Controller API (tools/bench_controller.sh: POST /v1/orders over TLS 1.3, {c["connections"]} keep-alive '
+              'connections, each order = idempotency record + order record + audit event in a local nats-server): '
+              f'{c["orders_per_s"]} orders/s accepted, p50 {c["p50_ms"]} ms, p99 {c["p99_ms"]} ms, {c["refused"]} refused.']
 if d.get("store_routes"):
     r = d["store_routes"]
     w, u, a_, p = r["write_to_map_ms"], r["update_ms"], r["add_ms"], r["put_acked_ms"]
@@ -328,8 +347,13 @@ if d.get("dns"):
         ratio = (ref["cpu_s_per_m"] / x["cpu_s_per_m"]) if ref and x["cpu_s_per_m"] else 0
         lines.append(f'| {x["server"]} | {"yes" if x["ecs"] else "no"} | {x["qps"]:.0f} | {x["p99_ms"]:.3f} | '
                      f'{x["cpu_s_per_m"]:.2f} | {ratio:.2f} |')
-    lines += ['', 'veil-dns answers from a per-worker memo of its pure query function; veil-dns-nomemo is the',
-              'same server with the memo off (every answer parsed and built by ldns).']
+    lines += ['', 'CPU s = the scheduler\'s runtime of all the server\'s threads (/proc/PID/task/*/schedstat) over the',
+              'run; runs interleaved, the median of the rounds shown. veil-dns as configured by default: a',
+              'per-worker memo of its pure query function, UDP coalescing (udp_coalesce_us 250: after a read that',
+              'did not fill its batch the worker waits 250 us, so the next read takes many queries) and UDP GSO',
+              '(same-length answers to one client in one send; dnsperf sends from one socket, real resolvers',
+              'spread their ports, so there it helps less). veil-dns-plain: coalescing and GSO off; nomemo: the',
+              'memo off too (every answer parsed and built by ldns).']
 lines += ['', '| BPF_PROG_TEST_RUN case | mode | ns/packet | baseline ns | ratio |', '| --- | --- | ---: | ---: | ---: |']
 for m in d["micro"]:
     lines.append(f'| {m["case"]} | {m["mode"]} | {m["ns_per_pkt"]:.1f} | {m["baseline_ns_per_pkt"]:.1f} | {m["ratio"]:.2f} |')

@@ -10,10 +10,12 @@
 # The server runs pinned to CPU 0, dnsperf to CPU 1 (on two cores the load
 # generator is the bottleneck otherwise).  Per server, without and with an
 # ECS option (dnsperf -E): queries/s, p99 latency (from dnsperf -v), and the
-# server's CPU seconds (utime+stime) per million answered queries.  veil-dns
-# keeps a per-worker memo of its answers (the query path is a pure function);
-# it is also measured with the memo off (VEIL_DNS_NOCACHE=1), every answer
-# parsed and built by ldns.
+# server's CPU seconds per million answered queries (the scheduler's runtime
+# of all its threads; utime+stime ticks alongside).  Runs are interleaved
+# over DNS_ROUNDS rounds (default 3); the median of each figure is reported.
+# veil-dns keeps a per-worker memo of its answers (the query path is a pure
+# function); it is also measured without UDP coalescing and GSO ("plain")
+# and with the memo off too ("nomemo", every answer parsed and built by ldns).
 #   tools/bench_dns.sh SECONDS OUT.json
 set -u
 cd "$(dirname "$0")/.."
@@ -132,13 +134,28 @@ with open(f'{T}/queries', 'w') as f:
 PY
 say "bench_dns: gdnsd nets file: $(cat "$T/nets.count") CIDRs from tor-geoipdb"
 
-# the servers, pinned to CPU 0
+# the servers, pinned to CPU 0: veil-dns as configured by default (UDP
+# coalescing 250 us, GSO on), the same with both off ("plain": one read and
+# one send call per wake-up, as before), the same with the answer memo off
+# too ("nomemo": every answer parsed and built by ldns), and gdnsd.  All run
+# at once; each is idle (blocked in its receive call) while another is measured.
+ip -n "$NS" addr add 198.18.53.3/32 dev lo
+ip -n "$NS" addr add 198.18.53.4/32 dev lo
+sed 's/^listen .*/listen 198.18.53.3/' "$T/veil.conf" >"$T/plain.conf"
+printf 'udp_coalesce_us 0\nudp_gso off\n' >>"$T/plain.conf"
+sed 's/^listen .*/listen 198.18.53.4/' "$T/plain.conf" >"$T/nomemo.conf"
 ip netns exec "$NS" taskset -c 0 "$BUILD/veil-dns" --config "$T/veil.conf" >"$T/veil.log" 2>&1 &
 VEIL=$!; PIDS+=($VEIL)
+ip netns exec "$NS" taskset -c 0 "$BUILD/veil-dns" --config "$T/plain.conf" >>"$T/veil.log" 2>&1 &
+PLAIN=$!; PIDS+=($PLAIN)
+VEIL_DNS_NOCACHE=1 ip netns exec "$NS" taskset -c 0 "$BUILD/veil-dns" --config "$T/nomemo.conf" >>"$T/veil.log" 2>&1 &
+NOMEMO=$!; PIDS+=($NOMEMO)
 ip netns exec "$NS" taskset -c 0 gdnsd -c "$T/gdnsd" start >"$T/gdnsd.log" 2>&1 &
 GDNSD=$!; PIDS+=($GDNSD)
 ready() { for _ in $(seq 150); do ip netns exec "$NS" dig +short +tries=1 +time=1 @"$1" vm1.veil.test A | grep -q '^198' && return 0; sleep 0.2; done; return 1; }
-ready 198.18.53.1 || { say "bench_dns: veil-dns did not answer: $(tail -3 "$T/veil.log")"; echo '[]' >"$OUT"; exit 1; }
+for a in 198.18.53.1 198.18.53.3 198.18.53.4; do
+	ready $a || { say "bench_dns: veil-dns ($a) did not answer: $(tail -3 "$T/veil.log")"; echo '[]' >"$OUT"; exit 1; }
+done
 ready 198.18.53.2 || { say "bench_dns: gdnsd did not answer: $(tail -5 "$T/gdnsd.log")"; echo '[]' >"$OUT"; exit 1; }
 # the same answer from both for a few subnets
 for sn in 81.169.10.0/24 8.8.8.0/24 1.5.1.0/24 177.0.0.0/12 2001:638:1::/48; do
@@ -148,34 +165,56 @@ for sn in 81.169.10.0/24 8.8.8.0/24 1.5.1.0/24 177.0.0.0/12 2001:638:1::/48; do
 done
 
 ticks=$(getconf CLK_TCK)
-cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-json=""
+# CPU time of every thread of a process: the scheduler's runtime in ns
+# (/proc/PID/task/*/schedstat, exact), and utime+stime in ticks (sampled)
+cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {printf "%.0f", s}'; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+ROUNDS=${DNS_ROUNDS:-3}
+: >"$T/runs"
 run() { # name addr pid ecs(0/1)
-	local name=$1 addr=$2 pid=$3 ecs=$4 e=() c0 c1 out
+	local name=$1 addr=$2 pid=$3 ecs=$4 e=() c0 c1 t0 t1 out
 	# ECS: 81.169.10.0/24 (family 1, source 24, scope 0)
 	[ "$ecs" = 1 ] && e=(-E 8:0001180051a90a)
-	c0=$(cpu "$pid")
+	c0=$(cpu_ns "$pid"); t0=$(cpu_ticks "$pid")
 	ip netns exec "$NS" taskset -c 1 dnsperf -s "$addr" -d "$T/queries" -l "$SECS" -c 1 -T 1 -q 64 -v "${e[@]}" \
 		>"$T/perf.out" 2>&1
-	c1=$(cpu "$pid")
-	local done qps lost p99 cpum
+	c1=$(cpu_ns "$pid"); t1=$(cpu_ticks "$pid")
+	local done qps lost p99 cpum cput
 	done=$(awk '/Queries completed:/ {print $3}' "$T/perf.out")
 	lost=$(awk '/Queries lost:/ {print $3}' "$T/perf.out")
 	qps=$(awk '/Queries per second:/ {print $4}' "$T/perf.out")
 	# -v: one line per answer, the latency last (seconds)
 	p99=$(awk '$1 == ">" {print $NF}' "$T/perf.out" | sort -g | awk '{a[NR] = $1} END {if (NR) printf "%.3f", a[int(NR * 0.99)] * 1000; else print 0}')
-	cpum=$(awk -v d=$((c1 - c0)) -v t="$ticks" -v n="${done:-0}" 'BEGIN {if (n > 0) printf "%.3f", d / t / (n / 1e6); else print 0}')
-	say "bench_dns: $name ecs=$ecs: ${qps:-0} q/s, p99 ${p99} ms, ${cpum} CPU s per 1M answered, lost ${lost:-?}"
-	json="$json${json:+,
-    }{\"server\": \"$name\", \"ecs\": $([ "$ecs" = 1 ] && echo true || echo false), \"qps\": ${qps:-0}, \"p99_ms\": ${p99:-0}, \"cpu_s_per_m\": ${cpum:-0}, \"completed\": ${done:-0}, \"lost\": ${lost:-0}}"
+	cpum=$(awk -v d=$((c1 - c0)) -v n="${done:-0}" 'BEGIN {if (n > 0) printf "%.3f", d / 1e9 / (n / 1e6); else print 0}')
+	cput=$(awk -v d=$((t1 - t0)) -v t="$ticks" -v n="${done:-0}" 'BEGIN {if (n > 0) printf "%.3f", d / t / (n / 1e6); else print 0}')
+	say "bench_dns: $name ecs=$ecs: ${qps:-0} q/s, p99 ${p99} ms, ${cpum} CPU s per 1M answered (ticks: ${cput}), lost ${lost:-?}"
+	echo "$name $ecs ${qps:-0} ${p99:-0} ${cpum:-0} ${cput:-0} ${done:-0} ${lost:-0}" >>"$T/runs"
 }
-run veil-dns 198.18.53.1 $VEIL 0
-run veil-dns 198.18.53.1 $VEIL 1
-run gdnsd 198.18.53.2 $GDNSD 0
-run gdnsd 198.18.53.2 $GDNSD 1
-# veil-dns with every answer computed (no memo)
-kill $VEIL; wait $VEIL 2>/dev/null
-VEIL_DNS_NOCACHE=1 ip netns exec "$NS" taskset -c 0 "$BUILD/veil-dns" --config "$T/veil.conf" >>"$T/veil.log" 2>&1 &
-VEIL=$!; PIDS+=($VEIL)
-ready 198.18.53.1 && run veil-dns-nomemo 198.18.53.1 $VEIL 0 && run veil-dns-nomemo 198.18.53.1 $VEIL 1
-printf '[\n    %s\n]\n' "$json" >"$OUT"
+# interleaved: each round runs every server with and without ECS
+for r in $(seq "$ROUNDS"); do
+	for ecs in 0 1; do
+		run veil-dns 198.18.53.1 $VEIL $ecs
+		run gdnsd 198.18.53.2 $GDNSD $ecs
+		run veil-dns-plain 198.18.53.3 $PLAIN $ecs
+	done
+done
+run veil-dns-nomemo 198.18.53.4 $NOMEMO 0
+run veil-dns-nomemo 198.18.53.4 $NOMEMO 1
+# per server and ECS: the median over the rounds of each figure
+python3 - "$T/runs" "$OUT" <<'PY'
+import sys, json, statistics
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+out, seen = [], []
+for r in rows:
+    k = (r[0], r[1])
+    if k not in seen:
+        seen.append(k)
+for k in seen:
+    rs = [r for r in rows if (r[0], r[1]) == k]
+    med = lambda i: statistics.median(float(r[i]) for r in rs)
+    out.append({"server": k[0], "ecs": k[1] == "1", "qps": med(2), "p99_ms": med(3),
+                "cpu_s_per_m": med(4), "cpu_s_per_m_ticks": med(5), "completed": sum(int(r[6]) for r in rs),
+                "lost": sum(int(r[7]) for r in rs), "rounds": len(rs), "cpu_s_per_m_all": [float(r[4]) for r in rs],
+                "p99_ms_all": [float(r[3]) for r in rs]})
+json.dump(out, open(sys.argv[2], 'w') if sys.argv[2] != '/dev/stdout' else sys.stdout, indent=4)
+PY

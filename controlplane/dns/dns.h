@@ -18,6 +18,7 @@
 struct dns_gw {
 	char name[32];
 	int up;
+	uint16_t slot;           /* the daemon's per-name counter slot */
 	double lat, lon;
 	int has4, has6;
 	uint8_t a4[4], a6[16];
@@ -70,7 +71,14 @@ struct dns_cfg {
 	char cookie_secret_file[256];
 	int threads;
 	int rrl_rate, rrl_slip;
-	uint64_t hash;           /* of the file's content, for the serial */
+	uint32_t udp_coalesce_us; /* wait after a batch that did not fill (0: off) */
+	int udp_gso;             /* same-length answers to one client as one UDP GSO send */
+	/* the cluster store feed (feed.c): VM names and gateways by watch */
+	char store[512];         /* nats://... (comma-separated), empty: file only */
+	char store_pub[256];     /* the controller's Ed25519 public key (PEM) */
+	char store_creds[256];   /* NATS credentials file, optional */
+	uint32_t store_wait;     /* seconds to wait at start for the store's snapshot */
+	uint64_t hash;           /* of the file's content (and the store's state), for the serial */
 };
 
 struct dns_snap {
@@ -93,6 +101,16 @@ struct dns_snap {
 /* Config: 0, or -1 with "file:line: reason" in err. */
 int dns_cfg_load(const char *path, struct dns_cfg *c, char *err, size_t len);
 void dns_cfg_free(struct dns_cfg *c);
+/* A deep copy (the VM name list duplicated): 0 or -1 (out of memory). */
+int dns_cfg_copy(struct dns_cfg *dst, const struct dns_cfg *src);
+/* Appends a VM name (already checked, lowercase, no final dot). */
+int dns_cfg_add_vm(struct dns_cfg *c, const char *name);
+/* A VM name from elsewhere (the store): absolute, with or without the final
+ * dot; out gets it lowercase without the dot.  -1 if it is not a valid name
+ * strictly under c's zone. */
+int dns_vm_name(const struct dns_cfg *c, const char *name, char *out, size_t len);
+/* A location as the config writes it: a country code (its centre) or LAT,LON. */
+int dns_parse_loc(const char *s, double *lat, double *lon);
 /* Builds a snapshot from a config (takes ownership of c's allocations).
  * Geo base tables are cached across builds. */
 struct dns_snap *dns_snap_build(struct dns_cfg *c, uint32_t prev_serial, uint64_t prev_hash,

@@ -331,9 +331,12 @@ static void add_soa_authority(const struct ctx *c, ldns_pkt *p)
 	ldns_pkt_push_rr(p, LDNS_SECTION_AUTHORITY, soa);
 }
 
-/* Every record parses (ldns_wire2rr, one at a time, each freed) and there is
- * one OPT at most.  ldns_wire2pkt leaks an OPT record when a later record
- * fails to parse (found by fuzz_dns), so it only sees packets that pass. */
+/* Every record parses (ldns_wire2rr, one at a time, each freed), the
+ * records end where the packet ends (trailing bytes after the last record
+ * are a malformed query, not padding), and there is one OPT at most, in the
+ * additional section, owned by the root (RFC 6891 6.1.1).  ldns_wire2pkt
+ * leaks an OPT record when a later record fails to parse (found by
+ * fuzz_dns), so it only sees packets that pass. */
 static int records_ok(const uint8_t *w, size_t len)
 {
 	size_t pos = LDNS_HEADER_SIZE;
@@ -346,12 +349,17 @@ static int records_ok(const uint8_t *w, size_t len)
 			ldns_rr *rr = NULL;
 			if (ldns_wire2rr(&rr, w, len, &pos, sec[s]) != LDNS_STATUS_OK)
 				return 0;
-			opt += ldns_rr_get_type(rr) == LDNS_RR_TYPE_OPT;
+			if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_OPT) {
+				const ldns_rdf *o = ldns_rr_owner(rr);
+				int root = o && ldns_rdf_size(o) == 1 && ldns_rdf_data(o)[0] == 0;
+				if (++opt > 1 || s != 3 || !root) {
+					ldns_rr_free(rr);
+					return 0;
+				}
+			}
 			ldns_rr_free(rr);
-			if (opt > 1)
-				return 0;
 		}
-	return 1;
+	return pos == len;
 }
 
 int dns_answer(const struct dns_snap *s, const struct dns_query *q, struct dns_result *r)

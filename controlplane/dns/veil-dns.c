@@ -27,6 +27,7 @@
 
 #include "veil.h"
 #include "dns/dns.h"
+#include "dns/feed.h"
 
 static void usage(FILE *f)
 {
@@ -42,7 +43,9 @@ static void usage(FILE *f)
 		"  -h, --help            this text\n"
 		"\n"
 		"Signals: SIGHUP reloads the config (so does any change to the file; a bad\n"
-		"file changes nothing), SIGTERM/SIGINT exit.  Metrics: http://ADDR:PORT/metrics\n"
+		"file changes nothing), SIGTERM/SIGINT exit.  With 'store' in the config, VM\n"
+		"names and gateways also come from the cluster store (NATS JetStream buckets\n"
+		"dns and peers, watched; changes apply live).  Metrics: http://ADDR:PORT/metrics\n"
 		"('metrics' in the config, default 127.0.0.1:9433).\n"
 		"Exit codes: 0 ok, 1 runtime failure (sockets), 2 bad usage or config.\n");
 }
@@ -83,12 +86,18 @@ static int qt_index(int t)
 	}
 }
 
+/* Answers are counted per gateway name: gateways come and go (file, store),
+ * so each name gets a stable slot for the process's life. */
+#define GW_SLOTS 1024
+static char gw_slot_name[GW_SLOTS][32];
+static int gw_slots;
+
 struct counters {
 	uint64_t q[NQT][24];
-	uint64_t gw[DNS_MAX_GW];
+	uint64_t gw[GW_SLOTS];
 	uint64_t ecs, tc, cookies, cookies_ok, cache_hits, rrl_dropped, rrl_slipped;
 	uint64_t drop_short, drop_response, drop_nomem;
-	uint64_t udp, tcp;
+	uint64_t udp, tcp, batches, gso_sends;
 };
 
 struct rrl_ent { uint64_t key; uint32_t sec; uint32_t count; };
@@ -136,7 +145,7 @@ static void publish(struct dns_snap *s)
 	dns_snap_free(old);
 }
 
-static void count(struct worker *w, const struct dns_result *r)
+static void count(struct worker *w, const struct dns_snap *s, const struct dns_result *r)
 {
 	struct counters *c = &w->cnt;
 	if (!r->len) {
@@ -147,7 +156,7 @@ static void count(struct worker *w, const struct dns_result *r)
 	}
 	c->q[qt_index(r->qtype)][r->rcode < 24 ? r->rcode : 23]++;
 	for (int i = 0; i < r->ngw; i++)
-		c->gw[r->gw[i]]++;
+		c->gw[s->cfg.gw[r->gw[i]].slot]++;
 	if (r->flags & DNS_F_ECS) c->ecs++;
 	if (r->flags & DNS_F_TC) c->tc++;
 	if (r->flags & DNS_F_COOKIE) c->cookies++;
@@ -170,6 +179,21 @@ static void to_query(struct dns_query *q, const struct sockaddr_storage *ss)
 		q->family = AF_INET;
 		memcpy(q->addr, &((const struct sockaddr_in *)ss)->sin_addr, 4);
 	}
+}
+
+/* The memo's key hash: eight bytes a step (the key is ~50 bytes). */
+static uint64_t key_hash(const uint8_t *b, size_t n)
+{
+	uint64_t h = 0x9e3779b97f4a7c15ULL ^ n, v;
+	for (; n >= 8; b += 8, n -= 8) {
+		memcpy(&v, b, 8);
+		h = (h ^ v) * 0xff51afd7ed558ccdULL;
+		h ^= h >> 32;
+	}
+	v = 0;
+	memcpy(&v, b, n);
+	h = (h ^ v) * 0xc4ceb9fe1a85ec53ULL;
+	return h ^ (h >> 29);
 }
 
 static uint64_t fnv(const uint8_t *b, size_t n, uint64_t h)
@@ -197,7 +221,7 @@ static int answer(struct worker *w, const struct dns_snap *s, struct dns_query *
 		key[klen++] = (uint8_t)q->family;
 		memcpy(key + klen, q->addr, 16);
 		klen += 16;
-		h = fnv(key, klen, 0xcbf29ce484222325ULL);
+		h = key_hash(key, klen);
 		e = &w->cache[h & (CACHE_SLOTS - 1)];
 		if (e->gen == s->gen && e->hash == h && e->klen == klen && !memcmp(e->key, key, klen)) {
 			memcpy(r->buf, e->ans, e->alen);
@@ -265,7 +289,22 @@ static int rrl_allow(struct worker *w, const struct dns_snap *s, const struct dn
 	return 0;
 }
 
-#define BATCH 32
+#define BATCH 64
+/* Coalescing: after a batch that did not fill, the worker waits this long
+ * before it reads again, so queries gather and the next read takes many
+ * (one wake-up, one receive and one send call for all of them).  Each
+ * query waits at most this long more; an idle server still blocks in
+ * recvmmsg and answers the first query at once. */
+static long coalesce_ns;
+/* UDP GSO: answers of one batch to the same client address and port with
+ * the same length leave as one UDP_SEGMENT send (one trip through the
+ * stack, segmented at the end).  Off after the first send the kernel
+ * refuses, or with udp_gso off. */
+static int use_gso;
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+
 static void *udp_worker(void *arg)
 {
 	struct worker *w = arg;
@@ -274,8 +313,11 @@ static void *udp_worker(void *arg)
 	struct mmsghdr msg[BATCH], rep[BATCH];
 	struct iovec iov[BATCH], oiov[BATCH];
 	struct sockaddr_storage from[BATCH];
+	union { char b[CMSG_SPACE(sizeof(uint16_t))]; struct cmsghdr align; } ctl[BATCH];
+	int alen[BATCH], afrom[BATCH];
+	uint8_t taken[BATCH];
 	struct dns_result r;
-	r.buf = w->buf;
+	int gso = use_gso;
 
 	for (int i = 0; i < BATCH; i++) {
 		iov[i] = (struct iovec){ in[i], sizeof(in[i]) };
@@ -287,6 +329,7 @@ static void *udp_worker(void *arg)
 		int n = recvmmsg(w->fd, msg, BATCH, MSG_WAITFORONE, NULL);
 		if (n <= 0)
 			continue;
+		w->cnt.batches++;
 		struct dns_snap *s = hold(w);
 		uint32_t now = (uint32_t)time(NULL);
 		int m = 0;
@@ -294,22 +337,74 @@ static void *udp_worker(void *arg)
 			struct dns_query q = { .pkt = in[i], .len = msg[i].msg_len, .now = now };
 			to_query(&q, &from[i]);
 			w->cnt.udp++;
+			r.buf = out[m]; /* a UDP answer is at most udp_size (<= 4096) bytes */
 			answer(w, s, &q, &r);
-			count(w, &r);
+			count(w, s, &r);
 			if (!r.len || !rrl_allow(w, s, &q, &r) || r.len > sizeof(out[0]))
 				continue;
-			memcpy(out[m], r.buf, r.len);
-			oiov[m] = (struct iovec){ out[m], r.len };
-			rep[m].msg_hdr = (struct msghdr){ .msg_name = &from[i], .msg_namelen = msg[i].msg_hdr.msg_namelen,
-							 .msg_iov = &oiov[m], .msg_iovlen = 1 };
+			alen[m] = (int)r.len;
+			afrom[m] = i;
 			m++;
 		}
 		release(w);
-		for (int sent = 0; sent < m;) {
-			int k = sendmmsg(w->fd, rep + sent, (unsigned)(m - sent), 0);
+		/* one message per answer, or per group of same-length answers to
+		 * one client when GSO is on */
+		int nm = 0, ni = 0;
+		memset(taken, 0, (size_t)m);
+		for (int a = 0; a < m; a++) {
+			if (taken[a])
+				continue;
+			struct msghdr *h = &rep[nm].msg_hdr;
+			const struct msghdr *q = &msg[afrom[a]].msg_hdr;
+			int first = ni, cnt = 1;
+			oiov[ni++] = (struct iovec){ out[a], (size_t)alen[a] };
+			for (int b = a + 1; gso && b < m && cnt < 64; b++) {
+				const struct msghdr *qb = &msg[afrom[b]].msg_hdr;
+				if (taken[b] || alen[b] != alen[a] || qb->msg_namelen != q->msg_namelen ||
+				    memcmp(qb->msg_name, q->msg_name, q->msg_namelen))
+					continue;
+				taken[b] = 1;
+				oiov[ni++] = (struct iovec){ out[b], (size_t)alen[b] };
+				cnt++;
+			}
+			*h = (struct msghdr){ .msg_name = q->msg_name, .msg_namelen = q->msg_namelen, .msg_iov = &oiov[first],
+					      .msg_iovlen = (size_t)cnt };
+			if (cnt > 1) {
+				h->msg_control = ctl[nm].b;
+				h->msg_controllen = sizeof(ctl[nm].b);
+				struct cmsghdr *c = CMSG_FIRSTHDR(h);
+				c->cmsg_level = IPPROTO_UDP;
+				c->cmsg_type = UDP_SEGMENT;
+				c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+				uint16_t seg = (uint16_t)alen[a];
+				memcpy(CMSG_DATA(c), &seg, sizeof(seg));
+				w->cnt.gso_sends++;
+			}
+			nm++;
+		}
+		for (int sent = 0; sent < nm;) {
+			int k = sendmmsg(w->fd, rep + sent, (unsigned)(nm - sent), 0);
+			if (k < 0 && gso && rep[sent].msg_hdr.msg_controllen && errno != EAGAIN && errno != EINTR) {
+				/* the path cannot segment (no checksum offload, old
+				 * kernel): this group one by one, GSO off for good */
+				gso = 0;
+				vm_log("event=udp_gso_off reason=\"%s\"", strerror(errno));
+				struct msghdr g = rep[sent].msg_hdr;
+				for (size_t x = 0; x < g.msg_iovlen; x++) {
+					struct msghdr one = { .msg_name = g.msg_name, .msg_namelen = g.msg_namelen,
+							      .msg_iov = &g.msg_iov[x], .msg_iovlen = 1 };
+					sendmsg(w->fd, &one, 0);
+				}
+				sent++;
+				continue;
+			}
 			if (k <= 0)
 				break;
 			sent += k;
+		}
+		if (coalesce_ns && n < BATCH) {
+			struct timespec ts = { 0, coalesce_ns };
+			nanosleep(&ts, NULL);
 		}
 	}
 	return NULL;
@@ -396,8 +491,8 @@ static void *tcp_worker(void *arg)
 				to_query(&q, &ss);
 				struct dns_snap *s = hold(w);
 				answer(w, s, &q, &r);
+				count(w, s, &r);
 				release(w);
-				count(w, &r);
 				if (r.len) {
 					uint8_t hdr[2] = { (uint8_t)(r.len >> 8), (uint8_t)r.len };
 					struct iovec v[2] = { { hdr, 2 }, { r.buf, r.len } };
@@ -474,6 +569,27 @@ bad:
 
 /* ---------- metrics ---------- */
 static uint64_t reloads_ok, reloads_bad, started;
+static struct dns_feed *feed;
+
+/* Gives each gateway of a new snapshot its counter slot (by name). */
+static void assign_slots(struct dns_snap *s)
+{
+	for (int g = 0; g < s->cfg.ngw; g++) {
+		int i;
+		for (i = 0; i < gw_slots && strcmp(gw_slot_name[i], s->cfg.gw[g].name); i++)
+			;
+		if (i == gw_slots) {
+			if (gw_slots == GW_SLOTS - 1) {
+				i = GW_SLOTS - 1; /* full: the rest share the last slot */
+				snprintf(gw_slot_name[i], sizeof(gw_slot_name[i]), "_other");
+			} else {
+				snprintf(gw_slot_name[i], sizeof(gw_slot_name[i]), "%s", s->cfg.gw[g].name);
+				gw_slots++;
+			}
+		}
+		s->cfg.gw[g].slot = (uint16_t)i;
+	}
+}
 
 static void metrics(void *arg, FILE *out)
 {
@@ -483,11 +599,11 @@ static void metrics(void *arg, FILE *out)
 		for (int a = 0; a < NQT; a++)
 			for (int b = 0; b < 24; b++)
 				t.q[a][b] += __atomic_load_n(&c->q[a][b], __ATOMIC_RELAXED);
-		for (int g = 0; g < DNS_MAX_GW; g++)
-			t.gw[g] += c->gw[g];
+		for (int g = 0; g < gw_slots; g++)
+			t.gw[g] += __atomic_load_n(&c->gw[g], __ATOMIC_RELAXED);
 #define S(f) t.f += __atomic_load_n(&c->f, __ATOMIC_RELAXED)
 		S(ecs); S(tc); S(cookies); S(cookies_ok); S(cache_hits); S(rrl_dropped); S(rrl_slipped);
-		S(drop_short); S(drop_response); S(drop_nomem); S(udp); S(tcp);
+		S(drop_short); S(drop_response); S(drop_nomem); S(udp); S(tcp); S(batches); S(gso_sends);
 #undef S
 	}
 	fputs("# HELP veildns_queries_total Queries answered, by query type and rcode.\n"
@@ -509,9 +625,9 @@ static void metrics(void *arg, FILE *out)
 	const struct dns_snap *s = atomic_load(&cur);
 	fputs("# HELP veildns_answers_total Address records answered, by gateway.\n"
 	      "# TYPE veildns_answers_total counter\n", out);
-	for (int g = 0; g < s->cfg.ngw; g++)
-		fprintf(out, "veildns_answers_total{gateway=\"%s\"} %llu\n", s->cfg.gw[g].name, (unsigned long long)t.gw[g]);
-	fputs("# HELP veildns_gateway_up Gateway health as configured (1 up, 0 down).\n"
+	for (int g = 0; g < gw_slots; g++)
+		fprintf(out, "veildns_answers_total{gateway=\"%s\"} %llu\n", gw_slot_name[g], (unsigned long long)t.gw[g]);
+	fputs("# HELP veildns_gateway_up Gateway health as served (file or store; 1 up, 0 down).\n"
 	      "# TYPE veildns_gateway_up gauge\n", out);
 	for (int g = 0; g < s->cfg.ngw; g++)
 		fprintf(out, "veildns_gateway_up{gateway=\"%s\"} %d\n", s->cfg.gw[g].name, s->cfg.gw[g].up);
@@ -534,6 +650,10 @@ static void metrics(void *arg, FILE *out)
 		"# HELP veildns_received_total Queries received, by transport (TCP: connections).\n"
 		"# TYPE veildns_received_total counter\n"
 		"veildns_received_total{transport=\"udp\"} %llu\nveildns_connections_total{transport=\"tcp\"} %llu\n"
+		"# HELP veildns_udp_batches_total UDP receive calls that returned queries (queries / batches = batch size).\n"
+		"# TYPE veildns_udp_batches_total counter\nveildns_udp_batches_total %llu\n"
+		"# HELP veildns_udp_gso_sends_total UDP sends that carried several answers to one client (UDP GSO).\n"
+		"# TYPE veildns_udp_gso_sends_total counter\nveildns_udp_gso_sends_total %llu\n"
 		"# HELP veildns_zone_serial The SOA serial being served.\n"
 		"# TYPE veildns_zone_serial gauge\nveildns_zone_serial %u\n"
 		"# HELP veildns_zone_names Names in the zone (VMs, wildcards, apex, name servers, empty non-terminals).\n"
@@ -541,19 +661,36 @@ static void metrics(void *arg, FILE *out)
 		(unsigned long long)t.ecs, (unsigned long long)t.tc, (unsigned long long)t.cookies,
 		(unsigned long long)t.cookies_ok, (unsigned long long)t.cache_hits, (unsigned long long)t.rrl_dropped,
 		(unsigned long long)t.rrl_slipped, (unsigned long long)t.drop_short, (unsigned long long)t.drop_response,
-		(unsigned long long)t.drop_nomem, (unsigned long long)t.udp, (unsigned long long)t.tcp, s->serial,
+		(unsigned long long)t.drop_nomem, (unsigned long long)t.udp, (unsigned long long)t.tcp,
+		(unsigned long long)t.batches, (unsigned long long)t.gso_sends, s->serial,
 		s->nnames);
+	if (feed)
+		dns_feed_metrics(feed, out);
 	vm_metrics_daemon(out, reloads_ok, reloads_bad, started);
 }
 
 /* ---------- main ---------- */
 
-static struct dns_snap *load(const char *path, const struct dns_snap *prev, const uint64_t key[2], char *err, size_t len)
+/* A snapshot from the file's config (kept: a store change rebuilds from it)
+ * and the store's state. */
+static struct dns_snap *build(const struct dns_cfg *file, const struct dns_snap *prev, const uint64_t key[2], char *err,
+			      size_t len)
 {
 	struct dns_cfg c;
-	if (dns_cfg_load(path, &c, err, len))
+	if (dns_cfg_copy(&c, file) || (feed && dns_feed_merge(feed, &c))) {
+		dns_cfg_free(&c);
+		snprintf(err, len, "out of memory");
 		return NULL;
-	return dns_snap_build(&c, prev ? prev->serial : 0, prev ? prev->cfg.hash : 0, key, err, len);
+	}
+	if (!c.ngw) {
+		dns_cfg_free(&c);
+		snprintf(err, len, "no gateway in the file or the store");
+		return NULL;
+	}
+	struct dns_snap *s = dns_snap_build(&c, prev ? prev->serial : 0, prev ? prev->cfg.hash : 0, key, err, len);
+	if (s)
+		assign_slots(s);
+	return s;
 }
 
 static int read_key(const char *path, uint64_t key[2], char *err, size_t len)
@@ -622,15 +759,46 @@ int main(int argc, char **argv)
 		dns_cfg_free(&c0);
 		return 2;
 	}
-	struct dns_snap *s = dns_snap_build(&c0, 0, 0, key, err, sizeof(err));
+	if (c0.store[0] && dns_feed_check(&c0, err, sizeof(err))) {
+		fprintf(stderr, "veil-dns: %s: store_pub: %s\n", path, err);
+		dns_cfg_free(&c0);
+		return 2;
+	}
+	/* the file's config, kept for rebuilds when the store changes */
+	struct dns_cfg file;
+	if (dns_cfg_copy(&file, &c0)) {
+		fprintf(stderr, "veil-dns: out of memory\n");
+		return 1;
+	}
+	if (c0.store[0] && !check) {
+		/* the store's snapshot before the first answer, so a restart
+		 * never answers NXDOMAIN for a name the store has */
+		if (!(feed = dns_feed_start(&c0, err, sizeof(err)))) {
+			fprintf(stderr, "veil-dns: %s: store: %s\n", path, err);
+			return 2;
+		}
+		if (!dns_feed_synced(feed, (int)c0.store_wait * 1000))
+			vm_log("event=store_not_synced waited_s=%u note=\"serving the file's names; the store's apply when it answers\"",
+			       c0.store_wait);
+	}
+	uint64_t feed_ver = feed ? dns_feed_version(feed) : 0;
+	struct dns_snap *s;
+	if (check) {
+		s = dns_snap_build(&c0, 0, 0, key, err, sizeof(err));
+	} else {
+		s = build(&file, NULL, key, err, sizeof(err));
+		dns_cfg_free(&c0);
+	}
 	if (!s) {
 		fprintf(stderr, "veil-dns: %s: %s\n", path, err);
 		return 2;
 	}
 	if (check) {
-		printf("%s: ok (zone %s, %d gateways, %d VM names, %zu answer classes v4 / %zu v6, serial %u)\n", path,
-		       s->cfg.zone, s->cfg.ngw, s->cfg.nvm, s->nclasses[0], s->nclasses[1], s->serial);
+		printf("%s: ok (zone %s, %d gateways, %d VM names, %zu answer classes v4 / %zu v6, serial %u%s)\n", path,
+		       s->cfg.zone, s->cfg.ngw, s->cfg.nvm, s->nclasses[0], s->nclasses[1], s->serial,
+		       s->cfg.store[0] ? "; more from the store" : "");
 		dns_snap_free(s);
+		dns_cfg_free(&file);
 		return 0;
 	}
 	atomic_store(&cur, s);
@@ -662,6 +830,8 @@ int main(int argc, char **argv)
 			workers[nworkers++] = w;
 		}
 	}
+	coalesce_ns = (long)s->cfg.udp_coalesce_us * 1000;
+	use_gso = s->cfg.udp_gso;
 	struct worker *tw = calloc(1, sizeof(*tw));
 	if (!tw)
 		return 1;
@@ -687,8 +857,9 @@ int main(int argc, char **argv)
 			fclose(pf);
 		}
 	}
-	vm_log("event=started zone=%s serial=%u gateways=%d vms=%d listen=%d udp_workers=%d metrics=%s",
-	       s->cfg.zone, s->serial, s->cfg.ngw, s->cfg.nvm, s->cfg.nlisten, nworkers - 1, s->cfg.metrics);
+	vm_log("event=started zone=%s serial=%u gateways=%d vms=%d listen=%d udp_workers=%d metrics=%s store=%s",
+	       s->cfg.zone, s->serial, s->cfg.ngw, s->cfg.nvm, s->cfg.nlisten, nworkers - 1, s->cfg.metrics,
+	       s->cfg.store[0] ? s->cfg.store : "off");
 	vm_daemon_signals();
 
 	struct stat st0;
@@ -700,13 +871,33 @@ int main(int argc, char **argv)
 		int changed = !stat(path, &st) && (st.st_mtim.tv_sec != st0.st_mtim.tv_sec ||
 						   st.st_mtim.tv_nsec != st0.st_mtim.tv_nsec || st.st_size != st0.st_size ||
 						   st.st_ino != st0.st_ino);
-		if (!vm_reload && !changed)
+		uint64_t fv = feed ? dns_feed_version(feed) : 0;
+		if (!vm_reload && !changed && fv == feed_ver)
 			continue;
-		const char *why = vm_reload ? "sighup" : "file_changed";
-		vm_reload = 0;
-		st0 = st;
+		const char *why = vm_reload ? "sighup" : changed ? "file_changed" : "store_changed";
 		struct dns_snap *old = atomic_load(&cur);
-		struct dns_snap *n = load(path, old, key, err, sizeof(err));
+		struct dns_snap *n;
+		if (vm_reload || changed) {
+			vm_reload = 0;
+			st0 = st;
+			struct dns_cfg c;
+			if (dns_cfg_load(path, &c, err, sizeof(err))) {
+				reloads_bad++;
+				vm_log("event=reload_rejected why=%s reason=\"%s\"", why, err);
+				continue;
+			}
+			feed_ver = fv;
+			n = build(&c, old, key, err, sizeof(err));
+			if (n) {
+				dns_cfg_free(&file);
+				file = c;
+			} else {
+				dns_cfg_free(&c);
+			}
+		} else {
+			feed_ver = fv;
+			n = build(&file, old, key, err, sizeof(err));
+		}
 		if (!n) {
 			reloads_bad++;
 			vm_log("event=reload_rejected why=%s reason=\"%s\"", why, err);
@@ -714,8 +905,9 @@ int main(int argc, char **argv)
 		}
 		if (strcmp(n->cfg.zone, old->cfg.zone) || n->cfg.nlisten != old->cfg.nlisten ||
 		    memcmp(n->cfg.listen, old->cfg.listen, sizeof(n->cfg.listen)) || n->cfg.threads != old->cfg.threads ||
-		    strcmp(n->cfg.metrics, old->cfg.metrics))
-			vm_log("event=reload_note reason=\"listen, threads and metrics change only with a restart\"");
+		    strcmp(n->cfg.metrics, old->cfg.metrics) || strcmp(n->cfg.store, old->cfg.store) ||
+		    strcmp(n->cfg.store_pub, old->cfg.store_pub))
+			vm_log("event=reload_note reason=\"listen, threads, metrics and store change only with a restart\"");
 		uint32_t serial = n->serial;
 		int up = 0;
 		for (int g = 0; g < n->cfg.ngw; g++)
@@ -730,6 +922,8 @@ int main(int argc, char **argv)
 	for (int i = 0; i < nworkers; i++)
 		pthread_join(workers[i]->th, NULL);
 	vm_ctl_close(&ctl);
+	dns_feed_stop(feed);
+	dns_cfg_free(&file);
 	if (pidfile[0])
 		unlink(pidfile);
 	vm_log("event=stopped signal=%d", (int)vm_stop_sig);

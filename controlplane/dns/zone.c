@@ -96,6 +96,63 @@ static int parse_loc(const char *s, uint32_t *cc, double *lat, double *lon, int 
 	return 0;
 }
 
+int dns_parse_loc(const char *s, double *lat, double *lon)
+{
+	uint32_t cc;
+	int ll;
+	return parse_loc(s, &cc, lat, lon, &ll);
+}
+
+int dns_vm_name(const struct dns_cfg *c, const char *name, char *out, size_t len)
+{
+	char abs[300];
+	size_t n = strlen(name);
+	if (!n || n > 253)
+		return -1;
+	snprintf(abs, sizeof(abs), "%s%s", name, name[n - 1] == '.' ? "" : ".");
+	if (fqdn(c, abs, out, len) || !in_zone(c, out) || !strcmp(out, c->zone))
+		return -1;
+	return 0;
+}
+
+int dns_cfg_copy(struct dns_cfg *dst, const struct dns_cfg *src)
+{
+	*dst = *src;
+	dst->vm = NULL;
+	dst->nvm = 0;
+	if (!src->nvm)
+		return 0;
+	size_t cap = 64; /* a power of two at least nvm: dns_cfg_add_vm grows at powers of two */
+	while (cap < (size_t)src->nvm)
+		cap *= 2;
+	dst->vm = calloc(cap, sizeof(*dst->vm));
+	if (!dst->vm)
+		return -1;
+	for (int i = 0; i < src->nvm; i++) {
+		if (!(dst->vm[i] = strdup(src->vm[i]))) {
+			dns_cfg_free(dst);
+			return -1;
+		}
+		dst->nvm++;
+	}
+	return 0;
+}
+
+int dns_cfg_add_vm(struct dns_cfg *c, const char *name)
+{
+	if (!(c->nvm & (c->nvm - 1)) || !c->vm) { /* 0, 1, 2, 4, ...: grow */
+		size_t cap = c->nvm ? (size_t)c->nvm * 2 : 64;
+		char **nv = realloc(c->vm, cap * sizeof(*nv));
+		if (!nv)
+			return -1;
+		c->vm = nv;
+	}
+	if (!(c->vm[c->nvm] = strdup(name)))
+		return -1;
+	c->nvm++;
+	return 0;
+}
+
 void dns_cfg_free(struct dns_cfg *c)
 {
 	for (int i = 0; i < c->nvm; i++)
@@ -115,7 +172,8 @@ int dns_cfg_load(const char *path, struct dns_cfg *c, char *err, size_t len)
 	memset(c, 0, sizeof(*c));
 	c->soa_refresh = 3600; c->soa_retry = 600; c->soa_expire = 86400; c->soa_minimum = 30;
 	c->soa_ttl = 3600; c->ttl = 20; c->answers = 2; c->udp_max = 1232; c->threads = 1;
-	c->rrl_rate = 0; c->rrl_slip = 2;
+	c->rrl_rate = 0; c->rrl_slip = 2; c->store_wait = 5;
+	c->udp_coalesce_us = 250; c->udp_gso = 1;
 	snprintf(c->geoip4, sizeof(c->geoip4), "/usr/share/tor/geoip");
 	snprintf(c->geoip6, sizeof(c->geoip6), "/usr/share/tor/geoip6");
 	snprintf(c->metrics, sizeof(c->metrics), "127.0.0.1:9433");
@@ -201,6 +259,24 @@ int dns_cfg_load(const char *path, struct dns_cfg *c, char *err, size_t len)
 			snprintf(c->metrics, sizeof(c->metrics), "%s", w[1]);
 		} else if (!strcmp(k, "pidfile") && n == 2) {
 			snprintf(c->pidfile, sizeof(c->pidfile), "%s", w[1]);
+		} else if (!strcmp(k, "store") && n == 2) {
+			if (strncmp(w[1], "nats://", 7) && strncmp(w[1], "tls://", 6))
+				BAD("store: '%s' is not a nats:// or tls:// URL (several: comma-separated)", w[1]);
+			snprintf(c->store, sizeof(c->store), "%s", w[1]);
+		} else if (!strcmp(k, "store_pub") && n == 2) {
+			snprintf(c->store_pub, sizeof(c->store_pub), "%s", w[1]);
+		} else if (!strcmp(k, "store_creds") && n == 2) {
+			snprintf(c->store_creds, sizeof(c->store_creds), "%s", w[1]);
+		} else if (!strcmp(k, "store_wait") && n == 2) {
+			if (parse_u32(w[1], &c->store_wait) || c->store_wait > 600)
+				BAD("store_wait: seconds, 0..600");
+		} else if (!strcmp(k, "udp_coalesce_us") && n == 2) {
+			if (parse_u32(w[1], &c->udp_coalesce_us) || c->udp_coalesce_us > 10000)
+				BAD("udp_coalesce_us: microseconds, 0..10000 (0: off)");
+		} else if (!strcmp(k, "udp_gso") && n == 2) {
+			if (strcmp(w[1], "on") && strcmp(w[1], "off"))
+				BAD("udp_gso: on or off");
+			c->udp_gso = !strcmp(w[1], "on");
 		} else if (!strcmp(k, "cookie_secret_file") && n == 2) {
 			snprintf(c->cookie_secret_file, sizeof(c->cookie_secret_file), "%s", w[1]);
 		} else if (!strcmp(k, "listen") && n == 2) {
@@ -313,8 +389,10 @@ int dns_cfg_load(const char *path, struct dns_cfg *c, char *err, size_t len)
 		snprintf(c->soa_mname, sizeof(c->soa_mname), "%s", c->ns[0].name);
 		snprintf(c->soa_rname, sizeof(c->soa_rname), "hostmaster.%.240s", c->zone);
 	}
-	if (!c->ngw)
-		BAD("no 'gateway'");
+	if (!c->ngw && !c->store[0])
+		BAD("no 'gateway' (and no 'store' to feed them)");
+	if (c->store[0] && !c->store_pub[0])
+		BAD("'store' needs 'store_pub' (the controller's Ed25519 public key, PEM)");
 	if (!c->nlisten)
 		BAD("no 'listen' address");
 	c->hash = h;

@@ -91,17 +91,24 @@ struct vm_policy {
 	int npcr9;
 	uint8_t pcr9[VM_PCR9_MAX][32];
 	uint8_t commit[32];
-	char ak_pem[1024];
+	uint8_t ek[32];                 /* the VM's TPM: sha256 of its EK's SubjectPublicKeyInfo (keys/ek.h) */
+	char ak_pem[1024];              /* optional: a registered AK ("" when bound by credential activation only) */
 };
 /* Checks the registry's Ed25519 signature over the document's bytes, then
  * parses it.  0, or -1 with the reason. */
 int vm_policy_load(const char *doc, size_t len, const uint8_t *sig, size_t siglen, EVP_PKEY *registry,
 		   struct vm_policy *p, char *why, size_t whylen);
+/* The parser behind the signature check (for the fuzzer: never trust an
+ * unsigned document). */
+int vm_policy_parse(const char *doc, size_t len, struct vm_policy *p, char *why, size_t whylen);
 
 /* The AK's TPM2B_PUBLIC (marshalled): ECC P-256, fixedTPM, fixedParent,
- * sensitiveDataOrigin, restricted, sign, not decrypt, nameAlg sha256, and
- * the same point as want.  Fills name (nameAlg || sha256(TPMT_PUBLIC)). */
-int vm_ak_check(const uint8_t *pub, size_t len, EVP_PKEY *want, uint8_t name[34], char *why, size_t whylen);
+ * sensitiveDataOrigin, restricted, sign, not decrypt, nameAlg sha256, and,
+ * when want is not NULL, the same point as want.  Fills name (nameAlg ||
+ * sha256(TPMT_PUBLIC)) and, when key is not NULL, *key with the AK as an
+ * OpenSSL key (EVP_PKEY_free it). */
+int vm_ak_check(const uint8_t *pub, size_t len, EVP_PKEY *want, uint8_t name[34], EVP_PKEY **key, char *why,
+		size_t whylen);
 
 /* The whole verdict of a holder: quote + AK + event log against the policy.
  * Pure: no I/O, no clock.  0, or -1 with the reason. */
@@ -112,7 +119,14 @@ struct vm_evidence {
 	const uint8_t *attest; size_t alen;
 	const uint8_t *sig; size_t slen;
 	const uint8_t *evlog; size_t evlen;
+	/* credential activation (keys/ek.h): the AK name the holder's credential
+	 * was made for (34 bytes), the credential, and what the client proved */
+	const uint8_t *cred_name;
+	const uint8_t *cred_want; size_t cred_want_len;
+	const uint8_t *cred_got; size_t cred_got_len;
 };
+/* ak: the registered AK, or NULL (the AK in the evidence, bound to the
+ * recorded EK by credential activation, is then the one checked). */
 int vm_evidence_verify(const struct vm_policy *p, EVP_PKEY *ak, const struct vm_evidence *e,
 		       struct vm_quote_info *qi, char *why, size_t whylen);
 

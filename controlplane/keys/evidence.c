@@ -190,8 +190,6 @@ static int hex32(json_object *o, const char *k, uint8_t out[32])
 int vm_policy_load(const char *doc, size_t len, const uint8_t *sig, size_t siglen, EVP_PKEY *registry,
 		   struct vm_policy *p, char *why, size_t whylen)
 {
-	json_object *j, *v, *a;
-
 	memset(p, 0, sizeof(*p));
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
 	int ok = siglen == 64 && md && EVP_DigestVerifyInit(md, NULL, NULL, NULL, registry) == 1 &&
@@ -199,6 +197,14 @@ int vm_policy_load(const char *doc, size_t len, const uint8_t *sig, size_t sigle
 	EVP_MD_CTX_free(md);
 	if (!ok)
 		return WHY("reference values: not signed by the image registry (altered?)");
+	return vm_policy_parse(doc, len, p, why, whylen);
+}
+
+int vm_policy_parse(const char *doc, size_t len, struct vm_policy *p, char *why, size_t whylen)
+{
+	json_object *j, *v, *a;
+
+	memset(p, 0, sizeof(*p));
 	json_tokener *tk = json_tokener_new();
 	j = tk ? json_tokener_parse_ex(tk, doc, len) : NULL;
 	json_tokener_free(tk);
@@ -217,6 +223,8 @@ int vm_policy_load(const char *doc, size_t len, const uint8_t *sig, size_t sigle
 		snprintf(why, whylen, "reference values: no epoch");
 	else if (hex32(j, "pcr0", p->pcr0) || hex32(j, "pcr7", p->pcr7) || hex32(j, "commit", p->commit))
 		snprintf(why, whylen, "reference values: pcr0, pcr7 or commit missing or malformed");
+	else if (hex32(j, "ek", p->ek))
+		snprintf(why, whylen, "reference values: no EK recorded for this VM (ek: 64 hex digits)");
 	else if (!json_object_object_get_ex(j, "pcr9", &a) || !json_object_is_type(a, json_type_array) ||
 		 json_object_array_length(a) < 1 || json_object_array_length(a) > VM_PCR9_MAX)
 		snprintf(why, whylen, "reference values: pcr9 must list 1..%d event digests", VM_PCR9_MAX);
@@ -234,9 +242,9 @@ int vm_policy_load(const char *doc, size_t len, const uint8_t *sig, size_t sigle
 		}
 		const char *pem = json_object_object_get_ex(j, "ak_pub", &v) && json_object_is_type(v, json_type_string)
 					  ? json_object_get_string(v) : NULL;
-		if (!rc && (!pem || strlen(pem) >= sizeof(p->ak_pem)))
-			rc = WHY("reference values: no attestation key");
-		else if (!rc)
+		if (!rc && pem && strlen(pem) >= sizeof(p->ak_pem))
+			rc = WHY("reference values: ak_pub too long");
+		else if (!rc && pem)
 			snprintf(p->ak_pem, sizeof(p->ak_pem), "%s", pem);
 		if (!rc && (p->t < 2 || p->n < p->t || p->n > 255))
 			rc = WHY("reference values: t = %d of n = %d (t >= 2 required)", p->t, p->n);
@@ -247,7 +255,31 @@ int vm_policy_load(const char *doc, size_t len, const uint8_t *sig, size_t sigle
 
 /* ---------- the AK ---------- */
 
-int vm_ak_check(const uint8_t *pub, size_t len, EVP_PKEY *want, uint8_t name[34], char *why, size_t whylen)
+/* The ECC point of a TPM2B_PUBLIC as an OpenSSL P-256 key. */
+static EVP_PKEY *ecc_pkey(const TPMS_ECC_POINT *p)
+{
+	uint8_t pt[65];
+	EVP_PKEY *k = NULL;
+	OSSL_PARAM prm[3];
+
+	if (p->x.size > 32 || p->y.size > 32)
+		return NULL;
+	memset(pt, 0, sizeof(pt));
+	pt[0] = 4;
+	memcpy(pt + 1 + 32 - p->x.size, p->x.buffer, p->x.size);
+	memcpy(pt + 33 + 32 - p->y.size, p->y.buffer, p->y.size);
+	prm[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, (char *)"prime256v1", 0);
+	prm[1] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, pt, sizeof(pt));
+	prm[2] = OSSL_PARAM_construct_end();
+	EVP_PKEY_CTX *pc = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+	if (!pc || EVP_PKEY_fromdata_init(pc) != 1 || EVP_PKEY_fromdata(pc, &k, EVP_PKEY_PUBLIC_KEY, prm) != 1)
+		k = NULL;
+	EVP_PKEY_CTX_free(pc);
+	return k;
+}
+
+int vm_ak_check(const uint8_t *pub, size_t len, EVP_PKEY *want, uint8_t name[34], EVP_PKEY **key, char *why,
+		size_t whylen)
 {
 	TPM2B_PUBLIC tp;
 	size_t off = 0;
@@ -269,8 +301,8 @@ int vm_ak_check(const uint8_t *pub, size_t len, EVP_PKEY *want, uint8_t name[34]
 	const TPMS_ECC_POINT *pt = &t->unique.ecc;
 	BIGNUM *x = NULL, *y = NULL;
 	char grp[32] = "";
-	int ok = 0;
-	if (pt->x.size <= 32 && pt->y.size <= 32 &&
+	int ok = !want;
+	if (want && pt->x.size <= 32 && pt->y.size <= 32 &&
 	    EVP_PKEY_get_utf8_string_param(want, OSSL_PKEY_PARAM_GROUP_NAME, grp, sizeof(grp), NULL) == 1 &&
 	    !strcmp(grp, "prime256v1") && EVP_PKEY_get_bn_param(want, OSSL_PKEY_PARAM_EC_PUB_X, &x) == 1 &&
 	    EVP_PKEY_get_bn_param(want, OSSL_PKEY_PARAM_EC_PUB_Y, &y) == 1) {
@@ -283,6 +315,8 @@ int vm_ak_check(const uint8_t *pub, size_t len, EVP_PKEY *want, uint8_t name[34]
 	BN_free(y);
 	if (!ok)
 		return WHY("attestation key: not the one registered for this VM");
+	if (key && !(*key = ecc_pkey(pt)))
+		return WHY("attestation key: not a point of P-256");
 	/* name = nameAlg || vm_sha256(TPMT_PUBLIC as marshalled) */
 	name[0] = TPM2_ALG_SHA256 >> 8;
 	name[1] = TPM2_ALG_SHA256 & 0xff;
@@ -295,13 +329,29 @@ int vm_ak_check(const uint8_t *pub, size_t len, EVP_PKEY *want, uint8_t name[34]
 int vm_evidence_verify(const struct vm_policy *p, EVP_PKEY *ak, const struct vm_evidence *e,
 		       struct vm_quote_info *qi, char *why, size_t whylen)
 {
-	struct vm_evlog *lg = malloc(sizeof(*lg));
+	struct vm_evlog *lg;
 	uint8_t name[34], qd[32], digest[32], buf[96];
+	EVP_PKEY *mine = NULL;
 	int rc = -1;
 
-	if (!lg)
+	/* the AK lives in the TPM of the recorded EK: it activated the credential
+	 * made for this AK's name (the EK itself was checked when it was made) */
+	if (!e->cred_name || !e->cred_want || !e->cred_got || e->cred_want_len < 16 ||
+	    e->cred_got_len != e->cred_want_len || CRYPTO_memcmp(e->cred_want, e->cred_got, e->cred_want_len))
+		return WHY("credential: not activated (no proof that the AK is in the TPM of this VM's EK)");
+	if (vm_ak_check(e->ak, e->aklen, ak, name, ak ? NULL : &mine, why, whylen))
+		return -1;
+	if (CRYPTO_memcmp(name, e->cred_name, 34)) {
+		EVP_PKEY_free(mine);
+		return WHY("credential: made for another AK than the one quoting");
+	}
+	if (!ak)
+		ak = mine;
+	if (!(lg = malloc(sizeof(*lg)))) {
+		EVP_PKEY_free(mine);
 		return WHY("out of memory");
-	if (vm_ak_check(e->ak, e->aklen, ak, name, why, whylen) || vm_evlog_replay(e->evlog, e->evlen, lg, why, whylen))
+	}
+	if (vm_evlog_replay(e->evlog, e->evlen, lg, why, whylen))
 		goto out;
 	/* what firmware measured must be what the registry signed: cheap checks first */
 	if (CRYPTO_memcmp(lg->pcr[0], p->pcr0, 32)) {
@@ -341,33 +391,51 @@ int vm_evidence_verify(const struct vm_policy *p, EVP_PKEY *ak, const struct vm_
 		goto out;
 	rc = 0;
 out:
+	EVP_PKEY_free(mine);
 	free(lg);
 	return rc;
 }
 
 /* ---------- shares boxed to the VM's ephemeral key ---------- */
 
+/* Algorithms fetched once per process: OpenSSL 3 looks each one up by name
+ * on every implicit use (EVP_aes_256_gcm(), EVP_PKEY_HKDF, "X25519"). */
+static EVP_KDF *box_hkdf;
+static EVP_CIPHER *box_gcm;
+static pthread_once_t box_once = PTHREAD_ONCE_INIT;
+static void box_fetch(void)
+{
+	box_hkdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+	box_gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+}
+
 static int box_keys(EVP_PKEY *mine, EVP_PKEY *peer, const uint8_t nonce[VM_NONCE_LEN], const uint8_t vmpub[32],
 		    const uint8_t epub[32], uint8_t okm[44])
 {
 	uint8_t shared[32], info[17 + 64];
-	size_t sl = sizeof(shared), ol = 44;
+	size_t sl = sizeof(shared);
 	int ok;
 
-	EVP_PKEY_CTX *c = EVP_PKEY_CTX_new(mine, NULL);
+	pthread_once(&box_once, box_fetch);
+	EVP_PKEY_CTX *c = EVP_PKEY_CTX_new_from_pkey(NULL, mine, NULL);
 	ok = c && EVP_PKEY_derive_init(c) == 1 && EVP_PKEY_derive_set_peer(c, peer) == 1 &&
 	     EVP_PKEY_derive(c, shared, &sl) == 1 && sl == 32;
 	EVP_PKEY_CTX_free(c);
-	if (!ok)
+	if (!ok || !box_hkdf)
 		return -1;
 	memcpy(info, "veilmesh share v2", 17);
 	memcpy(info + 17, vmpub, 32);
 	memcpy(info + 49, epub, 32);
-	c = EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, NULL);
-	ok = c && EVP_PKEY_derive_init(c) == 1 && EVP_PKEY_CTX_set_hkdf_md(c, EVP_sha256()) == 1 &&
-	     EVP_PKEY_CTX_set1_hkdf_salt(c, nonce, VM_NONCE_LEN) == 1 && EVP_PKEY_CTX_set1_hkdf_key(c, shared, 32) == 1 &&
-	     EVP_PKEY_CTX_add1_hkdf_info(c, info, sizeof(info)) == 1 && EVP_PKEY_derive(c, okm, &ol) == 1;
-	EVP_PKEY_CTX_free(c);
+	OSSL_PARAM prm[] = {
+		OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)"SHA256", 0),
+		OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, shared, 32),
+		OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)nonce, VM_NONCE_LEN),
+		OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, info, sizeof(info)),
+		OSSL_PARAM_construct_end(),
+	};
+	EVP_KDF_CTX *k = EVP_KDF_CTX_new(box_hkdf);
+	ok = k && EVP_KDF_derive(k, okm, 44, prm) == 1;
+	EVP_KDF_CTX_free(k);
 	OPENSSL_cleanse(shared, sizeof(shared));
 	return ok ? 0 : -1;
 }
@@ -375,9 +443,10 @@ static int box_keys(EVP_PKEY *mine, EVP_PKEY *peer, const uint8_t nonce[VM_NONCE
 static int gcm(int enc, const uint8_t okm[44], const char *aad, const uint8_t *in, size_t len, uint8_t *out,
 	       uint8_t tag[16])
 {
-	EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+	pthread_once(&box_once, box_fetch);
+	EVP_CIPHER_CTX *c = box_gcm ? EVP_CIPHER_CTX_new() : NULL;
 	int n = 0, f = 0, a;
-	int ok = c && EVP_CipherInit_ex(c, EVP_aes_256_gcm(), NULL, okm, okm + 32, enc) == 1 &&
+	int ok = c && EVP_CipherInit_ex(c, box_gcm, NULL, okm, okm + 32, enc) == 1 &&
 		 EVP_CipherUpdate(c, NULL, &a, (const uint8_t *)aad, strlen(aad)) == 1 &&
 		 (enc || EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, 16, tag) == 1) &&
 		 EVP_CipherUpdate(c, out, &n, in, len) == 1 && EVP_CipherFinal_ex(c, out + n, &f) == 1 &&

@@ -47,6 +47,7 @@
 #include <tss2/tss2_tctildr.h>
 
 #include "keys/attest.h"
+#include "keys/ek.h"
 #include "keys/shamir.h"
 
 static void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
@@ -105,6 +106,114 @@ static ESYS_TR create_ak(ESYS_CONTEXT *ctx, TPM2B_PUBLIC **pub)
 			       &outside, &none, &h, pub, NULL, NULL, NULL) != TSS2_RC_SUCCESS)
 		die("cannot create the attestation key");
 	return h;
+}
+
+/* The endorsement key, from the TCG default RSA template (EK Credential
+ * Profile, template L-1): the key the manufacturer's certificate is for.
+ * Its use needs PolicySecret(TPM_RH_ENDORSEMENT). */
+static ESYS_TR create_ek(ESYS_CONTEXT *ctx)
+{
+	static const uint8_t policy_a[32] = { 0x83, 0x71, 0x97, 0x67, 0x44, 0x84, 0xb3, 0xf8, 0x1a, 0x90, 0xcc,
+					      0x8d, 0x46, 0xa5, 0xd7, 0x24, 0xfd, 0x52, 0xd7, 0x6e, 0x06, 0x52,
+					      0x0b, 0x64, 0xf2, 0xa1, 0xda, 0x1b, 0x33, 0x14, 0x69, 0xaa };
+	TPM2B_SENSITIVE_CREATE sens = { 0 };
+	TPM2B_PUBLIC tmpl = {
+		.publicArea = {
+			.type = TPM2_ALG_RSA,
+			.nameAlg = TPM2_ALG_SHA256,
+			.objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN |
+					    TPMA_OBJECT_ADMINWITHPOLICY | TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT,
+			.authPolicy = { .size = 32 },
+			.parameters.rsaDetail = {
+				.symmetric = { .algorithm = TPM2_ALG_AES, .keyBits.aes = 128, .mode.aes = TPM2_ALG_CFB },
+				.scheme = { .scheme = TPM2_ALG_NULL },
+				.keyBits = 2048,
+				.exponent = 0,
+			},
+			.unique.rsa = { .size = 256 },
+		},
+	};
+	TPM2B_DATA outside = { 0 };
+	TPML_PCR_SELECTION none = { 0 };
+	ESYS_TR h;
+
+	memcpy(tmpl.publicArea.authPolicy.buffer, policy_a, 32);
+	if (Esys_CreatePrimary(ctx, ESYS_TR_RH_ENDORSEMENT, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &sens, &tmpl,
+			       &outside, &none, &h, NULL, NULL, NULL, NULL) != TSS2_RC_SUCCESS)
+		die("cannot create the endorsement key");
+	return h;
+}
+
+/* The EK certificate the manufacturer (swtpm_setup, for a vTPM) stored in NV. */
+static int read_ek_cert(ESYS_CONTEXT *ctx, uint8_t *out, size_t cap)
+{
+	ESYS_TR nv;
+	TPM2B_NV_PUBLIC *np = NULL;
+	size_t len = 0;
+
+	if (Esys_TR_FromTPMPublic(ctx, VM_EK_NV_RSA2048, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &nv) != TSS2_RC_SUCCESS)
+		return -1;
+	if (Esys_NV_ReadPublic(ctx, nv, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &np, NULL) != TSS2_RC_SUCCESS)
+		return -1;
+	size_t total = np->nvPublic.dataSize;
+	Esys_Free(np);
+	if (total > cap)
+		return -1;
+	while (len < total) {
+		TPM2B_MAX_NV_BUFFER *d = NULL;
+		uint16_t n = total - len > 512 ? 512 : total - len;
+		if (Esys_NV_Read(ctx, ESYS_TR_RH_OWNER, nv, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, n, len, &d) !=
+		    TSS2_RC_SUCCESS)
+			return -1;
+		memcpy(out + len, d->buffer, d->size);
+		len += d->size;
+		int short_read = d->size == 0;
+		Esys_Free(d);
+		if (short_read)
+			return -1;
+	}
+	/* the NV area may be larger than the DER certificate in it */
+	if (len >= 4 && out[0] == 0x30 && out[1] == 0x82) {
+		size_t der = 4 + ((size_t)out[2] << 8 | out[3]);
+		if (der <= len)
+			len = der;
+	}
+	return (int)len;
+}
+
+/* TPM2_ActivateCredential: only the TPM holding both the EK the credential
+ * was made to and the AK it was made for gets the secret out. */
+static int activate(ESYS_CONTEXT *ctx, ESYS_TR ak, ESYS_TR ek, const uint8_t *blob, size_t bl, const uint8_t *sec,
+		    size_t sl, uint8_t out[32], TSS2_RC *why)
+{
+	TPM2B_ID_OBJECT cb;
+	TPM2B_ENCRYPTED_SECRET es;
+	size_t o1 = 0, o2 = 0;
+	TPMT_SYM_DEF sym = { .algorithm = TPM2_ALG_NULL };
+	ESYS_TR s;
+	TPM2B_DIGEST *cert = NULL;
+	int rc = -1;
+
+	*why = 0;
+	if (Tss2_MU_TPM2B_ID_OBJECT_Unmarshal(blob, bl, &o1, &cb) != TSS2_RC_SUCCESS || o1 != bl ||
+	    Tss2_MU_TPM2B_ENCRYPTED_SECRET_Unmarshal(sec, sl, &o2, &es) != TSS2_RC_SUCCESS || o2 != sl)
+		return -1;
+	if ((*why = Esys_StartAuthSession(ctx, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, NULL,
+					  TPM2_SE_POLICY, &sym, TPM2_ALG_SHA256, &s)) != TSS2_RC_SUCCESS)
+		return -1;
+	*why = Esys_PolicySecret(ctx, ESYS_TR_RH_ENDORSEMENT, s, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, NULL, NULL,
+				 NULL, 0, NULL, NULL);
+	if (*why == TSS2_RC_SUCCESS)
+		*why = Esys_ActivateCredential(ctx, ak, ek, ESYS_TR_PASSWORD, s, ESYS_TR_NONE, &cb, &es, &cert);
+	if (*why == TSS2_RC_SUCCESS && cert->size == 32) {
+		memcpy(out, cert->buffer, 32);
+		rc = 0;
+	}
+	if (cert)
+		OPENSSL_cleanse(cert->buffer, cert->size);
+	Esys_Free(cert);
+	Esys_FlushContext(ctx, s);
+	return rc;
 }
 
 static EVP_PKEY *ak_to_pkey(const TPM2B_PUBLIC *pub)
@@ -168,6 +277,7 @@ struct got {
 	uint64_t epoch;
 	uint8_t commit[32];
 	char from[96];
+	int named;   /* named as serving an older epoch */
 };
 
 static void on_deadline(int s)
@@ -223,10 +333,11 @@ int main(int argc, char **argv)
 		{ "registry-pub", required_argument, NULL, 'r' }, { "measure", required_argument, NULL, 'm' },
 		{ "key-out", required_argument, NULL, 'k' }, { "eventlog", required_argument, NULL, 'e' },
 		{ "deadline", required_argument, NULL, 'd' }, { "no-cap", no_argument, NULL, 'n' },
+		{ "ek-cert", required_argument, NULL, 'E' },
 		{ "help", no_argument, NULL, 'h' }, { 0 }
 	};
 	const char *tcti_conf = NULL, *out = NULL, *vm = NULL, *vals = NULL, *ca = NULL, *regpub = NULL, *keyout = NULL;
-	const char *evpath = "/sys/kernel/security/tpm0/binary_bios_measurements";
+	const char *evpath = "/sys/kernel/security/tpm0/binary_bios_measurements", *ekpath = NULL;
 	int t = 0, o, deadline = 120, nocap = 0;
 
 	if (argc < 2) {
@@ -248,6 +359,7 @@ int main(int argc, char **argv)
 		case 'e': evpath = optarg; break;
 		case 'd': deadline = atoi(optarg); break;
 		case 'n': nocap = 1; break;
+		case 'E': ekpath = optarg; break;
 		case 'm':
 			if (!strchr(optarg, '=')) {
 				fprintf(stderr, "veil-attest: --measure takes NAME=PATH (accepted and ignored since protocol v2)\n");
@@ -341,6 +453,22 @@ int main(int argc, char **argv)
 	char ak64[2 * sizeof(TPM2B_PUBLIC)];
 	vm_b64_encode(akb, akl, ak64, sizeof(ak64));
 	Esys_Free(pub);
+	/* the EK and its certificate: validators make their credentials to it */
+	uint8_t ekder[VM_EK_CERT_MAX];
+	int ekl = -1;
+	if (ekpath) {   /* a certificate kept outside the TPM (some vendors publish them online) */
+		FILE *f = fopen(ekpath, "re");
+		ekl = f ? (int)fread(ekder, 1, sizeof(ekder), f) : -1;
+		if (f)
+			fclose(f);
+	} else {
+		ekl = read_ek_cert(ctx, ekder, sizeof(ekder));
+	}
+	if (ekl <= 0)
+		die("cannot read the EK certificate (%s)", ekpath ? ekpath : "TPM NV index 0x01c00002");
+	char ek64[2 * VM_EK_CERT_MAX];
+	vm_b64_encode(ekder, ekl, ek64, sizeof(ek64));
+	ESYS_TR ekh = create_ek(ctx);
 
 	/* 3. each holder judges for itself; t shares of the newest epoch */
 	static struct got got[32];
@@ -355,16 +483,29 @@ int main(int argc, char **argv)
 		struct validator *a = &v[(start + k) % nv];
 		char from[96];
 		snprintf(from, sizeof(from), "%s:%d", a->host, a->port);
-		snprintf(body, blen, "{\"vm\":\"%s\"}", vm);
+		snprintf(body, blen, "{\"vm\":\"%s\",\"ek_cert\":\"%s\",\"ak\":\"%s\"}", vm, ek64, ak64);
 		int st = vm_https_post(a->host, a->port, ca, "/v1/challenge", body, NULL, resp, sizeof(resp), why, sizeof(why));
-		json_object *j = st == 200 ? json_tokener_parse(resp) : NULL, *x;
-		uint8_t nonce[VM_NONCE_LEN], qdig[32];
-		if (!j || !json_object_object_get_ex(j, "nonce", &x) || vm_unhex(json_object_get_string(x), nonce, VM_NONCE_LEN)) {
+		json_object *j = st == 200 ? json_tokener_parse(resp) : NULL, *x, *y;
+		uint8_t nonce[VM_NONCE_LEN], qdig[32], cblob[512], csec[600], cred[32];
+		int cbl = -1, csl = -1;
+		if (!j || !json_object_object_get_ex(j, "nonce", &x) || vm_unhex(json_object_get_string(x), nonce, VM_NONCE_LEN) ||
+		    !json_object_object_get_ex(j, "credential", &x) || !json_object_object_get_ex(j, "secret", &y) ||
+		    (cbl = vm_b64_decode(json_object_get_string(x), cblob, sizeof(cblob))) < 0 ||
+		    (csl = vm_b64_decode(json_object_get_string(y), csec, sizeof(csec))) < 0) {
 			fprintf(stderr, "veil-attest: %s: challenge failed: %s\n", from, st < 0 ? why : resp);
 			json_object_put(j);
 			continue;
 		}
 		json_object_put(j);
+		TSS2_RC trc;
+		if (activate(ctx, ak, ekh, cblob, cbl, csec, csl, cred, &trc)) {
+			fprintf(stderr, "veil-attest: %s: the TPM does not activate the credential (0x%x): the EK certificate "
+				"sent is not this TPM's\n", from, trc);
+			continue;
+		}
+		char credhex[65];
+		vm_hex(cred, 32, credhex);
+		OPENSSL_cleanse(cred, sizeof(cred));
 		vm_qualifying(nonce, ephpub, qdig);
 		TPM2B_DATA qd = { .size = 32 };
 		memcpy(qd.buffer, qdig, 32);
@@ -387,7 +528,8 @@ int main(int argc, char **argv)
 		Esys_Free(quoted);
 		Esys_Free(sig);
 		snprintf(body, blen, "{\"vm\":\"%s\",\"nonce\":\"%s\",\"pub\":\"%s\",\"ak\":\"%s\",\"attest\":\"%s\","
-			 "\"sig\":\"%s\",\"eventlog\":\"%s\"}", vm, nhex, ephhex, ak64, a64, s64, ev64);
+			 "\"sig\":\"%s\",\"eventlog\":\"%s\",\"cred\":\"%s\"}", vm, nhex, ephhex, ak64, a64, s64, ev64, credhex);
+		OPENSSL_cleanse(credhex, sizeof(credhex));
 		st = vm_https_post(a->host, a->port, ca, "/v1/attest", body, NULL, resp, sizeof(resp), why, sizeof(why));
 		j = st == 200 ? json_tokener_parse(resp) : NULL;
 		const char *box = NULL, *refs = NULL, *rsig = NULL, *vid = NULL;
@@ -434,6 +576,7 @@ int main(int argc, char **argv)
 		}
 		OPENSSL_cleanse(wire, sizeof(wire));
 		g->epoch = pol.epoch;
+		g->named = 0;
 		memcpy(g->commit, pol.commit, 32);
 		snprintf(g->from, sizeof(g->from), "%s", from);
 		ngot++;
@@ -450,9 +593,12 @@ int main(int argc, char **argv)
 		for (int i = 0; i < ngot; i++)
 			if (got[i].epoch == top)
 				cur[nc++] = &got[i];
-		if (g->epoch < top)
-			fprintf(stderr, "veil-attest: %s: serves epoch %llu, older than %llu: ignored\n", from,
-				(unsigned long long)g->epoch, (unsigned long long)top);
+		for (int i = 0; i < ngot; i++)   /* whichever came first: each stale holder named once */
+			if (got[i].epoch < top && !got[i].named) {
+				fprintf(stderr, "veil-attest: %s: serves epoch %llu, older than %llu: ignored\n", got[i].from,
+					(unsigned long long)got[i].epoch, (unsigned long long)top);
+				got[i].named = 1;
+			}
 		if (nc >= t)
 			kl = rebuild(cur, nc, t, vm, key);
 	}
@@ -461,6 +607,7 @@ int main(int argc, char **argv)
 	for (int i = 0; i < ngot; i++)
 		vm_share_wipe(&got[i].sh);
 	Esys_FlushContext(ctx, ak);
+	Esys_FlushContext(ctx, ekh);
 	EVP_PKEY_free(eph);
 	if (kl < 0) {
 		Esys_Finalize(&ctx);

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 /* libFuzzer: what a validator parses from a VM and from its own disk before
  * trusting it, protocol v2: the TCG event log replay, the AK's TPM2B_PUBLIC
- * and the reference document (signed here first, so the parser behind the
- * signature check is reached).  First byte picks the parser.  Nothing may
- * crash or read past the input; every refusal has a reason. */
+ * and the reference document (its parser called directly, as the signature
+ * check passes it on).  First byte picks the parser.  No per-input setup, so
+ * a long run reaches 1e7 executions.  Nothing may crash or read past the
+ * input; every refusal has a reason. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,14 +13,12 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static EVP_PKEY *reg, *ak;
+	static EVP_PKEY *ak;
 	static struct vm_evlog lg;
 	char why[256] = "";
 
-	if (!reg) {
-		reg = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+	if (!ak)
 		ak = EVP_EC_gen("P-256");
-	}
 	if (size < 1)
 		return 0;
 	uint8_t *in = malloc(size - 1 ? size - 1 : 1);   /* exactly the input: ASan sees a read past */
@@ -31,21 +30,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		break;
 	case 1: {
 		uint8_t name[34];
-		if (vm_ak_check(in, size - 1, ak, name, why, sizeof(why)) == 0)
+		if (vm_ak_check(in, size - 1, ak, name, NULL, why, sizeof(why)) == 0)
 			abort();   /* a key nobody made in a TPM matched */
 		if (!why[0])
 			abort();
 		break;
 	}
 	case 2: {
-		uint8_t sig[64];
-		size_t sl = 64;
-		struct vm_policy p;
-		EVP_MD_CTX *md = EVP_MD_CTX_new();
-		EVP_DigestSignInit(md, NULL, NULL, NULL, reg);
-		EVP_DigestSign(md, sig, &sl, in, size - 1);
-		EVP_MD_CTX_free(md);
-		if (vm_policy_load((const char *)in, size - 1, sig, 64, reg, &p, why, sizeof(why)) && !why[0])
+		static struct vm_policy p;
+		if (vm_policy_parse((const char *)in, size - 1, &p, why, sizeof(why)) && !why[0])
 			abort();
 		break;
 	}
