@@ -2373,7 +2373,14 @@ static void api_activate(struct evhttp_request *req, const char *nid)
 	 * PCRs: the host's boot state is not judged here, only the key's TPM */
 	vm_qualifying(c.nonce, c.node_pub, qd);
 	vm_sha256(NULL, 0, empty);
-	if (vm_quote_verify_mask(a->attest, a->alen, a->sig, a->slen, c.ak, qd, 32, 0, empty, c.ak_name, &qi, why,
+	/* the signer by qualified name: the AK is a primary of the endorsement
+	 * hierarchy, so nameAlg || sha256(TPM_RH_ENDORSEMENT || name) */
+	uint8_t qn[34], qb[4 + 34] = { 0x40, 0x00, 0x00, 0x0b };
+	memcpy(qb + 4, c.ak_name, 34);
+	qn[0] = c.ak_name[0];
+	qn[1] = c.ak_name[1];
+	vm_sha256(qb, sizeof(qb), qn + 2);
+	if (vm_quote_verify_mask(a->attest, a->alen, a->sig, a->slen, c.ak, qd, 32, 0, empty, qn, &qi, why,
 				 sizeof(why))) {
 		refuse_node(req, NR_QUOTE, 403, "bad_quote", nid, why);
 		goto out;
