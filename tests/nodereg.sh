@@ -56,7 +56,10 @@ mktpm() { # state-dir ca-dir
 		--write-ek-cert-files "$T/$1.ekc" --vmid "nodereg-$1" >"$T/$1.setup.log" 2>&1 &&
 		[ -s "$T/$1.ekc/ek-rsa2048.crt" ] || { fail "setup: swtpm_setup $1: $(tail -3 "$T/$1.setup.log")"; exit 1; }
 }
-mktpm tpm1 vendor; mktpm tpm2 vendor; mktpm rogue rogue
+mktpm tpm1 vendor   # makes the vendor CA; then the second TPM and the rogue CA's side by side
+mktpm tpm2 vendor & p1=$!
+mktpm rogue rogue & p2=$!
+wait $p1 && wait $p2 || exit 1
 # the controller trusts the vendor's root only; nodes send the intermediate beside their certificate
 cp vendor/swtpm-localca-rootca-cert.pem vendor-root.pem
 cd "$REPO" || exit 1
