@@ -26,7 +26,7 @@ KEYS_OBJS := $(patsubst controlplane/keys/%.c,$(BUILD)/keys/%.o,$(KEYS_SRCS))
 KEYS_LIB := $(BUILD)/libveilkeys.a
 
 BINS := $(BUILD)/veil-agent $(BUILD)/veil-gw $(BUILD)/veil-node $(BUILD)/veilctl $(BUILD)/veil-validator $(BUILD)/veil-registry $(BUILD)/veil-attest $(BUILD)/veil-bench-micro $(BUILD)/veil-hellogen $(BUILD)/veil-flood $(BUILD)/veil-gw-dpdk $(BUILD)/veil-fpgen $(BUILD)/veil-attest-bench $(BUILD)/veil-dns $(BUILD)/veil-storectl $(BUILD)/tests/store_put $(BUILD)/veil-bench-routes \
-	$(BUILD)/veil-controller $(BUILD)/tests/ctl_agents $(BUILD)/veil-ek $(BUILD)/veil-tls-bench
+	$(BUILD)/veil-controller $(BUILD)/tests/ctl_agents $(BUILD)/veil-ek $(BUILD)/veil-tls-bench $(BUILD)/tests/nodereg_client
 TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 
 .PHONY: all deps deps-build deps-test test demo bench bench-quick deps-bench fuzz clean install
@@ -87,8 +87,9 @@ $(BUILD)/agent/%.o: controlplane/agent/%.c $(wildcard controlplane/agent/*.h) | 
 	$(CC) $(CFLAGS) $(AGENT_CFLAGS) -c $< -o $@
 $(AGENT_LIB): $(AGENT_OBJS) | deps-build
 	ar rcs $@ $^
-$(BUILD)/veil-agent: controlplane/agent/veil-agent.c $(AGENT_LIB) $(BUILD)/libveilstore.a $(wildcard controlplane/agent/*.h) | deps-build
-	$(CC) $(CFLAGS) $(AGENT_CFLAGS) $< $(AGENT_LIB) $(AGENT_LDLIBS) -o $@
+# (register.c: joining with the node's TPM, through keys/tpm.h and keys/attest.h)
+$(BUILD)/veil-agent: controlplane/agent/veil-agent.c $(AGENT_LIB) $(BUILD)/libveilstore.a $(KEYS_LIB) $(wildcard controlplane/agent/*.h) | deps-build
+	$(CC) $(CFLAGS) $(AGENT_CFLAGS) $< $(AGENT_LIB) $(KEYS_LIB) $(AGENT_LDLIBS) -ltss2-esys -ltss2-tctildr -ltss2-mu -o $@
 AGENT_TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_agent*.c))
 $(AGENT_TESTS): $(BUILD)/tests/%: tests/%.c tests/testlib.h $(AGENT_LIB) $(BUILD)/libveilstore.a $(wildcard controlplane/agent/*.h) | deps-build
 	@mkdir -p $(BUILD)/tests
@@ -114,9 +115,10 @@ $(BUILD)/tests/test_store: tests/test_store.c tests/testlib.h $(STORE_LIB) $(wil
 # parts (request checks, scheduler) also go into test_ctl and fuzz_ctl.
 CTL_CORE := controlplane/ctl/req.c controlplane/ctl/sched.c
 CTL_HDRS := controlplane/ctl/ctl.h controlplane/common/httpd.h $(wildcard controlplane/store/*.h)
-$(BUILD)/veil-controller: controlplane/ctl/veil-controller.c controlplane/common/httpd.c $(CTL_CORE) $(CTL_HDRS) $(STORE_LIB) | deps-build
-	$(CC) $(CFLAGS) controlplane/ctl/veil-controller.c controlplane/common/httpd.c $(CTL_CORE) $(STORE_LIB) \
-		$(STORE_LDLIBS) $(EVENT_LDLIBS) -o $@
+# (node registration: EK chain and credentials from keys/ek.h, quotes from keys/attest.h)
+$(BUILD)/veil-controller: controlplane/ctl/veil-controller.c controlplane/common/httpd.c $(CTL_CORE) $(CTL_HDRS) $(STORE_LIB) $(KEYS_LIB) | deps-build
+	$(CC) $(CFLAGS) controlplane/ctl/veil-controller.c controlplane/common/httpd.c $(CTL_CORE) $(STORE_LIB) $(KEYS_LIB) \
+		$(STORE_LDLIBS) $(EVENT_LDLIBS) -ljson-c -lssl -lcrypto -ltss2-mu -o $@
 $(BUILD)/tests/test_ctl: tests/test_ctl.c tests/testlib.h $(CTL_CORE) $(CTL_HDRS) | deps-build
 	@mkdir -p $(BUILD)/tests
 	$(CC) $(CFLAGS) -Itests $< $(CTL_CORE) -ljson-c -lcrypto -o $@
@@ -124,6 +126,10 @@ $(BUILD)/tests/test_ctl: tests/test_ctl.c tests/testlib.h $(CTL_CORE) $(CTL_HDRS
 $(BUILD)/tests/ctl_agents: tests/ctl_agents.c $(STORE_LIB) $(wildcard controlplane/store/*.h) | deps-build
 	@mkdir -p $(BUILD)/tests
 	$(CC) $(CFLAGS) $< $(STORE_LIB) $(STORE_LDLIBS) -o $@
+# the test driver that plays a node registering with its TPM (swtpm), misbehaving on purpose
+$(BUILD)/tests/nodereg_client: tests/nodereg_client.c $(KEYS_LIB) $(wildcard controlplane/keys/*.h) | deps-build
+	@mkdir -p $(BUILD)/tests
+	$(CC) $(CFLAGS) $< $(KEYS_LIB) -ljson-c -lssl -lcrypto -ltss2-esys -ltss2-tctildr -ltss2-mu -o $@
 $(BUILD)/tests/fuzz_ctl: tests/fuzz/fuzz_ctl.c $(CTL_CORE) $(CTL_HDRS) | deps-build
 	@mkdir -p $(BUILD)/tests
 	$(CLANG) -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Icontrolplane $< $(CTL_CORE) -ljson-c -lcrypto -o $@
@@ -211,7 +217,7 @@ $(BUILD)/tests/fuzz_eventlog: tests/fuzz/fuzz_eventlog.c controlplane/keys/attes
 $(BUILD)/tests/fuzz_request: tests/fuzz/fuzz_request.c tests/soft_tpm.h controlplane/veil-validator.c $(KEYS_SRCS) $(wildcard controlplane/keys/*.h) | deps-build
 	@mkdir -p $(BUILD)/tests
 	$(CLANG) -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Icontrolplane $< $(KEYS_SRCS) \
-		-ljson-c -lssl -lcrypto -ltss2-mu $(EVENT_LDLIBS) -o $@
+		-ljson-c -lssl -lcrypto -ltss2-esys -ltss2-tctildr -ltss2-mu $(EVENT_LDLIBS) -o $@
 $(BUILD)/tests/fuzz_dns: tests/fuzz/fuzz_dns.c $(DNS_SRCS) $(DNS_HDRS) | deps-build
 	@mkdir -p $(BUILD)/tests
 	$(CLANG) -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Icontrolplane $< $(DNS_SRCS) \

@@ -34,10 +34,11 @@ for f in fuzz_hello fuzz_diff fuzz_share fuzz_evidence fuzz_eventlog fuzz_reques
 	elif [ $f = fuzz_envelope ]; then
 		printf '\001{"v":1,"kid":"0011223344556677","body":"eyJnZW4iOjF9","sig":"%088d"}' 0 > "$corp/seed-env"
 		printf '\361{"name":"a.example.test","gen":3}' > "$corp/seed-sealed"
-	elif [ $f = fuzz_ctl ]; then   # selector byte: 0 order, 1 node registration, 2 token, 3 gateway
+	elif [ $f = fuzz_ctl ]; then   # selector byte (low 3 bits): 0 order, 1 node registration, 2 token, 4 node activation, else gateway
 		printf '\000{"image":"nginx@1.25","hostname":"web1.example.test","cpu":2,"ram_mb":512,"cc":"sev-snp","ssh_keys":["ssh-ed25519 AAAA a@b"],"user_data":"#!/bin/sh"}' > "$corp/seed-order"
 		printf '\001{"key":"vreg_x","ek_pub":"MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE","node_pub":"11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=","underlay4":"198.18.1.1","location":"DE","resources":{"cpu":4,"ram_mb":8192,"disk_gb":50,"gpus":["41:00.0"]},"scan":{"cpu":{"count":8,"flags":{"sev":true}},"libvirt":{"launch_security":["sev"]}}}' > "$corp/seed-register"
 		printf '\002{"storefront":"shop-a","scopes":["order","read"],"rate":5}' > "$corp/seed-token"
+		printf '\004{"secret":"%064d","attest":"AAAAAAAAAAAAAAAAAAAAAAAA","sig":"AAAAAAAAAAAA"}' 0 > "$corp/seed-activate"
 		printf '\003{"id":"gw1","public4":"198.18.200.1","underlay6":"2001:db8::1","location":"52.37,4.90"}' > "$corp/seed-gateway"
 	else cp -n tests/fixtures/hello-*.bin "$corp/" 2>/dev/null; fi
 	max=4096; [ $f = fuzz_diff ] && max=1360; [ $f = fuzz_share ] && max=256; [ $f = fuzz_evidence ] && max=1024

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /* veil-controller's pure parts: request bodies and the scheduler. */
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/x509.h>
 
 #include "testlib.h"
@@ -154,6 +155,95 @@ static void register_fields(void)
 	free(r);
 }
 
+/* ek_cert + ak (credential activation): the certificate is kept as DER,
+ * either ek_pub or ek_cert + ak, never both or half */
+static void register_attest_fields(void)
+{
+	struct ctl_register_req *r = calloc(1, sizeof(*r));
+	struct ctl_err e;
+	char *ek = ek_b64(), body[8192], pem[4096], esc[4400];
+	const char *pub = "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=";
+	const char *res = "\"underlay4\":\"198.18.1.1\",\"resources\":{\"cpu\":1,\"ram_mb\":64,\"disk_gb\":1},\"scan\":{}";
+	/* a self-signed certificate stands for an EK certificate here: req.c only parses it */
+	EVP_PKEY *k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+	X509 *x = X509_new();
+	X509_set_version(x, 2);
+	ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+	X509_gmtime_adj(X509_getm_notBefore(x), 0);
+	X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+	X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC, (const unsigned char *)"ek", -1, -1, 0);
+	X509_set_issuer_name(x, X509_get_subject_name(x));
+	X509_set_pubkey(x, k);
+	X509_sign(x, k, EVP_sha256());
+	BIO *b = BIO_new(BIO_s_mem());
+	PEM_write_bio_X509(b, x);
+	int n = BIO_read(b, pem, sizeof(pem) - 1);
+	pem[n > 0 ? n : 0] = 0;
+	BIO_free(b);
+	size_t o = 0;
+	for (char *p = pem; *p && o < sizeof(esc) - 3; p++) {   /* JSON: newlines escaped */
+		if (*p == '\n') {
+			esc[o++] = '\\';
+			esc[o++] = 'n';
+		} else {
+			esc[o++] = *p;
+		}
+	}
+	esc[o] = 0;
+	snprintf(body, sizeof(body), "{\"key\":\"k\",\"ek_cert\":\"%s\",\"ak\":\"AAAAAAAAAAAAAAAA\",\"node_pub\":\"%s\",%s}",
+		 esc, pub, res);
+	json_object *j = parse(body, &e);
+	uint8_t *der = NULL;
+	int dl = i2d_X509(x, &der);
+	CHECK(j && !ctl_register_req(j, r, &e) && r->attest && r->ak_len == 12 && r->ek_len == (size_t)dl &&
+	      !memcmp(r->ek_der, der, dl), "ek_cert + ak not taken: %s", e.msg);
+	json_object_put(j);
+	OPENSSL_free(der);
+	char bad[4][8192];
+	snprintf(bad[0], sizeof(bad[0]), "{\"key\":\"k\",\"ek_cert\":\"%s\",\"node_pub\":\"%s\",%s}", esc, pub, res);
+	snprintf(bad[1], sizeof(bad[1]), "{\"key\":\"k\",\"ek_cert\":\"%s\",\"ak\":\"AAAA\",\"ek_pub\":\"%s\",\"node_pub\":\"%s\",%s}",
+		 esc, ek, pub, res);
+	snprintf(bad[2], sizeof(bad[2]), "{\"key\":\"k\",\"ek_cert\":\"not a certificate\",\"ak\":\"AAAAAAAAAAAAAAAA\",\"node_pub\":\"%s\",%s}",
+		 pub, res);
+	snprintf(bad[3], sizeof(bad[3]), "{\"key\":\"k\",\"node_pub\":\"%s\",%s}", pub, res);
+	for (int i = 0; i < 4; i++) {
+		j = parse(bad[i], &e);
+		CHECK(j && ctl_register_req(j, r, &e) && e.status >= 400 && e.status < 500, "bad attested registration %d accepted", i);
+		json_object_put(j);
+	}
+	X509_free(x);
+	EVP_PKEY_free(k);
+	free(ek);
+	free(r);
+}
+
+static void activate_fields(void)
+{
+	struct ctl_activate_req a;
+	struct ctl_err e;
+	char body[512];
+	snprintf(body, sizeof(body), "{\"secret\":\"%s\",\"attest\":\"AAAAAAAAAAAAAAAAAAAAAAAA\",\"sig\":\"AAAAAAAAAAAA\"}",
+		 "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff");
+	json_object *j = parse(body, &e);
+	CHECK(j && !ctl_activate_req(j, &a, &e) && a.cred[1] == 0x11 && a.cred[31] == 0xff && a.alen == 18 && a.slen == 9,
+	      "good activation refused: %s", e.msg);
+	json_object_put(j);
+	static const char *const bad[] = {
+		"{\"secret\":\"0011\",\"attest\":\"AAAAAAAAAAAAAAAAAAAAAAAA\",\"sig\":\"AAAAAAAAAAAA\"}",
+		"{\"secret\":\"zz112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\",\"attest\":\"AAAAAAAAAAAAAAAAAAAAAAAA\",\"sig\":\"AAAAAAAAAAAA\"}",
+		"{\"secret\":\"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\",\"attest\":\"!!\",\"sig\":\"AAAAAAAAAAAA\"}",
+		"{\"secret\":\"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\",\"attest\":\"AAAAAAAAAAAAAAAAAAAAAAAA\"}",
+		"{\"secret\":\"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\",\"attest\":\"AAAAAAAAAAAAAAAAAAAAAAAA\",\"sig\":\"AAAAAAAAAAAA\",\"x\":1}",
+		"{\"secret\":1,\"attest\":\"AAAAAAAAAAAAAAAAAAAAAAAA\",\"sig\":\"AAAAAAAAAAAA\"}",
+		NULL };
+	for (int i = 0; bad[i]; i++) {
+		j = parse(bad[i], &e);
+		CHECK(j && ctl_activate_req(j, &a, &e) && e.status >= 400 && e.status < 500, "bad activation %d accepted", i);
+		CHECK(!a.cred[0] && !a.cred[31], "bad activation %d left the secret in the struct", i);
+		json_object_put(j);
+	}
+}
+
 static void token_fields(void)
 {
 	struct ctl_token_req r;
@@ -244,6 +334,8 @@ int main(void)
 	RUN(body_refusals);
 	RUN(order_fields);
 	RUN(register_fields);
+	RUN(register_attest_fields);
+	RUN(activate_fields);
 	RUN(token_fields);
 	RUN(sched_fit);
 	RUN(sched_spread_no_overcommit);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "agent.h"
+#include "register.h"
 #include "daemon.h"
 #include "store/store.h"
 #include <libvirt/libvirt.h>
@@ -45,6 +46,13 @@ static void usage(FILE *f)
 		"      --mtu N           MTU of the VMs' taps\n"
 		"      --root DIR        read /proc and /sys under DIR (tests)\n"
 		"      --domcaps FILE    libvirt domain capabilities XML to use (tests)\n"
+		"      --register URL    join the network: register with the controller at\n"
+		"                        https://ADDR:PORT, attest with the TPM (--tcti CONF), write\n"
+		"                        the node id and a new node key into the config's store:\n"
+		"                        section, and exit (docs/agent.md); with --regkey KEY (else\n"
+		"                        the config's node_key), --ca FILE (the controller's TLS CA),\n"
+		"                        --ek-chain FILE, --underlay ADDR, --location L, --name N,\n"
+		"                        --store URLS, --controller-pub FILE, --key-out FILE\n"
 		"  -h, --help            this text\n"
 		"\n"
 		"Logs one event per line on stderr (vm_ordered, vm_fetching, vm_started,\n"
@@ -94,6 +102,13 @@ int main(int argc, char **argv)
 		{ "node-config", required_argument, 0, 4 }, { "node-socket", required_argument, 0, 5 },
 		{ "name-prefix", required_argument, 0, 6 }, { "mtu", required_argument, 0, 7 },
 		{ "check-spec", required_argument, 0, 8 },    { "help", no_argument, 0, 'h' },
+		/* --register and its options (register.c) */
+		{ "register", required_argument, 0, 20 },  { "regkey", required_argument, 0, 21 },
+		{ "tcti", required_argument, 0, 22 },      { "ca", required_argument, 0, 23 },
+		{ "ek-chain", required_argument, 0, 24 },  { "underlay", required_argument, 0, 25 },
+		{ "location", required_argument, 0, 26 },  { "name", required_argument, 0, 27 },
+		{ "store", required_argument, 0, 28 },     { "controller-pub", required_argument, 0, 29 },
+		{ "key-out", required_argument, 0, 30 },
 		{ 0, 0, 0, 0 },
 	};
 	char cfgpath[512] = "", err[1024] = "";
@@ -104,6 +119,7 @@ int main(int argc, char **argv)
 		.prefix = "veil-", .nvram_template = "/usr/share/OVMF/OVMF_VARS_4M.fd", .libvirt_ns = -1,
 	};
 	const char *libvirt_netns = NULL, *check_spec = NULL;
+	struct ag_reg_opts reg = { .ca = "/etc/ssl/certs/ca-certificates.crt" };
 	int o;
 
 	while ((o = getopt_long(argc, argv, "c:nSi:o:h", opts, NULL)) != -1) {
@@ -129,6 +145,17 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 20: reg.url = optarg; break;
+		case 21: reg.regkey = optarg; break;
+		case 22: reg.tcti = optarg; break;
+		case 23: reg.ca = optarg; break;
+		case 24: reg.ek_chain = optarg; break;
+		case 25: *(strchr(optarg, ':') ? &reg.underlay6 : &reg.underlay4) = optarg; break;
+		case 26: reg.location = optarg; break;
+		case 27: reg.name = optarg; break;
+		case 28: reg.store_urls = optarg; break;
+		case 29: reg.controller_pub = optarg; break;
+		case 30: reg.key_out = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -203,6 +230,14 @@ int main(int argc, char **argv)
 			have_dc = true;
 		else
 			fprintf(stderr, "veil-agent: libvirt at %s: %s (\"libvirt\": null)\n", dm.uri, err);
+	}
+	if (reg.url) {   /* join by the TPM, then exit */
+		if (!cfgpath[0])
+			ag_cfg_default_path(cfgpath, sizeof(cfgpath));
+		char *j = ag_scan_json(&scan, have_dc ? &dc : NULL);
+		int rc = ag_register(&reg, cfgpath, &scan, j);
+		free(j);
+		return rc;
 	}
 	if (scan_only) {
 		char *j = ag_scan_json(&scan, have_dc ? &dc : NULL);

@@ -41,10 +41,16 @@ json_object *ctl_parse_body(const char *body, size_t len, struct ctl_err *e);
  * range, naming the field.  0 or -1 with e filled (status 400/422). */
 int ctl_order_req(json_object *j, struct ctl_order_req *r, struct ctl_err *e);
 
+#define CTL_EK_PEM_MAX 12288    /* the EK certificate and its intermediates, PEM */
+#define CTL_EK_CHAIN_MAX 4      /* certificates in it */
 struct ctl_register_req {
 	char key[128];            /* the registration key (secret: never logged) */
-	uint8_t ek_der[2048];
+	uint8_t ek_der[4096];     /* ek_pub: the EK's SubjectPublicKeyInfo; ek_cert: the EK certificate, DER */
 	size_t ek_len;
+	int attest;               /* 1: ek_cert + ak given (credential activation), 0: ek_pub as presented */
+	char ek_pem[CTL_EK_PEM_MAX];   /* ek_cert as sent: the EK certificate first, then intermediates */
+	uint8_t ak[1024];         /* the AK's TPM2B_PUBLIC, marshalled */
+	size_t ak_len;
 	uint8_t node_pub[32];     /* Ed25519 raw */
 	char name[64], underlay4[48], underlay6[64], location[40];
 	int cpu, ram_mb, disk_gb;
@@ -54,6 +60,18 @@ struct ctl_register_req {
 	json_object *scan;        /* borrowed from the request */
 };
 int ctl_register_req(json_object *j, struct ctl_register_req *r, struct ctl_err *e);
+
+/* POST /v1/nodes/{id}/activate: the credential the TPM recovered (hex,
+ * secret: wiped after use) and the AK's quote (TPMS_ATTEST, TPMT_SIGNATURE,
+ * base64). */
+struct ctl_activate_req {
+	uint8_t cred[32];
+	uint8_t attest[1024];
+	size_t alen;
+	uint8_t sig[512];
+	size_t slen;
+};
+int ctl_activate_req(json_object *j, struct ctl_activate_req *r, struct ctl_err *e);
 
 struct ctl_token_req {
 	char storefront[64];

@@ -7,6 +7,9 @@
 #include <string.h>
 #include <arpa/inet.h>
 #include <openssl/evp.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509.h>
 
 #include "ctl/ctl.h"
@@ -335,28 +338,59 @@ static int pci_norm(const char *in, char *out, size_t cap)
 
 int ctl_register_req(json_object *j, struct ctl_register_req *r, struct ctl_err *e)
 {
-	static const char *const known[] = { "key", "ek_pub", "node_pub", "name", "underlay4", "underlay6",
-					     "location", "resources", "scan", NULL };
+	static const char *const known[] = { "key", "ek_pub", "ek_cert", "ak", "node_pub", "name", "underlay4",
+					     "underlay6", "location", "resources", "scan", NULL };
 	static const char *const rknown[] = { "cpu", "ram_mb", "disk_gb", "gpus", NULL };
-	char ek64[2800], pub64[64];
+	char ek64[2800], pub64[64], ak64[1400];
 	size_t publen = 0;
 	memset(r, 0, sizeof(*r));
 	if (only_fields(j, known, e) || get_str(j, "key", 1, r->key, sizeof(r->key), e) ||
-	    get_str(j, "ek_pub", 1, ek64, sizeof(ek64), e) || get_str(j, "node_pub", 1, pub64, sizeof(pub64), e) ||
+	    get_str(j, "ek_pub", 0, ek64, sizeof(ek64), e) || get_str(j, "ek_cert", 0, r->ek_pem, sizeof(r->ek_pem), e) ||
+	    get_str(j, "ak", 0, ak64, sizeof(ak64), e) || get_str(j, "node_pub", 1, pub64, sizeof(pub64), e) ||
 	    get_str(j, "name", 0, r->name, sizeof(r->name), e) ||
 	    get_str(j, "underlay4", 0, r->underlay4, sizeof(r->underlay4), e) ||
 	    get_str(j, "underlay6", 0, r->underlay6, sizeof(r->underlay6), e) ||
 	    get_str(j, "location", 0, r->location, sizeof(r->location), e))
 		return -1;
-	if (b64_decode(ek64, r->ek_der, sizeof(r->ek_der), &r->ek_len) || r->ek_len < 32)
-		return fail(e, 422, "bad_value", "ek_pub must be the EK public key, DER, base64");
-	const uint8_t *p = r->ek_der;
-	EVP_PKEY *ek = d2i_PUBKEY(NULL, &p, (long)r->ek_len);
-	if (!ek || p != r->ek_der + r->ek_len) {
+	if (!!ek64[0] == !!r->ek_pem[0] || !r->ek_pem[0] != !ak64[0])
+		return fail(e, 400, "missing_field", "either ek_cert and ak (credential activation) or ek_pub is required");
+	if (r->ek_pem[0]) {
+		/* the EK certificate, then at most a few intermediates, all PEM */
+		BIO *b = BIO_new_mem_buf(r->ek_pem, (int)strlen(r->ek_pem));
+		X509 *x;
+		int n = 0;
+		while (b && (x = PEM_read_bio_X509(b, NULL, NULL, NULL))) {
+			if (!n) {
+				uint8_t *d = NULL;
+				int dl = i2d_X509(x, &d);
+				if (dl > 0 && (size_t)dl <= sizeof(r->ek_der)) {
+					memcpy(r->ek_der, d, dl);
+					r->ek_len = dl;
+				}
+				OPENSSL_free(d);
+			}
+			X509_free(x);
+			n++;
+		}
+		BIO_free(b);
+		ERR_clear_error();
+		if (!n || !r->ek_len || n > CTL_EK_CHAIN_MAX)
+			return fail(e, 422, "bad_value", "ek_cert must be the EK certificate and at most %d intermediates, PEM",
+				    CTL_EK_CHAIN_MAX - 1);
+		if (b64_decode(ak64, r->ak, sizeof(r->ak), &r->ak_len) || r->ak_len < 10)
+			return fail(e, 422, "bad_value", "ak must be the attestation key's TPM2B_PUBLIC, base64");
+		r->attest = 1;
+	} else {
+		if (b64_decode(ek64, r->ek_der, sizeof(r->ek_der), &r->ek_len) || r->ek_len < 32)
+			return fail(e, 422, "bad_value", "ek_pub must be the EK public key, DER, base64");
+		const uint8_t *p = r->ek_der;
+		EVP_PKEY *ek = d2i_PUBKEY(NULL, &p, (long)r->ek_len);
+		if (!ek || p != r->ek_der + r->ek_len) {
+			EVP_PKEY_free(ek);
+			return fail(e, 422, "bad_value", "ek_pub is not a DER SubjectPublicKeyInfo");
+		}
 		EVP_PKEY_free(ek);
-		return fail(e, 422, "bad_value", "ek_pub is not a DER SubjectPublicKeyInfo");
 	}
-	EVP_PKEY_free(ek);
 	if (b64_decode(pub64, r->node_pub, sizeof(r->node_pub), &publen) || publen != 32)
 		return fail(e, 422, "bad_value", "node_pub must be a raw Ed25519 public key (32 bytes), base64");
 	if (r->name[0] && !ctl_ident_ok(r->name, 63))
@@ -411,6 +445,44 @@ int ctl_register_req(json_object *j, struct ctl_register_req *r, struct ctl_err 
 		}
 	}
 	return 0;
+}
+
+int ctl_activate_req(json_object *j, struct ctl_activate_req *r, struct ctl_err *e)
+{
+	static const char *const known[] = { "secret", "attest", "sig", NULL };
+	char sec[80], at64[1400], sig64[720];
+	int rc = -1;
+	memset(r, 0, sizeof(*r));
+	if (only_fields(j, known, e) || get_str(j, "secret", 1, sec, sizeof(sec), e) ||
+	    get_str(j, "attest", 1, at64, sizeof(at64), e) || get_str(j, "sig", 1, sig64, sizeof(sig64), e))
+		goto out;
+	int bad = strlen(sec) != 64;
+	for (int i = 0; i < 32 && !bad; i++) {
+		unsigned v;
+		if (!isxdigit((unsigned char)sec[2 * i]) || !isxdigit((unsigned char)sec[2 * i + 1]) ||
+		    sscanf(sec + 2 * i, "%2x", &v) != 1)
+			bad = 1;
+		else
+			r->cred[i] = (uint8_t)v;
+	}
+	if (bad) {
+		fail(e, 422, "bad_value", "secret must be the recovered credential, 64 hex digits");
+		goto out;
+	}
+	if (b64_decode(at64, r->attest, sizeof(r->attest), &r->alen) || r->alen < 16) {
+		fail(e, 422, "bad_value", "attest must be the quote's TPMS_ATTEST, base64");
+		goto out;
+	}
+	if (b64_decode(sig64, r->sig, sizeof(r->sig), &r->slen) || r->slen < 8) {
+		fail(e, 422, "bad_value", "sig must be the quote's TPMT_SIGNATURE, base64");
+		goto out;
+	}
+	rc = 0;
+out:
+	OPENSSL_cleanse(sec, sizeof(sec));
+	if (rc)
+		OPENSSL_cleanse(r->cred, sizeof(r->cred));
+	return rc;
 }
 
 int ctl_token_req(json_object *j, struct ctl_token_req *r, struct ctl_err *e)

@@ -43,6 +43,8 @@
 
 #include "common/httpd.h"
 #include "ctl/ctl.h"
+#include "keys/attest.h"
+#include "keys/ek.h"
 #include "store/store.h"
 
 #define MAX_VALIDATORS 16
@@ -53,9 +55,10 @@
 
 struct config {
 	char listen[96], cert[256], key[256], metrics[96], store[512], store_creds[256], signing[256], registry[256];
-	char admin_token_file[256], pidfile[256], vm_net4[48], vm_net6[64];
+	char admin_token_file[256], pidfile[256], vm_net4[48], vm_net6[64], tpm_vendor_ca[256];
 	char validators[MAX_VALIDATORS][200];
 	int nvalidators, validators_t, replicas;
+	int challenge_ttl_s;
 	int node_timeout_s, state_timeout_s, schedule_timeout_s, ready_timeout_s, tick_ms, max_attempts, store_timeout_ms;
 };
 
@@ -121,6 +124,7 @@ static int load_config(const char *path, struct config *c, char *err, size_t len
 	c->validators_t = 2;
 	c->replicas = 1;
 	c->store_timeout_ms = 2000;
+	c->challenge_ttl_s = 60;
 	snprintf(c->vm_net4, sizeof(c->vm_net4), "198.19.0.0/16");
 	snprintf(c->vm_net6, sizeof(c->vm_net6), "2001:db8:ffff::/64");
 	if (!f)
@@ -166,6 +170,8 @@ static int load_config(const char *path, struct config *c, char *err, size_t len
 		S1("pidfile", c->pidfile)
 		S1("vm_net4", c->vm_net4)
 		S1("vm_net6", c->vm_net6)
+		S1("tpm_vendor_ca", c->tpm_vendor_ca)
+		I1("node_challenge_ttl_s", c->challenge_ttl_s, 5, 600)
 		I1("store_replicas", c->replicas, 1, 5)
 		I1("store_timeout_ms", c->store_timeout_ms, 100, 60000)
 		I1("node_timeout_s", c->node_timeout_s, 1, 3600)
@@ -286,6 +292,7 @@ static struct {
 	uint64_t http[6];   /* 2xx..5xx by first digit; [0] unused */
 	uint64_t orders_created, idem_replays, transitions[9], conflicts, store_errors, rejected_sig, rejected_replay,
 		rate_limited, auth_refused, reloads_ok, reloads_bad, nodes_down, reschedules, long_polls;
+	uint64_t node_attested, node_refused[7];   /* by enum nodereg_refusal */
 	time_t started;
 } M;
 static pthread_mutex_t mlock = PTHREAD_MUTEX_INITIALIZER;
@@ -2070,6 +2077,335 @@ static void api_regkey(struct evhttp_request *req, const struct caller *c)
 	json_object_put(rec);
 }
 
+/* ---------- node registration: credential activation (docs/api.yaml) ---------- */
+
+/* Why a registration or an activation was refused (counted, by reason). */
+enum nodereg_refusal { NR_EK_CHAIN, NR_AK, NR_NO_CHALLENGE, NR_SECRET, NR_QUOTE, NR_UNATTESTED, NR_FULL, NR_N };
+static const char *const NR_NAMES[NR_N] = { "ek_chain", "ak_attributes", "no_challenge", "wrong_secret", "quote",
+					     "attestation_required", "challenges_full" };
+static struct vm_ek_ca *vendor_ca;
+
+/* A challenge waiting for its activation: one per node (EK), at most
+ * MAX_CHALLENGES, each good for one attempt within cfg.challenge_ttl_s. */
+#define MAX_CHALLENGES 256
+struct challenge {
+	char id[65];                  /* the node id: sha256 of the EK's SubjectPublicKeyInfo */
+	char kh[65];                  /* the registration key's hash */
+	uint8_t nonce[VM_NONCE_LEN], cred[32], ak_name[34], node_pub[32];
+	EVP_PKEY *ak;
+	json_object *rec;             /* the node record written on success */
+	time_t expires;
+};
+static struct challenge chal[MAX_CHALLENGES];
+static pthread_mutex_t chlock = PTHREAD_MUTEX_INITIALIZER;
+
+static void refuse_node(struct evhttp_request *req, enum nodereg_refusal r, int status, const char *code,
+			const char *node, const char *msg)
+{
+	COUNT(M.node_refused[r]);
+	logev("event=node_refused node=%s reason=%s detail=\"%s\"", node ? node : "-", NR_NAMES[r], msg);
+	reply_err(req, status, code, msg);
+}
+
+/* Call with chlock held. */
+static void chal_clear(struct challenge *c)
+{
+	EVP_PKEY_free(c->ak);
+	json_object_put(c->rec);
+	OPENSSL_cleanse(c, sizeof(*c));
+}
+
+/* The node record a registration writes. */
+static json_object *node_record(const struct ctl_register_req *r, const char *nid, const char *ts, int attested)
+{
+	json_object *rec = json_object_new_object(), *res = json_object_new_object(), *g = json_object_new_array(),
+		    *cc = json_object_new_array();
+	char pub64[48];
+	EVP_EncodeBlock((unsigned char *)pub64, r->node_pub, 32);
+	json_object_object_add(rec, "id", json_object_new_string(nid));
+	/* unnamed nodes are called by the first 12 digits of their id */
+	json_object_object_add(rec, "name", r->name[0] ? json_object_new_string(r->name) : json_object_new_string_len(nid, 12));
+	json_object_object_add(rec, "state", json_object_new_string(attested ? "up" : "joining"));
+	json_object_object_add(rec, "ek_sha256", json_object_new_string(nid));
+	json_object_object_add(rec, "node_pub", json_object_new_string(pub64));
+	json_object_object_add(rec, "underlay4", r->underlay4[0] ? json_object_new_string(r->underlay4) : NULL);
+	json_object_object_add(rec, "underlay6", r->underlay6[0] ? json_object_new_string(r->underlay6) : NULL);
+	json_object_object_add(rec, "location", json_object_new_string(r->location));
+	json_object_object_add(res, "cpu", json_object_new_int(r->cpu));
+	json_object_object_add(res, "ram_mb", json_object_new_int(r->ram_mb));
+	json_object_object_add(res, "disk_gb", json_object_new_int(r->disk_gb));
+	for (int i = 0; i < r->ngpus; i++)
+		json_object_array_add(g, json_object_new_string(r->gpus[i]));
+	json_object_object_add(res, "gpus", g);
+	json_object_object_add(rec, "resources", res);
+	for (int m = CC_NONE; m <= CC_TDX; m <<= 1)
+		if (r->cc & m)
+			json_object_array_add(cc, json_object_new_string(ctl_cc_name(m)));
+	json_object_object_add(rec, "cc", cc);
+	json_object_object_add(rec, "scan", jcopy(r->scan));
+	json_object_object_add(rec, "attested", json_object_new_boolean(attested));
+	json_object_object_add(rec, "joined", json_object_new_string(ts));
+	json_object_object_add(rec, "last_seen", json_object_new_string(ts));
+	return rec;
+}
+
+/* The registration key by hash: a new reference and its revision, or NULL
+ * after a 403/503 was sent.  A key serves one node (EK) only. */
+static json_object *regkey_for(struct evhttp_request *req, const char *kh, const char *nid, uint64_t *krev)
+{
+	char *val = NULL;
+	size_t vl;
+	int rc = vs_get(B[B_REGKEYS].kv, kh, &val, &vl, krev);
+	json_object *rk = rc == VS_OK ? json_tokener_parse(val) : NULL;
+	free(val);
+	if (!rk) {
+		if (rc == VS_OK || rc == VS_NOTFOUND) {
+			COUNT(M.auth_refused);
+			reply_err(req, 403, "bad_registration_key", "unknown registration key");
+		} else {
+			store_failed(req, rc);
+		}
+		return NULL;
+	}
+	const char *used = jstr(rk, "node");
+	if (used && strcmp(used, nid)) {
+		COUNT(M.auth_refused);
+		reply_err(req, 403, "bad_registration_key", "this registration key was used by another node");
+		json_object_put(rk);
+		return NULL;
+	}
+	return rk;
+}
+
+/* Writes the node record (create, or update: a node that registers again
+ * keeps its id and VMs) and marks the key used; the view, audit and log.
+ * 200/201, or 0 after an error reply. */
+static int node_store(struct evhttp_request *req, json_object *rec, const char *nid, const char *kh, json_object *rk,
+		      uint64_t krev)
+{
+	uint64_t nrev = 0, orev = 0;
+	char *oldv = NULL;
+	size_t ovl;
+	int status = 201;
+	int rc = vs_get(B[B_NODES].kv, nid, &oldv, &ovl, &orev);
+	free(oldv);
+	if (rc == VS_OK) {
+		status = 200;
+		rc = vs_update(B[B_NODES].kv, nid, js(rec), strlen(js(rec)), orev, &nrev);
+	} else if (rc == VS_NOTFOUND) {
+		rc = vs_create(B[B_NODES].kv, nid, js(rec), strlen(js(rec)), &nrev);
+	}
+	if (rc == VS_OK && !jstr(rk, "node")) {
+		json_object *nk = jcopy(rk);
+		json_object_object_add(nk, "node", json_object_new_string(nid));
+		rc = vs_update(B[B_REGKEYS].kv, kh, js(nk), strlen(js(nk)), krev, NULL);
+		json_object_put(nk);
+	}
+	if (rc != VS_OK) {
+		if (rc == VS_CONFLICT || rc == VS_EXISTS)
+			reply_err(req, 409, "conflict", "the node or key changed meanwhile; register again");
+		else
+			store_failed(req, rc);
+		return 0;
+	}
+	const char *state = jstr(rec, "state");
+	pthread_mutex_lock(&vlock);
+	view_set(B_NODES, nid, json_object_get(rec), nrev);
+	struct nodekey *k = nodekey_by_id(nid);
+	if (k && !strcmp(state, "up"))
+		k->last_seen = time(NULL);   /* attested now: one node timeout to send its first heartbeat */
+	pthread_mutex_unlock(&vlock);
+	char msgid[120];
+	json_object *a = json_object_new_object();
+	json_object_object_add(a, "node", json_object_new_string(nid));
+	json_object_object_add(a, "state", json_object_new_string(state));
+	json_object_object_add(a, "attested", json_object_new_boolean(jbool(rec, "attested")));
+	json_object_object_add(a, "regkey", json_object_new_string(jstr(rk, "id") ?: ""));
+	snprintf(msgid, sizeof(msgid), "node.%s.%" PRIu64, nid, nrev);
+	audit_kind("node", msgid, a);
+	json_object *res;
+	json_object_object_get_ex(rec, "resources", &res);
+	logev("event=node_registered node=%s name=%s cpu=%d ram_mb=%d disk_gb=%d ek=%s", nid, jstr(rec, "name"),
+	      (int)jint(res, "cpu", 0), (int)jint(res, "ram_mb", 0), (int)jint(res, "disk_gb", 0),
+	      jbool(rec, "attested") ? "attested" : "presented");
+	return status;
+}
+
+/* Step 1 with ek_cert + ak: the EK chains to the vendor CA, the AK is a
+ * restricted signing key fixed to its TPM; a credential for the AK's name,
+ * to the EK, and a nonce.  202 with the challenge. */
+static void register_attested(struct evhttp_request *req, const struct ctl_register_req *r, const char *kh)
+{
+	char why[256], nid[65], ts[32];
+	uint8_t id[32], blob[256], sec[300];
+	size_t bl = 0, sl = 0;
+	EVP_PKEY *ek = NULL, *ak = NULL;
+	struct challenge c;
+
+	memset(&c, 0, sizeof(c));
+	if (vm_ek_verify_pem(vendor_ca, r->ek_pem, strlen(r->ek_pem), &ek, id, why, sizeof(why))) {
+		refuse_node(req, NR_EK_CHAIN, 422, "ek_not_trusted", NULL, why);
+		return;
+	}
+	hex(id, 32, nid);
+	if (vm_ak_check(r->ak, r->ak_len, NULL, c.ak_name, &ak, why, sizeof(why))) {
+		EVP_PKEY_free(ek);
+		refuse_node(req, NR_AK, 422, "bad_ak", nid, why);
+		return;
+	}
+	uint64_t krev = 0;
+	json_object *rk = regkey_for(req, kh, nid, &krev);
+	if (!rk) {
+		EVP_PKEY_free(ek);
+		EVP_PKEY_free(ak);
+		return;
+	}
+	json_object_put(rk);
+	if (RAND_bytes(c.cred, 32) != 1 || RAND_bytes(c.nonce, VM_NONCE_LEN) != 1 ||
+	    vm_make_credential(ek, c.ak_name, 34, c.cred, 32, blob, sizeof(blob), &bl, sec, sizeof(sec), &sl)) {
+		EVP_PKEY_free(ek);
+		EVP_PKEY_free(ak);
+		OPENSSL_cleanse(&c, sizeof(c));
+		reply_err(req, 503, "no_credential", "cannot make a credential now");
+		return;
+	}
+	EVP_PKEY_free(ek);
+	rfc3339(time(NULL), ts);
+	snprintf(c.id, sizeof(c.id), "%s", nid);
+	snprintf(c.kh, sizeof(c.kh), "%s", kh);
+	memcpy(c.node_pub, r->node_pub, 32);
+	c.ak = ak;
+	c.rec = node_record(r, nid, ts, 1);
+	time_t now = time(NULL);
+	c.expires = now + cfg.challenge_ttl_s;
+	/* this node's slot (a new registration replaces its challenge), else a free or expired one */
+	struct challenge *slot = NULL;
+	pthread_mutex_lock(&chlock);
+	for (int i = 0; i < MAX_CHALLENGES && !slot; i++)
+		if (!strcmp(chal[i].id, nid))
+			slot = &chal[i];
+	for (int i = 0; i < MAX_CHALLENGES && !slot; i++)
+		if (!chal[i].id[0] || chal[i].expires < now)
+			slot = &chal[i];
+	if (slot) {
+		chal_clear(slot);
+		*slot = c;   /* takes ak and rec */
+	}
+	pthread_mutex_unlock(&chlock);
+	if (!slot) {
+		EVP_PKEY_free(c.ak);
+		json_object_put(c.rec);
+		OPENSSL_cleanse(&c, sizeof(c));
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "5");
+		refuse_node(req, NR_FULL, 503, "busy", nid, "too many registrations waiting for activation; retry");
+		return;
+	}
+	char b64b[400], b64s[420], nhex[2 * VM_NONCE_LEN + 1];
+	vm_b64_encode(blob, bl, b64b, sizeof(b64b));
+	vm_b64_encode(sec, sl, b64s, sizeof(b64s));
+	vm_hex(c.nonce, VM_NONCE_LEN, nhex);
+	OPENSSL_cleanse(&c, sizeof(c));
+	json_object *out = json_object_new_object();
+	json_object_object_add(out, "id", json_object_new_string(nid));
+	json_object_object_add(out, "state", json_object_new_string("joining"));
+	json_object_object_add(out, "attested", json_object_new_boolean(0));
+	json_object_object_add(out, "credential", json_object_new_string(b64b));
+	json_object_object_add(out, "secret", json_object_new_string(b64s));
+	json_object_object_add(out, "nonce", json_object_new_string(nhex));
+	json_object_object_add(out, "expires_in_s", json_object_new_int(cfg.challenge_ttl_s));
+	logev("event=node_challenged node=%s expires_in_s=%d", nid, cfg.challenge_ttl_s);
+	reply_json(req, 202, out);
+	json_object_put(out);
+}
+
+/* Step 2: the credential the TPM recovered, and a quote by the AK over
+ * sha256(nonce || node key).  One attempt per challenge. */
+static void api_activate(struct evhttp_request *req, const char *nid)
+{
+	struct ctl_err e = { 0 };
+	struct ctl_activate_req *a = calloc(1, sizeof(*a));
+	json_object *j = a ? read_body(req, &e) : NULL;
+	if (!a || !j || ctl_activate_req(j, a, &e)) {
+		if (!a)
+			reply_err(req, 503, "no_memory", "out of memory");
+		else
+			reply_cerr(req, &e);
+		if (a)
+			OPENSSL_cleanse(a, sizeof(*a));
+		json_object_put(j);
+		free(a);
+		return;
+	}
+	json_object_put(j);
+	struct challenge c;
+	int found = 0;
+	time_t now = time(NULL);
+	pthread_mutex_lock(&chlock);
+	for (int i = 0; i < MAX_CHALLENGES; i++)
+		if (!strcmp(chal[i].id, nid)) {
+			found = chal[i].expires >= now ? 1 : -1;
+			c = chal[i];                         /* takes ak and rec */
+			memset(&chal[i], 0, sizeof(chal[i]));  /* spent: a replay finds nothing */
+			break;
+		}
+	pthread_mutex_unlock(&chlock);
+	if (found <= 0) {
+		OPENSSL_cleanse(a, sizeof(*a));
+		free(a);
+		if (found < 0)
+			chal_clear(&c);
+		refuse_node(req, NR_NO_CHALLENGE, 409, "no_challenge", nid,
+			    found < 0 ? "the challenge expired: register again"
+				      : "no challenge waits for this node (spent or never made): register again");
+		return;
+	}
+	char why[256];
+	uint8_t qd[32], empty[32];
+	struct vm_quote_info qi;
+	int credok = !CRYPTO_memcmp(a->cred, c.cred, 32);
+	OPENSSL_cleanse(a->cred, sizeof(a->cred));
+	if (!credok) {
+		refuse_node(req, NR_SECRET, 403, "wrong_secret",  nid,
+			    "the credential does not match: the AK is not in the TPM of this EK");
+		goto out;
+	}
+	/* the quote commits to this challenge's nonce and to the node's key; no
+	 * PCRs: the host's boot state is not judged here, only the key's TPM */
+	vm_qualifying(c.nonce, c.node_pub, qd);
+	vm_sha256(NULL, 0, empty);
+	/* the signer by qualified name: the AK is a primary of the endorsement
+	 * hierarchy, so nameAlg || sha256(TPM_RH_ENDORSEMENT || name) */
+	uint8_t qn[34], qb[4 + 34] = { 0x40, 0x00, 0x00, 0x0b };
+	memcpy(qb + 4, c.ak_name, 34);
+	qn[0] = c.ak_name[0];
+	qn[1] = c.ak_name[1];
+	vm_sha256(qb, sizeof(qb), qn + 2);
+	if (vm_quote_verify_mask(a->attest, a->alen, a->sig, a->slen, c.ak, qd, 32, 0, empty, qn, &qi, why,
+				 sizeof(why))) {
+		refuse_node(req, NR_QUOTE, 403, "bad_quote", nid, why);
+		goto out;
+	}
+	uint64_t krev = 0;
+	json_object *rk = regkey_for(req, c.kh, nid, &krev);
+	if (!rk)
+		goto out;
+	int status = node_store(req, c.rec, nid, c.kh, rk, krev);
+	json_object_put(rk);
+	if (!status)
+		goto out;
+	COUNT(M.node_attested);
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "id", json_object_new_string(nid));
+	json_object_object_add(o, "state", json_object_new_string("up"));
+	json_object_object_add(o, "attested", json_object_new_boolean(1));
+	reply_json(req, 200, o);
+	json_object_put(o);
+out:
+	chal_clear(&c);
+	OPENSSL_cleanse(a, sizeof(*a));
+	free(a);
+}
+
 static void api_register(struct evhttp_request *req)
 {
 	struct ctl_err e = { 0 };
@@ -2089,108 +2425,38 @@ static void api_register(struct evhttp_request *req)
 	char kh[65], nid[65], ts[32];
 	sha256_hex(r->key, strlen(r->key), kh);
 	OPENSSL_cleanse(r->key, sizeof(r->key));
-	sha256_hex(r->ek_der, r->ek_len, nid);
-	rfc3339(time(NULL), ts);
-	char *val = NULL;
-	size_t vl;
-	uint64_t krev = 0;
-	int rc = vs_get(B[B_REGKEYS].kv, kh, &val, &vl, &krev);
-	json_object *rk = rc == VS_OK ? json_tokener_parse(val) : NULL;
-	free(val);
-	if (!rk) {
-		if (rc == VS_OK || rc == VS_NOTFOUND) {
-			COUNT(M.auth_refused);
-			reply_err(req, 403, "bad_registration_key", "unknown registration key");
-		} else {
-			store_failed(req, rc);
-		}
+	if (r->attest) {
+		register_attested(req, r, kh);
 		json_object_put(j);
 		free(r);
 		return;
 	}
-	const char *used = jstr(rk, "node");
-	if (used && strcmp(used, nid)) {
-		reply_err(req, 403, "bad_registration_key", "this registration key was used by another node");
-		goto out;
+	if (vendor_ca) {
+		refuse_node(req, NR_UNATTESTED, 422, "attestation_required", NULL,
+			    "this controller admits nodes by credential activation only: send ek_cert and ak, not ek_pub");
+		json_object_put(j);
+		free(r);
+		return;
 	}
-	/* the node record; a node that registers again keeps its id and VMs */
-	json_object *rec = json_object_new_object(), *res = json_object_new_object(), *g = json_object_new_array(),
-		    *cc = json_object_new_array();
-	char pub64[48];
-	EVP_EncodeBlock((unsigned char *)pub64, r->node_pub, 32);
-	json_object_object_add(rec, "id", json_object_new_string(nid));
-	/* unnamed nodes are called by the first 12 digits of their id */
-	json_object_object_add(rec, "name", r->name[0] ? json_object_new_string(r->name) : json_object_new_string_len(nid, 12));
-	json_object_object_add(rec, "state", json_object_new_string("joining"));
-	json_object_object_add(rec, "ek_sha256", json_object_new_string(nid));
-	json_object_object_add(rec, "node_pub", json_object_new_string(pub64));
-	json_object_object_add(rec, "underlay4", r->underlay4[0] ? json_object_new_string(r->underlay4) : NULL);
-	json_object_object_add(rec, "underlay6", r->underlay6[0] ? json_object_new_string(r->underlay6) : NULL);
-	json_object_object_add(rec, "location", json_object_new_string(r->location));
-	json_object_object_add(res, "cpu", json_object_new_int(r->cpu));
-	json_object_object_add(res, "ram_mb", json_object_new_int(r->ram_mb));
-	json_object_object_add(res, "disk_gb", json_object_new_int(r->disk_gb));
-	for (int i = 0; i < r->ngpus; i++)
-		json_object_array_add(g, json_object_new_string(r->gpus[i]));
-	json_object_object_add(res, "gpus", g);
-	json_object_object_add(rec, "resources", res);
-	for (int m = CC_NONE; m <= CC_TDX; m <<= 1)
-		if (r->cc & m)
-			json_object_array_add(cc, json_object_new_string(ctl_cc_name(m)));
-	json_object_object_add(rec, "cc", cc);
-	json_object_object_add(rec, "scan", jcopy(r->scan));
-	json_object_object_add(rec, "attested", json_object_new_boolean(0));
-	json_object_object_add(rec, "joined", json_object_new_string(ts));
-	json_object_object_add(rec, "last_seen", json_object_new_string(ts));
-	uint64_t nrev = 0, orev = 0;
-	char *oldv = NULL;
-	size_t ovl;
-	int status = 201;
-	rc = vs_get(B[B_NODES].kv, nid, &oldv, &ovl, &orev);
-	free(oldv);
-	if (rc == VS_OK) {
-		status = 200;
-		rc = vs_update(B[B_NODES].kv, nid, js(rec), strlen(js(rec)), orev, &nrev);
-	} else if (rc == VS_NOTFOUND) {
-		rc = vs_create(B[B_NODES].kv, nid, js(rec), strlen(js(rec)), &nrev);
-	}
-	if (rc == VS_OK && !used) {
-		json_object *nk = jcopy(rk);
-		json_object_object_add(nk, "node", json_object_new_string(nid));
-		rc = vs_update(B[B_REGKEYS].kv, kh, js(nk), strlen(js(nk)), krev, NULL);
-		json_object_put(nk);
-	}
-	if (rc != VS_OK) {
+	/* no vendor CA configured: the EK is taken as presented (attested false) */
+	sha256_hex(r->ek_der, r->ek_len, nid);
+	rfc3339(time(NULL), ts);
+	uint64_t krev = 0;
+	json_object *rk = regkey_for(req, kh, nid, &krev);
+	if (rk) {
+		json_object *rec = node_record(r, nid, ts, 0);
+		int status = node_store(req, rec, nid, kh, rk, krev);
 		json_object_put(rec);
-		if (rc == VS_CONFLICT || rc == VS_EXISTS)
-			reply_err(req, 409, "conflict", "the node or key changed meanwhile; register again");
-		else
-			store_failed(req, rc);
-		goto out;
+		if (status) {
+			json_object *out = json_object_new_object();
+			json_object_object_add(out, "id", json_object_new_string(nid));
+			json_object_object_add(out, "state", json_object_new_string("joining"));
+			json_object_object_add(out, "attested", json_object_new_boolean(0));
+			reply_json(req, status, out);
+			json_object_put(out);
+		}
+		json_object_put(rk);
 	}
-	pthread_mutex_lock(&vlock);
-	view_set(B_NODES, nid, json_object_get(rec), nrev);
-	pthread_mutex_unlock(&vlock);
-	{
-		char msgid[120];
-		json_object *a = json_object_new_object();
-		json_object_object_add(a, "node", json_object_new_string(nid));
-		json_object_object_add(a, "state", json_object_new_string("joining"));
-		json_object_object_add(a, "regkey", json_object_new_string(jstr(rk, "id") ?: ""));
-		snprintf(msgid, sizeof(msgid), "node.%s.%" PRIu64, nid, nrev);
-		audit_kind("node", msgid, a);
-	}
-	logev("event=node_registered node=%s name=%s cpu=%d ram_mb=%d disk_gb=%d gpus=%d ek=presented", nid,
-	      jstr(rec, "name"), r->cpu, r->ram_mb, r->disk_gb, r->ngpus);
-	json_object *out = json_object_new_object();
-	json_object_object_add(out, "id", json_object_new_string(nid));
-	json_object_object_add(out, "state", json_object_new_string("joining"));
-	json_object_object_add(out, "attested", json_object_new_boolean(0));
-	reply_json(req, status, out);
-	json_object_put(out);
-	json_object_put(rec);
-out:
-	json_object_put(rk);
 	json_object_put(j);
 	free(r);
 }
@@ -2374,6 +2640,11 @@ static void on_api(struct evhttp_request *req, void *arg)
 		json_object_put(o);
 	} else if (R(2, "nodes") && !strcmp(seg[1], "register") && post) {
 		api_register(req);
+	} else if (R(3, "nodes") && !strcmp(seg[2], "activate") && post) {
+		if (strlen(seg[1]) != 64 || strspn(seg[1], "0123456789abcdef") != 64)
+			reply_err(req, 404, "not_found", "no such node");
+		else
+			api_activate(req, seg[1]);
 	} else if (R(1, "orders") && post) {
 		if (!authorize(req, CTL_SCOPE_ORDER, &c))
 			api_create_order(req, &c);
@@ -2491,6 +2762,10 @@ static void metrics_text(struct evbuffer *b)
 			    M.orders_created, M.idem_replays, M.conflicts, M.store_errors, M.rejected_sig, M.rejected_replay,
 			    M.auth_refused, M.rate_limited, M.nodes_down, M.reschedules, M.long_polls, M.reloads_ok,
 			    M.reloads_bad, (long long)M.started);
+	evbuffer_add_printf(b, "veil_controller_nodes_attested_total %" PRIu64 "\n", M.node_attested);
+	for (int i = 0; i < NR_N; i++)
+		evbuffer_add_printf(b, "veil_controller_node_refused_total{reason=\"%s\"} %" PRIu64 "\n", NR_NAMES[i],
+				    M.node_refused[i]);
 	pthread_mutex_unlock(&mlock);
 }
 
@@ -2529,9 +2804,9 @@ static void on_hup(evutil_socket_t s, short ev, void *arg)
 	}
 	if (strcmp(n.listen, cfg.listen) || strcmp(n.store, cfg.store) || strcmp(n.metrics, cfg.metrics) ||
 	    strcmp(n.signing, cfg.signing) || strcmp(n.cert, cfg.cert) || strcmp(n.vm_net4, cfg.vm_net4) ||
-	    strcmp(n.vm_net6, cfg.vm_net6))
-		logev("event=reload_note reason=\"listen, metrics, cert, store, signing_key and vm_net change only with a "
-		      "restart\"");
+	    strcmp(n.vm_net6, cfg.vm_net6) || strcmp(n.tpm_vendor_ca, cfg.tpm_vendor_ca))
+		logev("event=reload_note reason=\"listen, metrics, cert, store, signing_key, vm_net and tpm_vendor_ca change "
+		      "only with a restart\"");
 	/* the driver reads these between ticks: plain ints and strings, swapped under the view lock */
 	pthread_mutex_lock(&vlock);
 	cfg.node_timeout_s = n.node_timeout_s;
@@ -2540,6 +2815,7 @@ static void on_hup(evutil_socket_t s, short ev, void *arg)
 	cfg.ready_timeout_s = n.ready_timeout_s;
 	cfg.max_attempts = n.max_attempts;
 	cfg.tick_ms = n.tick_ms;
+	cfg.challenge_ttl_s = n.challenge_ttl_s;
 	memcpy(cfg.validators, n.validators, sizeof(cfg.validators));
 	cfg.nvalidators = n.nvalidators;
 	cfg.validators_t = n.validators_t;
@@ -2604,6 +2880,10 @@ int main(int argc, char **argv)
 	sign_key = vs_load_key(cfg.signing, 1, err, sizeof(err));
 	registry_pub = sign_key ? vs_load_key(cfg.registry, 0, err, sizeof(err)) : NULL;
 	SSL_CTX *tls = registry_pub ? httpd_tls(cfg.cert, cfg.key, err, sizeof(err)) : NULL;
+	if (tls && cfg.tpm_vendor_ca[0] && !(vendor_ca = vm_ek_ca_load(cfg.tpm_vendor_ca, err, sizeof(err)))) {
+		SSL_CTX_free(tls);
+		tls = NULL;
+	}
 	if (!tls) {
 		fprintf(stderr, "veil-controller: %s: %s\n", config_path, err);
 		OPENSSL_cleanse(admin, sizeof(admin));
@@ -2611,7 +2891,8 @@ int main(int argc, char **argv)
 	}
 	if (check) {
 		OPENSSL_cleanse(admin, sizeof(admin));
-		printf("%s: ok (listen %s, store %s, %d validators)\n", config_path, cfg.listen, cfg.store, cfg.nvalidators);
+		printf("%s: ok (listen %s, store %s, %d validators, nodes %s)\n", config_path, cfg.listen, cfg.store,
+		       cfg.nvalidators, vendor_ca ? "admitted by TPM credential activation" : "taken as presented (no tpm_vendor_ca)");
 		return 0;
 	}
 	started_at = M.started = time(NULL);

@@ -103,8 +103,47 @@ static time_t asn1_time(const ASN1_TIME *t)
 	return ASN1_TIME_to_tm(t, &tm) == 1 ? timegm(&tm) : 0;
 }
 
+static int ek_verify(struct vm_ek_ca *ca, const uint8_t *der, size_t len, STACK_OF(X509) *extra, EVP_PKEY **ek,
+		     uint8_t id[32], char *why, size_t whylen);
+
 int vm_ek_verify(struct vm_ek_ca *ca, const uint8_t *der, size_t len, EVP_PKEY **ek, uint8_t id[32], char *why,
 		 size_t whylen)
+{
+	return ek_verify(ca, der, len, NULL, ek, id, why, whylen);
+}
+
+int vm_ek_verify_pem(struct vm_ek_ca *ca, const char *pem, size_t pemlen, EVP_PKEY **ek, uint8_t id[32], char *why,
+		     size_t whylen)
+{
+	BIO *b = pemlen <= 65536 ? BIO_new_mem_buf(pem, (int)pemlen) : NULL;
+	STACK_OF(X509) *extra = sk_X509_new_null();
+	uint8_t *der = NULL;
+	int dl = -1, n = 0, rc;
+	X509 *x;
+
+	if (ek)
+		*ek = NULL;
+	while (b && extra && n <= VM_EK_CHAIN_MAX && (x = PEM_read_bio_X509(b, NULL, NULL, NULL))) {
+		if (!n++) {
+			dl = i2d_X509(x, &der);
+			X509_free(x);
+		} else {
+			sk_X509_push(extra, x);
+		}
+	}
+	BIO_free(b);
+	ERR_clear_error();
+	if (dl <= 0 || n > VM_EK_CHAIN_MAX)
+		rc = WHY("EK certificate: not the certificate and at most %d intermediates, PEM", VM_EK_CHAIN_MAX - 1);
+	else
+		rc = ek_verify(ca, der, dl, extra, ek, id, why, whylen);
+	OPENSSL_free(der);
+	sk_X509_pop_free(extra, X509_free);
+	return rc;
+}
+
+static int ek_verify(struct vm_ek_ca *ca, const uint8_t *der, size_t len, STACK_OF(X509) *extra, EVP_PKEY **ek,
+		     uint8_t id[32], char *why, size_t whylen)
 {
 	uint8_t h[32];
 	time_t now = time(NULL);
@@ -137,8 +176,17 @@ int vm_ek_verify(struct vm_ek_ca *ca, const uint8_t *der, size_t len, EVP_PKEY *
 		return WHY("EK certificate: not one DER X.509 certificate");
 	}
 	X509_STORE_CTX *sc = X509_STORE_CTX_new();
+	STACK_OF(X509) *untrusted = ca->chain, *both = NULL;
 	int rc = -1;
-	if (!sc || X509_STORE_CTX_init(sc, ca->store, x, ca->chain) != 1) {
+	if (extra && sk_X509_num(extra)) {
+		/* intermediates the TPM's owner sent beside the certificate: only a
+		 * path to one of the CA file's anchors makes any of them count */
+		both = sk_X509_dup(ca->chain);
+		for (int i = 0; both && i < sk_X509_num(extra); i++)
+			sk_X509_push(both, sk_X509_value(extra, i));
+		untrusted = both;
+	}
+	if (!sc || !untrusted || X509_STORE_CTX_init(sc, ca->store, x, untrusted) != 1) {
 		(void)WHY("out of memory");
 		goto out;
 	}
@@ -171,6 +219,7 @@ int vm_ek_verify(struct vm_ek_ca *ca, const uint8_t *der, size_t len, EVP_PKEY *
 	pthread_mutex_unlock(&ca->lock);
 out:
 	X509_STORE_CTX_free(sc);
+	sk_X509_free(both);   /* the certificates are the CA's and the caller's */
 	X509_free(x);
 	ERR_clear_error();
 	return rc;

@@ -36,6 +36,13 @@ void vm_ek_ca_free(struct vm_ek_ca *ca);
 int vm_ek_verify(struct vm_ek_ca *ca, const uint8_t *der, size_t len, EVP_PKEY **ek, uint8_t id[32], char *why,
 		 size_t whylen);
 
+/* The same for a PEM text: the EK certificate first, then at most
+ * VM_EK_CHAIN_MAX - 1 intermediates (untrusted: they only help build a path
+ * to the CA file's anchors).  0, or -1 with the reason. */
+#define VM_EK_CHAIN_MAX 4
+int vm_ek_verify_pem(struct vm_ek_ca *ca, const char *pem, size_t pemlen, EVP_PKEY **ek, uint8_t id[32], char *why,
+		     size_t whylen);
+
 /* The EK's identity (and a node's id): sha256 of its SubjectPublicKeyInfo DER
  * (`openssl pkey -pubin -outform DER | sha256sum`).  0 or -1. */
 int vm_ek_id(EVP_PKEY *ek, uint8_t id[32]);

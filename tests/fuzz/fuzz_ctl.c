@@ -18,7 +18,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();   /* every refusal is a 4xx with a reason */
 		return 0;
 	}
-	switch (data[0] & 3) {
+	switch (data[0] & 7) {
 	case 0: {
 		struct ctl_order_req r;
 		if (!ctl_order_req(j, &r, &e)) {
@@ -35,6 +35,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (ctl_register_req(j, r, &e) && (e.status < 400 || e.status > 499))
 			abort();
 		free(r);
+		break;
+	}
+	case 4: {   /* a node's activation: refusals 4xx, the secret wiped on refusal */
+		struct ctl_activate_req a;
+		if (ctl_activate_req(j, &a, &e)) {
+			static const uint8_t zero[32];
+			if (e.status < 400 || e.status > 499 || memcmp(a.cred, zero, 32))
+				abort();
+		} else if (a.alen < 16 || a.alen > sizeof(a.attest) || a.slen < 8 || a.slen > sizeof(a.sig)) {
+			abort();
+		}
 		break;
 	}
 	case 2: {
