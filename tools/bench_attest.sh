@@ -62,4 +62,5 @@ res=$(run --mode resume --clients 8); echo "$res"
 ka=$(run --mode keepalive --clients 8); echo "$ka"
 [ -n "${PERF:-}" ] && { perf record -q -g -p "$VPID" -o /tmp/keyrel-perf.data -- sleep "$SECS" & PP=$!; run --mode keepalive --clients 8 >/dev/null; wait $PP; }
 many=$(run --mode keepalive --clients 900 --slow 100); echo "$many"
+for v in new res ka many; do [ -n "${!v}" ] || eval "$v=null"; done   # a run that printed nothing: null, not broken JSON
 echo "{\"tls_handshake_only\": $base, \"new_tls\": $new, \"resumed_tls\": $res, \"keepalive\": $ka, \"c1000_slow10pct\": $many, \"note\": \"one validator worker pinned to CPU 0, clients (software TPM) on CPU $cl; per_cpu_s = attestations per validator CPU second, i.e. per core; tls_handshake_only = the server half of a bare TLS 1.3 handshake on the same CPU, the baseline\"}"
