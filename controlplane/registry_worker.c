@@ -53,7 +53,7 @@ extern char **environ;
 struct wcfg {
 	char path[512];
 	char store[512], controller_pub[512], registry_key[512], validators_ca[512];
-	char vm_ca_cert[512], vm_ca_key[512], ak_pub[512], kernel[512], kver[128], veil_attest[512];
+	char vm_ca_cert[512], vm_ca_key[512], ak_pub[512], ek_cert[512], ek_ca[512], kernel[512], kver[128], veil_attest[512];
 	char cmdline[1024], pcr0[65], pcr7[65], work_dir[512], publish_dir[512], images_dir[512];
 	char listen[128], tls_cert[512], tls_key[512], public_url[512];
 	int disk_mb;
@@ -116,7 +116,7 @@ static int load_cfg(const char *path, struct wcfg *c, char *err, size_t errlen)
 {
 	static const struct { const char *k; size_t off, len; } f[] = {
 #define F(n) { #n, offsetof(struct wcfg, n), sizeof(((struct wcfg *)0)->n) }
-		F(store), F(controller_pub), F(registry_key), F(validators_ca), F(vm_ca_cert), F(vm_ca_key), F(ak_pub),
+		F(store), F(controller_pub), F(registry_key), F(validators_ca), F(vm_ca_cert), F(vm_ca_key), F(ak_pub), F(ek_cert), F(ek_ca),
 		F(kernel), F(kver), F(veil_attest), F(cmdline), F(pcr0), F(pcr7), F(work_dir), F(publish_dir),
 		F(images_dir), F(listen), F(tls_cert), F(tls_key), F(public_url),
 #undef F
@@ -470,8 +470,8 @@ static int build(const struct order *o, char *why, size_t len)
 	} else {
 		snprintf(ak, sizeof(ak), "%s", W.c.ak_pub);
 	}
-	if (!ak[0]) {
-		snprintf(why, len, "no AK for the VM's vTPM (the build carries no ak_pub and the worker has no default)");
+	if (!W.c.ek_cert[0]) {
+		snprintf(why, len, "no EK certificate for the VMs' vTPM (ek_cert in the worker's config)");
 		goto out;
 	}
 	char tt[16], mbs[16], mc[950], mi2[950], p0[80], p7[80];
@@ -483,9 +483,22 @@ static int build(const struct order *o, char *why, size_t len)
 	snprintf(p0, sizeof(p0), "0=%s", W.c.pcr0[0] ? W.c.pcr0 : zero);
 	snprintf(p7, sizeof(p7), "7=%s", W.c.pcr7[0] ? W.c.pcr7 : zero);
 	char *ord[] = { W.self, "order", "--vm", (char *)o->vm_id, "--t", tt, "--validators", (char *)o->validators,
-			"--ca", W.c.validators_ca, "--key", W.c.registry_key, "--ak-pub", ak, "--disk", disk,
+			"--ca", W.c.validators_ca, "--key", W.c.registry_key, "--ek-cert", W.c.ek_cert, "--disk", disk,
 			"--disk-mb", mbs, "--rootfs", rootfs, "--measure", mc, "--measure", mi2, "--pcr", p0, "--pcr", p7,
-			NULL };
+			NULL, NULL, NULL, NULL, NULL };
+	/* the vendor CA the EK must chain to, and the AK when one is known (else
+	 * it is bound by credential activation alone) */
+	int na = 0;
+	while (ord[na])
+		na++;
+	if (W.c.ek_ca[0]) {
+		ord[na++] = "--ek-ca";
+		ord[na++] = W.c.ek_ca;
+	}
+	if (ak[0]) {
+		ord[na++] = "--ak-pub";
+		ord[na++] = ak;
+	}
 	int orc = run(ord, logp, why, len);
 	wipe_tree(rootfs); /* encrypted or not, the plaintext goes now */
 	if (orc)

@@ -61,6 +61,8 @@ tlscert() { # name -> name.crt/name.tls.key for $IP
 # a stand-in AK (the VM's vTPM is provisioned by the node; no VM boots here)
 openssl genpkey -algorithm ec -pkeyopt ec_paramgen_curve:prime256v1 -out ak.key 2>/dev/null
 openssl pkey -in ak.key -pubout -out ak.pub 2>/dev/null
+# and a stand-in EK certificate (RSA-2048, as swtpm's; the node manufactures the real one)
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=test EK" -keyout ek.key -out ek.pem 2>/dev/null
 for i in 1 2 3; do
 	tlscert v$i
 	openssl genpkey -algorithm ed25519 -out v$i.sign.key 2>/dev/null
@@ -89,6 +91,7 @@ validators_ca $W/ca.pem
 vm_ca_cert $W/vmca.pem
 vm_ca_key $W/vmca.key
 ak_pub $W/ak.pub
+ek_cert $W/ek.pem
 kernel /boot/vmlinuz-$KVER
 kver $KVER
 veil_attest $BUILD/veil-attest
