@@ -363,7 +363,7 @@ while [ "$(date +%s)" -lt $END ]; do
 		[ -n "${ROUTE[$h]:-}" ] && [ -n "${DNS[$h]:-}" ] || all=0
 	done
 	[ $all = 1 ] && break
-	sleep 0.5
+	sleep 1
 done
 [ $all = 1 ] || die "not every name routed and in DNS after 600 s"
 TALL=$(awk -v a="$TORDER" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b - a}')
@@ -404,7 +404,7 @@ done
 # ---------- cancel one order: its name leaves DNS and the gateways ----------
 say ""
 h=${NAMES[$((NVMS - 1))]}
-TC=$(date +%s.%N)
+vm=$(capi GET "/v1/orders/${OID[$h]}" | jq -r .vm_id)
 r=$(capi POST "/v1/orders/${OID[$h]}/cancel")
 stage "cancel $h (${OID[$h]}): $(jq -r .state <<<"$r" 2>/dev/null)"
 gone_dns="" gone_gw=""
@@ -418,10 +418,9 @@ out=$(nsx cli curl -sS --max-time 10 --cacert "$DIR/vmca.pem" --resolve "$h:443:
 say "curl https://$h/ via $VIP1 now: $out"
 for _ in $(seq 60); do
 	st=$(capi GET "/v1/orders/${OID[$h]}" | jq -r .state)
-	[ "$st" = closed ] || [ "$st" = failed ] && break
+	[ "$st" = cancelled ] || [ "$st" = failed ] && break
 	sleep 0.5
 done
-vm=$(capi GET "/v1/orders/${OID[$h]}" | jq -r .vm_id)
 for _ in $(seq 60); do grep -q "event=vm_deleted id=$vm" "$DIR"/agent-n*.log && break; sleep 0.5; done
 grep -q "event=vm_deleted id=$vm" "$DIR"/agent-n*.log && stage "$h: VM torn down by its node, order $st" || say "demo: the VM of $h is not deleted yet (order $st)"
 [ -n "$gone_dns" ] && [ -n "$gone_gw" ] || die "the cancelled name is still in DNS or a gateway"
