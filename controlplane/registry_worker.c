@@ -468,7 +468,10 @@ static int build(const struct order *o, char *why, size_t len)
 		snprintf(ak, sizeof(ak), "%s/ak.pub", d);
 		write_file(ak, o->ak_pub, 0644);
 	} else {
-		snprintf(ak, sizeof(ak), "%s", W.c.ak_pub);
+		/* the VM's AK is made in its vTPM at boot and bound to the recorded
+		 * EK by credential activation: a default AK from the config could
+		 * never be that VM's, so ak_pub is no longer given to order */
+		ak[0] = 0;
 	}
 	if (!W.c.ek_cert[0]) {
 		snprintf(why, len, "no EK certificate for the VMs' vTPM (ek_cert in the worker's config)");

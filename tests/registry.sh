@@ -61,15 +61,18 @@ tlscert() { # name -> name.crt/name.tls.key for $IP
 # a stand-in AK (the VM's vTPM is provisioned by the node; no VM boots here)
 openssl genpkey -algorithm ec -pkeyopt ec_paramgen_curve:prime256v1 -out ak.key 2>/dev/null
 openssl pkey -in ak.key -pubout -out ak.pub 2>/dev/null
-# and a stand-in EK certificate (RSA-2048, as swtpm's; the node manufactures the real one)
-openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=test EK" -keyout ek.key -out ek.pem 2>/dev/null
+# and a stand-in EK certificate (RSA-2048, as swtpm's) from a stand-in TPM vendor (the
+# validators need their vendor CA; the node manufactures the real EK, tests/launch.sh)
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=test TPM vendor" -keyout vendor.key -out vendor.pem 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -subj "/CN=test EK" -keyout ek.key -out ek.csr 2>/dev/null
+openssl x509 -req -in ek.csr -CA vendor.pem -CAkey vendor.key -CAcreateserial -days 2 -out ek.pem 2>/dev/null
 for i in 1 2 3; do
 	tlscert v$i
 	openssl genpkey -algorithm ed25519 -out v$i.sign.key 2>/dev/null
 	head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > v$i.storage
 	mkdir -p state-v$i
-	printf 'id v%s\nlisten %s:%s\ncert %s/v%s.crt\nkey %s/v%s.tls.key\nsigning_key %s/v%s.sign.key\nstorage_key_file %s/v%s.storage\nstate_dir %s/state-v%s\nregistry_pub %s/reg.pub\nworkers 1\n' \
-		$i $IP $((8460 + i)) "$W" $i "$W" $i "$W" $i "$W" $i "$W" $i "$W" > v$i.conf
+	printf 'id v%s\nlisten %s:%s\ncert %s/v%s.crt\nkey %s/v%s.tls.key\nsigning_key %s/v%s.sign.key\nstorage_key_file %s/v%s.storage\nstate_dir %s/state-v%s\nregistry_pub %s/reg.pub\nek_ca %s/vendor.pem\nworkers 1\n' \
+		$i $IP $((8460 + i)) "$W" $i "$W" $i "$W" $i "$W" $i "$W" $i "$W" "$W" > v$i.conf
 done
 tlscert serve
 umask 022
