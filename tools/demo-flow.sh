@@ -175,8 +175,8 @@ registry_pub $DIR/reg.pub
 admin_token_file $DIR/admin.token
 pidfile $DIR/ctl.pid
 node_timeout_s 90
-schedule_timeout_s 60
-state_timeout_s 300
+schedule_timeout_s 120
+state_timeout_s 1200
 ready_timeout_s 240
 tick_ms 200
 validator $CORE:8441
@@ -339,7 +339,7 @@ routed() { # name gw -> 0 when the gateway's map has it
 	"$BUILD/veilctl" --pin-root "$PIN/gw$2" --socket "$DIR/gw$2.sock" routes 2>/dev/null | grep -q "$1"
 }
 declare -A SEEN ROUTE DNS
-END=$(( $(date +%s) + 600 ))
+END=$(( $(date +%s) + 1500 ))
 while [ "$(date +%s)" -lt $END ]; do
 	all=1
 	for h in "${NAMES[@]}"; do
@@ -365,7 +365,7 @@ while [ "$(date +%s)" -lt $END ]; do
 	[ $all = 1 ] && break
 	sleep 1
 done
-[ $all = 1 ] || die "not every name routed and in DNS after 600 s"
+[ $all = 1 ] || die "not every name routed and in DNS after 1500 s"
 TALL=$(awk -v a="$TORDER" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b - a}')
 stage "all $NVMS VMs serving: $TALL s from the first order to the last DNS record"
 
