@@ -238,12 +238,11 @@ $(BUILD)/tests/%: tests/%.c tests/testlib.h tests/bpf_env.h $(LIB) $(KEYS_LIB) $
 test: deps-test deps-bench all
 	@tests/run.sh
 
-demo: deps-test all
-	@VEIL_DATAPLANE=$(or $(DATAPLANE),xdp) tools/lab.sh demo
 # the whole flow: controller API -> registry -> validators -> node agents -> VMs -> gateways and DNS
-demo-flow: deps-test all
+demo: deps-test all
 	@tools/demo-flow.sh
-# the data-plane lab alone
+demo-flow: demo
+# the data-plane lab alone (the demo before the flow; DATAPLANE=dpdk for veil-gw-dpdk)
 demo-lab: deps-test all
 	@VEIL_DATAPLANE=$(or $(DATAPLANE),xdp) tools/lab.sh demo
 
