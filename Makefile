@@ -29,7 +29,7 @@ BINS := $(BUILD)/veil-agent $(BUILD)/veil-gw $(BUILD)/veil-node $(BUILD)/veilctl
 	$(BUILD)/veil-controller $(BUILD)/tests/ctl_agents $(BUILD)/veil-ek $(BUILD)/veil-tls-bench $(BUILD)/tests/nodereg_client
 TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 
-.PHONY: all deps deps-build deps-test test demo bench bench-quick deps-bench fuzz clean install
+.PHONY: all deps deps-build deps-test test demo demo-flow demo-lab bench bench-quick deps-bench fuzz clean install
 FUZZERS := $(BUILD)/tests/fuzz_hello $(BUILD)/tests/fuzz_diff $(BUILD)/tests/fuzz_share $(BUILD)/tests/fuzz_evidence \
 	$(BUILD)/tests/fuzz_eventlog $(BUILD)/tests/fuzz_request $(BUILD)/tests/fuzz_dns $(BUILD)/tests/fuzz_envelope $(BUILD)/tests/fuzz_ctl
 
@@ -244,7 +244,12 @@ $(BUILD)/tests/%: tests/%.c tests/testlib.h tests/bpf_env.h $(LIB) $(KEYS_LIB) $
 test: deps-test deps-bench all
 	@tests/run.sh
 
+# the whole flow: controller API -> registry -> validators -> node agents -> VMs -> gateways and DNS
 demo: deps-test all
+	@tools/demo-flow.sh
+demo-flow: demo
+# the data-plane lab alone (the demo before the flow; DATAPLANE=dpdk for veil-gw-dpdk)
+demo-lab: deps-test all
 	@VEIL_DATAPLANE=$(or $(DATAPLANE),xdp) tools/lab.sh demo
 
 fuzz: all

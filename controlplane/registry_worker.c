@@ -53,8 +53,7 @@ extern char **environ;
 struct wcfg {
 	char path[512];
 	char store[512], controller_pub[512], registry_key[512], validators_ca[512];
-	char vm_ca_cert[512], vm_ca_key[512], ak_pub[512], kernel[512], kver[128], veil_attest[512];
-	char ek_cert[512], ek_ca[512];
+	char vm_ca_cert[512], vm_ca_key[512], ak_pub[512], ek_cert[512], ek_ca[512], kernel[512], kver[128], veil_attest[512];
 	char cmdline[1024], pcr0[65], pcr7[65], work_dir[512], publish_dir[512], images_dir[512];
 	char listen[128], tls_cert[512], tls_key[512], public_url[512];
 	int disk_mb;
@@ -67,7 +66,6 @@ struct order {
 	int nkeys, t;
 	char validators[1024]; /* a,b,c */
 	char ak_pub[4096];     /* optional: the VM's vTPM AK (PEM) */
-	char ek_cert[8192];    /* optional: the VM's vTPM EK certificate (PEM), as the node reported it */
 	char addr4[64], gateway4[64], addr6[64], gateway6[64]; /* optional: the VM's addresses (see build()) */
 	uint64_t gen;
 };
@@ -118,9 +116,9 @@ static int load_cfg(const char *path, struct wcfg *c, char *err, size_t errlen)
 {
 	static const struct { const char *k; size_t off, len; } f[] = {
 #define F(n) { #n, offsetof(struct wcfg, n), sizeof(((struct wcfg *)0)->n) }
-		F(store), F(controller_pub), F(registry_key), F(validators_ca), F(vm_ca_cert), F(vm_ca_key), F(ak_pub),
+		F(store), F(controller_pub), F(registry_key), F(validators_ca), F(vm_ca_cert), F(vm_ca_key), F(ak_pub), F(ek_cert), F(ek_ca),
 		F(kernel), F(kver), F(veil_attest), F(cmdline), F(pcr0), F(pcr7), F(work_dir), F(publish_dir),
-		F(images_dir), F(listen), F(tls_cert), F(tls_key), F(public_url), F(ek_cert), F(ek_ca),
+		F(images_dir), F(listen), F(tls_cert), F(tls_key), F(public_url),
 #undef F
 	};
 	char line[2048];
@@ -470,17 +468,13 @@ static int build(const struct order *o, char *why, size_t len)
 		snprintf(ak, sizeof(ak), "%s/ak.pub", d);
 		write_file(ak, o->ak_pub, 0644);
 	} else {
-		snprintf(ak, sizeof(ak), "%s", W.c.ak_pub);
+		/* the VM's AK is made in its vTPM at boot and bound to the recorded
+		 * EK by credential activation: a default AK from the config could
+		 * never be that VM's, so ak_pub is no longer given to order */
+		ak[0] = 0;
 	}
-	char ek[900];
-	if (o->ek_cert[0]) {
-		snprintf(ek, sizeof(ek), "%s/ek.pem", d);
-		write_file(ek, o->ek_cert, 0644);
-	} else {
-		snprintf(ek, sizeof(ek), "%s", W.c.ek_cert);
-	}
-	if (!ek[0]) {
-		snprintf(why, len, "no EK certificate for the VM's vTPM (the build carries no ek_cert and the worker has no default)");
+	if (!W.c.ek_cert[0]) {
+		snprintf(why, len, "no EK certificate for the VMs' vTPM (ek_cert in the worker's config)");
 		goto out;
 	}
 	char tt[16], mbs[16], mc[950], mi2[950], p0[80], p7[80];
@@ -491,10 +485,15 @@ static int build(const struct order *o, char *why, size_t len)
 	static const char zero[] = "0000000000000000000000000000000000000000000000000000000000000000";
 	snprintf(p0, sizeof(p0), "0=%s", W.c.pcr0[0] ? W.c.pcr0 : zero);
 	snprintf(p7, sizeof(p7), "7=%s", W.c.pcr7[0] ? W.c.pcr7 : zero);
-	char *ord[40] = { W.self, "order", "--vm", (char *)o->vm_id, "--t", tt, "--validators", (char *)o->validators,
-			  "--ca", W.c.validators_ca, "--key", W.c.registry_key, "--ek-cert", ek, "--disk", disk,
-			  "--disk-mb", mbs, "--rootfs", rootfs, "--measure", mc, "--measure", mi2, "--pcr", p0, "--pcr", p7 };
-	int na = 28;
+	char *ord[] = { W.self, "order", "--vm", (char *)o->vm_id, "--t", tt, "--validators", (char *)o->validators,
+			"--ca", W.c.validators_ca, "--key", W.c.registry_key, "--ek-cert", W.c.ek_cert, "--disk", disk,
+			"--disk-mb", mbs, "--rootfs", rootfs, "--measure", mc, "--measure", mi2, "--pcr", p0, "--pcr", p7,
+			NULL, NULL, NULL, NULL, NULL };
+	/* the vendor CA the EK must chain to, and the AK when one is known (else
+	 * it is bound by credential activation alone) */
+	int na = 0;
+	while (ord[na])
+		na++;
 	if (W.c.ek_ca[0]) {
 		ord[na++] = "--ek-ca";
 		ord[na++] = W.c.ek_ca;
@@ -503,7 +502,6 @@ static int build(const struct order *o, char *why, size_t len)
 		ord[na++] = "--ak-pub";
 		ord[na++] = ak;
 	}
-	ord[na] = NULL;
 	int orc = run(ord, logp, why, len);
 	wipe_tree(rootfs); /* encrypted or not, the plaintext goes now */
 	if (orc)
@@ -633,7 +631,6 @@ static int parse_build(const char *key, const char *body, struct order *o, char 
 	}
 	STR("user_data", o->user_data, 0);
 	STR("ak_pub", o->ak_pub, 0);
-	STR("ek_cert", o->ek_cert, 0);
 	STR("addr4", o->addr4, 0);
 	STR("gateway4", o->gateway4, 0);
 	STR("addr6", o->addr6, 0);

@@ -61,8 +61,9 @@ tlscert() { # name -> name.crt/name.tls.key for $IP
 # a stand-in AK (the VM's vTPM is provisioned by the node; no VM boots here)
 openssl genpkey -algorithm ec -pkeyopt ec_paramgen_curve:prime256v1 -out ak.key 2>/dev/null
 openssl pkey -in ak.key -pubout -out ak.pub 2>/dev/null
-# and a stand-in EK certificate from a test TPM vendor CA (the worker takes the node's when the build carries one)
-openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=test TPM vendor CA" -keyout vendor.key -out vendor.pem 2>/dev/null
+# and a stand-in EK certificate (RSA-2048, as swtpm's) from a stand-in TPM vendor (the
+# validators need their vendor CA; the node manufactures the real EK, tests/launch.sh)
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=test TPM vendor" -keyout vendor.key -out vendor.pem 2>/dev/null
 openssl req -newkey rsa:2048 -nodes -subj "/CN=test EK" -keyout ek.key -out ek.csr 2>/dev/null
 openssl x509 -req -in ek.csr -CA vendor.pem -CAkey vendor.key -CAcreateserial -days 2 -out ek.pem 2>/dev/null
 for i in 1 2 3; do
@@ -94,7 +95,6 @@ vm_ca_cert $W/vmca.pem
 vm_ca_key $W/vmca.key
 ak_pub $W/ak.pub
 ek_cert $W/ek.pem
-ek_ca $W/vendor.pem
 kernel /boot/vmlinuz-$KVER
 kver $KVER
 veil_attest $BUILD/veil-attest

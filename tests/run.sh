@@ -2,7 +2,7 @@
 # Runs every veilmesh test and ends with one line: "N passed, N failed".
 # Each suite prints "PASS name" / "FAIL name: why" / "SKIP name: why" lines.
 #   tests/run.sh            everything
-#   tests/run.sh unit|bpf|fuzz|e2e|reliability|dpdk|ops|gwstore|agent|agentstore|registry|attest|launch|dns|controller|nodereg|bench
+#   tests/run.sh unit|bpf|fuzz|e2e|reliability|dpdk|ops|gwstore|agent|agentstore|registry|attest|launch|dns|controller|nodereg|bench|demo (demo: not in all)
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -91,6 +91,9 @@ case $what in all|controller)
 esac
 case $what in all|controller|nodereg)
 	suite nodereg tests/nodereg.sh
+esac
+case $what in demo)   # not in all: tools/demo-flow.sh with one order
+	suite demo tests/demo.sh
 esac
 case $what in all|bench)
 	suite bench_quick tools/bench.sh quick

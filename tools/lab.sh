@@ -13,7 +13,7 @@
 # VEIL_DPDK_WORKERS (default 1) how many worker lcores it runs beside the
 # control plane's; VEIL_DPDK_PMD=af_xdp takes the veths from the kernel
 # (net_af_xdp) and gives the kernel two TAPs as exception ports instead.
-# `make demo DATAPLANE=dpdk`.
+# `make demo-lab DATAPLANE=dpdk`.
 #
 #      client (cli)          gateway (gw)                switch (sw)         node1 (n1) -- vm1, vm2
 #   198.18.0.2 ---- 198.18.0.1 | 198.19.0.1 ----------- br0 ------------ 198.19.0.11

@@ -16,6 +16,7 @@
  * their metadata that they are its own, and adopts them.
  */
 #include <dirent.h>
+#include <pwd.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -416,6 +417,40 @@ bad:
 	return -1;
 }
 
+/* The node's manufactured vTPM (--vtpm-state): placed where libvirt keeps the
+ * domain's TPM state before the first start, owned by tss, so libvirt skips
+ * its own swtpm_setup and the VM's EK is the one the registry recorded
+ * (docs/launch.md).  Undefining the domain removes it (UNDEFINE_TPM). */
+static int place_vtpm(virDomainPtr d, char *err, size_t errlen)
+{
+	char uuid[VIR_UUID_STRING_BUFLEN], dir[256], f[320];
+	if (virDomainGetUUIDString(d, uuid)) {
+		snprintf(err, errlen, "no domain UUID: %s", virt_err());
+		return -1;
+	}
+	snprintf(dir, sizeof(dir), "/var/lib/libvirt/swtpm/%s", uuid);
+	snprintf(f, sizeof(f), "%s/tpm2/tpm2-00.permall", dir);
+	if (!access(f, F_OK))
+		return 0; /* placed before (a restart of the same domain) */
+	struct passwd *pw = getpwnam("tss");
+	uid_t u = pw ? pw->pw_uid : 0;
+	gid_t g = pw ? pw->pw_gid : 0;
+	char sub[300];
+	snprintf(sub, sizeof(sub), "%s/tpm2", dir);
+	mkdir("/var/lib/libvirt/swtpm", 0711);
+	if ((mkdir(dir, 0700) && errno != EEXIST) || (mkdir(sub, 0700) && errno != EEXIST)) {
+		snprintf(err, errlen, "%s: %s", sub, strerror(errno));
+		return -1;
+	}
+	char e2[256] = "";
+	if (copy_file(D->vtpm_state, f, e2, sizeof(e2)) || chmod(f, 0600) || chown(f, u, g) || chown(sub, u, g) ||
+	    chown(dir, u, g)) {
+		snprintf(err, errlen, "placing the vTPM state %s: %s", f, e2[0] ? e2 : strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 static void launch(struct vm *v)
 {
 	char err[1024] = "";
@@ -490,6 +525,11 @@ static void launch(struct vm *v)
 	free(xml);
 	if (!d) {
 		fail(v, "libvirt refused the domain: %s", virt_err());
+		return;
+	}
+	if (sp.tpm && D->vtpm_state && place_vtpm(d, err, sizeof(err))) {
+		fail(v, "%s", err);
+		virDomainFree(d);
 		return;
 	}
 	if (virDomainCreate(d)) {

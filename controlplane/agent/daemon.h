@@ -17,6 +17,7 @@ struct ag_daemon {
 	const char *node_config;    /* veil-node's config: the agent keeps its VM lines */
 	const char *node_socket;    /* veil-node's control socket (reload) */
 	int libvirt_ns;             /* libvirtd's network namespace (-1: ours) */
+	const char *vtpm_state;     /* a manufactured vTPM (swtpm tpm2-00.permall) each VM's TPM starts from, or NULL */
 	int mtu;                    /* taps' MTU (0: the kernel's default) */
 	struct ag_feed *feed;       /* orders from the cluster store (store: in the config), or NULL */
 };

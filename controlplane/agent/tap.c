@@ -106,17 +106,35 @@ static struct nl_sock *nl_in(int ns, char *err, size_t errlen)
 	return s;
 }
 
-static int addr_add(struct nl_sock *s, int ifindex, int family, const char *cidr, char *err, size_t errlen)
+/* The gateway's address on the tap, point to point with the VM's (gw peer vm/32
+ * or /128): the route to the VM goes through its own tap, so several VMs of one
+ * prefix (one gateway address) can live on one node. */
+static int addr_add(struct nl_sock *s, int ifindex, int family, const char *gw, const char *vm_cidr, char *err,
+		    size_t errlen)
 {
-	struct nl_addr *local = NULL;
-	int rc = nl_addr_parse(cidr, family, &local);
+	struct nl_addr *local = NULL, *peer = NULL;
+	char vm[80];
+	snprintf(vm, sizeof(vm), "%s", vm_cidr);
+	char *sl = strchr(vm, '/');
+	if (sl)
+		*sl = 0;
+	int rc = nl_addr_parse(gw, family, &local);
+	if (!rc)
+		rc = nl_addr_parse(vm, family, &peer);
 	if (rc) {
-		snprintf(err, errlen, "address %s: %s", cidr, nl_geterror(rc));
+		snprintf(err, errlen, "address %s peer %s: %s", gw, vm, nl_geterror(rc));
+		if (local)
+			nl_addr_put(local);
 		return -1;
 	}
+	nl_addr_set_prefixlen(local, family == AF_INET ? 32 : 128);
+	nl_addr_set_prefixlen(peer, family == AF_INET ? 32 : 128);
 	struct rtnl_addr *a = rtnl_addr_alloc();
 	rtnl_addr_set_ifindex(a, ifindex);
 	rtnl_addr_set_local(a, local);
+	rtnl_addr_set_peer(a, peer);
+	nl_addr_put(peer);
+	const char *cidr = vm_cidr;
 	if (family == AF_INET6)
 		rtnl_addr_set_flags(a, IFA_F_NODAD);
 	rc = rtnl_addr_add(s, a, NLM_F_REPLACE);
@@ -129,12 +147,6 @@ static int addr_add(struct nl_sock *s, int ifindex, int family, const char *cidr
 	return 0;
 }
 
-/* gateway "198.18.50.1" with the VM's "198.18.50.2/24" -> "198.18.50.1/24" */
-static void gw_cidr(const char *gw, const char *vm_cidr, char *out, size_t len)
-{
-	const char *sl = strchr(vm_cidr, '/');
-	snprintf(out, len, "%s%s", gw, sl ? sl : "");
-}
 
 int ag_tap_attach(const struct ag_spec *s, const char *name, int libvirt_ns, int mtu, char *err, size_t errlen)
 {
@@ -182,16 +194,11 @@ int ag_tap_attach(const struct ag_spec *s, const char *name, int libvirt_ns, int
 	}
 	int ifindex = rtnl_link_get_ifindex(link);
 	char cidr[80];
-	if (s->ipv4[0] && s->gw4[0]) {
-		gw_cidr(s->gw4, s->ipv4, cidr, sizeof(cidr));
-		if (addr_add(here, ifindex, AF_INET, cidr, err, errlen))
-			goto out;
-	}
-	if (s->ipv6[0] && s->gw6[0]) {
-		gw_cidr(s->gw6, s->ipv6, cidr, sizeof(cidr));
-		if (addr_add(here, ifindex, AF_INET6, cidr, err, errlen))
-			goto out;
-	}
+	(void)cidr;
+	if (s->ipv4[0] && s->gw4[0] && addr_add(here, ifindex, AF_INET, s->gw4, s->ipv4, err, errlen))
+		goto out;
+	if (s->ipv6[0] && s->gw6[0] && addr_add(here, ifindex, AF_INET6, s->gw6, s->ipv6, err, errlen))
+		goto out;
 	rc = 0;
 out:
 	if (chg)

@@ -44,6 +44,9 @@ static void usage(FILE *f)
 		"      --node-socket PATH    veil-node's control socket (reloaded after each change)\n"
 		"      --name-prefix P   domain names are P<id> (default veil-)\n"
 		"      --mtu N           MTU of the VMs' taps\n"
+		"      --vtpm-state FILE a vTPM the node manufactured (swtpm_setup --createek\n"
+		"                        --create-ek-cert: its tpm2-00.permall): every VM's TPM\n"
+		"                        starts from it, so its EK is the one the registry recorded\n"
 		"      --root DIR        read /proc and /sys under DIR (tests)\n"
 		"      --domcaps FILE    libvirt domain capabilities XML to use (tests)\n"
 		"      --register URL    join the network: register with the controller at\n"
@@ -101,7 +104,8 @@ int main(int argc, char **argv)
 		{ "libvirt", required_argument, 0, 2 },    { "libvirt-netns", required_argument, 0, 3 },
 		{ "node-config", required_argument, 0, 4 }, { "node-socket", required_argument, 0, 5 },
 		{ "name-prefix", required_argument, 0, 6 }, { "mtu", required_argument, 0, 7 },
-		{ "check-spec", required_argument, 0, 8 },    { "help", no_argument, 0, 'h' },
+		{ "check-spec", required_argument, 0, 8 },
+		{ "vtpm-state", required_argument, 0, 9 },    { "help", no_argument, 0, 'h' },
 		/* --register and its options (register.c) */
 		{ "register", required_argument, 0, 20 },  { "regkey", required_argument, 0, 21 },
 		{ "tcti", required_argument, 0, 22 },      { "ca", required_argument, 0, 23 },
@@ -138,6 +142,13 @@ int main(int argc, char **argv)
 		case 5: dm.node_socket = optarg; break;
 		case 6: dm.prefix = optarg; break;
 		case 8: check_spec = optarg; break;
+		case 9:
+			if (access(optarg, R_OK)) {
+				fprintf(stderr, "veil-agent: --vtpm-state %s: cannot read\n", optarg);
+				return 2;
+			}
+			dm.vtpm_state = optarg;
+			break;
 		case 7:
 			dm.mtu = atoi(optarg);
 			if (dm.mtu < 1280 || dm.mtu > 65535) {
