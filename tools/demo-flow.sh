@@ -78,7 +78,13 @@ done
 [ -e "/boot/vmlinuz-$KVER" ] || die "no kernel $KVER for the VMs (linux-image-amd64)"
 # PCR 0 and 7 of this firmware build, from the reference boot tests/launch.sh caches
 REFPCR=$(ls -t "$CACHE"/pcrs-* 2>/dev/null | head -1)
-[ -s "$REFPCR" ] || die "no reference boot cached in $CACHE (run tests/run.sh launch once: it records PCR 0 and 7 of this OVMF)"
+if [ ! -s "$REFPCR" ]; then   # a fresh machine: make the reference boot once (tests/launch.sh caches it)
+	echo "demo: no reference boot of this OVMF cached in $CACHE: running tests/launch.sh once to record PCR 0 and 7 (a few minutes)"
+	BUILD="$BUILD" VEIL_LAUNCH_CACHE="$CACHE" "$TOP/tests/launch.sh" > "$CACHE.first-launch.log" 2>&1 ||
+		echo "demo: tests/launch.sh reported failures (log: $CACHE.first-launch.log)"
+	REFPCR=$(ls -t "$CACHE"/pcrs-* 2>/dev/null | head -1)
+fi
+[ -s "$REFPCR" ] || die "no reference boot cached in $CACHE (tests/launch.sh records PCR 0 and 7 of this OVMF; log: $CACHE.first-launch.log)"
 PCR0=$(awk '$1 == 0 {print $2}' "$REFPCR") PCR7=$(awk '$1 == 7 {print $2}' "$REFPCR")
 
 # libvirt: the running one, or ours
