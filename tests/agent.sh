@@ -43,7 +43,10 @@ cleanup() {
 		ip netns del "$P-$n" 2>/dev/null
 	done
 	rm -rf "$PIN" "$DIR"
+	# the daemons we started, stopped and waited for: the next suite must not
+	# find a virtlogd or libvirtd that is still going away
 	for p in "${started_libvirt[@]}"; do kill "$p" 2>/dev/null; done
+	for p in "${started_libvirt[@]}"; do for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done; done
 }
 trap cleanup EXIT
 

@@ -50,7 +50,10 @@ cleanup() {
 		ip netns del "$P-$n" 2>/dev/null
 	done
 	rm -rf "$PIN" "$DIR"
+	# the daemons we started, stopped and waited for: the next suite must not
+	# find a virtlogd or libvirtd that is still going away
 	for p in "${started_libvirt[@]}"; do kill "$p" 2>/dev/null; done
+	for p in "${started_libvirt[@]}"; do for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done; done
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
@@ -59,7 +62,7 @@ command -v nats-server >/dev/null || { failm agentstore_setup "nats-server missi
 # libvirt: the running one, else ours; a libvirtd that a previous suite is just
 # stopping is waited for, not raced
 for _ in $(seq 60); do
-	virsh -c qemu:///system version >/dev/null 2>&1 && break
+	[ -S /run/libvirt/virtlogd-sock ] && virsh -c qemu:///system version >/dev/null 2>&1 && break
 	if ! pgrep -x virtlogd >/dev/null; then virtlogd -d && sleep 0.3 && started_libvirt+=("$(pgrep -nx virtlogd)"); fi
 	if ! pgrep -x libvirtd >/dev/null; then libvirtd -d && sleep 1 && started_libvirt+=("$(pgrep -nx libvirtd)"); fi
 	sleep 0.5

@@ -45,7 +45,10 @@ cleanup() {
 	wait 2>/dev/null
 	ip link del "$TAP" 2>/dev/null
 	ip netns del "$NS" 2>/dev/null
+	# the daemons we started, stopped and waited for: the next suite must not
+	# find a virtlogd or libvirtd that is still going away
 	for p in "${STARTED_LIBVIRT[@]}"; do kill "$p" 2>/dev/null; done
+	for p in "${STARTED_LIBVIRT[@]}"; do for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done; done
 	[ -n "${KEEP:-}" ] && { echo "launch: kept $W" >&2; return; }
 	rm -rf "$W"
 }

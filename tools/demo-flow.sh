@@ -63,7 +63,10 @@ cleanup() {
 		ip netns del "$P-$n" 2>/dev/null
 	done
 	rm -rf "$PIN"
+	# the daemons we started, stopped and waited for: the next suite must not
+	# find a virtlogd or libvirtd that is still going away
 	for p in "${started_libvirt[@]}"; do kill "$p" 2>/dev/null; done
+	for p in "${started_libvirt[@]}"; do for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done; done
 	if [ -n "${KEEP:-}" ] || [ "$FAILED" = 1 ]; then say "demo: files (logs, consoles) kept in $DIR"; else rm -rf "$DIR"; fi
 }
 trap cleanup EXIT

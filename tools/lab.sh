@@ -304,6 +304,7 @@ real_vm_down() {
 		ip link del "$d" 2>/dev/null || true
 	done
 	[ -f "$a/libvirt.started" ] && xargs -r kill < "$a/libvirt.started" 2>/dev/null || true
+	[ -f "$a/libvirt.started" ] && for p in $(cat "$a/libvirt.started"); do for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done; done
 	rm -rf "$a" "$DIR/agent.log"
 }
 
