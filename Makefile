@@ -140,8 +140,8 @@ $(BUILD)/veil-gw: controlplane/veil-gw.c controlplane/gw_store.c controlplane/gw
 $(BUILD)/tests/store_put: tests/store_put.c $(STORE_LIB) $(wildcard controlplane/store/*.h) | deps-build
 	@mkdir -p $(BUILD)/tests
 	$(CC) $(CFLAGS) $< $(STORE_LIB) $(STORE_LDLIBS) -o $@
-$(BUILD)/veil-bench-routes: tools/bench_routes.c $(STORE_LIB) $(wildcard controlplane/store/*.h) | deps-build
-	$(CC) $(CFLAGS) $< $(STORE_LIB) -lbpf $(STORE_LDLIBS) -lm -o $@
+$(BUILD)/veil-bench-routes: tools/bench_routes.c $(STORE_LIB) $(LIB) $(HDRS) $(wildcard controlplane/store/*.h) | deps-build
+	$(CC) $(CFLAGS) $< $(STORE_LIB) $(LIB) $(LDLIBS) $(STORE_LDLIBS) -lm -o $@
 
 $(BUILD)/veil-bench-micro: tools/bench_micro.c tests/bpf_env.h tests/testlib.h $(LIB) $(HDRS) $(BUILD)/bench_base.bpf.o | deps-build
 	$(CC) $(CFLAGS) -Itests -DBASE_OBJ='"$(abspath $(BUILD))/bench_base.bpf.o"' $< $(LIB) $(LDLIBS) -lm -o $@

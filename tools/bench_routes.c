@@ -28,6 +28,7 @@
 
 #include "veil/wire.h"
 #include "store/store.h"
+#include "veil.h"
 
 static double now(void)
 {
@@ -51,7 +52,7 @@ static int put_route(vs_kv *kv, EVP_PKEY *k, const char *name, uint32_t vm_id, u
 
 static long map_count(int fd)
 {
-	struct route_key a, b;
+	struct route_hkey a, b;
 	void *prev = NULL;
 	long n = 0;
 	while (!bpf_map_get_next_key(fd, prev, &b)) {
@@ -64,11 +65,8 @@ static long map_count(int fd)
 
 static int lookup_vm(int fd, const char *name, uint32_t *vm_id)
 {
-	struct route_key k;
 	struct route_val v;
-	memset(&k, 0, sizeof(k));
-	snprintf(k.name, sizeof(k.name), "%s", name);
-	if (bpf_map_lookup_elem(fd, &k, &v))
+	if (vm_gw_route_get(fd, name, &v))   /* keyed by the name's hash, the name compared */
 		return -1;
 	*vm_id = v.vm_id;
 	return 0;
