@@ -56,7 +56,8 @@ route file.bench.veil.test 1 198.18.60.2
 store nats://127.0.0.1:$PORT
 store_pub $T/ctl.pub
 EOF
-inns nats-server -js -sd "$T/nats" -a 127.0.0.1 -p "$PORT" >"$T/nats.log" 2>&1 &
+# nsenter execs nats-server: $! is the server (through the inns function it would be a subshell)
+nsenter --net="/run/netns/$NS" nats-server -js -sd "$T/nats" -a 127.0.0.1 -p "$PORT" >"$T/nats.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 100); do inns "$BUILD/tests/store_put" "nats://127.0.0.1:$PORT" keys routes >/dev/null 2>&1 && break; sleep 0.1; done
 # nsenter execs the daemon: $! is the gateway itself (its memory is measured)
