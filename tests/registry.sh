@@ -26,6 +26,9 @@ pass() { echo "PASS $1"; }
 fail() { echo "FAIL $1: $2"; }
 cleanup() {
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+	# what runs in the namespace (started through the inns function, so not
+	# in PIDS as itself): nats-server, the worker, serve, validators
+	ip netns pids "$NS" 2>/dev/null | xargs -r kill 2>/dev/null
 	wait 2>/dev/null
 	ip netns del "$NS" 2>/dev/null
 	rm -rf "$W"
