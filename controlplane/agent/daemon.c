@@ -84,9 +84,8 @@ static double now(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* One event per line: time, event=..., key=value. */
-static void logv(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void logv(const char *fmt, ...)
+/* One event per line: time, event=..., key=value (daemon.h). */
+void ag_log(const char *fmt, ...)
 {
 	char ts[32];
 	struct timespec t;
@@ -304,7 +303,7 @@ static void fail(struct vm *v, const char *fmt, ...)
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
 	v->state = ST_FAILED;
-	logv("event=vm_failed id=%s reason=\"%s\"", v->spec.id, why);
+	ag_log("event=vm_failed id=%s reason=\"%s\"", v->spec.id, why);
 	report(v, "failed", why);
 	/* A failed VM is stopped, never restarted: its resources go back to the
 	 * node; the definition, console log and disk stay for a look until the
@@ -312,7 +311,7 @@ static void fail(struct vm *v, const char *fmt, ...)
 	virDomainPtr d = conn ? virDomainLookupByName(conn, v->dom_name) : NULL;
 	if (d) {
 		if (virDomainIsActive(d) == 1 && virDomainDestroy(d))
-			logv("event=destroy_failed id=%s reason=\"%s\"", v->spec.id, virt_err());
+			ag_log("event=destroy_failed id=%s reason=\"%s\"", v->spec.id, virt_err());
 		virDomainFree(d);
 	}
 	atomic_store(&v->stopped_event, 0); /* our own destroy is not news */
@@ -329,20 +328,20 @@ static void teardown(struct vm *v, bool remove_files)
 		v->fetching = false;
 	}
 	if (node_table(v, false, err, sizeof(err)))
-		logv("event=node_table_failed id=%s reason=\"%s\"", v->spec.id, err);
+		ag_log("event=node_table_failed id=%s reason=\"%s\"", v->spec.id, err);
 	virDomainPtr d = virDomainLookupByName(conn, v->dom_name);
 	if (d) {
 		int active = virDomainIsActive(d);
 		if (active == 1 && virDomainDestroy(d))
-			logv("event=destroy_failed id=%s reason=\"%s\"", v->spec.id, virt_err());
+			ag_log("event=destroy_failed id=%s reason=\"%s\"", v->spec.id, virt_err());
 		if (virDomainUndefineFlags(d, VIR_DOMAIN_UNDEFINE_NVRAM | VIR_DOMAIN_UNDEFINE_TPM |
 						      VIR_DOMAIN_UNDEFINE_MANAGED_SAVE))
-			logv("event=undefine_failed id=%s reason=\"%s\"", v->spec.id, virt_err());
+			ag_log("event=undefine_failed id=%s reason=\"%s\"", v->spec.id, virt_err());
 		virDomainFree(d);
 	}
 	ag_tap_delete(v->tap, D->libvirt_ns);
 	if (ag_nft_vm_del(v->tap, err, sizeof(err)))
-		logv("event=nft_failed id=%s reason=\"%s\"", v->spec.id, err);
+		ag_log("event=nft_failed id=%s reason=\"%s\"", v->spec.id, err);
 	if (remove_files) {
 		char p[800];
 		char kf[800], inf[800];
@@ -472,7 +471,7 @@ static void launch(struct vm *v)
 		fail(v, "%s", err);
 		return;
 	}
-	logv("event=vm_launching id=%s domain=%s tap=%s", v->spec.id, v->dom_name, v->tap);
+	ag_log("event=vm_launching id=%s domain=%s tap=%s", v->spec.id, v->dom_name, v->tap);
 	report(v, "launching", NULL);
 	if (!ag_tap_exists(v->tap) && ag_tap_create(v->tap, D->libvirt_ns, err, sizeof(err))) {
 		/* it may already be in libvirtd's namespace from an earlier try */
@@ -539,7 +538,7 @@ static void launch(struct vm *v)
 	}
 	virDomainFree(d);
 	v->t_started = now();
-	logv("event=vm_started id=%s domain=%s tap=%s", v->spec.id, v->dom_name, v->tap);
+	ag_log("event=vm_started id=%s domain=%s tap=%s", v->spec.id, v->dom_name, v->tap);
 	if (ag_tap_attach(&v->spec, v->tap, D->libvirt_ns, D->mtu, err, sizeof(err))) {
 		fail(v, "%s", err);
 		return;
@@ -593,7 +592,7 @@ static struct vm *find(const char *id)
 
 static void warn_spec(const char *msg)
 {
-	logv("event=spec_warning reason=\"%s\"", msg);
+	ag_log("event=spec_warning reason=\"%s\"", msg);
 }
 
 static void scan_specs(void)
@@ -626,13 +625,13 @@ static void scan_specs(void)
 			continue;
 		static struct ag_spec s;
 		if (ag_spec_load(path, &s, warn_spec, err, sizeof(err))) {
-			logv("event=spec_rejected file=%s reason=\"%s\"", path, err);
+			ag_log("event=spec_rejected file=%s reason=\"%s\"", path, err);
 			snprintf(rejected[slot], sizeof(rejected[slot]), "%s", path);
 			rejected_mtime[slot] = st.st_mtime;
 			continue;
 		}
 		if (find(s.id)) {
-			logv("event=spec_rejected file=%s reason=\"VM id %s is ordered twice\"", path, s.id);
+			ag_log("event=spec_rejected file=%s reason=\"VM id %s is ordered twice\"", path, s.id);
 			snprintf(rejected[slot], sizeof(rejected[slot]), "%s", path);
 			rejected_mtime[slot] = st.st_mtime;
 			continue;
@@ -641,7 +640,7 @@ static void scan_specs(void)
 			if (!vms[i].used)
 				v = &vms[i];
 		if (!v) {
-			logv("event=spec_rejected file=%s reason=\"more than %d VMs\"", path, MAX_VMS);
+			ag_log("event=spec_rejected file=%s reason=\"more than %d VMs\"", path, MAX_VMS);
 			continue;
 		}
 		memset(v, 0, sizeof(*v));
@@ -652,16 +651,16 @@ static void scan_specs(void)
 		v->t_ordered = now();
 		v->state = ST_ORDERED;
 		names(v);
-		logv("event=vm_ordered id=%s file=%s vcpus=%d memory_mib=%llu", s.id, path, s.vcpus,
+		ag_log("event=vm_ordered id=%s file=%s vcpus=%d memory_mib=%llu", s.id, path, s.vcpus,
 		     (unsigned long long)(s.memory >> 20));
 	}
 	if (d)
 		closedir(d);
 	for (int i = 0; i < MAX_VMS; i++)
 		if (vms[i].used && !vms[i].seen && !vms[i].from_store) {
-			logv("event=vm_deleting id=%s", vms[i].spec.id);
+			ag_log("event=vm_deleting id=%s", vms[i].spec.id);
 			teardown(&vms[i], true);
-			logv("event=vm_deleted id=%s", vms[i].spec.id);
+			ag_log("event=vm_deleted id=%s", vms[i].spec.id);
 			vms[i].used = false;
 		}
 }
@@ -697,12 +696,12 @@ static void reap_orphans(void)
 		names(&tmp);
 		if (strcmp(tmp.dom_name, name))
 			continue;
-		logv("event=vm_deleting id=%s reason=\"its order was removed while the agent was away\"", tmp.spec.id);
+		ag_log("event=vm_deleting id=%s reason=\"its order was removed while the agent was away\"", tmp.spec.id);
 		teardown(&tmp, true);
 		snprintf(tmp.disk, sizeof(tmp.disk), "%s/disk.qcow2", tmp.dir);
 		unlink(tmp.disk);
 		rmdir(tmp.dir);
-		logv("event=vm_deleted id=%s", tmp.spec.id);
+		ag_log("event=vm_deleted id=%s", tmp.spec.id);
 		if (D->feed) /* with a store, the node's VMs are the controller's: it hears of it */
 			ag_feed_status(D->feed, tmp.spec.id, "deleted", "its order was removed while the agent was away", "", "");
 	}
@@ -737,7 +736,7 @@ static void step(struct vm *v)
 			virDomainFree(d);
 			if (!ours) {
 				v->state = ST_FAILED;
-				logv("event=vm_refused id=%s reason=\"a domain named %s exists and is not this agent's\"",
+				ag_log("event=vm_refused id=%s reason=\"a domain named %s exists and is not this agent's\"",
 				     v->spec.id, v->dom_name);
 				report(v, "failed", "a domain of that name exists and is not this agent's");
 				return;
@@ -750,7 +749,7 @@ static void step(struct vm *v)
 				v->state = ST_BOOTING;
 				v->t_started = now();
 				v->t_next_probe = now();
-				logv("event=vm_adopted id=%s domain=%s tap=%s", v->spec.id, v->dom_name, v->tap);
+				ag_log("event=vm_adopted id=%s domain=%s tap=%s", v->spec.id, v->dom_name, v->tap);
 				report(v, "attesting", "adopted after an agent restart");
 				/* the steps after the start again, each idempotent: the previous
 				 * agent may have stopped between them */
@@ -765,14 +764,14 @@ static void step(struct vm *v)
 			return;
 		if (admit(v, why, sizeof(why))) {
 			v->state = ST_FAILED;
-			logv("event=vm_refused id=%s reason=\"%s\"", v->spec.id, why);
+			ag_log("event=vm_refused id=%s reason=\"%s\"", v->spec.id, why);
 			report(v, "failed", why);
 			return;
 		}
 		v->state = ST_FETCHING;
 		v->fetch_stop = 0;
 		atomic_store(&v->fetch_done, 0);
-		logv("event=vm_fetching id=%s url=%s", v->spec.id, v->spec.disk_url);
+		ag_log("event=vm_fetching id=%s url=%s", v->spec.id, v->spec.disk_url);
 		if (strcmp(v->reported, "fetching"))
 			report(v, "fetching", NULL);
 		if (pthread_create(&v->fetcher, NULL, fetch_thread, v)) {
@@ -794,13 +793,13 @@ static void step(struct vm *v)
 				return;
 			}
 			double wait = 1 << (v->retries - 1); /* 1, 2, 4 ... 32 s */
-			logv("event=fetch_retry id=%s attempt=%d in_s=%.0f reason=\"%s\"", v->spec.id, v->retries, wait,
+			ag_log("event=fetch_retry id=%s attempt=%d in_s=%.0f reason=\"%s\"", v->spec.id, v->retries, wait,
 			     v->fetch_err);
 			v->t_retry = now() + wait;
 			v->state = ST_ORDERED;
 			return;
 		}
-		logv("event=vm_fetched id=%s image=%s", v->spec.id, v->image);
+		ag_log("event=vm_fetched id=%s image=%s", v->spec.id, v->image);
 		v->state = ST_LAUNCHING;
 		launch(v);
 		return;
@@ -820,7 +819,7 @@ static void step(struct vm *v)
 				fprintf(f, "ready\n");
 				fclose(f);
 			}
-			logv("event=vm_ready id=%s domain=%s address=%s port=%d spec_to_ready_s=%.1f boot_s=%.1f%s", v->spec.id,
+			ag_log("event=vm_ready id=%s domain=%s address=%s port=%d spec_to_ready_s=%.1f boot_s=%.1f%s", v->spec.id,
 			     v->dom_name, addr, v->spec.port, t - v->t_ordered, t - v->t_started,
 			     v->adopted ? " adopted=yes" : "");
 			report(v, "ready", NULL);
@@ -845,9 +844,9 @@ static void step(struct vm *v)
 
 static void delete_vm(struct vm *v, const char *why)
 {
-	logv("event=vm_deleting id=%s%s%s%s", v->spec.id, why ? " reason=\"" : "", why ? why : "", why ? "\"" : "");
+	ag_log("event=vm_deleting id=%s%s%s%s", v->spec.id, why ? " reason=\"" : "", why ? why : "", why ? "\"" : "");
 	teardown(v, true);
-	logv("event=vm_deleted id=%s", v->spec.id);
+	ag_log("event=vm_deleted id=%s", v->spec.id);
 	report(v, "deleted", why);
 	v->used = false;
 }
@@ -873,7 +872,7 @@ static void scan_feed(void)
 	for (int k = 0; k < n; k++) {
 		struct vm *v = find(w[k].spec.id);
 		if (v && !v->from_store) {
-			logv("event=spec_rejected source=store id=%s reason=\"VM id %s is ordered by the spec directory too\"",
+			ag_log("event=spec_rejected source=store id=%s reason=\"VM id %s is ordered by the spec directory too\"",
 			     w[k].spec.id, w[k].spec.id);
 			continue;
 		}
@@ -882,7 +881,7 @@ static void scan_feed(void)
 			if (w[k].gen == v->gen)
 				continue;
 			if (v->state != ST_FAILED) {
-				logv("event=store_order_changed id=%s gen=%llu reason=\"a VM's spec is not edited in place: "
+				ag_log("event=store_order_changed id=%s gen=%llu reason=\"a VM's spec is not edited in place: "
 				     "delete it and order again\"", v->spec.id, (unsigned long long)w[k].gen);
 				v->gen = w[k].gen;
 				continue;
@@ -893,7 +892,7 @@ static void scan_feed(void)
 			if (!vms[i].used)
 				v = &vms[i];
 		if (!v) {
-			logv("event=spec_rejected source=store id=%s reason=\"more than %d VMs\"", w[k].spec.id, MAX_VMS);
+			ag_log("event=spec_rejected source=store id=%s reason=\"more than %d VMs\"", w[k].spec.id, MAX_VMS);
 			continue;
 		}
 		memset(v, 0, sizeof(*v));
@@ -904,7 +903,7 @@ static void scan_feed(void)
 		v->t_ordered = now();
 		v->state = ST_ORDERED;
 		names(v);
-		logv("event=vm_ordered id=%s source=store order=%s gen=%llu vcpus=%d memory_mib=%llu", v->spec.id,
+		ag_log("event=vm_ordered id=%s source=store order=%s gen=%llu vcpus=%d memory_mib=%llu", v->spec.id,
 		     w[k].order[0] ? w[k].order : "-", (unsigned long long)v->gen, v->spec.vcpus,
 		     (unsigned long long)(v->spec.memory >> 20));
 	}
@@ -941,7 +940,7 @@ static void heartbeat(void)
 	uint64_t mem_cap = D->cfg->ram ? D->cfg->ram : D->scan->mem_total;
 	uint64_t disk_cap = D->cfg->disk ? D->cfg->disk : D->scan->disk_free;
 	if (ag_feed_heartbeat(D->feed, buf, cpu_cap - cpu, (mem_cap - mem) >> 20, (disk_cap > disk ? disk_cap - disk : 0) >> 30))
-		logv("event=store_report_failed bucket=heartbeats");
+		ag_log("event=store_report_failed bucket=heartbeats");
 }
 
 int ag_daemon_run(struct ag_daemon *d)
@@ -959,17 +958,17 @@ int ag_daemon_run(struct ag_daemon *d)
 		ag_fetch_ca = d->cfg->registry_ca;
 	virSetErrorFunc(NULL, quiet_errors); /* errors are logged as events, with context */
 	if (virEventRegisterDefaultImpl() < 0) {
-		logv("event=libvirt_failed reason=\"event loop: %s\"", virt_err());
+		ag_log("event=libvirt_failed reason=\"event loop: %s\"", virt_err());
 		return 1;
 	}
 	conn = virConnectOpen(d->uri);
 	if (!conn) {
-		logv("event=libvirt_failed uri=%s reason=\"%s\"", d->uri, virt_err());
+		ag_log("event=libvirt_failed uri=%s reason=\"%s\"", d->uri, virt_err());
 		return 1;
 	}
 	char *caps = virConnectGetDomainCapabilities(conn, NULL, "x86_64", "q35", NULL, 0);
 	if (!caps || ag_domcaps_parse(caps, strlen(caps), &domcaps, err, sizeof(err))) {
-		logv("event=libvirt_failed reason=\"domain capabilities: %s\"", caps ? err : virt_err());
+		ag_log("event=libvirt_failed reason=\"domain capabilities: %s\"", caps ? err : virt_err());
 		free(caps);
 		virConnectClose(conn);
 		return 1;
@@ -979,7 +978,7 @@ int ag_daemon_run(struct ag_daemon *d)
 						  VIR_DOMAIN_EVENT_CALLBACK(on_lifecycle), NULL, NULL);
 	pthread_t et;
 	pthread_create(&et, NULL, event_thread, NULL);
-	logv("event=started uri=%s domain_type=%s machine=%s spec_dir=%s state_dir=%s cache_dir=%s cpu=%d ram_mib=%llu",
+	ag_log("event=started uri=%s domain_type=%s machine=%s spec_dir=%s state_dir=%s cache_dir=%s cpu=%d ram_mib=%llu",
 	     d->uri, domcaps.domain_type, domcaps.machine, d->spec_dir, d->state_dir, d->cache_dir,
 	     d->cfg->cpu ? d->cfg->cpu : d->scan->cpus,
 	     (unsigned long long)((d->cfg->ram ? d->cfg->ram : d->scan->mem_total) >> 20));
@@ -993,9 +992,9 @@ int ag_daemon_run(struct ag_daemon *d)
 			/* VMs keep running while the store is away; nothing is reaped before its snapshot */
 			d->feed = ag_feed_start(d->cfg, d->state_dir, err, sizeof(err));
 			if (d->feed)
-				logv("event=store_watching urls=%s node=%s bucket=vms", d->cfg->store_urls, d->cfg->node_id);
+				ag_log("event=store_watching urls=%s node=%s bucket=vms", d->cfg->store_urls, d->cfg->node_id);
 			else
-				logv("event=store_unavailable reason=\"%s\" retry_s=5", err);
+				ag_log("event=store_unavailable reason=\"%s\" retry_s=5", err);
 			t_feed_retry = now() + 5;
 		}
 		scan_specs();
@@ -1018,7 +1017,7 @@ int ag_daemon_run(struct ag_daemon *d)
 		if (d->feed && now() >= t_counts) { /* refusals, when they change */
 			ag_feed_counts(d->feed, c2, sizeof(c2));
 			if (strcmp(c2, counts))
-				logv("event=store_rejected_total %s", c2);
+				ag_log("event=store_rejected_total %s", c2);
 			snprintf(counts, sizeof(counts), "%s", c2);
 			t_counts = now() + 1;
 		}
@@ -1032,7 +1031,7 @@ int ag_daemon_run(struct ag_daemon *d)
 			vms[i].fetch_stop = 1;
 			pthread_join(vms[i].fetcher, NULL);
 		}
-	logv("event=stopped signal=%d vms_left_running=yes", (int)stop_sig);
+	ag_log("event=stopped signal=%d vms_left_running=yes", (int)stop_sig);
 	if (cb >= 0)
 		virConnectDomainEventDeregisterAny(conn, cb);
 	/* the event thread sleeps in libvirt's loop; the process ends under it */

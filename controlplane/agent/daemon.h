@@ -24,4 +24,7 @@ struct ag_daemon {
 
 int ag_daemon_run(struct ag_daemon *d);
 
+/* The agent's log line on stderr: "TIME veil-agent " + the event, one line. */
+void ag_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 #endif

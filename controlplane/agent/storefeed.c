@@ -28,6 +28,7 @@
 #include <unistd.h>
 #include <json-c/json.h>
 
+#include "daemon.h"
 #include "storefeed.h"
 #include "store/store.h"
 
@@ -57,24 +58,6 @@ struct ag_feed {
 	uint64_t rej_sig, rej_replay, rej_body, rej_spec, rej_delete, rej_full;
 };
 
-static void flog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void flog(const char *fmt, ...)
-{
-	char ts[32];
-	struct timespec t;
-	struct tm tm;
-	va_list ap;
-	clock_gettime(CLOCK_REALTIME, &t);
-	gmtime_r(&t.tv_sec, &tm);
-	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-	fprintf(stderr, "%s.%03ldZ veil-agent ", ts, t.tv_nsec / 1000000);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	fflush(stderr);
-}
-
 /* ---------- the reports' gen: a persisted counter, reserved in blocks ---------- */
 
 static int gen_reserve(struct ag_feed *f, uint64_t upto)
@@ -96,7 +79,7 @@ static int gen_reserve(struct ag_feed *f, uint64_t upto)
 static uint64_t gen_take(struct ag_feed *f)
 {
 	if (f->gen_next > f->gen_reserved && gen_reserve(f, f->gen_reserved + GEN_BLOCK))
-		flog("event=store_warning reason=\"cannot persist the report counter %s: %s\"", f->gen_path,
+		ag_log("event=store_warning reason=\"cannot persist the report counter %s: %s\"", f->gen_path,
 		     strerror(errno));
 	return f->gen_next++;
 }
@@ -113,14 +96,14 @@ static struct entry *find(struct ag_feed *f, const char *vm_id)
 
 static void warn_spec(const char *msg)
 {
-	flog("event=spec_warning source=store reason=\"%s\"", msg);
+	ag_log("event=spec_warning source=store reason=\"%s\"", msg);
 }
 
 static void reject(struct ag_feed *f, uint64_t *counter, const char *key, uint64_t rev, const char *reason,
 		   const char *why)
 {
 	(*counter)++;
-	flog("event=store_rejected bucket=vms key=%s rev=%llu reason=%s detail=\"%s\" total=%llu", key,
+	ag_log("event=store_rejected bucket=vms key=%s rev=%llu reason=%s detail=\"%s\" total=%llu", key,
 	     (unsigned long long)rev, reason, why, (unsigned long long)*counter);
 }
 
@@ -266,7 +249,7 @@ static void on_entry(void *arg, const struct vs_entry *e)
 	bool synced = f->synced;
 	pthread_mutex_unlock(&f->mu);
 	if (synced)
-		flog("event=store_order vm=%s op=%s gen=%llu rev=%llu%s%s", vm_id, run ? "run" : "delete",
+		ag_log("event=store_order vm=%s op=%s gen=%llu rev=%llu%s%s", vm_id, run ? "run" : "delete",
 		     (unsigned long long)gen, (unsigned long long)e->rev, vm.order[0] ? " order=" : "", vm.order);
 }
 
@@ -280,7 +263,7 @@ static void on_synced(void *arg)
 	for (int i = 0; i < f->n; i++)
 		run += f->e[i].run;
 	pthread_mutex_unlock(&f->mu);
-	flog("event=store_synced bucket=vms prefix=%s* wanted=%d", f->prefix, run);
+	ag_log("event=store_synced bucket=vms prefix=%s* wanted=%d", f->prefix, run);
 }
 
 struct ag_feed *ag_feed_start(const struct ag_cfg *c, const char *state_dir, char *err, size_t errlen)
@@ -422,7 +405,7 @@ int ag_feed_status(struct ag_feed *f, const char *vm_id, const char *state, cons
 	int rc = put_sealed(f, f->status, "vmstatus", vm_id, o);
 	json_object_put(o);
 	if (rc)
-		flog("event=store_report_failed bucket=vmstatus vm=%s state=%s", vm_id, state);
+		ag_log("event=store_report_failed bucket=vmstatus vm=%s state=%s", vm_id, state);
 	return rc;
 }
 
