@@ -437,6 +437,32 @@ awk -v a="$c1" -v b="$c2" 'BEGIN { exit !(a >= 2.5 && a <= 7 && b >= 2.5 && b <=
 	pass "$t (a request trickled byte by byte cut after ${c1} s, and after ${c2} s on a kept-alive connection; deadline 3 s, idle timeout 5 s)" ||
 	fail $t "$(cat "$W/trickle.out") then $c"
 
+t=abandoned_connections_released
+# clients that leave half-way (in the handshake, or after half a request) give
+# their descriptors back when they go, not when the 3 s deadline fires
+fds() { ls "/proc/${VPID[2]}/fd" 2>/dev/null | wc -l; }
+f0=$(fds)
+python3 - "$P2" > "$W/abandon.out" 2>&1 <<'PY'
+import socket, ssl, sys, time
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+held = []
+for i in range(40):
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+    if i % 2:
+        s = ctx.wrap_socket(s); s.send(b"POST /v1/challenge HTTP/1.1\r\nHost: x\r\nContent-Length: 60\r\n\r\n{")
+    else:
+        s.send(b"\x16\x03\x01")
+    held.append(s)
+time.sleep(0.3)
+for s in held:
+    s.close()
+PY
+sleep 0.3
+f1=$(fds); f2=$f1
+for _ in $(seq 10); do [ "$f2" -le $((f0 + 2)) ] && break; sleep 0.1; f2=$(fds); done
+[ "$f2" -le $((f0 + 2)) ] && pass "$t (40 abandoned connections: descriptors $f0 before, $f2 within 1.3 s after, deadline 3 s)" ||
+	fail $t "descriptors $f0 before, $f1 then $f2 after the clients left $(cat "$W/abandon.out")"
+
 t=registration_replay_refused
 order order-7 "$V3" 2 --epoch 5 --disk "$W/disk-replay.img"; rc=$?
 [ $rc = 1 ] && grep -q "not newer than the one held" "$W/reg.out" && pass "$t (an older epoch is refused by every holder)" || fail $t "rc=$rc $(cat "$W/reg.out")"
@@ -464,6 +490,20 @@ boot
 unlock 2 "$(vlist 3 | cut -d, -f2)" "" --no-cap; rc=$?
 cp "$W/v2.refs" "$W/state3-v2/order-7.refs"
 refused $rc "not signed by the image registry" && pass $t || fail $t "rc=$rc $(cat "$W/client.err")"
+
+t=share_removed_not_served
+# the validator caches what a VM's files hold while it sees no change to them
+# (inotify): a share taken off the disk is not served from memory
+c0=$(grep -c "no share stored for this VM and epoch" "$W"/v2.log)
+boot
+unlock 2 "$(vlist 3 | cut -d, -f2)" "" --no-cap >/dev/null 2>&1   # v2's cache now holds order-7
+mv "$W/state3-v2/order-7.share" "$W/v2-order-7.share.away"
+boot
+unlock 2 "$(vlist 3 | cut -d, -f2)" "" --no-cap; rc=$?
+mv "$W/v2-order-7.share.away" "$W/state3-v2/order-7.share"
+c1=$(grep -c "no share stored for this VM and epoch" "$W"/v2.log)
+[ $rc != 0 ] && [ "$c1" -gt "$c0" ] && pass "$t (refused at once: the removal is seen before the request is answered)" ||
+	fail $t "rc=$rc refusals $c0 -> $c1 $(tail -3 "$W"/v2.log)"
 
 t=stale_share_named_and_routed_around
 mkdir -p "$W/old-v1"; cp "$W"/state3-v1/order-7.* "$W/old-v1/"

@@ -5,6 +5,7 @@
 # software TPM) on the other CPUs.  Prints one JSON object per run, then a
 # summary object; everything on loopback, removed at the end.
 #   tools/bench_attest.sh [SECONDS]      (make bench)
+#   VALIDATOR=path/to/veil-validator: another build (an A/B comparison)
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-$PWD/build}
@@ -45,7 +46,7 @@ workers 1
 audit_sync_ms 10
 nonce_ttl_s 60
 EOC
-taskset -c 0 "$BUILD/veil-validator" -c v.conf 2>validator.log &
+taskset -c 0 "${VALIDATOR:-$BUILD/veil-validator}" -c v.conf 2>validator.log &
 VPID=$!
 for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
 "$BUILD/veil-attest-bench" register --addr 127.0.0.1:$PORT --ca ca.pem --registry-key registry.key --vm bench-vm --vms 128 || exit 1

@@ -492,8 +492,14 @@ int vm_audit_append(struct vm_audit_log *l, const char *event, const char *vm, c
 			rc = -1;
 		EVP_MD_CTX_free(md);
 	}
-	if (dprintf(l->fd, "%s,\"hash\":\"%s\"%s%s%s}\n", body, hx, l->signer ? ",\"sig\":\"" : "", s64,
-		    l->signer ? "\"" : "") < 0)
+	/* the entry in one write() (dprintf builds a FILE on the descriptor each
+	 * call: fstat + lseek + write) */
+	char *line = NULL;
+	int ll = asprintf(&line, "%s,\"hash\":\"%s\"%s%s%s}\n", body, hx, l->signer ? ",\"sig\":\"" : "", s64,
+			  l->signer ? "\"" : "");
+	int wrote = ll >= 0 && write(l->fd, line, ll) == ll;
+	free(line);
+	if (!wrote)
 		rc = -1;
 	else if (l->group_ms)
 		__atomic_store_n(&l->dirty, 1, __ATOMIC_RELEASE);
