@@ -62,7 +62,7 @@
 
 static struct {
 	char id[64], listen[96], cert[256], key[256], signing[256], storage_file[256], state[256], registry[256],
-		ek_ca[256];
+		ek_ca[256], ek_crl[256];
 	long nonce_ttl;
 	int workers, idle_s, audit_sync_ms, request_s;
 } cfg = { .nonce_ttl = 60, .idle_s = 5, .request_s = 10 };
@@ -150,6 +150,7 @@ static int load_config(const char *path, char *err, size_t len)
 		S1("state_dir", cfg.state);
 		S1("registry_pub", cfg.registry);
 		S1("ek_ca", cfg.ek_ca);
+		S1("ek_crl", cfg.ek_crl);
 		else if (!strcmp(w[0], "nonce_ttl_s") && n == 2 && atol(w[1]) > 0)
 			cfg.nonce_ttl = atol(w[1]);
 		else if (!strcmp(w[0], "workers") && n == 2 && atoi(w[1]) > 0 && atoi(w[1]) <= MAX_WORKERS)
@@ -1170,6 +1171,10 @@ int main(int argc, char **argv)
 	}
 	if (!(ek_ca = vm_ek_ca_load(cfg.ek_ca, err, sizeof(err)))) {
 		fprintf(stderr, "veil-validator: %s: ek_ca: %s\n", config, err);
+		return 2;
+	}
+	if (cfg.ek_crl[0] && vm_ek_ca_load_crl(ek_ca, cfg.ek_crl, err, sizeof(err))) {
+		fprintf(stderr, "veil-validator: %s: ek_crl: %s\n", config, err);
 		return 2;
 	}
 	sign_key = vm_load_priv(cfg.signing);

@@ -52,6 +52,20 @@ cd - >/dev/null
 mktpm() { # state-dir ca-dir
 	local ca="$W/$2"
 	mkdir -p "$W/$1" "$W/$1.ekc" "$ca"
+	if [ "$2" = vendor ] && [ ! -e "$ca/issuercert.pem" ]; then
+		# the vendor's root and EK-issuing CA made here, with CRL signing in
+		# their key usage (swtpm_localca's own issuer has none), so that the
+		# vendor can revoke EKs; swtpm_localca signs EK certificates with them
+		openssl req -x509 -newkey rsa:2048 -nodes -days 3 -subj "/CN=test TPM vendor root" -keyout "$ca/root.key" \
+			-out "$ca/swtpm-localca-rootca-cert.pem" -addext "basicConstraints=critical,CA:true" \
+			-addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null &&
+		openssl req -newkey rsa:2048 -nodes -subj "/CN=test TPM vendor EK CA" -keyout "$ca/signkey.pem" \
+			-out "$ca/issuer.csr" 2>/dev/null &&
+		openssl x509 -req -in "$ca/issuer.csr" -CA "$ca/swtpm-localca-rootca-cert.pem" -CAkey "$ca/root.key" \
+			-CAcreateserial -days 3 -out "$ca/issuercert.pem" -extfile <(printf '%s\n' \
+			"basicConstraints=critical,CA:true" "keyUsage=critical,keyCertSign,cRLSign" "subjectKeyIdentifier=hash") \
+			2>/dev/null || { fail attest_setup "cannot make the vendor CA"; exit 1; }
+	fi
 	if [ ! -e "$ca/setup.conf" ]; then
 		printf 'statedir = %s\nsigningkey = %s/signkey.pem\nissuercert = %s/issuercert.pem\ncertserial = %s/certserial\n' \
 			"$ca" "$ca" "$ca" "$ca" > "$ca/localca.conf"
@@ -210,6 +224,34 @@ tpmid=$(openssl pkey -pubin -in "$W/rt.ekpub.pem" -outform DER | sha256sum | cut
 	pass "$t (veil-ek's credential activated by swtpm as tpm2_makecredential's is; a one-bit-wrong name and another EK refused by the TPM; EK id = sha256 of the TPM's EK SPKI; a rogue CA's EK refused)" ||
 	fail $t "mk=$mk r1=$r1 c1=$c1 r2=$r2 c2=$c2 r3=$r3 r4=$r4 id=$id tpm=$tpmid r5=$r5 $(tail -5 "$W/rt.err")"
 
+# The vendor's CRL (openssl ca over the vendor's EK-issuing CA): revoked,
+# stale or missing from the EK's issuer: refused
+vcrl() { # out [openssl ca -gencrl options...] (revokes what crl/index.txt lists)
+	local out=$1; shift
+	openssl ca -config "$W/crl/ca.cnf" -keyfile "$W/vendor/signkey.pem" -cert "$W/vendor/issuercert.pem" -gencrl \
+		-out "$out" -batch "$@" >/dev/null 2>&1
+}
+t=ek_revocation_list
+mkdir -p "$W/crl"; : > "$W/crl/index.txt"; echo 01 > "$W/crl/crlnumber"
+printf '[ca]\ndefault_ca = v\n[v]\ndatabase = %s/crl/index.txt\ncrlnumber = %s/crl/crlnumber\ndefault_md = sha256\ndefault_crl_days = 2\n' \
+	"$W" "$W" > "$W/crl/ca.cnf"
+vcrl "$W/crl/none.crl"                        # nothing revoked yet
+openssl x509 -inform DER -in "$W/tpm-other.ekc/ek-rsa2048.crt" -out "$W/crl/other.pem" 2>/dev/null
+openssl ca -config "$W/crl/ca.cnf" -keyfile "$W/vendor/signkey.pem" -cert "$W/vendor/issuercert.pem" \
+	-revoke "$W/crl/other.pem" -crl_reason keyCompromise -batch >/dev/null 2>&1
+vcrl "$W/crl/other.crl"                       # tpm-other's EK revoked
+vcrl "$W/crl/stale.crl" -crl_lastupdate 20200101000000Z -crl_nextupdate 20200102000000Z
+ek() { "$BUILD/veil-ek" id --ca "$W/vendor.pem" "$@" 2>&1 >/dev/null; }
+e1=$(ek --crl "$W/crl/none.crl" --cert "$W/tpm-other.ekc/ek-rsa2048.crt"); r1=$?
+e2=$(ek --crl "$W/crl/other.crl" --cert "$W/tpm-other.ekc/ek-rsa2048.crt"); r2=$?
+e3=$(ek --crl "$W/crl/other.crl" --cert "$EKCERT"); r3=$?
+e4=$(ek --crl "$W/crl/stale.crl" --cert "$EKCERT"); r4=$?
+e5=$(ek --crl "$W/tpm.ekc/ek-rsa2048.crt" --cert "$EKCERT"); r5=$?   # not a CRL
+[ $r1 = 0 ] && [ $r2 = 1 ] && [[ $e2 == *"revoked by the TPM vendor"* ]] && [ $r3 = 0 ] &&
+	[ $r4 = 1 ] && [[ $e4 == *"no current CRL from its issuer"* ]] && [ $r5 = 1 ] && [[ $e5 == *"no PEM CRL"* ]] &&
+	pass "$t (a revoked EK refused, the others accepted; a CRL past its next update refuses all (fail closed); a file without a CRL is an error)" ||
+	fail $t "r1=$r1 $e1 | r2=$r2 $e2 | r3=$r3 $e3 | r4=$r4 $e4 | r5=$r5 $e5"
+
 # ---------- 2 of 3 ----------
 tpm_boot
 start_validators 3
@@ -224,6 +266,33 @@ t=registry_formats_and_registers
 order order-7 "$V3" 2; rc=$?
 hdr=$(cryptsetup luksDump "$W/disk-order-7.img" 2>/dev/null | grep -c "^Version:.*2")
 [ $rc = 0 ] && [ "$hdr" = 1 ] && pass "$t (LUKS2 container, key split 2 of 3, signed references)" || fail $t "rc=$rc $(cat "$W/reg.out")"
+
+t=ek_revoked_at_one_holder
+# the vendor revokes this VM's EK; v1 is given the CRL (ek_crl) and restarted:
+# it refuses the VM, the two others (without the CRL) still make 2 of 3
+openssl x509 -inform DER -in "$EKCERT" -out "$W/crl/vm.pem" 2>/dev/null
+openssl ca -config "$W/crl/ca.cnf" -keyfile "$W/vendor/signkey.pem" -cert "$W/vendor/issuercert.pem" \
+	-revoke "$W/crl/vm.pem" -batch >/dev/null 2>&1
+vcrl "$W/crl/vm.crl"
+restart_v1() { # extra config line, or nothing
+	kill "${VPID[1]}" 2>/dev/null; wait "${VPID[1]}" 2>/dev/null
+	sed -i '/^ek_crl /d' "$W/v1.conf"; [ -n "${1:-}" ] && echo "$1" >> "$W/v1.conf"
+	"$BUILD/veil-validator" -c "$W/v1.conf" 2>>"$W/v1.log" &
+	VPID[1]=$!; PIDS+=($!)
+	for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$P1") 2>/dev/null && break; sleep 0.1; done
+}
+restart_v1 "ek_crl $W/crl/vm.crl"
+# the client asks holders in random order and stops at t: again until v1 was asked
+for _ in 1 2 3 4 5 6 7 8; do
+	boot
+	unlock 2 "$V3" "" --no-cap; rc=$?
+	c=$(grep -c "revoked by the TPM vendor" "$W/v1.log")
+	[ "$c" -ge 1 ] && break
+done
+restart_v1   # v1 as it was
+opens && [ $rc = 0 ] && [ "$c" -ge 1 ] &&
+	pass "$t (v1 with the vendor's CRL refuses the revoked EK; unlocked through the two others)" ||
+	fail $t "rc=$rc refusals=$c $(tail -3 "$W/client.err")"
 
 t=unlock_2_of_3
 boot

@@ -3,10 +3,12 @@
  * veil-ek: an EK certificate checked against the TPM vendor's CA, and
  * credentials made to it (controlplane/keys/ek.h), from the command line.
  *
- *   veil-ek id --ca VENDOR.pem --cert EK.crt
+ *   veil-ek id --ca VENDOR.pem [--crl VENDOR.crl] --cert EK.crt
  *       verifies the chain and prints the EK's id (sha256 of its
  *       SubjectPublicKeyInfo DER): the value the registry records per VM,
  *       and a node's id
+ *   --crl: the vendor's CRLs (PEM); the certificate's issuer must have a
+ *       current one, and a revoked certificate is refused
  *   veil-ek makecredential --ca VENDOR.pem --cert EK.crt --name HEX
  *                          --secret FILE --out FILE
  *       TPM2_MakeCredential of the secret (1..32 bytes) for the object with
@@ -52,12 +54,13 @@ int main(int argc, char **argv)
 					      { "cert", required_argument, NULL, 'e' },
 					      { "name", required_argument, NULL, 'n' },
 					      { "secret", required_argument, NULL, 's' },
-					      { "out", required_argument, NULL, 'o' }, { 0 } };
-	const char *ca = NULL, *cert = NULL, *name = NULL, *secret = NULL, *out = NULL;
+					      { "out", required_argument, NULL, 'o' },
+					      { "crl", required_argument, NULL, 'r' }, { 0 } };
+	const char *ca = NULL, *crl = NULL, *cert = NULL, *name = NULL, *secret = NULL, *out = NULL;
 	int o;
 
 	if (argc < 2 || (strcmp(argv[1], "id") && strcmp(argv[1], "makecredential"))) {
-		fprintf(stderr, "usage: veil-ek id|makecredential --ca VENDOR.pem --cert EK.crt [--name HEX --secret F --out F]\n");
+		fprintf(stderr, "usage: veil-ek id|makecredential --ca VENDOR.pem [--crl VENDOR.crl] --cert EK.crt [--name HEX --secret F --out F]\n");
 		return 2;
 	}
 	optind = 2;
@@ -68,6 +71,7 @@ int main(int argc, char **argv)
 		case 'n': name = optarg; break;
 		case 's': secret = optarg; break;
 		case 'o': out = optarg; break;
+		case 'r': crl = optarg; break;
 		default: return 2;
 		}
 	}
@@ -78,7 +82,7 @@ int main(int argc, char **argv)
 	}
 	char why[256];
 	struct vm_ek_ca *vc = vm_ek_ca_load(ca, why, sizeof(why));
-	if (!vc)
+	if (!vc || (crl && vm_ek_ca_load_crl(vc, crl, why, sizeof(why))))
 		return fprintf(stderr, "veil-ek: %s\n", why), 1;
 	uint8_t der[VM_EK_CERT_MAX], id[32];
 	int dl = read_cert(cert, der, sizeof(der));

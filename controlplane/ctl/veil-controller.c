@@ -55,7 +55,7 @@
 
 struct config {
 	char listen[96], cert[256], key[256], metrics[96], store[512], store_creds[256], signing[256], registry[256];
-	char admin_token_file[256], pidfile[256], vm_net4[48], vm_net6[64], tpm_vendor_ca[256];
+	char admin_token_file[256], pidfile[256], vm_net4[48], vm_net6[64], tpm_vendor_ca[256], tpm_vendor_crl[256];
 	char validators[MAX_VALIDATORS][200];
 	int nvalidators, validators_t, replicas;
 	int challenge_ttl_s;
@@ -171,6 +171,7 @@ static int load_config(const char *path, struct config *c, char *err, size_t len
 		S1("vm_net4", c->vm_net4)
 		S1("vm_net6", c->vm_net6)
 		S1("tpm_vendor_ca", c->tpm_vendor_ca)
+		S1("tpm_vendor_crl", c->tpm_vendor_crl)
 		I1("node_challenge_ttl_s", c->challenge_ttl_s, 5, 600)
 		I1("store_replicas", c->replicas, 1, 5)
 		I1("store_timeout_ms", c->store_timeout_ms, 100, 60000)
@@ -2804,9 +2805,10 @@ static void on_hup(evutil_socket_t s, short ev, void *arg)
 	}
 	if (strcmp(n.listen, cfg.listen) || strcmp(n.store, cfg.store) || strcmp(n.metrics, cfg.metrics) ||
 	    strcmp(n.signing, cfg.signing) || strcmp(n.cert, cfg.cert) || strcmp(n.vm_net4, cfg.vm_net4) ||
-	    strcmp(n.vm_net6, cfg.vm_net6) || strcmp(n.tpm_vendor_ca, cfg.tpm_vendor_ca))
-		logev("event=reload_note reason=\"listen, metrics, cert, store, signing_key, vm_net and tpm_vendor_ca change "
-		      "only with a restart\"");
+	    strcmp(n.vm_net6, cfg.vm_net6) || strcmp(n.tpm_vendor_ca, cfg.tpm_vendor_ca) ||
+	    strcmp(n.tpm_vendor_crl, cfg.tpm_vendor_crl))
+		logev("event=reload_note reason=\"listen, metrics, cert, store, signing_key, vm_net and tpm_vendor_ca/crl "
+		      "change only with a restart\"");
 	/* the driver reads these between ticks: plain ints and strings, swapped under the view lock */
 	pthread_mutex_lock(&vlock);
 	cfg.node_timeout_s = n.node_timeout_s;
@@ -2881,6 +2883,12 @@ int main(int argc, char **argv)
 	registry_pub = sign_key ? vs_load_key(cfg.registry, 0, err, sizeof(err)) : NULL;
 	SSL_CTX *tls = registry_pub ? httpd_tls(cfg.cert, cfg.key, err, sizeof(err)) : NULL;
 	if (tls && cfg.tpm_vendor_ca[0] && !(vendor_ca = vm_ek_ca_load(cfg.tpm_vendor_ca, err, sizeof(err)))) {
+		SSL_CTX_free(tls);
+		tls = NULL;
+	}
+	if (tls && cfg.tpm_vendor_crl[0] &&
+	    (!vendor_ca ? snprintf(err, sizeof(err), "tpm_vendor_crl needs tpm_vendor_ca") >= 0
+			: vm_ek_ca_load_crl(vendor_ca, cfg.tpm_vendor_crl, err, sizeof(err)) != 0)) {
 		SSL_CTX_free(tls);
 		tls = NULL;
 	}

@@ -25,6 +25,8 @@
 #define WHY(...) (snprintf(why, whylen, __VA_ARGS__), -1)
 #define EK_CACHE 1024
 
+static time_t asn1_time(const ASN1_TIME *t);
+
 struct ek_cached {
 	uint8_t der_hash[32];
 	uint8_t id[32];
@@ -35,6 +37,7 @@ struct ek_cached {
 struct vm_ek_ca {
 	X509_STORE *store;
 	STACK_OF(X509) *chain;      /* intermediates, untrusted */
+	time_t crl_next;            /* with CRLs: the earliest nextUpdate (a verdict is not kept past it) */
 	pthread_mutex_t lock;
 	struct ek_cached cache[EK_CACHE];
 };
@@ -72,6 +75,43 @@ struct vm_ek_ca *vm_ek_ca_load(const char *pem_path, char *why, size_t whylen)
 		return snprintf(why, whylen, "%s: no self-signed (root) certificate in the vendor CA file", pem_path), NULL;
 	}
 	return ca;
+}
+
+int vm_ek_ca_load_crl(struct vm_ek_ca *ca, const char *pem_path, char *why, size_t whylen)
+{
+	FILE *f = fopen(pem_path, "re");
+	X509_CRL *crl;
+	int n = 0;
+
+	if (!f)
+		return WHY("%s: cannot read the vendor CRL", pem_path);
+	while ((crl = PEM_read_X509_CRL(f, NULL, NULL, NULL))) {
+		const ASN1_TIME *nu = X509_CRL_get0_nextUpdate(crl);
+		time_t t = nu ? asn1_time(nu) : 0;
+		if (!nu || !t) {
+			X509_CRL_free(crl);
+			fclose(f);
+			return WHY("%s: a CRL without a next update time (it would never go stale)", pem_path);
+		}
+		if (!ca->crl_next || t < ca->crl_next)
+			ca->crl_next = t;
+		X509_STORE_add_crl(ca->store, crl);
+		X509_CRL_free(crl);
+		n++;
+	}
+	ERR_clear_error();
+	fclose(f);
+	if (!n)
+		return WHY("%s: no PEM CRL in the file", pem_path);
+	/* the EK certificate's issuer must have a current CRL in the file */
+	X509_STORE_set_flags(ca->store, X509_V_FLAG_CRL_CHECK);
+	pthread_mutex_lock(&ca->lock);
+	for (int i = 0; i < EK_CACHE; i++) {   /* verdicts reached without the CRLs go */
+		EVP_PKEY_free(ca->cache[i].key);
+		ca->cache[i].key = NULL;
+	}
+	pthread_mutex_unlock(&ca->lock);
+	return 0;
 }
 
 void vm_ek_ca_free(struct vm_ek_ca *ca)
@@ -191,8 +231,14 @@ static int ek_verify(struct vm_ek_ca *ca, const uint8_t *der, size_t len, STACK_
 		goto out;
 	}
 	if (X509_verify_cert(sc) != 1) {
-		(void)WHY("EK certificate: does not chain to the TPM vendor's CA (%s)",
-			  X509_verify_cert_error_string(X509_STORE_CTX_get_error(sc)));
+		int e = X509_STORE_CTX_get_error(sc);
+		if (e == X509_V_ERR_CERT_REVOKED)
+			(void)WHY("EK certificate: revoked by the TPM vendor (CRL)");
+		else if (e == X509_V_ERR_CRL_HAS_EXPIRED || e == X509_V_ERR_UNABLE_TO_GET_CRL)
+			(void)WHY("EK certificate: no current CRL from its issuer (%s): refused until the CRL is renewed",
+				  X509_verify_cert_error_string(e));
+		else
+			(void)WHY("EK certificate: does not chain to the TPM vendor's CA (%s)", X509_verify_cert_error_string(e));
 		goto out;
 	}
 	EVP_PKEY *k = X509_get0_pubkey(x);
@@ -216,6 +262,8 @@ static int ek_verify(struct vm_ek_ca *ca, const uint8_t *der, size_t len, STACK_
 	memcpy(c->der_hash, h, 32);
 	memcpy(c->id, id, 32);
 	c->not_after = asn1_time(X509_get0_notAfter(x));
+	if (ca->crl_next && ca->crl_next < c->not_after)   /* a verdict lasts no longer than the CRL it used */
+		c->not_after = ca->crl_next;
 	pthread_mutex_unlock(&ca->lock);
 out:
 	X509_STORE_CTX_free(sc);

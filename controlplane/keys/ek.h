@@ -28,6 +28,13 @@ struct vm_ek_ca;
 struct vm_ek_ca *vm_ek_ca_load(const char *pem_path, char *why, size_t whylen);
 void vm_ek_ca_free(struct vm_ek_ca *ca);
 
+/* The vendor's certificate revocation lists (PEM, one file, one or more):
+ * from then on an EK certificate needs a current CRL from its issuer and is
+ * refused when that CRL revokes it, or when the CRL is past its next update
+ * (fail closed: renew the file).  Call before the first vm_ek_verify.
+ * 0, or -1 with the reason. */
+int vm_ek_ca_load_crl(struct vm_ek_ca *ca, const char *pem_path, char *why, size_t whylen);
+
 /* Checks that a DER EK certificate chains to the CA (signatures, validity
  * times, CA constraints) and that its key is RSA-2048 (the EK template the
  * validators make credentials for).  On success *ek (when not NULL) gets a
