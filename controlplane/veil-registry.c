@@ -452,6 +452,18 @@ int main(int argc, char **argv)
 	int t = 0, mb = 32, o, npcr9 = 0;
 	uint64_t epoch = (uint64_t)time(NULL);
 
+	if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		printf("usage: veil-registry order --vm ID --t T --validators A:P,... --ca F --key F --ek-cert F [--ek-ca F]\n"
+		       "                           [--ak-pub F] --disk PATH [--disk-mb N] --measure cmdline=PATH --measure initrd=PATH\n"
+		       "                           [--pcr 0=HEX --pcr 7=HEX] [--pcr9-event HEX ...] [--epoch N] [--rootfs DIR]\n"
+		       "       veil-registry refs --vm ID --kernel F --initrd F --cmdline S --key F --out F [--pcr N=HEX ...]\n"
+		       "       veil-registry serve --dir DIR --listen ADDR:PORT --cert F --key F\n"
+		       "       veil-registry worker --config FILE   (builds fed from the cluster store)\n"
+		       "Builds a VM's encrypted disk, its signed reference values and its key shares, registers them\n"
+		       "with the validators, and serves images (veil-registry(8), docs/attestation.md).\n"
+		       "Exit codes: 0 done, 1 failed, 2 usage.\n");
+		return 0;
+	}
 	if (argc >= 2 && !strcmp(argv[1], "refs"))
 		return refs_main(argc, argv);
 	if (argc >= 2 && !strcmp(argv[1], "serve"))

@@ -157,12 +157,23 @@ for w in 0 -1 1.5 abc 999999; do
 done
 [ -z "$bad" ] && pass $t || fail $t "$bad"
 
+# --help: usage on stdout, exit 0, for every program built
+t=help_on_stdout_exit_0
+bad=""
+for b in "$BUILD"/veil-* "$BUILD"/veilctl; do
+	[ -f "$b" ] && [ -x "$b" ] || continue
+	out=$(timeout 10 "$b" --help 2>/dev/null); rc=$?
+	{ [ $rc = 0 ] && [ -n "$out" ]; } || bad="$bad $(basename "$b"):rc=$rc"
+done
+[ -z "$bad" ] && pass $t || fail $t "$bad"
+
 # every flag of every --help is in its man page
 t=man_pages_document_every_flag
 bad=""
 flags() { grep -o -- '--[a-z][a-z-]*' | grep -v -- '--$' | sort -u; }
 manflags() { sed 's/\\-/-/g; s/\\f[BIRP]//g' "$1"; }
-for pair in "veilctl:veilctl" "veil-gw:veil-gw" "veil-node:veil-node" "veil-gw-dpdk:veil-gw-dpdk"; do
+for pair in "veilctl:veilctl" "veil-gw:veil-gw" "veil-node:veil-node" "veil-gw-dpdk:veil-gw-dpdk" \
+	"veil-validator:veil-validator" "veil-attest:veil-attest" "veil-registry:veil-registry"; do
 	bin=${pair%%:*}; man=docs/man/${pair#*:}.8
 	[ -x "$BUILD/$bin" ] || continue
 	for f in $("$BUILD/$bin" --help 2>&1 | sed -n '1,/EAL options:/p' | flags); do

@@ -361,8 +361,14 @@ int main(int argc, char **argv)
 	const char *addr = NULL, *ca = NULL, *regkey = NULL;
 	int o, clients = 4, slow = 0, pid = 0;
 
+	if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")))
+		return printf("usage: veil-attest-bench register --addr A:P --ca F --registry-key F --vm ID [--vms N]\n"
+			      "       veil-attest-bench run --addr A:P --ca F --vm ID --mode new|resume|keepalive [--clients N]\n"
+			      "                             [--slow N] [--seconds S] [--pid VALIDATOR_PID] [--vms N]\n"
+			      "Full attestations against a validator from a software TPM; one JSON line of figures\n"
+			      "(tools/bench_attest.sh runs it). Exit codes: 0 done, 1 failed, 2 usage.\n"), 0;
 	if (argc < 2)
-		return fprintf(stderr, "usage: veil-attest-bench register|run [options] (tools/attest_bench.c)\n"), 2;
+		return fprintf(stderr, "usage: veil-attest-bench register|run [options] (veil-attest-bench --help)\n"), 2;
 	optind = 2;
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1)
 		switch (o) {

@@ -118,7 +118,7 @@ int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "store", 1, 0, 's' }, { "key", 1, 0, 'k' }, { "map", 1, 0, 'm' }, { "node4", 1, 0, '4' },
-		{ "routes", 1, 0, 'n' }, { "samples", 1, 0, 'S' }, { "gw-pid", 1, 0, 'p' }, { 0 } };
+		{ "routes", 1, 0, 'n' }, { "samples", 1, 0, 'S' }, { "gw-pid", 1, 0, 'p' }, { "help", 0, 0, 'h' }, { 0 } };
 	const char *urls = NULL, *keyf = NULL, *mapf = NULL, *node4 = NULL;
 	int nroutes = 100000, samples = 400, pid = 0, o;
 	char err[512] = "";
@@ -132,6 +132,12 @@ int main(int argc, char **argv)
 		case 'n': nroutes = atoi(optarg); break;
 		case 'S': samples = atoi(optarg); break;
 		case 'p': pid = atoi(optarg); break;
+		case 'h':
+			printf("usage: veil-bench-routes --store URLS --key PRIVKEY --map PINNED_ROUTES --node4 ADDR [--routes N]\n"
+			       "                         [--samples N] [--gw-pid PID]\n"
+			       "Writes N routes into the cluster store and times each sampled write until veil-gw's pinned\n"
+			       "routes map holds it (p50/p99, JSON; tools/bench_routes.sh runs it).\n");
+			return 0;
 		default: return 2;
 		}
 	if (!urls || !keyf || !mapf || !node4 || nroutes < 1 || samples < 2) {

@@ -59,6 +59,14 @@ int main(int argc, char **argv)
 	const char *ca = NULL, *crl = NULL, *cert = NULL, *name = NULL, *secret = NULL, *out = NULL;
 	int o;
 
+	if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		printf("usage: veil-ek id --ca VENDOR.pem [--crl VENDOR.crl] --cert EK.crt\n"
+		       "       veil-ek makecredential --ca VENDOR.pem [--crl VENDOR.crl] --cert EK.crt --name HEX --secret F --out F\n"
+		       "id: checks the EK certificate against the TPM vendor's CA (and CRLs) and prints the EK's id\n"
+		       "(sha256 of its SubjectPublicKeyInfo); makecredential: TPM2_MakeCredential to that EK (tpm2-tools'\n"
+		       "credential file). Exit codes: 0 done, 1 refused, 2 usage.\n");
+		return 0;
+	}
 	if (argc < 2 || (strcmp(argv[1], "id") && strcmp(argv[1], "makecredential"))) {
 		fprintf(stderr, "usage: veil-ek id|makecredential --ca VENDOR.pem [--crl VENDOR.crl] --cert EK.crt [--name HEX --secret F --out F]\n");
 		return 2;

@@ -187,8 +187,18 @@ int main(int argc, char **argv)
 	const char *evpath = "/sys/kernel/security/tpm0/binary_bios_measurements", *ekpath = NULL;
 	int t = 0, o, deadline = 120, nocap = 0;
 
+	if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		printf("usage: veil-attest ak-pub --tcti CONF --out FILE\n"
+		       "       veil-attest unlock --tcti CONF --vm ID --t N --validators ADDR:PORT,... --ca FILE\n"
+		       "                          --registry-pub FILE --key-out PATH|- [--eventlog FILE] [--deadline S] [--no-cap]\n"
+		       "       veil-attest cap --tcti CONF\n"
+		       "The VM side of disk unlock, run by the initrd: attests to each validator (TPM quote, event log,\n"
+		       "credential activation), rebuilds the disk key from t shares, then caps the PCRs\n"
+		       "(veil-attest(8), docs/attestation.md). Exit codes: 0 done, 1 refused or failed, 2 usage.\n");
+		return 0;
+	}
 	if (argc < 2) {
-		fprintf(stderr, "usage: veil-attest ak-pub|unlock|cap [options] (see the top of images/attest/veil-attest.c)\n");
+		fprintf(stderr, "usage: veil-attest ak-pub|unlock|cap [options] (veil-attest --help)\n");
 		return 2;
 	}
 	const char *cmd = argv[1];
