@@ -85,6 +85,13 @@ static struct {
 	uint8_t ak_name[34];    /* and the AK it was made for */
 	uint8_t cred[32];       /* what activating it gives */
 } nonces[MAX_NONCES];
+/* What a challenge scans (every slot, for a free one and the VM's open
+ * count): 16 bytes a slot, 64 KiB in all, not the 200-byte entries above */
+static struct {
+	long exp;
+	uint32_t vmh;
+	uint32_t live;   /* issued and not used (expiry aside) */
+} nonce_hot[MAX_NONCES];
 
 static void logev(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void logev(const char *fmt, ...)
@@ -627,8 +634,8 @@ static void do_challenge(json_object *j, struct reply *r)
 		vmh = (vmh ^ (unsigned char)*c) * 16777619u;
 	pthread_mutex_lock(&nonce_lock);
 	for (int i = 0; i < MAX_NONCES; i++) {
-		int live = nonces[i].vm[0] && !nonces[i].used && nonces[i].exp >= now;
-		if (live && nonces[i].vmh == vmh && !strcmp(nonces[i].vm, vm))
+		int live = nonce_hot[i].live && nonce_hot[i].exp >= now;
+		if (live && nonce_hot[i].vmh == vmh && !strcmp(nonces[i].vm, vm))
 			open_for_vm++;
 		if (!live && slot < 0)
 			slot = i;
@@ -640,6 +647,7 @@ static void do_challenge(json_object *j, struct reply *r)
 	}
 	if (RAND_bytes(nonces[slot].nonce, VM_NONCE_LEN) != 1) {
 		nonces[slot].vm[0] = 0;
+		nonce_hot[slot].live = 0;
 		pthread_mutex_unlock(&nonce_lock);
 		refuse(r, 500, "challenge", vm, "no randomness");
 		goto out;
@@ -650,6 +658,9 @@ static void do_challenge(json_object *j, struct reply *r)
 	snprintf(nonces[slot].vm, sizeof(nonces[slot].vm), "%s", vm);
 	nonces[slot].exp = now + cfg.nonce_ttl;
 	nonces[slot].used = 0;
+	nonce_hot[slot].exp = nonces[slot].exp;
+	nonce_hot[slot].vmh = vmh;
+	nonce_hot[slot].live = 1;
 	memcpy(nonces[slot].ek, id, 32);
 	memcpy(nonces[slot].ak_name, name, 34);
 	memcpy(nonces[slot].cred, cred, 32);
@@ -750,6 +761,7 @@ static void do_attest(json_object *j, struct reply *r)
 	int stale = found < 0 || nonces[found].used || nonces[found].exp < now;
 	if (found >= 0) {
 		nonces[found].used = 1;
+		nonce_hot[found].live = 0;
 		memcpy(slot_ek, nonces[found].ek, 32);
 		memcpy(slot_name, nonces[found].ak_name, 34);
 		memcpy(slot_cred, nonces[found].cred, 32);
