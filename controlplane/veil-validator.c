@@ -50,6 +50,7 @@
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 
+#include "common/logline.h"
 #include "keys/attest.h"
 #include "keys/ek.h"
 #include "keys/shamir.h"
@@ -96,22 +97,14 @@ static struct {
 static void logev(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void logev(const char *fmt, ...)
 {
-	char ts[32], line[1024];
-	time_t now = time(NULL);
-	struct tm tm;
+	char who[80];
 	va_list ap;
-
 	if (quiet)
 		return;
-	gmtime_r(&now, &tm);
-	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	snprintf(who, sizeof(who), "veil-validator[%s]", cfg.id);
 	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
+	vm_vlogline(who, fmt, ap);
 	va_end(ap);
-	for (char *p = line; *p; p++)   /* one event a line, whatever a reason holds */
-		if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
-			*p = '?';
-	fprintf(stderr, "%s veil-validator[%s]: %s\n", ts, cfg.id, line);
 }
 
 static int vm_id_ok(const char *s)

@@ -373,6 +373,6 @@ if wait_log "event=vm_deleted id=web1" 30; then
 	[ -z "$left" ] && pass agent_delete_leaves_nothing || failm agent_delete_leaves_nothing "left:$left"
 else failm agent_delete_leaves_nothing "$(tail -4 "$DIR/agent.log")"; fi
 echo "-- agent events:" >&2
-sed 's/^[0-9-]*T\([0-9:.]*\)Z veil-agent \(event=[a-z_]*\)\( id=[a-z0-9-]*\)\{0,1\}.*/\1 \2\3/' "$DIR/agent.log" >&2
+sed 's/^[0-9-]*T\([0-9:.]*\)Z veil-agent: \(event=[a-z_]*\)\( id=[a-z0-9-]*\)\{0,1\}.*/\1 \2\3/' "$DIR/agent.log" >&2
 grep -E 'event=(fetch_retry|vm_failed|vm_refused|spec_rejected)' "$DIR/agent.log" >&2
 exit 0

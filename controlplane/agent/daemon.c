@@ -33,6 +33,7 @@
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
 
+#include "common/logline.h"
 #include "daemon.h"
 #include "storefeed.h"
 #include "vmm.h"
@@ -87,19 +88,10 @@ static double now(void)
 /* One event per line: time, event=..., key=value (daemon.h). */
 void ag_log(const char *fmt, ...)
 {
-	char ts[32];
-	struct timespec t;
-	struct tm tm;
-	clock_gettime(CLOCK_REALTIME, &t);
-	gmtime_r(&t.tv_sec, &tm);
-	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
 	va_list ap;
-	fprintf(stderr, "%s.%03ldZ veil-agent ", ts, t.tv_nsec / 1000000);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vm_vlogline("veil-agent", fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
-	fflush(stderr);
 }
 
 static const char *virt_err(void)

@@ -42,6 +42,7 @@
 #include <openssl/sha.h>
 
 #include "common/httpd.h"
+#include "common/logline.h"
 #include "ctl/ctl.h"
 #include "keys/attest.h"
 #include "keys/ek.h"
@@ -69,21 +70,12 @@ static int quiet;
 static void logev(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void logev(const char *fmt, ...)
 {
-	char ts[32], line[1200];
-	time_t now = time(NULL);
-	struct tm tm;
 	va_list ap;
 	if (quiet)
 		return;
-	gmtime_r(&now, &tm);
-	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
+	vm_vlogline("veil-controller", fmt, ap);
 	va_end(ap);
-	for (char *p = line; *p; p++)   /* one event a line, whatever a reason holds */
-		if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
-			*p = '?';
-	fprintf(stderr, "%s veil-controller: %s\n", ts, line);
 }
 
 static int parse_int(const char *s, int lo, int hi, int *out)
