@@ -296,6 +296,7 @@ static void on_entry(void *arg, const struct vs_entry *e)
 	}
 	bool live = s->synced;
 	if (e->op == VS_OP_DEL) {
+		vs_gen_deleted(s->gens, e->key);   /* its last envelope put back is a replay, restart or not */
 		if (i >= 0) {
 			rt_remove(s, i);
 			s->deleted++;
@@ -421,7 +422,12 @@ struct gw_store *gw_store_start(struct vm_gw *g, const struct vm_gw_cfg *c, char
 		snprintf(err, errlen, "%s:%d: store_pub %s: %s", c->path, c->store_pub_line, c->store_pub, why);
 		goto fail;
 	}
-	s->gens = vs_gens_new();
+	if (c->store_gens[0] && !(s->gens = vs_gens_open(c->store_gens, why, sizeof(why)))) {
+		snprintf(err, errlen, "%s: store_gens: %s", c->path, why);
+		goto fail;
+	}
+	if (!s->gens)
+		s->gens = vs_gens_new();
 	if (!s->gens || copy_base(s, c) || ntab_grow(&s->idx, 1024)) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;

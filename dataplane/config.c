@@ -273,6 +273,9 @@ static int gw_line(struct cfg_reader *r, struct vm_gw_cfg *c, char **w, int n)
 	} else if (!strcmp(w[0], "store_pub")) {
 		ONE_NAME(c->store_pub);
 		c->store_pub_line = r->line;
+	} else if (!strcmp(w[0], "store_gens")) {
+		/* the last gen applied per route, kept across restarts (replays) */
+		ONE_NAME(c->store_gens);
 	} else if (!strcmp(w[0], "wscale")) {
 		NEED(2, "a number from 0 to 14");
 		if (parse_u32(w[1], 0, 14, &v))

@@ -88,6 +88,7 @@ struct vm_gw_cfg {
 	char store_urls[512];     /* "store nats://...": routes also from the cluster store */
 	char store_pub[256];      /* "store_pub FILE": the controller's Ed25519 public key */
 	int store_pub_line;
+	char store_gens[256];     /* "store_gens FILE": last gen per route key, kept across restarts */
 };
 
 struct vm_node_cfg {

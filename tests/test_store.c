@@ -286,6 +286,66 @@ static void envelopes(void)
 	EVP_PKEY_free(other);
 }
 
+/* gens kept in a file: a restarted consumer still refuses old envelopes */
+static void gens_persisted(void)
+{
+	char dir[] = "/tmp/veil-gens-XXXXXX", path[128], err[256] = "", kk[16];
+	CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+	snprintf(path, sizeof(path), "%s/gens", dir);
+	struct vs_gens *g = vs_gens_open(path, err, sizeof(err));
+	CHECK(g != NULL, "open a new file: %s", err);
+	if (!g)
+		return;
+	CHECK(vs_gen_check(g, "routes.a", 5) == VS_OK && vs_gen_check(g, "routes.a", 7) == VS_OK, "gens");
+	for (int i = 0; i < 20000; i++) {   /* enough lines for a compaction */
+		snprintf(kk, sizeof(kk), "k%d", i % 100);
+		vs_gen_check(g, kk, (uint64_t)i + 1);
+	}
+	vs_gens_free(g);   /* "the consumer restarts" */
+	g = vs_gens_open(path, err, sizeof(err));
+	CHECK(g != NULL, "reopen: %s", err);
+	if (!g)
+		return;
+	CHECK(vs_gen_check(g, "routes.a", 6) == VS_REPLAY, "an older gen after the restart is a replay");
+	CHECK(vs_gen_check(g, "routes.a", 7) == VS_OK, "the snapshot's re-delivery of the last gen is taken once");
+	CHECK(vs_gen_check(g, "routes.a", 7) == VS_REPLAY, "and only once");
+	CHECK(vs_gen_check(g, "k99", 19999) == VS_REPLAY && vs_gen_check(g, "k99", 20001) == VS_OK, "compacted gens");
+	CHECK(vs_gen_check(g, "routes.a", 8) == VS_OK, "a newer gen");
+	CHECK(vs_gen_check(g, "routes.d", 3) == VS_OK, "a key");
+	vs_gen_deleted(g, "routes.d");
+	CHECK(vs_gen_check(g, "routes.d", 3) == VS_REPLAY, "a deleted key's last envelope put back");
+	vs_gens_free(g);
+	g = vs_gens_open(path, err, sizeof(err));
+	CHECK(g && vs_gen_check(g, "routes.d", 3) == VS_REPLAY, "... and after a restart: not resurrected");
+	CHECK(g && vs_gen_check(g, "routes.d", 4) == VS_OK, "a new put of the deleted key");
+	vs_gens_free(g);
+	FILE *f = fopen(path, "r");
+	int lines = 0, c;
+	while (f && (c = fgetc(f)) != EOF)
+		lines += c == '\n';
+	if (f)
+		fclose(f);
+	CHECK(lines > 0 && lines < 2000, "the file was compacted: %d lines", lines);
+	f = fopen(path, "a");   /* a torn last line (a crash mid-write) is dropped */
+	if (f) {
+		fputs("12 routes.", f);
+		fclose(f);
+	}
+	g = vs_gens_open(path, err, sizeof(err));
+	CHECK(g && vs_gen_check(g, "routes.a", 7) == VS_REPLAY, "torn last line: %s", err);
+	vs_gens_free(g);
+	f = fopen(path, "w");
+	if (f) {
+		fputs("5 routes.a\nnot a line\n6 routes.b\n", f);
+		fclose(f);
+	}
+	g = vs_gens_open(path, err, sizeof(err));
+	CHECK(!g && strstr(err, ":2:"), "a malformed line is an error with its line: %s", err);
+	vs_gens_free(g);
+	unlink(path);
+	rmdir(dir);
+}
+
 static void name_keys(void)
 {
 	char k[300], n[300];
@@ -354,6 +414,7 @@ int main(void)
 	RUN(snapshot_then_watch);
 	RUN(envelopes);
 	RUN(name_keys);
+	RUN(gens_persisted);
 	RUN(audit_dedup);
 	RUN(unreachable_is_an_error);
 	RUN(watch_survives_server_restart);

@@ -77,6 +77,7 @@ struct dns_cfg {
 	char store[512];         /* nats://... (comma-separated), empty: file only */
 	char store_pub[256];     /* the controller's Ed25519 public key (PEM) */
 	char store_creds[256];   /* NATS credentials file, optional */
+	char store_gens[256];    /* last gen applied per key, kept across restarts; optional */
 	uint32_t store_wait;     /* seconds to wait at start for the store's snapshot */
 	uint64_t hash;           /* of the file's content (and the store's state), for the serial */
 };

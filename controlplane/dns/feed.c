@@ -114,7 +114,8 @@ static void dns_entry(struct dns_feed *f, const struct vs_entry *e)
 			changed(f, 0);
 		}
 		/* the key's last gen is kept: an old envelope put back later is
-		 * still a replay */
+		 * still a replay (after a restart too, with store_gens) */
+		vs_gen_deleted(f->gens, e->key);
 		return;
 	}
 	if (n && e->rev <= n->rev) {
@@ -415,9 +416,12 @@ struct dns_feed *dns_feed_start(const struct dns_cfg *c, char *err, size_t len)
 	snprintf(f->urls, sizeof(f->urls), "%s", c->store);
 	snprintf(f->creds, sizeof(f->creds), "%s", c->store_creds);
 	f->b[0].epoch = f->b[1].epoch = 1;
-	if (!(f->pub = vs_load_key(c->store_pub, 0, err, len)) || !(f->gens = vs_gens_new())) {
-		if (f->pub && !f->gens)
-			snprintf(err, len, "out of memory");
+	char why[300] = "";
+	if ((f->pub = vs_load_key(c->store_pub, 0, err, len)))
+		f->gens = c->store_gens[0] ? vs_gens_open(c->store_gens, why, sizeof(why)) : vs_gens_new();
+	if (!f->pub || !f->gens) {
+		if (f->pub)
+			snprintf(err, len, "store_gens: %s", why[0] ? why : "out of memory");
 		EVP_PKEY_free(f->pub);
 		free(f);
 		return NULL;

@@ -267,6 +267,8 @@ int dns_cfg_load(const char *path, struct dns_cfg *c, char *err, size_t len)
 			snprintf(c->store_pub, sizeof(c->store_pub), "%s", w[1]);
 		} else if (!strcmp(k, "store_creds") && n == 2) {
 			snprintf(c->store_creds, sizeof(c->store_creds), "%s", w[1]);
+		} else if (!strcmp(k, "store_gens") && n == 2) {
+			snprintf(c->store_gens, sizeof(c->store_gens), "%s", w[1]);
 		} else if (!strcmp(k, "store_wait") && n == 2) {
 			if (parse_u32(w[1], &c->store_wait) || c->store_wait > 600)
 				BAD("store_wait: seconds, 0..600");

@@ -688,11 +688,18 @@ out:
 struct gen_ent {
 	char *key;
 	uint64_t gen;
+	uint8_t deleted;    /* the key's last operation was a delete (vs_gen_deleted) */
+	uint8_t restored;   /* read from the file: the same gen may come once more (the snapshot) */
 };
 struct vs_gens {
 	struct gen_ent *e;
 	size_t cap, n;
 	pthread_mutex_t lock;
+	/* vs_gens_open: every accepted gen appended to this file ("GEN KEY"),
+	 * compacted when it holds far more lines than keys */
+	FILE *log;
+	char *path;
+	size_t lines;
 };
 
 static uint64_t fnv(const char *s)
@@ -743,28 +750,149 @@ static int gen_grow(struct vs_gens *g)
 	return 0;
 }
 
+/* the table as it is, one line a key, in place of the log (under lock) */
+static int gen_compact(struct vs_gens *g)
+{
+	char *tmp = NULL;
+	if (asprintf(&tmp, "%s.tmp", g->path) < 0)
+		return -1;
+	FILE *f = fopen(tmp, "we");
+	int ok = f != NULL;
+	for (size_t i = 0; ok && i < g->cap; i++)
+		if (g->e[i].key)
+			ok = fprintf(f, "%llu %s%s\n", (unsigned long long)g->e[i].gen, g->e[i].key,
+				     g->e[i].deleted ? " -" : "") > 0;
+	ok = ok && fflush(f) == 0 && fdatasync(fileno(f)) == 0;
+	if (f)
+		ok = (fclose(f) == 0) && ok;
+	ok = ok && rename(tmp, g->path) == 0;
+	if (!ok)
+		unlink(tmp);
+	free(tmp);
+	if (!ok)
+		return -1;
+	if (g->log)
+		fclose(g->log);
+	g->log = fopen(g->path, "ae");
+	g->lines = g->n;
+	return g->log ? 0 : -1;
+}
+
+static int gen_check_locked(struct vs_gens *g, const char *key, uint64_t gen);
+
+struct vs_gens *vs_gens_open(const char *path, char *err, size_t errlen)
+{
+	struct vs_gens *g = vs_gens_new();
+	FILE *f;
+	char line[512];
+	long ln = 0;
+
+	if (!g)
+		return seterr(err, errlen, "out of memory"), NULL;
+	if (!(g->path = strdup(path))) {
+		vs_gens_free(g);
+		return seterr(err, errlen, "out of memory"), NULL;
+	}
+	if ((f = fopen(path, "re"))) {
+		while (fgets(line, sizeof(line), f)) {
+			unsigned long long gen;
+			char key[400], del[4] = "";
+			ln++;
+			/* a torn last line (a crash mid-write) is dropped; any other
+			 * malformed line is an error, not a silent reset of replay state */
+			int nf = sscanf(line, "%llu %399s %3s", &gen, key, del);
+			if (nf < 2 || (nf == 3 && strcmp(del, "-")) || !strchr(line, '\n')) {
+				if (feof(f) || !strchr(line, '\n'))
+					break;
+				fclose(f);
+				seterr(err, errlen, "%s:%ld: not 'GEN KEY'", path, ln);
+				vs_gens_free(g);
+				return NULL;
+			}
+			if (gen_check_locked(g, key, gen) == VS_ERR) {
+				fclose(f);
+				seterr(err, errlen, "out of memory");
+				vs_gens_free(g);
+				return NULL;
+			}
+			size_t i = gen_find(g, key);
+			if (g->e[i].key && g->e[i].gen == gen) {
+				g->e[i].deleted = nf == 3;
+				g->e[i].restored = 1;
+			}
+		}
+		fclose(f);
+	} else if (errno != ENOENT) {
+		seterr(err, errlen, "%s: %s", path, strerror(errno));
+		vs_gens_free(g);
+		return NULL;
+	}
+	if (gen_compact(g)) {
+		seterr(err, errlen, "%s: cannot write: %s", path, strerror(errno));
+		vs_gens_free(g);
+		return NULL;
+	}
+	return g;
+}
+
 int vs_gen_check(struct vs_gens *g, const char *key, uint64_t gen)
 {
-	int rc = VS_OK;
 	pthread_mutex_lock(&g->lock);
-	if ((g->n + 1) * 2 > g->cap && gen_grow(g) < 0) {
-		pthread_mutex_unlock(&g->lock);
-		return VS_ERR;
+	int rc = gen_check_locked(g, key, gen);
+	if (rc == VS_OK && g->log) {
+		/* on disk before the caller applies what the gen came with: after
+		 * a restart an older envelope for the key is still a replay */
+		if (fprintf(g->log, "%llu %s\n", (unsigned long long)gen, key) < 0 || fflush(g->log))
+			rc = VS_ERR;
+		else if (++g->lines > 4 * g->n + 4096)
+			gen_compact(g);
 	}
+	pthread_mutex_unlock(&g->lock);
+	return rc;
+}
+
+static int gen_check_locked(struct vs_gens *g, const char *key, uint64_t gen)
+{
+	int rc = VS_OK;
+	if ((g->n + 1) * 2 > g->cap && gen_grow(g) < 0)
+		return VS_ERR;
 	size_t i = gen_find(g, key);
 	if (g->e[i].key) {
-		if (gen <= g->e[i].gen)
+		/* after a restart the snapshot brings each key's current envelope
+		 * again: the gen last applied is taken once more, unless the key
+		 * was deleted since (an envelope put back would resurrect it) */
+		if (gen == g->e[i].gen && g->e[i].restored && !g->e[i].deleted)
+			g->e[i].restored = 0;
+		else if (gen <= g->e[i].gen)
 			rc = VS_REPLAY;
-		else
+		else {
 			g->e[i].gen = gen;
+			g->e[i].deleted = 0;
+			g->e[i].restored = 0;
+		}
 	} else if ((g->e[i].key = strdup(key))) {
 		g->e[i].gen = gen;
+		g->e[i].deleted = 0;
+		g->e[i].restored = 0;
 		g->n++;
 	} else {
 		rc = VS_ERR;
 	}
-	pthread_mutex_unlock(&g->lock);
 	return rc;
+}
+
+void vs_gen_deleted(struct vs_gens *g, const char *key)
+{
+	pthread_mutex_lock(&g->lock);
+	size_t i = gen_find(g, key);
+	if (g->e[i].key && !g->e[i].deleted) {
+		g->e[i].deleted = 1;
+		g->e[i].restored = 0;
+		if (g->log && fprintf(g->log, "%llu %s -\n", (unsigned long long)g->e[i].gen, key) > 0 && !fflush(g->log) &&
+		    ++g->lines > 4 * g->n + 4096)
+			gen_compact(g);
+	}
+	pthread_mutex_unlock(&g->lock);
 }
 
 void vs_gen_forget(struct vs_gens *g, const char *key)
@@ -800,6 +928,9 @@ void vs_gens_free(struct vs_gens *g)
 	for (size_t i = 0; i < g->cap; i++)
 		free(g->e[i].key);
 	free(g->e);
+	if (g->log)
+		fclose(g->log);
+	free(g->path);
 	pthread_mutex_destroy(&g->lock);
 	free(g);
 }

@@ -87,7 +87,19 @@ int vs_open(EVP_PKEY *pub, const char *bucket, const char *key, const char *env,
 struct vs_gens;
 struct vs_gens *vs_gens_new(void);
 int vs_gen_check(struct vs_gens *g, const char *key, uint64_t gen);
-void vs_gen_forget(struct vs_gens *g, const char *key);
+void vs_gen_forget(struct vs_gens *g, const char *key);   /* in memory only */
+/* The key was deleted in the store: its gen stays (an old envelope put back
+ * is still a replay), and after a restart even its last gen is one. */
+void vs_gen_deleted(struct vs_gens *g, const char *key);
+/* The same table kept in a file across restarts (a consumer that restarts
+ * still refuses an envelope older than the last one it applied, and the
+ * last one itself for a key deleted since; the snapshot's re-delivery of a
+ * live key's last envelope is taken once): loads PATH
+ * if it exists, then appends every gen vs_gen_check accepts ("GEN KEY" a
+ * line, flushed before it returns), compacting the file when it grows to
+ * four times the keys.  A torn last line is dropped; any other malformed line
+ * fails the open (err says file:line).  NULL on error. */
+struct vs_gens *vs_gens_open(const char *path, char *err, size_t errlen);
 void vs_gens_free(struct vs_gens *g);
 
 /* DNS name <-> key: lower case, no final dot, a leading '*' as '='.  Returns
