@@ -374,6 +374,16 @@ static void serve_restart(void)
 
 /* ---------- one build ---------- */
 
+/* seconds since *t, and *t = now: a build's steps, logged for the operator */
+static double lap(struct timespec *t)
+{
+	struct timespec n;
+	clock_gettime(CLOCK_MONOTONIC, &n);
+	double s = (double)(n.tv_sec - t->tv_sec) + (n.tv_nsec - t->tv_nsec) / 1e9;
+	*t = n;
+	return s;
+}
+
 static int build(const struct order *o, char *why, size_t len)
 {
 	char d[700], rootfs[800], conf[800], logp[800], p[2048], p2[2048];
@@ -389,6 +399,9 @@ static int build(const struct order *o, char *why, size_t len)
 		return -1;
 	}
 	int rc = -1;
+	struct timespec tl;
+	double s_cert = 0, s_rootfs = 0, s_initrd = 0, s_order = 0, s_refs = 0;
+	clock_gettime(CLOCK_MONOTONIC, &tl);
 	/* the VM's TLS certificate for its hostname, from the registry's VM CA */
 	char key[900], csr[900], crt[900], ext[900], subj[300], san[300];
 	snprintf(key, sizeof(key), "%s/tls.key", d);
@@ -414,11 +427,13 @@ static int build(const struct order *o, char *why, size_t len)
 			 "-set_serial", serial, "-days", "825", "-extfile", ext, "-out", crt, NULL };
 	if (run(req, logp, why, len) || run(sign, logp, why, len))
 		goto out;
+	s_cert = lap(&tl);
 	/* the image's recipe (nginx) */
 	snprintf(p, sizeof(p), "%s/mkrootfs.sh", W.c.images_dir);
 	char *mk[] = { p, rootfs, (char *)o->hostname, crt, key, NULL };
 	if (run(mk, logp, why, len))
 		goto out;
+	s_rootfs = lap(&tl);
 	unlink(key); /* its copy is in the rootfs, to be encrypted */
 	/* post-provisioning: hostname, SSH keys, a NoCloud-style seed for the first boot */
 	snprintf(p, sizeof(p), "%s/etc/hostname", rootfs);
@@ -484,8 +499,10 @@ static int build(const struct order *o, char *why, size_t len)
 	snprintf(initrd, sizeof(initrd), "%s/initrd.img", d);
 	snprintf(p, sizeof(p), "%s/mkinitrd.sh", W.c.images_dir);
 	char *mi[] = { p, initrd, W.c.kver, W.c.veil_attest, conf, NULL };
+	lap(&tl);
 	if (run(mi, logp, why, len))
 		goto out;
+	s_initrd = lap(&tl);
 	/* the order: the existing code, unchanged (key split, registration, wipe) */
 	snprintf(disk, sizeof(disk), "%s/disk.img", d);
 	snprintf(cmdf, sizeof(cmdf), "%s/cmdline", d);
@@ -542,7 +559,9 @@ static int build(const struct order *o, char *why, size_t len)
 		ord[na++] = "--ak-pub";
 		ord[na++] = ak;
 	}
+	lap(&tl);
 	int orc = run(ord, logp, why, len);
+	s_order = lap(&tl);
 	wipe_tree(rootfs); /* encrypted or not, the plaintext goes now */
 	if (orc)
 		goto out;
@@ -551,6 +570,7 @@ static int build(const struct order *o, char *why, size_t len)
 		       measured, "--key", W.c.registry_key, "--out", refs, "--pcr", p0, "--pcr", p7, NULL };
 	if (run(rf, logp, why, len))
 		goto out;
+	s_refs = lap(&tl);
 	/* publish: <vm_id>-<file> beside the kernel, then serve again */
 	struct { const char *from, *name, *field; } pubf[] = {
 		{ disk, "disk.img", "disk" }, { initrd, "initrd.img", "initrd" }, { refs, "refs.json", "refs" },
@@ -587,10 +607,32 @@ static int build(const struct order *o, char *why, size_t len)
 	json_object_object_add(j, "kernel_sha256", json_object_new_string(ksha));
 	json_object_object_add(j, "cmdline", json_object_new_string(W.c.cmdline));
 	status(o, "done", NULL, j); /* serve finds the new files itself */
+	wlog("event=build_steps vm=%s cert_s=%.1f rootfs_s=%.1f initrd_s=%.1f order_s=%.1f refs_s=%.1f publish_s=%.1f "
+	     "(order: mke2fs -d, LUKS2 reencrypt with argon2id, key split and registered)",
+	     o->vm_id, s_cert, s_rootfs, s_initrd, s_order, s_refs, lap(&tl));
 	rc = 0;
 out:
 	wipe_tree(d);
 	return rc;
+}
+
+/* At start, what every build shares goes into image_cache before the first
+ * order needs it (a build that comes first waits for it: the scripts lock) */
+static void *cache_warm(void *arg)
+{
+	char mi[700], mr[700], lp[700], why[512] = "";
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	snprintf(mi, sizeof(mi), "%s/mkinitrd.sh", W.c.images_dir);
+	snprintf(mr, sizeof(mr), "%s/mkrootfs.sh", W.c.images_dir);
+	snprintf(lp, sizeof(lp), "%s/cache-warm.log", W.c.work_dir);
+	char *a1[] = { mi, "--cache-only", W.c.kver, W.c.veil_attest, NULL };
+	char *a2[] = { mr, "--cache-only", NULL };
+	if (run(a1, lp, why, sizeof(why)) || run(a2, lp, why, sizeof(why)))
+		wlog("event=cache_warm_failed dir=%s reason=\"%s\" (each build makes what it needs)", W.c.image_cache, why);
+	else
+		wlog("event=cache_warm dir=%s seconds=%.1f", W.c.image_cache, lap(&t));
+	return NULL;
 }
 
 static void *builder(void *arg)
@@ -916,6 +958,8 @@ int registry_worker_main(int argc, char **argv)
 		return fprintf(stderr, "veil-registry: out of memory\n"), 1;
 	for (int i = 0; i < W.c.build_jobs; i++)
 		pthread_create(&th[i], NULL, builder, &jobs[i]);
+	pthread_t warm;
+	bool warming = strcmp(W.c.image_cache, "off") && !pthread_create(&warm, NULL, cache_warm, NULL);
 	if ((rc = vs_watch(W.builds, NULL, on_build, NULL, NULL, &W.w, err, sizeof(err))))
 		return fprintf(stderr, "veil-registry: %s\n", err), 1;
 	wlog("event=started store=%s publish_dir=%s listen=%s public_url=%s build_jobs=%d image_cache=%s", W.c.store,
@@ -928,6 +972,8 @@ int registry_worker_main(int argc, char **argv)
 	pthread_mutex_unlock(&W.mu);
 	for (int i = 0; i < W.c.build_jobs; i++)
 		pthread_join(th[i], NULL); /* builds in progress finish first */
+	if (warming)
+		pthread_join(warm, NULL);
 	free(jobs);
 	if (W.serve_pid > 0) {
 		kill(W.serve_pid, SIGTERM);

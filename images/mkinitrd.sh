@@ -3,6 +3,7 @@
 # zstd, one thread: the same inputs give the same bytes).
 #   images/mkinitrd.sh OUT KVER VEIL_ATTEST CONFDIR
 #   VEIL_IMAGE_CACHE=DIR  keeps the compressed part (below) by the sha256 of its inputs
+#   VEIL_IMAGE_CACHE=DIR images/mkinitrd.sh --cache-only KVER VEIL_ATTEST   fills it, builds no initrd
 # Contents: busybox (a link per applet), /init (images/init), veil-attest,
 # cryptsetup and tpm2 (pcrextend) with their ldd libraries and the ones they
 # dlopen, the kernel modules for virtio, dm-crypt and ext4 resolved with
@@ -15,7 +16,12 @@
 # module, their paths).  It holds no secret.  A one-byte change of the initrd
 # that still boots (the motd in the tail) is easy to make in tests.
 set -euo pipefail
-out=$1 kver=$2 attest=$3 conf=$4
+if [ "${1:-}" = --cache-only ]; then
+	out="" kver=$2 attest=$3 conf=""
+	[ -n "${VEIL_IMAGE_CACHE:-}" ] || { echo "mkinitrd: --cache-only needs VEIL_IMAGE_CACHE" >&2; exit 2; }
+else
+	out=$1 kver=$2 attest=$3 conf=$4
+fi
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${VEIL_IMAGE_CACHE:-}
 moddir=/lib/modules/$kver
@@ -60,9 +66,16 @@ pack() { # dir -> cpio on stdout
 	(cd "$1" && find . -mindepth 1 -exec touch -h -d @1 {} + &&
 		find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0 --reproducible)
 }
+if [ -n "$cached" ]; then # one builder of it at a time: the others wait, then copy it
+	mkdir -p "$cache"
+	exec 9>"$cache/.initrd-main.lock"
+	flock 9
+fi
 if [ -n "$cached" ] && [ -s "$cached" ]; then
+	[ -n "$out" ] || exit 0
 	cp "$cached" "$out.tmp"
 else
+	[ -n "$out" ] || out=$st/out
 	mkdir -p "$main"/{bin,sbin,etc/veil,proc,sys,dev,run,newroot,lib/modules,usr/bin,usr/sbin,lib64}
 	while read -r src dst; do
 		mkdir -p "$main$(dirname "$dst")"
@@ -83,11 +96,12 @@ else
 		echo "$ko" >> "$main/etc/veil/modules"
 	done < "$st/modules"
 	pack "$main" | zstd -q -10 -T1 > "$out.tmp"
-	if [ -n "$cached" ]; then # another build may do the same at once: same bytes, last rename wins
-		mkdir -p "$cache"
+	if [ -n "$cached" ]; then
 		cp "$out.tmp" "$cached.$$" && mv -f "$cached.$$" "$cached"
 	fi
 fi
+[ -n "$conf" ] || exit 0
+exec 9>&-
 cp "$conf"/* "$tail/etc/veil/"
 [ -e "$tail/etc/veil/motd" ] || echo "veilmesh initrd" > "$tail/etc/veil/motd"
 # the kernel looks for the next archive on a 4-byte boundary: pad with zeros

@@ -2,6 +2,7 @@
 # The recipe "nginx": a root filesystem with busybox and nginx serving TLS on
 # 443 with the certificate the registry issued for the VM's name.
 #   images/mkrootfs.sh DIR NAME CERT KEY [PROBE CONFDIR]
+#   VEIL_IMAGE_CACHE=DIR images/mkrootfs.sh --cache-only   fills the cache (below), builds no tree
 # DIR is created (it must not exist).  /sbin/init is images/os-init.
 # VEIL_IMAGE_CACHE=DIR keeps the part that is the same for every VM (busybox
 # and its links, nginx and its libraries, /sbin/init, passwd, group) there,
@@ -11,9 +12,14 @@
 # /etc/veil) put an attestation client into the OS, which tries to get the
 # key once nginx runs, as any process of a booted VM could: it must fail.
 set -euo pipefail
-dir=$1 name=$2 cert=$3 key=$4 probe=${5:-} probeconf=${6:-}
+if [ "${1:-}" = --cache-only ]; then
+	dir="" probe=""
+	[ -n "${VEIL_IMAGE_CACHE:-}" ] || { echo "mkrootfs: --cache-only needs VEIL_IMAGE_CACHE" >&2; exit 2; }
+else
+	dir=$1 name=$2 cert=$3 key=$4 probe=${5:-} probeconf=${6:-}
+	[ ! -e "$dir" ] || { echo "mkrootfs: $dir exists" >&2; exit 1; }
+fi
 here=$(cd "$(dirname "$0")" && pwd)
-[ ! -e "$dir" ] || { echo "mkrootfs: $dir exists" >&2; exit 1; }
 base() { # DIR: what every VM of this recipe has
 	local dir=$1
 	mkdir -p "$dir"/{bin,sbin,usr/bin,usr/sbin,etc/nginx/tls,proc,sys,dev,run,tmp,var/www,var/log/nginx,var/lib/nginx,lib64}
@@ -37,13 +43,17 @@ if [ -n "$cache" ] && [ -z "$probe" ]; then
 	nlibs=$(ldd /usr/sbin/nginx | awk '/=> \//{print $3} /^\t\/lib/{print $1}')
 	ckey=$( { cat "$0"; echo "$nlibs"; sha256sum "$here/os-init" /bin/busybox /usr/sbin/nginx $(readlink -f $nlibs); } | sha256sum | cut -c1-64)
 	b=$cache/rootfs-base-$ckey
-	if [ ! -d "$b" ]; then # built aside, then renamed: another build may do the same at once
-		mkdir -p "$cache"
+	mkdir -p "$cache"
+	exec 9>"$cache/.rootfs-base.lock"
+	flock 9 # one builder of it at a time: the others wait, then copy it
+	if [ ! -d "$b" ]; then # built aside, then renamed
 		tmpb=$(mktemp -d "$cache/.rootfs-base-XXXXXX")
 		base "$tmpb/t"
-		mv -T "$tmpb/t" "$b" 2>/dev/null || true
+		mv -T "$tmpb/t" "$b"
 		rm -rf "$tmpb"
 	fi
+	exec 9>&-
+	[ -n "$dir" ] || exit 0
 	cp -a "$b" "$dir"
 else
 	base "$dir"
