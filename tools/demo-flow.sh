@@ -72,7 +72,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'FAILED=1; exit 1' INT TERM
 
-for c in nats-server virsh swtpm_setup cryptsetup kdig curl jq openssl python3; do
+for c in nats-server virsh swtpm swtpm_setup tpm2_getcap cryptsetup kdig curl jq openssl python3; do
 	command -v "$c" >/dev/null || die "$c is missing (tools/deps.sh test installs it)"
 done
 for f in veil-controller veil-registry veil-validator veil-attest veil-agent veil-node veil-gw veil-dns veilctl lab_pass.bpf.o; do
@@ -98,12 +98,17 @@ LVPID=$(pgrep -nx libvirtd) || die "libvirtd is not running"
 
 # ---------- the node's vTPM, manufactured with an EK certificate from "the vendor" (cached, as tests/launch.sh) ----------
 TPMC=$(tools/vtpm-manufacture.sh "$CACHE/tpm-ek") || die "cannot manufacture the vTPM"
+# ---------- each node's own TPM, certified by the same vendor (cached: made once, as hardware is) ----------
+declare -A TPMN regp
+for n in 1 2; do
+	TPMN[$n]=$(tools/vtpm-manufacture.sh "$CACHE/tpm-node$n" "$TPMC") || die "cannot manufacture node$n's TPM"
+done
 
 # ---------- keys and certificates ----------
 stage "setup: keys, namespaces, daemons"
 cd "$DIR" || exit 1
 umask 077
-for k in ctl reg n1 n2; do
+for k in ctl reg; do
 	openssl genpkey -algorithm ed25519 -out $k.key 2>/dev/null && openssl pkey -in $k.key -pubout -out $k.pub 2>/dev/null
 done
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj "/CN=demo validators CA" \
@@ -182,6 +187,7 @@ store_replicas 1
 signing_key $DIR/ctl.key
 registry_pub $DIR/reg.pub
 admin_token_file $DIR/admin.token
+tpm_vendor_ca $TPMC/vendor.pem
 pidfile $DIR/ctl.pid
 node_timeout_s 90
 schedule_timeout_s 120
@@ -221,7 +227,9 @@ listen $CORE:8470
 tls_cert $DIR/serve.crt
 tls_key $DIR/serve.tls.key
 public_url https://$CORE:8470
-disk_mb 80
+disk_mb 64
+build_jobs 2
+image_cache $CACHE/image-cache
 EOF
 inn core "$BUILD/veil-registry" worker --config "$DIR/worker.conf" >>"$DIR/worker.log" 2>&1 &
 pids+=($!)
@@ -278,35 +286,49 @@ inn core curl -s --cacert "$DIR/ca.pem" "$API/v1/health" | grep -q ok || die "co
 for _ in $(seq 100); do grep -q "event=started" "$DIR/worker.log" && break; sleep 0.1; done
 stage "control plane up: nats-server, veil-controller, registry worker, 3 validators, veil-dns; 2 gateways, 2 nodes"
 
-# ---------- nodes register with the controller and start their agents ----------
-# (until TPM-attested registration lands: an operator's key, as tests/controller.sh)
-SCAN=$("$BUILD/veil-agent" --scan 2>/dev/null) || die "veil-agent --scan failed"
+# ---------- nodes join: veil-agent --register, attested by each node's own TPM ----------
+# Each node has its own TPM (swtpm, manufactured once with an EK certificate from the
+# same vendor CA as the VMs' vTPM and cached; run on a copy of its state inside the
+# node's namespace).  The controller trusts the vendor CA (tpm_vendor_ca): the agent
+# registers with a one-time key, the controller checks the EK chain, the AK beside
+# the EK by credential activation and a quote over the node's new key.
+for n in 1 2; do
+	cp -r "${TPMN[$n]}/state" "$DIR/tpm-n$n"
+	inn n$n swtpm socket --tpm2 --server type=tcp,port=2321,bindaddr=127.0.0.1 --ctrl type=tcp,port=2322,bindaddr=127.0.0.1 \
+		--tpmstate dir="$DIR/tpm-n$n" --flags not-need-init,startup-clear >>"$DIR/swtpm-n$n.log" 2>&1 &
+	pids+=($!)
+done
+for n in 1 2; do
+	for _ in $(seq 50); do inn n$n tpm2_getcap -T swtpm:host=127.0.0.1,port=2321 properties-fixed >/dev/null 2>&1 && break; sleep 0.1; done
+done
 for n in 1 2; do
 	key=$(capi POST /v1/regkeys | jq -r .key)
-	openssl genpkey -algorithm ec -pkeyopt ec_paramgen_curve:P-256 -out "$DIR/n$n.ek.pem" 2>/dev/null
-	ekb=$(openssl pkey -in "$DIR/n$n.ek.pem" -pubout -outform DER | base64 -w0)
-	npub=$(openssl pkey -in "$DIR/n$n.key" -pubout -outform DER | tail -c 32 | base64 -w0)
-	body=$(jq -cn --arg k "$key" --arg ek "$ekb" --arg np "$npub" --arg n "node$n" --arg u "198.19.0.1$n" --argjson scan "$SCAN" \
-		'{key: $k, ek_pub: $ek, node_pub: $np, name: $n, underlay4: $u, location: "DE",
-		  resources: {cpu: 2, ram_mb: 1024, disk_gb: 4}, scan: $scan}')
-	r=$(inn core curl -sS --cacert "$DIR/ca.pem" -H 'Content-Type: application/json' -X POST "$API/v1/nodes/register" --data "$body")
-	nid=$(jq -r .id <<<"$r" 2>/dev/null)
-	[ -n "$nid" ] && [ "$nid" != null ] || die "node$n registration: $r"
-	echo "$nid" > "$DIR/n$n.id"
+	[ -n "$key" ] && [ "$key" != null ] || die "no registration key from the controller"
 	cat > "$DIR/agent-n$n.cfg" <<EOF
-node_key: demo-node$n-key
+node_key: unused-the-regkey-is-given-on-the-command-line
 resources:
   cpu: 2
   ram: 1gb
   disk: 4gb
 store:
-  urls: $NATS
-  controller_pub: $DIR/ctl.pub
-  node_signing_key: $DIR/n$n.key
-  node_id: $nid
   heartbeat_s: 2
   registry_ca: $DIR/ca.pem
 EOF
+	chmod 600 "$DIR/agent-n$n.cfg"
+	inn n$n "$BUILD/veil-agent" --config "$DIR/agent-n$n.cfg" --image-dir "$DIR" --register "$API" --regkey "$key" \
+		--tcti swtpm:host=127.0.0.1,port=2321 --ca "$DIR/ca.pem" --ek-chain "${TPMN[$n]}/ca/issuercert.pem" \
+		--underlay 198.19.0.1$n --location DE --name node$n --store "$NATS" --controller-pub "$DIR/ctl.pub" \
+		--key-out "$DIR/n$n.node.key" >"$DIR/n$n.id" 2>>"$DIR/register-n$n.log" &
+	regp[$n]=$!
+done
+for n in 1 2; do
+	wait "${regp[$n]}" || die "node$n: veil-agent --register failed: $(tail -2 "$DIR/register-n$n.log")"
+	nid=$(cat "$DIR/n$n.id")
+	[ "$nid" = "$(openssl x509 -inform DER -in "${TPMN[$n]}/ek-rsa2048.crt" -noout -pubkey | openssl pkey -pubin -outform DER | sha256sum | cut -d' ' -f1)" ] ||
+		die "node$n: id '$nid' is not the sha256 of its EK"
+done
+stage "nodes registered through TPM attestation (veil-agent --register: EK certificate -> vendor CA, credential activation, quote)"
+for n in 1 2; do
 	mkdir -p "$DIR/agent-n$n/orders"
 	inn n$n "$BUILD/veil-agent" --config "$DIR/agent-n$n.cfg" --spec-dir "$DIR/agent-n$n/orders" \
 		--state-dir "$DIR/agent-n$n/vms" --image-dir "$DIR/agent-n$n/cache" --libvirt-netns "/proc/$LVPID/ns/net" \
@@ -320,7 +342,8 @@ for _ in $(seq 150); do
 done
 [ "$(capi GET /v1/nodes | jq '[.nodes[] | select(.state == "up")] | length')" = 2 ] ||
 	die "nodes not up: $(capi GET /v1/nodes | jq -c '[.nodes[] | {name, state}]'); $(tail -2 "$DIR/agent-n1.log")"
-stage "nodes registered and up (heartbeats signed by each node): $(capi GET /v1/nodes | jq -r '[.nodes[] | .name + "=" + .id[0:12]] | join(" ")')"
+stage "nodes up (heartbeats signed by each node's key): $(capi GET /v1/nodes | jq -r '[.nodes[] | .name + "=" + .id[0:12] + (if .attested then " attested" else " NOT attested" end)] | join(", ")')"
+[ "$(capi GET /v1/nodes | jq '[.nodes[] | select(.attested == true)] | length')" = 2 ] || die "a node is up without TPM attestation"
 capi GET /v1/images | jq -r '.images[]? | "  image in the catalogue: \(.name)@\(.version) sha256 \(.sha256[0:16])... (\(.maintainer))"'
 
 # ---------- three orders through the API ----------
@@ -372,7 +395,7 @@ while [ "$(date +%s)" -lt $END ]; do
 		[ -n "${ROUTE[$h]:-}" ] && [ -n "${DNS[$h]:-}" ] || all=0
 	done
 	[ $all = 1 ] && break
-	sleep 1
+	sleep 0.5
 done
 [ $all = 1 ] || die "not every name routed and in DNS after 1500 s"
 TALL=$(awk -v a="$TORDER" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b - a}')
