@@ -138,36 +138,37 @@ ssh-keygen -q -t ed25519 -N '' -C "demo-user@veil.test" -f user_ssh >/dev/null 2
 umask 022
 cd "$TOP" || exit 1
 
-# ---------- the network ----------
-for n in cli sw core gw1 gw2 n1 n2; do ip netns add "$P-$n" || die "cannot create netns $P-$n"; nsx $n ip link set lo up; done
+# ---------- the network (ip -n / nsenter: no mount namespace per command) ----------
+for n in cli sw core gw1 gw2 n1 n2; do ip netns add "$P-$n" || die "cannot create netns $P-$n"; ip -n "$P-$n" link set lo up; done
 for n in gw1 gw2 n1 n2 core; do
-	nsx $n sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 net.ipv6.conf.default.accept_dad=0 \
+	inn $n sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 net.ipv6.conf.default.accept_dad=0 \
 		net.ipv6.conf.all.accept_dad=0 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0 >/dev/null
 done
 veth() { # NS1 IF1 NS2 IF2
 	ip link add "$2" netns "$P-$1" type veth peer name "$4" netns "$P-$3"
-	nsx "$1" ethtool -K "$2" tx off >/dev/null 2>&1; nsx "$3" ethtool -K "$4" tx off >/dev/null 2>&1
-	nsx "$1" ip link set "$2" up; nsx "$3" ip link set "$4" up
+	inn "$1" ethtool -K "$2" tx off >/dev/null 2>&1; inn "$3" ethtool -K "$4" tx off >/dev/null 2>&1
+	ip -n "$P-$1" link set "$2" up; ip -n "$P-$3" link set "$4" up
 }
-xdp_pass() { nsx "$1" ip link set dev "$2" xdp obj "$BUILD/lab_pass.bpf.o" sec xdp; }
-nsx sw ip link add br0 type bridge && nsx sw ip link set br0 up
-for n in core gw1 gw2 n1 n2; do veth $n $n-u sw sw-$n; nsx sw ip link set sw-$n master br0; done
-nsx core ip addr add $CORE/24 dev core-u
-nsx gw1 ip addr add 198.19.0.1/24 dev gw1-u
-nsx gw2 ip addr add 198.19.0.2/24 dev gw2-u
-nsx n1 ip addr add 198.19.0.11/24 dev n1-u
-nsx n2 ip addr add 198.19.0.12/24 dev n2-u
+xdp_pass() { ip -n "$P-$1" link set dev "$2" xdp obj "$BUILD/lab_pass.bpf.o" sec xdp; }
+ip -n "$P-sw" link add br0 type bridge && ip -n "$P-sw" link set br0 up
+for n in core gw1 gw2 n1 n2; do veth $n $n-u sw sw-$n; ip -n "$P-sw" link set sw-$n master br0; done
+ip -n "$P-core" addr add $CORE/24 dev core-u
+ip -n "$P-gw1" addr add 198.19.0.1/24 dev gw1-u
+ip -n "$P-gw2" addr add 198.19.0.2/24 dev gw2-u
+ip -n "$P-n1" addr add 198.19.0.11/24 dev n1-u
+ip -n "$P-n2" addr add 198.19.0.12/24 dev n2-u
 veth cli cli-g1 gw1 gw1-c
 veth cli cli-g2 gw2 gw2-c
 veth cli cli-core core core-c
-nsx cli ip addr add 198.18.1.2/24 dev cli-g1; nsx gw1 ip addr add 198.18.1.1/24 dev gw1-c
-nsx cli ip addr add 198.18.2.2/24 dev cli-g2; nsx gw2 ip addr add 198.18.2.1/24 dev gw2-c
-nsx cli ip addr add 198.18.3.2/24 dev cli-core; nsx core ip addr add $DNSIP/24 dev core-c
-nsx cli ip route add $VIP1/32 via 198.18.1.1
-nsx cli ip route add $VIP2/32 via 198.18.2.1
+ip -n "$P-cli" addr add 198.18.1.2/24 dev cli-g1; ip -n "$P-gw1" addr add 198.18.1.1/24 dev gw1-c
+ip -n "$P-cli" addr add 198.18.2.2/24 dev cli-g2; ip -n "$P-gw2" addr add 198.18.2.1/24 dev gw2-c
+ip -n "$P-cli" addr add 198.18.3.2/24 dev cli-core; ip -n "$P-core" addr add $DNSIP/24 dev core-c
+ip -n "$P-cli" route add $VIP1/32 via 198.18.1.1
+ip -n "$P-cli" route add $VIP2/32 via 198.18.2.1
 # ends that receive frames from XDP_TX / XDP_REDIRECT
 for x in "cli cli-g1" "cli cli-g2" "sw sw-gw1" "sw sw-gw2"; do xdp_pass $x; done
 
+stage "network: namespaces, underlay bridge, client links"
 # ---------- the control plane in core ----------
 inn core nats-server -js -sd "$DIR/nats" -a $CORE -p 4222 >"$DIR/nats.log" 2>&1 &
 pids+=($!)
@@ -365,37 +366,50 @@ done
 say "  curl --cacert ca.pem -H 'Authorization: Bearer ...' -H 'Idempotency-Key: ...' -X POST $API/v1/orders \\"
 say "       --data '{\"image\":\"nginx@1\",\"hostname\":\"${NAMES[0]}\",\"ssh_keys\":[\"$(cut -c1-30 <<<"$SSHPUB")...\"]}'"
 
-# ---------- follow: order states (from the order's history), routes, DNS ----------
+# ---------- follow: order states (the controller's event stream per order), routes, DNS ----------
+# Each order's state changes arrive on its server-sent event stream (GET /v1/orders/ID/events,
+# Accept: text/event-stream) as they happen; routes and DNS are looked at once a name is ready.
 dns_a() { nsx cli kdig @$DNSIP +short +time=1 +retry=0 "$1" A 2>/dev/null | head -1; }
 routed() { # name gw -> 0 when the gateway's map has it
 	"$BUILD/veilctl" --pin-root "$PIN/gw$2" --socket "$DIR/gw$2.sock" routes 2>/dev/null | grep -q "$1"
 }
-declare -A SEEN ROUTE DNS
+declare -A SEEN ROUTE DNS EVP
+events() { # name: (re)open the order's event stream into $DIR/events-NAME (the server replays from the start)
+	inn core curl -sSN --cacert "$DIR/ca.pem" -H "Authorization: Bearer $(cat "$DIR/admin.token")" \
+		-H 'Accept: text/event-stream' "$API/v1/orders/${OID[$1]}/events" > "$DIR/events-$1" 2>>"$DIR/events.err" &
+	EVP[$1]=$!
+	pids+=($!)
+}
+for h in "${NAMES[@]}"; do events "$h"; done
 END=$(( $(date +%s) + 1500 ))
 while [ "$(date +%s)" -lt $END ]; do
 	all=1
 	for h in "${NAMES[@]}"; do
-		o=$(capi GET "/v1/orders/${OID[$h]}")
-		for s in $(jq -r '.history[]?.state' <<<"$o" 2>/dev/null); do
+		for s in $(sed -n 's/^data: *//p' "$DIR/events-$h" 2>/dev/null | jq -r '.state' 2>/dev/null); do
 			[ -n "${SEEN[$h.$s]:-}" ] && continue
 			SEEN[$h.$s]=1
 			case $s in
 			requested) ;;
-			scheduled) stage "$h scheduled on $(capi GET /v1/nodes | jq -r --arg n "$(jq -r .node <<<"$o")" '.nodes[] | select(.id == $n) | .name') (vm $(jq -r .vm_id <<<"$o"), $(jq -r .addr4 <<<"$o"))" ;;
+			scheduled) o=$(capi GET "/v1/orders/${OID[$h]}")
+				stage "$h scheduled on $(capi GET /v1/nodes | jq -r --arg n "$(jq -r .node <<<"$o")" '.nodes[] | select(.id == $n) | .name') (vm $(jq -r .vm_id <<<"$o"), $(jq -r .addr4 <<<"$o"))" ;;
 			building) stage "$h building: the registry builds the encrypted disk and the initrd" ;;
 			launching) stage "$h built (disk LUKS2, key split 2 of 3 to the validators); launching on its node" ;;
 			attesting) stage "$h launched: VM booting (OVMF + vTPM), attesting to the validators" ;;
 			ready) stage "$h ready: attested, disk unlocked, nginx answering TLS" ;;
-			failed) stage "$h FAILED: $(jq -r .reason <<<"$o")"; die "order $h failed: $(jq -r .reason <<<"$o")" ;;
+			failed) o=$(capi GET "/v1/orders/${OID[$h]}"); stage "$h FAILED: $(jq -r .reason <<<"$o")"; die "order $h failed: $(jq -r .reason <<<"$o")" ;;
 			*) stage "$h $s" ;;
 			esac
 		done
-		if [ -z "${ROUTE[$h]:-}" ] && routed "$h" 1 && routed "$h" 2; then ROUTE[$h]=1; stage "$h route live on both gateways"; fi
-		if [ -z "${DNS[$h]:-}" ] && [ -n "$(dns_a "$h")" ]; then DNS[$h]=1; stage "$h DNS live: $(dns_a "$h")"; fi
+		# a stream that ended before the order did is opened again
+		if [ -z "${SEEN[$h.closed]:-}" ] && ! kill -0 "${EVP[$h]}" 2>/dev/null; then events "$h"; fi
+		if [ -n "${SEEN[$h.ready]:-}" ]; then
+			if [ -z "${ROUTE[$h]:-}" ] && routed "$h" 1 && routed "$h" 2; then ROUTE[$h]=1; stage "$h route live on both gateways"; fi
+			if [ -z "${DNS[$h]:-}" ] && [ -n "$(dns_a "$h")" ]; then DNS[$h]=1; stage "$h DNS live: $(dns_a "$h")"; fi
+		fi
 		[ -n "${ROUTE[$h]:-}" ] && [ -n "${DNS[$h]:-}" ] || all=0
 	done
 	[ $all = 1 ] && break
-	sleep 0.5
+	sleep 0.3
 done
 [ $all = 1 ] || die "not every name routed and in DNS after 1500 s"
 TALL=$(awk -v a="$TORDER" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b - a}')
