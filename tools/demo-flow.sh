@@ -333,7 +333,7 @@ for n in 1 2; do
 	mkdir -p "$DIR/agent-n$n/orders"
 	inn n$n "$BUILD/veil-agent" --config "$DIR/agent-n$n.cfg" --spec-dir "$DIR/agent-n$n/orders" \
 		--state-dir "$DIR/agent-n$n/vms" --image-dir "$DIR/agent-n$n/cache" --libvirt-netns "/proc/$LVPID/ns/net" \
-		--node-config "$DIR/node$n.conf" --node-socket "$DIR/n$n.sock" --name-prefix "$P-" \
+		--node-config "$DIR/node$n.conf" --node-socket "$DIR/n$n.sock" --name-prefix "$P-" --max-booting 1 \
 		--vtpm-state "$TPMC/state/tpm2-00.permall" >>"$DIR/agent-n$n.log" 2>&1 &
 	pids+=($!)
 done
@@ -381,6 +381,7 @@ events() { # name: (re)open the order's event stream into $DIR/events-NAME (the 
 	pids+=($!)
 }
 for h in "${NAMES[@]}"; do events "$h"; done
+NODES=$(capi GET /v1/nodes)   # node names for the lines below
 END=$(( $(date +%s) + 1500 ))
 while [ "$(date +%s)" -lt $END ]; do
 	all=1
@@ -391,7 +392,7 @@ while [ "$(date +%s)" -lt $END ]; do
 			case $s in
 			requested) ;;
 			scheduled) o=$(capi GET "/v1/orders/${OID[$h]}")
-				stage "$h scheduled on $(capi GET /v1/nodes | jq -r --arg n "$(jq -r .node <<<"$o")" '.nodes[] | select(.id == $n) | .name') (vm $(jq -r .vm_id <<<"$o"), $(jq -r .addr4 <<<"$o"))" ;;
+				stage "$h scheduled on $(jq -r --arg n "$(jq -r .node <<<"$o")" '.nodes[] | select(.id == $n) | .name' <<<"$NODES") (vm $(jq -r .vm_id <<<"$o"), $(jq -r .addr4 <<<"$o"))" ;;
 			building) stage "$h building: the registry builds the encrypted disk and the initrd" ;;
 			launching) stage "$h built (disk LUKS2, key split 2 of 3 to the validators); launching on its node" ;;
 			attesting) stage "$h launched: VM booting (OVMF + vTPM), attesting to the validators" ;;
