@@ -6,7 +6,8 @@
  *   veil-registry worker --config FILE        (docs/veil-registry-worker.conf.example)
  *
  * Watches bucket `builds` (envelopes signed by the controller, gen growing
- * per key; others dropped and counted) and, one order at a time:
+ * per key; others dropped and counted) and, for each order (build_jobs of them
+ * at once, default 2; each in its own folder work_dir/<vm_id>):
  *   1. buildstatus/<vm_id> "building";
  *   2. the root filesystem (images/mkrootfs.sh, recipe of the image) with the
  *      VM's TLS certificate for its hostname (issued by the registry's VM CA)
@@ -19,11 +20,19 @@
  *      split t of n, registered with every validator, wiped) and
  *      `veil-registry refs` (the signed reference values);
  *   5. the files published under publish_dir, served over HTTPS by
- *      `veil-registry serve` (restarted with the new files), content-addressed;
+ *      `veil-registry serve` (started once; it finds new files itself),
+ *      content-addressed;
  *   6. buildstatus "done" with the URLs, sha256s, the command line and the
  *      references' URL, or "failed" with the reason.
  * The working copy of the plaintext root filesystem lives under work_dir
  * (a tmpfs by default) only until it is encrypted, then it is wiped.
+ * What is the same for every order (the initrd's compressed part: busybox,
+ * veil-attest, cryptsetup, libraries, modules; the recipe's base tree: busybox,
+ * nginx, libraries, init) is built once and kept in image_cache (default
+ * work_dir/cache; "off" builds everything each time), named by the sha256 of
+ * its inputs (images/mkinitrd.sh, images/mkrootfs.sh: VEIL_IMAGE_CACHE).  No
+ * key, share, certificate or name of a VM is ever in it; the initrd's bytes
+ * are the same with or without it.
  * At start, the catalog entries (bucket `catalog`) of the images it builds.
  */
 #include <errno.h>
@@ -45,6 +54,7 @@
 #include <json-c/json.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 
 #include "store/store.h"
 
@@ -55,9 +65,10 @@ struct wcfg {
 	char store[512], controller_pub[512], registry_key[512], validators_ca[512];
 	char vm_ca_cert[512], vm_ca_key[512], ak_pub[512], ek_cert[512], ek_ca[512], kernel[512], kver[128], veil_attest[512];
 	char cmdline[1024], pcr0[65], pcr7[65], work_dir[512], publish_dir[512], images_dir[512];
-	char listen[128], tls_cert[512], tls_key[512], public_url[512];
-	int disk_mb;
+	char listen[128], tls_cert[512], tls_key[512], public_url[512], image_cache[512];
+	int disk_mb, build_jobs;
 };
+#define MAX_JOBS 16
 
 #define MAXQ 64
 struct order {
@@ -85,6 +96,7 @@ static struct {
 	char seen_key[1024][64];
 	uint64_t seen_rev[1024];
 	uint64_t rej_sig, rej_replay, rej_body, built, failed;
+	pthread_mutex_t status_mu; /* buildstatus gens and reports, from every builder */
 	pid_t serve_pid;
 	char self[512];
 } W;
@@ -102,12 +114,14 @@ static void wlog(const char *fmt, ...)
 	clock_gettime(CLOCK_REALTIME, &t);
 	gmtime_r(&t.tv_sec, &tm);
 	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+	flockfile(stderr); /* one line, whole, from any builder */
 	fprintf(stderr, "%s.%03ldZ veil-registry ", ts, t.tv_nsec / 1000000);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
 	fflush(stderr);
+	funlockfile(stderr);
 }
 
 /* ---------- config ---------- */
@@ -118,7 +132,7 @@ static int load_cfg(const char *path, struct wcfg *c, char *err, size_t errlen)
 #define F(n) { #n, offsetof(struct wcfg, n), sizeof(((struct wcfg *)0)->n) }
 		F(store), F(controller_pub), F(registry_key), F(validators_ca), F(vm_ca_cert), F(vm_ca_key), F(ak_pub), F(ek_cert), F(ek_ca),
 		F(kernel), F(kver), F(veil_attest), F(cmdline), F(pcr0), F(pcr7), F(work_dir), F(publish_dir),
-		F(images_dir), F(listen), F(tls_cert), F(tls_key), F(public_url),
+		F(images_dir), F(listen), F(tls_cert), F(tls_key), F(public_url), F(image_cache),
 #undef F
 	};
 	char line[2048];
@@ -130,6 +144,7 @@ static int load_cfg(const char *path, struct wcfg *c, char *err, size_t errlen)
 	snprintf(c->cmdline, sizeof(c->cmdline), "console=ttyS0 loglevel=4 panic=10");
 	snprintf(c->images_dir, sizeof(c->images_dir), "/usr/local/share/veilmesh/images");
 	c->disk_mb = 80;
+	c->build_jobs = 2;
 	if (!fp) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return -1;
@@ -158,6 +173,17 @@ static int load_cfg(const char *path, struct wcfg *c, char *err, size_t errlen)
 			}
 			continue;
 		}
+		if (!strcmp(k, "build_jobs")) {
+			char *end;
+			long n = strtol(v, &end, 10);
+			if (*end || n < 1 || n > MAX_JOBS) {
+				snprintf(err, errlen, "%s:%d: build_jobs %s: 1..%d", path, ln, v, MAX_JOBS);
+				fclose(fp);
+				return -1;
+			}
+			c->build_jobs = (int)n;
+			continue;
+		}
 		size_t i;
 		for (i = 0; i < sizeof(f) / sizeof(f[0]) && strcmp(k, f[i].k); i++)
 			;
@@ -169,6 +195,8 @@ static int load_cfg(const char *path, struct wcfg *c, char *err, size_t errlen)
 		strcpy((char *)c + f[i].off, v);
 	}
 	fclose(fp);
+	if (!c->image_cache[0])
+		snprintf(c->image_cache, sizeof(c->image_cache), "%.500s/cache", c->work_dir);
 	const char *need[] = { c->store, c->controller_pub, c->registry_key, c->validators_ca, c->vm_ca_cert, c->vm_ca_key,
 			       c->kernel, c->kver, c->veil_attest, c->publish_dir, c->listen, c->tls_cert, c->tls_key,
 			       c->public_url };
@@ -310,12 +338,14 @@ static uint64_t next_gen(void)
 
 static void status(const struct order *o, const char *state, const char *reason, json_object *extra)
 {
+	pthread_mutex_lock(&W.status_mu);
 	json_object *j = extra ? extra : json_object_new_object();
 	json_object_object_add(j, "vm_id", json_object_new_string(o->vm_id));
 	json_object_object_add(j, "gen", json_object_new_int64((int64_t)next_gen()));
 	json_object_object_add(j, "state", json_object_new_string(state));
 	json_object_object_add(j, "reason", json_object_new_string(reason ? reason : ""));
 	put_signed(W.status, "buildstatus", o->vm_id, j);
+	pthread_mutex_unlock(&W.status_mu);
 	json_object_put(j);
 	wlog("event=build_%s vm=%s order=%s%s%s%s", state, o->vm_id, o->order[0] ? o->order : "-", reason ? " reason=\"" : "",
 	     reason ? reason : "", reason ? "\"" : "");
@@ -344,6 +374,16 @@ static void serve_restart(void)
 
 /* ---------- one build ---------- */
 
+/* seconds since *t, and *t = now: a build's steps, logged for the operator */
+static double lap(struct timespec *t)
+{
+	struct timespec n;
+	clock_gettime(CLOCK_MONOTONIC, &n);
+	double s = (double)(n.tv_sec - t->tv_sec) + (n.tv_nsec - t->tv_nsec) / 1e9;
+	*t = n;
+	return s;
+}
+
 static int build(const struct order *o, char *why, size_t len)
 {
 	char d[700], rootfs[800], conf[800], logp[800], p[2048], p2[2048];
@@ -359,6 +399,9 @@ static int build(const struct order *o, char *why, size_t len)
 		return -1;
 	}
 	int rc = -1;
+	struct timespec tl;
+	double s_cert = 0, s_rootfs = 0, s_initrd = 0, s_order = 0, s_refs = 0;
+	clock_gettime(CLOCK_MONOTONIC, &tl);
 	/* the VM's TLS certificate for its hostname, from the registry's VM CA */
 	char key[900], csr[900], crt[900], ext[900], subj[300], san[300];
 	snprintf(key, sizeof(key), "%s/tls.key", d);
@@ -370,15 +413,27 @@ static int build(const struct order *o, char *why, size_t len)
 	write_file(ext, san, 0600);
 	char *req[] = { "openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", subj,
 			"-keyout", key, "-out", csr, NULL };
+	/* a random serial: builds run at once, a shared serial file (-CAcreateserial) would race */
+	unsigned char sr[16];
+	char serial[40] = "0x";
+	if (RAND_bytes(sr, sizeof(sr)) != 1) {
+		snprintf(why, len, "no randomness for the certificate's serial");
+		goto out;
+	}
+	sr[0] &= 0x7f; /* positive */
+	for (int i = 0; i < 16; i++)
+		sprintf(serial + 2 + 2 * i, "%02x", sr[i]);
 	char *sign[] = { "openssl", "x509", "-req", "-in", csr, "-CA", W.c.vm_ca_cert, "-CAkey", W.c.vm_ca_key,
-			 "-CAcreateserial", "-days", "825", "-extfile", ext, "-out", crt, NULL };
+			 "-set_serial", serial, "-days", "825", "-extfile", ext, "-out", crt, NULL };
 	if (run(req, logp, why, len) || run(sign, logp, why, len))
 		goto out;
+	s_cert = lap(&tl);
 	/* the image's recipe (nginx) */
 	snprintf(p, sizeof(p), "%s/mkrootfs.sh", W.c.images_dir);
 	char *mk[] = { p, rootfs, (char *)o->hostname, crt, key, NULL };
 	if (run(mk, logp, why, len))
 		goto out;
+	s_rootfs = lap(&tl);
 	unlink(key); /* its copy is in the rootfs, to be encrypted */
 	/* post-provisioning: hostname, SSH keys, a NoCloud-style seed for the first boot */
 	snprintf(p, sizeof(p), "%s/etc/hostname", rootfs);
@@ -444,8 +499,10 @@ static int build(const struct order *o, char *why, size_t len)
 	snprintf(initrd, sizeof(initrd), "%s/initrd.img", d);
 	snprintf(p, sizeof(p), "%s/mkinitrd.sh", W.c.images_dir);
 	char *mi[] = { p, initrd, W.c.kver, W.c.veil_attest, conf, NULL };
+	lap(&tl);
 	if (run(mi, logp, why, len))
 		goto out;
+	s_initrd = lap(&tl);
 	/* the order: the existing code, unchanged (key split, registration, wipe) */
 	snprintf(disk, sizeof(disk), "%s/disk.img", d);
 	snprintf(cmdf, sizeof(cmdf), "%s/cmdline", d);
@@ -502,7 +559,9 @@ static int build(const struct order *o, char *why, size_t len)
 		ord[na++] = "--ak-pub";
 		ord[na++] = ak;
 	}
+	lap(&tl);
 	int orc = run(ord, logp, why, len);
+	s_order = lap(&tl);
 	wipe_tree(rootfs); /* encrypted or not, the plaintext goes now */
 	if (orc)
 		goto out;
@@ -511,6 +570,7 @@ static int build(const struct order *o, char *why, size_t len)
 		       measured, "--key", W.c.registry_key, "--out", refs, "--pcr", p0, "--pcr", p7, NULL };
 	if (run(rf, logp, why, len))
 		goto out;
+	s_refs = lap(&tl);
 	/* publish: <vm_id>-<file> beside the kernel, then serve again */
 	struct { const char *from, *name, *field; } pubf[] = {
 		{ disk, "disk.img", "disk" }, { initrd, "initrd.img", "initrd" }, { refs, "refs.json", "refs" },
@@ -546,12 +606,33 @@ static int build(const struct order *o, char *why, size_t len)
 	json_object_object_add(j, "kernel_url", json_object_new_string(url));
 	json_object_object_add(j, "kernel_sha256", json_object_new_string(ksha));
 	json_object_object_add(j, "cmdline", json_object_new_string(W.c.cmdline));
-	serve_restart();
-	status(o, "done", NULL, j);
+	status(o, "done", NULL, j); /* serve finds the new files itself */
+	wlog("event=build_steps vm=%s cert_s=%.1f rootfs_s=%.1f initrd_s=%.1f order_s=%.1f refs_s=%.1f publish_s=%.1f "
+	     "(order: mke2fs -d, LUKS2 reencrypt with argon2id, key split and registered)",
+	     o->vm_id, s_cert, s_rootfs, s_initrd, s_order, s_refs, lap(&tl));
 	rc = 0;
 out:
 	wipe_tree(d);
 	return rc;
+}
+
+/* At start, what every build shares goes into image_cache before the first
+ * order needs it (a build that comes first waits for it: the scripts lock) */
+static void *cache_warm(void *arg)
+{
+	char mi[700], mr[700], lp[700], why[512] = "";
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	snprintf(mi, sizeof(mi), "%s/mkinitrd.sh", W.c.images_dir);
+	snprintf(mr, sizeof(mr), "%s/mkrootfs.sh", W.c.images_dir);
+	snprintf(lp, sizeof(lp), "%s/cache-warm.log", W.c.work_dir);
+	char *a1[] = { mi, "--cache-only", W.c.kver, W.c.veil_attest, NULL };
+	char *a2[] = { mr, "--cache-only", NULL };
+	if (run(a1, lp, why, sizeof(why)) || run(a2, lp, why, sizeof(why)))
+		wlog("event=cache_warm_failed dir=%s reason=\"%s\" (each build makes what it needs)", W.c.image_cache, why);
+	else
+		wlog("event=cache_warm dir=%s seconds=%.1f", W.c.image_cache, lap(&t));
+	return NULL;
 }
 
 static void *builder(void *arg)
@@ -564,22 +645,28 @@ static void *builder(void *arg)
 			pthread_mutex_unlock(&W.mu);
 			break;
 		}
-		static struct order o;
-		o = W.q[0];
+		struct order *o = arg; /* this builder's own */
+		*o = W.q[0];
 		memmove(W.q, W.q + 1, (size_t)(--W.qn) * sizeof(W.q[0]));
 		pthread_mutex_unlock(&W.mu);
 		char why[1024] = "";
 		struct timespec t0, t1;
 		clock_gettime(CLOCK_MONOTONIC, &t0);
-		status(&o, "building", NULL, NULL);
-		if (build(&o, why, sizeof(why))) {
+		status(o, "building", NULL, NULL);
+		int brc = build(o, why, sizeof(why));
+		pthread_mutex_lock(&W.mu);
+		if (brc)
 			W.failed++;
-			status(&o, "failed", why, NULL);
-		} else {
+		else
 			W.built++;
+		pthread_mutex_unlock(&W.mu);
+		if (brc) {
+			status(o, "failed", why, NULL);
+		} else {
 			clock_gettime(CLOCK_MONOTONIC, &t1);
-			wlog("event=build_time vm=%s seconds=%.1f", o.vm_id, (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
+			wlog("event=build_time vm=%s seconds=%.1f", o->vm_id, (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
 		}
+		memset(o, 0, sizeof(*o));
 	}
 	return NULL;
 }
@@ -836,7 +923,15 @@ int registry_worker_main(int argc, char **argv)
 			return fprintf(stderr, "veil-registry: %s\n", why), 1;
 	}
 	pthread_mutex_init(&W.mu, NULL);
+	pthread_mutex_init(&W.status_mu, NULL);
 	pthread_cond_init(&W.cv, NULL);
+	/* what every build shares, kept by content hash (images/mk*.sh read it) */
+	if (strcmp(W.c.image_cache, "off")) {
+		mkdir(W.c.image_cache, 0700);
+		setenv("VEIL_IMAGE_CACHE", W.c.image_cache, 1);
+	} else {
+		unsetenv("VEIL_IMAGE_CACHE");
+	}
 	W.gens = vs_gens_new();
 	struct vs_opts o = { .urls = W.c.store, .name = "veil-registry", .replicas = 1 };
 	int rc;
@@ -857,19 +952,29 @@ int registry_worker_main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	serve_restart();
 	publish_catalog();
-	pthread_t th;
-	pthread_create(&th, NULL, builder, NULL);
+	pthread_t th[MAX_JOBS];
+	struct order *jobs = calloc((size_t)W.c.build_jobs, sizeof(*jobs));
+	if (!jobs)
+		return fprintf(stderr, "veil-registry: out of memory\n"), 1;
+	for (int i = 0; i < W.c.build_jobs; i++)
+		pthread_create(&th[i], NULL, builder, &jobs[i]);
+	pthread_t warm;
+	bool warming = strcmp(W.c.image_cache, "off") && !pthread_create(&warm, NULL, cache_warm, NULL);
 	if ((rc = vs_watch(W.builds, NULL, on_build, NULL, NULL, &W.w, err, sizeof(err))))
 		return fprintf(stderr, "veil-registry: %s\n", err), 1;
-	wlog("event=started store=%s publish_dir=%s listen=%s public_url=%s", W.c.store, W.c.publish_dir, W.c.listen,
-	     W.c.public_url);
+	wlog("event=started store=%s publish_dir=%s listen=%s public_url=%s build_jobs=%d image_cache=%s", W.c.store,
+	     W.c.publish_dir, W.c.listen, W.c.public_url, W.c.build_jobs, W.c.image_cache);
 	while (!wstop)
 		pause();
 	vs_watch_stop(W.w);
 	pthread_mutex_lock(&W.mu);
 	pthread_cond_broadcast(&W.cv);
 	pthread_mutex_unlock(&W.mu);
-	pthread_join(th, NULL); /* a build in progress finishes first */
+	for (int i = 0; i < W.c.build_jobs; i++)
+		pthread_join(th[i], NULL); /* builds in progress finish first */
+	if (warming)
+		pthread_join(warm, NULL);
+	free(jobs);
 	if (W.serve_pid > 0) {
 		kill(W.serve_pid, SIGTERM);
 		usleep(200000);

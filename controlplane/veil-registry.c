@@ -39,6 +39,10 @@
  * GET /v1/manifest -> {"files":[{"name","size","sha256","url":"/v1/blobs/sha256:HEX"}]},
  * GET /v1/blobs/sha256:HEX -> the bytes, which the client checks against the
  * digest in the URL.  Nothing else is served; one request a connection.
+ * Files added to DIR later are served too: a request for the manifest or for
+ * a digest it does not know yet looks at DIR again (hashing only names it has
+ * not seen, or whose size or mtime changed), so a publisher renames a finished
+ * file into DIR and needs no restart.
  *
  * Exit: 0 done, 1 failed (said so), 2 bad usage.
  */
@@ -268,12 +272,60 @@ static int refs_main(int argc, char **argv)
 }
 
 /* veil-registry serve */
-#define SERVE_MAX 64
+#define SERVE_MAX 4096
 static struct {
 	char name[256], hex[65];
 	off_t size;
+	struct timespec mtime;
 } pub[SERVE_MAX];
 static int npub;
+static char *manifest;
+
+/* DIR's regular files into pub[] (new or changed ones hashed) and the manifest */
+static void serve_scan(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	while (d && (e = readdir(d))) {
+		char path[1024];
+		struct stat st;
+		uint8_t h[32];
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		if (e->d_name[0] == '.' || strlen(e->d_name) >= sizeof(pub[0].name) || stat(path, &st) || !S_ISREG(st.st_mode))
+			continue;
+		int i;
+		for (i = 0; i < npub && strcmp(pub[i].name, e->d_name); i++)
+			;
+		if (i < npub && pub[i].size == st.st_size && pub[i].mtime.tv_sec == st.st_mtim.tv_sec &&
+		    pub[i].mtime.tv_nsec == st.st_mtim.tv_nsec)
+			continue;
+		if ((i == npub && npub == SERVE_MAX) || vm_sha256_file(path, 0, h))
+			continue;
+		snprintf(pub[i].name, sizeof(pub[i].name), "%s", e->d_name);
+		vm_hex(h, 32, pub[i].hex);
+		pub[i].size = st.st_size;
+		pub[i].mtime = st.st_mtim;
+		if (i == npub)
+			npub++;
+	}
+	if (d)
+		closedir(d);
+	json_object *m = json_object_new_object(), *fl = json_object_new_array();
+	for (int i = 0; i < npub; i++) {
+		json_object *f = json_object_new_object();
+		char url[128];
+		snprintf(url, sizeof(url), "/v1/blobs/sha256:%s", pub[i].hex);
+		json_object_object_add(f, "name", json_object_new_string(pub[i].name));
+		json_object_object_add(f, "size", json_object_new_int64(pub[i].size));
+		json_object_object_add(f, "sha256", json_object_new_string(pub[i].hex));
+		json_object_object_add(f, "url", json_object_new_string(url));
+		json_object_array_add(fl, f);
+	}
+	json_object_object_add(m, "files", fl);
+	free(manifest);
+	manifest = strdup(json_object_to_json_string_ext(m, JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(m);
+}
 static volatile sig_atomic_t serve_stop;
 static void on_term(int sig) { serve_stop = 1; }
 
@@ -309,36 +361,11 @@ static int serve_main(int argc, char **argv)
 	if (!dir || !listen_at || !cert || !key)
 		return fprintf(stderr, "veil-registry: serve needs --dir, --listen ADDR:PORT, --cert and --key\n"), 2;
 	DIR *d = opendir(dir);
-	struct dirent *e;
-	while (d && (e = readdir(d)) && npub < SERVE_MAX) {
-		char path[1024];
-		struct stat st;
-		uint8_t h[32];
-		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-		if (e->d_name[0] == '.' || stat(path, &st) || !S_ISREG(st.st_mode) || vm_sha256_file(path, 0, h))
-			continue;
-		snprintf(pub[npub].name, sizeof(pub[npub].name), "%s", e->d_name);
-		vm_hex(h, 32, pub[npub].hex);
-		pub[npub++].size = st.st_size;
-	}
 	if (d)
 		closedir(d);
+	serve_scan(dir);
 	if (!d || !npub)
 		return fprintf(stderr, "veil-registry: nothing to serve in %s\n", dir), 1;
-	json_object *m = json_object_new_object(), *fl = json_object_new_array();
-	for (int i = 0; i < npub; i++) {
-		json_object *f = json_object_new_object();
-		char url[128];
-		snprintf(url, sizeof(url), "/v1/blobs/sha256:%s", pub[i].hex);
-		json_object_object_add(f, "name", json_object_new_string(pub[i].name));
-		json_object_object_add(f, "size", json_object_new_int64(pub[i].size));
-		json_object_object_add(f, "sha256", json_object_new_string(pub[i].hex));
-		json_object_object_add(f, "url", json_object_new_string(url));
-		json_object_array_add(fl, f);
-	}
-	json_object_object_add(m, "files", fl);
-	char *manifest = strdup(json_object_to_json_string_ext(m, JSON_C_TO_STRING_NOSLASHESCAPE));
-	json_object_put(m);
 
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
 	SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
@@ -376,14 +403,21 @@ static int serve_main(int argc, char **argv)
 			if (sscanf(req, "GET %511s HTTP/1.", path) != 1) {
 				reply(ssl, 400, "text/plain", "GET only\n", 9);
 			} else if (!strcmp(path, "/v1/manifest")) {
+				serve_scan(dir);
 				reply(ssl, 200, "application/json", manifest, strlen(manifest));
 			} else {
 				int i = 0;
-				if (!strncmp(path, "/v1/blobs/sha256:", 17))
+				if (!strncmp(path, "/v1/blobs/sha256:", 17)) {
 					for (; i < npub && strcmp(path + 17, pub[i].hex); i++)
 						;
-				else
+					if (i == npub) { /* published since the last look? */
+						serve_scan(dir);
+						for (i = 0; i < npub && strcmp(path + 17, pub[i].hex); i++)
+							;
+					}
+				} else {
 					i = npub;
+				}
 				char fp[1024];
 				FILE *f = NULL;
 				if (i < npub) {

@@ -179,7 +179,12 @@ else
 	rm -f "$W/initrd2.img"
 fi
 t=initrd_contents
-list=$( (zstdcat "$INITRD" 2>/dev/null) | cpio -it 2>/dev/null)
+# the compressed cpio (the same for every VM), then the VM's own /etc/veil files after it
+list=$( (zstdcat "$INITRD" 2>/dev/null) | cpio -it 2>/dev/null
+	python3 -c 'import re, sys
+d = open(sys.argv[1], "rb").read()
+m = [x.start() for x in re.finditer(rb"070701[0-9A-Fa-f]{104}etc\x00", d)]
+sys.stdout.buffer.write(d[m[-1]:] if m else b"")' "$INITRD" | cpio -it 2>/dev/null)
 miss=""
 for f in init bin/busybox bin/sh sbin/veil-attest sbin/cryptsetup usr/bin/tpm2 lib/x86_64-linux-gnu/libtss2-tcti-device.so.0 \
 	lib/x86_64-linux-gnu/libtss2-tctildr.so.0 lib/x86_64-linux-gnu/libgcc_s.so.1 etc/veil/vm.conf; do

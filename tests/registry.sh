@@ -204,15 +204,27 @@ else
 	fail $t "$(echo "$dump" | head -5)"
 fi
 t=initrd_names_validators
-list=$(zstdcat "$W/got-initrd" 2>/dev/null | cpio -i --to-stdout etc/veil/vm.conf 2>/dev/null)
+# the VM's own files are in the uncompressed cpio after the zstd one (images/mkinitrd.sh)
+list=$(python3 -c 'import re, sys
+d = open(sys.argv[1], "rb").read()
+m = [x.start() for x in re.finditer(rb"070701[0-9A-Fa-f]{104}etc\x00", d)]
+sys.stdout.buffer.write(d[m[-1]:] if m else b"")' "$W/got-initrd" | cpio -i --to-stdout etc/veil/vm.conf 2>/dev/null)
 grep -q "^VM=web1$" <<<"$list" && grep -q "^VALIDATORS=$IP:8461,$IP:8462,$IP:8463$" <<<"$list" && grep -q "^T=2$" <<<"$list" &&
 	pass "$t" || fail $t "'$list'"
 t=shares_registered
 n=$(cat "$W"/v*.log | grep -c "event=register vm=web1 result=ok")
 [ "$n" = 3 ] && pass "$t (every validator took its share of web1)" || fail $t "$n registrations: $(tail -2 "$W"/v1.log)"
 t=plaintext_wiped
-[ -z "$(ls -A "$W/work" 2>/dev/null | grep -v '\.log$')" ] && pass "$t (nothing of the build left in the work folder)" ||
-	fail $t "$(ls -R "$W/work" | head)"
+# the shared parts every build reuses (image_cache, default work_dir/cache) hold nothing of the order
+# (no order's marker, name or vm.conf; no TLS key or certificate in the base tree)
+cachehit=$( { find "$W/work/cache" -type f ! -name '*.zst' -exec cat {} +; for z in "$W"/work/cache/*.zst; do zstdcat "$z"; done; } 2>/dev/null |
+	python3 -c 'import re, sys
+d = sys.stdin.buffer.read()
+for p in (rb"Marker7f3aSSHkey", rb"user-data-marker-51c0", rb"rootfs-marker-7f3a9c", rb"web1\.veil\.test", rb"VM=web1"):
+    if re.search(p, d): print(p.decode())'; ls -A "$W"/work/cache/rootfs-base-*/etc/nginx/tls)
+[ -z "$(ls -A "$W/work" 2>/dev/null | grep -v '\.log$' | grep -vx cache)" ] && [ -d "$W/work/cache" ] && [ -z "$cachehit" ] &&
+	pass "$t (nothing of the build left in the work folder; the shared cache holds nothing of the order)" ||
+	fail $t "$(ls -R "$W/work" | head) cache: $cachehit"
 
 # ---- replay; orders the registry cannot build
 t=replayed_build_refused

@@ -72,7 +72,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'FAILED=1; exit 1' INT TERM
 
-for c in nats-server virsh swtpm_setup cryptsetup kdig curl jq openssl python3; do
+for c in nats-server virsh swtpm swtpm_setup tpm2_getcap cryptsetup kdig curl jq openssl python3; do
 	command -v "$c" >/dev/null || die "$c is missing (tools/deps.sh test installs it)"
 done
 for f in veil-controller veil-registry veil-validator veil-attest veil-agent veil-node veil-gw veil-dns veilctl lab_pass.bpf.o; do
@@ -98,12 +98,17 @@ LVPID=$(pgrep -nx libvirtd) || die "libvirtd is not running"
 
 # ---------- the node's vTPM, manufactured with an EK certificate from "the vendor" (cached, as tests/launch.sh) ----------
 TPMC=$(tools/vtpm-manufacture.sh "$CACHE/tpm-ek") || die "cannot manufacture the vTPM"
+# ---------- each node's own TPM, certified by the same vendor (cached: made once, as hardware is) ----------
+declare -A TPMN regp
+for n in 1 2; do
+	TPMN[$n]=$(tools/vtpm-manufacture.sh "$CACHE/tpm-node$n" "$TPMC") || die "cannot manufacture node$n's TPM"
+done
 
 # ---------- keys and certificates ----------
 stage "setup: keys, namespaces, daemons"
 cd "$DIR" || exit 1
 umask 077
-for k in ctl reg n1 n2; do
+for k in ctl reg; do
 	openssl genpkey -algorithm ed25519 -out $k.key 2>/dev/null && openssl pkey -in $k.key -pubout -out $k.pub 2>/dev/null
 done
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj "/CN=demo validators CA" \
@@ -133,36 +138,37 @@ ssh-keygen -q -t ed25519 -N '' -C "demo-user@veil.test" -f user_ssh >/dev/null 2
 umask 022
 cd "$TOP" || exit 1
 
-# ---------- the network ----------
-for n in cli sw core gw1 gw2 n1 n2; do ip netns add "$P-$n" || die "cannot create netns $P-$n"; nsx $n ip link set lo up; done
+# ---------- the network (ip -n / nsenter: no mount namespace per command) ----------
+for n in cli sw core gw1 gw2 n1 n2; do ip netns add "$P-$n" || die "cannot create netns $P-$n"; ip -n "$P-$n" link set lo up; done
 for n in gw1 gw2 n1 n2 core; do
-	nsx $n sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 net.ipv6.conf.default.accept_dad=0 \
+	inn $n sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 net.ipv6.conf.default.accept_dad=0 \
 		net.ipv6.conf.all.accept_dad=0 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0 >/dev/null
 done
 veth() { # NS1 IF1 NS2 IF2
 	ip link add "$2" netns "$P-$1" type veth peer name "$4" netns "$P-$3"
-	nsx "$1" ethtool -K "$2" tx off >/dev/null 2>&1; nsx "$3" ethtool -K "$4" tx off >/dev/null 2>&1
-	nsx "$1" ip link set "$2" up; nsx "$3" ip link set "$4" up
+	inn "$1" ethtool -K "$2" tx off >/dev/null 2>&1; inn "$3" ethtool -K "$4" tx off >/dev/null 2>&1
+	ip -n "$P-$1" link set "$2" up; ip -n "$P-$3" link set "$4" up
 }
-xdp_pass() { nsx "$1" ip link set dev "$2" xdp obj "$BUILD/lab_pass.bpf.o" sec xdp; }
-nsx sw ip link add br0 type bridge && nsx sw ip link set br0 up
-for n in core gw1 gw2 n1 n2; do veth $n $n-u sw sw-$n; nsx sw ip link set sw-$n master br0; done
-nsx core ip addr add $CORE/24 dev core-u
-nsx gw1 ip addr add 198.19.0.1/24 dev gw1-u
-nsx gw2 ip addr add 198.19.0.2/24 dev gw2-u
-nsx n1 ip addr add 198.19.0.11/24 dev n1-u
-nsx n2 ip addr add 198.19.0.12/24 dev n2-u
+xdp_pass() { ip -n "$P-$1" link set dev "$2" xdp obj "$BUILD/lab_pass.bpf.o" sec xdp; }
+ip -n "$P-sw" link add br0 type bridge && ip -n "$P-sw" link set br0 up
+for n in core gw1 gw2 n1 n2; do veth $n $n-u sw sw-$n; ip -n "$P-sw" link set sw-$n master br0; done
+ip -n "$P-core" addr add $CORE/24 dev core-u
+ip -n "$P-gw1" addr add 198.19.0.1/24 dev gw1-u
+ip -n "$P-gw2" addr add 198.19.0.2/24 dev gw2-u
+ip -n "$P-n1" addr add 198.19.0.11/24 dev n1-u
+ip -n "$P-n2" addr add 198.19.0.12/24 dev n2-u
 veth cli cli-g1 gw1 gw1-c
 veth cli cli-g2 gw2 gw2-c
 veth cli cli-core core core-c
-nsx cli ip addr add 198.18.1.2/24 dev cli-g1; nsx gw1 ip addr add 198.18.1.1/24 dev gw1-c
-nsx cli ip addr add 198.18.2.2/24 dev cli-g2; nsx gw2 ip addr add 198.18.2.1/24 dev gw2-c
-nsx cli ip addr add 198.18.3.2/24 dev cli-core; nsx core ip addr add $DNSIP/24 dev core-c
-nsx cli ip route add $VIP1/32 via 198.18.1.1
-nsx cli ip route add $VIP2/32 via 198.18.2.1
+ip -n "$P-cli" addr add 198.18.1.2/24 dev cli-g1; ip -n "$P-gw1" addr add 198.18.1.1/24 dev gw1-c
+ip -n "$P-cli" addr add 198.18.2.2/24 dev cli-g2; ip -n "$P-gw2" addr add 198.18.2.1/24 dev gw2-c
+ip -n "$P-cli" addr add 198.18.3.2/24 dev cli-core; ip -n "$P-core" addr add $DNSIP/24 dev core-c
+ip -n "$P-cli" route add $VIP1/32 via 198.18.1.1
+ip -n "$P-cli" route add $VIP2/32 via 198.18.2.1
 # ends that receive frames from XDP_TX / XDP_REDIRECT
 for x in "cli cli-g1" "cli cli-g2" "sw sw-gw1" "sw sw-gw2"; do xdp_pass $x; done
 
+stage "network: namespaces, underlay bridge, client links"
 # ---------- the control plane in core ----------
 inn core nats-server -js -sd "$DIR/nats" -a $CORE -p 4222 >"$DIR/nats.log" 2>&1 &
 pids+=($!)
@@ -182,6 +188,7 @@ store_replicas 1
 signing_key $DIR/ctl.key
 registry_pub $DIR/reg.pub
 admin_token_file $DIR/admin.token
+tpm_vendor_ca $TPMC/vendor.pem
 pidfile $DIR/ctl.pid
 node_timeout_s 90
 schedule_timeout_s 120
@@ -221,7 +228,9 @@ listen $CORE:8470
 tls_cert $DIR/serve.crt
 tls_key $DIR/serve.tls.key
 public_url https://$CORE:8470
-disk_mb 80
+disk_mb 64
+build_jobs 2
+image_cache $CACHE/image-cache
 EOF
 inn core "$BUILD/veil-registry" worker --config "$DIR/worker.conf" >>"$DIR/worker.log" 2>&1 &
 pids+=($!)
@@ -278,39 +287,53 @@ inn core curl -s --cacert "$DIR/ca.pem" "$API/v1/health" | grep -q ok || die "co
 for _ in $(seq 100); do grep -q "event=started" "$DIR/worker.log" && break; sleep 0.1; done
 stage "control plane up: nats-server, veil-controller, registry worker, 3 validators, veil-dns; 2 gateways, 2 nodes"
 
-# ---------- nodes register with the controller and start their agents ----------
-# (until TPM-attested registration lands: an operator's key, as tests/controller.sh)
-SCAN=$("$BUILD/veil-agent" --scan 2>/dev/null) || die "veil-agent --scan failed"
+# ---------- nodes join: veil-agent --register, attested by each node's own TPM ----------
+# Each node has its own TPM (swtpm, manufactured once with an EK certificate from the
+# same vendor CA as the VMs' vTPM and cached; run on a copy of its state inside the
+# node's namespace).  The controller trusts the vendor CA (tpm_vendor_ca): the agent
+# registers with a one-time key, the controller checks the EK chain, the AK beside
+# the EK by credential activation and a quote over the node's new key.
+for n in 1 2; do
+	cp -r "${TPMN[$n]}/state" "$DIR/tpm-n$n"
+	inn n$n swtpm socket --tpm2 --server type=tcp,port=2321,bindaddr=127.0.0.1 --ctrl type=tcp,port=2322,bindaddr=127.0.0.1 \
+		--tpmstate dir="$DIR/tpm-n$n" --flags not-need-init,startup-clear >>"$DIR/swtpm-n$n.log" 2>&1 &
+	pids+=($!)
+done
+for n in 1 2; do
+	for _ in $(seq 50); do inn n$n tpm2_getcap -T swtpm:host=127.0.0.1,port=2321 properties-fixed >/dev/null 2>&1 && break; sleep 0.1; done
+done
 for n in 1 2; do
 	key=$(capi POST /v1/regkeys | jq -r .key)
-	openssl genpkey -algorithm ec -pkeyopt ec_paramgen_curve:P-256 -out "$DIR/n$n.ek.pem" 2>/dev/null
-	ekb=$(openssl pkey -in "$DIR/n$n.ek.pem" -pubout -outform DER | base64 -w0)
-	npub=$(openssl pkey -in "$DIR/n$n.key" -pubout -outform DER | tail -c 32 | base64 -w0)
-	body=$(jq -cn --arg k "$key" --arg ek "$ekb" --arg np "$npub" --arg n "node$n" --arg u "198.19.0.1$n" --argjson scan "$SCAN" \
-		'{key: $k, ek_pub: $ek, node_pub: $np, name: $n, underlay4: $u, location: "DE",
-		  resources: {cpu: 2, ram_mb: 1024, disk_gb: 4}, scan: $scan}')
-	r=$(inn core curl -sS --cacert "$DIR/ca.pem" -H 'Content-Type: application/json' -X POST "$API/v1/nodes/register" --data "$body")
-	nid=$(jq -r .id <<<"$r" 2>/dev/null)
-	[ -n "$nid" ] && [ "$nid" != null ] || die "node$n registration: $r"
-	echo "$nid" > "$DIR/n$n.id"
+	[ -n "$key" ] && [ "$key" != null ] || die "no registration key from the controller"
 	cat > "$DIR/agent-n$n.cfg" <<EOF
-node_key: demo-node$n-key
+node_key: unused-the-regkey-is-given-on-the-command-line
 resources:
   cpu: 2
   ram: 1gb
   disk: 4gb
 store:
-  urls: $NATS
-  controller_pub: $DIR/ctl.pub
-  node_signing_key: $DIR/n$n.key
-  node_id: $nid
   heartbeat_s: 2
   registry_ca: $DIR/ca.pem
 EOF
+	chmod 600 "$DIR/agent-n$n.cfg"
+	inn n$n "$BUILD/veil-agent" --config "$DIR/agent-n$n.cfg" --image-dir "$DIR" --register "$API" --regkey "$key" \
+		--tcti swtpm:host=127.0.0.1,port=2321 --ca "$DIR/ca.pem" --ek-chain "${TPMN[$n]}/ca/issuercert.pem" \
+		--underlay 198.19.0.1$n --location DE --name node$n --store "$NATS" --controller-pub "$DIR/ctl.pub" \
+		--key-out "$DIR/n$n.node.key" >"$DIR/n$n.id" 2>>"$DIR/register-n$n.log" &
+	regp[$n]=$!
+done
+for n in 1 2; do
+	wait "${regp[$n]}" || die "node$n: veil-agent --register failed: $(tail -2 "$DIR/register-n$n.log")"
+	nid=$(cat "$DIR/n$n.id")
+	[ "$nid" = "$(openssl x509 -inform DER -in "${TPMN[$n]}/ek-rsa2048.crt" -noout -pubkey | openssl pkey -pubin -outform DER | sha256sum | cut -d' ' -f1)" ] ||
+		die "node$n: id '$nid' is not the sha256 of its EK"
+done
+stage "nodes registered through TPM attestation (veil-agent --register: EK certificate -> vendor CA, credential activation, quote)"
+for n in 1 2; do
 	mkdir -p "$DIR/agent-n$n/orders"
 	inn n$n "$BUILD/veil-agent" --config "$DIR/agent-n$n.cfg" --spec-dir "$DIR/agent-n$n/orders" \
 		--state-dir "$DIR/agent-n$n/vms" --image-dir "$DIR/agent-n$n/cache" --libvirt-netns "/proc/$LVPID/ns/net" \
-		--node-config "$DIR/node$n.conf" --node-socket "$DIR/n$n.sock" --name-prefix "$P-" \
+		--node-config "$DIR/node$n.conf" --node-socket "$DIR/n$n.sock" --name-prefix "$P-" --max-booting 1 \
 		--vtpm-state "$TPMC/state/tpm2-00.permall" >>"$DIR/agent-n$n.log" 2>&1 &
 	pids+=($!)
 done
@@ -320,7 +343,8 @@ for _ in $(seq 150); do
 done
 [ "$(capi GET /v1/nodes | jq '[.nodes[] | select(.state == "up")] | length')" = 2 ] ||
 	die "nodes not up: $(capi GET /v1/nodes | jq -c '[.nodes[] | {name, state}]'); $(tail -2 "$DIR/agent-n1.log")"
-stage "nodes registered and up (heartbeats signed by each node): $(capi GET /v1/nodes | jq -r '[.nodes[] | .name + "=" + .id[0:12]] | join(" ")')"
+stage "nodes up (heartbeats signed by each node's key): $(capi GET /v1/nodes | jq -r '[.nodes[] | .name + "=" + .id[0:12] + (if .attested then " attested" else " NOT attested" end)] | join(", ")')"
+[ "$(capi GET /v1/nodes | jq '[.nodes[] | select(.attested == true)] | length')" = 2 ] || die "a node is up without TPM attestation"
 capi GET /v1/images | jq -r '.images[]? | "  image in the catalogue: \(.name)@\(.version) sha256 \(.sha256[0:16])... (\(.maintainer))"'
 
 # ---------- three orders through the API ----------
@@ -342,37 +366,51 @@ done
 say "  curl --cacert ca.pem -H 'Authorization: Bearer ...' -H 'Idempotency-Key: ...' -X POST $API/v1/orders \\"
 say "       --data '{\"image\":\"nginx@1\",\"hostname\":\"${NAMES[0]}\",\"ssh_keys\":[\"$(cut -c1-30 <<<"$SSHPUB")...\"]}'"
 
-# ---------- follow: order states (from the order's history), routes, DNS ----------
+# ---------- follow: order states (the controller's event stream per order), routes, DNS ----------
+# Each order's state changes arrive on its server-sent event stream (GET /v1/orders/ID/events,
+# Accept: text/event-stream) as they happen; routes and DNS are looked at once a name is ready.
 dns_a() { nsx cli kdig @$DNSIP +short +time=1 +retry=0 "$1" A 2>/dev/null | head -1; }
 routed() { # name gw -> 0 when the gateway's map has it
 	"$BUILD/veilctl" --pin-root "$PIN/gw$2" --socket "$DIR/gw$2.sock" routes 2>/dev/null | grep -q "$1"
 }
-declare -A SEEN ROUTE DNS
+declare -A SEEN ROUTE DNS EVP
+events() { # name: (re)open the order's event stream into $DIR/events-NAME (the server replays from the start)
+	inn core curl -sSN --cacert "$DIR/ca.pem" -H "Authorization: Bearer $(cat "$DIR/admin.token")" \
+		-H 'Accept: text/event-stream' "$API/v1/orders/${OID[$1]}/events" > "$DIR/events-$1" 2>>"$DIR/events.err" &
+	EVP[$1]=$!
+	pids+=($!)
+}
+for h in "${NAMES[@]}"; do events "$h"; done
+NODES=$(capi GET /v1/nodes)   # node names for the lines below
 END=$(( $(date +%s) + 1500 ))
 while [ "$(date +%s)" -lt $END ]; do
 	all=1
 	for h in "${NAMES[@]}"; do
-		o=$(capi GET "/v1/orders/${OID[$h]}")
-		for s in $(jq -r '.history[]?.state' <<<"$o" 2>/dev/null); do
+		for s in $(sed -n 's/^data: *//p' "$DIR/events-$h" 2>/dev/null | jq -r '.state' 2>/dev/null); do
 			[ -n "${SEEN[$h.$s]:-}" ] && continue
 			SEEN[$h.$s]=1
 			case $s in
 			requested) ;;
-			scheduled) stage "$h scheduled on $(capi GET /v1/nodes | jq -r --arg n "$(jq -r .node <<<"$o")" '.nodes[] | select(.id == $n) | .name') (vm $(jq -r .vm_id <<<"$o"), $(jq -r .addr4 <<<"$o"))" ;;
+			scheduled) o=$(capi GET "/v1/orders/${OID[$h]}")
+				stage "$h scheduled on $(jq -r --arg n "$(jq -r .node <<<"$o")" '.nodes[] | select(.id == $n) | .name' <<<"$NODES") (vm $(jq -r .vm_id <<<"$o"), $(jq -r .addr4 <<<"$o"))" ;;
 			building) stage "$h building: the registry builds the encrypted disk and the initrd" ;;
 			launching) stage "$h built (disk LUKS2, key split 2 of 3 to the validators); launching on its node" ;;
 			attesting) stage "$h launched: VM booting (OVMF + vTPM), attesting to the validators" ;;
 			ready) stage "$h ready: attested, disk unlocked, nginx answering TLS" ;;
-			failed) stage "$h FAILED: $(jq -r .reason <<<"$o")"; die "order $h failed: $(jq -r .reason <<<"$o")" ;;
+			failed) o=$(capi GET "/v1/orders/${OID[$h]}"); stage "$h FAILED: $(jq -r .reason <<<"$o")"; die "order $h failed: $(jq -r .reason <<<"$o")" ;;
 			*) stage "$h $s" ;;
 			esac
 		done
-		if [ -z "${ROUTE[$h]:-}" ] && routed "$h" 1 && routed "$h" 2; then ROUTE[$h]=1; stage "$h route live on both gateways"; fi
-		if [ -z "${DNS[$h]:-}" ] && [ -n "$(dns_a "$h")" ]; then DNS[$h]=1; stage "$h DNS live: $(dns_a "$h")"; fi
+		# a stream that ended before the order did is opened again
+		if [ -z "${SEEN[$h.closed]:-}" ] && ! kill -0 "${EVP[$h]}" 2>/dev/null; then events "$h"; fi
+		if [ -n "${SEEN[$h.ready]:-}" ]; then
+			if [ -z "${ROUTE[$h]:-}" ] && routed "$h" 1 && routed "$h" 2; then ROUTE[$h]=1; stage "$h route live on both gateways"; fi
+			if [ -z "${DNS[$h]:-}" ] && [ -n "$(dns_a "$h")" ]; then DNS[$h]=1; stage "$h DNS live: $(dns_a "$h")"; fi
+		fi
 		[ -n "${ROUTE[$h]:-}" ] && [ -n "${DNS[$h]:-}" ] || all=0
 	done
 	[ $all = 1 ] && break
-	sleep 1
+	sleep 0.3
 done
 [ $all = 1 ] || die "not every name routed and in DNS after 1500 s"
 TALL=$(awk -v a="$TORDER" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b - a}')

@@ -69,6 +69,7 @@ struct vm {
 	char reported[16], report_reason[512];
 	bool report_pending;
 	double t_report_retry;
+	bool waiting_slot; /* fetched, waiting for a boot slot (max_booting) */
 };
 
 static struct ag_daemon *D;
@@ -793,8 +794,24 @@ static void step(struct vm *v)
 		}
 		ag_log("event=vm_fetched id=%s image=%s", v->spec.id, v->image);
 		v->state = ST_LAUNCHING;
+		__attribute__((fallthrough)); /* launched now, or when a boot slot is free */
+	case ST_LAUNCHING: {
+		/* without KVM every vCPU is emulated: booting more VMs at once than the
+		 * node has cores for makes each slower than booting them in turn */
+		int booting = 0;
+		for (int i = 0; D->max_booting > 0 && i < MAX_VMS; i++)
+			booting += vms[i].used && &vms[i] != v && vms[i].state == ST_BOOTING;
+		if (D->max_booting > 0 && booting >= D->max_booting) {
+			if (!v->waiting_slot)
+				ag_log("event=vm_waiting id=%s reason=\"%d VMs booting (max_booting %d)\"", v->spec.id, booting,
+				       D->max_booting);
+			v->waiting_slot = true;
+			return;
+		}
+		v->waiting_slot = false;
 		launch(v);
 		return;
+	}
 	case ST_BOOTING: {
 		double t = now();
 		if (t < v->t_next_probe)

@@ -19,6 +19,7 @@ struct ag_daemon {
 	int libvirt_ns;             /* libvirtd's network namespace (-1: ours) */
 	const char *vtpm_state;     /* a manufactured vTPM (swtpm tpm2-00.permall) each VM's TPM starts from, or NULL */
 	int mtu;                    /* taps' MTU (0: the kernel's default) */
+	int max_booting;            /* VMs started and not yet ready at once (0: no limit); the others wait, fetched */
 	struct ag_feed *feed;       /* orders from the cluster store (store: in the config), or NULL */
 };
 

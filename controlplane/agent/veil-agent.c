@@ -44,6 +44,8 @@ static void usage(FILE *f)
 		"      --node-socket PATH    veil-node's control socket (reloaded after each change)\n"
 		"      --name-prefix P   domain names are P<id> (default veil-)\n"
 		"      --mtu N           MTU of the VMs' taps\n"
+		"      --max-booting N   start a VM only while fewer than N are booting (started,\n"
+		"                        not yet ready); the others wait, fetched (default 0: no limit)\n"
 		"      --vtpm-state FILE a vTPM the node manufactured (swtpm_setup --createek\n"
 		"                        --create-ek-cert: its tpm2-00.permall): every VM's TPM\n"
 		"                        starts from it, so its EK is the one the registry recorded\n"
@@ -106,6 +108,7 @@ int main(int argc, char **argv)
 		{ "name-prefix", required_argument, 0, 6 }, { "mtu", required_argument, 0, 7 },
 		{ "check-spec", required_argument, 0, 8 },
 		{ "vtpm-state", required_argument, 0, 9 },    { "help", no_argument, 0, 'h' },
+		{ "max-booting", required_argument, 0, 10 },
 		/* --register and its options (register.c) */
 		{ "register", required_argument, 0, 20 },  { "regkey", required_argument, 0, 21 },
 		{ "tcti", required_argument, 0, 22 },      { "ca", required_argument, 0, 23 },
@@ -156,6 +159,16 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 10: {
+			char *end;
+			long n = strtol(optarg, &end, 10);
+			if (*end || n < 0 || n > 64) {
+				fprintf(stderr, "veil-agent: --max-booting %s: between 0 (no limit) and 64\n", optarg);
+				return 2;
+			}
+			dm.max_booting = (int)n;
+			break;
+		}
 		case 20: reg.url = optarg; break;
 		case 21: reg.regkey = optarg; break;
 		case 22: reg.tcti = optarg; break;
