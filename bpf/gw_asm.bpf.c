@@ -17,6 +17,7 @@
  * VM_ASM_TIMEOUT_NS is dropped when next touched.
  */
 #include "lib/gw_logic.h"
+#include "veil/geneve.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -156,6 +157,18 @@ VM_INLINE void merge_early(struct asm_val *a, const struct flow_key *k, struct g
 	bpf_map_delete_elem(&asm_early, k);
 }
 
+/* The mesh headers, in a frame of their own: inlined, their temporaries
+ * would push gw_asm's stack over the limit. */
+#define ASM_FRAME_LEN sizeof(((struct gw_scratch *)0)->frame)
+static __attribute__((noinline)) int asm_geneve_write(__u8 *h, const struct flow_val *f, const __u8 *src,
+						       __u32 proto_inner, __u16 sport)
+{
+	if (!h || !f || !src)
+		return -1;
+	return vm_geneve_write(h, h + ASM_FRAME_LEN, f->node_family, src, f->node, proto_inner >> 16,
+			       proto_inner & 0xffff, &f->handoff, sport);
+}
+
 /* Sends every kept segment to the node, each in Geneve with the handoff option. */
 VM_INLINE int emit_all(struct __sk_buff *skb, const struct vm_pkt *p, struct asm_val *a, struct flow_val *f,
 		       const struct gw_config *cfg, struct gw_scratch *s, struct gw_stats *st)
@@ -211,52 +224,15 @@ VM_INLINE int emit_all(struct __sk_buff *skb, const struct vm_pkt *p, struct asm
 			return -1;
 		}
 
-		/* Ethernet */
+		/* Ethernet, then the mesh headers (include/veil/geneve.h) */
 		__builtin_memcpy(h, fib.dmac, 6);
 		__builtin_memcpy(h + 6, fib.smac, 6);
-		__u8 *ip = h + ETH_HLEN, *udp;
-		if (ol3 == 20) {
-			struct iphdr *o = (struct iphdr *)ip;
-			h[12] = 0x08; h[13] = 0x00;
-			__builtin_memset(o, 0, 20);
-			o->version = 4;
-			o->ihl = 5;
-			o->tot_len = bpf_htons(20 + 16 + VM_HANDOFF_OPT_LEN + inner);
-			o->frag_off = bpf_htons(0x4000);
-			o->ttl = 64;
-			o->protocol = IPPROTO_UDP_;
-			__builtin_memcpy(&o->saddr, src + 12, 4);
-			__builtin_memcpy(&o->daddr, f->node + 12, 4);
-			o->check = vm_ip4_csum(o);
-			udp = ip + 20;
-		} else {
-			struct ipv6hdr *o = (struct ipv6hdr *)ip;
-			h[12] = 0x86; h[13] = 0xdd;
-			__builtin_memset(o, 0, 40);
-			*(__u32 *)o = bpf_htonl(0x60000000);
-			o->payload_len = bpf_htons(16 + VM_HANDOFF_OPT_LEN + inner);
-			o->nexthdr = IPPROTO_UDP_;
-			o->hop_limit = 64;
-			__builtin_memcpy(&o->saddr, src, 16);
-			__builtin_memcpy(&o->daddr, f->node, 16);
-			udp = ip + 40;
+		if (asm_geneve_write(h, f, src,
+				     ((sg->hdr[0] >> 4) == 6 ? VM_GENEVE_PROTO_IP6 : VM_GENEVE_PROTO_IP4) << 16 | inner,
+				     sport)) {
+			GW_COUNT(st, encap_fail);
+			return -1;
 		}
-		struct udphdr *u = (struct udphdr *)udp;
-		u->source = bpf_htons(sport);
-		u->dest = bpf_htons(VM_GENEVE_PORT);
-		u->len = bpf_htons(16 + VM_HANDOFF_OPT_LEN + inner);
-		u->check = 0;
-		struct vm_geneve *g = (struct vm_geneve *)(udp + 8);
-		g->ver_optlen = VM_HANDOFF_OPT_LEN / 4;
-		g->flags = 0;
-		g->proto = bpf_htons((sg->hdr[0] >> 4) == 6 ? VM_GENEVE_PROTO_IP6 : VM_GENEVE_PROTO_IP4);
-		g->vni[0] = g->vni[1] = g->vni[2] = 0;
-		g->reserved = 0;
-		struct vm_geneve_opt *opt = (struct vm_geneve_opt *)(g + 1);
-		opt->opt_class = bpf_htons(VM_OPT_CLASS);
-		opt->type = VM_OPT_HANDOFF;
-		opt->len = sizeof(struct vm_handoff) / 4;
-		__builtin_memcpy((__u8 *)(opt + 1), &f->handoff, sizeof(struct vm_handoff));
 
 		if (bpf_skb_change_tail(skb, hdrlen + inner, 0) ||
 		    bpf_skb_store_bytes(skb, 0, h, hdrlen & 0xff, 0) ||

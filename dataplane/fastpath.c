@@ -9,6 +9,25 @@
 #include "fastpath.h"
 #include "veil/cookie.h"
 #include "veil/hello.h"
+#include "veil/pkt.h"
+
+/* The packet library reads Geneve options through the environment's byte
+ * loader: here a bounded copy out of the frame. */
+struct fp_frame {
+	const uint8_t *p;
+	uint32_t len;
+};
+
+static inline int fp_load(void *ctx, uint32_t off, void *dst, uint32_t n)
+{
+	const struct fp_frame *fr = ctx;
+	if (off > fr->len || n > fr->len - off)
+		return -1;
+	memcpy(dst, fr->p + off, n);
+	return 0;
+}
+#define VM_LOAD_BYTES(ctx, off, dst, len) fp_load((ctx), (off), (dst), (len))
+#include "veil/geneve.h"
 
 #define ETH_HLEN 14
 #define T_FIN 0x01
@@ -38,7 +57,6 @@ static uint16_t fold(uint32_t s)
 static void put16(uint8_t *p, uint16_t v) { p[0] = v >> 8; p[1] = v; }
 static void put32(uint8_t *p, uint32_t v) { p[0] = v >> 24; p[1] = v >> 16; p[2] = v >> 8; p[3] = v; }
 static uint16_t get16(const uint8_t *p) { return (p[0] << 8) | p[1]; }
-static uint32_t get32(const uint8_t *p) { return ((uint32_t)p[0] << 24) | (p[1] << 16) | (p[2] << 8) | p[3]; }
 
 static void ip4_csum(uint8_t *ip)
 {
@@ -54,125 +72,33 @@ static void tcp_csum(uint8_t *ip, int v6, uint8_t *tcp, size_t l4len)
 	put16(tcp + 16, fold(sum16(tcp, l4len, s)));
 }
 
-/* ---------- parsing ---------- */
+/* ---------- parsing (include/veil/pkt.h, as in BPF) ---------- */
 
-struct fp_pkt {
-	int family, l3_len, tcp_len, payload_len, l4_off;
-	uint8_t saddr[16], daddr[16];
-	uint16_t sport_be, dport_be;
-	uint32_t seq, ack;
-	uint8_t flags;
-};
-
-enum { P_OK, P_NOT_IP, P_NOT_TCP, P_TRUNC, P_OPTIONS, P_FRAG };
-
-static void mapped4(uint8_t *d, const uint8_t *a)
+static int parse_ip_tcp(const uint8_t *f, uint32_t len, uint32_t l3, struct vm_pkt *p)
 {
-	memset(d, 0, 10);
-	d[10] = d[11] = 0xff;
-	memcpy(d + 12, a, 4);
-}
-
-static int parse_ip_tcp(const uint8_t *f, uint32_t len, uint32_t l3, struct fp_pkt *p)
-{
-	uint16_t et = get16(f + 12);
-	uint32_t total;
-	const uint8_t *ip = f + l3;
+	__be16 et;
 
 	memset(p, 0, sizeof(*p));
-	if (et == 0x0800) {
-		if (len < l3 + 20)
-			return P_TRUNC;
-		if (ip[9] != 6)
-			return P_NOT_TCP;
-		if ((ip[0] & 15) != 5)
-			return (ip[0] & 15) < 5 ? P_TRUNC : P_OPTIONS;
-		if (get16(ip + 6) & 0x3fff)
-			return P_FRAG;
-		p->family = VM_AF_INET;
-		p->l3_len = 20;
-		mapped4(p->saddr, ip + 12);
-		mapped4(p->daddr, ip + 16);
-		total = get16(ip + 2);
-	} else if (et == 0x86dd) {
-		if (len < l3 + 40)
-			return P_TRUNC;
-		if (ip[6] != 6)
-			return (ip[6] == 0 || ip[6] == 43 || ip[6] == 44 || ip[6] == 60) ? P_OPTIONS : P_NOT_TCP;
-		p->family = VM_AF_INET6;
-		p->l3_len = 40;
-		memcpy(p->saddr, ip + 8, 16);
-		memcpy(p->daddr, ip + 24, 16);
-		total = 40 + get16(ip + 4);
-	} else {
-		return P_NOT_IP;
-	}
-	p->l4_off = l3 + p->l3_len;
-	const uint8_t *t = f + p->l4_off;
-	if (len < (uint32_t)p->l4_off + 20)
-		return P_TRUNC;
-	memcpy(&p->sport_be, t, 2);
-	memcpy(&p->dport_be, t + 2, 2);
-	p->tcp_len = (t[12] >> 4) * 4;
-	if (p->tcp_len < 20)
-		return P_TRUNC;
-	if (total < (uint32_t)(p->l3_len + p->tcp_len) || l3 + total > len)
-		return P_TRUNC;
-	p->payload_len = total - p->l3_len - p->tcp_len;
-	p->seq = get32(t + 4);
-	p->ack = get32(t + 8);
-	p->flags = t[13];
-	return P_OK;
+	memcpy(&et, f + 12, 2);
+	return vm_parse_ip_tcp((void *)f, (void *)(f + len), len, l3, et, p);
 }
 
-struct fp_opts {
-	uint16_t mss;
-	uint8_t wscale, sack_ok, ts_ok;
-	uint32_t tsval, tsecr;
-};
-
-static int parse_opts(const uint8_t *o, int len, struct fp_opts *r)
+/* The option block o[0, len) (len <= 40, inside the frame). */
+static int parse_opts(const uint8_t *o, int len, struct vm_tcpopts *r)
 {
-	memset(r, 0, sizeof(*r));
-	r->wscale = 0xff;
-	for (int i = 0, n = 0; i < len && n < 40; n++) {
-		int kind = o[i], l;
-		if (kind == 0)
-			break;
-		if (kind == 1) {
-			i++;
-			continue;
-		}
-		if (i + 1 >= len)
-			return -1;
-		l = o[i + 1];
-		if (l < 2 || i + l > len)
-			return -1;
-		if (kind == 2 && l == 4)
-			r->mss = get16(o + i + 2);
-		else if (kind == 3 && l == 3)
-			r->wscale = o[i + 2] > 14 ? 14 : o[i + 2];
-		else if (kind == 4 && l == 2)
-			r->sack_ok = 1;
-		else if (kind == 8 && l == 10) {
-			r->ts_ok = 1;
-			r->tsval = get32(o + i + 2);
-			r->tsecr = get32(o + i + 6);
-		}
-		i += l;
-	}
-	return 0;
+	struct vm_tcpopt_state st;
+	return vm_tcpopt_parse(o, (uint32_t)len, r, &st);
 }
 
 /* ---------- tables ---------- */
 
-static void key_of(const struct fp_pkt *p, int reverse, struct flow_key *k)
+static void key_of(const struct vm_pkt *p, int reverse, struct flow_key *k)
 {
 	memset(k, 0, sizeof(*k));
 	memcpy(k->client, reverse ? p->daddr : p->saddr, 16);
 	memcpy(k->vip, reverse ? p->saddr : p->daddr, 16);
-	k->client_port_be = reverse ? p->dport_be : p->sport_be;
-	k->vip_port_be = reverse ? p->sport_be : p->dport_be;
+	k->client_port_be = reverse ? p->dport : p->sport;
+	k->vip_port_be = reverse ? p->sport : p->dport;
 	k->family = p->family;
 }
 
@@ -278,10 +204,10 @@ static const struct route_val *route_get(struct vm_fp *fp, const char *name)
 	return vm_fp_conf_route(fp->c, name);
 }
 
-static const struct vip_val *vip_get(struct vm_fp *fp, const struct fp_pkt *p)
+static const struct vip_val *vip_get(struct vm_fp *fp, const struct vm_pkt *p)
 {
 	for (int i = 0; i < fp->c->nvips; i++)
-		if (fp->c->vips[i].key.family == p->family && fp->c->vips[i].key.port_be == p->dport_be &&
+		if (fp->c->vips[i].key.family == p->family && fp->c->vips[i].key.port_be == p->dport &&
 		    !memcmp(fp->c->vips[i].key.addr, p->daddr, 16))
 			return &fp->c->vips[i].val;
 	return NULL;
@@ -376,7 +302,7 @@ static uint32_t cookie_now(const struct vm_fp *fp, uint64_t tai_ns)
 /* A fatal TLS alert, unrecognized_name (RFC 6066), in a TLS 1.2 record. */
 static const uint8_t TLS_ALERT[7] = { 0x15, 3, 3, 0, 2, 2, 112 };
 
-static uint8_t *reply_prepare(uint8_t *f, uint32_t *len, const struct fp_pkt *p, uint32_t l4_len)
+static uint8_t *reply_prepare(uint8_t *f, uint32_t *len, const struct vm_pkt *p, uint32_t l4_len)
 {
 	uint8_t mac[6], *ip = f + ETH_HLEN, *t;
 	memcpy(mac, f, 6);
@@ -411,9 +337,9 @@ static uint8_t *reply_prepare(uint8_t *f, uint32_t *len, const struct fp_pkt *p,
 	return t;
 }
 
-static enum vm_fp_verdict synack(struct vm_fp *fp, uint8_t *f, uint32_t *len, const struct fp_pkt *p, uint64_t tai_ns)
+static enum vm_fp_verdict synack(struct vm_fp *fp, uint8_t *f, uint32_t *len, const struct vm_pkt *p, uint64_t tai_ns)
 {
-	struct fp_opts o;
+	struct vm_tcpopts o;
 	struct vm_cookie_opts co;
 	struct vm_cookie_in cin = { 0 };
 
@@ -428,8 +354,8 @@ static enum vm_fp_verdict synack(struct vm_fp *fp, uint8_t *f, uint32_t *len, co
 	co.ts_ok = o.ts_ok;
 	memcpy(cin.saddr, p->saddr, 16);
 	memcpy(cin.daddr, p->daddr, 16);
-	cin.sport = p->sport_be;
-	cin.dport = p->dport_be;
+	cin.sport = p->sport;
+	cin.dport = p->dport;
 	cin.client_isn = p->seq;
 	uint32_t tnow = cookie_now(fp, tai_ns);
 	uint32_t cookie = vm_cookie_make(fp->c->sec.cur, &cin, tnow, &co);
@@ -457,7 +383,7 @@ static enum vm_fp_verdict synack(struct vm_fp *fp, uint8_t *f, uint32_t *len, co
 
 /* A bare segment to the client (as reply_bare): a refusal, or the ACK of a
  * FIN that closes a refused connection. */
-static enum vm_fp_verdict reply_bare(uint8_t *f, uint32_t *len, const struct fp_pkt *p, uint32_t seq, uint32_t ack,
+static enum vm_fp_verdict reply_bare(uint8_t *f, uint32_t *len, const struct vm_pkt *p, uint32_t seq, uint32_t ack,
 				     uint8_t flags, int alert)
 {
 	uint32_t plen = alert ? 7 : 0;
@@ -474,7 +400,7 @@ static enum vm_fp_verdict reply_bare(uint8_t *f, uint32_t *len, const struct fp_
 	return VM_FP_TX;
 }
 
-static enum vm_fp_verdict refuse(struct vm_fp *fp, uint8_t *f, uint32_t *len, const struct fp_pkt *p,
+static enum vm_fp_verdict refuse(struct vm_fp *fp, uint8_t *f, uint32_t *len, const struct vm_pkt *p,
 				 const struct vip_val *vip)
 {
 	uint32_t ack = p->seq + p->payload_len + ((p->flags & T_FIN) ? 1 : 0);
@@ -495,53 +421,18 @@ static uint32_t write_encap(struct vm_fp *fp, uint8_t *f, const struct vm_fp_nei
 			    uint16_t sport, uint16_t proto, uint32_t inner, int with_handoff)
 {
 	int v4 = fv->node_family == VM_AF_INET;
-	const uint8_t *src = v4 ? fp->c->cfg.underlay4 : fp->c->cfg.underlay6;
-	uint32_t ol3 = v4 ? 20 : 40, optlen = with_handoff ? VM_HANDOFF_OPT_LEN : 0, push = ol3 + 16 + optlen;
-	uint8_t *ip = f + ETH_HLEN;
+	uint32_t push = vm_geneve_push_len(fv->node_family, with_handoff);
 
 	memcpy(f, nb->mac, 6);
 	memcpy(f + 6, fp->c->port_mac[nb->port & 7], 6);
-	if (v4) {
-		put16(f + 12, 0x0800);
-		memset(ip, 0, 20);
-		ip[0] = 0x45;
-		put16(ip + 2, push + inner);
-		put16(ip + 6, 0x4000);
-		ip[8] = 64;
-		ip[9] = 17;
-		memcpy(ip + 12, src + 12, 4);
-		memcpy(ip + 16, fv->node + 12, 4);
-		ip4_csum(ip);
-	} else {
-		put16(f + 12, 0x86dd);
-		memset(ip, 0, 40);
-		put32(ip, 0x60000000);
-		put16(ip + 4, push - 40 + inner);
-		ip[6] = 17;
-		ip[7] = 64;
-		memcpy(ip + 8, src, 16);
-		memcpy(ip + 24, fv->node, 16);
-	}
-	uint8_t *u = ip + ol3, *g = u + 8;
-	put16(u, sport);
-	put16(u + 2, VM_GENEVE_PORT);
-	put16(u + 4, push - ol3 + inner);
-	put16(u + 6, 0);
-	g[0] = optlen / 4;
-	g[1] = 0;
-	put16(g + 2, proto);
-	g[4] = g[5] = g[6] = g[7] = 0;
-	if (with_handoff) {
-		put16(g + 8, VM_OPT_CLASS);
-		g[10] = VM_OPT_HANDOFF;
-		g[11] = sizeof(struct vm_handoff) / 4;
-		memcpy(g + 12, &fv->handoff, sizeof(struct vm_handoff));
-	}
+	/* the buffer holds them: the caller made room for push bytes */
+	vm_geneve_write(f, f + ETH_HLEN + push, fv->node_family, v4 ? fp->c->cfg.underlay4 : fp->c->cfg.underlay6,
+			fv->node, proto, inner, with_handoff ? &fv->handoff : NULL, sport);
 	return ETH_HLEN + push;
 }
 
 static enum vm_fp_verdict forward(struct vm_fp *fp, uint16_t in_port, uint8_t **pkt, uint32_t *len,
-				  const struct fp_pkt *p, const struct flow_val *fv, int with_handoff,
+				  const struct vm_pkt *p, const struct flow_val *fv, int with_handoff,
 				  uint16_t *out_port)
 {
 	int v4 = fv->node_family == VM_AF_INET;
@@ -562,7 +453,7 @@ static enum vm_fp_verdict forward(struct vm_fp *fp, uint16_t in_port, uint8_t **
 		return VM_FP_DROP;
 	}
 	*pkt -= push;
-	write_encap(fp, *pkt, nb, fv, vm_flow_port(p->saddr, p->daddr, p->sport_be, p->dport_be),
+	write_encap(fp, *pkt, nb, fv, vm_flow_port(p->saddr, p->daddr, p->sport, p->dport),
 		    p->family == VM_AF_INET ? VM_GENEVE_PROTO_IP4 : VM_GENEVE_PROTO_IP6, inner, with_handoff);
 	*len += push;
 	*out_port = nb->port;
@@ -610,7 +501,7 @@ static void count_refusal(struct vm_fp *fp, int rc)
 }
 
 static void flow_init(struct vm_fp *fp, struct flow_val *v, const struct route_val *r, uint32_t client_isn,
-		      uint32_t cookie, const struct fp_opts *o, const uint8_t *client_mac, const uint8_t *vip_mac,
+		      uint32_t cookie, const struct vm_tcpopts *o, const uint8_t *client_mac, const uint8_t *vip_mac,
 		      uint16_t port, uint64_t tai_ns)
 {
 	struct vm_cookie_opts co;
@@ -635,15 +526,15 @@ static void flow_init(struct vm_fp *fp, struct flow_val *v, const struct route_v
 	v->created_ns = tai_ns;
 }
 
-static int cookie_valid(struct vm_fp *fp, const struct fp_pkt *p, uint32_t cookie, uint64_t tai_ns)
+static int cookie_valid(struct vm_fp *fp, const struct vm_pkt *p, uint32_t cookie, uint64_t tai_ns)
 {
 	struct vm_cookie_in cin = { 0 };
 	uint32_t tnow = cookie_now(fp, tai_ns);
 
 	memcpy(cin.saddr, p->saddr, 16);
 	memcpy(cin.daddr, p->daddr, 16);
-	cin.sport = p->sport_be;
-	cin.dport = p->dport_be;
+	cin.sport = p->sport;
+	cin.dport = p->dport;
 	cin.client_isn = p->seq - 1;
 	return vm_cookie_check_key(fp->c->sec.cur, &cin, cookie, tnow) ||
 	       (fp->c->sec.has_prev && vm_cookie_check_key(fp->c->sec.prev, &cin, cookie, tnow));
@@ -658,7 +549,7 @@ static int cookie_valid(struct vm_fp *fp, const struct fp_pkt *p, uint32_t cooki
 
 /* An answer to the client, in place (as reply_tc): a refusal, or an ACK
  * for the hello bytes held.  With want_ts, a timestamp option. */
-static enum vm_fp_verdict reply_asm(uint8_t *f, uint32_t *len, const struct fp_pkt *p, int kind, uint32_t ack,
+static enum vm_fp_verdict reply_asm(uint8_t *f, uint32_t *len, const struct vm_pkt *p, int kind, uint32_t ack,
 				    int want_ts, uint32_t tsval, uint32_t tsecr)
 {
 	uint32_t plen = kind == REPLY_ALERT ? 7 : 0, olen = want_ts ? 12 : 0;
@@ -685,15 +576,15 @@ static enum vm_fp_verdict reply_asm(uint8_t *f, uint32_t *len, const struct fp_p
 }
 
 /* ACKs what is held, if anything is and the client's options parse. */
-static enum vm_fp_verdict ack_held(uint8_t *f, uint32_t *len, const struct fp_pkt *p, const struct asm_val *a)
+static enum vm_fp_verdict ack_held(uint8_t *f, uint32_t *len, const struct vm_pkt *p, const struct asm_val *a)
 {
-	struct fp_opts o;
+	struct vm_tcpopts o;
 	if (!a->have || parse_opts(f + p->l4_off + 20, p->tcp_len - 20, &o) < 0)
 		return VM_FP_DROP;
 	return reply_asm(f, len, p, REPLY_ACK, a->client_isn + 1 + a->have, o.ts_ok, o.tsecr, o.tsval);
 }
 
-static int store_seg(struct asm_val *a, const uint8_t *f, const struct fp_pkt *p, uint32_t off)
+static int store_seg(struct asm_val *a, const uint8_t *f, const struct vm_pkt *p, uint32_t off)
 {
 	uint32_t n = a->nseg, hlen = p->l3_len + p->tcp_len, plen = p->payload_len;
 
@@ -770,7 +661,7 @@ static int flatten(struct vm_fp *fp, struct asm_val *a)
 }
 
 /* Every kept segment to the node, each in Geneve with the handoff option. */
-static void emit_all(struct vm_fp *fp, const struct fp_pkt *p, const struct asm_val *a, const struct flow_val *fv)
+static void emit_all(struct vm_fp *fp, const struct vm_pkt *p, const struct asm_val *a, const struct flow_val *fv)
 {
 	int v4 = fv->node_family == VM_AF_INET;
 
@@ -781,7 +672,7 @@ static void emit_all(struct vm_fp *fp, const struct fp_pkt *p, const struct asm_
 		fp->st.no_neigh++;
 		return;
 	}
-	uint16_t sport = vm_flow_port(p->saddr, p->daddr, p->sport_be, p->dport_be);
+	uint16_t sport = vm_flow_port(p->saddr, p->daddr, p->sport, p->dport);
 	for (uint32_t i = 0; i < a->nseg && i < VM_ASM_SEGS; i++) {
 		const struct asm_seg *sg = &a->seg[i];
 		if (sg->hlen < 40 || sg->hlen > VM_ASM_HDR || sg->len > VM_ASM_SEG_MAX)
@@ -804,7 +695,7 @@ static void emit_all(struct vm_fp *fp, const struct fp_pkt *p, const struct asm_
  * first segment, or a segment with no flow whose cookie does not check (a
  * later segment, possibly before the first). */
 static enum vm_fp_verdict asm_in(struct vm_fp *fp, uint16_t in_port, uint8_t **pkt, uint32_t *len,
-				 const struct fp_pkt *p, const struct vip_val *vip, const struct flow_key *k, uint64_t tai_ns)
+				 const struct vm_pkt *p, const struct vip_val *vip, const struct flow_key *k, uint64_t tai_ns)
 {
 	uint8_t *f = *pkt;
 	int fresh = 0;
@@ -912,7 +803,7 @@ static enum vm_fp_verdict asm_in(struct vm_fp *fp, uint16_t in_port, uint8_t **p
 		return reply_asm(f, len, p, REPLY_RST, ack, 0, 0, 0);
 	}
 	/* routed: the flow, then every kept segment to the node */
-	struct fp_opts o;
+	struct vm_tcpopts o;
 	if (parse_opts(f + p->l4_off + 20, p->tcp_len - 20, &o) < 0) {
 		fp->st.malformed++;
 		return VM_FP_DROP;
@@ -935,25 +826,25 @@ enum vm_fp_verdict vm_fp_ingress(struct vm_fp *fp, uint16_t in_port, uint8_t **p
 				 uint64_t tai_ns, uint16_t *out_port)
 {
 	uint8_t *f = *pkt;
-	struct fp_pkt p;
+	struct vm_pkt p;
 	struct flow_key k;
 
 	*out_port = in_port;
 	if (*len < ETH_HLEN)
 		return VM_FP_PASS;
 	int rc = parse_ip_tcp(f, *len, ETH_HLEN, &p);
-	if (rc == P_NOT_IP || rc == P_NOT_TCP) {
+	if (rc == VM_PARSE_NOT_IP || rc == VM_PARSE_NOT_TCP) {
 		fp->st.pass_not_tcp++;
 		return VM_FP_PASS;
 	}
-	if (rc != P_OK) {
-		if (rc == P_TRUNC && p.family && p.dport_be && vip_get(fp, &p)) {
+	if (rc != VM_PARSE_OK) {
+		if (rc == VM_PARSE_TRUNCATED && p.family && p.dport && vip_get(fp, &p)) {
 			fp->st.malformed++;
 			return VM_FP_DROP;
 		}
-		if (rc == P_FRAG)
+		if (rc == VM_PARSE_FRAGMENT)
 			fp->st.fragment++;
-		else if (rc == P_OPTIONS)
+		else if (rc == VM_PARSE_IP_OPTIONS)
 			fp->st.ip_options++;
 		return VM_FP_PASS;
 	}
@@ -1042,7 +933,7 @@ enum vm_fp_verdict vm_fp_ingress(struct vm_fp *fp, uint16_t in_port, uint8_t **p
 		count_refusal(fp, hrc);
 		return refuse(fp, f, len, &p, vip);
 	}
-	struct fp_opts o;
+	struct vm_tcpopts o;
 	if (parse_opts(f + p.l4_off + 20, p.tcp_len - 20, &o) < 0) {
 		fp->st.malformed++;
 		return VM_FP_DROP;
@@ -1059,61 +950,25 @@ enum vm_fp_verdict vm_fp_ingress(struct vm_fp *fp, uint16_t in_port, uint8_t **p
 enum vm_fp_verdict vm_fp_return(struct vm_fp *fp, uint16_t in_port, uint8_t **pkt, uint32_t *len,
 				uint16_t *out_port)
 {
-	uint8_t *f = *pkt, dst[16];
-	uint32_t n = *len, ol3;
+	uint8_t *f = *pkt;
+	uint32_t n = *len;
+	struct fp_frame fr = { f, n };
+	struct vm_mesh_in m;
 
-	if (n < ETH_HLEN + 20) {
-		fp->st.ret_pass++;
-		return VM_FP_PASS;
-	}
-	uint16_t et = get16(f + 12);
-	const uint8_t *ip = f + ETH_HLEN;
-	if (et == 0x0800 && ip[9] == 17 && fp->c->cfg.has_underlay4) {
-		mapped4(dst, ip + 16);
-		if (memcmp(dst, fp->c->cfg.underlay4, 16))
-			goto pass;
-		if ((ip[0] & 15) != 5 || (get16(ip + 6) & 0x3fff)) {
-			fp->st.ret_malformed++;
-			return VM_FP_DROP;
-		}
-		ol3 = 20;
-	} else if (et == 0x86dd && n >= ETH_HLEN + 40 && ip[6] == 17 && fp->c->cfg.has_underlay6) {
-		if (memcmp(ip + 24, fp->c->cfg.underlay6, 16))
-			goto pass;
-		ol3 = 40;
-	} else {
+	memset(&m, 0, sizeof(m));
+	int mrc = vm_mesh_parse(&fr, f, f + n, fp->c->cfg.underlay4, fp->c->cfg.has_underlay4,
+				fp->c->cfg.underlay6, fp->c->cfg.has_underlay6, &m);
+	if (mrc == VM_MESH_NOT_OURS)
 		goto pass;
-	}
-	if (n < ETH_HLEN + ol3 + 8 || get16(ip + ol3 + 2) != VM_GENEVE_PORT)
-		goto pass;
-	const uint8_t *g = ip + ol3 + 8;
-	if (n < ETH_HLEN + ol3 + 16 || (g[0] >> 6)) {
+	if (mrc != VM_MESH_OK) {
 		fp->st.ret_malformed++;
 		return VM_FP_DROP;
 	}
-	uint32_t optlen = (g[0] & 0x3f) * 4, strip = ol3 + 16 + optlen;
-	uint16_t proto = get16(g + 2);
-	if ((proto != VM_GENEVE_PROTO_IP4 && proto != VM_GENEVE_PROTO_IP6) || ETH_HLEN + strip + 20 > n) {
-		fp->st.ret_malformed++;
-		return VM_FP_DROP;
-	}
-	/* options: whole, at most 4 */
-	uint32_t off = 0;
-	for (int i = 0; i < 4 && off < optlen; i++) {
-		if (off + 4 > optlen || off + 4 + (g[8 + off + 3] & 0x1f) * 4 > optlen) {
-			fp->st.ret_malformed++;
-			return VM_FP_DROP;
-		}
-		off += 4 + (g[8 + off + 3] & 0x1f) * 4;
-	}
-	if (off != optlen) {
-		fp->st.ret_malformed++;
-		return VM_FP_DROP;
-	}
+	uint32_t strip = m.strip;
 	uint8_t *nf = f + strip;
-	put16(nf + 12, proto == VM_GENEVE_PROTO_IP4 ? 0x0800 : 0x86dd);
-	struct fp_pkt p;
-	if (parse_ip_tcp(nf, n - strip, ETH_HLEN, &p) != P_OK) {
+	put16(nf + 12, m.ifamily == VM_AF_INET ? 0x0800 : 0x86dd);
+	struct vm_pkt p;
+	if (parse_ip_tcp(nf, n - strip, ETH_HLEN, &p) != VM_PARSE_OK) {
 		fp->st.ret_malformed++;
 		return VM_FP_DROP;
 	}
@@ -1156,8 +1011,8 @@ pass:
 
 int vm_fp_ingress_key(const uint8_t *f, uint32_t len, struct flow_key *k)
 {
-	struct fp_pkt p;
-	if (len < ETH_HLEN || parse_ip_tcp(f, len, ETH_HLEN, &p) != P_OK)
+	struct vm_pkt p;
+	if (len < ETH_HLEN || parse_ip_tcp(f, len, ETH_HLEN, &p) != VM_PARSE_OK)
 		return -1;
 	key_of(&p, 0, k);
 	return 0;
@@ -1167,7 +1022,7 @@ int vm_fp_return_key(const uint8_t *f, uint32_t n, struct flow_key *k)
 {
 	uint8_t inner[ETH_HLEN + 60];
 	uint32_t ol3;
-	struct fp_pkt p;
+	struct vm_pkt p;
 
 	if (n < ETH_HLEN + 20)
 		return -1;
@@ -1193,9 +1048,9 @@ int vm_fp_return_key(const uint8_t *f, uint32_t n, struct flow_key *k)
 	memset(inner, 0, ETH_HLEN);
 	put16(inner + 12, proto == VM_GENEVE_PROTO_IP4 ? 0x0800 : 0x86dd);
 	memcpy(inner + ETH_HLEN, f + ETH_HLEN + strip, have);
-	if (parse_ip_tcp(inner, ETH_HLEN + have, ETH_HLEN, &p) != P_OK && p.family == 0)
+	if (parse_ip_tcp(inner, ETH_HLEN + have, ETH_HLEN, &p) != VM_PARSE_OK && p.family == 0)
 		return -1;
-	if (!p.sport_be && !p.dport_be)
+	if (!p.sport && !p.dport)
 		return -1;
 	key_of(&p, 1, k);
 	return 0;
