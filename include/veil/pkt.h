@@ -104,6 +104,11 @@ struct vm_tcp {
 
 #define VM_TCP_REPLY_HLEN 40      /* SYN-ACK and replayed SYN: 20 + 20 bytes of options */
 
+/* Words of a header for checksum sums: read as whatever was written there
+ * (gcc's strict aliasing would otherwise move the reads before the writes). */
+typedef __u32 __attribute__((may_alias)) vm_u32a;
+typedef __u16 __attribute__((may_alias)) vm_u16a;
+
 /* ---------- addresses ---------- */
 
 VM_INLINE void vm_addr_set4(__u8 *dst, __be32 a)
@@ -116,7 +121,7 @@ VM_INLINE void vm_addr_set4(__u8 *dst, __be32 a)
 
 VM_INLINE int vm_addr_eq(const __u8 *a, const __u8 *b)
 {
-	const __u32 *x = (const __u32 *)a, *y = (const __u32 *)b;
+	const vm_u32a *x = (const vm_u32a *)a, *y = (const vm_u32a *)b;
 	return x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3];
 }
 
@@ -166,7 +171,7 @@ VM_INLINE void vm_csum_replace2(__u16 *check, __u16 from, __u16 to)
 
 VM_INLINE void vm_csum_replace16(__u16 *check, const __u8 *from, const __u8 *to)
 {
-	const __u32 *f = (const __u32 *)from, *t = (const __u32 *)to;
+	const vm_u32a *f = (const vm_u32a *)from, *t = (const vm_u32a *)to;
 	for (int i = 0; i < 4; i++)
 		vm_csum_replace4(check, f[i], t[i]);
 }
@@ -175,7 +180,7 @@ VM_INLINE void vm_csum_replace16(__u16 *check, const __u8 *from, const __u8 *to)
 VM_INLINE __u64 vm_pseudo_sum(__u8 family, const __u8 *saddr, const __u8 *daddr, __u32 l4_len)
 {
 	__u64 s = 0;
-	const __u32 *a = (const __u32 *)saddr, *b = (const __u32 *)daddr;
+	const vm_u32a *a = (const vm_u32a *)saddr, *b = (const vm_u32a *)daddr;
 
 	/* one term at a time: a sum of two __u32 would drop its carry */
 	if (family == VM_AF_INET) {
@@ -197,7 +202,7 @@ VM_INLINE __u16 vm_ip4_csum(void *iph)
 {
 	struct vm_ip4 *ip = iph;
 	__u64 s = 0;
-	__u16 *w = (__u16 *)ip;
+	vm_u16a *w = (vm_u16a *)ip;
 
 	ip->check = 0;
 VM_UNROLL
@@ -429,7 +434,7 @@ VM_INLINE __u16 vm_tcp_csum_hdr40(void *tcph, __u8 family, const __u8 *saddr, co
 {
 	struct vm_tcp *tcp = tcph;
 	__u64 s = vm_pseudo_sum(family, saddr, daddr, VM_TCP_REPLY_HLEN);
-	__u32 *w = (__u32 *)tcp;
+	vm_u32a *w = (vm_u32a *)tcp;
 
 	tcp->check = 0;
 VM_UNROLL
