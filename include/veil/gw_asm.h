@@ -7,7 +7,7 @@
  * contiguous prefix, whose records are joined into one and parsed; once the
  * name is there the flow is created and every kept segment goes to the node
  * in Geneve with the handoff option.  bpf/gw_asm.bpf.c (TC behind XDP) and
- * the fast path (dataplane/fastpath.c) are its environments.
+ * the fast path (dataplane/fp_env.c) are its environments.
  *
  * Hooks, besides those of include/veil/gw_path.h the reassembly also uses
  * (VM_V_DROP, VM_GW_COOKIE_OK, vm_env_tai_ns, vm_env_coarse_ns,

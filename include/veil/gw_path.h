@@ -4,7 +4,7 @@
  * (delayed binding: SYN cookie, ClientHello -> route -> flow, established
  * flows into Geneve, refusals) and the mesh-facing return path.  The XDP
  * programs (bpf/gw_ingress.bpf.c, bpf/gw_return.bpf.c) and the userspace
- * fast path the DPDK gateway runs (dataplane/fastpath.c) are adapters around
+ * fast path the DPDK gateway runs (dataplane/fp_env.c) are adapters around
  * vm_gw_ingress() here and vm_gw_return() (include/veil/gw_ret.h): same
  * decisions, same bytes, same counters, by construction.
  *
