@@ -35,8 +35,6 @@ static inline int fp_load(void *ctx, uint32_t off, void *dst, uint32_t n)
 
 #define ETH_HLEN VM_ETH_HLEN
 
-static void put16(uint8_t *p, uint16_t v) { p[0] = v >> 8; p[1] = v; }
-static uint16_t get16(const uint8_t *p) { return (p[0] << 8) | p[1]; }
 
 /* ---------- parsing (include/veil/pkt.h, as in BPF) ---------- */
 
@@ -575,35 +573,18 @@ int vm_fp_ingress_key(const uint8_t *f, uint32_t len, struct flow_key *k)
 
 int vm_fp_return_key(const uint8_t *f, uint32_t n, struct flow_key *k)
 {
-	uint8_t inner[ETH_HLEN + 60];
-	uint32_t ol3;
+	struct vm_mesh_in m;
 	struct vm_pkt p;
 
-	if (n < ETH_HLEN + 20)
+	memset(&m, 0, sizeof(m));
+	memset(&p, 0, sizeof(p));
+	if (vm_geneve_locate((void *)f, (void *)(f + n), &m) != VM_MESH_OK || ETH_HLEN + m.strip >= n)
 		return -1;
-	const uint8_t *ip = f + ETH_HLEN;
-	uint16_t et = get16(f + 12);
-	if (et == 0x0800 && ip[9] == 17 && (ip[0] & 15) == 5)
-		ol3 = 20;
-	else if (et == 0x86dd && n >= ETH_HLEN + 40 && ip[6] == 17)
-		ol3 = 40;
-	else
-		return -1;
-	if (n < ETH_HLEN + ol3 + 16 || get16(ip + ol3 + 2) != VM_GENEVE_PORT)
-		return -1;
-	const uint8_t *g = ip + ol3 + 8;
-	uint16_t proto = get16(g + 2);
-	uint32_t strip = ol3 + 16 + (g[0] & 0x3f) * 4;
-	if (proto != VM_GENEVE_PROTO_IP4 && proto != VM_GENEVE_PROTO_IP6)
-		return -1;
-	/* the inner IP and TCP headers, behind a made-up Ethernet header */
-	uint32_t have = n - ETH_HLEN - strip < sizeof(inner) - ETH_HLEN ? n - ETH_HLEN - strip : sizeof(inner) - ETH_HLEN;
-	if (ETH_HLEN + strip >= n)
-		return -1;
-	memset(inner, 0, ETH_HLEN);
-	put16(inner + 12, proto == VM_GENEVE_PROTO_IP4 ? 0x0800 : 0x86dd);
-	memcpy(inner + ETH_HLEN, f + ETH_HLEN + strip, have);
-	if (parse_ip_tcp(inner, ETH_HLEN + have, ETH_HLEN, &p) != VM_PARSE_OK && p.family == 0)
+	/* the inner headers, behind where the outer ones end (their Ethernet
+	 * type is the Geneve protocol): a truncated packet still has its ports */
+	if (vm_parse_ip_tcp((void *)(f + m.strip), (void *)(f + n), n - m.strip, ETH_HLEN,
+			    vm_htons(m.ifamily == VM_AF_INET ? VM_ETH_P_IP : VM_ETH_P_IPV6), &p) != VM_PARSE_OK &&
+	    p.family == 0)
 		return -1;
 	if (!p.sport && !p.dport)
 		return -1;

@@ -106,6 +106,48 @@ struct vm_mesh_in {
 
 enum { VM_MESH_OK = 0, VM_MESH_NOT_OURS, VM_MESH_MALFORMED };
 
+/* The inner packet of a Geneve frame in [data, data_end), whoever it is
+ * addressed to: for a receiver that must steer a frame before judging it
+ * (the DPDK workers' hand-over by flow).  VM_MESH_OK with m->ofamily,
+ * m->ifamily and m->strip, or VM_MESH_NOT_OURS. */
+VM_INLINE int vm_geneve_locate(void *data, void *data_end, struct vm_mesh_in *m)
+{
+	struct vm_eth *eth = data;
+	struct vm_udp *udp;
+	struct vm_geneve *g;
+	__u32 ol3;
+
+	if ((void *)(eth + 1) > data_end)
+		return VM_MESH_NOT_OURS;
+	if (eth->proto == vm_htons(VM_ETH_P_IP)) {
+		struct vm_ip4 *ip = (void *)(eth + 1);
+		if ((void *)(ip + 1) > data_end || ip->protocol != VM_IPPROTO_UDP || (ip->ver_ihl & 0xf) != 5)
+			return VM_MESH_NOT_OURS;
+		m->ofamily = VM_AF_INET;
+		ol3 = 20;
+	} else if (eth->proto == vm_htons(VM_ETH_P_IPV6)) {
+		struct vm_ip6 *ip6 = (void *)(eth + 1);
+		if ((void *)(ip6 + 1) > data_end || ip6->nexthdr != VM_IPPROTO_UDP)
+			return VM_MESH_NOT_OURS;
+		m->ofamily = VM_AF_INET6;
+		ol3 = 40;
+	} else {
+		return VM_MESH_NOT_OURS;
+	}
+	udp = (void *)((__u8 *)eth + VM_ETH_HLEN + ol3);
+	g = (void *)(udp + 1);
+	if ((void *)(g + 1) > data_end || udp->dest != vm_htons(VM_GENEVE_PORT))
+		return VM_MESH_NOT_OURS;
+	if (g->proto == vm_htons(VM_GENEVE_PROTO_IP4))
+		m->ifamily = VM_AF_INET;
+	else if (g->proto == vm_htons(VM_GENEVE_PROTO_IP6))
+		m->ifamily = VM_AF_INET6;
+	else
+		return VM_MESH_NOT_OURS;
+	m->strip = ol3 + VM_UDP_HLEN + VM_GENEVE_HLEN + (g->ver_optlen & 0x3f) * 4;
+	return VM_MESH_OK;
+}
+
 #ifdef VM_LOAD_BYTES
 /* Recognises Geneve on VM_GENEVE_PORT addressed to one of our underlay
  * addresses (a frame in [data, data_end) of len bytes, the environment's
