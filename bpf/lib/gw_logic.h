@@ -49,14 +49,6 @@ VM_INLINE int vm_env_route(void *rctx, const char *name, __u32 len, struct flow_
 
 #include "veil/gw_hello.h"
 
-#define flow_key_of vm_flow_key_of
-#define GW_NO_ROUTE VM_GW_NO_ROUTE
-
-VM_INLINE __u32 gw_cookie_tnow(const struct gw_config *cfg)
-{
-	return vm_gw_cookie_tnow(cfg, bpf_ktime_get_tai_ns());
-}
-
 /* Checks a cookie against the current and the previous secret.  A global
  * function: verified once, not once per path of the caller. */
 __attribute__((noinline)) int gw_cookie_ok(struct cookie_secret *sec, struct vm_cookie_in *cin,
@@ -69,27 +61,12 @@ __attribute__((noinline)) int gw_cookie_ok(struct cookie_secret *sec, struct vm_
 
 /* Parses the hello in s->buf and finds its route (vm_gw_route_hello).
  * Returns VM_HELLO_OK with the route in s->flow, or the reason to refuse
- * (VM_HELLO_* or GW_NO_ROUTE).  Global: verified once. */
+ * (VM_HELLO_* or VM_GW_NO_ROUTE).  Global: verified once. */
 __attribute__((noinline)) int gw_route_hello(struct gw_scratch *s, __u32 len)
 {
 	if (!s)
 		return VM_HELLO_MALFORMED;
 	return vm_gw_route_hello(s, s->buf, len, &s->hello, &s->hst, s->wkey.name, &s->flow);
-}
-
-/* A hello gw_route_hello refused by its name, not whole in the first have. */
-VM_INLINE int gw_hello_cut(const struct gw_scratch *s, __u32 have)
-{
-	return vm_gw_hello_cut(s->hello.hello_len, have);
-}
-
-/* Fills a new flow (whose route gw_route_hello set): vm_gw_flow_init, aged
- * by the coarse clock. */
-VM_INLINE void gw_flow_init(struct flow_val *f, __u32 client_isn, __u32 cookie, const struct vm_tcpopts *o,
-			    const struct gw_config *cfg, const __u8 *client_mac, const __u8 *vip_mac,
-			    __u32 ifindex)
-{
-	vm_gw_flow_init(f, client_isn, cookie, o, cfg, client_mac, vip_mac, ifindex, bpf_ktime_get_coarse_ns());
 }
 
 #endif
