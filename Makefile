@@ -62,8 +62,9 @@ $(BUILD)/lib/%.o: dataplane/%.c $(HDRS) $(SKELS) | deps-build
 	@mkdir -p $(BUILD)/lib
 	$(CC) $(CFLAGS) -c $< -o $@
 
+# rebuilt whole: a member left from a renamed source would shadow the new one
 $(LIB): $(LIB_OBJS) | deps-build
-	ar rcs $@ $^
+	rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/keys/%.o: controlplane/keys/%.c $(wildcard controlplane/keys/*.h) | deps-build
 	@mkdir -p $(BUILD)/keys

@@ -10,6 +10,7 @@
  * GSO and checksum-offloaded skbs, and the hello must grow a small packet.
  */
 #include "lib/node_maps.h"
+#include "veil/geneve.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -330,64 +331,27 @@ VM_INLINE int to_gateway(struct __sk_buff *skb, const struct vm_pkt *p, const st
 	__u32 inner_len = skb->len - ETH_HLEN;
 	__u64 flags = BPF_F_ADJ_ROOM_ENCAP_L4_UDP |
 		      (c->gw_family == VM_AF_INET ? BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 : BPF_F_ADJ_ROOM_ENCAP_L3_IPV6);
-	struct {
-		struct ethhdr eth;
-		union {
-			struct {
-				struct iphdr ip;
-				struct udphdr udp;
-				struct vm_geneve g;
-			} __attribute__((packed)) v4;
-			struct {
-				struct ipv6hdr ip6;
-				struct udphdr udp;
-				struct vm_geneve g;
-			} __attribute__((packed)) v6;
-		};
-	} __attribute__((packed)) h = {};
-	struct udphdr *udp;
-	struct vm_geneve *g;
+	/* The headers built on the stack (include/veil/geneve.h), then stored;
+	 * two bytes in, so the outer IP header is aligned (the verifier wants
+	 * aligned stack access). */
+	__u8 hb[2 + ETH_HLEN + 40 + 8 + 8] __attribute__((aligned(8)));
+	__u8 *h = hb + 2;
 	__u16 sport = vm_flow_port(ck->client, ck->vip, ck->client_port_be, ck->vip_port_be);
 
 	if (bpf_skb_adjust_room(skb, push, BPF_ADJ_ROOM_MAC, flags)) {
 		NODE_COUNT(st, encap_fail);
 		return TC_ACT_SHOT;
 	}
-	__builtin_memcpy(h.eth.h_dest, c->gw_mac, 6);
-	__builtin_memcpy(h.eth.h_source, c->mesh_mac, 6);
-	if (c->gw_family == VM_AF_INET) {
-		if (!cfg->has_underlay4)
-			goto nocfg;
-		h.eth.h_proto = bpf_htons(ETH_P_IP);
-		h.v4.ip.version = 4;
-		h.v4.ip.ihl = 5;
-		h.v4.ip.tot_len = bpf_htons(push + inner_len);
-		h.v4.ip.frag_off = bpf_htons(0x4000);
-		h.v4.ip.ttl = 64;
-		h.v4.ip.protocol = IPPROTO_UDP_;
-		__builtin_memcpy(&h.v4.ip.saddr, cfg->underlay4 + 12, 4);
-		__builtin_memcpy(&h.v4.ip.daddr, c->gw + 12, 4);
-		h.v4.ip.check = vm_ip4_csum(&h.v4.ip);
-		udp = &h.v4.udp;
-		g = &h.v4.g;
-	} else {
-		if (!cfg->has_underlay6)
-			goto nocfg;
-		h.eth.h_proto = bpf_htons(ETH_P_IPV6);
-		*(__u32 *)&h.v6.ip6 = bpf_htonl(0x60000000);
-		h.v6.ip6.payload_len = bpf_htons(push - 40 + inner_len);
-		h.v6.ip6.nexthdr = IPPROTO_UDP_;
-		h.v6.ip6.hop_limit = 64;
-		__builtin_memcpy(&h.v6.ip6.saddr, cfg->underlay6, 16);
-		__builtin_memcpy(&h.v6.ip6.daddr, c->gw, 16);
-		udp = &h.v6.udp;
-		g = &h.v6.g;
-	}
-	udp->source = bpf_htons(sport);
-	udp->dest = bpf_htons(VM_GENEVE_PORT);
-	udp->len = bpf_htons(push - ol3 + inner_len);
-	g->proto = bpf_htons(p->family == VM_AF_INET ? VM_GENEVE_PROTO_IP4 : VM_GENEVE_PROTO_IP6);
-	if (bpf_skb_store_bytes(skb, 0, &h, ETH_HLEN + push, 0)) {
+	if (c->gw_family == VM_AF_INET ? !cfg->has_underlay4 : !cfg->has_underlay6)
+		goto nocfg;
+	__builtin_memset(hb, 0, sizeof(hb));
+	__builtin_memcpy(h, c->gw_mac, 6);
+	__builtin_memcpy(h + 6, c->mesh_mac, 6);
+	if (vm_geneve_write(h, hb + sizeof(hb), c->gw_family,
+			    c->gw_family == VM_AF_INET ? cfg->underlay4 : cfg->underlay6, c->gw,
+			    p->family == VM_AF_INET ? VM_GENEVE_PROTO_IP4 : VM_GENEVE_PROTO_IP6, inner_len, NULL,
+			    sport) ||
+	    bpf_skb_store_bytes(skb, 0, h, ETH_HLEN + push, 0)) {
 		NODE_COUNT(st, encap_fail);
 		return TC_ACT_SHOT;
 	}

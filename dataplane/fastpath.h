@@ -1,17 +1,18 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The gateway's behaviour in userspace, on plain packet buffers: what the
- * DPDK fast path runs per packet.  Same wire formats, same cookie, same
- * ClientHello parser (include/veil), same routes, same outcome counters as
- * gw_ingress / gw_return; tests/test_fastpath.c runs both on the same inputs
- * and requires byte-identical output (docs/wire-formats.md lists the fields
+ * DPDK fast path runs per packet.  The logic is the packet library's
+ * (include/veil/gw_path.h, gw_asm.h, gw_ret.h: the same code gw_ingress,
+ * gw_asm and gw_return are built from); this API gives it its tables and
+ * frames.  tests/test_fastpath.c runs both on the same inputs and requires
+ * byte-identical output and counters (docs/wire-formats.md lists the fields
  * free to differ).
  *
  * Hellos that need reassembly (name past the first segment, records split)
- * take the path of gw_asm (bpf/gw_asm.bpf.c, TC behind XDP): kept, ACKed,
- * parsed once whole, then every kept segment goes to the node through the
- * emit callback.  The DPDK application around it (EAL, ports, lcores,
- * telemetry) is dataplane/dpdk/.
+ * are reassembled at once, in the call (in the kernel gw_asm does it in TC
+ * behind XDP): kept, ACKed, parsed once whole, then every kept segment goes
+ * to the node through the emit callback.  The DPDK application around it
+ * (EAL, ports, lcores, telemetry) is dataplane/dpdk/.
  */
 #ifndef VEIL_FASTPATH_H
 #define VEIL_FASTPATH_H

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * The userspace gateway (dataplane/fastpath.c, what the DPDK path runs) against
+ * The userspace gateway (the packet library over dataplane/fp_env.c, what the DPDK path runs) against
  * the XDP gateway: the same packets through gw_ingress / gw_return in
  * BPF_PROG_TEST_RUN and through vm_fp_ingress / vm_fp_return, with the same
  * config, secret, routes and neighbours.  Each case must give the same

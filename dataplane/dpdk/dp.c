@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-/* The DPDK gateway's packet path (see dp.h): per packet, the code
- * dataplane/fastpath.c holds byte-identical to the XDP programs; around it
+/* The DPDK gateway's packet path (see dp.h): per packet, the packet library
+ * the XDP programs are built from (vm_fp_*, dataplane/fp_env.c); around it
  * bursts, the hand-over of packets to the worker that owns their flow, and
  * the swap of config generations.  Nothing here allocates per packet. */
 #include <stdlib.h>

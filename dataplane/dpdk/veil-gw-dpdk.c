@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * veil-gw-dpdk: the gateway on DPDK ports.  Per packet it runs the same
- * code as tests/test_fastpath.c holds byte-identical to the XDP programs
- * (dataplane/fastpath.c: cookie, ClientHello parser from include/veil,
- * routes, flows, Geneve handoff, return path, outcome counters).
+ * veil-gw-dpdk: the gateway on DPDK ports.  Per packet it runs the packet
+ * library the XDP programs are built from (include/veil/gw_path.h, gw_asm.h,
+ * gw_ret.h: cookie, ClientHello parser, routes, flows, Geneve handoff,
+ * return path, outcome counters) over its own tables (dataplane/fp_env.c);
+ * tests/test_fastpath.c holds the bytes identical.
  *
  * Threads: the main lcore is the control plane (config file, cookie secret
  * rotation, next hops from the kernel, control socket for veilctl,

@@ -1,0 +1,593 @@
+// SPDX-License-Identifier: Apache-2.0
+/* The gateway in userspace, on packet buffers: the environment the packet
+ * library (include/veil/gw_path.h, gw_asm.h, gw_ret.h) runs in here, as the
+ * XDP and TC programs are its environment in the kernel.  What is here is
+ * what differs by nature: the tables (flows, reassembly, routes, VIPs,
+ * neighbours) and how a frame grows, shrinks and leaves; the decisions, the
+ * bytes and the counters are the library's.  See fastpath.h. */
+#include <arpa/inet.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fastpath.h"
+#include "veil/cookie.h"
+#include "veil/hello.h"
+#include "veil/pkt.h"
+
+/* The packet library reads Geneve options through the environment's byte
+ * loader: here a bounded copy out of the frame. */
+struct fp_frame {
+	const uint8_t *p;
+	uint32_t len;
+};
+
+static inline int fp_load(void *ctx, uint32_t off, void *dst, uint32_t n)
+{
+	const struct fp_frame *fr = ctx;
+	if (off > fr->len || n > fr->len - off)
+		return -1;
+	memcpy(dst, fr->p + off, n);
+	return 0;
+}
+#define VM_LOAD_BYTES(ctx, off, dst, len) fp_load((ctx), (off), (dst), (len))
+#include "veil/geneve.h"
+
+#define ETH_HLEN VM_ETH_HLEN
+
+
+/* ---------- parsing (include/veil/pkt.h, as in BPF) ---------- */
+
+static int parse_ip_tcp(const uint8_t *f, uint32_t len, uint32_t l3, struct vm_pkt *p)
+{
+	__be16 et;
+
+	memset(p, 0, sizeof(*p));
+	memcpy(&et, f + 12, 2);
+	return vm_parse_ip_tcp((void *)f, (void *)(f + len), len, l3, et, p);
+}
+
+/* The option block o[0, len) (len <= 40, inside the frame). */
+static int parse_opts(const uint8_t *o, int len, struct vm_tcpopts *r)
+{
+	struct vm_tcpopt_state st;
+	return vm_tcpopt_parse(o, (uint32_t)len, r, &st);
+}
+
+/* ---------- tables ---------- */
+
+/* A flow key (40 bytes, five words) mixed a word at a time: the per-packet
+ * hash of every table and of the lcore hand-over. */
+static uint32_t hash_key(const struct flow_key *k)
+{
+	uint64_t w[5], h = 0x9e3779b97f4a7c15ULL;
+	_Static_assert(sizeof(*k) == sizeof(w), "flow key is five words");
+	memcpy(w, k, sizeof(w));
+	for (int i = 0; i < 5; i++) {
+		h ^= w[i];
+		h *= 0xff51afd7ed558ccdULL;
+		h ^= h >> 32;
+	}
+	h *= 0xc4ceb9fe1a85ec53ULL;
+	return (uint32_t)(h ^ (h >> 29));
+}
+
+static uint32_t hash_bytes(const void *k, size_t n)
+{
+	const uint8_t *p = k;
+	uint32_t h = 2166136261u;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ p[i]) * 16777619u;
+	return h;
+}
+
+int vm_fp_init(struct vm_fp *fp, uint32_t flows_cap)
+{
+	uint32_t cap = 1024;
+	memset(fp, 0, sizeof(*fp));
+	while (cap < flows_cap)
+		cap <<= 1;
+	fp->flows_cap = cap;
+	fp->flows = calloc(cap, sizeof(*fp->flows));
+	fp->asm_tab = calloc(VM_FP_ASM_MAX, sizeof(*fp->asm_tab));
+	fp->early_tab = calloc(VM_FP_ASM_MAX, sizeof(*fp->early_tab));
+	if (fp->flows && fp->asm_tab && fp->early_tab)
+		return 0;
+	vm_fp_free(fp);
+	return -1;
+}
+
+void vm_fp_free(struct vm_fp *fp)
+{
+	free(fp->flows);
+	free(fp->asm_tab);
+	free(fp->early_tab);
+	fp->flows = NULL;
+	fp->asm_tab = NULL;
+	fp->early_tab = NULL;
+}
+
+int vm_fp_conf_set(struct vm_fp_conf *c, const struct vm_gw_cfg *g)
+{
+	uint32_t cap = 16;
+	while (cap < 2 * (uint32_t)g->nroutes)
+		cap <<= 1;
+	struct vm_cfg_route *t = calloc(cap, sizeof(*t));
+	if (!t)
+		return -1;
+	for (int i = 0; i < g->nroutes; i++) {
+		const char *nm = g->routes[i].key.name;
+		uint32_t h = hash_bytes(nm, strnlen(nm, VM_NAME_MAX)) & (cap - 1);
+		while (t[h].key.name[0])
+			h = (h + 1) & (cap - 1);
+		t[h] = g->routes[i];
+	}
+	free(c->routes);
+	c->routes = t;
+	c->routes_cap = cap;
+	memcpy(c->vips, g->vips, sizeof(c->vips));
+	c->nvips = g->nvips;
+	c->cfg = g->dp;
+	return 0;
+}
+
+void vm_fp_conf_free(struct vm_fp_conf *c)
+{
+	free(c->routes);
+	c->routes = NULL;
+	c->routes_cap = 0;
+}
+
+const struct route_val *vm_fp_conf_route(const struct vm_fp_conf *c, const char *name)
+{
+	if (!c->routes)
+		return NULL;
+	/* names are NUL-padded to VM_NAME_MAX: the bytes up to the NUL say it all */
+	uint32_t h = hash_bytes(name, strnlen(name, VM_NAME_MAX)) & (c->routes_cap - 1);
+	while (c->routes[h].key.name[0]) {
+		if (!strncmp(c->routes[h].key.name, name, VM_NAME_MAX))
+			return &c->routes[h].val;
+		h = (h + 1) & (c->routes_cap - 1);
+	}
+	return NULL;
+}
+
+static const struct route_val *route_get(struct vm_fp *fp, const char *name)
+{
+	return vm_fp_conf_route(fp->c, name);
+}
+
+#define PROBE 8
+static void *slot_find(struct vm_fp *fp, void *tab, size_t stride, uint32_t cap, const struct flow_key *k)
+{
+	uint32_t h = hash_key(k);
+	for (int i = 0; i < PROBE; i++) {
+		struct vm_fp_slot *f = (struct vm_fp_slot *)((uint8_t *)tab + stride * ((h + i) & (cap - 1)));
+		if (f->used && !memcmp(&f->key, k, sizeof(*k))) {
+			f->last_used = ++fp->tick;
+			return f;
+		}
+	}
+	return NULL;
+}
+
+/* Insert or replace; a full probe window evicts its least recently used.
+ * The caller fills the value. */
+static void *slot_put(struct vm_fp *fp, void *tab, size_t stride, uint32_t cap, const struct flow_key *k,
+		      uint32_t *count)
+{
+	uint32_t h = hash_key(k);
+	struct vm_fp_slot *victim = NULL;
+	for (int i = 0; i < PROBE; i++) {
+		struct vm_fp_slot *f = (struct vm_fp_slot *)((uint8_t *)tab + stride * ((h + i) & (cap - 1)));
+		if (!f->used || !memcmp(&f->key, k, sizeof(*k))) {
+			victim = f;
+			break;
+		}
+		if (!victim || f->last_used < victim->last_used)
+			victim = f;
+	}
+	if (!victim->used && count)
+		(*count)++;
+	victim->key = *k;
+	victim->used = 1;
+	victim->last_used = ++fp->tick;
+	return victim;
+}
+
+static struct vm_fp_flow *flow_find(struct vm_fp *fp, const struct flow_key *k)
+{
+	return slot_find(fp, fp->flows, sizeof(*fp->flows), fp->flows_cap, k);
+}
+
+static struct vm_fp_flow *flow_put(struct vm_fp *fp, const struct flow_key *k, const struct flow_val *v)
+{
+	struct vm_fp_flow *f = slot_put(fp, fp->flows, sizeof(*fp->flows), fp->flows_cap, k, &fp->nflows);
+	f->val = *v;
+	return f;
+}
+
+uint32_t vm_fp_flow_hash(const struct flow_key *k)
+{
+	return hash_key(k);
+}
+
+uint32_t vm_fp_flow_count(const struct vm_fp *fp)
+{
+	return __atomic_load_n(&fp->nflows, __ATOMIC_RELAXED);
+}
+
+int vm_fp_flow_drop(struct vm_fp *fp, const struct flow_key *k)
+{
+	struct vm_fp_flow *f = flow_find(fp, k);
+	if (!f)
+		return -1;
+	f->s.used = 0;
+	fp->nflows--;
+	return 0;
+}
+
+static const struct vm_fp_neigh *neigh_get(struct vm_fp *fp, const uint8_t *addr)
+{
+	for (int i = 0; i < fp->c->nneigh; i++)
+		if (!memcmp(fp->c->neigh[i].addr, addr, 16))
+			return &fp->c->neigh[i];
+	return NULL;
+}
+
+/* ---------- the mesh ---------- */
+
+/* Ethernet, outer IP, UDP, Geneve (and the handoff option) in front of an
+ * inner IP packet of inner bytes, at f; returns the bytes written. */
+static uint32_t write_encap(struct vm_fp *fp, uint8_t *f, const struct vm_fp_neigh *nb, const struct flow_val *fv,
+			    uint16_t sport, uint16_t proto, uint32_t inner, int with_handoff)
+{
+	int v4 = fv->node_family == VM_AF_INET;
+	uint32_t push = vm_geneve_push_len(fv->node_family, with_handoff);
+
+	memcpy(f, nb->mac, 6);
+	memcpy(f + 6, fp->c->port_mac[nb->port & 7], 6);
+	/* the buffer holds them: the caller made room for push bytes */
+	vm_geneve_write(f, f + ETH_HLEN + push, fv->node_family, v4 ? fp->c->cfg.underlay4 : fp->c->cfg.underlay6,
+			fv->node, proto, inner, with_handoff ? &fv->handoff : NULL, sport);
+	return ETH_HLEN + push;
+}
+
+/* ---------- the hello: route, flow (include/veil/gw_hello.h, gw.h) ---------- */
+
+/* The packet library's route lookup: the configuration's table by name. */
+static inline int vm_env_route(void *rctx, const char *name, __u32 len, struct flow_val *f)
+{
+	const struct route_val *r = route_get(rctx, name);
+	if (!r)
+		return -1;
+	f->vm_id = r->vm_id;
+	f->node_family = r->node_family;
+	memcpy(f->node, r->node, 16);
+	return 0;
+}
+#include "veil/gw_hello.h"
+
+/* Parses the hello in fp->hello_buf and finds its route into *v (its VM and
+ * node); VM_HELLO_OK, or the reason. */
+static int route_hello(struct vm_fp *fp, uint32_t len, struct flow_val *v)
+{
+	struct vm_hello h;
+	struct vm_hello_state hs;
+	char wk[VM_NAME_MAX];
+
+	memset(&h, 0, sizeof(h));
+	int rc = vm_gw_route_hello(fp, fp->hello_buf, len, &h, &hs, wk, v);
+	fp->hello_len = h.hello_len;
+	return rc;
+}
+
+/* ---------- gw_ingress, gw_asm and gw_return: the packet library's, in this environment ---------- */
+
+/* What the library's hooks work on: one packet of one lcore. */
+struct vm_gw_env {
+	struct vm_fp *fp;
+	uint8_t **pkt;
+	uint32_t *len;
+	uint16_t in_port;
+	uint16_t *out_port;
+	uint64_t tai_ns;
+	struct fp_frame fr;       /* what VM_LOAD_BYTES reads */
+	struct flow_val tmp;      /* a new flow, before it goes into the table */
+	struct vm_asm_walk_state walk;
+	const struct vm_fp_neigh *nb;  /* the node's next hop, for the reassembly's segments */
+};
+
+#define VM_V_DROP VM_FP_DROP
+#define VM_V_PASS VM_FP_PASS
+#define VM_V_TX   VM_FP_TX
+#define VM_GW_COOKIE_OK(sec, cin, cookie, tnow) vm_gw_cookie_ok((sec), (cin), (cookie), (tnow))
+
+static inline void *vm_env_data(struct vm_gw_env *e) { return *e->pkt; }
+static inline void *vm_env_data_end(struct vm_gw_env *e) { return *e->pkt + *e->len; }
+static inline void *vm_env_loadctx(struct vm_gw_env *e)
+{
+	e->fr.p = *e->pkt;
+	e->fr.len = *e->len;
+	return &e->fr;
+}
+static inline __u32 vm_env_ifindex(struct vm_gw_env *e) { return e->in_port; }
+/* one clock for all: the caller's time of the burst */
+static inline __u64 vm_env_tai_ns(struct vm_gw_env *e) { return e->tai_ns; }
+static inline __u64 vm_env_coarse_ns(struct vm_gw_env *e) { return e->tai_ns; }
+
+/* A reply fits: the buffer has room for 100 bytes past the frame (fastpath.h). */
+static inline int vm_env_resize(struct vm_gw_env *e, __u32 len)
+{
+	*e->len = len;
+	return 0;
+}
+
+/* Encapsulation: the buffer has 128 bytes of headroom (fastpath.h). */
+static inline int vm_env_push(struct vm_gw_env *e, __u32 n)
+{
+	*e->pkt -= n;
+	*e->len += n;
+	return 0;
+}
+
+static inline int vm_env_pull(struct vm_gw_env *e, __u32 n)
+{
+	if (n > *e->len)
+		return -1;
+	*e->pkt += n;
+	*e->len -= n;
+	return 0;
+}
+
+static inline const struct gw_config *vm_env_cfg(struct vm_gw_env *e) { return &e->fp->c->cfg; }
+
+static inline struct cookie_secret *vm_env_secret(struct vm_gw_env *e)
+{
+	return (struct cookie_secret *)&e->fp->c->sec;
+}
+
+static inline const struct vip_val *vm_env_vip(struct vm_gw_env *e, const struct vip_key *k)
+{
+	const struct vm_fp_conf *c = e->fp->c;
+	for (int i = 0; i < c->nvips; i++)
+		if (c->vips[i].key.family == k->family && c->vips[i].key.port_be == k->port_be &&
+		    !memcmp(c->vips[i].key.addr, k->addr, 16))
+			return &c->vips[i].val;
+	return NULL;
+}
+
+static inline struct flow_val *vm_env_flow_get(struct vm_gw_env *e, const struct flow_key *k)
+{
+	struct vm_fp_flow *fl = flow_find(e->fp, k);
+	return fl ? &fl->val : NULL;
+}
+
+static inline int vm_env_flow_put(struct vm_gw_env *e, const struct flow_key *k, const struct flow_val *v)
+{
+	flow_put(e->fp, k, v);
+	return 0;
+}
+
+static inline void vm_env_flow_del(struct vm_gw_env *e, const struct flow_key *k, struct flow_val *f)
+{
+	struct vm_fp_flow *fl = (struct vm_fp_flow *)((uint8_t *)f - offsetof(struct vm_fp_flow, val));
+	fl->s.used = 0;
+	e->fp->nflows--;
+}
+
+static inline struct flow_val *vm_env_flow_tmp(struct vm_gw_env *e) { return &e->tmp; }
+
+static inline int vm_env_tcpopts(struct vm_gw_env *e, const struct vm_pkt *p, struct vm_tcpopts *o)
+{
+	return parse_opts(*e->pkt + p->l4_off + 20, p->tcp_len - 20, o);
+}
+
+static inline int vm_env_hello_route(struct vm_gw_env *e, const struct vm_pkt *p, struct flow_val *f,
+				     __u32 *hello_len)
+{
+	struct vm_fp *fp = e->fp;
+	uint32_t hl = p->payload_len > VM_HELLO_BUF ? VM_HELLO_BUF : p->payload_len;
+
+	memcpy(fp->hello_buf, *e->pkt + p->l4_off + p->tcp_len, hl);
+	int rc = route_hello(fp, hl, f);
+	*hello_len = fp->hello_len;
+	return rc;
+}
+
+/* The next hop from the neighbours the control plane gives (the kernel's
+ * FIB and neighbour table for XDP), with the FIB's MTU check. */
+static inline int vm_env_mesh_send(struct vm_gw_env *e, __u8 fam, const __u8 *src, const __u8 *node, int *why)
+{
+	const struct vm_fp_neigh *nb = neigh_get(e->fp, node);
+
+	if (!nb) {
+		*why = VM_SEND_NO_NEIGH;
+		return VM_FP_DROP;
+	}
+	if (*e->len > 1514) {
+		*why = VM_SEND_MTU;
+		return VM_FP_DROP;
+	}
+	*why = VM_SEND_OK;
+	memcpy(*e->pkt, nb->mac, 6);
+	memcpy(*e->pkt + 6, e->fp->c->port_mac[nb->port & 7], 6);
+	*e->out_port = nb->port;
+	return nb->port == e->in_port ? VM_FP_TX : VM_FP_FWD;
+}
+
+/* ---------- hello reassembly (include/veil/gw_asm.h): its tables here ---------- */
+
+static inline __u64 vm_env_asm_ns(struct vm_gw_env *e) { return e->tai_ns; }
+
+static inline struct asm_val *vm_env_asm_get(struct vm_gw_env *e, const struct flow_key *k)
+{
+	struct vm_fp_asm *as = slot_find(e->fp, e->fp->asm_tab, sizeof(*e->fp->asm_tab), VM_FP_ASM_MAX, k);
+	return as ? &as->a : NULL;
+}
+
+static inline struct asm_val *vm_env_asm_new(struct vm_gw_env *e, const struct flow_key *k)
+{
+	struct vm_fp_asm *as = slot_put(e->fp, e->fp->asm_tab, sizeof(*e->fp->asm_tab), VM_FP_ASM_MAX, k, NULL);
+	return &as->a;
+}
+
+static inline void vm_env_asm_del(struct vm_gw_env *e, const struct flow_key *k, struct asm_val *a)
+{
+	((struct vm_fp_asm *)((uint8_t *)a - offsetof(struct vm_fp_asm, a)))->s.used = 0;
+}
+
+static inline struct asm_early *vm_env_early_get(struct vm_gw_env *e, const struct flow_key *k)
+{
+	struct vm_fp_early *ee = slot_find(e->fp, e->fp->early_tab, sizeof(*e->fp->early_tab), VM_FP_ASM_MAX, k);
+	return ee ? &ee->e : NULL;
+}
+
+static inline void vm_env_early_del(struct vm_gw_env *e, const struct flow_key *k, struct asm_early *ea)
+{
+	((struct vm_fp_early *)((uint8_t *)ea - offsetof(struct vm_fp_early, e)))->s.used = 0;
+}
+
+/* kept in its table slot at once: one per flow, the oldest of a full probe window evicted */
+static inline struct asm_early *vm_env_early_tmp(struct vm_gw_env *e, const struct flow_key *k)
+{
+	struct vm_fp_early *ee = slot_put(e->fp, e->fp->early_tab, sizeof(*e->fp->early_tab), VM_FP_ASM_MAX, k, NULL);
+	return &ee->e;
+}
+
+static inline int vm_env_early_put(struct vm_gw_env *e, const struct flow_key *k, struct asm_early *ea)
+{
+	return 0;
+}
+
+static inline __u8 *vm_env_flat(struct vm_gw_env *e) { return e->fp->flat; }
+static inline struct vm_asm_walk_state *vm_env_walk(struct vm_gw_env *e) { return &e->walk; }
+
+static inline int vm_env_asm_route(struct vm_gw_env *e, __u8 *flat, __u32 len, struct flow_val *f, __u32 *hello_len)
+{
+	struct vm_fp *fp = e->fp;
+
+	memcpy(fp->hello_buf, flat, VM_HELLO_BUF);
+	int rc = route_hello(fp, len, f);
+	*hello_len = fp->hello_len;
+	return rc;
+}
+
+/* Replies in place: the buffer has room for 100 bytes past the frame. */
+static inline __u8 *vm_env_reply_buf(struct vm_gw_env *e, void **end)
+{
+	*end = *e->pkt + *e->len + 100;
+	return *e->pkt;
+}
+
+static inline int vm_env_reply_send(struct vm_gw_env *e, __u8 *b, __u32 len)
+{
+	*e->len = len;
+	return VM_FP_TX;
+}
+
+static inline int vm_env_emit_route(struct vm_gw_env *e, __u8 fam, const __u8 *src, const __u8 *node, int *why)
+{
+	e->nb = neigh_get(e->fp, node);
+	*why = e->nb ? VM_SEND_OK : VM_SEND_NO_NEIGH;
+	return e->nb ? 0 : -1;
+}
+
+/* One kept segment to the node, through the emit callback. */
+static inline int vm_env_emit_seg(struct vm_gw_env *e, const struct flow_val *f, const __u8 *src, __u32 proto_inner,
+				  __u16 sport, const struct asm_seg *sg, const struct asm_val *a)
+{
+	struct vm_fp *fp = e->fp;
+	uint32_t inner = proto_inner & 0xffff;
+	uint32_t hdrlen = write_encap(fp, fp->frame, e->nb, f, sport, proto_inner >> 16, inner, 1);
+
+	memcpy(fp->frame + hdrlen, sg->hdr, sg->hlen);
+	memcpy(fp->frame + hdrlen + sg->hlen, &a->payload[sg->off & (VM_ASM_BYTES - 1)], sg->len);
+	if (!fp->emit)
+		return -1;
+	fp->emit(fp->emit_arg, e->nb->port, fp->frame, hdrlen + inner);
+	return 0;
+}
+
+#include "veil/gw_asm.h"
+
+/* Reassembly (gw_asm's in the kernel) runs here at once; for a held hello
+ * resent (vip NULL) a VIP gone meanwhile leaves it to the host. */
+static inline int vm_env_to_asm(struct vm_gw_env *e, const struct vm_pkt *p, const struct flow_key *k,
+				const struct vip_val *vip)
+{
+	if (!vip) {
+		struct vip_key vk;
+		vm_vip_key_of(p, &vk);
+		vip = vm_env_vip(e, &vk);
+		if (!vip)
+			return VM_FP_PASS;
+	}
+	return vm_gw_asm_in(e, p, vip, k, &e->fp->c->cfg, vm_env_secret(e), &e->fp->st);
+}
+
+static inline void vm_env_held_drop(struct vm_gw_env *e, const struct flow_key *k)
+{
+	struct vm_fp_asm *as = slot_find(e->fp, e->fp->asm_tab, sizeof(*e->fp->asm_tab), VM_FP_ASM_MAX, k);
+	if (as)
+		as->s.used = 0;
+}
+
+static inline int vm_env_redirect(struct vm_gw_env *e, __u32 ifindex)
+{
+	*e->out_port = ifindex;
+	return VM_FP_FWD;
+}
+
+#include "veil/gw_path.h"
+#include "veil/gw_ret.h"
+
+enum vm_fp_verdict vm_fp_ingress(struct vm_fp *fp, uint16_t in_port, uint8_t **pkt, uint32_t *len,
+				 uint64_t tai_ns, uint16_t *out_port)
+{
+	struct vm_gw_env e = { .fp = fp, .pkt = pkt, .len = len, .in_port = in_port, .out_port = out_port,
+			       .tai_ns = tai_ns };
+
+	*out_port = in_port;
+	return vm_gw_ingress(&e, &fp->st);
+}
+
+enum vm_fp_verdict vm_fp_return(struct vm_fp *fp, uint16_t in_port, uint8_t **pkt, uint32_t *len,
+				uint16_t *out_port)
+{
+	struct vm_gw_env e = { .fp = fp, .pkt = pkt, .len = len, .in_port = in_port, .out_port = out_port };
+
+	return vm_gw_return(&e, &fp->st);
+}
+
+/* ---------- which flow a packet belongs to (lcore steering) ---------- */
+
+int vm_fp_ingress_key(const uint8_t *f, uint32_t len, struct flow_key *k)
+{
+	struct vm_pkt p;
+	if (len < ETH_HLEN || parse_ip_tcp(f, len, ETH_HLEN, &p) != VM_PARSE_OK)
+		return -1;
+	vm_flow_key_of(&p, k);
+	return 0;
+}
+
+int vm_fp_return_key(const uint8_t *f, uint32_t n, struct flow_key *k)
+{
+	struct vm_mesh_in m;
+	struct vm_pkt p;
+
+	memset(&m, 0, sizeof(m));
+	memset(&p, 0, sizeof(p));
+	if (vm_geneve_locate((void *)f, (void *)(f + n), &m) != VM_MESH_OK || ETH_HLEN + m.strip >= n)
+		return -1;
+	/* the inner headers, behind where the outer ones end (their Ethernet
+	 * type is the Geneve protocol): a truncated packet still has its ports */
+	if (vm_parse_ip_tcp((void *)(f + m.strip), (void *)(f + n), n - m.strip, ETH_HLEN,
+			    vm_htons(m.ifamily == VM_AF_INET ? VM_ETH_P_IP : VM_ETH_P_IPV6), &p) != VM_PARSE_OK &&
+	    p.family == 0)
+		return -1;
+	if (!p.sport && !p.dport)
+		return -1;
+	vm_flow_key_rev(&p, k);
+	return 0;
+}

@@ -1,0 +1,247 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Geneve mesh encapsulation (docs/wire-formats.md), written and read in one
+ * place for every sender and receiver: the gateway's XDP and TC programs,
+ * the node's TC program and the userspace fast path.
+ *
+ * Reading the options needs the environment's byte loader: the includer
+ * defines VM_LOAD_BYTES(ctx, off, dst, len) (0 on success) before including
+ * this header when it uses vm_mesh_parse (bpf_xdp_load_bytes in XDP, a
+ * bounded copy in userspace).
+ */
+#ifndef VEIL_GENEVE_H
+#define VEIL_GENEVE_H
+
+#include "pkt.h"
+
+/* Bytes of outer IP + UDP + Geneve [+ handoff option] for an outer family. */
+VM_INLINE __u32 vm_geneve_push_len(__u8 ofamily, int with_handoff)
+{
+	return (ofamily == VM_AF_INET ? 20 : 40) + VM_UDP_HLEN + VM_GENEVE_HLEN +
+	       (with_handoff ? VM_HANDOFF_OPT_LEN : 0);
+}
+
+/* Writes the Ethernet type, outer IP, UDP, Geneve and (with ho) the handoff
+ * option of a mesh packet starting at eth, whose inner IP packet
+ * (inner_proto: VM_GENEVE_PROTO_*) of inner_len bytes follows them; the MACs
+ * are the caller's.  Every write is bounded by end.  0, or -1 when the
+ * headers would not fit before end. */
+VM_INLINE int vm_geneve_write(void *eth_, void *end, __u8 ofamily, const __u8 *osrc, const __u8 *odst,
+			      __u16 inner_proto, __u32 inner_len, const struct vm_handoff *ho, __u16 sport)
+{
+	struct vm_eth *eth = eth_;
+	__u32 ol3 = ofamily == VM_AF_INET ? 20 : 40;
+	__u32 optlen = ho ? VM_HANDOFF_OPT_LEN : 0;
+	__u32 push = ol3 + VM_UDP_HLEN + VM_GENEVE_HLEN + optlen;
+	struct vm_udp *udp;
+	struct vm_geneve *g;
+
+	if ((void *)(eth + 1) > end)
+		return -1;
+	if (ofamily == VM_AF_INET) {
+		struct vm_ip4 *ip = (void *)(eth + 1);
+		if ((void *)(ip + 1) + VM_UDP_HLEN + VM_GENEVE_HLEN > end)
+			return -1;
+		eth->proto = vm_htons(VM_ETH_P_IP);
+		ip->ver_ihl = 0x45;
+		ip->tos = 0;
+		ip->tot_len = vm_htons(push + inner_len);
+		ip->id = 0;
+		ip->frag_off = vm_htons(0x4000); /* DF: the mesh MTU is planned, never fragmented */
+		ip->ttl = 64;
+		ip->protocol = VM_IPPROTO_UDP;
+		__builtin_memcpy(&ip->saddr, osrc + 12, 4);
+		__builtin_memcpy(&ip->daddr, odst + 12, 4);
+		ip->check = vm_ip4_csum(ip);
+		udp = (void *)(ip + 1);
+	} else {
+		struct vm_ip6 *ip6 = (void *)(eth + 1);
+		if ((void *)(ip6 + 1) + VM_UDP_HLEN + VM_GENEVE_HLEN > end)
+			return -1;
+		eth->proto = vm_htons(VM_ETH_P_IPV6);
+		ip6->ver_tc_fl = vm_htonl(0x60000000);
+		ip6->payload_len = vm_htons(push - 40 + inner_len);
+		ip6->nexthdr = VM_IPPROTO_UDP;
+		ip6->hop_limit = 64;
+		__builtin_memcpy(ip6->saddr, osrc, 16);
+		__builtin_memcpy(ip6->daddr, odst, 16);
+		udp = (void *)(ip6 + 1);
+	}
+	if ((void *)(udp + 1) + VM_GENEVE_HLEN > end)
+		return -1;
+	udp->source = vm_htons(sport);
+	udp->dest = vm_htons(VM_GENEVE_PORT);
+	udp->len = vm_htons(push - ol3 + inner_len);
+	udp->check = 0; /* zero UDP checksum for tunnels: RFC 6935/6936 */
+	g = (void *)(udp + 1);
+	g->ver_optlen = optlen / 4;
+	g->flags = 0;
+	g->proto = vm_htons(inner_proto);
+	g->vni[0] = g->vni[1] = g->vni[2] = 0;
+	g->reserved = 0;
+	if (ho) {
+		struct vm_geneve_opt *o = (void *)(g + 1);
+		if ((void *)(o + 1) + sizeof(*ho) > end)
+			return -1;
+		o->opt_class = vm_htons(VM_OPT_CLASS);
+		o->type = VM_OPT_HANDOFF;
+		o->len = sizeof(*ho) / 4;
+		__builtin_memcpy((void *)(o + 1), ho, sizeof(*ho));
+	}
+	return 0;
+}
+
+/* What the outer headers of a mesh packet told us. */
+struct vm_mesh_in {
+	__u8 ofamily;
+	__u8 ifamily;
+	__u8 has_handoff;
+	__u8 pad;
+	__u32 strip;              /* bytes between the outer Ethernet header and the inner IP */
+	__u8 osrc[16];
+	__u8 peer_mac[6];         /* the L2 neighbour the packet came from */
+	__u8 our_mac[6];
+	struct vm_handoff ho;
+};
+
+enum { VM_MESH_OK = 0, VM_MESH_NOT_OURS, VM_MESH_MALFORMED };
+
+/* The inner packet of a Geneve frame in [data, data_end), whoever it is
+ * addressed to: for a receiver that must steer a frame before judging it
+ * (the DPDK workers' hand-over by flow).  VM_MESH_OK with m->ofamily,
+ * m->ifamily and m->strip, or VM_MESH_NOT_OURS. */
+VM_INLINE int vm_geneve_locate(void *data, void *data_end, struct vm_mesh_in *m)
+{
+	struct vm_eth *eth = data;
+	struct vm_udp *udp;
+	struct vm_geneve *g;
+	__u32 ol3;
+
+	if ((void *)(eth + 1) > data_end)
+		return VM_MESH_NOT_OURS;
+	if (eth->proto == vm_htons(VM_ETH_P_IP)) {
+		struct vm_ip4 *ip = (void *)(eth + 1);
+		if ((void *)(ip + 1) > data_end || ip->protocol != VM_IPPROTO_UDP || (ip->ver_ihl & 0xf) != 5)
+			return VM_MESH_NOT_OURS;
+		m->ofamily = VM_AF_INET;
+		ol3 = 20;
+	} else if (eth->proto == vm_htons(VM_ETH_P_IPV6)) {
+		struct vm_ip6 *ip6 = (void *)(eth + 1);
+		if ((void *)(ip6 + 1) > data_end || ip6->nexthdr != VM_IPPROTO_UDP)
+			return VM_MESH_NOT_OURS;
+		m->ofamily = VM_AF_INET6;
+		ol3 = 40;
+	} else {
+		return VM_MESH_NOT_OURS;
+	}
+	udp = (void *)((__u8 *)eth + VM_ETH_HLEN + ol3);
+	g = (void *)(udp + 1);
+	if ((void *)(g + 1) > data_end || udp->dest != vm_htons(VM_GENEVE_PORT))
+		return VM_MESH_NOT_OURS;
+	if (g->proto == vm_htons(VM_GENEVE_PROTO_IP4))
+		m->ifamily = VM_AF_INET;
+	else if (g->proto == vm_htons(VM_GENEVE_PROTO_IP6))
+		m->ifamily = VM_AF_INET6;
+	else
+		return VM_MESH_NOT_OURS;
+	m->strip = ol3 + VM_UDP_HLEN + VM_GENEVE_HLEN + (g->ver_optlen & 0x3f) * 4;
+	return VM_MESH_OK;
+}
+
+#ifdef VM_LOAD_BYTES
+/* Recognises Geneve on VM_GENEVE_PORT addressed to one of our underlay
+ * addresses (a frame in [data, data_end) of len bytes, the environment's
+ * ctx for VM_LOAD_BYTES) and reads the handoff option if present. */
+VM_INLINE int vm_mesh_parse(void *ctx, void *data, void *data_end, const __u8 *our4, __u8 has4,
+			    const __u8 *our6, __u8 has6, struct vm_mesh_in *m)
+{
+	struct vm_eth *eth = data;
+	struct vm_udp *udp;
+	struct vm_geneve *g;
+	__u32 ol3, optlen;
+	__u8 dst[16];
+
+	if ((void *)(eth + 1) > data_end)
+		return VM_MESH_NOT_OURS;
+	if (eth->proto == vm_htons(VM_ETH_P_IP)) {
+		struct vm_ip4 *ip = (void *)(eth + 1);
+		if ((void *)(ip + 1) > data_end)
+			return VM_MESH_NOT_OURS;
+		if (ip->protocol != VM_IPPROTO_UDP || !has4)
+			return VM_MESH_NOT_OURS;
+		vm_addr_set4(dst, ip->daddr);
+		if (!vm_addr_eq(dst, our4))
+			return VM_MESH_NOT_OURS;
+		if ((ip->ver_ihl & 0xf) != 5 || (ip->frag_off & vm_htons(0x3fff)))
+			return VM_MESH_MALFORMED;
+		m->ofamily = VM_AF_INET;
+		vm_addr_set4(m->osrc, ip->saddr);
+		ol3 = 20;
+	} else if (eth->proto == vm_htons(VM_ETH_P_IPV6)) {
+		struct vm_ip6 *ip6 = (void *)(eth + 1);
+		if ((void *)(ip6 + 1) > data_end)
+			return VM_MESH_NOT_OURS;
+		if (ip6->nexthdr != VM_IPPROTO_UDP || !has6)
+			return VM_MESH_NOT_OURS;
+		__builtin_memcpy(dst, ip6->daddr, 16);
+		if (!vm_addr_eq(dst, our6))
+			return VM_MESH_NOT_OURS;
+		m->ofamily = VM_AF_INET6;
+		__builtin_memcpy(m->osrc, ip6->saddr, 16);
+		ol3 = 40;
+	} else {
+		return VM_MESH_NOT_OURS;
+	}
+	udp = (void *)((__u8 *)eth + VM_ETH_HLEN + ol3);
+	if ((void *)(udp + 1) > data_end)
+		return VM_MESH_NOT_OURS;
+	if (udp->dest != vm_htons(VM_GENEVE_PORT))
+		return VM_MESH_NOT_OURS;
+	g = (void *)(udp + 1);
+	if ((void *)(g + 1) > data_end)
+		return VM_MESH_MALFORMED;
+	if ((g->ver_optlen >> 6) != 0)
+		return VM_MESH_MALFORMED;
+	optlen = (g->ver_optlen & 0x3f) * 4;
+	if (g->proto == vm_htons(VM_GENEVE_PROTO_IP4))
+		m->ifamily = VM_AF_INET;
+	else if (g->proto == vm_htons(VM_GENEVE_PROTO_IP6))
+		m->ifamily = VM_AF_INET6;
+	else
+		return VM_MESH_MALFORMED;
+	__builtin_memcpy(m->peer_mac, eth->src, 6);
+	__builtin_memcpy(m->our_mac, eth->dst, 6);
+	m->strip = ol3 + VM_UDP_HLEN + VM_GENEVE_HLEN + optlen;
+	m->has_handoff = 0;
+
+	/* Walk the options (at most 4: we only ever send one). */
+	__u32 off = VM_ETH_HLEN + ol3 + VM_UDP_HLEN + VM_GENEVE_HLEN;
+	__u32 oend = off + optlen;
+	for (int i = 0; i < 4; i++) {
+		struct vm_geneve_opt o;
+		__u32 blen;
+
+		if (off >= oend)
+			break;
+		if (off + sizeof(o) > oend || VM_LOAD_BYTES(ctx, off, &o, sizeof(o)))
+			return VM_MESH_MALFORMED;
+		blen = (o.len & 0x1f) * 4;
+		if (off + sizeof(o) + blen > oend)
+			return VM_MESH_MALFORMED;
+		if (o.opt_class == vm_htons(VM_OPT_CLASS) && o.type == VM_OPT_HANDOFF) {
+			if (blen != sizeof(m->ho) ||
+			    VM_LOAD_BYTES(ctx, off + sizeof(o), &m->ho, sizeof(m->ho)))
+				return VM_MESH_MALFORMED;
+			m->has_handoff = 1;
+		}
+		off += sizeof(o) + blen;
+	}
+	if (off != oend)
+		return VM_MESH_MALFORMED;
+	if (VM_ETH_HLEN + m->strip + 20 > (__u32)((__u8 *)data_end - (__u8 *)data))
+		return VM_MESH_MALFORMED;
+	return VM_MESH_OK;
+}
+#endif /* VM_LOAD_BYTES */
+
+#endif /* VEIL_GENEVE_H */

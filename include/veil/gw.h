@@ -1,0 +1,113 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The gateway's decisions that need no packet access, written once: flow
+ * and VIP keys, the SYN cookie's window and check, the route of a parsed
+ * ClientHello (include/veil/gw_hello.h), a new flow's handoff.  The packet
+ * paths around them are include/veil/gw_path.h and gw_ret.h.
+ */
+#ifndef VEIL_GW_H
+#define VEIL_GW_H
+
+#include "pkt.h"
+#include "cookie.h"
+#include "hello.h"
+
+#define VM_GW_COUNT(st, field) do { if (st) (st)->field++; } while (0)
+
+/* vm_env_mesh_send's why */
+enum { VM_SEND_OK = 0, VM_SEND_NO_NEIGH, VM_SEND_MTU, VM_SEND_FAIL };
+
+/* TLS record: alert, version 3.3, length 2, fatal(2) unrecognized_name(112) */
+#define VM_TLS_ALERT_LEN 7
+#define VM_TLS_ALERT_W0 0x00030315u  /* bytes 15 03 03 00 as a little-endian word */
+#define VM_TLS_ALERT_W1 0x00700202u  /* bytes 02 02 70 00 */
+
+/* The reassembly's joining state (include/veil/gw_asm.h): map memory in
+ * BPF, see vm_hello_state. */
+struct vm_asm_walk_state {
+	__u32 r, out, have;
+	int rc;
+};
+
+VM_INLINE void vm_flow_key_of(const struct vm_pkt *p, struct flow_key *k)
+{
+	__builtin_memcpy(k->client, p->saddr, 16);
+	__builtin_memcpy(k->vip, p->daddr, 16);
+	k->client_port_be = p->sport;
+	k->vip_port_be = p->dport;
+	k->family = p->family;
+	k->pad[0] = k->pad[1] = k->pad[2] = 0;
+}
+
+/* The flow of a return packet (VIP -> client): keyed by the client. */
+VM_INLINE void vm_flow_key_rev(const struct vm_pkt *p, struct flow_key *k)
+{
+	__builtin_memcpy(k->client, p->daddr, 16);
+	__builtin_memcpy(k->vip, p->saddr, 16);
+	k->client_port_be = p->dport;
+	k->vip_port_be = p->sport;
+	k->family = p->family;
+	k->pad[0] = k->pad[1] = k->pad[2] = 0;
+}
+
+VM_INLINE void vm_vip_key_of(const struct vm_pkt *p, struct vip_key *vk)
+{
+	__builtin_memcpy(vk->addr, p->daddr, 16);
+	vk->port_be = p->dport;
+	vk->family = p->family;
+	vk->pad = 0;
+}
+
+/* The cookie's time counter at a TAI time (one clock read serves a
+ * packet's cookie and its timestamp). */
+VM_INLINE __u32 vm_gw_cookie_tnow(const struct gw_config *cfg, __u64 tai_ns)
+{
+	__u32 s = (__u32)(tai_ns / 1000000000ULL);
+	return s / (cfg->cookie_window_s ? cfg->cookie_window_s : 64);
+}
+
+/* A cookie against the current and the previous secret. */
+VM_INLINE int vm_gw_cookie_ok(const struct cookie_secret *sec, struct vm_cookie_in *cin, __u32 cookie, __u32 tnow)
+{
+	if (vm_cookie_check_key(sec->cur, cin, cookie, tnow))
+		return 1;
+	if (sec->has_prev && vm_cookie_check_key(sec->prev, cin, cookie, tnow))
+		return 1;
+	return 0;
+}
+
+VM_INLINE void vm_gw_cookie_in(const struct vm_pkt *p, __u32 client_isn, struct vm_cookie_in *cin)
+{
+	__builtin_memset(cin, 0, sizeof(*cin));
+	__builtin_memcpy(cin->saddr, p->saddr, 16);
+	__builtin_memcpy(cin->daddr, p->daddr, 16);
+	cin->sport = p->sport;
+	cin->dport = p->dport;
+	cin->client_isn = client_isn;
+}
+
+/* Fills a new flow (whose route is set) with what the node needs: the
+ * handoff option, and the client's L2 neighbour for the return. */
+VM_INLINE void vm_gw_flow_init(struct flow_val *f, __u32 client_isn, __u32 cookie, const struct vm_tcpopts *o,
+			       const struct gw_config *cfg, const __u8 *client_mac, const __u8 *vip_mac,
+			       __u32 ifindex, __u64 now_ns)
+{
+	struct vm_cookie_opts co;
+
+	vm_cookie_decode(cookie, &co);
+	f->client_isn = client_isn;
+	f->handoff.vm_id_be = vm_htonl(f->vm_id);
+	f->handoff.client_isn_be = vm_htonl(client_isn);
+	f->handoff.cookie_isn_be = vm_htonl(cookie);
+	f->handoff.gw_tsval_be = vm_htonl(co.ts_ok && o->ts_ok ? o->tsecr : 0);
+	f->handoff.mss_be = vm_htons(co.mss);
+	f->handoff.client_wscale = co.wscale;
+	f->handoff.gw_wscale = co.wscale != 0xff ? cfg->wscale : 0xff;
+	f->handoff.flags = (co.sack_ok ? VM_HO_SACK_OK : 0) | (co.ts_ok && o->ts_ok ? VM_HO_TS_OK : 0);
+	__builtin_memcpy(f->client_mac, client_mac, 6);
+	__builtin_memcpy(f->vip_mac, vip_mac, 6);
+	f->client_ifindex = ifindex;
+	f->created_ns = now_ns;
+}
+
+#endif /* VEIL_GW_H */

@@ -1,0 +1,502 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The gateway's ClientHello reassembly, written once (docs/reassembly.md):
+ * what gw_ingress hands over (a hello whose name is not in its first
+ * segment, a hello split across TLS records, a segment that came before the
+ * first) is kept whole, headers and payload; each new segment extends the
+ * contiguous prefix, whose records are joined into one and parsed; once the
+ * name is there the flow is created and every kept segment goes to the node
+ * in Geneve with the handoff option.  bpf/gw_asm.bpf.c (TC behind XDP) and
+ * the fast path (dataplane/fp_env.c) are its environments.
+ *
+ * Hooks, besides those of include/veil/gw_path.h the reassembly also uses
+ * (VM_V_DROP, VM_GW_COOKIE_OK, vm_env_tai_ns, vm_env_coarse_ns,
+ * vm_env_ifindex, vm_env_flow_get, vm_env_flow_put, vm_env_flow_tmp,
+ * vm_env_tcpopts, vm_env_loadctx and VM_LOAD_BYTES):
+ *   __u64 vm_env_asm_ns(e)                 the clock that ages held hellos
+ *   struct asm_val *vm_env_asm_get(e, k), *vm_env_asm_new(e, k)   (NULL: full)
+ *   void vm_env_asm_del(e, k, struct asm_val *)
+ *   struct asm_early *vm_env_early_get(e, k)
+ *   void vm_env_early_del(e, k, struct asm_early *)
+ *   struct asm_early *vm_env_early_tmp(e, k), int vm_env_early_put(e, k, struct asm_early *)
+ *   __u8 *vm_env_flat(e)                   2 * VM_HELLO_BUF bytes for the joined records
+ *   struct vm_asm_walk_state *vm_env_walk(e)   the joining's state
+ *   int vm_env_asm_route(e, __u8 *flat, __u32 len, struct flow_val *f, __u32 *hello_len)
+ *                                          routes the joined hello (vm_gw_route_hello)
+ *   __u8 *vm_env_reply_buf(e, void **end)  the frame's head to build a reply on
+ *                                          (in place, or a copy)
+ *   int vm_env_reply_send(e, __u8 *b, __u32 len)   the reply out: the verdict
+ *   int vm_env_emit_route(e, family, const __u8 *src, const __u8 *node, int *why)
+ *                                          the next hop of the node (VM_SEND_*)
+ *   int vm_env_emit_seg(e, const struct flow_val *, const __u8 *src, __u32 proto_inner,
+ *                       __u16 sport, const struct asm_seg *, const struct asm_val *)
+ *                                          one kept segment to the node: 0 or -1
+ */
+#ifndef VEIL_GW_ASM_H
+#define VEIL_GW_ASM_H
+
+#include "gw.h"
+#include "gw_hello.h"
+#include "geneve.h"
+
+#define VM_ASM_MASK (VM_ASM_BYTES - 1)
+
+#define VM_ASM_REPLY_RST   1
+#define VM_ASM_REPLY_ALERT 2
+#define VM_ASM_REPLY_ACK   3
+
+/* Copies n bytes that the verifier cannot bound statically. */
+#ifdef __bpf__
+#define VM_COPY(dst, n, src) bpf_probe_read_kernel((dst), (n), (src))
+#else
+#define VM_COPY(dst, n, src) (__builtin_memcpy((dst), (src), (n)), 0)
+#endif
+
+
+struct vm_asm_walk {
+	struct asm_val *a;
+	struct vm_asm_walk_state *t;
+	__u8 *flat;
+};
+
+/* Grows a->have over the kept segments (VM_ASM_SEGS passes of VM_ASM_SEGS). */
+VM_CALLBACK long vm_asm_contig_step(__u32 j, void *ctx)
+{
+	struct vm_asm_walk *w = ctx;
+	struct asm_val *a = w->a;
+	__u64 i = j % VM_ASM_SEGS;
+
+	VM_BARRIER_VAR(i);            /* keep the bound check clang would drop */
+	if (i >= VM_ASM_SEGS || i >= a->nseg)
+		return 0;
+	struct asm_seg *sg = &a->seg[i];
+	if (sg->off <= a->have && sg->off + sg->len > a->have)
+		a->have = sg->off + sg->len;
+	return 0;
+}
+
+/* Copies one TLS record's body from the contiguous payload to flat[]. */
+VM_CALLBACK long vm_asm_derec_step(__u32 k, void *ctx)
+{
+	struct vm_asm_walk *w = ctx;
+	struct asm_val *a = w->a;
+	struct vm_asm_walk_state *t = w->t;
+	__u64 r = t->r, have = t->have, rlen, n;
+
+	if (r + 5 > have)
+		return 1;
+	r &= VM_ASM_MASK;
+	if (a->payload[r] != 0x16) {
+		t->rc = -1;
+		return 1;
+	}
+	rlen = ((__u64)a->payload[(r + 3) & VM_ASM_MASK] << 8) | a->payload[(r + 4) & VM_ASM_MASK];
+	n = have - t->r - 5;          /* 64-bit all along: the bound below holds for the call */
+	if (n > rlen)
+		n = rlen;
+	if (n > VM_HELLO_BUF)
+		return 1;
+	__u64 o = t->out & (VM_HELLO_BUF - 1);
+	if (n && VM_COPY(&w->flat[o], n, &a->payload[(r + 5) & VM_ASM_MASK]))
+		return 1;
+	t->out += n;
+	t->r += 5 + rlen;
+	return n < rlen; /* a record still incomplete: stop */
+}
+
+/* The contiguous prefix, its TLS records joined into one in flat (a record
+ * header claiming only the bytes held, so a hello still incomplete parses
+ * as partial).  Returns the joined length with its header, or -1 when the
+ * prefix is not TLS. */
+VM_INLINE int vm_asm_flatten(struct asm_val *a, struct vm_asm_walk_state *t, __u8 *flat)
+{
+	struct vm_asm_walk w = { .a = a, .t = t, .flat = flat };
+
+	VM_LOOP(VM_ASM_SEGS * VM_ASM_SEGS, vm_asm_contig_step, &w);
+	t->have = a->have;
+	t->r = 0;
+	t->out = 5;
+	t->rc = 0;
+	VM_LOOP(32, vm_asm_derec_step, &w);
+	if (t->rc < 0 || t->have < 1)
+		return -1;
+	__u32 body = t->out - 5, rl = body > VM_TLS_MAX_RECORD + 256 ? VM_TLS_MAX_RECORD + 256 : body;
+	flat[0] = 0x16;
+	flat[1] = 3;
+	flat[2] = 1;
+	flat[3] = rl >> 8;
+	flat[4] = rl & 0xff;
+	return (int)t->out;
+}
+
+/* Keeps a segment: its IP and TCP headers and its payload at off. */
+VM_INLINE int vm_asm_store_seg(void *lctx, struct asm_val *a, const struct vm_pkt *p, __u32 off)
+{
+	__u64 n = a->nseg;
+	__u32 hlen = p->l3_len + p->tcp_len, plen = p->payload_len;
+
+	VM_BARRIER_VAR(n);           /* the bound must be on the register that indexes */
+	if (n >= VM_ASM_SEGS || hlen < 40 || hlen > VM_ASM_HDR || plen > VM_ASM_SEG_MAX ||
+	    off + plen > VM_ASM_BYTES)
+		return -1;
+	struct asm_seg *sg = &a->seg[n];
+	if (VM_LOAD_BYTES(lctx, VM_ETH_HLEN, sg->hdr, hlen))
+		return -1;
+	VM_BARRIER_VAR(off);
+	if (plen && VM_LOAD_BYTES(lctx, p->l4_off + p->tcp_len, &a->payload[off & VM_ASM_MASK], plen))
+		return -1;
+	sg->off = off;
+	sg->len = plen;
+	sg->hlen = hlen;
+	a->nseg = n + 1;
+	return 0;
+}
+
+/* Moves an early segment (kept before the first one) into the hello. */
+VM_INLINE void vm_asm_merge_early(struct asm_val *a, const struct asm_early *e)
+{
+	__u64 n = a->nseg;
+	__u32 off;
+
+	VM_BARRIER_VAR(n);
+	off = e->seq - (a->client_isn + 1);
+	if (e->ack == a->cookie_isn + 1 && n < VM_ASM_SEGS && off < VM_ASM_BYTES &&
+	    e->len <= VM_ASM_SEG_MAX && off + e->len <= VM_ASM_BYTES && e->hlen >= 40 && e->hlen <= VM_ASM_HDR) {
+		struct asm_seg *sg = &a->seg[n];
+		__u32 len = e->len, hlen = e->hlen;
+		VM_BARRIER_VAR(off);
+		if (!VM_COPY(sg->hdr, hlen, e->hdr) &&
+		    !VM_COPY(&a->payload[off & VM_ASM_MASK], len, e->payload)) {
+			sg->off = off;
+			sg->len = len;
+			sg->hlen = hlen;
+			a->nseg = n + 1;
+		}
+	}
+}
+
+/* Writes an answer to the client over the frame's head at b (its Ethernet,
+ * IP and TCP headers as received): a refusal (RST, or the TLS alert with
+ * FIN), or an ACK for the hello bytes held; with want_ts, a timestamp
+ * option as the client negotiated it.  Returns the frame's new length, or 0
+ * when it does not fit before end. */
+VM_INLINE __u32 vm_asm_reply_write(__u8 *b, void *end, const struct vm_pkt *p, int kind, __u32 ack, int want_ts,
+				   __u32 tsval, __u32 tsecr)
+{
+	__u32 l3 = p->l3_len, plen = kind == VM_ASM_REPLY_ALERT ? 7 : 0, olen = want_ts ? 12 : 0;
+	struct vm_tcp *t;
+	__u64 sum;
+	__u8 mac[6];
+
+	if ((void *)(b + VM_ETH_HLEN + 40 + 40) > end)
+		return 0;
+	__builtin_memcpy(mac, b, 6);
+	__builtin_memcpy(b, b + 6, 6);
+	__builtin_memcpy(b + 6, mac, 6);
+	if (l3 == 20) {
+		struct vm_ip4 *ip = (struct vm_ip4 *)(b + VM_ETH_HLEN);
+		__builtin_memcpy(&ip->saddr, p->daddr + 12, 4);
+		__builtin_memcpy(&ip->daddr, p->saddr + 12, 4);
+		ip->tos = 0;
+		ip->tot_len = vm_htons(20 + 20 + olen + plen);
+		ip->id = 0;
+		ip->frag_off = vm_htons(0x4000);
+		ip->ttl = 64;
+		ip->check = vm_ip4_csum(ip);
+		t = (struct vm_tcp *)(b + VM_ETH_HLEN + 20);
+	} else {
+		struct vm_ip6 *ip6 = (struct vm_ip6 *)(b + VM_ETH_HLEN);
+		__builtin_memcpy(ip6->saddr, p->daddr, 16);
+		__builtin_memcpy(ip6->daddr, p->saddr, 16);
+		ip6->ver_tc_fl = vm_htonl(0x60000000);
+		ip6->payload_len = vm_htons(20 + olen + plen);
+		ip6->hop_limit = 64;
+		t = (struct vm_tcp *)(b + VM_ETH_HLEN + 40);
+	}
+	__builtin_memset(t, 0, 40);
+	t->source = p->dport;
+	t->dest = p->sport;
+	t->seq = vm_htonl(p->ack);
+	t->ack_seq = vm_htonl(ack);
+	t->doff_res = ((20 + olen) / 4) << 4;
+	t->flags = kind == VM_ASM_REPLY_ALERT ? (VM_TCP_ACK | VM_TCP_PSH | VM_TCP_FIN) :
+		   kind == VM_ASM_REPLY_RST ? (VM_TCP_RST | VM_TCP_ACK) : VM_TCP_ACK;
+	t->window = kind == VM_ASM_REPLY_RST ? 0 : vm_htons(65535);
+	__u8 *o = (__u8 *)t + 20;
+	if (want_ts) {
+		__u32 v = vm_htonl(tsval), e = vm_htonl(tsecr);
+		o[0] = 1; o[1] = 1; o[2] = 8; o[3] = 10;
+		__builtin_memcpy(o + 4, &v, 4);
+		__builtin_memcpy(o + 8, &e, 4);
+		o += 12;
+	}
+	if (kind == VM_ASM_REPLY_ALERT) {
+		o[0] = 0x15; o[1] = 3; o[2] = 3; o[3] = 0; o[4] = 2; o[5] = 2; o[6] = 112;
+	}
+	sum = vm_pseudo_sum(p->family, p->daddr, p->saddr, 20 + olen + plen);
+	for (int i = 0; i < 10; i++)   /* 40 bytes: header, options, zero-padded alert */
+		sum += ((vm_u32a *)t)[i];
+	t->check = ~vm_csum_fold(sum);
+	return VM_ETH_HLEN + l3 + 20 + olen + plen;
+}
+
+VM_INLINE int vm_asm_reply(struct vm_gw_env *e, const struct vm_pkt *p, int kind, __u32 ack, int want_ts,
+			   __u32 tsval, __u32 tsecr, struct gw_stats *st)
+{
+	void *end;
+	__u8 *b = vm_env_reply_buf(e, &end);
+	__u32 tot;
+
+	if (!b || (p->l3_len != 20 && p->l3_len != 40) ||
+	    !(tot = vm_asm_reply_write(b, end, p, kind, ack, want_ts, tsval, tsecr))) {
+		VM_GW_COUNT(st, reply_fail);
+		return VM_V_DROP;
+	}
+	return vm_env_reply_send(e, b, tot);
+}
+
+/* ACKs the hello bytes held, as the server the client believes we are (a
+ * hello longer than the client's initial window needs ACKs to keep
+ * coming); our TSval is the one the client echoes. */
+VM_INLINE int vm_asm_ack_held(struct vm_gw_env *e, const struct vm_pkt *p, const struct asm_val *a,
+			      struct gw_stats *st)
+{
+	struct vm_tcpopts o;
+
+	if (a->have && vm_env_tcpopts(e, p, &o) == 0)
+		return vm_asm_reply(e, p, VM_ASM_REPLY_ACK, a->client_isn + 1 + a->have, o.ts_ok, o.tsecr, o.tsval,
+				    st);
+	return VM_V_DROP;
+}
+
+/* Sends every kept segment to the node, each in Geneve with the handoff option. */
+VM_INLINE int vm_asm_emit_all(struct vm_gw_env *e, const struct vm_pkt *p, const struct asm_val *a,
+			      const struct flow_val *f, const struct gw_config *cfg, struct gw_stats *st)
+{
+	const __u8 *src;
+	int why;
+
+	if (f->node_family == VM_AF_INET) {
+		if (!cfg->has_underlay4) {
+			VM_GW_COUNT(st, no_config);
+			return -1;
+		}
+		src = cfg->underlay4;
+	} else {
+		if (!cfg->has_underlay6) {
+			VM_GW_COUNT(st, no_config);
+			return -1;
+		}
+		src = cfg->underlay6;
+	}
+	if (vm_env_emit_route(e, f->node_family, src, f->node, &why)) {
+		if (why == VM_SEND_NO_NEIGH)
+			VM_GW_COUNT(st, no_neigh);
+		else
+			VM_GW_COUNT(st, fib_fail);
+		return -1;
+	}
+	__u16 sport = vm_flow_port(p->saddr, p->daddr, p->sport, p->dport);  /* as gw_ingress */
+
+	for (__u32 i = 0; i < VM_ASM_SEGS; i++) {
+		if (i >= a->nseg)
+			break;
+		const struct asm_seg *sg = &a->seg[i];
+		__u32 hl = sg->hlen, pl = sg->len, inner = hl + pl;
+		if (hl < 40 || hl > VM_ASM_HDR || pl > VM_ASM_SEG_MAX) {
+			VM_GW_COUNT(st, malformed);
+			return -1;
+		}
+		if (vm_env_emit_seg(e, f, src,
+				    ((sg->hdr[0] >> 4) == 6 ? VM_GENEVE_PROTO_IP6 : VM_GENEVE_PROTO_IP4) << 16 | inner,
+				    sport, sg, a)) {
+			VM_GW_COUNT(st, encap_fail);
+			return -1;
+		}
+		VM_GW_COUNT(st, asm_sent);
+	}
+	return 0;
+}
+
+/* A data segment the ingress could not route alone (p parsed, for the VIP
+ * vip, flow key k): kept, ACKed, and once the name is known routed. */
+VM_INLINE int vm_gw_asm_in(struct vm_gw_env *e, const struct vm_pkt *p, const struct vip_val *vip,
+			   const struct flow_key *k, const struct gw_config *cfg, struct cookie_secret *sec,
+			   struct gw_stats *st)
+{
+	struct asm_val *a;
+	struct flow_val *f;
+	__u32 off, hello_len = 0;
+	int rc, out, fresh = 0;
+
+	if (!p->payload_len || (p->flags & (VM_TCP_SYN | VM_TCP_RST))) {
+		VM_GW_COUNT(st, malformed);       /* the ingress hands over only data */
+		return VM_V_DROP;
+	}
+	f = vm_env_flow_get(e, k);
+	if (f) {
+		a = vm_env_asm_get(e, k);
+		if (f->held_len && a && a->routed && a->client_isn == f->client_isn) {
+			/* The client resends hello bytes we ACKed: the node may
+			 * lack one of them.  Send it every held segment again;
+			 * the copy lasts until the VM acknowledges the hello. */
+			VM_GW_COUNT(st, hello_resent);
+			vm_asm_emit_all(e, p, a, f, cfg, st);
+			return VM_V_DROP;
+		}
+		if (f->held_len) {
+			/* evicted: what the node lacks is lost */
+			VM_GW_COUNT(st, held_lost);
+			f->held_len = 0;
+			return VM_V_DROP;
+		}
+		/* routed while this segment was on its way: it travels with the
+		 * handoff option from the ingress when the client sends it again */
+		VM_GW_COUNT(st, asm_late);
+		return VM_V_DROP;
+	}
+
+	a = vm_env_asm_get(e, k);
+	if (a && a->routed) {
+		/* held for a flow that has since gone (RST, a new SYN) */
+		vm_env_asm_del(e, k, a);
+		a = 0;
+	}
+	if (a && vm_env_asm_ns(e) - a->first_ns > VM_ASM_TIMEOUT_NS) {
+		VM_GW_COUNT(st, asm_timeout);
+		vm_env_asm_del(e, k, a);
+		a = 0;
+	}
+	if (!a) {
+		struct vm_cookie_in cin;
+		vm_gw_cookie_in(p, p->seq - 1, &cin);
+		if (!VM_GW_COOKIE_OK(sec, &cin, p->ack - 1, vm_gw_cookie_tnow(cfg, vm_env_tai_ns(e)))) {
+			/* Maybe a later segment that overtook the first: keep it
+			 * (one per flow) until the first one vouches for it. */
+			__u32 hl = p->l3_len + p->tcp_len, pl = p->payload_len;
+			struct asm_early *ea;
+			if (hl < 40 || hl > VM_ASM_HDR || pl < 1 || pl > VM_ASM_SEG_MAX) {
+				VM_GW_COUNT(st, asm_overflow);
+				return VM_V_DROP;
+			}
+			ea = vm_env_early_tmp(e, k);
+			if (!ea || VM_LOAD_BYTES(vm_env_loadctx(e), VM_ETH_HLEN, ea->hdr, hl) ||
+			    VM_LOAD_BYTES(vm_env_loadctx(e), p->l4_off + p->tcp_len, ea->payload, pl)) {
+				VM_GW_COUNT(st, malformed);
+				return VM_V_DROP;
+			}
+			ea->seq = p->seq;
+			ea->ack = p->ack;
+			ea->len = pl;
+			ea->hlen = hl;
+			ea->seen_ns = vm_env_asm_ns(e);
+			vm_env_early_put(e, k, ea);
+			VM_GW_COUNT(st, asm_early);
+			return VM_V_DROP;
+		}
+		a = vm_env_asm_new(e, k);
+		if (!a) {
+			VM_GW_COUNT(st, asm_full);
+			return VM_V_DROP;
+		}
+		a->client_isn = p->seq - 1;
+		a->cookie_isn = p->ack - 1;
+		a->first_ns = vm_env_asm_ns(e);
+		a->nseg = 0;
+		a->have = 0;
+		a->routed = 0;
+		fresh = 1;
+	} else if (p->ack != a->cookie_isn + 1) {
+		VM_GW_COUNT(st, bad_cookie);
+		return VM_V_DROP;
+	}
+
+	off = p->seq - (a->client_isn + 1);
+	for (__u32 i = 0; i < VM_ASM_SEGS; i++) {
+		if (i >= a->nseg)
+			break;
+		if (a->seg[i].off == off) {
+			/* the client resends: our ACK was lost; say it again */
+			VM_GW_COUNT(st, asm_dup);
+			return vm_asm_ack_held(e, p, a, st);
+		}
+	}
+	if (vm_asm_store_seg(vm_env_loadctx(e), a, p, off)) {
+		/* Beyond what we reassemble: refuse now rather than leave the
+		 * client waiting for an answer that cannot come. */
+		__u32 ack = a->client_isn + 1 + a->have;
+		VM_GW_COUNT(st, asm_overflow);
+		VM_GW_COUNT(st, refused_rst);
+		vm_env_asm_del(e, k, a);
+		return vm_asm_reply(e, p, VM_ASM_REPLY_RST, ack, 0, 0, 0, st);
+	}
+	if (fresh) {
+		struct asm_early *ea = vm_env_early_get(e, k);
+		if (ea) {
+			vm_asm_merge_early(a, ea);
+			vm_env_early_del(e, k, ea);
+		}
+	}
+
+	/* The contiguous prefix, its records joined into one, parsed. */
+	__u8 *flat = vm_env_flat(e);
+	out = flat ? vm_asm_flatten(a, vm_env_walk(e), flat) : -1;
+	if (out < 0)
+		rc = VM_HELLO_NOT_TLS;
+	else
+		rc = vm_env_asm_route(e, flat, out > VM_HELLO_BUF ? VM_HELLO_BUF : (__u32)out, vm_env_flow_tmp(e),
+				      &hello_len);
+	if (rc == -1) {
+		VM_GW_COUNT(st, malformed);
+		return VM_V_DROP;
+	}
+	if (rc == VM_HELLO_PARTIAL) {
+		VM_GW_COUNT(st, asm_stored);
+		return vm_asm_ack_held(e, p, a, st);
+	}
+	if (rc != VM_HELLO_OK) {
+		switch (rc) {
+		case VM_HELLO_NO_SNI: VM_GW_COUNT(st, no_sni); break;
+		case VM_HELLO_BAD_NAME: VM_GW_COUNT(st, bad_name); break;
+		case VM_GW_NO_ROUTE: VM_GW_COUNT(st, no_route); break;
+		default: VM_GW_COUNT(st, parse_error); break;
+		}
+		__u32 ack = a->client_isn + 1 + a->have;
+		vm_env_asm_del(e, k, a);
+		if (vip->refuse == VM_REFUSE_ALERT) {
+			VM_GW_COUNT(st, refused_alert);
+			return vm_asm_reply(e, p, VM_ASM_REPLY_ALERT, ack, 0, 0, 0, st);
+		}
+		VM_GW_COUNT(st, refused_rst);
+		return vm_asm_reply(e, p, VM_ASM_REPLY_RST, ack, 0, 0, 0, st);
+	}
+
+	/* Routed: the flow, then every kept segment to the node.  We ACKed all
+	 * but the last segment ourselves, so the segments stay held (routed)
+	 * until the VM acknowledges the hello (the return path): a copy lost on
+	 * the way to the node is resent when the client retransmits the last
+	 * one, which only the VM acknowledges. */
+	struct vm_tcpopts o;
+	__u8 macs[12];
+	f = vm_env_flow_tmp(e);
+	if (!f || vm_env_tcpopts(e, p, &o) < 0 || VM_LOAD_BYTES(vm_env_loadctx(e), 0, macs, 12)) {
+		VM_GW_COUNT(st, malformed);
+		return VM_V_DROP;
+	}
+	vm_gw_flow_init(f, a->client_isn, a->cookie_isn, &o, cfg, macs + 6, macs, vm_env_ifindex(e),
+			vm_env_coarse_ns(e));
+	f->held_len = a->have;
+	a->routed = 1;
+	a->first_ns = vm_env_asm_ns(e);
+	if (vm_env_flow_put(e, k, f)) {
+		VM_GW_COUNT(st, flow_full);
+		vm_env_asm_del(e, k, a);
+		return VM_V_DROP;
+	}
+	VM_GW_COUNT(st, asm_routed);
+	VM_GW_COUNT(st, hello_routed);
+	vm_asm_emit_all(e, p, a, f, cfg, st);
+	return VM_V_DROP;
+}
+
+#endif /* VEIL_GW_ASM_H */

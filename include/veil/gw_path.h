@@ -1,0 +1,463 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The gateway's packet logic, written once: the client-facing ingress
+ * (delayed binding: SYN cookie, ClientHello -> route -> flow, established
+ * flows into Geneve, refusals) and the mesh-facing return path.  The XDP
+ * programs (bpf/gw_ingress.bpf.c, bpf/gw_return.bpf.c) and the userspace
+ * fast path the DPDK gateway runs (dataplane/fp_env.c) are adapters around
+ * vm_gw_ingress() here and vm_gw_return() (include/veil/gw_ret.h): same
+ * decisions, same bytes, same counters, by construction.
+ *
+ * The environment stays behind hooks the includer defines before including
+ * this header (static inline functions, and a struct vm_gw_env of its own):
+ *
+ *   VM_V_DROP, VM_V_PASS, VM_V_TX      its verdicts (XDP_* / VM_FP_*)
+ *   VM_GW_COOKIE_OK(sec, cin, c, t)    vm_gw_cookie_ok, or a wrapper the
+ *                                      verifier checks once (BPF)
+ *   void *vm_env_data(e), *vm_env_data_end(e)   the frame, read again after
+ *                                      every resize
+ *   int vm_env_resize(e, len)          the frame to len bytes (a reply)
+ *   int vm_env_push(e, n), vm_env_pull(e, n)   n bytes more / fewer in front
+ *   __u32 vm_env_ifindex(e)            the port the frame came in on
+ *   __u64 vm_env_tai_ns(e), vm_env_coarse_ns(e)  clocks (the coarse one only
+ *                                      ages entries)
+ *   const struct gw_config *vm_env_cfg(e)
+ *   struct cookie_secret *vm_env_secret(e)   NULL: not ready (no_config)
+ *   const struct vip_val *vm_env_vip(e, const struct vip_key *)
+ *   struct flow_val *vm_env_flow_get(e, const struct flow_key *)
+ *   int vm_env_flow_put(e, const struct flow_key *, const struct flow_val *)
+ *   void vm_env_flow_del(e, const struct flow_key *, struct flow_val *)
+ *   struct flow_val *vm_env_flow_tmp(e)   room to build a new flow in
+ *   int vm_env_tcpopts(e, const struct vm_pkt *, struct vm_tcpopts *)
+ *   int vm_env_hello_route(e, const struct vm_pkt *, struct flow_val *f, __u32 *hello_len)
+ *                                      loads the payload's first bytes, routes
+ *                                      the hello (vm_gw_route_hello): VM_HELLO_OK
+ *                                      with f's route, the reason, or -1 (unloadable)
+ *   int vm_env_mesh_send(e, family, const __u8 *src, const __u8 *node, int *why)
+ *                                      the next hop's MACs and the verdict;
+ *                                      why: VM_SEND_*
+ *   int vm_env_to_asm(e, const struct vm_pkt *, const struct flow_key *,
+ *                     const struct vip_val *)   the reassembly's turn (gw_asm)
+ *
+ * and vm_env_route for include/veil/gw_hello.h.
+ */
+#ifndef VEIL_GW_PATH_H
+#define VEIL_GW_PATH_H
+
+#include "gw.h"
+#include "gw_hello.h"
+#include "geneve.h"
+
+/* ---------- answers to the client, in place ---------- */
+
+/* Resizes the frame to Ethernet + l3 + l4_len and swaps the L2/L3/L4
+ * addresses.  Returns the TCP header, with at least 20 bytes before the
+ * frame's end, or NULL. */
+VM_INLINE struct vm_tcp *vm_gw_reply_prepare(struct vm_gw_env *e, const struct vm_pkt *p, __u32 l4_len)
+{
+	void *data, *data_end;
+	struct vm_eth *eth;
+	struct vm_tcp *tcp;
+	__u8 mac[6];
+	__be16 port;
+
+	if (vm_env_resize(e, VM_ETH_HLEN + p->l3_len + l4_len))
+		return 0;
+	data = vm_env_data(e);
+	data_end = vm_env_data_end(e);
+	eth = data;
+	if ((void *)(eth + 1) > data_end)
+		return 0;
+	__builtin_memcpy(mac, eth->dst, 6);
+	__builtin_memcpy(eth->dst, eth->src, 6);
+	__builtin_memcpy(eth->src, mac, 6);
+	if (p->family == VM_AF_INET) {
+		struct vm_ip4 *ip = (void *)(eth + 1);
+		if ((void *)(ip + 1) > data_end)
+			return 0;
+		__be32 a = ip->saddr;
+		ip->saddr = ip->daddr;
+		ip->daddr = a;
+		ip->tos = 0;
+		ip->tot_len = vm_htons(20 + l4_len);
+		ip->id = 0;
+		ip->frag_off = vm_htons(0x4000);
+		ip->ttl = 64;
+		ip->check = vm_ip4_csum(ip);
+		tcp = (void *)(ip + 1);
+	} else {
+		struct vm_ip6 *ip6 = (void *)(eth + 1);
+		__u8 a[16];
+		if ((void *)(ip6 + 1) > data_end)
+			return 0;
+		__builtin_memcpy(a, ip6->saddr, 16);
+		__builtin_memcpy(ip6->saddr, ip6->daddr, 16);
+		__builtin_memcpy(ip6->daddr, a, 16);
+		ip6->ver_tc_fl = vm_htonl(0x60000000);
+		ip6->payload_len = vm_htons(l4_len);
+		ip6->hop_limit = 64;
+		tcp = (void *)(ip6 + 1);
+	}
+	if ((void *)(tcp + 1) > data_end)
+		return 0;
+	port = tcp->source;
+	tcp->source = tcp->dest;
+	tcp->dest = port;
+	return tcp;
+}
+
+/* The SYN-ACK whose ISN is the SYN cookie: no state kept. */
+VM_INLINE int vm_gw_synack(struct vm_gw_env *e, const struct vm_pkt *p, struct gw_stats *st,
+			   const struct gw_config *cfg, const struct cookie_secret *sec)
+{
+	struct vm_tcpopts o;
+	struct vm_cookie_opts co;
+	struct vm_cookie_in cin;
+	struct vm_tcp *tcp;
+	__u32 cookie, tnow, tsval;
+	__u64 tai;
+	__u16 mss;
+
+	if (vm_env_tcpopts(e, p, &o) < 0 || p->payload_len || (p->flags & (VM_TCP_ACK | VM_TCP_RST | VM_TCP_FIN))) {
+		VM_GW_COUNT(st, malformed);
+		return VM_V_DROP;
+	}
+	co.mss = o.mss ? o.mss : 536;
+	co.wscale = o.wscale;
+	co.sack_ok = o.sack_ok;
+	co.ts_ok = o.ts_ok;
+	vm_gw_cookie_in(p, p->seq, &cin);
+	tai = vm_env_tai_ns(e);   /* one clock read: the cookie's window and our TSval */
+	tnow = vm_gw_cookie_tnow(cfg, tai);
+	cookie = vm_cookie_make(sec->cur, &cin, tnow, &co);
+	tsval = (__u32)(tai / 1000000ULL);
+	mss = p->family == VM_AF_INET ? cfg->mss4 : cfg->mss6;
+
+	tcp = vm_gw_reply_prepare(e, p, VM_TCP_REPLY_HLEN);
+	if (!tcp) {
+		VM_GW_COUNT(st, reply_fail);
+		return VM_V_DROP;
+	}
+	if ((void *)tcp + VM_TCP_REPLY_HLEN > vm_env_data_end(e)) {
+		VM_GW_COUNT(st, reply_fail);
+		return VM_V_DROP;
+	}
+	tcp->seq = vm_htonl(cookie);
+	tcp->ack_seq = vm_htonl(p->seq + 1);
+	tcp->doff_res = (VM_TCP_REPLY_HLEN / 4) << 4;
+	tcp->flags = VM_TCP_SYN | VM_TCP_ACK;
+	tcp->window = vm_htons(65535);
+	tcp->urg_ptr = 0;
+	vm_tcpopt_write_syn((__u8 *)(tcp + 1), mss, o.sack_ok, o.ts_ok, tsval, o.tsval,
+			    o.wscale != 0xff ? cfg->wscale : 0xff);
+	tcp->check = vm_tcp_csum_hdr40(tcp, p->family, p->daddr, p->saddr);
+	VM_GW_COUNT(st, syn_cookie_sent);
+	return VM_V_TX;
+}
+
+/* A bare segment back to the client (no options): the refusal (TLS fatal
+ * unrecognized_name alert with FIN, or RST, per the VIP's setting), or the
+ * ACK of a FIN that closes a refused connection. */
+VM_INLINE int vm_gw_reply_bare(struct vm_gw_env *e, const struct vm_pkt *p, __u32 seq, __u32 ack, __u8 flags,
+			       int alert, struct gw_stats *st)
+{
+	__u32 plen = alert ? VM_TLS_ALERT_LEN : 0;
+	struct vm_tcp *tcp = vm_gw_reply_prepare(e, p, 20 + plen);
+	__u64 s;
+
+	if (!tcp) {
+		VM_GW_COUNT(st, reply_fail);
+		return VM_V_DROP;
+	}
+	tcp->seq = vm_htonl(seq);
+	tcp->ack_seq = vm_htonl(ack);
+	tcp->doff_res = 5 << 4;
+	tcp->flags = flags;
+	tcp->window = (flags & VM_TCP_RST) ? 0 : vm_htons(65535);
+	tcp->urg_ptr = 0;
+	tcp->check = 0;
+	s = vm_pseudo_sum(p->family, p->daddr, p->saddr, 20 + plen);
+	if (alert) {
+		if ((void *)tcp + 20 + VM_TLS_ALERT_LEN > vm_env_data_end(e)) {
+			VM_GW_COUNT(st, reply_fail);
+			return VM_V_DROP;
+		}
+		__u8 *a = (__u8 *)tcp + 20;
+		a[0] = 0x15; a[1] = 0x03; a[2] = 0x03; a[3] = 0x00;
+		a[4] = 0x02; a[5] = 0x02; a[6] = 0x70;
+		s += VM_TLS_ALERT_W0 + VM_TLS_ALERT_W1; /* little-endian hosts, as everywhere else here */
+	}
+	VM_UNROLL
+	for (int i = 0; i < 5; i++)
+		s += ((vm_u32a *)tcp)[i];
+	tcp->check = ~vm_csum_fold(s);
+	return VM_V_TX;
+}
+
+/* Refuses a connection whose first data we will not route.  The alert
+ * carries our FIN: the client's FIN that follows is answered statelessly. */
+VM_INLINE int vm_gw_refuse(struct vm_gw_env *e, const struct vm_pkt *p, const struct vip_val *vip,
+			   struct gw_stats *st)
+{
+	__u32 ack = p->seq + p->payload_len + ((p->flags & VM_TCP_FIN) ? 1 : 0);
+
+	if (vip->refuse == VM_REFUSE_ALERT) {
+		VM_GW_COUNT(st, refused_alert);
+		return vm_gw_reply_bare(e, p, p->ack, ack, VM_TCP_ACK | VM_TCP_PSH | VM_TCP_FIN, 1, st);
+	}
+	VM_GW_COUNT(st, refused_rst);
+	return vm_gw_reply_bare(e, p, p->ack, ack, VM_TCP_RST | VM_TCP_ACK, 0, st);
+}
+
+/* ---------- to the node ---------- */
+
+/* The packet into Geneve (with the handoff option when asked) and out
+ * towards the flow's node. */
+VM_INLINE int vm_gw_forward(struct vm_gw_env *e, const struct vm_pkt *p, const struct flow_val *f,
+			    int with_handoff, const struct gw_config *cfg, struct gw_stats *st)
+{
+	const __u8 *src;
+	void *data, *data_end;
+	__u32 inner_len;
+	int why, verdict;
+	__u8 fam = f->node_family;
+
+	if (fam == VM_AF_INET) {
+		if (!cfg->has_underlay4)
+			goto nocfg;
+		src = cfg->underlay4;
+	} else {
+		if (!cfg->has_underlay6)
+			goto nocfg;
+		src = cfg->underlay6;
+	}
+	data = vm_env_data(e);
+	data_end = vm_env_data_end(e);
+	inner_len = (__u32)((__u8 *)data_end - (__u8 *)data) - VM_ETH_HLEN;
+	if (vm_env_push(e, vm_geneve_push_len(fam, with_handoff)) ||
+	    vm_geneve_write(vm_env_data(e), vm_env_data_end(e), fam, src, f->node,
+			    p->family == VM_AF_INET ? VM_GENEVE_PROTO_IP4 : VM_GENEVE_PROTO_IP6, inner_len,
+			    with_handoff ? &f->handoff : 0, vm_flow_port(p->saddr, p->daddr, p->sport, p->dport))) {
+		VM_GW_COUNT(st, encap_fail);
+		return VM_V_DROP;
+	}
+	verdict = vm_env_mesh_send(e, fam, src, f->node, &why);
+	if (why == VM_SEND_NO_NEIGH)
+		VM_GW_COUNT(st, no_neigh);
+	else if (why == VM_SEND_MTU)
+		VM_GW_COUNT(st, mesh_mtu);
+	else if (why)
+		VM_GW_COUNT(st, fib_fail);
+	return verdict;
+nocfg:
+	VM_GW_COUNT(st, no_config);
+	return VM_V_DROP;
+}
+
+/* First data on a connection we hold only as a cookie: the ClientHello.
+ * Returns 1 when the flow was created (forward with handoff; the flow in
+ * *fo), 0 to refuse, 2 for the reassembly, -1 to drop. */
+VM_INLINE int vm_gw_hello_to_flow(struct vm_gw_env *e, const struct vm_pkt *p, const struct gw_config *cfg,
+				  struct gw_stats *st, struct flow_val **fo)
+{
+	__u32 cookie = p->ack - 1, hello_len = 0;
+	struct flow_val *f = vm_env_flow_tmp(e);
+	struct vm_tcpopts o;
+	struct flow_key k;
+	struct vm_eth *eth;
+	int rc;
+
+	if (!f) {
+		VM_GW_COUNT(st, malformed);
+		return -1;
+	}
+	rc = vm_env_hello_route(e, p, f, &hello_len);
+	switch (rc) {
+	case VM_HELLO_OK:
+		break;
+	case VM_HELLO_NO_SNI:
+		VM_GW_COUNT(st, no_sni);
+		return 0;
+	case VM_HELLO_BAD_NAME:
+		if (vm_gw_hello_cut(hello_len, p->payload_len))
+			goto partial;
+		VM_GW_COUNT(st, bad_name);
+		return 0;
+	case VM_HELLO_PARTIAL:
+	partial:
+		/* The name is not in this segment (or the hello spans records):
+		 * the reassembly behind us takes it. */
+		VM_GW_COUNT(st, hello_partial);
+		return 2;
+	case VM_GW_NO_ROUTE:
+		if (vm_gw_hello_cut(hello_len, p->payload_len))
+			goto partial;
+		VM_GW_COUNT(st, no_route);
+		return 0;
+	case -1:
+		VM_GW_COUNT(st, malformed);
+		return -1;
+	default:
+		VM_GW_COUNT(st, parse_error);
+		return 0;
+	}
+	if (vm_env_tcpopts(e, p, &o) < 0) {
+		VM_GW_COUNT(st, malformed);
+		return -1;
+	}
+	eth = vm_env_data(e);
+	if ((void *)(eth + 1) > vm_env_data_end(e)) {
+		VM_GW_COUNT(st, malformed);
+		return -1;
+	}
+	vm_gw_flow_init(f, p->seq - 1, cookie, &o, cfg, eth->src, eth->dst, vm_env_ifindex(e), vm_env_coarse_ns(e));
+	vm_flow_key_of(p, &k);
+	if (vm_env_flow_put(e, &k, f)) {
+		VM_GW_COUNT(st, flow_full);
+		return -1;
+	}
+	VM_GW_COUNT(st, hello_routed);
+	*fo = f;
+	return 1;
+}
+
+/* ---------- gw_ingress: the client-facing side ---------- */
+
+VM_INLINE int vm_gw_ingress(struct vm_gw_env *e, struct gw_stats *st)
+{
+	void *data = vm_env_data(e), *data_end = vm_env_data_end(e);
+	struct vm_eth *eth = data;
+	struct vm_pkt p = {};
+	struct vip_key vk = {};
+	const struct vip_val *vip;
+	struct flow_key k;
+	struct flow_val *f;
+	const struct gw_config *cfg;
+	struct cookie_secret *sec;
+	int rc, handoff = 0;
+
+	if ((void *)(eth + 1) > data_end)
+		return VM_V_PASS;
+	rc = vm_parse_ip_tcp(data, data_end, (__u32)((__u8 *)data_end - (__u8 *)data), VM_ETH_HLEN, eth->proto, &p);
+	if (rc == VM_PARSE_NOT_IP || rc == VM_PARSE_NOT_TCP) {
+		VM_GW_COUNT(st, pass_not_tcp);
+		return VM_V_PASS;
+	}
+	if (rc != VM_PARSE_OK) {
+		/* Drop only what is addressed to a VIP; the kernel judges the rest. */
+		if (rc == VM_PARSE_TRUNCATED && p.family && p.dport) {
+			vm_vip_key_of(&p, &vk);
+			if (vm_env_vip(e, &vk)) {
+				VM_GW_COUNT(st, malformed);
+				return VM_V_DROP;
+			}
+		} else if (rc == VM_PARSE_FRAGMENT) {
+			VM_GW_COUNT(st, fragment);
+		} else if (rc == VM_PARSE_IP_OPTIONS) {
+			VM_GW_COUNT(st, ip_options);
+		}
+		return VM_V_PASS;
+	}
+	/* An established packet needs its flow and the underlay address, no
+	 * more: the flow first, the VIP and the rest only on a miss (a flow
+	 * outlives its VIP as it outlives its route, until it closes or ages). */
+	vm_flow_key_of(&p, &k);
+	f = vm_env_flow_get(e, &k);
+	if (f && (p.flags & (VM_TCP_SYN | VM_TCP_ACK)) != VM_TCP_SYN) {
+		cfg = vm_env_cfg(e);
+		if (!cfg) {
+			VM_GW_COUNT(st, no_config);
+			return VM_V_DROP;
+		}
+		if (p.flags & VM_TCP_RST) {
+			rc = vm_gw_forward(e, &p, f, 0, cfg, st);
+			vm_env_flow_del(e, &k, f);
+			VM_GW_COUNT(st, flow_reset);
+			return rc;
+		}
+		/* Hello bytes the gateway ACKed itself come again: the client
+		 * retransmits because the VM has not acknowledged the whole hello,
+		 * so the node may lack a segment.  The reassembly sends every held one. */
+		if (f->held_len && p.payload_len && p.seq - (f->client_isn + 1) < f->held_len) {
+			VM_GW_COUNT(st, hello_retransmit);
+			return vm_env_to_asm(e, &p, &k, 0);
+		}
+		if ((p.flags & VM_TCP_FIN) && vm_fin_seen(&f->fin, VM_FIN_CLIENT))
+			VM_GW_COUNT(st, flow_closed);
+		/* Data in the hello's range carries the handoff option: the node
+		 * keeps hello segments until the VM answers its SYN. */
+		handoff = p.payload_len && p.seq - (f->client_isn + 1) < VM_ASM_BYTES;
+		if (p.payload_len && p.seq == f->client_isn + 1)
+			VM_GW_COUNT(st, hello_retransmit);
+		else
+			VM_GW_COUNT(st, fwd_established);
+		return vm_gw_forward(e, &p, f, handoff, cfg, st);
+	}
+
+	vm_vip_key_of(&p, &vk);
+	vip = vm_env_vip(e, &vk);
+	if (!vip) {
+		VM_GW_COUNT(st, pass_not_vip);
+		return VM_V_PASS;
+	}
+	cfg = vm_env_cfg(e);
+	sec = vm_env_secret(e);
+	if (!cfg || !sec || !sec->epoch) {
+		VM_GW_COUNT(st, no_config);
+		return VM_V_DROP;
+	}
+	if (f) {
+		/* A new connection on the tuple of an old one. */
+		vm_env_flow_del(e, &k, f);
+		return vm_gw_synack(e, &p, st, cfg, sec);
+	}
+
+	if (p.flags & VM_TCP_RST) {
+		VM_GW_COUNT(st, rst_no_flow);
+		return VM_V_DROP;
+	}
+	if ((p.flags & (VM_TCP_SYN | VM_TCP_ACK)) == VM_TCP_SYN)
+		return vm_gw_synack(e, &p, st, cfg, sec);
+	if ((p.flags & (VM_TCP_SYN | VM_TCP_ACK)) != VM_TCP_ACK) {
+		VM_GW_COUNT(st, bad_cookie);
+		return VM_V_DROP;
+	}
+	{
+		struct vm_cookie_in cin;
+		__u32 tnow = vm_gw_cookie_tnow(cfg, vm_env_tai_ns(e));
+
+		vm_gw_cookie_in(&p, p.seq - 1, &cin);
+		if (!VM_GW_COOKIE_OK(sec, &cin, p.ack - 1, tnow)) {
+			/* A later segment of a hello being reassembled (its seq is
+			 * not the ISN + 1 the cookie covers), or one that overtook
+			 * the first: the reassembly judges it. */
+			if (p.payload_len) {
+				VM_GW_COUNT(st, asm_handed);
+				return vm_env_to_asm(e, &p, &k, vip);
+			}
+			/* The client closing a connection we refused (our FIN
+			 * came with the alert): ACK its FIN so it does not sit in
+			 * LAST-ACK.  One packet for one, as any TCP stack answers. */
+			if (p.flags & VM_TCP_FIN) {
+				VM_GW_COUNT(st, fin_answered);
+				return vm_gw_reply_bare(e, &p, p.ack, p.seq + 1, VM_TCP_ACK, 0, st);
+			}
+			VM_GW_COUNT(st, bad_cookie);
+			return VM_V_DROP;
+		}
+	}
+	if (!p.payload_len) {
+		VM_GW_COUNT(st, cookie_ack);
+		return VM_V_DROP;
+	}
+	rc = vm_gw_hello_to_flow(e, &p, cfg, st, &f);
+	if (rc < 0)
+		return VM_V_DROP;
+	if (rc == 2)
+		return vm_env_to_asm(e, &p, &k, vip);
+	if (rc == 0)
+		return vm_gw_refuse(e, &p, vip, st);
+	return vm_gw_forward(e, &p, f, 1, cfg, st);
+}
+
+#endif /* VEIL_GW_PATH_H */

@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The gateway's return path, written once (see include/veil/gw_path.h for
+ * the ingress and the idea).  Hooks the includer defines first, as there:
+ *   VM_V_DROP, VM_V_PASS; vm_env_data, vm_env_data_end, vm_env_pull,
+ *   vm_env_cfg, vm_env_flow_get, vm_env_flow_del, and
+ *   void vm_env_held_drop(e, const struct flow_key *)  the held hello's copy
+ *   int vm_env_redirect(e, __u32 ifindex)   the verdict: to the client's port
+ *   VM_LOAD_BYTES, and void *vm_env_loadctx(e) the context it takes
+ *   (include/veil/geneve.h)
+ */
+#ifndef VEIL_GW_RET_H
+#define VEIL_GW_RET_H
+
+#include "gw.h"
+#include "geneve.h"
+
+/* ---------- gw_return: the mesh-facing side ---------- */
+
+/* Geneve from a node carrying a VM's packet for a flow we own: decapsulated
+ * and sent to the client from the VIP, through the L2 neighbour recorded
+ * when the flow was created.  Everything else is the host's. */
+VM_INLINE int vm_gw_return(struct vm_gw_env *e, struct gw_stats *st)
+{
+	struct vm_mesh_in m = {};
+	const struct gw_config *cfg;
+	struct vm_pkt p = {};
+	struct flow_key k;
+	struct flow_val *f;
+	struct vm_eth *eth;
+	void *data, *data_end;
+	int rc;
+
+	cfg = vm_env_cfg(e);
+	if (!cfg) {
+		VM_GW_COUNT(st, ret_pass);
+		return VM_V_PASS;
+	}
+	rc = vm_mesh_parse(vm_env_loadctx(e), vm_env_data(e), vm_env_data_end(e), cfg->underlay4, cfg->has_underlay4,
+			   cfg->underlay6, cfg->has_underlay6, &m);
+	if (rc == VM_MESH_NOT_OURS) {
+		VM_GW_COUNT(st, ret_pass);
+		return VM_V_PASS;
+	}
+	if (rc != VM_MESH_OK || vm_env_pull(e, m.strip & 0x3ff)) {
+		VM_GW_COUNT(st, ret_malformed);
+		return VM_V_DROP;
+	}
+	data = vm_env_data(e);
+	data_end = vm_env_data_end(e);
+	eth = data;
+	if ((void *)(eth + 1) > data_end) {
+		VM_GW_COUNT(st, ret_malformed);
+		return VM_V_DROP;
+	}
+	eth->proto = vm_htons(m.ifamily == VM_AF_INET ? VM_ETH_P_IP : VM_ETH_P_IPV6);
+	if (vm_parse_ip_tcp(data, data_end, (__u32)((__u8 *)data_end - (__u8 *)data), VM_ETH_HLEN, eth->proto,
+			    &p) != VM_PARSE_OK) {
+		VM_GW_COUNT(st, ret_malformed);
+		return VM_V_DROP;
+	}
+	/* The VM's packet goes VIP -> client: the flow is keyed by the client. */
+	vm_flow_key_rev(&p, &k);
+	f = vm_env_flow_get(e, &k);
+	if (!f) {
+		VM_GW_COUNT(st, ret_no_flow);
+		return VM_V_DROP;
+	}
+	/* The VM acknowledges the whole hello: the gateway's copy is no longer
+	 * needed (the ack is in the client's space: the node keeps it so). */
+	if (f->held_len && (p.flags & VM_TCP_ACK) && p.ack - (f->client_isn + 1) >= f->held_len &&
+	    p.ack - (f->client_isn + 1) <= VM_ASM_BYTES + VM_ASM_SEG_MAX) {
+		f->held_len = 0;
+		vm_env_held_drop(e, &k);
+		VM_GW_COUNT(st, held_released);
+	}
+	__u32 ifindex = f->client_ifindex;
+	__builtin_memcpy(eth->dst, f->client_mac, 6);
+	__builtin_memcpy(eth->src, f->vip_mac, 6);
+	if (p.flags & VM_TCP_RST) {
+		vm_env_flow_del(e, &k, f);
+		VM_GW_COUNT(st, flow_reset);
+	} else if ((p.flags & VM_TCP_FIN) && vm_fin_seen(&f->fin, VM_FIN_VM)) {
+		VM_GW_COUNT(st, flow_closed);
+	}
+	VM_GW_COUNT(st, ret_forwarded);
+	return vm_env_redirect(e, ifindex);
+}
+
+#endif /* VEIL_GW_RET_H */

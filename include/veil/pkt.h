@@ -1,0 +1,446 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The packet library's ground floor: header layouts, byte order, checksums,
+ * the Ethernet/IPv4/IPv6/TCP parse into one struct, and TCP options.
+ * Header-only, no libc: compiled by clang -target bpf into the programs and
+ * by gcc/clang into the DPDK fast path, replay and the tests, so both sides
+ * compute the same bytes from the same code.
+ *
+ * Every read or write goes through a pointer the caller bounded against an
+ * end pointer (data_end in XDP, the buffer's end in userspace): the checks
+ * the verifier needs are the ones a userspace build needs too.
+ */
+#ifndef VEIL_PKT_H
+#define VEIL_PKT_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+#include "wire.h"
+#include "hello.h"   /* VM_LOOP, VM_CALLBACK */
+
+#ifndef VM_INLINE
+#define VM_INLINE static inline __attribute__((always_inline))
+#endif
+
+#ifdef __clang__
+#define VM_UNROLL _Pragma("unroll")
+#else
+#define VM_UNROLL _Pragma("GCC unroll 16")
+#endif
+
+/* ---------- byte order (the hosts and BPF targets here are little-endian) ---------- */
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define vm_htons(x) ((__u16)__builtin_bswap16((__u16)(x)))
+#define vm_htonl(x) ((__u32)__builtin_bswap32((__u32)(x)))
+#else
+#define vm_htons(x) ((__u16)(x))
+#define vm_htonl(x) ((__u32)(x))
+#endif
+#define vm_ntohs(x) vm_htons(x)
+#define vm_ntohl(x) vm_htonl(x)
+
+/* ---------- header layouts (as on the wire; naturally aligned like the kernel's) ---------- */
+#define VM_ETH_HLEN    14
+#define VM_ETH_P_IP    0x0800
+#define VM_ETH_P_IPV6  0x86DD
+#define VM_IPPROTO_TCP 6
+#define VM_IPPROTO_UDP 17
+#define VM_UDP_HLEN    8
+#define VM_GENEVE_HLEN 8
+
+#define VM_TCP_FIN 0x01
+#define VM_TCP_SYN 0x02
+#define VM_TCP_RST 0x04
+#define VM_TCP_PSH 0x08
+#define VM_TCP_ACK 0x10
+
+struct vm_eth {
+	__u8 dst[6];
+	__u8 src[6];
+	__be16 proto;
+};
+
+struct vm_ip4 {
+	__u8 ver_ihl;
+	__u8 tos;
+	__be16 tot_len;
+	__be16 id;
+	__be16 frag_off;
+	__u8 ttl;
+	__u8 protocol;
+	__u16 check;
+	__be32 saddr;
+	__be32 daddr;
+};
+
+struct vm_ip6 {
+	__be32 ver_tc_fl;
+	__be16 payload_len;
+	__u8 nexthdr;
+	__u8 hop_limit;
+	__u8 saddr[16];
+	__u8 daddr[16];
+};
+
+struct vm_udp {
+	__be16 source;
+	__be16 dest;
+	__be16 len;
+	__u16 check;
+};
+
+struct vm_tcp {
+	__be16 source;
+	__be16 dest;
+	__be32 seq;
+	__be32 ack_seq;
+	__u8 doff_res;            /* data offset (4 bits) | reserved */
+	__u8 flags;               /* VM_TCP_* */
+	__be16 window;
+	__u16 check;
+	__be16 urg_ptr;
+};
+
+#define VM_TCP_REPLY_HLEN 40      /* SYN-ACK and replayed SYN: 20 + 20 bytes of options */
+
+/* Words of a header for checksum sums: read as whatever was written there
+ * (gcc's strict aliasing would otherwise move the reads before the writes). */
+typedef __u32 __attribute__((may_alias)) vm_u32a;
+typedef __u16 __attribute__((may_alias)) vm_u16a;
+
+/* ---------- addresses ---------- */
+
+VM_INLINE void vm_addr_set4(__u8 *dst, __be32 a)
+{
+	__builtin_memset(dst, 0, 10);
+	dst[10] = 0xff;
+	dst[11] = 0xff;
+	__builtin_memcpy(dst + 12, &a, 4);
+}
+
+VM_INLINE int vm_addr_eq(const __u8 *a, const __u8 *b)
+{
+	const vm_u32a *x = (const vm_u32a *)a, *y = (const vm_u32a *)b;
+	return x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3];
+}
+
+/* ---------- checksums (RFC 1071 / 1624) ---------- */
+
+VM_INLINE __u16 vm_csum_fold(__u64 s)
+{
+	s = (s & 0xffffffff) + (s >> 32);
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	return (__u16)s;
+}
+
+/* Incremental update of a checksum field for a 4-byte / 2-byte change
+ * (values as they sit in the packet). */
+VM_INLINE void vm_csum_replace4(__u16 *check, __u32 from, __u32 to)
+{
+	__u64 s = (__u16)~*check;
+	s += (~from & 0xffff) + (~from >> 16) + (to & 0xffff) + (to >> 16);
+	*check = ~vm_csum_fold(s);
+}
+
+/* The one's-complement difference of a 4-byte change, as a 16-bit value to
+ * add; odd: the field starts at an odd offset from the checksummed start
+ * (TCP options need not be aligned), which swaps the bytes of its words. */
+VM_INLINE __u16 vm_csum_diff4(__u32 from, __u32 to, int odd)
+{
+	__u64 s = (~from & 0xffff) + (~from >> 16) + (to & 0xffff) + (to >> 16);
+	__u16 d = vm_csum_fold(s);
+	return odd ? (__u16)((d >> 8) | (d << 8)) : d;
+}
+
+VM_INLINE void vm_csum_replace4_at(__u16 *check, __u32 from, __u32 to, int odd)
+{
+	__u64 s = (__u16)~*check;
+	s += vm_csum_diff4(from, to, odd);
+	*check = ~vm_csum_fold(s);
+}
+
+VM_INLINE void vm_csum_replace2(__u16 *check, __u16 from, __u16 to)
+{
+	__u64 s = (__u16)~*check;
+	s += (__u16)~from + to;
+	*check = ~vm_csum_fold(s);
+}
+
+VM_INLINE void vm_csum_replace16(__u16 *check, const __u8 *from, const __u8 *to)
+{
+	const vm_u32a *f = (const vm_u32a *)from, *t = (const vm_u32a *)to;
+	for (int i = 0; i < 4; i++)
+		vm_csum_replace4(check, f[i], t[i]);
+}
+
+/* Unfolded sum of the TCP pseudo header. */
+VM_INLINE __u64 vm_pseudo_sum(__u8 family, const __u8 *saddr, const __u8 *daddr, __u32 l4_len)
+{
+	__u64 s = 0;
+	const vm_u32a *a = (const vm_u32a *)saddr, *b = (const vm_u32a *)daddr;
+
+	/* one term at a time: a sum of two __u32 would drop its carry */
+	if (family == VM_AF_INET) {
+		s += a[3];
+		s += b[3];
+	} else {
+		for (int i = 0; i < 4; i++) {
+			s += a[i];
+			s += b[i];
+		}
+	}
+	s += vm_htonl(l4_len);
+	s += vm_htonl(VM_IPPROTO_TCP);
+	return s;
+}
+
+/* The header checksum of a 20-byte IPv4 header (its check field zeroed). */
+VM_INLINE __u16 vm_ip4_csum(void *iph)
+{
+	struct vm_ip4 *ip = iph;
+	__u64 s = 0;
+	vm_u16a *w = (vm_u16a *)ip;
+
+	ip->check = 0;
+VM_UNROLL
+	for (int i = 0; i < 10; i++)
+		s += w[i];
+	return ~vm_csum_fold(s);
+}
+
+/* ---------- parsing: Ethernet / IPv4 / IPv6 / TCP into one struct ---------- */
+
+/* The parsed headers of one IP/TCP packet at a known offset. */
+struct vm_pkt {
+	__u8 family;              /* VM_AF_INET / VM_AF_INET6 */
+	__u8 flags;               /* TCP flags byte */
+	__u16 l3_len;             /* 20 or 40 */
+	__u16 tcp_len;            /* doff * 4 */
+	__u16 payload_len;
+	__u32 l3_off;             /* offsets from the start of the packet */
+	__u32 l4_off;
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__be16 sport;
+	__be16 dport;
+	__u32 seq;                /* host order */
+	__u32 ack;
+};
+
+enum vm_parse_rc {
+	VM_PARSE_OK = 0,
+	VM_PARSE_NOT_IP,          /* not IPv4/IPv6 */
+	VM_PARSE_NOT_TCP,
+	VM_PARSE_TRUNCATED,
+	VM_PARSE_IP_OPTIONS,      /* IPv4 options / IPv6 extension headers */
+	VM_PARSE_FRAGMENT,
+};
+
+/* Parses the IP and TCP headers at l3_off (VM_ETH_P_* in network order in
+ * proto_be).  The headers must lie in [data, data_end); pkt_len is the whole
+ * packet's length (an skb may hold its payload outside the linear part).
+ * On failure p->family, ports may already be set (a caller can tell whether
+ * a broken packet was for a VIP); the caller zeroes p first. */
+VM_INLINE int vm_parse_ip_tcp(void *data, void *data_end, __u32 pkt_len, __u32 l3_off, __be16 proto_be,
+			      struct vm_pkt *p)
+{
+	struct vm_tcp *tcp;
+	__u32 ip_total;
+
+	if (l3_off > 512)
+		return VM_PARSE_TRUNCATED;
+	p->l3_off = l3_off;
+	if (proto_be == vm_htons(VM_ETH_P_IP)) {
+		struct vm_ip4 *ip = (void *)((__u8 *)data + l3_off);
+		if ((void *)(ip + 1) > data_end)
+			return VM_PARSE_TRUNCATED;
+		if (ip->protocol != VM_IPPROTO_TCP)
+			return VM_PARSE_NOT_TCP;
+		if ((ip->ver_ihl & 0xf) != 5)
+			return (ip->ver_ihl & 0xf) < 5 ? VM_PARSE_TRUNCATED : VM_PARSE_IP_OPTIONS;
+		if (ip->frag_off & vm_htons(0x3fff))
+			return VM_PARSE_FRAGMENT;
+		p->family = VM_AF_INET;
+		p->l3_len = 20;
+		vm_addr_set4(p->saddr, ip->saddr);
+		vm_addr_set4(p->daddr, ip->daddr);
+		ip_total = vm_ntohs(ip->tot_len);
+	} else if (proto_be == vm_htons(VM_ETH_P_IPV6)) {
+		struct vm_ip6 *ip6 = (void *)((__u8 *)data + l3_off);
+		if ((void *)(ip6 + 1) > data_end)
+			return VM_PARSE_TRUNCATED;
+		if (ip6->nexthdr != VM_IPPROTO_TCP) {
+			/* Anything but TCP straight after the fixed header: extension
+			 * headers are not ours to walk on the fast path. */
+			switch (ip6->nexthdr) {
+			case 0: case 43: case 44: case 60:
+				return VM_PARSE_IP_OPTIONS;
+			}
+			return VM_PARSE_NOT_TCP;
+		}
+		p->family = VM_AF_INET6;
+		p->l3_len = 40;
+		__builtin_memcpy(p->saddr, ip6->saddr, 16);
+		__builtin_memcpy(p->daddr, ip6->daddr, 16);
+		ip_total = 40 + vm_ntohs(ip6->payload_len);
+	} else {
+		return VM_PARSE_NOT_IP;
+	}
+	p->l4_off = l3_off + p->l3_len;
+	tcp = (void *)((__u8 *)data + p->l4_off);
+	if ((void *)(tcp + 1) > data_end)
+		return VM_PARSE_TRUNCATED;
+	p->sport = tcp->source;   /* known from here on, so a caller can tell */
+	p->dport = tcp->dest;     /* whether a broken packet was for a VIP */
+	p->tcp_len = (tcp->doff_res >> 4) * 4;
+	if (p->tcp_len < 20)
+		return VM_PARSE_TRUNCATED;
+	/* Trust the IP length, not the frame (Ethernet padding). */
+	if (ip_total < (__u32)p->l3_len + p->tcp_len || l3_off + ip_total > pkt_len)
+		return VM_PARSE_TRUNCATED;
+	p->payload_len = ip_total - p->l3_len - p->tcp_len;
+	p->seq = vm_ntohl(tcp->seq);
+	p->ack = vm_ntohl(tcp->ack_seq);
+	p->flags = tcp->flags;
+	return VM_PARSE_OK;
+}
+
+/* ---------- TCP options ---------- */
+
+struct vm_tcpopts {
+	__u16 mss;                /* 0 when absent */
+	__u8 wscale;              /* 0xff when absent */
+	__u8 sack_ok;
+	__u8 ts_ok;
+	__u8 ts_off;              /* offsets inside the option block */
+	__u8 sack_off;
+	__u8 sack_len;            /* bytes of SACK blocks (multiple of 8) */
+	__u32 tsval;              /* host order */
+	__u32 tsecr;
+};
+
+#define VM_OPT_BUF 64
+
+/* Loop state (map memory in BPF: see vm_hello_state for why). */
+struct vm_tcpopt_state {
+	__u32 len, i;
+	int rc;
+	__u32 pad;
+	struct vm_tcpopts o;
+};
+
+struct vm_tcpopt_walk {
+	const __u8 *opt;
+	struct vm_tcpopt_state *st;
+};
+
+VM_CALLBACK long vm_tcpopt_step(__u32 n, void *ctx)
+{
+	struct vm_tcpopt_walk *w = ctx;
+	struct vm_tcpopt_state *st = w->st;
+	const __u8 *opt = w->opt;
+	struct vm_tcpopts *o = &st->o;
+	__u32 i = st->i, kind, olen;
+
+	if (i >= st->len || i >= 40)
+		return 1;
+	kind = opt[i & (VM_OPT_BUF - 1)];
+	if (kind == 0)
+		return 1;
+	if (kind == 1) {
+		st->i = i + 1;
+		return 0;
+	}
+	if (i + 1 >= st->len) {
+		st->rc = -1;
+		return 1;
+	}
+	olen = opt[(i + 1) & (VM_OPT_BUF - 1)];
+	if (olen < 2 || i + olen > st->len) {
+		st->rc = -1;
+		return 1;
+	}
+	if (kind == 2 && olen == 4) {
+		o->mss = (opt[(i + 2) & 63] << 8) | opt[(i + 3) & 63];
+	} else if (kind == 3 && olen == 3) {
+		__u8 ws = opt[(i + 2) & 63];
+		o->wscale = ws > 14 ? 14 : ws;
+	} else if (kind == 4 && olen == 2) {
+		o->sack_ok = 1;
+	} else if (kind == 5 && olen >= 10 && ((olen - 2) % 8) == 0) {
+		o->sack_off = i + 2;
+		o->sack_len = olen - 2;
+	} else if (kind == 8 && olen == 10) {
+		o->ts_ok = 1;
+		o->ts_off = i + 2;
+		o->tsval = ((__u32)opt[(i + 2) & 63] << 24) | ((__u32)opt[(i + 3) & 63] << 16) |
+			   ((__u32)opt[(i + 4) & 63] << 8) | opt[(i + 5) & 63];
+		o->tsecr = ((__u32)opt[(i + 6) & 63] << 24) | ((__u32)opt[(i + 7) & 63] << 16) |
+			   ((__u32)opt[(i + 8) & 63] << 8) | opt[(i + 9) & 63];
+	}
+	st->i = i + olen;
+	return 0;
+}
+
+/* Walks the option block opt[0, len) (len <= 40; opt has VM_OPT_BUF bytes)
+ * into *o, using st (map memory in BPF) for the walk.  0, or -1 when an
+ * option runs past the block. */
+VM_INLINE int vm_tcpopt_parse(const __u8 *opt, __u32 len, struct vm_tcpopts *o,
+			      struct vm_tcpopt_state *st)
+{
+	struct vm_tcpopt_walk w = { .opt = opt, .st = st };
+
+	st->len = len;
+	st->i = 0;
+	st->rc = 0;
+	st->o.mss = 0;
+	st->o.wscale = 0xff;
+	st->o.sack_ok = st->o.ts_ok = 0;
+	st->o.ts_off = st->o.sack_off = st->o.sack_len = 0;
+	st->o.tsval = st->o.tsecr = 0;
+	if (len)
+		VM_LOOP(40, vm_tcpopt_step, &w);
+	*o = st->o;
+	return st->rc;
+}
+
+/* Writes the fixed 20-byte option block of a SYN or SYN-ACK:
+ *   MSS(4) | SACK_PERM(2) or NOP NOP | TS(10) or 10 NOP | NOP | WS(3) or 3 NOP */
+VM_INLINE void vm_tcpopt_write_syn(__u8 *o, __u16 mss, __u8 sack_ok, __u8 ts_ok, __u32 tsval,
+				   __u32 tsecr, __u8 wscale)
+{
+	__u32 tv = vm_htonl(tsval), te = vm_htonl(tsecr);
+
+	o[0] = 2; o[1] = 4; o[2] = mss >> 8; o[3] = mss & 0xff;
+	if (sack_ok) { o[4] = 4; o[5] = 2; } else { o[4] = 1; o[5] = 1; }
+	if (ts_ok) {
+		o[6] = 8; o[7] = 10;
+		__builtin_memcpy(o + 8, &tv, 4);
+		__builtin_memcpy(o + 12, &te, 4);
+	} else {
+		__builtin_memset(o + 6, 1, 10);
+	}
+	o[16] = 1;
+	if (wscale != 0xff) { o[17] = 3; o[18] = 3; o[19] = wscale; }
+	else { o[17] = 1; o[18] = 1; o[19] = 1; }
+}
+
+/* Full TCP checksum of a header of exactly VM_TCP_REPLY_HLEN bytes with no
+ * payload (the replies we build). */
+VM_INLINE __u16 vm_tcp_csum_hdr40(void *tcph, __u8 family, const __u8 *saddr, const __u8 *daddr)
+{
+	struct vm_tcp *tcp = tcph;
+	__u64 s = vm_pseudo_sum(family, saddr, daddr, VM_TCP_REPLY_HLEN);
+	vm_u32a *w = (vm_u32a *)tcp;
+
+	tcp->check = 0;
+VM_UNROLL
+	for (int i = 0; i < VM_TCP_REPLY_HLEN / 4; i++)
+		s += w[i];
+	return ~vm_csum_fold(s);
+}
+
+#endif /* VEIL_PKT_H */
