@@ -56,6 +56,7 @@
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 
+#include "common/logline.h"
 #include "store/store.h"
 
 extern char **environ;
@@ -65,7 +66,7 @@ struct wcfg {
 	char store[512], controller_pub[512], registry_key[512], validators_ca[512];
 	char vm_ca_cert[512], vm_ca_key[512], ak_pub[512], ek_cert[512], ek_ca[512], kernel[512], kver[128], veil_attest[512];
 	char cmdline[1024], pcr0[65], pcr7[65], work_dir[512], publish_dir[512], images_dir[512];
-	char listen[128], tls_cert[512], tls_key[512], public_url[512], image_cache[512];
+	char listen[128], tls_cert[512], tls_key[512], public_url[512], image_cache[512], gens_file[512];
 	int disk_mb, build_jobs;
 };
 #define MAX_JOBS 16
@@ -107,21 +108,10 @@ static void on_stop(int sig) { wstop = sig; }
 static void wlog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void wlog(const char *fmt, ...)
 {
-	char ts[32];
-	struct timespec t;
-	struct tm tm;
 	va_list ap;
-	clock_gettime(CLOCK_REALTIME, &t);
-	gmtime_r(&t.tv_sec, &tm);
-	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-	flockfile(stderr); /* one line, whole, from any builder */
-	fprintf(stderr, "%s.%03ldZ veil-registry ", ts, t.tv_nsec / 1000000);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vm_vlogline("veil-registry", fmt, ap);   /* one fprintf: a line is whole, from any builder */
 	va_end(ap);
-	fputc('\n', stderr);
-	fflush(stderr);
-	funlockfile(stderr);
 }
 
 /* ---------- config ---------- */
@@ -132,7 +122,7 @@ static int load_cfg(const char *path, struct wcfg *c, char *err, size_t errlen)
 #define F(n) { #n, offsetof(struct wcfg, n), sizeof(((struct wcfg *)0)->n) }
 		F(store), F(controller_pub), F(registry_key), F(validators_ca), F(vm_ca_cert), F(vm_ca_key), F(ak_pub), F(ek_cert), F(ek_ca),
 		F(kernel), F(kver), F(veil_attest), F(cmdline), F(pcr0), F(pcr7), F(work_dir), F(publish_dir),
-		F(images_dir), F(listen), F(tls_cert), F(tls_key), F(public_url), F(image_cache),
+		F(images_dir), F(listen), F(tls_cert), F(tls_key), F(public_url), F(image_cache), F(gens_file),
 #undef F
 	};
 	char line[2048];
@@ -197,6 +187,8 @@ static int load_cfg(const char *path, struct wcfg *c, char *err, size_t errlen)
 	fclose(fp);
 	if (!c->image_cache[0])
 		snprintf(c->image_cache, sizeof(c->image_cache), "%.500s/cache", c->work_dir);
+	if (!c->gens_file[0])
+		snprintf(c->gens_file, sizeof(c->gens_file), "%.490s/builds.gens", c->work_dir);
 	const char *need[] = { c->store, c->controller_pub, c->registry_key, c->validators_ca, c->vm_ca_cert, c->vm_ca_key,
 			       c->kernel, c->kver, c->veil_attest, c->publish_dir, c->listen, c->tls_cert, c->tls_key,
 			       c->public_url };
@@ -932,7 +924,12 @@ int registry_worker_main(int argc, char **argv)
 	} else {
 		unsetenv("VEIL_IMAGE_CACHE");
 	}
-	W.gens = vs_gens_new();
+	/* the last gen applied per build, kept across restarts: an older order
+	 * put back in the store while the worker was down is still a replay */
+	if (!(W.gens = vs_gens_open(W.c.gens_file, err, sizeof(err)))) {
+		fprintf(stderr, "veil-registry worker: gens_file: %s\n", err);
+		return 2;
+	}
 	struct vs_opts o = { .urls = W.c.store, .name = "veil-registry", .replicas = 1 };
 	int rc;
 	for (;;) { /* the store may come up after us */

@@ -72,6 +72,10 @@ check_bad too_few_queues 2 "RX / .* TX queues, 2 workers need 2" "${EAL[@]}" --l
 	--vdev net_af_packet0,iface=lo,qpairs=1 --vdev net_null1 \
 	-- --config "$T/gw.conf"
 check_bad no_config 2 "--config FILE is required" "${EAL[@]}" -l 0-1 --vdev net_null0 --vdev net_null1 --
+cp "$T/gw.conf" "$T/gw-store.conf"
+printf 'store nats://127.0.0.1:1\nstore_pub %s/none.pub\n' "$T" >>"$T/gw-store.conf"
+check_bad store_not_supported 2 "'store' is not supported by veil-gw-dpdk" "${EAL[@]}" -l 0-1 --vdev net_null0 \
+	--vdev net_null1 -- --config "$T/gw-store.conf"
 printf 'route nope\n' >>"$T/gw.conf"
 check_bad bad_config 2 "gw.conf:.*" "${EAL[@]}" -l 0-1 --vdev net_null0 --vdev net_null1 -- --config "$T/gw.conf"
 

@@ -295,7 +295,14 @@ struct ag_feed *ag_feed_start(const struct ag_cfg *c, const char *state_dir, cha
 		snprintf(err, errlen, "%s: %s", f->gen_path, strerror(errno));
 		goto fail;
 	}
-	f->gens = vs_gens_new();
+	/* the last gen applied per VM key, kept across restarts: an older order
+	 * put back in the store while the agent was down is still a replay */
+	char gpath[700];
+	snprintf(gpath, sizeof(gpath), "%s/store-vms.gens", state_dir);
+	if (!(f->gens = vs_gens_open(gpath, why, sizeof(why)))) {
+		snprintf(err, errlen, "%s", why);
+		goto fail;
+	}
 	struct vs_opts o = { .urls = c->store_urls, .creds = c->store_creds[0] ? c->store_creds : NULL,
 			     .name = "veil-agent", .replicas = 1 };
 	int rc = vs_connect(&f->st, &o, why, sizeof(why));

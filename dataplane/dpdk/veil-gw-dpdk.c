@@ -210,7 +210,8 @@ static int reload_config(char *err, size_t errlen, int *changes)
 	struct vm_gw_cfg nc;
 
 	*changes = 0;
-	if (vm_gw_cfg_load(A.config, &nc, err, errlen) || vm_gw_cfg_check_host(&nc, false, err, errlen)) {
+	if (vm_gw_cfg_load(A.config, &nc, err, errlen) || vm_gw_cfg_check_host(&nc, false, err, errlen) ||
+	    (nc.store_urls[0] && snprintf(err, errlen, "'store' is not supported by veil-gw-dpdk") > 0)) {
 		if (nc.routes)
 			vm_gw_cfg_free(&nc);
 		A.reloads_rejected++;
@@ -695,6 +696,13 @@ int main(int argc, char **argv)
 	/* the secret as veil-gw checks it (the interfaces here are DPDK ports) */
 	if (vm_gw_cfg_check_host(&A.cfg, false, err, sizeof(err))) {
 		fprintf(stderr, "veil-gw-dpdk: %s\n", err);
+		rc = 2;
+		goto cfg_out;
+	}
+	/* said, not ignored: the cluster store's routes feed veil-gw only */
+	if (A.cfg.store_urls[0]) {
+		fprintf(stderr, "veil-gw-dpdk: %s: 'store' is not supported by veil-gw-dpdk (routes come from the "
+				"file and veilctl here); use veil-gw for routes from the cluster store\n", A.config);
 		rc = 2;
 		goto cfg_out;
 	}
