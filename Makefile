@@ -13,6 +13,10 @@ LDLIBS  := -lxdp -lbpf -lelf -lz -lcrypto -lmnl
 BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -I$(BUILD) -Ibpf -Iinclude \
 	-Wall -Wno-unused-function -Wno-address-of-packed-member
 
+# header dependencies of every object file, written beside it (-MMD -MP) and
+# read back below: a change to any header rebuilds what includes it
+DEPFLAGS := -MMD -MP
+
 BPF_SRCS := $(wildcard bpf/*.bpf.c)
 BPF_OBJS := $(patsubst bpf/%.bpf.c,$(BUILD)/%.bpf.o,$(BPF_SRCS))
 SKELS    := $(patsubst bpf/%.bpf.c,$(BUILD)/%.skel.h,$(BPF_SRCS))
@@ -38,8 +42,16 @@ FUZZERS := $(BUILD)/tests/fuzz_hello $(BUILD)/tests/fuzz_diff $(BUILD)/tests/fuz
 # machine runs nothing before the packages are there.
 all: deps-build $(BPF_OBJS) $(SKELS) $(LIB) $(BINS) $(TESTS) $(BUILD)/lab_pass.bpf.o $(BUILD)/tests/mapcount $(FUZZERS)
 
-deps-build:
+# the packages are checked once per build tree (and again when deps.sh
+# changes), not on every make; `make deps` checks them again
+deps:
 	@$(DEPS_SH) build
+	@mkdir -p $(BUILD) && touch $(BUILD)/.deps-build.stamp
+deps-build: $(BUILD)/.deps-build.stamp
+$(BUILD)/.deps-build.stamp: $(DEPS_SH)
+	@mkdir -p $(BUILD)
+	@$(DEPS_SH) build
+	@touch $@
 deps-test:
 	@$(DEPS_SH) test
 
@@ -48,19 +60,19 @@ $(BUILD)/vmlinux.h: | deps-build
 	$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp && mv $@.tmp $@
 
 $(BUILD)/%.bpf.o: bpf/%.bpf.c $(HDRS) $(BUILD)/vmlinux.h | deps-build
-	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+	$(CLANG) $(BPF_CFLAGS) $(DEPFLAGS) -c $< -o $@
 
 $(BUILD)/lab_pass.bpf.o: tools/lab_pass.bpf.c $(BUILD)/vmlinux.h | deps-build
-	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+	$(CLANG) $(BPF_CFLAGS) $(DEPFLAGS) -c $< -o $@
 $(BUILD)/bench_base.bpf.o: tools/bench_base.bpf.c $(BUILD)/vmlinux.h | deps-build
-	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+	$(CLANG) $(BPF_CFLAGS) $(DEPFLAGS) -c $< -o $@
 
 $(BUILD)/%.skel.h: $(BUILD)/%.bpf.o | deps-build
 	$(BPFTOOL) gen skeleton $< name $(subst -,_,$*) > $@.tmp && mv $@.tmp $@
 
 $(BUILD)/lib/%.o: dataplane/%.c $(HDRS) $(SKELS) | deps-build
 	@mkdir -p $(BUILD)/lib
-	$(CC) $(CFLAGS) -c $< -o $@
+	$(CC) $(CFLAGS) $(DEPFLAGS) -c $< -o $@
 
 # rebuilt whole: a member left from a renamed source would shadow the new one
 $(LIB): $(LIB_OBJS) | deps-build
@@ -68,7 +80,7 @@ $(LIB): $(LIB_OBJS) | deps-build
 
 $(BUILD)/keys/%.o: controlplane/keys/%.c $(wildcard controlplane/keys/*.h) | deps-build
 	@mkdir -p $(BUILD)/keys
-	$(CC) $(CFLAGS) -c $< -o $@
+	$(CC) $(CFLAGS) $(DEPFLAGS) -c $< -o $@
 
 $(KEYS_LIB): $(KEYS_OBJS) | deps-build
 	ar rcs $@ $^
@@ -85,7 +97,7 @@ AGENT_CFLAGS = -Icontrolplane/agent $(shell pkg-config --cflags libxml-2.0 libnl
 AGENT_LDLIBS := $(BUILD)/libveilstore.a -lnats -lyaml -ljson-c -lxml2 -lvirt -lnl-route-3 -lnl-3 -lnftnl -lmnl -lcurl -lssl -lcrypto -lpthread
 $(BUILD)/agent/%.o: controlplane/agent/%.c $(wildcard controlplane/agent/*.h) | deps-build
 	@mkdir -p $(BUILD)/agent
-	$(CC) $(CFLAGS) $(AGENT_CFLAGS) -c $< -o $@
+	$(CC) $(CFLAGS) $(AGENT_CFLAGS) $(DEPFLAGS) -c $< -o $@
 $(AGENT_LIB): $(AGENT_OBJS) | deps-build
 	ar rcs $@ $^
 # (register.c: joining with the node's TPM, through keys/tpm.h and keys/attest.h)
@@ -104,7 +116,7 @@ STORE_LIB  := $(BUILD)/libveilstore.a
 STORE_LDLIBS := -lnats -ljson-c -lssl -lcrypto -lpthread
 $(BUILD)/store/%.o: controlplane/store/%.c $(wildcard controlplane/store/*.h) | deps-build
 	@mkdir -p $(BUILD)/store
-	$(CC) $(CFLAGS) -c $< -o $@
+	$(CC) $(CFLAGS) $(DEPFLAGS) -c $< -o $@
 $(STORE_LIB): $(STORE_OBJS) | deps-build
 	ar rcs $@ $^
 $(BUILD)/tests/test_store: tests/test_store.c tests/testlib.h $(STORE_LIB) $(wildcard controlplane/store/*.h) | deps-build
@@ -172,7 +184,7 @@ DPDK_LIBS   = $(shell pkg-config --libs libdpdk 2>/dev/null)
 DPDK_HDRS := $(wildcard dataplane/dpdk/*.h)
 $(BUILD)/dpdk/%.o: dataplane/dpdk/%.c $(HDRS) $(DPDK_HDRS) | deps-build
 	@mkdir -p $(BUILD)/dpdk
-	$(CC) $(CFLAGS) -Idataplane/dpdk $(DPDK_CFLAGS) -c $< -o $@
+	$(CC) $(CFLAGS) -Idataplane/dpdk $(DPDK_CFLAGS) $(DEPFLAGS) -c $< -o $@
 $(BUILD)/veil-gw-dpdk: $(BUILD)/dpdk/veil-gw-dpdk.o $(BUILD)/dpdk/dp.o $(LIB) | deps-build
 	$(CC) $^ $(DPDK_LIBS) $(LDLIBS) -o $@
 
@@ -292,3 +304,5 @@ install: $(addprefix $(BUILD)/,$(INSTALL_SBIN))
 
 clean:
 	rm -rf $(BUILD)
+
+-include $(wildcard $(BUILD)/*.d $(BUILD)/*/*.d)
