@@ -277,15 +277,19 @@ static struct {
 	char name[256], hex[65];
 	off_t size;
 	struct timespec mtime;
+	int seen;   /* in DIR at the last scan */
 } pub[SERVE_MAX];
 static int npub;
 static char *manifest;
 
-/* DIR's regular files into pub[] (new or changed ones hashed) and the manifest */
+/* DIR's regular files into pub[] (new or changed ones hashed, removed ones
+ * dropped) and the manifest */
 static void serve_scan(const char *dir)
 {
 	DIR *d = opendir(dir);
 	struct dirent *e;
+	for (int i = 0; i < npub; i++)
+		pub[i].seen = 0;
 	while (d && (e = readdir(d))) {
 		char path[1024];
 		struct stat st;
@@ -297,19 +301,28 @@ static void serve_scan(const char *dir)
 		for (i = 0; i < npub && strcmp(pub[i].name, e->d_name); i++)
 			;
 		if (i < npub && pub[i].size == st.st_size && pub[i].mtime.tv_sec == st.st_mtim.tv_sec &&
-		    pub[i].mtime.tv_nsec == st.st_mtim.tv_nsec)
+		    pub[i].mtime.tv_nsec == st.st_mtim.tv_nsec) {
+			pub[i].seen = 1;
 			continue;
+		}
 		if ((i == npub && npub == SERVE_MAX) || vm_sha256_file(path, 0, h))
 			continue;
 		snprintf(pub[i].name, sizeof(pub[i].name), "%s", e->d_name);
 		vm_hex(h, 32, pub[i].hex);
 		pub[i].size = st.st_size;
 		pub[i].mtime = st.st_mtim;
+		pub[i].seen = 1;
 		if (i == npub)
 			npub++;
 	}
-	if (d)
+	if (d) {   /* (DIR unreadable for a moment: what was there stays) */
 		closedir(d);
+		int k = 0;
+		for (int i = 0; i < npub; i++)   /* a file gone from DIR (a cancelled order's) leaves the manifest */
+			if (pub[i].seen)
+				pub[k++] = pub[i];
+		npub = k;
+	}
 	json_object *m = json_object_new_object(), *fl = json_object_new_array();
 	for (int i = 0; i < npub; i++) {
 		json_object *f = json_object_new_object();

@@ -194,6 +194,15 @@ if openssl pkeyutl -verify -pubin -inkey "$W/reg.pub" -rawin -in "$W/got-refs.js
 else
 	fail $t "$(head -c 300 "$W/got-refs.json")"
 fi
+t=manifest_follows_publish_dir
+printf 'published for a moment\n' > "$W/pub/gone-soon.txt"
+get "https://$IP:8470/v1/manifest" "$W/m1.json"
+rm -f "$W/pub/gone-soon.txt"
+get "https://$IP:8470/v1/manifest" "$W/m2.json"
+jq -e '[.files[].name] | index("gone-soon.txt") != null' "$W/m1.json" >/dev/null &&
+	jq -e '[.files[].name] | index("gone-soon.txt") == null and index("web1-refs.json.sig") != null' "$W/m2.json" >/dev/null &&
+	pass "$t (a file added to publish_dir is listed, and gone from the manifest once removed)" ||
+	fail $t "$(jq -c '[.files[].name]' "$W/m1.json" "$W/m2.json" 2>&1 | head -c 300)"
 t=disk_encrypted_with_provisioning_inside
 dump=$(cryptsetup luksDump "$W/got-disk" 2>/dev/null)
 if echo "$dump" | grep -q "^Version:.*2" && echo "$dump" | grep -q "PBKDF:.*argon2id" && echo "$dump" | grep -q "Memory:.*65536" &&
