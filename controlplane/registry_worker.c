@@ -961,8 +961,12 @@ int registry_worker_main(int argc, char **argv)
 		return fprintf(stderr, "veil-registry: %s\n", err), 1;
 	wlog("event=started store=%s publish_dir=%s listen=%s public_url=%s build_jobs=%d image_cache=%s", W.c.store,
 	     W.c.publish_dir, W.c.listen, W.c.public_url, W.c.build_jobs, W.c.image_cache);
-	while (!wstop)
-		pause();
+	/* not pause(): SIGTERM may be handled by any of the process's threads
+	 * (the builders, the store's), and then pause() here never returns */
+	while (!wstop) {
+		struct timespec nap = { 0, 100 * 1000 * 1000 };
+		nanosleep(&nap, NULL);
+	}
 	vs_watch_stop(W.w);
 	pthread_mutex_lock(&W.mu);
 	pthread_cond_broadcast(&W.cv);

@@ -250,4 +250,14 @@ if wait_state web2 failed 20 && wait_state web3 failed 20; then
 else
 	fail $t "$(bstatus web2) $(bstatus web3)"
 fi
-kill "$WPID" 2>/dev/null
+t=worker_stops_on_sigterm
+# whichever of its threads the signal lands on (builders, the store's), it stops
+wp=$(pgrep -f -x "$BUILD/veil-registry worker --config $W/worker.conf" | head -1)
+[ -n "$wp" ] && kill -TERM "$wp"
+for _ in $(seq 50); do [ -n "$wp" ] && kill -0 "$wp" 2>/dev/null || break; sleep 0.1; done
+if [ -n "$wp" ] && ! kill -0 "$wp" 2>/dev/null && grep -q "event=stopped" "$W/worker.log"; then
+	pass "$t (gone within 5 s, event=stopped logged)"
+else
+	fail $t "pid '${wp:-none}' still running or no event=stopped: $(tail -2 "$W/worker.log")"
+fi
+kill "$WPID" 2>/dev/null || true   # (gone already after worker_stops_on_sigterm)
