@@ -337,7 +337,7 @@ static EVP_PKEY *ak_cached(const char *vm, const uint8_t name[34], const uint8_t
 }
 
 /* under pcache_lock */
-static void pcache_forget_files(struct pcache *e)
+static void pcache_drop_share(struct pcache *e)
 {
 	if (e->share) {
 		OPENSSL_cleanse(e->share, e->share_len);
@@ -345,6 +345,12 @@ static void pcache_forget_files(struct pcache *e)
 	}
 	e->share = NULL;
 	e->share_len = 0;
+}
+
+/* under pcache_lock */
+static void pcache_forget_files(struct pcache *e)
+{
+	pcache_drop_share(e);
 	e->tpm_known = 0;
 }
 
@@ -388,10 +394,7 @@ static uint8_t *share_read(const char *vm, size_t *len)
 	if (!strcmp(e->vm, vm) && e->gen == g) {   /* the entry is this VM's (its policy was loaded) */
 		uint8_t *c = malloc(*len);
 		if (c) {
-			if (e->share) {
-				OPENSSL_cleanse(e->share, e->share_len);
-				free(e->share);
-			}
+			pcache_drop_share(e);
 			memcpy(c, out, *len);
 			e->share = c;
 			e->share_len = *len;

@@ -780,6 +780,19 @@ static int gen_compact(struct vs_gens *g)
 
 static int gen_check_locked(struct vs_gens *g, const char *key, uint64_t gen);
 
+/* one line on the file (vs_gens_open), flushed before the caller goes on;
+ * the file compacted when it holds far more lines than keys (under lock) */
+static int gen_log_locked(struct vs_gens *g, const char *key, uint64_t gen, int deleted)
+{
+	if (!g->log)
+		return 0;
+	if (fprintf(g->log, "%llu %s%s\n", (unsigned long long)gen, key, deleted ? " -" : "") < 0 || fflush(g->log))
+		return -1;
+	if (++g->lines > 4 * g->n + 4096)
+		gen_compact(g);
+	return 0;
+}
+
 struct vs_gens *vs_gens_open(const char *path, char *err, size_t errlen)
 {
 	struct vs_gens *g = vs_gens_new();
@@ -839,14 +852,10 @@ int vs_gen_check(struct vs_gens *g, const char *key, uint64_t gen)
 {
 	pthread_mutex_lock(&g->lock);
 	int rc = gen_check_locked(g, key, gen);
-	if (rc == VS_OK && g->log) {
-		/* on disk before the caller applies what the gen came with: after
-		 * a restart an older envelope for the key is still a replay */
-		if (fprintf(g->log, "%llu %s\n", (unsigned long long)gen, key) < 0 || fflush(g->log))
-			rc = VS_ERR;
-		else if (++g->lines > 4 * g->n + 4096)
-			gen_compact(g);
-	}
+	/* on disk before the caller applies what the gen came with: after a
+	 * restart an older envelope for the key is still a replay */
+	if (rc == VS_OK && gen_log_locked(g, key, gen, 0))
+		rc = VS_ERR;
 	pthread_mutex_unlock(&g->lock);
 	return rc;
 }
@@ -888,9 +897,7 @@ void vs_gen_deleted(struct vs_gens *g, const char *key)
 	if (g->e[i].key && !g->e[i].deleted) {
 		g->e[i].deleted = 1;
 		g->e[i].restored = 0;
-		if (g->log && fprintf(g->log, "%llu %s -\n", (unsigned long long)g->e[i].gen, key) > 0 && !fflush(g->log) &&
-		    ++g->lines > 4 * g->n + 4096)
-			gen_compact(g);
+		gen_log_locked(g, key, g->e[i].gen, 1);
 	}
 	pthread_mutex_unlock(&g->lock);
 }

@@ -205,13 +205,24 @@ static void refresh_neighbours(bool manage, bool force)
 		publish(c);
 }
 
+/* the cluster store's routes feed veil-gw only: a config with 'store' is
+ * refused here (at start and at reload), not ignored */
+static int store_refused(const struct vm_gw_cfg *c, char *err, size_t errlen)
+{
+	if (!c->store_urls[0])
+		return 0;
+	snprintf(err, errlen, "%s: 'store' is not supported by veil-gw-dpdk (routes come from the file and veilctl "
+			      "here); use veil-gw for routes from the cluster store", c->path);
+	return -1;
+}
+
 static int reload_config(char *err, size_t errlen, int *changes)
 {
 	struct vm_gw_cfg nc;
 
 	*changes = 0;
 	if (vm_gw_cfg_load(A.config, &nc, err, errlen) || vm_gw_cfg_check_host(&nc, false, err, errlen) ||
-	    (nc.store_urls[0] && snprintf(err, errlen, "'store' is not supported by veil-gw-dpdk") > 0)) {
+	    store_refused(&nc, err, errlen)) {
 		if (nc.routes)
 			vm_gw_cfg_free(&nc);
 		A.reloads_rejected++;
@@ -699,10 +710,8 @@ int main(int argc, char **argv)
 		rc = 2;
 		goto cfg_out;
 	}
-	/* said, not ignored: the cluster store's routes feed veil-gw only */
-	if (A.cfg.store_urls[0]) {
-		fprintf(stderr, "veil-gw-dpdk: %s: 'store' is not supported by veil-gw-dpdk (routes come from the "
-				"file and veilctl here); use veil-gw for routes from the cluster store\n", A.config);
+	if (store_refused(&A.cfg, err, sizeof(err))) {
+		fprintf(stderr, "veil-gw-dpdk: %s\n", err);
 		rc = 2;
 		goto cfg_out;
 	}
