@@ -97,18 +97,22 @@ start_validators() { # count
 			[ "$i" = 3 ] && echo "nonce_ttl_s 2"
 			[ "$i" = 2 ] && echo "request_timeout_s 3"
 		} > "$W/v$i.conf"
-		"$BUILD/veil-validator" -c "$W/v$i.conf" 2>>"$W/v$i.log" &
-		VPID[$i]=$!
-		PIDS+=($!)
+		start_v "$i"
 	done
-	for i in $(seq "$n"); do   # until each one answers
-		for _ in $(seq 50); do
-			(exec 3<>"/dev/tcp/127.0.0.1/$((BASE + 1 + i))") 2>/dev/null && break
-			sleep 0.1
-		done
-		(exec 3<>"/dev/tcp/127.0.0.1/$((BASE + 1 + i))") 2>/dev/null ||
-			echo "start_validators: v$i not listening on $((BASE + 1 + i)): $(tail -3 "$W/v$i.log")" >&2
+	for i in $(seq "$n"); do wait_v "$i"; done
+}
+start_v() { # i: validator i from its config
+	"$BUILD/veil-validator" -c "$W/v$1.conf" 2>>"$W/v$1.log" &
+	VPID[$1]=$!
+	PIDS+=($!)
+}
+wait_v() { # i: until it answers
+	for _ in $(seq 50); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$((BASE + 1 + $1))") 2>/dev/null && break
+		sleep 0.1
 	done
+	(exec 3<>"/dev/tcp/127.0.0.1/$((BASE + 1 + $1))") 2>/dev/null ||
+		echo "start_validators: v$1 not listening on $((BASE + 1 + $1)): $(tail -3 "$W/v$1.log")" >&2
 }
 stop_validators() {
 	for i in "${!VPID[@]}"; do kill "${VPID[$i]}" 2>/dev/null; done
@@ -277,9 +281,8 @@ vcrl "$W/crl/vm.crl"
 restart_v1() { # extra config line, or nothing
 	kill "${VPID[1]}" 2>/dev/null; wait "${VPID[1]}" 2>/dev/null
 	sed -i '/^ek_crl /d' "$W/v1.conf"; [ -n "${1:-}" ] && echo "$1" >> "$W/v1.conf"
-	"$BUILD/veil-validator" -c "$W/v1.conf" 2>>"$W/v1.log" &
-	VPID[1]=$!; PIDS+=($!)
-	for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$P1") 2>/dev/null && break; sleep 0.1; done
+	start_v 1
+	wait_v 1
 }
 restart_v1 "ek_crl $W/crl/vm.crl"
 # the client asks holders in random order and stops at t: again until v1 was asked
