@@ -397,9 +397,9 @@ static inline int vm_env_hello_route(struct vm_gw_env *e, const struct vm_pkt *p
 
 /* The next hop from the neighbours the control plane gives (the kernel's
  * FIB and neighbour table for XDP), with the FIB's MTU check. */
-static inline int vm_env_mesh_send(struct vm_gw_env *e, __u8 fam, const __u8 *src, const __u8 *node, int *why)
+static inline int vm_env_mesh_send(struct vm_gw_env *e, struct flow_val *f, __u8 fam, const __u8 *src, int *why)
 {
-	const struct vm_fp_neigh *nb = neigh_get(e->fp, node);
+	const struct vm_fp_neigh *nb = neigh_get(e->fp, f->node);
 
 	if (!nb) {
 		*why = VM_SEND_NO_NEIGH;

@@ -235,5 +235,23 @@ int vm_gw_next_hops_sync(struct vm_gw *g, const struct vm_next_hop *hops, int n)
 			return -errno;
 		changes++;
 	}
-	return changes;
+	/* After the entries: a flow that sees the new generation finds the
+	 * new next hop (flow_val.nh is a copy, taken again when it moves). */
+	int rc = vm_gw_next_hops_moved(g, changes > 0);
+	return rc < 0 ? rc : changes;
+}
+
+int vm_gw_next_hops_moved(struct vm_gw *g, bool changed)
+{
+	int fd = vm_gw_map_fd(g, "next_hops_gen");
+	__u32 zero = 0, gen = 0;
+
+	if (fd < 0)
+		return fd;
+	if (bpf_map_lookup_elem(fd, &zero, &gen))
+		return -errno;
+	if (!changed && gen)
+		return 0;
+	gen = gen + 1 ? gen + 1 : 1;   /* 0 means none cached */
+	return bpf_map_update_elem(fd, &zero, &gen, BPF_ANY) ? -errno : 0;
 }

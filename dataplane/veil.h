@@ -155,6 +155,10 @@ struct vm_gw;
  * interface's MAC and MTU), unresolved ones removed (XDP then asks the FIB
  * and counts no_neigh).  Returns the number of changes, or -errno. */
 int vm_gw_next_hops_sync(struct vm_gw *g, const struct vm_next_hop *hops, int n);
+/* Moves next_hops_gen (when changed, or when it is still 0) after a change
+ * to next_hops: the flows' copies of their next hop are taken again.
+ * vm_gw_next_hops_sync calls it; any other writer of next_hops must. */
+int vm_gw_next_hops_moved(struct vm_gw *g, bool changed);
 
 /* ---------- gateway data plane ---------- */
 struct vm_gw {

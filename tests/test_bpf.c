@@ -381,6 +381,7 @@ static void next_hop_from_map(void)
 	static const uint8_t other[6] = { 0x02, 0, 0, 0, 0, 0x77 };
 	memcpy(v.dmac, other, 6);
 	bpf_map_update_elem(fd, &k, &v, BPF_ANY);
+	vm_gw_next_hops_moved(&G, true);   /* as vm_gw_next_hops_sync does */
 	struct gw_stats b = gw_now();
 	xdp_run(GW_ING, in, len, &r);
 	CHECK(r.verdict == XDP_TX_ && !memcmp(r.out, other, 6) && !memcmp(r.out + 6, t0mac, 6),
@@ -389,6 +390,11 @@ static void next_hop_from_map(void)
 	/* the MTU check the FIB made */
 	v.mtu = 60;
 	bpf_map_update_elem(fd, &k, &v, BPF_ANY);
+	b = gw_now();
+	xdp_run(GW_ING, in, len, &r);
+	CHECK(r.verdict == XDP_TX_ && gw_now().mesh_mtu == b.mesh_mtu,
+	      "the flow's copy of its next hop until the generation moves");
+	vm_gw_next_hops_moved(&G, true);
 	b = gw_now();
 	xdp_run(GW_ING, in, len, &r);
 	CHECK(r.verdict == XDP_DROP_ && gw_now().mesh_mtu == b.mesh_mtu + 1, "longer than the MTU: mesh_mtu");

@@ -24,6 +24,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } next_hops SEC(".maps");
 
+/* The generation of next_hops: the daemon moves it after every change, so
+ * a flow's copy of its next hop (flow_val.nh) is taken again. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} next_hops_gen SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1024);

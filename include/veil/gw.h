@@ -90,7 +90,7 @@ VM_INLINE void vm_gw_cookie_in(const struct vm_pkt *p, __u32 client_isn, struct 
  * handoff option, and the client's L2 neighbour for the return. */
 VM_INLINE void vm_gw_flow_init(struct flow_val *f, __u32 client_isn, __u32 cookie, const struct vm_tcpopts *o,
 			       const struct gw_config *cfg, const __u8 *client_mac, const __u8 *vip_mac,
-			       __u32 ifindex, __u64 now_ns)
+			       __u32 ifindex, __u64 now_ns, __u16 mesh_sport)
 {
 	struct vm_cookie_opts co;
 
@@ -108,6 +108,9 @@ VM_INLINE void vm_gw_flow_init(struct flow_val *f, __u32 client_isn, __u32 cooki
 	__builtin_memcpy(f->vip_mac, vip_mac, 6);
 	f->client_ifindex = ifindex;
 	f->created_ns = now_ns;
+	f->mesh_sport = mesh_sport;
+	f->nh_pad = 0;
+	f->nh_gen = 0;
 }
 
 #endif /* VEIL_GW_H */

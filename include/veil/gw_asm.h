@@ -484,7 +484,7 @@ VM_INLINE int vm_gw_asm_in(struct vm_gw_env *e, const struct vm_pkt *p, const st
 		return VM_V_DROP;
 	}
 	vm_gw_flow_init(f, a->client_isn, a->cookie_isn, &o, cfg, macs + 6, macs, vm_env_ifindex(e),
-			vm_env_coarse_ns(e));
+			vm_env_coarse_ns(e), vm_flow_port(p->saddr, p->daddr, p->sport, p->dport));
 	f->held_len = a->have;
 	a->routed = 1;
 	a->first_ns = vm_env_asm_ns(e);

@@ -33,9 +33,10 @@
  *                                      loads the payload's first bytes, routes
  *                                      the hello (vm_gw_route_hello): VM_HELLO_OK
  *                                      with f's route, the reason, or -1 (unloadable)
- *   int vm_env_mesh_send(e, family, const __u8 *src, const __u8 *node, int *why)
- *                                      the next hop's MACs and the verdict;
- *                                      why: VM_SEND_*
+ *   int vm_env_mesh_send(e, struct flow_val *f, family, const __u8 *src, int *why)
+ *                                      the next hop's MACs towards f->node and
+ *                                      the verdict (f's cached next hop may be
+ *                                      refreshed); why: VM_SEND_*
  *   int vm_env_to_asm(e, const struct vm_pkt *, const struct flow_key *,
  *                     const struct vip_val *)   the reassembly's turn (gw_asm)
  *
@@ -213,7 +214,7 @@ VM_INLINE int vm_gw_refuse(struct vm_gw_env *e, const struct vm_pkt *p, const st
 
 /* The packet into Geneve (with the handoff option when asked) and out
  * towards the flow's node. */
-VM_INLINE int vm_gw_forward(struct vm_gw_env *e, const struct vm_pkt *p, const struct flow_val *f,
+VM_INLINE int vm_gw_forward(struct vm_gw_env *e, const struct vm_pkt *p, struct flow_val *f,
 			    int with_handoff, const struct gw_config *cfg, struct gw_stats *st)
 {
 	const __u8 *src;
@@ -237,11 +238,11 @@ VM_INLINE int vm_gw_forward(struct vm_gw_env *e, const struct vm_pkt *p, const s
 	if (vm_env_push(e, vm_geneve_push_len(fam, with_handoff)) ||
 	    vm_geneve_write(vm_env_data(e), vm_env_data_end(e), fam, src, f->node,
 			    p->family == VM_AF_INET ? VM_GENEVE_PROTO_IP4 : VM_GENEVE_PROTO_IP6, inner_len,
-			    with_handoff ? &f->handoff : 0, vm_flow_port(p->saddr, p->daddr, p->sport, p->dport))) {
+			    with_handoff ? &f->handoff : 0, f->mesh_sport)) {
 		VM_GW_COUNT(st, encap_fail);
 		return VM_V_DROP;
 	}
-	verdict = vm_env_mesh_send(e, fam, src, f->node, &why);
+	verdict = vm_env_mesh_send(e, f, fam, src, &why);
 	if (why == VM_SEND_NO_NEIGH)
 		VM_GW_COUNT(st, no_neigh);
 	else if (why == VM_SEND_MTU)
@@ -310,7 +311,8 @@ VM_INLINE int vm_gw_hello_to_flow(struct vm_gw_env *e, const struct vm_pkt *p, c
 		VM_GW_COUNT(st, malformed);
 		return -1;
 	}
-	vm_gw_flow_init(f, p->seq - 1, cookie, &o, cfg, eth->src, eth->dst, vm_env_ifindex(e), vm_env_coarse_ns(e));
+	vm_gw_flow_init(f, p->seq - 1, cookie, &o, cfg, eth->src, eth->dst, vm_env_ifindex(e), vm_env_coarse_ns(e),
+			vm_flow_port(p->saddr, p->daddr, p->sport, p->dport));
 	vm_flow_key_of(p, &k);
 	if (vm_env_flow_put(e, &k, f)) {
 		VM_GW_COUNT(st, flow_full);

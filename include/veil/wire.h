@@ -149,6 +149,14 @@ struct flow_val {
 	__u8 vip_mac[6];          /* our MAC on the client-facing interface */
 	__u32 client_ifindex;
 	__u64 created_ns;
+	/* Per packet, computed once: the outer UDP source port (vm_flow_port
+	 * of the client's tuple), and the node's next hop copied from
+	 * next_hops, valid while nh_gen equals the map's generation
+	 * (next_hops_gen; 0: none cached). */
+	__u16 mesh_sport;
+	__u16 nh_pad;
+	__u32 nh_gen;
+	struct next_hop_val nh;
 };
 
 /* hello_asm: a ClientHello being reassembled at the gateway (the name is
