@@ -31,9 +31,20 @@ vip() { [ "$1" = 6 ] && echo "[$VIP6]" || echo "$VIP4"; }
 cap_start() { # ns errfile tshark-args...
 	local ns=$1 err=$2
 	shift 2
-	nsx "$ns" timeout 40 tshark "$@" 2>"$err" &
+	nsx "$ns" timeout 120 tshark "$@" 2>"$err" &
 	CAP_PID=$!
-	for _ in $(seq 200); do grep -q "Capturing on" "$err" 2>/dev/null && return 0; sleep 0.1; done
+	# tshark takes tens of seconds to start on a busy machine
+	for _ in $(seq 600); do grep -q "Capturing on" "$err" 2>/dev/null && return 0; sleep 0.1; done
+	return 1
+}
+# A capture file that stopped growing: tshark writes behind the traffic
+# on a busy machine, and is killed only once it has caught up.
+cap_settled() { # file
+	local a b
+	for _ in $(seq 40); do
+		a=$(stat -c %s "$1" 2>/dev/null); sleep 0.5; b=$(stat -c %s "$1" 2>/dev/null)
+		[ -n "$a" ] && [ "$a" = "$b" ] && return 0
+	done
 	return 1
 }
 ccurl() { # name family [args]
@@ -319,12 +330,14 @@ done
 
 t=replay_lab_capture
 rm -f "$DIR/cap.pcapng"
-cap_start cli "$DIR/cap.err" -i cli-gw -f "tcp port 443" -w "$DIR/cap.pcapng" >/dev/null
+cap_start cli "$DIR/cap.err" -i cli-gw -f "tcp port 443" -w "$DIR/cap.pcapng" >/dev/null ||
+	echo "(replay_lab_capture: tshark did not say it was capturing within 60 s)" >&2
 tp=$CAP_PID
 ccurl vm1.veil.test 4 https://vm1.veil.test/ >/dev/null 2>&1
 ccurl nope.veil.test 4 https://nope.veil.test/ >/dev/null 2>&1
 nsx cli "$BUILD/veil-hellogen" --connect "[$VIP6]:443" --name vm3.veil.test --cafile "$DIR/pki/ca.pem" --size 1800 --quiet >/dev/null 2>&1
 sleep 1
+cap_settled "$DIR/cap.pcapng"
 kill $tp 2>/dev/null; wait $tp 2>/dev/null
 "$BUILD/veilctl" replay "$DIR/cap.pcapng" --routes "$DIR/gw.conf" >"$DIR/replay.txt" 2>&1; rc=$?
 "$BUILD/veilctl" -j replay "$DIR/cap.pcapng" --routes "$DIR/gw.conf" >"$DIR/replay.json" 2>&1
