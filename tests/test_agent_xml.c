@@ -154,6 +154,7 @@ static void spec_errors(void)
 	spec_error(WITH("confidential: sgx\n"), 16, 15, "must be none, sev");
 	spec_error(WITH("confidential: sev\n"), 1, 1, "needs 'boot.firmware: efi'");
 	spec_error(WITH("tpm: maybe\n"), 16, 6, "true or false");
+	spec_error(WITH("attest: true\ntpm: true\n"), 1, 1, "SeaBIOS measures no kernel");
 	spec_error(WITH("gpus:\n  - 41:00\n"), 17, 5, "not a PCI address");
 	spec_error(WITH("vcpus: 2\n"), 16, 1, "given twice");
 	spec_error("id: a\nvcpus: 1\nmemory: 256mb\ndisk:\n  url: ftp://x\n", 5, 8, "http://");
@@ -239,6 +240,22 @@ static void efi_spec(char *t, size_t len, const char *extra)
 {
 	snprintf(t, len, "%.*s  firmware: efi\n%s%s", (int)(strstr(BASE, "network:") - BASE), BASE,
 		 strstr(BASE, "network:"), extra);
+}
+
+/* An attested VM boots only the way the validators can check: OVMF (the
+ * EFI stub's kernel, initrd and command line in PCR 9), a vTPM, a kernel. */
+static void spec_attest_needs_measured_boot(void)
+{
+	struct ag_spec s;
+	char t[2048], err[512] = "";
+
+	efi_spec(t, sizeof(t), "attest: true\n");
+	spec_error(t, 1, 1, "'tpm: true'");
+	efi_spec(t, sizeof(t), "attest: true\ntpm: true\n");
+	CHECK(spec(t, &s, err, sizeof(err)) == 0 && s.attest && s.firmware == AG_FW_EFI, "efi + vTPM: %s", err);
+	snprintf(t, sizeof(t), "id: a\nvcpus: 1\nmemory: 256mb\ndisk:\n  url: file:///x\n  sha256: %064d\n"
+		 "boot:\n  firmware: efi\ntpm: true\nattest: true\nnetwork:\n  ipv6: 2001:db8::9/64\n", 0);
+	spec_error(t, 1, 1, "'boot.kernel'");
 }
 
 static void xml_plain_efi(void)
@@ -380,6 +397,7 @@ int main(void)
 	RUN(spec_example_loads);
 	RUN(spec_fields);
 	RUN(spec_errors);
+	RUN(spec_attest_needs_measured_boot);
 	RUN(domcaps_per_host);
 	RUN(xml_plain_tcg);
 	RUN(xml_plain_efi);

@@ -95,6 +95,7 @@ struct ag_spec {
 	char kernel_sha256[65], initrd_sha256[65];     /* needed when kernel/initrd are URLs (fetched like the disk) */
 	enum ag_fw firmware;
 	bool tpm;
+	bool attest;              /* its initrd attests for the disk key: efi + vTPM required */
 	enum ag_cc cc;
 	int ngpus;
 	char gpus[AG_MAX_GPUS][AG_PCI_LEN];

@@ -221,6 +221,9 @@ static int load_spec(struct yml *y, struct ag_spec *s)
 		} else if (!strcmp(key, "tpm")) {
 			if (yml_bool(y, v, "tpm", &s->tpm))
 				return -1;
+		} else if (!strcmp(key, "attest")) {
+			if (yml_bool(y, v, "attest", &s->attest))
+				return -1;
 		} else if (!strcmp(key, "confidential")) {
 			const char *c = yml_scalar(v);
 			int i;
@@ -269,6 +272,13 @@ static int load_spec(struct yml *y, struct ag_spec *s)
 		return yml_error(y, root, "'%s' missing", missing);
 	if (s->cc != AG_CC_NONE && s->firmware != AG_FW_EFI)
 		return yml_error(y, root, "confidential '%s' needs 'boot.firmware: efi' (measured boot)", ag_cc_name(s->cc));
+	/* SeaBIOS measures neither the kernel nor the initrd nor the command
+	 * line: a boot it starts has nothing the validators could check. */
+	if (s->attest && (s->firmware != AG_FW_EFI || !s->tpm || !s->kernel[0]))
+		return yml_error(y, root, "'attest: true' needs %s",
+				 s->firmware != AG_FW_EFI ? "'boot.firmware: efi' (SeaBIOS measures no kernel, initrd or command line)"
+				 : !s->tpm ? "'tpm: true' (the quote comes from the vTPM)"
+				 : "'boot.kernel' with its initrd (the initrd is what attests)");
 	if (!s->mac[0]) { /* stable per id: locally administered, from a hash of the id */
 		unsigned h = 2166136261u;
 		for (const char *c = s->id; *c; c++)

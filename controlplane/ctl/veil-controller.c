@@ -947,6 +947,7 @@ static json_object *vm_body(json_object *o, json_object *bs, uint64_t gen)
 	json_object_object_add(x, "firmware", json_object_new_string("efi"));
 	json_object_object_add(spec, "boot", x);
 	json_object_object_add(spec, "tpm", json_object_new_boolean(1));
+	json_object_object_add(spec, "attest", json_object_new_boolean(1));   /* efi + vTPM + the registry's initrd */
 	json_object_object_add(spec, "confidential", json_object_new_string(jstr(o, "cc") ?: "none"));
 	json_object_object_add(spec, "gpus", json_object_object_get_ex(o, "gpu_addrs", &ga) ? jcopy(ga) : json_object_new_array());
 	x = json_object_new_object();
