@@ -30,6 +30,7 @@
 
 #define VM_AF_INET  4
 #define VM_AF_INET6 6
+#define VM_ADDR4_OFF 12          /* the IPv4 address in an IPv4-mapped one (::ffff:a.b.c.d) */
 
 /* ---------- Geneve (RFC 8926) ---------- */
 struct vm_geneve {
