@@ -17,11 +17,6 @@
 /* vm_env_mesh_send's why */
 enum { VM_SEND_OK = 0, VM_SEND_NO_NEIGH, VM_SEND_MTU, VM_SEND_FAIL };
 
-/* TLS record: alert, version 3.3, length 2, fatal(2) unrecognized_name(112) */
-#define VM_TLS_ALERT_LEN 7
-#define VM_TLS_ALERT_W0 0x00030315u  /* bytes 15 03 03 00 as a little-endian word */
-#define VM_TLS_ALERT_W1 0x00700202u  /* bytes 02 02 70 00 */
-
 /* The reassembly's joining state (include/veil/gw_asm.h): map memory in
  * BPF, see vm_hello_state. */
 struct vm_asm_walk_state {

@@ -40,6 +40,7 @@
 #include "geneve.h"
 
 #define VM_ASM_MASK (VM_ASM_BYTES - 1)
+#define VM_ASM_RECORDS 32             /* TLS records joined into one at most */
 
 #define VM_ASM_REPLY_RST   1
 #define VM_ASM_REPLY_ALERT 2
@@ -83,24 +84,25 @@ VM_CALLBACK long vm_asm_derec_step(__u32 k, void *ctx)
 	struct vm_asm_walk_state *t = w->t;
 	__u64 r = t->r, have = t->have, rlen, n;
 
-	if (r + 5 > have)
+	if (r + VM_TLS_REC_HLEN > have)
 		return 1;
 	r &= VM_ASM_MASK;
-	if (a->payload[r] != 0x16) {
+	if (a->payload[r] != VM_TLS_CT_HANDSHAKE) {
 		t->rc = -1;
 		return 1;
 	}
-	rlen = ((__u64)a->payload[(r + 3) & VM_ASM_MASK] << 8) | a->payload[(r + 4) & VM_ASM_MASK];
-	n = have - t->r - 5;          /* 64-bit all along: the bound below holds for the call */
+	rlen = ((__u64)a->payload[(r + VM_TLS_REC_LEN_OFF) & VM_ASM_MASK] << 8) |
+	       a->payload[(r + VM_TLS_REC_LEN_OFF + 1) & VM_ASM_MASK];
+	n = have - t->r - VM_TLS_REC_HLEN; /* 64-bit all along: the bound below holds for the call */
 	if (n > rlen)
 		n = rlen;
 	if (n > VM_HELLO_BUF)
 		return 1;
 	__u64 o = t->out & (VM_HELLO_BUF - 1);
-	if (n && VM_COPY(&w->flat[o], n, &a->payload[(r + 5) & VM_ASM_MASK]))
+	if (n && VM_COPY(&w->flat[o], n, &a->payload[(r + VM_TLS_REC_HLEN) & VM_ASM_MASK]))
 		return 1;
 	t->out += n;
-	t->r += 5 + rlen;
+	t->r += VM_TLS_REC_HLEN + rlen;
 	return n < rlen; /* a record still incomplete: stop */
 }
 
@@ -115,17 +117,17 @@ VM_INLINE int vm_asm_flatten(struct asm_val *a, struct vm_asm_walk_state *t, __u
 	VM_LOOP(VM_ASM_SEGS * VM_ASM_SEGS, vm_asm_contig_step, &w);
 	t->have = a->have;
 	t->r = 0;
-	t->out = 5;
+	t->out = VM_TLS_REC_HLEN;
 	t->rc = 0;
-	VM_LOOP(32, vm_asm_derec_step, &w);
+	VM_LOOP(VM_ASM_RECORDS, vm_asm_derec_step, &w);
 	if (t->rc < 0 || t->have < 1)
 		return -1;
-	__u32 body = t->out - 5, rl = body > VM_TLS_MAX_RECORD + 256 ? VM_TLS_MAX_RECORD + 256 : body;
-	flat[0] = 0x16;
-	flat[1] = 3;
-	flat[2] = 1;
-	flat[3] = rl >> 8;
-	flat[4] = rl & 0xff;
+	__u32 body = t->out - VM_TLS_REC_HLEN, rl = body > VM_TLS_MAX_CIPHERTEXT ? VM_TLS_MAX_CIPHERTEXT : body;
+	flat[0] = VM_TLS_CT_HANDSHAKE;
+	flat[1] = VM_TLS_VERSION_MAJOR;
+	flat[2] = VM_TLS_MINOR_TLS10;
+	flat[VM_TLS_REC_LEN_OFF] = rl >> 8;
+	flat[VM_TLS_REC_LEN_OFF + 1] = rl & 0xff;
 	return (int)t->out;
 }
 
@@ -183,7 +185,7 @@ VM_INLINE void vm_asm_merge_early(struct asm_val *a, const struct asm_early *e)
 VM_INLINE __u32 vm_asm_reply_write(__u8 *b, void *end, const struct vm_pkt *p, int kind, __u32 ack, int want_ts,
 				   __u32 tsval, __u32 tsecr)
 {
-	__u32 l3 = p->l3_len, plen = kind == VM_ASM_REPLY_ALERT ? 7 : 0, olen = want_ts ? 12 : 0;
+	__u32 l3 = p->l3_len, plen = kind == VM_ASM_REPLY_ALERT ? VM_TLS_ALERT_LEN : 0, olen = want_ts ? 12 : 0;
 	struct vm_tcp *t;
 	__u64 sum;
 	__u8 mac[6];
@@ -230,9 +232,8 @@ VM_INLINE __u32 vm_asm_reply_write(__u8 *b, void *end, const struct vm_pkt *p, i
 		__builtin_memcpy(o + 8, &e, 4);
 		o += 12;
 	}
-	if (kind == VM_ASM_REPLY_ALERT) {
-		o[0] = 0x15; o[1] = 3; o[2] = 3; o[3] = 0; o[4] = 2; o[5] = 2; o[6] = 112;
-	}
+	if (kind == VM_ASM_REPLY_ALERT)
+		vm_tls_alert_write(o);
 	sum = vm_pseudo_sum(p->family, p->daddr, p->saddr, 20 + olen + plen);
 	for (int i = 0; i < 10; i++)   /* 40 bytes: header, options, zero-padded alert */
 		sum += ((vm_u32a *)t)[i];

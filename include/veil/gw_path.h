@@ -183,9 +183,7 @@ VM_INLINE int vm_gw_reply_bare(struct vm_gw_env *e, const struct vm_pkt *p, __u3
 			VM_GW_COUNT(st, reply_fail);
 			return VM_V_DROP;
 		}
-		__u8 *a = (__u8 *)tcp + 20;
-		a[0] = 0x15; a[1] = 0x03; a[2] = 0x03; a[3] = 0x00;
-		a[4] = 0x02; a[5] = 0x02; a[6] = 0x70;
+		vm_tls_alert_write((__u8 *)tcp + 20);
 		s += VM_TLS_ALERT_W0 + VM_TLS_ALERT_W1; /* little-endian hosts, as everywhere else here */
 	}
 	VM_UNROLL
