@@ -107,7 +107,7 @@ VM_INLINE int vm_xdp_decap(struct xdp_md *ctx, const struct vm_mesh_in *m)
 	void *data, *data_end;
 	struct ethhdr *eth;
 
-	if (bpf_xdp_adjust_head(ctx, (int)(m->strip & 0x3ff)))
+	if (bpf_xdp_adjust_head(ctx, (int)(m->strip & VM_MESH_STRIP_MASK)))
 		return -1;
 	data = XDP_DATA(ctx);
 	data_end = XDP_DATA_END(ctx);

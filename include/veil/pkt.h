@@ -60,6 +60,7 @@
 #define VM_IP6_HLEN    40         /* IPv6 fixed header */
 #define VM_IP6_VER_WORD 0x60000000 /* ver_tc_fl: version 6, traffic class and flow label 0 */
 #define VM_IP_TTL      64         /* TTL / hop limit of the packets we build */
+#define VM_L3_HLEN(family) ((family) == VM_AF_INET ? VM_IP4_HLEN : VM_IP6_HLEN)
 
 /* IPv6 extension headers (next header values) the fast path does not walk */
 #define VM_IPPROTO_HOPOPTS  0
