@@ -61,6 +61,7 @@
 #define VM_IP6_VER_WORD 0x60000000 /* ver_tc_fl: version 6, traffic class and flow label 0 */
 #define VM_IP_TTL      64         /* TTL / hop limit of the packets we build */
 #define VM_L3_HLEN(family) ((family) == VM_AF_INET ? VM_IP4_HLEN : VM_IP6_HLEN)
+#define VM_IP6_VERSION 6          /* the first byte's high nibble in an IPv6 header */
 
 /* IPv6 extension headers (next header values) the fast path does not walk */
 #define VM_IPPROTO_HOPOPTS  0
@@ -73,6 +74,7 @@
 #define VM_TCP_WIN_MAX 65535      /* the largest window the 16-bit field holds */
 #define VM_TCP_MSS_DEFAULT 536    /* a SYN without the MSS option (RFC 9293 3.7.1) */
 #define VM_TCP_WSCALE_MAX 14      /* the largest window scale shift (RFC 7323 2.3) */
+#define VM_IP_TCP_MIN  (VM_IP4_HLEN + VM_TCP_HLEN) /* the smallest IP + TCP headers */
 
 #define VM_TCP_FIN 0x01
 #define VM_TCP_SYN 0x02
