@@ -61,6 +61,7 @@
 #define VM_IP6_VER_WORD 0x60000000 /* ver_tc_fl: version 6, traffic class and flow label 0 */
 #define VM_IP_TTL      64         /* TTL / hop limit of the packets we build */
 #define VM_L3_HLEN(family) ((family) == VM_AF_INET ? VM_IP4_HLEN : VM_IP6_HLEN)
+#define VM_L3_HLEN_MASK 0x3f      /* an IP header length masked for the verifier: 20 and 40 pass */
 #define VM_IP6_VERSION 6          /* the first byte's high nibble in an IPv6 header */
 
 /* IPv6 extension headers (next header values) the fast path does not walk */
@@ -74,6 +75,7 @@
 #define VM_TCP_WIN_MAX 65535      /* the largest window the 16-bit field holds */
 #define VM_TCP_MSS_DEFAULT 536    /* a SYN without the MSS option (RFC 9293 3.7.1) */
 #define VM_TCP_WSCALE_MAX 14      /* the largest window scale shift (RFC 7323 2.3) */
+#define VM_TCP_WSCALE_MASK 15     /* a shift masked for the verifier: VM_TCP_WSCALE_MAX and below pass */
 #define VM_IP_TCP_MIN  (VM_IP4_HLEN + VM_TCP_HLEN) /* the smallest IP + TCP headers */
 
 #define VM_TCP_FIN 0x01
@@ -163,6 +165,7 @@ _Static_assert(sizeof(struct vm_ip4) == VM_IP4_HLEN && sizeof(struct vm_ip6) == 
 #define VM_TCPOLEN_TS        10
 #define VM_TCPOLEN_TS_ALIGNED 12  /* NOP NOP TS */
 #define VM_TCPOLEN_SACK_BLOCK 8   /* one left/right edge pair */
+#define VM_SACK_BLOCKS_MAX   4    /* blocks that fit in the option space */
 #define VM_TCPOLEN_SYN       20   /* our SYN / SYN-ACK option block (vm_tcpopt_write_syn) */
 
 #define VM_TCP_REPLY_HLEN (VM_TCP_HLEN + VM_TCPOLEN_SYN) /* SYN-ACK and replayed SYN */
@@ -389,8 +392,10 @@ struct vm_tcpopts {
 };
 
 #define VM_OPT_BUF 64             /* option buffer: a power of two above VM_TCP_OPT_MAX */
-/* Byte i of an option buffer, the index masked for the verifier. */
-#define VM_OPT_AT(opt, i) ((opt)[(i) & (VM_OPT_BUF - 1)])
+/* An offset in an option block, masked for the verifier (every real one passes). */
+#define VM_OPT_OFF_MASK (VM_OPT_BUF - 1)
+/* Byte i of an option buffer, the index masked. */
+#define VM_OPT_AT(opt, i) ((opt)[(i) & VM_OPT_OFF_MASK])
 
 /* Loop state (map memory in BPF: see vm_hello_state for why). */
 struct vm_tcpopt_state {
@@ -415,7 +420,7 @@ VM_CALLBACK long vm_tcpopt_step(__u32 n, void *ctx)
 
 	if (i >= st->len || i >= VM_TCP_OPT_MAX)
 		return 1;
-	kind = opt[i & (VM_OPT_BUF - 1)];
+	kind = VM_OPT_AT(opt, i);
 	if (kind == VM_TCPOPT_EOL)
 		return 1;
 	if (kind == VM_TCPOPT_NOP) {
@@ -426,7 +431,7 @@ VM_CALLBACK long vm_tcpopt_step(__u32 n, void *ctx)
 		st->rc = -1;
 		return 1;
 	}
-	olen = opt[(i + 1) & (VM_OPT_BUF - 1)];
+	olen = VM_OPT_AT(opt, i + 1);
 	if (olen < VM_TCPOPT_HLEN || i + olen > st->len) {
 		st->rc = -1;
 		return 1;
