@@ -26,6 +26,14 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define TC_ACT_OK   0
 #define TC_ACT_SHOT 2
 
+/* Lengths masked for the verifier: a reply (at most Ethernet + IPv6 +
+ * VM_ASM_REPLY_TCP) and the mesh headers in front of a kept segment. */
+#define ASM_REPLY_LEN_MASK 0x7f
+#define ASM_HDR_LEN_MASK   0xff
+/* The packet length the FIB checks against the route's MTU: any a node
+ * must take (Ethernet's). */
+#define ASM_FIB_TOT_LEN    1500
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 1024);
@@ -92,10 +100,11 @@ VM_INLINE struct flow_val *vm_env_flow_tmp(struct vm_gw_env *e) { return &e->s->
 /* The client's options (its timestamps, to answer with them). */
 VM_INLINE int vm_env_tcpopts(struct vm_gw_env *e, const struct vm_pkt *p, struct vm_tcpopts *o)
 {
-	__u32 optlen = p->tcp_len - 20;
+	__u32 optlen = p->tcp_len - VM_TCP_HLEN;
 	struct gw_scratch *s = e->s;
 
-	if (optlen > 40 || (optlen && bpf_skb_load_bytes(e->skb, p->l4_off + 20, s->optbuf, optlen)))
+	if (optlen > VM_TCP_OPT_MAX ||
+	    (optlen && bpf_skb_load_bytes(e->skb, p->l4_off + VM_TCP_HLEN, s->optbuf, optlen)))
 		return -1;
 	return vm_tcpopt_parse(s->optbuf, optlen, o, &s->ost);
 }
@@ -152,13 +161,15 @@ VM_INLINE int vm_env_asm_route(struct vm_gw_env *e, __u8 *flat, __u32 len, struc
 	return rc;
 }
 
-/* Replies are built in s->frame over a copy of the frame's head, then
- * written back and sent out of the interface the frame came in on. */
+/* Replies are built in s->frame over a copy of the frame's head (its IP
+ * header: IPv6's length, or IPv4's from a shorter frame), then written back
+ * and sent out of the interface the frame came in on. */
 VM_INLINE __u8 *vm_env_reply_buf(struct vm_gw_env *e, void **end)
 {
 	__u8 *b = e->s->frame;
 
-	if (bpf_skb_load_bytes(e->skb, 0, b, ETH_HLEN + 40) && bpf_skb_load_bytes(e->skb, 0, b, ETH_HLEN + 20))
+	if (bpf_skb_load_bytes(e->skb, 0, b, ETH_HLEN + VM_IP6_HLEN) &&
+	    bpf_skb_load_bytes(e->skb, 0, b, ETH_HLEN + VM_IP4_HLEN))
 		return NULL;
 	*end = b + sizeof(e->s->frame);
 	return b;
@@ -166,7 +177,7 @@ VM_INLINE __u8 *vm_env_reply_buf(struct vm_gw_env *e, void **end)
 
 VM_INLINE int vm_env_reply_send(struct vm_gw_env *e, __u8 *b, __u32 tot)
 {
-	if (bpf_skb_change_tail(e->skb, tot, 0) || bpf_skb_store_bytes(e->skb, 0, b, tot & 0x7f, 0)) {
+	if (bpf_skb_change_tail(e->skb, tot, 0) || bpf_skb_store_bytes(e->skb, 0, b, tot & ASM_REPLY_LEN_MASK, 0)) {
 		GW_COUNT(gw_stats_get(), reply_fail);
 		return TC_ACT_SHOT;
 	}
@@ -181,8 +192,8 @@ VM_INLINE int vm_env_emit_route(struct vm_gw_env *e, __u8 fam, const __u8 *src, 
 
 	if (fam == VM_AF_INET) {
 		fib.family = AF_INET_;
-		__builtin_memcpy(&fib.ipv4_src, src + 12, 4);
-		__builtin_memcpy(&fib.ipv4_dst, node + 12, 4);
+		__builtin_memcpy(&fib.ipv4_src, src + VM_ADDR4_OFF, 4);
+		__builtin_memcpy(&fib.ipv4_dst, node + VM_ADDR4_OFF, 4);
 	} else {
 		fib.family = AF_INET6_;
 		__builtin_memcpy(fib.ipv6_src, src, 16);
@@ -190,7 +201,7 @@ VM_INLINE int vm_env_emit_route(struct vm_gw_env *e, __u8 fam, const __u8 *src, 
 	}
 	fib.ifindex = e->skb->ingress_ifindex;
 	fib.l4_protocol = IPPROTO_UDP_;
-	fib.tot_len = 1500;
+	fib.tot_len = ASM_FIB_TOT_LEN;
 	rc = bpf_fib_lookup(e->skb, &fib, sizeof(fib), 0);
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS) {
 		*why = rc == BPF_FIB_LKUP_RET_NO_NEIGH ? VM_SEND_NO_NEIGH : VM_SEND_FAIL;
@@ -224,17 +235,17 @@ VM_INLINE int vm_env_emit_seg(struct vm_gw_env *e, const struct flow_val *f, con
 	struct __sk_buff *skb = e->skb;
 	__u8 *h = e->s->frame;
 	__u32 hl = sg->hlen, pl = sg->len, so = sg->off, inner = hl + pl;
-	__u32 hdrlen = ETH_HLEN + (f->node_family == VM_AF_INET ? 20 : 40) + 8 + 8 + VM_HANDOFF_OPT_LEN;
+	__u32 hdrlen = ETH_HLEN + VM_L3_HLEN(f->node_family) + VM_UDP_HLEN + VM_GENEVE_HLEN + VM_HANDOFF_OPT_LEN;
 
 	VM_BARRIER_VAR(so);
-	if (hl < 40 || hl > VM_ASM_HDR || pl > VM_ASM_SEG_MAX)
+	if (hl < VM_IP_TCP_MIN || hl > VM_ASM_HDR || pl > VM_ASM_SEG_MAX)
 		return -1;
-	__builtin_memcpy(h, e->dmac, 6);
-	__builtin_memcpy(h + 6, e->smac, 6);
+	__builtin_memcpy(h, e->dmac, VM_ETH_ALEN);
+	__builtin_memcpy(h + VM_ETH_ALEN, e->smac, VM_ETH_ALEN);
 	if (asm_geneve_write(h, f, src, (proto_inner & 0xffff0000) | inner, sport))
 		return -1;
 	if (bpf_skb_change_tail(skb, hdrlen + inner, 0) ||
-	    bpf_skb_store_bytes(skb, 0, h, hdrlen & 0xff, 0) ||
+	    bpf_skb_store_bytes(skb, 0, h, hdrlen & ASM_HDR_LEN_MASK, 0) ||
 	    bpf_skb_store_bytes(skb, hdrlen, sg->hdr, hl, 0) ||
 	    (pl && bpf_skb_store_bytes(skb, hdrlen + hl, &a->payload[so & (VM_ASM_BYTES - 1)], pl, 0)))
 		return -1;
@@ -259,7 +270,8 @@ int gw_asm(struct __sk_buff *skb)
 	void *data, *data_end;
 	__u32 zero = 0;
 
-	if (bpf_skb_pull_data(skb, ETH_HLEN + 40 + 60) && skb->len >= ETH_HLEN + 40 + 60)
+	if (bpf_skb_pull_data(skb, ETH_HLEN + VM_IP6_HLEN + VM_TCP_HLEN + VM_TCP_OPT_MAX) &&
+	    skb->len >= ETH_HLEN + VM_IP6_HLEN + VM_TCP_HLEN + VM_TCP_OPT_MAX)
 		return TC_ACT_OK;
 	data = (void *)(long)skb->data;
 	data_end = (void *)(long)skb->data_end;

@@ -13,14 +13,18 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
+/* The inner TCP header's offset masked for the verifier (at most Ethernet +
+ * IPv6 after the decapsulation). */
+#define L4_OFF_MASK 0x7f
+
 VM_INLINE int load_tcpopts(struct xdp_md *ctx, const struct vm_pkt *p, struct node_scratch *s,
 			   struct vm_tcpopts *o)
 {
-	__u32 len = p->tcp_len - 20;
+	__u32 len = p->tcp_len - VM_TCP_HLEN;
 
-	if (len > 40)
+	if (len > VM_TCP_OPT_MAX)
 		return -1;
-	if (len > 0 && bpf_xdp_load_bytes(ctx, p->l4_off + 20, s->optbuf, len))
+	if (len > 0 && bpf_xdp_load_bytes(ctx, p->l4_off + VM_TCP_HLEN, s->optbuf, len))
 		return -1;
 	return vm_tcpopt_parse(s->optbuf, len, o, &s->ost);
 }
@@ -46,6 +50,7 @@ VM_INLINE int xlate_to_vm(struct xdp_md *ctx, const struct vm_pkt *p, const stru
 	void *data = XDP_DATA(ctx), *data_end = XDP_DATA_END(ctx);
 	struct vm_tcpopts o;
 	struct tcphdr *tcp;
+	__u16 *check;
 	__u8 *opt;
 
 	if (p->family == VM_AF_INET) {
@@ -54,7 +59,7 @@ VM_INLINE int xlate_to_vm(struct xdp_md *ctx, const struct vm_pkt *p, const stru
 		if ((void *)(tcp + 1) > data_end)
 			return -1;
 		__be32 old = ip->daddr, new;
-		__builtin_memcpy(&new, c->vm + 12, 4);
+		__builtin_memcpy(&new, c->vm + VM_ADDR4_OFF, 4);
 		vm_csum_replace4(&ip->check, old, new);
 		vm_csum_replace4(&tcp->check, old, new);
 		ip->daddr = new;
@@ -68,29 +73,30 @@ VM_INLINE int xlate_to_vm(struct xdp_md *ctx, const struct vm_pkt *p, const stru
 	}
 	if (p->flags & TCP_ACK)
 		add32((__u8 *)&tcp->ack_seq, -c->seq_delta, &tcp->check, 0);
-	if (p->tcp_len <= 20)
+	if (p->tcp_len <= VM_TCP_HLEN)
 		return 0;
 	if (load_tcpopts(ctx, p, s, &o) < 0)
 		return 0; /* options we cannot walk are the VM's to judge */
 	data = XDP_DATA(ctx);
 	data_end = XDP_DATA_END(ctx);
-	opt = data + (p->l4_off & 0x7f) + 20;
+	opt = data + (p->l4_off & L4_OFF_MASK) + VM_TCP_HLEN;
 	if ((void *)opt > data_end)
 		return -1;
+	/* the TCP checksum field sits at a fixed offset before opt */
+	check = (__u16 *)(opt - (VM_TCP_HLEN - VM_TCP_CHECK_OFF));
 	if (o.ts_ok) {
-		__u8 *e = opt + (o.ts_off & 0x3f) + 4;
+		__u8 *e = opt + (o.ts_off & VM_OPT_OFF_MASK) + 4;   /* TSecr, after TSval */
 		if ((void *)e + 4 > data_end)
 			return -1;
-		/* the TCP checksum field sits at a fixed offset before opt */
-		add32(e, -c->ts_delta, (__u16 *)(opt - 4), o.ts_off & 1);
+		add32(e, -c->ts_delta, check, o.ts_off & 1);
 	}
 #pragma unroll
-	for (int j = 0; j < 8; j++) {
+	for (int j = 0; j < 2 * VM_SACK_BLOCKS_MAX; j++) {   /* each block's two edges */
 		if (j * 4 < o.sack_len) {
-			__u8 *e = opt + (o.sack_off & 0x3f) + j * 4;
+			__u8 *e = opt + (o.sack_off & VM_OPT_OFF_MASK) + j * 4;
 			if ((void *)e + 4 > data_end)
 				return -1;
-			add32(e, -c->seq_delta, (__u16 *)(opt - 4), o.sack_off & 1);
+			add32(e, -c->seq_delta, check, o.sack_off & 1);
 		}
 	}
 	return 0;
@@ -118,9 +124,9 @@ VM_INLINE int make_syn(struct xdp_md *ctx, const struct vm_pkt *p, const struct 
 		tcp = (void *)(ip + 1);
 		if ((void *)tcp + VM_TCP_REPLY_HLEN > data_end)
 			return -1;
-		__builtin_memcpy(&ip->daddr, c->vm + 12, 4);
-		ip->tot_len = bpf_htons(20 + VM_TCP_REPLY_HLEN);
-		ip->ttl = 64;
+		__builtin_memcpy(&ip->daddr, c->vm + VM_ADDR4_OFF, 4);
+		ip->tot_len = bpf_htons(VM_IP4_HLEN + VM_TCP_REPLY_HLEN);
+		ip->ttl = VM_IP_TTL;
 		ip->check = vm_ip4_csum(ip);
 	} else {
 		struct ipv6hdr *ip6 = data + ETH_HLEN;
@@ -129,16 +135,16 @@ VM_INLINE int make_syn(struct xdp_md *ctx, const struct vm_pkt *p, const struct 
 			return -1;
 		__builtin_memcpy(&ip6->daddr, c->vm, 16);
 		ip6->payload_len = bpf_htons(VM_TCP_REPLY_HLEN);
-		ip6->hop_limit = 64;
+		ip6->hop_limit = VM_IP_TTL;
 	}
 	win = bpf_ntohs(tcp->window);
 	if (ho->client_wscale != VM_WSCALE_NONE)
-		win <<= (ho->client_wscale & 15);
+		win <<= (ho->client_wscale & VM_TCP_WSCALE_MASK);
 	tcp->seq = bpf_htonl(c->client_isn);
 	tcp->ack_seq = 0;
-	((__u8 *)tcp)[12] = (VM_TCP_REPLY_HLEN / 4) << 4;
-	((__u8 *)tcp)[13] = TCP_SYN;
-	tcp->window = bpf_htons(win > 65535 ? 65535 : win);
+	((__u8 *)tcp)[VM_TCP_DOFF_OFF] = (VM_TCP_REPLY_HLEN / 4) << 4;
+	((__u8 *)tcp)[VM_TCP_FLAGS_OFF] = TCP_SYN;
+	tcp->window = bpf_htons(win > VM_TCP_WIN_MAX ? VM_TCP_WIN_MAX : win);
 	tcp->urg_ptr = 0;
 	vm_tcpopt_write_syn((__u8 *)(tcp + 1), mss, !!(ho->flags & VM_HO_SACK_OK),
 			    !!(ho->flags & VM_HO_TS_OK), client_tsval, 0, ho->client_wscale);
@@ -172,7 +178,7 @@ VM_INLINE int keep_segment(struct xdp_md *ctx, const struct vm_pkt *p, const str
 		return -1;
 	}
 	s->hello.len = len;
-	if (len < 40 || bpf_xdp_load_bytes(ctx, ETH_HLEN, s->hello.data, len)) {
+	if (len < VM_IP_TCP_MIN || bpf_xdp_load_bytes(ctx, ETH_HLEN, s->hello.data, len)) {
 		NODE_COUNT(st, mesh_malformed);
 		return -1;
 	}

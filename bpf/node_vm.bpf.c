@@ -34,7 +34,7 @@ VM_INLINE void diff4(__u64 *sum, __u32 from, __u32 to, int odd)
 VM_INLINE int load_opts(struct __sk_buff *skb, __u32 off, __u32 len, struct node_scratch *s,
 			struct vm_tcpopts *o)
 {
-	if (len > 40)
+	if (len > VM_TCP_OPT_MAX)
 		return -1;
 	if (len > 0 && bpf_skb_load_bytes(skb, off, s->optbuf, len))
 		return -1;
@@ -61,31 +61,31 @@ __attribute__((noinline)) int xlate_kept(struct hello_val *h, struct conn_val *c
 {
 	if (!h || !c || !s)
 		return -1;
-	__u32 len = h->len, l3 = family == VM_AF_INET ? 20 : 40;
+	__u32 len = h->len, l3 = VM_L3_HLEN(family);
 	__u8 *d = h->data;
-	__u8 *tcp = d + (l3 & 0x3f);
-	__u16 *check = (__u16 *)(tcp + 16);
-	__u32 doff = (tcp[12] >> 4) * 4;
+	__u8 *tcp = d + (l3 & VM_L3_HLEN_MASK);
+	__u16 *check = (__u16 *)(tcp + VM_TCP_CHECK_OFF);
+	__u32 doff = (tcp[VM_TCP_DOFF_OFF] >> 4) * 4;
 
-	if (len < l3 + 20 || len > VM_HELLO_STORE)
+	if (len < l3 + VM_TCP_HLEN || len > VM_HELLO_STORE)
 		return -1;
 	if (family == VM_AF_INET) {
 		__u32 old, new;
-		__builtin_memcpy(&old, d + 16, 4);
-		__builtin_memcpy(&new, c->vm + 12, 4);
-		vm_csum_replace4((__u16 *)(d + 10), old, new);
+		__builtin_memcpy(&old, d + VM_IP4_DADDR_OFF, 4);
+		__builtin_memcpy(&new, c->vm + VM_ADDR4_OFF, 4);
+		vm_csum_replace4((__u16 *)(d + VM_IP4_CHECK_OFF), old, new);
 		vm_csum_replace4(check, old, new);
-		__builtin_memcpy(d + 16, &new, 4);
+		__builtin_memcpy(d + VM_IP4_DADDR_OFF, &new, 4);
 	} else {
-		vm_csum_replace16(check, d + 24, c->vm);
-		__builtin_memcpy(d + 24, c->vm, 16);
+		vm_csum_replace16(check, d + VM_IP6_DADDR_OFF, c->vm);
+		__builtin_memcpy(d + VM_IP6_DADDR_OFF, c->vm, 16);
 	}
-	buf_add32(tcp + 8, -c->seq_delta, check, 0);   /* ack: cookie + 1 -> VM ISN + 1 */
-	if (doff > 20 && doff <= 60) {
+	buf_add32(tcp + VM_TCP_ACK_OFF, -c->seq_delta, check, 0);   /* ack: cookie + 1 -> VM ISN + 1 */
+	if (doff > VM_TCP_HLEN && doff <= VM_TCP_HLEN + VM_TCP_OPT_MAX) {
 		struct vm_tcpopts ho;
-		__builtin_memcpy(s->optbuf, tcp + 20, 40);
-		if (vm_tcpopt_parse(s->optbuf, doff - 20, &ho, &s->ost) == 0 && ho.ts_ok)
-			buf_add32(tcp + 20 + (ho.ts_off & 0x1f) + 4, -c->ts_delta, check, ho.ts_off & 1);
+		__builtin_memcpy(s->optbuf, tcp + VM_TCP_HLEN, VM_TCP_OPT_MAX);
+		if (vm_tcpopt_parse(s->optbuf, doff - VM_TCP_HLEN, &ho, &s->ost) == 0 && ho.ts_ok)
+			buf_add32(tcp + VM_TCP_HLEN + (ho.ts_off & 0x1f) + 4, -c->ts_delta, check, ho.ts_off & 1);
 	}
 	return 0;
 }
@@ -107,11 +107,11 @@ __attribute__((noinline)) int send_kept(struct __sk_buff *skb, struct conn_key *
 	if (!h)
 		return 1;
 	len = h->len;
-	if (len > VM_HELLO_STORE || len < 40 || xlate_kept(h, c, s->family, s))
+	if (len > VM_HELLO_STORE || len < VM_IP_TCP_MIN || xlate_kept(h, c, s->family, s))
 		return 1;
 	if (bpf_skb_change_tail(skb, ETH_HLEN + len, 0) ||
 	    bpf_skb_store_bytes(skb, ETH_HLEN, h->data, len, 0) ||
-	    bpf_skb_store_bytes(skb, 0, s->eth, 12, 0) ||
+	    bpf_skb_store_bytes(skb, 0, s->eth, VM_ETH_MACS_LEN, 0) ||
 	    bpf_clone_redirect(skb, skb->ifindex, 0))
 		return -1;
 	bpf_map_delete_elem(&hellos, &hk);
@@ -144,11 +144,11 @@ VM_INLINE int answer_synack(struct __sk_buff *skb, const struct vm_pkt *p, const
 			    struct conn_val *c, struct node_scratch *s, struct node_stats *st)
 {
 	struct vm_tcpopts o;
-	__u8 macs[12];
+	__u8 macs[VM_ETH_MACS_LEN];
 	int sent = 0;
 
-	if (load_opts(skb, p->l4_off + 20, p->tcp_len - 20, s, &o) < 0 ||
-	    bpf_skb_load_bytes(skb, 0, macs, 12)) {
+	if (load_opts(skb, p->l4_off + VM_TCP_HLEN, p->tcp_len - VM_TCP_HLEN, s, &o) < 0 ||
+	    bpf_skb_load_bytes(skb, 0, macs, VM_ETH_MACS_LEN)) {
 		NODE_COUNT(st, vm_synack_bad);
 		return TC_ACT_SHOT;
 	}
@@ -158,8 +158,8 @@ VM_INLINE int answer_synack(struct __sk_buff *skb, const struct vm_pkt *p, const
 	c->vm_wscale = o.wscale;
 	if (!o.ts_ok)
 		c->flags &= ~VM_HO_TS_OK;
-	__builtin_memcpy(s->eth, macs + 6, 6);      /* to the VM */
-	__builtin_memcpy(s->eth + 6, macs, 6);      /* from us */
+	__builtin_memcpy(s->eth, macs + VM_ETH_ALEN, VM_ETH_ALEN);   /* to the VM */
+	__builtin_memcpy(s->eth + VM_ETH_ALEN, macs, VM_ETH_ALEN);   /* from us */
 	s->family = p->family;
 
 	sent = send_all_kept(skb, (struct conn_key *)ck, c, s);
@@ -196,55 +196,58 @@ VM_INLINE int reset_stale(struct __sk_buff *skb, const struct vm_pkt *p, struct 
 
 	if (p->flags & TCP_RST)
 		return vm_bad(st);
-	if (l3 == 20) {
-		if (bpf_skb_load_bytes(skb, 0, b, ETH_HLEN + 20 + 20))
+	if (l3 == VM_IP4_HLEN) {
+		if (bpf_skb_load_bytes(skb, 0, b, ETH_HLEN + VM_IP4_HLEN + VM_TCP_HLEN))
 			return vm_bad(st);
 		struct iphdr *ip = (struct iphdr *)(b + ETH_HLEN);
 		__be32 a = ip->saddr;
 		ip->saddr = ip->daddr;
 		ip->daddr = a;
 		ip->tos = 0;
-		ip->tot_len = bpf_htons(40);
+		ip->tot_len = bpf_htons(VM_IP4_HLEN + VM_TCP_HLEN);
 		ip->id = 0;
-		ip->frag_off = bpf_htons(0x4000);
-		ip->ttl = 64;
+		ip->frag_off = bpf_htons(VM_IP4_DF);
+		ip->ttl = VM_IP_TTL;
 		ip->check = vm_ip4_csum(ip);
-	} else if (l3 == 40) {
-		if (bpf_skb_load_bytes(skb, 0, b, ETH_HLEN + 40 + 20))
+	} else if (l3 == VM_IP6_HLEN) {
+		if (bpf_skb_load_bytes(skb, 0, b, ETH_HLEN + VM_IP6_HLEN + VM_TCP_HLEN))
 			return vm_bad(st);
 		struct ipv6hdr *ip6 = (struct ipv6hdr *)(b + ETH_HLEN);
 		struct in6_addr a = ip6->saddr;
 		ip6->saddr = ip6->daddr;
 		ip6->daddr = a;
-		*(__u32 *)ip6 = bpf_htonl(0x60000000);
-		ip6->payload_len = bpf_htons(20);
-		ip6->hop_limit = 64;
+		*(__u32 *)ip6 = bpf_htonl(VM_IP6_VER_WORD);
+		ip6->payload_len = bpf_htons(VM_TCP_HLEN);
+		ip6->hop_limit = VM_IP_TTL;
 	} else {
 		return vm_bad(st);
 	}
-	__builtin_memcpy(mac, b, 6);
-	__builtin_memcpy(b, b + 6, 6);
-	__builtin_memcpy(b + 6, mac, 6);
-	struct tcphdr *t = (struct tcphdr *)(b + ETH_HLEN + (l3 & 0x3c));
+	__builtin_memcpy(mac, b, VM_ETH_ALEN);
+	__builtin_memcpy(b, b + VM_ETH_ALEN, VM_ETH_ALEN);
+	__builtin_memcpy(b + VM_ETH_ALEN, mac, VM_ETH_ALEN);
+	/* l3 masked with the two lengths' bits: unchanged, and bounded for the verifier */
+	struct tcphdr *t = (struct tcphdr *)(b + ETH_HLEN + (l3 & (VM_IP4_HLEN | VM_IP6_HLEN)));
 	__be16 port = t->source;
 	t->source = t->dest;
 	t->dest = port;
 	t->seq = bpf_htonl(p->ack);
 	t->ack_seq = 0;
-	((__u8 *)t)[12] = 5 << 4;
-	((__u8 *)t)[13] = TCP_RST;
+	((__u8 *)t)[VM_TCP_DOFF_OFF] = (VM_TCP_HLEN / 4) << 4;
+	((__u8 *)t)[VM_TCP_FLAGS_OFF] = TCP_RST;
 	t->window = 0;
 	t->urg_ptr = 0;
 	t->check = 0;
-	sum = vm_pseudo_sum(p->family, p->daddr, p->saddr, 20);
-	for (int i = 0; i < 5; i++)
+	sum = vm_pseudo_sum(p->family, p->daddr, p->saddr, VM_TCP_HLEN);
+	for (int i = 0; i < VM_TCP_HLEN / 4; i++)
 		sum += ((__u32 *)t)[i];
 	t->check = ~vm_csum_fold(sum);
-	if (l3 == 20) {
-		if (bpf_skb_change_tail(skb, ETH_HLEN + 40, 0) || bpf_skb_store_bytes(skb, 0, b, ETH_HLEN + 40, 0))
+	if (l3 == VM_IP4_HLEN) {
+		if (bpf_skb_change_tail(skb, ETH_HLEN + VM_IP4_HLEN + VM_TCP_HLEN, 0) ||
+		    bpf_skb_store_bytes(skb, 0, b, ETH_HLEN + VM_IP4_HLEN + VM_TCP_HLEN, 0))
 			return vm_bad(st);
 	} else {
-		if (bpf_skb_change_tail(skb, ETH_HLEN + 60, 0) || bpf_skb_store_bytes(skb, 0, b, ETH_HLEN + 60, 0))
+		if (bpf_skb_change_tail(skb, ETH_HLEN + VM_IP6_HLEN + VM_TCP_HLEN, 0) ||
+		    bpf_skb_store_bytes(skb, 0, b, ETH_HLEN + VM_IP6_HLEN + VM_TCP_HLEN, 0))
 			return vm_bad(st);
 	}
 	NODE_COUNT(st, vm_stale_reset);
@@ -260,10 +263,11 @@ VM_INLINE int to_gateway(struct __sk_buff *skb, const struct vm_pkt *p, const st
 	struct tcphdr *tcp;
 	struct vm_tcpopts o;
 	__u64 l4diff = 0, l4pseudo = 0, l3diff = 0;
-	__u32 csum_off = p->l4_off + 16;
+	__u32 csum_off = p->l4_off + VM_TCP_CHECK_OFF;
 	int have_opts = 0;
 
-	if (p->tcp_len > 20 && load_opts(skb, p->l4_off + 20, p->tcp_len - 20, s, &o) == 0)
+	if (p->tcp_len > VM_TCP_HLEN &&
+	    load_opts(skb, p->l4_off + VM_TCP_HLEN, p->tcp_len - VM_TCP_HLEN, s, &o) == 0)
 		have_opts = 1;
 	if (bpf_skb_pull_data(skb, p->l4_off + p->tcp_len))
 		return vm_bad(st);
@@ -274,7 +278,7 @@ VM_INLINE int to_gateway(struct __sk_buff *skb, const struct vm_pkt *p, const st
 		if ((void *)(ip + 1) > data_end)
 			return vm_bad(st);
 		__u32 old = ip->saddr, new;
-		__builtin_memcpy(&new, ck->vip + 12, 4);
+		__builtin_memcpy(&new, ck->vip + VM_ADDR4_OFF, 4);
 		diff4(&l3diff, old, new, 0);
 		diff4(&l4pseudo, old, new, 0);
 		ip->saddr = new;
@@ -301,15 +305,15 @@ VM_INLINE int to_gateway(struct __sk_buff *skb, const struct vm_pkt *p, const st
 	}
 	/* Window: the VM's units -> the units the gateway announced. */
 	if (c->vm_wscale != c->gw_wscale) {
-		__u32 vs = c->vm_wscale == VM_WSCALE_NONE ? 0 : c->vm_wscale & 15;
-		__u32 gs = c->gw_wscale == VM_WSCALE_NONE ? 0 : c->gw_wscale & 15;
+		__u32 vs = c->vm_wscale == VM_WSCALE_NONE ? 0 : c->vm_wscale & VM_TCP_WSCALE_MASK;
+		__u32 gs = c->gw_wscale == VM_WSCALE_NONE ? 0 : c->gw_wscale & VM_TCP_WSCALE_MASK;
 		__u32 w = ((__u32)bpf_ntohs(tcp->window) << vs) >> gs;
-		__u16 oldw = tcp->window, neww = bpf_htons(w > 65535 ? 65535 : w);
+		__u16 oldw = tcp->window, neww = bpf_htons(w > VM_TCP_WIN_MAX ? VM_TCP_WIN_MAX : w);
 		l4diff += (__u16)~oldw + (__u32)neww;  /* an aligned 16-bit word */
 		tcp->window = neww;
 	}
 	if (have_opts && o.ts_ok) {
-		__u8 *e = (__u8 *)tcp + 20 + (o.ts_off & 0x1f);
+		__u8 *e = (__u8 *)tcp + VM_TCP_HLEN + (o.ts_off & 0x1f);
 		if ((void *)e + 4 > data_end)
 			return vm_bad(st);
 		__u32 old, new;
@@ -318,7 +322,7 @@ VM_INLINE int to_gateway(struct __sk_buff *skb, const struct vm_pkt *p, const st
 		diff4(&l4diff, old, new, o.ts_off & 1);
 		__builtin_memcpy(e, &new, 4);
 	}
-	if (l3diff && bpf_l3_csum_replace(skb, ETH_HLEN + 10, 0, csum_add32(l3diff), 0))
+	if (l3diff && bpf_l3_csum_replace(skb, ETH_HLEN + VM_IP4_CHECK_OFF, 0, csum_add32(l3diff), 0))
 		return vm_bad(st);
 	if (bpf_l4_csum_replace(skb, csum_off, 0, csum_add32(l4pseudo), BPF_F_PSEUDO_HDR))
 		return vm_bad(st);
@@ -326,15 +330,15 @@ VM_INLINE int to_gateway(struct __sk_buff *skb, const struct vm_pkt *p, const st
 		return vm_bad(st);
 
 	/* Encapsulate. */
-	__u32 ol3 = c->gw_family == VM_AF_INET ? 20 : 40;
-	__u32 push = ol3 + 8 + 8;
+	__u32 ol3 = VM_L3_HLEN(c->gw_family);
+	__u32 push = ol3 + VM_UDP_HLEN + VM_GENEVE_HLEN;
 	__u32 inner_len = skb->len - ETH_HLEN;
 	__u64 flags = BPF_F_ADJ_ROOM_ENCAP_L4_UDP |
 		      (c->gw_family == VM_AF_INET ? BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 : BPF_F_ADJ_ROOM_ENCAP_L3_IPV6);
 	/* The headers built on the stack (include/veil/geneve.h), then stored;
 	 * two bytes in, so the outer IP header is aligned (the verifier wants
 	 * aligned stack access). */
-	__u8 hb[2 + ETH_HLEN + 40 + 8 + 8] __attribute__((aligned(8)));
+	__u8 hb[2 + ETH_HLEN + VM_IP6_HLEN + VM_UDP_HLEN + VM_GENEVE_HLEN] __attribute__((aligned(8)));
 	__u8 *h = hb + 2;
 	__u16 sport = vm_flow_port(ck->client, ck->vip, ck->client_port_be, ck->vip_port_be);
 
@@ -345,8 +349,8 @@ VM_INLINE int to_gateway(struct __sk_buff *skb, const struct vm_pkt *p, const st
 	if (c->gw_family == VM_AF_INET ? !cfg->has_underlay4 : !cfg->has_underlay6)
 		goto nocfg;
 	__builtin_memset(hb, 0, sizeof(hb));
-	__builtin_memcpy(h, c->gw_mac, 6);
-	__builtin_memcpy(h + 6, c->mesh_mac, 6);
+	__builtin_memcpy(h, c->gw_mac, VM_ETH_ALEN);
+	__builtin_memcpy(h + VM_ETH_ALEN, c->mesh_mac, VM_ETH_ALEN);
 	if (vm_geneve_write(h, hb + sizeof(hb), c->gw_family,
 			    c->gw_family == VM_AF_INET ? cfg->underlay4 : cfg->underlay6, c->gw,
 			    p->family == VM_AF_INET ? VM_GENEVE_PROTO_IP4 : VM_GENEVE_PROTO_IP6, inner_len, NULL,
@@ -380,7 +384,8 @@ int node_vm(struct __sk_buff *skb)
 	cfg = bpf_map_lookup_elem(&node_config, &zero);
 	if (!cfg || !s)
 		return TC_ACT_OK;
-	if (bpf_skb_pull_data(skb, ETH_HLEN + 40 + 20) && skb->len >= ETH_HLEN + 40 + 20)
+	if (bpf_skb_pull_data(skb, ETH_HLEN + VM_IP6_HLEN + VM_TCP_HLEN) &&
+	    skb->len >= ETH_HLEN + VM_IP6_HLEN + VM_TCP_HLEN)
 		return TC_ACT_OK;
 	data = (void *)(long)skb->data;
 	data_end = (void *)(long)skb->data_end;
@@ -390,7 +395,7 @@ int node_vm(struct __sk_buff *skb)
 	rc = vm_parse_ip_tcp(data, data_end, skb->len, ETH_HLEN, proto, &p);
 	if (rc == VM_PARSE_TRUNCATED) {
 		/* headers past the linear part: pull them and look again */
-		if (bpf_skb_pull_data(skb, ETH_HLEN + 40 + 60))
+		if (bpf_skb_pull_data(skb, ETH_HLEN + VM_IP6_HLEN + VM_TCP_HLEN + VM_TCP_OPT_MAX))
 			return TC_ACT_OK;
 		data = (void *)(long)skb->data;
 		data_end = (void *)(long)skb->data_end;

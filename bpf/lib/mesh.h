@@ -49,8 +49,8 @@ VM_INLINE int vm_xdp_fib_send(struct xdp_md *ctx, __u8 ofamily, const __u8 *osrc
 	fib.tot_len = (__u16)(data_end - data) - ETH_HLEN;
 	if (ofamily == VM_AF_INET) {
 		fib.family = AF_INET_;
-		__builtin_memcpy(&fib.ipv4_src, osrc + 12, 4);
-		__builtin_memcpy(&fib.ipv4_dst, odst + 12, 4);
+		__builtin_memcpy(&fib.ipv4_src, osrc + VM_ADDR4_OFF, 4);
+		__builtin_memcpy(&fib.ipv4_dst, odst + VM_ADDR4_OFF, 4);
 	} else {
 		fib.family = AF_INET6_;
 		__builtin_memcpy(fib.ipv6_src, osrc, 16);
@@ -107,7 +107,7 @@ VM_INLINE int vm_xdp_decap(struct xdp_md *ctx, const struct vm_mesh_in *m)
 	void *data, *data_end;
 	struct ethhdr *eth;
 
-	if (bpf_xdp_adjust_head(ctx, (int)(m->strip & 0x3ff)))
+	if (bpf_xdp_adjust_head(ctx, (int)(m->strip & VM_MESH_STRIP_MASK)))
 		return -1;
 	data = XDP_DATA(ctx);
 	data_end = XDP_DATA_END(ctx);

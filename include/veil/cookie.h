@@ -20,19 +20,33 @@
 #ifndef __VMLINUX_H__
 #include <linux/types.h>
 #endif
+#include "wire.h"    /* VM_WSCALE_NONE */
 
 #ifndef VM_INLINE
 #define VM_INLINE static inline __attribute__((always_inline))
 #endif
 
 #define VM_COOKIE_WS_NONE 15
+#define VM_COOKIE_WS_MAX  14      /* window scales carried (RFC 7323's largest); more: none */
 #define VM_COOKIE_MAX_AGE 1       /* windows a cookie stays valid after the one it was made in */
+
+/* The fields of the ISN, as drawn above */
+#define VM_COOKIE_LOW_BITS   10   /* t, mss, sack, ts, wscale */
+#define VM_COOKIE_LOW_MASK   0x3ff
+#define VM_COOKIE_MAC_BITS   22   /* the top bits of the SipHash */
+#define VM_COOKIE_T_SHIFT    8
+#define VM_COOKIE_T_MASK     3    /* the time counter's low two bits */
+#define VM_COOKIE_MSS_SHIFT  6
+#define VM_COOKIE_MSS_MASK   3    /* an index into vm_cookie_mss() */
+#define VM_COOKIE_SACK_SHIFT 5
+#define VM_COOKIE_TS_SHIFT   4
+#define VM_COOKIE_WS_MASK    15
 
 /* The four MSS values a cookie can carry (a function, not a table: BPF
  * objects then need no .rodata). */
 VM_INLINE __u16 vm_cookie_mss(__u32 idx)
 {
-	switch (idx & 3) {
+	switch (idx & VM_COOKIE_MSS_MASK) {
 	case 0: return 536;
 	case 1: return 1220;
 	case 2: return 1380;
@@ -42,7 +56,7 @@ VM_INLINE __u16 vm_cookie_mss(__u32 idx)
 
 struct vm_cookie_opts {
 	__u16 mss;
-	__u8 wscale;              /* VM_WSCALE_NONE-like: 0xff when absent */
+	__u8 wscale;              /* VM_WSCALE_NONE when absent */
 	__u8 sack_ok;
 	__u8 ts_ok;
 };
@@ -107,22 +121,22 @@ VM_INLINE __u64 vm_siphash(const __u64 key[2], const vm_u64a *w, __u32 len)
 
 VM_INLINE __u32 vm_cookie_mac(const __u64 key[2], const struct vm_cookie_in *in)
 {
-	return (__u32)(vm_siphash(key, (const vm_u64a *)in, VM_COOKIE_IN_LEN) >> 42);
+	return (__u32)(vm_siphash(key, (const vm_u64a *)in, VM_COOKIE_IN_LEN) >> (64 - VM_COOKIE_MAC_BITS));
 }
 
 VM_INLINE __u32 vm_cookie_low(__u32 tcount, const struct vm_cookie_opts *o)
 {
 	__u32 mss_idx = 0;
 
-	for (int i = 3; i > 0; i--) {
+	for (int i = VM_COOKIE_MSS_MASK; i > 0; i--) {
 		if (o->mss >= vm_cookie_mss(i)) {
 			mss_idx = i;
 			break;
 		}
 	}
-	__u32 ws = o->wscale > 14 ? VM_COOKIE_WS_NONE : o->wscale;
-	return ((tcount & 3) << 8) | (mss_idx << 6) | ((o->sack_ok ? 1u : 0u) << 5) |
-	       ((o->ts_ok ? 1u : 0u) << 4) | ws;
+	__u32 ws = o->wscale > VM_COOKIE_WS_MAX ? VM_COOKIE_WS_NONE : o->wscale;
+	return ((tcount & VM_COOKIE_T_MASK) << VM_COOKIE_T_SHIFT) | (mss_idx << VM_COOKIE_MSS_SHIFT) |
+	       ((o->sack_ok ? 1u : 0u) << VM_COOKIE_SACK_SHIFT) | ((o->ts_ok ? 1u : 0u) << VM_COOKIE_TS_SHIFT) | ws;
 }
 
 /* Builds the cookie ISN for in (whose low and tcount fields it fills). */
@@ -131,17 +145,17 @@ VM_INLINE __u32 vm_cookie_make(const __u64 key[2], struct vm_cookie_in *in, __u3
 {
 	in->tcount = tcount;
 	in->low = vm_cookie_low(tcount, o);
-	return (vm_cookie_mac(key, in) << 10) | in->low;
+	return (vm_cookie_mac(key, in) << VM_COOKIE_LOW_BITS) | in->low;
 }
 
 VM_INLINE void vm_cookie_decode(__u32 cookie, struct vm_cookie_opts *o)
 {
-	__u32 ws = cookie & 15;
+	__u32 ws = cookie & VM_COOKIE_WS_MASK;
 
-	o->mss = vm_cookie_mss(cookie >> 6);
-	o->sack_ok = (cookie >> 5) & 1;
-	o->ts_ok = (cookie >> 4) & 1;
-	o->wscale = ws == VM_COOKIE_WS_NONE ? 0xff : (__u8)ws;
+	o->mss = vm_cookie_mss(cookie >> VM_COOKIE_MSS_SHIFT);
+	o->sack_ok = (cookie >> VM_COOKIE_SACK_SHIFT) & 1;
+	o->ts_ok = (cookie >> VM_COOKIE_TS_SHIFT) & 1;
+	o->wscale = ws == VM_COOKIE_WS_NONE ? VM_WSCALE_NONE : (__u8)ws;
 }
 
 /* Checks cookie against one key for the current window and the previous
@@ -149,16 +163,16 @@ VM_INLINE void vm_cookie_decode(__u32 cookie, struct vm_cookie_opts *o)
 VM_INLINE int vm_cookie_check_key(const __u64 key[2], struct vm_cookie_in *in, __u32 cookie,
 				  __u32 tnow)
 {
-	__u32 low = cookie & 0x3ff;
-	__u32 tl = (cookie >> 8) & 3;
+	__u32 low = cookie & VM_COOKIE_LOW_MASK;
+	__u32 tl = (cookie >> VM_COOKIE_T_SHIFT) & VM_COOKIE_T_MASK;
 
 	for (__u32 age = 0; age <= VM_COOKIE_MAX_AGE; age++) {
 		__u32 t = tnow - age;
-		if ((t & 3) != tl)
+		if ((t & VM_COOKIE_T_MASK) != tl)
 			continue;
 		in->tcount = t;
 		in->low = low;
-		return vm_cookie_mac(key, in) == (cookie >> 10);
+		return vm_cookie_mac(key, in) == (cookie >> VM_COOKIE_LOW_BITS);
 	}
 	return 0;
 }

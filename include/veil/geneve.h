@@ -14,10 +14,18 @@
 
 #include "pkt.h"
 
+/* Geneve header fields (RFC 8926 3.4) */
+#define VM_GENEVE_VER_SHIFT    6      /* ver_optlen: version in the top two bits (0) */
+#define VM_GENEVE_OPTLEN_MASK  0x3f   /* ver_optlen: the options' length in 4-byte words */
+#define VM_GENEVE_OPT_LEN_MASK 0x1f   /* an option's len: its body in 4-byte words */
+#define VM_GENEVE_OPTS_MAX     4      /* options walked at most: we only ever send one */
+/* Bounds vm_mesh_in.strip for the verifier (it is at most 40 + 8 + 8 + 63 * 4). */
+#define VM_MESH_STRIP_MASK     0x3ff
+
 /* Bytes of outer IP + UDP + Geneve [+ handoff option] for an outer family. */
 VM_INLINE __u32 vm_geneve_push_len(__u8 ofamily, int with_handoff)
 {
-	return (ofamily == VM_AF_INET ? 20 : 40) + VM_UDP_HLEN + VM_GENEVE_HLEN +
+	return VM_L3_HLEN(ofamily) + VM_UDP_HLEN + VM_GENEVE_HLEN +
 	       (with_handoff ? VM_HANDOFF_OPT_LEN : 0);
 }
 
@@ -30,7 +38,7 @@ VM_INLINE int vm_geneve_write(void *eth_, void *end, __u8 ofamily, const __u8 *o
 			      __u16 inner_proto, __u32 inner_len, const struct vm_handoff *ho, __u16 sport)
 {
 	struct vm_eth *eth = eth_;
-	__u32 ol3 = ofamily == VM_AF_INET ? 20 : 40;
+	__u32 ol3 = VM_L3_HLEN(ofamily);
 	__u32 optlen = ho ? VM_HANDOFF_OPT_LEN : 0;
 	__u32 push = ol3 + VM_UDP_HLEN + VM_GENEVE_HLEN + optlen;
 	struct vm_udp *udp;
@@ -43,15 +51,15 @@ VM_INLINE int vm_geneve_write(void *eth_, void *end, __u8 ofamily, const __u8 *o
 		if ((void *)(ip + 1) + VM_UDP_HLEN + VM_GENEVE_HLEN > end)
 			return -1;
 		eth->proto = vm_htons(VM_ETH_P_IP);
-		ip->ver_ihl = 0x45;
+		ip->ver_ihl = VM_IP4_VER_IHL;
 		ip->tos = 0;
 		ip->tot_len = vm_htons(push + inner_len);
 		ip->id = 0;
-		ip->frag_off = vm_htons(0x4000); /* DF: the mesh MTU is planned, never fragmented */
-		ip->ttl = 64;
+		ip->frag_off = vm_htons(VM_IP4_DF); /* the mesh MTU is planned, never fragmented */
+		ip->ttl = VM_IP_TTL;
 		ip->protocol = VM_IPPROTO_UDP;
-		__builtin_memcpy(&ip->saddr, osrc + 12, 4);
-		__builtin_memcpy(&ip->daddr, odst + 12, 4);
+		__builtin_memcpy(&ip->saddr, osrc + VM_ADDR4_OFF, 4);
+		__builtin_memcpy(&ip->daddr, odst + VM_ADDR4_OFF, 4);
 		ip->check = vm_ip4_csum(ip);
 		udp = (void *)(ip + 1);
 	} else {
@@ -59,10 +67,10 @@ VM_INLINE int vm_geneve_write(void *eth_, void *end, __u8 ofamily, const __u8 *o
 		if ((void *)(ip6 + 1) + VM_UDP_HLEN + VM_GENEVE_HLEN > end)
 			return -1;
 		eth->proto = vm_htons(VM_ETH_P_IPV6);
-		ip6->ver_tc_fl = vm_htonl(0x60000000);
-		ip6->payload_len = vm_htons(push - 40 + inner_len);
+		ip6->ver_tc_fl = vm_htonl(VM_IP6_VER_WORD);
+		ip6->payload_len = vm_htons(push - VM_IP6_HLEN + inner_len);
 		ip6->nexthdr = VM_IPPROTO_UDP;
-		ip6->hop_limit = 64;
+		ip6->hop_limit = VM_IP_TTL;
 		__builtin_memcpy(ip6->saddr, osrc, 16);
 		__builtin_memcpy(ip6->daddr, odst, 16);
 		udp = (void *)(ip6 + 1);
@@ -121,16 +129,17 @@ VM_INLINE int vm_geneve_locate(void *data, void *data_end, struct vm_mesh_in *m)
 		return VM_MESH_NOT_OURS;
 	if (eth->proto == vm_htons(VM_ETH_P_IP)) {
 		struct vm_ip4 *ip = (void *)(eth + 1);
-		if ((void *)(ip + 1) > data_end || ip->protocol != VM_IPPROTO_UDP || (ip->ver_ihl & 0xf) != 5)
+		if ((void *)(ip + 1) > data_end || ip->protocol != VM_IPPROTO_UDP ||
+		    (ip->ver_ihl & VM_IP4_IHL_MASK) != VM_IP4_IHL)
 			return VM_MESH_NOT_OURS;
 		m->ofamily = VM_AF_INET;
-		ol3 = 20;
+		ol3 = VM_IP4_HLEN;
 	} else if (eth->proto == vm_htons(VM_ETH_P_IPV6)) {
 		struct vm_ip6 *ip6 = (void *)(eth + 1);
 		if ((void *)(ip6 + 1) > data_end || ip6->nexthdr != VM_IPPROTO_UDP)
 			return VM_MESH_NOT_OURS;
 		m->ofamily = VM_AF_INET6;
-		ol3 = 40;
+		ol3 = VM_IP6_HLEN;
 	} else {
 		return VM_MESH_NOT_OURS;
 	}
@@ -144,7 +153,7 @@ VM_INLINE int vm_geneve_locate(void *data, void *data_end, struct vm_mesh_in *m)
 		m->ifamily = VM_AF_INET6;
 	else
 		return VM_MESH_NOT_OURS;
-	m->strip = ol3 + VM_UDP_HLEN + VM_GENEVE_HLEN + (g->ver_optlen & 0x3f) * 4;
+	m->strip = ol3 + VM_UDP_HLEN + VM_GENEVE_HLEN + (g->ver_optlen & VM_GENEVE_OPTLEN_MASK) * 4;
 	return VM_MESH_OK;
 }
 
@@ -172,11 +181,11 @@ VM_INLINE int vm_mesh_parse(void *ctx, void *data, void *data_end, const __u8 *o
 		vm_addr_set4(dst, ip->daddr);
 		if (!vm_addr_eq(dst, our4))
 			return VM_MESH_NOT_OURS;
-		if ((ip->ver_ihl & 0xf) != 5 || (ip->frag_off & vm_htons(0x3fff)))
+		if ((ip->ver_ihl & VM_IP4_IHL_MASK) != VM_IP4_IHL || (ip->frag_off & vm_htons(VM_IP4_FRAG_MASK)))
 			return VM_MESH_MALFORMED;
 		m->ofamily = VM_AF_INET;
 		vm_addr_set4(m->osrc, ip->saddr);
-		ol3 = 20;
+		ol3 = VM_IP4_HLEN;
 	} else if (eth->proto == vm_htons(VM_ETH_P_IPV6)) {
 		struct vm_ip6 *ip6 = (void *)(eth + 1);
 		if ((void *)(ip6 + 1) > data_end)
@@ -188,7 +197,7 @@ VM_INLINE int vm_mesh_parse(void *ctx, void *data, void *data_end, const __u8 *o
 			return VM_MESH_NOT_OURS;
 		m->ofamily = VM_AF_INET6;
 		__builtin_memcpy(m->osrc, ip6->saddr, 16);
-		ol3 = 40;
+		ol3 = VM_IP6_HLEN;
 	} else {
 		return VM_MESH_NOT_OURS;
 	}
@@ -200,9 +209,9 @@ VM_INLINE int vm_mesh_parse(void *ctx, void *data, void *data_end, const __u8 *o
 	g = (void *)(udp + 1);
 	if ((void *)(g + 1) > data_end)
 		return VM_MESH_MALFORMED;
-	if ((g->ver_optlen >> 6) != 0)
+	if ((g->ver_optlen >> VM_GENEVE_VER_SHIFT) != 0)
 		return VM_MESH_MALFORMED;
-	optlen = (g->ver_optlen & 0x3f) * 4;
+	optlen = (g->ver_optlen & VM_GENEVE_OPTLEN_MASK) * 4;
 	if (g->proto == vm_htons(VM_GENEVE_PROTO_IP4))
 		m->ifamily = VM_AF_INET;
 	else if (g->proto == vm_htons(VM_GENEVE_PROTO_IP6))
@@ -214,10 +223,10 @@ VM_INLINE int vm_mesh_parse(void *ctx, void *data, void *data_end, const __u8 *o
 	m->strip = ol3 + VM_UDP_HLEN + VM_GENEVE_HLEN + optlen;
 	m->has_handoff = 0;
 
-	/* Walk the options (at most 4: we only ever send one). */
+	/* Walk the options. */
 	__u32 off = VM_ETH_HLEN + ol3 + VM_UDP_HLEN + VM_GENEVE_HLEN;
 	__u32 oend = off + optlen;
-	for (int i = 0; i < 4; i++) {
+	for (int i = 0; i < VM_GENEVE_OPTS_MAX; i++) {
 		struct vm_geneve_opt o;
 		__u32 blen;
 
@@ -225,7 +234,7 @@ VM_INLINE int vm_mesh_parse(void *ctx, void *data, void *data_end, const __u8 *o
 			break;
 		if (off + sizeof(o) > oend || VM_LOAD_BYTES(ctx, off, &o, sizeof(o)))
 			return VM_MESH_MALFORMED;
-		blen = (o.len & 0x1f) * 4;
+		blen = (o.len & VM_GENEVE_OPT_LEN_MASK) * 4;
 		if (off + sizeof(o) + blen > oend)
 			return VM_MESH_MALFORMED;
 		if (o.opt_class == vm_htons(VM_OPT_CLASS) && o.type == VM_OPT_HANDOFF) {
@@ -238,7 +247,7 @@ VM_INLINE int vm_mesh_parse(void *ctx, void *data, void *data_end, const __u8 *o
 	}
 	if (off != oend)
 		return VM_MESH_MALFORMED;
-	if (VM_ETH_HLEN + m->strip + 20 > (__u32)((__u8 *)data_end - (__u8 *)data))
+	if (VM_ETH_HLEN + m->strip + VM_IP4_HLEN > (__u32)((__u8 *)data_end - (__u8 *)data))
 		return VM_MESH_MALFORMED;
 	return VM_MESH_OK;
 }

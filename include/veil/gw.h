@@ -14,13 +14,12 @@
 
 #define VM_GW_COUNT(st, field) do { if (st) (st)->field++; } while (0)
 
+#define VM_NS_PER_S   1000000000ULL
+#define VM_NS_PER_TS  1000000ULL  /* our TCP timestamps tick in milliseconds */
+#define VM_COOKIE_WINDOW_S_DEFAULT 64  /* gw_config.cookie_window_s when 0 */
+
 /* vm_env_mesh_send's why */
 enum { VM_SEND_OK = 0, VM_SEND_NO_NEIGH, VM_SEND_MTU, VM_SEND_FAIL };
-
-/* TLS record: alert, version 3.3, length 2, fatal(2) unrecognized_name(112) */
-#define VM_TLS_ALERT_LEN 7
-#define VM_TLS_ALERT_W0 0x00030315u  /* bytes 15 03 03 00 as a little-endian word */
-#define VM_TLS_ALERT_W1 0x00700202u  /* bytes 02 02 70 00 */
 
 /* The reassembly's joining state (include/veil/gw_asm.h): map memory in
  * BPF, see vm_hello_state. */
@@ -62,8 +61,8 @@ VM_INLINE void vm_vip_key_of(const struct vm_pkt *p, struct vip_key *vk)
  * packet's cookie and its timestamp). */
 VM_INLINE __u32 vm_gw_cookie_tnow(const struct gw_config *cfg, __u64 tai_ns)
 {
-	__u32 s = (__u32)(tai_ns / 1000000000ULL);
-	return s / (cfg->cookie_window_s ? cfg->cookie_window_s : 64);
+	__u32 s = (__u32)(tai_ns / VM_NS_PER_S);
+	return s / (cfg->cookie_window_s ? cfg->cookie_window_s : VM_COOKIE_WINDOW_S_DEFAULT);
 }
 
 /* A cookie against the current and the previous secret. */
@@ -102,7 +101,7 @@ VM_INLINE void vm_gw_flow_init(struct flow_val *f, __u32 client_isn, __u32 cooki
 	f->handoff.gw_tsval_be = vm_htonl(co.ts_ok && o->ts_ok ? o->tsecr : 0);
 	f->handoff.mss_be = vm_htons(co.mss);
 	f->handoff.client_wscale = co.wscale;
-	f->handoff.gw_wscale = co.wscale != 0xff ? cfg->wscale : 0xff;
+	f->handoff.gw_wscale = co.wscale != VM_WSCALE_NONE ? cfg->wscale : VM_WSCALE_NONE;
 	f->handoff.flags = (co.sack_ok ? VM_HO_SACK_OK : 0) | (co.ts_ok && o->ts_ok ? VM_HO_TS_OK : 0);
 	__builtin_memcpy(f->client_mac, client_mac, 6);
 	__builtin_memcpy(f->vip_mac, vip_mac, 6);

@@ -40,10 +40,15 @@
 #include "geneve.h"
 
 #define VM_ASM_MASK (VM_ASM_BYTES - 1)
+#define VM_ASM_RECORDS 32             /* TLS records joined into one at most */
 
 #define VM_ASM_REPLY_RST   1
 #define VM_ASM_REPLY_ALERT 2
 #define VM_ASM_REPLY_ACK   3
+/* TCP bytes of a reply, written and summed whole: the header, NOP NOP TS
+ * and the alert, zero-padded. */
+#define VM_ASM_REPLY_TCP   40
+_Static_assert(VM_TCP_HLEN + VM_TCPOLEN_TS_ALIGNED + VM_TLS_ALERT_LEN <= VM_ASM_REPLY_TCP, "reply room");
 
 /* Copies n bytes that the verifier cannot bound statically. */
 #ifdef __bpf__
@@ -83,24 +88,25 @@ VM_CALLBACK long vm_asm_derec_step(__u32 k, void *ctx)
 	struct vm_asm_walk_state *t = w->t;
 	__u64 r = t->r, have = t->have, rlen, n;
 
-	if (r + 5 > have)
+	if (r + VM_TLS_REC_HLEN > have)
 		return 1;
 	r &= VM_ASM_MASK;
-	if (a->payload[r] != 0x16) {
+	if (a->payload[r] != VM_TLS_CT_HANDSHAKE) {
 		t->rc = -1;
 		return 1;
 	}
-	rlen = ((__u64)a->payload[(r + 3) & VM_ASM_MASK] << 8) | a->payload[(r + 4) & VM_ASM_MASK];
-	n = have - t->r - 5;          /* 64-bit all along: the bound below holds for the call */
+	rlen = ((__u64)a->payload[(r + VM_TLS_REC_LEN_OFF) & VM_ASM_MASK] << 8) |
+	       a->payload[(r + VM_TLS_REC_LEN_OFF + 1) & VM_ASM_MASK];
+	n = have - t->r - VM_TLS_REC_HLEN; /* 64-bit all along: the bound below holds for the call */
 	if (n > rlen)
 		n = rlen;
 	if (n > VM_HELLO_BUF)
 		return 1;
 	__u64 o = t->out & (VM_HELLO_BUF - 1);
-	if (n && VM_COPY(&w->flat[o], n, &a->payload[(r + 5) & VM_ASM_MASK]))
+	if (n && VM_COPY(&w->flat[o], n, &a->payload[(r + VM_TLS_REC_HLEN) & VM_ASM_MASK]))
 		return 1;
 	t->out += n;
-	t->r += 5 + rlen;
+	t->r += VM_TLS_REC_HLEN + rlen;
 	return n < rlen; /* a record still incomplete: stop */
 }
 
@@ -115,17 +121,17 @@ VM_INLINE int vm_asm_flatten(struct asm_val *a, struct vm_asm_walk_state *t, __u
 	VM_LOOP(VM_ASM_SEGS * VM_ASM_SEGS, vm_asm_contig_step, &w);
 	t->have = a->have;
 	t->r = 0;
-	t->out = 5;
+	t->out = VM_TLS_REC_HLEN;
 	t->rc = 0;
-	VM_LOOP(32, vm_asm_derec_step, &w);
+	VM_LOOP(VM_ASM_RECORDS, vm_asm_derec_step, &w);
 	if (t->rc < 0 || t->have < 1)
 		return -1;
-	__u32 body = t->out - 5, rl = body > VM_TLS_MAX_RECORD + 256 ? VM_TLS_MAX_RECORD + 256 : body;
-	flat[0] = 0x16;
-	flat[1] = 3;
-	flat[2] = 1;
-	flat[3] = rl >> 8;
-	flat[4] = rl & 0xff;
+	__u32 body = t->out - VM_TLS_REC_HLEN, rl = body > VM_TLS_MAX_CIPHERTEXT ? VM_TLS_MAX_CIPHERTEXT : body;
+	flat[0] = VM_TLS_CT_HANDSHAKE;
+	flat[1] = VM_TLS_VERSION_MAJOR;
+	flat[2] = VM_TLS_MINOR_TLS10;
+	flat[VM_TLS_REC_LEN_OFF] = rl >> 8;
+	flat[VM_TLS_REC_LEN_OFF + 1] = rl & 0xff;
 	return (int)t->out;
 }
 
@@ -136,7 +142,7 @@ VM_INLINE int vm_asm_store_seg(void *lctx, struct asm_val *a, const struct vm_pk
 	__u32 hlen = p->l3_len + p->tcp_len, plen = p->payload_len;
 
 	VM_BARRIER_VAR(n);           /* the bound must be on the register that indexes */
-	if (n >= VM_ASM_SEGS || hlen < 40 || hlen > VM_ASM_HDR || plen > VM_ASM_SEG_MAX ||
+	if (n >= VM_ASM_SEGS || hlen < VM_IP_TCP_MIN || hlen > VM_ASM_HDR || plen > VM_ASM_SEG_MAX ||
 	    off + plen > VM_ASM_BYTES)
 		return -1;
 	struct asm_seg *sg = &a->seg[n];
@@ -161,7 +167,8 @@ VM_INLINE void vm_asm_merge_early(struct asm_val *a, const struct asm_early *e)
 	VM_BARRIER_VAR(n);
 	off = e->seq - (a->client_isn + 1);
 	if (e->ack == a->cookie_isn + 1 && n < VM_ASM_SEGS && off < VM_ASM_BYTES &&
-	    e->len <= VM_ASM_SEG_MAX && off + e->len <= VM_ASM_BYTES && e->hlen >= 40 && e->hlen <= VM_ASM_HDR) {
+	    e->len <= VM_ASM_SEG_MAX && off + e->len <= VM_ASM_BYTES && e->hlen >= VM_IP_TCP_MIN &&
+	    e->hlen <= VM_ASM_HDR) {
 		struct asm_seg *sg = &a->seg[n];
 		__u32 len = e->len, hlen = e->hlen;
 		VM_BARRIER_VAR(off);
@@ -183,61 +190,61 @@ VM_INLINE void vm_asm_merge_early(struct asm_val *a, const struct asm_early *e)
 VM_INLINE __u32 vm_asm_reply_write(__u8 *b, void *end, const struct vm_pkt *p, int kind, __u32 ack, int want_ts,
 				   __u32 tsval, __u32 tsecr)
 {
-	__u32 l3 = p->l3_len, plen = kind == VM_ASM_REPLY_ALERT ? 7 : 0, olen = want_ts ? 12 : 0;
+	__u32 l3 = p->l3_len, plen = kind == VM_ASM_REPLY_ALERT ? VM_TLS_ALERT_LEN : 0;
+	__u32 olen = want_ts ? VM_TCPOLEN_TS_ALIGNED : 0;
 	struct vm_tcp *t;
 	__u64 sum;
 	__u8 mac[6];
 
-	if ((void *)(b + VM_ETH_HLEN + 40 + 40) > end)
+	if ((void *)(b + VM_ETH_HLEN + VM_IP6_HLEN + VM_ASM_REPLY_TCP) > end)
 		return 0;
-	__builtin_memcpy(mac, b, 6);
-	__builtin_memcpy(b, b + 6, 6);
-	__builtin_memcpy(b + 6, mac, 6);
-	if (l3 == 20) {
+	__builtin_memcpy(mac, b, VM_ETH_ALEN);
+	__builtin_memcpy(b, b + VM_ETH_ALEN, VM_ETH_ALEN);
+	__builtin_memcpy(b + VM_ETH_ALEN, mac, VM_ETH_ALEN);
+	if (l3 == VM_IP4_HLEN) {
 		struct vm_ip4 *ip = (struct vm_ip4 *)(b + VM_ETH_HLEN);
-		__builtin_memcpy(&ip->saddr, p->daddr + 12, 4);
-		__builtin_memcpy(&ip->daddr, p->saddr + 12, 4);
+		__builtin_memcpy(&ip->saddr, p->daddr + VM_ADDR4_OFF, 4);
+		__builtin_memcpy(&ip->daddr, p->saddr + VM_ADDR4_OFF, 4);
 		ip->tos = 0;
-		ip->tot_len = vm_htons(20 + 20 + olen + plen);
+		ip->tot_len = vm_htons(VM_IP4_HLEN + VM_TCP_HLEN + olen + plen);
 		ip->id = 0;
-		ip->frag_off = vm_htons(0x4000);
-		ip->ttl = 64;
+		ip->frag_off = vm_htons(VM_IP4_DF);
+		ip->ttl = VM_IP_TTL;
 		ip->check = vm_ip4_csum(ip);
-		t = (struct vm_tcp *)(b + VM_ETH_HLEN + 20);
+		t = (struct vm_tcp *)(b + VM_ETH_HLEN + VM_IP4_HLEN);
 	} else {
 		struct vm_ip6 *ip6 = (struct vm_ip6 *)(b + VM_ETH_HLEN);
 		__builtin_memcpy(ip6->saddr, p->daddr, 16);
 		__builtin_memcpy(ip6->daddr, p->saddr, 16);
-		ip6->ver_tc_fl = vm_htonl(0x60000000);
-		ip6->payload_len = vm_htons(20 + olen + plen);
-		ip6->hop_limit = 64;
-		t = (struct vm_tcp *)(b + VM_ETH_HLEN + 40);
+		ip6->ver_tc_fl = vm_htonl(VM_IP6_VER_WORD);
+		ip6->payload_len = vm_htons(VM_TCP_HLEN + olen + plen);
+		ip6->hop_limit = VM_IP_TTL;
+		t = (struct vm_tcp *)(b + VM_ETH_HLEN + VM_IP6_HLEN);
 	}
-	__builtin_memset(t, 0, 40);
+	__builtin_memset(t, 0, VM_ASM_REPLY_TCP);
 	t->source = p->dport;
 	t->dest = p->sport;
 	t->seq = vm_htonl(p->ack);
 	t->ack_seq = vm_htonl(ack);
-	t->doff_res = ((20 + olen) / 4) << 4;
+	t->doff_res = ((VM_TCP_HLEN + olen) / 4) << 4;
 	t->flags = kind == VM_ASM_REPLY_ALERT ? (VM_TCP_ACK | VM_TCP_PSH | VM_TCP_FIN) :
 		   kind == VM_ASM_REPLY_RST ? (VM_TCP_RST | VM_TCP_ACK) : VM_TCP_ACK;
-	t->window = kind == VM_ASM_REPLY_RST ? 0 : vm_htons(65535);
-	__u8 *o = (__u8 *)t + 20;
+	t->window = kind == VM_ASM_REPLY_RST ? 0 : vm_htons(VM_TCP_WIN_MAX);
+	__u8 *o = (__u8 *)t + VM_TCP_HLEN;
 	if (want_ts) {
 		__u32 v = vm_htonl(tsval), e = vm_htonl(tsecr);
-		o[0] = 1; o[1] = 1; o[2] = 8; o[3] = 10;
+		o[0] = VM_TCPOPT_NOP; o[1] = VM_TCPOPT_NOP; o[2] = VM_TCPOPT_TS; o[3] = VM_TCPOLEN_TS;
 		__builtin_memcpy(o + 4, &v, 4);
 		__builtin_memcpy(o + 8, &e, 4);
-		o += 12;
+		o += VM_TCPOLEN_TS_ALIGNED;
 	}
-	if (kind == VM_ASM_REPLY_ALERT) {
-		o[0] = 0x15; o[1] = 3; o[2] = 3; o[3] = 0; o[4] = 2; o[5] = 2; o[6] = 112;
-	}
-	sum = vm_pseudo_sum(p->family, p->daddr, p->saddr, 20 + olen + plen);
-	for (int i = 0; i < 10; i++)   /* 40 bytes: header, options, zero-padded alert */
+	if (kind == VM_ASM_REPLY_ALERT)
+		vm_tls_alert_write(o);
+	sum = vm_pseudo_sum(p->family, p->daddr, p->saddr, VM_TCP_HLEN + olen + plen);
+	for (int i = 0; i < VM_ASM_REPLY_TCP / 4; i++)
 		sum += ((vm_u32a *)t)[i];
 	t->check = ~vm_csum_fold(sum);
-	return VM_ETH_HLEN + l3 + 20 + olen + plen;
+	return VM_ETH_HLEN + l3 + VM_TCP_HLEN + olen + plen;
 }
 
 VM_INLINE int vm_asm_reply(struct vm_gw_env *e, const struct vm_pkt *p, int kind, __u32 ack, int want_ts,
@@ -247,7 +254,7 @@ VM_INLINE int vm_asm_reply(struct vm_gw_env *e, const struct vm_pkt *p, int kind
 	__u8 *b = vm_env_reply_buf(e, &end);
 	__u32 tot;
 
-	if (!b || (p->l3_len != 20 && p->l3_len != 40) ||
+	if (!b || (p->l3_len != VM_IP4_HLEN && p->l3_len != VM_IP6_HLEN) ||
 	    !(tot = vm_asm_reply_write(b, end, p, kind, ack, want_ts, tsval, tsecr))) {
 		VM_GW_COUNT(st, reply_fail);
 		return VM_V_DROP;
@@ -303,12 +310,13 @@ VM_INLINE int vm_asm_emit_all(struct vm_gw_env *e, const struct vm_pkt *p, const
 			break;
 		const struct asm_seg *sg = &a->seg[i];
 		__u32 hl = sg->hlen, pl = sg->len, inner = hl + pl;
-		if (hl < 40 || hl > VM_ASM_HDR || pl > VM_ASM_SEG_MAX) {
+		if (hl < VM_IP_TCP_MIN || hl > VM_ASM_HDR || pl > VM_ASM_SEG_MAX) {
 			VM_GW_COUNT(st, malformed);
 			return -1;
 		}
 		if (vm_env_emit_seg(e, f, src,
-				    ((sg->hdr[0] >> 4) == 6 ? VM_GENEVE_PROTO_IP6 : VM_GENEVE_PROTO_IP4) << 16 | inner,
+				    ((sg->hdr[0] >> 4) == VM_IP6_VERSION ? VM_GENEVE_PROTO_IP6 :
+				     VM_GENEVE_PROTO_IP4) << 16 | inner,
 				    sport, sg, a)) {
 			VM_GW_COUNT(st, encap_fail);
 			return -1;
@@ -375,7 +383,7 @@ VM_INLINE int vm_gw_asm_in(struct vm_gw_env *e, const struct vm_pkt *p, const st
 			 * (one per flow) until the first one vouches for it. */
 			__u32 hl = p->l3_len + p->tcp_len, pl = p->payload_len;
 			struct asm_early *ea;
-			if (hl < 40 || hl > VM_ASM_HDR || pl < 1 || pl > VM_ASM_SEG_MAX) {
+			if (hl < VM_IP_TCP_MIN || hl > VM_ASM_HDR || pl < 1 || pl > VM_ASM_SEG_MAX) {
 				VM_GW_COUNT(st, asm_overflow);
 				return VM_V_DROP;
 			}
@@ -477,13 +485,13 @@ VM_INLINE int vm_gw_asm_in(struct vm_gw_env *e, const struct vm_pkt *p, const st
 	 * the way to the node is resent when the client retransmits the last
 	 * one, which only the VM acknowledges. */
 	struct vm_tcpopts o;
-	__u8 macs[12];
+	__u8 macs[VM_ETH_MACS_LEN];
 	f = vm_env_flow_tmp(e);
-	if (!f || vm_env_tcpopts(e, p, &o) < 0 || VM_LOAD_BYTES(vm_env_loadctx(e), 0, macs, 12)) {
+	if (!f || vm_env_tcpopts(e, p, &o) < 0 || VM_LOAD_BYTES(vm_env_loadctx(e), 0, macs, VM_ETH_MACS_LEN)) {
 		VM_GW_COUNT(st, malformed);
 		return VM_V_DROP;
 	}
-	vm_gw_flow_init(f, a->client_isn, a->cookie_isn, &o, cfg, macs + 6, macs, vm_env_ifindex(e),
+	vm_gw_flow_init(f, a->client_isn, a->cookie_isn, &o, cfg, macs + VM_ETH_ALEN, macs, vm_env_ifindex(e),
 			vm_env_coarse_ns(e), vm_flow_port(p->saddr, p->daddr, p->sport, p->dport));
 	f->held_len = a->have;
 	a->routed = 1;

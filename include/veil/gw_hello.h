@@ -46,7 +46,7 @@ VM_INLINE int vm_gw_route_hello(void *rctx, __u8 *buf, __u32 len, struct vm_hell
  * acknowledges all of it and the client has nothing left to resend. */
 VM_INLINE int vm_gw_hello_cut(__u32 hello_len, __u32 have)
 {
-	return hello_len && 5 + hello_len > have;
+	return hello_len && VM_TLS_REC_HLEN + hello_len > have;
 }
 
 #endif /* VEIL_GW_HELLO_H */

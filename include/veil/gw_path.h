@@ -80,10 +80,10 @@ VM_INLINE struct vm_tcp *vm_gw_reply_prepare(struct vm_gw_env *e, const struct v
 		ip->saddr = ip->daddr;
 		ip->daddr = a;
 		ip->tos = 0;
-		ip->tot_len = vm_htons(20 + l4_len);
+		ip->tot_len = vm_htons(VM_IP4_HLEN + l4_len);
 		ip->id = 0;
-		ip->frag_off = vm_htons(0x4000);
-		ip->ttl = 64;
+		ip->frag_off = vm_htons(VM_IP4_DF);
+		ip->ttl = VM_IP_TTL;
 		ip->check = vm_ip4_csum(ip);
 		tcp = (void *)(ip + 1);
 	} else {
@@ -94,9 +94,9 @@ VM_INLINE struct vm_tcp *vm_gw_reply_prepare(struct vm_gw_env *e, const struct v
 		__builtin_memcpy(a, ip6->saddr, 16);
 		__builtin_memcpy(ip6->saddr, ip6->daddr, 16);
 		__builtin_memcpy(ip6->daddr, a, 16);
-		ip6->ver_tc_fl = vm_htonl(0x60000000);
+		ip6->ver_tc_fl = vm_htonl(VM_IP6_VER_WORD);
 		ip6->payload_len = vm_htons(l4_len);
-		ip6->hop_limit = 64;
+		ip6->hop_limit = VM_IP_TTL;
 		tcp = (void *)(ip6 + 1);
 	}
 	if ((void *)(tcp + 1) > data_end)
@@ -123,7 +123,7 @@ VM_INLINE int vm_gw_synack(struct vm_gw_env *e, const struct vm_pkt *p, struct g
 		VM_GW_COUNT(st, malformed);
 		return VM_V_DROP;
 	}
-	co.mss = o.mss ? o.mss : 536;
+	co.mss = o.mss ? o.mss : VM_TCP_MSS_DEFAULT;
 	co.wscale = o.wscale;
 	co.sack_ok = o.sack_ok;
 	co.ts_ok = o.ts_ok;
@@ -131,7 +131,7 @@ VM_INLINE int vm_gw_synack(struct vm_gw_env *e, const struct vm_pkt *p, struct g
 	tai = vm_env_tai_ns(e);   /* one clock read: the cookie's window and our TSval */
 	tnow = vm_gw_cookie_tnow(cfg, tai);
 	cookie = vm_cookie_make(sec->cur, &cin, tnow, &co);
-	tsval = (__u32)(tai / 1000000ULL);
+	tsval = (__u32)(tai / VM_NS_PER_TS);
 	mss = p->family == VM_AF_INET ? cfg->mss4 : cfg->mss6;
 
 	tcp = vm_gw_reply_prepare(e, p, VM_TCP_REPLY_HLEN);
@@ -147,10 +147,10 @@ VM_INLINE int vm_gw_synack(struct vm_gw_env *e, const struct vm_pkt *p, struct g
 	tcp->ack_seq = vm_htonl(p->seq + 1);
 	tcp->doff_res = (VM_TCP_REPLY_HLEN / 4) << 4;
 	tcp->flags = VM_TCP_SYN | VM_TCP_ACK;
-	tcp->window = vm_htons(65535);
+	tcp->window = vm_htons(VM_TCP_WIN_MAX);
 	tcp->urg_ptr = 0;
 	vm_tcpopt_write_syn((__u8 *)(tcp + 1), mss, o.sack_ok, o.ts_ok, tsval, o.tsval,
-			    o.wscale != 0xff ? cfg->wscale : 0xff);
+			    o.wscale != VM_WSCALE_NONE ? cfg->wscale : VM_WSCALE_NONE);
 	tcp->check = vm_tcp_csum_hdr40(tcp, p->family, p->daddr, p->saddr);
 	VM_GW_COUNT(st, syn_cookie_sent);
 	return VM_V_TX;
@@ -163,7 +163,7 @@ VM_INLINE int vm_gw_reply_bare(struct vm_gw_env *e, const struct vm_pkt *p, __u3
 			       int alert, struct gw_stats *st)
 {
 	__u32 plen = alert ? VM_TLS_ALERT_LEN : 0;
-	struct vm_tcp *tcp = vm_gw_reply_prepare(e, p, 20 + plen);
+	struct vm_tcp *tcp = vm_gw_reply_prepare(e, p, VM_TCP_HLEN + plen);
 	__u64 s;
 
 	if (!tcp) {
@@ -172,24 +172,22 @@ VM_INLINE int vm_gw_reply_bare(struct vm_gw_env *e, const struct vm_pkt *p, __u3
 	}
 	tcp->seq = vm_htonl(seq);
 	tcp->ack_seq = vm_htonl(ack);
-	tcp->doff_res = 5 << 4;
+	tcp->doff_res = (VM_TCP_HLEN / 4) << 4;
 	tcp->flags = flags;
-	tcp->window = (flags & VM_TCP_RST) ? 0 : vm_htons(65535);
+	tcp->window = (flags & VM_TCP_RST) ? 0 : vm_htons(VM_TCP_WIN_MAX);
 	tcp->urg_ptr = 0;
 	tcp->check = 0;
-	s = vm_pseudo_sum(p->family, p->daddr, p->saddr, 20 + plen);
+	s = vm_pseudo_sum(p->family, p->daddr, p->saddr, VM_TCP_HLEN + plen);
 	if (alert) {
-		if ((void *)tcp + 20 + VM_TLS_ALERT_LEN > vm_env_data_end(e)) {
+		if ((void *)tcp + VM_TCP_HLEN + VM_TLS_ALERT_LEN > vm_env_data_end(e)) {
 			VM_GW_COUNT(st, reply_fail);
 			return VM_V_DROP;
 		}
-		__u8 *a = (__u8 *)tcp + 20;
-		a[0] = 0x15; a[1] = 0x03; a[2] = 0x03; a[3] = 0x00;
-		a[4] = 0x02; a[5] = 0x02; a[6] = 0x70;
+		vm_tls_alert_write((__u8 *)tcp + VM_TCP_HLEN);
 		s += VM_TLS_ALERT_W0 + VM_TLS_ALERT_W1; /* little-endian hosts, as everywhere else here */
 	}
 	VM_UNROLL
-	for (int i = 0; i < 5; i++)
+	for (int i = 0; i < VM_TCP_HLEN / 4; i++)
 		s += ((vm_u32a *)tcp)[i];
 	tcp->check = ~vm_csum_fold(s);
 	return VM_V_TX;

@@ -42,7 +42,7 @@ VM_INLINE int vm_gw_return(struct vm_gw_env *e, struct gw_stats *st)
 		VM_GW_COUNT(st, ret_pass);
 		return VM_V_PASS;
 	}
-	if (rc != VM_MESH_OK || vm_env_pull(e, m.strip & 0x3ff)) {
+	if (rc != VM_MESH_OK || vm_env_pull(e, m.strip & VM_MESH_STRIP_MASK)) {
 		VM_GW_COUNT(st, ret_malformed);
 		return VM_V_DROP;
 	}

@@ -27,7 +27,60 @@
 
 #define VM_HELLO_BUF      VM_ASM_BYTES    /* power of two */
 #define VM_HELLO_MAX_EXT  128             /* extensions walked at most */
-#define VM_TLS_MAX_RECORD 16384
+
+/* ---------- TLS, as far as the gateway reads and writes it (RFC 8446) ---------- */
+#define VM_TLS_REC_HLEN      5       /* record header: type(1) version(2) length(2) */
+#define VM_TLS_REC_LEN_OFF   3       /* its length field */
+#define VM_TLS_CT_ALERT      0x15    /* record content types */
+#define VM_TLS_CT_HANDSHAKE  0x16
+#define VM_TLS_VERSION_MAJOR 3       /* every TLS version is 3.x (3.1 = TLS 1.0 ... 3.4 = TLS 1.3) */
+#define VM_TLS_MINOR_MAX     4
+#define VM_TLS_MINOR_TLS10   1       /* a ClientHello record's legacy version: 3.1 */
+#define VM_TLS_MINOR_TLS12   3       /* what we send (our alert): 3.3 */
+#define VM_TLS_MAX_RECORD    16384   /* plaintext bytes of one record at most */
+#define VM_TLS_MAX_CIPHERTEXT (VM_TLS_MAX_RECORD + 256)  /* a record's length at most (5.2) */
+
+#define VM_TLS_HS_HLEN       4       /* handshake header: msg_type(1) length(3) */
+#define VM_TLS_HS_CLIENT_HELLO 1
+#define VM_TLS_HELLO_OFF     (VM_TLS_REC_HLEN + VM_TLS_HS_HLEN)  /* the hello's body in its first record */
+#define VM_TLS_HELLO_FIXED   34      /* legacy_version(2) random(32) */
+#define VM_TLS_HELLO_MIN     38      /* a body with every vector empty */
+#define VM_TLS_HELLO_MAX     65536   /* longer hellos are refused as malformed */
+#define VM_TLS_SESSION_ID_MAX 32
+
+#define VM_TLS_EXT_HLEN      4       /* extension header: type(2) length(2) */
+#define VM_TLS_EXT_SERVER_NAME 0     /* RFC 6066 */
+#define VM_TLS_EXT_ALPN      16      /* RFC 7301 */
+#define VM_TLS_EXT_ECH       0xfe0d  /* encrypted_client_hello (draft-ietf-tls-esni) */
+#define VM_TLS_SNI_HLEN      5       /* server_name: list length(2) name_type(1) name length(2) */
+#define VM_TLS_SNI_HOST_NAME 0       /* name_type */
+
+#define VM_DNS_NAME_MAX      253     /* a host name's length at most */
+#define VM_DNS_LABEL_MAX     63
+
+/* The refusal: record alert, version 3.3, length 2, fatal(2) unrecognized_name(112) */
+#define VM_TLS_ALERT_BODY_LEN 2      /* level(1) description(1) */
+#define VM_TLS_ALERT_FATAL   2
+#define VM_TLS_ALERT_UNRECOGNIZED_NAME 112
+#define VM_TLS_ALERT_LEN 7           /* the whole record */
+#define VM_TLS_ALERT_W0 0x00030315u  /* bytes 15 03 03 00 as a little-endian word */
+#define VM_TLS_ALERT_W1 0x00700202u  /* bytes 02 02 70 00 */
+_Static_assert(VM_TLS_ALERT_LEN == VM_TLS_REC_HLEN + VM_TLS_ALERT_BODY_LEN, "alert record");
+_Static_assert(VM_TLS_ALERT_W0 == (VM_TLS_CT_ALERT | VM_TLS_VERSION_MAJOR << 8 | VM_TLS_MINOR_TLS12 << 16) &&
+	       VM_TLS_ALERT_W1 == (VM_TLS_ALERT_BODY_LEN | VM_TLS_ALERT_FATAL << 8 |
+				   VM_TLS_ALERT_UNRECOGNIZED_NAME << 16), "alert words");
+
+/* Writes the alert record (VM_TLS_ALERT_LEN bytes) at a. */
+VM_INLINE void vm_tls_alert_write(__u8 *a)
+{
+	a[0] = VM_TLS_CT_ALERT;
+	a[1] = VM_TLS_VERSION_MAJOR;
+	a[2] = VM_TLS_MINOR_TLS12;
+	a[3] = 0;                         /* length, big-endian */
+	a[4] = VM_TLS_ALERT_BODY_LEN;
+	a[5] = VM_TLS_ALERT_FATAL;
+	a[6] = VM_TLS_ALERT_UNRECOGNIZED_NAME;
+}
 
 enum vm_hello_status {
 	VM_HELLO_OK = 0,
@@ -92,7 +145,7 @@ VM_CALLBACK long vm_hello_name_step(__u32 i, void *ctx)
 	struct vm_hello_state *st = w->st;
 	__u32 c;
 
-	if (i >= st->sni_len || i >= 253)
+	if (i >= st->sni_len || i >= VM_DNS_NAME_MAX)
 		return 1;
 	c = VM_HB(w->buf, st->sni_off + i);
 	if (c >= 'A' && c <= 'Z')
@@ -104,7 +157,7 @@ VM_CALLBACK long vm_hello_name_step(__u32 i, void *ctx)
 		}
 		st->label = 0;
 	} else if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-') {
-		if (++st->label > 63) {
+		if (++st->label > VM_DNS_LABEL_MAX) {
 			st->rc = VM_HELLO_BAD_NAME;
 			return 1;
 		}
@@ -121,11 +174,11 @@ VM_INLINE int vm_hello_copy_name(struct vm_hello_walk *w)
 {
 	struct vm_hello_state *st = w->st;
 
-	if (st->sni_len == 0 || st->sni_len > 253)
+	if (st->sni_len == 0 || st->sni_len > VM_DNS_NAME_MAX)
 		return VM_HELLO_BAD_NAME;
 	st->rc = -1;
 	st->label = 0;
-	VM_LOOP(253, vm_hello_name_step, w);
+	VM_LOOP(VM_DNS_NAME_MAX, vm_hello_name_step, w);
 	if (st->rc != -1)
 		return st->rc;
 	if (st->label == 0)
@@ -143,23 +196,23 @@ VM_CALLBACK long vm_hello_ext_step(__u32 i, void *ctx)
 
 	if (off >= st->end)
 		return 1;
-	if (off + 4 > st->end) {
+	if (off + VM_TLS_EXT_HLEN > st->end) {
 		st->rc = VM_HELLO_MALFORMED;
 		return 1;
 	}
-	if (off + 4 > st->have) {
+	if (off + VM_TLS_EXT_HLEN > st->have) {
 		st->rc = VM_HELLO_PARTIAL;
 		return 1;
 	}
 	type = VM_HB16(w->buf, off);
 	elen = VM_HB16(w->buf, off + 2);
-	off += 4;
+	off += VM_TLS_EXT_HLEN;
 	if (off + elen > st->end) {
 		st->rc = VM_HELLO_MALFORMED;
 		return 1;
 	}
-	if (type == 0) {                  /* server_name (RFC 6066) */
-		if (st->seen_sni || elen < 5) {
+	if (type == VM_TLS_EXT_SERVER_NAME) {
+		if (st->seen_sni || elen < VM_TLS_SNI_HLEN) {
 			st->rc = VM_HELLO_MALFORMED;
 			return 1;
 		}
@@ -169,15 +222,16 @@ VM_CALLBACK long vm_hello_ext_step(__u32 i, void *ctx)
 			return 1;
 		}
 		n = VM_HB16(w->buf, off + 3);
-		if (VM_HB16(w->buf, off) != elen - 2 || VM_HB(w->buf, off + 2) != 0 || n + 5 != elen) {
+		if (VM_HB16(w->buf, off) != elen - 2 || VM_HB(w->buf, off + 2) != VM_TLS_SNI_HOST_NAME ||
+		    n + VM_TLS_SNI_HLEN != elen) {
 			st->rc = VM_HELLO_MALFORMED;  /* exactly one host_name entry */
 			return 1;
 		}
-		st->sni_off = off + 5;
+		st->sni_off = off + VM_TLS_SNI_HLEN;
 		st->sni_len = n;
-	} else if (type == 0xfe0d) {      /* encrypted_client_hello */
+	} else if (type == VM_TLS_EXT_ECH) {
 		w->out->flags |= VM_HELLO_F_ECH;
-	} else if (type == 16) {          /* application_layer_protocol_negotiation */
+	} else if (type == VM_TLS_EXT_ALPN) {
 		w->out->flags |= VM_HELLO_F_ALPN;
 	}
 	st->off = off + elen;
@@ -203,38 +257,38 @@ VM_INLINE int vm_hello_parse(const __u8 *buf, __u32 have, struct vm_hello *out,
 	st->have = have;
 	if (have < 1)
 		return VM_HELLO_PARTIAL;
-	if (VM_HB(buf, 0) != 0x16)
+	if (VM_HB(buf, 0) != VM_TLS_CT_HANDSHAKE)
 		return VM_HELLO_NOT_TLS;
 	if (have < 3)
 		return VM_HELLO_PARTIAL;
-	if (VM_HB(buf, 1) != 3 || VM_HB(buf, 2) > 4)
+	if (VM_HB(buf, 1) != VM_TLS_VERSION_MAJOR || VM_HB(buf, 2) > VM_TLS_MINOR_MAX)
 		return VM_HELLO_NOT_TLS;
-	if (have < 9)
+	if (have < VM_TLS_HELLO_OFF)
 		return VM_HELLO_PARTIAL;
-	rlen = VM_HB16(buf, 3);
-	if (rlen < 4 || rlen > VM_TLS_MAX_RECORD + 256)
+	rlen = VM_HB16(buf, VM_TLS_REC_LEN_OFF);
+	if (rlen < VM_TLS_HS_HLEN || rlen > VM_TLS_MAX_CIPHERTEXT)
 		return VM_HELLO_MALFORMED;
-	if (VM_HB(buf, 5) != 1)
+	if (VM_HB(buf, VM_TLS_REC_HLEN) != VM_TLS_HS_CLIENT_HELLO)
 		return VM_HELLO_NOT_HELLO;
-	hlen = (VM_HB(buf, 6) << 16) | VM_HB16(buf, 7);
-	if (hlen < 38 || hlen > 65536)
+	hlen = (VM_HB(buf, VM_TLS_REC_HLEN + 1) << 16) | VM_HB16(buf, VM_TLS_REC_HLEN + 2);
+	if (hlen < VM_TLS_HELLO_MIN || hlen > VM_TLS_HELLO_MAX)
 		return VM_HELLO_MALFORMED;
-	out->hello_len = hlen + 4;
-	if (hlen + 4 > rlen) {
+	out->hello_len = hlen + VM_TLS_HS_HLEN;
+	if (hlen + VM_TLS_HS_HLEN > rlen) {
 		/* Record headers interleave with the message: reassembly's job. */
 		out->flags |= VM_HELLO_F_MULTIREC;
 		return VM_HELLO_PARTIAL;
 	}
-	st->end = 9 + hlen;
+	st->end = VM_TLS_HELLO_OFF + hlen;
 
-	off = 9;                              /* legacy_version, random */
-	if (have < off + 35)
+	off = VM_TLS_HELLO_OFF;               /* legacy_version, random */
+	if (have < off + VM_TLS_HELLO_FIXED + 1)
 		return VM_HELLO_PARTIAL;
-	if (VM_HB(buf, off) != 3)
+	if (VM_HB(buf, off) != VM_TLS_VERSION_MAJOR)
 		return VM_HELLO_MALFORMED;
-	off += 34;
+	off += VM_TLS_HELLO_FIXED;
 	n = VM_HB(buf, off);                  /* legacy_session_id */
-	if (n > 32)
+	if (n > VM_TLS_SESSION_ID_MAX)
 		return VM_HELLO_MALFORMED;
 	off += 1 + n;
 	if (off + 2 > st->end)
@@ -324,11 +378,11 @@ VM_INLINE int vm_wildcard_key(const struct vm_hello *h, char *key)
 {
 	struct vm_wild_walk w = { .h = h, .key = key, .dot = 0 };
 
-	VM_LOOP(253, vm_wild_find_dot, &w);
+	VM_LOOP(VM_DNS_NAME_MAX, vm_wild_find_dot, &w);
 	if (w.dot == 0)
 		return 0;
 	key[0] = '*';
-	VM_LOOP(253, vm_wild_copy, &w);
+	VM_LOOP(VM_DNS_NAME_MAX, vm_wild_copy, &w);
 	return (int)(1 + h->name_len - w.dot);
 }
 

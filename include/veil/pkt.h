@@ -42,12 +42,41 @@
 
 /* ---------- header layouts (as on the wire; naturally aligned like the kernel's) ---------- */
 #define VM_ETH_HLEN    14
+#define VM_ETH_ALEN    6          /* one MAC address */
+#define VM_ETH_MACS_LEN 12        /* destination + source MAC, the header's start */
 #define VM_ETH_P_IP    0x0800
 #define VM_ETH_P_IPV6  0x86DD
 #define VM_IPPROTO_TCP 6
 #define VM_IPPROTO_UDP 17
 #define VM_UDP_HLEN    8
 #define VM_GENEVE_HLEN 8
+
+#define VM_IP4_HLEN    20         /* IPv4 header without options */
+#define VM_IP4_VER_IHL 0x45       /* ver_ihl: version 4, VM_IP4_IHL words */
+#define VM_IP4_IHL_MASK 0x0f      /* ver_ihl: the header length in 4-byte words */
+#define VM_IP4_IHL     5          /* ... without options: less is broken, more has options */
+#define VM_IP4_DF      0x4000     /* frag_off: don't fragment */
+#define VM_IP4_FRAG_MASK 0x3fff   /* frag_off: more fragments | offset (nonzero: a fragment) */
+#define VM_IP6_HLEN    40         /* IPv6 fixed header */
+#define VM_IP6_VER_WORD 0x60000000 /* ver_tc_fl: version 6, traffic class and flow label 0 */
+#define VM_IP_TTL      64         /* TTL / hop limit of the packets we build */
+#define VM_L3_HLEN(family) ((family) == VM_AF_INET ? VM_IP4_HLEN : VM_IP6_HLEN)
+#define VM_L3_HLEN_MASK 0x3f      /* an IP header length masked for the verifier: 20 and 40 pass */
+#define VM_IP6_VERSION 6          /* the first byte's high nibble in an IPv6 header */
+
+/* IPv6 extension headers (next header values) the fast path does not walk */
+#define VM_IPPROTO_HOPOPTS  0
+#define VM_IPPROTO_ROUTING  43
+#define VM_IPPROTO_FRAGMENT 44
+#define VM_IPPROTO_DSTOPTS  60
+
+#define VM_TCP_HLEN    20         /* TCP header without options */
+#define VM_TCP_OPT_MAX 40         /* bytes of options at most (data offset 15 words) */
+#define VM_TCP_WIN_MAX 65535      /* the largest window the 16-bit field holds */
+#define VM_TCP_MSS_DEFAULT 536    /* a SYN without the MSS option (RFC 9293 3.7.1) */
+#define VM_TCP_WSCALE_MAX 14      /* the largest window scale shift (RFC 7323 2.3) */
+#define VM_TCP_WSCALE_MASK 15     /* a shift masked for the verifier: VM_TCP_WSCALE_MAX and below pass */
+#define VM_IP_TCP_MIN  (VM_IP4_HLEN + VM_TCP_HLEN) /* the smallest IP + TCP headers */
 
 #define VM_TCP_FIN 0x01
 #define VM_TCP_SYN 0x02
@@ -102,7 +131,44 @@ struct vm_tcp {
 	__be16 urg_ptr;
 };
 
-#define VM_TCP_REPLY_HLEN 40      /* SYN-ACK and replayed SYN: 20 + 20 bytes of options */
+/* Field offsets, for code that reads and writes headers as bytes (kept
+ * segments in map memory, the kernel's bitfield tcphdr). */
+#define VM_IP4_CHECK_OFF 10
+#define VM_IP4_DADDR_OFF 16
+#define VM_IP6_DADDR_OFF 24
+#define VM_TCP_ACK_OFF   8
+#define VM_TCP_DOFF_OFF  12       /* doff_res */
+#define VM_TCP_FLAGS_OFF 13
+#define VM_TCP_CHECK_OFF 16
+_Static_assert(__builtin_offsetof(struct vm_ip4, check) == VM_IP4_CHECK_OFF, "vm_ip4.check");
+_Static_assert(__builtin_offsetof(struct vm_ip4, daddr) == VM_IP4_DADDR_OFF, "vm_ip4.daddr");
+_Static_assert(__builtin_offsetof(struct vm_ip6, daddr) == VM_IP6_DADDR_OFF, "vm_ip6.daddr");
+_Static_assert(__builtin_offsetof(struct vm_tcp, ack_seq) == VM_TCP_ACK_OFF, "vm_tcp.ack_seq");
+_Static_assert(__builtin_offsetof(struct vm_tcp, doff_res) == VM_TCP_DOFF_OFF, "vm_tcp.doff_res");
+_Static_assert(__builtin_offsetof(struct vm_tcp, flags) == VM_TCP_FLAGS_OFF, "vm_tcp.flags");
+_Static_assert(__builtin_offsetof(struct vm_tcp, check) == VM_TCP_CHECK_OFF, "vm_tcp.check");
+_Static_assert(sizeof(struct vm_ip4) == VM_IP4_HLEN && sizeof(struct vm_ip6) == VM_IP6_HLEN &&
+	       sizeof(struct vm_tcp) == VM_TCP_HLEN && sizeof(struct vm_eth) == VM_ETH_HLEN, "header sizes");
+
+/* TCP options: kinds and lengths (RFC 9293, 2018, 7323) */
+#define VM_TCPOPT_EOL       0
+#define VM_TCPOPT_NOP       1
+#define VM_TCPOPT_MSS       2
+#define VM_TCPOPT_WSCALE    3
+#define VM_TCPOPT_SACK_PERM 4
+#define VM_TCPOPT_SACK      5
+#define VM_TCPOPT_TS        8
+#define VM_TCPOPT_HLEN      2     /* kind and length bytes before an option's body */
+#define VM_TCPOLEN_MSS       4
+#define VM_TCPOLEN_WSCALE    3
+#define VM_TCPOLEN_SACK_PERM 2
+#define VM_TCPOLEN_TS        10
+#define VM_TCPOLEN_TS_ALIGNED 12  /* NOP NOP TS */
+#define VM_TCPOLEN_SACK_BLOCK 8   /* one left/right edge pair */
+#define VM_SACK_BLOCKS_MAX   4    /* blocks that fit in the option space */
+#define VM_TCPOLEN_SYN       20   /* our SYN / SYN-ACK option block (vm_tcpopt_write_syn) */
+
+#define VM_TCP_REPLY_HLEN (VM_TCP_HLEN + VM_TCPOLEN_SYN) /* SYN-ACK and replayed SYN */
 
 /* Words of a header for checksum sums: read as whatever was written there
  * (gcc's strict aliasing would otherwise move the reads before the writes). */
@@ -116,7 +182,7 @@ VM_INLINE void vm_addr_set4(__u8 *dst, __be32 a)
 	__builtin_memset(dst, 0, 10);
 	dst[10] = 0xff;
 	dst[11] = 0xff;
-	__builtin_memcpy(dst + 12, &a, 4);
+	__builtin_memcpy(dst + VM_ADDR4_OFF, &a, 4);
 }
 
 VM_INLINE int vm_addr_eq(const __u8 *a, const __u8 *b)
@@ -206,7 +272,7 @@ VM_INLINE __u16 vm_ip4_csum(void *iph)
 
 	ip->check = 0;
 VM_UNROLL
-	for (int i = 0; i < 10; i++)
+	for (int i = 0; i < VM_IP4_HLEN / 2; i++)
 		s += w[i];
 	return ~vm_csum_fold(s);
 }
@@ -217,7 +283,7 @@ VM_UNROLL
 struct vm_pkt {
 	__u8 family;              /* VM_AF_INET / VM_AF_INET6 */
 	__u8 flags;               /* TCP flags byte */
-	__u16 l3_len;             /* 20 or 40 */
+	__u16 l3_len;             /* VM_IP4_HLEN or VM_IP6_HLEN */
 	__u16 tcp_len;            /* doff * 4 */
 	__u16 payload_len;
 	__u32 l3_off;             /* offsets from the start of the packet */
@@ -239,6 +305,8 @@ enum vm_parse_rc {
 	VM_PARSE_FRAGMENT,
 };
 
+#define VM_L3_OFF_MAX 512         /* the IP header's offset at most: a bound the verifier sees */
+
 /* Parses the IP and TCP headers at l3_off (VM_ETH_P_* in network order in
  * proto_be).  The headers must lie in [data, data_end); pkt_len is the whole
  * packet's length (an skb may hold its payload outside the linear part).
@@ -250,7 +318,7 @@ VM_INLINE int vm_parse_ip_tcp(void *data, void *data_end, __u32 pkt_len, __u32 l
 	struct vm_tcp *tcp;
 	__u32 ip_total;
 
-	if (l3_off > 512)
+	if (l3_off > VM_L3_OFF_MAX)
 		return VM_PARSE_TRUNCATED;
 	p->l3_off = l3_off;
 	if (proto_be == vm_htons(VM_ETH_P_IP)) {
@@ -259,12 +327,12 @@ VM_INLINE int vm_parse_ip_tcp(void *data, void *data_end, __u32 pkt_len, __u32 l
 			return VM_PARSE_TRUNCATED;
 		if (ip->protocol != VM_IPPROTO_TCP)
 			return VM_PARSE_NOT_TCP;
-		if ((ip->ver_ihl & 0xf) != 5)
-			return (ip->ver_ihl & 0xf) < 5 ? VM_PARSE_TRUNCATED : VM_PARSE_IP_OPTIONS;
-		if (ip->frag_off & vm_htons(0x3fff))
+		if ((ip->ver_ihl & VM_IP4_IHL_MASK) != VM_IP4_IHL)
+			return (ip->ver_ihl & VM_IP4_IHL_MASK) < VM_IP4_IHL ? VM_PARSE_TRUNCATED : VM_PARSE_IP_OPTIONS;
+		if (ip->frag_off & vm_htons(VM_IP4_FRAG_MASK))
 			return VM_PARSE_FRAGMENT;
 		p->family = VM_AF_INET;
-		p->l3_len = 20;
+		p->l3_len = VM_IP4_HLEN;
 		vm_addr_set4(p->saddr, ip->saddr);
 		vm_addr_set4(p->daddr, ip->daddr);
 		ip_total = vm_ntohs(ip->tot_len);
@@ -276,16 +344,17 @@ VM_INLINE int vm_parse_ip_tcp(void *data, void *data_end, __u32 pkt_len, __u32 l
 			/* Anything but TCP straight after the fixed header: extension
 			 * headers are not ours to walk on the fast path. */
 			switch (ip6->nexthdr) {
-			case 0: case 43: case 44: case 60:
+			case VM_IPPROTO_HOPOPTS: case VM_IPPROTO_ROUTING:
+			case VM_IPPROTO_FRAGMENT: case VM_IPPROTO_DSTOPTS:
 				return VM_PARSE_IP_OPTIONS;
 			}
 			return VM_PARSE_NOT_TCP;
 		}
 		p->family = VM_AF_INET6;
-		p->l3_len = 40;
+		p->l3_len = VM_IP6_HLEN;
 		__builtin_memcpy(p->saddr, ip6->saddr, 16);
 		__builtin_memcpy(p->daddr, ip6->daddr, 16);
-		ip_total = 40 + vm_ntohs(ip6->payload_len);
+		ip_total = VM_IP6_HLEN + vm_ntohs(ip6->payload_len);
 	} else {
 		return VM_PARSE_NOT_IP;
 	}
@@ -296,7 +365,7 @@ VM_INLINE int vm_parse_ip_tcp(void *data, void *data_end, __u32 pkt_len, __u32 l
 	p->sport = tcp->source;   /* known from here on, so a caller can tell */
 	p->dport = tcp->dest;     /* whether a broken packet was for a VIP */
 	p->tcp_len = (tcp->doff_res >> 4) * 4;
-	if (p->tcp_len < 20)
+	if (p->tcp_len < VM_TCP_HLEN)
 		return VM_PARSE_TRUNCATED;
 	/* Trust the IP length, not the frame (Ethernet padding). */
 	if (ip_total < (__u32)p->l3_len + p->tcp_len || l3_off + ip_total > pkt_len)
@@ -312,17 +381,21 @@ VM_INLINE int vm_parse_ip_tcp(void *data, void *data_end, __u32 pkt_len, __u32 l
 
 struct vm_tcpopts {
 	__u16 mss;                /* 0 when absent */
-	__u8 wscale;              /* 0xff when absent */
+	__u8 wscale;              /* VM_WSCALE_NONE when absent */
 	__u8 sack_ok;
 	__u8 ts_ok;
 	__u8 ts_off;              /* offsets inside the option block */
 	__u8 sack_off;
-	__u8 sack_len;            /* bytes of SACK blocks (multiple of 8) */
+	__u8 sack_len;            /* bytes of SACK blocks (VM_TCPOLEN_SACK_BLOCK each) */
 	__u32 tsval;              /* host order */
 	__u32 tsecr;
 };
 
-#define VM_OPT_BUF 64
+#define VM_OPT_BUF 64             /* option buffer: a power of two above VM_TCP_OPT_MAX */
+/* An offset in an option block, masked for the verifier (every real one passes). */
+#define VM_OPT_OFF_MASK (VM_OPT_BUF - 1)
+/* Byte i of an option buffer, the index masked. */
+#define VM_OPT_AT(opt, i) ((opt)[(i) & VM_OPT_OFF_MASK])
 
 /* Loop state (map memory in BPF: see vm_hello_state for why). */
 struct vm_tcpopt_state {
@@ -345,12 +418,12 @@ VM_CALLBACK long vm_tcpopt_step(__u32 n, void *ctx)
 	struct vm_tcpopts *o = &st->o;
 	__u32 i = st->i, kind, olen;
 
-	if (i >= st->len || i >= 40)
+	if (i >= st->len || i >= VM_TCP_OPT_MAX)
 		return 1;
-	kind = opt[i & (VM_OPT_BUF - 1)];
-	if (kind == 0)
+	kind = VM_OPT_AT(opt, i);
+	if (kind == VM_TCPOPT_EOL)
 		return 1;
-	if (kind == 1) {
+	if (kind == VM_TCPOPT_NOP) {
 		st->i = i + 1;
 		return 0;
 	}
@@ -358,34 +431,35 @@ VM_CALLBACK long vm_tcpopt_step(__u32 n, void *ctx)
 		st->rc = -1;
 		return 1;
 	}
-	olen = opt[(i + 1) & (VM_OPT_BUF - 1)];
-	if (olen < 2 || i + olen > st->len) {
+	olen = VM_OPT_AT(opt, i + 1);
+	if (olen < VM_TCPOPT_HLEN || i + olen > st->len) {
 		st->rc = -1;
 		return 1;
 	}
-	if (kind == 2 && olen == 4) {
-		o->mss = (opt[(i + 2) & 63] << 8) | opt[(i + 3) & 63];
-	} else if (kind == 3 && olen == 3) {
-		__u8 ws = opt[(i + 2) & 63];
-		o->wscale = ws > 14 ? 14 : ws;
-	} else if (kind == 4 && olen == 2) {
+	if (kind == VM_TCPOPT_MSS && olen == VM_TCPOLEN_MSS) {
+		o->mss = (VM_OPT_AT(opt, i + 2) << 8) | VM_OPT_AT(opt, i + 3);
+	} else if (kind == VM_TCPOPT_WSCALE && olen == VM_TCPOLEN_WSCALE) {
+		__u8 ws = VM_OPT_AT(opt, i + 2);
+		o->wscale = ws > VM_TCP_WSCALE_MAX ? VM_TCP_WSCALE_MAX : ws;
+	} else if (kind == VM_TCPOPT_SACK_PERM && olen == VM_TCPOLEN_SACK_PERM) {
 		o->sack_ok = 1;
-	} else if (kind == 5 && olen >= 10 && ((olen - 2) % 8) == 0) {
-		o->sack_off = i + 2;
-		o->sack_len = olen - 2;
-	} else if (kind == 8 && olen == 10) {
+	} else if (kind == VM_TCPOPT_SACK && olen >= VM_TCPOPT_HLEN + VM_TCPOLEN_SACK_BLOCK &&
+		   ((olen - VM_TCPOPT_HLEN) % VM_TCPOLEN_SACK_BLOCK) == 0) {
+		o->sack_off = i + VM_TCPOPT_HLEN;
+		o->sack_len = olen - VM_TCPOPT_HLEN;
+	} else if (kind == VM_TCPOPT_TS && olen == VM_TCPOLEN_TS) {
 		o->ts_ok = 1;
-		o->ts_off = i + 2;
-		o->tsval = ((__u32)opt[(i + 2) & 63] << 24) | ((__u32)opt[(i + 3) & 63] << 16) |
-			   ((__u32)opt[(i + 4) & 63] << 8) | opt[(i + 5) & 63];
-		o->tsecr = ((__u32)opt[(i + 6) & 63] << 24) | ((__u32)opt[(i + 7) & 63] << 16) |
-			   ((__u32)opt[(i + 8) & 63] << 8) | opt[(i + 9) & 63];
+		o->ts_off = i + VM_TCPOPT_HLEN;
+		o->tsval = ((__u32)VM_OPT_AT(opt, i + 2) << 24) | ((__u32)VM_OPT_AT(opt, i + 3) << 16) |
+			   ((__u32)VM_OPT_AT(opt, i + 4) << 8) | VM_OPT_AT(opt, i + 5);
+		o->tsecr = ((__u32)VM_OPT_AT(opt, i + 6) << 24) | ((__u32)VM_OPT_AT(opt, i + 7) << 16) |
+			   ((__u32)VM_OPT_AT(opt, i + 8) << 8) | VM_OPT_AT(opt, i + 9);
 	}
 	st->i = i + olen;
 	return 0;
 }
 
-/* Walks the option block opt[0, len) (len <= 40; opt has VM_OPT_BUF bytes)
+/* Walks the option block opt[0, len) (len <= VM_TCP_OPT_MAX; opt has VM_OPT_BUF bytes)
  * into *o, using st (map memory in BPF) for the walk.  0, or -1 when an
  * option runs past the block. */
 VM_INLINE int vm_tcpopt_parse(const __u8 *opt, __u32 len, struct vm_tcpopts *o,
@@ -397,12 +471,12 @@ VM_INLINE int vm_tcpopt_parse(const __u8 *opt, __u32 len, struct vm_tcpopts *o,
 	st->i = 0;
 	st->rc = 0;
 	st->o.mss = 0;
-	st->o.wscale = 0xff;
+	st->o.wscale = VM_WSCALE_NONE;
 	st->o.sack_ok = st->o.ts_ok = 0;
 	st->o.ts_off = st->o.sack_off = st->o.sack_len = 0;
 	st->o.tsval = st->o.tsecr = 0;
 	if (len)
-		VM_LOOP(40, vm_tcpopt_step, &w);
+		VM_LOOP(VM_TCP_OPT_MAX, vm_tcpopt_step, &w);
 	*o = st->o;
 	return st->rc;
 }
@@ -414,18 +488,19 @@ VM_INLINE void vm_tcpopt_write_syn(__u8 *o, __u16 mss, __u8 sack_ok, __u8 ts_ok,
 {
 	__u32 tv = vm_htonl(tsval), te = vm_htonl(tsecr);
 
-	o[0] = 2; o[1] = 4; o[2] = mss >> 8; o[3] = mss & 0xff;
-	if (sack_ok) { o[4] = 4; o[5] = 2; } else { o[4] = 1; o[5] = 1; }
+	o[0] = VM_TCPOPT_MSS; o[1] = VM_TCPOLEN_MSS; o[2] = mss >> 8; o[3] = mss & 0xff;
+	if (sack_ok) { o[4] = VM_TCPOPT_SACK_PERM; o[5] = VM_TCPOLEN_SACK_PERM; }
+	else { o[4] = VM_TCPOPT_NOP; o[5] = VM_TCPOPT_NOP; }
 	if (ts_ok) {
-		o[6] = 8; o[7] = 10;
+		o[6] = VM_TCPOPT_TS; o[7] = VM_TCPOLEN_TS;
 		__builtin_memcpy(o + 8, &tv, 4);
 		__builtin_memcpy(o + 12, &te, 4);
 	} else {
-		__builtin_memset(o + 6, 1, 10);
+		__builtin_memset(o + 6, VM_TCPOPT_NOP, VM_TCPOLEN_TS);
 	}
-	o[16] = 1;
-	if (wscale != 0xff) { o[17] = 3; o[18] = 3; o[19] = wscale; }
-	else { o[17] = 1; o[18] = 1; o[19] = 1; }
+	o[16] = VM_TCPOPT_NOP;
+	if (wscale != VM_WSCALE_NONE) { o[17] = VM_TCPOPT_WSCALE; o[18] = VM_TCPOLEN_WSCALE; o[19] = wscale; }
+	else { o[17] = VM_TCPOPT_NOP; o[18] = VM_TCPOPT_NOP; o[19] = VM_TCPOPT_NOP; }
 }
 
 /* Full TCP checksum of a header of exactly VM_TCP_REPLY_HLEN bytes with no

@@ -30,6 +30,7 @@
 
 #define VM_AF_INET  4
 #define VM_AF_INET6 6
+#define VM_ADDR4_OFF 12          /* the IPv4 address in an IPv4-mapped one (::ffff:a.b.c.d) */
 
 /* ---------- Geneve (RFC 8926) ---------- */
 struct vm_geneve {
@@ -398,7 +399,10 @@ VM_INLINE int vm_fin_seen(__u8 *fin, __u8 side)
 
 /* A cheap, stable per-flow hash for the outer UDP source port (ECMP
  * entropy), over the addresses as native 32-bit words: the same in BPF
- * and in the userspace fast path. */
+ * and in the userspace fast path.  The port lies in the dynamic range
+ * (RFC 6335), VM_FLOW_PORT_BASE + 0 .. VM_FLOW_PORT_MASK. */
+#define VM_FLOW_PORT_BASE 49152
+#define VM_FLOW_PORT_MASK 0x3fff
 VM_INLINE __u16 vm_flow_port(const __u8 *saddr, const __u8 *daddr, __be16 sport, __be16 dport)
 {
 	__u32 a[4], b[4], h = 0x9e3779b9;
@@ -415,7 +419,7 @@ VM_INLINE __u16 vm_flow_port(const __u8 *saddr, const __u8 *daddr, __be16 sport,
 	h ^= ((__u32)sport << 16) | dport;
 	h *= 0x27d4eb2d;
 	h ^= h >> 16;
-	return 49152 + (h & 0x3fff);
+	return VM_FLOW_PORT_BASE + (h & VM_FLOW_PORT_MASK);
 }
 
 #endif /* VEIL_WIRE_H */
