@@ -5,9 +5,7 @@
  * that stalls cannot stall the daemon for more than a second. */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <getopt.h>
 #include <poll.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -302,17 +300,6 @@ void vm_metrics_maps(FILE *out, const char *const *names, const int *fds, int n)
 		fprintf(out, "veilmesh_map_capacity{map=\"%s\"} %ld\n", names[i], vm_map_capacity(fds[i]));
 }
 
-void vm_metrics_daemon(FILE *out, __u64 reloads_ok, __u64 reloads_rejected, __u64 started)
-{
-	fprintf(out, "# HELP veilmesh_config_reloads_total Config reloads by result.\n"
-		     "# TYPE veilmesh_config_reloads_total counter\n"
-		     "veilmesh_config_reloads_total{result=\"ok\"} %llu\nveilmesh_config_reloads_total{result=\"rejected\"} %llu\n",
-		(unsigned long long)reloads_ok, (unsigned long long)reloads_rejected);
-	fprintf(out, "# HELP veilmesh_start_time_seconds When the daemon started (Unix time).\n"
-		     "# TYPE veilmesh_start_time_seconds gauge\nveilmesh_start_time_seconds %llu\n",
-		(unsigned long long)started);
-}
-
 void vm_json_str(FILE *f, const char *s)
 {
 	fputc('"', f);
@@ -327,55 +314,15 @@ void vm_json_str(FILE *f, const char *s)
 	fputc('"', f);
 }
 
-volatile sig_atomic_t vm_stop_sig, vm_reload;
-
-static void on_signal(int sig)
-{
-	if (sig == SIGHUP)
-		vm_reload = 1;
-	else
-		vm_stop_sig = sig;
-}
-
-void vm_daemon_signals(void)
-{
-	struct sigaction sa = { .sa_handler = on_signal };
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
-}
-
+/* The data-plane daemons' command line (common/daemon.h): the common options
+ * plus -s/--skb-mode, -k/--keep-attached and -v/--verbose, which also lets
+ * libbpf's and libxdp's debug messages through. */
 int vm_daemon_args(int argc, char **argv, struct vm_daemon_opts *o, void (*usage)(FILE *), int *code)
 {
-	static const struct option opts[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "check", no_argument, NULL, 'n' },
-		{ "skb-mode", no_argument, NULL, 's' },
-		{ "keep-attached", no_argument, NULL, 'k' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 }
-	};
-	int opt;
+	const struct vm_daemon_cli cli = { .usage = usage, .flags = VM_OPT_VERBOSE | VM_OPT_ATTACH };
 
-	memset(o, 0, sizeof(*o));
-	while ((opt = getopt_long(argc, argv, "c:nskvh", opts, NULL)) != -1) {
-		switch (opt) {
-		case 'c': o->config = optarg; break;
-		case 'n': o->check = true; break;
-		case 's': o->skb = true; break;
-		case 'k': o->keep = true; break;
-		case 'v': o->verbose = true; break;
-		case 'h': usage(stdout); *code = 0; return -1;
-		default: usage(stderr); *code = 2; return -1;
-		}
-	}
-	if (!o->config || optind != argc) {
-		usage(stderr);
-		*code = 2;
+	if (vm_daemon_parse(argc, argv, &cli, o, code))
 		return -1;
-	}
 	vm_lib_logging(o->verbose);
 	return 0;
 }
