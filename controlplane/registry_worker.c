@@ -39,6 +39,7 @@
 #include <fcntl.h>
 #include <stddef.h>
 #include <ftw.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
@@ -56,7 +57,7 @@
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 
-#include "common/logline.h"
+#include "common/daemon.h"
 #include "store/store.h"
 
 extern char **environ;
@@ -102,17 +103,8 @@ static struct {
 	char self[512];
 } W;
 
-static volatile sig_atomic_t wstop;
-static void on_stop(int sig) { wstop = sig; }
-
-static void wlog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void wlog(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vm_vlogline("veil-registry", fmt, ap);   /* one fprintf: a line is whole, from any builder */
-	va_end(ap);
-}
+/* log lines: common/daemon.h's, one fprintf each, so a line is whole from any builder */
+#define wlog vm_log
 
 /* ---------- config ---------- */
 
@@ -349,7 +341,7 @@ static void serve_restart(void)
 {
 	if (W.serve_pid > 0) {
 		kill(W.serve_pid, SIGTERM);
-		/* serve checks its stop flag between connections: one more connection wakes it */
+		/* serve stops at once (it polls the signal pipe); 5 s at most, then SIGKILL */
 		for (int i = 0; i < 50 && waitpid(W.serve_pid, NULL, WNOHANG) == 0; i++)
 			usleep(100000);
 		if (waitpid(W.serve_pid, NULL, WNOHANG) == 0) {
@@ -629,11 +621,11 @@ static void *cache_warm(void *arg)
 
 static void *builder(void *arg)
 {
-	while (!wstop) {
+	while (!vm_stop_sig) {
 		pthread_mutex_lock(&W.mu);
-		while (!W.qn && !wstop)
+		while (!W.qn && !vm_stop_sig)
 			pthread_cond_wait(&W.cv, &W.mu);
-		if (wstop) {
+		if (vm_stop_sig) {
 			pthread_mutex_unlock(&W.mu);
 			break;
 		}
@@ -874,21 +866,43 @@ static void publish_catalog(void)
 	wlog("event=catalog_published key=nginx.1 sha256=%s", hex);
 }
 
+static void worker_usage(FILE *f)
+{
+	fprintf(f, "usage: veil-registry worker --config FILE [--check] [--pidfile FILE]\n"
+		   "Builds the orders the controller puts in the store (bucket builds), publishes the\n"
+		   "images and serves them (veil-registry-worker.conf(5), docs/veil-registry-worker.conf.example).\n"
+		   "Signals: SIGHUP checks the config file again (its settings apply at restart),\n"
+		   "SIGTERM/SIGINT stop after the builds in progress.\n"
+		   "Exit codes: 0 stopped, 1 runtime failure, 2 bad usage or config.\n");
+}
+
+/* SIGHUP: the worker's settings are read by builds in flight, so they change
+ * only with a restart; the file is checked now, so a restart will not meet a
+ * bad one unannounced. */
+static void worker_reload(void)
+{
+	static struct wcfg n;
+	char err[1024];
+
+	if (load_cfg(W.c.path, &n, err, sizeof(err))) {
+		wlog("event=reload_rejected reason=\"%s\"", err);
+		return;
+	}
+	wlog("event=reload_checked result=ok note=\"the worker's settings apply at restart\"");
+}
+
 int registry_worker_main(int argc, char **argv)
 {
-	const char *cfgp = NULL;
+	const struct vm_daemon_cli cli = { .usage = worker_usage, .first = 2 };
+	struct vm_daemon_opts opt;
 	char err[1024] = "";
-	bool check = false;
-	for (int i = 2; i < argc; i++) {
-		if ((!strcmp(argv[i], "--config") || !strcmp(argv[i], "-c")) && i + 1 < argc)
-			cfgp = argv[++i];
-		else if (!strcmp(argv[i], "--check"))
-			check = true;
-		else
-			return fprintf(stderr, "usage: veil-registry worker --config FILE [--check]\n"), 2;
-	}
-	if (!cfgp)
-		return fprintf(stderr, "usage: veil-registry worker --config FILE [--check]\n"), 2;
+	int code;
+
+	vm_prog_name = "veil-registry";
+	if (vm_daemon_parse(argc, argv, &cli, &opt, &code))
+		return code;
+	const char *cfgp = opt.config;
+	bool check = opt.check;
 	if (load_cfg(cfgp, &W.c, err, sizeof(err)))
 		return fprintf(stderr, "veil-registry: %s\n", err), 2;
 	if (!(W.ctl = vs_load_key(W.c.controller_pub, 0, err, sizeof(err))) ||
@@ -943,10 +957,7 @@ int registry_worker_main(int argc, char **argv)
 	    (rc = vs_bucket(W.st, "buildstatus", 1, &W.status, err, sizeof(err))) ||
 	    (rc = vs_bucket(W.st, "catalog", 1, &W.catalog, err, sizeof(err))))
 		return fprintf(stderr, "veil-registry: %s\n", err), 1;
-	struct sigaction sa = { .sa_handler = on_stop };
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
+	vm_daemon_signals();   /* and --pidfile */
 	serve_restart();
 	publish_catalog();
 	pthread_t th[MAX_JOBS];
@@ -962,10 +973,13 @@ int registry_worker_main(int argc, char **argv)
 	wlog("event=started store=%s publish_dir=%s listen=%s public_url=%s build_jobs=%d image_cache=%s", W.c.store,
 	     W.c.publish_dir, W.c.listen, W.c.public_url, W.c.build_jobs, W.c.image_cache);
 	/* not pause(): SIGTERM may be handled by any of the process's threads
-	 * (the builders, the store's), and then pause() here never returns */
-	while (!wstop) {
-		struct timespec nap = { 0, 100 * 1000 * 1000 };
-		nanosleep(&nap, NULL);
+	 * (the builders, the store's), and then pause() here never returns;
+	 * the handler's self-pipe wakes this thread whichever took it */
+	while (!vm_stop_sig) {
+		struct pollfd pf = { .fd = vm_daemon_signal_fd(), .events = POLLIN };
+		poll(&pf, 1, 1000);
+		if (vm_daemon_signal_take() == VM_SIG_RELOAD)
+			worker_reload();
 	}
 	vs_watch_stop(W.w);
 	pthread_mutex_lock(&W.mu);
