@@ -4,6 +4,7 @@
 #define VEIL_AGENT_DAEMON_H
 
 #include "agent.h"
+#include "common/daemon.h"
 
 struct ag_daemon {
 	const struct ag_cfg *cfg;
@@ -25,7 +26,8 @@ struct ag_daemon {
 
 int ag_daemon_run(struct ag_daemon *d);
 
-/* The agent's log line on stderr: "TIME veil-agent " + the event, one line. */
-void ag_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The agent's log line on stderr: "TIME veil-agent: " + the event, one line
+ * (the daemons' shared one, common/daemon.h). */
+#define ag_log vm_log
 
 #endif
