@@ -288,7 +288,8 @@ deps-bench:
 	@$(DEPS_SH) bench
 
 # make install [PREFIX=/usr/local] [DESTDIR=]: the daemons and veilctl, their man
-# pages, a systemd unit per daemon, the example configs.  Nothing under /etc is
+# pages (section 8) and their config files' (section 5), a systemd unit per
+# daemon, the example configs.  Nothing under /etc is
 # written: the units read /etc/veilmesh/*.conf, which the operator provides.
 PREFIX     ?= /usr/local
 SBINDIR    ?= $(PREFIX)/sbin
@@ -297,12 +298,14 @@ DOCDIR     ?= $(PREFIX)/share/doc/veilmesh
 UNITDIR    ?= $(PREFIX)/lib/systemd/system
 INSTALL_SBIN := veil-gw veil-node veil-agent veil-gw-dpdk veil-validator veil-registry veil-controller veilctl veil-dns veil-storectl
 INSTALL_MAN  := $(wildcard docs/man/*.8)
+INSTALL_MAN5 := $(wildcard docs/man/*.5)
 UNITS        := $(wildcard tools/systemd/*.service.in)
 
 install: $(addprefix $(BUILD)/,$(INSTALL_SBIN))
-	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(DOCDIR) $(DESTDIR)$(UNITDIR)
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(DOCDIR) $(DESTDIR)$(UNITDIR)
 	install -m 0755 $(addprefix $(BUILD)/,$(INSTALL_SBIN)) $(DESTDIR)$(SBINDIR)/
 	install -m 0644 $(INSTALL_MAN) $(DESTDIR)$(MANDIR)/man8/
+	install -m 0644 $(INSTALL_MAN5) $(DESTDIR)$(MANDIR)/man5/
 	install -m 0644 docs/*.example docs/*.md $(DESTDIR)$(DOCDIR)/
 	# what veil-registry worker builds images with (its images_dir)
 	install -d $(DESTDIR)$(PREFIX)/share/veilmesh/images
