@@ -179,7 +179,7 @@ flags() { grep -o -- '--[a-z][a-z-]*' | grep -v -- '--$' | sort -u; }
 manflags() { sed 's/\\-/-/g; s/\\f[BIRP]//g' "$1"; }
 for pair in "veilctl:veilctl" "veil-gw:veil-gw" "veil-node:veil-node" "veil-gw-dpdk:veil-gw-dpdk" \
 	"veil-validator:veil-validator" "veil-attest:veil-attest" "veil-registry:veil-registry" \
-	"veil-dns:veil-dns" "veil-controller:veil-controller"; do
+	"veil-dns:veil-dns" "veil-controller:veil-controller" "veil-agent:veil-agent"; do
 	bin=${pair%%:*}; man=docs/man/${pair#*:}.8
 	[ -x "$BUILD/$bin" ] || continue
 	for f in $("$BUILD/$bin" --help 2>&1 | sed -n '1,/EAL options:/p' | flags); do
