@@ -84,7 +84,6 @@ static double now(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-
 static const char *virt_err(void)
 {
 	const virError *e = virGetLastError();
@@ -94,7 +93,6 @@ static const char *virt_err(void)
 static void quiet_errors(void *arg, virErrorPtr e)
 {
 }
-
 
 /* ---------- resources ---------- */
 
@@ -960,15 +958,18 @@ static void reload(struct ag_daemon *d)
 		ag_log("event=reload_rejected reason=\"%s\"", err);
 		return;
 	}
-	struct ag_cfg keep = *d->cfg;
-	keep.cpu = f.cpu;
-	keep.ram = f.ram;
-	keep.disk = f.disk;
-	keep.heartbeat_s = f.heartbeat_s;
-	if (memcmp(&keep, &f, sizeof(keep)))
+	const struct ag_cfg *o = d->cfg;
+	if (strcmp(o->node_key, f.node_key) || strcmp(o->store_urls, f.store_urls) || strcmp(o->store_creds, f.store_creds) ||
+	    strcmp(o->controller_pub, f.controller_pub) || strcmp(o->node_signing_key, f.node_signing_key) ||
+	    strcmp(o->node_id, f.node_id) || strcmp(o->registry_ca, f.registry_ca) || o->ngpus != f.ngpus ||
+	    memcmp(o->gpus, f.gpus, sizeof(f.gpus)))
 		ag_log("event=reload_note reason=\"only the resources and heartbeat_s change without a restart\"");
 	struct ag_cfg *c = &n[cur ^= 1];
-	*c = keep;
+	*c = *o;
+	c->cpu = f.cpu;
+	c->ram = f.ram;
+	c->disk = f.disk;
+	c->heartbeat_s = f.heartbeat_s;
 	d->cfg = c;
 	ag_log("event=reloaded cpu=%d ram_mib=%llu disk_gib=%llu heartbeat_s=%d", c->cpu,
 	       (unsigned long long)(c->ram >> 20), (unsigned long long)(c->disk >> 30), c->heartbeat_s);
