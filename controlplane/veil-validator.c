@@ -1134,10 +1134,14 @@ static void reload(void)
 	cfg.nonce_ttl = n.nonce_ttl;   /* read under nonce_lock */
 	pthread_mutex_unlock(&nonce_lock);
 	__atomic_store_n(&cfg.request_s, n.request_s, __ATOMIC_RELAXED);
-	struct vcfg restart = n;       /* what else differs */
-	restart.nonce_ttl = cfg.nonce_ttl;
-	restart.request_s = cfg.request_s;
-	if (memcmp(&restart, &cfg, sizeof(cfg)))
+	const char *const was[] = { cfg.id, cfg.listen, cfg.cert, cfg.key, cfg.signing, cfg.storage_file, cfg.state,
+				    cfg.registry, cfg.ek_ca, cfg.ek_crl, cfg.pidfile, cfg.metrics };
+	const char *const now[] = { n.id, n.listen, n.cert, n.key, n.signing, n.storage_file, n.state,
+				    n.registry, n.ek_ca, n.ek_crl, n.pidfile, n.metrics };
+	int differs = n.workers != cfg.workers || n.idle_s != cfg.idle_s || n.audit_sync_ms != cfg.audit_sync_ms;
+	for (size_t i = 0; i < sizeof(was) / sizeof(was[0]); i++)
+		differs |= strcmp(was[i], now[i]) != 0;
+	if (differs)
 		vm_log("event=reload_note reason=\"only nonce_ttl_s and request_timeout_s change without a restart\"");
 	reloads_ok++;
 	vm_log("event=reloaded nonce_ttl_s=%ld request_timeout_s=%d", n.nonce_ttl, n.request_s);

@@ -283,6 +283,51 @@ printf 'id v1\nlisten 127.0.0.1:7401\nworkers 0\n' >"$T/val.conf"
 out=$(timeout 10 "$BUILD/veil-validator" --check --config "$T/val.conf" 2>&1); rc=$?
 [ $rc = 2 ] && grep -q "val.conf:3: unknown or malformed setting 'workers'" <<<"$out" && pass $t || fail $t "rc=$rc: $out"
 
+# a libevent daemon on the skeleton's self-pipe (veil-validator): SIGHUP
+# applies nonce_ttl_s, a bad file changes nothing, /metrics counts both,
+# SIGTERM stops it and removes its pidfile
+t=validator_reload_metrics_stop
+V="$T/val"; mkdir -p "$V"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$V/tls.key" -out "$V/tls.crt" \
+	-days 1 -subj /CN=v1 >/dev/null 2>&1
+openssl genpkey -algorithm ed25519 -out "$V/sign.key" 2>/dev/null
+openssl genpkey -algorithm ed25519 -out "$V/reg.key" 2>/dev/null
+openssl pkey -in "$V/reg.key" -pubout -out "$V/reg.pub" 2>/dev/null
+newkey "$V/storage.key"
+chmod 600 "$V"/*.key
+vconf() { # nonce_ttl_s
+	printf 'id v1\nlisten 127.0.0.1:7401\ncert %s/tls.crt\nkey %s/tls.key\nsigning_key %s/sign.key\nstorage_key_file %s/storage.key\nstate_dir %s/state\nregistry_pub %s/reg.pub\nek_ca %s/tls.crt\nmetrics 127.0.0.1:9438\npidfile %s/v.pid\nnonce_ttl_s %s\n' \
+		"$V" "$V" "$V" "$V" "$V" "$V" "$V" "$V" "$1" >"$V/v.conf"
+}
+vconf 60
+if ! ip netns add "$P-d" 2>/dev/null || ! ip -n "$P-d" link set lo up; then
+	fail $t "cannot make the namespace $P-d"
+else
+	ip netns exec "$P-d" "$BUILD/veil-validator" --config "$V/v.conf" 2>"$V/v.log" &
+	SPID=$!
+	bad=""
+	wait_log "$V/v.log" "event=started" || bad="$bad not-started"
+	[ "$(cat "$V/v.pid" 2>/dev/null)" = "$SPID" ] || bad="$bad pidfile"
+	vconf 30; kill -HUP "$SPID"
+	wait_log "$V/v.log" "event=reloaded nonce_ttl_s=30" 50 || bad="$bad no-reload"
+	echo "bogus 1" >>"$V/v.conf"; kill -HUP "$SPID"
+	wait_log "$V/v.log" "event=reload_rejected reason=.*v.conf:13: unknown or malformed setting 'bogus'" 50 ||
+		bad="$bad no-reject"
+	m=$(ip netns exec "$P-d" curl -s --max-time 5 http://127.0.0.1:9438/metrics)
+	grep -q '^veilmesh_config_reloads_total{result="ok"} 1$' <<<"$m" &&
+		grep -q '^veilmesh_config_reloads_total{result="rejected"} 1$' <<<"$m" &&
+		grep -q '^veilmesh_validator_requests_total{result="refused"} 0$' <<<"$m" || bad="$bad metrics:'$(echo "$m" | grep -v '^#' | tr '\n' ' ')'"
+	kill -0 "$SPID" 2>/dev/null || bad="$bad gone-after-SIGHUP"
+	kill -TERM "$SPID"
+	for _ in $(seq 50); do kill -0 "$SPID" 2>/dev/null || break; sleep 0.1; done
+	kill -0 "$SPID" 2>/dev/null && bad="$bad still-running-5s-after-SIGTERM"
+	wait "$SPID"; rc=$?; SPID=""
+	[ $rc = 0 ] && grep -q "veil-validator\[v1\]: event=stopped" "$V/v.log" || bad="$bad rc=$rc-or-no-stopped-line"
+	[ -e "$V/v.pid" ] && bad="$bad pidfile-left"
+	ip netns del "$P-d"
+	[ -z "$bad" ] && pass $t || fail $t "$bad; log: $(tail -3 "$V/v.log" | tr '\n' ' ')"
+fi
+
 # ---------- the lab ----------
 
 mkdir -p "$BUILD/tests/logs"
