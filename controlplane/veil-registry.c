@@ -521,8 +521,9 @@ int main(int argc, char **argv)
 		       "                           [--ak-pub F] --disk PATH [--disk-mb N] --measure cmdline=PATH --measure initrd=PATH\n"
 		       "                           [--pcr 0=HEX --pcr 7=HEX] [--pcr9-event HEX ...] [--epoch N] [--rootfs DIR]\n"
 		       "       veil-registry refs --vm ID --kernel F --initrd F --cmdline S --key F --out F [--pcr N=HEX ...]\n"
-		       "       veil-registry serve --dir DIR --listen ADDR:PORT --cert F --key F\n"
-		       "       veil-registry worker --config FILE   (builds fed from the cluster store)\n"
+		       "       veil-registry serve --dir DIR --listen ADDR:PORT --cert F --key F [--pidfile F]\n"
+		       "       veil-registry worker --config FILE [--check] [--pidfile F]   (builds fed from the store)\n"
+		       "       veil-registry serve|worker --help\n"
 		       "Builds a VM's encrypted disk, its signed reference values and its key shares, registers them\n"
 		       "with the validators, and serves images (veil-registry(8), docs/attestation.md).\n"
 		       "Exit codes: 0 done, 1 failed, 2 usage.\n");
