@@ -218,23 +218,11 @@ int vm_runtime_write(const char *daemon, const char *control, const char *config
 		     const char *metrics, char *out, size_t outlen);
 void vm_runtime_remove(const char *path);
 
-/* ---------- control socket and metrics (dataplane/ctl.c) ---------- */
-struct vm_ctl {
-	int unix_fd, http_fd;
-	char sock_path[108];
-};
-typedef void (*vm_ctl_cmd_fn)(void *arg, const char *line, FILE *out);
-typedef void (*vm_ctl_metrics_fn)(void *arg, FILE *out);
-int vm_ctl_open(struct vm_ctl *c, const char *sock, const char *metrics, char *err, size_t len);
-/* Waits up to ms for a request on either door and answers it. */
-void vm_ctl_poll(struct vm_ctl *c, int ms, vm_ctl_cmd_fn cmd, vm_ctl_metrics_fn metrics, void *arg);
-void vm_ctl_close(struct vm_ctl *c);
+/* ---------- map helpers for the answers (dataplane/ctl.c; the control socket
+ * and the metrics endpoint are the skeleton's: common/daemon.h) ---------- */
 long vm_map_count(int fd);
 __u32 vm_xdp_prog_id(struct xdp_program *p);
 long vm_map_capacity(int fd);
-void vm_json_str(FILE *f, const char *s);
-/* A control request's answer: {"ok": true, "changes": N} or the error. */
-void vm_ctl_answer(FILE *out, int ok, const char *err, int changes);
 /* Prometheus text both daemons serve: each pinned map's entries and
  * capacity (the daemon counters: vm_metrics_daemon, common/daemon.h). */
 void vm_metrics_maps(FILE *out, const char *const *names, const int *fds, int n);

@@ -940,6 +940,22 @@ static void heartbeat(void)
  * resources (cpu, ram, disk) and heartbeat_s change at once, the rest
  * (store, keys, node id, GPUs) only with a restart.  A bad file changes
  * nothing. */
+static uint64_t reloads_ok, reloads_rejected, started;
+
+/* GET /metrics on --metrics: the VMs by state, the daemon counters */
+static void agent_metrics(void *arg, FILE *out)
+{
+	static const char *const names[] = { "ordered", "fetching", "launching", "attesting", "ready", "failed" };
+	int n[6] = { 0 };
+	for (int i = 0; i < MAX_VMS; i++)
+		if (vms[i].used && (unsigned)vms[i].state < 6)
+			n[vms[i].state]++;
+	fputs("# HELP veilmesh_agent_vms VMs of this node, by state.\n# TYPE veilmesh_agent_vms gauge\n", out);
+	for (int i = 0; i < 6; i++)
+		fprintf(out, "veilmesh_agent_vms{state=\"%s\"} %d\n", names[i], n[i]);
+	vm_metrics_daemon(out, reloads_ok, reloads_rejected, started);
+}
+
 static void reload_warn(const char *msg)
 {
 	ag_log("event=reload_warning reason=\"%s\"", msg);
@@ -955,9 +971,11 @@ static void reload(struct ag_daemon *d)
 
 	if (ag_cfg_load(d->cfg->path, &f, reload_warn, err, sizeof(err)) ||
 	    ag_check_resources(&f, d->scan, err, sizeof(err))) {
+		reloads_rejected++;
 		ag_log("event=reload_rejected reason=\"%s\"", err);
 		return;
 	}
+	reloads_ok++;
 	const struct ag_cfg *o = d->cfg;
 	if (strcmp(o->node_key, f.node_key) || strcmp(o->store_urls, f.store_urls) || strcmp(o->store_creds, f.store_creds) ||
 	    strcmp(o->controller_pub, f.controller_pub) || strcmp(o->node_signing_key, f.node_signing_key) ||
@@ -979,6 +997,12 @@ int ag_daemon_run(struct ag_daemon *d)
 {
 	char err[1024];
 	D = d;
+	struct vm_ctl ctl;
+	if (vm_ctl_open(&ctl, "off", d->metrics ? d->metrics : "off", err, sizeof(err))) {
+		ag_log("event=error what=metrics reason=\"%s\"", err);
+		return 1;
+	}
+	started = (uint64_t)time(NULL);
 	vm_daemon_signals();   /* and --pidfile */
 	mkdir(d->state_dir, 0711);
 	mkdir(d->cache_dir, 0700);
@@ -1054,8 +1078,9 @@ int ag_daemon_run(struct ag_daemon *d)
 			snprintf(counts, sizeof(counts), "%s", c2);
 			t_counts = now() + 1;
 		}
-		usleep(200000);
+		vm_ctl_poll(&ctl, 200, NULL, agent_metrics, NULL);   /* and the 200 ms between rounds */
 	}
+	vm_ctl_close(&ctl);
 	ag_feed_stop(d->feed);
 	d->feed = NULL;
 	/* Leaving: downloads stop (a .part is resumed next time), VMs keep running. */

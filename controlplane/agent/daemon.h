@@ -22,6 +22,7 @@ struct ag_daemon {
 	int mtu;                    /* taps' MTU (0: the kernel's default) */
 	int max_booting;            /* VMs started and not yet ready at once (0: no limit); the others wait, fetched */
 	struct ag_feed *feed;       /* orders from the cluster store (store: in the config), or NULL */
+	const char *metrics;        /* ADDR:PORT of GET /metrics, or NULL / "off" */
 };
 
 int ag_daemon_run(struct ag_daemon *d);

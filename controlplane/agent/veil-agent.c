@@ -58,6 +58,8 @@ static void usage(FILE *f)
 		"                        the config's node_key), --ca FILE (the controller's TLS CA),\n"
 		"                        --ek-chain FILE, --underlay ADDR, --location L, --name N,\n"
 		"                        --store URLS, --controller-pub FILE, --key-out FILE\n"
+		"      --metrics ADDR:PORT  serve Prometheus text on http://ADDR:PORT/metrics\n"
+		"                        (VMs by state, reloads, start time; default off)\n"
 		"      --pidfile FILE    write the pid to FILE while running (removed at exit)\n"
 		"  -h, --help            this text\n"
 		"\n"
@@ -125,6 +127,7 @@ static int agent_opt(void *arg, int o, const char *val)
 	case 5: dm->node_socket = val; break;
 	case 6: dm->prefix = val; break;
 	case 8: a->check_spec = val; break;
+	case 11: dm->metrics = val; break;
 	case 9:
 		if (access(val, R_OK)) {
 			fprintf(stderr, "veil-agent: --vtpm-state %s: cannot read\n", val);
@@ -177,6 +180,7 @@ int main(int argc, char **argv)
 		{ "check-spec", required_argument, 0, 8 },
 		{ "vtpm-state", required_argument, 0, 9 },
 		{ "max-booting", required_argument, 0, 10 },
+		{ "metrics", required_argument, 0, 11 },
 		/* --register and its options (register.c) */
 		{ "register", required_argument, 0, 20 },  { "regkey", required_argument, 0, 21 },
 		{ "tcti", required_argument, 0, 22 },      { "ca", required_argument, 0, 23 },

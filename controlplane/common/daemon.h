@@ -15,8 +15,9 @@
  *    daemon (or one with threads, where any thread may take the signal) also
  *    watches vm_daemon_signal_fd(), a self-pipe the handler writes a byte to;
  *  - the pidfile: written atomically once the daemon runs, removed at exit;
- *  - the metrics every daemon serves: config reloads by result and the start
- *    time (veilmesh_config_reloads_total, veilmesh_start_time_seconds).
+ *  - the control socket and the metrics endpoint (vm_ctl_*), and the metrics
+ *    every daemon serves: config reloads by result and the start time
+ *    (veilmesh_config_reloads_total, veilmesh_start_time_seconds).
  *
  * No BPF, no libevent: it links into every daemon (libveildaemon.a, and into
  * libveil.a for the data-plane daemons).
@@ -100,6 +101,27 @@ int vm_daemon_signal_take(void);
 int vm_daemon_pidfile(const char *path, char *err, size_t errlen);
 /* Removes it now (a daemon that leaves through _exit or exec). */
 void vm_daemon_pidfile_remove(void);
+
+/* ---------- the control socket and the metrics endpoint ---------- */
+/* Two doors, polled from the daemon's main loop: a unix socket (one request
+ * line, one answer) for veilctl, and plain HTTP GET /metrics (Prometheus
+ * text).  "off" or "" closes a door. */
+struct vm_ctl {
+	int unix_fd, http_fd;
+	char sock_path[108];
+};
+typedef void (*vm_ctl_cmd_fn)(void *arg, const char *line, FILE *out);
+typedef void (*vm_ctl_metrics_fn)(void *arg, FILE *out);
+/* metrics: ADDR:PORT or [ADDR6]:PORT.  Returns 0, or -1 with the reason in err. */
+int vm_ctl_open(struct vm_ctl *c, const char *sock, const char *metrics, char *err, size_t len);
+/* Waits up to ms for a request on either door and answers it (cmd or metrics
+ * may be NULL: that door is not served); a signal ends the wait at once. */
+void vm_ctl_poll(struct vm_ctl *c, int ms, vm_ctl_cmd_fn cmd, vm_ctl_metrics_fn metrics, void *arg);
+void vm_ctl_close(struct vm_ctl *c);
+/* A JSON string, quoted and escaped. */
+void vm_json_str(FILE *f, const char *s);
+/* A control request's answer: {"ok": true, "changes": N} or the error. */
+void vm_ctl_answer(FILE *out, int ok, const char *err, int changes);
 
 /* ---------- metrics every daemon serves ---------- */
 /* Prometheus text: veilmesh_config_reloads_total{result="ok"|"rejected"} and
