@@ -20,11 +20,15 @@ DEPFLAGS := -MMD -MP
 BPF_SRCS := $(wildcard bpf/*.bpf.c)
 BPF_OBJS := $(patsubst bpf/%.bpf.c,$(BUILD)/%.bpf.o,$(BPF_SRCS))
 SKELS    := $(patsubst bpf/%.bpf.c,$(BUILD)/%.skel.h,$(BPF_SRCS))
-HDRS     := $(wildcard include/veil/*.h) $(wildcard bpf/lib/*.h) $(wildcard dataplane/*.h)
+HDRS     := $(wildcard include/veil/*.h) $(wildcard bpf/lib/*.h) $(wildcard dataplane/*.h) controlplane/common/daemon.h
 
 LIB_SRCS := $(wildcard dataplane/*.c)
 LIB_OBJS := $(patsubst dataplane/%.c,$(BUILD)/lib/%.o,$(LIB_SRCS))
 LIB      := $(BUILD)/libveil.a
+# the daemons' skeleton (controlplane/common/daemon.c): its own small library
+# for the control-plane daemons, and a member of libveil for the data plane's
+DAEMON_OBJ := $(BUILD)/common/daemon.o
+DAEMON_LIB := $(BUILD)/libveildaemon.a
 KEYS_SRCS := $(wildcard controlplane/keys/*.c)
 KEYS_OBJS := $(patsubst controlplane/keys/%.c,$(BUILD)/keys/%.o,$(KEYS_SRCS))
 KEYS_LIB := $(BUILD)/libveilkeys.a
@@ -75,7 +79,13 @@ $(BUILD)/lib/%.o: dataplane/%.c $(HDRS) $(SKELS) | deps-build
 	$(CC) $(CFLAGS) $(DEPFLAGS) -c $< -o $@
 
 # rebuilt whole: a member left from a renamed source would shadow the new one
-$(LIB): $(LIB_OBJS) | deps-build
+$(LIB): $(LIB_OBJS) $(DAEMON_OBJ) | deps-build
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/common/%.o: controlplane/common/%.c | deps-build
+	@mkdir -p $(BUILD)/common
+	$(CC) $(CFLAGS) $(DEPFLAGS) -c $< -o $@
+$(DAEMON_LIB): $(DAEMON_OBJ) | deps-build
 	rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/keys/%.o: controlplane/keys/%.c $(wildcard controlplane/keys/*.h) | deps-build
@@ -94,17 +104,17 @@ AGENT_OBJS := $(patsubst controlplane/agent/%.c,$(BUILD)/agent/%.o,$(AGENT_SRCS)
 AGENT_LIB  := $(BUILD)/libveilagent.a
 AGENT_CFLAGS = -Icontrolplane/agent $(shell pkg-config --cflags libxml-2.0 libnl-route-3.0 2>/dev/null)
 # (storefeed.c: orders from the cluster store, through libveilstore)
-AGENT_LDLIBS := $(BUILD)/libveilstore.a -lnats -lyaml -ljson-c -lxml2 -lvirt -lnl-route-3 -lnl-3 -lnftnl -lmnl -lcurl -lssl -lcrypto -lpthread
+AGENT_LDLIBS := $(BUILD)/libveilstore.a $(DAEMON_LIB) -lnats -lyaml -ljson-c -lxml2 -lvirt -lnl-route-3 -lnl-3 -lnftnl -lmnl -lcurl -lssl -lcrypto -lpthread
 $(BUILD)/agent/%.o: controlplane/agent/%.c $(wildcard controlplane/agent/*.h) | deps-build
 	@mkdir -p $(BUILD)/agent
 	$(CC) $(CFLAGS) $(AGENT_CFLAGS) $(DEPFLAGS) -c $< -o $@
 $(AGENT_LIB): $(AGENT_OBJS) | deps-build
 	ar rcs $@ $^
 # (register.c: joining with the node's TPM, through keys/tpm.h and keys/attest.h)
-$(BUILD)/veil-agent: controlplane/agent/veil-agent.c $(AGENT_LIB) $(BUILD)/libveilstore.a $(KEYS_LIB) $(wildcard controlplane/agent/*.h) | deps-build
+$(BUILD)/veil-agent: controlplane/agent/veil-agent.c $(AGENT_LIB) $(BUILD)/libveilstore.a $(DAEMON_LIB) $(KEYS_LIB) $(wildcard controlplane/agent/*.h) | deps-build
 	$(CC) $(CFLAGS) $(AGENT_CFLAGS) $< $(AGENT_LIB) $(KEYS_LIB) $(AGENT_LDLIBS) -ltss2-esys -ltss2-tctildr -ltss2-mu -o $@
 AGENT_TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_agent*.c))
-$(AGENT_TESTS): $(BUILD)/tests/%: tests/%.c tests/testlib.h $(AGENT_LIB) $(BUILD)/libveilstore.a $(wildcard controlplane/agent/*.h) | deps-build
+$(AGENT_TESTS): $(BUILD)/tests/%: tests/%.c tests/testlib.h $(AGENT_LIB) $(BUILD)/libveilstore.a $(DAEMON_LIB) $(wildcard controlplane/agent/*.h) | deps-build
 	@mkdir -p $(BUILD)/tests
 	$(CC) $(CFLAGS) -Itests $(AGENT_CFLAGS) $< $(AGENT_LIB) $(AGENT_LDLIBS) -o $@
 
@@ -129,8 +139,8 @@ $(BUILD)/tests/test_store: tests/test_store.c tests/testlib.h $(STORE_LIB) $(wil
 CTL_CORE := controlplane/ctl/req.c controlplane/ctl/sched.c
 CTL_HDRS := controlplane/ctl/ctl.h controlplane/common/httpd.h $(wildcard controlplane/store/*.h)
 # (node registration: EK chain and credentials from keys/ek.h, quotes from keys/attest.h)
-$(BUILD)/veil-controller: controlplane/ctl/veil-controller.c controlplane/common/httpd.c $(CTL_CORE) $(CTL_HDRS) $(STORE_LIB) $(KEYS_LIB) | deps-build
-	$(CC) $(CFLAGS) controlplane/ctl/veil-controller.c controlplane/common/httpd.c $(CTL_CORE) $(STORE_LIB) $(KEYS_LIB) \
+$(BUILD)/veil-controller: controlplane/ctl/veil-controller.c controlplane/common/httpd.c $(CTL_CORE) $(CTL_HDRS) $(STORE_LIB) $(KEYS_LIB) $(DAEMON_LIB) | deps-build
+	$(CC) $(CFLAGS) controlplane/ctl/veil-controller.c controlplane/common/httpd.c $(CTL_CORE) $(STORE_LIB) $(KEYS_LIB) $(DAEMON_LIB) \
 		$(STORE_LDLIBS) $(EVENT_LDLIBS) -ljson-c -lssl -lcrypto -ltss2-mu -o $@
 $(BUILD)/tests/test_ctl: tests/test_ctl.c tests/testlib.h $(CTL_CORE) $(CTL_HDRS) | deps-build
 	@mkdir -p $(BUILD)/tests
@@ -161,11 +171,11 @@ $(BUILD)/veil-bench-micro: tools/bench_micro.c tests/bpf_env.h tests/testlib.h $
 
 KEYS_LDLIBS := -ljson-c -lssl -lcrypto -ltss2-mu
 EVENT_LDLIBS := -levent_openssl -levent_pthreads -levent
-$(BUILD)/veil-validator: controlplane/veil-validator.c $(KEYS_LIB) | deps-build
-	$(CC) $(CFLAGS) $< $(KEYS_LIB) $(KEYS_LDLIBS) $(EVENT_LDLIBS) -o $@
+$(BUILD)/veil-validator: controlplane/veil-validator.c $(KEYS_LIB) $(DAEMON_LIB) | deps-build
+	$(CC) $(CFLAGS) $< $(KEYS_LIB) $(DAEMON_LIB) $(KEYS_LDLIBS) $(EVENT_LDLIBS) -o $@
 # veil-registry, with its worker fed from the store (controlplane/registry_worker.c)
-$(BUILD)/veil-registry: controlplane/veil-registry.c controlplane/registry_worker.c $(KEYS_LIB) $(BUILD)/libveilstore.a | deps-build
-	$(CC) $(CFLAGS) controlplane/veil-registry.c controlplane/registry_worker.c $(KEYS_LIB) $(BUILD)/libveilstore.a \
+$(BUILD)/veil-registry: controlplane/veil-registry.c controlplane/registry_worker.c $(KEYS_LIB) $(BUILD)/libveilstore.a $(DAEMON_LIB) | deps-build
+	$(CC) $(CFLAGS) controlplane/veil-registry.c controlplane/registry_worker.c $(KEYS_LIB) $(BUILD)/libveilstore.a $(DAEMON_LIB) \
 		$(KEYS_LDLIBS) -lnats -lpthread -o $@
 $(BUILD)/veil-attest-bench: tools/attest_bench.c tests/soft_tpm.h $(KEYS_LIB) | deps-build
 	$(CC) $(CFLAGS) -Itests $< $(KEYS_LIB) $(KEYS_LDLIBS) -lcrypto -o $@
@@ -227,9 +237,9 @@ $(BUILD)/tests/fuzz_eventlog: tests/fuzz/fuzz_eventlog.c controlplane/keys/attes
 	@mkdir -p $(BUILD)/tests
 	$(CLANG) -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Icontrolplane $< controlplane/keys/attest.c \
 		controlplane/keys/evidence.c -ljson-c -lssl -lcrypto -ltss2-mu -o $@
-$(BUILD)/tests/fuzz_request: tests/fuzz/fuzz_request.c tests/soft_tpm.h controlplane/veil-validator.c $(KEYS_SRCS) $(wildcard controlplane/keys/*.h) | deps-build
+$(BUILD)/tests/fuzz_request: tests/fuzz/fuzz_request.c tests/soft_tpm.h controlplane/veil-validator.c $(KEYS_SRCS) $(wildcard controlplane/keys/*.h) controlplane/common/daemon.c controlplane/common/daemon.h | deps-build
 	@mkdir -p $(BUILD)/tests
-	$(CLANG) -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Icontrolplane $< $(KEYS_SRCS) \
+	$(CLANG) -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Icontrolplane $< $(KEYS_SRCS) controlplane/common/daemon.c \
 		-ljson-c -lssl -lcrypto -ltss2-esys -ltss2-tctildr -ltss2-mu $(EVENT_LDLIBS) -o $@
 $(BUILD)/tests/fuzz_dns: tests/fuzz/fuzz_dns.c $(DNS_SRCS) $(DNS_HDRS) | deps-build
 	@mkdir -p $(BUILD)/tests
@@ -240,7 +250,7 @@ $(BUILD)/tests/fuzz_envelope: tests/fuzz/fuzz_envelope.c $(STORE_SRCS) $(wildcar
 	$(CLANG) -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Icontrolplane $< $(STORE_SRCS) $(STORE_LDLIBS) -o $@
 $(BUILD)/tests/fuzz_diff: tests/fuzz/fuzz_diff.c tests/bpf_env.h tests/testlib.h $(LIB) $(HDRS) | deps-build
 	@mkdir -p $(BUILD)/tests
-	$(CLANG) -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer -Iinclude -I$(BUILD) -Idataplane -Itests $< $(LIB) $(LDLIBS) -o $@
+	$(CLANG) -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer -Iinclude -I$(BUILD) -Idataplane -Icontrolplane -Itests $< $(LIB) $(LDLIBS) -o $@
 
 # the equivalence test also drives the DPDK packet path (ring-backed ports)
 $(BUILD)/tests/test_fastpath: tests/test_fastpath.c tests/testlib.h tests/bpf_env.h $(BUILD)/dpdk/dp.o $(LIB) $(HDRS) | deps-build
@@ -278,7 +288,8 @@ deps-bench:
 	@$(DEPS_SH) bench
 
 # make install [PREFIX=/usr/local] [DESTDIR=]: the daemons and veilctl, their man
-# pages, a systemd unit per daemon, the example configs.  Nothing under /etc is
+# pages (section 8) and their config files' (section 5), a systemd unit per
+# daemon, the example configs.  Nothing under /etc is
 # written: the units read /etc/veilmesh/*.conf, which the operator provides.
 PREFIX     ?= /usr/local
 SBINDIR    ?= $(PREFIX)/sbin
@@ -287,12 +298,14 @@ DOCDIR     ?= $(PREFIX)/share/doc/veilmesh
 UNITDIR    ?= $(PREFIX)/lib/systemd/system
 INSTALL_SBIN := veil-gw veil-node veil-agent veil-gw-dpdk veil-validator veil-registry veil-controller veilctl veil-dns veil-storectl
 INSTALL_MAN  := $(wildcard docs/man/*.8)
+INSTALL_MAN5 := $(wildcard docs/man/*.5)
 UNITS        := $(wildcard tools/systemd/*.service.in)
 
 install: $(addprefix $(BUILD)/,$(INSTALL_SBIN))
-	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(DOCDIR) $(DESTDIR)$(UNITDIR)
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(DOCDIR) $(DESTDIR)$(UNITDIR)
 	install -m 0755 $(addprefix $(BUILD)/,$(INSTALL_SBIN)) $(DESTDIR)$(SBINDIR)/
 	install -m 0644 $(INSTALL_MAN) $(DESTDIR)$(MANDIR)/man8/
+	install -m 0644 $(INSTALL_MAN5) $(DESTDIR)$(MANDIR)/man5/
 	install -m 0644 docs/*.example docs/*.md $(DESTDIR)$(DOCDIR)/
 	# what veil-registry worker builds images with (its images_dir)
 	install -d $(DESTDIR)$(PREFIX)/share/veilmesh/images

@@ -56,7 +56,7 @@
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 
-#include "common/logline.h"
+#include "common/daemon.h"
 #include "store/store.h"
 
 extern char **environ;
@@ -67,6 +67,7 @@ struct wcfg {
 	char vm_ca_cert[512], vm_ca_key[512], ak_pub[512], ek_cert[512], ek_ca[512], kernel[512], kver[128], veil_attest[512];
 	char cmdline[1024], pcr0[65], pcr7[65], work_dir[512], publish_dir[512], images_dir[512];
 	char listen[128], tls_cert[512], tls_key[512], public_url[512], image_cache[512], gens_file[512];
+	char metrics[128];   /* ADDR:PORT of /metrics, "" or "off": none */
 	int disk_mb, build_jobs;
 };
 #define MAX_JOBS 16
@@ -102,17 +103,8 @@ static struct {
 	char self[512];
 } W;
 
-static volatile sig_atomic_t wstop;
-static void on_stop(int sig) { wstop = sig; }
-
-static void wlog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void wlog(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vm_vlogline("veil-registry", fmt, ap);   /* one fprintf: a line is whole, from any builder */
-	va_end(ap);
-}
+/* log lines: common/daemon.h's, one fprintf each, so a line is whole from any builder */
+#define wlog vm_log
 
 /* ---------- config ---------- */
 
@@ -122,7 +114,7 @@ static int load_cfg(const char *path, struct wcfg *c, char *err, size_t errlen)
 #define F(n) { #n, offsetof(struct wcfg, n), sizeof(((struct wcfg *)0)->n) }
 		F(store), F(controller_pub), F(registry_key), F(validators_ca), F(vm_ca_cert), F(vm_ca_key), F(ak_pub), F(ek_cert), F(ek_ca),
 		F(kernel), F(kver), F(veil_attest), F(cmdline), F(pcr0), F(pcr7), F(work_dir), F(publish_dir),
-		F(images_dir), F(listen), F(tls_cert), F(tls_key), F(public_url), F(image_cache), F(gens_file),
+		F(images_dir), F(listen), F(tls_cert), F(tls_key), F(public_url), F(image_cache), F(gens_file), F(metrics),
 #undef F
 	};
 	char line[2048];
@@ -349,7 +341,7 @@ static void serve_restart(void)
 {
 	if (W.serve_pid > 0) {
 		kill(W.serve_pid, SIGTERM);
-		/* serve checks its stop flag between connections: one more connection wakes it */
+		/* serve stops at once (it polls the signal pipe); 5 s at most, then SIGKILL */
 		for (int i = 0; i < 50 && waitpid(W.serve_pid, NULL, WNOHANG) == 0; i++)
 			usleep(100000);
 		if (waitpid(W.serve_pid, NULL, WNOHANG) == 0) {
@@ -629,11 +621,11 @@ static void *cache_warm(void *arg)
 
 static void *builder(void *arg)
 {
-	while (!wstop) {
+	while (!vm_stop_sig) {
 		pthread_mutex_lock(&W.mu);
-		while (!W.qn && !wstop)
+		while (!W.qn && !vm_stop_sig)
 			pthread_cond_wait(&W.cv, &W.mu);
-		if (wstop) {
+		if (vm_stop_sig) {
 			pthread_mutex_unlock(&W.mu);
 			break;
 		}
@@ -874,21 +866,69 @@ static void publish_catalog(void)
 	wlog("event=catalog_published key=nginx.1 sha256=%s", hex);
 }
 
+static void worker_usage(FILE *f)
+{
+	fprintf(f, "usage: veil-registry worker --config FILE [--check] [--pidfile FILE]\n"
+		   "Builds the orders the controller puts in the store (bucket builds), publishes the\n"
+		   "images and serves them (veil-registry-worker.conf(5), docs/veil-registry-worker.conf.example).\n"
+		   "Signals: SIGHUP checks the config file again (its settings apply at restart),\n"
+		   "SIGTERM/SIGINT stop after the builds in progress.\n"
+		   "Exit codes: 0 stopped, 1 runtime failure, 2 bad usage or config.\n");
+}
+
+/* SIGHUP: the worker's settings are read by builds in flight, so they change
+ * only with a restart; the file is checked now, so a restart will not meet a
+ * bad one unannounced. */
+static uint64_t reloads_ok, reloads_rejected, started;   /* the main thread's */
+
+static void worker_reload(void)
+{
+	static struct wcfg n;
+	char err[1024];
+
+	if (load_cfg(W.c.path, &n, err, sizeof(err))) {
+		reloads_rejected++;
+		wlog("event=reload_rejected reason=\"%s\"", err);
+		return;
+	}
+	reloads_ok++;
+	wlog("event=reload_checked result=ok note=\"the worker's settings apply at restart\"");
+}
+
+/* GET /metrics on 'metrics': builds by result, orders refused by reason, the queue */
+static void worker_metrics(void *arg, FILE *out)
+{
+	pthread_mutex_lock(&W.mu);   /* the builders and the watch count under it */
+	unsigned long long built = W.built, failed = W.failed, sig = W.rej_sig, replay = W.rej_replay, body = W.rej_body;
+	int queued = W.qn;
+	pthread_mutex_unlock(&W.mu);
+	fprintf(out, "# HELP veilmesh_registry_builds_total Build orders finished, by result.\n"
+		     "# TYPE veilmesh_registry_builds_total counter\n"
+		     "veilmesh_registry_builds_total{result=\"built\"} %llu\n"
+		     "veilmesh_registry_builds_total{result=\"failed\"} %llu\n"
+		     "# HELP veilmesh_registry_rejected_total Build orders refused before building, by reason.\n"
+		     "# TYPE veilmesh_registry_rejected_total counter\n"
+		     "veilmesh_registry_rejected_total{reason=\"signature\"} %llu\n"
+		     "veilmesh_registry_rejected_total{reason=\"replay\"} %llu\n"
+		     "veilmesh_registry_rejected_total{reason=\"body\"} %llu\n"
+		     "# HELP veilmesh_registry_queue Build orders waiting for a builder.\n"
+		     "# TYPE veilmesh_registry_queue gauge\nveilmesh_registry_queue %d\n",
+		built, failed, sig, replay, body, queued);
+	vm_metrics_daemon(out, reloads_ok, reloads_rejected, started);
+}
+
 int registry_worker_main(int argc, char **argv)
 {
-	const char *cfgp = NULL;
+	const struct vm_daemon_cli cli = { .usage = worker_usage, .first = 2 };
+	struct vm_daemon_opts opt;
 	char err[1024] = "";
-	bool check = false;
-	for (int i = 2; i < argc; i++) {
-		if ((!strcmp(argv[i], "--config") || !strcmp(argv[i], "-c")) && i + 1 < argc)
-			cfgp = argv[++i];
-		else if (!strcmp(argv[i], "--check"))
-			check = true;
-		else
-			return fprintf(stderr, "usage: veil-registry worker --config FILE [--check]\n"), 2;
-	}
-	if (!cfgp)
-		return fprintf(stderr, "usage: veil-registry worker --config FILE [--check]\n"), 2;
+	int code;
+
+	vm_prog_name = "veil-registry";
+	if (vm_daemon_parse(argc, argv, &cli, &opt, &code))
+		return code;
+	const char *cfgp = opt.config;
+	bool check = opt.check;
 	if (load_cfg(cfgp, &W.c, err, sizeof(err)))
 		return fprintf(stderr, "veil-registry: %s\n", err), 2;
 	if (!(W.ctl = vs_load_key(W.c.controller_pub, 0, err, sizeof(err))) ||
@@ -943,10 +983,11 @@ int registry_worker_main(int argc, char **argv)
 	    (rc = vs_bucket(W.st, "buildstatus", 1, &W.status, err, sizeof(err))) ||
 	    (rc = vs_bucket(W.st, "catalog", 1, &W.catalog, err, sizeof(err))))
 		return fprintf(stderr, "veil-registry: %s\n", err), 1;
-	struct sigaction sa = { .sa_handler = on_stop };
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
+	struct vm_ctl ctl;
+	if (vm_ctl_open(&ctl, "off", W.c.metrics[0] ? W.c.metrics : "off", err, sizeof(err)))
+		return fprintf(stderr, "veil-registry: %s: %s\n", cfgp, err), 1;
+	started = (uint64_t)time(NULL);
+	vm_daemon_signals();   /* and --pidfile */
 	serve_restart();
 	publish_catalog();
 	pthread_t th[MAX_JOBS];
@@ -959,14 +1000,18 @@ int registry_worker_main(int argc, char **argv)
 	bool warming = strcmp(W.c.image_cache, "off") && !pthread_create(&warm, NULL, cache_warm, NULL);
 	if ((rc = vs_watch(W.builds, NULL, on_build, NULL, NULL, &W.w, err, sizeof(err))))
 		return fprintf(stderr, "veil-registry: %s\n", err), 1;
-	wlog("event=started store=%s publish_dir=%s listen=%s public_url=%s build_jobs=%d image_cache=%s", W.c.store,
-	     W.c.publish_dir, W.c.listen, W.c.public_url, W.c.build_jobs, W.c.image_cache);
+	wlog("event=started store=%s publish_dir=%s listen=%s public_url=%s build_jobs=%d image_cache=%s metrics=%s",
+	     W.c.store, W.c.publish_dir, W.c.listen, W.c.public_url, W.c.build_jobs, W.c.image_cache,
+	     W.c.metrics[0] ? W.c.metrics : "off");
 	/* not pause(): SIGTERM may be handled by any of the process's threads
-	 * (the builders, the store's), and then pause() here never returns */
-	while (!wstop) {
-		struct timespec nap = { 0, 100 * 1000 * 1000 };
-		nanosleep(&nap, NULL);
+	 * (the builders, the store's), and then pause() here never returns;
+	 * the handler's self-pipe wakes this thread whichever took it */
+	while (!vm_stop_sig) {
+		vm_ctl_poll(&ctl, 1000, NULL, worker_metrics, NULL);
+		if (vm_daemon_signal_take() == VM_SIG_RELOAD)
+			worker_reload();
 	}
+	vm_ctl_close(&ctl);
 	vs_watch_stop(W.w);
 	pthread_mutex_lock(&W.mu);
 	pthread_cond_broadcast(&W.cv);

@@ -35,6 +35,7 @@ static void usage(FILE *f)
 		"  -s, --skb-mode        attach in generic (skb) mode instead of native\n"
 		"  -k, --keep-attached   leave the programs attached on exit (upgrade in place)\n"
 		"  -v, --verbose         also log libbpf's and libxdp's debug messages\n"
+		"      --pidfile FILE    write the pid to FILE while running (removed at exit)\n"
 		"  -h, --help            this text\n"
 		"\n"
 		"Signals: SIGHUP reloads the config (routes and VIPs; a bad file changes\n"
@@ -357,6 +358,10 @@ int main(int argc, char **argv)
 		       st.cfg.store_urls[0] ? ", routes also from the store" : "");
 		vm_gw_cfg_free(&st.cfg);
 		return 0;
+	}
+	if (vm_daemon_pidfile(opt.pidfile, err, sizeof(err))) {
+		fprintf(stderr, "veil-gw: pidfile %s\n", err);
+		return 1;
 	}
 	if (vm_ctl_open(&ctl, st.cfg.control, st.cfg.metrics, err, sizeof(err))) {
 		fprintf(stderr, "veil-gw: %s\n", err);

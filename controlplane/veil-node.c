@@ -31,6 +31,7 @@ static void usage(FILE *f)
 		"  -s, --skb-mode        attach XDP in generic (skb) mode instead of native\n"
 		"  -k, --keep-attached   leave the programs attached on exit (upgrade in place)\n"
 		"  -v, --verbose         also log libbpf's and libxdp's debug messages\n"
+		"      --pidfile FILE    write the pid to FILE while running (removed at exit)\n"
 		"  -h, --help            this text\n"
 		"\n"
 		"Signals: SIGHUP reloads the VM table; SIGTERM/SIGINT detach and exit.\n"
@@ -199,6 +200,10 @@ int main(int argc, char **argv)
 	if (resolve_vms(&st.cfg, err, sizeof(err))) {
 		fprintf(stderr, "veil-node: %s\n", err);
 		return 2;
+	}
+	if (vm_daemon_pidfile(opt.pidfile, err, sizeof(err))) {
+		fprintf(stderr, "veil-node: pidfile %s\n", err);
+		return 1;
 	}
 	if (vm_ctl_open(&ctl, st.cfg.control, st.cfg.metrics, err, sizeof(err))) {
 		fprintf(stderr, "veil-node: %s\n", err);

@@ -52,6 +52,7 @@
 #include <signal.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <poll.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,6 +68,7 @@
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 
+#include "common/daemon.h"
 #include "keys/attest.h"
 #include "keys/ek.h"
 #include "keys/shamir.h"
@@ -339,8 +341,6 @@ static void serve_scan(const char *dir)
 	manifest = strdup(json_object_to_json_string_ext(m, JSON_C_TO_STRING_NOSLASHESCAPE));
 	json_object_put(m);
 }
-static volatile sig_atomic_t serve_stop;
-static void on_term(int sig) { serve_stop = 1; }
 
 static void reply(SSL *ssl, int status, const char *type, const void *body, size_t len)
 {
@@ -352,25 +352,37 @@ static void reply(SSL *ssl, int status, const char *type, const void *body, size
 		SSL_write(ssl, body, (int)len);
 }
 
+static void serve_usage(FILE *f)
+{
+	fprintf(f, "usage: veil-registry serve --dir DIR --listen ADDR:PORT --cert F --key F [--pidfile FILE]\n"
+		   "Serves DIR's files over HTTPS (TLS 1.3): GET /v1/manifest, GET /v1/blobs/sha256:HEX.\n"
+		   "Signals: SIGTERM/SIGINT stop.  Exit codes: 0 stopped, 1 runtime failure, 2 bad usage.\n");
+}
+
+struct serve_args { const char *dir, *listen_at, *cert, *key; };
+static int serve_opt(void *arg, int opt, const char *val)
+{
+	struct serve_args *a = arg;
+	*(opt == 'd' ? &a->dir : opt == 'l' ? &a->listen_at : opt == 'C' ? &a->cert : &a->key) = val;
+	return 0;
+}
+
 static int serve_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "dir", required_argument, NULL, 'd' }, { "listen", required_argument, NULL, 'l' },
-		{ "cert", required_argument, NULL, 'c' }, { "key", required_argument, NULL, 'k' }, { 0 }
+		{ "cert", required_argument, NULL, 'C' }, { "key", required_argument, NULL, 'K' }, { 0 }
 	};
-	const char *dir = NULL, *listen_at = NULL, *cert = NULL, *key = NULL;
-	int o;
+	struct serve_args a = { 0 };
+	const struct vm_daemon_cli cli = { .usage = serve_usage, .flags = VM_OPT_NO_CONFIG, .first = 2, .extra = opts,
+					   .extra_fn = serve_opt, .arg = &a };
+	struct vm_daemon_opts opt;
+	int code;
 
-	optind = 2;
-	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (o) {
-		case 'd': dir = optarg; break;
-		case 'l': listen_at = optarg; break;
-		case 'c': cert = optarg; break;
-		case 'k': key = optarg; break;
-		default: return 2;
-		}
-	}
+	vm_prog_name = "veil-registry";
+	if (vm_daemon_parse(argc, argv, &cli, &opt, &code))
+		return code;
+	const char *dir = a.dir, *listen_at = a.listen_at, *cert = a.cert, *key = a.key;
 	if (!dir || !listen_at || !cert || !key)
 		return fprintf(stderr, "veil-registry: serve needs --dir, --listen ADDR:PORT, --cert and --key\n"), 2;
 	DIR *d = opendir(dir);
@@ -395,12 +407,15 @@ static int serve_main(int argc, char **argv)
 	if (bind(lfd, ai->ai_addr, ai->ai_addrlen) || listen(lfd, 16))
 		return fprintf(stderr, "veil-registry: listen %s: %s\n", listen_at, strerror(errno)), 1;
 	freeaddrinfo(ai);
-	signal(SIGPIPE, SIG_IGN);
-	struct sigaction sa = { .sa_handler = on_term };
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	fprintf(stderr, "veil-registry: serving %d files from %s on %s\n", npub, dir, listen_at);
-	while (!serve_stop) {
+	vm_daemon_signals();   /* and --pidfile */
+	vm_log("event=serving files=%d dir=%s listen=%s", npub, dir, listen_at);
+	while (!vm_stop_sig) {
+		/* the listener and the signal pipe: a stop is seen at once, not at the next connection */
+		struct pollfd pf[2] = { { .fd = lfd, .events = POLLIN }, { .fd = vm_daemon_signal_fd(), .events = POLLIN } };
+		if (poll(pf, 2, -1) <= 0 || !(pf[0].revents & POLLIN)) {
+			vm_daemon_signal_take();   /* serve has nothing to reload */
+			continue;
+		}
 		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 		if (fd < 0)
 			continue;
@@ -457,6 +472,8 @@ static int serve_main(int argc, char **argv)
 	}
 	free(manifest);
 	SSL_CTX_free(ctx);
+	close(lfd);
+	vm_log("event=stopped signal=%d", (int)vm_stop_sig);
 	return 0;
 }
 
@@ -504,8 +521,9 @@ int main(int argc, char **argv)
 		       "                           [--ak-pub F] --disk PATH [--disk-mb N] --measure cmdline=PATH --measure initrd=PATH\n"
 		       "                           [--pcr 0=HEX --pcr 7=HEX] [--pcr9-event HEX ...] [--epoch N] [--rootfs DIR]\n"
 		       "       veil-registry refs --vm ID --kernel F --initrd F --cmdline S --key F --out F [--pcr N=HEX ...]\n"
-		       "       veil-registry serve --dir DIR --listen ADDR:PORT --cert F --key F\n"
-		       "       veil-registry worker --config FILE   (builds fed from the cluster store)\n"
+		       "       veil-registry serve --dir DIR --listen ADDR:PORT --cert F --key F [--pidfile F]\n"
+		       "       veil-registry worker --config FILE [--check] [--pidfile F]   (builds fed from the store)\n"
+		       "       veil-registry serve|worker --help\n"
 		       "Builds a VM's encrypted disk, its signed reference values and its key shares, registers them\n"
 		       "with the validators, and serves images (veil-registry(8), docs/attestation.md).\n"
 		       "Exit codes: 0 done, 1 failed, 2 usage.\n");

@@ -50,7 +50,7 @@
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 
-#include "common/logline.h"
+#include "common/daemon.h"
 #include "keys/attest.h"
 #include "keys/ek.h"
 #include "keys/shamir.h"
@@ -61,18 +61,19 @@
 #define MAX_HEADERS 8192
 #define MAX_WORKERS 64
 
-static struct {
+struct vcfg {
 	char id[64], listen[96], cert[256], key[256], signing[256], storage_file[256], state[256], registry[256],
-		ek_ca[256], ek_crl[256];
+		ek_ca[256], ek_crl[256], pidfile[256], metrics[96];
 	long nonce_ttl;
 	int workers, idle_s, audit_sync_ms, request_s;
-} cfg = { .nonce_ttl = 60, .idle_s = 5, .request_s = 10 };
+};
+#define VCFG_DEFAULTS { .nonce_ttl = 60, .idle_s = 5, .request_s = 10 }
+static struct vcfg cfg = VCFG_DEFAULTS;
 
 static EVP_PKEY *sign_key, *registry_pub;
 static struct vm_ek_ca *ek_ca;   /* the TPM vendor's CA */
 static uint8_t storage_key[32];
 static struct vm_audit_log *audit;
-static int quiet;   /* the request fuzzer's: no log lines */
 static pthread_mutex_t nonce_lock = PTHREAD_MUTEX_INITIALIZER, tpm_lock = PTHREAD_MUTEX_INITIALIZER,
 		       reg_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -94,18 +95,6 @@ static struct {
 	uint32_t live;   /* issued and not used (expiry aside) */
 } nonce_hot[MAX_NONCES];
 
-static void logev(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void logev(const char *fmt, ...)
-{
-	char who[80];
-	va_list ap;
-	if (quiet)
-		return;
-	snprintf(who, sizeof(who), "veil-validator[%s]", cfg.id);
-	va_start(ap, fmt);
-	vm_vlogline(who, fmt, ap);
-	va_end(ap);
-}
 
 static int vm_id_ok(const char *s)
 {
@@ -120,12 +109,15 @@ static int vm_id_ok(const char *s)
 
 /* ---------- config ---------- */
 
-static int load_config(const char *path, char *err, size_t len)
+/* Reads path into *c (the defaults first); the running config is another
+ * struct, so a reload that fails changes nothing. */
+static int load_config(const char *path, struct vcfg *c, char *err, size_t len)
 {
 	char line[600], *w[4], *save;
 	int ln = 0;
 	FILE *f = fopen(path, "re");
 
+	*c = (struct vcfg)VCFG_DEFAULTS;
 	if (!f)
 		return snprintf(err, len, "%s: %s", path, strerror(errno)), -1;
 	while (fgets(line, sizeof(line), f)) {
@@ -141,26 +133,28 @@ static int load_config(const char *path, char *err, size_t len)
 #define S1(k, dst) else if (!strcmp(w[0], k) && n == 2) snprintf(dst, sizeof(dst), "%s", w[1])
 		if (0) {
 		}
-		S1("id", cfg.id);
-		S1("listen", cfg.listen);
-		S1("cert", cfg.cert);
-		S1("key", cfg.key);
-		S1("signing_key", cfg.signing);
-		S1("storage_key_file", cfg.storage_file);
-		S1("state_dir", cfg.state);
-		S1("registry_pub", cfg.registry);
-		S1("ek_ca", cfg.ek_ca);
-		S1("ek_crl", cfg.ek_crl);
+		S1("id", c->id);
+		S1("listen", c->listen);
+		S1("cert", c->cert);
+		S1("key", c->key);
+		S1("signing_key", c->signing);
+		S1("storage_key_file", c->storage_file);
+		S1("state_dir", c->state);
+		S1("registry_pub", c->registry);
+		S1("ek_ca", c->ek_ca);
+		S1("ek_crl", c->ek_crl);
+		S1("pidfile", c->pidfile);
+		S1("metrics", c->metrics);
 		else if (!strcmp(w[0], "nonce_ttl_s") && n == 2 && atol(w[1]) > 0)
-			cfg.nonce_ttl = atol(w[1]);
+			c->nonce_ttl = atol(w[1]);
 		else if (!strcmp(w[0], "workers") && n == 2 && atoi(w[1]) > 0 && atoi(w[1]) <= MAX_WORKERS)
-			cfg.workers = atoi(w[1]);
+			c->workers = atoi(w[1]);
 		else if (!strcmp(w[0], "idle_timeout_s") && n == 2 && atoi(w[1]) > 0)
-			cfg.idle_s = atoi(w[1]);
+			c->idle_s = atoi(w[1]);
 		else if (!strcmp(w[0], "request_timeout_s") && n == 2 && atoi(w[1]) > 0)
-			cfg.request_s = atoi(w[1]);
+			c->request_s = atoi(w[1]);
 		else if (!strcmp(w[0], "audit_sync_ms") && n == 2 && atoi(w[1]) >= 0)
-			cfg.audit_sync_ms = atoi(w[1]);
+			c->audit_sync_ms = atoi(w[1]);
 		/* v1 settings, without effect since tokens are gone */
 		else if ((!strcmp(w[0], "pool") && n == 3) || (!strcmp(w[0], "token_ttl_s") && n == 2))
 			;
@@ -170,16 +164,19 @@ static int load_config(const char *path, char *err, size_t len)
 		}
 	}
 	fclose(f);
-	if (!cfg.id[0] || !cfg.listen[0] || !cfg.cert[0] || !cfg.key[0] || !cfg.signing[0] || !cfg.storage_file[0] ||
-	    !cfg.state[0] || !cfg.registry[0] || !cfg.ek_ca[0])
+	if (!c->id[0] || !c->listen[0] || !c->cert[0] || !c->key[0] || !c->signing[0] || !c->storage_file[0] ||
+	    !c->state[0] || !c->registry[0] || !c->ek_ca[0])
 		return snprintf(err, len, "%s: id, listen, cert, key, signing_key, storage_key_file, state_dir, "
 				"registry_pub and ek_ca are required", path), -1;
-	if (!vm_id_ok(cfg.id))
+	if (!vm_id_ok(c->id))
 		return snprintf(err, len, "%s: id must be [a-z0-9._-], at most 64", path), -1;
 	return 0;
 }
 
 /* ---------- answers ---------- */
+
+/* what /metrics counts (atomics: every worker thread answers) */
+static uint64_t n_registered, n_released, n_refused;
 
 struct reply {
 	int status;
@@ -193,9 +190,10 @@ static void refuse(struct reply *r, int status, const char *event, const char *v
 	json_object_object_add(o, "error", json_object_new_string(reason));
 	snprintf(r->body, sizeof(r->body), "%s", json_object_to_json_string(o));
 	json_object_put(o);
+	__atomic_add_fetch(&n_refused, 1, __ATOMIC_RELAXED);
 	if (audit)
 		vm_audit_append(audit, event, vm ? vm : "", "refused", reason);
-	logev("event=%s vm=%s result=refused reason=\"%s\"", event, vm ? vm : "-", reason);
+	vm_log("event=%s vm=%s result=refused reason=\"%s\"", event, vm ? vm : "-", reason);
 }
 
 static const char *jstr(json_object *o, const char *k)
@@ -562,7 +560,8 @@ static void do_register(const char *body, const char *sig_b64, struct reply *r)
 	snprintf(note, sizeof(note), "epoch %llu", (unsigned long long)pol.epoch);
 	if (audit)
 		vm_audit_append(audit, "register", vm, "ok", note);
-	logev("event=register vm=%s result=ok epoch=%llu", vm, (unsigned long long)pol.epoch);
+	__atomic_add_fetch(&n_registered, 1, __ATOMIC_RELAXED);
+	vm_log("event=register vm=%s result=ok epoch=%llu", vm, (unsigned long long)pol.epoch);
 	r->status = 200;
 	snprintf(r->body, sizeof(r->body), "{\"ok\":true,\"epoch\":%llu}", (unsigned long long)pol.epoch);
 }
@@ -837,7 +836,8 @@ static void do_attest(json_object *j, struct reply *r)
 	snprintf(note, sizeof(note), "epoch %llu reset_count %u", (unsigned long long)pol.epoch, qi.reset_count);
 	if (audit)
 		vm_audit_append(audit, "release", vm, "ok", note);
-	logev("event=release vm=%s result=ok epoch=%llu reset_count=%u", vm, (unsigned long long)pol.epoch, qi.reset_count);
+	__atomic_add_fetch(&n_released, 1, __ATOMIC_RELAXED);
+	vm_log("event=release vm=%s result=ok epoch=%llu reset_count=%u", vm, (unsigned long long)pol.epoch, qi.reset_count);
 out:
 	OPENSSL_cleanse(slot_cred, sizeof(slot_cred));
 	OPENSSL_cleanse(got_cred, sizeof(got_cred));
@@ -1040,7 +1040,7 @@ static void state_drain(void)
 			p += sizeof(*ev) + ev->len;
 			if (ev->mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF)) {
 				if (__atomic_exchange_n(&watching, 0, __ATOMIC_ACQ_REL))
-					logev("event=state_watch result=lost dir=%s (files are checked on every request)", cfg.state);
+					vm_log("event=state_watch result=lost dir=%s (files are checked on every request)", cfg.state);
 				pcache_changed(NULL);
 			} else if (ev->mask & IN_Q_OVERFLOW) {
 				pcache_changed(NULL);
@@ -1114,10 +1114,83 @@ static void *worker_run(void *arg)
 	return NULL;
 }
 
-static void on_stop(evutil_socket_t s, short ev, void *arg)
+static const char *config_path;
+static uint64_t reloads_ok, reloads_rejected;
+
+/* SIGHUP: the file read again and checked whole; what can change while
+ * requests run (nonce_ttl_s, request_timeout_s) does, the rest needs a
+ * restart.  A bad file changes nothing. */
+static void reload(void)
 {
-	for (int i = 0; i < nworkers; i++)
-		event_base_loopbreak(workers[i].base);
+	struct vcfg n;
+	char err[512];
+
+	if (load_config(config_path, &n, err, sizeof(err))) {
+		reloads_rejected++;
+		vm_log("event=reload_rejected reason=\"%s\"", err);
+		return;
+	}
+	pthread_mutex_lock(&nonce_lock);
+	cfg.nonce_ttl = n.nonce_ttl;   /* read under nonce_lock */
+	pthread_mutex_unlock(&nonce_lock);
+	__atomic_store_n(&cfg.request_s, n.request_s, __ATOMIC_RELAXED);
+	const char *const was[] = { cfg.id, cfg.listen, cfg.cert, cfg.key, cfg.signing, cfg.storage_file, cfg.state,
+				    cfg.registry, cfg.ek_ca, cfg.ek_crl, cfg.pidfile, cfg.metrics };
+	const char *const now[] = { n.id, n.listen, n.cert, n.key, n.signing, n.storage_file, n.state,
+				    n.registry, n.ek_ca, n.ek_crl, n.pidfile, n.metrics };
+	int differs = n.workers != cfg.workers || n.idle_s != cfg.idle_s || n.audit_sync_ms != cfg.audit_sync_ms;
+	for (size_t i = 0; i < sizeof(was) / sizeof(was[0]); i++)
+		differs |= strcmp(was[i], now[i]) != 0;
+	if (differs)
+		vm_log("event=reload_note reason=\"only nonce_ttl_s and request_timeout_s change without a restart\"");
+	reloads_ok++;
+	vm_log("event=reloaded nonce_ttl_s=%ld request_timeout_s=%d", n.nonce_ttl, n.request_s);
+}
+
+static uint64_t started;
+
+/* GET /metrics on 'metrics' (plain HTTP, worker 0's thread) */
+static void on_metrics(struct evhttp_request *req, void *arg)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	struct evbuffer *b = evbuffer_new();
+
+	if (!f || !b) {
+		if (f)
+			fclose(f);
+		free(text);
+		evbuffer_free(b);
+		evhttp_send_error(req, 500, NULL);
+		return;
+	}
+	fprintf(f, "# HELP veilmesh_validator_requests_total Requests answered, by result.\n"
+		   "# TYPE veilmesh_validator_requests_total counter\n"
+		   "veilmesh_validator_requests_total{result=\"registered\"} %llu\n"
+		   "veilmesh_validator_requests_total{result=\"released\"} %llu\n"
+		   "veilmesh_validator_requests_total{result=\"refused\"} %llu\n",
+		(unsigned long long)__atomic_load_n(&n_registered, __ATOMIC_RELAXED),
+		(unsigned long long)__atomic_load_n(&n_released, __ATOMIC_RELAXED),
+		(unsigned long long)__atomic_load_n(&n_refused, __ATOMIC_RELAXED));
+	vm_metrics_daemon(f, reloads_ok, reloads_rejected, started);
+	fclose(f);
+	evbuffer_add(b, text, len);
+	free(text);
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/plain; version=0.0.4");
+	evhttp_send_reply(req, 200, "OK", b);
+	evbuffer_free(b);
+}
+
+/* the skeleton's self-pipe (common/daemon.h): stop or reload, in worker 0's thread */
+static void on_signal_fd(evutil_socket_t s, short ev, void *arg)
+{
+	int what = vm_daemon_signal_take();
+	if (what & VM_SIG_STOP)
+		for (int i = 0; i < nworkers; i++)
+			event_base_loopbreak(workers[i].base);
+	else if (what & VM_SIG_RELOAD)
+		reload();
 }
 
 static int key_file_private(const char *path, char *err, size_t len)
@@ -1132,33 +1205,52 @@ static int key_file_private(const char *path, char *err, size_t len)
 }
 
 #ifndef VEIL_VALIDATOR_NO_MAIN
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: veil-validator --config FILE [options]\n"
+		"\n"
+		"Holds key shares; releases one only on its own verification of a VM's firmware-rooted\n"
+		"evidence, boxed to the VM's ephemeral key (docs/attestation.md).\n"
+		"\n"
+		"  -c, --config FILE     config file (veil-validator.conf(5), docs/veil-validator.conf.example)\n"
+		"  -n, --check           check the config file and the files it names, and exit\n"
+		"      --verify-audit    check the audit log's chain and signatures, and exit\n"
+		"      --pidfile FILE    write the pid to FILE while running (removed at exit;\n"
+		"                        overrides the config's pidfile)\n"
+		"  -h, --help            this text\n"
+		"\n"
+		"Signals: SIGHUP reloads the config (nonce_ttl_s and request_timeout_s; a bad\n"
+		"file changes nothing), SIGTERM/SIGINT stop.\n"
+		"Exit codes: 0 stopped, 1 runtime failure, 2 bad usage or config.\n");
+}
+
+static int verify_audit;
+static int take_opt(void *arg, int opt, const char *val)
+{
+	*(int *)arg = opt == 'A';
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = { { "config", required_argument, NULL, 'c' },
-					      { "verify-audit", no_argument, NULL, 'A' },
-					      { "help", no_argument, NULL, 'h' }, { 0 } };
-	const char *config = NULL;
+	static const struct option extra[] = { { "verify-audit", no_argument, NULL, 'A' }, { 0 } };
+	const struct vm_daemon_cli cli = { .usage = usage, .extra = extra, .extra_fn = take_opt, .arg = &verify_audit };
+	struct vm_daemon_opts opt;
 	char err[512];
-	int o, verify_audit = 0;
+	int code;
 
-	while ((o = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
-		if (o == 'c')
-			config = optarg;
-		else if (o == 'A')
-			verify_audit = 1;
-		else {
-			fprintf(o == 'h' ? stdout : stderr,
-				"usage: veil-validator -c CONFIG [--verify-audit]\n"
-				"Holds key shares; releases one only on its own verification of a VM's firmware-rooted\n"
-				"evidence, boxed to the VM's ephemeral key (docs/attestation.md); settings in\n"
-				"docs/veil-validator.conf.example. Exit codes: 0 stopped, 1 runtime, 2 config.\n");
-			return o == 'h' ? 0 : 2;
-		}
-	}
-	if (!config || load_config(config, err, sizeof(err))) {
-		fprintf(stderr, "veil-validator: %s\n", config ? err : "-c CONFIG is required");
+	vm_prog_name = "veil-validator";
+	if (vm_daemon_parse(argc, argv, &cli, &opt, &code))
+		return code;
+	const char *config = config_path = opt.config;
+	if (load_config(config, &cfg, err, sizeof(err))) {
+		fprintf(stderr, "veil-validator: %s\n", err);
 		return 2;
 	}
+	static char who[96];   /* the log lines name the holder */
+	snprintf(who, sizeof(who), "veil-validator[%s]", cfg.id);
+	vm_prog_name = who;
 	if (key_file_private(cfg.storage_file, err, sizeof(err)) || key_file_private(cfg.signing, err, sizeof(err)) ||
 	    key_file_private(cfg.key, err, sizeof(err))) {
 		fprintf(stderr, "veil-validator: %s\n", err);
@@ -1191,6 +1283,22 @@ int main(int argc, char **argv)
 		fprintf(stderr, "veil-validator: %s: storage key (64 hex digits), signing key or registry key unreadable\n",
 			config);
 		return 2;
+	}
+	if (opt.check) {   /* and the TLS pair; nothing written, nothing opened for writing */
+		SSL_CTX *t = SSL_CTX_new(TLS_server_method());
+		int ok = t && SSL_CTX_use_certificate_chain_file(t, cfg.cert) == 1 &&
+			 SSL_CTX_use_PrivateKey_file(t, cfg.key, SSL_FILETYPE_PEM) == 1 && SSL_CTX_check_private_key(t) == 1;
+		SSL_CTX_free(t);
+		if (!ok) {
+			fprintf(stderr, "veil-validator: %s: cannot use TLS certificate/key\n", config);
+			return 2;
+		}
+		if (!strrchr(cfg.listen, ':')) {
+			fprintf(stderr, "veil-validator: %s: listen takes ADDR:PORT\n", config);
+			return 2;
+		}
+		printf("%s: ok (validator %s, listen %s, state_dir %s)\n", config, cfg.id, cfg.listen, cfg.state);
+		return 0;
 	}
 	mkdir(cfg.state, 0700);
 	char audit_path[300];
@@ -1266,21 +1374,46 @@ int main(int argc, char **argv)
 	    !event_add(sev, NULL))
 		watching = 1;
 	else
-		logev("event=state_watch result=off dir=%s reason=\"%s\" (files are checked on every request)", cfg.state,
+		vm_log("event=state_watch result=off dir=%s reason=\"%s\" (files are checked on every request)", cfg.state,
 		      strerror(errno));
-	struct event *sterm = evsignal_new(workers[0].base, SIGTERM, on_stop, NULL);
-	struct event *sint = evsignal_new(workers[0].base, SIGINT, on_stop, NULL);
-	evsignal_add(sterm, NULL);
-	evsignal_add(sint, NULL);
-	logev("event=started listen=%s workers=%d state=%s", cfg.listen, nworkers, cfg.state);
+	if (vm_daemon_pidfile(opt.pidfile ? opt.pidfile : cfg.pidfile, err, sizeof(err))) {
+		vm_log("event=error what=pidfile reason=\"%s\"", err);
+		return 1;
+	}
+	vm_daemon_signals();
+	struct event *ssig = event_new(workers[0].base, vm_daemon_signal_fd(), EV_READ | EV_PERSIST, on_signal_fd, NULL);
+	if (!ssig || event_add(ssig, NULL)) {
+		vm_log("event=error what=signals reason=\"cannot watch the signal pipe\"");
+		return 1;
+	}
+	struct evhttp *met = NULL;
+	if (cfg.metrics[0] && strcmp(cfg.metrics, "off")) {
+		char mh[64];
+		const char *mc = strrchr(cfg.metrics, ':');
+		snprintf(mh, sizeof(mh), "%.*s", (int)(mc ? mc - cfg.metrics : 0), cfg.metrics);
+		if (mh[0] == '[' && mh[strlen(mh) - 1] == ']') {
+			memmove(mh, mh + 1, strlen(mh));
+			mh[strlen(mh) - 1] = 0;
+		}
+		if (!mc || !(met = evhttp_new(workers[0].base)) || evhttp_bind_socket(met, mh, (ev_uint16_t)atoi(mc + 1))) {
+			vm_log("event=error what=metrics listen=%s reason=\"%s\"", cfg.metrics, strerror(errno));
+			return 1;
+		}
+		evhttp_set_allowed_methods(met, EVHTTP_REQ_GET);
+		evhttp_set_cb(met, "/metrics", on_metrics, NULL);
+	}
+	started = (uint64_t)time(NULL);
+	vm_log("event=started listen=%s workers=%d state=%s metrics=%s", cfg.listen, nworkers, cfg.state,
+	       cfg.metrics[0] ? cfg.metrics : "off");
 	for (int i = 1; i < nworkers; i++)
 		pthread_create(&workers[i].th, NULL, worker_run, &workers[i]);
 	worker_run(&workers[0]);
 	for (int i = 1; i < nworkers; i++)
 		pthread_join(workers[i].th, NULL);
-	logev("event=stopped");
-	event_free(sterm);
-	event_free(sint);
+	vm_log("event=stopped");
+	event_free(ssig);
+	if (met)
+		evhttp_free(met);
 	if (sev)
 		event_free(sev);
 	if (state_watch >= 0)

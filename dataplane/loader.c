@@ -23,7 +23,6 @@
 #include "node_mesh.skel.h"
 #include "node_vm.skel.h"
 
-const char *vm_prog_name = "veilmesh";
 static bool lib_verbose;
 /* While a call whose failure is an expected condition runs (a clsact qdisc
  * that is already there, a TC filter that is already gone), the kernel
@@ -72,23 +71,6 @@ void vm_lib_logging(bool verbose)
 	lib_verbose = verbose;
 	libbpf_set_print(libbpf_cb);
 	libxdp_set_print(libxdp_cb);
-}
-
-void vm_log(const char *fmt, ...)
-{
-	char ts[32];
-	struct timespec now;
-	struct tm tm;
-	va_list ap;
-
-	clock_gettime(CLOCK_REALTIME, &now);
-	gmtime_r(&now.tv_sec, &tm);
-	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-	fprintf(stderr, "%s.%03ldZ %s: ", ts, now.tv_nsec / 1000000, vm_prog_name);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
 }
 
 static int mkdir_p(const char *path)

@@ -21,24 +21,10 @@ struct gw_asm;
 struct node_mesh;
 struct node_vm;
 
-/* ---------- logging: one event per line ---------- */
-void vm_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-extern const char *vm_prog_name;
+/* ---------- logging, command line, signals, pidfile (common/daemon.h) ---------- */
+#include "common/daemon.h"
 /* Routes libbpf's and libxdp's messages through vm_log (debug only if verbose). */
 void vm_lib_logging(bool verbose);
-
-/* ---------- the daemons' shared command line ---------- */
-struct vm_daemon_opts {
-	const char *config;
-	bool check, skb, keep, verbose;
-};
-/* Parses --config/--check/--skb-mode/--keep-attached/--verbose/--help.
- * Returns -1 when the caller should exit with *code (help: 0, misuse: 2). */
-int vm_daemon_args(int argc, char **argv, struct vm_daemon_opts *o, void (*usage)(FILE *), int *code);
-/* SIGTERM/SIGINT set vm_stop_sig (to the signal), SIGHUP sets vm_reload;
- * SIGPIPE is ignored (a control client may go away mid-answer). */
-extern volatile sig_atomic_t vm_stop_sig, vm_reload;
-void vm_daemon_signals(void);
 
 /* ---------- addresses ---------- */
 /* Parses an IPv4 or IPv6 literal into 16 bytes (IPv4-mapped); returns the
@@ -236,27 +222,14 @@ int vm_runtime_write(const char *daemon, const char *control, const char *config
 		     const char *metrics, char *out, size_t outlen);
 void vm_runtime_remove(const char *path);
 
-/* ---------- control socket and metrics (dataplane/ctl.c) ---------- */
-struct vm_ctl {
-	int unix_fd, http_fd;
-	char sock_path[108];
-};
-typedef void (*vm_ctl_cmd_fn)(void *arg, const char *line, FILE *out);
-typedef void (*vm_ctl_metrics_fn)(void *arg, FILE *out);
-int vm_ctl_open(struct vm_ctl *c, const char *sock, const char *metrics, char *err, size_t len);
-/* Waits up to ms for a request on either door and answers it. */
-void vm_ctl_poll(struct vm_ctl *c, int ms, vm_ctl_cmd_fn cmd, vm_ctl_metrics_fn metrics, void *arg);
-void vm_ctl_close(struct vm_ctl *c);
+/* ---------- map helpers for the answers (dataplane/ctl.c; the control socket
+ * and the metrics endpoint are the skeleton's: common/daemon.h) ---------- */
 long vm_map_count(int fd);
 __u32 vm_xdp_prog_id(struct xdp_program *p);
 long vm_map_capacity(int fd);
-void vm_json_str(FILE *f, const char *s);
-/* A control request's answer: {"ok": true, "changes": N} or the error. */
-void vm_ctl_answer(FILE *out, int ok, const char *err, int changes);
 /* Prometheus text both daemons serve: each pinned map's entries and
- * capacity; config reloads by result and the start time. */
+ * capacity (the daemon counters: vm_metrics_daemon, common/daemon.h). */
 void vm_metrics_maps(FILE *out, const char *const *names, const int *fds, int n);
-void vm_metrics_daemon(FILE *out, __u64 reloads_ok, __u64 reloads_rejected, __u64 started);
 
 /* Names of the counters, in struct order (for printing). */
 extern const char *const vm_gw_stat_names[];

@@ -24,6 +24,8 @@ unset VEIL_RUN_DIR
 cleanup() {
 	$LAB down "$ID" >/dev/null 2>&1
 	ip netns del "$P-x" 2>/dev/null
+	[ -n "${SPID:-}" ] && kill "$SPID" 2>/dev/null
+	ip netns del "$P-d" 2>/dev/null
 	rm -rf "$DIR" "$T" "$PIN"
 }
 trap cleanup EXIT INT TERM
@@ -79,6 +81,9 @@ bad=""
 for f in sbin/veil-gw sbin/veil-node sbin/veil-gw-dpdk sbin/veil-validator sbin/veilctl \
 	share/man/man8/veilctl.8 share/man/man8/veil-gw.8 share/man/man8/veil-node.8 share/man/man8/veil-gw-dpdk.8 \
 	share/man/man8/veil-validator.8 share/doc/veilmesh/veil-gw.conf.example \
+	share/man/man5/veil-gw.conf.5 share/man/man5/veil-node.conf.5 share/man/man5/veil-dns.conf.5 \
+	share/man/man5/veil-validator.conf.5 share/man/man5/veil-controller.conf.5 \
+	share/man/man5/veil-registry-worker.conf.5 share/man/man5/leea-config.5 share/man/man5/veil-vm-spec.5 \
 	lib/systemd/system/veil-gw.service lib/systemd/system/veil-node.service \
 	lib/systemd/system/veil-gw-dpdk.service lib/systemd/system/veil-validator.service; do
 	[ -s "$T/inst/usr/$f" ] || bad="$bad missing:$f"
@@ -173,7 +178,8 @@ bad=""
 flags() { grep -o -- '--[a-z][a-z-]*' | grep -v -- '--$' | sort -u; }
 manflags() { sed 's/\\-/-/g; s/\\f[BIRP]//g' "$1"; }
 for pair in "veilctl:veilctl" "veil-gw:veil-gw" "veil-node:veil-node" "veil-gw-dpdk:veil-gw-dpdk" \
-	"veil-validator:veil-validator" "veil-attest:veil-attest" "veil-registry:veil-registry"; do
+	"veil-validator:veil-validator" "veil-attest:veil-attest" "veil-registry:veil-registry" \
+	"veil-dns:veil-dns" "veil-controller:veil-controller" "veil-agent:veil-agent"; do
 	bin=${pair%%:*}; man=docs/man/${pair#*:}.8
 	[ -x "$BUILD/$bin" ] || continue
 	for f in $("$BUILD/$bin" --help 2>&1 | sed -n '1,/EAL options:/p' | flags); do
@@ -183,11 +189,144 @@ done
 for f in --routes --secret --watch --count --vm --name --client; do
 	manflags docs/man/veilctl.8 | grep -q -- "$f" || bad="$bad veilctl:$f"
 done
-for m in docs/man/*.8; do
+for m in docs/man/*.8 docs/man/*.5; do
 	w=$(LC_ALL=C.UTF-8 MANWIDTH=100 man --warnings -l "$m" 2>&1 >/dev/null)
 	[ -n "$w" ] && bad="$bad $m:$(echo "$w" | head -1)"
 done
 [ -z "$bad" ] && pass $t || fail $t "not documented:$bad"
+
+# every setting a config parser accepts is in its section 5 page: the names are
+# read from the parser's code (the names it compares a line's first word or a
+# YAML key with, its S1/I1/F tables), the page's from its .TP/.TQ tags (the tag's
+# first word; "a.b:" counts as b)
+t=man5_documents_every_config_key
+parser_keys() { # file [function...]
+	local file=$1; shift
+	{ if [ $# = 0 ]; then cat "$file"; else
+		for fn in "$@"; do
+			awk -v f="$fn" '!on && $0 ~ ("^[a-z].*[ *]" f "\\(") && $0 !~ /;$/ { on = 1 } on { print } on && /^}/ { exit }' "$file"
+		done
+	fi; } | grep -v '#define' |
+		grep -oE 'strcmp\((w\[0\]|k|key), "[a-z0-9_]+"\)|\<[SI]1\("[a-z0-9_]+"|\<F\([a-z0-9_]+\)|\{ "[a-z0-9_]+", (offsetof|s->)' |
+		grep -oE '"[a-z0-9_]+"|\([a-z0-9_]+\)' | tr -d '"()' | sort -u
+}
+page_keys() { # man page
+	awk '/^\.(TP|TQ)/ { tag = 1; next } tag { print; tag = 0 }' "$1" |
+		sed -E 's/\\f[BIRP]//g; s/^\.(B|BI|BR|I|IR|IB) +//; s/^"//; s/[ "].*//; s/:$//; s/.*\.//' | sort -u
+}
+bad=""; nkeys=0
+for spec in "veil-gw.conf:dataplane/config.c:common_line gw_line" "veil-node.conf:dataplane/config.c:common_line node_line" \
+	"veil-dns.conf:controlplane/dns/zone.c:dns_cfg_load" "veil-validator.conf:controlplane/veil-validator.c:load_config" \
+	"veil-controller.conf:controlplane/ctl/veil-controller.c:load_config" \
+	"veil-registry-worker.conf:controlplane/registry_worker.c:load_cfg" \
+	"leea-config:controlplane/agent/config.c:" "veil-vm-spec:controlplane/agent/spec.c:"; do
+	IFS=: read -r page src fns <<<"$spec"
+	# shellcheck disable=SC2086
+	keys=$(parser_keys "$src" $fns); have=$(page_keys "docs/man/$page.5")
+	[ -n "$keys" ] || bad="$bad $page:no-keys-found-in-$src"
+	for k in $keys; do
+		nkeys=$((nkeys + 1))
+		grep -qx -- "$k" <<<"$have" || bad="$bad $page:$k"
+	done
+done
+# and each daemon's section 8 page points at its file's page
+for pair in veil-gw:veil-gw.conf veil-gw-dpdk:veil-gw.conf veil-node:veil-node.conf veil-dns:veil-dns.conf \
+	veil-validator:veil-validator.conf veil-controller:veil-controller.conf veil-registry:veil-registry-worker.conf \
+	veil-agent:leea-config veil-agent:veil-vm-spec; do
+	sed -En '/^\.SH "?SEE ALSO/,$p' "docs/man/${pair%%:*}.8" | grep -q "^\.BR ${pair#*:} (5)" || bad="$bad ${pair%%:*}.8:see-also-${pair#*:}"
+done
+[ -z "$bad" ] && pass "$t ($nkeys settings of 8 formats)" || fail $t "not documented:$bad"
+
+# ---------- the daemons' skeleton (controlplane/common/daemon.c) ----------
+
+# --pidfile: written once the daemon runs, holding its pid; SIGHUP does not
+# stop a daemon that has nothing to reload; SIGTERM stops it at once (serve
+# waits on the listener and the signal pipe together), logs event=stopped and
+# removes the pidfile.  veil-registry serve in a namespace of its own.
+t=skeleton_pidfile_and_signals
+mkdir -p "$T/srv" && echo hello >"$T/srv/a.txt"
+if ! openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/srv.key" -out "$T/srv.crt" \
+	-days 1 -subj /CN=ops >/dev/null 2>&1; then
+	fail $t "openssl could not make a certificate"
+elif ! ip netns add "$P-d" 2>/dev/null || ! ip -n "$P-d" link set lo up; then
+	fail $t "cannot make the namespace $P-d"
+else
+	# (ip netns exec execs the daemon: $! is its pid)
+	ip netns exec "$P-d" "$BUILD/veil-registry" serve --dir "$T/srv" --listen 127.0.0.1:8471 --cert "$T/srv.crt" \
+		--key "$T/srv.key" --pidfile "$T/serve.pid" 2>"$T/serve.log" &
+	SPID=$!
+	bad=""
+	for _ in $(seq 50); do [ -s "$T/serve.pid" ] && break; sleep 0.1; done
+	[ "$(cat "$T/serve.pid" 2>/dev/null)" = "$SPID" ] || bad="$bad pidfile='$(cat "$T/serve.pid" 2>/dev/null)'(pid $SPID)"
+	ip netns exec "$P-d" curl -sk --max-time 5 https://127.0.0.1:8471/v1/manifest | grep -q '"a.txt"' ||
+		bad="$bad no-manifest"
+	kill -HUP "$SPID"; sleep 0.3
+	kill -0 "$SPID" 2>/dev/null || bad="$bad gone-after-SIGHUP"
+	kill -TERM "$SPID"
+	for _ in $(seq 20); do kill -0 "$SPID" 2>/dev/null || break; sleep 0.05; done
+	kill -0 "$SPID" 2>/dev/null && bad="$bad still-running-1s-after-SIGTERM"
+	wait "$SPID"; rc=$?; SPID=""
+	[ $rc = 0 ] || bad="$bad rc=$rc"
+	[ -e "$T/serve.pid" ] && bad="$bad pidfile-left"
+	grep -q "veil-registry: event=stopped signal=15" "$T/serve.log" || bad="$bad no-stopped-line"
+	# a pidfile that cannot be written: said so, exit 1, nothing served
+	out=$(ip netns exec "$P-d" timeout 10 "$BUILD/veil-registry" serve --dir "$T/srv" --listen 127.0.0.1:8472 \
+		--cert "$T/srv.crt" --key "$T/srv.key" --pidfile "$T/nodir/serve.pid" 2>&1); rc=$?
+	[ $rc = 1 ] && grep -q "event=error what=pidfile" <<<"$out" || bad="$bad unwritable-pidfile:rc=$rc"
+	ip netns del "$P-d"
+	[ -z "$bad" ] && pass $t || fail $t "$bad; log: $(tail -3 "$T/serve.log" | tr '\n' ' ')"
+fi
+
+# --check for the daemons that had none (veil-validator): the file's line, exit 2
+t=validator_check_names_the_line
+printf 'id v1\nlisten 127.0.0.1:7401\nworkers 0\n' >"$T/val.conf"
+out=$(timeout 10 "$BUILD/veil-validator" --check --config "$T/val.conf" 2>&1); rc=$?
+[ $rc = 2 ] && grep -q "val.conf:3: unknown or malformed setting 'workers'" <<<"$out" && pass $t || fail $t "rc=$rc: $out"
+
+# a libevent daemon on the skeleton's self-pipe (veil-validator): SIGHUP
+# applies nonce_ttl_s, a bad file changes nothing, /metrics counts both,
+# SIGTERM stops it and removes its pidfile
+t=validator_reload_metrics_stop
+V="$T/val"; mkdir -p "$V"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$V/tls.key" -out "$V/tls.crt" \
+	-days 1 -subj /CN=v1 >/dev/null 2>&1
+openssl genpkey -algorithm ed25519 -out "$V/sign.key" 2>/dev/null
+openssl genpkey -algorithm ed25519 -out "$V/reg.key" 2>/dev/null
+openssl pkey -in "$V/reg.key" -pubout -out "$V/reg.pub" 2>/dev/null
+newkey "$V/storage.key"
+chmod 600 "$V"/*.key
+vconf() { # nonce_ttl_s
+	printf 'id v1\nlisten 127.0.0.1:7401\ncert %s/tls.crt\nkey %s/tls.key\nsigning_key %s/sign.key\nstorage_key_file %s/storage.key\nstate_dir %s/state\nregistry_pub %s/reg.pub\nek_ca %s/tls.crt\nmetrics 127.0.0.1:9438\npidfile %s/v.pid\nnonce_ttl_s %s\n' \
+		"$V" "$V" "$V" "$V" "$V" "$V" "$V" "$V" "$1" >"$V/v.conf"
+}
+vconf 60
+if ! ip netns add "$P-d" 2>/dev/null || ! ip -n "$P-d" link set lo up; then
+	fail $t "cannot make the namespace $P-d"
+else
+	ip netns exec "$P-d" "$BUILD/veil-validator" --config "$V/v.conf" 2>"$V/v.log" &
+	SPID=$!
+	bad=""
+	wait_log "$V/v.log" "event=started" || bad="$bad not-started"
+	[ "$(cat "$V/v.pid" 2>/dev/null)" = "$SPID" ] || bad="$bad pidfile"
+	vconf 30; kill -HUP "$SPID"
+	wait_log "$V/v.log" "event=reloaded nonce_ttl_s=30" 50 || bad="$bad no-reload"
+	echo "bogus 1" >>"$V/v.conf"; kill -HUP "$SPID"
+	wait_log "$V/v.log" "event=reload_rejected reason=.*v.conf:13: unknown or malformed setting 'bogus'" 50 ||
+		bad="$bad no-reject"
+	m=$(ip netns exec "$P-d" curl -s --max-time 5 http://127.0.0.1:9438/metrics)
+	grep -q '^veilmesh_config_reloads_total{result="ok"} 1$' <<<"$m" &&
+		grep -q '^veilmesh_config_reloads_total{result="rejected"} 1$' <<<"$m" &&
+		grep -q '^veilmesh_validator_requests_total{result="refused"} 0$' <<<"$m" || bad="$bad metrics:'$(echo "$m" | grep -v '^#' | tr '\n' ' ')'"
+	kill -0 "$SPID" 2>/dev/null || bad="$bad gone-after-SIGHUP"
+	kill -TERM "$SPID"
+	for _ in $(seq 50); do kill -0 "$SPID" 2>/dev/null || break; sleep 0.1; done
+	kill -0 "$SPID" 2>/dev/null && bad="$bad still-running-5s-after-SIGTERM"
+	wait "$SPID"; rc=$?; SPID=""
+	[ $rc = 0 ] && grep -q "veil-validator\[v1\]: event=stopped" "$V/v.log" || bad="$bad rc=$rc-or-no-stopped-line"
+	[ -e "$V/v.pid" ] && bad="$bad pidfile-left"
+	ip netns del "$P-d"
+	[ -z "$bad" ] && pass $t || fail $t "$bad; log: $(tail -3 "$V/v.log" | tr '\n' ' ')"
+fi
 
 # ---------- the lab ----------
 

@@ -33,7 +33,6 @@
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
 
-#include "common/logline.h"
 #include "daemon.h"
 #include "storefeed.h"
 #include "vmm.h"
@@ -76,7 +75,6 @@ static struct ag_daemon *D;
 static struct vm vms[MAX_VMS];
 static virConnectPtr conn;
 static struct ag_domcaps domcaps;
-static volatile sig_atomic_t stop_sig;
 static atomic_int event_thread_run = 1;
 
 static double now(void)
@@ -84,15 +82,6 @@ static double now(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-/* One event per line: time, event=..., key=value (daemon.h). */
-void ag_log(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vm_vlogline("veil-agent", fmt, ap);
-	va_end(ap);
 }
 
 static const char *virt_err(void)
@@ -103,11 +92,6 @@ static const char *virt_err(void)
 
 static void quiet_errors(void *arg, virErrorPtr e)
 {
-}
-
-static void on_signal(int sig)
-{
-	stop_sig = sig;
 }
 
 /* ---------- resources ---------- */
@@ -952,14 +936,74 @@ static void heartbeat(void)
 		ag_log("event=store_report_failed bucket=heartbeats");
 }
 
+/* SIGHUP: the config read again and checked against the host's scan; the
+ * resources (cpu, ram, disk) and heartbeat_s change at once, the rest
+ * (store, keys, node id, GPUs) only with a restart.  A bad file changes
+ * nothing. */
+static uint64_t reloads_ok, reloads_rejected, started;
+
+/* GET /metrics on --metrics: the VMs by state, the daemon counters */
+static void agent_metrics(void *arg, FILE *out)
+{
+	static const char *const names[] = { "ordered", "fetching", "launching", "attesting", "ready", "failed" };
+	int n[6] = { 0 };
+	for (int i = 0; i < MAX_VMS; i++)
+		if (vms[i].used && (unsigned)vms[i].state < 6)
+			n[vms[i].state]++;
+	fputs("# HELP veilmesh_agent_vms VMs of this node, by state.\n# TYPE veilmesh_agent_vms gauge\n", out);
+	for (int i = 0; i < 6; i++)
+		fprintf(out, "veilmesh_agent_vms{state=\"%s\"} %d\n", names[i], n[i]);
+	vm_metrics_daemon(out, reloads_ok, reloads_rejected, started);
+}
+
+static void reload_warn(const char *msg)
+{
+	ag_log("event=reload_warning reason=\"%s\"", msg);
+}
+
+static void reload(struct ag_daemon *d)
+{
+	/* read into one buffer, then the result into another than the running
+	 * one: a store feed started earlier may still read the old */
+	static struct ag_cfg f, n[2];
+	static int cur;
+	char err[1024];
+
+	if (ag_cfg_load(d->cfg->path, &f, reload_warn, err, sizeof(err)) ||
+	    ag_check_resources(&f, d->scan, err, sizeof(err))) {
+		reloads_rejected++;
+		ag_log("event=reload_rejected reason=\"%s\"", err);
+		return;
+	}
+	reloads_ok++;
+	const struct ag_cfg *o = d->cfg;
+	if (strcmp(o->node_key, f.node_key) || strcmp(o->store_urls, f.store_urls) || strcmp(o->store_creds, f.store_creds) ||
+	    strcmp(o->controller_pub, f.controller_pub) || strcmp(o->node_signing_key, f.node_signing_key) ||
+	    strcmp(o->node_id, f.node_id) || strcmp(o->registry_ca, f.registry_ca) || o->ngpus != f.ngpus ||
+	    memcmp(o->gpus, f.gpus, sizeof(f.gpus)))
+		ag_log("event=reload_note reason=\"only the resources and heartbeat_s change without a restart\"");
+	struct ag_cfg *c = &n[cur ^= 1];
+	*c = *o;
+	c->cpu = f.cpu;
+	c->ram = f.ram;
+	c->disk = f.disk;
+	c->heartbeat_s = f.heartbeat_s;
+	d->cfg = c;
+	ag_log("event=reloaded cpu=%d ram_mib=%llu disk_gib=%llu heartbeat_s=%d", c->cpu,
+	       (unsigned long long)(c->ram >> 20), (unsigned long long)(c->disk >> 30), c->heartbeat_s);
+}
+
 int ag_daemon_run(struct ag_daemon *d)
 {
 	char err[1024];
 	D = d;
-	struct sigaction sa = { .sa_handler = on_signal };
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
+	struct vm_ctl ctl;
+	if (vm_ctl_open(&ctl, "off", d->metrics ? d->metrics : "off", err, sizeof(err))) {
+		ag_log("event=error what=metrics reason=\"%s\"", err);
+		return 1;
+	}
+	started = (uint64_t)time(NULL);
+	vm_daemon_signals();   /* and --pidfile */
 	mkdir(d->state_dir, 0711);
 	mkdir(d->cache_dir, 0700);
 
@@ -995,8 +1039,12 @@ int ag_daemon_run(struct ag_daemon *d)
 	bool reaped = false;
 	double t_feed_retry = 0, t_beat = 0, t_counts = 0;
 	char counts[256] = "", c2[256];
-	int beat_s = d->cfg->heartbeat_s ? d->cfg->heartbeat_s : 5;
-	while (!stop_sig) {
+	while (!vm_stop_sig) {
+		if (vm_reload) {
+			vm_reload = 0;
+			reload(d);
+		}
+		int beat_s = d->cfg->heartbeat_s ? d->cfg->heartbeat_s : 5;
 		if (d->cfg->store_urls[0] && !d->feed && now() >= t_feed_retry) {
 			/* VMs keep running while the store is away; nothing is reaped before its snapshot */
 			d->feed = ag_feed_start(d->cfg, d->state_dir, err, sizeof(err));
@@ -1030,8 +1078,9 @@ int ag_daemon_run(struct ag_daemon *d)
 			snprintf(counts, sizeof(counts), "%s", c2);
 			t_counts = now() + 1;
 		}
-		usleep(200000);
+		vm_ctl_poll(&ctl, 200, NULL, agent_metrics, NULL);   /* and the 200 ms between rounds */
 	}
+	vm_ctl_close(&ctl);
 	ag_feed_stop(d->feed);
 	d->feed = NULL;
 	/* Leaving: downloads stop (a .part is resumed next time), VMs keep running. */
@@ -1040,7 +1089,7 @@ int ag_daemon_run(struct ag_daemon *d)
 			vms[i].fetch_stop = 1;
 			pthread_join(vms[i].fetcher, NULL);
 		}
-	ag_log("event=stopped signal=%d vms_left_running=yes", (int)stop_sig);
+	ag_log("event=stopped signal=%d vms_left_running=yes", (int)vm_stop_sig);
 	if (cb >= 0)
 		virConnectDomainEventDeregisterAny(conn, cb);
 	/* the event thread sleeps in libvirt's loop; the process ends under it */

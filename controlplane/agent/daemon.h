@@ -4,6 +4,7 @@
 #define VEIL_AGENT_DAEMON_H
 
 #include "agent.h"
+#include "common/daemon.h"
 
 struct ag_daemon {
 	const struct ag_cfg *cfg;
@@ -21,11 +22,13 @@ struct ag_daemon {
 	int mtu;                    /* taps' MTU (0: the kernel's default) */
 	int max_booting;            /* VMs started and not yet ready at once (0: no limit); the others wait, fetched */
 	struct ag_feed *feed;       /* orders from the cluster store (store: in the config), or NULL */
+	const char *metrics;        /* ADDR:PORT of GET /metrics, or NULL / "off" */
 };
 
 int ag_daemon_run(struct ag_daemon *d);
 
-/* The agent's log line on stderr: "TIME veil-agent " + the event, one line. */
-void ag_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The agent's log line on stderr: "TIME veil-agent: " + the event, one line
+ * (the daemons' shared one, common/daemon.h). */
+#define ag_log vm_log
 
 #endif

@@ -58,10 +58,14 @@ static void usage(FILE *f)
 		"                        the config's node_key), --ca FILE (the controller's TLS CA),\n"
 		"                        --ek-chain FILE, --underlay ADDR, --location L, --name N,\n"
 		"                        --store URLS, --controller-pub FILE, --key-out FILE\n"
+		"      --metrics ADDR:PORT  serve Prometheus text on http://ADDR:PORT/metrics\n"
+		"                        (VMs by state, reloads, start time; default off)\n"
+		"      --pidfile FILE    write the pid to FILE while running (removed at exit)\n"
 		"  -h, --help            this text\n"
 		"\n"
 		"Logs one event per line on stderr (vm_ordered, vm_fetching, vm_started,\n"
 		"vm_ready with spec_to_ready_s, vm_failed with a reason, vm_deleted).\n"
+		"SIGHUP reloads the config (resources and heartbeat_s; a bad file changes nothing).\n"
 		"SIGTERM/SIGINT: stop; the VMs keep running and a restarted agent adopts them.\n"
 		"Exit codes: 0 ok, 1 runtime failure, 2 bad usage, config or resources.\n");
 }
@@ -96,10 +100,77 @@ static void warn_line(const char *msg)
 	fprintf(stderr, "veil-agent: %s\n", msg);
 }
 
+/* Everything the agent's own options set (the common ones: common/daemon.h). */
+struct agent_args {
+	const char *root, *domcaps, *image_dir, *libvirt_netns, *check_spec;
+	bool scan_only;
+	struct ag_daemon *dm;
+	struct ag_reg_opts *reg;
+};
+
+static int agent_opt(void *arg, int o, const char *val)
+{
+	struct agent_args *a = arg;
+	struct ag_daemon *dm = a->dm;
+	struct ag_reg_opts *reg = a->reg;
+
+	switch (o) {
+	case 'S': a->scan_only = true; break;
+	case 'i': a->image_dir = val; break;
+	case 'R': a->root = val; break;
+	case 'D': a->domcaps = val; break;
+	case 'o': dm->spec_dir = val; break;
+	case 1: dm->state_dir = val; break;
+	case 2: dm->uri = val; break;
+	case 3: a->libvirt_netns = val; break;
+	case 4: dm->node_config = val; break;
+	case 5: dm->node_socket = val; break;
+	case 6: dm->prefix = val; break;
+	case 8: a->check_spec = val; break;
+	case 11: dm->metrics = val; break;
+	case 9:
+		if (access(val, R_OK)) {
+			fprintf(stderr, "veil-agent: --vtpm-state %s: cannot read\n", val);
+			return -1;
+		}
+		dm->vtpm_state = val;
+		break;
+	case 7:
+		dm->mtu = atoi(val);
+		if (dm->mtu < 1280 || dm->mtu > 65535) {
+			fprintf(stderr, "veil-agent: --mtu %s: between 1280 and 65535\n", val);
+			return -1;
+		}
+		break;
+	case 10: {
+		char *end;
+		long n = strtol(val, &end, 10);
+		if (*end || n < 0 || n > 64) {
+			fprintf(stderr, "veil-agent: --max-booting %s: between 0 (no limit) and 64\n", val);
+			return -1;
+		}
+		dm->max_booting = (int)n;
+		break;
+	}
+	case 20: reg->url = val; break;
+	case 21: reg->regkey = val; break;
+	case 22: reg->tcti = val; break;
+	case 23: reg->ca = val; break;
+	case 24: reg->ek_chain = val; break;
+	case 25: *(strchr(val, ':') ? &reg->underlay6 : &reg->underlay4) = val; break;
+	case 26: reg->location = val; break;
+	case 27: reg->name = val; break;
+	case 28: reg->store_urls = val; break;
+	case 29: reg->controller_pub = val; break;
+	case 30: reg->key_out = val; break;
+	default: return -1;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "config", required_argument, 0, 'c' }, { "check", no_argument, 0, 'n' },
 		{ "scan", no_argument, 0, 'S' },          { "image-dir", required_argument, 0, 'i' },
 		{ "root", required_argument, 0, 'R' },    { "domcaps", required_argument, 0, 'D' },
 		{ "spec-dir", required_argument, 0, 'o' }, { "state-dir", required_argument, 0, 1 },
@@ -107,8 +178,9 @@ int main(int argc, char **argv)
 		{ "node-config", required_argument, 0, 4 }, { "node-socket", required_argument, 0, 5 },
 		{ "name-prefix", required_argument, 0, 6 }, { "mtu", required_argument, 0, 7 },
 		{ "check-spec", required_argument, 0, 8 },
-		{ "vtpm-state", required_argument, 0, 9 },    { "help", no_argument, 0, 'h' },
+		{ "vtpm-state", required_argument, 0, 9 },
 		{ "max-booting", required_argument, 0, 10 },
+		{ "metrics", required_argument, 0, 11 },
 		/* --register and its options (register.c) */
 		{ "register", required_argument, 0, 20 },  { "regkey", required_argument, 0, 21 },
 		{ "tcti", required_argument, 0, 22 },      { "ca", required_argument, 0, 23 },
@@ -119,76 +191,25 @@ int main(int argc, char **argv)
 		{ 0, 0, 0, 0 },
 	};
 	char cfgpath[512] = "", err[1024] = "";
-	const char *root = "", *domcaps = NULL, *image_dir = "/var/lib/veilmesh/images";
-	bool check = false, scan_only = false;
 	struct ag_daemon dm = {
 		.uri = "qemu:///system", .spec_dir = "/var/lib/veilmesh/orders", .state_dir = "/var/lib/veilmesh/vms",
 		.prefix = "veil-", .nvram_template = "/usr/share/OVMF/OVMF_VARS_4M.fd", .libvirt_ns = -1,
 	};
-	const char *libvirt_netns = NULL, *check_spec = NULL;
 	struct ag_reg_opts reg = { .ca = "/etc/ssl/certs/ca-certificates.crt" };
-	int o;
+	struct agent_args a = { .root = "", .image_dir = "/var/lib/veilmesh/images", .dm = &dm, .reg = &reg };
+	const struct vm_daemon_cli cli = { .usage = usage, .flags = VM_OPT_CONFIG_OPTIONAL, .extra = opts,
+					   .extra_short = "Si:o:", .extra_fn = agent_opt, .arg = &a };
+	struct vm_daemon_opts opt;
+	int code;
 
-	while ((o = getopt_long(argc, argv, "c:nSi:o:h", opts, NULL)) != -1) {
-		switch (o) {
-		case 'c': snprintf(cfgpath, sizeof(cfgpath), "%s", optarg); break;
-		case 'n': check = true; break;
-		case 'S': scan_only = true; break;
-		case 'i': image_dir = optarg; break;
-		case 'R': root = optarg; break;
-		case 'D': domcaps = optarg; break;
-		case 'o': dm.spec_dir = optarg; break;
-		case 1: dm.state_dir = optarg; break;
-		case 2: dm.uri = optarg; break;
-		case 3: libvirt_netns = optarg; break;
-		case 4: dm.node_config = optarg; break;
-		case 5: dm.node_socket = optarg; break;
-		case 6: dm.prefix = optarg; break;
-		case 8: check_spec = optarg; break;
-		case 9:
-			if (access(optarg, R_OK)) {
-				fprintf(stderr, "veil-agent: --vtpm-state %s: cannot read\n", optarg);
-				return 2;
-			}
-			dm.vtpm_state = optarg;
-			break;
-		case 7:
-			dm.mtu = atoi(optarg);
-			if (dm.mtu < 1280 || dm.mtu > 65535) {
-				fprintf(stderr, "veil-agent: --mtu %s: between 1280 and 65535\n", optarg);
-				return 2;
-			}
-			break;
-		case 10: {
-			char *end;
-			long n = strtol(optarg, &end, 10);
-			if (*end || n < 0 || n > 64) {
-				fprintf(stderr, "veil-agent: --max-booting %s: between 0 (no limit) and 64\n", optarg);
-				return 2;
-			}
-			dm.max_booting = (int)n;
-			break;
-		}
-		case 20: reg.url = optarg; break;
-		case 21: reg.regkey = optarg; break;
-		case 22: reg.tcti = optarg; break;
-		case 23: reg.ca = optarg; break;
-		case 24: reg.ek_chain = optarg; break;
-		case 25: *(strchr(optarg, ':') ? &reg.underlay6 : &reg.underlay4) = optarg; break;
-		case 26: reg.location = optarg; break;
-		case 27: reg.name = optarg; break;
-		case 28: reg.store_urls = optarg; break;
-		case 29: reg.controller_pub = optarg; break;
-		case 30: reg.key_out = optarg; break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
-		}
-	}
-	if (optind < argc) {
-		fprintf(stderr, "veil-agent: unexpected argument '%s'\n", argv[optind]);
-		usage(stderr);
-		return 2;
-	}
+	vm_prog_name = "veil-agent";
+	if (vm_daemon_parse(argc, argv, &cli, &opt, &code))
+		return code;
+	if (opt.config)
+		snprintf(cfgpath, sizeof(cfgpath), "%s", opt.config);
+	const bool check = opt.check, scan_only = a.scan_only;
+	const char *root = a.root, *domcaps = a.domcaps, *image_dir = a.image_dir;
+	const char *libvirt_netns = a.libvirt_netns, *check_spec = a.check_spec;
 
 	if (check_spec) { /* the spec alone: no config, no scan */
 		static struct ag_spec sp;

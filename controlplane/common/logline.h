@@ -4,8 +4,8 @@
  *   2026-12-02T08:55:01.123Z WHO: event=... key=value ...
  * with every control or non-ASCII byte of the text shown as '?', so that no
  * value (a reason quoted from a request, a libvirt message) can break a line
- * or forge another.  Header-only: each daemon keeps a one-line wrapper with
- * its own name.
+ * or forge another.  Daemons call vm_log() (common/daemon.h), which writes
+ * through this with WHO = vm_prog_name.
  */
 #ifndef VEIL_LOGLINE_H
 #define VEIL_LOGLINE_H

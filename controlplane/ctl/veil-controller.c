@@ -42,7 +42,7 @@
 #include <openssl/sha.h>
 
 #include "common/httpd.h"
-#include "common/logline.h"
+#include "common/daemon.h"
 #include "ctl/ctl.h"
 #include "keys/attest.h"
 #include "keys/ek.h"
@@ -65,18 +65,6 @@ struct config {
 
 static struct config cfg;
 static const char *config_path;
-static int quiet;
-
-static void logev(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void logev(const char *fmt, ...)
-{
-	va_list ap;
-	if (quiet)
-		return;
-	va_start(ap, fmt);
-	vm_vlogline("veil-controller", fmt, ap);
-	va_end(ap);
-}
 
 static int parse_int(const char *s, int lo, int hi, int *out)
 {
@@ -494,7 +482,7 @@ static void on_entry(void *arg, const struct vs_entry *e)
 			json_object *have = view_get(b, e->key, NULL);
 			if (!have || (uint64_t)jint(have, "gen", 0) != gen) {
 				COUNT(M.rejected_replay);
-				logev("event=store_rejected bucket=%s key=%s reason=replay gen=%" PRIu64, B[b].name, e->key, gen);
+				vm_log("event=store_rejected bucket=%s key=%s reason=replay gen=%" PRIu64, B[b].name, e->key, gen);
 			}
 			json_object_put(have);
 		} else if (rc != VS_OK) {
@@ -504,7 +492,7 @@ static void on_entry(void *arg, const struct vs_entry *e)
 			if (pub || time(NULL) - last_unknown >= 60) {
 				if (!pub)
 					last_unknown = time(NULL);
-				logev("event=store_rejected bucket=%s key=%s reason=%s", B[b].name, e->key,
+				vm_log("event=store_rejected bucket=%s key=%s reason=%s", B[b].name, e->key,
 				      !pub ? "unknown_key" : rc == VS_BADSIG ? "signature" : vs_strerror(rc));
 			}
 		}
@@ -549,7 +537,7 @@ static void audit_pub(const char *kind, const char *json, const char *msgid)
 		audit_qlen++;
 	} else {
 		free(a);
-		logev("event=audit_lost kind=%s id=%s reason=\"queue full\"", kind, msgid);
+		vm_log("event=audit_lost kind=%s id=%s reason=\"queue full\"", kind, msgid);
 	}
 	pthread_mutex_unlock(&alock);
 }
@@ -1088,7 +1076,7 @@ launch_checks:;
 			if (jbool(o, "routed") && (rc = routes_delete(o)) == VS_OK) {
 				n = order_next(o, NULL, NULL);
 				json_object_object_add(n, "routed", json_object_new_boolean(0));
-				logev("event=routes_withdrawn order=%s node=%s name=%s", id, jstr(o, "node"), jstr(o, "hostname"));
+				vm_log("event=routes_withdrawn order=%s node=%s name=%s", id, jstr(o, "node"), jstr(o, "hostname"));
 			}
 		} else if (!up) {
 			/* the node died before the VM was up: place the order again */
@@ -1112,7 +1100,7 @@ launch_checks:;
 					json_object_object_add(n, "gpu_addrs", json_object_new_array());
 				}
 				json_object_object_add(n, "attempts", json_object_new_int(attempts));
-				logev("event=reschedule order=%s node=%s attempts=%d", id, old, attempts);
+				vm_log("event=reschedule order=%s node=%s attempts=%d", id, old, attempts);
 			}
 		} else if (vst && (!strcmp(vst, "failed") || !strcmp(vst, "deleted"))) {
 			snprintf(why, sizeof(why), "vm %s: %s", vst, jstr(vs, "reason") ?: "no reason given");
@@ -1132,7 +1120,7 @@ launch_checks:;
 			if (!jbool(o, "routed") && vst && !strcmp(vst, "ready") && (rc = routes_write(o, rev)) == VS_OK) {
 				n = order_next(o, NULL, NULL);
 				json_object_object_add(n, "routed", json_object_new_boolean(1));
-				logev("event=routes_restored order=%s node=%s", id, jstr(o, "node"));
+				vm_log("event=routes_restored order=%s node=%s", id, jstr(o, "node"));
 			}
 		} else if (now - since >= cfg.state_timeout_s) {
 			snprintf(why, sizeof(why), "timeout: no %s report after %d s", !strcmp(st, "launching") ? "attesting" : "ready",
@@ -1142,7 +1130,7 @@ launch_checks:;
 		json_object_put(vs);
 	}
 	if (rc != VS_OK && rc != VS_CONFLICT && driver_error_due())
-		logev("event=driver_error order=%s state=%s reason=\"%s\"", id, st, vs_strerror(rc));
+		vm_log("event=driver_error order=%s state=%s reason=\"%s\"", id, st, vs_strerror(rc));
 	if (n) {
 		const char *to = jstr(n, "state");
 		char tos[16];
@@ -1150,9 +1138,9 @@ launch_checks:;
 		int changed = strcmp(tos, st);
 		rc = order_write(n, rev, NULL);
 		if (rc == VS_OK && changed)
-			logev("event=order order=%s state=%s", id, tos);
+			vm_log("event=order order=%s state=%s", id, tos);
 		else if (rc != VS_OK && rc != VS_CONFLICT && driver_error_due())
-			logev("event=driver_error order=%s state=%s write=\"%s\"", id, st, vs_strerror(rc));
+			vm_log("event=driver_error order=%s state=%s write=\"%s\"", id, st, vs_strerror(rc));
 	}
 }
 
@@ -1267,7 +1255,7 @@ static void check_nodes(void)
 				json_object_put(p);
 				if (!t[i].up)
 					COUNT(M.nodes_down);
-				logev("event=node node=%s state=%s", t[i].id, want);
+				vm_log("event=node node=%s state=%s", t[i].id, want);
 				json_object *a = json_object_new_object();
 				json_object_object_add(a, "node", json_object_new_string(t[i].id));
 				json_object_object_add(a, "state", json_object_new_string(want));
@@ -1686,7 +1674,7 @@ static void api_create_order(struct evhttp_request *req, const struct caller *c)
 	}
 	COUNT(M.orders_created);
 	audit_order(o, "requested", NULL, 1);
-	logev("event=order order=%s state=requested storefront=%s image=%s", id, c->storefront, jstr(o, "image"));
+	vm_log("event=order order=%s state=requested storefront=%s image=%s", id, c->storefront, jstr(o, "image"));
 	char loc[80];
 	snprintf(loc, sizeof(loc), "/v1/orders/%s", id);
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Location", loc);
@@ -1778,7 +1766,7 @@ static void api_cancel(struct evhttp_request *req, const struct caller *c, const
 		json_object_get(n);
 		int rc = order_write(n, rev, &nr);
 		if (rc == VS_OK) {
-			logev("event=cancel order=%s storefront=%s", id, c->storefront);
+			vm_log("event=cancel order=%s storefront=%s", id, c->storefront);
 			reply_order(req, 202, n, nr);
 			json_object_put(n);
 			return;
@@ -2066,7 +2054,7 @@ static void api_regkey(struct evhttp_request *req, const struct caller *c)
 	}
 	json_object_object_add(rec, "key", json_object_new_string(key));
 	OPENSSL_cleanse(key, sizeof(key));
-	logev("event=regkey id=%s by=%s", id, c->id);
+	vm_log("event=regkey id=%s by=%s", id, c->id);
 	reply_json(req, 201, rec);
 	json_object_put(rec);
 }
@@ -2097,7 +2085,7 @@ static void refuse_node(struct evhttp_request *req, enum nodereg_refusal r, int 
 			const char *node, const char *msg)
 {
 	COUNT(M.node_refused[r]);
-	logev("event=node_refused node=%s reason=%s detail=\"%s\"", node ? node : "-", NR_NAMES[r], msg);
+	vm_log("event=node_refused node=%s reason=%s detail=\"%s\"", node ? node : "-", NR_NAMES[r], msg);
 	reply_err(req, status, code, msg);
 }
 
@@ -2219,7 +2207,7 @@ static int node_store(struct evhttp_request *req, json_object *rec, const char *
 	audit_kind("node", msgid, a);
 	json_object *res;
 	json_object_object_get_ex(rec, "resources", &res);
-	logev("event=node_registered node=%s name=%s cpu=%d ram_mb=%d disk_gb=%d ek=%s", nid, jstr(rec, "name"),
+	vm_log("event=node_registered node=%s name=%s cpu=%d ram_mb=%d disk_gb=%d ek=%s", nid, jstr(rec, "name"),
 	      (int)jint(res, "cpu", 0), (int)jint(res, "ram_mb", 0), (int)jint(res, "disk_gb", 0),
 	      jbool(rec, "attested") ? "attested" : "presented");
 	return status;
@@ -2307,7 +2295,7 @@ static void register_attested(struct evhttp_request *req, const struct ctl_regis
 	json_object_object_add(out, "secret", json_object_new_string(b64s));
 	json_object_object_add(out, "nonce", json_object_new_string(nhex));
 	json_object_object_add(out, "expires_in_s", json_object_new_int(cfg.challenge_ttl_s));
-	logev("event=node_challenged node=%s expires_in_s=%d", nid, cfg.challenge_ttl_s);
+	vm_log("event=node_challenged node=%s expires_in_s=%d", nid, cfg.challenge_ttl_s);
 	reply_json(req, 202, out);
 	json_object_put(out);
 }
@@ -2526,7 +2514,7 @@ static void api_token(struct evhttp_request *req, const struct caller *c)
 		snprintf(msgid, sizeof(msgid), "token.%s", id);
 		audit_kind("token", msgid, a);
 	}
-	logev("event=token id=%s storefront=%s by=%s", id, r.storefront, c->id);
+	vm_log("event=token id=%s storefront=%s by=%s", id, r.storefront, c->id);
 	/* the secret is in this reply only; the store has its hash */
 	size_t n;
 	const char *s = json_object_to_json_string_length(out, JSON_C_TO_STRING_PLAIN, &n);
@@ -2571,7 +2559,7 @@ static void api_gateway(struct evhttp_request *req)
 	pthread_mutex_lock(&vlock);
 	view_set(B_PEERS, key, json_object_get(p), rev);
 	pthread_mutex_unlock(&vlock);
-	logev("event=gateway id=%s", r.id);
+	vm_log("event=gateway id=%s", r.id);
 	reply_json(req, 201, p);
 	json_object_put(p);
 }
@@ -2756,6 +2744,17 @@ static void metrics_text(struct evbuffer *b)
 			    M.orders_created, M.idem_replays, M.conflicts, M.store_errors, M.rejected_sig, M.rejected_replay,
 			    M.auth_refused, M.rate_limited, M.nodes_down, M.reschedules, M.long_polls, M.reloads_ok,
 			    M.reloads_bad, (long long)M.started);
+	{   /* the counters every daemon serves, under their common names too */
+		char *t = NULL;
+		size_t tl = 0;
+		FILE *f = open_memstream(&t, &tl);
+		if (f) {
+			vm_metrics_daemon(f, M.reloads_ok, M.reloads_bad, (uint64_t)M.started);
+			fclose(f);
+			evbuffer_add(b, t, tl);
+		}
+		free(t);
+	}
 	evbuffer_add_printf(b, "veil_controller_nodes_attested_total %" PRIu64 "\n", M.node_attested);
 	for (int i = 0; i < NR_N; i++)
 		evbuffer_add_printf(b, "veil_controller_node_refused_total{reason=\"%s\"} %" PRIu64 "\n", NR_NAMES[i],
@@ -2781,26 +2780,20 @@ static void on_metrics(struct evhttp_request *req, void *arg)
 
 static struct event_base *base;
 
-static void on_stop(evutil_socket_t s, short ev, void *arg)
-{
-	stopping = 1;
-	event_base_loopexit(base, NULL);
-}
-
-static void on_hup(evutil_socket_t s, short ev, void *arg)
+static void reload(void)
 {
 	struct config n;
 	char err[512];
 	if (load_config(config_path, &n, err, sizeof(err))) {
 		COUNT(M.reloads_bad);
-		logev("event=reload_rejected reason=\"%s\"", err);
+		vm_log("event=reload_rejected reason=\"%s\"", err);
 		return;
 	}
 	if (strcmp(n.listen, cfg.listen) || strcmp(n.store, cfg.store) || strcmp(n.metrics, cfg.metrics) ||
 	    strcmp(n.signing, cfg.signing) || strcmp(n.cert, cfg.cert) || strcmp(n.vm_net4, cfg.vm_net4) ||
 	    strcmp(n.vm_net6, cfg.vm_net6) || strcmp(n.tpm_vendor_ca, cfg.tpm_vendor_ca) ||
 	    strcmp(n.tpm_vendor_crl, cfg.tpm_vendor_crl))
-		logev("event=reload_note reason=\"listen, metrics, cert, store, signing_key, vm_net and tpm_vendor_ca/crl "
+		vm_log("event=reload_note reason=\"listen, metrics, cert, store, signing_key, vm_net and tpm_vendor_ca/crl "
 		      "change only with a restart\"");
 	/* the driver reads these between ticks: plain ints and strings, swapped under the view lock */
 	pthread_mutex_lock(&vlock);
@@ -2816,8 +2809,35 @@ static void on_hup(evutil_socket_t s, short ev, void *arg)
 	cfg.validators_t = n.validators_t;
 	pthread_mutex_unlock(&vlock);
 	COUNT(M.reloads_ok);
-	logev("event=reloaded node_timeout_s=%d state_timeout_s=%d validators=%d", cfg.node_timeout_s,
+	vm_log("event=reloaded node_timeout_s=%d state_timeout_s=%d validators=%d", cfg.node_timeout_s,
 	      cfg.state_timeout_s, cfg.nvalidators);
+}
+
+/* the skeleton's self-pipe (common/daemon.h): SIGTERM/SIGINT stop, SIGHUP reloads */
+static void on_signal_fd(evutil_socket_t s, short ev, void *arg)
+{
+	int what = vm_daemon_signal_take();
+	if (what & VM_SIG_STOP) {
+		stopping = 1;
+		event_base_loopexit(base, NULL);
+	} else if (what & VM_SIG_RELOAD) {
+		reload();
+	}
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: veil-controller --config FILE [options]\n"
+		   "The veilmesh controller: nodes, orders and peers in the store (NATS JetStream),\n"
+		   "the order driver and the HTTP/JSON API over TLS 1.3 (docs/api.yaml).\n"
+		   "  -c, --config FILE     settings (veil-controller.conf(5), docs/veil-controller.conf.example)\n"
+		   "  -n, --check           check the config and its files, exit 0 or 2\n"
+		   "      --pidfile FILE    write the pid to FILE while running (removed at exit;\n"
+		   "                        overrides the config's pidfile)\n"
+		   "  -h, --help            this text\n"
+		   "Signals: SIGHUP reloads the timeouts and validators, SIGTERM/SIGINT stop.\n"
+		   "Metrics: GET /metrics on 'metrics' (plain HTTP) and on the API listener.\n"
+		   "Exit codes: 0 stopped, 1 runtime failure, 2 bad usage or config.  Man page: veil-controller(8).\n");
 }
 
 static int read_secret(const char *path, char *out, size_t cap, char *err, size_t errlen)
@@ -2839,31 +2859,18 @@ static int read_secret(const char *path, char *out, size_t cap, char *err, size_
 
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = { { "config", required_argument, NULL, 'c' },
-					      { "check", no_argument, NULL, 'k' },
-					      { "help", no_argument, NULL, 'h' }, { 0 } };
+	const struct vm_daemon_cli cli = { .usage = usage };
+	struct vm_daemon_opts opt;
 	char err[600];
-	int o, check = 0;
-	while ((o = getopt_long(argc, argv, "c:kh", opts, NULL)) != -1) {
-		if (o == 'c')
-			config_path = optarg;
-		else if (o == 'k')
-			check = 1;
-		else {
-			fprintf(o == 'h' ? stdout : stderr,
-				"usage: veil-controller --config FILE [--check]\n"
-				"The veilmesh controller: nodes, orders and peers in the store (NATS JetStream),\n"
-				"the order driver and the HTTP/JSON API over TLS 1.3 (docs/api.yaml).\n"
-				"  --config FILE  settings (docs/veil-controller.conf.example)\n"
-				"  --check        check the config and its files, exit 0 or 2\n"
-				"Signals: SIGHUP reloads the timeouts and validators, SIGTERM/SIGINT stop.\n"
-				"Metrics: GET /metrics on 'metrics' (plain HTTP) and on the API listener.\n"
-				"Exit codes: 0 stopped, 1 runtime failure, 2 bad config.  Man page: veil-controller(8).\n");
-			return o == 'h' ? 0 : 2;
-		}
-	}
-	if (optind < argc || !config_path || load_config(config_path, &cfg, err, sizeof(err))) {
-		fprintf(stderr, "veil-controller: %s\n", !config_path || optind < argc ? "--config FILE is required" : err);
+	int code;
+
+	vm_prog_name = "veil-controller";
+	if (vm_daemon_parse(argc, argv, &cli, &opt, &code))
+		return code;
+	config_path = opt.config;
+	bool check = opt.check;
+	if (load_config(config_path, &cfg, err, sizeof(err))) {
+		fprintf(stderr, "veil-controller: %s\n", err);
 		return 2;
 	}
 	char admin[256];
@@ -2903,12 +2910,12 @@ int main(int argc, char **argv)
 	struct vs_opts so = { .urls = cfg.store, .creds = cfg.store_creds[0] ? cfg.store_creds : NULL,
 			      .name = "veil-controller", .replicas = cfg.replicas, .timeout_ms = cfg.store_timeout_ms };
 	if (vs_connect(&store, &so, err, sizeof(err))) {
-		logev("event=error what=store reason=\"%s\"", err);
+		vm_log("event=error what=store reason=\"%s\"", err);
 		return 1;
 	}
 	for (int b = 0; b < B_ALL; b++) {
 		if (vs_bucket(store, B[b].name, 1, &B[b].kv, err, sizeof(err))) {
-			logev("event=error what=bucket bucket=%s reason=\"%s\"", B[b].name, err);
+			vm_log("event=error what=bucket bucket=%s reason=\"%s\"", B[b].name, err);
 			return 1;
 		}
 		B[b].map = json_object_new_object();
@@ -2918,7 +2925,7 @@ int main(int argc, char **argv)
 	/* nodes first (their keys verify the reports), then the rest; each synced before the driver starts */
 	for (int b = 0; b < B_NWATCHED; b++) {
 		if (vs_watch(B[b].kv, NULL, on_entry, on_synced, (void *)(intptr_t)b, &B[b].w, err, sizeof(err))) {
-			logev("event=error what=watch bucket=%s reason=\"%s\"", B[b].name, err);
+			vm_log("event=error what=watch bucket=%s reason=\"%s\"", B[b].name, err);
 			return 1;
 		}
 		pthread_mutex_lock(&vlock);
@@ -2935,7 +2942,7 @@ int main(int argc, char **argv)
 		if (!t && token_make("operator", CTL_SCOPE_ADMIN | CTL_SCOPE_ORDER | CTL_SCOPE_READ, 1000, admin, id,
 				     sizeof(id)) != VS_OK && !(pthread_mutex_lock(&vlock), t = view_get(B_TOKENS, hash, NULL),
 							       pthread_mutex_unlock(&vlock), t)) {
-			logev("event=error what=admin_token reason=\"cannot store it\"");
+			vm_log("event=error what=admin_token reason=\"cannot store it\"");
 			OPENSSL_cleanse(admin, sizeof(admin));
 			return 1;
 		}
@@ -2949,31 +2956,25 @@ int main(int argc, char **argv)
 	if (api && cfg.metrics[0])
 		met = httpd_new(base, cfg.metrics, NULL, NULL, on_metrics, NULL, err, sizeof(err));
 	if (!api || (cfg.metrics[0] && !met)) {
-		logev("event=error what=listen reason=\"%s\"", err);
+		vm_log("event=error what=listen reason=\"%s\"", err);
 		return 1;
 	}
-	struct event *sterm = evsignal_new(base, SIGTERM, on_stop, NULL), *sint = evsignal_new(base, SIGINT, on_stop, NULL),
-		     *shup = evsignal_new(base, SIGHUP, on_hup, NULL), *poll = event_new(base, -1, EV_PERSIST, poll_parked, NULL);
+	vm_daemon_signals();   /* until here SIGTERM ends the process outright, as at any start */
+	struct event *ssig = event_new(base, vm_daemon_signal_fd(), EV_READ | EV_PERSIST, on_signal_fd, NULL),
+		     *poll = event_new(base, -1, EV_PERSIST, poll_parked, NULL);
 	struct timeval pt = { 0, 100000 };
-	evsignal_add(sterm, NULL);
-	evsignal_add(sint, NULL);
-	evsignal_add(shup, NULL);
+	event_add(ssig, NULL);
 	event_add(poll, &pt);
-	if (cfg.pidfile[0]) {
-		FILE *pf = fopen(cfg.pidfile, "we");
-		if (!pf) {
-			logev("event=error what=pidfile path=%s reason=\"%s\"", cfg.pidfile, strerror(errno));
-			return 1;
-		}
-		fprintf(pf, "%d\n", (int)getpid());
-		fclose(pf);
+	if (vm_daemon_pidfile(opt.pidfile ? opt.pidfile : cfg.pidfile, err, sizeof(err))) {
+		vm_log("event=error what=pidfile reason=\"%s\"", err);
+		return 1;
 	}
 	pthread_t drv;
 	pthread_create(&drv, NULL, driver_main, NULL);
 	pthread_mutex_lock(&vlock);
 	int norders = json_object_object_length(B[B_ORDERS].map), nnodes = json_object_object_length(B[B_NODES].map);
 	pthread_mutex_unlock(&vlock);
-	logev("event=started listen=%s metrics=%s store=%s orders=%d nodes=%d", cfg.listen, cfg.metrics[0] ? cfg.metrics : "-",
+	vm_log("event=started listen=%s metrics=%s store=%s orders=%d nodes=%d", cfg.listen, cfg.metrics[0] ? cfg.metrics : "-",
 	      cfg.store, norders, nnodes);
 	event_base_dispatch(base);
 	stopping = 1;
@@ -2983,9 +2984,7 @@ int main(int argc, char **argv)
 		vs_watch_stop(B[b].w);
 	httpd_free(api);
 	httpd_free(met);
-	event_free(sterm);
-	event_free(sint);
-	event_free(shup);
+	event_free(ssig);
 	event_free(poll);
 	event_base_free(base);
 	for (int b = 0; b < B_ALL; b++) {
@@ -2997,8 +2996,6 @@ int main(int argc, char **argv)
 	vs_close(store);
 	EVP_PKEY_free(sign_key);
 	EVP_PKEY_free(registry_pub);
-	if (cfg.pidfile[0])
-		unlink(cfg.pidfile);
-	logev("event=stopped");
+	vm_log("event=stopped");
 	return 0;
 }

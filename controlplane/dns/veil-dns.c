@@ -40,6 +40,8 @@ static void usage(FILE *f)
 		"  -c, --config FILE     config file (see docs/veil-dns.conf.example)\n"
 		"  -n, --check           check the config file (and the geoip files) and exit\n"
 		"  -v, --verbose         log every reload's details\n"
+		"      --pidfile FILE    write the pid to FILE while running (removed at exit;\n"
+		"                        overrides the config's pidfile)\n"
 		"  -h, --help            this text\n"
 		"\n"
 		"Signals: SIGHUP reloads the config (so does any change to the file; a bad\n"
@@ -723,32 +725,17 @@ static int read_key(const char *path, uint64_t key[2], char *err, size_t len)
 
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "check", no_argument, NULL, 'n' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 }
-	};
-	const char *path = NULL;
-	int check = 0, verbose = 0, opt;
+	const struct vm_daemon_cli cli = { .usage = usage, .flags = VM_OPT_VERBOSE };
+	struct vm_daemon_opts opt;
 	char err[512];
 	uint64_t key[2];
+	int code;
 
 	vm_prog_name = "veil-dns";
-	while ((opt = getopt_long(argc, argv, "c:nvh", opts, NULL)) != -1) {
-		switch (opt) {
-		case 'c': path = optarg; break;
-		case 'n': check = 1; break;
-		case 'v': verbose = 1; break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
-		}
-	}
-	if (!path || optind != argc) {
-		usage(stderr);
-		return 2;
-	}
+	if (vm_daemon_parse(argc, argv, &cli, &opt, &code))
+		return code;
+	const char *path = opt.config;
+	bool check = opt.check, verbose = opt.verbose;
 	struct dns_cfg c0;
 	if (dns_cfg_load(path, &c0, err, sizeof(err))) {
 		fprintf(stderr, "veil-dns: %s\n", err);
@@ -848,14 +835,14 @@ int main(int argc, char **argv)
 			pthread_join(workers[i]->th, NULL);
 		return 1;
 	}
-	char pidfile[256];
-	snprintf(pidfile, sizeof(pidfile), "%s", s->cfg.pidfile);
-	if (pidfile[0]) {
-		FILE *pf = fopen(pidfile, "we");
-		if (pf) {
-			fprintf(pf, "%d\n", (int)getpid());
-			fclose(pf);
-		}
+	/* --pidfile, else the config's pidfile; removed at exit */
+	if (vm_daemon_pidfile(opt.pidfile ? opt.pidfile : s->cfg.pidfile, err, sizeof(err))) {
+		vm_log("event=error what=pidfile reason=\"%s\"", err);
+		vm_ctl_close(&ctl);
+		atomic_store(&stopping, 1);
+		for (int i = 0; i < nworkers; i++)
+			pthread_join(workers[i]->th, NULL);
+		return 1;
 	}
 	vm_log("event=started zone=%s serial=%u gateways=%d vms=%d listen=%d udp_workers=%d metrics=%s store=%s",
 	       s->cfg.zone, s->serial, s->cfg.ngw, s->cfg.nvm, s->cfg.nlisten, nworkers - 1, s->cfg.metrics,
@@ -924,8 +911,6 @@ int main(int argc, char **argv)
 	vm_ctl_close(&ctl);
 	dns_feed_stop(feed);
 	dns_cfg_free(&file);
-	if (pidfile[0])
-		unlink(pidfile);
 	vm_log("event=stopped signal=%d", (int)vm_stop_sig);
 	dns_snap_free(atomic_load(&cur));
 	return 0;

@@ -31,7 +31,7 @@ static void setup(void)
 	struct soft_ek soft;
 
 	registry_pub = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");   /* private too: it signs the references */
-	quiet = 1;
+	vm_log_quiet = true;
 	atexit(cleanup);
 	snprintf(cfg.id, sizeof(cfg.id), "v1");
 	snprintf(cfg.state, sizeof(cfg.state), "/tmp/veil-fuzz-request-%d", (int)getpid());
