@@ -85,7 +85,7 @@ __attribute__((noinline)) int xlate_kept(struct hello_val *h, struct conn_val *c
 		struct vm_tcpopts ho;
 		__builtin_memcpy(s->optbuf, tcp + VM_TCP_HLEN, VM_TCP_OPT_MAX);
 		if (vm_tcpopt_parse(s->optbuf, doff - VM_TCP_HLEN, &ho, &s->ost) == 0 && ho.ts_ok)
-			buf_add32(tcp + VM_TCP_HLEN + (ho.ts_off & 0x1f) + 4, -c->ts_delta, check, ho.ts_off & 1);
+			buf_add32(tcp + VM_TCP_HLEN + (ho.ts_off & VM_OPT_OFF_MASK) + 4, -c->ts_delta, check, ho.ts_off & 1);
 	}
 	return 0;
 }
@@ -313,7 +313,7 @@ VM_INLINE int to_gateway(struct __sk_buff *skb, const struct vm_pkt *p, const st
 		tcp->window = neww;
 	}
 	if (have_opts && o.ts_ok) {
-		__u8 *e = (__u8 *)tcp + VM_TCP_HLEN + (o.ts_off & 0x1f);
+		__u8 *e = (__u8 *)tcp + VM_TCP_HLEN + (o.ts_off & VM_OPT_OFF_MASK);
 		if ((void *)e + 4 > data_end)
 			return vm_bad(st);
 		__u32 old, new;

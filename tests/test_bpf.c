@@ -681,6 +681,20 @@ static void node_connection(int v6)
 	CHECK(t_be16(in_tcp + 14) == ((1000u << 9) >> 7), "window rescaled: %u", t_be16(in_tcp + 14));
 	CHECK(node_now().fwd_to_gw == b.fwd_to_gw + 1, "counter");
 
+	/* 3b. the timestamp last in a full 40-byte option block (after three
+	 * SACK blocks: its value at option offset 32) is translated too */
+	static uint8_t late_ts[40] = { 1, 1, 5, 26, [28] = 1, 1, 8, 10, 0, 0, 0x03, 0x11, 0x11, 0x22, 0x33, 0x99 };
+	d.opts = late_ts;
+	d.optlen = 40;
+	n = t_build(&d, vmpkt);
+	tc_run(NODE_VM, vmpkt, n, &r);
+	in_tcp = r.out + 14 + ol3 + 16 + l3;
+	CHECK(r.verdict == TC_ACT_REDIRECT_ && t_l4_verify(v6, in_tcp - l3, in_tcp, n - 14 - l3, 6) == 0,
+	      "late timestamp: verdict %u, checksum", r.verdict);
+	CHECK(!memcmp(in_tcp + 20, late_ts, 4) && t_be32(in_tcp + 20 + 32) == gw_ts + (0x0311 - 0x0309) &&
+	      t_be32(in_tcp + 20 + 36) == 0x11223399, "late TSval %u continues the gateway's, the rest untouched",
+	      t_be32(in_tcp + 20 + 32));
+
 	/* 4. client data (ACK with SACK) -> VM's view */
 	static uint8_t sack_opts[24] = { 1, 1, 8, 10, 0x11, 0x22, 0x33, 0x77, 0, 0, 0, 0, 1, 1, 5, 10, 0, 0, 0, 0, 0, 0, 0, 0 };
 	uint32_t ecr = htonl(gw_ts + 7), l = htonl(cookie + 1 + 2000), rr = htonl(cookie + 1 + 3000);
