@@ -398,7 +398,7 @@ cat >"$OUT/latest.json" <<EOF
     "nginx": {"version": "$nv", "config": $(jesc <"$DIR/nginx-stream.conf")}
   },
   "load": {"conn_per_s": "wrk -t2 -c16 -d${WRK_S}s -H 'Connection: close' (a new TLS connection per request)",
-           "ttfb": "veil-hellogen --size 500|1900 --count $TTFB_N --samples F (sequential new connections: TCP + TLS 1.3 handshake + GET /, timed from connect() to the response's first byte), per gateway, size and load, in $TTFB_ROUNDS rounds with the gateway order rotated each round and the sizes alternated; idle, then under the conn/s load (wrk -t2 -c16 -H 'Connection: close' against the same gateway, started ${LOAD_RAMP_S} s before and stopped after); p50/p99 of the pooled samples (nearest rank) and the range of the rounds' own",
+           "ttfb": "veil-hellogen --size 500|1900 --count $TTFB_N --samples F (sequential new connections: TCP + TLS 1.3 handshake + GET /, timed from just before connect() to the response's first byte), per gateway, size and load, in $TTFB_ROUNDS rounds with the gateway order rotated each round and the sizes alternated; idle, then under the conn/s load (wrk -t2 -c16 -H 'Connection: close' against the same gateway, started ${LOAD_RAMP_S} s before and stopped after); p50/p99 of the pooled samples (nearest rank) and the range of the rounds' own",
            "throughput": "curl, 100 MB, best of $DL_N, sha256 checked"}
 }
 EOF
@@ -438,14 +438,14 @@ if tt["results"]:
         return f'{x[k]:.2f} ({lo:.2f}-{hi:.2f})'
     n_, r_ = tt["connections_per_run"], tt["rounds"]
     lines += ['', f'Time to first byte (veil-hellogen: a new TCP connection and TLS 1.3 handshake each, then GET /; '
-              f'from connect() to the first response byte), ms: p50 and p99 of all {r_} x {n_} samples pooled per '
+              f'from just before connect() to the first response byte), ms: p50 and p99 of all {r_} x {n_} samples pooled per '
               'gateway, ClientHello size (the handshake message; +5 bytes of record header on the wire) and load, '
               'with the range of the rounds\' own p50 / p99 in brackets. Rounds interleaved, gateway order rotated '
               f'({"; ".join(", ".join(o) for o in tt["order"])}). Under load: the conn/s load above (wrk -t2 -c16, '
               'a new TLS connection per request) against the same gateway throughout; its rate then in the last column.', '',
               '| gateway | hello bytes | idle p50 | idle p99 | under load p50 | under load p99 | load conn/s |',
               '| --- | ---: | ---: | ---: | ---: | ---: | ---: |']
-    for gw in e:
+    for gw in dict.fromkeys(x["gateway"] for x in tt["results"]):
         bgr = tt["load_conn_per_s"].get(gw) or [0]
         for size in SIZES:
             i, l = T.get((gw, size, "idle")), T.get((gw, size, "load"))
