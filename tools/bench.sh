@@ -31,21 +31,25 @@ PIN="/sys/fs/bpf/veilmesh-$ID"
 VIP4=198.18.100.1
 VIP6=2001:db8:100::1
 if [ "$MODE" = quick ]; then
-	MICRO="--repeat 200000 --rounds 3 --singles 5000"; WRK_S=2; TTFB_N=60; DL_N=1; DPDK_S=2
+	MICRO="--repeat 200000 --rounds 3 --singles 5000"; WRK_S=2; DL_N=1; DPDK_S=2
+	TTFB_N=20; TTFB_ROUNDS=2; LOAD_RAMP_S=0.5
 else
-	MICRO="--repeat 1000000 --rounds 5 --singles 50000"; WRK_S=15; TTFB_N=500; DL_N=3; DPDK_S=10
+	MICRO="--repeat 1000000 --rounds 5 --singles 50000"; WRK_S=15; DL_N=3; DPDK_S=10
+	TTFB_N=500; TTFB_ROUNDS=3; LOAD_RAMP_S=1
 fi
 failed=0
 say() { printf '%s\n' "$*" >&2; }
 bad() { say "bench: FAILED: $*"; failed=1; }
 nsx() { local n=$1; shift; ip netns exec "$P-$n" "$@"; }
 cleanup() {
+	[ -n "${WRK_PID:-}" ] && kill "$WRK_PID" 2>/dev/null
 	[ -f "$DIR/peer.pid" ] && kill "$(cat "$DIR/peer.pid")" 2>/dev/null
 	tools/lab.sh down "$ID" >/dev/null 2>&1
 	rm -rf "/etc/netns/$P-cli" "$DIR" "$DIR".*
 	sysctl -qw kernel.bpf_stats_enabled=0 2>/dev/null
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 1' INT TERM
 
 # ---------- micro ----------
 say "bench: micro (BPF_PROG_TEST_RUN) $MICRO"
@@ -154,7 +158,59 @@ bpf_ns() { # run time of the gateway's BPF programs (bpf_stats)
 }
 
 e2e_json=""
-measure() { # gateway
+# The gateway under test: veilmesh (veil-gw), haproxy or nginx (in the
+# gateway namespace, the VIPs on its loopback, veil-gw stopped: programs
+# detached); "none" between two. lab.sh up started veil-gw; it is started
+# again so that every gateway's first round begins the same way.
+CUR=veilmesh
+WRK_PID=
+gw_stop() {
+	local pf=$DIR/peer.pid
+	[ "$CUR" = veilmesh ] && pf=$DIR/gw.pid
+	if [ "$CUR" != none ] && [ -f "$pf" ]; then
+		local pid; pid=$(cat "$pf")
+		kill "$pid" 2>/dev/null
+		for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	fi
+	[ "$CUR" = veilmesh ] || rm -f "$DIR/peer.pid"
+	CUR=none
+}
+gw_start() { # gateway: start it, then wait until a connection through it succeeds
+	case $1 in
+	veilmesh)
+		nsx gw ip addr del $VIP4/32 dev lo 2>/dev/null
+		nsx gw ip addr del $VIP6/128 dev lo 2>/dev/null
+		local n0; n0=$(grep -c "event=started" "$DIR/gw.log")
+		# as lab.sh starts it: nsenter keeps the host's /sys/fs/bpf (the pins)
+		nsenter --net="/run/netns/$P-gw" "$BUILD/veil-gw" --config "$DIR/gw.conf" >>"$DIR/gw.log" 2>&1 &
+		echo $! >"$DIR/gw.pid"
+		for _ in $(seq 100); do [ "$(grep -c "event=started" "$DIR/gw.log")" -gt "$n0" ] && break; sleep 0.1; done ;;
+	haproxy|nginx)
+		nsx gw ip addr replace $VIP4/32 dev lo
+		nsx gw ip addr replace $VIP6/128 dev lo
+		if [ "$1" = haproxy ]; then
+			nsx gw haproxy -f "$DIR/haproxy.cfg" || return 1
+		else
+			nsx gw nginx -c "$DIR/nginx-stream.conf" || return 1
+		fi ;;
+	esac
+	CUR=$1
+	for _ in $(seq 50); do
+		nsx cli "$BUILD/veil-hellogen" --connect "$VIP4:443" --name vm2.veil.test --cafile "$DIR/pki/ca.pem" \
+			--count 1 --quiet --timeout-ms 1000 >/dev/null 2>&1 && return 0
+		sleep 0.1
+	done
+	return 1
+}
+use_gw() { # gateway
+	[ "$CUR" = "$1" ] && return 0
+	gw_stop
+	gw_start "$1" && return 0
+	bad "$1 did not start or does not serve: $(tail -2 "$DIR/gw.log" "$DIR/nginx-stream.err" 2>/dev/null | tr '\n' ' ')"
+	return 1
+}
+
+measure() { # gateway: new connections per second, download, CPU for both
 	local gw=$1 pids
 	case $gw in
 	veilmesh) pids=$(cat "$DIR/gw.pid") ;;   # the daemon; the data plane is BPF in softirq
@@ -175,14 +231,7 @@ measure() { # gateway
 	local cpu_kconn bpf_kconn
 	cpu_kconn=$(awk -v d=$((c1 - c0)) -v t=$ticks -v r=$reqs 'BEGIN {printf "%.4f", d / t / (r / 1000)}')
 	bpf_kconn=$(awk -v d=$((b1 - b0)) -v r=$reqs 'BEGIN {printf "%.5f", d / 1e9 / (r / 1000)}')
-	# 2. time to first byte, new connection each time
-	out=$(nsx cli "$BUILD/veil-hellogen" --connect "$VIP4:443" --name vm2.veil.test --cafile "$DIR/pki/ca.pem" \
-		--count $TTFB_N --quiet 2>&1 | tail -1)
-	echo "$out" | grep -q "failed=0" || bad "$gw: ttfb: $out"
-	local p50 p99
-	p50=$(echo "$out" | grep -o 'ttfb_p50_ms=[0-9.]*' | cut -d= -f2)
-	p99=$(echo "$out" | grep -o 'ttfb_p99_ms=[0-9.]*' | cut -d= -f2)
-	# 3. a large download, sha256 checked
+	# 2. a large download, sha256 checked
 	local best=0 sum want bytes=0
 	want=$(sha256sum "$DIR/big.bin" | cut -d' ' -f1)
 	c0=$(cpu_now $pids)
@@ -198,38 +247,109 @@ measure() { # gateway
 	local gbps cpu_gb
 	gbps=$(awk -v b=$best 'BEGIN {printf "%.3f", b * 8 / 1e9}')
 	cpu_gb=$(awk -v d=$((c1 - c0)) -v t=$ticks -v by=$bytes 'BEGIN {printf "%.3f", d / t / (by / 1e9)}')
-	say "bench: $gw: ${rps} conn/s, ttfb p50 ${p50} ms p99 ${p99} ms, ${gbps} Gbit/s, ${cpu_kconn} cpu-s/kconn, ${cpu_gb} cpu-s/GB"
+	say "bench: $gw: ${rps} conn/s, ${gbps} Gbit/s, ${cpu_kconn} cpu-s/kconn, ${cpu_gb} cpu-s/GB"
 	e2e_json="$e2e_json${e2e_json:+,
-    }{\"gateway\": \"$gw\", \"conn_per_s\": ${rps:-0}, \"ttfb_p50_ms\": ${p50:-0}, \"ttfb_p99_ms\": ${p99:-0}, \"throughput_gbps\": $gbps, \"cpu_s_per_kconn\": $cpu_kconn, \"cpu_s_per_gb\": $cpu_gb, \"bpf_cpu_s_per_kconn\": $bpf_kconn}"
+    }{\"gateway\": \"$gw\", \"conn_per_s\": ${rps:-0}, \"throughput_gbps\": $gbps, \"cpu_s_per_kconn\": $cpu_kconn, \"cpu_s_per_gb\": $cpu_gb, \"bpf_cpu_s_per_kconn\": $bpf_kconn}"
+}
+
+# Time to first byte: TTFB_N sequential new connections (TCP + TLS 1.3 + GET)
+# per gateway, hello size and load, in TTFB_ROUNDS rounds; the gateway order
+# rotates each round and the sizes alternate, so that a slow or fast phase of
+# this shared machine falls on every gateway. Every sample is kept
+# (veil-hellogen --samples) and pooled by the python below.
+TT=$DIR/ttfb
+TTFB_SIZES="500 1900"
+hello_run() { # gateway round size idle|load
+	local out
+	out=$(nsx cli "$BUILD/veil-hellogen" --connect "$VIP4:443" --name vm2.veil.test --cafile "$DIR/pki/ca.pem" \
+		--size "$3" --count "$TTFB_N" --quiet --samples "$TT/$1.$3.$4.r$2" 2>&1 | tail -1)
+	case $out in
+	*" failed=0 "*" hello_bytes=$3 "*" tls=TLSv1.3 "*) ;;
+	*) bad "$1: ttfb round $2, $3-byte hellos, $4 (want failed=0, hello_bytes=$3, tls=TLSv1.3): $out" ;;
+	esac
+	say "bench: $1 round $2 ${3} B $4: $(echo "$out" | grep -o 'ttfb_p50_ms=[0-9.]*\|ttfb_p99_ms=[0-9.]*' | tr '\n' ' ')"
+}
+ttfb_round() { # gateway round
+	local gw=$1 r=$2 sizes=$TTFB_SIZES s out
+	[ $((r % 2)) = 0 ] && sizes=$(echo "$TTFB_SIZES" | tr ' ' '\n' | tac | tr '\n' ' ')
+	for s in $sizes; do hello_run "$gw" "$r" "$s" idle; done
+	# the same load as the conn/s figure, against the same gateway, for as
+	# long as the measurement takes (stopped with SIGINT: wrk then reports)
+	# ip netns exec execs wrk: $! is wrk's own pid (through nsx, a function,
+	# it would be a subshell's, which ignores SIGINT)
+	ip netns exec "$P-cli" wrk -t2 -c16 -d600s -H "Connection: close" https://vm1.veil.test/ >"$TT/$gw.wrk.r$r" 2>&1 &
+	WRK_PID=$!
+	sleep "$LOAD_RAMP_S"
+	for s in $sizes; do hello_run "$gw" "$r" "$s" load; done
+	if kill -INT "$WRK_PID" 2>/dev/null; then
+		wait "$WRK_PID"
+	else
+		bad "$gw: the background wrk ended before the measurement under load: $(tail -3 "$TT/$gw.wrk.r$r" | tr '\n' ' ')"
+	fi
+	WRK_PID=
+	grep -q "Non-2xx" "$TT/$gw.wrk.r$r" && bad "$gw: background wrk: $(grep Non-2xx "$TT/$gw.wrk.r$r")"
+	out=$(awk '/Requests\/sec/ {print $2}' "$TT/$gw.wrk.r$r")
+	[ -n "$out" ] || bad "$gw: background wrk reported nothing: $(tail -3 "$TT/$gw.wrk.r$r" | tr '\n' ' ')"
+	say "bench: $gw round $r: background load ${out:-0} conn/s"
 }
 
 sysctl -qw kernel.bpf_stats_enabled=1
-say "bench: veilmesh"
-measure veilmesh
-
-# the peers: veil-gw stopped (programs detached), VIPs on the gateway's loopback
-kill "$(cat "$DIR/gw.pid")"
-for _ in $(seq 50); do kill -0 "$(cat "$DIR/gw.pid")" 2>/dev/null || break; sleep 0.1; done
-nsx gw ip addr add $VIP4/32 dev lo
-nsx gw ip addr add $VIP6/128 dev lo
-say "bench: haproxy"
-if nsx gw haproxy -f "$DIR/haproxy.cfg"; then
-	sleep 0.5
-	measure haproxy
-	kill "$(cat "$DIR/peer.pid")"; sleep 0.5
-else
-	bad "haproxy did not start"
-fi
-rm -f "$DIR/peer.pid"
-say "bench: nginx"
-if nsx gw nginx -c "$DIR/nginx-stream.conf"; then
-	sleep 0.5
-	measure nginx
-	kill "$(cat "$DIR/peer.pid")"; sleep 0.5
-else
-	bad "nginx stream did not start: $(cat "$DIR/nginx-stream.err" 2>/dev/null)"
-fi
-rm -f "$DIR/peer.pid"
+e2e_start=$SECONDS
+# Round 1 goes veilmesh, haproxy, nginx and measures conn/s, download and CPU
+# too, after its TTFB runs (so that every TTFB round starts on a freshly
+# started gateway); the later rounds rotate the order and measure TTFB only.
+GWS=(veilmesh haproxy nginx)
+mkdir -p "$TT"
+gw_stop   # lab.sh's veil-gw: started again below like the peers
+order_json=""
+for r in $(seq "$TTFB_ROUNDS"); do
+	order=()
+	for k in 0 1 2; do order+=("${GWS[$(((r - 1 + k) % 3))]}"); done
+	say "bench: round $r of $TTFB_ROUNDS: ${order[*]}"
+	order_json="$order_json${order_json:+, }[\"${order[0]}\", \"${order[1]}\", \"${order[2]}\"]"
+	for gw in "${order[@]}"; do
+		use_gw "$gw" || continue
+		ttfb_round "$gw" "$r"
+		[ "$r" = 1 ] && measure "$gw"
+	done
+done
+gw_stop
+say "bench: e2e done after $((SECONDS - e2e_start)) s"
+python3 - "$TT" "$TTFB_ROUNDS" "$TTFB_N" "$TTFB_SIZES" "[$order_json]" "${GWS[*]}" >"$DIR.ttfb.json" <<'PY' || bad "ttfb: pooling failed"
+import json, math, sys
+tt, rounds, n, sizes, order, gws = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4].split(), json.loads(sys.argv[5]), sys.argv[6].split()
+def pct(v, p):  # nearest rank, as veil-hellogen
+    return v[max(0, min(len(v) - 1, math.ceil(p * len(v)) - 1))] if v else 0.0
+def load(path):
+    try:
+        return sorted(float(x) for x in open(path) if x.strip())
+    except OSError:
+        return []
+res = []
+for gw in gws:
+    for size in sizes:
+        for cond in ("idle", "load"):
+            per = [load(f"{tt}/{gw}.{size}.{cond}.r{r}") for r in range(1, rounds + 1)]
+            pooled = sorted(x for v in per for x in v)
+            rr = [{"round": r + 1, "position": order[r].index(gw) + 1, "samples": len(v),
+                   "p50_ms": round(pct(v, .5), 3), "p99_ms": round(pct(v, .99), 3)} for r, v in enumerate(per)]
+            res.append({"gateway": gw, "hello_bytes": int(size), "load": cond, "samples": len(pooled),
+                        "p50_ms": round(pct(pooled, .5), 3), "p90_ms": round(pct(pooled, .9), 3),
+                        "p99_ms": round(pct(pooled, .99), 3), "max_ms": round(pooled[-1], 3) if pooled else 0,
+                        "p50_range_ms": [min(x["p50_ms"] for x in rr), max(x["p50_ms"] for x in rr)],
+                        "p99_range_ms": [min(x["p99_ms"] for x in rr), max(x["p99_ms"] for x in rr)],
+                        "rounds": rr})
+bg = {}
+for gw in gws:
+    bg[gw] = []
+    for r in range(1, rounds + 1):
+        try:
+            bg[gw].append(float(next(l.split()[1] for l in open(f"{tt}/{gw}.wrk.r{r}") if l.startswith("Requests/sec"))))
+        except (OSError, StopIteration, ValueError, IndexError):
+            bg[gw].append(0.0)
+print(json.dumps({"rounds": rounds, "connections_per_run": n, "order": order, "results": res,
+                  "load_conn_per_s": bg}, indent=1))
+PY
 
 # ---------- validators: full attestations per second per core (protocol v2) ----------
 attest_json='null'
@@ -269,6 +389,7 @@ cat >"$OUT/latest.json" <<EOF
   "e2e": [
     $e2e_json
   ],
+  "ttfb": $(cat "$DIR.ttfb.json" 2>/dev/null || echo null),
   "attest": $attest_json,
   "controller": $ctl_json,
   "store_routes": $(cat "$DIR.routes.json" 2>/dev/null || echo null),
@@ -277,7 +398,7 @@ cat >"$OUT/latest.json" <<EOF
     "nginx": {"version": "$nv", "config": $(jesc <"$DIR/nginx-stream.conf")}
   },
   "load": {"conn_per_s": "wrk -t2 -c16 -d${WRK_S}s -H 'Connection: close' (a new TLS connection per request)",
-           "ttfb": "veil-hellogen --count $TTFB_N (sequential new connections)",
+           "ttfb": "veil-hellogen --size 500|1900 --count $TTFB_N --samples F (sequential new connections: TCP + TLS 1.3 handshake + GET /, timed from just before connect() to the response's first byte), per gateway, size and load, in $TTFB_ROUNDS rounds with the gateway order rotated each round and the sizes alternated; idle, then under the conn/s load (wrk -t2 -c16 -H 'Connection: close' against the same gateway, started ${LOAD_RAMP_S} s before and stopped after); p50/p99 of the pooled samples (nearest rank) and the range of the rounds' own",
            "throughput": "curl, 100 MB, best of $DL_N, sha256 checked"}
 }
 EOF
@@ -291,17 +412,47 @@ d = json.load(open(f"{out}/latest.json"))
 with open(f"{out}/micro.dat", "w") as f:
     for m in d["micro"]:
         f.write(f'{m["case"]} {m["ns_per_pkt"]} {m["baseline_ns_per_pkt"]}\n')
+tt = d.get("ttfb") or {"results": [], "load_conn_per_s": {}}
+T = {(x["gateway"], x["hello_bytes"], x["load"]): x for x in tt["results"]}
+SIZES = sorted({x["hello_bytes"] for x in tt["results"]})
+def tget(gw, size, cond, k):
+    x = T.get((gw, size, cond))
+    return x[k] if x else 0
+# gateway, conn/s, then p50 and p99 pooled for each (size, idle/load), then download and CPU
 with open(f"{out}/e2e.dat", "w") as f:
     for e in d["e2e"]:
-        f.write(f'{e["gateway"]} {e["conn_per_s"]} {e["ttfb_p50_ms"]} {e["ttfb_p99_ms"]} {e["throughput_gbps"]} {e["cpu_s_per_kconn"]} {e["cpu_s_per_gb"]}\n')
+        t = " ".join(f'{tget(e["gateway"], s_, c, "p50_ms")} {tget(e["gateway"], s_, c, "p99_ms")}'
+                     for c in ("idle", "load") for s_ in (500, 1900))
+        f.write(f'{e["gateway"]} {e["conn_per_s"]} {t} {e["throughput_gbps"]} {e["cpu_s_per_kconn"]} {e["cpu_s_per_gb"]}\n')
 e = {x["gateway"]: x for x in d["e2e"]}
 lines = [f'Measured {d["date"]} ({d["mode"]}), kernel {d["machine"]["kernel"]}, {d["machine"]["cpus"]} CPUs; '
          'every host a network namespace of this one machine.', '',
-         '| gateway | new TLS conn/s | TTFB p50 ms | TTFB p99 ms | download Gbit/s | CPU s / 1000 conn | CPU s / GB |',
-         '| --- | ---: | ---: | ---: | ---: | ---: | ---: |']
+         '| gateway | new TLS conn/s | download Gbit/s | CPU s / 1000 conn | CPU s / GB |',
+         '| --- | ---: | ---: | ---: | ---: |']
 for x in d["e2e"]:
-    lines.append(f'| {x["gateway"]} | {x["conn_per_s"]:.0f} | {x["ttfb_p50_ms"]:.2f} | {x["ttfb_p99_ms"]:.2f} | '
+    lines.append(f'| {x["gateway"]} | {x["conn_per_s"]:.0f} | '
                  f'{x["throughput_gbps"]:.2f} | {x["cpu_s_per_kconn"]:.3f} | {x["cpu_s_per_gb"]:.2f} |')
+if tt["results"]:
+    def cell(x, k):
+        lo, hi = x[k.replace("_ms", "_range_ms")]
+        return f'{x[k]:.2f} ({lo:.2f}-{hi:.2f})'
+    n_, r_ = tt["connections_per_run"], tt["rounds"]
+    lines += ['', f'Time to first byte (veil-hellogen: a new TCP connection and TLS 1.3 handshake each, then GET /; '
+              f'from just before connect() to the first response byte), ms: p50 and p99 of all {r_} x {n_} samples pooled per '
+              'gateway, ClientHello size (the handshake message; +5 bytes of record header on the wire) and load, '
+              'with the range of the rounds\' own p50 / p99 in brackets. Rounds interleaved, gateway order rotated '
+              f'({"; ".join(", ".join(o) for o in tt["order"])}). Under load: the conn/s load above (wrk -t2 -c16, '
+              'a new TLS connection per request) against the same gateway throughout; its rate then in the last column.', '',
+              '| gateway | hello bytes | idle p50 | idle p99 | under load p50 | under load p99 | load conn/s |',
+              '| --- | ---: | ---: | ---: | ---: | ---: | ---: |']
+    for gw in dict.fromkeys(x["gateway"] for x in tt["results"]):
+        bgr = tt["load_conn_per_s"].get(gw) or [0]
+        for size in SIZES:
+            i, l = T.get((gw, size, "idle")), T.get((gw, size, "load"))
+            if not i or not l:
+                continue
+            lines.append(f'| {gw} | {size} | {cell(i, "p50_ms")} | {cell(i, "p99_ms")} | {cell(l, "p50_ms")} | '
+                         f'{cell(l, "p99_ms")} | {min(bgr):.0f}-{max(bgr):.0f} |')
 if d.get("attest"):
     a = d["attest"]
     lines += ['', 'Validators, protocol v2 (tools/bench_attest.sh: one validator worker pinned to a CPU; clients are a software TPM '
@@ -367,10 +518,16 @@ if v:
             continue
         if p["conn_per_s"] > v["conn_per_s"]:
             notes.append(f'- {peer} served more new connections per second ({p["conn_per_s"]:.0f} vs {v["conn_per_s"]:.0f}).')
-        if p["ttfb_p50_ms"] < v["ttfb_p50_ms"]:
-            notes.append(f'- {peer} had a lower median TTFB ({p["ttfb_p50_ms"]:.2f} vs {v["ttfb_p50_ms"]:.2f} ms).')
-        if p["ttfb_p99_ms"] < v["ttfb_p99_ms"]:
-            notes.append(f'- {peer} had a lower p99 TTFB ({p["ttfb_p99_ms"]:.2f} vs {v["ttfb_p99_ms"]:.2f} ms).')
+        for size in SIZES:
+            for cond, how in (("idle", "idle"), ("load", "under load")):
+                a, b = T.get(("veilmesh", size, cond)), T.get((peer, size, cond))
+                if not a or not b:
+                    continue
+                for k, what in (("p50_ms", "median"), ("p99_ms", "p99")):
+                    if b[k] < a[k]:
+                        rk = k.replace("_ms", "_range_ms")
+                        notes.append(f'- {peer} had a lower {what} TTFB with {size}-byte hellos {how} ({b[k]:.2f} vs '
+                                     f'{a[k]:.2f} ms pooled; rounds {b[rk][0]:.2f}-{b[rk][1]:.2f} vs {a[rk][0]:.2f}-{a[rk][1]:.2f}).')
         if p["throughput_gbps"] > v["throughput_gbps"]:
             notes.append(f'- {peer} downloaded faster ({p["throughput_gbps"]:.2f} vs {v["throughput_gbps"]:.2f} Gbit/s).')
         if p["cpu_s_per_kconn"] < v["cpu_s_per_kconn"]:
@@ -409,18 +566,24 @@ set yrange [0:*]
 set xtics rotate by -30
 set ylabel "ns / packet"
 plot "$OUT/micro.dat" using 2:xtic(1) title "veilmesh", "" using 3 title "baseline"
+set terminal pngcairo size 1200,700 noenhanced
 set output "$OUT/e2e.png"
-set multiplot layout 2,2 title "Lab, same topology and load: veilmesh vs HAProxy vs nginx stream"
+set multiplot layout 2,3 title "Lab, same topology and load: veilmesh vs HAProxy vs nginx stream"
 set xtics norotate
 unset title
+set key top left font ",8"
 set ylabel "new TLS conn/s"
 plot "$OUT/e2e.dat" using 2:xtic(1) notitle
-set ylabel "TTFB ms (p50, p99)"
-plot "$OUT/e2e.dat" using 3:xtic(1) title "p50", "" using 4 title "p99"
+set ylabel "TTFB p50 ms (pooled rounds)"
+plot "$OUT/e2e.dat" using 3:xtic(1) title "500 B idle", "" using 5 title "1900 B idle", "" using 7 title "500 B load", "" using 9 title "1900 B load"
+set ylabel "TTFB p99 ms (pooled rounds)"
+plot "$OUT/e2e.dat" using 4:xtic(1) title "500 B idle", "" using 6 title "1900 B idle", "" using 8 title "500 B load", "" using 10 title "1900 B load"
 set ylabel "download Gbit/s"
-plot "$OUT/e2e.dat" using 5:xtic(1) notitle
+plot "$OUT/e2e.dat" using 11:xtic(1) notitle
 set ylabel "CPU s / 1000 conn"
-plot "$OUT/e2e.dat" using 6:xtic(1) notitle
+plot "$OUT/e2e.dat" using 12:xtic(1) notitle
+set ylabel "CPU s / GB"
+plot "$OUT/e2e.dat" using 13:xtic(1) notitle
 unset multiplot
 EOF
 fi

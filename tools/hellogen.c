@@ -4,8 +4,13 @@
  * ClientHello the way browsers and stranger clients do, then fetches a path
  * and reports the time to first byte.
  *
- *   --size N          ClientHello size in bytes (about; the exact size is
- *                     reported), 0 for OpenSSL's own (~300 B)
+ *   --size N          ClientHello size in bytes: the handshake message, its
+ *                     4-byte header included (each TLS record adds 5 bytes on
+ *                     the wire). Exact with --order sni-last (the default):
+ *                     OpenSSL's own hello is built once in memory first and
+ *                     the padding sized from it; about N with sni-first. The
+ *                     size sent is reported (hello_bytes=). 0: OpenSSL's own
+ *                     hello (~310 B with a short name)
  *   --order sni-last  pad with an unknown extension that OpenSSL writes before
  *                     all others: server_name lands late, past the first
  *                     segment for big hellos (like Chrome's key share)
@@ -25,10 +30,18 @@
  *                     then the client closes first (close_notify, FIN, then
  *                     waits for the server's FIN); default: the server closes
  *   --max-fails N     stop after N failed connections (the rest not tried)
+ *   --samples FILE    write the time to first byte of every connection that
+ *                     succeeded to FILE, in ms, one a line (for pooling runs)
  *
+ * Time to first byte: from before the socket is made (TCP handshake, TLS
+ * handshake, the request) to the first byte of the HTTP response.
  * Each connection prints one line (failures even with --quiet) with its
  * local port, the time to first byte and the total time; the summary has
- * the p50/p99/max of the total time of the connections that succeeded.
+ * the p50/p90/p99 of the time to first byte and the p50/p99/max of the
+ * total time of the connections that succeeded (nearest rank), the hello's
+ * size as sent (hello_bytes=, and hello_wire_bytes= with its record headers)
+ * and the TLS version every successful connection negotiated (tls=, "mixed"
+ * when they differ).
  *
  * Exit code: 0 when every connection succeeded, 1 otherwise, 2 bad usage.
  */
@@ -54,7 +67,7 @@
 
 static size_t pad_len;
 static int sni_last = 1;
-static size_t hello_bytes;
+static size_t hello_bytes, hello_wire;
 static int hello_records;
 
 static int add_pad(SSL *s, unsigned int ext, unsigned int ctx, const unsigned char **out, size_t *outlen,
@@ -76,8 +89,13 @@ static void on_msg(int write_p, int version, int type, const void *buf, size_t l
 {
 	if (!write_p)
 		return;
-	if (type == SSL3_RT_HEADER && len >= 5 && ((const unsigned char *)buf)[0] == 0x16 && !hello_bytes)
+	/* records of the first flight: the hello's (a client sends nothing
+	 * else before the server's answer) */
+	if (type == SSL3_RT_HEADER && len >= 5 && ((const unsigned char *)buf)[0] == 0x16 && !SSL_is_init_finished(ssl) &&
+	    SSL_get_state(ssl) == TLS_ST_CW_CLNT_HELLO) {
 		hello_records++;
+		hello_wire += 5 + (((const unsigned char *)buf)[3] << 8 | ((const unsigned char *)buf)[4]);
+	}
 	if (type == SSL3_RT_HANDSHAKE && len > 0 && ((const unsigned char *)buf)[0] == 1)
 		hello_bytes = len;
 }
@@ -120,6 +138,30 @@ static double now_ms(void)
 	return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
 }
 
+/* The ClientHello this context sends for NAME, built in memory (no
+ * connection): its handshake message's size. */
+static size_t own_hello_size(SSL_CTX *ctx, const char *name)
+{
+	SSL *s = SSL_new(ctx);
+	SSL_set_bio(s, BIO_new(BIO_s_mem()), BIO_new(BIO_s_mem()));
+	SSL_set_tlsext_host_name(s, name);
+	hello_bytes = 0;
+	SSL_connect(s);   /* writes the hello, then wants the server's answer */
+	size_t n = hello_bytes;
+	SSL_free(s);
+	ERR_clear_error();
+	return n;
+}
+
+/* nearest rank: the smallest sample with at least p of them at or below it */
+static double pct(const double *v, long n, double p)
+{
+	if (n <= 0)
+		return 0;
+	long k = (long)(p * n + 0.999999) - 1;
+	return v[k < 0 ? 0 : k >= n ? n - 1 : k];
+}
+
 static int cmp_d(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -132,6 +174,7 @@ static void usage(FILE *f)
 		   "         [--order sni-last|sni-first] [--fragment N] [--mss N] [--count N]\n"
 		   "         [--path P] [--timeout-ms N] [--quiet] [--expect-bytes N] [--expect-sha256 HEX]\n"
 		   "         [--deadline-ms N] [--bind-port P] [--close client|server] [--max-fails N]\n"
+		   "         [--samples FILE]\n"
 		   "IPv6 addresses in brackets: --connect [2001:db8:100::1]:443\n");
 }
 
@@ -146,12 +189,13 @@ int main(int argc, char **argv)
 		{ "quiet", no_argument, NULL, 'q' }, { "help", no_argument, NULL, 'h' },
 		{ "expect-bytes", required_argument, NULL, 'B' }, { "expect-sha256", required_argument, NULL, 'H' },
 		{ "deadline-ms", required_argument, NULL, 'D' }, { "bind-port", required_argument, NULL, 'P' },
-		{ "close", required_argument, NULL, 'C' }, { "max-fails", required_argument, NULL, 'F' }, { 0 }
+		{ "close", required_argument, NULL, 'C' }, { "max-fails", required_argument, NULL, 'F' },
+		{ "samples", required_argument, NULL, 'S' }, { 0 }
 	};
 	const char *target = NULL, *name = NULL, *cafile = NULL, *path = "/";
 	long size = 0, frag = 0, mss = 0, count = 1, timeout_ms = 5000;
 	long expect_bytes = -1, deadline_ms = 0, bind_port = 0, max_fails = 0;
-	const char *expect_sha = NULL;
+	const char *expect_sha = NULL, *samples = NULL;
 	int quiet = 0, client_closes = 0, o;
 
 	while ((o = getopt_long(argc, argv, "c:n:a:s:o:f:m:k:p:t:qh", opts, NULL)) != -1) {
@@ -176,6 +220,7 @@ int main(int argc, char **argv)
 		case 'D': deadline_ms = strtol(optarg, NULL, 10); break;
 		case 'P': bind_port = strtol(optarg, NULL, 10); break;
 		case 'F': max_fails = strtol(optarg, NULL, 10); break;
+		case 'S': samples = optarg; break;
 		case 'C':
 			if (!strcmp(optarg, "client")) client_closes = 1;
 			else if (!strcmp(optarg, "server")) client_closes = 0;
@@ -220,9 +265,23 @@ int main(int argc, char **argv)
 	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
 	SSL_CTX_set_msg_callback(ctx, on_msg);
 
-	/* OpenSSL's own hello with a name is ~300 bytes; pad to the size asked. */
-	size_t base = 300 + strlen(name);
-	pad_len = size > (long)base ? size - base : 0;
+	FILE *sf = NULL;
+	if (samples && !(sf = fopen(samples, "w"))) {
+		fprintf(stderr, "veil-hellogen: cannot write %s: %s\n", samples, strerror(errno));
+		return 2;
+	}
+
+	/* Pad OpenSSL's own hello to the size asked: an extension of our own
+	 * adds 4 bytes of header and its data. */
+	size_t base = own_hello_size(ctx, name);
+	if (!base) {
+		fprintf(stderr, "veil-hellogen: OpenSSL built no ClientHello for %s\n", name);
+		return 2;
+	}
+	if (sni_last)
+		pad_len = size >= (long)base + 4 ? size - base - 4 : 0;
+	else
+		pad_len = size > (long)base ? size - base : 0;
 	unsigned char *alpn = NULL;
 	size_t alpn_len = 0;
 	if (!sni_last && pad_len) {
@@ -246,12 +305,13 @@ int main(int argc, char **argv)
 		sigaction(SIGALRM, &sa, NULL);
 	}
 	double *ttfb = calloc(count, sizeof(double)), *total = calloc(count, sizeof(double));
+	const char *tls = NULL;
 	size_t cap = 1 << 16;
 	char *resp = malloc(cap);
 	int fails = 0, hung = 0, nok = 0;
 	long tried = 0;
 	for (long i = 0; i < count && !(max_fails && fails >= max_fails); i++, tried++) {
-		double t0 = now_ms(), t_first = 0;
+		double t0 = now_ms(), t_first = 0, t_byte = 0;
 		expired = 0;
 		if (deadline_ms)
 			arm(deadline_ms);
@@ -263,6 +323,7 @@ int main(int argc, char **argv)
 		if (mss)
 			setsockopt(fd, IPPROTO_TCP, TCP_MAXSEG, &(int){ (int)mss }, sizeof(int));
 		hello_bytes = 0;
+		hello_wire = 0;
 		hello_records = 0;
 		SSL *ssl = NULL;
 		char err[256] = "";
@@ -336,7 +397,7 @@ int main(int argc, char **argv)
 			snprintf(err, sizeof(err), "no response");
 			goto done;
 		}
-		ttfb[i] = t_first - t0;
+		t_byte = t_first - t0;
 		if (!have_head || status != 200) {
 			snprintf(err, sizeof(err), "status: %.40s", resp);
 			goto done;
@@ -373,6 +434,13 @@ int main(int argc, char **argv)
 			}
 		}
 		ok = 1;
+		if (!tls)
+			tls = SSL_get_version(ssl);
+		else if (strcmp(tls, SSL_get_version(ssl)))
+			tls = "mixed";
+		ttfb[nok] = t_byte;
+		if (sf)
+			fprintf(sf, "%.4f\n", t_byte);
 		total[nok++] = now_ms() - t0;
 done:
 		if (deadline_ms)
@@ -383,7 +451,7 @@ done:
 			hung++;
 		if (!quiet || !ok)
 			printf("conn %ld: port %u hello %zu bytes in %d record(s): %s%s (ttfb %.2f ms, total %.2f ms, body %zu bytes)\n",
-			       i, lport, hello_bytes + 0, hello_records, ok ? "ok" : "FAILED ", err, ok ? ttfb[i] : 0.0,
+			       i, lport, hello_bytes + 0, hello_records, ok ? "ok" : "FAILED ", err, ok ? t_byte : 0.0,
 			       now_ms() - t0, len > body ? len - body : 0);
 		fflush(stdout);
 		if (ssl) {
@@ -393,13 +461,18 @@ done:
 		}
 		close(fd);
 	}
-	qsort(ttfb, tried, sizeof(double), cmp_d);
+	if (sf && fclose(sf)) {
+		fprintf(stderr, "veil-hellogen: writing %s: %s\n", samples, strerror(errno));
+		fails++;
+	}
+	qsort(ttfb, nok, sizeof(double), cmp_d);
 	qsort(total, nok, sizeof(double), cmp_d);
 	printf("summary: name=%s size=%ld order=%s fragment=%ld connections=%ld tried=%ld failed=%d hung=%d hello_bytes=%zu "
-	       "ttfb_p50_ms=%.3f ttfb_p90_ms=%.3f ttfb_p99_ms=%.3f total_p50_ms=%.3f total_p99_ms=%.3f total_max_ms=%.3f\n",
-	       name, size, sni_last ? "sni-last" : "sni-first", frag, count, tried, fails, hung, hello_bytes,
-	       ttfb[tried / 2], ttfb[(tried * 9) / 10], ttfb[(tried * 99) / 100], nok ? total[nok / 2] : 0, nok ? total[(nok * 99) / 100] : 0,
-	       nok ? total[nok - 1] : 0);
+	       "hello_wire_bytes=%zu tls=%s ttfb_p50_ms=%.3f ttfb_p90_ms=%.3f ttfb_p99_ms=%.3f total_p50_ms=%.3f "
+	       "total_p99_ms=%.3f total_max_ms=%.3f\n",
+	       name, size, sni_last ? "sni-last" : "sni-first", frag, count, tried, fails, hung, hello_bytes, hello_wire,
+	       tls ? tls : "none", pct(ttfb, nok, 0.5), pct(ttfb, nok, 0.9), pct(ttfb, nok, 0.99), pct(total, nok, 0.5),
+	       pct(total, nok, 0.99), nok ? total[nok - 1] : 0);
 	free(total);
 	free(resp);
 	free(ttfb);
