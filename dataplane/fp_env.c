@@ -295,6 +295,7 @@ struct vm_gw_env {
 	struct fp_frame fr;       /* what VM_LOAD_BYTES reads */
 	struct flow_val tmp;      /* a new flow, before it goes into the table */
 	struct vm_asm_walk_state walk;
+	uint8_t tmp_ready, walk_ready;   /* cleared once this packet (above) */
 	const struct vm_fp_neigh *nb;  /* the node's next hop, for the reassembly's segments */
 };
 
@@ -376,7 +377,16 @@ static inline void vm_env_flow_del(struct vm_gw_env *e, const struct flow_key *k
 	e->fp->nflows--;
 }
 
-static inline struct flow_val *vm_env_flow_tmp(struct vm_gw_env *e) { return &e->tmp; }
+/* tmp and walk are cleared when a packet first asks for them (the library
+ * asks for tmp again to finish the flow it routed), not for every packet */
+static inline struct flow_val *vm_env_flow_tmp(struct vm_gw_env *e)
+{
+	if (!e->tmp_ready) {
+		memset(&e->tmp, 0, sizeof(e->tmp));
+		e->tmp_ready = 1;
+	}
+	return &e->tmp;
+}
 
 static inline int vm_env_tcpopts(struct vm_gw_env *e, const struct vm_pkt *p, struct vm_tcpopts *o)
 {
@@ -461,7 +471,14 @@ static inline int vm_env_early_put(struct vm_gw_env *e, const struct flow_key *k
 }
 
 static inline __u8 *vm_env_flat(struct vm_gw_env *e) { return e->fp->flat; }
-static inline struct vm_asm_walk_state *vm_env_walk(struct vm_gw_env *e) { return &e->walk; }
+static inline struct vm_asm_walk_state *vm_env_walk(struct vm_gw_env *e)
+{
+	if (!e->walk_ready) {
+		memset(&e->walk, 0, sizeof(e->walk));
+		e->walk_ready = 1;
+	}
+	return &e->walk;
+}
 
 static inline int vm_env_asm_route(struct vm_gw_env *e, __u8 *flat, __u32 len, struct flow_val *f, __u32 *hello_len)
 {
@@ -542,12 +559,28 @@ static inline int vm_env_redirect(struct vm_gw_env *e, __u32 ifindex)
 #include "veil/gw_path.h"
 #include "veil/gw_ret.h"
 
+/* Only the fields every packet needs: a designated initializer would clear
+ * the whole environment (the flow being built, the walk state: a third of
+ * the established path's time in `rep stos`). */
+static inline void env_init(struct vm_gw_env *e, struct vm_fp *fp, uint16_t in_port, uint8_t **pkt, uint32_t *len,
+			    uint16_t *out_port, uint64_t tai_ns)
+{
+	e->fp = fp;
+	e->pkt = pkt;
+	e->len = len;
+	e->in_port = in_port;
+	e->out_port = out_port;
+	e->tai_ns = tai_ns;
+	e->nb = NULL;
+	e->tmp_ready = e->walk_ready = 0;
+}
+
 enum vm_fp_verdict vm_fp_ingress(struct vm_fp *fp, uint16_t in_port, uint8_t **pkt, uint32_t *len,
 				 uint64_t tai_ns, uint16_t *out_port)
 {
-	struct vm_gw_env e = { .fp = fp, .pkt = pkt, .len = len, .in_port = in_port, .out_port = out_port,
-			       .tai_ns = tai_ns };
+	struct vm_gw_env e;
 
+	env_init(&e, fp, in_port, pkt, len, out_port, tai_ns);
 	*out_port = in_port;
 	return vm_gw_ingress(&e, &fp->st);
 }
@@ -555,8 +588,9 @@ enum vm_fp_verdict vm_fp_ingress(struct vm_fp *fp, uint16_t in_port, uint8_t **p
 enum vm_fp_verdict vm_fp_return(struct vm_fp *fp, uint16_t in_port, uint8_t **pkt, uint32_t *len,
 				uint16_t *out_port)
 {
-	struct vm_gw_env e = { .fp = fp, .pkt = pkt, .len = len, .in_port = in_port, .out_port = out_port };
+	struct vm_gw_env e;
 
+	env_init(&e, fp, in_port, pkt, len, out_port, 0);
 	return vm_gw_return(&e, &fp->st);
 }
 
