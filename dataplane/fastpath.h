@@ -17,6 +17,7 @@
 #ifndef VEIL_FASTPATH_H
 #define VEIL_FASTPATH_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include "veil.h"
 #include "veil/hello.h"
@@ -47,6 +48,11 @@ struct vm_fp_slot {
 	uint8_t used;
 };
 
+/* The tables start on a cache line.  Their entries are not padded to one:
+ * measured, 64-byte entries (192 bytes with the 40-byte key) gained nothing
+ * on established packets and cost the hello path ~6% (its eviction scans
+ * more memory). */
+#define VM_FP_ALIGN 64
 struct vm_fp_flow {
 	struct vm_fp_slot s;
 	struct flow_val val;
@@ -83,6 +89,15 @@ struct vm_fp_conf {
 	uint8_t port_mac[8][6];        /* our MAC on each port */
 };
 
+/* Where the tables' memory comes from: zeroed, aligned to align (a power of
+ * two).  The DPDK application gives hugepage memory (rte_zmalloc); by
+ * default the C heap. */
+struct vm_fp_mem {
+	void *(*zalloc)(size_t size, size_t align, void *arg);
+	void (*free)(void *p, void *arg);
+	void *arg;
+};
+
 /* What one lcore owns: its flows and its counters. */
 struct vm_fp {
 	const struct vm_fp_conf *c;
@@ -99,9 +114,12 @@ struct vm_fp {
 	uint32_t hello_len;               /* the last parsed hello's length (vm_hello.hello_len) */
 	uint8_t flat[2 * VM_HELLO_BUF];   /* a reassembled hello, its records joined */
 	uint8_t frame[VM_ASM_HDR + 128 + VM_ASM_SEG_MAX];
+	struct vm_fp_mem mem;             /* where the tables came from */
 };
 
 int vm_fp_init(struct vm_fp *fp, uint32_t flows_cap);
+/* The same with the tables in mem's memory (NULL: the C heap). */
+int vm_fp_init_mem(struct vm_fp *fp, uint32_t flows_cap, const struct vm_fp_mem *mem);
 void vm_fp_free(struct vm_fp *fp);
 /* Number of flows in use (another thread may read it). */
 uint32_t vm_fp_flow_count(const struct vm_fp *fp);
@@ -118,6 +136,9 @@ const struct route_val *vm_fp_conf_route(const struct vm_fp_conf *c, const char 
 /* The flow table's hash of a key: the DPDK application splits flows among
  * its lcores by it. */
 uint32_t vm_fp_flow_hash(const struct flow_key *k);
+/* Brings the first slot a key of this hash probes towards the cache: what
+ * a burst does for all its packets before processing the first. */
+void vm_fp_flow_prefetch(const struct vm_fp *fp, uint32_t hash);
 
 /* Processes one packet in place; may also emit further packets (above).  *pkt may move back by up to 128 bytes
  * (encapsulation): the buffer must have that much headroom before it, and
@@ -126,6 +147,21 @@ enum vm_fp_verdict vm_fp_ingress(struct vm_fp *fp, uint16_t in_port, uint8_t **p
 				 uint64_t tai_ns, uint16_t *out_port);
 enum vm_fp_verdict vm_fp_return(struct vm_fp *fp, uint16_t in_port, uint8_t **pkt, uint32_t *len,
 				uint16_t *out_port);
+
+/* A packet's flow looked at ahead (a burst's first pass): its key and the
+ * flow table's hash of it.  The processing functions given it do not hash
+ * the key again when it is the one they look up. */
+struct vm_fp_hint {
+	struct flow_key key;
+	uint32_t hash;
+};
+/* The hint of an ingress (ret 0) or return (ret 1) packet: 0, or -1 when
+ * it has no flow. */
+int vm_fp_hint_of(int ret, const uint8_t *pkt, uint32_t len, struct vm_fp_hint *h);
+enum vm_fp_verdict vm_fp_ingress_hint(struct vm_fp *fp, uint16_t in_port, uint8_t **pkt, uint32_t *len,
+				      uint64_t tai_ns, uint16_t *out_port, const struct vm_fp_hint *hint);
+enum vm_fp_verdict vm_fp_return_hint(struct vm_fp *fp, uint16_t in_port, uint8_t **pkt, uint32_t *len,
+				     uint16_t *out_port, const struct vm_fp_hint *hint);
 
 /* The flow a packet belongs to, without processing it: an ingress packet's
  * (client -> VIP) or a return packet's inner one (Geneve from a node).

@@ -56,15 +56,25 @@ static int parse_opts(const uint8_t *o, int len, struct vm_tcpopts *r)
 
 /* ---------- tables ---------- */
 
-/* A flow key (40 bytes, five words) mixed a word at a time: the per-packet
- * hash of every table and of the lcore hand-over. */
-static uint32_t hash_key(const struct flow_key *k)
+/* A flow key mixed eight bytes at a time, whatever its size (the tail
+ * zero-padded): the per-packet hash of every table and of the lcore
+ * hand-over.  The loop unrolls: the size is a constant. */
+static inline uint32_t hash_key(const struct flow_key *k)
 {
-	uint64_t w[5], h = 0x9e3779b97f4a7c15ULL;
-	_Static_assert(sizeof(*k) == sizeof(w), "flow key is five words");
-	memcpy(w, k, sizeof(w));
-	for (int i = 0; i < 5; i++) {
-		h ^= w[i];
+	const uint8_t *p = (const uint8_t *)k;
+	uint64_t h = 0x9e3779b97f4a7c15ULL, w;
+	size_t i = 0;
+
+	for (; i + 8 <= sizeof(*k); i += 8) {
+		memcpy(&w, p + i, 8);
+		h ^= w;
+		h *= 0xff51afd7ed558ccdULL;
+		h ^= h >> 32;
+	}
+	if (i < sizeof(*k)) {
+		w = 0;
+		memcpy(&w, p + i, sizeof(*k) - i);
+		h ^= w;
 		h *= 0xff51afd7ed558ccdULL;
 		h ^= h >> 32;
 	}
@@ -81,27 +91,50 @@ static uint32_t hash_bytes(const void *k, size_t n)
 	return h;
 }
 
-int vm_fp_init(struct vm_fp *fp, uint32_t flows_cap)
+static void *heap_zalloc(size_t size, size_t align, void *arg)
+{
+	void *p = aligned_alloc(align, (size + align - 1) & ~(align - 1));
+	if (p)
+		memset(p, 0, size);
+	return p;
+}
+
+static void heap_free(void *p, void *arg)
+{
+	free(p);
+}
+
+static const struct vm_fp_mem heap = { heap_zalloc, heap_free, NULL };
+
+int vm_fp_init_mem(struct vm_fp *fp, uint32_t flows_cap, const struct vm_fp_mem *mem)
 {
 	uint32_t cap = 1024;
 	memset(fp, 0, sizeof(*fp));
+	fp->mem = mem ? *mem : heap;
 	while (cap < flows_cap)
 		cap <<= 1;
 	fp->flows_cap = cap;
-	fp->flows = calloc(cap, sizeof(*fp->flows));
-	fp->asm_tab = calloc(VM_FP_ASM_MAX, sizeof(*fp->asm_tab));
-	fp->early_tab = calloc(VM_FP_ASM_MAX, sizeof(*fp->early_tab));
+	fp->flows = fp->mem.zalloc((size_t)cap * sizeof(*fp->flows), VM_FP_ALIGN, fp->mem.arg);
+	fp->asm_tab = fp->mem.zalloc(VM_FP_ASM_MAX * sizeof(*fp->asm_tab), VM_FP_ALIGN, fp->mem.arg);
+	fp->early_tab = fp->mem.zalloc(VM_FP_ASM_MAX * sizeof(*fp->early_tab), VM_FP_ALIGN, fp->mem.arg);
 	if (fp->flows && fp->asm_tab && fp->early_tab)
 		return 0;
 	vm_fp_free(fp);
 	return -1;
 }
 
+int vm_fp_init(struct vm_fp *fp, uint32_t flows_cap)
+{
+	return vm_fp_init_mem(fp, flows_cap, NULL);
+}
+
 void vm_fp_free(struct vm_fp *fp)
 {
-	free(fp->flows);
-	free(fp->asm_tab);
-	free(fp->early_tab);
+	if (fp->mem.free) {
+		fp->mem.free(fp->flows, fp->mem.arg);
+		fp->mem.free(fp->asm_tab, fp->mem.arg);
+		fp->mem.free(fp->early_tab, fp->mem.arg);
+	}
 	fp->flows = NULL;
 	fp->asm_tab = NULL;
 	fp->early_tab = NULL;
@@ -158,9 +191,9 @@ static const struct route_val *route_get(struct vm_fp *fp, const char *name)
 }
 
 #define PROBE 8
-static void *slot_find(struct vm_fp *fp, void *tab, size_t stride, uint32_t cap, const struct flow_key *k)
+static void *slot_find_h(struct vm_fp *fp, void *tab, size_t stride, uint32_t cap, const struct flow_key *k,
+			 uint32_t h)
 {
-	uint32_t h = hash_key(k);
 	for (int i = 0; i < PROBE; i++) {
 		struct vm_fp_slot *f = (struct vm_fp_slot *)((uint8_t *)tab + stride * ((h + i) & (cap - 1)));
 		if (f->used && !memcmp(&f->key, k, sizeof(*k))) {
@@ -169,6 +202,11 @@ static void *slot_find(struct vm_fp *fp, void *tab, size_t stride, uint32_t cap,
 		}
 	}
 	return NULL;
+}
+
+static void *slot_find(struct vm_fp *fp, void *tab, size_t stride, uint32_t cap, const struct flow_key *k)
+{
+	return slot_find_h(fp, tab, stride, cap, k, hash_key(k));
 }
 
 /* Insert or replace; a full probe window evicts its least recently used.
@@ -210,6 +248,21 @@ static struct vm_fp_flow *flow_put(struct vm_fp *fp, const struct flow_key *k, c
 uint32_t vm_fp_flow_hash(const struct flow_key *k)
 {
 	return hash_key(k);
+}
+
+int vm_fp_hint_of(int ret, const uint8_t *pkt, uint32_t len, struct vm_fp_hint *h)
+{
+	if (ret ? vm_fp_return_key(pkt, len, &h->key) : vm_fp_ingress_key(pkt, len, &h->key))
+		return -1;
+	h->hash = hash_key(&h->key);
+	return 0;
+}
+
+void vm_fp_flow_prefetch(const struct vm_fp *fp, uint32_t hash)
+{
+	const struct vm_fp_flow *f = &fp->flows[hash & (fp->flows_cap - 1)];
+	__builtin_prefetch(f, 1, 3);
+	__builtin_prefetch((const uint8_t *)f + 64, 1, 3);
 }
 
 uint32_t vm_fp_flow_count(const struct vm_fp *fp)
@@ -295,7 +348,9 @@ struct vm_gw_env {
 	struct fp_frame fr;       /* what VM_LOAD_BYTES reads */
 	struct flow_val tmp;      /* a new flow, before it goes into the table */
 	struct vm_asm_walk_state walk;
+	uint8_t tmp_ready, walk_ready;   /* cleared once this packet (above) */
 	const struct vm_fp_neigh *nb;  /* the node's next hop, for the reassembly's segments */
+	const struct vm_fp_hint *hint; /* the packet's flow, hashed ahead, or NULL */
 };
 
 #define VM_V_DROP VM_FP_DROP
@@ -359,7 +414,9 @@ static inline const struct vip_val *vm_env_vip(struct vm_gw_env *e, const struct
 
 static inline struct flow_val *vm_env_flow_get(struct vm_gw_env *e, const struct flow_key *k)
 {
-	struct vm_fp_flow *fl = flow_find(e->fp, k);
+	/* the burst hashed this packet's key already (vm_fp_hint_of) */
+	uint32_t h = e->hint && !memcmp(&e->hint->key, k, sizeof(*k)) ? e->hint->hash : hash_key(k);
+	struct vm_fp_flow *fl = slot_find_h(e->fp, e->fp->flows, sizeof(*e->fp->flows), e->fp->flows_cap, k, h);
 	return fl ? &fl->val : NULL;
 }
 
@@ -376,7 +433,16 @@ static inline void vm_env_flow_del(struct vm_gw_env *e, const struct flow_key *k
 	e->fp->nflows--;
 }
 
-static inline struct flow_val *vm_env_flow_tmp(struct vm_gw_env *e) { return &e->tmp; }
+/* tmp and walk are cleared when a packet first asks for them (the library
+ * asks for tmp again to finish the flow it routed), not for every packet */
+static inline struct flow_val *vm_env_flow_tmp(struct vm_gw_env *e)
+{
+	if (!e->tmp_ready) {
+		memset(&e->tmp, 0, sizeof(e->tmp));
+		e->tmp_ready = 1;
+	}
+	return &e->tmp;
+}
 
 static inline int vm_env_tcpopts(struct vm_gw_env *e, const struct vm_pkt *p, struct vm_tcpopts *o)
 {
@@ -461,7 +527,14 @@ static inline int vm_env_early_put(struct vm_gw_env *e, const struct flow_key *k
 }
 
 static inline __u8 *vm_env_flat(struct vm_gw_env *e) { return e->fp->flat; }
-static inline struct vm_asm_walk_state *vm_env_walk(struct vm_gw_env *e) { return &e->walk; }
+static inline struct vm_asm_walk_state *vm_env_walk(struct vm_gw_env *e)
+{
+	if (!e->walk_ready) {
+		memset(&e->walk, 0, sizeof(e->walk));
+		e->walk_ready = 1;
+	}
+	return &e->walk;
+}
 
 static inline int vm_env_asm_route(struct vm_gw_env *e, __u8 *flat, __u32 len, struct flow_val *f, __u32 *hello_len)
 {
@@ -542,22 +615,54 @@ static inline int vm_env_redirect(struct vm_gw_env *e, __u32 ifindex)
 #include "veil/gw_path.h"
 #include "veil/gw_ret.h"
 
+/* Only the fields every packet needs: a designated initializer would clear
+ * the whole environment (the flow being built, the walk state: a third of
+ * the established path's time in `rep stos`). */
+static inline void env_init(struct vm_gw_env *e, struct vm_fp *fp, uint16_t in_port, uint8_t **pkt, uint32_t *len,
+			    uint16_t *out_port, uint64_t tai_ns)
+{
+	e->fp = fp;
+	e->pkt = pkt;
+	e->len = len;
+	e->in_port = in_port;
+	e->out_port = out_port;
+	e->tai_ns = tai_ns;
+	e->nb = NULL;
+	e->hint = NULL;
+	e->tmp_ready = e->walk_ready = 0;
+}
+
+enum vm_fp_verdict vm_fp_ingress_hint(struct vm_fp *fp, uint16_t in_port, uint8_t **pkt, uint32_t *len,
+				      uint64_t tai_ns, uint16_t *out_port, const struct vm_fp_hint *hint)
+{
+	struct vm_gw_env e;
+
+	env_init(&e, fp, in_port, pkt, len, out_port, tai_ns);
+	e.hint = hint;
+	*out_port = in_port;
+	return vm_gw_ingress(&e, &fp->st);
+}
+
 enum vm_fp_verdict vm_fp_ingress(struct vm_fp *fp, uint16_t in_port, uint8_t **pkt, uint32_t *len,
 				 uint64_t tai_ns, uint16_t *out_port)
 {
-	struct vm_gw_env e = { .fp = fp, .pkt = pkt, .len = len, .in_port = in_port, .out_port = out_port,
-			       .tai_ns = tai_ns };
+	return vm_fp_ingress_hint(fp, in_port, pkt, len, tai_ns, out_port, NULL);
+}
 
-	*out_port = in_port;
-	return vm_gw_ingress(&e, &fp->st);
+enum vm_fp_verdict vm_fp_return_hint(struct vm_fp *fp, uint16_t in_port, uint8_t **pkt, uint32_t *len,
+				     uint16_t *out_port, const struct vm_fp_hint *hint)
+{
+	struct vm_gw_env e;
+
+	env_init(&e, fp, in_port, pkt, len, out_port, 0);
+	e.hint = hint;
+	return vm_gw_return(&e, &fp->st);
 }
 
 enum vm_fp_verdict vm_fp_return(struct vm_fp *fp, uint16_t in_port, uint8_t **pkt, uint32_t *len,
 				uint16_t *out_port)
 {
-	struct vm_gw_env e = { .fp = fp, .pkt = pkt, .len = len, .in_port = in_port, .out_port = out_port };
-
-	return vm_gw_return(&e, &fp->st);
+	return vm_fp_return_hint(fp, in_port, pkt, len, out_port, NULL);
 }
 
 /* ---------- which flow a packet belongs to (lcore steering) ---------- */

@@ -2,8 +2,8 @@
 # make bench / make bench-quick: every figure next to a baseline measured in
 # the same run.
 #   micro: veil-bench-micro (BPF_PROG_TEST_RUN next to a minimal XDP_TX / TC program)
-#   dpdk:  tools/bench_dpdk.sh (veil-gw-dpdk Mpps per lcore next to dpdk-testpmd io
-#          forwarding on the same net_pcap/net_null vdevs)
+#   dpdk:  tools/bench_dpdk.sh (veil-gw-dpdk Mpps per lcore next to dpdk-testpmd macswap
+#          and tools/dpdk_baseline.c on the same net_pcap/net_null vdevs)
 #   dns:   tools/bench_dns.sh (veil-dns next to gdnsd 3 with dnsperf, with and
 #          without ECS; full runs only)
 #   controller: tools/bench_controller.sh (orders/s accepted by veil-controller's API)
@@ -31,10 +31,10 @@ PIN="/sys/fs/bpf/veilmesh-$ID"
 VIP4=198.18.100.1
 VIP6=2001:db8:100::1
 if [ "$MODE" = quick ]; then
-	MICRO="--repeat 200000 --rounds 3 --singles 5000"; WRK_S=2; DL_N=1; DPDK_S=2
+	MICRO="--repeat 200000 --rounds 3 --singles 5000"; WRK_S=2; DL_N=1; DPDK_S=2; DPDK_R=1
 	TTFB_N=20; TTFB_ROUNDS=2; LOAD_RAMP_S=0.5
 else
-	MICRO="--repeat 1000000 --rounds 5 --singles 50000"; WRK_S=15; DL_N=3; DPDK_S=10
+	MICRO="--repeat 1000000 --rounds 5 --singles 50000"; WRK_S=15; DL_N=3; DPDK_S=10; DPDK_R=3
 	TTFB_N=500; TTFB_ROUNDS=3; LOAD_RAMP_S=1
 fi
 failed=0
@@ -59,8 +59,8 @@ fi
 cat "$DIR.micro.txt" >&2
 
 # ---------- DPDK fast path ----------
-say "bench: dpdk (veil-gw-dpdk vs dpdk-testpmd io, ${DPDK_S} s each)"
-tools/bench_dpdk.sh "$DPDK_S" "$DIR.dpdk.json" || bad "bench_dpdk failed"
+say "bench: dpdk (veil-gw-dpdk vs dpdk-testpmd macswap and veil-dpdk-baseline, ${DPDK_S} s each, interleaved rounds)"
+tools/bench_dpdk.sh "$DPDK_S" "$DIR.dpdk.json" "$DPDK_R" || bad "bench_dpdk failed"
 
 # ---------- GeoDNS: veil-dns next to gdnsd (full runs only: building
 # gdnsd's nets file from tor-geoipdb takes a minute) ----------
@@ -485,10 +485,20 @@ if d.get("store_routes"):
               f'the routes map {r["map_memlock_bytes"] / 1048576:.1f} MiB locked kernel memory. A restarted gateway '
               f'keeps the pinned routes meanwhile and has verified the whole snapshot after {r.get("restart_resync_s")} s.']
 if d.get("dpdk"):
-    lines += ['', '| DPDK fast path (one worker lcore) | frame bytes | veil-gw-dpdk Mpps | dpdk-testpmd io Mpps | ratio |',
-              '| --- | ---: | ---: | ---: | ---: |']
+    def rr(x, k):
+        r = x.get(k, {}).get("per_cpu_s") if x.get(k) else None
+        return f'{r["median"]:.2f} ({r["min"]:.2f}-{r["max"]:.2f})' if r else '-'
+    def mp(x, who):
+        return f'{x[who]["mpps_per_cpu_s"]["median"]:.2f}' if x.get(who) else '-'
+    lines += ['', '| DPDK fast path (one forwarding lcore), Mpps per CPU-second | frame bytes | veil-gw-dpdk | testpmd macswap | baseline (rte_hash + encap) | veil / macswap | veil / baseline |',
+              '| --- | ---: | ---: | ---: | ---: | ---: | ---: |']
     for x in d["dpdk"]:
-        lines.append(f'| {x["case"]} | {x["frame_bytes"]} | {x["veil_mpps"]:.2f} | {x["testpmd_io_mpps"]:.2f} | {x["ratio"]:.2f} |')
+        lines.append(f'| {x["case"]} | {x["frame_bytes"]} | {mp(x, "veil")} | {mp(x, "macswap")} | {mp(x, "baseline")} | '
+                     f'{rr(x, "veil_vs_macswap")} | {rr(x, "veil_vs_baseline")} |')
+    x0 = d["dpdk"][0]
+    lines += ['', f'DPDK: {x0.get("rounds")} interleaved rounds of {x0.get("seconds")} s per program, {x0.get("memory")}; '
+              'ratios per round, median (range); rates per second the forwarding lcore\'s thread was on a CPU '
+              '(wall-clock rates in latest.json). Baseline: tools/dpdk_baseline.c.']
 if d.get("dns"):
     g = {(x["server"], x["ecs"]): x for x in d["dns"]}
     lines += ['', '| GeoDNS, one UDP thread pinned to a core, dnsperf on the other | ECS | queries/s | p99 ms | CPU s / 1M answers | answers per CPU-s vs gdnsd |',

@@ -11,6 +11,7 @@
 #include <rte_lcore.h>
 #include <rte_malloc.h>
 #include <rte_mbuf.h>
+#include <rte_memory.h>
 #include <rte_prefetch.h>
 
 #include "dp.h"
@@ -49,7 +50,7 @@ static inline int txb_of(uint16_t port)
 	return port == vm_dp.port[0] ? 0 : port == vm_dp.port[1] ? 1 : port == vm_dp.exc[0] ? 2 : 3;
 }
 
-static inline void handle(struct vm_dp_worker *w, struct rte_mbuf *m, uint64_t now)
+static inline void handle(struct vm_dp_worker *w, struct rte_mbuf *m, uint64_t now, const struct vm_fp_hint *hint)
 {
 	uint16_t in = m->port, out = in;
 	int role = role_of(in);
@@ -66,8 +67,8 @@ static inline void handle(struct vm_dp_worker *w, struct rte_mbuf *m, uint64_t n
 	}
 	uint8_t *p = rte_pktmbuf_mtod(m, uint8_t *);
 	uint32_t len = m->data_len;
-	enum vm_fp_verdict v = role == 0 ? vm_fp_ingress(&w->fp, in, &p, &len, now, &out)
-					 : vm_fp_return(&w->fp, in, &p, &len, &out);
+	enum vm_fp_verdict v = role == 0 ? vm_fp_ingress_hint(&w->fp, in, &p, &len, now, &out, hint)
+					 : vm_fp_return_hint(&w->fp, in, &p, &len, &out, hint);
 	switch (v) {
 	case VM_FP_TX:
 	case VM_FP_FWD:
@@ -95,20 +96,13 @@ static inline void handle(struct vm_dp_worker *w, struct rte_mbuf *m, uint64_t n
 	rte_pktmbuf_free(m);
 }
 
-static inline unsigned int owner(const struct vm_dp_worker *w, struct rte_mbuf *m)
-{
-	struct flow_key k;
-	const uint8_t *p = rte_pktmbuf_mtod(m, const uint8_t *);
-	int rc = role_of(m->port) == 0 ? vm_fp_ingress_key(p, m->data_len, &k)
-				       : vm_fp_return_key(p, m->data_len, &k);
-	return rc ? w->q : vm_fp_flow_hash(&k) % (unsigned int)vm_dp.nw;
-}
-
 int vm_dp_poll(struct vm_dp_worker *w)
 {
 	/* up to a burst from each of the two ports may belong to one owner */
 	struct rte_mbuf *pkts[VM_DP_BURST], *steer[VM_DP_MAX_WORKERS][2 * VM_DP_BURST];
 	unsigned int nsteer[VM_DP_MAX_WORKERS] = { 0 };
+	struct vm_fp_hint hint[VM_DP_BURST];
+	uint8_t hnone[VM_DP_BURST];
 	uint64_t now = tai_ns();
 	uint64_t g = atomic_load_explicit(&vm_dp.gen, memory_order_acquire);
 	int seen = 0;
@@ -119,17 +113,42 @@ int vm_dp_poll(struct vm_dp_worker *w)
 	}
 	for (int r = 0; r < 2; r++) {
 		uint16_t n = rte_eth_rx_burst(vm_dp.port[r], w->q, pkts, VM_DP_BURST);
+		uint16_t own[VM_DP_BURST];
 		w->d.rx += n;
 		seen += n;
+		if (vm_dp.nw == 1) {
+			/* No owner to find, and no parse ahead of the packet
+			 * library's own: measured, a first pass over the burst
+			 * (parse, hash, prefetch of the flow slot) cost more than
+			 * the prefetch saved (docs/dpdk.md). */
+			for (uint16_t i = 0; i < n; i++) {
+				if (i + 1 < n)
+					rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 1], void *));
+				pkts[i]->port = vm_dp.port[r];   /* not every PMD sets it */
+				handle(w, pkts[i], now, NULL);
+			}
+			continue;
+		}
+		/* The whole burst's flows first: the owner of each packet, and
+		 * the flow slots of this worker's ones on their way to the
+		 * cache while the others are looked at. */
 		for (uint16_t i = 0; i < n; i++) {
-			if (i + 1 < n)
-				rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 1], void *));
-			pkts[i]->port = vm_dp.port[r];   /* not every PMD sets it */
-			unsigned int o = vm_dp.nw > 1 ? owner(w, pkts[i]) : w->q;
-			if (o == w->q)
-				handle(w, pkts[i], now);
+			pkts[i]->port = vm_dp.port[r];
+			if (vm_fp_hint_of(r, rte_pktmbuf_mtod(pkts[i], const uint8_t *), pkts[i]->data_len, &hint[i])) {
+				own[i] = w->q;
+				hnone[i] = 1;
+				continue;
+			}
+			hnone[i] = 0;
+			own[i] = hint[i].hash % (unsigned int)vm_dp.nw;
+			if (own[i] == w->q)
+				vm_fp_flow_prefetch(&w->fp, hint[i].hash);
+		}
+		for (uint16_t i = 0; i < n; i++) {
+			if (own[i] == w->q)
+				handle(w, pkts[i], now, hnone[i] ? NULL : &hint[i]);
 			else
-				steer[o][nsteer[o]++] = pkts[i];
+				steer[own[i]][nsteer[own[i]]++] = pkts[i];
 		}
 	}
 	for (int o = 0; o < vm_dp.nw; o++) {
@@ -157,7 +176,7 @@ int vm_dp_poll(struct vm_dp_worker *w)
 		w->d.steered_in += n;
 		seen += n;
 		for (unsigned int i = 0; i < n; i++)
-			handle(w, pkts[i], now);
+			handle(w, pkts[i], now, NULL);
 	}
 	for (int r = 0; r < 2; r++) {
 		rte_eth_tx_buffer_flush(vm_dp.port[r], w->q, w->txb[r]);
@@ -205,6 +224,24 @@ static void emit(void *arg, uint16_t port, const uint8_t *frame, uint32_t len)
 	rte_eth_tx_buffer(port, w->q, w->txb[txb_of(port)], m);
 }
 
+/* The workers' tables in the EAL's memory: hugepages when it has them
+ * (fewer TLB misses on a large flow table), else the C heap. */
+static void *dp_zalloc(size_t size, size_t align, void *arg)
+{
+	void *p = rte_zmalloc_socket("veil_table", size, align, (int)(intptr_t)arg);
+	if (!p && (p = aligned_alloc(align, (size + align - 1) & ~(align - 1))))
+		memset(p, 0, size);
+	return p;
+}
+
+static void dp_free(void *p, void *arg)
+{
+	if (p && rte_mem_virt2memseg(p, NULL))
+		rte_free(p);
+	else
+		free(p);
+}
+
 struct vm_dp_worker *vm_dp_worker_new(unsigned int lcore, uint16_t q, uint32_t flows, int inbox)
 {
 	int socket = rte_lcore_to_socket_id(lcore);
@@ -213,9 +250,10 @@ struct vm_dp_worker *vm_dp_worker_new(unsigned int lcore, uint16_t q, uint32_t f
 
 	if (!w)
 		goto nomem;
+	const struct vm_fp_mem dp_mem = { dp_zalloc, dp_free, (void *)(intptr_t)socket };
 	w->lcore = lcore;
 	w->q = q;
-	if (vm_fp_init(&w->fp, flows))
+	if (vm_fp_init_mem(&w->fp, flows, &dp_mem))
 		goto nomem;
 	w->fp.emit = emit;
 	w->fp.emit_arg = w;
