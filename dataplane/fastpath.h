@@ -97,6 +97,8 @@ struct vm_fp_mem {
 	void (*free)(void *p, void *arg);
 	void *arg;
 };
+/* The C heap's (aligned_alloc), the default. */
+extern const struct vm_fp_mem vm_fp_heap;
 
 /* What one lcore owns: its flows and its counters. */
 struct vm_fp {

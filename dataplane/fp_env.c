@@ -104,13 +104,13 @@ static void heap_free(void *p, void *arg)
 	free(p);
 }
 
-static const struct vm_fp_mem heap = { heap_zalloc, heap_free, NULL };
+const struct vm_fp_mem vm_fp_heap = { heap_zalloc, heap_free, NULL };
 
 int vm_fp_init_mem(struct vm_fp *fp, uint32_t flows_cap, const struct vm_fp_mem *mem)
 {
 	uint32_t cap = 1024;
 	memset(fp, 0, sizeof(*fp));
-	fp->mem = mem ? *mem : heap;
+	fp->mem = mem ? *mem : vm_fp_heap;
 	while (cap < flows_cap)
 		cap <<= 1;
 	fp->flows_cap = cap;

@@ -229,9 +229,7 @@ static void emit(void *arg, uint16_t port, const uint8_t *frame, uint32_t len)
 static void *dp_zalloc(size_t size, size_t align, void *arg)
 {
 	void *p = rte_zmalloc_socket("veil_table", size, align, (int)(intptr_t)arg);
-	if (!p && (p = aligned_alloc(align, (size + align - 1) & ~(align - 1))))
-		memset(p, 0, size);
-	return p;
+	return p ? p : vm_fp_heap.zalloc(size, align, NULL);
 }
 
 static void dp_free(void *p, void *arg)
@@ -239,7 +237,7 @@ static void dp_free(void *p, void *arg)
 	if (p && rte_mem_virt2memseg(p, NULL))
 		rte_free(p);
 	else
-		free(p);
+		vm_fp_heap.free(p, NULL);
 }
 
 struct vm_dp_worker *vm_dp_worker_new(unsigned int lcore, uint16_t q, uint32_t flows, int inbox)
