@@ -936,10 +936,6 @@ static void heartbeat(void)
 		ag_log("event=store_report_failed bucket=heartbeats");
 }
 
-/* SIGHUP: the config read again and checked against the host's scan; the
- * resources (cpu, ram, disk) and heartbeat_s change at once, the rest
- * (store, keys, node id, GPUs) only with a restart.  A bad file changes
- * nothing. */
 static uint64_t reloads_ok, reloads_rejected, started;
 
 /* GET /metrics on --metrics: the VMs by state, the daemon counters */
@@ -961,6 +957,10 @@ static void reload_warn(const char *msg)
 	ag_log("event=reload_warning reason=\"%s\"", msg);
 }
 
+/* SIGHUP: the config read again and checked against the host's scan; the
+ * resources (cpu, ram, disk) and heartbeat_s change at once, the rest
+ * (store, keys, node id, GPUs) only with a restart.  A bad file changes
+ * nothing. */
 static void reload(struct ag_daemon *d)
 {
 	/* read into one buffer, then the result into another than the running
