@@ -662,8 +662,9 @@ EOF
 	: >"$DIR/gw.log"
 	nsenter --net="/run/netns/$P-gw" "$BUILD/veil-gw-dpdk" --no-huge -m 512 --no-pci --file-prefix "veil-$ID" \
 		--lcores 0@0,1@1 --vdev net_af_packet0,iface=gw-cli,qpairs=1 --vdev net_af_packet1,iface=gw-mesh,qpairs=1 \
-		-- --config "$DIR/gw.conf" --idle-us 50 >>"$DIR/gw.log" 2>&1 &
-	echo $! >"$DIR/gw.pid"
+		-- --config "$DIR/gw.conf" --idle-us 50 --pidfile "$DIR/gw-dpdk.pid" >>"$DIR/gw.log" 2>&1 &
+	DPID=$!
+	echo $DPID >"$DIR/gw.pid"
 	if ! wait_log "$DIR/gw.log" "event=started" 300; then
 		fail $t "veil-gw-dpdk did not start: $(tail -3 "$DIR/gw.log")"
 	else
@@ -681,9 +682,26 @@ EOF
 			grep -q '"flows": [1-9]' <<<"$fc" && [ $c4 = 0 ] && grep -q "^hello_routed  *[1-9]" <<<"$st" &&
 			[ "$age" -ge 0 ] 2>/dev/null && pass $t ||
 			fail $t "curl='$got' status=$c1 routes=$c2 flows=$c3 '$f' count='$fc' stats=$c4 age='$age' $(echo "$s" | head -3 | tr '\n' '|')"
-		t=dpdk_runtime_file
+		# the skeleton's pidfile and signals (common/daemon.h): the pidfile
+		# holds the daemon's pid (nsenter execs it: $! is its pid); SIGHUP
+		# reloads, whichever lcore takes it; SIGTERM stops it, logs
+		# event=stopped and removes the pidfile
+		t=dpdk_pidfile_and_signals
+		bad=""
+		[ "$(cat "$DIR/gw-dpdk.pid" 2>/dev/null)" = "$DPID" ] ||
+			bad="$bad pidfile='$(cat "$DIR/gw-dpdk.pid" 2>/dev/null)'(pid $DPID)"
+		kill -HUP "$DPID"
+		wait_log "$DIR/gw.log" "event=config_reloaded" 50 || bad="$bad no-reload-after-SIGHUP"
+		kill -0 "$DPID" 2>/dev/null || bad="$bad gone-after-SIGHUP"
+		t0=$(date +%s%N)
 		rt=$(cat "$RUN/gw.json" 2>&1)
 		stop_pid "$DIR/gw.pid"
+		ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+		kill -0 "$DPID" 2>/dev/null && bad="$bad still-running"
+		[ -e "$DIR/gw-dpdk.pid" ] && bad="$bad pidfile-left"
+		grep -q "veil-gw-dpdk: event=stopped signal=15" "$DIR/gw.log" || bad="$bad no-stopped-line"
+		[ -z "$bad" ] && pass "$t (stopped ${ms} ms after SIGTERM)" || fail $t "$bad; log: $(tail -3 "$DIR/gw.log" | tr '\n' ' ')"
+		t=dpdk_runtime_file
 		s=$("$CTL" status 2>&1); c1=$?
 		grep -q '"daemon": "veil-gw-dpdk"' <<<"$rt" && grep -q "\"control_socket\": \"$RUN/gw.sock\"" <<<"$rt" &&
 			[ ! -e "$RUN/gw.json" ] && [ $c1 = 3 ] && pass $t || fail $t "runtime file '$rt', after stop: $(ls "$RUN"), status rc=$c1"
