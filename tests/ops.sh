@@ -100,6 +100,16 @@ if command -v systemd-analyze >/dev/null; then
 	[ -n "$v" ] && bad="$bad verify:$(echo "$v" | head -2 | tr '\n' ' ')"
 fi
 "$T/inst/usr/sbin/veilctl" --help | grep -q -- '--daemon' || bad="$bad veilctl-help"
+# every man page in its section, and every program installed has its page there
+for m in docs/man/*.[158]; do
+	[ -s "$T/inst/usr/share/man/man${m##*.}/$(basename "$m")" ] || bad="$bad missing:man${m##*.}/$(basename "$m")"
+done
+for b in "$T"/inst/usr/bin/* "$T"/inst/usr/sbin/*; do
+	[ -e "$b" ] || continue
+	n=$(basename "$b")
+	[ -s "$T/inst/usr/share/man/man1/$n.1" ] || [ -s "$T/inst/usr/share/man/man8/$n.8" ] || bad="$bad no-page:$n"
+done
+[ -x "$T/inst/usr/bin/veil-hellogen" ] || bad="$bad missing:bin/veil-hellogen"
 [ $rc = 0 ] && [ -z "$bad" ] && pass "$t ($(find "$T/inst" -type f | wc -l) files)" ||
 	fail $t "rc=$rc$bad $(echo "$out" | tail -2 | tr '\n' ' ')"
 CTL="$T/inst/usr/sbin/veilctl"     # the installed veilctl, from here on
@@ -172,28 +182,38 @@ for b in "$BUILD"/veil-* "$BUILD"/veilctl; do
 done
 [ -z "$bad" ] && pass $t || fail $t "$bad"
 
-# every flag of every --help is in its man page
+# every program built has a man page (section 1 for tools, 8 for daemons and
+# operator commands), and every flag of its --help is in that page
 t=man_pages_document_every_flag
 bad=""
-flags() { grep -o -- '--[a-z][a-z-]*' | grep -v -- '--$' | sort -u; }
+flags() { grep -o -- '--[a-z][a-z0-9-]*' | grep -v -- '--$' | sort -u; }
 manflags() { sed 's/\\-/-/g; s/\\f[BIRP]//g' "$1"; }
-for pair in "veilctl:veilctl" "veil-gw:veil-gw" "veil-node:veil-node" "veil-gw-dpdk:veil-gw-dpdk" \
-	"veil-validator:veil-validator" "veil-attest:veil-attest" "veil-registry:veil-registry" \
-	"veil-dns:veil-dns" "veil-controller:veil-controller" "veil-agent:veil-agent"; do
-	bin=${pair%%:*}; man=docs/man/${pair#*:}.8
+npages=0
+for b in "$BUILD"/veil-* "$BUILD"/veilctl; do
+	[ -f "$b" ] && [ -x "$b" ] || continue
+	ls docs/man/"$(basename "$b")".[18] >/dev/null 2>&1 || bad="$bad $(basename "$b"):no-page"
+done
+for man in docs/man/*.1 docs/man/*.8; do
+	bin=$(basename "${man%.*}")
 	[ -x "$BUILD/$bin" ] || continue
-	for f in $("$BUILD/$bin" --help 2>&1 | sed -n '1,/EAL options:/p' | flags); do
+	npages=$((npages + 1))
+	for f in $(timeout 10 "$BUILD/$bin" --help 2>&1 | sed -n '1,/EAL options:/p' | flags); do
 		manflags "$man" | grep -q -- "$f" || bad="$bad $bin:$f"
 	done
 done
 for f in --routes --secret --watch --count --vm --name --client; do
 	manflags docs/man/veilctl.8 | grep -q -- "$f" || bad="$bad veilctl:$f"
 done
-for m in docs/man/*.8 docs/man/*.5; do
-	w=$(LC_ALL=C.UTF-8 MANWIDTH=100 man --warnings -l "$m" 2>&1 >/dev/null)
-	[ -n "$w" ] && bad="$bad $m:$(echo "$w" | head -1)"
+for m in docs/man/*.1 docs/man/*.8 docs/man/*.5; do
+	for w in 80 100; do
+		out=$(LC_ALL=C.UTF-8 MANWIDTH=$w man --warnings=all -l "$m" 2>&1 >/dev/null)
+		[ -n "$out" ] && bad="$bad $m(width $w):$(echo "$out" | head -1)"
+	done
+	grep -q '^\.SH "\?EXIT STATUS' "$m" || [ "${m##*.}" = 5 ] || bad="$bad $m:no-EXIT-STATUS"
+	# the tools' pages (section 1) show how to run them
+	[ "${m##*.}" = 1 ] && ! grep -q '^\.SH "\?EXAMPLES"\?$' "$m" && bad="$bad $m:no-EXAMPLES"
 done
-[ -z "$bad" ] && pass $t || fail $t "not documented:$bad"
+[ -z "$bad" ] && pass "$t ($npages programs)" || fail $t "not documented:$bad"
 
 # every setting a config parser accepts is in its section 5 page: the names are
 # read from the parser's code (the names it compares a line's first word or a
