@@ -609,7 +609,7 @@ static const struct option dpdk_opts[] = {
 static int dpdk_opt(void *arg, int o, const char *val)
 {
 	char *end;
-	const char *name = "idle-us";
+	const char *name = "";
 
 	for (const struct option *e = dpdk_opts; e->name; e++)
 		if (e->val == o)
