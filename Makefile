@@ -207,8 +207,10 @@ DNS_HDRS := $(wildcard controlplane/dns/*.h) controlplane/dns/centroids.inc incl
 # veil-storectl: reads and writes the cluster store (plain and sealed records) for operators and tests
 $(BUILD)/veil-storectl: tools/storectl.c $(STORE_LIB) $(wildcard controlplane/store/*.h) | deps-build
 	$(CC) $(CFLAGS) $< $(STORE_LIB) $(STORE_LDLIBS) -o $@
-$(BUILD)/veil-dns: controlplane/dns/veil-dns.c controlplane/dns/feed.c $(DNS_SRCS) $(DNS_HDRS) $(LIB) $(STORE_LIB) | deps-build
-	$(CC) $(CFLAGS) controlplane/dns/veil-dns.c controlplane/dns/feed.c $(DNS_SRCS) $(LIB) $(STORE_LIB) $(LDLIBS) \
+# (with its AF_XDP path: xsk.c, frame.c and the dns_xsk program's skeleton)
+DNS_XSK_SRCS := controlplane/dns/xsk.c controlplane/dns/frame.c
+$(BUILD)/veil-dns: controlplane/dns/veil-dns.c controlplane/dns/feed.c $(DNS_SRCS) $(DNS_XSK_SRCS) $(DNS_HDRS) $(BUILD)/dns_xsk.skel.h $(LIB) $(STORE_LIB) | deps-build
+	$(CC) $(CFLAGS) controlplane/dns/veil-dns.c controlplane/dns/feed.c $(DNS_SRCS) $(DNS_XSK_SRCS) $(LIB) $(STORE_LIB) $(LDLIBS) \
 		$(STORE_LDLIBS) -lldns -lm -lpthread -o $@
 
 $(BUILD)/veil-fpgen: tools/fpgen.c tests/testlib.h $(LIB) $(HDRS) | deps-build
