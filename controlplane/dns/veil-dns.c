@@ -617,7 +617,8 @@ static void metrics(void *arg, FILE *out)
 		"veildns_dropped_total{reason=\"nomem\"} %llu\n"
 		"# HELP veildns_received_total Queries received, by transport (TCP: connections).\n"
 		"# TYPE veildns_received_total counter\n"
-		"veildns_received_total{transport=\"udp\"} %llu\nveildns_connections_total{transport=\"tcp\"} %llu\n"
+		"veildns_received_total{transport=\"udp\"} %llu\nveildns_received_total{transport=\"xsk\"} %llu\n"
+		"veildns_connections_total{transport=\"tcp\"} %llu\n"
 		"# HELP veildns_udp_batches_total UDP receive calls that returned queries (queries / batches = batch size).\n"
 		"# TYPE veildns_udp_batches_total counter\nveildns_udp_batches_total %llu\n"
 		"# HELP veildns_udp_gso_sends_total UDP sends that carried several answers to one client (UDP GSO).\n"
@@ -629,7 +630,8 @@ static void metrics(void *arg, FILE *out)
 		(unsigned long long)t.ecs, (unsigned long long)t.tc, (unsigned long long)t.cookies,
 		(unsigned long long)t.cookies_ok, (unsigned long long)t.cache_hits, (unsigned long long)t.rrl_dropped,
 		(unsigned long long)t.rrl_slipped, (unsigned long long)t.drop_short, (unsigned long long)t.drop_response,
-		(unsigned long long)t.drop_nomem, (unsigned long long)t.udp, (unsigned long long)t.tcp,
+		(unsigned long long)t.drop_nomem, (unsigned long long)t.udp, (unsigned long long)t.xsk_rx,
+		(unsigned long long)t.tcp,
 		(unsigned long long)t.batches, (unsigned long long)t.gso_sends, s->serial,
 		s->nnames);
 	if (xdp) {
