@@ -39,7 +39,8 @@ TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 
 .PHONY: all deps deps-build deps-test test demo demo-flow demo-lab bench bench-quick deps-bench fuzz clean install
 FUZZERS := $(BUILD)/tests/fuzz_hello $(BUILD)/tests/fuzz_diff $(BUILD)/tests/fuzz_share $(BUILD)/tests/fuzz_evidence \
-	$(BUILD)/tests/fuzz_eventlog $(BUILD)/tests/fuzz_request $(BUILD)/tests/fuzz_dns $(BUILD)/tests/fuzz_envelope $(BUILD)/tests/fuzz_ctl
+	$(BUILD)/tests/fuzz_eventlog $(BUILD)/tests/fuzz_request $(BUILD)/tests/fuzz_dns $(BUILD)/tests/fuzz_envelope $(BUILD)/tests/fuzz_ctl \
+	$(BUILD)/tests/fuzz_dns_frame
 
 # Every rule that runs an installed tool or compiles against an installed
 # library has deps-build as an order-only prerequisite: `make -j2` on a fresh
@@ -250,6 +251,11 @@ $(BUILD)/tests/fuzz_dns: tests/fuzz/fuzz_dns.c $(DNS_SRCS) $(DNS_HDRS) | deps-bu
 	@mkdir -p $(BUILD)/tests
 	$(CLANG) -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Icontrolplane $< $(DNS_SRCS) \
 		-lldns -lm -lpthread -o $@
+# the AF_XDP frames (parse shared with the XDP program, the answer frame) through the query path
+$(BUILD)/tests/fuzz_dns_frame: tests/fuzz/fuzz_dns_frame.c controlplane/dns/frame.c $(DNS_SRCS) $(DNS_HDRS) | deps-build
+	@mkdir -p $(BUILD)/tests
+	$(CLANG) -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Icontrolplane $< controlplane/dns/frame.c \
+		$(DNS_SRCS) -lldns -lm -lpthread -o $@
 $(BUILD)/tests/fuzz_envelope: tests/fuzz/fuzz_envelope.c $(STORE_SRCS) $(wildcard controlplane/store/*.h) | deps-build
 	@mkdir -p $(BUILD)/tests
 	$(CLANG) -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Icontrolplane $< $(STORE_SRCS) $(STORE_LDLIBS) -o $@
