@@ -522,7 +522,7 @@ if d.get("dns"):
               '(same-length answers to one client in one send; dnsperf sends from one socket, real resolvers',
               'spread their ports, so there it helps less). veil-dns-plain: coalescing and GSO off; nomemo: the',
               'memo off too (every answer parsed and built by ldns); veil-dns-xsk: the default plus its AF_XDP',
-              'answer path (xdp_interface on its own veth, copy mode).']
+              'answer path (xdp_interface on its own veth, copy mode); veil-dns-xsk-plain: that without coalescing.']
 lines += ['', '| BPF_PROG_TEST_RUN case | mode | ns/packet | baseline ns | + ns | ratio | counter checked |', '| --- | --- | ---: | ---: | ---: | ---: | --- |']
 for m in d["micro"]:
     lines.append(f'| {m["case"]} | {m["mode"]} | {m["ns_per_pkt"]:.1f} | {m["baseline_ns_per_pkt"]:.1f} | {m["over_baseline_ns"]:.1f} | {m["ratio"]:.2f} | {m["counter"]} |')

@@ -16,7 +16,8 @@
 # veil-dns keeps a per-worker memo of its answers (the query path is a pure
 # function); it is also measured without UDP coalescing and GSO ("plain"),
 # with the memo off too ("nomemo", every answer parsed and built by ldns),
-# and with its AF_XDP answer path ("xsk": xdp_interface on its own veth).
+# with its AF_XDP answer path ("xsk": xdp_interface on its own veth), and
+# that without coalescing ("xsk-plain", on a third veth).
 #
 # The client (dnsperf) runs in a namespace of its own, the servers in
 # another, joined by two veth pairs: one plain (veil-dns, gdnsd, plain,
@@ -56,17 +57,22 @@ ip netns add "$NS"
 ip netns add "$NC"
 ip -n "$NS" link set lo up
 ip -n "$NC" link set lo up
-for a in 1 2 3 4 5; do ip -n "$NS" addr add 198.18.53.$a/32 dev lo; done
-# veth A (plain): servers .1-.4; veth B (the XDP program): veil-dns-xsk on .5
+for a in 1 2 3 4 5 6; do ip -n "$NS" addr add 198.18.53.$a/32 dev lo; done
+# veth A (plain): servers .1-.4; veths B and C (each its server's XDP
+# program): veil-dns-xsk on .5, veil-dns-xsk-plain on .6
 ip link add "vb$$a" netns "$NC" type veth peer name "vb$$s" netns "$NS"
 ip link add "vx$$a" netns "$NC" type veth peer name "vx$$s" netns "$NS"
+ip link add "vy$$a" netns "$NC" type veth peer name "vy$$s" netns "$NS"
 ip -n "$NC" link set "vb$$a" name dnsa; ip -n "$NS" link set "vb$$s" name dnsa
 ip -n "$NC" link set "vx$$a" name dnsx; ip -n "$NS" link set "vx$$s" name dnsx
+ip -n "$NC" link set "vy$$a" name dnsy; ip -n "$NS" link set "vy$$s" name dnsy
 ip -n "$NS" addr add 198.18.55.1/30 dev dnsa; ip -n "$NC" addr add 198.18.55.2/30 dev dnsa
 ip -n "$NS" addr add 198.18.55.5/30 dev dnsx; ip -n "$NC" addr add 198.18.55.6/30 dev dnsx
-for n in "$NS" "$NC"; do ip -n "$n" link set dnsa up; ip -n "$n" link set dnsx up; done
+ip -n "$NS" addr add 198.18.55.9/30 dev dnsy; ip -n "$NC" addr add 198.18.55.10/30 dev dnsy
+for n in "$NS" "$NC"; do for d in dnsa dnsx dnsy; do ip -n "$n" link set $d up; done; done
 ip -n "$NC" route add 198.18.53.0/24 via 198.18.55.1
 ip -n "$NC" route add 198.18.53.5/32 via 198.18.55.5
+ip -n "$NC" route add 198.18.53.6/32 via 198.18.55.9
 
 # configs for both servers, the nets file and the query list
 python3 - "$T" <<'PY'
@@ -179,10 +185,15 @@ sed 's/^listen .*/listen 198.18.53.5/' "$T/veil.conf" >"$T/xsk.conf"
 echo 'xdp_interface dnsx' >>"$T/xsk.conf"
 ip netns exec "$NS" taskset -c 0 "$BUILD/veil-dns" --config "$T/xsk.conf" >>"$T/veil.log" 2>&1 &
 XSK=$!; PIDS+=($XSK)
+# and without coalescing: each wake-up answers what is there at once
+sed -e 's/^listen .*/listen 198.18.53.6/' -e 's/^xdp_interface .*/xdp_interface dnsy/' "$T/xsk.conf" >"$T/xskplain.conf"
+echo 'udp_coalesce_us 0' >>"$T/xskplain.conf"
+ip netns exec "$NS" taskset -c 0 "$BUILD/veil-dns" --config "$T/xskplain.conf" >>"$T/veil.log" 2>&1 &
+XSKPLAIN=$!; PIDS+=($XSKPLAIN)
 ip netns exec "$NS" taskset -c 0 gdnsd -c "$T/gdnsd" start >"$T/gdnsd.log" 2>&1 &
 GDNSD=$!; PIDS+=($GDNSD)
 ready() { for _ in $(seq 150); do ip netns exec "$NC" dig +short +tries=1 +time=1 @"$1" vm1.veil.test A | grep -q '^198' && return 0; sleep 0.2; done; return 1; }
-for a in 198.18.53.1 198.18.53.3 198.18.53.4 198.18.53.5; do
+for a in 198.18.53.1 198.18.53.3 198.18.53.4 198.18.53.5 198.18.53.6; do
 	ready $a || { say "bench_dns: veil-dns ($a) did not answer: $(tail -3 "$T/veil.log")"; echo '[]' >"$OUT"; exit 1; }
 done
 ready 198.18.53.2 || { say "bench_dns: gdnsd did not answer: $(tail -5 "$T/gdnsd.log")"; echo '[]' >"$OUT"; exit 1; }
@@ -234,6 +245,7 @@ for r in $(seq "$ROUNDS"); do
 		run gdnsd 198.18.53.2 $GDNSD $ecs
 		run veil-dns-plain 198.18.53.3 $PLAIN $ecs
 		run veil-dns-xsk 198.18.53.5 $XSK $ecs
+		run veil-dns-xsk-plain 198.18.53.6 $XSKPLAIN $ecs
 	done
 done
 run veil-dns-nomemo 198.18.53.4 $NOMEMO 0
