@@ -39,6 +39,9 @@
 #ifndef SOL_XDP
 #define SOL_XDP 283
 #endif
+#ifndef XDP_MAX_TX_SKB_BUDGET
+#define XDP_MAX_TX_SKB_BUDGET 9
+#endif
 
 struct dns_xsk_q {
 	struct dns_xdp *x;
@@ -49,6 +52,7 @@ struct dns_xsk_q {
 	uint8_t *area;
 	uint32_t queue;
 	uint32_t in_flight;        /* frames on the TX ring or not yet completed */
+	uint32_t budget;           /* frames the kernel sends per sendto() (copy mode) */
 	int fd;
 };
 
@@ -139,6 +143,10 @@ static int open_queue(struct dns_xdp *x, struct dns_xsk_q *q, uint32_t queue, in
 		return -1;
 	}
 	q->fd = xsk_socket__fd(q->xsk);
+	/* copy mode sends at most 32 frames per sendto() unless told more
+	 * (Linux 6.17+; older kernels refuse the option and keep 32) */
+	uint32_t budget = XBATCH;
+	q->budget = setsockopt(q->fd, SOL_XDP, XDP_MAX_TX_SKB_BUDGET, &budget, sizeof(budget)) ? 32 : XBATCH;
 	if (xsk_ring_prod__reserve(&q->fill, NFRAMES, &idx) != NFRAMES) {
 		snprintf(err, len, "queue %u: fill ring", queue);
 		return -1;
@@ -243,9 +251,10 @@ struct dns_xsk_q *dns_xdp_queue(struct dns_xdp *x, int i)
 
 void dns_xdp_describe(const struct dns_xdp *x, char *buf, size_t len)
 {
-	snprintf(buf, len, "xdp_interface=%s ifindex=%d xdp_mode=%s queues=%d bind=%s prog_id=%u mtu=%u", x->ifname,
-		 x->ifindex, x->mode == XDP_MODE_SKB ? "skb" : "native", x->nq, x->zerocopy ? "zerocopy" : "copy",
-		 x->prog ? xdp_program__id(x->prog) : 0, x->mtu);
+	snprintf(buf, len, "xdp_interface=%s ifindex=%d xdp_mode=%s queues=%d bind=%s tx_budget=%u prog_id=%u mtu=%u",
+		 x->ifname, x->ifindex, x->mode == XDP_MODE_SKB ? "skb" : "native", x->nq,
+		 x->zerocopy ? "zerocopy" : "copy", x->nq ? x->q[0].budget : 0, x->prog ? xdp_program__id(x->prog) : 0,
+		 x->mtu);
 }
 
 void dns_xdp_detach(struct dns_xdp *x)
@@ -366,8 +375,8 @@ static void refill(struct dns_xsk_q *q, const uint64_t *addr, uint32_t n)
 	xsk_ring_prod__submit(&q->fill, n);
 }
 
-/* The kernel sends the TX ring's frames when told (copy mode: at most 32
- * per call, then EAGAIN: call again). */
+/* The kernel sends the TX ring's frames when told (copy mode: at most
+ * q->budget per call, then EAGAIN: call again). */
 static void kick(struct worker *w, struct dns_xsk_q *q)
 {
 	if (!xsk_ring_prod__needs_wakeup(&q->tx))
