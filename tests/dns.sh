@@ -546,6 +546,8 @@ xsk_tests() {
 	"$BIN" --check -c "$T/xsk.conf" >/dev/null 2>&1; check $? xsk_config_check
 	ip netns exec "$NS" "$BIN" --config "$T/xsk.conf" >"$T/xsk.log" 2>&1 &
 	XP=$!; PIDS+=($XP)
+	# (a query before the program is on goes to the kernel's socket: wait for the start first)
+	for _ in $(seq 100); do grep -q 'event=\(started\|error\)' "$T/xsk.log" && break; sleep 0.1; done
 	for _ in $(seq 50); do D @198.18.53.4 veil.test SOA +short | grep -q hostmaster && break; sleep 0.2; done
 	grep -q 'event=started.*xdp_interface=eth0.*bind=copy' "$T/xsk.log" && ip -n "$NS" link show eth0 | grep -q 'prog/xdp.*name dns_xsk'
 	check $? "xsk_started_program_attached" "$(grep -E 'event=(started|error)' "$T/xsk.log" | tail -1)"
