@@ -39,7 +39,8 @@ TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 
 .PHONY: all deps deps-build deps-test test demo demo-flow demo-lab bench bench-quick deps-bench fuzz clean install
 FUZZERS := $(BUILD)/tests/fuzz_hello $(BUILD)/tests/fuzz_diff $(BUILD)/tests/fuzz_share $(BUILD)/tests/fuzz_evidence \
-	$(BUILD)/tests/fuzz_eventlog $(BUILD)/tests/fuzz_request $(BUILD)/tests/fuzz_dns $(BUILD)/tests/fuzz_envelope $(BUILD)/tests/fuzz_ctl
+	$(BUILD)/tests/fuzz_eventlog $(BUILD)/tests/fuzz_request $(BUILD)/tests/fuzz_dns $(BUILD)/tests/fuzz_envelope $(BUILD)/tests/fuzz_ctl \
+	$(BUILD)/tests/fuzz_dns_frame
 
 # Every rule that runs an installed tool or compiles against an installed
 # library has deps-build as an order-only prerequisite: `make -j2` on a fresh
@@ -207,8 +208,10 @@ DNS_HDRS := $(wildcard controlplane/dns/*.h) controlplane/dns/centroids.inc incl
 # veil-storectl: reads and writes the cluster store (plain and sealed records) for operators and tests
 $(BUILD)/veil-storectl: tools/storectl.c $(STORE_LIB) $(wildcard controlplane/store/*.h) | deps-build
 	$(CC) $(CFLAGS) $< $(STORE_LIB) $(STORE_LDLIBS) -o $@
-$(BUILD)/veil-dns: controlplane/dns/veil-dns.c controlplane/dns/feed.c $(DNS_SRCS) $(DNS_HDRS) $(LIB) $(STORE_LIB) | deps-build
-	$(CC) $(CFLAGS) controlplane/dns/veil-dns.c controlplane/dns/feed.c $(DNS_SRCS) $(LIB) $(STORE_LIB) $(LDLIBS) \
+# (with its AF_XDP path: xsk.c, frame.c and the dns_xsk program's skeleton)
+DNS_XSK_SRCS := controlplane/dns/xsk.c controlplane/dns/frame.c
+$(BUILD)/veil-dns: controlplane/dns/veil-dns.c controlplane/dns/feed.c $(DNS_SRCS) $(DNS_XSK_SRCS) $(DNS_HDRS) $(BUILD)/dns_xsk.skel.h $(LIB) $(STORE_LIB) | deps-build
+	$(CC) $(CFLAGS) controlplane/dns/veil-dns.c controlplane/dns/feed.c $(DNS_SRCS) $(DNS_XSK_SRCS) $(LIB) $(STORE_LIB) $(LDLIBS) \
 		$(STORE_LDLIBS) -lldns -lm -lpthread -o $@
 
 $(BUILD)/veil-fpgen: tools/fpgen.c tests/testlib.h $(LIB) $(HDRS) | deps-build
@@ -248,6 +251,11 @@ $(BUILD)/tests/fuzz_dns: tests/fuzz/fuzz_dns.c $(DNS_SRCS) $(DNS_HDRS) | deps-bu
 	@mkdir -p $(BUILD)/tests
 	$(CLANG) -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Icontrolplane $< $(DNS_SRCS) \
 		-lldns -lm -lpthread -o $@
+# the AF_XDP frames (parse shared with the XDP program, the answer frame) through the query path
+$(BUILD)/tests/fuzz_dns_frame: tests/fuzz/fuzz_dns_frame.c controlplane/dns/frame.c $(DNS_SRCS) $(DNS_HDRS) | deps-build
+	@mkdir -p $(BUILD)/tests
+	$(CLANG) -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Icontrolplane $< controlplane/dns/frame.c \
+		$(DNS_SRCS) -lldns -lm -lpthread -o $@
 $(BUILD)/tests/fuzz_envelope: tests/fuzz/fuzz_envelope.c $(STORE_SRCS) $(wildcard controlplane/store/*.h) | deps-build
 	@mkdir -p $(BUILD)/tests
 	$(CLANG) -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Icontrolplane $< $(STORE_SRCS) $(STORE_LDLIBS) -o $@

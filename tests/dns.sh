@@ -288,9 +288,9 @@ out=$(D @198.18.53.1 veil.test AXFR +tcp 2>&1)
 echo "$out" | grep -qi 'refused\|Transfer failed'; check $? "axfr_refused"
 
 # ---------- malformed queries: FORMERR or a counted drop, never a crash ----------
-ip netns exec "$NC" python3 - <<'PY' >"$T/mal.out" 2>&1
-import socket, struct
-def send(pkt, fam=socket.AF_INET, addr='198.18.53.1'):
+cat >"$T/mal.py" <<'PY'
+import socket, struct, sys
+def send(pkt, fam=socket.AF_INET, addr=sys.argv[1]):
     s = socket.socket(fam, socket.SOCK_DGRAM); s.settimeout(0.5)
     s.sendto(pkt, (addr, 53))
     try:
@@ -325,6 +325,7 @@ for k, p in cases.items():
     rc = None if r is None else (r[3] & 15)
     print(k, 'drop' if r is None else f'rcode={rc} id={"ok" if r[:2] == p[:2] else "bad"}')
 PY
+ip netns exec "$NC" python3 "$T/mal.py" 198.18.53.1 >"$T/mal.out" 2>&1
 cat "$T/mal.out" | sed 's/^/   /'
 ok=0
 while read -r k res rest; do
@@ -530,6 +531,158 @@ store_tests() {
 	t=$(within_ttl '[ "$(A1 svc4.veil.test A)" = 198.18.11.1 ]'); check $? "store_back_names_follow (${t:-?} s)"
 	kill "$SDPID" "$SPID" 2>/dev/null
 }
+# ---------- the AF_XDP answer path (xdp_interface) ----------
+# A third server with xdp_interface on the server's end of the veth, the
+# same zone as the first: its answers must equal the UDP path's; TCP,
+# fragments and IPv4 options go to the kernel's sockets; broken frames are
+# counted and dropped; the program leaves with the server.
+xsk_tests() {
+	local XP m out a b bad=0 n=0 t0 t1
+	ip -n "$NS" addr add 198.18.53.4/32 dev lo
+	ip -n "$NS" addr add 2001:db8:53::4/128 dev lo nodad
+	conf | sed -e 's/^listen 198.18.53.1$/listen 198.18.53.4/' -e 's/^listen 2001:db8:53::1$/listen 2001:db8:53::4/' \
+		-e 's/^metrics .*/metrics 198.18.54.1:9435/' -e "s|^pidfile .*|pidfile $T/xsk.pid|" >"$T/xsk.conf"
+	echo 'xdp_interface eth0' >>"$T/xsk.conf"
+	"$BIN" --check -c "$T/xsk.conf" >/dev/null 2>&1; check $? xsk_config_check
+	ip netns exec "$NS" "$BIN" --config "$T/xsk.conf" >"$T/xsk.log" 2>&1 &
+	XP=$!; PIDS+=($XP)
+	# (a query before the program is on goes to the kernel's socket: wait for the start first)
+	for _ in $(seq 100); do grep -q 'event=\(started\|error\)' "$T/xsk.log" && break; sleep 0.1; done
+	for _ in $(seq 50); do D @198.18.53.4 veil.test SOA +short | grep -q hostmaster && break; sleep 0.2; done
+	grep -q 'event=started.*xdp_interface=eth0.*bind=copy' "$T/xsk.log" && ip -n "$NS" link show eth0 | grep -q 'prog/xdp.*name dns_xsk'
+	check $? "xsk_started_program_attached" "$(grep -E 'event=(started|error)' "$T/xsk.log" | tail -1)"
+	XM() { ip netns exec "$NC" curl -s http://198.18.54.1:9435/metrics; }
+	# the same answers as the UDP path: every ECS case, without ECS, names
+	# and statuses, v4 and v6 transports, dig and kdig (cookies differ: each
+	# server has its own secret; the query ID differs per query)
+	norm() { grep -vE 'COOKIE|Query time|WHEN|SERVER|MSG SIZE|^;; global|^; <<>>|^;; Got answer|^$' | sed -E 's/id: [0-9]+/id: X/; s/^;; ->>HEADER.*status: ([A-Z]+).*/status \1/' | serialx; }
+	serialx() { sed -E 's/(hostmaster\.veil\.test\.) [0-9]+/\1 SERIAL/'; }  # each server's own load time
+	{
+		while read -r fam cc net _; do
+			echo "vm1.veil.test A +subnet=$net"; echo "vm2.veil.test AAAA +subnet=$net"
+		done <"$T/cases"
+		printf '%s\n' 'vm1.veil.test A' 'vm2.veil.test AAAA' 'shop.apps.veil.test A' 'a.b.apps.veil.test A' \
+			'nosuch.veil.test A' 'vm1.veil.test MX' 'veil.test NS' 'vm1.veil.test ANY' 'example.com A' \
+			'vm1.veil.test A +subnet=0.0.0.0/0' 'vm1.veil.test MX +subnet=2.28.1.0/24' \
+			'vm1.veil.test A +edns=1 +noednsneg' 'vm1.veil.test A +ednsopt=8:00011700010203' \
+			'vm1.veil.test A +noedns' 'vm1.veil.test A +dnssec' 'veil.test SOA'
+	} >"$T/xsk.queries"
+	while read -r -a q; do
+		for pair in "198.18.53.1 198.18.53.4" "2001:db8:53::1 2001:db8:53::4"; do
+			set -- $pair
+			n=$((n + 1))
+			a=$(D @"$1" "${q[@]}" | norm); b=$(D @"$2" "${q[@]}" | norm)
+			if [ "$a" != "$b" ] || ! grep -q '^status' <<<"$b"; then bad=$((bad + 1)); echo "   differs: @$2 ${q[*]}"; diff <(echo "$a") <(echo "$b") | head -6 | sed 's/^/     /'; fi
+		done
+		a=$(K @198.18.53.1 "${q[@]}" +short 2>&1 | serialx | sort); b=$(K @198.18.53.4 "${q[@]}" +short 2>&1 | serialx | sort)
+		[ "$a" = "$b" ] || { bad=$((bad + 1)); echo "   kdig differs: ${q[*]}: $a / $b"; }
+	done <"$T/xsk.queries"
+	[ $bad = 0 ] && [ $n -ge 40 ]; check $? "xsk_answers_equal_udp_path ($n dig queries v4+v6, ECS scopes, statuses; kdig)" "$bad differ"
+	m=$(XM)
+	echo "$m" | grep -q 'veildns_xsk_frames_total{dir="tx"} [1-9]' && echo "$m" | grep -q 'veildns_xdp_frames_total{action="redirect",reason="query"} [1-9]' &&
+		echo "$m" | grep -q 'veildns_received_total{transport="udp"} 0$'
+	check $? "xsk_answered_by_the_xsk_worker ($(echo "$m" | grep -E '^veildns_(xsk_frames|received)_total' | tr '\n' ' '))"
+	# TCP goes to the kernel; so do fragments (the 4 KB query of the
+	# malformed set) and IPv4 options; ARP/ND keep working
+	got=$(K @198.18.53.4 +tcp vm1.veil.test A +short | wc -l)
+	[ "$got" = 2 ]; check $? "xsk_tcp_to_the_kernel" "$got"
+	got=$(D @2001:db8:53::4 +tcp vm1.veil.test AAAA +short | wc -l)
+	[ "$got" = 2 ]; check $? "xsk_tcp_v6_to_the_kernel" "$got"
+	# malformed queries: the same outcome, query by query, as the UDP path
+	ip netns exec "$NC" python3 "$T/mal.py" 198.18.53.4 >"$T/mal4.out" 2>&1
+	diff "$T/mal.out" "$T/mal4.out" >"$T/mal.diff"; check $? "xsk_malformed_queries_as_udp_path" "$(head -5 "$T/mal.diff")"
+	kill -0 $XP 2>/dev/null; check $? "xsk_alive_after_malformed"
+	# frames: a UDP length past the datagram (dropped and counted, as the
+	# kernel drops it), a short IP length, IPv4 options (answered by the
+	# kernel's socket): raw packets from the client
+	ip netns exec "$NC" python3 - <<'PY' >"$T/raw.out" 2>&1
+import socket, struct
+q = struct.pack('>HHHHHH', 0x4242, 0, 1, 0, 0, 0) + b'\x03vm1\x04veil\x04test\x00' + struct.pack('>HH', 1, 1)
+def csum(b):
+    if len(b) % 2: b += b'\0'
+    s = sum(struct.unpack('>%dH' % (len(b) // 2), b))
+    while s >> 16: s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+def ip4(payload, opts=b''):
+    ihl = 5 + len(opts) // 4
+    h = struct.pack('>BBHHHBBH4s4s', 0x40 | ihl, 0, 4 * ihl + len(payload), 7, 0x4000, 64, 17, 0,
+                    socket.inet_aton('198.18.54.2'), socket.inet_aton('198.18.53.4')) + opts
+    return h[:10] + struct.pack('>H', csum(h)) + h[12:] + payload
+rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); rx.bind(('198.18.54.2', 0)); rx.settimeout(0.7)
+port = rx.getsockname()[1]
+raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+def udp(payload, ulen=None):
+    return struct.pack('>HHHH', port, 53, ulen if ulen is not None else 8 + len(payload), 0) + payload
+def answered(pkt):
+    raw.sendto(pkt, ('198.18.53.4', 0))
+    try:
+        r = rx.recv(4096); return 'answer' if r[:2] == b'\x42\x42' else 'other'
+    except socket.timeout:
+        return 'none'
+print('udp_len_past_end', answered(ip4(udp(q, 8 + len(q) + 40))))
+print('udp_len_short', answered(ip4(udp(q, 4))))
+print('ip_options', answered(ip4(udp(q), opts=b'\x01\x01\x01\x00')))
+PY
+	sed 's/^/   /' "$T/raw.out"
+	m=$(XM)
+	grep -q '^udp_len_past_end none' "$T/raw.out" && grep -q '^udp_len_short none' "$T/raw.out" &&
+		echo "$m" | grep -q 'veildns_xsk_dropped_total{reason="bad_length"} [2-9]'
+	check $? "xsk_bad_udp_length_dropped_and_counted" "$(echo "$m" | grep 'bad_length')"
+	grep -q '^ip_options answer' "$T/raw.out" && echo "$m" | grep -q 'veildns_xdp_frames_total{action="pass",reason="ip_options"} [1-9]' &&
+		echo "$m" | grep -q 'veildns_received_total{transport="udp"} [1-9]'
+	check $? "xsk_ipv4_options_passed_to_the_kernel_socket"
+	echo "$m" | grep -q 'veildns_xdp_frames_total{action="pass",reason="fragment"} [1-9]'
+	check $? "xsk_fragments_passed_to_the_kernel" "$(echo "$m" | grep 'reason="fragment"')"
+	# checksums as a capture sees them on the client: every answer good
+	if command -v tshark >/dev/null; then
+		ip netns exec "$NC" timeout 60 tshark -i eth0 -w "$T/xsk.pcap" -f 'udp src port 53' 2>"$T/tshark.err" &
+		local CP=$!
+		for _ in $(seq 300); do grep -q "Capturing on" "$T/tshark.err" 2>/dev/null && break; sleep 0.1; done
+		sleep 2  # capturing a while after it says so
+		for sn in 2.28.1.0/24 81.169.10.0/24 2001:638:1::/48; do
+			K @198.18.53.4 vm1.veil.test A +subnet=$sn >/dev/null; K @2001:db8:53::4 vm2.veil.test AAAA +subnet=$sn >/dev/null
+		done
+		D @198.18.53.4 +noedns vm1.veil.test A >/dev/null; D @2001:db8:53::4 vm1.veil.test ANY >/dev/null
+		local s0 s1
+		for _ in $(seq 40); do s0=$(stat -c %s "$T/xsk.pcap" 2>/dev/null); sleep 0.5; s1=$(stat -c %s "$T/xsk.pcap" 2>/dev/null); [ -n "$s0" ] && [ "$s0" = "$s1" ] && [ "$s0" -gt 1000 ] && break; done
+		kill $CP 2>/dev/null; wait $CP 2>/dev/null
+		tshark -r "$T/xsk.pcap" -o udp.check_checksum:TRUE -o ip.check_checksum:TRUE -Y 'ip.src == 198.18.53.4 || ipv6.src == 2001:db8:53::4' \
+			-T fields -e udp.checksum.status -e ip.checksum.status -e dns.flags.rcode 2>/dev/null >"$T/xsk.cs"
+		# fields: UDP checksum status, IPv4 header checksum status (none for IPv6), rcode; 1 = good
+		good=$(awk -F'\t' '$1 == 1 && ($2 == "" || $2 == 1)' "$T/xsk.cs" | wc -l)
+		[ "$good" -ge 6 ] && [ "$good" = "$(wc -l <"$T/xsk.cs")" ] && awk -F'\t' '$2 == ""' "$T/xsk.cs" | grep -q . &&
+			awk -F'\t' '$2 == 1' "$T/xsk.cs" | grep -q .
+		check $? "xsk_checksums_good_in_tshark ($good answers, IPv4 and IPv6)" "$(sort "$T/xsk.cs" | uniq -c | tr '\n' ' ')"
+	else
+		echo "SKIP xsk_checksums_good_in_tshark: tshark missing"
+	fi
+	# idle: blocked in poll(), not spinning (well under a tenth of a core)
+	t0=$(awk '{print $14 + $15}' /proc/$XP/stat); sleep 3; t1=$(awk '{print $14 + $15}' /proc/$XP/stat)
+	[ $((t1 - t0)) -le 30 ]; check $? "xsk_idle_server_does_not_spin ($((t1 - t0)) ticks in 3 s)"
+	# a stop takes the program off the interface; the kernel's sockets
+	# are what remained (nothing left to redirect to)
+	kill $XP
+	for _ in $(seq 50); do kill -0 $XP 2>/dev/null || break; sleep 0.1; done
+	! kill -0 $XP 2>/dev/null && grep -q 'event=xdp_detached ifname=eth0' "$T/xsk.log" && ! ip -n "$NS" link show eth0 | grep -q 'xdp'
+	check $? "xsk_stop_detaches_the_program"
+	D @198.18.53.1 vm1.veil.test A +short | grep -q .; check $? "xsk_udp_server_unaffected_after_stop"
+	# a server killed hard leaves its program; the next start replaces it
+	ip netns exec "$NS" "$BIN" --config "$T/xsk.conf" >"$T/xsk2.log" 2>&1 &
+	XP=$!; PIDS+=($XP)
+	for _ in $(seq 50); do grep -q 'event=started' "$T/xsk2.log" && break; sleep 0.2; done
+	kill -9 $XP; wait $XP 2>/dev/null
+	ip -n "$NS" link show eth0 | grep -q 'prog/xdp'; a=$?
+	ip netns exec "$NS" "$BIN" --config "$T/xsk.conf" >"$T/xsk3.log" 2>&1 &
+	XP=$!; PIDS+=($XP)
+	for _ in $(seq 50); do D @198.18.53.4 vm1.veil.test A +short | grep -q . && break; sleep 0.2; done
+	got=$(K @198.18.53.4 vm1.veil.test A +short | wc -l)
+	[ $a = 0 ] && [ "$got" = 2 ] && [ "$(ip -n "$NS" link show eth0 | grep -c 'prog/xdp')" = 1 ]
+	check $? "xsk_restart_after_kill_replaces_the_stale_program"
+	kill $XP; wait $XP 2>/dev/null
+	! ip -n "$NS" link show eth0 | grep -q 'xdp'; check $? "xsk_no_program_left"
+}
+xsk_tests
+
 store_tests
 
 kill $DPID

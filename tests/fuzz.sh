@@ -13,7 +13,7 @@ export VEIL_FIXTURES="$PWD/tests/fixtures"
 # no allocation stack traces and no fill of fresh allocations: ~20% more
 # executions; a crash still names where it happened (unless set by the caller)
 export ASAN_OPTIONS=${ASAN_OPTIONS:-malloc_context_size=0:max_malloc_fill_size=0}
-for f in fuzz_hello fuzz_diff fuzz_share fuzz_evidence fuzz_eventlog fuzz_request fuzz_dns fuzz_envelope fuzz_ctl; do
+for f in fuzz_hello fuzz_diff fuzz_share fuzz_evidence fuzz_eventlog fuzz_request fuzz_dns fuzz_envelope fuzz_ctl fuzz_dns_frame; do
 	corp="$BUILD/fuzz/$f.corpus"
 	mkdir -p "$corp"
 	if [ $f = fuzz_share ]; then cp -n tests/fixtures/share-*.bin "$corp/" 2>/dev/null
@@ -31,6 +31,25 @@ for f in fuzz_hello fuzz_diff fuzz_share fuzz_evidence fuzz_eventlog fuzz_reques
 		printf '\001{"vm":"order-7","nonce":"%064d","pub":"%064d","ak":"AA==","attest":"AA==","sig":"AA==","eventlog":"AA=="}' 0 0 > "$corp/seed-attest"
 		printf '\202{"vm":"order-7","refs":"{}","refs_sig":"AA==","share":"AA=="}' > "$corp/seed-register"
 	elif [ $f = fuzz_dns ]; then cp -n tests/fixtures/dns-*.bin "$corp/" 2>/dev/null
+	elif [ $f = fuzz_dns_frame ]; then   # seeds: the fixtures' queries in IPv4 and IPv6 frames
+		[ -e "$corp/seed-v4-0" ] || python3 - "$corp" tests/fixtures/dns-*.bin <<'PY'
+import struct, sys
+def frame(q, v6, n):
+    u = struct.pack('>HHHH', 40000 + n, 53, 8 + len(q), 0x1234) + q
+    if v6:
+        ip = struct.pack('>IHBB', 0x60000000, len(u), 17, 64) + bytes.fromhex('20010db8005400000000000000000002') + bytes.fromhex('20010db8005300000000000000000001')
+        et = 0x86dd
+    else:
+        h = struct.pack('>BBHHHBBH4s4s', 0x45, 0, 20 + len(u), 0, 0x4000, 64, 17, 0, bytes([198, 18, 54, 2]), bytes([198, 18, 53, 1]))
+        s = sum(struct.unpack('>10H', h)); s = (s & 0xffff) + (s >> 16); s = (s & 0xffff) + (s >> 16)
+        ip = h[:10] + struct.pack('>H', ~s & 0xffff) + h[12:]
+        et = 0x0800
+    return bytes.fromhex('020000000001020000000002') + struct.pack('>H', et) + ip + u
+for n, path in enumerate(sys.argv[2:]):
+    q = open(path, 'rb').read()[17:] if path.endswith('.bin') else b''
+    for v6 in (0, 1):
+        open(f'{sys.argv[1]}/seed-v{6 if v6 else 4}-{n}', 'wb').write(frame(q, v6, n))
+PY
 	elif [ $f = fuzz_envelope ]; then
 		printf '\001{"v":1,"kid":"0011223344556677","body":"eyJnZW4iOjF9","sig":"%088d"}' 0 > "$corp/seed-env"
 		printf '\361{"name":"a.example.test","gen":3}' > "$corp/seed-sealed"

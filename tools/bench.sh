@@ -501,20 +501,29 @@ if d.get("dpdk"):
               '(wall-clock rates in latest.json). Baseline: tools/dpdk_baseline.c.']
 if d.get("dns"):
     g = {(x["server"], x["ecs"]): x for x in d["dns"]}
-    lines += ['', '| GeoDNS, one UDP thread pinned to a core, dnsperf on the other | ECS | queries/s | p99 ms | CPU s / 1M answers | answers per CPU-s vs gdnsd |',
-              '| --- | --- | ---: | ---: | ---: | ---: |']
+    lines += ['', '| GeoDNS, one UDP thread pinned to a core, dnsperf on the other | ECS | queries/s | p99 ms | CPU s / 1M answers (process) | core 0 busy s / 1M | core 1 busy s / 1M | vs gdnsd (process) | vs gdnsd (core 0) |',
+              '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |']
     for x in d["dns"]:
         ref = g.get(("gdnsd", x["ecs"]))
         ratio = (ref["cpu_s_per_m"] / x["cpu_s_per_m"]) if ref and x["cpu_s_per_m"] else 0
+        c0 = x.get("core0_s_per_m", 0)
+        ratio0 = (ref.get("core0_s_per_m", 0) / c0) if ref and c0 else 0
         lines.append(f'| {x["server"]} | {"yes" if x["ecs"] else "no"} | {x["qps"]:.0f} | {x["p99_ms"]:.3f} | '
-                     f'{x["cpu_s_per_m"]:.2f} | {ratio:.2f} |')
-    lines += ['', 'CPU s = the scheduler\'s runtime of all the server\'s threads (/proc/PID/task/*/schedstat) over the',
-              'run; runs interleaved, the median of the rounds shown. veil-dns as configured by default: a',
+                     f'{x["cpu_s_per_m"]:.2f} | {c0:.2f} | {x.get("core1_s_per_m", 0):.2f} | {ratio:.2f} | {ratio0:.2f} |')
+    la = [l for x in d["dns"] for l in x.get("loadavg_all", [])]
+    lines += ['', 'CPU s (process) = the scheduler\'s runtime of all the server\'s threads (/proc/PID/task/*/schedstat) over the',
+              'run; core N busy = that whole core\'s non-idle time (/proc/stat: user+nice+system+irq+softirq+steal,',
+              'softirq work charged to any task on it included), which on a shared machine includes other work' +
+              (f' (1-min load average during the runs: {min(la):.1f}-{max(la):.1f}).' if la else '.'),
+              'Client and servers in two namespaces joined by veths; the answers\' delivery to dnsperf runs as',
+              'softirq on the server\'s core for every server. Runs interleaved, the median of the rounds shown.',
+              'veil-dns as configured by default: a',
               'per-worker memo of its pure query function, UDP coalescing (udp_coalesce_us 250: after a read that',
               'did not fill its batch the worker waits 250 us, so the next read takes many queries) and UDP GSO',
               '(same-length answers to one client in one send; dnsperf sends from one socket, real resolvers',
               'spread their ports, so there it helps less). veil-dns-plain: coalescing and GSO off; nomemo: the',
-              'memo off too (every answer parsed and built by ldns).']
+              'memo off too (every answer parsed and built by ldns); veil-dns-xsk: the default plus its AF_XDP',
+              'answer path (xdp_interface on its own veth, copy mode); veil-dns-xsk-plain: that without coalescing.']
 lines += ['', '| BPF_PROG_TEST_RUN case | mode | ns/packet | baseline ns | + ns | ratio | counter checked |', '| --- | --- | ---: | ---: | ---: | ---: | --- |']
 for m in d["micro"]:
     lines.append(f'| {m["case"]} | {m["mode"]} | {m["ns_per_pkt"]:.1f} | {m["baseline_ns_per_pkt"]:.1f} | {m["over_baseline_ns"]:.1f} | {m["ratio"]:.2f} | {m["counter"]} |')
@@ -550,13 +559,16 @@ for x in d.get("dns", []):
         e_ = "with" if x["ecs"] else "without"
         if ref["cpu_s_per_m"] < x["cpu_s_per_m"]:
             notes.append(f'- gdnsd spent less CPU per million answers than {x["server"]} {e_} ECS ({ref["cpu_s_per_m"]:.2f} vs {x["cpu_s_per_m"]:.2f} s).')
+        if ref.get("core0_s_per_m", 0) and ref["core0_s_per_m"] < x.get("core0_s_per_m", 0):
+            notes.append(f'- gdnsd\'s core was busy less per million answers than {x["server"]}\'s {e_} ECS '
+                         f'({ref["core0_s_per_m"]:.2f} vs {x["core0_s_per_m"]:.2f} s).')
         if ref["p99_ms"] < x["p99_ms"]:
             notes.append(f'- gdnsd had a lower p99 than {x["server"]} {e_} ECS ({ref["p99_ms"]:.3f} vs {x["p99_ms"]:.3f} ms).')
 lines += ['', '**Where veilmesh loses:**' if notes else '**veilmesh did not lose on any figure in this run.**']
 lines += notes
 if any('gdnsd' in n for n in notes):
-    lines += ['', 'GeoDNS: both servers answer over loopback in the same namespace; most of their CPU per query is',
-              'the kernel\'s UDP path (receive, send, waking the client), charged alike to both, and veil-dns\'s',
+    lines += ['', 'GeoDNS: the servers answer over a veth from another namespace; most of their CPU per query is',
+              'the kernel\'s part (the answers\' send and their delivery to dnsperf, waking it), charged alike to all, and veil-dns\'s',
               'ldns parse/build costs ~2-3 us more per answer when its memo misses (veil-dns-nomemo).']
 if notes:
     lines += ['', 'Reasons found (see bench/README.md): in this lab every "host" shares two CPUs, so the',

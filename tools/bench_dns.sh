@@ -14,8 +14,22 @@
 # of all its threads; utime+stime ticks alongside).  Runs are interleaved
 # over DNS_ROUNDS rounds (default 3); the median of each figure is reported.
 # veil-dns keeps a per-worker memo of its answers (the query path is a pure
-# function); it is also measured without UDP coalescing and GSO ("plain")
-# and with the memo off too ("nomemo", every answer parsed and built by ldns).
+# function); it is also measured without UDP coalescing and GSO ("plain"),
+# with the memo off too ("nomemo", every answer parsed and built by ldns),
+# with its AF_XDP answer path ("xsk": xdp_interface on its own veth), and
+# that without coalescing ("xsk-plain", on a third veth).
+#
+# The client (dnsperf) runs in a namespace of its own, the servers in
+# another, joined by two veth pairs: one plain (veil-dns, gdnsd, plain,
+# nomemo) and one with the dns_xsk XDP program (veil-dns-xsk), so the others'
+# packets never meet an XDP program.  On a veth the receive work of a packet
+# runs on the sending CPU (softirq, charged to whichever task it interrupts:
+# this kernel has no IRQ time accounting): the queries' on CPU 1 (dnsperf),
+# the answers' delivery to dnsperf on CPU 0 (the server).  So besides the
+# server process's runtime, every run records the busy time of each whole
+# core (/proc/stat: user+nice+system+irq+softirq+steal, ksoftirqd included)
+# per million answers; on a shared machine that also counts other people's
+# work on that core, so the load average is recorded with each run.
 #   tools/bench_dns.sh SECONDS OUT.json
 set -u
 cd "$(dirname "$0")/.."
@@ -23,6 +37,7 @@ BUILD=${BUILD:-build}
 SECS=${1:-10}
 OUT=${2:-/dev/stdout}
 NS="vmdns-$$-bench"
+NC="vmdns-$$-bcli"
 T=$(mktemp -d /tmp/veil-dns-bench.XXXXXX)
 PIDS=()
 say() { printf '%s\n' "$*" >&2; }
@@ -30,6 +45,7 @@ cleanup() {
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
 	wait 2>/dev/null
 	ip netns del "$NS" 2>/dev/null
+	ip netns del "$NC" 2>/dev/null
 	rm -rf "$T"
 }
 trap cleanup EXIT INT TERM
@@ -38,9 +54,25 @@ for t in dnsperf gdnsd dig taskset python3; do
 done
 
 ip netns add "$NS"
+ip netns add "$NC"
 ip -n "$NS" link set lo up
-ip -n "$NS" addr add 198.18.53.1/32 dev lo
-ip -n "$NS" addr add 198.18.53.2/32 dev lo
+ip -n "$NC" link set lo up
+for a in 1 2 3 4 5 6; do ip -n "$NS" addr add 198.18.53.$a/32 dev lo; done
+# veth A (plain): servers .1-.4; veths B and C (each its server's XDP
+# program): veil-dns-xsk on .5, veil-dns-xsk-plain on .6
+ip link add "vb$$a" netns "$NC" type veth peer name "vb$$s" netns "$NS"
+ip link add "vx$$a" netns "$NC" type veth peer name "vx$$s" netns "$NS"
+ip link add "vy$$a" netns "$NC" type veth peer name "vy$$s" netns "$NS"
+ip -n "$NC" link set "vb$$a" name dnsa; ip -n "$NS" link set "vb$$s" name dnsa
+ip -n "$NC" link set "vx$$a" name dnsx; ip -n "$NS" link set "vx$$s" name dnsx
+ip -n "$NC" link set "vy$$a" name dnsy; ip -n "$NS" link set "vy$$s" name dnsy
+ip -n "$NS" addr add 198.18.55.1/30 dev dnsa; ip -n "$NC" addr add 198.18.55.2/30 dev dnsa
+ip -n "$NS" addr add 198.18.55.5/30 dev dnsx; ip -n "$NC" addr add 198.18.55.6/30 dev dnsx
+ip -n "$NS" addr add 198.18.55.9/30 dev dnsy; ip -n "$NC" addr add 198.18.55.10/30 dev dnsy
+for n in "$NS" "$NC"; do for d in dnsa dnsx dnsy; do ip -n "$n" link set $d up; done; done
+ip -n "$NC" route add 198.18.53.0/24 via 198.18.55.1
+ip -n "$NC" route add 198.18.53.5/32 via 198.18.55.5
+ip -n "$NC" route add 198.18.53.6/32 via 198.18.55.9
 
 # configs for both servers, the nets file and the query list
 python3 - "$T" <<'PY'
@@ -139,8 +171,6 @@ say "bench_dns: gdnsd nets file: $(cat "$T/nets.count") CIDRs from tor-geoipdb"
 # one send call per wake-up, as before), the same with the answer memo off
 # too ("nomemo": every answer parsed and built by ldns), and gdnsd.  All run
 # at once; each is idle (blocked in its receive call) while another is measured.
-ip -n "$NS" addr add 198.18.53.3/32 dev lo
-ip -n "$NS" addr add 198.18.53.4/32 dev lo
 sed 's/^listen .*/listen 198.18.53.3/' "$T/veil.conf" >"$T/plain.conf"
 printf 'udp_coalesce_us 0\nudp_gso off\n' >>"$T/plain.conf"
 sed 's/^listen .*/listen 198.18.53.4/' "$T/plain.conf" >"$T/nomemo.conf"
@@ -150,18 +180,30 @@ ip netns exec "$NS" taskset -c 0 "$BUILD/veil-dns" --config "$T/plain.conf" >>"$
 PLAIN=$!; PIDS+=($PLAIN)
 VEIL_DNS_NOCACHE=1 ip netns exec "$NS" taskset -c 0 "$BUILD/veil-dns" --config "$T/nomemo.conf" >>"$T/veil.log" 2>&1 &
 NOMEMO=$!; PIDS+=($NOMEMO)
+# the AF_XDP path: veil-dns as configured by default plus xdp_interface
+sed 's/^listen .*/listen 198.18.53.5/' "$T/veil.conf" >"$T/xsk.conf"
+echo 'xdp_interface dnsx' >>"$T/xsk.conf"
+ip netns exec "$NS" taskset -c 0 "$BUILD/veil-dns" --config "$T/xsk.conf" >>"$T/veil.log" 2>&1 &
+XSK=$!; PIDS+=($XSK)
+# and without coalescing: each wake-up answers what is there at once
+sed -e 's/^listen .*/listen 198.18.53.6/' -e 's/^xdp_interface .*/xdp_interface dnsy/' "$T/xsk.conf" >"$T/xskplain.conf"
+echo 'udp_coalesce_us 0' >>"$T/xskplain.conf"
+ip netns exec "$NS" taskset -c 0 "$BUILD/veil-dns" --config "$T/xskplain.conf" >>"$T/veil.log" 2>&1 &
+XSKPLAIN=$!; PIDS+=($XSKPLAIN)
 ip netns exec "$NS" taskset -c 0 gdnsd -c "$T/gdnsd" start >"$T/gdnsd.log" 2>&1 &
 GDNSD=$!; PIDS+=($GDNSD)
-ready() { for _ in $(seq 150); do ip netns exec "$NS" dig +short +tries=1 +time=1 @"$1" vm1.veil.test A | grep -q '^198' && return 0; sleep 0.2; done; return 1; }
-for a in 198.18.53.1 198.18.53.3 198.18.53.4; do
+ready() { for _ in $(seq 150); do ip netns exec "$NC" dig +short +tries=1 +time=1 @"$1" vm1.veil.test A | grep -q '^198' && return 0; sleep 0.2; done; return 1; }
+for a in 198.18.53.1 198.18.53.3 198.18.53.4 198.18.53.5 198.18.53.6; do
 	ready $a || { say "bench_dns: veil-dns ($a) did not answer: $(tail -3 "$T/veil.log")"; echo '[]' >"$OUT"; exit 1; }
 done
 ready 198.18.53.2 || { say "bench_dns: gdnsd did not answer: $(tail -5 "$T/gdnsd.log")"; echo '[]' >"$OUT"; exit 1; }
 # the same answer from both for a few subnets
 for sn in 81.169.10.0/24 8.8.8.0/24 1.5.1.0/24 177.0.0.0/12 2001:638:1::/48; do
-	a=$(ip netns exec "$NS" dig +short @198.18.53.1 vm7.veil.test A +subnet=$sn | sort | tr '\n' ' ')
-	b=$(ip netns exec "$NS" dig +short @198.18.53.2 vm7.veil.test A +subnet=$sn | sort | tr '\n' ' ')
+	a=$(ip netns exec "$NC" dig +short @198.18.53.1 vm7.veil.test A +subnet=$sn | sort | tr '\n' ' ')
+	b=$(ip netns exec "$NC" dig +short @198.18.53.2 vm7.veil.test A +subnet=$sn | sort | tr '\n' ' ')
+	x=$(ip netns exec "$NC" dig +short @198.18.53.5 vm7.veil.test A +subnet=$sn | sort | tr '\n' ' ')
 	[ "$a" = "$b" ] || say "bench_dns: note: $sn: veil-dns $a, gdnsd $b"
+	[ "$a" = "$x" ] || say "bench_dns: note: $sn: veil-dns $a, veil-dns-xsk $x"
 done
 
 ticks=$(getconf CLK_TCK)
@@ -169,17 +211,21 @@ ticks=$(getconf CLK_TCK)
 # (/proc/PID/task/*/schedstat, exact), and utime+stime in ticks (sampled)
 cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {printf "%.0f", s}'; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# a whole core's busy jiffies: user nice system irq softirq steal (not idle, iowait)
+core_busy() { awk -v c="cpu$1" '$1 == c {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
 ROUNDS=${DNS_ROUNDS:-3}
 : >"$T/runs"
 run() { # name addr pid ecs(0/1)
 	local name=$1 addr=$2 pid=$3 ecs=$4 e=() c0 c1 t0 t1 out
 	# ECS: 81.169.10.0/24 (family 1, source 24, scope 0)
 	[ "$ecs" = 1 ] && e=(-E 8:0001180051a90a)
-	c0=$(cpu_ns "$pid"); t0=$(cpu_ticks "$pid")
-	ip netns exec "$NS" taskset -c 1 dnsperf -s "$addr" -d "$T/queries" -l "$SECS" -c 1 -T 1 -q 64 -v "${e[@]}" \
+	local b00 b01 b10 b11 load
+	load=$(cut -d' ' -f1 /proc/loadavg)
+	c0=$(cpu_ns "$pid"); t0=$(cpu_ticks "$pid"); b00=$(core_busy 0); b10=$(core_busy 1)
+	ip netns exec "$NC" taskset -c 1 dnsperf -s "$addr" -d "$T/queries" -l "$SECS" -c 1 -T 1 -q 64 -v "${e[@]}" \
 		>"$T/perf.out" 2>&1
-	c1=$(cpu_ns "$pid"); t1=$(cpu_ticks "$pid")
-	local done qps lost p99 cpum cput
+	c1=$(cpu_ns "$pid"); t1=$(cpu_ticks "$pid"); b01=$(core_busy 0); b11=$(core_busy 1)
+	local done qps lost p99 cpum cput core0 core1
 	done=$(awk '/Queries completed:/ {print $3}' "$T/perf.out")
 	lost=$(awk '/Queries lost:/ {print $3}' "$T/perf.out")
 	qps=$(awk '/Queries per second:/ {print $4}' "$T/perf.out")
@@ -187,8 +233,10 @@ run() { # name addr pid ecs(0/1)
 	p99=$(awk '$1 == ">" {print $NF}' "$T/perf.out" | sort -g | awk '{a[NR] = $1} END {if (NR) printf "%.3f", a[int(NR * 0.99)] * 1000; else print 0}')
 	cpum=$(awk -v d=$((c1 - c0)) -v n="${done:-0}" 'BEGIN {if (n > 0) printf "%.3f", d / 1e9 / (n / 1e6); else print 0}')
 	cput=$(awk -v d=$((t1 - t0)) -v t="$ticks" -v n="${done:-0}" 'BEGIN {if (n > 0) printf "%.3f", d / t / (n / 1e6); else print 0}')
-	say "bench_dns: $name ecs=$ecs: ${qps:-0} q/s, p99 ${p99} ms, ${cpum} CPU s per 1M answered (ticks: ${cput}), lost ${lost:-?}"
-	echo "$name $ecs ${qps:-0} ${p99:-0} ${cpum:-0} ${cput:-0} ${done:-0} ${lost:-0}" >>"$T/runs"
+	core0=$(awk -v d=$((b01 - b00)) -v t="$ticks" -v n="${done:-0}" 'BEGIN {if (n > 0) printf "%.3f", d / t / (n / 1e6); else print 0}')
+	core1=$(awk -v d=$((b11 - b10)) -v t="$ticks" -v n="${done:-0}" 'BEGIN {if (n > 0) printf "%.3f", d / t / (n / 1e6); else print 0}')
+	say "bench_dns: $name ecs=$ecs: ${qps:-0} q/s, p99 ${p99} ms, ${cpum} CPU s per 1M answered (ticks: ${cput}; core 0: ${core0}, core 1: ${core1}), lost ${lost:-?}, load ${load}"
+	echo "$name $ecs ${qps:-0} ${p99:-0} ${cpum:-0} ${cput:-0} ${done:-0} ${lost:-0} ${core0:-0} ${core1:-0} ${load:-0}" >>"$T/runs"
 }
 # interleaved: each round runs every server with and without ECS
 for r in $(seq "$ROUNDS"); do
@@ -196,6 +244,8 @@ for r in $(seq "$ROUNDS"); do
 		run veil-dns 198.18.53.1 $VEIL $ecs
 		run gdnsd 198.18.53.2 $GDNSD $ecs
 		run veil-dns-plain 198.18.53.3 $PLAIN $ecs
+		run veil-dns-xsk 198.18.53.5 $XSK $ecs
+		run veil-dns-xsk-plain 198.18.53.6 $XSKPLAIN $ecs
 	done
 done
 run veil-dns-nomemo 198.18.53.4 $NOMEMO 0
@@ -215,6 +265,10 @@ for k in seen:
     out.append({"server": k[0], "ecs": k[1] == "1", "qps": med(2), "p99_ms": med(3),
                 "cpu_s_per_m": med(4), "cpu_s_per_m_ticks": med(5), "completed": sum(int(r[6]) for r in rs),
                 "lost": sum(int(r[7]) for r in rs), "rounds": len(rs), "cpu_s_per_m_all": [float(r[4]) for r in rs],
-                "p99_ms_all": [float(r[3]) for r in rs]})
+                "p99_ms_all": [float(r[3]) for r in rs],
+                # the whole cores' busy time per 1M answers: core 0 the server's, core 1 dnsperf's
+                "core0_s_per_m": med(8), "core1_s_per_m": med(9),
+                "core0_s_per_m_all": [float(r[8]) for r in rs], "core1_s_per_m_all": [float(r[9]) for r in rs],
+                "loadavg_all": [float(r[10]) for r in rs]})
 json.dump(out, open(sys.argv[2], 'w') if sys.argv[2] != '/dev/stdout' else sys.stdout, indent=4)
 PY

@@ -73,6 +73,9 @@ struct dns_cfg {
 	int rrl_rate, rrl_slip;
 	uint32_t udp_coalesce_us; /* wait after a batch that did not fill (0: off) */
 	int udp_gso;             /* same-length answers to one client as one UDP GSO send */
+	char xdp_interface[16];  /* AF_XDP answer path on this interface (empty: off) */
+	int xdp_queues;          /* its queues 0..N-1, one socket and worker each */
+	int xdp_skb;             /* attach in generic (skb) mode instead of native */
 	/* the cluster store feed (feed.c): VM names and gateways by watch */
 	char store[512];         /* nats://... (comma-separated), empty: file only */
 	char store_pub[256];     /* the controller's Ed25519 public key (PEM) */

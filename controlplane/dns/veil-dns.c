@@ -28,6 +28,8 @@
 #include "veil.h"
 #include "dns/dns.h"
 #include "dns/feed.h"
+#include "dns/server.h"
+#include "dns/xsk.h"
 
 static void usage(FILE *f)
 {
@@ -56,23 +58,6 @@ static void usage(FILE *f)
 
 static _Atomic(struct dns_snap *) cur;
 
-#define MAX_WORKERS 256
-#define CACHE_SLOTS 4096
-#define CACHE_KEY 300
-#define CACHE_ANS 1232
-
-struct cache_ent {
-	uint64_t gen, hash;
-	uint16_t klen, alen;
-	int16_t qtype;
-	uint8_t rcode, ngw;
-	int flags;
-	uint8_t gw[8];
-	uint8_t key[CACHE_KEY];
-	uint8_t ans[CACHE_ANS];
-};
-
-#define NQT 8
 static const char *const qt_names[NQT] = { "A", "AAAA", "NS", "SOA", "ANY", "CNAME", "other", "none" };
 static int qt_index(int t)
 {
@@ -90,37 +75,14 @@ static int qt_index(int t)
 
 /* Answers are counted per gateway name: gateways come and go (file, store),
  * so each name gets a stable slot for the process's life. */
-#define GW_SLOTS 1024
 static char gw_slot_name[GW_SLOTS][32];
 static int gw_slots;
 
-struct counters {
-	uint64_t q[NQT][24];
-	uint64_t gw[GW_SLOTS];
-	uint64_t ecs, tc, cookies, cookies_ok, cache_hits, rrl_dropped, rrl_slipped;
-	uint64_t drop_short, drop_response, drop_nomem;
-	uint64_t udp, tcp, batches, gso_sends;
-};
-
-struct rrl_ent { uint64_t key; uint32_t sec; uint32_t count; };
-#define RRL_SLOTS 16384
-
-struct worker {
-	_Atomic(struct dns_snap *) hazard;
-	pthread_t th;
-	int fd;                   /* UDP socket, or -1 for the TCP worker */
-	struct counters cnt;
-	struct cache_ent *cache;
-	struct rrl_ent *rrl;
-	uint32_t slip;
-	uint8_t buf[65536];
-};
-
 static struct worker *workers[MAX_WORKERS];
 static int nworkers;
-static atomic_int stopping;
+atomic_int stopping;
 
-static struct dns_snap *hold(struct worker *w)
+struct dns_snap *hold(struct worker *w)
 {
 	struct dns_snap *s;
 	do {
@@ -130,7 +92,7 @@ static struct dns_snap *hold(struct worker *w)
 	return s;
 }
 
-static void release(struct worker *w)
+void release(struct worker *w)
 {
 	atomic_store(&w->hazard, NULL);
 }
@@ -147,7 +109,7 @@ static void publish(struct dns_snap *s)
 	dns_snap_free(old);
 }
 
-static void count(struct worker *w, const struct dns_snap *s, const struct dns_result *r)
+void count(struct worker *w, const struct dns_snap *s, const struct dns_result *r)
 {
 	struct counters *c = &w->cnt;
 	if (!r->len) {
@@ -210,7 +172,7 @@ static uint64_t fnv(const uint8_t *b, size_t n, uint64_t h)
  * the query bytes after the ID, the client address, the transport and the
  * snapshot), else computed.  Answers with cookies depend on the time too
  * and are never kept. */
-static int answer(struct worker *w, const struct dns_snap *s, struct dns_query *q, struct dns_result *r)
+int answer(struct worker *w, const struct dns_snap *s, struct dns_query *q, struct dns_result *r)
 {
 	uint8_t key[CACHE_KEY];
 	size_t klen = 0;
@@ -261,7 +223,7 @@ static int answer(struct worker *w, const struct dns_snap *s, struct dns_query *
  * (/24, /56) and rcode; over the limit, every slip-th is sent truncated (a
  * real client retries over TCP), the others dropped.  A client that returns
  * a valid server cookie is not limited. */
-static int rrl_allow(struct worker *w, const struct dns_snap *s, const struct dns_query *q, struct dns_result *r)
+int rrl_allow(struct worker *w, const struct dns_snap *s, const struct dns_query *q, struct dns_result *r)
 {
 	if (!s->cfg.rrl_rate || (r->flags & DNS_F_COOKIE_OK))
 		return 1;
@@ -572,6 +534,7 @@ bad:
 /* ---------- metrics ---------- */
 static uint64_t reloads_ok, reloads_bad, started;
 static struct dns_feed *feed;
+static struct dns_xdp *xdp;
 
 /* Gives each gateway of a new snapshot its counter slot (by name). */
 static void assign_slots(struct dns_snap *s)
@@ -606,6 +569,9 @@ static void metrics(void *arg, FILE *out)
 #define S(f) t.f += __atomic_load_n(&c->f, __ATOMIC_RELAXED)
 		S(ecs); S(tc); S(cookies); S(cookies_ok); S(cache_hits); S(rrl_dropped); S(rrl_slipped);
 		S(drop_short); S(drop_response); S(drop_nomem); S(udp); S(tcp); S(batches); S(gso_sends);
+		S(xsk_rx); S(xsk_tx); S(xsk_batches); S(xsk_kicks); S(xsk_socket_sends);
+		for (int d = 0; d < XSK_DROP_NRC; d++)
+			S(xsk_drop[d]);
 #undef S
 	}
 	fputs("# HELP veildns_queries_total Queries answered, by query type and rcode.\n"
@@ -651,7 +617,8 @@ static void metrics(void *arg, FILE *out)
 		"veildns_dropped_total{reason=\"nomem\"} %llu\n"
 		"# HELP veildns_received_total Queries received, by transport (TCP: connections).\n"
 		"# TYPE veildns_received_total counter\n"
-		"veildns_received_total{transport=\"udp\"} %llu\nveildns_connections_total{transport=\"tcp\"} %llu\n"
+		"veildns_received_total{transport=\"udp\"} %llu\nveildns_received_total{transport=\"xsk\"} %llu\n"
+		"veildns_connections_total{transport=\"tcp\"} %llu\n"
 		"# HELP veildns_udp_batches_total UDP receive calls that returned queries (queries / batches = batch size).\n"
 		"# TYPE veildns_udp_batches_total counter\nveildns_udp_batches_total %llu\n"
 		"# HELP veildns_udp_gso_sends_total UDP sends that carried several answers to one client (UDP GSO).\n"
@@ -663,15 +630,50 @@ static void metrics(void *arg, FILE *out)
 		(unsigned long long)t.ecs, (unsigned long long)t.tc, (unsigned long long)t.cookies,
 		(unsigned long long)t.cookies_ok, (unsigned long long)t.cache_hits, (unsigned long long)t.rrl_dropped,
 		(unsigned long long)t.rrl_slipped, (unsigned long long)t.drop_short, (unsigned long long)t.drop_response,
-		(unsigned long long)t.drop_nomem, (unsigned long long)t.udp, (unsigned long long)t.tcp,
+		(unsigned long long)t.drop_nomem, (unsigned long long)t.udp, (unsigned long long)t.xsk_rx,
+		(unsigned long long)t.tcp,
 		(unsigned long long)t.batches, (unsigned long long)t.gso_sends, s->serial,
 		s->nnames);
+	if (xdp) {
+		static const char *const why[XSK_DROP_NRC] = { "ok", "not_ip", "not_udp", "ip_options", "fragment",
+							       "short", "bad_length", "bad_checksum", "tx_full" };
+		fprintf(out,
+			"# HELP veildns_xsk_frames_total Frames the XSK workers received (queries) and sent (answers).\n"
+			"# TYPE veildns_xsk_frames_total counter\n"
+			"veildns_xsk_frames_total{dir=\"rx\"} %llu\nveildns_xsk_frames_total{dir=\"tx\"} %llu\n"
+			"# HELP veildns_xsk_batches_total RX ring reads that returned frames (frames / batches = batch size).\n"
+			"# TYPE veildns_xsk_batches_total counter\nveildns_xsk_batches_total %llu\n"
+			"# HELP veildns_xsk_kicks_total sendto() calls that told the kernel to send the TX ring.\n"
+			"# TYPE veildns_xsk_kicks_total counter\nveildns_xsk_kicks_total %llu\n"
+			"# HELP veildns_xsk_socket_sends_total Answers too big for a frame or the link, sent by the UDP socket.\n"
+			"# TYPE veildns_xsk_socket_sends_total counter\nveildns_xsk_socket_sends_total %llu\n"
+			"# HELP veildns_xsk_dropped_total Frames the XSK workers dropped before the query path, by reason.\n"
+			"# TYPE veildns_xsk_dropped_total counter\n",
+			(unsigned long long)t.xsk_rx, (unsigned long long)t.xsk_tx, (unsigned long long)t.xsk_batches,
+			(unsigned long long)t.xsk_kicks, (unsigned long long)t.xsk_socket_sends);
+		for (int d = 1; d < XSK_DROP_NRC; d++)
+			fprintf(out, "veildns_xsk_dropped_total{reason=\"%s\"} %llu\n", why[d],
+				(unsigned long long)t.xsk_drop[d]);
+		dns_xdp_metrics(xdp, out);
+	}
 	if (feed)
 		dns_feed_metrics(feed, out);
 	vm_metrics_daemon(out, reloads_ok, reloads_bad, started);
 }
 
 /* ---------- main ---------- */
+
+/* The program off the interface first (queries go to the kernel's sockets
+ * from then on), then the workers, then the AF_XDP sockets. */
+static void stop_workers(void)
+{
+	dns_xdp_detach(xdp);
+	atomic_store(&stopping, 1);
+	for (int i = 0; i < nworkers; i++)
+		pthread_join(workers[i]->th, NULL);
+	dns_xdp_close(xdp);
+	xdp = NULL;
+}
 
 /* A snapshot from the file's config (kept: a store change rebuilds from it)
  * and the store's state. */
@@ -793,6 +795,7 @@ int main(int argc, char **argv)
 
 	/* sockets: per listen address, one UDP socket per thread (SO_REUSEPORT)
 	 * and one TCP listener */
+	int first_udp[DNS_MAX_LISTEN];
 	for (int i = 0; i < s->cfg.nlisten; i++) {
 		int fd = open_sock(s->cfg.listen[i], SOCK_STREAM, err, sizeof(err));
 		if (fd < 0) {
@@ -806,6 +809,8 @@ int main(int argc, char **argv)
 				vm_log("event=error what=listen reason=\"%s\"", err);
 				return 1;
 			}
+			if (!t)
+				first_udp[i] = u;
 			struct worker *w = calloc(1, sizeof(*w));
 			if (!w)
 				return 1;
@@ -824,29 +829,49 @@ int main(int argc, char **argv)
 		return 1;
 	tw->fd = -1;
 	workers[nworkers++] = tw;
+	/* the AF_XDP path: its program passes what it does not take to the
+	 * sockets above, which are open by now */
+	char xdp_desc[256] = "xdp_interface=off";
+	if (s->cfg.xdp_interface[0]) {
+		vm_lib_logging(verbose);
+		const char *port = getenv("VEIL_DNS_PORT");
+		if (!(xdp = dns_xdp_open(&s->cfg, port ? (uint16_t)atoi(port) : 53, first_udp, err, sizeof(err)))) {
+			vm_log("event=error what=xdp reason=\"%s\"", err);
+			return 1;
+		}
+		dns_xdp_describe(xdp, xdp_desc, sizeof(xdp_desc));
+		for (int i = 0; i < dns_xdp_queues(xdp) && nworkers < MAX_WORKERS; i++) {
+			struct worker *w = calloc(1, sizeof(*w));
+			if (!w)
+				return 1;
+			w->fd = -1;
+			w->xq = dns_xdp_queue(xdp, i);
+			if (!getenv("VEIL_DNS_NOCACHE"))
+				w->cache = calloc(CACHE_SLOTS, sizeof(*w->cache));
+			w->rrl = calloc(RRL_SLOTS, sizeof(*w->rrl));
+			workers[nworkers++] = w;
+		}
+	}
 	for (int i = 0; i < nworkers; i++)
-		pthread_create(&workers[i]->th, NULL, workers[i]->fd >= 0 ? udp_worker : tcp_worker, workers[i]);
+		pthread_create(&workers[i]->th, NULL, workers[i]->xq ? xsk_worker : workers[i]->fd >= 0 ? udp_worker : tcp_worker,
+			       workers[i]);
 
 	struct vm_ctl ctl;
 	if (vm_ctl_open(&ctl, "off", s->cfg.metrics, err, sizeof(err))) {
 		vm_log("event=error what=metrics reason=\"%s\"", err);
-		atomic_store(&stopping, 1);
-		for (int i = 0; i < nworkers; i++)
-			pthread_join(workers[i]->th, NULL);
+		stop_workers();
 		return 1;
 	}
 	/* --pidfile, else the config's pidfile; removed at exit */
 	if (vm_daemon_pidfile(opt.pidfile ? opt.pidfile : s->cfg.pidfile, err, sizeof(err))) {
 		vm_log("event=error what=pidfile reason=\"%s\"", err);
 		vm_ctl_close(&ctl);
-		atomic_store(&stopping, 1);
-		for (int i = 0; i < nworkers; i++)
-			pthread_join(workers[i]->th, NULL);
+		stop_workers();
 		return 1;
 	}
-	vm_log("event=started zone=%s serial=%u gateways=%d vms=%d listen=%d udp_workers=%d metrics=%s store=%s",
-	       s->cfg.zone, s->serial, s->cfg.ngw, s->cfg.nvm, s->cfg.nlisten, nworkers - 1, s->cfg.metrics,
-	       s->cfg.store[0] ? s->cfg.store : "off");
+	vm_log("event=started zone=%s serial=%u gateways=%d vms=%d listen=%d udp_workers=%d metrics=%s store=%s %s",
+	       s->cfg.zone, s->serial, s->cfg.ngw, s->cfg.nvm, s->cfg.nlisten, s->cfg.nlisten * s->cfg.threads,
+	       s->cfg.metrics, s->cfg.store[0] ? s->cfg.store : "off", xdp_desc);
 	vm_daemon_signals();
 
 	struct stat st0;
@@ -893,8 +918,9 @@ int main(int argc, char **argv)
 		if (strcmp(n->cfg.zone, old->cfg.zone) || n->cfg.nlisten != old->cfg.nlisten ||
 		    memcmp(n->cfg.listen, old->cfg.listen, sizeof(n->cfg.listen)) || n->cfg.threads != old->cfg.threads ||
 		    strcmp(n->cfg.metrics, old->cfg.metrics) || strcmp(n->cfg.store, old->cfg.store) ||
-		    strcmp(n->cfg.store_pub, old->cfg.store_pub))
-			vm_log("event=reload_note reason=\"listen, threads, metrics and store change only with a restart\"");
+		    strcmp(n->cfg.store_pub, old->cfg.store_pub) || strcmp(n->cfg.xdp_interface, old->cfg.xdp_interface) ||
+		    n->cfg.xdp_queues != old->cfg.xdp_queues || n->cfg.xdp_skb != old->cfg.xdp_skb)
+			vm_log("event=reload_note reason=\"listen, threads, metrics, store and xdp settings change only with a restart\"");
 		uint32_t serial = n->serial;
 		int up = 0;
 		for (int g = 0; g < n->cfg.ngw; g++)
@@ -905,9 +931,7 @@ int main(int argc, char **argv)
 		       n->cfg.ngw, up, n->cfg.nvm, n->nclasses[0], n->nclasses[1]);
 		(void)verbose;
 	}
-	atomic_store(&stopping, 1);
-	for (int i = 0; i < nworkers; i++)
-		pthread_join(workers[i]->th, NULL);
+	stop_workers();
 	vm_ctl_close(&ctl);
 	dns_feed_stop(feed);
 	dns_cfg_free(&file);

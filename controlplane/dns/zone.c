@@ -173,7 +173,7 @@ int dns_cfg_load(const char *path, struct dns_cfg *c, char *err, size_t len)
 	c->soa_refresh = 3600; c->soa_retry = 600; c->soa_expire = 86400; c->soa_minimum = 30;
 	c->soa_ttl = 3600; c->ttl = 20; c->answers = 2; c->udp_max = 1232; c->threads = 1;
 	c->rrl_rate = 0; c->rrl_slip = 2; c->store_wait = 5;
-	c->udp_coalesce_us = 250; c->udp_gso = 1;
+	c->udp_coalesce_us = 250; c->udp_gso = 1; c->xdp_queues = 1;
 	snprintf(c->geoip4, sizeof(c->geoip4), "/usr/share/tor/geoip");
 	snprintf(c->geoip6, sizeof(c->geoip6), "/usr/share/tor/geoip6");
 	snprintf(c->metrics, sizeof(c->metrics), "127.0.0.1:9433");
@@ -279,6 +279,19 @@ int dns_cfg_load(const char *path, struct dns_cfg *c, char *err, size_t len)
 			if (strcmp(w[1], "on") && strcmp(w[1], "off"))
 				BAD("udp_gso: on or off");
 			c->udp_gso = !strcmp(w[1], "on");
+		} else if (!strcmp(k, "xdp_interface") && n == 2) {
+			if (strlen(w[1]) >= sizeof(c->xdp_interface) || strpbrk(w[1], "/:"))
+				BAD("xdp_interface: '%s' is not an interface name", w[1]);
+			snprintf(c->xdp_interface, sizeof(c->xdp_interface), "%s", w[1]);
+		} else if (!strcmp(k, "xdp_queues") && n == 2) {
+			uint32_t v;
+			if (parse_u32(w[1], &v) || v < 1 || v > 64)
+				BAD("xdp_queues must be 1..64");
+			c->xdp_queues = (int)v;
+		} else if (!strcmp(k, "xdp_mode") && n == 2) {
+			if (strcmp(w[1], "native") && strcmp(w[1], "skb"))
+				BAD("xdp_mode: native or skb");
+			c->xdp_skb = !strcmp(w[1], "skb");
 		} else if (!strcmp(k, "cookie_secret_file") && n == 2) {
 			snprintf(c->cookie_secret_file, sizeof(c->cookie_secret_file), "%s", w[1]);
 		} else if (!strcmp(k, "listen") && n == 2) {
