@@ -674,10 +674,13 @@ PY
 	ip -n "$NS" link show eth0 | grep -q 'prog/xdp'; a=$?
 	ip netns exec "$NS" "$BIN" --config "$T/xsk.conf" >"$T/xsk3.log" 2>&1 &
 	XP=$!; PIDS+=($XP)
+	for _ in $(seq 50); do grep -q 'event=started' "$T/xsk3.log" && break; sleep 0.2; done
 	for _ in $(seq 50); do D @198.18.53.4 vm1.veil.test A +short | grep -q . && break; sleep 0.2; done
 	got=$(K @198.18.53.4 vm1.veil.test A +short | wc -l)
-	[ $a = 0 ] && [ "$got" = 2 ] && [ "$(ip -n "$NS" link show eth0 | grep -c 'prog/xdp')" = 1 ]
-	check $? "xsk_restart_after_kill_replaces_the_stale_program"
+	progs=$(ip -n "$NS" link show eth0 | grep -c 'prog/xdp')
+	[ $a = 0 ] && [ "$got" = 2 ] && [ "$progs" = 1 ] && grep -q 'event=started' "$T/xsk3.log"
+	check $? "xsk_restart_after_kill_replaces_the_stale_program" \
+		"left after kill -9: $([ $a = 0 ] && echo yes || echo no), answers $got, programs $progs, log: $(tr '\n' '|' <"$T/xsk3.log" | head -c 400)"
 	kill $XP; wait $XP 2>/dev/null
 	! ip -n "$NS" link show eth0 | grep -q 'xdp'; check $? "xsk_no_program_left"
 }
