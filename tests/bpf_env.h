@@ -21,6 +21,7 @@
 #include "veil.h"
 #include "veil/cookie.h"
 #include "veil/hello.h"
+#include "veil/flowkey.h"
 #include "gw_ingress.skel.h"
 #include "gw_return.skel.h"
 #include "gw_asm.skel.h"
@@ -153,6 +154,21 @@ struct run {
 	uint8_t out[4096];
 	__u32 len;
 };
+
+/* The flows map's key of a connection (addresses as text), under the
+ * loaded programs' flow_seed. */
+static inline __attribute__((unused)) void t_flow_key(const char *client, const char *vip, uint16_t cport,
+						       uint16_t vport, struct flow_key *k)
+{
+	struct flow_seed s = { { 0, 0 } };
+	__u8 c[16], v[16];
+	__u32 zero = 0;
+	int fam = vm_addr_parse(client, c);
+
+	vm_addr_parse(vip, v);
+	bpf_map_lookup_elem(vm_gw_map_fd(&G, "flow_seed"), &zero, &s);
+	vm_flow_key_make(fam, c, v, htons(cport), htons(vport), &s, k);
+}
 
 static inline void xdp_run(int prog_fd, const uint8_t *in, size_t n, struct run *r)
 {

@@ -148,10 +148,9 @@ static void hello_routed_to_node(void)
 	CHECK(r.len == n + 36 + 28, "total length %u", r.len);
 
 	/* the flow entry */
-	struct flow_key k = { .client_port_be = htons(40003), .vip_port_be = htons(443), .family = 4 };
+	struct flow_key k;
 	struct flow_val f;
-	vm_addr_parse("198.18.0.2", k.client);
-	vm_addr_parse("198.18.100.1", k.vip);
+	t_flow_key("198.18.0.2", "198.18.100.1", 40003, 443, &k);
 	CHECK(!bpf_map_lookup_elem(vm_gw_map_fd(&G, "flows"), &k, &f), "flow written");
 	CHECK(f.vm_id == 1 && f.client_isn == 9000 && !memcmp(f.client_mac, CLI_MAC, 6) &&
 	      f.client_ifindex == (unsigned)ifidx, "flow fields");
@@ -255,10 +254,9 @@ static int hello_named(const char *name, uint16_t sport, struct gw_stats *d, __u
 	*d = gw_now();
 	for (size_t i = 0; i < sizeof(*d) / 8; i++)
 		((__u64 *)d)[i] -= ((__u64 *)&b)[i];
-	struct flow_key k = { .client_port_be = htons(sport), .vip_port_be = htons(443), .family = VM_AF_INET };
+	struct flow_key k;
 	struct flow_val v;
-	vm_addr_parse("198.18.0.2", k.client);
-	vm_addr_parse("198.18.100.1", k.vip);
+	t_flow_key("198.18.0.2", "198.18.100.1", sport, 443, &k);
 	*vm_id = bpf_map_lookup_elem(vm_gw_map_fd(&G, "flows"), &k, &v) ? 0 : v.vm_id;
 	return (int)r.verdict;
 }
@@ -489,18 +487,18 @@ static void return_path_to_client(void)
 
 static int flow_exists(int v6, uint16_t sport)
 {
-	struct flow_key k = { .client_port_be = htons(sport), .vip_port_be = htons(443),
-			      .family = v6 ? VM_AF_INET6 : VM_AF_INET };
+	struct flow_key k;
 	struct flow_val v;
+	char c[64], a[64];
 	if (v6) {
-		memcpy(k.client, CLI6, 16);
-		memcpy(k.vip, VIP6, 16);
+		vm_addr_str(CLI6, c, sizeof(c));
+		vm_addr_str(VIP6, a, sizeof(a));
 	} else {
-		k.client[10] = k.client[11] = k.vip[10] = k.vip[11] = 0xff;
-		memcpy(k.client + 12, CLI4, 4);
-		memcpy(k.vip + 12, VIP4, 4);
+		snprintf(c, sizeof(c), "%u.%u.%u.%u", CLI4[0], CLI4[1], CLI4[2], CLI4[3]);
+		snprintf(a, sizeof(a), "%u.%u.%u.%u", VIP4[0], VIP4[1], VIP4[2], VIP4[3]);
 	}
-	return bpf_map_lookup_elem(vm_gw_map_fd(&G, "flows"), &k, &v) == 0;
+	t_flow_key(c, a, sport, 443, &k);
+	return bpf_map_lookup_elem(vm_gw_map_fd(&G, "flows"), &k, &v) == 0 && v.family == (v6 ? VM_AF_INET6 : VM_AF_INET);
 }
 
 /* FIN both ways closes a flow; RST retires it; a new SYN on a closed

@@ -182,8 +182,13 @@ static int fp_setup(void)
 {
 	__u32 zero = 0;
 	struct ifreq ifr = { 0 };
+	struct flow_seed seed;
 	int s = socket(AF_INET, SOCK_DGRAM, 0);
 
+	/* the kernel's flow seed: both sides key flows alike */
+	if (bpf_map_lookup_elem(vm_gw_map_fd(&G, "flow_seed"), &zero, &seed) || (!seed.k[0] && !seed.k[1]))
+		return -1;
+	vm_fp_seed_set(&seed);
 	if (vm_fp_init(&FP, 4096))
 		return -1;
 	FP.c = &CONF;
