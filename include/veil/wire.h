@@ -5,7 +5,8 @@
  * docs/wire-formats.md; change both together.
  *
  * Conventions: every address is 16 bytes; IPv4 is stored IPv4-mapped
- * (::ffff:a.b.c.d) so one key type serves both families.  Fields named
+ * (::ffff:a.b.c.d) so one key type serves both families (the gateway's
+ * 12-byte flow key excepted: struct flow_key).  Fields named
  * *_be are in network byte order, everything else in host order.
  */
 #ifndef VEIL_WIRE_H
