@@ -195,14 +195,29 @@ t=gateway_restart_during_download
 ccurl vm2.veil.test 6 --max-time 60 --limit-rate 25M https://vm2.veil.test/big.bin 2>"$DIR/r.err" | sha256sum | cut -d' ' -f1 >"$DIR/r.sum" &
 dl=$!
 sleep 1.5
+seed0=$(bpftool map dump pinned "$PIN/gw/flow_seed" 2>&1)
 kill "$(cat "$DIR/gw.pid")"
 for _ in $(seq 50); do kill -0 "$(cat "$DIR/gw.pid")" 2>/dev/null || break; sleep 0.1; done
 nsenter --net="/run/netns/$P-gw" "$BUILD/veil-gw" --config "$DIR/gw.conf" >>"$DIR/gw.log" 2>&1 &
 echo $! >"$DIR/gw.pid"
+for _ in $(seq 100); do [ "$(grep -c "event=started" "$DIR/gw.log")" = 2 ] && break; sleep 0.1; done
+# the download's flow, from the pinned map under the restarted daemon: its
+# addresses are the value's (the key holds IPv6 ones folded)
+v6flow=$("$BUILD/veilctl" -p "$PIN/gw" -j flows 2>&1 | python3 -c 'import json,sys
+d=json.load(sys.stdin)
+print(any(x["client"] == "2001:db8::2" and x["vip"] == "2001:db8:100::1" and x["vip_port"] == 443 for x in d))' 2>&1)
 wait $dl
+seed1=$(bpftool map dump pinned "$PIN/gw/flow_seed" 2>&1)
 restarts=$(grep -c "event=started" "$DIR/gw.log")
 [ "$(cat "$DIR/r.sum")" = "$SUM" ] && [ "$restarts" = 2 ] && pass $t ||
 	fail $t "sha256 $(cat "$DIR/r.sum"), starts $restarts: $(cat "$DIR/r.err")"
+
+# 10b. the flow key's seed (IPv6 addresses are folded under it) is the pinned
+#      map's: the restart kept it, so the IPv6 download above kept its flow
+t=flow_seed_kept_across_restart
+nonzero=$(echo "$seed0" | python3 -c 'import json,sys; e=json.load(sys.stdin)[0]; print(any(e.get("formatted", e)["value"]["k"]))' 2>&1)
+[ "$seed0" = "$seed1" ] && [ "$nonzero" = True ] && [ "$v6flow" = True ] && [ "$(cat "$DIR/r.sum")" = "$SUM" ] &&
+	pass $t || fail $t "seed kept: $([ "$seed0" = "$seed1" ] && echo yes || echo no), nonzero: $nonzero, IPv6 flow listed after the restart: $v6flow"
 
 # 11. the node daemon restarted during a download
 t=node_restart_during_download

@@ -1024,20 +1024,6 @@ static void seed_put(const struct flow_seed *s)
 	bpf_map_update_elem(vm_gw_map_fd(&G, "flow_seed"), &zero, s, BPF_ANY);
 }
 
-struct fold_ent { uint32_t fold, i; };
-static int fold_cmp(const void *a, const void *b)
-{
-	const struct fold_ent *x = a, *y = b;
-	return x->fold < y->fold ? -1 : x->fold > y->fold ? 1 : (int)x->i - (int)y->i;
-}
-
-/* 2001:db8:c011::i */
-static void coll_addr(uint32_t i, uint8_t *a)
-{
-	inet_pton(AF_INET6, "2001:db8:c011::", a);
-	a[12] = i >> 24; a[13] = i >> 16; a[14] = i >> 8; a[15] = i;
-}
-
 /* Two IPv6 clients whose folded addresses collide under the seed (found
  * offline: a birthday search over 2^18 addresses), same port, same VIP:
  * one key.  The first keeps its flow both ways; the second's SYN still
@@ -1046,10 +1032,8 @@ static void coll_addr(uint32_t i, uint8_t *a)
  * connection's entry counts flow_collision. */
 static void flow_key_collision_v6(void)
 {
-	enum { N = 1 << 18 };
 	const struct flow_seed ts = { { 0x5eed0001deadbeefULL, 0x0123456789abcdefULL } };
 	struct flow_seed old;
-	struct fold_ent *e = calloc(N, sizeof(*e));
 	uint8_t a[16], b[16], keep6[16], in[1024], pkt[512];
 	struct flow_val va, vb;
 	struct run r;
@@ -1057,19 +1041,7 @@ static void flow_key_collision_v6(void)
 	int found = 0;
 
 	bpf_map_lookup_elem(vm_gw_map_fd(&G, "flow_seed"), &zero, &old);
-	for (uint32_t i = 0; i < N; i++) {
-		coll_addr(i, a);
-		e[i].fold = vm_addr_fold(&ts, a);
-		e[i].i = i;
-	}
-	qsort(e, N, sizeof(*e), fold_cmp);
-	for (uint32_t i = 1; i < N && !found; i++)
-		if (e[i].fold == e[i - 1].fold) {
-			coll_addr(e[i - 1].i, a);
-			coll_addr(e[i].i, b);
-			found = 1;
-		}
-	free(e);
+	found = t_find_collision(&ts, a, b);
 	CHECK(found, "a colliding pair among 2^18 addresses");
 	if (!found)
 		return;
@@ -1159,7 +1131,7 @@ static void flow_key_v4_equals_v6(void)
 	vm_addr_set4(v4v, htonl(w));
 	ok = 0;
 	for (uint32_t i = 0; i < (1u << 24) && !ok; i++) {
-		coll_addr(0x40000000 + i, c6);
+		t_coll_addr(0x40000000 + i, c6);
 		uint32_t x = ntohl(vm_addr_fold(&ts, c6));
 		ok = (x >> 17) == (0xc612u >> 1) && (x & 0xff) && (x & 0xff) != 0xff && x != w;
 		vm_addr_set4(v4c, htonl(x));
