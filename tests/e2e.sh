@@ -313,6 +313,25 @@ inconf=$(grep -c "extra.veil.test" "$DIR/gw.conf")
 [ $c1 = 0 ] && [ $c2 = 1 ] && echo "$o2" | grep -q "exists: use replace" && [ "$got" = "hello from vm1" ] &&
 	[ $c3 = 0 ] && [ "$inconf" = 0 ] && pass $t || fail $t "add=$c1 '$o1' again=$c2 '$o2' served='$got' del=$c3 in_config=$inconf"
 
+# the daemon's flow drop finds an IPv6 flow through the map's seed (the key
+# holds folded addresses) and drops it only once
+t=veilctl_flow_drop_v6
+(sleep 20 | nsx cli timeout 30 openssl s_client -connect "[$VIP6]:443" -servername vm1.veil.test >/dev/null 2>&1) &
+held=$!
+port=""
+for _ in $(seq 50); do
+	port=$($CTL -j flows | pyjson 'print(max([x["client_port"] for x in d if x["client"] == "2001:db8::2" and x["vip"] == "2001:db8:100::1" and x["age_s"] < 3] or [""]))')
+	[ -n "$port" ] && break
+	sleep 0.2
+done
+o1=$($CTL flows drop 2001:db8::2 "$port" "$VIP6" 443 2>&1); c1=$?
+o2=$($CTL flows drop 2001:db8::2 "$port" "$VIP6" 443 2>&1); c2=$?
+left=$($CTL -j flows | pyjson "print(sum(1 for x in d if x['client'] == '2001:db8::2' and str(x['client_port']) == '$port'))")
+pkill -P "$held" 2>/dev/null
+wait $held 2>/dev/null
+[ -n "$port" ] && [ $c1 = 0 ] && [ $c2 != 0 ] && echo "$o2" | grep -q "no such flow" && [ "$left" = 0 ] && pass $t ||
+	fail $t "port '$port', first drop $c1 '$o1', second $c2 '$o2', left $left"
+
 t=veilctl_usage_errors_exit_2
 bad=""
 for args in "" "frobnicate" "routes add only-a-name" "routes add Bad 1 198.19.0.11" "flows --vm x" "stats --nope" "replay"; do
