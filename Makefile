@@ -291,22 +291,30 @@ deps-bench:
 	@$(DEPS_SH) bench
 
 # make install [PREFIX=/usr/local] [DESTDIR=]: the daemons and veilctl, their man
-# pages (section 8) and their config files' (section 5), a systemd unit per
-# daemon, the example configs.  Nothing under /etc is
+# pages (section 8) and their config files' (section 5), the test and benchmark
+# tools (bin, section 1), a systemd unit per daemon, the example configs.
+# veil-bench-micro stays in the build tree (it loads its baseline object from
+# there); its page is installed with the others.  Nothing under /etc is
 # written: the units read /etc/veilmesh/*.conf, which the operator provides.
 PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
 SBINDIR    ?= $(PREFIX)/sbin
 MANDIR     ?= $(PREFIX)/share/man
 DOCDIR     ?= $(PREFIX)/share/doc/veilmesh
 UNITDIR    ?= $(PREFIX)/lib/systemd/system
 INSTALL_SBIN := veil-gw veil-node veil-agent veil-gw-dpdk veil-validator veil-registry veil-controller veilctl veil-dns veil-storectl
+INSTALL_BIN  := veil-hellogen veil-flood veil-fpgen veil-dpdk-baseline veil-attest-bench veil-ek veil-tls-bench veil-bench-routes
+INSTALL_MAN1 := $(wildcard docs/man/*.1)
 INSTALL_MAN  := $(wildcard docs/man/*.8)
 INSTALL_MAN5 := $(wildcard docs/man/*.5)
 UNITS        := $(wildcard tools/systemd/*.service.in)
 
-install: $(addprefix $(BUILD)/,$(INSTALL_SBIN))
-	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(DOCDIR) $(DESTDIR)$(UNITDIR)
+install: $(addprefix $(BUILD)/,$(INSTALL_SBIN) $(INSTALL_BIN))
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5 \
+		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(DOCDIR) $(DESTDIR)$(UNITDIR)
 	install -m 0755 $(addprefix $(BUILD)/,$(INSTALL_SBIN)) $(DESTDIR)$(SBINDIR)/
+	install -m 0755 $(addprefix $(BUILD)/,$(INSTALL_BIN)) $(DESTDIR)$(BINDIR)/
+	install -m 0644 $(INSTALL_MAN1) $(DESTDIR)$(MANDIR)/man1/
 	install -m 0644 $(INSTALL_MAN) $(DESTDIR)$(MANDIR)/man8/
 	install -m 0644 $(INSTALL_MAN5) $(DESTDIR)$(MANDIR)/man5/
 	install -m 0644 docs/*.example docs/*.md $(DESTDIR)$(DOCDIR)/

@@ -230,6 +230,10 @@ int vm_gw_open(struct vm_gw *g, const char *pin_root, __u32 flows_max)
 		bpf_map__set_max_entries(g->ret->maps.flows, flows_max);
 		bpf_map__set_max_entries(g->as->maps.flows, flows_max);
 	}
+	/* pins an upgrade or a new flows_max cannot reuse: replaced, and said */
+	if ((err = vm_pins_refresh(g->ing->obj)) < 0 || (err = vm_pins_refresh(g->ret->obj)) < 0 ||
+	    (err = vm_pins_refresh(g->as->obj)) < 0)
+		return err;
 	return 0;
 }
 
@@ -358,6 +362,8 @@ int vm_node_open(struct vm_node *n, const char *pin_root, __u32 conns_max)
 		bpf_map__set_max_entries(n->mesh->maps.conn_rev, conns_max);
 		bpf_map__set_max_entries(n->vm->maps.conn_rev, conns_max);
 	}
+	if ((err = vm_pins_refresh(n->mesh->obj)) < 0 || (err = vm_pins_refresh(n->vm->obj)) < 0)
+		return err;
 	return 0;
 }
 

@@ -156,7 +156,14 @@ struct vm_gw {
 	char pin_root[256];
 };
 
-/* Opens both programs with maps pinned under pin_root (reused if present). */
+/* Removes, with a log line saying what changed, each map pinned for obj
+ * (opened, not loaded) whose type, key, value, size or flags the object's
+ * map no longer has, so that the load pins a new one instead of failing;
+ * returns how many, or -errno when a stale pin cannot be removed. */
+struct bpf_object;
+int vm_pins_refresh(struct bpf_object *obj);
+/* Opens both programs with maps pinned under pin_root (reused if present;
+ * one whose layout changed is replaced: vm_pins_refresh). */
 int vm_gw_open(struct vm_gw *g, const char *pin_root, __u32 flows_max);
 /* Loads without attaching (tests: BPF_PROG_TEST_RUN). */
 int vm_gw_load(struct vm_gw *g);

@@ -19,56 +19,22 @@ P="vmas-$$"
 DIR=/tmp/$P
 PIN=/sys/fs/bpf/$P
 VIP4=198.18.100.1
+VIP6=2001:db8:100::1
 PORT=$((20000 + $$ % 10000))   # inside the node's namespace
 URL="nats://127.0.0.1:$PORT"
 NODE=node-$$
 started_libvirt=()
 pids=()
 
-pass() { echo "PASS $1"; }
-failm() { echo "FAIL $1: $2"; }
-nsx() { local n=$1; shift; ip netns exec "$P-$n" "$@"; }
+. tests/lib/vmlab.sh
 innode() { nsenter --net="/run/netns/$P-node" "$@"; }
 sp() { innode "$BUILD/tests/store_put" "$URL" "$@"; }
 
-cleanup() {
-	set +e
-	[ -f "$DIR/agent.pid" ] && kill "$(cat "$DIR/agent.pid")" 2>/dev/null
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-	sleep 0.3
-	for d in $(virsh -c qemu:///system list --all --name 2>/dev/null | grep "^$P-"); do
-		virsh -c qemu:///system destroy "$d" >/dev/null 2>&1
-		virsh -c qemu:///system undefine --nvram --tpm "$d" >/dev/null 2>&1 ||
-			virsh -c qemu:///system undefine "$d" >/dev/null 2>&1
-	done
-	for t in $(grep -o 'tap=vt[0-9a-f]*' "$DIR/agent.log" 2>/dev/null | cut -d= -f2 | sort -u); do
-		ip link del "$t" 2>/dev/null
-		ip netns exec "$P-node" ip link del "$t" 2>/dev/null
-	done
-	for n in cli gw node; do
-		ip netns pids "$P-$n" 2>/dev/null | xargs -r kill 2>/dev/null
-		ip netns del "$P-$n" 2>/dev/null
-	done
-	rm -rf "$PIN" "$DIR"
-	# the daemons we started, stopped and waited for: the next suite must not
-	# find a virtlogd or libvirtd that is still going away
-	for p in "${started_libvirt[@]}"; do kill "$p" 2>/dev/null; done
-	for p in "${started_libvirt[@]}"; do for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done; done
-}
-trap cleanup EXIT
+trap vmlab_cleanup EXIT
 trap 'exit 1' INT TERM
 
 command -v nats-server >/dev/null || { failm agentstore_setup "nats-server missing (tools/deps.sh test)"; exit 1; }
-# libvirt: the running one, else ours; a libvirtd that a previous suite is just
-# stopping is waited for, not raced
-for _ in $(seq 60); do
-	[ -S /run/libvirt/virtlogd-sock ] && virsh -c qemu:///system version >/dev/null 2>&1 && break
-	if ! pgrep -x virtlogd >/dev/null; then virtlogd -d && sleep 0.3 && started_libvirt+=("$(pgrep -nx virtlogd)"); fi
-	if ! pgrep -x libvirtd >/dev/null; then libvirtd -d && sleep 1 && started_libvirt+=("$(pgrep -nx libvirtd)"); fi
-	sleep 0.5
-done
-LVPID=$(pgrep -nx libvirtd)
-[ -n "$LVPID" ] && virsh -c qemu:///system version >/dev/null 2>&1 || { failm agentstore_setup "libvirtd does not answer"; exit 1; }
+vmlab_libvirt || { failm agentstore_setup "libvirtd does not answer"; exit 1; }
 
 mkdir -p "$DIR"
 IMG=$(tests/agent-image.sh /tmp/veilmesh-agent-img) || { failm agent_image "could not build the VM image"; exit 1; }
@@ -107,54 +73,11 @@ else
 	failm agent_store_config_errors "$r1 '$o1' / $r2 '$o2' / $r3 '$o3'"
 fi
 
-# ---- the network: client -- gateway -- node (as tests/agent.sh)
-for n in cli gw node; do ip netns add "$P-$n"; nsx "$n" ip link set lo up; done
-for n in gw node; do
-	nsx "$n" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 net.ipv6.conf.default.accept_dad=0 \
-		net.ipv6.conf.all.accept_dad=0 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0 >/dev/null
-done
-veth() { # NS1 IF1 NS2 IF2
-	ip link add "$2" netns "$P-$1" type veth peer name "$4" netns "$P-$3"
-	nsx "$1" ethtool -K "$2" tx off >/dev/null 2>&1; nsx "$3" ethtool -K "$4" tx off >/dev/null 2>&1
-	nsx "$1" ip link set "$2" up; nsx "$3" ip link set "$4" up
-}
-veth cli cli-gw gw gw-cli
-veth gw gw-mesh node n-mesh
-nsx cli ip addr add 198.18.0.2/24 dev cli-gw
-nsx gw ip addr add 198.18.0.1/24 dev gw-cli
-nsx cli ip route add $VIP4/32 via 198.18.0.1
-nsx gw ip addr add 198.19.0.1/24 dev gw-mesh
-nsx node ip addr add 198.19.0.11/24 dev n-mesh
-nsx cli ip link set dev cli-gw xdp obj "$BUILD/lab_pass.bpf.o" sec xdp
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$DIR/cookie.key"
-chmod 600 "$DIR/cookie.key"
-cat > "$DIR/gw.conf" <<EOF
-pin_root $PIN/gw
-client_interface gw-cli
-mesh_interface gw-mesh
-underlay4 198.19.0.1
-cookie_secret_file $DIR/cookie.key
-control_socket $DIR/gw.sock
-metrics off
-vip $VIP4 443 alert
-route web1.veil.test 7 198.19.0.11
-EOF
-cat > "$DIR/node.conf" <<EOF
-pin_root $PIN/node
-mesh_interface n-mesh
-underlay4 198.19.0.11
-control_socket $DIR/node.sock
-metrics off
-EOF
-nsenter --net="/run/netns/$P-gw" "$BUILD/veil-gw" --config "$DIR/gw.conf" >>"$DIR/gw.log" 2>&1 &
-pids+=($!)
-nsenter --net="/run/netns/$P-node" "$BUILD/veil-node" --config "$DIR/node.conf" >>"$DIR/node.log" 2>&1 &
-pids+=($!)
+# ---- the network: client -- gateway -- node (tests/lib/vmlab.sh)
+vmlab_net
+vmlab_daemons
 innode nats-server -js -sd "$DIR/nats" -a 127.0.0.1 -p "$PORT" >>"$DIR/nats.log" 2>&1 &
 pids+=($!)
-for d in gw node; do
-	for _ in $(seq 50); do grep -q "event=started" "$DIR/$d.log" 2>/dev/null && break; sleep 0.1; done
-done
 for _ in $(seq 100); do sp keys vms >/dev/null 2>&1 && break; sleep 0.1; done
 # the image, served from the node's loopback
 mkdir -p "$DIR/www"

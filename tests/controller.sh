@@ -8,6 +8,7 @@
 # Loopback only; ports below 32768 derived from $$; everything in a temp dir.
 set -u
 cd "$(dirname "$0")/.."
+. tests/lib/ctlkeys.sh
 BUILD=${BUILD:-build}
 T=$(mktemp -d /tmp/veil-ctl.$$.XXXX)
 base=$((10000 + ($$ % 2000) * 10))          # base .. base+9, all below 32768
@@ -38,13 +39,7 @@ command -v nats-server >/dev/null || { fail "setup: nats-server missing (tools/d
 # ---------- keys, certificates, nodes ----------
 cd "$T"
 umask 077
-openssl genpkey -algorithm ed25519 -out controller.pem 2>/dev/null
-openssl pkey -in controller.pem -pubout -out controller.pub.pem
-openssl genpkey -algorithm ed25519 -out registry.pem 2>/dev/null
-openssl pkey -in registry.pem -pubout -out registry.pub.pem
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout tls.key -out ca.pem -days 2 \
-	-subj "/CN=127.0.0.1" -addext "subjectAltName=IP:127.0.0.1" 2>/dev/null
-openssl rand -hex 24 > admin.token
+ctl_keys
 cp "$OLDPWD/$AGENTS" ctl_agents
 mknode() { # dir name cpu ram_mb disk_gb underlay4 sev
 	local d=$1/$2

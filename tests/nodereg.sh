@@ -11,6 +11,7 @@
 set -u
 exec 3>&2; ts() { echo "$((SECONDS)) s: $*" >&3; }
 cd "$(dirname "$0")/.."
+. tests/lib/ctlkeys.sh
 BUILD=${BUILD:-build}
 REPO=$PWD
 T=$(mktemp -d /tmp/veil-nodereg.$$.XXXX)
@@ -35,13 +36,7 @@ done
 # ---------- keys, the vendor CA, TPMs as their manufacturer leaves them ----------
 cd "$T" || exit 1
 umask 077
-openssl genpkey -algorithm ed25519 -out controller.pem 2>/dev/null
-openssl pkey -in controller.pem -pubout -out controller.pub.pem
-openssl genpkey -algorithm ed25519 -out registry.pem 2>/dev/null
-openssl pkey -in registry.pem -pubout -out registry.pub.pem
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout tls.key -out ca.pem -days 2 \
-	-subj "/CN=127.0.0.1" -addext "subjectAltName=IP:127.0.0.1" 2>/dev/null
-openssl rand -hex 24 > admin.token
+ctl_keys
 mktpm() { # state-dir ca-dir
 	ts "mktpm $1"
 	local ca="$T/$2"

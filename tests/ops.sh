@@ -100,6 +100,16 @@ if command -v systemd-analyze >/dev/null; then
 	[ -n "$v" ] && bad="$bad verify:$(echo "$v" | head -2 | tr '\n' ' ')"
 fi
 "$T/inst/usr/sbin/veilctl" --help | grep -q -- '--daemon' || bad="$bad veilctl-help"
+# every man page in its section, and every program installed has its page there
+for m in docs/man/*.[158]; do
+	[ -s "$T/inst/usr/share/man/man${m##*.}/$(basename "$m")" ] || bad="$bad missing:man${m##*.}/$(basename "$m")"
+done
+for b in "$T"/inst/usr/bin/* "$T"/inst/usr/sbin/*; do
+	[ -e "$b" ] || continue
+	n=$(basename "$b")
+	[ -s "$T/inst/usr/share/man/man1/$n.1" ] || [ -s "$T/inst/usr/share/man/man8/$n.8" ] || bad="$bad no-page:$n"
+done
+[ -x "$T/inst/usr/bin/veil-hellogen" ] || bad="$bad missing:bin/veil-hellogen"
 [ $rc = 0 ] && [ -z "$bad" ] && pass "$t ($(find "$T/inst" -type f | wc -l) files)" ||
 	fail $t "rc=$rc$bad $(echo "$out" | tail -2 | tr '\n' ' ')"
 CTL="$T/inst/usr/sbin/veilctl"     # the installed veilctl, from here on
@@ -172,28 +182,38 @@ for b in "$BUILD"/veil-* "$BUILD"/veilctl; do
 done
 [ -z "$bad" ] && pass $t || fail $t "$bad"
 
-# every flag of every --help is in its man page
+# every program built has a man page (section 1 for tools, 8 for daemons and
+# operator commands), and every flag of its --help is in that page
 t=man_pages_document_every_flag
 bad=""
-flags() { grep -o -- '--[a-z][a-z-]*' | grep -v -- '--$' | sort -u; }
+flags() { grep -o -- '--[a-z][a-z0-9-]*' | grep -v -- '--$' | sort -u; }
 manflags() { sed 's/\\-/-/g; s/\\f[BIRP]//g' "$1"; }
-for pair in "veilctl:veilctl" "veil-gw:veil-gw" "veil-node:veil-node" "veil-gw-dpdk:veil-gw-dpdk" \
-	"veil-validator:veil-validator" "veil-attest:veil-attest" "veil-registry:veil-registry" \
-	"veil-dns:veil-dns" "veil-controller:veil-controller" "veil-agent:veil-agent"; do
-	bin=${pair%%:*}; man=docs/man/${pair#*:}.8
+npages=0
+for b in "$BUILD"/veil-* "$BUILD"/veilctl; do
+	[ -f "$b" ] && [ -x "$b" ] || continue
+	ls docs/man/"$(basename "$b")".[18] >/dev/null 2>&1 || bad="$bad $(basename "$b"):no-page"
+done
+for man in docs/man/*.1 docs/man/*.8; do
+	bin=$(basename "${man%.*}")
 	[ -x "$BUILD/$bin" ] || continue
-	for f in $("$BUILD/$bin" --help 2>&1 | sed -n '1,/EAL options:/p' | flags); do
+	npages=$((npages + 1))
+	for f in $(timeout 10 "$BUILD/$bin" --help 2>&1 | sed -n '1,/EAL options:/p' | flags); do
 		manflags "$man" | grep -q -- "$f" || bad="$bad $bin:$f"
 	done
 done
 for f in --routes --secret --watch --count --vm --name --client; do
 	manflags docs/man/veilctl.8 | grep -q -- "$f" || bad="$bad veilctl:$f"
 done
-for m in docs/man/*.8 docs/man/*.5; do
-	w=$(LC_ALL=C.UTF-8 MANWIDTH=100 man --warnings -l "$m" 2>&1 >/dev/null)
-	[ -n "$w" ] && bad="$bad $m:$(echo "$w" | head -1)"
+for m in docs/man/*.1 docs/man/*.8 docs/man/*.5; do
+	for w in 80 100; do
+		out=$(LC_ALL=C.UTF-8 MANWIDTH=$w man --warnings=all -l "$m" 2>&1 >/dev/null)
+		[ -n "$out" ] && bad="$bad $m(width $w):$(echo "$out" | head -1)"
+	done
+	grep -q '^\.SH "\?EXIT STATUS' "$m" || [ "${m##*.}" = 5 ] || bad="$bad $m:no-EXIT-STATUS"
+	# the tools' pages (section 1) show how to run them
+	[ "${m##*.}" = 1 ] && ! grep -q '^\.SH "\?EXAMPLES"\?$' "$m" && bad="$bad $m:no-EXAMPLES"
 done
-[ -z "$bad" ] && pass $t || fail $t "not documented:$bad"
+[ -z "$bad" ] && pass "$t ($npages programs)" || fail $t "not documented:$bad"
 
 # every setting a config parser accepts is in its section 5 page: the names are
 # read from the parser's code (the names it compares a line's first word or a
@@ -400,17 +420,36 @@ else
 	fail $t "no cookie_age_s in '$age_json'"
 fi
 
-# A real libbpf error still gets through: a pinned map of another shape
-t=real_libbpf_errors_kept
+# A pinned map of another shape (an upgrade changed the layout, or flows_max
+# changed): replaced, with a log line saying what changed, and the gateway
+# starts.  Then a real libbpf error still gets through: a program pinned
+# where a map belongs is not ours to remove.
+t=stale_pinned_map_replaced
 ip netns add "$P-x"
 ip -n "$P-x" link add x0 type veth peer name x1 && ip -n "$P-x" link set x0 up && ip -n "$P-x" link set x1 up
 mkdir -p "$PIN/x"
 bpftool map create "$PIN/x/routes" type array key 4 value 4 entries 1 name routes
+bpftool map create "$PIN/x/flows" type lru_hash key 40 value 8 entries 64 name flows
 printf 'pin_root %s\nclient_interface x0\nmesh_interface x1\nunderlay4 198.19.0.1\ncookie_secret_file %s\ncontrol_socket %s/x.sock\nmetrics off\nvip 198.18.100.1 443\n' \
 	"$PIN/x" "$T/key" "$T" >"$T/x.conf"
+: >"$T/x.log"
+nsenter --net="/run/netns/$P-x" "$BUILD/veil-gw" --config "$T/x.conf" >>"$T/x.log" 2>&1 &
+echo $! >"$T/x.pid"
+wait_log "$T/x.log" "event=started"; up=$?
+rk=$(bpftool -j map show pinned "$PIN/x/routes" 2>&1)
+fk=$(bpftool -j map show pinned "$PIN/x/flows" 2>&1)
+stop_pid "$T/x.pid"
+[ $up = 0 ] && grep -q 'event=pinned_map_replaced map=routes .*type 2 -> 1, key bytes 4 -> 8' "$T/x.log" &&
+	grep -q 'event=pinned_map_replaced map=flows .*value bytes 8 -> ' "$T/x.log" &&
+	grep -q '"type":"hash"' <<<"$rk" && grep -q '"bytes_key":8' <<<"$rk" && ! grep -q '"bytes_value":8,' <<<"$fk" &&
+	! grep -q 'event=libbpf' "$T/x.log" && pass $t || fail $t "started=$up log: $(tr '\n' '|' <"$T/x.log" | head -c 600) routes: $rk"
+
+t=real_libbpf_errors_kept
+rm -rf "${PIN:?}/x"; mkdir -p "$PIN/x"
+bpftool prog load "$BUILD/lab_pass.bpf.o" "$PIN/x/routes" type xdp
 out=$(timeout 20 nsenter --net="/run/netns/$P-x" "$BUILD/veil-gw" --config "$T/x.conf" 2>&1); rc=$?
 ip netns del "$P-x"
-[ $rc = 1 ] && grep -q "event=libbpf .*couldn't reuse pinned map" <<<"$out" && pass $t || fail $t "rc=$rc: $out"
+[ $rc = 1 ] && grep -q "event=libbpf .*couldn't reuse pinned map" <<<"$out" && [ -e "$PIN/x/routes" ] && pass $t || fail $t "rc=$rc: $out"
 
 # veilctl without -p/-s: the runtime file beside the socket
 t=veilctl_finds_the_daemon
@@ -662,8 +701,9 @@ EOF
 	: >"$DIR/gw.log"
 	nsenter --net="/run/netns/$P-gw" "$BUILD/veil-gw-dpdk" --no-huge -m 512 --no-pci --file-prefix "veil-$ID" \
 		--lcores 0@0,1@1 --vdev net_af_packet0,iface=gw-cli,qpairs=1 --vdev net_af_packet1,iface=gw-mesh,qpairs=1 \
-		-- --config "$DIR/gw.conf" --idle-us 50 >>"$DIR/gw.log" 2>&1 &
-	echo $! >"$DIR/gw.pid"
+		-- --config "$DIR/gw.conf" --idle-us 50 --pidfile "$DIR/gw-dpdk.pid" >>"$DIR/gw.log" 2>&1 &
+	DPID=$!
+	echo $DPID >"$DIR/gw.pid"
 	if ! wait_log "$DIR/gw.log" "event=started" 300; then
 		fail $t "veil-gw-dpdk did not start: $(tail -3 "$DIR/gw.log")"
 	else
@@ -681,9 +721,26 @@ EOF
 			grep -q '"flows": [1-9]' <<<"$fc" && [ $c4 = 0 ] && grep -q "^hello_routed  *[1-9]" <<<"$st" &&
 			[ "$age" -ge 0 ] 2>/dev/null && pass $t ||
 			fail $t "curl='$got' status=$c1 routes=$c2 flows=$c3 '$f' count='$fc' stats=$c4 age='$age' $(echo "$s" | head -3 | tr '\n' '|')"
-		t=dpdk_runtime_file
+		# the skeleton's pidfile and signals (common/daemon.h): the pidfile
+		# holds the daemon's pid (nsenter execs it: $! is its pid); SIGHUP
+		# reloads, whichever lcore takes it; SIGTERM stops it, logs
+		# event=stopped and removes the pidfile
+		t=dpdk_pidfile_and_signals
+		bad=""
+		[ "$(cat "$DIR/gw-dpdk.pid" 2>/dev/null)" = "$DPID" ] ||
+			bad="$bad pidfile='$(cat "$DIR/gw-dpdk.pid" 2>/dev/null)'(pid $DPID)"
+		kill -HUP "$DPID"
+		wait_log "$DIR/gw.log" "event=config_reloaded" 50 || bad="$bad no-reload-after-SIGHUP"
+		kill -0 "$DPID" 2>/dev/null || bad="$bad gone-after-SIGHUP"
+		t0=$(date +%s%N)
 		rt=$(cat "$RUN/gw.json" 2>&1)
 		stop_pid "$DIR/gw.pid"
+		ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+		kill -0 "$DPID" 2>/dev/null && bad="$bad still-running"
+		[ -e "$DIR/gw-dpdk.pid" ] && bad="$bad pidfile-left"
+		grep -q "veil-gw-dpdk: event=stopped signal=15" "$DIR/gw.log" || bad="$bad no-stopped-line"
+		[ -z "$bad" ] && pass "$t (stopped ${ms} ms after SIGTERM)" || fail $t "$bad; log: $(tail -3 "$DIR/gw.log" | tr '\n' ' ')"
+		t=dpdk_runtime_file
 		s=$("$CTL" status 2>&1); c1=$?
 		grep -q '"daemon": "veil-gw-dpdk"' <<<"$rt" && grep -q "\"control_socket\": \"$RUN/gw.sock\"" <<<"$rt" &&
 			[ ! -e "$RUN/gw.json" ] && [ $c1 = 3 ] && pass $t || fail $t "runtime file '$rt', after stop: $(ls "$RUN"), status rc=$c1"

@@ -359,7 +359,7 @@ if [ "$MODE" = full ]; then
 	case $line in
 	'{"tls_handshake_only"'*|'{"new_tls"'*)
 		attest_json=$line
-		say "bench: validator: $(echo "$line" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(", ".join(f"{k}: {d[k]["per_cpu_s"]}/s/core p50 {d[k]["p50_ms"]} ms p99 {d[k]["p99_ms"]} ms" for k in ("new_tls","resumed_tls","keepalive","c1000_slow10pct")))')" ;;
+		say "bench: validator: $(echo "$line" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(", ".join("%s: %s/s/core p50 %s ms p99 %s ms" % (k, d[k]["per_cpu_s"], d[k]["p50_ms"], d[k]["p99_ms"]) for k in ("new_tls","resumed_tls","keepalive","c1000_slow10pct") if d.get(k)))')" ;;
 	*) bad "validators: $line $(tail -3 "$DIR/bench_attest.err")" ;;
 	esac
 fi

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 /* The daemons' skeleton (daemon.h): log line, command line, signals, pidfile,
  * the metrics every daemon serves. */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -265,53 +265,46 @@ fail:
 	return -1;
 }
 
-/* ADDR:PORT or [ADDR6]:PORT, numeric, port 1..65535 */
-static int listen_tcp(const char *hostport, char *err, size_t len)
+int vm_listen_tcp(const char *addrport, int backlog, const char *what, char *err, size_t len)
 {
 	char host[64];
-	const char *c = strrchr(hostport, ':');
-	int fd = -1, one = 1;
-	struct sockaddr_storage ss = { 0 };
-	struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-	socklen_t sl;
+	const char *c = strrchr(addrport, ':');
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST | AI_PASSIVE | AI_NUMERICSERV };
+	struct addrinfo *ai;
 	char *end;
 	unsigned long port = c ? strtoul(c + 1, &end, 10) : 0;
+	int fd, one = 1;
 
-	if (!c || c == hostport || (size_t)(c - hostport) >= sizeof(host) || !c[1] || *end || !port || port > 65535)
+	if (!c || c == addrport || (size_t)(c - addrport) >= sizeof(host) || !c[1] || *end || !port || port > 65535)
 		goto bad;
-	if (hostport[0] == '[') {
-		if (c[-1] != ']')
+	snprintf(host, sizeof(host), "%.*s", (int)(c - addrport), addrport);
+	if (host[0] == '[') {
+		size_t n = strlen(host);
+
+		if (n < 3 || host[n - 1] != ']')
 			goto bad;
-		snprintf(host, sizeof(host), "%.*s", (int)(c - hostport - 2), hostport + 1);
-	} else {
-		snprintf(host, sizeof(host), "%.*s", (int)(c - hostport), hostport);
+		memmove(host, host + 1, n - 2);
+		host[n - 2] = 0;
 	}
-	if (inet_pton(AF_INET, host, &s4->sin_addr) == 1) {
-		s4->sin_family = AF_INET;
-		s4->sin_port = htons((uint16_t)port);
-		sl = sizeof(*s4);
-	} else if (inet_pton(AF_INET6, host, &s6->sin6_addr) == 1) {
-		s6->sin6_family = AF_INET6;
-		s6->sin6_port = htons((uint16_t)port);
-		sl = sizeof(*s6);
-	} else {
+	if (getaddrinfo(host, c + 1, &hints, &ai))
 		goto bad;
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd >= 0) {
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, backlog)) {
+			int e = errno;
+
+			close(fd);
+			fd = -1;
+			errno = e;
+		}
 	}
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	freeaddrinfo(ai);
 	if (fd < 0)
-		goto fail;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&ss, sl) || listen(fd, 16))
-		goto fail;
+		snprintf(err, len, "%s on %s: %s", what, addrport, strerror(errno));
 	return fd;
 bad:
-	snprintf(err, len, "metrics address '%s' is not ADDR:PORT", hostport);
-	return -1;
-fail:
-	snprintf(err, len, "metrics on %s: %s", hostport, strerror(errno));
-	if (fd >= 0)
-		close(fd);
+	snprintf(err, len, "%s address '%s' is not a numeric ADDR:PORT or [ADDR6]:PORT", what, addrport);
 	return -1;
 }
 
@@ -326,7 +319,7 @@ int vm_ctl_open(struct vm_ctl *c, const char *sock, const char *metrics, char *e
 		snprintf(c->sock_path, sizeof(c->sock_path), "%s", sock);
 	}
 	if (metrics && metrics[0] && strcmp(metrics, "off")) {
-		c->http_fd = listen_tcp(metrics, err, len);
+		c->http_fd = vm_listen_tcp(metrics, 16, "metrics", err, len);
 		if (c->http_fd < 0) {
 			vm_ctl_close(c);
 			return -1;

@@ -102,6 +102,11 @@ int vm_daemon_pidfile(const char *path, char *err, size_t errlen);
 /* Removes it now (a daemon that leaves through _exit or exec). */
 void vm_daemon_pidfile_remove(void);
 
+/* A listening TCP socket (non-blocking, close-on-exec, SO_REUSEADDR) on a
+ * numeric ADDR:PORT or [ADDR6]:PORT; -1 and a message that starts with
+ * `what` ("metrics", "listen") in err. */
+int vm_listen_tcp(const char *addrport, int backlog, const char *what, char *err, size_t len);
+
 /* ---------- the control socket and the metrics endpoint ---------- */
 /* Two doors, polled from the daemon's main loop: a unix socket (one request
  * line, one answer) for veilctl, and plain HTTP GET /metrics (Prometheus

@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 /* HTTP(S) server setup on libevent, shared by the API daemons (httpd.h). */
 #include <errno.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -15,6 +14,7 @@
 #include <event2/keyvalq_struct.h>
 #include <json-c/json.h>
 
+#include "common/daemon.h"
 #include "common/httpd.h"
 
 struct httpd {
@@ -42,32 +42,10 @@ SSL_CTX *httpd_tls(const char *cert, const char *key, char *err, size_t errlen)
 
 int httpd_listen(const char *addrport, char *err, size_t errlen)
 {
-	char host[80];
-	const char *c = strrchr(addrport, ':');
-	if (!c || c == addrport || (size_t)(c - addrport) >= sizeof(host))
-		return snprintf(err, errlen, "'%s': listen takes ADDR:PORT", addrport), -1;
-	snprintf(host, sizeof(host), "%.*s", (int)(c - addrport), addrport);
-	if (host[0] == '[' && host[strlen(host) - 1] == ']') {
-		memmove(host, host + 1, strlen(host));
-		host[strlen(host) - 1] = 0;
-	}
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST | AI_PASSIVE | AI_NUMERICSERV }, *ai;
-	if (getaddrinfo(host, c + 1, &hints, &ai))
-		return snprintf(err, errlen, "'%s': listen takes a numeric ADDR:PORT", addrport), -1;
-	int one = 1, fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd >= 0) {
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	int one = 1, fd = vm_listen_tcp(addrport, 1024, "listen", err, errlen);
+
+	if (fd >= 0)
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		if (bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, 1024)) {
-			int e = errno;
-			close(fd);
-			fd = -1;
-			errno = e;
-		}
-	}
-	freeaddrinfo(ai);
-	if (fd < 0)
-		snprintf(err, errlen, "listen %s: %s", addrport, strerror(errno));
 	return fd;
 }
 

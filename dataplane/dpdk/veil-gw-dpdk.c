@@ -84,6 +84,7 @@ static void usage(FILE *f)
 		"      --mbufs N           mbufs in the pool (default: enough for the queues;\n"
 		"                          net_pcap's infinite_rx holds its whole file in mbufs)\n"
 		"  -n, --check             check the config file and exit\n"
+		"      --pidfile FILE      write the pid to FILE once running (removed at exit)\n"
 		"  -h, --help              this text\n"
 		"\n"
 		"Lcores: the main lcore runs the control plane, every other one is a worker\n"
@@ -595,54 +596,59 @@ static int port_setup(int r)
 	return 0;
 }
 
-static int parse_args(int argc, char **argv, int *check)
+/* The application's own options (after --), beside the skeleton's
+ * --config, --check, --pidfile and --help (common/daemon.h). */
+static const struct option dpdk_opts[] = {
+	{ "client-port", required_argument, NULL, 'C' },
+	{ "mesh-port", required_argument, NULL, 'M' },
+	{ "idle-us", required_argument, NULL, 'I' },
+	{ "mbufs", required_argument, NULL, 'B' },
+	{ "client-exception-port", required_argument, NULL, 'X' },
+	{ "mesh-exception-port", required_argument, NULL, 'Y' },
+	{ 0 },
+};
+
+static int dpdk_opt(void *arg, int o, const char *val)
 {
-	static const struct option opts[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "client-port", required_argument, NULL, 'C' },
-		{ "mesh-port", required_argument, NULL, 'M' },
-		{ "idle-us", required_argument, NULL, 'I' },
-		{ "mbufs", required_argument, NULL, 'B' },
-		{ "client-exception-port", required_argument, NULL, 'X' },
-		{ "mesh-exception-port", required_argument, NULL, 'Y' },
-		{ "check", no_argument, NULL, 'n' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
-	};
-	int o;
 	char *end;
+	const char *name = "";
+
+	for (const struct option *e = dpdk_opts; e->name; e++)
+		if (e->val == o)
+			name = e->name;
+	unsigned long v = strtoul(val, &end, 10);
+	if (*end || !*val || v > (o == 'B' ? 4000000UL : 65535UL)) {
+		fprintf(stderr, "veil-gw-dpdk: --%s wants a number, not '%s'\n", name, val);
+		return -1;
+	}
+	switch (o) {
+	case 'C': vm_dp.port[0] = v; break;
+	case 'M': vm_dp.port[1] = v; break;
+	case 'I': vm_dp.idle_us = v; break;
+	case 'B': A.mbufs = v; break;
+	case 'X': vm_dp.exc[0] = v; break;
+	case 'Y': vm_dp.exc[1] = v; break;
+	default: return -1;
+	}
+	return 0;
+}
+
+/* The options after --; returns -1 to go on, or the exit code. */
+static int parse_args(int argc, char **argv, struct vm_daemon_opts *opt)
+{
+	const struct vm_daemon_cli cli = {
+		.usage = usage,
+		.flags = VM_OPT_CONFIG_OPTIONAL,   /* required, but said with where it goes (below) */
+		.extra = dpdk_opts,
+		.extra_fn = dpdk_opt,
+	};
+	int code;
 
 	vm_dp.port[0] = 0;
 	vm_dp.port[1] = 1;
-	optind = 1;
-	while ((o = getopt_long(argc, argv, "c:nh", opts, NULL)) != -1) {
-		unsigned long v = 0;
-		if (optarg && o != 'c') {
-			v = strtoul(optarg, &end, 10);
-			if (*end || !*optarg || v > (o == 'B' ? 4000000UL : 65535UL)) {
-				fprintf(stderr, "veil-gw-dpdk: --%s wants a number, not '%s'\n",
-					o == 'C' ? "client-port" : o == 'M' ? "mesh-port" : o == 'B' ? "mbufs" :
-					o == 'X' ? "client-exception-port" : o == 'Y' ? "mesh-exception-port" : "idle-us", optarg);
-				return 2;
-			}
-		}
-		switch (o) {
-		case 'c': A.config = optarg; break;
-		case 'C': vm_dp.port[0] = v; break;
-		case 'M': vm_dp.port[1] = v; break;
-		case 'I': vm_dp.idle_us = v; break;
-		case 'B': A.mbufs = v; break;
-		case 'X': vm_dp.exc[0] = v; break;
-		case 'Y': vm_dp.exc[1] = v; break;
-		case 'n': *check = 1; break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
-		}
-	}
-	if (optind < argc) {
-		fprintf(stderr, "veil-gw-dpdk: unexpected argument '%s'\n", argv[optind]);
-		return 2;
-	}
+	if (vm_daemon_parse(argc, argv, &cli, opt, &code))
+		return code;
+	A.config = opt->config;
 	if (!A.config) {
 		fprintf(stderr, "veil-gw-dpdk: --config FILE is required (after --, behind the EAL options)\n");
 		return 2;
@@ -676,8 +682,9 @@ static int help_asked(int argc, char **argv)
 int main(int argc, char **argv)
 {
 	char err[512];
-	int rc, check = 0, changes = 0;
+	int rc, changes = 0;
 	struct vm_ctl ctl = { .unix_fd = -1, .http_fd = -1 };
+	struct vm_daemon_opts opt;
 
 	vm_prog_name = "veil-gw-dpdk";
 	if (help_asked(argc, argv)) {
@@ -698,7 +705,7 @@ int main(int argc, char **argv)
 	argc -= rc;
 	argv += rc;
 	argv[0] = "veil-gw-dpdk";
-	rc = parse_args(argc, argv, &check);
+	rc = parse_args(argc, argv, &opt);
 	if (rc >= 0)
 		goto eal_out;
 	if (vm_gw_cfg_load(A.config, &A.cfg, err, sizeof(err))) {
@@ -717,7 +724,7 @@ int main(int argc, char **argv)
 		rc = 2;
 		goto cfg_out;
 	}
-	if (check) {
+	if (opt.check) {
 		printf("%s: ok (%d routes, %d VIPs)\n", A.config, A.cfg.nroutes, A.cfg.nvips);
 		rc = 0;
 		goto cfg_out;
@@ -769,6 +776,11 @@ int main(int argc, char **argv)
 		i++;
 	}
 
+	if (vm_daemon_pidfile(opt.pidfile, err, sizeof(err))) {
+		fprintf(stderr, "veil-gw-dpdk: pidfile %s\n", err);
+		rc = 1;
+		goto workers_out;
+	}
 	if (vm_ctl_open(&ctl, A.cfg.control, A.cfg.metrics, err, sizeof(err))) {
 		fprintf(stderr, "veil-gw-dpdk: %s\n", err);
 		rc = 1;
@@ -803,11 +815,10 @@ int main(int argc, char **argv)
 
 	time_t last = time(NULL);
 	while (!vm_stop_sig) {
+		/* a signal, whichever lcore took it, ends the wait at once (the self-pipe) */
 		vm_ctl_poll(&ctl, 200, gw_cmd, gw_metrics, NULL);
-		if (vm_reload) {
-			vm_reload = 0;
+		if (vm_daemon_signal_take() & VM_SIG_RELOAD)
 			reload_config(err, sizeof(err), &changes);
-		}
 		if (vm_tai_seconds() / A.cfg.rotate_s != A.epoch) {
 			struct vm_fp_conf *c = build_conf();
 			if (c)
