@@ -1105,13 +1105,14 @@ static void flow_key_collision_v6(void)
 }
 
 /* A v4 key is the addresses themselves: an IPv6 tuple whose folds equal
- * them (a seed and a client searched for offline, a VIP added) shares
+ * them (a VIP and a client searched for offline, both VIPs added) shares
  * the key, and the family in the value keeps them apart. */
 static void flow_key_v4_equals_v6(void)
 {
 	struct flow_seed ts = { { 0x5eed000200000000ULL, 0x0f1e2d3c4b5a6978ULL } }, old;
-	uint8_t c6[16], v4c[16], v4v[16], keep4c[4], keep4v[4], in[1024], pkt[512];
-	struct vip_key vk = { .port_be = htons(443), .family = VM_AF_INET };
+	uint8_t c6[16], v6v[16], v4c[16], v4v[16], keep4c[4], keep4v[4], keep6v[16], in[1024], pkt[512];
+	struct vip_key vk = { .port_be = htons(443), .family = VM_AF_INET },
+		       vk6 = { .port_be = htons(443), .family = VM_AF_INET6 };
 	struct vip_val vv = { .refuse = VM_REFUSE_RST };
 	struct flow_val v;
 	struct run r;
@@ -1119,13 +1120,14 @@ static void flow_key_v4_equals_v6(void)
 	int ok = 0;
 
 	bpf_map_lookup_elem(vm_gw_map_fd(&G, "flow_seed"), &zero, &old);
-	/* a seed that folds VIP6 into 198.18.0.0/15, then a client that folds there too */
+	/* an IPv6 VIP whose (unkeyed) fold lies in 198.18.0.0/15, then a
+	 * client whose keyed fold lies there too */
 	for (uint32_t i = 0; i < (1u << 24) && !ok; i++) {
-		ts.k[0] = 0x5eed000200000000ULL + i;
-		w = ntohl(vm_addr_fold(&ts, VIP6));
+		t_coll_addr(0x80000000u + i, v6v);
+		w = ntohl(vm_vip_fold(v6v));
 		ok = (w >> 17) == (0xc612u >> 1) && (w & 0xff) && (w & 0xff) != 0xff;
 	}
-	CHECK(ok, "a seed folding the VIP into 198.18.0.0/15");
+	CHECK(ok, "a VIP folding into 198.18.0.0/15");
 	if (!ok)
 		return;
 	vm_addr_set4(v4v, htonl(w));
@@ -1141,11 +1143,15 @@ static void flow_key_v4_equals_v6(void)
 		return;
 	struct flow_key k4, k6;
 	vm_flow_key_make(VM_AF_INET, v4c, v4v, htons(42100), htons(443), &ts, &k4);
-	vm_flow_key_make(VM_AF_INET6, c6, VIP6, htons(42100), htons(443), &ts, &k6);
+	vm_flow_key_make(VM_AF_INET6, c6, v6v, htons(42100), htons(443), &ts, &k6);
 	CHECK(!memcmp(&k4, &k6, sizeof(k4)), "an IPv4 and an IPv6 tuple, one key");
 	seed_put(&ts);
 	memcpy(vk.addr, v4v, 16);
 	bpf_map_update_elem(vm_gw_map_fd(&G, "vips"), &vk, &vv, BPF_ANY);
+	memcpy(vk6.addr, v6v, 16);
+	bpf_map_update_elem(vm_gw_map_fd(&G, "vips"), &vk6, &vv, BPF_ANY);
+	memcpy(keep6v, VIP6, 16);
+	memcpy(VIP6, v6v, 16);
 	memcpy(keep4c, CLI4, 4);
 	memcpy(keep4v, VIP4, 4);
 	uint8_t keep6[16];
@@ -1188,6 +1194,8 @@ static void flow_key_v4_equals_v6(void)
 	CHECK(!flow_under(VM_AF_INET, v4c, v4v, 42101, &v) && v.family == VM_AF_INET, "the IPv4 flow kept");
 
 	bpf_map_delete_elem(vm_gw_map_fd(&G, "vips"), &vk);
+	bpf_map_delete_elem(vm_gw_map_fd(&G, "vips"), &vk6);
+	memcpy(VIP6, keep6v, 16);
 	memcpy(CLI4, keep4c, 4);
 	memcpy(VIP4, keep4v, 4);
 	memcpy(CLI6, keep6, 16);

@@ -2,11 +2,11 @@
 /*
  * The flows map's 12-byte key (struct flow_key, include/veil/wire.h), made
  * once for the BPF programs, the fast path and the tools: IPv4 addresses
- * as they are, IPv6 ones folded to 32 bits by SipHash-1-3 under the
- * gateway's flow_seed.  The seed keeps an attacker from choosing addresses
- * whose folds collide; the tuple kept in the value (vm_flow_is) keeps a
- * collision that happens anyway from serving one connection with another's
- * entry.
+ * as they are; an IPv6 client folded to 32 bits by SipHash-1-3 under the
+ * gateway's flow_seed, an IPv6 VIP by an unkeyed mix (vm_vip_fold).  The
+ * seed keeps an attacker from choosing client addresses whose folds
+ * collide; the tuple kept in the value (vm_flow_is) keeps a collision that
+ * happens anyway from serving one connection with another's entry.
  */
 #ifndef VEIL_FLOWKEY_H
 #define VEIL_FLOWKEY_H
@@ -45,6 +45,30 @@ VM_INLINE __u32 vm_addr_fold(const struct flow_seed *s, const __u8 *addr)
 	return (__u32)(v0 ^ (v0 >> 32));
 }
 
+/* An IPv6 VIP folded to 32 bits, unkeyed: VIPs are the operator's, not
+ * chosen by whoever sends packets, so they need no secret (the client's
+ * fold does); two VIPs whose folds meet only make their clients' keys
+ * meet, which the tuple in the value catches.  Three multiplies instead
+ * of a second SipHash per IPv6 packet. */
+VM_INLINE __u32 vm_vip_fold(const __u8 *addr)
+{
+	__u64 a, b, h;
+
+	__builtin_memcpy(&a, addr, 8);
+	__builtin_memcpy(&b, addr + 8, 8);
+	/* murmur3's 64-bit finaliser over both words (each xorshift before a
+	 * multiply: a multiply carries a bit only upwards) */
+	h = b ^ (b >> 33);
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= a ^ (a >> 29);
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ULL;
+	h ^= h >> 33;
+	h *= 0x9e3779b97f4a7c15ULL;
+	h ^= h >> 32;
+	return (__u32)h;
+}
+
 /* The key of a connection (client and VIP as 16-byte addresses, IPv4
  * mapped).  The seed is read only for IPv6. */
 VM_INLINE void vm_flow_key_make(__u8 family, const __u8 *client, const __u8 *vip, __be16 client_port_be,
@@ -55,7 +79,7 @@ VM_INLINE void vm_flow_key_make(__u8 family, const __u8 *client, const __u8 *vip
 		__builtin_memcpy(&k->vip_word, vip + VM_ADDR4_OFF, 4);
 	} else {
 		k->client_word = vm_addr_fold(s, client);
-		k->vip_word = vm_addr_fold(s, vip);
+		k->vip_word = vm_vip_fold(vip);
 	}
 	k->client_port_be = client_port_be;
 	k->vip_port_be = vip_port_be;

@@ -126,16 +126,18 @@ struct vip_val {
 };
 
 /* The flows map's key: 12 bytes (a 40-byte key cost ~25 ns per lookup in
- * the kernel's hash).  IPv4: the addresses themselves, exact.  IPv6: each
- * 16-byte address folded to 32 bits by a keyed hash (vm_addr_fold,
- * include/veil/flowkey.h) with the gateway's flow_seed.  A fold can
- * collide, and an IPv6 key can equal an IPv4 one: the value holds the whole
- * tuple and every lookup compares it (vm_flow_is), so a packet is never
- * served with another connection's entry.  hello_asm and asm_early use the
- * same key and keep the tuple the same way. */
+ * the kernel's hash).  IPv4: the addresses themselves, exact.  IPv6: the
+ * client's 16-byte address folded to 32 bits by a keyed hash
+ * (vm_addr_fold, include/veil/flowkey.h) under the gateway's flow_seed,
+ * the VIP's by an unkeyed one (vm_vip_fold: VIPs are ours, not chosen by
+ * senders).  A fold can collide, and an IPv6 key can equal an IPv4 one:
+ * the value holds the whole tuple and every lookup compares it
+ * (vm_flow_is), so a packet is never served with another connection's
+ * entry.  hello_asm and asm_early use the same key and keep the tuple the
+ * same way. */
 struct flow_key {
 	__be32 client_word;       /* IPv4: the client's address; IPv6: its fold */
-	__be32 vip_word;          /* IPv4: the VIP; IPv6: its fold */
+	__be32 vip_word;          /* IPv4: the VIP; IPv6: its (unkeyed) fold */
 	__be16 client_port_be;
 	__be16 vip_port_be;
 };
