@@ -292,6 +292,6 @@ int gw_asm(struct __sk_buff *skb)
 		GW_COUNT(st, no_config);
 		return TC_ACT_SHOT;
 	}
-	vm_flow_key_of(&p, &k);
+	vm_flow_key_of(&p, p.family == VM_AF_INET ? 0 : gw_flow_seed(), &k);
 	return vm_gw_asm_in(&e, &p, vip, &k, cfg, sec, st);
 }

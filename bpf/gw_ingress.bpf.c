@@ -64,6 +64,8 @@ VM_INLINE const struct vip_val *vm_env_vip(struct vm_gw_env *e, const struct vip
 	return bpf_map_lookup_elem(&vips, k);
 }
 
+VM_INLINE const struct flow_seed *vm_env_flow_seed(struct vm_gw_env *e) { return gw_flow_seed(); }
+
 VM_INLINE struct flow_val *vm_env_flow_get(struct vm_gw_env *e, const struct flow_key *k)
 {
 	return bpf_map_lookup_elem(&flows, k);

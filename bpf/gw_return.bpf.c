@@ -31,6 +31,8 @@ VM_INLINE const struct gw_config *vm_env_cfg(struct vm_gw_env *e)
 	return bpf_map_lookup_elem(&gw_config, &zero);
 }
 
+VM_INLINE const struct flow_seed *vm_env_flow_seed(struct vm_gw_env *e) { return gw_flow_seed(); }
+
 VM_INLINE struct flow_val *vm_env_flow_get(struct vm_gw_env *e, const struct flow_key *k)
 {
 	return bpf_map_lookup_elem(&flows, k);

@@ -18,6 +18,7 @@
 #include <openssl/crypto.h>
 
 #include "veil.h"
+#include "veil/flowkey.h"
 #include "gw_store.h"
 #include "store/store.h"
 
@@ -261,19 +262,30 @@ static void gw_cmd(void *arg, const char *line, FILE *out)
 			rc = reload_config(st, err, sizeof(err), &changes);
 		vm_ctl_answer(out, rc == 0, err, changes);
 	} else if (n == 6 && !strcmp(w[0], "flow") && !strcmp(w[1], "drop")) {
-		struct flow_key k = { 0 };
-		__u32 cp, vp;
-		int f1 = vm_addr_parse(w[2], k.client), f2 = vm_addr_parse(w[4], k.vip);
+		struct flow_tuple t = { 0 };
+		struct flow_seed seed;
+		struct flow_key k;
+		struct flow_val v;
+		__u32 cp, vp, zero = 0;
+		int f1 = vm_addr_parse(w[2], t.client), f2 = vm_addr_parse(w[4], t.vip);
+		int fd = vm_gw_map_fd(&st->g, "flows");
 		cp = strtoul(w[3], NULL, 10);
 		vp = strtoul(w[5], NULL, 10);
 		if (!f1 || f1 != f2 || !cp || cp > 65535 || !vp || vp > 65535) {
 			vm_ctl_answer(out, 0, "usage: flow drop CLIENT PORT VIP PORT (same family)", 0);
 			return;
 		}
-		k.client_port_be = htons(cp);
-		k.vip_port_be = htons(vp);
-		k.family = f1;
-		if (bpf_map_delete_elem(vm_gw_map_fd(&st->g, "flows"), &k)) {
+		t.client_port_be = htons(cp);
+		t.vip_port_be = htons(vp);
+		t.family = f1;
+		/* the key under the map's own seed; the entry only if it is this tuple's */
+		if (bpf_map_lookup_elem(vm_gw_map_fd(&st->g, "flow_seed"), &zero, &seed)) {
+			vm_ctl_answer(out, 0, "no flow_seed map", 0);
+			return;
+		}
+		vm_flow_key_tuple(&t, &seed, &k);
+		if (bpf_map_lookup_elem(fd, &k, &v) || !VM_FLOW_IS(&v, t.family, t.client, t.vip) ||
+		    bpf_map_delete_elem(fd, &k)) {
 			vm_ctl_answer(out, 0, "no such flow", 0);
 			return;
 		}

@@ -40,7 +40,8 @@ struct vm_fp_neigh {
 	uint16_t port;
 };
 
-/* Every table of the fast path: open addressing on a flow key, the least
+/* Every table of the fast path: open addressing on a flow key (12 bytes,
+ * include/veil/flowkey.h; the values keep the tuple), the least
  * recently used entry of an 8-slot probe window evicted when it is full. */
 struct vm_fp_slot {
 	struct flow_key key;
@@ -49,7 +50,7 @@ struct vm_fp_slot {
 };
 
 /* The tables start on a cache line.  Their entries are not padded to one:
- * measured, 64-byte entries (192 bytes with the 40-byte key) gained nothing
+ * measured, 64-byte entries (192 bytes with the former 40-byte key) gained nothing
  * on established packets and cost the hello path ~6% (its eviction scans
  * more memory). */
 #define VM_FP_ALIGN 64
@@ -125,8 +126,14 @@ int vm_fp_init_mem(struct vm_fp *fp, uint32_t flows_cap, const struct vm_fp_mem 
 void vm_fp_free(struct vm_fp *fp);
 /* Number of flows in use (another thread may read it). */
 uint32_t vm_fp_flow_count(const struct vm_fp *fp);
-/* Drops one flow; 0 if it was there, -1 if not. */
-int vm_fp_flow_drop(struct vm_fp *fp, const struct flow_key *k);
+/* Drops one flow, named by its tuple; 0 if it was there, -1 if not. */
+int vm_fp_flow_drop(struct vm_fp *fp, const struct flow_tuple *t);
+/* The flows' key seed (struct flow_seed): one per process, random at the
+ * first vm_fp_init unless set before; set it only while no flow exists. */
+void vm_fp_seed_set(const struct flow_seed *s);
+const struct flow_seed *vm_fp_seed(void);
+/* The key a tuple has under that seed (vm_fp_flow_hash of it: its lcore). */
+void vm_fp_tuple_key(const struct flow_tuple *t, struct flow_key *k);
 
 /* Routes, VIPs and data-plane settings as the gateway's config file says;
  * replaces those of *c (secret, neighbours and port MACs are kept).  The

@@ -9,9 +9,11 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "fastpath.h"
 #include "veil/cookie.h"
+#include "veil/flowkey.h"
 #include "veil/hello.h"
 #include "veil/pkt.h"
 
@@ -106,9 +108,26 @@ static void heap_free(void *p, void *arg)
 
 const struct vm_fp_mem vm_fp_heap = { heap_zalloc, heap_free, NULL };
 
+/* The flows' key seed, one per process: every lcore's tables and the
+ * steering between them key flows alike.  Random at the first
+ * vm_fp_init_mem unless set before (the tests take the kernel's). */
+static struct flow_seed fp_seed;
+
+void vm_fp_seed_set(const struct flow_seed *s)
+{
+	fp_seed = *s;
+}
+
+const struct flow_seed *vm_fp_seed(void)
+{
+	return &fp_seed;
+}
+
 int vm_fp_init_mem(struct vm_fp *fp, uint32_t flows_cap, const struct vm_fp_mem *mem)
 {
 	uint32_t cap = 1024;
+	if (!fp_seed.k[0] && !fp_seed.k[1] && getrandom(&fp_seed, sizeof(fp_seed), 0) != sizeof(fp_seed))
+		return -1;
 	memset(fp, 0, sizeof(*fp));
 	fp->mem = mem ? *mem : vm_fp_heap;
 	while (cap < flows_cap)
@@ -270,10 +289,17 @@ uint32_t vm_fp_flow_count(const struct vm_fp *fp)
 	return __atomic_load_n(&fp->nflows, __ATOMIC_RELAXED);
 }
 
-int vm_fp_flow_drop(struct vm_fp *fp, const struct flow_key *k)
+void vm_fp_tuple_key(const struct flow_tuple *t, struct flow_key *k)
 {
-	struct vm_fp_flow *f = flow_find(fp, k);
-	if (!f)
+	vm_flow_key_tuple(t, &fp_seed, k);
+}
+
+int vm_fp_flow_drop(struct vm_fp *fp, const struct flow_tuple *t)
+{
+	struct flow_key k;
+	vm_flow_key_tuple(t, &fp_seed, &k);
+	struct vm_fp_flow *f = flow_find(fp, &k);
+	if (!f || !VM_FLOW_IS(&f->val, t->family, t->client, t->vip))
 		return -1;
 	f->s.used = 0;
 	fp->nflows--;
@@ -411,6 +437,8 @@ static inline const struct vip_val *vm_env_vip(struct vm_gw_env *e, const struct
 			return &c->vips[i].val;
 	return NULL;
 }
+
+static inline const struct flow_seed *vm_env_flow_seed(struct vm_gw_env *e) { return &fp_seed; }
 
 static inline struct flow_val *vm_env_flow_get(struct vm_gw_env *e, const struct flow_key *k)
 {
@@ -672,7 +700,7 @@ int vm_fp_ingress_key(const uint8_t *f, uint32_t len, struct flow_key *k)
 	struct vm_pkt p;
 	if (len < ETH_HLEN || parse_ip_tcp(f, len, ETH_HLEN, &p) != VM_PARSE_OK)
 		return -1;
-	vm_flow_key_of(&p, k);
+	vm_flow_key_of(&p, &fp_seed, k);
 	return 0;
 }
 
@@ -693,6 +721,6 @@ int vm_fp_return_key(const uint8_t *f, uint32_t n, struct flow_key *k)
 		return -1;
 	if (!p.sport && !p.dport)
 		return -1;
-	vm_flow_key_rev(&p, k);
+	vm_flow_key_rev(&p, &fp_seed, k);
 	return 0;
 }

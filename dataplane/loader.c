@@ -5,6 +5,7 @@
 #include <linux/ethtool.h>
 #include <linux/sockios.h>
 #include <sys/ioctl.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -236,6 +237,27 @@ int vm_gw_open(struct vm_gw *g, const char *pin_root, __u32 flows_max)
 	return 0;
 }
 
+/* The flows' key seed: the pinned map's when it has one (a restart or an
+ * upgrade keeps the flows it keyed), else a new random one.  A seed that
+ * changed under live flows would orphan them, so it is written only here,
+ * into a map that is new (zero). */
+static int flow_seed_init(struct vm_gw *g)
+{
+	int fd = bpf_map__fd(g->as->maps.flow_seed);  /* gw_asm loads first on every path */
+	struct flow_seed s;
+	__u32 zero = 0;
+
+	if (fd < 0)
+		return fd;
+	if (bpf_map_lookup_elem(fd, &zero, &s))
+		return -errno;
+	if (s.k[0] || s.k[1])
+		return 0;
+	if (getrandom(&s, sizeof(s), 0) != sizeof(s))
+		return -EIO;
+	return bpf_map_update_elem(fd, &zero, &s, BPF_ANY) ? -errno : 0;
+}
+
 int vm_gw_load(struct vm_gw *g)
 {
 	int err = gw_ingress__load(g->ing);
@@ -244,6 +266,8 @@ int vm_gw_load(struct vm_gw *g)
 		err = gw_return__load(g->ret);
 	if (!err)
 		err = gw_asm__load(g->as);
+	if (!err)
+		err = flow_seed_init(g);
 	return err;
 }
 
@@ -259,6 +283,8 @@ int vm_gw_attach(struct vm_gw *g, const char *client_if, const char *mesh_if, bo
 		vm_log("event=warning reason=\"cannot turn GRO off on %s: multi-segment hellos may fail\"", client_if);
 	/* TC first: libxdp loads the XDP objects itself. */
 	err = gw_asm__load(g->as);
+	if (!err)
+		err = flow_seed_init(g);
 	if (!err)
 		err = tc_attach(g->if_client, bpf_program__fd(g->as->progs.gw_asm));
 	if (err)

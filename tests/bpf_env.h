@@ -21,6 +21,7 @@
 #include "veil.h"
 #include "veil/cookie.h"
 #include "veil/hello.h"
+#include "veil/flowkey.h"
 #include "gw_ingress.skel.h"
 #include "gw_return.skel.h"
 #include "gw_asm.skel.h"
@@ -153,6 +154,62 @@ struct run {
 	uint8_t out[4096];
 	__u32 len;
 };
+
+/* The flows map's key of a connection (addresses as text), under the
+ * loaded programs' flow_seed. */
+static inline __attribute__((unused)) void t_flow_key(const char *client, const char *vip, uint16_t cport,
+						       uint16_t vport, struct flow_key *k)
+{
+	struct flow_seed s = { { 0, 0 } };
+	__u8 c[16], v[16];
+	__u32 zero = 0;
+	int fam = vm_addr_parse(client, c);
+
+	vm_addr_parse(vip, v);
+	bpf_map_lookup_elem(vm_gw_map_fd(&G, "flow_seed"), &zero, &s);
+	vm_flow_key_make(fam, c, v, htons(cport), htons(vport), &s, k);
+}
+
+/* 2001:db8:c011::i: addresses to look for fold collisions among. */
+static inline void t_coll_addr(uint32_t i, uint8_t *a)
+{
+	inet_pton(AF_INET6, "2001:db8:c011::", a);
+	a[12] = i >> 24; a[13] = i >> 16; a[14] = i >> 8; a[15] = i;
+}
+
+struct t_fold_ent { uint32_t fold, i; };
+static inline int t_fold_cmp(const void *a, const void *b)
+{
+	const struct t_fold_ent *x = a, *y = b;
+	return x->fold < y->fold ? -1 : x->fold > y->fold ? 1 : (int)x->i - (int)y->i;
+}
+
+/* Two addresses whose folds under s collide, found offline (a birthday
+ * search over 2^18 addresses: ~8 pairs expected); 1 when found. */
+static inline __attribute__((unused)) int t_find_collision(const struct flow_seed *s, uint8_t *a, uint8_t *b)
+{
+	enum { N = 1 << 18 };
+	struct t_fold_ent *e = calloc(N, sizeof(*e));
+	uint8_t x[16];
+	int found = 0;
+
+	if (!e)
+		return 0;
+	for (uint32_t i = 0; i < N; i++) {
+		t_coll_addr(i, x);
+		e[i].fold = vm_addr_fold(s, x);
+		e[i].i = i;
+	}
+	qsort(e, N, sizeof(*e), t_fold_cmp);
+	for (uint32_t i = 1; i < N && !found; i++)
+		if (e[i].fold == e[i - 1].fold) {
+			t_coll_addr(e[i - 1].i, a);
+			t_coll_addr(e[i].i, b);
+			found = 1;
+		}
+	free(e);
+	return found;
+}
 
 static inline void xdp_run(int prog_fd, const uint8_t *in, size_t n, struct run *r)
 {

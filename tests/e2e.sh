@@ -195,14 +195,29 @@ t=gateway_restart_during_download
 ccurl vm2.veil.test 6 --max-time 60 --limit-rate 25M https://vm2.veil.test/big.bin 2>"$DIR/r.err" | sha256sum | cut -d' ' -f1 >"$DIR/r.sum" &
 dl=$!
 sleep 1.5
+seed0=$(bpftool map dump pinned "$PIN/gw/flow_seed" 2>&1)
 kill "$(cat "$DIR/gw.pid")"
 for _ in $(seq 50); do kill -0 "$(cat "$DIR/gw.pid")" 2>/dev/null || break; sleep 0.1; done
 nsenter --net="/run/netns/$P-gw" "$BUILD/veil-gw" --config "$DIR/gw.conf" >>"$DIR/gw.log" 2>&1 &
 echo $! >"$DIR/gw.pid"
+for _ in $(seq 100); do [ "$(grep -c "event=started" "$DIR/gw.log")" = 2 ] && break; sleep 0.1; done
+# the download's flow, from the pinned map under the restarted daemon: its
+# addresses are the value's (the key holds IPv6 ones folded)
+v6flow=$("$BUILD/veilctl" -p "$PIN/gw" -j flows 2>&1 | python3 -c 'import json,sys
+d=json.load(sys.stdin)
+print(any(x["client"] == "2001:db8::2" and x["vip"] == "2001:db8:100::1" and x["vip_port"] == 443 for x in d))' 2>&1)
 wait $dl
+seed1=$(bpftool map dump pinned "$PIN/gw/flow_seed" 2>&1)
 restarts=$(grep -c "event=started" "$DIR/gw.log")
 [ "$(cat "$DIR/r.sum")" = "$SUM" ] && [ "$restarts" = 2 ] && pass $t ||
 	fail $t "sha256 $(cat "$DIR/r.sum"), starts $restarts: $(cat "$DIR/r.err")"
+
+# 10b. the flow key's seed (IPv6 addresses are folded under it) is the pinned
+#      map's: the restart kept it, so the IPv6 download above kept its flow
+t=flow_seed_kept_across_restart
+nonzero=$(echo "$seed0" | python3 -c 'import json,sys; e=json.load(sys.stdin)[0]; print(any(e.get("formatted", e)["value"]["k"]))' 2>&1)
+[ "$seed0" = "$seed1" ] && [ "$nonzero" = True ] && [ "$v6flow" = True ] && [ "$(cat "$DIR/r.sum")" = "$SUM" ] &&
+	pass $t || fail $t "seed kept: $([ "$seed0" = "$seed1" ] && echo yes || echo no), nonzero: $nonzero, IPv6 flow listed after the restart: $v6flow"
 
 # 11. the node daemon restarted during a download
 t=node_restart_during_download
@@ -297,6 +312,25 @@ o3=$($CTL routes del extra.veil.test 2>&1); c3=$?
 inconf=$(grep -c "extra.veil.test" "$DIR/gw.conf")
 [ $c1 = 0 ] && [ $c2 = 1 ] && echo "$o2" | grep -q "exists: use replace" && [ "$got" = "hello from vm1" ] &&
 	[ $c3 = 0 ] && [ "$inconf" = 0 ] && pass $t || fail $t "add=$c1 '$o1' again=$c2 '$o2' served='$got' del=$c3 in_config=$inconf"
+
+# the daemon's flow drop finds an IPv6 flow through the map's seed (the key
+# holds folded addresses) and drops it only once
+t=veilctl_flow_drop_v6
+(sleep 20 | nsx cli timeout 30 openssl s_client -connect "[$VIP6]:443" -servername vm1.veil.test >/dev/null 2>&1) &
+held=$!
+port=""
+for _ in $(seq 50); do
+	port=$($CTL -j flows | pyjson 'print(max([x["client_port"] for x in d if x["client"] == "2001:db8::2" and x["vip"] == "2001:db8:100::1" and x["age_s"] < 3] or [""]))')
+	[ -n "$port" ] && break
+	sleep 0.2
+done
+o1=$($CTL flows drop 2001:db8::2 "$port" "$VIP6" 443 2>&1); c1=$?
+o2=$($CTL flows drop 2001:db8::2 "$port" "$VIP6" 443 2>&1); c2=$?
+left=$($CTL -j flows | pyjson "print(sum(1 for x in d if x['client'] == '2001:db8::2' and str(x['client_port']) == '$port'))")
+pkill -P "$held" 2>/dev/null
+wait $held 2>/dev/null
+[ -n "$port" ] && [ $c1 = 0 ] && [ $c2 != 0 ] && echo "$o2" | grep -q "no such flow" && [ "$left" = 0 ] && pass $t ||
+	fail $t "port '$port', first drop $c1 '$o1', second $c2 '$o2', left $left"
 
 t=veilctl_usage_errors_exit_2
 bad=""

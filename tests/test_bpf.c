@@ -10,6 +10,7 @@
 
 
 #include "bpf_env.h"
+#include "veil/pkt.h"
 
 /* ---------- gateway tests ---------- */
 
@@ -148,10 +149,9 @@ static void hello_routed_to_node(void)
 	CHECK(r.len == n + 36 + 28, "total length %u", r.len);
 
 	/* the flow entry */
-	struct flow_key k = { .client_port_be = htons(40003), .vip_port_be = htons(443), .family = 4 };
+	struct flow_key k;
 	struct flow_val f;
-	vm_addr_parse("198.18.0.2", k.client);
-	vm_addr_parse("198.18.100.1", k.vip);
+	t_flow_key("198.18.0.2", "198.18.100.1", 40003, 443, &k);
 	CHECK(!bpf_map_lookup_elem(vm_gw_map_fd(&G, "flows"), &k, &f), "flow written");
 	CHECK(f.vm_id == 1 && f.client_isn == 9000 && !memcmp(f.client_mac, CLI_MAC, 6) &&
 	      f.client_ifindex == (unsigned)ifidx, "flow fields");
@@ -255,10 +255,9 @@ static int hello_named(const char *name, uint16_t sport, struct gw_stats *d, __u
 	*d = gw_now();
 	for (size_t i = 0; i < sizeof(*d) / 8; i++)
 		((__u64 *)d)[i] -= ((__u64 *)&b)[i];
-	struct flow_key k = { .client_port_be = htons(sport), .vip_port_be = htons(443), .family = VM_AF_INET };
+	struct flow_key k;
 	struct flow_val v;
-	vm_addr_parse("198.18.0.2", k.client);
-	vm_addr_parse("198.18.100.1", k.vip);
+	t_flow_key("198.18.0.2", "198.18.100.1", sport, 443, &k);
 	*vm_id = bpf_map_lookup_elem(vm_gw_map_fd(&G, "flows"), &k, &v) ? 0 : v.vm_id;
 	return (int)r.verdict;
 }
@@ -489,18 +488,18 @@ static void return_path_to_client(void)
 
 static int flow_exists(int v6, uint16_t sport)
 {
-	struct flow_key k = { .client_port_be = htons(sport), .vip_port_be = htons(443),
-			      .family = v6 ? VM_AF_INET6 : VM_AF_INET };
+	struct flow_key k;
 	struct flow_val v;
+	char c[64], a[64];
 	if (v6) {
-		memcpy(k.client, CLI6, 16);
-		memcpy(k.vip, VIP6, 16);
+		vm_addr_str(CLI6, c, sizeof(c));
+		vm_addr_str(VIP6, a, sizeof(a));
 	} else {
-		k.client[10] = k.client[11] = k.vip[10] = k.vip[11] = 0xff;
-		memcpy(k.client + 12, CLI4, 4);
-		memcpy(k.vip + 12, VIP4, 4);
+		snprintf(c, sizeof(c), "%u.%u.%u.%u", CLI4[0], CLI4[1], CLI4[2], CLI4[3]);
+		snprintf(a, sizeof(a), "%u.%u.%u.%u", VIP4[0], VIP4[1], VIP4[2], VIP4[3]);
 	}
-	return bpf_map_lookup_elem(vm_gw_map_fd(&G, "flows"), &k, &v) == 0;
+	t_flow_key(c, a, sport, 443, &k);
+	return bpf_map_lookup_elem(vm_gw_map_fd(&G, "flows"), &k, &v) == 0 && v.family == (v6 ? VM_AF_INET6 : VM_AF_INET);
 }
 
 /* FIN both ways closes a flow; RST retires it; a new SYN on a closed
@@ -1005,6 +1004,204 @@ static void node_multi_segment_hello(void)
 		close(cap);
 }
 
+
+/* ---------- the 12-byte flow key: collisions never serve another connection ---------- */
+
+/* The flows map's entry under the key of a tuple (whoever's it is). */
+static int flow_under(int fam, const uint8_t *c, const uint8_t *v, uint16_t cport, struct flow_val *val)
+{
+	struct flow_seed s;
+	struct flow_key k;
+	__u32 zero = 0;
+	bpf_map_lookup_elem(vm_gw_map_fd(&G, "flow_seed"), &zero, &s);
+	vm_flow_key_make(fam, c, v, htons(cport), htons(443), &s, &k);
+	return bpf_map_lookup_elem(vm_gw_map_fd(&G, "flows"), &k, val);
+}
+
+static void seed_put(const struct flow_seed *s)
+{
+	__u32 zero = 0;
+	bpf_map_update_elem(vm_gw_map_fd(&G, "flow_seed"), &zero, s, BPF_ANY);
+}
+
+/* Two IPv6 clients whose folded addresses collide under the seed (found
+ * offline: a birthday search over 2^18 addresses), same port, same VIP:
+ * one key.  The first keeps its flow both ways; the second's SYN still
+ * gets its cookie (stateless) but its hello is refused, never given the
+ * first's flow nor allowed to replace it; each packet that found the other
+ * connection's entry counts flow_collision. */
+static void flow_key_collision_v6(void)
+{
+	const struct flow_seed ts = { { 0x5eed0001deadbeefULL, 0x0123456789abcdefULL } };
+	struct flow_seed old;
+	uint8_t a[16], b[16], keep6[16], in[1024], pkt[512];
+	struct flow_val va, vb;
+	struct run r;
+	__u32 zero = 0;
+	int found = 0;
+
+	bpf_map_lookup_elem(vm_gw_map_fd(&G, "flow_seed"), &zero, &old);
+	found = t_find_collision(&ts, a, b);
+	CHECK(found, "a colliding pair among 2^18 addresses");
+	if (!found)
+		return;
+	seed_put(&ts);
+	memcpy(keep6, CLI6, 16);
+	struct flow_key ka, kb;
+	vm_flow_key_make(VM_AF_INET6, a, VIP6, htons(42000), htons(443), &ts, &ka);
+	vm_flow_key_make(VM_AF_INET6, b, VIP6, htons(42000), htons(443), &ts, &kb);
+	CHECK(!memcmp(&ka, &kb, sizeof(ka)) && memcmp(a, b, 16), "two tuples, one key");
+
+	/* A: routed, its flow holds its own tuple */
+	memcpy(CLI6, a, 16);
+	uint32_t gw_ts, cookie_a = handshake(1, 42000, 7000, &gw_ts);
+	xdp_run(GW_ING, in, hello_pkt(1, 42000, 7000, cookie_a, gw_ts, hello_curl, hello_curl_len, in), &r);
+	CHECK(r.verdict == XDP_TX_ || r.verdict == XDP_REDIRECT_, "A routed: %u", r.verdict);
+	CHECK(!flow_under(VM_AF_INET6, a, VIP6, 42000, &va) && !memcmp(va.client, a, 16) &&
+	      va.family == VM_AF_INET6, "A's flow");
+
+	/* B: same key */
+	memcpy(CLI6, b, 16);
+	struct gw_stats s0 = gw_now();
+	uint32_t cookie_b = handshake(1, 42000, 9100, &gw_ts);
+	struct gw_stats s1 = gw_now();
+	CHECK(s1.syn_cookie_sent == s0.syn_cookie_sent + 1 && s1.flow_collision == s0.flow_collision + 1,
+	      "B's SYN: a cookie, and a collision counted (sent %llu, collisions %llu)",
+	      (unsigned long long)(s1.syn_cookie_sent - s0.syn_cookie_sent),
+	      (unsigned long long)(s1.flow_collision - s0.flow_collision));
+	CHECK(!flow_under(VM_AF_INET6, a, VIP6, 42000, &vb) && !memcmp(vb.client, a, 16), "B's SYN left A's flow");
+	xdp_run(GW_ING, in, hello_pkt(1, 42000, 9100, cookie_b, gw_ts, hello_curl, hello_curl_len, in), &r);
+	struct gw_stats s2 = gw_now();
+	CHECK(r.verdict == XDP_TX_ && s2.refused_rst == s1.refused_rst + 1 && s2.hello_routed == s1.hello_routed &&
+	      s2.flow_collision == s1.flow_collision + 1, "B's hello refused (verdict %u, rst %llu, routed %llu)",
+	      r.verdict, (unsigned long long)(s2.refused_rst - s1.refused_rst),
+	      (unsigned long long)(s2.hello_routed - s1.hello_routed));
+	CHECK(!flow_under(VM_AF_INET6, a, VIP6, 42000, &vb) && !memcmp(&va, &vb, sizeof(va)),
+	      "A's flow unchanged by B's hello");
+	/* B's data: not forwarded with A's flow */
+	struct t_pkt d = client_pkt(1, 42000, 9101 + hello_curl_len, cookie_b + 1, T_ACK);
+	xdp_run(GW_ING, in, t_build(&d, in), &r);
+	CHECK(gw_now().fwd_established == s2.fwd_established && r.verdict != XDP_REDIRECT_,
+	      "B's data not forwarded (verdict %u)", r.verdict);
+	/* the return path: B's packet dropped, A's forwarded */
+	struct gw_stats s3 = gw_now();
+	xdp_run(GW_RET, pkt, vm_reply_pkt(1, 42000, 5, 6, T_ACK, pkt), &r);
+	struct gw_stats s4 = gw_now();
+	CHECK(r.verdict == XDP_DROP_ && s4.flow_collision == s3.flow_collision + 1 && s4.ret_forwarded == s3.ret_forwarded,
+	      "a VM packet to B dropped (verdict %u)", r.verdict);
+	memcpy(CLI6, a, 16);
+	xdp_run(GW_RET, pkt, vm_reply_pkt(1, 42000, 5, 6, T_ACK, pkt), &r);
+	CHECK((r.verdict == XDP_REDIRECT_ || r.verdict == XDP_TX_) && gw_now().ret_forwarded == s4.ret_forwarded + 1,
+	      "a VM packet to A returned (verdict %u)", r.verdict);
+	/* A's data still goes to the node */
+	d = client_pkt(1, 42000, 7001 + hello_curl_len, cookie_a + 1, T_ACK);
+	s4 = gw_now();
+	xdp_run(GW_ING, in, t_build(&d, in), &r);
+	CHECK((r.verdict == XDP_TX_ || r.verdict == XDP_REDIRECT_) && gw_now().fwd_established == s4.fwd_established + 1,
+	      "A's data forwarded (verdict %u)", r.verdict);
+
+	memcpy(CLI6, keep6, 16);
+	seed_put(&old);
+}
+
+/* A v4 key is the addresses themselves: an IPv6 tuple whose folds equal
+ * them (a VIP and a client searched for offline, both VIPs added) shares
+ * the key, and the family in the value keeps them apart. */
+static void flow_key_v4_equals_v6(void)
+{
+	struct flow_seed ts = { { 0x5eed000200000000ULL, 0x0f1e2d3c4b5a6978ULL } }, old;
+	uint8_t c6[16], v6v[16], v4c[16], v4v[16], keep4c[4], keep4v[4], keep6v[16], in[1024], pkt[512];
+	struct vip_key vk = { .port_be = htons(443), .family = VM_AF_INET },
+		       vk6 = { .port_be = htons(443), .family = VM_AF_INET6 };
+	struct vip_val vv = { .refuse = VM_REFUSE_RST };
+	struct flow_val v;
+	struct run r;
+	__u32 zero = 0, w;
+	int ok = 0;
+
+	bpf_map_lookup_elem(vm_gw_map_fd(&G, "flow_seed"), &zero, &old);
+	/* an IPv6 VIP whose (unkeyed) fold lies in 198.18.0.0/15, then a
+	 * client whose keyed fold lies there too */
+	for (uint32_t i = 0; i < (1u << 24) && !ok; i++) {
+		t_coll_addr(0x80000000u + i, v6v);
+		w = ntohl(vm_vip_fold(v6v));
+		ok = (w >> 17) == (0xc612u >> 1) && (w & 0xff) && (w & 0xff) != 0xff;
+	}
+	CHECK(ok, "a VIP folding into 198.18.0.0/15");
+	if (!ok)
+		return;
+	vm_addr_set4(v4v, htonl(w));
+	ok = 0;
+	for (uint32_t i = 0; i < (1u << 24) && !ok; i++) {
+		t_coll_addr(0x40000000 + i, c6);
+		uint32_t x = ntohl(vm_addr_fold(&ts, c6));
+		ok = (x >> 17) == (0xc612u >> 1) && (x & 0xff) && (x & 0xff) != 0xff && x != w;
+		vm_addr_set4(v4c, htonl(x));
+	}
+	CHECK(ok, "a client folding into 198.18.0.0/15");
+	if (!ok)
+		return;
+	struct flow_key k4, k6;
+	vm_flow_key_make(VM_AF_INET, v4c, v4v, htons(42100), htons(443), &ts, &k4);
+	vm_flow_key_make(VM_AF_INET6, c6, v6v, htons(42100), htons(443), &ts, &k6);
+	CHECK(!memcmp(&k4, &k6, sizeof(k4)), "an IPv4 and an IPv6 tuple, one key");
+	seed_put(&ts);
+	memcpy(vk.addr, v4v, 16);
+	bpf_map_update_elem(vm_gw_map_fd(&G, "vips"), &vk, &vv, BPF_ANY);
+	memcpy(vk6.addr, v6v, 16);
+	bpf_map_update_elem(vm_gw_map_fd(&G, "vips"), &vk6, &vv, BPF_ANY);
+	memcpy(keep6v, VIP6, 16);
+	memcpy(VIP6, v6v, 16);
+	memcpy(keep4c, CLI4, 4);
+	memcpy(keep4v, VIP4, 4);
+	uint8_t keep6[16];
+	memcpy(keep6, CLI6, 16);
+	memcpy(CLI4, v4c + 12, 4);
+	memcpy(VIP4, v4v + 12, 4);
+	memcpy(CLI6, c6, 16);
+
+	/* IPv6 first: routed */
+	uint32_t gw_ts, c6k = handshake(1, 42100, 300, &gw_ts);
+	xdp_run(GW_ING, in, hello_pkt(1, 42100, 300, c6k, gw_ts, hello_curl, hello_curl_len, in), &r);
+	CHECK((r.verdict == XDP_TX_ || r.verdict == XDP_REDIRECT_) && !flow_under(VM_AF_INET6, c6, VIP6, 42100, &v) &&
+	      v.family == VM_AF_INET6, "the IPv6 flow (verdict %u)", r.verdict);
+	/* IPv4 on the same key: refused; the IPv6 flow stays */
+	struct gw_stats s0 = gw_now();
+	uint32_t c4k = handshake(0, 42100, 500, &gw_ts);
+	xdp_run(GW_ING, in, hello_pkt(0, 42100, 500, c4k, gw_ts, hello_curl, hello_curl_len, in), &r);
+	struct gw_stats s1 = gw_now();
+	CHECK(r.verdict == XDP_TX_ && s1.refused_rst == s0.refused_rst + 1 && s1.hello_routed == s0.hello_routed &&
+	      s1.flow_collision == s0.flow_collision + 2, "the IPv4 hello refused (verdict %u, collisions %llu)",
+	      r.verdict, (unsigned long long)(s1.flow_collision - s0.flow_collision));
+	CHECK(!flow_under(VM_AF_INET6, c6, VIP6, 42100, &v) && v.family == VM_AF_INET6 && !memcmp(v.client, c6, 16),
+	      "the IPv6 flow kept");
+	xdp_run(GW_RET, pkt, vm_reply_pkt(0, 42100, 5, 6, T_ACK, pkt), &r);
+	CHECK(r.verdict == XDP_DROP_ && gw_now().flow_collision == s1.flow_collision + 1, "a VM packet to the IPv4 client dropped");
+	xdp_run(GW_RET, pkt, vm_reply_pkt(1, 42100, 5, 6, T_ACK, pkt), &r);
+	CHECK(r.verdict == XDP_REDIRECT_ || r.verdict == XDP_TX_, "a VM packet to the IPv6 client returned (%u)", r.verdict);
+
+	/* the other way round, on another port: IPv4 first, then IPv6 refused */
+	c4k = handshake(0, 42101, 700, &gw_ts);
+	xdp_run(GW_ING, in, hello_pkt(0, 42101, 700, c4k, gw_ts, hello_curl, hello_curl_len, in), &r);
+	CHECK((r.verdict == XDP_TX_ || r.verdict == XDP_REDIRECT_) && !flow_under(VM_AF_INET, v4c, v4v, 42101, &v) &&
+	      v.family == VM_AF_INET, "the IPv4 flow (verdict %u)", r.verdict);
+	s0 = gw_now();
+	c6k = handshake(1, 42101, 900, &gw_ts);
+	xdp_run(GW_ING, in, hello_pkt(1, 42101, 900, c6k, gw_ts, hello_curl, hello_curl_len, in), &r);
+	s1 = gw_now();
+	CHECK(r.verdict == XDP_TX_ && s1.refused_rst == s0.refused_rst + 1 && s1.hello_routed == s0.hello_routed,
+	      "the IPv6 hello refused (verdict %u)", r.verdict);
+	CHECK(!flow_under(VM_AF_INET, v4c, v4v, 42101, &v) && v.family == VM_AF_INET, "the IPv4 flow kept");
+
+	bpf_map_delete_elem(vm_gw_map_fd(&G, "vips"), &vk);
+	bpf_map_delete_elem(vm_gw_map_fd(&G, "vips"), &vk6);
+	memcpy(VIP6, keep6v, 16);
+	memcpy(CLI4, keep4c, 4);
+	memcpy(VIP4, keep4v, 4);
+	memcpy(CLI6, keep6, 16);
+	seed_put(&old);
+}
+
 int main(void)
 {
 	if (setup("tests/fixtures")) {
@@ -1037,6 +1234,8 @@ int main(void)
 	RUN(reassembly_out_of_order_records_v6);
 	RUN(reassembly_duplicate_and_refusal);
 	RUN(node_multi_segment_hello);
+	RUN(flow_key_collision_v6);
+	RUN(flow_key_v4_equals_v6);
 	vm_gw_close(&G);
 	vm_node_close(&N);
 	return t_done();

@@ -182,8 +182,13 @@ static int fp_setup(void)
 {
 	__u32 zero = 0;
 	struct ifreq ifr = { 0 };
+	struct flow_seed seed;
 	int s = socket(AF_INET, SOCK_DGRAM, 0);
 
+	/* the kernel's flow seed: both sides key flows alike */
+	if (bpf_map_lookup_elem(vm_gw_map_fd(&G, "flow_seed"), &zero, &seed) || (!seed.k[0] && !seed.k[1]))
+		return -1;
+	vm_fp_seed_set(&seed);
 	if (vm_fp_init(&FP, 4096))
 		return -1;
 	FP.c = &CONF;
@@ -738,6 +743,55 @@ static void return_path_same(void)
 
 /* ---------- random mutations ---------- */
 
+/* Two IPv6 clients whose folded keys collide (a set seed, the pair found
+ * offline), the same port and VIP: the first routed, the second refused,
+ * its data and the VM's packets to it not served with the first's flow;
+ * alike in XDP, vm_fp and the DPDK worker (collisions counted the same). */
+static void collisions_same(void)
+{
+	const struct flow_seed ts = { { 0x5eed0003feedf00dULL, 0x1122334455667788ULL } };
+	struct flow_seed old_fp = *vm_fp_seed(), old_bpf;
+	static uint8_t in[2000], rp[512];
+	uint8_t a[16], b[16], keep6[16];
+	struct both bo;
+	uint16_t sport = 43500;
+	uint32_t ts_a, ts_b, ca, cb;
+	__u32 zero = 0;
+
+	CHECK(t_find_collision(&ts, a, b), "a colliding pair");
+	bpf_map_lookup_elem(vm_gw_map_fd(&G, "flow_seed"), &zero, &old_bpf);
+	bpf_map_update_elem(vm_gw_map_fd(&G, "flow_seed"), &zero, &ts, BPF_ANY);
+	vm_fp_seed_set(&ts);
+	memcpy(keep6, CLI6, 16);
+	struct gw_stats s0 = W->fp.st;
+
+	memcpy(CLI6, a, 16);
+	ca = both_handshake(1, sport, 100, &ts_a);
+	SAME(in, hello_pkt(1, sport, 100, ca, ts_a, hello_curl, hello_curl_len, in), "A's hello: routed");
+	memcpy(CLI6, b, 16);
+	cb = both_handshake(1, sport, 5000, &ts_b);
+	SAME(in, hello_pkt(1, sport, 5000, cb, ts_b, hello_curl, hello_curl_len, in), "B's hello: refused");
+	struct t_pkt d = client_pkt(1, sport, 5001 + hello_curl_len, cb + 1, T_ACK);
+	SAME(in, t_build(&d, in), "B's data");
+	CHECK(!both_run(1, rp, vm_reply_pkt(1, sport, ca + 1, 101, T_ACK, rp), &bo, "VM to B", 0), "VM to B");
+	memcpy(CLI6, a, 16);
+	CHECK(!both_run(1, rp, vm_reply_pkt(1, sport, ca + 1, 101, T_ACK, rp), &bo, "VM to A", 0), "VM to A");
+	d = client_pkt(1, sport, 101 + hello_curl_len, ca + 1, T_ACK);
+	SAME(in, t_build(&d, in), "A's data");
+	struct gw_stats s1 = W->fp.st;
+	CHECK(s1.flow_collision - s0.flow_collision == 4 && s1.hello_routed - s0.hello_routed == 1 &&
+	      s1.ret_forwarded - s0.ret_forwarded == 1 && s1.fwd_established - s0.fwd_established == 1,
+	      "collisions %llu (want 4: B's SYN, hello, data, the VM's packet to B), routed %llu, returned %llu, "
+	      "forwarded %llu", (unsigned long long)(s1.flow_collision - s0.flow_collision),
+	      (unsigned long long)(s1.hello_routed - s0.hello_routed),
+	      (unsigned long long)(s1.ret_forwarded - s0.ret_forwarded),
+	      (unsigned long long)(s1.fwd_established - s0.fwd_established));
+
+	memcpy(CLI6, keep6, 16);
+	bpf_map_update_elem(vm_gw_map_fd(&G, "flow_seed"), &zero, &old_bpf, BPF_ANY);
+	vm_fp_seed_set(&old_fp);
+}
+
 static uint64_t rng = 0x9e3779b97f4a7c15ULL;
 static uint32_t rnd(void)
 {
@@ -886,6 +940,7 @@ int main(int argc, char **argv)
 	RUN(lifecycle_same);
 	RUN(truncations_same);
 	RUN(return_path_same);
+	RUN(collisions_same);
 	RUN(mutations_same);
 out:
 	vm_fp_free(&FP);

@@ -294,6 +294,9 @@ static int single(const char *name, int tc, int prog, size_t (*make)(__u32, uint
 static uint8_t syn[256], ack[256], hello_again[1024], est[BENCH_FRAME_MAX], ret[512], to_vm[1200],
 	vm_out[BENCH_FRAME_MAX];
 static size_t syn_n, ack_n, hello_again_n, est_n, ret_n, to_vm_n, vm_out_n;
+/* the established segment of an IPv6 flow: its key folds both addresses (flowkey.h) */
+static uint8_t est6[BENCH_FRAME_MAX];
+static size_t est6_n;
 
 /* Sets byte b of an IPv4 frame's source address (flows kept apart) and
  * makes the IP and TCP checksums right again. */
@@ -409,6 +412,15 @@ static int prepare(void)
 	p.payload = data;
 	p.plen = sizeof(data);
 	est_n = t_build(&p, est);
+	static uint8_t hello6[1024];
+	uint32_t gw_ts6, cookie6 = handshake(1, 50004, 4000, &gw_ts6);
+	xdp_run(GW_ING, hello6, hello_pkt(1, 50004, 4000, cookie6, gw_ts6, hello_curl, hello_curl_len, hello6), &r);
+	if (r.verdict != XDP_TX_ && r.verdict != XDP_REDIRECT_)
+		return -1;
+	p = client_pkt(1, 50004, 4001 + hello_curl_len, cookie6 + 1, T_ACK | T_PSH);
+	p.payload = data;
+	p.plen = sizeof(data);
+	est6_n = t_build(&p, est6);
 	/* return path: Geneve from the node for that flow */
 	struct t_pkt v = { .sport = 443, .dport = 50002, .seq = 1, .ack = 2, .flags = T_ACK, .window = 100 };
 	uint8_t inner[256];
@@ -518,6 +530,7 @@ int main(int argc, char **argv)
 	err |= restored("cookie_ack", 1, GW_ING, ack, ack_n, GWC(cookie_ack));
 	err |= restored("hello_retransmit", 1, GW_ING, hello_again, hello_again_n, GWC(hello_retransmit));
 	err |= restored("established_to_node", 1, GW_ING, est, est_n, GWC(fwd_established));
+	err |= restored("established_v6", 1, GW_ING, est6, est6_n, GWC(fwd_established));
 	err |= restored("return_to_client", 1, GW_RET, ret, ret_n, GWC(ret_forwarded));
 	err |= restored("node_client_to_vm", 1, NODE_MESH, to_vm, to_vm_n, NODEC(fwd_to_vm));
 	/* TC: a repeated skb keeps the encapsulation mark of the previous run,

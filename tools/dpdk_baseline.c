@@ -3,7 +3,8 @@
  * veil-dpdk-baseline: the least a DPDK Geneve forwarder does per packet, as
  * the yardstick tools/bench_dpdk.sh holds veil-gw-dpdk against (issue 19):
  * RX burst, the flow key of each TCP packet (the packet library's parser and
- * key, include/veil/pkt.h and gw.h, as the gateway has them), one
+ * 12-byte key, include/veil/pkt.h and flowkey.h, as the gateway has them;
+ * the entry's family checked as the gateway checks an IPv4 flow's), one
  * rte_hash_lookup_bulk over the burst, the flow's prebuilt outer Ethernet /
  * IPv4 / UDP / Geneve header copied in front of the inner packet with its
  * lengths and IP checksum patched, one rte_eth_tx_burst per burst.
@@ -25,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include <rte_common.h>
@@ -46,7 +48,8 @@
 /* A flow's outer headers, ready to copy; 64-byte aligned, one per hash slot. */
 struct encap {
 	uint8_t hdr[ENCAP_LEN];
-	uint16_t pad;
+	uint8_t family;            /* the flow's, checked after the lookup (the gateway's tuple check) */
+	uint8_t pad;
 	uint32_t csum_base;        /* the outer IP header's sum with tot_len 0 */
 } __rte_cache_aligned;
 
@@ -56,6 +59,7 @@ static struct {
 	uint8_t src4[4], node4[4], dmac[6], smac[6];
 	struct rte_hash *h;
 	struct encap *e;
+	struct flow_seed seed;     /* the key's fold for IPv6 (random, as the gateway's) */
 	volatile int quit;
 	uint64_t fwd, misses, not_tcp, full, tx_dropped;
 } B = { .rx = 0, .tx = 1, .flows = 262144, .mbufs = 32768, .dmac = { 2, 0, 0, 0, 0, 0x11 } };
@@ -81,6 +85,7 @@ static void encap_build(struct encap *x, uint32_t hash, uint8_t inner_family)
 	uint8_t *p = x->hdr;
 
 	memset(x, 0, sizeof(*x));
+	x->family = inner_family;
 	memcpy(p, B.dmac, 6);
 	memcpy(p + 6, B.smac, 6);
 	p[12] = 0x08;                               /* IPv4 */
@@ -156,7 +161,7 @@ static int worker(void *arg)
 				rte_pktmbuf_free(m);
 				continue;
 			}
-			vm_flow_key_of(&p, &keys[nk]);
+			vm_flow_key_of(&p, &B.seed, &keys[nk]);
 			fam[nk] = p.family;
 			km[nk++] = m;
 		}
@@ -174,6 +179,10 @@ static int worker(void *arg)
 				}
 				encap_build(&B.e[pos[i]], sig, fam[i]);
 				B.misses++;
+			} else if (B.e[pos[i]].family != fam[i]) {
+				B.full++;        /* another family's flow under this key: not served */
+				rte_pktmbuf_free(km[i]);
+				continue;
 			}
 			encap_apply(km[i], &B.e[pos[i]]);
 			out[no++] = km[i];
@@ -256,6 +265,10 @@ int main(int argc, char **argv)
 	if (have != 3 || B.flows < 8) {
 		usage(stderr);
 		return 2;
+	}
+	if (getrandom(&B.seed, sizeof(B.seed), 0) != sizeof(B.seed)) {
+		fprintf(stderr, "veil-dpdk-baseline: getrandom failed\n");
+		return 1;
 	}
 	unsigned int lc = rte_get_next_lcore(-1, 1, 0);
 	if (lc >= RTE_MAX_LCORE) {

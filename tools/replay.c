@@ -38,6 +38,7 @@
 
 #include "veil.h"
 #include "veil/hello.h"
+#include "veil/flowkey.h"
 #include "gw_ingress.skel.h"
 #include "gw_return.skel.h"
 #include "gw_asm.skel.h"
@@ -489,6 +490,8 @@ int vm_replay(int argc, char **argv, const char *live_pin, int json)
 	int ing = bpf_program__fd(g.ing->progs.gw_ingress), ret = bpf_program__fd(g.ret->progs.gw_return),
 	    asmf = bpf_program__fd(g.as->progs.gw_asm), stats_fd = vm_gw_map_fd(&g, "gw_stats"),
 	    flows_fd = vm_gw_map_fd(&g, "flows");
+	struct flow_seed seed = { { 0, 0 } };   /* the replay's own, as vm_gw_load chose it */
+	bpf_map_lookup_elem(vm_gw_map_fd(&g, "flow_seed"), &zero, &seed);
 	static const char *xv[] = R_XDP_NAMES;
 	struct pcap_pkthdr *h;
 	const u_char *d;
@@ -607,16 +610,16 @@ int vm_replay(int argc, char **argv, const char *live_pin, int json)
 			}
 			/* SNI and route of a flow that exists now */
 			if (rf) {
-				struct flow_key fk = { .client_port_be = htons(rf->cport), .vip_port_be = htons(rf->vport),
-						       .family = p.v6 ? VM_AF_INET6 : VM_AF_INET };
+				__u8 fam = p.v6 ? VM_AF_INET6 : VM_AF_INET;
+				struct flow_key fk;
 				struct flow_val fv;
-				memcpy(fk.client, rf->client, 16);
-				memcpy(fk.vip, rf->vip, 16);
+				vm_flow_key_make(fam, rf->client, rf->vip, htons(rf->cport), htons(rf->vport), &seed, &fk);
 				int routed = a2.hello_routed != b.hello_routed || a2.asm_routed != b.asm_routed;
 				char sni[VM_NAME_MAX];
 				if (stream_sni(rf, sni, sizeof(sni)))
 					snprintf(sni, sizeof(sni), "?");
-				if (routed && !bpf_map_lookup_elem(flows_fd, &fk, &fv)) {
+				if (routed && !bpf_map_lookup_elem(flows_fd, &fk, &fv) &&
+				    VM_FLOW_IS(&fv, fam, rf->client, rf->vip)) {
 					char nb[64];
 					snprintf(extra, sizeof(extra), "sni=%.200s route: vm %u via %s", sni, fv.vm_id,
 						 vm_addr_str(fv.node, nb, sizeof(nb)));

@@ -440,7 +440,8 @@ static int flows_cmd(int argc, char **argv)
 		prev = &k;
 		if (bpf_map_lookup_elem(fd, &k, &v))
 			continue;
-		if ((vm && v.vm_id != vm) || (want_client && memcmp(k.client, client, 16)))
+		/* the addresses are the value's (the key holds IPv6 ones folded) */
+		if ((vm && v.vm_id != vm) || (want_client && memcmp(v.client, client, 16)))
 			continue;
 		n++;
 		if (count_only)
@@ -449,11 +450,11 @@ static int flows_cmd(int argc, char **argv)
 		if (json) {
 			printf("%s{\"client\": \"%s\", \"client_port\": %u, \"vip\": \"%s\", \"vip_port\": %u, "
 			       "\"vm_id\": %u, \"node\": \"%s\", \"age_s\": %.1f}", n > 1 ? ", " : "",
-			       addr_s(k.client, a1), ntohs(k.client_port_be), addr_s(k.vip, a2), ntohs(k.vip_port_be),
+			       addr_s(v.client, a1), ntohs(k.client_port_be), addr_s(v.vip, a2), ntohs(k.vip_port_be),
 			       v.vm_id, addr_s(v.node, a3), age);
 		} else {
-			printf("%-40s %5u  %-40s %5u  %8u  %-24s %8.1f\n", addr_s(k.client, a1), ntohs(k.client_port_be),
-			       addr_s(k.vip, a2), ntohs(k.vip_port_be), v.vm_id, addr_s(v.node, a3), age);
+			printf("%-40s %5u  %-40s %5u  %8u  %-24s %8.1f\n", addr_s(v.client, a1), ntohs(k.client_port_be),
+			       addr_s(v.vip, a2), ntohs(k.vip_port_be), v.vm_id, addr_s(v.node, a3), age);
 		}
 	}
 	if (count_only)

@@ -50,6 +50,23 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } flows SEC(".maps");
 
+/* The seed of the flows' keys (struct flow_seed, include/veil/wire.h):
+ * written once by the loader when the map is new, kept with the pinned
+ * flows it keyed. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct flow_seed);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} flow_seed SEC(".maps");
+
+VM_INLINE const struct flow_seed *gw_flow_seed(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&flow_seed, &zero);
+}
+
 /* Hellos being reassembled by gw_asm, and routed ones held until the VM
  * acknowledges them (gw_return releases them). */
 struct {

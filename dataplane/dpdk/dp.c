@@ -186,7 +186,7 @@ int vm_dp_poll(struct vm_dp_worker *w)
 
 	int req = atomic_load_explicit(&w->drop_req, memory_order_acquire);
 	if (req == 1) {
-		w->drop_found = vm_fp_flow_drop(&w->fp, &w->drop_key) == 0;
+		w->drop_found = vm_fp_flow_drop(&w->fp, &w->drop_tuple) == 0;
 		atomic_store_explicit(&w->drop_req, 2, memory_order_release);
 	}
 	return seen;

@@ -42,7 +42,7 @@ struct vm_dp_worker {
 	_Atomic uint64_t seen_gen;
 	/* requests from the control plane, answered at the next poll */
 	_Atomic int drop_req;              /* flow drop: 1 asked, 2 done */
-	struct flow_key drop_key;
+	struct flow_tuple drop_tuple;
 	int drop_found;
 	struct vm_dp_stats d;
 } __rte_cache_aligned;

@@ -390,19 +390,21 @@ static void status_json(FILE *out)
 
 static void flow_drop(char **w, int n, FILE *out)
 {
-	struct flow_key k = { 0 };
-	int f1 = vm_addr_parse(w[0], k.client), f2 = vm_addr_parse(w[2], k.vip);
+	struct flow_tuple t = { 0 };
+	struct flow_key k;
+	int f1 = vm_addr_parse(w[0], t.client), f2 = vm_addr_parse(w[2], t.vip);
 	unsigned long cp = strtoul(w[1], NULL, 10), vp = strtoul(w[3], NULL, 10);
 
 	if (!f1 || f1 != f2 || !cp || cp > 65535 || !vp || vp > 65535) {
 		vm_ctl_answer(out, 0, "usage: flow drop CLIENT PORT VIP PORT (same family)", 0);
 		return;
 	}
-	k.client_port_be = htons(cp);
-	k.vip_port_be = htons(vp);
-	k.family = f1;
+	t.client_port_be = htons(cp);
+	t.vip_port_be = htons(vp);
+	t.family = f1;
+	vm_fp_tuple_key(&t, &k);
 	struct vm_dp_worker *o = vm_dp.w[vm_fp_flow_hash(&k) % (unsigned int)vm_dp.nw];
-	o->drop_key = k;
+	o->drop_tuple = t;
 	atomic_store_explicit(&o->drop_req, 1, memory_order_release);
 	for (int t = 0; t < 100000 && atomic_load_explicit(&o->drop_req, memory_order_acquire) != 2; t++)
 		usleep(10);
@@ -454,8 +456,8 @@ static void flows_json(FILE *out)
 			double age = now > v.created_ns ? (now - v.created_ns) / 1e9 : 0;
 			fprintf(out, "%s{\"client\": \"%s\", \"client_port\": %u, \"vip\": \"%s\", \"vip_port\": %u, "
 				"\"vm_id\": %u, \"node\": \"%s\", \"age_s\": %.1f, \"worker\": %d}", n++ ? ", " : "",
-				vm_addr_str(k.client, a1, sizeof(a1)), ntohs(k.client_port_be),
-				vm_addr_str(k.vip, a2, sizeof(a2)), ntohs(k.vip_port_be), v.vm_id,
+				vm_addr_str(v.client, a1, sizeof(a1)), ntohs(k.client_port_be),
+				vm_addr_str(v.vip, a2, sizeof(a2)), ntohs(k.vip_port_be), v.vm_id,
 				vm_addr_str(v.node, a3, sizeof(a3)), age, w);
 		}
 	}

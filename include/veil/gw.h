@@ -11,6 +11,7 @@
 #include "pkt.h"
 #include "cookie.h"
 #include "hello.h"
+#include "flowkey.h"
 
 #define VM_GW_COUNT(st, field) do { if (st) (st)->field++; } while (0)
 
@@ -28,26 +29,22 @@ struct vm_asm_walk_state {
 	int rc;
 };
 
-VM_INLINE void vm_flow_key_of(const struct vm_pkt *p, struct flow_key *k)
+/* The flow key of a packet from the client (seed: the gateway's
+ * flow_seed, read only for IPv6). */
+VM_INLINE void vm_flow_key_of(const struct vm_pkt *p, const struct flow_seed *s, struct flow_key *k)
 {
-	__builtin_memcpy(k->client, p->saddr, 16);
-	__builtin_memcpy(k->vip, p->daddr, 16);
-	k->client_port_be = p->sport;
-	k->vip_port_be = p->dport;
-	k->family = p->family;
-	k->pad[0] = k->pad[1] = k->pad[2] = 0;
+	vm_flow_key_make(p->family, p->saddr, p->daddr, p->sport, p->dport, s, k);
 }
 
 /* The flow of a return packet (VIP -> client): keyed by the client. */
-VM_INLINE void vm_flow_key_rev(const struct vm_pkt *p, struct flow_key *k)
+VM_INLINE void vm_flow_key_rev(const struct vm_pkt *p, const struct flow_seed *s, struct flow_key *k)
 {
-	__builtin_memcpy(k->client, p->daddr, 16);
-	__builtin_memcpy(k->vip, p->saddr, 16);
-	k->client_port_be = p->dport;
-	k->vip_port_be = p->sport;
-	k->family = p->family;
-	k->pad[0] = k->pad[1] = k->pad[2] = 0;
+	vm_flow_key_make(p->family, p->daddr, p->saddr, p->dport, p->sport, s, k);
 }
+
+/* 1 when the entry v (flow_val, asm_val, asm_early) found under the key of
+ * p (client -> VIP) is p's connection's. */
+#define VM_FLOW_OF(v, p) VM_FLOW_IS((v), (p)->family, (p)->saddr, (p)->daddr)
 
 VM_INLINE void vm_vip_key_of(const struct vm_pkt *p, struct vip_key *vk)
 {
@@ -86,10 +83,11 @@ VM_INLINE void vm_gw_cookie_in(const struct vm_pkt *p, __u32 client_isn, struct 
 }
 
 /* Fills a new flow (whose route is set) with what the node needs: the
- * handoff option, and the client's L2 neighbour for the return. */
-VM_INLINE void vm_gw_flow_init(struct flow_val *f, __u32 client_isn, __u32 cookie, const struct vm_tcpopts *o,
-			       const struct gw_config *cfg, const __u8 *client_mac, const __u8 *vip_mac,
-			       __u32 ifindex, __u64 now_ns, __u16 mesh_sport)
+ * handoff option, and the client's L2 neighbour for the return; and with
+ * p's tuple, which every lookup compares. */
+VM_INLINE void vm_gw_flow_init(struct flow_val *f, const struct vm_pkt *p, __u32 client_isn, __u32 cookie,
+			       const struct vm_tcpopts *o, const struct gw_config *cfg, const __u8 *client_mac,
+			       const __u8 *vip_mac, __u32 ifindex, __u64 now_ns, __u16 mesh_sport)
 {
 	struct vm_cookie_opts co;
 
@@ -110,6 +108,7 @@ VM_INLINE void vm_gw_flow_init(struct flow_val *f, __u32 client_isn, __u32 cooki
 	f->mesh_sport = mesh_sport;
 	f->nh_pad = 0;
 	f->nh_gen = 0;
+	VM_FLOW_TUPLE_SET(f, p->family, p->saddr, p->daddr);
 }
 
 #endif /* VEIL_GW_H */

@@ -342,6 +342,12 @@ VM_INLINE int vm_gw_asm_in(struct vm_gw_env *e, const struct vm_pkt *p, const st
 		return VM_V_DROP;
 	}
 	f = vm_env_flow_get(e, k);
+	if (f && !VM_FLOW_OF(f, p)) {
+		/* Another connection's flow holds this key (the ingress counted
+		 * the collision): this one cannot have a flow; refused. */
+		VM_GW_COUNT(st, refused_rst);
+		return vm_asm_reply(e, p, VM_ASM_REPLY_RST, p->seq + p->payload_len, 0, 0, 0, st);
+	}
 	if (f) {
 		a = vm_env_asm_get(e, k);
 		if (f->held_len && a && a->routed && a->client_isn == f->client_isn) {
@@ -375,6 +381,11 @@ VM_INLINE int vm_gw_asm_in(struct vm_gw_env *e, const struct vm_pkt *p, const st
 		vm_env_asm_del(e, k, a);
 		a = 0;
 	}
+	if (a && !VM_FLOW_OF(a, p)) {
+		/* another connection's hello under this key, still in time */
+		VM_GW_COUNT(st, flow_collision);
+		return VM_V_DROP;
+	}
 	if (!a) {
 		struct vm_cookie_in cin;
 		vm_gw_cookie_in(p, p->seq - 1, &cin);
@@ -393,6 +404,7 @@ VM_INLINE int vm_gw_asm_in(struct vm_gw_env *e, const struct vm_pkt *p, const st
 				VM_GW_COUNT(st, malformed);
 				return VM_V_DROP;
 			}
+			VM_FLOW_TUPLE_SET(ea, p->family, p->saddr, p->daddr);
 			ea->seq = p->seq;
 			ea->ack = p->ack;
 			ea->len = pl;
@@ -407,6 +419,7 @@ VM_INLINE int vm_gw_asm_in(struct vm_gw_env *e, const struct vm_pkt *p, const st
 			VM_GW_COUNT(st, asm_full);
 			return VM_V_DROP;
 		}
+		VM_FLOW_TUPLE_SET(a, p->family, p->saddr, p->daddr);
 		a->client_isn = p->seq - 1;
 		a->cookie_isn = p->ack - 1;
 		a->first_ns = vm_env_asm_ns(e);
@@ -440,7 +453,7 @@ VM_INLINE int vm_gw_asm_in(struct vm_gw_env *e, const struct vm_pkt *p, const st
 	}
 	if (fresh) {
 		struct asm_early *ea = vm_env_early_get(e, k);
-		if (ea) {
+		if (ea && VM_FLOW_OF(ea, p)) {
 			vm_asm_merge_early(a, ea);
 			vm_env_early_del(e, k, ea);
 		}
@@ -491,7 +504,7 @@ VM_INLINE int vm_gw_asm_in(struct vm_gw_env *e, const struct vm_pkt *p, const st
 		VM_GW_COUNT(st, malformed);
 		return VM_V_DROP;
 	}
-	vm_gw_flow_init(f, a->client_isn, a->cookie_isn, &o, cfg, macs + VM_ETH_ALEN, macs, vm_env_ifindex(e),
+	vm_gw_flow_init(f, p, a->client_isn, a->cookie_isn, &o, cfg, macs + VM_ETH_ALEN, macs, vm_env_ifindex(e),
 			vm_env_coarse_ns(e), vm_flow_port(p->saddr, p->daddr, p->sport, p->dport));
 	f->held_len = a->have;
 	a->routed = 1;

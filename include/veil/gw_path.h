@@ -24,7 +24,11 @@
  *   const struct gw_config *vm_env_cfg(e)
  *   struct cookie_secret *vm_env_secret(e)   NULL: not ready (no_config)
  *   const struct vip_val *vm_env_vip(e, const struct vip_key *)
- *   struct flow_val *vm_env_flow_get(e, const struct flow_key *)
+ *   const struct flow_seed *vm_env_flow_seed(e)   the key's seed (asked for
+ *                                      IPv6 only; NULL: the zero key)
+ *   struct flow_val *vm_env_flow_get(e, const struct flow_key *)   the entry
+ *                                      under a key, whoever's (the callers
+ *                                      compare its tuple)
  *   int vm_env_flow_put(e, const struct flow_key *, const struct flow_val *)
  *   void vm_env_flow_del(e, const struct flow_key *, struct flow_val *)
  *   struct flow_val *vm_env_flow_tmp(e)   room to build a new flow in
@@ -255,17 +259,20 @@ nocfg:
 
 /* First data on a connection we hold only as a cookie: the ClientHello.
  * Returns 1 when the flow was created (forward with handoff; the flow in
- * *fo), 0 to refuse, 2 for the reassembly, -1 to drop. */
-VM_INLINE int vm_gw_hello_to_flow(struct vm_gw_env *e, const struct vm_pkt *p, const struct gw_config *cfg,
-				  struct gw_stats *st, struct flow_val **fo)
+ * *fo), 0 to refuse, 2 for the reassembly, -1 to drop.  taken: p's key
+ * holds another connection's flow, which a new one must not replace: the
+ * hello is refused (the client may come again from another port). */
+VM_INLINE int vm_gw_hello_to_flow(struct vm_gw_env *e, const struct vm_pkt *p, const struct flow_key *k,
+				  int taken, const struct gw_config *cfg, struct gw_stats *st, struct flow_val **fo)
 {
 	__u32 cookie = p->ack - 1, hello_len = 0;
 	struct flow_val *f = vm_env_flow_tmp(e);
 	struct vm_tcpopts o;
-	struct flow_key k;
 	struct vm_eth *eth;
 	int rc;
 
+	if (taken)
+		return 0;
 	if (!f) {
 		VM_GW_COUNT(st, malformed);
 		return -1;
@@ -309,10 +316,9 @@ VM_INLINE int vm_gw_hello_to_flow(struct vm_gw_env *e, const struct vm_pkt *p, c
 		VM_GW_COUNT(st, malformed);
 		return -1;
 	}
-	vm_gw_flow_init(f, p->seq - 1, cookie, &o, cfg, eth->src, eth->dst, vm_env_ifindex(e), vm_env_coarse_ns(e),
-			vm_flow_port(p->saddr, p->daddr, p->sport, p->dport));
-	vm_flow_key_of(p, &k);
-	if (vm_env_flow_put(e, &k, f)) {
+	vm_gw_flow_init(f, p, p->seq - 1, cookie, &o, cfg, eth->src, eth->dst, vm_env_ifindex(e),
+			vm_env_coarse_ns(e), vm_flow_port(p->saddr, p->daddr, p->sport, p->dport));
+	if (vm_env_flow_put(e, k, f)) {
 		VM_GW_COUNT(st, flow_full);
 		return -1;
 	}
@@ -334,7 +340,7 @@ VM_INLINE int vm_gw_ingress(struct vm_gw_env *e, struct gw_stats *st)
 	struct flow_val *f;
 	const struct gw_config *cfg;
 	struct cookie_secret *sec;
-	int rc, handoff = 0;
+	int rc, handoff = 0, taken = 0;
 
 	if ((void *)(eth + 1) > data_end)
 		return VM_V_PASS;
@@ -361,8 +367,15 @@ VM_INLINE int vm_gw_ingress(struct vm_gw_env *e, struct gw_stats *st)
 	/* An established packet needs its flow and the underlay address, no
 	 * more: the flow first, the VIP and the rest only on a miss (a flow
 	 * outlives its VIP as it outlives its route, until it closes or ages). */
-	vm_flow_key_of(&p, &k);
+	vm_flow_key_of(&p, p.family == VM_AF_INET ? 0 : vm_env_flow_seed(e), &k);
 	f = vm_env_flow_get(e, &k);
+	if (f && !VM_FLOW_OF(f, &p)) {
+		/* Another connection's flow under this key (IPv6 folds that
+		 * collide, or the other family's): never ours to use or replace. */
+		VM_GW_COUNT(st, flow_collision);
+		f = 0;
+		taken = 1;
+	}
 	if (f && (p.flags & (VM_TCP_SYN | VM_TCP_ACK)) != VM_TCP_SYN) {
 		cfg = vm_env_cfg(e);
 		if (!cfg) {
@@ -450,7 +463,7 @@ VM_INLINE int vm_gw_ingress(struct vm_gw_env *e, struct gw_stats *st)
 		VM_GW_COUNT(st, cookie_ack);
 		return VM_V_DROP;
 	}
-	rc = vm_gw_hello_to_flow(e, &p, cfg, st, &f);
+	rc = vm_gw_hello_to_flow(e, &p, &k, taken, cfg, st, &f);
 	if (rc < 0)
 		return VM_V_DROP;
 	if (rc == 2)

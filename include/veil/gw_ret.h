@@ -3,7 +3,7 @@
  * The gateway's return path, written once (see include/veil/gw_path.h for
  * the ingress and the idea).  Hooks the includer defines first, as there:
  *   VM_V_DROP, VM_V_PASS; vm_env_data, vm_env_data_end, vm_env_pull,
- *   vm_env_cfg, vm_env_flow_get, vm_env_flow_del, and
+ *   vm_env_cfg, vm_env_flow_seed, vm_env_flow_get, vm_env_flow_del, and
  *   void vm_env_held_drop(e, const struct flow_key *)  the held hello's copy
  *   int vm_env_redirect(e, __u32 ifindex)   the verdict: to the client's port
  *   VM_LOAD_BYTES, and void *vm_env_loadctx(e) the context it takes
@@ -60,10 +60,15 @@ VM_INLINE int vm_gw_return(struct vm_gw_env *e, struct gw_stats *st)
 		return VM_V_DROP;
 	}
 	/* The VM's packet goes VIP -> client: the flow is keyed by the client. */
-	vm_flow_key_rev(&p, &k);
+	vm_flow_key_rev(&p, p.family == VM_AF_INET ? 0 : vm_env_flow_seed(e), &k);
 	f = vm_env_flow_get(e, &k);
 	if (!f) {
 		VM_GW_COUNT(st, ret_no_flow);
+		return VM_V_DROP;
+	}
+	if (!VM_FLOW_IS(f, p.family, p.daddr, p.saddr)) {
+		/* another connection's flow under this key: not this packet's client */
+		VM_GW_COUNT(st, flow_collision);
 		return VM_V_DROP;
 	}
 	/* The VM acknowledges the whole hello: the gateway's copy is no longer

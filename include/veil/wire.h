@@ -5,7 +5,8 @@
  * docs/wire-formats.md; change both together.
  *
  * Conventions: every address is 16 bytes; IPv4 is stored IPv4-mapped
- * (::ffff:a.b.c.d) so one key type serves both families.  Fields named
+ * (::ffff:a.b.c.d) so one key type serves both families (the gateway's
+ * 12-byte flow key excepted: struct flow_key).  Fields named
  * *_be are in network byte order, everything else in host order.
  */
 #ifndef VEIL_WIRE_H
@@ -124,7 +125,34 @@ struct vip_val {
 	__u32 refuse;             /* VM_REFUSE_*: how an unknown name is refused */
 };
 
+/* The flows map's key: 12 bytes (a 40-byte key cost ~25 ns per lookup in
+ * the kernel's hash).  IPv4: the addresses themselves, exact.  IPv6: the
+ * client's 16-byte address folded to 32 bits by a keyed hash
+ * (vm_addr_fold, include/veil/flowkey.h) under the gateway's flow_seed,
+ * the VIP's by an unkeyed one (vm_vip_fold: VIPs are ours, not chosen by
+ * senders).  A fold can collide, and an IPv6 key can equal an IPv4 one:
+ * the value holds the whole tuple and every lookup compares it
+ * (vm_flow_is), so a packet is never served with another connection's
+ * entry.  hello_asm and asm_early use the same key and keep the tuple the
+ * same way. */
 struct flow_key {
+	__be32 client_word;       /* IPv4: the client's address; IPv6: its fold */
+	__be32 vip_word;          /* IPv4: the VIP; IPv6: its (unkeyed) fold */
+	__be16 client_port_be;
+	__be16 vip_port_be;
+};
+
+/* flow_seed: one entry, the fold's SipHash key.  Chosen at random by the
+ * loader when the map is new (zero) and kept in the pinned map after that:
+ * a restart or upgrade that reuses the pinned flows keeps the seed that
+ * keyed them.  It changes only with a new map (live flows would be orphaned). */
+struct flow_seed {
+	__u64 k[2];
+};
+
+/* A connection as an operator names it (veilctl flows drop): what a
+ * flow_key stands for. */
+struct flow_tuple {
 	__u8 client[16];
 	__u8 vip[16];
 	__be16 client_port_be;
@@ -155,9 +183,14 @@ struct flow_val {
 	 * next_hops, valid while nh_gen equals the map's generation
 	 * (next_hops_gen; 0: none cached). */
 	__u16 mesh_sport;
-	__u16 nh_pad;
+	__u8 family;              /* the connection's: VM_AF_INET or VM_AF_INET6 (checked per lookup) */
+	__u8 nh_pad;
 	__u32 nh_gen;
 	struct next_hop_val nh;
+	/* The connection's addresses (the key holds the ports, and for IPv6
+	 * only folds of these): compared after every IPv6 lookup. */
+	__u8 client[16];
+	__u8 vip[16];
 };
 
 /* hello_asm: a ClientHello being reassembled at the gateway (the name is
@@ -175,6 +208,10 @@ struct asm_seg {
 };
 
 struct asm_val {
+	__u8 client[16];          /* the connection's tuple (the key is folded, see flow_key) */
+	__u8 vip[16];
+	__u8 family;
+	__u8 tpad[7];
 	__u32 client_isn;
 	__u32 cookie_isn;
 	__u64 first_ns;
@@ -189,6 +226,10 @@ struct asm_val {
 /* asm_early: a data segment that arrived before the hello's first one (its
  * cookie cannot be checked without the ISN the first one carries). */
 struct asm_early {
+	__u8 client[16];          /* the connection's tuple, as in asm_val */
+	__u8 vip[16];
+	__u8 family;
+	__u8 tpad[7];
 	__u32 seq;
 	__u32 ack;
 	__u64 seen_ns;
@@ -269,6 +310,8 @@ struct gw_stats {
 	__u64 flow_full;          /* the flow table refused a new entry */
 	__u64 asm_full;           /* the reassembly table refused a new hello */
 	__u64 reply_fail;         /* an answer to the client (SYN-ACK, ACK, refusal) could not be built */
+	__u64 flow_collision;     /* a packet's flow key held another connection's entry: not served
+	                           * with it (a new flow on that key is refused) */
 };
 
 /* ---------- node maps ---------- */

@@ -101,9 +101,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			differ(want, &r, &b, &a, &h);
 	}
 	/* the flow of a routed hello goes: remove it so ports can repeat */
-	struct flow_key k = { .client_port_be = htons(port), .vip_port_be = htons(443), .family = 4 };
-	vm_addr_parse("198.18.0.2", k.client);
-	vm_addr_parse("198.18.100.1", k.vip);
+	struct flow_key k;
+	t_flow_key("198.18.0.2", "198.18.100.1", port, 443, &k);
 	bpf_map_delete_elem(vm_gw_map_fd(&G, "flows"), &k);
 	return 0;
 }

@@ -1,0 +1,126 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The flows map's 12-byte key (struct flow_key, include/veil/wire.h), made
+ * once for the BPF programs, the fast path and the tools: IPv4 addresses
+ * as they are; an IPv6 client folded to 32 bits by SipHash-1-3 under the
+ * gateway's flow_seed, an IPv6 VIP by an unkeyed mix (vm_vip_fold).  The
+ * seed keeps an attacker from choosing client addresses whose folds
+ * collide; the tuple kept in the value (vm_flow_is) keeps a collision that
+ * happens anyway from serving one connection with another's entry.
+ */
+#ifndef VEIL_FLOWKEY_H
+#define VEIL_FLOWKEY_H
+
+#include "wire.h"
+#include "cookie.h"   /* VM_SIPROUND, vm_u64a */
+
+/* SipHash-1-3 of one 16-byte address, folded to 32 bits.  s NULL: the
+ * zero key (collisions then are only a matter of chance, not of safety:
+ * lookups compare the tuple). */
+VM_INLINE __u32 vm_addr_fold(const struct flow_seed *s, const __u8 *addr)
+{
+	__u64 k0 = s ? s->k[0] : 0, k1 = s ? s->k[1] : 0, m0, m1;
+	__u64 v0 = 0x736f6d6570736575ULL ^ k0;
+	__u64 v1 = 0x646f72616e646f6dULL ^ k1;
+	__u64 v2 = 0x6c7967656e657261ULL ^ k0;
+	__u64 v3 = 0x7465646279746573ULL ^ k1;
+	const __u64 b = 16ULL << 56;
+
+	__builtin_memcpy(&m0, addr, 8);
+	__builtin_memcpy(&m1, addr + 8, 8);
+	v3 ^= m0;
+	VM_SIPROUND(v0, v1, v2, v3);
+	v0 ^= m0;
+	v3 ^= m1;
+	VM_SIPROUND(v0, v1, v2, v3);
+	v0 ^= m1;
+	v3 ^= b;
+	VM_SIPROUND(v0, v1, v2, v3);
+	v0 ^= b;
+	v2 ^= 0xff;
+	VM_SIPROUND(v0, v1, v2, v3);
+	VM_SIPROUND(v0, v1, v2, v3);
+	VM_SIPROUND(v0, v1, v2, v3);
+	v0 ^= v1 ^ v2 ^ v3;
+	return (__u32)(v0 ^ (v0 >> 32));
+}
+
+/* An IPv6 VIP folded to 32 bits, unkeyed: VIPs are the operator's, not
+ * chosen by whoever sends packets, so they need no secret (the client's
+ * fold does); two VIPs whose folds meet only make their clients' keys
+ * meet, which the tuple in the value catches.  Three multiplies instead
+ * of a second SipHash per IPv6 packet. */
+VM_INLINE __u32 vm_vip_fold(const __u8 *addr)
+{
+	__u64 a, b, h;
+
+	__builtin_memcpy(&a, addr, 8);
+	__builtin_memcpy(&b, addr + 8, 8);
+	/* murmur3's 64-bit finaliser over both words (each xorshift before a
+	 * multiply: a multiply carries a bit only upwards) */
+	h = b ^ (b >> 33);
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= a ^ (a >> 29);
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ULL;
+	h ^= h >> 33;
+	h *= 0x9e3779b97f4a7c15ULL;
+	h ^= h >> 32;
+	return (__u32)h;
+}
+
+/* The key of a connection (client and VIP as 16-byte addresses, IPv4
+ * mapped).  The seed is read only for IPv6. */
+VM_INLINE void vm_flow_key_make(__u8 family, const __u8 *client, const __u8 *vip, __be16 client_port_be,
+				__be16 vip_port_be, const struct flow_seed *s, struct flow_key *k)
+{
+	if (family == VM_AF_INET) {
+		__builtin_memcpy(&k->client_word, client + VM_ADDR4_OFF, 4);
+		__builtin_memcpy(&k->vip_word, vip + VM_ADDR4_OFF, 4);
+	} else {
+		k->client_word = vm_addr_fold(s, client);
+		k->vip_word = vm_vip_fold(vip);
+	}
+	k->client_port_be = client_port_be;
+	k->vip_port_be = vip_port_be;
+}
+
+VM_INLINE void vm_flow_key_tuple(const struct flow_tuple *t, const struct flow_seed *s, struct flow_key *k)
+{
+	vm_flow_key_make(t->family, t->client, t->vip, t->client_port_be, t->vip_port_be, s, k);
+}
+
+/* 1 when an entry found under a connection's key (its tuple: family,
+ * client, vip, as kept in the value) is that connection's.  An IPv4 key
+ * is exact, so the family says it; an IPv6 one is compared whole.  The
+ * ports are the key's own. */
+VM_INLINE int vm_flow_is(__u8 kept_family, const __u8 *kept_client, const __u8 *kept_vip, __u8 family,
+			 const __u8 *client, const __u8 *vip)
+{
+	__u64 a0, a1, b0, b1, c0, c1, d0, d1;
+
+	if (kept_family != family)
+		return 0;
+	if (family == VM_AF_INET)
+		return 1;
+	__builtin_memcpy(&a0, kept_client, 8);
+	__builtin_memcpy(&a1, kept_client + 8, 8);
+	__builtin_memcpy(&b0, client, 8);
+	__builtin_memcpy(&b1, client + 8, 8);
+	__builtin_memcpy(&c0, kept_vip, 8);
+	__builtin_memcpy(&c1, kept_vip + 8, 8);
+	__builtin_memcpy(&d0, vip, 8);
+	__builtin_memcpy(&d1, vip + 8, 8);
+	return ((a0 ^ b0) | (a1 ^ b1) | (c0 ^ d0) | (c1 ^ d1)) == 0;
+}
+
+/* Records the tuple in a new entry (flow_val, asm_val, asm_early). */
+#define VM_FLOW_TUPLE_SET(v, fam, c, vp) do {                 \
+	(v)->family = (fam);                                    \
+	__builtin_memcpy((v)->client, (c), 16);                 \
+	__builtin_memcpy((v)->vip, (vp), 16);                   \
+} while (0)
+
+#define VM_FLOW_IS(v, fam, c, vp) vm_flow_is((v)->family, (v)->client, (v)->vip, (fam), (c), (vp))
+
+#endif /* VEIL_FLOWKEY_H */
