@@ -247,12 +247,12 @@ $(BUILD)/tests/fuzz_request: tests/fuzz/fuzz_request.c tests/soft_tpm.h controlp
 	@mkdir -p $(BUILD)/tests
 	$(CLANG) -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Icontrolplane $< $(KEYS_SRCS) controlplane/common/daemon.c \
 		-ljson-c -lssl -lcrypto -ltss2-esys -ltss2-tctildr -ltss2-mu $(EVENT_LDLIBS) -o $@
-$(BUILD)/tests/fuzz_dns: tests/fuzz/fuzz_dns.c $(DNS_SRCS) $(DNS_HDRS) | deps-build
+$(BUILD)/tests/fuzz_dns: tests/fuzz/fuzz_dns.c tests/fuzz/dns_snap.h $(DNS_SRCS) $(DNS_HDRS) | deps-build
 	@mkdir -p $(BUILD)/tests
 	$(CLANG) -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Icontrolplane $< $(DNS_SRCS) \
 		-lldns -lm -lpthread -o $@
 # the AF_XDP frames (parse shared with the XDP program, the answer frame) through the query path
-$(BUILD)/tests/fuzz_dns_frame: tests/fuzz/fuzz_dns_frame.c controlplane/dns/frame.c $(DNS_SRCS) $(DNS_HDRS) | deps-build
+$(BUILD)/tests/fuzz_dns_frame: tests/fuzz/fuzz_dns_frame.c tests/fuzz/dns_snap.h controlplane/dns/frame.c $(DNS_SRCS) $(DNS_HDRS) | deps-build
 	@mkdir -p $(BUILD)/tests
 	$(CLANG) -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Icontrolplane $< controlplane/dns/frame.c \
 		$(DNS_SRCS) -lldns -lm -lpthread -o $@

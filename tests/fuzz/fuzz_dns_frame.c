@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "dns/xsk.h"
+#include "dns_snap.h"
 
 static struct dns_snap *snap;
 static uint8_t ans[65536];
@@ -22,33 +23,7 @@ static uint8_t out[4096];
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	const char *fx = getenv("VEIL_FIXTURES");
-	char conf[4096], err[512], tmp[] = "/tmp/fuzz_dns_frame.XXXXXX";
-	FILE *in, *o;
-	struct dns_cfg c;
-	uint64_t key[2] = { 1, 2 };
-	int fd;
-
-	if (!fx)
-		fx = "tests/fixtures";
-	snprintf(conf, sizeof(conf), "%s/dns-test.conf", fx);
-	in = fopen(conf, "re");
-	fd = mkstemp(tmp);
-	o = fd >= 0 ? fdopen(fd, "w") : NULL;
-	if (!in || !o) {
-		fprintf(stderr, "fuzz_dns_frame: %s or %s: cannot open\n", conf, tmp);
-		exit(1);
-	}
-	while (fgets(err, sizeof(err), in))
-		fputs(err, o);
-	fprintf(o, "geoip4 %s/dns-geoip\ngeoip6 %s/dns-geoip6\nudp_size 4096\n", fx, fx);
-	fclose(in);
-	fclose(o);
-	if (dns_cfg_load(tmp, &c, err, sizeof(err)) || !(snap = dns_snap_build(&c, 0, 0, key, err, sizeof(err)))) {
-		fprintf(stderr, "fuzz_dns_frame: %s\n", err);
-		exit(1);
-	}
-	unlink(tmp);
+	snap = fuzz_dns_snap("fuzz_dns_frame", 4096);
 	return 0;
 }
 
