@@ -6,6 +6,7 @@
  */
 #include <unistd.h>
 #include "testlib.h"
+#include "dns/coalesce.h"
 #include "dns/dns.h"
 
 static struct dns_snap *snap;
@@ -277,6 +278,72 @@ static void store_merge_helpers(void)
 	}
 }
 
+/* coalesce.h: the wait after a read, from the recent arrival rate (times
+ * are given, so the arithmetic is checked exactly) */
+static void coalescing_follows_the_rate(void)
+{
+	struct dns_coalesce c;
+	const uint64_t us = 1000, max = 250 * us;
+	uint64_t t = 1000000000ull, w = 0;
+
+	/* a first read, and the first after an idle period: no wait */
+	dns_coalesce_init(&c, 64, max);
+	CHECK(dns_coalesce_wait(&c, 1, t) == 0, "first read waited");
+	t += 20000 * us;
+	CHECK(dns_coalesce_wait(&c, 1, t) == 0 && c.gap_ns == 0, "read after 20 ms idle waited, gap %llu",
+	      (unsigned long long)c.gap_ns);
+	/* 100k queries/s (10 us apart), reads of 2: the gap settles on 10 us and
+	 * every read waits for the batch, capped at max */
+	for (int i = 0; i < 10; i++) {
+		t += 20 * us;
+		w = dns_coalesce_wait(&c, 2, t);
+	}
+	CHECK(c.gap_ns == 10 * us, "gap %llu, want 10 us", (unsigned long long)c.gap_ns);
+	CHECK(w == max, "wait %llu at 100k/s, want the cap", (unsigned long long)w);
+	/* a full batch: no wait */
+	t += 640 * us;
+	CHECK(dns_coalesce_wait(&c, 64, t) == 0, "full batch waited");
+	/* target 8 at the same rate: wait for the 6 missing, 60 us */
+	dns_coalesce_init(&c, 8, max);
+	dns_coalesce_wait(&c, 1, t);
+	for (int i = 0; i < 10; i++) {
+		t += 20 * us;
+		w = dns_coalesce_wait(&c, 2, t);
+	}
+	CHECK(w == 60 * us, "wait %llu, want 60 us", (unsigned long long)w);
+	/* 30k queries/s (33 us apart): 250 us gathers 7 < 64/4, so no wait;
+	 * the moving average follows the rate down */
+	dns_coalesce_init(&c, 64, max);
+	dns_coalesce_wait(&c, 1, t);
+	for (int i = 0; i < 40; i++) {
+		t += 33 * us;
+		w = dns_coalesce_wait(&c, 1, t);
+	}
+	CHECK(w == 0 && c.gap_ns == 33 * us, "30k/s: wait %llu gap %llu", (unsigned long long)w,
+	      (unsigned long long)c.gap_ns);
+	/* the rate rises to 80k/s (12.5 us): 20 per 250 us, so it waits; the
+	 * average moves an eighth of the way each read */
+	int reads = 0;
+	for (w = 0; !w && reads < 100; reads++) {
+		t += 25 * us;
+		w = dns_coalesce_wait(&c, 2, t);
+	}
+	CHECK(w == max && reads > 3 && reads < 30, "80k/s: wait %llu after %d reads", (unsigned long long)w, reads);
+	/* off: target 0 or 1 never waits, max 0 never waits */
+	for (uint32_t target = 0; target < 2; target++) {
+		dns_coalesce_init(&c, target, max);
+		dns_coalesce_wait(&c, 1, t);
+		CHECK(dns_coalesce_wait(&c, 1, t + 1000) == 0, "target %u waited", target);
+	}
+	dns_coalesce_init(&c, 64, 0);
+	dns_coalesce_wait(&c, 1, t);
+	CHECK(dns_coalesce_wait(&c, 1, t + 1000) == 0, "max 0 waited");
+	/* a clock that does not move, or a read of 0: no wait, no division by 0 */
+	dns_coalesce_init(&c, 64, max);
+	dns_coalesce_wait(&c, 3, t);
+	CHECK(dns_coalesce_wait(&c, 3, t) == 0 && dns_coalesce_wait(&c, 0, t + 5) == 0, "still clock waited");
+}
+
 int main(void)
 {
 	char err[512], conf[] = "/tmp/test_dns.XXXXXX";
@@ -302,6 +369,7 @@ int main(void)
 	RUN(names_and_bad_input);
 	RUN(malformed_queries_formerr);
 	RUN(store_merge_helpers);
+	RUN(coalescing_follows_the_rate);
 	dns_snap_free(snap);
 	return t_done();
 }

@@ -13,6 +13,11 @@
 # server's CPU seconds per million answered queries (the scheduler's runtime
 # of all its threads; utime+stime ticks alongside).  Runs are interleaved
 # over DNS_ROUNDS rounds (default 3); the median of each figure is reported.
+# Two loads: dnsperf as fast as it goes (64 queries outstanding: there the
+# latency is mostly dnsperf's own queue, 64 / its rate), and a fixed rate of
+# DNS_RATE queries/s (default 30000, dnsperf -Q) that every server keeps up
+# with, where p99 is the server's response time and the CPU per answer
+# shows veil-dns below its coalescing threshold (veil-dns, gdnsd, xsk).
 # veil-dns keeps a per-worker memo of its answers (the query path is a pure
 # function); it is also measured without UDP coalescing and GSO ("plain"),
 # with the memo off too ("nomemo", every answer parsed and built by ldns),
@@ -215,14 +220,16 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 core_busy() { awk -v c="cpu$1" '$1 == c {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
 ROUNDS=${DNS_ROUNDS:-3}
 : >"$T/runs"
-run() { # name addr pid ecs(0/1)
-	local name=$1 addr=$2 pid=$3 ecs=$4 e=() c0 c1 t0 t1 out
+RATE=${DNS_RATE:-30000}
+run() { # name addr pid ecs(0/1) [rate: queries/s, 0 or none: as fast as dnsperf goes]
+	local name=$1 addr=$2 pid=$3 ecs=$4 rate=${5:-0} e=() q=() c0 c1 t0 t1 out
+	[ "$rate" -gt 0 ] && q=(-Q "$rate")
 	# ECS: 81.169.10.0/24 (family 1, source 24, scope 0)
 	[ "$ecs" = 1 ] && e=(-E 8:0001180051a90a)
 	local b00 b01 b10 b11 load
 	load=$(cut -d' ' -f1 /proc/loadavg)
 	c0=$(cpu_ns "$pid"); t0=$(cpu_ticks "$pid"); b00=$(core_busy 0); b10=$(core_busy 1)
-	ip netns exec "$NC" taskset -c 1 dnsperf -s "$addr" -d "$T/queries" -l "$SECS" -c 1 -T 1 -q 64 -v "${e[@]}" \
+	ip netns exec "$NC" taskset -c 1 dnsperf -s "$addr" -d "$T/queries" -l "$SECS" -c 1 -T 1 -q 64 "${q[@]}" -v "${e[@]}" \
 		>"$T/perf.out" 2>&1
 	c1=$(cpu_ns "$pid"); t1=$(cpu_ticks "$pid"); b01=$(core_busy 0); b11=$(core_busy 1)
 	local done qps lost p99 cpum cput core0 core1
@@ -235,8 +242,8 @@ run() { # name addr pid ecs(0/1)
 	cput=$(awk -v d=$((t1 - t0)) -v t="$ticks" -v n="${done:-0}" 'BEGIN {if (n > 0) printf "%.3f", d / t / (n / 1e6); else print 0}')
 	core0=$(awk -v d=$((b01 - b00)) -v t="$ticks" -v n="${done:-0}" 'BEGIN {if (n > 0) printf "%.3f", d / t / (n / 1e6); else print 0}')
 	core1=$(awk -v d=$((b11 - b10)) -v t="$ticks" -v n="${done:-0}" 'BEGIN {if (n > 0) printf "%.3f", d / t / (n / 1e6); else print 0}')
-	say "bench_dns: $name ecs=$ecs: ${qps:-0} q/s, p99 ${p99} ms, ${cpum} CPU s per 1M answered (ticks: ${cput}; core 0: ${core0}, core 1: ${core1}), lost ${lost:-?}, load ${load}"
-	echo "$name $ecs ${qps:-0} ${p99:-0} ${cpum:-0} ${cput:-0} ${done:-0} ${lost:-0} ${core0:-0} ${core1:-0} ${load:-0}" >>"$T/runs"
+	say "bench_dns: $name ecs=$ecs rate=${rate:-max}: ${qps:-0} q/s, p99 ${p99} ms, ${cpum} CPU s per 1M answered (ticks: ${cput}; core 0: ${core0}, core 1: ${core1}), lost ${lost:-?}, load ${load}"
+	echo "$name $ecs ${qps:-0} ${p99:-0} ${cpum:-0} ${cput:-0} ${done:-0} ${lost:-0} ${core0:-0} ${core1:-0} ${load:-0} $rate" >>"$T/runs"
 }
 # interleaved: each round runs every server with and without ECS
 for r in $(seq "$ROUNDS"); do
@@ -246,6 +253,9 @@ for r in $(seq "$ROUNDS"); do
 		run veil-dns-plain 198.18.53.3 $PLAIN $ecs
 		run veil-dns-xsk 198.18.53.5 $XSK $ecs
 		run veil-dns-xsk-plain 198.18.53.6 $XSKPLAIN $ecs
+		run veil-dns 198.18.53.1 $VEIL $ecs "$RATE"
+		run gdnsd 198.18.53.2 $GDNSD $ecs "$RATE"
+		run veil-dns-xsk 198.18.53.5 $XSK $ecs "$RATE"
 	done
 done
 run veil-dns-nomemo 198.18.53.4 $NOMEMO 0
@@ -256,13 +266,13 @@ import sys, json, statistics
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
 out, seen = [], []
 for r in rows:
-    k = (r[0], r[1])
+    k = (r[0], r[1], int(r[11]) if len(r) > 11 else 0)
     if k not in seen:
         seen.append(k)
 for k in seen:
-    rs = [r for r in rows if (r[0], r[1]) == k]
+    rs = [r for r in rows if (r[0], r[1], int(r[11]) if len(r) > 11 else 0) == k]
     med = lambda i: statistics.median(float(r[i]) for r in rs)
-    out.append({"server": k[0], "ecs": k[1] == "1", "qps": med(2), "p99_ms": med(3),
+    out.append({"server": k[0], "ecs": k[1] == "1", "rate": k[2], "qps": med(2), "p99_ms": med(3),
                 "cpu_s_per_m": med(4), "cpu_s_per_m_ticks": med(5), "completed": sum(int(r[6]) for r in rs),
                 "lost": sum(int(r[7]) for r in rs), "rounds": len(rs), "cpu_s_per_m_all": [float(r[4]) for r in rs],
                 "p99_ms_all": [float(r[3]) for r in rs],

@@ -71,7 +71,8 @@ struct dns_cfg {
 	char cookie_secret_file[256];
 	int threads;
 	int rrl_rate, rrl_slip;
-	uint32_t udp_coalesce_us; /* wait after a batch that did not fill (0: off) */
+	uint32_t udp_coalesce_us; /* the longest wait after a small batch (0: off) */
+	uint32_t udp_coalesce_batch; /* the batch a wait gathers (coalesce.h; 0, 1: off) */
 	int udp_gso;             /* same-length answers to one client as one UDP GSO send */
 	char xdp_interface[16];  /* AF_XDP answer path on this interface (empty: off) */
 	int xdp_queues;          /* its queues 0..N-1, one socket and worker each */

@@ -46,6 +46,7 @@ struct counters {
 	uint64_t ecs, tc, cookies, cookies_ok, cache_hits, rrl_dropped, rrl_slipped;
 	uint64_t drop_short, drop_response, drop_nomem;
 	uint64_t udp, tcp, batches, gso_sends;
+	uint64_t coalesce_waits, coalesce_wait_ns; /* coalesce.h: the waits after small batches */
 	/* the XSK worker */
 	uint64_t xsk_rx, xsk_tx, xsk_batches, xsk_kicks, xsk_socket_sends;
 	uint64_t xsk_drop[XSK_DROP_NRC];

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "veil.h"
+#include "dns/coalesce.h"
 #include "dns/dns.h"
 #include "dns/feed.h"
 #include "dns/server.h"
@@ -254,12 +255,13 @@ int rrl_allow(struct worker *w, const struct dns_snap *s, const struct dns_query
 }
 
 #define BATCH 64
-/* Coalescing: after a batch that did not fill, the worker waits this long
- * before it reads again, so queries gather and the next read takes many
- * (one wake-up, one receive and one send call for all of them).  Each
- * query waits at most this long more; an idle server still blocks in
- * recvmmsg and answers the first query at once. */
-static long coalesce_ns;
+/* Coalescing (coalesce.h): after a small batch the worker waits as long as
+ * the recent arrival rate needs to gather udp_coalesce_batch queries, at
+ * most udp_coalesce_us, so one wake-up and one receive and send call serve
+ * many; an idle or lightly loaded server blocks in recvmmsg and answers the
+ * first query at once. */
+static uint64_t coalesce_max_ns;
+static uint32_t coalesce_batch;
 /* UDP GSO: answers of one batch to the same client address and port with
  * the same length leave as one UDP_SEGMENT send (one trip through the
  * stack, segmented at the end).  Off after the first send the kernel
@@ -282,7 +284,10 @@ static void *udp_worker(void *arg)
 	uint8_t taken[BATCH];
 	struct dns_result r;
 	int gso = use_gso;
+	struct dns_coalesce co;
 
+	dns_coalesce_init(&co, coalesce_batch, coalesce_max_ns);
+	dns_coalesce_thread();
 	for (int i = 0; i < BATCH; i++) {
 		iov[i] = (struct iovec){ in[i], sizeof(in[i]) };
 		msg[i].msg_hdr = (struct msghdr){ .msg_name = &from[i], .msg_iov = &iov[i], .msg_iovlen = 1 };
@@ -293,6 +298,7 @@ static void *udp_worker(void *arg)
 		int n = recvmmsg(w->fd, msg, BATCH, MSG_WAITFORONE, NULL);
 		if (n <= 0)
 			continue;
+		uint64_t wait = dns_coalesce_wait(&co, (uint32_t)n, dns_coalesce_now());
 		w->cnt.batches++;
 		struct dns_snap *s = hold(w);
 		uint32_t now = (uint32_t)time(NULL);
@@ -366,9 +372,10 @@ static void *udp_worker(void *arg)
 				break;
 			sent += k;
 		}
-		if (coalesce_ns && n < BATCH) {
-			struct timespec ts = { 0, coalesce_ns };
-			nanosleep(&ts, NULL);
+		if (wait) {
+			w->cnt.coalesce_waits++;
+			w->cnt.coalesce_wait_ns += wait;
+			dns_coalesce_sleep(wait);
 		}
 	}
 	return NULL;
@@ -569,6 +576,7 @@ static void metrics(void *arg, FILE *out)
 #define S(f) t.f += __atomic_load_n(&c->f, __ATOMIC_RELAXED)
 		S(ecs); S(tc); S(cookies); S(cookies_ok); S(cache_hits); S(rrl_dropped); S(rrl_slipped);
 		S(drop_short); S(drop_response); S(drop_nomem); S(udp); S(tcp); S(batches); S(gso_sends);
+		S(coalesce_waits); S(coalesce_wait_ns);
 		S(xsk_rx); S(xsk_tx); S(xsk_batches); S(xsk_kicks); S(xsk_socket_sends);
 		for (int d = 0; d < XSK_DROP_NRC; d++)
 			S(xsk_drop[d]);
@@ -623,6 +631,10 @@ static void metrics(void *arg, FILE *out)
 		"# TYPE veildns_udp_batches_total counter\nveildns_udp_batches_total %llu\n"
 		"# HELP veildns_udp_gso_sends_total UDP sends that carried several answers to one client (UDP GSO).\n"
 		"# TYPE veildns_udp_gso_sends_total counter\nveildns_udp_gso_sends_total %llu\n"
+		"# HELP veildns_coalesce_waits_total Waits after a small batch so that queries gather (UDP and XSK workers).\n"
+		"# TYPE veildns_coalesce_waits_total counter\nveildns_coalesce_waits_total %llu\n"
+		"# HELP veildns_coalesce_wait_seconds_total Their length in all.\n"
+		"# TYPE veildns_coalesce_wait_seconds_total counter\nveildns_coalesce_wait_seconds_total %.6f\n"
 		"# HELP veildns_zone_serial The SOA serial being served.\n"
 		"# TYPE veildns_zone_serial gauge\nveildns_zone_serial %u\n"
 		"# HELP veildns_zone_names Names in the zone (VMs, wildcards, apex, name servers, empty non-terminals).\n"
@@ -632,7 +644,8 @@ static void metrics(void *arg, FILE *out)
 		(unsigned long long)t.rrl_slipped, (unsigned long long)t.drop_short, (unsigned long long)t.drop_response,
 		(unsigned long long)t.drop_nomem, (unsigned long long)t.udp, (unsigned long long)t.xsk_rx,
 		(unsigned long long)t.tcp,
-		(unsigned long long)t.batches, (unsigned long long)t.gso_sends, s->serial,
+		(unsigned long long)t.batches, (unsigned long long)t.gso_sends,
+		(unsigned long long)t.coalesce_waits, (double)t.coalesce_wait_ns / 1e9, s->serial,
 		s->nnames);
 	if (xdp) {
 		static const char *const why[XSK_DROP_NRC] = { "ok", "not_ip", "not_udp", "ip_options", "fragment",
@@ -822,7 +835,8 @@ int main(int argc, char **argv)
 			workers[nworkers++] = w;
 		}
 	}
-	coalesce_ns = (long)s->cfg.udp_coalesce_us * 1000;
+	coalesce_max_ns = (uint64_t)s->cfg.udp_coalesce_us * 1000;
+	coalesce_batch = s->cfg.udp_coalesce_batch;
 	use_gso = s->cfg.udp_gso;
 	struct worker *tw = calloc(1, sizeof(*tw));
 	if (!tw)

@@ -28,6 +28,7 @@
 #include <xdp/xsk.h>
 
 #include "veil.h"
+#include "dns/coalesce.h"
 #include "dns/xsk.h"
 #include "dns_xsk.skel.h"
 
@@ -70,7 +71,8 @@ struct dns_xdp {
 	int nlisten;
 	uint8_t laddr[DNS_MAX_LISTEN][16]; /* IPv4 as IPv4-mapped */
 	int lfd[DNS_MAX_LISTEN];
-	long coalesce_ns;
+	uint64_t coalesce_max_ns; /* coalesce.h, as the UDP workers */
+	uint32_t coalesce_batch;
 };
 
 static int to_mapped(const char *s, uint8_t a[16])
@@ -176,7 +178,8 @@ struct dns_xdp *dns_xdp_open(const struct dns_cfg *c, uint16_t port, const int *
 	}
 	snprintf(x->ifname, sizeof(x->ifname), "%s", c->xdp_interface);
 	x->mode = c->xdp_skb ? XDP_MODE_SKB : XDP_MODE_NATIVE;
-	x->coalesce_ns = (long)c->udp_coalesce_us * 1000;
+	x->coalesce_max_ns = (uint64_t)c->udp_coalesce_us * 1000;
+	x->coalesce_batch = c->udp_coalesce_batch;
 	x->ifindex = (int)if_nametoindex(x->ifname);
 	if (!x->ifindex) {
 		snprintf(err, len, "xdp_interface %s: %s", x->ifname, strerror(errno));
@@ -426,7 +429,10 @@ void *xsk_worker(void *arg)
 	struct dns_result r;
 	uint64_t back[XBATCH];
 	struct xdp_desc out[XBATCH];
+	struct dns_coalesce co;
 
+	dns_coalesce_init(&co, q->x->coalesce_batch, q->x->coalesce_max_ns);
+	dns_coalesce_thread();
 	while (!atomic_load(&stopping)) {
 		uint32_t irx, itx;
 		reclaim(q);
@@ -438,6 +444,7 @@ void *xsk_worker(void *arg)
 			poll(&p, 1, q->in_flight ? 1 : 200);
 			continue;
 		}
+		uint64_t wait = dns_coalesce_wait(&co, n, dns_coalesce_now());
 		w->cnt.xsk_batches++;
 		struct dns_snap *s = hold(w);
 		uint32_t now = (uint32_t)time(NULL), nback = 0, nout = 0;
@@ -491,9 +498,10 @@ void *xsk_worker(void *arg)
 		refill(q, back, nback);
 		if (xsk_ring_prod__needs_wakeup(&q->fill))
 			recvfrom(q->fd, NULL, 0, MSG_DONTWAIT, NULL, NULL);
-		if (q->x->coalesce_ns && n < XBATCH) {
-			struct timespec ts = { 0, q->x->coalesce_ns };
-			nanosleep(&ts, NULL);
+		if (wait) {
+			w->cnt.coalesce_waits++;
+			w->cnt.coalesce_wait_ns += wait;
+			dns_coalesce_sleep(wait);
 		}
 	}
 	return NULL;

@@ -173,7 +173,7 @@ int dns_cfg_load(const char *path, struct dns_cfg *c, char *err, size_t len)
 	c->soa_refresh = 3600; c->soa_retry = 600; c->soa_expire = 86400; c->soa_minimum = 30;
 	c->soa_ttl = 3600; c->ttl = 20; c->answers = 2; c->udp_max = 1232; c->threads = 1;
 	c->rrl_rate = 0; c->rrl_slip = 2; c->store_wait = 5;
-	c->udp_coalesce_us = 250; c->udp_gso = 1; c->xdp_queues = 1;
+	c->udp_coalesce_us = 250; c->udp_coalesce_batch = 64; c->udp_gso = 1; c->xdp_queues = 1;
 	snprintf(c->geoip4, sizeof(c->geoip4), "/usr/share/tor/geoip");
 	snprintf(c->geoip6, sizeof(c->geoip6), "/usr/share/tor/geoip6");
 	snprintf(c->metrics, sizeof(c->metrics), "127.0.0.1:9433");
@@ -275,6 +275,9 @@ int dns_cfg_load(const char *path, struct dns_cfg *c, char *err, size_t len)
 		} else if (!strcmp(k, "udp_coalesce_us") && n == 2) {
 			if (parse_u32(w[1], &c->udp_coalesce_us) || c->udp_coalesce_us > 10000)
 				BAD("udp_coalesce_us: microseconds, 0..10000 (0: off)");
+		} else if (!strcmp(k, "udp_coalesce_batch") && n == 2) {
+			if (parse_u32(w[1], &c->udp_coalesce_batch) || c->udp_coalesce_batch > 64)
+				BAD("udp_coalesce_batch: queries, 0..64 (0 or 1: no wait)");
 		} else if (!strcmp(k, "udp_gso") && n == 2) {
 			if (strcmp(w[1], "on") && strcmp(w[1], "off"))
 				BAD("udp_gso: on or off");
