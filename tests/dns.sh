@@ -721,6 +721,49 @@ PY
 		"left after kill -9: $([ $a = 0 ] && echo yes || echo no), answers $got, programs $progs, log: $(tr '\n' '|' <"$T/xsk3.log" | head -c 400)"
 	kill $XP; wait $XP 2>/dev/null
 	! ip -n "$NS" link show eth0 | grep -q 'xdp'; check $? "xsk_no_program_left"
+	# two queues: a veth pair with two queues each way, a socket and a
+	# worker per queue; queries from many client ports spread over both
+	# (the client's transmit queue is the server's receive queue)
+	ip link add dnsmq0 numtxqueues 2 numrxqueues 2 netns "$NC" type veth peer dnsmq1 numtxqueues 2 numrxqueues 2 netns "$NS"
+	ip -n "$NC" addr add 198.18.56.2/30 dev dnsmq0
+	ip -n "$NS" addr add 198.18.56.1/30 dev dnsmq1
+	ip -n "$NC" link set dnsmq0 up
+	ip -n "$NS" link set dnsmq1 up
+	ip -n "$NS" addr add 198.18.53.8/32 dev lo
+	ip -n "$NC" route add 198.18.53.8/32 via 198.18.56.1
+	conf | sed -e 's/^listen 198.18.53.1$/listen 198.18.53.8/' -e '/^listen 2001/d' \
+		-e 's/^metrics .*/metrics 198.18.54.1:9437/' -e "s|^pidfile .*|pidfile $T/mq.pid|" >"$T/mq.conf"
+	printf '%s\n' 'xdp_interface dnsmq1' 'xdp_queues 2' >>"$T/mq.conf"
+	ip netns exec "$NS" "$BIN" --config "$T/mq.conf" >"$T/mq.log" 2>&1 &
+	XP=$!; PIDS+=($XP)
+	for _ in $(seq 100); do grep -q 'event=\(started\|error\)' "$T/mq.log" && break; sleep 0.1; done
+	for _ in $(seq 50); do D @198.18.53.8 vm1.veil.test A +short | grep -q . && break; sleep 0.2; done
+	ip netns exec "$NC" python3 - <<'PY' >"$T/mq.out"
+import socket, struct
+q = lambda i: struct.pack('>HHHHHH', i, 0, 1, 0, 0, 0) + b'\x03vm1\x04veil\x04test\x00' + struct.pack('>HH', 1, 1)
+socks, got = [], 0
+for i in range(64):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(2)
+    s.sendto(q(i), ('198.18.53.8', 53))
+    socks.append(s)
+for i, s in enumerate(socks):
+    try:
+        r = s.recv(4096)
+        got += r[:2] == struct.pack('>H', i) and r[3] & 15 == 0 and struct.unpack('>H', r[6:8])[0] >= 1
+    except socket.timeout:
+        pass
+print(got)
+PY
+	got=$(cat "$T/mq.out")
+	m=$(ip netns exec "$NC" curl -s http://198.18.54.1:9437/metrics)
+	q0=$(echo "$m" | awk '$1 == "veildns_xsk_queue_frames_total{queue=\"0\",dir=\"tx\"}" {print $2}')
+	q1=$(echo "$m" | awk '$1 == "veildns_xsk_queue_frames_total{queue=\"1\",dir=\"tx\"}" {print $2}')
+	grep -q 'event=started.*xdp_interface=dnsmq1.*queues=2' "$T/mq.log" && [ "$got" = 64 ] &&
+		[ "${q0:-0}" -ge 1 ] && [ "${q1:-0}" -ge 1 ] && echo "$m" | grep -q 'veildns_received_total{transport="udp"} 0$'
+	check $? "xsk_two_queues_both_answer" "answered $got of 64, queue 0: ${q0:-?}, queue 1: ${q1:-?}; $(grep -E 'event=(started|error)' "$T/mq.log" | tail -1)"
+	kill $XP; wait $XP 2>/dev/null
+	! ip -n "$NS" link show dnsmq1 | grep -q 'xdp'; check $? "xsk_two_queues_program_detached"
 }
 xsk_tests
 

@@ -62,6 +62,7 @@ struct worker {
 	pthread_t th;
 	int fd;                   /* UDP socket, or -1 for the TCP and XSK workers */
 	struct dns_xsk_q *xq;     /* the XSK worker's socket and UMEM */
+	int xqid;                 /* and its queue */
 	struct counters cnt;
 	struct cache_ent *cache;
 	struct rrl_ent *rrl;

@@ -667,6 +667,17 @@ static void metrics(void *arg, FILE *out)
 		for (int d = 1; d < XSK_DROP_NRC; d++)
 			fprintf(out, "veildns_xsk_dropped_total{reason=\"%s\"} %llu\n", why[d],
 				(unsigned long long)t.xsk_drop[d]);
+		fputs("# HELP veildns_xsk_queue_frames_total The same frames by queue (one XSK worker each).\n"
+		      "# TYPE veildns_xsk_queue_frames_total counter\n", out);
+		for (int i = 0; i < nworkers; i++) {
+			const struct worker *w = workers[i];
+			if (!w->xq)
+				continue;
+			fprintf(out, "veildns_xsk_queue_frames_total{queue=\"%d\",dir=\"rx\"} %llu\n"
+				     "veildns_xsk_queue_frames_total{queue=\"%d\",dir=\"tx\"} %llu\n",
+				w->xqid, (unsigned long long)__atomic_load_n(&w->cnt.xsk_rx, __ATOMIC_RELAXED),
+				w->xqid, (unsigned long long)__atomic_load_n(&w->cnt.xsk_tx, __ATOMIC_RELAXED));
+		}
 		dns_xdp_metrics(xdp, out);
 	}
 	if (feed)
@@ -860,6 +871,7 @@ int main(int argc, char **argv)
 				return 1;
 			w->fd = -1;
 			w->xq = dns_xdp_queue(xdp, i);
+			w->xqid = i;
 			if (!getenv("VEIL_DNS_NOCACHE"))
 				w->cache = calloc(CACHE_SLOTS, sizeof(*w->cache));
 			w->rrl = calloc(RRL_SLOTS, sizeof(*w->rrl));
