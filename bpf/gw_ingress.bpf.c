@@ -93,6 +93,8 @@ VM_INLINE int vm_env_tcpopts(struct vm_gw_env *e, const struct vm_pkt *p, struct
 	__u32 zero = 0, len = p->tcp_len - VM_TCP_HLEN;
 	struct gw_scratch *s = bpf_map_lookup_elem(&gw_scratch, &zero);
 
+	if (vm_xdp_tcpopts_common(e->ctx, p, o))
+		return 0;
 	if (!s || len > VM_TCP_OPT_MAX)
 		return -1;
 	if (len > 0 && bpf_xdp_load_bytes(e->ctx, p->l4_off + VM_TCP_HLEN, s->optbuf, len))
