@@ -1041,7 +1041,7 @@ static void seed_put(const struct flow_seed *s)
  * connection's entry counts flow_collision. */
 static void flow_key_collision_v6(void)
 {
-	const struct flow_seed ts = { { 0x5eed0001deadbeefULL, 0x0123456789abcdefULL } };
+	const struct flow_seed ts = { .k = { 0x5eed0001deadbeefULL, 0x0123456789abcdefULL } };
 	struct flow_seed old;
 	uint8_t a[16], b[16], keep6[16], in[1024], pkt[512];
 	struct flow_val va, vb;
@@ -1118,7 +1118,7 @@ static void flow_key_collision_v6(void)
  * the key, and the family in the value keeps them apart. */
 static void flow_key_v4_equals_v6(void)
 {
-	struct flow_seed ts = { { 0x5eed000200000000ULL, 0x0f1e2d3c4b5a6978ULL } }, old;
+	struct flow_seed ts = { .k = { 0x5eed000200000000ULL, 0x0f1e2d3c4b5a6978ULL } }, old;
 	uint8_t c6[16], v6v[16], v4c[16], v4v[16], keep4c[4], keep4v[4], keep6v[16], in[1024], pkt[512];
 	struct vip_key vk = { .port_be = htons(443), .family = VM_AF_INET },
 		       vk6 = { .port_be = htons(443), .family = VM_AF_INET6 };
@@ -1211,6 +1211,49 @@ static void flow_key_v4_equals_v6(void)
 	seed_put(&old);
 }
 
+/* An upgrade from an older fold (flow_seed.fold), or a new seed beside
+ * kept flows: loading the programs again moves the pinned IPv6 entries
+ * under the keys the programs make now, from the tuples they hold; IPv4
+ * entries and the seed itself stay. */
+static void flows_rekeyed_at_load(void)
+{
+	int sfd = vm_gw_map_fd(&G, "flow_seed"), ffd = vm_gw_map_fd(&G, "flows");
+	struct flow_key stale = { .client_word = htonl(0x11223344), .vip_word = htonl(0x55667788),
+				  .client_port_be = htons(42200), .vip_port_be = htons(443) }, k4;
+	struct flow_val v6 = { .vm_id = 77 }, v4 = { .vm_id = 78 }, got;
+	struct flow_seed s, after;
+	struct vm_gw g2 = { 0 };
+	char root[160];
+	__u32 zero = 0;
+
+	CHECK(!bpf_map_lookup_elem(sfd, &zero, &s) && s.fold == VM_FLOW_FOLD, "the loader recorded its fold: %u", s.fold);
+	VM_FLOW_TUPLE_SET(&v6, VM_AF_INET6, CLI6, VIP6);
+	uint8_t c4[16], p4[16];
+	vm_addr_parse("198.18.0.2", c4);
+	vm_addr_parse("198.18.100.1", p4);
+	VM_FLOW_TUPLE_SET(&v4, VM_AF_INET, c4, p4);
+	t_flow_key("198.18.0.2", "198.18.100.1", 42201, 443, &k4);
+	CHECK(!bpf_map_update_elem(ffd, &stale, &v6, BPF_ANY) && !bpf_map_update_elem(ffd, &k4, &v4, BPF_ANY),
+	      "entries written");
+	struct flow_seed older = s;
+	older.fold = VM_FLOW_FOLD - 1;
+	bpf_map_update_elem(sfd, &zero, &older, BPF_ANY);
+
+	snprintf(root, sizeof(root), "%s/gw", pin);
+	CHECK(!vm_gw_open(&g2, root, 4096) && !vm_gw_load(&g2), "the programs loaded again");
+	vm_gw_close(&g2);
+	CHECK(bpf_map_lookup_elem(ffd, &stale, &got), "nothing left under the old key");
+	CHECK(!flow_under(VM_AF_INET6, CLI6, VIP6, 42200, &got) && got.vm_id == 77 && !memcmp(got.client, CLI6, 16),
+	      "the IPv6 entry under the key the programs make");
+	CHECK(!bpf_map_lookup_elem(ffd, &k4, &got) && got.vm_id == 78, "the IPv4 entry where it was");
+	CHECK(!bpf_map_lookup_elem(sfd, &zero, &after) && after.k[0] == s.k[0] && after.k[1] == s.k[1] &&
+	      after.fold == VM_FLOW_FOLD, "the seed kept, the fold recorded: %u", after.fold);
+	struct flow_key k6;
+	t_flow_key("2001:db8::2", "2001:db8:100::1", 42200, 443, &k6);
+	bpf_map_delete_elem(ffd, &k6);
+	bpf_map_delete_elem(ffd, &k4);
+}
+
 int main(void)
 {
 	if (setup("tests/fixtures")) {
@@ -1245,6 +1288,7 @@ int main(void)
 	RUN(node_multi_segment_hello);
 	RUN(flow_key_collision_v6);
 	RUN(flow_key_v4_equals_v6);
+	RUN(flows_rekeyed_at_load);
 	vm_gw_close(&G);
 	vm_node_close(&N);
 	return t_done();

@@ -754,7 +754,7 @@ static void return_path_same(void)
  * alike in XDP, vm_fp and the DPDK worker (collisions counted the same). */
 static void collisions_same(void)
 {
-	const struct flow_seed ts = { { 0x5eed0003feedf00dULL, 0x1122334455667788ULL } };
+	const struct flow_seed ts = { .k = { 0x5eed0003feedf00dULL, 0x1122334455667788ULL } };
 	struct flow_seed old_fp = *vm_fp_seed(), old_bpf;
 	static uint8_t in[2000], rp[512];
 	uint8_t a[16], b[16], keep6[16];
