@@ -24,7 +24,10 @@ static void check_synack(int v6)
 	p.opts = SYN_OPTS;
 	p.optlen = 20;
 	size_t n = t_build(&p, in);
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_TAI, &t0);
 	xdp_run(GW_ING, in, n, &r);
+	clock_gettime(CLOCK_TAI, &t1);
 	size_t l3 = v6 ? 40 : 20;
 	uint8_t *ip = r.out + 14, *tcp = ip + l3;
 	CHECK(r.rc == 0 && r.verdict == XDP_TX_, "verdict %u", r.verdict);
@@ -46,6 +49,10 @@ static void check_synack(int v6)
 	CHECK(o.mss == (v6 ? 1340 : 1360), "MSS %d", o.mss);
 	CHECK(o.sack_ok && o.ts && o.tsecr == 0x11223344 && o.ws == 7, "options: sack %d ts %d ecr %x ws %d",
 	      o.sack_ok, o.ts, o.tsecr, o.ws);
+	/* our TSval: TAI in ms, from a clock that trails by at most a tick (gw_tai_ns) */
+	uint32_t ms0 = (uint32_t)(t0.tv_sec * 1000ULL + t0.tv_nsec / 1000000) - 50,
+		 ms1 = (uint32_t)(t1.tv_sec * 1000ULL + t1.tv_nsec / 1000000);
+	CHECK(o.tsval - ms0 <= ms1 - ms0, "TSval %u, TAI ms %u..%u", o.tsval, ms0 + 50, ms1);
 	/* The ISN is a cookie our userspace code validates with the same key. */
 	struct vm_cookie_in cin = { .sport = htons(40000), .dport = htons(443), .client_isn = 1000 };
 	if (v6) {
