@@ -1255,7 +1255,21 @@ static void flows_rekeyed_at_load(void)
 	CHECK(!bpf_map_lookup_elem(ffd, &k4, &got) && got.vm_id == 78, "the IPv4 entry where it was");
 	CHECK(!bpf_map_lookup_elem(sfd, &zero, &after) && after.k[0] == s.k[0] && after.k[1] == s.k[1] &&
 	      after.fold == VM_FLOW_FOLD, "the seed kept, the fold recorded: %u", after.fold);
+	/* a new seed beside kept entries (the upgrade that replaced flow_seed's
+	 * pin: 16 -> 24 bytes): they move under the seed the loader draws */
 	struct flow_key k6;
+	t_flow_key("2001:db8::2", "2001:db8:100::1", 42200, 443, &k6);
+	struct flow_seed none = { .k = { 0, 0 } };
+	bpf_map_update_elem(sfd, &zero, &none, BPF_ANY);
+	CHECK(!vm_gw_open(&g2, root, 4096) && !vm_gw_load(&g2), "the programs loaded a third time");
+	vm_gw_close(&g2);
+	CHECK(!bpf_map_lookup_elem(sfd, &zero, &after) && (after.k[0] || after.k[1]) &&
+	      (after.k[0] != s.k[0] || after.k[1] != s.k[1]) && after.fold == VM_FLOW_FOLD, "a new seed drawn");
+	CHECK(bpf_map_lookup_elem(ffd, &k6, &got) || got.vm_id != 77 || !memcmp(&k6, &stale, sizeof(k6)),
+	      "nothing left under the old seed's key");
+	CHECK(!flow_under(VM_AF_INET6, CLI6, VIP6, 42200, &got) && got.vm_id == 77,
+	      "the IPv6 entry under the new seed's key");
+	CHECK(!bpf_map_lookup_elem(ffd, &k4, &got) && got.vm_id == 78, "the IPv4 entry where it was");
 	t_flow_key("2001:db8::2", "2001:db8:100::1", 42200, 443, &k6);
 	bpf_map_delete_elem(ffd, &k6);
 	bpf_map_delete_elem(ffd, &k4);
