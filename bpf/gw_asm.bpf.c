@@ -81,7 +81,7 @@ struct vm_gw_env {
 
 VM_INLINE void *vm_env_loadctx(struct vm_gw_env *e) { return e->skb; }
 VM_INLINE __u32 vm_env_ifindex(struct vm_gw_env *e) { return e->skb->ingress_ifindex; }
-VM_INLINE __u64 vm_env_tai_ns(struct vm_gw_env *e) { return bpf_ktime_get_tai_ns(); }
+VM_INLINE __u64 vm_env_tai_ns(struct vm_gw_env *e) { return gw_tai_ns(e->s ? &e->s->clock : 0); }
 VM_INLINE __u64 vm_env_coarse_ns(struct vm_gw_env *e) { return bpf_ktime_get_coarse_ns(); }
 VM_INLINE __u64 vm_env_asm_ns(struct vm_gw_env *e) { return bpf_ktime_get_ns(); }
 

@@ -32,7 +32,9 @@ VM_INLINE void *vm_env_data(struct vm_gw_env *e) { return XDP_DATA(e->ctx); }
 VM_INLINE void *vm_env_data_end(struct vm_gw_env *e) { return XDP_DATA_END(e->ctx); }
 VM_INLINE void *vm_env_loadctx(struct vm_gw_env *e) { return e->ctx; }
 VM_INLINE __u32 vm_env_ifindex(struct vm_gw_env *e) { return e->ctx->ingress_ifindex; }
-VM_INLINE __u64 vm_env_tai_ns(struct vm_gw_env *e) { return bpf_ktime_get_tai_ns(); }
+/* TAI at the last tick (gw_tai_ns): the scratch is there whenever the
+ * secret is, which every path that reads the clock has looked up. */
+VM_INLINE __u64 vm_env_tai_ns(struct vm_gw_env *e) { return gw_tai_ns(e->s ? &e->s->clock : 0); }
 VM_INLINE __u64 vm_env_coarse_ns(struct vm_gw_env *e) { return bpf_ktime_get_coarse_ns(); }
 
 VM_INLINE int vm_env_resize(struct vm_gw_env *e, __u32 len)
@@ -91,6 +93,8 @@ VM_INLINE int vm_env_tcpopts(struct vm_gw_env *e, const struct vm_pkt *p, struct
 	__u32 zero = 0, len = p->tcp_len - VM_TCP_HLEN;
 	struct gw_scratch *s = bpf_map_lookup_elem(&gw_scratch, &zero);
 
+	if (vm_xdp_tcpopts_common(e->ctx, p, o))
+		return 0;
 	if (!s || len > VM_TCP_OPT_MAX)
 		return -1;
 	if (len > 0 && bpf_xdp_load_bytes(e->ctx, p->l4_off + VM_TCP_HLEN, s->optbuf, len))

@@ -22,6 +22,8 @@ VM_INLINE int load_tcpopts(struct xdp_md *ctx, const struct vm_pkt *p, struct no
 {
 	__u32 len = p->tcp_len - VM_TCP_HLEN;
 
+	if (vm_xdp_tcpopts_common(ctx, p, o))
+		return 0;
 	if (len > VM_TCP_OPT_MAX)
 		return -1;
 	if (len > 0 && bpf_xdp_load_bytes(ctx, p->l4_off + VM_TCP_HLEN, s->optbuf, len))

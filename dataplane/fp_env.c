@@ -126,8 +126,11 @@ const struct flow_seed *vm_fp_seed(void)
 int vm_fp_init_mem(struct vm_fp *fp, uint32_t flows_cap, const struct vm_fp_mem *mem)
 {
 	uint32_t cap = 1024;
-	if (!fp_seed.k[0] && !fp_seed.k[1] && getrandom(&fp_seed, sizeof(fp_seed), 0) != sizeof(fp_seed))
-		return -1;
+	if (!fp_seed.k[0] && !fp_seed.k[1]) {
+		if (getrandom(fp_seed.k, sizeof(fp_seed.k), 0) != sizeof(fp_seed.k))
+			return -1;
+		fp_seed.fold = VM_FLOW_FOLD;
+	}
 	memset(fp, 0, sizeof(*fp));
 	fp->mem = mem ? *mem : vm_fp_heap;
 	while (cap < flows_cap)

@@ -8,6 +8,7 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -18,6 +19,7 @@
 #include <xdp/libxdp.h>
 
 #include "veil.h"
+#include "veil/flowkey.h"
 #include "gw_ingress.skel.h"
 #include "gw_return.skel.h"
 #include "gw_asm.skel.h"
@@ -237,24 +239,103 @@ int vm_gw_open(struct vm_gw *g, const char *pin_root, __u32 flows_max)
 	return 0;
 }
 
+/* Moves every IPv6 entry of a map keyed by struct flow_key (values of
+ * vsize bytes holding the connection's tuple at the offsets given) to the
+ * key seed s and the programs' fold give it: all of them read, removed,
+ * then written back under their new keys (so one entry's new key never
+ * meets another's old one).  *lost counts those whose new key was taken.
+ * Returns the entries moved, or -errno. */
+static int rekey_map(int fd, size_t vsize, size_t fam_off, size_t cli_off, size_t vip_off,
+		     const struct flow_seed *s, int *lost)
+{
+	struct flow_key *keys = NULL, k, nk;
+	size_t n = 0, cap = 0, m = 0;
+	__u8 *vals = NULL, *v;
+	int err = 0;
+
+	while (!bpf_map_get_next_key(fd, n ? &keys[n - 1] : NULL, &k)) {
+		if (n == cap) {
+			struct flow_key *x = realloc(keys, (cap = cap ? 2 * cap : 1024) * sizeof(*keys));
+			if (!x) {
+				err = -ENOMEM;
+				goto out;
+			}
+			keys = x;
+		}
+		keys[n++] = k;
+	}
+	vals = malloc(n ? n * vsize : 1);
+	if (!vals) {
+		err = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		v = vals + m * vsize;
+		if (bpf_map_lookup_elem(fd, &keys[i], v) || v[fam_off] != VM_AF_INET6)
+			continue;
+		vm_flow_key_make(VM_AF_INET6, v + cli_off, v + vip_off, keys[i].client_port_be, keys[i].vip_port_be,
+				 s, &nk);
+		if (!memcmp(&nk, &keys[i], sizeof(nk)))
+			continue;       /* already where the programs look */
+		keys[m++] = keys[i];
+	}
+	for (size_t i = 0; i < m; i++)
+		bpf_map_delete_elem(fd, &keys[i]);
+	for (size_t i = 0; i < m; i++) {
+		v = vals + i * vsize;
+		vm_flow_key_make(VM_AF_INET6, v + cli_off, v + vip_off, keys[i].client_port_be, keys[i].vip_port_be,
+				 s, &nk);
+		if (bpf_map_update_elem(fd, &nk, v, BPF_NOEXIST))
+			(*lost)++;
+	}
+	err = (int)m;
+out:
+	free(keys);
+	free(vals);
+	return err;
+}
+
+#define REKEY(fd, type, s, lost) \
+	rekey_map((fd), sizeof(type), offsetof(type, family), offsetof(type, client), offsetof(type, vip), (s), (lost))
+
 /* The flows' key seed: the pinned map's when it has one (a restart or an
- * upgrade keeps the flows it keyed), else a new random one.  A seed that
- * changed under live flows would orphan them, so it is written only here,
- * into a map that is new (zero). */
+ * upgrade keeps the flows it keyed), else a new random one.  A seed or a
+ * fold that changed under live flows would orphan their IPv6 entries, so
+ * when either does (a new seed map beside kept flows, or entries keyed by
+ * an older fold: flow_seed.fold) those are re-keyed from the tuples they
+ * hold first, and the seed and fold recorded after.  Entries the programs
+ * still running make meanwhile keep the old key (a connection begun in
+ * the moment of the upgrade). */
 static int flow_seed_init(struct vm_gw *g)
 {
 	int fd = bpf_map__fd(g->as->maps.flow_seed);  /* gw_asm loads first on every path */
 	struct flow_seed s;
 	__u32 zero = 0;
+	int fresh, moved = 0, lost = 0, r;
 
 	if (fd < 0)
 		return fd;
 	if (bpf_map_lookup_elem(fd, &zero, &s))
 		return -errno;
-	if (s.k[0] || s.k[1])
+	fresh = !s.k[0] && !s.k[1];
+	if (!fresh && s.fold == VM_FLOW_FOLD)
 		return 0;
-	if (getrandom(&s, sizeof(s), 0) != sizeof(s))
+	if (fresh && getrandom(s.k, sizeof(s.k), 0) != sizeof(s.k))
 		return -EIO;
+	s.fold = VM_FLOW_FOLD;
+	s.pad = 0;
+	if ((r = REKEY(bpf_map__fd(g->as->maps.flows), struct flow_val, &s, &lost)) < 0)
+		return r;
+	moved += r;
+	if ((r = REKEY(bpf_map__fd(g->as->maps.hello_asm), struct asm_val, &s, &lost)) < 0)
+		return r;
+	moved += r;
+	if ((r = REKEY(bpf_map__fd(g->as->maps.asm_early), struct asm_early, &s, &lost)) < 0)
+		return r;
+	moved += r;
+	if (moved)
+		vm_log("event=flows_rekeyed moved=%d lost=%d reason=\"%s\"", moved, lost,
+		       fresh ? "a new flow_seed beside kept IPv6 entries" : "entries keyed by an older fold");
 	return bpf_map_update_elem(fd, &zero, &s, BPF_ANY) ? -errno : 0;
 }
 

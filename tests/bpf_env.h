@@ -160,7 +160,7 @@ struct run {
 static inline __attribute__((unused)) void t_flow_key(const char *client, const char *vip, uint16_t cport,
 						       uint16_t vport, struct flow_key *k)
 {
-	struct flow_seed s = { { 0, 0 } };
+	struct flow_seed s = { .k = { 0, 0 } };
 	__u8 c[16], v[16];
 	__u32 zero = 0;
 	int fam = vm_addr_parse(client, c);

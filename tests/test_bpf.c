@@ -24,7 +24,10 @@ static void check_synack(int v6)
 	p.opts = SYN_OPTS;
 	p.optlen = 20;
 	size_t n = t_build(&p, in);
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_TAI, &t0);
 	xdp_run(GW_ING, in, n, &r);
+	clock_gettime(CLOCK_TAI, &t1);
 	size_t l3 = v6 ? 40 : 20;
 	uint8_t *ip = r.out + 14, *tcp = ip + l3;
 	CHECK(r.rc == 0 && r.verdict == XDP_TX_, "verdict %u", r.verdict);
@@ -46,6 +49,10 @@ static void check_synack(int v6)
 	CHECK(o.mss == (v6 ? 1340 : 1360), "MSS %d", o.mss);
 	CHECK(o.sack_ok && o.ts && o.tsecr == 0x11223344 && o.ws == 7, "options: sack %d ts %d ecr %x ws %d",
 	      o.sack_ok, o.ts, o.tsecr, o.ws);
+	/* our TSval: TAI in ms, from a clock that trails by at most a tick (gw_tai_ns) */
+	uint32_t ms0 = (uint32_t)(t0.tv_sec * 1000ULL + t0.tv_nsec / 1000000) - 50,
+		 ms1 = (uint32_t)(t1.tv_sec * 1000ULL + t1.tv_nsec / 1000000);
+	CHECK(o.tsval - ms0 <= ms1 - ms0, "TSval %u, TAI ms %u..%u", o.tsval, ms0 + 50, ms1);
 	/* The ISN is a cookie our userspace code validates with the same key. */
 	struct vm_cookie_in cin = { .sport = htons(40000), .dport = htons(443), .client_isn = 1000 };
 	if (v6) {
@@ -111,6 +118,15 @@ static void userspace_cookie_accepted(void)
 	struct vm_cookie_opts co = { .mss = 1460, .wscale = 7, .sack_ok = 1, .ts_ok = 1 };
 	vm_addr_parse("198.18.0.2", cin.saddr);
 	vm_addr_parse("198.18.100.1", cin.daddr);
+	/* the program's TAI trails by up to a clock tick (gw_tai_ns): a cookie
+	 * made in the first moments of a window would be one from its future */
+	for (;;) {
+		struct timespec ts;
+		clock_gettime(CLOCK_TAI, &ts);
+		if (ts.tv_sec % 64 || ts.tv_nsec >= 100000000)
+			break;
+		usleep(10000);
+	}
 	uint32_t cookie = vm_cookie_make(KEY, &cin, vm_tai_seconds() / 64, &co);
 	struct t_pkt p = client_pkt(0, 40100, 4243, cookie + 1, T_ACK);
 	struct gw_stats b = gw_now();
@@ -1032,7 +1048,7 @@ static void seed_put(const struct flow_seed *s)
  * connection's entry counts flow_collision. */
 static void flow_key_collision_v6(void)
 {
-	const struct flow_seed ts = { { 0x5eed0001deadbeefULL, 0x0123456789abcdefULL } };
+	const struct flow_seed ts = { .k = { 0x5eed0001deadbeefULL, 0x0123456789abcdefULL } };
 	struct flow_seed old;
 	uint8_t a[16], b[16], keep6[16], in[1024], pkt[512];
 	struct flow_val va, vb;
@@ -1109,7 +1125,7 @@ static void flow_key_collision_v6(void)
  * the key, and the family in the value keeps them apart. */
 static void flow_key_v4_equals_v6(void)
 {
-	struct flow_seed ts = { { 0x5eed000200000000ULL, 0x0f1e2d3c4b5a6978ULL } }, old;
+	struct flow_seed ts = { .k = { 0x5eed000200000000ULL, 0x0f1e2d3c4b5a6978ULL } }, old;
 	uint8_t c6[16], v6v[16], v4c[16], v4v[16], keep4c[4], keep4v[4], keep6v[16], in[1024], pkt[512];
 	struct vip_key vk = { .port_be = htons(443), .family = VM_AF_INET },
 		       vk6 = { .port_be = htons(443), .family = VM_AF_INET6 };
@@ -1202,6 +1218,63 @@ static void flow_key_v4_equals_v6(void)
 	seed_put(&old);
 }
 
+/* An upgrade from an older fold (flow_seed.fold), or a new seed beside
+ * kept flows: loading the programs again moves the pinned IPv6 entries
+ * under the keys the programs make now, from the tuples they hold; IPv4
+ * entries and the seed itself stay. */
+static void flows_rekeyed_at_load(void)
+{
+	int sfd = vm_gw_map_fd(&G, "flow_seed"), ffd = vm_gw_map_fd(&G, "flows");
+	struct flow_key stale = { .client_word = htonl(0x11223344), .vip_word = htonl(0x55667788),
+				  .client_port_be = htons(42200), .vip_port_be = htons(443) }, k4;
+	struct flow_val v6 = { .vm_id = 77 }, v4 = { .vm_id = 78 }, got;
+	struct flow_seed s, after;
+	struct vm_gw g2 = { 0 };
+	char root[160];
+	__u32 zero = 0;
+
+	CHECK(!bpf_map_lookup_elem(sfd, &zero, &s) && s.fold == VM_FLOW_FOLD, "the loader recorded its fold: %u", s.fold);
+	VM_FLOW_TUPLE_SET(&v6, VM_AF_INET6, CLI6, VIP6);
+	uint8_t c4[16], p4[16];
+	vm_addr_parse("198.18.0.2", c4);
+	vm_addr_parse("198.18.100.1", p4);
+	VM_FLOW_TUPLE_SET(&v4, VM_AF_INET, c4, p4);
+	t_flow_key("198.18.0.2", "198.18.100.1", 42201, 443, &k4);
+	CHECK(!bpf_map_update_elem(ffd, &stale, &v6, BPF_ANY) && !bpf_map_update_elem(ffd, &k4, &v4, BPF_ANY),
+	      "entries written");
+	struct flow_seed older = s;
+	older.fold = VM_FLOW_FOLD - 1;
+	bpf_map_update_elem(sfd, &zero, &older, BPF_ANY);
+
+	snprintf(root, sizeof(root), "%s/gw", pin);
+	CHECK(!vm_gw_open(&g2, root, 4096) && !vm_gw_load(&g2), "the programs loaded again");
+	vm_gw_close(&g2);
+	CHECK(bpf_map_lookup_elem(ffd, &stale, &got), "nothing left under the old key");
+	CHECK(!flow_under(VM_AF_INET6, CLI6, VIP6, 42200, &got) && got.vm_id == 77 && !memcmp(got.client, CLI6, 16),
+	      "the IPv6 entry under the key the programs make");
+	CHECK(!bpf_map_lookup_elem(ffd, &k4, &got) && got.vm_id == 78, "the IPv4 entry where it was");
+	CHECK(!bpf_map_lookup_elem(sfd, &zero, &after) && after.k[0] == s.k[0] && after.k[1] == s.k[1] &&
+	      after.fold == VM_FLOW_FOLD, "the seed kept, the fold recorded: %u", after.fold);
+	/* a new seed beside kept entries (the upgrade that replaced flow_seed's
+	 * pin: 16 -> 24 bytes): they move under the seed the loader draws */
+	struct flow_key k6;
+	t_flow_key("2001:db8::2", "2001:db8:100::1", 42200, 443, &k6);
+	struct flow_seed none = { .k = { 0, 0 } };
+	bpf_map_update_elem(sfd, &zero, &none, BPF_ANY);
+	CHECK(!vm_gw_open(&g2, root, 4096) && !vm_gw_load(&g2), "the programs loaded a third time");
+	vm_gw_close(&g2);
+	CHECK(!bpf_map_lookup_elem(sfd, &zero, &after) && (after.k[0] || after.k[1]) &&
+	      (after.k[0] != s.k[0] || after.k[1] != s.k[1]) && after.fold == VM_FLOW_FOLD, "a new seed drawn");
+	CHECK(bpf_map_lookup_elem(ffd, &k6, &got) || got.vm_id != 77 || !memcmp(&k6, &stale, sizeof(k6)),
+	      "nothing left under the old seed's key");
+	CHECK(!flow_under(VM_AF_INET6, CLI6, VIP6, 42200, &got) && got.vm_id == 77,
+	      "the IPv6 entry under the new seed's key");
+	CHECK(!bpf_map_lookup_elem(ffd, &k4, &got) && got.vm_id == 78, "the IPv4 entry where it was");
+	t_flow_key("2001:db8::2", "2001:db8:100::1", 42200, 443, &k6);
+	bpf_map_delete_elem(ffd, &k6);
+	bpf_map_delete_elem(ffd, &k4);
+}
+
 int main(void)
 {
 	if (setup("tests/fixtures")) {
@@ -1236,6 +1309,7 @@ int main(void)
 	RUN(node_multi_segment_hello);
 	RUN(flow_key_collision_v6);
 	RUN(flow_key_v4_equals_v6);
+	RUN(flows_rekeyed_at_load);
 	vm_gw_close(&G);
 	vm_node_close(&N);
 	return t_done();

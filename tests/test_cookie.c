@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
-/* SipHash, the SYN cookie layout, and the fleet secret's derivation. */
+/* SipHash, the SYN cookie layout, the fleet secret's derivation, and the
+ * TCP options the cookie encodes (the common blocks read without the walk). */
 #include <unistd.h>
 #include "testlib.h"
 #include "veil.h"
 #include "veil/cookie.h"
+#include "veil/pkt.h"
 
 static uint64_t sip_ref(size_t len)
 {
@@ -114,6 +116,59 @@ static void secret_file_checks(void)
 	CHECK(vm_secret_read(path, k, &n, err, sizeof(err)) && strstr(err, path), "missing file: %s", err);
 }
 
+/* vm_tcpopt_common must say exactly what the walk says for the blocks it
+ * takes, and leave every other block to the walk: the canonical blocks with
+ * varied values, and each with every byte changed to values that matter
+ * (option kinds, lengths, a large window scale). */
+static int tcpopt_same(const __u8 *opt, __u32 len, int *taken)
+{
+	struct vm_tcpopts a, b;
+	struct vm_tcpopt_state st;
+	int rw = vm_tcpopt_walk(opt, len, &b, &st);
+
+	memset(&a, 0x5a, sizeof(a));
+	*taken = vm_tcpopt_common(opt, len, &a);
+	if (!*taken)
+		return 1;
+	return rw == 0 && a.mss == b.mss && a.wscale == b.wscale && a.sack_ok == b.sack_ok && a.ts_ok == b.ts_ok &&
+	       a.ts_off == b.ts_off && a.sack_off == b.sack_off && a.sack_len == b.sack_len && a.tsval == b.tsval &&
+	       a.tsecr == b.tsecr;
+}
+
+static void tcpopt_common_blocks(void)
+{
+	static const __u8 ts12[12] = { 1, 1, 8, 10, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88 };
+	static const __u8 syn20[20] = { 2, 4, 0x05, 0xb4, 4, 2, 8, 10, 1, 2, 3, 4, 5, 6, 7, 8, 1, 3, 3, 7 };
+	static const __u8 vals[] = { 0, 1, 2, 3, 4, 5, 8, 10, 12, 14, 15, 20, 40, 0x80, 0xff };
+	__u8 b[VM_OPT_BUF];
+	int taken, n_taken = 0, n_left = 0;
+
+	for (int which = 0; which < 2; which++) {
+		const __u8 *base = which ? syn20 : ts12;
+		__u32 len = which ? 20 : 12;
+		memset(b, 0, sizeof(b));
+		memcpy(b, base, len);
+		CHECK(tcpopt_same(b, len, &taken) && taken, "the canonical %u-byte block", len);
+		for (__u32 i = 0; i < len; i++)
+			for (size_t v = 0; v < sizeof(vals); v++) {
+				memcpy(b, base, len);
+				b[i] = vals[v];
+				for (__u32 l = len - 2; l <= len + 2; l++) {
+					CHECK(tcpopt_same(b, l, &taken), "%u-byte block, byte %u = %u, length %u", len, i,
+					      vals[v], l);
+					taken ? n_taken++ : n_left++;
+				}
+			}
+	}
+	CHECK(n_taken > 0 && n_left > 0, "both kinds seen: %d taken, %d walked", n_taken, n_left);
+	/* the values come through whatever they are */
+	memcpy(b, syn20, 20);
+	b[2] = 0x12; b[3] = 0x34; b[19] = 30;
+	struct vm_tcpopts o;
+	CHECK(vm_tcpopt_common(b, 20, &o) && o.mss == 0x1234 && o.wscale == VM_TCP_WSCALE_MAX && o.sack_ok &&
+	      o.ts_ok && o.ts_off == 8 && o.tsval == 0x01020304 && o.tsecr == 0x05060708, "SYN values");
+}
+
 int main(void)
 {
 	RUN(siphash_reference_vectors);
@@ -121,5 +176,6 @@ int main(void)
 	RUN(cookie_forgery_rate);
 	RUN(secret_derivation);
 	RUN(secret_file_checks);
+	RUN(tcpopt_common_blocks);
 	return t_done();
 }

@@ -490,7 +490,7 @@ int vm_replay(int argc, char **argv, const char *live_pin, int json)
 	int ing = bpf_program__fd(g.ing->progs.gw_ingress), ret = bpf_program__fd(g.ret->progs.gw_return),
 	    asmf = bpf_program__fd(g.as->progs.gw_asm), stats_fd = vm_gw_map_fd(&g, "gw_stats"),
 	    flows_fd = vm_gw_map_fd(&g, "flows");
-	struct flow_seed seed = { { 0, 0 } };   /* the replay's own, as vm_gw_load chose it */
+	struct flow_seed seed = { .k = { 0, 0 } };   /* the replay's own, as vm_gw_load chose it */
 	bpf_map_lookup_elem(vm_gw_map_fd(&g, "flow_seed"), &zero, &seed);
 	static const char *xv[] = R_XDP_NAMES;
 	struct pcap_pkthdr *h;

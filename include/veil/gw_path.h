@@ -19,8 +19,10 @@
  *   int vm_env_resize(e, len)          the frame to len bytes (a reply)
  *   int vm_env_push(e, n), vm_env_pull(e, n)   n bytes more / fewer in front
  *   __u32 vm_env_ifindex(e)            the port the frame came in on
- *   __u64 vm_env_tai_ns(e), vm_env_coarse_ns(e)  clocks (the coarse one only
- *                                      ages entries)
+ *   __u64 vm_env_tai_ns(e), vm_env_coarse_ns(e)  clocks: TAI (cookies,
+ *                                      our TSval; may trail by a clock tick,
+ *                                      as the DPDK path's per-burst time does)
+ *                                      and a coarse one that only ages entries
  *   const struct gw_config *vm_env_cfg(e)
  *   struct cookie_secret *vm_env_secret(e)   NULL: not ready (no_config)
  *   const struct vip_val *vm_env_vip(e, const struct vip_key *)

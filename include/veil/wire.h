@@ -142,12 +142,17 @@ struct flow_key {
 	__be16 vip_port_be;
 };
 
-/* flow_seed: one entry, the fold's SipHash key.  Chosen at random by the
- * loader when the map is new (zero) and kept in the pinned map after that:
- * a restart or upgrade that reuses the pinned flows keeps the seed that
- * keyed them.  It changes only with a new map (live flows would be orphaned). */
+/* flow_seed: one entry, the fold's key.  Chosen at random by the loader
+ * when the map is new (zero) and kept in the pinned map after that: a
+ * restart or upgrade that reuses the pinned flows keeps the seed that keyed
+ * them.  fold: the fold (VM_FLOW_FOLD, include/veil/flowkey.h) the entries
+ * were keyed with; when it is not the programs', or the seed is new while
+ * pinned entries live, the loader re-keys their IPv6 entries from the
+ * tuples they hold before it records seed and fold. */
 struct flow_seed {
 	__u64 k[2];
+	__u32 fold;
+	__u32 pad;
 };
 
 /* A connection as an operator names it (veilctl flows drop): what a
