@@ -427,11 +427,11 @@ got=$(D @198.18.53.2 +tcp many.big.test A +short | wc -l)
 [ "$got" = 30 ]; check $? "rrl_not_on_tcp"
 
 # ---------- coalescing: no wait for queries one at a time, waits under a burst ----------
-# (udp_coalesce_batch 8: the waits begin at 2 queries per 250 us, 8k/s, which
+# (udp_coalesce_us 1000: the waits begin at 16 queries per ms, 16k/s, which
 # the burst below passes on any machine)
 ip -n "$NS" addr add 198.18.53.7/32 dev lo
 printf '%s\n' 'zone co.test' 'ns ns1 198.18.53.7' 'listen 198.18.53.7' 'metrics 198.18.54.1:9436' \
-	'udp_coalesce_batch 8' 'gateway g1 10.0,10.0 up 198.18.60.1' 'vm a' >"$T/co.conf"
+	'udp_coalesce_batch 8' 'udp_coalesce_us 1000' 'gateway g1 10.0,10.0 up 198.18.60.1' 'vm a' >"$T/co.conf"
 ip netns exec "$NS" "$BIN" --config "$T/co.conf" >"$T/co.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 50); do D @198.18.53.7 a.co.test A +short | grep -q 198.18.60.1 && break; sleep 0.2; done

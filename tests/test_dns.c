@@ -287,7 +287,7 @@ static void coalescing_follows_the_rate(void)
 	uint64_t t = 1000000000ull, w = 0;
 
 	/* a first read, and the first after an idle period: no wait */
-	dns_coalesce_init(&c, 64, max);
+	dns_coalesce_init(&c, 64, max, 64);
 	CHECK(dns_coalesce_wait(&c, 1, t) == 0, "first read waited");
 	t += 20000 * us;
 	CHECK(dns_coalesce_wait(&c, 1, t) == 0 && c.gap_ns == 0, "read after 20 ms idle waited, gap %llu",
@@ -303,17 +303,23 @@ static void coalescing_follows_the_rate(void)
 	/* a full batch: no wait */
 	t += 640 * us;
 	CHECK(dns_coalesce_wait(&c, 64, t) == 0, "full batch waited");
-	/* target 8 at the same rate: wait for the 6 missing, 60 us */
-	dns_coalesce_init(&c, 8, max);
+	/* target 8 at the same rate: the next read 8 gaps after this one, 80 us */
+	dns_coalesce_init(&c, 8, max, 64);
 	dns_coalesce_wait(&c, 1, t);
 	for (int i = 0; i < 10; i++) {
 		t += 20 * us;
 		w = dns_coalesce_wait(&c, 2, t);
 	}
-	CHECK(w == 60 * us, "wait %llu, want 60 us", (unsigned long long)w);
+	CHECK(w == 80 * us, "wait %llu, want 80 us", (unsigned long long)w);
+	/* a read of more than the target but short of the whole batch waits
+	 * too (the pace holds); a whole batch does not */
+	t += 80 * us;
+	CHECK(dns_coalesce_wait(&c, 8, t) == 80 * us, "read of 8 did not wait 80 us");
+	t += 640 * us;
+	CHECK(dns_coalesce_wait(&c, 64, t) == 0, "whole batch waited");
 	/* 30k queries/s (33 us apart): 250 us gathers 7 < 64/4, so no wait;
 	 * the moving average follows the rate down */
-	dns_coalesce_init(&c, 64, max);
+	dns_coalesce_init(&c, 64, max, 64);
 	dns_coalesce_wait(&c, 1, t);
 	for (int i = 0; i < 40; i++) {
 		t += 33 * us;
@@ -331,15 +337,15 @@ static void coalescing_follows_the_rate(void)
 	CHECK(w == max && reads > 3 && reads < 30, "80k/s: wait %llu after %d reads", (unsigned long long)w, reads);
 	/* off: target 0 or 1 never waits, max 0 never waits */
 	for (uint32_t target = 0; target < 2; target++) {
-		dns_coalesce_init(&c, target, max);
+		dns_coalesce_init(&c, target, max, 64);
 		dns_coalesce_wait(&c, 1, t);
 		CHECK(dns_coalesce_wait(&c, 1, t + 1000) == 0, "target %u waited", target);
 	}
-	dns_coalesce_init(&c, 64, 0);
+	dns_coalesce_init(&c, 64, 0, 64);
 	dns_coalesce_wait(&c, 1, t);
 	CHECK(dns_coalesce_wait(&c, 1, t + 1000) == 0, "max 0 waited");
 	/* a clock that does not move, or a read of 0: no wait, no division by 0 */
-	dns_coalesce_init(&c, 64, max);
+	dns_coalesce_init(&c, 64, max, 64);
 	dns_coalesce_wait(&c, 3, t);
 	CHECK(dns_coalesce_wait(&c, 3, t) == 0 && dns_coalesce_wait(&c, 0, t + 5) == 0, "still clock waited");
 }

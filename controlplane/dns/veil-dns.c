@@ -286,7 +286,7 @@ static void *udp_worker(void *arg)
 	int gso = use_gso;
 	struct dns_coalesce co;
 
-	dns_coalesce_init(&co, coalesce_batch, coalesce_max_ns);
+	dns_coalesce_init(&co, coalesce_batch, coalesce_max_ns, BATCH);
 	dns_coalesce_thread();
 	for (int i = 0; i < BATCH; i++) {
 		iov[i] = (struct iovec){ in[i], sizeof(in[i]) };
@@ -298,7 +298,7 @@ static void *udp_worker(void *arg)
 		int n = recvmmsg(w->fd, msg, BATCH, MSG_WAITFORONE, NULL);
 		if (n <= 0)
 			continue;
-		uint64_t wait = dns_coalesce_wait(&co, (uint32_t)n, dns_coalesce_now());
+		uint64_t t_read = dns_coalesce_now(), wait = dns_coalesce_wait(&co, (uint32_t)n, t_read);
 		w->cnt.batches++;
 		struct dns_snap *s = hold(w);
 		uint32_t now = (uint32_t)time(NULL);
@@ -375,7 +375,7 @@ static void *udp_worker(void *arg)
 		if (wait) {
 			w->cnt.coalesce_waits++;
 			w->cnt.coalesce_wait_ns += wait;
-			dns_coalesce_sleep(wait);
+			dns_coalesce_sleep_until(t_read + wait);
 		}
 	}
 	return NULL;

@@ -431,7 +431,7 @@ void *xsk_worker(void *arg)
 	struct xdp_desc out[XBATCH];
 	struct dns_coalesce co;
 
-	dns_coalesce_init(&co, q->x->coalesce_batch, q->x->coalesce_max_ns);
+	dns_coalesce_init(&co, q->x->coalesce_batch, q->x->coalesce_max_ns, XBATCH);
 	dns_coalesce_thread();
 	while (!atomic_load(&stopping)) {
 		uint32_t irx, itx;
@@ -444,7 +444,7 @@ void *xsk_worker(void *arg)
 			poll(&p, 1, q->in_flight ? 1 : 200);
 			continue;
 		}
-		uint64_t wait = dns_coalesce_wait(&co, n, dns_coalesce_now());
+		uint64_t t_read = dns_coalesce_now(), wait = dns_coalesce_wait(&co, n, t_read);
 		w->cnt.xsk_batches++;
 		struct dns_snap *s = hold(w);
 		uint32_t now = (uint32_t)time(NULL), nback = 0, nout = 0;
@@ -501,7 +501,7 @@ void *xsk_worker(void *arg)
 		if (wait) {
 			w->cnt.coalesce_waits++;
 			w->cnt.coalesce_wait_ns += wait;
-			dns_coalesce_sleep(wait);
+			dns_coalesce_sleep_until(t_read + wait);
 		}
 	}
 	return NULL;

@@ -173,7 +173,7 @@ int dns_cfg_load(const char *path, struct dns_cfg *c, char *err, size_t len)
 	c->soa_refresh = 3600; c->soa_retry = 600; c->soa_expire = 86400; c->soa_minimum = 30;
 	c->soa_ttl = 3600; c->ttl = 20; c->answers = 2; c->udp_max = 1232; c->threads = 1;
 	c->rrl_rate = 0; c->rrl_slip = 2; c->store_wait = 5;
-	c->udp_coalesce_us = 250; c->udp_coalesce_batch = 64; c->udp_gso = 1; c->xdp_queues = 1;
+	c->udp_coalesce_us = 250; c->udp_coalesce_batch = 6; c->udp_gso = 1; c->xdp_queues = 1;
 	snprintf(c->geoip4, sizeof(c->geoip4), "/usr/share/tor/geoip");
 	snprintf(c->geoip6, sizeof(c->geoip6), "/usr/share/tor/geoip6");
 	snprintf(c->metrics, sizeof(c->metrics), "127.0.0.1:9433");
