@@ -513,8 +513,8 @@ if d.get("dns"):
                      f'{x["cpu_s_per_m"]:.2f} | {c0:.2f} | {x.get("core1_s_per_m", 0):.2f} | {ratio:.2f} | {ratio0:.2f} |')
     la = [l for x in d["dns"] for l in x.get("loadavg_all", [])]
     lines += ['', 'CPU s (process) = the scheduler\'s runtime of all the server\'s threads (/proc/PID/task/*/schedstat) over the',
-              'run; core N busy = that whole core\'s non-idle time (/proc/stat: user+nice+system+irq+softirq+steal,',
-              'softirq work charged to any task on it included), which on a shared machine includes other work' +
+              'run; core N busy = that whole core\'s non-idle time (wall time minus /proc/stat\'s idle and iowait,',
+              'exact on this NO_HZ kernel; softirq work charged to any task on it included), which on a shared machine includes other work' +
               (f' (1-min load average during the runs: {min(la):.1f}-{max(la):.1f}).' if la else '.'),
               'Client and servers in two namespaces joined by veths; the answers\' delivery to dnsperf runs as',
               'softirq on the server\'s core for every server. Runs interleaved, the median of the rounds shown.',

@@ -32,8 +32,8 @@
 # this kernel has no IRQ time accounting): the queries' on CPU 1 (dnsperf),
 # the answers' delivery to dnsperf on CPU 0 (the server).  So besides the
 # server process's runtime, every run records the busy time of each whole
-# core (/proc/stat: user+nice+system+irq+softirq+steal, ksoftirqd included)
-# per million answers; on a shared machine that also counts other people's
+# core (wall time minus /proc/stat's idle and iowait, which NO_HZ keeps
+# exactly; ksoftirqd and softirq included) per million answers; on a shared machine that also counts other people's
 # work on that core, so the load average is recorded with each run.
 #   tools/bench_dns.sh SECONDS OUT.json
 set -u
@@ -216,8 +216,12 @@ ticks=$(getconf CLK_TCK)
 # (/proc/PID/task/*/schedstat, exact), and utime+stime in ticks (sampled)
 cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {printf "%.0f", s}'; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-# a whole core's busy jiffies: user nice system irq softirq steal (not idle, iowait)
-core_busy() { awk -v c="cpu$1" '$1 == c {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
+# a whole core's idle jiffies (idle + iowait): on this NO_HZ kernel the idle
+# time is kept exactly (the busy fields are sampled at the tick, and a server
+# that sleeps tens of microseconds at a time is on the CPU at the ticks less
+# often than its share: they undercounted veil-dns's pacing below its own
+# runtime), so a core's busy time = wall time - idle
+core_idle() { awk -v c="cpu$1" '$1 == c {print $5 + $6}' /proc/stat; }
 ROUNDS=${DNS_ROUNDS:-3}
 : >"$T/runs"
 RATE=${DNS_RATE:-30000}
@@ -226,12 +230,12 @@ run() { # name addr pid ecs(0/1) [rate: queries/s, 0 or none: as fast as dnsperf
 	[ "$rate" -gt 0 ] && q=(-Q "$rate")
 	# ECS: 81.169.10.0/24 (family 1, source 24, scope 0)
 	[ "$ecs" = 1 ] && e=(-E 8:0001180051a90a)
-	local b00 b01 b10 b11 load
+	local b00 b01 b10 b11 w0 w1 load
 	load=$(cut -d' ' -f1 /proc/loadavg)
-	c0=$(cpu_ns "$pid"); t0=$(cpu_ticks "$pid"); b00=$(core_busy 0); b10=$(core_busy 1)
+	c0=$(cpu_ns "$pid"); t0=$(cpu_ticks "$pid"); b00=$(core_idle 0); b10=$(core_idle 1); w0=$(date +%s%N)
 	ip netns exec "$NC" taskset -c 1 dnsperf -s "$addr" -d "$T/queries" -l "$SECS" -c 1 -T 1 -q 64 "${q[@]}" -v "${e[@]}" \
 		>"$T/perf.out" 2>&1
-	c1=$(cpu_ns "$pid"); t1=$(cpu_ticks "$pid"); b01=$(core_busy 0); b11=$(core_busy 1)
+	c1=$(cpu_ns "$pid"); t1=$(cpu_ticks "$pid"); b01=$(core_idle 0); b11=$(core_idle 1); w1=$(date +%s%N)
 	local done qps lost p99 cpum cput core0 core1
 	done=$(awk '/Queries completed:/ {print $3}' "$T/perf.out")
 	lost=$(awk '/Queries lost:/ {print $3}' "$T/perf.out")
@@ -240,8 +244,8 @@ run() { # name addr pid ecs(0/1) [rate: queries/s, 0 or none: as fast as dnsperf
 	p99=$(awk '$1 == ">" {print $NF}' "$T/perf.out" | sort -g | awk '{a[NR] = $1} END {if (NR) printf "%.3f", a[int(NR * 0.99)] * 1000; else print 0}')
 	cpum=$(awk -v d=$((c1 - c0)) -v n="${done:-0}" 'BEGIN {if (n > 0) printf "%.3f", d / 1e9 / (n / 1e6); else print 0}')
 	cput=$(awk -v d=$((t1 - t0)) -v t="$ticks" -v n="${done:-0}" 'BEGIN {if (n > 0) printf "%.3f", d / t / (n / 1e6); else print 0}')
-	core0=$(awk -v d=$((b01 - b00)) -v t="$ticks" -v n="${done:-0}" 'BEGIN {if (n > 0) printf "%.3f", d / t / (n / 1e6); else print 0}')
-	core1=$(awk -v d=$((b11 - b10)) -v t="$ticks" -v n="${done:-0}" 'BEGIN {if (n > 0) printf "%.3f", d / t / (n / 1e6); else print 0}')
+	core0=$(awk -v i=$((b01 - b00)) -v w=$((w1 - w0)) -v t="$ticks" -v n="${done:-0}" 'BEGIN {if (n > 0) printf "%.3f", (w / 1e9 - i / t) / (n / 1e6); else print 0}')
+	core1=$(awk -v i=$((b11 - b10)) -v w=$((w1 - w0)) -v t="$ticks" -v n="${done:-0}" 'BEGIN {if (n > 0) printf "%.3f", (w / 1e9 - i / t) / (n / 1e6); else print 0}')
 	say "bench_dns: $name ecs=$ecs rate=${rate:-max}: ${qps:-0} q/s, p99 ${p99} ms, ${cpum} CPU s per 1M answered (ticks: ${cput}; core 0: ${core0}, core 1: ${core1}), lost ${lost:-?}, load ${load}"
 	echo "$name $ecs ${qps:-0} ${p99:-0} ${cpum:-0} ${cput:-0} ${done:-0} ${lost:-0} ${core0:-0} ${core1:-0} ${load:-0} $rate" >>"$T/runs"
 }
