@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Adaptive coalescing for veil-dns's UDP and AF_XDP workers.
+ * Paced reads (adaptive coalescing) for veil-dns's UDP and AF_XDP workers.
  *
  * A worker that wakes for every query or two spends most of its CPU on the
  * wake-up and the receive and send calls, not on the answers.  Waiting a
@@ -26,8 +26,8 @@
  * the receive and send calls) falls as 1/batch while the added latency
  * grows with it: the default target (6) kept the p99 of a server that
  * never waits (tools/bench_dns.sh: p99 as gdnsd's; 8 and 12 raised it)
- * and takes most of the gain.  With the default max (250 us) the waits begin at 16 queries
- * per 250 us, 64k queries/s per worker.
+ * and takes most of the gain.  With the default max (250 us) the waits
+ * begin at 16 queries per 250 us, 64k queries/s per worker.
  */
 #ifndef VEIL_DNS_COALESCE_H
 #define VEIL_DNS_COALESCE_H

@@ -255,11 +255,12 @@ int rrl_allow(struct worker *w, const struct dns_snap *s, const struct dns_query
 }
 
 #define BATCH 64
-/* Coalescing (coalesce.h): after a small batch the worker waits as long as
- * the recent arrival rate needs to gather udp_coalesce_batch queries, at
- * most udp_coalesce_us, so one wake-up and one receive and send call serve
- * many; an idle or lightly loaded server blocks in recvmmsg and answers the
- * first query at once. */
+/* Paced reads (coalesce.h): under heavy load, after a read short of the
+ * batch, the worker reads again when udp_coalesce_batch more queries
+ * should be there by the recent arrival rate (at most udp_coalesce_us
+ * later), so one wake-up and one receive and send call serve them all; an
+ * idle or lightly loaded server blocks in recvmmsg and answers the first
+ * query at once. */
 static uint64_t coalesce_max_ns;
 static uint32_t coalesce_batch;
 /* UDP GSO: answers of one batch to the same client address and port with
