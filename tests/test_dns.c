@@ -278,6 +278,18 @@ static void store_merge_helpers(void)
 	}
 }
 
+/* coalesce.h: `reads` reads of n queries, step apart from *t on; the
+ * last one's wait */
+static uint64_t coalesce_steady(struct dns_coalesce *c, uint64_t *t, uint64_t step, uint32_t n, int reads)
+{
+	uint64_t w = 0;
+	for (int i = 0; i < reads; i++) {
+		*t += step;
+		w = dns_coalesce_wait(c, n, *t);
+	}
+	return w;
+}
+
 /* coalesce.h: the wait after a read, from the recent arrival rate (times
  * are given, so the arithmetic is checked exactly) */
 static void coalescing_follows_the_rate(void)
@@ -294,10 +306,7 @@ static void coalescing_follows_the_rate(void)
 	      (unsigned long long)c.gap_ns);
 	/* 100k queries/s (10 us apart), reads of 2: the gap settles on 10 us and
 	 * every read waits for the batch, capped at max */
-	for (int i = 0; i < 10; i++) {
-		t += 20 * us;
-		w = dns_coalesce_wait(&c, 2, t);
-	}
+	w = coalesce_steady(&c, &t, 20 * us, 2, 10);
 	CHECK(c.gap_ns == 10 * us, "gap %llu, want 10 us", (unsigned long long)c.gap_ns);
 	CHECK(w == max, "wait %llu at 100k/s, want the cap", (unsigned long long)w);
 	/* a full batch: no wait */
@@ -306,10 +315,7 @@ static void coalescing_follows_the_rate(void)
 	/* target 8 at the same rate: the next read 8 gaps after this one, 80 us */
 	dns_coalesce_init(&c, 8, max, 64);
 	dns_coalesce_wait(&c, 1, t);
-	for (int i = 0; i < 10; i++) {
-		t += 20 * us;
-		w = dns_coalesce_wait(&c, 2, t);
-	}
+	w = coalesce_steady(&c, &t, 20 * us, 2, 10);
 	CHECK(w == 80 * us, "wait %llu, want 80 us", (unsigned long long)w);
 	/* a read of more than the target but short of the whole batch waits
 	 * too (the pace holds); a whole batch does not */
@@ -317,14 +323,11 @@ static void coalescing_follows_the_rate(void)
 	CHECK(dns_coalesce_wait(&c, 8, t) == 80 * us, "read of 8 did not wait 80 us");
 	t += 640 * us;
 	CHECK(dns_coalesce_wait(&c, 64, t) == 0, "whole batch waited");
-	/* 30k queries/s (33 us apart): 250 us gathers 7 < 64/4, so no wait;
-	 * the moving average follows the rate down */
+	/* 30k queries/s (33 us apart): 250 us gathers 7, fewer than
+	 * DNS_COALESCE_MIN_RATE (16), so no wait */
 	dns_coalesce_init(&c, 64, max, 64);
 	dns_coalesce_wait(&c, 1, t);
-	for (int i = 0; i < 40; i++) {
-		t += 33 * us;
-		w = dns_coalesce_wait(&c, 1, t);
-	}
+	w = coalesce_steady(&c, &t, 33 * us, 1, 40);
 	CHECK(w == 0 && c.gap_ns == 33 * us, "30k/s: wait %llu gap %llu", (unsigned long long)w,
 	      (unsigned long long)c.gap_ns);
 	/* the rate rises to 80k/s (12.5 us): 20 per 250 us, so it waits; the
