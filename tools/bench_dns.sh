@@ -33,7 +33,8 @@
 # the answers' delivery to dnsperf on CPU 0 (the server).  So besides the
 # server process's runtime, every run records the busy time of each whole
 # core (wall time minus /proc/stat's idle and iowait, which NO_HZ keeps
-# exactly; ksoftirqd and softirq included) per million answers; on a shared machine that also counts other people's
+# exactly; ksoftirqd and softirq included) per million answers; on a
+# shared machine that also counts other people's
 # work on that core, so the load average is recorded with each run.
 #   tools/bench_dns.sh SECONDS OUT.json
 set -u
@@ -246,7 +247,7 @@ run() { # name addr pid ecs(0/1) [rate: queries/s, 0 or none: as fast as dnsperf
 	cput=$(awk -v d=$((t1 - t0)) -v t="$ticks" -v n="${done:-0}" 'BEGIN {if (n > 0) printf "%.3f", d / t / (n / 1e6); else print 0}')
 	core0=$(awk -v i=$((b01 - b00)) -v w=$((w1 - w0)) -v t="$ticks" -v n="${done:-0}" 'BEGIN {if (n > 0) printf "%.3f", (w / 1e9 - i / t) / (n / 1e6); else print 0}')
 	core1=$(awk -v i=$((b11 - b10)) -v w=$((w1 - w0)) -v t="$ticks" -v n="${done:-0}" 'BEGIN {if (n > 0) printf "%.3f", (w / 1e9 - i / t) / (n / 1e6); else print 0}')
-	say "bench_dns: $name ecs=$ecs rate=${rate:-max}: ${qps:-0} q/s, p99 ${p99} ms, ${cpum} CPU s per 1M answered (ticks: ${cput}; core 0: ${core0}, core 1: ${core1}), lost ${lost:-?}, load ${load}"
+	say "bench_dns: $name ecs=$ecs rate=$([ "$rate" -gt 0 ] && echo "$rate/s" || echo max): ${qps:-0} q/s, p99 ${p99} ms, ${cpum} CPU s per 1M answered (ticks: ${cput}; core 0: ${core0}, core 1: ${core1}), lost ${lost:-?}, load ${load}"
 	echo "$name $ecs ${qps:-0} ${p99:-0} ${cpum:-0} ${cput:-0} ${done:-0} ${lost:-0} ${core0:-0} ${core1:-0} ${load:-0} $rate" >>"$T/runs"
 }
 # interleaved: each round runs every server with and without ECS
