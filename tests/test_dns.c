@@ -8,6 +8,7 @@
 #include "testlib.h"
 #include "dns/coalesce.h"
 #include "dns/dns.h"
+#include "dns/memo.h"
 
 static struct dns_snap *snap;
 
@@ -353,6 +354,102 @@ static void coalescing_follows_the_rate(void)
 	CHECK(dns_coalesce_wait(&c, 3, t) == 0 && dns_coalesce_wait(&c, 0, t + 5) == 0, "still clock waited");
 }
 
+/* memo.h: a key as answer() makes it (query after the ID, family, address) */
+static size_t memo_key(uint8_t *k, int i, int aaaa)
+{
+	size_t l = 10;
+	memcpy(k, "\x01\x20\0\x01\0\0\0\0\0\0", 10); /* flags, counts */
+	k[l++] = (uint8_t)(i < 10 ? 3 : i < 100 ? 4 : 5);
+	l += (size_t)sprintf((char *)k + l, "vm%d", i);
+	memcpy(k + l, "\x04veil\x04test", 11); /* and the root label */
+	l += 11;
+	k[l++] = 0; /* type A or AAAA, class IN */
+	k[l++] = aaaa ? 28 : 1;
+	k[l++] = 0;
+	k[l++] = 1;
+	k[l++] = AF_INET;
+	memcpy(k + l, "\xc6\x12\x37\x02\0\0\0\0\0\0\0\0\0\0\0\0", 16);
+	return l + 16;
+}
+
+/* memo.h: a working set well below the memo's size stays whole (the
+ * direct-mapped memo lost keys that shared a slot), a new snapshot
+ * generation finds nothing, a full set replaces a way */
+static void memo_keeps_the_working_set(void)
+{
+	struct dns_memo m;
+	uint8_t k[128];
+	CHECK(dns_memo_init(&m, 4096) == 0 && m.nsets == 4096 / MEMO_WAYS, "init: %u sets", m.nsets);
+	if (!m.set)
+		return;
+	/* the benchmark's 200 names, A and AAAA, one client, twice */
+	int hits = 0, miss = 0;
+	for (int pass = 0; pass < 2; pass++)
+		for (int i = 1; i <= 100; i++)
+			for (int a = 0; a < 2; a++) {
+				size_t n = memo_key(k, i, a);
+				uint64_t h = dns_memo_hash(k, n);
+				struct memo_ent *e = dns_memo_find(&m, 1, h, k, n);
+				if (e) {
+					hits++;
+					CHECK(e->alen == (uint16_t)(i * 2 + a), "vm%d/%d: wrong entry", i, a);
+					continue;
+				}
+				miss++;
+				e = dns_memo_put(&m, 1, h, k, n);
+				e->alen = (uint16_t)(i * 2 + a);
+			}
+	CHECK(miss == 200 && hits == 200, "200 keys twice: %d misses, %d hits", miss, hits);
+	/* another snapshot: nothing of the old one is found */
+	size_t n = memo_key(k, 7, 0);
+	uint64_t h = dns_memo_hash(k, n);
+	CHECK(!dns_memo_find(&m, 2, h, k, n), "found under a new generation");
+	/* the same hash, another key: not found */
+	uint8_t k2[128];
+	memcpy(k2, k, n);
+	k2[n - 1] ^= 1;
+	CHECK(!dns_memo_find(&m, 1, h, k2, n), "found another key with the same hash");
+	/* five keys in one set (made so by their hash): four stay, the first
+	 * put in the full set replaces one way, the rest are still there */
+	struct dns_memo s1;
+	CHECK(dns_memo_init(&s1, MEMO_WAYS) == 0 && s1.nsets == 1, "one set: %u", s1.nsets);
+	if (!s1.set) {
+		dns_memo_free(&m);
+		return;
+	}
+	for (int i = 0; i < MEMO_WAYS + 1; i++) {
+		n = memo_key(k, i, 0);
+		dns_memo_put(&s1, 1, dns_memo_hash(k, n), k, n)->alen = (uint16_t)i;
+	}
+	int found = 0;
+	for (int i = 0; i < MEMO_WAYS + 1; i++) {
+		n = memo_key(k, i, 0);
+		found += dns_memo_find(&s1, 1, dns_memo_hash(k, n), k, n) != NULL;
+	}
+	n = memo_key(k, MEMO_WAYS, 0);
+	CHECK(found == MEMO_WAYS && dns_memo_find(&s1, 1, dns_memo_hash(k, n), k, n), "full set: %d found", found);
+	/* putting a key again takes its own way, not a second one */
+	n = memo_key(k, MEMO_WAYS, 0);
+	dns_memo_put(&s1, 1, dns_memo_hash(k, n), k, n);
+	found = 0;
+	for (int i = 0; i < MEMO_WAYS + 1; i++) {
+		n = memo_key(k, i, 0);
+		found += dns_memo_find(&s1, 1, dns_memo_hash(k, n), k, n) != NULL;
+	}
+	CHECK(found == MEMO_WAYS, "after a second put: %d found", found);
+	/* a stale way is taken before a current one */
+	n = memo_key(k, 50, 0);
+	dns_memo_put(&s1, 2, dns_memo_hash(k, n), k, n);
+	found = 0;
+	for (int i = 0; i < MEMO_WAYS + 1; i++) {
+		n = memo_key(k, i, 0);
+		found += dns_memo_find(&s1, 1, dns_memo_hash(k, n), k, n) != NULL;
+	}
+	CHECK(found == MEMO_WAYS - 1, "generation 2 in a set of generation 1: %d of gen 1 left", found);
+	dns_memo_free(&s1);
+	dns_memo_free(&m);
+}
+
 int main(void)
 {
 	char err[512], conf[] = "/tmp/test_dns.XXXXXX";
@@ -379,6 +476,7 @@ int main(void)
 	RUN(malformed_queries_formerr);
 	RUN(store_merge_helpers);
 	RUN(coalescing_follows_the_rate);
+	RUN(memo_keeps_the_working_set);
 	dns_snap_free(snap);
 	return t_done();
 }

@@ -13,24 +13,12 @@
 
 #include "dns/dns.h"
 #include "dns/frame.h"
+#include "dns/memo.h"
 
 #define MAX_WORKERS 256
-#define CACHE_SLOTS 4096
-#define CACHE_KEY 300
-#define CACHE_ANS 1232
+#define MEMO_SLOTS 4096
 #define NQT 8
 #define GW_SLOTS 1024
-
-struct cache_ent {
-	uint64_t gen, hash;
-	uint16_t klen, alen;
-	int16_t qtype;
-	uint8_t rcode, ngw;
-	int flags;
-	uint8_t gw[8];
-	uint8_t key[CACHE_KEY];
-	uint8_t ans[CACHE_ANS];
-};
 
 /* Why the XSK worker dropped a frame without an answer (beyond the query
  * path's own drops): the parse outcomes, then these. */
@@ -64,7 +52,7 @@ struct worker {
 	struct dns_xsk_q *xq;     /* the XSK worker's socket and UMEM */
 	int xqid;                 /* and its queue */
 	struct counters cnt;
-	struct cache_ent *cache;
+	struct dns_memo memo;     /* memo.h; memo.set NULL: off */
 	struct rrl_ent *rrl;
 	uint32_t slip;
 	uint8_t buf[65536];

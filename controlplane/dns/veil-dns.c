@@ -146,21 +146,6 @@ static void to_query(struct dns_query *q, const struct sockaddr_storage *ss)
 	}
 }
 
-/* The memo's key hash: eight bytes a step (the key is ~50 bytes). */
-static uint64_t key_hash(const uint8_t *b, size_t n)
-{
-	uint64_t h = 0x9e3779b97f4a7c15ULL ^ n, v;
-	for (; n >= 8; b += 8, n -= 8) {
-		memcpy(&v, b, 8);
-		h = (h ^ v) * 0xff51afd7ed558ccdULL;
-		h ^= h >> 32;
-	}
-	v = 0;
-	memcpy(&v, b, n);
-	h = (h ^ v) * 0xc4ceb9fe1a85ec53ULL;
-	return h ^ (h >> 29);
-}
-
 static uint64_t fnv(const uint8_t *b, size_t n, uint64_t h)
 {
 	for (size_t i = 0; i < n; i++)
@@ -175,20 +160,20 @@ static uint64_t fnv(const uint8_t *b, size_t n, uint64_t h)
  * and are never kept. */
 int answer(struct worker *w, const struct dns_snap *s, struct dns_query *q, struct dns_result *r)
 {
-	uint8_t key[CACHE_KEY];
+	uint8_t key[MEMO_KEY];
 	size_t klen = 0;
-	struct cache_ent *e = NULL;
 	uint64_t h = 0;
+	int memo = w->memo.set && q->len >= 12 && q->len - 2 + 17 <= MEMO_KEY && !q->tcp;
 
-	if (w->cache && q->len >= 12 && q->len - 2 + 17 <= CACHE_KEY && !q->tcp) {
+	if (memo) {
 		memcpy(key, q->pkt + 2, q->len - 2);
 		klen = q->len - 2;
 		key[klen++] = (uint8_t)q->family;
 		memcpy(key + klen, q->addr, 16);
 		klen += 16;
-		h = key_hash(key, klen);
-		e = &w->cache[h & (CACHE_SLOTS - 1)];
-		if (e->gen == s->gen && e->hash == h && e->klen == klen && !memcmp(e->key, key, klen)) {
+		h = dns_memo_hash(key, klen);
+		const struct memo_ent *e = dns_memo_find(&w->memo, s->gen, h, key, klen);
+		if (e) {
 			memcpy(r->buf, e->ans, e->alen);
 			r->buf[0] = q->pkt[0];
 			r->buf[1] = q->pkt[1];
@@ -204,11 +189,8 @@ int answer(struct worker *w, const struct dns_snap *s, struct dns_query *q, stru
 		}
 	}
 	int rc = dns_answer(s, q, r);
-	if (e && !rc && !(r->flags & DNS_F_COOKIE) && r->len <= CACHE_ANS && r->ngw <= 8) {
-		e->gen = s->gen;
-		e->hash = h;
-		e->klen = (uint16_t)klen;
-		memcpy(e->key, key, klen);
+	if (memo && !rc && !(r->flags & DNS_F_COOKIE) && r->len <= MEMO_ANS && r->ngw <= 8) {
+		struct memo_ent *e = dns_memo_put(&w->memo, s->gen, h, key, klen);
 		e->alen = (uint16_t)r->len;
 		memcpy(e->ans, r->buf, r->len);
 		e->qtype = (int16_t)r->qtype;
@@ -842,7 +824,7 @@ int main(int argc, char **argv)
 			w->fd = u;
 			/* VEIL_DNS_NOCACHE=1: every answer computed (benchmarks) */
 			if (!getenv("VEIL_DNS_NOCACHE"))
-				w->cache = calloc(CACHE_SLOTS, sizeof(*w->cache));
+				dns_memo_init(&w->memo, MEMO_SLOTS); /* no memory: off */
 			w->rrl = calloc(RRL_SLOTS, sizeof(*w->rrl));
 			workers[nworkers++] = w;
 		}
@@ -874,7 +856,7 @@ int main(int argc, char **argv)
 			w->xq = dns_xdp_queue(xdp, i);
 			w->xqid = i;
 			if (!getenv("VEIL_DNS_NOCACHE"))
-				w->cache = calloc(CACHE_SLOTS, sizeof(*w->cache));
+				dns_memo_init(&w->memo, MEMO_SLOTS); /* no memory: off */
 			w->rrl = calloc(RRL_SLOTS, sizeof(*w->rrl));
 			workers[nworkers++] = w;
 		}
