@@ -92,7 +92,9 @@ VM_INLINE struct flow_val *vm_env_flow_get(struct vm_gw_env *e, const struct flo
 
 VM_INLINE int vm_env_flow_put(struct vm_gw_env *e, const struct flow_key *k, const struct flow_val *v)
 {
-	return bpf_map_update_elem(&flows, k, v, BPF_ANY);
+	/* never over an entry: the caller found none just before, and one
+	 * there now is another CPU's flow for a colliding connection */
+	return bpf_map_update_elem(&flows, k, v, BPF_NOEXIST);
 }
 
 VM_INLINE struct flow_val *vm_env_flow_tmp(struct vm_gw_env *e) { return &e->s->flow; }

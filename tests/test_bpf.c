@@ -1120,6 +1120,64 @@ static void flow_key_collision_v6(void)
 	seed_put(&old);
 }
 
+/* Two colliding IPv6 connections' early segments (a later segment of the
+ * hello before its first): the second does not replace the first's, which
+ * is still merged when that connection's first segments come. */
+static void reassembly_early_collision_v6(void)
+{
+	const struct flow_seed ts = { .k = { 0x5eed0001deadbeefULL, 0x0123456789abcdefULL } };
+	struct flow_seed old;
+	uint8_t a[16], b[16], keep6[16], pa[3][1600], pb[1600];
+	size_t pn[3];
+	struct hb h;
+	struct run r;
+	__u32 zero = 0;
+	uint32_t isn = 7770000, gw_ts;
+
+	bpf_map_lookup_elem(vm_gw_map_fd(&G, "flow_seed"), &zero, &old);
+	if (!t_find_collision(&ts, a, b)) {
+		CHECK(0, "no colliding pair among 2^18 addresses");
+		return;
+	}
+	seed_put(&ts);
+	memcpy(keep6, CLI6, 16);
+	size_t n = hb_browser(&h, "x.apps.veil.test", 3000), cut1 = 1300, cut2 = 2600;
+	/* A's three segments; its third arrives first and is kept early */
+	memcpy(CLI6, a, 16);
+	uint32_t cookie = handshake(1, 43100, isn, &gw_ts);
+	pn[0] = hello_pkt(1, 43100, isn, cookie, gw_ts, h.b, cut1, pa[0]);
+	pn[1] = hello_pkt(1, 43100, isn + cut1, cookie, gw_ts, h.b + cut1, cut2 - cut1, pa[1]);
+	pn[2] = hello_pkt(1, 43100, isn + cut2, cookie, gw_ts, h.b + cut2, n - cut2, pa[2]);
+	struct gw_stats s0 = gw_now();
+	tc_run_on(GW_ASM, pa[2], pn[2], &r, ifidx);
+	struct gw_stats s1 = gw_now();
+	CHECK(s1.asm_early == s0.asm_early + 1, "A's third segment kept early");
+	/* B, same key: its own third segment first */
+	memcpy(CLI6, b, 16);
+	uint32_t cookie_b = handshake(1, 43100, isn + 50000, &gw_ts);
+	size_t nb = hello_pkt(1, 43100, isn + 50000 + cut2, cookie_b, gw_ts, h.b + cut2, n - cut2, pb);
+	s1 = gw_now();
+	tc_run_on(GW_ASM, pb, nb, &r, ifidx);
+	struct gw_stats s2 = gw_now();
+	CHECK(s2.asm_early == s1.asm_early && s2.flow_collision == s1.flow_collision + 1,
+	      "B's early segment not kept over A's (early %llu, collisions %llu)",
+	      (unsigned long long)(s2.asm_early - s1.asm_early),
+	      (unsigned long long)(s2.flow_collision - s1.flow_collision));
+	/* A's first two: routed with all three */
+	memcpy(CLI6, a, 16);
+	int cap = cap_open();
+	tc_run_on(GW_ASM, pa[0], pn[0], &r, ifidx);
+	tc_run_on(GW_ASM, pa[1], pn[1], &r, ifidx);
+	struct gw_stats s3 = gw_now();
+	CHECK(s3.asm_routed == s2.asm_routed + 1 && s3.asm_sent == s2.asm_sent + 3,
+	      "A routed with its early segment: routed %llu, sent %llu", (unsigned long long)(s3.asm_routed - s2.asm_routed),
+	      (unsigned long long)(s3.asm_sent - s2.asm_sent));
+	if (cap >= 0)
+		close(cap);
+	memcpy(CLI6, keep6, 16);
+	seed_put(&old);
+}
+
 /* A v4 key is the addresses themselves: an IPv6 tuple whose folds equal
  * them (a VIP and a client searched for offline, both VIPs added) shares
  * the key, and the family in the value keeps them apart. */
@@ -1308,6 +1366,7 @@ int main(void)
 	RUN(reassembly_duplicate_and_refusal);
 	RUN(node_multi_segment_hello);
 	RUN(flow_key_collision_v6);
+	RUN(reassembly_early_collision_v6);
 	RUN(flow_key_v4_equals_v6);
 	RUN(flows_rekeyed_at_load);
 	vm_gw_close(&G);

@@ -15,6 +15,15 @@
 
 #define VM_GW_COUNT(st, field) do { if (st) (st)->field++; } while (0)
 
+/* vm_env_flow_put's answer when another entry holds the key (-EEXIST) */
+#define VM_FLOW_PUT_TAKEN (-17)
+#define VM_GW_COUNT_FLOW_PUT(st, rc) do {                  \
+	if ((rc) == VM_FLOW_PUT_TAKEN)                     \
+		VM_GW_COUNT(st, flow_collision);           \
+	else                                               \
+		VM_GW_COUNT(st, flow_full);                \
+} while (0)
+
 #define VM_NS_PER_S   1000000000ULL
 #define VM_NS_PER_TS  1000000ULL  /* our TCP timestamps tick in milliseconds */
 #define VM_COOKIE_WINDOW_S_DEFAULT 64  /* gw_config.cookie_window_s when 0 */

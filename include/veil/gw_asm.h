@@ -398,6 +398,13 @@ VM_INLINE int vm_gw_asm_in(struct vm_gw_env *e, const struct vm_pkt *p, const st
 				VM_GW_COUNT(st, asm_overflow);
 				return VM_V_DROP;
 			}
+			/* one kept for another connection under this key (a
+			 * collision), still in time, stays */
+			ea = vm_env_early_get(e, k);
+			if (ea && !VM_FLOW_OF(ea, p) && vm_env_asm_ns(e) - ea->seen_ns <= VM_ASM_TIMEOUT_NS) {
+				VM_GW_COUNT(st, flow_collision);
+				return VM_V_DROP;
+			}
 			ea = vm_env_early_tmp(e, k);
 			if (!ea || VM_LOAD_BYTES(vm_env_loadctx(e), VM_ETH_HLEN, ea->hdr, hl) ||
 			    VM_LOAD_BYTES(vm_env_loadctx(e), p->l4_off + p->tcp_len, ea->payload, pl)) {
@@ -417,6 +424,11 @@ VM_INLINE int vm_gw_asm_in(struct vm_gw_env *e, const struct vm_pkt *p, const st
 		a = vm_env_asm_new(e, k);
 		if (!a) {
 			VM_GW_COUNT(st, asm_full);
+			return VM_V_DROP;
+		}
+		if (a->family && !VM_FLOW_OF(a, p)) {
+			/* another CPU made it for a colliding connection just now */
+			VM_GW_COUNT(st, flow_collision);
 			return VM_V_DROP;
 		}
 		VM_FLOW_TUPLE_SET(a, p->family, p->saddr, p->daddr);
@@ -509,8 +521,9 @@ VM_INLINE int vm_gw_asm_in(struct vm_gw_env *e, const struct vm_pkt *p, const st
 	f->held_len = a->have;
 	a->routed = 1;
 	a->first_ns = vm_env_asm_ns(e);
-	if (vm_env_flow_put(e, k, f)) {
-		VM_GW_COUNT(st, flow_full);
+	int put = vm_env_flow_put(e, k, f);
+	if (put) {
+		VM_GW_COUNT_FLOW_PUT(st, put);
 		vm_env_asm_del(e, k, a);
 		return VM_V_DROP;
 	}

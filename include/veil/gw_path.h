@@ -32,6 +32,10 @@
  *                                      under a key, whoever's (the callers
  *                                      compare its tuple)
  *   int vm_env_flow_put(e, const struct flow_key *, const struct flow_val *)
+ *                                      a new entry where the caller found
+ *                                      none: 0, VM_FLOW_PUT_TAKEN if one
+ *                                      came meanwhile (not replaced), or
+ *                                      another negative value: full
  *   void vm_env_flow_del(e, const struct flow_key *, struct flow_val *)
  *   struct flow_val *vm_env_flow_tmp(e)   room to build a new flow in
  *   int vm_env_tcpopts(e, const struct vm_pkt *, struct vm_tcpopts *)
@@ -320,8 +324,10 @@ VM_INLINE int vm_gw_hello_to_flow(struct vm_gw_env *e, const struct vm_pkt *p, c
 	}
 	vm_gw_flow_init(f, p, p->seq - 1, cookie, &o, cfg, eth->src, eth->dst, vm_env_ifindex(e),
 			vm_env_coarse_ns(e), vm_flow_port(p->saddr, p->daddr, p->sport, p->dport));
-	if (vm_env_flow_put(e, k, f)) {
-		VM_GW_COUNT(st, flow_full);
+	rc = vm_env_flow_put(e, k, f);
+	if (rc) {
+		/* taken meanwhile: a colliding connection's hello on another CPU */
+		VM_GW_COUNT_FLOW_PUT(st, rc);
 		return -1;
 	}
 	VM_GW_COUNT(st, hello_routed);

@@ -316,7 +316,8 @@ struct gw_stats {
 	__u64 asm_full;           /* the reassembly table refused a new hello */
 	__u64 reply_fail;         /* an answer to the client (SYN-ACK, ACK, refusal) could not be built */
 	__u64 flow_collision;     /* a packet's flow key held another connection's entry: not served
-	                           * with it (a new flow on that key is refused) */
+	                           * with it (a new flow on that key is refused; a flow, hello or
+	                           * early segment that another CPU put under it first is not replaced) */
 };
 
 /* ---------- node maps ---------- */
