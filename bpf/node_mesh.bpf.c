@@ -169,7 +169,7 @@ VM_INLINE int to_vm(struct xdp_md *ctx, const struct vm_val *vm, struct node_sta
 }
 
 /* Keeps this hello segment (the inner IP packet) as hellos[k, idx]. */
-VM_INLINE int keep_segment(struct xdp_md *ctx, const struct vm_pkt *p, const struct conn_key *k, __u32 idx,
+VM_INLINE int keep_segment(struct xdp_md *ctx, const struct vm_pkt *p, const struct flow_key *k, __u32 idx,
 			   struct node_scratch *s, struct node_stats *st)
 {
 	struct hello_key hk = { .conn = *k, .idx = idx };
@@ -194,7 +194,7 @@ VM_INLINE int keep_segment(struct xdp_md *ctx, const struct vm_pkt *p, const str
 /* A handoff for a new connection: record it, keep the segment, replay the
  * client's SYN to the VM. */
 VM_INLINE int handoff_new(struct xdp_md *ctx, const struct vm_pkt *p, const struct vm_mesh_in *m,
-			  const struct conn_key *k, const struct node_config *cfg,
+			  const struct flow_key *k, const struct node_config *cfg,
 			  struct node_scratch *s, struct node_stats *st)
 {
 	struct conn_val *c = &s->conn;
@@ -229,6 +229,8 @@ VM_INLINE int handoff_new(struct xdp_md *ctx, const struct vm_pkt *p, const stru
 	__builtin_memcpy(c->mesh_mac, m->our_mac, 6);
 	c->mesh_ifindex = ctx->ingress_ifindex;
 	__builtin_memcpy(c->vm, p->family == VM_AF_INET ? vm->addr4 : vm->addr6, 16);
+	VM_FLOW_TUPLE_SET(c, p->family, p->saddr, p->daddr);
+	c->mesh_sport = vm_flow_port(p->saddr, p->daddr, p->sport, p->dport);
 	c->created_ns = bpf_ktime_get_ns();
 	if (p->seq - (c->client_isn + 1) >= VM_ASM_BYTES) {
 		NODE_COUNT(st, mesh_malformed);
@@ -238,7 +240,7 @@ VM_INLINE int handoff_new(struct xdp_md *ctx, const struct vm_pkt *p, const stru
 	c->seg_seq[0] = p->seq;
 	if (keep_segment(ctx, p, k, 0, s, st))
 		return XDP_DROP;
-	conn_rev_key_of(k, c->vm, &rk);
+	conn_rev_key_of(k, c, &rk);
 	if (bpf_map_update_elem(&conns, k, c, BPF_ANY) || bpf_map_update_elem(&conn_rev, &rk, k, BPF_ANY)) {
 		NODE_COUNT(st, conn_full);
 		return XDP_DROP;
@@ -254,7 +256,7 @@ VM_INLINE int handoff_new(struct xdp_md *ctx, const struct vm_pkt *p, const stru
 /* A handoff while the VM has not answered yet: a further hello segment is
  * kept; the first one again means our SYN may be lost: replay it. */
 VM_INLINE int handoff_more(struct xdp_md *ctx, const struct vm_pkt *p, const struct vm_mesh_in *m,
-			   const struct conn_key *k, struct conn_val *c, const struct node_config *cfg,
+			   const struct flow_key *k, struct conn_val *c, const struct node_config *cfg,
 			   struct node_scratch *s, struct node_stats *st)
 {
 	__u32 n = c->nseg;
@@ -302,11 +304,11 @@ int node_mesh(struct xdp_md *ctx)
 	struct vm_mesh_in m = {};
 	struct node_config *cfg;
 	struct vm_pkt p = {};
-	struct conn_key k = {};
+	struct flow_key k;
 	struct conn_val *c;
 	struct vm_val *vm;
 	__u32 zero = 0;
-	int rc;
+	int rc, other;
 
 	cfg = bpf_map_lookup_elem(&node_config, &zero);
 	if (!cfg || !s) {
@@ -323,12 +325,14 @@ int node_mesh(struct xdp_md *ctx)
 		NODE_COUNT(st, mesh_malformed);
 		return XDP_DROP;
 	}
-	__builtin_memcpy(k.client, p.saddr, 16);
-	__builtin_memcpy(k.vip, p.daddr, 16);
-	k.client_port_be = p.sport;
-	k.vip_port_be = p.dport;
-	k.family = p.family;
-	c = bpf_map_lookup_elem(&conns, &k);
+	conn_key_make(p.family, p.saddr, p.daddr, p.sport, p.dport, &k);
+	c = conn_of(&k, p.family, p.saddr, p.daddr, &other);
+	if (other) {
+		/* Another connection's entry under this key (a fold that met):
+		 * neither used nor replaced; this connection gets none. */
+		NODE_COUNT(st, conn_collision);
+		return XDP_DROP;
+	}
 	if (m.has_handoff && c && bpf_ntohl(m.ho.client_isn_be) != c->client_isn) {
 		/* The client reuses the tuple of an earlier connection (its
 		 * port after TIME_WAIT, or a NAT's): a new connection, as the

@@ -946,7 +946,7 @@ const char *const vm_node_stat_names[] = {
 	"hello_too_big", "fwd_to_vm", "no_conn", "early_data", "vm_synack", "vm_synack_bad",
 	"fwd_to_gw", "vm_pass", "vm_malformed", "encap_fail", "no_config", "conn_reset",
 	"hello_seg_stored", "hello_seg_dup", "hello_seg_sent", "conn_replaced", "conn_closed",
-	"conn_full", "hello_store_full", "vm_stale_reset",
+	"conn_full", "hello_store_full", "vm_stale_reset", "conn_collision",
 };
 const int vm_node_stat_count = sizeof(struct node_stats) / sizeof(__u64);
 _Static_assert(sizeof(vm_node_stat_names) / sizeof(char *) == sizeof(struct node_stats) / sizeof(__u64),

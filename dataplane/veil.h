@@ -203,6 +203,8 @@ struct vm_node {
 	int tc_ifs[VM_CFG_MAX_VMS];
 	int ntc;
 	char pin_root[256];
+	void *old_conns;          /* conns of a pinned map of the older layout, moved at load */
+	size_t nold_conns;
 };
 
 int vm_node_open(struct vm_node *n, const char *pin_root, __u32 conns_max);
