@@ -31,21 +31,37 @@ VM_INLINE int load_tcpopts(struct xdp_md *ctx, const struct vm_pkt *p, struct no
 	return vm_tcpopt_parse(s->optbuf, len, o, &s->ost);
 }
 
+/* The unfolded one's-complement difference of a 4-byte change (16-bit
+ * terms: a dozen of them add up in 64 bits without a carry lost). */
+VM_INLINE __u64 csum_terms4(__u32 from, __u32 to)
+{
+	return (~from & 0xffff) + (~from >> 16) + (to & 0xffff) + (to >> 16);
+}
+
+/* Folds the summed differences d into the checksum at check. */
+VM_INLINE void csum_fold_in(__u16 *check, __u64 d)
+{
+	*check = ~vm_csum_fold((__u16)~*check + d);
+}
+
 /* Adds delta to the 32-bit big-endian value at p (a TCP field at an odd or
- * even offset in the header), fixing the TCP checksum. */
-VM_INLINE void add32(__u8 *p, __u32 delta, __u16 *check, int odd)
+ * even offset in the header) and its checksum difference to *d (folded
+ * and byte-swapped at an odd offset, whose words the checksum sees
+ * swapped). */
+VM_INLINE void add32(__u8 *p, __u32 delta, __u64 *d, int odd)
 {
 	__u32 old, new;
 
 	__builtin_memcpy(&old, p, 4);
 	new = bpf_htonl(bpf_ntohl(old) + delta);
 	__builtin_memcpy(p, &new, 4);
-	vm_csum_replace4_at(check, old, new, odd);
+	*d += odd ? vm_csum_diff4(old, new, 1) : csum_terms4(old, new);
 }
 
 /* Client -> VM translation of an established flow's packet (inner IP at
  * ETH_HLEN): destination VIP -> VM, ack and SACK edges into the VM's sequence
- * space, TSecr into the VM's clock.  The client's own numbers are kept. */
+ * space, TSecr into the VM's clock.  The client's own numbers are kept.
+ * The TCP checksum's differences are summed and folded into it once. */
 VM_INLINE int xlate_to_vm(struct xdp_md *ctx, const struct vm_pkt *p, const struct conn_val *c,
 			  struct node_scratch *s)
 {
@@ -53,6 +69,7 @@ VM_INLINE int xlate_to_vm(struct xdp_md *ctx, const struct vm_pkt *p, const stru
 	struct vm_tcpopts o;
 	struct tcphdr *tcp;
 	__u16 *check;
+	__u64 d = 0;
 	__u8 *opt;
 
 	if (p->family == VM_AF_INET) {
@@ -63,22 +80,26 @@ VM_INLINE int xlate_to_vm(struct xdp_md *ctx, const struct vm_pkt *p, const stru
 		__be32 old = ip->daddr, new;
 		__builtin_memcpy(&new, c->vm + VM_ADDR4_OFF, 4);
 		vm_csum_replace4(&ip->check, old, new);
-		vm_csum_replace4(&tcp->check, old, new);
+		d += csum_terms4(old, new);
 		ip->daddr = new;
 	} else {
 		struct ipv6hdr *ip6 = data + ETH_HLEN;
 		tcp = (void *)(ip6 + 1);
 		if ((void *)(tcp + 1) > data_end)
 			return -1;
-		vm_csum_replace16(&tcp->check, (__u8 *)&ip6->daddr, c->vm);
+		const vm_u32a *f = (const vm_u32a *)&ip6->daddr, *t = (const vm_u32a *)c->vm;
+#pragma unroll
+		for (int i = 0; i < 4; i++)
+			d += csum_terms4(f[i], t[i]);
 		__builtin_memcpy(&ip6->daddr, c->vm, 16);
 	}
 	if (p->flags & TCP_ACK)
-		add32((__u8 *)&tcp->ack_seq, -c->seq_delta, &tcp->check, 0);
-	if (p->tcp_len <= VM_TCP_HLEN)
+		add32((__u8 *)&tcp->ack_seq, -c->seq_delta, &d, 0);
+	if (p->tcp_len <= VM_TCP_HLEN || load_tcpopts(ctx, p, s, &o) < 0) {
+		/* no options, or ones we cannot walk (the VM's to judge) */
+		csum_fold_in(&tcp->check, d);
 		return 0;
-	if (load_tcpopts(ctx, p, s, &o) < 0)
-		return 0; /* options we cannot walk are the VM's to judge */
+	}
 	data = XDP_DATA(ctx);
 	data_end = XDP_DATA_END(ctx);
 	opt = data + (p->l4_off & L4_OFF_MASK) + VM_TCP_HLEN;
@@ -86,11 +107,13 @@ VM_INLINE int xlate_to_vm(struct xdp_md *ctx, const struct vm_pkt *p, const stru
 		return -1;
 	/* the TCP checksum field sits at a fixed offset before opt */
 	check = (__u16 *)(opt - (VM_TCP_HLEN - VM_TCP_CHECK_OFF));
+	if ((void *)(check + 1) > data_end)
+		return -1;
 	if (o.ts_ok) {
 		__u8 *e = opt + (o.ts_off & VM_OPT_OFF_MASK) + 4;   /* TSecr, after TSval */
 		if ((void *)e + 4 > data_end)
 			return -1;
-		add32(e, -c->ts_delta, check, o.ts_off & 1);
+		add32(e, -c->ts_delta, &d, o.ts_off & 1);
 	}
 #pragma unroll
 	for (int j = 0; j < 2 * VM_SACK_BLOCKS_MAX; j++) {   /* each block's two edges */
@@ -98,9 +121,10 @@ VM_INLINE int xlate_to_vm(struct xdp_md *ctx, const struct vm_pkt *p, const stru
 			__u8 *e = opt + (o.sack_off & VM_OPT_OFF_MASK) + j * 4;
 			if ((void *)e + 4 > data_end)
 				return -1;
-			add32(e, -c->seq_delta, check, o.sack_off & 1);
+			add32(e, -c->seq_delta, &d, o.sack_off & 1);
 		}
 	}
+	csum_fold_in(check, d);
 	return 0;
 }
 
