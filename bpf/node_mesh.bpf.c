@@ -178,7 +178,8 @@ VM_INLINE int make_syn(struct xdp_md *ctx, const struct vm_pkt *p, const struct 
 	return 0;
 }
 
-VM_INLINE int to_vm(struct xdp_md *ctx, const struct vm_val *vm, struct node_stats *st)
+VM_INLINE int to_vm(struct xdp_md *ctx, __u32 ifindex, const __u8 *vm_mac, const __u8 *host_mac,
+		    struct node_stats *st)
 {
 	void *data = XDP_DATA(ctx), *data_end = XDP_DATA_END(ctx);
 	struct ethhdr *eth = data;
@@ -187,9 +188,9 @@ VM_INLINE int to_vm(struct xdp_md *ctx, const struct vm_val *vm, struct node_sta
 		NODE_COUNT(st, mesh_malformed);
 		return XDP_DROP;
 	}
-	__builtin_memcpy(eth->h_dest, vm->vm_mac, 6);
-	__builtin_memcpy(eth->h_source, vm->host_mac, 6);
-	return bpf_redirect(vm->ifindex, 0);
+	__builtin_memcpy(eth->h_dest, vm_mac, 6);
+	__builtin_memcpy(eth->h_source, host_mac, 6);
+	return bpf_redirect(ifindex, 0);
 }
 
 /* Keeps this hello segment (the inner IP packet) as hellos[k, idx]. */
@@ -274,7 +275,7 @@ VM_INLINE int handoff_new(struct xdp_md *ctx, const struct vm_pkt *p, const stru
 		return XDP_DROP;
 	}
 	NODE_COUNT(st, handoff_replayed);
-	return to_vm(ctx, vm, st);
+	return to_vm(ctx, vm->ifindex, vm->vm_mac, vm->host_mac, st);
 }
 
 /* A handoff while the VM has not answered yet: a further hello segment is
@@ -302,7 +303,7 @@ VM_INLINE int handoff_more(struct xdp_md *ctx, const struct vm_pkt *p, const str
 			return XDP_DROP;
 		}
 		NODE_COUNT(st, handoff_again);
-		return to_vm(ctx, vm, st);
+		return to_vm(ctx, vm->ifindex, vm->vm_mac, vm->host_mac, st);
 	}
 	if (n >= VM_ASM_SEGS || p->seq - (c->client_isn + 1) >= VM_ASM_BYTES) {
 		NODE_COUNT(st, hello_too_big);
@@ -331,7 +332,7 @@ int node_mesh(struct xdp_md *ctx)
 	struct flow_key k;
 	struct conn_val *c;
 	struct vm_val *vm;
-	__u32 zero = 0;
+	__u32 zero = 0, *gen;
 	int rc, other;
 
 	cfg = bpf_map_lookup_elem(&node_config, &zero);
@@ -378,15 +379,28 @@ int node_mesh(struct xdp_md *ctx)
 		NODE_COUNT(st, early_data);
 		return XDP_DROP;
 	}
-	vm = bpf_map_lookup_elem(&vms, &c->vm_id);
-	if (!vm) {
-		NODE_COUNT(st, handoff_no_vm);
-		return XDP_DROP;
+	gen = bpf_map_lookup_elem(&vms_gen, &zero);
+	if (!gen || !*gen || c->vm_gen != *gen) {
+		/* vms changed since this connection's copy (or it has none) */
+		__u32 g = gen ? *gen : 0;
+		vm = bpf_map_lookup_elem(&vms, &c->vm_id);
+		if (!vm) {
+			NODE_COUNT(st, handoff_no_vm);
+			return XDP_DROP;
+		}
+		c->vm_ifindex = vm->ifindex;
+		__builtin_memcpy(c->vm_mac, vm->vm_mac, 6);
+		__builtin_memcpy(c->host_mac, vm->host_mac, 6);
+		c->vm_gen = g;
 	}
 	if (xlate_to_vm(ctx, &p, c, s)) {
 		NODE_COUNT(st, mesh_malformed);
 		return XDP_DROP;
 	}
+	/* the MACs written and the interface read before a RST forgets c */
+	rc = to_vm(ctx, c->vm_ifindex, c->vm_mac, c->host_mac, st);
+	if (rc != XDP_REDIRECT)
+		return rc;
 	if (p.flags & TCP_RST) {
 		NODE_COUNT(st, conn_reset);
 		conn_forget(&k, c);
@@ -394,5 +408,5 @@ int node_mesh(struct xdp_md *ctx)
 		NODE_COUNT(st, conn_closed);
 	}
 	NODE_COUNT(st, fwd_to_vm);
-	return to_vm(ctx, vm, st);
+	return rc;
 }

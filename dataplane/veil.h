@@ -208,6 +208,8 @@ struct vm_node {
 };
 
 int vm_node_open(struct vm_node *n, const char *pin_root, __u32 conns_max);
+/* vms_gen moved on after a change to vms (or written first): see node_maps.h. */
+int vm_node_vms_changed(struct vm_node *n, int changed);
 int vm_node_load(struct vm_node *n);
 int vm_node_attach(struct vm_node *n, const struct vm_node_cfg *c, bool skb_mode);
 /* On reload: the TC program onto VM interfaces new to the table (a tap the

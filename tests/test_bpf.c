@@ -807,6 +807,41 @@ static void node_collision_never_serves_another(void)
 	      r.verdict);
 }
 
+/* An established connection sends with its copy of its VM's vms entry
+ * while vms_gen stands: a changed MAC is used once the daemon moved
+ * vms_gen, and a removed VM receives nothing more. */
+static void node_vm_change_seen(void)
+{
+	uint8_t frame[1024], mesh[1200];
+	struct run r;
+	int fd = vm_node_map_fd(&N, "vms");
+	__u32 id = 1;
+	struct vm_val vm, was;
+	static const uint8_t mac2[6] = { 0x02, 0, 0, 0, 0x77, 0x02 };
+	struct t_pkt d = client_pkt(1, 41001, 0x10000000 + 1 + hello_curl_len, 0xA0000000 + 1 + 100, T_ACK);
+	size_t n = mesh_wrap(frame, t_build(&d, frame), 1, NULL, mesh);
+
+	xdp_run(NODE_MESH, mesh, n, &r);
+	CHECK(r.verdict == XDP_REDIRECT_ && !memcmp(r.out, VM_MAC, 6), "to the VM: verdict %u", r.verdict);
+	CHECK(bpf_map_lookup_elem(fd, &id, &was) == 0, "vms entry");
+	vm = was;
+	memcpy(vm.vm_mac, mac2, 6);
+	bpf_map_update_elem(fd, &id, &vm, BPF_EXIST);
+	vm_node_vms_changed(&N, 1);
+	xdp_run(NODE_MESH, mesh, n, &r);
+	CHECK(r.verdict == XDP_REDIRECT_ && !memcmp(r.out, mac2, 6), "the VM's new MAC: verdict %u", r.verdict);
+	struct node_stats b = node_now();
+	bpf_map_delete_elem(fd, &id);
+	vm_node_vms_changed(&N, 1);
+	xdp_run(NODE_MESH, mesh, n, &r);
+	CHECK(r.verdict == XDP_DROP_ && node_now().handoff_no_vm == b.handoff_no_vm + 1 &&
+	      node_now().fwd_to_vm == b.fwd_to_vm, "a removed VM receives nothing: verdict %u", r.verdict);
+	bpf_map_update_elem(fd, &id, &was, BPF_NOEXIST);
+	vm_node_vms_changed(&N, 1);
+	xdp_run(NODE_MESH, mesh, n, &r);
+	CHECK(r.verdict == XDP_REDIRECT_ && !memcmp(r.out, VM_MAC, 6), "back: verdict %u", r.verdict);
+}
+
 /* A new connection on the tuple of a closed one (the client's port again):
  * a handoff with another ISN replaces the old connection and replays. */
 static void node_port_reuse(void)
@@ -1365,6 +1400,7 @@ int main(void)
 	RUN(node_connection_v4);
 	RUN(node_connection_v6);
 	RUN(node_collision_never_serves_another);
+	RUN(node_vm_change_seen);
 	RUN(node_port_reuse);
 	RUN(gateway_retires_flows);
 	RUN(refusal_closes);

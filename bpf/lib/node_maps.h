@@ -34,6 +34,17 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } conn_rev SEC(".maps");
 
+/* Moved by the daemon after every change to vms (never 0 once written): a
+ * connection's copy of its VM's entry (conn_val.vm_gen) is valid while
+ * equal, so the established path reads no vms entry. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} vms_gen SEC(".maps");
+
 /* The key that folds IPv6 clients into conns keys: drawn by the loader
  * when the map is new, kept with the pinned conns after that. */
 struct {

@@ -387,7 +387,12 @@ struct conn_val {
 	__u8 family;
 	__u8 pad;
 	__u16 mesh_sport;         /* the outer UDP source port towards the gateway (vm_flow_port) */
-	__u32 pad2;
+	/* a copy of the VM's vms entry (where node_mesh sends), valid while
+	 * vm_gen equals vms_gen (0: none yet) */
+	__u32 vm_gen;
+	__u32 vm_ifindex;
+	__u8 vm_mac[6];
+	__u8 host_mac[6];
 	__u64 created_ns;
 	__u32 nseg;               /* hello segments kept in hellos (idx 0..nseg-1) */
 	__u32 seg_seq[VM_ASM_SEGS];
