@@ -13,6 +13,8 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
+#define EEXIST_ 17
+
 /* The inner TCP header's offset masked for the verifier (at most Ethernet +
  * IPv6 after the decapsulation). */
 #define L4_OFF_MASK 0x7f
@@ -266,7 +268,14 @@ VM_INLINE int handoff_new(struct xdp_md *ctx, const struct vm_pkt *p, const stru
 	if (keep_segment(ctx, p, k, 0, s, st))
 		return XDP_DROP;
 	conn_rev_key_of(k, c, &rk);
-	if (bpf_map_update_elem(&conns, k, c, BPF_ANY) || bpf_map_update_elem(&conn_rev, &rk, k, BPF_ANY)) {
+	/* BPF_NOEXIST: an entry another CPU put under this key since our
+	 * lookup (a colliding connection's) is never replaced */
+	long err = bpf_map_update_elem(&conns, k, c, BPF_NOEXIST);
+	if (err == -EEXIST_) {
+		NODE_COUNT(st, conn_collision);
+		return XDP_DROP;
+	}
+	if (err || bpf_map_update_elem(&conn_rev, &rk, k, BPF_ANY)) {
 		NODE_COUNT(st, conn_full);
 		return XDP_DROP;
 	}
