@@ -425,7 +425,9 @@ int vm_gw_map_fd(struct vm_gw *g, const char *name)
 
 /* conns as main at 09866c4 (and every build before) pinned it: keyed by
  * the whole tuple (struct conn_key, 40 bytes), its value without the tuple
- * (struct conn_val up to vm[], then created_ns, nseg, seg_seq). */
+ * (struct conn_val up to vm[], then created_ns, nseg, seg_seq).  The fields
+ * of struct conn_val before client must stay as they were for the copy in
+ * old_conns_put. */
 struct conn_val_v1 {
 	__u8 head[offsetof(struct conn_val, client)];
 	__u64 created_ns;

@@ -336,8 +336,9 @@ struct vm_val {
 /* conns: keyed by struct flow_key (the gateway's 12-byte key, IPv6 client
  * folded under the node's conn_seed), the whole tuple kept in conn_val and
  * compared on every lookup; conn_rev: keyed by the VM's view (VM address,
- * client) and gives the conns key.  struct conn_key is the tuple as an
- * operator names it (veilctl), no longer a map key. */
+ * client) and gives the conns key.  struct conn_key, the whole tuple, was
+ * the conns key up to 09866c4: the loader reads pinned entries of that
+ * layout to move them (old_conns_read, dataplane/loader.c). */
 struct conn_key {
 	__u8 client[16];
 	__u8 vip[16];
