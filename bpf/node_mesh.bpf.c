@@ -13,6 +13,8 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
+#define EEXIST_ 17
+
 /* The inner TCP header's offset masked for the verifier (at most Ethernet +
  * IPv6 after the decapsulation). */
 #define L4_OFF_MASK 0x7f
@@ -31,21 +33,37 @@ VM_INLINE int load_tcpopts(struct xdp_md *ctx, const struct vm_pkt *p, struct no
 	return vm_tcpopt_parse(s->optbuf, len, o, &s->ost);
 }
 
+/* The unfolded one's-complement difference of a 4-byte change (16-bit
+ * terms: a dozen of them add up in 64 bits without a carry lost). */
+VM_INLINE __u64 csum_terms4(__u32 from, __u32 to)
+{
+	return (~from & 0xffff) + (~from >> 16) + (to & 0xffff) + (to >> 16);
+}
+
+/* Folds the summed differences d into the checksum at check. */
+VM_INLINE void csum_fold_in(__u16 *check, __u64 d)
+{
+	*check = ~vm_csum_fold((__u16)~*check + d);
+}
+
 /* Adds delta to the 32-bit big-endian value at p (a TCP field at an odd or
- * even offset in the header), fixing the TCP checksum. */
-VM_INLINE void add32(__u8 *p, __u32 delta, __u16 *check, int odd)
+ * even offset in the header) and its checksum difference to *d (folded
+ * and byte-swapped at an odd offset, whose words the checksum sees
+ * swapped). */
+VM_INLINE void add32(__u8 *p, __u32 delta, __u64 *d, int odd)
 {
 	__u32 old, new;
 
 	__builtin_memcpy(&old, p, 4);
 	new = bpf_htonl(bpf_ntohl(old) + delta);
 	__builtin_memcpy(p, &new, 4);
-	vm_csum_replace4_at(check, old, new, odd);
+	*d += odd ? vm_csum_diff4(old, new, 1) : csum_terms4(old, new);
 }
 
 /* Client -> VM translation of an established flow's packet (inner IP at
  * ETH_HLEN): destination VIP -> VM, ack and SACK edges into the VM's sequence
- * space, TSecr into the VM's clock.  The client's own numbers are kept. */
+ * space, TSecr into the VM's clock.  The client's own numbers are kept.
+ * The TCP checksum's differences are summed and folded into it once. */
 VM_INLINE int xlate_to_vm(struct xdp_md *ctx, const struct vm_pkt *p, const struct conn_val *c,
 			  struct node_scratch *s)
 {
@@ -53,6 +71,7 @@ VM_INLINE int xlate_to_vm(struct xdp_md *ctx, const struct vm_pkt *p, const stru
 	struct vm_tcpopts o;
 	struct tcphdr *tcp;
 	__u16 *check;
+	__u64 d = 0;
 	__u8 *opt;
 
 	if (p->family == VM_AF_INET) {
@@ -63,22 +82,26 @@ VM_INLINE int xlate_to_vm(struct xdp_md *ctx, const struct vm_pkt *p, const stru
 		__be32 old = ip->daddr, new;
 		__builtin_memcpy(&new, c->vm + VM_ADDR4_OFF, 4);
 		vm_csum_replace4(&ip->check, old, new);
-		vm_csum_replace4(&tcp->check, old, new);
+		d += csum_terms4(old, new);
 		ip->daddr = new;
 	} else {
 		struct ipv6hdr *ip6 = data + ETH_HLEN;
 		tcp = (void *)(ip6 + 1);
 		if ((void *)(tcp + 1) > data_end)
 			return -1;
-		vm_csum_replace16(&tcp->check, (__u8 *)&ip6->daddr, c->vm);
+		const vm_u32a *f = (const vm_u32a *)&ip6->daddr, *t = (const vm_u32a *)c->vm;
+#pragma unroll
+		for (int i = 0; i < 4; i++)
+			d += csum_terms4(f[i], t[i]);
 		__builtin_memcpy(&ip6->daddr, c->vm, 16);
 	}
 	if (p->flags & TCP_ACK)
-		add32((__u8 *)&tcp->ack_seq, -c->seq_delta, &tcp->check, 0);
-	if (p->tcp_len <= VM_TCP_HLEN)
+		add32((__u8 *)&tcp->ack_seq, -c->seq_delta, &d, 0);
+	if (p->tcp_len <= VM_TCP_HLEN || load_tcpopts(ctx, p, s, &o) < 0) {
+		/* no options, or ones we cannot walk (the VM's to judge) */
+		csum_fold_in(&tcp->check, d);
 		return 0;
-	if (load_tcpopts(ctx, p, s, &o) < 0)
-		return 0; /* options we cannot walk are the VM's to judge */
+	}
 	data = XDP_DATA(ctx);
 	data_end = XDP_DATA_END(ctx);
 	opt = data + (p->l4_off & L4_OFF_MASK) + VM_TCP_HLEN;
@@ -86,11 +109,13 @@ VM_INLINE int xlate_to_vm(struct xdp_md *ctx, const struct vm_pkt *p, const stru
 		return -1;
 	/* the TCP checksum field sits at a fixed offset before opt */
 	check = (__u16 *)(opt - (VM_TCP_HLEN - VM_TCP_CHECK_OFF));
+	if ((void *)(check + 1) > data_end)
+		return -1;
 	if (o.ts_ok) {
 		__u8 *e = opt + (o.ts_off & VM_OPT_OFF_MASK) + 4;   /* TSecr, after TSval */
 		if ((void *)e + 4 > data_end)
 			return -1;
-		add32(e, -c->ts_delta, check, o.ts_off & 1);
+		add32(e, -c->ts_delta, &d, o.ts_off & 1);
 	}
 #pragma unroll
 	for (int j = 0; j < 2 * VM_SACK_BLOCKS_MAX; j++) {   /* each block's two edges */
@@ -98,9 +123,10 @@ VM_INLINE int xlate_to_vm(struct xdp_md *ctx, const struct vm_pkt *p, const stru
 			__u8 *e = opt + (o.sack_off & VM_OPT_OFF_MASK) + j * 4;
 			if ((void *)e + 4 > data_end)
 				return -1;
-			add32(e, -c->seq_delta, check, o.sack_off & 1);
+			add32(e, -c->seq_delta, &d, o.sack_off & 1);
 		}
 	}
+	csum_fold_in(check, d);
 	return 0;
 }
 
@@ -154,7 +180,8 @@ VM_INLINE int make_syn(struct xdp_md *ctx, const struct vm_pkt *p, const struct 
 	return 0;
 }
 
-VM_INLINE int to_vm(struct xdp_md *ctx, const struct vm_val *vm, struct node_stats *st)
+VM_INLINE int to_vm(struct xdp_md *ctx, __u32 ifindex, const __u8 *vm_mac, const __u8 *host_mac,
+		    struct node_stats *st)
 {
 	void *data = XDP_DATA(ctx), *data_end = XDP_DATA_END(ctx);
 	struct ethhdr *eth = data;
@@ -163,13 +190,13 @@ VM_INLINE int to_vm(struct xdp_md *ctx, const struct vm_val *vm, struct node_sta
 		NODE_COUNT(st, mesh_malformed);
 		return XDP_DROP;
 	}
-	__builtin_memcpy(eth->h_dest, vm->vm_mac, 6);
-	__builtin_memcpy(eth->h_source, vm->host_mac, 6);
-	return bpf_redirect(vm->ifindex, 0);
+	__builtin_memcpy(eth->h_dest, vm_mac, 6);
+	__builtin_memcpy(eth->h_source, host_mac, 6);
+	return bpf_redirect(ifindex, 0);
 }
 
 /* Keeps this hello segment (the inner IP packet) as hellos[k, idx]. */
-VM_INLINE int keep_segment(struct xdp_md *ctx, const struct vm_pkt *p, const struct conn_key *k, __u32 idx,
+VM_INLINE int keep_segment(struct xdp_md *ctx, const struct vm_pkt *p, const struct flow_key *k, __u32 idx,
 			   struct node_scratch *s, struct node_stats *st)
 {
 	struct hello_key hk = { .conn = *k, .idx = idx };
@@ -194,7 +221,7 @@ VM_INLINE int keep_segment(struct xdp_md *ctx, const struct vm_pkt *p, const str
 /* A handoff for a new connection: record it, keep the segment, replay the
  * client's SYN to the VM. */
 VM_INLINE int handoff_new(struct xdp_md *ctx, const struct vm_pkt *p, const struct vm_mesh_in *m,
-			  const struct conn_key *k, const struct node_config *cfg,
+			  const struct flow_key *k, const struct node_config *cfg,
 			  struct node_scratch *s, struct node_stats *st)
 {
 	struct conn_val *c = &s->conn;
@@ -229,6 +256,8 @@ VM_INLINE int handoff_new(struct xdp_md *ctx, const struct vm_pkt *p, const stru
 	__builtin_memcpy(c->mesh_mac, m->our_mac, 6);
 	c->mesh_ifindex = ctx->ingress_ifindex;
 	__builtin_memcpy(c->vm, p->family == VM_AF_INET ? vm->addr4 : vm->addr6, 16);
+	VM_FLOW_TUPLE_SET(c, p->family, p->saddr, p->daddr);
+	c->mesh_sport = vm_flow_port(p->saddr, p->daddr, p->sport, p->dport);
 	c->created_ns = bpf_ktime_get_ns();
 	if (p->seq - (c->client_isn + 1) >= VM_ASM_BYTES) {
 		NODE_COUNT(st, mesh_malformed);
@@ -238,8 +267,15 @@ VM_INLINE int handoff_new(struct xdp_md *ctx, const struct vm_pkt *p, const stru
 	c->seg_seq[0] = p->seq;
 	if (keep_segment(ctx, p, k, 0, s, st))
 		return XDP_DROP;
-	conn_rev_key_of(k, c->vm, &rk);
-	if (bpf_map_update_elem(&conns, k, c, BPF_ANY) || bpf_map_update_elem(&conn_rev, &rk, k, BPF_ANY)) {
+	conn_rev_key_of(k, c, &rk);
+	/* BPF_NOEXIST: an entry another CPU put under this key since our
+	 * lookup (a colliding connection's) is never replaced */
+	long err = bpf_map_update_elem(&conns, k, c, BPF_NOEXIST);
+	if (err == -EEXIST_) {
+		NODE_COUNT(st, conn_collision);
+		return XDP_DROP;
+	}
+	if (err || bpf_map_update_elem(&conn_rev, &rk, k, BPF_ANY)) {
 		NODE_COUNT(st, conn_full);
 		return XDP_DROP;
 	}
@@ -248,13 +284,13 @@ VM_INLINE int handoff_new(struct xdp_md *ctx, const struct vm_pkt *p, const stru
 		return XDP_DROP;
 	}
 	NODE_COUNT(st, handoff_replayed);
-	return to_vm(ctx, vm, st);
+	return to_vm(ctx, vm->ifindex, vm->vm_mac, vm->host_mac, st);
 }
 
 /* A handoff while the VM has not answered yet: a further hello segment is
  * kept; the first one again means our SYN may be lost: replay it. */
 VM_INLINE int handoff_more(struct xdp_md *ctx, const struct vm_pkt *p, const struct vm_mesh_in *m,
-			   const struct conn_key *k, struct conn_val *c, const struct node_config *cfg,
+			   const struct flow_key *k, struct conn_val *c, const struct node_config *cfg,
 			   struct node_scratch *s, struct node_stats *st)
 {
 	__u32 n = c->nseg;
@@ -276,7 +312,7 @@ VM_INLINE int handoff_more(struct xdp_md *ctx, const struct vm_pkt *p, const str
 			return XDP_DROP;
 		}
 		NODE_COUNT(st, handoff_again);
-		return to_vm(ctx, vm, st);
+		return to_vm(ctx, vm->ifindex, vm->vm_mac, vm->host_mac, st);
 	}
 	if (n >= VM_ASM_SEGS || p->seq - (c->client_isn + 1) >= VM_ASM_BYTES) {
 		NODE_COUNT(st, hello_too_big);
@@ -302,11 +338,11 @@ int node_mesh(struct xdp_md *ctx)
 	struct vm_mesh_in m = {};
 	struct node_config *cfg;
 	struct vm_pkt p = {};
-	struct conn_key k = {};
+	struct flow_key k;
 	struct conn_val *c;
 	struct vm_val *vm;
-	__u32 zero = 0;
-	int rc;
+	__u32 zero = 0, *gen;
+	int rc, other;
 
 	cfg = bpf_map_lookup_elem(&node_config, &zero);
 	if (!cfg || !s) {
@@ -323,12 +359,14 @@ int node_mesh(struct xdp_md *ctx)
 		NODE_COUNT(st, mesh_malformed);
 		return XDP_DROP;
 	}
-	__builtin_memcpy(k.client, p.saddr, 16);
-	__builtin_memcpy(k.vip, p.daddr, 16);
-	k.client_port_be = p.sport;
-	k.vip_port_be = p.dport;
-	k.family = p.family;
-	c = bpf_map_lookup_elem(&conns, &k);
+	conn_key_make(p.family, p.saddr, p.daddr, p.sport, p.dport, &k);
+	c = conn_of(&k, p.family, p.saddr, p.daddr, &other);
+	if (other) {
+		/* Another connection's entry under this key (a fold that met):
+		 * neither used nor replaced; this connection gets none. */
+		NODE_COUNT(st, conn_collision);
+		return XDP_DROP;
+	}
 	if (m.has_handoff && c && bpf_ntohl(m.ho.client_isn_be) != c->client_isn) {
 		/* The client reuses the tuple of an earlier connection (its
 		 * port after TIME_WAIT, or a NAT's): a new connection, as the
@@ -350,15 +388,28 @@ int node_mesh(struct xdp_md *ctx)
 		NODE_COUNT(st, early_data);
 		return XDP_DROP;
 	}
-	vm = bpf_map_lookup_elem(&vms, &c->vm_id);
-	if (!vm) {
-		NODE_COUNT(st, handoff_no_vm);
-		return XDP_DROP;
+	gen = bpf_map_lookup_elem(&vms_gen, &zero);
+	if (!gen || !*gen || c->vm_gen != *gen) {
+		/* vms changed since this connection's copy (or it has none) */
+		__u32 g = gen ? *gen : 0;
+		vm = bpf_map_lookup_elem(&vms, &c->vm_id);
+		if (!vm) {
+			NODE_COUNT(st, handoff_no_vm);
+			return XDP_DROP;
+		}
+		c->vm_ifindex = vm->ifindex;
+		__builtin_memcpy(c->vm_mac, vm->vm_mac, 6);
+		__builtin_memcpy(c->host_mac, vm->host_mac, 6);
+		c->vm_gen = g;
 	}
 	if (xlate_to_vm(ctx, &p, c, s)) {
 		NODE_COUNT(st, mesh_malformed);
 		return XDP_DROP;
 	}
+	/* the MACs written and the interface read before a RST forgets c */
+	rc = to_vm(ctx, c->vm_ifindex, c->vm_mac, c->host_mac, st);
+	if (rc != XDP_REDIRECT)
+		return rc;
 	if (p.flags & TCP_RST) {
 		NODE_COUNT(st, conn_reset);
 		conn_forget(&k, c);
@@ -366,5 +417,5 @@ int node_mesh(struct xdp_md *ctx)
 		NODE_COUNT(st, conn_closed);
 	}
 	NODE_COUNT(st, fwd_to_vm);
-	return to_vm(ctx, vm, st);
+	return rc;
 }

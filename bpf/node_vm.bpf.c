@@ -92,7 +92,7 @@ __attribute__((noinline)) int xlate_kept(struct hello_val *h, struct conn_val *c
 
 /* Sends kept segment idx to the VM (a clone of skb), translated; deletes it.
  * 0 sent, 1 nothing kept under idx, -1 failed.  Global: verified once. */
-__attribute__((noinline)) int send_kept(struct __sk_buff *skb, struct conn_key *ck, struct conn_val *c,
+__attribute__((noinline)) int send_kept(struct __sk_buff *skb, struct flow_key *ck, struct conn_val *c,
 					struct node_scratch *s, __u32 idx)
 {
 	struct hello_key hk = {};
@@ -119,7 +119,7 @@ __attribute__((noinline)) int send_kept(struct __sk_buff *skb, struct conn_key *
 }
 
 /* Sends every kept segment; returns how many went out.  Global. */
-__attribute__((noinline)) int send_all_kept(struct __sk_buff *skb, struct conn_key *ck, struct conn_val *c,
+__attribute__((noinline)) int send_all_kept(struct __sk_buff *skb, struct flow_key *ck, struct conn_val *c,
 					    struct node_scratch *s)
 {
 	int sent = 0;
@@ -140,7 +140,7 @@ __attribute__((noinline)) int send_all_kept(struct __sk_buff *skb, struct conn_k
 /* The VM answered the replayed SYN: complete the handshake with the ACK that
  * carries the ClientHello, translated into the VM's view; every further kept
  * hello segment follows (one clone each). */
-VM_INLINE int answer_synack(struct __sk_buff *skb, const struct vm_pkt *p, const struct conn_key *ck,
+VM_INLINE int answer_synack(struct __sk_buff *skb, const struct vm_pkt *p, const struct flow_key *ck,
 			    struct conn_val *c, struct node_scratch *s, struct node_stats *st)
 {
 	struct vm_tcpopts o;
@@ -162,7 +162,7 @@ VM_INLINE int answer_synack(struct __sk_buff *skb, const struct vm_pkt *p, const
 	__builtin_memcpy(s->eth + VM_ETH_ALEN, macs, VM_ETH_ALEN);   /* from us */
 	s->family = p->family;
 
-	sent = send_all_kept(skb, (struct conn_key *)ck, c, s);
+	sent = send_all_kept(skb, (struct flow_key *)ck, c, s);
 	if (st && sent > 0)
 		st->hello_seg_sent += sent;
 	if (!sent) {
@@ -255,7 +255,7 @@ VM_INLINE int reset_stale(struct __sk_buff *skb, const struct vm_pkt *p, struct 
 }
 
 /* VM -> client: our view into the client's, then Geneve to the gateway. */
-VM_INLINE int to_gateway(struct __sk_buff *skb, const struct vm_pkt *p, const struct conn_key *ck,
+VM_INLINE int to_gateway(struct __sk_buff *skb, const struct vm_pkt *p, const struct flow_key *ck,
 			 struct conn_val *c, const struct node_config *cfg, struct node_scratch *s,
 			 struct node_stats *st)
 {
@@ -278,7 +278,7 @@ VM_INLINE int to_gateway(struct __sk_buff *skb, const struct vm_pkt *p, const st
 		if ((void *)(ip + 1) > data_end)
 			return vm_bad(st);
 		__u32 old = ip->saddr, new;
-		__builtin_memcpy(&new, ck->vip + VM_ADDR4_OFF, 4);
+		__builtin_memcpy(&new, c->vip + VM_ADDR4_OFF, 4);
 		diff4(&l3diff, old, new, 0);
 		diff4(&l4pseudo, old, new, 0);
 		ip->saddr = new;
@@ -288,7 +288,7 @@ VM_INLINE int to_gateway(struct __sk_buff *skb, const struct vm_pkt *p, const st
 		if ((void *)(ip6 + 1) > data_end)
 			return vm_bad(st);
 		__u32 *a = (__u32 *)&ip6->saddr;
-		const __u32 *v = (const __u32 *)ck->vip;
+		const __u32 *v = (const __u32 *)c->vip;
 #pragma unroll
 		for (int i = 0; i < 4; i++) {
 			diff4(&l4pseudo, a[i], v[i], 0);
@@ -340,7 +340,7 @@ VM_INLINE int to_gateway(struct __sk_buff *skb, const struct vm_pkt *p, const st
 	 * aligned stack access). */
 	__u8 hb[2 + ETH_HLEN + VM_IP6_HLEN + VM_UDP_HLEN + VM_GENEVE_HLEN] __attribute__((aligned(8)));
 	__u8 *h = hb + 2;
-	__u16 sport = vm_flow_port(ck->client, ck->vip, ck->client_port_be, ck->vip_port_be);
+	__u16 sport = c->mesh_sport;
 
 	if (bpf_skb_adjust_room(skb, push, BPF_ADJ_ROOM_MAC, flags)) {
 		NODE_COUNT(st, encap_fail);
@@ -366,6 +366,19 @@ nocfg:
 	return TC_ACT_SHOT;
 }
 
+/* 1 when the conns entry c (under key k) is the connection the VM's packet
+ * p names: a conn_rev entry left by an entry the LRU pushed out may point
+ * at a key another connection took since (the same IPv4 tuple routed to
+ * another VM, or an IPv6 fold that met).  Global: verified once, off the
+ * inlined path's stack. */
+__attribute__((noinline)) int conn_is_vm_view(struct conn_val *c, struct flow_key *k, struct vm_pkt *p)
+{
+	if (!c || !k || !p)
+		return 0;
+	return c->family == p->family && k->client_port_be == p->dport && k->vip_port_be == p->sport &&
+	       vm_addr_eq(c->client, p->daddr) && vm_addr_eq(c->vm, p->saddr);
+}
+
 SEC("tc")
 int node_vm(struct __sk_buff *skb)
 {
@@ -374,7 +387,7 @@ int node_vm(struct __sk_buff *skb)
 	struct node_config *cfg;
 	struct vm_pkt p = {};
 	struct conn_rev_key rk = {};
-	struct conn_key *ckp, ck;
+	struct flow_key *ckp, ck;
 	struct conn_val *c;
 	void *data, *data_end;
 	__u32 zero = 0;
@@ -417,6 +430,10 @@ int node_vm(struct __sk_buff *skb)
 	}
 	ck = *ckp;
 	c = bpf_map_lookup_elem(&conns, &ck);
+	/* the entry must be the connection the VM's view names (a stale
+	 * conn_rev entry may point at a key another connection took since) */
+	if (c && !conn_is_vm_view(c, &ck, &p))
+		c = NULL;
 	if (!c) {
 		NODE_COUNT(st, vm_pass);
 		return TC_ACT_OK;

@@ -69,13 +69,13 @@ static const char *const node_maps[] = { "vms", "conns", "conn_rev", "hellos" };
 static void conn_rev_forget(void *arg, const void *key, const void *val)
 {
 	struct node_state *st = arg;
-	const struct conn_key *k = key;
+	const struct flow_key *k = key;
 	const struct conn_val *c = val;
 	struct conn_rev_key r = { .vm_port_be = k->vip_port_be, .client_port_be = k->client_port_be,
-				  .family = k->family };
+				  .family = c->family };
 
 	memcpy(r.vm, c->vm, 16);
-	memcpy(r.client, k->client, 16);
+	memcpy(r.client, c->client, 16);
 	bpf_map_delete_elem(vm_node_map_fd(&st->n, "conn_rev"), &r);
 }
 
@@ -231,7 +231,7 @@ int main(int argc, char **argv)
 	       st.cfg.pin_root, st.cfg.nvms, changes, st.skb ? "skb" : "native", st.cfg.control, st.cfg.metrics);
 
 	/* closed conns (FIN both ways) are retired after a TIME_WAIT-like linger */
-	vm_sweep_init(&st.sweep, vm_node_map_fd(&st.n, "conns"), sizeof(struct conn_key), sizeof(struct conn_val),
+	vm_sweep_init(&st.sweep, vm_node_map_fd(&st.n, "conns"), sizeof(struct flow_key), sizeof(struct conn_val),
 		      offsetof(struct conn_val, fin), 5);
 	st.sweep.on_retire = conn_rev_forget;
 	st.sweep.arg = &st;

@@ -906,6 +906,25 @@ int vm_gw_routes_read(struct vm_gw *g, struct vm_cfg_route **out, int *n)
 	return 0;
 }
 
+/* After vms changed (changed != 0), or when vms_gen was never written:
+ * vms_gen moves on (never to 0), so node_mesh's connections take their
+ * VM's entry again instead of their copy of it. */
+int vm_node_vms_changed(struct vm_node *n, int changed)
+{
+	int fd = vm_node_map_fd(n, "vms_gen");
+	__u32 zero = 0, gen = 0;
+
+	if (fd < 0)
+		return fd;
+	if (bpf_map_lookup_elem(fd, &zero, &gen))
+		return -errno;
+	if (gen && !changed)
+		return 0;
+	if (!++gen)
+		gen = 1;
+	return bpf_map_update_elem(fd, &zero, &gen, BPF_ANY) ? -errno : 0;
+}
+
 int vm_node_sync(struct vm_node *n, const struct vm_node_cfg *c, int *changes)
 {
 	struct { __u32 id; struct vm_val val; } want[VM_CFG_MAX_VMS];
@@ -918,6 +937,8 @@ int vm_node_sync(struct vm_node *n, const struct vm_node_cfg *c, int *changes)
 	}
 	rc = sync_map(vm_node_map_fd(n, "vms"), want, c->nvms, sizeof(__u32), sizeof(struct vm_val),
 		      sizeof(want[0]), &ch);
+	if (!rc)
+		rc = vm_node_vms_changed(n, ch);
 	if (!rc && bpf_map_update_elem(vm_node_map_fd(n, "node_config"), &zero, &c->dp, BPF_ANY))
 		rc = -errno;
 	if (changes)
@@ -946,7 +967,7 @@ const char *const vm_node_stat_names[] = {
 	"hello_too_big", "fwd_to_vm", "no_conn", "early_data", "vm_synack", "vm_synack_bad",
 	"fwd_to_gw", "vm_pass", "vm_malformed", "encap_fail", "no_config", "conn_reset",
 	"hello_seg_stored", "hello_seg_dup", "hello_seg_sent", "conn_replaced", "conn_closed",
-	"conn_full", "hello_store_full", "vm_stale_reset",
+	"conn_full", "hello_store_full", "vm_stale_reset", "conn_collision",
 };
 const int vm_node_stat_count = sizeof(struct node_stats) / sizeof(__u64);
 _Static_assert(sizeof(vm_node_stat_names) / sizeof(char *) == sizeof(struct node_stats) / sizeof(__u64),

@@ -423,6 +423,108 @@ int vm_gw_map_fd(struct vm_gw *g, const char *name)
 
 /* ---------- node ---------- */
 
+/* conns as main at 09866c4 (and every build before) pinned it: keyed by
+ * the whole tuple (struct conn_key, 40 bytes), its value without the tuple
+ * (struct conn_val up to vm[], then created_ns, nseg, seg_seq).  The fields
+ * of struct conn_val before client must stay as they were for the copy in
+ * old_conns_put. */
+struct conn_val_v1 {
+	__u8 head[offsetof(struct conn_val, client)];
+	__u64 created_ns;
+	__u32 nseg;
+	__u32 seg_seq[VM_ASM_SEGS];
+};
+_Static_assert(sizeof(struct conn_val_v1) == 232 && offsetof(struct conn_val_v1, created_ns) == 88,
+	       "struct conn_val_v1 is the layout main pinned");
+struct old_conn {
+	struct conn_key k;
+	struct conn_val_v1 v;
+};
+
+/* Reads the established connections of a pinned conns of the older layout
+ * (the tuple as its key) before that pin is replaced, so the load can put
+ * them back under the 12-byte key (conn_seed_init).  Connections still
+ * waiting for the VM's SYN-ACK are left: their kept hello segments are in
+ * the old hellos, which goes; the client's retransmitted hello makes them
+ * again. */
+static void old_conns_read(struct vm_node *n)
+{
+	char path[300];
+	struct bpf_map_info info;
+	__u32 len = sizeof(info);
+	struct conn_key k, cur, *prev = NULL;
+	struct old_conn *v = NULL;
+	size_t cap = 0;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/conns", n->pin_root);
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		return;
+	memset(&info, 0, sizeof(info));
+	if (bpf_obj_get_info_by_fd(fd, &info, &len) || info.key_size != sizeof(struct conn_key) ||
+	    info.value_size != sizeof(struct conn_val_v1)) {
+		close(fd);
+		return;
+	}
+	while (!bpf_map_get_next_key(fd, prev, &k)) {
+		cur = k;
+		prev = &cur;
+		if (n->nold_conns == cap) {
+			struct old_conn *x = realloc(v, (cap = cap ? 2 * cap : 1024) * sizeof(*v));
+			if (!x)
+				break;
+			v = x;
+		}
+		if (bpf_map_lookup_elem(fd, &cur, &v[n->nold_conns].v) ||
+		    ((struct conn_val *)&v[n->nold_conns].v)->state != VM_CONN_ESTABLISHED)
+			continue;
+		v[n->nold_conns++].k = cur;
+	}
+	close(fd);
+	n->old_conns = v;
+}
+
+/* Writes the connections old_conns_read kept into the new conns and
+ * conn_rev (the seed s already drawn). */
+static void old_conns_put(struct vm_node *n, const struct flow_seed *s)
+{
+	struct old_conn *o = n->old_conns;
+	int conns = bpf_map__fd(n->vm->maps.conns), rev = bpf_map__fd(n->vm->maps.conn_rev);
+	int moved = 0, lost = 0;
+
+	for (size_t i = 0; i < n->nold_conns; i++) {
+		struct conn_val c;
+		struct flow_key k;
+		struct conn_rev_key r;
+
+		memset(&c, 0, sizeof(c));
+		memcpy(&c, o[i].v.head, sizeof(o[i].v.head));
+		VM_FLOW_TUPLE_SET(&c, o[i].k.family, o[i].k.client, o[i].k.vip);
+		c.mesh_sport = vm_flow_port(o[i].k.client, o[i].k.vip, o[i].k.client_port_be, o[i].k.vip_port_be);
+		c.created_ns = o[i].v.created_ns;
+		c.nseg = o[i].v.nseg;
+		memcpy(c.seg_seq, o[i].v.seg_seq, sizeof(c.seg_seq));
+		vm_flow_key_make(c.family, c.client, c.vip, o[i].k.client_port_be, o[i].k.vip_port_be, s, &k);
+		memset(&r, 0, sizeof(r));
+		memcpy(r.vm, c.vm, 16);
+		memcpy(r.client, c.client, 16);
+		r.vm_port_be = k.vip_port_be;
+		r.client_port_be = k.client_port_be;
+		r.family = c.family;
+		if (bpf_map_update_elem(conns, &k, &c, BPF_NOEXIST) || bpf_map_update_elem(rev, &r, &k, BPF_ANY))
+			lost++;
+		else
+			moved++;
+	}
+	if (n->nold_conns)
+		vm_log("event=conns_migrated moved=%d lost=%d reason=\"conns of the 40-byte key: moved under the 12-byte key\"",
+		       moved, lost);
+	free(n->old_conns);
+	n->old_conns = NULL;
+	n->nold_conns = 0;
+}
+
 int vm_node_open(struct vm_node *n, const char *pin_root, __u32 conns_max)
 {
 	int err;
@@ -443,8 +545,71 @@ int vm_node_open(struct vm_node *n, const char *pin_root, __u32 conns_max)
 		bpf_map__set_max_entries(n->mesh->maps.conn_rev, conns_max);
 		bpf_map__set_max_entries(n->vm->maps.conn_rev, conns_max);
 	}
+	old_conns_read(n);
 	if ((err = vm_pins_refresh(n->mesh->obj)) < 0 || (err = vm_pins_refresh(n->vm->obj)) < 0)
 		return err;
+	return 0;
+}
+
+/* conn_rev again from conns (each connection's VM view -> its key), after
+ * conns entries moved to new keys. */
+static void conn_rev_rebuild(int conns, int rev)
+{
+	struct flow_key k, cur, *prev = NULL;
+	struct conn_val c;
+	struct conn_rev_key r;
+
+	while (!bpf_map_get_next_key(conns, prev, &k)) {
+		cur = k;
+		prev = &cur;
+		if (bpf_map_lookup_elem(conns, &cur, &c))
+			continue;
+		memset(&r, 0, sizeof(r));
+		memcpy(r.vm, c.vm, 16);
+		memcpy(r.client, c.client, 16);
+		r.vm_port_be = cur.vip_port_be;
+		r.client_port_be = cur.client_port_be;
+		r.family = c.family;
+		bpf_map_update_elem(rev, &r, &cur, BPF_ANY);
+	}
+}
+
+/* The conns key seed, as flow_seed_init does the gateway's: the pinned
+ * map's when it has one (a restart or an upgrade that keeps conns keeps
+ * the seed that keyed them), else a new random one; when the seed is new
+ * beside kept entries or they were keyed by another fold, their IPv6
+ * entries move under the keys the programs now make (conn_rev follows). */
+static int conn_seed_init(struct vm_node *n)
+{
+	int fd = bpf_map__fd(n->vm->maps.conn_seed);
+	int conns = bpf_map__fd(n->vm->maps.conns);
+	struct flow_seed s;
+	__u32 zero = 0;
+	int fresh, lost = 0, r;
+
+	if (fd < 0 || conns < 0)
+		return fd < 0 ? fd : conns;
+	if (bpf_map_lookup_elem(fd, &zero, &s))
+		return -errno;
+	fresh = !s.k[0] && !s.k[1];
+	if (!fresh && s.fold == VM_FLOW_FOLD) {
+		old_conns_put(n, &s);
+		return 0;
+	}
+	if (fresh && getrandom(s.k, sizeof(s.k), 0) != sizeof(s.k))
+		return -EIO;
+	s.fold = VM_FLOW_FOLD;
+	s.pad = 0;
+	if ((r = REKEY(conns, struct conn_val, &s, &lost)) < 0)
+		return r;
+	if (r) {
+		conn_rev_rebuild(conns, bpf_map__fd(n->vm->maps.conn_rev));
+		vm_log("event=conns_rekeyed moved=%d lost=%d reason=\"%s\"", r, lost,
+		       fresh ? "a new conn_seed beside kept IPv6 connections" : "entries keyed by an older fold");
+	}
+	if (bpf_map_update_elem(fd, &zero, &s, BPF_ANY))
+		return -errno;
+	old_conns_put(n, &s);
 	return 0;
 }
 
@@ -454,7 +619,8 @@ int vm_node_load(struct vm_node *n)
 
 	if (err)
 		return err;
-	return node_vm__load(n->vm);
+	err = node_vm__load(n->vm);
+	return err ? err : conn_seed_init(n);
 }
 
 int vm_node_attach(struct vm_node *n, const struct vm_node_cfg *c, bool skb_mode)
@@ -466,6 +632,8 @@ int vm_node_attach(struct vm_node *n, const struct vm_node_cfg *c, bool skb_mode
 		return -ENODEV;
 	/* TC first: libxdp loads the mesh object, the TC program needs its own. */
 	err = node_vm__load(n->vm);
+	if (!err)
+		err = conn_seed_init(n);
 	if (err)
 		return err;
 	for (int i = 0; i < c->nvms; i++) {
@@ -529,6 +697,7 @@ void vm_node_detach(struct vm_node *n)
 
 void vm_node_close(struct vm_node *n)
 {
+	free(n->old_conns);
 	if (n->xp_mesh)
 		xdp_program__close(n->xp_mesh);
 	node_mesh__destroy(n->mesh);

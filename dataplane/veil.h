@@ -203,9 +203,13 @@ struct vm_node {
 	int tc_ifs[VM_CFG_MAX_VMS];
 	int ntc;
 	char pin_root[256];
+	void *old_conns;          /* conns of a pinned map of the older layout, moved at load */
+	size_t nold_conns;
 };
 
 int vm_node_open(struct vm_node *n, const char *pin_root, __u32 conns_max);
+/* vms_gen moved on after a change to vms (or written first): see node_maps.h. */
+int vm_node_vms_changed(struct vm_node *n, int changed);
 int vm_node_load(struct vm_node *n);
 int vm_node_attach(struct vm_node *n, const struct vm_node_cfg *c, bool skb_mode);
 /* On reload: the TC program onto VM interfaces new to the table (a tap the

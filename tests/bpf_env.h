@@ -135,6 +135,7 @@ static inline int setup(const char *fixdir)
 	vm_addr_parse("198.18.11.2", vm.addr4);
 	vm_addr_parse("2001:db8:11::2", vm.addr6);
 	bpf_map_update_elem(vm_node_map_fd(&N, "vms"), &id, &vm, BPF_ANY);
+	vm_node_vms_changed(&N, 1);
 
 	char fp[256];
 	snprintf(fp, sizeof(fp), "%s/hello-curl.bin", fixdir);

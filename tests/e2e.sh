@@ -478,3 +478,47 @@ ok=$(legit 3)
 [ "$n" -le 1024 ] && [ $((r1 - r0)) -ge 4900 ] && [ "$ok" = 3 ] &&
 	pass "$t ($((r1 - r0)) flows routed into a 1024-entry table: $n entries, new clients served)" ||
 	fail $t "entries $n, routed $((r1 - r0)), served $ok/3"
+
+# 21. the upgrade from a node of the 40-byte connection key (main at 09866c4,
+#      built here once from git): its pinned conns are moved under the 12-byte
+#      key, so downloads over IPv4 and IPv6 that began under the old node end
+#      under the new one, and new connections work (docs/wire-formats.md).
+#      Last, because the old node's node_stats and the new one's are new maps.
+t=node_upgrade_from_40_byte_key
+OLD_REF=09866c4
+old="$BUILD/tests/old-node-$OLD_REF"
+if [ ! -x "$old/build/veil-node" ]; then
+	rm -rf "$old" && mkdir -p "$old" && git archive "$OLD_REF" | tar -x -C "$old" &&
+		make -C "$old" BUILD=build -j2 build/veil-node >"$old.log" 2>&1
+fi
+restart_n1() { # binary
+	kill "$(cat "$DIR/n1.pid")"
+	for _ in $(seq 50); do kill -0 "$(cat "$DIR/n1.pid")" 2>/dev/null || break; sleep 0.1; done
+	local before
+	before=$(grep -c "event=started" "$DIR/n1.log")
+	nsenter --net="/run/netns/$P-n1" "$1" --config "$DIR/n1.conf" >>"$DIR/n1.log" 2>&1 &
+	echo $! >"$DIR/n1.pid"
+	for _ in $(seq 100); do [ "$(grep -c "event=started" "$DIR/n1.log")" -gt "$before" ] && break; sleep 0.1; done
+}
+if [ ! -x "$old/build/veil-node" ]; then
+	fail $t "cannot build veil-node at $OLD_REF: $(tail -3 "$old.log" 2>&1)"
+else
+	restart_n1 "$old/build/veil-node"
+	key_old=$(bpftool map show pinned "$PIN/n1/conns" 2>&1 | grep -o 'key [0-9]*B')
+	ccurl vm1.veil.test 4 --max-time 60 --limit-rate 20M https://vm1.veil.test/big.bin 2>"$DIR/g4.err" | sha256sum | cut -d' ' -f1 >"$DIR/g4.sum" &
+	d4=$!
+	ccurl vm2.veil.test 6 --max-time 60 --limit-rate 20M https://vm2.veil.test/big.bin 2>"$DIR/g6.err" | sha256sum | cut -d' ' -f1 >"$DIR/g6.sum" &
+	d6=$!
+	sleep 1.5
+	restart_n1 "$BUILD/veil-node"
+	key_new=$(bpftool map show pinned "$PIN/n1/conns" 2>&1 | grep -o 'key [0-9]*B')
+	wait $d4 $d6
+	moved=$(grep -o "event=conns_migrated moved=[0-9]*" "$DIR/n1.log" | tail -1 | cut -d= -f3)
+	who=$(ccurl vm2.veil.test 6 https://vm2.veil.test/whoami 2>&1)
+	if [ "$(cat "$DIR/g4.sum")" = "$SUM" ] && [ "$(cat "$DIR/g6.sum")" = "$SUM" ] && [ "${moved:-0}" -ge 2 ] &&
+		[ "$key_old" = "key 40B" ] && [ "$key_new" = "key 12B" ] && [ "$who" = "vm2 saw 2001:db8::2" ]; then
+		pass "$t ($moved connections moved)"
+	else
+		fail $t "keys '$key_old' -> '$key_new', moved '$moved', sums $(cat "$DIR/g4.sum" "$DIR/g6.sum" | cut -c1-8 | tr '\n' ' ')(want ${SUM:0:8}), new conn '$who': $(cat "$DIR/g4.err" "$DIR/g6.err" | tail -2) $(grep -E 'conns_migrated|pinned_map' "$DIR/n1.log" | tail -4)"
+	fi
+fi

@@ -741,6 +741,107 @@ static void node_connection(int v6)
 	CHECK(r.verdict == XDP_DROP_ && node_now().no_conn == b.no_conn + 1, "unknown connection");
 }
 
+/* The conns entry of a connection by its client port (family v6 or not). */
+static int conn_find(int v6, uint16_t sport, struct flow_key *k, struct conn_val *c)
+{
+	int fd = vm_node_map_fd(&N, "conns");
+	struct flow_key cur, *prev = NULL;
+
+	while (!bpf_map_get_next_key(fd, prev, k)) {
+		cur = *k;
+		prev = &cur;
+		if (!bpf_map_lookup_elem(fd, &cur, c) && ntohs(cur.client_port_be) == sport &&
+		    c->family == (v6 ? VM_AF_INET6 : VM_AF_INET)) {
+			*k = cur;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* An entry under a packet's key that holds another connection's tuple (an
+ * IPv6 fold that met another's) is never used, replaced nor removed: the
+ * client's data and a handoff are dropped (conn_collision), the VM's
+ * packets pass to the kernel.  Here node_connection_v6's entry is made
+ * another client's by hand. */
+static void node_collision_never_serves_another(void)
+{
+	uint8_t frame[1024], mesh[1200], vmpkt[512];
+	struct run r;
+	struct flow_key k;
+	struct conn_val c, was, now;
+	int fd = vm_node_map_fd(&N, "conns");
+
+	CHECK(conn_find(1, 41001, &k, &c) == 0, "node_connection_v6's entry");
+	was = c;
+	c.client[15] ^= 1;
+	CHECK(bpf_map_update_elem(fd, &k, &c, BPF_EXIST) == 0, "entry made another client's");
+	struct node_stats b = node_now();
+	struct t_pkt d = client_pkt(1, 41001, 0x10000000 + 1 + hello_curl_len, 0xA0000000 + 1 + 100, T_ACK);
+	size_t n = mesh_wrap(frame, t_build(&d, frame), 1, NULL, mesh);
+	xdp_run(NODE_MESH, mesh, n, &r);
+	CHECK(r.verdict == XDP_DROP_ && node_now().conn_collision == b.conn_collision + 1 &&
+	      node_now().fwd_to_vm == b.fwd_to_vm, "client data dropped, counted: verdict %u", r.verdict);
+	struct vm_handoff ho = { .vm_id_be = htonl(1), .client_isn_be = htonl(0x12000000), .cookie_isn_be = htonl(0xA2000000),
+				 .gw_tsval_be = htonl(1), .mss_be = htons(1440), .client_wscale = 10,
+				 .gw_wscale = 7, .flags = VM_HO_SACK_OK | VM_HO_TS_OK };
+	size_t fl = hello_pkt(1, 41001, 0x12000000, 0xA2000000, 1, hello_curl, hello_curl_len, frame);
+	xdp_run(NODE_MESH, mesh, mesh_wrap(frame, fl, 1, &ho, mesh), &r);
+	CHECK(r.verdict == XDP_DROP_ && node_now().conn_collision == b.conn_collision + 2 &&
+	      node_now().handoff_replayed == b.handoff_replayed, "handoff dropped, counted: verdict %u", r.verdict);
+	CHECK(bpf_map_lookup_elem(fd, &k, &now) == 0 && !memcmp(&now, &c, sizeof(c)), "the other entry untouched");
+	/* the VM's data for the connection finds its entry through conn_rev,
+	 * whose client is not the packet's: left to the kernel */
+	static uint8_t payload[10];
+	struct t_pkt v = { .v6 = 1, .sport = 443, .dport = 41001, .seq = 0x30000000 + 1, .ack = 0x10000000 + 1,
+			   .flags = T_ACK | T_PSH, .window = 1000, .payload = payload, .plen = sizeof(payload) };
+	memcpy(v.smac, VM_MAC, 6);
+	memcpy(v.dmac, HOST_MAC, 6);
+	memcpy(v.src, VM6, 16);
+	memcpy(v.dst, CLI6, 16);
+	tc_run(NODE_VM, vmpkt, t_build(&v, vmpkt), &r);
+	CHECK(r.verdict == 0 && node_now().fwd_to_gw == b.fwd_to_gw, "VM data passed: verdict %u", r.verdict);
+	bpf_map_update_elem(fd, &k, &was, BPF_EXIST);
+	tc_run(NODE_VM, vmpkt, t_build(&v, vmpkt), &r);
+	CHECK(r.verdict == TC_ACT_REDIRECT_ && node_now().fwd_to_gw == b.fwd_to_gw + 1, "its own entry back: verdict %u",
+	      r.verdict);
+}
+
+/* An established connection sends with its copy of its VM's vms entry
+ * while vms_gen stands: a changed MAC is used once the daemon moved
+ * vms_gen, and a removed VM receives nothing more. */
+static void node_vm_change_seen(void)
+{
+	uint8_t frame[1024], mesh[1200];
+	struct run r;
+	int fd = vm_node_map_fd(&N, "vms");
+	__u32 id = 1;
+	struct vm_val vm, was;
+	static const uint8_t mac2[6] = { 0x02, 0, 0, 0, 0x77, 0x02 };
+	struct t_pkt d = client_pkt(1, 41001, 0x10000000 + 1 + hello_curl_len, 0xA0000000 + 1 + 100, T_ACK);
+	size_t n = mesh_wrap(frame, t_build(&d, frame), 1, NULL, mesh);
+
+	xdp_run(NODE_MESH, mesh, n, &r);
+	CHECK(r.verdict == XDP_REDIRECT_ && !memcmp(r.out, VM_MAC, 6), "to the VM: verdict %u", r.verdict);
+	CHECK(bpf_map_lookup_elem(fd, &id, &was) == 0, "vms entry");
+	vm = was;
+	memcpy(vm.vm_mac, mac2, 6);
+	bpf_map_update_elem(fd, &id, &vm, BPF_EXIST);
+	vm_node_vms_changed(&N, 1);
+	xdp_run(NODE_MESH, mesh, n, &r);
+	CHECK(r.verdict == XDP_REDIRECT_ && !memcmp(r.out, mac2, 6), "the VM's new MAC: verdict %u", r.verdict);
+	struct node_stats b = node_now();
+	bpf_map_delete_elem(fd, &id);
+	vm_node_vms_changed(&N, 1);
+	xdp_run(NODE_MESH, mesh, n, &r);
+	CHECK(r.verdict == XDP_DROP_ && node_now().handoff_no_vm == b.handoff_no_vm + 1 &&
+	      node_now().fwd_to_vm == b.fwd_to_vm, "a removed VM receives nothing: verdict %u", r.verdict);
+	bpf_map_update_elem(fd, &id, &was, BPF_NOEXIST);
+	vm_node_vms_changed(&N, 1);
+	xdp_run(NODE_MESH, mesh, n, &r);
+	CHECK(r.verdict == XDP_REDIRECT_ && !memcmp(r.out, VM_MAC, 6), "back: verdict %u", r.verdict);
+}
+
 /* A new connection on the tuple of a closed one (the client's port again):
  * a handoff with another ISN replaces the old connection and replays. */
 static void node_port_reuse(void)
@@ -1356,6 +1457,8 @@ int main(void)
 	RUN(return_path_to_client);
 	RUN(node_connection_v4);
 	RUN(node_connection_v6);
+	RUN(node_collision_never_serves_another);
+	RUN(node_vm_change_seen);
 	RUN(node_port_reuse);
 	RUN(gateway_retires_flows);
 	RUN(refusal_closes);

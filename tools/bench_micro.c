@@ -474,6 +474,7 @@ static int prepare(void)
 	bpf_map_lookup_elem(vm_node_map_fd(&N, "vms"), &id, &vm);
 	vm.ifindex = ifidx;
 	bpf_map_update_elem(vm_node_map_fd(&N, "vms"), &id, &vm, BPF_ANY);
+	vm_node_vms_changed(&N, 1);
 	return 0;
 }
 

@@ -480,7 +480,7 @@ static int conns_cmd(int argc, char **argv)
 			return usage_error("unknown conns argument '%s'", argv[i]);
 	}
 	int fd = map_open("conns");
-	struct conn_key k, next;
+	struct flow_key k, next;
 	struct conn_val v;
 	void *prev = NULL;
 	char a1[64], a2[64], a3[64];
@@ -507,11 +507,11 @@ static int conns_cmd(int argc, char **argv)
 		if (json)
 			printf("%s{\"client\": \"%s\", \"client_port\": %u, \"vip\": \"%s\", \"vip_port\": %u, \"vm_id\": %u, "
 			       "\"gateway\": \"%s\", \"state\": \"%s\", \"seq_delta\": %u, \"ts_delta\": %u}", n > 1 ? ", " : "",
-			       addr_s(k.client, a1), ntohs(k.client_port_be), addr_s(k.vip, a2), ntohs(k.vip_port_be),
+			       addr_s(v.client, a1), ntohs(k.client_port_be), addr_s(v.vip, a2), ntohs(k.vip_port_be),
 			       v.vm_id, addr_s(v.gw, a3), state, v.seq_delta, v.ts_delta);
 		else
-			printf("%-40s %5u  %-24s %5u  %8u  %-24s %-12s %11u\n", addr_s(k.client, a1), ntohs(k.client_port_be),
-			       addr_s(k.vip, a2), ntohs(k.vip_port_be), v.vm_id, addr_s(v.gw, a3), state, v.seq_delta);
+			printf("%-40s %5u  %-24s %5u  %8u  %-24s %-12s %11u\n", addr_s(v.client, a1), ntohs(k.client_port_be),
+			       addr_s(v.vip, a2), ntohs(k.vip_port_be), v.vm_id, addr_s(v.gw, a3), state, v.seq_delta);
 	}
 	if (count_only)
 		printf(json ? "{\"conns\": %ld}\n" : "%ld\n", n);

@@ -5,6 +5,7 @@
 #define VEIL_BPF_NODE_MAPS_H
 
 #include "common.h"
+#include "veil/flowkey.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -14,10 +15,13 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } vms SEC(".maps");
 
+/* Keyed by the gateway's 12-byte flow key (include/veil/flowkey.h) under
+ * conn_seed; the value holds the whole tuple, compared on every lookup
+ * (conn_of). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 262144);
-	__type(key, struct conn_key);
+	__type(key, struct flow_key);
 	__type(value, struct conn_val);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } conns SEC(".maps");
@@ -26,9 +30,30 @@ struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 262144);
 	__type(key, struct conn_rev_key);
-	__type(value, struct conn_key);
+	__type(value, struct flow_key);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } conn_rev SEC(".maps");
+
+/* Moved by the daemon after every change to vms (never 0 once written): a
+ * connection's copy of its VM's entry (conn_val.vm_gen) is valid while
+ * equal, so the established path reads no vms entry. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} vms_gen SEC(".maps");
+
+/* The key that folds IPv6 clients into conns keys: drawn by the loader
+ * when the map is new, kept with the pinned conns after that. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct flow_seed);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} conn_seed SEC(".maps");
 
 /* The hello segments of a connection whose SYN the VM has not answered yet
  * (idx 0..nseg-1, in arrival order); bounded by the LRU. */
@@ -86,18 +111,46 @@ VM_INLINE struct node_scratch *node_scratch_get(void)
 	return bpf_map_lookup_elem(&node_scratch, &zero);
 }
 
-VM_INLINE void conn_rev_key_of(const struct conn_key *k, const __u8 *vm, struct conn_rev_key *r)
+/* The conns key of a connection (addresses as in vm_pkt: 16 bytes, 4-byte
+ * aligned); the seed is read for IPv6 only. */
+VM_INLINE void conn_key_make(__u8 family, const __u8 *client, const __u8 *vip, __be16 client_port_be,
+			     __be16 vip_port_be, struct flow_key *k)
 {
-	__builtin_memcpy(r->vm, vm, 16);
-	__builtin_memcpy(r->client, k->client, 16);
+	const struct flow_seed *s = NULL;
+	__u32 zero = 0;
+
+	if (family != VM_AF_INET)
+		s = bpf_map_lookup_elem(&conn_seed, &zero);
+	vm_flow_key_make(family, client, vip, client_port_be, vip_port_be, s, k);
+}
+
+/* The entry under k when it is this connection's (its tuple matches):
+ * NULL when there is none; *other set when k holds another's. */
+VM_INLINE struct conn_val *conn_of(const struct flow_key *k, __u8 family, const __u8 *client, const __u8 *vip,
+				   int *other)
+{
+	struct conn_val *c = bpf_map_lookup_elem(&conns, k);
+
+	*other = 0;
+	if (c && !VM_FLOW_IS(c, family, client, vip)) {
+		*other = 1;
+		return NULL;
+	}
+	return c;
+}
+
+VM_INLINE void conn_rev_key_of(const struct flow_key *k, const struct conn_val *c, struct conn_rev_key *r)
+{
+	__builtin_memcpy(r->vm, c->vm, 16);
+	__builtin_memcpy(r->client, c->client, 16);
 	r->vm_port_be = k->vip_port_be;
 	r->client_port_be = k->client_port_be;
-	r->family = k->family;
+	r->family = c->family;
 	r->pad[0] = r->pad[1] = r->pad[2] = 0;
 }
 
 /* Global: verified once, not inlined into every path that forgets. */
-__attribute__((noinline)) int hellos_forget(struct conn_key *k, __u32 nseg)
+__attribute__((noinline)) int hellos_forget(struct flow_key *k, __u32 nseg)
 {
 	struct hello_key hk = {};
 
@@ -113,13 +166,13 @@ __attribute__((noinline)) int hellos_forget(struct conn_key *k, __u32 nseg)
 	return 0;
 }
 
-VM_INLINE void conn_forget(const struct conn_key *k, const struct conn_val *c)
+VM_INLINE void conn_forget(const struct flow_key *k, const struct conn_val *c)
 {
 	struct conn_rev_key r;
 
-	conn_rev_key_of(k, c->vm, &r);
+	conn_rev_key_of(k, c, &r);
 	bpf_map_delete_elem(&conn_rev, &r);
-	hellos_forget((struct conn_key *)k, c->nseg);
+	hellos_forget((struct flow_key *)k, c->nseg);
 	bpf_map_delete_elem(&conns, k);
 }
 

@@ -334,8 +334,12 @@ struct vm_val {
 	__u16 pad;
 };
 
-/* conns: keyed by the client's view (client, VIP); conn_rev: keyed by the
- * VM's view (VM address, client) and gives the conns key. */
+/* conns: keyed by struct flow_key (the gateway's 12-byte key, IPv6 client
+ * folded under the node's conn_seed), the whole tuple kept in conn_val and
+ * compared on every lookup; conn_rev: keyed by the VM's view (VM address,
+ * client) and gives the conns key.  struct conn_key, the whole tuple, was
+ * the conns key up to 09866c4: the loader reads pinned entries of that
+ * layout to move them (old_conns_read, dataplane/loader.c). */
 struct conn_key {
 	__u8 client[16];
 	__u8 vip[16];
@@ -378,13 +382,26 @@ struct conn_val {
 	__u8 mesh_mac[6];         /* our MAC on the mesh interface */
 	__u32 mesh_ifindex;
 	__u8 vm[16];              /* the VM's address for this flow's family */
+	/* the connection's tuple (the key's ports are the rest): a lookup
+	 * under a folded key is this connection's only when it matches */
+	__u8 client[16];
+	__u8 vip[16];
+	__u8 family;
+	__u8 pad;
+	__u16 mesh_sport;         /* the outer UDP source port towards the gateway (vm_flow_port) */
+	/* a copy of the VM's vms entry (where node_mesh sends), valid while
+	 * vm_gen equals vms_gen (0: none yet) */
+	__u32 vm_gen;
+	__u32 vm_ifindex;
+	__u8 vm_mac[6];
+	__u8 host_mac[6];
 	__u64 created_ns;
 	__u32 nseg;               /* hello segments kept in hellos (idx 0..nseg-1) */
 	__u32 seg_seq[VM_ASM_SEGS];
 };
 
 struct hello_key {
-	struct conn_key conn;
+	struct flow_key conn;     /* the conns key */
 	__u32 idx;
 };
 
@@ -430,6 +447,7 @@ struct node_stats {
 	__u64 conn_full;          /* the connection table refused a new entry */
 	__u64 hello_store_full;   /* the table of kept hello segments refused one */
 	__u64 vm_stale_reset;     /* the VM answered a replayed SYN from an older connection: RST to it */
+	__u64 conn_collision;     /* a packet whose folded key holds another connection's entry */
 };
 
 #ifndef VM_INLINE
