@@ -487,7 +487,9 @@ ok=$(legit 3)
 t=node_upgrade_from_40_byte_key
 OLD_REF=09866c4
 old="$BUILD/tests/old-node-$OLD_REF"
-if [ ! -x "$old/build/veil-node" ]; then
+have_old=1
+git cat-file -e "$OLD_REF^{commit}" 2>/dev/null || have_old=0 # a shallow clone or a tarball
+if [ $have_old = 1 ] && [ ! -x "$old/build/veil-node" ]; then
 	rm -rf "$old" && mkdir -p "$old" && git archive "$OLD_REF" | tar -x -C "$old" &&
 		make -C "$old" BUILD=build -j2 build/veil-node >"$old.log" 2>&1
 fi
@@ -500,7 +502,9 @@ restart_n1() { # binary
 	echo $! >"$DIR/n1.pid"
 	for _ in $(seq 100); do [ "$(grep -c "event=started" "$DIR/n1.log")" -gt "$before" ] && break; sleep 0.1; done
 }
-if [ ! -x "$old/build/veil-node" ]; then
+if [ $have_old = 0 ]; then
+	echo "SKIP $t: commit $OLD_REF is not in this checkout's history"
+elif [ ! -x "$old/build/veil-node" ]; then
 	fail $t "cannot build veil-node at $OLD_REF: $(tail -3 "$old.log" 2>&1)"
 else
 	restart_n1 "$old/build/veil-node"
