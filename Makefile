@@ -78,6 +78,11 @@ $(BUILD)/%.skel.h: $(BUILD)/%.bpf.o | deps-build
 $(BUILD)/lib/%.o: dataplane/%.c $(HDRS) $(SKELS) | deps-build
 	@mkdir -p $(BUILD)/lib
 	$(CC) $(CFLAGS) $(DEPFLAGS) -c $< -o $@
+# the packet path the DPDK gateway runs per packet (fp_env.c: the packet
+# library in its environment; dp.c: the bursts around it) at -O3: measured,
+# 1.03-1.05x the established rate of -O2 (docs/dpdk.md)
+DP_OPT := -O3
+$(BUILD)/lib/fp_env.o $(BUILD)/dpdk/dp.o: CFLAGS += $(DP_OPT)
 
 # rebuilt whole: a member left from a renamed source would shadow the new one
 $(LIB): $(LIB_OBJS) $(DAEMON_OBJ) | deps-build
