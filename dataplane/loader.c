@@ -485,6 +485,17 @@ static void old_conns_read(struct vm_node *n)
 	n->old_conns = v;
 }
 
+/* conn_rev's key for a connection: its VM's end, then the client's. */
+static void conn_rev_of(const struct conn_val *c, const struct flow_key *k, struct conn_rev_key *r)
+{
+	memset(r, 0, sizeof(*r));
+	memcpy(r->vm, c->vm, 16);
+	memcpy(r->client, c->client, 16);
+	r->vm_port_be = k->vip_port_be;
+	r->client_port_be = k->client_port_be;
+	r->family = c->family;
+}
+
 /* Writes the connections old_conns_read kept into the new conns and
  * conn_rev (the seed s already drawn). */
 static void old_conns_put(struct vm_node *n, const struct flow_seed *s)
@@ -506,12 +517,7 @@ static void old_conns_put(struct vm_node *n, const struct flow_seed *s)
 		c.nseg = o[i].v.nseg;
 		memcpy(c.seg_seq, o[i].v.seg_seq, sizeof(c.seg_seq));
 		vm_flow_key_make(c.family, c.client, c.vip, o[i].k.client_port_be, o[i].k.vip_port_be, s, &k);
-		memset(&r, 0, sizeof(r));
-		memcpy(r.vm, c.vm, 16);
-		memcpy(r.client, c.client, 16);
-		r.vm_port_be = k.vip_port_be;
-		r.client_port_be = k.client_port_be;
-		r.family = c.family;
+		conn_rev_of(&c, &k, &r);
 		if (bpf_map_update_elem(conns, &k, &c, BPF_NOEXIST) || bpf_map_update_elem(rev, &r, &k, BPF_ANY))
 			lost++;
 		else
@@ -564,12 +570,7 @@ static void conn_rev_rebuild(int conns, int rev)
 		prev = &cur;
 		if (bpf_map_lookup_elem(conns, &cur, &c))
 			continue;
-		memset(&r, 0, sizeof(r));
-		memcpy(r.vm, c.vm, 16);
-		memcpy(r.client, c.client, 16);
-		r.vm_port_be = cur.vip_port_be;
-		r.client_port_be = cur.client_port_be;
-		r.family = c.family;
+		conn_rev_of(&c, &cur, &r);
 		bpf_map_update_elem(rev, &r, &cur, BPF_ANY);
 	}
 }
