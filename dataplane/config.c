@@ -911,18 +911,7 @@ int vm_gw_routes_read(struct vm_gw *g, struct vm_cfg_route **out, int *n)
  * VM's entry again instead of their copy of it. */
 int vm_node_vms_changed(struct vm_node *n, int changed)
 {
-	int fd = vm_node_map_fd(n, "vms_gen");
-	__u32 zero = 0, gen = 0;
-
-	if (fd < 0)
-		return fd;
-	if (bpf_map_lookup_elem(fd, &zero, &gen))
-		return -errno;
-	if (gen && !changed)
-		return 0;
-	if (!++gen)
-		gen = 1;
-	return bpf_map_update_elem(fd, &zero, &gen, BPF_ANY) ? -errno : 0;
+	return vm_gen_move(vm_node_map_fd(n, "vms_gen"), changed);
 }
 
 int vm_node_sync(struct vm_node *n, const struct vm_node_cfg *c, int *changes)

@@ -243,7 +243,13 @@ int vm_gw_next_hops_sync(struct vm_gw *g, const struct vm_next_hop *hops, int n)
 
 int vm_gw_next_hops_moved(struct vm_gw *g, bool changed)
 {
-	int fd = vm_gw_map_fd(g, "next_hops_gen");
+	return vm_gen_move(vm_gw_map_fd(g, "next_hops_gen"), changed);
+}
+
+/* A generation map (one __u32 at index 0, 0: never written) moved on after
+ * a change (never to 0), or written first; fd < 0 is passed back. */
+int vm_gen_move(int fd, int changed)
+{
 	__u32 zero = 0, gen = 0;
 
 	if (fd < 0)
