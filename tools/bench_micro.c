@@ -14,13 +14,14 @@
  * of the exit it measures must have moved exactly once per run: a case that
  * took another exit fails the benchmark (exit status 1).
  *
- *   veil-bench-micro [--repeat N] [--rounds R] [--json FILE] [--fixtures DIR]
+ *   veil-bench-micro [--repeat N] [--rounds R] [--json FILE] [--fixtures DIR] [--only CASE]
  */
 #include <getopt.h>
 #include <time.h>
 #include "../tests/bpf_env.h"
 
 static __u32 repeat = 1000000, rounds = 5, singles = 100000;
+static const char *only;   /* --only NAME: that case alone */
 
 static int cmp_d(const void *a, const void *b)
 {
@@ -195,6 +196,8 @@ static int restored(const char *name, int live, int prog, const uint8_t *pkt, si
 	__u64 before = counter(node, idx), fails = wrap_failures(), runs = (__u64)rounds * repeat * (live ? 2 : 1);
 	union stats at_start = snap[node];
 
+	if (only && strcmp(only, name))
+		return 0;
 	for (__u32 r = 0; r < rounds && !err; r++) {
 		err |= wrap(base, pkt, n);
 		err |= run_repeat(base, pkt, n, &rb[r]);
@@ -252,6 +255,8 @@ static int single(const char *name, int tc, int prog, size_t (*make)(__u32, uint
 	static __u32 next;  /* inputs never repeat across cases and rounds */
 	__u64 before, runs = (__u64)rounds * singles;
 
+	if (only && strcmp(only, name))
+		return 0;
 	before = counter(node, idx);
 	for (__u32 r = 0; r < rounds && !err; r++) {
 		/* the inputs carry cookies of the current 64 s window: a round
@@ -484,12 +489,12 @@ int main(int argc, char **argv)
 		{ "repeat", required_argument, NULL, 'r' }, { "rounds", required_argument, NULL, 'R' },
 		{ "singles", required_argument, NULL, 's' }, { "json", required_argument, NULL, 'j' },
 		{ "fixtures", required_argument, NULL, 'f' }, { "fib", no_argument, NULL, 'F' },
-		{ "help", no_argument, NULL, 'h' }, { 0 }
+		{ "only", required_argument, NULL, 'o' }, { "help", no_argument, NULL, 'h' }, { 0 }
 	};
 	const char *json = NULL, *fixdir = "tests/fixtures";
 	int o, fib = 0;
 
-	while ((o = getopt_long(argc, argv, "r:R:s:j:f:Fh", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "r:R:s:j:f:Fo:h", opts, NULL)) != -1) {
 		switch (o) {
 		case 'r': repeat = strtoul(optarg, NULL, 10); break;
 		case 'R': rounds = strtoul(optarg, NULL, 10); break;
@@ -497,9 +502,11 @@ int main(int argc, char **argv)
 		case 'j': json = optarg; break;
 		case 'f': fixdir = optarg; break;
 		case 'F': fib = 1; break;
+		case 'o': only = optarg; break;
 		case 'h':
-			printf("usage: veil-bench-micro [--repeat N] [--rounds R] [--singles N] [--json FILE] [--fixtures DIR] [--fib]\n"
-			       "  --fib: leave next_hops empty, so the gateway asks the FIB per packet (as before it had the map)\n");
+			printf("usage: veil-bench-micro [--repeat N] [--rounds R] [--singles N] [--json FILE] [--fixtures DIR] [--fib] [--only CASE]\n"
+			       "  --fib: leave next_hops empty, so the gateway asks the FIB per packet (as before it had the map)\n"
+			       "  --only CASE: run that case alone (its name as printed)\n");
 			return 0;
 		default:
 			return 2;
