@@ -254,7 +254,29 @@ VM_INLINE int reset_stale(struct __sk_buff *skb, const struct vm_pkt *p, struct 
 	return bpf_redirect(skb->ifindex, 0);
 }
 
-/* VM -> client: our view into the client's, then Geneve to the gateway. */
+/* The TCP header's offset masked for the verifier (Ethernet + IPv6 at most). */
+#define L4_OFF_MASK 0x7f
+
+/* The common option blocks (vm_tcpopt_common) read in the packet itself,
+ * when they are in its linear part, without copying them out first
+ * (bpf_skb_load_bytes).  1 when p's block is one of them, with *o as the
+ * walk leaves it; 0: walk it. */
+VM_INLINE int tcpopts_common(struct __sk_buff *skb, const struct vm_pkt *p, struct vm_tcpopts *o)
+{
+	const __u8 *opt = (const __u8 *)(long)skb->data + (p->l4_off & L4_OFF_MASK) + VM_TCP_HLEN;
+	void *end = (void *)(long)skb->data_end;
+
+	if (p->tcp_len == VM_TCP_HLEN + VM_TCPOLEN_TS_ALIGNED)
+		return (void *)(opt + VM_TCPOLEN_TS_ALIGNED) <= end &&
+		       vm_tcpopt_common(opt, VM_TCPOLEN_TS_ALIGNED, o);
+	return 0;
+}
+
+/* VM -> client: our view into the client's, then Geneve to the gateway.
+ * The headers are written in place (the IPv4 header checksum too: it is
+ * never offloaded); the TCP checksum through the helpers, which know how
+ * the skb carries it (a checksum-offloaded packet's field holds only the
+ * pseudo-header's sum). */
 VM_INLINE int to_gateway(struct __sk_buff *skb, const struct vm_pkt *p, const struct flow_key *ck,
 			 struct conn_val *c, const struct node_config *cfg, struct node_scratch *s,
 			 struct node_stats *st)
@@ -262,24 +284,30 @@ VM_INLINE int to_gateway(struct __sk_buff *skb, const struct vm_pkt *p, const st
 	void *data, *data_end;
 	struct tcphdr *tcp;
 	struct vm_tcpopts o;
-	__u64 l4diff = 0, l4pseudo = 0, l3diff = 0;
+	__u64 l4diff = 0, l4pseudo = 0;
 	__u32 csum_off = p->l4_off + VM_TCP_CHECK_OFF;
 	int have_opts = 0;
 
 	if (p->tcp_len > VM_TCP_HLEN &&
-	    load_opts(skb, p->l4_off + VM_TCP_HLEN, p->tcp_len - VM_TCP_HLEN, s, &o) == 0)
+	    (tcpopts_common(skb, p, &o) ||
+	     load_opts(skb, p->l4_off + VM_TCP_HLEN, p->tcp_len - VM_TCP_HLEN, s, &o) == 0))
 		have_opts = 1;
-	if (bpf_skb_pull_data(skb, p->l4_off + p->tcp_len))
-		return vm_bad(st);
 	data = (void *)(long)skb->data;
 	data_end = (void *)(long)skb->data_end;
+	/* the headers into the linear part, unless they are there already */
+	if (data + (p->l4_off & L4_OFF_MASK) + p->tcp_len > data_end) {
+		if (bpf_skb_pull_data(skb, p->l4_off + p->tcp_len))
+			return vm_bad(st);
+		data = (void *)(long)skb->data;
+		data_end = (void *)(long)skb->data_end;
+	}
 	if (p->family == VM_AF_INET) {
 		struct iphdr *ip = data + ETH_HLEN;
 		if ((void *)(ip + 1) > data_end)
 			return vm_bad(st);
 		__u32 old = ip->saddr, new;
 		__builtin_memcpy(&new, c->vip + VM_ADDR4_OFF, 4);
-		diff4(&l3diff, old, new, 0);
+		vm_csum_replace4(&ip->check, old, new);
 		diff4(&l4pseudo, old, new, 0);
 		ip->saddr = new;
 		tcp = (void *)(ip + 1);
@@ -322,25 +350,20 @@ VM_INLINE int to_gateway(struct __sk_buff *skb, const struct vm_pkt *p, const st
 		diff4(&l4diff, old, new, o.ts_off & 1);
 		__builtin_memcpy(e, &new, 4);
 	}
-	if (l3diff && bpf_l3_csum_replace(skb, ETH_HLEN + VM_IP4_CHECK_OFF, 0, csum_add32(l3diff), 0))
-		return vm_bad(st);
 	if (bpf_l4_csum_replace(skb, csum_off, 0, csum_add32(l4pseudo), BPF_F_PSEUDO_HDR))
 		return vm_bad(st);
 	if (bpf_l4_csum_replace(skb, csum_off, 0, csum_add32(l4diff), 0))
 		return vm_bad(st);
 
-	/* Encapsulate. */
+	/* Encapsulate: room after the Ethernet header, then the outer headers
+	 * (include/veil/geneve.h) written in place. */
 	__u32 ol3 = VM_L3_HLEN(c->gw_family);
 	__u32 push = ol3 + VM_UDP_HLEN + VM_GENEVE_HLEN;
 	__u32 inner_len = skb->len - ETH_HLEN;
 	__u64 flags = BPF_F_ADJ_ROOM_ENCAP_L4_UDP |
 		      (c->gw_family == VM_AF_INET ? BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 : BPF_F_ADJ_ROOM_ENCAP_L3_IPV6);
-	/* The headers built on the stack (include/veil/geneve.h), then stored;
-	 * two bytes in, so the outer IP header is aligned (the verifier wants
-	 * aligned stack access). */
-	__u8 hb[2 + ETH_HLEN + VM_IP6_HLEN + VM_UDP_HLEN + VM_GENEVE_HLEN] __attribute__((aligned(8)));
-	__u8 *h = hb + 2;
 	__u16 sport = c->mesh_sport;
+	struct ethhdr *eth;
 
 	if (bpf_skb_adjust_room(skb, push, BPF_ADJ_ROOM_MAC, flags)) {
 		NODE_COUNT(st, encap_fail);
@@ -348,17 +371,18 @@ VM_INLINE int to_gateway(struct __sk_buff *skb, const struct vm_pkt *p, const st
 	}
 	if (c->gw_family == VM_AF_INET ? !cfg->has_underlay4 : !cfg->has_underlay6)
 		goto nocfg;
-	__builtin_memset(hb, 0, sizeof(hb));
-	__builtin_memcpy(h, c->gw_mac, VM_ETH_ALEN);
-	__builtin_memcpy(h + VM_ETH_ALEN, c->mesh_mac, VM_ETH_ALEN);
-	if (vm_geneve_write(h, hb + sizeof(hb), c->gw_family,
-			    c->gw_family == VM_AF_INET ? cfg->underlay4 : cfg->underlay6, c->gw,
-			    p->family == VM_AF_INET ? VM_GENEVE_PROTO_IP4 : VM_GENEVE_PROTO_IP6, inner_len, NULL,
-			    sport) ||
-	    bpf_skb_store_bytes(skb, 0, h, ETH_HLEN + push, 0)) {
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+	eth = data;
+	if ((void *)(eth + 1) > data_end ||
+	    vm_geneve_write(data, data_end, c->gw_family, c->gw_family == VM_AF_INET ? cfg->underlay4 : cfg->underlay6,
+			    c->gw, p->family == VM_AF_INET ? VM_GENEVE_PROTO_IP4 : VM_GENEVE_PROTO_IP6, inner_len,
+			    NULL, sport)) {
 		NODE_COUNT(st, encap_fail);
 		return TC_ACT_SHOT;
 	}
+	__builtin_memcpy(eth->h_dest, c->gw_mac, VM_ETH_ALEN);
+	__builtin_memcpy(eth->h_source, c->mesh_mac, VM_ETH_ALEN);
 	NODE_COUNT(st, fwd_to_gw);
 	return bpf_redirect(c->mesh_ifindex, 0);
 nocfg:
