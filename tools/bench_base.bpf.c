@@ -65,6 +65,16 @@ int base_xdp_tx(struct xdp_md *ctx)
 	return XDP_TX;
 }
 
+/* On the veth that carries the TC live case's frames: with an XDP program
+ * of its own a veth takes frames in NAPI batches and hands the stack skbs
+ * with XDP_PACKET_HEADROOM (an AF_PACKET frame has 2 bytes of headroom,
+ * which no tap gives: tun reserves NET_SKB_PAD). */
+SEC("xdp")
+int base_xdp_pass(struct xdp_md *ctx)
+{
+	return XDP_PASS;
+}
+
 SEC("tc")
 int base_tc(struct __sk_buff *skb)
 {

@@ -18,6 +18,7 @@
  */
 #include <getopt.h>
 #include <time.h>
+#include <linux/if_packet.h>
 #include "../tests/bpf_env.h"
 
 static __u32 repeat = 1000000, rounds = 5, singles = 100000;
@@ -293,6 +294,155 @@ static int single(const char *name, int tc, int prog, size_t (*make)(__u32, uint
 	return 0;
 }
 
+/* TC live: frames sent in batches (sendmmsg on an AF_PACKET socket) into a
+ * veth whose peer runs the program at TC ingress, each on a fresh skb, its
+ * verdict carried out; the kernel's run-time statistics of the program
+ * (BPF_ENABLE_STATS: a clock read either side of every run) give ns per
+ * run, and the empty TC program attached the same way, interleaved, is the
+ * baseline.  For TC programs that cannot run repeated on one skb (an
+ * encapsulation marks it, and BPF cannot clear the mark) without the
+ * per-call cost of single mode: there every run is its own syscall and finds
+ * what it touches cold again (with PTI on and no PCID, as on the test
+ * machine, every kernel entry flushes the TLB).  BPF_ENABLE_STATS is
+ * system-wide: while this case runs, every BPF program on the machine pays
+ * the two clock reads. */
+static int tl_sock = -1, tl_in, tl_sink, base_xdp_pass;
+
+static int tc_live_setup(void)
+{
+	struct sockaddr_ll a = { .sll_family = AF_PACKET };
+
+	if (sh("ip link add tl0 type veth peer name tl1") || sh("ip link add ts0 type veth peer name ts1") ||
+	    sh("sysctl -qw net.ipv6.conf.tl0.disable_ipv6=1 net.ipv6.conf.tl1.disable_ipv6=1"
+	       " net.ipv6.conf.ts0.disable_ipv6=1 net.ipv6.conf.ts1.disable_ipv6=1") ||
+	    sh("ip link set tl0 up") || sh("ip link set tl1 up") || sh("ip link set ts0 up"))
+		return -1;   /* ts1 stays down: what goes to ts0 is dropped there */
+	tl_in = if_nametoindex("tl1");
+	tl_sink = if_nametoindex("ts0");
+	a.sll_ifindex = if_nametoindex("tl0");
+	tl_sock = socket(AF_PACKET, SOCK_RAW, 0);   /* protocol 0: sends, receives nothing */
+	if (tl_sock < 0 || bind(tl_sock, (struct sockaddr *)&a, sizeof(a)) ||
+	    bpf_xdp_attach(tl_in, base_xdp_pass, XDP_FLAGS_DRV_MODE, NULL))
+		return -1;
+	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = tl_in, .attach_point = BPF_TC_INGRESS);
+	int err = bpf_tc_hook_create(&hook);
+	return err && err != -EEXIST ? -1 : 0;
+}
+
+static int tc_attach(int prog)
+{
+	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = tl_in, .attach_point = BPF_TC_INGRESS);
+	LIBBPF_OPTS(bpf_tc_opts, o, .handle = 1, .priority = 1, .prog_fd = prog, .flags = BPF_TC_F_REPLACE);
+	return bpf_tc_attach(&hook, &o);
+}
+
+static int prog_stats(int prog, __u64 *ns, __u64 *cnt)
+{
+	struct bpf_prog_info info = { 0 };
+	__u32 len = sizeof(info);
+	if (bpf_obj_get_info_by_fd(prog, &info, &len))
+		return -errno;
+	*ns = info.run_time_ns;
+	*cnt = info.run_cnt;
+	return 0;
+}
+
+/* n frames of pkt through the veth with prog attached: ns per run. */
+static int run_tc_live(int prog, const uint8_t *pkt, size_t len, __u32 n, double *ns)
+{
+	enum { BATCH = 64 };
+	struct mmsghdr m[BATCH];
+	struct iovec iov = { .iov_base = (void *)pkt, .iov_len = len };
+	__u64 t0 = 0, c0 = 0, t1 = 0, c1 = 0;
+	int err;
+
+	memset(m, 0, sizeof(m));
+	for (int i = 0; i < BATCH; i++) {
+		m[i].msg_hdr.msg_iov = &iov;
+		m[i].msg_hdr.msg_iovlen = 1;
+	}
+	if ((err = tc_attach(prog)) || (err = prog_stats(prog, &t0, &c0)))
+		return err;
+	for (__u32 sent = 0; sent < n;) {
+		int k = sendmmsg(tl_sock, m, n - sent < BATCH ? n - sent : BATCH, 0);
+		if (k < 0) {
+			if (errno == ENOBUFS || errno == EAGAIN)
+				continue;
+			return -errno;
+		}
+		sent += k;
+	}
+	if ((err = prog_stats(prog, &t1, &c1)))
+		return err;
+	if (c1 - c0 != n) {
+		fprintf(stderr, "veil-bench-micro: %llu runs for %u frames sent\n", (unsigned long long)(c1 - c0), n);
+		return -EIO;
+	}
+	*ns = (double)(t1 - t0) / n;
+	return 0;
+}
+
+static int tc_live(const char *name, int prog, const uint8_t *pkt, size_t n, int node, size_t idx,
+		   const char *cname)
+{
+	double b[32], c[32];
+	int err = 0, sfd;
+	__u64 before, runs = (__u64)rounds * singles;
+
+	if (only && strcmp(only, name))
+		return 0;
+	sfd = bpf_enable_stats(BPF_STATS_RUN_TIME);
+	if (sfd < 0) {
+		fprintf(stderr, "veil-bench-micro: %s: BPF_ENABLE_STATS: %s\n", name, strerror(errno));
+		return -1;
+	}
+	before = counter(node, idx);
+	for (__u32 r = 0; r < rounds && !err; r++) {
+		err |= run_tc_live(base_tc, pkt, n, singles, &b[r]);
+		err |= run_tc_live(prog, pkt, n, singles, &c[r]);
+	}
+	close(sfd);
+	if (err) {
+		fprintf(stderr, "veil-bench-micro: %s: a run failed: %s\n", name, strerror(-err));
+		return -1;
+	}
+	union stats at_start = snap[node];
+	__u64 moved = counter(node, idx) - before;
+	if (moved != runs) {
+		snap[node] = at_start;
+		moved_counters(node);
+		fprintf(stderr, "veil-bench-micro: %s took the wrong exit: %s moved by %llu in %llu runs\n",
+			name, cname, (unsigned long long)moved, (unsigned long long)runs);
+		return -1;
+	}
+	struct result *x = &res[nres++];
+	*x = (struct result){ .name = name, .mode = "tc-live", .counter = cname };
+	x->ns = median(c, rounds, &x->spread);
+	x->base_ns = median(b, rounds, NULL);
+	x->over_ns = x->ns - x->base_ns;
+	x->prog_ns = x->over_ns;
+	return 0;
+}
+
+/* The node's connections send to the sink: what node_vm redirects in the
+ * TC live case is dropped there, not looped back into the veths. */
+static int conns_to_sink(void)
+{
+	int fd = vm_node_map_fd(&N, "conns"), n = 0;
+	struct flow_key k, *prev = NULL;
+	struct conn_val v;
+
+	while (!bpf_map_get_next_key(fd, prev, &k)) {
+		if (!bpf_map_lookup_elem(fd, &k, &v)) {
+			v.mesh_ifindex = tl_sink;
+			if (!bpf_map_update_elem(fd, &k, &v, BPF_EXIST))
+				n++;
+		}
+		prev = &k;
+	}
+	return n > 0 ? 0 : -1;
+}
+
 /* ---------- inputs ---------- */
 
 /* every frame here fits the restore wrapper's BENCH_FRAME_MAX */
@@ -529,6 +679,7 @@ int main(int argc, char **argv)
 	base_xdp = bpf_program__fd(bpf_object__find_program_by_name(base, "base_xdp_tx"));
 	base_tc = bpf_program__fd(bpf_object__find_program_by_name(base, "base_tc"));
 	restore_xdp = bpf_program__fd(bpf_object__find_program_by_name(base, "restore_xdp"));
+	base_xdp_pass = bpf_program__fd(bpf_object__find_program_by_name(base, "base_xdp_pass"));
 	frame_fd = bpf_object__find_map_fd_by_name(base, "bench_frame");
 	xdp_slot_fd = bpf_object__find_map_fd_by_name(base, "bench_xdp");
 	fail_fd = bpf_object__find_map_fd_by_name(base, "bench_fail");
@@ -544,6 +695,15 @@ int main(int argc, char **argv)
 	/* TC: a repeated skb keeps the encapsulation mark of the previous run,
 	 * which BPF cannot clear, so the VM's packets run once per input */
 	err |= single("node_vm_to_client", 1, NODE_VM, make_vm_out, NULL, NODEC(fwd_to_gw));
+	/* the same packet on fresh skbs of a veth, batched (see tc_live) */
+	if (!only || !strcmp(only, "node_vm_live")) {
+		if (tc_live_setup() || conns_to_sink()) {
+			fprintf(stderr, "veil-bench-micro: the TC live setup failed\n");
+			err = 1;
+		} else {
+			err |= tc_live("node_vm_live", NODE_VM, vm_out, vm_out_n, NODEC(fwd_to_gw));
+		}
+	}
 	err |= single("hello_first", 0, GW_ING, make_hello, NULL, GWC(hello_routed));
 	/* the 1.8 KB hello: its first segment in XDP (parse, PASS to gw_asm) ... */
 	static uint8_t seg1[2048];
@@ -570,7 +730,9 @@ int main(int argc, char **argv)
 	       " every run and subtract that cost (program and baseline behind the same restore).  prog +ns: the\n"
 	       " program's cost over XDP_TX in plain repeat (steadier: no transmit).  single: %u distinct inputs x\n"
 	       " %u rounds, one run each, kernel-timed: both sides carry the kernel's per-run clock floor, compare\n"
-	       " +ns.  Medians.)\n", repeat, rounds, repeat, rounds, singles, rounds);
+	       " +ns.  tc-live: %u frames x %u rounds through a veth, the program at its peer's TC ingress on\n"
+	       " fresh skbs, verdicts carried out, ns per run from the kernel's BPF run-time statistics.  Medians.)\n",
+	       repeat, rounds, repeat, rounds, singles, rounds, singles, rounds);
 	if (json) {
 		FILE *f = fopen(json, "w");
 		if (!f) {
