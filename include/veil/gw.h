@@ -55,6 +55,21 @@ VM_INLINE void vm_flow_key_rev(const struct vm_pkt *p, const struct flow_seed *s
  * p (client -> VIP) is p's connection's. */
 #define VM_FLOW_OF(v, p) VM_FLOW_IS((v), (p)->family, (p)->saddr, (p)->daddr)
 
+VM_INLINE int vm_vip_key_eq(const struct vip_key *a, const struct vip_key *b)
+{
+	const __u8 *pa = (const __u8 *)a, *pb = (const __u8 *)b;
+	__u64 a0, a1, b0, b1;
+	__u32 a2, b2;
+
+	__builtin_memcpy(&a0, pa, 8);
+	__builtin_memcpy(&a1, pa + 8, 8);
+	__builtin_memcpy(&a2, pa + 16, 4);   /* port_be, family, pad */
+	__builtin_memcpy(&b0, pb, 8);
+	__builtin_memcpy(&b1, pb + 8, 8);
+	__builtin_memcpy(&b2, pb + 16, 4);
+	return a0 == b0 && a1 == b1 && a2 == b2;
+}
+
 VM_INLINE void vm_vip_key_of(const struct vm_pkt *p, struct vip_key *vk)
 {
 	__builtin_memcpy(vk->addr, p->daddr, 16);
