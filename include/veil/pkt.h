@@ -539,24 +539,36 @@ VM_INLINE int vm_tcpopt_parse(const __u8 *opt, __u32 len, struct vm_tcpopts *o,
 
 /* Writes the fixed 20-byte option block of a SYN or SYN-ACK:
  *   MSS(4) | SACK_PERM(2) or NOP NOP | TS(10) or 10 NOP | NOP | WS(3) or 3 NOP */
+/* Four bytes as the 32-bit word a little-endian load of them gives (the
+ * hosts here; as everywhere in this library). */
+#define VM_W32(b0, b1, b2, b3) ((__u32)(b0) | (__u32)(b1) << 8 | (__u32)(b2) << 16 | (__u32)(b3) << 24)
+#define VM_NOP4 VM_W32(VM_TCPOPT_NOP, VM_TCPOPT_NOP, VM_TCPOPT_NOP, VM_TCPOPT_NOP)
+
+/* Our SYN / SYN-ACK option block (VM_TCPOLEN_SYN bytes: MSS, SACK permitted
+ * or NOP NOP, timestamps or NOPs, NOP, window scale or NOPs) as five words,
+ * to store whole and to sum for the checksum without reading them back (a
+ * word read after byte stores waits for them to reach the cache). */
+VM_INLINE void vm_tcpopt_syn_words(__u32 w[VM_TCPOLEN_SYN / 4], __u16 mss, __u8 sack_ok, __u8 ts_ok, __u32 tsval,
+				   __u32 tsecr, __u8 wscale)
+{
+	w[0] = VM_W32(VM_TCPOPT_MSS, VM_TCPOLEN_MSS, mss >> 8, mss & 0xff);
+	w[1] = (sack_ok ? VM_W32(VM_TCPOPT_SACK_PERM, VM_TCPOLEN_SACK_PERM, 0, 0) :
+			  VM_W32(VM_TCPOPT_NOP, VM_TCPOPT_NOP, 0, 0)) |
+	       (ts_ok ? VM_W32(0, 0, VM_TCPOPT_TS, VM_TCPOLEN_TS) : VM_W32(0, 0, VM_TCPOPT_NOP, VM_TCPOPT_NOP));
+	w[2] = ts_ok ? vm_htonl(tsval) : VM_NOP4;
+	w[3] = ts_ok ? vm_htonl(tsecr) : VM_NOP4;
+	w[4] = wscale != VM_WSCALE_NONE ? VM_W32(VM_TCPOPT_NOP, VM_TCPOPT_WSCALE, VM_TCPOLEN_WSCALE, wscale) : VM_NOP4;
+}
+
 VM_INLINE void vm_tcpopt_write_syn(__u8 *o, __u16 mss, __u8 sack_ok, __u8 ts_ok, __u32 tsval,
 				   __u32 tsecr, __u8 wscale)
 {
-	__u32 tv = vm_htonl(tsval), te = vm_htonl(tsecr);
+	__u32 w[VM_TCPOLEN_SYN / 4];
 
-	o[0] = VM_TCPOPT_MSS; o[1] = VM_TCPOLEN_MSS; o[2] = mss >> 8; o[3] = mss & 0xff;
-	if (sack_ok) { o[4] = VM_TCPOPT_SACK_PERM; o[5] = VM_TCPOLEN_SACK_PERM; }
-	else { o[4] = VM_TCPOPT_NOP; o[5] = VM_TCPOPT_NOP; }
-	if (ts_ok) {
-		o[6] = VM_TCPOPT_TS; o[7] = VM_TCPOLEN_TS;
-		__builtin_memcpy(o + 8, &tv, 4);
-		__builtin_memcpy(o + 12, &te, 4);
-	} else {
-		__builtin_memset(o + 6, VM_TCPOPT_NOP, VM_TCPOLEN_TS);
-	}
-	o[16] = VM_TCPOPT_NOP;
-	if (wscale != VM_WSCALE_NONE) { o[17] = VM_TCPOPT_WSCALE; o[18] = VM_TCPOLEN_WSCALE; o[19] = wscale; }
-	else { o[17] = VM_TCPOPT_NOP; o[18] = VM_TCPOPT_NOP; o[19] = VM_TCPOPT_NOP; }
+	vm_tcpopt_syn_words(w, mss, sack_ok, ts_ok, tsval, tsecr, wscale);
+VM_UNROLL
+	for (int i = 0; i < VM_TCPOLEN_SYN / 4; i++)
+		((vm_u32a *)o)[i] = w[i];
 }
 
 /* Full TCP checksum of a header of exactly VM_TCP_REPLY_HLEN bytes with no
