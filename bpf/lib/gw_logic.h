@@ -104,6 +104,16 @@ __attribute__((noinline)) int gw_cookie_ok(struct cookie_secret *sec, struct vm_
 	return vm_gw_cookie_ok(sec, cin, cookie, tnow);
 }
 
+/* The MAC of a SYN-ACK's cookie under the current key: a global function
+ * too, so its registers spill into a frame of its own, not into gw_ingress's
+ * (which the hello's route lookup shares: 512 bytes for both). */
+__attribute__((noinline)) __u32 gw_cookie_mac(struct cookie_secret *sec, struct vm_cookie_in *cin)
+{
+	if (!sec || !cin)
+		return 0;
+	return vm_cookie_mac(sec->cur, cin);
+}
+
 /* Parses the hello in s->buf and finds its route (vm_gw_route_hello).
  * Returns VM_HELLO_OK with the route in s->flow, or the reason to refuse
  * (VM_HELLO_* or VM_GW_NO_ROUTE).  Global: verified once. */

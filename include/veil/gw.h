@@ -57,17 +57,10 @@ VM_INLINE void vm_flow_key_rev(const struct vm_pkt *p, const struct flow_seed *s
 
 VM_INLINE int vm_vip_key_eq(const struct vip_key *a, const struct vip_key *b)
 {
-	const __u8 *pa = (const __u8 *)a, *pb = (const __u8 *)b;
-	__u64 a0, a1, b0, b1;
-	__u32 a2, b2;
+	/* five words (the last: port_be, family, pad), as they were written */
+	const vm_u32a *x = (const vm_u32a *)a, *y = (const vm_u32a *)b;
 
-	__builtin_memcpy(&a0, pa, 8);
-	__builtin_memcpy(&a1, pa + 8, 8);
-	__builtin_memcpy(&a2, pa + 16, 4);   /* port_be, family, pad */
-	__builtin_memcpy(&b0, pb, 8);
-	__builtin_memcpy(&b1, pb + 8, 8);
-	__builtin_memcpy(&b2, pb + 16, 4);
-	return a0 == b0 && a1 == b1 && a2 == b2;
+	return ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3]) | (x[4] ^ y[4])) == 0;
 }
 
 VM_INLINE void vm_vip_key_of(const struct vm_pkt *p, struct vip_key *vk)

@@ -14,6 +14,9 @@
  *   VM_V_DROP, VM_V_PASS, VM_V_TX      its verdicts (XDP_* / VM_FP_*)
  *   VM_GW_COOKIE_OK(sec, cin, c, t)    vm_gw_cookie_ok, or a wrapper the
  *                                      verifier checks once (BPF)
+ *   VM_GW_COOKIE_MAC(sec, cin)         optional: vm_cookie_mac under the
+ *                                      current key, or such a wrapper (BPF:
+ *                                      its stack apart from the caller's)
  *   void *vm_env_data(e), *vm_env_data_end(e)   the frame, read again after
  *                                      every resize
  *   int vm_env_resize(e, len)          the frame to len bytes (a reply)
@@ -58,6 +61,10 @@
 #include "gw.h"
 #include "gw_hello.h"
 #include "geneve.h"
+
+#ifndef VM_GW_COOKIE_MAC
+#define VM_GW_COOKIE_MAC(sec, cin) vm_cookie_mac((sec)->cur, (cin))
+#endif
 
 /* ---------- answers to the client, in place ---------- */
 
@@ -164,7 +171,9 @@ VM_INLINE int vm_gw_synack(struct vm_gw_env *e, const struct vm_pkt *p, struct g
 	vm_gw_cookie_in(p, p->seq, &cin);
 	tai = vm_env_tai_ns(e);   /* one clock read: the cookie's window and our TSval */
 	tnow = vm_gw_cookie_tnow(cfg, tai);
-	cookie = vm_cookie_make(sec->cur, &cin, tnow, &co);
+	cin.tcount = tnow;   /* vm_cookie_make's steps, the MAC through the hook */
+	cin.low = vm_cookie_low(tnow, &co);
+	cookie = (VM_GW_COOKIE_MAC(sec, &cin) << VM_COOKIE_LOW_BITS) | cin.low;
 	tsval = (__u32)(tai / VM_NS_PER_TS);
 	mss = p->family == VM_AF_INET ? cfg->mss4 : cfg->mss6;
 
@@ -182,25 +191,26 @@ VM_INLINE int vm_gw_synack(struct vm_gw_env *e, const struct vm_pkt *p, struct g
 	 * cookie, their ISN + 1, data offset, SYN|ACK, window, checksum 0, urgent
 	 * 0, the options. */
 	{
-		__u32 w[VM_TCP_REPLY_HLEN / 4];
 		vm_u32a *tw = (vm_u32a *)tcp;
 		__u64 s = vm_pseudo_sum(p->family, p->daddr, p->saddr, VM_TCP_REPLY_HLEN);
+		__u32 w;
 
-		w[0] = (__u32)(__u16)p->dport | (__u32)(__u16)p->sport << 16;
-		w[1] = vm_htonl(cookie);
-		w[2] = vm_htonl(p->seq + 1);
-		w[3] = VM_W32((VM_TCP_REPLY_HLEN / 4) << 4, VM_TCP_SYN | VM_TCP_ACK, 0, 0) |
-		       (__u32)vm_htons(VM_TCP_WIN_MAX) << 16;
-		w[4] = 0;
-		vm_tcpopt_syn_words(w + 5, mss, o.sack_ok, o.ts_ok, tsval, o.tsval,
-				    o.wscale != VM_WSCALE_NONE ? cfg->wscale : VM_WSCALE_NONE);
-VM_UNROLL
-		for (int i = 0; i < VM_TCP_REPLY_HLEN / 4; i++)
-			s += w[i];
-		w[4] = (__u16)~vm_csum_fold(s);   /* check, then urg_ptr 0 */
-VM_UNROLL
-		for (int i = 0; i < VM_TCP_REPLY_HLEN / 4; i++)
-			tw[i] = w[i];
+		w = (__u32)(__u16)p->dport | (__u32)(__u16)p->sport << 16;
+		tw[0] = w;
+		s += w;
+		w = vm_htonl(cookie);
+		tw[1] = w;
+		s += w;
+		w = vm_htonl(p->seq + 1);
+		tw[2] = w;
+		s += w;
+		w = VM_W32((VM_TCP_REPLY_HLEN / 4) << 4, VM_TCP_SYN | VM_TCP_ACK, 0, 0) |
+		    (__u32)vm_htons(VM_TCP_WIN_MAX) << 16;
+		tw[3] = w;
+		s += w;
+		s += vm_tcpopt_write_syn((__u8 *)(tcp + 1), mss, o.sack_ok, o.ts_ok, tsval, o.tsval,
+					 o.wscale != VM_WSCALE_NONE ? cfg->wscale : VM_WSCALE_NONE);
+		tw[4] = (__u16)~vm_csum_fold(s);   /* check, then urg_ptr 0 */
 	}
 	VM_GW_COUNT(st, syn_cookie_sent);
 	return VM_V_TX;

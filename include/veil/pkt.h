@@ -177,12 +177,16 @@ typedef __u16 __attribute__((may_alias)) vm_u16a;
 
 /* ---------- addresses ---------- */
 
+/* dst: 4-byte aligned.  Whole words, so the 32-bit reads that follow (keys,
+ * compares, the cookie) take them straight from the stores. */
 VM_INLINE void vm_addr_set4(__u8 *dst, __be32 a)
 {
-	__builtin_memset(dst, 0, 10);
-	dst[10] = 0xff;
-	dst[11] = 0xff;
-	__builtin_memcpy(dst + VM_ADDR4_OFF, &a, 4);
+	vm_u32a *w = (vm_u32a *)dst;
+
+	w[0] = 0;
+	w[1] = 0;
+	w[2] = 0xffff0000u;   /* bytes 0 0 0xff 0xff on these little-endian hosts */
+	w[3] = a;
 }
 
 VM_INLINE int vm_addr_eq(const __u8 *a, const __u8 *b)
@@ -545,30 +549,30 @@ VM_INLINE int vm_tcpopt_parse(const __u8 *opt, __u32 len, struct vm_tcpopts *o,
 #define VM_NOP4 VM_W32(VM_TCPOPT_NOP, VM_TCPOPT_NOP, VM_TCPOPT_NOP, VM_TCPOPT_NOP)
 
 /* Our SYN / SYN-ACK option block (VM_TCPOLEN_SYN bytes: MSS, SACK permitted
- * or NOP NOP, timestamps or NOPs, NOP, window scale or NOPs) as five words,
- * to store whole and to sum for the checksum without reading them back (a
- * word read after byte stores waits for them to reach the cache). */
-VM_INLINE void vm_tcpopt_syn_words(__u32 w[VM_TCPOLEN_SYN / 4], __u16 mss, __u8 sack_ok, __u8 ts_ok, __u32 tsval,
-				   __u32 tsecr, __u8 wscale)
+ * or NOP NOP, timestamps or NOPs, NOP, window scale or NOPs), stored in
+ * whole words and summed from them for the checksum, without reading them
+ * back (a word read after byte stores waits for them to reach the cache). */
+/* Writes the block at o (in words) and returns the sum of its words (for
+ * the TCP checksum). */
+VM_INLINE __u64 vm_tcpopt_write_syn(__u8 *o, __u16 mss, __u8 sack_ok, __u8 ts_ok, __u32 tsval,
+				    __u32 tsecr, __u8 wscale)
 {
-	w[0] = VM_W32(VM_TCPOPT_MSS, VM_TCPOLEN_MSS, mss >> 8, mss & 0xff);
-	w[1] = (sack_ok ? VM_W32(VM_TCPOPT_SACK_PERM, VM_TCPOLEN_SACK_PERM, 0, 0) :
-			  VM_W32(VM_TCPOPT_NOP, VM_TCPOPT_NOP, 0, 0)) |
-	       (ts_ok ? VM_W32(0, 0, VM_TCPOPT_TS, VM_TCPOLEN_TS) : VM_W32(0, 0, VM_TCPOPT_NOP, VM_TCPOPT_NOP));
-	w[2] = ts_ok ? vm_htonl(tsval) : VM_NOP4;
-	w[3] = ts_ok ? vm_htonl(tsecr) : VM_NOP4;
-	w[4] = wscale != VM_WSCALE_NONE ? VM_W32(VM_TCPOPT_NOP, VM_TCPOPT_WSCALE, VM_TCPOLEN_WSCALE, wscale) : VM_NOP4;
-}
+	vm_u32a *w = (vm_u32a *)o;
+	__u32 w0, w1, w2, w3, w4;
 
-VM_INLINE void vm_tcpopt_write_syn(__u8 *o, __u16 mss, __u8 sack_ok, __u8 ts_ok, __u32 tsval,
-				   __u32 tsecr, __u8 wscale)
-{
-	__u32 w[VM_TCPOLEN_SYN / 4];
-
-	vm_tcpopt_syn_words(w, mss, sack_ok, ts_ok, tsval, tsecr, wscale);
-VM_UNROLL
-	for (int i = 0; i < VM_TCPOLEN_SYN / 4; i++)
-		((vm_u32a *)o)[i] = w[i];
+	w0 = VM_W32(VM_TCPOPT_MSS, VM_TCPOLEN_MSS, mss >> 8, mss & 0xff);
+	w1 = (sack_ok ? VM_W32(VM_TCPOPT_SACK_PERM, VM_TCPOLEN_SACK_PERM, 0, 0) :
+			VM_W32(VM_TCPOPT_NOP, VM_TCPOPT_NOP, 0, 0)) |
+	     (ts_ok ? VM_W32(0, 0, VM_TCPOPT_TS, VM_TCPOLEN_TS) : VM_W32(0, 0, VM_TCPOPT_NOP, VM_TCPOPT_NOP));
+	w2 = ts_ok ? vm_htonl(tsval) : VM_NOP4;
+	w3 = ts_ok ? vm_htonl(tsecr) : VM_NOP4;
+	w4 = wscale != VM_WSCALE_NONE ? VM_W32(VM_TCPOPT_NOP, VM_TCPOPT_WSCALE, VM_TCPOLEN_WSCALE, wscale) : VM_NOP4;
+	w[0] = w0;
+	w[1] = w1;
+	w[2] = w2;
+	w[3] = w3;
+	w[4] = w4;
+	return (__u64)w0 + w1 + w2 + w3 + w4;
 }
 
 /* Full TCP checksum of a header of exactly VM_TCP_REPLY_HLEN bytes with no
