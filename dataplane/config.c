@@ -841,12 +841,16 @@ static int sync_routes(int fd, const struct vm_cfg_route *r, int n, int *changes
 int vm_gw_sync(struct vm_gw *g, const struct vm_gw_cfg *c, int *changes)
 {
 	__u32 zero = 0;
-	int rc, n = 0;
+	int rc, n = 0, nv = 0;
 
 	rc = sync_routes(vm_gw_map_fd(g, "routes"), c->routes, c->nroutes, &n);
 	if (!rc)
 		rc = sync_map(vm_gw_map_fd(g, "vips"), c->vips, c->nvips, sizeof(struct vip_key),
-			      sizeof(struct vip_val), sizeof(struct vm_cfg_vip), &n);
+			      sizeof(struct vip_val), sizeof(struct vm_cfg_vip), &nv);
+	n += nv;
+	/* after the vips: each CPU's copies of them are taken again */
+	if (!rc)
+		rc = vm_gw_vips_moved(g, nv > 0);
 	if (!rc && bpf_map_update_elem(vm_gw_map_fd(g, "gw_config"), &zero, &c->dp, BPF_ANY))
 		rc = -errno;
 	if (changes)

@@ -246,6 +246,11 @@ int vm_gw_next_hops_moved(struct vm_gw *g, bool changed)
 	return vm_gen_move(vm_gw_map_fd(g, "next_hops_gen"), changed);
 }
 
+int vm_gw_vips_moved(struct vm_gw *g, bool changed)
+{
+	return vm_gen_move(vm_gw_map_fd(g, "vips_gen"), changed);
+}
+
 /* A generation map (one __u32 at index 0, 0: never written) moved on after
  * a change (never to 0), or written first; fd < 0 is passed back. */
 int vm_gen_move(int fd, int changed)

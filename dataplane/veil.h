@@ -145,6 +145,9 @@ int vm_gw_next_hops_sync(struct vm_gw *g, const struct vm_next_hop *hops, int n)
  * to next_hops: the flows' copies of their next hop are taken again.
  * vm_gw_next_hops_sync calls it; any other writer of next_hops must. */
 int vm_gw_next_hops_moved(struct vm_gw *g, bool changed);
+/* The same for vips and vips_gen (each CPU's copies of the VIPs it saw):
+ * vm_gw_sync calls it; any other writer of vips must. */
+int vm_gw_vips_moved(struct vm_gw *g, bool changed);
 /* a one-entry generation map moved on after a change (never to 0) or written first */
 int vm_gen_move(int fd, int changed);
 

@@ -121,6 +121,7 @@ static inline int setup(const char *fixdir)
 	vk.family = vm_addr_parse("2001:db8:100::1", vk.addr);
 	vv.refuse = VM_REFUSE_RST;
 	bpf_map_update_elem(vm_gw_map_fd(&G, "vips"), &vk, &vv, BPF_ANY);
+	vm_gw_vips_moved(&G, true);   /* as veil-gw does after writing vips */
 
 	struct route_val rv = { .vm_id = 1 };
 	rv.node_family = vm_addr_parse("198.19.0.11", rv.node);

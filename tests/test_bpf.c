@@ -459,6 +459,48 @@ static void not_for_us_passes(void)
 	CHECK(r.verdict == XDP_PASS_, "ARP passes");
 }
 
+/* Each CPU's copies of the VIPs it saw (gw_scratch.vipc) follow vips once
+ * vips_gen moves: a removed VIP passes at once, a changed one refuses its
+ * new way, a VIP back is answered again. */
+static void vip_change_seen(void)
+{
+	uint8_t in[1024], hello[600];
+	struct run r;
+	struct vip_key vk = { .port_be = htons(443) };
+	struct vip_val vv, keep;
+	int fd = vm_gw_map_fd(&G, "vips");
+	vk.family = vm_addr_parse("198.18.100.1", vk.addr);
+	CHECK(!bpf_map_lookup_elem(fd, &vk, &keep) && keep.refuse == VM_REFUSE_ALERT, "the test's IPv4 VIP");
+	struct t_pkt p = client_pkt(0, 40012, 1, 0, T_SYN);
+	xdp_run(GW_ING, in, t_build(&p, in), &r);
+	CHECK(r.verdict == XDP_TX_, "a SYN answered (verdict %u)", r.verdict);
+
+	bpf_map_delete_elem(fd, &vk);
+	CHECK(vm_gw_vips_moved(&G, true) == 0, "vips_gen moved");
+	struct gw_stats b = gw_now();
+	xdp_run(GW_ING, in, t_build(&p, in), &r);
+	CHECK(r.verdict == XDP_PASS_ && gw_now().pass_not_vip == b.pass_not_vip + 1, "the removed VIP passes (%u)",
+	      r.verdict);
+
+	vv.refuse = VM_REFUSE_RST;
+	bpf_map_update_elem(fd, &vk, &vv, BPF_ANY);
+	vm_gw_vips_moved(&G, true);
+	xdp_run(GW_ING, in, t_build(&p, in), &r);
+	CHECK(r.verdict == XDP_TX_, "back: the SYN answered (verdict %u)", r.verdict);
+	memcpy(hello, hello_curl, hello_curl_len);
+	memcpy(memmem(hello, hello_curl_len, "www.veil.test", 13), "zzz", 3);
+	uint32_t gw_ts, cookie = handshake(0, 40013, 1, &gw_ts);
+	b = gw_now();
+	xdp_run(GW_ING, in, hello_pkt(0, 40013, 1, cookie, gw_ts, hello, hello_curl_len, in), &r);
+	CHECK(r.verdict == XDP_TX_ && gw_now().refused_rst == b.refused_rst + 1 && gw_now().refused_alert == b.refused_alert,
+	      "the changed VIP refuses with RST (rst %llu alert %llu)",
+	      (unsigned long long)(gw_now().refused_rst - b.refused_rst),
+	      (unsigned long long)(gw_now().refused_alert - b.refused_alert));
+
+	bpf_map_update_elem(fd, &vk, &keep, BPF_ANY);
+	vm_gw_vips_moved(&G, true);
+}
+
 static void truncated_to_vip_dropped(void)
 {
 	uint8_t in[256];
@@ -1325,6 +1367,7 @@ static void flow_key_v4_equals_v6(void)
 	bpf_map_update_elem(vm_gw_map_fd(&G, "vips"), &vk, &vv, BPF_ANY);
 	memcpy(vk6.addr, v6v, 16);
 	bpf_map_update_elem(vm_gw_map_fd(&G, "vips"), &vk6, &vv, BPF_ANY);
+	vm_gw_vips_moved(&G, true);
 	memcpy(keep6v, VIP6, 16);
 	memcpy(VIP6, v6v, 16);
 	memcpy(keep4c, CLI4, 4);
@@ -1370,6 +1413,7 @@ static void flow_key_v4_equals_v6(void)
 
 	bpf_map_delete_elem(vm_gw_map_fd(&G, "vips"), &vk);
 	bpf_map_delete_elem(vm_gw_map_fd(&G, "vips"), &vk6);
+	vm_gw_vips_moved(&G, true);
 	memcpy(VIP6, keep6v, 16);
 	memcpy(CLI4, keep4c, 4);
 	memcpy(VIP4, keep4v, 4);
@@ -1444,6 +1488,7 @@ int main(void)
 	RUN(syn_gets_synack_v6);
 	RUN(syn_without_options);
 	RUN(cookie_ack_dropped);
+	RUN(vip_change_seen);
 	RUN(userspace_cookie_accepted);
 	RUN(hello_routed_to_node);
 	RUN(hello_v6_wildcard_over_v6);

@@ -12,7 +12,7 @@
  * t is the low two bits of the time counter (TAI seconds / window), mss an
  * index into vm_cookie_mss[], wscale 15 means "no window scale".  The MAC
  * covers the 4-tuple, the client's ISN, the full time counter and the low ten
- * bits, so none of the encoded options can be forged.
+ * bits, so none of the encoded options can be forged (vm_cookie_mac).
  */
 #ifndef VEIL_COOKIE_H
 #define VEIL_COOKIE_H
@@ -61,7 +61,7 @@ struct vm_cookie_opts {
 	__u8 ts_ok;
 };
 
-/* The tuple the MAC covers: addresses IPv4-mapped, so both families hash alike. */
+/* The tuple the MAC covers, IPv4 addresses IPv4-mapped (vm_cookie_mac). */
 struct vm_cookie_in {
 	__u8 saddr[16];
 	__u8 daddr[16];
@@ -70,10 +70,7 @@ struct vm_cookie_in {
 	__u32 client_isn;
 	__u32 tcount;
 	__u32 low;                /* the ten option/time bits */
-	__u32 zero;               /* keeps the hashed words whole; always 0 */
-} __attribute__((aligned(8)));
-
-#define VM_COOKIE_IN_LEN 44       /* bytes hashed: everything before .zero */
+} __attribute__((aligned(4)));   /* read in 32-bit words (vm_cookie_rd32) */
 
 #define VM_ROTL(x, b) (__u64)(((x) << (b)) | ((x) >> (64 - (b))))
 #define VM_SIPROUND(v0, v1, v2, v3) do {                                  \
@@ -83,12 +80,42 @@ struct vm_cookie_in {
 	v2 += v1; v1 = VM_ROTL(v1, 17); v1 ^= v2; v2 = VM_ROTL(v2, 32);       \
 } while (0)
 
-/* Words read out of other types (the cookie input struct): may_alias keeps
- * the compiler from reordering them against the stores that filled it. */
+/* SipHash-2-4 (Aumasson & Bernstein) over LEN bytes held little-endian in
+ * w[], zero-padded past len to a whole word.  LEN is a constant at every
+ * call, so the compiler unrolls the rounds (the BPF JIT has no rotate: each
+ * round is ~30 instructions, a third of a SYN's cost before this). */
+#define VM_SIPHASH_2_4(out, key, w, LEN) do {                               \
+	__u64 v0_ = 0x736f6d6570736575ULL ^ (key)[0];                          \
+	__u64 v1_ = 0x646f72616e646f6dULL ^ (key)[1];                          \
+	__u64 v2_ = 0x6c7967656e657261ULL ^ (key)[0];                          \
+	__u64 v3_ = 0x7465646279746573ULL ^ (key)[1];                          \
+	__u64 b_ = ((__u64)(LEN)) << 56;                                       \
+	for (__u32 i_ = 0; i_ < (LEN) / 8; i_++) {                             \
+		__u64 m_ = (w)[i_];                                            \
+		v3_ ^= m_;                                                     \
+		VM_SIPROUND(v0_, v1_, v2_, v3_);                               \
+		VM_SIPROUND(v0_, v1_, v2_, v3_);                               \
+		v0_ ^= m_;                                                     \
+	}                                                                      \
+	if ((LEN) & 7)                                                         \
+		b_ |= (w)[(LEN) / 8];                                          \
+	v3_ ^= b_;                                                             \
+	VM_SIPROUND(v0_, v1_, v2_, v3_);                                       \
+	VM_SIPROUND(v0_, v1_, v2_, v3_);                                       \
+	v0_ ^= b_;                                                             \
+	v2_ ^= 0xff;                                                           \
+	VM_SIPROUND(v0_, v1_, v2_, v3_);                                       \
+	VM_SIPROUND(v0_, v1_, v2_, v3_);                                       \
+	VM_SIPROUND(v0_, v1_, v2_, v3_);                                       \
+	VM_SIPROUND(v0_, v1_, v2_, v3_);                                       \
+	(out) = v0_ ^ v1_ ^ v2_ ^ v3_;                                         \
+} while (0)
+
+/* Words read out of other types: may_alias keeps the compiler from
+ * reordering them against the stores that filled them. */
 typedef __u64 __attribute__((may_alias)) vm_u64a;
 
-/* SipHash-2-4 (Aumasson & Bernstein) over len bytes held little-endian in w[],
- * which the caller zero-pads to a whole word past len. */
+/* SipHash-2-4 for any length below 64 (DNS cookies, tests). */
 VM_INLINE __u64 vm_siphash(const __u64 key[2], const vm_u64a *w, __u32 len)
 {
 	__u64 v0 = 0x736f6d6570736575ULL ^ key[0];
@@ -119,9 +146,59 @@ VM_INLINE __u64 vm_siphash(const __u64 key[2], const vm_u64a *w, __u32 len)
 	return v0 ^ v1 ^ v2 ^ v3;
 }
 
+/* The bytes the MAC covers (docs/wire-formats.md), as little-endian words:
+ *   both addresses IPv4-mapped (an IPv4 connection): 22 bytes, three
+ *     compressions: client address (4), VIP (4), client port (2), VIP port
+ *     (2), client ISN (4), time counter (4), the low ten bits (2);
+ *   otherwise (IPv6): 46 bytes: the addresses in 16 bytes each, then the same.
+ * The lengths differ, and SipHash's last block carries the length, so the two
+ * forms never hash the same message. */
+#define VM_COOKIE_MSG4_LEN 22
+#define VM_COOKIE_MSG6_LEN 46
+
+/* The addresses are read as the 32-bit words they were written as (the
+ * parser, the copy into vm_cookie_in): a wider load of narrower stores waits
+ * for them to reach the cache, and a byte-wise copy (what clang makes of
+ * memcpy from a u8 pointer for BPF) costs 8 loads a word. */
+typedef __u32 __attribute__((may_alias)) vm_cookie_u32;
+
+VM_INLINE __u32 vm_cookie_rd32(const __u8 *b)
+{
+	return *(const vm_cookie_u32 *)b;
+}
+
+VM_INLINE __u64 vm_cookie_rd64(const __u8 *b)
+{
+	return (__u64)vm_cookie_rd32(b) | (__u64)vm_cookie_rd32(b + 4) << 32;
+}
+
+VM_INLINE int vm_cookie_v4mapped(const __u8 *a)
+{
+	/* bytes 0 0 0xff 0xff, as a little-endian load of them gives them */
+	return (vm_cookie_rd32(a) | vm_cookie_rd32(a + 4)) == 0 && vm_cookie_rd32(a + 8) == 0xffff0000u;
+}
+
 VM_INLINE __u32 vm_cookie_mac(const __u64 key[2], const struct vm_cookie_in *in)
 {
-	return (__u32)(vm_siphash(key, (const vm_u64a *)in, VM_COOKIE_IN_LEN) >> (64 - VM_COOKIE_MAC_BITS));
+	__u64 ports_isn = (__u64)(__u16)in->sport | (__u64)(__u16)in->dport << 16 | (__u64)in->client_isn << 32;
+	__u64 time_low = (__u64)in->tcount | (__u64)(in->low & VM_COOKIE_LOW_MASK) << 32;
+	__u64 w[6], h;
+
+	if (vm_cookie_v4mapped(in->saddr) && vm_cookie_v4mapped(in->daddr)) {
+		w[0] = (__u64)vm_cookie_rd32(in->saddr + 12) | (__u64)vm_cookie_rd32(in->daddr + 12) << 32;
+		w[1] = ports_isn;
+		w[2] = time_low;
+		VM_SIPHASH_2_4(h, key, w, VM_COOKIE_MSG4_LEN);
+	} else {
+		w[0] = vm_cookie_rd64(in->saddr);
+		w[1] = vm_cookie_rd64(in->saddr + 8);
+		w[2] = vm_cookie_rd64(in->daddr);
+		w[3] = vm_cookie_rd64(in->daddr + 8);
+		w[4] = ports_isn;
+		w[5] = time_low;
+		VM_SIPHASH_2_4(h, key, w, VM_COOKIE_MSG6_LEN);
+	}
+	return (__u32)(h >> (64 - VM_COOKIE_MAC_BITS));
 }
 
 VM_INLINE __u32 vm_cookie_low(__u32 tcount, const struct vm_cookie_opts *o)

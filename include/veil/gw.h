@@ -55,6 +55,14 @@ VM_INLINE void vm_flow_key_rev(const struct vm_pkt *p, const struct flow_seed *s
  * p (client -> VIP) is p's connection's. */
 #define VM_FLOW_OF(v, p) VM_FLOW_IS((v), (p)->family, (p)->saddr, (p)->daddr)
 
+VM_INLINE int vm_vip_key_eq(const struct vip_key *a, const struct vip_key *b)
+{
+	/* five words (the last: port_be, family, pad), as they were written */
+	const vm_u32a *x = (const vm_u32a *)a, *y = (const vm_u32a *)b;
+
+	return ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3]) | (x[4] ^ y[4])) == 0;
+}
+
 VM_INLINE void vm_vip_key_of(const struct vm_pkt *p, struct vip_key *vk)
 {
 	__builtin_memcpy(vk->addr, p->daddr, 16);

@@ -14,6 +14,9 @@
  *   VM_V_DROP, VM_V_PASS, VM_V_TX      its verdicts (XDP_* / VM_FP_*)
  *   VM_GW_COOKIE_OK(sec, cin, c, t)    vm_gw_cookie_ok, or a wrapper the
  *                                      verifier checks once (BPF)
+ *   VM_GW_COOKIE_MAC(sec, cin)         optional: vm_cookie_mac under the
+ *                                      current key, or such a wrapper (BPF:
+ *                                      its stack apart from the caller's)
  *   void *vm_env_data(e), *vm_env_data_end(e)   the frame, read again after
  *                                      every resize
  *   int vm_env_resize(e, len)          the frame to len bytes (a reply)
@@ -59,18 +62,23 @@
 #include "gw_hello.h"
 #include "geneve.h"
 
+#ifndef VM_GW_COOKIE_MAC
+#define VM_GW_COOKIE_MAC(sec, cin) vm_cookie_mac((sec)->cur, (cin))
+#endif
+
 /* ---------- answers to the client, in place ---------- */
 
-/* Resizes the frame to Ethernet + l3 + l4_len and swaps the L2/L3/L4
+/* Resizes the frame to Ethernet + l3 + l4_len and swaps the L2/L3
  * addresses.  Returns the TCP header, with at least 20 bytes before the
- * frame's end, or NULL. */
-VM_INLINE struct vm_tcp *vm_gw_reply_prepare(struct vm_gw_env *e, const struct vm_pkt *p, __u32 l4_len)
+ * frame's end, or NULL.  The IPv4 header is written in whole words, its
+ * checksum summed from them (no read-back of what was just stored). */
+VM_INLINE struct vm_tcp *vm_gw_reply_l3(struct vm_gw_env *e, const struct vm_pkt *p, __u32 l4_len)
 {
 	void *data, *data_end;
 	struct vm_eth *eth;
 	struct vm_tcp *tcp;
-	__u8 mac[6];
-	__be16 port;
+	__u32 m0, m1;
+	__u16 m2, m3;
 
 	if (vm_env_resize(e, VM_ETH_HLEN + p->l3_len + l4_len))
 		return 0;
@@ -79,22 +87,34 @@ VM_INLINE struct vm_tcp *vm_gw_reply_prepare(struct vm_gw_env *e, const struct v
 	eth = data;
 	if ((void *)(eth + 1) > data_end)
 		return 0;
-	__builtin_memcpy(mac, eth->dst, 6);
-	__builtin_memcpy(eth->dst, eth->src, 6);
-	__builtin_memcpy(eth->src, mac, 6);
+	m0 = *(vm_u32a *)eth->dst;
+	m2 = *(vm_u16a *)(eth->dst + 4);
+	m1 = *(vm_u32a *)eth->src;
+	m3 = *(vm_u16a *)(eth->src + 4);
+	*(vm_u32a *)eth->dst = m1;
+	*(vm_u16a *)(eth->dst + 4) = m3;
+	*(vm_u32a *)eth->src = m0;
+	*(vm_u16a *)(eth->src + 4) = m2;
 	if (p->family == VM_AF_INET) {
 		struct vm_ip4 *ip = (void *)(eth + 1);
+		vm_u32a *w = (vm_u32a *)ip;
+		__u32 w0, w1, w2;
+		__u64 s;
 		if ((void *)(ip + 1) > data_end)
 			return 0;
-		__be32 a = ip->saddr;
-		ip->saddr = ip->daddr;
-		ip->daddr = a;
-		ip->tos = 0;
-		ip->tot_len = vm_htons(VM_IP4_HLEN + l4_len);
-		ip->id = 0;
-		ip->frag_off = vm_htons(VM_IP4_DF);
-		ip->ttl = VM_IP_TTL;
-		ip->check = vm_ip4_csum(ip);
+		__be32 a = ip->saddr, b = ip->daddr;
+		/* version 4, IHL 5 (the parser passes options), TOS 0; id 0, DF;
+		 * TTL, TCP */
+		w0 = VM_W32(0x45, 0, 0, 0) | (__u32)vm_htons(VM_IP4_HLEN + l4_len) << 16;
+		w1 = (__u32)vm_htons(VM_IP4_DF) << 16;
+		w2 = VM_W32(VM_IP_TTL, VM_IPPROTO_TCP, 0, 0);
+		s = (__u64)w0 + w1 + w2 + a + b;
+		w2 |= (__u32)(__u16)~vm_csum_fold(s) << 16;
+		w[0] = w0;
+		w[1] = w1;
+		w[2] = w2;
+		w[3] = b;
+		w[4] = a;
 		tcp = (void *)(ip + 1);
 	} else {
 		struct vm_ip6 *ip6 = (void *)(eth + 1);
@@ -110,6 +130,17 @@ VM_INLINE struct vm_tcp *vm_gw_reply_prepare(struct vm_gw_env *e, const struct v
 		tcp = (void *)(ip6 + 1);
 	}
 	if ((void *)(tcp + 1) > data_end)
+		return 0;
+	return tcp;
+}
+
+/* vm_gw_reply_l3, and the ports swapped. */
+VM_INLINE struct vm_tcp *vm_gw_reply_prepare(struct vm_gw_env *e, const struct vm_pkt *p, __u32 l4_len)
+{
+	struct vm_tcp *tcp = vm_gw_reply_l3(e, p, l4_len);
+	__be16 port;
+
+	if (!tcp)
 		return 0;
 	port = tcp->source;
 	tcp->source = tcp->dest;
@@ -140,11 +171,13 @@ VM_INLINE int vm_gw_synack(struct vm_gw_env *e, const struct vm_pkt *p, struct g
 	vm_gw_cookie_in(p, p->seq, &cin);
 	tai = vm_env_tai_ns(e);   /* one clock read: the cookie's window and our TSval */
 	tnow = vm_gw_cookie_tnow(cfg, tai);
-	cookie = vm_cookie_make(sec->cur, &cin, tnow, &co);
+	cin.tcount = tnow;   /* vm_cookie_make's steps, the MAC through the hook */
+	cin.low = vm_cookie_low(tnow, &co);
+	cookie = (VM_GW_COOKIE_MAC(sec, &cin) << VM_COOKIE_LOW_BITS) | cin.low;
 	tsval = (__u32)(tai / VM_NS_PER_TS);
 	mss = p->family == VM_AF_INET ? cfg->mss4 : cfg->mss6;
 
-	tcp = vm_gw_reply_prepare(e, p, VM_TCP_REPLY_HLEN);
+	tcp = vm_gw_reply_l3(e, p, VM_TCP_REPLY_HLEN);
 	if (!tcp) {
 		VM_GW_COUNT(st, reply_fail);
 		return VM_V_DROP;
@@ -153,15 +186,32 @@ VM_INLINE int vm_gw_synack(struct vm_gw_env *e, const struct vm_pkt *p, struct g
 		VM_GW_COUNT(st, reply_fail);
 		return VM_V_DROP;
 	}
-	tcp->seq = vm_htonl(cookie);
-	tcp->ack_seq = vm_htonl(p->seq + 1);
-	tcp->doff_res = (VM_TCP_REPLY_HLEN / 4) << 4;
-	tcp->flags = VM_TCP_SYN | VM_TCP_ACK;
-	tcp->window = vm_htons(VM_TCP_WIN_MAX);
-	tcp->urg_ptr = 0;
-	vm_tcpopt_write_syn((__u8 *)(tcp + 1), mss, o.sack_ok, o.ts_ok, tsval, o.tsval,
-			    o.wscale != VM_WSCALE_NONE ? cfg->wscale : VM_WSCALE_NONE);
-	tcp->check = vm_tcp_csum_hdr40(tcp, p->family, p->daddr, p->saddr);
+	/* The whole header as ten words, stored once each and summed for the
+	 * checksum as they are (no read-back): our port and theirs, ISN =
+	 * cookie, their ISN + 1, data offset, SYN|ACK, window, checksum 0, urgent
+	 * 0, the options. */
+	{
+		vm_u32a *tw = (vm_u32a *)tcp;
+		__u64 s = vm_pseudo_sum(p->family, p->daddr, p->saddr, VM_TCP_REPLY_HLEN);
+		__u32 w;
+
+		w = (__u32)(__u16)p->dport | (__u32)(__u16)p->sport << 16;
+		tw[0] = w;
+		s += w;
+		w = vm_htonl(cookie);
+		tw[1] = w;
+		s += w;
+		w = vm_htonl(p->seq + 1);
+		tw[2] = w;
+		s += w;
+		w = VM_W32((VM_TCP_REPLY_HLEN / 4) << 4, VM_TCP_SYN | VM_TCP_ACK, 0, 0) |
+		    (__u32)vm_htons(VM_TCP_WIN_MAX) << 16;
+		tw[3] = w;
+		s += w;
+		s += vm_tcpopt_write_syn((__u8 *)(tcp + 1), mss, o.sack_ok, o.ts_ok, tsval, o.tsval,
+					 o.wscale != VM_WSCALE_NONE ? cfg->wscale : VM_WSCALE_NONE);
+		tw[4] = (__u16)~vm_csum_fold(s);   /* check, then urg_ptr 0 */
+	}
 	VM_GW_COUNT(st, syn_cookie_sent);
 	return VM_V_TX;
 }

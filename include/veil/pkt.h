@@ -177,12 +177,16 @@ typedef __u16 __attribute__((may_alias)) vm_u16a;
 
 /* ---------- addresses ---------- */
 
+/* dst: 4-byte aligned.  Whole words, so the 32-bit reads that follow (keys,
+ * compares, the cookie) take them straight from the stores. */
 VM_INLINE void vm_addr_set4(__u8 *dst, __be32 a)
 {
-	__builtin_memset(dst, 0, 10);
-	dst[10] = 0xff;
-	dst[11] = 0xff;
-	__builtin_memcpy(dst + VM_ADDR4_OFF, &a, 4);
+	vm_u32a *w = (vm_u32a *)dst;
+
+	w[0] = 0;
+	w[1] = 0;
+	w[2] = 0xffff0000u;   /* bytes 0 0 0xff 0xff on these little-endian hosts */
+	w[3] = a;
 }
 
 VM_INLINE int vm_addr_eq(const __u8 *a, const __u8 *b)
@@ -539,24 +543,36 @@ VM_INLINE int vm_tcpopt_parse(const __u8 *opt, __u32 len, struct vm_tcpopts *o,
 
 /* Writes the fixed 20-byte option block of a SYN or SYN-ACK:
  *   MSS(4) | SACK_PERM(2) or NOP NOP | TS(10) or 10 NOP | NOP | WS(3) or 3 NOP */
-VM_INLINE void vm_tcpopt_write_syn(__u8 *o, __u16 mss, __u8 sack_ok, __u8 ts_ok, __u32 tsval,
-				   __u32 tsecr, __u8 wscale)
-{
-	__u32 tv = vm_htonl(tsval), te = vm_htonl(tsecr);
+/* Four bytes as the 32-bit word a little-endian load of them gives (the
+ * hosts here; as everywhere in this library). */
+#define VM_W32(b0, b1, b2, b3) ((__u32)(b0) | (__u32)(b1) << 8 | (__u32)(b2) << 16 | (__u32)(b3) << 24)
+#define VM_NOP4 VM_W32(VM_TCPOPT_NOP, VM_TCPOPT_NOP, VM_TCPOPT_NOP, VM_TCPOPT_NOP)
 
-	o[0] = VM_TCPOPT_MSS; o[1] = VM_TCPOLEN_MSS; o[2] = mss >> 8; o[3] = mss & 0xff;
-	if (sack_ok) { o[4] = VM_TCPOPT_SACK_PERM; o[5] = VM_TCPOLEN_SACK_PERM; }
-	else { o[4] = VM_TCPOPT_NOP; o[5] = VM_TCPOPT_NOP; }
-	if (ts_ok) {
-		o[6] = VM_TCPOPT_TS; o[7] = VM_TCPOLEN_TS;
-		__builtin_memcpy(o + 8, &tv, 4);
-		__builtin_memcpy(o + 12, &te, 4);
-	} else {
-		__builtin_memset(o + 6, VM_TCPOPT_NOP, VM_TCPOLEN_TS);
-	}
-	o[16] = VM_TCPOPT_NOP;
-	if (wscale != VM_WSCALE_NONE) { o[17] = VM_TCPOPT_WSCALE; o[18] = VM_TCPOLEN_WSCALE; o[19] = wscale; }
-	else { o[17] = VM_TCPOPT_NOP; o[18] = VM_TCPOPT_NOP; o[19] = VM_TCPOPT_NOP; }
+/* Our SYN / SYN-ACK option block (VM_TCPOLEN_SYN bytes: MSS, SACK permitted
+ * or NOP NOP, timestamps or NOPs, NOP, window scale or NOPs), stored in
+ * whole words and summed from them for the checksum, without reading them
+ * back (a word read after byte stores waits for them to reach the cache). */
+/* Writes the block at o (in words) and returns the sum of its words (for
+ * the TCP checksum). */
+VM_INLINE __u64 vm_tcpopt_write_syn(__u8 *o, __u16 mss, __u8 sack_ok, __u8 ts_ok, __u32 tsval,
+				    __u32 tsecr, __u8 wscale)
+{
+	vm_u32a *w = (vm_u32a *)o;
+	__u32 w0, w1, w2, w3, w4;
+
+	w0 = VM_W32(VM_TCPOPT_MSS, VM_TCPOLEN_MSS, mss >> 8, mss & 0xff);
+	w1 = (sack_ok ? VM_W32(VM_TCPOPT_SACK_PERM, VM_TCPOLEN_SACK_PERM, 0, 0) :
+			VM_W32(VM_TCPOPT_NOP, VM_TCPOPT_NOP, 0, 0)) |
+	     (ts_ok ? VM_W32(0, 0, VM_TCPOPT_TS, VM_TCPOLEN_TS) : VM_W32(0, 0, VM_TCPOPT_NOP, VM_TCPOPT_NOP));
+	w2 = ts_ok ? vm_htonl(tsval) : VM_NOP4;
+	w3 = ts_ok ? vm_htonl(tsecr) : VM_NOP4;
+	w4 = wscale != VM_WSCALE_NONE ? VM_W32(VM_TCPOPT_NOP, VM_TCPOPT_WSCALE, VM_TCPOLEN_WSCALE, wscale) : VM_NOP4;
+	w[0] = w0;
+	w[1] = w1;
+	w[2] = w2;
+	w[3] = w3;
+	w[4] = w4;
+	return (__u64)w0 + w1 + w2 + w3 + w4;
 }
 
 /* Full TCP checksum of a header of exactly VM_TCP_REPLY_HLEN bytes with no
