@@ -175,6 +175,11 @@ _Static_assert(sizeof(struct vm_ip4) == VM_IP4_HLEN && sizeof(struct vm_ip6) == 
 typedef __u32 __attribute__((may_alias)) vm_u32a;
 typedef __u16 __attribute__((may_alias)) vm_u16a;
 
+/* Four bytes as the 32-bit word a little-endian load of them gives (the
+ * hosts here; as everywhere in this library). */
+#define VM_W32(b0, b1, b2, b3) ((__u32)(b0) | (__u32)(b1) << 8 | (__u32)(b2) << 16 | (__u32)(b3) << 24)
+#define VM_NOP4 VM_W32(VM_TCPOPT_NOP, VM_TCPOPT_NOP, VM_TCPOPT_NOP, VM_TCPOPT_NOP)
+
 /* ---------- addresses ---------- */
 
 /* dst: 4-byte aligned.  Whole words, so the 32-bit reads that follow (keys,
@@ -476,37 +481,40 @@ VM_INLINE __u32 vm_be32_at(const __u8 *b)
  * walk's).  The walk costs ~12-20 ns in BPF (a call per option). */
 VM_INLINE int vm_tcpopt_common(const __u8 *opt, __u32 len, struct vm_tcpopts *o)
 {
-	__u32 ts;
+	/* read in words (bytes as a little-endian load gives them): a byte
+	 * at a time was ~9 loads and compares more per SYN */
+	const vm_u32a *w = (const vm_u32a *)opt;
+	__u32 w0, w4;
 
 	if (len == VM_TCPOLEN_TS_ALIGNED) {
-		if (opt[0] != VM_TCPOPT_NOP || opt[1] != VM_TCPOPT_NOP)
+		if (w[0] != VM_W32(VM_TCPOPT_NOP, VM_TCPOPT_NOP, VM_TCPOPT_TS, VM_TCPOLEN_TS))
 			return 0;
-		ts = 2;
-	} else if (len == VM_TCPOLEN_SYN) {
-		if (opt[0] != VM_TCPOPT_MSS || opt[1] != VM_TCPOLEN_MSS || opt[4] != VM_TCPOPT_SACK_PERM ||
-		    opt[5] != VM_TCPOLEN_SACK_PERM || opt[16] != VM_TCPOPT_NOP || opt[17] != VM_TCPOPT_WSCALE ||
-		    opt[18] != VM_TCPOLEN_WSCALE)
-			return 0;
-		ts = 6;
-	} else {
-		return 0;
-	}
-	if (opt[ts] != VM_TCPOPT_TS || opt[ts + 1] != VM_TCPOLEN_TS)
-		return 0;
-	o->ts_ok = 1;
-	o->ts_off = ts + VM_TCPOPT_HLEN;
-	o->tsval = vm_be32_at(opt + ts + 2);
-	o->tsecr = vm_be32_at(opt + ts + 6);
-	o->sack_off = o->sack_len = 0;
-	if (ts == 2) {
+		o->ts_ok = 1;
+		o->ts_off = 2 + VM_TCPOPT_HLEN;
+		o->tsval = vm_ntohl(w[1]);
+		o->tsecr = vm_ntohl(w[2]);
+		o->sack_off = o->sack_len = 0;
 		o->mss = 0;
 		o->wscale = VM_WSCALE_NONE;
 		o->sack_ok = 0;
-	} else {
-		o->mss = ((__u16)opt[2] << 8) | opt[3];
-		o->wscale = opt[19] > VM_TCP_WSCALE_MAX ? VM_TCP_WSCALE_MAX : opt[19];
-		o->sack_ok = 1;
+		return 1;
 	}
+	if (len != VM_TCPOLEN_SYN)
+		return 0;
+	w0 = w[0];
+	w4 = w[4];
+	if ((w0 & 0xffff) != VM_W32(VM_TCPOPT_MSS, VM_TCPOLEN_MSS, 0, 0) ||
+	    w[1] != VM_W32(VM_TCPOPT_SACK_PERM, VM_TCPOLEN_SACK_PERM, VM_TCPOPT_TS, VM_TCPOLEN_TS) ||
+	    (w4 & 0xffffff) != VM_W32(VM_TCPOPT_NOP, VM_TCPOPT_WSCALE, VM_TCPOLEN_WSCALE, 0))
+		return 0;
+	o->ts_ok = 1;
+	o->ts_off = 6 + VM_TCPOPT_HLEN;
+	o->tsval = vm_ntohl(w[2]);
+	o->tsecr = vm_ntohl(w[3]);
+	o->sack_off = o->sack_len = 0;
+	o->mss = vm_ntohs((__u16)(w0 >> 16));
+	o->wscale = (w4 >> 24) > VM_TCP_WSCALE_MAX ? VM_TCP_WSCALE_MAX : (__u8)(w4 >> 24);
+	o->sack_ok = 1;
 	return 1;
 }
 
@@ -543,10 +551,6 @@ VM_INLINE int vm_tcpopt_parse(const __u8 *opt, __u32 len, struct vm_tcpopts *o,
 
 /* Writes the fixed 20-byte option block of a SYN or SYN-ACK:
  *   MSS(4) | SACK_PERM(2) or NOP NOP | TS(10) or 10 NOP | NOP | WS(3) or 3 NOP */
-/* Four bytes as the 32-bit word a little-endian load of them gives (the
- * hosts here; as everywhere in this library). */
-#define VM_W32(b0, b1, b2, b3) ((__u32)(b0) | (__u32)(b1) << 8 | (__u32)(b2) << 16 | (__u32)(b3) << 24)
-#define VM_NOP4 VM_W32(VM_TCPOPT_NOP, VM_TCPOPT_NOP, VM_TCPOPT_NOP, VM_TCPOPT_NOP)
 
 /* Our SYN / SYN-ACK option block (VM_TCPOLEN_SYN bytes: MSS, SACK permitted
  * or NOP NOP, timestamps or NOPs, NOP, window scale or NOPs), stored in
