@@ -246,6 +246,34 @@ static int restored(const char *name, int live, int prog, const uint8_t *pkt, si
 	return 0;
 }
 
+/* The end of a case timed against its baseline per round (b, c: ns of
+ * each round): fails it when a run failed or its counter did not move once
+ * per run (the case took another exit), else records the medians. */
+static int case_done(const char *name, const char *mode, int err, int node, size_t idx, const char *cname,
+		     __u64 before, __u64 runs, double *b, double *c)
+{
+	if (err) {
+		fprintf(stderr, "veil-bench-micro: %s: a run failed: %s\n", name, strerror(-err));
+		return -1;
+	}
+	union stats at_start = snap[node];
+	__u64 moved = counter(node, idx) - before;
+	if (moved != runs) {
+		snap[node] = at_start;
+		moved_counters(node);
+		fprintf(stderr, "veil-bench-micro: %s took the wrong exit: %s moved by %llu in %llu runs\n",
+			name, cname, (unsigned long long)moved, (unsigned long long)runs);
+		return -1;
+	}
+	struct result *x = &res[nres++];
+	*x = (struct result){ .name = name, .mode = mode, .counter = cname };
+	x->ns = median(c, rounds, &x->spread);
+	x->base_ns = median(b, rounds, NULL);
+	x->over_ns = x->ns - x->base_ns;
+	x->prog_ns = x->over_ns;
+	return 0;
+}
+
 /* A case that changes state (a first hello makes a flow): one run per
  * distinct input, next to the baseline run the same way. */
 static int single(const char *name, int tc, int prog, size_t (*make)(__u32, uint8_t *),
@@ -272,26 +300,7 @@ static int single(const char *name, int tc, int prog, size_t (*make)(__u32, uint
 		pre_single = NULL;
 		next += singles;
 	}
-	if (err) {
-		fprintf(stderr, "veil-bench-micro: %s: a run failed: %s\n", name, strerror(-err));
-		return -1;
-	}
-	union stats at_start = snap[node];
-	__u64 moved = counter(node, idx) - before;
-	if (moved != runs) {
-		snap[node] = at_start;
-		moved_counters(node);
-		fprintf(stderr, "veil-bench-micro: %s took the wrong exit: %s moved by %llu in %llu runs\n",
-			name, cname, (unsigned long long)moved, (unsigned long long)runs);
-		return -1;
-	}
-	struct result *x = &res[nres++];
-	*x = (struct result){ .name = name, .mode = "single", .counter = cname };
-	x->ns = median(c, rounds, &x->spread);
-	x->base_ns = median(b, rounds, NULL);
-	x->over_ns = x->ns - x->base_ns;
-	x->prog_ns = x->over_ns;
-	return 0;
+	return case_done(name, "single", err, node, idx, cname, before, runs, b, c);
 }
 
 /* TC live: frames sent in batches (sendmmsg on an AF_PACKET socket) into a
@@ -402,26 +411,7 @@ static int tc_live(const char *name, int prog, const uint8_t *pkt, size_t n, int
 		err |= run_tc_live(prog, pkt, n, singles, &c[r]);
 	}
 	close(sfd);
-	if (err) {
-		fprintf(stderr, "veil-bench-micro: %s: a run failed: %s\n", name, strerror(-err));
-		return -1;
-	}
-	union stats at_start = snap[node];
-	__u64 moved = counter(node, idx) - before;
-	if (moved != runs) {
-		snap[node] = at_start;
-		moved_counters(node);
-		fprintf(stderr, "veil-bench-micro: %s took the wrong exit: %s moved by %llu in %llu runs\n",
-			name, cname, (unsigned long long)moved, (unsigned long long)runs);
-		return -1;
-	}
-	struct result *x = &res[nres++];
-	*x = (struct result){ .name = name, .mode = "tc-live", .counter = cname };
-	x->ns = median(c, rounds, &x->spread);
-	x->base_ns = median(b, rounds, NULL);
-	x->over_ns = x->ns - x->base_ns;
-	x->prog_ns = x->over_ns;
-	return 0;
+	return case_done(name, "tc-live", err, node, idx, cname, before, runs, b, c);
 }
 
 /* The node's connections send to the sink: what node_vm redirects in the

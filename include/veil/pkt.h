@@ -484,37 +484,34 @@ VM_INLINE int vm_tcpopt_common(const __u8 *opt, __u32 len, struct vm_tcpopts *o)
 	/* read in words (bytes as a little-endian load gives them): a byte
 	 * at a time was ~9 loads and compares more per SYN */
 	const vm_u32a *w = (const vm_u32a *)opt;
-	__u32 w0, w4;
+	__u32 w0, w4, ts;                 /* ts: the word TSval is in */
 
 	if (len == VM_TCPOLEN_TS_ALIGNED) {
 		if (w[0] != VM_W32(VM_TCPOPT_NOP, VM_TCPOPT_NOP, VM_TCPOPT_TS, VM_TCPOLEN_TS))
 			return 0;
-		o->ts_ok = 1;
-		o->ts_off = 2 + VM_TCPOPT_HLEN;
-		o->tsval = vm_ntohl(w[1]);
-		o->tsecr = vm_ntohl(w[2]);
-		o->sack_off = o->sack_len = 0;
+		ts = 1;
 		o->mss = 0;
 		o->wscale = VM_WSCALE_NONE;
 		o->sack_ok = 0;
-		return 1;
+	} else if (len == VM_TCPOLEN_SYN) {
+		w0 = w[0];
+		w4 = w[4];
+		if ((w0 & 0xffff) != VM_W32(VM_TCPOPT_MSS, VM_TCPOLEN_MSS, 0, 0) ||
+		    w[1] != VM_W32(VM_TCPOPT_SACK_PERM, VM_TCPOLEN_SACK_PERM, VM_TCPOPT_TS, VM_TCPOLEN_TS) ||
+		    (w4 & 0xffffff) != VM_W32(VM_TCPOPT_NOP, VM_TCPOPT_WSCALE, VM_TCPOLEN_WSCALE, 0))
+			return 0;
+		ts = 2;
+		o->mss = vm_ntohs((__u16)(w0 >> 16));
+		o->wscale = (w4 >> 24) > VM_TCP_WSCALE_MAX ? VM_TCP_WSCALE_MAX : (__u8)(w4 >> 24);
+		o->sack_ok = 1;
+	} else {
+		return 0;
 	}
-	if (len != VM_TCPOLEN_SYN)
-		return 0;
-	w0 = w[0];
-	w4 = w[4];
-	if ((w0 & 0xffff) != VM_W32(VM_TCPOPT_MSS, VM_TCPOLEN_MSS, 0, 0) ||
-	    w[1] != VM_W32(VM_TCPOPT_SACK_PERM, VM_TCPOLEN_SACK_PERM, VM_TCPOPT_TS, VM_TCPOLEN_TS) ||
-	    (w4 & 0xffffff) != VM_W32(VM_TCPOPT_NOP, VM_TCPOPT_WSCALE, VM_TCPOLEN_WSCALE, 0))
-		return 0;
 	o->ts_ok = 1;
-	o->ts_off = 6 + VM_TCPOPT_HLEN;
-	o->tsval = vm_ntohl(w[2]);
-	o->tsecr = vm_ntohl(w[3]);
+	o->ts_off = ts * 4;
+	o->tsval = vm_ntohl(w[ts]);
+	o->tsecr = vm_ntohl(w[ts + 1]);
 	o->sack_off = o->sack_len = 0;
-	o->mss = vm_ntohs((__u16)(w0 >> 16));
-	o->wscale = (w4 >> 24) > VM_TCP_WSCALE_MAX ? VM_TCP_WSCALE_MAX : (__u8)(w4 >> 24);
-	o->sack_ok = 1;
 	return 1;
 }
 
