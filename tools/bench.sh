@@ -563,10 +563,10 @@ for x in d.get("dns", []):
     if x["server"].startswith("veil") and ref:
         e_ = ("with ECS" if x["ecs"] else "without ECS") + (f' at {x["rate"]} queries/s' if x.get("rate") else '')
         if ref["cpu_s_per_m"] < x["cpu_s_per_m"]:
-            notes.append(f'- gdnsd spent less CPU per million answers than {x["server"]} {e_} ({ref["cpu_s_per_m"]:.2f} vs {x["cpu_s_per_m"]:.2f} s).')
+            notes.append(f'- gdnsd spent less CPU per million answers than {x["server"]} {e_} ({ref["cpu_s_per_m"]:.3f} vs {x["cpu_s_per_m"]:.3f} s).')
         if ref.get("core0_s_per_m", 0) and ref["core0_s_per_m"] < x.get("core0_s_per_m", 0):
             notes.append(f'- gdnsd\'s core was busy less per million answers than {x["server"]}\'s {e_} '
-                         f'({ref["core0_s_per_m"]:.2f} vs {x["core0_s_per_m"]:.2f} s).')
+                         f'({ref["core0_s_per_m"]:.3f} vs {x["core0_s_per_m"]:.3f} s).')
         if ref["p99_ms"] < x["p99_ms"]:
             notes.append(f'- gdnsd had a lower p99 than {x["server"]} {e_} ({ref["p99_ms"]:.3f} vs {x["p99_ms"]:.3f} ms).')
 lines += ['', '**Where veilmesh loses:**' if notes else '**veilmesh did not lose on any figure in this run.**']
