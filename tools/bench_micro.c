@@ -14,13 +14,19 @@
  * of the exit it measures must have moved exactly once per run: a case that
  * took another exit fails the benchmark (exit status 1).
  *
- *   veil-bench-micro [--repeat N] [--rounds R] [--json FILE] [--fixtures DIR]
+ *   veil-bench-micro [--repeat N] [--rounds R] [--json FILE] [--fixtures DIR] [--case PREFIX]
  */
 #include <getopt.h>
 #include <time.h>
 #include "../tests/bpf_env.h"
 
 static __u32 repeat = 1000000, rounds = 5, singles = 100000;
+static const char *only;   /* --case: run the cases whose name starts with this */
+
+static int skipped(const char *name)
+{
+	return only && strncmp(name, only, strlen(only));
+}
 
 static int cmp_d(const void *a, const void *b)
 {
@@ -192,6 +198,9 @@ static int restored(const char *name, int live, int prog, const uint8_t *pkt, si
 {
 	double b[32], wb[32], wc[32], net[32], over[32], rb[32], rwb[32], rwc[32], prog_ns[32];
 	int base = base_xdp, wrapper = restore_xdp, err = 0;
+
+	if (skipped(name))
+		return 0;
 	__u64 before = counter(node, idx), fails = wrap_failures(), runs = (__u64)rounds * repeat * (live ? 2 : 1);
 	union stats at_start = snap[node];
 
@@ -251,6 +260,9 @@ static int single(const char *name, int tc, int prog, size_t (*make)(__u32, uint
 	int base = tc ? base_tc : base_xdp, err = 0;
 	static __u32 next;  /* inputs never repeat across cases and rounds */
 	__u64 before, runs = (__u64)rounds * singles;
+
+	if (skipped(name))
+		return 0;
 
 	before = counter(node, idx);
 	for (__u32 r = 0; r < rounds && !err; r++) {
@@ -484,12 +496,13 @@ int main(int argc, char **argv)
 		{ "repeat", required_argument, NULL, 'r' }, { "rounds", required_argument, NULL, 'R' },
 		{ "singles", required_argument, NULL, 's' }, { "json", required_argument, NULL, 'j' },
 		{ "fixtures", required_argument, NULL, 'f' }, { "fib", no_argument, NULL, 'F' },
+		{ "case", required_argument, NULL, 'c' },
 		{ "help", no_argument, NULL, 'h' }, { 0 }
 	};
 	const char *json = NULL, *fixdir = "tests/fixtures";
 	int o, fib = 0;
 
-	while ((o = getopt_long(argc, argv, "r:R:s:j:f:Fh", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "r:R:s:j:f:Fc:h", opts, NULL)) != -1) {
 		switch (o) {
 		case 'r': repeat = strtoul(optarg, NULL, 10); break;
 		case 'R': rounds = strtoul(optarg, NULL, 10); break;
@@ -497,9 +510,11 @@ int main(int argc, char **argv)
 		case 'j': json = optarg; break;
 		case 'f': fixdir = optarg; break;
 		case 'F': fib = 1; break;
+		case 'c': only = optarg; break;
 		case 'h':
-			printf("usage: veil-bench-micro [--repeat N] [--rounds R] [--singles N] [--json FILE] [--fixtures DIR] [--fib]\n"
-			       "  --fib: leave next_hops empty, so the gateway asks the FIB per packet (as before it had the map)\n");
+			printf("usage: veil-bench-micro [--repeat N] [--rounds R] [--singles N] [--json FILE] [--fixtures DIR] [--fib] [--case PREFIX]\n"
+			       "  --fib: leave next_hops empty, so the gateway asks the FIB per packet (as before it had the map)\n"
+			       "  --case: only the cases whose name starts with PREFIX\n");
 			return 0;
 		default:
 			return 2;
