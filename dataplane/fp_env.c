@@ -567,7 +567,9 @@ static inline int vm_env_asm_route(struct vm_gw_env *e, __u8 *flat, __u32 len, s
 {
 	struct vm_fp *fp = e->fp;
 
-	memcpy(fp->hello_buf, flat, VM_HELLO_BUF);
+	if (len < 1 || len > VM_HELLO_BUF)
+		return -1;
+	memcpy(fp->hello_buf, flat, len);   /* the parser reads no further */
 	int rc = route_hello(fp, len, f);
 	*hello_len = fp->hello_len;
 	return rc;
