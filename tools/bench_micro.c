@@ -47,8 +47,10 @@ static double median(double *v, __u32 n, double *spread)
 #define BENCH_FRAME_MAX 2048
 struct bench_frame {
 	__u32 len;
+	__u32 tail;               /* the case shortens the frame at its tail (a reply) */
 	__u8 b[BENCH_FRAME_MAX];
 };
+static __u32 restore_tail;    /* for the next restored() case */
 static int frame_fd, xdp_slot_fd, fail_fd;
 static int base_xdp, base_tc, restore_xdp;
 
@@ -60,6 +62,7 @@ static int wrap(int target, const uint8_t *pkt, size_t n)
 	if (n > BENCH_FRAME_MAX)
 		return -E2BIG;
 	f.len = n;
+	f.tail = restore_tail;
 	memcpy(f.b, pkt, n);
 	if (bpf_map_update_elem(frame_fd, &k, &f, BPF_ANY) ||
 	    bpf_map_update_elem(xdp_slot_fd, &k, &target, BPF_ANY))
@@ -309,6 +312,10 @@ static size_t syn_n, ack_n, hello_again_n, est_n, ret_n, to_vm_n, vm_out_n;
 /* the established segment of an IPv6 flow: its key folds both addresses (flowkey.h) */
 static uint8_t est6[BENCH_FRAME_MAX];
 static size_t est6_n;
+/* a browser-sized hello (517 bytes) for a name no route matches: parsed,
+ * looked up (the name, then its wildcard) and refused, no state kept */
+static uint8_t noroute[BENCH_FRAME_MAX];
+static size_t noroute_n;
 
 /* Sets byte b of an IPv4 frame's source address (flows kept apart) and
  * makes the IP and TCP checksums right again. */
@@ -433,6 +440,10 @@ static int prepare(void)
 	p.payload = data;
 	p.plen = sizeof(data);
 	est6_n = t_build(&p, est6);
+	struct hb nr;
+	size_t nr_n = hb_browser(&nr, "no-route-here.example.test", 517);
+	cookie = handshake(0, 50006, 6000, &gw_ts);
+	noroute_n = hello_pkt(0, 50006, 6000, cookie, gw_ts, nr.b, nr_n, noroute);
 	/* return path: Geneve from the node for that flow */
 	struct t_pkt v = { .sport = 443, .dport = 50002, .seq = 1, .ack = 2, .flags = T_ACK, .window = 100 };
 	uint8_t inner[256];
@@ -553,6 +564,9 @@ int main(int argc, char **argv)
 	 * which BPF cannot clear, so the VM's packets run once per input */
 	err |= single("node_vm_to_client", 1, NODE_VM, make_vm_out, NULL, NODEC(fwd_to_gw));
 	err |= single("hello_first", 0, GW_ING, make_hello, NULL, GWC(hello_routed));
+	restore_tail = 1;   /* the refusal is an answer in place, shorter than the hello */
+	err |= restored("hello_no_route", 0, GW_ING, noroute, noroute_n, GWC(no_route));
+	restore_tail = 0;
 	/* the 1.8 KB hello: its first segment in XDP (parse, PASS to gw_asm) ... */
 	static uint8_t seg1[2048];
 	big_n = hb_browser(&big, "www.veil.test", 1800);
