@@ -150,15 +150,12 @@ VM_INLINE int vm_env_early_put(struct vm_gw_env *e, const struct flow_key *k, st
 VM_INLINE __u8 *vm_env_flat(struct vm_gw_env *e) { return e->flat; }
 VM_INLINE struct vm_asm_walk_state *vm_env_walk(struct vm_gw_env *e) { return &e->t->w; }
 
-/* The joined hello into the scratch, routed by gw_route_hello (verified once). */
+/* The joined hello, routed where it was joined by gw_route_hello
+ * (verified once). */
 VM_INLINE int vm_env_asm_route(struct vm_gw_env *e, __u8 *flat, __u32 len, struct flow_val *f, __u32 *hello_len)
 {
 	struct gw_scratch *s = e->s;
-	int rc;
-
-	if (bpf_probe_read_kernel(s->buf, VM_HELLO_BUF, flat))
-		return -1;
-	rc = gw_route_hello(s, len);
+	int rc = gw_route_hello(s, (struct gw_hello_win *)flat, len);
 	*hello_len = s->hello.hello_len;
 	return rc;
 }

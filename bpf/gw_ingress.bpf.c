@@ -141,7 +141,7 @@ VM_INLINE int vm_env_hello_route(struct vm_gw_env *e, const struct vm_pkt *p, st
 		len = VM_HELLO_BUF;
 	if (len < 1 || bpf_xdp_load_bytes(e->ctx, p->l4_off + p->tcp_len, s->buf, len))
 		return -1;
-	rc = gw_route_hello(s, len);
+	rc = gw_route_hello(s, (struct gw_hello_win *)s->buf, len);
 	*hello_len = s->hello.hello_len;
 	return rc;
 }

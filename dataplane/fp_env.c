@@ -346,16 +346,17 @@ static inline int vm_env_route(void *rctx, const char *name, __u32 len, struct f
 }
 #include "veil/gw_hello.h"
 
-/* Parses the hello in fp->hello_buf and finds its route into *v (its VM and
- * node); VM_HELLO_OK, or the reason. */
-static int route_hello(struct vm_fp *fp, uint32_t len, struct flow_val *v)
+/* Parses the hello in buf (fp->hello_buf, or the joined records in
+ * fp->flat: VM_HELLO_BUF bytes of room at least) and finds its route into
+ * *v (its VM and node); VM_HELLO_OK, or the reason. */
+static int route_hello(struct vm_fp *fp, __u8 *buf, uint32_t len, struct flow_val *v)
 {
 	struct vm_hello h;
 	struct vm_hello_state hs;
 	char wk[VM_NAME_MAX];
 
 	memset(&h, 0, sizeof(h));
-	int rc = vm_gw_route_hello(fp, fp->hello_buf, len, &h, &hs, wk, v);
+	int rc = vm_gw_route_hello(fp, buf, len, &h, &hs, wk, v);
 	fp->hello_len = h.hello_len;
 	return rc;
 }
@@ -483,7 +484,7 @@ static inline int vm_env_hello_route(struct vm_gw_env *e, const struct vm_pkt *p
 	uint32_t hl = p->payload_len > VM_HELLO_BUF ? VM_HELLO_BUF : p->payload_len;
 
 	memcpy(fp->hello_buf, *e->pkt + p->l4_off + p->tcp_len, hl);
-	int rc = route_hello(fp, hl, f);
+	int rc = route_hello(fp, fp->hello_buf, hl, f);
 	*hello_len = fp->hello_len;
 	return rc;
 }
@@ -567,8 +568,7 @@ static inline int vm_env_asm_route(struct vm_gw_env *e, __u8 *flat, __u32 len, s
 {
 	struct vm_fp *fp = e->fp;
 
-	memcpy(fp->hello_buf, flat, VM_HELLO_BUF);
-	int rc = route_hello(fp, len, f);
+	int rc = route_hello(fp, flat, len, f);   /* in place, as gw_asm does */
 	*hello_len = fp->hello_len;
 	return rc;
 }

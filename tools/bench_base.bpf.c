@@ -18,6 +18,7 @@
 
 struct bench_frame {
 	__u32 len;
+	__u32 tail;               /* the program shortens the frame at its tail (a reply) */
 	__u8 b[BENCH_FRAME_MAX];
 };
 
@@ -92,9 +93,14 @@ int restore_xdp(struct xdp_md *ctx)
 	len = f->len;
 	have = ctx->data_end - ctx->data;
 	/* plain repeat mode leaves the pointers where the last run put them:
-	 * move the start back (the programs here only move the head) */
-	if (have != len && bpf_xdp_adjust_head(ctx, (int)have - (int)len)) {
+	 * move back the end the program moved (the head, or for a reply that
+	 * shortens the frame, the tail) */
+	if (have != len && !f->tail && bpf_xdp_adjust_head(ctx, (int)have - (int)len)) {
 		bench_failed(0);
+		return XDP_ABORTED;
+	}
+	if (have != len && f->tail && bpf_xdp_adjust_tail(ctx, (int)len - (int)have)) {
+		bench_failed(3);
 		return XDP_ABORTED;
 	}
 	if (len == 0 || len > BENCH_FRAME_MAX || bpf_xdp_store_bytes(ctx, 0, f->b, len)) {

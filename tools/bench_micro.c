@@ -14,7 +14,7 @@
  * of the exit it measures must have moved exactly once per run: a case that
  * took another exit fails the benchmark (exit status 1).
  *
- *   veil-bench-micro [--repeat N] [--rounds R] [--json FILE] [--fixtures DIR] [--only CASE]
+ *   veil-bench-micro [--repeat N] [--rounds R] [--json FILE] [--fixtures DIR] [--only CASE] [--case PREFIX]
  */
 #include <getopt.h>
 #include <time.h>
@@ -23,6 +23,12 @@
 
 static __u32 repeat = 1000000, rounds = 5, singles = 100000;
 static const char *only;   /* --only NAME: that case alone */
+static const char *prefix; /* --case PREFIX: the cases whose name starts with it */
+
+static int skipped(const char *name)
+{
+	return (only && strcmp(name, only)) || (prefix && strncmp(name, prefix, strlen(prefix)));
+}
 
 static int cmp_d(const void *a, const void *b)
 {
@@ -43,8 +49,10 @@ static double median(double *v, __u32 n, double *spread)
 #define BENCH_FRAME_MAX 2048
 struct bench_frame {
 	__u32 len;
+	__u32 tail;               /* the case shortens the frame at its tail (a reply) */
 	__u8 b[BENCH_FRAME_MAX];
 };
+static __u32 restore_tail;    /* for the next restored() case */
 static int frame_fd, xdp_slot_fd, fail_fd;
 static int base_xdp, base_tc, restore_xdp;
 
@@ -56,6 +64,7 @@ static int wrap(int target, const uint8_t *pkt, size_t n)
 	if (n > BENCH_FRAME_MAX)
 		return -E2BIG;
 	f.len = n;
+	f.tail = restore_tail;
 	memcpy(f.b, pkt, n);
 	if (bpf_map_update_elem(frame_fd, &k, &f, BPF_ANY) ||
 	    bpf_map_update_elem(xdp_slot_fd, &k, &target, BPF_ANY))
@@ -194,11 +203,12 @@ static int restored(const char *name, int live, int prog, const uint8_t *pkt, si
 {
 	double b[32], wb[32], wc[32], net[32], over[32], rb[32], rwb[32], rwc[32], prog_ns[32];
 	int base = base_xdp, wrapper = restore_xdp, err = 0;
+
+	if (skipped(name))
+		return 0;
 	__u64 before = counter(node, idx), fails = wrap_failures(), runs = (__u64)rounds * repeat * (live ? 2 : 1);
 	union stats at_start = snap[node];
 
-	if (only && strcmp(only, name))
-		return 0;
 	for (__u32 r = 0; r < rounds && !err; r++) {
 		err |= wrap(base, pkt, n);
 		err |= run_repeat(base, pkt, n, &rb[r]);
@@ -284,7 +294,7 @@ static int single(const char *name, int tc, int prog, size_t (*make)(__u32, uint
 	static __u32 next;  /* inputs never repeat across cases and rounds */
 	__u64 before, runs = (__u64)rounds * singles;
 
-	if (only && strcmp(only, name))
+	if (skipped(name))
 		return 0;
 	before = counter(node, idx);
 	for (__u32 r = 0; r < rounds && !err; r++) {
@@ -398,7 +408,7 @@ static int tc_live(const char *name, int prog, const uint8_t *pkt, size_t n, int
 	int err = 0, sfd;
 	__u64 before, runs = (__u64)rounds * singles;
 
-	if (only && strcmp(only, name))
+	if (skipped(name))
 		return 0;
 	sfd = bpf_enable_stats(BPF_STATS_RUN_TIME);
 	if (sfd < 0) {
@@ -442,6 +452,10 @@ static size_t syn_n, ack_n, hello_again_n, est_n, ret_n, to_vm_n, vm_out_n;
 /* the established segment of an IPv6 flow: its key folds both addresses (flowkey.h) */
 static uint8_t est6[BENCH_FRAME_MAX];
 static size_t est6_n;
+/* a browser-sized hello (517 bytes) for a name no route matches: parsed,
+ * looked up (the name, then its wildcard) and refused, no state kept */
+static uint8_t noroute[BENCH_FRAME_MAX];
+static size_t noroute_n;
 
 /* Sets byte b of an IPv4 frame's source address (flows kept apart) and
  * makes the IP and TCP checksums right again. */
@@ -566,6 +580,10 @@ static int prepare(void)
 	p.payload = data;
 	p.plen = sizeof(data);
 	est6_n = t_build(&p, est6);
+	struct hb nr;
+	size_t nr_n = hb_browser(&nr, "no-route-here.example.test", 517);
+	cookie = handshake(0, 50006, 6000, &gw_ts);
+	noroute_n = hello_pkt(0, 50006, 6000, cookie, gw_ts, nr.b, nr_n, noroute);
 	/* return path: Geneve from the node for that flow */
 	struct t_pkt v = { .sport = 443, .dport = 50002, .seq = 1, .ack = 2, .flags = T_ACK, .window = 100 };
 	uint8_t inner[256];
@@ -629,12 +647,13 @@ int main(int argc, char **argv)
 		{ "repeat", required_argument, NULL, 'r' }, { "rounds", required_argument, NULL, 'R' },
 		{ "singles", required_argument, NULL, 's' }, { "json", required_argument, NULL, 'j' },
 		{ "fixtures", required_argument, NULL, 'f' }, { "fib", no_argument, NULL, 'F' },
-		{ "only", required_argument, NULL, 'o' }, { "help", no_argument, NULL, 'h' }, { 0 }
+		{ "only", required_argument, NULL, 'o' }, { "case", required_argument, NULL, 'c' },
+		{ "help", no_argument, NULL, 'h' }, { 0 }
 	};
 	const char *json = NULL, *fixdir = "tests/fixtures";
 	int o, fib = 0;
 
-	while ((o = getopt_long(argc, argv, "r:R:s:j:f:Fo:h", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "r:R:s:j:f:Fo:c:h", opts, NULL)) != -1) {
 		switch (o) {
 		case 'r': repeat = strtoul(optarg, NULL, 10); break;
 		case 'R': rounds = strtoul(optarg, NULL, 10); break;
@@ -643,10 +662,12 @@ int main(int argc, char **argv)
 		case 'f': fixdir = optarg; break;
 		case 'F': fib = 1; break;
 		case 'o': only = optarg; break;
+		case 'c': prefix = optarg; break;
 		case 'h':
-			printf("usage: veil-bench-micro [--repeat N] [--rounds R] [--singles N] [--json FILE] [--fixtures DIR] [--fib] [--only CASE]\n"
+			printf("usage: veil-bench-micro [--repeat N] [--rounds R] [--singles N] [--json FILE] [--fixtures DIR] [--fib] [--only CASE] [--case PREFIX]\n"
 			       "  --fib: leave next_hops empty, so the gateway asks the FIB per packet (as before it had the map)\n"
-			       "  --only CASE: run that case alone (its name as printed)\n");
+			       "  --only CASE: run that case alone (its name as printed)\n"
+			       "  --case PREFIX: only the cases whose name starts with PREFIX\n");
 			return 0;
 		default:
 			return 2;
@@ -686,7 +707,7 @@ int main(int argc, char **argv)
 	 * which BPF cannot clear, so the VM's packets run once per input */
 	err |= single("node_vm_to_client", 1, NODE_VM, make_vm_out, NULL, NODEC(fwd_to_gw));
 	/* the same packet on fresh skbs of a veth, batched (see tc_live) */
-	if (!only || !strcmp(only, "node_vm_live")) {
+	if (!skipped("node_vm_live")) {
 		if (tc_live_setup() || conns_to_sink()) {
 			fprintf(stderr, "veil-bench-micro: the TC live setup failed\n");
 			err = 1;
@@ -695,6 +716,9 @@ int main(int argc, char **argv)
 		}
 	}
 	err |= single("hello_first", 0, GW_ING, make_hello, NULL, GWC(hello_routed));
+	restore_tail = 1;   /* the refusal is an answer in place, shorter than the hello */
+	err |= restored("hello_no_route", 0, GW_ING, noroute, noroute_n, GWC(no_route));
+	restore_tail = 0;
 	/* the 1.8 KB hello: its first segment in XDP (parse, PASS to gw_asm) ... */
 	static uint8_t seg1[2048];
 	big_n = hb_browser(&big, "www.veil.test", 1800);

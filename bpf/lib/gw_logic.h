@@ -114,14 +114,20 @@ __attribute__((noinline)) __u32 gw_cookie_mac(struct cookie_secret *sec, struct 
 	return vm_cookie_mac(sec->cur, cin);
 }
 
-/* Parses the hello in s->buf and finds its route (vm_gw_route_hello).
- * Returns VM_HELLO_OK with the route in s->flow, or the reason to refuse
- * (VM_HELLO_* or VM_GW_NO_ROUTE).  Global: verified once. */
-__attribute__((noinline)) int gw_route_hello(struct gw_scratch *s, __u32 len)
+/* The parser's window: s->buf, or gw_asm's joined records (asm_flat). */
+struct gw_hello_win {
+	__u8 b[VM_HELLO_BUF];
+};
+
+/* Parses the hello in w (s->buf, or where gw_asm joined its records) and
+ * finds its route (vm_gw_route_hello).  Returns VM_HELLO_OK with the route
+ * in s->flow, or the reason to refuse (VM_HELLO_* or VM_GW_NO_ROUTE).
+ * Global: verified once. */
+__attribute__((noinline)) int gw_route_hello(struct gw_scratch *s, struct gw_hello_win *w, __u32 len)
 {
-	if (!s)
+	if (!s || !w)
 		return VM_HELLO_MALFORMED;
-	return vm_gw_route_hello(s, s->buf, len, &s->hello, &s->hst, s->wkey.name, &s->flow);
+	return vm_gw_route_hello(s, w->b, len, &s->hello, &s->hst, s->wkey.name, &s->flow);
 }
 
 #endif

@@ -36,6 +36,7 @@ enum { VM_SEND_OK = 0, VM_SEND_NO_NEIGH, VM_SEND_MTU, VM_SEND_FAIL };
 struct vm_asm_walk_state {
 	__u32 r, out, have;
 	int rc;
+	__u32 seg, grew;          /* the contiguous prefix's pass: next segment, growth seen */
 };
 
 /* The flow key of a packet from the client (seed: the gateway's

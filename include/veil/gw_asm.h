@@ -64,19 +64,32 @@ struct vm_asm_walk {
 	__u8 *flat;
 };
 
-/* Grows a->have over the kept segments (VM_ASM_SEGS passes of VM_ASM_SEGS). */
+/* One step of growing a->have over the kept segments: passes over the
+ * nseg segments until one adds nothing.  Every pass but the last grows the
+ * prefix by a segment at least, so (VM_ASM_SEGS + 1) passes of
+ * (VM_ASM_SEGS + 1) steps (a segment each, and the pass's end) always reach
+ * the end; segments in order take two passes. */
 VM_CALLBACK long vm_asm_contig_step(__u32 j, void *ctx)
 {
 	struct vm_asm_walk *w = ctx;
 	struct asm_val *a = w->a;
-	__u64 i = j % VM_ASM_SEGS;
+	struct vm_asm_walk_state *t = w->t;
+	__u64 i = t->seg;
 
 	VM_BARRIER_VAR(i);            /* keep the bound check clang would drop */
-	if (i >= VM_ASM_SEGS || i >= a->nseg)
+	if (i >= VM_ASM_SEGS || i >= a->nseg) {
+		if (!t->grew)
+			return 1;     /* a pass without growth: the prefix is whole */
+		t->grew = 0;
+		t->seg = 0;
 		return 0;
+	}
+	t->seg = i + 1;
 	struct asm_seg *sg = &a->seg[i];
-	if (sg->off <= a->have && sg->off + sg->len > a->have)
+	if (sg->off <= a->have && sg->off + sg->len > a->have) {
 		a->have = sg->off + sg->len;
+		t->grew = 1;
+	}
 	return 0;
 }
 
@@ -118,7 +131,9 @@ VM_INLINE int vm_asm_flatten(struct asm_val *a, struct vm_asm_walk_state *t, __u
 {
 	struct vm_asm_walk w = { .a = a, .t = t, .flat = flat };
 
-	VM_LOOP(VM_ASM_SEGS * VM_ASM_SEGS, vm_asm_contig_step, &w);
+	t->seg = 0;
+	t->grew = 0;
+	VM_LOOP((VM_ASM_SEGS + 1) * (VM_ASM_SEGS + 1), vm_asm_contig_step, &w);
 	t->have = a->have;
 	t->r = 0;
 	t->out = VM_TLS_REC_HLEN;

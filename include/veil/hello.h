@@ -24,6 +24,13 @@
 #ifndef VM_INLINE
 #define VM_INLINE static inline __attribute__((always_inline))
 #endif
+#ifndef VM_UNROLL                 /* as include/veil/pkt.h */
+#ifdef __clang__
+#define VM_UNROLL _Pragma("unroll")
+#else
+#define VM_UNROLL _Pragma("GCC unroll 16")
+#endif
+#endif
 
 #define VM_HELLO_BUF      VM_ASM_BYTES    /* power of two */
 #define VM_HELLO_MAX_EXT  128             /* extensions walked at most */
@@ -137,37 +144,87 @@ struct vm_hello_walk {
 	struct vm_hello_state *st;
 };
 
-/* One character of the host name at buf[sni_off + i]: LDH labels of 1..63
- * bytes; lowercased into out->name. */
-VM_CALLBACK long vm_hello_name_step(__u32 i, void *ctx)
+#define VM_B8(c) (0x0101010101010101ULL * (__u64)(c))
+
+/* 0x80 in each byte of x (bytes below 0x80) that equals c. */
+VM_INLINE __u64 vm_swar_eq(__u64 x, __u8 c)
+{
+	__u64 t = x ^ VM_B8(c);
+	return ~(((t & VM_B8(0x7f)) + VM_B8(0x7f)) | t) & VM_B8(0x80);
+}
+
+/* 0x80 in each byte of x (bytes below 0x80) in [lo, hi]. */
+VM_INLINE __u64 vm_swar_in(__u64 x, __u8 lo, __u8 hi)
+{
+	return (x + VM_B8(0x80 - lo)) & ~(x + VM_B8(0x80 - hi - 1)) & VM_B8(0x80);
+}
+
+/* The byte index (0..7) of the lowest / highest 0x80 flag in m (m != 0). */
+VM_INLINE __u32 vm_swar_first(__u64 m)
+{
+	__u32 i = 0;
+	m &= -m;
+	if (m >> 32) { i += 4; m >>= 32; }
+	if (m >> 16) { i += 2; m >>= 16; }
+	if (m >> 8) i += 1;
+	return i;
+}
+
+VM_INLINE __u32 vm_swar_last(__u64 m)
+{
+	__u32 i = 0;
+	if (m >> 32) { i += 4; m >>= 32; }
+	if (m >> 16) { i += 2; m >>= 16; }
+	if (m >> 8) i += 1;
+	return i;
+}
+
+/* Eight characters of the host name at buf[sni_off + 8k]: LDH labels of
+ * 1..63 bytes, lowercased into word k of out->name with zeros past the
+ * name's end (so the word holding the end, or the zero word after a name
+ * of 8n bytes, carries the terminating zero the route key's hash reads).
+ * The word's bytes are judged together (SWAR), not one by one. */
+VM_CALLBACK long vm_hello_name_step(__u32 k, void *ctx)
 {
 	struct vm_hello_walk *w = ctx;
 	struct vm_hello_state *st = w->st;
-	__u32 c;
+	__u32 len = st->sni_len, off = st->sni_off + k * 8, base = k * 8, n, label = st->label;
+	__u64 x = 0, m, ok, dots, bad;
 
-	if (i >= st->sni_len || i >= VM_DNS_NAME_MAX)
+	if (base > len || len > VM_DNS_NAME_MAX)
 		return 1;
-	c = VM_HB(w->buf, st->sni_off + i);
-	if (c >= 'A' && c <= 'Z')
-		c += 'a' - 'A';
-	if (c == '.') {
-		if (st->label == 0) {
-			st->rc = VM_HELLO_BAD_NAME;
-			return 1;
-		}
-		st->label = 0;
-	} else if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-') {
-		if (++st->label > VM_DNS_LABEL_MAX) {
-			st->rc = VM_HELLO_BAD_NAME;
-			return 1;
-		}
+	n = len - base < 8 ? len - base : 8;
+	VM_UNROLL
+	for (__u32 b = 0; b < 8; b++)
+		if (b < n)
+			x |= (__u64)VM_HB(w->buf, off + b) << (8 * b);
+	m = n == 8 ? VM_B8(0x80) : VM_B8(0x80) & ((1ULL << (8 * n)) - 1);  /* the name's bytes */
+	bad = x & m;                                  /* not ASCII */
+	x |= vm_swar_in(x, 'A', 'Z') >> 2;            /* lowercase: 0x80 >> 2 = 0x20 */
+	dots = vm_swar_eq(x, '.') & m;
+	ok = vm_swar_in(x, 'a', 'z') | vm_swar_in(x, '0', '9') | vm_swar_eq(x, '-') | dots;
+	bad |= ~ok & m;
+	bad |= dots & (dots << 8);                    /* an empty label inside the word */
+	if (!dots) {
+		label += n;
 	} else {
+		__u32 f = vm_swar_first(dots);
+		bad |= label + f == 0 || label + f > VM_DNS_LABEL_MAX;  /* the label the word ends */
+		label = n - 1 - vm_swar_last(dots);
+	}
+	bad |= label > VM_DNS_LABEL_MAX;
+	if (bad) {
 		st->rc = VM_HELLO_BAD_NAME;
 		return 1;
 	}
-	VM_BARRIER_VAR(i);
-	w->out->name[i & (VM_NAME_MAX - 1)] = (char)c;
-	return 0;
+	st->label = label;
+	VM_BARRIER_VAR(k);
+#ifdef __bpf__
+	*(__u64 *)(w->out->name + (k & (VM_NAME_MAX / 8 - 1)) * 8) = x;
+#else
+	__builtin_memcpy(w->out->name + (k & (VM_NAME_MAX / 8 - 1)) * 8, &x, 8);
+#endif
+	return base + 8 > len;        /* this word held the end */
 }
 
 VM_INLINE int vm_hello_copy_name(struct vm_hello_walk *w)
@@ -178,7 +235,7 @@ VM_INLINE int vm_hello_copy_name(struct vm_hello_walk *w)
 		return VM_HELLO_BAD_NAME;
 	st->rc = -1;
 	st->label = 0;
-	VM_LOOP(VM_DNS_NAME_MAX, vm_hello_name_step, w);
+	VM_LOOP(VM_NAME_MAX / 8, vm_hello_name_step, w);
 	if (st->rc != -1)
 		return st->rc;
 	if (st->label == 0)

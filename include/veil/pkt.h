@@ -23,10 +23,12 @@
 #define VM_INLINE static inline __attribute__((always_inline))
 #endif
 
+#ifndef VM_UNROLL
 #ifdef __clang__
 #define VM_UNROLL _Pragma("unroll")
 #else
 #define VM_UNROLL _Pragma("GCC unroll 16")
+#endif
 #endif
 
 /* ---------- byte order (the hosts and BPF targets here are little-endian) ---------- */
