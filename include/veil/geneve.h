@@ -48,19 +48,30 @@ VM_INLINE int vm_geneve_write(void *eth_, void *end, __u8 ofamily, const __u8 *o
 		return -1;
 	if (ofamily == VM_AF_INET) {
 		struct vm_ip4 *ip = (void *)(eth + 1);
+		__u16 tot = vm_htons(push + inner_len);
+		__u32 sa, da;
+
 		if ((void *)(ip + 1) + VM_UDP_HLEN + VM_GENEVE_HLEN > end)
 			return -1;
+		__builtin_memcpy(&sa, osrc + VM_ADDR4_OFF, 4);
+		__builtin_memcpy(&da, odst + VM_ADDR4_OFF, 4);
 		eth->proto = vm_htons(VM_ETH_P_IP);
 		ip->ver_ihl = VM_IP4_VER_IHL;
 		ip->tos = 0;
-		ip->tot_len = vm_htons(push + inner_len);
+		ip->tot_len = tot;
 		ip->id = 0;
 		ip->frag_off = vm_htons(VM_IP4_DF); /* the mesh MTU is planned, never fragmented */
 		ip->ttl = VM_IP_TTL;
 		ip->protocol = VM_IPPROTO_UDP;
-		__builtin_memcpy(&ip->saddr, osrc + VM_ADDR4_OFF, 4);
-		__builtin_memcpy(&ip->daddr, odst + VM_ADDR4_OFF, 4);
-		ip->check = vm_ip4_csum(ip);
+		__builtin_memcpy(&ip->saddr, &sa, 4);
+		__builtin_memcpy(&ip->daddr, &da, 4);
+		/* vm_ip4_csum's sum of the header's 16-bit words as they lie in
+		 * memory, from the values just stored rather than read back (two
+		 * of its words were written as byte pairs, and a 16-bit load of
+		 * two byte stores waits for them to retire): the same bytes */
+		ip->check = ~vm_csum_fold((__u64)vm_htons(VM_IP4_VER_IHL << 8) + tot + vm_htons(VM_IP4_DF) +
+					  vm_htons(VM_IP_TTL << 8 | VM_IPPROTO_UDP) + (sa & 0xffff) + (sa >> 16) +
+					  (da & 0xffff) + (da >> 16));
 		udp = (void *)(ip + 1);
 	} else {
 		struct vm_ip6 *ip6 = (void *)(eth + 1);
