@@ -281,7 +281,7 @@ VM_INLINE int handoff_new(struct xdp_md *ctx, const struct vm_pkt *p, const stru
 	}
 	/* conn_rev's key is folded too: a live connection's entry under it
 	 * (its VM view's fold met ours) stays, and this one is not made */
-	err = conn_rev_put(&rk, k);
+	err = conn_rev_put(&rk, k, c);
 	if (err) {
 		if (err == -1)
 			NODE_COUNT(st, conn_collision);

@@ -508,6 +508,28 @@ void vm_node_conn_rev_forget(struct vm_node *n, const struct flow_key *k, const 
 		bpf_map_delete_elem(rev, &r);
 }
 
+/* Files connection c (conns key k) in conn_rev as node_mesh does
+ * (conn_rev_put): over an entry of the same VM view whole only when c is
+ * the newer (the VM has one connection on a tuple); an entry of another
+ * view whose key met c's (an IPv6 fold) stays.  0 filed or left to the
+ * newer, -1 not filed (the caller removes c from conns). */
+static int conn_rev_file(int conns, int rev, const struct conn_rev_key *r, const struct flow_key *k,
+			 const struct conn_val *c)
+{
+	struct flow_key ok;
+	struct conn_val c2;
+
+	if (!bpf_map_update_elem(rev, r, k, BPF_NOEXIST))
+		return 0;
+	if (bpf_map_lookup_elem(rev, r, &ok) || bpf_map_lookup_elem(conns, &ok, &c2))
+		return bpf_map_update_elem(rev, r, k, BPF_ANY) ? -1 : 0;   /* stale */
+	if (c2.family != c->family || memcmp(c2.vm, c->vm, 16) || memcmp(c2.client, c->client, 16))
+		return -1;
+	if (c->created_ns > c2.created_ns && bpf_map_update_elem(rev, r, k, BPF_ANY))
+		return -1;
+	return 0;
+}
+
 /* 1 when the pinned conn_rev (if any) has the 40-byte key every build
  * before the 12-byte one pinned: vm_pins_refresh replaces it, and the load
  * rebuilds it from conns (conn_seed_init), whose connections would
@@ -553,7 +575,7 @@ static void old_conns_put(struct vm_node *n, const struct flow_seed *s)
 		conn_rev_of(&c, &k, s, &r);
 		if (bpf_map_update_elem(conns, &k, &c, BPF_NOEXIST))
 			lost++;
-		else if (bpf_map_update_elem(rev, &r, &k, BPF_NOEXIST)) {
+		else if (conn_rev_file(conns, rev, &r, &k, &c)) {
 			/* another moved connection's VM view folded to r */
 			bpf_map_delete_elem(conns, &k);
 			lost++;
@@ -601,7 +623,8 @@ int vm_node_open(struct vm_node *n, const char *pin_root, __u32 conns_max)
  * conn_rev was replaced: every entry removed, then one per connection.
  * Two connections whose VM views fold to one key (IPv6): the first keeps
  * it, the other is dropped from conns as node_mesh would have refused it
- * (*lost).  Returns the entries made. */
+ * (*lost); of two with one view whole the newer has it (conn_rev_file).
+ * Returns the connections filed (or left to a newer one). */
 static int conn_rev_rebuild(int conns, int rev, const struct flow_seed *s, int *lost)
 {
 	struct flow_key k, cur, *prev = NULL, *drop = NULL;
@@ -619,7 +642,7 @@ static int conn_rev_rebuild(int conns, int rev, const struct flow_seed *s, int *
 		if (bpf_map_lookup_elem(conns, &cur, &c))
 			continue;
 		conn_rev_of(&c, &cur, s, &r);
-		if (!bpf_map_update_elem(rev, &r, &cur, BPF_NOEXIST)) {
+		if (!conn_rev_file(conns, rev, &r, &cur, &c)) {
 			made++;
 			continue;
 		}

@@ -855,7 +855,8 @@ static void node_collision_never_serves_another(void)
  * conn_rev entry (dropped, conn_collision); the VM's packet to the second
  * client reaches the first's conns entry and is passed, never sent with
  * it (conn_collision again); once the first's conns entry is gone (as the
- * LRU would push it out), its stale conn_rev entry gives way. */
+ * LRU would push it out), its stale conn_rev entry gives way; a connection
+ * of the same VM view whole (another VIP) takes a live entry over. */
 static void node_rev_collision_v6(void)
 {
 	const struct flow_seed ts = { .k = { 0x5eed0001deadbeefULL, 0x0123456789abcdefULL }, .fold = VM_FLOW_FOLD };
@@ -933,10 +934,28 @@ static void node_rev_collision_v6(void)
 	      "B's SYN replayed: verdict %u", r.verdict);
 	CHECK(!bpf_map_lookup_elem(rfd, &ra, &got) && !memcmp(&got, &kb, sizeof(kb)), "the conn_rev entry is B's");
 
+	/* C: B's client and port again, to the first VIP (as a client's stack
+	 * reuses a port towards another address): the VM's view is B's whole,
+	 * the VM has one connection on it, and the newer takes the entry over */
+	struct flow_key kc;
+	memcpy(VIP6, keep_vip, 16);
+	vm_flow_key_make(VM_AF_INET6, b, VIP6, htons(43000), htons(443), &ts, &kc);
+	ho.client_isn_be = htonl(0x15000000);
+	ho.cookie_isn_be = htonl(0xA5000000);
+	struct node_stats b4 = node_now();
+	fl = hello_pkt(1, 43000, 0x15000000, 0xA5000000, 1, hello_curl, hello_curl_len, frame);
+	xdp_run(NODE_MESH, mesh, mesh_wrap(frame, fl, 1, &ho, mesh), &r);
+	CHECK(r.verdict == XDP_REDIRECT_ && node_now().handoff_replayed == b4.handoff_replayed + 1 &&
+	      node_now().conn_collision == b4.conn_collision, "C's SYN replayed: verdict %u", r.verdict);
+	CHECK(!bpf_map_lookup_elem(rfd, &ra, &got) && !memcmp(&got, &kc, sizeof(kc)), "the conn_rev entry is C's");
+
 	struct hello_key hk = { .conn = ka, .idx = 0 };
 	bpf_map_delete_elem(hfd, &hk);
 	hk.conn = kb;
 	bpf_map_delete_elem(hfd, &hk);
+	hk.conn = kc;
+	bpf_map_delete_elem(hfd, &hk);
+	bpf_map_delete_elem(cfd, &kc);
 	bpf_map_delete_elem(cfd, &kb);
 	bpf_map_delete_elem(rfd, &ra);
 	memcpy(CLI6, keep_cli, 16);

@@ -156,13 +156,16 @@ VM_INLINE void conn_rev_key_of(const struct flow_key *k, const struct conn_val *
 	vm_conn_rev_key_make(c->family, c->vm, c->client, k->vip_port_be, k->client_port_be, s, r);
 }
 
-/* Files conns key k under r in conn_rev, never over a live connection's
- * entry: one already there is replaced only when it is stale (its conns
- * entry gone, or there another connection's whose own conn_rev key is not
- * r: the LRU pushed the old one out).  0, or -1 when a live connection
- * holds r (an IPv6 fold that met, or the same VM view reached through
- * another VIP). */
-VM_INLINE int conn_rev_put(const struct conn_rev_key *r, const struct flow_key *k)
+/* Files conns key k of connection c under r in conn_rev, never over a
+ * live connection's entry from another VM view: one already there is
+ * replaced when it is stale (its conns entry gone, or there another
+ * connection's whose own conn_rev key is not r: the LRU pushed the old one
+ * out) or names the same view whole (family, VM and client addresses; the
+ * ports are r's): the VM has one connection on a tuple, and the newer SYN
+ * it is given takes it over, as with the exact key before the fold.  0,
+ * -1 when a live connection of another view holds r (an IPv6 fold that
+ * met), -2 when the map refuses. */
+VM_INLINE int conn_rev_put(const struct conn_rev_key *r, const struct flow_key *k, const struct conn_val *c)
 {
 	struct conn_rev_key r2;
 	struct flow_key *old, ok;
@@ -177,7 +180,7 @@ VM_INLINE int conn_rev_put(const struct conn_rev_key *r, const struct flow_key *
 		    ok.client_port_be == k->client_port_be && ok.vip_port_be == k->vip_port_be)
 			return 0;
 		c2 = bpf_map_lookup_elem(&conns, &ok);
-		if (c2) {
+		if (c2 && !(c2->family == c->family && vm_addr_eq(c2->vm, c->vm) && vm_addr_eq(c2->client, c->client))) {
 			conn_rev_key_of(&ok, c2, &r2);
 			if (r2.vm_word == r->vm_word && r2.client_word == r->client_word &&
 			    r2.vm_port_be == r->vm_port_be && r2.client_port_be == r->client_port_be)
