@@ -275,8 +275,20 @@ VM_INLINE int handoff_new(struct xdp_md *ctx, const struct vm_pkt *p, const stru
 		NODE_COUNT(st, conn_collision);
 		return XDP_DROP;
 	}
-	if (err || bpf_map_update_elem(&conn_rev, &rk, k, BPF_ANY)) {
+	if (err) {
 		NODE_COUNT(st, conn_full);
+		return XDP_DROP;
+	}
+	/* conn_rev's key is folded too: a live connection's entry under it
+	 * (its VM view's fold met ours) stays, and this one is not made */
+	err = conn_rev_put(&rk, k, c);
+	if (err) {
+		if (err == -1)
+			NODE_COUNT(st, conn_collision);
+		else
+			NODE_COUNT(st, conn_full);
+		hellos_forget((struct flow_key *)k, 1);
+		bpf_map_delete_elem(&conns, k);
 		return XDP_DROP;
 	}
 	if (make_syn(ctx, p, c, &m->ho, o.tsval, p->family == VM_AF_INET ? cfg->mss4 : cfg->mss6)) {

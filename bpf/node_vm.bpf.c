@@ -410,7 +410,8 @@ int node_vm(struct __sk_buff *skb)
 	struct node_scratch *s = node_scratch_get();
 	struct node_config *cfg;
 	struct vm_pkt p = {};
-	struct conn_rev_key rk = {};
+	const struct flow_seed *seed = NULL;
+	struct conn_rev_key rk;
 	struct flow_key *ckp, ck;
 	struct conn_val *c;
 	void *data, *data_end;
@@ -442,11 +443,9 @@ int node_vm(struct __sk_buff *skb)
 		NODE_COUNT(st, vm_pass);
 		return TC_ACT_OK;
 	}
-	__builtin_memcpy(rk.vm, p.saddr, 16);
-	__builtin_memcpy(rk.client, p.daddr, 16);
-	rk.vm_port_be = p.sport;
-	rk.client_port_be = p.dport;
-	rk.family = p.family;
+	if (p.family != VM_AF_INET)
+		seed = bpf_map_lookup_elem(&conn_seed, &zero);
+	vm_conn_rev_key_make(p.family, p.saddr, p.daddr, p.sport, p.dport, seed, &rk);
 	ckp = bpf_map_lookup_elem(&conn_rev, &rk);
 	if (!ckp) {
 		NODE_COUNT(st, vm_pass);
@@ -455,9 +454,12 @@ int node_vm(struct __sk_buff *skb)
 	ck = *ckp;
 	c = bpf_map_lookup_elem(&conns, &ck);
 	/* the entry must be the connection the VM's view names (a stale
-	 * conn_rev entry may point at a key another connection took since) */
-	if (c && !conn_is_vm_view(c, &ck, &p))
+	 * conn_rev entry may point at a key another connection took since,
+	 * or the view's folded key met another connection's) */
+	if (c && !conn_is_vm_view(c, &ck, &p)) {
+		NODE_COUNT(st, conn_collision);
 		c = NULL;
+	}
 	if (!c) {
 		NODE_COUNT(st, vm_pass);
 		return TC_ACT_OK;

@@ -65,18 +65,12 @@ struct node_state {
 
 static const char *const node_maps[] = { "vms", "conns", "conn_rev", "hellos" };
 
-/* A retired connection's reverse key (the VM's view), as conn_forget in BPF. */
+/* A retired connection's reverse entry (the VM's view), as conn_forget in BPF. */
 static void conn_rev_forget(void *arg, const void *key, const void *val)
 {
 	struct node_state *st = arg;
-	const struct flow_key *k = key;
-	const struct conn_val *c = val;
-	struct conn_rev_key r = { .vm_port_be = k->vip_port_be, .client_port_be = k->client_port_be,
-				  .family = c->family };
 
-	memcpy(r.vm, c->vm, 16);
-	memcpy(r.client, c->client, 16);
-	bpf_map_delete_elem(vm_node_map_fd(&st->n, "conn_rev"), &r);
+	vm_node_conn_rev_forget(&st->n, key, val);
 }
 
 static int node_reload(struct node_state *st, char *err, size_t errlen, int *changes)

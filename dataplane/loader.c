@@ -485,15 +485,70 @@ static void old_conns_read(struct vm_node *n)
 	n->old_conns = v;
 }
 
-/* conn_rev's key for a connection: its VM's end, then the client's. */
-static void conn_rev_of(const struct conn_val *c, const struct flow_key *k, struct conn_rev_key *r)
+/* conn_rev's key for a connection (its conns key k, the seed s that keyed
+ * conns): as node_mesh files it (conn_rev_key_of, bpf/lib/node_maps.h). */
+static void conn_rev_of(const struct conn_val *c, const struct flow_key *k, const struct flow_seed *s,
+			struct conn_rev_key *r)
 {
-	memset(r, 0, sizeof(*r));
-	memcpy(r->vm, c->vm, 16);
-	memcpy(r->client, c->client, 16);
-	r->vm_port_be = k->vip_port_be;
-	r->client_port_be = k->client_port_be;
-	r->family = c->family;
+	vm_conn_rev_key_make(c->family, c->vm, c->client, k->vip_port_be, k->client_port_be, s, r);
+}
+
+void vm_node_conn_rev_forget(struct vm_node *n, const struct flow_key *k, const struct conn_val *c)
+{
+	int rev = bpf_map__fd(n->vm->maps.conn_rev), seed = bpf_map__fd(n->vm->maps.conn_seed);
+	struct flow_seed s;
+	struct conn_rev_key r;
+	struct flow_key v;
+	__u32 zero = 0;
+
+	if (rev < 0 || seed < 0 || bpf_map_lookup_elem(seed, &zero, &s))
+		return;
+	conn_rev_of(c, k, &s, &r);
+	if (!bpf_map_lookup_elem(rev, &r, &v) && !memcmp(&v, k, sizeof(v)))
+		bpf_map_delete_elem(rev, &r);
+}
+
+/* Files connection c (conns key k) in conn_rev as node_mesh does
+ * (conn_rev_put): over an entry of the same VM view whole only when c is
+ * the newer (the VM has one connection on a tuple); an entry of another
+ * view whose key met c's (an IPv6 fold) stays.  0 filed or left to the
+ * newer, -1 not filed (the caller removes c from conns). */
+static int conn_rev_file(int conns, int rev, const struct conn_rev_key *r, const struct flow_key *k,
+			 const struct conn_val *c)
+{
+	struct flow_key ok;
+	struct conn_val c2;
+
+	if (!bpf_map_update_elem(rev, r, k, BPF_NOEXIST))
+		return 0;
+	if (bpf_map_lookup_elem(rev, r, &ok) || bpf_map_lookup_elem(conns, &ok, &c2))
+		return bpf_map_update_elem(rev, r, k, BPF_ANY) ? -1 : 0;   /* stale */
+	if (c2.family != c->family || memcmp(c2.vm, c->vm, 16) || memcmp(c2.client, c->client, 16))
+		return -1;
+	if (c->created_ns > c2.created_ns && bpf_map_update_elem(rev, r, k, BPF_ANY))
+		return -1;
+	return 0;
+}
+
+/* 1 when the pinned conn_rev (if any) has the 40-byte key every build
+ * before the 12-byte one pinned: vm_pins_refresh replaces it, and the load
+ * rebuilds it from conns (conn_seed_init), whose connections would
+ * otherwise no longer hear from their VMs. */
+static int conn_rev_is_v1(const char *pin_root)
+{
+	char path[300];
+	struct bpf_map_info info;
+	__u32 len = sizeof(info);
+	int fd, v1;
+
+	snprintf(path, sizeof(path), "%s/conn_rev", pin_root);
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		return 0;
+	memset(&info, 0, sizeof(info));
+	v1 = !bpf_obj_get_info_by_fd(fd, &info, &len) && info.key_size == sizeof(struct conn_rev_key_v1);
+	close(fd);
+	return v1;
 }
 
 /* Writes the connections old_conns_read kept into the new conns and
@@ -517,9 +572,14 @@ static void old_conns_put(struct vm_node *n, const struct flow_seed *s)
 		c.nseg = o[i].v.nseg;
 		memcpy(c.seg_seq, o[i].v.seg_seq, sizeof(c.seg_seq));
 		vm_flow_key_make(c.family, c.client, c.vip, o[i].k.client_port_be, o[i].k.vip_port_be, s, &k);
-		conn_rev_of(&c, &k, &r);
-		if (bpf_map_update_elem(conns, &k, &c, BPF_NOEXIST) || bpf_map_update_elem(rev, &r, &k, BPF_ANY))
+		conn_rev_of(&c, &k, s, &r);
+		if (bpf_map_update_elem(conns, &k, &c, BPF_NOEXIST))
 			lost++;
+		else if (conn_rev_file(conns, rev, &r, &k, &c)) {
+			/* another moved connection's VM view folded to r */
+			bpf_map_delete_elem(conns, &k);
+			lost++;
+		}
 		else
 			moved++;
 	}
@@ -552,27 +612,67 @@ int vm_node_open(struct vm_node *n, const char *pin_root, __u32 conns_max)
 		bpf_map__set_max_entries(n->vm->maps.conn_rev, conns_max);
 	}
 	old_conns_read(n);
+	n->conn_rev_v1 = conn_rev_is_v1(n->pin_root);
 	if ((err = vm_pins_refresh(n->mesh->obj)) < 0 || (err = vm_pins_refresh(n->vm->obj)) < 0)
 		return err;
 	return 0;
 }
 
-/* conn_rev again from conns (each connection's VM view -> its key), after
- * conns entries moved to new keys. */
-static void conn_rev_rebuild(int conns, int rev)
+/* conn_rev again from conns (each connection's VM view -> its key, under
+ * the seed s that keys conns), after conns entries moved to new keys or
+ * conn_rev was replaced: every entry removed, then one per connection.
+ * Two connections whose VM views fold to one key (IPv6): the first keeps
+ * it, the other is dropped from conns as node_mesh would have refused it
+ * (*lost); of two with one view whole the newer has it (conn_rev_file).
+ * Returns the connections filed (or left to a newer one). */
+static int conn_rev_rebuild(int conns, int rev, const struct flow_seed *s, int *lost)
 {
-	struct flow_key k, cur, *prev = NULL;
+	struct flow_key k, cur, *prev = NULL, *drop = NULL;
 	struct conn_val c;
 	struct conn_rev_key r;
+	size_t ndrop = 0, cap = 0;
+	int made = 0;
 
+	while (!bpf_map_get_next_key(rev, NULL, &r))
+		if (bpf_map_delete_elem(rev, &r))
+			break;
 	while (!bpf_map_get_next_key(conns, prev, &k)) {
 		cur = k;
 		prev = &cur;
 		if (bpf_map_lookup_elem(conns, &cur, &c))
 			continue;
-		conn_rev_of(&c, &cur, &r);
-		bpf_map_update_elem(rev, &r, &cur, BPF_ANY);
+		conn_rev_of(&c, &cur, s, &r);
+		if (!conn_rev_file(conns, rev, &r, &cur, &c)) {
+			made++;
+			continue;
+		}
+		if (ndrop == cap) {
+			struct flow_key *x = realloc(drop, (cap = cap ? 2 * cap : 64) * sizeof(*drop));
+			if (!x)
+				continue;
+			drop = x;
+		}
+		drop[ndrop++] = cur;
 	}
+	for (size_t i = 0; i < ndrop; i++)
+		bpf_map_delete_elem(conns, &drop[i]);
+	*lost += (int)ndrop;
+	free(drop);
+	return made;
+}
+
+/* conn_rev of the 40-byte key was replaced by an empty one of the 12-byte
+ * key (vm_node_open): filled from conns, and said. */
+static void conn_rev_v1_put(struct vm_node *n, const struct flow_seed *s)
+{
+	int lost = 0, made;
+
+	if (!n->conn_rev_v1)
+		return;
+	n->conn_rev_v1 = 0;
+	made = conn_rev_rebuild(bpf_map__fd(n->vm->maps.conns), bpf_map__fd(n->vm->maps.conn_rev), s, &lost);
+	vm_log("event=conn_rev_rebuilt moved=%d lost=%d reason=\"conn_rev of the 40-byte key: rebuilt from conns "
+	       "under the 12-byte key\"", made, lost);
 }
 
 /* The conns key seed, as flow_seed_init does the gateway's: the pinned
@@ -595,6 +695,7 @@ static int conn_seed_init(struct vm_node *n)
 	fresh = !s.k[0] && !s.k[1];
 	if (!fresh && s.fold == VM_FLOW_FOLD) {
 		old_conns_put(n, &s);
+		conn_rev_v1_put(n, &s);
 		return 0;
 	}
 	if (fresh && getrandom(s.k, sizeof(s.k), 0) != sizeof(s.k))
@@ -604,13 +705,14 @@ static int conn_seed_init(struct vm_node *n)
 	if ((r = REKEY(conns, struct conn_val, &s, &lost)) < 0)
 		return r;
 	if (r) {
-		conn_rev_rebuild(conns, bpf_map__fd(n->vm->maps.conn_rev));
+		conn_rev_rebuild(conns, bpf_map__fd(n->vm->maps.conn_rev), &s, &lost);
 		vm_log("event=conns_rekeyed moved=%d lost=%d reason=\"%s\"", r, lost,
 		       fresh ? "a new conn_seed beside kept IPv6 connections" : "entries keyed by an older fold");
 	}
 	if (bpf_map_update_elem(fd, &zero, &s, BPF_ANY))
 		return -errno;
 	old_conns_put(n, &s);
+	conn_rev_v1_put(n, &s);
 	return 0;
 }
 

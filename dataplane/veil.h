@@ -210,12 +210,16 @@ struct vm_node {
 	char pin_root[256];
 	void *old_conns;          /* conns of a pinned map of the older layout, moved at load */
 	size_t nold_conns;
+	int conn_rev_v1;          /* conn_rev was pinned with the 40-byte key: rebuilt from conns at load */
 };
 
 int vm_node_open(struct vm_node *n, const char *pin_root, __u32 conns_max);
 /* vms_gen moved on after a change to vms (or written first): see node_maps.h. */
 int vm_node_vms_changed(struct vm_node *n, int changed);
 int vm_node_load(struct vm_node *n);
+/* Removes connection c's conn_rev entry (c under conns key k) when it still
+ * names k, as conn_forget does in BPF. */
+void vm_node_conn_rev_forget(struct vm_node *n, const struct flow_key *k, const struct conn_val *c);
 int vm_node_attach(struct vm_node *n, const struct vm_node_cfg *c, bool skb_mode);
 /* On reload: the TC program onto VM interfaces new to the table (a tap the
  * node agent just made), and forgotten for those that left it. */

@@ -481,8 +481,9 @@ ok=$(legit 3)
 
 # 21. the upgrade from a node of the 40-byte connection key (main at 09866c4,
 #      built here once from git): its pinned conns are moved under the 12-byte
-#      key, so downloads over IPv4 and IPv6 that began under the old node end
-#      under the new one, and new connections work (docs/wire-formats.md).
+#      key (conn_rev rebuilt under its 12-byte key), so downloads over IPv4 and
+#      IPv6 that began under the old node end under the new one, and new
+#      connections work (docs/wire-formats.md).
 #      Last, because the old node's node_stats and the new one's are new maps.
 t=node_upgrade_from_40_byte_key
 OLD_REF=09866c4
@@ -509,6 +510,7 @@ elif [ ! -x "$old/build/veil-node" ]; then
 else
 	restart_n1 "$old/build/veil-node"
 	key_old=$(bpftool map show pinned "$PIN/n1/conns" 2>&1 | grep -o 'key [0-9]*B')
+	rev_old=$(bpftool map show pinned "$PIN/n1/conn_rev" 2>&1 | grep -o 'key [0-9]*B')
 	ccurl vm1.veil.test 4 --max-time 60 --limit-rate 20M https://vm1.veil.test/big.bin 2>"$DIR/g4.err" | sha256sum | cut -d' ' -f1 >"$DIR/g4.sum" &
 	d4=$!
 	ccurl vm2.veil.test 6 --max-time 60 --limit-rate 20M https://vm2.veil.test/big.bin 2>"$DIR/g6.err" | sha256sum | cut -d' ' -f1 >"$DIR/g6.sum" &
@@ -516,13 +518,16 @@ else
 	sleep 1.5
 	restart_n1 "$BUILD/veil-node"
 	key_new=$(bpftool map show pinned "$PIN/n1/conns" 2>&1 | grep -o 'key [0-9]*B')
+	rev_new=$(bpftool map show pinned "$PIN/n1/conn_rev" 2>&1 | grep -o 'key [0-9]*B')
 	wait $d4 $d6
 	moved=$(grep -o "event=conns_migrated moved=[0-9]*" "$DIR/n1.log" | tail -1 | cut -d= -f3)
+	rebuilt=$(grep -o "event=conn_rev_rebuilt moved=[0-9]*" "$DIR/n1.log" | tail -1 | cut -d= -f3)
 	who=$(ccurl vm2.veil.test 6 https://vm2.veil.test/whoami 2>&1)
 	if [ "$(cat "$DIR/g4.sum")" = "$SUM" ] && [ "$(cat "$DIR/g6.sum")" = "$SUM" ] && [ "${moved:-0}" -ge 2 ] &&
-		[ "$key_old" = "key 40B" ] && [ "$key_new" = "key 12B" ] && [ "$who" = "vm2 saw 2001:db8::2" ]; then
+		[ "$key_old" = "key 40B" ] && [ "$key_new" = "key 12B" ] && [ "$rev_old" = "key 40B" ] &&
+		[ "$rev_new" = "key 12B" ] && [ "${rebuilt:-0}" = "$moved" ] && [ "$who" = "vm2 saw 2001:db8::2" ]; then
 		pass "$t ($moved connections moved)"
 	else
-		fail $t "keys '$key_old' -> '$key_new', moved '$moved', sums $(cat "$DIR/g4.sum" "$DIR/g6.sum" | cut -c1-8 | tr '\n' ' ')(want ${SUM:0:8}), new conn '$who': $(cat "$DIR/g4.err" "$DIR/g6.err" | tail -2) $(grep -E 'conns_migrated|pinned_map' "$DIR/n1.log" | tail -4)"
+		fail $t "keys '$key_old' -> '$key_new', conn_rev '$rev_old' -> '$rev_new', moved '$moved', rebuilt '$rebuilt', sums $(cat "$DIR/g4.sum" "$DIR/g6.sum" | cut -c1-8 | tr '\n' ' ')(want ${SUM:0:8}), new conn '$who': $(cat "$DIR/g4.err" "$DIR/g6.err" | tail -2) $(grep -E 'conns_migrated|conn_rev_rebuilt|pinned_map' "$DIR/n1.log" | tail -4)"
 	fi
 fi

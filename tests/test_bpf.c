@@ -849,6 +849,180 @@ static void node_collision_never_serves_another(void)
 	      r.verdict);
 }
 
+/* conn_rev's key is folded too: two IPv6 clients whose folds collide under
+ * the node's seed, to two VIPs of one VM from the same port: two conns
+ * keys, one conn_rev key.  The second handoff never replaces the first's
+ * conn_rev entry (dropped, conn_collision); the VM's packet to the second
+ * client reaches the first's conns entry and is passed, never sent with
+ * it (conn_collision again); once the first's conns entry is gone (as the
+ * LRU would push it out), its stale conn_rev entry gives way; a connection
+ * of the same VM view whole (another VIP) takes a live entry over. */
+static void node_rev_collision_v6(void)
+{
+	const struct flow_seed ts = { .k = { 0x5eed0001deadbeefULL, 0x0123456789abcdefULL }, .fold = VM_FLOW_FOLD };
+	uint8_t a[16], b[16], keep_cli[16], keep_vip[16], vip2[16], frame[1024], mesh[1200], vmpkt[512];
+	int sfd = vm_node_map_fd(&N, "conn_seed"), cfd = vm_node_map_fd(&N, "conns");
+	int rfd = vm_node_map_fd(&N, "conn_rev"), hfd = vm_node_map_fd(&N, "hellos");
+	struct flow_seed old;
+	struct flow_key ka, kb, got;
+	struct conn_rev_key ra, rb;
+	struct conn_val cv;
+	struct run r;
+	__u32 zero = 0;
+
+	CHECK(!bpf_map_lookup_elem(sfd, &zero, &old), "the node's seed");
+	if (!t_find_collision(&ts, a, b)) {
+		CHECK(0, "a colliding pair among 2^18 addresses");
+		return;
+	}
+	bpf_map_update_elem(sfd, &zero, &ts, BPF_ANY);
+	memcpy(keep_cli, CLI6, 16);
+	memcpy(keep_vip, VIP6, 16);
+	inet_pton(AF_INET6, "2001:db8:100::2", vip2);
+	vm_flow_key_make(VM_AF_INET6, a, VIP6, htons(43000), htons(443), &ts, &ka);
+	vm_flow_key_make(VM_AF_INET6, b, vip2, htons(43000), htons(443), &ts, &kb);
+	vm_conn_rev_key_make(VM_AF_INET6, VM6, a, htons(443), htons(43000), &ts, &ra);
+	vm_conn_rev_key_make(VM_AF_INET6, VM6, b, htons(443), htons(43000), &ts, &rb);
+	CHECK(memcmp(&ka, &kb, sizeof(ka)) && !memcmp(&ra, &rb, sizeof(ra)), "two conns keys, one conn_rev key");
+	struct vm_handoff ho = { .vm_id_be = htonl(1), .client_isn_be = htonl(0x13000000), .cookie_isn_be = htonl(0xA3000000),
+				 .gw_tsval_be = htonl(1), .mss_be = htons(1440), .client_wscale = 10,
+				 .gw_wscale = 7, .flags = VM_HO_SACK_OK | VM_HO_TS_OK };
+
+	/* A */
+	memcpy(CLI6, a, 16);
+	struct node_stats b0 = node_now();
+	size_t fl = hello_pkt(1, 43000, 0x13000000, 0xA3000000, 1, hello_curl, hello_curl_len, frame);
+	xdp_run(NODE_MESH, mesh, mesh_wrap(frame, fl, 1, &ho, mesh), &r);
+	CHECK(r.verdict == XDP_REDIRECT_ && node_now().handoff_replayed == b0.handoff_replayed + 1,
+	      "A's SYN replayed: verdict %u", r.verdict);
+	CHECK(!bpf_map_lookup_elem(rfd, &ra, &got) && !memcmp(&got, &ka, sizeof(ka)), "A's conn_rev entry");
+
+	/* B: another VIP of the same VM, the same ports */
+	memcpy(CLI6, b, 16);
+	memcpy(VIP6, vip2, 16);
+	ho.client_isn_be = htonl(0x14000000);
+	ho.cookie_isn_be = htonl(0xA4000000);
+	struct node_stats b1 = node_now();
+	fl = hello_pkt(1, 43000, 0x14000000, 0xA4000000, 1, hello_curl, hello_curl_len, frame);
+	xdp_run(NODE_MESH, mesh, mesh_wrap(frame, fl, 1, &ho, mesh), &r);
+	struct node_stats b2 = node_now();
+	CHECK(r.verdict == XDP_DROP_ && b2.conn_collision == b1.conn_collision + 1 &&
+	      b2.handoff_replayed == b1.handoff_replayed, "B's handoff dropped, counted: verdict %u", r.verdict);
+	CHECK(!bpf_map_lookup_elem(rfd, &ra, &got) && !memcmp(&got, &ka, sizeof(ka)), "A's conn_rev entry kept");
+	CHECK(bpf_map_lookup_elem(cfd, &kb, &cv), "no conns entry for B");
+
+	/* the VM's packet to B finds A's conns entry: passed, not sent with it */
+	static uint8_t payload[10];
+	struct t_pkt v = { .v6 = 1, .sport = 443, .dport = 43000, .seq = 0x31000000 + 1, .ack = 0x14000000 + 1,
+			   .flags = T_ACK | T_PSH, .window = 1000, .payload = payload, .plen = sizeof(payload) };
+	memcpy(v.smac, VM_MAC, 6);
+	memcpy(v.dmac, HOST_MAC, 6);
+	memcpy(v.src, VM6, 16);
+	memcpy(v.dst, b, 16);
+	tc_run(NODE_VM, vmpkt, t_build(&v, vmpkt), &r);
+	struct node_stats b3 = node_now();
+	CHECK(r.verdict == 0 && b3.fwd_to_gw == b2.fwd_to_gw && b3.conn_collision == b2.conn_collision + 1 &&
+	      b3.vm_synack_bad == b2.vm_synack_bad && b3.vm_pass == b2.vm_pass + 1,
+	      "the VM's packet to B passed, counted: verdict %u", r.verdict);
+
+	/* A's conns entry gone (the LRU's doing): its conn_rev entry is stale
+	 * and B's next handoff takes its place */
+	CHECK(!bpf_map_delete_elem(cfd, &ka), "A's conns entry removed");
+	fl = hello_pkt(1, 43000, 0x14000000, 0xA4000000, 1, hello_curl, hello_curl_len, frame);
+	xdp_run(NODE_MESH, mesh, mesh_wrap(frame, fl, 1, &ho, mesh), &r);
+	CHECK(r.verdict == XDP_REDIRECT_ && node_now().handoff_replayed == b3.handoff_replayed + 1,
+	      "B's SYN replayed: verdict %u", r.verdict);
+	CHECK(!bpf_map_lookup_elem(rfd, &ra, &got) && !memcmp(&got, &kb, sizeof(kb)), "the conn_rev entry is B's");
+
+	/* C: B's client and port again, to the first VIP (as a client's stack
+	 * reuses a port towards another address): the VM's view is B's whole,
+	 * the VM has one connection on it, and the newer takes the entry over */
+	struct flow_key kc;
+	memcpy(VIP6, keep_vip, 16);
+	vm_flow_key_make(VM_AF_INET6, b, VIP6, htons(43000), htons(443), &ts, &kc);
+	ho.client_isn_be = htonl(0x15000000);
+	ho.cookie_isn_be = htonl(0xA5000000);
+	struct node_stats b4 = node_now();
+	fl = hello_pkt(1, 43000, 0x15000000, 0xA5000000, 1, hello_curl, hello_curl_len, frame);
+	xdp_run(NODE_MESH, mesh, mesh_wrap(frame, fl, 1, &ho, mesh), &r);
+	CHECK(r.verdict == XDP_REDIRECT_ && node_now().handoff_replayed == b4.handoff_replayed + 1 &&
+	      node_now().conn_collision == b4.conn_collision, "C's SYN replayed: verdict %u", r.verdict);
+	CHECK(!bpf_map_lookup_elem(rfd, &ra, &got) && !memcmp(&got, &kc, sizeof(kc)), "the conn_rev entry is C's");
+
+	struct hello_key hk = { .conn = ka, .idx = 0 };
+	bpf_map_delete_elem(hfd, &hk);
+	hk.conn = kb;
+	bpf_map_delete_elem(hfd, &hk);
+	hk.conn = kc;
+	bpf_map_delete_elem(hfd, &hk);
+	bpf_map_delete_elem(cfd, &kc);
+	bpf_map_delete_elem(cfd, &kb);
+	bpf_map_delete_elem(rfd, &ra);
+	memcpy(CLI6, keep_cli, 16);
+	memcpy(VIP6, keep_vip, 16);
+	bpf_map_update_elem(sfd, &zero, &old, BPF_ANY);
+}
+
+/* An upgrade from a build whose conn_rev had the 40-byte key (struct
+ * conn_rev_key_v1) and whose conns has the 12-byte one: the old conn_rev
+ * pin is replaced, and the load fills the new one from conns. */
+static void node_conn_rev_rebuilt_at_load(void)
+{
+	char root[160], path[200];
+	struct vm_node n2;
+	struct flow_seed s;
+	struct flow_key k4, k6, got;
+	struct conn_rev_key r4, r6;
+	struct conn_val c4, c6;
+	struct bpf_map_info info;
+	__u32 len = sizeof(info), zero = 0;
+	uint8_t cli4[16], vip4[16], vm4[16];
+
+	snprintf(root, sizeof(root), "%s/node-upgrade", pin);
+	CHECK(!vm_node_open(&n2, root, 4096) && !vm_node_load(&n2), "a node's maps pinned");
+	int cfd = vm_node_map_fd(&n2, "conns");
+	CHECK(!bpf_map_lookup_elem(vm_node_map_fd(&n2, "conn_seed"), &zero, &s), "its seed");
+	vm_addr_parse("198.18.0.2", cli4);
+	vm_addr_parse("198.18.100.1", vip4);
+	vm_addr_parse("198.18.11.2", vm4);
+	memset(&c4, 0, sizeof(c4));
+	c4.state = VM_CONN_ESTABLISHED;
+	c4.vm_id = 1;
+	memcpy(c4.vm, vm4, 16);
+	VM_FLOW_TUPLE_SET(&c4, VM_AF_INET, cli4, vip4);
+	c6 = c4;
+	memcpy(c6.vm, VM6, 16);
+	VM_FLOW_TUPLE_SET(&c6, VM_AF_INET6, CLI6, VIP6);
+	vm_flow_key_make(VM_AF_INET, cli4, vip4, htons(44000), htons(443), &s, &k4);
+	vm_flow_key_make(VM_AF_INET6, CLI6, VIP6, htons(44001), htons(443), &s, &k6);
+	CHECK(!bpf_map_update_elem(cfd, &k4, &c4, BPF_NOEXIST) && !bpf_map_update_elem(cfd, &k6, &c6, BPF_NOEXIST),
+	      "two connections in conns");
+	vm_node_close(&n2);
+
+	/* conn_rev as the builds before pinned it */
+	snprintf(path, sizeof(path), "%s/conn_rev", root);
+	CHECK(!unlink(path), "the new conn_rev's pin removed");
+	int old = bpf_map_create(BPF_MAP_TYPE_LRU_HASH, "conn_rev", sizeof(struct conn_rev_key_v1), sizeof(struct flow_key),
+				 4096, NULL);
+	struct conn_rev_key_v1 ov = { .family = VM_AF_INET, .vm_port_be = htons(443), .client_port_be = htons(44000) };
+	CHECK(old >= 0 && !bpf_map_update_elem(old, &ov, &k4, BPF_ANY) && !bpf_obj_pin(old, path),
+	      "a conn_rev of the 40-byte key pinned");
+	if (old >= 0)
+		close(old);
+
+	CHECK(!vm_node_open(&n2, root, 4096) && !vm_node_load(&n2), "the programs loaded over it");
+	int rfd = vm_node_map_fd(&n2, "conn_rev");
+	memset(&info, 0, sizeof(info));
+	CHECK(!bpf_obj_get_info_by_fd(rfd, &info, &len) && info.key_size == sizeof(struct conn_rev_key),
+	      "conn_rev of the 12-byte key: %u", info.key_size);
+	vm_conn_rev_key_make(VM_AF_INET, vm4, cli4, htons(443), htons(44000), &s, &r4);
+	vm_conn_rev_key_make(VM_AF_INET6, VM6, CLI6, htons(443), htons(44001), &s, &r6);
+	CHECK(!bpf_map_lookup_elem(rfd, &r4, &got) && !memcmp(&got, &k4, sizeof(got)), "the IPv4 connection's entry");
+	CHECK(!bpf_map_lookup_elem(rfd, &r6, &got) && !memcmp(&got, &k6, sizeof(got)), "the IPv6 connection's entry");
+	CHECK(vm_map_count(rfd) == 2, "nothing else: %ld", vm_map_count(rfd));
+	vm_node_close(&n2);
+}
+
 /* An established connection sends with its copy of its VM's vms entry
  * while vms_gen stands: a changed MAC is used once the daemon moved
  * vms_gen, and a removed VM receives nothing more. */
@@ -1517,6 +1691,8 @@ int main(void)
 	RUN(reassembly_early_collision_v6);
 	RUN(flow_key_v4_equals_v6);
 	RUN(flows_rekeyed_at_load);
+	RUN(node_rev_collision_v6);
+	RUN(node_conn_rev_rebuilt_at_load);
 	vm_gw_close(&G);
 	vm_node_close(&N);
 	return t_done();

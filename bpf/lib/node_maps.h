@@ -26,6 +26,11 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } conns SEC(".maps");
 
+/* The VM's view of a connection -> its conns key; the 12-byte key made
+ * like the conns key (struct conn_rev_key, include/veil/wire.h), so an
+ * IPv6 fold can meet another connection's: the conns entry's tuple is
+ * compared (conn_is_vm_view) and an insert never replaces a live
+ * connection's entry (conn_rev_put). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 262144);
@@ -139,14 +144,50 @@ VM_INLINE struct conn_val *conn_of(const struct flow_key *k, __u8 family, const 
 	return c;
 }
 
+/* conn_rev's key of connection c (its conns key k); the seed is read for
+ * IPv6 only. */
 VM_INLINE void conn_rev_key_of(const struct flow_key *k, const struct conn_val *c, struct conn_rev_key *r)
 {
-	__builtin_memcpy(r->vm, c->vm, 16);
-	__builtin_memcpy(r->client, c->client, 16);
-	r->vm_port_be = k->vip_port_be;
-	r->client_port_be = k->client_port_be;
-	r->family = c->family;
-	r->pad[0] = r->pad[1] = r->pad[2] = 0;
+	const struct flow_seed *s = NULL;
+	__u32 zero = 0;
+
+	if (c->family != VM_AF_INET)
+		s = bpf_map_lookup_elem(&conn_seed, &zero);
+	vm_conn_rev_key_make(c->family, c->vm, c->client, k->vip_port_be, k->client_port_be, s, r);
+}
+
+/* Files conns key k of connection c under r in conn_rev, never over a
+ * live connection's entry from another VM view: one already there is
+ * replaced when it is stale (its conns entry gone, or there another
+ * connection's whose own conn_rev key is not r: the LRU pushed the old one
+ * out) or names the same view whole (family, VM and client addresses; the
+ * ports are r's): the VM has one connection on a tuple, and the newer SYN
+ * it is given takes it over, as with the exact key before the fold.  0,
+ * -1 when a live connection of another view holds r (an IPv6 fold that
+ * met), -2 when the map refuses. */
+VM_INLINE int conn_rev_put(const struct conn_rev_key *r, const struct flow_key *k, const struct conn_val *c)
+{
+	struct conn_rev_key r2;
+	struct flow_key *old, ok;
+	struct conn_val *c2;
+
+	if (!bpf_map_update_elem(&conn_rev, r, k, BPF_NOEXIST))
+		return 0;
+	old = bpf_map_lookup_elem(&conn_rev, r);
+	if (old) {
+		ok = *old;
+		if (ok.client_word == k->client_word && ok.vip_word == k->vip_word &&
+		    ok.client_port_be == k->client_port_be && ok.vip_port_be == k->vip_port_be)
+			return 0;
+		c2 = bpf_map_lookup_elem(&conns, &ok);
+		if (c2 && !(c2->family == c->family && vm_addr_eq(c2->vm, c->vm) && vm_addr_eq(c2->client, c->client))) {
+			conn_rev_key_of(&ok, c2, &r2);
+			if (r2.vm_word == r->vm_word && r2.client_word == r->client_word &&
+			    r2.vm_port_be == r->vm_port_be && r2.client_port_be == r->client_port_be)
+				return -1;
+		}
+	}
+	return bpf_map_update_elem(&conn_rev, r, k, BPF_ANY) ? -2 : 0;
 }
 
 /* Global: verified once, not inlined into every path that forgets. */
@@ -166,12 +207,19 @@ __attribute__((noinline)) int hellos_forget(struct flow_key *k, __u32 nseg)
 	return 0;
 }
 
+/* Drops connection c (under k): its conn_rev entry when it still names k
+ * (an entry another connection filed after c's went stale is theirs), its
+ * kept hello segments, its conns entry. */
 VM_INLINE void conn_forget(const struct flow_key *k, const struct conn_val *c)
 {
 	struct conn_rev_key r;
+	struct flow_key *rk;
 
 	conn_rev_key_of(k, c, &r);
-	bpf_map_delete_elem(&conn_rev, &r);
+	rk = bpf_map_lookup_elem(&conn_rev, &r);
+	if (rk && rk->client_word == k->client_word && rk->vip_word == k->vip_word &&
+	    rk->client_port_be == k->client_port_be && rk->vip_port_be == k->vip_port_be)
+		bpf_map_delete_elem(&conn_rev, &r);
 	hellos_forget((struct flow_key *)k, c->nseg);
 	bpf_map_delete_elem(&conns, k);
 }

@@ -110,6 +110,24 @@ VM_INLINE void vm_flow_key_tuple(const struct flow_tuple *t, const struct flow_s
 	vm_flow_key_make(t->family, t->client, t->vip, t->client_port_be, t->vip_port_be, s, k);
 }
 
+/* The node's conn_rev key of a connection as its VM sees it (addresses
+ * 16 bytes, IPv4 mapped, 4-byte aligned): the VM's address in the place
+ * of the VIP, the client's folded under the node's conn_seed as in the
+ * conns key.  The seed is read only for IPv6. */
+VM_INLINE void vm_conn_rev_key_make(__u8 family, const __u8 *vm, const __u8 *client, __be16 vm_port_be,
+				    __be16 client_port_be, const struct flow_seed *s, struct conn_rev_key *r)
+{
+	if (family == VM_AF_INET) {
+		r->vm_word = VM_FK_W32(vm, VM_ADDR4_OFF / 4);
+		r->client_word = VM_FK_W32(client, VM_ADDR4_OFF / 4);
+	} else {
+		r->vm_word = vm_vip_fold(vm);
+		r->client_word = vm_addr_fold(s, client);
+	}
+	r->vm_port_be = vm_port_be;
+	r->client_port_be = client_port_be;
+}
+
 /* 1 when an entry found under a connection's key (its tuple: family,
  * client, vip, as kept in the value) is that connection's.  An IPv4 key
  * is exact, so the family says it; an IPv6 one is compared whole.  The

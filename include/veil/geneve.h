@@ -29,11 +29,27 @@ VM_INLINE __u32 vm_geneve_push_len(__u8 ofamily, int with_handoff)
 	       (with_handoff ? VM_HANDOFF_OPT_LEN : 0);
 }
 
+/* Word i of an outer address (osrc, odst: 16 bytes, IPv4 mapped), read from
+ * a 4-byte aligned place (every caller's: struct gw_config, node_config,
+ * flow_val, conn_val), and copied into the packet whatever its alignment.
+ * In BPF one 32-bit load and store each (packet stores need no alignment on
+ * the hosts the programs run on): clang copies a __u8 array it cannot prove
+ * aligned byte by byte, a load and a store per byte.  Elsewhere memcpy,
+ * which compilers make one load whatever the alignment. */
+#ifdef __bpf__
+typedef __u32 __attribute__((may_alias, aligned(4))) vm_gnv_u32;
+#define VM_GNV_W32(p, i) (((const vm_gnv_u32 *)(p))[i])
+#define VM_GNV_COPY32(dst, src, i) (((vm_gnv_u32 *)(dst))[i] = VM_GNV_W32((src), (i)))
+#else
+#define VM_GNV_COPY32(dst, src, i) __builtin_memcpy((__u8 *)(dst) + 4 * (i), (const __u8 *)(src) + 4 * (i), 4)
+#endif
+
 /* Writes the Ethernet type, outer IP, UDP, Geneve and (with ho) the handoff
  * option of a mesh packet starting at eth, whose inner IP packet
  * (inner_proto: VM_GENEVE_PROTO_*) of inner_len bytes follows them; the MACs
- * are the caller's.  Every write is bounded by end.  0, or -1 when the
- * headers would not fit before end. */
+ * are the caller's.  osrc and odst at 4-byte aligned places (VM_GNV_COPY32).
+ * Every write is bounded by end.  0, or -1 when the headers would not fit
+ * before end. */
 VM_INLINE int vm_geneve_write(void *eth_, void *end, __u8 ofamily, const __u8 *osrc, const __u8 *odst,
 			      __u16 inner_proto, __u32 inner_len, const struct vm_handoff *ho, __u16 sport)
 {
@@ -53,8 +69,13 @@ VM_INLINE int vm_geneve_write(void *eth_, void *end, __u8 ofamily, const __u8 *o
 
 		if ((void *)(ip + 1) + VM_UDP_HLEN + VM_GENEVE_HLEN > end)
 			return -1;
+#ifdef __bpf__
+		sa = VM_GNV_W32(osrc + VM_ADDR4_OFF, 0);   /* one load each (VM_GNV_COPY32) */
+		da = VM_GNV_W32(odst + VM_ADDR4_OFF, 0);
+#else
 		__builtin_memcpy(&sa, osrc + VM_ADDR4_OFF, 4);
 		__builtin_memcpy(&da, odst + VM_ADDR4_OFF, 4);
+#endif
 		eth->proto = vm_htons(VM_ETH_P_IP);
 		ip->ver_ihl = VM_IP4_VER_IHL;
 		ip->tos = 0;
@@ -63,8 +84,8 @@ VM_INLINE int vm_geneve_write(void *eth_, void *end, __u8 ofamily, const __u8 *o
 		ip->frag_off = vm_htons(VM_IP4_DF); /* the mesh MTU is planned, never fragmented */
 		ip->ttl = VM_IP_TTL;
 		ip->protocol = VM_IPPROTO_UDP;
-		__builtin_memcpy(&ip->saddr, &sa, 4);
-		__builtin_memcpy(&ip->daddr, &da, 4);
+		ip->saddr = sa;
+		ip->daddr = da;
 		/* vm_ip4_csum's sum of the header's 16-bit words as they lie in
 		 * memory, from the values just stored rather than read back (two
 		 * of its words were written as byte pairs, and a 16-bit load of
@@ -82,8 +103,10 @@ VM_INLINE int vm_geneve_write(void *eth_, void *end, __u8 ofamily, const __u8 *o
 		ip6->payload_len = vm_htons(push - VM_IP6_HLEN + inner_len);
 		ip6->nexthdr = VM_IPPROTO_UDP;
 		ip6->hop_limit = VM_IP_TTL;
-		__builtin_memcpy(ip6->saddr, osrc, 16);
-		__builtin_memcpy(ip6->daddr, odst, 16);
+		for (int i = 0; i < 4; i++) {
+			VM_GNV_COPY32(ip6->saddr, osrc, i);
+			VM_GNV_COPY32(ip6->daddr, odst, i);
+		}
 		udp = (void *)(ip6 + 1);
 	}
 	if ((void *)(udp + 1) + VM_GENEVE_HLEN > end)

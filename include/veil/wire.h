@@ -337,9 +337,10 @@ struct vm_val {
 /* conns: keyed by struct flow_key (the gateway's 12-byte key, IPv6 client
  * folded under the node's conn_seed), the whole tuple kept in conn_val and
  * compared on every lookup; conn_rev: keyed by the VM's view (VM address,
- * client) and gives the conns key.  struct conn_key, the whole tuple, was
- * the conns key up to 09866c4: the loader reads pinned entries of that
- * layout to move them (old_conns_read, dataplane/loader.c). */
+ * client, ports) in 12 bytes the same way (struct conn_rev_key, made by
+ * vm_conn_rev_key_make) and gives the conns key.  struct conn_key, the
+ * whole tuple, was the conns key up to 09866c4: the loader reads pinned
+ * entries of that layout to move them (old_conns_read, dataplane/loader.c). */
 struct conn_key {
 	__u8 client[16];
 	__u8 vip[16];
@@ -349,7 +350,23 @@ struct conn_key {
 	__u8 pad[3];
 };
 
+/* conn_rev's key: IPv4 addresses as they are; an IPv6 client folded as in
+ * the conns key (vm_addr_fold under conn_seed), an IPv6 VM address by the
+ * unkeyed fold (vm_vip_fold: VM addresses are ours).  No family: a fold
+ * that meets an IPv4 address, or another connection's, leads to a conns
+ * entry whose tuple the VM's packet does not match (conn_is_vm_view), and
+ * an insert never replaces a live connection's entry.  Up to conn_rev's
+ * 40-byte key (struct conn_rev_key_v1, every build before this one) the
+ * whole view was the key: the loader rebuilds conn_rev from conns when
+ * it finds that layout pinned. */
 struct conn_rev_key {
+	__be32 vm_word;           /* IPv4: the VM's address; IPv6: its (unkeyed) fold */
+	__be32 client_word;       /* IPv4: the client's address; IPv6: its fold under conn_seed */
+	__be16 vm_port_be;
+	__be16 client_port_be;
+};
+
+struct conn_rev_key_v1 {
 	__u8 vm[16];
 	__u8 client[16];
 	__be16 vm_port_be;
@@ -357,6 +374,7 @@ struct conn_rev_key {
 	__u8 family;
 	__u8 pad[3];
 };
+_Static_assert(sizeof(struct conn_rev_key) == 12 && sizeof(struct conn_rev_key_v1) == 40, "conn_rev keys");
 
 #define VM_CONN_SYN_SENT    1
 #define VM_CONN_ESTABLISHED 2
