@@ -24,7 +24,7 @@
 #ifndef VM_INLINE
 #define VM_INLINE static inline __attribute__((always_inline))
 #endif
-#ifndef VM_UNROLL                 /* as include/veil/pkt.h */
+#ifndef VM_UNROLL                 /* pkt.h takes it from here */
 #ifdef __clang__
 #define VM_UNROLL _Pragma("unroll")
 #else

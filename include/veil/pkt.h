@@ -23,13 +23,7 @@
 #define VM_INLINE static inline __attribute__((always_inline))
 #endif
 
-#ifndef VM_UNROLL
-#ifdef __clang__
-#define VM_UNROLL _Pragma("unroll")
-#else
-#define VM_UNROLL _Pragma("GCC unroll 16")
-#endif
-#endif
+/* VM_UNROLL: hello.h, included above */
 
 /* ---------- byte order (the hosts and BPF targets here are little-endian) ---------- */
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
