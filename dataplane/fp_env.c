@@ -80,17 +80,6 @@ static inline uint32_t hash_key(const struct flow_key *k)
 	return (uint32_t)(h ^ (h >> 29));
 }
 
-/* Keys compared as the three 32-bit words they were written in (the
- * library writes the two address words in 4 bytes each): memcmp read the
- * packet's key, just stored, as an 8-byte load that waits for both stores to
- * retire (store forwarding fails), on every lookup. */
-static inline int key_eq(const struct flow_key *a, const struct flow_key *b)
-{
-	const vm_u32a *x = (const vm_u32a *)a, *y = (const vm_u32a *)b;
-
-	return ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2])) == 0;
-}
-
 static uint32_t hash_bytes(const void *k, size_t n)
 {
 	const uint8_t *p = k;
@@ -225,7 +214,7 @@ static void *slot_find_h(struct vm_fp *fp, void *tab, size_t stride, uint32_t ca
 {
 	for (int i = 0; i < PROBE; i++) {
 		struct vm_fp_slot *f = (struct vm_fp_slot *)((uint8_t *)tab + stride * ((h + i) & (cap - 1)));
-		if (f->used && key_eq(&f->key, k)) {
+		if (f->used && vm_flow_key_eq(&f->key, k)) {
 			f->last_used = ++fp->tick;
 			return f;
 		}
@@ -247,7 +236,7 @@ static void *slot_put(struct vm_fp *fp, void *tab, size_t stride, uint32_t cap, 
 	struct vm_fp_slot *victim = NULL;
 	for (int i = 0; i < PROBE; i++) {
 		struct vm_fp_slot *f = (struct vm_fp_slot *)((uint8_t *)tab + stride * ((h + i) & (cap - 1)));
-		if (!f->used || key_eq(&f->key, k)) {
+		if (!f->used || vm_flow_key_eq(&f->key, k)) {
 			victim = f;
 			break;
 		}
@@ -454,7 +443,7 @@ static inline const struct flow_seed *vm_env_flow_seed(struct vm_gw_env *e) { re
 static inline struct flow_val *vm_env_flow_get(struct vm_gw_env *e, const struct flow_key *k)
 {
 	/* the burst hashed this packet's key already (vm_fp_hint_of) */
-	uint32_t h = e->hint && key_eq(&e->hint->key, k) ? e->hint->hash : hash_key(k);
+	uint32_t h = e->hint && vm_flow_key_eq(&e->hint->key, k) ? e->hint->hash : hash_key(k);
 	struct vm_fp_flow *fl = slot_find_h(e->fp, e->fp->flows, sizeof(*e->fp->flows), e->fp->flows_cap, k, h);
 	return fl ? &fl->val : NULL;
 }

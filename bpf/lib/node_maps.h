@@ -176,8 +176,7 @@ VM_INLINE int conn_rev_put(const struct conn_rev_key *r, const struct flow_key *
 	old = bpf_map_lookup_elem(&conn_rev, r);
 	if (old) {
 		ok = *old;
-		if (ok.client_word == k->client_word && ok.vip_word == k->vip_word &&
-		    ok.client_port_be == k->client_port_be && ok.vip_port_be == k->vip_port_be)
+		if (vm_flow_key_eq(&ok, k))
 			return 0;
 		c2 = bpf_map_lookup_elem(&conns, &ok);
 		if (c2 && !(c2->family == c->family && vm_addr_eq(c2->vm, c->vm) && vm_addr_eq(c2->client, c->client))) {
@@ -217,8 +216,7 @@ VM_INLINE void conn_forget(const struct flow_key *k, const struct conn_val *c)
 
 	conn_rev_key_of(k, c, &r);
 	rk = bpf_map_lookup_elem(&conn_rev, &r);
-	if (rk && rk->client_word == k->client_word && rk->vip_word == k->vip_word &&
-	    rk->client_port_be == k->client_port_be && rk->vip_port_be == k->vip_port_be)
+	if (rk && vm_flow_key_eq(rk, k))
 		bpf_map_delete_elem(&conn_rev, &r);
 	hellos_forget((struct flow_key *)k, c->nseg);
 	bpf_map_delete_elem(&conns, k);
