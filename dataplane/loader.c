@@ -647,10 +647,12 @@ static int conn_rev_rebuild(int conns, int rev, const struct flow_seed *s, int *
 			continue;
 		}
 		if (ndrop == cap) {
-			struct flow_key *x = realloc(drop, (cap = cap ? 2 * cap : 64) * sizeof(*drop));
+			size_t nc = cap ? 2 * cap : 64;
+			struct flow_key *x = realloc(drop, nc * sizeof(*drop));
 			if (!x)
-				continue;
+				continue;   /* cap unchanged: the next one tries again */
 			drop = x;
+			cap = nc;
 		}
 		drop[ndrop++] = cur;
 	}

@@ -384,7 +384,8 @@ activate "$W/v.cred"; ra=$?
 n=$(python3 -c 'import json;print(json.load(open("'"$W/resp"'"))["nonce"])' 2>/dev/null)
 ak64=$(base64 -w0 "$W/rt.akpub")
 ev='"pub":"'$(printf '0%.0s' $(seq 64))'","ak":"'$ak64'","attest":"AA==","sig":"AA==","eventlog":"AA=="'
-wrong=$(od -An -tx1 "$W/rt.out" | tr -d ' \n' | sed 's/^./f/;s/^ff/0f/')
+# the proof with its first nibble flipped (setting it to f left it right when it was f already)
+wrong=$(od -An -tx1 "$W/rt.out" | tr -d ' \n' | python3 -c 'import sys; s = sys.stdin.read().strip(); print("%x" % (int(s[0], 16) ^ 8) + s[1:])')
 c2=$(post $P1 /v1/attest '{"vm":"order-7","nonce":"'$n'",'"$ev"',"cred":"'$wrong'"}'); r2=$(cat "$W/resp")
 post $P1 /v1/challenge "$(chal order-7)" >/dev/null; n=$(python3 -c 'import json;print(json.load(open("'"$W/resp"'"))["nonce"])')
 c3=$(post $P1 /v1/attest '{"vm":"order-7","nonce":"'$n'",'"$ev"'}'); r3=$(cat "$W/resp")
