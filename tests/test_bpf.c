@@ -806,6 +806,19 @@ static int conn_find(int v6, uint16_t sport, struct flow_key *k, struct conn_val
  * client's data and a handoff are dropped (conn_collision), the VM's
  * packets pass to the kernel.  Here node_connection_v6's entry is made
  * another client's by hand. */
+/* 10 bytes of data from the VM (IPv6, port 443) to client:port, as node_vm sees them. */
+static size_t vm_data6(uint16_t client_port, uint32_t seq, uint32_t ack, const uint8_t *client, uint8_t *out)
+{
+	static uint8_t payload[10];
+	struct t_pkt v = { .v6 = 1, .sport = 443, .dport = client_port, .seq = seq, .ack = ack,
+			   .flags = T_ACK | T_PSH, .window = 1000, .payload = payload, .plen = sizeof(payload) };
+	memcpy(v.smac, VM_MAC, 6);
+	memcpy(v.dmac, HOST_MAC, 6);
+	memcpy(v.src, VM6, 16);
+	memcpy(v.dst, client, 16);
+	return t_build(&v, out);
+}
+
 static void node_collision_never_serves_another(void)
 {
 	uint8_t frame[1024], mesh[1200], vmpkt[512];
@@ -834,17 +847,10 @@ static void node_collision_never_serves_another(void)
 	CHECK(bpf_map_lookup_elem(fd, &k, &now) == 0 && !memcmp(&now, &c, sizeof(c)), "the other entry untouched");
 	/* the VM's data for the connection finds its entry through conn_rev,
 	 * whose client is not the packet's: left to the kernel */
-	static uint8_t payload[10];
-	struct t_pkt v = { .v6 = 1, .sport = 443, .dport = 41001, .seq = 0x30000000 + 1, .ack = 0x10000000 + 1,
-			   .flags = T_ACK | T_PSH, .window = 1000, .payload = payload, .plen = sizeof(payload) };
-	memcpy(v.smac, VM_MAC, 6);
-	memcpy(v.dmac, HOST_MAC, 6);
-	memcpy(v.src, VM6, 16);
-	memcpy(v.dst, CLI6, 16);
-	tc_run(NODE_VM, vmpkt, t_build(&v, vmpkt), &r);
+	tc_run(NODE_VM, vmpkt, vm_data6(41001, 0x30000000 + 1, 0x10000000 + 1, CLI6, vmpkt), &r);
 	CHECK(r.verdict == 0 && node_now().fwd_to_gw == b.fwd_to_gw, "VM data passed: verdict %u", r.verdict);
 	bpf_map_update_elem(fd, &k, &was, BPF_EXIST);
-	tc_run(NODE_VM, vmpkt, t_build(&v, vmpkt), &r);
+	tc_run(NODE_VM, vmpkt, vm_data6(41001, 0x30000000 + 1, 0x10000000 + 1, CLI6, vmpkt), &r);
 	CHECK(r.verdict == TC_ACT_REDIRECT_ && node_now().fwd_to_gw == b.fwd_to_gw + 1, "its own entry back: verdict %u",
 	      r.verdict);
 }
@@ -912,14 +918,7 @@ static void node_rev_collision_v6(void)
 	CHECK(bpf_map_lookup_elem(cfd, &kb, &cv), "no conns entry for B");
 
 	/* the VM's packet to B finds A's conns entry: passed, not sent with it */
-	static uint8_t payload[10];
-	struct t_pkt v = { .v6 = 1, .sport = 443, .dport = 43000, .seq = 0x31000000 + 1, .ack = 0x14000000 + 1,
-			   .flags = T_ACK | T_PSH, .window = 1000, .payload = payload, .plen = sizeof(payload) };
-	memcpy(v.smac, VM_MAC, 6);
-	memcpy(v.dmac, HOST_MAC, 6);
-	memcpy(v.src, VM6, 16);
-	memcpy(v.dst, b, 16);
-	tc_run(NODE_VM, vmpkt, t_build(&v, vmpkt), &r);
+	tc_run(NODE_VM, vmpkt, vm_data6(43000, 0x31000000 + 1, 0x14000000 + 1, b, vmpkt), &r);
 	struct node_stats b3 = node_now();
 	CHECK(r.verdict == 0 && b3.fwd_to_gw == b2.fwd_to_gw && b3.conn_collision == b2.conn_collision + 1 &&
 	      b3.vm_synack_bad == b2.vm_synack_bad && b3.vm_pass == b2.vm_pass + 1,
