@@ -341,14 +341,29 @@ done
 [ -z "$bad" ] && pass $t || fail $t "$bad"
 
 t=metrics_scraped
-m=$(nsx gw curl -s --max-time 3 http://127.0.0.1:9431/metrics)
-mn=$(nsx n1 curl -s --max-time 3 http://127.0.0.1:9432/metrics)
-echo "$m" | grep -q '^veilmesh_gw_packets_total{outcome="hello_routed"} [1-9]' &&
-	echo "$m" | grep -q '^veilmesh_map_entries{map="flows"} [1-9]' && echo "$m" | grep -q '^veilmesh_gw_route_changes_total [1-9]' &&
-	echo "$m" | grep -q '^# TYPE veilmesh_gw_cookie_rotations_total counter' &&
-	echo "$mn" | grep -q '^veilmesh_node_packets_total{outcome="vm_synack"} [1-9]' &&
-	echo "$mn" | grep -q '^veilmesh_node_connections [0-9]' && pass "$t ($(echo "$m" | grep -c '^veilmesh') gateway and $(echo "$mn" | grep -c '^veilmesh') node series)" ||
-	fail $t "$(echo "$m" | head -5)"
+# each series the dashboards need; scraped again (5 times at most) when one
+# is missing, as a scraper would: on a loaded machine a scrape can time out
+metrics_missing() {
+	local m mn
+	m=$(nsx gw curl -s --max-time 3 http://127.0.0.1:9431/metrics)
+	mn=$(nsx n1 curl -s --max-time 3 http://127.0.0.1:9432/metrics)
+	[ -n "$m" ] || { echo "no answer from the gateway's /metrics"; return; }
+	[ -n "$mn" ] || { echo "no answer from the node's /metrics"; return; }
+	for want in '^veilmesh_gw_packets_total{outcome="hello_routed"} [1-9]' '^veilmesh_map_entries{map="flows"} [1-9]' \
+		'^veilmesh_gw_route_changes_total [1-9]' '^# TYPE veilmesh_gw_cookie_rotations_total counter'; do
+		echo "$m" | grep -q "$want" || { echo "gateway: no line matching $want"; return; }
+	done
+	for want in '^veilmesh_node_packets_total{outcome="vm_synack"} [1-9]' '^veilmesh_node_connections [0-9]'; do
+		echo "$mn" | grep -q "$want" || { echo "node: no line matching $want"; return; }
+	done
+	metrics_series="$(echo "$m" | grep -c '^veilmesh') gateway and $(echo "$mn" | grep -c '^veilmesh') node series"
+}
+for _ in 1 2 3 4 5; do
+	why=$(metrics_missing; echo "|$metrics_series")
+	[ "${why%%|*}" = "" ] && break
+	sleep 1
+done
+[ "${why%%|*}" = "" ] && pass "$t (${why#*|})" || fail $t "${why%%|*}"
 
 # closed connections (FIN both ways) leave the tables after a TIME_WAIT-like linger
 t=closed_flows_retired
