@@ -26,8 +26,8 @@ struct vm_gw_env {
 #define VM_V_DROP XDP_DROP
 #define VM_V_PASS XDP_PASS
 #define VM_V_TX   XDP_TX
-#define VM_GW_COOKIE_OK(sec, cin, cookie, tnow) gw_cookie_ok((sec), (cin), (cookie), (tnow))
-#define VM_GW_COOKIE_MAC(sec, cin) gw_cookie_mac((struct cookie_secret *)(sec), (cin))
+#define VM_GW_COOKIE_OK(sec, p, isn, cookie, tnow) gw_cookie_ok((sec), (p), (isn), (cookie), (tnow))
+#define VM_GW_COOKIE_MAC(sec, p, isn, tcount, low) gw_cookie_mac((struct cookie_secret *)(sec), (p), (isn), (tcount), (low))
 
 VM_INLINE void *vm_env_data(struct vm_gw_env *e) { return XDP_DATA(e->ctx); }
 VM_INLINE void *vm_env_data_end(struct vm_gw_env *e) { return XDP_DATA_END(e->ctx); }

@@ -382,7 +382,7 @@ struct vm_gw_env {
 #define VM_V_DROP VM_FP_DROP
 #define VM_V_PASS VM_FP_PASS
 #define VM_V_TX   VM_FP_TX
-#define VM_GW_COOKIE_OK(sec, cin, cookie, tnow) vm_gw_cookie_ok((sec), (cin), (cookie), (tnow))
+#define VM_GW_COOKIE_OK(sec, p, isn, cookie, tnow) vm_gw_cookie_ok((sec), (p), (isn), (cookie), (tnow))
 
 static inline void *vm_env_data(struct vm_gw_env *e) { return *e->pkt; }
 static inline void *vm_env_data_end(struct vm_gw_env *e) { return *e->pkt + *e->len; }

@@ -6,6 +6,7 @@
 #include "veil.h"
 #include "veil/cookie.h"
 #include "veil/pkt.h"
+#include "veil/gw.h"
 
 static uint64_t sip_ref(size_t len)
 {
@@ -118,6 +119,77 @@ static void cookie_mac_layout(void)
 	b = a; b.low ^= 0x200; CHECK(vm_cookie_mac(key, &b) != m0, "low bits");
 }
 
+/* The gateway's MAC and check work from the parsed packet (vm_gw_cookie_mac,
+ * vm_gw_cookie_ok: no copy of the tuple, the form from the parser's
+ * family): the same MAC as vm_cookie_mac over the tuple, for IPv4, IPv6 and
+ * an IPv6 packet whose addresses are both IPv4-mapped (the short form, as
+ * vm_cookie_mac judges it); and the same verdicts as vm_cookie_check_key. */
+static void cookie_from_packet(void)
+{
+	struct cookie_secret sec = { .cur = { 0x0706050403020100ULL, 0x0f0e0d0c0b0a0908ULL }, .prev = { 5, 6 } };
+	const char *addrs[][2] = { { "198.18.0.2", "198.18.100.1" }, { "2001:db8::2", "2001:db8:100::1" },
+				   { "::ffff:198.18.0.2", "::ffff:198.18.100.1" }, { "198.18.0.2", "2001:db8::9" } };
+	unsigned seed = 11;
+	for (int a = 0; a < 4; a++) {
+		for (int i = 0; i < 2000; i++) {
+			struct vm_pkt p = { .family = a == 0 ? VM_AF_INET : VM_AF_INET6 };
+			struct vm_cookie_in in = { 0 };
+			vm_addr_parse(addrs[a][0], p.saddr);
+			vm_addr_parse(addrs[a][1], p.daddr);
+			p.saddr[15] ^= (__u8)i;
+			p.sport = (__be16)rand_r(&seed);
+			p.dport = (__be16)rand_r(&seed);
+			memcpy(in.saddr, p.saddr, 16);
+			memcpy(in.daddr, p.daddr, 16);
+			in.sport = p.sport;
+			in.dport = p.dport;
+			in.client_isn = (__u32)rand_r(&seed) << 1 ^ (__u32)rand_r(&seed);
+			in.tcount = 27572000 + (i & 3);
+			in.low = (__u32)rand_r(&seed) & VM_COOKIE_LOW_MASK;
+			__u32 m = vm_gw_cookie_mac(sec.cur, &p, in.client_isn, in.tcount, in.low);
+			if (m != vm_cookie_mac(sec.cur, &in)) {
+				CHECK(0, "%s: the packet's MAC differs from the tuple's (run %d)", addrs[a][1], i);
+				return;
+			}
+			/* a cookie made for the tuple; checked from the packet, and
+			 * for a forged one, as the tuple's checker does */
+			struct vm_cookie_opts o = { .mss = 1460, .wscale = i & 15, .sack_ok = i & 1, .ts_ok = 1 };
+			__u32 c = vm_cookie_make(sec.cur, &in, in.tcount, &o), tnow = in.tcount + (i & 1);
+			__u32 forged = c ^ (1u << (10 + i % 22));
+			struct vm_cookie_in chk = in;
+			int ok = vm_gw_cookie_ok(&sec, &p, in.client_isn, c, tnow);
+			int bad = vm_gw_cookie_ok(&sec, &p, in.client_isn, forged, tnow);
+			int other_isn = vm_gw_cookie_ok(&sec, &p, in.client_isn + 1, c, tnow);
+			if (!ok || bad != vm_cookie_check_key(sec.cur, &chk, forged, tnow) || other_isn) {
+				CHECK(0, "%s: check from the packet: valid %d forged %d other ISN %d (run %d)", addrs[a][1], ok,
+				      bad, other_isn, i);
+				return;
+			}
+			/* made under the previous key: valid only while it is kept */
+			c = vm_cookie_make(sec.prev, &in, in.tcount, &o);
+			sec.has_prev = 0;
+			int without = vm_gw_cookie_ok(&sec, &p, in.client_isn, c, tnow);
+			sec.has_prev = 1;
+			if (without || !vm_gw_cookie_ok(&sec, &p, in.client_isn, c, tnow)) {
+				CHECK(0, "%s: previous key: %d without it, valid with it expected (run %d)", addrs[a][1],
+				      without, i);
+				return;
+			}
+		}
+	}
+	/* too old: two windows on, none of the times it names is near */
+	struct vm_pkt p = { .family = VM_AF_INET, .sport = 1, .dport = 2 };
+	struct vm_cookie_in in = { .sport = 1, .dport = 2, .client_isn = 9 };
+	struct vm_cookie_opts o = { .mss = 1460, .wscale = 7 };
+	vm_addr_parse("198.18.0.2", p.saddr);
+	vm_addr_parse("198.18.100.1", p.daddr);
+	memcpy(in.saddr, p.saddr, 16);
+	memcpy(in.daddr, p.daddr, 16);
+	__u32 c = vm_cookie_make(sec.cur, &in, 1000, &o);
+	CHECK(vm_gw_cookie_ok(&sec, &p, 9, c, 1001) && !vm_gw_cookie_ok(&sec, &p, 9, c, 1002) &&
+	      !vm_gw_cookie_ok(&sec, &p, 9, c, 999), "windows: valid in its own and the next only");
+}
+
 /* Forging: across many tuples, a random cookie almost never validates. */
 static void cookie_forgery_rate(void)
 {
@@ -228,6 +300,7 @@ int main(void)
 	RUN(siphash_reference_vectors);
 	RUN(cookie_round_trip);
 	RUN(cookie_mac_layout);
+	RUN(cookie_from_packet);
 	RUN(cookie_forgery_rate);
 	RUN(secret_derivation);
 	RUN(secret_file_checks);

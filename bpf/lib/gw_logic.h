@@ -7,10 +7,13 @@
 
 #include "gw_maps.h"
 
-/* A CPU's view of TAI's offset from the monotonic clock (gw_tai_ns). */
+/* A CPU's view of TAI's offset from the monotonic clock, and the TAI it
+ * read at the last tick it saw (gw_tai_ns). */
 struct gw_clock {
 	__u64 at;                 /* coarse monotonic ns when off was taken */
 	__u64 off;                /* TAI - monotonic, ns */
+	__u64 jif;                /* jiffies when tai was read */
+	__u64 tai;                /* TAI then (0: not yet) */
 };
 
 /* A CPU's copy of a VIP it looked up, valid while vips_gen is unchanged:
@@ -76,14 +79,21 @@ VM_INLINE int vm_env_route(void *rctx, const char *name, __u32 len, struct flow_
  * this sees within the second.  The value trails TAI by at most a tick
  * (1/CONFIG_HZ: 4 ms at 250), less than gateways' clocks differ anyway: a
  * cookie's window turns up to a tick later, and our TSval (ms) advances a
- * tick at a time (RFC 7323 asks for 1 ms to 1 s per tick).  c NULL: the
- * fine clock. */
+ * tick at a time (RFC 7323 asks for 1 ms to 1 s per tick).  The coarse
+ * clock moves only at a tick, when jiffies does: within one tick the CPU
+ * answers with the value it read at the tick's first packet (jiffies is one
+ * load: the verifier inlines bpf_jiffies64; the coarse read is a call).
+ * c NULL: the fine clock. */
 VM_INLINE __u64 gw_tai_ns(struct gw_clock *c)
 {
-	__u64 now = bpf_ktime_get_coarse_ns(), m0, t, m1;
+	__u64 now, m0, t, m1, j;
 
 	if (!c)
 		return bpf_ktime_get_tai_ns();
+	j = bpf_jiffies64();
+	if (j == c->jif && c->tai)
+		return c->tai;
+	now = bpf_ktime_get_coarse_ns();
 	if (now - c->at >= VM_NS_PER_S) {
 		m0 = bpf_ktime_get_ns();
 		t = bpf_ktime_get_tai_ns();
@@ -91,27 +101,30 @@ VM_INLINE __u64 gw_tai_ns(struct gw_clock *c)
 		c->off = t - m0 - (m1 - m0) / 2;
 		c->at = now;
 	}
-	return now + c->off;
+	c->jif = j;
+	c->tai = now + c->off;
+	return c->tai;
 }
 
 /* Checks a cookie against the current and the previous secret.  A global
  * function: verified once, not once per path of the caller. */
-__attribute__((noinline)) int gw_cookie_ok(struct cookie_secret *sec, struct vm_cookie_in *cin,
+__attribute__((noinline)) int gw_cookie_ok(struct cookie_secret *sec, const struct vm_pkt *p, __u32 client_isn,
 					   __u32 cookie, __u32 tnow)
 {
-	if (!sec || !cin)
+	if (!sec || !p)
 		return 0;
-	return vm_gw_cookie_ok(sec, cin, cookie, tnow);
+	return vm_gw_cookie_ok(sec, p, client_isn, cookie, tnow);
 }
 
 /* The MAC of a SYN-ACK's cookie under the current key: a global function
  * too, so its registers spill into a frame of its own, not into gw_ingress's
  * (which the hello's route lookup shares: 512 bytes for both). */
-__attribute__((noinline)) __u32 gw_cookie_mac(struct cookie_secret *sec, struct vm_cookie_in *cin)
+__attribute__((noinline)) __u32 gw_cookie_mac(struct cookie_secret *sec, const struct vm_pkt *p, __u32 client_isn,
+					      __u32 tcount, __u32 low)
 {
-	if (!sec || !cin)
+	if (!sec || !p)
 		return 0;
-	return vm_cookie_mac(sec->cur, cin);
+	return vm_gw_cookie_mac(sec->cur, p, client_isn, tcount, low);
 }
 
 /* The parser's window: s->buf, or gw_asm's joined records (asm_flat). */

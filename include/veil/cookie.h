@@ -178,27 +178,60 @@ VM_INLINE int vm_cookie_v4mapped(const __u8 *a)
 	return (vm_cookie_rd32(a) | vm_cookie_rd32(a + 4)) == 0 && vm_cookie_rd32(a + 8) == 0xffff0000u;
 }
 
-VM_INLINE __u32 vm_cookie_mac(const __u64 key[2], const struct vm_cookie_in *in)
+/* The message's last two words, the same for both forms: the ports and
+ * the client's ISN; the time counter and the low ten bits. */
+VM_INLINE __u64 vm_cookie_ports_isn(__be16 sport, __be16 dport, __u32 client_isn)
 {
-	__u64 ports_isn = (__u64)(__u16)in->sport | (__u64)(__u16)in->dport << 16 | (__u64)in->client_isn << 32;
-	__u64 time_low = (__u64)in->tcount | (__u64)(in->low & VM_COOKIE_LOW_MASK) << 32;
+	return (__u64)(__u16)sport | (__u64)(__u16)dport << 16 | (__u64)client_isn << 32;
+}
+
+VM_INLINE __u64 vm_cookie_time_low(__u32 tcount, __u32 low)
+{
+	return (__u64)tcount | (__u64)(low & VM_COOKIE_LOW_MASK) << 32;
+}
+
+/* The MAC of an IPv4 connection from its addresses (the 32-bit words as
+ * they lie in the packet) and the two words above: 22 bytes. */
+VM_INLINE __u32 vm_cookie_mac4(const __u64 key[2], __u32 saddr, __u32 daddr, __u64 ports_isn, __u64 time_low)
+{
+	__u64 w[3], h;
+
+	w[0] = (__u64)saddr | (__u64)daddr << 32;
+	w[1] = ports_isn;
+	w[2] = time_low;
+	VM_SIPHASH_2_4(h, key, w, VM_COOKIE_MSG4_LEN);
+	return (__u32)(h >> (64 - VM_COOKIE_MAC_BITS));
+}
+
+/* The MAC of an IPv6 connection (16-byte addresses, 4-byte aligned): 46 bytes. */
+VM_INLINE __u32 vm_cookie_mac6(const __u64 key[2], const __u8 *saddr, const __u8 *daddr, __u64 ports_isn,
+			       __u64 time_low)
+{
 	__u64 w[6], h;
 
-	if (vm_cookie_v4mapped(in->saddr) && vm_cookie_v4mapped(in->daddr)) {
-		w[0] = (__u64)vm_cookie_rd32(in->saddr + 12) | (__u64)vm_cookie_rd32(in->daddr + 12) << 32;
-		w[1] = ports_isn;
-		w[2] = time_low;
-		VM_SIPHASH_2_4(h, key, w, VM_COOKIE_MSG4_LEN);
-	} else {
-		w[0] = vm_cookie_rd64(in->saddr);
-		w[1] = vm_cookie_rd64(in->saddr + 8);
-		w[2] = vm_cookie_rd64(in->daddr);
-		w[3] = vm_cookie_rd64(in->daddr + 8);
-		w[4] = ports_isn;
-		w[5] = time_low;
-		VM_SIPHASH_2_4(h, key, w, VM_COOKIE_MSG6_LEN);
-	}
+	w[0] = vm_cookie_rd64(saddr);
+	w[1] = vm_cookie_rd64(saddr + 8);
+	w[2] = vm_cookie_rd64(daddr);
+	w[3] = vm_cookie_rd64(daddr + 8);
+	w[4] = ports_isn;
+	w[5] = time_low;
+	VM_SIPHASH_2_4(h, key, w, VM_COOKIE_MSG6_LEN);
 	return (__u32)(h >> (64 - VM_COOKIE_MAC_BITS));
+}
+
+/* Either form, by the addresses: both IPv4-mapped is an IPv4 connection. */
+VM_INLINE __u32 vm_cookie_mac_of(const __u64 key[2], const __u8 *saddr, const __u8 *daddr, __u64 ports_isn,
+				 __u64 time_low)
+{
+	if (vm_cookie_v4mapped(saddr) && vm_cookie_v4mapped(daddr))
+		return vm_cookie_mac4(key, vm_cookie_rd32(saddr + 12), vm_cookie_rd32(daddr + 12), ports_isn, time_low);
+	return vm_cookie_mac6(key, saddr, daddr, ports_isn, time_low);
+}
+
+VM_INLINE __u32 vm_cookie_mac(const __u64 key[2], const struct vm_cookie_in *in)
+{
+	return vm_cookie_mac_of(key, in->saddr, in->daddr, vm_cookie_ports_isn(in->sport, in->dport, in->client_isn),
+				vm_cookie_time_low(in->tcount, in->low));
 }
 
 VM_INLINE __u32 vm_cookie_low(__u32 tcount, const struct vm_cookie_opts *o)
@@ -235,23 +268,33 @@ VM_INLINE void vm_cookie_decode(__u32 cookie, struct vm_cookie_opts *o)
 	o->wscale = ws == VM_COOKIE_WS_NONE ? VM_WSCALE_NONE : (__u8)ws;
 }
 
+/* The time counter a cookie was made in, when that is the current window
+ * or one of the VM_COOKIE_MAX_AGE before it (its low two bits name it). */
+VM_INLINE int vm_cookie_tcount(__u32 cookie, __u32 tnow, __u32 *t)
+{
+	__u32 tl = (cookie >> VM_COOKIE_T_SHIFT) & VM_COOKIE_T_MASK;
+
+	for (__u32 age = 0; age <= VM_COOKIE_MAX_AGE; age++) {
+		if (((tnow - age) & VM_COOKIE_T_MASK) == tl) {
+			*t = tnow - age;
+			return 1;
+		}
+	}
+	return 0;
+}
+
 /* Checks cookie against one key for the current window and the previous
  * VM_COOKIE_MAX_AGE ones.  in carries the tuple and client ISN. */
 VM_INLINE int vm_cookie_check_key(const __u64 key[2], struct vm_cookie_in *in, __u32 cookie,
 				  __u32 tnow)
 {
-	__u32 low = cookie & VM_COOKIE_LOW_MASK;
-	__u32 tl = (cookie >> VM_COOKIE_T_SHIFT) & VM_COOKIE_T_MASK;
+	__u32 t;
 
-	for (__u32 age = 0; age <= VM_COOKIE_MAX_AGE; age++) {
-		__u32 t = tnow - age;
-		if ((t & VM_COOKIE_T_MASK) != tl)
-			continue;
-		in->tcount = t;
-		in->low = low;
-		return vm_cookie_mac(key, in) == (cookie >> VM_COOKIE_LOW_BITS);
-	}
-	return 0;
+	if (!vm_cookie_tcount(cookie, tnow, &t))
+		return 0;
+	in->tcount = t;
+	in->low = cookie & VM_COOKIE_LOW_MASK;
+	return vm_cookie_mac(key, in) == (cookie >> VM_COOKIE_LOW_BITS);
 }
 
 #endif /* VEIL_COOKIE_H */

@@ -80,24 +80,32 @@ VM_INLINE __u32 vm_gw_cookie_tnow(const struct gw_config *cfg, __u64 tai_ns)
 	return s / (cfg->cookie_window_s ? cfg->cookie_window_s : VM_COOKIE_WINDOW_S_DEFAULT);
 }
 
-/* A cookie against the current and the previous secret. */
-VM_INLINE int vm_gw_cookie_ok(const struct cookie_secret *sec, struct vm_cookie_in *cin, __u32 cookie, __u32 tnow)
+/* The cookie MAC of p's connection with the client's ISN, time counter
+ * and low bits given: vm_cookie_mac's message, built from the parsed
+ * packet (an IPv4 packet's addresses are the words the parser wrote; no
+ * copy of the tuple, no test of the form). */
+VM_INLINE __u32 vm_gw_cookie_mac(const __u64 key[2], const struct vm_pkt *p, __u32 client_isn, __u32 tcount,
+				 __u32 low)
 {
-	if (vm_cookie_check_key(sec->cur, cin, cookie, tnow))
-		return 1;
-	if (sec->has_prev && vm_cookie_check_key(sec->prev, cin, cookie, tnow))
-		return 1;
-	return 0;
+	__u64 pi = vm_cookie_ports_isn(p->sport, p->dport, client_isn), tl = vm_cookie_time_low(tcount, low);
+
+	if (p->family == VM_AF_INET)
+		return vm_cookie_mac4(key, vm_cookie_rd32(p->saddr + 12), vm_cookie_rd32(p->daddr + 12), pi, tl);
+	return vm_cookie_mac_of(key, p->saddr, p->daddr, pi, tl);
 }
 
-VM_INLINE void vm_gw_cookie_in(const struct vm_pkt *p, __u32 client_isn, struct vm_cookie_in *cin)
+/* A cookie (the ISN we gave p's connection) against the current and the
+ * previous secret, for the client's ISN client_isn. */
+VM_INLINE int vm_gw_cookie_ok(const struct cookie_secret *sec, const struct vm_pkt *p, __u32 client_isn,
+			      __u32 cookie, __u32 tnow)
 {
-	__builtin_memset(cin, 0, sizeof(*cin));
-	__builtin_memcpy(cin->saddr, p->saddr, 16);
-	__builtin_memcpy(cin->daddr, p->daddr, 16);
-	cin->sport = p->sport;
-	cin->dport = p->dport;
-	cin->client_isn = client_isn;
+	__u32 t, low = cookie & VM_COOKIE_LOW_MASK, mac = cookie >> VM_COOKIE_LOW_BITS;
+
+	if (!vm_cookie_tcount(cookie, tnow, &t))
+		return 0;
+	if (vm_gw_cookie_mac(sec->cur, p, client_isn, t, low) == mac)
+		return 1;
+	return sec->has_prev && vm_gw_cookie_mac(sec->prev, p, client_isn, t, low) == mac;
 }
 
 /* Fills a new flow (whose route is set) with what the node needs: the

@@ -402,9 +402,7 @@ VM_INLINE int vm_gw_asm_in(struct vm_gw_env *e, const struct vm_pkt *p, const st
 		return VM_V_DROP;
 	}
 	if (!a) {
-		struct vm_cookie_in cin;
-		vm_gw_cookie_in(p, p->seq - 1, &cin);
-		if (!VM_GW_COOKIE_OK(sec, &cin, p->ack - 1, vm_gw_cookie_tnow(cfg, vm_env_tai_ns(e)))) {
+		if (!VM_GW_COOKIE_OK(sec, p, p->seq - 1, p->ack - 1, vm_gw_cookie_tnow(cfg, vm_env_tai_ns(e)))) {
 			/* Maybe a later segment that overtook the first: keep it
 			 * (one per flow) until the first one vouches for it. */
 			__u32 hl = p->l3_len + p->tcp_len, pl = p->payload_len;

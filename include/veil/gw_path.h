@@ -12,11 +12,11 @@
  * this header (static inline functions, and a struct vm_gw_env of its own):
  *
  *   VM_V_DROP, VM_V_PASS, VM_V_TX      its verdicts (XDP_* / VM_FP_*)
- *   VM_GW_COOKIE_OK(sec, cin, c, t)    vm_gw_cookie_ok, or a wrapper the
+ *   VM_GW_COOKIE_OK(sec, p, isn, c, t) vm_gw_cookie_ok, or a wrapper the
  *                                      verifier checks once (BPF)
- *   VM_GW_COOKIE_MAC(sec, cin)         optional: vm_cookie_mac under the
- *                                      current key, or such a wrapper (BPF:
- *                                      its stack apart from the caller's)
+ *   VM_GW_COOKIE_MAC(sec, p, isn, t, low)  optional: vm_gw_cookie_mac under
+ *                                      the current key, or such a wrapper
+ *                                      (BPF: its stack apart from the caller's)
  *   void *vm_env_data(e), *vm_env_data_end(e)   the frame, read again after
  *                                      every resize
  *   int vm_env_resize(e, len)          the frame to len bytes (a reply)
@@ -63,7 +63,7 @@
 #include "geneve.h"
 
 #ifndef VM_GW_COOKIE_MAC
-#define VM_GW_COOKIE_MAC(sec, cin) vm_cookie_mac((sec)->cur, (cin))
+#define VM_GW_COOKIE_MAC(sec, p, isn, tcount, low) vm_gw_cookie_mac((sec)->cur, (p), (isn), (tcount), (low))
 #endif
 
 /* ---------- answers to the client, in place ---------- */
@@ -154,9 +154,8 @@ VM_INLINE int vm_gw_synack(struct vm_gw_env *e, const struct vm_pkt *p, struct g
 {
 	struct vm_tcpopts o;
 	struct vm_cookie_opts co;
-	struct vm_cookie_in cin;
 	struct vm_tcp *tcp;
-	__u32 cookie, tnow, tsval;
+	__u32 cookie, tnow, tsval, low;
 	__u64 tai;
 	__u16 mss;
 
@@ -168,12 +167,10 @@ VM_INLINE int vm_gw_synack(struct vm_gw_env *e, const struct vm_pkt *p, struct g
 	co.wscale = o.wscale;
 	co.sack_ok = o.sack_ok;
 	co.ts_ok = o.ts_ok;
-	vm_gw_cookie_in(p, p->seq, &cin);
 	tai = vm_env_tai_ns(e);   /* one clock read: the cookie's window and our TSval */
 	tnow = vm_gw_cookie_tnow(cfg, tai);
-	cin.tcount = tnow;   /* vm_cookie_make's steps, the MAC through the hook */
-	cin.low = vm_cookie_low(tnow, &co);
-	cookie = (VM_GW_COOKIE_MAC(sec, &cin) << VM_COOKIE_LOW_BITS) | cin.low;
+	low = vm_cookie_low(tnow, &co);   /* vm_cookie_make's steps, the MAC through the hook */
+	cookie = (VM_GW_COOKIE_MAC(sec, p, p->seq, tnow, low) << VM_COOKIE_LOW_BITS) | low;
 	tsval = (__u32)(tai / VM_NS_PER_TS);
 	mss = p->family == VM_AF_INET ? cfg->mss4 : cfg->mss6;
 
@@ -494,11 +491,9 @@ VM_INLINE int vm_gw_ingress(struct vm_gw_env *e, struct gw_stats *st)
 		return VM_V_DROP;
 	}
 	{
-		struct vm_cookie_in cin;
 		__u32 tnow = vm_gw_cookie_tnow(cfg, vm_env_tai_ns(e));
 
-		vm_gw_cookie_in(&p, p.seq - 1, &cin);
-		if (!VM_GW_COOKIE_OK(sec, &cin, p.ack - 1, tnow)) {
+		if (!VM_GW_COOKIE_OK(sec, &p, p.seq - 1, p.ack - 1, tnow)) {
 			/* A later segment of a hello being reassembled (its seq is
 			 * not the ISN + 1 the cookie covers), or one that overtook
 			 * the first: the reassembly judges it. */
