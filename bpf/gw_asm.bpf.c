@@ -183,12 +183,29 @@ VM_INLINE int vm_env_reply_send(struct vm_gw_env *e, __u8 *b, __u32 tot)
 	return bpf_redirect(e->skb->ifindex, 0);
 }
 
-/* The node's next hop from the FIB. */
+/* The node's next hop: the one the daemon keeps in next_hops (gw_ingress's
+ * too), with the MTU check the FIB makes; the FIB only for a node the daemon
+ * has not resolved. */
 VM_INLINE int vm_env_emit_route(struct vm_gw_env *e, __u8 fam, const __u8 *src, const __u8 *node, int *why)
 {
 	struct bpf_fib_lookup fib = {};
+	const struct next_hop_val *nh;
+	struct next_hop_key k;
 	int rc;
 
+	__builtin_memcpy(k.addr, node, 16);
+	nh = bpf_map_lookup_elem(&next_hops, &k);
+	if (nh) {
+		if (nh->mtu < ASM_FIB_TOT_LEN) {
+			*why = VM_SEND_FAIL;   /* what the FIB's FRAG_NEEDED gives below */
+			return -1;
+		}
+		e->ifindex = nh->ifindex;
+		__builtin_memcpy(e->dmac, nh->dmac, 6);
+		__builtin_memcpy(e->smac, nh->smac, 6);
+		*why = VM_SEND_OK;
+		return 0;
+	}
 	if (fam == VM_AF_INET) {
 		fib.family = AF_INET_;
 		__builtin_memcpy(&fib.ipv4_src, src + VM_ADDR4_OFF, 4);

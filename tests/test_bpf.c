@@ -1140,20 +1140,90 @@ static void node_rejects_bad_mesh_packets(void)
 
 /* ---------- reassembly ---------- */
 
-/* Checks a frame read on t1: Geneve with the handoff option to the node,
- * carrying exactly inner (an IP packet). */
-static void check_mesh_frame(const uint8_t *f, size_t n, int v6_outer, const uint8_t *inner, size_t il,
-			     const char *what)
+/* Checks a frame read on t1: Geneve with the handoff option to the node
+ * (to its MAC mac), carrying exactly inner (an IP packet). */
+static void check_mesh_frame_to(const uint8_t *f, size_t n, int v6_outer, const uint8_t *inner, size_t il,
+				const uint8_t *mac, const char *what)
 {
 	size_t ol3 = v6_outer ? 40 : 20;
 	const uint8_t *g = f + 14 + ol3 + 8;
 	CHECK(n == 14 + ol3 + 16 + 28 + il, "%s: length %zu want %zu", what, n, 14 + ol3 + 16 + 28 + il);
 	if (n != 14 + ol3 + 16 + 28 + il)
 		return;
-	CHECK(!memcmp(f, NODE_MAC, 6), "%s: next hop MAC", what);
+	CHECK(!memcmp(f, mac, 6), "%s: next hop MAC", what);
 	CHECK(v6_outer || t_fold(t_sum(f + 14, 20, 0)) == 0, "%s: outer IP checksum", what);
 	CHECK(t_be16(f + 14 + ol3 + 2) == 6081 && g[0] == 7 && t_be16(g + 8) == VM_OPT_CLASS, "%s: Geneve+handoff", what);
 	CHECK(!memcmp(g + 8 + 28, inner, il), "%s: the segment, unmodified", what);
+}
+
+static void check_mesh_frame(const uint8_t *f, size_t n, int v6_outer, const uint8_t *inner, size_t il,
+			     const char *what)
+{
+	check_mesh_frame_to(f, n, v6_outer, inner, il, NODE_MAC, what);
+}
+
+/* gw_asm sends a reassembled hello to the next hop the daemon keeps in
+ * next_hops (gw_ingress's map), with the FIB's MTU check; the FIB again once
+ * the entry is gone. */
+static void reassembly_next_hop_from_map(void)
+{
+	static const uint8_t other[6] = { 0x02, 0, 0, 0, 0, 0x78 };
+	struct vm_gw_cfg c = { .nroutes = 1 };
+	struct vm_next_hop hops[2];
+	struct next_hop_key k;
+	struct next_hop_val v;
+	struct hb h;
+	uint8_t p1[1600], p2[1600], f[2048];
+	struct run r;
+	uint32_t gw_ts, isn = 778000;
+	size_t n = hb_browser(&h, "www.veil.test", 1800), cut = 1360, fl;
+	int fd = vm_gw_map_fd(&G, "next_hops"), cap = cap_open();
+
+	CHECK(cap >= 0, "packet socket");
+	c.routes = calloc(1, sizeof(*c.routes));
+	c.routes[0].val.node_family = vm_addr_parse("198.19.0.11", c.routes[0].val.node);
+	int nh = vm_next_hops(&c, hops, 2, false);
+	CHECK(nh == 1 && vm_neigh_resolve(hops, nh) == 1 && vm_gw_next_hops_sync(&G, hops, nh) == 1, "next hop kept");
+	memcpy(k.addr, c.routes[0].val.node, 16);
+	CHECK(!bpf_map_lookup_elem(fd, &k, &v), "entry for 198.19.0.11");
+	memcpy(v.dmac, other, 6);   /* a MAC the kernel does not know shows the map was used */
+	bpf_map_update_elem(fd, &k, &v, BPF_ANY);
+	vm_gw_next_hops_moved(&G, true);
+	for (int round = 0; round < 3; round++) {
+		/* 0: the map's next hop; 1: its MTU below the FIB's check; 2: no entry, the FIB */
+		uint16_t port = 43100 + round;
+		uint32_t cookie = handshake(0, port, isn, &gw_ts);
+		size_t n1 = hello_pkt(0, port, isn, cookie, gw_ts, h.b, cut, p1);
+		size_t n2 = hello_pkt(0, port, isn + cut, cookie, gw_ts, h.b + cut, n - cut, p2);
+		if (round == 1) {
+			v.mtu = 1400;
+			bpf_map_update_elem(fd, &k, &v, BPF_ANY);
+		} else if (round == 2) {
+			hops[0].resolved = 0;
+			CHECK(vm_gw_next_hops_sync(&G, hops, nh) == 1, "entry removed");
+		}
+		struct gw_stats b = gw_now();
+		xdp_run(GW_ING, p1, n1, &r);
+		tc_run_on(GW_ASM, p1, n1, &r, ifidx);
+		xdp_run(GW_ING, p2, n2, &r);
+		tc_run_on(GW_ASM, p2, n2, &r, ifidx);
+		struct gw_stats a = gw_now();
+		if (round == 1) {
+			CHECK(a.asm_routed == b.asm_routed + 1 && a.asm_sent == b.asm_sent && a.fib_fail == b.fib_fail + 1,
+			      "MTU 1400 < 1500: routed, fib_fail, nothing sent (fib_fail %llu sent %llu)",
+			      (unsigned long long)(a.fib_fail - b.fib_fail), (unsigned long long)(a.asm_sent - b.asm_sent));
+			continue;
+		}
+		CHECK(a.asm_routed == b.asm_routed + 1 && a.asm_sent == b.asm_sent + 2, "round %d: routed, 2 sent", round);
+		for (int i = 0; i < 2; i++) {
+			fl = cap_read(cap, f, sizeof(f));
+			check_mesh_frame_to(f, fl, 0, i ? p2 + 14 : p1 + 14, i ? n2 - 14 : n1 - 14, round ? NODE_MAC : other,
+					    round ? "next hop from the FIB" : "next hop from the map");
+		}
+	}
+	if (cap >= 0)
+		close(cap);
+	free(c.routes);
 }
 
 static void reassembly_two_segments_in_order(void)
@@ -1683,6 +1753,7 @@ int main(void)
 	RUN(node_passes_other_traffic);
 	RUN(node_rejects_bad_mesh_packets);
 	RUN(reassembly_two_segments_in_order);
+	RUN(reassembly_next_hop_from_map);
 	RUN(reassembly_out_of_order_records_v6);
 	RUN(reassembly_duplicate_and_refusal);
 	RUN(node_multi_segment_hello);
