@@ -431,12 +431,10 @@ nocfg:
 /* 1 when the conns entry c (under key k) is the connection the VM's packet
  * p names: a conn_rev entry left by an entry the LRU pushed out may point
  * at a key another connection took since (the same IPv4 tuple routed to
- * another VM, or an IPv6 fold that met).  Global: verified once, off the
- * inlined path's stack. */
-__attribute__((noinline)) int conn_is_vm_view(struct conn_val *c, struct flow_key *k, struct vm_pkt *p)
+ * another VM, or an IPv6 fold that met).  Inlined: as a global function
+ * its call and the arguments' spills cost more than the compare. */
+VM_INLINE int conn_is_vm_view(const struct conn_val *c, const struct flow_key *k, const struct vm_pkt *p)
 {
-	if (!c || !k || !p)
-		return 0;
 	return c->family == p->family && k->client_port_be == p->dport && k->vip_port_be == p->sport &&
 	       vm_addr_eq(c->client, p->daddr) && vm_addr_eq(c->vm, p->saddr);
 }
@@ -460,11 +458,17 @@ int node_vm(struct __sk_buff *skb)
 	cfg = bpf_map_lookup_elem(&node_config, &zero);
 	if (!cfg || !s)
 		return TC_ACT_OK;
-	if (bpf_skb_pull_data(skb, ETH_HLEN + VM_IP6_HLEN + VM_TCP_HLEN) &&
-	    skb->len >= ETH_HLEN + VM_IP6_HLEN + VM_TCP_HLEN)
-		return TC_ACT_OK;
+	/* the headers into the linear part, unless they are there already
+	 * (then writable too: the verifier's prologue unclones the skb) */
 	data = (void *)(long)skb->data;
 	data_end = (void *)(long)skb->data_end;
+	if (data + ETH_HLEN + VM_IP6_HLEN + VM_TCP_HLEN > data_end) {
+		if (bpf_skb_pull_data(skb, ETH_HLEN + VM_IP6_HLEN + VM_TCP_HLEN) &&
+		    skb->len >= ETH_HLEN + VM_IP6_HLEN + VM_TCP_HLEN)
+			return TC_ACT_OK;
+		data = (void *)(long)skb->data;
+		data_end = (void *)(long)skb->data_end;
+	}
 	if (data + ETH_HLEN > data_end)
 		return TC_ACT_OK;
 	proto = ((struct ethhdr *)data)->h_proto;
