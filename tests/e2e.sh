@@ -422,6 +422,21 @@ legit() { # n curls during a flood; prints how many succeeded
 	echo $ok
 }
 
+# 15b. VMs that hand over checksum-offloaded segments, as a virtio VM does
+# (CHECKSUM_PARTIAL, TSO: node_vm fixes only the pseudo-header's part of
+# the TCP checksum, the rest is summed when the segments go out); the lab's
+# veths otherwise checksum in software (CHECKSUM_NONE)
+t=vm_checksum_offload
+nsx vm1 ethtool -K eth0 tx on tso on >/dev/null 2>&1
+nsx vm3 ethtool -K eth0 tx on tso on >/dev/null 2>&1
+got4=$(ccurl vm1.veil.test 4 --max-time 30 https://vm1.veil.test/big.bin 2>"$DIR/o4.err" | sha256sum | cut -d' ' -f1)
+got6=$(ccurl vm3.veil.test 6 --max-time 30 https://vm3.veil.test/big.bin 2>"$DIR/o6.err" | sha256sum | cut -d' ' -f1)
+off=$( (nsx vm1 ethtool -k eth0; nsx vm3 ethtool -k eth0) | grep -c -E '^\s*(tx-checksum-ip-generic|tcp-segmentation-offload): on')
+nsx vm1 ethtool -K eth0 tx off >/dev/null 2>&1
+nsx vm3 ethtool -K eth0 tx off >/dev/null 2>&1
+[ "$got4" = "$SUM" ] && [ "$got6" = "$SUM" ] && [ "$off" = 4 ] && pass "$t (IPv4 and IPv6)" ||
+	fail $t "offloads on: $off/4; IPv4: ${got4:0:12} $(cat "$DIR/o4.err"); IPv6: ${got6:0:12} $(cat "$DIR/o6.err")"
+
 # 16. SYN flood: answered statelessly, no flow entry, real clients still served
 t=syn_flood_keeps_no_state
 f0=$(count "$PIN/gw/flows"); c0=$(stat_sum syn_cookie_sent)
