@@ -498,7 +498,8 @@ static size_t make_hello(__u32 i, uint8_t *out)
 
 /* The flows map as a gateway's: --flows entries (the configuration's
  * default), half of them taken by other connections before any case runs,
- * and the flows a round of first hellos made removed after the round
+ * and the flows a round of first hellos (hello_first, hello_1800_seg2_tc)
+ * made removed after the round
  * (untimed), as veil-gw's sweep removes closed ones.  So a first hello's
  * flow goes into a map of the production size at a steady fill, never
  * evicting another (an LRU map at its limit evicts on every insert: a
@@ -516,6 +517,17 @@ static void hello_key(__u32 i, struct flow_key *k)
 	t_flow_key(cli, "198.18.100.1", 1024 + (i % 60000), 443, k);
 }
 
+/* The 1.8 KB hello's flow i (make_big_seg's client). */
+static void big_key(__u32 i, struct flow_key *k)
+{
+	char cli[32];
+
+	snprintf(cli, sizeof(cli), "198.%u.0.2", 19 + (i / 60000) % 200);
+	t_flow_key(cli, "198.18.100.1", 1024 + (i % 60000), 443, k);
+}
+
+static void (*round_key)(__u32 i, struct flow_key *k) = hello_key;
+
 static int hello_flows_remove(__u32 first, __u32 n)
 {
 	int fd = vm_gw_map_fd(&G, "flows");
@@ -523,7 +535,7 @@ static int hello_flows_remove(__u32 first, __u32 n)
 	struct flow_val v;
 
 	for (__u32 i = first; i < first + n; i++) {
-		hello_key(i, &k);
+		round_key(i, &k);
 		if (bpf_map_delete_elem(fd, &k)) {
 			fprintf(stderr, "veil-bench-micro: the flow of hello %u was not there to remove\n", i);
 			return -ENOENT;
@@ -803,7 +815,10 @@ int main(int argc, char **argv)
 	err |= restored("hello_1800_seg1_xdp", 0, GW_ING, seg1, seg1_n, GWC(hello_partial));
 	/* ... and the second in gw_asm (TC): store, reassemble, parse, route,
 	 * two segments out; the first stored beforehand, untimed */
+	post_round = hello_flows_remove;
+	round_key = big_key;
 	err |= single("hello_1800_seg2_tc", 1, GW_ASM, make_seg2, store_seg1, GWC(asm_routed));
+	post_round = NULL;
 	if (err) {
 		fprintf(stderr, "veil-bench-micro: FAILED: a case took the wrong exit or a run failed (see above)\n");
 		return 1;
