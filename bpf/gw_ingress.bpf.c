@@ -147,21 +147,39 @@ VM_INLINE int vm_env_hello_route(struct vm_gw_env *e, const struct vm_pkt *p, st
 }
 
 /* The next hop the daemon keeps, as the flow copied it while next_hops has
- * not changed since (one array read instead of a hash lookup per packet);
- * the FIB only for a node the daemon has not resolved. */
+ * not changed since (one array read instead of a hash lookup per packet),
+ * else as this CPU copied it for the node while next_hops has not changed
+ * (a new flow: the scratch is there on every path that makes one), else
+ * from next_hops; the FIB only for a node the daemon has not resolved. */
 VM_INLINE int vm_env_mesh_send(struct vm_gw_env *e, struct flow_val *f, __u8 fam, const __u8 *src, int *why)
 {
 	const struct next_hop_val *nh;
-	__u32 zero = 0, *gen = bpf_map_lookup_elem(&next_hops_gen, &zero);
+	__u32 zero = 0, *genp = bpf_map_lookup_elem(&next_hops_gen, &zero), gen = genp ? *genp : 0;
+	struct gw_nh_copy *c = 0;
 	int rc, verdict;
 
-	if (gen && *gen && f->nh_gen == *gen) {
+	if (gen && f->nh_gen == gen) {
 		nh = &f->nh;
 	} else {
+		if (gen && e->s) {
+			c = &e->s->nhc[(f->node[15] ^ f->node[11] ^ f->node[7]) & (GW_NH_CACHE - 1)];
+			if (c->gen == gen && vm_addr_eq(c->node, f->node)) {
+				nh = &c->nh;
+				goto copy;
+			}
+		}
 		nh = bpf_map_lookup_elem(&next_hops, f->node);
-		if (nh && gen && *gen) {
+		if (nh && c) {
+			VM_UNROLL
+			for (int i = 0; i < 4; i++)   /* words: clang copies a __u8[16] byte by byte */
+				((vm_u32a *)c->node)[i] = ((const vm_u32a *)f->node)[i];
+			c->nh = *nh;
+			c->gen = gen;     /* read before the lookup: a change meanwhile moves it again */
+		}
+	copy:
+		if (nh && gen) {
 			f->nh = *nh;   /* racing writers copy the same bytes */
-			f->nh_gen = *gen;
+			f->nh_gen = gen;
 		}
 	}
 	if (nh)

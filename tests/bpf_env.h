@@ -51,6 +51,8 @@ static const uint8_t HOST_MAC[6] = { 0x02, 0, 0, 0, 0x11, 0x01 };
 static __attribute__((unused)) uint8_t CLI4[4] = { 198, 18, 0, 2 }, VIP4[4] = { 198, 18, 100, 1 }, VM4[4] = { 198, 18, 11, 2 };
 static uint8_t CLI6[16], VIP6[16], VM6[16];
 
+/* the gateway's flows map's size (vm_gw_open): the tests' 4096, veil-bench-micro's --flows */
+static __u32 setup_flows_max = 4096;
 static uint8_t hello_curl[600];
 static size_t hello_curl_len;
 
@@ -99,7 +101,7 @@ static inline int setup(const char *fixdir)
 	atexit(cleanup);
 	snprintf(p1, sizeof(p1), "%s/gw", pin);
 	snprintf(p2, sizeof(p2), "%s/node", pin);
-	if (vm_gw_open(&G, p1, 4096) || vm_gw_load(&G) || vm_node_open(&N, p2, 4096) || vm_node_load(&N)) {
+	if (vm_gw_open(&G, p1, setup_flows_max) || vm_gw_load(&G) || vm_node_open(&N, p2, 4096) || vm_node_load(&N)) {
 		fprintf(stderr, "setup: loading the programs failed\n");
 		return -1;
 	}

@@ -362,6 +362,16 @@ static void route_name_compared(void)
 	bpf_map_delete_elem(fd, &k);
 }
 
+/* A first hello for www.veil.test from sport, routed: the verdict, the frame in r. */
+static __u32 hello_out(uint16_t sport, struct run *r)
+{
+	uint8_t in[1024];
+	uint32_t gw_ts, cookie = handshake(0, sport, 88, &gw_ts);
+
+	xdp_run(GW_ING, in, hello_pkt(0, sport, 88, cookie, gw_ts, hello_curl, hello_curl_len, in), r);
+	return r->verdict;
+}
+
 /* The next hop towards a node from the next_hops map the daemon keeps (the
  * kernel's route and neighbour, read by vm_next_hops/vm_neigh_resolve), no
  * FIB lookup; the FIB again once the entry is gone. */
@@ -402,6 +412,8 @@ static void next_hop_from_map(void)
 	CHECK(r.verdict == XDP_TX_ && !memcmp(r.out, other, 6) && !memcmp(r.out + 6, t0mac, 6),
 	      "MACs from the map (verdict %u)", r.verdict);
 	CHECK(gw_now().fwd_established == b.fwd_established + 1, "counted fwd_established");
+	/* a new flow's next hop: the CPU's copy taken before the move is not used */
+	CHECK(hello_out(41021, &r) == XDP_TX_ && !memcmp(r.out, other, 6), "a new flow: the MAC after the move");
 	/* the MTU check the FIB made */
 	v.mtu = 60;
 	bpf_map_update_elem(fd, &k, &v, BPF_ANY);
@@ -418,6 +430,7 @@ static void next_hop_from_map(void)
 	CHECK(vm_gw_next_hops_sync(&G, hops, n) == 1, "one entry removed");
 	xdp_run(GW_ING, in, len, &r);
 	CHECK(r.verdict == XDP_TX_ && !memcmp(r.out, NODE_MAC, 6), "the FIB's next hop");
+	CHECK(hello_out(41022, &r) == XDP_TX_ && !memcmp(r.out, NODE_MAC, 6), "a new flow: the FIB's next hop too");
 	hops[1].resolved = 0;
 	vm_gw_next_hops_sync(&G, hops, n);
 	free(c.routes);

@@ -286,6 +286,10 @@ static int case_done(const char *name, const char *mode, int err, int node, size
 
 /* A case that changes state (a first hello makes a flow): one run per
  * distinct input, next to the baseline run the same way. */
+/* Optional untimed step after each round of a single case: its first input
+ * and their number (e.g. the round's flows removed again). */
+static int (*post_round)(__u32 first, __u32 n);
+
 static int single(const char *name, int tc, int prog, size_t (*make)(__u32, uint8_t *),
 		  void (*pre)(__u32), int node, size_t idx, const char *cname)
 {
@@ -308,6 +312,8 @@ static int single(const char *name, int tc, int prog, size_t (*make)(__u32, uint
 		pre_single = pre;
 		err |= run_singles(prog, tc, next, make, &c[r]);
 		pre_single = NULL;
+		if (!err && post_round)
+			err |= post_round(next, singles);
 		next += singles;
 	}
 	return case_done(name, "single", err, node, idx, cname, before, runs, b, c);
@@ -490,6 +496,82 @@ static size_t make_hello(__u32 i, uint8_t *out)
 	return n;
 }
 
+/* The flows map as a gateway's: --flows entries (the configuration's
+ * default), half of them taken by other connections before any case runs,
+ * and the flows a round of first hellos (hello_first, hello_1800_seg2_tc)
+ * made removed after the round
+ * (untimed), as veil-gw's sweep removes closed ones.  So a first hello's
+ * flow goes into a map of the production size at a steady fill, never
+ * evicting another (an LRU map at its limit evicts on every insert: a
+ * gateway out of room, not its normal state), and the lookups find cold
+ * buckets and chains as they would among 131072 live flows, not a map
+ * small enough to stay in the cache. */
+static __u32 flows_max = 262144;
+static struct flow_key filler0;   /* the first other connection's key: the LRU's first victim */
+
+static void hello_key(__u32 i, struct flow_key *k)
+{
+	char cli[32];
+
+	snprintf(cli, sizeof(cli), "198.18.%u.2", 1 + (i / 60000) % 250);   /* as make_hello */
+	t_flow_key(cli, "198.18.100.1", 1024 + (i % 60000), 443, k);
+}
+
+/* The 1.8 KB hello's flow i (make_big_seg's client). */
+static void big_key(__u32 i, struct flow_key *k)
+{
+	char cli[32];
+
+	snprintf(cli, sizeof(cli), "198.%u.0.2", 19 + (i / 60000) % 200);
+	t_flow_key(cli, "198.18.100.1", 1024 + (i % 60000), 443, k);
+}
+
+static void (*round_key)(__u32 i, struct flow_key *k) = hello_key;
+
+static int hello_flows_remove(__u32 first, __u32 n)
+{
+	int fd = vm_gw_map_fd(&G, "flows");
+	struct flow_key k;
+	struct flow_val v;
+
+	for (__u32 i = first; i < first + n; i++) {
+		round_key(i, &k);
+		if (bpf_map_delete_elem(fd, &k)) {
+			fprintf(stderr, "veil-bench-micro: the flow of hello %u was not there to remove\n", i);
+			return -ENOENT;
+		}
+	}
+	if (bpf_map_lookup_elem(fd, &filler0, &v)) {
+		fprintf(stderr, "veil-bench-micro: the flows map evicted (--flows too small for the round)\n");
+		return -ENOSPC;
+	}
+	return 0;
+}
+
+/* Half the map: flows of other clients (198.17.x.y, never a case's) to
+ * the VIP, copies of a prepared flow's value with their own tuple. */
+static int flows_prefill(void)
+{
+	int fd = vm_gw_map_fd(&G, "flows");
+	struct flow_key k;
+	struct flow_val v;
+	char cli[32];
+
+	t_flow_key("198.18.0.2", "198.18.100.1", 50002, 443, &k);
+	if (bpf_map_lookup_elem(fd, &k, &v))
+		return -1;
+	for (__u32 i = 0; i < flows_max / 2; i++) {
+		snprintf(cli, sizeof(cli), "198.17.%u.%u", (i >> 8) & 0xff, 1 + (i & 0xff) % 254);
+		vm_addr_parse(cli, v.client);
+		t_flow_key(cli, "198.18.100.1", 1024 + i % 60000, 443, &k);
+		if (bpf_map_update_elem(fd, &k, &v, BPF_NOEXIST) && errno != EEXIST)
+			return -1;
+		if (!i)
+			filler0 = k;
+	}
+	return 0;
+}
+
 /* A 1.8 KB browser-shaped hello, its name in the second segment, for flow i. */
 static struct hb big;
 static size_t big_n;
@@ -648,12 +730,12 @@ int main(int argc, char **argv)
 		{ "singles", required_argument, NULL, 's' }, { "json", required_argument, NULL, 'j' },
 		{ "fixtures", required_argument, NULL, 'f' }, { "fib", no_argument, NULL, 'F' },
 		{ "only", required_argument, NULL, 'o' }, { "case", required_argument, NULL, 'c' },
-		{ "help", no_argument, NULL, 'h' }, { 0 }
+		{ "flows", required_argument, NULL, 'l' }, { "help", no_argument, NULL, 'h' }, { 0 }
 	};
 	const char *json = NULL, *fixdir = "tests/fixtures";
 	int o, fib = 0;
 
-	while ((o = getopt_long(argc, argv, "r:R:s:j:f:Fo:c:h", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "r:R:s:j:f:Fo:c:l:h", opts, NULL)) != -1) {
 		switch (o) {
 		case 'r': repeat = strtoul(optarg, NULL, 10); break;
 		case 'R': rounds = strtoul(optarg, NULL, 10); break;
@@ -663,8 +745,10 @@ int main(int argc, char **argv)
 		case 'F': fib = 1; break;
 		case 'o': only = optarg; break;
 		case 'c': prefix = optarg; break;
+		case 'l': flows_max = strtoul(optarg, NULL, 10); break;
 		case 'h':
-			printf("usage: veil-bench-micro [--repeat N] [--rounds R] [--singles N] [--json FILE] [--fixtures DIR] [--fib] [--only CASE] [--case PREFIX]\n"
+			printf("usage: veil-bench-micro [--repeat N] [--rounds R] [--singles N] [--json FILE] [--fixtures DIR] [--fib] [--only CASE] [--case PREFIX] [--flows N]\n"
+			       "  --flows N: the gateway's flows map holds N entries, half of them taken before the cases run (default 262144)\n"
 			       "  --fib: leave next_hops empty, so the gateway asks the FIB per packet (as before it had the map)\n"
 			       "  --only CASE: run that case alone (its name as printed)\n"
 			       "  --case PREFIX: only the cases whose name starts with PREFIX\n");
@@ -673,12 +757,15 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (rounds < 1 || rounds > 31 || repeat < 1 || singles < 1) {
-		fprintf(stderr, "veil-bench-micro: rounds 1..31, repeat and singles >= 1\n");
+	if (rounds < 1 || rounds > 31 || repeat < 1 || singles < 1 || flows_max < 1024 ||
+	    flows_max / 2 + singles + 1024 > flows_max) {
+		fprintf(stderr, "veil-bench-micro: rounds 1..31, repeat and singles >= 1, flows >= 1024 and room for"
+			" a round's flows beside half of them\n");
 		return 2;
 	}
 	vm_lib_logging(false);
-	if (setup(fixdir) || (!fib && next_hops_fill()) || prepare()) {
+	setup_flows_max = flows_max;
+	if (setup(fixdir) || (!fib && next_hops_fill()) || prepare() || flows_prefill()) {
 		fprintf(stderr, "veil-bench-micro: setup failed\n");
 		return 1;
 	}
@@ -715,7 +802,9 @@ int main(int argc, char **argv)
 			err |= tc_live("node_vm_live", NODE_VM, vm_out, vm_out_n, NODEC(fwd_to_gw));
 		}
 	}
+	post_round = hello_flows_remove;
 	err |= single("hello_first", 0, GW_ING, make_hello, NULL, GWC(hello_routed));
+	post_round = NULL;
 	restore_tail = 1;   /* the refusal is an answer in place, shorter than the hello */
 	err |= restored("hello_no_route", 0, GW_ING, noroute, noroute_n, GWC(no_route));
 	restore_tail = 0;
@@ -734,7 +823,10 @@ int main(int argc, char **argv)
 		 * next hop the program cannot find still counts asm_routed) */
 		size_t sent = offsetof(struct gw_stats, asm_sent) / 8;
 		__u64 s0 = counter(0, sent), want = 2ull * rounds * singles;
+		post_round = hello_flows_remove;
+		round_key = big_key;
 		err |= single("hello_1800_seg2_tc", 1, GW_ASM, make_seg2, store_seg1, GWC(asm_routed));
+		post_round = NULL;
 		if (!skipped("hello_1800_seg2_tc") && counter(0, sent) - s0 != want) {
 			fprintf(stderr, "veil-bench-micro: hello_1800_seg2_tc: asm_sent moved by %llu, not %llu\n",
 				(unsigned long long)(counter(0, sent) - s0), (unsigned long long)want);

@@ -27,9 +27,21 @@ struct gw_vip_copy {
 	__u32 gen;                /* vips_gen when taken; 0: empty */
 };
 
+/* A CPU's copy of a node's next hop, valid while next_hops_gen is
+ * unchanged: a new flow (a first hello) takes its next hop from here, not
+ * from a hash lookup of the 16-byte address.  A gateway has few nodes. */
+#define GW_NH_CACHE 4             /* entries per CPU, direct-mapped */
+
+struct gw_nh_copy {
+	__u8 node[16];
+	struct next_hop_val nh;
+	__u32 gen;                /* next_hops_gen when taken; 0: empty */
+};
+
 struct gw_scratch {
 	struct gw_clock clock;
 	struct gw_vip_copy vipc[GW_VIP_CACHE];
+	struct gw_nh_copy nhc[GW_NH_CACHE];
 	__u8 buf[VM_HELLO_BUF];
 	struct vm_hello hello;
 	struct route_key wkey;
