@@ -522,7 +522,7 @@ static void big_key(__u32 i, struct flow_key *k)
 {
 	char cli[32];
 
-	snprintf(cli, sizeof(cli), "198.%u.0.2", 19 + (i / 60000) % 200);
+	snprintf(cli, sizeof(cli), "198.19.%u.2", 1 + (i / 60000) % 200);
 	t_flow_key(cli, "198.18.100.1", 1024 + (i % 60000), 443, k);
 }
 
@@ -548,7 +548,7 @@ static int hello_flows_remove(__u32 first, __u32 n)
 	return 0;
 }
 
-/* Half the map: flows of other clients (198.17.x.y, never a case's) to
+/* Half the map: flows of other clients (198.19.220-255.3+, never a case's) to
  * the VIP, copies of a prepared flow's value with their own tuple. */
 static int flows_prefill(void)
 {
@@ -561,7 +561,8 @@ static int flows_prefill(void)
 	if (bpf_map_lookup_elem(fd, &k, &v))
 		return -1;
 	for (__u32 i = 0; i < flows_max / 2; i++) {
-		snprintf(cli, sizeof(cli), "198.17.%u.%u", (i >> 8) & 0xff, 1 + (i & 0xff) % 254);
+		/* with the port, one key each: 198.19.220-255.3-..., 60000 ports an address */
+		snprintf(cli, sizeof(cli), "198.19.%u.%u", 220 + (i / 60000) % 36, 3 + i / (60000 * 36));
 		vm_addr_parse(cli, v.client);
 		t_flow_key(cli, "198.18.100.1", 1024 + i % 60000, 443, &k);
 		if (bpf_map_update_elem(fd, &k, &v, BPF_NOEXIST) && errno != EEXIST)
@@ -583,11 +584,13 @@ static size_t make_big_seg(__u32 i, uint8_t *out, int second)
 	struct vm_cookie_opts co = { .mss = 1460, .wscale = 7, .sack_ok = 1, .ts_ok = 1 };
 	vm_addr_parse("198.18.0.2", cin.saddr);
 	vm_addr_parse("198.18.100.1", cin.daddr);
-	cin.saddr[13] = 19 + (i / 60000) % 200;  /* 198.<19+k>.0.2: keeps flows apart across rounds */
+	cin.saddr[13] = 19;                       /* 198.19.<1+k>.2: keeps flows apart across rounds, */
+	cin.saddr[14] = 1 + (i / 60000) % 200;    /* inside 198.18.0.0/15 (its segments go out) */
 	uint32_t cookie = vm_cookie_make(KEY, &cin, vm_tai_seconds() / 64, &co);
 	size_t n = second ? hello_pkt(0, port, isn + 1360, cookie, gw_ts, big.b + 1360, big_n - 1360, out)
 			  : hello_pkt(0, port, isn, cookie, gw_ts, big.b, 1360, out);
 	set_src_byte(out, n, 1, cin.saddr[13]);
+	set_src_byte(out, n, 2, cin.saddr[14]);
 	return n;
 }
 
