@@ -66,12 +66,12 @@ struct {
 /* A route by name: the 64-bit hash of the name as key, the name compared
  * once (few values live across the calls: the stack is shared with
  * gw_asm's).  include/veil/gw_hello.h's lookup; rctx is the scratch. */
-VM_INLINE int vm_env_route(void *rctx, const char *name, __u32 len, struct flow_val *f)
+VM_INLINE int vm_env_route(void *rctx, const char *name, __u32 len, __u64 hash, struct flow_val *f)
 {
 	struct gw_scratch *s = rctx;
 	struct route_ent *e;
 
-	s->hk.hash = vm_name_hash_in(&s->nw, name, len);
+	s->hk.hash = hash;
 	e = bpf_map_lookup_elem(&routes, &s->hk);
 	if (!e || !vm_name_eq_in(&s->nw, e->name, name, len & (VM_NAME_MAX - 1)))
 		return -1;
