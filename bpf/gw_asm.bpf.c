@@ -183,18 +183,16 @@ VM_INLINE int vm_env_reply_send(struct vm_gw_env *e, __u8 *b, __u32 tot)
 	return bpf_redirect(e->skb->ifindex, 0);
 }
 
-/* The node's next hop: the one the daemon keeps in next_hops (gw_ingress's
- * too), with the MTU check the FIB makes; the FIB only for a node the daemon
- * has not resolved. */
+/* The node's next hop: the one the daemon keeps in next_hops, through this
+ * CPU's copies (gw_next_hop, as gw_ingress), with the MTU check the FIB
+ * makes; the FIB only for a node the daemon has not resolved. */
 VM_INLINE int vm_env_emit_route(struct vm_gw_env *e, __u8 fam, const __u8 *src, const __u8 *node, int *why)
 {
 	struct bpf_fib_lookup fib = {};
 	const struct next_hop_val *nh;
-	struct next_hop_key k;
 	int rc;
 
-	__builtin_memcpy(k.addr, node, 16);
-	nh = bpf_map_lookup_elem(&next_hops, &k);
+	nh = gw_next_hop(e->s, node, gw_next_hops_gen());
 	if (nh) {
 		if (nh->mtu < ASM_FIB_TOT_LEN) {
 			*why = VM_SEND_FAIL;   /* what the FIB's FRAG_NEEDED gives below */

@@ -154,29 +154,13 @@ VM_INLINE int vm_env_hello_route(struct vm_gw_env *e, const struct vm_pkt *p, st
 VM_INLINE int vm_env_mesh_send(struct vm_gw_env *e, struct flow_val *f, __u8 fam, const __u8 *src, int *why)
 {
 	const struct next_hop_val *nh;
-	__u32 zero = 0, *genp = bpf_map_lookup_elem(&next_hops_gen, &zero), gen = genp ? *genp : 0;
-	struct gw_nh_copy *c = 0;
+	__u32 gen = gw_next_hops_gen();
 	int rc, verdict;
 
 	if (gen && f->nh_gen == gen) {
 		nh = &f->nh;
 	} else {
-		if (gen && e->s) {
-			c = &e->s->nhc[(f->node[15] ^ f->node[11] ^ f->node[7]) & (GW_NH_CACHE - 1)];
-			if (c->gen == gen && vm_addr_eq(c->node, f->node)) {
-				nh = &c->nh;
-				goto copy;
-			}
-		}
-		nh = bpf_map_lookup_elem(&next_hops, f->node);
-		if (nh && c) {
-			VM_UNROLL
-			for (int i = 0; i < 4; i++)   /* words: clang copies a __u8[16] byte by byte */
-				((vm_u32a *)c->node)[i] = ((const vm_u32a *)f->node)[i];
-			c->nh = *nh;
-			c->gen = gen;     /* read before the lookup: a change meanwhile moves it again */
-		}
-	copy:
+		nh = gw_next_hop(e->s, f->node, gen);
 		if (nh && gen) {
 			f->nh = *nh;   /* racing writers copy the same bytes */
 			f->nh_gen = gen;

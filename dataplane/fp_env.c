@@ -334,7 +334,7 @@ static uint32_t write_encap(struct vm_fp *fp, uint8_t *f, const struct vm_fp_nei
 /* ---------- the hello: route, flow (include/veil/gw_hello.h, gw.h) ---------- */
 
 /* The packet library's route lookup: the configuration's table by name. */
-static inline int vm_env_route(void *rctx, const char *name, __u32 len, struct flow_val *f)
+static inline int vm_env_route(void *rctx, const char *name, __u32 len, __u64 hash, struct flow_val *f)
 {
 	const struct route_val *r = route_get(rctx, name);
 	if (!r)

@@ -375,6 +375,29 @@ static __u32 hello_out(uint16_t sport, struct run *r)
 /* The next hop towards a node from the next_hops map the daemon keeps (the
  * kernel's route and neighbour, read by vm_next_hops/vm_neigh_resolve), no
  * FIB lookup; the FIB again once the entry is gone. */
+/* The next hops of c's routes resolved and written as veil-gw does
+ * (vm_next_hops, vm_neigh_resolve, vm_gw_next_hops_sync), all of them; the
+ * first one's entry read back into *k, *v.  Returns how many were kept. */
+static int next_hops_kept(struct vm_gw_cfg *c, struct vm_next_hop *hops, int max, struct next_hop_key *k,
+			  struct next_hop_val *v)
+{
+	int n = vm_next_hops(c, hops, max, false);
+
+	CHECK(n == (int)c->nroutes && vm_neigh_resolve(hops, n) == n, "%d next hops resolved (%d)", (int)c->nroutes, n);
+	CHECK(vm_gw_next_hops_sync(&G, hops, n) == n, "%d entries written", n);
+	memcpy(k->addr, c->routes[0].val.node, 16);
+	CHECK(!bpf_map_lookup_elem(vm_gw_map_fd(&G, "next_hops"), k, v), "entry for the first node");
+	return n;
+}
+
+/* Entry k rewritten to v and next_hops_gen moved, as vm_gw_next_hops_sync
+ * does: the programs' copies are stale from then on. */
+static void next_hop_set(const struct next_hop_key *k, const struct next_hop_val *v)
+{
+	bpf_map_update_elem(vm_gw_map_fd(&G, "next_hops"), k, v, BPF_ANY);
+	vm_gw_next_hops_moved(&G, true);
+}
+
 static void next_hop_from_map(void)
 {
 	struct vm_gw_cfg c = { .nroutes = 2 };
@@ -388,14 +411,10 @@ static void next_hop_from_map(void)
 	c.routes = calloc(2, sizeof(*c.routes));
 	c.routes[0].val.node_family = vm_addr_parse("198.19.0.11", c.routes[0].val.node);
 	c.routes[1].val.node_family = vm_addr_parse("2001:db8:ff::11", c.routes[1].val.node);
-	int n = vm_next_hops(&c, hops, 4, false);
-	CHECK(n == 2 && vm_neigh_resolve(hops, n) == 2, "two next hops resolved (%d)", n);
-	CHECK(vm_gw_next_hops_sync(&G, hops, n) == 2, "two entries written");
-	CHECK(vm_gw_next_hops_sync(&G, hops, n) == 0, "none changed on a second sync");
 	struct next_hop_key k;
 	struct next_hop_val v;
-	memcpy(k.addr, c.routes[0].val.node, 16);
-	CHECK(!bpf_map_lookup_elem(fd, &k, &v), "entry for 198.19.0.11");
+	int n = next_hops_kept(&c, hops, 4, &k, &v);
+	CHECK(vm_gw_next_hops_sync(&G, hops, n) == 0, "none changed on a second sync");
 	CHECK(vm_if_mac("t0", t0mac) == 0 && !memcmp(v.smac, t0mac, 6) && !memcmp(v.dmac, NODE_MAC, 6) &&
 	      v.ifindex == (__u32)ifidx && v.mtu == 1500, "entry: ifindex %u mtu %u", v.ifindex, v.mtu);
 
@@ -405,8 +424,7 @@ static void next_hop_from_map(void)
 	/* a MAC the kernel does not know shows the map was used */
 	static const uint8_t other[6] = { 0x02, 0, 0, 0, 0, 0x77 };
 	memcpy(v.dmac, other, 6);
-	bpf_map_update_elem(fd, &k, &v, BPF_ANY);
-	vm_gw_next_hops_moved(&G, true);   /* as vm_gw_next_hops_sync does */
+	next_hop_set(&k, &v);
 	struct gw_stats b = gw_now();
 	xdp_run(GW_ING, in, len, &r);
 	CHECK(r.verdict == XDP_TX_ && !memcmp(r.out, other, 6) && !memcmp(r.out + 6, t0mac, 6),
@@ -1190,18 +1208,14 @@ static void reassembly_next_hop_from_map(void)
 	struct run r;
 	uint32_t gw_ts, isn = 778000;
 	size_t n = hb_browser(&h, "www.veil.test", 1800), cut = 1360, fl;
-	int fd = vm_gw_map_fd(&G, "next_hops"), cap = cap_open();
+	int cap = cap_open();
 
 	CHECK(cap >= 0, "packet socket");
 	c.routes = calloc(1, sizeof(*c.routes));
 	c.routes[0].val.node_family = vm_addr_parse("198.19.0.11", c.routes[0].val.node);
-	int nh = vm_next_hops(&c, hops, 2, false);
-	CHECK(nh == 1 && vm_neigh_resolve(hops, nh) == 1 && vm_gw_next_hops_sync(&G, hops, nh) == 1, "next hop kept");
-	memcpy(k.addr, c.routes[0].val.node, 16);
-	CHECK(!bpf_map_lookup_elem(fd, &k, &v), "entry for 198.19.0.11");
+	int nh = next_hops_kept(&c, hops, 2, &k, &v);
 	memcpy(v.dmac, other, 6);   /* a MAC the kernel does not know shows the map was used */
-	bpf_map_update_elem(fd, &k, &v, BPF_ANY);
-	vm_gw_next_hops_moved(&G, true);
+	next_hop_set(&k, &v);
 	for (int round = 0; round < 3; round++) {
 		/* 0: the map's next hop; 1: its MTU below the FIB's check; 2: no entry, the FIB */
 		uint16_t port = 43100 + round;
@@ -1210,7 +1224,7 @@ static void reassembly_next_hop_from_map(void)
 		size_t n2 = hello_pkt(0, port, isn + cut, cookie, gw_ts, h.b + cut, n - cut, p2);
 		if (round == 1) {
 			v.mtu = 1400;
-			bpf_map_update_elem(fd, &k, &v, BPF_ANY);
+			next_hop_set(&k, &v);
 		} else if (round == 2) {
 			hops[0].resolved = 0;
 			CHECK(vm_gw_next_hops_sync(&G, hops, nh) == 1, "entry removed");

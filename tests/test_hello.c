@@ -3,20 +3,31 @@
  * from openssl and curl, synthetic ones shaped like browsers', and truncated
  * and hostile input. */
 #include "testlib.h"
-#include "veil/hello.h"
+#include "veil/route.h"   /* and hello.h */
 
 static const char *fixdir = "tests/fixtures";
+
+static unsigned hash_checked, hash_wrong;
 
 static int parse(const uint8_t *p, size_t n, struct vm_hello *h)
 {
 	static uint8_t buf[VM_HELLO_BUF];
 	struct vm_hello_state st;
+	int rc;
 
 	/* Poison what lies past the input: a read of it would change results. */
 	memset(buf, 0xA5, sizeof(buf));
 	memcpy(buf, p, n > VM_HELLO_BUF ? VM_HELLO_BUF : n);
 	memset(h, 0, sizeof(*h));
-	return vm_hello_parse(buf, n, h, &st);
+	rc = vm_hello_parse(buf, n, h, &st);
+	/* The routes map's key, hashed word by word as the parser wrote the
+	 * name, is the one the daemon files the route under. */
+	if (rc == VM_HELLO_OK) {
+		hash_checked++;
+		if (h->name_hash != vm_name_hash(h->name, h->name_len))
+			hash_wrong++;
+	}
+	return rc;
 }
 
 static uint8_t *fixture(const char *name, size_t *n)
@@ -201,6 +212,17 @@ static void hostile_structure(void)
 	hb_sni(&h, "late.test");
 	n = hb_end(&h);
 	CHECK(parse(h.b, n, &o) == VM_HELLO_MALFORMED, "200 extensions");
+	/* the walk's bound exactly: the name as the last of
+	 * VM_HELLO_MAX_EXT - 1, VM_HELLO_MAX_EXT, or one over */
+	for (int total = VM_HELLO_MAX_EXT - 1; total <= VM_HELLO_MAX_EXT + 1; total++) {
+		hb_begin(&h);
+		for (int i = 0; i < total - 1; i++) hb_ext(&h, 0x1000 + i, NULL, 0);
+		hb_sni(&h, "late.test");
+		n = hb_end(&h);
+		int rc = parse(h.b, n, &o);
+		CHECK(total <= VM_HELLO_MAX_EXT ? rc == VM_HELLO_OK && !strcmp(o.name, "late.test") : rc == VM_HELLO_MALFORMED,
+		      "%d extensions: %d", total, rc);
+	}
 	/* a hello spanning two records */
 	hb_begin(&h); hb_sni(&h, "a.test"); n = hb_end(&h);
 	h.b[4] -= 10;
@@ -240,16 +262,54 @@ static void wildcard_keys(void)
 {
 	struct vm_hello h = { 0 };
 	char key[VM_NAME_MAX];
+	__u64 kh = 0;
 
 	strcpy(h.name, "shop.apps.veil.test");
 	h.name_len = strlen(h.name);
 	memset(key, 0, sizeof(key));
-	CHECK(vm_wildcard_key(&h, key) && !strcmp(key, "*.apps.veil.test"), "key '%s'", key);
+	CHECK(vm_wildcard_key(&h, key, &kh) && !strcmp(key, "*.apps.veil.test"), "key '%s'", key);
 	memset(&h, 0, sizeof(h));
 	strcpy(h.name, "localhost");
 	h.name_len = strlen(h.name);
 	memset(key, 0, sizeof(key));
-	CHECK(!vm_wildcard_key(&h, key), "single label has no wildcard");
+	CHECK(!vm_wildcard_key(&h, key, &kh), "single label has no wildcard");
+
+	/* Against the byte-by-byte definition: every first-dot position (so
+	 * every shift of the words), names up to VM_DNS_NAME_MAX, the key's
+	 * bytes past its end zero. */
+	unsigned fails = 0, runs = 0;
+	for (unsigned len = 1; len <= VM_DNS_NAME_MAX; len++) {
+		for (unsigned dot = 0; dot < len; dot += (len > 40 ? 7 : 1)) {
+			char want[VM_NAME_MAX];
+			int wlen = 0;
+			memset(&h, 0, sizeof(h));
+			for (unsigned i = 0; i < len; i++)
+				h.name[i] = 'a' + (i * 7 + len) % 26;
+			if (dot)
+				h.name[dot] = '.';
+			for (unsigned i = dot + 2; dot && i + 1 < len; i += 5 + i % 11)
+				h.name[i] = '.';   /* later dots stay in the key */
+			h.name_len = len;
+			memset(want, 0, sizeof(want));
+			if (dot && dot < len) {
+				want[0] = '*';
+				memcpy(want + 1, h.name + dot, len - dot);
+				wlen = 1 + (int)(len - dot);
+			}
+			memset(key, 0, sizeof(key));
+			int got = vm_wildcard_key(&h, key, &kh);
+			runs++;
+			if (got != wlen || memcmp(key, want, sizeof(key)) || (got && kh != vm_name_hash(want, (__u32)got)))
+				fails++;
+		}
+	}
+	CHECK(fails == 0, "%u of %u names: wildcard key differs from the byte-wise one", fails, runs);
+}
+
+/* Every name the tests above parsed: its hash made as the parser wrote it. */
+static void name_hash_as_written(void)
+{
+	CHECK(hash_checked > 100 && hash_wrong == 0, "%u of %u parsed names hashed wrong", hash_wrong, hash_checked);
 }
 
 int main(int argc, char **argv)
@@ -266,5 +326,6 @@ int main(int argc, char **argv)
 	RUN(hostile_structure);
 	RUN(random_garbage);
 	RUN(wildcard_keys);
+	RUN(name_hash_as_written);
 	return t_done();
 }

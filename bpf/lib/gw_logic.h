@@ -63,15 +63,49 @@ struct {
 	__type(value, struct gw_scratch);
 } gw_scratch SEC(".maps");
 
+/* next_hops' generation (0: never written, no copies kept). */
+VM_INLINE __u32 gw_next_hops_gen(void)
+{
+	__u32 zero = 0, *g = bpf_map_lookup_elem(&next_hops_gen, &zero);
+
+	return g ? *g : 0;
+}
+
+/* The next hop the daemon keeps for node (next_hops): from this CPU's copy
+ * while next_hops has not changed since it was taken (gen, read before),
+ * else looked up and copied.  s NULL or gen 0: no copies.  NULL: the daemon
+ * has not resolved the node (the FIB's turn).  gw_ingress (a new flow's)
+ * and gw_asm (a reassembled hello's). */
+VM_INLINE const struct next_hop_val *gw_next_hop(struct gw_scratch *s, const __u8 *node, __u32 gen)
+{
+	const struct next_hop_val *nh;
+	struct gw_nh_copy *c = 0;
+
+	if (gen && s) {
+		c = &s->nhc[(node[15] ^ node[11] ^ node[7]) & (GW_NH_CACHE - 1)];
+		if (c->gen == gen && vm_addr_eq(c->node, node))
+			return &c->nh;
+	}
+	nh = bpf_map_lookup_elem(&next_hops, node);
+	if (nh && c) {
+		VM_UNROLL
+		for (int i = 0; i < 4; i++)   /* words: clang copies a __u8[16] byte by byte */
+			((vm_u32a *)c->node)[i] = ((const vm_u32a *)node)[i];
+		c->nh = *nh;
+		c->gen = gen;     /* read before the lookup: a change meanwhile moves it again */
+	}
+	return nh;
+}
+
 /* A route by name: the 64-bit hash of the name as key, the name compared
  * once (few values live across the calls: the stack is shared with
  * gw_asm's).  include/veil/gw_hello.h's lookup; rctx is the scratch. */
-VM_INLINE int vm_env_route(void *rctx, const char *name, __u32 len, struct flow_val *f)
+VM_INLINE int vm_env_route(void *rctx, const char *name, __u32 len, __u64 hash, struct flow_val *f)
 {
 	struct gw_scratch *s = rctx;
 	struct route_ent *e;
 
-	s->hk.hash = vm_name_hash_in(&s->nw, name, len);
+	s->hk.hash = hash;
 	e = bpf_map_lookup_elem(&routes, &s->hk);
 	if (!e || !vm_name_eq_in(&s->nw, e->name, name, len & (VM_NAME_MAX - 1)))
 		return -1;

@@ -2,8 +2,9 @@
 /*
  * The route of a parsed ClientHello, written once: the exact name, then the
  * one-label wildcard.  The includer defines the lookup first:
- *   int vm_env_route(void *rctx, const char *name, __u32 len, struct flow_val *f)
- *        0 with the route's VM and node set in f, or -1
+ *   int vm_env_route(void *rctx, const char *name, __u32 len, __u64 hash, struct flow_val *f)
+ *        0 with the route's VM and node set in f, or -1; hash is the
+ *        name's routes map key (vm_name_hash), made as the name was written
  * (the routes map by the name's hash in BPF, the configuration's table in
  * userspace).
  */
@@ -23,6 +24,7 @@
 VM_INLINE int vm_gw_route_hello(void *rctx, __u8 *buf, __u32 len, struct vm_hello *h, struct vm_hello_state *hst,
 				char *wname, struct flow_val *f)
 {
+	__u64 whash = 0;
 	__u32 wlen;
 	int rc;
 
@@ -32,10 +34,10 @@ VM_INLINE int vm_gw_route_hello(void *rctx, __u8 *buf, __u32 len, struct vm_hell
 	if (rc != VM_HELLO_OK)
 		return rc;
 	__builtin_memset(f, 0, sizeof(*f));
-	if (vm_env_route(rctx, h->name, h->name_len & (VM_NAME_MAX - 1), f)) {
+	if (vm_env_route(rctx, h->name, h->name_len & (VM_NAME_MAX - 1), h->name_hash, f)) {
 		__builtin_memset(wname, 0, VM_NAME_MAX);
-		wlen = vm_wildcard_key(h, wname) & (VM_NAME_MAX - 1);
-		if (!wlen || vm_env_route(rctx, wname, wlen, f))
+		wlen = vm_wildcard_key(h, wname, &whash) & (VM_NAME_MAX - 1);
+		if (!wlen || vm_env_route(rctx, wname, wlen, whash, f))
 			return VM_GW_NO_ROUTE;
 	}
 	return VM_HELLO_OK;

@@ -110,6 +110,7 @@ struct vm_hello {
 	__u32 flags;
 	__u32 hello_len;          /* bytes of the whole handshake message, header included */
 	__u32 pad;
+	__u64 name_hash;          /* the routes map's key of name (vm_name_hash, route.h) */
 	char name[VM_NAME_MAX];   /* lowercase, zero padded: usable as a route key */
 };
 
@@ -129,6 +130,24 @@ struct vm_hello {
 #define VM_CALLBACK static
 #endif
 
+/* The routes map's key of a name (include/veil/route.h): a 64-bit hash of
+ * the zero-padded name's words 0 .. len/8, eight bytes at a time.  Here so
+ * that the parser and the wildcard key hash each word as they write it. */
+VM_INLINE __u64 vm_name_hash_seed(__u32 len) { return 0x9e3779b97f4a7c15ULL ^ len; }
+
+VM_INLINE __u64 vm_name_hash_word(__u64 h, __u64 x)
+{
+	h ^= x;
+	h *= 0xff51afd7ed558ccdULL;
+	return h ^ (h >> 32);
+}
+
+VM_INLINE __u64 vm_name_hash_final(__u64 h)
+{
+	h *= 0xc4ceb9fe1a85ec53ULL;
+	return h ^ (h >> 29);
+}
+
 /* The walk's changing state.  In BPF it lives in map memory, whose contents
  * the verifier does not track, so the loop body is verified once instead of
  * once per value of the cursor; elsewhere it is a local. */
@@ -136,6 +155,7 @@ struct vm_hello_state {
 	__u32 have, end, off, label;
 	__u32 sni_off, sni_len, seen_sni;
 	int rc;                   /* -1: still walking */
+	__u64 hash;               /* the name's words hashed so far */
 };
 
 struct vm_hello_walk {
@@ -218,6 +238,7 @@ VM_CALLBACK long vm_hello_name_step(__u32 k, void *ctx)
 		return 1;
 	}
 	st->label = label;
+	st->hash = vm_name_hash_word(st->hash, x);
 	VM_BARRIER_VAR(k);
 #ifdef __bpf__
 	*(__u64 *)(w->out->name + (k & (VM_NAME_MAX / 8 - 1)) * 8) = x;
@@ -235,12 +256,14 @@ VM_INLINE int vm_hello_copy_name(struct vm_hello_walk *w)
 		return VM_HELLO_BAD_NAME;
 	st->rc = -1;
 	st->label = 0;
+	st->hash = vm_name_hash_seed(st->sni_len);
 	VM_LOOP(VM_NAME_MAX / 8, vm_hello_name_step, w);
 	if (st->rc != -1)
 		return st->rc;
 	if (st->label == 0)
 		return VM_HELLO_BAD_NAME;   /* empty last label or trailing dot */
 	w->out->name_len = st->sni_len;
+	w->out->name_hash = vm_name_hash_final(st->hash);
 	return VM_HELLO_OK;
 }
 
@@ -393,54 +416,98 @@ VM_INLINE int vm_hello_parse(const __u8 *buf, __u32 have, struct vm_hello *out,
 	return vm_hello_copy_name(&w);
 }
 
+/* Word i (0..31) of a name buffer (VM_NAME_MAX bytes, zero from the name's
+ * end on): BPF reads and writes it with one load or store (the mask keeps
+ * the offset provably inside the buffer whatever clang makes of a loop), C
+ * through memcpy. */
+VM_INLINE __u64 vm_name_word(const char *name, __u32 i)
+{
+	i &= VM_NAME_MAX / 8 - 1;
+#ifdef __bpf__
+	return *(const __u64 *)(name + i * 8);
+#else
+	__u64 w;
+	__builtin_memcpy(&w, name + i * 8, 8);
+	return w;
+#endif
+}
+
+VM_INLINE void vm_name_word_put(char *name, __u32 i, __u64 x)
+{
+	i &= VM_NAME_MAX / 8 - 1;
+#ifdef __bpf__
+	*(__u64 *)(name + i * 8) = x;
+#else
+	__builtin_memcpy(name + i * 8, &x, 8);
+#endif
+}
+
 struct vm_wild_walk {
-	const struct vm_hello *h;
+	const char *name;
 	char *key;
-	__u32 dot;
+	__u32 last;               /* find: the word holding the end; copy: the key's */
+	__u32 dot;                /* the first dot's index, 0: none */
+	__u32 q, r;               /* copy: the word of name[dot - 1], its bit offset */
+	__u64 hash;               /* copy: the key's words hashed so far */
 };
 
+/* The first dot, a word (eight characters) at a time. */
 VM_CALLBACK long vm_wild_find_dot(__u32 i, void *ctx)
 {
 	struct vm_wild_walk *w = ctx;
+	__u64 d;
 
-	if (i >= w->h->name_len)
+	if (i > w->last)
 		return 1;
-	VM_BARRIER_VAR(i);
-	if (w->h->name[i & (VM_NAME_MAX - 1)] == '.') {
-		w->dot = i;
+	d = vm_swar_eq(vm_name_word(w->name, i), '.');
+	if (d) {
+		w->dot = i * 8 + vm_swar_first(d);
 		return 1;
 	}
 	return 0;
 }
 
-VM_CALLBACK long vm_wild_copy(__u32 i, void *ctx)
+/* Key word j: the name's bytes from dot - 1 + 8j on, the words shifted
+ * into place (bytes past the name are zero, so are the key's); byte 0 is
+ * the star. */
+VM_CALLBACK long vm_wild_copy(__u32 j, void *ctx)
 {
 	struct vm_wild_walk *w = ctx;
-	__u32 src = w->dot + i;
+	__u32 q = w->q + j;
+	__u64 x;
 
-	if (src >= w->h->name_len)
+	if (j > w->last)
 		return 1;
-	__u32 dst = i + 1;
-	VM_BARRIER_VAR(dst);
-	VM_BARRIER_VAR(src);
-	w->key[dst & (VM_NAME_MAX - 1)] = w->h->name[src & (VM_NAME_MAX - 1)];
+	x = vm_name_word(w->name, q);
+	if (w->r)
+		x = x >> w->r | (q + 1 < VM_NAME_MAX / 8 ? vm_name_word(w->name, q + 1) : 0) << (64 - w->r);
+	if (j == 0)
+		x = (x & ~0xffULL) | '*';
+	vm_name_word_put(w->key, j, x);
+	w->hash = vm_name_hash_word(w->hash, x);
 	return 0;
 }
 
 /* The wildcard key for a name: "*" + everything from the first dot on
- * ("a.apps.example.test" -> "*.apps.example.test").  key must be zeroed.
- * Returns the key's length, or 0 when the name has a single label (no
- * wildcard applies). */
-VM_INLINE int vm_wildcard_key(const struct vm_hello *h, char *key)
+ * ("a.apps.example.test" -> "*.apps.example.test"), and its routes map key
+ * (vm_name_hash) in *hash.  key (VM_NAME_MAX bytes) must be zeroed; h->name
+ * is zero past the name, as the parser leaves it.  Returns the key's
+ * length, or 0 when the name has a single label (no wildcard applies). */
+VM_INLINE int vm_wildcard_key(const struct vm_hello *h, char *key, __u64 *hash)
 {
-	struct vm_wild_walk w = { .h = h, .key = key, .dot = 0 };
+	__u32 len = h->name_len & (VM_NAME_MAX - 1);
+	struct vm_wild_walk w = { .name = h->name, .key = key, .last = len / 8, .dot = 0 };
 
-	VM_LOOP(VM_DNS_NAME_MAX, vm_wild_find_dot, &w);
-	if (w.dot == 0)
+	VM_LOOP(VM_NAME_MAX / 8, vm_wild_find_dot, &w);
+	if (w.dot == 0 || w.dot >= len)
 		return 0;
-	key[0] = '*';
-	VM_LOOP(VM_DNS_NAME_MAX, vm_wild_copy, &w);
-	return (int)(1 + h->name_len - w.dot);
+	w.q = (w.dot - 1) / 8;
+	w.r = ((w.dot - 1) & 7) * 8;
+	w.last = (1 + len - w.dot) / 8;
+	w.hash = vm_name_hash_seed(1 + len - w.dot);
+	VM_LOOP(VM_NAME_MAX / 8, vm_wild_copy, &w);
+	*hash = vm_name_hash_final(w.hash);
+	return (int)(1 + len - w.dot);
 }
 
 #ifndef __bpf__

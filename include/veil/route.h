@@ -14,21 +14,6 @@
 #include "wire.h"
 #include "hello.h"   /* VM_LOOP, VM_CALLBACK */
 
-/* Word i (0..31) of a name buffer: BPF reads it with one load (the mask
- * keeps the offset provably inside the buffer whatever clang makes of the
- * loop), C through memcpy. */
-VM_INLINE __u64 vm_name_word(const char *name, __u32 i)
-{
-	i &= VM_NAME_MAX / 8 - 1;
-#ifdef __bpf__
-	return *(const __u64 *)(name + i * 8);
-#else
-	__u64 w;
-	__builtin_memcpy(&w, name + i * 8, 8);
-	return w;
-#endif
-}
-
 /* Loop state (the callbacks run under bpf_loop in BPF: verified once, not
  * once per possible name length). */
 struct vm_name_walk {
@@ -52,9 +37,7 @@ VM_CALLBACK long vm_name_hash_step(__u32 i, void *ctx)
 
 	if (i > w->last)
 		return 1;
-	w->h ^= vm_name_word(r->a, i);
-	w->h *= 0xff51afd7ed558ccdULL;
-	w->h ^= w->h >> 32;
+	w->h = vm_name_hash_word(w->h, vm_name_word(r->a, i));
 	return 0;
 }
 
@@ -77,11 +60,10 @@ VM_CALLBACK long vm_name_eq_step(__u32 i, void *ctx)
 VM_INLINE __u64 vm_name_hash_in(struct vm_name_walk *w, const char *name, __u32 len)
 {
 	w->last = (len & (VM_NAME_MAX - 1)) / 8;
-	w->h = 0x9e3779b97f4a7c15ULL ^ len;
+	w->h = vm_name_hash_seed(len);
 	struct vm_name_ref ref = { .a = name, .w = w };
 	VM_LOOP(VM_NAME_MAX / 8, vm_name_hash_step, &ref);
-	w->h *= 0xc4ceb9fe1a85ec53ULL;
-	return w->h ^ (w->h >> 29);
+	return vm_name_hash_final(w->h);
 }
 
 /* 1 when the kept name (a route_ent's) is the len-byte name. */
