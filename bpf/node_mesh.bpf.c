@@ -268,6 +268,10 @@ VM_INLINE int handoff_new(struct xdp_md *ctx, const struct vm_pkt *p, const stru
 	if (keep_segment(ctx, p, k, 0, s, st))
 		return XDP_DROP;
 	conn_rev_key_of(k, c, &rk);
+	/* conn_gen first: from here on no conn_rev copy made before this
+	 * entry under k (an older connection's, which the LRU may have
+	 * pushed out of conns) is used without a look at conns */
+	vm_conn_rev_val_make(k, c, conn_gen_move(k), &s->rev);
 	/* BPF_NOEXIST: an entry another CPU put under this key since our
 	 * lookup (a colliding connection's) is never replaced */
 	long err = bpf_map_update_elem(&conns, k, c, BPF_NOEXIST);
@@ -281,7 +285,7 @@ VM_INLINE int handoff_new(struct xdp_md *ctx, const struct vm_pkt *p, const stru
 	}
 	/* conn_rev's key is folded too: a live connection's entry under it
 	 * (its VM view's fold met ours) stays, and this one is not made */
-	err = conn_rev_put(&rk, k, c);
+	err = conn_rev_put(&rk, k, c, &s->rev);
 	if (err) {
 		if (err == -1)
 			NODE_COUNT(st, conn_collision);

@@ -317,9 +317,8 @@ VM_INLINE int tcp_csum_fix(struct __sk_buff *skb, __u16 *check, __u32 csum_off, 
  * The headers are written in place (the IPv4 header checksum too: it is
  * never offloaded), the TCP checksum as the skb carries it (tcp_csum_fix:
  * a checksum-offloaded packet's field holds only the pseudo-header's sum). */
-VM_INLINE int to_gateway(struct __sk_buff *skb, const struct vm_pkt *p, const struct flow_key *ck,
-			 struct conn_val *c, const struct node_config *cfg, struct node_scratch *s,
-			 struct node_stats *st)
+VM_INLINE int to_gateway(struct __sk_buff *skb, const struct vm_pkt *p, const struct conn_rev_val *c,
+			 const struct node_config *cfg, struct node_scratch *s, struct node_stats *st)
 {
 	void *data, *data_end;
 	struct tcphdr *tcp;
@@ -439,6 +438,62 @@ VM_INLINE int conn_is_vm_view(const struct conn_val *c, const struct flow_key *k
 	       vm_addr_eq(c->client, p->daddr) && vm_addr_eq(c->vm, p->saddr);
 }
 
+/* The same for conn_rev's copy v (its key folds IPv6 addresses: another
+ * view's fold may meet this one's). */
+VM_INLINE int rev_is_vm_view(const struct conn_rev_val *v, const struct vm_pkt *p)
+{
+	return v->family == p->family && v->conn.client_port_be == p->dport && v->conn.vip_port_be == p->sport &&
+	       vm_addr_eq(v->client, p->daddr) && vm_addr_eq(v->vm, p->saddr);
+}
+
+/* A VM packet whose conn_rev copy alone does not decide (the connection
+ * not established in it, the copy not checked against conns since a conns
+ * entry was made under its key, a SYN-ACK, FIN or RST): conns decides, as
+ * before the copy, and the copy takes what the SYN-ACK fixed (gen: the
+ * conn_gen slot read before conns). */
+VM_INLINE int vm_via_conns(struct __sk_buff *skb, const struct vm_pkt *p, struct conn_rev_val *rv, __u32 gen,
+			   const struct node_config *cfg, struct node_scratch *s, struct node_stats *st)
+{
+	struct flow_key ck = rv->conn;
+	struct conn_val *c;
+	int rc;
+
+	c = bpf_map_lookup_elem(&conns, &ck);
+	/* the entry must be the connection the VM's view names (a stale
+	 * conn_rev entry may point at a key another connection took since) */
+	if (c && !conn_is_vm_view(c, &ck, p)) {
+		NODE_COUNT(st, conn_collision);
+		c = NULL;
+	}
+	if (!c) {
+		NODE_COUNT(st, vm_pass);
+		return TC_ACT_OK;
+	}
+	if (c->state == VM_CONN_SYN_SENT) {
+		if ((p->flags & (TCP_SYN | TCP_ACK | TCP_RST)) == (TCP_SYN | TCP_ACK) &&
+		    p->ack == c->client_isn + 1)
+			return answer_synack(skb, p, &ck, c, s, st);
+		if (p->flags & TCP_RST) {
+			/* The VM refused the replayed SYN: tell the client. */
+			c->seq_delta = c->cookie_isn + 1 - p->seq;
+			c->state = VM_CONN_ESTABLISHED;
+		} else {
+			NODE_COUNT(st, vm_synack_bad);
+			return reset_stale(skb, p, s, st);
+		}
+	}
+	vm_conn_rev_val_refresh(rv, c, gen);
+	if (p->flags & TCP_RST) {
+		NODE_COUNT(st, conn_reset);
+		rc = to_gateway(skb, p, rv, cfg, s, st);
+		conn_forget(&ck, c);
+		return rc;
+	}
+	if ((p->flags & TCP_FIN) && vm_fin_seen(&c->fin, VM_FIN_VM))
+		NODE_COUNT(st, conn_closed);
+	return to_gateway(skb, p, rv, cfg, s, st);
+}
+
 SEC("tc")
 int node_vm(struct __sk_buff *skb)
 {
@@ -448,10 +503,9 @@ int node_vm(struct __sk_buff *skb)
 	struct vm_pkt p = {};
 	const struct flow_seed *seed = NULL;
 	struct conn_rev_key rk;
-	struct flow_key *ckp, ck;
-	struct conn_val *c;
+	struct conn_rev_val *rv;
 	void *data, *data_end;
-	__u32 zero = 0;
+	__u32 zero = 0, gi, gen, *g;
 	__u16 proto;
 	int rc;
 
@@ -488,44 +542,25 @@ int node_vm(struct __sk_buff *skb)
 	if (p.family != VM_AF_INET)
 		seed = bpf_map_lookup_elem(&conn_seed, &zero);
 	vm_conn_rev_key_make(p.family, p.saddr, p.daddr, p.sport, p.dport, seed, &rk);
-	ckp = bpf_map_lookup_elem(&conn_rev, &rk);
-	if (!ckp) {
+	rv = bpf_map_lookup_elem(&conn_rev, &rk);
+	if (!rv) {
 		NODE_COUNT(st, vm_pass);
 		return TC_ACT_OK;
 	}
-	ck = *ckp;
-	c = bpf_map_lookup_elem(&conns, &ck);
-	/* the entry must be the connection the VM's view names (a stale
-	 * conn_rev entry may point at a key another connection took since,
-	 * or the view's folded key met another connection's) */
-	if (c && !conn_is_vm_view(c, &ck, &p)) {
+	/* the copy must be of the view the VM's packet names (the key's
+	 * folds may meet another view's) */
+	if (!rev_is_vm_view(rv, &p)) {
 		NODE_COUNT(st, conn_collision);
-		c = NULL;
-	}
-	if (!c) {
 		NODE_COUNT(st, vm_pass);
 		return TC_ACT_OK;
 	}
-	if (c->state == VM_CONN_SYN_SENT) {
-		if ((p.flags & (TCP_SYN | TCP_ACK | TCP_RST)) == (TCP_SYN | TCP_ACK) &&
-		    p.ack == c->client_isn + 1)
-			return answer_synack(skb, &p, &ck, c, s, st);
-		if (p.flags & TCP_RST) {
-			/* The VM refused the replayed SYN: tell the client. */
-			c->seq_delta = c->cookie_isn + 1 - p.seq;
-			c->state = VM_CONN_ESTABLISHED;
-		} else {
-			NODE_COUNT(st, vm_synack_bad);
-			return reset_stale(skb, &p, s, st);
-		}
-	}
-	if (p.flags & TCP_RST) {
-		NODE_COUNT(st, conn_reset);
-		rc = to_gateway(skb, &p, &ck, c, cfg, s, st);
-		conn_forget(&ck, c);
-		return rc;
-	}
-	if ((p.flags & TCP_FIN) && vm_fin_seen(&c->fin, VM_FIN_VM))
-		NODE_COUNT(st, conn_closed);
-	return to_gateway(skb, &p, &ck, c, cfg, s, st);
+	gi = vm_conn_gen_idx(&rv->conn);
+	g = bpf_map_lookup_elem(&conn_gen, &gi);
+	gen = g ? *g : 0;
+	/* One entry: the copy, while no conns entry was made under its key
+	 * since it was made or checked (then conns is this connection's, or
+	 * gone with no other in its place). */
+	if (g && gen == rv->gen && rv->state == VM_CONN_ESTABLISHED && !(p.flags & (TCP_FIN | TCP_RST)))
+		return to_gateway(skb, &p, rv, cfg, s, st);
+	return vm_via_conns(skb, &p, rv, gen, cfg, s, st);
 }

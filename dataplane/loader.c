@@ -498,57 +498,73 @@ void vm_node_conn_rev_forget(struct vm_node *n, const struct flow_key *k, const 
 	int rev = bpf_map__fd(n->vm->maps.conn_rev), seed = bpf_map__fd(n->vm->maps.conn_seed);
 	struct flow_seed s;
 	struct conn_rev_key r;
-	struct flow_key v;
+	struct conn_rev_val v;
 	__u32 zero = 0;
 
 	if (rev < 0 || seed < 0 || bpf_map_lookup_elem(seed, &zero, &s))
 		return;
 	conn_rev_of(c, k, &s, &r);
-	if (!bpf_map_lookup_elem(rev, &r, &v) && !memcmp(&v, k, sizeof(v)))
+	if (!bpf_map_lookup_elem(rev, &r, &v) && vm_flow_key_eq(&v.conn, k))
 		bpf_map_delete_elem(rev, &r);
 }
 
 /* Files connection c (conns key k) in conn_rev as node_mesh does
- * (conn_rev_put): over an entry of the same VM view whole only when c is
- * the newer (the VM has one connection on a tuple); an entry of another
- * view whose key met c's (an IPv6 fold) stays.  0 filed or left to the
- * newer, -1 not filed (the caller removes c from conns). */
-static int conn_rev_file(int conns, int rev, const struct conn_rev_key *r, const struct flow_key *k,
+ * (conn_rev_put), its copy checked against conns now (conn_gen's slot as
+ * it stands): over an entry of the same VM view whole only when c is the
+ * newer (the VM has one connection on a tuple); an entry of another view
+ * whose key met c's (an IPv6 fold) stays.  0 filed or left to the newer,
+ * -1 not filed (the caller removes c from conns). */
+static int conn_rev_file(int conns, int rev, int gen, const struct conn_rev_key *r, const struct flow_key *k,
 			 const struct conn_val *c)
 {
-	struct flow_key ok;
+	struct conn_rev_val v, ov;
 	struct conn_val c2;
+	__u32 g = 0, i = vm_conn_gen_idx(k);
 
-	if (!bpf_map_update_elem(rev, r, k, BPF_NOEXIST))
+	if (gen >= 0 && bpf_map_lookup_elem(gen, &i, &g))
+		g = 0;
+	vm_conn_rev_val_make(k, c, g, &v);
+	if (!bpf_map_update_elem(rev, r, &v, BPF_NOEXIST))
 		return 0;
-	if (bpf_map_lookup_elem(rev, r, &ok) || bpf_map_lookup_elem(conns, &ok, &c2))
-		return bpf_map_update_elem(rev, r, k, BPF_ANY) ? -1 : 0;   /* stale */
+	if (bpf_map_lookup_elem(rev, r, &ov) || vm_flow_key_eq(&ov.conn, k) ||
+	    bpf_map_lookup_elem(conns, &ov.conn, &c2))
+		return bpf_map_update_elem(rev, r, &v, BPF_ANY) ? -1 : 0;   /* stale, or c's own */
 	if (c2.family != c->family || memcmp(c2.vm, c->vm, 16) || memcmp(c2.client, c->client, 16))
 		return -1;
-	if (c->created_ns > c2.created_ns && bpf_map_update_elem(rev, r, k, BPF_ANY))
+	if (c->created_ns > c2.created_ns && bpf_map_update_elem(rev, r, &v, BPF_ANY))
 		return -1;
 	return 0;
 }
 
-/* 1 when the pinned conn_rev (if any) has the 40-byte key every build
- * before the 12-byte one pinned: vm_pins_refresh replaces it, and the load
- * rebuilds it from conns (conn_seed_init), whose connections would
- * otherwise no longer hear from their VMs. */
-static int conn_rev_is_v1(const char *pin_root)
+/* 1 when the pinned conn_rev (if any) has a layout the programs no longer
+ * use: the 40-byte key of the builds before the 12-byte one, or the conns
+ * key alone as its value (the builds before the copy, struct
+ * conn_rev_val).  vm_pins_refresh replaces it, and the load rebuilds it
+ * from conns (conn_seed_init), whose connections would otherwise no
+ * longer hear from their VMs.  *why: which. */
+static int conn_rev_is_old(const char *pin_root, const char **why)
 {
 	char path[300];
 	struct bpf_map_info info;
 	__u32 len = sizeof(info);
-	int fd, v1;
+	int fd, old = 0;
 
 	snprintf(path, sizeof(path), "%s/conn_rev", pin_root);
 	fd = bpf_obj_get(path);
 	if (fd < 0)
 		return 0;
 	memset(&info, 0, sizeof(info));
-	v1 = !bpf_obj_get_info_by_fd(fd, &info, &len) && info.key_size == sizeof(struct conn_rev_key_v1);
+	if (!bpf_obj_get_info_by_fd(fd, &info, &len)) {
+		if (info.key_size == sizeof(struct conn_rev_key_v1)) {
+			old = 1;
+			*why = "conn_rev of the 40-byte key: rebuilt from conns under the 12-byte key";
+		} else if (info.value_size == sizeof(struct flow_key)) {
+			old = 1;
+			*why = "conn_rev of the conns key alone: rebuilt from conns with the VM -> client copy";
+		}
+	}
 	close(fd);
-	return v1;
+	return old;
 }
 
 /* Writes the connections old_conns_read kept into the new conns and
@@ -557,7 +573,7 @@ static void old_conns_put(struct vm_node *n, const struct flow_seed *s)
 {
 	struct old_conn *o = n->old_conns;
 	int conns = bpf_map__fd(n->vm->maps.conns), rev = bpf_map__fd(n->vm->maps.conn_rev);
-	int moved = 0, lost = 0;
+	int gen = bpf_map__fd(n->vm->maps.conn_gen), moved = 0, lost = 0;
 
 	for (size_t i = 0; i < n->nold_conns; i++) {
 		struct conn_val c;
@@ -575,7 +591,7 @@ static void old_conns_put(struct vm_node *n, const struct flow_seed *s)
 		conn_rev_of(&c, &k, s, &r);
 		if (bpf_map_update_elem(conns, &k, &c, BPF_NOEXIST))
 			lost++;
-		else if (conn_rev_file(conns, rev, &r, &k, &c)) {
+		else if (conn_rev_file(conns, rev, gen, &r, &k, &c)) {
 			/* another moved connection's VM view folded to r */
 			bpf_map_delete_elem(conns, &k);
 			lost++;
@@ -612,7 +628,7 @@ int vm_node_open(struct vm_node *n, const char *pin_root, __u32 conns_max)
 		bpf_map__set_max_entries(n->vm->maps.conn_rev, conns_max);
 	}
 	old_conns_read(n);
-	n->conn_rev_v1 = conn_rev_is_v1(n->pin_root);
+	n->conn_rev_old = conn_rev_is_old(n->pin_root, &n->conn_rev_why);
 	if ((err = vm_pins_refresh(n->mesh->obj)) < 0 || (err = vm_pins_refresh(n->vm->obj)) < 0)
 		return err;
 	return 0;
@@ -625,7 +641,7 @@ int vm_node_open(struct vm_node *n, const char *pin_root, __u32 conns_max)
  * it, the other is dropped from conns as node_mesh would have refused it
  * (*lost); of two with one view whole the newer has it (conn_rev_file).
  * Returns the connections filed (or left to a newer one). */
-static int conn_rev_rebuild(int conns, int rev, const struct flow_seed *s, int *lost)
+static int conn_rev_rebuild(int conns, int rev, int gen, const struct flow_seed *s, int *lost)
 {
 	struct flow_key k, cur, *prev = NULL, *drop = NULL;
 	struct conn_val c;
@@ -642,7 +658,7 @@ static int conn_rev_rebuild(int conns, int rev, const struct flow_seed *s, int *
 		if (bpf_map_lookup_elem(conns, &cur, &c))
 			continue;
 		conn_rev_of(&c, &cur, s, &r);
-		if (!conn_rev_file(conns, rev, &r, &cur, &c)) {
+		if (!conn_rev_file(conns, rev, gen, &r, &cur, &c)) {
 			made++;
 			continue;
 		}
@@ -663,18 +679,18 @@ static int conn_rev_rebuild(int conns, int rev, const struct flow_seed *s, int *
 	return made;
 }
 
-/* conn_rev of the 40-byte key was replaced by an empty one of the 12-byte
- * key (vm_node_open): filled from conns, and said. */
-static void conn_rev_v1_put(struct vm_node *n, const struct flow_seed *s)
+/* conn_rev of an older layout was replaced by an empty one (vm_node_open):
+ * filled from conns, and said. */
+static void conn_rev_old_put(struct vm_node *n, const struct flow_seed *s)
 {
 	int lost = 0, made;
 
-	if (!n->conn_rev_v1)
+	if (!n->conn_rev_old)
 		return;
-	n->conn_rev_v1 = 0;
-	made = conn_rev_rebuild(bpf_map__fd(n->vm->maps.conns), bpf_map__fd(n->vm->maps.conn_rev), s, &lost);
-	vm_log("event=conn_rev_rebuilt moved=%d lost=%d reason=\"conn_rev of the 40-byte key: rebuilt from conns "
-	       "under the 12-byte key\"", made, lost);
+	n->conn_rev_old = 0;
+	made = conn_rev_rebuild(bpf_map__fd(n->vm->maps.conns), bpf_map__fd(n->vm->maps.conn_rev),
+				bpf_map__fd(n->vm->maps.conn_gen), s, &lost);
+	vm_log("event=conn_rev_rebuilt moved=%d lost=%d reason=\"%s\"", made, lost, n->conn_rev_why);
 }
 
 /* The conns key seed, as flow_seed_init does the gateway's: the pinned
@@ -697,7 +713,7 @@ static int conn_seed_init(struct vm_node *n)
 	fresh = !s.k[0] && !s.k[1];
 	if (!fresh && s.fold == VM_FLOW_FOLD) {
 		old_conns_put(n, &s);
-		conn_rev_v1_put(n, &s);
+		conn_rev_old_put(n, &s);
 		return 0;
 	}
 	if (fresh && getrandom(s.k, sizeof(s.k), 0) != sizeof(s.k))
@@ -707,14 +723,14 @@ static int conn_seed_init(struct vm_node *n)
 	if ((r = REKEY(conns, struct conn_val, &s, &lost)) < 0)
 		return r;
 	if (r) {
-		conn_rev_rebuild(conns, bpf_map__fd(n->vm->maps.conn_rev), &s, &lost);
+		conn_rev_rebuild(conns, bpf_map__fd(n->vm->maps.conn_rev), bpf_map__fd(n->vm->maps.conn_gen), &s, &lost);
 		vm_log("event=conns_rekeyed moved=%d lost=%d reason=\"%s\"", r, lost,
 		       fresh ? "a new conn_seed beside kept IPv6 connections" : "entries keyed by an older fold");
 	}
 	if (bpf_map_update_elem(fd, &zero, &s, BPF_ANY))
 		return -errno;
 	old_conns_put(n, &s);
-	conn_rev_v1_put(n, &s);
+	conn_rev_old_put(n, &s);
 	return 0;
 }
 

@@ -210,7 +210,8 @@ struct vm_node {
 	char pin_root[256];
 	void *old_conns;          /* conns of a pinned map of the older layout, moved at load */
 	size_t nold_conns;
-	int conn_rev_v1;          /* conn_rev was pinned with the 40-byte key: rebuilt from conns at load */
+	int conn_rev_old;         /* conn_rev was pinned with an older layout: rebuilt from conns at load */
+	const char *conn_rev_why; /* which (the log's reason) */
 };
 
 int vm_node_open(struct vm_node *n, const char *pin_root, __u32 conns_max);

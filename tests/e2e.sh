@@ -561,3 +561,44 @@ else
 		fail $t "keys '$key_old' -> '$key_new', conn_rev '$rev_old' -> '$rev_new', moved '$moved', rebuilt '$rebuilt', sums $(cat "$DIR/g4.sum" "$DIR/g6.sum" | cut -c1-8 | tr '\n' ' ')(want ${SUM:0:8}), new conn '$who': $(cat "$DIR/g4.err" "$DIR/g6.err" | tail -2) $(grep -E 'conns_migrated|conn_rev_rebuilt|pinned_map' "$DIR/n1.log" | tail -4)"
 	fi
 fi
+
+# 22. the upgrade from a node whose conn_rev held the conns key alone (main
+#      at 4d33f8f, the last build before conn_rev's copy, built here once from
+#      git): conn_rev is rebuilt from conns with the copies node_vm sends with,
+#      so downloads over IPv4 and IPv6 that began under the old node end under
+#      the new one, and new connections work (docs/wire-formats.md).
+t=node_upgrade_from_conn_rev_key_value
+OLD_REF2=4d33f8f
+old2="$BUILD/tests/old-node-$OLD_REF2"
+have_old2=1
+git cat-file -e "$OLD_REF2^{commit}" 2>/dev/null || have_old2=0
+if [ $have_old2 = 1 ] && [ ! -x "$old2/build/veil-node" ]; then
+	rm -rf "$old2" && mkdir -p "$old2" && git archive "$OLD_REF2" | tar -x -C "$old2" &&
+		make -C "$old2" BUILD=build -j2 build/veil-node >"$old2.log" 2>&1
+fi
+if [ $have_old2 = 0 ]; then
+	echo "SKIP $t: commit $OLD_REF2 is not in this checkout's history"
+elif [ ! -x "$old2/build/veil-node" ]; then
+	fail $t "cannot build veil-node at $OLD_REF2: $(tail -3 "$old2.log" 2>&1)"
+else
+	restart_n1 "$old2/build/veil-node"
+	val_old=$(bpftool map show pinned "$PIN/n1/conn_rev" 2>&1 | grep -o 'value [0-9]*B')
+	ccurl vm1.veil.test 4 --max-time 60 --limit-rate 20M https://vm1.veil.test/big.bin 2>"$DIR/h4.err" | sha256sum | cut -d' ' -f1 >"$DIR/h4.sum" &
+	d4=$!
+	ccurl vm2.veil.test 6 --max-time 60 --limit-rate 20M https://vm2.veil.test/big.bin 2>"$DIR/h6.err" | sha256sum | cut -d' ' -f1 >"$DIR/h6.sum" &
+	d6=$!
+	sleep 1.5
+	restart_n1 "$BUILD/veil-node"
+	val_new=$(bpftool map show pinned "$PIN/n1/conn_rev" 2>&1 | grep -o 'value [0-9]*B')
+	wait $d4 $d6
+	rebuilt=$(grep -o "event=conn_rev_rebuilt moved=[0-9]*" "$DIR/n1.log" | tail -1 | cut -d= -f3)
+	who=$(ccurl vm2.veil.test 6 https://vm2.veil.test/whoami 2>&1)
+	who4=$(ccurl vm1.veil.test 4 https://vm1.veil.test/whoami 2>&1)
+	if [ "$(cat "$DIR/h4.sum")" = "$SUM" ] && [ "$(cat "$DIR/h6.sum")" = "$SUM" ] && [ "$val_old" = "value 12B" ] &&
+		[ "$val_new" = "value 112B" ] && [ "${rebuilt:-0}" -ge 2 ] && [ "$who" = "vm2 saw 2001:db8::2" ] &&
+		[ "$who4" = "vm1 saw 198.18.0.2" ]; then
+		pass "$t ($rebuilt connections' copies made)"
+	else
+		fail $t "conn_rev values '$val_old' -> '$val_new', rebuilt '$rebuilt', sums $(cat "$DIR/h4.sum" "$DIR/h6.sum" | cut -c1-8 | tr '\n' ' ')(want ${SUM:0:8}), new conns '$who' '$who4': $(cat "$DIR/h4.err" "$DIR/h6.err" | tail -2) $(grep -E 'conn_rev_rebuilt|pinned_map' "$DIR/n1.log" | tail -4)"
+	fi
+fi

@@ -850,6 +850,19 @@ static size_t vm_data6(uint16_t client_port, uint32_t seq, uint32_t ack, const u
 	return t_build(&v, out);
 }
 
+/* Moves conns key k's conn_gen slot, as node_mesh does before it makes an
+ * entry under k (conn_gen_move). */
+static int conn_gen_moved(const struct flow_key *k)
+{
+	int fd = vm_node_map_fd(&N, "conn_gen");
+	__u32 i = vm_conn_gen_idx(k), g;
+
+	if (bpf_map_lookup_elem(fd, &i, &g))
+		return -1;
+	g++;
+	return bpf_map_update_elem(fd, &i, &g, BPF_EXIST);
+}
+
 static void node_collision_never_serves_another(void)
 {
 	uint8_t frame[1024], mesh[1200], vmpkt[512];
@@ -861,7 +874,8 @@ static void node_collision_never_serves_another(void)
 	CHECK(conn_find(1, 41001, &k, &c) == 0, "node_connection_v6's entry");
 	was = c;
 	c.client[15] ^= 1;
-	CHECK(bpf_map_update_elem(fd, &k, &c, BPF_EXIST) == 0, "entry made another client's");
+	CHECK(bpf_map_update_elem(fd, &k, &c, BPF_EXIST) == 0 && conn_gen_moved(&k) == 0,
+	      "entry made another client's (its conn_gen slot moved, as node_mesh moves it for a new entry)");
 	struct node_stats b = node_now();
 	struct t_pkt d = client_pkt(1, 41001, 0x10000000 + 1 + hello_curl_len, 0xA0000000 + 1 + 100, T_ACK);
 	size_t n = mesh_wrap(frame, t_build(&d, frame), 1, NULL, mesh);
@@ -901,7 +915,8 @@ static void node_rev_collision_v6(void)
 	int sfd = vm_node_map_fd(&N, "conn_seed"), cfd = vm_node_map_fd(&N, "conns");
 	int rfd = vm_node_map_fd(&N, "conn_rev"), hfd = vm_node_map_fd(&N, "hellos");
 	struct flow_seed old;
-	struct flow_key ka, kb, got;
+	struct flow_key ka, kb;
+	struct conn_rev_val got;
 	struct conn_rev_key ra, rb;
 	struct conn_val cv;
 	struct run r;
@@ -932,7 +947,7 @@ static void node_rev_collision_v6(void)
 	xdp_run(NODE_MESH, mesh, mesh_wrap(frame, fl, 1, &ho, mesh), &r);
 	CHECK(r.verdict == XDP_REDIRECT_ && node_now().handoff_replayed == b0.handoff_replayed + 1,
 	      "A's SYN replayed: verdict %u", r.verdict);
-	CHECK(!bpf_map_lookup_elem(rfd, &ra, &got) && !memcmp(&got, &ka, sizeof(ka)), "A's conn_rev entry");
+	CHECK(!bpf_map_lookup_elem(rfd, &ra, &got) && vm_flow_key_eq(&got.conn, &ka), "A's conn_rev entry");
 
 	/* B: another VIP of the same VM, the same ports */
 	memcpy(CLI6, b, 16);
@@ -945,7 +960,7 @@ static void node_rev_collision_v6(void)
 	struct node_stats b2 = node_now();
 	CHECK(r.verdict == XDP_DROP_ && b2.conn_collision == b1.conn_collision + 1 &&
 	      b2.handoff_replayed == b1.handoff_replayed, "B's handoff dropped, counted: verdict %u", r.verdict);
-	CHECK(!bpf_map_lookup_elem(rfd, &ra, &got) && !memcmp(&got, &ka, sizeof(ka)), "A's conn_rev entry kept");
+	CHECK(!bpf_map_lookup_elem(rfd, &ra, &got) && vm_flow_key_eq(&got.conn, &ka), "A's conn_rev entry kept");
 	CHECK(bpf_map_lookup_elem(cfd, &kb, &cv), "no conns entry for B");
 
 	/* the VM's packet to B finds A's conns entry: passed, not sent with it */
@@ -962,7 +977,7 @@ static void node_rev_collision_v6(void)
 	xdp_run(NODE_MESH, mesh, mesh_wrap(frame, fl, 1, &ho, mesh), &r);
 	CHECK(r.verdict == XDP_REDIRECT_ && node_now().handoff_replayed == b3.handoff_replayed + 1,
 	      "B's SYN replayed: verdict %u", r.verdict);
-	CHECK(!bpf_map_lookup_elem(rfd, &ra, &got) && !memcmp(&got, &kb, sizeof(kb)), "the conn_rev entry is B's");
+	CHECK(!bpf_map_lookup_elem(rfd, &ra, &got) && vm_flow_key_eq(&got.conn, &kb), "the conn_rev entry is B's");
 
 	/* C: B's client and port again, to the first VIP (as a client's stack
 	 * reuses a port towards another address): the VM's view is B's whole,
@@ -977,7 +992,7 @@ static void node_rev_collision_v6(void)
 	xdp_run(NODE_MESH, mesh, mesh_wrap(frame, fl, 1, &ho, mesh), &r);
 	CHECK(r.verdict == XDP_REDIRECT_ && node_now().handoff_replayed == b4.handoff_replayed + 1 &&
 	      node_now().conn_collision == b4.conn_collision, "C's SYN replayed: verdict %u", r.verdict);
-	CHECK(!bpf_map_lookup_elem(rfd, &ra, &got) && !memcmp(&got, &kc, sizeof(kc)), "the conn_rev entry is C's");
+	CHECK(!bpf_map_lookup_elem(rfd, &ra, &got) && vm_flow_key_eq(&got.conn, &kc), "the conn_rev entry is C's");
 
 	struct hello_key hk = { .conn = ka, .idx = 0 };
 	bpf_map_delete_elem(hfd, &hk);
@@ -993,22 +1008,126 @@ static void node_rev_collision_v6(void)
 	bpf_map_update_elem(sfd, &zero, &old, BPF_ANY);
 }
 
+/* The VM's established data is sent with conn_rev's copy alone: with its
+ * conns entry gone (the LRU's doing) it still reaches the client.  Once
+ * node_mesh makes another connection's conns entry under the same key (the
+ * client's tuple again, its hello routed to another VM), the first VM's
+ * packets are never sent with the copy: conns decides, and they pass
+ * (conn_collision).  A FIN is marked in conns (the sweeper reads it). */
+static void node_vm_one_entry(void)
+{
+	uint8_t frame[1024], mesh[1200], vmpkt[512];
+	int cfd = vm_node_map_fd(&N, "conns"), rfd = vm_node_map_fd(&N, "conn_rev"), vfd = vm_node_map_fd(&N, "vms");
+	const uint32_t isn = 0x16000000, cookie = 0xA6000000, vm_isn = 0x36000000;
+	const uint16_t port = 41050;
+	struct vm_handoff ho = { .vm_id_be = htonl(1), .client_isn_be = htonl(isn), .cookie_isn_be = htonl(cookie),
+				 .gw_tsval_be = htonl(1), .mss_be = htons(1440), .client_wscale = 10,
+				 .gw_wscale = 7, .flags = VM_HO_SACK_OK };
+	uint8_t cli[16] = { [10] = 0xff, [11] = 0xff }, vip[16] = { [10] = 0xff, [11] = 0xff };
+	struct flow_key k;
+	struct conn_val c, saved;
+	struct conn_rev_key rk;
+	struct conn_rev_val rv;
+	struct vm_val v1, v2;
+	struct run r;
+	__u32 id1 = 1, id2 = 2;
+
+	memcpy(cli + 12, CLI4, 4);
+	memcpy(vip + 12, VIP4, 4);
+	vm_flow_key_make(VM_AF_INET, cli, vip, htons(port), htons(443), NULL, &k);
+	size_t fl = hello_pkt(0, port, isn, cookie, 1, hello_curl, hello_curl_len, frame);
+	xdp_run(NODE_MESH, mesh, mesh_wrap(frame, fl, 0, &ho, mesh), &r);
+	CHECK(r.verdict == XDP_REDIRECT_, "SYN replayed: verdict %u", r.verdict);
+	struct t_pkt sa = { .sport = 443, .dport = port, .seq = vm_isn, .ack = isn + 1, .flags = T_SYN | T_ACK,
+			    .window = 65160 };
+	memcpy(sa.smac, VM_MAC, 6);
+	memcpy(sa.dmac, HOST_MAC, 6);
+	memcpy(sa.src, VM4, 4);
+	memcpy(sa.dst, CLI4, 4);
+	tc_run(NODE_VM, vmpkt, t_build(&sa, vmpkt), &r);
+	CHECK(r.verdict == 2 && !bpf_map_lookup_elem(cfd, &k, &c) && c.state == VM_CONN_ESTABLISHED, "established");
+	struct t_pkt d = sa;
+	d.seq = vm_isn + 1;
+	d.ack = isn + 1 + hello_curl_len;
+	d.flags = T_ACK | T_PSH;
+	size_t n = t_build(&d, vmpkt);
+	struct node_stats b = node_now();
+	tc_run(NODE_VM, vmpkt, n, &r);
+	tc_run(NODE_VM, vmpkt, n, &r);
+	CHECK(r.verdict == TC_ACT_REDIRECT_ && node_now().fwd_to_gw == b.fwd_to_gw + 2, "VM data sent: verdict %u",
+	      r.verdict);
+	CHECK(t_be32(r.out + 14 + 20 + 16 + 20 + 4) == cookie + 1, "in the client's view");
+	uint8_t vmm[16] = { [10] = 0xff, [11] = 0xff };
+	memcpy(vmm + 12, VM4, 4);
+	vm_conn_rev_key_make(VM_AF_INET, vmm, cli, htons(443), htons(port), NULL, &rk);
+	CHECK(!bpf_map_lookup_elem(rfd, &rk, &rv) && vm_flow_key_eq(&rv.conn, &k) && rv.state == VM_CONN_ESTABLISHED &&
+	      rv.seq_delta == cookie - vm_isn, "conn_rev's copy: the key, established, the delta");
+
+	/* conns entry gone: the copy alone sends */
+	saved = c;
+	CHECK(!bpf_map_delete_elem(cfd, &k), "conns entry removed");
+	b = node_now();
+	tc_run(NODE_VM, vmpkt, n, &r);
+	CHECK(r.verdict == TC_ACT_REDIRECT_ && node_now().fwd_to_gw == b.fwd_to_gw + 1 &&
+	      t_be32(r.out + 14 + 20 + 16 + 20 + 4) == cookie + 1, "sent with the copy alone: verdict %u", r.verdict);
+
+	/* the client's tuple again, its hello routed to another VM of the node */
+	CHECK(!bpf_map_lookup_elem(vfd, &id1, &v1), "VM 1");
+	v2 = v1;
+	v2.addr4[15] ^= 0x40;
+	CHECK(!bpf_map_update_elem(vfd, &id2, &v2, BPF_ANY), "VM 2");
+	ho.vm_id_be = htonl(2);
+	ho.client_isn_be = htonl(isn + 0x100000);
+	fl = hello_pkt(0, port, isn + 0x100000, cookie, 1, hello_curl, hello_curl_len, frame);
+	b = node_now();
+	xdp_run(NODE_MESH, mesh, mesh_wrap(frame, fl, 0, &ho, mesh), &r);
+	CHECK(r.verdict == XDP_REDIRECT_ && node_now().handoff_replayed == b.handoff_replayed + 1 &&
+	      !bpf_map_lookup_elem(cfd, &k, &c) && c.vm[15] == v2.addr4[15], "VM 2's connection under the key");
+	b = node_now();
+	tc_run(NODE_VM, vmpkt, n, &r);
+	CHECK(r.verdict == 0 && node_now().fwd_to_gw == b.fwd_to_gw && node_now().conn_collision == b.conn_collision + 1,
+	      "VM 1's data never sent with its copy now: verdict %u", r.verdict);
+
+	/* VM 1's connection back (as if VM 2's never came): the copy is
+	 * checked against conns once, then used; its FIN is marked in conns */
+	CHECK(!bpf_map_update_elem(cfd, &k, &saved, BPF_EXIST), "VM 1's entry back");
+	b = node_now();
+	tc_run(NODE_VM, vmpkt, n, &r);
+	CHECK(r.verdict == TC_ACT_REDIRECT_ && node_now().fwd_to_gw == b.fwd_to_gw + 1, "sent again: verdict %u", r.verdict);
+	d.flags = T_ACK | T_FIN;
+	tc_run(NODE_VM, vmpkt, t_build(&d, vmpkt), &r);
+	CHECK(r.verdict == TC_ACT_REDIRECT_ && !bpf_map_lookup_elem(cfd, &k, &c) && (c.fin & VM_FIN_VM),
+	      "the VM's FIN sent and marked in conns: verdict %u", r.verdict);
+
+	struct hello_key hk = { .conn = k, .idx = 0 };
+	bpf_map_delete_elem(vm_node_map_fd(&N, "hellos"), &hk);
+	bpf_map_delete_elem(cfd, &k);
+	bpf_map_delete_elem(rfd, &rk);
+	vmm[15] ^= 0x40;   /* VM 2's view */
+	vm_conn_rev_key_make(VM_AF_INET, vmm, cli, htons(443), htons(port), NULL, &rk);
+	bpf_map_delete_elem(rfd, &rk);
+	bpf_map_delete_elem(vfd, &id2);
+}
+
 /* An upgrade from a build whose conn_rev had the 40-byte key (struct
- * conn_rev_key_v1) and whose conns has the 12-byte one: the old conn_rev
- * pin is replaced, and the load fills the new one from conns. */
-static void node_conn_rev_rebuilt_at_load(void)
+ * conn_rev_key_v1; old 1) or the 12-byte key and the conns key alone as
+ * its value (old 2: the builds before conn_rev_val), and whose conns has
+ * the 12-byte key: the old conn_rev pin is replaced, and the load fills
+ * the new one from conns, copies included. */
+static void conn_rev_rebuilt(int old_layout)
 {
 	char root[160], path[200];
 	struct vm_node n2;
 	struct flow_seed s;
-	struct flow_key k4, k6, got;
+	struct flow_key k4, k6;
+	struct conn_rev_val got;
 	struct conn_rev_key r4, r6;
 	struct conn_val c4, c6;
 	struct bpf_map_info info;
 	__u32 len = sizeof(info), zero = 0;
 	uint8_t cli4[16], vip4[16], vm4[16];
 
-	snprintf(root, sizeof(root), "%s/node-upgrade", pin);
+	snprintf(root, sizeof(root), "%s/node-upgrade%d", pin, old_layout);
 	CHECK(!vm_node_open(&n2, root, 4096) && !vm_node_load(&n2), "a node's maps pinned");
 	int cfd = vm_node_map_fd(&n2, "conns");
 	CHECK(!bpf_map_lookup_elem(vm_node_map_fd(&n2, "conn_seed"), &zero, &s), "its seed");
@@ -1032,26 +1151,34 @@ static void node_conn_rev_rebuilt_at_load(void)
 	/* conn_rev as the builds before pinned it */
 	snprintf(path, sizeof(path), "%s/conn_rev", root);
 	CHECK(!unlink(path), "the new conn_rev's pin removed");
-	int old = bpf_map_create(BPF_MAP_TYPE_LRU_HASH, "conn_rev", sizeof(struct conn_rev_key_v1), sizeof(struct flow_key),
-				 4096, NULL);
+	int old = bpf_map_create(BPF_MAP_TYPE_LRU_HASH, "conn_rev",
+				 old_layout == 1 ? sizeof(struct conn_rev_key_v1) : sizeof(struct conn_rev_key),
+				 sizeof(struct flow_key), 4096, NULL);
 	struct conn_rev_key_v1 ov = { .family = VM_AF_INET, .vm_port_be = htons(443), .client_port_be = htons(44000) };
-	CHECK(old >= 0 && !bpf_map_update_elem(old, &ov, &k4, BPF_ANY) && !bpf_obj_pin(old, path),
-	      "a conn_rev of the 40-byte key pinned");
+	vm_conn_rev_key_make(VM_AF_INET, vm4, cli4, htons(443), htons(44000), &s, &r4);
+	CHECK(old >= 0 && !bpf_map_update_elem(old, old_layout == 1 ? (void *)&ov : (void *)&r4, &k4, BPF_ANY) &&
+	      !bpf_obj_pin(old, path), "a conn_rev of the older layout %d pinned", old_layout);
 	if (old >= 0)
 		close(old);
 
 	CHECK(!vm_node_open(&n2, root, 4096) && !vm_node_load(&n2), "the programs loaded over it");
 	int rfd = vm_node_map_fd(&n2, "conn_rev");
 	memset(&info, 0, sizeof(info));
-	CHECK(!bpf_obj_get_info_by_fd(rfd, &info, &len) && info.key_size == sizeof(struct conn_rev_key),
-	      "conn_rev of the 12-byte key: %u", info.key_size);
-	vm_conn_rev_key_make(VM_AF_INET, vm4, cli4, htons(443), htons(44000), &s, &r4);
+	CHECK(!bpf_obj_get_info_by_fd(rfd, &info, &len) && info.key_size == sizeof(struct conn_rev_key) &&
+	      info.value_size == sizeof(struct conn_rev_val), "conn_rev of the 12-byte key, the copy as value: %u %u",
+	      info.key_size, info.value_size);
 	vm_conn_rev_key_make(VM_AF_INET6, VM6, CLI6, htons(443), htons(44001), &s, &r6);
-	CHECK(!bpf_map_lookup_elem(rfd, &r4, &got) && !memcmp(&got, &k4, sizeof(got)), "the IPv4 connection's entry");
-	CHECK(!bpf_map_lookup_elem(rfd, &r6, &got) && !memcmp(&got, &k6, sizeof(got)), "the IPv6 connection's entry");
+	CHECK(!bpf_map_lookup_elem(rfd, &r4, &got) && vm_flow_key_eq(&got.conn, &k4) && got.family == VM_AF_INET &&
+	      got.state == VM_CONN_ESTABLISHED && !memcmp(got.vip, vip4, 16) && !memcmp(got.vm, vm4, 16),
+	      "the IPv4 connection's entry, its copy");
+	CHECK(!bpf_map_lookup_elem(rfd, &r6, &got) && vm_flow_key_eq(&got.conn, &k6) && got.family == VM_AF_INET6 &&
+	      !memcmp(got.client, CLI6, 16), "the IPv6 connection's entry, its copy");
 	CHECK(vm_map_count(rfd) == 2, "nothing else: %ld", vm_map_count(rfd));
 	vm_node_close(&n2);
 }
+
+static void node_conn_rev_rebuilt_at_load(void) { conn_rev_rebuilt(1); }
+static void node_conn_rev_copy_rebuilt_at_load(void) { conn_rev_rebuilt(2); }
 
 /* An established connection sends with its copy of its VM's vms entry
  * while vms_gen stands: a changed MAC is used once the daemon moved
@@ -1789,7 +1916,9 @@ int main(void)
 	RUN(flow_key_v4_equals_v6);
 	RUN(flows_rekeyed_at_load);
 	RUN(node_rev_collision_v6);
+	RUN(node_vm_one_entry);
 	RUN(node_conn_rev_rebuilt_at_load);
+	RUN(node_conn_rev_copy_rebuilt_at_load);
 	vm_gw_close(&G);
 	vm_node_close(&N);
 	return t_done();

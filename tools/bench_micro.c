@@ -431,12 +431,15 @@ static int tc_live(const char *name, int prog, const uint8_t *pkt, size_t n, int
 }
 
 /* The node's connections send to the sink: what node_vm redirects in the
- * TC live case is dropped there, not looped back into the veths. */
+ * TC live case is dropped there, not looped back into the veths (conns,
+ * and conn_rev's copies, which node_vm sends with). */
 static int conns_to_sink(void)
 {
-	int fd = vm_node_map_fd(&N, "conns"), n = 0;
+	int fd = vm_node_map_fd(&N, "conns"), rfd = vm_node_map_fd(&N, "conn_rev"), n = 0, nr = 0;
 	struct flow_key k, *prev = NULL;
+	struct conn_rev_key r, *rprev = NULL;
 	struct conn_val v;
+	struct conn_rev_val rv;
 
 	while (!bpf_map_get_next_key(fd, prev, &k)) {
 		if (!bpf_map_lookup_elem(fd, &k, &v)) {
@@ -446,7 +449,15 @@ static int conns_to_sink(void)
 		}
 		prev = &k;
 	}
-	return n > 0 ? 0 : -1;
+	while (!bpf_map_get_next_key(rfd, rprev, &r)) {
+		if (!bpf_map_lookup_elem(rfd, &r, &rv)) {
+			rv.mesh_ifindex = tl_sink;
+			if (!bpf_map_update_elem(rfd, &r, &rv, BPF_EXIST))
+				nr++;
+		}
+		rprev = &r;
+	}
+	return n > 0 && nr > 0 ? 0 : -1;
 }
 
 /* ---------- inputs ---------- */

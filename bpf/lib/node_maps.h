@@ -26,18 +26,31 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } conns SEC(".maps");
 
-/* The VM's view of a connection -> its conns key; the 12-byte key made
- * like the conns key (struct conn_rev_key, include/veil/wire.h), so an
- * IPv6 fold can meet another connection's: the conns entry's tuple is
- * compared (conn_is_vm_view) and an insert never replaces a live
- * connection's entry (conn_rev_put). */
+/* The VM's view of a connection -> its conns key and a copy of what the
+ * VM -> client direction needs (struct conn_rev_val, include/veil/wire.h);
+ * the 12-byte key made like the conns key (struct conn_rev_key), so an
+ * IPv6 fold can meet another connection's: the copy's tuple is compared
+ * (rev_is_vm_view) and an insert never replaces a live connection's entry
+ * (conn_rev_put). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 262144);
 	__type(key, struct conn_rev_key);
-	__type(value, struct flow_key);
+	__type(value, struct conn_rev_val);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } conn_rev SEC(".maps");
+
+/* Moved (conn_gen_move) before node_mesh makes a conns entry under a key
+ * of the slot (vm_conn_gen_idx): a conn_rev copy is used while its gen
+ * equals its key's slot, i.e. while no conns entry was made under its
+ * key since the copy was made or checked against conns. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VM_CONN_GEN_SLOTS);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} conn_gen SEC(".maps");
 
 /* Moved by the daemon after every change to vms (never 0 once written): a
  * connection's copy of its VM's entry (conn_val.vm_gen) is valid while
@@ -91,6 +104,7 @@ struct node_scratch {
 	__u32 family;             /* of the connection whose kept segments go out */
 	struct hello_val hello;
 	struct conn_val conn;
+	struct conn_rev_val rev;
 	__u8 optbuf[VM_OPT_BUF];
 	struct vm_tcpopt_state ost;
 };
@@ -156,29 +170,43 @@ VM_INLINE void conn_rev_key_of(const struct flow_key *k, const struct conn_val *
 	vm_conn_rev_key_make(c->family, c->vm, c->client, k->vip_port_be, k->client_port_be, s, r);
 }
 
-/* Files conns key k of connection c under r in conn_rev, never over a
- * live connection's entry from another VM view: one already there is
- * replaced when it is stale (its conns entry gone, or there another
- * connection's whose own conn_rev key is not r: the LRU pushed the old one
- * out) or names the same view whole (family, VM and client addresses; the
- * ports are r's): the VM has one connection on a tuple, and the newer SYN
- * it is given takes it over, as with the exact key before the fold.  0,
- * -1 when a live connection of another view holds r (an IPv6 fold that
- * met), -2 when the map refuses. */
-VM_INLINE int conn_rev_put(const struct conn_rev_key *r, const struct flow_key *k, const struct conn_val *c)
+/* The conn_gen slot of conns key k moved on (atomically: CPUs making
+ * entries under keys of one slot never move it back); its value after
+ * that, for the new connection's conn_rev copy (0: no slot). */
+VM_INLINE __u32 conn_gen_move(const struct flow_key *k)
+{
+	__u32 i = vm_conn_gen_idx(k), *g = bpf_map_lookup_elem(&conn_gen, &i);
+
+	if (!g)
+		return 0;
+	__sync_fetch_and_add(g, 1);
+	return *g;
+}
+
+/* Files connection c (conns key k, its conn_rev value v) under r in
+ * conn_rev, never over a live connection's entry from another VM view:
+ * one already there is replaced when it names k (c's conns entry was just
+ * made under k: that one's is gone), when it is stale (its conns entry
+ * gone, or there another connection's whose own conn_rev key is not r:
+ * the LRU pushed the old one out) or names the same view whole (family, VM
+ * and client addresses; the ports are r's): the VM has one connection on a
+ * tuple, and the newer SYN it is given takes it over, as with the exact key
+ * before the fold.  0, -1 when a live connection of another view holds r
+ * (an IPv6 fold that met), -2 when the map refuses. */
+VM_INLINE int conn_rev_put(const struct conn_rev_key *r, const struct flow_key *k, const struct conn_val *c,
+			   const struct conn_rev_val *v)
 {
 	struct conn_rev_key r2;
-	struct flow_key *old, ok;
+	struct conn_rev_val *old;
+	struct flow_key ok;
 	struct conn_val *c2;
 
-	if (!bpf_map_update_elem(&conn_rev, r, k, BPF_NOEXIST))
+	if (!bpf_map_update_elem(&conn_rev, r, v, BPF_NOEXIST))
 		return 0;
 	old = bpf_map_lookup_elem(&conn_rev, r);
 	if (old) {
-		ok = *old;
-		if (vm_flow_key_eq(&ok, k))
-			return 0;
-		c2 = bpf_map_lookup_elem(&conns, &ok);
+		ok = old->conn;
+		c2 = vm_flow_key_eq(&ok, k) ? NULL : bpf_map_lookup_elem(&conns, &ok);
 		if (c2 && !(c2->family == c->family && vm_addr_eq(c2->vm, c->vm) && vm_addr_eq(c2->client, c->client))) {
 			conn_rev_key_of(&ok, c2, &r2);
 			if (r2.vm_word == r->vm_word && r2.client_word == r->client_word &&
@@ -186,7 +214,7 @@ VM_INLINE int conn_rev_put(const struct conn_rev_key *r, const struct flow_key *
 				return -1;
 		}
 	}
-	return bpf_map_update_elem(&conn_rev, r, k, BPF_ANY) ? -2 : 0;
+	return bpf_map_update_elem(&conn_rev, r, v, BPF_ANY) ? -2 : 0;
 }
 
 /* Global: verified once, not inlined into every path that forgets. */
@@ -212,11 +240,11 @@ __attribute__((noinline)) int hellos_forget(struct flow_key *k, __u32 nseg)
 VM_INLINE void conn_forget(const struct flow_key *k, const struct conn_val *c)
 {
 	struct conn_rev_key r;
-	struct flow_key *rk;
+	struct conn_rev_val *rv;
 
 	conn_rev_key_of(k, c, &r);
-	rk = bpf_map_lookup_elem(&conn_rev, &r);
-	if (rk && vm_flow_key_eq(rk, k))
+	rv = bpf_map_lookup_elem(&conn_rev, &r);
+	if (rv && vm_flow_key_eq(&rv->conn, k))
 		bpf_map_delete_elem(&conn_rev, &r);
 	hellos_forget((struct flow_key *)k, c->nseg);
 	bpf_map_delete_elem(&conns, k);

@@ -136,6 +136,55 @@ VM_INLINE void vm_conn_rev_key_make(__u8 family, const __u8 *vm, const __u8 *cli
 	r->client_port_be = client_port_be;
 }
 
+/* The conn_gen slot of a conns key (below VM_CONN_GEN_SLOTS): a
+ * multiplicative hash of its words.  Keys that meet in a slot only cost
+ * their connections a conns lookup each (the slot moved: conn_rev's copy
+ * is checked against conns once, then used again). */
+VM_INLINE __u32 vm_conn_gen_idx(const struct flow_key *k)
+{
+	__u32 h = (k->client_word ^ (k->vip_word * 0x9e3779b1u)) * 0x85ebca6bu;
+
+	h ^= ((__u32)k->client_port_be << 16 | k->vip_port_be) * 0xc2b2ae35u;
+	h ^= h >> 15;
+	h *= 0x27d4eb2fu;
+	return h >> 16;   /* the top 16 bits: VM_CONN_GEN_SLOTS */
+}
+_Static_assert(VM_CONN_GEN_SLOTS == 1 << 16, "vm_conn_gen_idx keeps 16 bits");
+
+/* What the VM's SYN-ACK fixes, from connection c into its conn_rev copy v
+ * (gen: the conn_gen slot read before c was), the state last: a copy read
+ * on another CPU is ESTABLISHED only with its deltas. */
+VM_INLINE void vm_conn_rev_val_refresh(struct conn_rev_val *v, const struct conn_val *c, __u32 gen)
+{
+	v->seq_delta = c->seq_delta;
+	v->ts_delta = c->ts_delta;
+	v->vm_wscale = c->vm_wscale;
+	v->gen = gen;
+	__asm__ __volatile__("" ::: "memory");
+	v->state = (__u8)c->state;
+}
+
+/* conn_rev's value for connection c under conns key k (gen: the conn_gen
+ * slot's value once node_mesh moved it for k, or as the loader reads it). */
+VM_INLINE void vm_conn_rev_val_make(const struct flow_key *k, const struct conn_val *c, __u32 gen,
+				    struct conn_rev_val *v)
+{
+	v->conn = *k;
+	v->mesh_ifindex = c->mesh_ifindex;
+	v->family = c->family;
+	v->gw_family = c->gw_family;
+	v->gw_wscale = c->gw_wscale;
+	v->pad = 0;
+	v->mesh_sport = c->mesh_sport;
+	__builtin_memcpy(v->gw_mac, c->gw_mac, 6);
+	__builtin_memcpy(v->mesh_mac, c->mesh_mac, 6);
+	__builtin_memcpy(v->gw, c->gw, 16);
+	__builtin_memcpy(v->vm, c->vm, 16);
+	__builtin_memcpy(v->client, c->client, 16);
+	__builtin_memcpy(v->vip, c->vip, 16);
+	vm_conn_rev_val_refresh(v, c, gen);
+}
+
 /* 1 when an entry found under a connection's key (its tuple: family,
  * client, vip, as kept in the value) is that connection's.  An IPv4 key
  * is exact, so the family says it; an IPv6 one is compared whole.  The

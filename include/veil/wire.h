@@ -338,7 +338,8 @@ struct vm_val {
  * folded under the node's conn_seed), the whole tuple kept in conn_val and
  * compared on every lookup; conn_rev: keyed by the VM's view (VM address,
  * client, ports) in 12 bytes the same way (struct conn_rev_key, made by
- * vm_conn_rev_key_make) and gives the conns key.  struct conn_key, the
+ * vm_conn_rev_key_make), its value (struct conn_rev_val) the conns key and
+ * a copy of what the VM -> client direction needs.  struct conn_key, the
  * whole tuple, was the conns key up to 09866c4: the loader reads pinned
  * entries of that layout to move them (old_conns_read, dataplane/loader.c). */
 struct conn_key {
@@ -375,6 +376,45 @@ struct conn_rev_key_v1 {
 	__u8 pad[3];
 };
 _Static_assert(sizeof(struct conn_rev_key) == 12 && sizeof(struct conn_rev_key_v1) == 40, "conn_rev keys");
+
+/* conn_rev's value: the conns key of the connection and a copy of what
+ * node_vm needs to send the VM's packets to the client, so an established
+ * connection's VM packet reads one entry, not two.  Made by node_mesh with
+ * the conns entry (vm_conn_rev_val_make); the parts the VM's SYN-ACK fixes
+ * (state, deltas, the VM's window scale) copied again from conns when
+ * node_vm reads conns (vm_conn_rev_val_refresh).  The copy is used only
+ * while gen equals conn_gen[vm_conn_gen_idx(&conn)]: node_mesh moves that
+ * slot before it makes any conns entry under a key of the slot, so a copy
+ * whose conns key another connection took since (after the LRU pushed this
+ * one's out) is never used: node_vm then reads conns, as it does for the
+ * VM's SYN-ACK, FIN and RST.  Up to conn_rev's value of 12 bytes (the
+ * conns key alone, every build before this one) the loader rebuilds
+ * conn_rev from conns. */
+struct conn_rev_val {
+	struct flow_key conn;     /* the conns key */
+	__u32 gen;                /* conn_gen's slot when filed or last checked against conns */
+	__u32 seq_delta;          /* as conn_val's */
+	__u32 ts_delta;
+	__u32 mesh_ifindex;
+	__u8 state;               /* VM_CONN_*: the copy is used when ESTABLISHED */
+	__u8 family;
+	__u8 gw_family;
+	__u8 gw_wscale;
+	__u8 vm_wscale;
+	__u8 pad;
+	__u16 mesh_sport;
+	__u8 gw_mac[6];
+	__u8 mesh_mac[6];
+	__u8 gw[16];
+	/* the tuple, compared on every lookup (the key folds IPv6 addresses) */
+	__u8 vm[16];
+	__u8 client[16];
+	__u8 vip[16];
+};
+_Static_assert(sizeof(struct conn_rev_val) == 112, "conn_rev_val");
+
+/* conn_gen: how many slots (a power of 2). */
+#define VM_CONN_GEN_SLOTS 65536
 
 #define VM_CONN_SYN_SENT    1
 #define VM_CONN_ESTABLISHED 2
