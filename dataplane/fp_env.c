@@ -58,26 +58,43 @@ static int parse_opts(const uint8_t *o, int len, struct vm_tcpopts *r)
 
 /* ---------- tables ---------- */
 
-/* A flow key (12 bytes: the two address words, the two ports) mixed as two
- * 64-bit words, the bytes as a little-endian host reads them: the
+/* A flow key (12 bytes: the two address words, the two ports) hashed: the
  * per-packet hash of every table and of the lcore hand-over.  Read field by
- * field, not as 8-byte loads of the key's memory: the key was just written
- * in 4- and 2-byte pieces, and a wider load of it waits for those stores to
+ * field, not as loads of the key's memory: the key was just written in 4-
+ * and 2-byte pieces, and a wider load of it waits for those stores to
  * retire (store forwarding fails): measured, a quarter of the established
- * path's samples sat on that load's first multiply. */
+ * path's samples sat on that load's first multiply.
+ * On x86-64 two CRC32C steps (the instruction DPDK's rte_hash uses; every
+ * CPU DPDK runs on has it): the key -> hash -> slot chain is the established
+ * path's longest (perf: a third of vm_fp_ingress_hint's samples on the hash
+ * and the slot's first load), and crc32 is 3 cycles a step against three
+ * chained multiplies and their shifts: 100-130 TSC cycles less a 32-packet
+ * poll (docs/dpdk.md).  Unkeyed, as the multiplies were (an IPv4 key is the
+ * addresses themselves): a colliding key still only shares a probe window,
+ * the key compare and tuple check decide.  Elsewhere the multiplies. */
 _Static_assert(sizeof(struct flow_key) == 12, "hash_key mixes a 12-byte key");
 static inline uint32_t hash_key(const struct flow_key *k)
 {
+	uint64_t a = (uint64_t)k->client_word | (uint64_t)k->vip_word << 32;
+	uint32_t b = (uint32_t)k->client_port_be | (uint32_t)k->vip_port_be << 16;
+#if defined(__x86_64__)
+	uint64_t h = 0x9e3779b9u;
+
+	__asm__("crc32q %1, %0" : "+r"(h) : "r"(a));
+	__asm__("crc32l %1, %k0" : "+r"(h) : "r"(b));
+	return (uint32_t)h;
+#else
 	uint64_t h = 0x9e3779b97f4a7c15ULL;
 
-	h ^= (uint64_t)k->client_word | (uint64_t)k->vip_word << 32;
+	h ^= a;
 	h *= 0xff51afd7ed558ccdULL;
 	h ^= h >> 32;
-	h ^= (uint64_t)k->client_port_be | (uint64_t)k->vip_port_be << 16;
+	h ^= b;
 	h *= 0xff51afd7ed558ccdULL;
 	h ^= h >> 32;
 	h *= 0xc4ceb9fe1a85ec53ULL;
 	return (uint32_t)(h ^ (h >> 29));
+#endif
 }
 
 static uint32_t hash_bytes(const void *k, size_t n)

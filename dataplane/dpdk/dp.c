@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <rte_cycles.h>
 #include <rte_errno.h>
 #include <rte_lcore.h>
 #include <rte_malloc.h>
@@ -35,7 +36,7 @@ static void tx_dropped(struct rte_mbuf **pkts, uint16_t n, void *arg)
 {
 	struct vm_dp_worker *w = arg;
 	w->d.tx_dropped += n;
-	w->d.tx -= n;
+	w->tx_unsent += n;    /* taken off tx at the end of the poll */
 	rte_pktmbuf_free_bulk(pkts, n);
 }
 
@@ -50,50 +51,67 @@ static inline int txb_of(uint16_t port)
 	return port == vm_dp.port[0] ? 0 : port == vm_dp.port[1] ? 1 : port == vm_dp.exc[0] ? 2 : 3;
 }
 
-static inline void handle(struct vm_dp_worker *w, struct rte_mbuf *m, uint64_t now, const struct vm_fp_hint *hint)
+/* A packet the packet library cannot take: counted, freed. */
+static __rte_noinline void refuse(struct vm_dp_worker *w, struct rte_mbuf *m)
 {
-	uint16_t in = m->port, out = in;
-	int role = role_of(in);
-
-	if (m->nb_segs != 1) {
+	if (m->nb_segs != 1)
 		w->d.multiseg++;
-		rte_pktmbuf_free(m);
-		return;
-	}
-	if (rte_pktmbuf_headroom(m) < VM_DP_HEADROOM || rte_pktmbuf_tailroom(m) < VM_DP_TAILROOM) {
+	else
 		w->d.no_room++;
-		rte_pktmbuf_free(m);
-		return;
+	rte_pktmbuf_free(m);
+}
+
+/* One packet of port in (role 0 client, 1 mesh) through the packet
+ * library; 1 when it went into a tx buffer (the caller counts tx). */
+static inline int handle(struct vm_dp_worker *w, struct rte_mbuf *m, uint16_t in, int role, uint64_t now,
+			 const struct vm_fp_hint *hint)
+{
+	uint16_t out = in;
+
+	if (unlikely(m->nb_segs != 1 || rte_pktmbuf_headroom(m) < VM_DP_HEADROOM ||
+		     rte_pktmbuf_tailroom(m) < VM_DP_TAILROOM)) {
+		refuse(w, m);
+		return 0;
 	}
 	uint8_t *p = rte_pktmbuf_mtod(m, uint8_t *);
 	uint32_t len = m->data_len;
 	enum vm_fp_verdict v = role == 0 ? vm_fp_ingress_hint(&w->fp, in, &p, &len, now, &out, hint)
 					 : vm_fp_return_hint(&w->fp, in, &p, &len, &out, hint);
-	switch (v) {
-	case VM_FP_TX:
-	case VM_FP_FWD:
+	if (likely(v == VM_FP_FWD || v == VM_FP_TX)) {
 		m->data_off = (uint16_t)(p - (uint8_t *)m->buf_addr);
 		m->data_len = (uint16_t)len;
 		m->pkt_len = len;
 		m->ol_flags = 0;
-		w->d.tx++;
 		rte_eth_tx_buffer(out, w->q, w->txb[txb_of(out)], m);
-		return;
-	case VM_FP_PASS:
+		return 1;
+	}
+	if (v == VM_FP_PASS) {
 		/* Not the gateway's: to the kernel through the exception port;
 		 * without one (af_packet vdevs) the kernel has its own copy. */
 		w->d.passed++;
 		if (vm_dp.exc[role] != VM_DP_NO_PORT) {
 			w->d.to_kernel++;
 			rte_eth_tx_buffer(vm_dp.exc[role], w->q, w->txb[2 + role], m);
-			return;
+			return 0;
 		}
-		break;
-	default:
+	} else {
 		w->d.dropped++;
-		break;
 	}
 	rte_pktmbuf_free(m);
+	return 0;
+}
+
+/* The time of a poll's packets: CLOCK_TAI (a vDSO call, kvm-clock's in a
+ * VM) once the TSC says VM_DP_CLOCK_US have passed, else the last one. */
+static inline uint64_t worker_now(struct vm_dp_worker *w)
+{
+	uint64_t t = rte_rdtsc();
+
+	if (unlikely(t - w->clk_tsc >= w->clk_period)) {
+		w->clk_ns = tai_ns();
+		w->clk_tsc = t;
+	}
+	return w->clk_ns;
 }
 
 int vm_dp_poll(struct vm_dp_worker *w)
@@ -103,17 +121,21 @@ int vm_dp_poll(struct vm_dp_worker *w)
 	unsigned int nsteer[VM_DP_MAX_WORKERS] = { 0 };
 	struct vm_fp_hint hint[VM_DP_BURST];
 	uint8_t hnone[VM_DP_BURST];
-	uint64_t now = tai_ns();
+	uint64_t now = worker_now(w);
 	uint64_t g = atomic_load_explicit(&vm_dp.gen, memory_order_acquire);
 	int seen = 0;
+	uint64_t tx = 0;
 
 	if (g != atomic_load_explicit(&w->seen_gen, memory_order_relaxed)) {
 		w->fp.c = atomic_load_explicit(&vm_dp.conf, memory_order_acquire);
 		atomic_store_explicit(&w->seen_gen, g, memory_order_release);
 	}
 	for (int r = 0; r < 2; r++) {
-		uint16_t n = rte_eth_rx_burst(vm_dp.port[r], w->q, pkts, VM_DP_BURST);
+		uint16_t in = vm_dp.port[r];
+		uint16_t n = rte_eth_rx_burst(in, w->q, pkts, VM_DP_BURST);
 		uint16_t own[VM_DP_BURST];
+		if (!n)
+			continue;
 		w->d.rx += n;
 		seen += n;
 		if (vm_dp.nw == 1) {
@@ -124,8 +146,8 @@ int vm_dp_poll(struct vm_dp_worker *w)
 			for (uint16_t i = 0; i < n; i++) {
 				if (i + 1 < n)
 					rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 1], void *));
-				pkts[i]->port = vm_dp.port[r];   /* not every PMD sets it */
-				handle(w, pkts[i], now, NULL);
+				pkts[i]->port = in;   /* not every PMD sets it */
+				tx += handle(w, pkts[i], in, r, now, NULL);
 			}
 			continue;
 		}
@@ -133,7 +155,7 @@ int vm_dp_poll(struct vm_dp_worker *w)
 		 * the flow slots of this worker's ones on their way to the
 		 * cache while the others are looked at. */
 		for (uint16_t i = 0; i < n; i++) {
-			pkts[i]->port = vm_dp.port[r];
+			pkts[i]->port = in;
 			if (vm_fp_hint_of(r, rte_pktmbuf_mtod(pkts[i], const uint8_t *), pkts[i]->data_len, &hint[i])) {
 				own[i] = w->q;
 				hnone[i] = 1;
@@ -146,7 +168,7 @@ int vm_dp_poll(struct vm_dp_worker *w)
 		}
 		for (uint16_t i = 0; i < n; i++) {
 			if (own[i] == w->q)
-				handle(w, pkts[i], now, hnone[i] ? NULL : &hint[i]);
+				tx += handle(w, pkts[i], in, r, now, hnone[i] ? NULL : &hint[i]);
 			else
 				steer[own[i]][nsteer[own[i]]++] = pkts[i];
 		}
@@ -176,13 +198,17 @@ int vm_dp_poll(struct vm_dp_worker *w)
 		w->d.steered_in += n;
 		seen += n;
 		for (unsigned int i = 0; i < n; i++)
-			handle(w, pkts[i], now, NULL);
+			tx += handle(w, pkts[i], pkts[i]->port, role_of(pkts[i]->port), now, NULL);
 	}
 	for (int r = 0; r < 2; r++) {
 		rte_eth_tx_buffer_flush(vm_dp.port[r], w->q, w->txb[r]);
 		if (vm_dp.exc[r] != VM_DP_NO_PORT)
 			rte_eth_tx_buffer_flush(vm_dp.exc[r], w->q, w->txb[2 + r]);
 	}
+	/* tx once per poll: what went into the buffers less what they could
+	 * not send (tx_dropped), in one store */
+	w->d.tx += tx - w->tx_unsent;
+	w->tx_unsent = 0;
 
 	int req = atomic_load_explicit(&w->drop_req, memory_order_acquire);
 	if (req == 1) {
@@ -251,6 +277,7 @@ struct vm_dp_worker *vm_dp_worker_new(unsigned int lcore, uint16_t q, uint32_t f
 	const struct vm_fp_mem dp_mem = { dp_zalloc, dp_free, (void *)(intptr_t)socket };
 	w->lcore = lcore;
 	w->q = q;
+	w->clk_period = rte_get_tsc_hz() / (1000000 / VM_DP_CLOCK_US);
 	if (vm_fp_init_mem(&w->fp, flows, &dp_mem))
 		goto nomem;
 	w->fp.emit = emit;

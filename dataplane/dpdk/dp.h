@@ -20,6 +20,7 @@
 #define VM_DP_INBOX       4096
 #define VM_DP_HEADROOM    128    /* vm_fp_*: encapsulation pushes this much at most */
 #define VM_DP_TAILROOM    100    /* and a reply grows the packet this much at most */
+#define VM_DP_CLOCK_US    20     /* the packets' time is at most this old */
 
 /* What a worker counts besides the gateway's outcome counters. */
 #define VM_DP_STATS(X) \
@@ -40,6 +41,10 @@ struct vm_dp_worker {
 	struct rte_ring *inbox;            /* packets of flows it owns, from other workers */
 	struct rte_eth_dev_tx_buffer *txb[4];  /* client, mesh, and their exception ports */
 	_Atomic uint64_t seen_gen;
+	/* the worker's clock (vm_dp_poll): CLOCK_TAI read again once the TSC
+	 * says VM_DP_CLOCK_US have passed, the value kept in between */
+	uint64_t clk_ns, clk_tsc, clk_period;
+	uint64_t tx_unsent;                /* this poll's tx_dropped, to take off tx */
 	/* requests from the control plane, answered at the next poll */
 	_Atomic int drop_req;              /* flow drop: 1 asked, 2 done */
 	struct flow_tuple drop_tuple;
