@@ -516,14 +516,23 @@ ok=$(legit 3)
 #      connections work (docs/wire-formats.md).
 #      Last, because the old node's node_stats and the new one's are new maps.
 t=node_upgrade_from_40_byte_key
+# veil-node built once from git at commit $1, in $BUILD/tests/old-node-$1:
+# prints that directory; returns 1 when the commit is not in this
+# checkout's history (a shallow clone or a tarball), 2 when it did not build
+# (its log beside the directory).
+old_node() {
+	local d="$BUILD/tests/old-node-$1"
+	git cat-file -e "$1^{commit}" 2>/dev/null || return 1
+	if [ ! -x "$d/build/veil-node" ]; then
+		rm -rf "$d" && mkdir -p "$d" && git archive "$1" | tar -x -C "$d" &&
+			make -C "$d" BUILD=build -j2 build/veil-node >"$d.log" 2>&1
+	fi
+	[ -x "$d/build/veil-node" ] || return 2
+	echo "$d"
+}
 OLD_REF=09866c4
-old="$BUILD/tests/old-node-$OLD_REF"
-have_old=1
-git cat-file -e "$OLD_REF^{commit}" 2>/dev/null || have_old=0 # a shallow clone or a tarball
-if [ $have_old = 1 ] && [ ! -x "$old/build/veil-node" ]; then
-	rm -rf "$old" && mkdir -p "$old" && git archive "$OLD_REF" | tar -x -C "$old" &&
-		make -C "$old" BUILD=build -j2 build/veil-node >"$old.log" 2>&1
-fi
+old=$(old_node $OLD_REF)
+old_rc=$?
 restart_n1() { # binary
 	kill "$(cat "$DIR/n1.pid")"
 	for _ in $(seq 50); do kill -0 "$(cat "$DIR/n1.pid")" 2>/dev/null || break; sleep 0.1; done
@@ -533,10 +542,10 @@ restart_n1() { # binary
 	echo $! >"$DIR/n1.pid"
 	for _ in $(seq 100); do [ "$(grep -c "event=started" "$DIR/n1.log")" -gt "$before" ] && break; sleep 0.1; done
 }
-if [ $have_old = 0 ]; then
+if [ $old_rc = 1 ]; then
 	echo "SKIP $t: commit $OLD_REF is not in this checkout's history"
-elif [ ! -x "$old/build/veil-node" ]; then
-	fail $t "cannot build veil-node at $OLD_REF: $(tail -3 "$old.log" 2>&1)"
+elif [ $old_rc != 0 ]; then
+	fail $t "cannot build veil-node at $OLD_REF: $(tail -3 "$BUILD/tests/old-node-$OLD_REF.log" 2>&1)"
 else
 	restart_n1 "$old/build/veil-node"
 	key_old=$(bpftool map show pinned "$PIN/n1/conns" 2>&1 | grep -o 'key [0-9]*B')
@@ -569,17 +578,12 @@ fi
 #      the new one, and new connections work (docs/wire-formats.md).
 t=node_upgrade_from_conn_rev_key_value
 OLD_REF2=4d33f8f
-old2="$BUILD/tests/old-node-$OLD_REF2"
-have_old2=1
-git cat-file -e "$OLD_REF2^{commit}" 2>/dev/null || have_old2=0
-if [ $have_old2 = 1 ] && [ ! -x "$old2/build/veil-node" ]; then
-	rm -rf "$old2" && mkdir -p "$old2" && git archive "$OLD_REF2" | tar -x -C "$old2" &&
-		make -C "$old2" BUILD=build -j2 build/veil-node >"$old2.log" 2>&1
-fi
-if [ $have_old2 = 0 ]; then
+old2=$(old_node $OLD_REF2)
+old_rc=$?
+if [ $old_rc = 1 ]; then
 	echo "SKIP $t: commit $OLD_REF2 is not in this checkout's history"
-elif [ ! -x "$old2/build/veil-node" ]; then
-	fail $t "cannot build veil-node at $OLD_REF2: $(tail -3 "$old2.log" 2>&1)"
+elif [ $old_rc != 0 ]; then
+	fail $t "cannot build veil-node at $OLD_REF2: $(tail -3 "$BUILD/tests/old-node-$OLD_REF2.log" 2>&1)"
 else
 	restart_n1 "$old2/build/veil-node"
 	val_old=$(bpftool map show pinned "$PIN/n1/conn_rev" 2>&1 | grep -o 'value [0-9]*B')
