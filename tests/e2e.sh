@@ -542,23 +542,34 @@ restart_n1() { # binary
 	echo $! >"$DIR/n1.pid"
 	for _ in $(seq 100); do [ "$(grep -c "event=started" "$DIR/n1.log")" -gt "$before" ] && break; sleep 0.1; done
 }
+# n1 running the old build $1, then this one, while an IPv4 and an IPv6
+# download run across the restart: their sha256 and errors in
+# $DIR/${2}4.sum, .err and ${2}6.*, `bpftool map show` of the pinned conns
+# and conn_rev under each build in $DIR/$2.conns.old, .new and
+# $2.conn_rev.old, .new.
+upgrade_under_downloads() { # old-binary tag
+	local d4 d6 m
+	restart_n1 "$1"
+	for m in conns conn_rev; do bpftool map show pinned "$PIN/n1/$m" >"$DIR/$2.$m.old" 2>&1; done
+	ccurl vm1.veil.test 4 --max-time 60 --limit-rate 20M https://vm1.veil.test/big.bin 2>"$DIR/${2}4.err" | sha256sum | cut -d' ' -f1 >"$DIR/${2}4.sum" &
+	d4=$!
+	ccurl vm2.veil.test 6 --max-time 60 --limit-rate 20M https://vm2.veil.test/big.bin 2>"$DIR/${2}6.err" | sha256sum | cut -d' ' -f1 >"$DIR/${2}6.sum" &
+	d6=$!
+	sleep 1.5
+	restart_n1 "$BUILD/veil-node"
+	for m in conns conn_rev; do bpftool map show pinned "$PIN/n1/$m" >"$DIR/$2.$m.new" 2>&1; done
+	wait $d4 $d6
+}
 if [ $old_rc = 1 ]; then
 	echo "SKIP $t: commit $OLD_REF is not in this checkout's history"
 elif [ $old_rc != 0 ]; then
 	fail $t "cannot build veil-node at $OLD_REF: $(tail -3 "$BUILD/tests/old-node-$OLD_REF.log" 2>&1)"
 else
-	restart_n1 "$old/build/veil-node"
-	key_old=$(bpftool map show pinned "$PIN/n1/conns" 2>&1 | grep -o 'key [0-9]*B')
-	rev_old=$(bpftool map show pinned "$PIN/n1/conn_rev" 2>&1 | grep -o 'key [0-9]*B')
-	ccurl vm1.veil.test 4 --max-time 60 --limit-rate 20M https://vm1.veil.test/big.bin 2>"$DIR/g4.err" | sha256sum | cut -d' ' -f1 >"$DIR/g4.sum" &
-	d4=$!
-	ccurl vm2.veil.test 6 --max-time 60 --limit-rate 20M https://vm2.veil.test/big.bin 2>"$DIR/g6.err" | sha256sum | cut -d' ' -f1 >"$DIR/g6.sum" &
-	d6=$!
-	sleep 1.5
-	restart_n1 "$BUILD/veil-node"
-	key_new=$(bpftool map show pinned "$PIN/n1/conns" 2>&1 | grep -o 'key [0-9]*B')
-	rev_new=$(bpftool map show pinned "$PIN/n1/conn_rev" 2>&1 | grep -o 'key [0-9]*B')
-	wait $d4 $d6
+	upgrade_under_downloads "$old/build/veil-node" g
+	key_old=$(grep -o 'key [0-9]*B' "$DIR/g.conns.old")
+	rev_old=$(grep -o 'key [0-9]*B' "$DIR/g.conn_rev.old")
+	key_new=$(grep -o 'key [0-9]*B' "$DIR/g.conns.new")
+	rev_new=$(grep -o 'key [0-9]*B' "$DIR/g.conn_rev.new")
 	moved=$(grep -o "event=conns_migrated moved=[0-9]*" "$DIR/n1.log" | tail -1 | cut -d= -f3)
 	rebuilt=$(grep -o "event=conn_rev_rebuilt moved=[0-9]*" "$DIR/n1.log" | tail -1 | cut -d= -f3)
 	who=$(ccurl vm2.veil.test 6 https://vm2.veil.test/whoami 2>&1)
@@ -585,16 +596,9 @@ if [ $old_rc = 1 ]; then
 elif [ $old_rc != 0 ]; then
 	fail $t "cannot build veil-node at $OLD_REF2: $(tail -3 "$BUILD/tests/old-node-$OLD_REF2.log" 2>&1)"
 else
-	restart_n1 "$old2/build/veil-node"
-	val_old=$(bpftool map show pinned "$PIN/n1/conn_rev" 2>&1 | grep -o 'value [0-9]*B')
-	ccurl vm1.veil.test 4 --max-time 60 --limit-rate 20M https://vm1.veil.test/big.bin 2>"$DIR/h4.err" | sha256sum | cut -d' ' -f1 >"$DIR/h4.sum" &
-	d4=$!
-	ccurl vm2.veil.test 6 --max-time 60 --limit-rate 20M https://vm2.veil.test/big.bin 2>"$DIR/h6.err" | sha256sum | cut -d' ' -f1 >"$DIR/h6.sum" &
-	d6=$!
-	sleep 1.5
-	restart_n1 "$BUILD/veil-node"
-	val_new=$(bpftool map show pinned "$PIN/n1/conn_rev" 2>&1 | grep -o 'value [0-9]*B')
-	wait $d4 $d6
+	upgrade_under_downloads "$old2/build/veil-node" h
+	val_old=$(grep -o 'value [0-9]*B' "$DIR/h.conn_rev.old")
+	val_new=$(grep -o 'value [0-9]*B' "$DIR/h.conn_rev.new")
 	rebuilt=$(grep -o "event=conn_rev_rebuilt moved=[0-9]*" "$DIR/n1.log" | tail -1 | cut -d= -f3)
 	who=$(ccurl vm2.veil.test 6 https://vm2.veil.test/whoami 2>&1)
 	who4=$(ccurl vm1.veil.test 4 https://vm1.veil.test/whoami 2>&1)
