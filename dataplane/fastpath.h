@@ -38,7 +38,9 @@ struct vm_fp_neigh {
 	uint8_t addr[16];
 	uint8_t mac[6];
 	uint16_t port;
+	uint32_t mtu;        /* the IP MTU towards it (its interface's); 0: VM_FP_MTU_DEFAULT */
 };
+#define VM_FP_MTU_DEFAULT 1500
 
 /* Every table of the fast path: open addressing on a flow key (12 bytes,
  * include/veil/flowkey.h; the values keep the tuple), the least

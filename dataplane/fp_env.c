@@ -529,7 +529,9 @@ static inline int vm_env_mesh_send(struct vm_gw_env *e, struct flow_val *f, __u8
 		*why = VM_SEND_NO_NEIGH;
 		return VM_FP_DROP;
 	}
-	if (*e->len > 1514) {
+	/* as the XDP gateway's next-hop check (bpf/lib/mesh.h): the frame's
+	 * IP packet against the interface's MTU */
+	if (*e->len - ETH_HLEN > (nb->mtu ? nb->mtu : VM_FP_MTU_DEFAULT)) {
 		*why = VM_SEND_MTU;
 		return VM_FP_DROP;
 	}

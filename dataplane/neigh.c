@@ -22,6 +22,8 @@
 
 #include "veil.h"
 
+static int if_mtu(const char *dev, __u32 *mtu);
+
 /* One `ip route get` per distinct node: the route is what the kernel would
  * use, policy routing and all, which is what the FIB lookup in XDP sees. */
 /* via: 64 bytes, dev: 32 */
@@ -71,6 +73,8 @@ int vm_next_hops(const struct vm_gw_cfg *c, struct vm_next_hop *out, int max, bo
 			continue;
 		snprintf(h->dev, sizeof(h->dev), "%s", dev);
 		h->ifindex = if_nametoindex(dev);
+		if (if_mtu(dev, &h->mtu))
+			h->mtu = 0;
 		n++;
 	}
 	if (!manage)

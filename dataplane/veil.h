@@ -128,6 +128,7 @@ struct vm_next_hop {
 	__u8 mac[6];
 	__u8 resolved;
 	__u16 state;              /* NUD_* of the neighbour entry */
+	__u32 mtu;                /* dev's MTU when the route was read; 0 if unknown */
 };
 /* The next hop of every distinct node in the config, from the kernel's
  * routes; with manage, each becomes a "managed" neighbour entry that the

@@ -119,6 +119,28 @@ t=unknown_name_refused
 err=$(ccurl nope.veil.test 4 https://nope.veil.test/ 2>&1)
 grep -q "unrecognized name" <<<"$err" && pass $t || fail $t "'$err'"
 
+# the next hops' MTU is read again with them: a changed one makes a new
+# generation (and the mesh MTU check uses it)
+t=mesh_mtu_followed
+m0=$(nsx gw cat /sys/class/net/gw-mesh/mtu)
+seen=$(wc -l <"$DIR/gw.log")
+nsx gw ip link set gw-mesh mtu 1400
+low=""
+for _ in $(seq 50); do
+	tail -n +$((seen + 1)) "$DIR/gw.log" | grep -q "event=next_hop .*dev=gw-mesh mtu=1400 " && { low=1; break; }
+	sleep 0.1
+done
+seen=$(wc -l <"$DIR/gw.log")
+nsx gw ip link set gw-mesh mtu "$m0"
+back=""
+for _ in $(seq 50); do
+	tail -n +$((seen + 1)) "$DIR/gw.log" | grep -q "event=next_hop .*dev=gw-mesh mtu=$m0 " && { back=1; break; }
+	sleep 0.1
+done
+got=$(ccurl vm1.veil.test 4 https://vm1.veil.test/whoami 2>&1)
+[ -n "$low" ] && [ -n "$back" ] && [ "$got" = "vm1 saw 198.18.0.2" ] && pass $t ||
+	fail $t "1400 seen: '${low}', $m0 again: '${back}', then: '$got'; $(grep event=next_hop "$DIR/gw.log" | tail -3)"
+
 t=hellogen_shapes
 bad=""
 for shape in "--size 500" "--size 1200 --order sni-last" "--size 1300 --order sni-first"; do

@@ -746,6 +746,44 @@ static void return_path_same(void)
 	}
 }
 
+/* The mesh MTU: a packet that would leave longer than the next hop's
+ * interface allows is dropped and counted mesh_mtu, by XDP (the FIB's
+ * check against t0's MTU) and by the fast path and the DPDK worker (the
+ * MTU the control plane read with the next hop) alike. */
+static void mesh_mtu_same(void)
+{
+	static uint8_t in[2000], data[1200];
+	uint16_t sport = 43500;
+	uint32_t isn = 7100000, ts;
+	add_route("mtu.veil.test", "198.19.0.11");
+	uint32_t cookie = both_handshake(0, sport, isn, &ts);
+	SAME(in, hello_pkt(0, sport, isn, cookie, ts, hello_curl, hello_curl_len, in), "mtu: hello");
+	struct t_pkt p = client_pkt(0, sport, isn + 1 + hello_curl_len, cookie + 1, T_ACK);
+	p.payload = data;
+	p.plen = 900;
+	size_t n = t_build(&p, in);
+	/* 900 bytes of data, its TCP and IP headers, then the outer IP, UDP
+	 * and Geneve (and the handoff option): over 960 */
+	CHECK(!sh("ip link set t0 mtu 960"), "t0's MTU 960");
+	for (int i = 0; i < CONF.nneigh; i++)
+		CONF.neigh[i].mtu = 960;
+	dconf_sync();
+	struct gw_stats a = W->fp.st, f0 = FP.st;
+	struct both b;
+	CHECK(!both_run(0, in, n, &b, "mtu: longer than 960", 0) && b.fp == VM_FP_DROP, "dropped (%d)", b.fp);
+	CHECK(W->fp.st.mesh_mtu == a.mesh_mtu + 1 && FP.st.mesh_mtu == f0.mesh_mtu + 1, "counted mesh_mtu");
+	p.plen = 800;
+	n = t_build(&p, in);
+	CHECK(!both_run(0, in, n, &b, "mtu: within 960", 0) && b.fp != VM_FP_DROP, "forwarded (%d)", b.fp);
+	CHECK(!sh("ip link set t0 mtu 1500"), "t0's MTU 1500");
+	for (int i = 0; i < CONF.nneigh; i++)
+		CONF.neigh[i].mtu = 0;   /* unknown: VM_FP_MTU_DEFAULT */
+	dconf_sync();
+	p.plen = 900;
+	n = t_build(&p, in);
+	CHECK(!both_run(0, in, n, &b, "mtu: 1500 again", 0) && b.fp != VM_FP_DROP, "forwarded (%d)", b.fp);
+}
+
 /* ---------- random mutations ---------- */
 
 /* Two IPv6 clients whose folded keys collide (a set seed, the pair found
@@ -945,6 +983,7 @@ int main(int argc, char **argv)
 	RUN(lifecycle_same);
 	RUN(truncations_same);
 	RUN(return_path_same);
+	RUN(mesh_mtu_same);
 	RUN(collisions_same);
 	RUN(mutations_same);
 out:

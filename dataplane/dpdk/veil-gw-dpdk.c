@@ -136,6 +136,7 @@ static struct vm_fp_conf *build_conf(void)
 		memcpy(nb->addr, h->node, 16);
 		memcpy(nb->mac, h->mac, 6);
 		nb->port = vm_dp.port[r];
+		nb->mtu = h->mtu;
 	}
 	return c;
 }
@@ -169,7 +170,7 @@ static int same_neigh(const struct vm_next_hop *a, int na, const struct vm_next_
 		return 0;
 	for (int i = 0; i < na; i++)
 		if (memcmp(a[i].node, b[i].node, 16) || memcmp(a[i].mac, b[i].mac, 6) ||
-		    a[i].resolved != b[i].resolved || strcmp(a[i].dev, b[i].dev))
+		    a[i].resolved != b[i].resolved || a[i].mtu != b[i].mtu || strcmp(a[i].dev, b[i].dev))
 			return 0;
 	return 1;
 }
@@ -196,7 +197,7 @@ static void refresh_neighbours(bool manage, bool force)
 		char node[64];
 		vm_addr_str(h[i].node, node, sizeof(node));
 		if (h[i].resolved)
-			vm_log("event=next_hop node=%s dev=%s mac=%02x:%02x:%02x:%02x:%02x:%02x", node, h[i].dev,
+			vm_log("event=next_hop node=%s dev=%s mtu=%u mac=%02x:%02x:%02x:%02x:%02x:%02x", node, h[i].dev, h[i].mtu,
 			       h[i].mac[0], h[i].mac[1], h[i].mac[2], h[i].mac[3], h[i].mac[4], h[i].mac[5]);
 		else
 			vm_log("event=next_hop node=%s dev=%s unresolved=1", node, h[i].dev);
