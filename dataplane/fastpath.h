@@ -41,6 +41,9 @@ struct vm_fp_neigh {
 	uint32_t mtu;        /* the IP MTU towards it (its interface's); 0: VM_FP_MTU_DEFAULT */
 };
 #define VM_FP_MTU_DEFAULT 1500
+/* The reassembly sends kept segments only over a mesh that takes this much
+ * (gw_asm's ASM_FIB_TOT_LEN, Ethernet's MTU): below it, VM_SEND_FAIL. */
+#define VM_FP_ASM_MTU_MIN 1500
 
 /* Every table of the fast path: open addressing on a flow key (12 bytes,
  * include/veil/flowkey.h; the values keep the tuple), the least

@@ -621,8 +621,16 @@ static inline int vm_env_reply_send(struct vm_gw_env *e, __u8 *b, __u32 len)
 static inline int vm_env_emit_route(struct vm_gw_env *e, __u8 fam, const __u8 *src, const __u8 *node, int *why)
 {
 	e->nb = neigh_get(e->fp, node);
-	*why = e->nb ? VM_SEND_OK : VM_SEND_NO_NEIGH;
-	return e->nb ? 0 : -1;
+	if (!e->nb) {
+		*why = VM_SEND_NO_NEIGH;
+		return -1;
+	}
+	if ((e->nb->mtu ? e->nb->mtu : VM_FP_MTU_DEFAULT) < VM_FP_ASM_MTU_MIN) {
+		*why = VM_SEND_FAIL;   /* as gw_asm, where the FIB says FRAG_NEEDED */
+		return -1;
+	}
+	*why = VM_SEND_OK;
+	return 0;
 }
 
 /* One kept segment to the node, through the emit callback. */

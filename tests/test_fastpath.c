@@ -775,6 +775,19 @@ static void mesh_mtu_same(void)
 	p.plen = 800;
 	n = t_build(&p, in);
 	CHECK(!both_run(0, in, n, &b, "mtu: within 960", 0) && b.fp != VM_FP_DROP, "forwarded (%d)", b.fp);
+	/* a hello in two segments: the reassembly sends over a mesh of 1500 only */
+	static uint8_t seg[2][2000];
+	struct hb h;
+	size_t hn = hb_browser(&h, "mtu.veil.test", 1800), cut = 1360;
+	cookie = both_handshake(0, ++sport, isn, &ts);
+	size_t n1 = hello_pkt(0, sport, isn, cookie, ts, h.b, cut, seg[0]);
+	size_t n2 = hello_pkt(0, sport, isn + cut, cookie, ts, h.b + cut, hn - cut, seg[1]);
+	a = W->fp.st;
+	SAME(seg[0], n1, "mtu: held hello, segment 1");
+	SAME(seg[1], n2, "mtu: held hello, segment 2 (not sent: the mesh is below 1500)");
+	CHECK(W->fp.st.asm_sent == a.asm_sent && W->fp.st.fib_fail == a.fib_fail + 1,
+	      "routed, not sent: fib_fail (asm_sent +%llu, fib_fail +%llu)",
+	      (unsigned long long)(W->fp.st.asm_sent - a.asm_sent), (unsigned long long)(W->fp.st.fib_fail - a.fib_fail));
 	CHECK(!sh("ip link set t0 mtu 1500"), "t0's MTU 1500");
 	for (int i = 0; i < CONF.nneigh; i++)
 		CONF.neigh[i].mtu = 0;   /* unknown: VM_FP_MTU_DEFAULT */
