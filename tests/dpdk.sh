@@ -289,4 +289,20 @@ else
 	else
 		fail $t "$bad; to/from kernel: $k; client's ARP: '$arp' (veth $mac); $(tail -3 "$DIR/gw.log")"
 	fi
+	# the worker's tx is what the four ports sent (the TAPs' too): read
+	# until no packet moved between the reads
+	t=exception_path_tx_counted
+	sums=""
+	for _ in $(seq 10); do
+		a=$(tel /veil/dp | python3 -c 'import json,sys; print(json.load(sys.stdin)["tx"])')
+		o=0
+		for port in 0 1 2 3; do
+			o=$((o + $(tel "/ethdev/stats,$port" | python3 -c 'import json,sys; print(json.load(sys.stdin)["opackets"])')))
+		done
+		b=$(tel /veil/dp | python3 -c 'import json,sys; print(json.load(sys.stdin)["tx"])')
+		sums="$sums $a/$o/$b"
+		[ "$a" = "$b" ] && [ "$a" = "$o" ] && break
+		sleep 0.2
+	done
+	[ "$a" = "$b" ] && [ "$a" = "$o" ] && [ "$a" -gt 0 ] && pass $t || fail $t "tx / opackets / tx:$sums"
 fi

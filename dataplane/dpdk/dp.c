@@ -62,7 +62,8 @@ static __rte_noinline void refuse(struct vm_dp_worker *w, struct rte_mbuf *m)
 }
 
 /* One packet of port in (role 0 client, 1 mesh) through the packet
- * library; 1 when it went into a tx buffer (the caller counts tx). */
+ * library; 1 when it went into a tx buffer, an exception port's too (the
+ * caller counts tx). */
 static inline int handle(struct vm_dp_worker *w, struct rte_mbuf *m, uint16_t in, int role, uint64_t now,
 			 const struct vm_fp_hint *hint)
 {
@@ -92,7 +93,7 @@ static inline int handle(struct vm_dp_worker *w, struct rte_mbuf *m, uint16_t in
 		if (vm_dp.exc[role] != VM_DP_NO_PORT) {
 			w->d.to_kernel++;
 			rte_eth_tx_buffer(vm_dp.exc[role], w->q, w->txb[2 + role], m);
-			return 0;
+			return 1;
 		}
 	} else {
 		w->d.dropped++;
@@ -190,6 +191,7 @@ int vm_dp_poll(struct vm_dp_worker *w)
 		uint16_t n = rte_eth_rx_burst(vm_dp.exc[r], w->q, pkts, VM_DP_BURST);
 		w->d.from_kernel += n;
 		seen += n;
+		tx += n;
 		for (uint16_t i = 0; i < n; i++)
 			rte_eth_tx_buffer(vm_dp.port[r], w->q, w->txb[r], pkts[i]);
 	}
@@ -205,8 +207,9 @@ int vm_dp_poll(struct vm_dp_worker *w)
 		if (vm_dp.exc[r] != VM_DP_NO_PORT)
 			rte_eth_tx_buffer_flush(vm_dp.exc[r], w->q, w->txb[2 + r]);
 	}
-	/* tx once per poll: what went into the buffers less what they could
-	 * not send (tx_dropped), in one store */
+	/* tx once per poll: what went into the buffers (every port's, the
+	 * exception ports' too) less what they could not send (tx_dropped),
+	 * in one store */
 	w->d.tx += tx - w->tx_unsent;
 	w->tx_unsent = 0;
 
