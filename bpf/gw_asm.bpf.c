@@ -242,9 +242,10 @@ static __attribute__((noinline)) int asm_geneve_write(__u8 *h, const struct flow
 
 /* One kept segment to the node: the headers built in s->frame, the frame
  * rewritten to them and the segment, and a clone sent (one packet in,
- * several out). */
+ * several out); in_place, the skb itself redirected (the last segment:
+ * one clone fewer, ~400 ns). */
 VM_INLINE int vm_env_emit_seg(struct vm_gw_env *e, const struct flow_val *f, const __u8 *src, __u32 proto_inner,
-			      __u16 sport, const struct asm_seg *sg, const struct asm_val *a)
+			      __u16 sport, const struct asm_seg *sg, const struct asm_val *a, int in_place)
 {
 	struct __sk_buff *skb = e->skb;
 	__u8 *h = e->s->frame;
@@ -263,6 +264,8 @@ VM_INLINE int vm_env_emit_seg(struct vm_gw_env *e, const struct flow_val *f, con
 	    bpf_skb_store_bytes(skb, hdrlen, sg->hdr, hl, 0) ||
 	    (pl && bpf_skb_store_bytes(skb, hdrlen + hl, &a->payload[so & (VM_ASM_BYTES - 1)], pl, 0)))
 		return -1;
+	if (in_place)
+		return bpf_redirect(e->ifindex, 0);
 	if (bpf_clone_redirect(skb, e->ifindex, 0))
 		return -1;
 	return 0;

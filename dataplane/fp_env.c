@@ -633,16 +633,33 @@ static inline int vm_env_emit_route(struct vm_gw_env *e, __u8 fam, const __u8 *s
 	return 0;
 }
 
-/* One kept segment to the node, through the emit callback. */
+/* One kept segment to the node, through the emit callback; in_place, as
+ * the packet in hand (the library asks only when the segment is that
+ * packet: its frame with the mesh headers in front, which the 128 bytes
+ * of headroom hold), the verdict. */
 static inline int vm_env_emit_seg(struct vm_gw_env *e, const struct flow_val *f, const __u8 *src, __u32 proto_inner,
-				  __u16 sport, const struct asm_seg *sg, const struct asm_val *a)
+				  __u16 sport, const struct asm_seg *sg, const struct asm_val *a, int in_place)
 {
 	struct vm_fp *fp = e->fp;
 	uint32_t inner = proto_inner & 0xffff;
-	uint32_t hdrlen = write_encap(fp, fp->frame, e->nb, f, sport, proto_inner >> 16, inner, 1);
+	uint32_t push = vm_geneve_push_len(f->node_family, 1);
+	uint8_t *fr = fp->frame;
 
-	memcpy(fp->frame + hdrlen, sg->hdr, sg->hlen);
-	memcpy(fp->frame + hdrlen + sg->hlen, &a->payload[sg->off & (VM_ASM_BYTES - 1)], sg->len);
+	if (in_place) {
+		if (ETH_HLEN + inner > *e->len)
+			return -1;   /* not the packet in hand: never asked */
+		fr = *e->pkt + *e->len - inner - ETH_HLEN - push;
+	}
+	uint32_t hdrlen = write_encap(fp, fr, e->nb, f, sport, proto_inner >> 16, inner, 1);
+
+	memcpy(fr + hdrlen, sg->hdr, sg->hlen);
+	memcpy(fr + hdrlen + sg->hlen, &a->payload[sg->off & (VM_ASM_BYTES - 1)], sg->len);
+	if (in_place) {
+		*e->pkt = fr;
+		*e->len = hdrlen + inner;
+		*e->out_port = e->nb->port;
+		return e->nb->port == e->in_port ? VM_FP_TX : VM_FP_FWD;
+	}
 	if (!fp->emit)
 		return -1;
 	fp->emit(fp->emit_arg, e->nb->port, fp->frame, hdrlen + inner);

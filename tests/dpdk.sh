@@ -289,8 +289,9 @@ else
 	else
 		fail $t "$bad; to/from kernel: $k; client's ARP: '$arp' (veth $mac); $(tail -3 "$DIR/gw.log")"
 	fi
-	# the worker's tx is what the four ports sent (the TAPs' too): read
-	# until no packet moved between the reads
+	# the worker's tx is what the four ports sent (the TAPs' too): the
+	# ports' sum, read between two reads of tx, lies between them (the
+	# lab's neighbour traffic keeps going)
 	t=exception_path_tx_counted
 	sums=""
 	for _ in $(seq 10); do
@@ -301,8 +302,8 @@ else
 		done
 		b=$(tel /veil/dp | python3 -c 'import json,sys; print(json.load(sys.stdin)["tx"])')
 		sums="$sums $a/$o/$b"
-		[ "$a" = "$b" ] && [ "$a" = "$o" ] && break
+		[ "$a" -le "$o" ] && [ "$o" -le "$b" ] && break
 		sleep 0.2
 	done
-	[ "$a" = "$b" ] && [ "$a" = "$o" ] && [ "$a" -gt 0 ] && pass $t || fail $t "tx / opackets / tx:$sums"
+	[ "$a" -le "$o" ] && [ "$o" -le "$b" ] && [ "$a" -gt 0 ] && pass $t || fail $t "tx / opackets / tx:$sums"
 fi

@@ -29,8 +29,10 @@
  *   int vm_env_emit_route(e, family, const __u8 *src, const __u8 *node, int *why)
  *                                          the next hop of the node (VM_SEND_*)
  *   int vm_env_emit_seg(e, const struct flow_val *, const __u8 *src, __u32 proto_inner,
- *                       __u16 sport, const struct asm_seg *, const struct asm_val *)
- *                                          one kept segment to the node: 0 or -1
+ *                       __u16 sport, const struct asm_seg *, const struct asm_val *, int in_place)
+ *                                          one kept segment to the node: as a packet of
+ *                                          its own (0), or (in_place) as the packet in
+ *                                          hand, rewritten: the verdict; -1 on failure
  */
 #ifndef VEIL_GW_ASM_H
 #define VEIL_GW_ASM_H
@@ -291,7 +293,19 @@ VM_INLINE int vm_asm_ack_held(struct vm_gw_env *e, const struct vm_pkt *p, const
 	return VM_V_DROP;
 }
 
-/* Sends every kept segment to the node, each in Geneve with the handoff option. */
+/* 1 when kept segment sg is the packet in hand p: the same bytes of the
+ * hello, and the same IP packet length (so its Geneve frame is p's frame
+ * with the mesh headers in front: it fits where p is). */
+VM_INLINE int vm_asm_seg_is(const struct vm_pkt *p, const struct asm_val *a, const struct asm_seg *sg)
+{
+	return p->seq - (a->client_isn + 1) == sg->off && p->payload_len == sg->len &&
+	       (__u32)p->l3_len + p->tcp_len == sg->hlen;
+}
+
+/* Sends every kept segment to the node, each in Geneve with the handoff
+ * option: the packet's verdict.  The last one goes as the packet in hand
+ * when it is that packet (the usual case: the segment that completed the
+ * hello), the others as packets of their own (a clone each in TC). */
 VM_INLINE int vm_asm_emit_all(struct vm_gw_env *e, const struct vm_pkt *p, const struct asm_val *a,
 			      const struct flow_val *f, const struct gw_config *cfg, struct gw_stats *st)
 {
@@ -316,7 +330,7 @@ VM_INLINE int vm_asm_emit_all(struct vm_gw_env *e, const struct vm_pkt *p, const
 			VM_GW_COUNT(st, no_neigh);
 		else
 			VM_GW_COUNT(st, fib_fail);
-		return -1;
+		return VM_V_DROP;
 	}
 	__u16 sport = vm_flow_port(p->saddr, p->daddr, p->sport, p->dport);  /* as gw_ingress */
 
@@ -327,18 +341,22 @@ VM_INLINE int vm_asm_emit_all(struct vm_gw_env *e, const struct vm_pkt *p, const
 		__u32 hl = sg->hlen, pl = sg->len, inner = hl + pl;
 		if (hl < VM_IP_TCP_MIN || hl > VM_ASM_HDR || pl > VM_ASM_SEG_MAX) {
 			VM_GW_COUNT(st, malformed);
-			return -1;
+			return VM_V_DROP;
 		}
-		if (vm_env_emit_seg(e, f, src,
-				    ((sg->hdr[0] >> 4) == VM_IP6_VERSION ? VM_GENEVE_PROTO_IP6 :
-				     VM_GENEVE_PROTO_IP4) << 16 | inner,
-				    sport, sg, a)) {
+		int in_place = i + 1 == a->nseg && vm_asm_seg_is(p, a, sg);
+		int v = vm_env_emit_seg(e, f, src,
+					((sg->hdr[0] >> 4) == VM_IP6_VERSION ? VM_GENEVE_PROTO_IP6 :
+					 VM_GENEVE_PROTO_IP4) << 16 | inner,
+					sport, sg, a, in_place);
+		if (v < 0) {
 			VM_GW_COUNT(st, encap_fail);
-			return -1;
+			return VM_V_DROP;
 		}
 		VM_GW_COUNT(st, asm_sent);
+		if (in_place)
+			return v;
 	}
-	return 0;
+	return VM_V_DROP;
 }
 
 /* A data segment the ingress could not route alone (p parsed, for the VIP
@@ -370,8 +388,7 @@ VM_INLINE int vm_gw_asm_in(struct vm_gw_env *e, const struct vm_pkt *p, const st
 			 * lack one of them.  Send it every held segment again;
 			 * the copy lasts until the VM acknowledges the hello. */
 			VM_GW_COUNT(st, hello_resent);
-			vm_asm_emit_all(e, p, a, f, cfg, st);
-			return VM_V_DROP;
+			return vm_asm_emit_all(e, p, a, f, cfg, st);
 		}
 		if (f->held_len) {
 			/* evicted: what the node lacks is lost */
@@ -542,8 +559,7 @@ VM_INLINE int vm_gw_asm_in(struct vm_gw_env *e, const struct vm_pkt *p, const st
 	}
 	VM_GW_COUNT(st, asm_routed);
 	VM_GW_COUNT(st, hello_routed);
-	vm_asm_emit_all(e, p, a, f, cfg, st);
-	return VM_V_DROP;
+	return vm_asm_emit_all(e, p, a, f, cfg, st);
 }
 
 #endif /* VEIL_GW_ASM_H */
