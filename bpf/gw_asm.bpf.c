@@ -243,7 +243,7 @@ static __attribute__((noinline)) int asm_geneve_write(__u8 *h, const struct flow
 /* One kept segment to the node: the headers built in s->frame, the frame
  * rewritten to them and the segment, and a clone sent (one packet in,
  * several out); in_place, the skb itself redirected (the last segment:
- * one clone fewer, ~400 ns). */
+ * one skb clone fewer). */
 VM_INLINE int vm_env_emit_seg(struct vm_gw_env *e, const struct flow_val *f, const __u8 *src, __u32 proto_inner,
 			      __u16 sport, const struct asm_seg *sg, const struct asm_val *a, int in_place)
 {
