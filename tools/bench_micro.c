@@ -367,7 +367,7 @@ static int burst(const char *name, int prog, size_t (*make)(__u32, uint8_t *), i
 		return 0;
 	before = counter(node, idx);
 	for (__u32 r = 0; r < rounds && !err; r++) {
-		double tb = 0, tc = 0, x;
+		double tb = 0, tc = 0, x = 0;
 		for (__u32 done = 0; done < singles && !err; ) {
 			__u32 n = singles - done < BENCH_RING ? singles - done : BENCH_RING;
 			/* the ring's cookies are of the current 64 s window: it
