@@ -35,7 +35,11 @@ VM_INLINE int vm_gw_route_hello(void *rctx, __u8 *buf, __u32 len, struct vm_hell
 		return rc;
 	__builtin_memset(f, 0, sizeof(*f));
 	if (vm_env_route(rctx, h->name, h->name_len & (VM_NAME_MAX - 1), h->name_hash, f)) {
-		__builtin_memset(wname, 0, VM_NAME_MAX);
+		/* in words: clang stores a char buffer of unknown alignment
+		 * byte by byte (256 stores) */
+		VM_UNROLL
+		for (__u32 i = 0; i < VM_NAME_MAX / 8; i++)
+			vm_name_word_put(wname, i, 0);
 		wlen = vm_wildcard_key(h, wname, &whash) & (VM_NAME_MAX - 1);
 		if (!wlen || vm_env_route(rctx, wname, wlen, whash, f))
 			return VM_GW_NO_ROUTE;

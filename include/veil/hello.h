@@ -209,16 +209,36 @@ VM_CALLBACK long vm_hello_name_step(__u32 k, void *ctx)
 	struct vm_hello_walk *w = ctx;
 	struct vm_hello_state *st = w->st;
 	__u32 len = st->sni_len, off = st->sni_off + k * 8, base = k * 8, n, label = st->label;
-	__u64 x = 0, m, ok, dots, bad;
+	__u64 x = 0, m, bytes, ok, dots, bad;
 
 	if (base > len || len > VM_DNS_NAME_MAX)
 		return 1;
 	n = len - base < 8 ? len - base : 8;
-	VM_UNROLL
-	for (__u32 b = 0; b < 8; b++)
-		if (b < n)
-			x |= (__u64)VM_HB(w->buf, off + b) << (8 * b);
-	m = n == 8 ? VM_B8(0x80) : VM_B8(0x80) & ((1ULL << (8 * n)) - 1);  /* the name's bytes */
+	bytes = n == 8 ? ~0ULL : (1ULL << (8 * n)) - 1;    /* the name's bytes */
+	m = VM_B8(0x80) & bytes;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	if (off + 8 <= st->have) {
+		/* the eight bytes held: one load (bytes past the name masked
+		 * off), not eight; have <= VM_HELLO_BUF, so the mask, there
+		 * for the verifier, changes nothing */
+		__u32 o = off & (VM_HELLO_BUF - 1);
+		VM_BARRIER_VAR(o);
+		if (o <= VM_HELLO_BUF - 8) {
+#ifdef __bpf__
+			x = *(const __u64 *)(w->buf + o);
+#else
+			__builtin_memcpy(&x, w->buf + o, 8);
+#endif
+			x &= bytes;
+		}
+	} else
+#endif
+	{
+		VM_UNROLL
+		for (__u32 b = 0; b < 8; b++)
+			if (b < n)
+				x |= (__u64)VM_HB(w->buf, off + b) << (8 * b);
+	}
 	bad = x & m;                                  /* not ASCII */
 	x |= vm_swar_in(x, 'A', 'Z') >> 2;            /* lowercase: 0x80 >> 2 = 0x20 */
 	dots = vm_swar_eq(x, '.') & m;
