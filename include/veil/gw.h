@@ -80,6 +80,19 @@ VM_INLINE __u32 vm_gw_cookie_tnow(const struct gw_config *cfg, __u64 tai_ns)
 	return s / (cfg->cookie_window_s ? cfg->cookie_window_s : VM_COOKIE_WINDOW_S_DEFAULT);
 }
 
+/* What a SYN-ACK takes from the clock: the cookie's time counter and our
+ * TSval (ms), both from one TAI read. */
+struct vm_gw_times {
+	__u32 tnow;
+	__u32 tsval;
+};
+
+VM_INLINE void vm_gw_syn_times(const struct gw_config *cfg, __u64 tai_ns, struct vm_gw_times *t)
+{
+	t->tnow = vm_gw_cookie_tnow(cfg, tai_ns);
+	t->tsval = (__u32)(tai_ns / VM_NS_PER_TS);
+}
+
 /* The cookie MAC of p's connection with the client's ISN, time counter
  * and low bits given: vm_cookie_mac's message, built from the parsed
  * packet (an IPv4 packet's addresses are the words the parser wrote; no
