@@ -28,6 +28,7 @@ struct vm_gw_env {
 #define VM_V_TX   XDP_TX
 #define VM_GW_COOKIE_OK(sec, p, isn, cookie, tnow) gw_cookie_ok((sec), (p), (isn), (cookie), (tnow))
 #define VM_GW_COOKIE_MAC(sec, p, isn, tcount, low) gw_cookie_mac((struct cookie_secret *)(sec), (p), (isn), (tcount), (low))
+#define VM_GW_SYN_TIMES(e, cfg, t) gw_syn_times((e)->s ? &(e)->s->clock : 0, (cfg), (t))
 
 VM_INLINE void *vm_env_data(struct vm_gw_env *e) { return XDP_DATA(e->ctx); }
 VM_INLINE void *vm_env_data_end(struct vm_gw_env *e) { return XDP_DATA_END(e->ctx); }
@@ -115,10 +116,11 @@ VM_INLINE struct flow_val *vm_env_flow_tmp(struct vm_gw_env *e)
 VM_INLINE int vm_env_tcpopts(struct vm_gw_env *e, const struct vm_pkt *p, struct vm_tcpopts *o)
 {
 	__u32 zero = 0, len = p->tcp_len - VM_TCP_HLEN;
-	struct gw_scratch *s = bpf_map_lookup_elem(&gw_scratch, &zero);
+	struct gw_scratch *s;
 
 	if (vm_xdp_tcpopts_common(e->ctx, p, o))
 		return 0;
+	s = bpf_map_lookup_elem(&gw_scratch, &zero);   /* the walk's room: only off the common blocks */
 	if (!s || len > VM_TCP_OPT_MAX)
 		return -1;
 	if (len > 0 && bpf_xdp_load_bytes(e->ctx, p->l4_off + VM_TCP_HLEN, s->optbuf, len))

@@ -6,6 +6,7 @@
 #define VEIL_BPF_GW_LOGIC_H
 
 #include "gw_maps.h"
+#include "veil/gw.h"   /* struct vm_gw_times */
 
 /* A CPU's view of TAI's offset from the monotonic clock, and the TAI it
  * read at the last tick it saw (gw_tai_ns). */
@@ -14,6 +15,11 @@ struct gw_clock {
 	__u64 off;                /* TAI - monotonic, ns */
 	__u64 jif;                /* jiffies when tai was read */
 	__u64 tai;                /* TAI then (0: not yet) */
+	/* What a SYN-ACK derives from tai (vm_gw_syn_times: three divisions,
+	 * ~10 ns of a SYN), kept while it holds (gw_syn_times) */
+	__u64 tjif;               /* jif when derived (0: not yet) */
+	__u32 twin;               /* gw_config.cookie_window_s then */
+	struct vm_gw_times t;
 };
 
 /* A CPU's copy of a VIP it looked up, valid while vips_gen is unchanged:
@@ -150,6 +156,25 @@ VM_INLINE __u64 gw_tai_ns(struct gw_clock *c)
 	c->jif = j;
 	c->tai = now + c->off;
 	return c->tai;
+}
+
+/* vm_gw_syn_times at gw_tai_ns(c): within a tick, and while the cookie
+ * window is unchanged, the values derived at the tick's first SYN (the
+ * same TAI, so the same values).  c NULL: derived from the fine clock. */
+VM_INLINE void gw_syn_times(struct gw_clock *c, const struct gw_config *cfg, struct vm_gw_times *t)
+{
+	__u32 win = cfg->cookie_window_s;
+
+	if (c && bpf_jiffies64() == c->tjif && win == c->twin) {
+		*t = c->t;
+		return;
+	}
+	vm_gw_syn_times(cfg, gw_tai_ns(c), t);
+	if (c) {
+		c->t = *t;
+		c->twin = win;
+		c->tjif = c->jif;   /* the tick tai belongs to */
+	}
 }
 
 /* Checks a cookie against the current and the previous secret.  A global

@@ -17,6 +17,9 @@
  *   VM_GW_COOKIE_MAC(sec, p, isn, t, low)  optional: vm_gw_cookie_mac under
  *                                      the current key, or such a wrapper
  *                                      (BPF: its stack apart from the caller's)
+ *   VM_GW_SYN_TIMES(e, cfg, t)         optional: vm_gw_syn_times at
+ *                                      vm_env_tai_ns(e), or the same values
+ *                                      kept while that TAI is (BPF: per tick)
  *   void *vm_env_data(e), *vm_env_data_end(e)   the frame, read again after
  *                                      every resize
  *   int vm_env_resize(e, len)          the frame to len bytes (a reply)
@@ -64,6 +67,9 @@
 
 #ifndef VM_GW_COOKIE_MAC
 #define VM_GW_COOKIE_MAC(sec, p, isn, tcount, low) vm_gw_cookie_mac((sec)->cur, (p), (isn), (tcount), (low))
+#endif
+#ifndef VM_GW_SYN_TIMES
+#define VM_GW_SYN_TIMES(e, cfg, t) vm_gw_syn_times((cfg), vm_env_tai_ns(e), (t))
 #endif
 
 /* ---------- answers to the client, in place ---------- */
@@ -155,8 +161,8 @@ VM_INLINE int vm_gw_synack(struct vm_gw_env *e, const struct vm_pkt *p, struct g
 	struct vm_tcpopts o;
 	struct vm_cookie_opts co;
 	struct vm_tcp *tcp;
-	__u32 cookie, tnow, tsval, low;
-	__u64 tai;
+	struct vm_gw_times tm;
+	__u32 cookie, low;
 	__u16 mss;
 
 	if (vm_env_tcpopts(e, p, &o) < 0 || p->payload_len || (p->flags & (VM_TCP_ACK | VM_TCP_RST | VM_TCP_FIN))) {
@@ -167,11 +173,9 @@ VM_INLINE int vm_gw_synack(struct vm_gw_env *e, const struct vm_pkt *p, struct g
 	co.wscale = o.wscale;
 	co.sack_ok = o.sack_ok;
 	co.ts_ok = o.ts_ok;
-	tai = vm_env_tai_ns(e);   /* one clock read: the cookie's window and our TSval */
-	tnow = vm_gw_cookie_tnow(cfg, tai);
-	low = vm_cookie_low(tnow, &co);   /* vm_cookie_make's steps, the MAC through the hook */
-	cookie = (VM_GW_COOKIE_MAC(sec, p, p->seq, tnow, low) << VM_COOKIE_LOW_BITS) | low;
-	tsval = (__u32)(tai / VM_NS_PER_TS);
+	VM_GW_SYN_TIMES(e, cfg, &tm);   /* one clock read: the cookie's window and our TSval */
+	low = vm_cookie_low(tm.tnow, &co);   /* vm_cookie_make's steps, the MAC through the hook */
+	cookie = (VM_GW_COOKIE_MAC(sec, p, p->seq, tm.tnow, low) << VM_COOKIE_LOW_BITS) | low;
 	mss = p->family == VM_AF_INET ? cfg->mss4 : cfg->mss6;
 
 	tcp = vm_gw_reply_l3(e, p, VM_TCP_REPLY_HLEN);
@@ -205,7 +209,7 @@ VM_INLINE int vm_gw_synack(struct vm_gw_env *e, const struct vm_pkt *p, struct g
 		    (__u32)vm_htons(VM_TCP_WIN_MAX) << 16;
 		tw[3] = w;
 		s += w;
-		s += vm_tcpopt_write_syn((__u8 *)(tcp + 1), mss, o.sack_ok, o.ts_ok, tsval, o.tsval,
+		s += vm_tcpopt_write_syn((__u8 *)(tcp + 1), mss, o.sack_ok, o.ts_ok, tm.tsval, o.tsval,
 					 o.wscale != VM_WSCALE_NONE ? cfg->wscale : VM_WSCALE_NONE);
 		tw[4] = (__u16)~vm_csum_fold(s);   /* check, then urg_ptr 0 */
 	}
