@@ -495,7 +495,11 @@ VM_INLINE int vm_gw_ingress(struct vm_gw_env *e, struct gw_stats *st)
 		return VM_V_DROP;
 	}
 	{
-		__u32 tnow = vm_gw_cookie_tnow(cfg, vm_env_tai_ns(e));
+		/* the cookie's time counter as the SYN-ACK takes it (BPF: kept
+		 * per CPU for the tick, no divisions) */
+		struct vm_gw_times tm;
+		VM_GW_SYN_TIMES(e, cfg, &tm);
+		__u32 tnow = tm.tnow;
 
 		if (!VM_GW_COOKIE_OK(sec, &p, p.seq - 1, p.ack - 1, tnow)) {
 			/* A later segment of a hello being reassembled (its seq is
