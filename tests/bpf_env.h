@@ -39,6 +39,8 @@ static struct vm_gw G;
 static struct vm_node N;
 static int ifidx;                    /* the dummy device: underlay and client side */
 static char pin[128];
+/* The test gateway's cookie window (gw_config.cookie_window_s), seconds. */
+#define T_COOKIE_WINDOW_S 64
 static const __u64 KEY[2] = { 0x0123456789abcdefULL, 0xfedcba9876543210ULL };
 
 static const uint8_t CLI_MAC[6] = { 0x02, 0, 0, 0, 0, 0x01 };
@@ -77,7 +79,7 @@ static inline void cleanup(void)
 static inline int setup(const char *fixdir)
 {
 	char p1[160], p2[160];
-	struct gw_config gc = { .mss4 = 1360, .mss6 = 1340, .wscale = 7, .cookie_window_s = 64 };
+	struct gw_config gc = { .mss4 = 1360, .mss6 = 1340, .wscale = 7, .cookie_window_s = T_COOKIE_WINDOW_S };
 	struct node_config nc = { .mss4 = 1360, .mss6 = 1340 };
 	struct cookie_secret sec = { .epoch = 1 };
 	__u32 zero = 0;

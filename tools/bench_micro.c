@@ -285,6 +285,16 @@ static int case_done(const char *name, const char *mode, int err, int node, size
 	return 0;
 }
 
+/* Waits, if the test gateway's cookie window turns in less than secs
+ * seconds, until the next one has begun. */
+static void window_room(__u64 secs)
+{
+	__u64 left = T_COOKIE_WINDOW_S - vm_tai_seconds() % T_COOKIE_WINDOW_S;
+
+	if (left < secs)
+		sleep(left + 1);
+}
+
 /* A case that changes state (a first hello makes a flow): one run per
  * distinct input, next to the baseline run the same way. */
 /* Optional untimed step after each round of a single case: its first input
@@ -303,11 +313,9 @@ static int single(const char *name, int tc, int prog, size_t (*make)(__u32, uint
 		return 0;
 	before = counter(node, idx);
 	for (__u32 r = 0; r < rounds && !err; r++) {
-		/* the inputs carry cookies of the current 64 s window: a round
+		/* the inputs carry cookies of the current window: a round
 		 * never straddles a window's turn (which would fail a cookie) */
-		__u64 left = 64 - vm_tai_seconds() % 64;
-		if (left < 16)
-			sleep(left + 1);
+		window_room(16);
 		pre_single = NULL;
 		err |= run_singles(base, tc, next, make, &b[r]);
 		pre_single = pre;
@@ -370,11 +378,9 @@ static int burst(const char *name, int prog, size_t (*make)(__u32, uint8_t *), i
 		double tb = 0, tc = 0, x = 0;
 		for (__u32 done = 0; done < singles && !err; ) {
 			__u32 n = singles - done < BENCH_RING ? singles - done : BENCH_RING;
-			/* the ring's cookies are of the current 64 s window: it
+			/* the ring's cookies are of the current window: it
 			 * does not turn while a burst is made and run */
-			__u64 left = 64 - vm_tai_seconds() % 64;
-			if (left < 3)
-				sleep(left + 1);
+			window_room(3);
 			for (__u32 j = 0; j < n && !err; j++) {
 				size_t len = make(next + done + j, f.b);
 				if (!j) {
