@@ -76,6 +76,7 @@ struct vm_gw_env {
 
 #define VM_V_DROP TC_ACT_SHOT
 #define VM_GW_COOKIE_OK(sec, p, isn, cookie, tnow) gw_cookie_ok((sec), (p), (isn), (cookie), (tnow))
+#define VM_GW_SYN_TIMES(e, cfg, t) gw_syn_times((e)->s ? &(e)->s->clock : 0, (cfg), (t))
 #define VM_LOAD_BYTES(ctx, off, dst, len) bpf_skb_load_bytes((ctx), (off), (dst), (len))
 #include "veil/geneve.h"
 

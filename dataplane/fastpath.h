@@ -41,6 +41,12 @@ struct vm_fp_neigh {
 	uint32_t mtu;        /* the IP MTU towards it (its interface's); 0: VM_FP_MTU_DEFAULT */
 };
 #define VM_FP_MTU_DEFAULT 1500
+
+/* The IP MTU towards nb: its interface's, or VM_FP_MTU_DEFAULT when unknown. */
+static inline uint32_t vm_fp_neigh_mtu(const struct vm_fp_neigh *nb)
+{
+	return nb->mtu ? nb->mtu : VM_FP_MTU_DEFAULT;
+}
 /* The reassembly sends kept segments only over a mesh that takes this much
  * (gw_asm's ASM_FIB_TOT_LEN, Ethernet's MTU): below it, VM_SEND_FAIL. */
 #define VM_FP_ASM_MTU_MIN 1500

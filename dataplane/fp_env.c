@@ -531,7 +531,7 @@ static inline int vm_env_mesh_send(struct vm_gw_env *e, struct flow_val *f, __u8
 	}
 	/* as the XDP gateway's next-hop check (bpf/lib/mesh.h): the frame's
 	 * IP packet against the interface's MTU */
-	if (*e->len - ETH_HLEN > (nb->mtu ? nb->mtu : VM_FP_MTU_DEFAULT)) {
+	if (*e->len - ETH_HLEN > vm_fp_neigh_mtu(nb)) {
 		*why = VM_SEND_MTU;
 		return VM_FP_DROP;
 	}
@@ -625,7 +625,7 @@ static inline int vm_env_emit_route(struct vm_gw_env *e, __u8 fam, const __u8 *s
 		*why = VM_SEND_NO_NEIGH;
 		return -1;
 	}
-	if ((e->nb->mtu ? e->nb->mtu : VM_FP_MTU_DEFAULT) < VM_FP_ASM_MTU_MIN) {
+	if (vm_fp_neigh_mtu(e->nb) < VM_FP_ASM_MTU_MIN) {
 		*why = VM_SEND_FAIL;   /* as gw_asm, where the FIB says FRAG_NEEDED */
 		return -1;
 	}

@@ -101,6 +101,10 @@ VM_INLINE void vm_gw_syn_times(const struct gw_config *cfg, __u64 tai_ns, struct
 	t->tsval = (__u32)(tai_ns / VM_NS_PER_TS);
 }
 
+/* What the hook VM_GW_SYN_TIMES(e, cfg, t) is where the environment does
+ * not define it (gw_path.h, gw_asm.h): the values at vm_env_tai_ns(e). */
+#define VM_GW_SYN_TIMES_AT_TAI(e, cfg, t) vm_gw_syn_times((cfg), vm_env_tai_ns(e), (t))
+
 /* The cookie MAC of p's connection with the client's ISN, time counter
  * and low bits given: vm_cookie_mac's message, built from the parsed
  * packet (an IPv4 packet's addresses are the words the parser wrote; no

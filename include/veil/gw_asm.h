@@ -10,7 +10,7 @@
  * the fast path (dataplane/fp_env.c) are its environments.
  *
  * Hooks, besides those of include/veil/gw_path.h the reassembly also uses
- * (VM_V_DROP, VM_GW_COOKIE_OK, vm_env_tai_ns, vm_env_coarse_ns,
+ * (VM_V_DROP, VM_GW_COOKIE_OK, VM_GW_SYN_TIMES (optional), vm_env_tai_ns, vm_env_coarse_ns,
  * vm_env_ifindex, vm_env_flow_get, vm_env_flow_put, vm_env_flow_tmp,
  * vm_env_tcpopts, vm_env_loadctx and VM_LOAD_BYTES):
  *   __u64 vm_env_asm_ns(e)                 the clock that ages held hellos
@@ -40,6 +40,10 @@
 #include "gw.h"
 #include "gw_hello.h"
 #include "geneve.h"
+
+#ifndef VM_GW_SYN_TIMES
+#define VM_GW_SYN_TIMES(e, cfg, t) VM_GW_SYN_TIMES_AT_TAI(e, cfg, t)
+#endif
 
 #define VM_ASM_MASK (VM_ASM_BYTES - 1)
 #define VM_ASM_RECORDS 32             /* TLS records joined into one at most */
@@ -419,7 +423,11 @@ VM_INLINE int vm_gw_asm_in(struct vm_gw_env *e, const struct vm_pkt *p, const st
 		return VM_V_DROP;
 	}
 	if (!a) {
-		if (!VM_GW_COOKIE_OK(sec, p, p->seq - 1, p->ack - 1, vm_gw_cookie_tnow(cfg, vm_env_tai_ns(e)))) {
+		/* the cookie's time counter as the SYN-ACK takes it (BPF: kept
+		 * per CPU for the tick, no divisions) */
+		struct vm_gw_times tm;
+		VM_GW_SYN_TIMES(e, cfg, &tm);
+		if (!VM_GW_COOKIE_OK(sec, p, p->seq - 1, p->ack - 1, tm.tnow)) {
 			/* Maybe a later segment that overtook the first: keep it
 			 * (one per flow) until the first one vouches for it. */
 			__u32 hl = p->l3_len + p->tcp_len, pl = p->payload_len;

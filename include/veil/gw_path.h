@@ -69,7 +69,7 @@
 #define VM_GW_COOKIE_MAC(sec, p, isn, tcount, low) vm_gw_cookie_mac((sec)->cur, (p), (isn), (tcount), (low))
 #endif
 #ifndef VM_GW_SYN_TIMES
-#define VM_GW_SYN_TIMES(e, cfg, t) vm_gw_syn_times((cfg), vm_env_tai_ns(e), (t))
+#define VM_GW_SYN_TIMES(e, cfg, t) VM_GW_SYN_TIMES_AT_TAI(e, cfg, t)
 #endif
 
 /* ---------- answers to the client, in place ---------- */
