@@ -684,18 +684,23 @@ static void refusal_closes(void)
 /* The whole node life of a connection, for one client family:
  * handoff -> SYN to the VM; VM SYN-ACK -> ACK with the hello; VM data ->
  * Geneve to the gateway in the client's view; client data -> VM's view. */
-static void node_connection(int v6)
+/* A connection of family v6 through the node, the mesh of the other
+ * family or (same) the same one: a VM packet of the same family as the mesh
+ * gets its outer headers by bpf_skb_change_head, one of the other family by
+ * bpf_skb_adjust_room (node_vm's to_gateway). */
+static void node_connection(int v6, int same)
 {
 	uint8_t frame[1024], mesh[1200], vmpkt[512];
 	struct run r;
 	const uint32_t isn = 0x10000000, cookie = 0xA0000000, gw_ts = 5000000, vm_isn = 0x30000000;
 	size_t l3 = v6 ? 40 : 20;
-	uint16_t sport = 41000 + v6;
+	uint16_t sport = 41000 + v6 + 4 * same;
+	int ov6 = same ? v6 : !v6;   /* the mesh's family */
 	struct vm_handoff ho = { .vm_id_be = htonl(1), .client_isn_be = htonl(isn), .cookie_isn_be = htonl(cookie),
 				 .gw_tsval_be = htonl(gw_ts), .mss_be = htons(1440), .client_wscale = 10,
 				 .gw_wscale = 7, .flags = VM_HO_SACK_OK | VM_HO_TS_OK };
 	size_t fl = hello_pkt(v6, sport, isn, cookie, gw_ts, hello_curl, hello_curl_len, frame);
-	size_t n = mesh_wrap(frame, fl, !v6, &ho, mesh);   /* mix the families */
+	size_t n = mesh_wrap(frame, fl, ov6, &ho, mesh);
 	struct node_stats b = node_now();
 
 	/* 1. handoff -> SYN */
@@ -753,12 +758,16 @@ static void node_connection(int v6)
 	n = t_build(&d, vmpkt);
 	tc_run(NODE_VM, vmpkt, n, &r);
 	CHECK(r.verdict == TC_ACT_REDIRECT_, "VM data verdict %u", r.verdict);
-	size_t ol3 = v6 ? 20 : 40;   /* outer family is the other one */
+	size_t ol3 = ov6 ? 40 : 20;
 	uint8_t *oip = r.out + 14, *g = oip + ol3 + 8, *in_ip = g + 8, *in_tcp = in_ip + l3;
 	CHECK(r.len == 14 + ol3 + 16 + (n - 14), "encapsulated length %u", r.len);
 	CHECK(!memcmp(r.out, GW_MAC, 6) && !memcmp(r.out + 6, NODE_MAC, 6), "to the gateway's MAC");
-	CHECK(v6 ? (oip[0] == 0x45 && oip[19] == 1 && t_fold(t_sum(oip, 20, 0)) == 0)
-		 : ((oip[0] >> 4) == 6 && oip[39] == 1), "outer header to the gateway");
+	CHECK(!ov6 ? (oip[0] == 0x45 && oip[19] == 1 && t_fold(t_sum(oip, 20, 0)) == 0 &&
+		      t_be16(oip + 2) == r.len - 14)
+		   : ((oip[0] >> 4) == 6 && oip[39] == 1 && t_be16(oip + 4) == r.len - 54), "outer header to the gateway");
+	CHECK(t_be16(r.out + 12) == (ov6 ? 0x86dd : 0x0800) && t_be16(oip + ol3 + 4) == r.len - 14 - ol3 &&
+	      t_be16(oip + ol3 + 6) == 0 && t_be16(g + 2) == (v6 ? 0x86dd : 0x0800) && g[0] == 0,
+	      "Ethernet type, UDP length, zero UDP checksum, Geneve");
 	CHECK(t_be16(oip + ol3 + 2) == 6081, "Geneve port");
 	CHECK(v6 ? !memcmp(in_ip + 8, VIP6, 16) : !memcmp(in_ip + 12, VIP4, 4), "source is the VIP");
 	CHECK(v6 || t_fold(t_sum(in_ip, 20, 0)) == 0, "inner IP checksum");
@@ -782,6 +791,19 @@ static void node_connection(int v6)
 	CHECK(!memcmp(in_tcp + 20, late_ts, 4) && t_be32(in_tcp + 20 + 32) == gw_ts + (0x0311 - 0x0309) &&
 	      t_be32(in_tcp + 20 + 36) == 0x11223399, "late TSval %u continues the gateway's, the rest untouched",
 	      t_be32(in_tcp + 20 + 32));
+
+	/* 3c. the timestamp at an odd offset (one NOP before it): its
+	 * difference enters the checksum with its bytes swapped */
+	static uint8_t odd_ts[12] = { 1, 8, 10, 0x03, 0x12, 0x00, 0x01, 0x11, 0x22, 0x33, 0x44, 1 };
+	d.opts = odd_ts;
+	d.optlen = 12;
+	n = t_build(&d, vmpkt);
+	tc_run(NODE_VM, vmpkt, n, &r);
+	in_tcp = r.out + 14 + ol3 + 16 + l3;
+	CHECK(r.verdict == TC_ACT_REDIRECT_ && t_l4_verify(v6, in_tcp - l3, in_tcp, n - 14 - l3, 6) == 0,
+	      "odd timestamp: verdict %u, checksum", r.verdict);
+	CHECK(t_be32(in_tcp + 20 + 3) == gw_ts + (0x03120001u - 0x0309) && t_be32(in_tcp + 20 + 7) == 0x11223344,
+	      "odd TSval %u continues the gateway's", t_be32(in_tcp + 20 + 3));
 
 	/* 4. client data (ACK with SACK) -> VM's view */
 	static uint8_t sack_opts[24] = { 1, 1, 8, 10, 0x11, 0x22, 0x33, 0x77, 0, 0, 0, 0, 1, 1, 5, 10, 0, 0, 0, 0, 0, 0, 0, 0 };
@@ -1257,8 +1279,10 @@ static void node_port_reuse(void)
 	      "counted");
 }
 
-static void node_connection_v4(void) { node_connection(0); }
-static void node_connection_v6(void) { node_connection(1); }
+static void node_connection_v4(void) { node_connection(0, 0); }
+static void node_connection_v6(void) { node_connection(1, 0); }
+static void node_connection_v4_same_mesh(void) { node_connection(0, 1); }
+static void node_connection_v6_same_mesh(void) { node_connection(1, 1); }
 
 static void node_passes_other_traffic(void)
 {
@@ -1907,6 +1931,8 @@ int main(void)
 	RUN(return_path_to_client);
 	RUN(node_connection_v4);
 	RUN(node_connection_v6);
+	RUN(node_connection_v4_same_mesh);
+	RUN(node_connection_v6_same_mesh);
 	RUN(node_collision_never_serves_another);
 	RUN(node_vm_change_seen);
 	RUN(node_port_reuse);
