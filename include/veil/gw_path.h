@@ -124,12 +124,17 @@ VM_INLINE struct vm_tcp *vm_gw_reply_l3(struct vm_gw_env *e, const struct vm_pkt
 		tcp = (void *)(ip + 1);
 	} else {
 		struct vm_ip6 *ip6 = (void *)(eth + 1);
-		__u8 a[16];
+		/* the addresses swapped in words (a memcpy of them is byte by
+		 * byte in BPF): bytes 8-23 and 24-39 of the header */
+		vm_u32a *w = (vm_u32a *)((__u8 *)data + VM_ETH_HLEN + 8);
 		if ((void *)(ip6 + 1) > data_end)
 			return 0;
-		__builtin_memcpy(a, ip6->saddr, 16);
-		__builtin_memcpy(ip6->saddr, ip6->daddr, 16);
-		__builtin_memcpy(ip6->daddr, a, 16);
+		VM_UNROLL
+		for (int i = 0; i < 4; i++) {
+			__u32 x = w[i];
+			w[i] = w[4 + i];
+			w[4 + i] = x;
+		}
 		ip6->ver_tc_fl = vm_htonl(VM_IP6_VER_WORD);
 		ip6->payload_len = vm_htons(l4_len);
 		ip6->hop_limit = VM_IP_TTL;
