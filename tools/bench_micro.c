@@ -560,6 +560,8 @@ static size_t syn_n, ack_n, hello_again_n, est_n, ret_n, to_vm_n, vm_out_n;
 /* the established segment of an IPv6 flow: its key folds both addresses (flowkey.h) */
 static uint8_t est6[BENCH_FRAME_MAX];
 static size_t est6_n;
+static uint8_t syn6[256];   /* the SYN from an IPv6 client */
+static size_t syn6_n;
 /* a browser-sized hello (517 bytes) for a name no route matches: parsed,
  * looked up (the name, then its wildcard) and refused, no state kept */
 static uint8_t noroute[BENCH_FRAME_MAX];
@@ -743,6 +745,10 @@ static int prepare(void)
 	p.opts = SYN_OPTS;
 	p.optlen = 20;
 	syn_n = t_build(&p, syn);
+	p = client_pkt(1, 50000, 1000, 0, T_SYN);
+	p.opts = SYN_OPTS;
+	p.optlen = 20;
+	syn6_n = t_build(&p, syn6);
 	/* pure ACK with a valid cookie */
 	cookie = handshake(0, 50001, 2000, &gw_ts);
 	p = client_pkt(0, 50001, 2001, cookie + 1, T_ACK);
@@ -892,6 +898,7 @@ int main(int argc, char **argv)
 
 	int err = 0;
 	err |= restored("syn", 1, GW_ING, syn, syn_n, GWC(syn_cookie_sent));
+	err |= restored("syn_v6", 1, GW_ING, syn6, syn6_n, GWC(syn_cookie_sent));
 	err |= restored("cookie_ack", 1, GW_ING, ack, ack_n, GWC(cookie_ack));
 	err |= restored("hello_retransmit", 1, GW_ING, hello_again, hello_again_n, GWC(hello_retransmit));
 	err |= restored("established_to_node", 1, GW_ING, est, est_n, GWC(fwd_established));

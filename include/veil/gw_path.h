@@ -124,12 +124,17 @@ VM_INLINE struct vm_tcp *vm_gw_reply_l3(struct vm_gw_env *e, const struct vm_pkt
 		tcp = (void *)(ip + 1);
 	} else {
 		struct vm_ip6 *ip6 = (void *)(eth + 1);
-		__u8 a[16];
+		/* the addresses swapped in words (a memcpy of them is byte by
+		 * byte in BPF): bytes 8-23 and 24-39 of the header */
+		vm_u32a *w = (vm_u32a *)((__u8 *)data + VM_ETH_HLEN + 8);
 		if ((void *)(ip6 + 1) > data_end)
 			return 0;
-		__builtin_memcpy(a, ip6->saddr, 16);
-		__builtin_memcpy(ip6->saddr, ip6->daddr, 16);
-		__builtin_memcpy(ip6->daddr, a, 16);
+		VM_UNROLL
+		for (int i = 0; i < 4; i++) {
+			__u32 x = w[i];
+			w[i] = w[4 + i];
+			w[4 + i] = x;
+		}
 		ip6->ver_tc_fl = vm_htonl(VM_IP6_VER_WORD);
 		ip6->payload_len = vm_htons(l4_len);
 		ip6->hop_limit = VM_IP_TTL;
@@ -395,7 +400,7 @@ VM_INLINE int vm_gw_ingress(struct vm_gw_env *e, struct gw_stats *st)
 	struct vm_pkt p = {};
 	struct vip_key vk = {};
 	const struct vip_val *vip;
-	struct flow_key k;
+	struct flow_key k __attribute__((aligned(8)));   /* vm_flow_key_set */
 	struct flow_val *f;
 	const struct gw_config *cfg;
 	struct cookie_secret *sec;
@@ -426,7 +431,18 @@ VM_INLINE int vm_gw_ingress(struct vm_gw_env *e, struct gw_stats *st)
 	/* An established packet needs its flow and the underlay address, no
 	 * more: the flow first, the VIP and the rest only on a miss (a flow
 	 * outlives its VIP as it outlives its route, until it closes or ages). */
-	vm_flow_key_of(&p, p.family == VM_AF_INET ? 0 : vm_env_flow_seed(e), &k);
+	if (p.family == VM_AF_INET)
+		vm_flow_key_set(&k, VM_FK_W32(p.saddr, VM_ADDR4_OFF / 4), VM_FK_W32(p.daddr, VM_ADDR4_OFF / 4),
+				p.sport, p.dport);
+	else {
+		/* folded from the packet's words, not from p's copy of them (a
+		 * load of what was just stored waits for the store) */
+		const struct vm_ip6 *ip6 = (const void *)(eth + 1);
+		if ((void *)(ip6 + 1) > data_end)
+			return VM_V_PASS;   /* the parser saw it whole */
+		vm_flow_key_set(&k, vm_addr_fold(vm_env_flow_seed(e), ip6->saddr), vm_vip_fold(ip6->daddr), p.sport,
+				p.dport);
+	}
 	f = vm_env_flow_get(e, &k);
 	if (f && !VM_FLOW_OF(f, &p)) {
 		/* Another connection's flow under this key (IPv6 folds that
