@@ -117,8 +117,13 @@ VM_INLINE void vm_flow_key_make(__u8 family, const __u8 *client, const __u8 *vip
 VM_INLINE void vm_flow_key_set(struct flow_key *k, __u32 client_word, __u32 vip_word, __be16 client_port_be,
 			       __be16 vip_port_be)
 {
-	__u64 a = (__u64)client_word | (__u64)vip_word << 32;   /* little-endian hosts, as everywhere here */
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	__u64 a = (__u64)client_word | (__u64)vip_word << 32;
 	__u32 b = (__u32)(__u16)client_port_be | (__u32)(__u16)vip_port_be << 16;
+#else   /* the first field in the high half, where a big-endian store puts it first */
+	__u64 a = (__u64)client_word << 32 | vip_word;
+	__u32 b = (__u32)(__u16)client_port_be << 16 | (__u16)vip_port_be;
+#endif
 
 #ifdef __bpf__
 	*(__u64 *)k = a;
