@@ -172,22 +172,18 @@ VM_INLINE void conn_rev_key_of(const struct flow_key *k, const struct conn_val *
 
 /* The conn_gen slot of conns key k moved on (atomically: CPUs making
  * entries under keys of one slot never move it back); the value our move
- * made, for the new connection's conn_rev copy (0: no slot).  Read before
- * the add, plus one: the fetched value of the add itself needs BPF's
- * atomic fetch (-mcpu=v3).  Read after it, the value could be a later
- * move's, made for another connection under the same key, and this copy
- * would then pass the gen check although conns under its key is not its
- * own.  Read before it, another CPU's move in between leaves the copy
- * behind the slot at once: only the conns lookup (the safe way) for it. */
+ * made, for the new connection's conn_rev copy (0: no slot): the add's own
+ * fetched value plus one (BPF's atomic fetch, -mcpu=v3), so exactly this
+ * move's.  A value read after the add could be a later move's, made for
+ * another connection under the same key, and this copy would then pass the
+ * gen check although conns under its key is not its own. */
 VM_INLINE __u32 conn_gen_move(const struct flow_key *k)
 {
-	__u32 i = vm_conn_gen_idx(k), *g = bpf_map_lookup_elem(&conn_gen, &i), old;
+	__u32 i = vm_conn_gen_idx(k), *g = bpf_map_lookup_elem(&conn_gen, &i);
 
 	if (!g)
 		return 0;
-	old = *(volatile __u32 *)g;
-	__sync_fetch_and_add(g, 1);
-	return old + 1;
+	return __sync_fetch_and_add(g, 1) + 1;
 }
 
 /* Files connection c (conns key k, its conn_rev value v) under r in
