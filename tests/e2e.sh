@@ -129,8 +129,16 @@ echo "$s" | grep -q "gw_ingress" && echo "$s" | grep -q "gw_return" && pass $t |
 
 # 7. tshark dissects mesh traffic down to the inner TLS
 t=tshark_dissects_geneve
-cap_start sw "$DIR/geneve.err" -i sw-n1 -f "udp port 6081" -c 6 -O geneve,tls >"$DIR/geneve.txt"
-ccurl vm1.veil.test 4 https://vm1.veil.test/ >/dev/null 2>&1
+cap_start sw "$DIR/geneve.err" -i sw-n1 -f "udp port 6081" -c 6 -O geneve,tls >"$DIR/geneve.txt" ||
+	echo "# tshark_dissects_geneve: tshark not capturing after 60 s: $(head -c 200 "$DIR/geneve.err")"
+# requests until tshark has its six packets (on a busy machine it may start
+# capturing only after the first one went by): a capture left short would
+# otherwise wait for timeout's 120 s and print nothing
+for _ in $(seq 20); do
+	ccurl vm1.veil.test 4 https://vm1.veil.test/ >/dev/null 2>&1
+	kill -0 "$CAP_PID" 2>/dev/null || break
+	sleep 1
+done
 wait $CAP_PID
 grep -q "Generic Network Virtualization Encapsulation" "$DIR/geneve.txt" && grep -q "Class: Unknown (0xfff0)\|Class: .*0xfff0" "$DIR/geneve.txt" &&
 	grep -q "Handshake Protocol: Client Hello" "$DIR/geneve.txt" && pass $t ||
