@@ -38,12 +38,6 @@ VM_INLINE void diff4(__u64 *sum, __u32 from, __u32 to, int odd)
 	*sum += ((__u64)(__u32)~from + to) << (odd ? 8 : 0);
 }
 
-/* vm_csum_replace4 with one fold (as diff4). */
-VM_INLINE void csum_replace4(__u16 *check, __u32 from, __u32 to)
-{
-	*check = ~vm_csum_fold((__u64)(__u16)~*check + (__u32)~from + to);
-}
-
 VM_INLINE int load_opts(struct __sk_buff *skb, __u32 off, __u32 len, struct node_scratch *s,
 			struct vm_tcpopts *o)
 {
@@ -382,7 +376,7 @@ VM_INLINE int to_gateway(struct __sk_buff *skb, const struct vm_pkt *p, const st
 			return vm_bad(st);
 		__u32 old = ip->saddr, new;
 		__builtin_memcpy(&new, c->vip + VM_ADDR4_OFF, 4);
-		csum_replace4(&ip->check, old, new);
+		vm_csum_replace4(&ip->check, old, new);
 		diff4(&l4pseudo, old, new, 0);
 		ip->saddr = new;
 		tcp = (void *)(ip + 1);

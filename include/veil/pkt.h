@@ -208,12 +208,12 @@ VM_INLINE __u16 vm_csum_fold(__u64 s)
 }
 
 /* Incremental update of a checksum field for a 4-byte / 2-byte change
- * (values as they sit in the packet). */
+ * (values as they sit in the packet).  The 32-bit words are added whole:
+ * modulo 0xffff a word is worth the sum of its halves, and the one fold
+ * at the end takes the carries. */
 VM_INLINE void vm_csum_replace4(__u16 *check, __u32 from, __u32 to)
 {
-	__u64 s = (__u16)~*check;
-	s += (~from & 0xffff) + (~from >> 16) + (to & 0xffff) + (to >> 16);
-	*check = ~vm_csum_fold(s);
+	*check = ~vm_csum_fold((__u64)(__u16)~*check + (__u32)~from + to);
 }
 
 /* The one's-complement difference of a 4-byte change, as a 16-bit value to
