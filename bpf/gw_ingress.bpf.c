@@ -27,7 +27,7 @@ struct vm_gw_env {
 #define VM_V_PASS XDP_PASS
 #define VM_V_TX   XDP_TX
 #define VM_GW_COOKIE_OK(sec, p, isn, cookie, tnow) gw_cookie_ok((sec), (p), (isn), (cookie), (tnow))
-#define VM_GW_COOKIE_MAC(sec, p, isn, tcount, low) gw_cookie_mac((struct cookie_secret *)(sec), (p), (isn), (tcount), (low))
+#define VM_GW_COOKIE_MAC(sec, p, tcount, low) gw_cookie_mac((struct cookie_secret *)(sec), (p), (tcount), (low))
 #define VM_GW_SYN_TIMES(e, cfg, t) gw_syn_times((e)->s ? &(e)->s->clock : 0, (cfg), (t))
 
 VM_INLINE void *vm_env_data(struct vm_gw_env *e) { return XDP_DATA(e->ctx); }

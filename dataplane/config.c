@@ -19,6 +19,7 @@
 #include <openssl/hmac.h>
 
 #include "veil.h"
+#include "veil/cookie.h"   /* the cookie window and rotation bounds */
 #include "veil/route.h"
 
 /* ---------- addresses ---------- */
@@ -283,13 +284,15 @@ static int gw_line(struct cfg_reader *r, struct vm_gw_cfg *c, char **w, int n)
 		c->dp.wscale = v;
 	} else if (!strcmp(w[0], "cookie_window_s")) {
 		NEED(2, "seconds (8..600)");
-		if (parse_u32(w[1], 8, 600, &v))
-			return cfg_err(r, "bad cookie window '%s' (8..600)", w[1]);
+		if (parse_u32(w[1], VM_COOKIE_WINDOW_S_MIN, VM_COOKIE_WINDOW_S_MAX, &v))
+			return cfg_err(r, "bad cookie window '%s' (%u..%u)", w[1], VM_COOKIE_WINDOW_S_MIN,
+				       VM_COOKIE_WINDOW_S_MAX);
 		c->dp.cookie_window_s = v;
 	} else if (!strcmp(w[0], "cookie_rotate_s")) {
 		NEED(2, "seconds (60..86400)");
-		if (parse_u32(w[1], 60, 86400, &v))
-			return cfg_err(r, "bad rotation interval '%s' (60..86400)", w[1]);
+		if (parse_u32(w[1], VM_COOKIE_ROTATE_S_MIN, VM_COOKIE_ROTATE_S_MAX, &v))
+			return cfg_err(r, "bad rotation interval '%s' (%u..%u)", w[1], VM_COOKIE_ROTATE_S_MIN,
+				       VM_COOKIE_ROTATE_S_MAX);
 		c->rotate_s = v;
 	} else if (!strcmp(w[0], "flows_max")) {
 		NEED(2, "a number (1024..67108864)");

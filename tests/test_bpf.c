@@ -66,7 +66,7 @@ static void check_synack(int v6)
 	__u32 tnow = vm_tai_seconds() / 64;
 	CHECK(vm_cookie_check_key(KEY, &cin, cookie, tnow), "cookie does not validate");
 	struct vm_cookie_opts co;
-	vm_cookie_decode(cookie, &co);
+	vm_cookie_decode(cookie, cin.client_isn, &co);
 	CHECK(co.mss == 1440 && co.wscale == 10 && co.sack_ok && co.ts_ok, "cookie options mss %u ws %u",
 	      co.mss, co.wscale);
 	cin.client_isn = 999;
@@ -89,7 +89,7 @@ static void syn_without_options(void)
 	CHECK(o.ws == -1 && !o.ts && !o.sack_ok, "no options the client did not offer");
 	CHECK(t_l4_verify(0, r.out + 14, tcp, r.len - 34, 6) == 0, "checksum");
 	struct vm_cookie_opts co;
-	vm_cookie_decode(t_be32(tcp + 4), &co);
+	vm_cookie_decode(t_be32(tcp + 4), p.seq, &co);
 	CHECK(co.mss == 536, "absent MSS means 536, got %u", co.mss);
 }
 

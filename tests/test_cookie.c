@@ -57,35 +57,35 @@ static void cookie_round_trip(void)
 	CHECK(!vm_cookie_check_key(key, &chk, c, t), "other VIP");
 	chk = tuple();
 	CHECK(!vm_cookie_check_key(key, &chk, c ^ 0x10, t), "flipped TS bit must break the MAC");
-	vm_cookie_decode(c, &d);
+	vm_cookie_decode(c, in.client_isn, &d);
 	CHECK(d.mss == 1440 && d.wscale == 7 && d.sack_ok && d.ts_ok, "decode: mss %u ws %u", d.mss, d.wscale);
 	o = (struct vm_cookie_opts){ .mss = 600, .wscale = 0xff };
 	c = vm_cookie_make(key, &in, t, &o);
-	vm_cookie_decode(c, &d);
+	vm_cookie_decode(c, in.client_isn, &d);
 	CHECK(d.mss == 536 && d.wscale == 0xff && !d.sack_ok && !d.ts_ok, "decode without options");
 }
 
 /* The MAC's input, byte for byte as docs/wire-formats.md draws it, hashed
- * by the reference SipHash: an IPv4 connection's 22 bytes and an IPv6 one's
- * 46, so a change of either form (every gateway of a fleet must agree)
+ * by the reference SipHash: an IPv4 connection's 15 bytes and an IPv6 one's
+ * 39, so a change of either form (every gateway of a fleet must agree)
  * fails here.  An IPv6 tuple with one IPv4-mapped address is the long form. */
 static __u32 mac_by_the_doc(const __u64 key[2], const struct vm_cookie_in *in, int v4)
 {
-	__u64 w[6] = { 0 };
+	__u64 w[5] = { 0 };
 	uint8_t *m = (uint8_t *)w;
 	size_t n = 0;
-	__u16 low = (__u16)in->low;
+	uint8_t opt = (uint8_t)in->low;          /* the low eight bits: mss, sack, ts, wscale */
+	__u16 tc = (__u16)in->tcount;            /* the time counter's low 16 bits, host order */
 	if (v4) {
 		memcpy(m, in->saddr + 12, 4); memcpy(m + 4, in->daddr + 12, 4); n = 8;
 	} else {
 		memcpy(m, in->saddr, 16); memcpy(m + 16, in->daddr, 16); n = 32;
 	}
 	memcpy(m + n, &in->sport, 2); memcpy(m + n + 2, &in->dport, 2);
-	memcpy(m + n + 4, &in->client_isn, 4);   /* host order, as the rest */
-	memcpy(m + n + 8, &in->tcount, 4);
-	memcpy(m + n + 12, &low, 2);
-	n += 14;
-	CHECK(n == (v4 ? 22 : 46), "message length %zu", n);
+	m[n + 4] = opt;
+	memcpy(m + n + 5, &tc, 2);
+	n += 7;
+	CHECK(n == (v4 ? 15 : 39), "message length %zu", n);
 	return (__u32)(vm_siphash(key, w, (__u32)n) >> 42);
 }
 
@@ -95,15 +95,20 @@ static void cookie_mac_layout(void)
 	struct vm_cookie_in in = tuple();
 	in.tcount = 27572000;
 	in.low = 0x2d7;
-	CHECK(vm_cookie_mac(key, &in) == mac_by_the_doc(key, &in, 1), "IPv4: 22-byte form");
+	CHECK(vm_cookie_mac(key, &in) == mac_by_the_doc(key, &in, 1), "IPv4: 15-byte form");
+	/* the ISN: the 32 bits of the layout plus the client's ISN */
+	struct vm_cookie_opts o = { .mss = 1460, .wscale = 7, .sack_ok = 1, .ts_ok = 1 };
+	struct vm_cookie_in mk = tuple();
+	__u32 isn = vm_cookie_make(key, &mk, in.tcount, &o);
+	CHECK(isn == (((mac_by_the_doc(key, &mk, 1) << 10) | mk.low) + mk.client_isn), "IPv4: the ISN's layout");
 	vm_addr_parse("2001:db8::2", in.saddr);
 	vm_addr_parse("2001:db8:100::1", in.daddr);
-	CHECK(vm_cookie_mac(key, &in) == mac_by_the_doc(key, &in, 0), "IPv6: 46-byte form");
+	CHECK(vm_cookie_mac(key, &in) == mac_by_the_doc(key, &in, 0), "IPv6: 39-byte form");
 	struct vm_cookie_in mixed = tuple();
 	mixed.tcount = in.tcount;
 	mixed.low = in.low;
 	vm_addr_parse("2001:db8:100::1", mixed.daddr);
-	CHECK(vm_cookie_mac(key, &mixed) == mac_by_the_doc(key, &mixed, 0), "one mapped address: 46-byte form");
+	CHECK(vm_cookie_mac(key, &mixed) == mac_by_the_doc(key, &mixed, 0), "one mapped address: 39-byte form");
 	/* every field is covered: flip one bit of each, the MAC moves (22 bits:
 	 * a chance miss is 1 in 4M per field) */
 	struct vm_cookie_in a = tuple();
@@ -114,9 +119,25 @@ static void cookie_mac_layout(void)
 	b = a; b.daddr[12] ^= 0x80; CHECK(vm_cookie_mac(key, &b) != m0, "VIP");
 	b = a; b.sport ^= 1; CHECK(vm_cookie_mac(key, &b) != m0, "client port");
 	b = a; b.dport ^= 0x100; CHECK(vm_cookie_mac(key, &b) != m0, "VIP port");
-	b = a; b.client_isn ^= 0x80000000u; CHECK(vm_cookie_mac(key, &b) != m0, "client ISN");
-	b = a; b.tcount ^= 0x80000000u; CHECK(vm_cookie_mac(key, &b) != m0, "time counter");
-	b = a; b.low ^= 0x200; CHECK(vm_cookie_mac(key, &b) != m0, "low bits");
+	b = a; b.tcount ^= 0x8000u; CHECK(vm_cookie_mac(key, &b) != m0, "time counter");
+	b = a; b.low ^= 0x80; CHECK(vm_cookie_mac(key, &b) != m0, "option bits");
+	/* not hashed: the time counter past its 16 bits (no key lives 2^16
+	 * windows), the t bits (the counter's own), the client's ISN (added) */
+	b = a; b.tcount ^= 0x10000u; CHECK(vm_cookie_mac(key, &b) == m0, "time counter above 16 bits");
+	b = a; b.client_isn ^= 0x80000000u; CHECK(vm_cookie_mac(key, &b) == m0, "client ISN");
+	/* yet a cookie is bound to the client's ISN: made for one, it fails
+	 * for another (the sum moves the low bits or the MAC) */
+	struct vm_cookie_in c1 = tuple(), chk;
+	__u32 c = vm_cookie_make(key, &c1, 5000, &o), bad = 0;
+	for (__u32 d = 1; d < 4096; d++) {
+		chk = tuple();
+		chk.client_isn += d;
+		bad += vm_cookie_check_key(key, &chk, c, 5000);
+		chk = tuple();
+		chk.client_isn -= d;
+		bad += vm_cookie_check_key(key, &chk, c, 5000);
+	}
+	CHECK(bad == 0, "a cookie valid for %u other client ISNs", bad);
 }
 
 /* The gateway's MAC and check work from the parsed packet (vm_gw_cookie_mac,
@@ -146,7 +167,7 @@ static void cookie_from_packet(void)
 			in.client_isn = (__u32)rand_r(&seed) << 1 ^ (__u32)rand_r(&seed);
 			in.tcount = 27572000 + (i & 3);
 			in.low = (__u32)rand_r(&seed) & VM_COOKIE_LOW_MASK;
-			__u32 m = vm_gw_cookie_mac(sec.cur, &p, in.client_isn, in.tcount, in.low);
+			__u32 m = vm_gw_cookie_mac(sec.cur, &p, in.tcount, in.low);
 			if (m != vm_cookie_mac(sec.cur, &in)) {
 				CHECK(0, "%s: the packet's MAC differs from the tuple's (run %d)", addrs[a][1], i);
 				return;

@@ -190,12 +190,12 @@ __attribute__((noinline)) int gw_cookie_ok(struct cookie_secret *sec, const stru
 /* The MAC of a SYN-ACK's cookie under the current key: a global function
  * too, so its registers spill into a frame of its own, not into gw_ingress's
  * (which the hello's route lookup shares: 512 bytes for both). */
-__attribute__((noinline)) __u32 gw_cookie_mac(struct cookie_secret *sec, const struct vm_pkt *p, __u32 client_isn,
-					      __u32 tcount, __u32 low)
+__attribute__((noinline)) __u32 gw_cookie_mac(struct cookie_secret *sec, const struct vm_pkt *p, __u32 tcount,
+					      __u32 low)
 {
 	if (!sec || !p)
 		return 0;
-	return vm_gw_cookie_mac(sec->cur, p, client_isn, tcount, low);
+	return vm_gw_cookie_mac(sec->cur, p, tcount, low);
 }
 
 /* The parser's window: s->buf, or gw_asm's joined records (asm_flat). */

@@ -11,8 +11,11 @@
  *
  * t is the low two bits of the time counter (TAI seconds / window), mss an
  * index into vm_cookie_mss[], wscale 15 means "no window scale".  The MAC
- * covers the 4-tuple, the client's ISN, the full time counter and the low ten
- * bits, so none of the encoded options can be forged (vm_cookie_mac).
+ * covers the 4-tuple, the time counter and the eight option bits, so none of
+ * the encoded options can be forged (vm_cookie_mac).  The ISN sent is these
+ * 32 bits plus the client's ISN (as Linux's cookies add it): the client's ISN
+ * is bound by the sum, not hashed, which keeps the MAC's message of an IPv4
+ * connection within SipHash's two compressions.
  */
 #ifndef VEIL_COOKIE_H
 #define VEIL_COOKIE_H
@@ -41,6 +44,21 @@
 #define VM_COOKIE_SACK_SHIFT 5
 #define VM_COOKIE_TS_SHIFT   4
 #define VM_COOKIE_WS_MASK    15
+#define VM_COOKIE_OPT_MASK   0xff /* the bits below t: mss, sack, ts, wscale */
+
+/* The MAC covers the time counter's low VM_COOKIE_TC_BITS bits.  A cookie
+ * could only come back to life after 2^16 windows, and no key lives that
+ * long: a key is used for two rotation periods (current, then previous), at
+ * most 2 * VM_COOKIE_ROTATE_S_MAX seconds, and a window is at least
+ * VM_COOKIE_WINDOW_S_MIN seconds (dataplane/config.c holds both bounds). */
+#define VM_COOKIE_TC_BITS        16
+#define VM_COOKIE_TC_MASK        0xffff
+#define VM_COOKIE_WINDOW_S_MIN   8
+#define VM_COOKIE_WINDOW_S_MAX   600
+#define VM_COOKIE_ROTATE_S_MIN   60
+#define VM_COOKIE_ROTATE_S_MAX   86400
+_Static_assert(2ULL * VM_COOKIE_ROTATE_S_MAX / VM_COOKIE_WINDOW_S_MIN < (1ULL << VM_COOKIE_TC_BITS),
+	       "a cookie key must not outlive the MAC's time counter");
 
 /* The four MSS values a cookie can carry (a function, not a table: BPF
  * objects then need no .rodata). */
@@ -147,14 +165,15 @@ VM_INLINE __u64 vm_siphash(const __u64 key[2], const vm_u64a *w, __u32 len)
 }
 
 /* The bytes the MAC covers (docs/wire-formats.md), as little-endian words:
- *   both addresses IPv4-mapped (an IPv4 connection): 22 bytes, three
+ *   both addresses IPv4-mapped (an IPv4 connection): 15 bytes, two
  *     compressions: client address (4), VIP (4), client port (2), VIP port
- *     (2), client ISN (4), time counter (4), the low ten bits (2);
- *   otherwise (IPv6): 46 bytes: the addresses in 16 bytes each, then the same.
+ *     (2), the eight option bits (1), the time counter's low 16 bits (2);
+ *   otherwise (IPv6): 39 bytes, five compressions: the addresses in 16
+ *     bytes each, then the same 7.
  * The lengths differ, and SipHash's last block carries the length, so the two
  * forms never hash the same message. */
-#define VM_COOKIE_MSG4_LEN 22
-#define VM_COOKIE_MSG6_LEN 46
+#define VM_COOKIE_MSG4_LEN 15
+#define VM_COOKIE_MSG6_LEN 39
 
 /* The addresses are read as the 32-bit words they were written as (the
  * parser, the copy into vm_cookie_in): a wider load of narrower stores waits
@@ -178,60 +197,59 @@ VM_INLINE int vm_cookie_v4mapped(const __u8 *a)
 	return (vm_cookie_rd32(a) | vm_cookie_rd32(a + 4)) == 0 && vm_cookie_rd32(a + 8) == 0xffff0000u;
 }
 
-/* The message's last two words, the same for both forms: the ports and
- * the client's ISN; the time counter and the low ten bits. */
-VM_INLINE __u64 vm_cookie_ports_isn(__be16 sport, __be16 dport, __u32 client_isn)
+/* The message's last word (7 bytes), the same for both forms: the ports,
+ * the eight option bits of low, the time counter's low 16 bits. */
+VM_INLINE __u64 vm_cookie_tail(__be16 sport, __be16 dport, __u32 tcount, __u32 low)
 {
-	return (__u64)(__u16)sport | (__u64)(__u16)dport << 16 | (__u64)client_isn << 32;
-}
-
-VM_INLINE __u64 vm_cookie_time_low(__u32 tcount, __u32 low)
-{
-	return (__u64)tcount | (__u64)(low & VM_COOKIE_LOW_MASK) << 32;
+	return (__u64)(__u16)sport | (__u64)(__u16)dport << 16 | (__u64)(low & VM_COOKIE_OPT_MASK) << 32 |
+	       (__u64)(tcount & VM_COOKIE_TC_MASK) << 40;
 }
 
 /* The MAC of an IPv4 connection from its addresses (the 32-bit words as
- * they lie in the packet) and the two words above: 22 bytes. */
-VM_INLINE __u32 vm_cookie_mac4(const __u64 key[2], __u32 saddr, __u32 daddr, __u64 ports_isn, __u64 time_low)
+ * they lie in the packet) and the tail above: 15 bytes. */
+VM_INLINE __u32 vm_cookie_mac4(const __u64 key[2], __u32 saddr, __u32 daddr, __u64 tail)
 {
-	__u64 w[3], h;
+	__u64 w[2], h;
 
 	w[0] = (__u64)saddr | (__u64)daddr << 32;
-	w[1] = ports_isn;
-	w[2] = time_low;
+	w[1] = tail;
 	VM_SIPHASH_2_4(h, key, w, VM_COOKIE_MSG4_LEN);
 	return (__u32)(h >> (64 - VM_COOKIE_MAC_BITS));
 }
 
-/* The MAC of an IPv6 connection (16-byte addresses, 4-byte aligned): 46 bytes. */
-VM_INLINE __u32 vm_cookie_mac6(const __u64 key[2], const __u8 *saddr, const __u8 *daddr, __u64 ports_isn,
-			       __u64 time_low)
+/* The MAC of an IPv6 connection (16-byte addresses, 4-byte aligned): 39 bytes. */
+VM_INLINE __u32 vm_cookie_mac6(const __u64 key[2], const __u8 *saddr, const __u8 *daddr, __u64 tail)
 {
-	__u64 w[6], h;
+	__u64 w[5], h;
 
 	w[0] = vm_cookie_rd64(saddr);
 	w[1] = vm_cookie_rd64(saddr + 8);
 	w[2] = vm_cookie_rd64(daddr);
 	w[3] = vm_cookie_rd64(daddr + 8);
-	w[4] = ports_isn;
-	w[5] = time_low;
+	w[4] = tail;
 	VM_SIPHASH_2_4(h, key, w, VM_COOKIE_MSG6_LEN);
 	return (__u32)(h >> (64 - VM_COOKIE_MAC_BITS));
 }
 
 /* Either form, by the addresses: both IPv4-mapped is an IPv4 connection. */
-VM_INLINE __u32 vm_cookie_mac_of(const __u64 key[2], const __u8 *saddr, const __u8 *daddr, __u64 ports_isn,
-				 __u64 time_low)
+VM_INLINE __u32 vm_cookie_mac_of(const __u64 key[2], const __u8 *saddr, const __u8 *daddr, __u64 tail)
 {
 	if (vm_cookie_v4mapped(saddr) && vm_cookie_v4mapped(daddr))
-		return vm_cookie_mac4(key, vm_cookie_rd32(saddr + 12), vm_cookie_rd32(daddr + 12), ports_isn, time_low);
-	return vm_cookie_mac6(key, saddr, daddr, ports_isn, time_low);
+		return vm_cookie_mac4(key, vm_cookie_rd32(saddr + 12), vm_cookie_rd32(daddr + 12), tail);
+	return vm_cookie_mac6(key, saddr, daddr, tail);
 }
 
+/* The MAC of in's tuple, time counter and low bits (its client ISN is not
+ * hashed: vm_cookie_isn adds it). */
 VM_INLINE __u32 vm_cookie_mac(const __u64 key[2], const struct vm_cookie_in *in)
 {
-	return vm_cookie_mac_of(key, in->saddr, in->daddr, vm_cookie_ports_isn(in->sport, in->dport, in->client_isn),
-				vm_cookie_time_low(in->tcount, in->low));
+	return vm_cookie_mac_of(key, in->saddr, in->daddr, vm_cookie_tail(in->sport, in->dport, in->tcount, in->low));
+}
+
+/* The ISN we send: the 32 bits drawn above plus the client's ISN. */
+VM_INLINE __u32 vm_cookie_isn(__u32 mac, __u32 low, __u32 client_isn)
+{
+	return ((mac << VM_COOKIE_LOW_BITS) | (low & VM_COOKIE_LOW_MASK)) + client_isn;
 }
 
 VM_INLINE __u32 vm_cookie_low(__u32 tcount, const struct vm_cookie_opts *o)
@@ -255,12 +273,14 @@ VM_INLINE __u32 vm_cookie_make(const __u64 key[2], struct vm_cookie_in *in, __u3
 {
 	in->tcount = tcount;
 	in->low = vm_cookie_low(tcount, o);
-	return (vm_cookie_mac(key, in) << VM_COOKIE_LOW_BITS) | in->low;
+	return vm_cookie_isn(vm_cookie_mac(key, in), in->low, in->client_isn);
 }
 
-VM_INLINE void vm_cookie_decode(__u32 cookie, struct vm_cookie_opts *o)
+/* The options a cookie ISN we sent carries, the client's ISN being
+ * client_isn (the ACK's seq - 1). */
+VM_INLINE void vm_cookie_decode(__u32 isn, __u32 client_isn, struct vm_cookie_opts *o)
 {
-	__u32 ws = cookie & VM_COOKIE_WS_MASK;
+	__u32 cookie = isn - client_isn, ws = cookie & VM_COOKIE_WS_MASK;
 
 	o->mss = vm_cookie_mss(cookie >> VM_COOKIE_MSS_SHIFT);
 	o->sack_ok = (cookie >> VM_COOKIE_SACK_SHIFT) & 1;
@@ -268,8 +288,9 @@ VM_INLINE void vm_cookie_decode(__u32 cookie, struct vm_cookie_opts *o)
 	o->wscale = ws == VM_COOKIE_WS_NONE ? VM_WSCALE_NONE : (__u8)ws;
 }
 
-/* The time counter a cookie was made in, when that is the current window
- * or one of the VM_COOKIE_MAX_AGE before it (its low two bits name it). */
+/* The time counter a cookie (the ISN we sent less the client's ISN) was
+ * made in, when that is the current window or one of the VM_COOKIE_MAX_AGE
+ * before it (its low two bits name it). */
 VM_INLINE int vm_cookie_tcount(__u32 cookie, __u32 tnow, __u32 *t)
 {
 	__u32 tl = (cookie >> VM_COOKIE_T_SHIFT) & VM_COOKIE_T_MASK;
@@ -283,12 +304,11 @@ VM_INLINE int vm_cookie_tcount(__u32 cookie, __u32 tnow, __u32 *t)
 	return 0;
 }
 
-/* Checks cookie against one key for the current window and the previous
- * VM_COOKIE_MAX_AGE ones.  in carries the tuple and client ISN. */
-VM_INLINE int vm_cookie_check_key(const __u64 key[2], struct vm_cookie_in *in, __u32 cookie,
-				  __u32 tnow)
+/* Checks a cookie ISN against one key for the current window and the
+ * previous VM_COOKIE_MAX_AGE ones.  in carries the tuple and client ISN. */
+VM_INLINE int vm_cookie_check_key(const __u64 key[2], struct vm_cookie_in *in, __u32 isn, __u32 tnow)
 {
-	__u32 t;
+	__u32 t, cookie = isn - in->client_isn;
 
 	if (!vm_cookie_tcount(cookie, tnow, &t))
 		return 0;

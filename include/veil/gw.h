@@ -105,32 +105,31 @@ VM_INLINE void vm_gw_syn_times(const struct gw_config *cfg, __u64 tai_ns, struct
  * not define it (gw_path.h, gw_asm.h): the values at vm_env_tai_ns(e). */
 #define VM_GW_SYN_TIMES_AT_TAI(e, cfg, t) vm_gw_syn_times((cfg), vm_env_tai_ns(e), (t))
 
-/* The cookie MAC of p's connection with the client's ISN, time counter
- * and low bits given: vm_cookie_mac's message, built from the parsed
- * packet (an IPv4 packet's addresses are the words the parser wrote; no
- * copy of the tuple, no test of the form). */
-VM_INLINE __u32 vm_gw_cookie_mac(const __u64 key[2], const struct vm_pkt *p, __u32 client_isn, __u32 tcount,
-				 __u32 low)
+/* The cookie MAC of p's connection with the time counter and low bits
+ * given: vm_cookie_mac's message, built from the parsed packet (an IPv4
+ * packet's addresses are the words the parser wrote; no copy of the tuple,
+ * no test of the form). */
+VM_INLINE __u32 vm_gw_cookie_mac(const __u64 key[2], const struct vm_pkt *p, __u32 tcount, __u32 low)
 {
-	__u64 pi = vm_cookie_ports_isn(p->sport, p->dport, client_isn), tl = vm_cookie_time_low(tcount, low);
+	__u64 tail = vm_cookie_tail(p->sport, p->dport, tcount, low);
 
 	if (p->family == VM_AF_INET)
-		return vm_cookie_mac4(key, vm_cookie_rd32(p->saddr + 12), vm_cookie_rd32(p->daddr + 12), pi, tl);
-	return vm_cookie_mac_of(key, p->saddr, p->daddr, pi, tl);
+		return vm_cookie_mac4(key, vm_cookie_rd32(p->saddr + 12), vm_cookie_rd32(p->daddr + 12), tail);
+	return vm_cookie_mac_of(key, p->saddr, p->daddr, tail);
 }
 
-/* A cookie (the ISN we gave p's connection) against the current and the
- * previous secret, for the client's ISN client_isn. */
+/* A cookie ISN (the one we gave p's connection) against the current and
+ * the previous secret, for the client's ISN client_isn. */
 VM_INLINE int vm_gw_cookie_ok(const struct cookie_secret *sec, const struct vm_pkt *p, __u32 client_isn,
-			      __u32 cookie, __u32 tnow)
+			      __u32 isn, __u32 tnow)
 {
-	__u32 t, low = cookie & VM_COOKIE_LOW_MASK, mac = cookie >> VM_COOKIE_LOW_BITS;
+	__u32 t, cookie = isn - client_isn, low = cookie & VM_COOKIE_LOW_MASK, mac = cookie >> VM_COOKIE_LOW_BITS;
 
 	if (!vm_cookie_tcount(cookie, tnow, &t))
 		return 0;
-	if (vm_gw_cookie_mac(sec->cur, p, client_isn, t, low) == mac)
+	if (vm_gw_cookie_mac(sec->cur, p, t, low) == mac)
 		return 1;
-	return sec->has_prev && vm_gw_cookie_mac(sec->prev, p, client_isn, t, low) == mac;
+	return sec->has_prev && vm_gw_cookie_mac(sec->prev, p, t, low) == mac;
 }
 
 /* Fills a new flow (whose route is set) with what the node needs: the
@@ -142,7 +141,7 @@ VM_INLINE void vm_gw_flow_init(struct flow_val *f, const struct vm_pkt *p, __u32
 {
 	struct vm_cookie_opts co;
 
-	vm_cookie_decode(cookie, &co);
+	vm_cookie_decode(cookie, client_isn, &co);
 	f->client_isn = client_isn;
 	f->handoff.vm_id_be = vm_htonl(f->vm_id);
 	f->handoff.client_isn_be = vm_htonl(client_isn);

@@ -12,9 +12,9 @@
  * this header (static inline functions, and a struct vm_gw_env of its own):
  *
  *   VM_V_DROP, VM_V_PASS, VM_V_TX      its verdicts (XDP_* / VM_FP_*)
- *   VM_GW_COOKIE_OK(sec, p, isn, c, t) vm_gw_cookie_ok, or a wrapper the
+ *   VM_GW_COOKIE_OK(sec, p, cisn, isn, t)  vm_gw_cookie_ok, or a wrapper the
  *                                      verifier checks once (BPF)
- *   VM_GW_COOKIE_MAC(sec, p, isn, t, low)  optional: vm_gw_cookie_mac under
+ *   VM_GW_COOKIE_MAC(sec, p, t, low)   optional: vm_gw_cookie_mac under
  *                                      the current key, or such a wrapper
  *                                      (BPF: its stack apart from the caller's)
  *   VM_GW_SYN_TIMES(e, cfg, t)         optional: vm_gw_syn_times at
@@ -66,7 +66,7 @@
 #include "geneve.h"
 
 #ifndef VM_GW_COOKIE_MAC
-#define VM_GW_COOKIE_MAC(sec, p, isn, tcount, low) vm_gw_cookie_mac((sec)->cur, (p), (isn), (tcount), (low))
+#define VM_GW_COOKIE_MAC(sec, p, tcount, low) vm_gw_cookie_mac((sec)->cur, (p), (tcount), (low))
 #endif
 #ifndef VM_GW_SYN_TIMES
 #define VM_GW_SYN_TIMES(e, cfg, t) VM_GW_SYN_TIMES_AT_TAI(e, cfg, t)
@@ -180,7 +180,7 @@ VM_INLINE int vm_gw_synack(struct vm_gw_env *e, const struct vm_pkt *p, struct g
 	co.ts_ok = o.ts_ok;
 	VM_GW_SYN_TIMES(e, cfg, &tm);   /* one clock read: the cookie's window and our TSval */
 	low = vm_cookie_low(tm.tnow, &co);   /* vm_cookie_make's steps, the MAC through the hook */
-	cookie = (VM_GW_COOKIE_MAC(sec, p, p->seq, tm.tnow, low) << VM_COOKIE_LOW_BITS) | low;
+	cookie = vm_cookie_isn(VM_GW_COOKIE_MAC(sec, p, tm.tnow, low), low, p->seq);
 	mss = p->family == VM_AF_INET ? cfg->mss4 : cfg->mss6;
 
 	tcp = vm_gw_reply_l3(e, p, VM_TCP_REPLY_HLEN);
