@@ -12,8 +12,11 @@
  *   veil-attest-bench run --addr A:P --ca F --vm ID --mode new|resume|keepalive
  *                     [--clients N] [--slow N] [--seconds S] [--pid VALIDATOR_PID]
  *
- * run prints one JSON object: attestations/s, p50/p99 latency (ms), failures,
- * and with --pid the validator's CPU seconds, hence attestations per CPU
+ * run prints one JSON object: attestations/s, p50/p99 latency (ms), failures
+ * (attestations that failed on an open connection), connect_failures (tries
+ * to open a connection, TCP or TLS, that failed: a client tries again 10 ms
+ * later, so one refusal that lasts counts many times) and
+ * clients_never_connected, and with --pid the validator's CPU seconds, hence attestations per CPU
  * second (= per core).  --slow N opens N more connections that send their
  * request a byte every 200 ms for the whole run (slowloris).
  */
@@ -210,22 +213,22 @@ static int attest_once(struct conn *c)
 
 #define MAXLAT 2000000
 static double *lat;
-static long nlat, fails;
+static long nlat, fails, conn_fails, never_connected;
 static pthread_mutex_t lk = PTHREAD_MUTEX_INITIALIZER;
 
 static void *client(void *arg)
 {
 	struct conn c = { 0 };
 	snprintf(tvm, sizeof(tvm), "%.60s-%d", vm, (int)((long)arg % nvms));
-	int open = 0;
+	int open = 0, connected = 0;
 	while (running) {
 		double t0 = now_s();
 		if (!open && conn_open(&c)) {
-			__atomic_add_fetch(&fails, 1, __ATOMIC_RELAXED);
+			__atomic_add_fetch(&conn_fails, 1, __ATOMIC_RELAXED);
 			usleep(10000);
 			continue;
 		}
-		open = 1;
+		open = connected = 1;
 		int rc = attest_once(&c);
 		if (mode != 2 || rc) {
 			conn_close(&c);
@@ -241,6 +244,8 @@ static void *client(void *arg)
 	}
 	if (open)
 		conn_close(&c);
+	if (!connected)
+		__atomic_add_fetch(&never_connected, 1, __ATOMIC_RELAXED);
 	SSL_SESSION_free(c.sess);
 	return NULL;
 }
@@ -493,8 +498,9 @@ int main(int argc, char **argv)
 	qsort(lat, nlat, sizeof(double), cmp);
 	double p50 = nlat ? lat[nlat / 2] * 1e3 : 0, p99 = nlat ? lat[(long)(nlat * 0.99)] * 1e3 : 0;
 	printf("{\"mode\":\"%s\",\"clients\":%d,\"slow\":%d,\"seconds\":%.1f,\"attestations\":%ld,\"failures\":%ld,"
+	       "\"connect_failures\":%ld,\"clients_never_connected\":%ld,"
 	       "\"per_s\":%.0f,\"p50_ms\":%.2f,\"p99_ms\":%.2f,\"validator_cpu_s\":%.2f,\"per_cpu_s\":%.0f}\n",
-	       mode == 0 ? "new" : mode == 1 ? "resume" : "keepalive", clients, slow, el, nlat, fails, nlat / el, p50, p99,
-	       cpu, cpu > 0 ? nlat / cpu : 0);
+	       mode == 0 ? "new" : mode == 1 ? "resume" : "keepalive", clients, slow, el, nlat, fails, conn_fails,
+	       never_connected, nlat / el, p50, p99, cpu, cpu > 0 ? nlat / cpu : 0);
 	return 0;
 }

@@ -457,13 +457,15 @@ if d.get("attest"):
     a = d["attest"]
     lines += ['', 'Validators, protocol v2 (tools/bench_attest.sh: one validator worker pinned to a CPU; clients are a software TPM '
               'on the other CPU; a full attestation = challenge + quote/event-log/AK verification + share boxed to the VM key):', '',
-              '| clients | attestations/s | per validator CPU second | p50 ms | p99 ms | failures |', '| --- | ---: | ---: | ---: | ---: | ---: |']
+              '| clients | attestations/s | per validator CPU second | p50 ms | p99 ms | failed attestations | failed connects (a try each 10 ms) | clients never connected |',
+              '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |']
     for k, name in (("new_tls", "8, new TLS 1.3 connection each"), ("resumed_tls", "8, resumed TLS session each"),
                     ("keepalive", "8, keep-alive"), ("c1000_slow10pct", "900 keep-alive + 100 slowloris")):
         r = a.get(k) or {}
-        lines.append(f'| {name} | {r.get("per_s", 0)} | {r.get("per_cpu_s", 0)} | {r.get("p50_ms", 0)} | {r.get("p99_ms", 0)} | {r.get("failures", 0)} |')
+        lines.append(f'| {name} | {r.get("per_s", 0)} | {r.get("per_cpu_s", 0)} | {r.get("p50_ms", 0)} | {r.get("p99_ms", 0)} | '
+                     f'{r.get("failures", 0)} | {r.get("connect_failures", "-")} | {r.get("clients_never_connected", "-")} |')
     if a.get("tls_handshake_only"):
-        lines.append(f'| baseline: a bare TLS 1.3 handshake, server half, in memory | - | {a["tls_handshake_only"]["per_cpu_s"]} | - | - | - |')
+        lines.append(f'| baseline: a bare TLS 1.3 handshake, server half, in memory | - | {a["tls_handshake_only"]["per_cpu_s"]} | - | - | - | - | - |')
 if d.get("controller"):
     c = d["controller"]
     lines += ['', f'Controller API (tools/bench_controller.sh: POST /v1/orders over TLS 1.3, {c["connections"]} keep-alive '
