@@ -16,10 +16,17 @@
  * took another exit fails the benchmark (exit status 1).
  *
  *   veil-bench-micro [--repeat N] [--rounds R] [--json FILE] [--fixtures DIR] [--only CASE] [--case PREFIX]
+ *                    [--lines FILE]
+ *
+ * --lines writes the loaded programs' line tables (where each source line's
+ * JITed code starts, a kernel address) for tools/bench_prof.sh, which joins
+ * them with perf's samples: perf samples JITed BPF code, but it cannot
+ * annotate it here (no libopcodes), nor can bpftool (no libbfd).
  */
 #include <getopt.h>
 #include <time.h>
 #include <linux/if_packet.h>
+#include <bpf/btf.h>
 #include "../tests/bpf_env.h"
 
 static __u32 repeat = 1000000, rounds = 5, singles = 100000;
@@ -834,6 +841,75 @@ static int prepare(void)
 	return 0;
 }
 
+/* The line table of program fd: "L <jited address> <program> <file>:<line>
+ * <source>" per line_info record, "F <address> <length> <program>" per
+ * function (subprogram) of its JITed image.  0, or -1. */
+static int lines_of(int fd, FILE *out)
+{
+	struct bpf_prog_info info = { 0 };
+	__u32 len = sizeof(info);
+	int rc = -1;
+
+	if (bpf_obj_get_info_by_fd(fd, &info, &len))
+		return -1;
+	__u32 n = info.nr_line_info, nj = info.nr_jited_line_info, nk = info.nr_jited_ksyms, btf_id = info.btf_id;
+	__u32 lrs = info.line_info_rec_size, jrs = info.jited_line_info_rec_size;
+	char name[sizeof(info.name) + 1] = { 0 };
+	memcpy(name, info.name, sizeof(info.name));
+	if (!n || n != nj || jrs != sizeof(__u64) || lrs < sizeof(struct bpf_line_info) || !nk)
+		return -1;
+	void *li = calloc(n, lrs);
+	__u64 *jl = calloc(nj, sizeof(__u64)), *ks = calloc(nk, sizeof(__u64));
+	__u32 *fl = calloc(nk, sizeof(__u32));
+	struct btf *btf = NULL;
+	if (!li || !jl || !ks || !fl)
+		goto out;
+	memset(&info, 0, sizeof(info));
+	info.nr_line_info = n;
+	info.line_info_rec_size = lrs;
+	info.line_info = (__u64)(unsigned long)li;
+	info.nr_jited_line_info = nj;
+	info.jited_line_info_rec_size = jrs;
+	info.jited_line_info = (__u64)(unsigned long)jl;
+	info.nr_jited_ksyms = nk;
+	info.jited_ksyms = (__u64)(unsigned long)ks;
+	info.nr_jited_func_lens = nk;
+	info.jited_func_lens = (__u64)(unsigned long)fl;
+	len = sizeof(info);
+	if (bpf_obj_get_info_by_fd(fd, &info, &len) || !(btf = btf__load_from_kernel_by_id(btf_id)))
+		goto out;
+	for (__u32 i = 0; i < nk; i++)
+		fprintf(out, "F %llx %u %s\n", (unsigned long long)ks[i], fl[i], name);
+	for (__u32 i = 0; i < n; i++) {
+		const struct bpf_line_info *l = (const void *)((char *)li + (size_t)i * lrs);
+		const char *file = btf__name_by_offset(btf, l->file_name_off), *src = btf__name_by_offset(btf, l->line_off);
+		const char *base = file ? strrchr(file, '/') : NULL;
+		fprintf(out, "L %llx %s %s:%u %s\n", (unsigned long long)jl[i], name, base ? base + 1 : file ? file : "?",
+			BPF_LINE_INFO_LINE_NUM(l->line_col), src ? src : "");
+	}
+	rc = 0;
+out:
+	btf__free(btf);
+	free(li);
+	free(jl);
+	free(ks);
+	free(fl);
+	return rc;
+}
+
+static int write_lines(const char *path)
+{
+	const int fds[] = { GW_ING, GW_RET, GW_ASM, NODE_MESH, NODE_VM };
+	FILE *f = fopen(path, "w");
+	int rc = 0;
+
+	if (!f)
+		return -1;
+	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
+		rc |= lines_of(fds[i], f);
+	return fclose(f) || rc ? -1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -841,12 +917,13 @@ int main(int argc, char **argv)
 		{ "singles", required_argument, NULL, 's' }, { "json", required_argument, NULL, 'j' },
 		{ "fixtures", required_argument, NULL, 'f' }, { "fib", no_argument, NULL, 'F' },
 		{ "only", required_argument, NULL, 'o' }, { "case", required_argument, NULL, 'c' },
-		{ "flows", required_argument, NULL, 'l' }, { "help", no_argument, NULL, 'h' }, { 0 }
+		{ "flows", required_argument, NULL, 'l' }, { "lines", required_argument, NULL, 'L' },
+		{ "help", no_argument, NULL, 'h' }, { 0 }
 	};
-	const char *json = NULL, *fixdir = "tests/fixtures";
+	const char *json = NULL, *fixdir = "tests/fixtures", *lines = NULL;
 	int o, fib = 0;
 
-	while ((o = getopt_long(argc, argv, "r:R:s:j:f:Fo:c:l:h", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "r:R:s:j:f:Fo:c:l:L:h", opts, NULL)) != -1) {
 		switch (o) {
 		case 'r': repeat = strtoul(optarg, NULL, 10); break;
 		case 'R': rounds = strtoul(optarg, NULL, 10); break;
@@ -857,12 +934,14 @@ int main(int argc, char **argv)
 		case 'o': only = optarg; break;
 		case 'c': prefix = optarg; break;
 		case 'l': flows_max = strtoul(optarg, NULL, 10); break;
+		case 'L': lines = optarg; break;
 		case 'h':
-			printf("usage: veil-bench-micro [--repeat N] [--rounds R] [--singles N] [--json FILE] [--fixtures DIR] [--fib] [--only CASE] [--case PREFIX] [--flows N]\n"
+			printf("usage: veil-bench-micro [--repeat N] [--rounds R] [--singles N] [--json FILE] [--fixtures DIR] [--fib] [--only CASE] [--case PREFIX] [--flows N] [--lines FILE]\n"
 			       "  --flows N: the gateway's flows map holds N entries, half of them taken before the cases run (default 262144)\n"
 			       "  --fib: leave next_hops empty, so the gateway asks the FIB per packet (as before it had the map)\n"
 			       "  --only CASE: run that case alone (its name as printed)\n"
-			       "  --case PREFIX: only the cases whose name starts with PREFIX\n");
+			       "  --case PREFIX: only the cases whose name starts with PREFIX\n"
+			       "  --lines FILE: write the programs' line tables (JITed address of each source line) for tools/bench_prof.sh\n");
 			return 0;
 		default:
 			return 2;
@@ -878,6 +957,10 @@ int main(int argc, char **argv)
 	setup_flows_max = flows_max;
 	if (setup(fixdir) || (!fib && next_hops_fill()) || prepare() || flows_prefill()) {
 		fprintf(stderr, "veil-bench-micro: setup failed\n");
+		return 1;
+	}
+	if (lines && write_lines(lines)) {
+		fprintf(stderr, "veil-bench-micro: cannot write the line tables to %s\n", lines);
 		return 1;
 	}
 	struct bpf_object *base = bpf_object__open_file(BASE_OBJ, NULL);

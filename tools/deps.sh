@@ -9,7 +9,7 @@ need=(clang llvm make gcc pkg-config libbpf-dev libxdp-dev xdp-tools bpftool lib
       libcurl4-openssl-dev libnftnl-dev libldns-dev libnats-dev)
 case "${1:-build}" in
 bench) need+=(haproxy wrk gnuplot-nox libnginx-mod-stream nginx-light python3 dnsperf gdnsd tor-geoipdb
-	       knot-dnsutils util-linux nats-server) ;;
+	       knot-dnsutils util-linux nats-server linux-perf) ;;
 test|demo) need+=(nginx-light openssl curl nftables tshark procps psmisc python3 iputils-ping util-linux
 		   swtpm swtpm-tools tpm2-tools cryptsetup-bin
 		   qemu-system-x86 libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients ovmf
