@@ -98,14 +98,16 @@ VM_INLINE __u32 vm_vip_fold(const __u8 *addr)
 #define VM_KEY_ALIGN 8
 #define VM_KEY_ALIGNED __attribute__((aligned(VM_KEY_ALIGN)))
 
-/* A 12-byte key of two 32-bit words and two 16-bit ports (struct flow_key,
- * struct conn_rev_key: the same layout), stored as one 64-bit word (the
- * addresses' words) and one 32-bit word (the ports): the kernel's hash map
- * compares a key it finds with memcmp, which reads the first 8 bytes as
- * one word, and a wide load of narrower stores waits for them to reach the
- * cache (no store-to-load forwarding): ~2-3 ns of an established packet.
- * The same bytes as storing the fields one by one.  k: VM_KEY_ALIGNED.
- * Through may_alias types: the fields are read back as fields. */
+/* A 12-byte key of two 32-bit words and two 16-bit ports (struct flow_key)
+ * stored as one 64-bit word (the addresses' words) and one 32-bit word
+ * (the ports): the kernel's hash map compares a key it finds with memcmp,
+ * which reads the first 8 bytes as one word, and a wide load of narrower
+ * stores waits for them to reach the cache (no store-to-load forwarding):
+ * ~3-4 ns of return_to_client and node_client_to_vm (README).  The same
+ * bytes as storing the fields one by one.  k: VM_KEY_ALIGNED.  Through
+ * may_alias types: the fields are read back as fields.  (conn_rev's key has
+ * the same layout; stored this way it made no difference node_vm_live
+ * resolves, so vm_conn_rev_key_make stores its fields.) */
 #ifdef __bpf__
 typedef __u64 __attribute__((may_alias, aligned(VM_KEY_ALIGN))) vm_key_u64;
 typedef __u32 __attribute__((may_alias, aligned(4))) vm_key_u32;
