@@ -282,7 +282,7 @@ int gw_asm(struct __sk_buff *skb)
 	struct vm_pkt p = {};
 	struct vip_key vk = {};
 	struct vip_val *vip;
-	struct flow_key k;
+	struct flow_key k VM_KEY_ALIGNED;   /* stored as words (vm_flow_key_make) */
 	struct gw_config *cfg;
 	struct cookie_secret *sec;
 	void *data, *data_end;

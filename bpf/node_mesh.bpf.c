@@ -354,7 +354,7 @@ int node_mesh(struct xdp_md *ctx)
 	struct vm_mesh_in m = {};
 	struct node_config *cfg;
 	struct vm_pkt p = {};
-	struct flow_key k;
+	struct flow_key k VM_KEY_ALIGNED;   /* stored as words (vm_flow_key_make) */
 	struct conn_val *c;
 	struct vm_val *vm;
 	__u32 zero = 0, *gen;

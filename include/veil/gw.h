@@ -40,13 +40,14 @@ struct vm_asm_walk_state {
 };
 
 /* The flow key of a packet from the client (seed: the gateway's
- * flow_seed, read only for IPv6). */
+ * flow_seed, read only for IPv6; k: VM_KEY_ALIGNED). */
 VM_INLINE void vm_flow_key_of(const struct vm_pkt *p, const struct flow_seed *s, struct flow_key *k)
 {
 	vm_flow_key_make(p->family, p->saddr, p->daddr, p->sport, p->dport, s, k);
 }
 
-/* The flow of a return packet (VIP -> client): keyed by the client. */
+/* The flow of a return packet (VIP -> client): keyed by the client
+ * (k: VM_KEY_ALIGNED). */
 VM_INLINE void vm_flow_key_rev(const struct vm_pkt *p, const struct flow_seed *s, struct flow_key *k)
 {
 	vm_flow_key_make(p->family, p->daddr, p->saddr, p->dport, p->sport, s, k);

@@ -400,7 +400,7 @@ VM_INLINE int vm_gw_ingress(struct vm_gw_env *e, struct gw_stats *st)
 	struct vm_pkt p = {};
 	struct vip_key vk = {};
 	const struct vip_val *vip;
-	struct flow_key k __attribute__((aligned(8)));   /* vm_flow_key_set */
+	struct flow_key k VM_KEY_ALIGNED;   /* stored as words (vm_flow_key_make) */
 	struct flow_val *f;
 	const struct gw_config *cfg;
 	struct cookie_secret *sec;
@@ -432,16 +432,14 @@ VM_INLINE int vm_gw_ingress(struct vm_gw_env *e, struct gw_stats *st)
 	 * more: the flow first, the VIP and the rest only on a miss (a flow
 	 * outlives its VIP as it outlives its route, until it closes or ages). */
 	if (p.family == VM_AF_INET)
-		vm_flow_key_set(&k, VM_FK_W32(p.saddr, VM_ADDR4_OFF / 4), VM_FK_W32(p.daddr, VM_ADDR4_OFF / 4),
-				p.sport, p.dport);
+		vm_flow_key_of(&p, 0, &k);
 	else {
 		/* folded from the packet's words, not from p's copy of them (a
 		 * load of what was just stored waits for the store) */
 		const struct vm_ip6 *ip6 = (const void *)(eth + 1);
 		if ((void *)(ip6 + 1) > data_end)
 			return VM_V_PASS;   /* the parser saw it whole */
-		vm_flow_key_set(&k, vm_addr_fold(vm_env_flow_seed(e), ip6->saddr), vm_vip_fold(ip6->daddr), p.sport,
-				p.dport);
+		vm_flow_key_make(VM_AF_INET6, ip6->saddr, ip6->daddr, p.sport, p.dport, vm_env_flow_seed(e), &k);
 	}
 	f = vm_env_flow_get(e, &k);
 	if (f && !VM_FLOW_OF(f, &p)) {

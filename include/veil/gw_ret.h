@@ -25,7 +25,7 @@ VM_INLINE int vm_gw_return(struct vm_gw_env *e, struct gw_stats *st)
 	struct vm_mesh_in m = {};
 	const struct gw_config *cfg;
 	struct vm_pkt p = {};
-	struct flow_key k;
+	struct flow_key k VM_KEY_ALIGNED;   /* stored as words (vm_flow_key_make) */
 	struct flow_val *f;
 	struct vm_eth *eth;
 	void *data, *data_end;
