@@ -1750,9 +1750,6 @@ static void reassembly_early_collision_v6(void)
 	seed_put(&old);
 }
 
-/* A v4 key is the addresses themselves: an IPv6 tuple whose folds equal
- * them (a VIP and a client searched for offline, both VIPs added) shares
- * the key, and the family in the value keeps them apart. */
 /* vm_flow_key_make stores the key as two words (vm_key12_set): the same
  * bytes as the struct's fields filled one by one, for both families (the
  * BPF programs' stores are proven by the lookups of every test here, whose
@@ -1788,6 +1785,9 @@ static void flow_key_words_are_fields(void)
 	CHECK(!bad, "%d of 1000 keys differ from their fields", bad);
 }
 
+/* A v4 key is the addresses themselves: an IPv6 tuple whose folds equal
+ * them (a VIP and a client searched for offline, both VIPs added) shares
+ * the key, and the family in the value keeps them apart. */
 static void flow_key_v4_equals_v6(void)
 {
 	struct flow_seed ts = { .k = { 0x5eed000200000000ULL, 0x0f1e2d3c4b5a6978ULL } }, old;

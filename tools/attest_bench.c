@@ -16,9 +16,10 @@
  * (attestations that failed on an open connection), connect_failures (tries
  * to open a connection, TCP or TLS, that failed: a client tries again 10 ms
  * later, so one refusal that lasts counts many times) and
- * clients_never_connected, and with --pid the validator's CPU seconds, hence attestations per CPU
- * second (= per core).  --slow N opens N more connections that send their
- * request a byte every 200 ms for the whole run (slowloris).
+ * clients_never_connected, and with --pid the validator's CPU seconds, hence
+ * attestations per CPU second (= per core).  --slow N opens N more
+ * connections that send their request a byte every 200 ms for the whole run
+ * (slowloris).
  */
 #include <errno.h>
 #include <getopt.h>
