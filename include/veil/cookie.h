@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * SYN cookies keyed by the gateway fleet's secret (SipHash-2-4), so that any
- * gateway of a group validates any other's cookie.  Layout of the 32-bit ISN
- * (docs/wire-formats.md):
+ * gateway of a group validates any other's cookie.  Layout of the 32-bit
+ * cookie, the ISN we send less the client's ISN (docs/wire-formats.md):
  *
  *   31            10 9  8 7   6 5    4    3      0
  *   +---------------+----+-----+----+----+--------+
@@ -33,7 +33,7 @@
 #define VM_COOKIE_WS_MAX  14      /* window scales carried (RFC 7323's largest); more: none */
 #define VM_COOKIE_MAX_AGE 1       /* windows a cookie stays valid after the one it was made in */
 
-/* The fields of the ISN, as drawn above */
+/* The fields of the cookie, as drawn above */
 #define VM_COOKIE_LOW_BITS   10   /* t, mss, sack, ts, wscale */
 #define VM_COOKIE_LOW_MASK   0x3ff
 #define VM_COOKIE_MAC_BITS   22   /* the top bits of the SipHash */
@@ -50,7 +50,8 @@
  * could only come back to life after 2^16 windows, and no key lives that
  * long: a key is used for two rotation periods (current, then previous), at
  * most 2 * VM_COOKIE_ROTATE_S_MAX seconds, and a window is at least
- * VM_COOKIE_WINDOW_S_MIN seconds (dataplane/config.c holds both bounds). */
+ * VM_COOKIE_WINDOW_S_MIN seconds (dataplane/config.c refuses a
+ * configuration outside these bounds). */
 #define VM_COOKIE_TC_BITS        16
 #define VM_COOKIE_TC_MASK        0xffff
 #define VM_COOKIE_WINDOW_S_MIN   8
