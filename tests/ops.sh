@@ -182,6 +182,22 @@ for b in "$BUILD"/veil-* "$BUILD"/veilctl; do
 done
 [ -z "$bad" ] && pass $t || fail $t "$bad"
 
+# tools/bench_prof.sh: the syn case's program profiled by source line (perf's
+# samples joined with the line tables veil-bench-micro --lines writes): the
+# program and lines of the library's files come out, or the join broke
+t=bench_prof_names_source_lines
+if command -v perf >/dev/null && [ -x "$BUILD/veil-bench-micro" ]; then
+	out=$(VEIL_BENCH="$BUILD/veil-bench-micro" timeout 180 tools/bench_prof.sh syn 200000 2 2>&1); rc=$?
+	if [ $rc = 0 ] && grep -q "^gw_ingress: [1-9][0-9]* samples" <<<"$out" &&
+		grep -Eq "^ +[0-9.]+%  [a-z_]+(\.bpf)?\.[ch]:[0-9]+ " <<<"$out"; then
+		pass "$t ($(grep -m1 "^gw_ingress:" <<<"$out" | sed 's/ (.*//'))"
+	else
+		fail $t "rc=$rc: $(head -c 800 <<<"$out" | tr '\n' '|')"
+	fi
+else
+	skip $t "perf or veil-bench-micro missing"
+fi
+
 # every program built has a man page (section 1 for tools, 8 for daemons and
 # operator commands), and every flag of its --help is in that page
 t=man_pages_document_every_flag

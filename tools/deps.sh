@@ -14,7 +14,8 @@ test|demo) need+=(nginx-light openssl curl nftables tshark procps psmisc python3
 		   swtpm swtpm-tools tpm2-tools cryptsetup-bin
 		   qemu-system-x86 libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients ovmf
 		   linux-image-amd64 busybox-static e2fsprogs kmod cpio gzip zstd jq
-		   knot-dnsutils bind9-dnsutils tor-geoipdb nats-server python3-jsonschema python3-yaml openssh-client) ;;
+		   knot-dnsutils bind9-dnsutils tor-geoipdb nats-server python3-jsonschema python3-yaml openssh-client
+		   linux-perf) ;;
 esac
 missing=()
 for p in "${need[@]}"; do
