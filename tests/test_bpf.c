@@ -1750,7 +1750,7 @@ static void reassembly_early_collision_v6(void)
 	seed_put(&old);
 }
 
-/* vm_flow_key_make stores the key as two words (vm_key12_set): the same
+/* vm_flow_key_make stores the key as two words (vm_flow_key_set): the same
  * bytes as the struct's fields filled one by one, for both families (the
  * BPF programs' stores are proven by the lookups of every test here, whose
  * keys this side makes). */

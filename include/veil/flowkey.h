@@ -98,28 +98,29 @@ VM_INLINE __u32 vm_vip_fold(const __u8 *addr)
 #define VM_KEY_ALIGN 8
 #define VM_KEY_ALIGNED __attribute__((aligned(VM_KEY_ALIGN)))
 
-/* A 12-byte key of two 32-bit words and two 16-bit ports (struct flow_key)
- * stored as one 64-bit word (the addresses' words) and one 32-bit word
- * (the ports): the kernel's hash map compares a key it finds with memcmp,
- * which reads the first 8 bytes as one word, and a wide load of narrower
- * stores waits for them to reach the cache (no store-to-load forwarding):
- * ~3-4 ns of return_to_client and node_client_to_vm (README).  The same
- * bytes as storing the fields one by one.  k: VM_KEY_ALIGNED.  Through
- * may_alias types: the fields are read back as fields.  (conn_rev's key has
- * the same layout; stored this way it made no difference node_vm_live
- * resolves, so vm_conn_rev_key_make stores its fields.) */
+/* A flow key from its words, stored as one 64-bit word (client, VIP) and
+ * one 32-bit word (the ports): the kernel's hash map compares a key it
+ * finds with memcmp, which reads the first 8 bytes as one word, and a wide
+ * load of narrower stores waits for them to reach the cache (no
+ * store-to-load forwarding): ~3-4 ns of return_to_client and
+ * node_client_to_vm (README).  The same bytes as storing the fields one by
+ * one.  k: VM_KEY_ALIGNED.  Through may_alias types: the fields are read
+ * back as fields.  (conn_rev's key has the same layout; stored this way it
+ * made no difference node_vm_live resolves, so vm_conn_rev_key_make stores
+ * its fields.) */
 #ifdef __bpf__
 typedef __u64 __attribute__((may_alias, aligned(VM_KEY_ALIGN))) vm_key_u64;
 typedef __u32 __attribute__((may_alias, aligned(4))) vm_key_u32;
 #endif
-VM_INLINE void vm_key12_set(void *k, __u32 w0, __u32 w1, __be16 port0_be, __be16 port1_be)
+VM_INLINE void vm_flow_key_set(struct flow_key *k, __u32 client_word, __u32 vip_word, __be16 client_port_be,
+			       __be16 vip_port_be)
 {
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-	__u64 a = (__u64)w0 | (__u64)w1 << 32;
-	__u32 b = (__u32)(__u16)port0_be | (__u32)(__u16)port1_be << 16;
+	__u64 a = (__u64)client_word | (__u64)vip_word << 32;
+	__u32 b = (__u32)(__u16)client_port_be | (__u32)(__u16)vip_port_be << 16;
 #else   /* the first field in the high half, where a big-endian store puts it first */
-	__u64 a = (__u64)w0 << 32 | w1;
-	__u32 b = (__u32)(__u16)port0_be << 16 | (__u16)port1_be;
+	__u64 a = (__u64)client_word << 32 | vip_word;
+	__u32 b = (__u32)(__u16)client_port_be << 16 | (__u16)vip_port_be;
 #endif
 
 #ifdef __bpf__
@@ -133,14 +134,7 @@ VM_INLINE void vm_key12_set(void *k, __u32 w0, __u32 w1, __be16 port0_be, __be16
 _Static_assert(sizeof(struct flow_key) == 12 && __builtin_offsetof(struct flow_key, vip_word) == 4 &&
 		       __builtin_offsetof(struct flow_key, client_port_be) == 8 &&
 		       __builtin_offsetof(struct flow_key, vip_port_be) == 10,
-	       "vm_key12_set's layout: flow_key");
-
-/* A flow key from its words (vm_key12_set). */
-VM_INLINE void vm_flow_key_set(struct flow_key *k, __u32 client_word, __u32 vip_word, __be16 client_port_be,
-			       __be16 vip_port_be)
-{
-	vm_key12_set(k, client_word, vip_word, client_port_be, vip_port_be);
-}
+	       "vm_flow_key_set's layout: flow_key");
 
 /* The key of a connection (client and VIP as 16-byte addresses, IPv4
  * mapped), stored as words (vm_flow_key_set; k: VM_KEY_ALIGNED).  The
@@ -156,7 +150,7 @@ VM_INLINE void vm_flow_key_make(__u8 family, const __u8 *client, const __u8 *vip
 }
 
 /* Two keys equal, field by field: each load lies within one store, whether
- * the key was stored as words (vm_key12_set) or copied field by field, so
+ * the key was stored as words (vm_flow_key_set) or copied field by field, so
  * it is forwarded from the store (a wider load than the stores waits). */
 VM_INLINE int vm_flow_key_eq(const struct flow_key *a, const struct flow_key *b)
 {
