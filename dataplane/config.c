@@ -607,16 +607,35 @@ int vm_gw_cfg_check_host(const struct vm_gw_cfg *c, bool ifaces, char *err, size
 	return 0;
 }
 
-static void derive_epoch(const __u8 *master, size_t len, __u64 epoch, __u64 out[2])
+/* HMAC of the master under one 16-byte label and the epoch (big-endian):
+ * its first n bytes into out. */
+static void derive_label(const __u8 *master, size_t len, const EVP_MD *md, const char label[16], __u64 epoch,
+			 void *out, size_t n)
 {
-	__u8 msg[24] = "veilmesh-cookie-v1", mac[32];
+	__u8 msg[24], mac[EVP_MAX_MD_SIZE];
 	unsigned int maclen = sizeof(mac);
 
+	memcpy(msg, label, 16);
 	for (int i = 0; i < 8; i++)
 		msg[16 + i] = (epoch >> (56 - 8 * i)) & 0xff;
-	HMAC(EVP_sha256(), master, (int)len, msg, sizeof(msg), mac, &maclen);
-	memcpy(out, mac, 16);
+	HMAC(md, master, (int)len, msg, sizeof(msg), mac, &maclen);
+	memcpy(out, mac, n);
 	OPENSSL_cleanse(mac, sizeof(mac));
+}
+
+/* One epoch's keys (docs/wire-formats.md): the IPv4 form's SipHash key is
+ * HMAC-SHA256(master, "veilmesh-cookie-" epoch)'s first 16 bytes, as before
+ * the IPv6 form had keys of its own; the IPv6 form's SipHash key and NH key
+ * are the first 48 bytes of HMAC-SHA512(master, "veilmesh-cookie6" epoch). */
+static void derive_epoch(const __u8 *master, size_t len, __u64 epoch, struct vm_cookie_key *out)
+{
+	__u8 k6[sizeof(out->sip6) + sizeof(out->nh6)];
+
+	derive_label(master, len, EVP_sha256(), "veilmesh-cookie-", epoch, out->sip, sizeof(out->sip));
+	derive_label(master, len, EVP_sha512(), "veilmesh-cookie6", epoch, k6, sizeof(k6));
+	memcpy(out->sip6, k6, sizeof(out->sip6));
+	memcpy(out->nh6, k6 + sizeof(out->sip6), sizeof(out->nh6));
+	OPENSSL_cleanse(k6, sizeof(k6));
 }
 
 void vm_secret_derive(const __u8 *master, size_t len, __u64 tai_s, __u32 rotate_s,
@@ -625,8 +644,8 @@ void vm_secret_derive(const __u8 *master, size_t len, __u64 tai_s, __u32 rotate_
 	__u64 epoch = tai_s / (rotate_s ? rotate_s : 3600);
 
 	memset(out, 0, sizeof(*out));
-	derive_epoch(master, len, epoch, out->cur);
-	derive_epoch(master, len, epoch - 1, out->prev);
+	derive_epoch(master, len, epoch, &out->cur);
+	derive_epoch(master, len, epoch - 1, &out->prev);
 	out->epoch = epoch;
 	out->has_prev = 1;
 	out->rotate_s = rotate_s ? rotate_s : 3600;

@@ -41,7 +41,12 @@ static int ifidx;                    /* the dummy device: underlay and client si
 static char pin[128];
 /* The test gateway's cookie window (gw_config.cookie_window_s), seconds. */
 #define T_COOKIE_WINDOW_S 64
-static const __u64 KEY[2] = { 0x0123456789abcdefULL, 0xfedcba9876543210ULL };
+static const struct vm_cookie_key KEY_ = {
+	.sip = { 0x0123456789abcdefULL, 0xfedcba9876543210ULL },
+	.sip6 = { 0x1032547698badcfeULL, 0xefcdab8967452301ULL },
+	.nh6 = { 0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344, 0xa4093822, 0x299f31d0, 0x082efa98, 0xec4e6c89 },
+};
+#define KEY (&KEY_)
 
 static const uint8_t CLI_MAC[6] = { 0x02, 0, 0, 0, 0, 0x01 };
 static const uint8_t GW_MAC[6] = { 0x02, 0, 0, 0, 0, 0x02 };
@@ -107,7 +112,7 @@ static inline int setup(const char *fixdir)
 		fprintf(stderr, "setup: loading the programs failed\n");
 		return -1;
 	}
-	memcpy(sec.cur, KEY, sizeof(KEY));
+	sec.cur = KEY_;
 	vm_addr_parse("198.19.0.1", gc.underlay4);
 	vm_addr_parse("2001:db8:ff::1", gc.underlay6);
 	gc.has_underlay4 = gc.has_underlay6 = 1;

@@ -2,6 +2,8 @@
 /* SipHash, the SYN cookie layout, the fleet secret's derivation, and the
  * TCP options the cookie encodes (the common blocks read without the walk). */
 #include <unistd.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include "testlib.h"
 #include "veil.h"
 #include "veil/cookie.h"
@@ -26,6 +28,16 @@ static void siphash_reference_vectors(void)
 	CHECK(sip_ref(15) == 0xa129ca6149be45e5ULL, "len 15: %016llx", (unsigned long long)sip_ref(15));
 }
 
+/* A test key: every part of it from the two words (the IPv6 form's keys
+ * other than the IPv4 one's). */
+static struct vm_cookie_key mk_key(__u64 a, __u64 b)
+{
+	struct vm_cookie_key k = { .sip = { a, b }, .sip6 = { a ^ 0x5555555555555555ULL, b * 3 + 1 } };
+	for (int i = 0; i < 8; i++)
+		k.nh6[i] = (__u32)((a >> (i * 8)) * 0x9e3779b1u + b * (i + 1));
+	return k;
+}
+
 static struct vm_cookie_in tuple(void)
 {
 	struct vm_cookie_in in = { .sport = htons(50000), .dport = htons(443), .client_isn = 0xdeadbeef };
@@ -36,7 +48,7 @@ static struct vm_cookie_in tuple(void)
 
 static void cookie_round_trip(void)
 {
-	const __u64 key[2] = { 1, 2 }, other[2] = { 1, 3 };
+	const struct vm_cookie_key k = mk_key(1, 2), ko = mk_key(1, 3), *key = &k, *other = &ko;
 	struct vm_cookie_opts o = { .mss = 1460, .wscale = 7, .sack_ok = 1, .ts_ok = 1 }, d;
 	struct vm_cookie_in in = tuple(), chk;
 	__u32 t = 1000000, c = vm_cookie_make(key, &in, t, &o);
@@ -66,12 +78,15 @@ static void cookie_round_trip(void)
 }
 
 /* The MAC's input, byte for byte as docs/wire-formats.md draws it, hashed
- * by the reference SipHash: an IPv4 connection's 15 bytes and an IPv6 one's
- * 39, so a change of either form (every gateway of a fleet must agree)
- * fails here.  An IPv6 tuple with one IPv4-mapped address is the long form. */
-static __u32 mac_by_the_doc(const __u64 key[2], const struct vm_cookie_in *in, int v4)
+ * by the reference SipHash: an IPv4 connection's 15 bytes under the key's
+ * sip; an IPv6 one's 15 under sip6, the first 8 the NH fold of its
+ * addresses, computed here from the doc's formula with 64-bit arithmetic
+ * written out.  So a change of either form (every gateway of a fleet must
+ * agree) fails here.  An IPv6 tuple with one IPv4-mapped address is the
+ * IPv6 form. */
+static __u32 mac_by_the_doc(const struct vm_cookie_key *key, const struct vm_cookie_in *in, int v4)
 {
-	__u64 w[5] = { 0 };
+	__u64 w[2] = { 0 };
 	uint8_t *m = (uint8_t *)w;
 	size_t n = 0;
 	uint8_t opt = (uint8_t)in->low;          /* the low eight bits: mss, sack, ts, wscale */
@@ -79,19 +94,30 @@ static __u32 mac_by_the_doc(const __u64 key[2], const struct vm_cookie_in *in, i
 	if (v4) {
 		memcpy(m, in->saddr + 12, 4); memcpy(m + 4, in->daddr + 12, 4); n = 8;
 	} else {
-		memcpy(m, in->saddr, 16); memcpy(m + 16, in->daddr, 16); n = 32;
+		uint8_t a[32];
+		uint32_t x[8];
+		uint64_t nh = 0;
+		memcpy(a, in->saddr, 16); memcpy(a + 16, in->daddr, 16);
+		for (int i = 0; i < 8; i++)      /* each word's bytes little-endian */
+			x[i] = a[4 * i] | (uint32_t)a[4 * i + 1] << 8 | (uint32_t)a[4 * i + 2] << 16 |
+			       (uint32_t)a[4 * i + 3] << 24;
+		for (int i = 0; i < 4; i++)
+			nh += (uint64_t)(uint32_t)(x[2 * i] + key->nh6[2 * i]) * (uint32_t)(x[2 * i + 1] + key->nh6[2 * i + 1]);
+		for (int i = 0; i < 8; i++)
+			m[i] = (uint8_t)(nh >> (8 * i));
+		n = 8;
 	}
 	memcpy(m + n, &in->sport, 2); memcpy(m + n + 2, &in->dport, 2);
 	m[n + 4] = opt;
 	memcpy(m + n + 5, &tc, 2);
 	n += 7;
-	CHECK(n == (v4 ? 15 : 39), "message length %zu", n);
-	return (__u32)(vm_siphash(key, w, (__u32)n) >> 42);
+	CHECK(n == 15, "message length %zu", n);
+	return (__u32)(vm_siphash(v4 ? key->sip : key->sip6, w, (__u32)n) >> 42);
 }
 
 static void cookie_mac_layout(void)
 {
-	const __u64 key[2] = { 0x0706050403020100ULL, 0x0f0e0d0c0b0a0908ULL };
+	const struct vm_cookie_key k = mk_key(0x0706050403020100ULL, 0x0f0e0d0c0b0a0908ULL), *key = &k;
 	struct vm_cookie_in in = tuple();
 	in.tcount = 27572000;
 	in.low = 0x2d7;
@@ -103,12 +129,33 @@ static void cookie_mac_layout(void)
 	CHECK(isn == (((mac_by_the_doc(key, &mk, 1) << 10) | mk.low) + mk.client_isn), "IPv4: the ISN's layout");
 	vm_addr_parse("2001:db8::2", in.saddr);
 	vm_addr_parse("2001:db8:100::1", in.daddr);
-	CHECK(vm_cookie_mac(key, &in) == mac_by_the_doc(key, &in, 0), "IPv6: 39-byte form");
+	CHECK(vm_cookie_mac(key, &in) == mac_by_the_doc(key, &in, 0), "IPv6: 15-byte form, NH fold");
 	struct vm_cookie_in mixed = tuple();
 	mixed.tcount = in.tcount;
 	mixed.low = in.low;
 	vm_addr_parse("2001:db8:100::1", mixed.daddr);
-	CHECK(vm_cookie_mac(key, &mixed) == mac_by_the_doc(key, &mixed, 0), "one mapped address: 39-byte form");
+	CHECK(vm_cookie_mac(key, &mixed) == mac_by_the_doc(key, &mixed, 0), "one mapped address: IPv6 form");
+	/* the forms' keys are their own: the IPv4 form's SipHash key moves
+	 * only IPv4 MACs, the IPv6 form's two keys only IPv6 ones */
+	struct vm_cookie_key k2 = k;
+	struct vm_cookie_in v4 = tuple();
+	v4.tcount = in.tcount;
+	v4.low = in.low;
+	__u32 m4 = vm_cookie_mac(key, &v4), m6 = vm_cookie_mac(key, &in);
+	k2.sip[1] ^= 1;
+	CHECK(vm_cookie_mac(&k2, &v4) != m4 && vm_cookie_mac(&k2, &in) == m6, "sip: the IPv4 form's alone");
+	k2 = k; k2.sip6[0] ^= 1;
+	CHECK(vm_cookie_mac(&k2, &v4) == m4 && vm_cookie_mac(&k2, &in) != m6, "sip6: the IPv6 form's alone");
+	k2 = k; k2.nh6[5] ^= 0x100;
+	CHECK(vm_cookie_mac(&k2, &v4) == m4 && vm_cookie_mac(&k2, &in) != m6, "nh6: the IPv6 form's alone");
+	/* every IPv6 address byte is covered: one flipped moves the MAC */
+	int same6 = 0;
+	for (int i = 0; i < 32; i++) {
+		struct vm_cookie_in b6 = in;
+		(i < 16 ? b6.saddr : b6.daddr)[i & 15] ^= (uint8_t)(1u << (i & 7));
+		same6 += vm_cookie_mac(key, &b6) == m6;
+	}
+	CHECK(same6 == 0, "%d of 32 one-bit address changes keep the IPv6 MAC", same6);
 	/* every field is covered: flip one bit of each, the MAC moves (22 bits:
 	 * a chance miss is 1 in 4M per field) */
 	struct vm_cookie_in a = tuple();
@@ -147,7 +194,7 @@ static void cookie_mac_layout(void)
  * vm_cookie_mac judges it); and the same verdicts as vm_cookie_check_key. */
 static void cookie_from_packet(void)
 {
-	struct cookie_secret sec = { .cur = { 0x0706050403020100ULL, 0x0f0e0d0c0b0a0908ULL }, .prev = { 5, 6 } };
+	struct cookie_secret sec = { .cur = mk_key(0x0706050403020100ULL, 0x0f0e0d0c0b0a0908ULL), .prev = mk_key(5, 6), .has_prev = 1 };
 	const char *addrs[][2] = { { "198.18.0.2", "198.18.100.1" }, { "2001:db8::2", "2001:db8:100::1" },
 				   { "::ffff:198.18.0.2", "::ffff:198.18.100.1" }, { "198.18.0.2", "2001:db8::9" } };
 	unsigned seed = 11;
@@ -167,27 +214,27 @@ static void cookie_from_packet(void)
 			in.client_isn = (__u32)rand_r(&seed) << 1 ^ (__u32)rand_r(&seed);
 			in.tcount = 27572000 + (i & 3);
 			in.low = (__u32)rand_r(&seed) & VM_COOKIE_LOW_MASK;
-			__u32 m = vm_gw_cookie_mac(sec.cur, &p, in.tcount, in.low);
-			if (m != vm_cookie_mac(sec.cur, &in)) {
+			__u32 m = vm_gw_cookie_mac(&sec.cur, &p, in.tcount, in.low);
+			if (m != vm_cookie_mac(&sec.cur, &in)) {
 				CHECK(0, "%s: the packet's MAC differs from the tuple's (run %d)", addrs[a][1], i);
 				return;
 			}
 			/* a cookie made for the tuple; checked from the packet, and
 			 * for a forged one, as the tuple's checker does */
 			struct vm_cookie_opts o = { .mss = 1460, .wscale = i & 15, .sack_ok = i & 1, .ts_ok = 1 };
-			__u32 c = vm_cookie_make(sec.cur, &in, in.tcount, &o), tnow = in.tcount + (i & 1);
+			__u32 c = vm_cookie_make(&sec.cur, &in, in.tcount, &o), tnow = in.tcount + (i & 1);
 			__u32 forged = c ^ (1u << (10 + i % 22));
 			struct vm_cookie_in chk = in;
 			int ok = vm_gw_cookie_ok(&sec, &p, in.client_isn, c, tnow);
 			int bad = vm_gw_cookie_ok(&sec, &p, in.client_isn, forged, tnow);
 			int other_isn = vm_gw_cookie_ok(&sec, &p, in.client_isn + 1, c, tnow);
-			if (!ok || bad != vm_cookie_check_key(sec.cur, &chk, forged, tnow) || other_isn) {
+			if (!ok || bad != vm_cookie_check_key(&sec.cur, &chk, forged, tnow) || other_isn) {
 				CHECK(0, "%s: check from the packet: valid %d forged %d other ISN %d (run %d)", addrs[a][1], ok,
 				      bad, other_isn, i);
 				return;
 			}
 			/* made under the previous key: valid only while it is kept */
-			c = vm_cookie_make(sec.prev, &in, in.tcount, &o);
+			c = vm_cookie_make(&sec.prev, &in, in.tcount, &o);
 			sec.has_prev = 0;
 			int without = vm_gw_cookie_ok(&sec, &p, in.client_isn, c, tnow);
 			sec.has_prev = 1;
@@ -206,7 +253,7 @@ static void cookie_from_packet(void)
 	vm_addr_parse("198.18.100.1", p.daddr);
 	memcpy(in.saddr, p.saddr, 16);
 	memcpy(in.daddr, p.daddr, 16);
-	__u32 c = vm_cookie_make(sec.cur, &in, 1000, &o);
+	__u32 c = vm_cookie_make(&sec.cur, &in, 1000, &o);
 	CHECK(vm_gw_cookie_ok(&sec, &p, 9, c, 1001) && !vm_gw_cookie_ok(&sec, &p, 9, c, 1002) &&
 	      !vm_gw_cookie_ok(&sec, &p, 9, c, 999), "windows: valid in its own and the next only");
 }
@@ -214,10 +261,15 @@ static void cookie_from_packet(void)
 /* Forging: across many tuples, a random cookie almost never validates. */
 static void cookie_forgery_rate(void)
 {
-	const __u64 key[2] = { 0x1111, 0x2222 };
+	const struct vm_cookie_key k = mk_key(0x1111, 0x2222), *key = &k;
 	unsigned seed = 7, hits = 0;
 	for (int i = 0; i < 200000; i++) {
 		struct vm_cookie_in in = tuple();
+		if (i & 1) {   /* IPv6 tuples too: the NH fold's form */
+			vm_addr_parse("2001:db8::2", in.saddr);
+			vm_addr_parse("2001:db8:100::1", in.daddr);
+			in.saddr[8 + (i >> 1) % 8] = (uint8_t)rand_r(&seed);
+		}
 		in.client_isn = rand_r(&seed);
 		if (vm_cookie_check_key(key, &in, (uint32_t)rand_r(&seed) << 1 ^ rand_r(&seed), 5000))
 			hits++;
@@ -235,9 +287,24 @@ static void secret_derivation(void)
 	vm_secret_derive(master, 32, 36000 + 3599, 3600, &b);
 	CHECK(!memcmp(&a, &b, sizeof(a)), "same epoch, same keys (every gateway agrees)");
 	vm_secret_derive(master, 32, 36000 + 3600, 3600, &c);
-	CHECK(c.epoch == a.epoch + 1 && !memcmp(c.prev, a.cur, 16) && memcmp(c.cur, a.cur, 16), "rotation keeps the previous key");
+	CHECK(c.epoch == a.epoch + 1 && !memcmp(&c.prev, &a.cur, sizeof(a.cur)) && memcmp(&c.cur, &a.cur, sizeof(a.cur)),
+	      "rotation keeps the previous key");
 	vm_secret_derive(other, 32, 36000, 3600, &b);
-	CHECK(memcmp(b.cur, a.cur, 16), "another master, other keys");
+	CHECK(memcmp(b.cur.sip, a.cur.sip, 16) && memcmp(b.cur.sip6, a.cur.sip6, 16) &&
+	      memcmp(b.cur.nh6, a.cur.nh6, 32), "another master, other keys");
+	/* The keys by the doc (docs/wire-formats.md): the IPv4 form's as it was
+	 * before the IPv6 form had keys of its own (IPv4 cookies outlive the
+	 * upgrade), the IPv6 form's from HMAC-SHA512 under its own label. */
+	uint8_t msg[24], mac[64];
+	unsigned int ml = sizeof(mac);
+	memcpy(msg, "veilmesh-cookie-", 16);
+	for (int i = 0; i < 8; i++) msg[16 + i] = (uint8_t)(a.epoch >> (56 - 8 * i));
+	HMAC(EVP_sha256(), master, 32, msg, sizeof(msg), mac, &ml);
+	CHECK(!memcmp(a.cur.sip, mac, 16), "IPv4 form's key: HMAC-SHA256(master, \"veilmesh-cookie-\" epoch)");
+	memcpy(msg, "veilmesh-cookie6", 16);
+	HMAC(EVP_sha512(), master, 32, msg, sizeof(msg), mac, &ml);
+	CHECK(!memcmp(a.cur.sip6, mac, 16) && !memcmp(a.cur.nh6, mac + 16, 32),
+	      "IPv6 form's keys: HMAC-SHA512(master, \"veilmesh-cookie6\" epoch)");
 }
 
 static void secret_file_checks(void)

@@ -163,7 +163,7 @@ int main(int argc, char **argv)
 				memcpy(cin.saddr, p.src, 16);
 			}
 			memcpy(cin.daddr, vip, 16);
-			uint32_t cookie = vm_cookie_make(sec.cur, &cin, vm_tai_seconds() / window, &co);
+			uint32_t cookie = vm_cookie_make(&sec.cur, &cin, vm_tai_seconds() / window, &co);
 			p.flags = T_ACK | T_PSH;
 			p.seq += 1;
 			p.ack = cookie + 1;

@@ -120,7 +120,7 @@ int main(int argc, char **argv)
 		cin.sport = htons(p.sport);
 		cin.dport = htons(443);
 		cin.client_isn = isn;
-		uint32_t cookie = vm_cookie_make(sec.cur, &cin, tnow, &co);
+		uint32_t cookie = vm_cookie_make(&sec.cur, &cin, tnow, &co);
 		p.seq = isn + 1;
 		p.ack = cookie + 1;
 		p.payload = h.b;

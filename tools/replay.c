@@ -466,7 +466,7 @@ int vm_replay(int argc, char **argv, const char *live_pin, int json)
 			(void)!system(cmd);
 		}
 	}
-	struct cookie_secret sec = { .cur = { 0x76656966, 0x726570 }, .epoch = 1, .rotate_s = 3600 };
+	struct cookie_secret sec = { .cur = { .sip = { 0x76656966, 0x726570 }, .sip6 = { 0x36766966, 0x726570 } }, .epoch = 1, .rotate_s = 3600 };
 	if (secret) {
 		/* the live gateway's key now: its rotation period from the config, or the live map */
 		__u32 rotate = routes_cfg ? cfg.rotate_s : 0;

@@ -195,7 +195,7 @@ __attribute__((noinline)) __u32 gw_cookie_mac(struct cookie_secret *sec, const s
 {
 	if (!sec || !p)
 		return 0;
-	return vm_gw_cookie_mac(sec->cur, p, tcount, low);
+	return vm_gw_cookie_mac(&sec->cur, p, tcount, low);
 }
 
 /* The parser's window: s->buf, or gw_asm's joined records (asm_flat). */

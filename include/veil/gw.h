@@ -110,12 +110,12 @@ VM_INLINE void vm_gw_syn_times(const struct gw_config *cfg, __u64 tai_ns, struct
  * given: vm_cookie_mac's message, built from the parsed packet (an IPv4
  * packet's addresses are the words the parser wrote; no copy of the tuple,
  * no test of the form). */
-VM_INLINE __u32 vm_gw_cookie_mac(const __u64 key[2], const struct vm_pkt *p, __u32 tcount, __u32 low)
+VM_INLINE __u32 vm_gw_cookie_mac(const struct vm_cookie_key *key, const struct vm_pkt *p, __u32 tcount, __u32 low)
 {
 	__u64 tail = vm_cookie_tail(p->sport, p->dport, tcount, low);
 
 	if (p->family == VM_AF_INET)
-		return vm_cookie_mac4(key, vm_cookie_rd32(p->saddr + 12), vm_cookie_rd32(p->daddr + 12), tail);
+		return vm_cookie_mac4(key->sip, vm_cookie_rd32(p->saddr + 12), vm_cookie_rd32(p->daddr + 12), tail);
 	return vm_cookie_mac_of(key, p->saddr, p->daddr, tail);
 }
 
@@ -128,9 +128,9 @@ VM_INLINE int vm_gw_cookie_ok(const struct cookie_secret *sec, const struct vm_p
 
 	if (!vm_cookie_tcount(cookie, tnow, &t))
 		return 0;
-	if (vm_gw_cookie_mac(sec->cur, p, t, low) == mac)
+	if (vm_gw_cookie_mac(&sec->cur, p, t, low) == mac)
 		return 1;
-	return sec->has_prev && vm_gw_cookie_mac(sec->prev, p, t, low) == mac;
+	return sec->has_prev && vm_gw_cookie_mac(&sec->prev, p, t, low) == mac;
 }
 
 /* Fills a new flow (whose route is set) with what the node needs: the

@@ -66,7 +66,7 @@
 #include "geneve.h"
 
 #ifndef VM_GW_COOKIE_MAC
-#define VM_GW_COOKIE_MAC(sec, p, tcount, low) vm_gw_cookie_mac((sec)->cur, (p), (tcount), (low))
+#define VM_GW_COOKIE_MAC(sec, p, tcount, low) vm_gw_cookie_mac(&(sec)->cur, (p), (tcount), (low))
 #endif
 #ifndef VM_GW_SYN_TIMES
 #define VM_GW_SYN_TIMES(e, cfg, t) VM_GW_SYN_TIMES_AT_TAI(e, cfg, t)

@@ -245,10 +245,19 @@ struct asm_early {
 	__u8 payload[VM_ASM_SEG_MAX];
 };
 
+/* One epoch's cookie keys (include/veil/cookie.h): the SipHash-2-4 key of
+ * each form of the MAC's message, and the NH key that folds an IPv6
+ * connection's two addresses into 8 bytes. */
+struct vm_cookie_key {
+	__u64 sip[2];             /* IPv4 form */
+	__u64 sip6[2];            /* IPv6 form */
+	__u32 nh6[8];             /* NH over the IPv6 addresses' eight words */
+};
+
 /* cookie_secret: one entry; the daemon writes it, the programs read it. */
 struct cookie_secret {
-	__u64 cur[2];             /* SipHash key of the current epoch */
-	__u64 prev[2];            /* the previous epoch's key, valid for a grace window */
+	struct vm_cookie_key cur; /* the current epoch's keys */
+	struct vm_cookie_key prev;/* the previous epoch's, valid for a grace window */
 	__u64 epoch;              /* the epoch that cur belongs to */
 	__u32 has_prev;
 	__u32 rotate_s;           /* epoch length: cur became valid at epoch * rotate_s (TAI) */
