@@ -176,7 +176,7 @@ static int load_config(const char *path, struct vcfg *c, char *err, size_t len)
 /* ---------- answers ---------- */
 
 /* what /metrics counts (atomics: every worker thread answers) */
-static uint64_t n_registered, n_released, n_refused;
+static uint64_t n_registered, n_released, n_refused, n_superseded;
 
 struct reply {
 	int status;
@@ -627,17 +627,31 @@ static void do_challenge(json_object *j, struct reply *r)
 	uint32_t vmh = 2166136261u;
 	for (const char *c = vm; *c; c++)
 		vmh = (vmh ^ (unsigned char)*c) * 16777619u;
+	/* A VM holds at most MAX_NONCES_PER_VM open challenges, so no VM fills
+	 * the table; at the bound its newest challenge takes the place of its
+	 * oldest.  Refusing instead (as before) let anyone holding the VM's EK
+	 * certificate and AK, both public, keep it from attesting with 8
+	 * requests a nonce_ttl_s, and let a booting VM whose answers were lost
+	 * (a validator shedding load) lock itself out for as long. */
+	int oldest = -1;
 	pthread_mutex_lock(&nonce_lock);
 	for (int i = 0; i < MAX_NONCES; i++) {
 		int live = nonce_hot[i].live && nonce_hot[i].exp >= now;
-		if (live && nonce_hot[i].vmh == vmh && !strcmp(nonces[i].vm, vm))
+		if (live && nonce_hot[i].vmh == vmh && !strcmp(nonces[i].vm, vm)) {
 			open_for_vm++;
+			if (oldest < 0 || nonce_hot[i].exp < nonce_hot[oldest].exp)
+				oldest = i;
+		}
 		if (!live && slot < 0)
 			slot = i;
 	}
-	if (slot < 0 || open_for_vm >= MAX_NONCES_PER_VM) {
+	if (open_for_vm >= MAX_NONCES_PER_VM) {
+		slot = oldest;
+		OPENSSL_cleanse(nonces[slot].cred, sizeof(nonces[slot].cred));
+		__atomic_add_fetch(&n_superseded, 1, __ATOMIC_RELAXED);
+	} else if (slot < 0) {
 		pthread_mutex_unlock(&nonce_lock);
-		refuse(r, 429, "challenge", vm, slot < 0 ? "too many open challenges" : "too many open challenges for this VM");
+		refuse(r, 429, "challenge", vm, "too many open challenges");
 		goto out;
 	}
 	if (RAND_bytes(nonces[slot].nonce, VM_NONCE_LEN) != 1) {
@@ -1173,6 +1187,10 @@ static void on_metrics(struct evhttp_request *req, void *arg)
 		(unsigned long long)__atomic_load_n(&n_registered, __ATOMIC_RELAXED),
 		(unsigned long long)__atomic_load_n(&n_released, __ATOMIC_RELAXED),
 		(unsigned long long)__atomic_load_n(&n_refused, __ATOMIC_RELAXED));
+	fprintf(f, "# HELP veilmesh_validator_challenges_superseded_total Open challenges a VM's newer one replaced (its bound reached).\n"
+		   "# TYPE veilmesh_validator_challenges_superseded_total counter\n"
+		   "veilmesh_validator_challenges_superseded_total %llu\n",
+		(unsigned long long)__atomic_load_n(&n_superseded, __ATOMIC_RELAXED));
 	vm_metrics_daemon(f, reloads_ok, reloads_rejected, started);
 	fclose(f);
 	evbuffer_add(b, text, len);
