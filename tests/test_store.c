@@ -36,9 +36,14 @@ static int server_start(void)
 	posix_spawn_file_actions_destroy(&fa);
 	if (rc)
 		return -1;
-	/* until it accepts JetStream requests */
+	/* until it accepts JetStream requests: ours, still running (a server
+	 * of another run on the port would answer too, while ours exits) */
 	for (int i = 0; i < 100; i++) {
 		vs_store *s;
+		if (waitpid(srv, NULL, WNOHANG) == srv) {
+			srv = -1;
+			return -2;
+		}
 		struct vs_opts o = {.urls = url, .timeout_ms = 500};
 		if (vs_connect(&s, &o, NULL, 0) == VS_OK) {
 			vs_kv *kv;
@@ -46,12 +51,25 @@ static int server_start(void)
 			if (ok)
 				vs_kv_close(kv);
 			vs_close(s);
-			if (ok)
+			if (ok && waitpid(srv, NULL, WNOHANG) == 0)
 				return 0;
 		}
 		usleep(100 * 1000);
 	}
 	return -1;
+}
+
+/* 1 when something listens on 127.0.0.1:p already (another run's server) */
+static int port_taken(int p)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)p),
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int fd = socket(AF_INET, SOCK_STREAM, 0), taken;
+	if (fd < 0)
+		return 0;
+	taken = connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+	close(fd);
+	return taken;
 }
 
 static void server_stop(void)
@@ -397,10 +415,15 @@ int main(void)
 		printf("FAIL setup: mkdtemp\n");
 		return 1;
 	}
-	port = 21000 + (getpid() % 4000) * 2;   /* below the ephemeral range */
-	snprintf(url, sizeof(url), "nats://127.0.0.1:%d", port);
+	/* below the ephemeral range; the next port when another run holds it */
+	int rc = -2;
 	atexit(cleanup);
-	if (server_start() < 0) {
+	for (int i = 0; i < 16 && rc == -2; i++) {
+		port = 21000 + ((getpid() + i * 7) % 4000) * 2;
+		snprintf(url, sizeof(url), "nats://127.0.0.1:%d", port);
+		rc = port_taken(port) ? -2 : server_start();
+	}
+	if (rc < 0) {
 		printf("FAIL setup: nats-server did not start on %d\n", port);
 		return 1;
 	}
