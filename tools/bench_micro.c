@@ -569,6 +569,8 @@ static uint8_t est6[BENCH_FRAME_MAX];
 static size_t est6_n;
 static uint8_t syn6[256];   /* the SYN from an IPv6 client */
 static size_t syn6_n;
+static uint8_t ack6[256];   /* and its cookie's ACK (the NH fold's form of the MAC) */
+static size_t ack6_n;
 /* a browser-sized hello (517 bytes) for a name no route matches: parsed,
  * looked up (the name, then its wildcard) and refused, no state kept */
 static uint8_t noroute[BENCH_FRAME_MAX];
@@ -760,6 +762,9 @@ static int prepare(void)
 	cookie = handshake(0, 50001, 2000, &gw_ts);
 	p = client_pkt(0, 50001, 2001, cookie + 1, T_ACK);
 	ack_n = t_build(&p, ack);
+	cookie = handshake(1, 50005, 5000, &gw_ts);
+	p = client_pkt(1, 50005, 5001, cookie + 1, T_ACK);
+	ack6_n = t_build(&p, ack6);
 	/* a flow, its hello again, and an established segment */
 	cookie = handshake(0, 50002, 3000, &gw_ts);
 	hello_again_n = hello_pkt(0, 50002, 3000, cookie, gw_ts, hello_curl, hello_curl_len, hello_again);
@@ -983,6 +988,7 @@ int main(int argc, char **argv)
 	err |= restored("syn", 1, GW_ING, syn, syn_n, GWC(syn_cookie_sent));
 	err |= restored("syn_v6", 1, GW_ING, syn6, syn6_n, GWC(syn_cookie_sent));
 	err |= restored("cookie_ack", 1, GW_ING, ack, ack_n, GWC(cookie_ack));
+	err |= restored("cookie_ack_v6", 1, GW_ING, ack6, ack6_n, GWC(cookie_ack));
 	err |= restored("hello_retransmit", 1, GW_ING, hello_again, hello_again_n, GWC(hello_retransmit));
 	err |= restored("established_to_node", 1, GW_ING, est, est_n, GWC(fwd_established));
 	err |= restored("established_v6", 1, GW_ING, est6, est6_n, GWC(fwd_established));
