@@ -494,7 +494,10 @@ static void conn_rev_of(const struct conn_val *c, const struct flow_key *k, cons
 	vm_conn_rev_key_make(c->family, c->vm, c->client, k->vip_port_be, k->client_port_be, s, r);
 }
 
-#define REV_GEN_BYTES (VM_REV_CACHE_SLOTS * sizeof(__u32))
+/* An array map keeps each value at a multiple of 8 bytes (the kernel
+ * rounds the value size up): slot i's __u32 at 8 * i in the mapping. */
+#define REV_GEN_STRIDE 8
+#define REV_GEN_BYTES  (VM_REV_CACHE_SLOTS * REV_GEN_STRIDE)
 
 /* conn_rev_gen mapped (BPF_F_MMAPABLE), so a move is an atomic add as the
  * programs' are: a read and a write through the syscall could undo a
@@ -524,12 +527,11 @@ void vm_node_rev_moved(struct vm_node *n, const struct conn_rev_key *r)
 
 	if (!g)
 		return;
-	if (r) {
-		__atomic_fetch_add(&g[vm_conn_rev_slot(r)], 1, __ATOMIC_SEQ_CST);
-		return;
+	for (__u32 i = r ? vm_conn_rev_slot(r) : 0; i < VM_REV_CACHE_SLOTS; i++) {
+		__atomic_fetch_add((__u32 *)((char *)g + (size_t)i * REV_GEN_STRIDE), 1, __ATOMIC_SEQ_CST);
+		if (r)
+			break;
 	}
-	for (__u32 i = 0; i < VM_REV_CACHE_SLOTS; i++)
-		__atomic_fetch_add(&g[i], 1, __ATOMIC_SEQ_CST);
 }
 
 void vm_node_conn_rev_forget(struct vm_node *n, const struct flow_key *k, const struct conn_val *c)
