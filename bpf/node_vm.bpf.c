@@ -51,7 +51,8 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 struct conn_rev_cached {
 	struct conn_rev_val v;    /* the copy (v.state 0: empty) */
 	__u32 rgen;               /* conn_rev_gen[slot] read before the lookup that found v */
-	__u32 pad[3];             /* 128 bytes: two cache lines */
+	__u32 gi;                 /* vm_conn_gen_idx(&v.conn): its conn_gen slot, not hashed again per hit */
+	__u32 pad[2];             /* 128 bytes: two cache lines */
 };
 _Static_assert(sizeof(struct conn_rev_cached) == 128, "conn_rev_cached");
 
@@ -525,15 +526,30 @@ VM_INLINE int rev_is_vm_view(const struct conn_rev_val *v, const struct vm_pkt *
 	       vm_addr_eq(v->client, p->daddr) && vm_addr_eq(v->vm, p->saddr);
 }
 
+/* conn_rev's value copied in 8-byte words (14 loads and stores, not 28:
+ * clang copies the 4-byte aligned struct 4 bytes at a time); a hash map's
+ * values and an array's sit at multiples of 8. */
+typedef __u64 __attribute__((may_alias, aligned(8))) rev_u64;
+_Static_assert(sizeof(struct conn_rev_val) % 8 == 0, "conn_rev_val in 8-byte words");
+
+VM_INLINE void rev_copy(struct conn_rev_val *to, const struct conn_rev_val *from)
+{
+	rev_u64 *t = (rev_u64 *)to;
+	const rev_u64 *f = (const rev_u64 *)from;
+
+#pragma unroll
+	for (int i = 0; i < (int)(sizeof(*to) / 8); i++)
+		t[i] = f[i];
+}
+
 /* 1 when cached copy e may be sent with for p (the slot's generation now
  * rgen, p without FIN and RST): see conn_rev_cache. */
 VM_INLINE int rev_cached_ok(const struct conn_rev_cached *e, const struct vm_pkt *p, __u32 rgen)
 {
-	__u32 gi, *g;
+	__u32 gi = e->gi, *g;
 
 	if (e->rgen != rgen || e->v.state != VM_CONN_ESTABLISHED || !rev_is_vm_view(&e->v, p))
 		return 0;
-	gi = vm_conn_gen_idx(&e->v.conn);
 	g = bpf_map_lookup_elem(&conn_gen, &gi);
 	return g && *g == e->v.gen;
 }
@@ -664,15 +680,13 @@ int node_vm(struct __sk_buff *skb)
 	 * since it was made or checked (then conns is this connection's, or
 	 * gone with no other in its place). */
 	if (g && gen == rv->gen && rv->state == VM_CONN_ESTABLISHED && plain) {
-		/* into the cache, then sent with the copy if it passes the
-		 * cache's own test (it fails only when the entry changed while
-		 * copied: sent with it as before, the slot left empty) */
+		/* into the cache (the slot's generation as read before the
+		 * lookup), and sent with the cached copy as a hit would be */
 		if (rg && ce) {
-			__builtin_memcpy(&ce->v, rv, sizeof(ce->v));
+			rev_copy(&ce->v, rv);
 			ce->rgen = rgen;
-			if (rev_cached_ok(ce, &p, rgen))
-				return to_gateway(skb, &p, &ce->v, cfg, s, st);
-			ce->v.state = 0;
+			ce->gi = gi;
+			return to_gateway(skb, &p, &ce->v, cfg, s, st);
 		}
 		return to_gateway(skb, &p, rv, cfg, s, st);
 	}
