@@ -19,6 +19,50 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define TC_ACT_SHOT     2
 #define TC_ACT_REDIRECT 7
 
+/* A per-CPU direct-mapped cache of conn_rev's copies in front of the hash
+ * map: an established connection's VM packet is sent with the copy in its
+ * slot (vm_conn_rev_slot of its conn_rev key) without a hash lookup.
+ *
+ * When a cached copy may be used.  A copy E in slot i was taken from
+ * conn_rev's entry H under key rk, the one the lookup found after
+ * conn_rev_gen[i] was read (rgen), and only when H passed the test the
+ * hash-map path sends with (its view, ESTABLISHED, conn_gen's slot of its
+ * conns key equal to its gen).  E is used for a packet only while
+ * conn_rev_gen[i] still equals E.rgen, E names the packet's view, is
+ * ESTABLISHED, conn_gen's slot of E.conn equals E.gen, and the packet has
+ * no FIN or RST (rev_cached_ok).  Every write to a conn_rev entry, by a
+ * program or from userspace, moves conn_rev_gen's slot of its key after
+ * the write (node_mesh's conn_rev_put, every conn_forget, vm_via_conns's
+ * refresh, the sweeper's and the loader's vm_node_rev_moved).  So while
+ * the slot stands, conn_rev under rk still holds H: the hash-map path would
+ * find H, make the same checks on the same bytes (E = H; the view, state
+ * and gen checks above are its own, conn_gen included: a conns entry made
+ * under E's key since moves that slot, as before) and send with H the same
+ * packet.  What no writer announces is the LRU pushing H out (only when
+ * conn_rev is full, on another insert): the hash-map path then passes the
+ * packet, while a CPU's copy keeps sending until its slot moves or its
+ * conns key's conn_gen slot does (a new connection under the conns key or
+ * on the view, the connection's RST or replacement, its sweep): as the copy
+ * does today for a connection whose conns entry the LRU pushed out.
+ *
+ * Per CPU, no lock: a slot is written and read only by node_vm on its own
+ * CPU, and TC runs in softirq, never re-entered on a CPU (node_scratch
+ * rests on the same).  Not pinned: a load starts with an empty cache. */
+struct conn_rev_cached {
+	struct conn_rev_val v;    /* the copy (v.state 0: empty) */
+	__u32 rgen;               /* conn_rev_gen[slot] read before the lookup that found v */
+	__u32 gi;                 /* vm_conn_gen_idx(&v.conn): its conn_gen slot, not hashed again per hit */
+	__u32 pad[2];             /* 128 bytes: two cache lines */
+};
+_Static_assert(sizeof(struct conn_rev_cached) == 128, "conn_rev_cached");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, VM_REV_CACHE_SLOTS);
+	__type(key, __u32);
+	__type(value, struct conn_rev_cached);
+} conn_rev_cache SEC(".maps");
+
 VM_INLINE __u32 csum_add32(__u64 s)
 {
 	s = (s & 0xffffffff) + (s >> 32);
@@ -357,6 +401,7 @@ VM_INLINE int to_gateway(struct __sk_buff *skb, const struct vm_pkt *p, const st
 	int have_opts = 0;
 
 	o.ts_off = 0;   /* set on every path: the compiler may compute the TS shift before have_opts decides */
+	o.ts_ok = 0;    /* and may read ts_ok before it (a stack slot another variable held: the verifier refuses) */
 	if (p->tcp_len > VM_TCP_HLEN &&
 	    (tcpopts_common(skb, p, &o) ||
 	     load_opts(skb, p->l4_off + VM_TCP_HLEN, p->tcp_len - VM_TCP_HLEN, s, &o) == 0))
@@ -481,13 +526,41 @@ VM_INLINE int rev_is_vm_view(const struct conn_rev_val *v, const struct vm_pkt *
 	       vm_addr_eq(v->client, p->daddr) && vm_addr_eq(v->vm, p->saddr);
 }
 
+/* conn_rev's value copied in 8-byte words (14 loads and stores, not 28:
+ * clang copies the 4-byte aligned struct 4 bytes at a time); a hash map's
+ * values and an array's sit at multiples of 8. */
+typedef __u64 __attribute__((may_alias, aligned(8))) rev_u64;
+_Static_assert(sizeof(struct conn_rev_val) % 8 == 0, "conn_rev_val in 8-byte words");
+
+VM_INLINE void rev_copy(struct conn_rev_val *to, const struct conn_rev_val *from)
+{
+	rev_u64 *t = (rev_u64 *)to;
+	const rev_u64 *f = (const rev_u64 *)from;
+
+#pragma unroll
+	for (int i = 0; i < (int)(sizeof(*to) / 8); i++)
+		t[i] = f[i];
+}
+
+/* 1 when cached copy e may be sent with for p (the slot's generation now
+ * rgen, p without FIN and RST): see conn_rev_cache. */
+VM_INLINE int rev_cached_ok(const struct conn_rev_cached *e, const struct vm_pkt *p, __u32 rgen)
+{
+	__u32 gi = e->gi, *g;
+
+	if (e->rgen != rgen || e->v.state != VM_CONN_ESTABLISHED || !rev_is_vm_view(&e->v, p))
+		return 0;
+	g = bpf_map_lookup_elem(&conn_gen, &gi);
+	return g && *g == e->v.gen;
+}
+
 /* A VM packet whose conn_rev copy alone does not decide (the connection
  * not established in it, the copy not checked against conns since a conns
  * entry was made under its key, a SYN-ACK, FIN or RST): conns decides, as
  * before the copy, and the copy takes what the SYN-ACK fixed (gen: the
  * conn_gen slot read before conns). */
 VM_INLINE int vm_via_conns(struct __sk_buff *skb, const struct vm_pkt *p, struct conn_rev_val *rv, __u32 gen,
-			   const struct node_config *cfg, struct node_scratch *s, struct node_stats *st)
+			   __u32 slot, const struct node_config *cfg, struct node_scratch *s, struct node_stats *st)
 {
 	struct flow_key ck = rv->conn;
 	struct conn_val *c;
@@ -518,6 +591,7 @@ VM_INLINE int vm_via_conns(struct __sk_buff *skb, const struct vm_pkt *p, struct
 		}
 	}
 	vm_conn_rev_val_refresh(rv, c, gen);
+	conn_rev_slot_moved(slot);   /* after the write: no cached copy of what it replaced */
 	if (p->flags & TCP_RST) {
 		NODE_COUNT(st, conn_reset);
 		rc = to_gateway(skb, p, rv, cfg, s, st);
@@ -539,10 +613,11 @@ int node_vm(struct __sk_buff *skb)
 	const struct flow_seed *seed = NULL;
 	struct conn_rev_key rk;
 	struct conn_rev_val *rv;
+	struct conn_rev_cached *ce;
 	void *data, *data_end;
-	__u32 zero = 0, gi, gen, *g;
+	__u32 zero = 0, gi, gen, *g, si, rgen, *rg;
 	__u16 proto;
-	int rc;
+	int rc, plain;
 
 	cfg = bpf_map_lookup_elem(&node_config, &zero);
 	if (!cfg || !s)
@@ -577,6 +652,15 @@ int node_vm(struct __sk_buff *skb)
 	if (p.family != VM_AF_INET)
 		seed = bpf_map_lookup_elem(&conn_seed, &zero);
 	vm_conn_rev_key_make(p.family, p.saddr, p.daddr, p.sport, p.dport, seed, &rk);
+	/* the cache first (conn_rev_cache); its slot's generation read before
+	 * the conn_rev lookup below, whose copy the slot then takes */
+	si = vm_conn_rev_slot(&rk);
+	rg = bpf_map_lookup_elem(&conn_rev_gen, &si);
+	ce = bpf_map_lookup_elem(&conn_rev_cache, &si);
+	rgen = rg ? *rg : 0;
+	plain = !(p.flags & (TCP_FIN | TCP_RST));
+	if (plain && rg && ce && rev_cached_ok(ce, &p, rgen))
+		return to_gateway(skb, &p, &ce->v, cfg, s, st);
 	rv = bpf_map_lookup_elem(&conn_rev, &rk);
 	if (!rv) {
 		NODE_COUNT(st, vm_pass);
@@ -595,7 +679,16 @@ int node_vm(struct __sk_buff *skb)
 	/* One entry: the copy, while no conns entry was made under its key
 	 * since it was made or checked (then conns is this connection's, or
 	 * gone with no other in its place). */
-	if (g && gen == rv->gen && rv->state == VM_CONN_ESTABLISHED && !(p.flags & (TCP_FIN | TCP_RST)))
+	if (g && gen == rv->gen && rv->state == VM_CONN_ESTABLISHED && plain) {
+		/* into the cache (the slot's generation as read before the
+		 * lookup), and sent with the cached copy as a hit would be */
+		if (rg && ce) {
+			rev_copy(&ce->v, rv);
+			ce->rgen = rgen;
+			ce->gi = gi;
+			return to_gateway(skb, &p, &ce->v, cfg, s, st);
+		}
 		return to_gateway(skb, &p, rv, cfg, s, st);
-	return vm_via_conns(skb, &p, rv, gen, cfg, s, st);
+	}
+	return vm_via_conns(skb, &p, rv, gen, si, cfg, s, st);
 }

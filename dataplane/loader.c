@@ -5,6 +5,7 @@
 #include <linux/ethtool.h>
 #include <linux/sockios.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <stdarg.h>
@@ -493,6 +494,46 @@ static void conn_rev_of(const struct conn_val *c, const struct flow_key *k, cons
 	vm_conn_rev_key_make(c->family, c->vm, c->client, k->vip_port_be, k->client_port_be, s, r);
 }
 
+/* An array map keeps each value at a multiple of 8 bytes (the kernel
+ * rounds the value size up): slot i's __u32 at 8 * i in the mapping. */
+#define REV_GEN_STRIDE 8
+#define REV_GEN_BYTES  (VM_REV_CACHE_SLOTS * REV_GEN_STRIDE)
+
+/* conn_rev_gen mapped (BPF_F_MMAPABLE), so a move is an atomic add as the
+ * programs' are: a read and a write through the syscall could undo a
+ * program's move made between them. */
+static __u32 *rev_gen_mem(struct vm_node *n)
+{
+	int fd;
+	void *p;
+
+	if (n->rev_gen)
+		return n->rev_gen;
+	fd = n->vm ? bpf_map__fd(n->vm->maps.conn_rev_gen) : -1;
+	if (fd < 0)
+		return NULL;
+	p = mmap(NULL, REV_GEN_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED) {
+		vm_log("event=conn_rev_gen_unmapped reason=\"%s\"", strerror(errno));
+		return NULL;
+	}
+	n->rev_gen = p;
+	return n->rev_gen;
+}
+
+void vm_node_rev_moved(struct vm_node *n, const struct conn_rev_key *r)
+{
+	__u32 *g = rev_gen_mem(n);
+
+	if (!g)
+		return;
+	for (__u32 i = r ? vm_conn_rev_slot(r) : 0; i < VM_REV_CACHE_SLOTS; i++) {
+		__atomic_fetch_add((__u32 *)((char *)g + (size_t)i * REV_GEN_STRIDE), 1, __ATOMIC_SEQ_CST);
+		if (r)
+			break;
+	}
+}
+
 void vm_node_conn_rev_forget(struct vm_node *n, const struct flow_key *k, const struct conn_val *c)
 {
 	int rev = bpf_map__fd(n->vm->maps.conn_rev), seed = bpf_map__fd(n->vm->maps.conn_seed);
@@ -506,6 +547,7 @@ void vm_node_conn_rev_forget(struct vm_node *n, const struct flow_key *k, const 
 	conn_rev_of(c, k, &s, &r);
 	if (!bpf_map_lookup_elem(rev, &r, &v) && vm_flow_key_eq(&v.conn, k))
 		bpf_map_delete_elem(rev, &r);
+	vm_node_rev_moved(n, &r);   /* after the delete, and as conn_forget: whether or not it was there */
 }
 
 /* Files connection c (conns key k) in conn_rev as node_mesh does
@@ -734,6 +776,18 @@ static int conn_seed_init(struct vm_node *n)
 	return 0;
 }
 
+/* conn_seed_init, then every conn_rev_gen slot moved: what it wrote to
+ * conn_rev (a rebuild, a migration) is never hidden by a copy a running
+ * node_vm cached before. */
+static int conn_maps_init(struct vm_node *n)
+{
+	int err = conn_seed_init(n);
+
+	if (!err)
+		vm_node_rev_moved(n, NULL);
+	return err;
+}
+
 int vm_node_load(struct vm_node *n)
 {
 	int err = node_mesh__load(n->mesh);
@@ -741,7 +795,7 @@ int vm_node_load(struct vm_node *n)
 	if (err)
 		return err;
 	err = node_vm__load(n->vm);
-	return err ? err : conn_seed_init(n);
+	return err ? err : conn_maps_init(n);
 }
 
 int vm_node_attach(struct vm_node *n, const struct vm_node_cfg *c, bool skb_mode)
@@ -754,7 +808,7 @@ int vm_node_attach(struct vm_node *n, const struct vm_node_cfg *c, bool skb_mode
 	/* TC first: libxdp loads the mesh object, the TC program needs its own. */
 	err = node_vm__load(n->vm);
 	if (!err)
-		err = conn_seed_init(n);
+		err = conn_maps_init(n);
 	if (err)
 		return err;
 	for (int i = 0; i < c->nvms; i++) {
@@ -772,7 +826,12 @@ int vm_node_attach(struct vm_node *n, const struct vm_node_cfg *c, bool skb_mode
 	n->xp_mesh = xdp_prog_from_obj(n->mesh->obj, "node_mesh");
 	if (!n->xp_mesh)
 		return -EINVAL;
-	return xdp_attach_replacing(n->xp_mesh, n->if_mesh, "node_mesh", skb_mode);
+	err = xdp_attach_replacing(n->xp_mesh, n->if_mesh, "node_mesh", skb_mode);
+	/* An upgrade from a build whose node_mesh moved no conn_rev_gen slot:
+	 * that one ran beside this node_vm until now, so every slot moves once
+	 * it is replaced. */
+	vm_node_rev_moved(n, NULL);
+	return err;
 }
 
 int vm_node_attach_vms(struct vm_node *n, const struct vm_node_cfg *c, int *attached)
@@ -819,6 +878,8 @@ void vm_node_detach(struct vm_node *n)
 void vm_node_close(struct vm_node *n)
 {
 	free(n->old_conns);
+	if (n->rev_gen)
+		munmap(n->rev_gen, REV_GEN_BYTES);
 	if (n->xp_mesh)
 		xdp_program__close(n->xp_mesh);
 	node_mesh__destroy(n->mesh);

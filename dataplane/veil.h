@@ -213,6 +213,7 @@ struct vm_node {
 	size_t nold_conns;
 	int conn_rev_old;         /* conn_rev was pinned with an older layout: rebuilt from conns at load */
 	const char *conn_rev_why; /* which (the log's reason) */
+	__u32 *rev_gen;           /* conn_rev_gen, mapped (vm_node_rev_moved) */
 };
 
 int vm_node_open(struct vm_node *n, const char *pin_root, __u32 conns_max);
@@ -222,6 +223,10 @@ int vm_node_load(struct vm_node *n);
 /* Removes connection c's conn_rev entry (c under conns key k) when it still
  * names k, as conn_forget does in BPF. */
 void vm_node_conn_rev_forget(struct vm_node *n, const struct flow_key *k, const struct conn_val *c);
+/* After a write to conn_rev from userspace: conn_rev_gen's slot of key r
+ * moved on (NULL: every slot), so no node_vm cached copy of what was
+ * there is used again (bpf/node_vm.bpf.c, conn_rev_cache). */
+void vm_node_rev_moved(struct vm_node *n, const struct conn_rev_key *r);
 int vm_node_attach(struct vm_node *n, const struct vm_node_cfg *c, bool skb_mode);
 /* On reload: the TC program onto VM interfaces new to the table (a tap the
  * node agent just made), and forgotten for those that left it. */

@@ -1131,6 +1131,248 @@ static void node_vm_one_entry(void)
 	bpf_map_delete_elem(vfd, &id2);
 }
 
+/* ---------- node_vm's cache of conn_rev copies (conn_rev_cache) ---------- */
+
+/* The test thread kept on the CPU it is on (the cache is per CPU, and
+ * BPF_PROG_TEST_RUN runs on the caller's); *was: the mask to restore. */
+static int cpu_keep(cpu_set_t *was)
+{
+	cpu_set_t one;
+	int cpu = sched_getcpu();
+
+	if (cpu < 0 || sched_getaffinity(0, sizeof(*was), was))
+		return -1;
+	CPU_ZERO(&one);
+	CPU_SET(cpu, &one);
+	return sched_setaffinity(0, sizeof(one), &one);
+}
+
+/* The VM's packet of connection CLI4:port <-> VM4:443 (as node_vm sees it). */
+static struct t_pkt vm4_pkt(uint16_t port, uint32_t seq, uint32_t ack, uint8_t flags)
+{
+	static uint8_t ts[12] = { 1, 1, 8, 10, 0, 0, 0x03, 0x10, 0x11, 0x22, 0x33, 0x66 };
+	static uint8_t payload[64] = { 0x17, 3, 3 };
+	struct t_pkt d = { .sport = 443, .dport = port, .seq = seq, .ack = ack, .flags = flags, .window = 1000,
+			   .opts = ts, .optlen = 12 };
+
+	memcpy(d.smac, VM_MAC, 6);
+	memcpy(d.dmac, HOST_MAC, 6);
+	memcpy(d.src, VM4, 4);
+	memcpy(d.dst, CLI4, 4);
+	if (!(flags & (T_SYN | T_RST))) {
+		d.payload = payload;
+		d.plen = sizeof(payload);
+	}
+	return d;
+}
+
+/* A connection from CLI4:port to VIP4 (as it stands) through the node to
+ * VM 1: the handoff, then the VM's SYN-ACK (vm_isn), which node_vm must
+ * answer (verdict 2: the hello goes out as a clone), not send to the
+ * gateway.  0, or which step failed. */
+static int cache_conn(uint16_t port, uint32_t isn, uint32_t cookie, uint32_t vm_isn)
+{
+	uint8_t frame[1024], mesh[1200], vmpkt[512];
+	struct vm_handoff ho = { .vm_id_be = htonl(1), .client_isn_be = htonl(isn), .cookie_isn_be = htonl(cookie),
+				 .gw_tsval_be = htonl(5000), .mss_be = htons(1440), .client_wscale = 10,
+				 .gw_wscale = 7, .flags = VM_HO_SACK_OK | VM_HO_TS_OK };
+	static uint8_t sa_opts[20] = { 2, 4, 5, 0xb4, 4, 2, 8, 10, 0, 0, 3, 9, 0, 0, 0x13, 0x88, 1, 3, 3, 9 };
+	struct t_pkt sa = vm4_pkt(port, vm_isn, isn + 1, T_SYN | T_ACK);
+	struct run r;
+
+	size_t fl = hello_pkt(0, port, isn, cookie, 5000, hello_curl, hello_curl_len, frame);
+	xdp_run(NODE_MESH, mesh, mesh_wrap(frame, fl, 0, &ho, mesh), &r);
+	if (r.verdict != XDP_REDIRECT_)
+		return 1;
+	sa.opts = sa_opts;
+	sa.optlen = 20;
+	tc_run(NODE_VM, vmpkt, t_build(&sa, vmpkt), &r);
+	return r.verdict == 2 ? 0 : 2;
+}
+
+/* The VM's data packet of cache_conn's connection through node_vm `times`
+ * times: each sent to the gateway, each the bytes of the first (out, *len),
+ * the client's view of its seq cookie + 1.  0, or the run that failed. */
+static int vm_sends(uint16_t port, uint32_t isn, uint32_t cookie, uint32_t vm_isn, int times, uint8_t *out,
+		    uint32_t *len)
+{
+	uint8_t vmpkt[512];
+	struct t_pkt d = vm4_pkt(port, vm_isn + 1, isn + 1 + hello_curl_len, T_ACK | T_PSH);
+	size_t n = t_build(&d, vmpkt);
+	struct run r;
+
+	for (int i = 0; i < times; i++) {
+		tc_run(NODE_VM, vmpkt, n, &r);
+		if (r.verdict != TC_ACT_REDIRECT_ || t_be32(r.out + 14 + 20 + 16 + 20 + 4) != cookie + 1)
+			return i + 1;
+		if (i && (r.len != *len || memcmp(r.out, out, r.len)))
+			return i + 1;
+		if (!i) {
+			memcpy(out, r.out, r.len);
+			*len = r.len;
+		}
+	}
+	return 0;
+}
+
+/* 1 when the VM's data packet of the connection on port is left to the
+ * kernel (TC_ACT_OK, vm_pass counted, nothing sent to the gateway). */
+static int vm_passed(uint16_t port, uint32_t isn, uint32_t vm_isn)
+{
+	uint8_t vmpkt[512];
+	struct t_pkt d = vm4_pkt(port, vm_isn + 1, isn + 1 + hello_curl_len, T_ACK | T_PSH);
+	struct node_stats b = node_now();
+	struct run r;
+
+	tc_run(NODE_VM, vmpkt, t_build(&d, vmpkt), &r);
+	return r.verdict == 0 && node_now().vm_pass == b.vm_pass + 1 && node_now().fwd_to_gw == b.fwd_to_gw;
+}
+
+/* conn_rev's key of the connection CLI4:port <-> VM4:443. */
+static void rev_key4(uint16_t port, struct conn_rev_key *rk)
+{
+	uint8_t vmm[16] = { [10] = 0xff, [11] = 0xff }, cli[16] = { [10] = 0xff, [11] = 0xff };
+
+	memcpy(vmm + 12, VM4, 4);
+	memcpy(cli + 12, CLI4, 4);
+	vm_conn_rev_key_make(VM_AF_INET, vmm, cli, htons(443), htons(port), NULL, &rk[0]);
+}
+
+/* The client's RST through node_mesh: the node forgets the connection. */
+static int client_rst(uint16_t port, uint32_t isn)
+{
+	uint8_t frame[256], mesh[400];
+	struct t_pkt c = client_pkt(0, port, isn + 1 + hello_curl_len, 0, T_RST);
+	struct node_stats b = node_now();
+	struct run r;
+
+	xdp_run(NODE_MESH, mesh, mesh_wrap(frame, t_build(&c, frame), 0, NULL, mesh), &r);
+	return r.verdict == XDP_REDIRECT_ && node_now().conn_reset == b.conn_reset + 1 ? 0 : -1;
+}
+
+/* A cache hit sends the bytes a miss sends: the VM's data packet through
+ * conns (the copy just established), through conn_rev (the miss that
+ * fills the slot) and from the slot, byte for byte the same.  That the last
+ * came from the cache: with conn_rev's entry removed behind the programs'
+ * back (its slot not moved) it is still sent; once the slot moves (as
+ * every writer of conn_rev moves it) the packet is passed. */
+static void node_vm_cache_same_bytes(void)
+{
+	const uint16_t port = 41070;
+	const uint32_t isn = 0x17000000, cookie = 0xA7000000, vm_isn = 0x37000000;
+	int rfd = vm_node_map_fd(&N, "conn_rev");
+	uint8_t out[600], out2[600];
+	uint32_t len = 0, len2 = 0;
+	struct conn_rev_key rk;
+	struct conn_rev_val rv;
+	cpu_set_t was;
+
+	CHECK(!cpu_keep(&was), "kept on one CPU");
+	CHECK(!cache_conn(port, isn, cookie, vm_isn), "established");
+	CHECK(!vm_sends(port, isn, cookie, vm_isn, 4, out, &len), "through conns, conn_rev, then the cache: the same bytes");
+	rev_key4(port, &rk);
+	CHECK(!bpf_map_lookup_elem(rfd, &rk, &rv) && !bpf_map_delete_elem(rfd, &rk), "conn_rev's entry removed (slot kept)");
+	CHECK(!vm_sends(port, isn, cookie, vm_isn, 1, out2, &len2) && len2 == len && !memcmp(out, out2, len),
+	      "sent from the cache alone, the same bytes");
+	vm_node_rev_moved(&N, &rk);
+	CHECK(vm_passed(port, isn, vm_isn), "the slot moved: conn_rev decides, and has nothing");
+	CHECK(!bpf_map_update_elem(rfd, &rk, &rv, BPF_NOEXIST), "conn_rev's entry back");
+	vm_node_rev_moved(&N, &rk);
+	CHECK(!vm_sends(port, isn, cookie, vm_isn, 2, out2, &len2) && len2 == len && !memcmp(out, out2, len),
+	      "sent again, the same bytes");
+	CHECK(!client_rst(port, isn), "the client's RST forgets it");
+	sched_setaffinity(0, sizeof(was), &was);
+}
+
+static void sweep_forget(void *arg, const void *key, const void *val)
+{
+	vm_node_conn_rev_forget(arg, key, val);
+}
+
+/* Every way a connection ends or is replaced stops its cached copy: the
+ * VM's packets after it are never sent with the old copy.  Each case
+ * warms the cache first (the last of the packets sent from the slot). */
+static void node_vm_cache_invalidated(void)
+{
+	const uint32_t isn = 0x18000000, cookie = 0xA8000000, vm_isn = 0x38000000;
+	int cfd = vm_node_map_fd(&N, "conns");
+	uint8_t out[600], vmpkt[512], frame[256], mesh[400];
+	uint32_t len = 0;
+	struct flow_key k;
+	struct conn_val c;
+	struct run r;
+	cpu_set_t was;
+
+	CHECK(!cpu_keep(&was), "kept on one CPU");
+
+	/* the client's RST through node_mesh (conn_forget there) */
+	CHECK(!cache_conn(41071, isn, cookie, vm_isn) && !vm_sends(41071, isn, cookie, vm_isn, 3, out, &len),
+	      "client RST case: established, sent, cached");
+	CHECK(!client_rst(41071, isn), "the client's RST");
+	CHECK(vm_passed(41071, isn, vm_isn), "then the VM's data is passed, not sent with the cached copy");
+
+	/* the VM's RST (conn_forget in node_vm) */
+	CHECK(!cache_conn(41072, isn, cookie, vm_isn) && !vm_sends(41072, isn, cookie, vm_isn, 3, out, &len),
+	      "VM RST case: established, sent, cached");
+	struct t_pkt rst = vm4_pkt(41072, vm_isn + 1, 0, T_RST);
+	struct node_stats b = node_now();
+	tc_run(NODE_VM, vmpkt, t_build(&rst, vmpkt), &r);
+	CHECK(r.verdict == TC_ACT_REDIRECT_ && node_now().conn_reset == b.conn_reset + 1, "the VM's RST sent: verdict %u",
+	      r.verdict);
+	CHECK(vm_passed(41072, isn, vm_isn), "then the VM's data is passed");
+
+	/* closed both ways, retired by the sweeper (veil-node's on_retire) */
+	CHECK(!cache_conn(41073, isn, cookie, vm_isn) && !vm_sends(41073, isn, cookie, vm_isn, 1, out, &len),
+	      "sweep case: established");
+	struct t_pkt fin = vm4_pkt(41073, vm_isn + 1 + 64, isn + 1 + hello_curl_len, T_ACK | T_FIN);
+	fin.plen = 0;
+	tc_run(NODE_VM, vmpkt, t_build(&fin, vmpkt), &r);
+	struct t_pkt cf = client_pkt(0, 41073, isn + 1 + hello_curl_len, cookie + 1 + 65, T_ACK | T_FIN);
+	xdp_run(NODE_MESH, mesh, mesh_wrap(frame, t_build(&cf, frame), 0, NULL, mesh), &r);
+	CHECK(conn_find(0, 41073, &k, &c) == 0 && (c.fin & VM_FIN_BOTH) == VM_FIN_BOTH, "FIN both ways");
+	CHECK(!vm_sends(41073, isn, cookie, vm_isn, 3, out, &len), "the VM's last data sent, cached");
+	struct vm_sweep sw;
+	vm_sweep_init(&sw, cfd, sizeof(struct flow_key), sizeof(struct conn_val), offsetof(struct conn_val, fin), 1);
+	sw.on_retire = sweep_forget;
+	sw.arg = &N;
+	vm_sweep_run(&sw, 1000);
+	long gone = vm_sweep_run(&sw, 1002);
+	vm_sweep_free(&sw);
+	CHECK(gone >= 1 && conn_find(0, 41073, &k, &c) != 0, "retired by the sweeper: %ld", gone);
+	CHECK(vm_passed(41073, isn, vm_isn), "then the VM's data is passed");
+
+	/* a new connection on the tuple (the client's port again, another
+	 * ISN): the VM's SYN-ACK is answered, its data sent with the new deltas */
+	CHECK(!cache_conn(41074, isn, cookie, vm_isn) && !vm_sends(41074, isn, cookie, vm_isn, 3, out, &len),
+	      "port reuse case: established, sent, cached");
+	CHECK(!cache_conn(41074, isn + 0x200000, cookie + 0x300000, vm_isn + 0x400000),
+	      "the new connection's SYN-ACK answered, not sent with the old copy");
+	CHECK(!vm_sends(41074, isn + 0x200000, cookie + 0x300000, vm_isn + 0x400000, 3, out, &len),
+	      "its data in the new connection's view, from conns, conn_rev and the cache");
+	CHECK(!client_rst(41074, isn + 0x200000), "forgotten");
+
+	/* the same VM view through another VIP of the VM (a client's port
+	 * reused towards another address): node_mesh files the newer
+	 * connection's copy over the live entry (conn_rev_put), under another
+	 * conns key (another conn_gen slot) */
+	uint8_t keep_vip[4], vip2[4] = { 198, 18, 100, 9 };
+	CHECK(!cache_conn(41075, isn, cookie, vm_isn) && !vm_sends(41075, isn, cookie, vm_isn, 3, out, &len),
+	      "VIP case: established, sent, cached");
+	CHECK(conn_find(0, 41075, &k, &c) == 0, "its conns entry");
+	memcpy(keep_vip, VIP4, 4);
+	memcpy(VIP4, vip2, 4);
+	CHECK(!cache_conn(41075, isn + 0x200000, cookie + 0x300000, vm_isn + 0x400000),
+	      "the connection to the other VIP: its SYN-ACK answered, not sent with the first's copy");
+	CHECK(!vm_sends(41075, isn + 0x200000, cookie + 0x300000, vm_isn + 0x400000, 3, out, &len) &&
+	      !memcmp(out + 14 + 20 + 16 + 12, vip2, 4), "its data from the other VIP, in its view");
+	CHECK(!client_rst(41075, isn + 0x200000), "forgotten");
+	memcpy(VIP4, keep_vip, 4);
+	struct hello_key hk = { .conn = k, .idx = 0 };
+	bpf_map_delete_elem(vm_node_map_fd(&N, "hellos"), &hk);
+	bpf_map_delete_elem(cfd, &k);
+	sched_setaffinity(0, sizeof(was), &was);
+}
+
 /* An upgrade from a build whose conn_rev had the 40-byte key (struct
  * conn_rev_key_v1; old 1) or the 12-byte key and the conns key alone as
  * its value (old 2: the builds before conn_rev_val), and whose conns has
@@ -1987,6 +2229,8 @@ int main(void)
 	RUN(flows_rekeyed_at_load);
 	RUN(node_rev_collision_v6);
 	RUN(node_vm_one_entry);
+	RUN(node_vm_cache_same_bytes);
+	RUN(node_vm_cache_invalidated);
 	RUN(node_conn_rev_rebuilt_at_load);
 	RUN(node_conn_rev_copy_rebuilt_at_load);
 	vm_gw_close(&G);

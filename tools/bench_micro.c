@@ -555,6 +555,7 @@ static int conns_to_sink(void)
 		}
 		rprev = &r;
 	}
+	vm_node_rev_moved(&N, NULL);   /* conn_rev written: node_vm's cached copies of it go */
 	return n > 0 && nr > 0 ? 0 : -1;
 }
 

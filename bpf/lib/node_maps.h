@@ -52,6 +52,24 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } conn_gen SEC(".maps");
 
+/* One generation per slot of node_vm's conn_rev_cache (vm_conn_rev_slot
+ * of a conn_rev key), moved (conn_rev_moved: an atomic add) after every
+ * write to a conn_rev entry under a key of the slot: node_mesh's insert or
+ * replacement (conn_rev_put), every conn_forget, node_vm's refresh of a
+ * copy (vm_via_conns), and in userspace the sweeper's and the loader's
+ * (vm_node_rev_moved: through the map's mmap, an atomic add too, so no
+ * move is ever lost or undone).  A cached copy is used only while its
+ * slot's generation is the one read before the conn_rev lookup that gave
+ * it (node_vm.bpf.c, rev_cached_ok). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VM_REV_CACHE_SLOTS);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} conn_rev_gen SEC(".maps");
+
 /* Moved by the daemon after every change to vms (never 0 once written): a
  * connection's copy of its VM's entry (conn_val.vm_gen) is valid while
  * equal, so the established path reads no vms entry. */
@@ -186,6 +204,22 @@ VM_INLINE __u32 conn_gen_move(const struct flow_key *k)
 	return __sync_fetch_and_add(g, 1) + 1;
 }
 
+/* conn_rev_gen's slot of conn_rev key r moved on, after a write to the
+ * entry under r: every cached copy of an entry under a key of the slot
+ * stops being used (node_vm reads conn_rev again). */
+VM_INLINE void conn_rev_slot_moved(__u32 i)
+{
+	__u32 *g = bpf_map_lookup_elem(&conn_rev_gen, &i);
+
+	if (g)
+		__sync_fetch_and_add(g, 1);
+}
+
+VM_INLINE void conn_rev_moved(const struct conn_rev_key *r)
+{
+	conn_rev_slot_moved(vm_conn_rev_slot(r));
+}
+
 /* Files connection c (conns key k, its conn_rev value v) under r in
  * conn_rev, never over a live connection's entry from another VM view:
  * one already there is replaced when it names k (c's conns entry was just
@@ -204,8 +238,10 @@ VM_INLINE int conn_rev_put(const struct conn_rev_key *r, const struct flow_key *
 	struct flow_key ok;
 	struct conn_val *c2;
 
-	if (!bpf_map_update_elem(&conn_rev, r, v, BPF_NOEXIST))
+	if (!bpf_map_update_elem(&conn_rev, r, v, BPF_NOEXIST)) {
+		conn_rev_moved(r);
 		return 0;
+	}
 	old = bpf_map_lookup_elem(&conn_rev, r);
 	if (old) {
 		ok = old->conn;
@@ -217,7 +253,10 @@ VM_INLINE int conn_rev_put(const struct conn_rev_key *r, const struct flow_key *
 				return -1;
 		}
 	}
-	return bpf_map_update_elem(&conn_rev, r, v, BPF_ANY) ? -2 : 0;
+	if (bpf_map_update_elem(&conn_rev, r, v, BPF_ANY))
+		return -2;
+	conn_rev_moved(r);
+	return 0;
 }
 
 /* Global: verified once, not inlined into every path that forgets. */
@@ -239,7 +278,9 @@ __attribute__((noinline)) int hellos_forget(struct flow_key *k, __u32 nseg)
 
 /* Drops connection c (under k): its conn_rev entry when it still names k
  * (an entry another connection filed after c's went stale is theirs), its
- * kept hello segments, its conns entry. */
+ * kept hello segments, its conns entry; then conn_rev_gen's slot of its
+ * conn_rev key moves, whether or not the entry was still there (one the
+ * LRU pushed out may live on as a cached copy in node_vm). */
 VM_INLINE void conn_forget(const struct flow_key *k, const struct conn_val *c)
 {
 	struct conn_rev_key r;
@@ -251,6 +292,7 @@ VM_INLINE void conn_forget(const struct flow_key *k, const struct conn_val *c)
 		bpf_map_delete_elem(&conn_rev, &r);
 	hellos_forget((struct flow_key *)k, c->nseg);
 	bpf_map_delete_elem(&conns, k);
+	conn_rev_moved(&r);
 }
 
 #endif

@@ -196,6 +196,25 @@ VM_INLINE __u32 vm_conn_gen_idx(const struct flow_key *k)
 }
 _Static_assert(VM_CONN_GEN_SLOTS == 1 << 16, "vm_conn_gen_idx keeps 16 bits");
 
+/* node_vm's per-CPU cache of conn_rev copies (conn_rev_cache,
+ * bpf/node_vm.bpf.c) and the generation of each of its slots
+ * (conn_rev_gen, bpf/lib/node_maps.h): how many slots (a power of 2).
+ * 1024 slots of 128 bytes are 128 KB a CPU, within a core's L2; a VM
+ * packet's connection is looked up in one slot, so the cache keeps one
+ * copy per slot, of the VM view whose packet filled it last. */
+#define VM_REV_CACHE_BITS  10
+#define VM_REV_CACHE_SLOTS (1u << VM_REV_CACHE_BITS)
+
+/* The slot of conn_rev key r in conn_rev_cache and conn_rev_gen: a
+ * multiplicative hash of its words, the top bits kept.  The programs and
+ * the loader (which moves a slot after it writes conn_rev) use this one. */
+VM_INLINE __u32 vm_conn_rev_slot(const struct conn_rev_key *r)
+{
+	__u32 h = (r->vm_word * 0x85ebca6bu) ^ r->client_word ^ ((__u32)r->client_port_be << 16 | r->vm_port_be);
+
+	return (h * 0x9e3779b1u) >> (32 - VM_REV_CACHE_BITS);
+}
+
 /* What the VM's SYN-ACK fixes, from connection c into its conn_rev copy v
  * (gen: the conn_gen slot read before c was), the state last: a copy read
  * on another CPU is ESTABLISHED only with its deltas. */
