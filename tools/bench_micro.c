@@ -470,30 +470,38 @@ static int prog_stats(int prog, __u64 *ns, __u64 *cnt)
 	return 0;
 }
 
-/* n frames of pkt through the veth with prog attached: ns per run. */
-static int run_tc_live(int prog, const uint8_t *pkt, size_t len, __u32 n, double *ns)
+/* n frames through the veth with prog attached, the k frames of pkts
+ * (lengths lens) in turn: ns per run. */
+static int run_tc_live(int prog, uint8_t *const *pkts, const size_t *lens, __u32 k, __u32 n, double *ns)
 {
 	enum { BATCH = 64 };
 	struct mmsghdr m[BATCH];
-	struct iovec iov = { .iov_base = (void *)pkt, .iov_len = len };
+	struct iovec iov[BATCH];
 	__u64 t0 = 0, c0 = 0, t1 = 0, c1 = 0;
+	__u32 next = 0;
 	int err;
 
 	memset(m, 0, sizeof(m));
 	for (int i = 0; i < BATCH; i++) {
-		m[i].msg_hdr.msg_iov = &iov;
+		m[i].msg_hdr.msg_iov = &iov[i];
 		m[i].msg_hdr.msg_iovlen = 1;
 	}
 	if ((err = tc_attach(prog)) || (err = prog_stats(prog, &t0, &c0)))
 		return err;
 	for (__u32 sent = 0; sent < n;) {
-		int k = sendmmsg(tl_sock, m, n - sent < BATCH ? n - sent : BATCH, 0);
-		if (k < 0) {
+		int b = n - sent < BATCH ? n - sent : BATCH;
+		for (int i = 0; i < b; i++) {
+			__u32 f = (next + i) % k;
+			iov[i] = (struct iovec){ .iov_base = pkts[f], .iov_len = lens[f] };
+		}
+		int got = sendmmsg(tl_sock, m, b, 0);
+		if (got < 0) {
 			if (errno == ENOBUFS || errno == EAGAIN)
 				continue;
 			return -errno;
 		}
-		sent += k;
+		sent += got;
+		next = (next + got) % k;
 	}
 	if ((err = prog_stats(prog, &t1, &c1)))
 		return err;
@@ -505,8 +513,8 @@ static int run_tc_live(int prog, const uint8_t *pkt, size_t len, __u32 n, double
 	return 0;
 }
 
-static int tc_live(const char *name, int prog, const uint8_t *pkt, size_t n, int node, size_t idx,
-		   const char *cname)
+static int tc_live(const char *name, int prog, uint8_t *const *pkts, const size_t *lens, __u32 k, int node,
+		   size_t idx, const char *cname)
 {
 	double b[32], c[32];
 	int err = 0, sfd;
@@ -521,8 +529,8 @@ static int tc_live(const char *name, int prog, const uint8_t *pkt, size_t n, int
 	}
 	before = counter(node, idx);
 	for (__u32 r = 0; r < rounds && !err; r++) {
-		err |= run_tc_live(base_tc, pkt, n, singles, &b[r]);
-		err |= run_tc_live(prog, pkt, n, singles, &c[r]);
+		err |= run_tc_live(base_tc, pkts, lens, k, singles, &b[r]);
+		err |= run_tc_live(prog, pkts, lens, k, singles, &c[r]);
 	}
 	close(sfd);
 	return case_done(name, "tc-live", err, node, idx, cname, before, runs, b, c);
@@ -533,28 +541,32 @@ static int tc_live(const char *name, int prog, const uint8_t *pkt, size_t n, int
  * and conn_rev's copies, which node_vm sends with). */
 static int conns_to_sink(void)
 {
-	int fd = vm_node_map_fd(&N, "conns"), rfd = vm_node_map_fd(&N, "conn_rev"), n = 0, nr = 0;
-	struct flow_key k, *prev = NULL;
-	struct conn_rev_key r, *rprev = NULL;
+	enum { MAX = 8192 };
+	int fd = vm_node_map_fd(&N, "conns"), rfd = vm_node_map_fd(&N, "conn_rev"), n = 0, nr = 0, nk = 0, nrk = 0;
+	static struct flow_key ks[MAX];
+	static struct conn_rev_key rs[MAX];
 	struct conn_val v;
 	struct conn_rev_val rv;
 
-	while (!bpf_map_get_next_key(fd, prev, &k)) {
-		if (!bpf_map_lookup_elem(fd, &k, &v)) {
+	/* the keys first, then the writes: an update moves its entry to the
+	 * head of its bucket, and a walk that writes as it goes can go round
+	 * a bucket of two for ever */
+	while (nk < MAX && !bpf_map_get_next_key(fd, nk ? &ks[nk - 1] : NULL, &ks[nk]))
+		nk++;
+	while (nrk < MAX && !bpf_map_get_next_key(rfd, nrk ? &rs[nrk - 1] : NULL, &rs[nrk]))
+		nrk++;
+	for (int i = 0; i < nk; i++)
+		if (!bpf_map_lookup_elem(fd, &ks[i], &v)) {
 			v.mesh_ifindex = tl_sink;
-			if (!bpf_map_update_elem(fd, &k, &v, BPF_EXIST))
+			if (!bpf_map_update_elem(fd, &ks[i], &v, BPF_EXIST))
 				n++;
 		}
-		prev = &k;
-	}
-	while (!bpf_map_get_next_key(rfd, rprev, &r)) {
-		if (!bpf_map_lookup_elem(rfd, &r, &rv)) {
+	for (int i = 0; i < nrk; i++)
+		if (!bpf_map_lookup_elem(rfd, &rs[i], &rv)) {
 			rv.mesh_ifindex = tl_sink;
-			if (!bpf_map_update_elem(rfd, &r, &rv, BPF_EXIST))
+			if (!bpf_map_update_elem(rfd, &rs[i], &rv, BPF_EXIST))
 				nr++;
 		}
-		rprev = &r;
-	}
 	vm_node_rev_moved(&N, NULL);   /* conn_rev written: node_vm's cached copies of it go */
 	return n > 0 && nr > 0 ? 0 : -1;
 }
@@ -729,6 +741,59 @@ static size_t make_vm_out(__u32 i, uint8_t *out)
 
 static const uint32_t vm_isn = 0x30000000, conn_isn = 0x10000000, conn_cookie = 0xA0000000;
 
+/* node_vm_live_c256 and _c2048: VM packets of that many established
+ * connections (client ports VM_MANY_PORT0 on), each in turn */
+enum { VM_MANY = 2048, VM_MANY_PORT0 = 20000, VM_FRAME = 1100 };
+static uint8_t vm_many_buf[VM_MANY][VM_FRAME], *vm_many[VM_MANY];
+static size_t vm_many_n[VM_MANY];
+
+/* A connection of the client's port through the node (the gateway's
+ * handoff of its hello, node_mesh; the VM's SYN-ACK, node_vm), then the
+ * VM's data segment for it into vm (1000 bytes; its length *vm_n) and, when
+ * cli is given, the client's ACK wrapped for the mesh into cli.  0, or -2. */
+static int node_conn(__u16 port, uint8_t *vm, size_t *vm_n, uint8_t *cli, size_t *cli_n)
+{
+	static const uint8_t data[1000];
+	struct run r;
+	struct vm_handoff ho = { .vm_id_be = htonl(1), .client_isn_be = htonl(conn_isn),
+				 .cookie_isn_be = htonl(conn_cookie), .gw_tsval_be = htonl(5000),
+				 .mss_be = htons(1440), .client_wscale = 10, .gw_wscale = 7,
+				 .flags = VM_HO_SACK_OK | VM_HO_TS_OK };
+	uint8_t frame[1024], mesh[1200];
+	size_t fl = hello_pkt(0, port, conn_isn, conn_cookie, 5000, hello_curl, hello_curl_len, frame);
+	size_t n = mesh_wrap(frame, fl, 0, &ho, mesh);
+	xdp_run(NODE_MESH, mesh, n, &r);
+	static uint8_t sa_opts[20] = { 2, 4, 5, 0xb4, 4, 2, 8, 10, 0, 0, 3, 9, 0, 0, 0x13, 0x88, 1, 3, 3, 9 };
+	struct t_pkt sa = { .sport = 443, .dport = port, .seq = vm_isn, .ack = conn_isn + 1,
+			    .flags = T_SYN | T_ACK, .window = 65160, .opts = sa_opts, .optlen = 20 };
+	memcpy(sa.smac, VM_MAC, 6);
+	memcpy(sa.dmac, HOST_MAC, 6);
+	memcpy(sa.src, VM4, 4);
+	memcpy(sa.dst, CLI4, 4);
+	n = t_build(&sa, frame);
+	tc_run(NODE_VM, frame, n, &r);
+	if (r.verdict != 2)   /* the SYN-ACK ends there; the hello went out as a clone */
+		return -2;
+	static uint8_t ts[12] = { 1, 1, 8, 10, 0, 0, 3, 10, 0, 0, 0x13, 0x88 };
+	struct t_pkt d = sa;
+	d.seq = vm_isn + 1;
+	d.ack = conn_isn + 1 + hello_curl_len;
+	d.flags = T_ACK | T_PSH;
+	d.opts = ts;
+	d.optlen = 12;
+	d.payload = data;
+	d.plen = sizeof(data);
+	*vm_n = t_build(&d, vm);
+	if (cli) {
+		struct t_pkt cd = client_pkt(0, port, conn_isn + 1 + hello_curl_len, conn_cookie + 1 + 1000, T_ACK);
+		cd.opts = ts;
+		cd.optlen = 12;
+		fl = t_build(&cd, frame);
+		*cli_n = mesh_wrap(frame, fl, 0, NULL, cli);
+	}
+	return 0;
+}
+
 /* As veil-gw does: the nodes' next hops from the kernel's route and
  * neighbour tables into next_hops (gw_ingress then makes no FIB lookup). */
 static int next_hops_fill(void)
@@ -803,40 +868,14 @@ static int prepare(void)
 	uint16_t c = t_fold(t_sum(ret + 14, 20, 0));
 	ret[14 + 10] = c >> 8; ret[14 + 11] = c;
 	/* node: a connection, then client data for it and VM data from it */
-	struct vm_handoff ho = { .vm_id_be = htonl(1), .client_isn_be = htonl(conn_isn),
-				 .cookie_isn_be = htonl(conn_cookie), .gw_tsval_be = htonl(5000),
-				 .mss_be = htons(1440), .client_wscale = 10, .gw_wscale = 7,
-				 .flags = VM_HO_SACK_OK | VM_HO_TS_OK };
-	uint8_t frame[1024], mesh[1200];
-	size_t fl = hello_pkt(0, 51000, conn_isn, conn_cookie, 5000, hello_curl, hello_curl_len, frame);
-	size_t n = mesh_wrap(frame, fl, 0, &ho, mesh);
-	xdp_run(NODE_MESH, mesh, n, &r);
-	static uint8_t sa_opts[20] = { 2, 4, 5, 0xb4, 4, 2, 8, 10, 0, 0, 3, 9, 0, 0, 0x13, 0x88, 1, 3, 3, 9 };
-	struct t_pkt sa = { .sport = 443, .dport = 51000, .seq = vm_isn, .ack = conn_isn + 1,
-			    .flags = T_SYN | T_ACK, .window = 65160, .opts = sa_opts, .optlen = 20 };
-	memcpy(sa.smac, VM_MAC, 6);
-	memcpy(sa.dmac, HOST_MAC, 6);
-	memcpy(sa.src, VM4, 4);
-	memcpy(sa.dst, CLI4, 4);
-	n = t_build(&sa, frame);
-	tc_run(NODE_VM, frame, n, &r);
-	if (r.verdict != 2)   /* the SYN-ACK ends there; the hello went out as a clone */
+	if (node_conn(51000, vm_out, &vm_out_n, to_vm, &to_vm_n))
 		return -2;
-	static uint8_t ts[12] = { 1, 1, 8, 10, 0, 0, 3, 10, 0, 0, 0x13, 0x88 };
-	struct t_pkt d = sa;
-	d.seq = vm_isn + 1;
-	d.ack = conn_isn + 1 + hello_curl_len;
-	d.flags = T_ACK | T_PSH;
-	d.opts = ts;
-	d.optlen = 12;
-	d.payload = data;
-	d.plen = sizeof(data);
-	vm_out_n = t_build(&d, vm_out);
-	struct t_pkt cd = client_pkt(0, 51000, conn_isn + 1 + hello_curl_len, conn_cookie + 1 + 1000, T_ACK);
-	cd.opts = ts;
-	cd.optlen = 12;
-	fl = t_build(&cd, frame);
-	to_vm_n = mesh_wrap(frame, fl, 0, NULL, to_vm);
+	/* and the many connections of node_vm_live_c* */
+	for (__u32 i = 0; i < VM_MANY; i++) {
+		vm_many[i] = vm_many_buf[i];
+		if (node_conn(VM_MANY_PORT0 + i, vm_many[i], &vm_many_n[i], NULL, NULL))
+			return -2;
+	}
 	/* the VM's interface is our veth here, so redirects are carried out */
 	__u32 id = 1;
 	struct vm_val vm;
@@ -999,12 +1038,17 @@ int main(int argc, char **argv)
 	 * which BPF cannot clear, so the VM's packets run once per input */
 	err |= single("node_vm_to_client", 1, NODE_VM, make_vm_out, NULL, NODEC(fwd_to_gw));
 	/* the same packet on fresh skbs of a veth, batched (see tc_live) */
-	if (!skipped("node_vm_live")) {
+	if (!skipped("node_vm_live") || !skipped("node_vm_live_c256") || !skipped("node_vm_live_c2048")) {
 		if (tc_live_setup() || conns_to_sink()) {
 			fprintf(stderr, "veil-bench-micro: the TC live setup failed\n");
 			err = 1;
 		} else {
-			err |= tc_live("node_vm_live", NODE_VM, vm_out, vm_out_n, NODEC(fwd_to_gw));
+			uint8_t *one = vm_out;
+			err |= tc_live("node_vm_live", NODE_VM, &one, &vm_out_n, 1, NODEC(fwd_to_gw));
+			/* many connections in turn: node_vm's per-CPU cache
+			 * (1024 slots) holds most of 256, few of 2048 */
+			err |= tc_live("node_vm_live_c256", NODE_VM, vm_many, vm_many_n, 256, NODEC(fwd_to_gw));
+			err |= tc_live("node_vm_live_c2048", NODE_VM, vm_many, vm_many_n, VM_MANY, NODEC(fwd_to_gw));
 		}
 	}
 	post_round = hello_flows_remove;
