@@ -153,7 +153,8 @@ int vm_fp_init_mem(struct vm_fp *fp, uint32_t flows_cap, const struct vm_fp_mem 
 {
 	uint32_t cap = 1024;
 	if (!fp_seed.k[0] && !fp_seed.k[1]) {
-		if (getrandom(fp_seed.k, sizeof(fp_seed.k), 0) != sizeof(fp_seed.k))
+		if (getrandom(fp_seed.k, sizeof(fp_seed.k), 0) != sizeof(fp_seed.k) ||
+		    getrandom(&fp_seed.mul, sizeof(fp_seed.mul), 0) != sizeof(fp_seed.mul))
 			return -1;
 		fp_seed.fold = VM_FLOW_FOLD;
 	}

@@ -299,6 +299,19 @@ out:
 #define REKEY(fd, type, s, lost) \
 	rekey_map((fd), sizeof(type), offsetof(type, family), offsetof(type, client), offsetof(type, vip), (s), (lost))
 
+/* A seed for the programs' fold: NH's key drawn when fresh (else kept:
+ * an older fold's entries are re-keyed under it), the multiplier (which
+ * fold 2 had not) drawn anew, the fold recorded. */
+static int seed_renew(struct flow_seed *s, int fresh)
+{
+	if ((fresh && getrandom(s->k, sizeof(s->k), 0) != sizeof(s->k)) ||
+	    getrandom(&s->mul, sizeof(s->mul), 0) != sizeof(s->mul))
+		return -1;
+	s->fold = VM_FLOW_FOLD;
+	s->pad = 0;
+	return 0;
+}
+
 /* The flows' key seed: the pinned map's when it has one (a restart or an
  * upgrade keeps the flows it keyed), else a new random one.  A seed or a
  * fold that changed under live flows would orphan their IPv6 entries, so
@@ -321,10 +334,8 @@ static int flow_seed_init(struct vm_gw *g)
 	fresh = !s.k[0] && !s.k[1];
 	if (!fresh && s.fold == VM_FLOW_FOLD)
 		return 0;
-	if (fresh && getrandom(s.k, sizeof(s.k), 0) != sizeof(s.k))
+	if (seed_renew(&s, fresh))
 		return -EIO;
-	s.fold = VM_FLOW_FOLD;
-	s.pad = 0;
 	if ((r = REKEY(bpf_map__fd(g->as->maps.flows), struct flow_val, &s, &lost)) < 0)
 		return r;
 	moved += r;
@@ -758,10 +769,8 @@ static int conn_seed_init(struct vm_node *n)
 		conn_rev_old_put(n, &s);
 		return 0;
 	}
-	if (fresh && getrandom(s.k, sizeof(s.k), 0) != sizeof(s.k))
+	if (seed_renew(&s, fresh))
 		return -EIO;
-	s.fold = VM_FLOW_FOLD;
-	s.pad = 0;
 	if ((r = REKEY(conns, struct conn_val, &s, &lost)) < 0)
 		return r;
 	if (r) {

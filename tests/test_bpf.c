@@ -946,7 +946,7 @@ static void node_rev_collision_v6(void)
 
 	CHECK(!bpf_map_lookup_elem(sfd, &zero, &old), "the node's seed");
 	if (!t_find_collision(&ts, a, b)) {
-		CHECK(0, "a colliding pair among 2^18 addresses");
+		CHECK(0, "a colliding pair");
 		return;
 	}
 	bpf_map_update_elem(sfd, &zero, &ts, BPF_ANY);
@@ -1854,8 +1854,8 @@ static void seed_put(const struct flow_seed *s)
 	bpf_map_update_elem(vm_gw_map_fd(&G, "flow_seed"), &zero, s, BPF_ANY);
 }
 
-/* Two IPv6 clients whose folded addresses collide under the seed (found
- * offline: a birthday search over 2^18 addresses), same port, same VIP:
+/* Two IPv6 clients whose folded addresses collide under the seed (made
+ * from it: t_find_collision), same port, same VIP:
  * one key.  The first keeps its flow both ways; the second's SYN still
  * gets its cookie (stateless) but its hello is refused, never given the
  * first's flow nor allowed to replace it; each packet that found the other
@@ -1872,7 +1872,7 @@ static void flow_key_collision_v6(void)
 
 	bpf_map_lookup_elem(vm_gw_map_fd(&G, "flow_seed"), &zero, &old);
 	found = t_find_collision(&ts, a, b);
-	CHECK(found, "a colliding pair among 2^18 addresses");
+	CHECK(found, "a colliding pair");
 	if (!found)
 		return;
 	seed_put(&ts);
@@ -1950,7 +1950,7 @@ static void reassembly_early_collision_v6(void)
 
 	bpf_map_lookup_elem(vm_gw_map_fd(&G, "flow_seed"), &zero, &old);
 	if (!t_find_collision(&ts, a, b)) {
-		CHECK(0, "no colliding pair among 2^18 addresses");
+		CHECK(0, "no colliding pair");
 		return;
 	}
 	seed_put(&ts);
@@ -2027,6 +2027,73 @@ static void flow_key_words_are_fields(void)
 	CHECK(!bad, "%d of 1000 keys differ from their fields", bad);
 }
 
+/* The folds are what flowkey.h and docs/wire-formats.md define, worked
+ * out here the long way: NH of the client's four words under k, then the
+ * top 32 bits of (NH * (mul | 1)) mod 2^64; the VIP's two 64-bit words
+ * times their constants, summed mod 2^64, the top 32 bits.  Each part of
+ * the seed moves the client's fold, and sequential addresses (as one
+ * sender's /64 gives) meet no more than chance says. */
+static void flow_fold_definition(void)
+{
+	struct flow_seed ts = { .k = { 0x5eed0003c0ffee11ULL, 0x0badcafe12345678ULL }, .fold = VM_FLOW_FOLD,
+				.mul = 0x2545f4914f6cdd1cULL };
+	__u8 a[16];
+	int bad = 0, bad_vip = 0, moved_k = 0, moved_m = 0;
+
+	for (uint32_t i = 0; i < 1000; i++) {
+		uint32_t w[4];
+		for (int j = 0; j < 16; j++)
+			a[j] = (uint8_t)(i * 151 + j * 13 + 7);
+		memcpy(w, a, 16);
+		unsigned __int128 nh = (unsigned __int128)(uint32_t)(w[0] + (uint32_t)ts.k[0]) *
+					       (uint32_t)(w[1] + (uint32_t)(ts.k[0] >> 32)) +
+				       (unsigned __int128)(uint32_t)(w[2] + (uint32_t)ts.k[1]) *
+					       (uint32_t)(w[3] + (uint32_t)(ts.k[1] >> 32));
+		uint64_t h = (uint64_t)nh;   /* mod 2^64 */
+		uint32_t want = (uint32_t)((unsigned __int128)h * (ts.mul | 1) % ((unsigned __int128)1 << 64) >> 32);
+		bad += vm_addr_fold(&ts, a) != want;
+		uint64_t x = (uint64_t)w[0] | (uint64_t)w[1] << 32, y = (uint64_t)w[2] | (uint64_t)w[3] << 32;
+		uint32_t vwant = (uint32_t)((x * 0x9e3779b97f4a7c15ULL + y * 0xc4ceb9fe1a85ec53ULL) >> 32);
+		bad_vip += vm_vip_fold(a) != vwant;
+		struct flow_seed o = ts;
+		o.k[1] ^= 1ULL << (i % 64);
+		moved_k += vm_addr_fold(&o, a) != want;
+		o = ts;
+		o.mul ^= 2ULL << (i % 63);
+		moved_m += vm_addr_fold(&o, a) != want;
+	}
+	CHECK(!bad, "%d of 1000 client folds differ from the definition", bad);
+	CHECK(!bad_vip, "%d of 1000 VIP folds differ from the definition", bad_vip);
+	CHECK(moved_k >= 990 && moved_m >= 900, "a bit of k moves %d of 1000 folds, a bit of mul %d", moved_k, moved_m);
+
+	/* 2^16 addresses of one /64, one apart: 2^31 pairs, 0.5 meetings expected */
+	enum { N = 1 << 16 };
+	struct t_fold_ent *e = calloc(N, sizeof(*e));
+	CHECK(e != NULL, "memory");
+	if (!e)
+		return;
+	int meet = 0, vmeet = 0;
+	for (uint32_t i = 0; i < N; i++) {
+		t_coll_addr(i, a);
+		e[i].fold = vm_addr_fold(&ts, a);
+		e[i].i = i;
+	}
+	qsort(e, N, sizeof(*e), t_fold_cmp);
+	for (uint32_t i = 1; i < N; i++)
+		meet += e[i].fold == e[i - 1].fold;
+	for (uint32_t i = 0; i < N; i++) {
+		t_coll_addr(i, a);
+		e[i].fold = vm_vip_fold(a);
+		e[i].i = i;
+	}
+	qsort(e, N, sizeof(*e), t_fold_cmp);
+	for (uint32_t i = 1; i < N; i++)
+		vmeet += e[i].fold == e[i - 1].fold;
+	free(e);
+	CHECK(meet <= 6, "%d client folds met among 2^16 neighbours", meet);
+	CHECK(!vmeet, "%d VIP folds met among 2^16 neighbours", vmeet);
+}
+
 /* A v4 key is the addresses themselves: an IPv6 tuple whose folds equal
  * them (a VIP and a client searched for offline, both VIPs added) shares
  * the key, and the family in the value keeps them apart. */
@@ -2046,7 +2113,7 @@ static void flow_key_v4_equals_v6(void)
 	/* an IPv6 VIP whose (unkeyed) fold lies in 198.18.0.0/15, then a
 	 * client whose keyed fold lies there too */
 	for (uint32_t i = 0; i < (1u << 24) && !ok; i++) {
-		t_coll_addr(0x80000000u + i, v6v);
+		t_coll_addr(0x80000001u + i * 0x9e3779b9u, v6v);   /* every byte varies */
 		w = ntohl(vm_vip_fold(v6v));
 		ok = (w >> 17) == (0xc612u >> 1) && (w & 0xff) && (w & 0xff) != 0xff;
 	}
@@ -2056,7 +2123,7 @@ static void flow_key_v4_equals_v6(void)
 	vm_addr_set4(v4v, htonl(w));
 	ok = 0;
 	for (uint32_t i = 0; i < (1u << 24) && !ok; i++) {
-		t_coll_addr(0x40000000 + i, c6);
+		t_coll_addr(0x40000001u + i * 0x9e3779b9u, c6);
 		uint32_t x = ntohl(vm_addr_fold(&ts, c6));
 		ok = (x >> 17) == (0xc612u >> 1) && (x & 0xff) && (x & 0xff) != 0xff && x != w;
 		vm_addr_set4(v4c, htonl(x));
@@ -2153,6 +2220,7 @@ static void flows_rekeyed_at_load(void)
 	      "entries written");
 	struct flow_seed older = s;
 	older.fold = VM_FLOW_FOLD - 1;
+	older.mul = 0;   /* fold 2 had none */
 	bpf_map_update_elem(sfd, &zero, &older, BPF_ANY);
 
 	snprintf(root, sizeof(root), "%s/gw", pin);
@@ -2163,7 +2231,8 @@ static void flows_rekeyed_at_load(void)
 	      "the IPv6 entry under the key the programs make");
 	CHECK(!bpf_map_lookup_elem(ffd, &k4, &got) && got.vm_id == 78, "the IPv4 entry where it was");
 	CHECK(!bpf_map_lookup_elem(sfd, &zero, &after) && after.k[0] == s.k[0] && after.k[1] == s.k[1] &&
-	      after.fold == VM_FLOW_FOLD, "the seed kept, the fold recorded: %u", after.fold);
+	      after.fold == VM_FLOW_FOLD && after.mul, "NH's key kept, a multiplier drawn, the fold recorded: %u",
+	      after.fold);
 	/* a new seed beside kept entries (the upgrade that replaced flow_seed's
 	 * pin: 16 -> 24 bytes): they move under the seed the loader draws */
 	struct flow_key k6;
@@ -2173,7 +2242,8 @@ static void flows_rekeyed_at_load(void)
 	CHECK(!vm_gw_open(&g2, root, 4096) && !vm_gw_load(&g2), "the programs loaded a third time");
 	vm_gw_close(&g2);
 	CHECK(!bpf_map_lookup_elem(sfd, &zero, &after) && (after.k[0] || after.k[1]) &&
-	      (after.k[0] != s.k[0] || after.k[1] != s.k[1]) && after.fold == VM_FLOW_FOLD, "a new seed drawn");
+	      (after.k[0] != s.k[0] || after.k[1] != s.k[1]) && after.mul && after.fold == VM_FLOW_FOLD,
+	      "a new seed drawn");
 	CHECK(bpf_map_lookup_elem(ffd, &k6, &got) || got.vm_id != 77 || !memcmp(&k6, &stale, sizeof(k6)),
 	      "nothing left under the old seed's key");
 	CHECK(!flow_under(VM_AF_INET6, CLI6, VIP6, 42200, &got) && got.vm_id == 77,
@@ -2225,6 +2295,7 @@ int main(void)
 	RUN(flow_key_collision_v6);
 	RUN(reassembly_early_collision_v6);
 	RUN(flow_key_words_are_fields);
+	RUN(flow_fold_definition);
 	RUN(flow_key_v4_equals_v6);
 	RUN(flows_rekeyed_at_load);
 	RUN(node_rev_collision_v6);

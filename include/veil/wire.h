@@ -148,11 +148,14 @@ struct flow_key {
  * them.  fold: the fold (VM_FLOW_FOLD, include/veil/flowkey.h) the entries
  * were keyed with; when it is not the programs', or the seed is new while
  * pinned entries live, the loader re-keys their IPv6 entries from the
- * tuples they hold before it records seed and fold. */
+ * tuples they hold before it records seed and fold.  k: NH's key (four
+ * 32-bit words); mul: the multiplier that takes NH's 64 bits to 32
+ * (used odd: mul | 1), drawn with the fold that brought it (3). */
 struct flow_seed {
 	__u64 k[2];
 	__u32 fold;
 	__u32 pad;
+	__u64 mul;
 };
 
 /* A connection as an operator names it (veilctl flows drop): what a
