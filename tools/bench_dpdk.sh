@@ -17,7 +17,10 @@
 # second figure is what the code does with the CPU it gets.  Ratios are taken
 # within a round (runs next to each other) and given as median and range.
 #   established: 512 connections, each its hello then 16 data packets of 100
-#                bytes (~94% of packets forwarded from the flow table)
+#                bytes (~94% of packets forwarded from the flow table), all
+#                within the hello's first 16 KB: each carries the handoff option
+#   steady:      the same past the hello's 16 KB (veil-fpgen --offset 16384):
+#                no handoff option, as the rest of a connection's packets
 #   hello:       4096 distinct connections' ClientHellos (600 bytes) against a
 #                1024-flow table, so each is a new flow: cookie check, parse,
 #                route, flow insert (evicting), Geneve handoff (no baseline:
@@ -30,6 +33,7 @@
 # needed); otherwise --no-huge.  DPDK_HUGE=no forces --no-huge.
 #   tools/bench_dpdk.sh SECONDS OUT.json [ROUNDS]
 # VEIL_GW_B=PATH adds another veil-gw-dpdk build to every round (A/B).
+# DPDK_KINDS="established steady hello" (the default) picks the cases.
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -136,8 +140,12 @@ PY
 EAL=("${MEM[@]}" --no-pci -l 0-1 --log-level lib.eal:warning)
 run_one() { # who kind -> "wall cpu" on stdout
 	local who=$1 kind=$2 pid pfx="$ID-$1" log="$T/$1-$2.log" r bin args cf
-	if [ "$kind" = established ]; then args="--flows 512 --per-flow 16"; cf=$T/est.conf; else args="--flows 4096"; cf=$T/hello.conf; fi
-	"$BUILD/veil-fpgen" --config "$cf" --kind "$kind" $args --out "$T/$kind.pcap" >/dev/null || return 1
+	case $kind in
+	established) args="--kind established --flows 512 --per-flow 16"; cf=$T/est.conf ;;
+	steady) args="--kind established --flows 512 --per-flow 16 --offset 16384"; cf=$T/est.conf ;;
+	*) args="--kind hello --flows 4096"; cf=$T/hello.conf ;;
+	esac
+	"$BUILD/veil-fpgen" --config "$cf" $args --out "$T/$kind.pcap" >/dev/null || return 1
 	local VDEV=(--vdev "net_pcap0,rx_pcap=$T/$kind.pcap,infinite_rx=1" --vdev net_null1,no-rx=1)
 	case $who in
 	veil|veilb)
@@ -166,9 +174,9 @@ run_one() { # who kind -> "wall cpu" on stdout
 }
 
 results=()
-for kind in established hello; do
+for kind in ${DPDK_KINDS:-established steady hello}; do
 	whos="veil macswap"
-	[ $kind = established ] && whos="$whos baseline"
+	[ $kind != hello ] && whos="$whos baseline"
 	[ -n "${VEIL_GW_B:-}" ] && whos="$whos veilb"
 	: >"$T/$kind.runs"
 	for round in $(seq "$ROUNDS"); do

@@ -6,12 +6,15 @@
  * with net_pcap's infinite_rx).
  *
  *   veil-fpgen --config gw.conf --kind hello|established --flows N [--per-flow K]
- *              [--payload BYTES] --out FILE
+ *              [--payload BYTES] [--offset BYTES] --out FILE
  *
  * hello: N distinct connections, each its cookie-validated ClientHello
  * (first route's name; the DPDK gateway routes each one: parse, route,
  * flow insert, Geneve handoff).  established: N connections, each its
- * hello and then K data packets of BYTES bytes (forwarded without a parse).
+ * hello and then K data packets of BYTES bytes (forwarded without a parse),
+ * the first --offset bytes past the hello's end (0: right after it, so
+ * within the hello's 16 KB and each with the handoff option; 16384 or
+ * more: past them, as the rest of a connection's packets, without it).
  * The cookies stay valid for the config's cookie window (64 s by default,
  * the previous window also accepted).
  */
@@ -27,7 +30,7 @@
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: veil-fpgen --config FILE --kind hello|established --flows N [--per-flow K]\n"
-		   "                  [--payload BYTES] --out FILE.pcap\n");
+		   "                  [--payload BYTES] [--offset BYTES] --out FILE.pcap\n");
 }
 
 int main(int argc, char **argv)
@@ -36,10 +39,11 @@ int main(int argc, char **argv)
 		{ "config", required_argument, NULL, 'c' }, { "kind", required_argument, NULL, 'k' },
 		{ "flows", required_argument, NULL, 'n' }, { "per-flow", required_argument, NULL, 'p' },
 		{ "payload", required_argument, NULL, 'b' }, { "out", required_argument, NULL, 'o' },
+		{ "offset", required_argument, NULL, 's' },
 		{ "help", no_argument, NULL, 'h' }, { 0 },
 	};
 	const char *config = NULL, *kind = NULL, *out = NULL;
-	long flows = 0, per = 8, payload = 100;
+	long flows = 0, per = 8, payload = 100, offset = 0;
 	int o;
 
 	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -50,11 +54,13 @@ int main(int argc, char **argv)
 		case 'p': per = atol(optarg); break;
 		case 'b': payload = atol(optarg); break;
 		case 'o': out = optarg; break;
+		case 's': offset = atol(optarg); break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
 	}
 	if (!config || !kind || !out || flows < 1 || flows > 4000000 || per < 0 || payload < 1 || payload > 1400 ||
+	    offset < 0 || offset > (1L << 30) ||
 	    (strcmp(kind, "hello") && strcmp(kind, "established"))) {
 		usage(stderr);
 		return 2;
@@ -132,7 +138,7 @@ int main(int argc, char **argv)
 		if (!strcmp(kind, "hello"))
 			continue;
 		for (long k = 0; k < per; k++) {
-			p.seq = isn + 1 + hl + k * payload;
+			p.seq = isn + 1 + hl + (uint32_t)offset + k * payload;
 			p.payload = data;
 			p.plen = payload;
 			p.flags = T_ACK;
