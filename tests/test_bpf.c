@@ -208,6 +208,10 @@ static void hello_v6_wildcard_over_v6(void)
 	CHECK(t_be16(r.out + 12) == 0x86dd && (oip[0] >> 4) == 6 && oip[6] == 17, "outer IPv6/UDP");
 	CHECK(t_be16(oip + 4) == r.len - 54, "payload length");
 	CHECK(oip[39] == 0x11 && t_be16(udp + 2) == 6081 && t_be16(g + 2) == 0x86dd, "to the node, inner IPv6");
+	CHECK(oip[0] == 0x60 && !oip[1] && !oip[2] && !oip[3] && oip[7] == 64, "version 6, no class or label, hop limit 64");
+	CHECK(t_be16(udp + 4) == r.len - 54 && !udp[6] && !udp[7], "UDP length, no checksum");
+	CHECK(g[0] == 7 && !g[1] && !g[4] && !g[5] && !g[6] && !g[7] && t_be16(g + 8) == VM_OPT_CLASS &&
+	      g[10] == VM_OPT_HANDOFF && g[11] == 6, "Geneve: the handoff option's 28 bytes, no flags, VNI 0");
 	CHECK(!memcmp(g + 8 + 28, in + 14, n - 14), "inner intact");
 	vm_gw_route_del(vm_gw_map_fd(&G, "routes"), "*.apps.vei.lt");
 }
