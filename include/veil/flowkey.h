@@ -3,10 +3,11 @@
  * The flows map's 12-byte key (struct flow_key, include/veil/wire.h), made
  * once for the BPF programs, the fast path and the tools: IPv4 addresses
  * as they are; an IPv6 client folded to 32 bits by a keyed universal
- * hash (NH) under the gateway's flow_seed, an IPv6 VIP by an unkeyed mix
- * (vm_vip_fold).  The seed keeps an attacker from choosing client addresses whose folds
- * collide; the tuple kept in the value (vm_flow_is) keeps a collision that
- * happens anyway from serving one connection with another's entry.
+ * hash (NH, then multiply-shift) under the gateway's flow_seed, an IPv6
+ * VIP by an unkeyed mix (vm_vip_fold).  The seed keeps an attacker from
+ * choosing client addresses whose folds collide; the tuple kept in the
+ * value (vm_flow_is) keeps a collision that happens anyway from serving
+ * one connection with another's entry.
  */
 #ifndef VEIL_FLOWKEY_H
 #define VEIL_FLOWKEY_H
