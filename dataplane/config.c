@@ -39,11 +39,21 @@ int vm_addr_parse(const char *s, __u8 out[16])
 	return 0;
 }
 
+static const __u8 v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+
+/* An address written as IPv6 that is IPv4-mapped (::ffff:a.b.c.d): no
+ * packet on the wire carries one (RFC 4291 2.5.5.2), and inside the data
+ * plane it is an IPv4 address's form, so a config naming one as a VIP, a
+ * node or an underlay means the IPv4 address and is told so. */
+static int v4mapped6(int fam, const __u8 a[16])
+{
+	return fam == VM_AF_INET6 && !memcmp(a, v4mapped, 12);
+}
+#define MAPPED_ERR "'%s' is an IPv4-mapped IPv6 address, which no packet carries: write the IPv4 address"
+
 const char *vm_addr_str(const __u8 a[16], char *buf, size_t len)
 {
-	static const __u8 mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
-
-	if (!memcmp(a, mapped, 12))
+	if (!memcmp(a, v4mapped, 12))
 		inet_ntop(AF_INET, a + 12, buf, len);
 	else
 		inet_ntop(AF_INET6, a, buf, len);
@@ -228,6 +238,8 @@ static int common_line(struct cfg_reader *r, const struct common_cfg *c, char **
 	if (!strcmp(w[0], "underlay4") || !strcmp(w[0], "underlay6")) {
 		NEED(2, "an address");
 		fam = vm_addr_parse(w[1], a);
+		if (v4mapped6(fam, a))
+			return cfg_err(r, MAPPED_ERR, w[1]);
 		if (fam != (w[0][8] == '4' ? VM_AF_INET : VM_AF_INET6))
 			return cfg_err(r, "'%s' is not an IPv%c address", w[1], w[0][8]);
 		memcpy(fam == VM_AF_INET ? c->underlay4 : c->underlay6, a, 16);
@@ -310,6 +322,8 @@ static int gw_line(struct cfg_reader *r, struct vm_gw_cfg *c, char **w, int n)
 		fam = vm_addr_parse(w[1], vp->key.addr);
 		if (!fam)
 			return cfg_err(r, "'%s' is not an IP address", w[1]);
+		if (v4mapped6(fam, vp->key.addr))
+			return cfg_err(r, MAPPED_ERR, w[1]);
 		if (parse_u32(w[2], 1, 65535, &v))
 			return cfg_err(r, "bad port '%s'", w[2]);
 		vp->key.port_be = htons(v);
@@ -340,6 +354,8 @@ static int gw_line(struct cfg_reader *r, struct vm_gw_cfg *c, char **w, int n)
 		fam = vm_addr_parse(w[3], rt->val.node);
 		if (!fam)
 			return cfg_err(r, "'%s' is not an IP address", w[3]);
+		if (v4mapped6(fam, rt->val.node))
+			return cfg_err(r, MAPPED_ERR, w[3]);
 		rt->val.node_family = fam;
 		rt->line = r->line;
 		for (int i = 0; i < c->nroutes; i++)
@@ -479,6 +495,8 @@ static int node_line(struct cfg_reader *r, void *cv, char **w, int n)
 			return cfg_err(r, "'%s' is not a MAC address", w[3]);
 		for (int i = 4; i < n; i++) {
 			fam = vm_addr_parse(w[i], a);
+			if (v4mapped6(fam, a))
+				return cfg_err(r, MAPPED_ERR, w[i]);
 			if (fam == VM_AF_INET && !vm->val.has4) {
 				memcpy(vm->val.addr4, a, 16);
 				vm->val.has4 = 1;

@@ -62,6 +62,10 @@ static void gw_errors_name_file_and_line(void)
 	expect_gw_error("mss4 100\n", 4, "bad MSS");
 	expect_gw_error("route *.*.a 1 198.19.0.11\n", 4, "not a lowercase host name");
 	expect_gw_error("underlay6 198.19.0.1\n", 4, "not an IPv6 address");
+	/* IPv4-mapped IPv6 addresses: the IPv4 address is meant */
+	expect_gw_error("vip ::ffff:198.18.100.1 443\n", 4, "IPv4-mapped IPv6 address");
+	expect_gw_error("underlay6 ::ffff:198.19.0.1\n", 4, "IPv4-mapped IPv6 address");
+	expect_gw_error("route a.test 1 ::ffff:198.19.0.11\n", 4, "IPv4-mapped IPv6 address");
 }
 
 static void gw_missing_settings(void)
@@ -81,6 +85,10 @@ static void node_errors(void)
 	char err[512] = "";
 	write_cfg("mesh_interface eth0\nunderlay4 198.19.0.11\nvm 1 vm1 02:00:00:00:00:01 198.18.11.2\nvm 1 vm2 02:00:00:00:00:02 198.18.12.2\n");
 	CHECK(vm_node_cfg_load(path, &c, err, sizeof(err)) == -1 && strstr(err, ":4: VM id 1 given twice"), "%s", err);
+	unlink(path);
+	write_cfg("mesh_interface eth0\nunderlay4 198.19.0.11\nvm 1 vm1 02:00:00:00:00:01 ::ffff:198.18.11.2\n");
+	CHECK(vm_node_cfg_load(path, &c, err, sizeof(err)) == -1 && strstr(err, ":3: '::ffff:198.18.11.2' is an IPv4-mapped"),
+	      "%s", err);
 	unlink(path);
 	write_cfg("mesh_interface eth0\nunderlay4 198.19.0.11\nvm 1 vm1 02:00:00:00:00 198.18.11.2\n");
 	CHECK(vm_node_cfg_load(path, &c, err, sizeof(err)) == -1 && strstr(err, ":3: '02:00:00:00:00' is not a MAC"), "%s", err);
