@@ -92,8 +92,12 @@ static struct {
 static struct {
 	long exp;
 	uint32_t vmh;
-	uint32_t live;   /* issued and not used (expiry aside) */
+	uint32_t live;   /* issued and not used (expiry aside): its issue number (nonce_seq), 0 when not */
 } nonce_hot[MAX_NONCES];
+/* Challenges issued, in order (under nonce_lock; 0 skipped): which of a
+ * VM's open challenges is the oldest, where their expiry times (seconds)
+ * are equal, as a burst's are. */
+static uint32_t nonce_seq;
 
 
 static int vm_id_ok(const char *s)
@@ -639,7 +643,7 @@ static void do_challenge(json_object *j, struct reply *r)
 		int live = nonce_hot[i].live && nonce_hot[i].exp >= now;
 		if (live && nonce_hot[i].vmh == vmh && !strcmp(nonces[i].vm, vm)) {
 			open_for_vm++;
-			if (oldest < 0 || nonce_hot[i].exp < nonce_hot[oldest].exp)
+			if (oldest < 0 || (int32_t)(nonce_hot[i].live - nonce_hot[oldest].live) < 0)
 				oldest = i;
 		}
 		if (!live && slot < 0)
@@ -669,7 +673,9 @@ static void do_challenge(json_object *j, struct reply *r)
 	nonces[slot].used = 0;
 	nonce_hot[slot].exp = nonces[slot].exp;
 	nonce_hot[slot].vmh = vmh;
-	nonce_hot[slot].live = 1;
+	if (!++nonce_seq)
+		++nonce_seq;
+	nonce_hot[slot].live = nonce_seq;
 	memcpy(nonces[slot].ek, id, 32);
 	memcpy(nonces[slot].ak_name, name, 34);
 	memcpy(nonces[slot].cred, cred, 32);
