@@ -633,6 +633,47 @@ static void gateway_retires_flows(void)
 	CHECK(gw_now().flow_reset == b.flow_reset + 2 && !flow_exists(0, 40031), "VM's RST retires the flow");
 }
 
+/* A client RST is taken only near the client's sequence as the gateway
+ * has seen it (flow_val.cli_nxt, VM_RST_WINDOW either side): a blind one,
+ * the tuple guessed but not the sequence, is dropped and counted, and the
+ * flow keeps forwarding.  cli_nxt follows the client's data. */
+static void blind_rst_ignored(void)
+{
+	uint8_t in[1024];
+	struct run r;
+	uint32_t gw_ts, isn = 7000000, cookie = handshake(0, 40040, isn, &gw_ts);
+	uint32_t end = isn + 1 + hello_curl_len;   /* the client's next byte after its hello */
+
+	xdp_run(GW_ING, in, hello_pkt(0, 40040, isn, cookie, gw_ts, hello_curl, hello_curl_len, in), &r);
+	CHECK(flow_exists(0, 40040), "routed");
+	struct gw_stats b = gw_now();
+	const uint32_t far[] = { end + VM_RST_WINDOW, end - VM_RST_WINDOW, end + 0x80000000u, end + 200000 };
+	for (int i = 0; i < 4; i++) {
+		struct t_pkt rst = client_pkt(0, 40040, far[i], 0, T_RST);
+		xdp_run(GW_ING, in, t_build(&rst, in), &r);
+		CHECK(r.verdict == XDP_DROP_, "RST %d off by %d dropped: %u", i, (int)(far[i] - end), r.verdict);
+	}
+	CHECK(gw_now().rst_out_of_window == b.rst_out_of_window + 4 && gw_now().flow_reset == b.flow_reset &&
+	      flow_exists(0, 40040), "counted, the flow kept");
+	struct t_pkt d = client_pkt(0, 40040, end, cookie + 1, T_ACK);
+	d.payload = hello_curl;
+	d.plen = 100;
+	xdp_run(GW_ING, in, t_build(&d, in), &r);
+	CHECK(r.verdict == XDP_TX_ || r.verdict == XDP_REDIRECT_, "data still forwarded: %u", r.verdict);
+	/* data far ahead (the gateway does not ask for it to be in order)
+	 * moves cli_nxt: a RST there is now near, the old place far */
+	d.seq = end + 200000;
+	xdp_run(GW_ING, in, t_build(&d, in), &r);
+	struct t_pkt rst = client_pkt(0, 40040, end, 0, T_RST);
+	xdp_run(GW_ING, in, t_build(&rst, in), &r);
+	CHECK(r.verdict == XDP_DROP_ && flow_exists(0, 40040), "the old place is far now: %u", r.verdict);
+	rst.seq = end + 200100 - (VM_RST_WINDOW - 1);   /* trailing: what the VM acked, data in flight */
+	b = gw_now();
+	xdp_run(GW_ING, in, t_build(&rst, in), &r);
+	CHECK(r.verdict == XDP_TX_ || r.verdict == XDP_REDIRECT_, "a RST within the window forwarded: %u", r.verdict);
+	CHECK(gw_now().flow_reset == b.flow_reset + 1 && !flow_exists(0, 40040), "and the flow retired");
+}
+
 /* A refusal ends cleanly: the client's FIN after the alert is ACKed, and a
  * hello whose unknown name is in its first segment is refused only once
  * whole, so the alert acknowledges all of it. */
@@ -2300,6 +2341,7 @@ int main(void)
 	RUN(reassembly_early_collision_v6);
 	RUN(flow_key_words_are_fields);
 	RUN(flow_fold_definition);
+	RUN(blind_rst_ignored);
 	RUN(flow_key_v4_equals_v6);
 	RUN(flows_rekeyed_at_load);
 	RUN(node_rev_collision_v6);

@@ -672,7 +672,9 @@ static void lifecycle_same(void)
 	/* the port again, then a RST */
 	cookie = both_handshake(0, sport, isn + 500000, &ts);
 	SAME(in[0], hello_pkt(0, sport, isn + 500000, cookie, ts, hello_curl, hello_curl_len, in[0]), "port reused");
-	struct t_pkt rst = client_pkt(0, sport, isn + 500001 + hello_curl_len, 0, T_RST);
+	struct t_pkt rst = client_pkt(0, sport, isn + 500001 + hello_curl_len + VM_RST_WINDOW, 0, T_RST);
+	SAME(in[0], t_build(&rst, in[0]), "client RST far from its sequence");
+	rst.seq = isn + 500001 + hello_curl_len;
 	SAME(in[0], t_build(&rst, in[0]), "client RST");
 	SAME(in[0], t_build(&rst, in[0]), "client RST, no flow");
 	/* a refusal: the unknown name first, the hello in two segments; then the client's FIN */
@@ -696,6 +698,8 @@ static void lifecycle_same(void)
 	      (unsigned long long)(a.flow_closed - b0.flow_closed), (unsigned long long)(a.flow_reset - b0.flow_reset),
 	      (unsigned long long)(a.fin_answered - b0.fin_answered),
 	      (unsigned long long)(a.refused_alert - b0.refused_alert));
+	CHECK(a.rst_out_of_window - b0.rst_out_of_window == 1, "blind RST dropped: %llu",
+	      (unsigned long long)(a.rst_out_of_window - b0.rst_out_of_window));
 }
 
 static void truncations_same(void)

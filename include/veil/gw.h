@@ -160,6 +160,29 @@ VM_INLINE void vm_gw_flow_init(struct flow_val *f, const struct vm_pkt *p, __u32
 	f->nh_pad = 0;
 	f->nh_gen = 0;
 	VM_FLOW_TUPLE_SET(f, p->family, p->saddr, p->daddr);
+	f->cli_nxt = p->seq + p->payload_len;
+}
+
+/* The flow's cli_nxt moved to nxt when that is further. */
+VM_INLINE void vm_gw_cli_at(struct flow_val *f, __u32 nxt)
+{
+	if ((__s32)(nxt - f->cli_nxt) > 0)
+		f->cli_nxt = nxt;
+}
+
+/* The client's packet p seen: it ends at seq + payload (+ FIN). */
+VM_INLINE void vm_gw_cli_seen(struct flow_val *f, const struct vm_pkt *p)
+{
+	vm_gw_cli_at(f, p->seq + p->payload_len + ((p->flags & VM_TCP_FIN) ? 1 : 0));
+}
+
+/* A client RST near where the flow's sequence stands (VM_RST_WINDOW), or
+ * on a flow that does not know it: taken. */
+VM_INLINE int vm_gw_rst_ok(const struct flow_val *f, const struct vm_pkt *p)
+{
+	__u32 d = p->seq - f->cli_nxt;
+
+	return !f->cli_nxt || d < VM_RST_WINDOW || -d < VM_RST_WINDOW;
 }
 
 #endif /* VEIL_GW_H */

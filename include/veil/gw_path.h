@@ -456,11 +456,21 @@ VM_INLINE int vm_gw_ingress(struct vm_gw_env *e, struct gw_stats *st)
 			return VM_V_DROP;
 		}
 		if (p.flags & VM_TCP_RST) {
+			/* Only near the client's sequence: a blind RST (the
+			 * tuple guessed) would otherwise end the connection
+			 * here and at the node, whatever the VM's TCP would
+			 * have made of it (RFC 5961). */
+			if (!vm_gw_rst_ok(f, &p)) {
+				VM_GW_COUNT(st, rst_out_of_window);
+				return VM_V_DROP;
+			}
 			rc = vm_gw_forward(e, &p, f, 0, cfg, st);
 			vm_env_flow_del(e, &k, f);
 			VM_GW_COUNT(st, flow_reset);
 			return rc;
 		}
+		if (p.payload_len || (p.flags & VM_TCP_FIN))   /* a bare ACK ends where it starts */
+			vm_gw_cli_seen(f, &p);
 		/* Hello bytes the gateway ACKed itself come again: the client
 		 * retransmits because the VM has not acknowledged the whole hello,
 		 * so the node may lack a segment.  The reassembly sends every held one. */

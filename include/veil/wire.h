@@ -199,7 +199,26 @@ struct flow_val {
 	 * only folds of these): compared after every IPv6 lookup. */
 	__u8 client[16];
 	__u8 vip[16];
+	/* The client's next sequence number as far as the gateway has seen:
+	 * the furthest seq + payload (+ FIN) of its packets, from the hello
+	 * on.  A lower bound of the client's SND.NXT; a client RST is taken
+	 * (forwarded, the flow retired) only near it (VM_RST_WINDOW), so a
+	 * blind RST must guess the sequence number as well as the port.  0:
+	 * not known (a flow made by a build before it), any RST taken.  In
+	 * what was the struct's tail padding: the value's size is unchanged
+	 * and a pinned flows map is kept across the upgrade. */
+	__u32 cli_nxt;
 };
+_Static_assert(sizeof(struct flow_val) == 144, "flows' value size: a pinned map of another size is replaced");
+
+/* How far from flow_val.cli_nxt a client RST's sequence number may lie to
+ * be taken: either side, as a signed 32-bit distance.  Exactly cli_nxt is
+ * what a client's own abort carries; a RST answering the VM's segment
+ * carries that segment's ACK, which trails cli_nxt by what is still in
+ * flight to the VM; one of data the gateway has not seen yet (reordered)
+ * leads it.  A blind RST then lands with probability 2^-15 per guessed
+ * port instead of 1. */
+#define VM_RST_WINDOW (1u << 16)
 
 /* hello_asm: a ClientHello being reassembled at the gateway (the name is
  * not in its first segment, or it spans TLS records).  Segments are kept
@@ -330,6 +349,8 @@ struct gw_stats {
 	__u64 flow_collision;     /* a packet's flow key held another connection's entry: not served
 	                           * with it (a new flow on that key is refused; a flow, hello or
 	                           * early segment that another CPU put under it first is not replaced) */
+	__u64 rst_out_of_window;  /* a client RST far from the flow's sequence (VM_RST_WINDOW): dropped,
+	                           * the flow kept (a blind reset) */
 };
 
 /* ---------- node maps ---------- */
