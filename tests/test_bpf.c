@@ -674,6 +674,51 @@ static void blind_rst_ignored(void)
 	CHECK(gw_now().flow_reset == b.flow_reset + 1 && !flow_exists(0, 40040), "and the flow retired");
 }
 
+/* A SYN for a live flow's tuple is answered (a cookie costs nothing) but
+ * does not end the flow: it is marked, and the next ACK on it says whose
+ * the tuple is.  The live connection's packet: the mark goes, and that
+ * SYN's handshake no longer replaces anything.  A new client's handshake
+ * (a NAT that reused the port of a connection that never closed here):
+ * its ACK's cookie checks out, the old flow goes, its hello makes a new one. */
+static void syn_on_live_flow(void)
+{
+	uint8_t in[1024];
+	struct run r;
+	struct flow_key k;
+	struct flow_val v;
+	uint32_t ts_a, isn_a = 8000000, ca = handshake(0, 40050, isn_a, &ts_a);
+
+	xdp_run(GW_ING, in, hello_pkt(0, 40050, isn_a, ca, ts_a, hello_curl, hello_curl_len, in), &r);
+	CHECK(flow_exists(0, 40050), "routed");
+	struct gw_stats b = gw_now();
+	uint32_t ts_b, isn_b = 9100000, cb = handshake(0, 40050, isn_b, &ts_b);
+	CHECK(gw_now().syn_on_flow == b.syn_on_flow + 1 && gw_now().syn_cookie_sent == b.syn_cookie_sent + 1 &&
+	      flow_exists(0, 40050), "a SYN on the live tuple: answered, the flow kept");
+	struct t_pkt d = client_pkt(0, 40050, isn_a + 1 + hello_curl_len, ca + 1, T_ACK);
+	d.payload = hello_curl;
+	d.plen = 100;
+	xdp_run(GW_ING, in, t_build(&d, in), &r);
+	CHECK((r.verdict == XDP_TX_ || r.verdict == XDP_REDIRECT_) && flow_exists(0, 40050) &&
+	      gw_now().flow_replaced == b.flow_replaced, "the live connection's data forwarded: %u", r.verdict);
+	xdp_run(GW_ING, in, hello_pkt(0, 40050, isn_b, cb, ts_b, hello_curl, 0, in), &r);
+	CHECK(flow_exists(0, 40050) && gw_now().flow_replaced == b.flow_replaced,
+	      "after it, that SYN's handshake replaces nothing");
+	/* a new client on the tuple */
+	uint32_t ts_c, isn_c = 9300000, cc = handshake(0, 40050, isn_c, &ts_c);
+	b = gw_now();
+	xdp_run(GW_ING, in, hello_pkt(0, 40050, isn_c, cc, ts_c, hello_curl, 0, in), &r);
+	CHECK(r.verdict == XDP_DROP_ && gw_now().flow_replaced == b.flow_replaced + 1 &&
+	      gw_now().cookie_ack == b.cookie_ack + 1 && !flow_exists(0, 40050),
+	      "the new handshake's ACK: the old flow retired (%u)", r.verdict);
+	xdp_run(GW_ING, in, hello_pkt(0, 40050, isn_c, cc, ts_c, hello_curl, hello_curl_len, in), &r);
+	t_flow_key("198.18.0.2", "198.18.100.1", 40050, 443, &k);
+	CHECK((r.verdict == XDP_TX_ || r.verdict == XDP_REDIRECT_) && gw_now().hello_routed == b.hello_routed + 1 &&
+	      !bpf_map_lookup_elem(vm_gw_map_fd(&G, "flows"), &k, &v) && v.client_isn == isn_c,
+	      "its hello routed: a new flow (%u)", r.verdict);
+	/* the closed-flow case (a SYN retires it at once): gateway_retires_flows */
+	bpf_map_delete_elem(vm_gw_map_fd(&G, "flows"), &k);
+}
+
 /* A refusal ends cleanly: the client's FIN after the alert is ACKed, and a
  * hello whose unknown name is in its first segment is refused only once
  * whole, so the alert acknowledges all of it. */
@@ -2342,6 +2387,7 @@ int main(void)
 	RUN(flow_key_words_are_fields);
 	RUN(flow_fold_definition);
 	RUN(blind_rst_ignored);
+	RUN(syn_on_live_flow);
 	RUN(flow_key_v4_equals_v6);
 	RUN(flows_rekeyed_at_load);
 	RUN(node_rev_collision_v6);

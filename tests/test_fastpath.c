@@ -494,7 +494,10 @@ static void hello_routed_same(void)
 	p = client_pkt(0, 41022, 5, 0, T_SYN);
 	SAME(in, t_build(&p, in), "SYN on a known flow");
 	p.flags = T_ACK;
-	SAME(in, t_build(&p, in), "ACK after the flow was dropped");
+	SAME(in, t_build(&p, in), "ACK on the marked flow, not the SYN's cookie: the flow kept");
+	c = both_handshake(0, 41022, 5000, &ts);
+	n = hello_pkt(0, 41022, 5000, c, ts, hello, hello_curl_len, in);
+	SAME(in, n, "a new handshake's hello on the marked flow: the old flow replaced");
 	/* a node with no neighbour */
 	memcpy(sni, "nonbr.fp.xyzz", 13);
 	add_route("nonbr.fp.xyzz", "198.19.0.99");

@@ -469,6 +469,22 @@ VM_INLINE int vm_gw_ingress(struct vm_gw_env *e, struct gw_stats *st)
 			VM_GW_COUNT(st, flow_reset);
 			return rc;
 		}
+		if (f->fin & VM_FIN_SYN) {
+			/* A SYN came for this tuple (below): this ACK is either
+			 * that new handshake's (its cookie checks out: the old
+			 * flow goes, the packet takes the path of one without a
+			 * flow) or the live connection's (the mark goes). */
+			struct cookie_secret *s6 = vm_env_secret(e);
+			struct vm_gw_times tm;
+			VM_GW_SYN_TIMES(e, cfg, &tm);
+			if (s6 && s6->epoch && VM_GW_COOKIE_OK(s6, &p, p.seq - 1, p.ack - 1, tm.tnow)) {
+				vm_env_flow_del(e, &k, f);
+				VM_GW_COUNT(st, flow_replaced);
+				f = 0;
+				goto no_flow;
+			}
+			f->fin &= ~VM_FIN_SYN;
+		}
 		if (p.payload_len || (p.flags & VM_TCP_FIN))   /* a bare ACK ends where it starts */
 			vm_gw_cli_seen(f, &p);
 		/* Hello bytes the gateway ACKed itself come again: the client
@@ -490,6 +506,7 @@ VM_INLINE int vm_gw_ingress(struct vm_gw_env *e, struct gw_stats *st)
 		return vm_gw_forward(e, &p, f, handoff, cfg, st);
 	}
 
+no_flow:
 	vm_vip_key_of(&p, &vk);
 	vip = vm_env_vip(e, &vk);
 	if (!vip) {
@@ -503,8 +520,18 @@ VM_INLINE int vm_gw_ingress(struct vm_gw_env *e, struct gw_stats *st)
 		return VM_V_DROP;
 	}
 	if (f) {
-		/* A new connection on the tuple of an old one. */
-		vm_env_flow_del(e, &k, f);
+		/* A SYN on the tuple of an old connection.  Closed (FIN both
+		 * ways): the tuple is free, the flow goes.  Live: it stays,
+		 * marked, until an ACK shows whose the tuple is (above), so a
+		 * blind SYN cannot end it; a client behind a NAT that reused
+		 * the port of a connection that never closed here still gets
+		 * through, with its cookie. */
+		if ((f->fin & VM_FIN_BOTH) == VM_FIN_BOTH) {
+			vm_env_flow_del(e, &k, f);
+		} else {
+			f->fin |= VM_FIN_SYN;
+			VM_GW_COUNT(st, syn_on_flow);
+		}
 		return vm_gw_synack(e, &p, st, cfg, sec);
 	}
 

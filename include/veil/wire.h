@@ -173,6 +173,10 @@ struct flow_tuple {
 #define VM_FIN_CLIENT 0x01
 #define VM_FIN_VM     0x02
 #define VM_FIN_BOTH   (VM_FIN_CLIENT | VM_FIN_VM)
+/* Gateway flows only: a SYN came for this live flow's tuple (a new client
+ * behind a NAT that reused the port, or a blind attack): the flow is kept,
+ * and the next ACK on it is checked as that handshake's cookie. */
+#define VM_FIN_SYN    0x04
 struct flow_val {
 	__u32 vm_id;
 	__u32 client_isn;
@@ -351,6 +355,8 @@ struct gw_stats {
 	                           * early segment that another CPU put under it first is not replaced) */
 	__u64 rst_out_of_window;  /* a client RST far from the flow's sequence (VM_RST_WINDOW): dropped,
 	                           * the flow kept (a blind reset) */
+	__u64 syn_on_flow;        /* a SYN for a live flow's tuple: answered, the flow kept and marked */
+	__u64 flow_replaced;      /* the marked flow's next ACK was the new handshake's: the old flow retired */
 };
 
 /* ---------- node maps ---------- */
@@ -552,7 +558,7 @@ VM_INLINE int vm_fin_seen(__u8 *fin, __u8 side)
 	if (*fin & side)
 		return 0;
 	*fin |= side;
-	return *fin == VM_FIN_BOTH;
+	return (*fin & VM_FIN_BOTH) == VM_FIN_BOTH;
 }
 
 /* A cheap, stable per-flow hash for the outer UDP source port (ECMP
