@@ -141,7 +141,7 @@ api api
 # a node that dies: its own test-driver process, gone at its third VM spec
 # shellcheck disable=SC2046
 "$AGENTS" --store "$STORE1" --controller-pub "$T/controller.pub.pem" --registry-key "$T/registry.pem" \
-	$(cd "$T" && nodeargs extra) --die "$(cat "$T/extra/n4/id")":3 > "$T/agents-n4.log" 2>&1 &
+	$(cd "$T" && nodeargs extra) --die "$(cat "$T/extra/n4/id")":3 --no-registry > "$T/agents-n4.log" 2>&1 &
 PID[agents4]=$!
 api node_death
 

@@ -9,12 +9,16 @@
  *   ctl_agents --store URLS --controller-pub PEM --registry-key PEM
  *              [--image NAME@VERSION]... [--fail-image NAME]
  *              [--node ID:KEYPEM]... [--die ID:N] [--attest-ms N] [--ready-ms N] [--build-ms N]
+ *              [--no-registry]
  *
  * registry: writes the catalogue entries, answers every verified builds/<vm>
  *           with buildstatus building then done (failed for --fail-image);
  * nodes:    heartbeat every second; for a verified vms/<node>.<vm> "run",
  *           vmstatus launching, attesting, ready; for "delete", deleted.
  * --die ID:N  node ID stops (no heartbeats, no reports) once it got N specs.
+ * --no-registry  nodes only: a second driver beside one that is the registry
+ *             (two registries answering one build race each other's
+ *             buildstatus writes).
  * Prints one line per report; SIGTERM stops it.
  */
 #include <getopt.h>
@@ -279,7 +283,9 @@ int main(int argc, char **argv)
 					      { "fail-image", 1, NULL, 'f' }, { "node", 1, NULL, 'n' },
 					      { "die", 1, NULL, 'd' }, { "attest-ms", 1, NULL, 'a' },
 					      { "ready-ms", 1, NULL, 'R' }, { "build-ms", 1, NULL, 'b' },
-					      { "keys", 1, NULL, 'k' }, { "forge", 1, NULL, 'F' }, { 0 } };
+					      { "keys", 1, NULL, 'k' }, { "forge", 1, NULL, 'F' },
+					      { "no-registry", 0, NULL, 'N' }, { 0 } };
+	int no_registry = 0;
 	const char *forge = NULL;
 	const char *list_bucket = NULL;
 	const char *urls = NULL, *images[32];
@@ -302,6 +308,7 @@ int main(int argc, char **argv)
 		case 'b': build_ms = atoi(optarg); break;
 		case 'k': list_bucket = optarg; break;
 		case 'F': forge = optarg; break;
+		case 'N': no_registry = 1; break;
 		case 'd': {
 			char *c = strrchr(optarg, ':');
 			if (c && ndies < MAX_NODES) {
@@ -407,7 +414,8 @@ int main(int argc, char **argv)
 	for (int i = 0; i < nnodes; i++)
 		heartbeat(i);
 	vs_watcher *wb, *wv;
-	if (vs_watch(kv_builds, NULL, on_build, NULL, NULL, &wb, err, sizeof(err)) ||
+	wb = NULL;
+	if ((!no_registry && vs_watch(kv_builds, NULL, on_build, NULL, NULL, &wb, err, sizeof(err))) ||
 	    vs_watch(kv_vms, NULL, on_vm, NULL, NULL, &wv, err, sizeof(err)))
 		return fprintf(stderr, "ctl_agents: %s\n", err), 1;
 	printf("ready nodes=%d images=%d\n", nnodes, nimages);
