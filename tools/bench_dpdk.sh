@@ -21,6 +21,12 @@
 #                within the hello's first 16 KB: each carries the handoff option
 #   steady:      the same past the hello's 16 KB (veil-fpgen --offset 16384):
 #                no handoff option, as the rest of a connection's packets
+#   interleaved: 4096 connections' steady data in turns (veil-fpgen
+#                --interleave: every hello, then each connection's first
+#                data packet, ...), as a gateway sees many connections at
+#                once: the next packet's flow entry is rarely in the caches
+#                (in the two cases above a connection's 17 packets come one
+#                after another); 16 data packets each, 98304 mbufs
 #   hello:       4096 distinct connections' ClientHellos (600 bytes) against a
 #                1024-flow table, so each is a new flow: cookie check, parse,
 #                route, flow insert (evicting), Geneve handoff (no baseline:
@@ -33,7 +39,7 @@
 # needed); otherwise --no-huge.  DPDK_HUGE=no forces --no-huge.
 #   tools/bench_dpdk.sh SECONDS OUT.json [ROUNDS]
 # VEIL_GW_B=PATH adds another veil-gw-dpdk build to every round (A/B).
-# DPDK_KINDS="established steady hello" (the default) picks the cases.
+# DPDK_KINDS="established steady interleaved hello" (the default) picks the cases.
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -139,10 +145,11 @@ PY
 
 EAL=("${MEM[@]}" --no-pci -l 0-1 --log-level lib.eal:warning)
 run_one() { # who kind -> "wall cpu" on stdout
-	local who=$1 kind=$2 pid pfx="$ID-$1" log="$T/$1-$2.log" r bin args cf
+	local who=$1 kind=$2 pid pfx="$ID-$1" log="$T/$1-$2.log" r bin args cf mb=32768
 	case $kind in
 	established) args="--kind established --flows 512 --per-flow 16"; cf=$T/est.conf ;;
 	steady) args="--kind established --flows 512 --per-flow 16 --offset 16384"; cf=$T/est.conf ;;
+	interleaved) args="--kind established --flows 4096 --per-flow 16 --offset 16384 --interleave"; cf=$T/est.conf; mb=98304 ;;
 	*) args="--kind hello --flows 4096"; cf=$T/hello.conf ;;
 	esac
 	"$BUILD/veil-fpgen" --config "$cf" $args --out "$T/$kind.pcap" >/dev/null || return 1
@@ -152,16 +159,16 @@ run_one() { # who kind -> "wall cpu" on stdout
 		bin=$BUILD/veil-gw-dpdk
 		[ "$who" = veilb ] && bin=$VEIL_GW_B
 		ip netns exec "$NS" "$bin" "${EAL[@]}" --file-prefix "$pfx" "${VDEV[@]}" \
-			-- --config "$cf" --mbufs 32768 >"$log" 2>&1 &
+			-- --config "$cf" --mbufs $mb >"$log" 2>&1 &
 		pid=$!; wait_for "$log" "event=started" "$pid" || { say "bench_dpdk: $bin did not start: $(tail -3 "$log")"; return 1; } ;;
 	macswap)
 		# with --stats-period testpmd runs until a signal instead of reading stdin
 		dpdk-testpmd "${EAL[@]}" --file-prefix "$pfx" "${VDEV[@]}" \
-			-- --forward-mode=macswap --auto-start --stats-period 60 --total-num-mbufs=32768 </dev/null >"$log" 2>&1 &
+			-- --forward-mode=macswap --auto-start --stats-period 60 --total-num-mbufs=$mb </dev/null >"$log" 2>&1 &
 		pid=$!; wait_for "$log" "Checking link statuses" "$pid" || { say "bench_dpdk: dpdk-testpmd did not start: $(tail -3 "$log")"; return 1; } ;;
 	baseline)
 		"$BUILD/veil-dpdk-baseline" "${EAL[@]}" --file-prefix "$pfx" "${VDEV[@]}" \
-			-- --underlay4 198.19.0.1 --node4 198.19.0.11 --next-hop-mac 02:00:00:00:00:11 --mbufs 32768 >"$log" 2>&1 &
+			-- --underlay4 198.19.0.1 --node4 198.19.0.11 --next-hop-mac 02:00:00:00:00:11 --mbufs $mb >"$log" 2>&1 &
 		pid=$!; wait_for "$log" "event=started" "$pid" || { say "bench_dpdk: veil-dpdk-baseline did not start: $(tail -3 "$log")"; return 1; } ;;
 	esac
 	PIDS+=("$pid")
@@ -174,7 +181,7 @@ run_one() { # who kind -> "wall cpu" on stdout
 }
 
 results=()
-for kind in ${DPDK_KINDS:-established steady hello}; do
+for kind in ${DPDK_KINDS:-established steady interleaved hello}; do
 	whos="veil macswap"
 	[ $kind != hello ] && whos="$whos baseline"
 	[ -n "${VEIL_GW_B:-}" ] && whos="$whos veilb"

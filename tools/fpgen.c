@@ -6,7 +6,7 @@
  * with net_pcap's infinite_rx).
  *
  *   veil-fpgen --config gw.conf --kind hello|established --flows N [--per-flow K]
- *              [--payload BYTES] [--offset BYTES] --out FILE
+ *              [--payload BYTES] [--offset BYTES] [--interleave] --out FILE
  *
  * hello: N distinct connections, each its cookie-validated ClientHello
  * (first route's name; the DPDK gateway routes each one: parse, route,
@@ -15,6 +15,11 @@
  * the first --offset bytes past the hello's end (0: right after it, so
  * within the hello's 16 KB and each with the handoff option; 16384 or
  * more: past them, as the rest of a connection's packets, without it).
+ * --interleave writes the packets in turns across the connections (every
+ * hello, then every connection's first data packet, ...) as a gateway sees
+ * many connections at once: the next packet's flow is rarely the last
+ * one's, so with enough connections its flow entry is no longer in the
+ * caches (without it, a connection's packets come one after another).
  * The cookies stay valid for the config's cookie window (64 s by default,
  * the previous window also accepted).
  */
@@ -30,7 +35,7 @@
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: veil-fpgen --config FILE --kind hello|established --flows N [--per-flow K]\n"
-		   "                  [--payload BYTES] [--offset BYTES] --out FILE.pcap\n");
+		   "                  [--payload BYTES] [--offset BYTES] [--interleave] --out FILE.pcap\n");
 }
 
 int main(int argc, char **argv)
@@ -39,12 +44,12 @@ int main(int argc, char **argv)
 		{ "config", required_argument, NULL, 'c' }, { "kind", required_argument, NULL, 'k' },
 		{ "flows", required_argument, NULL, 'n' }, { "per-flow", required_argument, NULL, 'p' },
 		{ "payload", required_argument, NULL, 'b' }, { "out", required_argument, NULL, 'o' },
-		{ "offset", required_argument, NULL, 's' },
+		{ "offset", required_argument, NULL, 's' }, { "interleave", no_argument, NULL, 'i' },
 		{ "help", no_argument, NULL, 'h' }, { 0 },
 	};
 	const char *config = NULL, *kind = NULL, *out = NULL;
 	long flows = 0, per = 8, payload = 100, offset = 0;
-	int o;
+	int o, inter = 0;
 
 	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (o) {
@@ -55,6 +60,7 @@ int main(int argc, char **argv)
 		case 'b': payload = atol(optarg); break;
 		case 'o': out = optarg; break;
 		case 's': offset = atol(optarg); break;
+		case 'i': inter = 1; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -107,7 +113,12 @@ int main(int argc, char **argv)
 	uint8_t pkt[2048], data[1400];
 	memset(data, 0x17, sizeof(data));
 	long written = 0;
-	for (long i = 0; i < flows; i++) {
+	int est = !strcmp(kind, "established");
+	/* packet k of connection i: k 0 its hello, k >= 1 its (k-1)th data
+	 * segment; in turns (--interleave) or a connection at a time */
+	long npk = est ? 1 + per : 1;
+	for (long n = 0; n < flows * npk; n++) {
+		long i = inter ? n % flows : n / npk, k = inter ? n / flows : n % npk;
 		struct t_pkt p = { .v6 = 0, .dport = 443, .flags = T_ACK | T_PSH, .window = 502 };
 		/* 198.18.16-31.x, port 1024-1279: a million distinct clients */
 		uint8_t cli[4] = { 198, 18, (uint8_t)(16 + ((i >> 16) & 0x0f)), (uint8_t)i };
@@ -127,25 +138,21 @@ int main(int argc, char **argv)
 		cin.dport = htons(443);
 		cin.client_isn = isn;
 		uint32_t cookie = vm_cookie_make(&sec.cur, &cin, tnow, &co);
-		p.seq = isn + 1;
 		p.ack = cookie + 1;
-		p.payload = h.b;
-		p.plen = hl;
+		if (k == 0) {
+			p.seq = isn + 1;
+			p.payload = h.b;
+			p.plen = hl;
+		} else {
+			p.seq = isn + 1 + hl + (uint32_t)offset + (uint32_t)(k - 1) * payload;
+			p.payload = data;
+			p.plen = payload;
+			p.flags = T_ACK;
+		}
 		struct pcap_pkthdr ph = { .caplen = 0 };
 		ph.caplen = ph.len = t_build(&p, pkt);
 		pcap_dump((u_char *)d, &ph, pkt);
 		written++;
-		if (!strcmp(kind, "hello"))
-			continue;
-		for (long k = 0; k < per; k++) {
-			p.seq = isn + 1 + hl + (uint32_t)offset + k * payload;
-			p.payload = data;
-			p.plen = payload;
-			p.flags = T_ACK;
-			ph.caplen = ph.len = t_build(&p, pkt);
-			pcap_dump((u_char *)d, &ph, pkt);
-			written++;
-		}
 	}
 	pcap_dump_close(d);
 	pcap_close(dead);
