@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include "veil.h"
 #include "veil/hello.h"
+#include "veil/pkt.h"     /* VM_ETH_HLEN, VM_IPPROTO_TCP (vm_fp_hint_ahead) */
 
 #define VM_FP_MAX_ROUTES 65536
 #define VM_FP_MAX_NEIGH  64
@@ -156,9 +157,65 @@ const struct route_val *vm_fp_conf_route(const struct vm_fp_conf *c, const char 
 /* The flow table's hash of a key: the DPDK application splits flows among
  * its lcores by it. */
 uint32_t vm_fp_flow_hash(const struct flow_key *k);
-/* Brings the first slot a key of this hash probes towards the cache: what
- * a burst does for all its packets before processing the first. */
-void vm_fp_flow_prefetch(const struct vm_fp *fp, uint32_t hash);
+/* A flow key (12 bytes: the two address words, the two ports) hashed: the
+ * per-packet hash of every table and of the lcore hand-over.  Read field by
+ * field, not as loads of the key's memory: the key was just written in 4-
+ * and 2-byte pieces, and a wider load of it waits for those stores to
+ * retire (store forwarding fails): measured, a quarter of the established
+ * path's samples sat on that load's first multiply.
+ * On x86-64 with SSE4.2 two CRC32C steps (the instruction DPDK's rte_hash
+ * uses; every CPU DPDK runs on has it): the key -> hash -> slot chain is the established
+ * path's longest (perf: a third of vm_fp_ingress_hint's samples on the hash
+ * and the slot's first load), and crc32 is 3 cycles a step against three
+ * chained multiplies and their shifts: 100-130 TSC cycles less a 32-packet
+ * poll (docs/dpdk.md).  Unkeyed, as the multiplies were (an IPv4 key is the
+ * addresses themselves): a colliding key still only shares a probe window,
+ * the key compare and tuple check decide.  Elsewhere the multiplies. */
+_Static_assert(sizeof(struct flow_key) == 12, "hash_key mixes a 12-byte key");
+#if defined(__x86_64__)
+/* 1 when the CPU has crc32 (SSE4.2's): DPDK builds for it (-march=corei7),
+ * but libveil also serves veilctl replay and the tests, built for plain
+ * x86-64.  Asked once at start (fp_env.c). */
+extern int vm_fp_has_crc32;
+#endif
+
+static inline uint32_t vm_fp_hash_key(const struct flow_key *k)
+{
+	uint64_t a = (uint64_t)k->client_word | (uint64_t)k->vip_word << 32;
+	uint32_t b = (uint32_t)k->client_port_be | (uint32_t)k->vip_port_be << 16;
+#if defined(__x86_64__)
+	if (__builtin_expect(vm_fp_has_crc32, 1)) {
+		uint64_t c = 0x9e3779b9u;
+
+		__asm__("crc32q %1, %0" : "+r"(c) : "r"(a));
+		__asm__("crc32l %1, %k0" : "+r"(c) : "r"(b));
+		return (uint32_t)c;
+	}
+#endif
+	uint64_t h = 0x9e3779b97f4a7c15ULL;
+
+	h ^= a;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 32;
+	h ^= b;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 32;
+	h *= 0xc4ceb9fe1a85ec53ULL;
+	return (uint32_t)(h ^ (h >> 29));
+}
+
+/* Brings the first slot a key of this hash probes towards the cache (all
+ * of its cache lines): what a burst does for all its packets before
+ * processing the first. */
+static inline void vm_fp_flow_prefetch(const struct vm_fp *fp, uint32_t hash)
+{
+	const struct vm_fp_flow *f = &fp->flows[hash & (fp->flows_cap - 1)];
+
+	__builtin_prefetch(f, 1, 3);
+	__builtin_prefetch((const uint8_t *)f + 64, 1, 3);
+	__builtin_prefetch((const uint8_t *)f + 128, 1, 3);
+	__builtin_prefetch((const uint8_t *)f + sizeof(*f) - 1, 1, 3);
+}
 
 /* Processes one packet in place; may also emit further packets (above).  *pkt may move back by up to 128 bytes
  * (encapsulation): the buffer must have that much headroom before it, and
@@ -178,6 +235,25 @@ struct vm_fp_hint {
 /* The hint of an ingress (ret 0) or return (ret 1) packet: 0, or -1 when
  * it has no flow. */
 int vm_fp_hint_of(int ret, const uint8_t *pkt, uint32_t len, struct vm_fp_hint *h);
+/* A burst's first pass with one lcore: the packet's hint (vm_fp_hint_of)
+ * and its flow slot prefetched.  A client's IPv4 TCP packet without IP
+ * options, the common one, is read at fixed offsets: its key is its
+ * addresses and ports as they lie in the packet (the library's own key
+ * decides whether a hint is used, so an odd packet taken here costs a
+ * prefetch and nothing else).  0, or -1 when the packet has no flow. */
+static inline int vm_fp_hint_ahead(const struct vm_fp *fp, int ret, const uint8_t *pkt, uint32_t len,
+				   struct vm_fp_hint *h)
+{
+	if (!ret && len >= VM_ETH_HLEN + 20 + 20 && pkt[12] == 0x08 && pkt[13] == 0x00 && pkt[14] == 0x45 &&
+	    pkt[VM_ETH_HLEN + 9] == VM_IPPROTO_TCP) {
+		__builtin_memcpy(&h->key, pkt + VM_ETH_HLEN + 12, sizeof(h->key));
+		h->hash = vm_fp_hash_key(&h->key);
+	} else if (vm_fp_hint_of(ret, pkt, len, h)) {
+		return -1;
+	}
+	vm_fp_flow_prefetch(fp, h->hash);
+	return 0;
+}
 enum vm_fp_verdict vm_fp_ingress_hint(struct vm_fp *fp, uint16_t in_port, uint8_t **pkt, uint32_t *len,
 				      uint64_t tai_ns, uint16_t *out_port, const struct vm_fp_hint *hint);
 enum vm_fp_verdict vm_fp_return_hint(struct vm_fp *fp, uint16_t in_port, uint8_t **pkt, uint32_t *len,

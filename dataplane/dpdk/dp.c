@@ -140,16 +140,17 @@ int vm_dp_poll(struct vm_dp_worker *w)
 		w->d.rx += n;
 		seen += n;
 		if (vm_dp.nw == 1) {
-			/* No owner to find, and no parse ahead of the packet
-			 * library's own: measured, a first pass over the burst
-			 * (parse, hash, prefetch of the flow slot) cost more than
-			 * the prefetch saved (docs/dpdk.md). */
+			/* No owner to find; the burst's flows first all the
+			 * same: each packet's key hashed and its flow slot on
+			 * its way to the cache while the others are looked at
+			 * (the library then takes the hash as its own). */
 			for (uint16_t i = 0; i < n; i++) {
-				if (i + 1 < n)
-					rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 1], void *));
 				pkts[i]->port = in;   /* not every PMD sets it */
-				tx += handle(w, pkts[i], in, r, now, NULL);
+				hnone[i] = (uint8_t)!!vm_fp_hint_ahead(&w->fp, r, rte_pktmbuf_mtod(pkts[i], const uint8_t *),
+								       pkts[i]->data_len, &hint[i]);
 			}
+			for (uint16_t i = 0; i < n; i++)
+				tx += handle(w, pkts[i], in, r, now, hnone[i] ? NULL : &hint[i]);
 			continue;
 		}
 		/* The whole burst's flows first: the owner of each packet, and
