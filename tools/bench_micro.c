@@ -164,7 +164,7 @@ struct result {
 	double prog_ns;              /* + ns in plain repeat, kernel-timed: the program alone */
 	double raw_case, raw_base;   /* through the restore wrapper (live, repeat) */
 };
-static struct result res[24];
+static struct result res[32];
 static int nres;
 
 /* The counter a case must move: gateway or node statistics, by field. */
@@ -367,20 +367,16 @@ static int run_ring(int target, const uint8_t *pkt0, size_t len, __u32 n, double
 	return 0;
 }
 
-static int burst(const char *name, int prog, size_t (*make)(__u32, uint8_t *), int node, size_t idx,
-		 const char *cname)
+/* The rounds of a burst case: prog and the XDP_TX baseline behind the same
+ * ring of the same inputs; ns per run into b[] and c[] by round. */
+static int burst_rounds(int prog, size_t (*make)(__u32, uint8_t *), double *b, double *c)
 {
 	static struct bench_ring_frame f;
 	static uint8_t pkt0[BENCH_RING_FRAME];
-	double b[32], c[32];
-	int err = 0;
 	static __u32 next = 1u << 30;  /* inputs apart from single mode's (their flows go after each round anyway) */
-	__u64 before, runs = (__u64)rounds * singles;
+	int err = 0;
 	size_t len0 = 0;
 
-	if (skipped(name))
-		return 0;
-	before = counter(node, idx);
 	for (__u32 r = 0; r < rounds && !err; r++) {
 		double tb = 0, tc = 0, x = 0;
 		for (__u32 done = 0; done < singles && !err; ) {
@@ -395,7 +391,7 @@ static int burst(const char *name, int prog, size_t (*make)(__u32, uint8_t *), i
 					memcpy(pkt0, f.b, len);
 				}
 				f.len = len;
-				if (len != len0 || len > BENCH_RING_FRAME)
+				if (!len || len != len0 || len > BENCH_RING_FRAME)
 					err = -EINVAL;
 				else if (bpf_map_update_elem(ring_fd, &j, &f, BPF_ANY))
 					err = -errno;
@@ -414,6 +410,19 @@ static int burst(const char *name, int prog, size_t (*make)(__u32, uint8_t *), i
 			err |= post_round(next, singles);
 		next += singles;
 	}
+	return err;
+}
+
+static int burst(const char *name, int prog, size_t (*make)(__u32, uint8_t *), int node, size_t idx,
+		 const char *cname)
+{
+	double b[32], c[32];
+	__u64 before, runs = (__u64)rounds * singles;
+
+	if (skipped(name))
+		return 0;
+	before = counter(node, idx);
+	int err = burst_rounds(prog, make, b, c);
 	return case_done(name, "burst", err, node, idx, cname, before, runs, b, c);
 }
 
@@ -679,6 +688,80 @@ static int hello_flows_remove(__u32 first, __u32 n)
 	return 0;
 }
 
+/* Prefilled connection i's tuple (flows_prefill): 198.19.220-255.3+, 60000
+ * ports an address. */
+static void filler_client(__u32 i, char *cli, size_t n, uint16_t *port)
+{
+	snprintf(cli, n, "198.19.%u.%u", 220 + (i / 60000) % 36, 3 + i / (60000 * 36));
+	*port = (uint16_t)(1024 + i % 60000);
+}
+
+/* established_many: connection i's data segment, as established_to_node's
+ * but of one of the prefilled connections (their values are copies of that
+ * flow's, so the same sequence numbers hold): input i, connection
+ * i mod flows_max/2, a different one for every input of a round. */
+#define EST_MANY_PAYLOAD 512   /* the frame within the ring's BENCH_RING_FRAME */
+static uint32_t est_seq, est_ackno;
+static size_t make_est_many(__u32 idx, uint8_t *out)
+{
+	static const uint8_t data[EST_MANY_PAYLOAD];
+	char cli[32];
+	uint16_t port;
+
+	filler_client(idx % (flows_max / 2), cli, sizeof(cli), &port);
+	struct t_pkt p = client_pkt(0, port, est_seq, est_ackno, T_ACK | T_PSH);
+	if (inet_pton(AF_INET, cli, p.src) != 1)
+		return 0;
+	p.payload = data;
+	p.plen = sizeof(data);
+	return t_build(&p, out);
+}
+
+/* flows_lookup_floor: bench_base.bpf.c's lookup_xdp on established_many's
+ * inputs, its map filled with the same keys: what finding and touching one
+ * of that many flows costs at the least.  Every run must find its flow
+ * (bench_hits). */
+static int lookup_floor_fd = -1, bench_flows_fd = -1, bench_hits_fd = -1;
+static int burst_floor(const char *name, size_t (*make)(__u32, uint8_t *))
+{
+	double b[32], c[32];
+	__u64 h0 = 0, h1 = 0, runs = (__u64)rounds * singles;
+	__u32 zero = 0;
+	struct bench_flow_val { __u32 w[36]; } v = { { 0 } };
+	char cli[32];
+	uint16_t port;
+	struct flow_key k;
+
+	if (skipped(name))
+		return 0;
+	for (__u32 i = 0; i < flows_max / 2; i++) {
+		filler_client(i, cli, sizeof(cli), &port);
+		t_flow_key(cli, "198.18.100.1", port, 443, &k);
+		if (bpf_map_update_elem(bench_flows_fd, &k, &v, BPF_ANY)) {
+			fprintf(stderr, "veil-bench-micro: %s: cannot fill bench_flows: %s\n", name, strerror(errno));
+			return -1;
+		}
+	}
+	if (bpf_map_lookup_elem(bench_hits_fd, &zero, &h0))
+		return -1;
+	int err = burst_rounds(lookup_floor_fd, make, b, c);
+	if (err) {
+		fprintf(stderr, "veil-bench-micro: %s: a run failed: %s\n", name, strerror(-err));
+		return -1;
+	}
+	if (bpf_map_lookup_elem(bench_hits_fd, &zero, &h1) || h1 - h0 != runs) {
+		fprintf(stderr, "veil-bench-micro: %s found %llu flows in %llu runs\n", name,
+			(unsigned long long)(h1 - h0), (unsigned long long)runs);
+		return -1;
+	}
+	struct result *x = &res[nres++];
+	*x = (struct result){ .name = name, .mode = "burst", .counter = "bench_hits" };
+	x->ns = median(c, rounds, &x->spread);
+	x->base_ns = median(b, rounds, NULL);
+	x->over_ns = x->prog_ns = x->ns - x->base_ns;
+	return 0;
+}
+
 /* Half the map: flows of other clients (198.19.220-255.3+, never a case's) to
  * the VIP, copies of a prepared flow's value with their own tuple. */
 static int flows_prefill(void)
@@ -692,10 +775,11 @@ static int flows_prefill(void)
 	if (bpf_map_lookup_elem(fd, &k, &v))
 		return -1;
 	for (__u32 i = 0; i < flows_max / 2; i++) {
-		/* with the port, one key each: 198.19.220-255.3-..., 60000 ports an address */
-		snprintf(cli, sizeof(cli), "198.19.%u.%u", 220 + (i / 60000) % 36, 3 + i / (60000 * 36));
+		/* with the port, one key each */
+		uint16_t port;
+		filler_client(i, cli, sizeof(cli), &port);
 		vm_addr_parse(cli, v.client);
-		t_flow_key(cli, "198.18.100.1", 1024 + i % 60000, 443, &k);
+		t_flow_key(cli, "198.18.100.1", port, 443, &k);
 		if (bpf_map_update_elem(fd, &k, &v, BPF_NOEXIST) && errno != EEXIST)
 			return -1;
 		if (!i)
@@ -847,6 +931,8 @@ static int prepare(void)
 	p.payload = data;
 	p.plen = sizeof(data);
 	est_n = t_build(&p, est);
+	est_seq = p.seq;
+	est_ackno = p.ack;
 	p = client_pkt(0, 50002, 3001 + hello_curl_len + sizeof(data), cookie + 1, T_ACK);
 	est_ack_n = t_build(&p, est_ack);
 	static uint8_t hello6[1024];
@@ -1018,7 +1104,9 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	struct bpf_object *base = bpf_object__open_file(BASE_OBJ, NULL);
-	if (!base || bpf_object__load(base)) {
+	/* flows_lookup_floor's map: the gateway's flows map's size */
+	if (!base || bpf_map__set_max_entries(bpf_object__find_map_by_name(base, "bench_flows"), flows_max) ||
+	    bpf_object__load(base)) {
 		fprintf(stderr, "veil-bench-micro: cannot load %s\n", BASE_OBJ);
 		return 1;
 	}
@@ -1032,6 +1120,9 @@ int main(int argc, char **argv)
 	ring_xdp = bpf_program__fd(bpf_object__find_program_by_name(base, "ring_xdp"));
 	ring_fd = bpf_object__find_map_fd_by_name(base, "bench_ring");
 	ring_next_fd = bpf_object__find_map_fd_by_name(base, "bench_ring_next");
+	lookup_floor_fd = bpf_program__fd(bpf_object__find_program_by_name(base, "lookup_xdp"));
+	bench_flows_fd = bpf_object__find_map_fd_by_name(base, "bench_flows");
+	bench_hits_fd = bpf_object__find_map_fd_by_name(base, "bench_hits");
 
 	int err = 0;
 	err |= restored("syn", 1, GW_ING, syn, syn_n, GWC(syn_cookie_sent));
@@ -1043,6 +1134,11 @@ int main(int argc, char **argv)
 	err |= restored("established_v6", 1, GW_ING, est6, est6_n, GWC(fwd_established));
 	err |= restored("established_ack", 1, GW_ING, est_ack, est_ack_n, GWC(fwd_established));
 	err |= restored("established_v6_ack", 1, GW_ING, est6_ack, est6_ack_n, GWC(fwd_established));
+	/* a different connection's segment every run, among the 131072 in
+	 * the map: its bucket and element cold, as on a gateway carrying
+	 * many connections (the cases above find theirs in L1) */
+	err |= burst("established_many", GW_ING, make_est_many, GWC(fwd_established));
+	err |= burst_floor("flows_lookup_floor", make_est_many);
 	err |= restored("return_to_client", 1, GW_RET, ret, ret_n, GWC(ret_forwarded));
 	err |= restored("node_client_to_vm", 1, NODE_MESH, to_vm, to_vm_n, NODEC(fwd_to_vm));
 	/* TC: a repeated skb keeps the encapsulation mark of the previous run,
