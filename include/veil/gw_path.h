@@ -474,10 +474,10 @@ VM_INLINE int vm_gw_ingress(struct vm_gw_env *e, struct gw_stats *st)
 			 * that new handshake's (its cookie checks out: the old
 			 * flow goes, the packet takes the path of one without a
 			 * flow) or the live connection's (the mark goes). */
-			struct cookie_secret *s6 = vm_env_secret(e);
 			struct vm_gw_times tm;
+			sec = vm_env_secret(e);
 			VM_GW_SYN_TIMES(e, cfg, &tm);
-			if (s6 && s6->epoch && VM_GW_COOKIE_OK(s6, &p, p.seq - 1, p.ack - 1, tm.tnow)) {
+			if (sec && sec->epoch && VM_GW_COOKIE_OK(sec, &p, p.seq - 1, p.ack - 1, tm.tnow)) {
 				vm_env_flow_del(e, &k, f);
 				VM_GW_COUNT(st, flow_replaced);
 				f = 0;
