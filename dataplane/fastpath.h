@@ -171,7 +171,7 @@ uint32_t vm_fp_flow_hash(const struct flow_key *k);
  * poll (docs/dpdk.md).  Unkeyed, as the multiplies were (an IPv4 key is the
  * addresses themselves): a colliding key still only shares a probe window,
  * the key compare and tuple check decide.  Elsewhere the multiplies. */
-_Static_assert(sizeof(struct flow_key) == 12, "hash_key mixes a 12-byte key");
+_Static_assert(sizeof(struct flow_key) == 12, "vm_fp_hash_key mixes a 12-byte key");
 #if defined(__x86_64__)
 /* 1 when the CPU has crc32 (SSE4.2's): DPDK builds for it (-march=corei7),
  * but libveil also serves veilctl replay and the tests, built for plain

@@ -70,8 +70,6 @@ __attribute__((constructor)) static void fp_cpu_probe(void)
 }
 #endif
 
-#define hash_key vm_fp_hash_key
-
 static uint32_t hash_bytes(const void *k, size_t n)
 {
 	const uint8_t *p = k;
@@ -217,7 +215,7 @@ static void *slot_find_h(struct vm_fp *fp, void *tab, size_t stride, uint32_t ca
 
 static void *slot_find(struct vm_fp *fp, void *tab, size_t stride, uint32_t cap, const struct flow_key *k)
 {
-	return slot_find_h(fp, tab, stride, cap, k, hash_key(k));
+	return slot_find_h(fp, tab, stride, cap, k, vm_fp_hash_key(k));
 }
 
 /* Insert or replace; a full probe window evicts its least recently used.
@@ -225,7 +223,7 @@ static void *slot_find(struct vm_fp *fp, void *tab, size_t stride, uint32_t cap,
 static void *slot_put(struct vm_fp *fp, void *tab, size_t stride, uint32_t cap, const struct flow_key *k,
 		      uint32_t *count)
 {
-	uint32_t h = hash_key(k);
+	uint32_t h = vm_fp_hash_key(k);
 	struct vm_fp_slot *victim = NULL;
 	for (int i = 0; i < PROBE; i++) {
 		struct vm_fp_slot *f = (struct vm_fp_slot *)((uint8_t *)tab + stride * ((h + i) & (cap - 1)));
@@ -258,14 +256,14 @@ static struct vm_fp_flow *flow_put(struct vm_fp *fp, const struct flow_key *k, c
 
 uint32_t vm_fp_flow_hash(const struct flow_key *k)
 {
-	return hash_key(k);
+	return vm_fp_hash_key(k);
 }
 
 int vm_fp_hint_of(int ret, const uint8_t *pkt, uint32_t len, struct vm_fp_hint *h)
 {
 	if (ret ? vm_fp_return_key(pkt, len, &h->key) : vm_fp_ingress_key(pkt, len, &h->key))
 		return -1;
-	h->hash = hash_key(&h->key);
+	h->hash = vm_fp_hash_key(&h->key);
 	return 0;
 }
 
@@ -429,7 +427,7 @@ static inline const struct flow_seed *vm_env_flow_seed(struct vm_gw_env *e) { re
 static inline struct flow_val *vm_env_flow_get(struct vm_gw_env *e, const struct flow_key *k)
 {
 	/* the burst hashed this packet's key already (vm_fp_hint_of) */
-	uint32_t h = e->hint && vm_flow_key_eq(&e->hint->key, k) ? e->hint->hash : hash_key(k);
+	uint32_t h = e->hint && vm_flow_key_eq(&e->hint->key, k) ? e->hint->hash : vm_fp_hash_key(k);
 	struct vm_fp_flow *fl = slot_find_h(e->fp, e->fp->flows, sizeof(*e->fp->flows), e->fp->flows_cap, k, h);
 	return fl ? &fl->val : NULL;
 }
