@@ -264,6 +264,17 @@ static int restored(const char *name, int live, int prog, const uint8_t *pkt, si
 	return 0;
 }
 
+/* A case's row: the medians of its rounds, program (c) and baseline (b). */
+static void result_add(const char *name, const char *mode, const char *cname, double *b, double *c)
+{
+	struct result *x = &res[nres++];
+	*x = (struct result){ .name = name, .mode = mode, .counter = cname };
+	x->ns = median(c, rounds, &x->spread);
+	x->base_ns = median(b, rounds, NULL);
+	x->over_ns = x->ns - x->base_ns;
+	x->prog_ns = x->over_ns;
+}
+
 /* The end of a case timed against its baseline per round (b, c: ns of
  * each round): fails it when a run failed or its counter did not move once
  * per run (the case took another exit), else records the medians. */
@@ -283,12 +294,7 @@ static int case_done(const char *name, const char *mode, int err, int node, size
 			name, cname, (unsigned long long)moved, (unsigned long long)runs);
 		return -1;
 	}
-	struct result *x = &res[nres++];
-	*x = (struct result){ .name = name, .mode = mode, .counter = cname };
-	x->ns = median(c, rounds, &x->spread);
-	x->base_ns = median(b, rounds, NULL);
-	x->over_ns = x->ns - x->base_ns;
-	x->prog_ns = x->over_ns;
+	result_add(name, mode, cname, b, c);
 	return 0;
 }
 
@@ -754,11 +760,7 @@ static int burst_floor(const char *name, size_t (*make)(__u32, uint8_t *))
 			(unsigned long long)(h1 - h0), (unsigned long long)runs);
 		return -1;
 	}
-	struct result *x = &res[nres++];
-	*x = (struct result){ .name = name, .mode = "burst", .counter = "bench_hits" };
-	x->ns = median(c, rounds, &x->spread);
-	x->base_ns = median(b, rounds, NULL);
-	x->over_ns = x->prog_ns = x->ns - x->base_ns;
+	result_add(name, "burst", "bench_hits", b, c);
 	return 0;
 }
 
