@@ -723,6 +723,21 @@ static size_t make_est_many(__u32 idx, uint8_t *out)
 	return t_build(&p, out);
 }
 
+/* syn_many: a SYN flood's SYN, from a different client every run (the
+ * tuples of spoofed sources: 198.18.1-250.x, 60000 ports each), none of
+ * them a connection the gateway knows. */
+static size_t make_syn_many(__u32 idx, uint8_t *out)
+{
+	struct t_pkt p = client_pkt(0, (uint16_t)(1024 + idx % 60000), 0x2000 + idx * 7919, 0, T_SYN);
+	__u32 a = idx / 60000;
+
+	p.opts = SYN_OPTS;
+	p.optlen = 20;
+	p.src[2] = 1 + a % 250;   /* 198.18.1+.x: never a prepared flow's client */
+	p.src[3] = (uint8_t)(a / 250);
+	return t_build(&p, out);
+}
+
 /* flows_lookup_floor: bench_base.bpf.c's lookup_xdp on established_many's
  * inputs, its map filled with the same keys: what finding and touching one
  * of that many flows costs at the least.  Every run must find its flow
@@ -1129,6 +1144,8 @@ int main(int argc, char **argv)
 	int err = 0;
 	err |= restored("syn", 1, GW_ING, syn, syn_n, GWC(syn_cookie_sent));
 	err |= restored("syn_v6", 1, GW_ING, syn6, syn6_n, GWC(syn_cookie_sent));
+	/* a SYN flood: a different spoofed client every run */
+	err |= burst("syn_many", GW_ING, make_syn_many, GWC(syn_cookie_sent));
 	err |= restored("cookie_ack", 1, GW_ING, ack, ack_n, GWC(cookie_ack));
 	err |= restored("cookie_ack_v6", 1, GW_ING, ack6, ack6_n, GWC(cookie_ack));
 	err |= restored("hello_retransmit", 1, GW_ING, hello_again, hello_again_n, GWC(hello_retransmit));

@@ -393,13 +393,72 @@ VM_INLINE int vm_gw_hello_to_flow(struct vm_gw_env *e, const struct vm_pkt *p, c
 
 /* ---------- gw_ingress: the client-facing side ---------- */
 
+/* What a packet with no flow of its own needs: its VIP, the config and
+ * the secret.  -1 when all three are there; otherwise the verdict (the
+ * reason counted). */
+VM_INLINE int vm_gw_no_flow_ready(struct vm_gw_env *e, const struct vm_pkt *p, struct gw_stats *st,
+				  const struct vip_val **vip, const struct gw_config **cfg,
+				  struct cookie_secret **sec)
+{
+	struct vip_key vk = {};
+
+	vm_vip_key_of(p, &vk);
+	*vip = vm_env_vip(e, &vk);
+	if (!*vip) {
+		VM_GW_COUNT(st, pass_not_vip);
+		return VM_V_PASS;
+	}
+	*cfg = vm_env_cfg(e);
+	*sec = vm_env_secret(e);
+	if (!*cfg || !*sec || !(*sec)->epoch) {
+		VM_GW_COUNT(st, no_config);
+		return VM_V_DROP;
+	}
+	return -1;
+}
+
+/* Whether p, an ACK on flow f's tuple, has the shape of a new handshake's
+ * ACK on a reused tuple rather than of f's connection's segment (the
+ * cookie then decides, vm_gw_ingress):
+ *   - its sequence is not where f's client stands: more than
+ *     VM_RST_WINDOW from cli_nxt, or, on a closed flow (FIN both ways),
+ *     anything but its last ACK (cli_nxt) and its FIN again (cli_nxt - 1);
+ *     a new connection's ISN is random, so it is far from them but for a
+ *     chance of 2^17 in 2^32 (that handshake then fails, as its client's
+ *     ACK reaches the old connection);
+ *   - and it carries nothing, or a TLS handshake record's start (the
+ *     hello): a live connection's segment from far back (a retransmission
+ *     in a window above 64 KB) carries data, and starts so by a chance
+ *     of 1 in 2^16, so a live connection is taken for a new one with a
+ *     chance of 2^-16 times the cookie's 2^-21 for such a segment.
+ * A flow of an older build (cli_nxt 0: its sequence unknown) is never
+ * taken for another. */
+VM_INLINE int vm_gw_seq_foreign(const struct flow_val *f, const struct vm_pkt *p, const void *data,
+				const void *data_end)
+{
+	__u32 d = p->seq - f->cli_nxt;
+	const __u8 *pl;
+
+	if (!f->cli_nxt)
+		return 0;
+	if ((f->fin & VM_FIN_BOTH) == VM_FIN_BOTH ? d == 0 || d == (__u32)-1
+						  : d < VM_RST_WINDOW || -d < VM_RST_WINDOW)
+		return 0;
+	if (!p->payload_len)
+		return 1;
+	pl = (const __u8 *)data + (p->l4_off & VM_L4_OFF_MASK) + (p->tcp_len & VM_TCP_HLEN_MASK);
+	if ((const void *)(pl + 2) > data_end)
+		return 0;
+	return pl[0] == VM_TLS_CT_HANDSHAKE && pl[1] == VM_TLS_VERSION_MAJOR;
+}
+
 VM_INLINE int vm_gw_ingress(struct vm_gw_env *e, struct gw_stats *st)
 {
 	void *data = vm_env_data(e), *data_end = vm_env_data_end(e);
 	struct vm_eth *eth = data;
 	struct vm_pkt p = {};
 	struct vip_key vk = {};
-	const struct vip_val *vip;
+	const struct vip_val *vip = 0;
 	struct flow_key k VM_KEY_ALIGNED;   /* stored as words (vm_flow_key_make) */
 	struct flow_val *f;
 	const struct gw_config *cfg;
@@ -428,6 +487,20 @@ VM_INLINE int vm_gw_ingress(struct vm_gw_env *e, struct gw_stats *st)
 		}
 		return VM_V_PASS;
 	}
+	/* A SYN changes no state and looks up no flow: it is answered with a
+	 * cookie whatever flow its tuple has.  A SYN flood's spoofed tuples
+	 * then cost no cold bucket of the flows map each.  A live flow on the
+	 * tuple learns of a new handshake from its ACK (vm_gw_seq_foreign). */
+	if ((p.flags & (VM_TCP_SYN | VM_TCP_ACK)) == VM_TCP_SYN) {
+		rc = vm_gw_no_flow_ready(e, &p, st, &vip, &cfg, &sec);
+		if (rc >= 0)
+			return rc;
+		if (p.flags & VM_TCP_RST) {
+			VM_GW_COUNT(st, rst_no_flow);
+			return VM_V_DROP;
+		}
+		return vm_gw_synack(e, &p, st, cfg, sec);
+	}
 	/* An established packet needs its flow and the underlay address, no
 	 * more: the flow first, the VIP and the rest only on a miss (a flow
 	 * outlives its VIP as it outlives its route, until it closes or ages). */
@@ -449,7 +522,7 @@ VM_INLINE int vm_gw_ingress(struct vm_gw_env *e, struct gw_stats *st)
 		f = 0;
 		taken = 1;
 	}
-	if (f && (p.flags & (VM_TCP_SYN | VM_TCP_ACK)) != VM_TCP_SYN) {
+	if (f) {
 		cfg = vm_env_cfg(e);
 		if (!cfg) {
 			VM_GW_COUNT(st, no_config);
@@ -469,12 +542,16 @@ VM_INLINE int vm_gw_ingress(struct vm_gw_env *e, struct gw_stats *st)
 			VM_GW_COUNT(st, flow_reset);
 			return rc;
 		}
-		if (f->fin & VM_FIN_SYN) {
-			/* A SYN came for this tuple (below): this ACK is either
-			 * that new handshake's (its cookie checks out: the old
-			 * flow goes, the packet takes the path of one without a
-			 * flow) or the live connection's (the mark goes). */
+		if (vm_gw_seq_foreign(f, &p, data, data_end)) {
+			/* Not where this connection stands: a new handshake's
+			 * ACK on the reused tuple (a client behind a NAT that
+			 * reused the port of a connection that never closed
+			 * here, or of a closed one) if its cookie checks out:
+			 * the old flow goes and the packet takes the path of
+			 * one without a flow.  Otherwise it is forwarded as
+			 * ever, and the VM's TCP judges it. */
 			struct vm_gw_times tm;
+			VM_GW_COUNT(st, handshake_on_flow);
 			sec = vm_env_secret(e);
 			VM_GW_SYN_TIMES(e, cfg, &tm);
 			if (sec && sec->epoch && VM_GW_COOKIE_OK(sec, &p, p.seq - 1, p.ack - 1, tm.tnow)) {
@@ -483,7 +560,6 @@ VM_INLINE int vm_gw_ingress(struct vm_gw_env *e, struct gw_stats *st)
 				f = 0;
 				goto no_flow;
 			}
-			f->fin &= ~VM_FIN_SYN;
 		}
 		if (p.payload_len || (p.flags & VM_TCP_FIN))   /* a bare ACK ends where it starts */
 			vm_gw_cli_seen(f, &p);
@@ -507,40 +583,13 @@ VM_INLINE int vm_gw_ingress(struct vm_gw_env *e, struct gw_stats *st)
 	}
 
 no_flow:
-	vm_vip_key_of(&p, &vk);
-	vip = vm_env_vip(e, &vk);
-	if (!vip) {
-		VM_GW_COUNT(st, pass_not_vip);
-		return VM_V_PASS;
-	}
-	cfg = vm_env_cfg(e);
-	sec = vm_env_secret(e);
-	if (!cfg || !sec || !sec->epoch) {
-		VM_GW_COUNT(st, no_config);
-		return VM_V_DROP;
-	}
-	if (f) {
-		/* A SYN on the tuple of an old connection.  Closed (FIN both
-		 * ways): the tuple is free, the flow goes.  Live: it stays,
-		 * marked, until an ACK shows whose the tuple is (above), so a
-		 * blind SYN cannot end it; a client behind a NAT that reused
-		 * the port of a connection that never closed here still gets
-		 * through, with its cookie. */
-		if ((f->fin & VM_FIN_BOTH) == VM_FIN_BOTH) {
-			vm_env_flow_del(e, &k, f);
-		} else {
-			f->fin |= VM_FIN_SYN;
-			VM_GW_COUNT(st, syn_on_flow);
-		}
-		return vm_gw_synack(e, &p, st, cfg, sec);
-	}
-
+	rc = vm_gw_no_flow_ready(e, &p, st, &vip, &cfg, &sec);
+	if (rc >= 0)
+		return rc;
 	if (p.flags & VM_TCP_RST) {
 		VM_GW_COUNT(st, rst_no_flow);
 		return VM_V_DROP;
 	}
-	if ((p.flags & (VM_TCP_SYN | VM_TCP_ACK)) == VM_TCP_SYN)
-		return vm_gw_synack(e, &p, st, cfg, sec);
 	if ((p.flags & (VM_TCP_SYN | VM_TCP_ACK)) != VM_TCP_ACK) {
 		VM_GW_COUNT(st, bad_cookie);
 		return VM_V_DROP;

@@ -72,6 +72,8 @@
 #define VM_TCP_MSS_DEFAULT 536    /* a SYN without the MSS option (RFC 9293 3.7.1) */
 #define VM_TCP_WSCALE_MAX 14      /* the largest window scale shift (RFC 7323 2.3) */
 #define VM_TCP_WSCALE_MASK 15     /* a shift masked for the verifier: VM_TCP_WSCALE_MAX and below pass */
+#define VM_TCP_HLEN_MASK 0x3c     /* a TCP header length masked for the verifier: every doff * 4 passes */
+#define VM_L4_OFF_MASK 0x7f       /* an Ethernet frame's L4 offset masked for the verifier: 14 + 20 and 14 + 40 pass */
 #define VM_IP_TCP_MIN  (VM_IP4_HLEN + VM_TCP_HLEN) /* the smallest IP + TCP headers */
 
 #define VM_TCP_FIN 0x01

@@ -173,10 +173,9 @@ struct flow_tuple {
 #define VM_FIN_CLIENT 0x01
 #define VM_FIN_VM     0x02
 #define VM_FIN_BOTH   (VM_FIN_CLIENT | VM_FIN_VM)
-/* Gateway flows only: a SYN came for this live flow's tuple (a new client
- * behind a NAT that reused the port, or a blind attack): the flow is kept,
- * and the next ACK on it is checked as that handshake's cookie. */
-#define VM_FIN_SYN    0x04
+/* 0x04 marked a gateway flow whose tuple a SYN had come for, until
+ * 2026-12-04 (a SYN now looks up no flow: vm_gw_seq_foreign); a flow kept
+ * from then may carry it, and nothing reads it. */
 struct flow_val {
 	__u32 vm_id;
 	__u32 client_isn;
@@ -355,8 +354,9 @@ struct gw_stats {
 	                           * early segment that another CPU put under it first is not replaced) */
 	__u64 rst_out_of_window;  /* a client RST far from the flow's sequence (VM_RST_WINDOW): dropped,
 	                           * the flow kept (a blind reset) */
-	__u64 syn_on_flow;        /* a SYN for a live flow's tuple: answered, the flow kept and marked */
-	__u64 flow_replaced;      /* the marked flow's next ACK was the new handshake's: the old flow retired */
+	__u64 handshake_on_flow;  /* an ACK on a flow's tuple shaped as a new handshake's (vm_gw_seq_foreign):
+	                           * its cookie checked (this slot counted syn_on_flow before 2026-12-04) */
+	__u64 flow_replaced;      /* that ACK's cookie checked out: the old flow retired */
 };
 
 /* ---------- node maps ---------- */
