@@ -394,8 +394,8 @@ VM_INLINE int vm_gw_hello_to_flow(struct vm_gw_env *e, const struct vm_pkt *p, c
 /* ---------- gw_ingress: the client-facing side ---------- */
 
 /* What a packet with no flow of its own needs: its VIP, the config and
- * the secret.  -1 when all three are there; otherwise the verdict (the
- * reason counted). */
+ * the secret, and not to be a RST (with no flow, nothing to reset).  -1
+ * when so; otherwise the verdict (the reason counted). */
 VM_INLINE int vm_gw_no_flow_ready(struct vm_gw_env *e, const struct vm_pkt *p, struct gw_stats *st,
 				  const struct vip_val **vip, const struct gw_config **cfg,
 				  struct cookie_secret **sec)
@@ -412,6 +412,10 @@ VM_INLINE int vm_gw_no_flow_ready(struct vm_gw_env *e, const struct vm_pkt *p, s
 	*sec = vm_env_secret(e);
 	if (!*cfg || !*sec || !(*sec)->epoch) {
 		VM_GW_COUNT(st, no_config);
+		return VM_V_DROP;
+	}
+	if (p->flags & VM_TCP_RST) {
+		VM_GW_COUNT(st, rst_no_flow);
 		return VM_V_DROP;
 	}
 	return -1;
@@ -495,10 +499,6 @@ VM_INLINE int vm_gw_ingress(struct vm_gw_env *e, struct gw_stats *st)
 		rc = vm_gw_no_flow_ready(e, &p, st, &vip, &cfg, &sec);
 		if (rc >= 0)
 			return rc;
-		if (p.flags & VM_TCP_RST) {
-			VM_GW_COUNT(st, rst_no_flow);
-			return VM_V_DROP;
-		}
 		return vm_gw_synack(e, &p, st, cfg, sec);
 	}
 	/* An established packet needs its flow and the underlay address, no
@@ -586,10 +586,6 @@ no_flow:
 	rc = vm_gw_no_flow_ready(e, &p, st, &vip, &cfg, &sec);
 	if (rc >= 0)
 		return rc;
-	if (p.flags & VM_TCP_RST) {
-		VM_GW_COUNT(st, rst_no_flow);
-		return VM_V_DROP;
-	}
 	if ((p.flags & (VM_TCP_SYN | VM_TCP_ACK)) != VM_TCP_ACK) {
 		VM_GW_COUNT(st, bad_cookie);
 		return VM_V_DROP;
