@@ -176,13 +176,20 @@ VM_INLINE void vm_gw_cli_seen(struct flow_val *f, const struct vm_pkt *p)
 	vm_gw_cli_at(f, p->seq + p->payload_len + ((p->flags & VM_TCP_FIN) ? 1 : 0));
 }
 
-/* A client RST near where the flow's sequence stands (VM_RST_WINDOW), or
- * on a flow that does not know it: taken. */
+/* Whether seq lies within VM_RST_WINDOW of where the flow's client stands
+ * (cli_nxt), either side. */
+VM_INLINE int vm_gw_cli_near(const struct flow_val *f, __u32 seq)
+{
+	__u32 d = seq - f->cli_nxt;
+
+	return d < VM_RST_WINDOW || -d < VM_RST_WINDOW;
+}
+
+/* A client RST near where the flow's sequence stands, or on a flow that
+ * does not know it: taken. */
 VM_INLINE int vm_gw_rst_ok(const struct flow_val *f, const struct vm_pkt *p)
 {
-	__u32 d = p->seq - f->cli_nxt;
-
-	return !f->cli_nxt || d < VM_RST_WINDOW || -d < VM_RST_WINDOW;
+	return !f->cli_nxt || vm_gw_cli_near(f, p->seq);
 }
 
 #endif /* VEIL_GW_H */

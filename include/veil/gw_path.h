@@ -445,8 +445,7 @@ VM_INLINE int vm_gw_seq_foreign(const struct flow_val *f, const struct vm_pkt *p
 
 	if (!f->cli_nxt)
 		return 0;
-	if ((f->fin & VM_FIN_BOTH) == VM_FIN_BOTH ? d == 0 || d == (__u32)-1
-						  : d < VM_RST_WINDOW || -d < VM_RST_WINDOW)
+	if ((f->fin & VM_FIN_BOTH) == VM_FIN_BOTH ? d == 0 || d == (__u32)-1 : vm_gw_cli_near(f, p->seq))
 		return 0;
 	if (!p->payload_len)
 		return 1;
