@@ -246,7 +246,7 @@ static inline int vm_fp_hint_ahead(const struct vm_fp *fp, int ret, const uint8_
 {
 	if (!ret && len >= VM_ETH_HLEN + 20 + 20 && pkt[12] == 0x08 && pkt[13] == 0x00 && pkt[14] == 0x45 &&
 	    pkt[VM_ETH_HLEN + 9] == VM_IPPROTO_TCP) {
-		if ((pkt[VM_ETH_HLEN + 20 + 13] & (VM_TCP_SYN | VM_TCP_ACK)) == VM_TCP_SYN)
+		if (vm_tcp_syn_only(pkt[VM_ETH_HLEN + 20 + 13]))
 			return -1;   /* a SYN: no flow to look up */
 		__builtin_memcpy(&h->key, pkt + VM_ETH_HLEN + 12, sizeof(h->key));
 		h->hash = vm_fp_hash_key(&h->key);
@@ -263,10 +263,9 @@ enum vm_fp_verdict vm_fp_return_hint(struct vm_fp *fp, uint16_t in_port, uint8_t
 
 /* The flow a packet belongs to, without processing it: an ingress packet's
  * (client -> VIP) or a return packet's inner one (Geneve from a node).
- * 0 and *k filled, or -1 when the packet has no flow to look up (the
- * processing functions then decide alone): one that does not parse, or a
- * client's SYN (vm_gw_ingress answers it without a lookup, so any worker
- * may, and its slot is not worth a prefetch). */
+ * 0 and *k filled, or -1 when the packet has no flow (the processing
+ * functions then decide alone).  A client's SYN has its key: with several
+ * workers it goes to its flow's owner as every packet does. */
 int vm_fp_ingress_key(const uint8_t *pkt, uint32_t len, struct flow_key *k);
 int vm_fp_return_key(const uint8_t *pkt, uint32_t len, struct flow_key *k);
 

@@ -708,8 +708,7 @@ enum vm_fp_verdict vm_fp_return(struct vm_fp *fp, uint16_t in_port, uint8_t **pk
 int vm_fp_ingress_key(const uint8_t *f, uint32_t len, struct flow_key *k)
 {
 	struct vm_pkt p;
-	if (len < ETH_HLEN || parse_ip_tcp(f, len, ETH_HLEN, &p) != VM_PARSE_OK ||
-	    (p.flags & (VM_TCP_SYN | VM_TCP_ACK)) == VM_TCP_SYN)   /* a SYN looks up no flow (gw_path.h) */
+	if (len < ETH_HLEN || parse_ip_tcp(f, len, ETH_HLEN, &p) != VM_PARSE_OK)
 		return -1;
 	vm_flow_key_of(&p, &fp_seed, k);
 	return 0;

@@ -494,7 +494,7 @@ VM_INLINE int vm_gw_ingress(struct vm_gw_env *e, struct gw_stats *st)
 	 * cookie whatever flow its tuple has.  A SYN flood's spoofed tuples
 	 * then cost no cold bucket of the flows map each.  A live flow on the
 	 * tuple learns of a new handshake from its ACK (vm_gw_seq_foreign). */
-	if ((p.flags & (VM_TCP_SYN | VM_TCP_ACK)) == VM_TCP_SYN) {
+	if (vm_tcp_syn_only(p.flags)) {
 		rc = vm_gw_no_flow_ready(e, &p, st, &vip, &cfg, &sec);
 		if (rc >= 0)
 			return rc;

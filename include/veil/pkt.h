@@ -82,6 +82,14 @@
 #define VM_TCP_PSH 0x08
 #define VM_TCP_ACK 0x10
 
+/* A SYN without ACK: the gateway answers it with a cookie and looks up no
+ * flow for it (gw_path.h), so the one-worker DPDK first pass hints none
+ * either (vm_fp_hint_ahead). */
+VM_INLINE int vm_tcp_syn_only(__u8 flags)
+{
+	return (flags & (VM_TCP_SYN | VM_TCP_ACK)) == VM_TCP_SYN;
+}
+
 struct vm_eth {
 	__u8 dst[6];
 	__u8 src[6];
