@@ -579,10 +579,8 @@ static void return_path_to_client(void)
 	CHECK(r.verdict == XDP_PASS_, "non-Geneve passes");
 }
 
-static int flow_exists(int v6, uint16_t sport)
+static void flow_key_of(int v6, uint16_t sport, struct flow_key *k)
 {
-	struct flow_key k;
-	struct flow_val v;
 	char c[64], a[64];
 	if (v6) {
 		vm_addr_str(CLI6, c, sizeof(c));
@@ -591,7 +589,14 @@ static int flow_exists(int v6, uint16_t sport)
 		snprintf(c, sizeof(c), "%u.%u.%u.%u", CLI4[0], CLI4[1], CLI4[2], CLI4[3]);
 		snprintf(a, sizeof(a), "%u.%u.%u.%u", VIP4[0], VIP4[1], VIP4[2], VIP4[3]);
 	}
-	t_flow_key(c, a, sport, 443, &k);
+	t_flow_key(c, a, sport, 443, k);
+}
+
+static int flow_exists(int v6, uint16_t sport)
+{
+	struct flow_key k;
+	struct flow_val v;
+	flow_key_of(v6, sport, &k);
 	return bpf_map_lookup_elem(vm_gw_map_fd(&G, "flows"), &k, &v) == 0 && v.family == (v6 ? VM_AF_INET6 : VM_AF_INET);
 }
 
@@ -693,68 +698,71 @@ static void blind_rst_ignored(void)
  * shape (no payload, or a hello); its cookie checking out, the old flow
  * goes and its hello makes a new one.  The live connection's segments,
  * near or far, and a blind ACK with a wrong cookie, are forwarded. */
-static void handshake_on_live_flow(void)
+static void handshake_on_flow_fam(int v6)
 {
 	uint8_t in[1024];
 	struct run r;
 	struct flow_key k;
 	struct flow_val v;
-	uint32_t ts_a, isn_a = 8000000, ca = handshake(0, 40050, isn_a, &ts_a);
+	uint32_t ts_a, isn_a = 8000000, ca = handshake(v6, 40050, isn_a, &ts_a);
 	uint32_t nxt_a = isn_a + 1 + hello_curl_len;
 
-	xdp_run(GW_ING, in, hello_pkt(0, 40050, isn_a, ca, ts_a, hello_curl, hello_curl_len, in), &r);
-	CHECK(flow_exists(0, 40050), "routed");
+	xdp_run(GW_ING, in, hello_pkt(v6, 40050, isn_a, ca, ts_a, hello_curl, hello_curl_len, in), &r);
+	CHECK(flow_exists(v6, 40050), "routed");
 	struct gw_stats b = gw_now();
-	uint32_t ts_b, isn_b = 9100000, cb = handshake(0, 40050, isn_b, &ts_b);
-	CHECK(gw_now().syn_cookie_sent == b.syn_cookie_sent + 1 && flow_exists(0, 40050) &&
+	uint32_t ts_b, isn_b = 9100000, cb = handshake(v6, 40050, isn_b, &ts_b);
+	CHECK(gw_now().syn_cookie_sent == b.syn_cookie_sent + 1 && flow_exists(v6, 40050) &&
 	      gw_now().handshake_on_flow == b.handshake_on_flow, "a SYN on the live tuple: answered, the flow untouched");
-	struct t_pkt d = client_pkt(0, 40050, nxt_a, ca + 1, T_ACK);
+	struct t_pkt d = client_pkt(v6, 40050, nxt_a, ca + 1, T_ACK);
 	d.payload = hello_curl + 200;   /* not a record's start */
 	d.plen = 100;
 	xdp_run(GW_ING, in, t_build(&d, in), &r);
-	CHECK((r.verdict == XDP_TX_ || r.verdict == XDP_REDIRECT_) && flow_exists(0, 40050) &&
+	CHECK((r.verdict == XDP_TX_ || r.verdict == XDP_REDIRECT_) && flow_exists(v6, 40050) &&
 	      gw_now().handshake_on_flow == b.handshake_on_flow, "the live connection's data forwarded: %u", r.verdict);
 	/* its data from far back (a retransmission in a wide window): not a
 	 * handshake's shape, forwarded unchecked */
 	d.seq = nxt_a - 300000;
 	xdp_run(GW_ING, in, t_build(&d, in), &r);
-	CHECK((r.verdict == XDP_TX_ || r.verdict == XDP_REDIRECT_) && flow_exists(0, 40050) &&
+	CHECK((r.verdict == XDP_TX_ || r.verdict == XDP_REDIRECT_) && flow_exists(v6, 40050) &&
 	      gw_now().handshake_on_flow == b.handshake_on_flow, "far data forwarded unchecked: %u", r.verdict);
 	/* a blind bare ACK far off: checked, its cookie wrong, forwarded */
-	struct t_pkt blind = client_pkt(0, 40050, isn_b + 77777, 12345, T_ACK);
+	struct t_pkt blind = client_pkt(v6, 40050, isn_b + 77777, 12345, T_ACK);
 	xdp_run(GW_ING, in, t_build(&blind, in), &r);
-	CHECK((r.verdict == XDP_TX_ || r.verdict == XDP_REDIRECT_) && flow_exists(0, 40050) &&
+	CHECK((r.verdict == XDP_TX_ || r.verdict == XDP_REDIRECT_) && flow_exists(v6, 40050) &&
 	      gw_now().handshake_on_flow == b.handshake_on_flow + 1 && gw_now().flow_replaced == b.flow_replaced,
 	      "a blind ACK: checked, forwarded, nothing replaced: %u", r.verdict);
 	/* the new client's handshake: its ACK replaces the flow */
 	b = gw_now();
-	xdp_run(GW_ING, in, hello_pkt(0, 40050, isn_b, cb, ts_b, hello_curl, 0, in), &r);
+	xdp_run(GW_ING, in, hello_pkt(v6, 40050, isn_b, cb, ts_b, hello_curl, 0, in), &r);
 	CHECK(r.verdict == XDP_DROP_ && gw_now().flow_replaced == b.flow_replaced + 1 &&
 	      gw_now().handshake_on_flow == b.handshake_on_flow + 1 && gw_now().cookie_ack == b.cookie_ack + 1 &&
-	      !flow_exists(0, 40050), "the new handshake's ACK: the old flow retired (%u)", r.verdict);
-	xdp_run(GW_ING, in, hello_pkt(0, 40050, isn_b, cb, ts_b, hello_curl, hello_curl_len, in), &r);
-	t_flow_key("198.18.0.2", "198.18.100.1", 40050, 443, &k);
+	      !flow_exists(v6, 40050), "the new handshake's ACK: the old flow retired (%u)", r.verdict);
+	xdp_run(GW_ING, in, hello_pkt(v6, 40050, isn_b, cb, ts_b, hello_curl, hello_curl_len, in), &r);
+	flow_key_of(v6, 40050, &k);
 	CHECK((r.verdict == XDP_TX_ || r.verdict == XDP_REDIRECT_) && gw_now().hello_routed == b.hello_routed + 1 &&
 	      !bpf_map_lookup_elem(vm_gw_map_fd(&G, "flows"), &k, &v) && v.client_isn == isn_b,
 	      "its hello routed: a new flow (%u)", r.verdict);
 	/* a hello as the first segment also tells (no bare ACK first) */
-	uint32_t ts_c, isn_c = 1200000, cc = handshake(0, 40050, isn_c, &ts_c);
+	uint32_t ts_c, isn_c = 1200000, cc = handshake(v6, 40050, isn_c, &ts_c);
 	b = gw_now();
-	xdp_run(GW_ING, in, hello_pkt(0, 40050, isn_c, cc, ts_c, hello_curl, hello_curl_len, in), &r);
+	xdp_run(GW_ING, in, hello_pkt(v6, 40050, isn_c, cc, ts_c, hello_curl, hello_curl_len, in), &r);
 	CHECK((r.verdict == XDP_TX_ || r.verdict == XDP_REDIRECT_) && gw_now().flow_replaced == b.flow_replaced + 1 &&
 	      gw_now().hello_routed == b.hello_routed + 1 && !bpf_map_lookup_elem(vm_gw_map_fd(&G, "flows"), &k, &v) &&
 	      v.client_isn == isn_c, "a hello on the live tuple, its cookie good: a new flow (%u)", r.verdict);
 	/* the limit: a new ISN within VM_RST_WINDOW of the live client's
 	 * sequence (a chance of 2^17 in 2^32) reaches the old connection */
-	uint32_t nxt_c = isn_c + 1 + hello_curl_len, ts_e, isn_e = nxt_c + 1000, ce = handshake(0, 40050, isn_e, &ts_e);
+	uint32_t nxt_c = isn_c + 1 + hello_curl_len, ts_e, isn_e = nxt_c + 1000, ce = handshake(v6, 40050, isn_e, &ts_e);
 	b = gw_now();
-	xdp_run(GW_ING, in, hello_pkt(0, 40050, isn_e, ce, ts_e, hello_curl, 0, in), &r);
+	xdp_run(GW_ING, in, hello_pkt(v6, 40050, isn_e, ce, ts_e, hello_curl, 0, in), &r);
 	CHECK((r.verdict == XDP_TX_ || r.verdict == XDP_REDIRECT_) && gw_now().flow_replaced == b.flow_replaced &&
-	      gw_now().handshake_on_flow == b.handshake_on_flow && flow_exists(0, 40050),
+	      gw_now().handshake_on_flow == b.handshake_on_flow && flow_exists(v6, 40050),
 	      "a handshake near the live sequence: the live connection's (%u)", r.verdict);
 	/* the closed-flow case: gateway_retires_flows */
 	bpf_map_delete_elem(vm_gw_map_fd(&G, "flows"), &k);
 }
+
+static void handshake_on_live_flow(void) { handshake_on_flow_fam(0); }
+static void handshake_on_live_flow_v6(void) { handshake_on_flow_fam(1); }
 
 /* A refusal ends cleanly: the client's FIN after the alert is ACKed, and a
  * hello whose unknown name is in its first segment is refused only once
@@ -1876,6 +1884,22 @@ static void reassembly_out_of_order_records_v6(void)
 	}
 	CHECK(r.verdict == TC_ACT_REDIRECT_, "seg 1 in place: %u", r.verdict);
 	check_mesh_frame(r.out, r.len, 1, p[1] + 14, pn[1] - 14, "seg 1");
+	/* the last segment again (the VM has not ACKed the hello): every
+	 * held one goes again, found by the IPv6 tuple */
+	b = gw_now();
+	xdp_run(GW_ING, p[1], pn[1], &r);
+	CHECK(r.verdict == XDP_PASS_ && gw_now().hello_retransmit == b.hello_retransmit + 1, "held bytes again to TC: %u",
+	      r.verdict);
+	tc_run_on(GW_ASM, p[1], pn[1], &r, ifidx);
+	a = gw_now();
+	CHECK(a.hello_resent == b.hello_resent + 1 && a.asm_sent == b.asm_sent + 3, "every held segment resent: %llu",
+	      (unsigned long long)(a.asm_sent - b.asm_sent));
+	for (int i = 0; i < 2; i++) {
+		size_t fl = cap_read(cap, f, sizeof(f));
+		int k = sent_order[i];
+		check_mesh_frame(f, fl, 1, p[k] + 14, pn[k] - 14, k == 0 ? "seg 0 again" : "seg 2 again");
+	}
+	CHECK(r.verdict == TC_ACT_REDIRECT_, "seg 1 again in place: %u", r.verdict);
 	if (cap >= 0)
 		close(cap);
 }
@@ -2425,6 +2449,7 @@ int main(void)
 	RUN(flow_fold_definition);
 	RUN(blind_rst_ignored);
 	RUN(handshake_on_live_flow);
+	RUN(handshake_on_live_flow_v6);
 	RUN(flow_key_v4_equals_v6);
 	RUN(flows_rekeyed_at_load);
 	RUN(node_rev_collision_v6);
