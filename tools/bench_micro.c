@@ -738,6 +738,20 @@ static size_t make_syn_many(__u32 idx, uint8_t *out)
 	return t_build(&p, out);
 }
 
+/* ack_many: an ACK flood's ACK, from a different spoofed client every run
+ * (syn_many's tuples), none of them a connection the gateway knows: unlike
+ * a SYN, an ACK must look for its flow first (a miss in a cold bucket),
+ * then its cookie is checked (wrong: bad_cookie). */
+static size_t make_ack_many(__u32 idx, uint8_t *out)
+{
+	struct t_pkt p = client_pkt(0, (uint16_t)(1024 + idx % 60000), 0x2000 + idx * 7919, idx * 2654435761u, T_ACK);
+	__u32 a = idx / 60000;
+
+	p.src[2] = 1 + a % 250;
+	p.src[3] = (uint8_t)(a / 250);
+	return t_build(&p, out);
+}
+
 /* flows_lookup_floor: bench_base.bpf.c's lookup_xdp on established_many's
  * inputs, its map filled with the same keys: what finding and touching one
  * of that many flows costs at the least.  Every run must find its flow
@@ -1146,6 +1160,8 @@ int main(int argc, char **argv)
 	err |= restored("syn_v6", 1, GW_ING, syn6, syn6_n, GWC(syn_cookie_sent));
 	/* a SYN flood: a different spoofed client every run */
 	err |= burst("syn_many", GW_ING, make_syn_many, GWC(syn_cookie_sent));
+	/* an ACK flood the same way: each one's flow looked for and missed */
+	err |= burst("ack_many", GW_ING, make_ack_many, GWC(bad_cookie));
 	err |= restored("cookie_ack", 1, GW_ING, ack, ack_n, GWC(cookie_ack));
 	err |= restored("cookie_ack_v6", 1, GW_ING, ack6, ack6_n, GWC(cookie_ack));
 	err |= restored("hello_retransmit", 1, GW_ING, hello_again, hello_again_n, GWC(hello_retransmit));
