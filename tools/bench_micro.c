@@ -741,14 +741,26 @@ static size_t make_syn_many(__u32 idx, uint8_t *out)
 /* ack_many: an ACK flood's ACK, from a different spoofed client every run
  * (syn_many's tuples), none of them a connection the gateway knows: unlike
  * a SYN, an ACK must look for its flow first (a miss in a cold bucket),
- * then its cookie is checked (wrong: bad_cookie). */
+ * then its cookie is checked (wrong: bad_cookie).  Each carries the cookie
+ * its tuple would have had in the current window with the MAC's top bit
+ * turned: the gateway computes the MAC, as for most of a random flood's
+ * ACKs (their window bits name an accepted window one time in two), and
+ * none checks out by chance (a random one would one in about 2^22, and
+ * the case would fail as taking the wrong exit). */
 static size_t make_ack_many(__u32 idx, uint8_t *out)
 {
-	struct t_pkt p = client_pkt(0, (uint16_t)(1024 + idx % 60000), 0x2000 + idx * 7919, idx * 2654435761u, T_ACK);
-	__u32 a = idx / 60000;
+	__u32 seq = 0x2000 + idx * 7919, a = idx / 60000;
+	uint16_t port = (uint16_t)(1024 + idx % 60000);
+	struct t_pkt p = client_pkt(0, port, seq, 0, T_ACK);
+	struct vm_cookie_in cin = { .sport = htons(port), .dport = htons(443), .client_isn = seq - 1 };
+	struct vm_cookie_opts co = { .mss = 1460, .wscale = 7, .sack_ok = 1, .ts_ok = 1 };
 
 	p.src[2] = 1 + a % 250;
 	p.src[3] = (uint8_t)(a / 250);
+	cin.saddr[10] = cin.saddr[11] = cin.daddr[10] = cin.daddr[11] = 0xff;   /* IPv4-mapped */
+	memcpy(cin.saddr + 12, p.src, 4);
+	memcpy(cin.daddr + 12, p.dst, 4);
+	p.ack = (vm_cookie_make(KEY, &cin, vm_tai_seconds() / T_COOKIE_WINDOW_S, &co) ^ 0x80000000u) + 1;
 	return t_build(&p, out);
 }
 
