@@ -726,15 +726,24 @@ static size_t make_est_many(__u32 idx, uint8_t *out)
 /* syn_many: a SYN flood's SYN, from a different client every run (the
  * tuples of spoofed sources: 198.18.1-250.x, 60000 ports each), none of
  * them a connection the gateway knows. */
-static size_t make_syn_many(__u32 idx, uint8_t *out)
+/* The spoofed client of flood input idx: 198.18.1-250.x, 60000 ports each
+ * (never a prepared flow's client), into p (client_pkt's). */
+static void flood_client(__u32 idx, struct t_pkt *p)
 {
-	struct t_pkt p = client_pkt(0, (uint16_t)(1024 + idx % 60000), 0x2000 + idx * 7919, 0, T_SYN);
 	__u32 a = idx / 60000;
 
+	p->sport = (uint16_t)(1024 + idx % 60000);
+	p->src[2] = 1 + a % 250;
+	p->src[3] = (uint8_t)(a / 250);
+}
+
+static size_t make_syn_many(__u32 idx, uint8_t *out)
+{
+	struct t_pkt p = client_pkt(0, 0, 0x2000 + idx * 7919, 0, T_SYN);
+
+	flood_client(idx, &p);
 	p.opts = SYN_OPTS;
 	p.optlen = 20;
-	p.src[2] = 1 + a % 250;   /* 198.18.1+.x: never a prepared flow's client */
-	p.src[3] = (uint8_t)(a / 250);
 	return t_build(&p, out);
 }
 
@@ -749,14 +758,13 @@ static size_t make_syn_many(__u32 idx, uint8_t *out)
  * the case would fail as taking the wrong exit). */
 static size_t make_ack_many(__u32 idx, uint8_t *out)
 {
-	__u32 seq = 0x2000 + idx * 7919, a = idx / 60000;
-	uint16_t port = (uint16_t)(1024 + idx % 60000);
-	struct t_pkt p = client_pkt(0, port, seq, 0, T_ACK);
-	struct vm_cookie_in cin = { .sport = htons(port), .dport = htons(443), .client_isn = seq - 1 };
+	__u32 seq = 0x2000 + idx * 7919;
+	struct t_pkt p = client_pkt(0, 0, seq, 0, T_ACK);
+	struct vm_cookie_in cin = { .dport = htons(443), .client_isn = seq - 1 };
 	struct vm_cookie_opts co = { .mss = 1460, .wscale = 7, .sack_ok = 1, .ts_ok = 1 };
 
-	p.src[2] = 1 + a % 250;
-	p.src[3] = (uint8_t)(a / 250);
+	flood_client(idx, &p);
+	cin.sport = htons(p.sport);
 	cin.saddr[10] = cin.saddr[11] = cin.daddr[10] = cin.daddr[11] = 0xff;   /* IPv4-mapped */
 	memcpy(cin.saddr + 12, p.src, 4);
 	memcpy(cin.daddr + 12, p.dst, 4);
