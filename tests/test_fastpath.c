@@ -332,7 +332,7 @@ static int both_run(int ret, const uint8_t *in, size_t n, struct both *b, const 
 	 * the library's own key and hash from it */
 	struct vm_fp_hint h_of, h_ahead;
 	if (!ret && n >= 14 + 20 + 20 && in[12] == 0x08 && in[13] == 0 && in[14] == 0x45 && in[23] == 6 &&
-	    (in[14 + 20 + 13] & 0x12) == 0x02) {
+	    vm_tcp_syn_only(in[14 + 20 + 13])) {
 		n_syn_unhinted++;   /* a SYN looks up no flow: the one-worker pass does not hint it */
 		CHECK(vm_fp_hint_ahead(&FP, ret, in, (uint32_t)n, &h_ahead), "%s: vm_fp_hint_ahead hinted a SYN", what);
 	} else if (!vm_fp_hint_of(ret, in, (uint32_t)n, &h_of)) {

@@ -723,9 +723,6 @@ static size_t make_est_many(__u32 idx, uint8_t *out)
 	return t_build(&p, out);
 }
 
-/* syn_many: a SYN flood's SYN, from a different client every run (the
- * tuples of spoofed sources: 198.18.1-250.x, 60000 ports each), none of
- * them a connection the gateway knows. */
 /* The spoofed client of flood input idx: 198.18.1-250.x, 60000 ports each
  * (never a prepared flow's client), into p (client_pkt's). */
 static void flood_client(__u32 idx, struct t_pkt *p)
@@ -737,6 +734,8 @@ static void flood_client(__u32 idx, struct t_pkt *p)
 	p->src[3] = (uint8_t)(a / 250);
 }
 
+/* syn_many: a SYN flood's SYN, from a different spoofed client every run
+ * (flood_client), none of them a connection the gateway knows. */
 static size_t make_syn_many(__u32 idx, uint8_t *out)
 {
 	struct t_pkt p = client_pkt(0, 0, 0x2000 + idx * 7919, 0, T_SYN);
