@@ -422,13 +422,15 @@ int node_mesh(struct xdp_md *ctx)
 		NODE_COUNT(st, mesh_malformed);
 		return XDP_DROP;
 	}
-	/* the MACs written and the interface read before a RST forgets c */
 	rc = to_vm(ctx, c->vm_ifindex, c->vm_mac, c->host_mac, st);
 	if (rc != XDP_REDIRECT)
 		return rc;
 	if (p.flags & TCP_RST) {
-		NODE_COUNT(st, conn_reset);
-		conn_forget(&k, c);
+		/* The VM's TCP judges a client's RST (RFC 5961: taken at its
+		 * RCV.NXT, a challenge ACK otherwise), so the connection stays:
+		 * one the VM refuses goes on, and after one it took the entry
+		 * goes to the LRU or to the tuple's next connection. */
+		NODE_COUNT(st, client_rst);
 	} else if ((p.flags & TCP_FIN) && vm_fin_seen(&c->fin, VM_FIN_CLIENT)) {
 		NODE_COUNT(st, conn_closed);
 	}

@@ -990,7 +990,7 @@ const char *const vm_gw_stat_names[] = {
 	"asm_stored", "asm_early", "asm_dup", "asm_routed", "asm_sent", "asm_timeout", "asm_overflow",
 	"asm_late", "asm_handed", "mesh_mtu", "hello_resent", "held_released", "held_lost",
 	"fin_answered", "flow_closed", "flow_reset", "flow_full", "asm_full", "reply_fail", "flow_collision",
-	"rst_out_of_window", "handshake_on_flow", "flow_replaced",
+	"rst_out_of_window", "handshake_on_flow", "flow_replaced", "rst_near", "rst_refused",
 };
 const int vm_gw_stat_count = sizeof(struct gw_stats) / sizeof(__u64);
 _Static_assert(sizeof(vm_gw_stat_names) / sizeof(char *) == sizeof(struct gw_stats) / sizeof(__u64),
@@ -1001,7 +1001,7 @@ const char *const vm_node_stat_names[] = {
 	"hello_too_big", "fwd_to_vm", "no_conn", "early_data", "vm_synack", "vm_synack_bad",
 	"fwd_to_gw", "vm_pass", "vm_malformed", "encap_fail", "no_config", "conn_reset",
 	"hello_seg_stored", "hello_seg_dup", "hello_seg_sent", "conn_replaced", "conn_closed",
-	"conn_full", "hello_store_full", "vm_stale_reset", "conn_collision",
+	"conn_full", "hello_store_full", "vm_stale_reset", "conn_collision", "client_rst",
 };
 const int vm_node_stat_count = sizeof(struct node_stats) / sizeof(__u64);
 _Static_assert(sizeof(vm_node_stat_names) / sizeof(char *) == sizeof(struct node_stats) / sizeof(__u64),

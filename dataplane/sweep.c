@@ -5,8 +5,10 @@
  * translated for a while, as TIME_WAIT does, so last ACKs and retransmitted
  * FINs still reach their end, and a new connection on the same tuple
  * replaces it at once.  The daemon then retires it: an entry found closed on
- * two passes at least `every` seconds apart is deleted.  RST needs no sweep:
- * the programs forget those flows themselves.
+ * two passes at least `every` seconds apart is deleted.  So is a gateway flow
+ * whose client sent a RST at its sequence (VM_FIN_RST) and whose VM has not
+ * sent anything since (which clears the mark: it kept the connection).  A
+ * RST from the VM needs no sweep: the programs forget those flows themselves.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -71,7 +73,7 @@ long vm_sweep_run(struct vm_sweep *s, time_t now)
 	while (bpf_map_get_next_key(s->fd, prev, next) == 0) {
 		memcpy(key, next, s->key_size);
 		prev = key;
-		if (bpf_map_lookup_elem(s->fd, key, val) || (val[s->fin_off] & VM_FIN_BOTH) != VM_FIN_BOTH)
+		if (bpf_map_lookup_elem(s->fd, key, val) || !vm_fin_retired(val[s->fin_off]))
 			continue;
 		int was = s->nseen && bsearch(key, s->seen, s->nseen, s->key_size, cmp_g);
 		if (push(was ? &gone : &closed, was ? &ngone : &nclosed, was ? &gcap : &cap, key, s->key_size))
@@ -80,7 +82,7 @@ long vm_sweep_run(struct vm_sweep *s, time_t now)
 	for (size_t i = 0; i < ngone; i++) {
 		uint8_t *k = gone + i * s->key_size;
 		/* still closed (not replaced by a new connection since the walk) */
-		if (bpf_map_lookup_elem(s->fd, k, val) || (val[s->fin_off] & VM_FIN_BOTH) != VM_FIN_BOTH)
+		if (bpf_map_lookup_elem(s->fd, k, val) || !vm_fin_retired(val[s->fin_off]))
 			continue;
 		if (s->on_retire)
 			s->on_retire(s->arg, k, val);

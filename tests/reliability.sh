@@ -10,6 +10,9 @@
 #                 net.ipv4.tcp_max_tw_buckets=0 (as a NAT that reuses ports)
 #   drop_*        one bad input per row of DROPS, the named counter must move
 #                 by the amount given (veilctl -j stats, gateway or node)
+#   rst_*         a RST on a live connection (tests/rel_rst.py): one the
+#                 VM's TCP refuses (near its sequence, RFC 5961) ends
+#                 nothing; one it takes ends the next request in a reset
 #   loss_*        1% random loss on every link, both directions (client <->
 #                 gateway, gateway <-> nodes, nodes <-> VMs), REL_CONNS
 #                 connections with 1900-byte (SNI in the second segment) and
@@ -19,7 +22,7 @@
 #
 # Knobs: REL_LOSS_LINKS ("client mesh vm"), REL_CONNS (2000), REL_WORKERS (32 clients in parallel),
 # REL_DEADLINE_MS (10000), REL_REUSE (200), REL_ONLY (a regex on check
-# families: refusal|port_reuse|drop|loss).
+# families: refusal|port_reuse|drop|rst|loss).
 set -u
 cd "$(dirname "$0")/.."
 TOP=$PWD
@@ -191,6 +194,41 @@ if want port_reuse; then
 	port_reuse 4 "$REUSE" 20000 --size 500
 	port_reuse 6 $((REUSE / 4)) 20001 --size 1900 --order sni-last
 	nsx cli sysctl -qw net.ipv4.tcp_max_tw_buckets="$tw"
+fi
+
+# ---------- a client RST: the VM's TCP judges it ----------
+# (tests/rel_rst.py) near: a RST inside the VM's window but not at its
+# RCV.NXT, which the VM refuses (RFC 5961): the connection goes on, the
+# second request on it served; exact: the RST at the client's sequence,
+# which the VM takes: the next request ends in a reset, not a hang.
+rst_case() { # family near|exact
+	local fam=$1 kind=$2 vm=vm1 nd=n1 t="rst_$2_v$1" out rc d want_c
+	[ "$fam" = 6 ] && { vm=vm3; nd=n2; }
+	stats gw >"$DIR/g0.json"; stats $nd >"$DIR/a0.json"
+	out=$(nsx cli python3 tests/rel_rst.py --case "$kind" --vip "$([ "$fam" = 6 ] && echo $VIP6 || echo $VIP4)" \
+		--name $vm.veil.test --cafile "$DIR/pki/ca.pem" --iface cli-gw --dst-mac "$GWMAC" --path /rel.bin \
+		--sha256 "$SUM" 2>&1)
+	rc=$?
+	stats gw >"$DIR/g1.json"; stats $nd >"$DIR/a1.json"
+	d="gateway: $(deltas "$DIR/g0.json" "$DIR/g1.json"); $nd: $(deltas "$DIR/a0.json" "$DIR/a1.json")"
+	# near: forwarded unmarked (rst_near), kept at the node (client_rst);
+	# exact: the flow marked (flow_reset), then the VM's RST (conn_reset)
+	[ "$kind" = near ] && want_c="rst_near_+1 client_rst_+1" || want_c="flow_reset_+[0-9] client_rst_+1 conn_reset_+1"
+	local miss="" w
+	for w in $want_c; do
+		echo "$d" | grep -q "${w/_+/ +}\([^0-9]\|\$\)" || miss="$miss ${w/_+/ +}"
+	done
+	if [ $rc = 0 ] && [ -z "$miss" ]; then
+		pass "$t ($(echo "$out" | tail -1); $d)"
+	else
+		fail "$t" "$(echo "$out" | tail -2 | paste -sd' ')${miss:+; counters missing:$miss}; $d"
+	fi
+}
+if want rst; then
+	rst_case 4 near
+	rst_case 6 near
+	rst_case 4 exact
+	rst_case 6 exact
 fi
 
 # ---------- 1% loss on every link, thousands of connections ----------

@@ -600,8 +600,18 @@ static int flow_exists(int v6, uint16_t sport)
 	return bpf_map_lookup_elem(vm_gw_map_fd(&G, "flows"), &k, &v) == 0 && v.family == (v6 ? VM_AF_INET6 : VM_AF_INET);
 }
 
-/* FIN both ways closes a flow; RST retires it; a new SYN on a closed
- * tuple is a new connection. */
+/* flow_val.fin of the flow of (v6, sport), or -1 when there is none. */
+static int flow_fin(int v6, uint16_t sport)
+{
+	struct flow_key k;
+	struct flow_val v;
+	flow_key_of(v6, sport, &k);
+	return bpf_map_lookup_elem(vm_gw_map_fd(&G, "flows"), &k, &v) ? -1 : v.fin;
+}
+
+/* FIN both ways closes a flow; a new SYN on a closed tuple is a new
+ * connection; the client's RST at its sequence marks the flow, which the
+ * sweep then retires unless the VM sends again; the VM's RST retires it. */
 static void gateway_retires_flows(void)
 {
 	uint8_t in[1024], pkt[512];
@@ -635,25 +645,49 @@ static void gateway_retires_flows(void)
 	xdp_run(GW_ING, in, n, &r);
 	CHECK((r.verdict == XDP_TX_ || r.verdict == XDP_REDIRECT_) && r.out[14 + 20 + 8] == 7 &&
 	      gw_now().flow_replaced == b.flow_replaced + 1, "reused port routed again");
-	/* RST from the client: forwarded, then the flow is gone */
+	/* RST from the client at its sequence: forwarded, the flow kept and
+	 * marked (the VM's TCP judges the RST) */
 	b = gw_now();
 	struct t_pkt rst = client_pkt(0, 40030, isn + 100001 + hello_curl_len, 0, T_RST);
 	xdp_run(GW_ING, in, t_build(&rst, in), &r);
 	CHECK(r.verdict == XDP_TX_ || r.verdict == XDP_REDIRECT_, "RST forwarded: %u", r.verdict);
-	CHECK(gw_now().flow_reset == b.flow_reset + 1 && !flow_exists(0, 40030), "RST retires the flow");
+	CHECK(gw_now().flow_reset == b.flow_reset + 1 && flow_fin(0, 40030) == VM_FIN_RST, "RST marks the flow: fin %d",
+	      flow_fin(0, 40030));
+	/* the VM answers (a challenge ACK: it kept the connection): the mark
+	 * goes, and the sweep leaves the flow */
+	xdp_run(GW_RET, pkt, vm_reply_pkt(0, 40030, cookie + 1, isn + 100001 + hello_curl_len, T_ACK, pkt), &r);
+	CHECK((r.verdict == XDP_REDIRECT_ || r.verdict == XDP_TX_) && gw_now().rst_refused == b.rst_refused + 1 &&
+		      flow_fin(0, 40030) == 0,
+	      "the VM's ACK after it clears the mark: %u, fin %d", r.verdict, flow_fin(0, 40030));
+	struct vm_sweep sw;
+	vm_sweep_init(&sw, vm_gw_map_fd(&G, "flows"), sizeof(struct flow_key), sizeof(struct flow_val),
+		      offsetof(struct flow_val, fin), 1);
+	vm_sweep_run(&sw, 1000);
+	vm_sweep_run(&sw, 1002);
+	CHECK(flow_exists(0, 40030), "a flow the VM spoke on after the RST is not swept");
+	/* the RST again, the VM silent (it took it): two passes retire it */
+	xdp_run(GW_ING, in, t_build(&rst, in), &r);
+	CHECK(gw_now().flow_reset == b.flow_reset + 2 && flow_fin(0, 40030) == VM_FIN_RST, "marked again");
+	vm_sweep_run(&sw, 1004);
+	CHECK(flow_exists(0, 40030), "one pass keeps it");
+	vm_sweep_run(&sw, 1006);
+	CHECK(!flow_exists(0, 40030), "the second retires it");
+	vm_sweep_free(&sw);
 	/* RST from the VM likewise */
 	cookie = handshake(0, 40031, isn, &gw_ts);
 	xdp_run(GW_ING, in, hello_pkt(0, 40031, isn, cookie, gw_ts, hello_curl, hello_curl_len, in), &r);
 	CHECK(flow_exists(0, 40031), "second flow");
 	xdp_run(GW_RET, pkt, vm_reply_pkt(0, 40031, cookie + 1, isn + 1, T_RST | T_ACK, pkt), &r);
 	CHECK(r.verdict == XDP_REDIRECT_ || r.verdict == XDP_TX_, "VM RST returned: %u", r.verdict);
-	CHECK(gw_now().flow_reset == b.flow_reset + 2 && !flow_exists(0, 40031), "VM's RST retires the flow");
+	CHECK(gw_now().flow_reset == b.flow_reset + 3 && !flow_exists(0, 40031), "VM's RST retires the flow");
 }
 
-/* A client RST is taken only near the client's sequence as the gateway
- * has seen it (flow_val.cli_nxt, VM_RST_WINDOW either side): a blind one,
- * the tuple guessed but not the sequence, is dropped and counted, and the
- * flow keeps forwarding.  cli_nxt follows the client's data. */
+/* A client RST is forwarded only near the client's sequence as the
+ * gateway has seen it (flow_val.cli_nxt, VM_RST_WINDOW either side): a
+ * blind one, the tuple guessed but not the sequence, is dropped and
+ * counted, and the flow keeps forwarding.  cli_nxt follows the client's
+ * data.  One near but not at cli_nxt changes nothing here (rst_near); one
+ * at it marks the flow (VM_FIN_RST). */
 static void blind_rst_ignored(void)
 {
 	uint8_t in[1024];
@@ -688,7 +722,22 @@ static void blind_rst_ignored(void)
 	b = gw_now();
 	xdp_run(GW_ING, in, t_build(&rst, in), &r);
 	CHECK(r.verdict == XDP_TX_ || r.verdict == XDP_REDIRECT_, "a RST within the window forwarded: %u", r.verdict);
-	CHECK(gw_now().flow_reset == b.flow_reset + 1 && !flow_exists(0, 40040), "and the flow retired");
+	CHECK(gw_now().rst_near == b.rst_near + 1 && gw_now().flow_reset == b.flow_reset && flow_fin(0, 40040) == 0,
+	      "not at the sequence: the flow kept unmarked (the VM's TCP judges it)");
+	/* the client's own, at cli_nxt (end + 200100): marks the flow */
+	rst.seq = end + 200100;
+	xdp_run(GW_ING, in, t_build(&rst, in), &r);
+	CHECK((r.verdict == XDP_TX_ || r.verdict == XDP_REDIRECT_) && gw_now().flow_reset == b.flow_reset + 1 &&
+		      flow_fin(0, 40040) == VM_FIN_RST,
+	      "at the sequence: forwarded, the flow marked: %u", r.verdict);
+	/* the port reused with an ISN within the window of the reset flow's
+	 * sequence: its hello is the new connection's (a reset flow, as a
+	 * closed one, owns only cli_nxt and the FIN before it) */
+	uint32_t isn2 = end + 200100 + 5000, ts2, c2 = handshake(0, 40040, isn2, &ts2);
+	xdp_run(GW_ING, in, hello_pkt(0, 40040, isn2, c2, ts2, hello_curl, hello_curl_len, in), &r);
+	CHECK((r.verdict == XDP_TX_ || r.verdict == XDP_REDIRECT_) && gw_now().flow_replaced == b.flow_replaced + 1 &&
+		      flow_fin(0, 40040) == 0,
+	      "a new connection near the reset one's sequence replaces it: %u", r.verdict);
 }
 
 /* A SYN looks up no flow: on a live flow's tuple it is answered and the
@@ -1373,16 +1422,23 @@ static void rev_key4(uint16_t port, struct conn_rev_key *rk)
 	vm_conn_rev_key_make(VM_AF_INET, vmm, cli, htons(443), htons(port), NULL, &rk[0]);
 }
 
-/* The client's RST through node_mesh: the node forgets the connection. */
+/* The client's RST through node_mesh: sent to the VM, whose TCP judges it
+ * (RFC 5961); the node keeps the connection (client_rst counted, its
+ * conns entry there, no conn_reset). */
 static int client_rst(uint16_t port, uint32_t isn)
 {
 	uint8_t frame[256], mesh[400];
 	struct t_pkt c = client_pkt(0, port, isn + 1 + hello_curl_len, 0, T_RST);
 	struct node_stats b = node_now();
+	struct flow_key k;
+	struct conn_val cv;
 	struct run r;
 
 	xdp_run(NODE_MESH, mesh, mesh_wrap(frame, t_build(&c, frame), 0, NULL, mesh), &r);
-	return r.verdict == XDP_REDIRECT_ && node_now().conn_reset == b.conn_reset + 1 ? 0 : -1;
+	return r.verdict == XDP_REDIRECT_ && node_now().client_rst == b.client_rst + 1 &&
+			       node_now().conn_reset == b.conn_reset && conn_find(0, port, &k, &cv) == 0
+		       ? 0
+		       : -1;
 }
 
 /* A cache hit sends the bytes a miss sends: the VM's data packet through
@@ -1415,7 +1471,9 @@ static void node_vm_cache_same_bytes(void)
 	vm_node_rev_moved(&N, &rk);
 	CHECK(!vm_sends(port, isn, cookie, vm_isn, 2, out2, &len2) && len2 == len && !memcmp(out, out2, len),
 	      "sent again, the same bytes");
-	CHECK(!client_rst(port, isn), "the client's RST forgets it");
+	CHECK(!client_rst(port, isn), "the client's RST sent to the VM, the connection kept");
+	CHECK(!vm_sends(port, isn, cookie, vm_isn, 2, out2, &len2) && len2 == len && !memcmp(out, out2, len),
+	      "the VM's data after it (a challenge ACK's connection) sent, the same bytes");
 	sched_setaffinity(0, sizeof(was), &was);
 }
 
@@ -1440,11 +1498,8 @@ static void node_vm_cache_invalidated(void)
 
 	CHECK(!cpu_keep(&was), "kept on one CPU");
 
-	/* the client's RST through node_mesh (conn_forget there) */
-	CHECK(!cache_conn(41071, isn, cookie, vm_isn) && !vm_sends(41071, isn, cookie, vm_isn, 3, out, &len),
-	      "client RST case: established, sent, cached");
-	CHECK(!client_rst(41071, isn), "the client's RST");
-	CHECK(vm_passed(41071, isn, vm_isn), "then the VM's data is passed, not sent with the cached copy");
+	/* (the client's RST ends nothing at the node: the VM's TCP judges
+	 * it, node_vm_cache_same_bytes) */
 
 	/* the VM's RST (conn_forget in node_vm) */
 	CHECK(!cache_conn(41072, isn, cookie, vm_isn) && !vm_sends(41072, isn, cookie, vm_isn, 3, out, &len),

@@ -704,8 +704,15 @@ static void lifecycle_same(void)
 	SAME(in[0], hello_pkt(0, sport, isn + 500000, cookie, ts, hello_curl, hello_curl_len, in[0]), "port reused");
 	struct t_pkt rst = client_pkt(0, sport, isn + 500001 + hello_curl_len + VM_RST_WINDOW, 0, T_RST);
 	SAME(in[0], t_build(&rst, in[0]), "client RST far from its sequence");
+	rst.seq = isn + 500001 + hello_curl_len + 1000;
+	SAME(in[0], t_build(&rst, in[0]), "client RST near its sequence (the flow kept)");
 	rst.seq = isn + 500001 + hello_curl_len;
-	SAME(in[0], t_build(&rst, in[0]), "client RST");
+	SAME(in[0], t_build(&rst, in[0]), "client RST at its sequence (the flow marked)");
+	CHECK(!both_run(1, rp, vm_reply_pkt(0, sport, cookie + 1, rst.seq, T_ACK, rp), &b, "VM ACK after the RST", 0),
+	      "VM ACK after the RST (the mark cleared)");
+	SAME(in[0], t_build(&rst, in[0]), "client RST at its sequence again");
+	CHECK(!both_run(1, rp, vm_reply_pkt(0, sport, cookie + 1, rst.seq, T_RST | T_ACK, rp), &b, "VM RST", 0),
+	      "VM RST (the flow retired)");
 	SAME(in[0], t_build(&rst, in[0]), "client RST, no flow");
 	/* a refusal: the unknown name first, the hello in two segments; then the client's FIN */
 	static uint8_t zeros[1700];
@@ -720,7 +727,7 @@ static void lifecycle_same(void)
 	SAME(in[0], t_build(&fin, in[0]), "FIN after the refusal");
 	struct gw_stats a = W->fp.st;
 	CHECK(a.hello_resent - b0.hello_resent == 1 && a.held_released - b0.held_released == 1 &&
-	      a.flow_closed - b0.flow_closed == 1 && a.flow_reset - b0.flow_reset == 1 &&
+	      a.flow_closed - b0.flow_closed == 1 && a.flow_reset - b0.flow_reset == 3 &&
 	      a.fin_answered - b0.fin_answered == 1 && a.refused_alert - b0.refused_alert == 1,
 	      "resent %llu released %llu closed %llu reset %llu fin %llu refused %llu",
 	      (unsigned long long)(a.hello_resent - b0.hello_resent),
@@ -728,8 +735,12 @@ static void lifecycle_same(void)
 	      (unsigned long long)(a.flow_closed - b0.flow_closed), (unsigned long long)(a.flow_reset - b0.flow_reset),
 	      (unsigned long long)(a.fin_answered - b0.fin_answered),
 	      (unsigned long long)(a.refused_alert - b0.refused_alert));
-	CHECK(a.rst_out_of_window - b0.rst_out_of_window == 1, "blind RST dropped: %llu",
-	      (unsigned long long)(a.rst_out_of_window - b0.rst_out_of_window));
+	CHECK(a.rst_out_of_window - b0.rst_out_of_window == 1 && a.rst_near - b0.rst_near == 1 &&
+		      a.rst_refused - b0.rst_refused == 1 && a.rst_no_flow - b0.rst_no_flow == 1,
+	      "blind RST dropped: %llu, near %llu, refused %llu, no flow %llu",
+	      (unsigned long long)(a.rst_out_of_window - b0.rst_out_of_window),
+	      (unsigned long long)(a.rst_near - b0.rst_near), (unsigned long long)(a.rst_refused - b0.rst_refused),
+	      (unsigned long long)(a.rst_no_flow - b0.rst_no_flow));
 }
 
 static void truncations_same(void)

@@ -425,8 +425,9 @@ VM_INLINE int vm_gw_no_flow_ready(struct vm_gw_env *e, const struct vm_pkt *p, s
  * ACK on a reused tuple rather than of f's connection's segment (the
  * cookie then decides, vm_gw_ingress):
  *   - its sequence is not where f's client stands: more than
- *     VM_RST_WINDOW from cli_nxt, or, on a closed flow (FIN both ways),
- *     anything but its last ACK (cli_nxt) and its FIN again (cli_nxt - 1);
+ *     VM_RST_WINDOW from cli_nxt, or, on a closed flow (FIN both ways) or
+ *     one its client reset (VM_FIN_RST), anything but its last ACK or RST
+ *     (cli_nxt) and its FIN again (cli_nxt - 1);
  *     a new connection's ISN is random, so it is far from them but for a
  *     chance of 2^17 in 2^32 (that handshake then fails, as its client's
  *     ACK reaches the old connection);
@@ -445,7 +446,7 @@ VM_INLINE int vm_gw_seq_foreign(const struct flow_val *f, const struct vm_pkt *p
 
 	if (!f->cli_nxt)
 		return 0;
-	if ((f->fin & VM_FIN_BOTH) == VM_FIN_BOTH ? d == 0 || d == (__u32)-1 : vm_gw_cli_near(f, p->seq))
+	if (vm_fin_retired(f->fin) ? d == 0 || d == (__u32)-1 : vm_gw_cli_near(f, p->seq))
 		return 0;
 	if (!p->payload_len)
 		return 1;
@@ -529,17 +530,25 @@ VM_INLINE int vm_gw_ingress(struct vm_gw_env *e, struct gw_stats *st)
 		}
 		if (p.flags & VM_TCP_RST) {
 			/* Only near the client's sequence: a blind RST (the
-			 * tuple guessed) would otherwise end the connection
-			 * here and at the node, whatever the VM's TCP would
-			 * have made of it (RFC 5961). */
+			 * tuple guessed) goes no further.  One near it goes to
+			 * the VM, whose TCP judges it (RFC 5961: taken at its
+			 * RCV.NXT, a challenge ACK otherwise); the flow stays,
+			 * so a RST the VM refuses ends nothing here either.
+			 * The client's own at its sequence (an abort, or the
+			 * answer to a segment of a connection it has closed)
+			 * marks the flow: the sweep retires it unless the VM
+			 * sends again (gw_return clears the mark). */
 			if (!vm_gw_rst_ok(f, &p)) {
 				VM_GW_COUNT(st, rst_out_of_window);
 				return VM_V_DROP;
 			}
-			rc = vm_gw_forward(e, &p, f, 0, cfg, st);
-			vm_env_flow_del(e, &k, f);
-			VM_GW_COUNT(st, flow_reset);
-			return rc;
+			if (!f->cli_nxt || p.seq == f->cli_nxt) {
+				f->fin |= VM_FIN_RST;
+				VM_GW_COUNT(st, flow_reset);
+			} else {
+				VM_GW_COUNT(st, rst_near);
+			}
+			return vm_gw_forward(e, &p, f, 0, cfg, st);
 		}
 		if (vm_gw_seq_foreign(f, &p, data, data_end)) {
 			/* Not where this connection stands: a new handshake's

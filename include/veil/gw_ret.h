@@ -85,8 +85,17 @@ VM_INLINE int vm_gw_return(struct vm_gw_env *e, struct gw_stats *st)
 	if (p.flags & VM_TCP_RST) {
 		vm_env_flow_del(e, &k, f);
 		VM_GW_COUNT(st, flow_reset);
-	} else if ((p.flags & VM_TCP_FIN) && vm_fin_seen(&f->fin, VM_FIN_VM)) {
-		VM_GW_COUNT(st, flow_closed);
+	} else {
+		/* The VM sends after its client's RST marked the flow: it kept
+		 * the connection (a challenge ACK, RFC 5961), or the segment
+		 * crossed the RST, which the client's TCP then answers with
+		 * a RST at its sequence again: the mark follows the last word. */
+		if (f->fin & VM_FIN_RST) {
+			f->fin &= ~VM_FIN_RST;
+			VM_GW_COUNT(st, rst_refused);
+		}
+		if ((p.flags & VM_TCP_FIN) && vm_fin_seen(&f->fin, VM_FIN_VM))
+			VM_GW_COUNT(st, flow_closed);
 	}
 	VM_GW_COUNT(st, ret_forwarded);
 	return vm_env_redirect(e, ifindex);

@@ -169,13 +169,20 @@ struct flow_tuple {
 	__u8 pad[3];
 };
 
-/* flow_val.fin: which ends have sent a FIN (RST retires the flow at once). */
+/* flow_val.fin (and conn_val.fin): which ends have sent a FIN. */
 #define VM_FIN_CLIENT 0x01
 #define VM_FIN_VM     0x02
 #define VM_FIN_BOTH   (VM_FIN_CLIENT | VM_FIN_VM)
 /* 0x04 marked a gateway flow whose tuple a SYN had come for, until
  * 2026-12-04 (a SYN now looks up no flow: vm_gw_seq_foreign); a flow kept
  * from then may carry it, and nothing reads it. */
+/* A gateway flow whose client sent a RST at its sequence (cli_nxt), the
+ * RST the VM's TCP takes (RFC 5961) unless data of the client's is still
+ * on its way: the flow stays, as a closed one does, and the sweep retires
+ * it (vm_fin_retired) unless the VM sends again first, which says it kept
+ * the connection and clears the mark (gw_return: rst_refused).  A RST from
+ * the VM retires its flow at once. */
+#define VM_FIN_RST    0x08
 struct flow_val {
 	__u32 vm_id;
 	__u32 client_isn;
@@ -204,10 +211,11 @@ struct flow_val {
 	__u8 vip[16];
 	/* The client's next sequence number as far as the gateway has seen:
 	 * the furthest seq + payload (+ FIN) of its packets, from the hello
-	 * on.  A lower bound of the client's SND.NXT; a client RST is taken
-	 * (forwarded, the flow retired) only near it (VM_RST_WINDOW), so a
-	 * blind RST must guess the sequence number as well as the port.  0:
-	 * not known (a flow made by a build before it), any RST taken.  In
+	 * on.  A lower bound of the client's SND.NXT; a client RST is
+	 * forwarded only near it (VM_RST_WINDOW), so a blind RST must guess
+	 * the sequence number as well as the port, and it marks the flow for
+	 * retiring (VM_FIN_RST) only at it.  0: not known (a flow made by a
+	 * build before it), any RST forwarded and marking.  In
 	 * what was the struct's tail padding: the value's size is unchanged
 	 * and a pinned flows map is kept across the upgrade. */
 	__u32 cli_nxt;
@@ -215,12 +223,15 @@ struct flow_val {
 _Static_assert(sizeof(struct flow_val) == 144, "flows' value size: a pinned map of another size is replaced");
 
 /* How far from flow_val.cli_nxt a client RST's sequence number may lie to
- * be taken: either side, as a signed 32-bit distance.  Exactly cli_nxt is
- * what a client's own abort carries; a RST answering the VM's segment
+ * be forwarded: either side, as a signed 32-bit distance.  Exactly cli_nxt
+ * is what a client's own abort carries; a RST answering the VM's segment
  * carries that segment's ACK, which trails cli_nxt by what is still in
  * flight to the VM; one of data the gateway has not seen yet (reordered)
- * leads it.  A blind RST then lands with probability 2^-15 per guessed
- * port instead of 1. */
+ * leads it.  A blind RST then reaches the VM with probability 2^-15 per
+ * guessed port instead of 1, and there the VM's TCP takes only one at its
+ * RCV.NXT (RFC 5961; it answers the others with a challenge ACK): the
+ * gateway and the node keep the connection for any RST but the client's
+ * own at cli_nxt (VM_FIN_RST), so a RST the VM refuses ends nothing. */
 #define VM_RST_WINDOW (1u << 16)
 
 /* hello_asm: a ClientHello being reassembled at the gateway (the name is
@@ -345,7 +356,8 @@ struct gw_stats {
 	__u64 held_lost;          /* a resend was due but the held copy had expired or been evicted */
 	__u64 fin_answered;       /* a FIN with no flow (after a refusal) ACKed statelessly */
 	__u64 flow_closed;        /* FIN seen both ways: the flow is closed, its tuple free */
-	__u64 flow_reset;         /* RST forwarded: the flow retired */
+	__u64 flow_reset;         /* RST forwarded: the VM's retires the flow, the client's at its
+	                           * sequence (cli_nxt) marks it for the sweep (VM_FIN_RST) */
 	__u64 flow_full;          /* the flow table refused a new entry */
 	__u64 asm_full;           /* the reassembly table refused a new hello */
 	__u64 reply_fail;         /* an answer to the client (SYN-ACK, ACK, refusal) could not be built */
@@ -357,6 +369,10 @@ struct gw_stats {
 	__u64 handshake_on_flow;  /* an ACK on a flow's tuple shaped as a new handshake's (vm_gw_seq_foreign):
 	                           * its cookie checked (this slot counted syn_on_flow before 2026-12-04) */
 	__u64 flow_replaced;      /* that ACK's cookie checked out: the old flow retired */
+	__u64 rst_near;           /* a client RST near the flow's sequence but not at it: forwarded
+	                           * for the VM's TCP to judge (RFC 5961), the flow kept */
+	__u64 rst_refused;        /* the VM sent again after its client's RST: the flow's mark
+	                           * (VM_FIN_RST) cleared, the connection goes on */
 };
 
 /* ---------- node maps ---------- */
@@ -535,7 +551,7 @@ struct node_stats {
 	__u64 vm_malformed;
 	__u64 encap_fail;
 	__u64 no_config;
-	__u64 conn_reset;         /* RST seen: connection state dropped */
+	__u64 conn_reset;         /* the VM's RST: connection state dropped */
 	__u64 hello_seg_stored;   /* a further hello segment kept until the VM answers */
 	__u64 hello_seg_dup;
 	__u64 hello_seg_sent;     /* kept segments sent to the VM after its SYN-ACK */
@@ -545,6 +561,9 @@ struct node_stats {
 	__u64 hello_store_full;   /* the table of kept hello segments refused one */
 	__u64 vm_stale_reset;     /* the VM answered a replayed SYN from an older connection: RST to it */
 	__u64 conn_collision;     /* a packet whose folded key holds another connection's entry */
+	__u64 client_rst;         /* a client's RST sent to the VM, the connection kept: the VM's TCP
+	                           * judges it (RFC 5961); one it took leaves the entry to the LRU or
+	                           * to the tuple's next connection (conn_replaced) */
 };
 
 #ifndef VM_INLINE
@@ -559,6 +578,14 @@ VM_INLINE int vm_fin_seen(__u8 *fin, __u8 side)
 		return 0;
 	*fin |= side;
 	return (*fin & VM_FIN_BOTH) == VM_FIN_BOTH;
+}
+
+/* Whether the daemons' sweep retires an entry with this fin byte (found
+ * so on two passes apart, dataplane/sweep.c): closed (a FIN both ways), or
+ * a gateway flow reset by its client with no word from the VM since. */
+VM_INLINE int vm_fin_retired(__u8 fin)
+{
+	return (fin & VM_FIN_BOTH) == VM_FIN_BOTH || (fin & VM_FIN_RST);
 }
 
 /* A cheap, stable per-flow hash for the outer UDP source port (ECMP
