@@ -259,6 +259,8 @@ VM_INLINE int handoff_new(struct xdp_md *ctx, const struct vm_pkt *p, const stru
 	VM_FLOW_TUPLE_SET(c, p->family, p->saddr, p->daddr);
 	c->mesh_sport = vm_flow_port(p->saddr, p->daddr, p->sport, p->dport);
 	c->created_ns = bpf_ktime_get_ns();
+	c->cli_nxt = c->client_isn + 1;
+	vm_cli_at(&c->cli_nxt, p->seq + p->payload_len);
 	if (p->seq - (c->client_isn + 1) >= VM_ASM_BYTES) {
 		NODE_COUNT(st, mesh_malformed);
 		return XDP_DROP;
@@ -342,6 +344,7 @@ VM_INLINE int handoff_more(struct xdp_md *ctx, const struct vm_pkt *p, const str
 		return XDP_DROP;
 	c->seg_seq[idx] = p->seq;
 	c->nseg = n + 1;
+	vm_cli_at(&c->cli_nxt, p->seq + p->payload_len);
 	NODE_COUNT(st, hello_seg_stored);
 	return XDP_DROP;
 }
@@ -427,12 +430,20 @@ int node_mesh(struct xdp_md *ctx)
 		return rc;
 	if (p.flags & TCP_RST) {
 		/* The VM's TCP judges a client's RST (RFC 5961: taken at its
-		 * RCV.NXT, a challenge ACK otherwise), so the connection stays:
-		 * one the VM refuses goes on, and after one it took the entry
-		 * goes to the LRU or to the tuple's next connection. */
+		 * RCV.NXT, a challenge ACK otherwise), so the connection stays.
+		 * The client's own at its sequence marks it: the sweep retires
+		 * it unless the VM sends again (node_vm clears the mark; the
+		 * conn_gen slot moved so that the VM's next packet reads conns). */
 		NODE_COUNT(st, client_rst);
-	} else if ((p.flags & TCP_FIN) && vm_fin_seen(&c->fin, VM_FIN_CLIENT)) {
-		NODE_COUNT(st, conn_closed);
+		if (c->cli_nxt && p.seq == c->cli_nxt) {
+			c->fin |= VM_FIN_RST;
+			conn_gen_move(&k);
+		}
+	} else {
+		if (p.payload_len || (p.flags & TCP_FIN))
+			vm_cli_at(&c->cli_nxt, p.seq + p.payload_len + ((p.flags & TCP_FIN) ? 1 : 0));
+		if ((p.flags & TCP_FIN) && vm_fin_seen(&c->fin, VM_FIN_CLIENT))
+			NODE_COUNT(st, conn_closed);
 	}
 	NODE_COUNT(st, fwd_to_vm);
 	return rc;

@@ -592,6 +592,14 @@ VM_INLINE int vm_via_conns(struct __sk_buff *skb, const struct vm_pkt *p, struct
 	}
 	vm_conn_rev_val_refresh(rv, c, gen);
 	conn_rev_slot_moved(slot);   /* after the write: no cached copy of what it replaced */
+	if ((c->fin & VM_FIN_RST) && !(p->flags & TCP_RST)) {
+		/* the VM sends after its client's RST marked the connection:
+		 * it kept it (a challenge ACK), or the segment crossed the RST
+		 * (which the client's TCP answers with a RST at its sequence,
+		 * marking it again) */
+		c->fin &= ~VM_FIN_RST;
+		NODE_COUNT(st, rst_refused);
+	}
 	if (p->flags & TCP_RST) {
 		NODE_COUNT(st, conn_reset);
 		rc = to_gateway(skb, p, rv, cfg, s, st);

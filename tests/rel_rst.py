@@ -16,6 +16,11 @@ page is asked for again on the same connection:
          kept it: the second request hung.)
   exact  the RST at the client's sequence, the one the VM takes: the second
          request must end in a reset (or EOF) within the deadline, not hang.
+  taken  the same RST, then the client aborts its socket (SO_LINGER 0: its
+         own RST at the same sequence) and nothing more is sent: the VM,
+         which took the first, stays silent.  Prints the client's port; the
+         caller checks that the gateway's and the node's sweeps retire the
+         connection's entries.
 
 Prints one line; exit 0 when the case behaved so, 1 otherwise.
 Lab addresses only (198.18.0.0/15, 2001:db8::/32).
@@ -106,7 +111,7 @@ def client_next(sniff, lport):
 
 def main():
     a = argparse.ArgumentParser()
-    a.add_argument("--case", choices=("near", "exact"), required=True)
+    a.add_argument("--case", choices=("near", "exact", "taken"), required=True)
     a.add_argument("--vip", required=True)
     a.add_argument("--name", required=True)
     a.add_argument("--cafile", required=True)
@@ -142,6 +147,13 @@ def main():
     frame = eth(o.dst_mac, mac.hex(":"), ip(src, vip, 6, tcp(src, vip, laddr[1], 443, seq, 0, T_RST)))
     sniff.send(frame)
     time.sleep(0.5)   # the VM's answer (a challenge ACK, or nothing) on its way
+    if o.case == "taken":
+        s2 = socket.socket(fileno=tls.detach())
+        s2.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s2.close()
+        print("taken RST at client seq +0 (port %d), then the client's abort" % laddr[1])
+        print("port %d" % laddr[1])
+        return 0
     t0 = time.monotonic()
     try:
         body = get(tls, o.name, o.path, t0 + o.deadline)

@@ -224,11 +224,46 @@ rst_case() { # family near|exact
 		fail "$t" "$(echo "$out" | tail -2 | paste -sd' ')${miss:+; counters missing:$miss}; $d"
 	fi
 }
+# taken: the RST the VM takes, then the client's abort and silence: the
+# sweeps (two passes 5 s apart) retire the gateway's flow and the node's
+# connection, as they do a closed one's
+rst_taken() { # family
+	local fam=$1 vm=vm1 nd=n1 cli=198.18.0.2 t="rst_taken_v$1" out port gone=""
+	[ "$fam" = 6 ] && { vm=vm3; nd=n2; cli=2001:db8::2; }
+	out=$(nsx cli python3 tests/rel_rst.py --case taken --vip "$([ "$fam" = 6 ] && echo $VIP6 || echo $VIP4)" \
+		--name $vm.veil.test --cafile "$DIR/pki/ca.pem" --iface cli-gw --dst-mac "$GWMAC" --path /rel.bin \
+		--sha256 "$SUM" 2>&1) || { fail "$t" "$(echo "$out" | tail -2 | paste -sd' ')"; return; }
+	port=$(echo "$out" | awk '/^port / {print $2}')
+	local t0=$SECONDS gw nd_n
+	held() { # how many entries the gateway ($1=gw) or the node holds for port
+		if [ "$1" = gw ]; then
+			"$BUILD/veilctl" -p "$PIN/gw" -j flows --client "$cli" | grep -c "\"client_port\": $port,"
+		else
+			"$BUILD/veilctl" -p "$PIN/$nd" -j conns | grep -c "\"client_port\": $port,"
+		fi
+	}
+	# still there at first (the sweep wants two passes 5 s apart): the
+	# lookups below see them
+	gw=$(held gw); nd_n=$(held node)
+	if [ "$gw" != 1 ] || [ "$nd_n" != 1 ]; then
+		fail "$t" "port $port: right after the RST the gateway holds $gw flow(s), $nd $nd_n connection(s), not 1 and 1"
+		return
+	fi
+	for _ in $(seq 40); do
+		gw=$(held gw); nd_n=$(held node)
+		[ "$gw" = 0 ] && [ "$nd_n" = 0 ] && { gone=1; break; }
+		sleep 0.5
+	done
+	[ -n "$gone" ] && pass "$t (port $port: the gateway's flow and $nd's connection retired $((SECONDS - t0)) s after the client's RST)" ||
+		fail "$t" "port $port after $((SECONDS - t0)) s: the gateway holds $gw flow(s), $nd $nd_n connection(s)"
+}
 if want rst; then
 	rst_case 4 near
 	rst_case 6 near
 	rst_case 4 exact
 	rst_case 6 exact
+	rst_taken 4
+	rst_taken 6
 fi
 
 # ---------- 1% loss on every link, thousands of connections ----------

@@ -1422,13 +1422,15 @@ static void rev_key4(uint16_t port, struct conn_rev_key *rk)
 	vm_conn_rev_key_make(VM_AF_INET, vmm, cli, htons(443), htons(port), NULL, &rk[0]);
 }
 
-/* The client's RST through node_mesh: sent to the VM, whose TCP judges it
- * (RFC 5961); the node keeps the connection (client_rst counted, its
- * conns entry there, no conn_reset). */
-static int client_rst(uint16_t port, uint32_t isn)
+/* The client's RST through node_mesh, off bytes past the client's
+ * sequence (cache_conn's hello ends it: isn + 1 + its length): sent to
+ * the VM, whose TCP judges it (RFC 5961); the node keeps the connection
+ * (client_rst counted, its conns entry there, no conn_reset), marked
+ * (VM_FIN_RST) when the RST is at the sequence and unmarked otherwise. */
+static int client_rst_at(uint16_t port, uint32_t isn, uint32_t off)
 {
 	uint8_t frame[256], mesh[400];
-	struct t_pkt c = client_pkt(0, port, isn + 1 + hello_curl_len, 0, T_RST);
+	struct t_pkt c = client_pkt(0, port, isn + 1 + hello_curl_len + off, 0, T_RST);
 	struct node_stats b = node_now();
 	struct flow_key k;
 	struct conn_val cv;
@@ -1436,9 +1438,23 @@ static int client_rst(uint16_t port, uint32_t isn)
 
 	xdp_run(NODE_MESH, mesh, mesh_wrap(frame, t_build(&c, frame), 0, NULL, mesh), &r);
 	return r.verdict == XDP_REDIRECT_ && node_now().client_rst == b.client_rst + 1 &&
-			       node_now().conn_reset == b.conn_reset && conn_find(0, port, &k, &cv) == 0
+			       node_now().conn_reset == b.conn_reset && conn_find(0, port, &k, &cv) == 0 &&
+			       (cv.fin & VM_FIN_RST) == (off ? 0 : VM_FIN_RST)
 		       ? 0
 		       : -1;
+}
+
+/* The connection of port ended: the VM's RST through node_vm, sent to
+ * the gateway, the connection forgotten (conn_reset). */
+static int vm_rst(uint16_t port, uint32_t vm_isn)
+{
+	uint8_t vmpkt[512];
+	struct t_pkt rst = vm4_pkt(port, vm_isn + 1, 0, T_RST);
+	struct node_stats b = node_now();
+	struct run r;
+
+	tc_run(NODE_VM, vmpkt, t_build(&rst, vmpkt), &r);
+	return r.verdict == TC_ACT_REDIRECT_ && node_now().conn_reset == b.conn_reset + 1 ? 0 : -1;
 }
 
 /* A cache hit sends the bytes a miss sends: the VM's data packet through
@@ -1471,9 +1487,34 @@ static void node_vm_cache_same_bytes(void)
 	vm_node_rev_moved(&N, &rk);
 	CHECK(!vm_sends(port, isn, cookie, vm_isn, 2, out2, &len2) && len2 == len && !memcmp(out, out2, len),
 	      "sent again, the same bytes");
-	CHECK(!client_rst(port, isn), "the client's RST sent to the VM, the connection kept");
+	/* a client RST near its sequence changes nothing; at it, it marks the
+	 * connection, and the VM's next packet (it kept the connection: a
+	 * challenge ACK) is sent all the same and clears the mark */
+	CHECK(!client_rst_at(port, isn, 1000), "a client RST near its sequence sent to the VM, the connection kept");
 	CHECK(!vm_sends(port, isn, cookie, vm_isn, 2, out2, &len2) && len2 == len && !memcmp(out, out2, len),
-	      "the VM's data after it (a challenge ACK's connection) sent, the same bytes");
+	      "the VM's data after it sent, the same bytes");
+	struct node_stats nb = node_now();
+	CHECK(!client_rst_at(port, isn, 0), "a client RST at its sequence: sent, the connection marked");
+	CHECK(!vm_sends(port, isn, cookie, vm_isn, 2, out2, &len2) && len2 == len && !memcmp(out, out2, len),
+	      "the VM's data after it sent, the same bytes");
+	struct flow_key fk;
+	struct conn_val fc;
+	CHECK(node_now().rst_refused == nb.rst_refused + 1 && conn_find(0, port, &fk, &fc) == 0 && fc.fin == 0,
+	      "the VM's packet cleared the mark");
+	/* the node follows the client's data: cli_nxt past it */
+	{
+		uint8_t frame[512], mesh[700];
+		struct t_pkt d = client_pkt(0, port, isn + 1 + hello_curl_len, cookie + 1, T_ACK);
+		struct run r;
+		d.payload = hello_curl;
+		d.plen = 100;
+		xdp_run(NODE_MESH, mesh, mesh_wrap(frame, t_build(&d, frame), 0, NULL, mesh), &r);
+		CHECK(r.verdict == XDP_REDIRECT_ && conn_find(0, port, &fk, &fc) == 0 &&
+			      fc.cli_nxt == isn + 1 + hello_curl_len + 100,
+		      "the client's data moves cli_nxt: %u, %u past the hello", r.verdict,
+		      (unsigned)(fc.cli_nxt - (isn + 1 + hello_curl_len)));
+	}
+	CHECK(!vm_rst(port, vm_isn) && conn_find(0, port, &fk, &fc) != 0, "the VM's RST forgets it");
 	sched_setaffinity(0, sizeof(was), &was);
 }
 
@@ -1498,8 +1539,25 @@ static void node_vm_cache_invalidated(void)
 
 	CHECK(!cpu_keep(&was), "kept on one CPU");
 
-	/* (the client's RST ends nothing at the node: the VM's TCP judges
-	 * it, node_vm_cache_same_bytes) */
+	/* the client's RST at its sequence, the VM silent (it took it):
+	 * retired by the sweeper (veil-node's on_retire), then the VM's data
+	 * is passed, not sent with the cached copy */
+	CHECK(!cache_conn(41071, isn, cookie, vm_isn) && !vm_sends(41071, isn, cookie, vm_isn, 3, out, &len),
+	      "client RST case: established, sent, cached");
+	CHECK(!client_rst_at(41071, isn, 0), "the client's RST: the connection marked");
+	{
+		struct vm_sweep sw;
+		vm_sweep_init(&sw, cfd, sizeof(struct flow_key), sizeof(struct conn_val), offsetof(struct conn_val, fin),
+			      1);
+		sw.on_retire = sweep_forget;
+		sw.arg = &N;
+		vm_sweep_run(&sw, 2000);
+		CHECK(conn_find(0, 41071, &k, &c) == 0, "one pass keeps it");
+		vm_sweep_run(&sw, 2002);
+		vm_sweep_free(&sw);
+		CHECK(conn_find(0, 41071, &k, &c) != 0, "the second retires it");
+	}
+	CHECK(vm_passed(41071, isn, vm_isn), "then the VM's data is passed, not sent with the cached copy");
 
 	/* the VM's RST (conn_forget in node_vm) */
 	CHECK(!cache_conn(41072, isn, cookie, vm_isn) && !vm_sends(41072, isn, cookie, vm_isn, 3, out, &len),
@@ -1539,7 +1597,7 @@ static void node_vm_cache_invalidated(void)
 	      "the new connection's SYN-ACK answered, not sent with the old copy");
 	CHECK(!vm_sends(41074, isn + 0x200000, cookie + 0x300000, vm_isn + 0x400000, 3, out, &len),
 	      "its data in the new connection's view, from conns, conn_rev and the cache");
-	CHECK(!client_rst(41074, isn + 0x200000), "forgotten");
+	CHECK(!vm_rst(41074, vm_isn + 0x400000), "forgotten");
 
 	/* the same VM view through another VIP of the VM (a client's port
 	 * reused towards another address): node_mesh files the newer
@@ -1555,7 +1613,7 @@ static void node_vm_cache_invalidated(void)
 	      "the connection to the other VIP: its SYN-ACK answered, not sent with the first's copy");
 	CHECK(!vm_sends(41075, isn + 0x200000, cookie + 0x300000, vm_isn + 0x400000, 3, out, &len) &&
 	      !memcmp(out + 14 + 20 + 16 + 12, vip2, 4), "its data from the other VIP, in its view");
-	CHECK(!client_rst(41075, isn + 0x200000), "forgotten");
+	CHECK(!vm_rst(41075, vm_isn + 0x400000), "forgotten");
 	memcpy(VIP4, keep_vip, 4);
 	struct hello_key hk = { .conn = k, .idx = 0 };
 	bpf_map_delete_elem(vm_node_map_fd(&N, "hellos"), &hk);

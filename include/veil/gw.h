@@ -166,8 +166,7 @@ VM_INLINE void vm_gw_flow_init(struct flow_val *f, const struct vm_pkt *p, __u32
 /* The flow's cli_nxt moved to nxt when that is further. */
 VM_INLINE void vm_gw_cli_at(struct flow_val *f, __u32 nxt)
 {
-	if ((__s32)(nxt - f->cli_nxt) > 0)
-		f->cli_nxt = nxt;
+	vm_cli_at(&f->cli_nxt, nxt);
 }
 
 /* The client's packet p seen: it ends at seq + payload (+ FIN). */

@@ -176,12 +176,12 @@ struct flow_tuple {
 /* 0x04 marked a gateway flow whose tuple a SYN had come for, until
  * 2026-12-04 (a SYN now looks up no flow: vm_gw_seq_foreign); a flow kept
  * from then may carry it, and nothing reads it. */
-/* A gateway flow whose client sent a RST at its sequence (cli_nxt), the
- * RST the VM's TCP takes (RFC 5961) unless data of the client's is still
- * on its way: the flow stays, as a closed one does, and the sweep retires
- * it (vm_fin_retired) unless the VM sends again first, which says it kept
- * the connection and clears the mark (gw_return: rst_refused).  A RST from
- * the VM retires its flow at once. */
+/* A gateway flow or node connection whose client sent a RST at its
+ * sequence (cli_nxt), the RST the VM's TCP takes (RFC 5961) unless data of
+ * the client's is still on its way: the entry stays, as a closed one does,
+ * and the sweep retires it (vm_fin_retired) unless the VM sends again
+ * first, which says it kept the connection and clears the mark (gw_return,
+ * node_vm: rst_refused).  A RST from the VM ends the connection at once. */
 #define VM_FIN_RST    0x08
 struct flow_val {
 	__u32 vm_id;
@@ -511,7 +511,14 @@ struct conn_val {
 	__u64 created_ns;
 	__u32 nseg;               /* hello segments kept in hellos (idx 0..nseg-1) */
 	__u32 seg_seq[VM_ASM_SEGS];
+	/* The client's next sequence number as far as the node has seen (as
+	 * flow_val.cli_nxt at the gateway): a client RST at it marks the
+	 * connection (VM_FIN_RST), one elsewhere changes nothing.  0: not
+	 * known (a connection made by a build before it).  In what was the
+	 * struct's tail padding: a pinned conns map is kept across the upgrade. */
+	__u32 cli_nxt;
 };
+_Static_assert(sizeof(struct conn_val) == 288, "conns' value size: a pinned map of another size is replaced");
 
 struct hello_key {
 	struct flow_key conn;     /* the conns key */
@@ -561,9 +568,10 @@ struct node_stats {
 	__u64 hello_store_full;   /* the table of kept hello segments refused one */
 	__u64 vm_stale_reset;     /* the VM answered a replayed SYN from an older connection: RST to it */
 	__u64 conn_collision;     /* a packet whose folded key holds another connection's entry */
-	__u64 client_rst;         /* a client's RST sent to the VM, the connection kept: the VM's TCP
-	                           * judges it (RFC 5961); one it took leaves the entry to the LRU or
-	                           * to the tuple's next connection (conn_replaced) */
+	__u64 client_rst;         /* a client's RST sent to the VM, whose TCP judges it (RFC 5961): at
+	                           * the connection's cli_nxt it marks it for the sweep (VM_FIN_RST),
+	                           * elsewhere it changes nothing */
+	__u64 rst_refused;        /* the VM sent again after its client's RST: the mark cleared */
 };
 
 #ifndef VM_INLINE
@@ -582,10 +590,18 @@ VM_INLINE int vm_fin_seen(__u8 *fin, __u8 side)
 
 /* Whether the daemons' sweep retires an entry with this fin byte (found
  * so on two passes apart, dataplane/sweep.c): closed (a FIN both ways), or
- * a gateway flow reset by its client with no word from the VM since. */
+ * reset by its client with no word from the VM since. */
 VM_INLINE int vm_fin_retired(__u8 fin)
 {
 	return (fin & VM_FIN_BOTH) == VM_FIN_BOTH || (fin & VM_FIN_RST);
+}
+
+/* A client's next sequence number (cli_nxt) moved to nxt when that is
+ * further, in sequence space. */
+VM_INLINE void vm_cli_at(__u32 *cli_nxt, __u32 nxt)
+{
+	if ((__s32)(nxt - *cli_nxt) > 0)
+		*cli_nxt = nxt;
 }
 
 /* A cheap, stable per-flow hash for the outer UDP source port (ECMP
