@@ -5,10 +5,11 @@
  * translated for a while, as TIME_WAIT does, so last ACKs and retransmitted
  * FINs still reach their end, and a new connection on the same tuple
  * replaces it at once.  The daemon then retires it: an entry found closed on
- * two passes at least `every` seconds apart is deleted.  So is a gateway flow
+ * two passes at least `every` seconds apart is deleted.  So is an entry
  * whose client sent a RST at its sequence (VM_FIN_RST) and whose VM has not
  * sent anything since (which clears the mark: it kept the connection).  A
- * RST from the VM needs no sweep: the programs forget those flows themselves.
+ * RST from the VM needs no sweep: the programs forget those entries
+ * themselves.
  */
 #include <stdlib.h>
 #include <string.h>
