@@ -441,7 +441,7 @@ int node_mesh(struct xdp_md *ctx)
 		}
 	} else {
 		if (p.payload_len || (p.flags & TCP_FIN))
-			vm_cli_at(&c->cli_nxt, p.seq + p.payload_len + ((p.flags & TCP_FIN) ? 1 : 0));
+			vm_cli_at(&c->cli_nxt, vm_tcp_seg_end(&p));
 		if ((p.flags & TCP_FIN) && vm_fin_seen(&c->fin, VM_FIN_CLIENT))
 			NODE_COUNT(st, conn_closed);
 	}

@@ -172,7 +172,7 @@ VM_INLINE void vm_gw_cli_at(struct flow_val *f, __u32 nxt)
 /* The client's packet p seen: it ends at seq + payload (+ FIN). */
 VM_INLINE void vm_gw_cli_seen(struct flow_val *f, const struct vm_pkt *p)
 {
-	vm_gw_cli_at(f, p->seq + p->payload_len + ((p->flags & VM_TCP_FIN) ? 1 : 0));
+	vm_gw_cli_at(f, vm_tcp_seg_end(p));
 }
 
 /* Whether seq lies within VM_RST_WINDOW of where the flow's client stands

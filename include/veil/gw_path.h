@@ -264,7 +264,7 @@ VM_INLINE int vm_gw_reply_bare(struct vm_gw_env *e, const struct vm_pkt *p, __u3
 VM_INLINE int vm_gw_refuse(struct vm_gw_env *e, const struct vm_pkt *p, const struct vip_val *vip,
 			   struct gw_stats *st)
 {
-	__u32 ack = p->seq + p->payload_len + ((p->flags & VM_TCP_FIN) ? 1 : 0);
+	__u32 ack = vm_tcp_seg_end(p);
 
 	if (vip->refuse == VM_REFUSE_ALERT) {
 		VM_GW_COUNT(st, refused_alert);

@@ -311,6 +311,13 @@ struct vm_pkt {
 	__u32 ack;
 };
 
+/* Where p's segment ends in its sender's sequence space: seq + payload,
+ * + 1 for a FIN (what acknowledges it all, or the sender's next seq). */
+VM_INLINE __u32 vm_tcp_seg_end(const struct vm_pkt *p)
+{
+	return p->seq + p->payload_len + ((p->flags & VM_TCP_FIN) ? 1 : 0);
+}
+
 enum vm_parse_rc {
 	VM_PARSE_OK = 0,
 	VM_PARSE_NOT_IP,          /* not IPv4/IPv6 */
