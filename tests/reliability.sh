@@ -201,22 +201,29 @@ fi
 # RCV.NXT, which the VM refuses (RFC 5961): the connection goes on, the
 # second request on it served; exact: the RST at the client's sequence,
 # which the VM takes: the next request ends in a reset, not a hang.
+# tests/rel_rst.py's case $2 over family $1 (IPv4 to vm1 on n1, IPv6 to
+# vm3 on n2): its output in out, its exit status returned
+rst_node() { [ "$1" = 6 ] && echo n2 || echo n1; }
+rst_run() { # family case
+	local vip=$VIP4 vm=vm1
+	[ "$1" = 6 ] && { vip=$VIP6; vm=vm3; }
+	out=$(nsx cli python3 tests/rel_rst.py --case "$2" --vip "$vip" --name $vm.veil.test \
+		--cafile "$DIR/pki/ca.pem" --iface cli-gw --dst-mac "$GWMAC" --path /rel.bin --sha256 "$SUM" 2>&1)
+}
 rst_case() { # family near|exact
-	local fam=$1 kind=$2 vm=vm1 nd=n1 t="rst_$2_v$1" out rc d want_c
-	[ "$fam" = 6 ] && { vm=vm3; nd=n2; }
+	local kind=$2 t="rst_$2_v$1" out rc d w miss="" nd
+	nd=$(rst_node "$1")
 	stats gw >"$DIR/g0.json"; stats $nd >"$DIR/a0.json"
-	out=$(nsx cli python3 tests/rel_rst.py --case "$kind" --vip "$([ "$fam" = 6 ] && echo $VIP6 || echo $VIP4)" \
-		--name $vm.veil.test --cafile "$DIR/pki/ca.pem" --iface cli-gw --dst-mac "$GWMAC" --path /rel.bin \
-		--sha256 "$SUM" 2>&1)
+	rst_run "$1" "$kind"
 	rc=$?
 	stats gw >"$DIR/g1.json"; stats $nd >"$DIR/a1.json"
 	d="gateway: $(deltas "$DIR/g0.json" "$DIR/g1.json"); $nd: $(deltas "$DIR/a0.json" "$DIR/a1.json")"
 	# near: forwarded unmarked (rst_near), kept at the node (client_rst);
 	# exact: the flow marked (flow_reset), then the VM's RST (conn_reset)
-	[ "$kind" = near ] && want_c="rst_near_+1 client_rst_+1" || want_c="flow_reset_+[0-9] client_rst_+1 conn_reset_+1"
-	local miss="" w
-	for w in $want_c; do
-		echo "$d" | grep -q "${w/_+/ +}\([^0-9]\|\$\)" || miss="$miss ${w/_+/ +}"
+	local want=("rst_near +1" "client_rst +1")
+	[ "$kind" = exact ] && want=("flow_reset +[0-9]" "client_rst +1" "conn_reset +1")
+	for w in "${want[@]}"; do
+		echo "$d" | grep -q "$w\([^0-9]\|\$\)" || miss="$miss $w"
 	done
 	if [ $rc = 0 ] && [ -z "$miss" ]; then
 		pass "$t ($(echo "$out" | tail -1); $d)"
@@ -228,11 +235,10 @@ rst_case() { # family near|exact
 # sweeps (two passes 5 s apart) retire the gateway's flow and the node's
 # connection, as they do a closed one's
 rst_taken() { # family
-	local fam=$1 vm=vm1 nd=n1 cli=198.18.0.2 t="rst_taken_v$1" out port gone=""
-	[ "$fam" = 6 ] && { vm=vm3; nd=n2; cli=2001:db8::2; }
-	out=$(nsx cli python3 tests/rel_rst.py --case taken --vip "$([ "$fam" = 6 ] && echo $VIP6 || echo $VIP4)" \
-		--name $vm.veil.test --cafile "$DIR/pki/ca.pem" --iface cli-gw --dst-mac "$GWMAC" --path /rel.bin \
-		--sha256 "$SUM" 2>&1) || { fail "$t" "$(echo "$out" | tail -2 | paste -sd' ')"; return; }
+	local cli=198.18.0.2 t="rst_taken_v$1" out port gone="" nd
+	nd=$(rst_node "$1")
+	[ "$1" = 6 ] && cli=2001:db8::2
+	rst_run "$1" taken || { fail "$t" "$(echo "$out" | tail -2 | paste -sd' ')"; return; }
 	port=$(echo "$out" | awk '/^port / {print $2}')
 	local t0=$SECONDS gw nd_n
 	held() { # how many entries the gateway ($1=gw) or the node holds for port

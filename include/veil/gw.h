@@ -163,16 +163,10 @@ VM_INLINE void vm_gw_flow_init(struct flow_val *f, const struct vm_pkt *p, __u32
 	f->cli_nxt = p->seq + p->payload_len;
 }
 
-/* The flow's cli_nxt moved to nxt when that is further. */
-VM_INLINE void vm_gw_cli_at(struct flow_val *f, __u32 nxt)
-{
-	vm_cli_at(&f->cli_nxt, nxt);
-}
-
-/* The client's packet p seen: it ends at seq + payload (+ FIN). */
+/* The client's packet p seen: cli_nxt moved to where it ends. */
 VM_INLINE void vm_gw_cli_seen(struct flow_val *f, const struct vm_pkt *p)
 {
-	vm_gw_cli_at(f, vm_tcp_seg_end(p));
+	vm_cli_at(&f->cli_nxt, vm_tcp_seg_end(p));
 }
 
 /* Whether seq lies within VM_RST_WINDOW of where the flow's client stands

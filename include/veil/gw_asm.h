@@ -557,7 +557,7 @@ VM_INLINE int vm_gw_asm_in(struct vm_gw_env *e, const struct vm_pkt *p, const st
 	vm_gw_flow_init(f, p, a->client_isn, a->cookie_isn, &o, cfg, macs + VM_ETH_ALEN, macs, vm_env_ifindex(e),
 			vm_env_coarse_ns(e), vm_flow_port(p->saddr, p->daddr, p->sport, p->dport));
 	f->held_len = a->have;
-	vm_gw_cli_at(f, a->client_isn + 1 + a->have);   /* the client sent what we hold */
+	vm_cli_at(&f->cli_nxt, a->client_isn + 1 + a->have);   /* the client sent what we hold */
 	a->routed = 1;
 	a->first_ns = vm_env_asm_ns(e);
 	int put = vm_env_flow_put(e, k, f);
