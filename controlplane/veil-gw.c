@@ -315,7 +315,7 @@ static void gw_metrics(void *arg, FILE *out)
 	vm_metrics_maps(out, maps, fds, 5);
 	fprintf(out, "# HELP veilmesh_gw_flows Flows in the flow table.\n# TYPE veilmesh_gw_flows gauge\n"
 		     "veilmesh_gw_flows %ld\n", vm_map_count(vm_gw_map_fd(&st->g, "flows")));
-	fprintf(out, "# HELP veilmesh_gw_flows_retired_total Closed flows (FIN both ways) removed by the daemon.\n"
+	fprintf(out, "# HELP veilmesh_gw_flows_retired_total Closed or reset flows removed by the sweep.\n"
 		     "# TYPE veilmesh_gw_flows_retired_total counter\nveilmesh_gw_flows_retired_total %llu\n",
 		(unsigned long long)st->sweep.retired);
 	fprintf(out, "# HELP veilmesh_gw_routes Routes configured.\n# TYPE veilmesh_gw_routes gauge\nveilmesh_gw_routes %d\n",
@@ -431,9 +431,10 @@ int main(int argc, char **argv)
 	       st.cfg.client_if, st.cfg.mesh_if, st.cfg.pin_root, st.cfg.nroutes, st.cfg.nvips, changes,
 	       st.skb ? "skb" : "native", st.cfg.control, st.cfg.metrics);
 
-	/* closed flows (FIN both ways) are retired after a TIME_WAIT-like linger */
+	/* closed flows (FIN both ways) are retired after a TIME_WAIT-like linger,
+	 * reset ones (VM_FIN_RST) once the VM has kept silent as long */
 	vm_sweep_init(&st.sweep, vm_gw_map_fd(&st.g, "flows"), sizeof(struct flow_key), sizeof(struct flow_val),
-		      offsetof(struct flow_val, fin), 5);
+		      offsetof(struct flow_val, fin), VM_SWEEP_EVERY_S);
 	char runtime[400] = "";
 	if (vm_runtime_write("veil-gw", st.cfg.control, st.config, st.cfg.pin_root, st.cfg.metrics, runtime,
 			     sizeof(runtime)))

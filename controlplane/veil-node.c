@@ -160,7 +160,7 @@ static void node_metrics(void *arg, FILE *out)
 	for (int i = 0; i < 4; i++)
 		fds[i] = vm_node_map_fd(&st->n, node_maps[i]);
 	vm_metrics_maps(out, node_maps, fds, 4);
-	fprintf(out, "# HELP veilmesh_node_conns_retired_total Closed connections (FIN both ways) removed by the daemon.\n"
+	fprintf(out, "# HELP veilmesh_node_conns_retired_total Closed or reset connections removed by the sweep.\n"
 		     "# TYPE veilmesh_node_conns_retired_total counter\nveilmesh_node_conns_retired_total %llu\n",
 		(unsigned long long)st->sweep.retired);
 	fprintf(out, "# HELP veilmesh_node_connections Connections handed to this node's VMs.\n"
@@ -224,9 +224,10 @@ int main(int argc, char **argv)
 	vm_log("event=started mesh_if=%s pin_root=%s vms=%d changes=%d mode=%s control=%s metrics=%s", st.cfg.mesh_if,
 	       st.cfg.pin_root, st.cfg.nvms, changes, st.skb ? "skb" : "native", st.cfg.control, st.cfg.metrics);
 
-	/* closed conns (FIN both ways) are retired after a TIME_WAIT-like linger */
+	/* closed conns (FIN both ways) are retired after a TIME_WAIT-like linger,
+	 * reset ones (VM_FIN_RST) once the VM has kept silent as long */
 	vm_sweep_init(&st.sweep, vm_node_map_fd(&st.n, "conns"), sizeof(struct flow_key), sizeof(struct conn_val),
-		      offsetof(struct conn_val, fin), 5);
+		      offsetof(struct conn_val, fin), VM_SWEEP_EVERY_S);
 	st.sweep.on_retire = conn_rev_forget;
 	st.sweep.arg = &st;
 	char runtime[400] = "";

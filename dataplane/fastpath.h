@@ -59,7 +59,11 @@ struct vm_fp_slot {
 	struct flow_key key;
 	uint64_t last_used;
 	uint8_t used;
+	/* flows only: the TAI second the sweep (vm_fp_sweep) first found the
+	 * flow closed or reset, 0 when it has not; in the slot's padding */
+	uint32_t swept_s;
 };
+_Static_assert(sizeof(struct vm_fp_slot) == 32, "the sweep's stamp lives in the slot's padding");
 
 /* The tables start on a cache line.  Their entries are not padded to one:
  * measured, 64-byte entries (192 bytes with the former 40-byte key) gained nothing
@@ -120,6 +124,8 @@ struct vm_fp {
 	uint32_t flows_cap;            /* power of two */
 	uint64_t tick;
 	uint32_t nflows;               /* flows in use */
+	uint32_t sweep_at;             /* the next slot vm_fp_sweep looks at */
+	uint64_t retired;              /* flows it has retired */
 	struct gw_stats st;
 	struct vm_fp_asm *asm_tab;     /* VM_FP_ASM_MAX each */
 	struct vm_fp_early *early_tab;
@@ -140,6 +146,16 @@ void vm_fp_free(struct vm_fp *fp);
 uint32_t vm_fp_flow_count(const struct vm_fp *fp);
 /* Drops one flow, named by its tuple; 0 if it was there, -1 if not. */
 int vm_fp_flow_drop(struct vm_fp *fp, const struct flow_tuple *t);
+/* Retires closed flows, as veil-gw's sweep does the flows map's
+ * (dataplane/sweep.c): a flow found closed (FIN both ways) or reset at
+ * its client's sequence (VM_FIN_RST) by two looks at least VM_SWEEP_EVERY_S
+ * apart, and so at every look between, is deleted; the VM sending again
+ * clears a reset's mark, a new connection on the tuple the stamp.  Each
+ * call looks at n slots (at most the table) from where the last one
+ * stopped; a DPDK worker calls it between bursts, n its clock's share of
+ * VM_SWEEP_EVERY_S (vm_dp_poll).  now_ns: TAI.  Returns the flows retired
+ * (also added to ->retired). */
+uint32_t vm_fp_sweep(struct vm_fp *fp, uint64_t now_ns, uint32_t n);
 /* The flows' key seed (struct flow_seed): one per process, random at the
  * first vm_fp_init unless set before; set it only while no flow exists. */
 void vm_fp_seed_set(const struct flow_seed *s);

@@ -236,6 +236,8 @@ static void *slot_put(struct vm_fp *fp, void *tab, size_t stride, uint32_t cap, 
 	}
 	if (!victim->used && count)
 		(*count)++;
+	if (!victim->used || !vm_flow_key_eq(&victim->key, k))
+		victim->swept_s = 0;
 	victim->key = *k;
 	victim->used = 1;
 	victim->last_used = ++fp->tick;
@@ -287,6 +289,34 @@ int vm_fp_flow_drop(struct vm_fp *fp, const struct flow_tuple *t)
 	f->s.used = 0;
 	fp->nflows--;
 	return 0;
+}
+
+uint32_t vm_fp_sweep(struct vm_fp *fp, uint64_t now_ns, uint32_t n)
+{
+	uint32_t now_s = (uint32_t)(now_ns / 1000000000ULL), retired = 0;
+
+	if (!now_s)
+		now_s = 1;   /* 0 is "not seen closed" */
+	if (n > fp->flows_cap)
+		n = fp->flows_cap;
+	for (uint32_t i = 0; i < n; i++) {
+		struct vm_fp_flow *f = &fp->flows[fp->sweep_at];
+
+		fp->sweep_at = (fp->sweep_at + 1) & (fp->flows_cap - 1);
+		if (!f->s.used)
+			continue;
+		if (!vm_fin_retired(f->val.fin)) {
+			f->s.swept_s = 0;   /* live again: the VM kept a reset connection */
+		} else if (!f->s.swept_s) {
+			f->s.swept_s = now_s;
+		} else if (now_s - f->s.swept_s >= VM_SWEEP_EVERY_S) {
+			f->s.used = 0;
+			fp->nflows--;
+			retired++;
+		}
+	}
+	fp->retired += retired;
+	return retired;
 }
 
 static const struct vm_fp_neigh *neigh_get(struct vm_fp *fp, const uint8_t *addr)

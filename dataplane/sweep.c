@@ -29,7 +29,7 @@ int vm_sweep_init(struct vm_sweep *s, int fd, uint32_t key_size, uint32_t val_si
 	s->key_size = key_size;
 	s->val_size = val_size;
 	s->fin_off = fin_off;
-	s->every = every_s ? every_s : 5;
+	s->every = every_s ? every_s : VM_SWEEP_EVERY_S;
 	return 0;
 }
 

@@ -266,6 +266,9 @@ extern const int vm_node_stat_count;
 
 /* ---------- retiring closed flows (sweep.c) ---------- */
 #include <time.h>
+/* How far apart the two looks that retire a closed or reset entry are
+ * (veil-gw's and veil-node's sweep, veil-gw-dpdk's vm_fp_sweep). */
+#define VM_SWEEP_EVERY_S 5
 struct vm_sweep {
 	int fd;
 	uint32_t key_size, val_size, fin_off;   /* fin_off: the VM_FIN_* byte in the value */

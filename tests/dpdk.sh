@@ -245,6 +245,19 @@ grep -Eq '^veilmesh_gw_packets_total\{outcome="hello_routed"\} [1-9]' <<<"$m" &&
 	grep -Eq '^veilmesh_gw_dpdk_packets_total\{what="rx"\} [1-9]' <<<"$m" &&
 	grep -Eq '^veilmesh_gw_flows [1-9]' <<<"$m" && pass $t || fail $t "$(head -5 <<<"$m")"
 
+# closed connections (FIN both ways) leave the workers' tables after a
+# TIME_WAIT-like linger, as they leave veil-gw's flows map
+t=closed_flows_retired
+for _ in $(seq 20); do
+	gr=$(nsx gw curl -s --max-time 3 http://127.0.0.1:9431/metrics | awk '/^veilmesh_gw_flows_retired_total/ {print $2}')
+	[ "${gr:-0}" -gt 0 ] && break
+	sleep 1
+done
+st=$(ctl --json status)
+sr=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["flows"]["retired"])' "$st" 2>/dev/null)
+[ "${gr:-0}" -gt 0 ] && [ "${sr:-0}" -ge "$gr" ] && pass "$t (the workers retired $gr flows)" ||
+	fail $t "veilmesh_gw_flows_retired_total ${gr:-none}, status flows.retired ${sr:-none}"
+
 t=flow_drop
 nsx cli curl -sS --max-time 20 --cacert "$DIR/pki/ca.pem" --resolve "vm1.veil.test:443:$VIP4" \
 	--local-port 40123 -o /dev/null https://vm1.veil.test/ 2>/dev/null

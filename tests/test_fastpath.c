@@ -129,6 +129,7 @@ static int dp_setup(void)
 		vm_dp.port[r] = port;
 	}
 	vm_dp.nw = 1;
+	vm_dp.sweep_most = 0;   /* sweep_same runs the sweep by its own clock */
 	W = vm_dp.w[0] = vm_dp_worker_new(rte_lcore_id(), 0, 4096, 0);
 	if (!W)
 		return -1;
@@ -743,6 +744,170 @@ static void lifecycle_same(void)
 	      (unsigned long long)(a.rst_no_flow - b0.rst_no_flow));
 }
 
+/* The used flow keys of a userspace table, sorted. */
+static int key_cmp(const void *a, const void *b) { return memcmp(a, b, sizeof(struct flow_key)); }
+static size_t fp_keys(const struct vm_fp *fp, struct flow_key *out)
+{
+	size_t n = 0;
+	for (uint32_t i = 0; i < fp->flows_cap; i++)
+		if (fp->flows[i].s.used)
+			out[n++] = fp->flows[i].s.key;
+	qsort(out, n, sizeof(*out), key_cmp);
+	return n;
+}
+
+/* The keys in before[] and not in after[] (both sorted). */
+static size_t keys_gone(const struct flow_key *before, size_t nb, const struct flow_key *after, size_t na,
+			struct flow_key *out)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < nb; i++)
+		if (!bsearch(&before[i], after, na, sizeof(*after), key_cmp))
+			out[n++] = before[i];
+	return n;
+}
+
+/* The flow key of client_pkt's client on port sport. */
+static struct flow_key client_key(int v6, uint16_t sport)
+{
+	struct flow_tuple t = { .family = v6 ? VM_AF_INET6 : VM_AF_INET, .client_port_be = htons(sport),
+				.vip_port_be = htons(443) };
+	struct flow_key k;
+
+	memcpy(t.client + (v6 ? 0 : VM_ADDR4_OFF), v6 ? CLI6 : CLI4, v6 ? 16 : 4);
+	memcpy(t.vip + (v6 ? 0 : VM_ADDR4_OFF), v6 ? VIP6 : VIP4, v6 ? 16 : 4);
+	vm_fp_tuple_key(&t, &k);
+	return k;
+}
+
+static struct flow_key XRET[4096];
+static size_t NXRET;
+static void xdp_retired(void *arg, const void *key, const void *val)
+{
+	if (NXRET < 4096)
+		XRET[NXRET++] = *(const struct flow_key *)key;
+}
+
+/* One pass of veil-gw's sweep over the flows map and one whole look of
+ * vm_fp_sweep over the fast path's and the DPDK worker's tables, at TAI
+ * second t: each must retire the same flows.  Their keys into XRET
+ * (sorted), their number returned, -1 when they differ. */
+static long sweep_pass(struct vm_sweep *sw, uint64_t t)
+{
+	static struct flow_key b[4096], a[4096], gone[4096];
+	struct vm_fp *fps[2] = { &FP, &W->fp };
+	long ret;
+
+	NXRET = 0;
+	vm_sweep_run(sw, (time_t)t);
+	qsort(XRET, NXRET, sizeof(*XRET), key_cmp);
+	ret = (long)NXRET;
+	for (int i = 0; i < 2; i++) {
+		const char *who = i ? "DPDK worker" : "fast path";
+		size_t nb = fp_keys(fps[i], b);
+		uint64_t r0 = fps[i]->retired;
+		uint32_t n0 = fps[i]->nflows, at = fps[i]->sweep_at;
+		uint32_t r = vm_fp_sweep(fps[i], t * 1000000000ULL, fps[i]->flows_cap);
+		size_t na = fp_keys(fps[i], a), ng = keys_gone(b, nb, a, na, gone);
+
+		CHECK(fps[i]->sweep_at == at, "%s: a look at the whole table ends where it began (%u, %u)", who, at,
+		      fps[i]->sweep_at);
+		CHECK(r == ng && fps[i]->retired - r0 == r && n0 - fps[i]->nflows == r && na == fps[i]->nflows,
+		      "%s: %u retired, %zu gone, %u flows counted, %zu in the table", who, r, ng, fps[i]->nflows, na);
+		if (ng != NXRET || memcmp(gone, XRET, NXRET * sizeof(*XRET))) {
+			CHECK(0, "%s retired %zu flows at TAI %llu s, veil-gw's sweep %zu: not the same ones", who, ng,
+			      (unsigned long long)t, NXRET);
+			ret = -1;
+		}
+	}
+	return ret;
+}
+
+static int retired(int v6, uint16_t sport)
+{
+	struct flow_key k = client_key(v6, sport);
+	return bsearch(&k, XRET, NXRET, sizeof(k), key_cmp) != NULL;
+}
+
+/* The DPDK gateway's sweep (vm_fp_sweep) against veil-gw's (sweep.c, the
+ * flows map): passes VM_SWEEP_EVERY_S apart retire the same flows, closed
+ * ones and ones reset at the client's sequence with the VM silent since,
+ * and keep live ones and ones whose VM spoke after the RST; the first look
+ * at a flow never retires it.  Every flow the tests before left is swept
+ * too, and must go alike. */
+static void sweep_same(void)
+{
+	enum { LIVE, CLOSED, RESET, KEPT, AGAIN, KINDS };
+	static const char *const kind_name[] = { "live", "closed", "reset", "reset and kept", "reset, kept, reset" };
+	static uint8_t in[2000], rp[512];
+	struct both bo;
+	uint32_t isn = 7200000, ts, cookie[2][KINDS];
+	const uint32_t nxt = isn + 1 + hello_curl_len;
+#define SPORT(v6, kind) ((uint16_t)(43500 + (v6) * 10 + (kind)))
+
+	for (int v6 = 0; v6 < 2; v6++)
+		for (int kind = 0; kind < KINDS; kind++) {
+			uint16_t sport = SPORT(v6, kind);
+			uint32_t c = cookie[v6][kind] = both_handshake(v6, sport, isn, &ts);
+			SAME(in, hello_pkt(v6, sport, isn, c, ts, hello_curl, hello_curl_len, in), "sweep: the flow");
+			struct t_pkt p = client_pkt(v6, sport, nxt, c + 1, kind == CLOSED ? T_ACK | T_FIN : T_RST);
+			if (kind != LIVE)
+				SAME(in, t_build(&p, in), kind == CLOSED ? "sweep: client FIN" : "sweep: client RST");
+			if (kind == CLOSED || kind == KEPT)
+				CHECK(!both_run(1, rp, vm_reply_pkt(v6, sport, c + 1, nxt + (kind == CLOSED),
+								    kind == CLOSED ? T_ACK | T_FIN : T_ACK, rp),
+						&bo, "sweep: the VM's FIN or ACK", 0),
+				      "sweep: the VM's answer to the %s flow", kind_name[kind]);
+		}
+
+	uint64_t t0 = tai_now() / 1000000000ULL;
+	struct vm_sweep sw;
+	vm_sweep_init(&sw, vm_gw_map_fd(&G, "flows"), sizeof(struct flow_key), sizeof(struct flow_val),
+		      offsetof(struct flow_val, fin), VM_SWEEP_EVERY_S);
+	sw.on_retire = xdp_retired;
+	CHECK(sweep_pass(&sw, t0) == 0, "the first pass retires nothing: %zu", NXRET);
+	/* the VM speaks on AGAIN's connection after the first look: it kept it */
+	for (int v6 = 0; v6 < 2; v6++)
+		CHECK(!both_run(1, rp, vm_reply_pkt(v6, SPORT(v6, AGAIN), cookie[v6][AGAIN] + 1, nxt, T_ACK, rp), &bo,
+				"sweep: the VM's ACK after a look", 0),
+		      "sweep: the VM's ACK after a look");
+	/* too soon for the second: the userspace look alone, nothing goes */
+	for (int i = 0; i < 2; i++) {
+		struct vm_fp *fp = i ? &W->fp : &FP;
+		CHECK(vm_fp_sweep(fp, (t0 + VM_SWEEP_EVERY_S - 1) * 1000000000ULL, fp->flows_cap) == 0,
+		      "a look %d s after the first retires nothing", VM_SWEEP_EVERY_S - 1);
+	}
+	long n = sweep_pass(&sw, t0 + VM_SWEEP_EVERY_S);
+	for (int v6 = 0; v6 < 2; v6++)
+		for (int kind = 0; kind < KINDS; kind++)
+			CHECK(retired(v6, SPORT(v6, kind)) == (kind == CLOSED || kind == RESET),
+			      "the second pass: the %s flow (IPv%d) %s", kind_name[kind], v6 ? 6 : 4,
+			      retired(v6, SPORT(v6, kind)) ? "retired" : "kept");
+	CHECK(n >= 4, "the second pass retired %ld flows", n);
+	/* AGAIN is reset again: a look after the VM spoke forgot the first
+	 * stamp, so this one only sees it, the next retires it */
+	for (int v6 = 0; v6 < 2; v6++) {
+		struct t_pkt p = client_pkt(v6, SPORT(v6, AGAIN), nxt, 0, T_RST);
+		SAME(in, t_build(&p, in), "sweep: client RST again");
+	}
+	CHECK(sweep_pass(&sw, t0 + 2 * VM_SWEEP_EVERY_S) == 0, "the third pass retires nothing: %zu", NXRET);
+	CHECK(sweep_pass(&sw, t0 + 3 * VM_SWEEP_EVERY_S) == 2 && retired(0, SPORT(0, AGAIN)) && retired(1, SPORT(1, AGAIN)),
+	      "the fourth pass retires the flows reset again: %zu", NXRET);
+	vm_sweep_free(&sw);
+#undef SPORT
+
+	/* the worker sweeps by itself once its clock moves on */
+	uint64_t before = W->swept_ns;
+	vm_dp.sweep_most = VM_DP_SWEEP_MOST;
+	for (int i = 0; i < 5; i++) {
+		usleep(2 * VM_DP_CLOCK_US);
+		vm_dp_poll(W);
+	}
+	vm_dp.sweep_most = 0;
+	CHECK(W->swept_ns != before && W->swept_ns + 1000000000ULL > tai_now(),
+	      "the worker's poll sweeps: last at %llu", (unsigned long long)W->swept_ns);
+}
+
 static void truncations_same(void)
 {
 	uint8_t in[256];
@@ -1050,6 +1215,7 @@ int main(int argc, char **argv)
 	RUN(other_traffic_same);
 	RUN(reassembly_same);
 	RUN(lifecycle_same);
+	RUN(sweep_same);
 	RUN(truncations_same);
 	RUN(return_path_same);
 	RUN(mesh_mtu_same);

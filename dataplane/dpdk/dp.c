@@ -17,7 +17,7 @@
 
 #include "dp.h"
 
-struct vm_dp vm_dp = { .exc = { VM_DP_NO_PORT, VM_DP_NO_PORT } };
+struct vm_dp vm_dp = { .exc = { VM_DP_NO_PORT, VM_DP_NO_PORT }, .sweep_most = VM_DP_SWEEP_MOST };
 
 const char *const vm_dp_stat_names[] = {
 #define X(n) #n,
@@ -113,6 +113,19 @@ static inline uint64_t worker_now(struct vm_dp_worker *w)
 		w->clk_tsc = t;
 	}
 	return w->clk_ns;
+}
+
+/* Once per clock reading: the share of the flow table that the time since
+ * the last share is of VM_SWEEP_EVERY_S (at least a slot, at most
+ * vm_dp.sweep_most), so the whole table is looked at about once a period. */
+static __rte_noinline void sweep_share(struct vm_dp_worker *w)
+{
+	const uint64_t every_ns = (uint64_t)VM_SWEEP_EVERY_S * 1000000000ULL;
+	uint64_t since = w->swept_ns && w->clk_ns > w->swept_ns ? w->clk_ns - w->swept_ns : 0;
+	uint64_t n = since >= every_ns ? w->fp.flows_cap : w->fp.flows_cap * since / every_ns + 1;
+
+	w->swept_ns = w->clk_ns;
+	vm_fp_sweep(&w->fp, w->clk_ns, n < vm_dp.sweep_most ? (uint32_t)n : vm_dp.sweep_most);
 }
 
 int vm_dp_poll(struct vm_dp_worker *w)
@@ -216,6 +229,9 @@ int vm_dp_poll(struct vm_dp_worker *w)
 	 * in one store */
 	w->d.tx += tx - w->tx_unsent;
 	w->tx_unsent = 0;
+
+	if (unlikely(w->clk_ns != w->swept_ns) && vm_dp.sweep_most)
+		sweep_share(w);
 
 	int req = atomic_load_explicit(&w->drop_req, memory_order_acquire);
 	if (req == 1) {

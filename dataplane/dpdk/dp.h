@@ -21,6 +21,7 @@
 #define VM_DP_HEADROOM    128    /* vm_fp_*: encapsulation pushes this much at most */
 #define VM_DP_TAILROOM    100    /* and a reply grows the packet this much at most */
 #define VM_DP_CLOCK_US    20     /* the packets' time is at most this old */
+#define VM_DP_SWEEP_MOST  1024   /* flow slots a worker's sweep looks at in one go, at most */
 
 /* What a worker counts besides the gateway's outcome counters. */
 #define VM_DP_STATS(X) \
@@ -45,6 +46,7 @@ struct vm_dp_worker {
 	 * says VM_DP_CLOCK_US have passed, the value kept in between */
 	uint64_t clk_ns, clk_tsc, clk_period;
 	uint64_t tx_unsent;                /* this poll's tx_dropped, to take off tx */
+	uint64_t swept_ns;                 /* the clock at its sweep's last share (vm_fp_sweep) */
 	/* requests from the control plane, answered at the next poll */
 	_Atomic int drop_req;              /* flow drop: 1 asked, 2 done */
 	struct flow_tuple drop_tuple;
@@ -67,6 +69,10 @@ struct vm_dp {
 	_Atomic uint64_t gen;
 	struct rte_mempool *pool;          /* for the packets a worker makes (reassembled hellos) */
 	uint32_t idle_us;
+	/* each worker retires its closed and reset flows (vm_fp_sweep) once
+	 * its clock moves on, at most this many slots at a time; 0: never
+	 * (the tests, which run the sweep by their own clock) */
+	uint32_t sweep_most;
 	volatile int quit;
 };
 extern struct vm_dp vm_dp;

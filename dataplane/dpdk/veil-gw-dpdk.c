@@ -284,6 +284,15 @@ static uint64_t flow_count(uint32_t *per)
 	return total;
 }
 
+/* Flows the workers' sweeps have retired (closed or reset), in all. */
+static uint64_t flows_retired(void)
+{
+	uint64_t total = 0;
+	for (int i = 0; i < vm_dp.nw; i++)
+		total += __atomic_load_n(&vm_dp.w[i]->fp.retired, __ATOMIC_RELAXED);
+	return total;
+}
+
 static int tel_stats(const char *cmd, const char *params, struct rte_tel_data *d)
 {
 	struct gw_stats s;
@@ -336,6 +345,7 @@ static int tel_status(const char *cmd, const char *params, struct rte_tel_data *
 	rte_tel_data_add_dict_u64(d, "cookie_epoch", A.epoch);
 	rte_tel_data_add_dict_u64(d, "generation", atomic_load(&vm_dp.gen));
 	rte_tel_data_add_dict_u64(d, "flows_capacity", (uint64_t)A.flows_per_worker * vm_dp.nw);
+	rte_tel_data_add_dict_u64(d, "flows_retired", flows_retired());
 	return 0;
 }
 
@@ -381,12 +391,12 @@ static void status_json(FILE *out)
 	fprintf(out, ", \"routes\": %d, \"vips\": %d, \"next_hops\": %d, \"cookie_epoch\": %llu, "
 		"\"cookie_rotate_s\": %u, \"cookie_rotations\": %llu, \"route_changes\": %llu, "
 		"\"reloads_ok\": %llu, \"reloads_rejected\": %llu, \"generation\": %llu, "
-		"\"flows\": {\"entries\": %llu, \"capacity\": %llu}}\n",
+		"\"flows\": {\"entries\": %llu, \"capacity\": %llu, \"retired\": %llu}}\n",
 		A.cfg.nroutes, A.cfg.nvips, A.nhops, (unsigned long long)A.epoch, A.cfg.rotate_s,
 		(unsigned long long)A.rotations, (unsigned long long)A.route_changes,
 		(unsigned long long)A.reloads_ok, (unsigned long long)A.reloads_rejected,
 		(unsigned long long)atomic_load(&vm_dp.gen), (unsigned long long)flows,
-		(unsigned long long)A.flows_per_worker * vm_dp.nw);
+		(unsigned long long)A.flows_per_worker * vm_dp.nw, (unsigned long long)flows_retired());
 }
 
 static void flow_drop(char **w, int n, FILE *out)
@@ -528,6 +538,9 @@ static void gw_metrics(void *arg, FILE *out)
 			(unsigned long long)((uint64_t *)&dp)[i]);
 	fprintf(out, "# HELP veilmesh_gw_flows Flows in the flow table.\n# TYPE veilmesh_gw_flows gauge\n"
 		     "veilmesh_gw_flows %llu\n", (unsigned long long)flow_count(NULL));
+	fprintf(out, "# HELP veilmesh_gw_flows_retired_total Closed or reset flows removed by the sweep.\n"
+		     "# TYPE veilmesh_gw_flows_retired_total counter\nveilmesh_gw_flows_retired_total %llu\n",
+		(unsigned long long)flows_retired());
 	fprintf(out, "# HELP veilmesh_gw_routes Routes configured.\n# TYPE veilmesh_gw_routes gauge\nveilmesh_gw_routes %d\n",
 		A.cfg.nroutes);
 	fprintf(out, "# HELP veilmesh_gw_cookie_rotations_total Cookie key rotations since start.\n"
