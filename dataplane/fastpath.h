@@ -124,8 +124,6 @@ struct vm_fp {
 	uint32_t flows_cap;            /* power of two */
 	uint64_t tick;
 	uint32_t nflows;               /* flows in use */
-	uint32_t sweep_at;             /* the next slot vm_fp_sweep looks at */
-	uint64_t retired;              /* flows it has retired */
 	struct gw_stats st;
 	struct vm_fp_asm *asm_tab;     /* VM_FP_ASM_MAX each */
 	struct vm_fp_early *early_tab;
@@ -136,6 +134,8 @@ struct vm_fp {
 	uint8_t flat[2 * VM_HELLO_BUF];   /* a reassembled hello, its records joined */
 	uint8_t frame[VM_ASM_HDR + 128 + VM_ASM_SEG_MAX];
 	struct vm_fp_mem mem;             /* where the tables came from */
+	uint32_t sweep_at;                /* the next slot vm_fp_sweep looks at */
+	uint64_t retired;                 /* flows it has retired */
 };
 
 int vm_fp_init(struct vm_fp *fp, uint32_t flows_cap);

@@ -46,12 +46,12 @@ struct vm_dp_worker {
 	 * says VM_DP_CLOCK_US have passed, the value kept in between */
 	uint64_t clk_ns, clk_tsc, clk_period;
 	uint64_t tx_unsent;                /* this poll's tx_dropped, to take off tx */
-	uint64_t swept_ns;                 /* the clock at its sweep's last share (vm_fp_sweep) */
 	/* requests from the control plane, answered at the next poll */
 	_Atomic int drop_req;              /* flow drop: 1 asked, 2 done */
 	struct flow_tuple drop_tuple;
 	int drop_found;
 	struct vm_dp_stats d;
+	uint64_t swept_ns;                 /* the clock at its sweep's last share (vm_fp_sweep) */
 } __rte_cache_aligned;
 
 #define VM_DP_NO_PORT 0xffff
