@@ -353,7 +353,7 @@ static inline int vm_env_route(void *rctx, const char *name, __u32 len, __u64 ha
 	const struct route_val *r = route_get(rctx, name);
 	if (!r)
 		return -1;
-	f->vm_id = r->vm_id;
+	f->handoff.vm_id_be = htonl(r->vm_id);
 	f->node_family = r->node_family;
 	memcpy(f->node, r->node, 16);
 	return 0;

@@ -169,7 +169,7 @@ static void hello_routed_to_node(void)
 	struct flow_val f;
 	t_flow_key("198.18.0.2", "198.18.100.1", 40003, 443, &k);
 	CHECK(!bpf_map_lookup_elem(vm_gw_map_fd(&G, "flows"), &k, &f), "flow written");
-	CHECK(f.vm_id == 1 && f.client_isn == 9000 && !memcmp(f.client_mac, CLI_MAC, 6) &&
+	CHECK(ntohl(f.handoff.vm_id_be) == 1 && f.vm_ack == 0 && f.client_isn == 9000 && !memcmp(f.client_mac, CLI_MAC, 6) &&
 	      f.client_ifindex == (unsigned)ifidx, "flow fields");
 
 	/* established: forwarded without an option */
@@ -278,7 +278,7 @@ static int hello_named(const char *name, uint16_t sport, struct gw_stats *d, __u
 	struct flow_key k;
 	struct flow_val v;
 	t_flow_key("198.18.0.2", "198.18.100.1", sport, 443, &k);
-	*vm_id = bpf_map_lookup_elem(vm_gw_map_fd(&G, "flows"), &k, &v) ? 0 : v.vm_id;
+	*vm_id = bpf_map_lookup_elem(vm_gw_map_fd(&G, "flows"), &k, &v) ? 0 : ntohl(v.handoff.vm_id_be);
 	return (int)r.verdict;
 }
 
@@ -687,7 +687,7 @@ static void gateway_retires_flows(void)
  * blind one, the tuple guessed but not the sequence, is dropped and
  * counted, and the flow keeps forwarding.  cli_nxt follows the client's
  * data.  One near but not at cli_nxt changes nothing here (rst_near); one
- * at it marks the flow (VM_FIN_RST). */
+ * at it, or at the VM's last ACK (vm_ack), marks the flow (VM_FIN_RST). */
 static void blind_rst_ignored(void)
 {
 	uint8_t in[1024];
@@ -724,10 +724,28 @@ static void blind_rst_ignored(void)
 	CHECK(r.verdict == XDP_TX_ || r.verdict == XDP_REDIRECT_, "a RST within the window forwarded: %u", r.verdict);
 	CHECK(gw_now().rst_near == b.rst_near + 1 && gw_now().flow_reset == b.flow_reset && flow_fin(0, 40040) == 0,
 	      "not at the sequence: the flow kept unmarked (the VM's TCP judges it)");
+	/* the VM's ACK trails cli_nxt (client data in flight): a RST at it,
+	 * the client's answer to that segment, is one the VM takes: it marks */
+	uint8_t pkt[512];
+	uint32_t vm_at = end + 200100 - 5000;
+	xdp_run(GW_RET, pkt, vm_reply_pkt(0, 40040, cookie + 1, vm_at, T_ACK, pkt), &r);
+	rst.seq = vm_at;
+	xdp_run(GW_ING, in, t_build(&rst, in), &r);
+	CHECK((r.verdict == XDP_TX_ || r.verdict == XDP_REDIRECT_) && gw_now().flow_reset == b.flow_reset + 1 &&
+		      gw_now().rst_near == b.rst_near + 1 && flow_fin(0, 40040) == VM_FIN_RST,
+	      "at the VM's last ACK: forwarded, the flow marked: %u, fin %d", r.verdict, flow_fin(0, 40040));
+	/* the VM sends again, acking the rest (it had more of the client's
+	 * data and refused the RST): the mark goes, and a RST at the old ACK
+	 * is only near now */
+	xdp_run(GW_RET, pkt, vm_reply_pkt(0, 40040, cookie + 1, end + 200100, T_ACK, pkt), &r);
+	CHECK(gw_now().rst_refused == b.rst_refused + 1 && flow_fin(0, 40040) == 0, "the VM's ACK clears the mark");
+	xdp_run(GW_ING, in, t_build(&rst, in), &r);
+	CHECK(gw_now().rst_near == b.rst_near + 2 && gw_now().flow_reset == b.flow_reset + 1 && flow_fin(0, 40040) == 0,
+	      "a RST at where the VM stood before: near, unmarked");
 	/* the client's own, at cli_nxt (end + 200100): marks the flow */
 	rst.seq = end + 200100;
 	xdp_run(GW_ING, in, t_build(&rst, in), &r);
-	CHECK((r.verdict == XDP_TX_ || r.verdict == XDP_REDIRECT_) && gw_now().flow_reset == b.flow_reset + 1 &&
+	CHECK((r.verdict == XDP_TX_ || r.verdict == XDP_REDIRECT_) && gw_now().flow_reset == b.flow_reset + 2 &&
 		      flow_fin(0, 40040) == VM_FIN_RST,
 	      "at the sequence: forwarded, the flow marked: %u", r.verdict);
 	/* the port reused with an ISN within the window of the reset flow's
@@ -2467,7 +2485,7 @@ static void flows_rekeyed_at_load(void)
 	int sfd = vm_gw_map_fd(&G, "flow_seed"), ffd = vm_gw_map_fd(&G, "flows");
 	struct flow_key stale = { .client_word = htonl(0x11223344), .vip_word = htonl(0x55667788),
 				  .client_port_be = htons(42200), .vip_port_be = htons(443) }, k4;
-	struct flow_val v6 = { .vm_id = 77 }, v4 = { .vm_id = 78 }, got;
+	struct flow_val v6 = { .client_isn = 77 }, v4 = { .client_isn = 78 }, got;
 	struct flow_seed s, after;
 	struct vm_gw g2 = { 0 };
 	char root[160];
@@ -2491,9 +2509,9 @@ static void flows_rekeyed_at_load(void)
 	CHECK(!vm_gw_open(&g2, root, 4096) && !vm_gw_load(&g2), "the programs loaded again");
 	vm_gw_close(&g2);
 	CHECK(bpf_map_lookup_elem(ffd, &stale, &got), "nothing left under the old key");
-	CHECK(!flow_under(VM_AF_INET6, CLI6, VIP6, 42200, &got) && got.vm_id == 77 && !memcmp(got.client, CLI6, 16),
+	CHECK(!flow_under(VM_AF_INET6, CLI6, VIP6, 42200, &got) && got.client_isn == 77 && !memcmp(got.client, CLI6, 16),
 	      "the IPv6 entry under the key the programs make");
-	CHECK(!bpf_map_lookup_elem(ffd, &k4, &got) && got.vm_id == 78, "the IPv4 entry where it was");
+	CHECK(!bpf_map_lookup_elem(ffd, &k4, &got) && got.client_isn == 78, "the IPv4 entry where it was");
 	CHECK(!bpf_map_lookup_elem(sfd, &zero, &after) && after.k[0] == s.k[0] && after.k[1] == s.k[1] &&
 	      after.fold == VM_FLOW_FOLD && after.mul, "NH's key kept, a multiplier drawn, the fold recorded: %u",
 	      after.fold);
@@ -2508,11 +2526,11 @@ static void flows_rekeyed_at_load(void)
 	CHECK(!bpf_map_lookup_elem(sfd, &zero, &after) && (after.k[0] || after.k[1]) &&
 	      (after.k[0] != s.k[0] || after.k[1] != s.k[1]) && after.mul && after.fold == VM_FLOW_FOLD,
 	      "a new seed drawn");
-	CHECK(bpf_map_lookup_elem(ffd, &k6, &got) || got.vm_id != 77 || !memcmp(&k6, &stale, sizeof(k6)),
+	CHECK(bpf_map_lookup_elem(ffd, &k6, &got) || got.client_isn != 77 || !memcmp(&k6, &stale, sizeof(k6)),
 	      "nothing left under the old seed's key");
-	CHECK(!flow_under(VM_AF_INET6, CLI6, VIP6, 42200, &got) && got.vm_id == 77,
+	CHECK(!flow_under(VM_AF_INET6, CLI6, VIP6, 42200, &got) && got.client_isn == 77,
 	      "the IPv6 entry under the new seed's key");
-	CHECK(!bpf_map_lookup_elem(ffd, &k4, &got) && got.vm_id == 78, "the IPv4 entry where it was");
+	CHECK(!bpf_map_lookup_elem(ffd, &k4, &got) && got.client_isn == 78, "the IPv4 entry where it was");
 	t_flow_key("2001:db8::2", "2001:db8:100::1", 42200, 443, &k6);
 	bpf_map_delete_elem(ffd, &k6);
 	bpf_map_delete_elem(ffd, &k4);

@@ -621,7 +621,7 @@ int vm_replay(int argc, char **argv, const char *live_pin, int json)
 				if (routed && !bpf_map_lookup_elem(flows_fd, &fk, &fv) &&
 				    VM_FLOW_IS(&fv, fam, rf->client, rf->vip)) {
 					char nb[64];
-					snprintf(extra, sizeof(extra), "sni=%.200s route: vm %u via %s", sni, fv.vm_id,
+					snprintf(extra, sizeof(extra), "sni=%.200s route: vm %u via %s", sni, ntohl(fv.handoff.vm_id_be),
 						 vm_addr_str(fv.node, nb, sizeof(nb)));
 				} else if (p.plen && !routed && (a2.no_route != b.no_route || a2.no_sni != b.no_sni ||
 								  a2.bad_name != b.bad_name) && strcmp(sni, "?")) {

@@ -441,7 +441,8 @@ static int flows_cmd(int argc, char **argv)
 		if (bpf_map_lookup_elem(fd, &k, &v))
 			continue;
 		/* the addresses are the value's (the key holds IPv6 ones folded) */
-		if ((vm && v.vm_id != vm) || (want_client && memcmp(v.client, client, 16)))
+		__u32 vm_id = ntohl(v.handoff.vm_id_be);
+		if ((vm && vm_id != vm) || (want_client && memcmp(v.client, client, 16)))
 			continue;
 		n++;
 		if (count_only)
@@ -451,10 +452,10 @@ static int flows_cmd(int argc, char **argv)
 			printf("%s{\"client\": \"%s\", \"client_port\": %u, \"vip\": \"%s\", \"vip_port\": %u, "
 			       "\"vm_id\": %u, \"node\": \"%s\", \"age_s\": %.1f}", n > 1 ? ", " : "",
 			       addr_s(v.client, a1), ntohs(k.client_port_be), addr_s(v.vip, a2), ntohs(k.vip_port_be),
-			       v.vm_id, addr_s(v.node, a3), age);
+			       vm_id, addr_s(v.node, a3), age);
 		} else {
 			printf("%-40s %5u  %-40s %5u  %8u  %-24s %8.1f\n", addr_s(v.client, a1), ntohs(k.client_port_be),
-			       addr_s(v.vip, a2), ntohs(k.vip_port_be), v.vm_id, addr_s(v.node, a3), age);
+			       addr_s(v.vip, a2), ntohs(k.vip_port_be), vm_id, addr_s(v.node, a3), age);
 		}
 	}
 	if (count_only)

@@ -115,7 +115,7 @@ VM_INLINE int vm_env_route(void *rctx, const char *name, __u32 len, __u64 hash, 
 	e = bpf_map_lookup_elem(&routes, &s->hk);
 	if (!e || !vm_name_eq_in(&s->nw, e->name, name, len & (VM_NAME_MAX - 1)))
 		return -1;
-	f->vm_id = e->val.vm_id;
+	f->handoff.vm_id_be = bpf_htonl(e->val.vm_id);
 	f->node_family = e->val.node_family;
 	__builtin_memcpy(f->node, e->val.node, 16);
 	return 0;

@@ -468,7 +468,7 @@ static void flows_json(FILE *out)
 			fprintf(out, "%s{\"client\": \"%s\", \"client_port\": %u, \"vip\": \"%s\", \"vip_port\": %u, "
 				"\"vm_id\": %u, \"node\": \"%s\", \"age_s\": %.1f, \"worker\": %d}", n++ ? ", " : "",
 				vm_addr_str(v.client, a1, sizeof(a1)), ntohs(k.client_port_be),
-				vm_addr_str(v.vip, a2, sizeof(a2)), ntohs(k.vip_port_be), v.vm_id,
+				vm_addr_str(v.vip, a2, sizeof(a2)), ntohs(k.vip_port_be), ntohl(v.handoff.vm_id_be),
 				vm_addr_str(v.node, a3, sizeof(a3)), age, w);
 		}
 	}

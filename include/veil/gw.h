@@ -143,8 +143,8 @@ VM_INLINE void vm_gw_flow_init(struct flow_val *f, const struct vm_pkt *p, __u32
 	struct vm_cookie_opts co;
 
 	vm_cookie_decode(cookie, client_isn, &co);
+	f->vm_ack = 0;
 	f->client_isn = client_isn;
-	f->handoff.vm_id_be = vm_htonl(f->vm_id);
 	f->handoff.client_isn_be = vm_htonl(client_isn);
 	f->handoff.cookie_isn_be = vm_htonl(cookie);
 	f->handoff.gw_tsval_be = vm_htonl(co.ts_ok && o->ts_ok ? o->tsecr : 0);

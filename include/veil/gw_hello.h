@@ -3,7 +3,7 @@
  * The route of a parsed ClientHello, written once: the exact name, then the
  * one-label wildcard.  The includer defines the lookup first:
  *   int vm_env_route(void *rctx, const char *name, __u32 len, __u64 hash, struct flow_val *f)
- *        0 with the route's VM and node set in f, or -1; hash is the
+ *        0 with the route's VM (handoff.vm_id_be) and node set in f, or -1; hash is the
  *        name's routes map key (vm_name_hash), made as the name was written
  * (the routes map by the name's hash in BPF, the configuration's table in
  * userspace).

@@ -534,15 +534,18 @@ VM_INLINE int vm_gw_ingress(struct vm_gw_env *e, struct gw_stats *st)
 			 * the VM, whose TCP judges it (RFC 5961: taken at its
 			 * RCV.NXT, a challenge ACK otherwise); the flow stays,
 			 * so a RST the VM refuses ends nothing here either.
-			 * The client's own at its sequence (an abort, or the
-			 * answer to a segment of a connection it has closed)
-			 * marks the flow: the sweep retires it unless the VM
-			 * sends again (gw_return clears the mark). */
+			 * One the VM's TCP takes marks the flow: the sweep
+			 * retires it unless the VM sends again (gw_return
+			 * clears the mark).  That is one at the client's
+			 * sequence (cli_nxt: its abort) or at the VM's last
+			 * ACK (vm_ack: the client's answer to a segment of a
+			 * connection it has closed carries that segment's ACK,
+			 * which trails cli_nxt while client data is in flight). */
 			if (!vm_gw_rst_ok(f, &p)) {
 				VM_GW_COUNT(st, rst_out_of_window);
 				return VM_V_DROP;
 			}
-			if (!f->cli_nxt || p.seq == f->cli_nxt) {
+			if (!f->cli_nxt || p.seq == f->cli_nxt || (f->vm_ack && p.seq == f->vm_ack)) {
 				f->fin |= VM_FIN_RST;
 				VM_GW_COUNT(st, flow_reset);
 			} else {

@@ -94,6 +94,11 @@ VM_INLINE int vm_gw_return(struct vm_gw_env *e, struct gw_stats *st)
 			f->fin &= ~VM_FIN_RST;
 			VM_GW_COUNT(st, rst_refused);
 		}
+		/* where the VM's TCP stands in the client's sequence: a
+		 * client RST there is one it takes (written only when it
+		 * moves: a download's segments all carry the same) */
+		if ((p.flags & VM_TCP_ACK) && f->vm_ack != p.ack)
+			f->vm_ack = p.ack;
 		if ((p.flags & VM_TCP_FIN) && vm_fin_seen(&f->fin, VM_FIN_VM))
 			VM_GW_COUNT(st, flow_closed);
 	}

@@ -177,14 +177,21 @@ struct flow_tuple {
  * 2026-12-04 (a SYN now looks up no flow: vm_gw_seq_foreign); a flow kept
  * from then may carry it, and nothing reads it. */
 /* A gateway flow or node connection whose client sent a RST at its
- * sequence (cli_nxt), the RST the VM's TCP takes (RFC 5961) unless data of
- * the client's is still on its way: the entry stays, as a closed one does,
+ * sequence (cli_nxt; at the gateway also at the VM's last ACK, vm_ack),
+ * the RST the VM's TCP takes (RFC 5961) unless data of the client's is
+ * still on its way: the entry stays, as a closed one does,
  * and the sweep retires it (vm_fin_retired) unless the VM sends again
  * first, which says it kept the connection and clears the mark (gw_return,
  * node_vm: rst_refused).  A RST from the VM ends the connection at once. */
 #define VM_FIN_RST    0x08
 struct flow_val {
-	__u32 vm_id;
+	/* The ACK of the VM's last segment through the gateway: its TCP's
+	 * RCV.NXT as far as the gateway has seen.  A client RST at it is one
+	 * the VM takes, as one at cli_nxt is: it marks the flow (VM_FIN_RST).
+	 * 0: none seen yet.  Until 2026-12-05 this word held the VM's id,
+	 * which handoff.vm_id_be carries as well: a flow kept from a build
+	 * before holds that until the VM's next segment. */
+	__u32 vm_ack;
 	__u32 client_isn;
 	__u8 node_family;
 	__u8 fin;                 /* VM_FIN_*: both set = closed, the tuple free for a new SYN */
@@ -357,7 +364,8 @@ struct gw_stats {
 	__u64 fin_answered;       /* a FIN with no flow (after a refusal) ACKed statelessly */
 	__u64 flow_closed;        /* FIN seen both ways: the flow is closed, its tuple free */
 	__u64 flow_reset;         /* RST forwarded: the VM's retires the flow, the client's at its
-	                           * sequence (cli_nxt) marks it for the sweep (VM_FIN_RST) */
+	                           * sequence (cli_nxt) or at the VM's last ACK (vm_ack) marks it
+	                           * for the sweep (VM_FIN_RST) */
 	__u64 flow_full;          /* the flow table refused a new entry */
 	__u64 asm_full;           /* the reassembly table refused a new hello */
 	__u64 reply_fail;         /* an answer to the client (SYN-ACK, ACK, refusal) could not be built */
@@ -369,8 +377,9 @@ struct gw_stats {
 	__u64 handshake_on_flow;  /* an ACK on a flow's tuple shaped as a new handshake's (vm_gw_seq_foreign):
 	                           * its cookie checked (this slot counted syn_on_flow before 2026-12-04) */
 	__u64 flow_replaced;      /* that ACK's cookie checked out: the old flow retired */
-	__u64 rst_near;           /* a client RST near the flow's sequence but not at it: forwarded
-	                           * for the VM's TCP to judge (RFC 5961), the flow kept */
+	__u64 rst_near;           /* a client RST near the flow's sequence but not at it nor at
+	                           * the VM's last ACK: forwarded for the VM's TCP to judge
+	                           * (RFC 5961), the flow kept */
 	__u64 rst_refused;        /* the VM sent again after its client's RST: the flow's mark
 	                           * (VM_FIN_RST) cleared, the connection goes on */
 };
