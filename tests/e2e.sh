@@ -117,7 +117,7 @@ r=$(bpftool map dump pinned "$PIN/gw/routes" 2>&1)
 f=$(bpftool map dump pinned "$PIN/gw/flows" 2>&1)
 c=$(bpftool map dump pinned "$PIN/n1/conns" 2>&1)
 echo "$r" | grep -q '"name": "vm1.veil.test"' && echo "$f" | grep -q '"client_port_be"' &&
-	echo "$f" | grep -q '"vm_id"' && echo "$c" | grep -q '"seq_delta"' && pass $t ||
+	echo "$f" | grep -q '"vm_ack"' && echo "$f" | grep -q '"vm_id_be"' && echo "$c" | grep -q '"seq_delta"' && pass $t ||
 	fail $t "$(echo "$r" | head -5)"
 t=node_neighbours_managed
 nb=$(nsx gw ip neigh show)
@@ -301,10 +301,10 @@ t=veilctl_json_parses
 held=$!
 sleep 2
 r1=$($CTL -j routes | pyjson 'print({"*.apps.veil.test","vm1.veil.test","vm2.veil.test","vm3.veil.test"} <= {x["name"] for x in d})')
-r2=$($CTL -j flows | pyjson 'print(all(set(x) >= {"client","client_port","vip","vip_port","vm_id","node","age_s"} for x in d) and len(d) > 0)')
+r2=$($CTL -j flows | pyjson 'print(all(set(x) >= {"client","client_port","vip","vip_port","vm_id","node","age_s","fin","cli_nxt","vm_ack"} for x in d) and len(d) > 0)')
 r3=$($CTL -j stats | pyjson 'print(d["syn_cookie_sent"] > 0 and d["hello_routed"] > 0)')
 r4=$($CTL -j status | pyjson 'print(d["daemon"], d["routes"] >= 4, d["maps"]["flows"]["entries"] > 0, [p["program"] for p in d["programs"]])')
-r5=$($NCTL -j conns | pyjson 'print(len(d) > 0 and all(x["state"] in ("established","syn_sent") for x in d))')
+r5=$($NCTL -j conns | pyjson 'print(len(d) > 0 and all(x["state"] in ("established","syn_sent") and x["fin"] in ("open","client_fin","vm_fin","closed","reset") for x in d))')
 r6=$($NCTL -j status | pyjson 'print(d["daemon"], d["vms"])')
 [ "$r1" = True ] && [ "$r2" = True ] &&
 	[ "$r3" = True ] && [ "$r4" = "veil-gw True True ['gw_ingress', 'gw_return', 'gw_asm']" ] && [ "$r5" = True ] &&

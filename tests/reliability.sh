@@ -248,11 +248,20 @@ rst_taken() { # family
 			"$BUILD/veilctl" -p "$PIN/$nd" -j conns | grep -c "\"client_port\": $port,"
 		fi
 	}
-	# still there at first (the sweep wants two passes 5 s apart): the
-	# lookups below see them
+	fin_of() { # the fin state veilctl shows for port's entry at the gateway ($1=gw) or the node
+		if [ "$1" = gw ]; then
+			"$BUILD/veilctl" -p "$PIN/gw" -j flows --client "$cli"
+		else
+			"$BUILD/veilctl" -p "$PIN/$nd" -j conns
+		fi | grep -o "\"client_port\": $port,[^}]*" | grep -o '"fin": "[a-z_]*"' | cut -d'"' -f4 | paste -sd,
+	}
+	# still there at first, marked (the sweep wants two passes 5 s apart):
+	# the lookups below see them
 	gw=$(held gw); nd_n=$(held node)
-	if [ "$gw" != 1 ] || [ "$nd_n" != 1 ]; then
-		fail "$t" "port $port: right after the RST the gateway holds $gw flow(s), $nd $nd_n connection(s), not 1 and 1"
+	local gf nf
+	gf=$(fin_of gw); nf=$(fin_of node)
+	if [ "$gw" != 1 ] || [ "$nd_n" != 1 ] || [ "$gf" != reset ] || [ "$nf" != reset ]; then
+		fail "$t" "port $port: right after the RST the gateway holds $gw flow(s) (fin ${gf:-none}), $nd $nd_n connection(s) (fin ${nf:-none}), not 1 and 1, reset"
 		return
 	fi
 	for _ in $(seq 40); do

@@ -362,14 +362,15 @@ static int flows_list_daemon(__u32 vm, const __u8 *client, int count_only)
 	else if (json)
 		puts(json_object_to_json_string_ext(out, JSON_C_TO_STRING_SPACED));
 	else {
-		printf("%-40s %5s  %-40s %5s  %8s  %-24s %8s\n", "CLIENT", "PORT", "VIP", "PORT", "VM", "NODE", "AGE_S");
+		printf("%-40s %5s  %-40s %5s  %8s  %-24s %8s  %s\n", "CLIENT", "PORT", "VIP", "PORT", "VM", "NODE", "AGE_S",
+		       "FIN");
 		for (size_t i = 0; i < json_object_array_length(out); i++) {
 			json_object *f = json_object_array_get_idx(out, i);
 			json_object *age = NULL;
 			json_object_object_get_ex(f, "age_s", &age);
-			printf("%-40s %5lld  %-40s %5lld  %8lld  %-24s %8.1f\n", jstr(f, "client"), jint(f, "client_port"),
+			printf("%-40s %5lld  %-40s %5lld  %8lld  %-24s %8.1f  %s\n", jstr(f, "client"), jint(f, "client_port"),
 			       jstr(f, "vip"), jint(f, "vip_port"), jint(f, "vm_id"), jstr(f, "node"),
-			       age ? json_object_get_double(age) : 0.0);
+			       age ? json_object_get_double(age) : 0.0, jstr(f, "fin"));
 		}
 	}
 	json_object_put(out);
@@ -433,7 +434,8 @@ static int flows_cmd(int argc, char **argv)
 		if (json)
 			printf("[");
 		else
-			printf("%-40s %5s  %-40s %5s  %8s  %-24s %8s\n", "CLIENT", "PORT", "VIP", "PORT", "VM", "NODE", "AGE_S");
+			printf("%-40s %5s  %-40s %5s  %8s  %-24s %8s  %s\n", "CLIENT", "PORT", "VIP", "PORT", "VM", "NODE", "AGE_S",
+			       "FIN");
 	}
 	while (!bpf_map_get_next_key(fd, prev, &next)) {
 		k = next;
@@ -450,12 +452,13 @@ static int flows_cmd(int argc, char **argv)
 		double age = (now_ns - v.created_ns) / 1e9;
 		if (json) {
 			printf("%s{\"client\": \"%s\", \"client_port\": %u, \"vip\": \"%s\", \"vip_port\": %u, "
-			       "\"vm_id\": %u, \"node\": \"%s\", \"age_s\": %.1f}", n > 1 ? ", " : "",
+			       "\"vm_id\": %u, \"node\": \"%s\", \"age_s\": %.1f, \"fin\": \"%s\", \"cli_nxt\": %u, "
+			       "\"vm_ack\": %u}", n > 1 ? ", " : "",
 			       addr_s(v.client, a1), ntohs(k.client_port_be), addr_s(v.vip, a2), ntohs(k.vip_port_be),
-			       vm_id, addr_s(v.node, a3), age);
+			       vm_id, addr_s(v.node, a3), age, vm_fin_name(v.fin), v.cli_nxt, v.vm_ack);
 		} else {
-			printf("%-40s %5u  %-40s %5u  %8u  %-24s %8.1f\n", addr_s(v.client, a1), ntohs(k.client_port_be),
-			       addr_s(v.vip, a2), ntohs(k.vip_port_be), vm_id, addr_s(v.node, a3), age);
+			printf("%-40s %5u  %-40s %5u  %8u  %-24s %8.1f  %s\n", addr_s(v.client, a1), ntohs(k.client_port_be),
+			       addr_s(v.vip, a2), ntohs(k.vip_port_be), vm_id, addr_s(v.node, a3), age, vm_fin_name(v.fin));
 		}
 	}
 	if (count_only)
@@ -493,8 +496,8 @@ static int conns_cmd(int argc, char **argv)
 		if (json)
 			printf("[");
 		else
-			printf("%-40s %5s  %-24s %5s  %8s  %-24s %-12s %11s\n", "CLIENT", "PORT", "VIP", "PORT", "VM",
-			       "GATEWAY", "STATE", "SEQ_DELTA");
+			printf("%-40s %5s  %-24s %5s  %8s  %-24s %-12s %11s  %s\n", "CLIENT", "PORT", "VIP", "PORT", "VM",
+			       "GATEWAY", "STATE", "SEQ_DELTA", "FIN");
 	}
 	while (!bpf_map_get_next_key(fd, prev, &next)) {
 		k = next;
@@ -507,12 +510,14 @@ static int conns_cmd(int argc, char **argv)
 		const char *state = v.state == VM_CONN_ESTABLISHED ? "established" : "syn_sent";
 		if (json)
 			printf("%s{\"client\": \"%s\", \"client_port\": %u, \"vip\": \"%s\", \"vip_port\": %u, \"vm_id\": %u, "
-			       "\"gateway\": \"%s\", \"state\": \"%s\", \"seq_delta\": %u, \"ts_delta\": %u}", n > 1 ? ", " : "",
+			       "\"gateway\": \"%s\", \"state\": \"%s\", \"seq_delta\": %u, \"ts_delta\": %u, \"fin\": \"%s\", "
+			       "\"cli_nxt\": %u}", n > 1 ? ", " : "",
 			       addr_s(v.client, a1), ntohs(k.client_port_be), addr_s(v.vip, a2), ntohs(k.vip_port_be),
-			       v.vm_id, addr_s(v.gw, a3), state, v.seq_delta, v.ts_delta);
+			       v.vm_id, addr_s(v.gw, a3), state, v.seq_delta, v.ts_delta, vm_fin_name(v.fin), v.cli_nxt);
 		else
-			printf("%-40s %5u  %-24s %5u  %8u  %-24s %-12s %11u\n", addr_s(v.client, a1), ntohs(k.client_port_be),
-			       addr_s(v.vip, a2), ntohs(k.vip_port_be), v.vm_id, addr_s(v.gw, a3), state, v.seq_delta);
+			printf("%-40s %5u  %-24s %5u  %8u  %-24s %-12s %11u  %s\n", addr_s(v.client, a1), ntohs(k.client_port_be),
+			       addr_s(v.vip, a2), ntohs(k.vip_port_be), v.vm_id, addr_s(v.gw, a3), state, v.seq_delta,
+			       vm_fin_name(v.fin));
 	}
 	if (count_only)
 		printf(json ? "{\"conns\": %ld}\n" : "%ld\n", n);

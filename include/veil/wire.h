@@ -605,6 +605,20 @@ VM_INLINE int vm_fin_retired(__u8 fin)
 	return (fin & VM_FIN_BOTH) == VM_FIN_BOTH || (fin & VM_FIN_RST);
 }
 
+/* What the fin byte says of a flow or connection, for people (veilctl
+ * flows and conns, veil-gw-dpdk's flows): "reset" is a client RST the
+ * VM's TCP takes, awaiting the sweep unless the VM speaks again. */
+VM_INLINE const char *vm_fin_name(__u8 fin)
+{
+	if ((fin & VM_FIN_BOTH) == VM_FIN_BOTH)
+		return "closed";
+	if (fin & VM_FIN_RST)
+		return "reset";
+	if (fin & VM_FIN_CLIENT)
+		return "client_fin";
+	return fin & VM_FIN_VM ? "vm_fin" : "open";
+}
+
 /* A client's next sequence number (cli_nxt) moved to nxt when that is
  * further, in sequence space. */
 VM_INLINE void vm_cli_at(__u32 *cli_nxt, __u32 nxt)
