@@ -467,7 +467,7 @@ VM_INLINE int vm_gw_ingress(struct vm_gw_env *e, struct gw_stats *st)
 	struct flow_val *f;
 	const struct gw_config *cfg;
 	struct cookie_secret *sec;
-	int rc, handoff = 0, taken = 0;
+	int rc, handoff = 0, taken = 0, vouched = 0;
 
 	if ((void *)(eth + 1) > data_end)
 		return VM_V_PASS;
@@ -569,6 +569,7 @@ VM_INLINE int vm_gw_ingress(struct vm_gw_env *e, struct gw_stats *st)
 				vm_env_flow_del(e, &k, f);
 				VM_GW_COUNT(st, flow_replaced);
 				f = 0;
+				vouched = 1;   /* the path of no flow need not check it again */
 				goto no_flow;
 			}
 		}
@@ -601,7 +602,7 @@ no_flow:
 		VM_GW_COUNT(st, bad_cookie);
 		return VM_V_DROP;
 	}
-	{
+	if (!vouched) {
 		/* the cookie's time counter as the SYN-ACK takes it (BPF: kept
 		 * per CPU for the tick, no divisions) */
 		struct vm_gw_times tm;
