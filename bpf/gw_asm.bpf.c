@@ -238,7 +238,7 @@ static __attribute__((noinline)) int asm_geneve_write(__u8 *h, const struct flow
 	if (!h || !f || !src)
 		return -1;
 	return vm_geneve_write(h, h + ASM_FRAME_LEN, f->node_family, src, f->node, proto_inner >> 16,
-			       proto_inner & 0xffff, &f->handoff, sport);
+			       proto_inner & 0xffff, VM_GNV_HANDOFF, &f->handoff, sport);
 }
 
 /* One kept segment to the node: the headers built in s->frame, the frame

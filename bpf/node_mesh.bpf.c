@@ -431,11 +431,14 @@ int node_mesh(struct xdp_md *ctx)
 	if (p.flags & TCP_RST) {
 		/* The VM's TCP judges a client's RST (RFC 5961: taken at its
 		 * RCV.NXT, a challenge ACK otherwise), so the connection stays.
-		 * The client's own at its sequence marks it: the sweep retires
-		 * it unless the VM sends again (node_vm clears the mark; the
-		 * conn_gen slot moved so that the VM's next packet reads conns). */
+		 * One the VM takes marks it: the sweep retires it unless the
+		 * VM sends again (node_vm clears the mark; the conn_gen slot
+		 * moved so that the VM's next packet reads conns).  That is
+		 * the client's own at its sequence, or one the gateway judged
+		 * so (VM_OPT_RST_TAKEN: it also knows the VM's last ACK,
+		 * which node_vm's cached path does not write here). */
 		NODE_COUNT(st, client_rst);
-		if (c->cli_nxt && p.seq == c->cli_nxt) {
+		if (m.rst_taken || (c->cli_nxt && p.seq == c->cli_nxt)) {
 			c->fin |= VM_FIN_RST;
 			conn_gen_move(&k);
 		}

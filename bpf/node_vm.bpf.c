@@ -494,7 +494,7 @@ VM_INLINE int to_gateway(struct __sk_buff *skb, const struct vm_pkt *p, const st
 	if ((void *)(eth + 1) > data_end ||
 	    vm_geneve_write(data, data_end, c->gw_family, c->gw_family == VM_AF_INET ? cfg->underlay4 : cfg->underlay6,
 			    c->gw, p->family == VM_AF_INET ? VM_GENEVE_PROTO_IP4 : VM_GENEVE_PROTO_IP6, inner_len,
-			    NULL, sport)) {
+			    VM_GNV_NO_OPT, NULL, sport)) {
 		NODE_COUNT(st, encap_fail);
 		return TC_ACT_SHOT;
 	}

@@ -332,16 +332,16 @@ static const struct vm_fp_neigh *neigh_get(struct vm_fp *fp, const uint8_t *addr
 /* Ethernet, outer IP, UDP, Geneve (and the handoff option) in front of an
  * inner IP packet of inner bytes, at f; returns the bytes written. */
 static uint32_t write_encap(struct vm_fp *fp, uint8_t *f, const struct vm_fp_neigh *nb, const struct flow_val *fv,
-			    uint16_t sport, uint16_t proto, uint32_t inner, int with_handoff)
+			    uint16_t sport, uint16_t proto, uint32_t inner, int opt)
 {
 	int v4 = fv->node_family == VM_AF_INET;
-	uint32_t push = vm_geneve_push_len(fv->node_family, with_handoff);
+	uint32_t push = vm_geneve_push_len(fv->node_family, opt);
 
 	memcpy(f, nb->mac, 6);
 	memcpy(f + 6, fp->c->port_mac[nb->port & 7], 6);
 	/* the buffer holds them: the caller made room for push bytes */
 	vm_geneve_write(f, f + ETH_HLEN + push, fv->node_family, v4 ? fp->c->cfg.underlay4 : fp->c->cfg.underlay6,
-			fv->node, proto, inner, with_handoff ? &fv->handoff : NULL, sport);
+			fv->node, proto, inner, opt, &fv->handoff, sport);
 	return ETH_HLEN + push;
 }
 
@@ -626,7 +626,7 @@ static inline int vm_env_emit_seg(struct vm_gw_env *e, const struct flow_val *f,
 {
 	struct vm_fp *fp = e->fp;
 	uint32_t inner = proto_inner & 0xffff;
-	uint32_t push = vm_geneve_push_len(f->node_family, 1);
+	uint32_t push = vm_geneve_push_len(f->node_family, VM_GNV_HANDOFF);
 	uint8_t *fr = fp->frame;
 
 	if (in_place) {
@@ -634,7 +634,7 @@ static inline int vm_env_emit_seg(struct vm_gw_env *e, const struct flow_val *f,
 			return -1;   /* not the packet in hand: never asked */
 		fr = *e->pkt + *e->len - inner - ETH_HLEN - push;
 	}
-	uint32_t hdrlen = write_encap(fp, fr, e->nb, f, sport, proto_inner >> 16, inner, 1);
+	uint32_t hdrlen = write_encap(fp, fr, e->nb, f, sport, proto_inner >> 16, inner, VM_GNV_HANDOFF);
 
 	memcpy(fr + hdrlen, sg->hdr, sg->hlen);
 	memcpy(fr + hdrlen + sg->hlen, &a->payload[sg->off & (VM_ASM_BYTES - 1)], sg->len);

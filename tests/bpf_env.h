@@ -362,10 +362,12 @@ static size_t hello_pkt(int v6, uint16_t sport, uint32_t isn, uint32_t cookie, u
 	return t_build(&p, out);
 }
 
-/* Wraps an inner IP packet (from a client-side frame) in Geneve from the gateway. */
-static inline size_t mesh_wrap(const uint8_t *frame, size_t n, int v6_outer, const struct vm_handoff *ho, uint8_t *out)
+/* Wraps an inner IP packet (from a client-side frame) in Geneve from the
+ * gateway, with the handoff option (ho) or the RST verdict (rst_taken). */
+static inline size_t mesh_wrap_opt(const uint8_t *frame, size_t n, int v6_outer, const struct vm_handoff *ho,
+				   int rst_taken, uint8_t *out)
 {
-	size_t il = n - 14, ol3 = v6_outer ? 40 : 20, optl = ho ? 28 : 0, m = 14 + ol3 + 16 + optl + il;
+	size_t il = n - 14, ol3 = v6_outer ? 40 : 20, optl = ho ? 28 : rst_taken ? 4 : 0, m = 14 + ol3 + 16 + optl + il;
 	memset(out, 0, m);
 	memcpy(out, NODE_MAC, 6); memcpy(out + 6, GW_MAC, 6);
 	uint8_t *ip = out + 14;
@@ -386,9 +388,16 @@ static inline size_t mesh_wrap(const uint8_t *frame, size_t n, int v6_outer, con
 	if (ho) {
 		g[8] = VM_OPT_CLASS >> 8; g[9] = VM_OPT_CLASS & 0xff; g[10] = VM_OPT_HANDOFF; g[11] = 6;
 		memcpy(g + 12, ho, 24);
+	} else if (rst_taken) {
+		g[8] = VM_OPT_CLASS >> 8; g[9] = VM_OPT_CLASS & 0xff; g[10] = VM_OPT_RST_TAKEN; g[11] = 0;
 	}
 	memcpy(g + 8 + optl, frame + 14, il);
 	return m;
+}
+
+static inline size_t mesh_wrap(const uint8_t *frame, size_t n, int v6_outer, const struct vm_handoff *ho, uint8_t *out)
+{
+	return mesh_wrap_opt(frame, n, v6_outer, ho, 0, out);
 }
 
 /* Wraps an inner IP packet (from a frame) in Geneve from the node to the

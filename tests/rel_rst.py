@@ -21,6 +21,13 @@ page is asked for again on the same connection:
          which took the first, stays silent.  Prints the client's port; the
          caller checks that the gateway's and the node's sweeps retire the
          connection's entries.
+  trail  as taken, but first 100 bytes of data at the client's sequence
+         with a wrong TCP checksum: the gateway and the node see them (their
+         cli_nxt moves 100 on), the VM's TCP drops them (its RCV.NXT, and so
+         its last ACK, stays).  The RST at the old sequence is then the one
+         the VM takes though not at cli_nxt: the gateway knows it by the
+         VM's last ACK (flows.vm_ack) and tells the node (the RST verdict
+         option).  The caller checks as for taken.
 
 Prints one line; exit 0 when the case behaved so, 1 otherwise.
 Lab addresses only (198.18.0.0/15, 2001:db8::/32).
@@ -111,7 +118,7 @@ def client_next(sniff, lport):
 
 def main():
     a = argparse.ArgumentParser()
-    a.add_argument("--case", choices=("near", "exact", "taken"), required=True)
+    a.add_argument("--case", choices=("near", "exact", "taken", "trail"), required=True)
     a.add_argument("--vip", required=True)
     a.add_argument("--name", required=True)
     a.add_argument("--cafile", required=True)
@@ -144,14 +151,20 @@ def main():
         return 1
     seq = (nxt + 1000) & 0xFFFFFFFF if o.case == "near" else nxt
     src = ipaddress.ip_address(laddr[0])
+    if o.case == "trail":
+        seg = bytearray(tcp(src, vip, laddr[1], 443, nxt, 0, 0x10, payload=b"x" * 100))
+        seg[16] ^= 0xFF   # the checksum wrong: the VM's TCP drops it, nothing on the path checks it
+        sniff.send(eth(o.dst_mac, mac.hex(":"), ip(src, vip, 6, bytes(seg))))
+        time.sleep(0.2)
     frame = eth(o.dst_mac, mac.hex(":"), ip(src, vip, 6, tcp(src, vip, laddr[1], 443, seq, 0, T_RST)))
     sniff.send(frame)
     time.sleep(0.5)   # the VM's answer (a challenge ACK, or nothing) on its way
-    if o.case == "taken":
+    if o.case in ("taken", "trail"):
         s2 = socket.socket(fileno=tls.detach())
         s2.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         s2.close()
-        print("taken RST at client seq +0 (port %d), then the client's abort" % laddr[1])
+        print("%s RST at client seq +0 (port %d)%s, then the client's abort" %
+              (o.case, laddr[1], ", 100 bytes past it seen on the path but not by the VM" if o.case == "trail" else ""))
         print("port %d" % laddr[1])
         return 0
     t0 = time.monotonic()

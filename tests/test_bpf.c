@@ -722,8 +722,9 @@ static void blind_rst_ignored(void)
 	b = gw_now();
 	xdp_run(GW_ING, in, t_build(&rst, in), &r);
 	CHECK(r.verdict == XDP_TX_ || r.verdict == XDP_REDIRECT_, "a RST within the window forwarded: %u", r.verdict);
-	CHECK(gw_now().rst_near == b.rst_near + 1 && gw_now().flow_reset == b.flow_reset && flow_fin(0, 40040) == 0,
-	      "not at the sequence: the flow kept unmarked (the VM's TCP judges it)");
+	CHECK(gw_now().rst_near == b.rst_near + 1 && gw_now().flow_reset == b.flow_reset && flow_fin(0, 40040) == 0 &&
+		      r.out[14 + 20 + 8] == 0,
+	      "not at the sequence: the flow kept unmarked (the VM's TCP judges it), no option for the node");
 	/* the VM's ACK trails cli_nxt (client data in flight): a RST at it,
 	 * the client's answer to that segment, is one the VM takes: it marks */
 	uint8_t pkt[512];
@@ -734,6 +735,12 @@ static void blind_rst_ignored(void)
 	CHECK((r.verdict == XDP_TX_ || r.verdict == XDP_REDIRECT_) && gw_now().flow_reset == b.flow_reset + 1 &&
 		      gw_now().rst_near == b.rst_near + 1 && flow_fin(0, 40040) == VM_FIN_RST,
 	      "at the VM's last ACK: forwarded, the flow marked: %u, fin %d", r.verdict, flow_fin(0, 40040));
+	/* with the verdict for the node: Geneve's one option word, class and type, no body */
+	const uint8_t *g = r.out + 14 + 20 + 8;
+	CHECK(g[0] == 1 && g[8] == (VM_OPT_CLASS >> 8) && g[9] == (VM_OPT_CLASS & 0xff) && g[10] == VM_OPT_RST_TAKEN &&
+		      g[11] == 0,
+	      "the marked RST carries VM_OPT_RST_TAKEN: optlen %u, class %02x%02x type %u len %u", g[0], g[8], g[9], g[10],
+	      g[11]);
 	/* the VM sends again, acking the rest (it had more of the client's
 	 * data and refused the RST): the mark goes, and a RST at the old ACK
 	 * is only near now */
@@ -1444,8 +1451,9 @@ static void rev_key4(uint16_t port, struct conn_rev_key *rk)
  * sequence (cache_conn's hello ends it: isn + 1 + its length): sent to
  * the VM, whose TCP judges it (RFC 5961); the node keeps the connection
  * (client_rst counted, its conns entry there, no conn_reset), marked
- * (VM_FIN_RST) when the RST is at the sequence and unmarked otherwise. */
-static int client_rst_at(uint16_t port, uint32_t isn, uint32_t off)
+ * (VM_FIN_RST) when the RST is at the sequence or carries the gateway's
+ * verdict that the VM takes it (VM_OPT_RST_TAKEN), unmarked otherwise. */
+static int client_rst_opt(uint16_t port, uint32_t isn, uint32_t off, int verdict)
 {
 	uint8_t frame[256], mesh[400];
 	struct t_pkt c = client_pkt(0, port, isn + 1 + hello_curl_len + off, 0, T_RST);
@@ -1454,12 +1462,17 @@ static int client_rst_at(uint16_t port, uint32_t isn, uint32_t off)
 	struct conn_val cv;
 	struct run r;
 
-	xdp_run(NODE_MESH, mesh, mesh_wrap(frame, t_build(&c, frame), 0, NULL, mesh), &r);
+	xdp_run(NODE_MESH, mesh, mesh_wrap_opt(frame, t_build(&c, frame), 0, NULL, verdict, mesh), &r);
 	return r.verdict == XDP_REDIRECT_ && node_now().client_rst == b.client_rst + 1 &&
 			       node_now().conn_reset == b.conn_reset && conn_find(0, port, &k, &cv) == 0 &&
-			       (cv.fin & VM_FIN_RST) == (off ? 0 : VM_FIN_RST)
+			       (cv.fin & VM_FIN_RST) == (off && !verdict ? 0 : VM_FIN_RST)
 		       ? 0
 		       : -1;
+}
+
+static int client_rst_at(uint16_t port, uint32_t isn, uint32_t off)
+{
+	return client_rst_opt(port, isn, off, 0);
 }
 
 /* The connection of port ended: the VM's RST through node_vm, sent to
@@ -1519,6 +1532,13 @@ static void node_vm_cache_same_bytes(void)
 	struct conn_val fc;
 	CHECK(node_now().rst_refused == nb.rst_refused + 1 && conn_find(0, port, &fk, &fc) == 0 && fc.fin == 0,
 	      "the VM's packet cleared the mark");
+	/* one near it that the gateway judged the VM takes (at the VM's last
+	 * ACK, which the node does not keep: VM_OPT_RST_TAKEN) marks it too */
+	CHECK(!client_rst_opt(port, isn, 1000, 1), "a client RST near its sequence with the gateway's verdict: marked");
+	CHECK(!vm_sends(port, isn, cookie, vm_isn, 2, out2, &len2) && len2 == len && !memcmp(out, out2, len),
+	      "the VM's data after it sent, the same bytes");
+	CHECK(node_now().rst_refused == nb.rst_refused + 2 && conn_find(0, port, &fk, &fc) == 0 && fc.fin == 0,
+	      "the VM's packet cleared that mark");
 	/* the node follows the client's data: cli_nxt past it */
 	{
 		uint8_t frame[512], mesh[700];

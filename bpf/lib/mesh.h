@@ -9,27 +9,6 @@
 #define VM_LOAD_BYTES(ctx, off, dst, len) bpf_xdp_load_bytes((ctx), (off), (dst), (len))
 #include "veil/geneve.h"
 
-/* Pushes Ethernet(MACs unset)/outer IP/UDP/Geneve[/handoff option] in front
- * of the inner IP packet that follows the current Ethernet header (the
- * headers themselves: vm_geneve_write, include/veil/geneve.h). */
-VM_INLINE int vm_xdp_encap(struct xdp_md *ctx, __u8 ofamily, const __u8 *osrc, const __u8 *odst,
-			   __u8 ifamily, const struct vm_handoff *ho, __u16 sport)
-{
-	__u32 push = vm_geneve_push_len(ofamily, ho != NULL);
-	__u32 inner_len;
-	void *data, *data_end;
-
-	data = XDP_DATA(ctx);
-	data_end = XDP_DATA_END(ctx);
-	inner_len = (__u32)(data_end - data) - ETH_HLEN;
-	if (bpf_xdp_adjust_head(ctx, -(int)push))
-		return -1;
-	data = XDP_DATA(ctx);
-	data_end = XDP_DATA_END(ctx);
-	return vm_geneve_write(data, data_end, ofamily, osrc, odst,
-			       ifamily == VM_AF_INET ? VM_GENEVE_PROTO_IP4 : VM_GENEVE_PROTO_IP6, inner_len, ho, sport);
-}
-
 /* Fills in the MACs for the outer destination from the FIB and returns the
  * XDP verdict; *why is 0 on success, else the failing fib return code. */
 VM_INLINE int vm_xdp_fib_send(struct xdp_md *ctx, __u8 ofamily, const __u8 *osrc, const __u8 *odst,

@@ -22,11 +22,20 @@
 /* Bounds vm_mesh_in.strip for the verifier (it is at most 40 + 8 + 8 + 63 * 4). */
 #define VM_MESH_STRIP_MASK     0x3ff
 
-/* Bytes of outer IP + UDP + Geneve [+ handoff option] for an outer family. */
-VM_INLINE __u32 vm_geneve_push_len(__u8 ofamily, int with_handoff)
+/* The one option a mesh packet carries, if any (vm_geneve_write's opt). */
+#define VM_GNV_NO_OPT     0
+#define VM_GNV_HANDOFF    1   /* the handoff option (ho) */
+#define VM_GNV_RST_TAKEN  2   /* the RST verdict, no body */
+
+VM_INLINE __u32 vm_geneve_opt_len(int opt)
 {
-	return VM_L3_HLEN(ofamily) + VM_UDP_HLEN + VM_GENEVE_HLEN +
-	       (with_handoff ? VM_HANDOFF_OPT_LEN : 0);
+	return opt == VM_GNV_HANDOFF ? VM_HANDOFF_OPT_LEN : opt == VM_GNV_RST_TAKEN ? VM_RST_TAKEN_OPT_LEN : 0;
+}
+
+/* Bytes of outer IP + UDP + Geneve [+ option] for an outer family. */
+VM_INLINE __u32 vm_geneve_push_len(__u8 ofamily, int opt)
+{
+	return VM_L3_HLEN(ofamily) + VM_UDP_HLEN + VM_GENEVE_HLEN + vm_geneve_opt_len(opt);
 }
 
 /* Word i of an outer address (osrc, odst: 16 bytes, IPv4 mapped), read from
@@ -54,18 +63,18 @@ typedef __u64 __attribute__((may_alias, aligned(8))) vm_gnv_u64;
  * little-endian host stores them. */
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "vm_geneve_write composes little-endian words");
 
-/* Writes the Ethernet type, outer IP, UDP, Geneve and (with ho) the handoff
- * option of a mesh packet starting at eth, whose inner IP packet
+/* Writes the Ethernet type, outer IP, UDP, Geneve and its option (opt:
+ * VM_GNV_*; the handoff option's body is *ho) of a mesh packet starting at eth, whose inner IP packet
  * (inner_proto: VM_GENEVE_PROTO_*) of inner_len bytes follows them; the MACs
  * are the caller's.  osrc and odst at 4-byte aligned places (VM_GNV_COPY32).
  * Every write is bounded by end.  0, or -1 when the headers would not fit
  * before end. */
 VM_INLINE int vm_geneve_write(void *eth_, void *end, __u8 ofamily, const __u8 *osrc, const __u8 *odst,
-			      __u16 inner_proto, __u32 inner_len, const struct vm_handoff *ho, __u16 sport)
+			      __u16 inner_proto, __u32 inner_len, int opt, const struct vm_handoff *ho, __u16 sport)
 {
 	struct vm_eth *eth = eth_;
 	__u32 ol3 = VM_L3_HLEN(ofamily);
-	__u32 optlen = ho ? VM_HANDOFF_OPT_LEN : 0;
+	__u32 optlen = vm_geneve_opt_len(opt);
 	__u32 push = ol3 + VM_UDP_HLEN + VM_GENEVE_HLEN + optlen;
 	struct vm_udp *udp;
 	struct vm_geneve *g;
@@ -123,7 +132,12 @@ VM_INLINE int vm_geneve_write(void *eth_, void *end, __u8 ofamily, const __u8 *o
 	g = (void *)(udp + 1);
 	/* ver_optlen, flags, proto | vni, reserved */
 	VM_GNV_ST64(g, (__u64)(optlen / 4) | (__u64)vm_htons(inner_proto) << 16);
-	if (ho) {
+	if (opt == VM_GNV_RST_TAKEN) {
+		struct vm_geneve_opt *o = (void *)(g + 1);
+		if ((void *)(o + 1) > end)
+			return -1;
+		VM_GNV_ST32(o, (__u32)vm_htons(VM_OPT_CLASS) | (__u32)VM_OPT_RST_TAKEN << 16);
+	} else if (opt == VM_GNV_HANDOFF) {
 		struct vm_geneve_opt *o = (void *)(g + 1);
 		if ((void *)(o + 1) + sizeof(*ho) > end)
 			return -1;
@@ -145,7 +159,7 @@ struct vm_mesh_in {
 	__u8 ofamily;
 	__u8 ifamily;
 	__u8 has_handoff;
-	__u8 pad;
+	__u8 rst_taken;           /* the gateway's VM_OPT_RST_TAKEN */
 	__u32 strip;              /* bytes between the outer Ethernet header and the inner IP */
 	__u8 osrc[16];
 	__u8 peer_mac[6];         /* the L2 neighbour the packet came from */
@@ -263,6 +277,7 @@ VM_INLINE int vm_mesh_parse(void *ctx, void *data, void *data_end, const __u8 *o
 	__builtin_memcpy(m->our_mac, eth->dst, 6);
 	m->strip = ol3 + VM_UDP_HLEN + VM_GENEVE_HLEN + optlen;
 	m->has_handoff = 0;
+	m->rst_taken = 0;
 
 	/* Walk the options. */
 	__u32 off = VM_ETH_HLEN + ol3 + VM_UDP_HLEN + VM_GENEVE_HLEN;
@@ -283,6 +298,10 @@ VM_INLINE int vm_mesh_parse(void *ctx, void *data, void *data_end, const __u8 *o
 			    VM_LOAD_BYTES(ctx, off + sizeof(o), &m->ho, sizeof(m->ho)))
 				return VM_MESH_MALFORMED;
 			m->has_handoff = 1;
+		} else if (o.opt_class == vm_htons(VM_OPT_CLASS) && o.type == VM_OPT_RST_TAKEN) {
+			if (blen)
+				return VM_MESH_MALFORMED;
+			m->rst_taken = 1;
 		}
 		off += sizeof(o) + blen;
 	}

@@ -276,10 +276,10 @@ VM_INLINE int vm_gw_refuse(struct vm_gw_env *e, const struct vm_pkt *p, const st
 
 /* ---------- to the node ---------- */
 
-/* The packet into Geneve (with the handoff option when asked) and out
+/* The packet into Geneve (with the option asked for: VM_GNV_*) and out
  * towards the flow's node. */
 VM_INLINE int vm_gw_forward(struct vm_gw_env *e, const struct vm_pkt *p, struct flow_val *f,
-			    int with_handoff, const struct gw_config *cfg, struct gw_stats *st)
+			    int opt, const struct gw_config *cfg, struct gw_stats *st)
 {
 	const __u8 *src;
 	void *data, *data_end;
@@ -299,10 +299,10 @@ VM_INLINE int vm_gw_forward(struct vm_gw_env *e, const struct vm_pkt *p, struct 
 	data = vm_env_data(e);
 	data_end = vm_env_data_end(e);
 	inner_len = (__u32)((__u8 *)data_end - (__u8 *)data) - VM_ETH_HLEN;
-	if (vm_env_push(e, vm_geneve_push_len(fam, with_handoff)) ||
+	if (vm_env_push(e, vm_geneve_push_len(fam, opt)) ||
 	    vm_geneve_write(vm_env_data(e), vm_env_data_end(e), fam, src, f->node,
-			    p->family == VM_AF_INET ? VM_GENEVE_PROTO_IP4 : VM_GENEVE_PROTO_IP6, inner_len,
-			    with_handoff ? &f->handoff : 0, f->mesh_sport)) {
+			    p->family == VM_AF_INET ? VM_GENEVE_PROTO_IP4 : VM_GENEVE_PROTO_IP6, inner_len, opt,
+			    &f->handoff, f->mesh_sport)) {
 		VM_GW_COUNT(st, encap_fail);
 		return VM_V_DROP;
 	}
@@ -546,12 +546,13 @@ VM_INLINE int vm_gw_ingress(struct vm_gw_env *e, struct gw_stats *st)
 				return VM_V_DROP;
 			}
 			if (!f->cli_nxt || p.seq == f->cli_nxt || (f->vm_ack && p.seq == f->vm_ack)) {
+				/* the node marks its connection on the verdict */
 				f->fin |= VM_FIN_RST;
 				VM_GW_COUNT(st, flow_reset);
-			} else {
-				VM_GW_COUNT(st, rst_near);
+				return vm_gw_forward(e, &p, f, VM_GNV_RST_TAKEN, cfg, st);
 			}
-			return vm_gw_forward(e, &p, f, 0, cfg, st);
+			VM_GW_COUNT(st, rst_near);
+			return vm_gw_forward(e, &p, f, VM_GNV_NO_OPT, cfg, st);
 		}
 		if (vm_gw_seq_foreign(f, &p, data, data_end)) {
 			/* Not where this connection stands: a new handshake's
@@ -586,7 +587,7 @@ VM_INLINE int vm_gw_ingress(struct vm_gw_env *e, struct gw_stats *st)
 			VM_GW_COUNT(st, flow_closed);
 		/* Data in the hello's range carries the handoff option: the node
 		 * keeps hello segments until the VM answers its SYN. */
-		handoff = p.payload_len && p.seq - (f->client_isn + 1) < VM_ASM_BYTES;
+		handoff = p.payload_len && p.seq - (f->client_isn + 1) < VM_ASM_BYTES ? VM_GNV_HANDOFF : VM_GNV_NO_OPT;
 		if (p.payload_len && p.seq == f->client_isn + 1)
 			VM_GW_COUNT(st, hello_retransmit);
 		else
@@ -639,7 +640,7 @@ no_flow:
 		return vm_env_to_asm(e, &p, &k, vip);
 	if (rc == 0)
 		return vm_gw_refuse(e, &p, vip, st);
-	return vm_gw_forward(e, &p, f, 1, cfg, st);
+	return vm_gw_forward(e, &p, f, VM_GNV_HANDOFF, cfg, st);
 }
 
 #endif /* VEIL_GW_PATH_H */

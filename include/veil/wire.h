@@ -23,6 +23,11 @@
 /* Geneve option class from the experimental range (RFC 8926 section 8). */
 #define VM_OPT_CLASS       0xFFF0
 #define VM_OPT_HANDOFF     0x01
+/* A client RST the gateway judged to be one the VM's TCP takes (at the
+ * client's sequence or at the VM's last ACK): no body.  The node marks its
+ * connection for the sweep on it as on its own rule (VM_FIN_RST). */
+#define VM_OPT_RST_TAKEN   0x02
+#define VM_RST_TAKEN_OPT_LEN 4  /* the option header alone */
 #define VM_HELLO_STORE     2048  /* bytes of one kept hello segment (IP packet) at a node */
 #define VM_ASM_SEGS        32    /* segments of one ClientHello kept (16 KB in 536-byte segments) */
 #define VM_ASM_BYTES       16384 /* ClientHello bytes reassembled at most (power of two) */
