@@ -94,7 +94,9 @@ VM_INLINE struct flow_val *vm_env_flow_get(struct vm_gw_env *e, const struct flo
 VM_INLINE int vm_env_flow_put(struct vm_gw_env *e, const struct flow_key *k, const struct flow_val *v)
 {
 	/* never over an entry: the caller found none just before, and one
-	 * there now is another CPU's flow for a colliding connection */
+	 * there now is another CPU's flow for a colliding connection; the
+	 * filter's bit before the entry (gw_ingress looks up only behind it) */
+	gw_flow_bits_set(k);
 	return bpf_map_update_elem(&flows, k, v, BPF_NOEXIST);
 }
 

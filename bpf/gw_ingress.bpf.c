@@ -93,13 +93,18 @@ VM_INLINE const struct flow_seed *vm_env_flow_seed(struct vm_gw_env *e) { return
 
 VM_INLINE struct flow_val *vm_env_flow_get(struct vm_gw_env *e, const struct flow_key *k)
 {
+	/* an ACK flood's unknown tuples stop at the filter */
+	if (!gw_flow_maybe(k))
+		return 0;
 	return bpf_map_lookup_elem(&flows, k);
 }
 
 VM_INLINE int vm_env_flow_put(struct vm_gw_env *e, const struct flow_key *k, const struct flow_val *v)
 {
 	/* never over an entry: the caller found none just before, and one
-	 * there now is another CPU's flow for a colliding connection */
+	 * there now is another CPU's flow for a colliding connection; the
+	 * filter's bit before the entry, so no packet finds it unset */
+	gw_flow_bits_set(k);
 	return bpf_map_update_elem(&flows, k, v, BPF_NOEXIST);
 }
 

@@ -70,7 +70,9 @@ struct gw_state {
 	__u64 epoch;
 	__u64 started;            /* realtime seconds */
 	__u64 rotations, route_changes, reloads_ok, reloads_rejected;
-	struct vm_sweep sweep;    /* retires closed flows */
+	struct vm_sweep sweep;    /* retires closed flows, rebuilds flow_bits */
+	int bits_half;            /* the half of flow_bits this pass rebuilds */
+	__u64 bits_passes;
 	struct gw_store *store;   /* routes from the cluster store ("store" in the config), or NULL */
 	time_t store_retry;       /* next attempt to reach the store */
 };
@@ -318,6 +320,21 @@ static void gw_metrics(void *arg, FILE *out)
 	fprintf(out, "# HELP veilmesh_gw_flows_retired_total Closed or reset flows removed by the sweep.\n"
 		     "# TYPE veilmesh_gw_flows_retired_total counter\nveilmesh_gw_flows_retired_total %llu\n",
 		(unsigned long long)st->sweep.retired);
+	if (st->g.bits) {
+		/* the filter in front of the flows map: how full its union is
+		 * says how many unknown tuples still reach the map */
+		__u64 set = 0;
+		for (__u32 i = 0; i < VM_FLOW_BITS_ENTRIES; i++)
+			set += __builtin_popcountll(__atomic_load_n(&st->g.bits[i].half[0], __ATOMIC_RELAXED) |
+						    __atomic_load_n(&st->g.bits[i].half[1], __ATOMIC_RELAXED));
+		fprintf(out, "# HELP veilmesh_gw_flow_filter_fill Share of the flows map's filter bits set (either half): "
+			     "about the share of unknown tuples still looked up.\n"
+			     "# TYPE veilmesh_gw_flow_filter_fill gauge\nveilmesh_gw_flow_filter_fill %.6f\n",
+			(double)set / (VM_FLOW_BITS_ENTRIES * 64.0));
+		fprintf(out, "# HELP veilmesh_gw_flow_filter_rebuilds_total Halves of the filter rebuilt from the flows map.\n"
+			     "# TYPE veilmesh_gw_flow_filter_rebuilds_total counter\nveilmesh_gw_flow_filter_rebuilds_total %llu\n",
+			(unsigned long long)st->bits_passes);
+	}
 	fprintf(out, "# HELP veilmesh_gw_routes Routes configured.\n# TYPE veilmesh_gw_routes gauge\nveilmesh_gw_routes %d\n",
 		st->cfg.nroutes);
 	fprintf(out, "# HELP veilmesh_gw_cookie_rotations_total Cookie key rotations since start.\n"
@@ -329,6 +346,30 @@ static void gw_metrics(void *arg, FILE *out)
 	if (st->store)
 		gw_store_metrics(st->store, out);
 	vm_metrics_daemon(out, st->reloads_ok, st->reloads_rejected, st->started);
+}
+
+/* Each sweep pass rebuilds one half of flow_bits, the filter in front of
+ * the flows map (include/veil/wire.h): cleared, then the bit of every key
+ * the pass walks; the other half covers the flows meanwhile.  So a flow
+ * gone leaves the filter within two passes (10 s). */
+static void bits_pass(void *arg)
+{
+	struct gw_state *st = arg;
+
+	if (!st->g.bits)
+		return;
+	st->bits_half ^= 1;
+	vm_flow_bits_clear(st->g.bits, st->bits_half);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);   /* cleared before the walk reads the map */
+	st->bits_passes++;
+}
+
+static void bits_key(void *arg, const void *key)
+{
+	struct gw_state *st = arg;
+
+	if (st->g.bits)
+		vm_flow_bits_add(st->g.bits, st->bits_half, key);
 }
 
 int main(int argc, char **argv)
@@ -435,6 +476,9 @@ int main(int argc, char **argv)
 	 * reset ones (VM_FIN_RST) once the VM has kept silent as long */
 	vm_sweep_init(&st.sweep, vm_gw_map_fd(&st.g, "flows"), sizeof(struct flow_key), sizeof(struct flow_val),
 		      offsetof(struct flow_val, fin), VM_SWEEP_EVERY_S);
+	st.sweep.on_pass = bits_pass;
+	st.sweep.on_key = bits_key;
+	st.sweep.arg = &st;
 	char runtime[400] = "";
 	if (vm_runtime_write("veil-gw", st.cfg.control, st.config, st.cfg.pin_root, st.cfg.metrics, runtime,
 			     sizeof(runtime)))

@@ -351,6 +351,65 @@ static int flow_seed_init(struct vm_gw *g)
 	return bpf_map_update_elem(fd, &zero, &s, BPF_ANY) ? -errno : 0;
 }
 
+/* flow_bits mapped, every bit set: until veil-gw's sweep has rebuilt
+ * both halves from the flows map (a kept one, after a restart) nothing
+ * is filtered. */
+static int flow_bits_init(struct vm_gw *g)
+{
+	size_t len = VM_FLOW_BITS_ENTRIES * sizeof(struct flow_bits_val);
+	int fd = bpf_map__fd(g->as->maps.flow_bits);
+	void *p;
+
+	if (fd < 0)
+		return fd;
+	if (!g->bits) {
+		p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		if (p == MAP_FAILED)
+			return -errno;
+		g->bits = p;
+	}
+	for (__u32 i = 0; i < VM_FLOW_BITS_ENTRIES; i++) {
+		__atomic_store_n(&g->bits[i].half[0], ~0ULL, __ATOMIC_RELAXED);
+		__atomic_store_n(&g->bits[i].half[1], ~0ULL, __ATOMIC_RELAXED);
+	}
+	return 0;
+}
+
+void vm_flow_bits_clear(struct flow_bits_val *b, int half)
+{
+	for (__u32 i = 0; i < VM_FLOW_BITS_ENTRIES; i++)
+		__atomic_store_n(&b[i].half[half & 1], 0, __ATOMIC_RELAXED);
+}
+
+void vm_flow_bits_add(struct flow_bits_val *b, int half, const struct flow_key *k)
+{
+	__u64 bit;
+	__u32 i;
+
+	vm_flow_bits_at(k, &i, &bit);
+	__atomic_fetch_or(&b[i].half[half & 1], bit, __ATOMIC_RELAXED);
+}
+
+int vm_flow_bits_rebuild(struct flow_bits_val *b, int flows_fd)
+{
+	struct flow_key k, next;
+
+	for (int half = 0; half < 2; half++) {
+		void *prev = NULL;
+
+		vm_flow_bits_clear(b, half);
+		/* the clear done before the walk: a flow made during the clear is
+		 * in the map the walk reads, one made after sets its own bit */
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		while (bpf_map_get_next_key(flows_fd, prev, &next) == 0) {
+			k = next;
+			prev = &k;
+			vm_flow_bits_add(b, half, &k);
+		}
+	}
+	return 0;
+}
+
 int vm_gw_load(struct vm_gw *g)
 {
 	int err = gw_ingress__load(g->ing);
@@ -361,6 +420,8 @@ int vm_gw_load(struct vm_gw *g)
 		err = gw_asm__load(g->as);
 	if (!err)
 		err = flow_seed_init(g);
+	if (!err)
+		err = flow_bits_init(g);
 	return err;
 }
 
@@ -378,6 +439,8 @@ int vm_gw_attach(struct vm_gw *g, const char *client_if, const char *mesh_if, bo
 	err = gw_asm__load(g->as);
 	if (!err)
 		err = flow_seed_init(g);
+	if (!err)
+		err = flow_bits_init(g);
 	if (!err)
 		err = tc_attach(g->if_client, bpf_program__fd(g->as->progs.gw_asm));
 	if (err)
@@ -418,6 +481,8 @@ void vm_gw_close(struct vm_gw *g)
 		xdp_program__close(g->xp_ing);
 	if (g->xp_ret)
 		xdp_program__close(g->xp_ret);
+	if (g->bits)
+		munmap(g->bits, VM_FLOW_BITS_ENTRIES * sizeof(struct flow_bits_val));
 	gw_ingress__destroy(g->ing);
 	gw_return__destroy(g->ret);
 	gw_asm__destroy(g->as);

@@ -70,10 +70,14 @@ long vm_sweep_run(struct vm_sweep *s, time_t now)
 		return 0;
 	s->last = now;
 	g_ksize = s->key_size;
+	if (s->on_pass)
+		s->on_pass(s->arg);
 	/* Walk first, delete after: deleting under get_next_key restarts the walk. */
 	while (bpf_map_get_next_key(s->fd, prev, next) == 0) {
 		memcpy(key, next, s->key_size);
 		prev = key;
+		if (s->on_key)
+			s->on_key(s->arg, key);
 		if (bpf_map_lookup_elem(s->fd, key, val) || !vm_fin_retired(val[s->fin_off]))
 			continue;
 		int was = s->nseen && bsearch(key, s->seen, s->nseen, s->key_size, cmp_g);

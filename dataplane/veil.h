@@ -160,7 +160,19 @@ struct vm_gw {
 	struct xdp_program *xp_ing, *xp_ret;
 	int if_client, if_mesh;
 	char pin_root[256];
+	struct flow_bits_val *bits; /* flow_bits, mapped (VM_FLOW_BITS_ENTRIES) once loaded */
 };
+
+/* The flows map's filter (flow_bits, include/veil/wire.h), as mapped by
+ * vm_gw_load / vm_gw_attach (which set every bit: nothing filtered).
+ * Clears one half; sets a key's bit in one half; and both halves rebuilt
+ * in turn from what the flows map at flows_fd holds (the tools and tests:
+ * veil-gw rebuilds a half per sweep pass).  Each safe while the programs
+ * run: a half being rebuilt is covered by the other, and a flow made
+ * meanwhile sets its bit in both. */
+void vm_flow_bits_clear(struct flow_bits_val *b, int half);
+void vm_flow_bits_add(struct flow_bits_val *b, int half, const struct flow_key *k);
+int vm_flow_bits_rebuild(struct flow_bits_val *b, int flows_fd);
 
 /* Removes, with a log line saying what changed, each map pinned for obj
  * (opened, not loaded) whose type, key, value, size or flags the object's
@@ -279,6 +291,10 @@ struct vm_sweep {
 	uint64_t retired;
 	/* called for each entry before it is deleted (e.g. to drop its reverse key) */
 	void (*on_retire)(void *arg, const void *key, const void *val);
+	/* called as a pass begins, then with every key the pass walks
+	 * (veil-gw rebuilds a half of flow_bits so) */
+	void (*on_pass)(void *arg);
+	void (*on_key)(void *arg, const void *key);
 	void *arg;
 };
 int vm_sweep_init(struct vm_sweep *s, int fd, uint32_t key_size, uint32_t val_size, uint32_t fin_off,

@@ -471,6 +471,18 @@ sent=$(grep -o 'sent=[0-9]*' "$DIR/flood.out" | cut -d= -f2)
 
 # 17. ACK flood with bad cookies: every one that reaches the gateway is
 #     dropped and counted (the veth itself may drop a few under this load)
+# the flows map's filter: veil-gw's sweep has rebuilt its halves from the
+# map (the loader set every bit), so an ACK flood's unknown tuples stop there
+t=flow_filter_rebuilt
+for _ in $(seq 15); do
+	m=$(nsx gw curl -s --max-time 3 http://127.0.0.1:9431/metrics)
+	fr=$(awk '/^veilmesh_gw_flow_filter_rebuilds_total/ {print $2}' <<<"$m")
+	ff=$(awk '/^veilmesh_gw_flow_filter_fill/ {print $2}' <<<"$m")
+	[ "${fr:-0}" -ge 2 ] && awk -v f="${ff:-1}" 'BEGIN {exit !(f < 0.5)}' && break
+	sleep 1
+done
+[ "${fr:-0}" -ge 2 ] && awk -v f="${ff:-1}" 'BEGIN {exit !(f < 0.5)}' && pass "$t ($fr halves rebuilt, fill $ff)" ||
+	fail $t "rebuilds ${fr:-none}, fill ${ff:-none}"
 t=ack_flood_dropped_and_counted
 xdp_rx() { nsx gw ethtool -S gw-cli | grep -E 'rx_queue_[0-9]+_xdp_packets' | awk '{s+=$2} END {print s+0}'; }
 b0=$(stat_sum bad_cookie); x0=$(xdp_rx)

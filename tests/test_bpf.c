@@ -1947,6 +1947,10 @@ static void reassembly_two_segments_in_order(void)
 	struct gw_stats b = gw_now();
 	int cap = cap_open();
 	CHECK(cap >= 0, "packet socket");
+	/* the flows map's filter with no bit set: the flow gw_asm makes must
+	 * set its own, or XDP would never find it below (the retransmissions) */
+	vm_flow_bits_clear(G.bits, 0);
+	vm_flow_bits_clear(G.bits, 1);
 
 	xdp_run(GW_ING, p1, n1, &r);
 	CHECK(r.verdict == XDP_PASS_ && gw_now().hello_partial == b.hello_partial + 1, "first segment to TC: %u", r.verdict);
@@ -1992,8 +1996,77 @@ static void reassembly_two_segments_in_order(void)
 	/* now a plain flow: the second segment again goes out of XDP with the option */
 	xdp_run(GW_ING, p2, n2, &r);
 	CHECK((r.verdict == XDP_TX_ || r.verdict == XDP_REDIRECT_) && r.out[14 + 20 + 8] == 7, "retransmission with the option");
+	vm_flow_bits_rebuild(G.bits, vm_gw_map_fd(&G, "flows"));   /* the other tests' flows back */
 	if (cap >= 0)
 		close(cap);
+}
+
+/* Whether the flow key of (client port, IPv4) has its bit in flow_bits'
+ * half 0 / 1 (bit 0 / 1 of the result). */
+static int bits_of(uint16_t sport)
+{
+	struct flow_key k;
+	__u64 bit;
+	__u32 i;
+
+	flow_key_of(0, sport, &k);
+	vm_flow_bits_at(&k, &i, &bit);
+	return (G.bits[i].half[0] & bit ? 1 : 0) | (G.bits[i].half[1] & bit ? 2 : 0);
+}
+
+/* The filter in front of the flows map (flow_bits): a packet is looked up
+ * only when its key's bit is set in either half.  A flow made by the
+ * programs sets its bit in both; one written behind their back is not
+ * found until a rebuild puts its bit in; a half cleared for its rebuild
+ * leaves the other covering every flow. */
+static void flow_filter(void)
+{
+	uint8_t in[1024];
+	struct run r;
+	uint32_t gw_ts, isn = 7300000, cookie;
+	int fd = vm_gw_map_fd(&G, "flows");
+	struct flow_key k;
+	struct flow_val v;
+	uint16_t hidden = 0;
+
+	CHECK(G.bits && !vm_flow_bits_rebuild(G.bits, fd), "rebuilt from the flows map");
+	cookie = handshake(0, 40060, isn, &gw_ts);
+	xdp_run(GW_ING, in, hello_pkt(0, 40060, isn, cookie, gw_ts, hello_curl, hello_curl_len, in), &r);
+	CHECK(flow_exists(0, 40060) && bits_of(40060) == 3, "a new flow's bit in both halves: %d", bits_of(40060));
+	struct t_pkt d = client_pkt(0, 40060, isn + 1 + hello_curl_len, cookie + 1, T_ACK);
+	d.payload = hello_curl;
+	d.plen = 100;
+	struct gw_stats b = gw_now();
+	xdp_run(GW_ING, in, t_build(&d, in), &r);
+	CHECK((r.verdict == XDP_TX_ || r.verdict == XDP_REDIRECT_) && gw_now().fwd_established == b.fwd_established + 1,
+	      "its data forwarded: %u", r.verdict);
+	/* half 0 cleared (as a sweep pass begins its rebuild): half 1 covers it */
+	vm_flow_bits_clear(G.bits, 0);
+	b = gw_now();
+	xdp_run(GW_ING, in, t_build(&d, in), &r);
+	CHECK(gw_now().fwd_established == b.fwd_established + 1, "with half 0 cleared, still forwarded");
+	CHECK(!vm_flow_bits_rebuild(G.bits, fd), "rebuilt");
+	/* a flow written behind the programs' back, on a port whose bit no
+	 * flow has: not looked up, so its data is not forwarded */
+	flow_key_of(0, 40060, &k);
+	CHECK(!bpf_map_lookup_elem(fd, &k, &v), "the flow read");
+	for (uint16_t p = 40061; p < 40200 && !hidden; p++)
+		if (!bits_of(p) && !flow_exists(0, p))
+			hidden = p;
+	CHECK(hidden, "a port whose bit is clear");
+	flow_key_of(0, hidden, &k);
+	CHECK(!bpf_map_update_elem(fd, &k, &v, BPF_NOEXIST), "a flow written for port %u", hidden);
+	d.sport = hidden;
+	b = gw_now();
+	xdp_run(GW_ING, in, t_build(&d, in), &r);
+	CHECK(gw_now().fwd_established == b.fwd_established, "its bit clear: not found, not forwarded (%u)", r.verdict);
+	CHECK(!vm_flow_bits_rebuild(G.bits, fd) && bits_of(hidden) == 3, "a rebuild puts its bit in");
+	b = gw_now();
+	xdp_run(GW_ING, in, t_build(&d, in), &r);
+	CHECK(gw_now().fwd_established == b.fwd_established + 1, "then found and forwarded: %u", r.verdict);
+	/* a flow gone leaves the filter with the rebuild of both halves */
+	CHECK(!bpf_map_delete_elem(fd, &k), "the flow removed");
+	CHECK(!vm_flow_bits_rebuild(G.bits, fd) && !bits_of(hidden), "its bit gone after a rebuild: %d", bits_of(hidden));
 }
 
 static void reassembly_out_of_order_records_v6(void)
@@ -2527,6 +2600,8 @@ static void flows_rekeyed_at_load(void)
 
 	snprintf(root, sizeof(root), "%s/gw", pin);
 	CHECK(!vm_gw_open(&g2, root, 4096) && !vm_gw_load(&g2), "the programs loaded again");
+	CHECK(g2.bits && g2.bits[0].half[0] == ~0ULL && g2.bits[VM_FLOW_BITS_ENTRIES - 1].half[1] == ~0ULL,
+	      "the loader set every bit of the kept filter: nothing filtered until a rebuild");
 	vm_gw_close(&g2);
 	CHECK(bpf_map_lookup_elem(ffd, &stale, &got), "nothing left under the old key");
 	CHECK(!flow_under(VM_AF_INET6, CLI6, VIP6, 42200, &got) && got.client_isn == 77 && !memcmp(got.client, CLI6, 16),
@@ -2599,6 +2674,7 @@ int main(void)
 	RUN(flow_key_words_are_fields);
 	RUN(flow_fold_definition);
 	RUN(blind_rst_ignored);
+	RUN(flow_filter);
 	RUN(handshake_on_live_flow);
 	RUN(handshake_on_live_flow_v6);
 	RUN(flow_key_v4_equals_v6);

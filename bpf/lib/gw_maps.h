@@ -6,6 +6,7 @@
 
 #include "common.h"
 #include "veil/route.h"
+#include "veil/flowkey.h"   /* vm_flow_bits_at */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -59,6 +60,44 @@ struct {
 	__type(value, struct flow_val);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } flows SEC(".maps");
+
+/* The filter in front of flows (struct flow_bits_val, include/veil/wire.h).
+ * Mapped by veil-gw, which rebuilds it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VM_FLOW_BITS_ENTRIES);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct flow_bits_val);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} flow_bits SEC(".maps");
+
+/* 0 when no flow of key k can be in flows (its bit clear in both halves). */
+VM_INLINE int gw_flow_maybe(const struct flow_key *k)
+{
+	struct flow_bits_val *b;
+	__u64 bit;
+	__u32 i;
+
+	vm_flow_bits_at(k, &i, &bit);
+	b = bpf_map_lookup_elem(&flow_bits, &i);
+	return !b || ((b->half[0] | b->half[1]) & bit);
+}
+
+/* A new flow of key k: its bit in both halves. */
+VM_INLINE void gw_flow_bits_set(const struct flow_key *k)
+{
+	struct flow_bits_val *b;
+	__u64 bit;
+	__u32 i;
+
+	vm_flow_bits_at(k, &i, &bit);
+	b = bpf_map_lookup_elem(&flow_bits, &i);
+	if (b) {
+		__sync_fetch_and_or(&b->half[0], bit);
+		__sync_fetch_and_or(&b->half[1], bit);
+	}
+}
 
 /* The seed of the flows' keys (struct flow_seed, include/veil/wire.h):
  * written once by the loader when the map is new, kept with the pinned

@@ -234,6 +234,22 @@ struct flow_val {
 };
 _Static_assert(sizeof(struct flow_val) == 144, "flows' value size: a pinned map of another size is replaced");
 
+/* flow_bits: the gateway's filter in front of the flows map.  A bit per
+ * hash of a flow key (vm_flow_bits_at), in two halves kept side by side
+ * (one cache line serves both): gw_ingress and gw_asm set a new flow's
+ * bit in both, and gw_ingress looks a packet's flow up only when its bit
+ * is set in either.  Bits only accumulate as flows go, so veil-gw's sweep
+ * rebuilds one half a pass (cleared, then the bits of every flow the map
+ * holds; the other half covers the flows meanwhile), and the loader sets
+ * every bit (nothing filtered) until it has.  A flood of ACKs on unknown
+ * tuples then costs a line of this map instead of a cold bucket of the
+ * flows map each. */
+#define VM_FLOW_BITS_IDX_BITS 15
+#define VM_FLOW_BITS_ENTRIES  (1u << VM_FLOW_BITS_IDX_BITS)   /* x 64 bits x 2 halves: 512 KB */
+struct flow_bits_val {
+	__u64 half[2];
+};
+
 /* How far from flow_val.cli_nxt a client RST's sequence number may lie to
  * be forwarded: either side, as a signed 32-bit distance.  Exactly cli_nxt
  * is what a client's own abort carries; a RST answering the VM's segment
