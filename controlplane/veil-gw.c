@@ -360,7 +360,7 @@ static void bits_pass(void *arg)
 		return;
 	st->bits_half ^= 1;
 	vm_flow_bits_clear(st->g.bits, st->bits_half);
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);   /* cleared before the walk reads the map */
+	vm_flow_bits_settle();   /* cleared, and the flows made meanwhile in the map, before the walk */
 	st->bits_passes++;
 }
 

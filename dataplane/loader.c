@@ -381,6 +381,12 @@ void vm_flow_bits_clear(struct flow_bits_val *b, int half)
 		__atomic_store_n(&b[i].half[half & 1], 0, __ATOMIC_RELAXED);
 }
 
+void vm_flow_bits_settle(void)
+{
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	usleep(VM_FLOW_BITS_SETTLE_US);
+}
+
 void vm_flow_bits_add(struct flow_bits_val *b, int half, const struct flow_key *k)
 {
 	__u64 bit;
@@ -398,9 +404,7 @@ int vm_flow_bits_rebuild(struct flow_bits_val *b, int flows_fd)
 		void *prev = NULL;
 
 		vm_flow_bits_clear(b, half);
-		/* the clear done before the walk: a flow made during the clear is
-		 * in the map the walk reads, one made after sets its own bit */
-		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		vm_flow_bits_settle();
 		while (bpf_map_get_next_key(flows_fd, prev, &next) == 0) {
 			k = next;
 			prev = &k;

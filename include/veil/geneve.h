@@ -64,9 +64,10 @@ typedef __u64 __attribute__((may_alias, aligned(8))) vm_gnv_u64;
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "vm_geneve_write composes little-endian words");
 
 /* Writes the Ethernet type, outer IP, UDP, Geneve and its option (opt:
- * VM_GNV_*; the handoff option's body is *ho) of a mesh packet starting at eth, whose inner IP packet
- * (inner_proto: VM_GENEVE_PROTO_*) of inner_len bytes follows them; the MACs
- * are the caller's.  osrc and odst at 4-byte aligned places (VM_GNV_COPY32).
+ * VM_GNV_*; the handoff option's body is *ho) of a mesh packet starting at
+ * eth, whose inner IP packet (inner_proto: VM_GENEVE_PROTO_*) of inner_len
+ * bytes follows them; the MACs are the caller's.  osrc and odst at 4-byte
+ * aligned places (VM_GNV_COPY32).
  * Every write is bounded by end.  0, or -1 when the headers would not fit
  * before end. */
 VM_INLINE int vm_geneve_write(void *eth_, void *end, __u8 ofamily, const __u8 *osrc, const __u8 *odst,
