@@ -72,27 +72,30 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } flow_bits SEC(".maps");
 
+/* The filter's entry that holds key k's bit, and the bit. */
+VM_INLINE struct flow_bits_val *gw_flow_bits_of(const struct flow_key *k, __u64 *bit)
+{
+	__u32 i;
+
+	vm_flow_bits_at(k, &i, bit);
+	return bpf_map_lookup_elem(&flow_bits, &i);
+}
+
 /* 0 when no flow of key k can be in flows (its bit clear in both halves). */
 VM_INLINE int gw_flow_maybe(const struct flow_key *k)
 {
-	struct flow_bits_val *b;
 	__u64 bit;
-	__u32 i;
+	struct flow_bits_val *b = gw_flow_bits_of(k, &bit);
 
-	vm_flow_bits_at(k, &i, &bit);
-	b = bpf_map_lookup_elem(&flow_bits, &i);
 	return !b || ((b->half[0] | b->half[1]) & bit);
 }
 
 /* A new flow of key k: its bit in both halves. */
 VM_INLINE void gw_flow_bits_set(const struct flow_key *k)
 {
-	struct flow_bits_val *b;
 	__u64 bit;
-	__u32 i;
+	struct flow_bits_val *b = gw_flow_bits_of(k, &bit);
 
-	vm_flow_bits_at(k, &i, &bit);
-	b = bpf_map_lookup_elem(&flow_bits, &i);
 	if (b) {
 		__sync_fetch_and_or(&b->half[0], bit);
 		__sync_fetch_and_or(&b->half[1], bit);
