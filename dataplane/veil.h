@@ -169,15 +169,14 @@ struct vm_gw {
  * in turn from what the flows map at flows_fd holds (the tools and tests:
  * veil-gw rebuilds a half per sweep pass).  Each safe while the programs
  * run: a half being rebuilt is covered by the other, and a flow made
- * meanwhile sets its bit in both. */
-void vm_flow_bits_clear(struct flow_bits_val *b, int half);
-/* Between a half's clear and the walk that refills it: a program that set
- * a new flow's bit just before the clear overwrote it has put the flow in
- * the map by then (microseconds after its bit), so the walk finds it.
- * Without the wait a flow could be missing from the half being cleared
- * and, at the next pass, from the other one for the length of a walk. */
+ * meanwhile sets its bit in both.
+ * The clear waits VM_FLOW_BITS_SETTLE_US after it, for the walk that
+ * refills the half: a program that set a new flow's bit just before the
+ * clear overwrote it has put the flow in the map by then, so the walk
+ * finds it.  Without the wait a flow could be missing from the half being
+ * cleared and, at the next pass, from the other one for a walk's length. */
 #define VM_FLOW_BITS_SETTLE_US 1000
-void vm_flow_bits_settle(void);
+void vm_flow_bits_clear(struct flow_bits_val *b, int half);
 void vm_flow_bits_add(struct flow_bits_val *b, int half, const struct flow_key *k);
 int vm_flow_bits_rebuild(struct flow_bits_val *b, int flows_fd);
 
