@@ -393,11 +393,11 @@ void vm_flow_bits_clear(struct flow_bits_val *b, int half)
 
 void vm_flow_bits_add(struct flow_bits_val *b, int half, const struct flow_key *k)
 {
-	__u64 bit;
+	__u64 bits;
 	__u32 i;
 
-	vm_flow_bits_at(k, &i, &bit);
-	__atomic_fetch_or(&b[i].half[half & 1], bit, __ATOMIC_RELAXED);
+	vm_flow_bits_at(k, &i, &bits);
+	__atomic_fetch_or(&b[i].half[half & 1], bits, __ATOMIC_RELAXED);
 }
 
 int vm_flow_bits_rebuild(struct flow_bits_val *b, int flows_fd)

@@ -72,33 +72,34 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } flow_bits SEC(".maps");
 
-/* The filter's entry that holds key k's bit, and the bit. */
-VM_INLINE struct flow_bits_val *gw_flow_bits_of(const struct flow_key *k, __u64 *bit)
+/* The filter's entry that holds key k's bits, and their mask. */
+VM_INLINE struct flow_bits_val *gw_flow_bits_of(const struct flow_key *k, __u64 *bits)
 {
 	__u32 i;
 
-	vm_flow_bits_at(k, &i, bit);
+	vm_flow_bits_at(k, &i, bits);
 	return bpf_map_lookup_elem(&flow_bits, &i);
 }
 
-/* 0 when no flow of key k can be in flows (its bit clear in both halves). */
+/* 0 when no flow of key k can be in flows (neither half holds all its
+ * bits). */
 VM_INLINE int gw_flow_maybe(const struct flow_key *k)
 {
-	__u64 bit;
-	struct flow_bits_val *b = gw_flow_bits_of(k, &bit);
+	__u64 bits;
+	struct flow_bits_val *b = gw_flow_bits_of(k, &bits);
 
-	return !b || ((b->half[0] | b->half[1]) & bit);
+	return !b || (vm_flow_bits_has(b->half[0], bits) | vm_flow_bits_has(b->half[1], bits));
 }
 
-/* A new flow of key k: its bit in both halves. */
+/* A new flow of key k: its bits in both halves. */
 VM_INLINE void gw_flow_bits_set(const struct flow_key *k)
 {
-	__u64 bit;
-	struct flow_bits_val *b = gw_flow_bits_of(k, &bit);
+	__u64 bits;
+	struct flow_bits_val *b = gw_flow_bits_of(k, &bits);
 
 	if (b) {
-		__sync_fetch_and_or(&b->half[0], bit);
-		__sync_fetch_and_or(&b->half[1], bit);
+		__sync_fetch_and_or(&b->half[0], bits);
+		__sync_fetch_and_or(&b->half[1], bits);
 	}
 }
 

@@ -160,16 +160,24 @@ VM_INLINE void vm_flow_key_tuple(const struct flow_tuple *t, const struct flow_s
 	vm_flow_key_make(t->family, t->client, t->vip, t->client_port_be, t->vip_port_be, s, k);
 }
 
-/* Where a flow key's bit lies in flow_bits (wire.h): entry *idx, bit *bit
- * of each half.  A multiplicative mix of the key's three words, unkeyed:
- * a flow whose bit another's shares only costs its lookup. */
-VM_INLINE void vm_flow_bits_at(const struct flow_key *k, __u32 *idx, __u64 *bit)
+/* Where a flow key's bits lie in flow_bits (wire.h): entry *idx, and in
+ * each half the two bits of mask *bits (two positions in the same word,
+ * which may coincide: a Bloom filter of two hashes, blocked to a word).  A multiplicative mix of the key's three
+ * words, unkeyed: a flow whose bits others' cover only costs its lookup.
+ * The index takes the hash's top bits, the positions its lowest twelve. */
+VM_INLINE void vm_flow_bits_at(const struct flow_key *k, __u32 *idx, __u64 *bits)
 {
 	__u32 h = (k->client_word * 0x9E3779B1u) ^ (k->vip_word * 0x85EBCA77u) ^
 		  (((__u32)k->client_port_be | (__u32)k->vip_port_be << 16) * 0xC2B2AE3Du);
 
 	*idx = h >> (32 - VM_FLOW_BITS_IDX_BITS);
-	*bit = 1ULL << (h & 63);
+	*bits = 1ULL << (h & 63) | 1ULL << ((h >> 6) & 63);
+}
+
+/* Whether one half's word w holds every bit of mask bits. */
+VM_INLINE int vm_flow_bits_has(__u64 w, __u64 bits)
+{
+	return (w & bits) == bits;
 }
 
 /* The node's conn_rev key of a connection as its VM sees it (addresses

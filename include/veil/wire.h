@@ -234,11 +234,11 @@ struct flow_val {
 };
 _Static_assert(sizeof(struct flow_val) == 144, "flows' value size: a pinned map of another size is replaced");
 
-/* flow_bits: the gateway's filter in front of the flows map.  A bit per
- * hash of a flow key (vm_flow_bits_at), in two halves kept side by side
- * (one cache line serves both): gw_ingress and gw_asm set a new flow's
- * bit in both, and gw_ingress looks a packet's flow up only when its bit
- * is set in either.  Bits only accumulate as flows go, so veil-gw's sweep
+/* flow_bits: the gateway's filter in front of the flows map.  Two bits
+ * of one word per flow key (vm_flow_bits_at), in two halves kept side by
+ * side (one cache line serves both): gw_ingress and gw_asm set a new
+ * flow's bits in both, and gw_ingress looks a packet's flow up only when
+ * either half holds both its bits.  Bits only accumulate as flows go, so veil-gw's sweep
  * rebuilds one half a pass (cleared, then the bits of every flow the map
  * holds; the other half covers the flows meanwhile), and the loader sets
  * every bit (nothing filtered) until it has.  A flood of ACKs on unknown
