@@ -136,6 +136,19 @@ struct vm_fp {
 	struct vm_fp_mem mem;             /* where the tables came from */
 	uint32_t sweep_at;                /* the next slot vm_fp_sweep looks at */
 	uint64_t retired;                 /* flows it has retired */
+	/* A filter in front of flows, as veil-gw's flow_bits (include/veil/
+	 * wire.h): two bits per key (vm_flow_bits_at_n) in two halves, set in
+	 * both by every flow put; a lookup whose key's first slot is not its
+	 * flow probes the rest of the window only when either half holds both
+	 * its bits (an ACK flood on unknown tuples: one line instead of eight
+	 * slots).  vm_fp_sweep rebuilds one half a pass over the table:
+	 * cleared (a share a call, before it looks at any slot), then the bits
+	 * of every flow it keeps; the other half covers the flows meanwhile. */
+	struct flow_bits_val *bits;
+	uint32_t bits_log2;               /* 2^bits_log2 entries: a quarter of flows_cap, 1024 to 2^20 */
+	uint32_t bits_clear_at;           /* entries of the half being rebuilt cleared so far */
+	uint32_t bits_half;               /* the half this pass rebuilds */
+	uint64_t bits_rebuilt;            /* halves rebuilt */
 };
 
 int vm_fp_init(struct vm_fp *fp, uint32_t flows_cap);
@@ -154,7 +167,10 @@ int vm_fp_flow_drop(struct vm_fp *fp, const struct flow_tuple *t);
  * call looks at n slots (at most the table) from where the last one
  * stopped; a DPDK worker calls it between bursts, n its clock's share of
  * VM_SWEEP_EVERY_S (vm_dp_poll).  now_ns: TAI.  Returns the flows retired
- * (also added to ->retired). */
+ * (also added to ->retired).  Rebuilds the flow filter as it goes (struct
+ * vm_fp): a call that finds a half to clear clears up to 4n of its entries
+ * first and looks at no slot until the half is clear; a call stops where
+ * a pass ends. */
 uint32_t vm_fp_sweep(struct vm_fp *fp, uint64_t now_ns, uint32_t n);
 /* The flows' key seed (struct flow_seed): one per process, random at the
  * first vm_fp_init unless set before; set it only while no flow exists. */

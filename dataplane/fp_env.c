@@ -126,7 +126,13 @@ int vm_fp_init_mem(struct vm_fp *fp, uint32_t flows_cap, const struct vm_fp_mem 
 	fp->flows = fp->mem.zalloc((size_t)cap * sizeof(*fp->flows), VM_FP_ALIGN, fp->mem.arg);
 	fp->asm_tab = fp->mem.zalloc(VM_FP_ASM_MAX * sizeof(*fp->asm_tab), VM_FP_ALIGN, fp->mem.arg);
 	fp->early_tab = fp->mem.zalloc(VM_FP_ASM_MAX * sizeof(*fp->early_tab), VM_FP_ALIGN, fp->mem.arg);
-	if (fp->flows && fp->asm_tab && fp->early_tab)
+	/* 16 bits a flow slot in each half, as flow_bits has for 131072 flows */
+	fp->bits_log2 = 10;
+	while (fp->bits_log2 < VM_FLOW_BITS_IDX_MAX && (4u << fp->bits_log2) < cap)
+		fp->bits_log2++;
+	fp->bits = fp->mem.zalloc(sizeof(*fp->bits) << fp->bits_log2, VM_FP_ALIGN, fp->mem.arg);
+	fp->bits_clear_at = 1u << fp->bits_log2;   /* zeroed: nothing to clear before the first pass */
+	if (fp->flows && fp->asm_tab && fp->early_tab && fp->bits)
 		return 0;
 	vm_fp_free(fp);
 	return -1;
@@ -143,10 +149,12 @@ void vm_fp_free(struct vm_fp *fp)
 		fp->mem.free(fp->flows, fp->mem.arg);
 		fp->mem.free(fp->asm_tab, fp->mem.arg);
 		fp->mem.free(fp->early_tab, fp->mem.arg);
+		fp->mem.free(fp->bits, fp->mem.arg);
 	}
 	fp->flows = NULL;
 	fp->asm_tab = NULL;
 	fp->early_tab = NULL;
+	fp->bits = NULL;
 }
 
 int vm_fp_conf_set(struct vm_fp_conf *c, const struct vm_gw_cfg *g)
@@ -200,10 +208,11 @@ static const struct route_val *route_get(struct vm_fp *fp, const char *name)
 }
 
 #define PROBE 8
-static void *slot_find_h(struct vm_fp *fp, void *tab, size_t stride, uint32_t cap, const struct flow_key *k,
-			 uint32_t h)
+/* The probe window's slots from the first-th on. */
+static void *slot_find_from(struct vm_fp *fp, void *tab, size_t stride, uint32_t cap, const struct flow_key *k,
+			    uint32_t h, int first)
 {
-	for (int i = 0; i < PROBE; i++) {
+	for (int i = first; i < PROBE; i++) {
 		struct vm_fp_slot *f = (struct vm_fp_slot *)((uint8_t *)tab + stride * ((h + i) & (cap - 1)));
 		if (f->used && vm_flow_key_eq(&f->key, k)) {
 			f->last_used = ++fp->tick;
@@ -215,7 +224,40 @@ static void *slot_find_h(struct vm_fp *fp, void *tab, size_t stride, uint32_t ca
 
 static void *slot_find(struct vm_fp *fp, void *tab, size_t stride, uint32_t cap, const struct flow_key *k)
 {
-	return slot_find_h(fp, tab, stride, cap, k, vm_fp_hash_key(k));
+	return slot_find_from(fp, tab, stride, cap, k, vm_fp_hash_key(k), 0);
+}
+
+/* The flow filter (struct vm_fp): key k's entry and bits. */
+static inline struct flow_bits_val *bits_of(const struct vm_fp *fp, const struct flow_key *k, __u64 *bits)
+{
+	__u32 i;
+
+	vm_flow_bits_at_n(k, fp->bits_log2, &i, bits);
+	return &fp->bits[i];
+}
+
+/* 0 when no flow of key k can be in the table. */
+static inline int flow_maybe(const struct vm_fp *fp, const struct flow_key *k)
+{
+	__u64 m;
+	const struct flow_bits_val *b = bits_of(fp, k, &m);
+
+	return vm_flow_bits_has(b->half[0], m) | vm_flow_bits_has(b->half[1], m);
+}
+
+/* The flow of key k (hashed to h): its first slot, then, if the filter
+ * lets it be there, the rest of the window. */
+static inline struct vm_fp_flow *flow_find_h(struct vm_fp *fp, const struct flow_key *k, uint32_t h)
+{
+	struct vm_fp_flow *f = &fp->flows[h & (fp->flows_cap - 1)];
+
+	if (f->s.used && vm_flow_key_eq(&f->s.key, k)) {
+		f->s.last_used = ++fp->tick;
+		return f;
+	}
+	if (!flow_maybe(fp, k))
+		return NULL;
+	return slot_find_from(fp, fp->flows, sizeof(*fp->flows), fp->flows_cap, k, h, 1);
 }
 
 /* Insert or replace; a full probe window evicts its least recently used.
@@ -246,12 +288,17 @@ static void *slot_put(struct vm_fp *fp, void *tab, size_t stride, uint32_t cap, 
 
 static struct vm_fp_flow *flow_find(struct vm_fp *fp, const struct flow_key *k)
 {
-	return slot_find(fp, fp->flows, sizeof(*fp->flows), fp->flows_cap, k);
+	return flow_find_h(fp, k, vm_fp_hash_key(k));
 }
 
 static struct vm_fp_flow *flow_put(struct vm_fp *fp, const struct flow_key *k, const struct flow_val *v)
 {
 	struct vm_fp_flow *f = slot_put(fp, fp->flows, sizeof(*fp->flows), fp->flows_cap, k, &fp->nflows);
+	__u64 m;
+	struct flow_bits_val *b = bits_of(fp, k, &m);
+
+	b->half[0] |= m;
+	b->half[1] |= m;
 	f->val = *v;
 	return f;
 }
@@ -299,20 +346,43 @@ uint32_t vm_fp_sweep(struct vm_fp *fp, uint64_t now_ns, uint32_t n)
 		now_s = 1;   /* 0 is "not seen closed" */
 	if (n > fp->flows_cap)
 		n = fp->flows_cap;
+	/* the half this pass rebuilds is cleared first, a share a call: an
+	 * entry holds four slots' bits, so 4n entries are as many lines as n
+	 * slots' first ones */
+	uint32_t nbits = 1u << fp->bits_log2, clear = 4 * n;
+	if (fp->bits_clear_at < nbits) {
+		uint32_t end = nbits - fp->bits_clear_at > clear ? fp->bits_clear_at + clear : nbits;
+		for (uint32_t j = fp->bits_clear_at; j < end; j++)
+			fp->bits[j].half[fp->bits_half] = 0;
+		fp->bits_clear_at = end;
+		if (end < nbits)
+			return 0;   /* no slot looked at before its bits can go in */
+	}
 	for (uint32_t i = 0; i < n; i++) {
 		struct vm_fp_flow *f = &fp->flows[fp->sweep_at];
 
 		fp->sweep_at = (fp->sweep_at + 1) & (fp->flows_cap - 1);
-		if (!f->s.used)
-			continue;
-		if (!vm_fin_retired(f->val.fin)) {
-			f->s.swept_s = 0;   /* live again: the VM kept a reset connection */
-		} else if (!f->s.swept_s) {
-			f->s.swept_s = now_s;
-		} else if (now_s - f->s.swept_s >= VM_SWEEP_EVERY_S) {
-			f->s.used = 0;
-			fp->nflows--;
-			retired++;
+		if (f->s.used) {
+			if (!vm_fin_retired(f->val.fin)) {
+				f->s.swept_s = 0;   /* live again: the VM kept a reset connection */
+			} else if (!f->s.swept_s) {
+				f->s.swept_s = now_s;
+			} else if (now_s - f->s.swept_s >= VM_SWEEP_EVERY_S) {
+				f->s.used = 0;
+				fp->nflows--;
+				retired++;
+			}
+			if (f->s.used) {
+				__u64 m;
+				bits_of(fp, &f->s.key, &m)->half[fp->bits_half] |= m;
+			}
+		}
+		if (!fp->sweep_at) {
+			/* a pass done: its half holds every flow; the other's turn */
+			fp->bits_rebuilt++;
+			fp->bits_half ^= 1;
+			fp->bits_clear_at = 0;
+			break;   /* the next call clears it before it looks further */
 		}
 	}
 	fp->retired += retired;
@@ -458,7 +528,7 @@ static inline struct flow_val *vm_env_flow_get(struct vm_gw_env *e, const struct
 {
 	/* the burst hashed this packet's key already (vm_fp_hint_of) */
 	uint32_t h = e->hint && vm_flow_key_eq(&e->hint->key, k) ? e->hint->hash : vm_fp_hash_key(k);
-	struct vm_fp_flow *fl = slot_find_h(e->fp, e->fp->flows, sizeof(*e->fp->flows), e->fp->flows_cap, k, h);
+	struct vm_fp_flow *fl = flow_find_h(e->fp, k, h);
 	return fl ? &fl->val : NULL;
 }
 

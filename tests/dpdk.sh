@@ -258,6 +258,18 @@ sr=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["flows"]["retire
 [ "${gr:-0}" -gt 0 ] && [ "${sr:-0}" -ge "$gr" ] && pass "$t (the workers retired $gr flows)" ||
 	fail $t "veilmesh_gw_flows_retired_total ${gr:-none}, status flows.retired ${sr:-none}"
 
+# each worker's flow filter is rebuilt a half per pass of its sweep
+t=flow_filter_rebuilt
+for _ in $(seq 15); do
+	m=$(nsx gw curl -s --max-time 3 http://127.0.0.1:9431/metrics)
+	fr=$(awk '/^veilmesh_gw_flow_filter_rebuilds_total/ {print $2}' <<<"$m")
+	ff=$(awk '/^veilmesh_gw_flow_filter_fill/ {print $2}' <<<"$m")
+	[ "${fr:-0}" -ge 1 ] && break
+	sleep 1
+done
+[ "${fr:-0}" -ge 1 ] && python3 -c 'import sys; sys.exit(not 0 <= float(sys.argv[1]) < 0.5)' "${ff:-1}" &&
+	pass "$t ($fr halves rebuilt, fill $ff)" || fail $t "rebuilds ${fr:-none}, fill ${ff:-none}"
+
 t=flow_drop
 nsx cli curl -sS --max-time 20 --cacert "$DIR/pki/ca.pem" --resolve "vm1.veil.test:443:$VIP4" \
 	--local-port 40123 -o /dev/null https://vm1.veil.test/ 2>/dev/null

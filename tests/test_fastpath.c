@@ -1148,6 +1148,164 @@ static void mutations_same(void)
 	printf("# fastpath: %d packets compared with XDP (through vm_fp and a DPDK worker), %d skipped (a cookie window turning between the runs); %d with a flow, the DPDK first pass's hint of each checked; %d SYNs, unhinted\n", n_compared, n_skipped, n_hinted, n_syn_unhinted);
 }
 
+/* Flows of fp's table that neither half of its filter holds all the bits
+ * of: a lookup that does not find one in its first slot would miss it. */
+static uint32_t fp_uncovered(const struct vm_fp *fp)
+{
+	uint32_t n = 0;
+
+	for (uint32_t i = 0; i < fp->flows_cap; i++) {
+		__u32 at;
+		__u64 m;
+
+		if (!fp->flows[i].s.used)
+			continue;
+		vm_flow_bits_at_n(&fp->flows[i].s.key, fp->bits_log2, &at, &m);
+		n += !vm_flow_bits_has(fp->bits[at].half[0], m) && !vm_flow_bits_has(fp->bits[at].half[1], m);
+	}
+	return n;
+}
+
+/* Entries of fp's filter where a half holds other bits than those of the
+ * flows the table holds (after two passes of the sweep with no flow put,
+ * none: a cleared half takes back only what is there). */
+static uint32_t fp_stale(const struct vm_fp *fp)
+{
+	static __u64 want[1u << 12];
+	uint32_t n = 0, nbits = 1u << fp->bits_log2;
+
+	if (nbits > sizeof(want) / sizeof(want[0]))
+		return UINT32_MAX;
+	memset(want, 0, sizeof(want));
+	for (uint32_t i = 0; i < fp->flows_cap; i++) {
+		__u32 at;
+		__u64 m;
+
+		if (fp->flows[i].s.used) {
+			vm_flow_bits_at_n(&fp->flows[i].s.key, fp->bits_log2, &at, &m);
+			want[at] |= m;
+		}
+	}
+	for (uint32_t j = 0; j < nbits; j++)
+		n += fp->bits[j].half[0] != want[j] || fp->bits[j].half[1] != want[j];
+	return n;
+}
+
+/* One client packet through the fast path alone. */
+static void fp_in(const uint8_t *in, size_t n)
+{
+	static uint8_t buf[256 + 2048];
+	uint8_t *p = buf + 256;
+	uint32_t len = (uint32_t)n;
+	uint16_t port;
+
+	memcpy(p, in, n);
+	vm_fp_ingress(&FP, 0, &p, &len, tai_now(), &port);
+}
+
+/* The fast path's flow filter (struct vm_fp, as veil-gw's flow_bits): each
+ * flow the tests left, in the fast path's table and the DPDK worker's,
+ * stays covered by a half at every step while vm_fp_sweep rebuilds the
+ * halves a few slots a call; a flow outside its first slot whose bits are
+ * gone is not found (its data not forwarded) until a rebuild puts them
+ * back. */
+static void fp_flow_filter(void)
+{
+	static uint8_t in[2000];
+	struct vm_fp *fps[2] = { &FP, &W->fp };
+	uint64_t t = tai_now();
+	uint32_t isn = 7400000, ts;
+	const uint16_t sport = 44900;
+
+	/* flows enough to share the filter's words, in both tables */
+	for (uint16_t p = 45000; p < 45300; p++) {
+		uint32_t c = both_handshake(0, p, isn, &ts);
+		SAME(in, hello_pkt(0, p, isn, c, ts, hello_curl, hello_curl_len, in), "filter: a flow");
+	}
+	for (int i = 0; i < 2; i++) {
+		struct vm_fp *fp = fps[i];
+		uint64_t r0 = fp->bits_rebuilt;
+		uint32_t calls = 0, worst = 0;
+
+		CHECK(fp->nflows >= 300 && !fp_uncovered(fp), "%s: %u flows, %u not covered", i ? "worker" : "fast path",
+		      fp->nflows, fp_uncovered(fp));
+		uint64_t added_in = UINT64_MAX;
+		while (fp->bits_rebuilt < r0 + 3 && calls++ < 10 * fp->flows_cap) {
+			if (!fp->bits_clear_at && added_in != fp->bits_rebuilt) {
+				/* a flow put as a half's clear begins: the other
+				 * half must hold it until the walk comes by */
+				uint16_t p = (uint16_t)(45400 + 10 * i + fp->bits_rebuilt - r0);
+				uint32_t c = both_handshake(0, p, isn, &ts);
+				SAME(in, hello_pkt(0, p, isn, c, ts, hello_curl, hello_curl_len, in), "filter: a flow put");
+				added_in = fp->bits_rebuilt;
+			}
+			vm_fp_sweep(fp, t, 7);
+			uint32_t u = fp_uncovered(fp);
+			worst = u > worst ? u : worst;
+		}
+		CHECK(fp->bits_rebuilt >= r0 + 3 && !worst, "%s: 3 halves rebuilt in %u calls, at worst %u flows not covered",
+		      i ? "worker" : "fast path", calls, worst);
+	}
+
+	uint32_t c = both_handshake(0, sport, isn, &ts);
+	SAME(in, hello_pkt(0, sport, isn, c, ts, hello_curl, hello_curl_len, in), "filter: the flow");
+	struct flow_key k = client_key(0, sport);
+	uint32_t h = vm_fp_flow_hash(&k), mask = FP.flows_cap - 1, at = UINT32_MAX, to = UINT32_MAX;
+	for (uint32_t j = 0; j < 8; j++) {
+		struct vm_fp_flow *f = &FP.flows[(h + j) & mask];
+		if (f->s.used && vm_flow_key_eq(&f->s.key, &k))
+			at = (h + j) & mask;
+		else if (j && !f->s.used && to == UINT32_MAX)
+			to = (h + j) & mask;
+	}
+	CHECK(at != UINT32_MAX, "the flow in its probe window");
+	if (at == (h & mask)) {   /* out of its first slot, where the filter decides */
+		CHECK(to != UINT32_MAX, "a free slot in its window");
+		if (to == UINT32_MAX)
+			return;
+		FP.flows[to] = FP.flows[at];
+		FP.flows[at].s.used = 0;
+		at = to;
+	}
+	struct t_pkt d = client_pkt(0, sport, isn + 1 + hello_curl_len, c + 1, T_ACK);
+	d.payload = hello_curl;
+	d.plen = 100;
+	size_t n = t_build(&d, in);
+	uint64_t fwd = FP.st.fwd_established;
+	fp_in(in, n);
+	CHECK(FP.st.fwd_established == fwd + 1, "found in slot %u of its window, forwarded", (at - h) & mask);
+	__u32 bi;
+	__u64 bm;
+	vm_flow_bits_at_n(&k, FP.bits_log2, &bi, &bm);
+	FP.bits[bi].half[0] &= ~bm;
+	FP.bits[bi].half[1] &= ~bm;
+	fwd = FP.st.fwd_established;
+	fp_in(in, n);
+	CHECK(FP.st.fwd_established == fwd, "its bits gone: not looked for past its first slot, not forwarded");
+	uint64_t r0 = FP.bits_rebuilt;
+	for (int j = 0; j < 4 && FP.bits_rebuilt == r0; j++)
+		vm_fp_sweep(&FP, t, FP.flows_cap);
+	fwd = FP.st.fwd_established;
+	fp_in(in, n);
+	CHECK(FP.bits_rebuilt == r0 + 1 && FP.st.fwd_established == fwd + 1 && !fp_uncovered(&FP),
+	      "a half rebuilt: its bits back, forwarded");
+	/* flows gone leave the filter: 100 dropped, then two passes */
+	uint32_t dropped = 0;
+	for (uint32_t i = 0; i < FP.flows_cap && dropped < 100; i++) {
+		struct vm_fp_flow *f = &FP.flows[i];
+		struct flow_tuple t = { .family = f->val.family, .client_port_be = f->s.key.client_port_be,
+					.vip_port_be = f->s.key.vip_port_be };
+		memcpy(t.client, f->val.client, 16);
+		memcpy(t.vip, f->val.vip, 16);
+		dropped += f->s.used && !vm_fp_flow_drop(&FP, &t);
+	}
+	uint32_t stale = fp_stale(&FP);
+	for (int j = 0; j < 2; j++)
+		vm_fp_sweep(&FP, t, FP.flows_cap);
+	CHECK(dropped == 100 && stale && !fp_stale(&FP) && !fp_uncovered(&FP),
+	      "%u flows dropped: %u entries stale, none after two passes (%u)", dropped, stale, fp_stale(&FP));
+}
+
 /* ClientHellos from a capture (hex, one a line), each on a fresh connection
  * over IPv4 and IPv6, with a route for its name so that it routes. */
 static const char *hellos_file;
@@ -1230,6 +1388,7 @@ int main(int argc, char **argv)
 	RUN(mesh_mtu_same);
 	RUN(collisions_same);
 	RUN(mutations_same);
+	RUN(fp_flow_filter);
 out:
 	vm_fp_free(&FP);
 	vm_dp_worker_free(W);

@@ -31,6 +31,10 @@
 #                1024-flow table, so each is a new flow: cookie check, parse,
 #                route, flow insert (evicting), Geneve handoff (no baseline:
 #                it does not route hellos)
+#   ack:         an ACK flood, 65536 spoofed clients' ACKs with wrong cookies
+#                (veil-fpgen --kind ack) into the 262144-flow table: each
+#                looked for, its cookie computed, dropped (no baseline: it
+#                forwards what it has not seen)
 # The cookies are made from the run's own secret for the current window (the
 # pcap is made again before each gateway run).
 #
@@ -39,7 +43,7 @@
 # needed); otherwise --no-huge.  DPDK_HUGE=no forces --no-huge.
 #   tools/bench_dpdk.sh SECONDS OUT.json [ROUNDS]
 # VEIL_GW_B=PATH adds another veil-gw-dpdk build to every round (A/B).
-# DPDK_KINDS="established steady interleaved hello" (the default) picks the cases.
+# DPDK_KINDS="established steady interleaved hello ack" (the default) picks the cases.
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -150,6 +154,7 @@ run_one() { # who kind -> "wall cpu" on stdout
 	established) args="--kind established --flows 512 --per-flow 16"; cf=$T/est.conf ;;
 	steady) args="--kind established --flows 512 --per-flow 16 --offset 16384"; cf=$T/est.conf ;;
 	interleaved) args="--kind established --flows 4096 --per-flow 16 --offset 16384 --interleave"; cf=$T/est.conf; mb=98304 ;;
+	ack) args="--kind ack --flows 65536"; cf=$T/est.conf; mb=98304 ;;
 	*) args="--kind hello --flows 4096"; cf=$T/hello.conf ;;
 	esac
 	"$BUILD/veil-fpgen" --config "$cf" $args --out "$T/$kind.pcap" >/dev/null || return 1
@@ -181,9 +186,9 @@ run_one() { # who kind -> "wall cpu" on stdout
 }
 
 results=()
-for kind in ${DPDK_KINDS:-established steady interleaved hello}; do
+for kind in ${DPDK_KINDS:-established steady interleaved hello ack}; do
 	whos="veil macswap"
-	[ $kind != hello ] && whos="$whos baseline"
+	[ $kind != hello ] && [ $kind != ack ] && whos="$whos baseline"
 	[ -n "${VEIL_GW_B:-}" ] && whos="$whos veilb"
 	: >"$T/$kind.runs"
 	for round in $(seq "$ROUNDS"); do

@@ -5,7 +5,7 @@
  * so that the gateway takes them as real (the DPDK benchmark replays it
  * with net_pcap's infinite_rx).
  *
- *   veil-fpgen --config gw.conf --kind hello|established --flows N [--per-flow K]
+ *   veil-fpgen --config gw.conf --kind hello|established|ack --flows N [--per-flow K]
  *              [--payload BYTES] [--offset BYTES] [--interleave] --out FILE
  *
  * hello: N distinct connections, each its cookie-validated ClientHello
@@ -20,6 +20,11 @@
  * many connections at once: the next packet's flow is rarely the last
  * one's, so with enough connections its flow entry is no longer in the
  * caches (without it, a connection's packets come one after another).
+ * ack: an ACK flood, N ACKs from N spoofed clients, none a connection:
+ * each carries the cookie its tuple would have with the MAC's top bit
+ * turned, so the gateway looks for the flow, computes the MAC and drops
+ * it (bad_cookie), as for a random flood's ACKs whose time bits name an
+ * accepted window.
  * The cookies stay valid for the config's cookie window (64 s by default,
  * the previous window also accepted).
  */
@@ -34,7 +39,7 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: veil-fpgen --config FILE --kind hello|established --flows N [--per-flow K]\n"
+	fprintf(f, "usage: veil-fpgen --config FILE --kind hello|established|ack --flows N [--per-flow K]\n"
 		   "                  [--payload BYTES] [--offset BYTES] [--interleave] --out FILE.pcap\n");
 }
 
@@ -67,7 +72,7 @@ int main(int argc, char **argv)
 	}
 	if (!config || !kind || !out || flows < 1 || flows > 4000000 || per < 0 || payload < 1 || payload > 1400 ||
 	    offset < 0 || offset > (1L << 30) ||
-	    (strcmp(kind, "hello") && strcmp(kind, "established"))) {
+	    (strcmp(kind, "hello") && strcmp(kind, "established") && strcmp(kind, "ack"))) {
 		usage(stderr);
 		return 2;
 	}
@@ -113,7 +118,7 @@ int main(int argc, char **argv)
 	uint8_t pkt[2048], data[1400];
 	memset(data, 0x17, sizeof(data));
 	long written = 0;
-	int est = !strcmp(kind, "established");
+	int est = !strcmp(kind, "established"), flood = !strcmp(kind, "ack");
 	/* packet k of connection i: k 0 its hello, k >= 1 its (k-1)th data
 	 * segment; in turns (--interleave) or a connection at a time */
 	long npk = est ? 1 + per : 1;
@@ -139,7 +144,11 @@ int main(int argc, char **argv)
 		cin.client_isn = isn;
 		uint32_t cookie = vm_cookie_make(&sec.cur, &cin, tnow, &co);
 		p.ack = cookie + 1;
-		if (k == 0) {
+		if (flood) {
+			p.seq = isn + 1;
+			p.ack = (cookie ^ 0x80000000u) + 1;   /* the MAC's top bit */
+			p.flags = T_ACK;
+		} else if (k == 0) {
 			p.seq = isn + 1;
 			p.payload = h.b;
 			p.plen = hl;

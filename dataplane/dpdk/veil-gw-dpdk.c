@@ -284,13 +284,40 @@ static uint64_t flow_count(uint32_t *per)
 	return total;
 }
 
-/* Flows the workers' sweeps have retired (closed or reset), in all. */
-static uint64_t flows_retired(void)
+/* A counter of the workers' tables (struct vm_fp, at byte off), summed. */
+static uint64_t fp_sum(size_t off)
 {
 	uint64_t total = 0;
 	for (int i = 0; i < vm_dp.nw; i++)
-		total += __atomic_load_n(&vm_dp.w[i]->fp.retired, __ATOMIC_RELAXED);
+		total += __atomic_load_n((uint64_t *)((uint8_t *)&vm_dp.w[i]->fp + off), __ATOMIC_RELAXED);
 	return total;
+}
+
+/* Flows the workers' sweeps have retired (closed or reset), in all. */
+static uint64_t flows_retired(void)
+{
+	return fp_sum(offsetof(struct vm_fp, retired));
+}
+
+/* Halves of the workers' flow filters their sweeps have rebuilt. */
+static uint64_t filter_rebuilds(void)
+{
+	return fp_sum(offsetof(struct vm_fp, bits_rebuilt));
+}
+
+/* The share of the workers' flow filter bits set (either half), as
+ * veil-gw's veilmesh_gw_flow_filter_fill. */
+static double filter_fill(void)
+{
+	uint64_t set = 0, all = 0;
+	for (int i = 0; i < vm_dp.nw; i++) {
+		const struct vm_fp *fp = &vm_dp.w[i]->fp;
+		for (uint32_t j = 0; j < 1u << fp->bits_log2; j++)
+			set += __builtin_popcountll(__atomic_load_n(&fp->bits[j].half[0], __ATOMIC_RELAXED) |
+						    __atomic_load_n(&fp->bits[j].half[1], __ATOMIC_RELAXED));
+		all += 64ULL << fp->bits_log2;
+	}
+	return all ? (double)set / (double)all : 0;
 }
 
 static int tel_stats(const char *cmd, const char *params, struct rte_tel_data *d)
@@ -346,6 +373,7 @@ static int tel_status(const char *cmd, const char *params, struct rte_tel_data *
 	rte_tel_data_add_dict_u64(d, "generation", atomic_load(&vm_dp.gen));
 	rte_tel_data_add_dict_u64(d, "flows_capacity", (uint64_t)A.flows_per_worker * vm_dp.nw);
 	rte_tel_data_add_dict_u64(d, "flows_retired", flows_retired());
+	rte_tel_data_add_dict_u64(d, "flow_filter_rebuilds", filter_rebuilds());
 	return 0;
 }
 
@@ -542,6 +570,13 @@ static void gw_metrics(void *arg, FILE *out)
 	fprintf(out, "# HELP veilmesh_gw_flows_retired_total Closed or reset flows removed by the sweep.\n"
 		     "# TYPE veilmesh_gw_flows_retired_total counter\nveilmesh_gw_flows_retired_total %llu\n",
 		(unsigned long long)flows_retired());
+	fprintf(out, "# HELP veilmesh_gw_flow_filter_fill Share of the flow tables' filter bits set (either half); "
+		     "its square is about the share of unknown tuples looked for past their first slot.\n"
+		     "# TYPE veilmesh_gw_flow_filter_fill gauge\nveilmesh_gw_flow_filter_fill %.6f\n",
+		filter_fill());
+	fprintf(out, "# HELP veilmesh_gw_flow_filter_rebuilds_total Halves of the flow tables' filters rebuilt by the sweep.\n"
+		     "# TYPE veilmesh_gw_flow_filter_rebuilds_total counter\nveilmesh_gw_flow_filter_rebuilds_total %llu\n",
+		(unsigned long long)filter_rebuilds());
 	fprintf(out, "# HELP veilmesh_gw_routes Routes configured.\n# TYPE veilmesh_gw_routes gauge\nveilmesh_gw_routes %d\n",
 		A.cfg.nroutes);
 	fprintf(out, "# HELP veilmesh_gw_cookie_rotations_total Cookie key rotations since start.\n"

@@ -165,13 +165,26 @@ VM_INLINE void vm_flow_key_tuple(const struct flow_tuple *t, const struct flow_s
  * which may coincide: a Bloom filter of two hashes, blocked to a word).  A multiplicative mix of the key's three
  * words, unkeyed: a flow whose bits others' cover only costs its lookup.
  * The index takes the hash's top bits, the positions its lowest twelve. */
+VM_INLINE __u32 vm_flow_bits_hash(const struct flow_key *k)
+{
+	return (k->client_word * 0x9E3779B1u) ^ (k->vip_word * 0x85EBCA77u) ^
+	       (((__u32)k->client_port_be | (__u32)k->vip_port_be << 16) * 0xC2B2AE3Du);
+}
+
+/* A filter of 2^idx_bits entries (idx_bits at most VM_FLOW_BITS_IDX_MAX,
+ * so the index and the positions take different bits of the hash). */
+#define VM_FLOW_BITS_IDX_MAX 20
+VM_INLINE void vm_flow_bits_at_n(const struct flow_key *k, __u32 idx_bits, __u32 *idx, __u64 *bits)
+{
+	__u32 h = vm_flow_bits_hash(k);
+
+	*idx = h >> (32 - idx_bits);
+	*bits = 1ULL << (h & 63) | 1ULL << ((h >> 6) & 63);
+}
+
 VM_INLINE void vm_flow_bits_at(const struct flow_key *k, __u32 *idx, __u64 *bits)
 {
-	__u32 h = (k->client_word * 0x9E3779B1u) ^ (k->vip_word * 0x85EBCA77u) ^
-		  (((__u32)k->client_port_be | (__u32)k->vip_port_be << 16) * 0xC2B2AE3Du);
-
-	*idx = h >> (32 - VM_FLOW_BITS_IDX_BITS);
-	*bits = 1ULL << (h & 63) | 1ULL << ((h >> 6) & 63);
+	vm_flow_bits_at_n(k, VM_FLOW_BITS_IDX_BITS, idx, bits);
 }
 
 /* Whether one half's word w holds every bit of mask bits. */
