@@ -22,6 +22,7 @@
 #include "veil.h"
 #include "veil/hello.h"
 #include "veil/pkt.h"     /* VM_ETH_HLEN, VM_IPPROTO_TCP (vm_fp_hint_ahead) */
+#include "veil/flowkey.h" /* vm_flow_bits_at_n (vm_fp_bits_prefetch) */
 
 #define VM_FP_MAX_ROUTES 65536
 #define VM_FP_MAX_NEIGH  64
@@ -287,6 +288,17 @@ static inline int vm_fp_hint_ahead(const struct vm_fp *fp, int ret, const uint8_
 	}
 	vm_fp_flow_prefetch(fp, h->hash);
 	return 0;
+}
+/* The flow filter's line of a hinted key on its way to the cache: wanted
+ * when the key's first slot is not its flow (an ACK flood's unknown
+ * tuples), not by an established packet found there. */
+static inline void vm_fp_bits_prefetch(const struct vm_fp *fp, const struct vm_fp_hint *h)
+{
+	__u32 i;
+	__u64 m;
+
+	vm_flow_bits_at_n(&h->key, fp->bits_log2, &i, &m);
+	__builtin_prefetch(&fp->bits[i], 0, 3);
 }
 enum vm_fp_verdict vm_fp_ingress_hint(struct vm_fp *fp, uint16_t in_port, uint8_t **pkt, uint32_t *len,
 				      uint64_t tai_ns, uint16_t *out_port, const struct vm_fp_hint *hint);
