@@ -160,11 +160,13 @@ VM_INLINE void vm_flow_key_tuple(const struct flow_tuple *t, const struct flow_s
 	vm_flow_key_make(t->family, t->client, t->vip, t->client_port_be, t->vip_port_be, s, k);
 }
 
-/* Where a flow key's bits lie in flow_bits (wire.h): entry *idx, and in
- * each half the two bits of mask *bits (two positions in the same word,
- * which may coincide: a Bloom filter of two hashes, blocked to a word).  A multiplicative mix of the key's three
- * words, unkeyed: a flow whose bits others' cover only costs its lookup.
- * The index takes the hash's top bits, the positions its lowest twelve. */
+/* Where a flow key's bits lie in a flow filter (flow_bits, wire.h; the
+ * DPDK worker's, struct vm_fp): entry *idx, and in each half the two bits
+ * of mask *bits (two positions in the same word, which may coincide: a
+ * Bloom filter of two hashes, blocked to a word).  The hash is a
+ * multiplicative mix of the key's three words, unkeyed: a flow whose bits
+ * others' cover only costs its lookup.  The index takes its top bits, the
+ * positions its lowest twelve. */
 VM_INLINE __u32 vm_flow_bits_hash(const struct flow_key *k)
 {
 	return (k->client_word * 0x9E3779B1u) ^ (k->vip_word * 0x85EBCA77u) ^

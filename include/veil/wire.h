@@ -238,10 +238,10 @@ _Static_assert(sizeof(struct flow_val) == 144, "flows' value size: a pinned map 
  * of one word per flow key (vm_flow_bits_at), in two halves kept side by
  * side (one cache line serves both): gw_ingress and gw_asm set a new
  * flow's bits in both, and gw_ingress looks a packet's flow up only when
- * either half holds both its bits.  Bits only accumulate as flows go, so veil-gw's sweep
- * rebuilds one half a pass (cleared, then the bits of every flow the map
- * holds; the other half covers the flows meanwhile), and the loader sets
- * every bit (nothing filtered) until it has.  A flood of ACKs on unknown
+ * either half holds both its bits.  Bits only accumulate as flows go, so
+ * veil-gw's sweep rebuilds one half a pass (cleared, then the bits of
+ * every flow the map holds; the other half covers the flows meanwhile),
+ * and the loader sets every bit (nothing filtered) until it has.  A flood of ACKs on unknown
  * tuples then costs a line of this map instead of a cold bucket of the
  * flows map each. */
 #define VM_FLOW_BITS_IDX_BITS 15
