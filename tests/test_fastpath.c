@@ -1293,11 +1293,11 @@ static void fp_flow_filter(void)
 	uint32_t dropped = 0;
 	for (uint32_t i = 0; i < FP.flows_cap && dropped < 100; i++) {
 		struct vm_fp_flow *f = &FP.flows[i];
-		struct flow_tuple t = { .family = f->val.family, .client_port_be = f->s.key.client_port_be,
-					.vip_port_be = f->s.key.vip_port_be };
-		memcpy(t.client, f->val.client, 16);
-		memcpy(t.vip, f->val.vip, 16);
-		dropped += f->s.used && !vm_fp_flow_drop(&FP, &t);
+		struct flow_tuple tu = { .family = f->val.family, .client_port_be = f->s.key.client_port_be,
+					 .vip_port_be = f->s.key.vip_port_be };
+		memcpy(tu.client, f->val.client, 16);
+		memcpy(tu.vip, f->val.vip, 16);
+		dropped += f->s.used && !vm_fp_flow_drop(&FP, &tu);
 	}
 	uint32_t stale = fp_stale(&FP);
 	for (int j = 0; j < 2; j++)
