@@ -385,8 +385,8 @@ void vm_flow_bits_clear(struct flow_bits_val *b, int half)
 {
 	bits_fill(b, half, 0);
 	/* before the walk that refills it: a program that set a new flow's
-	 * bit just before the clear overwrote it has put the flow in the map
-	 * by then (microseconds after its bit), so the walk finds it */
+	 * bits just before the clear overwrote them has put the flow in the
+	 * map by then (microseconds after its bits), so the walk finds it */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	usleep(VM_FLOW_BITS_SETTLE_US);
 }

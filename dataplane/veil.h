@@ -165,13 +165,13 @@ struct vm_gw {
 
 /* The flows map's filter (flow_bits, include/veil/wire.h), as mapped by
  * vm_gw_load / vm_gw_attach (which set every bit: nothing filtered).
- * Clears one half; sets a key's bit in one half; and both halves rebuilt
+ * Clears one half; sets a key's bits in one half; and both halves rebuilt
  * in turn from what the flows map at flows_fd holds (the tools and tests:
  * veil-gw rebuilds a half per sweep pass).  Each safe while the programs
  * run: a half being rebuilt is covered by the other, and a flow made
- * meanwhile sets its bit in both.
+ * meanwhile sets its bits in both.
  * The clear waits VM_FLOW_BITS_SETTLE_US after it, for the walk that
- * refills the half: a program that set a new flow's bit just before the
+ * refills the half: a program that set a new flow's bits just before the
  * clear overwrote it has put the flow in the map by then, so the walk
  * finds it.  Without the wait a flow could be missing from the half being
  * cleared and, at the next pass, from the other one for a walk's length. */
