@@ -148,8 +148,7 @@ struct vm_fp {
 	struct flow_bits_val *bits;
 	uint32_t bits_log2;               /* 2^bits_log2 entries: a quarter of flows_cap, 1024 to 2^20 */
 	uint32_t bits_clear_at;           /* entries of the half being rebuilt cleared so far */
-	uint32_t bits_half;               /* the half this pass rebuilds */
-	uint64_t bits_rebuilt;            /* halves rebuilt */
+	uint64_t bits_rebuilt;            /* halves rebuilt; the one this pass rebuilds: its low bit */
 };
 
 int vm_fp_init(struct vm_fp *fp, uint32_t flows_cap);

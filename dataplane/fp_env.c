@@ -349,11 +349,11 @@ uint32_t vm_fp_sweep(struct vm_fp *fp, uint64_t now_ns, uint32_t n)
 	/* the half this pass rebuilds is cleared first, a share a call: an
 	 * entry holds four slots' bits, so 4n entries are as many lines as n
 	 * slots' first ones */
-	uint32_t nbits = 1u << fp->bits_log2, clear = 4 * n;
+	uint32_t nbits = 1u << fp->bits_log2, clear = 4 * n, half = fp->bits_rebuilt & 1;
 	if (fp->bits_clear_at < nbits) {
 		uint32_t end = nbits - fp->bits_clear_at > clear ? fp->bits_clear_at + clear : nbits;
 		for (uint32_t j = fp->bits_clear_at; j < end; j++)
-			fp->bits[j].half[fp->bits_half] = 0;
+			fp->bits[j].half[half] = 0;
 		fp->bits_clear_at = end;
 		if (end < nbits)
 			return 0;   /* no slot looked at before its bits can go in */
@@ -374,13 +374,12 @@ uint32_t vm_fp_sweep(struct vm_fp *fp, uint64_t now_ns, uint32_t n)
 			}
 			if (f->s.used) {
 				__u64 m;
-				bits_of(fp, &f->s.key, &m)->half[fp->bits_half] |= m;
+				bits_of(fp, &f->s.key, &m)->half[half] |= m;
 			}
 		}
 		if (!fp->sweep_at) {
 			/* a pass done: its half holds every flow; the other's turn */
 			fp->bits_rebuilt++;
-			fp->bits_half ^= 1;
 			fp->bits_clear_at = 0;
 			break;   /* the next call clears it before it looks further */
 		}
