@@ -324,10 +324,7 @@ static void gw_metrics(void *arg, FILE *out)
 		/* the filter in front of the flows map: how full its union is
 		 * says how many unknown tuples still reach the map (about its
 		 * square: two bits a key) */
-		__u64 set = 0;
-		for (__u32 i = 0; i < VM_FLOW_BITS_ENTRIES; i++)
-			set += __builtin_popcountll(__atomic_load_n(&st->g.bits[i].half[0], __ATOMIC_RELAXED) |
-						    __atomic_load_n(&st->g.bits[i].half[1], __ATOMIC_RELAXED));
+		__u64 set = vm_flow_bits_set_count(st->g.bits, VM_FLOW_BITS_ENTRIES);
 		fprintf(out, "# HELP veilmesh_gw_flow_filter_fill Share of the flows map's filter bits set (either half); "
 			     "its square is about the share of unknown tuples still looked up.\n"
 			     "# TYPE veilmesh_gw_flow_filter_fill gauge\nveilmesh_gw_flow_filter_fill %.6f\n",

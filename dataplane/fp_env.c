@@ -242,7 +242,7 @@ static inline int flow_maybe(const struct vm_fp *fp, const struct flow_key *k)
 	__u64 m;
 	const struct flow_bits_val *b = bits_of(fp, k, &m);
 
-	return vm_flow_bits_has(b->half[0], m) | vm_flow_bits_has(b->half[1], m);
+	return vm_flow_bits_either(b, m);
 }
 
 /* The flow of key k (hashed to h): its first slot, then, if the filter

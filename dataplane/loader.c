@@ -400,6 +400,16 @@ void vm_flow_bits_add(struct flow_bits_val *b, int half, const struct flow_key *
 	__atomic_fetch_or(&b[i].half[half & 1], bits, __ATOMIC_RELAXED);
 }
 
+__u64 vm_flow_bits_set_count(const struct flow_bits_val *b, __u32 n)
+{
+	__u64 set = 0;
+
+	for (__u32 i = 0; i < n; i++)
+		set += __builtin_popcountll(__atomic_load_n(&b[i].half[0], __ATOMIC_RELAXED) |
+					    __atomic_load_n(&b[i].half[1], __ATOMIC_RELAXED));
+	return set;
+}
+
 int vm_flow_bits_rebuild(struct flow_bits_val *b, int flows_fd)
 {
 	struct flow_key k, next;

@@ -179,6 +179,9 @@ struct vm_gw {
 void vm_flow_bits_clear(struct flow_bits_val *b, int half);
 void vm_flow_bits_add(struct flow_bits_val *b, int half, const struct flow_key *k);
 int vm_flow_bits_rebuild(struct flow_bits_val *b, int flows_fd);
+/* Bits set in either half of a filter's n entries (read while the
+ * programs or a worker write it): the fill gauges' count. */
+__u64 vm_flow_bits_set_count(const struct flow_bits_val *b, __u32 n);
 
 /* Removes, with a log line saying what changed, each map pinned for obj
  * (opened, not loaded) whose type, key, value, size or flags the object's

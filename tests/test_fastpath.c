@@ -1161,7 +1161,7 @@ static uint32_t fp_uncovered(const struct vm_fp *fp)
 		if (!fp->flows[i].s.used)
 			continue;
 		vm_flow_bits_at_n(&fp->flows[i].s.key, fp->bits_log2, &at, &m);
-		n += !vm_flow_bits_has(fp->bits[at].half[0], m) && !vm_flow_bits_has(fp->bits[at].half[1], m);
+		n += !vm_flow_bits_either(&fp->bits[at], m);
 	}
 	return n;
 }

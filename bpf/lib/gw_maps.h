@@ -88,7 +88,7 @@ VM_INLINE int gw_flow_maybe(const struct flow_key *k)
 	__u64 bits;
 	struct flow_bits_val *b = gw_flow_bits_of(k, &bits);
 
-	return !b || (vm_flow_bits_has(b->half[0], bits) | vm_flow_bits_has(b->half[1], bits));
+	return !b || vm_flow_bits_either(b, bits);
 }
 
 /* A new flow of key k: its bits in both halves. */

@@ -312,9 +312,7 @@ static double filter_fill(void)
 	uint64_t set = 0, all = 0;
 	for (int i = 0; i < vm_dp.nw; i++) {
 		const struct vm_fp *fp = &vm_dp.w[i]->fp;
-		for (uint32_t j = 0; j < 1u << fp->bits_log2; j++)
-			set += __builtin_popcountll(__atomic_load_n(&fp->bits[j].half[0], __ATOMIC_RELAXED) |
-						    __atomic_load_n(&fp->bits[j].half[1], __ATOMIC_RELAXED));
+		set += vm_flow_bits_set_count(fp->bits, 1u << fp->bits_log2);
 		all += 64ULL << fp->bits_log2;
 	}
 	return all ? (double)set / (double)all : 0;

@@ -195,6 +195,13 @@ VM_INLINE int vm_flow_bits_has(__u64 w, __u64 bits)
 	return (w & bits) == bits;
 }
 
+/* Whether either half of entry b holds every bit of mask bits: 0 when no
+ * flow whose key has them can be in the table behind the filter. */
+VM_INLINE int vm_flow_bits_either(const struct flow_bits_val *b, __u64 bits)
+{
+	return vm_flow_bits_has(b->half[0], bits) | vm_flow_bits_has(b->half[1], bits);
+}
+
 /* The node's conn_rev key of a connection as its VM sees it (addresses
  * 16 bytes, IPv4 mapped, 4-byte aligned): the VM's address in the place
  * of the VIP, the client's folded under the node's conn_seed as in the
