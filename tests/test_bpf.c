@@ -2014,11 +2014,41 @@ static int bits_of(uint16_t sport)
 	return vm_flow_bits_has(G.bits[i].half[0], bits) | vm_flow_bits_has(G.bits[i].half[1], bits) << 1;
 }
 
-/* The filter in front of the flows map (flow_bits): a packet is looked up
- * only when its key's bit is set in either half.  A flow made by the
- * programs sets its bit in both; one written behind their back is not
- * found until a rebuild puts its bit in; a half cleared for its rebuild
- * leaves the other covering every flow. */
+/* n runs of packet d through gw_ingress; how many were forwarded. */
+static int gw_repeat(struct t_pkt *d, int n)
+{
+	uint8_t in[1024];
+	struct run r;
+	struct gw_stats b = gw_now();
+
+	for (int i = 0; i < n; i++)
+		xdp_run(GW_ING, in, t_build(d, in), &r);
+	return (int)(gw_now().fwd_established - b.fwd_established);
+}
+
+/* An ACK flood of n spoofed tuples (client ports from port on, wrong
+ * cookies): each one a flow lookup that finds nothing.  How many were
+ * counted bad_cookie. */
+static int ack_flood(uint16_t port, int n)
+{
+	uint8_t in[1024];
+	struct run r;
+	struct gw_stats b = gw_now();
+
+	for (int i = 0; i < n; i++) {
+		struct t_pkt a = client_pkt(0, (uint16_t)(port + i), 8800000 + i, 12345, T_ACK);
+		xdp_run(GW_ING, in, t_build(&a, in), &r);
+	}
+	return (int)(gw_now().bad_cookie - b.bad_cookie);
+}
+
+/* The filter in front of the flows map (flow_bits): under an ACK flood
+ * (VM_FLOW_GATE_*: a window of the CPU's lookups of which a quarter
+ * found nothing) a packet is looked up only when its key's bits are set
+ * in either half; otherwise every packet is looked up at once.  A flow
+ * made by the programs sets its bits in both; one written behind their
+ * back is not found under a flood until a rebuild puts its bits in; a half
+ * cleared for its rebuild leaves the other covering every flow. */
 static void flow_filter(void)
 {
 	uint8_t in[1024];
@@ -2028,7 +2058,9 @@ static void flow_filter(void)
 	struct flow_key k;
 	struct flow_val v;
 	uint16_t hidden = 0;
+	cpu_set_t was;
 
+	CHECK(!cpu_keep(&was), "kept on one CPU (the gate is per CPU)");
 	CHECK(G.bits && !vm_flow_bits_rebuild(G.bits, fd), "rebuilt from the flows map");
 	cookie = handshake(0, 40060, isn, &gw_ts);
 	xdp_run(GW_ING, in, hello_pkt(0, 40060, isn, cookie, gw_ts, hello_curl, hello_curl_len, in), &r);
@@ -2062,7 +2094,13 @@ static void flow_filter(void)
 	flow_key_of(0, hidden, &k);
 	vm_flow_bits_at(&k, &at, &mask);
 	CHECK(!bpf_map_update_elem(fd, &k, &v, BPF_NOEXIST), "a flow written for port %u", hidden);
+	/* no flood: two windows of found flows, and the filter is not looked
+	 * at, so even the hidden flow is found */
+	CHECK(gw_repeat(&d, 2 * VM_FLOW_GATE_WINDOW) == 2 * VM_FLOW_GATE_WINDOW, "a window of established packets");
 	d.sport = hidden;
+	CHECK(gw_repeat(&d, 1) == 1, "no flood: the filter not looked at, the hidden flow found");
+	/* a flood of two windows turns the filter on */
+	CHECK(ack_flood(42000, 2 * VM_FLOW_GATE_WINDOW) == 2 * VM_FLOW_GATE_WINDOW, "two windows of a flood, bad cookies");
 	b = gw_now();
 	xdp_run(GW_ING, in, t_build(&d, in), &r);
 	CHECK(gw_now().fwd_established == b.fwd_established, "its bits clear: not found, not forwarded (%u)", r.verdict);
@@ -2083,6 +2121,15 @@ static void flow_filter(void)
 	/* a flow gone leaves the filter with the rebuild of both halves */
 	CHECK(!bpf_map_delete_elem(fd, &k), "the flow removed");
 	CHECK(!vm_flow_bits_rebuild(G.bits, fd) && !bits_of(hidden), "its bit gone after a rebuild: %d", bits_of(hidden));
+	/* a flood that stops: one window of found flows turns the filter off */
+	CHECK(!bpf_map_update_elem(fd, &k, &v, BPF_NOEXIST) && !bits_of(hidden), "the hidden flow again");
+	CHECK(gw_repeat(&d, 1) == 0, "under the flood it is not found");
+	d.sport = 40060;
+	CHECK(gw_repeat(&d, 2 * VM_FLOW_GATE_WINDOW) == 2 * VM_FLOW_GATE_WINDOW, "two windows of established packets");
+	d.sport = hidden;
+	CHECK(gw_repeat(&d, 1) == 1, "the flood over: found at once");
+	CHECK(!bpf_map_delete_elem(fd, &k), "the flow removed");
+	sched_setaffinity(0, sizeof(was), &was);
 }
 
 static void reassembly_out_of_order_records_v6(void)

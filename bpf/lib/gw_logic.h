@@ -44,7 +44,16 @@ struct gw_nh_copy {
 	__u32 gen;                /* next_hops_gen when taken; 0: empty */
 };
 
+/* Whether this CPU's flow lookups look at flow_bits first (gw_ingress's
+ * vm_env_flow_get; VM_FLOW_GATE_* in include/veil/wire.h). */
+struct gw_flow_gate {
+	__u16 seen;               /* lookups in this window */
+	__u16 missed;             /* of them, no flow found (or the filter said none) */
+	__u32 on;                 /* the filter is looked at in this window */
+};
+
 struct gw_scratch {
+	struct gw_flow_gate gate;
 	struct gw_clock clock;
 	struct gw_vip_copy vipc[GW_VIP_CACHE];
 	struct gw_nh_copy nhc[GW_NH_CACHE];

@@ -237,18 +237,31 @@ _Static_assert(sizeof(struct flow_val) == 144, "flows' value size: a pinned map 
 /* flow_bits: the gateway's filter in front of the flows map.  Two bits
  * of one word per flow key (vm_flow_bits_at), in two halves kept side by
  * side (one cache line serves both): gw_ingress and gw_asm set a new
- * flow's bits in both, and gw_ingress looks a packet's flow up only when
- * either half holds both its bits.  Bits only accumulate as flows go, so
- * veil-gw's sweep rebuilds one half a pass (cleared, then the bits of
- * every flow the map holds; the other half covers the flows meanwhile),
- * and the loader sets every bit (nothing filtered) until it has.  A flood of ACKs on unknown
- * tuples then costs a line of this map instead of a cold bucket of the
- * flows map each. */
+ * flow's bits in both, and under a flood (below) gw_ingress looks a
+ * packet's flow up only when either half holds both its bits.  Bits only
+ * accumulate as flows go, so veil-gw's sweep rebuilds one half a pass
+ * (cleared, then the bits of every flow the map holds; the other half
+ * covers the flows meanwhile), and the loader sets every bit (nothing
+ * filtered) until it has.  A flood of ACKs on unknown tuples then costs a
+ * line of this map instead of a cold bucket of the flows map each. */
 #define VM_FLOW_BITS_IDX_BITS 15
 #define VM_FLOW_BITS_ENTRIES  (1u << VM_FLOW_BITS_IDX_BITS)   /* x 64 bits x 2 halves: 512 KB */
 struct flow_bits_val {
 	__u64 half[2];
 };
+
+/* When gw_ingress looks at flow_bits: the filter spares a lookup that
+ * finds nothing (a flood's spoofed tuple) a cold bucket of the flows map,
+ * and costs one that finds its flow a line of its own, as cold as the
+ * bucket when a gateway carries many connections.  So each CPU counts its
+ * lookups in windows of VM_FLOW_GATE_WINDOW, and looks at the filter
+ * through the window after one in which at least one lookup in
+ * VM_FLOW_GATE_MISS_SHARE found no flow (an ACK on an unknown tuple; also
+ * a handshake's last ACK or a hello before its flow is made), not
+ * otherwise.  The filter never hides a flow the map holds that the
+ * programs made, so either way a packet takes the same path. */
+#define VM_FLOW_GATE_WINDOW     64
+#define VM_FLOW_GATE_MISS_SHARE 4
 
 /* How far from flow_val.cli_nxt a client RST's sequence number may lie to
  * be forwarded: either side, as a signed 32-bit distance.  Exactly cli_nxt
