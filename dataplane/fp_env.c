@@ -16,6 +16,7 @@
 #include "veil/flowkey.h"
 #include "veil/hello.h"
 #include "veil/pkt.h"
+#include "veil/route.h"   /* vm_name_hash */
 
 /* The packet library reads Geneve options through the environment's byte
  * loader: here a bounded copy out of the frame. */
@@ -69,15 +70,6 @@ __attribute__((constructor)) static void fp_cpu_probe(void)
 	vm_fp_has_crc32 = __builtin_cpu_supports("sse4.2");
 }
 #endif
-
-static uint32_t hash_bytes(const void *k, size_t n)
-{
-	const uint8_t *p = k;
-	uint32_t h = 2166136261u;
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ p[i]) * 16777619u;
-	return h;
-}
 
 static void *heap_zalloc(size_t size, size_t align, void *arg)
 {
@@ -167,7 +159,7 @@ int vm_fp_conf_set(struct vm_fp_conf *c, const struct vm_gw_cfg *g)
 		return -1;
 	for (int i = 0; i < g->nroutes; i++) {
 		const char *nm = g->routes[i].key.name;
-		uint32_t h = hash_bytes(nm, strnlen(nm, VM_NAME_MAX)) & (cap - 1);
+		uint32_t h = (uint32_t)vm_name_hash(nm, (__u32)strnlen(nm, VM_NAME_MAX)) & (cap - 1);
 		while (t[h].key.name[0])
 			h = (h + 1) & (cap - 1);
 		t[h] = g->routes[i];
@@ -188,23 +180,29 @@ void vm_fp_conf_free(struct vm_fp_conf *c)
 	c->routes_cap = 0;
 }
 
-const struct route_val *vm_fp_conf_route(const struct vm_fp_conf *c, const char *name)
+/* The table is open addressing on the name's vm_name_hash, the routes
+ * map's key in BPF: the hello's parse makes it as it writes the name, so a
+ * hello's lookup hashes nothing more. */
+static const struct route_val *conf_route(const struct vm_fp_conf *c, const char *name, uint32_t len, uint64_t hash)
 {
 	if (!c->routes)
 		return NULL;
-	/* names are NUL-padded to VM_NAME_MAX: the bytes up to the NUL say it all */
-	uint32_t h = hash_bytes(name, strnlen(name, VM_NAME_MAX)) & (c->routes_cap - 1);
+	uint32_t h = (uint32_t)hash & (c->routes_cap - 1);
 	while (c->routes[h].key.name[0]) {
-		if (!strncmp(c->routes[h].key.name, name, VM_NAME_MAX))
+		/* names are NUL-padded to VM_NAME_MAX: the bytes up to the NUL say it all */
+		const char *k = c->routes[h].key.name;
+		if (!memcmp(k, name, len) && (len >= VM_NAME_MAX || !k[len]))
 			return &c->routes[h].val;
 		h = (h + 1) & (c->routes_cap - 1);
 	}
 	return NULL;
 }
 
-static const struct route_val *route_get(struct vm_fp *fp, const char *name)
+const struct route_val *vm_fp_conf_route(const struct vm_fp_conf *c, const char *name)
 {
-	return vm_fp_conf_route(fp->c, name);
+	uint32_t len = (uint32_t)strnlen(name, VM_NAME_MAX);
+
+	return conf_route(c, name, len, vm_name_hash(name, len));
 }
 
 #define PROBE 8
@@ -419,7 +417,7 @@ static uint32_t write_encap(struct vm_fp *fp, uint8_t *f, const struct vm_fp_nei
 /* The packet library's route lookup: the configuration's table by name. */
 static inline int vm_env_route(void *rctx, const char *name, __u32 len, __u64 hash, struct flow_val *f)
 {
-	const struct route_val *r = route_get(rctx, name);
+	const struct route_val *r = conf_route(((struct vm_fp *)rctx)->c, name, len, hash);
 	if (!r)
 		return -1;
 	f->handoff.vm_id_be = htonl(r->vm_id);
