@@ -21,6 +21,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 struct vm_gw_env {
 	struct xdp_md *ctx;
 	struct gw_scratch *s;     /* looked up on a flow miss (vm_env_secret) */
+	struct gw_stats *st;      /* this CPU's counters (the flow gate reads bad_cookie) */
 };
 
 #define VM_V_DROP XDP_DROP
@@ -92,25 +93,27 @@ VM_INLINE const struct vip_val *vm_env_vip(struct vm_gw_env *e, const struct vip
 VM_INLINE const struct flow_seed *vm_env_flow_seed(struct vm_gw_env *e) { return gw_flow_seed(); }
 
 /* The flow of key k.  Under an ACK flood (this CPU's gate on: struct
- * gw_flow_gate) unknown tuples stop at the filter; otherwise the map is
- * asked at once, sparing a found flow the filter's cold line. */
+ * gw_flow_gate, VM_FLOW_GATE_* in wire.h) unknown tuples stop at the
+ * filter; otherwise the map is asked at once, sparing a found flow (and a
+ * hello, whose flow's put reads the bucket anyway) the filter's line. */
 VM_INLINE struct flow_val *vm_env_flow_get(struct vm_gw_env *e, const struct flow_key *k)
 {
 	__u32 zero = 0;
 	struct gw_scratch *s = e->s ? e->s : bpf_map_lookup_elem(&gw_scratch, &zero);
-	struct flow_val *f = 0;
+	struct gw_flow_gate *g;
 
-	if (!s)
+	if (!s || !e->st)
 		return gw_flow_maybe(k) ? bpf_map_lookup_elem(&flows, k) : 0;
-	if (!s->gate.on || gw_flow_maybe(k))
-		f = bpf_map_lookup_elem(&flows, k);
-	s->gate.missed += !f;
-	if (++s->gate.seen >= VM_FLOW_GATE_WINDOW) {
-		s->gate.on = s->gate.missed * VM_FLOW_GATE_MISS_SHARE >= VM_FLOW_GATE_WINDOW;
-		s->gate.seen = 0;
-		s->gate.missed = 0;
+	g = &s->gate;
+	if (++g->seen >= VM_FLOW_GATE_WINDOW) {
+		__u64 bad = e->st->bad_cookie;
+		g->on = (bad - g->bad_at) * VM_FLOW_GATE_BAD_SHARE >= VM_FLOW_GATE_WINDOW;
+		g->bad_at = bad;
+		g->seen = 0;
 	}
-	return f;
+	if (g->on && !gw_flow_maybe(k))
+		return 0;
+	return bpf_map_lookup_elem(&flows, k);
 }
 
 VM_INLINE int vm_env_flow_put(struct vm_gw_env *e, const struct flow_key *k, const struct flow_val *v)
@@ -208,7 +211,7 @@ VM_INLINE int vm_env_to_asm(struct vm_gw_env *e, const struct vm_pkt *p, const s
 SEC("xdp")
 int gw_ingress(struct xdp_md *ctx)
 {
-	struct vm_gw_env e = { .ctx = ctx };
+	struct vm_gw_env e = { .ctx = ctx, .st = gw_stats_get() };
 
-	return vm_gw_ingress(&e, gw_stats_get());
+	return vm_gw_ingress(&e, e.st);
 }

@@ -2043,8 +2043,8 @@ static int ack_flood(uint16_t port, int n)
 }
 
 /* The filter in front of the flows map (flow_bits): under an ACK flood
- * (VM_FLOW_GATE_*: a window of the CPU's lookups of which a quarter
- * found nothing) a packet is looked up only when its key's bits are set
+ * (VM_FLOW_GATE_*: a window of the CPU's lookups after one in which a
+ * quarter of them counted bad_cookie) a packet is looked up only when its key's bits are set
  * in either half; otherwise every packet is looked up at once.  A flow
  * made by the programs sets its bits in both; one written behind their
  * back is not found under a flood until a rebuild puts its bits in; a half
@@ -2099,6 +2099,16 @@ static void flow_filter(void)
 	CHECK(gw_repeat(&d, 2 * VM_FLOW_GATE_WINDOW) == 2 * VM_FLOW_GATE_WINDOW, "a window of established packets");
 	d.sport = hidden;
 	CHECK(gw_repeat(&d, 1) == 1, "no flood: the filter not looked at, the hidden flow found");
+	/* handshakes' last ACKs find no flow either, but their cookies are
+	 * good: two windows of them leave the filter off */
+	struct gw_stats c0 = gw_now();
+	for (int i = 0; i < 2 * VM_FLOW_GATE_WINDOW; i++) {
+		uint32_t ck = handshake(0, (uint16_t)(43000 + i), 7400000, NULL);
+		struct t_pkt a = client_pkt(0, (uint16_t)(43000 + i), 7400001, ck + 1, T_ACK);
+		xdp_run(GW_ING, in, t_build(&a, in), &r);
+	}
+	CHECK(gw_now().cookie_ack == c0.cookie_ack + 2 * VM_FLOW_GATE_WINDOW, "two windows of handshake ACKs");
+	CHECK(gw_repeat(&d, 1) == 1, "after them the filter is still off: the hidden flow found");
 	/* a flood of two windows turns the filter on */
 	CHECK(ack_flood(42000, 2 * VM_FLOW_GATE_WINDOW) == 2 * VM_FLOW_GATE_WINDOW, "two windows of a flood, bad cookies");
 	b = gw_now();

@@ -253,15 +253,16 @@ struct flow_bits_val {
 /* When gw_ingress looks at flow_bits: the filter spares a lookup that
  * finds nothing (a flood's spoofed tuple) a cold bucket of the flows map,
  * and costs one that finds its flow a line of its own, as cold as the
- * bucket when a gateway carries many connections.  So each CPU counts its
- * lookups in windows of VM_FLOW_GATE_WINDOW, and looks at the filter
- * through the window after one in which at least one lookup in
- * VM_FLOW_GATE_MISS_SHARE found no flow (an ACK on an unknown tuple; also
- * a handshake's last ACK or a hello before its flow is made), not
- * otherwise.  The filter never hides a flow the map holds that the
- * programs made, so either way a packet takes the same path. */
-#define VM_FLOW_GATE_WINDOW     64
-#define VM_FLOW_GATE_MISS_SHARE 4
+ * bucket when a gateway carries many connections; a hello, whose flow's
+ * put reads the bucket anyway, pays the line for nothing.  So each CPU
+ * counts its lookups in windows of VM_FLOW_GATE_WINDOW, and looks at the
+ * filter through the window after one in which the CPU counted bad_cookie
+ * (ACKs on unknown tuples whose cookie failed: a flood) for at least one
+ * lookup in VM_FLOW_GATE_BAD_SHARE, not otherwise.  The filter never hides
+ * a flow the map holds that the programs made, so either way a packet
+ * takes the same path. */
+#define VM_FLOW_GATE_WINDOW    64
+#define VM_FLOW_GATE_BAD_SHARE 4
 
 /* How far from flow_val.cli_nxt a client RST's sequence number may lie to
  * be forwarded: either side, as a signed 32-bit distance.  Exactly cli_nxt
