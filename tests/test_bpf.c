@@ -2044,8 +2044,9 @@ static int ack_flood(uint16_t port, int n)
 
 /* The filter in front of the flows map (flow_bits): under an ACK flood
  * (VM_FLOW_GATE_*: a window of the CPU's lookups after one in which a
- * quarter of them counted bad_cookie) a packet is looked up only when its key's bits are set
- * in either half; otherwise every packet is looked up at once.  A flow
+ * quarter of them counted bad_cookie) a packet is looked up only when
+ * its key's bits are set in either half; otherwise every packet is looked
+ * up at once.  A flow
  * made by the programs sets its bits in both; one written behind their
  * back is not found under a flood until a rebuild puts its bits in; a half
  * cleared for its rebuild leaves the other covering every flow. */
@@ -2094,9 +2095,10 @@ static void flow_filter(void)
 	flow_key_of(0, hidden, &k);
 	vm_flow_bits_at(&k, &at, &mask);
 	CHECK(!bpf_map_update_elem(fd, &k, &v, BPF_NOEXIST), "a flow written for port %u", hidden);
-	/* no flood: two windows of found flows, and the filter is not looked
-	 * at, so even the hidden flow is found */
-	CHECK(gw_repeat(&d, 2 * VM_FLOW_GATE_WINDOW) == 2 * VM_FLOW_GATE_WINDOW, "a window of established packets");
+	/* no flood: two windows' worth of found flows (so one window lies
+	 * wholly within them) and the filter is not looked at, so even the
+	 * hidden flow is found */
+	CHECK(gw_repeat(&d, 2 * VM_FLOW_GATE_WINDOW) == 2 * VM_FLOW_GATE_WINDOW, "two windows of established packets");
 	d.sport = hidden;
 	CHECK(gw_repeat(&d, 1) == 1, "no flood: the filter not looked at, the hidden flow found");
 	/* handshakes' last ACKs find no flow either, but their cookies are
@@ -2109,7 +2111,7 @@ static void flow_filter(void)
 	}
 	CHECK(gw_now().cookie_ack == c0.cookie_ack + 2 * VM_FLOW_GATE_WINDOW, "two windows of handshake ACKs");
 	CHECK(gw_repeat(&d, 1) == 1, "after them the filter is still off: the hidden flow found");
-	/* a flood of two windows turns the filter on */
+	/* a flood of two windows' worth turns the filter on */
 	CHECK(ack_flood(42000, 2 * VM_FLOW_GATE_WINDOW) == 2 * VM_FLOW_GATE_WINDOW, "two windows of a flood, bad cookies");
 	b = gw_now();
 	xdp_run(GW_ING, in, t_build(&d, in), &r);
@@ -2131,7 +2133,8 @@ static void flow_filter(void)
 	/* a flow gone leaves the filter with the rebuild of both halves */
 	CHECK(!bpf_map_delete_elem(fd, &k), "the flow removed");
 	CHECK(!vm_flow_bits_rebuild(G.bits, fd) && !bits_of(hidden), "its bit gone after a rebuild: %d", bits_of(hidden));
-	/* a flood that stops: one window of found flows turns the filter off */
+	/* a flood that stops: a window of found flows (two windows' worth
+	 * sent) turns the filter off */
 	CHECK(!bpf_map_update_elem(fd, &k, &v, BPF_NOEXIST) && !bits_of(hidden), "the hidden flow again");
 	CHECK(gw_repeat(&d, 1) == 0, "under the flood it is not found");
 	d.sport = 40060;
