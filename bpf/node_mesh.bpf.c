@@ -260,7 +260,7 @@ VM_INLINE int handoff_new(struct xdp_md *ctx, const struct vm_pkt *p, const stru
 	c->mesh_sport = vm_flow_port(p->saddr, p->daddr, p->sport, p->dport);
 	c->created_ns = bpf_ktime_get_ns();
 	c->cli_nxt = c->client_isn + 1;
-	vm_cli_at(&c->cli_nxt, p->seq + p->payload_len);
+	vm_cli_at(&c->cli_nxt, vm_tcp_seg_end(p));   /* its FIN counts, as at the gateway */
 	if (p->seq - (c->client_isn + 1) >= VM_ASM_BYTES) {
 		NODE_COUNT(st, mesh_malformed);
 		return XDP_DROP;
@@ -344,7 +344,7 @@ VM_INLINE int handoff_more(struct xdp_md *ctx, const struct vm_pkt *p, const str
 		return XDP_DROP;
 	c->seg_seq[idx] = p->seq;
 	c->nseg = n + 1;
-	vm_cli_at(&c->cli_nxt, p->seq + p->payload_len);
+	vm_cli_at(&c->cli_nxt, vm_tcp_seg_end(p));   /* its FIN counts, as at the gateway */
 	NODE_COUNT(st, hello_seg_stored);
 	return XDP_DROP;
 }

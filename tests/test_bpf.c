@@ -1556,6 +1556,56 @@ static void node_vm_cache_same_bytes(void)
 	sched_setaffinity(0, sizeof(was), &was);
 }
 
+/* A hello segment of CLI4:port with FIN set (seq, data), the gateway's
+ * TSval 5000 echoed as cache_conn's hello does. */
+static size_t hello_fin_pkt(uint16_t port, uint32_t seq, uint32_t ack, const uint8_t *data, size_t n, uint8_t *out)
+{
+	static uint8_t ts[12] = { 1, 1, 8, 10, 0x11, 0x22, 0x33, 0x55, 0, 0, 0x13, 0x88 };
+	struct t_pkt p = client_pkt(0, port, seq, ack, T_ACK | T_PSH | T_FIN);
+
+	p.opts = ts;
+	p.optlen = 12;
+	p.payload = data;
+	p.plen = n;
+	return t_build(&p, out);
+}
+
+/* The node's cli_nxt counts a FIN on a hello segment, as the gateway's
+ * does (vm_tcp_seg_end): a hello sent with FIN in one segment, and one
+ * whose second segment (kept until the VM answers) carries it.  The
+ * client's RST after its FIN is at that sequence. */
+static void node_hello_fin(void)
+{
+	const uint32_t isn = 0x18000000, cookie = 0xA8000000, cut = 200;
+	struct vm_handoff ho = { .vm_id_be = htonl(1), .client_isn_be = htonl(isn), .cookie_isn_be = htonl(cookie),
+				 .gw_tsval_be = htonl(5000), .mss_be = htons(1440), .client_wscale = 10,
+				 .gw_wscale = 7, .flags = VM_HO_SACK_OK | VM_HO_TS_OK };
+	uint8_t frame[1024], mesh[1200];
+	int fd = vm_node_map_fd(&N, "conns");
+	struct flow_key k;
+	struct conn_val c;
+	struct run r;
+	size_t n;
+
+	n = hello_fin_pkt(41090, isn + 1, cookie + 1, hello_curl, hello_curl_len, frame);
+	xdp_run(NODE_MESH, mesh, mesh_wrap(frame, n, 0, &ho, mesh), &r);
+	CHECK(r.verdict == XDP_REDIRECT_ && conn_find(0, 41090, &k, &c) == 0, "a hello with FIN taken: %u", r.verdict);
+	CHECK(c.cli_nxt == isn + 1 + hello_curl_len + 1, "cli_nxt past the hello and its FIN: %d",
+	      (int)(c.cli_nxt - (isn + 1 + hello_curl_len)));
+	bpf_map_delete_elem(fd, &k);
+
+	n = hello_pkt(0, 41091, isn, cookie, 5000, hello_curl, cut, frame);
+	xdp_run(NODE_MESH, mesh, mesh_wrap(frame, n, 0, &ho, mesh), &r);
+	CHECK(r.verdict == XDP_REDIRECT_ && conn_find(0, 41091, &k, &c) == 0 && c.cli_nxt == isn + 1 + cut,
+	      "the hello's first segment: %u", r.verdict);
+	n = hello_fin_pkt(41091, isn + 1 + cut, cookie + 1, hello_curl + cut, hello_curl_len - cut, frame);
+	xdp_run(NODE_MESH, mesh, mesh_wrap(frame, n, 0, &ho, mesh), &r);
+	CHECK(conn_find(0, 41091, &k, &c) == 0 && c.nseg == 2, "its second, with FIN, kept: %u", r.verdict);
+	CHECK(c.cli_nxt == isn + 1 + hello_curl_len + 1, "cli_nxt past the second segment and its FIN: %d",
+	      (int)(c.cli_nxt - (isn + 1 + hello_curl_len)));
+	bpf_map_delete_elem(fd, &k);
+}
+
 static void sweep_forget(void *arg, const void *key, const void *val)
 {
 	vm_node_conn_rev_forget(arg, key, val);
@@ -2730,6 +2780,7 @@ int main(void)
 	RUN(truncated_to_vip_dropped);
 	RUN(return_path_to_client);
 	RUN(node_connection_v4);
+	RUN(node_hello_fin);
 	RUN(node_connection_v6);
 	RUN(node_connection_v4_same_mesh);
 	RUN(node_connection_v6_same_mesh);
