@@ -345,12 +345,13 @@ static inline uint32_t handshake(int v6, uint16_t sport, uint32_t isn, uint32_t 
 	return t_be32(r.out + 14 + l3 + 4);
 }
 
-/* The ClientHello packet after the handshake. */
-static size_t hello_pkt(int v6, uint16_t sport, uint32_t isn, uint32_t cookie, uint32_t gw_ts,
-			const uint8_t *hello, size_t hlen, uint8_t *out)
+/* A segment of the ClientHello (hello, hlen) at seq isn + 1 after the
+ * handshake, with TCP flags. */
+static size_t hello_pkt_flags(int v6, uint16_t sport, uint32_t isn, uint32_t cookie, uint32_t gw_ts,
+			      const uint8_t *hello, size_t hlen, uint8_t flags, uint8_t *out)
 {
 	static uint8_t ts[12] = { 1, 1, 8, 10 };
-	struct t_pkt p = client_pkt(v6, sport, isn + 1, cookie + 1, T_ACK | T_PSH);
+	struct t_pkt p = client_pkt(v6, sport, isn + 1, cookie + 1, flags);
 	uint32_t v = htonl(0x11223355);
 	memcpy(ts + 4, &v, 4);
 	v = htonl(gw_ts);
@@ -360,6 +361,13 @@ static size_t hello_pkt(int v6, uint16_t sport, uint32_t isn, uint32_t cookie, u
 	p.payload = hello;
 	p.plen = hlen;
 	return t_build(&p, out);
+}
+
+/* The ClientHello packet after the handshake. */
+static size_t hello_pkt(int v6, uint16_t sport, uint32_t isn, uint32_t cookie, uint32_t gw_ts,
+			const uint8_t *hello, size_t hlen, uint8_t *out)
+{
+	return hello_pkt_flags(v6, sport, isn, cookie, gw_ts, hello, hlen, T_ACK | T_PSH, out);
 }
 
 /* Wraps an inner IP packet (from a client-side frame) in Geneve from the

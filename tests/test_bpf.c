@@ -1556,20 +1556,6 @@ static void node_vm_cache_same_bytes(void)
 	sched_setaffinity(0, sizeof(was), &was);
 }
 
-/* A hello segment of CLI4:port with FIN set (seq, data), the gateway's
- * TSval 5000 echoed as cache_conn's hello does. */
-static size_t hello_fin_pkt(uint16_t port, uint32_t seq, uint32_t ack, const uint8_t *data, size_t n, uint8_t *out)
-{
-	static uint8_t ts[12] = { 1, 1, 8, 10, 0x11, 0x22, 0x33, 0x55, 0, 0, 0x13, 0x88 };
-	struct t_pkt p = client_pkt(0, port, seq, ack, T_ACK | T_PSH | T_FIN);
-
-	p.opts = ts;
-	p.optlen = 12;
-	p.payload = data;
-	p.plen = n;
-	return t_build(&p, out);
-}
-
 /* The node's cli_nxt counts a FIN on a hello segment, as the gateway's
  * does (vm_tcp_seg_end): a hello sent with FIN in one segment, and one
  * whose second segment (kept until the VM answers) carries it.  The
@@ -1587,7 +1573,7 @@ static void node_hello_fin(void)
 	struct run r;
 	size_t n;
 
-	n = hello_fin_pkt(41090, isn + 1, cookie + 1, hello_curl, hello_curl_len, frame);
+	n = hello_pkt_flags(0, 41090, isn, cookie, 5000, hello_curl, hello_curl_len, T_ACK | T_PSH | T_FIN, frame);
 	xdp_run(NODE_MESH, mesh, mesh_wrap(frame, n, 0, &ho, mesh), &r);
 	CHECK(r.verdict == XDP_REDIRECT_ && conn_find(0, 41090, &k, &c) == 0, "a hello with FIN taken: %u", r.verdict);
 	CHECK(c.cli_nxt == isn + 1 + hello_curl_len + 1, "cli_nxt past the hello and its FIN: %d",
@@ -1598,7 +1584,8 @@ static void node_hello_fin(void)
 	xdp_run(NODE_MESH, mesh, mesh_wrap(frame, n, 0, &ho, mesh), &r);
 	CHECK(r.verdict == XDP_REDIRECT_ && conn_find(0, 41091, &k, &c) == 0 && c.cli_nxt == isn + 1 + cut,
 	      "the hello's first segment: %u", r.verdict);
-	n = hello_fin_pkt(41091, isn + 1 + cut, cookie + 1, hello_curl + cut, hello_curl_len - cut, frame);
+	n = hello_pkt_flags(0, 41091, isn + cut, cookie, 5000, hello_curl + cut, hello_curl_len - cut,
+			    T_ACK | T_PSH | T_FIN, frame);
 	xdp_run(NODE_MESH, mesh, mesh_wrap(frame, n, 0, &ho, mesh), &r);
 	CHECK(conn_find(0, 41091, &k, &c) == 0 && c.nseg == 2, "its second, with FIN, kept: %u", r.verdict);
 	CHECK(c.cli_nxt == isn + 1 + hello_curl_len + 1, "cli_nxt past the second segment and its FIN: %d",
