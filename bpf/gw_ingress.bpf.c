@@ -98,20 +98,20 @@ VM_INLINE const struct flow_seed *vm_env_flow_seed(struct vm_gw_env *e) { return
  * hello, whose flow's put reads the bucket anyway) the filter's line. */
 VM_INLINE struct flow_val *vm_env_flow_get(struct vm_gw_env *e, const struct flow_key *k)
 {
-	__u32 zero = 0;
+	__u32 zero = 0, on = 1;   /* without its scratch or counters: always */
 	struct gw_scratch *s = e->s ? e->s : bpf_map_lookup_elem(&gw_scratch, &zero);
-	struct gw_flow_gate *g;
 
-	if (!s || !e->st)
-		return gw_flow_maybe(k) ? bpf_map_lookup_elem(&flows, k) : 0;
-	g = &s->gate;
-	if (++g->seen >= VM_FLOW_GATE_WINDOW) {
-		__u64 bad = e->st->bad_cookie;
-		g->on = (bad - g->bad_at) * VM_FLOW_GATE_BAD_SHARE >= VM_FLOW_GATE_WINDOW;
-		g->bad_at = bad;
-		g->seen = 0;
+	if (s && e->st) {
+		struct gw_flow_gate *g = &s->gate;
+		if (++g->seen >= VM_FLOW_GATE_WINDOW) {
+			__u64 bad = e->st->bad_cookie;
+			g->on = (bad - g->bad_at) * VM_FLOW_GATE_BAD_SHARE >= VM_FLOW_GATE_WINDOW;
+			g->bad_at = bad;
+			g->seen = 0;
+		}
+		on = g->on;
 	}
-	if (g->on && !gw_flow_maybe(k))
+	if (on && !gw_flow_maybe(k))
 		return 0;
 	return bpf_map_lookup_elem(&flows, k);
 }

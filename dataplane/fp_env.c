@@ -16,7 +16,6 @@
 #include "veil/flowkey.h"
 #include "veil/hello.h"
 #include "veil/pkt.h"
-#include "veil/route.h"   /* vm_name_hash */
 
 /* The packet library reads Geneve options through the environment's byte
  * loader: here a bounded copy out of the frame. */
@@ -159,7 +158,7 @@ int vm_fp_conf_set(struct vm_fp_conf *c, const struct vm_gw_cfg *g)
 		return -1;
 	for (int i = 0; i < g->nroutes; i++) {
 		const char *nm = g->routes[i].key.name;
-		uint32_t h = (uint32_t)vm_name_hash(nm, (__u32)strnlen(nm, VM_NAME_MAX)) & (cap - 1);
+		uint32_t h = (uint32_t)vm_route_hash(nm) & (cap - 1);
 		while (t[h].key.name[0])
 			h = (h + 1) & (cap - 1);
 		t[h] = g->routes[i];
@@ -180,7 +179,7 @@ void vm_fp_conf_free(struct vm_fp_conf *c)
 	c->routes_cap = 0;
 }
 
-/* The table is open addressing on the name's vm_name_hash, the routes
+/* The table is open addressing on the name's vm_route_hash, the routes
  * map's key in BPF: the hello's parse makes it as it writes the name, so a
  * hello's lookup hashes nothing more. */
 static const struct route_val *conf_route(const struct vm_fp_conf *c, const char *name, uint32_t len, uint64_t hash)
@@ -200,9 +199,7 @@ static const struct route_val *conf_route(const struct vm_fp_conf *c, const char
 
 const struct route_val *vm_fp_conf_route(const struct vm_fp_conf *c, const char *name)
 {
-	uint32_t len = (uint32_t)strnlen(name, VM_NAME_MAX);
-
-	return conf_route(c, name, len, vm_name_hash(name, len));
+	return conf_route(c, name, (uint32_t)strnlen(name, VM_NAME_MAX), vm_route_hash(name));
 }
 
 #define PROBE 8
