@@ -42,6 +42,10 @@
  *                                      none: 0, VM_FLOW_PUT_TAKEN if one
  *                                      came meanwhile (not replaced), or
  *                                      another negative value: full
+ *   void vm_env_flow_soon(e, const struct flow_key *)   a flow under the
+ *                                      key will likely be put soon (a hello):
+ *                                      start fetching what the put writes,
+ *                                      waiting for nothing
  *   void vm_env_flow_del(e, const struct flow_key *, struct flow_val *)
  *   struct flow_val *vm_env_flow_tmp(e)   room to build a new flow in
  *   int vm_env_tcpopts(e, const struct vm_pkt *, struct vm_tcpopts *)
@@ -421,6 +425,18 @@ VM_INLINE int vm_gw_no_flow_ready(struct vm_gw_env *e, const struct vm_pkt *p, s
 	return -1;
 }
 
+/* 1 when p's payload starts as a TLS handshake record (type, major
+ * version): a hello's first segment, as a connection's later data does by
+ * a chance of 1 in 2^16. */
+VM_INLINE int vm_gw_opens_handshake(const struct vm_pkt *p, const void *data, const void *data_end)
+{
+	const __u8 *pl = (const __u8 *)data + (p->l4_off & VM_L4_OFF_MASK) + (p->tcp_len & VM_TCP_HLEN_MASK);
+
+	if (!p->payload_len || (const void *)(pl + 2) > data_end)
+		return 0;
+	return pl[0] == VM_TLS_CT_HANDSHAKE && pl[1] == VM_TLS_VERSION_MAJOR;
+}
+
 /* Whether p, an ACK on flow f's tuple, has the shape of a new handshake's
  * ACK on a reused tuple rather than of f's connection's segment (the
  * cookie then decides, vm_gw_ingress):
@@ -442,7 +458,6 @@ VM_INLINE int vm_gw_seq_foreign(const struct flow_val *f, const struct vm_pkt *p
 				const void *data_end)
 {
 	__u32 d = p->seq - f->cli_nxt;
-	const __u8 *pl;
 
 	if (!f->cli_nxt)
 		return 0;
@@ -450,10 +465,7 @@ VM_INLINE int vm_gw_seq_foreign(const struct flow_val *f, const struct vm_pkt *p
 		return 0;
 	if (!p->payload_len)
 		return 1;
-	pl = (const __u8 *)data + (p->l4_off & VM_L4_OFF_MASK) + (p->tcp_len & VM_TCP_HLEN_MASK);
-	if ((const void *)(pl + 2) > data_end)
-		return 0;
-	return pl[0] == VM_TLS_CT_HANDSHAKE && pl[1] == VM_TLS_VERSION_MAJOR;
+	return vm_gw_opens_handshake(p, data, data_end);
 }
 
 VM_INLINE int vm_gw_ingress(struct vm_gw_env *e, struct gw_stats *st)
@@ -514,6 +526,11 @@ VM_INLINE int vm_gw_ingress(struct vm_gw_env *e, struct gw_stats *st)
 			return VM_V_PASS;   /* the parser saw it whole */
 		vm_flow_key_make(VM_AF_INET6, ip6->saddr, ip6->daddr, p.sport, p.dport, vm_env_flow_seed(e), &k);
 	}
+	/* A segment that opens a handshake record is most likely a hello,
+	 * whose flow is put once it is parsed: what the put will write is
+	 * asked for now (vm_env_flow_soon), its miss beside the lookup's. */
+	if (vm_gw_opens_handshake(&p, data, data_end))
+		vm_env_flow_soon(e, &k);
 	f = vm_env_flow_get(e, &k);
 	if (f && !VM_FLOW_OF(f, &p)) {
 		/* Another connection's flow under this key (IPv6 folds that
