@@ -227,7 +227,7 @@ $(BUILD)/veil-dns: controlplane/dns/veil-dns.c controlplane/dns/feed.c $(DNS_SRC
 	$(CC) $(CFLAGS) controlplane/dns/veil-dns.c controlplane/dns/feed.c $(DNS_SRCS) $(DNS_XSK_SRCS) $(LIB) $(STORE_LIB) $(LDLIBS) \
 		$(STORE_LDLIBS) -lldns -lm -lpthread -o $@
 
-$(BUILD)/veil-fpgen: tools/fpgen.c tests/testlib.h $(LIB) $(HDRS) | deps-build
+$(BUILD)/veil-fpgen: tools/fpgen.c tests/testlib.h tests/fpgen.h $(LIB) $(HDRS) | deps-build
 	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -lpcap -o $@
 
 $(BUILD)/veil-hellogen: tools/hellogen.c | deps-build
@@ -277,7 +277,7 @@ $(BUILD)/tests/fuzz_diff: tests/fuzz/fuzz_diff.c tests/bpf_env.h tests/testlib.h
 	$(CLANG) -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer -Iinclude -I$(BUILD) -Idataplane -Icontrolplane -Itests $< $(LIB) $(LDLIBS) -o $@
 
 # the equivalence test also drives the DPDK packet path (ring-backed ports)
-$(BUILD)/tests/test_fastpath: tests/test_fastpath.c tests/testlib.h tests/bpf_env.h $(BUILD)/dpdk/dp.o $(LIB) $(HDRS) | deps-build
+$(BUILD)/tests/test_fastpath: tests/test_fastpath.c tests/testlib.h tests/bpf_env.h tests/fpgen.h $(BUILD)/dpdk/dp.o $(LIB) $(HDRS) | deps-build
 	@mkdir -p $(BUILD)/tests
 	$(CC) $(CFLAGS) -Itests -Idataplane/dpdk $(DPDK_CFLAGS) $< $(BUILD)/dpdk/dp.o $(LIB) $(DPDK_LIBS) -lrte_net_ring \
 		$(LDLIBS) -o $@

@@ -34,8 +34,7 @@
 #include <openssl/crypto.h>
 
 #include "veil.h"
-#include "veil/cookie.h"
-#include "../tests/testlib.h"
+#include "../tests/fpgen.h"   /* the packets, shared with the equivalence test */
 
 static void usage(FILE *f)
 {
@@ -71,8 +70,7 @@ int main(int argc, char **argv)
 		}
 	}
 	if (!config || !kind || !out || flows < 1 || flows > 4000000 || per < 0 || payload < 1 || payload > 1400 ||
-	    offset < 0 || offset > (1L << 30) ||
-	    (strcmp(kind, "hello") && strcmp(kind, "established") && strcmp(kind, "ack"))) {
+	    offset < 0 || offset > (1L << 30) || fpgen_kind_of(kind) < 0) {
 		usage(stderr);
 		return 2;
 	}
@@ -105,7 +103,6 @@ int main(int argc, char **argv)
 	memset(master, 0, sizeof(master));
 	struct timespec ts;
 	clock_gettime(CLOCK_TAI, &ts);
-	uint32_t tnow = (uint32_t)ts.tv_sec / (c.dp.cookie_window_s ? c.dp.cookie_window_s : 64);
 
 	pcap_t *dead = pcap_open_dead(DLT_EN10MB, 65535);
 	pcap_dumper_t *d = dead ? pcap_dump_open(dead, out) : NULL;
@@ -113,53 +110,20 @@ int main(int argc, char **argv)
 		fprintf(stderr, "veil-fpgen: %s: %s\n", out, dead ? pcap_geterr(dead) : "pcap");
 		return 1;
 	}
-	struct hb h;
-	size_t hl = hb_browser(&h, name, 600);
-	uint8_t pkt[2048], data[1400];
-	memset(data, 0x17, sizeof(data));
+	static struct hb h;
+	struct fpgen g = {
+		.kind = fpgen_kind_of(kind), .key = &sec.cur,
+		.tnow = (uint32_t)ts.tv_sec / (c.dp.cookie_window_s ? c.dp.cookie_window_s : 64),
+		.smac = { 2, 0, 0, 0, 0, 1 }, .dmac = { 2, 0, 0, 0, 0, 2 }, .hello = h.b,
+		.hello_len = hb_browser(&h, name, 600),
+		.flows = flows, .per = per, .payload = payload, .offset = offset, .interleave = inter,
+	};
+	memcpy(g.vip, vip->key.addr + 12, 4);
+	uint8_t pkt[2048];
 	long written = 0;
-	int est = !strcmp(kind, "established"), flood = !strcmp(kind, "ack");
-	/* packet k of connection i: k 0 its hello, k >= 1 its (k-1)th data
-	 * segment; in turns (--interleave) or a connection at a time */
-	long npk = est ? 1 + per : 1;
-	for (long n = 0; n < flows * npk; n++) {
-		long i = inter ? n % flows : n / npk, k = inter ? n / flows : n % npk;
-		struct t_pkt p = { .v6 = 0, .dport = 443, .flags = T_ACK | T_PSH, .window = 502 };
-		/* 198.18.16-31.x, port 1024-1279: a million distinct clients */
-		uint8_t cli[4] = { 198, 18, (uint8_t)(16 + ((i >> 16) & 0x0f)), (uint8_t)i };
-		memcpy(p.smac, (uint8_t[6]){ 2, 0, 0, 0, 0, 1 }, 6);
-		memcpy(p.dmac, (uint8_t[6]){ 2, 0, 0, 0, 0, 2 }, 6);
-		memcpy(p.src, cli, 4);
-		memcpy(p.dst, vip->key.addr + 12, 4);
-		p.sport = (uint16_t)(1024 + ((i >> 8) & 0xff));
-		uint32_t isn = (uint32_t)(i * 2654435761u);
-		struct vm_cookie_in cin = { 0 };
-		struct vm_cookie_opts co = { .mss = 1460, .wscale = 7, .sack_ok = 1, .ts_ok = 0 };
-		memset(cin.saddr + 10, 0xff, 2);
-		memcpy(cin.saddr + 12, p.src, 4);
-		memset(cin.daddr + 10, 0xff, 2);
-		memcpy(cin.daddr + 12, p.dst, 4);
-		cin.sport = htons(p.sport);
-		cin.dport = htons(443);
-		cin.client_isn = isn;
-		uint32_t cookie = vm_cookie_make(&sec.cur, &cin, tnow, &co);
-		p.ack = cookie + 1;
-		if (flood) {
-			p.seq = isn + 1;
-			p.ack = (cookie ^ 0x80000000u) + 1;   /* the MAC's top bit */
-			p.flags = T_ACK;
-		} else if (k == 0) {
-			p.seq = isn + 1;
-			p.payload = h.b;
-			p.plen = hl;
-		} else {
-			p.seq = isn + 1 + hl + (uint32_t)offset + (uint32_t)(k - 1) * payload;
-			p.payload = data;
-			p.plen = payload;
-			p.flags = T_ACK;
-		}
+	for (long n = 0; n < fpgen_count(&g); n++) {
 		struct pcap_pkthdr ph = { .caplen = 0 };
-		ph.caplen = ph.len = t_build(&p, pkt);
+		ph.caplen = ph.len = fpgen_packet(&g, n, pkt);
 		pcap_dump((u_char *)d, &ph, pkt);
 		written++;
 	}
