@@ -15,7 +15,9 @@
  * held to the same rule.  With --hellos FILE (one TCP payload in hex a line,
  * as tshark prints ClientHellos from a capture: tests/dpdk.sh gives it the
  * lab's curl, openssl and veil-hellogen traffic) those hellos go through
- * all three as well, each over IPv4 and IPv6.
+ * all three as well, each over IPv4 and IPv6.  So does veil-fpgen's corpus
+ * (tests/fpgen.h, what the DPDK benchmark replays), made with this test's
+ * secret.
  *
  * What XDP passes on meets gw_asm (TC) as on the wire: hello reassembly is
  * compared too, its clones to the mesh read off the test interface.
