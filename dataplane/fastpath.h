@@ -130,7 +130,6 @@ struct vm_fp {
 	struct vm_fp_early *early_tab;
 	vm_fp_emit_fn emit;            /* NULL: a reassembled hello cannot be sent (encap_fail) */
 	void *emit_arg;
-	uint8_t hello_buf[VM_HELLO_BUF];  /* the parser's masked window: one per lcore */
 	uint32_t hello_len;               /* the last parsed hello's length (vm_hello.hello_len) */
 	uint8_t flat[2 * VM_HELLO_BUF];   /* a reassembled hello, its records joined */
 	uint8_t frame[VM_ASM_HDR + 128 + VM_ASM_SEG_MAX];
