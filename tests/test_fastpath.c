@@ -33,6 +33,7 @@
 #include "bpf_env.h"
 #include "dp.h"
 #include "fpgen.h"
+#include "veil/gw.h"   /* vm_gw_cookie_tnow */
 
 static struct vm_fp FP;
 static struct vm_fp_conf CONF;
@@ -1398,7 +1399,7 @@ static void fpgen_same(void)
 		g.first = first;
 		first += 100;
 		for (long n = 0; n < fpgen_count(&g); n++) {
-			g.tnow = (uint32_t)(tai_now() / 1000000000ULL / (GC.dp.cookie_window_s ? GC.dp.cookie_window_s : 64));
+			g.tnow = vm_gw_cookie_tnow(&GC.dp, tai_now());
 			snprintf(what, sizeof(what), "fpgen %s, packet %ld", runs[r].what, n);
 			SAME(pkt, fpgen_packet(&g, n, pkt), what);
 			total++;

@@ -34,6 +34,7 @@
 #include <openssl/crypto.h>
 
 #include "veil.h"
+#include "veil/gw.h"        /* vm_gw_cookie_tnow */
 #include "../tests/fpgen.h"   /* the packets, shared with the equivalence test */
 
 static void usage(FILE *f)
@@ -113,7 +114,7 @@ int main(int argc, char **argv)
 	static struct hb h;
 	struct fpgen g = {
 		.kind = fpgen_kind_of(kind), .key = &sec.cur,
-		.tnow = (uint32_t)ts.tv_sec / (c.dp.cookie_window_s ? c.dp.cookie_window_s : 64),
+		.tnow = vm_gw_cookie_tnow(&c.dp, (uint64_t)ts.tv_sec * VM_NS_PER_S + (uint64_t)ts.tv_nsec),
 		.smac = { 2, 0, 0, 0, 0, 1 }, .dmac = { 2, 0, 0, 0, 0, 2 }, .hello = h.b,
 		.hello_len = hb_browser(&h, name, 600),
 		.flows = flows, .per = per, .payload = payload, .offset = offset, .interleave = inter,
