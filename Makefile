@@ -236,9 +236,9 @@ $(BUILD)/veil-hellogen: tools/hellogen.c | deps-build
 $(BUILD)/veil-flood: tools/flood.c tests/testlib.h $(LIB) $(HDRS) | deps-build
 	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
-$(BUILD)/tests/mapcount: tests/mapcount.c | deps-build
+$(BUILD)/tests/mapcount: tests/mapcount.c $(LIB) $(HDRS) | deps-build
 	@mkdir -p $(BUILD)/tests
-	$(CC) $(CFLAGS) $< -lbpf -o $@
+	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
 # libFuzzer targets (clang): the parser alone with ASan/UBSan, and the
 # differential harness against the XDP program.

@@ -13,7 +13,8 @@
  * out).  Segments still to come find the flow in gw_ingress.
  *
  * Bounds (docs/reassembly.md): VM_ASM_SEGS segments and VM_ASM_BYTES bytes per
- * hello, hello_asm and asm_early are LRU maps, an entry older than
+ * hello; hello_asm is an array of VM_ASM_SLOTS slots (two may hold a given
+ * connection: bpf/lib/gw_maps.h), asm_early an LRU map; an entry older than
  * VM_ASM_TIMEOUT_NS is dropped when next touched.
  *
  * The logic is the packet library's (vm_gw_asm_in, include/veil/gw_asm.h),
@@ -42,9 +43,8 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } asm_early SEC(".maps");
 
-/* Zeroed values to create entries from, and the de-recording state. */
+/* An early segment being made, and the de-recording state. */
 struct asm_tmp {
-	struct asm_val zero;
 	struct asm_early early;
 	struct vm_asm_walk_state w;
 };
@@ -116,18 +116,17 @@ VM_INLINE int vm_env_tcpopts(struct vm_gw_env *e, const struct vm_pkt *p, struct
 
 VM_INLINE struct asm_val *vm_env_asm_get(struct vm_gw_env *e, const struct flow_key *k)
 {
-	return bpf_map_lookup_elem(&hello_asm, k);
+	return gw_asm_find(k);
 }
 
 VM_INLINE struct asm_val *vm_env_asm_new(struct vm_gw_env *e, const struct flow_key *k)
 {
-	bpf_map_update_elem(&hello_asm, k, &e->t->zero, BPF_NOEXIST);
-	return bpf_map_lookup_elem(&hello_asm, k);
+	return gw_asm_claim(k);
 }
 
 VM_INLINE void vm_env_asm_del(struct vm_gw_env *e, const struct flow_key *k, struct asm_val *a)
 {
-	bpf_map_delete_elem(&hello_asm, k);
+	gw_asm_free(k, a);
 }
 
 VM_INLINE struct asm_early *vm_env_early_get(struct vm_gw_env *e, const struct flow_key *k)

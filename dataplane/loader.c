@@ -296,6 +296,87 @@ out:
 	return err;
 }
 
+static const struct asm_val *asm_by_age;
+
+/* Newest hello first (first_ns descending). */
+static int asm_newer_first(const void *x, const void *y)
+{
+	__u64 a = asm_by_age[*(const __u32 *)x].first_ns, b = asm_by_age[*(const __u32 *)y].first_ns;
+
+	return a < b ? 1 : a > b ? -1 : 0;
+}
+
+/* gw_asm's hello_asm array: every held hello moved to the slots seed s
+ * gives it (vm_asm_slots, whose multiplier the seed holds), an IPv6 one
+ * under its new key: all read, their slots freed, then each written to a
+ * free one of its two, the newest first (so one hello's new slot never
+ * meets another's old one, and where two slots cannot hold three hellos
+ * the oldest is the one dropped, as the programs would drop it).  *lost
+ * counts those.  Returns the hellos moved, or -errno. */
+static int rekey_asm(int fd, const struct flow_seed *s, int *lost)
+{
+	struct asm_val *held = NULL, *z = NULL;
+	__u32 *from = NULL, *order = NULL, n = 0, i0, i1;
+	__u8 *taken = NULL;
+	int err = 0;
+
+	held = malloc((size_t)VM_ASM_SLOTS * sizeof(*held));
+	from = malloc(VM_ASM_SLOTS * sizeof(*from));
+	order = malloc(VM_ASM_SLOTS * sizeof(*order));
+	taken = calloc(VM_ASM_SLOTS, 1);
+	z = calloc(1, sizeof(*z));
+	if (!held || !from || !order || !taken || !z) {
+		err = -ENOMEM;
+		goto out;
+	}
+	for (__u32 i = 0; i < VM_ASM_SLOTS; i++) {
+		if (bpf_map_lookup_elem(fd, &i, &held[n])) {
+			err = -errno;
+			goto out;
+		}
+		if (held[n].owner)
+			from[n++] = i;
+	}
+	for (__u32 j = 0; j < n; j++)
+		if (bpf_map_update_elem(fd, &from[j], z, BPF_ANY)) {
+			err = -errno;
+			goto out;
+		}
+	for (__u32 j = 0; j < n; j++)
+		order[j] = j;
+	asm_by_age = held;
+	qsort(order, n, sizeof(*order), asm_newer_first);
+	for (__u32 j = 0; j < n; j++) {
+		struct asm_val *v = &held[order[j]];
+		struct flow_key nk = v->key;
+		__u64 o;
+		if (v->family == VM_AF_INET6)
+			vm_flow_key_make(VM_AF_INET6, v->client, v->vip, v->key.client_port_be, v->key.vip_port_be, s,
+					 &nk);
+		vm_asm_slots(&nk, s, &i0, &i1, &o);
+		__u32 to = !taken[i0] ? i0 : i1;
+		if (taken[to]) {
+			(*lost)++;
+			continue;
+		}
+		v->key = nk;
+		v->owner = o;
+		if (bpf_map_update_elem(fd, &to, v, BPF_ANY)) {
+			(*lost)++;
+			continue;
+		}
+		taken[to] = 1;
+	}
+	err = (int)n;
+out:
+	free(held);
+	free(from);
+	free(order);
+	free(taken);
+	free(z);
+	return err;
+}
+
 #define REKEY(fd, type, s, lost) \
 	rekey_map((fd), sizeof(type), offsetof(type, family), offsetof(type, client), offsetof(type, vip), (s), (lost))
 
@@ -339,7 +420,7 @@ static int flow_seed_init(struct vm_gw *g)
 	if ((r = REKEY(bpf_map__fd(g->as->maps.flows), struct flow_val, &s, &lost)) < 0)
 		return r;
 	moved += r;
-	if ((r = REKEY(bpf_map__fd(g->as->maps.hello_asm), struct asm_val, &s, &lost)) < 0)
+	if ((r = rekey_asm(bpf_map__fd(g->as->maps.hello_asm), &s, &lost)) < 0)
 		return r;
 	moved += r;
 	if ((r = REKEY(bpf_map__fd(g->as->maps.asm_early), struct asm_early, &s, &lost)) < 0)

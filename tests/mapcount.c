@@ -1,26 +1,22 @@
 // SPDX-License-Identifier: Apache-2.0
 /* mapcount PINNED_MAP...: prints the number of entries in each map (for the
- * flood tests: a map of 20 KB values is too big to dump as JSON). */
+ * flood tests: a map of 20 KB values is too big to dump as JSON); for
+ * gw_asm's hello_asm, an array, the slots that hold a hello (vm_map_count). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <bpf/bpf.h>
+#include "veil.h"
 
 int main(int argc, char **argv)
 {
 	for (int i = 1; i < argc; i++) {
 		int fd = bpf_obj_get(argv[i]);
-		unsigned char key[512], next[512];
-		long n = 0;
-		void *prev = NULL;
+		long n;
 		if (fd < 0) {
 			fprintf(stderr, "mapcount: %s: cannot open\n", argv[i]);
 			return 1;
 		}
-		while (!bpf_map_get_next_key(fd, prev, next)) {
-			n++;
-			__builtin_memcpy(key, next, sizeof(key));
-			prev = key;
-		}
+		n = vm_map_count(fd);
 		printf("%ld\n", n);
 	}
 	return 0;

@@ -2686,6 +2686,87 @@ static void flow_key_v4_equals_v6(void)
  * kept flows: loading the programs again moves the pinned IPv6 entries
  * under the keys the programs make now, from the tuples they hold; IPv4
  * entries and the seed itself stay. */
+/* hello_asm is an array of slots, two of which may hold a connection's
+ * hello (bpf/lib/gw_maps.h): more first segments than slots all kept, the
+ * table full at most, the newest hello completed and routed, and the VM's
+ * ACK freeing its slot. */
+static void hello_asm_slots(void)
+{
+	int afd = vm_gw_map_fd(&G, "hello_asm");
+	struct hb h;
+	static uint8_t p1[1600], p2[1600];
+	struct run r;
+	size_t n = hb_browser(&h, "www.veil.test", 1800), cut = 1360, n1, n2;
+	uint32_t isn = 0, cookie = 0, gw_ts = 0;
+	const unsigned conns = VM_ASM_SLOTS + VM_ASM_SLOTS / 2;
+	struct gw_stats b = gw_now();
+	long before = vm_map_count(afd);
+
+	CHECK(before >= 0 && before <= VM_ASM_SLOTS && vm_map_capacity(afd) == VM_ASM_SLOTS,
+	      "slots in use %ld of %ld", before, vm_map_capacity(afd));
+	for (unsigned i = 0; i < conns; i++) {
+		uint16_t port = 50000 + i;
+		isn = 900000 + i * 4099;
+		cookie = handshake(0, port, isn, &gw_ts);
+		n1 = hello_pkt(0, port, isn, cookie, gw_ts, h.b, cut, p1);
+		tc_run_on(GW_ASM, p1, n1, &r, ifidx);
+	}
+	struct gw_stats a = gw_now();
+	long held = vm_map_count(afd);
+	CHECK(a.asm_stored == b.asm_stored + conns && a.asm_full == b.asm_full,
+	      "every first segment kept: %llu of %u, %llu without a slot",
+	      (unsigned long long)(a.asm_stored - b.asm_stored), conns, (unsigned long long)(a.asm_full - b.asm_full));
+	/* 1536 hellos into 1024 slots, two choices each: most slots hold one */
+	CHECK(held > VM_ASM_SLOTS * 3 / 4 && held <= VM_ASM_SLOTS, "slots in use after the flood: %ld", held);
+	/* the newest hello (the last port's) was never the older of two: its
+	 * second segment completes it */
+	uint16_t last = 50000 + conns - 1;
+	n2 = hello_pkt(0, last, isn + cut, cookie, gw_ts, h.b + cut, n - cut, p2);
+	b = gw_now();
+	tc_run_on(GW_ASM, p2, n2, &r, ifidx);
+	a = gw_now();
+	CHECK(a.asm_routed == b.asm_routed + 1 && a.asm_sent == b.asm_sent + 2, "the newest hello routed: %llu, sent %llu",
+	      (unsigned long long)(a.asm_routed - b.asm_routed), (unsigned long long)(a.asm_sent - b.asm_sent));
+	CHECK(vm_map_count(afd) == held, "its copy held until the VM's ACK: %ld", vm_map_count(afd));
+	uint8_t rp[512];
+	xdp_run(GW_RET, rp, vm_reply_pkt(0, last, cookie + 1, isn + 1 + n, T_ACK, rp), &r);
+	CHECK(gw_now().held_released == b.held_released + 1 && vm_map_count(afd) == held - 1,
+	      "the VM's ACK frees the slot: %ld in use", vm_map_count(afd));
+	/* a first segment again, for a connection already held: the same slot */
+	b = gw_now();
+	isn = 900000 + (conns - 2) * 4099;
+	cookie = handshake(0, last - 1, isn, &gw_ts);
+	n1 = hello_pkt(0, last - 1, isn, cookie, gw_ts, h.b, cut, p1);
+	tc_run_on(GW_ASM, p1, n1, &r, ifidx);
+	CHECK(gw_now().asm_dup == b.asm_dup + 1 && vm_map_count(afd) == held - 1, "a resent first segment: %llu dup, %ld in use",
+	      (unsigned long long)(gw_now().asm_dup - b.asm_dup), vm_map_count(afd));
+	/* the loader re-keys (entries of an older fold, so a new multiplier):
+	 * every hello moves to its new slots, the newest first; that one's
+	 * second segment still completes it */
+	int sfd = vm_gw_map_fd(&G, "flow_seed");
+	struct flow_seed sd, older;
+	struct vm_gw g2 = { 0 };
+	char root[160];
+	__u32 zero = 0;
+	CHECK(!bpf_map_lookup_elem(sfd, &zero, &sd), "the seed");
+	older = sd;
+	older.fold = VM_FLOW_FOLD - 1;
+	bpf_map_update_elem(sfd, &zero, &older, BPF_ANY);
+	snprintf(root, sizeof(root), "%s/gw", pin);
+	CHECK(!vm_gw_open(&g2, root, 4096) && !vm_gw_load(&g2), "the programs loaded again");
+	vm_gw_close(&g2);
+	CHECK(!bpf_map_lookup_elem(sfd, &zero, &older) && older.mul != sd.mul, "a new multiplier");
+	long moved = vm_map_count(afd);
+	CHECK(moved > VM_ASM_SLOTS / 2 && moved <= held - 1, "hellos kept across the re-keying: %ld of %ld", moved, held - 1);
+	cookie = handshake(0, last - 1, isn, &gw_ts);
+	n2 = hello_pkt(0, last - 1, isn + cut, cookie, gw_ts, h.b + cut, n - cut, p2);
+	b = gw_now();
+	tc_run_on(GW_ASM, p2, n2, &r, ifidx);
+	a = gw_now();
+	CHECK(a.asm_routed == b.asm_routed + 1 && a.asm_sent == b.asm_sent + 2, "the newest hello found in its new slot: %llu",
+	      (unsigned long long)(a.asm_routed - b.asm_routed));
+}
+
 static void flows_rekeyed_at_load(void)
 {
 	int sfd = vm_gw_map_fd(&G, "flow_seed"), ffd = vm_gw_map_fd(&G, "flows");
@@ -2792,6 +2873,7 @@ int main(void)
 	RUN(handshake_on_live_flow);
 	RUN(handshake_on_live_flow_v6);
 	RUN(flow_key_v4_equals_v6);
+	RUN(hello_asm_slots);
 	RUN(flows_rekeyed_at_load);
 	RUN(node_rev_collision_v6);
 	RUN(node_vm_one_entry);

@@ -864,6 +864,11 @@ static size_t make_seg2(__u32 i, uint8_t *out)
 	return make_big_seg(i, out, 1);
 }
 
+static size_t make_seg1(__u32 i, uint8_t *out)
+{
+	return make_big_seg(i, out, 0);
+}
+
 static void store_seg1(__u32 i)
 {
 	static uint8_t pkt[2048];
@@ -1228,6 +1233,9 @@ int main(int argc, char **argv)
 	big_n = hb_browser(&big, "www.veil.test", 1800);
 	size_t seg1_n = make_big_seg(0, seg1, 0);
 	err |= restored("hello_1800_seg1_xdp", 0, GW_ING, seg1, seg1_n, GWC(hello_partial));
+	/* ... in gw_asm (TC): the hello's reassembly entry made, the segment
+	 * kept and ACKed, each run a new connection's ... */
+	err |= single("hello_1800_seg1_tc", 1, GW_ASM, make_seg1, NULL, GWC(asm_stored));
 	/* ... and the second in gw_asm (TC): store, reassemble, parse, route,
 	 * two segments out; the first stored beforehand, untimed */
 	if (fib && !skipped("hello_1800_seg2_tc")) {

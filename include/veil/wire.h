@@ -282,6 +282,10 @@ struct flow_bits_val {
  * is known.  Bounded: VM_ASM_SEGS segments, VM_ASM_BYTES bytes per flow, an
  * LRU of flows, and VM_ASM_TIMEOUT_NS of age. */
 #define VM_ASM_TIMEOUT_NS (5ULL * 1000000000ULL)
+/* gw_asm's hello_asm: an array of this many slots, two of which may hold a
+ * given key (vm_asm_slots, include/veil/flowkey.h); a power of two. */
+#define VM_ASM_SLOTS_BITS 10
+#define VM_ASM_SLOTS      (1u << VM_ASM_SLOTS_BITS)
 struct asm_seg {
 	__u32 off;                /* payload offset from the client's ISN + 1 */
 	__u16 len;                /* payload bytes */
@@ -302,6 +306,12 @@ struct asm_val {
 	__u32 have;               /* contiguous payload bytes from offset 0 */
 	__u32 pad;
 	__u32 routed;             /* routed: kept only to be resent until the VM ACKs it */
+	/* The slot's holder where the table is gw_asm's array (VM_ASM_SLOTS,
+	 * vm_asm_slots): 0 when free, else its key's 64-bit digest (only this
+	 * word is claimed atomically), and the key itself. */
+	__u64 owner;
+	struct flow_key key;
+	__u32 kpad;
 	struct asm_seg seg[VM_ASM_SEGS];
 	__u8 payload[VM_ASM_BYTES + VM_ASM_SEG_MAX];
 };
