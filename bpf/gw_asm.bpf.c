@@ -312,5 +312,6 @@ int gw_asm(struct __sk_buff *skb)
 		return TC_ACT_SHOT;
 	}
 	vm_flow_key_of(&p, p.family == VM_AF_INET ? 0 : gw_flow_seed(), &k);
+	gw_flow_bits_touch(&k);   /* the segment that completes a hello puts its flow */
 	return vm_gw_asm_in(&e, &p, vip, &k, cfg, sec, st);
 }

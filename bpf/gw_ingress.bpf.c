@@ -125,13 +125,7 @@ VM_INLINE struct flow_val *vm_env_flow_get(struct vm_gw_env *e, const struct flo
  * hello_first -55 to -90; a hello without a route pays ~4 ns for nothing. */
 VM_INLINE void vm_env_flow_soon(struct vm_gw_env *e, const struct flow_key *k)
 {
-	__u64 bits;
-	struct flow_bits_val *b = gw_flow_bits_of(k, &bits);
-
-	if (b) {
-		__u64 w = *(volatile __u64 *)&b->half[0];
-		asm volatile("" : : "r"(w));
-	}
+	gw_flow_bits_touch(k);
 }
 
 VM_INLINE int vm_env_flow_put(struct vm_gw_env *e, const struct flow_key *k, const struct flow_val *v)

@@ -103,6 +103,22 @@ VM_INLINE void gw_flow_bits_set(const struct flow_key *k)
 	}
 }
 
+/* Loads the filter's word that key k's new flow will set, and nothing
+ * waits for the value (the empty asm keeps the load): its miss runs beside
+ * what comes before the put rather than stalling the put's atomic OR
+ * (gw_flow_bits_set).  gw_ingress (vm_env_flow_soon, for a hello) and
+ * gw_asm (every segment it is handed). */
+VM_INLINE void gw_flow_bits_touch(const struct flow_key *k)
+{
+	__u64 bits;
+	struct flow_bits_val *b = gw_flow_bits_of(k, &bits);
+
+	if (b) {
+		__u64 w = *(volatile __u64 *)&b->half[0];
+		asm volatile("" : : "r"(w));
+	}
+}
+
 /* The seed of the flows' keys (struct flow_seed, include/veil/wire.h):
  * written once by the loader when the map is new, kept with the pinned
  * flows it keyed. */
