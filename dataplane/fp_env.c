@@ -612,9 +612,22 @@ static inline struct asm_val *vm_env_asm_get(struct vm_gw_env *e, const struct f
 	return as ? &as->a : NULL;
 }
 
+/* The entry k has, else a slot of its probe window (free, or the least
+ * recently used one, whose hello is dropped), its header made a new
+ * hello's: a reused slot kept its last holder's tuple, which gw_asm.h
+ * would take for another CPU's colliding connection (until 2026-12-05 a
+ * full table refused every new hello so: asm_table_full_same). */
 static inline struct asm_val *vm_env_asm_new(struct vm_gw_env *e, const struct flow_key *k)
 {
-	struct vm_fp_asm *as = slot_put(e->fp, e->fp->asm_tab, sizeof(*e->fp->asm_tab), VM_FP_ASM_MAX, k, NULL);
+	struct vm_fp_asm *as = slot_find(e->fp, e->fp->asm_tab, sizeof(*e->fp->asm_tab), VM_FP_ASM_MAX, k);
+
+	if (as)
+		return &as->a;
+	as = slot_put(e->fp, e->fp->asm_tab, sizeof(*e->fp->asm_tab), VM_FP_ASM_MAX, k, NULL);
+	as->a.family = 0;
+	as->a.nseg = 0;
+	as->a.have = 0;
+	as->a.routed = 0;
 	return &as->a;
 }
 

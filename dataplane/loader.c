@@ -296,12 +296,11 @@ out:
 	return err;
 }
 
-static const struct asm_val *asm_by_age;
-
-/* Newest hello first (first_ns descending). */
-static int asm_newer_first(const void *x, const void *y)
+/* Newest hello first (first_ns descending), of the hellos held[] (arg). */
+static int asm_newer_first(const void *x, const void *y, void *arg)
 {
-	__u64 a = asm_by_age[*(const __u32 *)x].first_ns, b = asm_by_age[*(const __u32 *)y].first_ns;
+	const struct asm_val *held = arg;
+	__u64 a = held[*(const __u32 *)x].first_ns, b = held[*(const __u32 *)y].first_ns;
 
 	return a < b ? 1 : a > b ? -1 : 0;
 }
@@ -344,8 +343,7 @@ static int rekey_asm(int fd, const struct flow_seed *s, int *lost)
 		}
 	for (__u32 j = 0; j < n; j++)
 		order[j] = j;
-	asm_by_age = held;
-	qsort(order, n, sizeof(*order), asm_newer_first);
+	qsort_r(order, n, sizeof(*order), asm_newer_first, held);
 	for (__u32 j = 0; j < n; j++) {
 		struct asm_val *v = &held[order[j]];
 		struct flow_key nk = v->key;

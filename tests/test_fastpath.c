@@ -669,6 +669,43 @@ static void reassembly_same(void)
 	       (unsigned long long)(W->d.tx - d0.tx));
 }
 
+/* More hellos in reassembly than the tables hold (1024: gw_asm's slots,
+ * the fast path's probed table): every first segment is kept and ACKed by
+ * all three, the oldest hellos making room (a slot reused for another
+ * connection is a new hello, never a collision), and a new connection's
+ * hello still goes through. */
+static void asm_table_full_same(void)
+{
+	static uint8_t in[2000];
+	struct hb h;
+	char what[96];
+	size_t n = hb_browser(&h, "www.veil.test", 1800), cut = 1360, pl;
+	const unsigned conns = VM_ASM_SLOTS + VM_ASM_SLOTS / 2;
+	uint32_t isn = 0, ts = 0, cookie = 0;
+	uint16_t sport = 0;
+
+	add_route("www.veil.test", "198.19.0.11");
+	struct gw_stats b0 = W->fp.st, f0 = FP.st;
+	for (unsigned i = 0; i <= conns; i++) {
+		sport = (uint16_t)(20000 + i);
+		isn = 5000000 + i * 7919;
+		cookie = both_handshake(0, sport, isn, &ts);
+		pl = hello_pkt(0, sport, isn, cookie, ts, h.b, cut, in);
+		snprintf(what, sizeof(what), "first segment of hello %u of %u", i + 1, conns + 1);
+		SAME(in, pl, what);
+	}
+	pl = hello_pkt(0, sport, isn + cut, cookie, ts, h.b + cut, n - cut, in);
+	SAME(in, pl, "the last hello's second segment");
+	struct gw_stats a = W->fp.st, f = FP.st;
+	CHECK(a.asm_stored - b0.asm_stored == conns + 1 && f.asm_stored - f0.asm_stored == conns + 1 &&
+	      a.flow_collision == b0.flow_collision && f.flow_collision == f0.flow_collision,
+	      "kept %llu / %llu of %u, collisions %llu / %llu",
+	      (unsigned long long)(a.asm_stored - b0.asm_stored), (unsigned long long)(f.asm_stored - f0.asm_stored),
+	      conns + 1, (unsigned long long)(a.flow_collision - b0.flow_collision),
+	      (unsigned long long)(f.flow_collision - f0.flow_collision));
+	CHECK(a.asm_routed - b0.asm_routed == 1 && f.asm_routed - f0.asm_routed == 1, "the last hello routed");
+}
+
 /* A connection's whole life through all three: a two-segment hello held
  * and resent when the client retransmits, released by the VM's ACK; FIN
  * both ways; the port again; RST; a refusal that waits for the whole hello
@@ -1442,6 +1479,7 @@ int main(int argc, char **argv)
 	RUN(fixtures_same);
 	RUN(other_traffic_same);
 	RUN(reassembly_same);
+	RUN(asm_table_full_same);
 	RUN(lifecycle_same);
 	RUN(sweep_same);
 	RUN(truncations_same);

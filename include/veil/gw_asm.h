@@ -15,6 +15,10 @@
  * vm_env_tcpopts, vm_env_loadctx and VM_LOAD_BYTES):
  *   __u64 vm_env_asm_ns(e)                 the clock that ages held hellos
  *   struct asm_val *vm_env_asm_get(e, k), *vm_env_asm_new(e, k)   (NULL: full)
+ *                                          new: the entry already there for k, or one
+ *                                          whose family, nseg, have and routed are 0
+ *                                          (its segments and payload need not be zero:
+ *                                          only what nseg and have cover is read)
  *   void vm_env_asm_del(e, k, struct asm_val *)
  *   struct asm_early *vm_env_early_get(e, k)
  *   void vm_env_early_del(e, k, struct asm_early *)

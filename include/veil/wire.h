@@ -279,8 +279,9 @@ struct flow_bits_val {
 /* hello_asm: a ClientHello being reassembled at the gateway (the name is
  * not in its first segment, or it spans TLS records).  Segments are kept
  * whole, headers and payload, and sent to the node unmodified once the name
- * is known.  Bounded: VM_ASM_SEGS segments, VM_ASM_BYTES bytes per flow, an
- * LRU of flows, and VM_ASM_TIMEOUT_NS of age. */
+ * is known.  Bounded: VM_ASM_SEGS segments, VM_ASM_BYTES bytes per flow,
+ * a table of VM_ASM_SLOTS hellos (gw_asm's array; the DPDK path's slots)
+ * that drops the oldest, and VM_ASM_TIMEOUT_NS of age. */
 #define VM_ASM_TIMEOUT_NS (5ULL * 1000000000ULL)
 /* gw_asm's hello_asm: an array of this many slots, two of which may hold a
  * given key (vm_asm_slots, include/veil/flowkey.h); a power of two. */
