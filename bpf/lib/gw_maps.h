@@ -163,6 +163,16 @@ VM_INLINE struct asm_val *gw_asm_slots(const struct flow_key *k, struct asm_val 
 	return *b ? a : NULL;
 }
 
+/* Which of k's two slots a and b (owner digest o) holds its hello, or NULL. */
+VM_INLINE struct asm_val *gw_asm_holder(struct asm_val *a, struct asm_val *b, __u64 o, const struct flow_key *k)
+{
+	if (a->owner == o && vm_flow_key_eq(&a->key, k))
+		return a;
+	if (b->owner == o && vm_flow_key_eq(&b->key, k))
+		return b;
+	return NULL;
+}
+
 /* Key k's hello, or NULL. */
 VM_INLINE struct asm_val *gw_asm_find(const struct flow_key *k)
 {
@@ -170,13 +180,7 @@ VM_INLINE struct asm_val *gw_asm_find(const struct flow_key *k)
 	__u64 o;
 
 	a = gw_asm_slots(k, &b, &o);
-	if (!a)
-		return NULL;
-	if (a->owner == o && vm_flow_key_eq(&a->key, k))
-		return a;
-	if (b->owner == o && vm_flow_key_eq(&b->key, k))
-		return b;
-	return NULL;
+	return a ? gw_asm_holder(a, b, o, k) : NULL;
 }
 
 /* A slot for key k: the one that holds it already (another CPU's, just
@@ -197,10 +201,8 @@ VM_INLINE struct asm_val *gw_asm_claim(const struct flow_key *k)
 	a = gw_asm_slots(k, &b, &o);
 	if (!a)
 		return NULL;
-	if (a->owner == o && vm_flow_key_eq(&a->key, k))
-		return a;
-	if (b->owner == o && vm_flow_key_eq(&b->key, k))
-		return b;
+	if ((v = gw_asm_holder(a, b, o, k)))
+		return v;
 	if (!a->owner)
 		v = a;
 	else if (!b->owner)
