@@ -221,14 +221,16 @@ VM_INLINE struct asm_val *gw_asm_claim(const struct flow_key *k)
 }
 
 /* Frees key k's slot (a, found for k), unless another key claimed it
- * since. */
+ * since (its owner word is then not k's digest). */
 VM_INLINE void gw_asm_free(const struct flow_key *k, struct asm_val *a)
 {
-	struct asm_val *b;
+	__u32 i0, i1;
 	__u64 o;
 
-	if (a && gw_asm_slots(k, &b, &o))
-		__sync_val_compare_and_swap(&a->owner, o, 0);
+	if (!a)
+		return;
+	vm_asm_slots(k, gw_flow_seed(), &i0, &i1, &o);
+	__sync_val_compare_and_swap(&a->owner, o, 0);
 }
 
 struct {
