@@ -2682,14 +2682,11 @@ static void flow_key_v4_equals_v6(void)
 	seed_put(&old);
 }
 
-/* An upgrade from an older fold (flow_seed.fold), or a new seed beside
- * kept flows: loading the programs again moves the pinned IPv6 entries
- * under the keys the programs make now, from the tuples they hold; IPv4
- * entries and the seed itself stay. */
 /* hello_asm is an array of slots, two of which may hold a connection's
  * hello (bpf/lib/gw_maps.h): more first segments than slots all kept, the
- * table full at most, the newest hello completed and routed, and the VM's
- * ACK freeing its slot. */
+ * table full at most, the newest hello completed and routed, the VM's ACK
+ * freeing its slot, and after the loader re-keys, a hello found in its new
+ * slot. */
 static void hello_asm_slots(void)
 {
 	int afd = vm_gw_map_fd(&G, "hello_asm");
@@ -2767,6 +2764,10 @@ static void hello_asm_slots(void)
 	      (unsigned long long)(a.asm_routed - b.asm_routed));
 }
 
+/* An upgrade from an older fold (flow_seed.fold), or a new seed beside
+ * kept flows: loading the programs again moves the pinned IPv6 entries
+ * under the keys the programs make now, from the tuples they hold; IPv4
+ * entries and the seed itself stay. */
 static void flows_rekeyed_at_load(void)
 {
 	int sfd = vm_gw_map_fd(&G, "flow_seed"), ffd = vm_gw_map_fd(&G, "flows");
