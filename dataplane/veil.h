@@ -290,6 +290,14 @@ extern const int vm_node_stat_count;
 /* How far apart the two looks that retire a closed or reset entry are
  * (veil-gw's and veil-node's sweep, veil-gw-dpdk's vm_fp_sweep). */
 #define VM_SWEEP_EVERY_S 5
+/* A hash map's entries by the kernel's count (Linux 6.6+; map_id: its
+ * id), read by a BPF iterator (dataplane/mapwalk.c); -1 where it cannot
+ * load. */
+long vm_walk_count(__u32 map_id);
+
+#define VM_SWEEP_KEY_MAX 64     /* bytes of a swept map's key and value at most */
+#define VM_SWEEP_VAL_MAX 1024
+#define VM_SWEEP_BATCH   8192   /* entries a batch lookup asks for */
 struct vm_sweep {
 	int fd;
 	uint32_t key_size, val_size, fin_off;   /* fin_off: the VM_FIN_* byte in the value */

@@ -2682,6 +2682,121 @@ static void flow_key_v4_equals_v6(void)
 	seed_put(&old);
 }
 
+/* The daemons' walks over a big map (dataplane/mapwalk.c, sweep.c): the
+ * entry count from the kernel's own (a BPF iterator), the same as a key
+ * walk's for each kind of hash map and after deletes; the sweep's pass in
+ * batches sees every key once while keys are deleted under it (a
+ * get_next_key walk went back to the first key each time the key it stood
+ * on was deleted), and retires what was closed on two passes. */
+struct walk_seen {
+	int fd;
+	long keys;
+};
+
+static void walk_on_key(void *arg, const void *key)
+{
+	struct walk_seen *w = arg;
+
+	/* every 7th key deleted as the pass reaches it, as the programs and
+	 * the LRU delete under a pass */
+	if (++w->keys % 7 == 0)
+		bpf_map_delete_elem(w->fd, key);
+}
+
+static void walk_key(long i, struct flow_key *k)
+{
+	memset(k, 0, sizeof(*k));
+	k->client_word = (__u32)i * 2654435761u;
+	k->vip_word = (__u32)i;
+}
+
+static long key_walk(int fd)
+{
+	uint8_t k[64], nx[64];
+	void *prev = NULL;
+	long n = 0;
+
+	while (!bpf_map_get_next_key(fd, prev, nx)) {
+		memcpy(k, nx, sizeof(k));
+		prev = k;
+		n++;
+	}
+	return n;
+}
+
+static void map_walks(void)
+{
+	const __u32 types[] = { BPF_MAP_TYPE_LRU_HASH, BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_PERCPU_HASH };
+	const long n = 20000;
+
+	for (size_t t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
+		int fd = bpf_map_create(types[t], "walk_test", sizeof(struct flow_key), sizeof(struct flow_val), 32768,
+					NULL);
+		struct bpf_map_info info = { 0 };
+		__u32 len = sizeof(info);
+		/* a per-CPU map's value: one for each possible CPU */
+		void *v = calloc(libbpf_num_possible_cpus(), (sizeof(struct flow_val) + 7) & ~7ul);
+		struct flow_key k;
+
+		CHECK(fd >= 0 && v && !bpf_obj_get_info_by_fd(fd, &info, &len), "map type %u", types[t]);
+		if (fd < 0 || !v) {
+			free(v);
+			return;
+		}
+		for (long i = 0; i < n; i++) {
+			walk_key(i, &k);
+			bpf_map_update_elem(fd, &k, v, BPF_ANY);
+		}
+		for (long i = 0; i < n; i += 3) {
+			walk_key(i, &k);
+			bpf_map_delete_elem(fd, &k);
+		}
+		free(v);
+		CHECK(vm_walk_count(info.id) == key_walk(fd) && vm_map_count(fd) == n - (n + 2) / 3,
+		      "type %u: the kernel's count %ld, vm_map_count %ld, keys %ld", types[t], vm_walk_count(info.id),
+		      vm_map_count(fd), key_walk(fd));
+		close(fd);
+	}
+
+	int fd = bpf_map_create(BPF_MAP_TYPE_LRU_HASH, "walk_sweep", sizeof(struct flow_key), sizeof(struct flow_val),
+				32768, NULL);
+	struct walk_seen w = { .fd = fd };
+	struct vm_sweep sw;
+	struct flow_val v;
+	struct flow_key k;
+	long closed = 0, left;
+
+	CHECK(fd >= 0, "sweep map");
+	if (fd < 0)
+		return;
+	memset(&v, 0, sizeof(v));
+	for (long i = 0; i < n; i++) {
+		walk_key(i, &k);
+		v.fin = i % 5 == 0 ? VM_FIN_CLIENT | VM_FIN_VM : 0;
+		bpf_map_update_elem(fd, &k, &v, BPF_ANY);
+	}
+	vm_sweep_init(&sw, fd, sizeof(struct flow_key), sizeof(struct flow_val), offsetof(struct flow_val, fin), 1);
+	sw.on_key = walk_on_key;
+	sw.arg = &w;
+	vm_sweep_run(&sw, 5000);
+	CHECK(w.keys == n, "first pass: %ld keys walked of %ld (every 7th deleted under it)", w.keys, n);
+	left = key_walk(fd);
+	CHECK(left == n - n / 7, "%ld left", left);
+	/* the closed ones the walk did not delete are retired by the second pass */
+	for (long i = 0; i < n; i++) {
+		walk_key(i, &k);
+		if (i % 5 == 0 && !bpf_map_lookup_elem(fd, &k, &v))
+			closed++;
+	}
+	w.keys = 0;
+	sw.on_key = NULL;
+	long r = vm_sweep_run(&sw, 5002);
+	CHECK(r == closed && key_walk(fd) == left - closed && vm_map_count(fd) == left - closed,
+	      "second pass retired %ld of %ld closed; %ld left", r, closed, key_walk(fd));
+	vm_sweep_free(&sw);
+	close(fd);
+}
+
 /* hello_asm is an array of slots, two of which may hold a connection's
  * hello (bpf/lib/gw_maps.h): more first segments than slots all kept, the
  * table full at most, the newest hello completed and routed, the VM's ACK
@@ -2875,6 +2990,7 @@ int main(void)
 	RUN(handshake_on_live_flow_v6);
 	RUN(flow_key_v4_equals_v6);
 	RUN(hello_asm_slots);
+	RUN(map_walks);
 	RUN(flows_rekeyed_at_load);
 	RUN(node_rev_collision_v6);
 	RUN(node_vm_one_entry);

@@ -1,0 +1,112 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * A hash map's entry count from the kernel's own (bpf/map_walk.bpf.c's
+ * iterator over the host's maps, read through the file descriptor
+ * bpf_iter_create gives): one read for every map, where counting from here
+ * takes a get_next_key call per entry (0.5 s for a full flows map, on every
+ * status request and metrics scrape).  Where the iterator cannot load (a
+ * kernel before 6.6 keeps no count; no CAP_BPF), vm_map_count walks the
+ * keys as before.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "veil.h"
+#include "map_walk.skel.h"
+
+/* map_counts' record (struct walk_count in bpf/map_walk.bpf.c) */
+struct vm_walk_count {
+	__u32 id;
+	__u32 pad;
+	__s64 n;
+};
+
+/* The process's copy of the program, loaded and attached at the first
+ * use; NULL when it could not be. */
+static struct map_walk *g_walk;
+static struct bpf_link *g_counts;
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+
+/* libbpf's messages off while a load that may fail is tried: the caller
+ * falls back quietly. */
+static int quiet(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	return 0;
+}
+
+static void walk_init(void)
+{
+	libbpf_print_fn_t old = libbpf_set_print(quiet);
+	struct map_walk *w = map_walk__open_and_load();
+
+	if (w && !(g_counts = bpf_program__attach_iter(w->progs.map_counts, NULL))) {
+		map_walk__destroy(w);
+		w = NULL;
+	}
+	g_walk = w;
+	libbpf_set_print(old);
+}
+
+/* Reads link's iterator to its end as records of rsize bytes (at most
+ * 256), handing each to fn (if any).  The records, or -1. */
+static long iter_records(struct bpf_link *link, size_t rsize, void (*fn)(void *arg, const uint8_t *rec),
+			 void *arg)
+{
+	uint8_t buf[16384];
+	size_t have = 0;
+	long n = 0;
+	int fd;
+
+	if (!link || !rsize || rsize > 256)
+		return -1;
+	fd = bpf_iter_create(bpf_link__fd(link));
+	if (fd < 0)
+		return -1;
+	for (;;) {
+		ssize_t r = read(fd, buf + have, sizeof(buf) - have);
+		size_t off = 0;
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			close(fd);
+			return r < 0 || have ? -1 : n;   /* a record cut short: not this format */
+		}
+		have += (size_t)r;
+		for (; off + rsize <= have; off += rsize, n++)
+			if (fn)
+				fn(arg, buf + off);
+		memmove(buf, buf + off, have - off);
+		have -= off;
+	}
+}
+
+struct count_find {
+	__u32 id;
+	long n;
+};
+
+static void count_rec(void *arg, const uint8_t *rec)
+{
+	struct count_find *f = arg;
+	struct vm_walk_count c;
+
+	memcpy(&c, rec, sizeof(c));
+	if (c.id == f->id)
+		f->n = c.n < 0 ? 0 : (long)c.n;
+}
+
+long vm_walk_count(__u32 map_id)
+{
+	struct count_find f = { .id = map_id, .n = -1 };
+
+	pthread_once(&g_once, walk_init);
+	if (!g_counts || iter_records(g_counts, sizeof(struct vm_walk_count), count_rec, &f) < 0)
+		return -1;
+	return f.n;
+}
