@@ -38,7 +38,7 @@ KEYS_SRCS := $(wildcard controlplane/keys/*.c)
 KEYS_OBJS := $(patsubst controlplane/keys/%.c,$(BUILD)/keys/%.o,$(KEYS_SRCS))
 KEYS_LIB := $(BUILD)/libveilkeys.a
 
-BINS := $(BUILD)/veil-agent $(BUILD)/veil-gw $(BUILD)/veil-node $(BUILD)/veilctl $(BUILD)/veil-validator $(BUILD)/veil-registry $(BUILD)/veil-attest $(BUILD)/veil-bench-micro $(BUILD)/veil-hellogen $(BUILD)/veil-flood $(BUILD)/veil-gw-dpdk $(BUILD)/veil-dpdk-baseline $(BUILD)/veil-fpgen $(BUILD)/veil-attest-bench $(BUILD)/veil-dns $(BUILD)/veil-storectl $(BUILD)/tests/store_put $(BUILD)/veil-bench-routes \
+BINS := $(BUILD)/veil-agent $(BUILD)/veil-gw $(BUILD)/veil-node $(BUILD)/veilctl $(BUILD)/veil-validator $(BUILD)/veil-registry $(BUILD)/veil-attest $(BUILD)/veil-bench-micro $(BUILD)/veil-hellogen $(BUILD)/veil-flood $(BUILD)/veil-gw-dpdk $(BUILD)/veil-dpdk-baseline $(BUILD)/veil-fpgen $(BUILD)/veil-attest-bench $(BUILD)/veil-dns $(BUILD)/veil-storectl $(BUILD)/tests/store_put $(BUILD)/veil-bench-routes $(BUILD)/veil-bench-maps \
 	$(BUILD)/veil-controller $(BUILD)/tests/ctl_agents $(BUILD)/veil-ek $(BUILD)/veil-tls-bench $(BUILD)/tests/nodereg_client
 TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 
@@ -177,6 +177,9 @@ $(BUILD)/veil-gw: controlplane/veil-gw.c controlplane/gw_store.c controlplane/gw
 $(BUILD)/tests/store_put: tests/store_put.c $(STORE_LIB) $(wildcard controlplane/store/*.h) | deps-build
 	@mkdir -p $(BUILD)/tests
 	$(CC) $(CFLAGS) $< $(STORE_LIB) $(STORE_LDLIBS) -o $@
+# the daemons' housekeeping of a big map against the key-by-key walk (make bench)
+$(BUILD)/veil-bench-maps: tools/bench_maps.c $(LIB) $(HDRS) | deps-build
+	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
 $(BUILD)/veil-bench-routes: tools/bench_routes.c $(STORE_LIB) $(LIB) $(HDRS) $(wildcard controlplane/store/*.h) | deps-build
 	$(CC) $(CFLAGS) $< $(STORE_LIB) $(LIB) $(LDLIBS) $(STORE_LDLIBS) -lm -o $@
 
@@ -324,7 +327,7 @@ MANDIR     ?= $(PREFIX)/share/man
 DOCDIR     ?= $(PREFIX)/share/doc/veilmesh
 UNITDIR    ?= $(PREFIX)/lib/systemd/system
 INSTALL_SBIN := veil-gw veil-node veil-agent veil-gw-dpdk veil-validator veil-registry veil-controller veilctl veil-dns veil-storectl
-INSTALL_BIN  := veil-hellogen veil-flood veil-fpgen veil-dpdk-baseline veil-attest-bench veil-ek veil-tls-bench veil-bench-routes
+INSTALL_BIN  := veil-hellogen veil-flood veil-fpgen veil-dpdk-baseline veil-attest-bench veil-ek veil-tls-bench veil-bench-routes veil-bench-maps
 INSTALL_MAN1 := $(wildcard docs/man/*.1)
 INSTALL_MAN  := $(wildcard docs/man/*.8)
 INSTALL_MAN5 := $(wildcard docs/man/*.5)

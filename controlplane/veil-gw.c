@@ -320,6 +320,7 @@ static void gw_metrics(void *arg, FILE *out)
 	fprintf(out, "# HELP veilmesh_gw_flows_retired_total Closed or reset flows removed by the sweep.\n"
 		     "# TYPE veilmesh_gw_flows_retired_total counter\nveilmesh_gw_flows_retired_total %llu\n",
 		(unsigned long long)st->sweep.retired);
+	vm_sweep_metrics(out, &st->sweep, "gw");
 	if (st->g.bits) {
 		/* the filter in front of the flows map: how full its union is
 		 * says how many unknown tuples still reach the map (about its

@@ -163,6 +163,7 @@ static void node_metrics(void *arg, FILE *out)
 	fprintf(out, "# HELP veilmesh_node_conns_retired_total Closed or reset connections removed by the sweep.\n"
 		     "# TYPE veilmesh_node_conns_retired_total counter\nveilmesh_node_conns_retired_total %llu\n",
 		(unsigned long long)st->sweep.retired);
+	vm_sweep_metrics(out, &st->sweep, "node");
 	fprintf(out, "# HELP veilmesh_node_connections Connections handed to this node's VMs.\n"
 		     "# TYPE veilmesh_node_connections gauge\nveilmesh_node_connections %ld\n",
 		vm_map_count(vm_node_map_fd(&st->n, "conns")));

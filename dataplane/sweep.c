@@ -63,6 +63,7 @@ struct pass {
 	uint8_t *closed, *gone;
 	size_t nclosed, cap, ngone, gcap;
 	int full;   /* out of memory: the rest of the walk is not listed */
+	uint64_t entries;
 };
 
 static void pass_key(struct pass *p, const uint8_t *key, uint8_t fin)
@@ -70,6 +71,7 @@ static void pass_key(struct pass *p, const uint8_t *key, uint8_t fin)
 	struct vm_sweep *s = p->s;
 	int was;
 
+	p->entries++;
 	if (s->on_key)
 		s->on_key(s->arg, key);
 	if (p->full || !vm_fin_retired(fin))
@@ -132,6 +134,7 @@ static void walk_keys(struct vm_sweep *s, struct pass *p)
 		if (bpf_map_lookup_elem(s->fd, key, val)) {
 			if (s->on_key)
 				s->on_key(s->arg, key);
+			p->entries++;
 			continue;
 		}
 		pass_key(p, key, val[s->fin_off]);
@@ -142,6 +145,7 @@ static void walk_keys(struct vm_sweep *s, struct pass *p)
 long vm_sweep_run(struct vm_sweep *s, time_t now)
 {
 	uint8_t val[VM_SWEEP_VAL_MAX];
+	struct timespec t0, t1;
 	struct pass p;
 	long retired = 0;
 
@@ -150,12 +154,13 @@ long vm_sweep_run(struct vm_sweep *s, time_t now)
 	if (s->last && now - s->last < (time_t)s->every)
 		return 0;
 	s->last = now;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	g_ksize = s->key_size;
 	if (s->on_pass)
 		s->on_pass(s->arg);
 	memset(&p, 0, sizeof(p));
 	p.s = s;
-	if (walk_batch(s, &p)) {
+	if (s->keys_only || walk_batch(s, &p)) {
 		/* the lists again from the start (on_key has seen some keys twice: harmless) */
 		free(p.closed);
 		free(p.gone);
@@ -181,5 +186,22 @@ long vm_sweep_run(struct vm_sweep *s, time_t now)
 	s->nseen = p.nclosed;
 	s->cap = p.cap;
 	s->retired += retired;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	s->passes++;
+	s->last_entries = p.entries;
+	s->last_s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
 	return retired;
+}
+
+void vm_sweep_metrics(FILE *out, const struct vm_sweep *s, const char *what)
+{
+	fprintf(out, "# HELP veilmesh_%s_sweep_passes_total Passes of the sweep over the table.\n"
+		     "# TYPE veilmesh_%s_sweep_passes_total counter\nveilmesh_%s_sweep_passes_total %llu\n",
+		what, what, what, (unsigned long long)s->passes);
+	fprintf(out, "# HELP veilmesh_%s_sweep_last_entries Entries the last pass walked.\n"
+		     "# TYPE veilmesh_%s_sweep_last_entries gauge\nveilmesh_%s_sweep_last_entries %llu\n",
+		what, what, what, (unsigned long long)s->last_entries);
+	fprintf(out, "# HELP veilmesh_%s_sweep_last_seconds How long the last pass took (the daemon's loop waits).\n"
+		     "# TYPE veilmesh_%s_sweep_last_seconds gauge\nveilmesh_%s_sweep_last_seconds %.6f\n",
+		what, what, what, s->last_s);
 }

@@ -306,6 +306,10 @@ struct vm_sweep {
 	void *seen;                             /* keys closed at the last pass, sorted */
 	size_t nseen, cap;
 	uint64_t retired;
+	int keys_only;                          /* walk key by key (veil-bench-maps' baseline) */
+	/* the passes so far; the last one's entries walked and duration */
+	uint64_t passes, last_entries;
+	double last_s;
 	/* called for each entry before it is deleted (e.g. to drop its reverse key) */
 	void (*on_retire)(void *arg, const void *key, const void *val);
 	/* called as a pass begins, then with every key the pass walks
@@ -320,5 +324,8 @@ int vm_sweep_init(struct vm_sweep *s, int fd, uint32_t key_size, uint32_t val_si
  * pass per `every` seconds.  Returns the entries retired. */
 long vm_sweep_run(struct vm_sweep *s, time_t now);
 void vm_sweep_free(struct vm_sweep *s);
+/* The sweep's metrics, veilmesh_<what>_sweep_*: passes, the last pass's
+ * entries and seconds. */
+void vm_sweep_metrics(FILE *out, const struct vm_sweep *s, const char *what);
 
 #endif

@@ -2779,7 +2779,9 @@ static void map_walks(void)
 	sw.on_key = walk_on_key;
 	sw.arg = &w;
 	vm_sweep_run(&sw, 5000);
-	CHECK(w.keys == n, "first pass: %ld keys walked of %ld (every 7th deleted under it)", w.keys, n);
+	CHECK(w.keys == n && sw.passes == 1 && sw.last_entries == (uint64_t)n && sw.last_s > 0,
+	      "first pass: %ld keys walked of %ld (every 7th deleted under it); metrics %llu passes, %llu entries", w.keys,
+	      n, (unsigned long long)sw.passes, (unsigned long long)sw.last_entries);
 	left = key_walk(fd);
 	CHECK(left == n - n / 7, "%ld left", left);
 	/* the closed ones the walk did not delete are retired by the second pass */

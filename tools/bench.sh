@@ -74,6 +74,16 @@ if [ "$MODE" = full ]; then RB_N=100000 RB_S=400; else RB_N=2000 RB_S=40; fi
 say "bench: routes from the store (tools/bench_routes.sh: $RB_N routes, $RB_S timed writes)"
 tools/bench_routes.sh "$RB_N" "$RB_S" "$DIR.routes.json" || bad "bench_routes failed"
 
+# ---------- the daemons' housekeeping: the sweep's pass and the entry count of a
+# full flows map, each against the key-by-key walk it replaced ----------
+if [ "$MODE" = full ]; then MB="--entries 262144 --rounds 5"; else MB="--entries 65536 --rounds 3"; fi
+say "bench: maps (veil-bench-maps $MB)"
+if ! "$BUILD/veil-bench-maps" $MB --json "$DIR.maps.json" >"$DIR.maps.txt" 2>&1; then
+	bad "veil-bench-maps: $(tail -3 "$DIR.maps.txt")"
+	rm -f "$DIR.maps.json"
+fi
+cat "$DIR.maps.txt" >&2
+
 # ---------- the lab, with routes so that proxies in the gateway reach the VMs ----------
 say "bench: lab up"
 if ! tools/lab.sh up "$ID" >"$DIR.lab.log" 2>&1; then
@@ -393,6 +403,7 @@ cat >"$OUT/latest.json" <<EOF
   "attest": $attest_json,
   "controller": $ctl_json,
   "store_routes": $(cat "$DIR.routes.json" 2>/dev/null || echo null),
+  "maps": $(cat "$DIR.maps.json" 2>/dev/null || echo null),
   "peers": {
     "haproxy": {"version": "$hv", "config": $(jesc <"$DIR/haproxy.cfg")},
     "nginx": {"version": "$nv", "config": $(jesc <"$DIR/nginx-stream.conf")}
@@ -486,6 +497,14 @@ if d.get("store_routes"):
               f'veil-gw memory: VmRSS {r["gw_rss_kb"] / 1024:.1f} MiB (peak {r["gw_hwm_kb"] / 1024:.1f} MiB); '
               f'the routes map {r["map_memlock_bytes"] / 1048576:.1f} MiB locked kernel memory. A restarted gateway '
               f'keeps the pinned routes meanwhile and has verified the whole snapshot after {r.get("restart_resync_s")} s.']
+if d.get("maps"):
+    m = d["maps"]
+    f = lambda k: f'{m[k]["median"]:.1f} ms ({m[k]["min"]:.1f}-{m[k]["max"]:.1f})'
+    lines += ['', f'Daemons\' housekeeping (veil-bench-maps: a flows map of {m["entries"]} entries, '
+              f'{m["closed_percent"]}% closed, {m["rounds"]} rounds interleaved): the sweep\'s pass (in batches) '
+              f'{f("sweep_batch_ms")} against {f("sweep_keys_ms")} walking it key by key as before; the entry count '
+              f'of status and metrics (the kernel\'s) {m["count_kernel_ms"]["median"]:.3f} ms against '
+              f'{f("count_keys_ms")} key by key.']
 if d.get("dpdk"):
     def rr(x, k):
         r = x.get(k, {}).get("per_cpu_s") if x.get(k) else None
