@@ -869,12 +869,34 @@ static size_t make_seg1(__u32 i, uint8_t *out)
 	return make_big_seg(i, out, 0);
 }
 
+/* What runs before gw_asm sees a segment, untimed, as the kernel runs it
+ * on the same CPU just before TC: gw_ingress's look at the same segment in
+ * XDP (no flow, the name not in it: handed over), which also brings the
+ * flows map's bucket for the key and the VIP's copy into the caches.  Timing
+ * gw_asm without it (before 2026-12-05) paid those cold. */
+static void xdp_seg(__u32 i, int second)
+{
+	static uint8_t pkt[2048];
+	struct run r;
+	size_t n = make_big_seg(i, pkt, second);
+	xdp_run(GW_ING, pkt, n, &r);
+}
+
+static void xdp_seg1(__u32 i)
+{
+	xdp_seg(i, 0);
+}
+
+/* The first segment's whole path (XDP, then gw_asm keeps it), then XDP's
+ * look at the second: what comes before the timed second segment in gw_asm. */
 static void store_seg1(__u32 i)
 {
 	static uint8_t pkt[2048];
 	struct run r;
 	size_t n = make_big_seg(i, pkt, 0);
+	xdp_seg(i, 0);
 	tc_run_on(GW_ASM, pkt, n, &r, ifidx);
+	xdp_seg(i, 1);
 }
 
 static size_t make_vm_out(__u32 i, uint8_t *out)
@@ -1235,7 +1257,7 @@ int main(int argc, char **argv)
 	err |= restored("hello_1800_seg1_xdp", 0, GW_ING, seg1, seg1_n, GWC(hello_partial));
 	/* ... in gw_asm (TC): the hello's reassembly entry made, the segment
 	 * kept and ACKed, each run a new connection's ... */
-	err |= single("hello_1800_seg1_tc", 1, GW_ASM, make_seg1, NULL, GWC(asm_stored));
+	err |= single("hello_1800_seg1_tc", 1, GW_ASM, make_seg1, xdp_seg1, GWC(asm_stored));
 	/* ... and the second in gw_asm (TC): store, reassemble, parse, route,
 	 * two segments out; the first stored beforehand, untimed */
 	if (fib && !skipped("hello_1800_seg2_tc")) {
