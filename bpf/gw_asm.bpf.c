@@ -285,7 +285,7 @@ int gw_asm(struct __sk_buff *skb)
 	struct vm_gw_env e = { .skb = skb };
 	struct vm_pkt p = {};
 	struct vip_key vk = {};
-	struct vip_val *vip;
+	const struct vip_val *vip;
 	struct flow_key k VM_KEY_ALIGNED;   /* stored as words (vm_flow_key_make) */
 	struct gw_config *cfg;
 	struct cookie_secret *sec;
@@ -302,12 +302,12 @@ int gw_asm(struct __sk_buff *skb)
 	if (vm_parse_ip_tcp(data, data_end, skb->len, ETH_HLEN, ((struct ethhdr *)data)->h_proto, &p))
 		return TC_ACT_OK;
 	vm_vip_key_of(&p, &vk);
-	vip = bpf_map_lookup_elem(&vips, &vk);
+	e.s = bpf_map_lookup_elem(&gw_scratch, &zero);
+	vip = gw_vip_get(e.s, &vk);
 	if (!vip)
 		return TC_ACT_OK;             /* not ours: the kernel's */
 	cfg = bpf_map_lookup_elem(&gw_config, &zero);
 	sec = bpf_map_lookup_elem(&cookie_secret, &zero);
-	e.s = bpf_map_lookup_elem(&gw_scratch, &zero);
 	e.t = bpf_map_lookup_elem(&asm_tmp, &zero);
 	e.flat = bpf_map_lookup_elem(&asm_flat, &zero);
 	if (!cfg || !sec || !e.s || !e.t || !e.flat) {

@@ -65,29 +65,14 @@ VM_INLINE struct cookie_secret *vm_env_secret(struct vm_gw_env *e)
 	return bpf_map_lookup_elem(&cookie_secret, &zero);
 }
 
-/* The VIP from this CPU's copy while vips has not changed since it was
- * taken (gw_scratch.vipc), else from vips, copied.  Not a VIP: no copy. */
+/* The VIP from this CPU's copy (gw_vip_get). */
 VM_INLINE const struct vip_val *vm_env_vip(struct vm_gw_env *e, const struct vip_key *k)
 {
-	__u32 zero = 0, *genp = bpf_map_lookup_elem(&vips_gen, &zero), gen, slot;
-	const struct vip_val *v;
-	struct gw_vip_copy *c;
+	__u32 zero = 0;
 
 	if (!e->s)
 		e->s = bpf_map_lookup_elem(&gw_scratch, &zero);
-	if (!e->s || !genp || !(gen = *genp))
-		return bpf_map_lookup_elem(&vips, k);
-	slot = (k->addr[15] ^ k->addr[11] ^ (__u8)k->port_be ^ (__u8)(k->port_be >> 8)) & (GW_VIP_CACHE - 1);
-	c = &e->s->vipc[slot];
-	if (c->gen == gen && vm_vip_key_eq(&c->key, k))
-		return &c->val;
-	v = bpf_map_lookup_elem(&vips, k);
-	if (v) {
-		c->key = *k;
-		c->val = *v;
-		c->gen = gen;   /* read before the lookup: a change meanwhile moves it again */
-	}
-	return v;
+	return gw_vip_get(e->s, k);
 }
 
 VM_INLINE const struct flow_seed *vm_env_flow_seed(struct vm_gw_env *e) { return gw_flow_seed(); }

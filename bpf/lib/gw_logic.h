@@ -186,6 +186,31 @@ VM_INLINE void gw_syn_times(struct gw_clock *c, const struct gw_config *cfg, str
 	}
 }
 
+/* The VIP of key k from this CPU's copy in s (s->vipc) while vips has not
+ * changed since it was taken (vips_gen), else from vips, copied.  Not a
+ * VIP: NULL, and no copy.  gw_ingress and gw_asm each keep theirs (a
+ * per-CPU array each): a copy's hit spares the vips map's bucket. */
+VM_INLINE const struct vip_val *gw_vip_get(struct gw_scratch *s, const struct vip_key *k)
+{
+	__u32 zero = 0, *genp = bpf_map_lookup_elem(&vips_gen, &zero), gen, slot;
+	const struct vip_val *v;
+	struct gw_vip_copy *c;
+
+	if (!s || !genp || !(gen = *genp))
+		return bpf_map_lookup_elem(&vips, k);
+	slot = (k->addr[15] ^ k->addr[11] ^ (__u8)k->port_be ^ (__u8)(k->port_be >> 8)) & (GW_VIP_CACHE - 1);
+	c = &s->vipc[slot];
+	if (c->gen == gen && vm_vip_key_eq(&c->key, k))
+		return &c->val;
+	v = bpf_map_lookup_elem(&vips, k);
+	if (v) {
+		c->key = *k;
+		c->val = *v;
+		c->gen = gen;   /* read before the lookup: a change meanwhile moves it again */
+	}
+	return v;
+}
+
 /* Checks a cookie against the current and the previous secret.  A global
  * function: verified once, not once per path of the caller. */
 __attribute__((noinline)) int gw_cookie_ok(struct cookie_secret *sec, const struct vm_pkt *p, __u32 client_isn,
