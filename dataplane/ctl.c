@@ -91,6 +91,22 @@ static int hash_type(__u32 type)
 	       type == BPF_MAP_TYPE_LRU_PERCPU_HASH;
 }
 
+long vm_map_count_keys(int fd)
+{
+	__u8 key[512], next[512];
+	void *prev = NULL;
+	long n = 0;
+
+	if (fd < 0)
+		return -1;
+	while (!bpf_map_get_next_key(fd, prev, next)) {
+		n++;
+		memcpy(key, next, sizeof(key));
+		prev = key;
+	}
+	return n;
+}
+
 /* Entries in a map: a hash map's keys (the kernel's count, else a
  * get_next_key walk); for gw_asm's hello_asm, an array whose every index
  * exists, the slots in use. */
@@ -98,9 +114,7 @@ long vm_map_count(int fd)
 {
 	struct bpf_map_info info = { 0 };
 	__u32 len = sizeof(info);
-	__u8 key[512], next[512];
-	void *prev = NULL;
-	long n = 0;
+	long n;
 
 	if (fd < 0)
 		return -1;
@@ -109,14 +123,8 @@ long vm_map_count(int fd)
 			return asm_slots_held(fd, info.max_entries);
 		if (hash_type(info.type) && (n = vm_walk_count(info.id)) >= 0)
 			return n;
-		n = 0;
 	}
-	while (!bpf_map_get_next_key(fd, prev, next)) {
-		n++;
-		memcpy(key, next, sizeof(key));
-		prev = key;
-	}
-	return n;
+	return vm_map_count_keys(fd);
 }
 
 long vm_map_capacity(int fd)

@@ -86,7 +86,8 @@ static void pass_key(struct pass *p, const uint8_t *key, uint8_t fin)
  * VM_SWEEP_BATCH entries a call): the kernel steps through the buckets
  * with a cursor of its own, so a key deleted meanwhile (by the programs,
  * the LRU) does not send it back to the start.  A full flows map (262,144):
- * 70-80 ms a pass, where the get_next_key walk below took 1.2-1.4 s.
+ * 70-100 ms a pass, where the get_next_key walk below took 1.0-1.4 s
+ * (veil-bench-maps).
  * -1: refused part way or from the start (the caller walks again below). */
 static int walk_batch(struct vm_sweep *s, struct pass *p)
 {

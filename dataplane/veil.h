@@ -273,6 +273,9 @@ void vm_runtime_remove(const char *path);
 /* ---------- map helpers for the answers (dataplane/ctl.c; the control socket
  * and the metrics endpoint are the skeleton's: common/daemon.h) ---------- */
 long vm_map_count(int fd);
+/* A map's keys counted one get_next_key call at a time (keys of 512 bytes
+ * at most): what vm_map_count falls back to, and the benchmarks' baseline. */
+long vm_map_count_keys(int fd);
 __u32 vm_xdp_prog_id(struct xdp_program *p);
 long vm_map_capacity(int fd);
 /* Prometheus text both daemons serve: each pinned map's entries and

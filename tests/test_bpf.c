@@ -2710,20 +2710,6 @@ static void walk_key(long i, struct flow_key *k)
 	k->vip_word = (__u32)i;
 }
 
-static long key_walk(int fd)
-{
-	uint8_t k[64], nx[64];
-	void *prev = NULL;
-	long n = 0;
-
-	while (!bpf_map_get_next_key(fd, prev, nx)) {
-		memcpy(k, nx, sizeof(k));
-		prev = k;
-		n++;
-	}
-	return n;
-}
-
 static void map_walks(void)
 {
 	const __u32 types[] = { BPF_MAP_TYPE_LRU_HASH, BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_PERCPU_HASH };
@@ -2752,9 +2738,9 @@ static void map_walks(void)
 			bpf_map_delete_elem(fd, &k);
 		}
 		free(v);
-		CHECK(vm_walk_count(info.id) == key_walk(fd) && vm_map_count(fd) == n - (n + 2) / 3,
+		CHECK(vm_walk_count(info.id) == vm_map_count_keys(fd) && vm_map_count(fd) == n - (n + 2) / 3,
 		      "type %u: the kernel's count %ld, vm_map_count %ld, keys %ld", types[t], vm_walk_count(info.id),
-		      vm_map_count(fd), key_walk(fd));
+		      vm_map_count(fd), vm_map_count_keys(fd));
 		close(fd);
 	}
 
@@ -2782,7 +2768,7 @@ static void map_walks(void)
 	CHECK(w.keys == n && sw.passes == 1 && sw.last_entries == (uint64_t)n && sw.last_s > 0,
 	      "first pass: %ld keys walked of %ld (every 7th deleted under it); metrics %llu passes, %llu entries", w.keys,
 	      n, (unsigned long long)sw.passes, (unsigned long long)sw.last_entries);
-	left = key_walk(fd);
+	left = vm_map_count_keys(fd);
 	CHECK(left == n - n / 7, "%ld left", left);
 	/* the closed ones the walk did not delete are retired by the second pass */
 	for (long i = 0; i < n; i++) {
@@ -2793,8 +2779,8 @@ static void map_walks(void)
 	w.keys = 0;
 	sw.on_key = NULL;
 	long r = vm_sweep_run(&sw, 5002);
-	CHECK(r == closed && key_walk(fd) == left - closed && vm_map_count(fd) == left - closed,
-	      "second pass retired %ld of %ld closed; %ld left", r, closed, key_walk(fd));
+	CHECK(r == closed && vm_map_count_keys(fd) == left - closed && vm_map_count(fd) == left - closed,
+	      "second pass retired %ld of %ld closed; %ld left", r, closed, vm_map_count_keys(fd));
 	vm_sweep_free(&sw);
 	close(fd);
 }

@@ -62,20 +62,6 @@ static struct stat3 stat_of(double *v, int n)
 	return s;
 }
 
-static long count_keys(int fd)
-{
-	struct flow_key a, b;
-	void *prev = NULL;
-	long n = 0;
-
-	while (!bpf_map_get_next_key(fd, prev, &b)) {
-		a = b;
-		prev = &a;
-		n++;
-	}
-	return n;
-}
-
 /* one pass as a first look: nothing seen closed before, so nothing retired */
 static double sweep_pass(int fd, int keys, uint64_t *entries)
 {
@@ -152,7 +138,7 @@ int main(int argc, char **argv)
 	uint64_t eb = 0, ek = 0;
 	long nb = -1, nk = -1;
 
-	long have = count_keys(fd);
+	long have = vm_map_count_keys(fd);
 
 	if (!sb || !sk || !cb || !ck)
 		return 1;
@@ -172,7 +158,7 @@ int main(int argc, char **argv)
 				sb[r] = sweep_pass(fd, 0, &eb);
 			t = now_ms();
 			if (keys)
-				nk = count_keys(fd);
+				nk = vm_map_count_keys(fd);
 			else
 				nb = vm_map_count(fd);
 			(keys ? ck : cb)[r] = now_ms() - t;

@@ -50,19 +50,6 @@ static int put_route(vs_kv *kv, EVP_PKEY *k, const char *name, uint32_t vm_id, u
 	return rc;
 }
 
-static long map_count(int fd)
-{
-	struct route_hkey a, b;
-	void *prev = NULL;
-	long n = 0;
-	while (!bpf_map_get_next_key(fd, prev, &b)) {
-		a = b;
-		prev = &a;
-		n++;
-	}
-	return n;
-}
-
 static int lookup_vm(int fd, const char *name, uint32_t *vm_id)
 {
 	struct route_val v;
@@ -157,7 +144,7 @@ int main(int argc, char **argv)
 	struct bpf_map_info info = { 0 };
 	__u32 il = sizeof(info);
 	bpf_obj_get_info_by_fd(fd, &info, &il);
-	long before = map_count(fd);
+	long before = vm_map_count(fd);
 
 	/* 1. the load */
 	double t0 = now();
@@ -171,7 +158,7 @@ int main(int argc, char **argv)
 	double t_put = now() - t0;
 	long want = before + nroutes - failed, have = 0, last = -1;
 	double last_t = now();
-	while ((have = map_count(fd)) < want && now() - last_t < 30) {
+	while ((have = vm_map_count(fd)) < want && now() - last_t < 30) {
 		if (have != last) {
 			last = have;
 			last_t = now();
@@ -233,7 +220,7 @@ int main(int argc, char **argv)
 	       "\"write_to_map_ms\": {\"p50\": %.3f, \"p99\": %.3f, \"max\": %.3f}, "
 	       "\"put_acked_ms\": {\"p50\": %.3f, \"p99\": %.3f}, \"add_ms\": {\"p50\": %.3f, \"p99\": %.3f}, \"update_ms\": {\"p50\": %.3f, \"p99\": %.3f}, "
 	       "\"gw_rss_kb\": %ld, \"gw_hwm_kb\": %ld, \"map_memlock_bytes\": %ld}\n",
-	       nroutes, map_count(fd), info.max_entries, t_put, t_load, full ? "true" : "false", nadd + nupd, lost, pct(all, nadd + nupd, 50),
+	       nroutes, vm_map_count(fd), info.max_entries, t_put, t_load, full ? "true" : "false", nadd + nupd, lost, pct(all, nadd + nupd, 50),
 	       pct(all, nadd + nupd, 99), nadd + nupd ? all[nadd + nupd - 1] : -1, pct(putl, nput, 50), pct(putl, nput, 99), pct(add, nadd, 50), pct(add, nadd, 99),
 	       pct(upd, nupd, 50), pct(upd, nupd, 99), pid ? status_kb(pid, "VmRSS:") : -1,
 	       pid ? status_kb(pid, "VmHWM:") : -1, memlock(fd));
