@@ -234,7 +234,9 @@ static void status_json(struct gw_state *st, FILE *out)
 			vm_map_count(fd), vm_map_capacity(fd));
 	}
 	(void)buf;
-	fputs("}, \"store\": ", out);
+	fputs("}, \"sweep\": ", out);
+	vm_sweep_status(out, &st->sweep);
+	fputs(", \"store\": ", out);
 	if (st->store)
 		gw_store_status(st->store, out);
 	else

@@ -129,7 +129,9 @@ static void node_cmd(void *arg, const char *line, FILE *out)
 			fprintf(out, "%s\"%s\": {\"entries\": %ld, \"capacity\": %ld}", i ? ", " : "", node_maps[i],
 				vm_map_count(fd), vm_map_capacity(fd));
 		}
-		fputs("}}\n", out);
+		fputs("}, \"sweep\": ", out);
+		vm_sweep_status(out, &st->sweep);
+		fputs("}\n", out);
 	} else if (!strcmp(line, "reload")) {
 		int rc = node_reload(st, err, sizeof(err), &changes);
 		if (rc) {

@@ -206,3 +206,10 @@ void vm_sweep_metrics(FILE *out, const struct vm_sweep *s, const char *what)
 		     "# TYPE veilmesh_%s_sweep_last_seconds gauge\nveilmesh_%s_sweep_last_seconds %.6f\n",
 		what, what, what, s->last_s);
 }
+
+void vm_sweep_status(FILE *out, const struct vm_sweep *s)
+{
+	fprintf(out, "{\"every_s\": %u, \"passes\": %llu, \"last_entries\": %llu, \"last_s\": %.6f, \"retired\": %llu}",
+		s->every, (unsigned long long)s->passes, (unsigned long long)s->last_entries, s->last_s,
+		(unsigned long long)s->retired);
+}

@@ -330,5 +330,8 @@ void vm_sweep_free(struct vm_sweep *s);
 /* The sweep's metrics, veilmesh_<what>_sweep_*: passes, the last pass's
  * entries and seconds. */
 void vm_sweep_metrics(FILE *out, const struct vm_sweep *s, const char *what);
+/* The same as a JSON object for the daemons' status: every_s, passes,
+ * last_entries, last_s, retired. */
+void vm_sweep_status(FILE *out, const struct vm_sweep *s);
 
 #endif

@@ -392,9 +392,12 @@ done
 sw=$(nsx gw curl -s --max-time 3 http://127.0.0.1:9431/metrics |
 	awk '/^veilmesh_gw_sweep_passes_total/ {p=$2} /^veilmesh_gw_sweep_last_entries/ {e=$2} /^veilmesh_gw_sweep_last_seconds/ {s=$2} END {print p+0, e+0, s+0}')
 read -r swp swe sws <<<"$sw"
-[ "${gr:-0}" -gt 0 ] && [ "${nr:-0}" -gt 0 ] && [ "$swp" -ge 2 ] &&
+# and in both daemons' status (veilctl status: sweep.passes, .retired)
+sst=$($CTL -j status | pyjson 'print(d["sweep"]["passes"] >= 2, d["sweep"]["retired"] > 0)' 2>&1)
+nst=$($NCTL -j status | pyjson 'print(d["sweep"]["passes"] >= 2, d["sweep"]["retired"] > 0)' 2>&1)
+[ "${gr:-0}" -gt 0 ] && [ "${nr:-0}" -gt 0 ] && [ "$swp" -ge 2 ] && [ "$sst" = "True True" ] && [ "$nst" = "True True" ] &&
 	pass "$t (gateway retired $gr flows, node1 $nr connections; flow_closed $(stat_sum flow_closed), flow_reset $(stat_sum flow_reset); the gateway's sweep: $swp passes, the last $swe entries in $sws s)" ||
-	fail $t "retired: gateway ${gr:-none}, node ${nr:-none}; gateway sweep passes ${swp:-none}"
+	fail $t "retired: gateway ${gr:-none}, node ${nr:-none}; gateway sweep passes ${swp:-none}; status sweep: gateway '$sst', node '$nst'"
 
 t=replay_lab_capture
 rm -f "$DIR/cap.pcapng"
