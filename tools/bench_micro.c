@@ -872,8 +872,8 @@ static size_t make_seg1(__u32 i, uint8_t *out)
 /* What runs before gw_asm sees a segment, untimed, as the kernel runs it
  * on the same CPU just before TC: gw_ingress's look at the same segment in
  * XDP (no flow, the name not in it: handed over), which also brings the
- * flows map's bucket for the key and the VIP's copy into the caches.  Timing
- * gw_asm without it (before 2026-12-05) paid those cold. */
+ * flows map's bucket for the key into the caches.  Timing gw_asm without it
+ * (before 2026-12-05) paid that bucket cold. */
 static void xdp_seg(__u32 i, int second)
 {
 	static uint8_t pkt[2048];
