@@ -52,24 +52,23 @@ static void walk_init(void)
 	libbpf_set_print(old);
 }
 
-/* Reads link's iterator to its end as records of rsize bytes (at most
- * 256), handing each to fn (if any).  The records, or -1. */
-static long iter_records(struct bpf_link *link, size_t rsize, void (*fn)(void *arg, const uint8_t *rec),
-			 void *arg)
+/* The count map_counts wrote for map_id, reading its records to their
+ * end (a read may end within one: the rest comes with the next); -1 when
+ * the iterator cannot run or map_id is not among them. */
+long vm_walk_count(__u32 map_id)
 {
 	uint8_t buf[16384];
 	size_t have = 0;
-	long n = 0;
+	long n = -1;
 	int fd;
 
-	if (!link || !rsize || rsize > 256)
-		return -1;
-	fd = bpf_iter_create(bpf_link__fd(link));
-	if (fd < 0)
+	pthread_once(&g_once, walk_init);
+	if (!g_counts || (fd = bpf_iter_create(bpf_link__fd(g_counts))) < 0)
 		return -1;
 	for (;;) {
 		ssize_t r = read(fd, buf + have, sizeof(buf) - have);
 		size_t off = 0;
+		struct vm_walk_count c;
 
 		if (r < 0 && errno == EINTR)
 			continue;
@@ -78,35 +77,12 @@ static long iter_records(struct bpf_link *link, size_t rsize, void (*fn)(void *a
 			return r < 0 || have ? -1 : n;   /* a record cut short: not this format */
 		}
 		have += (size_t)r;
-		for (; off + rsize <= have; off += rsize, n++)
-			if (fn)
-				fn(arg, buf + off);
+		for (; off + sizeof(c) <= have; off += sizeof(c)) {
+			memcpy(&c, buf + off, sizeof(c));
+			if (c.id == map_id)
+				n = c.n < 0 ? 0 : (long)c.n;
+		}
 		memmove(buf, buf + off, have - off);
 		have -= off;
 	}
-}
-
-struct count_find {
-	__u32 id;
-	long n;
-};
-
-static void count_rec(void *arg, const uint8_t *rec)
-{
-	struct count_find *f = arg;
-	struct vm_walk_count c;
-
-	memcpy(&c, rec, sizeof(c));
-	if (c.id == f->id)
-		f->n = c.n < 0 ? 0 : (long)c.n;
-}
-
-long vm_walk_count(__u32 map_id)
-{
-	struct count_find f = { .id = map_id, .n = -1 };
-
-	pthread_once(&g_once, walk_init);
-	if (!g_counts || iter_records(g_counts, sizeof(struct vm_walk_count), count_rec, &f) < 0)
-		return -1;
-	return f.n;
 }
