@@ -13,6 +13,8 @@
  * frame, so the restore costs the same on both sides and cancels. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "veil/wire.h"   /* the routes map's key, value and size, for route_floor_xdp */
 
 #define BENCH_FRAME_MAX 2048
 
@@ -199,12 +201,29 @@ struct {
 	__type(value, struct bench_flow_val);
 } bench_flows SEC(".maps");
 
+/* Runs of a floor program that did the floor's work: every run must. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, __u64);
 } bench_hits SEC(".maps");
+
+static __always_inline void bench_hit(void)
+{
+	__u32 zero = 0;
+	__u64 *hits = bpf_map_lookup_elem(&bench_hits, &zero);
+	if (hits)
+		__sync_fetch_and_add(hits, 1);
+}
+
+static __always_inline void swap_macs(struct ethhdr *eth)
+{
+	__u8 tmp[6];
+	__builtin_memcpy(tmp, eth->h_dest, 6);
+	__builtin_memcpy(eth->h_dest, eth->h_source, 6);
+	__builtin_memcpy(eth->h_source, tmp, 6);
+}
 
 SEC("xdp")
 int lookup_xdp(struct xdp_md *ctx)
@@ -213,9 +232,6 @@ int lookup_xdp(struct xdp_md *ctx)
 	struct ethhdr *eth = data;
 	struct bench_flow_key k;
 	struct bench_flow_val *v;
-	__u32 zero = 0;
-	__u64 *hits;
-	__u8 tmp[6];
 
 	if (data + 14 + 20 + 20 > data_end)
 		return XDP_DROP;
@@ -224,13 +240,124 @@ int lookup_xdp(struct xdp_md *ctx)
 	if (!v)
 		return XDP_DROP;
 	v->w[35] = v->w[3] + 1;
-	hits = bpf_map_lookup_elem(&bench_hits, &zero);
-	if (hits)
-		*hits += 1;
-	__builtin_memcpy(tmp, eth->h_dest, 6);
-	__builtin_memcpy(eth->h_dest, eth->h_source, 6);
-	__builtin_memcpy(eth->h_source, tmp, 6);
+	bench_hit();
+	swap_macs(eth);
 	return XDP_TX;
+}
+
+/* The floors of the paths that route a ClientHello.  Not gateway paths:
+ * each does one thing that any program on that path must do, in the same
+ * mode and on the same frames as the path's case, so that what the thing
+ * alone costs stands next to the path's ratio to XDP_TX.
+ *
+ * route_floor_xdp (hello_no_route's frame, plain repeat): a name's route
+ * looked up in a map of the gateway's routes map's type, flags, size, key
+ * and value (a 64-bit name hash; the map holds as many routes as the
+ * benchmark's gateway), the key taken from the frame so the lookup cannot
+ * be hoisted; no parse, no hash of a name, no compare.  It finds none, as
+ * hello_no_route finds none.  Then the MACs swapped, XDP_TX. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, VM_ROUTES_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct route_hkey);
+	__type(value, struct route_ent);
+} bench_routes SEC(".maps");
+
+SEC("xdp")
+int route_floor_xdp(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
+	struct route_hkey k;
+
+	if (data + 14 + 20 + 20 + sizeof(k) > data_end)
+		return XDP_DROP;
+	__builtin_memcpy(&k, data + 14 + 20 + 20, sizeof(k));
+	if (bpf_map_lookup_elem(&bench_routes, &k))
+		return XDP_DROP;
+	bench_hit();
+	swap_macs(data);
+	return XDP_TX;
+}
+
+/* insert_floor_xdp (hello_first_burst's ring of first hellos, burst mode):
+ * a new connection's flow inserted into an LRU hash of the gateway's flows
+ * map's size, fill, key and value size (bench_flows, as lookup_xdp's),
+ * under its 12-byte key from the packet; the value copied from a zeroed
+ * one, not built.  Each run's key is new (the round's are removed after
+ * it, untimed, as for hello_first_burst). */
+static struct bench_flow_val zero_flow;
+
+SEC("xdp")
+int insert_floor_xdp(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
+	struct bench_flow_key k;
+
+	if (data + 14 + 20 + 20 > data_end)
+		return XDP_DROP;
+	__builtin_memcpy(&k, data + 14 + 12, sizeof(k));
+	if (bpf_map_update_elem(&bench_flows, &k, &zero_flow, BPF_NOEXIST))
+		return XDP_DROP;
+	bench_hit();
+	swap_macs(data);
+	return XDP_TX;
+}
+
+/* encap_floor_tc (node_vm_live's frames through the veth, TC ingress): the
+ * least a node's encapsulation to the gateway does with a VM's IPv4 packet
+ * in TC: the room for the outer headers opened with bpf_skb_change_head
+ * (as node_vm opens it for such a packet), a prebuilt outer Ethernet, IPv4,
+ * UDP and Geneve header copied over it and the old Ethernet header, its
+ * two lengths and the IPv4 checksum patched, the packet redirected to the
+ * sink (bench_sink[0], set before the case).  No parse, no connection, no
+ * translation. */
+#define ENCAP_PUSH (20 + 8 + 8)      /* outer IPv4, UDP, Geneve; the outer Ethernet covers the inner one */
+#define ENCAP_HDR (14 + ENCAP_PUSH)
+
+struct encap_hdr {
+	__u8 b[ENCAP_HDR];
+	__u8 pad[64 - ENCAP_HDR];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct encap_hdr);
+} bench_encap SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} bench_sink SEC(".maps");
+
+SEC("tc")
+int encap_floor_tc(struct __sk_buff *skb)
+{
+	__u32 zero = 0, *sink = bpf_map_lookup_elem(&bench_sink, &zero);
+	struct encap_hdr *h = bpf_map_lookup_elem(&bench_encap, &zero);
+	__u32 inner = skb->len - 14;
+	void *data, *data_end;
+
+	if (!sink || !h || bpf_skb_change_head(skb, ENCAP_PUSH, 0))
+		return 2; /* TC_ACT_SHOT */
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+	if (data + ENCAP_HDR > data_end)
+		return 2;
+	__builtin_memcpy(data, h->b, ENCAP_HDR);
+	struct iphdr *ip = data + 14;
+	struct udphdr *udp = data + 14 + 20;
+	__u32 sum = (__u16)~ip->check + (__u16)bpf_htons(20 + 8 + 8 + inner);   /* prebuilt with tot_len 0 */
+	ip->tot_len = bpf_htons(20 + 8 + 8 + inner);
+	udp->len = bpf_htons(8 + 8 + inner);
+	sum = (sum & 0xffff) + (sum >> 16);
+	ip->check = ~(__u16)(sum + (sum >> 16));
+	bench_hit();
+	return bpf_redirect(*sink, 0);
 }
 
 char LICENSE[] SEC("license") = "GPL";

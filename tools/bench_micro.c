@@ -164,20 +164,27 @@ struct result {
 	double prog_ns;              /* + ns in plain repeat, kernel-timed: the program alone */
 	double raw_case, raw_base;   /* through the restore wrapper (live, repeat) */
 };
-static struct result res[32];
+static struct result res[48];
 static int nres;
 
 /* The counter a case must move: gateway or node statistics, by field. */
 #define GWC(f) 0, offsetof(struct gw_stats, f) / 8, #f
 #define NODEC(f) 1, offsetof(struct node_stats, f) / 8, #f
+/* or, for a floor program (tools/bench_base.bpf.c), its runs that did the floor's work */
+#define FLOORC 2, 0, "bench_hits"
 
 union stats { struct gw_stats g; struct node_stats n; __u64 v[64]; };
-static union stats snap[2];
+static union stats snap[3];
+static int bench_hits_fd = -1;
 
 static void stats_read(int node, union stats *u)
 {
+	__u32 zero = 0;
+
 	memset(u, 0, sizeof(*u));
-	if (node)
+	if (node == 2)
+		bpf_map_lookup_elem(bench_hits_fd, &zero, &u->v[0]);
+	else if (node)
 		vm_node_stats_read(vm_node_map_fd(&N, "node_stats"), &u->n);
 	else
 		vm_gw_stats_read(vm_gw_map_fd(&G, "gw_stats"), &u->g);
@@ -194,11 +201,11 @@ static __u64 counter(int node, size_t idx)
 static void moved_counters(int node)
 {
 	union stats now;
-	size_t n = node ? sizeof(struct node_stats) / 8 : sizeof(struct gw_stats) / 8;
+	size_t n = node == 2 ? 1 : node ? sizeof(struct node_stats) / 8 : sizeof(struct gw_stats) / 8;
 	stats_read(node, &now);
 	for (size_t i = 0; i < n; i++)
 		if (now.v[i] != snap[node].v[i])
-			fprintf(stderr, "  %s_stats field #%zu moved by %llu\n", node ? "node" : "gw", i,
+			fprintf(stderr, "  %s field #%zu moved by %llu\n", node == 2 ? "bench_hits" : node ? "node_stats" : "gw_stats", i,
 				(unsigned long long)(now.v[i] - snap[node].v[i]));
 }
 
@@ -445,6 +452,7 @@ static int burst(const char *name, int prog, size_t (*make)(__u32, uint8_t *), i
  * system-wide: while this case runs, every BPF program on the machine pays
  * the two clock reads. */
 static int tl_sock = -1, tl_in, tl_sink, base_xdp_pass;
+static struct bpf_object *base_obj;   /* tools/bench_base.bpf.c, loaded */
 
 static int tc_live_setup(void)
 {
@@ -584,6 +592,41 @@ static int conns_to_sink(void)
 		}
 	vm_node_rev_moved(&N, NULL);   /* conn_rev written: node_vm's cached copies of it go */
 	return n > 0 && nr > 0 ? 0 : -1;
+}
+
+/* encap_floor_tc's prebuilt outer header (Ethernet, IPv4 with a zero
+ * total length and the checksum of that, UDP to the Geneve port, Geneve
+ * for an inner IPv4 packet) and its sink, the TC live case's. */
+static int encap_floor_setup(void)
+{
+	struct { uint8_t b[64]; } h = { 0 };
+	uint8_t *ip = h.b + 14, *udp = ip + 20, *gnv = udp + 8;
+	__u32 zero = 0, sink = tl_sink, sum = 0;
+
+	memset(h.b, 0x02, 12);
+	h.b[12] = 0x08;                               /* IPv4 */
+	ip[0] = 0x45;
+	ip[6] = 0x40;                                 /* DF */
+	ip[8] = 64;
+	ip[9] = 17;                                   /* UDP */
+	memcpy(ip + 12, (uint8_t[4]){ 198, 18, 200, 2 }, 4);
+	memcpy(ip + 16, (uint8_t[4]){ 198, 18, 200, 1 }, 4);
+	for (int i = 0; i < 20; i += 2)
+		sum += ip[i] << 8 | ip[i + 1];
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	sum = ~sum & 0xffff;
+	ip[10] = sum >> 8;
+	ip[11] = sum & 0xff;
+	udp[0] = 0xc0;                                /* source port 49152 */
+	udp[2] = VM_GENEVE_PORT >> 8;
+	udp[3] = VM_GENEVE_PORT & 0xff;
+	gnv[2] = VM_GENEVE_PROTO_IP4 >> 8;
+	gnv[3] = VM_GENEVE_PROTO_IP4 & 0xff;
+	if (bpf_map_update_elem(bpf_object__find_map_fd_by_name(base_obj, "bench_encap"), &zero, &h, BPF_ANY) ||
+	    bpf_map_update_elem(bpf_object__find_map_fd_by_name(base_obj, "bench_sink"), &zero, &sink, BPF_ANY))
+		return -1;
+	return 0;
 }
 
 /* ---------- inputs ---------- */
@@ -771,45 +814,94 @@ static size_t make_ack_many(__u32 idx, uint8_t *out)
 	return t_build(&p, out);
 }
 
-/* flows_lookup_floor: bench_base.bpf.c's lookup_xdp on established_many's
- * inputs, its map filled with the same keys: what finding and touching one
- * of that many flows costs at the least.  Every run must find its flow
- * (bench_hits). */
-static int lookup_floor_fd = -1, bench_flows_fd = -1, bench_hits_fd = -1;
-static int burst_floor(const char *name, size_t (*make)(__u32, uint8_t *))
+/* The floors (tools/bench_base.bpf.c: what one thing that every program on
+ * a path must do costs alone, on the path's frames in its mode).  Every run
+ * must do its floor's work (bench_hits, FLOORC). */
+static int lookup_floor_fd = -1, route_floor_fd = -1, insert_floor_fd = -1, encap_floor_fd = -1, bench_flows_fd = -1;
+
+/* bench_flows as the gateway's flows map: half full of other clients' flows
+ * (flows_prefill's tuples), once */
+static int bench_flows_fill(void)
 {
-	double b[32], c[32];
-	__u64 h0 = 0, h1 = 0, runs = (__u64)rounds * singles;
-	__u32 zero = 0;
+	static int done;
 	struct flow_val v = { 0 };   /* the floor map's value: as the flows map's (144 bytes) */
 	char cli[32];
 	uint16_t port;
 	struct flow_key k;
 
-	if (skipped(name))
-		return 0;
-	for (__u32 i = 0; i < flows_max / 2; i++) {
+	for (__u32 i = 0; !done && i < flows_max / 2; i++) {
 		filler_client(i, cli, sizeof(cli), &port);
 		t_flow_key(cli, "198.18.100.1", port, 443, &k);
 		if (bpf_map_update_elem(bench_flows_fd, &k, &v, BPF_ANY)) {
-			fprintf(stderr, "veil-bench-micro: %s: cannot fill bench_flows: %s\n", name, strerror(errno));
+			fprintf(stderr, "veil-bench-micro: cannot fill bench_flows: %s\n", strerror(errno));
 			return -1;
 		}
 	}
-	if (bpf_map_lookup_elem(bench_hits_fd, &zero, &h0))
-		return -1;
-	int err = burst_rounds(lookup_floor_fd, make, b, c);
-	if (err) {
-		fprintf(stderr, "veil-bench-micro: %s: a run failed: %s\n", name, strerror(-err));
-		return -1;
-	}
-	if (bpf_map_lookup_elem(bench_hits_fd, &zero, &h1) || h1 - h0 != runs) {
-		fprintf(stderr, "veil-bench-micro: %s found %llu flows in %llu runs\n", name,
-			(unsigned long long)(h1 - h0), (unsigned long long)runs);
-		return -1;
-	}
-	result_add(name, "burst", "bench_hits", b, c);
+	done = 1;
 	return 0;
+}
+
+/* flows_lookup_floor: lookup_xdp on established_many's inputs, its map
+ * filled with the same keys: what finding and touching one of that many
+ * flows costs at the least. */
+static int burst_floor(const char *name, size_t (*make)(__u32, uint8_t *))
+{
+	if (skipped(name))
+		return 0;
+	return bench_flows_fill() ? -1 : burst(name, lookup_floor_fd, make, FLOORC);
+}
+
+/* The flows a round of insert_floor_xdp made (hello i's 12-byte key as it
+ * lies in the packet, bench_base.bpf.c's bench_flow_key), removed after
+ * the round, untimed, as hello_flows_remove does for hello_first_burst. */
+static int floor_flows_remove(__u32 first, __u32 n)
+{
+	static uint8_t pkt[2048];
+
+	for (__u32 i = first; i < first + n; i++) {
+		make_hello(i, pkt);
+		if (bpf_map_delete_elem(bench_flows_fd, pkt + 14 + 12)) {
+			fprintf(stderr, "veil-bench-micro: insert_floor: the flow of hello %u was not there to remove\n", i);
+			return -ENOENT;
+		}
+	}
+	return 0;
+}
+
+/* flow_insert_floor: insert_floor_xdp on hello_first_burst's ring. */
+static int insert_floor(const char *name)
+{
+	if (skipped(name))
+		return 0;
+	if (bench_flows_fill())
+		return -1;
+	post_round = floor_flows_remove;
+	int err = burst(name, insert_floor_fd, make_hello, FLOORC);
+	post_round = NULL;
+	return err;
+}
+
+/* route_lookup_floor: route_floor_xdp on hello_no_route's frame, its map
+ * holding what the gateway's routes map holds. */
+static int route_floor(const char *name, const uint8_t *pkt, size_t n)
+{
+	int from = vm_gw_map_fd(&G, "routes"), to = bpf_object__find_map_fd_by_name(base_obj, "bench_routes"), copied = 0;
+	struct route_hkey k, *prev = NULL;
+	static struct route_ent v;
+
+	if (skipped(name))
+		return 0;
+	while (!bpf_map_get_next_key(from, prev, &k)) {
+		if (bpf_map_lookup_elem(from, &k, &v) || bpf_map_update_elem(to, &k, &v, BPF_ANY))
+			return -1;
+		copied++;
+		prev = &k;
+	}
+	if (!copied) {
+		fprintf(stderr, "veil-bench-micro: %s: the gateway holds no routes to copy\n", name);
+		return -1;
+	}
+	return restored(name, 0, route_floor_fd, pkt, n, FLOORC);
 }
 
 /* Half the map: flows of other clients (198.19.220-255.3+, never a case's) to
@@ -1198,8 +1290,12 @@ int main(int argc, char **argv)
 	ring_fd = bpf_object__find_map_fd_by_name(base, "bench_ring");
 	ring_next_fd = bpf_object__find_map_fd_by_name(base, "bench_ring_next");
 	lookup_floor_fd = bpf_program__fd(bpf_object__find_program_by_name(base, "lookup_xdp"));
+	route_floor_fd = bpf_program__fd(bpf_object__find_program_by_name(base, "route_floor_xdp"));
+	insert_floor_fd = bpf_program__fd(bpf_object__find_program_by_name(base, "insert_floor_xdp"));
+	encap_floor_fd = bpf_program__fd(bpf_object__find_program_by_name(base, "encap_floor_tc"));
 	bench_flows_fd = bpf_object__find_map_fd_by_name(base, "bench_flows");
 	bench_hits_fd = bpf_object__find_map_fd_by_name(base, "bench_hits");
+	base_obj = base;
 
 	/* the flows map's filter as veil-gw keeps it: the bits of the flows
 	 * the map holds (the loader set every bit; the prefill wrote entries
@@ -1230,13 +1326,16 @@ int main(int argc, char **argv)
 	 * which BPF cannot clear, so the VM's packets run once per input */
 	err |= single("node_vm_to_client", 1, NODE_VM, make_vm_out, NULL, NODEC(fwd_to_gw));
 	/* the same packet on fresh skbs of a veth, batched (see tc_live) */
-	if (!skipped("node_vm_live") || !skipped("node_vm_live_c256") || !skipped("node_vm_live_c2048")) {
-		if (tc_live_setup() || conns_to_sink()) {
+	if (!skipped("node_vm_live") || !skipped("node_vm_live_c256") || !skipped("node_vm_live_c2048") ||
+	    !skipped("encap_floor")) {
+		if (tc_live_setup() || conns_to_sink() || encap_floor_setup()) {
 			fprintf(stderr, "veil-bench-micro: the TC live setup failed\n");
 			err = 1;
 		} else {
 			uint8_t *one = vm_out;
 			err |= tc_live("node_vm_live", NODE_VM, &one, &vm_out_n, 1, NODEC(fwd_to_gw));
+			/* its floor: the room opened, a prebuilt header, the redirect */
+			err |= tc_live("encap_floor", encap_floor_fd, &one, &vm_out_n, 1, FLOORC);
 			/* many connections in turn: node_vm's per-CPU cache
 			 * (1024 slots) holds most of 256, few of 2048 */
 			err |= tc_live("node_vm_live_c256", NODE_VM, vm_many, vm_many_n, 256, NODEC(fwd_to_gw));
@@ -1247,9 +1346,13 @@ int main(int argc, char **argv)
 	err |= single("hello_first", 0, GW_ING, make_hello, NULL, GWC(hello_routed));
 	err |= burst("hello_first_burst", GW_ING, make_hello, GWC(hello_routed));
 	post_round = NULL;
+	/* its floor: the new flow's insert alone */
+	err |= insert_floor("flow_insert_floor");
 	restore_tail = 1;   /* the refusal is an answer in place, shorter than the hello */
 	err |= restored("hello_no_route", 0, GW_ING, noroute, noroute_n, GWC(no_route));
 	restore_tail = 0;
+	/* its floor: a lookup in the routes map alone */
+	err |= route_floor("route_lookup_floor", noroute, noroute_n);
 	/* the 1.8 KB hello: its first segment in XDP (parse, PASS to gw_asm) ... */
 	static uint8_t seg1[2048];
 	big_n = hb_browser(&big, "www.veil.test", 1800);
@@ -1298,7 +1401,9 @@ int main(int argc, char **argv)
 	       " %u rounds, one run each, kernel-timed: both sides carry the kernel's per-run clock floor, compare\n"
 	       " +ns.  burst: the same inputs, 2048 per plain-repeat call (distinct frames from a ring), kernel-timed:\n"
 	       " no per-run syscall (nor its TLB flush), program and baseline behind the same ring.  tc-live: %u frames x %u rounds through a veth, the program at its peer's TC ingress on\n"
-	       " fresh skbs, verdicts carried out, ns per run from the kernel's BPF run-time statistics.  Medians.)\n",
+	       " fresh skbs, verdicts carried out, ns per run from the kernel's BPF run-time statistics.  Medians.\n"
+	       " *_floor: not gateway paths: one thing every program on the path in the row above must do, done\n"
+	       " alone on its frames in its mode (tools/bench_base.bpf.c).)\n",
 	       repeat, rounds, repeat, rounds, singles, rounds, singles, rounds);
 	if (json) {
 		FILE *f = fopen(json, "w");
