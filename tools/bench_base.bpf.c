@@ -15,6 +15,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "veil/wire.h"   /* the routes map's key, value and size, for route_floor_xdp */
+#include "bench_slots.h" /* bench_flow_key and _val; the slot table of slot_*_xdp */
 
 #define BENCH_FRAME_MAX 2048
 
@@ -185,15 +186,6 @@ int ring_xdp(struct xdp_md *ctx)
  * and one written (the gateway reads its node and writes cli_nxt), the MACs
  * swapped, XDP_TX.  bench_hits counts the flows found: every run must find
  * one.  max_entries is set to the benchmark's --flows before load. */
-struct bench_flow_key {
-	__u32 client, vip;
-	__u16 client_port, vip_port;
-};
-
-struct bench_flow_val {
-	__u32 w[36];              /* 144 bytes, as struct flow_val */
-};
-
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 262144);
@@ -361,3 +353,129 @@ int encap_floor_tc(struct __sk_buff *skb)
 }
 
 char LICENSE[] SEC("license") = "GPL";
+
+/* The same two things, lookup and insert, in a flow table kept as a BPF
+ * array of slots (tools/bench_slots.h: a measurement of a design, not
+ * one): slot_lookup_xdp on established_many's frames as lookup_xdp,
+ * slot_insert_xdp on hello_first_burst's as insert_floor_xdp, the table
+ * as large as the flows map (bench_slots_n, set before load) and as full.
+ * A slot found by the key's hash and a probe of up to BENCH_SLOT_PROBES
+ * slots after it; a free one claimed by a compare-and-swap of its owner
+ * word.  The array's lookups are inlined by the verifier: no call. */
+const volatile __u32 bench_slots_n = 262144;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 262144);
+	__type(key, __u32);
+	__type(value, struct bench_slot);
+} bench_slots SEC(".maps");
+
+/* The probe after the first runs in an open-coded iterator (the
+ * verifier checks its body once, where a bounded loop of 64 probes would
+ * be walked probe by probe); the first probe, where most keys are found
+ * (0.5 probes after the first on average at half full), inline. */
+extern int bpf_iter_num_new(struct bpf_iter_num *it, int start, int end) __ksym;
+extern int *bpf_iter_num_next(struct bpf_iter_num *it) __ksym;
+extern void bpf_iter_num_destroy(struct bpf_iter_num *it) __ksym;
+
+static __always_inline int slot_is(const struct bench_slot *s, __u64 h, const struct bench_flow_key *k)
+{
+	return s->owner == h && s->key.client == k->client && s->key.vip == k->vip &&
+	       s->key.client_port == k->client_port && s->key.vip_port == k->vip_port;
+}
+
+/* The slot holding k (hash h), or NULL. */
+static __always_inline struct bench_slot *slot_find(__u64 h, const struct bench_flow_key *k, __u32 n)
+{
+	__u32 i = bench_slot_first(h, n);
+	struct bench_slot *s = bpf_map_lookup_elem(&bench_slots, &i), *found = NULL;
+	struct bpf_iter_num it;
+	int *p;
+
+	if (!s || !s->owner)
+		return NULL;
+	if (slot_is(s, h, k))
+		return s;
+	bpf_iter_num_new(&it, 1, BENCH_SLOT_PROBES);
+	while ((p = bpf_iter_num_next(&it))) {
+		__u32 j = i + *p;
+		j = j < n ? j : j - n;
+		s = bpf_map_lookup_elem(&bench_slots, &j);
+		if (!s || !s->owner)
+			break;
+		if (slot_is(s, h, k)) {
+			found = s;
+			break;
+		}
+	}
+	bpf_iter_num_destroy(&it);
+	return found;
+}
+
+/* A free slot of h's sequence, claimed for h, or NULL. */
+static __always_inline struct bench_slot *slot_claim(__u64 h, __u32 n)
+{
+	__u32 i = bench_slot_first(h, n);
+	struct bench_slot *s = bpf_map_lookup_elem(&bench_slots, &i), *got = NULL;
+	struct bpf_iter_num it;
+	int *p;
+
+	if (!s)
+		return NULL;
+	if (!s->owner && !__sync_val_compare_and_swap(&s->owner, 0, h))
+		return s;
+	bpf_iter_num_new(&it, 1, BENCH_SLOT_PROBES);
+	while ((p = bpf_iter_num_next(&it))) {
+		__u32 j = i + *p;
+		j = j < n ? j : j - n;
+		s = bpf_map_lookup_elem(&bench_slots, &j);
+		if (!s)
+			break;
+		if (!s->owner && !__sync_val_compare_and_swap(&s->owner, 0, h)) {
+			got = s;
+			break;
+		}
+	}
+	bpf_iter_num_destroy(&it);
+	return got;
+}
+
+SEC("xdp")
+int slot_lookup_xdp(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
+	struct bench_flow_key k;
+	struct bench_slot *s;
+
+	if (data + 14 + 20 + 20 > data_end)
+		return XDP_DROP;
+	__builtin_memcpy(&k, data + 14 + 12, sizeof(k));
+	s = slot_find(bench_slot_hash(&k), &k, bench_slots_n);
+	if (!s)
+		return XDP_DROP;
+	s->val.w[35] = s->val.w[3] + 1;
+	bench_hit();
+	swap_macs(data);
+	return XDP_TX;
+}
+
+SEC("xdp")
+int slot_insert_xdp(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
+	struct bench_flow_key k;
+	struct bench_slot *s;
+
+	if (data + 14 + 20 + 20 > data_end)
+		return XDP_DROP;
+	__builtin_memcpy(&k, data + 14 + 12, sizeof(k));
+	s = slot_claim(bench_slot_hash(&k), bench_slots_n);
+	if (!s)
+		return XDP_DROP;
+	s->key = k;
+	__builtin_memcpy(&s->val, &zero_flow, sizeof(s->val));
+	bench_hit();
+	swap_macs(data);
+	return XDP_TX;
+}

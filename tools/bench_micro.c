@@ -28,6 +28,7 @@
 #include <linux/if_packet.h>
 #include <bpf/btf.h>
 #include "../tests/bpf_env.h"
+#include "bench_slots.h"
 
 static __u32 repeat = 1000000, rounds = 5, singles = 100000;
 static const char *only;   /* --only NAME: that case alone */
@@ -751,13 +752,19 @@ static void filler_client(__u32 i, char *cli, size_t n, uint16_t *port)
  * i mod flows_max/2, a different one for every input of a round. */
 #define EST_MANY_PAYLOAD 512   /* the frame within the ring's BENCH_RING_FRAME */
 static uint32_t est_seq, est_ackno;
+#define EST_MANY_STEP 40503u   /* odd, about 131072 / golden ratio^2: consecutive runs far apart */
 static size_t make_est_many(__u32 idx, uint8_t *out)
 {
 	static const uint8_t data[EST_MANY_PAYLOAD];
 	char cli[32];
 	uint16_t port;
 
-	filler_client(idx % (flows_max / 2), cli, sizeof(cli), &port);
+	/* the connections in a scattered order (an odd step through the
+	 * 131072: a permutation), not the order the prefill inserted them:
+	 * in that order their LRU elements lie one after another in the
+	 * map's memory, and each run's element shared pages and prefetched
+	 * lines with the run's before */
+	filler_client((__u32)((__u64)idx * EST_MANY_STEP % (flows_max / 2)), cli, sizeof(cli), &port);
 	struct t_pkt p = client_pkt(0, port, est_seq, est_ackno, T_ACK | T_PSH);
 	if (inet_pton(AF_INET, cli, p.src) != 1)
 		return 0;
@@ -818,6 +825,7 @@ static size_t make_ack_many(__u32 idx, uint8_t *out)
  * a path must do costs alone, on the path's frames in its mode).  Every run
  * must do its floor's work (bench_hits, FLOORC). */
 static int lookup_floor_fd = -1, route_floor_fd = -1, insert_floor_fd = -1, encap_floor_fd = -1, bench_flows_fd = -1;
+static int slot_lookup_fd = -1, slot_insert_fd = -1, bench_slots_fd = -1;
 
 /* bench_flows as the gateway's flows map: half full of other clients' flows
  * (flows_prefill's tuples), once */
@@ -866,6 +874,91 @@ static int floor_flows_remove(__u32 first, __u32 n)
 		}
 	}
 	return 0;
+}
+
+/* bench_slots (tools/bench_slots.h) as full as bench_flows, with the same
+ * clients' keys, once: each in the first free slot of its probe sequence. */
+static int bench_slots_fill(void)
+{
+	static int done;
+	static struct bench_slot sl;
+	uint8_t *used = NULL;
+	char cli[32];
+	uint16_t port;
+	struct flow_key k;
+
+	if (done)
+		return 0;
+	if (!(used = calloc(flows_max, 1)))
+		return -1;
+	for (__u32 i = 0; i < flows_max / 2; i++) {
+		filler_client(i, cli, sizeof(cli), &port);
+		t_flow_key(cli, "198.18.100.1", port, 443, &k);
+		_Static_assert(sizeof(k) == sizeof(sl.key), "the gateway's flow key is the slot's 12 bytes");
+		memcpy(&sl.key, &k, sizeof(sl.key));
+		sl.owner = bench_slot_hash(&sl.key);
+		__u32 j = bench_slot_first(sl.owner, flows_max), p = 0;
+		for (; p < BENCH_SLOT_PROBES && used[j]; p++)
+			j = j + 1 < flows_max ? j + 1 : 0;
+		if (p == BENCH_SLOT_PROBES || bpf_map_update_elem(bench_slots_fd, &j, &sl, BPF_ANY)) {
+			fprintf(stderr, "veil-bench-micro: cannot fill bench_slots (key %u)\n", i);
+			free(used);
+			return -1;
+		}
+		used[j] = 1;
+	}
+	free(used);
+	done = 1;
+	return 0;
+}
+
+/* slot_lookup_floor: slot_lookup_xdp on established_many's inputs. */
+static int slot_lookup_floor(const char *name)
+{
+	if (skipped(name))
+		return 0;
+	return bench_slots_fill() ? -1 : burst(name, slot_lookup_fd, make_est_many, FLOORC);
+}
+
+/* The slots a round of slot_insert_xdp claimed, emptied after the round,
+ * untimed.  Only the round's own keys lie after the fill's in a probe
+ * sequence, so emptying them cuts no filler's sequence. */
+static int slot_flows_remove(__u32 first, __u32 n)
+{
+	static uint8_t pkt[2048];
+	static struct bench_slot sl, empty;
+	struct bench_flow_key k;
+
+	for (__u32 i = first; i < first + n; i++) {
+		make_hello(i, pkt);
+		memcpy(&k, pkt + 14 + 12, sizeof(k));
+		__u64 h = bench_slot_hash(&k);
+		__u32 j = bench_slot_first(h, flows_max), p = 0;
+		for (; p < BENCH_SLOT_PROBES; p++, j = j + 1 < flows_max ? j + 1 : 0) {
+			if (bpf_map_lookup_elem(bench_slots_fd, &j, &sl))
+				return -errno;
+			if (sl.owner == h && !memcmp(&sl.key, &k, sizeof(k)))
+				break;
+		}
+		if (p == BENCH_SLOT_PROBES || bpf_map_update_elem(bench_slots_fd, &j, &empty, BPF_ANY)) {
+			fprintf(stderr, "veil-bench-micro: slot_insert_floor: the slot of hello %u was not there to empty\n", i);
+			return -ENOENT;
+		}
+	}
+	return 0;
+}
+
+/* slot_insert_floor: slot_insert_xdp on hello_first_burst's ring. */
+static int slot_insert_floor(const char *name)
+{
+	if (skipped(name))
+		return 0;
+	if (bench_slots_fill())
+		return -1;
+	post_round = slot_flows_remove;
+	int err = burst(name, slot_insert_fd, make_hello, FLOORC);
+	post_round = NULL;
+	return err;
 }
 
 /* flow_insert_floor: insert_floor_xdp on hello_first_burst's ring. */
@@ -1273,9 +1366,14 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	struct bpf_object *base = bpf_object__open_file(BASE_OBJ, NULL);
-	/* flows_lookup_floor's map: the gateway's flows map's size */
-	if (!base || bpf_map__set_max_entries(bpf_object__find_map_by_name(base, "bench_flows"), flows_max) ||
-	    bpf_object__load(base)) {
+	/* the floors' flow tables: the gateway's flows map's size */
+	size_t rosz = 0;
+	struct bpf_map *ro = base ? bpf_object__find_map_by_name(base, ".rodata") : NULL;
+	volatile __u32 *slots_n = ro ? (volatile __u32 *)bpf_map__initial_value(ro, &rosz) : NULL;   /* bench_slots_n, the only rodata */
+	if (!base || !slots_n || rosz < sizeof(__u32) ||
+	    bpf_map__set_max_entries(bpf_object__find_map_by_name(base, "bench_flows"), flows_max) ||
+	    bpf_map__set_max_entries(bpf_object__find_map_by_name(base, "bench_slots"), flows_max) ||
+	    (*slots_n = flows_max, bpf_object__load(base))) {
 		fprintf(stderr, "veil-bench-micro: cannot load %s\n", BASE_OBJ);
 		return 1;
 	}
@@ -1293,6 +1391,9 @@ int main(int argc, char **argv)
 	route_floor_fd = bpf_program__fd(bpf_object__find_program_by_name(base, "route_floor_xdp"));
 	insert_floor_fd = bpf_program__fd(bpf_object__find_program_by_name(base, "insert_floor_xdp"));
 	encap_floor_fd = bpf_program__fd(bpf_object__find_program_by_name(base, "encap_floor_tc"));
+	slot_lookup_fd = bpf_program__fd(bpf_object__find_program_by_name(base, "slot_lookup_xdp"));
+	slot_insert_fd = bpf_program__fd(bpf_object__find_program_by_name(base, "slot_insert_xdp"));
+	bench_slots_fd = bpf_object__find_map_fd_by_name(base, "bench_slots");
 	bench_flows_fd = bpf_object__find_map_fd_by_name(base, "bench_flows");
 	bench_hits_fd = bpf_object__find_map_fd_by_name(base, "bench_hits");
 	base_obj = base;
@@ -1320,6 +1421,8 @@ int main(int argc, char **argv)
 	 * many connections (the cases above find theirs in L1) */
 	err |= burst("established_many", GW_ING, make_est_many, GWC(fwd_established));
 	err |= burst_floor("flows_lookup_floor", make_est_many);
+	/* the same in a table of slots (tools/bench_slots.h) */
+	err |= slot_lookup_floor("slot_lookup_floor");
 	err |= restored("return_to_client", 1, GW_RET, ret, ret_n, GWC(ret_forwarded));
 	err |= restored("node_client_to_vm", 1, NODE_MESH, to_vm, to_vm_n, NODEC(fwd_to_vm));
 	/* TC: a repeated skb keeps the encapsulation mark of the previous run,
@@ -1348,6 +1451,7 @@ int main(int argc, char **argv)
 	post_round = NULL;
 	/* its floor: the new flow's insert alone */
 	err |= insert_floor("flow_insert_floor");
+	err |= slot_insert_floor("slot_insert_floor");
 	restore_tail = 1;   /* the refusal is an answer in place, shorter than the hello */
 	err |= restored("hello_no_route", 0, GW_ING, noroute, noroute_n, GWC(no_route));
 	restore_tail = 0;
