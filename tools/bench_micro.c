@@ -825,7 +825,7 @@ static size_t make_ack_many(__u32 idx, uint8_t *out)
  * a path must do costs alone, on the path's frames in its mode).  Every run
  * must do its floor's work (bench_hits, FLOORC). */
 static int lookup_floor_fd = -1, route_floor_fd = -1, insert_floor_fd = -1, encap_floor_fd = -1, bench_flows_fd = -1;
-static int slot_lookup_fd = -1, slot_insert_fd = -1, bench_slots_fd = -1;
+static int slot_lookup_fd = -1, slot_insert_fd = -1, bench_slots_fd = -1, sni_floor_fd = -1;
 
 /* bench_flows as the gateway's flows map: half full of other clients' flows
  * (flows_prefill's tuples), once */
@@ -976,7 +976,7 @@ static int insert_floor(const char *name)
 
 /* route_lookup_floor: route_floor_xdp on hello_no_route's frame, its map
  * holding what the gateway's routes map holds. */
-static int route_floor(const char *name, const uint8_t *pkt, size_t n)
+static int route_floor(int prog, const char *name, const uint8_t *pkt, size_t n)
 {
 	int from = vm_gw_map_fd(&G, "routes"), to = bpf_object__find_map_fd_by_name(base_obj, "bench_routes"), copied = 0;
 	struct route_hkey k, *prev = NULL;
@@ -994,7 +994,7 @@ static int route_floor(const char *name, const uint8_t *pkt, size_t n)
 		fprintf(stderr, "veil-bench-micro: %s: the gateway holds no routes to copy\n", name);
 		return -1;
 	}
-	return restored(name, 0, route_floor_fd, pkt, n, FLOORC);
+	return restored(name, 0, prog, pkt, n, FLOORC);
 }
 
 /* Half the map: flows of other clients (198.19.220-255.3+, never a case's) to
@@ -1392,6 +1392,7 @@ int main(int argc, char **argv)
 	insert_floor_fd = bpf_program__fd(bpf_object__find_program_by_name(base, "insert_floor_xdp"));
 	encap_floor_fd = bpf_program__fd(bpf_object__find_program_by_name(base, "encap_floor_tc"));
 	slot_lookup_fd = bpf_program__fd(bpf_object__find_program_by_name(base, "slot_lookup_xdp"));
+	sni_floor_fd = bpf_program__fd(bpf_object__find_program_by_name(base, "sni_floor_xdp"));
 	slot_insert_fd = bpf_program__fd(bpf_object__find_program_by_name(base, "slot_insert_xdp"));
 	bench_slots_fd = bpf_object__find_map_fd_by_name(base, "bench_slots");
 	bench_flows_fd = bpf_object__find_map_fd_by_name(base, "bench_flows");
@@ -1456,7 +1457,9 @@ int main(int argc, char **argv)
 	err |= restored("hello_no_route", 0, GW_ING, noroute, noroute_n, GWC(no_route));
 	restore_tail = 0;
 	/* its floor: a lookup in the routes map alone */
-	err |= route_floor("route_lookup_floor", noroute, noroute_n);
+	err |= route_floor(route_floor_fd, "route_lookup_floor", noroute, noroute_n);
+	/* and the name found, lowercased and hashed before it */
+	err |= route_floor(sni_floor_fd, "sni_route_floor", noroute, noroute_n);
 	/* the 1.8 KB hello: its first segment in XDP (parse, PASS to gw_asm) ... */
 	static uint8_t seg1[2048];
 	big_n = hb_browser(&big, "www.veil.test", 1800);
