@@ -217,6 +217,15 @@ static __always_inline void swap_macs(struct ethhdr *eth)
 	__builtin_memcpy(eth->h_source, tmp, 6);
 }
 
+/* An XDP floor's end once its work is done: counted, the frame answered
+ * as XDP_TX answers it (eth: checked to lie in the packet). */
+static __always_inline int floor_done(struct ethhdr *eth)
+{
+	bench_hit();
+	swap_macs(eth);
+	return XDP_TX;
+}
+
 SEC("xdp")
 int lookup_xdp(struct xdp_md *ctx)
 {
@@ -232,9 +241,7 @@ int lookup_xdp(struct xdp_md *ctx)
 	if (!v)
 		return XDP_DROP;
 	v->w[35] = v->w[3] + 1;
-	bench_hit();
-	swap_macs(eth);
-	return XDP_TX;
+	return floor_done(eth);
 }
 
 /* The floors of the paths that route a ClientHello.  Not gateway paths:
@@ -267,9 +274,7 @@ int route_floor_xdp(struct xdp_md *ctx)
 	__builtin_memcpy(&k, data + 14 + 20 + 20, sizeof(k));
 	if (bpf_map_lookup_elem(&bench_routes, &k))
 		return XDP_DROP;
-	bench_hit();
-	swap_macs(data);
-	return XDP_TX;
+	return floor_done(data);
 }
 
 /* insert_floor_xdp (hello_first_burst's ring of first hellos, burst mode):
@@ -291,9 +296,7 @@ int insert_floor_xdp(struct xdp_md *ctx)
 	__builtin_memcpy(&k, data + 14 + 12, sizeof(k));
 	if (bpf_map_update_elem(&bench_flows, &k, &zero_flow, BPF_NOEXIST))
 		return XDP_DROP;
-	bench_hit();
-	swap_macs(data);
-	return XDP_TX;
+	return floor_done(data);
 }
 
 /* encap_floor_tc (node_vm_live's frames through the veth, TC ingress): the
@@ -455,9 +458,7 @@ int slot_lookup_xdp(struct xdp_md *ctx)
 	if (!s)
 		return XDP_DROP;
 	s->val.w[35] = s->val.w[3] + 1;
-	bench_hit();
-	swap_macs(data);
-	return XDP_TX;
+	return floor_done(data);
 }
 
 SEC("xdp")
@@ -475,9 +476,7 @@ int slot_insert_xdp(struct xdp_md *ctx)
 		return XDP_DROP;
 	s->key = k;
 	__builtin_memcpy(&s->val, &zero_flow, sizeof(s->val));
-	bench_hit();
-	swap_macs(data);
-	return XDP_TX;
+	return floor_done(data);
 }
 
 /* sni_floor_xdp (hello_no_route's frame, plain repeat): the least a
@@ -559,7 +558,5 @@ int sni_floor_xdp(struct xdp_md *ctx)
 	k.hash = h;
 	if (bpf_map_lookup_elem(&bench_routes, &k))
 		return XDP_DROP;
-	bench_hit();
-	swap_macs(data);
-	return XDP_TX;
+	return floor_done(data);
 }
