@@ -226,22 +226,33 @@ static __always_inline int floor_done(struct ethhdr *eth)
 	return XDP_TX;
 }
 
+/* The 12-byte flow key of an IPv4 client's segment (addresses, then
+ * ports, as they lie from offset 14 + 12) into k, once Ethernet, IPv4 and
+ * TCP headers are known to lie in the frame; the frame, or NULL. */
+static __always_inline void *floor_key(struct xdp_md *ctx, struct bench_flow_key *k)
+{
+	void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
+
+	if (data + 14 + 20 + 20 > data_end)
+		return NULL;
+	__builtin_memcpy(k, data + 14 + 12, sizeof(*k));
+	return data;
+}
+
 SEC("xdp")
 int lookup_xdp(struct xdp_md *ctx)
 {
-	void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = data;
 	struct bench_flow_key k;
 	struct bench_flow_val *v;
+	void *data = floor_key(ctx, &k);
 
-	if (data + 14 + 20 + 20 > data_end)
+	if (!data)
 		return XDP_DROP;
-	__builtin_memcpy(&k, data + 14 + 12, sizeof(k));
 	v = bpf_map_lookup_elem(&bench_flows, &k);
 	if (!v)
 		return XDP_DROP;
 	v->w[35] = v->w[3] + 1;
-	return floor_done(eth);
+	return floor_done(data);
 }
 
 /* The floors of the paths that route a ClientHello.  Not gateway paths:
@@ -288,12 +299,11 @@ static struct bench_flow_val zero_flow;
 SEC("xdp")
 int insert_floor_xdp(struct xdp_md *ctx)
 {
-	void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
 	struct bench_flow_key k;
+	void *data = floor_key(ctx, &k);
 
-	if (data + 14 + 20 + 20 > data_end)
+	if (!data)
 		return XDP_DROP;
-	__builtin_memcpy(&k, data + 14 + 12, sizeof(k));
 	if (bpf_map_update_elem(&bench_flows, &k, &zero_flow, BPF_NOEXIST))
 		return XDP_DROP;
 	return floor_done(data);
@@ -447,13 +457,12 @@ static __always_inline struct bench_slot *slot_claim(__u64 h, __u32 n)
 SEC("xdp")
 int slot_lookup_xdp(struct xdp_md *ctx)
 {
-	void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
 	struct bench_flow_key k;
 	struct bench_slot *s;
+	void *data = floor_key(ctx, &k);
 
-	if (data + 14 + 20 + 20 > data_end)
+	if (!data)
 		return XDP_DROP;
-	__builtin_memcpy(&k, data + 14 + 12, sizeof(k));
 	s = slot_find(bench_slot_hash(&k), &k, bench_slots_n);
 	if (!s)
 		return XDP_DROP;
@@ -464,13 +473,12 @@ int slot_lookup_xdp(struct xdp_md *ctx)
 SEC("xdp")
 int slot_insert_xdp(struct xdp_md *ctx)
 {
-	void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
 	struct bench_flow_key k;
 	struct bench_slot *s;
+	void *data = floor_key(ctx, &k);
 
-	if (data + 14 + 20 + 20 > data_end)
+	if (!data)
 		return XDP_DROP;
-	__builtin_memcpy(&k, data + 14 + 12, sizeof(k));
 	s = slot_claim(bench_slot_hash(&k), bench_slots_n);
 	if (!s)
 		return XDP_DROP;
