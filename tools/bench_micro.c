@@ -974,8 +974,9 @@ static int insert_floor(const char *name)
 	return err;
 }
 
-/* route_lookup_floor: route_floor_xdp on hello_no_route's frame, its map
- * holding what the gateway's routes map holds. */
+/* route_lookup_floor (route_floor_xdp) and sni_route_floor (sni_floor_xdp):
+ * prog on hello_no_route's frame, bench_routes holding what the gateway's
+ * routes map holds. */
 static int route_floor(int prog, const char *name, const uint8_t *pkt, size_t n)
 {
 	int from = vm_gw_map_fd(&G, "routes"), to = bpf_object__find_map_fd_by_name(base_obj, "bench_routes"), copied = 0;
