@@ -183,8 +183,13 @@ static void stats_read(int node, union stats *u)
 	__u32 zero = 0;
 
 	memset(u, 0, sizeof(*u));
-	if (node == 2)
-		bpf_map_lookup_elem(bench_hits_fd, &zero, &u->v[0]);
+	if (node == 2) {   /* bench_hits: per CPU */
+		int ncpu = libbpf_num_possible_cpus();
+		__u64 per[ncpu > 0 ? ncpu : 1];
+		if (ncpu > 0 && !bpf_map_lookup_elem(bench_hits_fd, &zero, per))
+			for (int i = 0; i < ncpu; i++)
+				u->v[0] += per[i];
+	}
 	else if (node)
 		vm_node_stats_read(vm_node_map_fd(&N, "node_stats"), &u->n);
 	else
