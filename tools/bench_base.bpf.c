@@ -15,6 +15,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "veil/wire.h"   /* the routes map's key, value and size, for route_floor_xdp */
+#include "veil/hello.h"  /* the name's routes key hash and SWAR lowercase, for sni_floor_xdp */
 #include "bench_slots.h" /* bench_flow_key and _val; the slot table of slot_*_xdp */
 
 #define BENCH_FRAME_MAX 2048
@@ -400,54 +401,39 @@ static __always_inline int slot_is(const struct bench_slot *s, __u64 h, const st
 	       s->key.client_port == k->client_port && s->key.vip_port == k->vip_port;
 }
 
-/* The slot holding k (hash h), or NULL. */
-static __always_inline struct bench_slot *slot_find(__u64 h, const struct bench_flow_key *k, __u32 n)
+/* What slot s is to a probe for k (hash h): 1 the one sought (claim 0:
+ * holding k; claim 1: free, now claimed for h), 0 not it, -1 the probe
+ * ends (claim 0: a free slot, where k would have been). */
+static __always_inline int slot_take(struct bench_slot *s, __u64 h, const struct bench_flow_key *k, int claim)
 {
-	__u32 i = bench_slot_first(h, n);
-	struct bench_slot *s = bpf_map_lookup_elem(&bench_slots, &i), *found = NULL;
-	struct bpf_iter_num it;
-	int *p;
-
-	if (!s || !s->owner)
-		return NULL;
-	if (slot_is(s, h, k))
-		return s;
-	bpf_iter_num_new(&it, 1, BENCH_SLOT_PROBES);
-	while ((p = bpf_iter_num_next(&it))) {
-		__u32 j = i + *p;
-		j = j < n ? j : j - n;
-		s = bpf_map_lookup_elem(&bench_slots, &j);
-		if (!s || !s->owner)
-			break;
-		if (slot_is(s, h, k)) {
-			found = s;
-			break;
-		}
-	}
-	bpf_iter_num_destroy(&it);
-	return found;
+	if (claim)
+		return !s->owner && !__sync_val_compare_and_swap(&s->owner, 0, h);
+	if (!s->owner)
+		return -1;
+	return slot_is(s, h, k);
 }
 
-/* A free slot of h's sequence, claimed for h, or NULL. */
-static __always_inline struct bench_slot *slot_claim(__u64 h, __u32 n)
+/* The slot holding k (claim 0) or a free slot claimed for h (claim 1) in
+ * h's probe sequence, or NULL. */
+static __always_inline struct bench_slot *slot_probe(__u64 h, const struct bench_flow_key *k, __u32 n, int claim)
 {
 	__u32 i = bench_slot_first(h, n);
 	struct bench_slot *s = bpf_map_lookup_elem(&bench_slots, &i), *got = NULL;
 	struct bpf_iter_num it;
-	int *p;
+	int *p, r;
 
-	if (!s)
+	if (!s || (r = slot_take(s, h, k, claim)) < 0)
 		return NULL;
-	if (!s->owner && !__sync_val_compare_and_swap(&s->owner, 0, h))
+	if (r)
 		return s;
 	bpf_iter_num_new(&it, 1, BENCH_SLOT_PROBES);
 	while ((p = bpf_iter_num_next(&it))) {
 		__u32 j = i + *p;
 		j = j < n ? j : j - n;
 		s = bpf_map_lookup_elem(&bench_slots, &j);
-		if (!s)
+		if (!s || (r = slot_take(s, h, k, claim)) < 0)
 			break;
-		if (!s->owner && !__sync_val_compare_and_swap(&s->owner, 0, h)) {
+		if (r) {
 			got = s;
 			break;
 		}
@@ -465,7 +451,7 @@ int slot_lookup_xdp(struct xdp_md *ctx)
 
 	if (!data)
 		return XDP_DROP;
-	s = slot_find(bench_slot_hash(&k), &k, bench_slots_n);
+	s = slot_probe(bench_slot_hash(&k), &k, bench_slots_n, 0);
 	if (!s)
 		return XDP_DROP;
 	s->val.w[35] = s->val.w[3] + 1;
@@ -481,7 +467,7 @@ int slot_insert_xdp(struct xdp_md *ctx)
 
 	if (!data)
 		return XDP_DROP;
-	s = slot_claim(bench_slot_hash(&k), bench_slots_n);
+	s = slot_probe(bench_slot_hash(&k), &k, bench_slots_n, 1);
 	if (!s)
 		return XDP_DROP;
 	s->key = k;
@@ -542,13 +528,15 @@ int sni_floor_xdp(struct xdp_md *ctx)
 		return XDP_DROP;
 	nl = SNI_B16(q + 7);
 	o += 9;
-	h = 0x9e3779b97f4a7c15ULL ^ nl;
+	h = vm_name_hash_seed(nl);
 	for (__u32 i = 0; i < 256 / 8; i++) {
-		if (i * 8 >= nl)
+		if (i * 8 > nl)           /* words 0 .. nl/8, as the routes key hashes them */
 			break;
 		__u64 x = 0, m = nl - i * 8 >= 8 ? ~0ULL : (1ULL << (8 * (nl - i * 8))) - 1;
 		q = rec + ((o + i * 8) & 0x7ff);
-		if ((void *)(q + 8) <= data_end) {
+		if (!m) {
+			/* the zero word after a name of 8n bytes */
+		} else if ((void *)(q + 8) <= data_end) {
 			__builtin_memcpy(&x, q, 8);
 		} else {
 			/* the name ends the packet: the eight bytes that end
@@ -560,12 +548,10 @@ int sni_floor_xdp(struct xdp_md *ctx)
 			x >>= 8 * (8 - r);
 		}
 		x &= m;
-		/* 'A'..'Z' -> 'a'..'z', eight at a time */
-		x |= ((x + 0x3f3f3f3f3f3f3f3fULL) & ~(x + 0x2525252525252525ULL) & 0x8080808080808080ULL) >> 2;
-		h = (h ^ x) * 0xff51afd7ed558ccdULL;
-		h ^= h >> 32;
+		x |= vm_swar_in(x, 'A', 'Z') >> 2;          /* lowercase, eight at a time */
+		h = vm_name_hash_word(h, x);
 	}
-	k.hash = h;
+	k.hash = vm_name_hash_final(h);
 	if (bpf_map_lookup_elem(&bench_routes, &k))
 		return XDP_DROP;
 	return floor_done(data);
