@@ -16,6 +16,7 @@
 #include <bpf/bpf_endian.h>
 #include "veil/wire.h"   /* the routes map's key, value and size, for route_floor_xdp */
 #include "veil/hello.h"  /* the name's routes key hash and SWAR lowercase, for sni_floor_xdp */
+#include "veil/flowkey.h" /* the flow filter's entry and bits of a key, for filter_floor_xdp */
 #include "bench_slots.h" /* bench_flow_key and _val; the slot table of slot_*_xdp */
 
 #define BENCH_FRAME_MAX 2048
@@ -255,6 +256,42 @@ int lookup_xdp(struct xdp_md *ctx)
 	if (!v)
 		return XDP_DROP;
 	v->w[35] = v->w[3] + 1;
+	return floor_done(data);
+}
+
+/* The floor of ack_many: the least a gateway does with an ACK flood's ACK
+ * (a spoofed client's tuple, no flow) before it can drop it: find out that
+ * no flow has its tuple, reading one entry of a filter in front of the flow
+ * table.  The entry and bits of the 12-byte key as gw_ingress takes them
+ * (vm_flow_bits_at: the same hash, a filter of flow_bits' size, so the
+ * same spread over the same 512 KB), both halves tested; the filter here
+ * is empty, so every run finds no flow and counts.  No parse, no gate, no
+ * cookie, no flows map; the frame goes back with its MACs swapped (the
+ * gateway drops it).  On ack_many's ring, in burst mode. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VM_FLOW_BITS_ENTRIES);
+	__type(key, __u32);
+	__type(value, struct flow_bits_val);
+} bench_bits SEC(".maps");
+
+_Static_assert(sizeof(struct bench_flow_key) == sizeof(struct flow_key), "bench_flow_key is a flow_key");
+
+SEC("xdp")
+int filter_floor_xdp(struct xdp_md *ctx)
+{
+	struct flow_key k;
+	struct flow_bits_val *b;
+	__u64 bits;
+	__u32 i;
+	void *data = floor_key(ctx, (struct bench_flow_key *)&k);
+
+	if (!data)
+		return XDP_DROP;
+	vm_flow_bits_at(&k, &i, &bits);
+	b = bpf_map_lookup_elem(&bench_bits, &i);
+	if (!b || vm_flow_bits_either(b, bits))
+		return XDP_DROP;
 	return floor_done(data);
 }
 

@@ -830,7 +830,7 @@ static size_t make_ack_many(__u32 idx, uint8_t *out)
  * a path must do costs alone, on the path's frames in its mode).  Every run
  * must do its floor's work (bench_hits, FLOORC). */
 static int lookup_floor_fd = -1, route_floor_fd = -1, insert_floor_fd = -1, encap_floor_fd = -1, bench_flows_fd = -1;
-static int slot_lookup_fd = -1, slot_insert_fd = -1, bench_slots_fd = -1, sni_floor_fd = -1;
+static int slot_lookup_fd = -1, slot_insert_fd = -1, bench_slots_fd = -1, sni_floor_fd = -1, filter_floor_fd = -1;
 
 /* bench_flows as the gateway's flows map: half full of other clients' flows
  * (flows_prefill's tuples), once */
@@ -1399,6 +1399,7 @@ int main(int argc, char **argv)
 	encap_floor_fd = bpf_program__fd(bpf_object__find_program_by_name(base, "encap_floor_tc"));
 	slot_lookup_fd = bpf_program__fd(bpf_object__find_program_by_name(base, "slot_lookup_xdp"));
 	sni_floor_fd = bpf_program__fd(bpf_object__find_program_by_name(base, "sni_floor_xdp"));
+	filter_floor_fd = bpf_program__fd(bpf_object__find_program_by_name(base, "filter_floor_xdp"));
 	slot_insert_fd = bpf_program__fd(bpf_object__find_program_by_name(base, "slot_insert_xdp"));
 	bench_slots_fd = bpf_object__find_map_fd_by_name(base, "bench_slots");
 	bench_flows_fd = bpf_object__find_map_fd_by_name(base, "bench_flows");
@@ -1416,6 +1417,8 @@ int main(int argc, char **argv)
 	err |= burst("syn_many", GW_ING, make_syn_many, GWC(syn_cookie_sent));
 	/* an ACK flood the same way: each one's flow looked for and missed */
 	err |= burst("ack_many", GW_ING, make_ack_many, GWC(bad_cookie));
+	/* its floor: the flow filter's entry for each ACK's tuple, read */
+	err |= burst("flow_filter_floor", filter_floor_fd, make_ack_many, FLOORC);
 	err |= restored("cookie_ack", 1, GW_ING, ack, ack_n, GWC(cookie_ack));
 	err |= restored("cookie_ack_v6", 1, GW_ING, ack6, ack6_n, GWC(cookie_ack));
 	err |= restored("hello_retransmit", 1, GW_ING, hello_again, hello_again_n, GWC(hello_retransmit));
