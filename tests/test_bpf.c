@@ -257,19 +257,30 @@ static int t_mapcount(int fd)
 	return n;
 }
 
-/* A hello for name (13 bytes, as the fixture's) from client port sport:
- * the counters it moved, the verdict and the VM of the flow it made. */
+/* A hello for name from client port sport (curl's, the name put in place of
+ * its own, for a name of 13 bytes; a browser-shaped one of 517 bytes for
+ * any other): the counters it moved, the verdict and the VM of the flow it
+ * made. */
 static int hello_named(const char *name, uint16_t sport, struct gw_stats *d, __u32 *vm_id)
 {
 	uint8_t in[1024], hello[600];
+	size_t hn = hello_curl_len;
 	struct run r;
-	memcpy(hello, hello_curl, hello_curl_len);
-	uint8_t *sni = memmem(hello, hello_curl_len, "www.veil.test", 13);
-	if (!sni || strlen(name) != 13)
-		return -1;
-	memcpy(sni, name, 13);
+	if (strlen(name) == 13) {
+		memcpy(hello, hello_curl, hello_curl_len);
+		uint8_t *sni = memmem(hello, hello_curl_len, "www.veil.test", 13);
+		if (!sni)
+			return -1;
+		memcpy(sni, name, 13);
+	} else {
+		static struct hb hb;
+		hn = hb_browser(&hb, name, 517);
+		if (hn > sizeof(hello))
+			return -1;
+		memcpy(hello, hb.b, hn);
+	}
 	uint32_t gw_ts, cookie = handshake(0, sport, 77, &gw_ts);
-	size_t n = hello_pkt(0, sport, 77, cookie, gw_ts, hello, hello_curl_len, in);
+	size_t n = hello_pkt(0, sport, 77, cookie, gw_ts, hello, hn, in);
 	struct gw_stats b = gw_now();
 	xdp_run(GW_ING, in, n, &r);
 	*d = gw_now();
@@ -364,6 +375,45 @@ static void route_name_compared(void)
 	CHECK(bpf_map_update_elem(fd, &k, &e, BPF_ANY) == 0, "insert");
 	CHECK(hello_named("zzz.veil.test", 41012, &d, &vm) == XDP_TX_ && d.no_route == 1, "a longer kept name refused");
 	bpf_map_delete_elem(fd, &k);
+}
+
+/* A hello's name is judged only when no route has it (vm_gw_route_hello):
+ * the answers are those of judging every name first.  A routed name in
+ * capitals is routed; the wildcard route's own key as a name, a bad byte in
+ * the label a wildcard would stand for, a byte above 0x7f, a trailing dot
+ * and an empty label are refused as bad names, neither routed nor counted
+ * as names without a route; a good label under the wildcard is routed. */
+static void names_judged_when_unrouted(void)
+{
+	static const struct {
+		const char *name;
+		int routed;       /* 1 routed (to vm 1), 0 a bad name */
+	} c[] = {
+		{ "WWW.Veil.TEST", 1 },
+		{ "Shop.Apps.Veil.Test", 1 },
+		{ "*.apps.veil.test", 0 },
+		{ "*.Apps.veil.test", 0 },
+		{ "x_y.apps.veil.test", 0 },
+		{ "x\xc3\xa9.apps.veil.test", 0 },
+		{ "www.veil.tes\xf4", 0 },
+		{ "shop.apps.veil.test.", 0 },
+		{ "shop..apps.veil.test", 0 },
+		{ ".apps.veil.test", 0 },
+	};
+	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		struct gw_stats d;
+		__u32 vm = 0;
+		int v = hello_named(c[i].name, 41100 + i, &d, &vm);
+		if (c[i].routed)
+			CHECK(v == XDP_TX_ && d.hello_routed == 1 && d.bad_name == 0 && vm == 1,
+			      "'%s' routed: verdict %d routed %llu bad_name %llu vm %u", c[i].name, v,
+			      (unsigned long long)d.hello_routed, (unsigned long long)d.bad_name, vm);
+		else
+			CHECK(v == XDP_TX_ && d.bad_name == 1 && d.hello_routed == 0 && d.no_route == 0 && vm == 0,
+			      "'%s' refused as a bad name: verdict %d bad_name %llu routed %llu no_route %llu vm %u",
+			      c[i].name, v, (unsigned long long)d.bad_name, (unsigned long long)d.hello_routed,
+			      (unsigned long long)d.no_route, vm);
+	}
 }
 
 /* A first hello for www.veil.test from sport, routed: the verdict, the frame in r. */
@@ -2858,7 +2908,8 @@ static void hello_asm_slots(void)
 	CHECK(!bpf_map_lookup_elem(sfd, &zero, &older) && older.mul != sd.mul, "a new multiplier");
 	long moved = vm_map_count(afd);
 	CHECK(moved > VM_ASM_SLOTS / 2 && moved <= held - 1, "hellos kept across the re-keying: %ld of %ld", moved, held - 1);
-	cookie = handshake(0, last - 1, isn, &gw_ts);
+	/* the second segment with the first's cookie (not a new handshake's:
+	 * the cookie's window may have turned during the reload) */
 	n2 = hello_pkt(0, last - 1, isn + cut, cookie, gw_ts, h.b + cut, n - cut, p2);
 	b = gw_now();
 	tc_run_on(GW_ASM, p2, n2, &r, ifidx);
@@ -2945,6 +2996,7 @@ int main(void)
 	RUN(hello_v6_wildcard_over_v6);
 	RUN(unknown_name_refused);
 	RUN(route_name_compared);
+	RUN(names_judged_when_unrouted);
 	RUN(routes_many);
 	RUN(next_hop_from_map);
 	RUN(no_sni_and_garbage_refused);

@@ -20,30 +20,44 @@
 /* Parses the hello in buf[0, len) and finds its route: the exact name, then
  * the one-label wildcard (wname: VM_NAME_MAX bytes of room).  VM_HELLO_OK
  * with the route in f, or the reason to refuse (VM_HELLO_* or
- * VM_GW_NO_ROUTE); h->hello_len is the parsed hello's length. */
+ * VM_GW_NO_ROUTE); h->hello_len is the parsed hello's length.
+ *
+ * The name is judged (vm_hello_name_check) only when no route has it:
+ * every route's name is a host name (vm_route_name_ok, where routes are
+ * written), and the exact lookup compares the whole name, so a name some
+ * route has is one, but for a wildcard route's own "*." key, which no host
+ * name starts with.  A hello's name found so is one the check would pass;
+ * every other name is judged before it is refused or tried as a wildcard:
+ * the same answers as judging every name first, for ~4 ns less a word of
+ * a routed name. */
 VM_INLINE int vm_gw_route_hello(void *rctx, __u8 *buf, __u32 len, struct vm_hello *h, struct vm_hello_state *hst,
 				char *wname, struct flow_val *f)
 {
 	__u64 whash = 0;
-	__u32 wlen;
+	__u32 wlen, last;
 	int rc;
 
-	__builtin_memset(h->name, 0, sizeof(h->name));
 	h->hello_len = 0;
-	rc = vm_hello_parse(buf, len, h, hst);
+	rc = vm_hello_scan(buf, len, h, hst);
 	if (rc != VM_HELLO_OK)
 		return rc;
+	/* The scan wrote the name's words (zero past its end); the wildcard
+	 * key's copy reads one word further (vm_wild_copy), which must be
+	 * zero too.  Nothing reads further: no memset of the whole buffer. */
+	last = (h->name_len & (VM_NAME_MAX - 1)) / 8;
+	if (last + 1 < VM_NAME_MAX / 8)
+		vm_name_word_put(h->name, last + 1, 0);
 	__builtin_memset(f, 0, sizeof(*f));
-	if (vm_env_route(rctx, h->name, h->name_len & (VM_NAME_MAX - 1), h->name_hash, f)) {
-		/* in words: clang stores a char buffer of unknown alignment
-		 * byte by byte (256 stores) */
-		VM_UNROLL
-		for (__u32 i = 0; i < VM_NAME_MAX / 8; i++)
-			vm_name_word_put(wname, i, 0);
-		wlen = vm_wildcard_key(h, wname, &whash) & (VM_NAME_MAX - 1);
-		if (!wlen || vm_env_route(rctx, wname, wlen, whash, f))
-			return VM_GW_NO_ROUTE;
-	}
+	if (!vm_env_route(rctx, h->name, h->name_len & (VM_NAME_MAX - 1), h->name_hash, f))
+		return h->name[0] == '*' ? VM_HELLO_BAD_NAME : VM_HELLO_OK;
+	rc = vm_hello_name_check(h, hst);
+	if (rc != VM_HELLO_OK)
+		return rc;
+	/* wname needs no zeroing: the copy writes each word of the key up to
+	 * the one holding its end, and the lookup reads no further */
+	wlen = vm_wildcard_key(h, wname, &whash) & (VM_NAME_MAX - 1);
+	if (!wlen || vm_env_route(rctx, wname, wlen, whash, f))
+		return VM_GW_NO_ROUTE;
 	return VM_HELLO_OK;
 }
 

@@ -199,23 +199,51 @@ VM_INLINE __u32 vm_swar_last(__u64 m)
 	return i;
 }
 
-/* Eight characters of the host name at buf[sni_off + 8k]: LDH labels of
- * 1..63 bytes, lowercased into word k of out->name with zeros past the
- * name's end (so the word holding the end, or the zero word after a name
- * of 8n bytes, carries the terminating zero the route key's hash reads).
- * The word's bytes are judged together (SWAR), not one by one. */
+/* Word i (0..31) of a name buffer (VM_NAME_MAX bytes, zero from the name's
+ * end on): BPF reads and writes it with one load or store (the mask keeps
+ * the offset provably inside the buffer whatever clang makes of a loop), C
+ * through memcpy. */
+VM_INLINE __u64 vm_name_word(const char *name, __u32 i)
+{
+	i &= VM_NAME_MAX / 8 - 1;
+#ifdef __bpf__
+	return *(const __u64 *)(name + i * 8);
+#else
+	__u64 w;
+	__builtin_memcpy(&w, name + i * 8, 8);
+	return w;
+#endif
+}
+
+VM_INLINE void vm_name_word_put(char *name, __u32 i, __u64 x)
+{
+	i &= VM_NAME_MAX / 8 - 1;
+#ifdef __bpf__
+	*(__u64 *)(name + i * 8) = x;
+#else
+	__builtin_memcpy(name + i * 8, &x, 8);
+#endif
+}
+
+/* Eight characters of the host name at buf[sni_off + 8k], lowercased into
+ * word k of out->name with zeros past the name's end (so the word holding
+ * the end, or the zero word after a name of 8n bytes, carries the
+ * terminating zero the route key's hash reads), and hashed.  Not judged
+ * here: vm_hello_name_check does that, when it matters (vm_hello_parse;
+ * vm_gw_route_hello only for a name no route has).  A byte above 0x7f may
+ * upset its neighbours' lowercasing (vm_swar_in's carry), but it stays
+ * above 0x7f, so the name is bad whatever else the word says. */
 VM_CALLBACK long vm_hello_name_step(__u32 k, void *ctx)
 {
 	struct vm_hello_walk *w = ctx;
 	struct vm_hello_state *st = w->st;
-	__u32 len = st->sni_len, off = st->sni_off + k * 8, base = k * 8, n, label = st->label;
-	__u64 x = 0, m, bytes, ok, dots, bad;
+	__u32 len = st->sni_len, off = st->sni_off + k * 8, base = k * 8, n;
+	__u64 x = 0, bytes;
 
 	if (base > len || len > VM_DNS_NAME_MAX)
 		return 1;
 	n = len - base < 8 ? len - base : 8;
 	bytes = n == 8 ? ~0ULL : (1ULL << (8 * n)) - 1;    /* the name's bytes */
-	m = VM_B8(0x80) & bytes;
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 	if (off + 8 <= st->have) {
 		/* the eight bytes held: one load (bytes past the name masked
@@ -239,8 +267,29 @@ VM_CALLBACK long vm_hello_name_step(__u32 k, void *ctx)
 			if (b < n)
 				x |= (__u64)VM_HB(w->buf, off + b) << (8 * b);
 	}
-	bad = x & m;                                  /* not ASCII */
 	x |= vm_swar_in(x, 'A', 'Z') >> 2;            /* lowercase: 0x80 >> 2 = 0x20 */
+	st->hash = vm_name_hash_word(st->hash, x);
+	VM_BARRIER_VAR(k);
+	vm_name_word_put(w->out->name, k, x);
+	return base + 8 > len;        /* this word held the end */
+}
+
+/* Judges word k of the name vm_hello_name_step wrote (lowercased): LDH
+ * labels of 1..63 bytes, the word's bytes judged together (SWAR), not one
+ * by one; the label the word leaves open carried in st->label. */
+VM_CALLBACK long vm_hello_check_step(__u32 k, void *ctx)
+{
+	struct vm_hello_walk *w = ctx;
+	struct vm_hello_state *st = w->st;
+	__u32 len = st->sni_len, base = k * 8, n, label = st->label;
+	__u64 x, m, ok, dots, bad;
+
+	if (base >= len || len > VM_DNS_NAME_MAX)
+		return 1;
+	n = len - base < 8 ? len - base : 8;
+	m = VM_B8(0x80) & (n == 8 ? ~0ULL : (1ULL << (8 * n)) - 1);
+	x = vm_name_word(w->out->name, k);
+	bad = x & m;                                  /* not ASCII */
 	dots = vm_swar_eq(x, '.') & m;
 	ok = vm_swar_in(x, 'a', 'z') | vm_swar_in(x, '0', '9') | vm_swar_eq(x, '-') | dots;
 	bad |= ~ok & m;
@@ -258,32 +307,43 @@ VM_CALLBACK long vm_hello_name_step(__u32 k, void *ctx)
 		return 1;
 	}
 	st->label = label;
-	st->hash = vm_name_hash_word(st->hash, x);
-	VM_BARRIER_VAR(k);
-#ifdef __bpf__
-	*(__u64 *)(w->out->name + (k & (VM_NAME_MAX / 8 - 1)) * 8) = x;
-#else
-	__builtin_memcpy(w->out->name + (k & (VM_NAME_MAX / 8 - 1)) * 8, &x, 8);
-#endif
-	return base + 8 > len;        /* this word held the end */
+	return base + 8 >= len;       /* this word held the end */
 }
 
+/* The name at sni_off lowercased into out->name and hashed (its routes map
+ * key in out->name_hash), not judged: VM_HELLO_OK, or VM_HELLO_BAD_NAME for
+ * a length no host name has. */
 VM_INLINE int vm_hello_copy_name(struct vm_hello_walk *w)
 {
 	struct vm_hello_state *st = w->st;
 
 	if (st->sni_len == 0 || st->sni_len > VM_DNS_NAME_MAX)
 		return VM_HELLO_BAD_NAME;
-	st->rc = -1;
-	st->label = 0;
 	st->hash = vm_name_hash_seed(st->sni_len);
 	VM_LOOP(VM_NAME_MAX / 8, vm_hello_name_step, w);
+	w->out->name_len = st->sni_len;
+	w->out->name_hash = vm_name_hash_final(st->hash);
+	return VM_HELLO_OK;
+}
+
+/* Whether out->name (as vm_hello_scan left it: lowercased, name_len bytes)
+ * is a host name: VM_HELLO_OK, or VM_HELLO_BAD_NAME (a byte outside
+ * [a-z0-9.-] once lowercased, an empty label or one over 63 bytes, a dot
+ * at either end).  st: scratch for the walk. */
+VM_INLINE int vm_hello_name_check(struct vm_hello *out, struct vm_hello_state *st)
+{
+	struct vm_hello_walk w = { .out = out, .st = st };
+
+	st->sni_len = out->name_len;
+	if (st->sni_len == 0 || st->sni_len > VM_DNS_NAME_MAX)
+		return VM_HELLO_BAD_NAME;
+	st->rc = -1;
+	st->label = 0;
+	VM_LOOP(VM_NAME_MAX / 8, vm_hello_check_step, &w);
 	if (st->rc != -1)
 		return st->rc;
 	if (st->label == 0)
 		return VM_HELLO_BAD_NAME;   /* empty last label or trailing dot */
-	w->out->name_len = st->sni_len;
-	w->out->name_hash = vm_name_hash_final(st->hash);
 	return VM_HELLO_OK;
 }
 
@@ -338,11 +398,13 @@ VM_CALLBACK long vm_hello_ext_step(__u32 i, void *ctx)
 	return 0;
 }
 
-/* Parses the ClientHello at the start of buf (have bytes valid).
- * out->name must be zeroed by the caller when used as a map key; st is
- * scratch for the walk. */
-VM_INLINE int vm_hello_parse(const __u8 *buf, __u32 have, struct vm_hello *out,
-			     struct vm_hello_state *st)
+/* Walks the ClientHello at the start of buf (have bytes valid) to its
+ * server_name, as vm_hello_parse, but leaves the name unjudged: VM_HELLO_OK
+ * for any name of 1..253 bytes, lowercased into out->name and hashed.  The
+ * words of out->name past the one holding the name's end are left as they
+ * were; st is scratch for the walk. */
+VM_INLINE int vm_hello_scan(const __u8 *buf, __u32 have, struct vm_hello *out,
+			    struct vm_hello_state *st)
 {
 	struct vm_hello_walk w = { .buf = buf, .out = out, .st = st };
 	__u32 off, rlen, hlen, n;
@@ -436,30 +498,15 @@ VM_INLINE int vm_hello_parse(const __u8 *buf, __u32 have, struct vm_hello *out,
 	return vm_hello_copy_name(&w);
 }
 
-/* Word i (0..31) of a name buffer (VM_NAME_MAX bytes, zero from the name's
- * end on): BPF reads and writes it with one load or store (the mask keeps
- * the offset provably inside the buffer whatever clang makes of a loop), C
- * through memcpy. */
-VM_INLINE __u64 vm_name_word(const char *name, __u32 i)
+/* Parses the ClientHello at the start of buf (have bytes valid) and judges
+ * its name (vm_hello_name_check).  out->name must be zeroed by the caller
+ * when used as a map key; st is scratch for the walk. */
+VM_INLINE int vm_hello_parse(const __u8 *buf, __u32 have, struct vm_hello *out,
+			     struct vm_hello_state *st)
 {
-	i &= VM_NAME_MAX / 8 - 1;
-#ifdef __bpf__
-	return *(const __u64 *)(name + i * 8);
-#else
-	__u64 w;
-	__builtin_memcpy(&w, name + i * 8, 8);
-	return w;
-#endif
-}
+	int rc = vm_hello_scan(buf, have, out, st);
 
-VM_INLINE void vm_name_word_put(char *name, __u32 i, __u64 x)
-{
-	i &= VM_NAME_MAX / 8 - 1;
-#ifdef __bpf__
-	*(__u64 *)(name + i * 8) = x;
-#else
-	__builtin_memcpy(name + i * 8, &x, 8);
-#endif
+	return rc == VM_HELLO_OK ? vm_hello_name_check(out, st) : rc;
 }
 
 struct vm_wild_walk {
@@ -510,9 +557,11 @@ VM_CALLBACK long vm_wild_copy(__u32 j, void *ctx)
 
 /* The wildcard key for a name: "*" + everything from the first dot on
  * ("a.apps.example.test" -> "*.apps.example.test"), and its routes map key
- * (vm_name_hash) in *hash.  key (VM_NAME_MAX bytes) must be zeroed; h->name
- * is zero past the name, as the parser leaves it.  Returns the key's
- * length, or 0 when the name has a single label (no wildcard applies). */
+ * (vm_name_hash) in *hash.  key: VM_NAME_MAX bytes of room, of which the
+ * words up to the one holding the key's end are written (zero past the
+ * end); h->name must be zero past the name up to the word after the one
+ * holding its end (the copy reads that far).  Returns the key's length, or
+ * 0 when the name has a single label (no wildcard applies). */
 VM_INLINE int vm_wildcard_key(const struct vm_hello *h, char *key, __u64 *hash)
 {
 	__u32 len = h->name_len & (VM_NAME_MAX - 1);
