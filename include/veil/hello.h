@@ -347,6 +347,27 @@ VM_INLINE int vm_hello_name_check(struct vm_hello *out, struct vm_hello_state *s
 	return VM_HELLO_OK;
 }
 
+/* The big-endian 32-bit word at buf[i], i + 4 <= have (the caller checks):
+ * one load, not four.  have <= VM_HELLO_BUF, so the mask, there for the
+ * verifier, changes nothing. */
+VM_INLINE __u32 vm_hb32(const __u8 *buf, __u32 i)
+{
+	__u32 o = i & (VM_HELLO_BUF - 1), x;
+
+	VM_BARRIER_VAR(o);
+	if (o > VM_HELLO_BUF - 4)
+		return 0;
+#ifdef __bpf__
+	x = *(const __u32 *)(buf + o);
+#else
+	__builtin_memcpy(&x, buf + o, 4);
+#endif
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	x = __builtin_bswap32(x);
+#endif
+	return x;
+}
+
 /* One extension at w->off.  Sets rc to a final status and stops, or moves on. */
 VM_CALLBACK long vm_hello_ext_step(__u32 i, void *ctx)
 {
@@ -364,8 +385,9 @@ VM_CALLBACK long vm_hello_ext_step(__u32 i, void *ctx)
 		st->rc = VM_HELLO_PARTIAL;
 		return 1;
 	}
-	type = VM_HB16(w->buf, off);
-	elen = VM_HB16(w->buf, off + 2);
+	type = vm_hb32(w->buf, off);          /* type and length in one load */
+	elen = type & 0xffff;
+	type >>= 16;
 	off += VM_TLS_EXT_HLEN;
 	if (off + elen > st->end) {
 		st->rc = VM_HELLO_MALFORMED;
