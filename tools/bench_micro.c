@@ -1415,7 +1415,8 @@ int main(int argc, char **argv)
 	err |= restored("syn_v6", 1, GW_ING, syn6, syn6_n, GWC(syn_cookie_sent));
 	/* a SYN flood: a different spoofed client every run */
 	err |= burst("syn_many", GW_ING, make_syn_many, GWC(syn_cookie_sent));
-	/* an ACK flood the same way: each one's flow looked for and missed */
+	/* an ACK flood the same way: each one's tuple looked for (the flow
+	 * filter stops it) and its cookie found wrong */
 	err |= burst("ack_many", GW_ING, make_ack_many, GWC(bad_cookie));
 	/* its floor: the flow filter's entry for each ACK's tuple, read */
 	err |= burst("flow_filter_floor", filter_floor_fd, make_ack_many, FLOORC);
