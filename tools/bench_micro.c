@@ -831,6 +831,7 @@ static size_t make_ack_many(__u32 idx, uint8_t *out)
  * must do its floor's work (bench_hits, FLOORC). */
 static int lookup_floor_fd = -1, route_floor_fd = -1, insert_floor_fd = -1, encap_floor_fd = -1, bench_flows_fd = -1;
 static int slot_lookup_fd = -1, slot_insert_fd = -1, bench_slots_fd = -1, sni_floor_fd = -1, filter_floor_fd = -1;
+static int vm_path_floor_fd = -1;
 
 /* bench_flows as the gateway's flows map: half full of other clients' flows
  * (flows_prefill's tuples), once */
@@ -1400,6 +1401,7 @@ int main(int argc, char **argv)
 	slot_lookup_fd = bpf_program__fd(bpf_object__find_program_by_name(base, "slot_lookup_xdp"));
 	sni_floor_fd = bpf_program__fd(bpf_object__find_program_by_name(base, "sni_floor_xdp"));
 	filter_floor_fd = bpf_program__fd(bpf_object__find_program_by_name(base, "filter_floor_xdp"));
+	vm_path_floor_fd = bpf_program__fd(bpf_object__find_program_by_name(base, "vm_path_floor_tc"));
 	slot_insert_fd = bpf_program__fd(bpf_object__find_program_by_name(base, "slot_insert_xdp"));
 	bench_slots_fd = bpf_object__find_map_fd_by_name(base, "bench_slots");
 	bench_flows_fd = bpf_object__find_map_fd_by_name(base, "bench_flows");
@@ -1441,7 +1443,7 @@ int main(int argc, char **argv)
 	err |= single("node_vm_to_client", 1, NODE_VM, make_vm_out, NULL, NODEC(fwd_to_gw));
 	/* the same packet on fresh skbs of a veth, batched (see tc_live) */
 	if (!skipped("node_vm_live") || !skipped("node_vm_live_c256") || !skipped("node_vm_live_c2048") ||
-	    !skipped("encap_floor")) {
+	    !skipped("encap_floor") || !skipped("vm_path_floor")) {
 		if (tc_live_setup() || conns_to_sink() || encap_floor_setup()) {
 			fprintf(stderr, "veil-bench-micro: the TC live setup failed\n");
 			err = 1;
@@ -1450,6 +1452,9 @@ int main(int argc, char **argv)
 			err |= tc_live("node_vm_live", NODE_VM, &one, &vm_out_n, 1, NODEC(fwd_to_gw));
 			/* its floor: the room opened, a prebuilt header, the redirect */
 			err |= tc_live("encap_floor", encap_floor_fd, &one, &vm_out_n, 1, FLOORC);
+			/* and the whole path at its least: the headers, one slot,
+			 * the translation, the same encapsulation */
+			err |= tc_live("vm_path_floor", vm_path_floor_fd, &one, &vm_out_n, 1, FLOORC);
 			/* many connections in turn: node_vm's per-CPU cache
 			 * (1024 slots) holds most of 256, few of 2048 */
 			err |= tc_live("node_vm_live_c256", NODE_VM, vm_many, vm_many_n, 256, NODEC(fwd_to_gw));
