@@ -432,11 +432,9 @@ struct vm_floor_slot {
 	__u32 seq_delta, ts_delta;
 };
 
-#define VM_FLOOR_SLOTS 1024        /* node_vm's conn_rev_cache's */
-
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, VM_FLOOR_SLOTS);
+	__uint(max_entries, VM_REV_CACHE_SLOTS);   /* node_vm's conn_rev_cache's */
 	__type(key, __u32);
 	__type(value, struct vm_floor_slot);
 } bench_vm_slots SEC(".maps");
@@ -454,10 +452,11 @@ int vm_path_floor_tc(struct __sk_buff *skb)
 	__u64 sum;
 
 	if ((void *)(opt + 3) > data_end || eth->h_proto != bpf_htons(0x0800) || ip->ihl != 5 ||
-	    ip->protocol != IPPROTO_TCP || tcp->doff != 8 || opt[0] != bpf_htonl(0x0101080a))
+	    ip->protocol != IPPROTO_TCP || tcp->doff != 8 ||
+	    opt[0] != VM_W32(VM_TCPOPT_NOP, VM_TCPOPT_NOP, VM_TCPOPT_TS, VM_TCPOLEN_TS))
 		return 2;
 	i = ((ip->saddr * 0x85ebca6bu) ^ ip->daddr ^ ((__u32)tcp->source << 16 | tcp->dest)) * 0x9e3779b1u >>
-	    (32 - 10);
+	    (32 - VM_REV_CACHE_BITS);
 	s = bpf_map_lookup_elem(&bench_vm_slots, &i);
 	if (!s)
 		return 2;
