@@ -29,6 +29,7 @@
 #include <bpf/btf.h>
 #include "../tests/bpf_env.h"
 #include "bench_slots.h"
+#include "veil/pkt.h"      /* vm_ip4_csum, for encap_floor_setup */
 
 static __u32 repeat = 1000000, rounds = 5, singles = 100000;
 static const char *only;   /* --only NAME: that case alone */
@@ -605,9 +606,9 @@ static int conns_to_sink(void)
  * for an inner IPv4 packet) and its sink, the TC live case's. */
 static int encap_floor_setup(void)
 {
-	struct { uint8_t b[64]; } h = { 0 };
+	struct { uint8_t b[64]; } __attribute__((aligned(8))) h = { 0 };
 	uint8_t *ip = h.b + 14, *udp = ip + 20, *gnv = udp + 8;
-	__u32 zero = 0, sink = tl_sink, sum = 0;
+	__u32 zero = 0, sink = tl_sink;
 
 	memset(h.b, 0x02, 12);
 	h.b[12] = 0x08;                               /* IPv4 */
@@ -617,13 +618,7 @@ static int encap_floor_setup(void)
 	ip[9] = 17;                                   /* UDP */
 	memcpy(ip + 12, (uint8_t[4]){ 198, 18, 200, 2 }, 4);
 	memcpy(ip + 16, (uint8_t[4]){ 198, 18, 200, 1 }, 4);
-	for (int i = 0; i < 20; i += 2)
-		sum += ip[i] << 8 | ip[i + 1];
-	while (sum >> 16)
-		sum = (sum & 0xffff) + (sum >> 16);
-	sum = ~sum & 0xffff;
-	ip[10] = sum >> 8;
-	ip[11] = sum & 0xff;
+	((struct vm_ip4 *)ip)->check = vm_ip4_csum(ip);
 	udp[0] = 0xc0;                                /* source port 49152 */
 	udp[2] = VM_GENEVE_PORT >> 8;
 	udp[3] = VM_GENEVE_PORT & 0xff;
