@@ -386,6 +386,62 @@ VM_INLINE long push_room(struct __sk_buff *skb, struct sk_buff *k, __u8 summed, 
 	return bpf_skb_adjust_room(skb, push, BPF_ADJ_ROOM_MAC, flags);
 }
 
+/* Window: the VM's units -> the units the gateway announced (its
+ * difference into *l4diff). */
+VM_INLINE void xlate_window(struct tcphdr *tcp, const struct conn_rev_val *c, __u64 *l4diff)
+{
+	if (c->vm_wscale == c->gw_wscale)
+		return;
+	__u32 vs = c->vm_wscale == VM_WSCALE_NONE ? 0 : c->vm_wscale & VM_TCP_WSCALE_MASK;
+	__u32 gs = c->gw_wscale == VM_WSCALE_NONE ? 0 : c->gw_wscale & VM_TCP_WSCALE_MASK;
+	__u32 w = ((__u32)bpf_ntohs(tcp->window) << vs) >> gs;
+	__u16 oldw = tcp->window, neww = bpf_htons(w > VM_TCP_WIN_MAX ? VM_TCP_WIN_MAX : w);
+	*l4diff += (__u16)~oldw + (__u32)neww;  /* an aligned 16-bit word */
+	tcp->window = neww;
+}
+
+/* Encapsulates a translated VM packet (inner_family: its IP's) for the
+ * gateway of connection c and redirects it to the mesh: room for the outer
+ * headers, which are then written in place (include/veil/geneve.h), the
+ * MACs too: every byte in front of the inner IP header is ours, so where
+ * the room opens does not matter (push_room).  k and summed: the skb's
+ * kernel side and how it carries its checksum. */
+VM_INLINE int encap_to_gw(struct __sk_buff *skb, struct sk_buff *k, __u8 summed, __u8 inner_family,
+			  const struct conn_rev_val *c, const struct node_config *cfg, struct node_stats *st)
+{
+	__u32 ol3 = VM_L3_HLEN(c->gw_family);
+	__u32 push = ol3 + VM_UDP_HLEN + VM_GENEVE_HLEN;
+	__u32 inner_len = skb->len - ETH_HLEN;
+	__u64 flags = BPF_F_ADJ_ROOM_ENCAP_L4_UDP |
+		      (c->gw_family == VM_AF_INET ? BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 : BPF_F_ADJ_ROOM_ENCAP_L3_IPV6);
+	__u16 sport = c->mesh_sport;
+	void *data, *data_end;
+	struct ethhdr *eth;
+
+	if (push_room(skb, k, summed, push, c->gw_family == inner_family, flags)) {
+		NODE_COUNT(st, encap_fail);
+		return TC_ACT_SHOT;
+	}
+	if (c->gw_family == VM_AF_INET ? !cfg->has_underlay4 : !cfg->has_underlay6) {
+		NODE_COUNT(st, no_config);
+		return TC_ACT_SHOT;
+	}
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+	eth = data;
+	if ((void *)(eth + 1) > data_end ||
+	    vm_geneve_write(data, data_end, c->gw_family, c->gw_family == VM_AF_INET ? cfg->underlay4 : cfg->underlay6,
+			    c->gw, inner_family == VM_AF_INET ? VM_GENEVE_PROTO_IP4 : VM_GENEVE_PROTO_IP6, inner_len,
+			    VM_GNV_NO_OPT, NULL, sport)) {
+		NODE_COUNT(st, encap_fail);
+		return TC_ACT_SHOT;
+	}
+	__builtin_memcpy(eth->h_dest, c->gw_mac, VM_ETH_ALEN);
+	__builtin_memcpy(eth->h_source, c->mesh_mac, VM_ETH_ALEN);
+	NODE_COUNT(st, fwd_to_gw);
+	return bpf_redirect(c->mesh_ifindex, 0);
+}
+
 /* VM -> client: our view into the client's, then Geneve to the gateway.
  * The headers are written in place (the IPv4 header checksum too: it is
  * never offloaded), the TCP checksum as the skb carries it (tcp_csum_fix:
@@ -445,15 +501,7 @@ VM_INLINE int to_gateway(struct __sk_buff *skb, const struct vm_pkt *p, const st
 		diff4(&l4diff, old, new, 0);
 		tcp->seq = new;
 	}
-	/* Window: the VM's units -> the units the gateway announced. */
-	if (c->vm_wscale != c->gw_wscale) {
-		__u32 vs = c->vm_wscale == VM_WSCALE_NONE ? 0 : c->vm_wscale & VM_TCP_WSCALE_MASK;
-		__u32 gs = c->gw_wscale == VM_WSCALE_NONE ? 0 : c->gw_wscale & VM_TCP_WSCALE_MASK;
-		__u32 w = ((__u32)bpf_ntohs(tcp->window) << vs) >> gs;
-		__u16 oldw = tcp->window, neww = bpf_htons(w > VM_TCP_WIN_MAX ? VM_TCP_WIN_MAX : w);
-		l4diff += (__u16)~oldw + (__u32)neww;  /* an aligned 16-bit word */
-		tcp->window = neww;
-	}
+	xlate_window(tcp, c, &l4diff);
 	if (have_opts && o.ts_ok) {
 		__u8 *e = (__u8 *)tcp + VM_TCP_HLEN + (o.ts_off & VM_OPT_OFF_MASK);
 		if ((void *)e + 4 > data_end)
@@ -469,42 +517,7 @@ VM_INLINE int to_gateway(struct __sk_buff *skb, const struct vm_pkt *p, const st
 
 	if (tcp_csum_fix(skb, summed, &tcp->check, csum_off, l4pseudo, l4diff))
 		return vm_bad(st);
-
-	/* Encapsulate: room for the outer headers, which are then written in
-	 * place (include/veil/geneve.h), the MACs too: every byte in front of
-	 * the inner IP header is ours, so where the room opens does not matter
-	 * (push_room). */
-	__u32 ol3 = VM_L3_HLEN(c->gw_family);
-	__u32 push = ol3 + VM_UDP_HLEN + VM_GENEVE_HLEN;
-	__u32 inner_len = skb->len - ETH_HLEN;
-	__u64 flags = BPF_F_ADJ_ROOM_ENCAP_L4_UDP |
-		      (c->gw_family == VM_AF_INET ? BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 : BPF_F_ADJ_ROOM_ENCAP_L3_IPV6);
-	__u16 sport = c->mesh_sport;
-	struct ethhdr *eth;
-
-	if (push_room(skb, k, summed, push, c->gw_family == p->family, flags)) {
-		NODE_COUNT(st, encap_fail);
-		return TC_ACT_SHOT;
-	}
-	if (c->gw_family == VM_AF_INET ? !cfg->has_underlay4 : !cfg->has_underlay6)
-		goto nocfg;
-	data = (void *)(long)skb->data;
-	data_end = (void *)(long)skb->data_end;
-	eth = data;
-	if ((void *)(eth + 1) > data_end ||
-	    vm_geneve_write(data, data_end, c->gw_family, c->gw_family == VM_AF_INET ? cfg->underlay4 : cfg->underlay6,
-			    c->gw, p->family == VM_AF_INET ? VM_GENEVE_PROTO_IP4 : VM_GENEVE_PROTO_IP6, inner_len,
-			    VM_GNV_NO_OPT, NULL, sport)) {
-		NODE_COUNT(st, encap_fail);
-		return TC_ACT_SHOT;
-	}
-	__builtin_memcpy(eth->h_dest, c->gw_mac, VM_ETH_ALEN);
-	__builtin_memcpy(eth->h_source, c->mesh_mac, VM_ETH_ALEN);
-	NODE_COUNT(st, fwd_to_gw);
-	return bpf_redirect(c->mesh_ifindex, 0);
-nocfg:
-	NODE_COUNT(st, no_config);
-	return TC_ACT_SHOT;
+	return encap_to_gw(skb, k, summed, p->family, c, cfg, st);
 }
 
 /* 1 when the conns entry c (under key k) is the connection the VM's packet
@@ -552,6 +565,89 @@ VM_INLINE int rev_cached_ok(const struct conn_rev_cached *e, const struct vm_pkt
 		return 0;
 	g = bpf_map_lookup_elem(&conn_gen, &gi);
 	return g && *g == e->v.gen;
+}
+
+/* What node_vm's fast path (vm_fast4) takes: the segments a Linux VM sends
+ * on an established connection, IPv4 without options, TCP with the
+ * timestamp block alone (NOP NOP TS, RFC 7323 appendix A), headers in the
+ * linear part. */
+#define FAST4_IP_TCP (VM_IP4_HLEN + VM_TCP_HLEN + VM_TCPOLEN_TS_ALIGNED)
+#define FAST4_DOFF   ((FAST4_IP_TCP - VM_IP4_HLEN) / 4)
+#define FAST4_TSVAL  4   /* TSval's offset in the block, after NOP NOP kind len */
+
+/* node_vm's fast path, for the packet shape above, with no FIN or RST, of a
+ * connection whose copy in this CPU's cache slot may be sent with
+ * (rev_cached_ok).  It decides as the general path does for such a packet
+ * (node_vm below: vm_parse_ip_tcp's checks, the cache's, to_gateway's
+ * translation, the same encapsulation), without the general parser, the
+ * scratch, the option walk's generality or 16-byte addresses:
+ *   - the parser's checks: ihl 5 (with version 4: stricter, the rest goes
+ *     the general way), TCP, not a fragment, the IP length covers the
+ *     headers and lies within the packet;
+ *   - the view's compare on the addresses' IPv4 words: a cached copy of
+ *     family IPv4 was filed only after rev_is_vm_view matched it with an
+ *     IPv4 packet's view, whose addresses are IPv4-mapped (vm_addr_set4),
+ *     and a slot is written only by that fill, so its first 12 bytes are
+ *     the mapped prefix.
+ * 1 with *verdict set when it took the packet; 0: the general path
+ * decides, from the start (nothing was written). */
+VM_INLINE int vm_fast4(struct __sk_buff *skb, const struct node_config *cfg, struct node_stats *st, int *verdict)
+{
+	void *data = (void *)(long)skb->data, *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip = data + ETH_HLEN;
+	struct tcphdr *tcp = (void *)(ip + 1);
+	__u8 *opt = (__u8 *)(tcp + 1);
+	struct conn_rev_cached *ce;
+	struct conn_rev_key rk;
+	__u32 si, gi, *rg, *g, tot;
+	__u64 l4diff = 0, l4pseudo = 0;
+
+	if ((void *)(opt + VM_TCPOLEN_TS_ALIGNED) > data_end || eth->h_proto != bpf_htons(VM_ETH_P_IP) ||
+	    *(__u8 *)ip != VM_IP4_VER_IHL || ip->protocol != VM_IPPROTO_TCP ||
+	    (ip->frag_off & bpf_htons(VM_IP4_FRAG_MASK)) || ((__u8 *)tcp)[VM_TCP_DOFF_OFF] >> 4 != FAST4_DOFF ||
+	    *(vm_u32a *)opt != VM_W32(VM_TCPOPT_NOP, VM_TCPOPT_NOP, VM_TCPOPT_TS, VM_TCPOLEN_TS) ||
+	    (((__u8 *)tcp)[VM_TCP_FLAGS_OFF] & (TCP_FIN | TCP_RST)))
+		return 0;
+	tot = bpf_ntohs(ip->tot_len);
+	if (tot < FAST4_IP_TCP || ETH_HLEN + tot > skb->len)
+		return 0;
+	vm_conn_rev_key_make4(ip->saddr, ip->daddr, tcp->source, tcp->dest, &rk);
+	si = vm_conn_rev_slot(&rk);
+	rg = bpf_map_lookup_elem(&conn_rev_gen, &si);
+	ce = bpf_map_lookup_elem(&conn_rev_cache, &si);
+	if (!rg || !ce || ce->rgen != *rg || ce->v.state != VM_CONN_ESTABLISHED || ce->v.family != VM_AF_INET ||
+	    ce->v.conn.client_port_be != tcp->dest || ce->v.conn.vip_port_be != tcp->source ||
+	    VM_FK_W32(ce->v.client, VM_ADDR4_OFF / 4) != ip->daddr || VM_FK_W32(ce->v.vm, VM_ADDR4_OFF / 4) != ip->saddr)
+		return 0;
+	gi = ce->gi;
+	g = bpf_map_lookup_elem(&conn_gen, &gi);
+	if (!g || *g != ce->v.gen)
+		return 0;
+
+	const struct conn_rev_val *c = &ce->v;
+	__u32 old = ip->saddr, new = VM_FK_W32(c->vip, VM_ADDR4_OFF / 4);
+	vm_csum_replace4(&ip->check, old, new);
+	diff4(&l4pseudo, old, new, 0);
+	ip->saddr = new;
+	old = tcp->seq;
+	new = bpf_htonl(bpf_ntohl(old) + c->seq_delta);
+	diff4(&l4diff, old, new, 0);
+	tcp->seq = new;
+	xlate_window(tcp, c, &l4diff);
+	old = *(vm_u32a *)(opt + FAST4_TSVAL);
+	new = bpf_htonl(bpf_ntohl(old) + c->ts_delta);
+	diff4(&l4diff, old, new, 0);
+	*(vm_u32a *)(opt + FAST4_TSVAL) = new;
+
+	struct sk_buff *k = bpf_cast_to_kern_ctx(skb);
+	__u8 summed = BPF_CORE_READ_BITFIELD(k, ip_summed);
+
+	if (tcp_csum_fix(skb, summed, &tcp->check, ETH_HLEN + VM_IP4_HLEN + VM_TCP_CHECK_OFF, l4pseudo, l4diff))
+		*verdict = vm_bad(st);
+	else
+		*verdict = encap_to_gw(skb, k, summed, VM_AF_INET, c, cfg, st);
+	return 1;
 }
 
 /* A VM packet whose conn_rev copy alone does not decide (the connection
@@ -611,12 +707,10 @@ VM_INLINE int vm_via_conns(struct __sk_buff *skb, const struct vm_pkt *p, struct
 	return to_gateway(skb, p, rv, cfg, s, st);
 }
 
-SEC("tc")
-int node_vm(struct __sk_buff *skb)
+/* node_vm's general path: every VM packet vm_fast4 does not take. */
+VM_INLINE int vm_general(struct __sk_buff *skb, struct node_config *cfg, struct node_stats *st)
 {
-	struct node_stats *st = node_stats_get();
 	struct node_scratch *s = node_scratch_get();
-	struct node_config *cfg;
 	struct vm_pkt p = {};
 	const struct flow_seed *seed = NULL;
 	struct conn_rev_key rk;
@@ -627,8 +721,7 @@ int node_vm(struct __sk_buff *skb)
 	__u16 proto;
 	int rc, plain;
 
-	cfg = bpf_map_lookup_elem(&node_config, &zero);
-	if (!cfg || !s)
+	if (!s)
 		return TC_ACT_OK;
 	/* the headers into the linear part, unless they are there already
 	 * (then writable too: the verifier's prologue unclones the skb) */
@@ -699,4 +792,20 @@ int node_vm(struct __sk_buff *skb)
 		return to_gateway(skb, &p, rv, cfg, s, st);
 	}
 	return vm_via_conns(skb, &p, rv, gen, si, cfg, s, st);
+}
+
+SEC("tc")
+int node_vm(struct __sk_buff *skb)
+{
+	struct node_stats *st = node_stats_get();
+	struct node_config *cfg;
+	__u32 zero = 0;
+	int rc;
+
+	cfg = bpf_map_lookup_elem(&node_config, &zero);
+	if (!cfg)
+		return TC_ACT_OK;
+	if (vm_fast4(skb, cfg, st, &rc))
+		return rc;
+	return vm_general(skb, cfg, st);
 }

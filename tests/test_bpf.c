@@ -1429,16 +1429,27 @@ static struct t_pkt vm4_pkt(uint16_t port, uint32_t seq, uint32_t ack, uint8_t f
  * VM 1: the handoff, then the VM's SYN-ACK (vm_isn), which node_vm must
  * answer (verdict 2: the hello goes out as a clone), not send to the
  * gateway.  0, or which step failed. */
+static int cache_conn_ts(uint16_t port, uint32_t isn, uint32_t cookie, uint32_t vm_isn, uint32_t vm_tsval);
+
 static int cache_conn(uint16_t port, uint32_t isn, uint32_t cookie, uint32_t vm_isn)
+{
+	return cache_conn_ts(port, isn, cookie, vm_isn, 0x309);   /* the SYN-ACK these tests always had */
+}
+
+/* The same, the VM's SYN-ACK with TSval vm_tsval (the gateway's is 5000:
+ * the connection's timestamp delta is 5000 - vm_tsval). */
+static int cache_conn_ts(uint16_t port, uint32_t isn, uint32_t cookie, uint32_t vm_isn, uint32_t vm_tsval)
 {
 	uint8_t frame[1024], mesh[1200], vmpkt[512];
 	struct vm_handoff ho = { .vm_id_be = htonl(1), .client_isn_be = htonl(isn), .cookie_isn_be = htonl(cookie),
 				 .gw_tsval_be = htonl(5000), .mss_be = htons(1440), .client_wscale = 10,
 				 .gw_wscale = 7, .flags = VM_HO_SACK_OK | VM_HO_TS_OK };
-	static uint8_t sa_opts[20] = { 2, 4, 5, 0xb4, 4, 2, 8, 10, 0, 0, 3, 9, 0, 0, 0x13, 0x88, 1, 3, 3, 9 };
+	uint8_t sa_opts[20] = { 2, 4, 5, 0xb4, 4, 2, 8, 10, 0, 0, 0, 0, 0, 0, 0x13, 0x88, 1, 3, 3, 9 };
 	struct t_pkt sa = vm4_pkt(port, vm_isn, isn + 1, T_SYN | T_ACK);
 	struct run r;
 
+	uint32_t tv = htonl(vm_tsval);
+	memcpy(sa_opts + 8, &tv, 4);
 	size_t fl = hello_pkt(0, port, isn, cookie, 5000, hello_curl, hello_curl_len, frame);
 	xdp_run(NODE_MESH, mesh, mesh_wrap(frame, fl, 0, &ho, mesh), &r);
 	if (r.verdict != XDP_REDIRECT_)
@@ -1743,6 +1754,89 @@ static void node_vm_cache_invalidated(void)
 	struct hello_key hk = { .conn = k, .idx = 0 };
 	bpf_map_delete_elem(vm_node_map_fd(&N, "hellos"), &hk);
 	bpf_map_delete_elem(cfd, &k);
+	sched_setaffinity(0, sizeof(was), &was);
+}
+
+/* node_vm's fast path (vm_fast4: IPv4 without options, the timestamp
+ * block alone, a cached copy) sends what the general path sends.  A
+ * connection whose timestamp delta is not 0: each VM packet first through
+ * conn_rev (its cache slot moved: the general path, which fills the slot),
+ * then from the slot, the same bytes; that the second came from the slot:
+ * with conn_rev's entry gone (the slot kept) it is still sent.  A pure ACK
+ * (66 bytes, less than the general path's first pull) and a data segment;
+ * the client's view of sequence and timestamp, and the checksums, checked
+ * on the fast path's output.  Packets of that shape that the parser
+ * refuses (an IP length past the frame or short of the headers, a
+ * fragment) are passed from a warm slot too, as before (vm_pass). */
+static void node_vm_fast_path(void)
+{
+	const uint16_t port = 41076;
+	const uint32_t isn = 0x19000000, cookie = 0xA9000000, vm_isn = 0x39000000, vm_tsval = 0x01000000;
+	int rfd = vm_node_map_fd(&N, "conn_rev");
+	uint8_t vmpkt[512], out[600];
+	struct conn_rev_key rk;
+	struct conn_rev_val rv;
+	struct run r;
+	cpu_set_t was;
+	size_t n;
+
+	CHECK(!cpu_keep(&was), "kept on one CPU");
+	CHECK(!cache_conn_ts(port, isn, cookie, vm_isn, vm_tsval), "established, the VM's clock 0x01000000");
+	rev_key4(port, &rk);
+	{
+		/* the first packet after the SYN-ACK goes through conns, which
+		 * makes conn_rev's copy established */
+		struct t_pkt d = vm4_pkt(port, vm_isn + 1, isn + 1 + hello_curl_len, T_ACK);
+		d.plen = 0;
+		tc_run(NODE_VM, vmpkt, t_build(&d, vmpkt), &r);
+		CHECK(r.verdict == TC_ACT_REDIRECT_, "the first: %u", r.verdict);
+	}
+	for (int plen = 0; plen <= 64; plen += 64) {
+		struct t_pkt d = vm4_pkt(port, vm_isn + 1, isn + 1 + hello_curl_len, plen ? T_ACK | T_PSH : T_ACK);
+		uint32_t len;
+
+		d.plen = plen;
+		n = t_build(&d, vmpkt);
+		vm_node_rev_moved(&N, &rk);
+		tc_run(NODE_VM, vmpkt, n, &r);
+		CHECK(r.verdict == TC_ACT_REDIRECT_, "%d bytes: the general path sends it: %u", plen, r.verdict);
+		memcpy(out, r.out, r.len);
+		len = r.len;
+		tc_run(NODE_VM, vmpkt, n, &r);
+		CHECK(r.verdict == TC_ACT_REDIRECT_ && r.len == len && !memcmp(r.out, out, len),
+		      "%d bytes: the fast path the same bytes", plen);
+		CHECK(!bpf_map_lookup_elem(rfd, &rk, &rv) && !bpf_map_delete_elem(rfd, &rk), "conn_rev's entry removed");
+		tc_run(NODE_VM, vmpkt, n, &r);
+		CHECK(r.verdict == TC_ACT_REDIRECT_ && r.len == len && !memcmp(r.out, out, len),
+		      "%d bytes: sent from the slot alone, the same bytes", plen);
+		CHECK(!bpf_map_update_elem(rfd, &rk, &rv, BPF_NOEXIST), "conn_rev's entry back");
+		const uint8_t *ip = r.out + 14 + 20 + 8 + 8, *tcp = ip + 20;
+		CHECK(len == 14 + 20 + 8 + 8 + n - 14 && t_be32(tcp + 4) == cookie + 1 &&
+			      t_be32(tcp + 20 + 4) == 0x310 + 5000 - vm_tsval && t_be32(tcp + 20 + 8) == 0x11223366,
+		      "%d bytes: the client's view: seq %#x, TSval %#x", plen, t_be32(tcp + 4), t_be32(tcp + 24));
+		CHECK(t_fold(t_sum(ip, 20, 0)) == 0 && t_l4_verify(0, ip, tcp, 32 + plen, 6) == 0, "%d bytes: checksums",
+		      plen);
+	}
+	/* refused by the parser, from a warm slot */
+	struct t_pkt d = vm4_pkt(port, vm_isn + 1, isn + 1 + hello_curl_len, T_ACK | T_PSH);
+	n = t_build(&d, vmpkt);
+	tc_run(NODE_VM, vmpkt, n, &r);
+	CHECK(r.verdict == TC_ACT_REDIRECT_, "warm");
+	for (int k = 0; k < 3; k++) {
+		uint8_t bad[512];
+		struct node_stats b = node_now();
+		memcpy(bad, vmpkt, n);
+		if (k == 0)
+			bad[14 + 2] = (n - 14 + 1) >> 8, bad[14 + 3] = (uint8_t)(n - 14 + 1);   /* past the frame */
+		else if (k == 1)
+			bad[14 + 2] = 0, bad[14 + 3] = 40;                                       /* short of the headers */
+		else
+			bad[14 + 6] |= 0x20;                                                     /* more fragments */
+		tc_run(NODE_VM, bad, n, &r);
+		CHECK(r.verdict == 0 && node_now().vm_pass == b.vm_pass + 1 && node_now().fwd_to_gw == b.fwd_to_gw,
+		      "bad IP header %d: passed, %u", k, r.verdict);
+	}
+	CHECK(!vm_rst(port, vm_isn), "forgotten");
 	sched_setaffinity(0, sizeof(was), &was);
 }
 
@@ -3036,6 +3130,7 @@ int main(void)
 	RUN(node_vm_one_entry);
 	RUN(node_vm_cache_same_bytes);
 	RUN(node_vm_cache_invalidated);
+	RUN(node_vm_fast_path);
 	RUN(node_conn_rev_rebuilt_at_load);
 	RUN(node_conn_rev_copy_rebuilt_at_load);
 	vm_gw_close(&G);

@@ -206,16 +206,26 @@ VM_INLINE int vm_flow_bits_either(const struct flow_bits_val *b, __u64 bits)
  * 16 bytes, IPv4 mapped, 4-byte aligned): the VM's address in the place
  * of the VIP, the client's folded under the node's conn_seed as in the
  * conns key.  The seed is read only for IPv6. */
+/* The same for an IPv4 view, from the addresses' words. */
+VM_INLINE void vm_conn_rev_key_make4(__be32 vm, __be32 client, __be16 vm_port_be, __be16 client_port_be,
+				     struct conn_rev_key *r)
+{
+	r->vm_word = vm;
+	r->client_word = client;
+	r->vm_port_be = vm_port_be;
+	r->client_port_be = client_port_be;
+}
+
 VM_INLINE void vm_conn_rev_key_make(__u8 family, const __u8 *vm, const __u8 *client, __be16 vm_port_be,
 				    __be16 client_port_be, const struct flow_seed *s, struct conn_rev_key *r)
 {
 	if (family == VM_AF_INET) {
-		r->vm_word = VM_FK_W32(vm, VM_ADDR4_OFF / 4);
-		r->client_word = VM_FK_W32(client, VM_ADDR4_OFF / 4);
-	} else {
-		r->vm_word = vm_vip_fold(vm);
-		r->client_word = vm_addr_fold(s, client);
+		vm_conn_rev_key_make4(VM_FK_W32(vm, VM_ADDR4_OFF / 4), VM_FK_W32(client, VM_ADDR4_OFF / 4), vm_port_be,
+				      client_port_be, r);
+		return;
 	}
+	r->vm_word = vm_vip_fold(vm);
+	r->client_word = vm_addr_fold(s, client);
 	r->vm_port_be = vm_port_be;
 	r->client_port_be = client_port_be;
 }
