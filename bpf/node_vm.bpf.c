@@ -575,22 +575,38 @@ VM_INLINE int rev_cached_ok(const struct conn_rev_cached *e, const struct vm_pkt
 #define FAST4_DOFF   ((FAST4_IP_TCP - VM_IP4_HLEN) / 4)
 #define FAST4_TSVAL  4   /* TSval's offset in the block, after NOP NOP kind len */
 
-/* node_vm's fast path, for the packet shape above, with no FIN or RST, of a
- * connection whose copy in this CPU's cache slot may be sent with
- * (rev_cached_ok).  It decides as the general path does for such a packet
- * (node_vm below: vm_parse_ip_tcp's checks, the cache's, to_gateway's
- * translation, the same encapsulation), without the general parser, the
- * scratch, the option walk's generality or 16-byte addresses:
+/* 1 when conn_rev's entry v is the view of an IPv4 packet from vm:vm_port
+ * to client:client_port: rev_is_vm_view against that packet's vm_pkt,
+ * whose addresses are IPv4-mapped (vm_addr_set4), on the words. */
+VM_INLINE int rev_is_view4(const struct conn_rev_val *v, __be32 vm, __be32 client, __be16 vm_port,
+			   __be16 client_port)
+{
+	const __u32 mapped = bpf_htonl(0xffff);   /* the mapped prefix's third word */
+
+	return v->family == VM_AF_INET && v->conn.client_port_be == client_port && v->conn.vip_port_be == vm_port &&
+	       VM_FK_W32(v->client, 3) == client && VM_FK_W32(v->vm, 3) == vm &&
+	       (VM_FK_W32(v->client, 0) | VM_FK_W32(v->client, 1) | VM_FK_W32(v->vm, 0) | VM_FK_W32(v->vm, 1)) == 0 &&
+	       VM_FK_W32(v->client, 2) == mapped && VM_FK_W32(v->vm, 2) == mapped;
+}
+
+/* node_vm's fast path, for the packet shape above, with no FIN or RST, of
+ * an established connection.  It decides as the general path does for
+ * such a packet (node_vm below: vm_parse_ip_tcp's checks; the cached copy
+ * if it may be used, else conn_rev's entry when it alone decides, which
+ * then fills the slot; to_gateway's translation; the same encapsulation),
+ * without the general parser, the scratch, the option walk's generality or
+ * 16-byte addresses:
  *   - the parser's checks: ihl 5 (with version 4: stricter, the rest goes
  *     the general way), TCP, not a fragment, the IP length covers the
  *     headers and lies within the packet;
- *   - the view's compare on the addresses' IPv4 words: a cached copy of
- *     family IPv4 was filed only after rev_is_vm_view matched it with an
- *     IPv4 packet's view, whose addresses are IPv4-mapped (vm_addr_set4),
- *     and a slot is written only by that fill, so its first 12 bytes are
- *     the mapped prefix.
- * 1 with *verdict set when it took the packet; 0: the general path
- * decides, from the start (nothing was written). */
+ *   - the cached copy's view compared on the addresses' IPv4 words: a slot
+ *     holds a copy of family IPv4 only after rev_is_vm_view (or
+ *     rev_is_view4) matched it with an IPv4 packet's view, whose addresses
+ *     are IPv4-mapped, so its first 12 bytes are the mapped prefix.
+ * Whatever else (no conn_rev entry, another view's, one conns must decide)
+ * goes the general way.  1 with *verdict set when it took the packet; 0:
+ * the general path decides, from the start (nothing but the slot was
+ * written, and the slot as the general path would have written it). */
 VM_INLINE int vm_fast4(struct __sk_buff *skb, const struct node_config *cfg, struct node_stats *st, int *verdict)
 {
 	void *data = (void *)(long)skb->data, *data_end = (void *)(long)skb->data_end;
@@ -599,8 +615,9 @@ VM_INLINE int vm_fast4(struct __sk_buff *skb, const struct node_config *cfg, str
 	struct tcphdr *tcp = (void *)(ip + 1);
 	__u8 *opt = (__u8 *)(tcp + 1);
 	struct conn_rev_cached *ce;
+	struct conn_rev_val *rv;
 	struct conn_rev_key rk;
-	__u32 si, gi, *rg, *g, tot;
+	__u32 si, gi, *rg, *g, tot, rgen;
 	__u64 l4diff = 0, l4pseudo = 0;
 
 	if ((void *)(opt + VM_TCPOLEN_TS_ALIGNED) > data_end || eth->h_proto != bpf_htons(VM_ETH_P_IP) ||
@@ -616,14 +633,31 @@ VM_INLINE int vm_fast4(struct __sk_buff *skb, const struct node_config *cfg, str
 	si = vm_conn_rev_slot(&rk);
 	rg = bpf_map_lookup_elem(&conn_rev_gen, &si);
 	ce = bpf_map_lookup_elem(&conn_rev_cache, &si);
-	if (!rg || !ce || ce->rgen != *rg || ce->v.state != VM_CONN_ESTABLISHED || ce->v.family != VM_AF_INET ||
-	    ce->v.conn.client_port_be != tcp->dest || ce->v.conn.vip_port_be != tcp->source ||
-	    VM_FK_W32(ce->v.client, VM_ADDR4_OFF / 4) != ip->daddr || VM_FK_W32(ce->v.vm, VM_ADDR4_OFF / 4) != ip->saddr)
+	if (!rg || !ce)
 		return 0;
-	gi = ce->gi;
-	g = bpf_map_lookup_elem(&conn_gen, &gi);
-	if (!g || *g != ce->v.gen)
-		return 0;
+	rgen = *rg;   /* before the conn_rev lookup below, whose copy the slot may take */
+	if (ce->rgen == rgen && ce->v.state == VM_CONN_ESTABLISHED && ce->v.family == VM_AF_INET &&
+	    ce->v.conn.client_port_be == tcp->dest && ce->v.conn.vip_port_be == tcp->source &&
+	    VM_FK_W32(ce->v.client, VM_ADDR4_OFF / 4) == ip->daddr && VM_FK_W32(ce->v.vm, VM_ADDR4_OFF / 4) == ip->saddr) {
+		gi = ce->gi;
+		g = bpf_map_lookup_elem(&conn_gen, &gi);
+		if (!g || *g != ce->v.gen)
+			return 0;
+	} else {
+		/* the slot holds another connection's copy, or none: conn_rev's
+		 * entry, when it alone decides, into the slot (as node_vm's
+		 * general path takes and files it) */
+		rv = bpf_map_lookup_elem(&conn_rev, &rk);
+		if (!rv || !rev_is_view4(rv, ip->saddr, ip->daddr, tcp->source, tcp->dest))
+			return 0;
+		gi = vm_conn_gen_idx(&rv->conn);
+		g = bpf_map_lookup_elem(&conn_gen, &gi);
+		if (!g || *g != rv->gen || rv->state != VM_CONN_ESTABLISHED)
+			return 0;
+		rev_copy(&ce->v, rv);
+		ce->rgen = rgen;
+		ce->gi = gi;
+	}
 
 	const struct conn_rev_val *c = &ce->v;
 	__u32 old = ip->saddr, new = VM_FK_W32(c->vip, VM_ADDR4_OFF / 4);

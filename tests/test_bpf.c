@@ -1758,15 +1758,18 @@ static void node_vm_cache_invalidated(void)
 }
 
 /* node_vm's fast path (vm_fast4: IPv4 without options, the timestamp
- * block alone, a cached copy) sends what the general path sends.  A
- * connection whose timestamp delta is not 0: each VM packet first through
- * conn_rev (its cache slot moved: the general path, which fills the slot),
- * then from the slot, the same bytes; that the second came from the slot:
- * with conn_rev's entry gone (the slot kept) it is still sent.  A pure ACK
- * (66 bytes, less than the general path's first pull) and a data segment;
- * the client's view of sequence and timestamp, and the checksums, checked
- * on the fast path's output.  Packets of that shape that the parser
- * refuses (an IP length past the frame or short of the headers, a
+ * block alone, an established connection) sends what the general path
+ * sends.  A connection whose timestamp delta is not 0; each VM packet
+ * three times: with its conns key's conn_gen slot moved (conn_rev's copy
+ * no longer decides alone: the general path, through conns, which
+ * refreshes the copy and moves the cache slot), then with the slot moved
+ * (the fast path, from conn_rev's entry, which fills the slot), then from
+ * the slot; the same bytes each time.  That the last came from the slot:
+ * with conn_rev's entry gone (the slot kept) it is still sent.  A pure
+ * ACK (66 bytes, less than the general path's first pull) and a data
+ * segment; the client's view of sequence and timestamp, and the
+ * checksums, checked on the output.  Packets of that shape that the
+ * parser refuses (an IP length past the frame or short of the headers, a
  * fragment) are passed from a warm slot too, as before (vm_pass). */
 static void node_vm_fast_path(void)
 {
@@ -1776,35 +1779,37 @@ static void node_vm_fast_path(void)
 	uint8_t vmpkt[512], out[600];
 	struct conn_rev_key rk;
 	struct conn_rev_val rv;
+	struct flow_key ck;
+	struct conn_val cv;
 	struct run r;
 	cpu_set_t was;
 	size_t n;
 
 	CHECK(!cpu_keep(&was), "kept on one CPU");
 	CHECK(!cache_conn_ts(port, isn, cookie, vm_isn, vm_tsval), "established, the VM's clock 0x01000000");
+	CHECK(conn_find(0, port, &ck, &cv) == 0, "its conns entry");
 	rev_key4(port, &rk);
-	{
-		/* the first packet after the SYN-ACK goes through conns, which
-		 * makes conn_rev's copy established */
-		struct t_pkt d = vm4_pkt(port, vm_isn + 1, isn + 1 + hello_curl_len, T_ACK);
-		d.plen = 0;
-		tc_run(NODE_VM, vmpkt, t_build(&d, vmpkt), &r);
-		CHECK(r.verdict == TC_ACT_REDIRECT_, "the first: %u", r.verdict);
-	}
 	for (int plen = 0; plen <= 64; plen += 64) {
 		struct t_pkt d = vm4_pkt(port, vm_isn + 1, isn + 1 + hello_curl_len, plen ? T_ACK | T_PSH : T_ACK);
+		struct node_stats b;
 		uint32_t len;
 
 		d.plen = plen;
 		n = t_build(&d, vmpkt);
-		vm_node_rev_moved(&N, &rk);
+		CHECK(conn_gen_moved(&ck) == 0, "conn_gen's slot moved");
+		b = node_now();
 		tc_run(NODE_VM, vmpkt, n, &r);
-		CHECK(r.verdict == TC_ACT_REDIRECT_, "%d bytes: the general path sends it: %u", plen, r.verdict);
+		CHECK(r.verdict == TC_ACT_REDIRECT_ && node_now().fwd_to_gw == b.fwd_to_gw + 1,
+		      "%d bytes: the general path (conns) sends it: %u", plen, r.verdict);
 		memcpy(out, r.out, r.len);
 		len = r.len;
+		vm_node_rev_moved(&N, &rk);
 		tc_run(NODE_VM, vmpkt, n, &r);
 		CHECK(r.verdict == TC_ACT_REDIRECT_ && r.len == len && !memcmp(r.out, out, len),
-		      "%d bytes: the fast path the same bytes", plen);
+		      "%d bytes: the fast path from conn_rev, the same bytes", plen);
+		tc_run(NODE_VM, vmpkt, n, &r);
+		CHECK(r.verdict == TC_ACT_REDIRECT_ && r.len == len && !memcmp(r.out, out, len),
+		      "%d bytes: the fast path from the slot, the same bytes", plen);
 		CHECK(!bpf_map_lookup_elem(rfd, &rk, &rv) && !bpf_map_delete_elem(rfd, &rk), "conn_rev's entry removed");
 		tc_run(NODE_VM, vmpkt, n, &r);
 		CHECK(r.verdict == TC_ACT_REDIRECT_ && r.len == len && !memcmp(r.out, out, len),
@@ -1816,6 +1821,26 @@ static void node_vm_fast_path(void)
 		      "%d bytes: the client's view: seq %#x, TSval %#x", plen, t_be32(tcp + 4), t_be32(tcp + 24));
 		CHECK(t_fold(t_sum(ip, 20, 0)) == 0 && t_l4_verify(0, ip, tcp, 32 + plen, 6) == 0, "%d bytes: checksums",
 		      plen);
+	}
+	/* another view's entry under the key (an IPv4-mapped prefix that is
+	 * not: the slot is not filed with it): the general path's collision */
+	{
+		struct t_pkt d = vm4_pkt(port, vm_isn + 1, isn + 1 + hello_curl_len, T_ACK | T_PSH);
+		struct conn_rev_val bad;
+		struct node_stats b;
+		n = t_build(&d, vmpkt);
+		CHECK(!bpf_map_lookup_elem(rfd, &rk, &rv), "conn_rev's entry");
+		bad = rv;
+		bad.vm[0] = 0x20;
+		CHECK(!bpf_map_update_elem(rfd, &rk, &bad, BPF_EXIST), "made another view's");
+		vm_node_rev_moved(&N, &rk);
+		b = node_now();
+		tc_run(NODE_VM, vmpkt, n, &r);
+		CHECK(r.verdict == 0 && node_now().conn_collision == b.conn_collision + 1 &&
+			      node_now().fwd_to_gw == b.fwd_to_gw,
+		      "another view's entry: passed as a collision, %u", r.verdict);
+		CHECK(!bpf_map_update_elem(rfd, &rk, &rv, BPF_EXIST), "conn_rev's entry back");
+		vm_node_rev_moved(&N, &rk);
 	}
 	/* refused by the parser, from a warm slot */
 	struct t_pkt d = vm4_pkt(port, vm_isn + 1, isn + 1 + hello_curl_len, T_ACK | T_PSH);
