@@ -202,11 +202,8 @@ VM_INLINE int vm_flow_bits_either(const struct flow_bits_val *b, __u64 bits)
 	return vm_flow_bits_has(b->half[0], bits) | vm_flow_bits_has(b->half[1], bits);
 }
 
-/* The node's conn_rev key of a connection as its VM sees it (addresses
- * 16 bytes, IPv4 mapped, 4-byte aligned): the VM's address in the place
- * of the VIP, the client's folded under the node's conn_seed as in the
- * conns key.  The seed is read only for IPv6. */
-/* The same for an IPv4 view, from the addresses' words. */
+/* The node's conn_rev key of an IPv4 connection as its VM sees it, from
+ * the addresses' words (vm_conn_rev_key_make below, for IPv4). */
 VM_INLINE void vm_conn_rev_key_make4(__be32 vm, __be32 client, __be16 vm_port_be, __be16 client_port_be,
 				     struct conn_rev_key *r)
 {
@@ -216,6 +213,10 @@ VM_INLINE void vm_conn_rev_key_make4(__be32 vm, __be32 client, __be16 vm_port_be
 	r->client_port_be = client_port_be;
 }
 
+/* The node's conn_rev key of a connection as its VM sees it (addresses
+ * 16 bytes, IPv4 mapped, 4-byte aligned): the VM's address in the place
+ * of the VIP, the client's folded under the node's conn_seed as in the
+ * conns key.  The seed is read only for IPv6. */
 VM_INLINE void vm_conn_rev_key_make(__u8 family, const __u8 *vm, const __u8 *client, __be16 vm_port_be,
 				    __be16 client_port_be, const struct flow_seed *s, struct conn_rev_key *r)
 {
