@@ -677,10 +677,13 @@ VM_INLINE int vm_fast4(struct __sk_buff *skb, const struct node_config *cfg, str
 	struct sk_buff *k = bpf_cast_to_kern_ctx(skb);
 	__u8 summed = BPF_CORE_READ_BITFIELD(k, ip_summed);
 
-	if (tcp_csum_fix(skb, summed, &tcp->check, ETH_HLEN + VM_IP4_HLEN + VM_TCP_CHECK_OFF, l4pseudo, l4diff))
+	if (tcp_csum_fix(skb, summed, &tcp->check, ETH_HLEN + VM_IP4_HLEN + VM_TCP_CHECK_OFF, l4pseudo, l4diff)) {
 		*verdict = vm_bad(st);
-	else
-		*verdict = encap_to_gw(skb, k, summed, VM_AF_INET, c, cfg, st);
+		return 1;
+	}
+	*verdict = encap_to_gw(skb, k, summed, VM_AF_INET, c, cfg, st);
+	if (*verdict == TC_ACT_REDIRECT)
+		NODE_COUNT(st, vm_fast);   /* and fwd_to_gw */
 	return 1;
 }
 

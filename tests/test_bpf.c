@@ -1799,16 +1799,19 @@ static void node_vm_fast_path(void)
 		CHECK(conn_gen_moved(&ck) == 0, "conn_gen's slot moved");
 		b = node_now();
 		tc_run(NODE_VM, vmpkt, n, &r);
-		CHECK(r.verdict == TC_ACT_REDIRECT_ && node_now().fwd_to_gw == b.fwd_to_gw + 1,
+		CHECK(r.verdict == TC_ACT_REDIRECT_ && node_now().fwd_to_gw == b.fwd_to_gw + 1 &&
+			      node_now().vm_fast == b.vm_fast,
 		      "%d bytes: the general path (conns) sends it: %u", plen, r.verdict);
 		memcpy(out, r.out, r.len);
 		len = r.len;
 		vm_node_rev_moved(&N, &rk);
 		tc_run(NODE_VM, vmpkt, n, &r);
-		CHECK(r.verdict == TC_ACT_REDIRECT_ && r.len == len && !memcmp(r.out, out, len),
+		CHECK(r.verdict == TC_ACT_REDIRECT_ && r.len == len && !memcmp(r.out, out, len) &&
+			      node_now().vm_fast == b.vm_fast + 1,
 		      "%d bytes: the fast path from conn_rev, the same bytes", plen);
 		tc_run(NODE_VM, vmpkt, n, &r);
-		CHECK(r.verdict == TC_ACT_REDIRECT_ && r.len == len && !memcmp(r.out, out, len),
+		CHECK(r.verdict == TC_ACT_REDIRECT_ && r.len == len && !memcmp(r.out, out, len) &&
+			      node_now().vm_fast == b.vm_fast + 2 && node_now().fwd_to_gw == b.fwd_to_gw + 3,
 		      "%d bytes: the fast path from the slot, the same bytes", plen);
 		CHECK(!bpf_map_lookup_elem(rfd, &rk, &rv) && !bpf_map_delete_elem(rfd, &rk), "conn_rev's entry removed");
 		tc_run(NODE_VM, vmpkt, n, &r);
@@ -1837,7 +1840,7 @@ static void node_vm_fast_path(void)
 		b = node_now();
 		tc_run(NODE_VM, vmpkt, n, &r);
 		CHECK(r.verdict == 0 && node_now().conn_collision == b.conn_collision + 1 &&
-			      node_now().fwd_to_gw == b.fwd_to_gw,
+			      node_now().fwd_to_gw == b.fwd_to_gw && node_now().vm_fast == b.vm_fast,
 		      "another view's entry: passed as a collision, %u", r.verdict);
 		CHECK(!bpf_map_update_elem(rfd, &rk, &rv, BPF_EXIST), "conn_rev's entry back");
 		vm_node_rev_moved(&N, &rk);
@@ -1858,7 +1861,8 @@ static void node_vm_fast_path(void)
 		else
 			bad[14 + 6] |= 0x20;                                                     /* more fragments */
 		tc_run(NODE_VM, bad, n, &r);
-		CHECK(r.verdict == 0 && node_now().vm_pass == b.vm_pass + 1 && node_now().fwd_to_gw == b.fwd_to_gw,
+		CHECK(r.verdict == 0 && node_now().vm_pass == b.vm_pass + 1 && node_now().fwd_to_gw == b.fwd_to_gw &&
+			      node_now().vm_fast == b.vm_fast,
 		      "bad IP header %d: passed, %u", k, r.verdict);
 	}
 	CHECK(!vm_rst(port, vm_isn), "forgotten");
