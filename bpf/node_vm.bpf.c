@@ -555,6 +555,17 @@ VM_INLINE void rev_copy(struct conn_rev_val *to, const struct conn_rev_val *from
 		t[i] = f[i];
 }
 
+/* Files conn_rev's entry rv, which passed the test of a copy that decides
+ * alone (ESTABLISHED, its gen equal to gi's conn_gen slot), in cache slot e
+ * under rgen, the slot's generation as read before the lookup that found
+ * rv (see conn_rev_cache). */
+VM_INLINE void rev_cache_fill(struct conn_rev_cached *e, const struct conn_rev_val *rv, __u32 rgen, __u32 gi)
+{
+	rev_copy(&e->v, rv);
+	e->rgen = rgen;
+	e->gi = gi;
+}
+
 /* 1 when cached copy e may be sent with for p (the slot's generation now
  * rgen, p without FIN and RST): see conn_rev_cache. */
 VM_INLINE int rev_cached_ok(const struct conn_rev_cached *e, const struct vm_pkt *p, __u32 rgen)
@@ -567,13 +578,13 @@ VM_INLINE int rev_cached_ok(const struct conn_rev_cached *e, const struct vm_pkt
 	return g && *g == e->v.gen;
 }
 
-/* What node_vm's fast path (vm_fast4) takes: the segments a Linux VM sends
- * on an established connection, IPv4 without options, TCP with the
- * timestamp block alone (NOP NOP TS, RFC 7323 appendix A), headers in the
- * linear part. */
-#define FAST4_IP_TCP (VM_IP4_HLEN + VM_TCP_HLEN + VM_TCPOLEN_TS_ALIGNED)
-#define FAST4_DOFF   ((FAST4_IP_TCP - VM_IP4_HLEN) / 4)
-#define FAST4_TSVAL  4   /* TSval's offset in the block, after NOP NOP kind len */
+/* What node_vm's fast path (vm_fast) takes: the segments a Linux VM sends
+ * on an established connection, IPv4 without options or IPv6 without
+ * extension headers, TCP with the timestamp block alone (NOP NOP TS, RFC
+ * 7323 appendix A), headers in the linear part. */
+#define FAST_TCP_LEN (VM_TCP_HLEN + VM_TCPOLEN_TS_ALIGNED)
+#define FAST_DOFF    (FAST_TCP_LEN / 4)
+#define FAST_TSVAL   4   /* TSval's offset in the block, after NOP NOP kind len */
 
 /* 1 when conn_rev's entry v is the view of an IPv4 packet from vm:vm_port
  * to client:client_port: rev_is_vm_view against that packet's vm_pkt,
@@ -589,56 +600,87 @@ VM_INLINE int rev_is_view4(const struct conn_rev_val *v, __be32 vm, __be32 clien
 	       VM_FK_W32(v->client, 2) == mapped && VM_FK_W32(v->vm, 2) == mapped;
 }
 
-/* node_vm's fast path, for the packet shape above, with no FIN or RST, of
- * an established connection.  It decides as the general path does for
- * such a packet (node_vm below: vm_parse_ip_tcp's checks; the cached copy
- * if it may be used, else conn_rev's entry when it alone decides, which
- * then fills the slot; to_gateway's translation; the same encapsulation),
- * without the general parser, the scratch, the option walk's generality or
- * 16-byte addresses:
- *   - the parser's checks: ihl 5 (with version 4: stricter, the rest goes
- *     the general way), TCP, not a fragment, the IP length covers the
- *     headers and lies within the packet;
- *   - the cached copy's view compared on the addresses' IPv4 words: a slot
- *     holds a copy of family IPv4 only after rev_is_vm_view (or
+/* The same for an IPv6 packet, its addresses where the packet has them:
+ * rev_is_vm_view. */
+VM_INLINE int rev_is_view6(const struct conn_rev_val *v, const __u8 *vm, const __u8 *client, __be16 vm_port,
+			   __be16 client_port)
+{
+	return v->family == VM_AF_INET6 && v->conn.client_port_be == client_port && v->conn.vip_port_be == vm_port &&
+	       vm_addr_eq(v->client, client) && vm_addr_eq(v->vm, vm);
+}
+
+/* node_vm's fast path, for the packet shape above (v6: its IP version, a
+ * constant at each call), with no FIN or RST, of an established
+ * connection.  It decides as the general path does for such a packet
+ * (node_vm below: vm_parse_ip_tcp's checks; the cached copy if it may be
+ * used, else conn_rev's entry when it alone decides, which then fills the
+ * slot; to_gateway's translation; the same encapsulation), without the
+ * general parser, the scratch, the option walk's generality or copies of
+ * the addresses:
+ *   - the parser's checks: IPv4's ihl 5 (with version 4: stricter, the
+ *     rest goes the general way), not a fragment; IPv6's TCP straight
+ *     after the fixed header (version 6: stricter); the IP length covers
+ *     the headers and lies within the packet;
+ *   - an IPv4 cached copy's view compared on the addresses' IPv4 words: a
+ *     slot holds a copy of family IPv4 only after rev_is_vm_view (or
  *     rev_is_view4) matched it with an IPv4 packet's view, whose addresses
  *     are IPv4-mapped, so its first 12 bytes are the mapped prefix.
  * Whatever else (no conn_rev entry, another view's, one conns must decide)
  * goes the general way.  1 with *verdict set when it took the packet; 0:
  * the general path decides, from the start (nothing but the slot was
  * written, and the slot as the general path would have written it). */
-VM_INLINE int vm_fast4(struct __sk_buff *skb, const struct node_config *cfg, struct node_stats *st, int *verdict)
+VM_INLINE int vm_fast(struct __sk_buff *skb, const struct node_config *cfg, struct node_stats *st, int *verdict,
+		      const int v6)
 {
 	void *data = (void *)(long)skb->data, *data_end = (void *)(long)skb->data_end;
-	struct ethhdr *eth = data;
+	const __u32 l3 = v6 ? VM_IP6_HLEN : VM_IP4_HLEN;
+	struct tcphdr *tcp = data + ETH_HLEN + l3;
+	__u8 *opt = (__u8 *)(tcp + 1), *sa, *da;   /* sa, da: the packet's addresses */
 	struct iphdr *ip = data + ETH_HLEN;
-	struct tcphdr *tcp = (void *)(ip + 1);
-	__u8 *opt = (__u8 *)(tcp + 1);
+	struct ipv6hdr *ip6 = data + ETH_HLEN;
 	struct conn_rev_cached *ce;
 	struct conn_rev_val *rv;
 	struct conn_rev_key rk;
-	__u32 si, gi, *rg, *g, tot, rgen;
+	__u32 si, gi, *rg, *g, tot, rgen, zero = 0;
 	__u64 l4diff = 0, l4pseudo = 0;
 
-	if ((void *)(opt + VM_TCPOLEN_TS_ALIGNED) > data_end || eth->h_proto != bpf_htons(VM_ETH_P_IP) ||
-	    *(__u8 *)ip != VM_IP4_VER_IHL || ip->protocol != VM_IPPROTO_TCP ||
-	    (ip->frag_off & bpf_htons(VM_IP4_FRAG_MASK)) || ((__u8 *)tcp)[VM_TCP_DOFF_OFF] >> 4 != FAST4_DOFF ||
+	if ((void *)(opt + VM_TCPOLEN_TS_ALIGNED) > data_end || ((__u8 *)tcp)[VM_TCP_DOFF_OFF] >> 4 != FAST_DOFF ||
 	    *(vm_u32a *)opt != VM_W32(VM_TCPOPT_NOP, VM_TCPOPT_NOP, VM_TCPOPT_TS, VM_TCPOLEN_TS) ||
 	    (((__u8 *)tcp)[VM_TCP_FLAGS_OFF] & (TCP_FIN | TCP_RST)))
 		return 0;
-	tot = bpf_ntohs(ip->tot_len);
-	if (tot < FAST4_IP_TCP || ETH_HLEN + tot > skb->len)
+	if (v6) {
+		if (*(__u8 *)ip6 >> 4 != 6 || ip6->nexthdr != VM_IPPROTO_TCP)
+			return 0;
+		tot = VM_IP6_HLEN + bpf_ntohs(ip6->payload_len);
+		sa = (__u8 *)&ip6->saddr;
+		da = (__u8 *)&ip6->daddr;
+	} else {
+		if (*(__u8 *)ip != VM_IP4_VER_IHL || ip->protocol != VM_IPPROTO_TCP ||
+		    (ip->frag_off & bpf_htons(VM_IP4_FRAG_MASK)))
+			return 0;
+		tot = bpf_ntohs(ip->tot_len);
+		sa = (__u8 *)&ip->saddr;
+		da = (__u8 *)&ip->daddr;
+	}
+	if (tot < l3 + FAST_TCP_LEN || ETH_HLEN + tot > skb->len)
 		return 0;
-	vm_conn_rev_key_make4(ip->saddr, ip->daddr, tcp->source, tcp->dest, &rk);
+	if (v6)
+		vm_conn_rev_key_make(VM_AF_INET6, sa, da, tcp->source, tcp->dest,
+				     bpf_map_lookup_elem(&conn_seed, &zero), &rk);
+	else
+		vm_conn_rev_key_make4(ip->saddr, ip->daddr, tcp->source, tcp->dest, &rk);
 	si = vm_conn_rev_slot(&rk);
 	rg = bpf_map_lookup_elem(&conn_rev_gen, &si);
 	ce = bpf_map_lookup_elem(&conn_rev_cache, &si);
 	if (!rg || !ce)
 		return 0;
 	rgen = *rg;   /* before the conn_rev lookup below, whose copy the slot may take */
-	if (ce->rgen == rgen && ce->v.state == VM_CONN_ESTABLISHED && ce->v.family == VM_AF_INET &&
-	    ce->v.conn.client_port_be == tcp->dest && ce->v.conn.vip_port_be == tcp->source &&
-	    VM_FK_W32(ce->v.client, VM_ADDR4_OFF / 4) == ip->daddr && VM_FK_W32(ce->v.vm, VM_ADDR4_OFF / 4) == ip->saddr) {
+	if (ce->rgen == rgen && ce->v.state == VM_CONN_ESTABLISHED &&
+	    (v6 ? rev_is_view6(&ce->v, sa, da, tcp->source, tcp->dest)
+		: ce->v.family == VM_AF_INET && ce->v.conn.client_port_be == tcp->dest &&
+			  ce->v.conn.vip_port_be == tcp->source &&
+			  VM_FK_W32(ce->v.client, VM_ADDR4_OFF / 4) == ip->daddr &&
+			  VM_FK_W32(ce->v.vm, VM_ADDR4_OFF / 4) == ip->saddr)) {
 		gi = ce->gi;
 		g = bpf_map_lookup_elem(&conn_gen, &gi);
 		if (!g || *g != ce->v.gen)
@@ -648,40 +690,51 @@ VM_INLINE int vm_fast4(struct __sk_buff *skb, const struct node_config *cfg, str
 		 * entry, when it alone decides, into the slot (as node_vm's
 		 * general path takes and files it) */
 		rv = bpf_map_lookup_elem(&conn_rev, &rk);
-		if (!rv || !rev_is_view4(rv, ip->saddr, ip->daddr, tcp->source, tcp->dest))
+		if (!rv || !(v6 ? rev_is_view6(rv, sa, da, tcp->source, tcp->dest)
+				: rev_is_view4(rv, ip->saddr, ip->daddr, tcp->source, tcp->dest)))
 			return 0;
 		gi = vm_conn_gen_idx(&rv->conn);
 		g = bpf_map_lookup_elem(&conn_gen, &gi);
 		if (!g || *g != rv->gen || rv->state != VM_CONN_ESTABLISHED)
 			return 0;
-		rev_copy(&ce->v, rv);
-		ce->rgen = rgen;
-		ce->gi = gi;
+		rev_cache_fill(ce, rv, rgen, gi);
 	}
 
 	const struct conn_rev_val *c = &ce->v;
-	__u32 old = ip->saddr, new = VM_FK_W32(c->vip, VM_ADDR4_OFF / 4);
-	vm_csum_replace4(&ip->check, old, new);
-	diff4(&l4pseudo, old, new, 0);
-	ip->saddr = new;
+	__u32 old, new;
+	if (v6) {
+		__u32 *a = (__u32 *)sa;
+#pragma unroll
+		for (int i = 0; i < 4; i++) {
+			new = VM_FK_W32(c->vip, i);
+			diff4(&l4pseudo, a[i], new, 0);
+			a[i] = new;
+		}
+	} else {
+		old = ip->saddr;
+		new = VM_FK_W32(c->vip, VM_ADDR4_OFF / 4);
+		vm_csum_replace4(&ip->check, old, new);
+		diff4(&l4pseudo, old, new, 0);
+		ip->saddr = new;
+	}
 	old = tcp->seq;
 	new = bpf_htonl(bpf_ntohl(old) + c->seq_delta);
 	diff4(&l4diff, old, new, 0);
 	tcp->seq = new;
 	xlate_window(tcp, c, &l4diff);
-	old = *(vm_u32a *)(opt + FAST4_TSVAL);
+	old = *(vm_u32a *)(opt + FAST_TSVAL);
 	new = bpf_htonl(bpf_ntohl(old) + c->ts_delta);
 	diff4(&l4diff, old, new, 0);
-	*(vm_u32a *)(opt + FAST4_TSVAL) = new;
+	*(vm_u32a *)(opt + FAST_TSVAL) = new;
 
 	struct sk_buff *k = bpf_cast_to_kern_ctx(skb);
 	__u8 summed = BPF_CORE_READ_BITFIELD(k, ip_summed);
 
-	if (tcp_csum_fix(skb, summed, &tcp->check, ETH_HLEN + VM_IP4_HLEN + VM_TCP_CHECK_OFF, l4pseudo, l4diff)) {
+	if (tcp_csum_fix(skb, summed, &tcp->check, ETH_HLEN + l3 + VM_TCP_CHECK_OFF, l4pseudo, l4diff)) {
 		*verdict = vm_bad(st);
 		return 1;
 	}
-	*verdict = encap_to_gw(skb, k, summed, VM_AF_INET, c, cfg, st);
+	*verdict = encap_to_gw(skb, k, summed, v6 ? VM_AF_INET6 : VM_AF_INET, c, cfg, st);
 	if (*verdict == TC_ACT_REDIRECT)
 		NODE_COUNT(st, vm_fast);   /* and fwd_to_gw */
 	return 1;
@@ -744,7 +797,7 @@ VM_INLINE int vm_via_conns(struct __sk_buff *skb, const struct vm_pkt *p, struct
 	return to_gateway(skb, p, rv, cfg, s, st);
 }
 
-/* node_vm's general path: every VM packet vm_fast4 does not take. */
+/* node_vm's general path: every VM packet vm_fast does not take. */
 VM_INLINE int vm_general(struct __sk_buff *skb, struct node_config *cfg, struct node_stats *st)
 {
 	struct node_scratch *s = node_scratch_get();
@@ -821,9 +874,7 @@ VM_INLINE int vm_general(struct __sk_buff *skb, struct node_config *cfg, struct 
 		/* into the cache (the slot's generation as read before the
 		 * lookup), and sent with the cached copy as a hit would be */
 		if (rg && ce) {
-			rev_copy(&ce->v, rv);
-			ce->rgen = rgen;
-			ce->gi = gi;
+			rev_cache_fill(ce, rv, rgen, gi);
 			return to_gateway(skb, &p, &ce->v, cfg, s, st);
 		}
 		return to_gateway(skb, &p, rv, cfg, s, st);
@@ -836,13 +887,21 @@ int node_vm(struct __sk_buff *skb)
 {
 	struct node_stats *st = node_stats_get();
 	struct node_config *cfg;
+	void *data, *data_end;
 	__u32 zero = 0;
 	int rc;
 
 	cfg = bpf_map_lookup_elem(&node_config, &zero);
 	if (!cfg)
 		return TC_ACT_OK;
-	if (vm_fast4(skb, cfg, st, &rc))
-		return rc;
+	/* the fast path for IPv4 or IPv6, by the Ethernet type */
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+	if (data + ETH_HLEN <= data_end) {
+		__u16 proto = ((struct ethhdr *)data)->h_proto;
+		if (proto == bpf_htons(VM_ETH_P_IP) ? vm_fast(skb, cfg, st, &rc, 0)
+		    : proto == bpf_htons(VM_ETH_P_IPV6) ? vm_fast(skb, cfg, st, &rc, 1) : 0)
+			return rc;
+	}
 	return vm_general(skb, cfg, st);
 }

@@ -1406,18 +1406,19 @@ static int cpu_keep(cpu_set_t *was)
 	return sched_setaffinity(0, sizeof(one), &one);
 }
 
-/* The VM's packet of connection CLI4:port <-> VM4:443 (as node_vm sees it). */
-static struct t_pkt vm4_pkt(uint16_t port, uint32_t seq, uint32_t ack, uint8_t flags)
+/* The VM's packet of connection CLI:port <-> VM:443 (as node_vm sees it),
+ * IPv6 (CLI6, VM6) or IPv4 (CLI4, VM4). */
+static struct t_pkt vm_pkt_v(int v6, uint16_t port, uint32_t seq, uint32_t ack, uint8_t flags)
 {
 	static uint8_t ts[12] = { 1, 1, 8, 10, 0, 0, 0x03, 0x10, 0x11, 0x22, 0x33, 0x66 };
 	static uint8_t payload[64] = { 0x17, 3, 3 };
-	struct t_pkt d = { .sport = 443, .dport = port, .seq = seq, .ack = ack, .flags = flags, .window = 1000,
-			   .opts = ts, .optlen = 12 };
+	struct t_pkt d = { .v6 = v6, .sport = 443, .dport = port, .seq = seq, .ack = ack, .flags = flags,
+			   .window = 1000, .opts = ts, .optlen = 12 };
 
 	memcpy(d.smac, VM_MAC, 6);
 	memcpy(d.dmac, HOST_MAC, 6);
-	memcpy(d.src, VM4, 4);
-	memcpy(d.dst, CLI4, 4);
+	memcpy(d.src, v6 ? VM6 : VM4, v6 ? 16 : 4);
+	memcpy(d.dst, v6 ? CLI6 : CLI4, v6 ? 16 : 4);
 	if (!(flags & (T_SYN | T_RST))) {
 		d.payload = payload;
 		d.plen = sizeof(payload);
@@ -1425,32 +1426,38 @@ static struct t_pkt vm4_pkt(uint16_t port, uint32_t seq, uint32_t ack, uint8_t f
 	return d;
 }
 
+static struct t_pkt vm4_pkt(uint16_t port, uint32_t seq, uint32_t ack, uint8_t flags)
+{
+	return vm_pkt_v(0, port, seq, ack, flags);
+}
+
 /* A connection from CLI4:port to VIP4 (as it stands) through the node to
  * VM 1: the handoff, then the VM's SYN-ACK (vm_isn), which node_vm must
  * answer (verdict 2: the hello goes out as a clone), not send to the
  * gateway.  0, or which step failed. */
-static int cache_conn_ts(uint16_t port, uint32_t isn, uint32_t cookie, uint32_t vm_isn, uint32_t vm_tsval);
+static int cache_conn_ts(int v6, uint16_t port, uint32_t isn, uint32_t cookie, uint32_t vm_isn, uint32_t vm_tsval);
 
 static int cache_conn(uint16_t port, uint32_t isn, uint32_t cookie, uint32_t vm_isn)
 {
-	return cache_conn_ts(port, isn, cookie, vm_isn, 0x309);   /* the SYN-ACK these tests always had */
+	return cache_conn_ts(0, port, isn, cookie, vm_isn, 0x309);   /* the SYN-ACK these tests always had */
 }
 
-/* The same, the VM's SYN-ACK with TSval vm_tsval (the gateway's is 5000:
- * the connection's timestamp delta is 5000 - vm_tsval). */
-static int cache_conn_ts(uint16_t port, uint32_t isn, uint32_t cookie, uint32_t vm_isn, uint32_t vm_tsval)
+/* The same, an IPv6 client's (CLI6 to VM6; the mesh IPv4) or an IPv4
+ * one's, the VM's SYN-ACK with TSval vm_tsval (the gateway's is 5000: the
+ * connection's timestamp delta is 5000 - vm_tsval). */
+static int cache_conn_ts(int v6, uint16_t port, uint32_t isn, uint32_t cookie, uint32_t vm_isn, uint32_t vm_tsval)
 {
 	uint8_t frame[1024], mesh[1200], vmpkt[512];
 	struct vm_handoff ho = { .vm_id_be = htonl(1), .client_isn_be = htonl(isn), .cookie_isn_be = htonl(cookie),
 				 .gw_tsval_be = htonl(5000), .mss_be = htons(1440), .client_wscale = 10,
 				 .gw_wscale = 7, .flags = VM_HO_SACK_OK | VM_HO_TS_OK };
 	uint8_t sa_opts[20] = { 2, 4, 5, 0xb4, 4, 2, 8, 10, 0, 0, 0, 0, 0, 0, 0x13, 0x88, 1, 3, 3, 9 };
-	struct t_pkt sa = vm4_pkt(port, vm_isn, isn + 1, T_SYN | T_ACK);
+	struct t_pkt sa = vm_pkt_v(v6, port, vm_isn, isn + 1, T_SYN | T_ACK);
 	struct run r;
 
 	uint32_t tv = htonl(vm_tsval);
 	memcpy(sa_opts + 8, &tv, 4);
-	size_t fl = hello_pkt(0, port, isn, cookie, 5000, hello_curl, hello_curl_len, frame);
+	size_t fl = hello_pkt(v6, port, isn, cookie, 5000, hello_curl, hello_curl_len, frame);
 	xdp_run(NODE_MESH, mesh, mesh_wrap(frame, fl, 0, &ho, mesh), &r);
 	if (r.verdict != XDP_REDIRECT_)
 		return 1;
@@ -1498,7 +1505,23 @@ static int vm_passed(uint16_t port, uint32_t isn, uint32_t vm_isn)
 	return r.verdict == 0 && node_now().vm_pass == b.vm_pass + 1 && node_now().fwd_to_gw == b.fwd_to_gw;
 }
 
-/* conn_rev's key of the connection CLI4:port <-> VM4:443. */
+static void rev_key4(uint16_t port, struct conn_rev_key *rk);
+
+/* conn_rev's key of the connection CLI6:port <-> VM6:443 (under the
+ * node's conn_seed), or CLI4:port <-> VM4:443. */
+static void rev_key_v(int v6, uint16_t port, struct conn_rev_key *rk)
+{
+	struct flow_seed s;
+	__u32 zero = 0;
+
+	if (v6) {
+		bpf_map_lookup_elem(vm_node_map_fd(&N, "conn_seed"), &zero, &s);
+		vm_conn_rev_key_make(VM_AF_INET6, VM6, CLI6, htons(443), htons(port), &s, rk);
+		return;
+	}
+	rev_key4(port, rk);
+}
+
 static void rev_key4(uint16_t port, struct conn_rev_key *rk)
 {
 	uint8_t vmm[16] = { [10] = 0xff, [11] = 0xff }, cli[16] = { [10] = 0xff, [11] = 0xff };
@@ -1757,24 +1780,28 @@ static void node_vm_cache_invalidated(void)
 	sched_setaffinity(0, sizeof(was), &was);
 }
 
-/* node_vm's fast path (vm_fast4: IPv4 without options, the timestamp
- * block alone, an established connection) sends what the general path
- * sends.  A connection whose timestamp delta is not 0; each VM packet
- * three times: with its conns key's conn_gen slot moved (conn_rev's copy
- * no longer decides alone: the general path, through conns, which
+/* node_vm's fast path (vm_fast: IPv4 without options or IPv6 without
+ * extension headers, the timestamp block alone, an established
+ * connection) sends what the general path sends.  A connection whose
+ * timestamp delta is not 0, of an IPv4 client and of an IPv6 one; each VM
+ * packet three times: with its conns key's conn_gen slot moved (conn_rev's
+ * copy no longer decides alone: the general path, through conns, which
  * refreshes the copy and moves the cache slot), then with the slot moved
  * (the fast path, from conn_rev's entry, which fills the slot), then from
- * the slot; the same bytes each time.  That the last came from the slot:
- * with conn_rev's entry gone (the slot kept) it is still sent.  A pure
- * ACK (66 bytes, less than the general path's first pull) and a data
- * segment; the client's view of sequence and timestamp, and the
- * checksums, checked on the output.  Packets of that shape that the
- * parser refuses (an IP length past the frame or short of the headers, a
- * fragment) are passed from a warm slot too, as before (vm_pass). */
-static void node_vm_fast_path(void)
+ * the slot; the same bytes each time, and vm_fast counts the last two
+ * only.  That the last came from the slot: with conn_rev's entry gone
+ * (the slot kept) it is still sent.  A pure ACK (less than the general
+ * path's first pull) and a data segment; the client's view of sequence
+ * and timestamp, and the checksums, checked on the output.  Packets of
+ * that shape that the parser refuses (an IP length past the frame or
+ * short of the headers, a fragment or an IPv6 extension header) are
+ * passed from a warm slot too, as before (vm_pass), and another view's
+ * entry under the key as a collision. */
+static void node_vm_fast_path_of(int v6)
 {
-	const uint16_t port = 41076;
+	const uint16_t port = 41076 + v6;
 	const uint32_t isn = 0x19000000, cookie = 0xA9000000, vm_isn = 0x39000000, vm_tsval = 0x01000000;
+	const size_t l3 = v6 ? 40 : 20;
 	int rfd = vm_node_map_fd(&N, "conn_rev");
 	uint8_t vmpkt[512], out[600];
 	struct conn_rev_key rk;
@@ -1786,11 +1813,12 @@ static void node_vm_fast_path(void)
 	size_t n;
 
 	CHECK(!cpu_keep(&was), "kept on one CPU");
-	CHECK(!cache_conn_ts(port, isn, cookie, vm_isn, vm_tsval), "established, the VM's clock 0x01000000");
-	CHECK(conn_find(0, port, &ck, &cv) == 0, "its conns entry");
-	rev_key4(port, &rk);
+	CHECK(!cache_conn_ts(v6, port, isn, cookie, vm_isn, vm_tsval), "IPv%d: established, the VM's clock 0x01000000",
+	      v6 ? 6 : 4);
+	CHECK(conn_find(v6, port, &ck, &cv) == 0, "its conns entry");
+	rev_key_v(v6, port, &rk);
 	for (int plen = 0; plen <= 64; plen += 64) {
-		struct t_pkt d = vm4_pkt(port, vm_isn + 1, isn + 1 + hello_curl_len, plen ? T_ACK | T_PSH : T_ACK);
+		struct t_pkt d = vm_pkt_v(v6, port, vm_isn + 1, isn + 1 + hello_curl_len, plen ? T_ACK | T_PSH : T_ACK);
 		struct node_stats b;
 		uint32_t len;
 
@@ -1818,23 +1846,29 @@ static void node_vm_fast_path(void)
 		CHECK(r.verdict == TC_ACT_REDIRECT_ && r.len == len && !memcmp(r.out, out, len),
 		      "%d bytes: sent from the slot alone, the same bytes", plen);
 		CHECK(!bpf_map_update_elem(rfd, &rk, &rv, BPF_NOEXIST), "conn_rev's entry back");
-		const uint8_t *ip = r.out + 14 + 20 + 8 + 8, *tcp = ip + 20;
+		const uint8_t *ip = r.out + 14 + 20 + 8 + 8, *tcp = ip + l3;
 		CHECK(len == 14 + 20 + 8 + 8 + n - 14 && t_be32(tcp + 4) == cookie + 1 &&
-			      t_be32(tcp + 20 + 4) == 0x310 + 5000 - vm_tsval && t_be32(tcp + 20 + 8) == 0x11223366,
-		      "%d bytes: the client's view: seq %#x, TSval %#x", plen, t_be32(tcp + 4), t_be32(tcp + 24));
-		CHECK(t_fold(t_sum(ip, 20, 0)) == 0 && t_l4_verify(0, ip, tcp, 32 + plen, 6) == 0, "%d bytes: checksums",
-		      plen);
+			      t_be32(tcp + 20 + 4) == 0x310 + 5000 - vm_tsval && t_be32(tcp + 20 + 8) == 0x11223366 &&
+			      (v6 ? !memcmp(ip + 8, VIP6, 16) : !memcmp(ip + 12, VIP4, 4)),
+		      "%d bytes: the client's view: seq %#x, TSval %#x, from the VIP", plen, t_be32(tcp + 4),
+		      t_be32(tcp + 24));
+		CHECK((v6 || t_fold(t_sum(ip, 20, 0)) == 0) && t_l4_verify(v6, ip, tcp, 32 + plen, 6) == 0,
+		      "%d bytes: checksums", plen);
 	}
-	/* another view's entry under the key (an IPv4-mapped prefix that is
-	 * not: the slot is not filed with it): the general path's collision */
+	/* another view's entry under the key (IPv4: a mapped prefix that is
+	 * not; IPv6: another VM address; the slot is not filed with it): the
+	 * general path's collision */
 	{
-		struct t_pkt d = vm4_pkt(port, vm_isn + 1, isn + 1 + hello_curl_len, T_ACK | T_PSH);
+		struct t_pkt d = vm_pkt_v(v6, port, vm_isn + 1, isn + 1 + hello_curl_len, T_ACK | T_PSH);
 		struct conn_rev_val bad;
 		struct node_stats b;
 		n = t_build(&d, vmpkt);
 		CHECK(!bpf_map_lookup_elem(rfd, &rk, &rv), "conn_rev's entry");
 		bad = rv;
-		bad.vm[0] = 0x20;
+		if (v6)
+			bad.vm[15] ^= 1;
+		else
+			bad.vm[0] = 0x20;
 		CHECK(!bpf_map_update_elem(rfd, &rk, &bad, BPF_EXIST), "made another view's");
 		vm_node_rev_moved(&N, &rk);
 		b = node_now();
@@ -1846,27 +1880,48 @@ static void node_vm_fast_path(void)
 		vm_node_rev_moved(&N, &rk);
 	}
 	/* refused by the parser, from a warm slot */
-	struct t_pkt d = vm4_pkt(port, vm_isn + 1, isn + 1 + hello_curl_len, T_ACK | T_PSH);
+	struct t_pkt d = vm_pkt_v(v6, port, vm_isn + 1, isn + 1 + hello_curl_len, T_ACK | T_PSH);
 	n = t_build(&d, vmpkt);
 	tc_run(NODE_VM, vmpkt, n, &r);
 	CHECK(r.verdict == TC_ACT_REDIRECT_, "warm");
 	for (int k = 0; k < 3; k++) {
 		uint8_t bad[512];
 		struct node_stats b = node_now();
+		/* the IP length: IPv4's total, IPv6's payload */
+		size_t lo = v6 ? 14 + 4 : 14 + 2, whole = v6 ? n - 14 - 40 : n - 14;
 		memcpy(bad, vmpkt, n);
 		if (k == 0)
-			bad[14 + 2] = (n - 14 + 1) >> 8, bad[14 + 3] = (uint8_t)(n - 14 + 1);   /* past the frame */
+			bad[lo] = (whole + 1) >> 8, bad[lo + 1] = (uint8_t)(whole + 1);   /* past the frame */
 		else if (k == 1)
-			bad[14 + 2] = 0, bad[14 + 3] = 40;                                       /* short of the headers */
+			bad[lo] = 0, bad[lo + 1] = v6 ? 20 : 40;                         /* short of the headers */
+		else if (v6)
+			bad[14 + 6] = 44;                                                 /* a fragment header */
 		else
-			bad[14 + 6] |= 0x20;                                                     /* more fragments */
+			bad[14 + 6] |= 0x20;                                              /* more fragments */
 		tc_run(NODE_VM, bad, n, &r);
 		CHECK(r.verdict == 0 && node_now().vm_pass == b.vm_pass + 1 && node_now().fwd_to_gw == b.fwd_to_gw &&
 			      node_now().vm_fast == b.vm_fast,
 		      "bad IP header %d: passed, %u", k, r.verdict);
 	}
-	CHECK(!vm_rst(port, vm_isn), "forgotten");
+	{
+		struct t_pkt rst = vm_pkt_v(v6, port, vm_isn + 1, 0, T_RST);
+		struct node_stats b = node_now();
+		tc_run(NODE_VM, vmpkt, t_build(&rst, vmpkt), &r);
+		CHECK(r.verdict == TC_ACT_REDIRECT_ && node_now().conn_reset == b.conn_reset + 1 &&
+			      conn_find(v6, port, &ck, &cv) != 0,
+		      "the VM's RST forgets it");
+	}
 	sched_setaffinity(0, sizeof(was), &was);
+}
+
+static void node_vm_fast_path(void)
+{
+	node_vm_fast_path_of(0);
+}
+
+static void node_vm_fast_path_v6(void)
+{
+	node_vm_fast_path_of(1);
 }
 
 /* An upgrade from a build whose conn_rev had the 40-byte key (struct
@@ -3013,6 +3068,18 @@ static void hello_asm_slots(void)
 	tc_run_on(GW_ASM, p1, n1, &r, ifidx);
 	CHECK(gw_now().asm_dup == b.asm_dup + 1 && vm_map_count(afd) == held - 1, "a resent first segment: %llu dup, %ld in use",
 	      (unsigned long long)(gw_now().asm_dup - b.asm_dup), vm_map_count(afd));
+	/* a hello begun a few ticks of the coarse clock (first_ns) after the
+	 * flood: the newest, strictly (the flood's hellos share ticks, and
+	 * the re-keying below orders ties in no set way) */
+	usleep(25000);
+	const uint16_t fresh = 50000 + conns;
+	isn = 900000 + conns * 4099;
+	cookie = handshake(0, fresh, isn, &gw_ts);
+	n1 = hello_pkt(0, fresh, isn, cookie, gw_ts, h.b, cut, p1);
+	b = gw_now();
+	tc_run_on(GW_ASM, p1, n1, &r, ifidx);
+	CHECK(gw_now().asm_stored == b.asm_stored + 1, "a hello after the flood kept");
+	long kept = vm_map_count(afd);
 	/* the loader re-keys (entries of an older fold, so a new multiplier):
 	 * every hello moves to its new slots, the newest first; that one's
 	 * second segment still completes it */
@@ -3030,10 +3097,10 @@ static void hello_asm_slots(void)
 	vm_gw_close(&g2);
 	CHECK(!bpf_map_lookup_elem(sfd, &zero, &older) && older.mul != sd.mul, "a new multiplier");
 	long moved = vm_map_count(afd);
-	CHECK(moved > VM_ASM_SLOTS / 2 && moved <= held - 1, "hellos kept across the re-keying: %ld of %ld", moved, held - 1);
+	CHECK(moved > VM_ASM_SLOTS / 2 && moved <= kept, "hellos kept across the re-keying: %ld of %ld", moved, kept);
 	/* the second segment with the first's cookie (not a new handshake's:
 	 * the cookie's window may have turned during the reload) */
-	n2 = hello_pkt(0, last - 1, isn + cut, cookie, gw_ts, h.b + cut, n - cut, p2);
+	n2 = hello_pkt(0, fresh, isn + cut, cookie, gw_ts, h.b + cut, n - cut, p2);
 	b = gw_now();
 	tc_run_on(GW_ASM, p2, n2, &r, ifidx);
 	a = gw_now();
@@ -3160,6 +3227,7 @@ int main(void)
 	RUN(node_vm_cache_same_bytes);
 	RUN(node_vm_cache_invalidated);
 	RUN(node_vm_fast_path);
+	RUN(node_vm_fast_path_v6);
 	RUN(node_conn_rev_rebuilt_at_load);
 	RUN(node_conn_rev_copy_rebuilt_at_load);
 	vm_gw_close(&G);

@@ -636,6 +636,9 @@ static int encap_floor_setup(void)
 static uint8_t syn[256], ack[256], hello_again[1024], est[BENCH_FRAME_MAX], ret[512], to_vm[1200],
 	vm_out[BENCH_FRAME_MAX];
 static size_t syn_n, ack_n, hello_again_n, est_n, ret_n, to_vm_n, vm_out_n;
+/* an IPv6 client's connection's VM segment (node_vm_live_v6) */
+static uint8_t vm_out6[BENCH_FRAME_MAX];
+static size_t vm_out6_n;
 /* the established segment of an IPv6 flow: its key folds both addresses (flowkey.h) */
 static uint8_t est6[BENCH_FRAME_MAX];
 static size_t est6_n;
@@ -1101,10 +1104,11 @@ static uint8_t vm_many_buf[VM_MANY][VM_FRAME], *vm_many[VM_MANY];
 static size_t vm_many_n[VM_MANY];
 
 /* A connection of the client's port through the node (the gateway's
- * handoff of its hello, node_mesh; the VM's SYN-ACK, node_vm), then the
+ * handoff of its hello, node_mesh; the VM's SYN-ACK, node_vm), of an IPv6
+ * client (v6: CLI6 to VM6, over the IPv4 mesh) or an IPv4 one, then the
  * VM's data segment for it into vm (1000 bytes; its length *vm_n) and, when
  * cli is given, the client's ACK wrapped for the mesh into cli.  0, or -2. */
-static int node_conn(__u16 port, uint8_t *vm, size_t *vm_n, uint8_t *cli, size_t *cli_n)
+static int node_conn(int v6, __u16 port, uint8_t *vm, size_t *vm_n, uint8_t *cli, size_t *cli_n)
 {
 	static const uint8_t data[1000];
 	struct run r;
@@ -1113,16 +1117,16 @@ static int node_conn(__u16 port, uint8_t *vm, size_t *vm_n, uint8_t *cli, size_t
 				 .mss_be = htons(1440), .client_wscale = 10, .gw_wscale = 7,
 				 .flags = VM_HO_SACK_OK | VM_HO_TS_OK };
 	uint8_t frame[1024], mesh[1200];
-	size_t fl = hello_pkt(0, port, conn_isn, conn_cookie, 5000, hello_curl, hello_curl_len, frame);
+	size_t fl = hello_pkt(v6, port, conn_isn, conn_cookie, 5000, hello_curl, hello_curl_len, frame);
 	size_t n = mesh_wrap(frame, fl, 0, &ho, mesh);
 	xdp_run(NODE_MESH, mesh, n, &r);
 	static uint8_t sa_opts[20] = { 2, 4, 5, 0xb4, 4, 2, 8, 10, 0, 0, 3, 9, 0, 0, 0x13, 0x88, 1, 3, 3, 9 };
-	struct t_pkt sa = { .sport = 443, .dport = port, .seq = vm_isn, .ack = conn_isn + 1,
+	struct t_pkt sa = { .v6 = v6, .sport = 443, .dport = port, .seq = vm_isn, .ack = conn_isn + 1,
 			    .flags = T_SYN | T_ACK, .window = 65160, .opts = sa_opts, .optlen = 20 };
 	memcpy(sa.smac, VM_MAC, 6);
 	memcpy(sa.dmac, HOST_MAC, 6);
-	memcpy(sa.src, VM4, 4);
-	memcpy(sa.dst, CLI4, 4);
+	memcpy(sa.src, v6 ? VM6 : VM4, v6 ? 16 : 4);
+	memcpy(sa.dst, v6 ? CLI6 : CLI4, v6 ? 16 : 4);
 	n = t_build(&sa, frame);
 	tc_run(NODE_VM, frame, n, &r);
 	if (r.verdict != 2)   /* the SYN-ACK ends there; the hello went out as a clone */
@@ -1227,12 +1231,13 @@ static int prepare(void)
 	uint16_t c = t_fold(t_sum(ret + 14, 20, 0));
 	ret[14 + 10] = c >> 8; ret[14 + 11] = c;
 	/* node: a connection, then client data for it and VM data from it */
-	if (node_conn(51000, vm_out, &vm_out_n, to_vm, &to_vm_n))
+	if (node_conn(0, 51000, vm_out, &vm_out_n, to_vm, &to_vm_n) ||
+	    node_conn(1, 51001, vm_out6, &vm_out6_n, NULL, NULL))
 		return -2;
 	/* and the many connections of node_vm_live_c* */
 	for (__u32 i = 0; i < VM_MANY; i++) {
 		vm_many[i] = vm_many_buf[i];
-		if (node_conn(VM_MANY_PORT0 + i, vm_many[i], &vm_many_n[i], NULL, NULL))
+		if (node_conn(0, VM_MANY_PORT0 + i, vm_many[i], &vm_many_n[i], NULL, NULL))
 			return -2;
 	}
 	/* each one's first VM data packet, as any connection's, through conns,
@@ -1241,9 +1246,10 @@ static int prepare(void)
 	 * of an older connection sharing the slot through conns again): every
 	 * timed run then takes node_vm's fast path (vm_fast, which the node_vm
 	 * cases count) */
-	for (__u32 i = 0; i <= VM_MANY; i++) {
+	for (__u32 i = 0; i <= VM_MANY + 1; i++) {
 		struct run r;
-		tc_run(NODE_VM, i < VM_MANY ? vm_many[i] : vm_out, i < VM_MANY ? vm_many_n[i] : vm_out_n, &r);
+		tc_run(NODE_VM, i < VM_MANY ? vm_many[i] : i == VM_MANY ? vm_out : vm_out6,
+		       i < VM_MANY ? vm_many_n[i] : i == VM_MANY ? vm_out_n : vm_out6_n, &r);
 		if (r.verdict != TC_ACT_REDIRECT_)
 			return -2;
 	}
@@ -1449,7 +1455,8 @@ int main(int argc, char **argv)
 	 * which BPF cannot clear, so the VM's packets run once per input */
 	err |= single("node_vm_to_client", 1, NODE_VM, make_vm_out, NULL, NODEC(vm_fast));
 	/* the same packet on fresh skbs of a veth, batched (see tc_live) */
-	if (!skipped("node_vm_live") || !skipped("node_vm_live_c256") || !skipped("node_vm_live_c2048") ||
+	if (!skipped("node_vm_live") || !skipped("node_vm_live_v6") || !skipped("node_vm_live_c256") ||
+	    !skipped("node_vm_live_c2048") ||
 	    !skipped("encap_floor") || !skipped("vm_path_floor")) {
 		if (tc_live_setup() || conns_to_sink() || encap_floor_setup()) {
 			fprintf(stderr, "veil-bench-micro: the TC live setup failed\n");
@@ -1462,6 +1469,10 @@ int main(int argc, char **argv)
 			/* and the whole path at its least: the headers, one slot,
 			 * the translation, the same encapsulation */
 			err |= tc_live("vm_path_floor", vm_path_floor_fd, &one, &vm_out_n, 1, FLOORC);
+			/* an IPv6 client's: the VM's packet's key folds both
+			 * addresses, which are 16 bytes to compare and translate */
+			uint8_t *one6 = vm_out6;
+			err |= tc_live("node_vm_live_v6", NODE_VM, &one6, &vm_out6_n, 1, NODEC(vm_fast));
 			/* many connections in turn: node_vm's per-CPU cache
 			 * (1024 slots) holds most of 256, few of 2048 */
 			err |= tc_live("node_vm_live_c256", NODE_VM, vm_many, vm_many_n, 256, NODEC(vm_fast));

@@ -628,8 +628,9 @@ struct node_stats {
 	                           * elsewhere it changes nothing */
 	__u64 rst_refused;        /* the VM sent again after its client's RST: the mark cleared */
 	__u64 vm_fast;            /* of fwd_to_gw, those node_vm's fast path sent (IPv4 without
-	                           * options, the timestamp block alone, an established
-	                           * connection's copy); the rest went the general way */
+	                           * options or IPv6 without extension headers, the timestamp
+	                           * block alone, an established connection's copy); the rest
+	                           * went the general way */
 };
 
 #ifndef VM_INLINE
