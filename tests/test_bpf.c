@@ -1505,7 +1505,15 @@ static int vm_passed(uint16_t port, uint32_t isn, uint32_t vm_isn)
 	return r.verdict == 0 && node_now().vm_pass == b.vm_pass + 1 && node_now().fwd_to_gw == b.fwd_to_gw;
 }
 
-static void rev_key4(uint16_t port, struct conn_rev_key *rk);
+/* conn_rev's key of the connection CLI4:port <-> VM4:443. */
+static void rev_key4(uint16_t port, struct conn_rev_key *rk)
+{
+	uint8_t vmm[16] = { [10] = 0xff, [11] = 0xff }, cli[16] = { [10] = 0xff, [11] = 0xff };
+
+	memcpy(vmm + 12, VM4, 4);
+	memcpy(cli + 12, CLI4, 4);
+	vm_conn_rev_key_make(VM_AF_INET, vmm, cli, htons(443), htons(port), NULL, &rk[0]);
+}
 
 /* conn_rev's key of the connection CLI6:port <-> VM6:443 (under the
  * node's conn_seed), or CLI4:port <-> VM4:443. */
@@ -1520,15 +1528,6 @@ static void rev_key_v(int v6, uint16_t port, struct conn_rev_key *rk)
 		return;
 	}
 	rev_key4(port, rk);
-}
-
-static void rev_key4(uint16_t port, struct conn_rev_key *rk)
-{
-	uint8_t vmm[16] = { [10] = 0xff, [11] = 0xff }, cli[16] = { [10] = 0xff, [11] = 0xff };
-
-	memcpy(vmm + 12, VM4, 4);
-	memcpy(cli + 12, CLI4, 4);
-	vm_conn_rev_key_make(VM_AF_INET, vmm, cli, htons(443), htons(port), NULL, &rk[0]);
 }
 
 /* The client's RST through node_mesh, off bytes past the client's
