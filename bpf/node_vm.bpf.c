@@ -532,11 +532,20 @@ VM_INLINE int conn_is_vm_view(const struct conn_val *c, const struct flow_key *k
 }
 
 /* The same for conn_rev's copy v (its key folds IPv6 addresses: another
- * view's fold may meet this one's). */
+ * view's fold may meet this one's), against a packet of family from
+ * vm:vm_port to client:client_port (addresses 16 bytes: a vm_pkt's, or an
+ * IPv6 header's where the packet has them). */
+VM_INLINE int rev_is_view(const struct conn_rev_val *v, __u8 family, const __u8 *vm, const __u8 *client,
+			  __be16 vm_port, __be16 client_port)
+{
+	return v->family == family && v->conn.client_port_be == client_port && v->conn.vip_port_be == vm_port &&
+	       vm_addr_eq(v->client, client) && vm_addr_eq(v->vm, vm);
+}
+
+/* rev_is_view for the view the VM's packet p names. */
 VM_INLINE int rev_is_vm_view(const struct conn_rev_val *v, const struct vm_pkt *p)
 {
-	return v->family == p->family && v->conn.client_port_be == p->dport && v->conn.vip_port_be == p->sport &&
-	       vm_addr_eq(v->client, p->daddr) && vm_addr_eq(v->vm, p->saddr);
+	return rev_is_view(v, p->family, p->saddr, p->daddr, p->sport, p->dport);
 }
 
 /* conn_rev's value copied in 8-byte words (14 loads and stores, not 28:
@@ -598,15 +607,6 @@ VM_INLINE int rev_is_view4(const struct conn_rev_val *v, __be32 vm, __be32 clien
 	       VM_FK_W32(v->client, 3) == client && VM_FK_W32(v->vm, 3) == vm &&
 	       (VM_FK_W32(v->client, 0) | VM_FK_W32(v->client, 1) | VM_FK_W32(v->vm, 0) | VM_FK_W32(v->vm, 1)) == 0 &&
 	       VM_FK_W32(v->client, 2) == mapped && VM_FK_W32(v->vm, 2) == mapped;
-}
-
-/* The same for an IPv6 packet, its addresses where the packet has them:
- * rev_is_vm_view. */
-VM_INLINE int rev_is_view6(const struct conn_rev_val *v, const __u8 *vm, const __u8 *client, __be16 vm_port,
-			   __be16 client_port)
-{
-	return v->family == VM_AF_INET6 && v->conn.client_port_be == client_port && v->conn.vip_port_be == vm_port &&
-	       vm_addr_eq(v->client, client) && vm_addr_eq(v->vm, vm);
 }
 
 /* node_vm's fast path, for the packet shape above (v6: its IP version, a
@@ -676,7 +676,7 @@ VM_INLINE int vm_fast(struct __sk_buff *skb, const struct node_config *cfg, stru
 		return 0;
 	rgen = *rg;   /* before the conn_rev lookup below, whose copy the slot may take */
 	if (ce->rgen == rgen && ce->v.state == VM_CONN_ESTABLISHED &&
-	    (v6 ? rev_is_view6(&ce->v, sa, da, tcp->source, tcp->dest)
+	    (v6 ? rev_is_view(&ce->v, VM_AF_INET6, sa, da, tcp->source, tcp->dest)
 		: ce->v.family == VM_AF_INET && ce->v.conn.client_port_be == tcp->dest &&
 			  ce->v.conn.vip_port_be == tcp->source &&
 			  VM_FK_W32(ce->v.client, VM_ADDR4_OFF / 4) == ip->daddr &&
@@ -690,7 +690,7 @@ VM_INLINE int vm_fast(struct __sk_buff *skb, const struct node_config *cfg, stru
 		 * entry, when it alone decides, into the slot (as node_vm's
 		 * general path takes and files it) */
 		rv = bpf_map_lookup_elem(&conn_rev, &rk);
-		if (!rv || !(v6 ? rev_is_view6(rv, sa, da, tcp->source, tcp->dest)
+		if (!rv || !(v6 ? rev_is_view(rv, VM_AF_INET6, sa, da, tcp->source, tcp->dest)
 				: rev_is_view4(rv, ip->saddr, ip->daddr, tcp->source, tcp->dest)))
 			return 0;
 		gi = vm_conn_gen_idx(&rv->conn);
