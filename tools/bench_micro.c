@@ -829,7 +829,7 @@ static size_t make_ack_many(__u32 idx, uint8_t *out)
  * must do its floor's work (bench_hits, FLOORC). */
 static int lookup_floor_fd = -1, route_floor_fd = -1, insert_floor_fd = -1, encap_floor_fd = -1, bench_flows_fd = -1;
 static int slot_lookup_fd = -1, slot_insert_fd = -1, bench_slots_fd = -1, sni_floor_fd = -1, filter_floor_fd = -1;
-static int vm_path_floor_fd = -1;
+static int vm_path_floor_fd = -1, vm_path_floor_v6_fd = -1;
 
 /* bench_flows as the gateway's flows map: half full of other clients' flows
  * (flows_prefill's tuples), once */
@@ -1415,6 +1415,7 @@ int main(int argc, char **argv)
 	sni_floor_fd = bpf_program__fd(bpf_object__find_program_by_name(base, "sni_floor_xdp"));
 	filter_floor_fd = bpf_program__fd(bpf_object__find_program_by_name(base, "filter_floor_xdp"));
 	vm_path_floor_fd = bpf_program__fd(bpf_object__find_program_by_name(base, "vm_path_floor_tc"));
+	vm_path_floor_v6_fd = bpf_program__fd(bpf_object__find_program_by_name(base, "vm_path_floor_v6_tc"));
 	slot_insert_fd = bpf_program__fd(bpf_object__find_program_by_name(base, "slot_insert_xdp"));
 	bench_slots_fd = bpf_object__find_map_fd_by_name(base, "bench_slots");
 	bench_flows_fd = bpf_object__find_map_fd_by_name(base, "bench_flows");
@@ -1457,7 +1458,7 @@ int main(int argc, char **argv)
 	/* the same packet on fresh skbs of a veth, batched (see tc_live) */
 	if (!skipped("node_vm_live") || !skipped("node_vm_live_v6") || !skipped("node_vm_live_c256") ||
 	    !skipped("node_vm_live_c2048") ||
-	    !skipped("encap_floor") || !skipped("vm_path_floor")) {
+	    !skipped("encap_floor") || !skipped("vm_path_floor") || !skipped("vm_path_floor_v6")) {
 		if (tc_live_setup() || conns_to_sink() || encap_floor_setup()) {
 			fprintf(stderr, "veil-bench-micro: the TC live setup failed\n");
 			err = 1;
@@ -1473,6 +1474,9 @@ int main(int argc, char **argv)
 			 * addresses, which are 16 bytes to compare and translate */
 			uint8_t *one6 = vm_out6;
 			err |= tc_live("node_vm_live_v6", NODE_VM, &one6, &vm_out6_n, 1, NODEC(vm_fast));
+			/* its least path: vm_path_floor's for the IPv6 client,
+			 * the room opened as the change of family needs */
+			err |= tc_live("vm_path_floor_v6", vm_path_floor_v6_fd, &one6, &vm_out6_n, 1, FLOORC);
 			/* many connections in turn: node_vm's per-CPU cache
 			 * (1024 slots) holds most of 256, few of 2048 */
 			err |= tc_live("node_vm_live_c256", NODE_VM, vm_many, vm_many_n, 256, NODEC(vm_fast));
