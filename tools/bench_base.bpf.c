@@ -423,6 +423,23 @@ int encap_floor_tc(struct __sk_buff *skb)
 	return encap_floor_do(skb, 0);
 }
 
+/* The vm_path_floor programs' last step before the encapsulation: the
+ * sequence and the timestamp (opt: the NOP NOP TS block) moved by the
+ * connection's deltas, the TCP checksum (a full one) updated for them and
+ * for the address words' differences already in sum. */
+static __always_inline void floor_seq_ts(struct tcphdr *tcp, __u32 *opt, __u32 seq_delta, __u32 ts_delta, __u64 sum)
+{
+	__u32 old = tcp->seq, new = bpf_htonl(bpf_ntohl(old) + seq_delta);
+
+	sum += (__u64)(__u32)~old + new;
+	tcp->seq = new;
+	old = opt[1];
+	new = bpf_htonl(bpf_ntohl(old) + ts_delta);
+	sum += (__u64)(__u32)~old + new;
+	opt[1] = new;
+	tcp->check = ~vm_csum_fold(0xffff0000ull + (__u16)~tcp->check + sum);
+}
+
 /* vm_path_floor_tc (node_vm_live's frames, tc-live): the least a node does
  * with an established connection's segment from its VM, the whole path:
  * the Ethernet, IPv4 and TCP headers read in place (IPv4 without options,
@@ -484,15 +501,7 @@ int vm_path_floor_tc(struct __sk_buff *skb)
 	vm_csum_replace4(&ip->check, old, new);
 	ip->saddr = new;
 	sum = (__u64)(__u32)~old + new;
-	old = tcp->seq;
-	new = bpf_htonl(bpf_ntohl(old) + s->seq_delta);
-	sum += (__u64)(__u32)~old + new;
-	tcp->seq = new;
-	old = opt[1];
-	new = bpf_htonl(bpf_ntohl(old) + s->ts_delta);
-	sum += (__u64)(__u32)~old + new;
-	opt[1] = new;
-	tcp->check = ~vm_csum_fold(0xffff0000ull + (__u16)~tcp->check + sum);
+	floor_seq_ts(tcp, opt, s->seq_delta, s->ts_delta, sum);
 	return encap_floor_do(skb, 0);
 }
 
@@ -562,15 +571,7 @@ int vm_path_floor_v6_tc(struct __sk_buff *skb)
 		sum += (__u64)(__u32)~old + new;
 		sa[w] = new;
 	}
-	old = tcp->seq;
-	new = bpf_htonl(bpf_ntohl(old) + s->seq_delta);
-	sum += (__u64)(__u32)~old + new;
-	tcp->seq = new;
-	old = opt[1];
-	new = bpf_htonl(bpf_ntohl(old) + s->ts_delta);
-	sum += (__u64)(__u32)~old + new;
-	opt[1] = new;
-	tcp->check = ~vm_csum_fold(0xffff0000ull + (__u16)~tcp->check + sum);
+	floor_seq_ts(tcp, opt, s->seq_delta, s->ts_delta, sum);
 	return encap_floor_do(skb, 1);
 }
 

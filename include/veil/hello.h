@@ -431,7 +431,7 @@ VM_INLINE int vm_hello_scan(const __u8 *buf, __u32 have, struct vm_hello *out,
 	struct vm_hello_walk w = { .buf = buf, .out = out, .st = st };
 	__u32 off, rlen, hlen, n;
 
-	st->sni_off = st->sni_len = st->seen_sni = st->label = 0;
+	st->sni_off = st->sni_len = st->seen_sni = 0;   /* label: vm_hello_name_check sets it */
 
 	out->name_len = 0;
 	out->flags = 0;
