@@ -127,12 +127,15 @@ struct vm_next_hop {
 	__u32 ifindex;
 	__u8 mac[6];
 	__u8 resolved;
+	__u8 managed;             /* the kernel keeps the entry resolved (NTF_EXT_MANAGED) */
 	__u16 state;              /* NUD_* of the neighbour entry */
 	__u32 mtu;                /* dev's MTU when the route was read; 0 if unknown */
 };
 /* The next hop of every distinct node in the config, from the kernel's
- * routes; with manage, each becomes a "managed" neighbour entry that the
- * kernel keeps resolved.  Returns how many. */
+ * routes (RTM_GETROUTE), at most max (a warning says how many nodes were
+ * past it); with manage, each not managed or permanent already becomes a
+ * "managed" neighbour entry that the kernel keeps resolved.  Returns how
+ * many. */
 int vm_next_hops(const struct vm_gw_cfg *c, struct vm_next_hop *out, int max, bool manage);
 /* Fills mac/resolved from the kernel's neighbour table (rtnetlink dump);
  * returns how many resolved, -1 on a netlink error. */
