@@ -25,7 +25,8 @@
 #include "veil/flowkey.h" /* vm_flow_bits_at_n (vm_fp_bits_prefetch) */
 
 #define VM_FP_MAX_ROUTES 65536
-#define VM_FP_MAX_NEIGH  64
+/* Next hops a generation holds: as many as the XDP gateway's next_hops map. */
+#define VM_FP_MAX_NEIGH  VM_NEXT_HOPS_MAX
 
 enum vm_fp_verdict {
 	VM_FP_DROP = 0,
@@ -102,8 +103,19 @@ struct vm_fp_conf {
 	uint32_t routes_cap;           /* power of two */
 	struct vm_cfg_vip vips[VM_CFG_MAX_VIPS];
 	int nvips;
-	struct vm_fp_neigh neigh[VM_FP_MAX_NEIGH];
+	/* the next hops (vm_fp_conf_neigh_set): nneigh entries, found by the
+	 * node's address through neigh_idx, open addressing over neigh_cap
+	 * slots (a power of two, >= 2x the entries) holding an entry's index
+	 * + 1, 0 when free */
+	struct vm_fp_neigh *neigh;
+	uint16_t *neigh_idx;
+	uint32_t neigh_cap;
 	int nneigh;
+	/* this set of next hops' number, never 0 once set, different for
+	 * every set: a flow keeps a copy of its node's next hop (flow_val.nh)
+	 * while its nh_gen is this, as XDP's flows keep theirs while
+	 * next_hops_gen holds */
+	uint32_t nh_gen;
 	uint8_t port_mac[8][6];        /* our MAC on each port */
 };
 
@@ -183,6 +195,40 @@ void vm_fp_tuple_key(const struct flow_tuple *t, struct flow_key *k);
  * route table is sized to the config.  -1 on allocation failure, *c intact. */
 int vm_fp_conf_set(struct vm_fp_conf *c, const struct vm_gw_cfg *g);
 void vm_fp_conf_free(struct vm_fp_conf *c);
+/* Replaces c's next hops with the n of nb (an address given twice: its
+ * first entry; n 0 frees them), under a new nh_gen: the flows take their
+ * copies again.  -1 when n is over VM_FP_MAX_NEIGH or on allocation
+ * failure, *c intact.  A next hop changed in place is not seen by a flow
+ * that copied it: set them again. */
+int vm_fp_conf_neigh_set(struct vm_fp_conf *c, const struct vm_fp_neigh *nb, int n);
+/* The first slot of a node's address (16 bytes, IPv4 mapped) in a next-hop
+ * index of cap slots (a power of two, >= 2).  An IPv4 node's first three
+ * words are the same for all: the last one's bits are spread over the
+ * whole word by the multiply, and the slot taken from the top. */
+static inline uint32_t vm_fp_neigh_slot(const uint8_t *addr, uint32_t cap)
+{
+	uint32_t w[4];
+
+	__builtin_memcpy(w, addr, 16);
+	return ((w[0] ^ w[1] * 0x85ebca6bu ^ w[2] * 0xc2b2ae35u ^ w[3]) * 0x9e3779b1u) >> (32 - __builtin_ctz(cap));
+}
+/* The next hop c holds for a node's address (16 bytes, IPv4 mapped), or
+ * NULL: the packet path's, once per packet sent to a node. */
+static inline const struct vm_fp_neigh *vm_fp_conf_neigh(const struct vm_fp_conf *c, const uint8_t *addr)
+{
+	uint32_t m = c->neigh_cap - 1;
+
+	if (!c->neigh_cap)
+		return NULL;
+	for (uint32_t i = vm_fp_neigh_slot(addr, c->neigh_cap), n = 0; n <= m; i = (i + 1) & m, n++) {
+		uint16_t e = c->neigh_idx[i];
+		if (!e)
+			return NULL;
+		if (!__builtin_memcmp(c->neigh[e - 1].addr, addr, 16))
+			return &c->neigh[e - 1];
+	}
+	return NULL;
+}
 /* The route a generation holds for an exact name (NUL-padded), or NULL. */
 const struct route_val *vm_fp_conf_route(const struct vm_fp_conf *c, const char *name);
 /* The flow table's hash of a key: the DPDK application splits flows among

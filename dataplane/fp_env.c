@@ -177,6 +177,52 @@ void vm_fp_conf_free(struct vm_fp_conf *c)
 	free(c->routes);
 	c->routes = NULL;
 	c->routes_cap = 0;
+	vm_fp_conf_neigh_set(c, NULL, 0);
+}
+
+int vm_fp_conf_neigh_set(struct vm_fp_conf *c, const struct vm_fp_neigh *nb, int n)
+{
+	struct vm_fp_neigh *t = NULL;
+	uint16_t *idx = NULL;
+	uint32_t cap = 0;
+	int k = 0;
+
+	_Static_assert(VM_FP_MAX_NEIGH < 65535, "neigh_idx holds an entry's index + 1 in 16 bits");
+	if (n < 0 || n > VM_FP_MAX_NEIGH)
+		return -1;
+	if (n) {
+		cap = 16;
+		while (cap < 2 * (uint32_t)n)
+			cap <<= 1;
+		t = calloc((size_t)n, sizeof(*t));
+		idx = calloc(cap, sizeof(*idx));
+		if (!t || !idx) {
+			free(t);
+			free(idx);
+			return -1;
+		}
+		for (int i = 0; i < n; i++) {
+			uint32_t h = vm_fp_neigh_slot(nb[i].addr, cap);
+			while (idx[h] && memcmp(t[idx[h] - 1].addr, nb[i].addr, 16))
+				h = (h + 1) & (cap - 1);
+			if (idx[h])
+				continue;   /* given before: that one holds */
+			t[k] = nb[i];
+			idx[h] = (uint16_t)++k;
+		}
+	}
+	static uint32_t gens;
+	uint32_t g;
+	while (!(g = __atomic_add_fetch(&gens, 1, __ATOMIC_RELAXED)))
+		;
+	free(c->neigh);
+	free(c->neigh_idx);
+	c->neigh = t;
+	c->neigh_idx = idx;
+	c->neigh_cap = cap;
+	c->nneigh = k;
+	c->nh_gen = g;
+	return 0;
 }
 
 /* The table is open addressing on the name's vm_route_hash, the routes
@@ -383,14 +429,6 @@ uint32_t vm_fp_sweep(struct vm_fp *fp, uint64_t now_ns, uint32_t n)
 	return retired;
 }
 
-static const struct vm_fp_neigh *neigh_get(struct vm_fp *fp, const uint8_t *addr)
-{
-	for (int i = 0; i < fp->c->nneigh; i++)
-		if (!memcmp(fp->c->neigh[i].addr, addr, 16))
-			return &fp->c->neigh[i];
-	return NULL;
-}
-
 /* ---------- the mesh ---------- */
 
 /* Ethernet, outer IP, UDP, Geneve (and the handoff option) in front of an
@@ -583,23 +621,35 @@ static inline int vm_env_hello_route(struct vm_gw_env *e, const struct vm_pkt *p
  * FIB and neighbour table for XDP), with the FIB's MTU check. */
 static inline int vm_env_mesh_send(struct vm_gw_env *e, struct flow_val *f, __u8 fam, const __u8 *src, int *why)
 {
-	const struct vm_fp_neigh *nb = neigh_get(e->fp, f->node);
+	const struct vm_fp_conf *c = e->fp->c;
 
-	if (!nb) {
-		*why = VM_SEND_NO_NEIGH;
-		return VM_FP_DROP;
+	/* The flow's copy of its node's next hop while the set it was taken
+	 * from holds (as XDP's flows keep theirs: bpf/gw_ingress.bpf.c), the
+	 * set's index only when it moved: per packet no lookup, the copy on
+	 * the flow's own lines.  The port as the ifindex, the MTU resolved. */
+	if (!c->nh_gen || f->nh_gen != c->nh_gen) {
+		const struct vm_fp_neigh *nb = vm_fp_conf_neigh(c, f->node);
+		if (!nb) {
+			*why = VM_SEND_NO_NEIGH;
+			return VM_FP_DROP;
+		}
+		f->nh.ifindex = nb->port;
+		f->nh.mtu = vm_fp_neigh_mtu(nb);
+		memcpy(f->nh.dmac, nb->mac, 6);
+		memcpy(f->nh.smac, c->port_mac[nb->port & 7], 6);
+		f->nh_gen = c->nh_gen;
 	}
 	/* as the XDP gateway's next-hop check (bpf/lib/mesh.h): the frame's
 	 * IP packet against the interface's MTU */
-	if (*e->len - ETH_HLEN > vm_fp_neigh_mtu(nb)) {
+	if (*e->len - ETH_HLEN > f->nh.mtu) {
 		*why = VM_SEND_MTU;
 		return VM_FP_DROP;
 	}
 	*why = VM_SEND_OK;
-	memcpy(*e->pkt, nb->mac, 6);
-	memcpy(*e->pkt + 6, e->fp->c->port_mac[nb->port & 7], 6);
-	*e->out_port = nb->port;
-	return nb->port == e->in_port ? VM_FP_TX : VM_FP_FWD;
+	memcpy(*e->pkt, f->nh.dmac, 6);
+	memcpy(*e->pkt + 6, f->nh.smac, 6);
+	*e->out_port = (uint16_t)f->nh.ifindex;
+	return *e->out_port == e->in_port ? VM_FP_TX : VM_FP_FWD;
 }
 
 /* ---------- hello reassembly (include/veil/gw_asm.h): its tables here ---------- */
@@ -693,7 +743,7 @@ static inline int vm_env_reply_send(struct vm_gw_env *e, __u8 *b, __u32 len)
 
 static inline int vm_env_emit_route(struct vm_gw_env *e, __u8 fam, const __u8 *src, const __u8 *node, int *why)
 {
-	e->nb = neigh_get(e->fp, node);
+	e->nb = vm_fp_conf_neigh(e->fp->c, node);
 	if (!e->nb) {
 		*why = VM_SEND_NO_NEIGH;
 		return -1;

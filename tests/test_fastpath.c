@@ -52,7 +52,14 @@ static struct vm_dp_worker *W;
  * has a client port and a mesh port, both with that interface's MAC. */
 static void dconf_sync(void)
 {
-	DCONF = CONF;                  /* shares CONF's route table */
+	vm_fp_conf_neigh_set(&DCONF, NULL, 0);   /* its own next hops of the last sync */
+	DCONF = CONF;                  /* shares CONF's route table, */
+	DCONF.neigh = NULL;            /* not its next hops: their port differs */
+	DCONF.neigh_idx = NULL;
+	DCONF.neigh_cap = 0;
+	DCONF.nneigh = 0;
+	if (vm_fp_conf_neigh_set(&DCONF, CONF.neigh, CONF.nneigh))
+		abort();
 	for (int r = 0; r < 2; r++)
 		memcpy(DCONF.port_mac[vm_dp.port[r] & 7], CONF.port_mac[0], 6);
 	for (int i = 0; i < DCONF.nneigh; i++)
@@ -237,14 +244,16 @@ static int fp_setup(void)
 		GC.nvips++;
 	}
 	vm_fp_conf_set(&CONF, &GC);
+	/* the static neighbours bpf_env.h gave the kernel */
+	struct vm_fp_neigh nb[2] = { 0 };
+	vm_addr_parse("198.19.0.11", nb[0].addr);
+	vm_addr_parse("2001:db8:ff::11", nb[1].addr);
+	memcpy(nb[0].mac, NODE_MAC, 6);
+	memcpy(nb[1].mac, NODE_MAC, 6);
+	if (vm_fp_conf_neigh_set(&CONF, nb, 2))
+		return -1;
 	if (W)
 		dconf_sync();
-	/* the static neighbours bpf_env.h gave the kernel */
-	vm_addr_parse("198.19.0.11", CONF.neigh[0].addr);
-	vm_addr_parse("2001:db8:ff::11", CONF.neigh[1].addr);
-	memcpy(CONF.neigh[0].mac, NODE_MAC, 6);
-	memcpy(CONF.neigh[1].mac, NODE_MAC, 6);
-	CONF.nneigh = 2;
 	return GC.nroutes == 2 && GC.nvips == 2 ? 0 : -1;
 }
 
@@ -1030,6 +1039,21 @@ static void return_path_same(void)
  * interface allows is dropped and counted mesh_mtu, by XDP (the FIB's
  * check against t0's MTU) and by the fast path and the DPDK worker (the
  * MTU the control plane read with the next hop) alike. */
+/* Every next hop's MTU mtu, set again as the DPDK gateway makes a new
+ * generation when an MTU changes (a flow's copy of its next hop holds
+ * while the set it was taken from does), in CONF and DCONF. */
+static void neigh_mtu_all(uint32_t mtu)
+{
+	static struct vm_fp_neigh nb[VM_FP_MAX_NEIGH];
+	int n = CONF.nneigh;
+
+	memcpy(nb, CONF.neigh, n * sizeof(nb[0]));
+	for (int i = 0; i < n; i++)
+		nb[i].mtu = mtu;
+	CHECK(vm_fp_conf_neigh_set(&CONF, nb, n) == 0, "next hops set again");
+	dconf_sync();
+}
+
 static void mesh_mtu_same(void)
 {
 	static uint8_t in[2000], data[1200];
@@ -1045,9 +1069,7 @@ static void mesh_mtu_same(void)
 	/* 900 bytes of data, its TCP and IP headers, then the outer IP, UDP
 	 * and Geneve (and the handoff option): over 960 */
 	CHECK(!sh("ip link set t0 mtu 960"), "t0's MTU 960");
-	for (int i = 0; i < CONF.nneigh; i++)
-		CONF.neigh[i].mtu = 960;
-	dconf_sync();
+	neigh_mtu_all(960);
 	struct gw_stats a = W->fp.st, f0 = FP.st;
 	struct both b;
 	CHECK(!both_run(0, in, n, &b, "mtu: longer than 960", 0) && b.fp == VM_FP_DROP, "dropped (%d)", b.fp);
@@ -1069,9 +1091,7 @@ static void mesh_mtu_same(void)
 	      "routed, not sent: fib_fail (asm_sent +%llu, fib_fail +%llu)",
 	      (unsigned long long)(W->fp.st.asm_sent - a.asm_sent), (unsigned long long)(W->fp.st.fib_fail - a.fib_fail));
 	CHECK(!sh("ip link set t0 mtu 1500"), "t0's MTU 1500");
-	for (int i = 0; i < CONF.nneigh; i++)
-		CONF.neigh[i].mtu = 0;   /* unknown: VM_FP_MTU_DEFAULT */
-	dconf_sync();
+	neigh_mtu_all(0);   /* unknown: VM_FP_MTU_DEFAULT */
 	p.plen = 900;
 	n = t_build(&p, in);
 	CHECK(!both_run(0, in, n, &b, "mtu: 1500 again", 0) && b.fp != VM_FP_DROP, "forwarded (%d)", b.fp);
@@ -1465,6 +1485,62 @@ static void fpgen_same(void)
 	printf("# fastpath: %ld packets of veil-fpgen's corpus through XDP, vm_fp and the DPDK worker\n", total);
 }
 
+/* The next-hop table (vm_fp_conf_neigh_set, vm_fp_conf_neigh): as many
+ * next hops as the XDP gateway's next_hops map holds, IPv4 and IPv6, each
+ * found by its node's address with its own MAC; an address given twice
+ * keeps its first entry; absent ones are not found; one over the bound is
+ * refused with the table intact.  It leaves CONF and DCONF with that many
+ * (the two real nodes among them, last) for the tests after it: fpgen_same
+ * then holds the DPDK worker and vm_fp to XDP's bytes with a full table. */
+static void neigh_table(void)
+{
+	static struct vm_fp_neigh nb[VM_FP_MAX_NEIGH + 1];
+	struct vm_fp_conf c = { 0 };
+	int n = VM_FP_MAX_NEIGH, bad = 0, absent = 0;
+	char a[64];
+
+	for (int i = 0; i < n; i++) {
+		if (i & 1)
+			snprintf(a, sizeof(a), "2001:db8:%x::%x", 0x100 + (i >> 8), i);
+		else
+			snprintf(a, sizeof(a), "198.18.%d.%d", 100 + (i >> 8), i & 0xff);
+		CHECK(vm_addr_parse(a, nb[i].addr), "address %s", a);
+		nb[i].mac[0] = 0x02;
+		nb[i].mac[4] = (uint8_t)(i >> 8);
+		nb[i].mac[5] = (uint8_t)i;
+		nb[i].mtu = 1500 + i;
+	}
+	memcpy(nb[n - 1].addr, nb[7].addr, 16);   /* given twice: the first holds */
+	CHECK(vm_fp_conf_neigh_set(&c, nb, n) == 0 && c.nneigh == n - 1 && c.neigh_cap >= 2u * (uint32_t)c.nneigh,
+	      "%d next hops set: %d held in %u slots", n, c.nneigh, c.neigh_cap);
+	for (int i = 0; i < n - 1; i++) {
+		const struct vm_fp_neigh *f = vm_fp_conf_neigh(&c, nb[i].addr);
+		bad += !f || memcmp(f->mac, nb[i].mac, 6) || f->mtu != nb[i].mtu;
+	}
+	CHECK(bad == 0, "%d of %d next hops not found as set", bad, n - 1);
+	const struct vm_fp_neigh *f7 = vm_fp_conf_neigh(&c, nb[7].addr);
+	CHECK(f7 && f7->mtu == 1507, "the address given twice keeps its first entry");
+	for (int i = 0; i < 1000; i++) {
+		uint8_t x[16];
+		snprintf(a, sizeof(a), i & 1 ? "2001:db8:ffff::%x" : "198.19.%d.%d", i & 1 ? i : (i >> 8) + 10, i & 0xff);
+		vm_addr_parse(a, x);
+		absent += vm_fp_conf_neigh(&c, x) != NULL;
+	}
+	CHECK(absent == 0, "%d absent addresses found", absent);
+	CHECK(vm_fp_conf_neigh_set(&c, nb, VM_FP_MAX_NEIGH + 1) == -1 && c.nneigh == n - 1 &&
+	      vm_fp_conf_neigh(&c, nb[3].addr), "one over the bound refused, the table intact");
+	CHECK(vm_fp_conf_neigh_set(&c, NULL, 0) == 0 && c.nneigh == 0 && !vm_fp_conf_neigh(&c, nb[3].addr),
+	      "emptied");
+	vm_fp_conf_free(&c);
+
+	/* the packet path with a full table: the real nodes last */
+	CHECK(CONF.nneigh == 2, "CONF's two next hops");
+	memcpy(&nb[n - 2], &CONF.neigh[0], sizeof(nb[0]));
+	memcpy(&nb[n - 1], &CONF.neigh[1], sizeof(nb[0]));
+	CHECK(vm_fp_conf_neigh_set(&CONF, nb, n) == 0 && CONF.nneigh == n, "CONF takes %d next hops", n);
+	dconf_sync();
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 3 && !strcmp(argv[1], "--hellos"))
@@ -1497,6 +1573,7 @@ int main(int argc, char **argv)
 	RUN(collisions_same);
 	RUN(mutations_same);
 	RUN(fp_flow_filter);
+	RUN(neigh_table);
 	RUN(fpgen_same);
 out:
 	vm_fp_free(&FP);

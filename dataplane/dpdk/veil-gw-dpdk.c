@@ -50,7 +50,7 @@ static struct app {
 	uint8_t port_mac[4][6];
 	struct rte_mempool *pool;
 	uint64_t epoch, started, rotations, route_changes, reloads_ok, reloads_rejected, generations;
-	struct vm_next_hop hops[VM_FP_MAX_NEIGH];
+	struct vm_next_hop hops[VM_NEXT_HOPS_MAX];
 	int nhops;
 	uint32_t flows_per_worker;
 	uint32_t mbufs;
@@ -103,8 +103,11 @@ static void usage(FILE *f)
 
 /* ---------- config generations ---------- */
 
+static void free_conf(struct vm_fp_conf *c);
+
 /* Builds a generation from the config, the secret file and the resolved
- * next hops; NULL with a log line when the secret cannot be read. */
+ * next hops; NULL with a log line when the secret cannot be read or memory
+ * runs out. */
 static struct vm_fp_conf *build_conf(void)
 {
 	struct vm_fp_conf *c = calloc(1, sizeof(*c));
@@ -127,16 +130,23 @@ static struct vm_fp_conf *build_conf(void)
 	OPENSSL_cleanse(master, sizeof(master));
 	for (int r = 0; r < 2; r++)
 		memcpy(c->port_mac[vm_dp.port[r] & 7], A.port_mac[r], 6);
-	for (int i = 0; i < A.nhops && c->nneigh < VM_FP_MAX_NEIGH; i++) {
+	static struct vm_fp_neigh nbs[VM_FP_MAX_NEIGH];   /* the main lcore's alone */
+	int n = 0;
+	for (int i = 0; i < A.nhops && n < VM_FP_MAX_NEIGH; i++) {
 		const struct vm_next_hop *h = &A.hops[i];
 		int r = !strcmp(h->dev, A.cfg.client_if) ? 0 : !strcmp(h->dev, A.cfg.mesh_if) ? 1 : -1;
 		if (!h->resolved || r < 0)
 			continue;
-		struct vm_fp_neigh *nb = &c->neigh[c->nneigh++];
+		struct vm_fp_neigh *nb = &nbs[n++];
 		memcpy(nb->addr, h->node, 16);
 		memcpy(nb->mac, h->mac, 6);
 		nb->port = vm_dp.port[r];
 		nb->mtu = h->mtu;
+	}
+	if (vm_fp_conf_neigh_set(c, nbs, n)) {
+		vm_log("event=conf_failed reason=\"out of memory\"");
+		free_conf(c);
+		return NULL;
 	}
 	return c;
 }
@@ -178,15 +188,15 @@ static int same_neigh(const struct vm_next_hop *a, int na, const struct vm_next_
 /* Next hops from the kernel; a new generation when a MAC or route moved. */
 static void refresh_neighbours(bool manage, bool force)
 {
-	struct vm_next_hop h[VM_FP_MAX_NEIGH];
-	int n = vm_next_hops(&A.cfg, h, VM_FP_MAX_NEIGH, manage);
+	static struct vm_next_hop h[VM_NEXT_HOPS_MAX];   /* the main lcore's alone */
+	int n = vm_next_hops(&A.cfg, h, VM_NEXT_HOPS_MAX, manage);
 	static time_t last_managed;
 	int unresolved = vm_neigh_resolve(h, n) < n;
 	if (unresolved && !manage && time(NULL) - last_managed >= 5) {
 		/* a next hop the kernel does not resolve (yet): have it manage
 		 * the entry, e.g. when the interface got its address after us */
 		last_managed = time(NULL);
-		n = vm_next_hops(&A.cfg, h, VM_FP_MAX_NEIGH, true);
+		n = vm_next_hops(&A.cfg, h, VM_NEXT_HOPS_MAX, true);
 		vm_neigh_resolve(h, n);
 	}
 	if (!force && same_neigh(h, n, A.hops, A.nhops))
