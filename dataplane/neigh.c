@@ -37,6 +37,25 @@ struct route_ans {
 	__u32 oif;
 };
 
+/* An rtnetlink address attribute (4 bytes for AF_INET, 16 for AF_INET6)
+ * in the data plane's 16-byte form (IPv4 mapped); 0, or -1 for any other. */
+static int addr_of_attr(int family, const struct nlattr *a, __u8 out[16])
+{
+	unsigned int len = mnl_attr_get_payload_len(a);
+
+	if (family == AF_INET && len == 4) {
+		memset(out, 0, 10);
+		out[10] = out[11] = 0xff;
+		memcpy(out + 12, mnl_attr_get_payload(a), 4);
+		return 0;
+	}
+	if (family == AF_INET6 && len == 16) {
+		memcpy(out, mnl_attr_get_payload(a), 16);
+		return 0;
+	}
+	return -1;
+}
+
 static int route_attr(const struct nlattr *a, void *data)
 {
 	const struct nlattr **tb = data;
@@ -58,16 +77,7 @@ static int route_cb(const struct nlmsghdr *nlh, void *data)
 	if (tb[RTA_OIF] && mnl_attr_get_payload_len(tb[RTA_OIF]) == 4)
 		r->oif = mnl_attr_get_u32(tb[RTA_OIF]);
 	if (tb[RTA_GATEWAY]) {
-		unsigned int len = mnl_attr_get_payload_len(tb[RTA_GATEWAY]);
-		if (rt->rtm_family == AF_INET && len == 4) {
-			memset(r->via, 0, 10);
-			r->via[10] = r->via[11] = 0xff;
-			memcpy(r->via + 12, mnl_attr_get_payload(tb[RTA_GATEWAY]), 4);
-			r->has_via = 1;
-		} else if (rt->rtm_family == AF_INET6 && len == 16) {
-			memcpy(r->via, mnl_attr_get_payload(tb[RTA_GATEWAY]), 16);
-			r->has_via = 1;
-		}
+		r->has_via = !addr_of_attr(rt->rtm_family, tb[RTA_GATEWAY], r->via);
 	} else if (tb[RTA_VIA] && mnl_attr_get_payload_len(tb[RTA_VIA]) == sizeof(struct rtvia) + 16) {
 		/* an IPv4 route through an IPv6 gateway */
 		const struct rtvia *v = mnl_attr_get_payload(tb[RTA_VIA]);
@@ -230,17 +240,8 @@ static int neigh_cb(const struct nlmsghdr *nlh, void *data)
 	int usable, managed;
 
 	mnl_attr_parse(nlh, sizeof(*nd), neigh_attr, tb);
-	if (!tb[NDA_DST])
+	if (!tb[NDA_DST] || addr_of_attr(nd->ndm_family, tb[NDA_DST], addr))
 		return MNL_CB_OK;
-	if (nd->ndm_family == AF_INET && mnl_attr_get_payload_len(tb[NDA_DST]) == 4) {
-		memset(addr, 0, 10);
-		addr[10] = addr[11] = 0xff;
-		memcpy(addr + 12, mnl_attr_get_payload(tb[NDA_DST]), 4);
-	} else if (nd->ndm_family == AF_INET6 && mnl_attr_get_payload_len(tb[NDA_DST]) == 16) {
-		memcpy(addr, mnl_attr_get_payload(tb[NDA_DST]), 16);
-	} else {
-		return MNL_CB_OK;
-	}
 	usable = (nd->ndm_state & (NUD_REACHABLE | NUD_STALE | NUD_DELAY | NUD_PROBE | NUD_PERMANENT | NUD_NOARP)) &&
 		 tb[NDA_LLADDR] && mnl_attr_get_payload_len(tb[NDA_LLADDR]) == 6;
 	managed = tb[NDA_FLAGS_EXT] && mnl_attr_get_payload_len(tb[NDA_FLAGS_EXT]) == 4 &&
