@@ -121,11 +121,12 @@ static int route_get(struct mnl_socket *nl, unsigned int portid, unsigned int se
 	return r->oif ? 0 : -1;
 }
 
-/* The distinct nodes of the routes, found through a set of their addresses
- * (open addressing on a hash of the 16 bytes), not by comparing each route's
- * node with every one found before: a config of 65,536 routes over 4,096
- * nodes took 268 million compares a call, and the DPDK gateway calls every
- * second. */
+/* A 16-byte address's slot in a table of mask + 1 (a power of two): the set
+ * of distinct nodes below, and the dump's chains of hops.  The distinct
+ * nodes of the routes are found through that set, not by comparing each
+ * route's node with every one found before: a config of 65,536 routes over
+ * 4,096 nodes took up to 268 million compares a call, and the DPDK gateway
+ * calls every second. */
 static uint32_t node_slot(const __u8 *a, uint32_t mask)
 {
 	uint32_t w[4];
@@ -186,9 +187,11 @@ int vm_next_hops(const struct vm_gw_cfg *c, struct vm_next_hop *out, int max, bo
 	}
 	mnl_socket_close(nl);
 	free(set);
-	if (over)
+	static int over_said;   /* said once per change: the DPDK gateway calls every second */
+	if (over && over != over_said)
 		vm_log("event=warning reason=\"%d nodes past the %d next hops kept: their flows count no_neigh\"", over,
 		       max);
+	over_said = over;
 	if (!manage)
 		return n;
 	/* Each next hop becomes a "managed" entry that the kernel keeps
@@ -214,9 +217,15 @@ int vm_next_hops(const struct vm_gw_cfg *c, struct vm_next_hop *out, int max, bo
 	return n;
 }
 
+/* The dump's state: the hops by their next hop's address, chained per
+ * bucket of a hash of it (several nodes behind one router share one), so
+ * each entry of the dump looks at its own address's hops, not at all of
+ * them (4,096 on-link nodes: 16 million compares a second before). */
 struct dump_ctx {
 	struct vm_next_hop *hops;
 	int n, found;
+	int32_t *head, *next;      /* head[bucket], next[hop]: hop indices, -1 ends */
+	uint32_t mask;
 };
 
 static int neigh_attr(const struct nlattr *a, void *data)
@@ -246,7 +255,7 @@ static int neigh_cb(const struct nlmsghdr *nlh, void *data)
 		 tb[NDA_LLADDR] && mnl_attr_get_payload_len(tb[NDA_LLADDR]) == 6;
 	managed = tb[NDA_FLAGS_EXT] && mnl_attr_get_payload_len(tb[NDA_FLAGS_EXT]) == 4 &&
 		  (mnl_attr_get_u32(tb[NDA_FLAGS_EXT]) & NTF_EXT_MANAGED);
-	for (int i = 0; i < d->n; i++) {
+	for (int32_t i = d->head[node_slot(addr, d->mask)]; i >= 0; i = d->next[i]) {
 		struct vm_next_hop *h = &d->hops[i];
 		if ((int)h->ifindex != nd->ndm_ifindex || memcmp(h->hop, addr, 16))
 			continue;
@@ -268,15 +277,29 @@ int vm_neigh_resolve(struct vm_next_hop *hops, int n)
 	struct mnl_socket *nl;
 	struct nlmsghdr *nlh;
 	struct rtgenmsg *g;
-	struct dump_ctx d = { hops, n, 0 };
+	struct dump_ctx d = { hops, n, 0, NULL, NULL, 0 };
 	unsigned int seq = (unsigned int)time(NULL), portid;
+	uint32_t cap = 16;
 	int ret, rc = -1;
 
-	for (int i = 0; i < n; i++)
-		hops[i].resolved = hops[i].managed = hops[i].state = 0;
-	nl = mnl_socket_open(NETLINK_ROUTE);
-	if (!nl)
+	while (cap < 2u * (uint32_t)(n > 0 ? n : 0))
+		cap <<= 1;
+	d.mask = cap - 1;
+	d.head = malloc(cap * sizeof(*d.head));
+	d.next = malloc((n > 0 ? n : 1) * sizeof(*d.next));
+	nl = d.head && d.next ? mnl_socket_open(NETLINK_ROUTE) : NULL;
+	if (!nl) {
+		free(d.head);
+		free(d.next);
 		return -1;
+	}
+	memset(d.head, 0xff, cap * sizeof(*d.head));   /* -1: none */
+	for (int i = n - 1; i >= 0; i--) {   /* each chain in the hops' order */
+		uint32_t b = node_slot(hops[i].hop, d.mask);
+		hops[i].resolved = hops[i].managed = hops[i].state = 0;
+		d.next[i] = d.head[b];
+		d.head[b] = i;
+	}
 	if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0)
 		goto out;
 	portid = mnl_socket_get_portid(nl);
@@ -296,6 +319,8 @@ int vm_neigh_resolve(struct vm_next_hop *hops, int n)
 	rc = ret < 0 ? -1 : d.found;
 out:
 	mnl_socket_close(nl);
+	free(d.head);
+	free(d.next);
 	return rc;
 }
 

@@ -615,12 +615,50 @@ static void next_hops_by_route(void)
 	CHECK(n == VM_NEXT_HOPS_MAX && bad == 0, "%d next hops of 5000 nodes (%d wrong)", n, bad);
 	printf("# next hops: %d of 5000 nodes from 65536 routes in %.1f ms\n", n,
 	       (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6);
+	/* 4,096 nodes on the link, each its own neighbour entry: every entry
+	 * of the dump finds its hop by its address (one MAC each, checked) */
+	char batch[64], cmd[96];
+	snprintf(batch, sizeof(batch), "/tmp/veil-test-neigh.%d", (int)getpid());
+	snprintf(cmd, sizeof(cmd), "ip -batch %s", batch);
+	FILE *b = fopen(batch, "w");
+	for (int k = 0; b && k < VM_NEXT_HOPS_MAX; k++)
+		fprintf(b, "neigh replace 198.19.%d.%d lladdr 02:00:01:00:%02x:%02x dev t0 nud permanent\n", 64 + k / 256,
+			k % 256, k / 256, k % 256);
+	if (b)
+		fclose(b);
+	CHECK(b && !sh("ip route add 198.19.64.0/20 dev t0") && !sh(cmd),
+	      "4096 on-link neighbours");
+	c.nroutes = 0;
+	for (int k = 0; k < VM_NEXT_HOPS_MAX; k++) {
+		char a[32];
+		snprintf(a, sizeof(a), "198.19.%d.%d", 64 + k / 256, k % 256);
+		c.routes[c.nroutes].val.node_family = vm_addr_parse(a, c.routes[c.nroutes].val.node);
+		c.nroutes++;
+	}
+	n = vm_next_hops(&c, hops, VM_NEXT_HOPS_MAX, false);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	int got = vm_neigh_resolve(hops, n);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	bad = 0;
+	for (int j = 0; j < n; j++)
+		bad += !hops[j].resolved || hops[j].mac[4] != hops[j].node[14] - 64 || hops[j].mac[5] != hops[j].node[15] ||
+		       memcmp(hops[j].hop, hops[j].node, 16);
+	CHECK(n == VM_NEXT_HOPS_MAX && got == n && bad == 0, "%d of %d on-link next hops resolved (%d wrong)", got, n, bad);
+	printf("# neighbours: %d on-link next hops resolved from the dump in %.1f ms\n", got,
+	       (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6);
+	if ((b = fopen(batch, "w"))) {
+		for (int k = 0; k < VM_NEXT_HOPS_MAX; k++)
+			fprintf(b, "neigh del 198.19.%d.%d dev t0\n", 64 + k / 256, k % 256);
+		fclose(b);
+		(void)!system(cmd);
+	}
+	unlink(batch);
 out:
 	free(c.routes);
 	(void)!system("ip route del 198.18.77.0/24 2>/dev/null; ip -6 route del 2001:db8:77::/48 2>/dev/null; "
 		      "ip route del 198.18.78.0/24 2>/dev/null; ip route del unreachable 198.18.79.0/24 2>/dev/null; "
 		      "ip route del 198.19.32.0/19 2>/dev/null; ip route del 198.18.80.0/24 2>/dev/null; "
-		      "ip neigh del 198.19.0.12 dev t0 2>/dev/null");
+		      "ip neigh del 198.19.0.12 dev t0 2>/dev/null; ip route del 198.19.64.0/20 dev t0 2>/dev/null");
 }
 
 static void no_sni_and_garbage_refused(void)

@@ -1035,10 +1035,6 @@ static void return_path_same(void)
 	}
 }
 
-/* The mesh MTU: a packet that would leave longer than the next hop's
- * interface allows is dropped and counted mesh_mtu, by XDP (the FIB's
- * check against t0's MTU) and by the fast path and the DPDK worker (the
- * MTU the control plane read with the next hop) alike. */
 /* Every next hop's MTU mtu, set again as the DPDK gateway makes a new
  * generation when an MTU changes (a flow's copy of its next hop holds
  * while the set it was taken from does), in CONF and DCONF. */
@@ -1054,6 +1050,10 @@ static void neigh_mtu_all(uint32_t mtu)
 	dconf_sync();
 }
 
+/* The mesh MTU: a packet that would leave longer than the next hop's
+ * interface allows is dropped and counted mesh_mtu, by XDP (the FIB's
+ * check against t0's MTU) and by the fast path and the DPDK worker (the
+ * MTU the control plane read with the next hop) alike. */
 static void mesh_mtu_same(void)
 {
 	static uint8_t in[2000], data[1200];
