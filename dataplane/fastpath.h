@@ -202,15 +202,10 @@ void vm_fp_conf_free(struct vm_fp_conf *c);
  * that copied it: set them again. */
 int vm_fp_conf_neigh_set(struct vm_fp_conf *c, const struct vm_fp_neigh *nb, int n);
 /* The first slot of a node's address (16 bytes, IPv4 mapped) in a next-hop
- * index of cap slots (a power of two, >= 2).  An IPv4 node's first three
- * words are the same for all: the last one's bits are spread over the
- * whole word by the multiply, and the slot taken from the top. */
+ * index of cap slots (a power of two, >= 2): vm_addr_hash's top bits. */
 static inline uint32_t vm_fp_neigh_slot(const uint8_t *addr, uint32_t cap)
 {
-	uint32_t w[4];
-
-	__builtin_memcpy(w, addr, 16);
-	return ((w[0] ^ w[1] * 0x85ebca6bu ^ w[2] * 0xc2b2ae35u ^ w[3]) * 0x9e3779b1u) >> (32 - __builtin_ctz(cap));
+	return vm_addr_hash(addr) >> (32 - __builtin_ctz(cap));
 }
 /* The next hop c holds for a node's address (16 bytes, IPv4 mapped), or
  * NULL: the packet path's, once per packet sent to a node. */

@@ -129,10 +129,7 @@ static int route_get(struct mnl_socket *nl, unsigned int portid, unsigned int se
  * calls every second. */
 static uint32_t node_slot(const __u8 *a, uint32_t mask)
 {
-	uint32_t w[4];
-
-	memcpy(w, a, 16);
-	return ((w[0] ^ w[1] * 0x85ebca6bu ^ w[2] * 0xc2b2ae35u ^ w[3]) * 0x9e3779b1u >> 8) & mask;
+	return vm_addr_hash(a) >> (32 - __builtin_ctz(mask + 1));
 }
 
 int vm_next_hops(const struct vm_gw_cfg *c, struct vm_next_hop *out, int max, bool manage)

@@ -30,6 +30,17 @@ void vm_lib_logging(bool verbose);
 /* Parses an IPv4 or IPv6 literal into 16 bytes (IPv4-mapped); returns the
  * family (VM_AF_INET / VM_AF_INET6) or 0. */
 int vm_addr_parse(const char *s, __u8 out[16]);
+/* A 16-byte address (IPv4 mapped) hashed for a table of the daemons' own
+ * (the next hops' index in the DPDK path, the sets of neigh.c): an IPv4
+ * address's first three words are the same for all, so the last one's bits
+ * are spread over the word by the multiply; take a slot from the top bits. */
+static inline uint32_t vm_addr_hash(const __u8 a[16])
+{
+	uint32_t w[4];
+
+	__builtin_memcpy(w, a, 16);
+	return (w[0] ^ w[1] * 0x85ebca6bu ^ w[2] * 0xc2b2ae35u ^ w[3]) * 0x9e3779b1u;
+}
 const char *vm_addr_str(const __u8 a[16], char *buf, size_t len);
 int vm_mac_parse(const char *s, __u8 out[6]);
 int vm_if_mac(const char *ifname, __u8 out[6]);
