@@ -13,8 +13,9 @@
  * out).  Segments still to come find the flow in gw_ingress.
  *
  * Bounds (docs/reassembly.md): VM_ASM_SEGS segments and VM_ASM_BYTES bytes per
- * hello; hello_asm is an array of VM_ASM_SLOTS slots (two may hold a given
- * connection: bpf/lib/gw_maps.h), asm_early an LRU map; an entry older than
+ * hello; hello_asm is an array of VM_ASM_SLOTS slots (any of a bucket of
+ * VM_ASM_WAYS may hold a given connection: bpf/lib/gw_maps.h), asm_early an
+ * LRU map; an entry older than
  * VM_ASM_TIMEOUT_NS is dropped when next touched.
  *
  * The logic is the packet library's (vm_gw_asm_in, include/veil/gw_asm.h),
@@ -84,7 +85,7 @@ VM_INLINE void *vm_env_loadctx(struct vm_gw_env *e) { return e->skb; }
 VM_INLINE __u32 vm_env_ifindex(struct vm_gw_env *e) { return e->skb->ingress_ifindex; }
 VM_INLINE __u64 vm_env_tai_ns(struct vm_gw_env *e) { return gw_tai_ns(e->s ? &e->s->clock : 0); }
 VM_INLINE __u64 vm_env_coarse_ns(struct vm_gw_env *e) { return bpf_ktime_get_coarse_ns(); }
-/* Ages held hellos (a 5 s timeout, the older of two slots): the coarse
+/* Ages held hellos (a 5 s timeout, the oldest of a bucket): the coarse
  * clock, a load, where bpf_ktime_get_ns reads the clocksource (a
  * paravirtual clock's page on a VM). */
 VM_INLINE __u64 vm_env_asm_ns(struct vm_gw_env *e) { return bpf_ktime_get_coarse_ns(); }

@@ -305,17 +305,17 @@ static int asm_newer_first(const void *x, const void *y, void *arg)
 	return a < b ? 1 : a > b ? -1 : 0;
 }
 
-/* gw_asm's hello_asm array: every held hello moved to the slots seed s
- * gives it (vm_asm_slots, whose multiplier the seed holds), an IPv6 one
+/* gw_asm's hello_asm array: every held hello moved to the bucket seed s
+ * gives it (vm_asm_bucket, whose multiplier the seed holds), an IPv6 one
  * under its new key: all read, their slots freed, then each written to a
- * free one of its two, the newest first (so one hello's new slot never
- * meets another's old one, and where two slots cannot hold three hellos
- * the oldest is the one dropped, as the programs would drop it).  *lost
+ * free slot of its bucket, the newest first (so one hello's new slot never
+ * meets another's old one, and where a bucket cannot hold them all the
+ * oldest are the ones dropped, as the programs would drop them).  *lost
  * counts those.  Returns the hellos moved, or -errno. */
 static int rekey_asm(int fd, const struct flow_seed *s, int *lost)
 {
 	struct asm_val *held = NULL, *z = NULL;
-	__u32 *from = NULL, *order = NULL, n = 0, i0, i1;
+	__u32 *from = NULL, *order = NULL, n = 0, first;
 	__u8 *taken = NULL;
 	int err = 0;
 
@@ -351,9 +351,12 @@ static int rekey_asm(int fd, const struct flow_seed *s, int *lost)
 		if (v->family == VM_AF_INET6)
 			vm_flow_key_make(VM_AF_INET6, v->client, v->vip, v->key.client_port_be, v->key.vip_port_be, s,
 					 &nk);
-		vm_asm_slots(&nk, s, &i0, &i1, &o);
-		__u32 to = !taken[i0] ? i0 : i1;
-		if (taken[to]) {
+		vm_asm_bucket(&nk, s, &first, &o);
+		__u32 w = 0;
+		while (w < VM_ASM_WAYS && taken[first + w])
+			w++;
+		__u32 to = first + w;
+		if (w == VM_ASM_WAYS) {
 			(*lost)++;
 			continue;
 		}
@@ -373,6 +376,34 @@ out:
 	free(taken);
 	free(z);
 	return err;
+}
+
+/* How many held hellos of gw_asm's hello_asm sit outside the bucket seed s
+ * gives them (the layout before 2026-12-06 had two scattered slots a
+ * connection), or -errno. */
+static int asm_misplaced(int fd, const struct flow_seed *s)
+{
+	struct asm_val *v = malloc(sizeof(*v));
+	int n = 0;
+
+	if (!v)
+		return -ENOMEM;
+	for (__u32 i = 0; i < VM_ASM_SLOTS; i++) {
+		__u32 first;
+		__u64 o;
+
+		if (bpf_map_lookup_elem(fd, &i, v)) {
+			n = -errno;
+			break;
+		}
+		if (!v->owner)
+			continue;
+		vm_asm_bucket(&v->key, s, &first, &o);
+		if (i - first >= VM_ASM_WAYS || v->owner != o)
+			n++;
+	}
+	free(v);
+	return n;
 }
 
 #define REKEY(fd, type, s, lost) \
@@ -411,8 +442,15 @@ static int flow_seed_init(struct vm_gw *g)
 	if (bpf_map_lookup_elem(fd, &zero, &s))
 		return -errno;
 	fresh = !s.k[0] && !s.k[1];
-	if (!fresh && s.fold == VM_FLOW_FOLD)
+	if (!fresh && s.fold == VM_FLOW_FOLD) {
+		/* the seed stays; held hellos of an older slot layout move */
+		int afd = bpf_map__fd(g->as->maps.hello_asm);
+		if ((r = asm_misplaced(afd, &s)) <= 0 || (r = rekey_asm(afd, &s, &lost)) < 0)
+			return r;
+		vm_log("event=hello_asm_placed moved=%d lost=%d reason=\"held hellos outside their bucket (the slot layout before 2026-12-06)\"",
+		       r, lost);
 		return 0;
+	}
 	if (seed_renew(&s, fresh))
 		return -EIO;
 	if ((r = REKEY(bpf_map__fd(g->as->maps.flows), struct flow_val, &s, &lost)) < 0)

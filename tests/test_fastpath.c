@@ -714,7 +714,7 @@ static void asm_table_full_same(void)
 	      (unsigned long long)(f.flow_collision - f0.flow_collision));
 	CHECK(a.asm_routed - b0.asm_routed == 1 && f.asm_routed - f0.asm_routed == 1, "the last hello routed");
 	/* Which older hellos each table still holds depends on its eviction
-	 * (gw_asm's two slots, the fast path's probe window): emptied, so the
+	 * (gw_asm's buckets, the fast path's probe window): emptied, so the
 	 * tests after this one meet the same state in all three. */
 	static struct asm_val zero;
 	int fd = vm_gw_map_fd(&G, "hello_asm");

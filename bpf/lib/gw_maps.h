@@ -137,11 +137,12 @@ VM_INLINE const struct flow_seed *gw_flow_seed(void)
 }
 
 /* Hellos being reassembled by gw_asm, and routed ones held until the VM
- * acknowledges them (gw_return releases them).  An array of slots, two of
- * which may hold a given connection (vm_asm_slots), not a hash map: a hash
- * map's insert copies the whole value (22.8 KB, 16 KB of it payload room)
- * and takes its locks; claiming a slot writes its header alone.  A slot
- * whose owner word is 0 is free. */
+ * acknowledges them (gw_return releases them).  An array of slots in
+ * buckets of VM_ASM_WAYS, any slot of its bucket may hold a given
+ * connection (vm_asm_bucket), not a hash map: a hash map's insert copies
+ * the whole value (22.8 KB, 16 KB of it payload room) and takes its locks;
+ * claiming a slot writes its header alone.  A slot whose owner word is 0
+ * is free. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, VM_ASM_SLOTS);
@@ -150,65 +151,65 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } hello_asm SEC(".maps");
 
-/* The two slots that may hold key k (*o: its owner digest), NULL when the
- * map is not there. */
-VM_INLINE struct asm_val *gw_asm_slots(const struct flow_key *k, struct asm_val **b, __u64 *o)
+VM_INLINE struct asm_val *gw_asm_at(__u32 i)
 {
-	__u32 i0, i1;
-	struct asm_val *a;
-
-	vm_asm_slots(k, gw_flow_seed(), &i0, &i1, o);
-	a = bpf_map_lookup_elem(&hello_asm, &i0);
-	*b = bpf_map_lookup_elem(&hello_asm, &i1);
-	return *b ? a : NULL;
-}
-
-/* Which of k's two slots a and b (owner digest o) holds its hello, or NULL. */
-VM_INLINE struct asm_val *gw_asm_holder(struct asm_val *a, struct asm_val *b, __u64 o, const struct flow_key *k)
-{
-	if (a->owner == o && vm_flow_key_eq(&a->key, k))
-		return a;
-	if (b->owner == o && vm_flow_key_eq(&b->key, k))
-		return b;
-	return NULL;
+	return bpf_map_lookup_elem(&hello_asm, &i);
 }
 
 /* Key k's hello, or NULL. */
 VM_INLINE struct asm_val *gw_asm_find(const struct flow_key *k)
 {
-	struct asm_val *a, *b;
+	__u32 first;
 	__u64 o;
 
-	a = gw_asm_slots(k, &b, &o);
-	return a ? gw_asm_holder(a, b, o, k) : NULL;
+	vm_asm_bucket(k, gw_flow_seed(), &first, &o);
+	for (__u32 j = 0; j < VM_ASM_WAYS; j++) {
+		struct asm_val *v = gw_asm_at(first + j);
+
+		if (v && v->owner == o && vm_flow_key_eq(&v->key, k))
+			return v;
+	}
+	return NULL;
 }
 
 /* A slot for key k: the one that holds it already (another CPU's, just
- * made), else a free one of its two, else the one holding the older hello
- * (a hello past VM_ASM_TIMEOUT_NS is always older than a live one), its
- * holder's hello dropped as an LRU map's would be.  Claimed by one atomic
- * swap of the owner word; the header then made a fresh entry's (family 0:
- * gw_asm.h's test for one another CPU made; first_ns is the caller's, set
- * next, to read the clock once).  The rest of the value (the
+ * made), else a free one of its bucket, else the one holding the hello
+ * begun first (a hello past VM_ASM_TIMEOUT_NS is always older than a live
+ * one), its holder's hello dropped as an LRU map's would be: a live hello
+ * is lost only once VM_ASM_WAYS newer ones share its bucket.  Claimed by
+ * one atomic swap of the owner word; the header then made a fresh entry's
+ * (family 0: gw_asm.h's test for one another CPU made; first_ns is the
+ * caller's, set next, to read the clock once).  The rest of the value (the
  * segments, the payload) is left as it is: the reassembly reads only the
  * nseg segments and the have bytes it wrote.  NULL when another CPU
  * claimed the slot in the meantime. */
 VM_INLINE struct asm_val *gw_asm_claim(const struct flow_key *k)
 {
-	struct asm_val *a, *b, *v;
-	__u64 o, held;
+	struct asm_val *v;
+	__u32 first, pick = VM_ASM_WAYS;
+	__u64 o, held, oldest = 0;
+	int free_seen = 0;
 
-	a = gw_asm_slots(k, &b, &o);
-	if (!a)
+	vm_asm_bucket(k, gw_flow_seed(), &first, &o);
+	for (__u32 j = 0; j < VM_ASM_WAYS; j++) {
+		v = gw_asm_at(first + j);
+		if (!v)
+			return NULL;
+		if (v->owner == o && vm_flow_key_eq(&v->key, k))
+			return v;
+		if (free_seen)
+			continue;
+		if (!v->owner) {
+			free_seen = 1;
+			pick = j;
+		} else if (pick == VM_ASM_WAYS || (__s64)(v->first_ns - oldest) < 0) {
+			pick = j;
+			oldest = v->first_ns;
+		}
+	}
+	v = gw_asm_at(first + (pick & (VM_ASM_WAYS - 1)));
+	if (!v)
 		return NULL;
-	if ((v = gw_asm_holder(a, b, o, k)))
-		return v;
-	if (!a->owner)
-		v = a;
-	else if (!b->owner)
-		v = b;
-	else
-		v = (__s64)(a->first_ns - b->first_ns) <= 0 ? a : b;
 	held = v->owner;
 	if (__sync_val_compare_and_swap(&v->owner, held, o) != held)
 		return NULL;
@@ -224,12 +225,12 @@ VM_INLINE struct asm_val *gw_asm_claim(const struct flow_key *k)
  * since (its owner word is then not k's digest). */
 VM_INLINE void gw_asm_free(const struct flow_key *k, struct asm_val *a)
 {
-	__u32 i0, i1;
+	__u32 first;
 	__u64 o;
 
 	if (!a)
 		return;
-	vm_asm_slots(k, gw_flow_seed(), &i0, &i1, &o);
+	vm_asm_bucket(k, gw_flow_seed(), &first, &o);
 	__sync_val_compare_and_swap(&a->owner, o, 0);
 }
 

@@ -281,12 +281,18 @@ struct flow_bits_val {
  * whole, headers and payload, and sent to the node unmodified once the name
  * is known.  Bounded: VM_ASM_SEGS segments, VM_ASM_BYTES bytes per flow,
  * a table of VM_ASM_SLOTS hellos (gw_asm's array; the DPDK path's slots)
- * that drops the oldest, and VM_ASM_TIMEOUT_NS of age. */
+ * that drops the oldest of a bucket (of a probe window), and
+ * VM_ASM_TIMEOUT_NS of age. */
 #define VM_ASM_TIMEOUT_NS (5ULL * 1000000000ULL)
-/* gw_asm's hello_asm: an array of this many slots, two of which may hold a
- * given key (vm_asm_slots, include/veil/flowkey.h); a power of two. */
+/* gw_asm's hello_asm: an array of this many slots, in buckets of
+ * VM_ASM_WAYS, any slot of one bucket may hold a given key (vm_asm_bucket,
+ * include/veil/flowkey.h); powers of two.  A new hello takes a free slot
+ * of its bucket, else the one whose hello began first: a live hello is
+ * lost only to VM_ASM_WAYS newer ones in its bucket (docs/reassembly.md). */
 #define VM_ASM_SLOTS_BITS 10
 #define VM_ASM_SLOTS      (1u << VM_ASM_SLOTS_BITS)
+#define VM_ASM_WAYS_BITS  3
+#define VM_ASM_WAYS       (1u << VM_ASM_WAYS_BITS)
 struct asm_seg {
 	__u32 off;                /* payload offset from the client's ISN + 1 */
 	__u16 len;                /* payload bytes */
@@ -308,7 +314,7 @@ struct asm_val {
 	__u32 pad;
 	__u32 routed;             /* routed: kept only to be resent until the VM ACKs it */
 	/* The slot's holder where the table is gw_asm's array (VM_ASM_SLOTS,
-	 * vm_asm_slots): 0 when free, else its key's 64-bit digest (only this
+	 * vm_asm_bucket): 0 when free, else its key's 64-bit digest (only this
 	 * word is claimed atomically), and the key itself. */
 	__u64 owner;
 	struct flow_key key;
