@@ -124,10 +124,14 @@ static void rotate_if_due(struct gw_state *st)
  * resolved on its own. */
 static struct vm_next_hop gw_hops[VM_NEXT_HOPS_MAX];
 static int gw_nhops;
+/* Route and link changes (a node's route moved, an interface's MTU): the
+ * nodes' routes are asked again after one, and at start and reload. */
+static struct vm_route_watch gw_route_watch;
 
 /* XDP takes the next hop's MACs from the next_hops map, not from a FIB
  * lookup per packet: the map follows the kernel's neighbour table, read
- * again every second (and at start and reload). */
+ * again every second (and at start and reload), and the nodes' routes,
+ * asked again after the kernel tells of a route or link change. */
 static void refresh_next_hops(struct gw_state *st, bool now_please)
 {
 	static time_t last;
@@ -137,6 +141,10 @@ static void refresh_next_hops(struct gw_state *st, bool now_please)
 	if (now == last && !now_please)
 		return;
 	last = now;
+	if (!now_please && vm_route_watch_changed(&gw_route_watch)) {
+		gw_nhops = vm_next_hops(&st->cfg, gw_hops, VM_NEXT_HOPS_MAX, true);
+		vm_log("event=routes_changed next_hops=%d", gw_nhops);
+	}
 	if (gw_nhops > 0 && vm_neigh_resolve(gw_hops, gw_nhops) < 0)
 		return;
 	ch = vm_gw_next_hops_sync(&st->g, gw_hops, gw_nhops > 0 ? gw_nhops : 0);
@@ -146,6 +154,7 @@ static void refresh_next_hops(struct gw_state *st, bool now_please)
 
 static void ensure_neighbours(struct gw_state *st)
 {
+	vm_route_watch_changed(&gw_route_watch);   /* what it said so far: asked now */
 	gw_nhops = vm_next_hops(&st->cfg, gw_hops, VM_NEXT_HOPS_MAX, true);
 	refresh_next_hops(st, true);
 }
@@ -467,6 +476,9 @@ int main(int argc, char **argv)
 	}
 	st.route_changes = changes;
 	st.started = time(NULL);
+	if (vm_route_watch_open(&gw_route_watch))
+		vm_log("event=warning reason=\"cannot watch route changes (%s): the nodes' routes are asked every second\"",
+		       strerror(errno));
 	ensure_neighbours(&st);
 	vm_log("event=started client_if=%s mesh_if=%s pin_root=%s routes=%d vips=%d changes=%d mode=%s control=%s metrics=%s",
 	       st.cfg.client_if, st.cfg.mesh_if, st.cfg.pin_root, st.cfg.nroutes, st.cfg.nvips, changes,
@@ -511,6 +523,7 @@ int main(int argc, char **argv)
 		vm_gw_detach(&st.g);
 	vm_log("event=stopped signal=%d detached=%s", (int)vm_stop_sig, keep ? "no" : "yes");
 	vm_sweep_free(&st.sweep);
+	vm_route_watch_close(&gw_route_watch);
 	gw_store_stop(st.store);
 	vm_runtime_remove(runtime);
 	vm_ctl_close(&ctl);

@@ -39,21 +39,19 @@ int vm_addr_parse(const char *s, __u8 out[16])
 	return 0;
 }
 
-static const __u8 v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
-
 /* An address written as IPv6 that is IPv4-mapped (::ffff:a.b.c.d): no
  * packet on the wire carries one (RFC 4291 2.5.5.2), and inside the data
  * plane it is an IPv4 address's form, so a config naming one as a VIP, a
  * node or an underlay means the IPv4 address and is told so. */
 static int v4mapped6(int fam, const __u8 a[16])
 {
-	return fam == VM_AF_INET6 && !memcmp(a, v4mapped, 12);
+	return fam == VM_AF_INET6 && vm_addr_is_v4(a);
 }
 #define MAPPED_ERR "'%s' is an IPv4-mapped IPv6 address, which no packet carries: write the IPv4 address"
 
 const char *vm_addr_str(const __u8 a[16], char *buf, size_t len)
 {
-	if (!memcmp(a, v4mapped, 12))
+	if (vm_addr_is_v4(a))
 		inet_ntop(AF_INET, a + 12, buf, len);
 	else
 		inet_ntop(AF_INET6, a, buf, len);

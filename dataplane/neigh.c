@@ -8,6 +8,7 @@
  * missing there still goes through the FIB), DPDK from its own table. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <net/if.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,20 +90,13 @@ static int route_cb(const struct nlmsghdr *nlh, void *data)
 	return MNL_CB_OK;
 }
 
-/* An IPv4 address in the data plane's 16-byte form (::ffff:a.b.c.d). */
-static int addr_is_v4(const __u8 a[16])
-{
-	static const __u8 mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
-	return !memcmp(a, mapped, 12);
-}
-
 static int route_get(struct mnl_socket *nl, unsigned int portid, unsigned int seq, const __u8 node[16],
 		     struct route_ans *r)
 {
 	char buf[MNL_SOCKET_BUFFER_SIZE];
 	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
 	struct rtmsg *rt;
-	int v4 = addr_is_v4(node), ret;
+	int v4 = vm_addr_is_v4(node), ret;
 
 	memset(r, 0, sizeof(*r));
 	nlh->nlmsg_type = RTM_GETROUTE;
@@ -266,6 +260,57 @@ static int neigh_cb(const struct nlmsghdr *nlh, void *data)
 		h->resolved = 1;
 	}
 	return MNL_CB_OK;
+}
+
+int vm_route_watch_open(struct vm_route_watch *w)
+{
+	struct mnl_socket *nl = mnl_socket_open(NETLINK_ROUTE);
+	int fd, fl;
+
+	w->nl = NULL;
+	if (!nl)
+		return -1;
+	fd = mnl_socket_get_fd(nl);
+	if ((fl = fcntl(fd, F_GETFL)) < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
+	    mnl_socket_bind(nl, RTMGRP_LINK | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE, MNL_SOCKET_AUTOPID) < 0) {
+		int e = errno;
+		mnl_socket_close(nl);
+		errno = e;
+		return -1;
+	}
+	w->nl = nl;
+	return 0;
+}
+
+int vm_route_watch_changed(struct vm_route_watch *w)
+{
+	char buf[MNL_SOCKET_BUFFER_SIZE];
+	int changed = 0;
+
+	if (!w->nl)
+		return 1;
+	for (;;) {
+		ssize_t r = mnl_socket_recvfrom(w->nl, buf, sizeof(buf));
+		if (r > 0) {
+			changed = 1;
+			continue;
+		}
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0 && errno == ENOBUFS) {
+			changed = 1;       /* lost some: whatever they said, ask again */
+			continue;
+		}
+		break;                     /* EAGAIN: all read */
+	}
+	return changed;
+}
+
+void vm_route_watch_close(struct vm_route_watch *w)
+{
+	if (w->nl)
+		mnl_socket_close(w->nl);
+	w->nl = NULL;
 }
 
 int vm_neigh_resolve(struct vm_next_hop *hops, int n)

@@ -41,6 +41,13 @@ static inline uint32_t vm_addr_hash(const __u8 a[16])
 	__builtin_memcpy(w, a, 16);
 	return (w[0] ^ w[1] * 0x85ebca6bu ^ w[2] * 0xc2b2ae35u ^ w[3]) * 0x9e3779b1u;
 }
+/* An IPv4 address in the data plane's 16-byte form (::ffff:a.b.c.d). */
+static inline int vm_addr_is_v4(const __u8 a[16])
+{
+	static const __u8 mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+
+	return !__builtin_memcmp(a, mapped, 12);
+}
 const char *vm_addr_str(const __u8 a[16], char *buf, size_t len);
 int vm_mac_parse(const char *s, __u8 out[6]);
 int vm_if_mac(const char *ifname, __u8 out[6]);
@@ -151,6 +158,20 @@ int vm_next_hops(const struct vm_gw_cfg *c, struct vm_next_hop *out, int max, bo
 /* Fills mac/resolved from the kernel's neighbour table (rtnetlink dump);
  * returns how many resolved, -1 on a netlink error. */
 int vm_neigh_resolve(struct vm_next_hop *hops, int n);
+/* Tells the gateways when to ask the nodes' routes again (vm_next_hops):
+ * a netlink socket subscribed to the kernel's route and link changes
+ * (RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_ROUTE, RTNLGRP_LINK: a route added,
+ * moved or removed, an interface down or its MTU changed). */
+struct vm_route_watch {
+	void *nl;                 /* struct mnl_socket *, NULL when not open */
+};
+/* 0, or -1 with errno (the caller then asks every time: changed says 1). */
+int vm_route_watch_open(struct vm_route_watch *w);
+/* 1 when routes or links changed since the last call, or the socket lost
+ * messages (its buffer overflowed), or it is not open; else 0.  Reads
+ * what is queued, never waits. */
+int vm_route_watch_changed(struct vm_route_watch *w);
+void vm_route_watch_close(struct vm_route_watch *w);
 struct vm_gw;
 /* The gateway's next_hops map made equal to the resolved hops (with the
  * interface's MAC and MTU), unresolved ones removed (XDP then asks the FIB

@@ -533,6 +533,32 @@ static int route_get_ip(const __u8 node[16], __u8 hop[16], char dev[32])
 	return dev[0] && vm_addr_parse(via[0] ? via : addr, hop) ? 0 : -1;
 }
 
+/* vm_route_watch says when the nodes' routes must be asked again: after a
+ * route is added or removed (either family), or a link's MTU changes; not
+ * otherwise, and not twice for one change.  (The test's namespace is its
+ * own: nothing else changes its routes meanwhile.) */
+static void route_watch_says(void)
+{
+	struct vm_route_watch w;
+
+	CHECK(!vm_route_watch_open(&w), "the watch opened: %s", strerror(errno));
+	int quiet = vm_route_watch_changed(&w);
+	CHECK(quiet == 0, "no change yet: %d", quiet);
+	sh("ip route add 198.18.91.0/24 via 198.19.0.11");
+	CHECK(vm_route_watch_changed(&w) == 1, "an IPv4 route added");
+	CHECK(vm_route_watch_changed(&w) == 0, "told once");
+	sh("ip -6 route add 2001:db8:91::/48 via 2001:db8:ff::11");
+	CHECK(vm_route_watch_changed(&w) == 1, "an IPv6 route added");
+	sh("ip route del 198.18.91.0/24; ip -6 route del 2001:db8:91::/48");
+	CHECK(vm_route_watch_changed(&w) == 1 && vm_route_watch_changed(&w) == 0, "both removed");
+	sh("ip link set t0 mtu 1400");
+	CHECK(vm_route_watch_changed(&w) == 1, "the link's MTU");
+	sh("ip link set t0 mtu 1500");
+	vm_route_watch_changed(&w);
+	vm_route_watch_close(&w);
+	CHECK(vm_route_watch_changed(&w) == 1, "a closed watch says ask");
+}
+
 /* vm_next_hops asks the kernel for each node's route over rtnetlink, one
  * request each, no process: the same next hop and interface as `ip route
  * get` for a node on the link, behind an IPv4 gateway, behind an IPv6 one,
@@ -3495,6 +3521,7 @@ int main(void)
 	RUN(routes_many);
 	RUN(next_hop_from_map);
 	RUN(next_hops_by_route);
+	RUN(route_watch_says);
 	RUN(no_sni_and_garbage_refused);
 	RUN(not_for_us_passes);
 	RUN(truncated_to_vip_dropped);

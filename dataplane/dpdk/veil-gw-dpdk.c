@@ -185,12 +185,24 @@ static int same_neigh(const struct vm_next_hop *a, int na, const struct vm_next_
 	return 1;
 }
 
+/* Route and link changes: the nodes' routes are asked again only after one
+ * (or at start and reload: force), not every second (one RTM_GETROUTE per
+ * node: ~80 ms for 4,096).  The main lcore's alone. */
+static struct vm_route_watch route_watch;
+
 /* Next hops from the kernel; a new generation when a MAC or route moved. */
 static void refresh_neighbours(bool manage, bool force)
 {
 	static struct vm_next_hop h[VM_NEXT_HOPS_MAX];   /* the main lcore's alone */
-	int n = vm_next_hops(&A.cfg, h, VM_NEXT_HOPS_MAX, manage);
 	static time_t last_managed;
+	int n;
+
+	if (force || manage || vm_route_watch_changed(&route_watch)) {
+		n = vm_next_hops(&A.cfg, h, VM_NEXT_HOPS_MAX, manage);
+	} else {
+		n = A.nhops;
+		memcpy(h, A.hops, (size_t)n * sizeof(*h));
+	}
 	int unresolved = vm_neigh_resolve(h, n) < n;
 	if (unresolved && !manage && time(NULL) - last_managed >= 5) {
 		/* a next hop the kernel does not resolve (yet): have it manage
@@ -844,6 +856,9 @@ int main(int argc, char **argv)
 		rc = 1;
 		goto workers_out;
 	}
+	if (vm_route_watch_open(&route_watch))
+		vm_log("event=warning reason=\"cannot watch route changes (%s): the nodes' routes are asked every second\"",
+		       strerror(errno));
 	/* the first generation, before any worker runs */
 	refresh_neighbours(true, true);
 	if (!atomic_load(&vm_dp.conf)) {
@@ -889,6 +904,7 @@ int main(int argc, char **argv)
 	}
 	vm_dp.quit = 1;
 	rte_eal_mp_wait_lcore();
+	vm_route_watch_close(&route_watch);
 	vm_log("event=stopped signal=%d", (int)vm_stop_sig);
 	vm_runtime_remove(runtime);
 	rc = 0;
