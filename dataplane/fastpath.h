@@ -208,7 +208,8 @@ static inline uint32_t vm_fp_neigh_slot(const uint8_t *addr, uint32_t cap)
 	return vm_addr_hash(addr) >> (32 - __builtin_ctz(cap));
 }
 /* The next hop c holds for a node's address (16 bytes, IPv4 mapped), or
- * NULL: the packet path's, once per packet sent to a node. */
+ * NULL: the packet path's, for a flow's first packet after a new set of
+ * next hops (the flow keeps a copy: nh_gen) and for the reassembly's sends. */
 static inline const struct vm_fp_neigh *vm_fp_conf_neigh(const struct vm_fp_conf *c, const uint8_t *addr)
 {
 	uint32_t m = c->neigh_cap - 1;
