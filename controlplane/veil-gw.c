@@ -173,8 +173,9 @@ static int reload_config(struct gw_state *st, char *err, size_t errlen, int *cha
 		return -1;
 	}
 	if (strcmp(nc.client_if, st->cfg.client_if) || strcmp(nc.mesh_if, st->cfg.mesh_if) ||
-	    strcmp(nc.pin_root, st->cfg.pin_root) || nc.flows_max != st->cfg.flows_max)
-		vm_log("event=reload_warning reason=\"interfaces, pin_root and flows_max change only on restart\"");
+	    strcmp(nc.pin_root, st->cfg.pin_root) || nc.flows_max != st->cfg.flows_max ||
+	    nc.hellos_max != st->cfg.hellos_max)
+		vm_log("event=reload_warning reason=\"interfaces, pin_root, flows_max and hellos_max change only on restart\"");
 	if (strcmp(nc.store_urls, st->cfg.store_urls) || strcmp(nc.store_pub, st->cfg.store_pub))
 		vm_log("event=reload_warning reason=\"store and store_pub change only on restart\"");
 	if (st->store ? gw_store_reload(st->store, &nc, changes) : vm_gw_sync(&st->g, &nc, changes)) {
@@ -433,7 +434,7 @@ int main(int argc, char **argv)
 		vm_log("event=warning reason=\"IPv4 forwarding is off on %s: the FIB lookup for mesh next hops will fail\"",
 		       st.cfg.client_if);
 
-	rc = vm_gw_open(&st.g, st.cfg.pin_root, st.cfg.flows_max);
+	rc = vm_gw_open(&st.g, st.cfg.pin_root, st.cfg.flows_max, st.cfg.hellos_max);
 	if (!rc)
 		rc = vm_gw_attach(&st.g, st.cfg.client_if, st.cfg.mesh_if, st.skb);
 	if (rc) {

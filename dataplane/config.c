@@ -309,6 +309,12 @@ static int gw_line(struct cfg_reader *r, struct vm_gw_cfg *c, char **w, int n)
 		if (parse_u32(w[1], 1024, 67108864, &v))
 			return cfg_err(r, "bad flows_max '%s'", w[1]);
 		c->flows_max = v;
+	} else if (!strcmp(w[0], "hellos_max")) {
+		NEED(2, "a power of two (64..16384)");
+		if (parse_u32(w[1], 1u << VM_ASM_SLOTS_BITS_MIN, 1u << VM_ASM_SLOTS_BITS_MAX, &v) || (v & (v - 1)))
+			return cfg_err(r, "bad hellos_max '%s' (a power of two, %u..%u)", w[1], 1u << VM_ASM_SLOTS_BITS_MIN,
+				       1u << VM_ASM_SLOTS_BITS_MAX);
+		c->hellos_max = v;
 	} else if (!strcmp(w[0], "vip")) {
 		struct vm_cfg_vip *vp;
 		if (n != 3 && n != 4)
@@ -423,6 +429,7 @@ int vm_gw_cfg_load(const char *path, struct vm_gw_cfg *c, char *err, size_t errl
 	snprintf(c->control, sizeof(c->control), "/run/veilmesh/veil-gw.sock");
 	c->rotate_s = 3600;
 	c->flows_max = 262144;
+	c->hellos_max = VM_ASM_SLOTS;
 	c->dp.mss4 = 1360;
 	c->dp.mss6 = 1340;
 	c->dp.wscale = 7;

@@ -79,7 +79,7 @@ struct vm_fp_flow {
 
 /* A ClientHello being reassembled (as gw_asm's hello_asm), and a segment
  * that came before its hello's first one (asm_early). */
-#define VM_FP_ASM_MAX 1024
+#define VM_FP_ASM_MAX 1024      /* each table's slots unless hellos_max says (vm_fp_init_mem) */
 struct vm_fp_asm {
 	struct vm_fp_slot s;
 	struct asm_val a;
@@ -138,8 +138,9 @@ struct vm_fp {
 	uint64_t tick;
 	uint32_t nflows;               /* flows in use */
 	struct gw_stats st;
-	struct vm_fp_asm *asm_tab;     /* VM_FP_ASM_MAX each */
+	struct vm_fp_asm *asm_tab;     /* asm_cap each */
 	struct vm_fp_early *early_tab;
+	uint32_t asm_cap;              /* power of two */
 	vm_fp_emit_fn emit;            /* NULL: a reassembled hello cannot be sent (encap_fail) */
 	void *emit_arg;
 	uint32_t hello_len;               /* the last parsed hello's length (vm_hello.hello_len) */
@@ -163,8 +164,10 @@ struct vm_fp {
 };
 
 int vm_fp_init(struct vm_fp *fp, uint32_t flows_cap);
-/* The same with the tables in mem's memory (NULL: the C heap). */
-int vm_fp_init_mem(struct vm_fp *fp, uint32_t flows_cap, const struct vm_fp_mem *mem);
+/* The same with the tables in mem's memory (NULL: the C heap) and room for
+ * hellos_cap hellos being reassembled (rounded up to a power of two, at
+ * least 64; 0: VM_FP_ASM_MAX). */
+int vm_fp_init_mem(struct vm_fp *fp, uint32_t flows_cap, uint32_t hellos_cap, const struct vm_fp_mem *mem);
 void vm_fp_free(struct vm_fp *fp);
 /* Number of flows in use (another thread may read it). */
 uint32_t vm_fp_flow_count(const struct vm_fp *fp);

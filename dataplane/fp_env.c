@@ -100,9 +100,9 @@ const struct flow_seed *vm_fp_seed(void)
 	return &fp_seed;
 }
 
-int vm_fp_init_mem(struct vm_fp *fp, uint32_t flows_cap, const struct vm_fp_mem *mem)
+int vm_fp_init_mem(struct vm_fp *fp, uint32_t flows_cap, uint32_t hellos_cap, const struct vm_fp_mem *mem)
 {
-	uint32_t cap = 1024;
+	uint32_t cap = 1024, acap = 64;
 	if (!fp_seed.k[0] && !fp_seed.k[1]) {
 		if (getrandom(fp_seed.k, sizeof(fp_seed.k), 0) != sizeof(fp_seed.k) ||
 		    getrandom(&fp_seed.mul, sizeof(fp_seed.mul), 0) != sizeof(fp_seed.mul))
@@ -115,8 +115,11 @@ int vm_fp_init_mem(struct vm_fp *fp, uint32_t flows_cap, const struct vm_fp_mem 
 		cap <<= 1;
 	fp->flows_cap = cap;
 	fp->flows = fp->mem.zalloc((size_t)cap * sizeof(*fp->flows), VM_FP_ALIGN, fp->mem.arg);
-	fp->asm_tab = fp->mem.zalloc(VM_FP_ASM_MAX * sizeof(*fp->asm_tab), VM_FP_ALIGN, fp->mem.arg);
-	fp->early_tab = fp->mem.zalloc(VM_FP_ASM_MAX * sizeof(*fp->early_tab), VM_FP_ALIGN, fp->mem.arg);
+	while (acap < (hellos_cap ? hellos_cap : VM_FP_ASM_MAX) && acap < (1u << VM_ASM_SLOTS_BITS_MAX))
+		acap <<= 1;
+	fp->asm_cap = acap;
+	fp->asm_tab = fp->mem.zalloc((size_t)acap * sizeof(*fp->asm_tab), VM_FP_ALIGN, fp->mem.arg);
+	fp->early_tab = fp->mem.zalloc((size_t)acap * sizeof(*fp->early_tab), VM_FP_ALIGN, fp->mem.arg);
 	/* 16 bits a flow slot in each half, as flow_bits has for 131072 flows */
 	fp->bits_log2 = 10;
 	while (fp->bits_log2 < VM_FLOW_BITS_IDX_MAX && (4u << fp->bits_log2) < cap)
@@ -131,7 +134,7 @@ int vm_fp_init_mem(struct vm_fp *fp, uint32_t flows_cap, const struct vm_fp_mem 
 
 int vm_fp_init(struct vm_fp *fp, uint32_t flows_cap)
 {
-	return vm_fp_init_mem(fp, flows_cap, NULL);
+	return vm_fp_init_mem(fp, flows_cap, 0, NULL);
 }
 
 void vm_fp_free(struct vm_fp *fp)
@@ -658,7 +661,7 @@ static inline __u64 vm_env_asm_ns(struct vm_gw_env *e) { return e->tai_ns; }
 
 static inline struct asm_val *vm_env_asm_get(struct vm_gw_env *e, const struct flow_key *k)
 {
-	struct vm_fp_asm *as = slot_find(e->fp, e->fp->asm_tab, sizeof(*e->fp->asm_tab), VM_FP_ASM_MAX, k);
+	struct vm_fp_asm *as = slot_find(e->fp, e->fp->asm_tab, sizeof(*e->fp->asm_tab), e->fp->asm_cap, k);
 	return as ? &as->a : NULL;
 }
 
@@ -669,11 +672,11 @@ static inline struct asm_val *vm_env_asm_get(struct vm_gw_env *e, const struct f
  * full table refused every new hello so: asm_table_full_same). */
 static inline struct asm_val *vm_env_asm_new(struct vm_gw_env *e, const struct flow_key *k)
 {
-	struct vm_fp_asm *as = slot_find(e->fp, e->fp->asm_tab, sizeof(*e->fp->asm_tab), VM_FP_ASM_MAX, k);
+	struct vm_fp_asm *as = slot_find(e->fp, e->fp->asm_tab, sizeof(*e->fp->asm_tab), e->fp->asm_cap, k);
 
 	if (as)
 		return &as->a;
-	as = slot_put(e->fp, e->fp->asm_tab, sizeof(*e->fp->asm_tab), VM_FP_ASM_MAX, k, NULL);
+	as = slot_put(e->fp, e->fp->asm_tab, sizeof(*e->fp->asm_tab), e->fp->asm_cap, k, NULL);
 	as->a.family = 0;
 	as->a.nseg = 0;
 	as->a.have = 0;
@@ -688,7 +691,7 @@ static inline void vm_env_asm_del(struct vm_gw_env *e, const struct flow_key *k,
 
 static inline struct asm_early *vm_env_early_get(struct vm_gw_env *e, const struct flow_key *k)
 {
-	struct vm_fp_early *ee = slot_find(e->fp, e->fp->early_tab, sizeof(*e->fp->early_tab), VM_FP_ASM_MAX, k);
+	struct vm_fp_early *ee = slot_find(e->fp, e->fp->early_tab, sizeof(*e->fp->early_tab), e->fp->asm_cap, k);
 	return ee ? &ee->e : NULL;
 }
 
@@ -700,7 +703,7 @@ static inline void vm_env_early_del(struct vm_gw_env *e, const struct flow_key *
 /* kept in its table slot at once: one per flow, the oldest of a full probe window evicted */
 static inline struct asm_early *vm_env_early_tmp(struct vm_gw_env *e, const struct flow_key *k)
 {
-	struct vm_fp_early *ee = slot_put(e->fp, e->fp->early_tab, sizeof(*e->fp->early_tab), VM_FP_ASM_MAX, k, NULL);
+	struct vm_fp_early *ee = slot_put(e->fp, e->fp->early_tab, sizeof(*e->fp->early_tab), e->fp->asm_cap, k, NULL);
 	return &ee->e;
 }
 
@@ -808,7 +811,7 @@ static inline int vm_env_to_asm(struct vm_gw_env *e, const struct vm_pkt *p, con
 
 static inline void vm_env_held_drop(struct vm_gw_env *e, const struct flow_key *k)
 {
-	struct vm_fp_asm *as = slot_find(e->fp, e->fp->asm_tab, sizeof(*e->fp->asm_tab), VM_FP_ASM_MAX, k);
+	struct vm_fp_asm *as = slot_find(e->fp, e->fp->asm_tab, sizeof(*e->fp->asm_tab), e->fp->asm_cap, k);
 	if (as)
 		as->s.used = 0;
 }

@@ -213,7 +213,7 @@ static void tc_detach(int ifindex)
 
 /* ---------- gateway ---------- */
 
-int vm_gw_open(struct vm_gw *g, const char *pin_root, __u32 flows_max)
+int vm_gw_open(struct vm_gw *g, const char *pin_root, __u32 flows_max, __u32 hellos_max)
 {
 	int err;
 
@@ -232,6 +232,16 @@ int vm_gw_open(struct vm_gw *g, const char *pin_root, __u32 flows_max)
 		bpf_map__set_max_entries(g->ing->maps.flows, flows_max);
 		bpf_map__set_max_entries(g->ret->maps.flows, flows_max);
 		bpf_map__set_max_entries(g->as->maps.flows, flows_max);
+	}
+	if (hellos_max) {
+		__u32 bits = (__u32)__builtin_ctz(hellos_max);
+		if ((hellos_max & (hellos_max - 1)) || bits < VM_ASM_SLOTS_BITS_MIN || bits > VM_ASM_SLOTS_BITS_MAX)
+			return -EINVAL;
+		bpf_map__set_max_entries(g->ing->maps.hello_asm, hellos_max);
+		bpf_map__set_max_entries(g->ret->maps.hello_asm, hellos_max);
+		bpf_map__set_max_entries(g->as->maps.hello_asm, hellos_max);
+		g->ret->rodata->gw_asm_bits = bits;
+		g->as->rodata->gw_asm_bits = bits;
 	}
 	/* pins an upgrade or a new flows_max cannot reuse: replaced, and said */
 	if ((err = vm_pins_refresh(g->ing->obj)) < 0 || (err = vm_pins_refresh(g->ret->obj)) < 0 ||
@@ -312,23 +322,24 @@ static int asm_newer_first(const void *x, const void *y, void *arg)
  * meets another's old one, and where a bucket cannot hold them all the
  * oldest are the ones dropped, as the programs would drop them).  *lost
  * counts those.  Returns the hellos moved, or -errno. */
-static int rekey_asm(int fd, const struct flow_seed *s, int *lost)
+static int rekey_asm(int fd, __u32 bits, const struct flow_seed *s, int *lost)
 {
+	const __u32 slots = 1u << bits;
 	struct asm_val *held = NULL, *z = NULL;
 	__u32 *from = NULL, *order = NULL, n = 0, first;
 	__u8 *taken = NULL;
 	int err = 0;
 
-	held = malloc((size_t)VM_ASM_SLOTS * sizeof(*held));
-	from = malloc(VM_ASM_SLOTS * sizeof(*from));
-	order = malloc(VM_ASM_SLOTS * sizeof(*order));
-	taken = calloc(VM_ASM_SLOTS, 1);
+	held = malloc((size_t)slots * sizeof(*held));
+	from = malloc(slots * sizeof(*from));
+	order = malloc(slots * sizeof(*order));
+	taken = calloc(slots, 1);
 	z = calloc(1, sizeof(*z));
 	if (!held || !from || !order || !taken || !z) {
 		err = -ENOMEM;
 		goto out;
 	}
-	for (__u32 i = 0; i < VM_ASM_SLOTS; i++) {
+	for (__u32 i = 0; i < slots; i++) {
 		if (bpf_map_lookup_elem(fd, &i, &held[n])) {
 			err = -errno;
 			goto out;
@@ -351,7 +362,7 @@ static int rekey_asm(int fd, const struct flow_seed *s, int *lost)
 		if (v->family == VM_AF_INET6)
 			vm_flow_key_make(VM_AF_INET6, v->client, v->vip, v->key.client_port_be, v->key.vip_port_be, s,
 					 &nk);
-		vm_asm_bucket(&nk, s, &first, &o);
+		vm_asm_bucket(&nk, s, bits, &first, &o);
 		__u32 w = 0;
 		while (w < VM_ASM_WAYS && taken[first + w])
 			w++;
@@ -381,14 +392,14 @@ out:
 /* How many held hellos of gw_asm's hello_asm sit outside the bucket seed s
  * gives them (the layout before 2026-12-06 had two scattered slots a
  * connection), or -errno. */
-static int asm_misplaced(int fd, const struct flow_seed *s)
+static int asm_misplaced(int fd, __u32 bits, const struct flow_seed *s)
 {
 	struct asm_val *v = malloc(sizeof(*v));
 	int n = 0;
 
 	if (!v)
 		return -ENOMEM;
-	for (__u32 i = 0; i < VM_ASM_SLOTS; i++) {
+	for (__u32 i = 0; i < 1u << bits; i++) {
 		__u32 first;
 		__u64 o;
 
@@ -398,7 +409,7 @@ static int asm_misplaced(int fd, const struct flow_seed *s)
 		}
 		if (!v->owner)
 			continue;
-		vm_asm_bucket(&v->key, s, &first, &o);
+		vm_asm_bucket(&v->key, s, bits, &first, &o);
 		if (i - first >= VM_ASM_WAYS || v->owner != o)
 			n++;
 	}
@@ -436,6 +447,7 @@ static int flow_seed_init(struct vm_gw *g)
 	struct flow_seed s;
 	__u32 zero = 0;
 	int fresh, moved = 0, lost = 0, r;
+	__u32 abits = g->as->rodata->gw_asm_bits;
 
 	if (fd < 0)
 		return fd;
@@ -445,7 +457,7 @@ static int flow_seed_init(struct vm_gw *g)
 	if (!fresh && s.fold == VM_FLOW_FOLD) {
 		/* the seed stays; held hellos of an older slot layout move */
 		int afd = bpf_map__fd(g->as->maps.hello_asm);
-		if ((r = asm_misplaced(afd, &s)) <= 0 || (r = rekey_asm(afd, &s, &lost)) < 0)
+		if ((r = asm_misplaced(afd, abits, &s)) <= 0 || (r = rekey_asm(afd, abits, &s, &lost)) < 0)
 			return r;
 		vm_log("event=hello_asm_placed moved=%d lost=%d reason=\"held hellos outside their bucket (the slot layout before 2026-12-06)\"",
 		       r, lost);
@@ -456,7 +468,7 @@ static int flow_seed_init(struct vm_gw *g)
 	if ((r = REKEY(bpf_map__fd(g->as->maps.flows), struct flow_val, &s, &lost)) < 0)
 		return r;
 	moved += r;
-	if ((r = rekey_asm(bpf_map__fd(g->as->maps.hello_asm), &s, &lost)) < 0)
+	if ((r = rekey_asm(bpf_map__fd(g->as->maps.hello_asm), abits, &s, &lost)) < 0)
 		return r;
 	moved += r;
 	if ((r = REKEY(bpf_map__fd(g->as->maps.asm_early), struct asm_early, &s, &lost)) < 0)

@@ -84,6 +84,7 @@ struct vm_gw_cfg {
 	char control[108];        /* unix socket for veilctl */
 	__u32 rotate_s;
 	__u32 flows_max;
+	__u32 hellos_max;         /* hello_asm's slots, a power of two (veil-gw-dpdk: split among its workers) */
 	int secret_line, client_if_line, mesh_if_line;  /* where the file set them (0: not set) */
 	struct gw_config dp;
 	int nroutes, nvips;
@@ -225,8 +226,10 @@ __u64 vm_flow_bits_set_count(const struct flow_bits_val *b, __u32 n);
 struct bpf_object;
 int vm_pins_refresh(struct bpf_object *obj);
 /* Opens both programs with maps pinned under pin_root (reused if present;
- * one whose layout changed is replaced: vm_pins_refresh). */
-int vm_gw_open(struct vm_gw *g, const char *pin_root, __u32 flows_max);
+ * one whose layout changed is replaced: vm_pins_refresh); flows_max and
+ * hellos_max (a power of two, VM_ASM_SLOTS_BITS_MIN..MAX) size the flows
+ * and hello_asm maps, 0: the programs' own sizes. */
+int vm_gw_open(struct vm_gw *g, const char *pin_root, __u32 flows_max, __u32 hellos_max);
 /* Loads without attaching (tests: BPF_PROG_TEST_RUN). */
 int vm_gw_load(struct vm_gw *g);
 /* Loads and attaches through libxdp; replaces a veilmesh program left

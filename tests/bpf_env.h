@@ -108,7 +108,7 @@ static inline int setup(const char *fixdir)
 	atexit(cleanup);
 	snprintf(p1, sizeof(p1), "%s/gw", pin);
 	snprintf(p2, sizeof(p2), "%s/node", pin);
-	if (vm_gw_open(&G, p1, setup_flows_max) || vm_gw_load(&G) || vm_node_open(&N, p2, 4096) || vm_node_load(&N)) {
+	if (vm_gw_open(&G, p1, setup_flows_max, 0) || vm_gw_load(&G) || vm_node_open(&N, p2, 4096) || vm_node_load(&N)) {
 		fprintf(stderr, "setup: loading the programs failed\n");
 		return -1;
 	}

@@ -3271,7 +3271,7 @@ static void hello_asm_slots(void)
 	older.fold = VM_FLOW_FOLD - 1;
 	bpf_map_update_elem(sfd, &zero, &older, BPF_ANY);
 	snprintf(root, sizeof(root), "%s/gw", pin);
-	CHECK(!vm_gw_open(&g2, root, 4096) && !vm_gw_load(&g2), "the programs loaded again");
+	CHECK(!vm_gw_open(&g2, root, 4096, 0) && !vm_gw_load(&g2), "the programs loaded again");
 	vm_gw_close(&g2);
 	CHECK(!bpf_map_lookup_elem(sfd, &zero, &older) && older.mul != sd.mul, "a new multiplier");
 	long moved = vm_map_count(afd);
@@ -3297,7 +3297,7 @@ static __u32 asm_bucket_of(uint16_t sport)
 
 	bpf_map_lookup_elem(vm_gw_map_fd(&G, "flow_seed"), &zero, &s);
 	flow_key_of(0, sport, &k);
-	vm_asm_bucket(&k, &s, &first, &o);
+	vm_asm_bucket(&k, &s, VM_ASM_SLOTS_BITS, &first, &o);
 	return first;
 }
 
@@ -3422,7 +3422,7 @@ static void asm_layout_upgraded(void)
 	struct vm_gw g2 = { 0 };
 	char root[160];
 	snprintf(root, sizeof(root), "%s/gw", pin);
-	CHECK(!vm_gw_open(&g2, root, 4096) && !vm_gw_load(&g2), "the programs loaded again");
+	CHECK(!vm_gw_open(&g2, root, 4096, 0) && !vm_gw_load(&g2), "the programs loaded again");
 	vm_gw_close(&g2);
 	CHECK(!bpf_map_lookup_elem(afd, &away, &v) && !v.owner, "moved from the slot outside its bucket");
 	at = VM_ASM_SLOTS;
@@ -3437,6 +3437,59 @@ static void asm_layout_upgraded(void)
 	CHECK(a.hello_resent == b.hello_resent + 1 && a.asm_sent == b.asm_sent + 2 && a.held_lost == b.held_lost,
 	      "the retransmission finds it: %llu resent", (unsigned long long)(a.hello_resent - b.hello_resent));
 	asm_table_empty(afd);
+}
+
+/* hellos_max sizes hello_asm (a power of two, 64..16384): the gateway
+ * loaded again with 64 slots has its pin replaced by a map of 64, and the
+ * programs' buckets span those 64 alone: 96 hellos' first segments all
+ * kept, the table full at most, the newest completed and routed.  Sizes
+ * that are not a power of two or out of range are refused.  Then back to
+ * the default, as the other tests expect. */
+static void hellos_max_sized(void)
+{
+	struct vm_gw g3 = { 0 };
+	char root[sizeof(G.pin_root)];
+	int rc1 = vm_gw_open(&g3, G.pin_root, 4096, 100);
+	vm_gw_close(&g3);
+	int rc2 = vm_gw_open(&g3, G.pin_root, 4096, 32);
+	vm_gw_close(&g3);
+	int rc3 = vm_gw_open(&g3, G.pin_root, 4096, 32768);
+	vm_gw_close(&g3);
+	CHECK(rc1 == -EINVAL && rc2 == -EINVAL && rc3 == -EINVAL, "100, 32 and 32768 refused: %d %d %d", rc1, rc2, rc3);
+
+	snprintf(root, sizeof(root), "%s", G.pin_root);
+	vm_gw_close(&G);
+	CHECK(!vm_gw_open(&G, root, setup_flows_max, 64) && !vm_gw_load(&G), "loaded with hellos_max 64");
+	int afd = vm_gw_map_fd(&G, "hello_asm");
+	CHECK(vm_map_capacity(afd) == 64 && G.as->rodata->gw_asm_bits == 6, "hello_asm of %ld slots, bits %u",
+	      vm_map_capacity(afd), G.as->rodata->gw_asm_bits);
+	struct hb h;
+	static uint8_t p1[1600], p2[1600];
+	struct run r;
+	size_t n = hb_browser(&h, "www.veil.test", 1800), cut = 1360;
+	uint32_t isn = 0, cookie = 0, gw_ts = 0;
+	struct gw_stats b = gw_now();
+	uint16_t port = 0;
+	for (unsigned i = 0; i < 96; i++) {
+		port = (uint16_t)(47000 + i);
+		isn = 7900000 + i * 4099;
+		cookie = handshake(0, port, isn, &gw_ts);
+		tc_run_on(GW_ASM, p1, hello_pkt(0, port, isn, cookie, gw_ts, h.b, cut, p1), &r, ifidx);
+	}
+	struct gw_stats a = gw_now();
+	long held = vm_map_count(afd);
+	CHECK(a.asm_stored == b.asm_stored + 96 && a.asm_full == b.asm_full && held > 48 && held <= 64,
+	      "96 first segments kept: %llu, %llu without a slot, %ld slots in use",
+	      (unsigned long long)(a.asm_stored - b.asm_stored), (unsigned long long)(a.asm_full - b.asm_full), held);
+	b = gw_now();
+	tc_run_on(GW_ASM, p2, hello_pkt(0, port, isn + cut, cookie, gw_ts, h.b + cut, n - cut, p2), &r, ifidx);
+	a = gw_now();
+	CHECK(a.asm_routed == b.asm_routed + 1 && a.asm_sent == b.asm_sent + 2, "the newest hello routed: %llu",
+	      (unsigned long long)(a.asm_routed - b.asm_routed));
+	vm_gw_close(&G);
+	CHECK(!vm_gw_open(&G, root, setup_flows_max, 0) && !vm_gw_load(&G), "loaded again with the default");
+	CHECK(vm_map_capacity(vm_gw_map_fd(&G, "hello_asm")) == VM_ASM_SLOTS, "hello_asm of %ld slots again",
+	      vm_map_capacity(vm_gw_map_fd(&G, "hello_asm")));
 }
 
 /* An upgrade from an older fold (flow_seed.fold), or a new seed beside
@@ -3469,7 +3522,7 @@ static void flows_rekeyed_at_load(void)
 	bpf_map_update_elem(sfd, &zero, &older, BPF_ANY);
 
 	snprintf(root, sizeof(root), "%s/gw", pin);
-	CHECK(!vm_gw_open(&g2, root, 4096) && !vm_gw_load(&g2), "the programs loaded again");
+	CHECK(!vm_gw_open(&g2, root, 4096, 0) && !vm_gw_load(&g2), "the programs loaded again");
 	CHECK(g2.bits && g2.bits[0].half[0] == ~0ULL && g2.bits[VM_FLOW_BITS_ENTRIES - 1].half[1] == ~0ULL,
 	      "the loader set every bit of the kept filter: nothing filtered until a rebuild");
 	vm_gw_close(&g2);
@@ -3486,7 +3539,7 @@ static void flows_rekeyed_at_load(void)
 	t_flow_key("2001:db8::2", "2001:db8:100::1", 42200, 443, &k6);
 	struct flow_seed none = { .k = { 0, 0 } };
 	bpf_map_update_elem(sfd, &zero, &none, BPF_ANY);
-	CHECK(!vm_gw_open(&g2, root, 4096) && !vm_gw_load(&g2), "the programs loaded a third time");
+	CHECK(!vm_gw_open(&g2, root, 4096, 0) && !vm_gw_load(&g2), "the programs loaded a third time");
 	vm_gw_close(&g2);
 	CHECK(!bpf_map_lookup_elem(sfd, &zero, &after) && (after.k[0] || after.k[1]) &&
 	      (after.k[0] != s.k[0] || after.k[1] != s.k[1]) && after.mul && after.fold == VM_FLOW_FOLD,
@@ -3555,6 +3608,7 @@ int main(void)
 	RUN(hello_asm_slots);
 	RUN(held_hello_outlives_newer);
 	RUN(asm_layout_upgraded);
+	RUN(hellos_max_sized);
 	RUN(map_walks);
 	RUN(flows_rekeyed_at_load);
 	RUN(node_rev_collision_v6);

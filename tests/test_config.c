@@ -66,6 +66,28 @@ static void gw_errors_name_file_and_line(void)
 	expect_gw_error("vip ::ffff:198.18.100.1 443\n", 4, "IPv4-mapped IPv6 address");
 	expect_gw_error("underlay6 ::ffff:198.19.0.1\n", 4, "IPv4-mapped IPv6 address");
 	expect_gw_error("route a.test 1 ::ffff:198.19.0.11\n", 4, "IPv4-mapped IPv6 address");
+	/* hello_asm's size: a power of two, 64..16384 */
+	expect_gw_error("hellos_max 1000\n", 4, "bad hellos_max '1000' (a power of two, 64..16384)");
+	expect_gw_error("hellos_max 32\n", 4, "bad hellos_max");
+	expect_gw_error("hellos_max 32768\n", 4, "bad hellos_max");
+	expect_gw_error("hellos_max\n", 4, "hellos_max");
+}
+
+/* hellos_max: 1024 unless the file says */
+static void gw_hellos_max(void)
+{
+	char text[512], err[512] = "";
+	struct vm_gw_cfg c;
+	snprintf(text, sizeof(text), "%s", GW_HEAD);
+	write_cfg(text);
+	CHECK(vm_gw_cfg_load(path, &c, err, sizeof(err)) == 0 && c.hellos_max == 1024, "default %u: %s", c.hellos_max, err);
+	vm_gw_cfg_free(&c);
+	unlink(path);
+	snprintf(text, sizeof(text), "%shellos_max 8192\n", GW_HEAD);
+	write_cfg(text);
+	CHECK(vm_gw_cfg_load(path, &c, err, sizeof(err)) == 0 && c.hellos_max == 8192, "set %u: %s", c.hellos_max, err);
+	vm_gw_cfg_free(&c);
+	unlink(path);
 }
 
 static void gw_missing_settings(void)
@@ -100,6 +122,7 @@ int main(void)
 	RUN(gw_example_loads);
 	RUN(node_example_loads);
 	RUN(gw_errors_name_file_and_line);
+	RUN(gw_hellos_max);
 	RUN(gw_missing_settings);
 	RUN(node_errors);
 	return t_done();

@@ -141,7 +141,7 @@ static int dp_setup(void)
 	}
 	vm_dp.nw = 1;
 	vm_dp.sweep_most = 0;   /* sweep_same runs the sweep by its own clock */
-	W = vm_dp.w[0] = vm_dp_worker_new(rte_lcore_id(), 0, 4096, 0);
+	W = vm_dp.w[0] = vm_dp_worker_new(rte_lcore_id(), 0, 4096, 0, 0);
 	if (!W)
 		return -1;
 	FP.emit = fp_emit;
@@ -720,8 +720,29 @@ static void asm_table_full_same(void)
 	int fd = vm_gw_map_fd(&G, "hello_asm");
 	for (__u32 i = 0; i < VM_ASM_SLOTS; i++)
 		bpf_map_update_elem(fd, &i, &zero, BPF_ANY);
-	for (__u32 i = 0; i < VM_FP_ASM_MAX; i++)
-		FP.asm_tab[i].s.used = W->fp.asm_tab[i].s.used = 0;
+	for (__u32 i = 0; i < FP.asm_cap; i++)
+		FP.asm_tab[i].s.used = 0;
+	for (__u32 i = 0; i < W->fp.asm_cap; i++)
+		W->fp.asm_tab[i].s.used = 0;
+}
+
+/* hellos_max in the DPDK gateway: each worker's tables of hellos being
+ * reassembled and early segments hold its share, a power of two, 64 at
+ * least (veil-gw-dpdk passes hellos_max / workers); 0 gives the default. */
+static void asm_cap_sized(void)
+{
+	static const uint32_t ask[][2] = { { 0, VM_FP_ASM_MAX }, { 1, 64 }, { 100, 128 }, { 256, 256 }, { 8192, 8192 } };
+	for (size_t i = 0; i < sizeof(ask) / sizeof(ask[0]); i++) {
+		struct vm_fp fp;
+		int rc = vm_fp_init_mem(&fp, 1024, ask[i][0], NULL);
+		CHECK(!rc && fp.asm_cap == ask[i][1], "hellos %u: %u slots", ask[i][0], rc ? 0 : fp.asm_cap);
+		if (!rc) {
+			/* the last slot is there to be written */
+			fp.asm_tab[fp.asm_cap - 1].s.used = 1;
+			fp.early_tab[fp.asm_cap - 1].s.used = 1;
+			vm_fp_free(&fp);
+		}
+	}
 }
 
 /* A connection's whole life through all three: a two-segment hello held
@@ -1565,6 +1586,7 @@ int main(int argc, char **argv)
 	RUN(other_traffic_same);
 	RUN(reassembly_same);
 	RUN(asm_table_full_same);
+	RUN(asm_cap_sized);
 	RUN(lifecycle_same);
 	RUN(sweep_same);
 	RUN(truncations_same);

@@ -406,7 +406,7 @@ int vm_replay(int argc, char **argv, const char *live_pin, int json)
 	}
 	int ifindex = if_nametoindex("r0");
 	snprintf(pin, sizeof(pin), "/sys/fs/bpf/veilmesh-replay-%d", getpid());
-	if (vm_gw_open(&g, pin, 65536) || vm_gw_load(&g)) {
+	if (vm_gw_open(&g, pin, 65536, 0) || vm_gw_load(&g)) {
 		fprintf(stderr, "veilctl: loading the gateway programs failed\n");
 		rc = 1;
 		goto out;

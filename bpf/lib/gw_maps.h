@@ -151,6 +151,10 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } hello_asm SEC(".maps");
 
+/* hello_asm holds 2^gw_asm_bits slots: the loader sets both from the
+ * config's hellos_max before it loads the programs. */
+const volatile __u32 gw_asm_bits = VM_ASM_SLOTS_BITS;
+
 VM_INLINE struct asm_val *gw_asm_at(__u32 i)
 {
 	return bpf_map_lookup_elem(&hello_asm, &i);
@@ -162,7 +166,7 @@ VM_INLINE struct asm_val *gw_asm_find(const struct flow_key *k)
 	__u32 first;
 	__u64 o;
 
-	vm_asm_bucket(k, gw_flow_seed(), &first, &o);
+	vm_asm_bucket(k, gw_flow_seed(), gw_asm_bits, &first, &o);
 	for (__u32 j = 0; j < VM_ASM_WAYS; j++) {
 		struct asm_val *v = gw_asm_at(first + j);
 
@@ -190,7 +194,7 @@ VM_INLINE struct asm_val *gw_asm_claim(const struct flow_key *k)
 	__u64 o, held, oldest = 0;
 	int free_seen = 0;
 
-	vm_asm_bucket(k, gw_flow_seed(), &first, &o);
+	vm_asm_bucket(k, gw_flow_seed(), gw_asm_bits, &first, &o);
 	for (__u32 j = 0; j < VM_ASM_WAYS; j++) {
 		v = gw_asm_at(first + j);
 		if (!v)
@@ -230,7 +234,7 @@ VM_INLINE void gw_asm_free(const struct flow_key *k, struct asm_val *a)
 
 	if (!a)
 		return;
-	vm_asm_bucket(k, gw_flow_seed(), &first, &o);
+	vm_asm_bucket(k, gw_flow_seed(), gw_asm_bits, &first, &o);
 	__sync_val_compare_and_swap(&a->owner, o, 0);
 }
 

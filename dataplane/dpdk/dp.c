@@ -298,7 +298,7 @@ static void dp_free(void *p, void *arg)
 		vm_fp_heap.free(p, NULL);
 }
 
-struct vm_dp_worker *vm_dp_worker_new(unsigned int lcore, uint16_t q, uint32_t flows, int inbox)
+struct vm_dp_worker *vm_dp_worker_new(unsigned int lcore, uint16_t q, uint32_t flows, uint32_t hellos, int inbox)
 {
 	int socket = rte_lcore_to_socket_id(lcore);
 	struct vm_dp_worker *w = rte_zmalloc_socket("veil_worker", sizeof(*w), RTE_CACHE_LINE_SIZE, socket);
@@ -310,7 +310,7 @@ struct vm_dp_worker *vm_dp_worker_new(unsigned int lcore, uint16_t q, uint32_t f
 	w->lcore = lcore;
 	w->q = q;
 	w->clk_period = rte_get_tsc_hz() / (1000000 / VM_DP_CLOCK_US);
-	if (vm_fp_init_mem(&w->fp, flows, &dp_mem))
+	if (vm_fp_init_mem(&w->fp, flows, hellos, &dp_mem))
 		goto nomem;
 	w->fp.emit = emit;
 	w->fp.emit_arg = w;

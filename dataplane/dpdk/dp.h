@@ -80,7 +80,7 @@ extern struct vm_dp vm_dp;
 
 /* A worker for queue q on lcore; with an inbox when several share flows.
  * NULL with rte_errno set. */
-struct vm_dp_worker *vm_dp_worker_new(unsigned int lcore, uint16_t q, uint32_t flows, int inbox);
+struct vm_dp_worker *vm_dp_worker_new(unsigned int lcore, uint16_t q, uint32_t flows, uint32_t hellos, int inbox);
 void vm_dp_worker_free(struct vm_dp_worker *w);
 /* One poll of the worker's queues, inbox and requests; packets seen. */
 int vm_dp_poll(struct vm_dp_worker *w);

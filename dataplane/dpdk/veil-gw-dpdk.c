@@ -838,7 +838,7 @@ int main(int argc, char **argv)
 	A.flows_per_worker = A.cfg.flows_max / vm_dp.nw ? A.cfg.flows_max / vm_dp.nw : 1024;
 	unsigned int lc, i = 0;
 	RTE_LCORE_FOREACH_WORKER(lc) {
-		if (!(vm_dp.w[i] = vm_dp_worker_new(lc, i, A.flows_per_worker, vm_dp.nw > 1))) {
+		if (!(vm_dp.w[i] = vm_dp_worker_new(lc, i, A.flows_per_worker, A.cfg.hellos_max / vm_dp.nw, vm_dp.nw > 1))) {
 			fprintf(stderr, "veil-gw-dpdk: worker %u: %s\n", i, rte_strerror(rte_errno));
 			rc = 1;
 			goto workers_out;

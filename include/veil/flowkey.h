@@ -265,20 +265,22 @@ VM_INLINE __u32 vm_conn_rev_slot(const struct conn_rev_key *r)
 	return (h * 0x9e3779b1u) >> (32 - VM_REV_CACHE_BITS);
 }
 
-/* The bucket of gw_asm's hello_asm array (VM_ASM_SLOTS) that may hold key
- * k: VM_ASM_WAYS slots from *first, and the digest its holder writes into
+/* The bucket of gw_asm's hello_asm array (2^bits slots, VM_ASM_SLOTS_BITS
+ * by default, hellos_max in the config) that may hold key k: VM_ASM_WAYS
+ * slots from *first, and the digest its holder writes into
  * the slot's owner word (never 0: 0 is a free slot).  A multiply-shift of
  * the key's 96 bits under the seed's random odd multiplier, so which keys
  * share a bucket is not known outside; the bucket takes the top bits.  The
  * programs and the loader (which moves entries when the seed changes) use
  * this one. */
-VM_INLINE void vm_asm_bucket(const struct flow_key *k, const struct flow_seed *s, __u32 *first, __u64 *owner)
+VM_INLINE void vm_asm_bucket(const struct flow_key *k, const struct flow_seed *s, __u32 bits, __u32 *first,
+			     __u64 *owner)
 {
 	__u64 x = ((__u64)k->client_word << 32 | k->vip_word) ^
 		  ((__u64)((__u32)k->client_port_be << 16 | k->vip_port_be) + 1) * 0x9E3779B97F4A7C15ull;
 	__u64 h = x * ((s ? s->mul : 0x2545F4914F6CDD1Dull) | 1);
 
-	*first = (__u32)(h >> (64 - VM_ASM_SLOTS_BITS)) & ~(VM_ASM_WAYS - 1);
+	*first = (__u32)(h >> (64 - (bits & 63))) & ~(VM_ASM_WAYS - 1);
 	*owner = h | 1;
 }
 

@@ -284,13 +284,16 @@ struct flow_bits_val {
  * that drops the oldest of a bucket (of a probe window), and
  * VM_ASM_TIMEOUT_NS of age. */
 #define VM_ASM_TIMEOUT_NS (5ULL * 1000000000ULL)
-/* gw_asm's hello_asm: an array of this many slots, in buckets of
+/* gw_asm's hello_asm: an array of this many slots by default, in buckets of
  * VM_ASM_WAYS, any slot of one bucket may hold a given key (vm_asm_bucket,
  * include/veil/flowkey.h); powers of two.  A new hello takes a free slot
  * of its bucket, else the one whose hello began first: a live hello is
  * lost only to VM_ASM_WAYS newer ones in its bucket (docs/reassembly.md). */
 #define VM_ASM_SLOTS_BITS 10
 #define VM_ASM_SLOTS      (1u << VM_ASM_SLOTS_BITS)
+/* hellos_max (the config): 64 to 16384 slots (1.4 to 366 MiB) */
+#define VM_ASM_SLOTS_BITS_MIN 6
+#define VM_ASM_SLOTS_BITS_MAX 14
 #define VM_ASM_WAYS_BITS  3
 #define VM_ASM_WAYS       (1u << VM_ASM_WAYS_BITS)
 struct asm_seg {
