@@ -745,6 +745,42 @@ static void asm_cap_sized(void)
 	}
 }
 
+/* A held hello lost before the VM acknowledged it (its slot taken: here
+ * every table emptied, as an eviction would leave it): the client's
+ * retransmission is refused with the same RST in all three, and the flow
+ * goes, so its next packet is treated alike too. */
+static void held_lost_same(void)
+{
+	static uint8_t in[2][2000];
+	static struct asm_val zero;
+	struct hb h;
+	struct both b;
+	uint16_t sport = 43400;
+	uint32_t isn = 6300000, ts;
+	size_t n = hb_browser(&h, "www.veil.test", 1800), cut = 1360;
+	add_route("www.veil.test", "198.19.0.11");
+	uint32_t cookie = both_handshake(0, sport, isn, &ts);
+	size_t n1 = hello_pkt(0, sport, isn, cookie, ts, h.b, cut, in[0]);
+	size_t n2 = hello_pkt(0, sport, isn + cut, cookie, ts, h.b + cut, n - cut, in[1]);
+	SAME(in[0], n1, "held hello, segment 1");
+	CHECK(!both_run(0, in[1], n2, &b, "held hello, segment 2 (routed)", 0), "routed");
+	int fd = vm_gw_map_fd(&G, "hello_asm");
+	for (__u32 i = 0; i < VM_ASM_SLOTS; i++)
+		bpf_map_update_elem(fd, &i, &zero, BPF_ANY);
+	for (__u32 i = 0; i < FP.asm_cap; i++)
+		FP.asm_tab[i].s.used = 0;
+	for (__u32 i = 0; i < W->fp.asm_cap; i++)
+		W->fp.asm_tab[i].s.used = 0;
+	struct gw_stats b0 = W->fp.st, f0 = FP.st;
+	SAME(in[1], n2, "held hello lost: the retransmission refused");
+	CHECK(W->fp.st.held_lost == b0.held_lost + 1 && FP.st.held_lost == f0.held_lost + 1 &&
+	      W->fp.st.refused_rst == b0.refused_rst + 1 && FP.st.refused_rst == f0.refused_rst + 1,
+	      "held_lost %llu / %llu, refused_rst %llu / %llu", (unsigned long long)(W->fp.st.held_lost - b0.held_lost),
+	      (unsigned long long)(FP.st.held_lost - f0.held_lost), (unsigned long long)(W->fp.st.refused_rst - b0.refused_rst),
+	      (unsigned long long)(FP.st.refused_rst - f0.refused_rst));
+	SAME(in[1], n2, "after the refusal: no flow");
+}
+
 /* A connection's whole life through all three: a two-segment hello held
  * and resent when the client retransmits, released by the VM's ACK; FIN
  * both ways; the port again; RST; a refusal that waits for the whole hello
@@ -1587,6 +1623,7 @@ int main(int argc, char **argv)
 	RUN(reassembly_same);
 	RUN(asm_table_full_same);
 	RUN(asm_cap_sized);
+	RUN(held_lost_same);
 	RUN(lifecycle_same);
 	RUN(sweep_same);
 	RUN(truncations_same);

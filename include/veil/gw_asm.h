@@ -11,7 +11,7 @@
  *
  * Hooks, besides those of include/veil/gw_path.h the reassembly also uses
  * (VM_V_DROP, VM_GW_COOKIE_OK, VM_GW_SYN_TIMES (optional), vm_env_tai_ns, vm_env_coarse_ns,
- * vm_env_ifindex, vm_env_flow_get, vm_env_flow_put, vm_env_flow_tmp,
+ * vm_env_ifindex, vm_env_flow_get, vm_env_flow_put, vm_env_flow_del, vm_env_flow_tmp,
  * vm_env_tcpopts, vm_env_loadctx and VM_LOAD_BYTES):
  *   __u64 vm_env_asm_ns(e)                 the clock that ages held hellos
  *   struct asm_val *vm_env_asm_get(e, k), *vm_env_asm_new(e, k)   (NULL: full)
@@ -415,10 +415,17 @@ VM_INLINE int vm_gw_asm_in(struct vm_gw_env *e, const struct vm_pkt *p, const st
 			return vm_asm_emit_all(e, p, a, f, cfg, st);
 		}
 		if (f->held_len) {
-			/* evicted: what the node lacks is lost */
+			/* Evicted before the VM acknowledged it: what the node
+			 * lacks is lost, and the client will not send the bytes
+			 * we ACKed again, so the connection cannot complete.
+			 * Refused now (flow gone, RST) rather than left to hang
+			 * until the client gives up; the RST's sequence is the
+			 * client's ack, the VM's next (a TLS server sends nothing
+			 * before the whole hello). */
 			VM_GW_COUNT(st, held_lost);
-			f->held_len = 0;
-			return VM_V_DROP;
+			VM_GW_COUNT(st, refused_rst);
+			vm_env_flow_del(e, k, f);
+			return vm_asm_reply(e, p, VM_ASM_REPLY_RST, p->seq + p->payload_len, 0, 0, 0, st);
 		}
 		/* routed while this segment was on its way: it travels with the
 		 * handoff option from the ingress when the client sends it again */
