@@ -130,7 +130,15 @@ VM_INLINE struct asm_val *vm_env_asm_get(struct vm_gw_env *e, const struct flow_
 
 VM_INLINE struct asm_val *vm_env_asm_new(struct vm_gw_env *e, const struct flow_key *k)
 {
-	return gw_asm_claim(k);
+	struct flow_key gone;
+	int lost = 0;
+	struct asm_val *v = gw_asm_claim(k, bpf_ktime_get_coarse_ns(), &e->t->early, &gone, &lost);
+
+	/* the dropped hello's tombstone (the early segment scratch is free:
+	 * this is a first segment's path) */
+	if (v && lost)
+		bpf_map_update_elem(&asm_early, &gone, &e->t->early, BPF_ANY);
+	return v;
 }
 
 VM_INLINE void vm_env_asm_del(struct vm_gw_env *e, const struct flow_key *k, struct asm_val *a)

@@ -304,10 +304,9 @@ static inline struct vm_fp_flow *flow_find_h(struct vm_fp *fp, const struct flow
 	return slot_find_from(fp, fp->flows, sizeof(*fp->flows), fp->flows_cap, k, h, 1);
 }
 
-/* Insert or replace; a full probe window evicts its least recently used.
- * The caller fills the value. */
-static void *slot_put(struct vm_fp *fp, void *tab, size_t stride, uint32_t cap, const struct flow_key *k,
-		      uint32_t *count)
+/* The slot key k would take: its own, a free one, else the least recently
+ * used of the probe window (whose entry slot_take then drops). */
+static void *slot_victim(void *tab, size_t stride, uint32_t cap, const struct flow_key *k)
 {
 	uint32_t h = vm_fp_hash_key(k);
 	struct vm_fp_slot *victim = NULL;
@@ -320,6 +319,12 @@ static void *slot_put(struct vm_fp *fp, void *tab, size_t stride, uint32_t cap, 
 		if (!victim || f->last_used < victim->last_used)
 			victim = f;
 	}
+	return victim;
+}
+
+/* Slot victim (slot_victim's) made key k's.  The caller fills the value. */
+static void *slot_take(struct vm_fp *fp, struct vm_fp_slot *victim, const struct flow_key *k, uint32_t *count)
+{
 	if (!victim->used && count)
 		(*count)++;
 	if (!victim->used || !vm_flow_key_eq(&victim->key, k))
@@ -328,6 +333,14 @@ static void *slot_put(struct vm_fp *fp, void *tab, size_t stride, uint32_t cap, 
 	victim->used = 1;
 	victim->last_used = ++fp->tick;
 	return victim;
+}
+
+/* Insert or replace; a full probe window evicts its least recently used.
+ * The caller fills the value. */
+static void *slot_put(struct vm_fp *fp, void *tab, size_t stride, uint32_t cap, const struct flow_key *k,
+		      uint32_t *count)
+{
+	return slot_take(fp, slot_victim(tab, stride, cap, k), k, count);
 }
 
 static struct vm_fp_flow *flow_find(struct vm_fp *fp, const struct flow_key *k)
@@ -676,7 +689,15 @@ static inline struct asm_val *vm_env_asm_new(struct vm_gw_env *e, const struct f
 
 	if (as)
 		return &as->a;
-	as = slot_put(e->fp, e->fp->asm_tab, sizeof(*e->fp->asm_tab), e->fp->asm_cap, k, NULL);
+	as = slot_victim(e->fp->asm_tab, sizeof(*e->fp->asm_tab), e->fp->asm_cap, k);
+	if (as->s.used && !vm_flow_key_eq(&as->s.key, k)) {
+		/* the hello dropped: its tombstone when it cannot complete */
+		struct vm_fp_early *t = slot_victim(e->fp->early_tab, sizeof(*e->fp->early_tab), e->fp->asm_cap,
+						    &as->s.key);
+		if (vm_asm_tomb_make(&t->e, &as->a, e->tai_ns))
+			slot_take(e->fp, &t->s, &as->s.key, NULL);
+	}
+	as = slot_take(e->fp, &as->s, k, NULL);
 	as->a.family = 0;
 	as->a.nseg = 0;
 	as->a.have = 0;

@@ -3381,6 +3381,70 @@ static void held_hello_outlives_newer(void)
 	asm_table_empty(afd);
 }
 
+/* A hello being reassembled (its first segment kept and ACKed, the name
+ * not there yet) that loses what the gateway ACKed: the connection cannot
+ * complete, since the client will not send those bytes again, so its next
+ * segment is refused with a RST at the VM's next sequence, not kept to
+ * wait for a first segment that never comes.  Lost to eight newer hellos in
+ * its bucket (the tombstone the claim leaves in asm_early), and lost to
+ * age (past VM_ASM_TIMEOUT_NS). */
+static void partial_hello_lost_refused(void)
+{
+	int afd = vm_gw_map_fd(&G, "hello_asm");
+	struct hb h;
+	static uint8_t p1[1600], p2[1600], q[1600];
+	static struct asm_val v;
+	struct run r;
+	size_t n = hb_browser(&h, "www.veil.test", 1800), cut = 1360;
+	uint32_t gw_ts = 0;
+
+	for (int aged = 0; aged < 2; aged++) {
+		const uint16_t port = aged ? 46800 : 46700;
+		uint32_t isn = aged ? 7950000 : 7900000, cookie;
+		asm_table_empty(afd);
+		cookie = handshake(0, port, isn, &gw_ts);
+		size_t n1 = hello_pkt(0, port, isn, cookie, gw_ts, h.b, cut, p1);
+		size_t n2 = hello_pkt(0, port, isn + cut, cookie, gw_ts, h.b + cut, n - cut, p2);
+		struct gw_stats b = gw_now();
+		tc_run_on(GW_ASM, p1, n1, &r, ifidx);
+		CHECK(gw_now().asm_stored == b.asm_stored + 1 && r.verdict == TC_ACT_REDIRECT_, "%s: first segment kept and ACKed",
+		      aged ? "aged" : "evicted");
+		if (aged) {
+			/* its entry older than VM_ASM_TIMEOUT_NS */
+			for (__u32 i = 0; i < VM_ASM_SLOTS; i++)
+				if (!bpf_map_lookup_elem(afd, &i, &v) && v.owner) {
+					v.first_ns -= VM_ASM_TIMEOUT_NS + 1000000000ULL;
+					bpf_map_update_elem(afd, &i, &v, BPF_ANY);
+				}
+		} else {
+			usleep(25000);   /* the newer ones on a later tick */
+			__u32 bucket = asm_bucket_of(port);
+			unsigned found = 0;
+			for (uint16_t qp = port + 1; found < VM_ASM_WAYS && qp < port + 20000; qp++) {
+				if (asm_bucket_of(qp) != bucket)
+					continue;
+				uint32_t qisn = 8000000 + found * 7919, qts, qc = handshake(0, qp, qisn, &qts);
+				tc_run_on(GW_ASM, q, hello_pkt(0, qp, qisn, qc, qts, h.b, cut, q), &r, ifidx);
+				found++;
+			}
+			CHECK(found == VM_ASM_WAYS, "%u newer hellos in its bucket", found);
+		}
+		b = gw_now();
+		tc_run_on(GW_ASM, p2, n2, &r, ifidx);
+		struct gw_stats a = gw_now();
+		uint8_t *tcp = r.out + 34;
+		CHECK(a.held_lost == b.held_lost + 1 && a.refused_rst == b.refused_rst + 1 && a.asm_early == b.asm_early &&
+			      a.asm_timeout == b.asm_timeout + (unsigned)aged,
+		      "%s: the next segment refused (held_lost %llu, refused_rst %llu, kept early %llu)",
+		      aged ? "aged" : "evicted", (unsigned long long)(a.held_lost - b.held_lost),
+		      (unsigned long long)(a.refused_rst - b.refused_rst), (unsigned long long)(a.asm_early - b.asm_early));
+		CHECK(r.verdict == TC_ACT_REDIRECT_ && r.len >= 54 && (tcp[13] & T_RST) && t_be32(tcp + 4) == cookie + 1,
+		      "%s: a RST at the VM's next sequence: flags %02x seq %x", aged ? "aged" : "evicted",
+		      r.len >= 54 ? tcp[13] : 0, r.len >= 54 ? t_be32(tcp + 4) : 0);
+	}
+	asm_table_empty(afd);
+}
+
 /* The upgrade from two scattered slots a connection (before 2026-12-06):
  * loading the programs again moves a held hello found outside its bucket
  * (where the programs never look) into it, where the client's
@@ -3602,6 +3666,7 @@ int main(void)
 	RUN(flow_key_v4_equals_v6);
 	RUN(hello_asm_slots);
 	RUN(held_hello_outlives_newer);
+	RUN(partial_hello_lost_refused);
 	RUN(asm_layout_upgraded);
 	RUN(hellos_max_sized);
 	RUN(map_walks);

@@ -781,6 +781,96 @@ static void held_lost_same(void)
 	SAME(in[1], n2, "after the refusal: no flow");
 }
 
+/* A hello being reassembled whose ACKed bytes the gateway loses is
+ * refused at its next segment.  Aged past VM_ASM_TIMEOUT_NS (every table's
+ * entry aged alike): the same RST and counters in all three.  Its slot
+ * taken by newer hellos: in vm_fp, eight hellos whose probe window starts
+ * where its does take the window (the least recently used, it goes), and
+ * the tombstone it leaves refuses its next segment (the BPF side's buckets:
+ * test_bpf partial_hello_lost_refused). */
+static uint8_t FP_BUF[2300];
+
+static void partial_lost_same(void)
+{
+	static uint8_t in[2][2000], q[2000];
+	static struct asm_val zero, v;
+	struct hb h;
+	uint32_t ts;
+	size_t n = hb_browser(&h, "www.veil.test", 1800), cut = 1360;
+	int fd = vm_gw_map_fd(&G, "hello_asm");
+	add_route("www.veil.test", "198.19.0.11");
+
+	/* aged, in all three */
+	uint16_t sport = 43500;
+	uint32_t isn = 6500000, cookie = both_handshake(0, sport, isn, &ts);
+	size_t n1 = hello_pkt(0, sport, isn, cookie, ts, h.b, cut, in[0]);
+	size_t n2 = hello_pkt(0, sport, isn + cut, cookie, ts, h.b + cut, n - cut, in[1]);
+	SAME(in[0], n1, "a hello's first segment");
+	for (__u32 i = 0; i < VM_ASM_SLOTS; i++)
+		if (!bpf_map_lookup_elem(fd, &i, &v) && v.owner) {
+			v.first_ns -= VM_ASM_TIMEOUT_NS + 1000000000ULL;
+			bpf_map_update_elem(fd, &i, &v, BPF_ANY);
+		}
+	struct vm_fp *fps[2] = { &FP, &W->fp };
+	for (int f = 0; f < 2; f++)
+		for (__u32 i = 0; i < fps[f]->asm_cap; i++)
+			if (fps[f]->asm_tab[i].s.used)
+				fps[f]->asm_tab[i].a.first_ns -= VM_ASM_TIMEOUT_NS + 1000000000ULL;
+	struct gw_stats b0 = W->fp.st, f0 = FP.st;
+	SAME(in[1], n2, "its next segment after it aged: refused");
+	CHECK(W->fp.st.held_lost == b0.held_lost + 1 && FP.st.held_lost == f0.held_lost + 1 &&
+	      FP.st.asm_timeout == f0.asm_timeout + 1, "aged: held_lost %llu / %llu",
+	      (unsigned long long)(W->fp.st.held_lost - b0.held_lost), (unsigned long long)(FP.st.held_lost - f0.held_lost));
+
+	/* its slot taken, in vm_fp */
+	sport = 43600;
+	isn = 6600000;
+	cookie = both_handshake(0, sport, isn, &ts);
+	n1 = hello_pkt(0, sport, isn, cookie, ts, h.b, cut, in[0]);
+	n2 = hello_pkt(0, sport, isn + cut, cookie, ts, h.b + cut, n - cut, in[1]);
+	uint8_t *o;
+	uint32_t ol;
+	uint16_t port;
+	memcpy(FP_BUF + 256, in[0], n1);
+	o = FP_BUF + 256, ol = (uint32_t)n1;
+	CHECK(vm_fp_ingress(&FP, 0, &o, &ol, tai_now(), &port) == VM_FP_TX, "first segment ACKed by vm_fp");
+	struct flow_key k, qk;
+	char c4[32], v4[32];
+	snprintf(c4, sizeof(c4), "%u.%u.%u.%u", CLI4[0], CLI4[1], CLI4[2], CLI4[3]);
+	snprintf(v4, sizeof(v4), "%u.%u.%u.%u", VIP4[0], VIP4[1], VIP4[2], VIP4[3]);
+	t_flow_key(c4, v4, sport, 443, &k);
+	uint32_t win = vm_fp_hash_key(&k) & (FP.asm_cap - 1);
+	unsigned found = 0;
+	for (uint32_t qp = 1024; found < 8 && qp < 65536; qp++) {
+		t_flow_key(c4, v4, (uint16_t)qp, 443, &qk);
+		if ((vm_fp_hash_key(&qk) & (FP.asm_cap - 1)) != win || qp == sport)
+			continue;
+		uint32_t qisn = 6700000 + found * 7919, qts, qc = both_handshake(0, (uint16_t)qp, qisn, &qts);
+		size_t qn = hello_pkt(0, (uint16_t)qp, qisn, qc, qts, h.b, cut, q);
+		memcpy(FP_BUF + 256, q, qn);
+		o = FP_BUF + 256, ol = (uint32_t)qn;
+		vm_fp_ingress(&FP, 0, &o, &ol, tai_now(), &port);
+		found++;
+	}
+	CHECK(found == 8, "%u hellos sharing its probe window", found);
+	f0 = FP.st;
+	memcpy(FP_BUF + 256, in[1], n2);
+	o = FP_BUF + 256, ol = (uint32_t)n2;
+	enum vm_fp_verdict vd = vm_fp_ingress(&FP, 0, &o, &ol, tai_now(), &port);
+	uint8_t *tcp = o + 34;
+	CHECK(vd == VM_FP_TX && FP.st.held_lost == f0.held_lost + 1 && FP.st.asm_early == f0.asm_early && ol >= 54 &&
+		      (tcp[13] & T_RST) && t_be32(tcp + 4) == cookie + 1,
+	      "its slot taken: the next segment refused (verdict %d, held_lost %llu, kept early %llu, flags %02x)", vd,
+	      (unsigned long long)(FP.st.held_lost - f0.held_lost), (unsigned long long)(FP.st.asm_early - f0.asm_early),
+	      ol >= 54 ? tcp[13] : 0);
+	/* every table emptied again, as the tests after this one expect */
+	for (__u32 i = 0; i < VM_ASM_SLOTS; i++)
+		bpf_map_update_elem(fd, &i, &zero, BPF_ANY);
+	for (int f = 0; f < 2; f++)
+		for (__u32 i = 0; i < fps[f]->asm_cap; i++)
+			fps[f]->asm_tab[i].s.used = fps[f]->early_tab[i].s.used = 0;
+}
+
 /* A connection's whole life through all three: a two-segment hello held
  * and resent when the client retransmits, released by the VM's ACK; FIN
  * both ways; the port again; RST; a refusal that waits for the whole hello
@@ -1624,6 +1714,7 @@ int main(int argc, char **argv)
 	RUN(asm_table_full_same);
 	RUN(asm_cap_sized);
 	RUN(held_lost_same);
+	RUN(partial_lost_same);
 	RUN(lifecycle_same);
 	RUN(sweep_same);
 	RUN(truncations_same);

@@ -186,8 +186,11 @@ VM_INLINE struct asm_val *gw_asm_find(const struct flow_key *k)
  * caller's, set next, to read the clock once).  The rest of the value (the
  * segments, the payload) is left as it is: the reassembly reads only the
  * nseg segments and the have bytes it wrote.  NULL when another CPU
- * claimed the slot in the meantime. */
-VM_INLINE struct asm_val *gw_asm_claim(const struct flow_key *k)
+ * claimed the slot in the meantime.  *lost: 1 when the hello dropped is
+ * one whose connection cannot complete, then *gone its key and tomb its
+ * tombstone (vm_asm_tomb_make; now: the coarse clock). */
+VM_INLINE struct asm_val *gw_asm_claim(const struct flow_key *k, __u64 now, struct asm_early *tomb,
+				       struct flow_key *gone, int *lost)
 {
 	struct asm_val *v;
 	__u32 first, pick = VM_ASM_WAYS;
@@ -215,8 +218,13 @@ VM_INLINE struct asm_val *gw_asm_claim(const struct flow_key *k)
 	if (!v)
 		return NULL;
 	held = v->owner;
-	if (__sync_val_compare_and_swap(&v->owner, held, o) != held)
+	*lost = held && vm_asm_tomb_make(tomb, v, now);
+	if (*lost)
+		*gone = v->key;
+	if (__sync_val_compare_and_swap(&v->owner, held, o) != held) {
+		*lost = 0;
 		return NULL;
+	}
 	v->key = *k;
 	v->family = 0;
 	v->nseg = 0;

@@ -383,6 +383,18 @@ VM_INLINE int vm_asm_emit_all(struct vm_gw_env *e, const struct vm_pkt *p, const
 	return VM_V_DROP;
 }
 
+/* A connection whose hello bytes we ACKed and no longer hold (held_lost):
+ * the client will not send them again, so it cannot complete.  Refused at
+ * once, rather than left to hang until the client gives up: a RST at the
+ * VM's next sequence (the client's ack: a TLS server sends nothing before
+ * the whole hello). */
+VM_INLINE int vm_asm_refuse_lost(struct vm_gw_env *e, const struct vm_pkt *p, struct gw_stats *st)
+{
+	VM_GW_COUNT(st, held_lost);
+	VM_GW_COUNT(st, refused_rst);
+	return vm_asm_reply(e, p, VM_ASM_REPLY_RST, p->seq + p->payload_len, 0, 0, 0, st);
+}
+
 /* A data segment the ingress could not route alone (p parsed, for the VIP
  * vip, flow key k): kept, ACKed, and once the name is known routed. */
 VM_INLINE int vm_gw_asm_in(struct vm_gw_env *e, const struct vm_pkt *p, const struct vip_val *vip,
@@ -416,16 +428,9 @@ VM_INLINE int vm_gw_asm_in(struct vm_gw_env *e, const struct vm_pkt *p, const st
 		}
 		if (f->held_len) {
 			/* Evicted before the VM acknowledged it: what the node
-			 * lacks is lost, and the client will not send the bytes
-			 * we ACKed again, so the connection cannot complete.
-			 * Refused now (flow gone, RST) rather than left to hang
-			 * until the client gives up; the RST's sequence is the
-			 * client's ack, the VM's next (a TLS server sends nothing
-			 * before the whole hello). */
-			VM_GW_COUNT(st, held_lost);
-			VM_GW_COUNT(st, refused_rst);
+			 * lacks is lost with it; refused, the flow gone. */
 			vm_env_flow_del(e, k, f);
-			return vm_asm_reply(e, p, VM_ASM_REPLY_RST, p->seq + p->payload_len, 0, 0, 0, st);
+			return vm_asm_refuse_lost(e, p, st);
 		}
 		/* routed while this segment was on its way: it travels with the
 		 * handoff option from the ingress when the client sends it again */
@@ -440,9 +445,15 @@ VM_INLINE int vm_gw_asm_in(struct vm_gw_env *e, const struct vm_pkt *p, const st
 		a = 0;
 	}
 	if (a && vm_env_asm_ns(e) - a->first_ns > VM_ASM_TIMEOUT_NS) {
+		/* this connection's own hello, part of it ACKed: what we
+		 * ACKed is gone with it and the client will not send it
+		 * again, so the connection cannot complete: refused now */
+		int dead = a->have && VM_FLOW_OF(a, p) && p->ack == a->cookie_isn + 1;
 		VM_GW_COUNT(st, asm_timeout);
 		vm_env_asm_del(e, k, a);
 		a = 0;
+		if (dead)
+			return vm_asm_refuse_lost(e, p, st);
 	}
 	if (a && !VM_FLOW_OF(a, p)) {
 		/* another connection's hello under this key, still in time */
@@ -466,6 +477,14 @@ VM_INLINE int vm_gw_asm_in(struct vm_gw_env *e, const struct vm_pkt *p, const st
 			/* one kept for another connection under this key (a
 			 * collision), still in time, stays */
 			ea = vm_env_early_get(e, k);
+			if (ea && !ea->len && VM_FLOW_OF(ea, p) && p->ack == ea->ack &&
+			    vm_env_asm_ns(e) - ea->seen_ns <= VM_ASM_TIMEOUT_NS) {
+				/* this connection's hello lost its slot after we
+				 * ACKed part of it (the tombstone of
+				 * vm_asm_tomb_make): it cannot complete */
+				vm_env_early_del(e, k, ea);
+				return vm_asm_refuse_lost(e, p, st);
+			}
 			if (ea && !VM_FLOW_OF(ea, p) && vm_env_asm_ns(e) - ea->seen_ns <= VM_ASM_TIMEOUT_NS) {
 				VM_GW_COUNT(st, flow_collision);
 				return VM_V_DROP;
