@@ -44,6 +44,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } asm_early SEC(".maps");
 
+/* Hellos being reassembled that lost bytes the gateway ACKed to newer ones
+ * (struct asm_tomb): their next segment is refused. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct flow_key);
+	__type(value, struct asm_tomb);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} asm_lost SEC(".maps");
+
 /* An early segment being made, and the de-recording state. */
 struct asm_tmp {
 	struct asm_early early;
@@ -131,14 +141,23 @@ VM_INLINE struct asm_val *vm_env_asm_get(struct vm_gw_env *e, const struct flow_
 VM_INLINE struct asm_val *vm_env_asm_new(struct vm_gw_env *e, const struct flow_key *k)
 {
 	struct flow_key gone;
+	struct asm_tomb tomb;
 	int lost = 0;
-	struct asm_val *v = gw_asm_claim(k, bpf_ktime_get_coarse_ns(), &e->t->early, &gone, &lost);
+	struct asm_val *v = gw_asm_claim(k, bpf_ktime_get_coarse_ns(), &tomb, &gone, &lost);
 
-	/* the dropped hello's tombstone (the early segment scratch is free:
-	 * this is a first segment's path) */
 	if (v && lost)
-		bpf_map_update_elem(&asm_early, &gone, &e->t->early, BPF_ANY);
+		bpf_map_update_elem(&asm_lost, &gone, &tomb, BPF_ANY);
 	return v;
+}
+
+VM_INLINE struct asm_tomb *vm_env_tomb_get(struct vm_gw_env *e, const struct flow_key *k)
+{
+	return bpf_map_lookup_elem(&asm_lost, k);
+}
+
+VM_INLINE void vm_env_tomb_del(struct vm_gw_env *e, const struct flow_key *k, struct asm_tomb *t)
+{
+	bpf_map_delete_elem(&asm_lost, k);
 }
 
 VM_INLINE void vm_env_asm_del(struct vm_gw_env *e, const struct flow_key *k, struct asm_val *a)

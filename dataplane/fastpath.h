@@ -88,6 +88,11 @@ struct vm_fp_early {
 	struct vm_fp_slot s;
 	struct asm_early e;
 };
+/* ... and a hello that lost bytes the gateway ACKed (gw_asm's asm_lost). */
+struct vm_fp_tomb {
+	struct vm_fp_slot s;
+	struct asm_tomb t;
+};
 
 /* Where the fast path sends the extra packets of one input (a reassembled
  * hello goes to the node as all its kept segments). */
@@ -140,6 +145,7 @@ struct vm_fp {
 	struct gw_stats st;
 	struct vm_fp_asm *asm_tab;     /* asm_cap each */
 	struct vm_fp_early *early_tab;
+	struct vm_fp_tomb *tomb_tab;
 	uint32_t asm_cap;              /* power of two */
 	vm_fp_emit_fn emit;            /* NULL: a reassembled hello cannot be sent (encap_fail) */
 	void *emit_arg;

@@ -120,13 +120,14 @@ int vm_fp_init_mem(struct vm_fp *fp, uint32_t flows_cap, uint32_t hellos_cap, co
 	fp->asm_cap = acap;
 	fp->asm_tab = fp->mem.zalloc((size_t)acap * sizeof(*fp->asm_tab), VM_FP_ALIGN, fp->mem.arg);
 	fp->early_tab = fp->mem.zalloc((size_t)acap * sizeof(*fp->early_tab), VM_FP_ALIGN, fp->mem.arg);
+	fp->tomb_tab = fp->mem.zalloc((size_t)acap * sizeof(*fp->tomb_tab), VM_FP_ALIGN, fp->mem.arg);
 	/* 16 bits a flow slot in each half, as flow_bits has for 131072 flows */
 	fp->bits_log2 = 10;
 	while (fp->bits_log2 < VM_FLOW_BITS_IDX_MAX && (4u << fp->bits_log2) < cap)
 		fp->bits_log2++;
 	fp->bits = fp->mem.zalloc(sizeof(*fp->bits) << fp->bits_log2, VM_FP_ALIGN, fp->mem.arg);
 	fp->bits_clear_at = 1u << fp->bits_log2;   /* zeroed: nothing to clear before the first pass */
-	if (fp->flows && fp->asm_tab && fp->early_tab && fp->bits)
+	if (fp->flows && fp->asm_tab && fp->early_tab && fp->tomb_tab && fp->bits)
 		return 0;
 	vm_fp_free(fp);
 	return -1;
@@ -143,11 +144,13 @@ void vm_fp_free(struct vm_fp *fp)
 		fp->mem.free(fp->flows, fp->mem.arg);
 		fp->mem.free(fp->asm_tab, fp->mem.arg);
 		fp->mem.free(fp->early_tab, fp->mem.arg);
+		fp->mem.free(fp->tomb_tab, fp->mem.arg);
 		fp->mem.free(fp->bits, fp->mem.arg);
 	}
 	fp->flows = NULL;
 	fp->asm_tab = NULL;
 	fp->early_tab = NULL;
+	fp->tomb_tab = NULL;
 	fp->bits = NULL;
 }
 
@@ -692,9 +695,9 @@ static inline struct asm_val *vm_env_asm_new(struct vm_gw_env *e, const struct f
 	as = slot_victim(e->fp->asm_tab, sizeof(*e->fp->asm_tab), e->fp->asm_cap, k);
 	if (as->s.used && !vm_flow_key_eq(&as->s.key, k)) {
 		/* the hello dropped: its tombstone when it cannot complete */
-		struct vm_fp_early *t = slot_victim(e->fp->early_tab, sizeof(*e->fp->early_tab), e->fp->asm_cap,
-						    &as->s.key);
-		if (vm_asm_tomb_make(&t->e, &as->a, e->tai_ns))
+		struct vm_fp_tomb *t = slot_victim(e->fp->tomb_tab, sizeof(*e->fp->tomb_tab), e->fp->asm_cap,
+						   &as->s.key);
+		if (vm_asm_tomb_make(&t->t, &as->a, e->tai_ns))
 			slot_take(e->fp, &t->s, &as->s.key, NULL);
 	}
 	as = slot_take(e->fp, &as->s, k, NULL);
@@ -719,6 +722,17 @@ static inline struct asm_early *vm_env_early_get(struct vm_gw_env *e, const stru
 static inline void vm_env_early_del(struct vm_gw_env *e, const struct flow_key *k, struct asm_early *ea)
 {
 	((struct vm_fp_early *)((uint8_t *)ea - offsetof(struct vm_fp_early, e)))->s.used = 0;
+}
+
+static inline struct asm_tomb *vm_env_tomb_get(struct vm_gw_env *e, const struct flow_key *k)
+{
+	struct vm_fp_tomb *t = slot_find(e->fp, e->fp->tomb_tab, sizeof(*e->fp->tomb_tab), e->fp->asm_cap, k);
+	return t ? &t->t : NULL;
+}
+
+static inline void vm_env_tomb_del(struct vm_gw_env *e, const struct flow_key *k, struct asm_tomb *t)
+{
+	((struct vm_fp_tomb *)((uint8_t *)t - offsetof(struct vm_fp_tomb, t)))->s.used = 0;
 }
 
 /* kept in its table slot at once: one per flow, the oldest of a full probe window evicted */

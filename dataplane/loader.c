@@ -474,6 +474,9 @@ static int flow_seed_init(struct vm_gw *g)
 	if ((r = REKEY(bpf_map__fd(g->as->maps.asm_early), struct asm_early, &s, &lost)) < 0)
 		return r;
 	moved += r;
+	if ((r = REKEY(bpf_map__fd(g->as->maps.asm_lost), struct asm_tomb, &s, &lost)) < 0)
+		return r;
+	moved += r;
 	if (moved)
 		vm_log("event=flows_rekeyed moved=%d lost=%d reason=\"%s\"", moved, lost,
 		       fresh ? "a new flow_seed beside kept IPv6 entries" : "entries keyed by an older fold");

@@ -868,7 +868,7 @@ static void partial_lost_same(void)
 		bpf_map_update_elem(fd, &i, &zero, BPF_ANY);
 	for (int f = 0; f < 2; f++)
 		for (__u32 i = 0; i < fps[f]->asm_cap; i++)
-			fps[f]->asm_tab[i].s.used = fps[f]->early_tab[i].s.used = 0;
+			fps[f]->asm_tab[i].s.used = fps[f]->early_tab[i].s.used = fps[f]->tomb_tab[i].s.used = 0;
 }
 
 /* A connection's whole life through all three: a two-segment hello held

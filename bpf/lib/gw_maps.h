@@ -189,7 +189,7 @@ VM_INLINE struct asm_val *gw_asm_find(const struct flow_key *k)
  * claimed the slot in the meantime.  *lost: 1 when the hello dropped is
  * one whose connection cannot complete, then *gone its key and tomb its
  * tombstone (vm_asm_tomb_make; now: the coarse clock). */
-VM_INLINE struct asm_val *gw_asm_claim(const struct flow_key *k, __u64 now, struct asm_early *tomb,
+VM_INLINE struct asm_val *gw_asm_claim(const struct flow_key *k, __u64 now, struct asm_tomb *tomb,
 				       struct flow_key *gone, int *lost)
 {
 	struct asm_val *v;

@@ -288,21 +288,18 @@ VM_INLINE void vm_asm_bucket(const struct flow_key *k, const struct flow_seed *s
  * now): when part of it was ACKed (have), it is not routed (a routed one's
  * flow keeps held_len) and it is still in time, its connection cannot
  * complete: the client will not send what the gateway ACKed again.  Made
- * into t, a tombstone kept where the early segments are (len 0: no
- * segment), which the connection's next segment finds and is refused by
- * (vm_gw_asm_in).  1 when t was made. */
-VM_INLINE int vm_asm_tomb_make(struct asm_early *t, const struct asm_val *old, __u64 now)
+ * into t, a tombstone (asm_lost) that the connection's next segment finds
+ * and is refused by (vm_gw_asm_in).  1 when t was made. */
+VM_INLINE int vm_asm_tomb_make(struct asm_tomb *t, const struct asm_val *old, __u64 now)
 {
 	if (!old->family || !old->have || old->routed || now - old->first_ns > VM_ASM_TIMEOUT_NS)
 		return 0;
 	t->family = old->family;
 	__builtin_memcpy(t->client, old->client, 16);
 	__builtin_memcpy(t->vip, old->vip, 16);
-	t->seq = old->client_isn + 1;
+	t->tpad[0] = t->tpad[1] = t->tpad[2] = 0;
 	t->ack = old->cookie_isn + 1;
 	t->seen_ns = now;
-	t->len = 0;
-	t->hlen = 0;
 	return 1;
 }
 

@@ -23,6 +23,9 @@
  *   struct asm_early *vm_env_early_get(e, k)
  *   void vm_env_early_del(e, k, struct asm_early *)
  *   struct asm_early *vm_env_early_tmp(e, k), int vm_env_early_put(e, k, struct asm_early *)
+ *   struct asm_tomb *vm_env_tomb_get(e, k), void vm_env_tomb_del(e, k, struct asm_tomb *)
+ *                                          a hello that lost bytes we ACKed to newer
+ *                                          ones (the env makes them: vm_asm_tomb_make)
  *   __u8 *vm_env_flat(e)                   2 * VM_HELLO_BUF bytes for the joined records
  *   struct vm_asm_walk_state *vm_env_walk(e)   the joining's state
  *   int vm_env_asm_route(e, __u8 *flat, __u32 len, struct flow_val *f, __u32 *hello_len)
@@ -474,17 +477,18 @@ VM_INLINE int vm_gw_asm_in(struct vm_gw_env *e, const struct vm_pkt *p, const st
 				VM_GW_COUNT(st, asm_overflow);
 				return VM_V_DROP;
 			}
+			struct asm_tomb *tb = vm_env_tomb_get(e, k);
+			if (tb && VM_FLOW_OF(tb, p) && p->ack == tb->ack &&
+			    vm_env_asm_ns(e) - tb->seen_ns <= VM_ASM_TIMEOUT_NS) {
+				/* this connection's hello lost its slot after we
+				 * ACKed part of it (vm_asm_tomb_make): it cannot
+				 * complete */
+				vm_env_tomb_del(e, k, tb);
+				return vm_asm_refuse_lost(e, p, st);
+			}
 			/* one kept for another connection under this key (a
 			 * collision), still in time, stays */
 			ea = vm_env_early_get(e, k);
-			if (ea && !ea->len && VM_FLOW_OF(ea, p) && p->ack == ea->ack &&
-			    vm_env_asm_ns(e) - ea->seen_ns <= VM_ASM_TIMEOUT_NS) {
-				/* this connection's hello lost its slot after we
-				 * ACKed part of it (the tombstone of
-				 * vm_asm_tomb_make): it cannot complete */
-				vm_env_early_del(e, k, ea);
-				return vm_asm_refuse_lost(e, p, st);
-			}
 			if (ea && !VM_FLOW_OF(ea, p) && vm_env_asm_ns(e) - ea->seen_ns <= VM_ASM_TIMEOUT_NS) {
 				VM_GW_COUNT(st, flow_collision);
 				return VM_V_DROP;

@@ -343,6 +343,19 @@ struct asm_early {
 	__u8 payload[VM_ASM_SEG_MAX];
 };
 
+/* asm_lost: a hello being reassembled that lost bytes the gateway ACKed
+ * (its slot taken by newer hellos: vm_asm_tomb_make).  The connection's
+ * tuple (as in asm_val), its cookie + 1 and when; its next segment finds it
+ * and is refused (gw_asm.h). */
+struct asm_tomb {
+	__u8 client[16];
+	__u8 vip[16];
+	__u8 family;
+	__u8 tpad[3];
+	__u32 ack;
+	__u64 seen_ns;
+};
+
 /* One epoch's cookie keys (include/veil/cookie.h): the SipHash-2-4 key of
  * each form of the MAC's message, and the NH key that folds an IPv6
  * connection's two addresses into 8 bytes. */
