@@ -678,6 +678,21 @@ static void reassembly_same(void)
 	       (unsigned long long)(W->d.tx - d0.tx));
 }
 
+/* Every hello table emptied in all three (gw_asm's hello_asm; vm_fp's and
+ * the DPDK worker's hellos, early segments and tombstones). */
+static void asm_tables_empty(void)
+{
+	static struct asm_val zero;
+	int fd = vm_gw_map_fd(&G, "hello_asm");
+	struct vm_fp *fps[2] = { &FP, &W->fp };
+
+	for (__u32 i = 0; i < VM_ASM_SLOTS; i++)
+		bpf_map_update_elem(fd, &i, &zero, BPF_ANY);
+	for (int f = 0; f < 2; f++)
+		for (__u32 i = 0; i < fps[f]->asm_cap; i++)
+			fps[f]->asm_tab[i].s.used = fps[f]->early_tab[i].s.used = fps[f]->tomb_tab[i].s.used = 0;
+}
+
 /* More hellos in reassembly than the tables hold (1024: gw_asm's slots,
  * the fast path's probed table): every first segment is kept and ACKed by
  * all three, the oldest hellos making room (a slot reused for another
@@ -716,14 +731,7 @@ static void asm_table_full_same(void)
 	/* Which older hellos each table still holds depends on its eviction
 	 * (gw_asm's buckets, the fast path's probe window): emptied, so the
 	 * tests after this one meet the same state in all three. */
-	static struct asm_val zero;
-	int fd = vm_gw_map_fd(&G, "hello_asm");
-	for (__u32 i = 0; i < VM_ASM_SLOTS; i++)
-		bpf_map_update_elem(fd, &i, &zero, BPF_ANY);
-	for (__u32 i = 0; i < FP.asm_cap; i++)
-		FP.asm_tab[i].s.used = 0;
-	for (__u32 i = 0; i < W->fp.asm_cap; i++)
-		W->fp.asm_tab[i].s.used = 0;
+	asm_tables_empty();
 }
 
 /* hellos_max in the DPDK gateway: each worker's tables of hellos being
@@ -752,7 +760,6 @@ static void asm_cap_sized(void)
 static void held_lost_same(void)
 {
 	static uint8_t in[2][2000];
-	static struct asm_val zero;
 	struct hb h;
 	struct both b;
 	uint16_t sport = 43400;
@@ -764,13 +771,7 @@ static void held_lost_same(void)
 	size_t n2 = hello_pkt(0, sport, isn + cut, cookie, ts, h.b + cut, n - cut, in[1]);
 	SAME(in[0], n1, "held hello, segment 1");
 	CHECK(!both_run(0, in[1], n2, &b, "held hello, segment 2 (routed)", 0), "routed");
-	int fd = vm_gw_map_fd(&G, "hello_asm");
-	for (__u32 i = 0; i < VM_ASM_SLOTS; i++)
-		bpf_map_update_elem(fd, &i, &zero, BPF_ANY);
-	for (__u32 i = 0; i < FP.asm_cap; i++)
-		FP.asm_tab[i].s.used = 0;
-	for (__u32 i = 0; i < W->fp.asm_cap; i++)
-		W->fp.asm_tab[i].s.used = 0;
+	asm_tables_empty();
 	struct gw_stats b0 = W->fp.st, f0 = FP.st;
 	SAME(in[1], n2, "held hello lost: the retransmission refused");
 	CHECK(W->fp.st.held_lost == b0.held_lost + 1 && FP.st.held_lost == f0.held_lost + 1 &&
@@ -793,7 +794,7 @@ static uint8_t FP_BUF[2300];
 static void partial_lost_same(void)
 {
 	static uint8_t in[2][2000], q[2000];
-	static struct asm_val zero, v;
+	static struct asm_val v;
 	struct hb h;
 	uint32_t ts;
 	size_t n = hb_browser(&h, "www.veil.test", 1800), cut = 1360;
@@ -864,11 +865,7 @@ static void partial_lost_same(void)
 	      (unsigned long long)(FP.st.held_lost - f0.held_lost), (unsigned long long)(FP.st.asm_early - f0.asm_early),
 	      ol >= 54 ? tcp[13] : 0);
 	/* every table emptied again, as the tests after this one expect */
-	for (__u32 i = 0; i < VM_ASM_SLOTS; i++)
-		bpf_map_update_elem(fd, &i, &zero, BPF_ANY);
-	for (int f = 0; f < 2; f++)
-		for (__u32 i = 0; i < fps[f]->asm_cap; i++)
-			fps[f]->asm_tab[i].s.used = fps[f]->early_tab[i].s.used = fps[f]->tomb_tab[i].s.used = 0;
+	asm_tables_empty();
 }
 
 /* A connection's whole life through all three: a two-segment hello held
