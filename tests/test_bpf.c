@@ -3442,6 +3442,23 @@ static void partial_hello_lost_refused(void)
 		      "%s: a RST at the VM's next sequence: flags %02x seq %x", aged ? "aged" : "evicted",
 		      r.len >= 54 ? tcp[13] : 0, r.len >= 54 ? t_be32(tcp + 4) : 0);
 	}
+	/* aged, and the client sends its first segment again (our ACKs were
+	 * lost): the hello starts anew, nothing refused */
+	asm_table_empty(afd);
+	uint32_t cookie = handshake(0, 46900, 7990000, &gw_ts);
+	size_t n1 = hello_pkt(0, 46900, 7990000, cookie, gw_ts, h.b, cut, p1);
+	tc_run_on(GW_ASM, p1, n1, &r, ifidx);
+	for (__u32 i = 0; i < VM_ASM_SLOTS; i++)
+		if (!bpf_map_lookup_elem(afd, &i, &v) && v.owner) {
+			v.first_ns -= VM_ASM_TIMEOUT_NS + 1000000000ULL;
+			bpf_map_update_elem(afd, &i, &v, BPF_ANY);
+		}
+	struct gw_stats b = gw_now();
+	tc_run_on(GW_ASM, p1, n1, &r, ifidx);
+	struct gw_stats a = gw_now();
+	CHECK(a.asm_timeout == b.asm_timeout + 1 && a.asm_stored == b.asm_stored + 1 && a.held_lost == b.held_lost,
+	      "aged, the first segment again: kept anew (stored %llu, lost %llu)",
+	      (unsigned long long)(a.asm_stored - b.asm_stored), (unsigned long long)(a.held_lost - b.held_lost));
 	asm_table_empty(afd);
 }
 

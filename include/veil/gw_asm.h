@@ -450,8 +450,9 @@ VM_INLINE int vm_gw_asm_in(struct vm_gw_env *e, const struct vm_pkt *p, const st
 	if (a && vm_env_asm_ns(e) - a->first_ns > VM_ASM_TIMEOUT_NS) {
 		/* this connection's own hello, part of it ACKed: what we
 		 * ACKed is gone with it and the client will not send it
-		 * again, so the connection cannot complete: refused now */
-		int dead = a->have && VM_FLOW_OF(a, p) && p->ack == a->cookie_isn + 1;
+		 * again, so the connection cannot complete: refused now.
+		 * Its first segment again (our ACKs lost) starts it anew. */
+		int dead = a->have && VM_FLOW_OF(a, p) && p->ack == a->cookie_isn + 1 && p->seq != a->client_isn + 1;
 		VM_GW_COUNT(st, asm_timeout);
 		vm_env_asm_del(e, k, a);
 		a = 0;
