@@ -326,20 +326,29 @@ static int rekey_asm(int fd, __u32 bits, const struct flow_seed *s, int *lost)
 {
 	const __u32 slots = 1u << bits;
 	struct asm_val *held = NULL, *z = NULL;
-	__u32 *from = NULL, *order = NULL, n = 0, first;
+	__u32 *from = NULL, *order = NULL, n = 0, cap = 0, first;
 	__u8 *taken = NULL;
 	int err = 0;
 
-	held = malloc((size_t)slots * sizeof(*held));
+	/* held[] grows with the hellos found (a slot is 22.3 KiB, the table
+	 * up to 16384 of them, most often nearly all free) */
 	from = malloc(slots * sizeof(*from));
 	order = malloc(slots * sizeof(*order));
 	taken = calloc(slots, 1);
 	z = calloc(1, sizeof(*z));
-	if (!held || !from || !order || !taken || !z) {
+	if (!from || !order || !taken || !z) {
 		err = -ENOMEM;
 		goto out;
 	}
 	for (__u32 i = 0; i < slots; i++) {
+		if (n == cap) {
+			struct asm_val *x = realloc(held, (size_t)(cap = cap ? 2 * cap : 16) * sizeof(*held));
+			if (!x) {
+				err = -ENOMEM;
+				goto out;
+			}
+			held = x;
+		}
 		if (bpf_map_lookup_elem(fd, &i, &held[n])) {
 			err = -errno;
 			goto out;
