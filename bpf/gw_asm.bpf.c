@@ -114,11 +114,6 @@ VM_INLINE int vm_env_flow_put(struct vm_gw_env *e, const struct flow_key *k, con
 	return bpf_map_update_elem(&flows, k, v, BPF_NOEXIST);
 }
 
-VM_INLINE void vm_env_flow_del(struct vm_gw_env *e, const struct flow_key *k, struct flow_val *f)
-{
-	bpf_map_delete_elem(&flows, k);
-}
-
 VM_INLINE struct flow_val *vm_env_flow_tmp(struct vm_gw_env *e) { return &e->s->flow; }
 
 /* The client's options (its timestamps, to answer with them). */

@@ -153,8 +153,10 @@ for shape in "--size 500" "--size 1800" "--size 1800 --order sni-first" "--size 
 	for fam in 4 6; do
 		vm=vm1; [ "$fam" = 6 ] && vm=vm3
 		out=$(nsx cli "$BUILD/veil-hellogen" --connect "$(vip "$fam"):443" --name "$vm.veil.test" \
-			--cafile "$DIR/pki/ca.pem" --count 3 --quiet --timeout-ms 3000 $shape 2>&1)
-		echo "$out" | grep -q "failed=0" || bad="$bad [v$fam $shape: $(echo "$out" | tail -1)]"
+			--cafile "$DIR/pki/ca.pem" --count 3 --timeout-ms 3000 $shape 2>&1)
+		# a failure says why (each connection's line), and what the gateway counted
+		echo "$out" | grep -q "failed=0" ||
+			bad="$bad [v$fam $shape: $(echo "$out" | grep -v ': ok' | tail -4 | tr '\n' ' ') gateway: $("$BUILD/veilctl" -p "$PIN/gw" -s "$DIR/gw.sock" stats 2>&1 | grep -E 'asm|held|refused|reset' | tr -s ' \n' ' ')]"
 	done
 done
 [ -z "$bad" ] && pass $t || fail $t "$bad"
@@ -162,6 +164,7 @@ done
 # 7c. time to first byte: big hellos cost no extra round trip (reported, not asserted)
 t=ttfb_by_hello_size
 res=""
+bad=""
 for size in 500 1800 6000; do
 	out=$(nsx cli "$BUILD/veil-hellogen" --connect "$VIP4:443" --name vm2.veil.test --cafile "$DIR/pki/ca.pem" \
 		--count 40 --quiet --size $size 2>&1 | tail -1)

@@ -11,7 +11,7 @@
  *
  * Hooks, besides those of include/veil/gw_path.h the reassembly also uses
  * (VM_V_DROP, VM_GW_COOKIE_OK, VM_GW_SYN_TIMES (optional), vm_env_tai_ns, vm_env_coarse_ns,
- * vm_env_ifindex, vm_env_flow_get, vm_env_flow_put, vm_env_flow_del, vm_env_flow_tmp,
+ * vm_env_ifindex, vm_env_flow_get, vm_env_flow_put, vm_env_flow_tmp,
  * vm_env_tcpopts, vm_env_loadctx and VM_LOAD_BYTES):
  *   __u64 vm_env_asm_ns(e)                 the clock that ages held hellos
  *   struct asm_val *vm_env_asm_get(e, k), *vm_env_asm_new(e, k)   (NULL: full)
@@ -386,8 +386,9 @@ VM_INLINE int vm_asm_emit_all(struct vm_gw_env *e, const struct vm_pkt *p, const
 	return VM_V_DROP;
 }
 
-/* A connection whose hello bytes we ACKed and no longer hold (held_lost):
- * the client will not send them again, so it cannot complete.  Refused at
+/* A connection whose hello bytes we ACKed and no longer hold before they
+ * reached the node (held_lost: a hello still being reassembled): the client
+ * will not send them again, so it cannot complete.  Refused at
  * once, rather than left to hang until the client gives up: a RST at the
  * VM's next sequence (the client's ack: a TLS server sends nothing before
  * the whole hello). */
@@ -430,10 +431,15 @@ VM_INLINE int vm_gw_asm_in(struct vm_gw_env *e, const struct vm_pkt *p, const st
 			return vm_asm_emit_all(e, p, a, f, cfg, st);
 		}
 		if (f->held_len) {
-			/* Evicted before the VM acknowledged it: what the node
-			 * lacks is lost with it; refused, the flow gone. */
-			vm_env_flow_del(e, k, f);
-			return vm_asm_refuse_lost(e, p, st);
+			/* Evicted before the VM acknowledged it (or released
+			 * on another CPU this moment): what the node lacks, if
+			 * anything, is lost.  Not refused: the node most often
+			 * has every segment (the copy is for a lost one), and
+			 * the client's retransmission is a probe; from now on
+			 * it goes as any segment of the flow. */
+			VM_GW_COUNT(st, held_lost);
+			f->held_len = 0;
+			return VM_V_DROP;
 		}
 		/* routed while this segment was on its way: it travels with the
 		 * handoff option from the ingress when the client sends it again */

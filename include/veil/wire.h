@@ -428,7 +428,8 @@ struct gw_stats {
 	__u64 mesh_mtu;           /* encapsulated, the packet exceeds the mesh MTU (client ignored our MSS) */
 	__u64 hello_resent;       /* the client resent held hello bytes: every held segment sent again */
 	__u64 held_released;      /* the VM acknowledged the held hello: the copy is dropped */
-	__u64 held_lost;          /* a resend was due but the held copy had expired or been evicted: refused (RST) */
+	__u64 held_lost;          /* hello bytes ACKed and no longer held: a held copy gone when a resend
+				     was due, or a hello being reassembled aged or evicted (refused: RST) */
 	__u64 fin_answered;       /* a FIN with no flow (after a refusal) ACKed statelessly */
 	__u64 flow_closed;        /* FIN seen both ways: the flow is closed, its tuple free */
 	__u64 flow_reset;         /* RST forwarded: the VM's retires the flow, the client's at its
