@@ -30,8 +30,8 @@ static int if_mtu(const char *dev, __u32 *mtu);
  * policy routing and all, which is what the FIB lookup in XDP sees): the
  * next hop (the gateway, or the node itself on a link) and the outgoing
  * interface.  One request and its answer on the caller's socket, no
- * process: a gateway asks for every node at start, and the DPDK gateway
- * every second. */
+ * process: a gateway asks for every node at start, at reload and after the
+ * kernel tells of a route or link change (vm_route_watch). */
 struct route_ans {
 	__u8 via[16];
 	int has_via;
@@ -119,8 +119,7 @@ static int route_get(struct mnl_socket *nl, unsigned int portid, unsigned int se
  * of distinct nodes below, and the dump's chains of hops.  The distinct
  * nodes of the routes are found through that set, not by comparing each
  * route's node with every one found before: a config of 65,536 routes over
- * 4,096 nodes took up to 268 million compares a call, and the DPDK gateway
- * calls every second. */
+ * 4,096 nodes took up to 268 million compares a call. */
 static uint32_t node_slot(const __u8 *a, uint32_t mask)
 {
 	return vm_addr_hash(a) >> (32 - __builtin_ctz(mask + 1));
@@ -178,7 +177,7 @@ int vm_next_hops(const struct vm_gw_cfg *c, struct vm_next_hop *out, int max, bo
 	}
 	mnl_socket_close(nl);
 	free(set);
-	static int over_said;   /* said once per change: the DPDK gateway calls every second */
+	static int over_said;   /* said once per change: the gateways call again and again */
 	if (over && over != over_said)
 		vm_log("event=warning reason=\"%d nodes past the %d next hops kept: their flows count no_neigh\"", over,
 		       max);
