@@ -244,8 +244,8 @@ int vm_gw_open(struct vm_gw *g, const char *pin_root, __u32 flows_max, __u32 hel
 		g->as->rodata->gw_asm_bits = bits;
 	}
 	/* pins an upgrade or a new flows_max cannot reuse: replaced, and said */
-	if ((err = vm_pins_refresh(g->ing->obj)) < 0 || (err = vm_pins_refresh(g->ret->obj)) < 0 ||
-	    (err = vm_pins_refresh(g->as->obj)) < 0)
+	if ((err = vm_pins_refresh(g->ing->obj, &g->kept)) < 0 || (err = vm_pins_refresh(g->ret->obj, &g->kept)) < 0 ||
+	    (err = vm_pins_refresh(g->as->obj, &g->kept)) < 0)
 		return err;
 	return 0;
 }
@@ -326,7 +326,8 @@ static int rekey_asm(int fd, __u32 bits, const struct flow_seed *s, int *lost)
 {
 	const __u32 slots = 1u << bits;
 	struct asm_val *held = NULL, *z = NULL;
-	__u32 *from = NULL, *order = NULL, n = 0, cap = 0, first;
+	const struct asm_val *a = NULL;
+	__u32 *from = NULL, *order = NULL, n = 0, cap = 0, first, mapped = 0;
 	__u8 *taken = NULL;
 	int err = 0;
 
@@ -340,7 +341,12 @@ static int rekey_asm(int fd, __u32 bits, const struct flow_seed *s, int *lost)
 		err = -ENOMEM;
 		goto out;
 	}
+	/* where the map is mappable the free slots are skipped by their
+	 * owner word alone, not copied out */
+	a = vm_asm_view(fd, &mapped);
 	for (__u32 i = 0; i < slots; i++) {
+		if (a && (i >= mapped || !__atomic_load_n(&a[i].owner, __ATOMIC_RELAXED)))
+			continue;
 		if (n == cap) {
 			struct asm_val *x = realloc(held, (size_t)(cap = cap ? 2 * cap : 16) * sizeof(*held));
 			if (!x) {
@@ -400,26 +406,34 @@ out:
 
 /* How many held hellos of gw_asm's hello_asm sit outside the bucket seed s
  * gives them (the layout before 2026-12-06 had two scattered slots a
- * connection), or -errno. */
+ * connection), or -errno.  Read in place where the map is mappable (the
+ * owner word and key: two lines a slot), else slot by slot. */
 static int asm_misplaced(int fd, __u32 bits, const struct flow_seed *s)
 {
-	struct asm_val *v = malloc(sizeof(*v));
+	__u32 mapped = 0;
+	const struct asm_val *a = vm_asm_view(fd, &mapped), *x;
+	struct asm_val *v = NULL;
 	int n = 0;
 
-	if (!v)
+	if (!a && !(v = malloc(sizeof(*v))))
 		return -ENOMEM;
 	for (__u32 i = 0; i < 1u << bits; i++) {
+		x = v;
 		__u32 first;
 		__u64 o;
 
-		if (bpf_map_lookup_elem(fd, &i, v)) {
+		if (a) {
+			if (i >= mapped)
+				break;
+			x = &a[i];
+		} else if (bpf_map_lookup_elem(fd, &i, v)) {
 			n = -errno;
 			break;
 		}
-		if (!v->owner)
+		if (!__atomic_load_n(&x->owner, __ATOMIC_RELAXED))
 			continue;
-		vm_asm_bucket(&v->key, s, bits, &first, &o);
-		if (i - first >= VM_ASM_WAYS || v->owner != o)
+		vm_asm_bucket(&x->key, s, bits, &first, &o);
+		if (i - first >= VM_ASM_WAYS || x->owner != o)
 			n++;
 	}
 	free(v);
@@ -468,7 +482,7 @@ static int flow_seed_init(struct vm_gw *g)
 		int afd = bpf_map__fd(g->as->maps.hello_asm);
 		if ((r = asm_misplaced(afd, abits, &s)) <= 0 || (r = rekey_asm(afd, abits, &s, &lost)) < 0)
 			return r;
-		vm_log("event=hello_asm_placed moved=%d lost=%d reason=\"held hellos outside their bucket (the slot layout before 2026-12-06)\"",
+		vm_log("event=hello_asm_placed moved=%d lost=%d reason=\"held hellos outside their bucket (a table of another size copied in, or the slot layout before 2026-12-06)\"",
 		       r, lost);
 		return 0;
 	}
@@ -576,8 +590,13 @@ int vm_gw_load(struct vm_gw *g)
 		err = gw_return__load(g->ret);
 	if (!err)
 		err = gw_asm__load(g->as);
-	if (!err)
+	if (!err) {
+		/* maps a new size or flags replaced: their entries first, so
+		 * the seed's re-keying and the filter see them */
+		vm_pins_migrate(&g->kept);
+		vm_pins_kept_close(&g->kept);
 		err = flow_seed_init(g);
+	}
 	if (!err)
 		err = flow_bits_init(g);
 	return err;
@@ -595,8 +614,10 @@ int vm_gw_attach(struct vm_gw *g, const char *client_if, const char *mesh_if, bo
 		vm_log("event=warning reason=\"cannot turn GRO off on %s: multi-segment hellos may fail\"", client_if);
 	/* TC first: libxdp loads the XDP objects itself. */
 	err = gw_asm__load(g->as);
-	if (!err)
+	if (!err) {
+		vm_pins_migrate(&g->kept);   /* gw_asm's maps (flows, hello_asm, ...) before the seed's re-keying */
 		err = flow_seed_init(g);
+	}
 	if (!err)
 		err = flow_bits_init(g);
 	if (!err)
@@ -619,6 +640,9 @@ int vm_gw_attach(struct vm_gw *g, const char *client_if, const char *mesh_if, bo
 		xdp_program__detach(g->xp_ing, g->if_client, skb_mode ? XDP_MODE_SKB : XDP_MODE_NATIVE, 0);
 		return err;
 	}
+	/* the XDP objects' own maps, made as libxdp loaded them */
+	vm_pins_migrate(&g->kept);
+	vm_pins_kept_close(&g->kept);
 	return 0;
 }
 
@@ -641,6 +665,7 @@ void vm_gw_close(struct vm_gw *g)
 		xdp_program__close(g->xp_ret);
 	if (g->bits)
 		munmap(g->bits, VM_FLOW_BITS_ENTRIES * sizeof(struct flow_bits_val));
+	vm_pins_kept_close(&g->kept);
 	gw_ingress__destroy(g->ing);
 	gw_return__destroy(g->ret);
 	gw_asm__destroy(g->as);
@@ -905,7 +930,7 @@ int vm_node_open(struct vm_node *n, const char *pin_root, __u32 conns_max)
 	}
 	old_conns_read(n);
 	n->conn_rev_old = conn_rev_is_old(n->pin_root, &n->conn_rev_why);
-	if ((err = vm_pins_refresh(n->mesh->obj)) < 0 || (err = vm_pins_refresh(n->vm->obj)) < 0)
+	if ((err = vm_pins_refresh(n->mesh->obj, &n->kept)) < 0 || (err = vm_pins_refresh(n->vm->obj, &n->kept)) < 0)
 		return err;
 	return 0;
 }
@@ -1027,7 +1052,11 @@ int vm_node_load(struct vm_node *n)
 	if (err)
 		return err;
 	err = node_vm__load(n->vm);
-	return err ? err : conn_maps_init(n);
+	if (err)
+		return err;
+	vm_pins_migrate(&n->kept);   /* maps a new size or flags replaced (conns_max): before conn_rev's checks */
+	vm_pins_kept_close(&n->kept);
+	return conn_maps_init(n);
 }
 
 int vm_node_attach(struct vm_node *n, const struct vm_node_cfg *c, bool skb_mode)
@@ -1039,8 +1068,10 @@ int vm_node_attach(struct vm_node *n, const struct vm_node_cfg *c, bool skb_mode
 		return -ENODEV;
 	/* TC first: libxdp loads the mesh object, the TC program needs its own. */
 	err = node_vm__load(n->vm);
-	if (!err)
+	if (!err) {
+		vm_pins_migrate(&n->kept);   /* node_vm's maps (conns, conn_rev, ...) */
 		err = conn_maps_init(n);
+	}
 	if (err)
 		return err;
 	for (int i = 0; i < c->nvms; i++) {
@@ -1059,6 +1090,8 @@ int vm_node_attach(struct vm_node *n, const struct vm_node_cfg *c, bool skb_mode
 	if (!n->xp_mesh)
 		return -EINVAL;
 	err = xdp_attach_replacing(n->xp_mesh, n->if_mesh, "node_mesh", skb_mode);
+	vm_pins_migrate(&n->kept);   /* node_mesh's own maps, made as libxdp loaded it */
+	vm_pins_kept_close(&n->kept);
 	/* An upgrade from a build whose node_mesh moved no conn_rev_gen slot:
 	 * that one ran beside this node_vm until now, so every slot moves once
 	 * it is replaced. */
@@ -1110,6 +1143,7 @@ void vm_node_detach(struct vm_node *n)
 void vm_node_close(struct vm_node *n)
 {
 	free(n->old_conns);
+	vm_pins_kept_close(&n->kept);
 	if (n->rev_gen)
 		munmap(n->rev_gen, REV_GEN_BYTES);
 	if (n->xp_mesh)

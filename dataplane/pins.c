@@ -7,11 +7,16 @@
  * reuse pinned map") and the daemon would not start, with no word on why.
  * Before the load, each pin that the new programs cannot reuse is removed
  * and said so in one log line with what changed; the load then makes and
- * pins a new map.  What the old map held is lost (the connections of an
+ * pins a new map.  Where only the size or the flags changed (flows_max,
+ * hellos_max, conns_max, or a flag an upgrade added) the old map is kept
+ * open and what it held is copied into the new one once that is loaded
+ * (vm_pins_migrate), so the connections live across it; where the key or
+ * the value changed, what the old map held is lost (the connections of an
  * old flow table end): the price of a layout change, named in the log. */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
@@ -44,7 +49,38 @@ static bool is_map(int fd)
 	return map;
 }
 
-int vm_pins_refresh(struct bpf_object *obj)
+/* Map types whose entries are plain bytes, copied from an old map to a new
+ * one by the syscalls (not fds, not ifindexes, not programs). */
+static bool copyable(__u32 type)
+{
+	switch (type) {
+	case BPF_MAP_TYPE_ARRAY:
+	case BPF_MAP_TYPE_PERCPU_ARRAY:
+	case BPF_MAP_TYPE_HASH:
+	case BPF_MAP_TYPE_LRU_HASH:
+	case BPF_MAP_TYPE_PERCPU_HASH:
+	case BPF_MAP_TYPE_LRU_PERCPU_HASH:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static bool percpu(__u32 type)
+{
+	return type == BPF_MAP_TYPE_PERCPU_ARRAY || type == BPF_MAP_TYPE_PERCPU_HASH ||
+	       type == BPF_MAP_TYPE_LRU_PERCPU_HASH;
+}
+
+static bool all_zero(const __u8 *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (v[i])
+			return false;
+	return true;
+}
+
+int vm_pins_refresh(struct bpf_object *obj, struct vm_pins_kept *kept)
 {
 	struct bpf_map *m;
 	int replaced = 0;
@@ -70,7 +106,6 @@ int vm_pins_refresh(struct bpf_object *obj)
 			close(fd);
 			continue;
 		}
-		close(fd);
 		/* what libbpf compares before it reuses a pin */
 		differs(why, sizeof(why), "type", info.type, (__u32)bpf_map__type(m));
 		differs(why, sizeof(why), "key bytes", info.key_size, bpf_map__key_size(m));
@@ -78,18 +113,182 @@ int vm_pins_refresh(struct bpf_object *obj)
 		if (bpf_map__max_entries(m))  /* 0: sized by libbpf at creation */
 			differs(why, sizeof(why), "max_entries", info.max_entries, bpf_map__max_entries(m));
 		differs(why, sizeof(why), "flags", info.map_flags, bpf_map__map_flags(m));
-		if (!why[0])
+		if (!why[0]) {
+			close(fd);
 			continue;
+		}
 		if (unlink(path)) {
 			int err = -errno;
 
+			close(fd);
 			vm_log("event=pinned_map_stale map=%s path=%s reason=\"layout changed (%s) and the pin cannot be removed: %s\"",
 			       bpf_map__name(m), path, why, strerror(-err));
 			return err;
 		}
-		vm_log("event=pinned_map_replaced map=%s path=%s reason=\"layout changed (%s): a new map, "
-		       "what the old one held is gone\"", bpf_map__name(m), path, why);
+		/* the same entries in a map of another size or flags: kept
+		 * open, copied into the new one after the load */
+		bool keep = kept && kept->n < VM_PINS_KEPT_MAX && copyable(info.type) &&
+			    info.type == (__u32)bpf_map__type(m) && info.key_size == bpf_map__key_size(m) &&
+			    info.value_size == bpf_map__value_size(m);
+		if (keep) {
+			kept->e[kept->n].fd = fd;
+			snprintf(kept->e[kept->n].path, sizeof(kept->e[0].path), "%s", path);
+			snprintf(kept->e[kept->n].name, sizeof(kept->e[0].name), "%s", bpf_map__name(m));
+			/* gw_asm's hello table: a hello's index is any slot of
+			 * its bucket, and the load re-places one found outside
+			 * it (flow_seed_init), so a smaller table takes the
+			 * hellos past its end in free slots */
+			kept->e[kept->n].slots = !strcmp(bpf_map__name(m), "hello_asm");
+			kept->n++;
+		} else {
+			close(fd);
+		}
+		vm_log("event=pinned_map_replaced map=%s path=%s reason=\"layout changed (%s): a new map, %s\"",
+		       bpf_map__name(m), path, why,
+		       keep ? "what the old one holds is copied into it at the load" : "what the old one held is gone");
 		replaced++;
 	}
 	return replaced;
+}
+
+/* Every entry of the old map (fd from, info fi) written to the new one
+ * (to, ti): an array's by index, a hash map's by key.  *moved: entries
+ * written (an array's non-zero ones); *lost: entries the new one has no
+ * room for (an array's non-zero ones past its end, a hash map's refused
+ * inserts; an LRU map smaller than what it is given keeps its newest
+ * inserts and drops the rest, counted here too).  slots: an array whose
+ * entries may sit at any index (hello_asm): those past a smaller map's
+ * end go to its free indices instead. */
+static int map_copy(int from, int to, const struct bpf_map_info *fi, const struct bpf_map_info *ti, bool slots,
+		    long *moved, long *lost)
+{
+	size_t vsize = fi->value_size;
+	__u8 *key = NULL, *next = NULL, *val = NULL, *used = NULL;
+	__u32 spare = 0;
+	int err = 0;
+
+	if (percpu(fi->type)) {
+		int ncpu = libbpf_num_possible_cpus();
+
+		if (ncpu <= 0)
+			return ncpu ? ncpu : -EINVAL;
+		vsize = ((vsize + 7) & ~(size_t)7) * (size_t)ncpu;
+	}
+	key = malloc(fi->key_size ? fi->key_size : 1);
+	next = malloc(fi->key_size ? fi->key_size : 1);
+	val = malloc(vsize);
+	if (!key || !next || !val) {
+		err = -ENOMEM;
+		goto out;
+	}
+	if (fi->type == BPF_MAP_TYPE_ARRAY || fi->type == BPF_MAP_TYPE_PERCPU_ARRAY) {
+		if (slots && !(used = calloc(ti->max_entries ? ti->max_entries : 1, 1))) {
+			err = -ENOMEM;
+			goto out;
+		}
+		/* indices in order: those a smaller map keeps are all
+		 * written before the first one past its end */
+		for (__u32 i = 0; i < fi->max_entries; i++) {
+			__u32 at = i;
+
+			if (bpf_map_lookup_elem(from, &i, val)) {
+				err = -errno;
+				break;
+			}
+			if (all_zero(val, vsize))
+				continue;       /* the new map's entries start as zeros */
+			if (i >= ti->max_entries && used) {
+				while (spare < ti->max_entries && used[spare])
+					spare++;
+				at = spare;
+			}
+			if (at >= ti->max_entries || bpf_map_update_elem(to, &at, val, BPF_ANY)) {
+				(*lost)++;
+				continue;
+			}
+			if (used)
+				used[at] = 1;
+			(*moved)++;
+		}
+		goto out;
+	}
+	void *prev = NULL;
+	long written = 0;
+
+	while (!bpf_map_get_next_key(from, prev, next)) {
+		memcpy(key, next, fi->key_size);
+		prev = key;
+		if (bpf_map_lookup_elem(from, key, val))
+			continue;       /* gone since the walk found it */
+		if (bpf_map_update_elem(to, key, val, BPF_ANY))
+			(*lost)++;
+		else
+			written++;
+	}
+	if ((fi->type == BPF_MAP_TYPE_LRU_HASH || fi->type == BPF_MAP_TYPE_LRU_PERCPU_HASH) &&
+	    written > (long)ti->max_entries) {
+		*lost += written - ti->max_entries;
+		written = ti->max_entries;
+	}
+	*moved += written;
+out:
+	free(key);
+	free(next);
+	free(val);
+	free(used);
+	return err;
+}
+
+int vm_pins_migrate(struct vm_pins_kept *kept)
+{
+	int done = 0;
+
+	if (!kept)
+		return 0;
+	for (int i = 0; i < kept->n; i++) {
+		struct bpf_map_info fi, ti;
+		__u32 flen = sizeof(fi), tlen = sizeof(ti);
+		long moved = 0, lost = 0;
+		int to, err;
+
+		if (kept->e[i].fd < 0)
+			continue;
+		to = bpf_obj_get(kept->e[i].path);
+		if (to < 0)
+			continue;       /* not loaded yet: a later call copies it */
+		memset(&fi, 0, sizeof(fi));
+		memset(&ti, 0, sizeof(ti));
+		if (bpf_obj_get_info_by_fd(kept->e[i].fd, &fi, &flen) || bpf_obj_get_info_by_fd(to, &ti, &tlen))
+			err = -errno;
+		else if (ti.type != fi.type || ti.key_size != fi.key_size || ti.value_size != fi.value_size)
+			err = -EINVAL;  /* something else pinned there meanwhile */
+		else
+			err = map_copy(kept->e[i].fd, to, &fi, &ti, kept->e[i].slots, &moved, &lost);
+		close(to);
+		close(kept->e[i].fd);
+		kept->e[i].fd = -1;
+		if (err)
+			vm_log("event=pinned_map_not_copied map=%s path=%s error=\"%s\" moved=%ld lost=%ld",
+			       kept->e[i].name, kept->e[i].path, strerror(-err), moved, lost);
+		else
+			vm_log("event=pinned_map_copied map=%s path=%s moved=%ld lost=%ld entries_max=%u->%u",
+			       kept->e[i].name, kept->e[i].path, moved, lost, fi.max_entries, ti.max_entries);
+		done++;
+	}
+	return done;
+}
+
+void vm_pins_kept_close(struct vm_pins_kept *kept)
+{
+	if (!kept)
+		return;
+	for (int i = 0; i < kept->n; i++) {
+		if (kept->e[i].fd >= 0) {
+			vm_log("event=pinned_map_not_copied map=%s path=%s error=\"the new map was never loaded\"",
+			       kept->e[i].name, kept->e[i].path);
+			close(kept->e[i].fd);
+		}
+		kept->e[i].fd = -1;
+	}
+	kept->n = 0;
 }

@@ -189,6 +189,18 @@ int vm_gw_vips_moved(struct vm_gw *g, bool changed);
 int vm_gen_move(int fd, int changed);
 
 /* ---------- gateway data plane ---------- */
+/* Pinned maps replaced by a new size or flags (vm_pins_refresh). */
+#define VM_PINS_KEPT_MAX 16
+struct vm_pins_kept {
+	int n;
+	struct {
+		int fd;
+		char path[300];
+		char name[32];
+		bool slots;      /* hello_asm: its entries may move to any index */
+	} e[VM_PINS_KEPT_MAX];
+};
+
 struct vm_gw {
 	struct gw_ingress *ing;
 	struct gw_return *ret;
@@ -197,6 +209,7 @@ struct vm_gw {
 	int if_client, if_mesh;
 	char pin_root[256];
 	struct flow_bits_val *bits; /* flow_bits, mapped (VM_FLOW_BITS_ENTRIES) once loaded */
+	struct vm_pins_kept kept;   /* maps replaced by a new size or flags, copied at the load */
 };
 
 /* The flows map's filter (flow_bits, include/veil/wire.h), as mapped by
@@ -222,9 +235,17 @@ __u64 vm_flow_bits_set_count(const struct flow_bits_val *b, __u32 n);
 /* Removes, with a log line saying what changed, each map pinned for obj
  * (opened, not loaded) whose type, key, value, size or flags the object's
  * map no longer has, so that the load pins a new one instead of failing;
- * returns how many, or -errno when a stale pin cannot be removed. */
+ * returns how many, or -errno when a stale pin cannot be removed.  One
+ * whose type, key and value stay (only its size or flags changed) is kept
+ * open in kept (may be NULL) and vm_pins_migrate, once the new map is
+ * pinned, copies what it holds into it (event=pinned_map_copied: entries
+ * moved, and lost when the new one is smaller) and closes it; one not
+ * copied by then is closed by vm_pins_kept_close. */
 struct bpf_object;
-int vm_pins_refresh(struct bpf_object *obj);
+int vm_pins_refresh(struct bpf_object *obj, struct vm_pins_kept *kept);
+/* Copies each kept map whose path holds a new map now; returns how many. */
+int vm_pins_migrate(struct vm_pins_kept *kept);
+void vm_pins_kept_close(struct vm_pins_kept *kept);
 /* Opens both programs with maps pinned under pin_root (reused if present;
  * one whose layout changed is replaced: vm_pins_refresh); flows_max and
  * hellos_max (a power of two, VM_ASM_SLOTS_BITS_MIN..MAX) size the flows
@@ -273,6 +294,7 @@ struct vm_node {
 	int conn_rev_old;         /* conn_rev was pinned with an older layout: rebuilt from conns at load */
 	const char *conn_rev_why; /* which (the log's reason) */
 	__u32 *rev_gen;           /* conn_rev_gen, mapped (vm_node_rev_moved) */
+	struct vm_pins_kept kept; /* maps replaced by a new size or flags, copied at the load */
 };
 
 int vm_node_open(struct vm_node *n, const char *pin_root, __u32 conns_max);
@@ -314,6 +336,18 @@ long vm_map_count(int fd);
 /* A map's keys counted one get_next_key call at a time (keys of 512 bytes
  * at most): what vm_map_count falls back to, and the benchmarks' baseline. */
 long vm_map_count_keys(int fd);
+/* gw_asm's hello_asm (fd: a BPF_F_MMAPABLE array of struct asm_val)
+ * mapped, its slots read (and with writable, written: the benchmarks free
+ * a slot's owner word) in place; *slots and *len for vm_asm_unmap.  NULL
+ * when fd is not such a map (one pinned by a build before it was
+ * mappable): read it slot by slot. */
+struct asm_val;
+struct asm_val *vm_asm_map(int fd, __u32 *slots, size_t *len, bool writable);
+void vm_asm_unmap(struct asm_val *a, size_t len);
+/* The same, read-only, kept mapped for the next call on the same map (the
+ * daemons count the slots at every status and metrics request); a call
+ * on another map replaces it.  Not to be unmapped.  NULL as above. */
+const struct asm_val *vm_asm_view(int fd, __u32 *slots);
 __u32 vm_xdp_prog_id(struct xdp_program *p);
 long vm_map_capacity(int fd);
 /* Prometheus text both daemons serve: each pinned map's entries and

@@ -467,6 +467,44 @@ out=$(timeout 20 nsenter --net="/run/netns/$P-x" "$BUILD/veil-gw" --config "$T/x
 ip netns del "$P-x"
 [ $rc = 1 ] && grep -q "event=libbpf .*couldn't reuse pinned map" <<<"$out" && [ -e "$PIN/x/routes" ] && pass $t || fail $t "rc=$rc: $out"
 
+# A restart with another flows_max and hellos_max replaces those pins (their
+# size differs): what they hold is copied into the new maps, through the
+# attach path veil-gw loads by (gw_asm's maps before the seed's re-keying,
+# the XDP objects' after libxdp loaded them).  A flow put in by hand lives
+# across it; hello_asm comes back mappable.
+t=resized_maps_copied
+rm -rf "${PIN:?}/x"; mkdir -p "$PIN/x"
+ip netns add "$P-x"
+ip -n "$P-x" link add x0 type veth peer name x1 && ip -n "$P-x" link set x0 up && ip -n "$P-x" link set x1 up
+cp "$T/x.conf" "$T/y.conf"
+echo "flows_max 4096" >>"$T/y.conf"
+: >"$T/x.log"
+nsenter --net="/run/netns/$P-x" "$BUILD/veil-gw" --config "$T/y.conf" >>"$T/x.log" 2>&1 &
+echo $! >"$T/x.pid"
+wait_log "$T/x.log" "event=started"; up1=$?
+stop_pid "$T/x.pid"
+vb=$(bpftool -j map show pinned "$PIN/x/flows" | python3 -c 'import json,sys; print(json.load(sys.stdin)["bytes_value"])')
+# a flow of 198.18.7.7:40000 -> VIP 0, its value all 0x11 (the key as the programs fold it does not matter here)
+bpftool map update pinned "$PIN/x/flows" key hex c6 12 07 07 00 00 00 00 9c 40 01 bb \
+	value hex $(python3 -c "print(' '.join(['11'] * $vb))")
+sed -i 's/^flows_max 4096$/flows_max 8192/' "$T/y.conf"
+echo "hellos_max 2048" >>"$T/y.conf"
+nsenter --net="/run/netns/$P-x" "$BUILD/veil-gw" --config "$T/y.conf" >>"$T/x.log" 2>&1 &
+echo $! >"$T/x.pid"
+wait_log "$T/x.log" "event=started.*" 100; up2=$?
+sleep 0.5
+fm=$(bpftool -j map show pinned "$PIN/x/flows" 2>&1)
+am=$(bpftool -j map show pinned "$PIN/x/hello_asm" 2>&1)
+stop_pid "$T/x.pid"
+ip netns del "$P-x"
+[ $up1 = 0 ] && [ $up2 = 0 ] && grep -q 'event=pinned_map_replaced map=flows .*max_entries 4096 -> 8192.*copied into it' "$T/x.log" &&
+	grep -q 'event=pinned_map_copied map=flows .*moved=1 lost=0 entries_max=4096->8192' "$T/x.log" &&
+	grep -q 'event=pinned_map_copied map=hello_asm .*entries_max=1024->2048' "$T/x.log" &&
+	grep -q '"max_entries":8192' <<<"$fm" && grep -q '"max_entries":2048' <<<"$am" &&
+	python3 -c 'import json,sys; sys.exit(0 if json.loads(sys.argv[1])["flags"] & 1024 else 1)' "$am" &&
+	! grep -q 'event=pinned_map_not_copied' "$T/x.log" && pass $t ||
+	fail $t "started=$up1/$up2 log: $(grep -E 'pinned|error|warn' "$T/x.log" | tr '\n' '|' | head -c 900) flows: $fm hello_asm: $am"
+
 # veilctl without -p/-s: the runtime file beside the socket
 t=veilctl_finds_the_daemon
 export VEIL_RUN_DIR="$RUN"

@@ -3558,6 +3558,92 @@ static void hellos_max_sized(void)
 	CHECK(!vm_gw_open(&G, root, setup_flows_max, 0) && !vm_gw_load(&G), "loaded again with the default");
 	CHECK(vm_map_capacity(vm_gw_map_fd(&G, "hello_asm")) == VM_ASM_SLOTS, "hello_asm of %ld slots again",
 	      vm_map_capacity(vm_gw_map_fd(&G, "hello_asm")));
+	asm_table_empty(vm_gw_map_fd(&G, "hello_asm"));
+}
+
+/* The client's retransmission of a held hello's last segment (p2: it was
+ * routed): its held segments sent again, none lost. */
+static int held_resent(const uint8_t *p2, size_t n2)
+{
+	static uint8_t q[1600];
+	struct run r;
+
+	memcpy(q, p2, n2);
+	struct gw_stats b = gw_now();
+	xdp_run(GW_ING, q, n2, &r);
+	memcpy(q, p2, n2);
+	tc_run_on(GW_ASM, q, n2, &r, ifidx);
+	struct gw_stats a = gw_now();
+	return a.hello_resent == b.hello_resent + 1 && a.asm_sent == b.asm_sent + 2 && a.held_lost == b.held_lost;
+}
+
+/* A restart with another flows_max and hellos_max, or the first one after
+ * the upgrade that made hello_asm mappable (BPF_F_MMAPABLE), replaces those
+ * pins (their size or flags differ): what the old maps held is copied into
+ * the new ones at the load, so the connections' flows and the hellos held
+ * for them live across it.  Until 2026-12-06 every entry was dropped. */
+static void pins_copied_at_resize(void)
+{
+	char root[sizeof(G.pin_root)], path[sizeof(G.pin_root) + 16];
+	int afd = vm_gw_map_fd(&G, "hello_asm");
+	struct hb h;
+	static uint8_t p1[1600], p2[1600];
+	static struct asm_val v;
+	struct run r;
+	size_t n = hb_browser(&h, "www.veil.test", 1800), cut = 1360, len = 0;
+	const uint16_t port = 46800;
+	uint32_t isn = 7800000, gw_ts = 0, cookie;
+	__u32 slots = 0;
+
+	asm_table_empty(afd);
+	cookie = handshake(0, port, isn, &gw_ts);
+	size_t n1 = hello_pkt(0, port, isn, cookie, gw_ts, h.b, cut, p1);
+	size_t n2 = hello_pkt(0, port, isn + cut, cookie, gw_ts, h.b + cut, n - cut, p2);
+	tc_run_on(GW_ASM, p1, n1, &r, ifidx);
+	tc_run_on(GW_ASM, p2, n2, &r, ifidx);
+	long flows = vm_map_count(vm_gw_map_fd(&G, "flows"));
+	CHECK(vm_map_count(afd) == 1 && flows > 0, "a hello routed and held: %ld in use, %ld flows", vm_map_count(afd),
+	      flows);
+
+	/* hello_asm as the builds before pinned it: not mappable */
+	int old = bpf_map_create(BPF_MAP_TYPE_ARRAY, "hello_asm", 4, sizeof(struct asm_val), VM_ASM_SLOTS, NULL);
+	CHECK(old >= 0, "an unmappable hello_asm made: %s", strerror(errno));
+	for (__u32 i = 0; i < VM_ASM_SLOTS && old >= 0; i++)
+		if (!bpf_map_lookup_elem(afd, &i, &v) && v.owner)
+			bpf_map_update_elem(old, &i, &v, BPF_ANY);
+	CHECK(vm_map_count(old) == 1, "its slots counted one by one: %ld in use", vm_map_count(old));
+	snprintf(root, sizeof(root), "%s", G.pin_root);
+	snprintf(path, sizeof(path), "%s/hello_asm", root);
+	CHECK(!unlink(path) && !bpf_obj_pin(old, path), "pinned in its place");
+	close(old);
+	afd = -1;
+	int pinned = bpf_obj_get(path);
+	CHECK(pinned >= 0 && !vm_asm_map(pinned, &slots, &len, false), "the pinned one is not mappable");
+	if (pinned >= 0)
+		close(pinned);
+
+	vm_gw_close(&G);
+	CHECK(!vm_gw_open(&G, root, setup_flows_max * 2, 2 * VM_ASM_SLOTS) && !vm_gw_load(&G),
+	      "loaded again, twice the flows and hellos");
+	afd = vm_gw_map_fd(&G, "hello_asm");
+	struct asm_val *a = vm_asm_map(afd, &slots, &len, false);
+	CHECK(a && slots == 2 * VM_ASM_SLOTS, "hello_asm mappable now, %u slots", slots);
+	vm_asm_unmap(a, len);
+	CHECK(vm_map_capacity(vm_gw_map_fd(&G, "flows")) == 2 * setup_flows_max &&
+		      vm_map_count(vm_gw_map_fd(&G, "flows")) == flows && vm_map_count(afd) == 1,
+	      "the flows (%ld of %ld) and the held hello (%ld) copied", vm_map_count(vm_gw_map_fd(&G, "flows")), flows,
+	      vm_map_count(afd));
+	CHECK(held_resent(p2, n2), "the retransmission finds the hello in its bucket of the larger table");
+
+	vm_gw_close(&G);
+	CHECK(!vm_gw_open(&G, root, setup_flows_max, 0) && !vm_gw_load(&G), "loaded again with the sizes before");
+	afd = vm_gw_map_fd(&G, "hello_asm");
+	CHECK(vm_map_capacity(afd) == VM_ASM_SLOTS && vm_map_count(vm_gw_map_fd(&G, "flows")) == flows &&
+		      vm_map_count(afd) == 1,
+	      "the flows (%ld) and the hello (%ld) copied back", vm_map_count(vm_gw_map_fd(&G, "flows")),
+	      vm_map_count(afd));
+	CHECK(held_resent(p2, n2), "the retransmission finds it again");
+	asm_table_empty(afd);
 }
 
 /* An upgrade from an older fold (flow_seed.fold), or a new seed beside
@@ -3678,6 +3764,7 @@ int main(void)
 	RUN(partial_hello_lost_refused);
 	RUN(asm_layout_upgraded);
 	RUN(hellos_max_sized);
+	RUN(pins_copied_at_resize);
 	RUN(map_walks);
 	RUN(flows_rekeyed_at_load);
 	RUN(node_rev_collision_v6);
