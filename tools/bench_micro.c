@@ -1089,6 +1089,78 @@ static void store_seg1(__u32 i)
 	xdp_seg(i, 1);
 }
 
+/* hello_1800_seg1_free_tc: the first segment where its bucket has a free
+ * slot, a gateway's usual case (hello_1800_seg1_tc runs in a full table:
+ * every run a new connection, so past the first 1024 each one takes the
+ * oldest hello's slot and leaves a tombstone).  Before each timed run,
+ * untimed: the previous run's hello freed (its owner word cleared in place,
+ * through the mapping, as gw_return frees a slot when the VM ACKs) and the
+ * lines read for it flushed from the caches, so the table stays empty and
+ * cold; then gw_ingress's look at the segment, as for seg1_tc. */
+static struct asm_val *asm_rw;
+static size_t asm_rw_len;
+static __u32 asm_rw_slots;
+static struct flow_key seg1_last;
+static int seg1_have_last;
+
+static void asm_slot_flush(const struct asm_val *v)
+{
+	__builtin_ia32_clflush(&v->owner);
+	__builtin_ia32_clflush(&v->key);
+}
+
+static int asm_slot_free(const struct flow_key *k)
+{
+	struct flow_seed s;
+	__u32 zero = 0, first, freed = 0;
+	__u64 o;
+
+	if (bpf_map_lookup_elem(vm_gw_map_fd(&G, "flow_seed"), &zero, &s))
+		return -1;
+	vm_asm_bucket(k, &s, G.as->rodata->gw_asm_bits, &first, &o);
+	for (__u32 j = 0; j < VM_ASM_WAYS && first + j < asm_rw_slots; j++) {
+		struct asm_val *v = &asm_rw[first + j];
+
+		if (v->owner == o && vm_flow_key_eq(&v->key, k)) {
+			__atomic_store_n(&v->owner, 0, __ATOMIC_RELEASE);
+			freed++;
+		}
+		asm_slot_flush(v);
+	}
+	__builtin_ia32_mfence();
+	return freed == 1 ? 0 : -1;
+}
+
+static int seg1_free_err;
+
+static void free_seg1(__u32 i)
+{
+	if (seg1_have_last && asm_slot_free(&seg1_last))
+		seg1_free_err = 1;   /* the previous run's hello was not held */
+	xdp_seg1(i);
+	big_key(i, &seg1_last);
+	seg1_have_last = 1;
+}
+
+/* The table emptied and flushed, and asm_lost emptied, before the case. */
+static int asm_table_cold(void)
+{
+	int lost = vm_gw_map_fd(&G, "asm_lost");
+	struct flow_key k;
+
+	if (!asm_rw && !(asm_rw = vm_asm_map(vm_gw_map_fd(&G, "hello_asm"), &asm_rw_slots, &asm_rw_len, true)))
+		return -1;
+	for (__u32 i = 0; i < asm_rw_slots; i++) {
+		__atomic_store_n(&asm_rw[i].owner, 0, __ATOMIC_RELEASE);
+		asm_slot_flush(&asm_rw[i]);
+	}
+	__builtin_ia32_mfence();
+	while (!bpf_map_get_next_key(lost, NULL, &k))
+		if (bpf_map_delete_elem(lost, &k))
+			return -1;
+	return 0;
+}
+
 static size_t make_vm_out(__u32 i, uint8_t *out)
 {
 	memcpy(out, vm_out, vm_out_n);
@@ -1505,6 +1577,26 @@ int main(int argc, char **argv)
 	/* ... in gw_asm (TC): the hello's reassembly entry made, the segment
 	 * kept and ACKed, each run a new connection's ... */
 	err |= single("hello_1800_seg1_tc", 1, GW_ASM, make_seg1, xdp_seg1, GWC(asm_stored));
+	/* ... and where its bucket has a free slot (each run's hello freed
+	 * before the next, untimed): no eviction, no tombstone */
+	if (!skipped("hello_1800_seg1_free_tc")) {
+		if (asm_table_cold()) {
+			fprintf(stderr, "veil-bench-micro: hello_1800_seg1_free_tc: cannot map or empty hello_asm\n");
+			err = 1;
+		} else {
+			seg1_have_last = 0;
+			seg1_free_err = 0;
+			err |= single("hello_1800_seg1_free_tc", 1, GW_ASM, make_seg1, free_seg1, GWC(asm_stored));
+			if (seg1_have_last && asm_slot_free(&seg1_last))
+				seg1_free_err = 1;
+			long tombs = vm_map_count_keys(vm_gw_map_fd(&G, "asm_lost"));
+			if (seg1_free_err || tombs) {
+				fprintf(stderr, "veil-bench-micro: hello_1800_seg1_free_tc: %s, %ld tombstones made\n",
+					seg1_free_err ? "a run's hello was not held after it" : "every hello held", tombs);
+				err = 1;
+			}
+		}
+	}
 	/* ... and the second in gw_asm (TC): store, reassemble, parse, route,
 	 * two segments out; the first stored beforehand, untimed */
 	if (fib && !skipped("hello_1800_seg2_tc")) {
