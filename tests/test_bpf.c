@@ -2208,6 +2208,38 @@ static void node_vm_change_seen(void)
 	CHECK(r.verdict == XDP_REDIRECT_ && !memcmp(r.out, VM_MAC, 6), "back: verdict %u", r.verdict);
 }
 
+/* A node restarted with another conns_max: conns and conn_rev are replaced
+ * by maps of the new size and what they held copied in at the load, so the
+ * established connections keep flowing to their VMs (until 2026-12-06 they
+ * ended).  Back to the size before, the same. */
+static void node_conns_copied_at_resize(void)
+{
+	uint8_t frame[1024], mesh[1200];
+	char root[sizeof(N.pin_root)];
+	struct run r;
+	struct t_pkt d = client_pkt(1, 41001, 0x10000000 + 1 + hello_curl_len, 0xA0000000 + 1 + 100, T_ACK);
+	size_t n = mesh_wrap(frame, t_build(&d, frame), 1, NULL, mesh);
+	long conns = vm_map_count(vm_node_map_fd(&N, "conns")), revs = vm_map_count(vm_node_map_fd(&N, "conn_rev"));
+	const __u32 sizes[] = { 8192, 4096 };
+
+	xdp_run(NODE_MESH, mesh, n, &r);
+	CHECK(r.verdict == XDP_REDIRECT_ && conns > 0 && revs >= conns, "a connection to the VM, %ld conns, %ld conn_rev",
+	      conns, revs);
+	snprintf(root, sizeof(root), "%s", N.pin_root);
+	for (unsigned i = 0; i < 2; i++) {
+		vm_node_close(&N);
+		CHECK(!vm_node_open(&N, root, sizes[i]) && !vm_node_load(&N), "loaded with conns_max %u", sizes[i]);
+		long c = vm_map_count(vm_node_map_fd(&N, "conns")), v = vm_map_count(vm_node_map_fd(&N, "conn_rev"));
+		CHECK(vm_map_capacity(vm_node_map_fd(&N, "conns")) == sizes[i] && c == conns && v == revs,
+		      "conns_max %u: %ld of %ld conns, %ld of %ld conn_rev copied", sizes[i], c, conns, v, revs);
+		memset(frame, 0, sizeof(frame));
+		n = mesh_wrap(frame, t_build(&d, frame), 1, NULL, mesh);
+		xdp_run(NODE_MESH, mesh, n, &r);
+		CHECK(r.verdict == XDP_REDIRECT_ && !memcmp(r.out, VM_MAC, 6), "conns_max %u: still to the VM, verdict %u",
+		      sizes[i], r.verdict);
+	}
+}
+
 /* A new connection on the tuple of a closed one (the client's port again):
  * a handoff with another ISN replaces the old connection and replays. */
 static void node_port_reuse(void)
@@ -3740,6 +3772,7 @@ int main(void)
 	RUN(node_connection_v6_same_mesh);
 	RUN(node_collision_never_serves_another);
 	RUN(node_vm_change_seen);
+	RUN(node_conns_copied_at_resize);
 	RUN(node_port_reuse);
 	RUN(gateway_retires_flows);
 	RUN(refusal_closes);
