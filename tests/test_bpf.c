@@ -3341,6 +3341,24 @@ static void asm_table_empty(int afd)
 		bpf_map_update_elem(afd, &i, &zero, BPF_ANY);
 }
 
+/* A 1.8 KB hello of the client's port, in two segments through gw_asm: the
+ * first kept and ACKed, the second routes it, and its copy is held until
+ * the VM acknowledges it.  The second segment into p2 (the client's
+ * retransmission, later); its length. */
+static size_t held_hello_routed(uint16_t port, uint32_t isn, uint8_t *p2)
+{
+	static uint8_t p1[1600];
+	struct hb h;
+	struct run r;
+	size_t n = hb_browser(&h, "www.veil.test", 1800), cut = 1360, n2;
+	uint32_t gw_ts = 0, cookie = handshake(0, port, isn, &gw_ts);
+
+	tc_run_on(GW_ASM, p1, hello_pkt(0, port, isn, cookie, gw_ts, h.b, cut, p1), &r, ifidx);
+	n2 = hello_pkt(0, port, isn + cut, cookie, gw_ts, h.b + cut, n - cut, p2);
+	tc_run_on(GW_ASM, p2, n2, &r, ifidx);
+	return n2;
+}
+
 /* A routed hello held until the VM acknowledges it keeps its copy while
  * newer hellos come: VM_ASM_WAYS - 1 of them in its bucket leave it, and
  * the client's retransmission has every held segment sent again; only the
@@ -3352,21 +3370,17 @@ static void held_hello_outlives_newer(void)
 {
 	int afd = vm_gw_map_fd(&G, "hello_asm");
 	struct hb h;
-	static uint8_t p1[1600], p2[1600];
+	static uint8_t p2[1600];
 	struct run r;
-	size_t n = hb_browser(&h, "www.veil.test", 1800), cut = 1360;
+	size_t cut = 1360;
 	const uint16_t held = 46000;
 	uint16_t newer[VM_ASM_WAYS];
-	uint32_t isn = 7300000, gw_ts = 0, cookie;
 	unsigned found = 0;
 
+	hb_browser(&h, "www.veil.test", 1800);
 	asm_table_empty(afd);
-	cookie = handshake(0, held, isn, &gw_ts);
-	size_t n1 = hello_pkt(0, held, isn, cookie, gw_ts, h.b, cut, p1);
-	size_t n2 = hello_pkt(0, held, isn + cut, cookie, gw_ts, h.b + cut, n - cut, p2);
 	struct gw_stats b = gw_now();
-	tc_run_on(GW_ASM, p1, n1, &r, ifidx);
-	tc_run_on(GW_ASM, p2, n2, &r, ifidx);
+	size_t n2 = held_hello_routed(held, 7300000, p2);
 	CHECK(gw_now().asm_routed == b.asm_routed + 1 && vm_map_count(afd) == 1, "the hello routed and held: %ld in use",
 	      vm_map_count(afd));
 	/* the newer ones begin on a later tick of the coarse clock */
@@ -3493,21 +3507,14 @@ static void partial_hello_lost_refused(void)
 static void asm_layout_upgraded(void)
 {
 	int afd = vm_gw_map_fd(&G, "hello_asm");
-	struct hb h;
-	static uint8_t p1[1600], p2[1600];
+	static uint8_t p2[1600];
 	static struct asm_val v, zero;
 	struct run r;
-	size_t n = hb_browser(&h, "www.veil.test", 1800), cut = 1360;
 	const uint16_t port = 46500;
-	uint32_t isn = 7700000, gw_ts = 0, cookie;
 	__u32 at = VM_ASM_SLOTS, away, bucket = asm_bucket_of(port);
 
 	asm_table_empty(afd);
-	cookie = handshake(0, port, isn, &gw_ts);
-	size_t n1 = hello_pkt(0, port, isn, cookie, gw_ts, h.b, cut, p1);
-	size_t n2 = hello_pkt(0, port, isn + cut, cookie, gw_ts, h.b + cut, n - cut, p2);
-	tc_run_on(GW_ASM, p1, n1, &r, ifidx);
-	tc_run_on(GW_ASM, p2, n2, &r, ifidx);
+	size_t n2 = held_hello_routed(port, 7700000, p2);
 	for (__u32 i = 0; i < VM_ASM_SLOTS; i++)
 		if (!bpf_map_lookup_elem(afd, &i, &v) && v.owner)
 			at = i;
@@ -3618,21 +3625,13 @@ static void pins_copied_at_resize(void)
 {
 	char root[sizeof(G.pin_root)], path[sizeof(G.pin_root) + 16];
 	int afd = vm_gw_map_fd(&G, "hello_asm");
-	struct hb h;
-	static uint8_t p1[1600], p2[1600];
+	static uint8_t p2[1600];
 	static struct asm_val v;
-	struct run r;
-	size_t n = hb_browser(&h, "www.veil.test", 1800), cut = 1360, len = 0;
-	const uint16_t port = 46800;
-	uint32_t isn = 7800000, gw_ts = 0, cookie;
+	size_t len = 0;
 	__u32 slots = 0;
 
 	asm_table_empty(afd);
-	cookie = handshake(0, port, isn, &gw_ts);
-	size_t n1 = hello_pkt(0, port, isn, cookie, gw_ts, h.b, cut, p1);
-	size_t n2 = hello_pkt(0, port, isn + cut, cookie, gw_ts, h.b + cut, n - cut, p2);
-	tc_run_on(GW_ASM, p1, n1, &r, ifidx);
-	tc_run_on(GW_ASM, p2, n2, &r, ifidx);
+	size_t n2 = held_hello_routed(46800, 7800000, p2);
 	long flows = vm_map_count(vm_gw_map_fd(&G, "flows"));
 	CHECK(vm_map_count(afd) == 1 && flows > 0, "a hello routed and held: %ld in use, %ld flows", vm_map_count(afd),
 	      flows);
