@@ -6,7 +6,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <poll.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -95,58 +94,19 @@ void vm_asm_unmap(struct asm_val *a, size_t len)
 		munmap(a, len);
 }
 
-/* The last hello_asm mapped by vm_asm_view (one map at a time: a daemon's
- * own).  Mapping it costs more than one count (the page tables of the
- * whole array: ~1 ms at 1024 slots, ~100 ms with the first touch at
- * 16384), a count afterwards one cache line a slot (~0.14 ms at 16384). */
-static struct {
-	pthread_mutex_t lock;
-	__u32 id, slots;
-	struct asm_val *a;
-	size_t len;
-} view = { .lock = PTHREAD_MUTEX_INITIALIZER };
-
-const struct asm_val *vm_asm_view(int fd, __u32 *slots)
-{
-	struct bpf_map_info info = { 0 };
-	__u32 ilen = sizeof(info);
-	const struct asm_val *a = NULL;
-
-	if (fd < 0 || bpf_obj_get_info_by_fd(fd, &info, &ilen))
-		return NULL;
-	pthread_mutex_lock(&view.lock);
-	if (view.a && view.id != info.id) {
-		vm_asm_unmap(view.a, view.len);
-		view.a = NULL;
-	}
-	if (!view.a && (view.a = vm_asm_map(fd, &view.slots, &view.len, false)))
-		view.id = info.id;
-	if (view.a) {
-		a = view.a;
-		*slots = view.slots;
-	}
-	pthread_mutex_unlock(&view.lock);
-	return a;
-}
-
 /* The slots of gw_asm's hello_asm array (struct asm_val) that hold a
- * hello: their owner word is not 0.  Read in place (vm_asm_view); a map
- * pinned by a build before it was mappable is read slot by slot (the
- * whole array copied out: 23 MB, ~4 ms, at 1024 slots; 373 MB, ~60 ms,
- * at 16384). */
+ * hello: their owner word is not 0 (the whole array copied out, 23 MB:
+ * ~3.4 ms; 59 ms at 16384 slots).  Reading the owner words through a
+ * mapping made for the count (vm_asm_map) is slower past 1024 slots (a
+ * fresh mapping's first touch of each page: 15.6 against 7.1 ms at 2048,
+ * 104 against 59 at 16384), and a mapping kept between counts (0.14 ms)
+ * would add the whole table to the daemon's RSS. */
 static long asm_slots_held(int fd, __u32 slots)
 {
-	__u32 n_mapped;
-	const struct asm_val *a = vm_asm_view(fd, &n_mapped);
-	struct asm_val *v;
+	struct asm_val *v = malloc(sizeof(*v));
 	long n = 0;
 
-	if (a) {
-		for (__u32 i = 0; i < n_mapped; i++)
-			n += __atomic_load_n(&a[i].owner, __ATOMIC_RELAXED) != 0;
-		return n;
-	}
-	if (!(v = malloc(sizeof(*v))))
+	if (!v)
 		return -1;
 	for (__u32 i = 0; i < slots; i++)
 		if (!bpf_map_lookup_elem(fd, &i, v) && v->owner)

@@ -326,8 +326,7 @@ static int rekey_asm(int fd, __u32 bits, const struct flow_seed *s, int *lost)
 {
 	const __u32 slots = 1u << bits;
 	struct asm_val *held = NULL, *z = NULL;
-	const struct asm_val *a = NULL;
-	__u32 *from = NULL, *order = NULL, n = 0, cap = 0, first, mapped = 0;
+	__u32 *from = NULL, *order = NULL, n = 0, cap = 0, first;
 	__u8 *taken = NULL;
 	int err = 0;
 
@@ -341,12 +340,7 @@ static int rekey_asm(int fd, __u32 bits, const struct flow_seed *s, int *lost)
 		err = -ENOMEM;
 		goto out;
 	}
-	/* where the map is mappable the free slots are skipped by their
-	 * owner word alone, not copied out */
-	a = vm_asm_view(fd, &mapped);
 	for (__u32 i = 0; i < slots; i++) {
-		if (a && (i >= mapped || !__atomic_load_n(&a[i].owner, __ATOMIC_RELAXED)))
-			continue;
 		if (n == cap) {
 			struct asm_val *x = realloc(held, (size_t)(cap = cap ? 2 * cap : 16) * sizeof(*held));
 			if (!x) {
@@ -406,34 +400,26 @@ out:
 
 /* How many held hellos of gw_asm's hello_asm sit outside the bucket seed s
  * gives them (the layout before 2026-12-06 had two scattered slots a
- * connection), or -errno.  Read in place where the map is mappable (the
- * owner word and key: two lines a slot), else slot by slot. */
+ * connection), or -errno. */
 static int asm_misplaced(int fd, __u32 bits, const struct flow_seed *s)
 {
-	__u32 mapped = 0;
-	const struct asm_val *a = vm_asm_view(fd, &mapped), *x;
-	struct asm_val *v = NULL;
+	struct asm_val *v = malloc(sizeof(*v));
 	int n = 0;
 
-	if (!a && !(v = malloc(sizeof(*v))))
+	if (!v)
 		return -ENOMEM;
 	for (__u32 i = 0; i < 1u << bits; i++) {
-		x = v;
 		__u32 first;
 		__u64 o;
 
-		if (a) {
-			if (i >= mapped)
-				break;
-			x = &a[i];
-		} else if (bpf_map_lookup_elem(fd, &i, v)) {
+		if (bpf_map_lookup_elem(fd, &i, v)) {
 			n = -errno;
 			break;
 		}
-		if (!__atomic_load_n(&x->owner, __ATOMIC_RELAXED))
+		if (!v->owner)
 			continue;
-		vm_asm_bucket(&x->key, s, bits, &first, &o);
-		if (i - first >= VM_ASM_WAYS || x->owner != o)
+		vm_asm_bucket(&v->key, s, bits, &first, &o);
+		if (i - first >= VM_ASM_WAYS || v->owner != o)
 			n++;
 	}
 	free(v);

@@ -344,10 +344,6 @@ long vm_map_count_keys(int fd);
 struct asm_val;
 struct asm_val *vm_asm_map(int fd, __u32 *slots, size_t *len, bool writable);
 void vm_asm_unmap(struct asm_val *a, size_t len);
-/* The same, read-only, kept mapped for the next call on the same map (the
- * daemons count the slots at every status and metrics request); a call
- * on another map replaces it.  Not to be unmapped.  NULL as above. */
-const struct asm_val *vm_asm_view(int fd, __u32 *slots);
 __u32 vm_xdp_prog_id(struct xdp_program *p);
 long vm_map_capacity(int fd);
 /* Prometheus text both daemons serve: each pinned map's entries and

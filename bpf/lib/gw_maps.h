@@ -142,9 +142,9 @@ VM_INLINE const struct flow_seed *gw_flow_seed(void)
  * connection (vm_asm_bucket), not a hash map: a hash map's insert copies
  * the whole value (22.8 KB, 16 KB of it payload room) and takes its locks;
  * claiming a slot writes its header alone.  A slot whose owner word is 0
- * is free.  Mappable: the daemons count the slots in use, and find the
- * held hellos at a load, by reading the owner words in place
- * (vm_asm_map), not by copying every 22.8 KB slot out. */
+ * is free.  Mappable (vm_asm_map): the micro bench frees a slot in place
+ * and flushes its lines from the caches (hello_1800_seg1_free_tc), which
+ * a write of the whole 22.8 KB value through bpf() would bring in. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, VM_ASM_SLOTS);
