@@ -1105,8 +1105,19 @@ static int seg1_have_last;
 
 static void asm_slot_flush(const struct asm_val *v)
 {
+#if defined(__x86_64__) || defined(__i386__)
 	__builtin_ia32_clflush(&v->owner);
 	__builtin_ia32_clflush(&v->key);
+#else
+	(void)v;   /* no flush here: the freed slot's lines stay cached */
+#endif
+}
+
+static void asm_flush_done(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_mfence();
+#endif
 }
 
 static int asm_slot_free(const struct flow_key *k)
@@ -1127,7 +1138,7 @@ static int asm_slot_free(const struct flow_key *k)
 		}
 		asm_slot_flush(v);
 	}
-	__builtin_ia32_mfence();
+	asm_flush_done();
 	return freed == 1 ? 0 : -1;
 }
 
@@ -1154,7 +1165,7 @@ static int asm_table_cold(void)
 		__atomic_store_n(&asm_rw[i].owner, 0, __ATOMIC_RELEASE);
 		asm_slot_flush(&asm_rw[i]);
 	}
-	__builtin_ia32_mfence();
+	asm_flush_done();
 	while (!bpf_map_get_next_key(lost, NULL, &k))
 		if (bpf_map_delete_elem(lost, &k))
 			return -1;
