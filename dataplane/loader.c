@@ -468,7 +468,7 @@ static int flow_seed_init(struct vm_gw *g)
 		int afd = bpf_map__fd(g->as->maps.hello_asm);
 		if ((r = asm_misplaced(afd, abits, &s)) <= 0 || (r = rekey_asm(afd, abits, &s, &lost)) < 0)
 			return r;
-		vm_log("event=hello_asm_placed moved=%d lost=%d reason=\"held hellos outside their bucket (a table of another size copied in, or the slot layout before 2026-12-06)\"",
+		vm_log("event=hello_asm_placed moved=%d lost=%d reason=\"held hellos outside their bucket (a table of another size copied in, or placed by a build whose buckets differ)\"",
 		       r, lost);
 		return 0;
 	}
