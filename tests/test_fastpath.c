@@ -460,6 +460,19 @@ static uint32_t both_handshake(int v6, uint16_t sport, uint32_t isn, uint32_t *g
 	return t_be32(b.r.out + 14 + l3 + 4);
 }
 
+/* Hello h of the client's port split at cut, after the handshake run
+ * through all three: its two segments into in[0] and in[1] (not run), their
+ * lengths into n[0] and n[1]; the cookie. */
+static uint32_t both_two_segments(uint16_t sport, uint32_t isn, const struct hb *h, size_t cut, uint8_t in[2][2000],
+				  size_t n[2])
+{
+	uint32_t ts, cookie = both_handshake(0, sport, isn, &ts);
+
+	n[0] = hello_pkt(0, sport, isn, cookie, ts, h->b, cut, in[0]);
+	n[1] = hello_pkt(0, sport, isn + cut, cookie, ts, h->b + cut, h->n - cut, in[1]);
+	return cookie;
+}
+
 /* ---------- cases ---------- */
 
 static void syn_same(void)
@@ -763,13 +776,11 @@ static void held_lost_same(void)
 	static uint8_t in[2][2000];
 	struct hb h;
 	struct both b;
-	uint16_t sport = 43400;
-	uint32_t isn = 6300000, ts;
-	size_t n = hb_browser(&h, "www.veil.test", 1800), cut = 1360;
+	size_t seg[2];
+	hb_browser(&h, "www.veil.test", 1800);
 	add_route("www.veil.test", "198.19.0.11");
-	uint32_t cookie = both_handshake(0, sport, isn, &ts);
-	size_t n1 = hello_pkt(0, sport, isn, cookie, ts, h.b, cut, in[0]);
-	size_t n2 = hello_pkt(0, sport, isn + cut, cookie, ts, h.b + cut, n - cut, in[1]);
+	both_two_segments(43400, 6300000, &h, 1360, in, seg);
+	size_t n1 = seg[0], n2 = seg[1];
 	SAME(in[0], n1, "held hello, segment 1");
 	CHECK(!both_run(0, in[1], n2, &b, "held hello, segment 2 (routed)", 0), "routed");
 	asm_tables_empty();
@@ -797,16 +808,17 @@ static void partial_lost_same(void)
 	static uint8_t in[2][2000], q[2000];
 	static struct asm_val v;
 	struct hb h;
-	uint32_t ts;
-	size_t n = hb_browser(&h, "www.veil.test", 1800), cut = 1360;
+	size_t cut = 1360;
 	int fd = vm_gw_map_fd(&G, "hello_asm");
+	hb_browser(&h, "www.veil.test", 1800);
 	add_route("www.veil.test", "198.19.0.11");
 
 	/* aged, in all three */
 	uint16_t sport = 43500;
-	uint32_t isn = 6500000, cookie = both_handshake(0, sport, isn, &ts);
-	size_t n1 = hello_pkt(0, sport, isn, cookie, ts, h.b, cut, in[0]);
-	size_t n2 = hello_pkt(0, sport, isn + cut, cookie, ts, h.b + cut, n - cut, in[1]);
+	uint32_t isn = 6500000, cookie;
+	size_t seg[2];
+	cookie = both_two_segments(sport, isn, &h, cut, in, seg);
+	size_t n1 = seg[0], n2 = seg[1];
 	SAME(in[0], n1, "a hello's first segment");
 	for (__u32 i = 0; i < VM_ASM_SLOTS; i++)
 		if (!bpf_map_lookup_elem(fd, &i, &v) && v.owner) {
@@ -827,9 +839,9 @@ static void partial_lost_same(void)
 	/* its slot taken, in vm_fp */
 	sport = 43600;
 	isn = 6600000;
-	cookie = both_handshake(0, sport, isn, &ts);
-	n1 = hello_pkt(0, sport, isn, cookie, ts, h.b, cut, in[0]);
-	n2 = hello_pkt(0, sport, isn + cut, cookie, ts, h.b + cut, n - cut, in[1]);
+	cookie = both_two_segments(sport, isn, &h, cut, in, seg);
+	n1 = seg[0];
+	n2 = seg[1];
 	uint8_t *o;
 	uint32_t ol;
 	uint16_t port;
@@ -883,9 +895,9 @@ static void lifecycle_same(void)
 	size_t n = hb_browser(&h, "www.veil.test", 1800), cut = 1360;
 	add_route("www.veil.test", "198.19.0.11");
 	struct gw_stats b0 = W->fp.st;
-	uint32_t cookie = both_handshake(0, sport, isn, &ts);
-	size_t n1 = hello_pkt(0, sport, isn, cookie, ts, h.b, cut, in[0]);
-	size_t n2 = hello_pkt(0, sport, isn + cut, cookie, ts, h.b + cut, n - cut, in[1]);
+	size_t seg[2];
+	uint32_t cookie = both_two_segments(sport, isn, &h, cut, in, seg);
+	size_t n1 = seg[0], n2 = seg[1];
 	SAME(in[0], n1, "held hello, segment 1");
 	/* the segment that completes the hello goes to the node as itself,
 	 * the one held before as a clone (an emit) */
@@ -934,9 +946,9 @@ static void lifecycle_same(void)
 	hb_sni(&h, "nobody.veil.test");
 	hb_ext(&h, 0x0033, zeros, sizeof(zeros));
 	n = hb_end(&h);
-	cookie = both_handshake(0, ++sport, isn, &ts);
-	SAME(in[0], hello_pkt(0, sport, isn, cookie, ts, h.b, cut, in[0]), "refused hello, segment 1 (held)");
-	SAME(in[1], hello_pkt(0, sport, isn + cut, cookie, ts, h.b + cut, n - cut, in[1]), "refused hello, segment 2");
+	cookie = both_two_segments(++sport, isn, &h, cut, in, seg);
+	SAME(in[0], seg[0], "refused hello, segment 1 (held)");
+	SAME(in[1], seg[1], "refused hello, segment 2");
 	fin = client_pkt(0, sport, isn + 1 + n, cookie + 9, T_ACK | T_FIN);
 	SAME(in[0], t_build(&fin, in[0]), "FIN after the refusal");
 	struct gw_stats a = W->fp.st;
