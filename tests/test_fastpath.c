@@ -766,20 +766,42 @@ static void asm_cap_sized(void)
 	}
 }
 
+/* The VM's ACK (ack, in the client's space) through all three's return
+ * path: 1 if it reached the client as a RST at seq (its checksum right),
+ * 0 if as the ACK it was, -1 if they disagree or it went elsewhere. */
+static int both_vm_ack(uint16_t sport, uint32_t seq, uint32_t ack, const char *what)
+{
+	static uint8_t rp[512];
+	struct both b;
+	if (both_run(1, rp, vm_reply_pkt(0, sport, seq, ack, T_ACK, rp), &b, what, 0) || b.fp != VM_FP_FWD ||
+	    b.flen < 14 + 20 + 20)
+		return -1;
+	const uint8_t *ip = b.fout + 14, *tcp = ip + 20;
+	if (t_be32(tcp + 4) != seq || t_be32(tcp + 8) != ack || t_l4_verify(0, ip, tcp, b.flen - 34, 6))
+		return -1;
+	return tcp[13] == (T_RST | T_ACK) ? 1 : tcp[13] == T_ACK ? 0 : -1;
+}
+
 /* A held hello lost before the VM acknowledged it (its slot taken: here
  * every table emptied, as an eviction would leave it): the client's
  * retransmission is counted and dropped alike in all three (the node most
  * often has every segment: not refused), and its next one goes as any
- * segment of the flow. */
+ * segment of the flow.  The VM's answers then tell: ACKs below the hello's
+ * end that repeat its last one mean it lacks bytes nobody has, and the
+ * VM_HELD_LOST_DUPS-th goes to the client as a RST, the flow retired (an
+ * ACK that moves starts the count again); an ACK of the whole hello ends
+ * the watch. */
 static void held_lost_same(void)
 {
 	static uint8_t in[2][2000];
 	struct hb h;
 	struct both b;
 	size_t seg[2];
-	hb_browser(&h, "www.veil.test", 1800);
+	const uint16_t sport = 43400;
+	const uint32_t isn = 6300000;
+	size_t n = hb_browser(&h, "www.veil.test", 1800);
 	add_route("www.veil.test", "198.19.0.11");
-	both_two_segments(43400, 6300000, &h, 1360, in, seg);
+	uint32_t cookie = both_two_segments(sport, isn, &h, 1360, in, seg);
 	size_t n1 = seg[0], n2 = seg[1];
 	SAME(in[0], n1, "held hello, segment 1");
 	CHECK(!both_run(0, in[1], n2, &b, "held hello, segment 2 (routed)", 0), "routed");
@@ -792,6 +814,39 @@ static void held_lost_same(void)
 	      (unsigned long long)(FP.st.held_lost - f0.held_lost), (unsigned long long)(W->fp.st.refused_rst - b0.refused_rst),
 	      (unsigned long long)(FP.st.refused_rst - f0.refused_rst));
 	SAME(in[1], n2, "after it: a segment of the flow");
+	/* the VM lacks segment 1: its ACKs stay at the hello's start */
+	CHECK(both_vm_ack(sport, cookie + 1, isn + 1, "VM ACK at the hello's start (its first here)") == 0,
+	      "the VM's first ACK below the hello goes on as an ACK");
+	CHECK(both_vm_ack(sport, cookie + 1, isn + 1, "VM ACK repeated, 1") == 0, "one repeat goes on as an ACK");
+	CHECK(both_vm_ack(sport, cookie + 1, isn + 1 + 100, "VM ACK that moved") == 0, "an ACK that moved goes on");
+	CHECK(both_vm_ack(sport, cookie + 1, isn + 1 + 100, "VM ACK repeated after it moved, 1") == 0,
+	      "the count starts again when the ACK moves");
+	SAME(in[1], n2, "the client's retransmission again");
+	struct gw_stats r0 = W->fp.st, rf0 = FP.st;
+	CHECK(both_vm_ack(sport, cookie + 1, isn + 1 + 100, "VM ACK repeated, 2") == 1,
+	      "the second repeat goes to the client as a RST at the VM's sequence");
+	CHECK(W->fp.st.held_lost_reset == r0.held_lost_reset + 1 && FP.st.held_lost_reset == rf0.held_lost_reset + 1,
+	      "held_lost_reset %llu / %llu", (unsigned long long)(W->fp.st.held_lost_reset - r0.held_lost_reset),
+	      (unsigned long long)(FP.st.held_lost_reset - rf0.held_lost_reset));
+	r0 = W->fp.st;
+	CHECK(both_vm_ack(sport, cookie + 1, isn + 1 + 100, "VM ACK after the reset") == -1 &&
+	      W->fp.st.ret_no_flow == r0.ret_no_flow + 1, "the flow is gone after the reset");
+
+	/* the VM had every segment (the copy was only ever for a lost one):
+	 * its ACK of the whole hello ends the watch, later ACKs never reset */
+	cookie = both_two_segments(sport + 1, isn, &h, 1360, in, seg);
+	SAME(in[0], seg[0], "held hello, segment 1 (the VM gets all)");
+	SAME(in[1], seg[1], "held hello, segment 2 (the VM gets all)");
+	asm_tables_empty();
+	SAME(in[1], seg[1], "its copy lost: the retransmission dropped");
+	SAME(in[1], seg[1], "the next goes to the node");
+	CHECK(both_vm_ack(sport + 1, cookie + 1, isn + 1 + n, "VM ACK of the whole hello") == 0, "the whole hello ACKed");
+	r0 = W->fp.st;
+	for (int i = 0; i < 3; i++)
+		CHECK(both_vm_ack(sport + 1, cookie + 1, isn + 1, "an old VM ACK after the whole one") == 0,
+		      "an old ACK after the whole hello's goes on");
+	CHECK(W->fp.st.held_lost_reset == r0.held_lost_reset && W->fp.st.held_released == r0.held_released,
+	      "no reset, no release (the copy was gone)");
 }
 
 /* A hello being reassembled whose ACKed bytes the gateway loses is

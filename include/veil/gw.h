@@ -157,10 +157,28 @@ VM_INLINE void vm_gw_flow_init(struct flow_val *f, const struct vm_pkt *p, __u32
 	f->client_ifindex = ifindex;
 	f->created_ns = now_ns;
 	f->mesh_sport = mesh_sport;
-	f->nh_pad = 0;
+	f->held_dups = 0;
 	f->nh_gen = 0;
 	VM_FLOW_TUPLE_SET(f, p->family, p->saddr, p->daddr);
 	f->cli_nxt = p->seq + p->payload_len;
+}
+
+/* After a lost held copy (VM_HELD_LOST): whether p, the VM's ACK below the
+ * hello's end, is the VM_HELD_LOST_DUPS-th pure ACK in a row that repeats
+ * its last one (vm_ack), what the VM's TCP sends each time a
+ * retransmission of the client's reaches it while it lacks an earlier
+ * segment.  An ACK that moves starts the count again. */
+VM_INLINE int vm_gw_held_dup(struct flow_val *f, const struct vm_pkt *p)
+{
+	if (p->payload_len || (p->flags & (VM_TCP_SYN | VM_TCP_FIN | VM_TCP_RST)))
+		return 0;
+	if (p->ack != f->vm_ack) {
+		f->held_dups = 0;
+		return 0;
+	}
+	if (f->held_dups < VM_HELD_LOST_DUPS)
+		f->held_dups++;
+	return f->held_dups >= VM_HELD_LOST_DUPS;
 }
 
 /* The client's packet p seen: cli_nxt moved to where it ends. */

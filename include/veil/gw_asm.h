@@ -423,6 +423,12 @@ VM_INLINE int vm_gw_asm_in(struct vm_gw_env *e, const struct vm_pkt *p, const st
 	}
 	if (f) {
 		a = vm_env_asm_get(e, k);
+		if (f->held_len & VM_HELD_LOST) {
+			/* counted when the copy was found gone; the ingress no
+			 * longer hands such a flow's segments over */
+			VM_GW_COUNT(st, asm_late);
+			return VM_V_DROP;
+		}
 		if (f->held_len && a && a->routed && a->client_isn == f->client_isn) {
 			/* The client resends hello bytes we ACKed: the node may
 			 * lack one of them.  Send it every held segment again;
@@ -433,12 +439,14 @@ VM_INLINE int vm_gw_asm_in(struct vm_gw_env *e, const struct vm_pkt *p, const st
 		if (f->held_len) {
 			/* Evicted before the VM acknowledged it (or released
 			 * on another CPU this moment): what the node lacks, if
-			 * anything, is lost.  Not refused: the node most often
-			 * has every segment (the copy is for a lost one), and
-			 * the client's retransmission is a probe; from now on
-			 * it goes as any segment of the flow. */
+			 * anything, is lost.  Not refused here: the node most
+			 * often has every segment (the copy is for a lost one),
+			 * and the client's retransmission may be a probe.  From
+			 * now on it goes as any segment of the flow, and the
+			 * VM's answers to it tell (gw_return, VM_HELD_LOST). */
 			VM_GW_COUNT(st, held_lost);
-			f->held_len = 0;
+			f->held_len |= VM_HELD_LOST;
+			f->held_dups = 0;
 			return VM_V_DROP;
 		}
 		/* routed while this segment was on its way: it travels with the

@@ -595,8 +595,11 @@ VM_INLINE int vm_gw_ingress(struct vm_gw_env *e, struct gw_stats *st)
 			vm_gw_cli_seen(f, &p);
 		/* Hello bytes the gateway ACKed itself come again: the client
 		 * retransmits because the VM has not acknowledged the whole hello,
-		 * so the node may lack a segment.  The reassembly sends every held one. */
-		if (f->held_len && p.payload_len && p.seq - (f->client_isn + 1) < f->held_len) {
+		 * so the node may lack a segment.  The reassembly sends every held
+		 * one.  (A copy lost, VM_HELD_LOST: held_len is above any offset,
+		 * and the packet goes on as any segment of the flow.) */
+		if (f->held_len && p.payload_len && p.seq - (f->client_isn + 1) < f->held_len &&
+		    f->held_len < VM_HELD_LOST) {
 			VM_GW_COUNT(st, hello_retransmit);
 			return vm_env_to_asm(e, &p, &k, 0);
 		}

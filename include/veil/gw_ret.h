@@ -71,17 +71,36 @@ VM_INLINE int vm_gw_return(struct vm_gw_env *e, struct gw_stats *st)
 		VM_GW_COUNT(st, flow_collision);
 		return VM_V_DROP;
 	}
-	/* The VM acknowledges the whole hello: the gateway's copy is no longer
-	 * needed (the ack is in the client's space: the node keeps it so). */
-	if (f->held_len && (p.flags & VM_TCP_ACK) && p.ack - (f->client_isn + 1) >= f->held_len &&
-	    p.ack - (f->client_isn + 1) <= VM_ASM_BYTES + VM_ASM_SEG_MAX) {
-		f->held_len = 0;
-		vm_env_held_drop(e, &k);
-		VM_GW_COUNT(st, held_released);
-	}
 	__u32 ifindex = f->client_ifindex;
 	__builtin_memcpy(eth->dst, f->client_mac, 6);
 	__builtin_memcpy(eth->src, f->vip_mac, 6);
+	/* The VM acknowledges the whole hello: the gateway's copy is no longer
+	 * needed (the ack is in the client's space: the node keeps it so). */
+	if (f->held_len && (p.flags & VM_TCP_ACK)) {
+		__u32 got = p.ack - (f->client_isn + 1), held = f->held_len & VM_HELD_LEN_MASK;
+		if (got >= held && got <= VM_ASM_BYTES + VM_ASM_SEG_MAX) {
+			if (!(f->held_len & VM_HELD_LOST)) {
+				vm_env_held_drop(e, &k);
+				VM_GW_COUNT(st, held_released);
+			}
+			f->held_len = 0;
+		} else if ((f->held_len & VM_HELD_LOST) && got < held && vm_gw_held_dup(f, &p)) {
+			/* The copy is gone and the VM still lacks hello bytes
+			 * after the client's retransmissions reached it: nobody
+			 * has them (the client had our ACK), so the connection
+			 * cannot complete.  The VM's ACK goes on as a RST at its
+			 * sequence, the client's next expected (a TLS server
+			 * sends nothing before the whole hello). */
+			if (vm_tcp_to_rst(data, data_end, &p)) {
+				VM_GW_COUNT(st, ret_malformed);
+				return VM_V_DROP;
+			}
+			vm_env_flow_del(e, &k, f);
+			VM_GW_COUNT(st, held_lost_reset);
+			VM_GW_COUNT(st, ret_forwarded);
+			return vm_env_redirect(e, ifindex);
+		}
+	}
 	if (p.flags & VM_TCP_RST) {
 		vm_env_flow_del(e, &k, f);
 		VM_GW_COUNT(st, flow_reset);

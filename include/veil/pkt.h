@@ -318,6 +318,22 @@ VM_INLINE __u32 vm_tcp_seg_end(const struct vm_pkt *p)
 	return p->seq + p->payload_len + ((p->flags & VM_TCP_FIN) ? 1 : 0);
 }
 
+/* p's segment (parsed from data, an Ethernet frame, its headers in
+ * [data, data_end)) made a RST with its ACK at its own sequence, the
+ * checksum updated: 0, or -1 if the header is not there. */
+VM_INLINE int vm_tcp_to_rst(void *data, void *data_end, const struct vm_pkt *p)
+{
+	__u8 *tcp = (__u8 *)data + (p->l4_off & VM_L4_OFF_MASK);
+
+	if ((void *)(tcp + VM_TCP_HLEN) > data_end)
+		return -1;
+	__u16 *w = (__u16 *)(tcp + 12), *check = (__u16 *)(tcp + 16);
+	__u16 from = *w;
+	tcp[13] = VM_TCP_RST | VM_TCP_ACK;
+	vm_csum_replace2(check, from, *w);
+	return 0;
+}
+
 enum vm_parse_rc {
 	VM_PARSE_OK = 0,
 	VM_PARSE_NOT_IP,          /* not IPv4/IPv6 */

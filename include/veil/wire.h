@@ -189,6 +189,20 @@ struct flow_tuple {
  * first, which says it kept the connection and clears the mark (gw_return,
  * node_vm: rst_refused).  A RST from the VM ends the connection at once. */
 #define VM_FIN_RST    0x08
+/* flow_val.held_len: the gateway's copy of a held hello was lost (evicted
+ * or aged) before the VM acknowledged it all; the low bits keep the
+ * hello's length.  What the node lacks, if anything, nobody has: the
+ * client will not send bytes the gateway ACKed.  So the VM's ACKs are
+ * watched at gw_return: one that covers the hello clears the mark; pure
+ * ACKs below its end that repeat the VM's last one (what its TCP sends for
+ * each retransmission of the client's that reaches it while it lacks an
+ * earlier segment) are counted in held_dups, and the VM_HELD_LOST_DUPS-th
+ * goes to the client as a RST (held_lost_reset) instead of leaving the
+ * connection to hang until the client gives up. */
+#define VM_HELD_LOST      0x8000
+#define VM_HELD_LEN_MASK  (VM_HELD_LOST - 1)
+#define VM_HELD_LOST_DUPS 2
+_Static_assert(VM_ASM_BYTES <= VM_HELD_LEN_MASK, "a held hello's length fits beside the lost mark");
 struct flow_val {
 	/* The ACK of the VM's last segment through the gateway: its TCP's
 	 * RCV.NXT as far as the gateway has seen.  A client RST at it is one
@@ -201,7 +215,8 @@ struct flow_val {
 	__u8 node_family;
 	__u8 fin;                 /* VM_FIN_*: both set = closed, the tuple free for a new SYN */
 	__u16 held_len;           /* hello bytes the gateway ACKed and holds in hello_asm until
-	                           * the VM acknowledges them (0: none): resent on loss */
+	                           * the VM acknowledges them (0: none): resent on loss; with
+	                           * VM_HELD_LOST, the copy is gone (below) */
 	__u8 node[16];
 	struct vm_handoff handoff; /* sent again with a retransmitted ClientHello */
 	__u8 client_mac[6];       /* L2 next hop towards the client (return path) */
@@ -214,7 +229,10 @@ struct flow_val {
 	 * (next_hops_gen; 0: none cached). */
 	__u16 mesh_sport;
 	__u8 family;              /* the connection's: VM_AF_INET or VM_AF_INET6 (checked per lookup) */
-	__u8 nh_pad;
+	/* With held_len's VM_HELD_LOST: the VM's ACKs since, below the
+	 * hello's end and repeating its last one (vm_ack).  Was padding
+	 * (nh_pad, always 0) until 2026-12-06. */
+	__u8 held_dups;
 	__u32 nh_gen;
 	struct next_hop_val nh;
 	/* The connection's addresses (the key holds the ports, and for IPv6
@@ -451,6 +469,9 @@ struct gw_stats {
 	                           * (RFC 5961), the flow kept */
 	__u64 rst_refused;        /* the VM sent again after its client's RST: the flow's mark
 	                           * (VM_FIN_RST) cleared, the connection goes on */
+	__u64 held_lost_reset;    /* after its held copy was lost (held_lost), the VM still
+	                           * lacked hello bytes (VM_HELD_LOST_DUPS repeated ACKs below
+	                           * the hello's end): the client reset, the flow retired */
 };
 
 /* ---------- node maps ---------- */
