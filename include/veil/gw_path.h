@@ -596,12 +596,25 @@ VM_INLINE int vm_gw_ingress(struct vm_gw_env *e, struct gw_stats *st)
 		/* Hello bytes the gateway ACKed itself come again: the client
 		 * retransmits because the VM has not acknowledged the whole hello,
 		 * so the node may lack a segment.  The reassembly sends every held
-		 * one.  (A copy lost, VM_HELD_LOST: held_len is above any offset,
-		 * and the packet goes on as any segment of the flow.) */
-		if (f->held_len && p.payload_len && p.seq - (f->client_isn + 1) < f->held_len &&
-		    f->held_len < VM_HELD_LOST) {
-			VM_GW_COUNT(st, hello_retransmit);
-			return vm_env_to_asm(e, &p, &k, 0);
+		 * one. */
+		if (f->held_len && p.payload_len && p.seq - (f->client_isn + 1) < f->held_len) {
+			if (f->held_len < VM_HELD_LOST) {
+				VM_GW_COUNT(st, hello_retransmit);
+				return vm_env_to_asm(e, &p, &k, 0);
+			}
+			/* The copy is lost (VM_HELD_LOST) and the VM has
+			 * said nothing since the hello went to it: it never
+			 * had the first segment (the node starts the VM's
+			 * connection with it), and nobody has that now.  The
+			 * client's retransmissions are counted (the VM's
+			 * first word resets the count, gw_return) and the
+			 * VM_HELD_LOST_DUPS-th refused with a RST; until
+			 * then each goes on as any segment of the flow. */
+			if (!f->vm_ack && ++f->held_dups >= VM_HELD_LOST_DUPS) {
+				vm_env_flow_del(e, &k, f);
+				VM_GW_COUNT(st, held_lost_reset);
+				return vm_gw_reply_bare(e, &p, p.ack, vm_tcp_seg_end(&p), VM_TCP_RST | VM_TCP_ACK, 0, st);
+			}
 		}
 		if ((p.flags & VM_TCP_FIN) && vm_fin_seen(&f->fin, VM_FIN_CLIENT))
 			VM_GW_COUNT(st, flow_closed);
