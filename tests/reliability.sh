@@ -13,6 +13,9 @@
 #   rst_*         a RST on a live connection (tests/rel_rst.py): one the
 #                 VM's TCP refuses (near its sequence, RFC 5961) ends
 #                 nothing; one it takes ends the next request in a reset
+#   held_lost_*   a held hello's copy lost at the gateway and one on the mesh
+#                 (or a VM that answers nothing): the client reset within
+#                 seconds (held_lost_reset), no hang
 #   loss_*        1% random loss on every link, both directions (client <->
 #                 gateway, gateway <-> nodes, nodes <-> VMs), REL_CONNS
 #                 connections with 1900-byte (SNI in the second segment) and
@@ -22,7 +25,7 @@
 #
 # Knobs: REL_LOSS_LINKS ("client mesh vm"), REL_CONNS (2000), REL_WORKERS (32 clients in parallel),
 # REL_DEADLINE_MS (10000), REL_REUSE (200), REL_ONLY (a regex on check
-# families: refusal|port_reuse|drop|rst|loss).
+# families: refusal|port_reuse|drop|rst|held_lost|loss).
 set -u
 cd "$(dirname "$0")/.."
 TOP=$PWD
@@ -284,6 +287,79 @@ if want rst; then
 	rst_taken 6
 	rst_taken 4 trail
 	rst_taken 6 trail
+fi
+
+# ---------- a held hello's copy lost, and a copy lost on the mesh ----------
+# The gateway keeps a hello it reassembled until the VM acknowledges it all,
+# for a copy lost on the mesh (docs/reassembly.md). Here the mesh loses one
+# (the switch drops the Nth Geneve frame over 700 bytes) and the gateway
+# loses its own before the client retransmits (hello_asm emptied, as newer
+# hellos evicting it would leave it; the client's retransmissions held back
+# until then). first: the hello's first segment of two lost; mid: the
+# second of three. Either way the VM's ACKs stay below the hello's end.
+# Nobody has those bytes (the client had the gateway's ACK): the connection
+# must end in a reset (held_lost_reset) within seconds, not hang until the
+# client's deadline. silent: nothing lost on the mesh, but the VM answers
+# no SYN (its namespace drops them), so it never speaks: the client's
+# retransmissions are counted instead, and the reset comes later.
+held_lost() { # family first|mid|silent
+	local fam=$1 kind=$2 t="held_lost_$2_v$1" vm=vm1 nd=n1 mss=1200 segs=2 nth=0 out rc d r0 r1 pid emptied t0
+	[ "$fam" = 6 ] && { vm=vm3; nd=n2; }
+	[ "$kind" = mid ] && { mss=700; segs=3; nth=1; }
+	[ "$kind" = silent ] && nth=1000000   # never
+	nsx sw nft -f - <<EOF
+table bridge veil_rel_held {
+	chain f { type filter hook forward priority 0; udp dport 6081 meta length > 700 numgen inc mod 2000000 $nth counter drop; }
+}
+EOF
+	[ "$kind" = silent ] && nsx $vm nft -f - <<EOF
+table inet veil_rel_held {
+	chain in { type filter hook input priority 0; tcp dport 443 tcp flags & (syn | ack) == syn counter drop; }
+}
+EOF
+	nsx cli nft -f - <<EOF
+table inet veil_rel_held {
+	chain out { type filter hook output priority 0; tcp dport 443 meta length > 200 limit rate over 1/hour burst $segs packets counter drop; }
+}
+EOF
+	stats gw >"$DIR/g0.json"; stats $nd >"$DIR/a0.json"
+	r0=$(grep '^asm_routed:' "$DIR/g0.json" | cut -d: -f2)
+	t0=$(date +%s%N)
+	hg --connect "$(vip "$fam"):443" --name $vm.veil.test --count 1 --size 1900 --order sni-last --mss $mss \
+		--path /rel.bin --timeout-ms 20000 --deadline-ms 20000 >"$DIR/held.out" 2>&1 &
+	pid=$!
+	bg_pids+=($pid)
+	for _ in $(seq 100); do
+		r1=$(stats gw | grep '^asm_routed:' | cut -d: -f2)
+		[ "${r1:-0}" -gt "${r0:-0}" ] && break
+		sleep 0.05
+	done
+	emptied=$("$BUILD/tests/mapcount" --empty "$PIN/gw/hello_asm")
+	nsx cli nft delete table inet veil_rel_held
+	wait $pid
+	rc=$?
+	bg_pids=()
+	local ms=$((($(date +%s%N) - t0) / 1000000)) lost
+	lost=$(nsx sw nft list table bridge veil_rel_held | grep -o 'packets [0-9]*' | awk '{print $2}')
+	nsx sw nft delete table bridge veil_rel_held
+	[ "$kind" = silent ] && nsx $vm nft delete table inet veil_rel_held
+	stats gw >"$DIR/g1.json"; stats $nd >"$DIR/a1.json"
+	d="gateway: $(deltas "$DIR/g0.json" "$DIR/g1.json"); $nd: $(deltas "$DIR/a0.json" "$DIR/a1.json")"
+	out=$(grep -m1 '^conn ' "$DIR/held.out")
+	if [ "$rc" != 0 ] && echo "$out" | grep -q "reset by peer" && echo "$d" | grep -q "held_lost +1[^0-9]" &&
+		echo "$d" | grep -q "held_lost_reset +1\([^0-9]\|\$\)"; then
+		pass "$t (reset after ${ms} ms; the mesh lost $lost, the gateway's table held $emptied; $d)"
+	else
+		fail "$t" "after ${ms} ms, exit $rc: ${out:-$(tail -2 "$DIR/held.out" | paste -sd' ')}; the mesh lost ${lost:-?}, the gateway's table held ${emptied:-?}; $d"
+	fi
+}
+if want held_lost; then
+	held_lost 4 first
+	held_lost 6 first
+	held_lost 4 mid
+	held_lost 6 mid
+	held_lost 4 silent
+	held_lost 6 silent
 fi
 
 # ---------- 1% loss on every link, thousands of connections ----------

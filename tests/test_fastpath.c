@@ -848,22 +848,24 @@ static void held_lost_same(void)
 	CHECK(W->fp.st.held_lost_reset == r0.held_lost_reset && W->fp.st.held_released == r0.held_released,
 	      "no reset, no release (the copy was gone)");
 
-	/* the node never had the first segment, so the VM never heard of the
-	 * connection and says nothing: the client's retransmissions after the
-	 * loss are counted, and the VM_HELD_LOST_DUPS-th is refused */
+	/* the VM says nothing at all (it does not answer its node, or no
+	 * segment reached the node): the client's retransmissions after the
+	 * loss are counted, and the VM_HELD_LOST_QUIET-th is refused */
 	cookie = both_two_segments(sport + 2, isn, &h, 1360, in, seg);
 	SAME(in[0], seg[0], "held hello, segment 1 (the VM silent)");
 	SAME(in[1], seg[1], "held hello, segment 2 (the VM silent)");
 	asm_tables_empty();
 	SAME(in[1], seg[1], "its copy lost: the retransmission dropped (the VM silent)");
-	CHECK(!both_run(0, in[1], seg[1], &b, "the next retransmission goes to the node", 0) && b.fp == VM_FP_TX &&
-	      is_geneve(b.fout, b.flen), "the first retransmission after the loss goes to the node");
+	for (int i = 1; i < VM_HELD_LOST_QUIET; i++)
+		CHECK(!both_run(0, in[1], seg[1], &b, "a retransmission after the loss goes to the node", 0) &&
+			      b.fp == VM_FP_TX && is_geneve(b.fout, b.flen),
+		      "retransmission %d of %d after the loss goes to the node", i, VM_HELD_LOST_QUIET);
 	r0 = W->fp.st;
 	struct gw_stats rf = FP.st;
-	CHECK(!both_run(0, in[1], seg[1], &b, "the second retransmission: refused", 0) && b.fp == VM_FP_TX &&
+	CHECK(!both_run(0, in[1], seg[1], &b, "the last retransmission: refused", 0) && b.fp == VM_FP_TX &&
 	      !is_geneve(b.fout, b.flen) && b.flen >= 54 && b.fout[47] == (T_RST | T_ACK) &&
 	      t_be32(b.fout + 38) == cookie + 1,
-	      "the second retransmission after the loss with the VM silent: a RST at the VM's sequence");
+	      "the VM_HELD_LOST_QUIET-th retransmission after the loss with the VM silent: a RST at the VM's sequence");
 	CHECK(W->fp.st.held_lost_reset == r0.held_lost_reset + 1 && FP.st.held_lost_reset == rf.held_lost_reset + 1,
 	      "held_lost_reset (the VM silent) %llu / %llu", (unsigned long long)(W->fp.st.held_lost_reset - r0.held_lost_reset),
 	      (unsigned long long)(FP.st.held_lost_reset - rf.held_lost_reset));

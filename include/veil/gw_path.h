@@ -603,14 +603,14 @@ VM_INLINE int vm_gw_ingress(struct vm_gw_env *e, struct gw_stats *st)
 				return vm_env_to_asm(e, &p, &k, 0);
 			}
 			/* The copy is lost (VM_HELD_LOST) and the VM has
-			 * said nothing since the hello went to it: it never
-			 * had the first segment (the node starts the VM's
-			 * connection with it), and nobody has that now.  The
-			 * client's retransmissions are counted (the VM's
-			 * first word resets the count, gw_return) and the
-			 * VM_HELD_LOST_DUPS-th refused with a RST; until
-			 * then each goes on as any segment of the flow. */
-			if (!f->vm_ack && ++f->held_dups >= VM_HELD_LOST_DUPS) {
+			 * said nothing since the hello went to its node:
+			 * what the node keeps, if anything, has not reached
+			 * a VM that answers.  The client's retransmissions
+			 * are counted (the VM's first word resets the count,
+			 * gw_return) and the VM_HELD_LOST_QUIET-th refused
+			 * with a RST; until then each goes on as any segment
+			 * of the flow, to the node. */
+			if (!f->vm_ack && ++f->held_dups >= VM_HELD_LOST_QUIET) {
 				vm_env_flow_del(e, &k, f);
 				VM_GW_COUNT(st, held_lost_reset);
 				return vm_gw_reply_bare(e, &p, p.ack, vm_tcp_seg_end(&p), VM_TCP_RST | VM_TCP_ACK, 0, st);

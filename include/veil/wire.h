@@ -198,10 +198,21 @@ struct flow_tuple {
  * each retransmission of the client's that reaches it while it lacks an
  * earlier segment) are counted in held_dups, and the VM_HELD_LOST_DUPS-th
  * goes to the client as a RST (held_lost_reset) instead of leaving the
- * connection to hang until the client gives up. */
+ * connection to hang until the client gives up.  While the VM says
+ * nothing at all, gw_ingress counts the client's retransmissions instead
+ * (VM_HELD_LOST_QUIET). */
 #define VM_HELD_LOST      0x8000
 #define VM_HELD_LEN_MASK  (VM_HELD_LOST - 1)
 #define VM_HELD_LOST_DUPS 2
+/* With the VM silent since the hello went to its node (vm_ack 0): no
+ * segment of the hello has reached a VM that answers.  The node starts the
+ * VM's connection with whichever segment comes first, so the client's
+ * retransmissions, which go to the node, would have; a VM that is only
+ * slow to answer its SYN would still get every segment the node keeps.
+ * So the count is of the client's retransmissions of hello bytes after
+ * the loss, and the bar higher: with the client's doubling timeout, the
+ * 4th comes some 15 of its first timeouts after the loss (3 s at 200 ms). */
+#define VM_HELD_LOST_QUIET 4
 _Static_assert(VM_ASM_BYTES <= VM_HELD_LEN_MASK, "a held hello's length fits beside the lost mark");
 struct flow_val {
 	/* The ACK of the VM's last segment through the gateway: its TCP's
