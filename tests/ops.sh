@@ -505,6 +505,43 @@ ip netns del "$P-x"
 	! grep -q 'event=pinned_map_not_copied' "$T/x.log" && pass $t ||
 	fail $t "started=$up1/$up2 log: $(grep -E 'pinned|error|warn' "$T/x.log" | tr '\n' '|' | head -c 900) flows: $fm hello_asm: $am"
 
+# veil-node restarted with another conns_max while a TLS connection through
+# it is open: conns and conn_rev are copied into the new maps, and the
+# request the client sends after the restart, on the same connection, is
+# served (the VM's TCP never noticed).  Then back to the default size.
+t=node_resize_keeps_connection
+vmif=$(awk '$1 == "vm" { print $3; exit }' "$DIR/n1.conf")
+node_restart() { # what the earlier restart does: the VM-side filter first
+	nsenter --net="/run/netns/$P-n1" tc filter del dev "$vmif" ingress 2>/dev/null
+	stop_pid "$DIR/n1.pid"
+	nsenter --net="/run/netns/$P-n1" "$BUILD/veil-node" --config "$DIR/n1.conf" >>"$DIR/n1.log" 2>&1 &
+	echo $! >"$DIR/n1.pid"
+}
+: >"$DIR/n1.log.resize"
+(sleep 4; printf 'GET / HTTP/1.1\r\nHost: vm1.veil.test\r\nConnection: close\r\n\r\n'; sleep 4) |
+	nsx cli timeout 20 openssl s_client -connect 198.18.100.1:443 -servername vm1.veil.test \
+		-CAfile "$DIR/pki/ca.pem" -verify_return_error -quiet >"$T/keep.out" 2>&1 &
+kp=$!
+for _ in $(seq 30); do grep -q "verify return:1" "$T/keep.out" 2>/dev/null && break; sleep 0.1; done
+cm0=$(grep -c "event=pinned_map_copied map=conns " "$DIR/n1.log")
+echo "conns_max 8192" >>"$DIR/n1.conf"
+node_restart
+wait_log "$DIR/n1.log" "event=started.*" 100; up1=$?
+wait $kp; krc=$?
+cp_line=$(grep "event=pinned_map_copied map=conns " "$DIR/n1.log" | tail -n +$((cm0 + 1)) | head -1)
+rev_line=$(grep "event=pinned_map_copied map=conn_rev " "$DIR/n1.log" | tail -1)
+sed -i '/^conns_max 8192$/d' "$DIR/n1.conf"
+: >"$DIR/n1.log"
+node_restart
+wait_log "$DIR/n1.log" "event=started" 100; up2=$?
+back=$(ccurl vm1.veil.test 198.18.100.1 2>&1)
+[ $up1 = 0 ] && [ $up2 = 0 ] && grep -q "HTTP/1.1 200" "$T/keep.out" &&
+	grep -q "moved=[1-9][0-9]* lost=0 entries_max=262144->8192" <<<"$cp_line" &&
+	grep -q "lost=0 entries_max=262144->8192" <<<"$rev_line" &&
+	grep -q 'event=pinned_map_copied map=conns .*lost=0 entries_max=8192->262144' "$DIR/n1.log" &&
+	grep -q "vm1" <<<"$back" && pass "$t (${cp_line#*event=})" ||
+	fail $t "started=$up1/$up2 s_client=$krc '$(grep -v '^depth\|^verify' "$T/keep.out" | head -3 | tr '\n' '|')' copy: '$cp_line' '$rev_line' after: '$(head -c 200 <<<"$back")' log: $(grep -E 'pinned|error|warn' "$DIR/n1.log" | tr '\n' '|' | head -c 600)"
+
 # veilctl without -p/-s: the runtime file beside the socket
 t=veilctl_finds_the_daemon
 export VEIL_RUN_DIR="$RUN"
