@@ -132,7 +132,7 @@ static struct vm_route_watch gw_route_watch;
  * lookup per packet: the map follows the kernel's neighbour table, read
  * again every second (and at start and reload), and the nodes' routes,
  * asked again after the kernel tells of a route or link change. */
-static void refresh_next_hops(struct gw_state *st, bool now_please)
+static void refresh_next_hops(struct gw_state *st, bool now_please, bool resolved)
 {
 	static time_t last;
 	time_t now = time(NULL);
@@ -142,10 +142,11 @@ static void refresh_next_hops(struct gw_state *st, bool now_please)
 		return;
 	last = now;
 	if (!now_please && vm_route_watch_changed(&gw_route_watch)) {
-		gw_nhops = vm_next_hops(&st->cfg, gw_hops, VM_NEXT_HOPS_MAX, true);
+		gw_nhops = vm_next_hops(&st->cfg, gw_hops, VM_NEXT_HOPS_MAX, true);   /* resolved too */
+		resolved = true;
 		vm_log("event=routes_changed next_hops=%d", gw_nhops);
 	}
-	if (gw_nhops > 0 && vm_neigh_resolve(gw_hops, gw_nhops) < 0)
+	if (gw_nhops > 0 && !resolved && vm_neigh_resolve(gw_hops, gw_nhops) < 0)
 		return;
 	ch = vm_gw_next_hops_sync(&st->g, gw_hops, gw_nhops > 0 ? gw_nhops : 0);
 	if (ch > 0)
@@ -156,7 +157,7 @@ static void ensure_neighbours(struct gw_state *st)
 {
 	vm_route_watch_changed(&gw_route_watch);   /* what it said so far: asked now */
 	gw_nhops = vm_next_hops(&st->cfg, gw_hops, VM_NEXT_HOPS_MAX, true);
-	refresh_next_hops(st, true);
+	refresh_next_hops(st, true, true);
 }
 
 /* Re-reads the config file and makes the maps match it; a bad file changes
@@ -518,7 +519,7 @@ int main(int argc, char **argv)
 			reload_config(&st, err, sizeof(err), &changes);
 		}
 		rotate_if_due(&st);
-		refresh_next_hops(&st, false);
+		refresh_next_hops(&st, false, false);
 	}
 	if (!keep)
 		vm_gw_detach(&st.g);

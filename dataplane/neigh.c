@@ -190,6 +190,7 @@ int vm_next_hops(const struct vm_gw_cfg *c, struct vm_next_hop *out, int max, bo
 	 * every few seconds while a next hop is unresolved: without this,
 	 * a process per next hop each time). */
 	vm_neigh_resolve(out, n);
+	int made = 0;
 	for (int i = 0; i < n; i++) {
 		struct vm_next_hop *h = &out[i];
 		char cmd[256], hop[64], addr[64], *dev = h->dev;
@@ -198,12 +199,18 @@ int vm_next_hops(const struct vm_gw_cfg *c, struct vm_next_hop *out, int max, bo
 		vm_addr_str(h->node, addr, sizeof(addr));
 		vm_addr_str(h->hop, hop, sizeof(hop));
 		snprintf(cmd, sizeof(cmd), "ip neigh replace %s dev %s managed 2>/dev/null", hop, dev);
-		if (system(cmd) == 0)
+		if (system(cmd) == 0) {
 			vm_log("event=neigh_managed node=%s next_hop=%s dev=%s", addr, hop, dev);
-		else
+			made++;
+		} else {
 			vm_log("event=warning reason=\"cannot add a managed neighbour %s on %s (kernel older than 5.16?)\"",
 			       hop, dev);
+		}
 	}
+	/* the entries changed here read again: the caller needs no dump of
+	 * its own (until 2026-12-06 both gateways made one right after) */
+	if (made)
+		vm_neigh_resolve(out, n);
 	return n;
 }
 

@@ -153,8 +153,8 @@ struct vm_next_hop {
 /* The next hop of every distinct node in the config, from the kernel's
  * routes (RTM_GETROUTE), at most max (a warning says how many nodes were
  * past it); with manage, each not managed or permanent already becomes a
- * "managed" neighbour entry that the kernel keeps resolved.  Returns how
- * many. */
+ * "managed" neighbour entry that the kernel keeps resolved, and out[]
+ * comes back resolved as vm_neigh_resolve leaves it.  Returns how many. */
 int vm_next_hops(const struct vm_gw_cfg *c, struct vm_next_hop *out, int max, bool manage);
 /* Fills mac/resolved from the kernel's neighbour table (rtnetlink dump);
  * returns how many resolved, -1 on a netlink error. */

@@ -611,8 +611,7 @@ static void next_hops_by_route(void)
 	 * seconds while a hop is unresolved) */
 	c.nroutes = 0;
 	c.routes[c.nroutes++].val.node_family = vm_addr_parse("198.18.80.5", c.routes[0].val.node);
-	n = vm_next_hops(&c, hops, VM_NEXT_HOPS_MAX, true);
-	vm_neigh_resolve(hops, n);
+	n = vm_next_hops(&c, hops, VM_NEXT_HOPS_MAX, true);   /* resolved as it returns */
 	char nb[256] = "";
 	FILE *f = popen("ip neigh show 198.19.0.12 dev t0", "r");
 	if (f) {

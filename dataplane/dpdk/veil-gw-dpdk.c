@@ -198,18 +198,23 @@ static void refresh_neighbours(bool manage, bool force)
 	int n;
 
 	if (force || manage || vm_route_watch_changed(&route_watch)) {
-		n = vm_next_hops(&A.cfg, h, VM_NEXT_HOPS_MAX, manage);
+		n = vm_next_hops(&A.cfg, h, VM_NEXT_HOPS_MAX, manage);   /* with manage, resolved too */
 	} else {
 		n = A.nhops;
 		memcpy(h, A.hops, (size_t)n * sizeof(*h));
 	}
-	int unresolved = vm_neigh_resolve(h, n) < n;
-	if (unresolved && !manage && time(NULL) - last_managed >= 5) {
+	int found = 0;
+	if (manage) {
+		for (int i = 0; i < n; i++)
+			found += h[i].resolved;
+	} else {
+		found = vm_neigh_resolve(h, n);
+	}
+	if (found < n && !manage && time(NULL) - last_managed >= 5) {
 		/* a next hop the kernel does not resolve (yet): have it manage
 		 * the entry, e.g. when the interface got its address after us */
 		last_managed = time(NULL);
 		n = vm_next_hops(&A.cfg, h, VM_NEXT_HOPS_MAX, true);
-		vm_neigh_resolve(h, n);
 	}
 	if (!force && same_neigh(h, n, A.hops, A.nhops))
 		return;
