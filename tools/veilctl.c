@@ -453,9 +453,10 @@ static int flows_cmd(int argc, char **argv)
 		if (json) {
 			printf("%s{\"client\": \"%s\", \"client_port\": %u, \"vip\": \"%s\", \"vip_port\": %u, "
 			       "\"vm_id\": %u, \"node\": \"%s\", \"age_s\": %.1f, \"fin\": \"%s\", \"cli_nxt\": %u, "
-			       "\"vm_ack\": %u}", n > 1 ? ", " : "",
+			       "\"vm_ack\": %u, \"held\": %u, \"held_lost\": %s}", n > 1 ? ", " : "",
 			       addr_s(v.client, a1), ntohs(k.client_port_be), addr_s(v.vip, a2), ntohs(k.vip_port_be),
-			       vm_id, addr_s(v.node, a3), age, vm_fin_name(v.fin), v.cli_nxt, v.vm_ack);
+			       vm_id, addr_s(v.node, a3), age, vm_fin_name(v.fin), v.cli_nxt, v.vm_ack,
+			       v.held_len & VM_HELD_LEN_MASK, v.held_len & VM_HELD_LOST ? "true" : "false");
 		} else {
 			printf("%-40s %5u  %-40s %5u  %8u  %-24s %8.1f  %s\n", addr_s(v.client, a1), ntohs(k.client_port_be),
 			       addr_s(v.vip, a2), ntohs(k.vip_port_be), vm_id, addr_s(v.node, a3), age, vm_fin_name(v.fin));

@@ -520,10 +520,11 @@ static void flows_json(FILE *out)
 			double age = now > v.created_ns ? (now - v.created_ns) / 1e9 : 0;
 			fprintf(out, "%s{\"client\": \"%s\", \"client_port\": %u, \"vip\": \"%s\", \"vip_port\": %u, "
 				"\"vm_id\": %u, \"node\": \"%s\", \"age_s\": %.1f, \"worker\": %d, \"fin\": \"%s\", "
-				"\"cli_nxt\": %u, \"vm_ack\": %u}", n++ ? ", " : "",
+				"\"cli_nxt\": %u, \"vm_ack\": %u, \"held\": %u, \"held_lost\": %s}", n++ ? ", " : "",
 				vm_addr_str(v.client, a1, sizeof(a1)), ntohs(k.client_port_be),
 				vm_addr_str(v.vip, a2, sizeof(a2)), ntohs(k.vip_port_be), ntohl(v.handoff.vm_id_be),
-				vm_addr_str(v.node, a3, sizeof(a3)), age, w, vm_fin_name(v.fin), v.cli_nxt, v.vm_ack);
+				vm_addr_str(v.node, a3, sizeof(a3)), age, w, vm_fin_name(v.fin), v.cli_nxt, v.vm_ack,
+				v.held_len & VM_HELD_LEN_MASK, v.held_len & VM_HELD_LOST ? "true" : "false");
 		}
 	}
 	fputs("]\n", out);
