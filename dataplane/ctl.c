@@ -95,17 +95,22 @@ void vm_asm_unmap(struct asm_val *a, size_t len)
 }
 
 /* The slots of gw_asm's hello_asm array (struct asm_val) that hold a
- * hello: their owner word is not 0 (the whole array copied out, 23 MB:
- * ~3.4 ms; 59 ms at 16384 slots).  Reading the owner words through a
- * mapping made for the count (vm_asm_map) is slower past 1024 slots (a
- * fresh mapping's first touch of each page: 15.6 against 7.1 ms at 2048,
- * 104 against 59 at 16384), and a mapping kept between counts (0.14 ms)
- * would add the whole table to the daemon's RSS. */
-static long asm_slots_held(int fd, __u32 slots)
+ * hello: their owner word is not 0.  Read in the kernel by a BPF iterator
+ * (vm_walk_asm_count: 8 bytes a slot); where it cannot load, each slot
+ * copied out (the whole array, 23 MB: ~3.4 ms; 59 ms at 16384 slots).
+ * Reading the owner words through a mapping made for the count
+ * (vm_asm_map) is slower past 1024 slots (a fresh mapping's first touch of
+ * each page: 15.6 against 7.1 ms at 2048, 104 against 59 at 16384), and a
+ * mapping kept between counts (0.14 ms) would add the whole table to the
+ * daemon's RSS. */
+static long asm_slots_held(int fd, __u32 id, __u32 slots)
 {
-	struct asm_val *v = malloc(sizeof(*v));
-	long n = 0;
+	long n = vm_walk_asm_count(id);
 
+	if (n >= 0)
+		return n;
+	struct asm_val *v = malloc(sizeof(*v));
+	n = 0;
 	if (!v)
 		return -1;
 	for (__u32 i = 0; i < slots; i++)
@@ -150,7 +155,7 @@ long vm_map_count(int fd)
 		return -1;
 	if (!bpf_obj_get_info_by_fd(fd, &info, &len)) {
 		if (info.type == BPF_MAP_TYPE_ARRAY && info.value_size == sizeof(struct asm_val))
-			return asm_slots_held(fd, info.max_entries);
+			return asm_slots_held(fd, info.id, info.max_entries);
 		if (hash_type(info.type) && (n = vm_walk_count(info.id)) >= 0)
 			return n;
 	}

@@ -29,8 +29,9 @@ struct vm_walk_count {
 /* The process's copy of the program, loaded and attached at the first
  * use; NULL when it could not be. */
 static struct map_walk *g_walk;
-static struct bpf_link *g_counts;
+static struct bpf_link *g_counts, *g_asm;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t g_asm_lock = PTHREAD_MUTEX_INITIALIZER;   /* asm_want is one word */
 
 /* libbpf's messages off while a load that may fail is tried: the caller
  * falls back quietly. */
@@ -48,22 +49,23 @@ static void walk_init(void)
 		map_walk__destroy(w);
 		w = NULL;
 	}
+	if (w)
+		g_asm = bpf_program__attach_iter(w->progs.asm_counts, NULL);   /* NULL: the copying count */
 	g_walk = w;
 	libbpf_set_print(old);
 }
 
-/* The count map_counts wrote for map_id, reading its records to their
- * end (a read may end within one: the rest comes with the next); -1 when
- * the iterator cannot run or map_id is not among them. */
-long vm_walk_count(__u32 map_id)
+/* The count an iterator (link) wrote for map_id, reading its records to
+ * their end (a read may end within one: the rest comes with the next); -1
+ * when it cannot run or map_id is not among them. */
+static long walk_read(struct bpf_link *link, __u32 map_id)
 {
 	uint8_t buf[16384];
 	size_t have = 0;
 	long n = -1;
 	int fd;
 
-	pthread_once(&g_once, walk_init);
-	if (!g_counts || (fd = bpf_iter_create(bpf_link__fd(g_counts))) < 0)
+	if (!link || (fd = bpf_iter_create(bpf_link__fd(link))) < 0)
 		return -1;
 	for (;;) {
 		ssize_t r = read(fd, buf + have, sizeof(buf) - have);
@@ -85,4 +87,28 @@ long vm_walk_count(__u32 map_id)
 		memmove(buf, buf + off, have - off);
 		have -= off;
 	}
+}
+
+/* The count map_counts wrote for map_id. */
+long vm_walk_count(__u32 map_id)
+{
+	pthread_once(&g_once, walk_init);
+	return walk_read(g_counts, map_id);
+}
+
+/* The slots of gw_asm's hello_asm (map_id) that hold a hello, as asm_counts
+ * read them; -1 when it cannot run. */
+long vm_walk_asm_count(__u32 map_id)
+{
+	long n;
+
+	pthread_once(&g_once, walk_init);
+	if (!g_asm || !g_walk->bss)
+		return -1;
+	pthread_mutex_lock(&g_asm_lock);
+	g_walk->bss->asm_want = map_id;
+	n = walk_read(g_asm, map_id);
+	g_walk->bss->asm_want = 0;
+	pthread_mutex_unlock(&g_asm_lock);
+	return n;
 }

@@ -365,6 +365,9 @@ extern const int vm_node_stat_count;
  * id), read by a BPF iterator (dataplane/mapwalk.c); -1 where it cannot
  * load. */
 long vm_walk_count(__u32 map_id);
+/* gw_asm's hello_asm (map_id): the slots holding a hello, counted in the
+ * kernel by a BPF iterator (8 bytes read a slot); -1 where it cannot load. */
+long vm_walk_asm_count(__u32 map_id);
 
 #define VM_SWEEP_KEY_MAX 64     /* bytes of a swept map's key and value at most */
 #define VM_SWEEP_VAL_MAX 1024

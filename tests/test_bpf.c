@@ -3181,6 +3181,38 @@ static void map_walks(void)
 		close(fd);
 	}
 
+	/* hello_asm's slots in use, counted in the kernel (asm_counts), as
+	 * the copy of every slot counts them; both table sizes' flags */
+	for (int mm = 0; mm < 2; mm++) {
+		LIBBPF_OPTS(bpf_map_create_opts, o, .map_flags = mm ? BPF_F_MMAPABLE : 0);
+		const __u32 slots = mm ? 2048 : 64;
+		int afd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "walk_asm", 4, sizeof(struct asm_val), slots, &o);
+		struct asm_val *a = calloc(1, sizeof(*a));
+		struct bpf_map_info ai = { 0 };
+		__u32 alen = sizeof(ai);
+		long held = 0, copied = 0;
+		CHECK(afd >= 0 && a && !bpf_obj_get_info_by_fd(afd, &ai, &alen), "an array of hello slots");
+		if (afd < 0 || !a) {
+			free(a);
+			return;
+		}
+		for (__u32 i = 0; i < slots; i += 1 + i % 3, held++) {
+			a->owner = 0x9e3779b97f4a7c15ULL * (i + 1);
+			bpf_map_update_elem(afd, &i, a, BPF_ANY);
+		}
+		a->owner = 0;
+		__u32 last = slots - 1;   /* the last slot, free: the walk's bound */
+		bpf_map_update_elem(afd, &last, a, BPF_ANY);
+		for (__u32 i = 0; i < slots; i++)
+			copied += !bpf_map_lookup_elem(afd, &i, a) && a->owner;
+		long in_kernel = vm_walk_asm_count(ai.id);
+		CHECK(in_kernel == copied && vm_map_count(afd) == copied && copied >= held - 1 && copied > 0,
+		      "hello slots (%s): in the kernel %ld, vm_map_count %ld, copied %ld", mm ? "mappable" : "plain",
+		      in_kernel, vm_map_count(afd), copied);
+		free(a);
+		close(afd);
+	}
+
 	int fd = bpf_map_create(BPF_MAP_TYPE_LRU_HASH, "walk_sweep", sizeof(struct flow_key), sizeof(struct flow_val),
 				32768, NULL);
 	struct walk_seen w = { .fd = fd };
