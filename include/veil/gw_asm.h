@@ -422,13 +422,13 @@ VM_INLINE int vm_gw_asm_in(struct vm_gw_env *e, const struct vm_pkt *p, const st
 		return vm_asm_reply(e, p, VM_ASM_REPLY_RST, p->seq + p->payload_len, 0, 0, 0, st);
 	}
 	if (f) {
-		a = vm_env_asm_get(e, k);
 		if (f->held_len & VM_HELD_LOST) {
 			/* counted when the copy was found gone; the ingress no
 			 * longer hands such a flow's segments over */
 			VM_GW_COUNT(st, asm_late);
 			return VM_V_DROP;
 		}
+		a = vm_env_asm_get(e, k);
 		if (f->held_len && a && a->routed && a->client_isn == f->client_isn) {
 			/* The client resends hello bytes we ACKed: the node may
 			 * lack one of them.  Send it every held segment again;

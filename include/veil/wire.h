@@ -210,8 +210,9 @@ struct flow_tuple {
  * retransmissions, which go to the node, would have; a VM that is only
  * slow to answer its SYN would still get every segment the node keeps.
  * So the count is of the client's retransmissions of hello bytes after
- * the loss, and the bar higher: with the client's doubling timeout, the
- * 4th comes some 15 of its first timeouts after the loss (3 s at 200 ms). */
+ * the loss, and the bar higher: with the client's doubling timeout the
+ * 4th comes seconds after the loss (tests/reliability.sh held_lost_silent:
+ * the client reset 3.4 s after it began). */
 #define VM_HELD_LOST_QUIET 4
 _Static_assert(VM_ASM_BYTES <= VM_HELD_LEN_MASK, "a held hello's length fits beside the lost mark");
 struct flow_val {
@@ -482,7 +483,8 @@ struct gw_stats {
 	                           * (VM_FIN_RST) cleared, the connection goes on */
 	__u64 held_lost_reset;    /* after its held copy was lost (held_lost), the VM still
 	                           * lacked hello bytes (VM_HELD_LOST_DUPS repeated ACKs below
-	                           * the hello's end): the client reset, the flow retired */
+	                           * the hello's end) or said nothing (VM_HELD_LOST_QUIET
+	                           * client retransmissions): the client reset, the flow retired */
 };
 
 /* ---------- node maps ---------- */
