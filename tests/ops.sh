@@ -49,6 +49,15 @@ stop_pid() { # pidfile: stop the daemon we started and wait for it
 	kill "$pid" 2>/dev/null
 	for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 }
+node_restart() { # [fresh]: the lab's node1 stopped and started again (fresh: its log emptied between)
+	local vmif
+	vmif=$(awk '$1 == "vm" { print $3; exit }' "$DIR/n1.conf")
+	nsenter --net="/run/netns/$P-n1" tc filter del dev "$vmif" ingress 2>/dev/null   # gone before the node stops
+	stop_pid "$DIR/n1.pid"
+	[ "${1:-}" = fresh ] && : >"$DIR/n1.log"
+	nsenter --net="/run/netns/$P-n1" "$BUILD/veil-node" --config "$DIR/n1.conf" >>"$DIR/n1.log" 2>&1 &
+	echo $! >"$DIR/n1.pid"
+}
 
 # ---------- the build ----------
 
@@ -390,12 +399,7 @@ wait_log "$DIR/gw.log" "event=started"; up1=$?
 age_json=""
 for _ in $(seq 50); do age_json=$("$CTL" -j -p "$PIN/gw" -s "$RUN/gw.sock" status 2>/dev/null) && break; sleep 0.1; done
 now_tai=$(tai)
-vmif=$(awk '$1 == "vm" { print $3; exit }' "$DIR/n1.conf")
-nsenter --net="/run/netns/$P-n1" tc filter del dev "$vmif" ingress 2>/dev/null   # gone before the node stops
-stop_pid "$DIR/n1.pid"
-: >"$DIR/n1.log"
-nsenter --net="/run/netns/$P-n1" "$BUILD/veil-node" --config "$DIR/n1.conf" >>"$DIR/n1.log" 2>&1 &
-echo $! >"$DIR/n1.pid"
+node_restart fresh
 wait_log "$DIR/n1.log" "event=started"; up2=$?
 noise=$(grep -h -E 'event=lib(bpf|xdp)' "$DIR/gw.log" "$DIR/n1.log")
 [ $up1 = 0 ] && [ $up2 = 0 ] && [ -z "$noise" ] && pass $t || fail $t "started=$up1/$up2 noise: $noise"
@@ -510,14 +514,6 @@ ip netns del "$P-x"
 # request the client sends after the restart, on the same connection, is
 # served (the VM's TCP never noticed).  Then back to the default size.
 t=node_resize_keeps_connection
-vmif=$(awk '$1 == "vm" { print $3; exit }' "$DIR/n1.conf")
-node_restart() { # what the earlier restart does: the VM-side filter first
-	nsenter --net="/run/netns/$P-n1" tc filter del dev "$vmif" ingress 2>/dev/null
-	stop_pid "$DIR/n1.pid"
-	nsenter --net="/run/netns/$P-n1" "$BUILD/veil-node" --config "$DIR/n1.conf" >>"$DIR/n1.log" 2>&1 &
-	echo $! >"$DIR/n1.pid"
-}
-: >"$DIR/n1.log.resize"
 (sleep 4; printf 'GET / HTTP/1.1\r\nHost: vm1.veil.test\r\nConnection: close\r\n\r\n'; sleep 4) |
 	nsx cli timeout 20 openssl s_client -connect 198.18.100.1:443 -servername vm1.veil.test \
 		-CAfile "$DIR/pki/ca.pem" -verify_return_error -quiet >"$T/keep.out" 2>&1 &
@@ -531,8 +527,7 @@ wait $kp; krc=$?
 cp_line=$(grep "event=pinned_map_copied map=conns " "$DIR/n1.log" | tail -n +$((cm0 + 1)) | head -1)
 rev_line=$(grep "event=pinned_map_copied map=conn_rev " "$DIR/n1.log" | tail -1)
 sed -i '/^conns_max 8192$/d' "$DIR/n1.conf"
-: >"$DIR/n1.log"
-node_restart
+node_restart fresh
 wait_log "$DIR/n1.log" "event=started" 100; up2=$?
 back=$(ccurl vm1.veil.test 198.18.100.1 2>&1)
 [ $up1 = 0 ] && [ $up2 = 0 ] && grep -q "HTTP/1.1 200" "$T/keep.out" &&
