@@ -81,6 +81,7 @@ struct vm_gw_env {
 	struct asm_tmp *t;
 	__u8 *flat;
 	__u32 ifindex;            /* the node's next hop (vm_env_emit_route) */
+	__u32 asm_way;            /* the hello's slot in its bucket, as found or claimed last */
 	__u8 dmac[6];
 	__u8 smac[6];
 };
@@ -130,7 +131,7 @@ VM_INLINE int vm_env_tcpopts(struct vm_gw_env *e, const struct vm_pkt *p, struct
 
 VM_INLINE struct asm_val *vm_env_asm_get(struct vm_gw_env *e, const struct flow_key *k)
 {
-	return gw_asm_find(k);
+	return gw_asm_find_way(k, &e->asm_way);
 }
 
 VM_INLINE struct asm_val *vm_env_asm_new(struct vm_gw_env *e, const struct flow_key *k)
@@ -138,7 +139,7 @@ VM_INLINE struct asm_val *vm_env_asm_new(struct vm_gw_env *e, const struct flow_
 	struct flow_key gone;
 	struct asm_tomb tomb;
 	int lost = 0;
-	struct asm_val *v = gw_asm_claim(k, bpf_ktime_get_coarse_ns(), &tomb, &gone, &lost);
+	struct asm_val *v = gw_asm_claim(k, bpf_ktime_get_coarse_ns(), &tomb, &gone, &lost, &e->asm_way);
 
 	if (v && lost)
 		bpf_map_update_elem(&asm_lost, &gone, &tomb, BPF_ANY);
@@ -157,7 +158,7 @@ VM_INLINE void vm_env_tomb_del(struct vm_gw_env *e, const struct flow_key *k, st
 
 VM_INLINE void vm_env_asm_del(struct vm_gw_env *e, const struct flow_key *k, struct asm_val *a)
 {
-	gw_asm_free(k, a);
+	gw_asm_free_way(k, a, e->asm_way);
 }
 
 VM_INLINE struct asm_early *vm_env_early_get(struct vm_gw_env *e, const struct flow_key *k)

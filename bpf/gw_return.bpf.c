@@ -46,7 +46,7 @@ VM_INLINE void vm_env_flow_del(struct vm_gw_env *e, const struct flow_key *k, st
 /* The held hello (gw_asm's hello_asm entry) is no longer needed. */
 VM_INLINE void vm_env_held_drop(struct vm_gw_env *e, const struct flow_key *k)
 {
-	gw_asm_free(k, gw_asm_find(k));
+	gw_asm_drop(k);
 }
 
 VM_INLINE int vm_env_redirect(struct vm_gw_env *e, __u32 ifindex)

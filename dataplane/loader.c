@@ -492,6 +492,19 @@ static int flow_seed_init(struct vm_gw *g)
 	return bpf_map_update_elem(fd, &zero, &s, BPF_ANY) ? -errno : 0;
 }
 
+/* hello_asm_tags made to agree with the slots' owner words: after the
+ * copies and moves above, or the first load of a build with the tags
+ * beside a table a build before them kept. */
+static int asm_tags_init(struct vm_gw *g)
+{
+	int n = vm_asm_tags_sync(bpf_map__fd(g->as->maps.hello_asm), bpf_map__fd(g->as->maps.hello_asm_tags));
+
+	if (n > 0)
+		vm_log("event=hello_asm_tags_synced changed=%d reason=\"tags that did not match their slots' owner words (a table copied, moved or kept by an older build)\"",
+		       n);
+	return n < 0 ? n : 0;
+}
+
 /* Every word of one half of flow_bits set to v, a store each (the
  * programs' ORs meanwhile are atomic; a store may overwrite one). */
 static void bits_fill(struct flow_bits_val *b, int half, __u64 v)
@@ -584,6 +597,8 @@ int vm_gw_load(struct vm_gw *g)
 		err = flow_seed_init(g);
 	}
 	if (!err)
+		err = asm_tags_init(g);
+	if (!err)
 		err = flow_bits_init(g);
 	return err;
 }
@@ -604,6 +619,8 @@ int vm_gw_attach(struct vm_gw *g, const char *client_if, const char *mesh_if, bo
 		vm_pins_migrate(&g->kept);   /* gw_asm's maps (flows, hello_asm, ...) before the seed's re-keying */
 		err = flow_seed_init(g);
 	}
+	if (!err)
+		err = asm_tags_init(g);
 	if (!err)
 		err = flow_bits_init(g);
 	if (!err)

@@ -344,6 +344,16 @@ long vm_map_count_keys(int fd);
 struct asm_val;
 struct asm_val *vm_asm_map(int fd, __u32 *slots, size_t *len, bool writable);
 void vm_asm_unmap(struct asm_val *a, size_t len);
+/* gw_asm's hello_asm_tags (a BPF_F_MMAPABLE array of struct asm_tags, one
+ * a bucket) mapped for reading and writing; *buckets and *len for
+ * vm_asm_unmap.  NULL when fd is not such a map. */
+struct asm_tags;
+struct asm_tags *vm_asm_tags_map(int fd, __u32 *buckets, size_t *len);
+/* Each tag of hello_asm_tags (tags_fd) made its slot's owner word in
+ * hello_asm (asm_fd), a compare-and-swap a word (the programs may be
+ * running): after a load, whose copies, moves or a build before the tags
+ * wrote slots without them.  Returns the tags changed, or -errno. */
+int vm_asm_tags_sync(int asm_fd, int tags_fd);
 __u32 vm_xdp_prog_id(struct xdp_program *p);
 long vm_map_capacity(int fd);
 /* Prometheus text both daemons serve: each pinned map's entries and

@@ -3254,6 +3254,9 @@ static void map_walks(void)
 	close(fd);
 }
 
+static unsigned asm_tags_off(int afd);
+static int held_resent(const uint8_t *p2, size_t n2);
+
 /* hello_asm is an array of slots in buckets, any slot of its bucket may
  * hold a connection's hello (bpf/lib/gw_maps.h): more first segments than
  * slots all kept, the table full at most, the newest hello completed and routed, the VM's ACK
@@ -3287,6 +3290,7 @@ static void hello_asm_slots(void)
 	      (unsigned long long)(a.asm_stored - b.asm_stored), conns, (unsigned long long)(a.asm_full - b.asm_full));
 	/* 1536 hellos into 1024 slots, buckets of VM_ASM_WAYS: most slots hold one */
 	CHECK(held > VM_ASM_SLOTS * 3 / 4 && held <= VM_ASM_SLOTS, "slots in use after the flood: %ld", held);
+	CHECK(!asm_tags_off(afd), "every tag its slot's owner word after the flood: %u differ", asm_tags_off(afd));
 	/* the newest hello (the last port's) was never the oldest of a bucket: its
 	 * second segment completes it */
 	uint16_t last = 50000 + conns - 1;
@@ -3301,6 +3305,7 @@ static void hello_asm_slots(void)
 	xdp_run(GW_RET, rp, vm_reply_pkt(0, last, cookie + 1, isn + 1 + n, T_ACK, rp), &r);
 	CHECK(gw_now().held_released == b.held_released + 1 && vm_map_count(afd) == held - 1,
 	      "the VM's ACK frees the slot: %ld in use", vm_map_count(afd));
+	CHECK(!asm_tags_off(afd), "and its tag: %u differ", asm_tags_off(afd));
 	/* a first segment again, for a connection already held: the same slot */
 	b = gw_now();
 	isn = 900000 + (conns - 2) * 4099;
@@ -3367,9 +3372,33 @@ static __u32 asm_bucket_of(uint16_t sport)
 static void asm_table_empty(int afd)
 {
 	static struct asm_val zero;
+	static struct asm_tags tzero;
+	int tfd = vm_gw_map_fd(&G, "hello_asm_tags");
 
 	for (__u32 i = 0; i < VM_ASM_SLOTS; i++)
 		bpf_map_update_elem(afd, &i, &zero, BPF_ANY);
+	for (__u32 b = 0; b < VM_ASM_BUCKETS_MAX; b++)
+		bpf_map_update_elem(tfd, &b, &tzero, BPF_ANY);
+}
+
+/* How many of hello_asm's slots have a tag (hello_asm_tags) that is not
+ * their owner word. */
+static unsigned asm_tags_off(int afd)
+{
+	int tfd = vm_gw_map_fd(&G, "hello_asm_tags");
+	static struct asm_val v;
+	struct asm_tags t;
+	unsigned off = 0;
+
+	for (__u32 b = 0; b < VM_ASM_SLOTS / VM_ASM_WAYS; b++) {
+		if (bpf_map_lookup_elem(tfd, &b, &t))
+			return VM_ASM_SLOTS;
+		for (__u32 j = 0; j < VM_ASM_WAYS; j++) {
+			__u32 i = b * VM_ASM_WAYS + j;
+			off += bpf_map_lookup_elem(afd, &i, &v) || v.owner != t.w[j];
+		}
+	}
+	return off;
 }
 
 /* One client's consecutive ports (a NAT's, or any client's ephemeral ports
@@ -3571,6 +3600,63 @@ static void partial_hello_lost_refused(void)
 	asm_table_empty(afd);
 }
 
+/* hello_asm_tags, each bucket's owner words in one line, which gw_asm
+ * reads to find a hello or a free slot without the slots' own lines.  A
+ * held hello whose tag is 0 (its table kept from a build before the tags,
+ * or written by a copy) is one gw_asm does not find: the load's sync
+ * (vm_asm_tags_sync) sets it, and the client's retransmission then finds
+ * it.  Tags that say taken over free slots (a table emptied by writing the
+ * slots alone) do not keep a new hello out of its bucket: gw_asm then
+ * reads the slots, as before the tags. */
+static void asm_tags_follow(void)
+{
+	int afd = vm_gw_map_fd(&G, "hello_asm"), tfd = vm_gw_map_fd(&G, "hello_asm_tags");
+	static uint8_t p1[1600], p2[1600];
+	static struct asm_val v;
+	struct asm_tags t;
+	struct run r;
+	__u32 at = VM_ASM_SLOTS;
+
+	asm_table_empty(afd);
+	size_t n2 = held_hello_routed(46600, 7600000, p2);
+	for (__u32 i = 0; i < VM_ASM_SLOTS; i++)
+		if (!bpf_map_lookup_elem(afd, &i, &v) && v.owner)
+			at = i;
+	CHECK(at < VM_ASM_SLOTS && !asm_tags_off(afd), "a held hello's tag is its owner word: slot %u, %u differ", at,
+	      asm_tags_off(afd));
+	if (at >= VM_ASM_SLOTS)
+		return;
+	__u32 b = at / VM_ASM_WAYS;
+	bpf_map_lookup_elem(tfd, &b, &t);
+	t.w[at % VM_ASM_WAYS] = 0;
+	bpf_map_update_elem(tfd, &b, &t, BPF_ANY);
+	int synced = vm_asm_tags_sync(afd, tfd);
+	CHECK(synced == 1 && !asm_tags_off(afd), "its tag cleared, the sync sets it again: %d changed", synced);
+	CHECK(held_resent(p2, n2), "the retransmission finds the hello");
+
+	/* every tag of a bucket says taken, its slots free */
+	asm_table_empty(afd);
+	const uint16_t port = 46650;
+	b = asm_bucket_of(port) / VM_ASM_WAYS;
+	for (__u32 j = 0; j < VM_ASM_WAYS; j++)
+		t.w[j] = 0x9e3779b97f4a7c15ULL * (j + 1) | 1;
+	bpf_map_update_elem(tfd, &b, &t, BPF_ANY);
+	struct hb h;
+	uint32_t gw_ts = 0, isn = 7650000, cookie = handshake(0, port, isn, &gw_ts);
+	hb_browser(&h, "www.veil.test", 1800);
+	struct gw_stats b0 = gw_now();
+	tc_run_on(GW_ASM, p1, hello_pkt(0, port, isn, cookie, gw_ts, h.b, 1360, p1), &r, ifidx);
+	struct gw_stats a = gw_now();
+	unsigned off = asm_tags_off(afd);
+	CHECK(a.asm_stored == b0.asm_stored + 1 && a.asm_full == b0.asm_full && vm_map_count(afd) == 1 &&
+		      off == VM_ASM_WAYS - 1,
+	      "stale tags over free slots: the hello kept (%llu), its tag set, %u stale left",
+	      (unsigned long long)(a.asm_stored - b0.asm_stored), off);
+	synced = vm_asm_tags_sync(afd, tfd);
+	CHECK(synced == VM_ASM_WAYS - 1 && !asm_tags_off(afd), "the sync clears them: %d changed", synced);
+	asm_table_empty(afd);
+}
+
 /* The upgrade from two scattered slots a connection (before 2026-12-06):
  * loading the programs again moves a held hello found outside its bucket
  * (where the programs never look) into it, where the client's
@@ -3608,6 +3694,7 @@ static void asm_layout_upgraded(void)
 		if (!bpf_map_lookup_elem(afd, &i, &v) && v.owner)
 			at = i;
 	CHECK(at - bucket < VM_ASM_WAYS, "now in its bucket: slot %u, bucket %u", at, bucket);
+	CHECK(!asm_tags_off(afd), "the tags follow the move: %u differ", asm_tags_off(afd));
 	struct gw_stats b = gw_now();
 	xdp_run(GW_ING, p2, n2, &r);
 	tc_run_on(GW_ASM, p2, n2, &r, ifidx);
@@ -3866,6 +3953,7 @@ int main(void)
 	RUN(asm_buckets_spread);
 	RUN(held_hello_outlives_newer);
 	RUN(partial_hello_lost_refused);
+	RUN(asm_tags_follow);
 	RUN(asm_layout_upgraded);
 	RUN(hellos_max_sized);
 	RUN(pins_copied_at_resize);

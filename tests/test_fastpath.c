@@ -699,8 +699,13 @@ static void asm_tables_empty(void)
 	int fd = vm_gw_map_fd(&G, "hello_asm");
 	struct vm_fp *fps[2] = { &FP, &W->fp };
 
+	static struct asm_tags tzero;
+	int tfd = vm_gw_map_fd(&G, "hello_asm_tags");
+
 	for (__u32 i = 0; i < VM_ASM_SLOTS; i++)
 		bpf_map_update_elem(fd, &i, &zero, BPF_ANY);
+	for (__u32 b = 0; b < VM_ASM_BUCKETS_MAX; b++)
+		bpf_map_update_elem(tfd, &b, &tzero, BPF_ANY);
 	for (int f = 0; f < 2; f++)
 		for (__u32 i = 0; i < fps[f]->asm_cap; i++)
 			fps[f]->asm_tab[i].s.used = fps[f]->early_tab[i].s.used = fps[f]->tomb_tab[i].s.used = 0;

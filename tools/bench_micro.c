@@ -1100,6 +1100,9 @@ static void store_seg1(__u32 i)
 static struct asm_val *asm_rw;
 static size_t asm_rw_len;
 static __u32 asm_rw_slots;
+static struct asm_tags *asm_tags_rw;   /* hello_asm_tags, mapped: a slot's tag freed with it */
+static size_t asm_tags_len;
+static __u32 asm_tags_n;
 static struct flow_key seg1_last;
 static int seg1_have_last;
 
@@ -1110,6 +1113,17 @@ static void asm_slot_flush(const struct asm_val *v)
 	__builtin_ia32_clflush(&v->key);
 #else
 	(void)v;   /* no flush here: the freed slot's lines stay cached */
+#endif
+}
+
+/* A bucket's tags, flushed as its slots are (one line). */
+static void asm_tags_flush(__u32 b)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	if (b < asm_tags_n)
+		__builtin_ia32_clflush(&asm_tags_rw[b]);
+#else
+	(void)b;
 #endif
 }
 
@@ -1134,10 +1148,12 @@ static int asm_slot_free(const struct flow_key *k)
 
 		if (v->owner == o && vm_flow_key_eq(&v->key, k)) {
 			__atomic_store_n(&v->owner, 0, __ATOMIC_RELEASE);
+			__atomic_store_n(&asm_tags_rw[first / VM_ASM_WAYS].w[j], 0, __ATOMIC_RELEASE);
 			freed++;
 		}
 		asm_slot_flush(v);
 	}
+	if (!getenv("VEIL_BENCH_TAGS_WARM")) asm_tags_flush(first / VM_ASM_WAYS);
 	asm_flush_done();
 	return freed == 1 ? 0 : -1;
 }
@@ -1161,9 +1177,17 @@ static int asm_table_cold(void)
 
 	if (!asm_rw && !(asm_rw = vm_asm_map(vm_gw_map_fd(&G, "hello_asm"), &asm_rw_slots, &asm_rw_len, true)))
 		return -1;
+	if (!asm_tags_rw &&
+	    !(asm_tags_rw = vm_asm_tags_map(vm_gw_map_fd(&G, "hello_asm_tags"), &asm_tags_n, &asm_tags_len)))
+		return -1;
+	if (asm_rw_slots / VM_ASM_WAYS > asm_tags_n)
+		return -1;
 	for (__u32 i = 0; i < asm_rw_slots; i++) {
 		__atomic_store_n(&asm_rw[i].owner, 0, __ATOMIC_RELEASE);
+		__atomic_store_n(&asm_tags_rw[i / VM_ASM_WAYS].w[i % VM_ASM_WAYS], 0, __ATOMIC_RELEASE);
 		asm_slot_flush(&asm_rw[i]);
+		if (i % VM_ASM_WAYS == 0)
+			asm_tags_flush(i / VM_ASM_WAYS);
 	}
 	asm_flush_done();
 	while (!bpf_map_get_next_key(lost, NULL, &k))

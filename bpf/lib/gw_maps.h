@@ -154,6 +154,24 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } hello_asm SEC(".maps");
 
+/* Each bucket's owner words in one line (struct asm_tags): gw_asm_find
+ * and gw_asm_claim read them instead of the eight slots' (eight lines on
+ * eight sets of pages, cold for a new hello).  A slot's own word decides
+ * (its claim and its free are compare-and-swaps of it); the tag is set
+ * after, and a hello whose tag is not yet set is missed as one whose key
+ * is not yet written always was.  The load makes tags and owner words
+ * agree (vm_asm_tags_sync: a table copied, moved or written by a build
+ * before the tags).  Mappable: that sync and the micro bench's in-place
+ * free write it from user space. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VM_ASM_BUCKETS_MAX);
+	__type(key, __u32);
+	__type(value, struct asm_tags);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} hello_asm_tags SEC(".maps");
+
 /* hello_asm holds 2^gw_asm_bits slots: the loader sets both from the
  * config's hellos_max before it loads the programs. */
 const volatile __u32 gw_asm_bits = VM_ASM_SLOTS_BITS;
@@ -163,18 +181,34 @@ VM_INLINE struct asm_val *gw_asm_at(__u32 i)
 	return bpf_map_lookup_elem(&hello_asm, &i);
 }
 
-/* Key k's hello, or NULL. */
-VM_INLINE struct asm_val *gw_asm_find(const struct flow_key *k)
+/* The tags of the bucket whose first slot is first. */
+VM_INLINE struct asm_tags *gw_asm_tags(__u32 first)
 {
+	__u32 b = first / VM_ASM_WAYS;
+
+	return bpf_map_lookup_elem(&hello_asm_tags, &b);
+}
+
+/* Key k's hello, or NULL: the slot whose tag is k's digest, if its own
+ * word and key say so too.  *way: its index in the bucket. */
+VM_INLINE struct asm_val *gw_asm_find_way(const struct flow_key *k, __u32 *way)
+{
+	struct asm_tags *t;
 	__u32 first;
 	__u64 o;
 
 	vm_asm_bucket(k, gw_flow_seed(), gw_asm_bits, &first, &o);
+	t = gw_asm_tags(first);
+	if (!t)
+		return NULL;
 	for (__u32 j = 0; j < VM_ASM_WAYS; j++) {
+		if (t->w[j] != o)
+			continue;
 		struct asm_val *v = gw_asm_at(first + j);
-
-		if (v && v->owner == o && vm_flow_key_eq(&v->key, k))
+		if (v && v->owner == o && vm_flow_key_eq(&v->key, k)) {
+			*way = j;
 			return v;
+		}
 	}
 	return NULL;
 }
@@ -183,44 +217,75 @@ VM_INLINE struct asm_val *gw_asm_find(const struct flow_key *k)
  * made), else a free one of its bucket, else the one holding the hello
  * begun first (a hello past VM_ASM_TIMEOUT_NS is always older than a live
  * one), its holder's hello dropped as an LRU map's would be: a live hello
- * is lost only once VM_ASM_WAYS newer ones share its bucket.  Claimed by
- * one atomic swap of the owner word; the header then made a fresh entry's
+ * is lost only once VM_ASM_WAYS newer ones share its bucket.  The tags
+ * tell which slot holds k and which are free; only a bucket whose tags are
+ * all taken reads its slots (their age; a slot free under a stale tag is
+ * taken first, as before the tags; a slot held under a tag of 0, in a
+ * table kept from a build before the tags until the load syncs them,
+ * gives up its hello as the oldest would).  Claimed by one atomic swap of the
+ * owner word, the tag set after; the header then made a fresh entry's
  * (family 0: gw_asm.h's test for one another CPU made; first_ns is the
  * caller's, set next, to read the clock once).  The rest of the value (the
  * segments, the payload) is left as it is: the reassembly reads only the
  * nseg segments and the have bytes it wrote.  NULL when another CPU
  * claimed the slot in the meantime.  *lost: 1 when the hello dropped is
  * one whose connection cannot complete, then *gone its key and tomb its
- * tombstone (vm_asm_tomb_make; now: the coarse clock). */
+ * tombstone (vm_asm_tomb_make; now: the coarse clock).  *way: the slot's
+ * index in its bucket (for gw_asm_free_way). */
 VM_INLINE struct asm_val *gw_asm_claim(const struct flow_key *k, __u64 now, struct asm_tomb *tomb,
-				       struct flow_key *gone, int *lost)
+				       struct flow_key *gone, int *lost, __u32 *way)
 {
+	struct asm_tags *t;
 	struct asm_val *v;
 	__u32 first, pick = VM_ASM_WAYS;
 	__u64 o, held, oldest = 0;
-	int free_seen = 0;
 
 	vm_asm_bucket(k, gw_flow_seed(), gw_asm_bits, &first, &o);
+	t = gw_asm_tags(first);
+	if (!t)
+		return NULL;
 	for (__u32 j = 0; j < VM_ASM_WAYS; j++) {
-		v = gw_asm_at(first + j);
-		if (!v)
-			return NULL;
-		if (v->owner == o && vm_flow_key_eq(&v->key, k))
-			return v;
-		if (free_seen)
-			continue;
-		if (!v->owner) {
-			free_seen = 1;
+		__u64 w = t->w[j];
+
+		if (w == o) {
+			v = gw_asm_at(first + j);
+			if (v && v->owner == o && vm_flow_key_eq(&v->key, k)) {
+				*way = j;
+				return v;
+			}
+		} else if (!w && pick == VM_ASM_WAYS) {
 			pick = j;
-		} else if (pick == VM_ASM_WAYS || (__s64)(v->first_ns - oldest) < 0) {
-			pick = j;
-			oldest = v->first_ns;
 		}
 	}
-	v = gw_asm_at(first + (pick & (VM_ASM_WAYS - 1)));
+	if (pick == VM_ASM_WAYS) {
+		int free_seen = 0;
+
+		for (__u32 j = 0; j < VM_ASM_WAYS; j++) {
+			v = gw_asm_at(first + j);
+			if (!v)
+				return NULL;
+			if (free_seen)
+				continue;
+			if (!v->owner) {
+				free_seen = 1;
+				pick = j;
+			} else if (pick == VM_ASM_WAYS || (__s64)(v->first_ns - oldest) < 0) {
+				pick = j;
+				oldest = v->first_ns;
+			}
+		}
+	}
+	pick &= VM_ASM_WAYS - 1;
+	v = gw_asm_at(first + pick);
 	if (!v)
 		return NULL;
+	*way = pick;
 	held = v->owner;
+	if (held == o && vm_flow_key_eq(&v->key, k)) {
+		/* k's own, under a tag not set yet (or stale) */
+		t->w[pick] = o;
+		return v;
+	}
 	*lost = held && vm_asm_tomb_make(tomb, v, now);
 	if (*lost)
 		*gone = v->key;
@@ -228,6 +293,7 @@ VM_INLINE struct asm_val *gw_asm_claim(const struct flow_key *k, __u64 now, stru
 		*lost = 0;
 		return NULL;
 	}
+	t->w[pick] = o;
 	v->key = *k;
 	v->family = 0;
 	v->nseg = 0;
@@ -236,17 +302,32 @@ VM_INLINE struct asm_val *gw_asm_claim(const struct flow_key *k, __u64 now, stru
 	return v;
 }
 
-/* Frees key k's slot (a, found for k), unless another key claimed it
- * since (its owner word is then not k's digest). */
-VM_INLINE void gw_asm_free(const struct flow_key *k, struct asm_val *a)
+/* Frees key k's slot (a, found for k at index way of its bucket), unless
+ * another key claimed it since (its owner word is then not k's digest);
+ * its tag after it, unless another claim set it since. */
+VM_INLINE void gw_asm_free_way(const struct flow_key *k, struct asm_val *a, __u32 way)
 {
+	struct asm_tags *t;
 	__u32 first;
 	__u64 o;
 
 	if (!a)
 		return;
 	vm_asm_bucket(k, gw_flow_seed(), gw_asm_bits, &first, &o);
-	__sync_val_compare_and_swap(&a->owner, o, 0);
+	if (__sync_val_compare_and_swap(&a->owner, o, 0) != o)
+		return;
+	t = gw_asm_tags(first);
+	if (t)
+		__sync_val_compare_and_swap(&t->w[way & (VM_ASM_WAYS - 1)], o, 0);
+}
+
+/* Frees key k's slot, if it holds one. */
+VM_INLINE void gw_asm_drop(const struct flow_key *k)
+{
+	__u32 way = 0;
+	struct asm_val *a = gw_asm_find_way(k, &way);
+
+	gw_asm_free_way(k, a, way);
 }
 
 struct {

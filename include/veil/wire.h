@@ -326,6 +326,17 @@ struct flow_bits_val {
 #define VM_ASM_SLOTS_BITS_MAX 14
 #define VM_ASM_WAYS_BITS  3
 #define VM_ASM_WAYS       (1u << VM_ASM_WAYS_BITS)
+/* hello_asm_tags: a bucket's owner words side by side (one cache line),
+ * the copy of each slot's owner word (asm_val.owner) that gw_asm reads to
+ * find a hello or a free slot without touching the slots themselves (each
+ * on its own pages).  The slot's word decides; the tag follows it (set
+ * after a claim, cleared after a free) and the load makes the two agree
+ * (vm_asm_tags_sync).  Sized for the largest table: bucket b of any
+ * smaller one is entry b. */
+#define VM_ASM_BUCKETS_MAX ((1u << VM_ASM_SLOTS_BITS_MAX) / VM_ASM_WAYS)
+struct asm_tags {
+	__u64 w[VM_ASM_WAYS];
+};
 struct asm_seg {
 	__u32 off;                /* payload offset from the client's ISN + 1 */
 	__u16 len;                /* payload bytes */
