@@ -1093,10 +1093,11 @@ static void store_seg1(__u32 i)
  * slot, a gateway's usual case (hello_1800_seg1_tc runs in a full table:
  * every run a new connection, so past the first 1024 each one takes the
  * oldest hello's slot and leaves a tombstone).  Before each timed run,
- * untimed: the previous run's hello freed (its owner word cleared in place,
- * through the mapping, as gw_return frees a slot when the VM ACKs) and the
- * lines read for it flushed from the caches, so the table stays empty and
- * cold; then gw_ingress's look at the segment, as for seg1_tc. */
+ * untimed: the previous run's hello freed (its owner word and its tag in
+ * hello_asm_tags cleared in place, through the mappings, as gw_return frees
+ * a slot when the VM ACKs) and the lines read for it flushed from the
+ * caches, the bucket's tag line too, so the table stays empty and cold;
+ * then gw_ingress's look at the segment, as for seg1_tc. */
 static struct asm_val *asm_rw;
 static size_t asm_rw_len;
 static __u32 asm_rw_slots;
@@ -1153,7 +1154,7 @@ static int asm_slot_free(const struct flow_key *k)
 		}
 		asm_slot_flush(v);
 	}
-	if (!getenv("VEIL_BENCH_TAGS_WARM")) asm_tags_flush(first / VM_ASM_WAYS);
+	asm_tags_flush(first / VM_ASM_WAYS);
 	asm_flush_done();
 	return freed == 1 ? 0 : -1;
 }
