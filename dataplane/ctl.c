@@ -70,7 +70,9 @@ void vm_runtime_remove(const char *path)
 
 /* ---------- shared pieces of the answers ---------- */
 
-struct asm_val *vm_asm_map(int fd, __u32 *slots, size_t *len, bool writable)
+/* A BPF_F_MMAPABLE array of values of value_size bytes (fd) mapped, its
+ * entries in *n and the mapping's length in *len; NULL when fd is not one. */
+static void *array_map(int fd, __u32 value_size, bool writable, __u32 *n, size_t *len)
 {
 	struct bpf_map_info info = { 0 };
 	__u32 ilen = sizeof(info);
@@ -78,14 +80,19 @@ struct asm_val *vm_asm_map(int fd, __u32 *slots, size_t *len, bool writable)
 	void *a;
 
 	if (fd < 0 || bpf_obj_get_info_by_fd(fd, &info, &ilen) || info.type != BPF_MAP_TYPE_ARRAY ||
-	    info.value_size != sizeof(struct asm_val) || !(info.map_flags & BPF_F_MMAPABLE))
+	    info.value_size != value_size || !(info.map_flags & BPF_F_MMAPABLE))
 		return NULL;
-	*len = ((size_t)info.max_entries * sizeof(struct asm_val) + (size_t)page - 1) & ~((size_t)page - 1);
+	*len = ((size_t)info.max_entries * value_size + (size_t)page - 1) & ~((size_t)page - 1);
 	a = mmap(NULL, *len, PROT_READ | (writable ? PROT_WRITE : 0), MAP_SHARED, fd, 0);
 	if (a == MAP_FAILED)
 		return NULL;
-	*slots = info.max_entries;
+	*n = info.max_entries;
 	return a;
+}
+
+struct asm_val *vm_asm_map(int fd, __u32 *slots, size_t *len, bool writable)
+{
+	return array_map(fd, sizeof(struct asm_val), writable, slots, len);
 }
 
 void vm_asm_unmap(struct asm_val *a, size_t len)
@@ -96,20 +103,7 @@ void vm_asm_unmap(struct asm_val *a, size_t len)
 
 struct asm_tags *vm_asm_tags_map(int fd, __u32 *buckets, size_t *len)
 {
-	struct bpf_map_info info = { 0 };
-	__u32 ilen = sizeof(info);
-	long page = sysconf(_SC_PAGESIZE);
-	void *t;
-
-	if (fd < 0 || bpf_obj_get_info_by_fd(fd, &info, &ilen) || info.type != BPF_MAP_TYPE_ARRAY ||
-	    info.value_size != sizeof(struct asm_tags) || !(info.map_flags & BPF_F_MMAPABLE))
-		return NULL;
-	*len = ((size_t)info.max_entries * sizeof(struct asm_tags) + (size_t)page - 1) & ~((size_t)page - 1);
-	t = mmap(NULL, *len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (t == MAP_FAILED)
-		return NULL;
-	*buckets = info.max_entries;
-	return t;
+	return array_map(fd, sizeof(struct asm_tags), true, buckets, len);
 }
 
 /* Each slot copied out for its owner word, its tag swapped right after:
