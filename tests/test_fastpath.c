@@ -691,16 +691,14 @@ static void reassembly_same(void)
 	       (unsigned long long)(W->d.tx - d0.tx));
 }
 
-/* Every hello table emptied in all three (gw_asm's hello_asm; vm_fp's and
+/* Every hello table emptied in all three (gw_asm's hello_asm and its tags; vm_fp's and
  * the DPDK worker's hellos, early segments and tombstones). */
 static void asm_tables_empty(void)
 {
 	static struct asm_val zero;
-	int fd = vm_gw_map_fd(&G, "hello_asm");
-	struct vm_fp *fps[2] = { &FP, &W->fp };
-
 	static struct asm_tags tzero;
-	int tfd = vm_gw_map_fd(&G, "hello_asm_tags");
+	int fd = vm_gw_map_fd(&G, "hello_asm"), tfd = vm_gw_map_fd(&G, "hello_asm_tags");
+	struct vm_fp *fps[2] = { &FP, &W->fp };
 
 	for (__u32 i = 0; i < VM_ASM_SLOTS; i++)
 		bpf_map_update_elem(fd, &i, &zero, BPF_ANY);
