@@ -154,7 +154,7 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } hello_asm SEC(".maps");
 
-/* Each bucket's owner words in one line (struct asm_tags): gw_asm_find
+/* Each bucket's owner words in one line (struct asm_tags): gw_asm_find_way
  * and gw_asm_claim read them instead of the eight slots' (eight lines on
  * eight sets of pages, cold for a new hello).  A slot's own word decides
  * (its claim and its free are compare-and-swaps of it); the tag is set
