@@ -627,6 +627,11 @@ int vm_gw_attach(struct vm_gw *g, const char *client_if, const char *mesh_if, bo
 		err = tc_attach(g->if_client, bpf_program__fd(g->as->progs.gw_asm));
 	if (err)
 		return err;
+	/* Again, now that the gw_asm replaced (of a build before the tags, at
+	 * an upgrade) claims no more slots: a hello it took between the sync
+	 * above and the attach has a tag too. */
+	if (asm_tags_init(g))
+		vm_log("event=warning reason=\"hello_asm_tags not synced after the attach\"");
 	g->xp_ing = xdp_prog_from_obj(g->ing->obj, "gw_ingress");
 	g->xp_ret = xdp_prog_from_obj(g->ret->obj, "gw_return");
 	if (!g->xp_ing || !g->xp_ret)
