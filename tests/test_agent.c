@@ -4,6 +4,7 @@
  * scan on fake hosts (tests/fixtures/hosts) and on this machine, and the
  * resource checks. */
 #include <unistd.h>
+#include <sys/stat.h>
 #include "testlib.h"
 #include "agent.h"
 
@@ -235,8 +236,41 @@ static void resources_checked(void)
 #undef CFG
 }
 
+/* ag_kvm_probe against stand-in emulators: one that builds the VM (its
+ * monitor answers "info status"), one that aborts as qemu 7.2 does where
+ * KVM refuses a register, one that is not there. */
+static void write_script(const char *path, const char *body)
+{
+	FILE *f = fopen(path, "w");
+	if (f) {
+		fputs(body, f);
+		fclose(f);
+	}
+	chmod(path, 0700);
+}
+
+static void kvm_probe(void)
+{
+	char dir[] = "/tmp/agkvm-XXXXXX", ok[64], bad[64], why[256];
+	CHECK(mkdtemp(dir), "mkdtemp");
+	snprintf(ok, sizeof(ok), "%s/ok", dir);
+	snprintf(bad, sizeof(bad), "%s/bad", dir);
+	write_script(ok, "#!/bin/sh\nwhile read -r l; do case $l in 'info status') echo 'VM status: paused (prelaunch)';; quit) exit 0;; esac; done\n");
+	write_script(bad, "#!/bin/sh\necho 'qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69' >&2\nkill -ABRT $$\n");
+	why[0] = 0;
+	CHECK(ag_kvm_probe(ok, "pc-q35-7.2", why, sizeof(why)) == 0, "a VM built, its status answered: %s", why);
+	CHECK(ag_kvm_probe(bad, "pc-q35-7.2", why, sizeof(why)) == -1 && !strcmp(why, "qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69"),
+	      "an emulator that aborts: '%s'", why);
+	CHECK(ag_kvm_probe("/nonexistent/qemu", "pc-q35-7.2", why, sizeof(why)) == -1 && strstr(why, "cannot run"),
+	      "no emulator: '%s'", why);
+	unlink(ok);
+	unlink(bad);
+	rmdir(dir);
+}
+
 int main(void)
 {
+	RUN(kvm_probe);
 	RUN(example_loads);
 	RUN(documented_shape_loads);
 	RUN(errors_name_file_line_column);

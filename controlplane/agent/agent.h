@@ -127,10 +127,22 @@ struct ag_domcaps {
 	bool hostdev_pci;
 	bool sev, sev_es, sev_snp, tdx;
 	int cbitpos, reduced_phys_bits;
+	char kvm_unusable[256];  /* why KVM was offered and not taken ("": it was not offered, or runs) */
 };
 
 /* -1 with a reason if the text is not domain capabilities. */
 int ag_domcaps_parse(const char *xml, size_t len, struct ag_domcaps *dc, char *err, size_t errlen);
+
+/* 0 when the emulator runs the agent's vCPU (host-passthrough) under KVM:
+ * the machine built and its vCPU reset, paused; -1 with the reason
+ * (controlplane/agent/kvm.c). */
+int ag_kvm_probe(const char *emulator, const char *machine, char *why, size_t whylen);
+
+/* libvirt's domain capabilities for the agent's VMs (q35, x86_64), on KVM
+ * when it is offered and ag_kvm_probe says it runs, else on software
+ * emulation with kvm_unusable saying why; -1 with the reason. */
+typedef struct _virConnect *virConnectPtr;
+int ag_domcaps_get(virConnectPtr c, struct ag_domcaps *dc, char *err, size_t errlen);
 
 /* Where the agent keeps one VM's things; chosen by the agent, not the order. */
 struct ag_vm_paths {

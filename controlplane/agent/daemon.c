@@ -1019,14 +1019,14 @@ int ag_daemon_run(struct ag_daemon *d)
 		ag_log("event=libvirt_failed uri=%s reason=\"%s\"", d->uri, virt_err());
 		return 1;
 	}
-	char *caps = virConnectGetDomainCapabilities(conn, NULL, "x86_64", "q35", NULL, 0);
-	if (!caps || ag_domcaps_parse(caps, strlen(caps), &domcaps, err, sizeof(err))) {
-		ag_log("event=libvirt_failed reason=\"domain capabilities: %s\"", caps ? err : virt_err());
-		free(caps);
+	if (ag_domcaps_get(conn, &domcaps, err, sizeof(err))) {
+		ag_log("event=libvirt_failed reason=\"domain capabilities: %s\"", err);
 		virConnectClose(conn);
 		return 1;
 	}
-	free(caps);
+	if (domcaps.kvm_unusable[0])
+		ag_log("event=kvm_unusable emulator=%s reason=\"%s\" domain_type=%s", domcaps.emulator, domcaps.kvm_unusable,
+		       domcaps.domain_type);
 	int cb = virConnectDomainEventRegisterAny(conn, NULL, VIR_DOMAIN_EVENT_ID_LIFECYCLE,
 						  VIR_DOMAIN_EVENT_CALLBACK(on_lifecycle), NULL, NULL);
 	pthread_t et;

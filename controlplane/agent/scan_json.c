@@ -47,6 +47,8 @@ char *ag_scan_json(const struct ag_scan *s, const struct ag_domcaps *dc)
 	if (dc) { /* what libvirt offers for VMs here */
 		lv = json_object_new_object();
 		json_object_object_add(lv, "domain_type", json_object_new_string(dc->domain_type));
+		if (dc->kvm_unusable[0])
+			json_object_object_add(lv, "kvm_unusable", json_object_new_string(dc->kvm_unusable));
 		json_object_object_add(lv, "emulator", json_object_new_string(dc->emulator));
 		json_object_object_add(lv, "machine", json_object_new_string(dc->machine));
 		json_object *fw = json_object_new_array();

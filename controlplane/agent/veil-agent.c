@@ -84,13 +84,7 @@ static int libvirt_domcaps(const char *uri, struct ag_domcaps *dc, char *err, si
 		snprintf(err, errlen, "%s", e && e->message ? e->message : "cannot connect");
 		return -1;
 	}
-	char *x = virConnectGetDomainCapabilities(c, NULL, "x86_64", "q35", NULL, 0);
-	int rc = x ? ag_domcaps_parse(x, strlen(x), dc, err, errlen) : -1;
-	if (!x) {
-		const virError *e = virGetLastError();
-		snprintf(err, errlen, "%s", e && e->message ? e->message : "no domain capabilities");
-	}
-	free(x);
+	int rc = ag_domcaps_get(c, dc, err, errlen);
 	virConnectClose(c);
 	return rc;
 }
