@@ -98,7 +98,7 @@ VM_INLINE struct flow_val *vm_env_flow_get(struct vm_gw_env *e, const struct flo
 	}
 	if (on && !gw_flow_maybe(k))
 		return 0;
-	return bpf_map_lookup_elem(&flows, k);
+	return gw_flow_get(k);
 }
 
 /* A hello's flow will be put after its parse, and the put's first write
@@ -119,12 +119,12 @@ VM_INLINE int vm_env_flow_put(struct vm_gw_env *e, const struct flow_key *k, con
 	 * there now is another CPU's flow for a colliding connection; the
 	 * filter's bit before the entry, so no packet finds it unset */
 	gw_flow_bits_set(k);
-	return bpf_map_update_elem(&flows, k, v, BPF_NOEXIST);
+	return gw_flow_put(k, v);
 }
 
 VM_INLINE void vm_env_flow_del(struct vm_gw_env *e, const struct flow_key *k, struct flow_val *f)
 {
-	bpf_map_delete_elem(&flows, k);
+	gw_flow_del(k);
 }
 
 VM_INLINE struct flow_val *vm_env_flow_tmp(struct vm_gw_env *e)

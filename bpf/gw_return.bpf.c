@@ -35,12 +35,12 @@ VM_INLINE const struct flow_seed *vm_env_flow_seed(struct vm_gw_env *e) { return
 
 VM_INLINE struct flow_val *vm_env_flow_get(struct vm_gw_env *e, const struct flow_key *k)
 {
-	return bpf_map_lookup_elem(&flows, k);
+	return gw_flow_get(k);
 }
 
 VM_INLINE void vm_env_flow_del(struct vm_gw_env *e, const struct flow_key *k, struct flow_val *f)
 {
-	bpf_map_delete_elem(&flows, k);
+	gw_flow_del(k);
 }
 
 /* The held hello (gw_asm's hello_asm entry) is no longer needed. */

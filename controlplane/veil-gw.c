@@ -283,7 +283,7 @@ static void gw_cmd(void *arg, const char *line, FILE *out)
 		struct flow_val v;
 		__u32 cp, vp, zero = 0;
 		int f1 = vm_addr_parse(w[2], t.client), f2 = vm_addr_parse(w[4], t.vip);
-		int fd = vm_gw_map_fd(&st->g, "flows");
+		struct vm_flows *ft = vm_gw_flows(&st->g);
 		cp = strtoul(w[3], NULL, 10);
 		vp = strtoul(w[5], NULL, 10);
 		if (!f1 || f1 != f2 || !cp || cp > 65535 || !vp || vp > 65535) {
@@ -299,8 +299,8 @@ static void gw_cmd(void *arg, const char *line, FILE *out)
 			return;
 		}
 		vm_flow_key_tuple(&t, &seed, &k);
-		if (bpf_map_lookup_elem(fd, &k, &v) || !VM_FLOW_IS(&v, t.family, t.client, t.vip) ||
-		    bpf_map_delete_elem(fd, &k)) {
+		if (!ft || vm_flows_get(ft, &k, &v) || !VM_FLOW_IS(&v, t.family, t.client, t.vip) ||
+		    vm_flows_del(ft, &k)) {
 			vm_ctl_answer(out, 0, "no such flow", 0);
 			return;
 		}
@@ -490,6 +490,7 @@ int main(int argc, char **argv)
 	 * reset ones (VM_FIN_RST) once the VM has kept silent as long */
 	vm_sweep_init(&st.sweep, vm_gw_map_fd(&st.g, "flows"), sizeof(struct flow_key), sizeof(struct flow_val),
 		      offsetof(struct flow_val, fin), VM_SWEEP_EVERY_S);
+	st.sweep.ft = vm_gw_flows(&st.g);   /* walked in place */
 	st.sweep.on_pass = bits_pass;
 	st.sweep.on_key = bits_key;
 	st.sweep.arg = &st;

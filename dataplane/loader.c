@@ -228,11 +228,15 @@ int vm_gw_open(struct vm_gw *g, const char *pin_root, __u32 flows_max, __u32 hel
 	g->as = gw_asm__open_opts(&o);
 	if (!g->ing || !g->ret || !g->as)
 		return -errno ? -errno : -EINVAL;
-	if (flows_max) {
-		bpf_map__set_max_entries(g->ing->maps.flows, flows_max);
-		bpf_map__set_max_entries(g->ret->maps.flows, flows_max);
-		bpf_map__set_max_entries(g->as->maps.flows, flows_max);
-	}
+	/* the flow table's buckets for flows_max flows, in all three
+	 * programs (the map and the count they place keys by) */
+	g->flow_buckets = vm_flows_buckets_for(flows_max ? flows_max : VM_FT_FLOWS_DEFAULT);
+	bpf_map__set_max_entries(g->ing->maps.flows, g->flow_buckets);
+	bpf_map__set_max_entries(g->ret->maps.flows, g->flow_buckets);
+	bpf_map__set_max_entries(g->as->maps.flows, g->flow_buckets);
+	g->ing->rodata->gw_flow_buckets = g->flow_buckets;
+	g->ret->rodata->gw_flow_buckets = g->flow_buckets;
+	g->as->rodata->gw_flow_buckets = g->flow_buckets;
 	if (hellos_max) {
 		__u32 bits = (__u32)__builtin_ctz(hellos_max);
 		if ((hellos_max & (hellos_max - 1)) || bits < VM_ASM_SLOTS_BITS_MIN || bits > VM_ASM_SLOTS_BITS_MAX)
@@ -462,6 +466,11 @@ static int flow_seed_init(struct vm_gw *g)
 		return fd;
 	if (bpf_map_lookup_elem(fd, &zero, &s))
 		return -errno;
+	/* the flow table, placed under the seed it holds now */
+	if (!g->ft.b && (r = vm_flows_open(&g->ft, bpf_map__fd(g->as->maps.flows), fd)) < 0)
+		return r;
+	if ((r = vm_flows_seed(&g->ft, fd)) < 0)
+		return r;
 	fresh = !s.k[0] && !s.k[1];
 	if (!fresh && s.fold == VM_FLOW_FOLD) {
 		/* the seed stays; held hellos of an older slot layout move */
@@ -474,7 +483,7 @@ static int flow_seed_init(struct vm_gw *g)
 	}
 	if (seed_renew(&s, fresh))
 		return -EIO;
-	if ((r = REKEY(bpf_map__fd(g->as->maps.flows), struct flow_val, &s, &lost)) < 0)
+	if ((r = vm_flows_reseed(&g->ft, &s, &lost)) < 0)
 		return r;
 	moved += r;
 	if ((r = rekey_asm(bpf_map__fd(g->as->maps.hello_asm), abits, &s, &lost)) < 0)
@@ -564,21 +573,33 @@ __u64 vm_flow_bits_set_count(const struct flow_bits_val *b, __u32 n)
 	return set;
 }
 
-int vm_flow_bits_rebuild(struct flow_bits_val *b, int flows_fd)
-{
-	struct flow_key k, next;
+struct bits_half {
+	struct flow_bits_val *b;
+	int half;
+};
 
+static int bits_add_flow(void *arg, const struct flow_key *k, const struct flow_val *v)
+{
+	struct bits_half *h = arg;
+
+	vm_flow_bits_add(h->b, h->half, k);
+	return 0;
+}
+
+int vm_flow_bits_rebuild(struct flow_bits_val *b, const struct vm_flows *ft)
+{
 	for (int half = 0; half < 2; half++) {
-		void *prev = NULL;
+		struct bits_half h = { b, half };
 
 		vm_flow_bits_clear(b, half);
-		while (bpf_map_get_next_key(flows_fd, prev, &next) == 0) {
-			k = next;
-			prev = &k;
-			vm_flow_bits_add(b, half, &k);
-		}
+		vm_flows_walk(ft, bits_add_flow, &h);
 	}
 	return 0;
+}
+
+struct vm_flows *vm_gw_flows(struct vm_gw *g)
+{
+	return g->ft.b ? &g->ft : NULL;
 }
 
 int vm_gw_load(struct vm_gw *g)
@@ -673,6 +694,7 @@ void vm_gw_close(struct vm_gw *g)
 		xdp_program__close(g->xp_ret);
 	if (g->bits)
 		munmap(g->bits, VM_FLOW_BITS_ENTRIES * sizeof(struct flow_bits_val));
+	vm_flows_close(&g->ft);
 	vm_pins_kept_close(&g->kept);
 	gw_ingress__destroy(g->ing);
 	gw_return__destroy(g->ret);

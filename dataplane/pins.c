@@ -80,6 +80,81 @@ static bool all_zero(const __u8 *v, size_t n)
 	return true;
 }
 
+/* The gateway's flow table (include/veil/flowtab.h) where the pin holds
+ * its flows in another form: a table of another size (flows_max), or the
+ * LRU hash of flow_key -> flow_val that held them until 2026-12-06.  Its
+ * flows are put into the new table at the load, each where the new size
+ * places it. */
+static bool is_flow_table(const struct bpf_map *m, const struct bpf_map_info *old)
+{
+	if (strcmp(bpf_map__name(m), "flows") || bpf_map__type(m) != BPF_MAP_TYPE_ARRAY ||
+	    bpf_map__value_size(m) != sizeof(struct flow_bucket))
+		return false;
+	if (old->type == BPF_MAP_TYPE_ARRAY)
+		return old->value_size == sizeof(struct flow_bucket) && (old->map_flags & BPF_F_MMAPABLE);
+	return (old->type == BPF_MAP_TYPE_LRU_HASH || old->type == BPF_MAP_TYPE_HASH) &&
+	       old->key_size == sizeof(struct flow_key) && old->value_size == sizeof(struct flow_val);
+}
+
+/* flow_seed beside a pin at path (the same directory), or -errno. */
+static int seed_beside(const char *path)
+{
+	char p[320];
+	const char *slash = strrchr(path, '/');
+
+	snprintf(p, sizeof(p), "%.*s/flow_seed", slash ? (int)(slash - path) : 1, slash ? path : ".");
+	return bpf_obj_get(p);
+}
+
+struct flows_into {
+	struct vm_flows *to;
+	long *moved, *lost;
+};
+
+static int flow_into(void *arg, const struct flow_key *k, const struct flow_val *v)
+{
+	struct flows_into *c = arg;
+
+	if (vm_flows_put(c->to, k, v, 0))
+		(*c->lost)++;
+	else
+		(*c->moved)++;
+	return 0;
+}
+
+/* The flows of the old map (fd from, info fi: a table or the old hash)
+ * put into the new table (to), each under the seed both are placed by. */
+static int flows_copy(int from, int to, const char *path, const struct bpf_map_info *fi, long *moved, long *lost)
+{
+	struct vm_flows nt, ot;
+	struct flows_into c = { &nt, moved, lost };
+	int sfd = seed_beside(path), err;
+
+	err = vm_flows_open(&nt, to, sfd);
+	if (!err && fi->type == BPF_MAP_TYPE_ARRAY) {
+		err = vm_flows_open(&ot, from, sfd);
+		if (!err) {
+			vm_flows_walk(&ot, flow_into, &c);
+			vm_flows_close(&ot);
+		}
+	} else if (!err) {
+		struct flow_key k, next;
+		struct flow_val v;
+		void *prev = NULL;
+
+		while (!bpf_map_get_next_key(from, prev, &next)) {
+			k = next;
+			prev = &k;
+			if (!bpf_map_lookup_elem(from, &k, &v))
+				flow_into(&c, &k, &v);
+		}
+	}
+	vm_flows_close(&nt);
+	if (sfd >= 0)
+		close(sfd);
+	return err;
+}
+
 int vm_pins_refresh(struct bpf_object *obj, struct vm_pins_kept *kept)
 {
 	struct bpf_map *m;
@@ -127,9 +202,11 @@ int vm_pins_refresh(struct bpf_object *obj, struct vm_pins_kept *kept)
 		}
 		/* the same entries in a map of another size or flags: kept
 		 * open, copied into the new one after the load */
-		bool keep = kept && kept->n < VM_PINS_KEPT_MAX && copyable(info.type) &&
-			    info.type == (__u32)bpf_map__type(m) && info.key_size == bpf_map__key_size(m) &&
-			    info.value_size == bpf_map__value_size(m);
+		bool table = is_flow_table(m, &info);
+		bool keep = kept && kept->n < VM_PINS_KEPT_MAX &&
+			    (table || (copyable(info.type) && info.type == (__u32)bpf_map__type(m) &&
+				       info.key_size == bpf_map__key_size(m) &&
+				       info.value_size == bpf_map__value_size(m)));
 		if (keep) {
 			kept->e[kept->n].fd = fd;
 			snprintf(kept->e[kept->n].path, sizeof(kept->e[0].path), "%s", path);
@@ -139,6 +216,7 @@ int vm_pins_refresh(struct bpf_object *obj, struct vm_pins_kept *kept)
 			 * it (flow_seed_init), so a smaller table takes the
 			 * hellos past its end in free slots */
 			kept->e[kept->n].slots = !strcmp(bpf_map__name(m), "hello_asm");
+			kept->e[kept->n].flows = table;
 			kept->n++;
 		} else {
 			close(fd);
@@ -315,6 +393,8 @@ int vm_pins_migrate(struct vm_pins_kept *kept)
 		memset(&ti, 0, sizeof(ti));
 		if (bpf_obj_get_info_by_fd(kept->e[i].fd, &fi, &flen) || bpf_obj_get_info_by_fd(to, &ti, &tlen))
 			err = -errno;
+		else if (kept->e[i].flows)
+			err = flows_copy(kept->e[i].fd, to, kept->e[i].path, &fi, &moved, &lost);
 		else if (ti.type != fi.type || ti.key_size != fi.key_size || ti.value_size != fi.value_size)
 			err = -EINVAL;  /* something else pinned there meanwhile */
 		else

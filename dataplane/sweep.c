@@ -142,6 +142,26 @@ static void walk_keys(struct vm_sweep *s, struct pass *p)
 	}
 }
 
+/* The gateway's flow table, walked in place (flowtab.c): a mapped array,
+ * no bpf() call per entry. */
+static int ft_key(void *arg, const struct flow_key *k, const struct flow_val *v)
+{
+	struct pass *p = arg;
+
+	pass_key(p, (const uint8_t *)k, v->fin);
+	return p->full;
+}
+
+static int entry_get(struct vm_sweep *s, const void *key, void *val)
+{
+	return s->ft ? vm_flows_get(s->ft, key, val) : bpf_map_lookup_elem(s->fd, key, val);
+}
+
+static int entry_del(struct vm_sweep *s, const void *key)
+{
+	return s->ft ? vm_flows_del((struct vm_flows *)s->ft, key) : bpf_map_delete_elem(s->fd, key);
+}
+
 /* One pass when `every` seconds have gone by; returns the entries retired. */
 long vm_sweep_run(struct vm_sweep *s, time_t now)
 {
@@ -150,7 +170,7 @@ long vm_sweep_run(struct vm_sweep *s, time_t now)
 	struct pass p;
 	long retired = 0;
 
-	if (s->fd < 0 || s->key_size > VM_SWEEP_KEY_MAX || s->val_size > sizeof(val) || s->fin_off >= s->val_size)
+	if ((s->fd < 0 && !s->ft) || s->key_size > VM_SWEEP_KEY_MAX || s->val_size > sizeof(val) || s->fin_off >= s->val_size)
 		return 0;
 	if (s->last && now - s->last < (time_t)s->every)
 		return 0;
@@ -161,7 +181,9 @@ long vm_sweep_run(struct vm_sweep *s, time_t now)
 		s->on_pass(s->arg);
 	memset(&p, 0, sizeof(p));
 	p.s = s;
-	if (s->keys_only || walk_batch(s, &p)) {
+	if (s->ft)
+		vm_flows_walk(s->ft, ft_key, &p);
+	else if (s->keys_only || walk_batch(s, &p)) {
 		/* the lists again from the start (on_key has seen some keys twice: harmless) */
 		free(p.closed);
 		free(p.gone);
@@ -172,11 +194,11 @@ long vm_sweep_run(struct vm_sweep *s, time_t now)
 	for (size_t i = 0; i < p.ngone; i++) {
 		uint8_t *k = p.gone + i * s->key_size;
 		/* still closed (not replaced by a new connection since the walk) */
-		if (bpf_map_lookup_elem(s->fd, k, val) || !vm_fin_retired(val[s->fin_off]))
+		if (entry_get(s, k, val) || !vm_fin_retired(val[s->fin_off]))
 			continue;
 		if (s->on_retire)
 			s->on_retire(s->arg, k, val);
-		if (bpf_map_delete_elem(s->fd, k) == 0)
+		if (entry_del(s, k) == 0)
 			retired++;
 	}
 	free(p.gone);

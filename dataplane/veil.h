@@ -191,6 +191,15 @@ int vm_gen_move(int fd, int changed);
 /* ---------- gateway data plane ---------- */
 /* Pinned maps replaced by a new size or flags (vm_pins_refresh). */
 #define VM_PINS_KEPT_MAX 16
+/* The gateway's flow table mapped (flowtab.c, below). */
+struct vm_flows {
+	int fd;
+	__u32 nb;                 /* buckets */
+	struct flow_bucket *b;
+	size_t len;
+	struct flow_seed seed;
+};
+
 struct vm_pins_kept {
 	int n;
 	struct {
@@ -198,6 +207,7 @@ struct vm_pins_kept {
 		char path[300];
 		char name[32];
 		bool slots;      /* hello_asm: its entries may move to any index */
+		bool flows;      /* the flow table: its flows put where the new one places them */
 	} e[VM_PINS_KEPT_MAX];
 };
 
@@ -210,6 +220,8 @@ struct vm_gw {
 	char pin_root[256];
 	struct flow_bits_val *bits; /* flow_bits, mapped (VM_FLOW_BITS_ENTRIES) once loaded */
 	struct vm_pins_kept kept;   /* maps replaced by a new size or flags, copied at the load */
+	struct vm_flows ft;         /* the flows map, mapped once loaded */
+	__u32 flow_buckets;         /* its size, from flows_max */
 };
 
 /* The flows map's filter (flow_bits, include/veil/wire.h), as mapped by
@@ -227,7 +239,7 @@ struct vm_gw {
 #define VM_FLOW_BITS_SETTLE_US 1000
 void vm_flow_bits_clear(struct flow_bits_val *b, int half);
 void vm_flow_bits_add(struct flow_bits_val *b, int half, const struct flow_key *k);
-int vm_flow_bits_rebuild(struct flow_bits_val *b, int flows_fd);
+int vm_flow_bits_rebuild(struct flow_bits_val *b, const struct vm_flows *ft);
 /* Bits set in either half of a filter's n entries (read while the
  * programs or a worker write it): the fill gauges' count. */
 __u64 vm_flow_bits_set_count(const struct flow_bits_val *b, __u32 n);
@@ -366,6 +378,42 @@ extern const int vm_gw_stat_count;
 extern const char *const vm_node_stat_names[];
 extern const int vm_node_stat_count;
 
+/* ---------- the gateway's flow table (flowtab.c) ---------- */
+
+/* The flows map (an array of struct flow_bucket, include/veil/flowtab.h)
+ * mapped, with the seed that places its keys (flow_seed's entry, read at
+ * open and again by vm_flows_seed; seed_fd < 0: zero).  The functions do
+ * what the programs do, on the same words: safe while they run. */
+/* The buckets of a table for n flows (VM_FT_BUCKETS_DEFAULT for the
+ * default flows_max). */
+__u32 vm_flows_buckets_for(__u32 n);
+int vm_flows_open(struct vm_flows *t, int flows_fd, int seed_fd);
+int vm_flows_seed(struct vm_flows *t, int seed_fd);
+void vm_flows_close(struct vm_flows *t);
+/* 0 with the value copied to v (may be NULL), or -ENOENT. */
+int vm_flows_get(const struct vm_flows *t, const struct flow_key *k, struct flow_val *v);
+/* 0; -EEXIST when k is there and !replace (replace: its value written in
+ * place); -ENOSPC when the slot went to another writer.  Where both of
+ * k's buckets are full a flow that carried no packet lately gives way. */
+int vm_flows_put(struct vm_flows *t, const struct flow_key *k, const struct flow_val *v, int replace);
+int vm_flows_del(struct vm_flows *t, const struct flow_key *k);
+/* Each flow copied out and handed to fn (a non-zero return stops the
+ * walk); returns the flows walked. */
+typedef int (*vm_flows_fn)(void *arg, const struct flow_key *k, const struct flow_val *v);
+long vm_flows_walk(const struct vm_flows *t, vm_flows_fn fn, void *arg);
+long vm_flows_count(const struct vm_flows *t);
+long vm_flows_capacity(const struct vm_flows *t);
+void vm_flows_clear(struct vm_flows *t);
+/* Every flow moved to where seed ns places it (IPv6 keys re-made under
+ * ns); the handle's seed becomes ns.  Returns the flows put, *lost those
+ * that found no room; -ENOMEM. */
+int vm_flows_reseed(struct vm_flows *t, const struct flow_seed *ns, int *lost);
+/* Slots and buckets that break the table's invariants (include/veil/flowtab.h:
+ * placement, spilled flags, tags once a bucket, spill counts): 0 when none. */
+long vm_flows_check(const struct vm_flows *t);
+/* The gateway's table, mapped at its load (vm_gw_load, vm_gw_attach). */
+struct vm_flows *vm_gw_flows(struct vm_gw *g);
+
 /* ---------- retiring closed flows (sweep.c) ---------- */
 #include <time.h>
 /* How far apart the two looks that retire a closed or reset entry are
@@ -384,6 +432,7 @@ long vm_walk_asm_count(__u32 map_id);
 #define VM_SWEEP_BATCH   8192   /* entries a batch lookup asks for */
 struct vm_sweep {
 	int fd;
+	const struct vm_flows *ft;              /* the gateway's flow table: walked and freed through it (fd unused) */
 	uint32_t key_size, val_size, fin_off;   /* fin_off: the VM_FIN_* byte in the value */
 	unsigned every;                         /* seconds between passes */
 	time_t last;

@@ -282,6 +282,35 @@ static inline void tc_run(int prog_fd, const uint8_t *in, size_t n, struct run *
 #define NODE_MESH bpf_program__fd(N.mesh->progs.node_mesh)
 #define NODE_VM bpf_program__fd(N.vm->progs.node_vm)
 
+/* The gateway's flow table (flowtab.c) under the seed flow_seed holds
+ * now (a test may have loaded the programs again since). */
+static inline struct vm_flows *gw_ft(void)
+{
+	struct vm_flows *t = vm_gw_flows(&G);
+
+	if (t)
+		vm_flows_seed(t, vm_gw_map_fd(&G, "flow_seed"));
+	return t;
+}
+
+static inline int ft_get(const struct flow_key *k, struct flow_val *v)
+{
+	struct vm_flows *t = gw_ft();
+	return t ? vm_flows_get(t, k, v) : -EBADF;
+}
+
+static inline int ft_put(const struct flow_key *k, const struct flow_val *v)
+{
+	struct vm_flows *t = gw_ft();
+	return t ? vm_flows_put(t, k, v, 1) : -EBADF;
+}
+
+static inline int ft_del(const struct flow_key *k)
+{
+	struct vm_flows *t = gw_ft();
+	return t ? vm_flows_del(t, k) : -EBADF;
+}
+
 static inline struct gw_stats gw_now(void)
 {
 	struct gw_stats s;

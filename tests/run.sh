@@ -35,6 +35,7 @@ suite() { # name command...
 case $what in all|unit)
 	suite hello "$BUILD/tests/test_hello"
 	suite cookie "$BUILD/tests/test_cookie"
+	suite flowtab "$BUILD/tests/test_flowtab"
 	suite config "$BUILD/tests/test_config"
 	suite shamir "$BUILD/tests/test_shamir"
 	suite evidence "$BUILD/tests/test_evidence"

@@ -168,7 +168,7 @@ static void hello_routed_to_node(void)
 	struct flow_key k;
 	struct flow_val f;
 	t_flow_key("198.18.0.2", "198.18.100.1", 40003, 443, &k);
-	CHECK(!bpf_map_lookup_elem(vm_gw_map_fd(&G, "flows"), &k, &f), "flow written");
+	CHECK(!ft_get(&k, &f), "flow written");
 	CHECK(ntohl(f.handoff.vm_id_be) == 1 && f.vm_ack == 0 && f.client_isn == 9000 && !memcmp(f.client_mac, CLI_MAC, 6) &&
 	      f.client_ifindex == (unsigned)ifidx, "flow fields");
 
@@ -289,7 +289,7 @@ static int hello_named(const char *name, uint16_t sport, struct gw_stats *d, __u
 	struct flow_key k;
 	struct flow_val v;
 	t_flow_key("198.18.0.2", "198.18.100.1", sport, 443, &k);
-	*vm_id = bpf_map_lookup_elem(vm_gw_map_fd(&G, "flows"), &k, &v) ? 0 : ntohl(v.handoff.vm_id_be);
+	*vm_id = ft_get(&k, &v) ? 0 : ntohl(v.handoff.vm_id_be);
 	return (int)r.verdict;
 }
 
@@ -825,7 +825,7 @@ static int flow_exists(int v6, uint16_t sport)
 	struct flow_key k;
 	struct flow_val v;
 	flow_key_of(v6, sport, &k);
-	return bpf_map_lookup_elem(vm_gw_map_fd(&G, "flows"), &k, &v) == 0 && v.family == (v6 ? VM_AF_INET6 : VM_AF_INET);
+	return ft_get(&k, &v) == 0 && v.family == (v6 ? VM_AF_INET6 : VM_AF_INET);
 }
 
 /* flow_val.fin of the flow of (v6, sport), or -1 when there is none. */
@@ -834,7 +834,7 @@ static int flow_fin(int v6, uint16_t sport)
 	struct flow_key k;
 	struct flow_val v;
 	flow_key_of(v6, sport, &k);
-	return bpf_map_lookup_elem(vm_gw_map_fd(&G, "flows"), &k, &v) ? -1 : v.fin;
+	return ft_get(&k, &v) ? -1 : v.fin;
 }
 
 /* FIN both ways closes a flow; a new SYN on a closed tuple is a new
@@ -890,6 +890,7 @@ static void gateway_retires_flows(void)
 	struct vm_sweep sw;
 	vm_sweep_init(&sw, vm_gw_map_fd(&G, "flows"), sizeof(struct flow_key), sizeof(struct flow_val),
 		      offsetof(struct flow_val, fin), 1);
+	sw.ft = gw_ft();
 	vm_sweep_run(&sw, 1000);
 	vm_sweep_run(&sw, 1002);
 	CHECK(flow_exists(0, 40030), "a flow the VM spoke on after the RST is not swept");
@@ -1042,14 +1043,14 @@ static void handshake_on_flow_fam(int v6)
 	xdp_run(GW_ING, in, hello_pkt(v6, 40050, isn_b, cb, ts_b, hello_curl, hello_curl_len, in), &r);
 	flow_key_of(v6, 40050, &k);
 	CHECK((r.verdict == XDP_TX_ || r.verdict == XDP_REDIRECT_) && gw_now().hello_routed == b.hello_routed + 1 &&
-	      !bpf_map_lookup_elem(vm_gw_map_fd(&G, "flows"), &k, &v) && v.client_isn == isn_b,
+	      !ft_get(&k, &v) && v.client_isn == isn_b,
 	      "its hello routed: a new flow (%u)", r.verdict);
 	/* a hello as the first segment also tells (no bare ACK first) */
 	uint32_t ts_c, isn_c = 1200000, cc = handshake(v6, 40050, isn_c, &ts_c);
 	b = gw_now();
 	xdp_run(GW_ING, in, hello_pkt(v6, 40050, isn_c, cc, ts_c, hello_curl, hello_curl_len, in), &r);
 	CHECK((r.verdict == XDP_TX_ || r.verdict == XDP_REDIRECT_) && gw_now().flow_replaced == b.flow_replaced + 1 &&
-	      gw_now().hello_routed == b.hello_routed + 1 && !bpf_map_lookup_elem(vm_gw_map_fd(&G, "flows"), &k, &v) &&
+	      gw_now().hello_routed == b.hello_routed + 1 && !ft_get(&k, &v) &&
 	      v.client_isn == isn_c, "a hello on the live tuple, its cookie good: a new flow (%u)", r.verdict);
 	/* the limit: a new ISN within VM_RST_WINDOW of the live client's
 	 * sequence (a chance of 2^17 in 2^32) reaches the old connection */
@@ -1060,7 +1061,7 @@ static void handshake_on_flow_fam(int v6)
 	      gw_now().handshake_on_flow == b.handshake_on_flow && flow_exists(v6, 40050),
 	      "a handshake near the live sequence: the live connection's (%u)", r.verdict);
 	/* the closed-flow case: gateway_retires_flows */
-	bpf_map_delete_elem(vm_gw_map_fd(&G, "flows"), &k);
+	ft_del(&k);
 }
 
 static void handshake_on_live_flow(void) { handshake_on_flow_fam(0); }
@@ -2470,7 +2471,7 @@ static void reassembly_two_segments_in_order(void)
 	/* now a plain flow: the second segment again goes out of XDP with the option */
 	xdp_run(GW_ING, p2, n2, &r);
 	CHECK((r.verdict == XDP_TX_ || r.verdict == XDP_REDIRECT_) && r.out[14 + 20 + 8] == 7, "retransmission with the option");
-	vm_flow_bits_rebuild(G.bits, vm_gw_map_fd(&G, "flows"));   /* the other tests' flows back */
+	vm_flow_bits_rebuild(G.bits, gw_ft());   /* the other tests' flows back */
 	if (cap >= 0)
 		close(cap);
 }
@@ -2529,14 +2530,13 @@ static void flow_filter(void)
 	uint8_t in[1024];
 	struct run r;
 	uint32_t gw_ts, isn = 7300000, cookie;
-	int fd = vm_gw_map_fd(&G, "flows");
 	struct flow_key k;
 	struct flow_val v;
 	uint16_t hidden = 0;
 	cpu_set_t was;
 
 	CHECK(!cpu_keep(&was), "kept on one CPU (the gate is per CPU)");
-	CHECK(G.bits && !vm_flow_bits_rebuild(G.bits, fd), "rebuilt from the flows map");
+	CHECK(G.bits && !vm_flow_bits_rebuild(G.bits, gw_ft()), "rebuilt from the flows map");
 	cookie = handshake(0, 40060, isn, &gw_ts);
 	xdp_run(GW_ING, in, hello_pkt(0, 40060, isn, cookie, gw_ts, hello_curl, hello_curl_len, in), &r);
 	CHECK(flow_exists(0, 40060) && bits_of(40060) == 3, "a new flow's bit in both halves: %d", bits_of(40060));
@@ -2552,11 +2552,11 @@ static void flow_filter(void)
 	b = gw_now();
 	xdp_run(GW_ING, in, t_build(&d, in), &r);
 	CHECK(gw_now().fwd_established == b.fwd_established + 1, "with half 0 cleared, still forwarded");
-	CHECK(!vm_flow_bits_rebuild(G.bits, fd), "rebuilt");
+	CHECK(!vm_flow_bits_rebuild(G.bits, gw_ft()), "rebuilt");
 	/* a flow written behind the programs' back, on a port whose bit no
 	 * flow has: not looked up, so its data is not forwarded */
 	flow_key_of(0, 40060, &k);
-	CHECK(!bpf_map_lookup_elem(fd, &k, &v), "the flow read");
+	CHECK(!ft_get(&k, &v), "the flow read");
 	__u64 mask = 0;
 	__u32 at = 0;
 	for (uint16_t p = 40061; p < 40200 && !hidden; p++) {
@@ -2568,7 +2568,7 @@ static void flow_filter(void)
 	CHECK(hidden, "a port whose two bits are not all set");
 	flow_key_of(0, hidden, &k);
 	vm_flow_bits_at(&k, &at, &mask);
-	CHECK(!bpf_map_update_elem(fd, &k, &v, BPF_NOEXIST), "a flow written for port %u", hidden);
+	CHECK(!vm_flows_put(gw_ft(), &k, &v, 0), "a flow written for port %u", hidden);
 	/* no flood: two windows' worth of found flows (so one window lies
 	 * wholly within them) and the filter is not looked at, so even the
 	 * hidden flow is found */
@@ -2600,22 +2600,22 @@ static void flow_filter(void)
 	CHECK(gw_now().fwd_established == b.fwd_established, "one bit in each half: not looked up (%u)", r.verdict);
 	G.bits[at].half[0] = w0;
 	G.bits[at].half[1] = w1;
-	CHECK(!vm_flow_bits_rebuild(G.bits, fd) && bits_of(hidden) == 3, "a rebuild puts its bit in");
+	CHECK(!vm_flow_bits_rebuild(G.bits, gw_ft()) && bits_of(hidden) == 3, "a rebuild puts its bit in");
 	b = gw_now();
 	xdp_run(GW_ING, in, t_build(&d, in), &r);
 	CHECK(gw_now().fwd_established == b.fwd_established + 1, "then found and forwarded: %u", r.verdict);
 	/* a flow gone leaves the filter with the rebuild of both halves */
-	CHECK(!bpf_map_delete_elem(fd, &k), "the flow removed");
-	CHECK(!vm_flow_bits_rebuild(G.bits, fd) && !bits_of(hidden), "its bit gone after a rebuild: %d", bits_of(hidden));
+	CHECK(!ft_del(&k), "the flow removed");
+	CHECK(!vm_flow_bits_rebuild(G.bits, gw_ft()) && !bits_of(hidden), "its bit gone after a rebuild: %d", bits_of(hidden));
 	/* a flood that stops: a window of found flows (two windows' worth
 	 * sent) turns the filter off */
-	CHECK(!bpf_map_update_elem(fd, &k, &v, BPF_NOEXIST) && !bits_of(hidden), "the hidden flow again");
+	CHECK(!vm_flows_put(gw_ft(), &k, &v, 0) && !bits_of(hidden), "the hidden flow again");
 	CHECK(gw_repeat(&d, 1) == 0, "under the flood it is not found");
 	d.sport = 40060;
 	CHECK(gw_repeat(&d, 2 * VM_FLOW_GATE_WINDOW) == 2 * VM_FLOW_GATE_WINDOW, "two windows of established packets");
 	d.sport = hidden;
 	CHECK(gw_repeat(&d, 1) == 1, "the flood over: found at once");
-	CHECK(!bpf_map_delete_elem(fd, &k), "the flow removed");
+	CHECK(!ft_del(&k), "the flow removed");
 	sched_setaffinity(0, sizeof(was), &was);
 }
 
@@ -2770,13 +2770,32 @@ static int flow_under(int fam, const uint8_t *c, const uint8_t *v, uint16_t cpor
 	__u32 zero = 0;
 	bpf_map_lookup_elem(vm_gw_map_fd(&G, "flow_seed"), &zero, &s);
 	vm_flow_key_make(fam, c, v, htons(cport), htons(443), &s, &k);
-	return bpf_map_lookup_elem(vm_gw_map_fd(&G, "flows"), &k, val);
+	return ft_get(&k, val);
 }
 
+/* The flows' seed made s, the flow table moved with it (as the loader
+ * does when it draws one: the table's places are the seed's). */
 static void seed_put(const struct flow_seed *s)
 {
+	struct vm_flows *t = gw_ft();   /* under the seed before */
 	__u32 zero = 0;
+	int lost = 0;
+
+	if (t)
+		vm_flows_reseed(t, s, &lost);
 	bpf_map_update_elem(vm_gw_map_fd(&G, "flow_seed"), &zero, s, BPF_ANY);
+}
+
+/* The flow table keeps its invariants through what the tests before did
+ * to it (include/veil/flowtab.h: places, spilled flags, a tag once a
+ * bucket, spill counts). */
+static void flow_table_sound(void)
+{
+	struct vm_flows *t = gw_ft();
+	long n = t ? vm_flows_count(t) : -1;
+
+	CHECK(t && !vm_flows_check(t), "%ld slots or buckets break the table's invariants", t ? vm_flows_check(t) : -1);
+	CHECK(n > 0 && n == vm_map_count(vm_gw_map_fd(&G, "flows")), "%ld flows held", n);
 }
 
 /* Two IPv6 clients whose folded addresses collide under the seed (made
@@ -3818,7 +3837,7 @@ static void pins_copied_at_resize(void)
 	struct asm_val *a = vm_asm_map(afd, &slots, &len, false);
 	CHECK(a && slots == 2 * VM_ASM_SLOTS, "hello_asm mappable now, %u slots", slots);
 	vm_asm_unmap(a, len);
-	CHECK(vm_map_capacity(vm_gw_map_fd(&G, "flows")) == 2 * setup_flows_max &&
+	CHECK(vm_map_capacity(vm_gw_map_fd(&G, "flows")) == (long)vm_flows_buckets_for(2 * setup_flows_max) * VM_FT_WAYS &&
 		      vm_map_count(vm_gw_map_fd(&G, "flows")) == flows && vm_map_count(afd) == 1,
 	      "the flows (%ld of %ld) and the held hello (%ld) copied", vm_map_count(vm_gw_map_fd(&G, "flows")), flows,
 	      vm_map_count(afd));
@@ -3841,7 +3860,7 @@ static void pins_copied_at_resize(void)
  * entries and the seed itself stay. */
 static void flows_rekeyed_at_load(void)
 {
-	int sfd = vm_gw_map_fd(&G, "flow_seed"), ffd = vm_gw_map_fd(&G, "flows");
+	int sfd = vm_gw_map_fd(&G, "flow_seed");
 	struct flow_key stale = { .client_word = htonl(0x11223344), .vip_word = htonl(0x55667788),
 				  .client_port_be = htons(42200), .vip_port_be = htons(443) }, k4;
 	struct flow_val v6 = { .client_isn = 77 }, v4 = { .client_isn = 78 }, got;
@@ -3857,7 +3876,7 @@ static void flows_rekeyed_at_load(void)
 	vm_addr_parse("198.18.100.1", p4);
 	VM_FLOW_TUPLE_SET(&v4, VM_AF_INET, c4, p4);
 	t_flow_key("198.18.0.2", "198.18.100.1", 42201, 443, &k4);
-	CHECK(!bpf_map_update_elem(ffd, &stale, &v6, BPF_ANY) && !bpf_map_update_elem(ffd, &k4, &v4, BPF_ANY),
+	CHECK(!ft_put(&stale, &v6) && !ft_put(&k4, &v4),
 	      "entries written");
 	struct flow_seed older = s;
 	older.fold = VM_FLOW_FOLD - 1;
@@ -3869,10 +3888,10 @@ static void flows_rekeyed_at_load(void)
 	CHECK(g2.bits && g2.bits[0].half[0] == ~0ULL && g2.bits[VM_FLOW_BITS_ENTRIES - 1].half[1] == ~0ULL,
 	      "the loader set every bit of the kept filter: nothing filtered until a rebuild");
 	vm_gw_close(&g2);
-	CHECK(bpf_map_lookup_elem(ffd, &stale, &got), "nothing left under the old key");
+	CHECK(ft_get(&stale, &got), "nothing left under the old key");
 	CHECK(!flow_under(VM_AF_INET6, CLI6, VIP6, 42200, &got) && got.client_isn == 77 && !memcmp(got.client, CLI6, 16),
 	      "the IPv6 entry under the key the programs make");
-	CHECK(!bpf_map_lookup_elem(ffd, &k4, &got) && got.client_isn == 78, "the IPv4 entry where it was");
+	CHECK(!ft_get(&k4, &got) && got.client_isn == 78, "the IPv4 entry where it was");
 	CHECK(!bpf_map_lookup_elem(sfd, &zero, &after) && after.k[0] == s.k[0] && after.k[1] == s.k[1] &&
 	      after.fold == VM_FLOW_FOLD && after.mul, "NH's key kept, a multiplier drawn, the fold recorded: %u",
 	      after.fold);
@@ -3887,14 +3906,14 @@ static void flows_rekeyed_at_load(void)
 	CHECK(!bpf_map_lookup_elem(sfd, &zero, &after) && (after.k[0] || after.k[1]) &&
 	      (after.k[0] != s.k[0] || after.k[1] != s.k[1]) && after.mul && after.fold == VM_FLOW_FOLD,
 	      "a new seed drawn");
-	CHECK(bpf_map_lookup_elem(ffd, &k6, &got) || got.client_isn != 77 || !memcmp(&k6, &stale, sizeof(k6)),
+	CHECK(ft_get(&k6, &got) || got.client_isn != 77 || !memcmp(&k6, &stale, sizeof(k6)),
 	      "nothing left under the old seed's key");
 	CHECK(!flow_under(VM_AF_INET6, CLI6, VIP6, 42200, &got) && got.client_isn == 77,
 	      "the IPv6 entry under the new seed's key");
-	CHECK(!bpf_map_lookup_elem(ffd, &k4, &got) && got.client_isn == 78, "the IPv4 entry where it was");
+	CHECK(!ft_get(&k4, &got) && got.client_isn == 78, "the IPv4 entry where it was");
 	t_flow_key("2001:db8::2", "2001:db8:100::1", 42200, 443, &k6);
-	bpf_map_delete_elem(ffd, &k6);
-	bpf_map_delete_elem(ffd, &k4);
+	ft_del(&k6);
+	ft_del(&k4);
 }
 
 int main(void)
@@ -3949,6 +3968,7 @@ int main(void)
 	RUN(handshake_on_live_flow);
 	RUN(handshake_on_live_flow_v6);
 	RUN(flow_key_v4_equals_v6);
+	RUN(flow_table_sound);
 	RUN(hello_asm_slots);
 	RUN(asm_buckets_spread);
 	RUN(held_hello_outlives_newer);
@@ -3958,6 +3978,7 @@ int main(void)
 	RUN(hellos_max_sized);
 	RUN(pins_copied_at_resize);
 	RUN(map_walks);
+	RUN(flow_table_sound);
 	RUN(flows_rekeyed_at_load);
 	RUN(node_rev_collision_v6);
 	RUN(node_vm_one_entry);

@@ -1169,6 +1169,7 @@ static void sweep_same(void)
 	struct vm_sweep sw;
 	vm_sweep_init(&sw, vm_gw_map_fd(&G, "flows"), sizeof(struct flow_key), sizeof(struct flow_val),
 		      offsetof(struct flow_val, fin), VM_SWEEP_EVERY_S);
+	sw.ft = gw_ft();
 	sw.on_retire = xdp_retired;
 	CHECK(sweep_pass(&sw, t0) == 0, "the first pass retires nothing: %zu", NXRET);
 	/* the VM speaks on AGAIN's connection after the first look: it kept it */

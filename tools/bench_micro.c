@@ -746,18 +746,17 @@ static void (*round_key)(__u32 i, struct flow_key *k) = hello_key;
 
 static int hello_flows_remove(__u32 first, __u32 n)
 {
-	int fd = vm_gw_map_fd(&G, "flows");
 	struct flow_key k;
 	struct flow_val v;
 
 	for (__u32 i = first; i < first + n; i++) {
 		round_key(i, &k);
-		if (bpf_map_delete_elem(fd, &k)) {
+		if (ft_del(&k)) {
 			fprintf(stderr, "veil-bench-micro: the flow of hello %u was not there to remove\n", i);
 			return -ENOENT;
 		}
 	}
-	if (bpf_map_lookup_elem(fd, &filler0, &v)) {
+	if (ft_get(&filler0, &v)) {
 		fprintf(stderr, "veil-bench-micro: the flows map evicted (--flows too small for the round)\n");
 		return -ENOSPC;
 	}
@@ -1029,13 +1028,13 @@ static int route_floor(int prog, const char *name, const uint8_t *pkt, size_t n)
  * the VIP, copies of a prepared flow's value with their own tuple. */
 static int flows_prefill(void)
 {
-	int fd = vm_gw_map_fd(&G, "flows");
+	struct vm_flows *ft = gw_ft();
 	struct flow_key k;
 	struct flow_val v;
 	char cli[32];
 
 	t_flow_key("198.18.0.2", "198.18.100.1", 50002, 443, &k);
-	if (bpf_map_lookup_elem(fd, &k, &v))
+	if (!ft || ft_get(&k, &v))
 		return -1;
 	for (__u32 i = 0; i < flows_max / 2; i++) {
 		/* with the port, one key each */
@@ -1043,7 +1042,8 @@ static int flows_prefill(void)
 		filler_client(i, cli, sizeof(cli), &port);
 		vm_addr_parse(cli, v.client);
 		t_flow_key(cli, "198.18.100.1", port, 443, &k);
-		if (bpf_map_update_elem(fd, &k, &v, BPF_NOEXIST) && errno != EEXIST)
+		int rc = vm_flows_put(ft, &k, &v, 0);
+		if (rc && rc != -EEXIST)
 			return -1;
 		if (!i)
 			filler0 = k;
@@ -1556,7 +1556,7 @@ int main(int argc, char **argv)
 	/* the flows map's filter as veil-gw keeps it: the bits of the flows
 	 * the map holds (the loader set every bit; the prefill wrote entries
 	 * behind the programs' back), so ack_many's unknown tuples stop there */
-	vm_flow_bits_rebuild(G.bits, vm_gw_map_fd(&G, "flows"));
+	vm_flow_bits_rebuild(G.bits, gw_ft());
 	live_probe();
 	int err = 0;
 	err |= restored("syn", 1, GW_ING, syn, syn_n, GWC(syn_cookie_sent));

@@ -488,8 +488,8 @@ int vm_replay(int argc, char **argv, const char *live_pin, int json)
 	OPENSSL_cleanse(&sec, sizeof(sec));
 
 	int ing = bpf_program__fd(g.ing->progs.gw_ingress), ret = bpf_program__fd(g.ret->progs.gw_return),
-	    asmf = bpf_program__fd(g.as->progs.gw_asm), stats_fd = vm_gw_map_fd(&g, "gw_stats"),
-	    flows_fd = vm_gw_map_fd(&g, "flows");
+	    asmf = bpf_program__fd(g.as->progs.gw_asm), stats_fd = vm_gw_map_fd(&g, "gw_stats");
+	struct vm_flows *ft = vm_gw_flows(&g);
 	struct flow_seed seed = { .k = { 0, 0 } };   /* the replay's own, as vm_gw_load chose it */
 	bpf_map_lookup_elem(vm_gw_map_fd(&g, "flow_seed"), &zero, &seed);
 	static const char *xv[] = R_XDP_NAMES;
@@ -618,7 +618,7 @@ int vm_replay(int argc, char **argv, const char *live_pin, int json)
 				char sni[VM_NAME_MAX];
 				if (stream_sni(rf, sni, sizeof(sni)))
 					snprintf(sni, sizeof(sni), "?");
-				if (routed && !bpf_map_lookup_elem(flows_fd, &fk, &fv) &&
+				if (routed && ft && !vm_flows_get(ft, &fk, &fv) &&
 				    VM_FLOW_IS(&fv, fam, rf->client, rf->vip)) {
 					char nb[64];
 					snprintf(extra, sizeof(extra), "sni=%.200s route: vm %u via %s", sni, ntohl(fv.handoff.vm_id_be),

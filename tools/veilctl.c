@@ -378,6 +378,44 @@ static int flows_list_daemon(__u32 vm, const __u8 *client, int count_only)
 	return 0;
 }
 
+struct flows_list {
+	__u32 vm;
+	const __u8 *client;
+	int count_only;
+	__u64 now_ns;
+	long n;
+};
+
+/* One flow of the table, if the filters take it. */
+static int flow_row(void *arg, const struct flow_key *kp, const struct flow_val *vp)
+{
+	struct flows_list *l = arg;
+	const struct flow_key k = *kp;
+	const struct flow_val v = *vp;
+	char a1[64], a2[64], a3[64];
+
+	/* the addresses are the value's (the key holds IPv6 ones folded) */
+	__u32 vm_id = ntohl(v.handoff.vm_id_be);
+	if ((l->vm && vm_id != l->vm) || (l->client && memcmp(v.client, l->client, 16)))
+		return 0;
+	l->n++;
+	if (l->count_only)
+		return 0;
+	double age = (l->now_ns - v.created_ns) / 1e9;
+	if (json) {
+		printf("%s{\"client\": \"%s\", \"client_port\": %u, \"vip\": \"%s\", \"vip_port\": %u, "
+		       "\"vm_id\": %u, \"node\": \"%s\", \"age_s\": %.1f, \"fin\": \"%s\", \"cli_nxt\": %u, "
+		       "\"vm_ack\": %u, \"held\": %u, \"held_lost\": %s}", l->n > 1 ? ", " : "",
+		       addr_s(v.client, a1), ntohs(k.client_port_be), addr_s(v.vip, a2), ntohs(k.vip_port_be),
+		       vm_id, addr_s(v.node, a3), age, vm_fin_name(v.fin), v.cli_nxt, v.vm_ack,
+		       v.held_len & VM_HELD_LEN_MASK, v.held_len & VM_HELD_LOST ? "true" : "false");
+	} else {
+		printf("%-40s %5u  %-40s %5u  %8u  %-24s %8.1f  %s\n", addr_s(v.client, a1), ntohs(k.client_port_be),
+		       addr_s(v.vip, a2), ntohs(k.vip_port_be), vm_id, addr_s(v.node, a3), age, vm_fin_name(v.fin));
+	}
+	return 0;
+}
+
 static int flows_cmd(int argc, char **argv)
 {
 	__u32 vm = 0;
@@ -419,17 +457,18 @@ static int flows_cmd(int argc, char **argv)
 	if (is_dpdk)
 		return flows_list_daemon(vm, want_client ? client : NULL, count_only);
 	int fd = map_open("flows");
-	struct flow_key k, next;
-	struct flow_val v;
+	struct flows_list l = { .vm = vm, .client = want_client ? client : NULL, .count_only = count_only };
+	struct vm_flows t;
 	struct timespec now;
-	void *prev = NULL;
-	char a1[64], a2[64], a3[64];
-	long n = 0;
 
 	if (fd < 0)
 		return 1;
+	if (vm_flows_open(&t, fd, -1)) {
+		fprintf(stderr, "veilctl: %s/flows is not a flow table this veilctl reads (another build's?)\n", pin_root);
+		return 1;
+	}
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	__u64 now_ns = now.tv_sec * 1000000000ULL + now.tv_nsec;
+	l.now_ns = now.tv_sec * 1000000000ULL + now.tv_nsec;
 	if (!count_only) {
 		if (json)
 			printf("[");
@@ -437,31 +476,9 @@ static int flows_cmd(int argc, char **argv)
 			printf("%-40s %5s  %-40s %5s  %8s  %-24s %8s  %s\n", "CLIENT", "PORT", "VIP", "PORT", "VM", "NODE", "AGE_S",
 			       "FIN");
 	}
-	while (!bpf_map_get_next_key(fd, prev, &next)) {
-		k = next;
-		prev = &k;
-		if (bpf_map_lookup_elem(fd, &k, &v))
-			continue;
-		/* the addresses are the value's (the key holds IPv6 ones folded) */
-		__u32 vm_id = ntohl(v.handoff.vm_id_be);
-		if ((vm && vm_id != vm) || (want_client && memcmp(v.client, client, 16)))
-			continue;
-		n++;
-		if (count_only)
-			continue;
-		double age = (now_ns - v.created_ns) / 1e9;
-		if (json) {
-			printf("%s{\"client\": \"%s\", \"client_port\": %u, \"vip\": \"%s\", \"vip_port\": %u, "
-			       "\"vm_id\": %u, \"node\": \"%s\", \"age_s\": %.1f, \"fin\": \"%s\", \"cli_nxt\": %u, "
-			       "\"vm_ack\": %u, \"held\": %u, \"held_lost\": %s}", n > 1 ? ", " : "",
-			       addr_s(v.client, a1), ntohs(k.client_port_be), addr_s(v.vip, a2), ntohs(k.vip_port_be),
-			       vm_id, addr_s(v.node, a3), age, vm_fin_name(v.fin), v.cli_nxt, v.vm_ack,
-			       v.held_len & VM_HELD_LEN_MASK, v.held_len & VM_HELD_LOST ? "true" : "false");
-		} else {
-			printf("%-40s %5u  %-40s %5u  %8u  %-24s %8.1f  %s\n", addr_s(v.client, a1), ntohs(k.client_port_be),
-			       addr_s(v.vip, a2), ntohs(k.vip_port_be), vm_id, addr_s(v.node, a3), age, vm_fin_name(v.fin));
-		}
-	}
+	vm_flows_walk(&t, flow_row, &l);
+	vm_flows_close(&t);
+	long n = l.n;
 	if (count_only)
 		printf(json ? "{\"flows\": %ld}\n" : "%ld\n", n);
 	else if (json)

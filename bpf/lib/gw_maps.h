@@ -53,13 +53,20 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } vips_gen SEC(".maps");
 
+/* The flow table (include/veil/flowtab.h): buckets of slots, in an array
+ * whose lookups the verifier inlines.  Mapped by veil-gw (the sweep, the
+ * filter's rebuild, veilctl), which sizes it from flows_max. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 262144);
-	__type(key, struct flow_key);
-	__type(value, struct flow_val);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VM_FT_BUCKETS_DEFAULT);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct flow_bucket);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } flows SEC(".maps");
+
+/* The flows map's buckets: the loader sets it with the map's size. */
+const volatile __u32 gw_flow_buckets = VM_FT_BUCKETS_DEFAULT;
 
 /* The filter in front of flows (struct flow_bits_val, include/veil/wire.h).
  * Mapped by veil-gw, which rebuilds it. */
@@ -134,6 +141,45 @@ VM_INLINE const struct flow_seed *gw_flow_seed(void)
 {
 	__u32 zero = 0;
 	return bpf_map_lookup_elem(&flow_seed, &zero);
+}
+
+VM_INLINE struct flow_bucket *gw_flow_bucket(__u32 i)
+{
+	return bpf_map_lookup_elem(&flows, &i);
+}
+
+#define VM_FT_BUCKET(ctx, i) gw_flow_bucket(i)
+#include "veil/flowtab.h"
+
+/* The flow under key k (whoever's: the callers compare its tuple), or NULL. */
+VM_INLINE struct flow_val *gw_flow_get(const struct flow_key *k)
+{
+	return vm_ft_get(0, k, gw_flow_seed(), gw_flow_buckets);
+}
+
+/* A new flow under key k: 0, VM_FLOW_PUT_TAKEN when one is there (another
+ * CPU's, put meanwhile), another negative value when its slot went to
+ * another writer.  A full pair of buckets gives up its least recently
+ * used flow, as the LRU hash before it did when full.  Put and delete are
+ * global functions, verified once, their stack apart from the caller's: a
+ * new flow's and a retired one's paths, not an established packet's. */
+__attribute__((noinline)) int gw_flow_put(const struct flow_key *k, const struct flow_val *v)
+{
+	struct flow_key gone;
+	int rc;
+
+	if (!k || !v)
+		return -1;
+	rc = vm_ft_put(0, k, v, gw_flow_seed(), gw_flow_buckets, &gone);
+
+	return rc == 1 ? 0 : rc;
+}
+
+__attribute__((noinline)) int gw_flow_del(const struct flow_key *k)
+{
+	if (!k)
+		return -1;
+	return vm_ft_del(0, k, gw_flow_seed(), gw_flow_buckets);
 }
 
 /* Hellos being reassembled by gw_asm, and routed ones held until the VM

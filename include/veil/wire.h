@@ -264,6 +264,35 @@ struct flow_val {
 };
 _Static_assert(sizeof(struct flow_val) == 144, "flows' value size: a pinned map of another size is replaced");
 
+/* The gateway's flow table, the flows map: an array of buckets of
+ * VM_FT_WAYS slots (include/veil/flowtab.h says how keys are placed,
+ * found, put and freed). */
+#define VM_FT_WAYS 8
+#define VM_FT_BUSY 2u             /* even: never a key's tag */
+
+struct flow_slot {
+	struct flow_key key;
+	__u8 ref;                 /* a lookup found it since its bucket's last eviction */
+	__u8 spilled;             /* in its second bucket: its home's spill counts it */
+	__u16 pad;
+	struct flow_val val;
+};
+
+struct flow_bucket {
+	__u32 tag[VM_FT_WAYS];    /* 0 free, VM_FT_BUSY being written, else the key's tag */
+	__u32 spill;              /* keys whose home this is, in their second bucket */
+	__u32 pad[7];             /* the tag line is one cache line */
+	struct flow_slot slot[VM_FT_WAYS];
+};
+_Static_assert(sizeof(struct flow_slot) == 160, "flow_slot");
+_Static_assert(sizeof(struct flow_bucket) == 64 + VM_FT_WAYS * 160, "flow_bucket");
+
+/* The table of the default flows_max (262,144 flows): 49,152 buckets
+ * (vm_ft_buckets_for: half again as many slots as flows). */
+#define VM_FT_FLOWS_DEFAULT  262144
+#define VM_FT_BUCKETS_DEFAULT 49152
+
+
 /* flow_bits: the gateway's filter in front of the flows map.  Two bits
  * of one word per flow key (vm_flow_bits_at), in two halves kept side by
  * side (one cache line serves both): gw_ingress and gw_asm set a new

@@ -103,6 +103,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* the flow of a routed hello goes: remove it so ports can repeat */
 	struct flow_key k;
 	t_flow_key("198.18.0.2", "198.18.100.1", port, 443, &k);
-	bpf_map_delete_elem(vm_gw_map_fd(&G, "flows"), &k);
+	ft_del(&k);
 	return 0;
 }

@@ -1,0 +1,466 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The gateway's flow table: struct flow_key -> struct flow_val, kept in a
+ * BPF array of buckets (the `flows` map, BPF_F_MMAPABLE) rather than a
+ * hash map, so that a lookup is the program's own code.  A hash map's
+ * lookup is a call into the kernel (__htab_map_lookup_elem, which calls
+ * the bucket walk, the hash and memcmp); an array's lookup the verifier
+ * inlines.  On a host whose returns go through a mitigation thunk (AMD's
+ * Safe RET) those calls cost ~28 ns per packet, about half the established
+ * path (docs/perf-log.md).
+ *
+ * Layout: a bucket is one cache line of tags (a 32-bit tag per way: 0
+ * free, VM_FT_BUSY being written, else the key's tag, odd) and the spill
+ * count, then VM_FT_WAYS slots (key, flags, value).  A key has two
+ * buckets, both from a 64-bit hash keyed by the gateway's flow_seed (so
+ * senders cannot aim keys at one bucket without it): its home, and a
+ * second one.  A put goes home while home has VM_FT_HOME_ROOM free ways,
+ * else to the less full of the two (two choices keep buckets even: in a
+ * table of half again as many slots as flows_max, no flow is put in
+ * another's place below flows_max, where home alone took live flows'
+ * places at half of it; tests/test_flowtab.c).
+ * The home counts its keys that went to the second bucket (spill): a
+ * lookup reads the home's tag line, the slot whose tag matches, and the
+ * second bucket's tags only while the home's spill is not 0.  A bucket
+ * holds a tag once, so the tag's way is the only candidate.
+ *
+ * When both are full, a way is taken by the clock rule (the kernel's LRU
+ * hash approximates LRU with a ref bit too): each slot's ref is set when
+ * a lookup finds it (a new flow's is clear); the put takes the first way
+ * whose ref is clear, and when every ref is set clears them all and takes
+ * the way its tag points at.  That flow moves to its own other bucket if
+ * that has room (cuckoo hashing's move, one deep), else gives way.
+ *
+ * Writers claim a slot by compare-and-swap of its tag (free or the victim's
+ * tag -> VM_FT_BUSY), write the key and the value, then publish the tag by
+ * an exchange: a reader that sees the tag sees the key and value.  A slot
+ * taken from a flow while a reader on another CPU uses it is rewritten
+ * under that reader, as an LRU hash's element is reused under its readers.
+ * Two CPUs putting the same key at once: after publishing, each looks for
+ * another copy of the key, and whoever sees two frees the one in the later
+ * place (vm_ft_dedup).  A claim lost to another writer fails the put
+ * (BPF counts it as a full table; user space tries again).
+ *
+ * The functions take the bucket through VM_FT_BUCKET(ctx, i), which the
+ * includer defines before including this header: BPF, an inlined array
+ * lookup of the flows map; user space (dataplane/flowtab.c), the mapped
+ * array.  The same code places, finds, puts and frees on both sides.
+ */
+#ifndef VEIL_FLOWTAB_H
+#define VEIL_FLOWTAB_H
+
+#include "flowkey.h"
+
+#ifndef VM_FLOW_PUT_TAKEN        /* as include/veil/gw.h */
+#define VM_FLOW_PUT_TAKEN (-17)
+#endif
+
+#ifndef VM_FT_BUCKET
+#error "define VM_FT_BUCKET(ctx, i): bucket i of the table, or NULL"
+#endif
+#ifndef VM_UNROLL
+#ifdef __clang__
+#define VM_UNROLL _Pragma("unroll")
+#else
+#define VM_UNROLL _Pragma("GCC unroll 16")
+#endif
+#endif
+
+/* A slot's tag stored after its key and value, and before the put looks
+ * for another CPU's copy of its key (vm_ft_dedup): an exchange, a full
+ * barrier, so that of two puts of one key at once each sees the other's
+ * tag or is seen (a plain store could wait in the store buffer while the
+ * loads after it pass it, and both copies stay). */
+#ifndef VM_FT_PUBLISH
+#ifdef __bpf__
+#define VM_FT_PUBLISH(p, v) ((void)__sync_lock_test_and_set((p), (v)))
+#else
+#define VM_FT_PUBLISH(p, v) ((void)__atomic_exchange_n((p), (v), __ATOMIC_SEQ_CST))
+#endif
+#endif
+
+/* Buckets for a table of n flows: half again as many slots (no flow has
+ * taken another's place below n in tests/test_flowtab.c's fills; with an
+ * eighth more, 0.06% had at 88% of n), at least 2. */
+VM_INLINE __u32 vm_ft_buckets_for(__u32 n)
+{
+	__u64 b = ((__u64)n * 3 + 2 * VM_FT_WAYS - 1) / (2 * VM_FT_WAYS);
+
+	return b < 2 ? 2 : b > 0x7fffffffu ? 0x7fffffffu : (__u32)b;
+}
+
+/* Where key k lives in a table of nb buckets under seed s (NULL: zero):
+ * its home, its second bucket and its tag. */
+struct vm_ft_place {
+	__u32 home, other, tag;
+};
+
+VM_INLINE void vm_ft_place(const struct flow_key *k, const struct flow_seed *s, __u32 nb, struct vm_ft_place *pl)
+{
+	__u64 a = ((__u64)k->client_word << 32 | k->vip_word) ^ (s ? s->k[0] : 0);
+	__u64 b = ((__u64)k->client_port_be << 16 | k->vip_port_be) ^ (s ? s->k[1] : 0);
+	__u64 h = (a ^ (a >> 29)) * 0xbf58476d1ce4e5b9ull;
+	__u32 lo, hi;
+
+	h ^= (b + (h >> 31)) * 0x94d049bb133111ebull;
+	h ^= h >> 32;
+	h *= 0x9e3779b97f4a7c15ull;
+	lo = (__u32)h;
+	hi = (__u32)(h >> 32);
+	/* the buckets from the top bits of each half, the tag from the low */
+	pl->home = (__u32)(((__u64)hi * nb) >> 32);
+	pl->other = (__u32)(((__u64)lo * nb) >> 32);
+	if (pl->other == pl->home)
+		pl->other = pl->home + 1 < nb ? pl->home + 1 : 0;
+	pl->tag = (lo << 16 | (hi & 0xffff)) | 1;
+}
+
+/* The searches below choose a way without branching on each way's
+ * test: the verifier follows both sides of every branch, and a way chosen
+ * by branches would be a different constant on each path (eight ways, two
+ * buckets: the program's later code verified dozens of times over; gw_asm
+ * went past the verifier's million instructions).  Chosen arithmetically,
+ * the way is one unknown number in 0..VM_FT_WAYS: one path.  The empty asm
+ * keeps the compiler from turning the arithmetic back into compares. */
+#define VM_FT_OPAQUE(v) asm volatile("" : "+r"(v))
+
+/* 1 when x is 0, else 0. */
+VM_INLINE __u64 vm_ft_is0(__u64 x)
+{
+	__u64 n = 0 - x;
+
+	VM_FT_OPAQUE(n);
+	return ((x | n) >> 63) ^ 1;
+}
+
+/* 1 when slot s holds key k, else 0. */
+VM_INLINE __u64 vm_ft_key_is(const struct flow_slot *s, const struct flow_key *k)
+{
+	__u64 x = ((__u64)(s->key.client_word ^ k->client_word) << 32 | (__u32)(s->key.vip_word ^ k->vip_word)) |
+		  (__u32)(s->key.client_port_be ^ k->client_port_be) | (__u32)(s->key.vip_port_be ^ k->vip_port_be);
+
+	return vm_ft_is0(x);
+}
+
+/* The first way of b whose tag is t, or VM_FT_WAYS. */
+VM_INLINE __u32 vm_ft_tag_at(const struct flow_bucket *b, __u32 t)
+{
+	__u64 w = VM_FT_WAYS;
+
+	VM_UNROLL
+	for (int j = VM_FT_WAYS - 1; j >= 0; j--)
+		w ^= (w ^ (__u64)j) & (0 - vm_ft_is0(b->tag[j] ^ t));
+	return (__u32)w;
+}
+
+/* The way of bucket b that holds key k (tag t), or -1.  A bucket holds
+ * each tag once (vm_ft_put), so the tag's first way is the only one. */
+VM_INLINE int vm_ft_way(const struct flow_bucket *b, __u32 t, const struct flow_key *k)
+{
+	__u32 w = vm_ft_tag_at(b, t);
+
+	if (w >= VM_FT_WAYS || !vm_ft_key_is(&b->slot[w & (VM_FT_WAYS - 1)], k))
+		return -1;
+	return (int)(w & (VM_FT_WAYS - 1));
+}
+
+/* Key k's slot, or NULL; *bo its bucket and *wo its way.  No ref set
+ * (vm_ft_get does). */
+VM_INLINE struct flow_slot *vm_ft_find(void *ctx, const struct flow_key *k, const struct flow_seed *s, __u32 nb,
+				       struct flow_bucket **bo, int *wo)
+{
+	struct vm_ft_place pl;
+	struct flow_bucket *b;
+	int w;
+
+	vm_ft_place(k, s, nb, &pl);
+	b = VM_FT_BUCKET(ctx, pl.home);
+	if (!b)
+		return 0;
+	w = vm_ft_way(b, pl.tag, k);
+	if (w < 0 && *(volatile __u32 *)&b->spill) {
+		b = VM_FT_BUCKET(ctx, pl.other);
+		if (!b)
+			return 0;
+		w = vm_ft_way(b, pl.tag, k);
+	}
+	if (w < 0)
+		return 0;
+	*bo = b;
+	*wo = w & (VM_FT_WAYS - 1);
+	return &b->slot[w & (VM_FT_WAYS - 1)];
+}
+
+/* Where key k is: bucket * VM_FT_WAYS + way, or -1 (as vm_ft_find, for
+ * a caller that takes the slot itself: BPF's gw_asm, whose verification
+ * then follows one path for a found flow). */
+VM_INLINE long vm_ft_index(void *ctx, const struct flow_key *k, const struct flow_seed *s, __u32 nb)
+{
+	struct vm_ft_place pl;
+	struct flow_bucket *b;
+	__u32 at;
+	int w;
+
+	vm_ft_place(k, s, nb, &pl);
+	at = pl.home;
+	b = VM_FT_BUCKET(ctx, at);
+	if (!b)
+		return -1;
+	w = vm_ft_way(b, pl.tag, k);
+	if (w < 0 && *(volatile __u32 *)&b->spill) {
+		at = pl.other;
+		b = VM_FT_BUCKET(ctx, at);
+		if (!b)
+			return -1;
+		w = vm_ft_way(b, pl.tag, k);
+	}
+	return w < 0 ? -1 : (long)at * VM_FT_WAYS + w;
+}
+
+/* Key k's value, or NULL; marks its slot used (the clock's ref). */
+VM_INLINE struct flow_val *vm_ft_get(void *ctx, const struct flow_key *k, const struct flow_seed *s, __u32 nb)
+{
+	struct flow_bucket *b;
+	struct flow_slot *sl;
+	int w;
+
+	sl = vm_ft_find(ctx, k, s, nb, &b, &w);
+	if (!sl)
+		return 0;
+	sl->ref = 1;   /* a store, not a branch: the flow's line is this CPU's */
+	return &sl->val;
+}
+
+/* Frees way w of bucket b if it still holds tag t: 1 when freed here.  A
+ * spilled key's home (bucket home) counts one less. */
+VM_INLINE int vm_ft_free_way(void *ctx, struct flow_bucket *b, int w, __u32 t, __u32 home)
+{
+	__u8 sp;
+
+	w &= VM_FT_WAYS - 1;
+	sp = b->slot[w].spilled;
+	if (__sync_val_compare_and_swap(&b->tag[w], t, 0) != t)
+		return 0;
+	if (sp) {
+		struct flow_bucket *h = VM_FT_BUCKET(ctx, home);
+		if (h)
+			__sync_fetch_and_add(&h->spill, -1);
+	}
+	return 1;
+}
+
+/* Deletes key k: 0, or -1 when it was not there. */
+VM_INLINE int vm_ft_del(void *ctx, const struct flow_key *k, const struct flow_seed *s, __u32 nb)
+{
+	struct vm_ft_place pl;
+	struct flow_bucket *b;
+	int w;
+
+	if (!vm_ft_find(ctx, k, s, nb, &b, &w))
+		return -1;
+	vm_ft_place(k, s, nb, &pl);
+	return vm_ft_free_way(ctx, b, w, pl.tag, pl.home) ? 0 : -1;
+}
+
+/* The first free way of b, or VM_FT_WAYS. */
+VM_INLINE __u32 vm_ft_free_at(const struct flow_bucket *b)
+{
+	return vm_ft_tag_at(b, 0);
+}
+
+/* The clock's pick in a full bucket: the first way whose ref is clear;
+ * when every ref is set, all are cleared and way `dflt` is taken. */
+VM_INLINE __u32 vm_ft_victim(struct flow_bucket *b, __u32 dflt)
+{
+	__u64 w = VM_FT_WAYS;
+
+	VM_UNROLL
+	for (int j = VM_FT_WAYS - 1; j >= 0; j--)
+		w ^= (w ^ (__u64)j) & (0 - vm_ft_is0(b->slot[j].ref));
+	if (w >= VM_FT_WAYS) {
+		VM_UNROLL
+		for (int j = 0; j < VM_FT_WAYS; j++)
+			b->slot[j].ref = 0;
+		w = dflt;
+	}
+	return (__u32)w & (VM_FT_WAYS - 1);
+}
+
+/* The free ways of b. */
+VM_INLINE __u32 vm_ft_free_n(const struct flow_bucket *b)
+{
+	__u64 n = 0;
+
+	VM_UNROLL
+	for (int j = 0; j < VM_FT_WAYS; j++)
+		n += vm_ft_is0(b->tag[j]);
+	return (__u32)n;
+}
+
+/* After a put of key k (tag t) at place `mine` (hb's ways 0..7, then
+ * ob's 8..15) was published: another CPU's put of k at the same moment
+ * made a second copy, which whoever sees both removes, the one at the
+ * later place.  VM_FLOW_PUT_TAKEN when ours was (the key is in, with the
+ * other put's value), else 0. */
+VM_INLINE int vm_ft_dedup(void *ctx, struct flow_bucket *hb, struct flow_bucket *ob, __u32 mine, __u32 t,
+			  const struct flow_key *k, __u32 home)
+{
+	__u64 m = 0;
+
+	VM_UNROLL
+	for (int j = 0; j < VM_FT_WAYS; j++) {
+		m |= (vm_ft_is0(hb->tag[j] ^ t) & vm_ft_key_is(&hb->slot[j], k)) << j;
+		m |= (vm_ft_is0(ob->tag[j] ^ t) & vm_ft_key_is(&ob->slot[j], k)) << (VM_FT_WAYS + j);
+	}
+	mine &= 2 * VM_FT_WAYS - 1;
+	m &= ~(1ull << mine);
+	if (!m)
+		return 0;
+	if (m & ((1ull << mine) - 1)) {
+		/* an earlier copy: ours goes */
+		vm_ft_free_way(ctx, mine < VM_FT_WAYS ? hb : ob, mine, t, home);
+		return VM_FLOW_PUT_TAKEN;
+	}
+	VM_UNROLL
+	for (int j = 0; j < VM_FT_WAYS; j++) {
+		if (m & (1ull << j))
+			vm_ft_free_way(ctx, hb, j, t, home);
+		if (m & (1ull << (VM_FT_WAYS + j)))
+			vm_ft_free_way(ctx, ob, j, t, home);
+	}
+	return 0;
+}
+
+/* Room in bucket b (index bi) at way j, made by moving its flow to its
+ * other bucket (a key at its home to its second bucket, a spilled one
+ * back home) where that has a free way and no key of its tag: cuckoo
+ * hashing's move, one deep.  1 when moved (way j then claimed, BUSY, for
+ * the caller), 0 when not.  The flow is written at its new place before
+ * its old one is freed: a reader meanwhile finds one or the other (a write
+ * to the old copy in that moment is lost, as one to an LRU element being
+ * reused is). */
+VM_INLINE int vm_ft_kick(void *ctx, struct flow_bucket *b, __u32 bi, __u32 j, const struct flow_seed *s, __u32 nb)
+{
+	struct flow_slot *from = &b->slot[j & (VM_FT_WAYS - 1)];
+	struct vm_ft_place vp;
+	struct flow_bucket *to, *home;
+	__u32 t = b->tag[j & (VM_FT_WAYS - 1)], w;
+	int back;
+
+	if (!(t & 1))
+		return 0;
+	vm_ft_place(&from->key, s, nb, &vp);
+	if (vp.tag != t)
+		return 0;       /* rewritten under us */
+	back = vp.home != bi;   /* spilled here: it goes home */
+	to = VM_FT_BUCKET(ctx, back ? vp.home : vp.other);
+	home = VM_FT_BUCKET(ctx, vp.home);
+	if (!to || !home || vm_ft_tag_at(to, t) < VM_FT_WAYS)
+		return 0;
+	w = vm_ft_free_at(to);
+	if (w >= VM_FT_WAYS)
+		return 0;
+	w &= VM_FT_WAYS - 1;
+	if (__sync_val_compare_and_swap(&to->tag[w], 0, VM_FT_BUSY) != 0)
+		return 0;
+	to->slot[w].key = from->key;
+	to->slot[w].ref = from->ref;
+	to->slot[w].spilled = !back;
+	to->slot[w].pad = 0;
+	__builtin_memcpy(&to->slot[w].val, &from->val, sizeof(struct flow_val));
+	if (!back)
+		__sync_fetch_and_add(&home->spill, 1);
+	VM_FT_PUBLISH(&to->tag[w], t);
+	/* the old place: a spilled key's home counts it no more */
+	if (__sync_val_compare_and_swap(&b->tag[j & (VM_FT_WAYS - 1)], t, VM_FT_BUSY) != t)
+		return 0;       /* taken meanwhile: the copy stays */
+	if (back)
+		__sync_fetch_and_add(&home->spill, -1);
+	return 1;
+}
+
+/* Puts key k with value v where no slot holds it (BPF_NOEXIST): 0 put,
+ * 1 put in place of another flow (evicted: *gone its key),
+ * VM_FLOW_PUT_TAKEN when k is there already (or another CPU put it
+ * meanwhile), -1 when another writer claimed the chosen way first (the
+ * caller may try again) or both buckets hold another key of k's tag (one
+ * in 2^62).
+ *
+ * The bucket: home while it has VM_FT_HOME_ROOM free ways or more, or as
+ * many as the other; else the other one (two choices, the less full:
+ * buckets stay even to ~95% of the slots, where home alone would start
+ * taking live flows' places at half), so most keys sit at home and a
+ * lookup reads one tag line.  A bucket never holds a tag twice: a key
+ * whose tag one bucket holds goes to the other.  Both full: the clock's
+ * pick moves to its own other bucket if that has room, else gives way. */
+#define VM_FT_HOME_ROOM 4
+VM_INLINE int vm_ft_put(void *ctx, const struct flow_key *k, const struct flow_val *v, const struct flow_seed *s,
+			__u32 nb, struct flow_key *gone)
+{
+	struct vm_ft_place pl;
+	struct flow_bucket *hb, *ob, *b;
+	struct flow_slot *sl;
+	__u32 old = 0, w, hw, ow, hf, of;
+	int spilled, rc = 0;
+
+	vm_ft_place(k, s, nb, &pl);
+	hb = VM_FT_BUCKET(ctx, pl.home);
+	ob = VM_FT_BUCKET(ctx, pl.other);
+	if (!hb || !ob)
+		return -1;
+	hw = vm_ft_tag_at(hb, pl.tag);
+	ow = vm_ft_tag_at(ob, pl.tag);
+	if ((hw < VM_FT_WAYS && vm_ft_key_is(&hb->slot[hw & (VM_FT_WAYS - 1)], k)) ||
+	    (ow < VM_FT_WAYS && vm_ft_key_is(&ob->slot[ow & (VM_FT_WAYS - 1)], k)))
+		return VM_FLOW_PUT_TAKEN;
+	if (hw < VM_FT_WAYS && ow < VM_FT_WAYS)
+		return -1;
+	hf = hw < VM_FT_WAYS ? 0 : vm_ft_free_n(hb);
+	of = ow < VM_FT_WAYS ? 0 : vm_ft_free_n(ob);
+	spilled = hw < VM_FT_WAYS || (hf < VM_FT_HOME_ROOM && of > hf);
+	b = spilled ? ob : hb;
+	w = vm_ft_free_at(b);
+	if (w >= VM_FT_WAYS) {
+		w = vm_ft_victim(b, pl.tag >> 1);
+		if (vm_ft_kick(ctx, b, spilled ? pl.other : pl.home, w, s, nb)) {
+			old = VM_FT_BUSY;   /* moved: the way claimed for us */
+		} else {
+			old = b->tag[w & (VM_FT_WAYS - 1)];
+			if (old == VM_FT_BUSY || !old)
+				return -1;
+		}
+	}
+	w &= VM_FT_WAYS - 1;
+	sl = &b->slot[w];
+	if (old != VM_FT_BUSY && __sync_val_compare_and_swap(&b->tag[w], old, VM_FT_BUSY) != old)
+		return -1;
+	if (old == VM_FT_BUSY)
+		old = 0;    /* nothing evicted */
+	if (old) {
+		/* the flow taken: its key out, its home's spill down */
+		*gone = sl->key;
+		if (sl->spilled) {
+			struct vm_ft_place vp;
+			struct flow_bucket *vh;
+
+			vm_ft_place(&sl->key, s, nb, &vp);
+			vh = VM_FT_BUCKET(ctx, vp.home);
+			if (vh)
+				__sync_fetch_and_add(&vh->spill, -1);
+		}
+		rc = 1;
+	}
+	sl->key = *k;
+	sl->ref = 0;   /* used once a lookup finds it: a new flow gives way first */
+	sl->spilled = spilled;
+	sl->pad = 0;
+	__builtin_memcpy(&sl->val, v, sizeof(struct flow_val));
+	if (spilled)
+		__sync_fetch_and_add(&hb->spill, 1);
+	VM_FT_PUBLISH(&b->tag[w], pl.tag);
+	if (vm_ft_dedup(ctx, hb, ob, spilled * VM_FT_WAYS + w, pl.tag, k, pl.home))
+		return VM_FLOW_PUT_TAKEN;
+	return rc;
+}
+
+#endif /* VEIL_FLOWTAB_H */

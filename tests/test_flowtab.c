@@ -1,0 +1,364 @@
+// SPDX-License-Identifier: Apache-2.0
+/* The gateway's flow table (include/veil/flowtab.h) on plain memory: the
+ * same functions the BPF programs and dataplane/flowtab.c run, checked for
+ * what the LRU hash it replaced gave: every flow found until the table is
+ * nearly full, no flow lost to another's put below that, a full table
+ * giving up flows that carried no packet lately, deletes, the spill
+ * counts, each tag once per bucket, and puts racing on threads. */
+#include <pthread.h>
+#include <sys/random.h>
+#include "testlib.h"
+#include "veil.h"
+
+struct tab {
+	struct flow_bucket *b;
+	__u32 nb;
+};
+
+static inline struct flow_bucket *tab_bucket(struct tab *t, __u32 i)
+{
+	return i < t->nb ? &t->b[i] : NULL;
+}
+
+#define VM_FT_BUCKET(ctx, i) tab_bucket((struct tab *)(ctx), (i))
+#include "veil/flowtab.h"
+
+/* vm_ft_put, again while another writer claimed its way first (as
+ * dataplane/flowtab.c does; BPF counts it as a full table). */
+static int tab_put(struct tab *t, const struct flow_key *k, const struct flow_val *v, const struct flow_seed *s,
+	       __u32 nb, struct flow_key *gone)
+{
+	int rc;
+
+	for (int tries = 0; (rc = vm_ft_put(t, k, v, s, nb, gone)) == -1 && tries < 8; tries++)
+		;
+	return rc;
+}
+
+static struct flow_seed seed;
+
+static void tab_make(struct tab *t, __u32 flows)
+{
+	t->nb = vm_ft_buckets_for(flows);
+	t->b = calloc(t->nb, sizeof(*t->b));
+}
+
+static void key_of(__u32 i, struct flow_key *k)
+{
+	/* clients 198.18.0.0/15 and ports, as a gateway sees them */
+	k->client_word = htonl(0xc6120000u | (i / 50000));
+	k->vip_word = htonl(0xc6126401u);
+	k->client_port_be = htons(1024 + i % 50000);
+	k->vip_port_be = htons(443);
+}
+
+static void val_of(__u32 i, struct flow_val *v)
+{
+	memset(v, 0, sizeof(*v));
+	v->client_isn = i * 2654435761u;
+	v->family = VM_AF_INET;
+}
+
+static long held(const struct tab *t)
+{
+	long n = 0;
+
+	for (__u32 i = 0; i < t->nb; i++)
+		for (int j = 0; j < VM_FT_WAYS; j++)
+			n += t->b[i].tag[j] & 1;
+	return n;
+}
+
+/* Each bucket's spill is the number of its keys in their other bucket,
+ * and no bucket holds a tag twice. */
+static int consistent(struct tab *t, char *why, size_t n)
+{
+	__u32 *spill = calloc(t->nb, sizeof(*spill));
+	int ok = 1;
+
+	for (__u32 i = 0; i < t->nb && ok; i++) {
+		for (int j = 0; j < VM_FT_WAYS; j++) {
+			struct vm_ft_place pl;
+			__u32 tg = t->b[i].tag[j];
+
+			if (!(tg & 1))
+				continue;
+			for (int o = j + 1; o < VM_FT_WAYS; o++)
+				if (t->b[i].tag[o] == tg) {
+					snprintf(why, n, "bucket %u holds tag %08x twice", i, tg);
+					ok = 0;
+				}
+			vm_ft_place(&t->b[i].slot[j].key, &seed, t->nb, &pl);
+			if (pl.tag != tg || (pl.home != i && pl.other != i) ||
+			    (t->b[i].slot[j].spilled != (pl.home != i))) {
+				snprintf(why, n, "bucket %u way %d: a key not placed there", i, j);
+				ok = 0;
+			}
+			if (pl.home != i)
+				spill[pl.home]++;
+		}
+	}
+	for (__u32 i = 0; i < t->nb && ok; i++)
+		if (spill[i] != t->b[i].spill) {
+			snprintf(why, n, "bucket %u: spill %u, %u keys in their other bucket", i, t->b[i].spill, spill[i]);
+			ok = 0;
+		}
+	free(spill);
+	return ok;
+}
+
+/* Filled to the flows it was made for: every put takes no other flow's
+ * place, every flow is found with its value, the counts agree.  Then to
+ * 120%: a few puts (under 1%) find both their buckets full and take a
+ * flow's place, each one named; the rest are found. */
+static void fills_without_loss(void)
+{
+	const __u32 flows = 262144, n = flows, n2 = flows * 120 / 100;
+	struct tab t;
+	struct flow_key k, gone;
+	struct flow_val v, *got;
+	long evicted = 0, failed = 0, missing = 0, named = 0;
+	char why[200] = "";
+
+	tab_make(&t, flows);
+	for (__u32 i = 0; i < n; i++) {
+		key_of(i, &k);
+		val_of(i, &v);
+		int rc = tab_put(&t, &k, &v, &seed, t.nb, &gone);
+		evicted += rc == 1;
+		failed += rc < 0;
+	}
+	for (__u32 i = 0; i < n; i++) {
+		key_of(i, &k);
+		got = vm_ft_get(&t, &k, &seed, t.nb);
+		missing += !got || got->client_isn != i * 2654435761u;
+	}
+	CHECK(!evicted && !failed && !missing && held(&t) == n,
+	      "%u flows in %u buckets: %ld evicted, %ld failed, %ld missing, %ld held", n, t.nb, evicted, failed, missing,
+	      held(&t));
+	CHECK(consistent(&t, why, sizeof(why)), "%s", why);
+	for (__u32 i = n; i < n2; i++) {
+		key_of(i, &k);
+		val_of(i, &v);
+		int rc = tab_put(&t, &k, &v, &seed, t.nb, &gone);
+		if (rc == 1) {
+			evicted++;
+			named += !vm_ft_get(&t, &gone, &seed, t.nb);
+		}
+		failed += rc < 0;
+	}
+	missing = 0;
+	for (__u32 i = 0; i < n2; i++) {
+		key_of(i, &k);
+		missing += !vm_ft_get(&t, &k, &seed, t.nb);
+	}
+	CHECK(!failed && evicted < n2 / 100 && named == evicted && missing == evicted && held(&t) == n2 - evicted,
+	      "to 120%%: %ld evicted (%ld named), %ld failed, %ld missing, %ld held", evicted, named, failed, missing,
+	      held(&t));
+	CHECK(consistent(&t, why, sizeof(why)), "%s", why);
+	/* a key put twice: taken, the first value kept */
+	key_of(7, &k);
+	val_of(99, &v);
+	CHECK(tab_put(&t, &k, &v, &seed, t.nb, &gone) == VM_FLOW_PUT_TAKEN &&
+		      vm_ft_get(&t, &k, &seed, t.nb)->client_isn == 7 * 2654435761u,
+	      "a second put of a key is refused");
+	free(t.b);
+}
+
+/* Half deleted, then as many new ones put: found, the counts agree, the
+ * deleted ones gone. */
+static void deletes_and_reuse(void)
+{
+	const __u32 flows = 65536, n = flows;
+	struct tab t;
+	struct flow_key k, gone;
+	struct flow_val v;
+	long bad = 0;
+	char why[200] = "";
+
+	tab_make(&t, flows);
+	for (__u32 i = 0; i < n; i++) {
+		key_of(i, &k);
+		val_of(i, &v);
+		bad += tab_put(&t, &k, &v, &seed, t.nb, &gone) != 0;
+	}
+	for (__u32 i = 0; i < n; i += 2) {
+		key_of(i, &k);
+		bad += vm_ft_del(&t, &k, &seed, t.nb) != 0;
+	}
+	CHECK(!bad && held(&t) == n / 2, "half deleted: %ld errors, %ld held", bad, held(&t));
+	key_of(0, &k);
+	CHECK(vm_ft_del(&t, &k, &seed, t.nb) == -1 && !vm_ft_get(&t, &k, &seed, t.nb), "a deleted key is gone");
+	for (__u32 i = n; i < n + n / 2; i++) {
+		key_of(i, &k);
+		val_of(i, &v);
+		bad += tab_put(&t, &k, &v, &seed, t.nb, &gone) != 0;
+	}
+	for (__u32 i = 1; i < n + n / 2; i += (i < n ? 2 : 1)) {
+		key_of(i, &k);
+		struct flow_val *g = vm_ft_get(&t, &k, &seed, t.nb);
+		bad += !g || g->client_isn != i * 2654435761u;
+	}
+	CHECK(!bad && held(&t) == n, "reused: %ld errors, %ld held", bad, held(&t));
+	CHECK(consistent(&t, why, sizeof(why)), "%s", why);
+	free(t.b);
+}
+
+/* Past full: puts go on (as an LRU hash's do), each taking a flow that
+ * carried no packet since its bucket's last eviction; flows that do carry
+ * packets stay. */
+static void full_table_keeps_busy_flows(void)
+{
+	const __u32 flows = 8192;
+	struct tab t;
+	struct flow_key k, gone;
+	struct flow_val v;
+	long lost_busy = 0, failed = 0;
+	char why[200] = "";
+
+	tab_make(&t, flows);
+	for (__u32 i = 0; i < flows; i++) {
+		key_of(i, &k);
+		val_of(i, &v);
+		failed += tab_put(&t, &k, &v, &seed, t.nb, &gone) < 0;
+	}
+	/* 2x the table's slots in new flows; the first 1024 carry a packet
+	 * between every two puts' worth of traffic */
+	for (__u32 i = flows; i < 4 * flows; i++) {
+		if (i % 8 == 0)
+			for (__u32 b = 0; b < 1024; b++) {
+				key_of(b, &k);
+				lost_busy += !vm_ft_get(&t, &k, &seed, t.nb);
+			}
+		key_of(i, &k);
+		val_of(i, &v);
+		failed += tab_put(&t, &k, &v, &seed, t.nb, &gone) < 0;
+	}
+	CHECK(!failed && !lost_busy && held(&t) == (long)t.nb * VM_FT_WAYS,
+	      "%ld puts failed, %ld lookups of busy flows missed, %ld of %u held", failed, lost_busy, held(&t),
+	      t.nb * VM_FT_WAYS);
+	CHECK(consistent(&t, why, sizeof(why)), "%s", why);
+	free(t.b);
+}
+
+/* Keys chosen to share one home bucket (the hash's seed known, as no
+ * sender knows it): they spill to their other buckets, found there; the
+ * home counts them. */
+static void one_home_spills(void)
+{
+	struct tab t;
+	struct flow_key k, gone, keys[40];
+	struct flow_val v;
+	struct vm_ft_place pl, want;
+	int n = 0, bad = 0;
+	char why[200] = "";
+
+	tab_make(&t, 65536);
+	key_of(0, &k);
+	vm_ft_place(&k, &seed, t.nb, &want);
+	for (__u32 i = 0; n < 40 && i < 100000000; i++) {
+		key_of(i, &k);
+		vm_ft_place(&k, &seed, t.nb, &pl);
+		if (pl.home == want.home)
+			keys[n++] = k;
+	}
+	for (int i = 0; i < n; i++) {
+		val_of(i, &v);
+		bad += tab_put(&t, &keys[i], &v, &seed, t.nb, &gone) != 0;
+	}
+	for (int i = 0; i < n; i++) {
+		struct flow_val *g = vm_ft_get(&t, &keys[i], &seed, t.nb);
+		bad += !g || g->client_isn != (__u32)i * 2654435761u;
+	}
+	int at_home = 0;
+	for (int j = 0; j < VM_FT_WAYS; j++)
+		at_home += t.b[want.home].tag[j] & 1;
+	CHECK(n == 40 && !bad && at_home >= VM_FT_WAYS - VM_FT_HOME_ROOM && t.b[want.home].spill == (__u32)(n - at_home),
+	      "%d keys of one home: %d errors, %d at home, spill %u", n, bad, at_home, t.b[want.home].spill);
+	for (int i = 0; i < n; i++)
+		bad += vm_ft_del(&t, &keys[i], &seed, t.nb) != 0;
+	CHECK(!bad && !t.b[want.home].spill && !held(&t), "all deleted: spill %u, %ld held", t.b[want.home].spill,
+	      held(&t));
+	CHECK(consistent(&t, why, sizeof(why)), "%s", why);
+	free(t.b);
+}
+
+/* Four threads putting, finding and deleting their own keys and racing
+ * on shared ones: each shared key ends up once, nothing of a thread's own
+ * is lost, the spill counts agree. */
+static struct tab race_t;
+static void *racer(void *arg)
+{
+	long id = (long)arg, *bad = calloc(1, sizeof(long));
+	struct flow_key k, gone;
+	struct flow_val v;
+
+	for (__u32 r = 0; r < 20; r++) {
+		for (__u32 i = 0; i < 2000; i++) {
+			__u32 own = 1000000 + id * 100000 + i;
+			key_of(own, &k);
+			val_of(own, &v);
+			*bad += tab_put(&race_t, &k, &v, &seed, race_t.nb, &gone) != 0;
+			key_of(r * 2000 + i, &k);   /* shared: all four put it */
+			val_of(r * 2000 + i, &v);
+			int rc = tab_put(&race_t, &k, &v, &seed, race_t.nb, &gone);
+			*bad += rc != 0 && rc != VM_FLOW_PUT_TAKEN;
+		}
+		for (__u32 i = 0; i < 2000; i++) {
+			__u32 own = 1000000 + id * 100000 + i;
+			key_of(own, &k);
+			struct flow_val *g = vm_ft_get(&race_t, &k, &seed, race_t.nb);
+			*bad += !g || g->client_isn != own * 2654435761u;
+			*bad += vm_ft_del(&race_t, &k, &seed, race_t.nb) != 0;
+		}
+	}
+	return bad;
+}
+
+static void racing_puts(void)
+{
+	pthread_t th[4];
+	long bad = 0, dup = 0;
+	char why[200] = "";
+
+	tab_make(&race_t, 262144);
+	for (long i = 0; i < 4; i++)
+		pthread_create(&th[i], NULL, racer, (void *)i);
+	for (int i = 0; i < 4; i++) {
+		void *r;
+		pthread_join(th[i], &r);
+		bad += *(long *)r;
+		free(r);
+	}
+	/* each shared key once */
+	for (__u32 i = 0; i < 40000; i++) {
+		struct flow_key k;
+		struct vm_ft_place pl;
+		int copies = 0;
+
+		key_of(i, &k);
+		vm_ft_place(&k, &seed, race_t.nb, &pl);
+		for (int j = 0; j < VM_FT_WAYS; j++) {
+			copies += race_t.b[pl.home].tag[j] == pl.tag && vm_flow_key_eq(&race_t.b[pl.home].slot[j].key, &k);
+			copies += race_t.b[pl.other].tag[j] == pl.tag &&
+				  vm_flow_key_eq(&race_t.b[pl.other].slot[j].key, &k);
+		}
+		dup += copies != 1;
+	}
+	CHECK(!bad && !dup && held(&race_t) == 40000, "%ld errors, %ld shared keys not held once, %ld held", bad, dup,
+	      held(&race_t));
+	CHECK(consistent(&race_t, why, sizeof(why)), "%s", why);
+	free(race_t.b);
+}
+
+int main(void)
+{
+	if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
+		return 1;
+	RUN(fills_without_loss);
+	RUN(deletes_and_reuse);
+	RUN(full_table_keeps_busy_flows);
+	RUN(one_home_spills);
+	RUN(racing_puts);
+	return t_fail ? 1 : 0;
+}
