@@ -253,6 +253,7 @@ long vm_flows_check(const struct vm_flows *t)
 			for (int o = j + 1; o < VM_FT_WAYS; o++)
 				bad += t->b[i].tag[o] == tg;
 			vm_ft_place(&t->b[i].slot[j].key, &t->seed, t->nb, &pl);
+			pl.other = vm_ft_other(&pl, t->nb);
 			if (pl.tag != tg || (pl.home != i && pl.other != i) || t->b[i].slot[j].spilled != (pl.home != i))
 				bad++;
 			else if (pl.home != i)

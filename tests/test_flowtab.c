@@ -89,6 +89,7 @@ static int consistent(struct tab *t, char *why, size_t n)
 					ok = 0;
 				}
 			vm_ft_place(&t->b[i].slot[j].key, &seed, t->nb, &pl);
+			pl.other = vm_ft_other(&pl, t->nb);
 			if (pl.tag != tg || (pl.home != i && pl.other != i) ||
 			    (t->b[i].slot[j].spilled != (pl.home != i))) {
 				snprintf(why, n, "bucket %u way %d: a key not placed there", i, j);
@@ -338,6 +339,7 @@ static void racing_puts(void)
 
 		key_of(i, &k);
 		vm_ft_place(&k, &seed, race_t.nb, &pl);
+		pl.other = vm_ft_other(&pl, race_t.nb);
 		for (int j = 0; j < VM_FT_WAYS; j++) {
 			copies += race_t.b[pl.home].tag[j] == pl.tag && vm_flow_key_eq(&race_t.b[pl.home].slot[j].key, &k);
 			copies += race_t.b[pl.other].tag[j] == pl.tag &&

@@ -15,6 +15,9 @@
  *               pass is a first look);
  *   count       vm_map_count (the kernel's count through a BPF iterator),
  *               and a get_next_key count (the baseline).
+ * And the same flows in veil-gw's flow table since 2026-12-06 (an array of
+ * buckets, include/veil/flowtab.h, sized for N): the sweep's pass and the
+ * count as veil-gw makes them there, reading the mapped table in place.
  * Prints a table, and with --json the medians, minimums and maximums (ms).
  */
 #include <getopt.h>
@@ -63,13 +66,14 @@ static struct stat3 stat_of(double *v, int n)
 }
 
 /* one pass as a first look: nothing seen closed before, so nothing retired */
-static double sweep_pass(int fd, int keys, uint64_t *entries)
+static double sweep_pass(int fd, int keys, uint64_t *entries, const struct vm_flows *ft)
 {
 	struct vm_sweep s;
 	double t;
 
 	vm_sweep_init(&s, fd, sizeof(struct flow_key), sizeof(struct flow_val), offsetof(struct flow_val, fin), 1);
 	s.keys_only = keys;
+	s.ft = ft;
 	t = now_ms();
 	vm_sweep_run(&s, 1000);
 	t = now_ms() - t;
@@ -119,6 +123,16 @@ int main(int argc, char **argv)
 		perror("veil-bench-maps: bpf_map_create (root?)");
 		return 1;
 	}
+	/* the flow table of veil-gw, sized for the same flows */
+	struct vm_flows ft;
+	int tfd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "bench_table", 4, sizeof(struct flow_bucket),
+				 vm_flows_buckets_for((__u32)entries),
+				 &(struct bpf_map_create_opts){ .sz = sizeof(struct bpf_map_create_opts),
+								.map_flags = BPF_F_MMAPABLE });
+	if (tfd < 0 || vm_flows_open(&ft, tfd, -1)) {
+		perror("veil-bench-maps: the flow table");
+		return 1;
+	}
 	memset(&v, 0, sizeof(v));
 	memset(&k, 0, sizeof(k));
 	for (long i = 0; i < entries; i++) {
@@ -127,20 +141,21 @@ int main(int argc, char **argv)
 		k.client_port_be = (__u16)i;
 		k.vip_port_be = 443;
 		v.fin = i % 100 < closed ? VM_FIN_BOTH : 0;
-		if (bpf_map_update_elem(fd, &k, &v, BPF_NOEXIST)) {
-			perror("veil-bench-maps: filling the map");
+		if (bpf_map_update_elem(fd, &k, &v, BPF_NOEXIST) || vm_flows_put(&ft, &k, &v, 0)) {
+			perror("veil-bench-maps: filling the maps");
 			return 1;
 		}
 	}
 
 	double *sb = calloc((size_t)rounds, sizeof(double)), *sk = calloc((size_t)rounds, sizeof(double));
 	double *cb = calloc((size_t)rounds, sizeof(double)), *ck = calloc((size_t)rounds, sizeof(double));
-	uint64_t eb = 0, ek = 0;
-	long nb = -1, nk = -1;
+	double *st = calloc((size_t)rounds, sizeof(double)), *ct = calloc((size_t)rounds, sizeof(double));
+	uint64_t eb = 0, ek = 0, et = 0;
+	long nb = -1, nk = -1, nt = -1;
 
 	long have = vm_map_count_keys(fd);
 
-	if (!sb || !sk || !cb || !ck)
+	if (!sb || !sk || !cb || !ck || !st || !ct)
 		return 1;
 	if (have != entries) {
 		fprintf(stderr, "veil-bench-maps: %ld entries in the map of %ld written\n", have, entries);
@@ -153,9 +168,9 @@ int main(int argc, char **argv)
 			int keys = j ^ first;
 			double t;
 			if (keys)
-				sk[r] = sweep_pass(fd, 1, &ek);
+				sk[r] = sweep_pass(fd, 1, &ek, NULL);
 			else
-				sb[r] = sweep_pass(fd, 0, &eb);
+				sb[r] = sweep_pass(fd, 0, &eb, NULL);
 			t = now_ms();
 			if (keys)
 				nk = vm_map_count_keys(fd);
@@ -163,20 +178,27 @@ int main(int argc, char **argv)
 				nb = vm_map_count(fd);
 			(keys ? ck : cb)[r] = now_ms() - t;
 		}
+		st[r] = sweep_pass(-1, 0, &et, &ft);
+		double t = now_ms();
+		nt = vm_map_count(tfd);
+		ct[r] = now_ms() - t;
 	}
-	if ((long)eb != have || (long)ek != have || nb != have || nk != have) {
-		fprintf(stderr, "veil-bench-maps: walked %llu and %llu entries, counted %ld and %ld, of %ld\n",
-			(unsigned long long)eb, (unsigned long long)ek, nb, nk, have);
+	if ((long)eb != have || (long)ek != have || nb != have || nk != have || (long)et != have || nt != have) {
+		fprintf(stderr, "veil-bench-maps: walked %llu, %llu and %llu entries, counted %ld, %ld and %ld, of %ld\n",
+			(unsigned long long)eb, (unsigned long long)ek, (unsigned long long)et, nb, nk, nt, have);
 		return 1;
 	}
 	struct stat3 s_b = stat_of(sb, (int)rounds), s_k = stat_of(sk, (int)rounds);
 	struct stat3 c_b = stat_of(cb, (int)rounds), c_k = stat_of(ck, (int)rounds);
+	struct stat3 s_t = stat_of(st, (int)rounds), c_t = stat_of(ct, (int)rounds);
 
 	printf("%ld entries, %ld%% closed, %ld rounds (ms: median, min-max)\n", entries, closed, rounds);
 	printf("sweep pass   batches %9.3f (%.3f-%.3f)   key by key %9.3f (%.3f-%.3f)   %.1fx\n", s_b.med, s_b.min,
 	       s_b.max, s_k.med, s_k.min, s_k.max, s_k.med / s_b.med);
 	printf("entry count  kernel  %9.3f (%.3f-%.3f)   key by key %9.3f (%.3f-%.3f)   %.0fx\n", c_b.med, c_b.min,
 	       c_b.max, c_k.med, c_k.min, c_k.max, c_k.med / (c_b.med > 0 ? c_b.med : 1e-6));
+	printf("flow table   sweep   %9.3f (%.3f-%.3f)   count      %9.3f (%.3f-%.3f)   (veil-gw's since 2026-12-06, mapped)\n",
+	       s_t.med, s_t.min, s_t.max, c_t.med, c_t.min, c_t.max);
 	if (json) {
 		FILE *f = fopen(json, "w");
 		if (!f) {
@@ -188,7 +210,9 @@ int main(int argc, char **argv)
 		json_stat(f, "sweep_batch_ms", s_b, 0);
 		json_stat(f, "sweep_keys_ms", s_k, 0);
 		json_stat(f, "count_kernel_ms", c_b, 0);
-		json_stat(f, "count_keys_ms", c_k, 1);
+		json_stat(f, "count_keys_ms", c_k, 0);
+		json_stat(f, "sweep_table_ms", s_t, 0);
+		json_stat(f, "count_table_ms", c_t, 1);
 		fprintf(f, "}\n");
 		fclose(f);
 	}
@@ -196,5 +220,8 @@ int main(int argc, char **argv)
 	free(sk);
 	free(cb);
 	free(ck);
+	free(st);
+	free(ct);
+	vm_flows_close(&ft);
 	return 0;
 }

@@ -90,29 +90,38 @@ VM_INLINE __u32 vm_ft_buckets_for(__u32 n)
 }
 
 /* Where key k lives in a table of nb buckets under seed s (NULL: zero):
- * its home, its second bucket and its tag. */
+ * its home and its tag; its second bucket from `lo` (vm_ft_other), read
+ * only by a lookup that goes on to it and by a put. */
 struct vm_ft_place {
-	__u32 home, other, tag;
+	__u32 home, other, tag, lo;
 };
+
+/* The second bucket: from the hash's low half's top bits, not home. */
+VM_INLINE __u32 vm_ft_other(const struct vm_ft_place *pl, __u32 nb)
+{
+	__u32 o = (__u32)(((__u64)pl->lo * nb) >> 32);
+
+	return o != pl->home ? o : pl->home + 1 < nb ? pl->home + 1 : 0;
+}
 
 VM_INLINE void vm_ft_place(const struct flow_key *k, const struct flow_seed *s, __u32 nb, struct vm_ft_place *pl)
 {
 	__u64 a = ((__u64)k->client_word << 32 | k->vip_word) ^ (s ? s->k[0] : 0);
 	__u64 b = ((__u64)k->client_port_be << 16 | k->vip_port_be) ^ (s ? s->k[1] : 0);
-	__u64 h = (a ^ (a >> 29)) * 0xbf58476d1ce4e5b9ull;
+	/* two multiplies side by side, then one: the keyed words mixed */
+	__u64 h = (a * 0xbf58476d1ce4e5b9ull) ^ ((b ^ (a >> 32)) * 0x94d049bb133111ebull);
 	__u32 lo, hi;
 
-	h ^= (b + (h >> 31)) * 0x94d049bb133111ebull;
-	h ^= h >> 32;
+	h ^= h >> 31;
 	h *= 0x9e3779b97f4a7c15ull;
 	lo = (__u32)h;
 	hi = (__u32)(h >> 32);
-	/* the buckets from the top bits of each half, the tag from the low */
+	/* home from the top bits of the high half, the tag from the low bits
+	 * of both, the second bucket from the top bits of the low half */
 	pl->home = (__u32)(((__u64)hi * nb) >> 32);
-	pl->other = (__u32)(((__u64)lo * nb) >> 32);
-	if (pl->other == pl->home)
-		pl->other = pl->home + 1 < nb ? pl->home + 1 : 0;
+	pl->lo = lo;
 	pl->tag = (lo << 16 | (hi & 0xffff)) | 1;
+	pl->other = 0;
 }
 
 /* The searches below choose a way without branching on each way's
@@ -179,7 +188,7 @@ VM_INLINE struct flow_slot *vm_ft_find(void *ctx, const struct flow_key *k, cons
 		return 0;
 	w = vm_ft_way(b, pl.tag, k);
 	if (w < 0 && *(volatile __u32 *)&b->spill) {
-		b = VM_FT_BUCKET(ctx, pl.other);
+		b = VM_FT_BUCKET(ctx, vm_ft_other(&pl, nb));
 		if (!b)
 			return 0;
 		w = vm_ft_way(b, pl.tag, k);
@@ -208,7 +217,7 @@ VM_INLINE long vm_ft_index(void *ctx, const struct flow_key *k, const struct flo
 		return -1;
 	w = vm_ft_way(b, pl.tag, k);
 	if (w < 0 && *(volatile __u32 *)&b->spill) {
-		at = pl.other;
+		at = vm_ft_other(&pl, nb);
 		b = VM_FT_BUCKET(ctx, at);
 		if (!b)
 			return -1;
@@ -350,6 +359,7 @@ VM_INLINE int vm_ft_kick(void *ctx, struct flow_bucket *b, __u32 bi, __u32 j, co
 	if (!(t & 1))
 		return 0;
 	vm_ft_place(&from->key, s, nb, &vp);
+	vp.other = vm_ft_other(&vp, nb);
 	if (vp.tag != t)
 		return 0;       /* rewritten under us */
 	back = vp.home != bi;   /* spilled here: it goes home */
@@ -404,6 +414,7 @@ VM_INLINE int vm_ft_put(void *ctx, const struct flow_key *k, const struct flow_v
 	int spilled, rc = 0;
 
 	vm_ft_place(k, s, nb, &pl);
+	pl.other = vm_ft_other(&pl, nb);
 	hb = VM_FT_BUCKET(ctx, pl.home);
 	ob = VM_FT_BUCKET(ctx, pl.other);
 	if (!hb || !ob)
