@@ -3916,6 +3916,43 @@ static void flows_rekeyed_at_load(void)
 	ft_del(&k4);
 }
 
+/* The upgrade from a build that kept the flows in an LRU hash (before
+ * 2026-12-06): the pinned hash's flows are put into the new table at the
+ * load, each where the programs look for it, IPv4 and IPv6 alike. */
+static void flows_from_lru_pin(void)
+{
+	char root[sizeof(G.pin_root)], path[sizeof(G.pin_root) + 16];
+	struct flow_key k4, k6;
+	struct flow_val v4 = { .client_isn = 4004 }, v6 = { .client_isn = 6006 }, got;
+	uint8_t c4[16], p4[16];
+
+	vm_addr_parse("198.18.9.9", c4);
+	vm_addr_parse("198.18.100.1", p4);
+	VM_FLOW_TUPLE_SET(&v4, VM_AF_INET, c4, p4);
+	VM_FLOW_TUPLE_SET(&v6, VM_AF_INET6, CLI6, VIP6);
+	t_flow_key("198.18.9.9", "198.18.100.1", 47001, 443, &k4);
+	t_flow_key("2001:db8::2", "2001:db8:100::1", 47002, 443, &k6);
+	int old = bpf_map_create(BPF_MAP_TYPE_LRU_HASH, "flows", sizeof(struct flow_key), sizeof(struct flow_val), 4096,
+				 NULL);
+	CHECK(old >= 0 && !bpf_map_update_elem(old, &k4, &v4, BPF_NOEXIST) &&
+		      !bpf_map_update_elem(old, &k6, &v6, BPF_NOEXIST),
+	      "an LRU flows map of the old layout, two flows in it: %s", strerror(errno));
+	snprintf(root, sizeof(root), "%s", G.pin_root);
+	snprintf(path, sizeof(path), "%s/flows", root);
+	CHECK(!unlink(path) && !bpf_obj_pin(old, path), "pinned where the table was");
+	if (old >= 0)
+		close(old);
+	vm_gw_close(&G);
+	CHECK(!vm_gw_open(&G, root, setup_flows_max, 0) && !vm_gw_load(&G), "loaded over it");
+	CHECK(vm_map_capacity(vm_gw_map_fd(&G, "flows")) == (long)vm_flows_buckets_for(setup_flows_max) * VM_FT_WAYS,
+	      "a flow table again: %ld slots", vm_map_capacity(vm_gw_map_fd(&G, "flows")));
+	CHECK(!ft_get(&k4, &got) && got.client_isn == 4004, "the IPv4 flow in the table");
+	CHECK(!ft_get(&k6, &got) && got.client_isn == 6006, "the IPv6 flow in the table");
+	CHECK(vm_map_count(vm_gw_map_fd(&G, "flows")) == 2 && !vm_flows_check(gw_ft()), "two flows, the table sound");
+	ft_del(&k4);
+	ft_del(&k6);
+}
+
 int main(void)
 {
 	if (setup("tests/fixtures")) {
@@ -3988,6 +4025,7 @@ int main(void)
 	RUN(node_vm_fast_path_v6);
 	RUN(node_conn_rev_rebuilt_at_load);
 	RUN(node_conn_rev_copy_rebuilt_at_load);
+	RUN(flows_from_lru_pin);
 	vm_gw_close(&G);
 	vm_node_close(&N);
 	return t_done();
