@@ -69,43 +69,17 @@ static long held(const struct tab *t)
 	return n;
 }
 
-/* Each bucket's spill is the number of its keys in their other bucket,
- * and no bucket holds a tag twice. */
+/* The table's invariants (vm_flows_check, dataplane/flowtab.c): each
+ * key in one of its two buckets with its spilled flag right, no tag twice
+ * in a bucket, each bucket's spill the count of its keys in the other. */
 static int consistent(struct tab *t, char *why, size_t n)
 {
-	__u32 *spill = calloc(t->nb, sizeof(*spill));
-	int ok = 1;
+	struct vm_flows f = { .fd = -1, .nb = t->nb, .b = t->b, .seed = seed };
+	long bad = vm_flows_check(&f);
 
-	for (__u32 i = 0; i < t->nb && ok; i++) {
-		for (int j = 0; j < VM_FT_WAYS; j++) {
-			struct vm_ft_place pl;
-			__u32 tg = t->b[i].tag[j];
-
-			if (!(tg & 1))
-				continue;
-			for (int o = j + 1; o < VM_FT_WAYS; o++)
-				if (t->b[i].tag[o] == tg) {
-					snprintf(why, n, "bucket %u holds tag %08x twice", i, tg);
-					ok = 0;
-				}
-			vm_ft_place(&t->b[i].slot[j].key, &seed, t->nb, &pl);
-			pl.other = vm_ft_other(&pl, t->nb);
-			if (pl.tag != tg || (pl.home != i && pl.other != i) ||
-			    (t->b[i].slot[j].spilled != (pl.home != i))) {
-				snprintf(why, n, "bucket %u way %d: a key not placed there", i, j);
-				ok = 0;
-			}
-			if (pl.home != i)
-				spill[pl.home]++;
-		}
-	}
-	for (__u32 i = 0; i < t->nb && ok; i++)
-		if (spill[i] != t->b[i].spill) {
-			snprintf(why, n, "bucket %u: spill %u, %u keys in their other bucket", i, t->b[i].spill, spill[i]);
-			ok = 0;
-		}
-	free(spill);
-	return ok;
+	if (bad)
+		snprintf(why, n, "%ld slots or buckets break the table's invariants", bad);
+	return !bad;
 }
 
 /* Filled to the flows it was made for: every put takes no other flow's

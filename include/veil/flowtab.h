@@ -58,14 +58,6 @@
 #ifndef VM_FT_BUCKET
 #error "define VM_FT_BUCKET(ctx, i): bucket i of the table, or NULL"
 #endif
-#ifndef VM_UNROLL
-#ifdef __clang__
-#define VM_UNROLL _Pragma("unroll")
-#else
-#define VM_UNROLL _Pragma("GCC unroll 16")
-#endif
-#endif
-
 /* A slot's tag stored after its key and value, and before the put looks
  * for another CPU's copy of its key (vm_ft_dedup): an exchange, a full
  * barrier, so that of two puts of one key at once each sees the other's

@@ -24,13 +24,6 @@
 #ifndef VM_INLINE
 #define VM_INLINE static inline __attribute__((always_inline))
 #endif
-#ifndef VM_UNROLL                 /* pkt.h takes it from here */
-#ifdef __clang__
-#define VM_UNROLL _Pragma("unroll")
-#else
-#define VM_UNROLL _Pragma("GCC unroll 16")
-#endif
-#endif
 
 #define VM_HELLO_BUF      VM_ASM_BYTES    /* power of two */
 #define VM_HELLO_MAX_EXT  128             /* extensions walked at most */

@@ -733,6 +733,13 @@ struct node_stats {
 #ifndef VM_INLINE
 #define VM_INLINE static inline __attribute__((always_inline))
 #endif
+#ifndef VM_UNROLL                 /* a loop the compiler unrolls, for clang -target bpf and gcc */
+#ifdef __clang__
+#define VM_UNROLL _Pragma("unroll")
+#else
+#define VM_UNROLL _Pragma("GCC unroll 16")
+#endif
+#endif
 
 /* Records a FIN from one side of a flow or connection (VM_FIN_CLIENT or
  * VM_FIN_VM); 1 when this one closed it (both sides have now sent one). */
