@@ -53,7 +53,10 @@ int vm_flows_open(struct vm_flows *t, int flows_fd, int seed_fd)
 	t->b = p;
 	t->nb = info.max_entries;
 	t->fd = flows_fd;
-	return vm_flows_seed(t, seed_fd);
+	int err = vm_flows_seed(t, seed_fd);
+	if (err)
+		vm_flows_close(t);
+	return err;
 }
 
 int vm_flows_seed(struct vm_flows *t, int seed_fd)
