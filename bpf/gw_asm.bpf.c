@@ -106,9 +106,11 @@ VM_INLINE __u64 vm_env_asm_ns(struct vm_gw_env *e) { return bpf_ktime_get_coarse
  * million instructions), its slot taken here. */
 __attribute__((noinline)) long gw_asm_flow_at(const struct flow_key *k)
 {
+	struct vm_ft_place pl;
+
 	if (!k)
 		return -1;
-	return vm_ft_index(0, k, gw_flow_seed(), gw_flow_buckets);
+	return vm_ft_index(0, k, gw_flow_seed(), gw_flow_buckets, &pl);
 }
 
 VM_INLINE struct flow_val *vm_env_flow_get(struct vm_gw_env *e, const struct flow_key *k)

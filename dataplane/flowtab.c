@@ -80,13 +80,14 @@ void vm_flows_close(struct vm_flows *t)
 
 int vm_flows_get(const struct vm_flows *t, const struct flow_key *k, struct flow_val *v)
 {
+	struct vm_ft_place pl;
 	struct flow_bucket *b;
 	struct flow_slot *s;
 	int w;
 
 	if (!t->b)
 		return -EBADF;
-	s = vm_ft_find((void *)t, k, &t->seed, t->nb, &b, &w);
+	s = vm_ft_find((void *)t, k, &t->seed, t->nb, &b, &w, &pl);
 	if (!s)
 		return -ENOENT;
 	if (v)
@@ -96,6 +97,7 @@ int vm_flows_get(const struct vm_flows *t, const struct flow_key *k, struct flow
 
 int vm_flows_put(struct vm_flows *t, const struct flow_key *k, const struct flow_val *v, int replace)
 {
+	struct vm_ft_place pl;
 	struct flow_bucket *b;
 	struct flow_slot *s;
 	struct flow_key gone;
@@ -103,7 +105,7 @@ int vm_flows_put(struct vm_flows *t, const struct flow_key *k, const struct flow
 
 	if (!t->b)
 		return -EBADF;
-	s = vm_ft_find(t, k, &t->seed, t->nb, &b, &w);
+	s = vm_ft_find(t, k, &t->seed, t->nb, &b, &w, &pl);
 	if (s) {
 		if (!replace)
 			return -EEXIST;

@@ -165,67 +165,59 @@ VM_INLINE int vm_ft_way(const struct flow_bucket *b, __u32 t, const struct flow_
 	return (int)(w & (VM_FT_WAYS - 1));
 }
 
-/* Key k's slot, or NULL; *bo its bucket and *wo its way.  No ref set
- * (vm_ft_get does). */
-VM_INLINE struct flow_slot *vm_ft_find(void *ctx, const struct flow_key *k, const struct flow_seed *s, __u32 nb,
-				       struct flow_bucket **bo, int *wo)
+/* Where key k is: bucket * VM_FT_WAYS + way, or -1; *pl its place.
+ * The home bucket's tags, then the second's while home counts a spilled
+ * key.  (BPF's gw_asm takes the slot itself from this, through a global
+ * function: its verification then follows one path for a found flow.) */
+VM_INLINE long vm_ft_index(void *ctx, const struct flow_key *k, const struct flow_seed *s, __u32 nb,
+			   struct vm_ft_place *pl)
 {
-	struct vm_ft_place pl;
-	struct flow_bucket *b;
-	int w;
-
-	vm_ft_place(k, s, nb, &pl);
-	b = VM_FT_BUCKET(ctx, pl.home);
-	if (!b)
-		return 0;
-	w = vm_ft_way(b, pl.tag, k);
-	if (w < 0 && *(volatile __u32 *)&b->spill) {
-		b = VM_FT_BUCKET(ctx, vm_ft_other(&pl, nb));
-		if (!b)
-			return 0;
-		w = vm_ft_way(b, pl.tag, k);
-	}
-	if (w < 0)
-		return 0;
-	*bo = b;
-	*wo = w & (VM_FT_WAYS - 1);
-	return &b->slot[w & (VM_FT_WAYS - 1)];
-}
-
-/* Where key k is: bucket * VM_FT_WAYS + way, or -1 (as vm_ft_find, for
- * a caller that takes the slot itself: BPF's gw_asm, whose verification
- * then follows one path for a found flow). */
-VM_INLINE long vm_ft_index(void *ctx, const struct flow_key *k, const struct flow_seed *s, __u32 nb)
-{
-	struct vm_ft_place pl;
 	struct flow_bucket *b;
 	__u32 at;
 	int w;
 
-	vm_ft_place(k, s, nb, &pl);
-	at = pl.home;
+	vm_ft_place(k, s, nb, pl);
+	at = pl->home;
 	b = VM_FT_BUCKET(ctx, at);
 	if (!b)
 		return -1;
-	w = vm_ft_way(b, pl.tag, k);
+	w = vm_ft_way(b, pl->tag, k);
 	if (w < 0 && *(volatile __u32 *)&b->spill) {
-		at = vm_ft_other(&pl, nb);
+		at = vm_ft_other(pl, nb);
 		b = VM_FT_BUCKET(ctx, at);
 		if (!b)
 			return -1;
-		w = vm_ft_way(b, pl.tag, k);
+		w = vm_ft_way(b, pl->tag, k);
 	}
 	return w < 0 ? -1 : (long)at * VM_FT_WAYS + w;
+}
+
+/* Key k's slot, or NULL; *bo its bucket, *wo its way, *pl its place. */
+VM_INLINE struct flow_slot *vm_ft_find(void *ctx, const struct flow_key *k, const struct flow_seed *s, __u32 nb,
+				       struct flow_bucket **bo, int *wo, struct vm_ft_place *pl)
+{
+	long at = vm_ft_index(ctx, k, s, nb, pl);
+	struct flow_bucket *b;
+
+	if (at < 0)
+		return 0;
+	b = VM_FT_BUCKET(ctx, (__u32)(at / VM_FT_WAYS));
+	if (!b)
+		return 0;
+	*bo = b;
+	*wo = (int)(at & (VM_FT_WAYS - 1));
+	return &b->slot[at & (VM_FT_WAYS - 1)];
 }
 
 /* Key k's value, or NULL; marks its slot used (the clock's ref). */
 VM_INLINE struct flow_val *vm_ft_get(void *ctx, const struct flow_key *k, const struct flow_seed *s, __u32 nb)
 {
+	struct vm_ft_place pl;
 	struct flow_bucket *b;
 	struct flow_slot *sl;
 	int w;
 
-	sl = vm_ft_find(ctx, k, s, nb, &b, &w);
+	sl = vm_ft_find(ctx, k, s, nb, &b, &w, &pl);
 	if (!sl)
 		return 0;
 	sl->ref = 1;   /* a store, not a branch: the flow's line is this CPU's */
@@ -257,9 +249,8 @@ VM_INLINE int vm_ft_del(void *ctx, const struct flow_key *k, const struct flow_s
 	struct flow_bucket *b;
 	int w;
 
-	if (!vm_ft_find(ctx, k, s, nb, &b, &w))
+	if (!vm_ft_find(ctx, k, s, nb, &b, &w, &pl))
 		return -1;
-	vm_ft_place(k, s, nb, &pl);
 	return vm_ft_free_way(ctx, b, w, pl.tag, pl.home) ? 0 : -1;
 }
 
