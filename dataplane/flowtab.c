@@ -174,6 +174,42 @@ void vm_flows_clear(struct vm_flows *t)
 	}
 }
 
+/* The flows a re-seeding moves, copied out (vm_flows_walk's copies). */
+struct moving {
+	struct flow_key *keys;
+	struct flow_val *vals;
+	long n, cap;
+	int v6_only;     /* the hash's key stays: IPv4 flows stay where they are */
+	int nomem;
+};
+
+static int take_moving(void *arg, const struct flow_key *k, const struct flow_val *v)
+{
+	struct moving *m = arg;
+
+	if (m->v6_only && v->family != VM_AF_INET6)
+		return 0;
+	if (m->n == m->cap) {
+		long nc = m->cap ? 2 * m->cap : 1024;
+		struct flow_key *k2 = realloc(m->keys, nc * sizeof(*k2));
+		struct flow_val *v2;
+
+		if (k2)
+			m->keys = k2;
+		v2 = k2 ? realloc(m->vals, nc * sizeof(*v2)) : NULL;
+		if (!v2) {
+			m->nomem = 1;
+			return 1;
+		}
+		m->vals = v2;
+		m->cap = nc;
+	}
+	m->keys[m->n] = *k;
+	m->vals[m->n] = *v;
+	m->n++;
+	return 0;
+}
+
 /* Every flow of the table to where seed ns puts it (IPv6 keys made again
  * from the tuples they hold, as the programs make them under ns): the
  * flows that move read, taken out, then put again.  Where the hash's key
@@ -183,36 +219,19 @@ void vm_flows_clear(struct vm_flows *t)
  * keep the entries they make (a connection begun in it). */
 int vm_flows_reseed(struct vm_flows *t, const struct flow_seed *ns, int *lost)
 {
-	struct flow_key *keys = NULL;
-	struct flow_val *vals = NULL;
-	long n = 0, cap = 0;
-	int moved = 0, same = t->seed.k[0] == ns->k[0] && t->seed.k[1] == ns->k[1];
+	int same = t->seed.k[0] == ns->k[0] && t->seed.k[1] == ns->k[1], moved = 0;
+	struct moving m = { .v6_only = same };
 
-	for (__u32 i = 0; i < t->nb; i++) {
-		for (int j = 0; j < VM_FT_WAYS; j++) {
-			if (!(__atomic_load_n(&t->b[i].tag[j], __ATOMIC_ACQUIRE) & 1))
-				continue;
-			if (same && t->b[i].slot[j].val.family != VM_AF_INET6)
-				continue;   /* its key and place stay */
-			if (n == cap) {
-				long nc = cap ? 2 * cap : 1024;
-				struct flow_key *k2 = realloc(keys, nc * sizeof(*keys));
-				struct flow_val *v2 = k2 ? realloc(vals, nc * sizeof(*vals)) : NULL;
-				if (k2)
-					keys = k2;
-				if (!k2 || !v2) {
-					free(keys);
-					free(vals);
-					return -ENOMEM;
-				}
-				vals = v2;
-				cap = nc;
-			}
-			keys[n] = t->b[i].slot[j].key;
-			memcpy(&vals[n], &t->b[i].slot[j].val, sizeof(vals[n]));
-			n++;
-		}
+	vm_flows_walk(t, take_moving, &m);
+	if (m.nomem) {
+		free(m.keys);
+		free(m.vals);
+		return -ENOMEM;
 	}
+	struct flow_key *keys = m.keys;
+	struct flow_val *vals = m.vals;
+	long n = m.n;
+
 	if (same) {
 		for (long i = 0; i < n; i++)
 			vm_flows_del(t, &keys[i]);
