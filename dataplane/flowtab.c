@@ -160,12 +160,8 @@ long vm_flows_count(const struct vm_flows *t)
 	return n;
 }
 
-long vm_flows_capacity(const struct vm_flows *t)
-{
-	return (long)t->nb * VM_FT_WAYS;
-}
-
-void vm_flows_clear(struct vm_flows *t)
+/* Every slot freed, every spill count 0 (the re-seeding's refill). */
+static void flows_clear(struct vm_flows *t)
 {
 	for (__u32 i = 0; t->b && i < t->nb; i++) {
 		for (int j = 0; j < VM_FT_WAYS; j++)
@@ -236,7 +232,7 @@ int vm_flows_reseed(struct vm_flows *t, const struct flow_seed *ns, int *lost)
 		for (long i = 0; i < n; i++)
 			vm_flows_del(t, &keys[i]);
 	} else {
-		vm_flows_clear(t);
+		flows_clear(t);
 	}
 	t->seed = *ns;
 	for (long i = 0; i < n; i++) {

@@ -230,13 +230,13 @@ int vm_gw_open(struct vm_gw *g, const char *pin_root, __u32 flows_max, __u32 hel
 		return -errno ? -errno : -EINVAL;
 	/* the flow table's buckets for flows_max flows, in all three
 	 * programs (the map and the count they place keys by) */
-	g->flow_buckets = vm_flows_buckets_for(flows_max ? flows_max : VM_FT_FLOWS_DEFAULT);
-	bpf_map__set_max_entries(g->ing->maps.flows, g->flow_buckets);
-	bpf_map__set_max_entries(g->ret->maps.flows, g->flow_buckets);
-	bpf_map__set_max_entries(g->as->maps.flows, g->flow_buckets);
-	g->ing->rodata->gw_flow_buckets = g->flow_buckets;
-	g->ret->rodata->gw_flow_buckets = g->flow_buckets;
-	g->as->rodata->gw_flow_buckets = g->flow_buckets;
+	__u32 nb = vm_flows_buckets_for(flows_max ? flows_max : VM_FT_FLOWS_DEFAULT);
+	bpf_map__set_max_entries(g->ing->maps.flows, nb);
+	bpf_map__set_max_entries(g->ret->maps.flows, nb);
+	bpf_map__set_max_entries(g->as->maps.flows, nb);
+	g->ing->rodata->gw_flow_buckets = nb;
+	g->ret->rodata->gw_flow_buckets = nb;
+	g->as->rodata->gw_flow_buckets = nb;
 	if (hellos_max) {
 		__u32 bits = (__u32)__builtin_ctz(hellos_max);
 		if ((hellos_max & (hellos_max - 1)) || bits < VM_ASM_SLOTS_BITS_MIN || bits > VM_ASM_SLOTS_BITS_MAX)
@@ -466,10 +466,10 @@ static int flow_seed_init(struct vm_gw *g)
 		return fd;
 	if (bpf_map_lookup_elem(fd, &zero, &s))
 		return -errno;
-	/* the flow table, placed under the seed it holds now */
-	if (!g->ft.b && (r = vm_flows_open(&g->ft, bpf_map__fd(g->as->maps.flows), fd)) < 0)
-		return r;
-	if ((r = vm_flows_seed(&g->ft, fd)) < 0)
+	/* the flow table, placed under the seed it holds now (mapped once;
+	 * a load again only reads the seed) */
+	r = g->ft.b ? vm_flows_seed(&g->ft, fd) : vm_flows_open(&g->ft, bpf_map__fd(g->as->maps.flows), fd);
+	if (r < 0)
 		return r;
 	fresh = !s.k[0] && !s.k[1];
 	if (!fresh && s.fold == VM_FLOW_FOLD) {

@@ -221,7 +221,6 @@ struct vm_gw {
 	struct flow_bits_val *bits; /* flow_bits, mapped (VM_FLOW_BITS_ENTRIES) once loaded */
 	struct vm_pins_kept kept;   /* maps replaced by a new size or flags, copied at the load */
 	struct vm_flows ft;         /* the flows map, mapped once loaded */
-	__u32 flow_buckets;         /* its size, from flows_max */
 };
 
 /* The flows map's filter (flow_bits, include/veil/wire.h), as mapped by
@@ -402,8 +401,6 @@ int vm_flows_del(struct vm_flows *t, const struct flow_key *k);
 typedef int (*vm_flows_fn)(void *arg, const struct flow_key *k, const struct flow_val *v);
 long vm_flows_walk(const struct vm_flows *t, vm_flows_fn fn, void *arg);
 long vm_flows_count(const struct vm_flows *t);
-long vm_flows_capacity(const struct vm_flows *t);
-void vm_flows_clear(struct vm_flows *t);
 /* Every flow moved to where seed ns places it (IPv6 keys re-made under
  * ns); the handle's seed becomes ns.  Returns the flows put, *lost those
  * that found no room; -ENOMEM. */
