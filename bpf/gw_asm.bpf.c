@@ -110,21 +110,23 @@ __attribute__((noinline)) long gw_asm_flow_at(const struct flow_key *k)
 
 	if (!k)
 		return -1;
-	return vm_ft_index(0, k, gw_flow_seed(), gw_flow_buckets, &pl);
+	return vm_ft_index(0, k, gw_flow_seed(), gw_flow_buckets, sizeof(struct flow_val), &pl);
 }
 
 VM_INLINE struct flow_val *vm_env_flow_get(struct vm_gw_env *e, const struct flow_key *k)
 {
 	long at = gw_asm_flow_at(k);
-	struct flow_bucket *b;
+	struct vm_ft_head *b;
+	struct vm_ft_slot *sl;
 
 	if (at < 0)
 		return 0;
 	b = gw_flow_bucket((__u32)(at / VM_FT_WAYS));
 	if (!b)
 		return 0;
-	b->slot[at & (VM_FT_WAYS - 1)].ref = 1;
-	return &b->slot[at & (VM_FT_WAYS - 1)].val;
+	sl = vm_ft_slot_at(b, (__u32)at, sizeof(struct flow_val));
+	sl->ref = 1;
+	return vm_ft_val(sl);
 }
 
 VM_INLINE int vm_env_flow_put(struct vm_gw_env *e, const struct flow_key *k, const struct flow_val *v)

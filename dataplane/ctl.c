@@ -205,8 +205,8 @@ long vm_map_count(int fd)
 	if (!bpf_obj_get_info_by_fd(fd, &info, &len)) {
 		if (info.type == BPF_MAP_TYPE_ARRAY && info.value_size == sizeof(struct asm_val))
 			return asm_slots_held(fd, info.id, info.max_entries);
-		if (info.type == BPF_MAP_TYPE_ARRAY && info.value_size == sizeof(struct flow_bucket)) {
-			struct vm_flows t;   /* the flow table: its slots held */
+		if (vm_flows_is_table(&info)) {
+			struct vm_flows t;   /* a flow table: its slots held */
 			if (vm_flows_open(&t, fd, -1))
 				return -1;
 			n = vm_flows_count(&t);
@@ -226,8 +226,8 @@ long vm_map_capacity(int fd)
 
 	if (fd < 0 || bpf_obj_get_info_by_fd(fd, &info, &len))
 		return -1;
-	if (info.type == BPF_MAP_TYPE_ARRAY && info.value_size == sizeof(struct flow_bucket))
-		return (long)info.max_entries * VM_FT_WAYS;   /* the flow table: its slots */
+	if (vm_flows_is_table(&info))
+		return (long)info.max_entries * VM_FT_WAYS;   /* a flow table: its slots */
 	return info.max_entries;
 }
 

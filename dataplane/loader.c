@@ -578,7 +578,7 @@ struct bits_half {
 	int half;
 };
 
-static int bits_add_flow(void *arg, const struct flow_key *k, const struct flow_val *v)
+static int bits_add_flow(void *arg, const struct flow_key *k, const void *v)
 {
 	struct bits_half *h = arg;
 

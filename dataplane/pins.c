@@ -111,7 +111,7 @@ struct flows_into {
 	long *moved, *lost;
 };
 
-static int flow_into(void *arg, const struct flow_key *k, const struct flow_val *v)
+static int flow_into(void *arg, const struct flow_key *k, const void *v)
 {
 	struct flows_into *c = arg;
 

@@ -142,13 +142,13 @@ static void walk_keys(struct vm_sweep *s, struct pass *p)
 	}
 }
 
-/* The gateway's flow table, walked in place (flowtab.c): a mapped array,
- * no bpf() call per entry. */
-static int ft_key(void *arg, const struct flow_key *k, const struct flow_val *v)
+/* A flow table (the gateway's flows, the node's conns), walked in place
+ * (flowtab.c): a mapped array, no bpf() call per entry. */
+static int ft_key(void *arg, const struct flow_key *k, const void *v)
 {
 	struct pass *p = arg;
 
-	pass_key(p, (const uint8_t *)k, v->fin);
+	pass_key(p, (const uint8_t *)k, ((const uint8_t *)v)[p->s->fin_off]);
 	return p->full;
 }
 

@@ -191,13 +191,26 @@ int vm_gen_move(int fd, int changed);
 /* ---------- gateway data plane ---------- */
 /* Pinned maps replaced by a new size or flags (vm_pins_refresh). */
 #define VM_PINS_KEPT_MAX 16
-/* The gateway's flow table mapped (flowtab.c, below). */
+/* A flow table's kind (flowtab.c): its values' bytes and where a value
+ * holds the connection's family and addresses (a re-seeding makes IPv6
+ * keys again from them). */
+struct vm_ft_kind {
+	const char *name;
+	__u32 vs;
+	__u32 family_off, client_off, vip_off;
+};
+
+/* A flow table mapped (flowtab.c, below): the gateway's flows or the
+ * node's conns, told apart by their buckets' size. */
 struct vm_flows {
 	int fd;
 	__u32 nb;                 /* buckets */
-	struct flow_bucket *b;
+	__u32 vs;                 /* a value's bytes */
+	size_t bsz;               /* a bucket's bytes */
+	void *b;
 	size_t len;
 	struct flow_seed seed;
+	const struct vm_ft_kind *kind;
 };
 
 struct vm_pins_kept {
@@ -377,28 +390,34 @@ extern const int vm_gw_stat_count;
 extern const char *const vm_node_stat_names[];
 extern const int vm_node_stat_count;
 
-/* ---------- the gateway's flow table (flowtab.c) ---------- */
+/* ---------- the flow tables (flowtab.c) ---------- */
 
-/* The flows map (an array of struct flow_bucket, include/veil/flowtab.h)
- * mapped, with the seed that places its keys (flow_seed's entry, read at
- * open and again by vm_flows_seed; seed_fd < 0: zero).  The functions do
- * what the programs do, on the same words: safe while they run. */
+/* A flow table (an array of buckets, include/veil/flowtab.h: the
+ * gateway's flows, of struct flow_val, or the node's conns, of struct
+ * conn_val) mapped, with the seed that places its keys (flow_seed's or
+ * conn_seed's entry, read at open and again by vm_flows_seed; seed_fd < 0:
+ * zero).  The functions do what the programs do, on the same words: safe
+ * while they run.  A value is the table's kind's (t->vs bytes). */
 /* The buckets of a table for n flows (VM_FT_BUCKETS_DEFAULT for the
  * default flows_max). */
 __u32 vm_flows_buckets_for(__u32 n);
+/* -EINVAL when flows_fd is no flow table (an older build's hash map). */
 int vm_flows_open(struct vm_flows *t, int flows_fd, int seed_fd);
+struct bpf_map_info;
+/* Whether a map (its info) is a flow table of a kind this build knows. */
+int vm_flows_is_table(const struct bpf_map_info *info);
 int vm_flows_seed(struct vm_flows *t, int seed_fd);
 void vm_flows_close(struct vm_flows *t);
 /* 0 with the value copied to v (may be NULL), or -ENOENT. */
-int vm_flows_get(const struct vm_flows *t, const struct flow_key *k, struct flow_val *v);
+int vm_flows_get(const struct vm_flows *t, const struct flow_key *k, void *v);
 /* 0; -EEXIST when k is there and !replace (replace: its value written in
  * place); -ENOSPC when the slot went to another writer.  Where both of
  * k's buckets are full a flow that carried no packet lately gives way. */
-int vm_flows_put(struct vm_flows *t, const struct flow_key *k, const struct flow_val *v, int replace);
+int vm_flows_put(struct vm_flows *t, const struct flow_key *k, const void *v, int replace);
 int vm_flows_del(struct vm_flows *t, const struct flow_key *k);
 /* Each flow copied out and handed to fn (a non-zero return stops the
  * walk); returns the flows walked. */
-typedef int (*vm_flows_fn)(void *arg, const struct flow_key *k, const struct flow_val *v);
+typedef int (*vm_flows_fn)(void *arg, const struct flow_key *k, const void *v);
 long vm_flows_walk(const struct vm_flows *t, vm_flows_fn fn, void *arg);
 long vm_flows_count(const struct vm_flows *t);
 /* Every flow moved to where seed ns places it (IPv6 keys re-made under

@@ -15,13 +15,15 @@ struct tab {
 	__u32 nb;
 };
 
-static inline struct flow_bucket *tab_bucket(struct tab *t, __u32 i)
+static inline struct vm_ft_head *tab_bucket(struct tab *t, __u32 i)
 {
-	return i < t->nb ? &t->b[i] : NULL;
+	return i < t->nb ? (struct vm_ft_head *)&t->b[i] : NULL;
 }
 
 #define VM_FT_BUCKET(ctx, i) tab_bucket((struct tab *)(ctx), (i))
 #include "veil/flowtab.h"
+
+#define VS sizeof(struct flow_val)
 
 /* vm_ft_put, again while another writer claimed its way first (as
  * dataplane/flowtab.c does; BPF counts it as a full table). */
@@ -30,7 +32,7 @@ static int tab_put(struct tab *t, const struct flow_key *k, const struct flow_va
 {
 	int rc;
 
-	for (int tries = 0; (rc = vm_ft_put(t, k, v, s, nb, gone)) == -1 && tries < 8; tries++)
+	for (int tries = 0; (rc = vm_ft_put(t, k, v, VS, s, nb, gone)) == -1 && tries < 8; tries++)
 		;
 	return rc;
 }
@@ -74,7 +76,7 @@ static long held(const struct tab *t)
  * in a bucket, each bucket's spill the count of its keys in the other. */
 static int consistent(struct tab *t, char *why, size_t n)
 {
-	struct vm_flows f = { .fd = -1, .nb = t->nb, .b = t->b, .seed = seed };
+	struct vm_flows f = { .fd = -1, .nb = t->nb, .vs = VS, .bsz = sizeof(*t->b), .b = t->b, .seed = seed };
 	long bad = vm_flows_check(&f);
 
 	if (bad)
@@ -105,7 +107,7 @@ static void fills_without_loss(void)
 	}
 	for (__u32 i = 0; i < n; i++) {
 		key_of(i, &k);
-		got = vm_ft_get(&t, &k, &seed, t.nb);
+		got = vm_ft_get(&t, &k, &seed, t.nb, VS);
 		missing += !got || got->client_isn != i * 2654435761u;
 	}
 	CHECK(!evicted && !failed && !missing && held(&t) == n,
@@ -118,14 +120,14 @@ static void fills_without_loss(void)
 		int rc = tab_put(&t, &k, &v, &seed, t.nb, &gone);
 		if (rc == 1) {
 			evicted++;
-			named += !vm_ft_get(&t, &gone, &seed, t.nb);
+			named += !vm_ft_get(&t, &gone, &seed, t.nb, VS);
 		}
 		failed += rc < 0;
 	}
 	missing = 0;
 	for (__u32 i = 0; i < n2; i++) {
 		key_of(i, &k);
-		missing += !vm_ft_get(&t, &k, &seed, t.nb);
+		missing += !vm_ft_get(&t, &k, &seed, t.nb, VS);
 	}
 	CHECK(!failed && evicted < n2 / 100 && named == evicted && missing == evicted && held(&t) == n2 - evicted,
 	      "to 120%%: %ld evicted (%ld named), %ld failed, %ld missing, %ld held", evicted, named, failed, missing,
@@ -135,7 +137,7 @@ static void fills_without_loss(void)
 	key_of(7, &k);
 	val_of(99, &v);
 	CHECK(tab_put(&t, &k, &v, &seed, t.nb, &gone) == VM_FLOW_PUT_TAKEN &&
-		      vm_ft_get(&t, &k, &seed, t.nb)->client_isn == 7 * 2654435761u,
+		      ((struct flow_val *)vm_ft_get(&t, &k, &seed, t.nb, VS))->client_isn == 7 * 2654435761u,
 	      "a second put of a key is refused");
 	free(t.b);
 }
@@ -159,11 +161,11 @@ static void deletes_and_reuse(void)
 	}
 	for (__u32 i = 0; i < n; i += 2) {
 		key_of(i, &k);
-		bad += vm_ft_del(&t, &k, &seed, t.nb) != 0;
+		bad += vm_ft_del(&t, &k, &seed, t.nb, VS) != 0;
 	}
 	CHECK(!bad && held(&t) == n / 2, "half deleted: %ld errors, %ld held", bad, held(&t));
 	key_of(0, &k);
-	CHECK(vm_ft_del(&t, &k, &seed, t.nb) == -1 && !vm_ft_get(&t, &k, &seed, t.nb), "a deleted key is gone");
+	CHECK(vm_ft_del(&t, &k, &seed, t.nb, VS) == -1 && !vm_ft_get(&t, &k, &seed, t.nb, VS), "a deleted key is gone");
 	for (__u32 i = n; i < n + n / 2; i++) {
 		key_of(i, &k);
 		val_of(i, &v);
@@ -171,7 +173,7 @@ static void deletes_and_reuse(void)
 	}
 	for (__u32 i = 1; i < n + n / 2; i += (i < n ? 2 : 1)) {
 		key_of(i, &k);
-		struct flow_val *g = vm_ft_get(&t, &k, &seed, t.nb);
+		struct flow_val *g = vm_ft_get(&t, &k, &seed, t.nb, VS);
 		bad += !g || g->client_isn != i * 2654435761u;
 	}
 	CHECK(!bad && held(&t) == n, "reused: %ld errors, %ld held", bad, held(&t));
@@ -203,7 +205,7 @@ static void full_table_keeps_busy_flows(void)
 		if (i % 8 == 0)
 			for (__u32 b = 0; b < 1024; b++) {
 				key_of(b, &k);
-				lost_busy += !vm_ft_get(&t, &k, &seed, t.nb);
+				lost_busy += !vm_ft_get(&t, &k, &seed, t.nb, VS);
 			}
 		key_of(i, &k);
 		val_of(i, &v);
@@ -242,7 +244,7 @@ static void one_home_spills(void)
 		bad += tab_put(&t, &keys[i], &v, &seed, t.nb, &gone) != 0;
 	}
 	for (int i = 0; i < n; i++) {
-		struct flow_val *g = vm_ft_get(&t, &keys[i], &seed, t.nb);
+		struct flow_val *g = vm_ft_get(&t, &keys[i], &seed, t.nb, VS);
 		bad += !g || g->client_isn != (__u32)i * 2654435761u;
 	}
 	int at_home = 0;
@@ -251,7 +253,7 @@ static void one_home_spills(void)
 	CHECK(n == 40 && !bad && at_home >= VM_FT_WAYS - VM_FT_HOME_ROOM && t.b[want.home].spill == (__u32)(n - at_home),
 	      "%d keys of one home: %d errors, %d at home, spill %u", n, bad, at_home, t.b[want.home].spill);
 	for (int i = 0; i < n; i++)
-		bad += vm_ft_del(&t, &keys[i], &seed, t.nb) != 0;
+		bad += vm_ft_del(&t, &keys[i], &seed, t.nb, VS) != 0;
 	CHECK(!bad && !t.b[want.home].spill && !held(&t), "all deleted: spill %u, %ld held", t.b[want.home].spill,
 	      held(&t));
 	CHECK(consistent(&t, why, sizeof(why)), "%s", why);
@@ -282,9 +284,9 @@ static void *racer(void *arg)
 		for (__u32 i = 0; i < 2000; i++) {
 			__u32 own = 1000000 + id * 100000 + i;
 			key_of(own, &k);
-			struct flow_val *g = vm_ft_get(&race_t, &k, &seed, race_t.nb);
+			struct flow_val *g = vm_ft_get(&race_t, &k, &seed, race_t.nb, VS);
 			*bad += !g || g->client_isn != own * 2654435761u;
-			*bad += vm_ft_del(&race_t, &k, &seed, race_t.nb) != 0;
+			*bad += vm_ft_del(&race_t, &k, &seed, race_t.nb, VS) != 0;
 		}
 	}
 	return bad;

@@ -387,11 +387,11 @@ struct flows_list {
 };
 
 /* One flow of the table, if the filters take it. */
-static int flow_row(void *arg, const struct flow_key *kp, const struct flow_val *vp)
+static int flow_row(void *arg, const struct flow_key *kp, const void *vp_)
 {
 	struct flows_list *l = arg;
 	const struct flow_key k = *kp;
-	const struct flow_val v = *vp;
+	const struct flow_val v = *(const struct flow_val *)vp_;
 	char a1[64], a2[64], a3[64];
 
 	/* the addresses are the value's (the key holds IPv6 ones folded) */

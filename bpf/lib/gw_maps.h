@@ -143,7 +143,7 @@ VM_INLINE const struct flow_seed *gw_flow_seed(void)
 	return bpf_map_lookup_elem(&flow_seed, &zero);
 }
 
-VM_INLINE struct flow_bucket *gw_flow_bucket(__u32 i)
+VM_INLINE struct vm_ft_head *gw_flow_bucket(__u32 i)
 {
 	return bpf_map_lookup_elem(&flows, &i);
 }
@@ -154,7 +154,7 @@ VM_INLINE struct flow_bucket *gw_flow_bucket(__u32 i)
 /* The flow under key k (whoever's: the callers compare its tuple), or NULL. */
 VM_INLINE struct flow_val *gw_flow_get(const struct flow_key *k)
 {
-	return vm_ft_get(0, k, gw_flow_seed(), gw_flow_buckets);
+	return vm_ft_get(0, k, gw_flow_seed(), gw_flow_buckets, sizeof(struct flow_val));
 }
 
 /* A new flow under key k: 0, VM_FLOW_PUT_TAKEN when one is there (another
@@ -170,7 +170,7 @@ __attribute__((noinline)) int gw_flow_put(const struct flow_key *k, const struct
 
 	if (!k || !v)
 		return -1;
-	rc = vm_ft_put(0, k, v, gw_flow_seed(), gw_flow_buckets, &gone);
+	rc = vm_ft_put(0, k, v, sizeof(*v), gw_flow_seed(), gw_flow_buckets, &gone);
 
 	return rc == 1 ? 0 : rc;
 }
@@ -179,7 +179,7 @@ __attribute__((noinline)) int gw_flow_del(const struct flow_key *k)
 {
 	if (!k)
 		return -1;
-	return vm_ft_del(0, k, gw_flow_seed(), gw_flow_buckets);
+	return vm_ft_del(0, k, gw_flow_seed(), gw_flow_buckets, sizeof(struct flow_val));
 }
 
 /* Hellos being reassembled by gw_asm, and routed ones held until the VM

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The gateway's flow table: struct flow_key -> struct flow_val, kept in a
- * BPF array of buckets (the `flows` map, BPF_F_MMAPABLE) rather than a
- * hash map, so that a lookup is the program's own code.  A hash map's
+ * The flow tables: struct flow_key -> a value of vs bytes (the gateway's
+ * flows: struct flow_val; the node's conns: struct conn_val), kept in a
+ * BPF array of buckets (BPF_F_MMAPABLE) rather than a hash map, so that a
+ * lookup is the program's own code.  A hash map's
  * lookup is a call into the kernel (__htab_map_lookup_elem, which calls
  * the bucket walk, the hash and memcmp); an array's lookup the verifier
  * inlines.  On a host whose returns go through a mitigation thunk (AMD's
@@ -12,7 +13,7 @@
  * Layout: a bucket is one cache line of tags (a 32-bit tag per way: 0
  * free, VM_FT_BUSY being written, else the key's tag, odd) and the spill
  * count, then VM_FT_WAYS slots (key, flags, value).  A key has two
- * buckets, both from a 64-bit hash keyed by the gateway's flow_seed (so
+ * buckets, both from a 64-bit hash keyed by the table's flow_seed (so
  * senders cannot aim keys at one bucket without it): its home, and a
  * second one.  A put goes home while home has VM_FT_HOME_ROOM free ways,
  * else to the less full of the two (two choices keep buckets even: in a
@@ -43,8 +44,13 @@
  *
  * The functions take the bucket through VM_FT_BUCKET(ctx, i), which the
  * includer defines before including this header: BPF, an inlined array
- * lookup of the flows map; user space (dataplane/flowtab.c), the mapped
- * array.  The same code places, finds, puts and frees on both sides.
+ * lookup of its table's map (one table a program); user space
+ * (dataplane/flowtab.c), the mapped array.  The same code places, finds,
+ * puts and frees on both sides.  The value's size vs is every function's
+ * argument: a constant in BPF (the offsets the verifier checks are then
+ * constants and a way's bounded multiple), the table's in user space.
+ * A bucket is a struct vm_ft_head, then VM_FT_WAYS slots of
+ * VM_FT_STRIDE(vs) bytes: a struct vm_ft_slot and the value.
  */
 #ifndef VEIL_FLOWTAB_H
 #define VEIL_FLOWTAB_H
@@ -56,8 +62,31 @@
 #endif
 
 #ifndef VM_FT_BUCKET
-#error "define VM_FT_BUCKET(ctx, i): bucket i of the table, or NULL"
+#error "define VM_FT_BUCKET(ctx, i): bucket i of the table (struct vm_ft_head *), or NULL"
 #endif
+
+/* A slot's bytes: its head and a value of vs bytes (8-byte aligned). */
+#define VM_FT_STRIDE(vs) (sizeof(struct vm_ft_slot) + (vs))
+
+/* Way w of bucket b (w masked to the ways), for values of vs bytes. */
+VM_INLINE struct vm_ft_slot *vm_ft_slot_at(const struct vm_ft_head *b, __u32 w, __u32 vs)
+{
+	return (struct vm_ft_slot *)((char *)(b + 1) + (__u64)(w & (VM_FT_WAYS - 1)) * VM_FT_STRIDE(vs));
+}
+
+/* The value of slot sl. */
+VM_INLINE void *vm_ft_val(const struct vm_ft_slot *sl)
+{
+	return (void *)(sl + 1);
+}
+
+/* A value of vs bytes copied in 8-byte words (both 8-byte aligned: a
+ * slot's value, a value struct with a __u64; through void * the compiler
+ * would copy byte by byte). */
+VM_INLINE void vm_ft_copy(void *to, const void *from, __u32 vs)
+{
+	__builtin_memcpy((__u64 *)to, (const __u64 *)from, vs);
+}
 /* A slot's tag stored after its key and value, and before the put looks
  * for another CPU's copy of its key (vm_ft_dedup): an exchange, a full
  * barrier, so that of two puts of one key at once each sees the other's
@@ -135,7 +164,7 @@ VM_INLINE __u64 vm_ft_is0(__u64 x)
 }
 
 /* 1 when slot s holds key k, else 0. */
-VM_INLINE __u64 vm_ft_key_is(const struct flow_slot *s, const struct flow_key *k)
+VM_INLINE __u64 vm_ft_key_is(const struct vm_ft_slot *s, const struct flow_key *k)
 {
 	__u64 x = ((__u64)(s->key.client_word ^ k->client_word) << 32 | (__u32)(s->key.vip_word ^ k->vip_word)) |
 		  (__u32)(s->key.client_port_be ^ k->client_port_be) | (__u32)(s->key.vip_port_be ^ k->vip_port_be);
@@ -144,7 +173,7 @@ VM_INLINE __u64 vm_ft_key_is(const struct flow_slot *s, const struct flow_key *k
 }
 
 /* The first way of b whose tag is t, or VM_FT_WAYS. */
-VM_INLINE __u32 vm_ft_tag_at(const struct flow_bucket *b, __u32 t)
+VM_INLINE __u32 vm_ft_tag_at(const struct vm_ft_head *b, __u32 t)
 {
 	__u64 w = VM_FT_WAYS;
 
@@ -156,11 +185,11 @@ VM_INLINE __u32 vm_ft_tag_at(const struct flow_bucket *b, __u32 t)
 
 /* The way of bucket b that holds key k (tag t), or -1.  A bucket holds
  * each tag once (vm_ft_put), so the tag's first way is the only one. */
-VM_INLINE int vm_ft_way(const struct flow_bucket *b, __u32 t, const struct flow_key *k)
+VM_INLINE int vm_ft_way(const struct vm_ft_head *b, __u32 t, const struct flow_key *k, __u32 vs)
 {
 	__u32 w = vm_ft_tag_at(b, t);
 
-	if (w >= VM_FT_WAYS || !vm_ft_key_is(&b->slot[w & (VM_FT_WAYS - 1)], k))
+	if (w >= VM_FT_WAYS || !vm_ft_key_is(vm_ft_slot_at(b, w, vs), k))
 		return -1;
 	return (int)(w & (VM_FT_WAYS - 1));
 }
@@ -169,10 +198,10 @@ VM_INLINE int vm_ft_way(const struct flow_bucket *b, __u32 t, const struct flow_
  * The home bucket's tags, then the second's while home counts a spilled
  * key.  (BPF's gw_asm takes the slot itself from this, through a global
  * function: its verification then follows one path for a found flow.) */
-VM_INLINE long vm_ft_index(void *ctx, const struct flow_key *k, const struct flow_seed *s, __u32 nb,
+VM_INLINE long vm_ft_index(void *ctx, const struct flow_key *k, const struct flow_seed *s, __u32 nb, __u32 vs,
 			   struct vm_ft_place *pl)
 {
-	struct flow_bucket *b;
+	struct vm_ft_head *b;
 	__u32 at;
 	int w;
 
@@ -181,23 +210,23 @@ VM_INLINE long vm_ft_index(void *ctx, const struct flow_key *k, const struct flo
 	b = VM_FT_BUCKET(ctx, at);
 	if (!b)
 		return -1;
-	w = vm_ft_way(b, pl->tag, k);
+	w = vm_ft_way(b, pl->tag, k, vs);
 	if (w < 0 && *(volatile __u32 *)&b->spill) {
 		at = vm_ft_other(pl, nb);
 		b = VM_FT_BUCKET(ctx, at);
 		if (!b)
 			return -1;
-		w = vm_ft_way(b, pl->tag, k);
+		w = vm_ft_way(b, pl->tag, k, vs);
 	}
 	return w < 0 ? -1 : (long)at * VM_FT_WAYS + w;
 }
 
 /* Key k's slot, or NULL; *bo its bucket, *wo its way, *pl its place. */
-VM_INLINE struct flow_slot *vm_ft_find(void *ctx, const struct flow_key *k, const struct flow_seed *s, __u32 nb,
-				       struct flow_bucket **bo, int *wo, struct vm_ft_place *pl)
+VM_INLINE struct vm_ft_slot *vm_ft_find(void *ctx, const struct flow_key *k, const struct flow_seed *s, __u32 nb,
+					__u32 vs, struct vm_ft_head **bo, int *wo, struct vm_ft_place *pl)
 {
-	long at = vm_ft_index(ctx, k, s, nb, pl);
-	struct flow_bucket *b;
+	long at = vm_ft_index(ctx, k, s, nb, vs, pl);
+	struct vm_ft_head *b;
 
 	if (at < 0)
 		return 0;
@@ -206,36 +235,36 @@ VM_INLINE struct flow_slot *vm_ft_find(void *ctx, const struct flow_key *k, cons
 		return 0;
 	*bo = b;
 	*wo = (int)(at & (VM_FT_WAYS - 1));
-	return &b->slot[at & (VM_FT_WAYS - 1)];
+	return vm_ft_slot_at(b, (__u32)at, vs);
 }
 
 /* Key k's value, or NULL; marks its slot used (the clock's ref). */
-VM_INLINE struct flow_val *vm_ft_get(void *ctx, const struct flow_key *k, const struct flow_seed *s, __u32 nb)
+VM_INLINE void *vm_ft_get(void *ctx, const struct flow_key *k, const struct flow_seed *s, __u32 nb, __u32 vs)
 {
 	struct vm_ft_place pl;
-	struct flow_bucket *b;
-	struct flow_slot *sl;
+	struct vm_ft_head *b;
+	struct vm_ft_slot *sl;
 	int w;
 
-	sl = vm_ft_find(ctx, k, s, nb, &b, &w, &pl);
+	sl = vm_ft_find(ctx, k, s, nb, vs, &b, &w, &pl);
 	if (!sl)
 		return 0;
 	sl->ref = 1;   /* a store, not a branch: the flow's line is this CPU's */
-	return &sl->val;
+	return vm_ft_val(sl);
 }
 
 /* Frees way w of bucket b if it still holds tag t: 1 when freed here.  A
  * spilled key's home (bucket home) counts one less. */
-VM_INLINE int vm_ft_free_way(void *ctx, struct flow_bucket *b, int w, __u32 t, __u32 home)
+VM_INLINE int vm_ft_free_way(void *ctx, struct vm_ft_head *b, int w, __u32 t, __u32 home, __u32 vs)
 {
 	__u8 sp;
 
 	w &= VM_FT_WAYS - 1;
-	sp = b->slot[w].spilled;
+	sp = vm_ft_slot_at(b, (__u32)w, vs)->spilled;
 	if (__sync_val_compare_and_swap(&b->tag[w], t, 0) != t)
 		return 0;
 	if (sp) {
-		struct flow_bucket *h = VM_FT_BUCKET(ctx, home);
+		struct vm_ft_head *h = VM_FT_BUCKET(ctx, home);
 		if (h)
 			__sync_fetch_and_add(&h->spill, -1);
 	}
@@ -243,43 +272,43 @@ VM_INLINE int vm_ft_free_way(void *ctx, struct flow_bucket *b, int w, __u32 t, _
 }
 
 /* Deletes key k: 0, or -1 when it was not there. */
-VM_INLINE int vm_ft_del(void *ctx, const struct flow_key *k, const struct flow_seed *s, __u32 nb)
+VM_INLINE int vm_ft_del(void *ctx, const struct flow_key *k, const struct flow_seed *s, __u32 nb, __u32 vs)
 {
 	struct vm_ft_place pl;
-	struct flow_bucket *b;
+	struct vm_ft_head *b;
 	int w;
 
-	if (!vm_ft_find(ctx, k, s, nb, &b, &w, &pl))
+	if (!vm_ft_find(ctx, k, s, nb, vs, &b, &w, &pl))
 		return -1;
-	return vm_ft_free_way(ctx, b, w, pl.tag, pl.home) ? 0 : -1;
+	return vm_ft_free_way(ctx, b, w, pl.tag, pl.home, vs) ? 0 : -1;
 }
 
 /* The first free way of b, or VM_FT_WAYS. */
-VM_INLINE __u32 vm_ft_free_at(const struct flow_bucket *b)
+VM_INLINE __u32 vm_ft_free_at(const struct vm_ft_head *b)
 {
 	return vm_ft_tag_at(b, 0);
 }
 
 /* The clock's pick in a full bucket: the first way whose ref is clear;
  * when every ref is set, all are cleared and way `dflt` is taken. */
-VM_INLINE __u32 vm_ft_victim(struct flow_bucket *b, __u32 dflt)
+VM_INLINE __u32 vm_ft_victim(struct vm_ft_head *b, __u32 dflt, __u32 vs)
 {
 	__u64 w = VM_FT_WAYS;
 
 	VM_UNROLL
 	for (int j = VM_FT_WAYS - 1; j >= 0; j--)
-		w ^= (w ^ (__u64)j) & (0 - vm_ft_is0(b->slot[j].ref));
+		w ^= (w ^ (__u64)j) & (0 - vm_ft_is0(vm_ft_slot_at(b, j, vs)->ref));
 	if (w >= VM_FT_WAYS) {
 		VM_UNROLL
 		for (int j = 0; j < VM_FT_WAYS; j++)
-			b->slot[j].ref = 0;
+			vm_ft_slot_at(b, j, vs)->ref = 0;
 		w = dflt;
 	}
 	return (__u32)w & (VM_FT_WAYS - 1);
 }
 
 /* The free ways of b. */
-VM_INLINE __u32 vm_ft_free_n(const struct flow_bucket *b)
+VM_INLINE __u32 vm_ft_free_n(const struct vm_ft_head *b)
 {
 	__u64 n = 0;
 
@@ -294,15 +323,15 @@ VM_INLINE __u32 vm_ft_free_n(const struct flow_bucket *b)
  * made a second copy, which whoever sees both removes, the one at the
  * later place.  VM_FLOW_PUT_TAKEN when ours was (the key is in, with the
  * other put's value), else 0. */
-VM_INLINE int vm_ft_dedup(void *ctx, struct flow_bucket *hb, struct flow_bucket *ob, __u32 mine, __u32 t,
-			  const struct flow_key *k, __u32 home)
+VM_INLINE int vm_ft_dedup(void *ctx, struct vm_ft_head *hb, struct vm_ft_head *ob, __u32 mine, __u32 t,
+			  const struct flow_key *k, __u32 home, __u32 vs)
 {
 	__u64 m = 0;
 
 	VM_UNROLL
 	for (int j = 0; j < VM_FT_WAYS; j++) {
-		m |= (vm_ft_is0(hb->tag[j] ^ t) & vm_ft_key_is(&hb->slot[j], k)) << j;
-		m |= (vm_ft_is0(ob->tag[j] ^ t) & vm_ft_key_is(&ob->slot[j], k)) << (VM_FT_WAYS + j);
+		m |= (vm_ft_is0(hb->tag[j] ^ t) & vm_ft_key_is(vm_ft_slot_at(hb, j, vs), k)) << j;
+		m |= (vm_ft_is0(ob->tag[j] ^ t) & vm_ft_key_is(vm_ft_slot_at(ob, j, vs), k)) << (VM_FT_WAYS + j);
 	}
 	mine &= 2 * VM_FT_WAYS - 1;
 	m &= ~(1ull << mine);
@@ -310,15 +339,15 @@ VM_INLINE int vm_ft_dedup(void *ctx, struct flow_bucket *hb, struct flow_bucket 
 		return 0;
 	if (m & ((1ull << mine) - 1)) {
 		/* an earlier copy: ours goes */
-		vm_ft_free_way(ctx, mine < VM_FT_WAYS ? hb : ob, mine, t, home);
+		vm_ft_free_way(ctx, mine < VM_FT_WAYS ? hb : ob, mine, t, home, vs);
 		return VM_FLOW_PUT_TAKEN;
 	}
 	VM_UNROLL
 	for (int j = 0; j < VM_FT_WAYS; j++) {
 		if (m & (1ull << j))
-			vm_ft_free_way(ctx, hb, j, t, home);
+			vm_ft_free_way(ctx, hb, j, t, home, vs);
 		if (m & (1ull << (VM_FT_WAYS + j)))
-			vm_ft_free_way(ctx, ob, j, t, home);
+			vm_ft_free_way(ctx, ob, j, t, home, vs);
 	}
 	return 0;
 }
@@ -331,11 +360,12 @@ VM_INLINE int vm_ft_dedup(void *ctx, struct flow_bucket *hb, struct flow_bucket 
  * its old one is freed: a reader meanwhile finds one or the other (a write
  * to the old copy in that moment is lost, as one to an LRU element being
  * reused is). */
-VM_INLINE int vm_ft_kick(void *ctx, struct flow_bucket *b, __u32 bi, __u32 j, const struct flow_seed *s, __u32 nb)
+VM_INLINE int vm_ft_kick(void *ctx, struct vm_ft_head *b, __u32 bi, __u32 j, const struct flow_seed *s, __u32 nb,
+			 __u32 vs)
 {
-	struct flow_slot *from = &b->slot[j & (VM_FT_WAYS - 1)];
+	struct vm_ft_slot *from = vm_ft_slot_at(b, j, vs), *ts;
 	struct vm_ft_place vp;
-	struct flow_bucket *to, *home;
+	struct vm_ft_head *to, *home;
 	__u32 t = b->tag[j & (VM_FT_WAYS - 1)], w;
 	int back;
 
@@ -356,11 +386,12 @@ VM_INLINE int vm_ft_kick(void *ctx, struct flow_bucket *b, __u32 bi, __u32 j, co
 	w &= VM_FT_WAYS - 1;
 	if (__sync_val_compare_and_swap(&to->tag[w], 0, VM_FT_BUSY) != 0)
 		return 0;
-	to->slot[w].key = from->key;
-	to->slot[w].ref = from->ref;
-	to->slot[w].spilled = !back;
-	to->slot[w].pad = 0;
-	__builtin_memcpy(&to->slot[w].val, &from->val, sizeof(struct flow_val));
+	ts = vm_ft_slot_at(to, w, vs);
+	ts->key = from->key;
+	ts->ref = from->ref;
+	ts->spilled = !back;
+	ts->pad = 0;
+	vm_ft_copy(vm_ft_val(ts), vm_ft_val(from), vs);
 	if (!back)
 		__sync_fetch_and_add(&home->spill, 1);
 	VM_FT_PUBLISH(&to->tag[w], t);
@@ -387,12 +418,12 @@ VM_INLINE int vm_ft_kick(void *ctx, struct flow_bucket *b, __u32 bi, __u32 j, co
  * whose tag one bucket holds goes to the other.  Both full: the clock's
  * pick moves to its own other bucket if that has room, else gives way. */
 #define VM_FT_HOME_ROOM 4
-VM_INLINE int vm_ft_put(void *ctx, const struct flow_key *k, const struct flow_val *v, const struct flow_seed *s,
+VM_INLINE int vm_ft_put(void *ctx, const struct flow_key *k, const void *v, __u32 vs, const struct flow_seed *s,
 			__u32 nb, struct flow_key *gone)
 {
 	struct vm_ft_place pl;
-	struct flow_bucket *hb, *ob, *b;
-	struct flow_slot *sl;
+	struct vm_ft_head *hb, *ob, *b;
+	struct vm_ft_slot *sl;
 	__u32 old = 0, w, hw, ow, hf, of;
 	int spilled, rc = 0;
 
@@ -404,8 +435,8 @@ VM_INLINE int vm_ft_put(void *ctx, const struct flow_key *k, const struct flow_v
 		return -1;
 	hw = vm_ft_tag_at(hb, pl.tag);
 	ow = vm_ft_tag_at(ob, pl.tag);
-	if ((hw < VM_FT_WAYS && vm_ft_key_is(&hb->slot[hw & (VM_FT_WAYS - 1)], k)) ||
-	    (ow < VM_FT_WAYS && vm_ft_key_is(&ob->slot[ow & (VM_FT_WAYS - 1)], k)))
+	if ((hw < VM_FT_WAYS && vm_ft_key_is(vm_ft_slot_at(hb, hw, vs), k)) ||
+	    (ow < VM_FT_WAYS && vm_ft_key_is(vm_ft_slot_at(ob, ow, vs), k)))
 		return VM_FLOW_PUT_TAKEN;
 	if (hw < VM_FT_WAYS && ow < VM_FT_WAYS)
 		return -1;
@@ -415,8 +446,8 @@ VM_INLINE int vm_ft_put(void *ctx, const struct flow_key *k, const struct flow_v
 	b = spilled ? ob : hb;
 	w = vm_ft_free_at(b);
 	if (w >= VM_FT_WAYS) {
-		w = vm_ft_victim(b, pl.tag >> 1);
-		if (vm_ft_kick(ctx, b, spilled ? pl.other : pl.home, w, s, nb)) {
+		w = vm_ft_victim(b, pl.tag >> 1, vs);
+		if (vm_ft_kick(ctx, b, spilled ? pl.other : pl.home, w, s, nb, vs)) {
 			old = VM_FT_BUSY;   /* moved: the way claimed for us */
 		} else {
 			old = b->tag[w & (VM_FT_WAYS - 1)];
@@ -425,7 +456,7 @@ VM_INLINE int vm_ft_put(void *ctx, const struct flow_key *k, const struct flow_v
 		}
 	}
 	w &= VM_FT_WAYS - 1;
-	sl = &b->slot[w];
+	sl = vm_ft_slot_at(b, w, vs);
 	if (old != VM_FT_BUSY && __sync_val_compare_and_swap(&b->tag[w], old, VM_FT_BUSY) != old)
 		return -1;
 	if (old == VM_FT_BUSY)
@@ -435,7 +466,7 @@ VM_INLINE int vm_ft_put(void *ctx, const struct flow_key *k, const struct flow_v
 		*gone = sl->key;
 		if (sl->spilled) {
 			struct vm_ft_place vp;
-			struct flow_bucket *vh;
+			struct vm_ft_head *vh;
 
 			vm_ft_place(&sl->key, s, nb, &vp);
 			vh = VM_FT_BUCKET(ctx, vp.home);
@@ -448,11 +479,11 @@ VM_INLINE int vm_ft_put(void *ctx, const struct flow_key *k, const struct flow_v
 	sl->ref = 0;   /* used once a lookup finds it: a new flow gives way first */
 	sl->spilled = spilled;
 	sl->pad = 0;
-	__builtin_memcpy(&sl->val, v, sizeof(struct flow_val));
+	vm_ft_copy(vm_ft_val(sl), v, vs);
 	if (spilled)
 		__sync_fetch_and_add(&hb->spill, 1);
 	VM_FT_PUBLISH(&b->tag[w], pl.tag);
-	if (vm_ft_dedup(ctx, hb, ob, spilled * VM_FT_WAYS + w, pl.tag, k, pl.home))
+	if (vm_ft_dedup(ctx, hb, ob, spilled * VM_FT_WAYS + w, pl.tag, k, pl.home, vs))
 		return VM_FLOW_PUT_TAKEN;
 	return rc;
 }

@@ -264,11 +264,28 @@ struct flow_val {
 };
 _Static_assert(sizeof(struct flow_val) == 144, "flows' value size: a pinned map of another size is replaced");
 
-/* The gateway's flow table, the flows map: an array of buckets of
- * VM_FT_WAYS slots (include/veil/flowtab.h says how keys are placed,
- * found, put and freed). */
+/* The gateway's flow table, the flows map, and the node's conns: arrays of
+ * buckets of VM_FT_WAYS slots (include/veil/flowtab.h says how keys are
+ * placed, found, put and freed).  A bucket is a line of tags (struct
+ * vm_ft_head), then its slots, each a struct vm_ft_slot and the value;
+ * each table's own bucket type names the fields for bpftool. */
 #define VM_FT_WAYS 8
 #define VM_FT_BUSY 2u             /* even: never a key's tag */
+
+struct vm_ft_head {
+	__u32 tag[VM_FT_WAYS];    /* 0 free, VM_FT_BUSY being written, else the key's tag */
+	__u32 spill;              /* keys whose home this is, in their second bucket */
+	__u32 pad[7];             /* the tag line is one cache line */
+};
+
+struct vm_ft_slot {
+	struct flow_key key;
+	__u8 ref;                 /* a lookup found it since its bucket's last eviction */
+	__u8 spilled;             /* in its second bucket: its home's spill counts it */
+	__u16 pad;
+	/* the value follows (8-byte aligned: copied in 8-byte words) */
+} __attribute__((aligned(8)));
+_Static_assert(sizeof(struct vm_ft_head) == 64 && sizeof(struct vm_ft_slot) == 16, "vm_ft_head, vm_ft_slot");
 
 struct flow_slot {
 	struct flow_key key;
@@ -286,6 +303,9 @@ struct flow_bucket {
 };
 _Static_assert(sizeof(struct flow_slot) == 160, "flow_slot");
 _Static_assert(sizeof(struct flow_bucket) == 64 + VM_FT_WAYS * 160, "flow_bucket");
+_Static_assert(__builtin_offsetof(struct flow_slot, val) == sizeof(struct vm_ft_slot) &&
+	       __builtin_offsetof(struct flow_bucket, slot) == sizeof(struct vm_ft_head),
+	       "flow_bucket: the table's layout (vm_ft_head, vm_ft_slot)");
 
 /* The table of the default flows_max (262,144 flows): 49,152 buckets
  * (vm_ft_buckets_for: half again as many slots as flows). */
