@@ -13,8 +13,6 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-#define EEXIST_ 17
-
 /* The inner TCP header's offset masked for the verifier (at most Ethernet +
  * IPv6 after the decapsulation). */
 #define L4_OFF_MASK 0x7f
@@ -276,8 +274,8 @@ VM_INLINE int handoff_new(struct xdp_md *ctx, const struct vm_pkt *p, const stru
 	vm_conn_rev_val_make(k, c, conn_gen_move(k), &s->rev);
 	/* BPF_NOEXIST: an entry another CPU put under this key since our
 	 * lookup (a colliding connection's) is never replaced */
-	long err = bpf_map_update_elem(&conns, k, c, BPF_NOEXIST);
-	if (err == -EEXIST_) {
+	long err = conn_put(k, c);
+	if (err == VM_FLOW_PUT_TAKEN) {
 		NODE_COUNT(st, conn_collision);
 		return XDP_DROP;
 	}
@@ -294,7 +292,7 @@ VM_INLINE int handoff_new(struct xdp_md *ctx, const struct vm_pkt *p, const stru
 		else
 			NODE_COUNT(st, conn_full);
 		hellos_forget((struct flow_key *)k, 1);
-		bpf_map_delete_elem(&conns, k);
+		conn_del(k);
 		return XDP_DROP;
 	}
 	if (make_syn(ctx, p, c, &m->ho, o.tsval, p->family == VM_AF_INET ? cfg->mss4 : cfg->mss6)) {

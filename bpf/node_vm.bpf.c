@@ -752,7 +752,7 @@ VM_INLINE int vm_via_conns(struct __sk_buff *skb, const struct vm_pkt *p, struct
 	struct conn_val *c;
 	int rc;
 
-	c = bpf_map_lookup_elem(&conns, &ck);
+	c = conn_get(&ck);
 	/* the entry must be the connection the VM's view names (a stale
 	 * conn_rev entry may point at a key another connection took since) */
 	if (c && !conn_is_vm_view(c, &ck, p)) {

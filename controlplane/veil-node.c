@@ -231,6 +231,7 @@ int main(int argc, char **argv)
 	 * reset ones (VM_FIN_RST) once the VM has kept silent as long */
 	vm_sweep_init(&st.sweep, vm_node_map_fd(&st.n, "conns"), sizeof(struct flow_key), sizeof(struct conn_val),
 		      offsetof(struct conn_val, fin), VM_SWEEP_EVERY_S);
+	st.sweep.ft = vm_node_conns(&st.n);   /* walked in place */
 	st.sweep.on_retire = conn_rev_forget;
 	st.sweep.arg = &st;
 	char runtime[400] = "";

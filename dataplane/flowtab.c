@@ -30,13 +30,17 @@ static inline struct vm_ft_head *ft_bucket(const struct vm_flows *t, __u32 i)
 
 /* The kinds of table there are, told apart by their buckets' size. */
 static const struct vm_ft_kind kinds[] = {
-	{ "flows", sizeof(struct flow_val), offsetof(struct flow_val, family), offsetof(struct flow_val, client),
-	  offsetof(struct flow_val, vip) },
+	{ "flows", "flow_seed", sizeof(struct flow_val), offsetof(struct flow_val, family),
+	  offsetof(struct flow_val, client), offsetof(struct flow_val, vip) },
+	{ "conns", "conn_seed", sizeof(struct conn_val), offsetof(struct conn_val, family),
+	  offsetof(struct conn_val, client), offsetof(struct conn_val, vip) },
 };
+_Static_assert(sizeof(struct flow_bucket) != sizeof(struct conn_bucket), "the kinds' buckets told apart by size");
 
 /* The largest value of a kind (vm_flows_walk's copy). */
 #define VM_FT_VALUE_MAX 512
-_Static_assert(sizeof(struct flow_val) <= VM_FT_VALUE_MAX, "VM_FT_VALUE_MAX");
+_Static_assert(sizeof(struct flow_val) <= VM_FT_VALUE_MAX && sizeof(struct conn_val) <= VM_FT_VALUE_MAX,
+	       "VM_FT_VALUE_MAX");
 
 static size_t bucket_bytes(__u32 vs)
 {
@@ -61,6 +65,14 @@ static const struct vm_ft_kind *kind_of(const struct bpf_map_info *info)
 int vm_flows_is_table(const struct bpf_map_info *info)
 {
 	return kind_of(info) != NULL;
+}
+
+const struct vm_ft_kind *vm_flows_kind(const char *name, __u32 bucket_bytes_)
+{
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+		if (!strcmp(kinds[i].name, name) && bucket_bytes_ == bucket_bytes(kinds[i].vs))
+			return &kinds[i];
+	return NULL;
 }
 
 int vm_flows_open(struct vm_flows *t, int flows_fd, int seed_fd)

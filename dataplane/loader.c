@@ -845,8 +845,8 @@ void vm_node_conn_rev_forget(struct vm_node *n, const struct flow_key *k, const 
  * newer (the VM has one connection on a tuple); an entry of another view
  * whose key met c's (an IPv6 fold) stays.  0 filed or left to the newer,
  * -1 not filed (the caller removes c from conns). */
-static int conn_rev_file(int conns, int rev, int gen, const struct conn_rev_key *r, const struct flow_key *k,
-			 const struct conn_val *c)
+static int conn_rev_file(const struct vm_flows *ct, int rev, int gen, const struct conn_rev_key *r,
+			 const struct flow_key *k, const struct conn_val *c)
 {
 	struct conn_rev_val v, ov;
 	struct conn_val c2;
@@ -858,7 +858,7 @@ static int conn_rev_file(int conns, int rev, int gen, const struct conn_rev_key 
 	if (!bpf_map_update_elem(rev, r, &v, BPF_NOEXIST))
 		return 0;
 	if (bpf_map_lookup_elem(rev, r, &ov) || vm_flow_key_eq(&ov.conn, k) ||
-	    bpf_map_lookup_elem(conns, &ov.conn, &c2))
+	    vm_flows_get(ct, &ov.conn, &c2))
 		return bpf_map_update_elem(rev, r, &v, BPF_ANY) ? -1 : 0;   /* stale, or c's own */
 	if (c2.family != c->family || memcmp(c2.vm, c->vm, 16) || memcmp(c2.client, c->client, 16))
 		return -1;
@@ -903,7 +903,7 @@ static int conn_rev_is_old(const char *pin_root, const char **why)
 static void old_conns_put(struct vm_node *n, const struct flow_seed *s)
 {
 	struct old_conn *o = n->old_conns;
-	int conns = bpf_map__fd(n->vm->maps.conns), rev = bpf_map__fd(n->vm->maps.conn_rev);
+	int rev = bpf_map__fd(n->vm->maps.conn_rev);
 	int gen = bpf_map__fd(n->vm->maps.conn_gen), moved = 0, lost = 0;
 
 	for (size_t i = 0; i < n->nold_conns; i++) {
@@ -920,11 +920,11 @@ static void old_conns_put(struct vm_node *n, const struct flow_seed *s)
 		memcpy(c.seg_seq, o[i].v.seg_seq, sizeof(c.seg_seq));
 		vm_flow_key_make(c.family, c.client, c.vip, o[i].k.client_port_be, o[i].k.vip_port_be, s, &k);
 		conn_rev_of(&c, &k, s, &r);
-		if (bpf_map_update_elem(conns, &k, &c, BPF_NOEXIST))
+		if (vm_flows_put(&n->ct, &k, &c, 0))
 			lost++;
-		else if (conn_rev_file(conns, rev, gen, &r, &k, &c)) {
+		else if (conn_rev_file(&n->ct, rev, gen, &r, &k, &c)) {
 			/* another moved connection's VM view folded to r */
-			bpf_map_delete_elem(conns, &k);
+			vm_flows_del(&n->ct, &k);
 			lost++;
 		}
 		else
@@ -953,8 +953,13 @@ int vm_node_open(struct vm_node *n, const char *pin_root, __u32 conns_max)
 	if (!n->mesh || !n->vm)
 		return -errno ? -errno : -EINVAL;
 	if (conns_max) {
-		bpf_map__set_max_entries(n->mesh->maps.conns, conns_max);
-		bpf_map__set_max_entries(n->vm->maps.conns, conns_max);
+		/* conns: a flow table's buckets for conns_max connections */
+		__u32 nb = vm_flows_buckets_for(conns_max);
+
+		bpf_map__set_max_entries(n->mesh->maps.conns, nb);
+		bpf_map__set_max_entries(n->vm->maps.conns, nb);
+		n->mesh->rodata->node_conn_buckets = nb;
+		n->vm->rodata->node_conn_buckets = nb;
 		bpf_map__set_max_entries(n->mesh->maps.conn_rev, conns_max);
 		bpf_map__set_max_entries(n->vm->maps.conn_rev, conns_max);
 	}
@@ -972,42 +977,51 @@ int vm_node_open(struct vm_node *n, const char *pin_root, __u32 conns_max)
  * it, the other is dropped from conns as node_mesh would have refused it
  * (*lost); of two with one view whole the newer has it (conn_rev_file).
  * Returns the connections filed (or left to a newer one). */
-static int conn_rev_rebuild(int conns, int rev, int gen, const struct flow_seed *s, int *lost)
+struct rev_rebuild {
+	const struct vm_flows *ct;
+	int rev, gen, made;
+	const struct flow_seed *s;
+	struct flow_key *drop;
+	size_t ndrop, cap;
+};
+
+static int rev_rebuild_one(void *arg, const struct flow_key *k, const void *v)
 {
-	struct flow_key k, cur, *prev = NULL, *drop = NULL;
-	struct conn_val c;
+	struct rev_rebuild *b = arg;
+	const struct conn_val *c = v;
 	struct conn_rev_key r;
-	size_t ndrop = 0, cap = 0;
-	int made = 0;
+
+	conn_rev_of(c, k, b->s, &r);
+	if (!conn_rev_file(b->ct, b->rev, b->gen, &r, k, c)) {
+		b->made++;
+		return 0;
+	}
+	if (b->ndrop == b->cap) {
+		size_t nc = b->cap ? 2 * b->cap : 64;
+		struct flow_key *x = realloc(b->drop, nc * sizeof(*x));
+		if (!x)
+			return 0;   /* cap unchanged: the next one tries again */
+		b->drop = x;
+		b->cap = nc;
+	}
+	b->drop[b->ndrop++] = *k;
+	return 0;
+}
+
+static int conn_rev_rebuild(struct vm_flows *ct, int rev, int gen, const struct flow_seed *s, int *lost)
+{
+	struct rev_rebuild b = { .ct = ct, .rev = rev, .gen = gen, .s = s };
+	struct conn_rev_key r;
 
 	while (!bpf_map_get_next_key(rev, NULL, &r))
 		if (bpf_map_delete_elem(rev, &r))
 			break;
-	while (!bpf_map_get_next_key(conns, prev, &k)) {
-		cur = k;
-		prev = &cur;
-		if (bpf_map_lookup_elem(conns, &cur, &c))
-			continue;
-		conn_rev_of(&c, &cur, s, &r);
-		if (!conn_rev_file(conns, rev, gen, &r, &cur, &c)) {
-			made++;
-			continue;
-		}
-		if (ndrop == cap) {
-			size_t nc = cap ? 2 * cap : 64;
-			struct flow_key *x = realloc(drop, nc * sizeof(*drop));
-			if (!x)
-				continue;   /* cap unchanged: the next one tries again */
-			drop = x;
-			cap = nc;
-		}
-		drop[ndrop++] = cur;
-	}
-	for (size_t i = 0; i < ndrop; i++)
-		bpf_map_delete_elem(conns, &drop[i]);
-	*lost += (int)ndrop;
-	free(drop);
-	return made;
+	vm_flows_walk(ct, rev_rebuild_one, &b);
+	for (size_t i = 0; i < b.ndrop; i++)
+		vm_flows_del(ct, &b.drop[i]);
+	*lost += (int)b.ndrop;
+	free(b.drop);
+	return b.made;
 }
 
 /* conn_rev of an older layout was replaced by an empty one (vm_node_open):
@@ -1019,8 +1033,8 @@ static void conn_rev_old_put(struct vm_node *n, const struct flow_seed *s)
 	if (!n->conn_rev_old)
 		return;
 	n->conn_rev_old = 0;
-	made = conn_rev_rebuild(bpf_map__fd(n->vm->maps.conns), bpf_map__fd(n->vm->maps.conn_rev),
-				bpf_map__fd(n->vm->maps.conn_gen), s, &lost);
+	made = conn_rev_rebuild(&n->ct, bpf_map__fd(n->vm->maps.conn_rev), bpf_map__fd(n->vm->maps.conn_gen), s,
+				&lost);
 	vm_log("event=conn_rev_rebuilt moved=%d lost=%d reason=\"%s\"", made, lost, n->conn_rev_why);
 }
 
@@ -1041,6 +1055,11 @@ static int conn_seed_init(struct vm_node *n)
 		return fd < 0 ? fd : conns;
 	if (bpf_map_lookup_elem(fd, &zero, &s))
 		return -errno;
+	/* conns, placed under the seed it holds now (mapped once; a load
+	 * again only reads the seed) */
+	r = n->ct.b ? vm_flows_seed(&n->ct, fd) : vm_flows_open(&n->ct, conns, fd);
+	if (r < 0)
+		return r;
 	fresh = !s.k[0] && !s.k[1];
 	if (!fresh && s.fold == VM_FLOW_FOLD) {
 		old_conns_put(n, &s);
@@ -1049,10 +1068,10 @@ static int conn_seed_init(struct vm_node *n)
 	}
 	if (seed_renew(&s, fresh))
 		return -EIO;
-	if ((r = REKEY(conns, struct conn_val, &s, &lost)) < 0)
+	if ((r = vm_flows_reseed(&n->ct, &s, &lost)) < 0)
 		return r;
 	if (r) {
-		conn_rev_rebuild(conns, bpf_map__fd(n->vm->maps.conn_rev), bpf_map__fd(n->vm->maps.conn_gen), &s, &lost);
+		conn_rev_rebuild(&n->ct, bpf_map__fd(n->vm->maps.conn_rev), bpf_map__fd(n->vm->maps.conn_gen), &s, &lost);
 		vm_log("event=conns_rekeyed moved=%d lost=%d reason=\"%s\"", r, lost,
 		       fresh ? "a new conn_seed beside kept IPv6 connections" : "entries keyed by an older fold");
 	}
@@ -1170,8 +1189,14 @@ void vm_node_detach(struct vm_node *n)
 	n->ntc = 0;
 }
 
+struct vm_flows *vm_node_conns(struct vm_node *n)
+{
+	return n->ct.b ? &n->ct : NULL;
+}
+
 void vm_node_close(struct vm_node *n)
 {
+	vm_flows_close(&n->ct);
 	free(n->old_conns);
 	vm_pins_kept_close(&n->kept);
 	if (n->rev_gen)

@@ -80,29 +80,31 @@ static bool all_zero(const __u8 *v, size_t n)
 	return true;
 }
 
-/* The gateway's flow table (include/veil/flowtab.h) where the pin holds
- * its flows in another form: a table of another size (flows_max), or the
- * LRU hash of flow_key -> flow_val that held them until 2026-12-06.  Its
- * flows are put into the new table at the load, each where the new size
- * places it. */
+/* A flow table (include/veil/flowtab.h: the gateway's flows, the node's
+ * conns) where the pin holds its entries in another form: a table of
+ * another size (flows_max, conns_max), or the LRU hash of flow_key -> the
+ * kind's value that held them until 2026-12-06.  Its entries are put into
+ * the new table at the load, each where the new size places it. */
 static bool is_flow_table(const struct bpf_map *m, const struct bpf_map_info *old)
 {
-	if (strcmp(bpf_map__name(m), "flows") || bpf_map__type(m) != BPF_MAP_TYPE_ARRAY ||
-	    bpf_map__value_size(m) != sizeof(struct flow_bucket))
+	const struct vm_ft_kind *k = vm_flows_kind(bpf_map__name(m), bpf_map__value_size(m));
+
+	if (!k || bpf_map__type(m) != BPF_MAP_TYPE_ARRAY)
 		return false;
 	if (old->type == BPF_MAP_TYPE_ARRAY)
-		return old->value_size == sizeof(struct flow_bucket) && (old->map_flags & BPF_F_MMAPABLE);
+		return old->value_size == bpf_map__value_size(m) && (old->map_flags & BPF_F_MMAPABLE);
 	return (old->type == BPF_MAP_TYPE_LRU_HASH || old->type == BPF_MAP_TYPE_HASH) &&
-	       old->key_size == sizeof(struct flow_key) && old->value_size == sizeof(struct flow_val);
+	       old->key_size == sizeof(struct flow_key) && old->value_size == k->vs;
 }
 
-/* flow_seed beside a pin at path (the same directory), or -errno. */
-static int seed_beside(const char *path)
+/* The seed map (seed: its name) beside a pin at path (the same
+ * directory), or -errno. */
+static int seed_beside(const char *path, const char *seed)
 {
 	char p[320];
 	const char *slash = strrchr(path, '/');
 
-	snprintf(p, sizeof(p), "%.*s/flow_seed", slash ? (int)(slash - path) : 1, slash ? path : ".");
+	snprintf(p, sizeof(p), "%.*s/%s", slash ? (int)(slash - path) : 1, slash ? path : ".", seed);
 	return bpf_obj_get(p);
 }
 
@@ -128,8 +130,18 @@ static int flows_copy(int from, int to, const char *path, const struct bpf_map_i
 {
 	struct vm_flows nt, ot;
 	struct flows_into c = { &nt, moved, lost };
-	int sfd = seed_beside(path), err;
+	struct bpf_map_info ti;
+	__u32 len = sizeof(ti);
+	const struct vm_ft_kind *kind;
+	int sfd, err;
 
+	memset(&ti, 0, sizeof(ti));
+	if (bpf_obj_get_info_by_fd(to, &ti, &len))
+		return -errno;
+	kind = vm_flows_kind(ti.name, ti.value_size);
+	if (!kind)
+		return -EINVAL;
+	sfd = seed_beside(path, kind->seed);
 	err = vm_flows_open(&nt, to, sfd);
 	if (!err && fi->type == BPF_MAP_TYPE_ARRAY) {
 		err = vm_flows_open(&ot, from, sfd);
@@ -139,14 +151,17 @@ static int flows_copy(int from, int to, const char *path, const struct bpf_map_i
 		}
 	} else if (!err) {
 		struct flow_key k, next;
-		struct flow_val v;
+		__u64 v[512 / 8];   /* the kind's value (kind->vs bytes) */
 		void *prev = NULL;
 
-		while (!bpf_map_get_next_key(from, prev, &next)) {
+		if (kind->vs > sizeof(v))
+			err = -EINVAL;
+
+		while (!err && !bpf_map_get_next_key(from, prev, &next)) {
 			k = next;
 			prev = &k;
-			if (!bpf_map_lookup_elem(from, &k, &v))
-				flow_into(&c, &k, &v);
+			if (!bpf_map_lookup_elem(from, &k, v))
+				flow_into(&c, &k, v);
 		}
 	}
 	vm_flows_close(&nt);

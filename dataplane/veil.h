@@ -195,7 +195,8 @@ int vm_gen_move(int fd, int changed);
  * holds the connection's family and addresses (a re-seeding makes IPv6
  * keys again from them). */
 struct vm_ft_kind {
-	const char *name;
+	const char *name;         /* the map's */
+	const char *seed;         /* the map of the seed that places its keys, pinned beside it */
 	__u32 vs;
 	__u32 family_off, client_off, vip_off;
 };
@@ -319,6 +320,7 @@ struct vm_node {
 	const char *conn_rev_why; /* which (the log's reason) */
 	__u32 *rev_gen;           /* conn_rev_gen, mapped (vm_node_rev_moved) */
 	struct vm_pins_kept kept; /* maps replaced by a new size or flags, copied at the load */
+	struct vm_flows ct;       /* conns, a flow table, mapped once loaded */
 };
 
 int vm_node_open(struct vm_node *n, const char *pin_root, __u32 conns_max);
@@ -406,6 +408,8 @@ int vm_flows_open(struct vm_flows *t, int flows_fd, int seed_fd);
 struct bpf_map_info;
 /* Whether a map (its info) is a flow table of a kind this build knows. */
 int vm_flows_is_table(const struct bpf_map_info *info);
+/* The kind of table a map of this name and bucket size is, or NULL. */
+const struct vm_ft_kind *vm_flows_kind(const char *name, __u32 bucket_bytes);
 int vm_flows_seed(struct vm_flows *t, int seed_fd);
 void vm_flows_close(struct vm_flows *t);
 /* 0 with the value copied to v (may be NULL), or -ENOENT. */
@@ -429,6 +433,8 @@ int vm_flows_reseed(struct vm_flows *t, const struct flow_seed *ns, int *lost);
 long vm_flows_check(const struct vm_flows *t);
 /* The gateway's table, mapped at its load (vm_gw_load, vm_gw_attach). */
 struct vm_flows *vm_gw_flows(struct vm_gw *g);
+/* The node's conns, mapped at its load (vm_node_load), or NULL. */
+struct vm_flows *vm_node_conns(struct vm_node *n);
 
 /* ---------- retiring closed flows (sweep.c) ---------- */
 #include <time.h>

@@ -332,6 +332,39 @@ static inline int ft_del(const struct flow_key *k)
 	return t ? vm_flows_del(t, k) : -EBADF;
 }
 
+/* Node n's conns (a flow table) under the seed conn_seed holds now, and
+ * the bpf_map_*_elem calls' shape over it: 0, or -1 (BPF_EXIST: only over
+ * an entry there; BPF_NOEXIST: never over one). */
+static inline struct vm_flows *node_ct(struct vm_node *n)
+{
+	struct vm_flows *t = vm_node_conns(n);
+
+	if (t)
+		vm_flows_seed(t, vm_node_map_fd(n, "conn_seed"));
+	return t;
+}
+
+static inline int ct_lookup(struct vm_node *n, const struct flow_key *k, struct conn_val *v)
+{
+	struct vm_flows *t = node_ct(n);
+	return t && !vm_flows_get(t, k, v) ? 0 : -1;
+}
+
+static inline int ct_update(struct vm_node *n, const struct flow_key *k, const struct conn_val *v, int flags)
+{
+	struct vm_flows *t = node_ct(n);
+
+	if (!t || (flags == BPF_EXIST && vm_flows_get(t, k, NULL)))
+		return -1;
+	return vm_flows_put(t, k, v, flags != BPF_NOEXIST) ? -1 : 0;
+}
+
+static inline int ct_delete(struct vm_node *n, const struct flow_key *k)
+{
+	struct vm_flows *t = node_ct(n);
+	return t && !vm_flows_del(t, k) ? 0 : -1;
+}
+
 static inline struct gw_stats gw_now(void)
 {
 	struct gw_stats s;

@@ -559,7 +559,8 @@ ok=$(legit 3)
 
 # 21. the upgrade from a node of the 40-byte connection key (main at 09866c4,
 #      built here once from git): its pinned conns are moved under the 12-byte
-#      key (conn_rev rebuilt under its 12-byte key), so downloads over IPv4 and
+#      key, into the flow table conns is now (an array of buckets: `bpftool map
+#      show` says key 4B), conn_rev rebuilt under its 12-byte key, so downloads over IPv4 and
 #      IPv6 that began under the old node end under the new one, and new
 #      connections work (docs/wire-formats.md).
 #      Last, because the old node's node_stats and the new one's are new maps.
@@ -622,7 +623,7 @@ else
 	rebuilt=$(grep -o "event=conn_rev_rebuilt moved=[0-9]*" "$DIR/n1.log" | tail -1 | cut -d= -f3)
 	who=$(ccurl vm2.veil.test 6 https://vm2.veil.test/whoami 2>&1)
 	if [ "$(cat "$DIR/g4.sum")" = "$SUM" ] && [ "$(cat "$DIR/g6.sum")" = "$SUM" ] && [ "${moved:-0}" -ge 2 ] &&
-		[ "$key_old" = "key 40B" ] && [ "$key_new" = "key 12B" ] && [ "$rev_old" = "key 40B" ] &&
+		[ "$key_old" = "key 40B" ] && [ "$key_new" = "key 4B" ] && [ "$rev_old" = "key 40B" ] &&
 		[ "$rev_new" = "key 12B" ] && [ "${rebuilt:-0}" = "$moved" ] && [ "$who" = "vm2 saw 2001:db8::2" ]; then
 		pass "$t ($moved connections moved)"
 	else

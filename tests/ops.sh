@@ -530,9 +530,9 @@ node_restart fresh
 wait_log "$DIR/n1.log" "event=started" 100; up2=$?
 back=$(ccurl vm1.veil.test 198.18.100.1 2>&1)
 [ $up1 = 0 ] && [ $up2 = 0 ] && grep -q "HTTP/1.1 200" "$T/keep.out" &&
-	grep -q "moved=[1-9][0-9]* lost=0 entries_max=262144->8192" <<<"$cp_line" &&
+	grep -q "moved=[1-9][0-9]* lost=0 entries_max=49152->1536" <<<"$cp_line" &&
 	grep -q "lost=0 entries_max=262144->8192" <<<"$rev_line" &&
-	grep -q 'event=pinned_map_copied map=conns .*lost=0 entries_max=8192->262144' "$DIR/n1.log" &&
+	grep -q 'event=pinned_map_copied map=conns .*lost=0 entries_max=1536->49152' "$DIR/n1.log" &&
 	grep -q "vm1" <<<"$back" && pass "$t (${cp_line#*event=})" ||
 	fail $t "started=$up1/$up2 s_client=$krc '$(grep -v '^depth\|^verify' "$T/keep.out" | head -3 | tr '\n' '|')' copy: '$cp_line' '$rev_line' after: '$(head -c 200 <<<"$back")' log: $(grep -E 'pinned|error|warn' "$DIR/n1.log" | tr '\n' '|' | head -c 600)"
 

@@ -1275,21 +1275,35 @@ static void node_connection(int v6, int same)
 }
 
 /* The conns entry of a connection by its client port (family v6 or not). */
+struct conn_at {
+	int v6;
+	uint16_t sport;
+	struct flow_key *k;
+	struct conn_val *c;
+	int found;
+};
+
+static int conn_at_port(void *arg, const struct flow_key *k, const void *v)
+{
+	struct conn_at *a = arg;
+	const struct conn_val *c = v;
+
+	if (ntohs(k->client_port_be) != a->sport || c->family != (a->v6 ? VM_AF_INET6 : VM_AF_INET))
+		return 0;
+	*a->k = *k;
+	*a->c = *c;
+	a->found = 1;
+	return 1;
+}
+
 static int conn_find(int v6, uint16_t sport, struct flow_key *k, struct conn_val *c)
 {
-	int fd = vm_node_map_fd(&N, "conns");
-	struct flow_key cur, *prev = NULL;
+	struct conn_at a = { v6, sport, k, c, 0 };
+	struct vm_flows *t = node_ct(&N);
 
-	while (!bpf_map_get_next_key(fd, prev, k)) {
-		cur = *k;
-		prev = &cur;
-		if (!bpf_map_lookup_elem(fd, &cur, c) && ntohs(cur.client_port_be) == sport &&
-		    c->family == (v6 ? VM_AF_INET6 : VM_AF_INET)) {
-			*k = cur;
-			return 0;
-		}
-	}
-	return -1;
+	if (t)
+		vm_flows_walk(t, conn_at_port, &a);
+	return a.found ? 0 : -1;
 }
 
 /* An entry under a packet's key that holds another connection's tuple (an
@@ -1329,12 +1343,11 @@ static void node_collision_never_serves_another(void)
 	struct run r;
 	struct flow_key k;
 	struct conn_val c, was, now;
-	int fd = vm_node_map_fd(&N, "conns");
 
 	CHECK(conn_find(1, 41001, &k, &c) == 0, "node_connection_v6's entry");
 	was = c;
 	c.client[15] ^= 1;
-	CHECK(bpf_map_update_elem(fd, &k, &c, BPF_EXIST) == 0 && conn_gen_moved(&k) == 0,
+	CHECK(ct_update(&N, &k, &c, BPF_EXIST) == 0 && conn_gen_moved(&k) == 0,
 	      "entry made another client's (its conn_gen slot moved, as node_mesh moves it for a new entry)");
 	struct node_stats b = node_now();
 	struct t_pkt d = client_pkt(1, 41001, 0x10000000 + 1 + hello_curl_len, 0xA0000000 + 1 + 100, T_ACK);
@@ -1349,12 +1362,12 @@ static void node_collision_never_serves_another(void)
 	xdp_run(NODE_MESH, mesh, mesh_wrap(frame, fl, 1, &ho, mesh), &r);
 	CHECK(r.verdict == XDP_DROP_ && node_now().conn_collision == b.conn_collision + 2 &&
 	      node_now().handoff_replayed == b.handoff_replayed, "handoff dropped, counted: verdict %u", r.verdict);
-	CHECK(bpf_map_lookup_elem(fd, &k, &now) == 0 && !memcmp(&now, &c, sizeof(c)), "the other entry untouched");
+	CHECK(ct_lookup(&N, &k, &now) == 0 && !memcmp(&now, &c, sizeof(c)), "the other entry untouched");
 	/* the VM's data for the connection finds its entry through conn_rev,
 	 * whose client is not the packet's: left to the kernel */
 	tc_run(NODE_VM, vmpkt, vm_data6(41001, 0x30000000 + 1, 0x10000000 + 1, CLI6, vmpkt), &r);
 	CHECK(r.verdict == 0 && node_now().fwd_to_gw == b.fwd_to_gw, "VM data passed: verdict %u", r.verdict);
-	bpf_map_update_elem(fd, &k, &was, BPF_EXIST);
+	ct_update(&N, &k, &was, BPF_EXIST);
 	tc_run(NODE_VM, vmpkt, vm_data6(41001, 0x30000000 + 1, 0x10000000 + 1, CLI6, vmpkt), &r);
 	CHECK(r.verdict == TC_ACT_REDIRECT_ && node_now().fwd_to_gw == b.fwd_to_gw + 1, "its own entry back: verdict %u",
 	      r.verdict);
@@ -1372,7 +1385,7 @@ static void node_rev_collision_v6(void)
 {
 	const struct flow_seed ts = { .k = { 0x5eed0001deadbeefULL, 0x0123456789abcdefULL }, .fold = VM_FLOW_FOLD };
 	uint8_t a[16], b[16], keep_cli[16], keep_vip[16], vip2[16], frame[1024], mesh[1200], vmpkt[512];
-	int sfd = vm_node_map_fd(&N, "conn_seed"), cfd = vm_node_map_fd(&N, "conns");
+	int sfd = vm_node_map_fd(&N, "conn_seed");
 	int rfd = vm_node_map_fd(&N, "conn_rev"), hfd = vm_node_map_fd(&N, "hellos");
 	struct flow_seed old;
 	struct flow_key ka, kb;
@@ -1421,7 +1434,7 @@ static void node_rev_collision_v6(void)
 	CHECK(r.verdict == XDP_DROP_ && b2.conn_collision == b1.conn_collision + 1 &&
 	      b2.handoff_replayed == b1.handoff_replayed, "B's handoff dropped, counted: verdict %u", r.verdict);
 	CHECK(!bpf_map_lookup_elem(rfd, &ra, &got) && vm_flow_key_eq(&got.conn, &ka), "A's conn_rev entry kept");
-	CHECK(bpf_map_lookup_elem(cfd, &kb, &cv), "no conns entry for B");
+	CHECK(ct_lookup(&N, &kb, &cv), "no conns entry for B");
 
 	/* the VM's packet to B finds A's conns entry: passed, not sent with it */
 	tc_run(NODE_VM, vmpkt, vm_data6(43000, 0x31000000 + 1, 0x14000000 + 1, b, vmpkt), &r);
@@ -1432,7 +1445,7 @@ static void node_rev_collision_v6(void)
 
 	/* A's conns entry gone (the LRU's doing): its conn_rev entry is stale
 	 * and B's next handoff takes its place */
-	CHECK(!bpf_map_delete_elem(cfd, &ka), "A's conns entry removed");
+	CHECK(!ct_delete(&N, &ka), "A's conns entry removed");
 	fl = hello_pkt(1, 43000, 0x14000000, 0xA4000000, 1, hello_curl, hello_curl_len, frame);
 	xdp_run(NODE_MESH, mesh, mesh_wrap(frame, fl, 1, &ho, mesh), &r);
 	CHECK(r.verdict == XDP_REDIRECT_ && node_now().handoff_replayed == b3.handoff_replayed + 1,
@@ -1460,8 +1473,8 @@ static void node_rev_collision_v6(void)
 	bpf_map_delete_elem(hfd, &hk);
 	hk.conn = kc;
 	bpf_map_delete_elem(hfd, &hk);
-	bpf_map_delete_elem(cfd, &kc);
-	bpf_map_delete_elem(cfd, &kb);
+	ct_delete(&N, &kc);
+	ct_delete(&N, &kb);
 	bpf_map_delete_elem(rfd, &ra);
 	memcpy(CLI6, keep_cli, 16);
 	memcpy(VIP6, keep_vip, 16);
@@ -1477,7 +1490,7 @@ static void node_rev_collision_v6(void)
 static void node_vm_one_entry(void)
 {
 	uint8_t frame[1024], mesh[1200], vmpkt[512];
-	int cfd = vm_node_map_fd(&N, "conns"), rfd = vm_node_map_fd(&N, "conn_rev"), vfd = vm_node_map_fd(&N, "vms");
+	int rfd = vm_node_map_fd(&N, "conn_rev"), vfd = vm_node_map_fd(&N, "vms");
 	const uint32_t isn = 0x16000000, cookie = 0xA6000000, vm_isn = 0x36000000;
 	const uint16_t port = 41050;
 	struct vm_handoff ho = { .vm_id_be = htonl(1), .client_isn_be = htonl(isn), .cookie_isn_be = htonl(cookie),
@@ -1505,7 +1518,7 @@ static void node_vm_one_entry(void)
 	memcpy(sa.src, VM4, 4);
 	memcpy(sa.dst, CLI4, 4);
 	tc_run(NODE_VM, vmpkt, t_build(&sa, vmpkt), &r);
-	CHECK(r.verdict == 2 && !bpf_map_lookup_elem(cfd, &k, &c) && c.state == VM_CONN_ESTABLISHED, "established");
+	CHECK(r.verdict == 2 && !ct_lookup(&N, &k, &c) && c.state == VM_CONN_ESTABLISHED, "established");
 	struct t_pkt d = sa;
 	d.seq = vm_isn + 1;
 	d.ack = isn + 1 + hello_curl_len;
@@ -1525,7 +1538,7 @@ static void node_vm_one_entry(void)
 
 	/* conns entry gone: the copy alone sends */
 	saved = c;
-	CHECK(!bpf_map_delete_elem(cfd, &k), "conns entry removed");
+	CHECK(!ct_delete(&N, &k), "conns entry removed");
 	b = node_now();
 	tc_run(NODE_VM, vmpkt, n, &r);
 	CHECK(r.verdict == TC_ACT_REDIRECT_ && node_now().fwd_to_gw == b.fwd_to_gw + 1 &&
@@ -1542,7 +1555,7 @@ static void node_vm_one_entry(void)
 	b = node_now();
 	xdp_run(NODE_MESH, mesh, mesh_wrap(frame, fl, 0, &ho, mesh), &r);
 	CHECK(r.verdict == XDP_REDIRECT_ && node_now().handoff_replayed == b.handoff_replayed + 1 &&
-	      !bpf_map_lookup_elem(cfd, &k, &c) && c.vm[15] == v2.addr4[15], "VM 2's connection under the key");
+	      !ct_lookup(&N, &k, &c) && c.vm[15] == v2.addr4[15], "VM 2's connection under the key");
 	b = node_now();
 	tc_run(NODE_VM, vmpkt, n, &r);
 	CHECK(r.verdict == 0 && node_now().fwd_to_gw == b.fwd_to_gw && node_now().conn_collision == b.conn_collision + 1,
@@ -1550,18 +1563,18 @@ static void node_vm_one_entry(void)
 
 	/* VM 1's connection back (as if VM 2's never came): the copy is
 	 * checked against conns once, then used; its FIN is marked in conns */
-	CHECK(!bpf_map_update_elem(cfd, &k, &saved, BPF_EXIST), "VM 1's entry back");
+	CHECK(!ct_update(&N, &k, &saved, BPF_EXIST), "VM 1's entry back");
 	b = node_now();
 	tc_run(NODE_VM, vmpkt, n, &r);
 	CHECK(r.verdict == TC_ACT_REDIRECT_ && node_now().fwd_to_gw == b.fwd_to_gw + 1, "sent again: verdict %u", r.verdict);
 	d.flags = T_ACK | T_FIN;
 	tc_run(NODE_VM, vmpkt, t_build(&d, vmpkt), &r);
-	CHECK(r.verdict == TC_ACT_REDIRECT_ && !bpf_map_lookup_elem(cfd, &k, &c) && (c.fin & VM_FIN_VM),
+	CHECK(r.verdict == TC_ACT_REDIRECT_ && !ct_lookup(&N, &k, &c) && (c.fin & VM_FIN_VM),
 	      "the VM's FIN sent and marked in conns: verdict %u", r.verdict);
 
 	struct hello_key hk = { .conn = k, .idx = 0 };
 	bpf_map_delete_elem(vm_node_map_fd(&N, "hellos"), &hk);
-	bpf_map_delete_elem(cfd, &k);
+	ct_delete(&N, &k);
 	bpf_map_delete_elem(rfd, &rk);
 	vmm[15] ^= 0x40;   /* VM 2's view */
 	vm_conn_rev_key_make(VM_AF_INET, vmm, cli, htons(443), htons(port), NULL, &rk);
@@ -1829,7 +1842,6 @@ static void node_hello_fin(void)
 				 .gw_tsval_be = htonl(5000), .mss_be = htons(1440), .client_wscale = 10,
 				 .gw_wscale = 7, .flags = VM_HO_SACK_OK | VM_HO_TS_OK };
 	uint8_t frame[1024], mesh[1200];
-	int fd = vm_node_map_fd(&N, "conns");
 	struct flow_key k;
 	struct conn_val c;
 	struct run r;
@@ -1840,7 +1852,7 @@ static void node_hello_fin(void)
 	CHECK(r.verdict == XDP_REDIRECT_ && conn_find(0, 41090, &k, &c) == 0, "a hello with FIN taken: %u", r.verdict);
 	CHECK(c.cli_nxt == isn + 1 + hello_curl_len + 1, "cli_nxt past the hello and its FIN: %d",
 	      (int)(c.cli_nxt - (isn + 1 + hello_curl_len)));
-	bpf_map_delete_elem(fd, &k);
+	ct_delete(&N, &k);
 
 	n = hello_pkt(0, 41091, isn, cookie, 5000, hello_curl, cut, frame);
 	xdp_run(NODE_MESH, mesh, mesh_wrap(frame, n, 0, &ho, mesh), &r);
@@ -1852,7 +1864,7 @@ static void node_hello_fin(void)
 	CHECK(conn_find(0, 41091, &k, &c) == 0 && c.nseg == 2, "its second, with FIN, kept: %u", r.verdict);
 	CHECK(c.cli_nxt == isn + 1 + hello_curl_len + 1, "cli_nxt past the second segment and its FIN: %d",
 	      (int)(c.cli_nxt - (isn + 1 + hello_curl_len)));
-	bpf_map_delete_elem(fd, &k);
+	ct_delete(&N, &k);
 }
 
 static void sweep_forget(void *arg, const void *key, const void *val)
@@ -1886,6 +1898,7 @@ static void node_vm_cache_invalidated(void)
 		struct vm_sweep sw;
 		vm_sweep_init(&sw, cfd, sizeof(struct flow_key), sizeof(struct conn_val), offsetof(struct conn_val, fin),
 			      1);
+		sw.ft = node_ct(&N);
 		sw.on_retire = sweep_forget;
 		sw.arg = &N;
 		vm_sweep_run(&sw, 2000);
@@ -1918,6 +1931,7 @@ static void node_vm_cache_invalidated(void)
 	CHECK(!vm_sends(41073, isn, cookie, vm_isn, 3, out, &len), "the VM's last data sent, cached");
 	struct vm_sweep sw;
 	vm_sweep_init(&sw, cfd, sizeof(struct flow_key), sizeof(struct conn_val), offsetof(struct conn_val, fin), 1);
+	sw.ft = node_ct(&N);
 	sw.on_retire = sweep_forget;
 	sw.arg = &N;
 	vm_sweep_run(&sw, 1000);
@@ -1954,7 +1968,7 @@ static void node_vm_cache_invalidated(void)
 	memcpy(VIP4, keep_vip, 4);
 	struct hello_key hk = { .conn = k, .idx = 0 };
 	bpf_map_delete_elem(vm_node_map_fd(&N, "hellos"), &hk);
-	bpf_map_delete_elem(cfd, &k);
+	ct_delete(&N, &k);
 	sched_setaffinity(0, sizeof(was), &was);
 }
 
@@ -2122,7 +2136,6 @@ static void conn_rev_rebuilt(int old_layout)
 
 	snprintf(root, sizeof(root), "%s/node-upgrade%d", pin, old_layout);
 	CHECK(!vm_node_open(&n2, root, 4096) && !vm_node_load(&n2), "a node's maps pinned");
-	int cfd = vm_node_map_fd(&n2, "conns");
 	CHECK(!bpf_map_lookup_elem(vm_node_map_fd(&n2, "conn_seed"), &zero, &s), "its seed");
 	vm_addr_parse("198.18.0.2", cli4);
 	vm_addr_parse("198.18.100.1", vip4);
@@ -2137,7 +2150,7 @@ static void conn_rev_rebuilt(int old_layout)
 	VM_FLOW_TUPLE_SET(&c6, VM_AF_INET6, CLI6, VIP6);
 	vm_flow_key_make(VM_AF_INET, cli4, vip4, htons(44000), htons(443), &s, &k4);
 	vm_flow_key_make(VM_AF_INET6, CLI6, VIP6, htons(44001), htons(443), &s, &k6);
-	CHECK(!bpf_map_update_elem(cfd, &k4, &c4, BPF_NOEXIST) && !bpf_map_update_elem(cfd, &k6, &c6, BPF_NOEXIST),
+	CHECK(!ct_update(&n2, &k4, &c4, BPF_NOEXIST) && !ct_update(&n2, &k6, &c6, BPF_NOEXIST),
 	      "two connections in conns");
 	vm_node_close(&n2);
 
@@ -2230,7 +2243,8 @@ static void node_conns_copied_at_resize(void)
 		vm_node_close(&N);
 		CHECK(!vm_node_open(&N, root, sizes[i]) && !vm_node_load(&N), "loaded with conns_max %u", sizes[i]);
 		long c = vm_map_count(vm_node_map_fd(&N, "conns")), v = vm_map_count(vm_node_map_fd(&N, "conn_rev"));
-		CHECK(vm_map_capacity(vm_node_map_fd(&N, "conns")) == sizes[i] && c == conns && v == revs,
+		CHECK(vm_map_capacity(vm_node_map_fd(&N, "conns")) == (long)vm_flows_buckets_for(sizes[i]) * VM_FT_WAYS &&
+		      c == conns && v == revs,
 		      "conns_max %u: %ld of %ld conns, %ld of %ld conn_rev copied", sizes[i], c, conns, v, revs);
 		memset(frame, 0, sizeof(frame));
 		n = mesh_wrap(frame, t_build(&d, frame), 1, NULL, mesh);

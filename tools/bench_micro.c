@@ -589,13 +589,29 @@ static int tc_live(const char *name, int prog, uint8_t *const *pkts, const size_
 	return case_done(name, "tc-live", err, node, idx, cname, before, runs, b, c);
 }
 
+struct conn_keys {
+	struct flow_key *k;
+	int *n, max;
+};
+
+static int conn_key_take(void *arg, const struct flow_key *k, const void *v)
+{
+	struct conn_keys *c = arg;
+
+	if (*c->n >= c->max)
+		return 1;
+	c->k[(*c->n)++] = *k;
+	return 0;
+}
+
 /* The node's connections send to the sink: what node_vm redirects in the
  * TC live case is dropped there, not looped back into the veths (conns,
  * and conn_rev's copies, which node_vm sends with). */
 static int conns_to_sink(void)
 {
 	enum { MAX = 8192 };
-	int fd = vm_node_map_fd(&N, "conns"), rfd = vm_node_map_fd(&N, "conn_rev"), n = 0, nr = 0, nk = 0, nrk = 0;
+	struct vm_flows *ct = vm_node_conns(&N);
+	int rfd = vm_node_map_fd(&N, "conn_rev"), n = 0, nr = 0, nk = 0, nrk = 0;
 	static struct flow_key ks[MAX];
 	static struct conn_rev_key rs[MAX];
 	struct conn_val v;
@@ -604,14 +620,15 @@ static int conns_to_sink(void)
 	/* the keys first, then the writes: an update moves its entry to the
 	 * head of its bucket, and a walk that writes as it goes can go round
 	 * a bucket of two for ever */
-	while (nk < MAX && !bpf_map_get_next_key(fd, nk ? &ks[nk - 1] : NULL, &ks[nk]))
-		nk++;
+	if (!ct)
+		return -1;
+	vm_flows_walk(ct, conn_key_take, &(struct conn_keys){ ks, &nk, MAX });
 	while (nrk < MAX && !bpf_map_get_next_key(rfd, nrk ? &rs[nrk - 1] : NULL, &rs[nrk]))
 		nrk++;
 	for (int i = 0; i < nk; i++)
-		if (!bpf_map_lookup_elem(fd, &ks[i], &v)) {
+		if (!vm_flows_get(ct, &ks[i], &v)) {
 			v.mesh_ifindex = tl_sink;
-			if (!bpf_map_update_elem(fd, &ks[i], &v, BPF_EXIST))
+			if (!vm_flows_put(ct, &ks[i], &v, 1))
 				n++;
 		}
 	for (int i = 0; i < nrk; i++)

@@ -488,6 +488,39 @@ static int flows_cmd(int argc, char **argv)
 
 /* ---------- node connections ---------- */
 
+struct conns_list {
+	__u32 vm;
+	int count_only;
+	long n;
+};
+
+/* One connection of conns, if the filter takes it. */
+static int conn_row(void *arg, const struct flow_key *kp, const void *vp)
+{
+	struct conns_list *l = arg;
+	const struct flow_key k = *kp;
+	const struct conn_val v = *(const struct conn_val *)vp;
+	char a1[64], a2[64], a3[64];
+
+	if (l->vm && v.vm_id != l->vm)
+		return 0;
+	l->n++;
+	if (l->count_only)
+		return 0;
+	const char *state = v.state == VM_CONN_ESTABLISHED ? "established" : "syn_sent";
+	if (json)
+		printf("%s{\"client\": \"%s\", \"client_port\": %u, \"vip\": \"%s\", \"vip_port\": %u, \"vm_id\": %u, "
+		       "\"gateway\": \"%s\", \"state\": \"%s\", \"seq_delta\": %u, \"ts_delta\": %u, \"fin\": \"%s\", "
+		       "\"cli_nxt\": %u}", l->n > 1 ? ", " : "",
+		       addr_s(v.client, a1), ntohs(k.client_port_be), addr_s(v.vip, a2), ntohs(k.vip_port_be),
+		       v.vm_id, addr_s(v.gw, a3), state, v.seq_delta, v.ts_delta, vm_fin_name(v.fin), v.cli_nxt);
+	else
+		printf("%-40s %5u  %-24s %5u  %8u  %-24s %-12s %11u  %s\n", addr_s(v.client, a1), ntohs(k.client_port_be),
+		       addr_s(v.vip, a2), ntohs(k.vip_port_be), v.vm_id, addr_s(v.gw, a3), state, v.seq_delta,
+		       vm_fin_name(v.fin));
+	return 0;
+}
+
 static int conns_cmd(int argc, char **argv)
 {
 	__u32 vm = 0;
@@ -502,14 +535,15 @@ static int conns_cmd(int argc, char **argv)
 			return usage_error("unknown conns argument '%s'", argv[i]);
 	}
 	int fd = map_open("conns");
-	struct flow_key k, next;
-	struct conn_val v;
-	void *prev = NULL;
-	char a1[64], a2[64], a3[64];
-	long n = 0;
+	struct conns_list l = { .vm = vm, .count_only = count_only };
+	struct vm_flows t;
 
 	if (fd < 0)
 		return 1;
+	if (vm_flows_open(&t, fd, -1)) {
+		fprintf(stderr, "veilctl: %s/conns is not a flow table this veilctl reads (another build's?)\n", pin_root);
+		return 1;
+	}
 	if (!count_only) {
 		if (json)
 			printf("[");
@@ -517,26 +551,9 @@ static int conns_cmd(int argc, char **argv)
 			printf("%-40s %5s  %-24s %5s  %8s  %-24s %-12s %11s  %s\n", "CLIENT", "PORT", "VIP", "PORT", "VM",
 			       "GATEWAY", "STATE", "SEQ_DELTA", "FIN");
 	}
-	while (!bpf_map_get_next_key(fd, prev, &next)) {
-		k = next;
-		prev = &k;
-		if (bpf_map_lookup_elem(fd, &k, &v) || (vm && v.vm_id != vm))
-			continue;
-		n++;
-		if (count_only)
-			continue;
-		const char *state = v.state == VM_CONN_ESTABLISHED ? "established" : "syn_sent";
-		if (json)
-			printf("%s{\"client\": \"%s\", \"client_port\": %u, \"vip\": \"%s\", \"vip_port\": %u, \"vm_id\": %u, "
-			       "\"gateway\": \"%s\", \"state\": \"%s\", \"seq_delta\": %u, \"ts_delta\": %u, \"fin\": \"%s\", "
-			       "\"cli_nxt\": %u}", n > 1 ? ", " : "",
-			       addr_s(v.client, a1), ntohs(k.client_port_be), addr_s(v.vip, a2), ntohs(k.vip_port_be),
-			       v.vm_id, addr_s(v.gw, a3), state, v.seq_delta, v.ts_delta, vm_fin_name(v.fin), v.cli_nxt);
-		else
-			printf("%-40s %5u  %-24s %5u  %8u  %-24s %-12s %11u  %s\n", addr_s(v.client, a1), ntohs(k.client_port_be),
-			       addr_s(v.vip, a2), ntohs(k.vip_port_be), v.vm_id, addr_s(v.gw, a3), state, v.seq_delta,
-			       vm_fin_name(v.fin));
-	}
+	vm_flows_walk(&t, conn_row, &l);
+	vm_flows_close(&t);
+	long n = l.n;
 	if (count_only)
 		printf(json ? "{\"conns\": %ld}\n" : "%ld\n", n);
 	else if (json)

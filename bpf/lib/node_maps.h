@@ -17,14 +17,21 @@ struct {
 
 /* Keyed by the gateway's 12-byte flow key (include/veil/flowkey.h) under
  * conn_seed; the value holds the whole tuple, compared on every lookup
- * (conn_of). */
+ * (conn_of).  A flow table (include/veil/flowtab.h, struct conn_bucket):
+ * an array of buckets the programs search themselves, as gw's flows; the
+ * loader sizes it from conns_max (vm_ft_buckets_for) and sets
+ * node_conn_buckets to match; user space maps it (dataplane/flowtab.c). */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 262144);
-	__type(key, struct flow_key);
-	__type(value, struct conn_val);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VM_FT_BUCKETS_DEFAULT);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct conn_bucket);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } conns SEC(".maps");
+
+/* conns' buckets (the map's max_entries), set by the loader. */
+const volatile __u32 node_conn_buckets = VM_FT_BUCKETS_DEFAULT;
 
 /* The VM's view of a connection -> its conns key and a copy of what the
  * VM -> client direction needs (struct conn_rev_val, include/veil/wire.h);
@@ -148,6 +155,51 @@ VM_INLINE struct node_scratch *node_scratch_get(void)
 	return bpf_map_lookup_elem(&node_scratch, &zero);
 }
 
+VM_INLINE const struct flow_seed *node_conn_seed(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&conn_seed, &zero);
+}
+
+VM_INLINE struct vm_ft_head *node_conn_bucket(__u32 i)
+{
+	return bpf_map_lookup_elem(&conns, &i);
+}
+
+#define VM_FT_BUCKET(ctx, i) node_conn_bucket(i)
+#include "veil/flowtab.h"
+
+/* The conns entry under key k (whoever's: the callers compare its tuple),
+ * or NULL. */
+VM_INLINE struct conn_val *conn_get(const struct flow_key *k)
+{
+	return vm_ft_get(0, k, node_conn_seed(), node_conn_buckets, sizeof(struct conn_val));
+}
+
+/* A new connection under key k: 0, VM_FLOW_PUT_TAKEN when one is there
+ * (another CPU's, put meanwhile), another negative value when its slot
+ * went to another writer.  A full pair of buckets gives up its least
+ * recently used connection, as the LRU hash before it did when full.
+ * Global functions, verified once: a new connection's and a forgotten
+ * one's paths, not an established packet's. */
+__attribute__((noinline)) int conn_put(const struct flow_key *k, const struct conn_val *c)
+{
+	struct flow_key gone;
+	int rc;
+
+	if (!k || !c)
+		return -1;
+	rc = vm_ft_put(0, k, c, sizeof(*c), node_conn_seed(), node_conn_buckets, &gone);
+	return rc == 1 ? 0 : rc;
+}
+
+__attribute__((noinline)) int conn_del(const struct flow_key *k)
+{
+	if (!k)
+		return -1;
+	return vm_ft_del(0, k, node_conn_seed(), node_conn_buckets, sizeof(struct conn_val));
+}
+
 /* The conns key of a connection (addresses as in vm_pkt: 16 bytes, 4-byte
  * aligned); the seed is read for IPv6 only. */
 VM_INLINE void conn_key_make(__u8 family, const __u8 *client, const __u8 *vip, __be16 client_port_be,
@@ -166,7 +218,7 @@ VM_INLINE void conn_key_make(__u8 family, const __u8 *client, const __u8 *vip, _
 VM_INLINE struct conn_val *conn_of(const struct flow_key *k, __u8 family, const __u8 *client, const __u8 *vip,
 				   int *other)
 {
-	struct conn_val *c = bpf_map_lookup_elem(&conns, k);
+	struct conn_val *c = conn_get(k);
 
 	*other = 0;
 	if (c && !VM_FLOW_IS(c, family, client, vip)) {
@@ -245,7 +297,7 @@ VM_INLINE int conn_rev_put(const struct conn_rev_key *r, const struct flow_key *
 	old = bpf_map_lookup_elem(&conn_rev, r);
 	if (old) {
 		ok = old->conn;
-		c2 = vm_flow_key_eq(&ok, k) ? NULL : bpf_map_lookup_elem(&conns, &ok);
+		c2 = vm_flow_key_eq(&ok, k) ? NULL : conn_get(&ok);
 		if (c2 && !(c2->family == c->family && vm_addr_eq(c2->vm, c->vm) && vm_addr_eq(c2->client, c->client))) {
 			conn_rev_key_of(&ok, c2, &r2);
 			if (r2.vm_word == r->vm_word && r2.client_word == r->client_word &&
@@ -291,7 +343,7 @@ VM_INLINE void conn_forget(const struct flow_key *k, const struct conn_val *c)
 	if (rv && vm_flow_key_eq(&rv->conn, k))
 		bpf_map_delete_elem(&conn_rev, &r);
 	hellos_forget((struct flow_key *)k, c->nseg);
-	bpf_map_delete_elem(&conns, k);
+	conn_del(k);
 	conn_rev_moved(&r);
 }
 

@@ -692,6 +692,29 @@ struct conn_val {
 };
 _Static_assert(sizeof(struct conn_val) == 288, "conns' value size: a pinned map of another size is replaced");
 
+/* The node's conns: a flow table (include/veil/flowtab.h) of conn_val, as
+ * the gateway's flows is of flow_val; a lookup is node_mesh's and
+ * node_vm's own code, not the hash map's calls into the kernel. */
+struct conn_slot {
+	struct flow_key key;
+	__u8 ref;                 /* a lookup found it since its bucket's last eviction */
+	__u8 spilled;             /* in its second bucket: its home's spill counts it */
+	__u16 pad;
+	struct conn_val val;
+};
+
+struct conn_bucket {
+	__u32 tag[VM_FT_WAYS];    /* 0 free, VM_FT_BUSY being written, else the key's tag */
+	__u32 spill;              /* keys whose home this is, in their second bucket */
+	__u32 pad[7];
+	struct conn_slot slot[VM_FT_WAYS];
+};
+_Static_assert(sizeof(struct conn_slot) == 16 + 288 && sizeof(struct conn_bucket) == 64 + VM_FT_WAYS * (16 + 288),
+	       "conn_bucket");
+_Static_assert(__builtin_offsetof(struct conn_slot, val) == sizeof(struct vm_ft_slot) &&
+	       __builtin_offsetof(struct conn_bucket, slot) == sizeof(struct vm_ft_head),
+	       "conn_bucket: the table's layout (vm_ft_head, vm_ft_slot)");
+
 struct hello_key {
 	struct flow_key conn;     /* the conns key */
 	__u32 idx;
