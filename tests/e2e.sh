@@ -549,13 +549,18 @@ echo $! >"$DIR/gw.pid"
 # loading the programs takes seconds on a busy machine: wait for the start
 for _ in $(seq 300); do [ "$(grep -c "event=started" "$DIR/gw.log")" -gt "$starts" ] && break; sleep 0.1; done
 r0=$(stat_sum hello_routed)
+f0=$(stat_sum flow_full)
 out=$(flood --vip $VIP4 --kind hello --name vm1.veil.test --count 5000)
 n=$(count "$PIN/gw/flows")
 r1=$(stat_sum hello_routed)
+f1=$(stat_sum flow_full)
 ok=$(legit 3)
-[ "$n" -le 1536 ] && [ "$n" -ge 1024 ] && [ $((r1 - r0)) -ge 4900 ] && [ "$ok" = 3 ] &&
-	pass "$t ($((r1 - r0)) flows routed into a table of 1536 slots (flows_max 1024): $n entries, new clients served)" ||
-	fail $t "entries $n, routed $((r1 - r0)), served $ok/3"
+# every hello the program saw was routed, none refused for room (flow_full);
+# a burst of 5000 may lose some on the veth before XDP sees them (the
+# table's doing only if flow_full moved): three tables' worth suffice
+[ "$n" -le 1536 ] && [ "$n" -ge 1024 ] && [ $((f1 - f0)) = 0 ] && [ $((r1 - r0)) -ge 4608 ] && [ "$ok" = 3 ] &&
+	pass "$t ($((r1 - r0)) flows routed into a table of 1536 slots (flows_max 1024): $n entries, none refused, new clients served)" ||
+	fail $t "entries $n, routed $((r1 - r0)), refused for room $((f1 - f0)), served $ok/3; flood: $(tail -2 <<<"$out" | tr '\n' ' ')"
 
 # 21. the upgrade from a node of the 40-byte connection key (main at 09866c4,
 #      built here once from git): its pinned conns are moved under the 12-byte

@@ -503,11 +503,11 @@ if d.get("maps"):
     f = lambda k: f'{m[k]["median"]:.1f} ms ({m[k]["min"]:.1f}-{m[k]["max"]:.1f})'
     lines += ['', f'Daemons\' housekeeping (veil-bench-maps: a flows map of {m["entries"]} entries, '
               f'{m["closed_percent"]}% closed, {m["rounds"]} rounds interleaved): the sweep\'s pass over an LRU hash '
-              f'(node `conns`, and the gateway\'s flows until 2026-12-06) in batches '
+              f'(the gateway\'s flows and the node\'s `conns` until 2026-12-06) in batches '
               f'{f("sweep_batch_ms")} against {f("sweep_keys_ms")} walking it key by key as before; the entry count '
               f'of status and metrics (the kernel\'s) {m["count_kernel_ms"]["median"]:.3f} ms against '
               f'{f("count_keys_ms")} key by key.'
-              + (f' The same flows in the gateway\'s flow table, read where it is mapped: the sweep\'s pass '
+              + (f' The same flows in a flow table (the gateway\'s flows, the node\'s conns), read where it is mapped: the sweep\'s pass '
                  f'{f("sweep_table_ms")}, the count {f("count_table_ms")}.' if m.get("sweep_table_ms") else '')]
 if d.get("dpdk"):
     def rr(x, k):
