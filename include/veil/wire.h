@@ -287,25 +287,31 @@ struct vm_ft_slot {
 } __attribute__((aligned(8)));
 _Static_assert(sizeof(struct vm_ft_head) == 64 && sizeof(struct vm_ft_slot) == 16, "vm_ft_head, vm_ft_slot");
 
-struct flow_slot {
-	struct flow_key key;
-	__u8 ref;                 /* a lookup found it since its bucket's last eviction */
-	__u8 spilled;             /* in its second bucket: its home's spill counts it */
-	__u16 pad;
-	struct flow_val val;
-};
+/* A table's own slot and bucket types, of values `struct val`: the map's
+ * value type, so that bpftool prints the fields (the code reads them as
+ * vm_ft_head and vm_ft_slot, whose layout they repeat). */
+#define VM_FT_TYPES(slot_t, bucket_t, val_t)                                                          \
+	struct slot_t {                                                                                \
+		struct flow_key key;                                                                   \
+		__u8 ref;        /* a lookup found it since its bucket's last eviction */              \
+		__u8 spilled;    /* in its second bucket: its home's spill counts it */                \
+		__u16 pad;                                                                             \
+		struct val_t val;                                                                      \
+	};                                                                                             \
+	struct bucket_t {                                                                              \
+		__u32 tag[VM_FT_WAYS]; /* 0 free, VM_FT_BUSY being written, else the key's tag */       \
+		__u32 spill;           /* keys whose home this is, in their second bucket */           \
+		__u32 pad[7];          /* the tag line is one cache line */                            \
+		struct slot_t slot[VM_FT_WAYS];                                                        \
+	};                                                                                             \
+	_Static_assert(__builtin_offsetof(struct slot_t, val) == sizeof(struct vm_ft_slot) &&          \
+		       __builtin_offsetof(struct bucket_t, slot) == sizeof(struct vm_ft_head) &&      \
+		       sizeof(struct bucket_t) ==                                                      \
+			       sizeof(struct vm_ft_head) + VM_FT_WAYS * (sizeof(struct vm_ft_slot) + sizeof(struct val_t)), \
+		       #bucket_t ": the table's layout (vm_ft_head, vm_ft_slot)")
 
-struct flow_bucket {
-	__u32 tag[VM_FT_WAYS];    /* 0 free, VM_FT_BUSY being written, else the key's tag */
-	__u32 spill;              /* keys whose home this is, in their second bucket */
-	__u32 pad[7];             /* the tag line is one cache line */
-	struct flow_slot slot[VM_FT_WAYS];
-};
-_Static_assert(sizeof(struct flow_slot) == 160, "flow_slot");
+VM_FT_TYPES(flow_slot, flow_bucket, flow_val);
 _Static_assert(sizeof(struct flow_bucket) == 64 + VM_FT_WAYS * 160, "flow_bucket");
-_Static_assert(__builtin_offsetof(struct flow_slot, val) == sizeof(struct vm_ft_slot) &&
-	       __builtin_offsetof(struct flow_bucket, slot) == sizeof(struct vm_ft_head),
-	       "flow_bucket: the table's layout (vm_ft_head, vm_ft_slot)");
 
 /* The table of the default flows_max (262,144 flows): 49,152 buckets
  * (vm_ft_buckets_for: half again as many slots as flows). */
@@ -695,25 +701,8 @@ _Static_assert(sizeof(struct conn_val) == 288, "conns' value size: a pinned map 
 /* The node's conns: a flow table (include/veil/flowtab.h) of conn_val, as
  * the gateway's flows is of flow_val; a lookup is node_mesh's and
  * node_vm's own code, not the hash map's calls into the kernel. */
-struct conn_slot {
-	struct flow_key key;
-	__u8 ref;                 /* a lookup found it since its bucket's last eviction */
-	__u8 spilled;             /* in its second bucket: its home's spill counts it */
-	__u16 pad;
-	struct conn_val val;
-};
-
-struct conn_bucket {
-	__u32 tag[VM_FT_WAYS];    /* 0 free, VM_FT_BUSY being written, else the key's tag */
-	__u32 spill;              /* keys whose home this is, in their second bucket */
-	__u32 pad[7];
-	struct conn_slot slot[VM_FT_WAYS];
-};
-_Static_assert(sizeof(struct conn_slot) == 16 + 288 && sizeof(struct conn_bucket) == 64 + VM_FT_WAYS * (16 + 288),
-	       "conn_bucket");
-_Static_assert(__builtin_offsetof(struct conn_slot, val) == sizeof(struct vm_ft_slot) &&
-	       __builtin_offsetof(struct conn_bucket, slot) == sizeof(struct vm_ft_head),
-	       "conn_bucket: the table's layout (vm_ft_head, vm_ft_slot)");
+VM_FT_TYPES(conn_slot, conn_bucket, conn_val);
+_Static_assert(sizeof(struct conn_bucket) == 64 + VM_FT_WAYS * (16 + 288), "conn_bucket");
 
 struct hello_key {
 	struct flow_key conn;     /* the conns key */
