@@ -617,9 +617,10 @@ static int conns_to_sink(void)
 	struct conn_val v;
 	struct conn_rev_val rv;
 
-	/* the keys first, then the writes: an update moves its entry to the
-	 * head of its bucket, and a walk that writes as it goes can go round
-	 * a bucket of two for ever */
+	/* the keys first, then the writes: in conn_rev (a hash map) an update
+	 * moves its entry to the head of its bucket, and a walk that writes as
+	 * it goes can go round a bucket of two for ever; conns, a flow table,
+	 * the same way for one code */
 	if (!ct)
 		return -1;
 	vm_flows_walk(ct, conn_key_take, &(struct conn_keys){ ks, &nk, MAX });
