@@ -37,8 +37,6 @@ static const struct vm_ft_kind kinds[] = {
 };
 _Static_assert(sizeof(struct flow_bucket) != sizeof(struct conn_bucket), "the kinds' buckets told apart by size");
 
-/* The largest value of a kind (vm_flows_walk's copy). */
-#define VM_FT_VALUE_MAX 512
 _Static_assert(sizeof(struct flow_val) <= VM_FT_VALUE_MAX && sizeof(struct conn_val) <= VM_FT_VALUE_MAX,
 	       "VM_FT_VALUE_MAX");
 
@@ -52,14 +50,20 @@ __u32 vm_flows_buckets_for(__u32 flows)
 	return vm_ft_buckets_for(flows);
 }
 
+/* The kind whose buckets are this size, or NULL. */
+static const struct vm_ft_kind *kind_by_size(__u32 bucket_size)
+{
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+		if (bucket_size == bucket_bytes(kinds[i].vs))
+			return &kinds[i];
+	return NULL;
+}
+
 static const struct vm_ft_kind *kind_of(const struct bpf_map_info *info)
 {
 	if (info->type != BPF_MAP_TYPE_ARRAY || !info->max_entries || !(info->map_flags & BPF_F_MMAPABLE))
 		return NULL;
-	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
-		if (info->value_size == bucket_bytes(kinds[i].vs))
-			return &kinds[i];
-	return NULL;
+	return kind_by_size(info->value_size);
 }
 
 int vm_flows_is_table(const struct bpf_map_info *info)
@@ -67,12 +71,11 @@ int vm_flows_is_table(const struct bpf_map_info *info)
 	return kind_of(info) != NULL;
 }
 
-const struct vm_ft_kind *vm_flows_kind(const char *name, __u32 bucket_bytes_)
+const struct vm_ft_kind *vm_flows_kind(const char *name, __u32 bucket_size)
 {
-	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
-		if (!strcmp(kinds[i].name, name) && bucket_bytes_ == bucket_bytes(kinds[i].vs))
-			return &kinds[i];
-	return NULL;
+	const struct vm_ft_kind *k = kind_by_size(bucket_size);
+
+	return k && !strcmp(k->name, name) ? k : NULL;
 }
 
 int vm_flows_open(struct vm_flows *t, int flows_fd, int seed_fd)

@@ -151,7 +151,7 @@ static int flows_copy(int from, int to, const char *path, const struct bpf_map_i
 		}
 	} else if (!err) {
 		struct flow_key k, next;
-		__u64 v[512 / 8];   /* the kind's value (kind->vs bytes) */
+		__u64 v[VM_FT_VALUE_MAX / 8];   /* the kind's value (kind->vs bytes) */
 		void *prev = NULL;
 
 		if (kind->vs > sizeof(v))
