@@ -491,6 +491,7 @@ int main(int argc, char **argv)
 	vm_sweep_init(&st.sweep, vm_gw_map_fd(&st.g, "flows"), sizeof(struct flow_key), sizeof(struct flow_val),
 		      offsetof(struct flow_val, fin), VM_SWEEP_EVERY_S);
 	st.sweep.ft = vm_gw_flows(&st.g);   /* walked in place */
+	vm_map_count_mapped(st.sweep.ft);   /* and counted there */
 	st.sweep.on_pass = bits_pass;
 	st.sweep.on_key = bits_key;
 	st.sweep.arg = &st;

@@ -232,6 +232,7 @@ int main(int argc, char **argv)
 	vm_sweep_init(&st.sweep, vm_node_map_fd(&st.n, "conns"), sizeof(struct flow_key), sizeof(struct conn_val),
 		      offsetof(struct conn_val, fin), VM_SWEEP_EVERY_S);
 	st.sweep.ft = vm_node_conns(&st.n);   /* walked in place */
+	vm_map_count_mapped(st.sweep.ft);   /* and counted there */
 	st.sweep.on_retire = conn_rev_forget;
 	st.sweep.arg = &st;
 	char runtime[400] = "";

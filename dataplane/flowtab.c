@@ -101,6 +101,7 @@ int vm_flows_open(struct vm_flows *t, int flows_fd, int seed_fd)
 	t->b = p;
 	t->nb = info.max_entries;
 	t->fd = flows_fd;
+	t->id = info.id;
 	int err = vm_flows_seed(t, seed_fd);
 	if (err)
 		vm_flows_close(t);

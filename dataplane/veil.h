@@ -208,6 +208,7 @@ struct vm_ft_kind {
  * node's conns, told apart by their buckets' size. */
 struct vm_flows {
 	int fd;
+	__u32 id;                 /* the map's id */
 	__u32 nb;                 /* buckets */
 	__u32 vs;                 /* a value's bytes */
 	size_t bsz;               /* a bucket's bytes */
@@ -362,6 +363,9 @@ void vm_runtime_remove(const char *path);
 /* ---------- map helpers for the answers (dataplane/ctl.c; the control socket
  * and the metrics endpoint are the skeleton's: common/daemon.h) ---------- */
 long vm_map_count(int fd);
+/* A flow table this process keeps mapped, for vm_map_count to read there
+ * (by its map's id, while t->b is set); at most 4 a process. */
+void vm_map_count_mapped(const struct vm_flows *t);
 /* A map's keys counted one get_next_key call at a time (keys of 512 bytes
  * at most): what vm_map_count falls back to, and the benchmarks' baseline. */
 long vm_map_count_keys(int fd);

@@ -508,7 +508,9 @@ if d.get("maps"):
               f'of status and metrics (the kernel\'s) {m["count_kernel_ms"]["median"]:.3f} ms against '
               f'{f("count_keys_ms")} key by key.'
               + (f' The same flows in a flow table (the gateway\'s flows, the node\'s conns), read where it is mapped: the sweep\'s pass '
-                 f'{f("sweep_table_ms")}, the count {f("count_table_ms")}.' if m.get("sweep_table_ms") else '')]
+                 f'{f("sweep_table_ms")}, the count {f("count_table_ms")}'
+                 + (f' (mapped again for each count, as until 2026-12-07: {f("count_table_again_ms")})'
+                    if m.get("count_table_again_ms") else '') + '.' if m.get("sweep_table_ms") else '')]
 if d.get("dpdk"):
     def rr(x, k):
         r = x.get(k, {}).get("per_cpu_s") if x.get(k) else None
