@@ -135,7 +135,7 @@ VM_INLINE int vm_env_flow_put(struct vm_gw_env *e, const struct flow_key *k, con
 	 * there now is another CPU's flow for a colliding connection; the
 	 * filter's bit before the entry (gw_ingress looks up only behind it) */
 	gw_flow_bits_set(k);
-	return gw_flow_put(k, v);
+	return gw_flow_new(k, v);
 }
 
 VM_INLINE struct flow_val *vm_env_flow_tmp(struct vm_gw_env *e) { return &e->s->flow; }

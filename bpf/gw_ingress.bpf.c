@@ -119,7 +119,7 @@ VM_INLINE int vm_env_flow_put(struct vm_gw_env *e, const struct flow_key *k, con
 	 * there now is another CPU's flow for a colliding connection; the
 	 * filter's bit before the entry, so no packet finds it unset */
 	gw_flow_bits_set(k);
-	return gw_flow_put(k, v);
+	return gw_flow_new(k, v);
 }
 
 VM_INLINE void vm_env_flow_del(struct vm_gw_env *e, const struct flow_key *k, struct flow_val *f)

@@ -274,7 +274,7 @@ VM_INLINE int handoff_new(struct xdp_md *ctx, const struct vm_pkt *p, const stru
 	vm_conn_rev_val_make(k, c, conn_gen_move(k), &s->rev);
 	/* BPF_NOEXIST: an entry another CPU put under this key since our
 	 * lookup (a colliding connection's) is never replaced */
-	long err = conn_put(k, c);
+	long err = conn_new(k, c);
 	if (err == VM_FLOW_PUT_TAKEN) {
 		NODE_COUNT(st, conn_collision);
 		return XDP_DROP;

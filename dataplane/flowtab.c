@@ -161,8 +161,9 @@ int vm_flows_put(struct vm_flows *t, const struct flow_key *k, const void *v, in
 		memcpy(vm_ft_val(s), v, t->vs);
 		return 0;
 	}
-	for (int tries = 0; (rc = vm_ft_put(t, k, v, t->vs, &t->seed, t->nb, &gone)) == -1 && tries < 8; tries++)
-		;   /* another writer claimed the way first: again */
+	rc = vm_ft_put_home(t, k, v, t->vs, &t->seed, t->nb);   /* as the programs put */
+	for (int tries = 0; rc == VM_FT_NOT_HOME || (rc == -1 && tries < 8); tries++)
+		rc = vm_ft_put(t, k, v, t->vs, &t->seed, t->nb, &gone);   /* -1: another writer claimed the way first: again */
 	return rc == VM_FLOW_PUT_TAKEN ? -EEXIST : rc < 0 ? -ENOSPC : 0;
 }
 

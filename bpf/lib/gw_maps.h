@@ -175,6 +175,28 @@ __attribute__((noinline)) int gw_flow_put(const struct flow_key *k, const struct
 	return rc == 1 ? 0 : rc;
 }
 
+/* vm_ft_put_home: the put's common case, home's tag line read alone (the
+ * second bucket is a cold line); its own global function, so that each
+ * frame stays within the caller's combined stack (gw_asm's is at 512). */
+__attribute__((noinline)) int gw_flow_put_home(const struct flow_key *k, const struct flow_val *v)
+{
+	if (!k || !v)
+		return -1;
+	return vm_ft_put_home(0, k, v, sizeof(*v), gw_flow_seed(), gw_flow_buckets);
+}
+
+/* A new flow: the common case first, the whole put when it is not that,
+ * and once more when another CPU's put claimed its way first (-1: only
+ * a second loss is counted as a full table). */
+VM_INLINE int gw_flow_new(const struct flow_key *k, const struct flow_val *v)
+{
+	int rc = gw_flow_put_home(k, v);
+
+	if (rc == VM_FT_NOT_HOME)
+		rc = gw_flow_put(k, v);
+	return rc == -1 ? gw_flow_put(k, v) : rc;
+}
+
 __attribute__((noinline)) int gw_flow_del(const struct flow_key *k)
 {
 	if (!k)

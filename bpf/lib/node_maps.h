@@ -193,6 +193,24 @@ __attribute__((noinline)) int conn_put(const struct flow_key *k, const struct co
 	return rc == 1 ? 0 : rc;
 }
 
+/* vm_ft_put_home, as gw_flow_put_home */
+__attribute__((noinline)) int conn_put_home(const struct flow_key *k, const struct conn_val *c)
+{
+	if (!k || !c)
+		return -1;
+	return vm_ft_put_home(0, k, c, sizeof(*c), node_conn_seed(), node_conn_buckets);
+}
+
+/* A new connection: as gw_flow_new. */
+VM_INLINE int conn_new(const struct flow_key *k, const struct conn_val *c)
+{
+	int rc = conn_put_home(k, c);
+
+	if (rc == VM_FT_NOT_HOME)
+		rc = conn_put(k, c);
+	return rc == -1 ? conn_put(k, c) : rc;
+}
+
 __attribute__((noinline)) int conn_del(const struct flow_key *k)
 {
 	if (!k)

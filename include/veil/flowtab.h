@@ -23,7 +23,9 @@
  * The home counts its keys that went to the second bucket (spill): a
  * lookup reads the home's tag line, the slot whose tag matches, and the
  * second bucket's tags only while the home's spill is not 0.  A bucket
- * holds a tag once, so the tag's way is the only candidate.
+ * holds a tag once, so the tag's way is the only candidate.  So does a
+ * put in the common case (vm_ft_put_home: home has the room, holds no key
+ * of the tag and counts no spilled key); vm_ft_put, the rest, reads both.
  *
  * When both are full, a way is taken by the clock rule (the kernel's LRU
  * hash approximates LRU with a ref bit too): each slot's ref is set when
@@ -39,8 +41,9 @@
  * under that reader, as an LRU hash's element is reused under its readers.
  * Two CPUs putting the same key at once: after publishing, each looks for
  * another copy of the key, and whoever sees two frees the one in the later
- * place (vm_ft_dedup).  A claim lost to another writer fails the put
- * (BPF counts it as a full table; user space tries again).
+ * place (vm_ft_dedup).  A claim lost to another writer fails the put,
+ * which is tried again (BPF once, then counts a full table: gw_flow_new,
+ * conn_new; user space up to 8 times).
  *
  * The functions take the bucket through VM_FT_BUCKET(ctx, i), which the
  * includer defines before including this header: BPF, an inlined array
@@ -322,16 +325,20 @@ VM_INLINE __u32 vm_ft_free_n(const struct vm_ft_head *b)
  * ob's 8..15) was published: another CPU's put of k at the same moment
  * made a second copy, which whoever sees both removes, the one at the
  * later place.  VM_FLOW_PUT_TAKEN when ours was (the key is in, with the
- * other put's value), else 0. */
+ * other put's value), else 0.  ob == hb: home alone is looked at (no key
+ * of home's is in its second bucket: vm_ft_put_home). */
 VM_INLINE int vm_ft_dedup(void *ctx, struct vm_ft_head *hb, struct vm_ft_head *ob, __u32 mine, __u32 t,
 			  const struct flow_key *k, __u32 home, __u32 vs)
 {
 	__u64 m = 0;
 
 	VM_UNROLL
-	for (int j = 0; j < VM_FT_WAYS; j++) {
+	for (int j = 0; j < VM_FT_WAYS; j++)
 		m |= (vm_ft_is0(hb->tag[j] ^ t) & vm_ft_key_is(vm_ft_slot_at(hb, j, vs), k)) << j;
-		m |= (vm_ft_is0(ob->tag[j] ^ t) & vm_ft_key_is(vm_ft_slot_at(ob, j, vs), k)) << (VM_FT_WAYS + j);
+	if (ob != hb) {
+		VM_UNROLL
+		for (int j = 0; j < VM_FT_WAYS; j++)
+			m |= (vm_ft_is0(ob->tag[j] ^ t) & vm_ft_key_is(vm_ft_slot_at(ob, j, vs), k)) << (VM_FT_WAYS + j);
 	}
 	mine &= 2 * VM_FT_WAYS - 1;
 	m &= ~(1ull << mine);
@@ -486,6 +493,54 @@ VM_INLINE int vm_ft_put(void *ctx, const struct flow_key *k, const void *v, __u3
 	if (vm_ft_dedup(ctx, hb, ob, spilled * VM_FT_WAYS + w, pl.tag, k, pl.home, vs))
 		return VM_FLOW_PUT_TAKEN;
 	return rc;
+}
+
+/* vm_ft_put's most common case on its own, reading home's tag line alone:
+ * home holds no key of k's tag, none of its keys is in its second bucket
+ * (spill 0: so k is not there either) and it has VM_FT_HOME_ROOM free
+ * ways or more, where vm_ft_put would choose home's first free way too.
+ * 0 put, VM_FLOW_PUT_TAKEN when another CPU put k meanwhile, -1 without a
+ * table, else VM_FT_NOT_HOME: not that case, or the way was claimed by
+ * another writer first; vm_ft_put then (a new flow's second bucket is a
+ * cold line: hello_first read it on every put, docs/perf-log.md).  A put
+ * of k into the second bucket by another CPU at the same moment counts
+ * home's spill up before it publishes: home's spill read again after our
+ * publish sees it (the dedup then reads the second bucket too), or that
+ * put publishes after ours and its dedup sees our copy in home. */
+#define VM_FT_NOT_HOME 2
+VM_INLINE int vm_ft_put_home(void *ctx, const struct flow_key *k, const void *v, __u32 vs, const struct flow_seed *s,
+			     __u32 nb)
+{
+	struct vm_ft_place pl;
+	struct vm_ft_head *hb, *ob;
+	struct vm_ft_slot *sl;
+	__u32 w;
+
+	vm_ft_place(k, s, nb, &pl);
+	hb = VM_FT_BUCKET(ctx, pl.home);
+	if (!hb)
+		return -1;
+	if (vm_ft_tag_at(hb, pl.tag) < VM_FT_WAYS || *(volatile __u32 *)&hb->spill ||
+	    vm_ft_free_n(hb) < VM_FT_HOME_ROOM)
+		return VM_FT_NOT_HOME;
+	w = vm_ft_free_at(hb) & (VM_FT_WAYS - 1);
+	if (__sync_val_compare_and_swap(&hb->tag[w], 0, VM_FT_BUSY) != 0)
+		return VM_FT_NOT_HOME;
+	sl = vm_ft_slot_at(hb, w, vs);
+	sl->key = *k;
+	sl->ref = 0;
+	sl->spilled = 0;
+	sl->pad = 0;
+	vm_ft_copy(vm_ft_val(sl), v, vs);
+	VM_FT_PUBLISH(&hb->tag[w], pl.tag);
+	ob = hb;
+	if (*(volatile __u32 *)&hb->spill) {
+		pl.other = vm_ft_other(&pl, nb);
+		ob = VM_FT_BUCKET(ctx, pl.other);
+		if (!ob)
+			ob = hb;
+	}
+	return vm_ft_dedup(ctx, hb, ob, w, pl.tag, k, pl.home, vs) ? VM_FLOW_PUT_TAKEN : 0;
 }
 
 #endif /* VEIL_FLOWTAB_H */
