@@ -41,7 +41,7 @@ VM_CALLBACK long vm_name_hash_step(__u32 i, void *ctx)
 	return 0;
 }
 
-VM_CALLBACK long vm_name_eq_step(__u32 i, void *ctx)
+VM_STEP long vm_name_eq_step(__u32 i, void *ctx)
 {
 	struct vm_name_ref *r = ctx;
 	struct vm_name_walk *w = r->w;
@@ -54,6 +54,8 @@ VM_CALLBACK long vm_name_eq_step(__u32 i, void *ctx)
 	}
 	return 0;
 }
+VM_STEP4(vm_name_eq_step4, vm_name_eq_step)
+
 
 /* The routes map key of a name of len bytes (len < VM_NAME_MAX), with the
  * loop state in w (BPF keeps it in map memory: the stack is small). */
@@ -72,7 +74,7 @@ VM_INLINE int vm_name_eq_in(struct vm_name_walk *w, const char *kept, const char
 	w->last = (len & (VM_NAME_MAX - 1)) / 8;
 	w->eq = 1;
 	struct vm_name_ref ref = { .a = kept, .b = name, .w = w };
-	VM_LOOP(VM_NAME_MAX / 8, vm_name_eq_step, &ref);
+	VM_LOOP(VM_NAME_MAX / 32, vm_name_eq_step4, &ref);
 	return w->eq;
 }
 
