@@ -287,7 +287,6 @@ VM_STEP long vm_hello_name_step(__u32 k, void *ctx)
 }
 VM_STEP4(vm_hello_name_step4, vm_hello_name_step)
 
-
 /* Judges word k of the name vm_hello_name_step wrote (lowercased): LDH
  * labels of 1..63 bytes, the word's bytes judged together (SWAR), not one
  * by one; the label the word leaves open carried in st->label. */
@@ -324,7 +323,6 @@ VM_STEP long vm_hello_check_step(__u32 k, void *ctx)
 	return base + 8 >= len;       /* this word held the end */
 }
 VM_STEP2(vm_hello_check_step2, vm_hello_check_step)
-
 
 /* The name at sni_off lowercased into out->name and hashed (its routes map
  * key in out->name_hash), not judged: VM_HELLO_OK, or VM_HELLO_BAD_NAME for
@@ -436,7 +434,6 @@ VM_STEP long vm_hello_ext_step(__u32 i, void *ctx)
 	return 0;
 }
 VM_STEP4(vm_hello_ext_step4, vm_hello_ext_step)
-
 
 /* Walks the ClientHello at the start of buf (have bytes valid) to its
  * server_name, as vm_hello_parse, but leaves the name unjudged: VM_HELLO_OK
@@ -575,7 +572,6 @@ VM_STEP long vm_wild_find_dot(__u32 i, void *ctx)
 }
 VM_STEP4(vm_wild_find_dot4, vm_wild_find_dot)
 
-
 /* Key word j: the name's bytes from dot - 1 + 8j on, the words shifted
  * into place (bytes past the name are zero, so are the key's); byte 0 is
  * the star. */
@@ -597,7 +593,6 @@ VM_STEP long vm_wild_copy(__u32 j, void *ctx)
 	return 0;
 }
 VM_STEP4(vm_wild_copy4, vm_wild_copy)
-
 
 /* The wildcard key for a name: "*" + everything from the first dot on
  * ("a.apps.example.test" -> "*.apps.example.test"), and its routes map key

@@ -56,7 +56,6 @@ VM_STEP long vm_name_eq_step(__u32 i, void *ctx)
 }
 VM_STEP4(vm_name_eq_step4, vm_name_eq_step)
 
-
 /* The routes map key of a name of len bytes (len < VM_NAME_MAX), with the
  * loop state in w (BPF keeps it in map memory: the stack is small). */
 VM_INLINE __u64 vm_name_hash_in(struct vm_name_walk *w, const char *name, __u32 len)
