@@ -185,16 +185,10 @@ __attribute__((noinline)) int gw_flow_put_home(const struct flow_key *k, const s
 	return vm_ft_put_home(0, k, v, sizeof(*v), gw_flow_seed(), gw_flow_buckets);
 }
 
-/* A new flow: the common case first, the whole put when it is not that,
- * and once more when another CPU's put claimed its way first (-1: only
- * a second loss is counted as a full table). */
+/* A new flow (VM_FT_NEW: the common case first, then the whole put). */
 VM_INLINE int gw_flow_new(const struct flow_key *k, const struct flow_val *v)
 {
-	int rc = gw_flow_put_home(k, v);
-
-	if (rc == VM_FT_NOT_HOME)
-		rc = gw_flow_put(k, v);
-	return rc == -1 ? gw_flow_put(k, v) : rc;
+	return VM_FT_NEW(gw_flow_put_home, gw_flow_put, k, v);
 }
 
 __attribute__((noinline)) int gw_flow_del(const struct flow_key *k)

@@ -201,14 +201,10 @@ __attribute__((noinline)) int conn_put_home(const struct flow_key *k, const stru
 	return vm_ft_put_home(0, k, c, sizeof(*c), node_conn_seed(), node_conn_buckets);
 }
 
-/* A new connection: as gw_flow_new. */
+/* A new connection (VM_FT_NEW). */
 VM_INLINE int conn_new(const struct flow_key *k, const struct conn_val *c)
 {
-	int rc = conn_put_home(k, c);
-
-	if (rc == VM_FT_NOT_HOME)
-		rc = conn_put(k, c);
-	return rc == -1 ? conn_put(k, c) : rc;
+	return VM_FT_NEW(conn_put_home, conn_put, k, c);
 }
 
 __attribute__((noinline)) int conn_del(const struct flow_key *k)
