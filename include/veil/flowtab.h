@@ -508,19 +508,6 @@ VM_INLINE int vm_ft_put(void *ctx, const struct flow_key *k, const void *v, __u3
  * publish sees it (the dedup then reads the second bucket too), or that
  * put publishes after ours and its dedup sees our copy in home. */
 #define VM_FT_NOT_HOME 2
-
-/* A new key in BPF, from the includer's two global functions over one
- * table (home: vm_ft_put_home's, put: vm_ft_put's; each its own frame, so
- * neither stacks on the other): home's case first, the whole put when it
- * is not that, and once more when another writer claimed its way first
- * (-1), which only a second loss counts as a full table. */
-#define VM_FT_NEW(home, put, k, v)                              \
-	({                                                      \
-		int __rc = home((k), (v));                      \
-		if (__rc == VM_FT_NOT_HOME)                     \
-			__rc = put((k), (v));                   \
-		__rc == -1 ? put((k), (v)) : __rc;              \
-	})
 VM_INLINE int vm_ft_put_home(void *ctx, const struct flow_key *k, const void *v, __u32 vs, const struct flow_seed *s,
 			     __u32 nb)
 {
@@ -555,5 +542,18 @@ VM_INLINE int vm_ft_put_home(void *ctx, const struct flow_key *k, const void *v,
 	}
 	return vm_ft_dedup(ctx, hb, ob, w, pl.tag, k, pl.home, vs) ? VM_FLOW_PUT_TAKEN : 0;
 }
+
+/* A new key in BPF, from the includer's two global functions over one
+ * table (home: vm_ft_put_home's, put: vm_ft_put's; each its own frame, so
+ * neither stacks on the other): home's case first, the whole put when it
+ * is not that, and once more when another writer claimed its way first
+ * (-1), which only a second loss counts as a full table. */
+#define VM_FT_NEW(home, put, k, v)                              \
+	({                                                      \
+		int __rc = home((k), (v));                      \
+		if (__rc == VM_FT_NOT_HOME)                     \
+			__rc = put((k), (v));                   \
+		__rc == -1 ? put((k), (v)) : __rc;              \
+	})
 
 #endif /* VEIL_FLOWTAB_H */
