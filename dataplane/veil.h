@@ -191,12 +191,12 @@ int vm_gen_move(int fd, int changed);
 /* ---------- gateway data plane ---------- */
 /* Pinned maps replaced by a new size or flags (vm_pins_refresh). */
 #define VM_PINS_KEPT_MAX 16
-/* A flow table's kind (flowtab.c): its values' bytes and where a value
- * holds the connection's family and addresses (a re-seeding makes IPv6
- * keys again from them). */
 /* The largest value of any kind (a copy's buffer: vm_flows_walk, pins.c). */
 #define VM_FT_VALUE_MAX 512
 
+/* A flow table's kind (flowtab.c): its values' bytes and where a value
+ * holds the connection's family and addresses (a re-seeding makes IPv6
+ * keys again from them). */
 struct vm_ft_kind {
 	const char *name;         /* the map's */
 	const char *seed;         /* the map of the seed that places its keys, pinned beside it */
