@@ -12,8 +12,10 @@
  *   veil-attest-bench run --addr A:P --ca F --vm ID --mode new|resume|keepalive
  *                     [--clients N] [--slow N] [--seconds S] [--pid VALIDATOR_PID]
  *
- * run prints one JSON object: attestations/s, p50/p99 latency (ms), failures
- * (attestations that failed on an open connection), connect_failures (tries
+ * run prints one JSON object: attestations/s, p50/p99 latency (ms) of the
+ * whole attestation and of the part spent waiting on the validator's answers,
+ * failures (attestations that failed on an open connection) by request and
+ * cause with how long the connection had been idle, connect_failures (tries
  * to open a connection, TCP or TLS, that failed: a client tries again 10 ms
  * later, so one refusal that lasts counts many times) and
  * clients_never_connected, and with --pid the validator's CPU seconds, hence
@@ -73,7 +75,24 @@ struct conn {
 	int fd;
 	SSL *ssl;
 	SSL_SESSION *sess;
+	double t_idle;   /* when the connection last went idle (opened, or its last answer read) */
 };
+
+/* Why an attestation failed: the step, and how (below); each counted in
+ * the run's JSON, so that a failure says whose it was. */
+enum { F_CHALLENGE, F_ATTEST, F_STEPS };
+enum {
+	F_CLOSED,    /* the validator closed the connection (EOF, reset) before its answer */
+	F_TIMEOUT,   /* no answer within the client's 10 s (SO_RCVTIMEO) */
+	F_REFUSED,   /* an answer other than 200, or one that did not verify */
+	F_LOCAL,     /* the client's own part (credential activation, quote) failed */
+	F_HOWS
+};
+static const char *const step_name[F_STEPS] = { "challenge", "attest" };
+static const char *const how_name[F_HOWS] = { "closed", "timeout", "refused", "local" };
+static __thread int f_step, f_how;
+static __thread double f_gap;   /* how long the connection had been idle when the failed request went out */
+static __thread double t_wire;  /* this attestation's time waiting for the validator's answers */
 
 static int conn_open(struct conn *c)
 {
@@ -97,6 +116,7 @@ static int conn_open(struct conn *c)
 		close(c->fd);
 		return -1;
 	}
+	c->t_idle = now_s();
 	return 0;
 }
 
@@ -114,6 +134,15 @@ static void conn_close(struct conn *c)
 	c->ssl = NULL;
 }
 
+/* A read or write that failed: the validator's close, or the client's timeout. */
+static int io_fail(struct conn *c, int n)
+{
+	int e = errno, se = SSL_get_error(c->ssl, n);
+	f_how = se == SSL_ERROR_SYSCALL && (e == EAGAIN || e == EWOULDBLOCK) ? F_TIMEOUT : F_CLOSED;
+	ERR_clear_error();   /* else the next failure's SSL_get_error reads this one's queue */
+	return -1;
+}
+
 /* POST on an open connection (keep-alive); status, body in resp */
 static int post(struct conn *c, const char *path, const char *body, char *resp, size_t cap)
 {
@@ -124,16 +153,20 @@ static int post(struct conn *c, const char *path, const char *body, char *resp, 
 	char *req = malloc(hl + bl);
 	memcpy(req, head, hl);
 	memcpy(req + hl, body, bl);
+	double t_sent = now_s();
+	f_gap = t_sent - c->t_idle;
+	errno = 0;
 	int w = SSL_write(c->ssl, req, hl + bl);
 	free(req);
 	if (w != (int)(hl + bl))
-		return -1;
+		return io_fail(c, w);
 	size_t got = 0;
 	char *end = NULL;
 	while (!end) {
+		errno = 0;
 		int n = SSL_read(c->ssl, resp + got, cap - 1 - got);
 		if (n <= 0)
-			return -1;
+			return io_fail(c, n);
 		got += n;
 		resp[got] = 0;
 		end = strstr(resp, "\r\n\r\n");
@@ -143,11 +176,15 @@ static int post(struct conn *c, const char *path, const char *body, char *resp, 
 	char *cl = strcasestr(resp, "\r\nContent-Length:");
 	size_t want = (end - resp) + 4 + (cl ? strtoul(cl + 17, NULL, 10) : 0);
 	while (got < want && got < cap - 1) {
+		errno = 0;
 		int n = SSL_read(c->ssl, resp + got, cap - 1 - got);
 		if (n <= 0)
-			return -1;
+			return io_fail(c, n);
 		got += n;
 	}
+	c->t_idle = now_s();
+	t_wire += c->t_idle - t_sent;
+	f_how = F_REFUSED;   /* an answer: the caller judges it */
 	resp[got] = 0;
 	memmove(resp, end + 4, got - (end + 4 - resp) + 1);
 	return status;
@@ -169,16 +206,21 @@ static int attest_once(struct conn *c)
 	int bl = -1, sl = -1;
 	size_t cl = 0;
 	snprintf(body, sizeof(body), "{\"vm\":\"%s\",\"ek_cert\":\"%s\",\"ak\":\"%s\"}", vm, ek64, ak64);
+	f_step = F_CHALLENGE;
 	if (post(c, "/v1/challenge", body, resp, sizeof(resp)) != 200 || !(j = json_tokener_parse(resp)))
 		return -1;
+	f_how = F_REFUSED;
 	int ok = json_object_object_get_ex(j, "nonce", &x) && !vm_unhex(json_object_get_string(x), nonce, 32);
 	if (ok && json_object_object_get_ex(j, "credential", &x))
 		bl = vm_b64_decode(json_object_get_string(x), blob, sizeof(blob));
 	if (ok && json_object_object_get_ex(j, "secret", &x))
 		sl = vm_b64_decode(json_object_get_string(x), sec, sizeof(sec));
 	json_object_put(j);
+	if (!ok || bl < 0 || sl < 0)
+		return -1;
 	/* the TPM's part: activating the credential (here in software, on the client's CPU) */
-	if (!ok || bl < 0 || sl < 0 || soft_activate(ekkey, akname, 34, blob, bl, sec, sl, cred, &cl) || cl != 32)
+	f_how = F_LOCAL;
+	if (soft_activate(ekkey, akname, 34, blob, bl, sec, sl, cred, &cl) || cl != 32)
 		return -1;
 	char credhex[65];
 	vm_hex(cred, 32, credhex);
@@ -193,6 +235,7 @@ static int attest_once(struct conn *c)
 	vm_hex(pub, 32, ph);
 	snprintf(body, sizeof(body), "{\"vm\":\"%s\",\"nonce\":\"%s\",\"pub\":\"%s\",\"ak\":\"%s\",\"attest\":\"%s\","
 		 "\"sig\":\"%s\",\"eventlog\":\"%s\",\"cred\":\"%s\"}", vm, nh, ph, ak64, a64, s64, evlog64, credhex);
+	f_step = F_ATTEST;
 	int st = post(c, "/v1/attest", body, resp, sizeof(resp));
 	ok = 0;
 	if (st == 200 && (j = json_tokener_parse(resp))) {
@@ -213,8 +256,11 @@ static int attest_once(struct conn *c)
 /* ---------- clients ---------- */
 
 #define MAXLAT 2000000
-static double *lat;
+static double *lat, *wire;   /* each attestation's whole time; the part of it spent waiting on the validator */
 static long nlat, fails, conn_fails, never_connected;
+static long fail_by[F_STEPS][F_HOWS];
+#define MAXGAP 100000
+static double *fgap;   /* each failure's f_gap */
 static pthread_mutex_t lk = PTHREAD_MUTEX_INITIALIZER;
 
 static void *client(void *arg)
@@ -230,6 +276,7 @@ static void *client(void *arg)
 			continue;
 		}
 		open = connected = 1;
+		t_wire = 0;
 		int rc = attest_once(&c);
 		if (mode != 2 || rc) {
 			conn_close(&c);
@@ -237,10 +284,15 @@ static void *client(void *arg)
 		}
 		double dt = now_s() - t0;
 		pthread_mutex_lock(&lk);
-		if (rc)
+		if (rc) {
+			if (fails < MAXGAP)
+				fgap[fails] = f_gap;
 			fails++;
-		else if (nlat < MAXLAT)
+			fail_by[f_step][f_how]++;
+		} else if (nlat < MAXLAT) {
+			wire[nlat] = t_wire;
 			lat[nlat++] = dt;
+		}
 		pthread_mutex_unlock(&lk);
 	}
 	if (open)
@@ -479,6 +531,10 @@ int main(int argc, char **argv)
 	SSL_CTX_set_verify(cctx, SSL_VERIFY_PEER, NULL);
 	SSL_CTX_set_session_cache_mode(cctx, SSL_SESS_CACHE_CLIENT);
 	lat = malloc(sizeof(double) * MAXLAT);
+	wire = malloc(sizeof(double) * MAXLAT);
+	fgap = malloc(sizeof(double) * MAXGAP);
+	if (!lat || !wire || !fgap)
+		return fprintf(stderr, "veil-attest-bench: out of memory\n"), 1;
 	pthread_t th[4096];
 	pthread_attr_t at;
 	pthread_attr_init(&at);
@@ -498,10 +554,23 @@ int main(int argc, char **argv)
 		pthread_join(th[i], NULL);
 	qsort(lat, nlat, sizeof(double), cmp);
 	double p50 = nlat ? lat[nlat / 2] * 1e3 : 0, p99 = nlat ? lat[(long)(nlat * 0.99)] * 1e3 : 0;
+	qsort(wire, nlat, sizeof(double), cmp);
+	double w50 = nlat ? wire[nlat / 2] * 1e3 : 0, w99 = nlat ? wire[(long)(nlat * 0.99)] * 1e3 : 0;
+	long ng = fails < MAXGAP ? fails : MAXGAP;
+	qsort(fgap, ng, sizeof(double), cmp);
+	char by[512] = "";
+	size_t bo = 0;
+	for (int i = 0; i < F_STEPS; i++)
+		for (int h = 0; h < F_HOWS; h++)
+			if (fail_by[i][h])
+				bo += snprintf(by + bo, sizeof(by) - bo, "%s\"%s_%s\":%ld", bo ? "," : "", step_name[i],
+					       how_name[h], fail_by[i][h]);
 	printf("{\"mode\":\"%s\",\"clients\":%d,\"slow\":%d,\"seconds\":%.1f,\"attestations\":%ld,\"failures\":%ld,"
+	       "\"failures_by\":{%s},\"failure_idle_s\":[%.2f,%.2f,%.2f],"
 	       "\"connect_failures\":%ld,\"clients_never_connected\":%ld,"
-	       "\"per_s\":%.0f,\"p50_ms\":%.2f,\"p99_ms\":%.2f,\"validator_cpu_s\":%.2f,\"per_cpu_s\":%.0f}\n",
-	       mode == 0 ? "new" : mode == 1 ? "resume" : "keepalive", clients, slow, el, nlat, fails, conn_fails,
-	       never_connected, nlat / el, p50, p99, cpu, cpu > 0 ? nlat / cpu : 0);
+	       "\"per_s\":%.0f,\"p50_ms\":%.2f,\"p99_ms\":%.2f,\"wait_p50_ms\":%.2f,\"wait_p99_ms\":%.2f,\"validator_cpu_s\":%.2f,\"per_cpu_s\":%.0f}\n",
+	       mode == 0 ? "new" : mode == 1 ? "resume" : "keepalive", clients, slow, el, nlat, fails, by,
+	       ng ? fgap[0] : 0, ng ? fgap[ng / 2] : 0, ng ? fgap[ng - 1] : 0, conn_fails,
+	       never_connected, nlat / el, p50, p99, w50, w99, cpu, cpu > 0 ? nlat / cpu : 0);
 	return 0;
 }

@@ -468,15 +468,32 @@ if d.get("attest"):
     a = d["attest"]
     lines += ['', 'Validators, protocol v2 (tools/bench_attest.sh: one validator worker pinned to a CPU; clients are a software TPM '
               'on the other CPU; a full attestation = challenge + quote/event-log/AK verification + share boxed to the VM key):', '',
-              '| clients | attestations/s | per validator CPU second | p50 ms | p99 ms | failed attestations | failed connects (a try each 10 ms) | clients never connected |',
-              '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |']
+              '| clients | attestations/s | per validator CPU second | p50 ms | p99 ms | waiting on the validator p50 / p99 ms | failed attestations | failed connects (a try each 10 ms) | clients never connected |',
+              '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |']
+    def fails(r):
+        n, by, gap = r.get("failures", 0), r.get("failures_by") or {}, r.get("failure_idle_s")
+        if not n or not by:
+            return f'{n}'
+        why = ", ".join(f'{v} {k.replace("_", " ")}' for k, v in sorted(by.items()))
+        return f'{n} ({why}; the connection idle {gap[0]:.2f}-{gap[2]:.2f} s before)' if gap else f'{n} ({why})'
     for k, name in (("new_tls", "8, new TLS 1.3 connection each"), ("resumed_tls", "8, resumed TLS session each"),
                     ("keepalive", "8, keep-alive"), ("c1000_slow10pct", "900 keep-alive + 100 slowloris")):
         r = a.get(k) or {}
+        wait = f'{r["wait_p50_ms"]} / {r["wait_p99_ms"]}' if "wait_p50_ms" in r else '-'
         lines.append(f'| {name} | {r.get("per_s", 0)} | {r.get("per_cpu_s", 0)} | {r.get("p50_ms", 0)} | {r.get("p99_ms", 0)} | '
-                     f'{r.get("failures", 0)} | {r.get("connect_failures", "-")} | {r.get("clients_never_connected", "-")} |')
+                     f'{wait} | {fails(r)} | {r.get("connect_failures", "-")} | {r.get("clients_never_connected", "-")} |')
     if a.get("tls_handshake_only"):
-        lines.append(f'| baseline: a bare TLS 1.3 handshake, server half, in memory | - | {a["tls_handshake_only"]["per_cpu_s"]} | - | - | - | - | - |')
+        lines.append(f'| baseline: a bare TLS 1.3 handshake, server half, in memory | - | {a["tls_handshake_only"]["per_cpu_s"]} | - | - | - | - | - | - |')
+    lines += ['', 'p50 / p99: a whole attestation as its client saw it, the client\'s own part included (the credential activated and the quote made '
+              'in software, every client thread on one CPU); waiting on the validator: the same attestations\' time from each request sent to its '
+              'answer read. A failure says at which request and how: "attest closed" is the validator closing a connection that had been idle '
+              'for as long as the column says (its idle_timeout_s, 5 s by default, and request_timeout_s, 10 s, are what a slowloris meets).']
+    m = a.get("c1000_slow10pct") or {}
+    if m.get("per_cpu_s") and m.get("per_s"):
+        busy = 100 * m["per_s"] / m["per_cpu_s"]
+        lines[-1] += (f' In the 900-client row the validator\'s CPU was busy {busy:.0f}% of the run (attestations/s over '
+                      'attestations per CPU second)' + (': the clients\' one CPU, not the validator, set the pace there.'
+                                                        if busy < 90 else '.'))
 if d.get("controller"):
     c = d["controller"]
     lines += ['', f'Controller API (tools/bench_controller.sh: POST /v1/orders over TLS 1.3, {c["connections"]} keep-alive '
