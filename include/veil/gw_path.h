@@ -78,88 +78,23 @@
 
 /* ---------- answers to the client, in place ---------- */
 
-/* Resizes the frame to Ethernet + l3 + l4_len and swaps the L2/L3
- * addresses.  Returns the TCP header, with at least 20 bytes before the
- * frame's end, or NULL.  The IPv4 header is written in whole words, its
- * checksum summed from them (no read-back of what was just stored). */
+/* Resizes the frame to Ethernet + l3 + l4_len and makes it the start of an
+ * answer to p (vm_reply_l3_write).  Returns the TCP header, with at least
+ * 20 bytes before the frame's end, or NULL. */
 VM_INLINE struct vm_tcp *vm_gw_reply_l3(struct vm_gw_env *e, const struct vm_pkt *p, __u32 l4_len)
 {
-	void *data, *data_end;
-	struct vm_eth *eth;
-	struct vm_tcp *tcp;
-	__u32 m0, m1;
-	__u16 m2, m3;
-
 	if (vm_env_resize(e, VM_ETH_HLEN + p->l3_len + l4_len))
 		return 0;
-	data = vm_env_data(e);
-	data_end = vm_env_data_end(e);
-	eth = data;
-	if ((void *)(eth + 1) > data_end)
-		return 0;
-	m0 = *(vm_u32a *)eth->dst;
-	m2 = *(vm_u16a *)(eth->dst + 4);
-	m1 = *(vm_u32a *)eth->src;
-	m3 = *(vm_u16a *)(eth->src + 4);
-	*(vm_u32a *)eth->dst = m1;
-	*(vm_u16a *)(eth->dst + 4) = m3;
-	*(vm_u32a *)eth->src = m0;
-	*(vm_u16a *)(eth->src + 4) = m2;
-	if (p->family == VM_AF_INET) {
-		struct vm_ip4 *ip = (void *)(eth + 1);
-		vm_u32a *w = (vm_u32a *)ip;
-		__u32 w0, w1, w2;
-		__u64 s;
-		if ((void *)(ip + 1) > data_end)
-			return 0;
-		__be32 a = ip->saddr, b = ip->daddr;
-		/* version 4, IHL 5 (the parser passes options), TOS 0; id 0, DF;
-		 * TTL, TCP */
-		w0 = VM_W32(0x45, 0, 0, 0) | (__u32)vm_htons(VM_IP4_HLEN + l4_len) << 16;
-		w1 = (__u32)vm_htons(VM_IP4_DF) << 16;
-		w2 = VM_W32(VM_IP_TTL, VM_IPPROTO_TCP, 0, 0);
-		s = (__u64)w0 + w1 + w2 + a + b;
-		w2 |= (__u32)(__u16)~vm_csum_fold(s) << 16;
-		w[0] = w0;
-		w[1] = w1;
-		w[2] = w2;
-		w[3] = b;
-		w[4] = a;
-		tcp = (void *)(ip + 1);
-	} else {
-		struct vm_ip6 *ip6 = (void *)(eth + 1);
-		/* the addresses swapped in words (a memcpy of them is byte by
-		 * byte in BPF): bytes 8-23 and 24-39 of the header */
-		vm_u32a *w = (vm_u32a *)((__u8 *)data + VM_ETH_HLEN + 8);
-		if ((void *)(ip6 + 1) > data_end)
-			return 0;
-		VM_UNROLL
-		for (int i = 0; i < 4; i++) {
-			__u32 x = w[i];
-			w[i] = w[4 + i];
-			w[4 + i] = x;
-		}
-		ip6->ver_tc_fl = vm_htonl(VM_IP6_VER_WORD);
-		ip6->payload_len = vm_htons(l4_len);
-		ip6->hop_limit = VM_IP_TTL;
-		tcp = (void *)(ip6 + 1);
-	}
-	if ((void *)(tcp + 1) > data_end)
-		return 0;
-	return tcp;
+	return vm_reply_l3_write(vm_env_data(e), vm_env_data_end(e), p, l4_len);
 }
 
 /* vm_gw_reply_l3, and the ports swapped. */
 VM_INLINE struct vm_tcp *vm_gw_reply_prepare(struct vm_gw_env *e, const struct vm_pkt *p, __u32 l4_len)
 {
 	struct vm_tcp *tcp = vm_gw_reply_l3(e, p, l4_len);
-	__be16 port;
 
-	if (!tcp)
-		return 0;
-	port = tcp->source;
-	tcp->source = tcp->dest;
-	tcp->dest = port;
+	if (tcp)
+		vm_tcp_ports_swap(tcp);
 	return tcp;
 }
 
@@ -234,32 +169,21 @@ VM_INLINE int vm_gw_reply_bare(struct vm_gw_env *e, const struct vm_pkt *p, __u3
 {
 	__u32 plen = alert ? VM_TLS_ALERT_LEN : 0;
 	struct vm_tcp *tcp = vm_gw_reply_prepare(e, p, VM_TCP_HLEN + plen);
-	__u64 s;
+	__u64 s = 0;   /* the payload's sum */
 
 	if (!tcp) {
 		VM_GW_COUNT(st, reply_fail);
 		return VM_V_DROP;
 	}
-	tcp->seq = vm_htonl(seq);
-	tcp->ack_seq = vm_htonl(ack);
-	tcp->doff_res = (VM_TCP_HLEN / 4) << 4;
-	tcp->flags = flags;
-	tcp->window = (flags & VM_TCP_RST) ? 0 : vm_htons(VM_TCP_WIN_MAX);
-	tcp->urg_ptr = 0;
-	tcp->check = 0;
-	s = vm_pseudo_sum(p->family, p->daddr, p->saddr, VM_TCP_HLEN + plen);
 	if (alert) {
 		if ((void *)tcp + VM_TCP_HLEN + VM_TLS_ALERT_LEN > vm_env_data_end(e)) {
 			VM_GW_COUNT(st, reply_fail);
 			return VM_V_DROP;
 		}
 		vm_tls_alert_write((__u8 *)tcp + VM_TCP_HLEN);
-		s += VM_TLS_ALERT_W0 + VM_TLS_ALERT_W1; /* little-endian hosts, as everywhere else here */
+		s = VM_TLS_ALERT_W0 + VM_TLS_ALERT_W1; /* little-endian hosts, as everywhere else here */
 	}
-	VM_UNROLL
-	for (int i = 0; i < VM_TCP_HLEN / 4; i++)
-		s += ((vm_u32a *)tcp)[i];
-	tcp->check = ~vm_csum_fold(s);
+	vm_tcp_bare_write(tcp, p, seq, ack, flags, VM_TCP_HLEN + plen, s);
 	return VM_V_TX;
 }
 

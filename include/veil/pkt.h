@@ -334,6 +334,105 @@ VM_INLINE int vm_tcp_to_rst(void *data, void *data_end, const struct vm_pkt *p)
 	return 0;
 }
 
+/* ---------- answers in place ---------- */
+
+/* The frame [data, data_end), already sized to Ethernet + p's IP header +
+ * l4_len, made the start of an answer to p: the MACs and the IP addresses
+ * swapped, the IP header our own (IPv4: written in whole words, its
+ * checksum summed from them, no read-back).  Returns the TCP header, with
+ * at least 20 bytes before data_end, or NULL. */
+VM_INLINE struct vm_tcp *vm_reply_l3_write(void *data, void *data_end, const struct vm_pkt *p, __u32 l4_len)
+{
+	struct vm_eth *eth = data;
+	struct vm_tcp *tcp;
+	__u32 m0, m1;
+	__u16 m2, m3;
+
+	if ((void *)(eth + 1) > data_end)
+		return 0;
+	m0 = *(vm_u32a *)eth->dst;
+	m2 = *(vm_u16a *)(eth->dst + 4);
+	m1 = *(vm_u32a *)eth->src;
+	m3 = *(vm_u16a *)(eth->src + 4);
+	*(vm_u32a *)eth->dst = m1;
+	*(vm_u16a *)(eth->dst + 4) = m3;
+	*(vm_u32a *)eth->src = m0;
+	*(vm_u16a *)(eth->src + 4) = m2;
+	if (p->family == VM_AF_INET) {
+		struct vm_ip4 *ip = (void *)(eth + 1);
+		vm_u32a *w = (vm_u32a *)ip;
+		__u32 w0, w1, w2;
+		__u64 s;
+		if ((void *)(ip + 1) > data_end)
+			return 0;
+		__be32 a = ip->saddr, b = ip->daddr;
+		/* version 4, IHL 5 (the parser passes options), TOS 0; id 0, DF;
+		 * TTL, TCP */
+		w0 = VM_W32(0x45, 0, 0, 0) | (__u32)vm_htons(VM_IP4_HLEN + l4_len) << 16;
+		w1 = (__u32)vm_htons(VM_IP4_DF) << 16;
+		w2 = VM_W32(VM_IP_TTL, VM_IPPROTO_TCP, 0, 0);
+		s = (__u64)w0 + w1 + w2 + a + b;
+		w2 |= (__u32)(__u16)~vm_csum_fold(s) << 16;
+		w[0] = w0;
+		w[1] = w1;
+		w[2] = w2;
+		w[3] = b;
+		w[4] = a;
+		tcp = (void *)(ip + 1);
+	} else {
+		struct vm_ip6 *ip6 = (void *)(eth + 1);
+		/* the addresses swapped in words (a memcpy of them is byte by
+		 * byte in BPF): bytes 8-23 and 24-39 of the header */
+		vm_u32a *w = (vm_u32a *)((__u8 *)data + VM_ETH_HLEN + 8);
+		if ((void *)(ip6 + 1) > data_end)
+			return 0;
+		VM_UNROLL
+		for (int i = 0; i < 4; i++) {
+			__u32 x = w[i];
+			w[i] = w[4 + i];
+			w[4 + i] = x;
+		}
+		ip6->ver_tc_fl = vm_htonl(VM_IP6_VER_WORD);
+		ip6->payload_len = vm_htons(l4_len);
+		ip6->hop_limit = VM_IP_TTL;
+		tcp = (void *)(ip6 + 1);
+	}
+	if ((void *)(tcp + 1) > data_end)
+		return 0;
+	return tcp;
+}
+
+VM_INLINE void vm_tcp_ports_swap(struct vm_tcp *tcp)
+{
+	__be16 port = tcp->source;
+
+	tcp->source = tcp->dest;
+	tcp->dest = port;
+}
+
+/* A bare TCP header (no options) at tcp, its ports already the answer's:
+ * seq, ack, flags, a window of 0 for a RST (VM_TCP_WIN_MAX otherwise), the
+ * checksum over the pseudo header of an answer to p of l4_len bytes, this
+ * header and payload_sum (the unfolded sum of what follows it). */
+VM_INLINE void vm_tcp_bare_write(struct vm_tcp *tcp, const struct vm_pkt *p, __u32 seq, __u32 ack, __u8 flags,
+				 __u32 l4_len, __u64 payload_sum)
+{
+	__u64 s;
+
+	tcp->seq = vm_htonl(seq);
+	tcp->ack_seq = vm_htonl(ack);
+	tcp->doff_res = (VM_TCP_HLEN / 4) << 4;
+	tcp->flags = flags;
+	tcp->window = (flags & VM_TCP_RST) ? 0 : vm_htons(VM_TCP_WIN_MAX);
+	tcp->urg_ptr = 0;
+	tcp->check = 0;
+	s = vm_pseudo_sum(p->family, p->daddr, p->saddr, l4_len) + payload_sum;
+	VM_UNROLL
+	for (int i = 0; i < VM_TCP_HLEN / 4; i++)
+		s += ((vm_u32a *)tcp)[i];
+	tcp->check = ~vm_csum_fold(s);
+}
+
 enum vm_parse_rc {
 	VM_PARSE_OK = 0,
 	VM_PARSE_NOT_IP,          /* not IPv4/IPv6 */
