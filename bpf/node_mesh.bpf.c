@@ -216,6 +216,56 @@ VM_INLINE int keep_segment(struct xdp_md *ctx, const struct vm_pkt *p, const str
 	return 0;
 }
 
+/* A connection whose VM is not on this node (never was, or is gone: its
+ * order failed or was deleted and veil-node's table no longer has it), or
+ * which the node does not have (no_conn): the client's segment is answered
+ * with a RST, sent back through the mesh to the gateway it came from, which
+ * forwards it to the client and retires the flow (gw_return).  The client
+ * learns at once instead of retransmitting into nothing until its TCP
+ * gives up.  Made in place: the inner packet becomes the RST from the VIP
+ * (vm_reply_l3_write: the addresses as the client's segment has them, not
+ * yet translated), at the client's ACK with the segment's end
+ * acknowledged, as the gateway refuses a hello (vm_gw_refuse; the client
+ * takes it: RFC 5961, at its RCV.NXT); then the outer headers, addressed
+ * back to where the Geneve packet came from.  A RST is not answered. */
+VM_INLINE int reset_client(struct xdp_md *ctx, const struct vm_pkt *p, const struct vm_mesh_in *m,
+			   const struct node_config *cfg, struct node_stats *st)
+{
+	__u32 inner = p->l3_len + VM_TCP_HLEN, push = vm_geneve_push_len(m->ofamily, VM_GNV_NO_OPT);
+	void *data = XDP_DATA(ctx), *data_end = XDP_DATA_END(ctx);
+	int delta = (int)(ETH_HLEN + inner) - (int)(data_end - data);
+	struct vm_tcp *tcp;
+	struct ethhdr *eth;
+
+	if (p->flags & TCP_RST)
+		return XDP_DROP;
+	if (delta && bpf_xdp_adjust_tail(ctx, delta))
+		goto fail;
+	tcp = vm_reply_l3_write(XDP_DATA(ctx), XDP_DATA_END(ctx), p, VM_TCP_HLEN);
+	if (!tcp)
+		goto fail;
+	vm_tcp_ports_swap(tcp);
+	vm_tcp_bare_write(tcp, p, (p->flags & TCP_ACK) ? p->ack : 0, vm_tcp_seg_end(p), TCP_RST | TCP_ACK,
+			  VM_TCP_HLEN, 0);
+	if (bpf_xdp_adjust_head(ctx, -(int)push))
+		goto fail;
+	data = XDP_DATA(ctx);
+	data_end = XDP_DATA_END(ctx);
+	eth = data;
+	if ((void *)(eth + 1) > data_end ||
+	    vm_geneve_write(data, data_end, m->ofamily, m->ofamily == VM_AF_INET ? cfg->underlay4 : cfg->underlay6,
+			    m->osrc, p->family == VM_AF_INET ? VM_GENEVE_PROTO_IP4 : VM_GENEVE_PROTO_IP6, inner,
+			    VM_GNV_NO_OPT, NULL, vm_flow_port(p->saddr, p->daddr, p->sport, p->dport)))
+		goto fail;
+	__builtin_memcpy(eth->h_dest, m->peer_mac, 6);
+	__builtin_memcpy(eth->h_source, m->our_mac, 6);
+	NODE_COUNT(st, reset_sent);
+	return XDP_TX;
+fail:
+	NODE_COUNT(st, encap_fail);
+	return XDP_DROP;
+}
+
 /* A handoff for a new connection: record it, keep the segment, replay the
  * client's SYN to the VM. */
 VM_INLINE int handoff_new(struct xdp_md *ctx, const struct vm_pkt *p, const struct vm_mesh_in *m,
@@ -231,7 +281,7 @@ VM_INLINE int handoff_new(struct xdp_md *ctx, const struct vm_pkt *p, const stru
 	vm = bpf_map_lookup_elem(&vms, &vm_id);
 	if (!vm || (p->family == VM_AF_INET ? !vm->has4 : !vm->has6)) {
 		NODE_COUNT(st, handoff_no_vm);
-		return XDP_DROP;
+		return reset_client(ctx, p, m, cfg, st);
 	}
 	if (load_tcpopts(ctx, p, s, &o) < 0) {
 		NODE_COUNT(st, mesh_malformed);
@@ -322,7 +372,13 @@ VM_INLINE int handoff_more(struct xdp_md *ctx, const struct vm_pkt *p, const str
 		}
 		struct vm_tcpopts o;
 		struct vm_val *vm = bpf_map_lookup_elem(&vms, &c->vm_id);
-		if (!vm || load_tcpopts(ctx, p, s, &o) < 0 ||
+		if (!vm) {
+			/* gone before it answered our SYN */
+			NODE_COUNT(st, handoff_no_vm);
+			conn_forget(k, c);
+			return reset_client(ctx, p, m, cfg, st);
+		}
+		if (load_tcpopts(ctx, p, s, &o) < 0 ||
 		    make_syn(ctx, p, c, &m->ho, o.tsval, p->family == VM_AF_INET ? cfg->mss4 : cfg->mss6)) {
 			NODE_COUNT(st, mesh_malformed);
 			return XDP_DROP;
@@ -398,8 +454,14 @@ int node_mesh(struct xdp_md *ctx)
 	if (m.has_handoff && c->state == VM_CONN_SYN_SENT)
 		return handoff_more(ctx, &p, &m, &k, c, cfg, s, st);
 	if (!c) {
+		/* Beyond the hello's 16 KB (every packet before carries the
+		 * handoff) and no connection: lost here (swept idle, evicted
+		 * from a full table, the node's state gone), so the VM cannot
+		 * be reached either.  Reset, as a TCP answers a segment of a
+		 * connection it does not have (RFC 793), rather than let the
+		 * client retransmit into nothing. */
 		NODE_COUNT(st, no_conn);
-		return XDP_DROP;
+		return reset_client(ctx, &p, &m, cfg, st);
 	}
 	if (c->state != VM_CONN_ESTABLISHED) {
 		NODE_COUNT(st, early_data);
@@ -412,7 +474,8 @@ int node_mesh(struct xdp_md *ctx)
 		vm = bpf_map_lookup_elem(&vms, &c->vm_id);
 		if (!vm) {
 			NODE_COUNT(st, handoff_no_vm);
-			return XDP_DROP;
+			conn_forget(&k, c);
+			return reset_client(ctx, &p, &m, cfg, st);
 		}
 		c->vm_ifindex = vm->ifindex;
 		__builtin_memcpy(c->vm_mac, vm->vm_mac, 6);

@@ -1008,7 +1008,7 @@ const char *const vm_node_stat_names[] = {
 	"fwd_to_gw", "vm_pass", "vm_malformed", "encap_fail", "no_config", "conn_reset",
 	"hello_seg_stored", "hello_seg_dup", "hello_seg_sent", "conn_replaced", "conn_closed",
 	"conn_full", "hello_store_full", "vm_stale_reset", "conn_collision", "client_rst",
-	"rst_refused", "vm_fast",
+	"rst_refused", "vm_fast", "reset_sent",
 };
 const int vm_node_stat_count = sizeof(struct node_stats) / sizeof(__u64);
 _Static_assert(sizeof(vm_node_stat_names) / sizeof(char *) == sizeof(struct node_stats) / sizeof(__u64),

@@ -272,6 +272,18 @@ if wait_log 'event=vm_failed id=web1 reason="the domain stopped (failed: the emu
 		pass agent_crash_reported_not_restarted
 	else failm agent_crash_reported_not_restarted "state: $(virsh -c qemu:///system domstate "$P-web1" 2>&1)"; fi
 else failm agent_crash_reported_not_restarted "$(tail -3 "$DIR/agent.log")"; fi
+# ... and taken out of veil-node's table: a connection to it is reset at once
+# (the node answers through the mesh), not left to time out
+t=agent_crashed_vm_connections_reset
+if ! grep -q "veil-agent web1" "$DIR/node.conf"; then
+	s0=$(date +%s%N)
+	out=$(nsx cli curl -sS --max-time 15 --cacert "$IMG/ca.pem" --resolve "web1.veil.test:443:$VIP4" \
+		https://web1.veil.test/ 2>&1); rc=$?
+	ms=$(( ($(date +%s%N) - s0) / 1000000 ))
+	if [ $rc != 0 ] && echo "$out" | grep -qi "reset" && [ $ms -lt 5000 ]; then
+		pass "$t (reset after ${ms} ms)"
+	else failm $t "curl rc=$rc after ${ms} ms: $out"; fi
+else failm $t "its line is still in veil-node's table"; fi
 
 # ---- deletion leaves nothing: domain, tap, node table line, disk, state
 rm -f "$DIR/orders/web1.yaml"

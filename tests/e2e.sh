@@ -266,6 +266,57 @@ wait $dl
 [ "$got" = "hello from vm2" ] && [ "$(cat "$DIR/a.sum")" = "$SUM" ] && pass $t ||
 	fail $t "new route gave '$got', download $(cat "$DIR/a.sum")"
 
+# 12b. a VM taken out of its node's table (its order failed or was deleted:
+#      veil-agent takes it out) is not left to swallow its clients' packets:
+#      a connection open to it is reset when its client next sends, a new
+#      one is reset at its hello (node_mesh answers through the mesh), each at
+#      once; back in the table, the VM serves again
+t=vm_removed_connections_reset
+cp "$DIR/n1.conf" "$DIR/n1.conf.good"
+rm -f "$DIR/gone.go"
+nsx cli python3 - "$VIP4" "$DIR/pki/ca.pem" "$DIR/gone.go" >"$DIR/gone.out" 2>&1 <<'PY' &
+import os, socket, ssl, sys, time
+vip, ca, go = sys.argv[1:4]
+req = b"GET / HTTP/1.1\r\nHost: vm2.veil.test\r\n\r\n"
+t = ssl.create_default_context(cafile=ca).wrap_socket(socket.create_connection((vip, 443), timeout=20),
+                                                       server_hostname="vm2.veil.test")
+t.sendall(req)
+print("first:", b"hello from vm2" in t.recv(4096), flush=True)
+while not os.path.exists(go):
+    time.sleep(0.05)
+t0 = time.time()
+try:
+    t.sendall(req)
+    got = t.recv(4096)   # the RST: ECONNRESET, or an end of stream from the SSL layer
+    how = "%d bytes" % len(got) if got else "end"
+except OSError as e:
+    how = type(e).__name__
+print("second: %s after %.2f s" % (how, time.time() - t0), flush=True)
+PY
+py=$!
+for _ in $(seq 100); do grep -q "^first:" "$DIR/gone.out" && break; sleep 0.1; done
+n0=$(grep -c "event=config_reloaded" "$DIR/n1.log")
+grep -v '^vm 2 ' "$DIR/n1.conf.good" >"$DIR/n1.conf"
+kill -HUP "$(cat "$DIR/n1.pid")"
+for _ in $(seq 50); do [ "$(grep -c "event=config_reloaded" "$DIR/n1.log")" -gt "$n0" ] && break; sleep 0.1; done
+touch "$DIR/gone.go"
+wait $py
+s0=$(date +%s%N)
+out=$(ccurl vm2.veil.test 6 https://vm2.veil.test/ 2>&1); rc=$?
+ms=$(( ($(date +%s%N) - s0) / 1000000 ))
+resets=$("$BUILD/veilctl" -p "$PIN/n1" -j stats 2>&1 | python3 -c 'import json,sys; print(json.load(sys.stdin).get("reset_sent", -1))' 2>&1)
+cp "$DIR/n1.conf.good" "$DIR/n1.conf"
+kill -HUP "$(cat "$DIR/n1.pid")"
+for _ in $(seq 50); do [ "$(grep -c "event=config_reloaded" "$DIR/n1.log")" -gt "$((n0 + 1))" ] && break; sleep 0.1; done
+back=$(ccurl vm2.veil.test 4 https://vm2.veil.test/ 2>&1)
+if grep -q "^first: True" "$DIR/gone.out" && grep -Eq "^second: (ConnectionResetError|end) after 0\.[0-9]* s" "$DIR/gone.out" &&
+	[ $rc != 0 ] && echo "$out" | grep -qi "reset" && [ $ms -lt 3000 ] && [ "$resets" -ge 2 ] &&
+	[ "$back" = "hello from vm2" ]; then
+	pass "$t (the open connection: $(grep '^second:' "$DIR/gone.out" | cut -d' ' -f2-); a new one reset after ${ms} ms)"
+else
+	fail $t "open connection: $(tr '\n' ' ' <"$DIR/gone.out"); new: rc=$rc after ${ms} ms: $out; reset_sent $resets; back in: '$back'"
+fi
+
 # 13. a config with an error: the daemon says file:line and exits 2
 t=daemon_bad_config_exit_2
 printf 'client_interface gw-cli\nunderlay4 198.19.0.1\ncookie_secret_file %s\nvip 198.18.100.1 443 maybe\n' "$DIR/cookie.key" >"$DIR/bad.conf"

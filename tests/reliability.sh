@@ -117,8 +117,8 @@ DROPS=(
 	"not_tls                gw parse_error=3                cli send nottls --dst $VIP4 --count 3"
 	"reassembly_overflow    gw asm_overflow>=1              cli $BUILD/veil-hellogen --connect $VIP4:443 --name vm1.veil.test --size 12000 --mss 300 --count 1 --timeout-ms 1500"
 	"return_no_flow         gw ret_no_flow=5                n1  send gnv-noflow $TO_GW --count 5"
-	"node_no_conn           n1 no_conn=5                    n2  send gnv-noconn $TO_N1 --count 5"
-	"node_handoff_no_vm     n1 handoff_no_vm=5              n2  send gnv-novm $TO_N1 --count 5"
+	"node_no_conn           n1 no_conn=5,reset_sent=5       n2  send gnv-noconn $TO_N1 --count 5"
+	"node_handoff_no_vm     n1 handoff_no_vm=5,reset_sent=5 n2  send gnv-novm $TO_N1 --count 5"
 	"node_bad_geneve_option n1 mesh_malformed=5             n2  send gnv-badopt $TO_N1 --count 5"
 )
 if want drop; then

@@ -1126,6 +1126,42 @@ static void refusal_closes(void)
  * family or (same) the same one: a VM packet of the same family as the mesh
  * gets its outer headers by bpf_skb_change_head, one of the other family by
  * bpf_skb_adjust_room (node_vm's to_gateway). */
+/* r: the node's answer to the mesh frame in (a client's segment whose VM
+ * is gone): Geneve back where in came from (outer family ov6; the MACs
+ * swapped) carrying a RST from the VIP to the client's port cport at seq,
+ * acknowledging ack, every length and checksum right. */
+static void check_mesh_rst(const struct run *r, const uint8_t *in, int ov6, int v6, uint16_t cport, uint32_t seq,
+			   uint32_t ack)
+{
+	size_t ol3 = ov6 ? 40 : 20, l3 = v6 ? 40 : 20;
+	const uint8_t *oip = r->out + 14, *udp = oip + ol3, *g = udp + 8, *ip = g + 8, *tcp = ip + l3;
+	uint8_t gw6[16], node6[16];
+
+	inet_pton(AF_INET6, "2001:db8:ff::1", gw6);
+	inet_pton(AF_INET6, "2001:db8:ff::11", node6);
+	CHECK(r->verdict == XDP_TX_, "answered back: verdict %u", r->verdict);
+	if (r->verdict != XDP_TX_)
+		return;
+	CHECK(r->len == 14 + ol3 + 16 + l3 + 20, "length %u", r->len);
+	CHECK(!memcmp(r->out, in + 6, 6) && !memcmp(r->out + 6, in, 6), "to the MAC it came from");
+	CHECK(ov6 ? t_be16(r->out + 12) == 0x86dd && (oip[0] >> 4) == 6 && oip[6] == 17 && !memcmp(oip + 8, node6, 16) &&
+			    !memcmp(oip + 24, gw6, 16) && t_be16(oip + 4) == r->len - 54
+		  : t_be16(r->out + 12) == 0x0800 && oip[0] == 0x45 && oip[9] == 17 && oip[15] == 11 && oip[19] == 1 &&
+			    t_fold(t_sum(oip, 20, 0)) == 0 && t_be16(oip + 2) == r->len - 14,
+	      "outer header node -> gateway");
+	CHECK(t_be16(udp + 2) == 6081 && t_be16(udp + 4) == r->len - 14 - ol3 && t_be16(udp + 6) == 0 && g[0] == 0 &&
+	      t_be16(g + 2) == (v6 ? 0x86dd : 0x0800), "UDP and Geneve (no option)");
+	CHECK(v6 ? !memcmp(ip + 8, VIP6, 16) && !memcmp(ip + 24, CLI6, 16) && t_be16(ip + 4) == 20
+		 : !memcmp(ip + 12, VIP4, 4) && !memcmp(ip + 16, CLI4, 4) && t_be16(ip + 2) == 40 &&
+			   t_fold(t_sum(ip, 20, 0)) == 0,
+	      "inner: VIP -> client");
+	CHECK(t_be16(tcp) == 443 && t_be16(tcp + 2) == cport && tcp[13] == (T_RST | T_ACK) && (tcp[12] >> 4) == 5 &&
+	      t_be32(tcp + 4) == seq && t_be32(tcp + 8) == ack,
+	      "RST: ports %u -> %u, flags %#x, seq %#x (want %#x), ack %#x (want %#x)", t_be16(tcp), t_be16(tcp + 2),
+	      tcp[13], t_be32(tcp + 4), seq, t_be32(tcp + 8), ack);
+	CHECK(t_l4_verify(v6, ip, tcp, 20, 6) == 0, "RST checksum");
+}
+
 static void node_connection(int v6, int same)
 {
 	uint8_t frame[1024], mesh[1200], vmpkt[512];
@@ -1266,12 +1302,13 @@ static void node_connection(int v6, int same)
 	CHECK(v6 || t_fold(t_sum(ip, 20, 0)) == 0, "IP checksum");
 	CHECK(t_l4_verify(v6, ip, tcp, r.len - 14 - l3, 6) == 0, "TCP checksum");
 
-	/* 5. data for an unknown connection is dropped and counted */
+	/* 5. data for an unknown connection is answered with a RST and counted */
 	b = node_now();
 	frame[14 + l3 + 1] ^= 0x55;  /* another client port */
 	n = mesh_wrap(frame, fl, v6, NULL, mesh);
 	xdp_run(NODE_MESH, mesh, n, &r);
-	CHECK(r.verdict == XDP_DROP_ && node_now().no_conn == b.no_conn + 1, "unknown connection");
+	CHECK(node_now().no_conn == b.no_conn + 1 && node_now().reset_sent == b.reset_sent + 1, "unknown connection");
+	check_mesh_rst(&r, mesh, v6, v6, sport ^ 0x55, cookie + 1 + 100, isn + 1 + hello_curl_len);
 }
 
 /* The conns entry of a connection by its client port (family v6 or not). */
@@ -2209,17 +2246,149 @@ static void node_vm_change_seen(void)
 	vm_node_vms_changed(&N, 1);
 	xdp_run(NODE_MESH, mesh, n, &r);
 	CHECK(r.verdict == XDP_REDIRECT_ && !memcmp(r.out, mac2, 6), "the VM's new MAC: verdict %u", r.verdict);
-	struct node_stats b = node_now();
-	bpf_map_delete_elem(fd, &id);
-	vm_node_vms_changed(&N, 1);
-	xdp_run(NODE_MESH, mesh, n, &r);
-	CHECK(r.verdict == XDP_DROP_ && node_now().handoff_no_vm == b.handoff_no_vm + 1 &&
-	      node_now().fwd_to_vm == b.fwd_to_vm, "a removed VM receives nothing: verdict %u", r.verdict);
-	bpf_map_update_elem(fd, &id, &was, BPF_NOEXIST);
+	bpf_map_update_elem(fd, &id, &was, BPF_EXIST);
 	vm_node_vms_changed(&N, 1);
 	xdp_run(NODE_MESH, mesh, n, &r);
 	CHECK(r.verdict == XDP_REDIRECT_ && !memcmp(r.out, VM_MAC, 6), "back: verdict %u", r.verdict);
+	/* a removed VM: node_vm_gone_resets */
 }
+
+/* A connection through the gateway to the node's VM 1, established there
+ * (the hello handed off, the client's SYN replayed, the VM's SYN-ACK
+ * answered with the hello): its cookie. */
+static uint32_t established_at_node(int v6, uint16_t sport, uint32_t isn, uint32_t vm_isn, uint32_t *gw_ts)
+{
+	static uint8_t synack_opts[20] = { 2, 4, 5, 0xb4, 4, 2, 8, 10, 0, 0, 0x03, 0x09, 0x11, 0x22, 0x33, 0x55, 1, 3, 3, 9 };
+	uint8_t in[1024], mesh[1400];
+	struct run r;
+	struct flow_key k;
+	struct conn_val c;
+	uint32_t cookie = handshake(v6, sport, isn, gw_ts);
+
+	xdp_run(GW_ING, in, hello_pkt(v6, sport, isn, cookie, *gw_ts, hello_curl, hello_curl_len, in), &r);
+	memcpy(mesh, r.out, r.len);
+	xdp_run(NODE_MESH, mesh, r.len, &r);
+	CHECK(r.verdict == XDP_REDIRECT_ && !memcmp(r.out, VM_MAC, 6), "the client's SYN to the VM: %u", r.verdict);
+	struct t_pkt sa = { .v6 = v6, .sport = 443, .dport = sport, .seq = vm_isn, .ack = isn + 1,
+			    .flags = T_SYN | T_ACK, .window = 65160, .opts = synack_opts, .optlen = 20 };
+	memcpy(sa.smac, VM_MAC, 6);
+	memcpy(sa.dmac, HOST_MAC, 6);
+	memcpy(sa.src, v6 ? VM6 : VM4, v6 ? 16 : 4);
+	memcpy(sa.dst, v6 ? CLI6 : CLI4, v6 ? 16 : 4);
+	tc_run(NODE_VM, in, t_build(&sa, in), &r);
+	CHECK(conn_find(v6, sport, &k, &c) == 0 && c.state == VM_CONN_ESTABLISHED, "established");
+	return cookie;
+}
+
+/* A connection whose VM is not on the node, or is no longer (its order
+ * failed or was deleted: veil-agent takes it out of veil-node's table), is
+ * reset instead of left to retransmit until the client's TCP gives up.
+ * Each program in turn, as the packets go: the gateway hands the hello to
+ * the node, the node answers the client's segment with a RST through the
+ * mesh, the gateway sends it to the client from the VIP and retires the
+ * flow.  At the handoff (the VM not there) and on an established connection
+ * (the VM removed after), whose entry the node forgets; a client's RST is
+ * not answered; a handoff over an IPv6 mesh is answered over it. */
+static void node_vm_gone_resets(int v6)
+{
+	uint8_t in[1024], mesh[1400], back[512];
+	struct run r;
+	const uint32_t vm_isn = 0x31000000;
+	uint16_t sport = 43100 + 2 * v6;
+	uint32_t gw_ts, isn = 0x05000000, cookie = handshake(v6, sport, isn, &gw_ts);
+	size_t l3 = v6 ? 40 : 20, n;
+	int fd = vm_node_map_fd(&N, "vms");
+	__u32 id = 1;
+	struct vm_val was;
+	struct gw_stats gb = gw_now();
+	struct node_stats nb = node_now();
+	struct flow_key k;
+	struct conn_val c;
+
+	CHECK(bpf_map_lookup_elem(fd, &id, &was) == 0, "vms entry");
+	/* 1. the VM not there at the handoff */
+	bpf_map_delete_elem(fd, &id);
+	vm_node_vms_changed(&N, 1);
+	n = hello_pkt(v6, sport, isn, cookie, gw_ts, hello_curl, hello_curl_len, in);
+	xdp_run(GW_ING, in, n, &r);
+	CHECK((r.verdict == XDP_TX_ || r.verdict == XDP_REDIRECT_) && flow_exists(v6, sport), "hello to the node: %u",
+	      r.verdict);
+	memcpy(mesh, r.out, r.len);
+	xdp_run(NODE_MESH, mesh, r.len, &r);
+	check_mesh_rst(&r, mesh, 0, v6, sport, cookie + 1, isn + 1 + hello_curl_len);
+	CHECK(node_now().handoff_no_vm == nb.handoff_no_vm + 1 && node_now().reset_sent == nb.reset_sent + 1 &&
+	      node_now().handoff_replayed == nb.handoff_replayed, "counted: no VM, reset");
+	CHECK(conn_find(v6, sport, &k, &c) != 0, "no connection made");
+	n = r.len;
+	memcpy(back, r.out, n);
+	xdp_run(GW_RET, back, n, &r);
+	CHECK(r.verdict == XDP_REDIRECT_ || r.verdict == XDP_TX_, "the RST to the client: %u", r.verdict);
+	CHECK(r.len == 14 + l3 + 20 && !memcmp(r.out, CLI_MAC, 6) && r.out[14 + l3 + 13] == (T_RST | T_ACK) &&
+	      t_be32(r.out + 14 + l3 + 4) == cookie + 1, "a RST from the VIP, at the client's ACK");
+	CHECK(gw_now().flow_reset == gb.flow_reset + 1 && !flow_exists(v6, sport), "the gateway retired the flow");
+
+	/* 2. an established connection, then the VM removed */
+	bpf_map_update_elem(fd, &id, &was, BPF_NOEXIST);
+	vm_node_vms_changed(&N, 1);
+	isn += 0x100000;
+	cookie = established_at_node(v6, ++sport, isn, vm_isn, &gw_ts);
+	bpf_map_delete_elem(fd, &id);
+	vm_node_vms_changed(&N, 1);
+	static uint8_t payload[60] = { 0x17, 3, 3, 0, 55 };
+	uint32_t seq = isn + 1 + hello_curl_len, ack = cookie + 1 + 200;
+	struct t_pkt d = client_pkt(v6, sport, seq, ack, T_ACK | T_PSH);
+	d.payload = payload;
+	d.plen = sizeof(payload);
+	gb = gw_now();
+	nb = node_now();
+	xdp_run(GW_ING, in, t_build(&d, in), &r);
+	CHECK(r.verdict == XDP_TX_ || r.verdict == XDP_REDIRECT_, "data to the node: %u", r.verdict);
+	memcpy(mesh, r.out, r.len);
+	xdp_run(NODE_MESH, mesh, r.len, &r);
+	check_mesh_rst(&r, mesh, 0, v6, sport, ack, seq + sizeof(payload));
+	CHECK(node_now().handoff_no_vm == nb.handoff_no_vm + 1 && node_now().reset_sent == nb.reset_sent + 1 &&
+	      node_now().fwd_to_vm == nb.fwd_to_vm, "counted: no VM, reset, nothing to the VM");
+	CHECK(conn_find(v6, sport, &k, &c) != 0, "the connection forgotten");
+	n = r.len;
+	memcpy(back, r.out, n);
+	xdp_run(GW_RET, back, n, &r);
+	CHECK((r.verdict == XDP_REDIRECT_ || r.verdict == XDP_TX_) && r.out[14 + l3 + 13] == (T_RST | T_ACK) &&
+	      gw_now().flow_reset == gb.flow_reset + 1 && !flow_exists(v6, sport), "to the client, the flow retired");
+
+	/* 3. a client's RST is not answered (the connection forgotten all the same) */
+	bpf_map_update_elem(fd, &id, &was, BPF_NOEXIST);
+	vm_node_vms_changed(&N, 1);
+	isn += 0x100000;
+	cookie = established_at_node(v6, ++sport, isn, vm_isn, &gw_ts);
+	bpf_map_delete_elem(fd, &id);
+	vm_node_vms_changed(&N, 1);
+	d = client_pkt(v6, sport, isn + 1 + hello_curl_len, cookie + 1, T_RST | T_ACK);
+	nb = node_now();
+	n = mesh_wrap(in, t_build(&d, in), 0, NULL, mesh);
+	xdp_run(NODE_MESH, mesh, n, &r);
+	CHECK(r.verdict == XDP_DROP_ && node_now().reset_sent == nb.reset_sent &&
+	      node_now().handoff_no_vm == nb.handoff_no_vm + 1 && conn_find(v6, sport, &k, &c) != 0,
+	      "a RST not answered: %u", r.verdict);
+
+	/* 4. over an IPv6 mesh, a VM this node never had, on that tuple */
+	struct vm_handoff ho = { .vm_id_be = htonl(99), .client_isn_be = htonl(isn), .mss_be = htons(1440),
+				 .client_wscale = 255 };
+	n = mesh_wrap(in, hello_pkt(v6, sport, isn, cookie, gw_ts, hello_curl, hello_curl_len, in), 1, &ho, mesh);
+	xdp_run(NODE_MESH, mesh, n, &r);
+	check_mesh_rst(&r, mesh, 1, v6, sport, cookie + 1, isn + 1 + hello_curl_len);
+	n = r.len;
+	memcpy(back, r.out, n);
+	gb = gw_now();
+	xdp_run(GW_RET, back, n, &r);
+	CHECK((r.verdict == XDP_REDIRECT_ || r.verdict == XDP_TX_) && gw_now().flow_reset == gb.flow_reset + 1 &&
+	      !flow_exists(v6, sport), "the gateway takes it over IPv6 (part 3's flow, which its RST did not pass): %u",
+	      r.verdict);
+
+	bpf_map_update_elem(fd, &id, &was, BPF_NOEXIST);
+	vm_node_vms_changed(&N, 1);
+}
+static void node_vm_gone_resets_v4(void) { node_vm_gone_resets(0); }
+static void node_vm_gone_resets_v6(void) { node_vm_gone_resets(1); }
 
 /* A node restarted with another conns_max: conns and conn_rev are replaced
  * by maps of the new size and what they held copied in at the load, so the
@@ -2324,7 +2493,8 @@ static void node_rejects_bad_mesh_packets(void)
 	size_t n = mesh_wrap(frame, fl, 0, &ho, mesh);
 	struct node_stats b = node_now();
 	xdp_run(NODE_MESH, mesh, n, &r);
-	CHECK(r.verdict == XDP_DROP_ && node_now().handoff_no_vm == b.handoff_no_vm + 1, "unknown VM");
+	CHECK(r.verdict == XDP_TX_ && node_now().handoff_no_vm == b.handoff_no_vm + 1 &&
+	      node_now().reset_sent == b.reset_sent + 1, "unknown VM: reset through the mesh (%u)", r.verdict);
 	/* option length beyond the header */
 	mesh[14 + 20 + 8] = 63;
 	xdp_run(NODE_MESH, mesh, n, &r);
@@ -4005,6 +4175,8 @@ int main(void)
 	RUN(refusal_closes);
 	RUN(node_passes_other_traffic);
 	RUN(node_rejects_bad_mesh_packets);
+	RUN(node_vm_gone_resets_v4);
+	RUN(node_vm_gone_resets_v6);
 	RUN(reassembly_two_segments_in_order);
 	RUN(reassembly_next_hop_from_map);
 	RUN(reassembly_out_of_order_records_v6);

@@ -361,6 +361,9 @@ up() {
 	# ends that receive frames from XDP_TX / XDP_REDIRECT on the other end
 	xdp_pass cli cli-gw
 	xdp_pass sw sw-gw
+	# the nodes answer a client whose VM is gone with a RST sent back out (XDP_TX)
+	xdp_pass sw sw-n1
+	xdp_pass sw sw-n2
 	for vm in vm1 vm2 vm3; do xdp_pass "$vm" eth0; done
 
 	# the VMs learn their gateways (veil-gw keeps the nodes resolved itself)

@@ -69,6 +69,7 @@ struct vm {
 	bool report_pending;
 	double t_report_retry;
 	bool waiting_slot; /* fetched, waiting for a boot slot (max_booting) */
+	bool in_node_table; /* our line is in veil-node's VM table */
 };
 
 static struct ag_daemon *D;
@@ -139,7 +140,7 @@ static int admit(struct vm *v, char *why, size_t len)
 /* ---------- the transport role: veil-node's VM table ---------- */
 
 /* Our lines in veil-node's config end with "# veil-agent <id>". */
-static int node_table(const struct vm *v, bool add, char *err, size_t errlen)
+static int node_table(struct vm *v, bool add, char *err, size_t errlen)
 {
 	if (!D->node_config || !v->spec.vm_id)
 		return 0;
@@ -174,6 +175,7 @@ static int node_table(const struct vm *v, bool add, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: %s", D->node_config, strerror(errno));
 		return -1;
 	}
+	v->in_node_table = add;
 	if (!D->node_socket)
 		return 0;
 	/* veil-node reloads its VM table (and attaches its TC program to new taps) */
@@ -282,6 +284,14 @@ static void fail(struct vm *v, const char *fmt, ...)
 	v->state = ST_FAILED;
 	ag_log("event=vm_failed id=%s reason=\"%s\"", v->spec.id, why);
 	report(v, "failed", why);
+	/* Out of veil-node's table: the node then answers its connections'
+	 * packets with a RST (node_mesh), so their clients learn at once
+	 * instead of retransmitting into a VM that is gone. */
+	if (v->in_node_table) {
+		char err[512];
+		if (node_table(v, false, err, sizeof(err)))
+			ag_log("event=node_table_failed id=%s reason=\"%s\"", v->spec.id, err);
+	}
 	/* A failed VM is stopped, never restarted: its resources go back to the
 	 * node; the definition, console log and disk stay for a look until the
 	 * order is deleted. */

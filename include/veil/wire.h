@@ -760,6 +760,9 @@ struct node_stats {
 	                           * options or IPv6 without extension headers, the timestamp
 	                           * block alone, an established connection's copy); the rest
 	                           * went the general way */
+	__u64 reset_sent;         /* of handoff_no_vm and no_conn, the client's segments answered
+	                           * with a RST through the mesh (its VM, or its connection, not
+	                           * or no longer on this node) */
 };
 
 #ifndef VM_INLINE
