@@ -1126,6 +1126,21 @@ static void refusal_closes(void)
  * family or (same) the same one: a VM packet of the same family as the mesh
  * gets its outer headers by bpf_skb_change_head, one of the other family by
  * bpf_skb_adjust_room (node_vm's to_gateway). */
+/* The VM's SYN-ACK to the client's replayed SYN (isn) on port sport: its
+ * ISN vm_isn, MSS, SACK, timestamps (TSval 777) and window scale 9. */
+static struct t_pkt vm_synack(int v6, uint16_t sport, uint32_t vm_isn, uint32_t isn)
+{
+	static uint8_t synack_opts[20] = { 2, 4, 5, 0xb4, 4, 2, 8, 10, 0, 0, 0x03, 0x09, 0x11, 0x22, 0x33, 0x55, 1, 3, 3, 9 };
+	struct t_pkt sa = { .v6 = v6, .sport = 443, .dport = sport, .seq = vm_isn, .ack = isn + 1,
+			    .flags = T_SYN | T_ACK, .window = 65160, .opts = synack_opts, .optlen = 20 };
+
+	memcpy(sa.smac, VM_MAC, 6);
+	memcpy(sa.dmac, HOST_MAC, 6);
+	memcpy(sa.src, v6 ? VM6 : VM4, v6 ? 16 : 4);
+	memcpy(sa.dst, v6 ? CLI6 : CLI4, v6 ? 16 : 4);
+	return sa;
+}
+
 /* r: the node's answer to the mesh frame in (a client's segment whose VM
  * is gone): Geneve back where in came from (outer family ov6; the MACs
  * swapped) carrying a RST from the VIP to the client's port cport at seq,
@@ -1194,13 +1209,7 @@ static void node_connection(int v6, int same)
 	      "SYN options mss %d ws %d ts %x", o.mss, o.ws, o.tsval);
 
 	/* 2. the VM's SYN-ACK (TC) -> the ACK carrying the hello, back to the VM */
-	static uint8_t synack_opts[20] = { 2, 4, 5, 0xb4, 4, 2, 8, 10, 0, 0, 0x03, 0x09, 0x11, 0x22, 0x33, 0x55, 1, 3, 3, 9 };
-	struct t_pkt sa = { .v6 = v6, .sport = 443, .dport = sport, .seq = vm_isn, .ack = isn + 1,
-			    .flags = T_SYN | T_ACK, .window = 65160, .opts = synack_opts, .optlen = 20 };
-	memcpy(sa.smac, VM_MAC, 6);
-	memcpy(sa.dmac, HOST_MAC, 6);
-	memcpy(sa.src, v6 ? VM6 : VM4, v6 ? 16 : 4);
-	memcpy(sa.dst, v6 ? CLI6 : CLI4, v6 ? 16 : 4);
+	struct t_pkt sa = vm_synack(v6, sport, vm_isn, isn);
 	n = t_build(&sa, vmpkt);
 	tc_run(NODE_VM, vmpkt, n, &r);
 	CHECK(r.verdict == 2, "SYN-ACK verdict %u (it ends there; the hello goes out as a clone)", r.verdict);
@@ -2253,12 +2262,42 @@ static void node_vm_change_seen(void)
 	/* a removed VM: node_vm_gone_resets */
 }
 
+/* The node's VM 1 (its vms entry was) in the table or out of it, as
+ * veil-node changes it (vms_gen moved). */
+static void vm1_there(int there, const struct vm_val *was)
+{
+	int fd = vm_node_map_fd(&N, "vms");
+	__u32 id = 1;
+
+	if (there)
+		bpf_map_update_elem(fd, &id, was, BPF_NOEXIST);
+	else
+		bpf_map_delete_elem(fd, &id);
+	vm_node_vms_changed(&N, 1);
+}
+
+/* The node's RST (rn) through the gateway's return path: to the client from
+ * the VIP at seq, and the client's flow there (port sport) retired. */
+static void rst_through_gateway(const struct run *rn, int v6, uint16_t sport, uint32_t seq)
+{
+	uint8_t back[512];
+	struct run r;
+	struct gw_stats gb = gw_now();
+	size_t l3 = v6 ? 40 : 20;
+
+	memcpy(back, rn->out, rn->len);
+	xdp_run(GW_RET, back, rn->len, &r);
+	CHECK((r.verdict == XDP_REDIRECT_ || r.verdict == XDP_TX_) && r.len == 14 + l3 + 20 &&
+	      !memcmp(r.out, CLI_MAC, 6) && r.out[14 + l3 + 13] == (T_RST | T_ACK) && t_be32(r.out + 14 + l3 + 4) == seq,
+	      "a RST to the client at its ACK: verdict %u", r.verdict);
+	CHECK(gw_now().flow_reset == gb.flow_reset + 1 && !flow_exists(v6, sport), "the gateway retired the flow");
+}
+
 /* A connection through the gateway to the node's VM 1, established there
  * (the hello handed off, the client's SYN replayed, the VM's SYN-ACK
  * answered with the hello): its cookie. */
 static uint32_t established_at_node(int v6, uint16_t sport, uint32_t isn, uint32_t vm_isn, uint32_t *gw_ts)
 {
-	static uint8_t synack_opts[20] = { 2, 4, 5, 0xb4, 4, 2, 8, 10, 0, 0, 0x03, 0x09, 0x11, 0x22, 0x33, 0x55, 1, 3, 3, 9 };
 	uint8_t in[1024], mesh[1400];
 	struct run r;
 	struct flow_key k;
@@ -2269,12 +2308,7 @@ static uint32_t established_at_node(int v6, uint16_t sport, uint32_t isn, uint32
 	memcpy(mesh, r.out, r.len);
 	xdp_run(NODE_MESH, mesh, r.len, &r);
 	CHECK(r.verdict == XDP_REDIRECT_ && !memcmp(r.out, VM_MAC, 6), "the client's SYN to the VM: %u", r.verdict);
-	struct t_pkt sa = { .v6 = v6, .sport = 443, .dport = sport, .seq = vm_isn, .ack = isn + 1,
-			    .flags = T_SYN | T_ACK, .window = 65160, .opts = synack_opts, .optlen = 20 };
-	memcpy(sa.smac, VM_MAC, 6);
-	memcpy(sa.dmac, HOST_MAC, 6);
-	memcpy(sa.src, v6 ? VM6 : VM4, v6 ? 16 : 4);
-	memcpy(sa.dst, v6 ? CLI6 : CLI4, v6 ? 16 : 4);
+	struct t_pkt sa = vm_synack(v6, sport, vm_isn, isn);
 	tc_run(NODE_VM, in, t_build(&sa, in), &r);
 	CHECK(conn_find(v6, sport, &k, &c) == 0 && c.state == VM_CONN_ESTABLISHED, "established");
 	return cookie;
@@ -2291,24 +2325,20 @@ static uint32_t established_at_node(int v6, uint16_t sport, uint32_t isn, uint32
  * not answered; a handoff over an IPv6 mesh is answered over it. */
 static void node_vm_gone_resets(int v6)
 {
-	uint8_t in[1024], mesh[1400], back[512];
+	uint8_t in[1024], mesh[1400];
 	struct run r;
 	const uint32_t vm_isn = 0x31000000;
 	uint16_t sport = 43100 + 2 * v6;
 	uint32_t gw_ts, isn = 0x05000000, cookie = handshake(v6, sport, isn, &gw_ts);
-	size_t l3 = v6 ? 40 : 20, n;
-	int fd = vm_node_map_fd(&N, "vms");
-	__u32 id = 1;
+	size_t n;
 	struct vm_val was;
-	struct gw_stats gb = gw_now();
 	struct node_stats nb = node_now();
 	struct flow_key k;
 	struct conn_val c;
 
-	CHECK(bpf_map_lookup_elem(fd, &id, &was) == 0, "vms entry");
+	CHECK(bpf_map_lookup_elem(vm_node_map_fd(&N, "vms"), &(__u32){ 1 }, &was) == 0, "vms entry");
 	/* 1. the VM not there at the handoff */
-	bpf_map_delete_elem(fd, &id);
-	vm_node_vms_changed(&N, 1);
+	vm1_there(0, &was);
 	n = hello_pkt(v6, sport, isn, cookie, gw_ts, hello_curl, hello_curl_len, in);
 	xdp_run(GW_ING, in, n, &r);
 	CHECK((r.verdict == XDP_TX_ || r.verdict == XDP_REDIRECT_) && flow_exists(v6, sport), "hello to the node: %u",
@@ -2319,27 +2349,18 @@ static void node_vm_gone_resets(int v6)
 	CHECK(node_now().handoff_no_vm == nb.handoff_no_vm + 1 && node_now().reset_sent == nb.reset_sent + 1 &&
 	      node_now().handoff_replayed == nb.handoff_replayed, "counted: no VM, reset");
 	CHECK(conn_find(v6, sport, &k, &c) != 0, "no connection made");
-	n = r.len;
-	memcpy(back, r.out, n);
-	xdp_run(GW_RET, back, n, &r);
-	CHECK(r.verdict == XDP_REDIRECT_ || r.verdict == XDP_TX_, "the RST to the client: %u", r.verdict);
-	CHECK(r.len == 14 + l3 + 20 && !memcmp(r.out, CLI_MAC, 6) && r.out[14 + l3 + 13] == (T_RST | T_ACK) &&
-	      t_be32(r.out + 14 + l3 + 4) == cookie + 1, "a RST from the VIP, at the client's ACK");
-	CHECK(gw_now().flow_reset == gb.flow_reset + 1 && !flow_exists(v6, sport), "the gateway retired the flow");
+	rst_through_gateway(&r, v6, sport, cookie + 1);
 
 	/* 2. an established connection, then the VM removed */
-	bpf_map_update_elem(fd, &id, &was, BPF_NOEXIST);
-	vm_node_vms_changed(&N, 1);
+	vm1_there(1, &was);
 	isn += 0x100000;
 	cookie = established_at_node(v6, ++sport, isn, vm_isn, &gw_ts);
-	bpf_map_delete_elem(fd, &id);
-	vm_node_vms_changed(&N, 1);
+	vm1_there(0, &was);
 	static uint8_t payload[60] = { 0x17, 3, 3, 0, 55 };
 	uint32_t seq = isn + 1 + hello_curl_len, ack = cookie + 1 + 200;
 	struct t_pkt d = client_pkt(v6, sport, seq, ack, T_ACK | T_PSH);
 	d.payload = payload;
 	d.plen = sizeof(payload);
-	gb = gw_now();
 	nb = node_now();
 	xdp_run(GW_ING, in, t_build(&d, in), &r);
 	CHECK(r.verdict == XDP_TX_ || r.verdict == XDP_REDIRECT_, "data to the node: %u", r.verdict);
@@ -2349,19 +2370,13 @@ static void node_vm_gone_resets(int v6)
 	CHECK(node_now().handoff_no_vm == nb.handoff_no_vm + 1 && node_now().reset_sent == nb.reset_sent + 1 &&
 	      node_now().fwd_to_vm == nb.fwd_to_vm, "counted: no VM, reset, nothing to the VM");
 	CHECK(conn_find(v6, sport, &k, &c) != 0, "the connection forgotten");
-	n = r.len;
-	memcpy(back, r.out, n);
-	xdp_run(GW_RET, back, n, &r);
-	CHECK((r.verdict == XDP_REDIRECT_ || r.verdict == XDP_TX_) && r.out[14 + l3 + 13] == (T_RST | T_ACK) &&
-	      gw_now().flow_reset == gb.flow_reset + 1 && !flow_exists(v6, sport), "to the client, the flow retired");
+	rst_through_gateway(&r, v6, sport, ack);
 
 	/* 3. a client's RST is not answered (the connection forgotten all the same) */
-	bpf_map_update_elem(fd, &id, &was, BPF_NOEXIST);
-	vm_node_vms_changed(&N, 1);
+	vm1_there(1, &was);
 	isn += 0x100000;
 	cookie = established_at_node(v6, ++sport, isn, vm_isn, &gw_ts);
-	bpf_map_delete_elem(fd, &id);
-	vm_node_vms_changed(&N, 1);
+	vm1_there(0, &was);
 	d = client_pkt(v6, sport, isn + 1 + hello_curl_len, cookie + 1, T_RST | T_ACK);
 	nb = node_now();
 	n = mesh_wrap(in, t_build(&d, in), 0, NULL, mesh);
@@ -2376,16 +2391,8 @@ static void node_vm_gone_resets(int v6)
 	n = mesh_wrap(in, hello_pkt(v6, sport, isn, cookie, gw_ts, hello_curl, hello_curl_len, in), 1, &ho, mesh);
 	xdp_run(NODE_MESH, mesh, n, &r);
 	check_mesh_rst(&r, mesh, 1, v6, sport, cookie + 1, isn + 1 + hello_curl_len);
-	n = r.len;
-	memcpy(back, r.out, n);
-	gb = gw_now();
-	xdp_run(GW_RET, back, n, &r);
-	CHECK((r.verdict == XDP_REDIRECT_ || r.verdict == XDP_TX_) && gw_now().flow_reset == gb.flow_reset + 1 &&
-	      !flow_exists(v6, sport), "the gateway takes it over IPv6 (part 3's flow, which its RST did not pass): %u",
-	      r.verdict);
-
-	bpf_map_update_elem(fd, &id, &was, BPF_NOEXIST);
-	vm_node_vms_changed(&N, 1);
+	rst_through_gateway(&r, v6, sport, cookie + 1);   /* part 3's flow, which its RST did not pass */
+	vm1_there(1, &was);
 }
 static void node_vm_gone_resets_v4(void) { node_vm_gone_resets(0); }
 static void node_vm_gone_resets_v6(void) { node_vm_gone_resets(1); }
