@@ -61,7 +61,37 @@ struct node_state {
 	bool skb;
 	__u64 started, reloads_ok, reloads_rejected;
 	struct vm_sweep sweep;    /* retires closed connections */
+	/* VMs taken out of the table: their clients nudged (vm_node_nudge)
+	 * every second until gone_until, since a nudge or its answer can be
+	 * lost, or come while the client's TCP is holding its answers back */
+	__u32 gone[VM_CFG_MAX_VMS];
+	time_t gone_until[VM_CFG_MAX_VMS];
+	int ngone;
 };
+
+#define NUDGE_FOR_S 10
+
+/* Nudges the clients of the VMs taken out, while they are still in
+ * gone[]; each VM's first round is logged, and any later one that
+ * reached a client. */
+static void nudge_gone(struct node_state *st, time_t now, int first)
+{
+	for (int i = 0; i < st->ngone; i++) {
+		if (now >= st->gone_until[i]) {   /* done: the last entry takes its place */
+			st->ngone--;
+			st->gone[i] = st->gone[st->ngone];
+			st->gone_until[i] = st->gone_until[st->ngone];
+			i--;
+			continue;
+		}
+		if (first != (st->gone_until[i] == now + NUDGE_FOR_S))
+			continue;
+		long failed, sent = vm_node_nudge(&st->n, &st->gone[i], 1, &failed);
+		if (first || sent || failed)
+			vm_log("event=vm_gone vm=%u clients_nudged=%ld nudge_failed=%ld%s", st->gone[i], sent, failed,
+			       first ? "" : " again=yes");
+	}
+}
 
 static const char *const node_maps[] = { "vms", "conns", "conn_rev", "hellos" };
 
@@ -94,9 +124,26 @@ static int node_reload(struct node_state *st, char *err, size_t errlen, int *cha
 		st->reloads_rejected++;
 		return -1;
 	}
+	/* VMs taken out (their orders failed or went): their clients told;
+	 * one back in the table is not nudged any more */
+	time_t now = time(NULL);
+	for (int i = 0; i < st->ngone; i++)
+		for (int j = 0; j < st->nc.nvms; j++)
+			if (st->nc.vms[j].id == st->gone[i])
+				st->gone_until[i] = now;   /* dropped by nudge_gone */
+	for (int i = 0; i < st->cfg.nvms && st->ngone < VM_CFG_MAX_VMS; i++) {
+		int j = 0;
+		while (j < st->nc.nvms && st->nc.vms[j].id != st->cfg.vms[i].id)
+			j++;
+		if (j == st->nc.nvms) {
+			st->gone[st->ngone] = st->cfg.vms[i].id;
+			st->gone_until[st->ngone++] = now + NUDGE_FOR_S;
+		}
+	}
 	st->cfg = st->nc;
 	st->reloads_ok++;
 	vm_log("event=config_reloaded vms=%d changes=%d", st->cfg.nvms, *changes);
+	nudge_gone(st, now, 1);
 	return 0;
 }
 
@@ -242,8 +289,14 @@ int main(int argc, char **argv)
 		       runtime, strerror(errno));
 
 	vm_daemon_signals();
+	time_t last_nudge = 0;
 	while (!vm_stop_sig) {
-		vm_sweep_run(&st.sweep, time(NULL));
+		time_t now = time(NULL);
+		vm_sweep_run(&st.sweep, now);
+		if (st.ngone && now != last_nudge) {
+			nudge_gone(&st, now, 0);
+			last_nudge = now;
+		}
 		vm_ctl_poll(&ctl, 1000, node_cmd, node_metrics, &st);
 		if (vm_reload) {
 			vm_reload = 0;

@@ -442,6 +442,13 @@ long vm_flows_check(const struct vm_flows *t);
 struct vm_flows *vm_gw_flows(struct vm_gw *g);
 /* The node's conns, mapped at its load (vm_node_load), or NULL. */
 struct vm_flows *vm_node_conns(struct vm_node *n);
+/* The clients of the established connections to VMs ids (taken out of the
+ * table) sent a segment their TCP answers, which node_mesh then resets
+ * (nudge.c): how many were sent; *failed, those that could not be. */
+long vm_node_nudge(struct vm_node *n, const __u32 *ids, int nids, long *failed);
+/* The UDP payload of one such segment (Geneve, the inner IP and TCP
+ * headers, at most 68 bytes): its length. */
+size_t vm_nudge_segment(const struct flow_key *k, const struct conn_val *c, __u8 *out);
 
 /* ---------- retiring closed flows (sweep.c) ---------- */
 #include <time.h>
