@@ -2293,6 +2293,40 @@ static void rst_through_gateway(const struct run *rn, int v6, uint16_t sport, ui
 	CHECK(gw_now().flow_reset == gb.flow_reset + 1 && !flow_exists(v6, sport), "the gateway retired the flow");
 }
 
+/* veil-node's nudge for the connection on port sport (vm_nudge_segment:
+ * what it sends to the gateway when the connection's VM leaves) is a VM
+ * packet for the gateway: a bare ACK from the VIP to the client at the
+ * client's initial receive sequence (the cookie), acknowledging where the
+ * client stands, each checksum right. */
+static void nudge_reaches_client(int v6, uint16_t sport, uint32_t cookie)
+{
+	uint8_t seg[128], frame[128], pkt[256];
+	struct flow_key k;
+	struct conn_val c;
+	struct run r;
+	size_t l3 = v6 ? 40 : 20;
+
+	CHECK(conn_find(v6, sport, &k, &c) == 0, "the connection");
+	size_t n = vm_nudge_segment(&k, &c, seg);
+	CHECK(n == 8 + l3 + 20 && seg[0] == 0 && t_be16(seg + 2) == (v6 ? 0x86dd : 0x0800), "Geneve, no option: %zu",
+	      n);
+	memset(frame, 0, 14);
+	memcpy(frame + 12, seg + 2, 2);   /* the frame ret_wrap wraps: its type, the inner packet */
+	memcpy(frame + 14, seg + 8, n - 8);
+	xdp_run(GW_RET, pkt, ret_wrap(frame, 14 + n - 8, pkt), &r);
+	const uint8_t *ip = r.out + 14, *tcp = ip + l3;
+	CHECK((r.verdict == XDP_REDIRECT_ || r.verdict == XDP_TX_) && r.len == 14 + l3 + 20 && !memcmp(r.out, CLI_MAC, 6),
+	      "to the client: verdict %u", r.verdict);
+	CHECK(v6 ? !memcmp(ip + 8, VIP6, 16) && !memcmp(ip + 24, CLI6, 16) && t_be16(ip + 4) == 20
+		 : !memcmp(ip + 12, VIP4, 4) && !memcmp(ip + 16, CLI4, 4) && t_be16(ip + 2) == 40 &&
+			   t_fold(t_sum(ip, 20, 0)) == 0,
+	      "from the VIP");
+	CHECK(t_be16(tcp) == 443 && t_be16(tcp + 2) == sport && tcp[13] == T_ACK && t_be32(tcp + 4) == cookie &&
+	      t_be32(tcp + 8) == c.cli_nxt && t_l4_verify(v6, ip, tcp, 20, 6) == 0,
+	      "a bare ACK at the cookie, acknowledging %#x: seq %#x ack %#x flags %#x", c.cli_nxt, t_be32(tcp + 4),
+	      t_be32(tcp + 8), tcp[13]);
+}
+
 /* A connection through the gateway to the node's VM 1, established there
  * (the hello handed off, the client's SYN replayed, the VM's SYN-ACK
  * answered with the hello): its cookie. */
@@ -2355,6 +2389,7 @@ static void node_vm_gone_resets(int v6)
 	vm1_there(1, &was);
 	isn += 0x100000;
 	cookie = established_at_node(v6, ++sport, isn, vm_isn, &gw_ts);
+	nudge_reaches_client(v6, sport, cookie);
 	vm1_there(0, &was);
 	static uint8_t payload[60] = { 0x17, 3, 3, 0, 55 };
 	uint32_t seq = isn + 1 + hello_curl_len, ack = cookie + 1 + 200;
