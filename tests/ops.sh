@@ -43,6 +43,10 @@ wait_log() { # file pattern [tenths]
 	for _ in $(seq "${3:-100}"); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
 	return 1
 }
+wait_more() { # file pattern count [tenths]: until pattern is in file more than count times (a restart's log appended)
+	for _ in $(seq "${4:-100}"); do [ "$(grep -c "$2" "$1" 2>/dev/null)" -gt "$3" ] && return 0; sleep 0.1; done
+	return 1
+}
 stop_pid() { # pidfile: stop the daemon we started and wait for it
 	local pid
 	pid=$(cat "$1" 2>/dev/null) || return 0
@@ -494,7 +498,7 @@ sed -i 's/^flows_max 4096$/flows_max 8192/' "$T/y.conf"
 echo "hellos_max 2048" >>"$T/y.conf"
 nsenter --net="/run/netns/$P-x" "$BUILD/veil-gw" --config "$T/y.conf" >>"$T/x.log" 2>&1 &
 echo $! >"$T/x.pid"
-wait_log "$T/x.log" "event=started.*" 100; up2=$?
+wait_more "$T/x.log" "event=started" 1 100; up2=$?   # the first start's line is in the log too
 sleep 0.5
 fm=$(bpftool -j map show pinned "$PIN/x/flows" 2>&1)
 am=$(bpftool -j map show pinned "$PIN/x/hello_asm" 2>&1)
@@ -520,8 +524,9 @@ kp=$!
 for _ in $(seq 30); do grep -q "verify return:1" "$T/keep.out" 2>/dev/null && break; sleep 0.1; done
 cm0=$(grep -c "event=pinned_map_copied map=conns " "$DIR/n1.log")
 echo "conns_max 8192" >>"$DIR/n1.conf"
+st0=$(grep -c "event=started" "$DIR/n1.log")
 node_restart
-wait_log "$DIR/n1.log" "event=started.*" 100; up1=$?
+wait_more "$DIR/n1.log" "event=started" "$st0" 100; up1=$?
 wait $kp; krc=$?
 cp_line=$(grep "event=pinned_map_copied map=conns " "$DIR/n1.log" | tail -n +$((cm0 + 1)) | head -1)
 rev_line=$(grep "event=pinned_map_copied map=conn_rev " "$DIR/n1.log" | tail -1)
