@@ -62,34 +62,32 @@ struct node_state {
 	__u64 started, reloads_ok, reloads_rejected;
 	struct vm_sweep sweep;    /* retires closed connections */
 	/* VMs taken out of the table: their clients nudged (vm_node_nudge)
-	 * every second until gone_until, since a nudge or its answer can be
-	 * lost, or come while the client's TCP is holding its answers back */
-	__u32 gone[VM_CFG_MAX_VMS];
-	time_t gone_until[VM_CFG_MAX_VMS];
+	 * every second until .until, since a nudge or its answer can be lost,
+	 * or come while the client's TCP holds its answers back */
+	struct { __u32 id; time_t until, last; int rounds; } gone[VM_CFG_MAX_VMS];
 	int ngone;
 };
 
 #define NUDGE_FOR_S 10
 
-/* Nudges the clients of the VMs taken out, while they are still in
- * gone[]; each VM's first round is logged, and any later one that
- * reached a client. */
-static void nudge_gone(struct node_state *st, time_t now, int first)
+/* One round of nudges for the VMs taken out, dropping those whose time is
+ * up; a VM's first round is logged, and any later one that reached a
+ * client. */
+static void nudge_gone(struct node_state *st, time_t now)
 {
 	for (int i = 0; i < st->ngone; i++) {
-		if (now >= st->gone_until[i]) {   /* done: the last entry takes its place */
-			st->ngone--;
-			st->gone[i] = st->gone[st->ngone];
-			st->gone_until[i] = st->gone_until[st->ngone];
+		if (now >= st->gone[i].until) {   /* done: the last entry takes its place */
+			st->gone[i] = st->gone[--st->ngone];
 			i--;
 			continue;
 		}
-		if (first != (st->gone_until[i] == now + NUDGE_FOR_S))
-			continue;
-		long failed, sent = vm_node_nudge(&st->n, &st->gone[i], 1, &failed);
-		if (first || sent || failed)
-			vm_log("event=vm_gone vm=%u clients_nudged=%ld nudge_failed=%ld%s", st->gone[i], sent, failed,
-			       first ? "" : " again=yes");
+		if (st->gone[i].last == now)
+			continue;   /* one round a second: the answers to this one are on their way */
+		st->gone[i].last = now;
+		long failed, sent = vm_node_nudge(&st->n, &st->gone[i].id, 1, &failed);
+		if (!st->gone[i].rounds++ || sent || failed)
+			vm_log("event=vm_gone vm=%u clients_nudged=%ld nudge_failed=%ld round=%d", st->gone[i].id, sent,
+			       failed, st->gone[i].rounds);
 	}
 }
 
@@ -129,21 +127,23 @@ static int node_reload(struct node_state *st, char *err, size_t errlen, int *cha
 	time_t now = time(NULL);
 	for (int i = 0; i < st->ngone; i++)
 		for (int j = 0; j < st->nc.nvms; j++)
-			if (st->nc.vms[j].id == st->gone[i])
-				st->gone_until[i] = now;   /* dropped by nudge_gone */
+			if (st->nc.vms[j].id == st->gone[i].id)
+				st->gone[i].until = now;   /* dropped by nudge_gone */
 	for (int i = 0; i < st->cfg.nvms && st->ngone < VM_CFG_MAX_VMS; i++) {
 		int j = 0;
 		while (j < st->nc.nvms && st->nc.vms[j].id != st->cfg.vms[i].id)
 			j++;
 		if (j == st->nc.nvms) {
-			st->gone[st->ngone] = st->cfg.vms[i].id;
-			st->gone_until[st->ngone++] = now + NUDGE_FOR_S;
+			st->gone[st->ngone].id = st->cfg.vms[i].id;
+			st->gone[st->ngone].until = now + NUDGE_FOR_S;
+			st->gone[st->ngone].last = 0;
+			st->gone[st->ngone++].rounds = 0;
 		}
 	}
 	st->cfg = st->nc;
 	st->reloads_ok++;
 	vm_log("event=config_reloaded vms=%d changes=%d", st->cfg.nvms, *changes);
-	nudge_gone(st, now, 1);
+	nudge_gone(st, now);   /* at once; then every second from the main loop */
 	return 0;
 }
 
@@ -289,14 +289,11 @@ int main(int argc, char **argv)
 		       runtime, strerror(errno));
 
 	vm_daemon_signals();
-	time_t last_nudge = 0;
 	while (!vm_stop_sig) {
 		time_t now = time(NULL);
 		vm_sweep_run(&st.sweep, now);
-		if (st.ngone && now != last_nudge) {
-			nudge_gone(&st, now, 0);
-			last_nudge = now;
-		}
+		if (st.ngone)
+			nudge_gone(&st, now);
 		vm_ctl_poll(&ctl, 1000, node_cmd, node_metrics, &st);
 		if (vm_reload) {
 			vm_reload = 0;

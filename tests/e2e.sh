@@ -315,7 +315,7 @@ s0=$(date +%s%N)
 out=$(ccurl vm2.veil.test 6 https://vm2.veil.test/ 2>&1); rc=$?
 ms=$(( ($(date +%s%N) - s0) / 1000000 ))
 resets=$("$BUILD/veilctl" -p "$PIN/n1" -j stats 2>&1 | python3 -c 'import json,sys; print(json.load(sys.stdin).get("reset_sent", -1))' 2>&1)
-nudged=$(grep -o "event=vm_gone vm=2 clients_nudged=[0-9]*" "$DIR/n1.log" | tail -1 | grep -o '[0-9]*$')
+nudged=$(grep "event=vm_gone vm=2 .*round=1$" "$DIR/n1.log" | tail -1 | grep -o 'clients_nudged=[0-9]*' | cut -d= -f2)
 kill -CONT $vmp
 cp "$DIR/n1.conf.good" "$DIR/n1.conf"
 kill -HUP "$(cat "$DIR/n1.pid")"
