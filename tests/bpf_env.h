@@ -453,6 +453,27 @@ static size_t hello_pkt(int v6, uint16_t sport, uint32_t isn, uint32_t cookie, u
 	return hello_pkt_flags(v6, sport, isn, cookie, gw_ts, hello, hlen, T_ACK | T_PSH, out);
 }
 
+/* The VM's SYN-ACK (node_vm's input) to the client's SYN replayed with ISN
+ * isn on port sport: the VM's ISN vm_isn; MSS 1460, SACK, timestamps (TSval
+ * 777, TSecr tsecr) and window scale 9, written into opts (20 bytes), which
+ * the packet points to. */
+static inline struct t_pkt vm_synack(int v6, uint16_t sport, uint32_t vm_isn, uint32_t isn, uint32_t tsecr,
+				     uint8_t *opts)
+{
+	static const uint8_t o[20] = { 2, 4, 5, 0xb4, 4, 2, 8, 10, 0, 0, 0x03, 0x09, 0, 0, 0, 0, 1, 3, 3, 9 };
+	struct t_pkt sa = { .v6 = v6, .sport = 443, .dport = sport, .seq = vm_isn, .ack = isn + 1,
+			    .flags = T_SYN | T_ACK, .window = 65160, .opts = opts, .optlen = 20 };
+	uint32_t e = htonl(tsecr);
+
+	memcpy(opts, o, sizeof(o));
+	memcpy(opts + 12, &e, 4);
+	memcpy(sa.smac, VM_MAC, 6);
+	memcpy(sa.dmac, HOST_MAC, 6);
+	memcpy(sa.src, v6 ? VM6 : VM4, v6 ? 16 : 4);
+	memcpy(sa.dst, v6 ? CLI6 : CLI4, v6 ? 16 : 4);
+	return sa;
+}
+
 /* Wraps an inner IP packet (from a client-side frame) in Geneve from the
  * gateway, with the handoff option (ho) or the RST verdict (rst_taken). */
 static inline size_t mesh_wrap_opt(const uint8_t *frame, size_t n, int v6_outer, const struct vm_handoff *ho,

@@ -1126,21 +1126,6 @@ static void refusal_closes(void)
  * family or (same) the same one: a VM packet of the same family as the mesh
  * gets its outer headers by bpf_skb_change_head, one of the other family by
  * bpf_skb_adjust_room (node_vm's to_gateway). */
-/* The VM's SYN-ACK to the client's replayed SYN (isn) on port sport: its
- * ISN vm_isn, MSS, SACK, timestamps (TSval 777) and window scale 9. */
-static struct t_pkt vm_synack(int v6, uint16_t sport, uint32_t vm_isn, uint32_t isn)
-{
-	static uint8_t synack_opts[20] = { 2, 4, 5, 0xb4, 4, 2, 8, 10, 0, 0, 0x03, 0x09, 0x11, 0x22, 0x33, 0x55, 1, 3, 3, 9 };
-	struct t_pkt sa = { .v6 = v6, .sport = 443, .dport = sport, .seq = vm_isn, .ack = isn + 1,
-			    .flags = T_SYN | T_ACK, .window = 65160, .opts = synack_opts, .optlen = 20 };
-
-	memcpy(sa.smac, VM_MAC, 6);
-	memcpy(sa.dmac, HOST_MAC, 6);
-	memcpy(sa.src, v6 ? VM6 : VM4, v6 ? 16 : 4);
-	memcpy(sa.dst, v6 ? CLI6 : CLI4, v6 ? 16 : 4);
-	return sa;
-}
-
 /* r: the node's answer to the mesh frame in (a client's segment whose VM
  * is gone): Geneve back where in came from (outer family ov6; the MACs
  * swapped) carrying a RST from the VIP to the client's port cport at seq,
@@ -1209,7 +1194,8 @@ static void node_connection(int v6, int same)
 	      "SYN options mss %d ws %d ts %x", o.mss, o.ws, o.tsval);
 
 	/* 2. the VM's SYN-ACK (TC) -> the ACK carrying the hello, back to the VM */
-	struct t_pkt sa = vm_synack(v6, sport, vm_isn, isn);
+	uint8_t sa_opts[20];
+	struct t_pkt sa = vm_synack(v6, sport, vm_isn, isn, 0x11223355, sa_opts);
 	n = t_build(&sa, vmpkt);
 	tc_run(NODE_VM, vmpkt, n, &r);
 	CHECK(r.verdict == 2, "SYN-ACK verdict %u (it ends there; the hello goes out as a clone)", r.verdict);
@@ -2342,7 +2328,8 @@ static uint32_t established_at_node(int v6, uint16_t sport, uint32_t isn, uint32
 	memcpy(mesh, r.out, r.len);
 	xdp_run(NODE_MESH, mesh, r.len, &r);
 	CHECK(r.verdict == XDP_REDIRECT_ && !memcmp(r.out, VM_MAC, 6), "the client's SYN to the VM: %u", r.verdict);
-	struct t_pkt sa = vm_synack(v6, sport, vm_isn, isn);
+	uint8_t sa_opts[20];
+	struct t_pkt sa = vm_synack(v6, sport, vm_isn, isn, 0x11223355, sa_opts);
 	tc_run(NODE_VM, in, t_build(&sa, in), &r);
 	CHECK(conn_find(v6, sport, &k, &c) == 0 && c.state == VM_CONN_ESTABLISHED, "established");
 	return cookie;

@@ -1277,13 +1277,8 @@ static int node_conn(int v6, __u16 port, uint8_t *vm, size_t *vm_n, uint8_t *cli
 	size_t fl = hello_pkt(v6, port, conn_isn, conn_cookie, 5000, hello_curl, hello_curl_len, frame);
 	size_t n = mesh_wrap(frame, fl, 0, &ho, mesh);
 	xdp_run(NODE_MESH, mesh, n, &r);
-	static uint8_t sa_opts[20] = { 2, 4, 5, 0xb4, 4, 2, 8, 10, 0, 0, 3, 9, 0, 0, 0x13, 0x88, 1, 3, 3, 9 };
-	struct t_pkt sa = { .v6 = v6, .sport = 443, .dport = port, .seq = vm_isn, .ack = conn_isn + 1,
-			    .flags = T_SYN | T_ACK, .window = 65160, .opts = sa_opts, .optlen = 20 };
-	memcpy(sa.smac, VM_MAC, 6);
-	memcpy(sa.dmac, HOST_MAC, 6);
-	memcpy(sa.src, v6 ? VM6 : VM4, v6 ? 16 : 4);
-	memcpy(sa.dst, v6 ? CLI6 : CLI4, v6 ? 16 : 4);
+	uint8_t sa_opts[20];
+	struct t_pkt sa = vm_synack(v6, port, vm_isn, conn_isn, 5000, sa_opts);
 	n = t_build(&sa, frame);
 	tc_run(NODE_VM, frame, n, &r);
 	if (r.verdict != 2)   /* the SYN-ACK ends there; the hello went out as a clone */
