@@ -778,13 +778,86 @@ static void route_ent_of(const char *name, const struct route_val *v, struct rou
 	k->hash = vm_name_hash(e->name, (__u32)strlen(e->name));
 }
 
-int vm_gw_route_put(int fd, const char *name, const struct route_val *v)
+/* A route's bits (include/veil/wire.h, route_bits) into the words w. */
+static void route_bits_of(__u64 *w, __u64 hash, const char *name)
+{
+	__u64 bit;
+	__u32 i;
+
+	vm_route_bit_at(hash, &i, &bit);
+	w[i] |= bit;
+	if (vm_route_is_wild(name)) {
+		vm_route_wild_at((__u32)strnlen(name, VM_NAME_MAX - 1), &i, &bit);
+		w[i] |= bit;
+	}
+}
+
+/* One route's bits set in the mapped filter (atomic: the programs read
+ * it meanwhile). */
+static void route_bits_set(struct vm_gw *g, __u64 hash, const char *name)
+{
+	__u64 bit;
+	__u32 i;
+
+	if (!g->rbits)
+		return;
+	vm_route_bit_at(hash, &i, &bit);
+	__atomic_fetch_or(&g->rbits[i], bit, __ATOMIC_RELEASE);
+	if (vm_route_is_wild(name)) {
+		vm_route_wild_at((__u32)strnlen(name, VM_NAME_MAX - 1), &i, &bit);
+		__atomic_fetch_or(&g->rbits[i], bit, __ATOMIC_RELEASE);
+	}
+}
+
+/* The mapped filter made equal to want: each word takes want's bits
+ * first, then loses the others, so a route's bit that both have is never
+ * clear while the programs read (a bit a concurrent put would set could
+ * be lost, hence one writer). */
+static void route_bits_store(struct vm_gw *g, const __u64 *want)
+{
+	for (__u32 i = 0; i < VM_ROUTE_BITS_WORDS; i++) {
+		__u64 cur = __atomic_load_n(&g->rbits[i], __ATOMIC_RELAXED);
+		if (cur == want[i])
+			continue;
+		__atomic_fetch_or(&g->rbits[i], want[i], __ATOMIC_RELEASE);
+		__atomic_fetch_and(&g->rbits[i], want[i], __ATOMIC_RELEASE);
+	}
+}
+
+int vm_gw_route_bits_rebuild(struct vm_gw *g)
+{
+	int fd = vm_gw_map_fd(g, "routes");
+	struct route_hkey k, next;
+	struct route_ent e;
+	void *prev = NULL;
+	__u64 *want;
+
+	if (!g->rbits)
+		return -ENODEV;
+	want = calloc(VM_ROUTE_BITS_WORDS, sizeof(*want));
+	if (!want)
+		return -ENOMEM;
+	while (!bpf_map_get_next_key(fd, prev, &next)) {
+		k = next;
+		prev = &k;
+		if (bpf_map_lookup_elem(fd, &k, &e))
+			continue;          /* gone meanwhile */
+		e.name[VM_NAME_MAX - 1] = 0;
+		route_bits_of(want, k.hash, e.name);
+	}
+	route_bits_store(g, want);
+	free(want);
+	return 0;
+}
+
+int vm_gw_route_put(struct vm_gw *g, const char *name, const struct route_val *v)
 {
 	struct route_hkey k;
 	struct route_ent e;
 
 	route_ent_of(name, v, &k, &e);
-	return bpf_map_update_elem(fd, &k, &e, BPF_ANY) ? -errno : 0;
+	route_bits_set(g, k.hash, e.name);     /* before the route: never a route without its bits */
+	return bpf_map_update_elem(vm_gw_map_fd(g, "routes"), &k, &e, BPF_ANY) ? -errno : 0;
 }
 
 int vm_gw_route_get(int fd, const char *name, struct route_val *v)
@@ -823,12 +896,14 @@ static int cmp_want(const void *a, const void *b)
 
 /* The routes map made equal to r[0, n): sorted by hash, so that 100,000
  * routes take one walk of the map and one lookup per route. */
-static int sync_routes(int fd, const struct vm_cfg_route *r, int n, int *changes)
+static int sync_routes(struct vm_gw *g, const struct vm_cfg_route *r, int n, int *changes)
 {
+	int fd = vm_gw_map_fd(g, "routes");
 	struct want_route *w = n ? calloc(n, sizeof(*w)) : NULL;
 	struct route_hkey *gone = NULL, key, next;
 	size_t ngone = 0, capgone = 0;
 	struct route_ent cur, e;
+	size_t ngone_failed = 0;
 	void *prev = NULL;
 	int rc = 0;
 
@@ -869,15 +944,29 @@ static int sync_routes(int fd, const struct vm_cfg_route *r, int n, int *changes
 	for (size_t i = 0; i < ngone; i++)
 		if (bpf_map_delete_elem(fd, &gone[i]) == 0)
 			(*changes)++;
+		else if (errno != ENOENT)
+			ngone_failed++;
 	free(gone);
 	for (int i = 0; i < n && !rc; i++) {
 		route_ent_of(w[i].r->key.name, &w[i].r->val, &key, &e);
+		route_bits_set(g, key.hash, e.name);
 		if (!bpf_map_lookup_elem(fd, &key, &cur) && !memcmp(&cur, &e, sizeof(e)))
 			continue;
 		if (bpf_map_update_elem(fd, &key, &e, BPF_ANY))
 			rc = -errno;
 		else
 			(*changes)++;
+	}
+	/* the filter exact: the map holds these routes and no other (after
+	 * a failure it may hold others still: the bits stay as they are) */
+	if (!rc && ngone_failed == 0 && g->rbits) {
+		__u64 *want = calloc(VM_ROUTE_BITS_WORDS, sizeof(*want));
+		if (want) {
+			for (int i = 0; i < n; i++)
+				route_bits_of(want, w[i].hash, w[i].r->key.name);
+			route_bits_store(g, want);
+			free(want);
+		}
 	}
 	free(w);
 	return rc;
@@ -888,7 +977,7 @@ int vm_gw_sync(struct vm_gw *g, const struct vm_gw_cfg *c, int *changes)
 	__u32 zero = 0;
 	int rc, n = 0, nv = 0;
 
-	rc = sync_routes(vm_gw_map_fd(g, "routes"), c->routes, c->nroutes, &n);
+	rc = sync_routes(g, c->routes, c->nroutes, &n);
 	if (!rc)
 		rc = sync_map(vm_gw_map_fd(g, "vips"), c->vips, c->nvips, sizeof(struct vip_key),
 			      sizeof(struct vip_val), sizeof(struct vm_cfg_vip), &nv);
@@ -909,7 +998,7 @@ int vm_gw_sync(struct vm_gw *g, const struct vm_gw_cfg *c, int *changes)
  * the same map entry vm_gw_sync writes for that route. */
 int vm_gw_route_set(struct vm_gw *g, const struct vm_cfg_route *r)
 {
-	return vm_gw_route_put(vm_gw_map_fd(g, "routes"), r->key.name, &r->val);
+	return vm_gw_route_put(g, r->key.name, &r->val);
 }
 
 int vm_gw_route_unset(struct vm_gw *g, const char *name)

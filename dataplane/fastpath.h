@@ -106,6 +106,7 @@ struct vm_fp_conf {
 	struct cookie_secret sec;
 	struct vm_cfg_route *routes;   /* open addressing on the name, >= 2x the routes */
 	uint32_t routes_cap;           /* power of two */
+	uint64_t wild_lens[VM_ROUTE_WILD_WORDS];   /* bit n: a wildcard route's name is n bytes */
 	struct vm_cfg_vip vips[VM_CFG_MAX_VIPS];
 	int nvips;
 	/* the next hops (vm_fp_conf_neigh_set): nneigh entries, found by the

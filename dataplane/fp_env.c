@@ -16,6 +16,7 @@
 #include "veil/flowkey.h"
 #include "veil/hello.h"
 #include "veil/pkt.h"
+#include "veil/route.h"
 
 /* The packet library reads Geneve options through the environment's byte
  * loader: here a bounded copy out of the frame. */
@@ -169,6 +170,14 @@ int vm_fp_conf_set(struct vm_fp_conf *c, const struct vm_gw_cfg *g)
 			h = (h + 1) & (cap - 1);
 		t[h] = g->routes[i];
 	}
+	memset(c->wild_lens, 0, sizeof(c->wild_lens));
+	for (int i = 0; i < g->nroutes; i++)
+		if (vm_route_is_wild(g->routes[i].key.name)) {
+			__u64 bit;
+			__u32 w;
+			vm_route_wild_at((__u32)strnlen(g->routes[i].key.name, VM_NAME_MAX - 1), &w, &bit);
+			c->wild_lens[w] |= bit;
+		}
 	free(c->routes);
 	c->routes = t;
 	c->routes_cap = cap;
@@ -478,6 +487,18 @@ static inline int vm_env_route(void *rctx, const char *name, __u32 len, __u64 ha
 	f->node_family = r->node_family;
 	memcpy(f->node, r->node, 16);
 	return 0;
+}
+
+/* Whether a wildcard route's name is len bytes long: a hello whose
+ * wildcard key no route could have is refused without making it, as in
+ * XDP (route_bits). */
+static inline int vm_env_wild_len(void *rctx, __u32 len)
+{
+	__u64 bit;
+	__u32 w;
+
+	vm_route_wild_at(len, &w, &bit);
+	return !!(((struct vm_fp *)rctx)->c->wild_lens[w] & bit);
 }
 #include "veil/gw_hello.h"
 

@@ -544,6 +544,28 @@ static int flow_bits_init(struct vm_gw *g)
 	return 0;
 }
 
+/* route_bits mapped and made exact from the routes map (a kept one: a
+ * restart, an upgrade from a build without the filter, a table copied
+ * into a new size) before any program of this load runs; the programs of
+ * a load before, which may read it meanwhile, see a route's bit set
+ * throughout. */
+static int route_bits_init(struct vm_gw *g)
+{
+	size_t len = VM_ROUTE_BITS_WORDS * sizeof(__u64);
+	int fd = bpf_map__fd(g->as->maps.route_bits);   /* gw_asm's: loaded first by vm_gw_attach */
+	void *p;
+
+	if (fd < 0)
+		return fd;
+	if (!g->rbits) {
+		p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		if (p == MAP_FAILED)
+			return -errno;
+		g->rbits = p;
+	}
+	return vm_gw_route_bits_rebuild(g);
+}
+
 void vm_flow_bits_clear(struct flow_bits_val *b, int half)
 {
 	bits_fill(b, half, 0);
@@ -621,6 +643,8 @@ int vm_gw_load(struct vm_gw *g)
 		err = asm_tags_init(g);
 	if (!err)
 		err = flow_bits_init(g);
+	if (!err)
+		err = route_bits_init(g);
 	return err;
 }
 
@@ -644,6 +668,8 @@ int vm_gw_attach(struct vm_gw *g, const char *client_if, const char *mesh_if, bo
 		err = asm_tags_init(g);
 	if (!err)
 		err = flow_bits_init(g);
+	if (!err)
+		err = route_bits_init(g);
 	if (!err)
 		err = tc_attach(g->if_client, bpf_program__fd(g->as->progs.gw_asm));
 	if (err)
@@ -694,6 +720,8 @@ void vm_gw_close(struct vm_gw *g)
 		xdp_program__close(g->xp_ret);
 	if (g->bits)
 		munmap(g->bits, VM_FLOW_BITS_ENTRIES * sizeof(struct flow_bits_val));
+	if (g->rbits)
+		munmap(g->rbits, VM_ROUTE_BITS_WORDS * sizeof(__u64));
 	vm_flows_close(&g->ft);
 	vm_pins_kept_close(&g->kept);
 	gw_ingress__destroy(g->ing);

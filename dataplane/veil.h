@@ -237,6 +237,7 @@ struct vm_gw {
 	int if_client, if_mesh;
 	char pin_root[256];
 	struct flow_bits_val *bits; /* flow_bits, mapped (VM_FLOW_BITS_ENTRIES) once loaded */
+	__u64 *rbits;               /* route_bits, mapped (VM_ROUTE_BITS_WORDS) once loaded */
 	struct vm_pins_kept kept;   /* maps replaced by a new size or flags, copied at the load */
 	struct vm_flows ft;         /* the flows map, mapped once loaded */
 };
@@ -294,12 +295,19 @@ int vm_gw_map_fd(struct vm_gw *g, const char *name);
  * -EEXIST (and a log line) when two names share a 64-bit hash. */
 int vm_gw_sync(struct vm_gw *g, const struct vm_gw_cfg *c, int *changes);
 
-/* One route in the routes map (fd), by name: the key is vm_route_hash(name),
- * the value the route and its name (struct route_ent). */
+/* One route in the routes map, by name: the key is vm_route_hash(name),
+ * the value the route and its name (struct route_ent).  The put sets the
+ * route's bits in route_bits first (the programs look a name up only where
+ * its bits are set); the removal leaves them (a stale bit costs a lookup).
+ * route_bits is made exact by vm_gw_sync and at every load, and by
+ * vm_gw_route_bits_rebuild, from what the routes map holds (after writes
+ * that did not go through vm_gw_route_put: a copy, a test's).  One writer
+ * at a time (veil-gw writes under its store's lock). */
 __u64 vm_route_hash(const char *name);
-int vm_gw_route_put(int fd, const char *name, const struct route_val *v);
+int vm_gw_route_put(struct vm_gw *g, const char *name, const struct route_val *v);
 int vm_gw_route_get(int fd, const char *name, struct route_val *v);
 int vm_gw_route_del(int fd, const char *name);
+int vm_gw_route_bits_rebuild(struct vm_gw *g);
 /* The same, on a loaded gateway, for the store's changes between full syncs:
  * the entry vm_gw_sync writes for that route; removing an absent route is
  * not an error. */

@@ -134,9 +134,9 @@ static inline int setup(const char *fixdir)
 
 	struct route_val rv = { .vm_id = 1 };
 	rv.node_family = vm_addr_parse("198.19.0.11", rv.node);
-	vm_gw_route_put(vm_gw_map_fd(&G, "routes"), "www.veil.test", &rv);
+	vm_gw_route_put(&G, "www.veil.test", &rv);
 	rv.node_family = vm_addr_parse("2001:db8:ff::11", rv.node);
-	vm_gw_route_put(vm_gw_map_fd(&G, "routes"), "*.apps.veil.test", &rv);
+	vm_gw_route_put(&G, "*.apps.veil.test", &rv);
 
 	struct vm_val vm = { .ifindex = VM_IFINDEX, .has4 = 1, .has6 = 1 };
 	__u32 id = 1;

@@ -207,8 +207,11 @@ ccurl vm2.veil.test 6 --max-time 60 --limit-rate 25M https://vm2.veil.test/big.b
 dl=$!
 sleep 1.5
 seed0=$(bpftool map dump pinned "$PIN/gw/flow_seed" 2>&1)
+rb0=$(bpftool -j map show pinned "$PIN/gw/route_bits" 2>&1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])' 2>&1)
 kill "$(cat "$DIR/gw.pid")"
 for _ in $(seq 50); do kill -0 "$(cat "$DIR/gw.pid")" 2>/dev/null || break; sleep 0.1; done
+# as a build before the routes' filter leaves things: no route_bits pinned (10c)
+rm -f "$PIN/gw/route_bits"
 nsenter --net="/run/netns/$P-gw" "$BUILD/veil-gw" --config "$DIR/gw.conf" >>"$DIR/gw.log" 2>&1 &
 echo $! >"$DIR/gw.pid"
 for _ in $(seq 100); do [ "$(grep -c "event=started" "$DIR/gw.log")" = 2 ] && break; sleep 0.1; done
@@ -229,6 +232,21 @@ t=flow_seed_kept_across_restart
 nonzero=$(echo "$seed0" | python3 -c 'import json,sys; e=json.load(sys.stdin)[0]; print(any(e.get("formatted", e)["value"]["k"]))' 2>&1)
 [ "$seed0" = "$seed1" ] && [ "$nonzero" = True ] && [ "$v6flow" = True ] && [ "$(cat "$DIR/r.sum")" = "$SUM" ] &&
 	pass $t || fail $t "seed kept: $([ "$seed0" = "$seed1" ] && echo yes || echo no), nonzero: $nonzero, IPv6 flow listed after the restart: $v6flow"
+
+# 10c. route_bits, the filter in front of the routes map (docs/design.md): the
+#      restart above found none pinned, as after an upgrade from a build
+#      before it, and made it from the routes map before its programs ran:
+#      a new map, a bit for every route, every VM reachable by name
+t=route_bits_made_at_load
+rb1=$(bpftool -j map show pinned "$PIN/gw/route_bits" 2>&1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])' 2>&1)
+rbits=$(bpftool -j map dump pinned "$PIN/gw/route_bits" 2>&1 | python3 -c 'import json,sys
+print(sum(bin(int.from_bytes(bytes(int(x, 16) for x in e["value"]), "little")).count("1") for e in json.load(sys.stdin)))' 2>&1)
+nroutes=$("$BUILD/veilctl" -p "$PIN/gw" -j routes 2>&1 | python3 -c 'import json,sys
+r=json.load(sys.stdin); print(len(r) + sum(1 for x in r if x["name"].startswith("*.")))' 2>&1)
+rwho=$(ccurl vm3.veil.test 6 https://vm3.veil.test/whoami 2>&1)
+[ -n "$rb0" ] && [ "$rb1" != "$rb0" ] && [ "$rbits" = "$nroutes" ] && [ "$rwho" = "vm3 saw 2001:db8::2" ] &&
+	pass "$t ($rbits bits for the routes' keys and wildcard lengths)" ||
+	fail $t "map id $rb0 -> $rb1, bits set $rbits, want $nroutes, new connection '$rwho'"
 
 # 11. the node daemon restarted during a download
 t=node_restart_during_download

@@ -11,6 +11,7 @@
 
 #include "bpf_env.h"
 #include "veil/pkt.h"
+#include "veil/route.h"
 
 /* ---------- gateway tests ---------- */
 
@@ -198,7 +199,7 @@ static void hello_v6_wildcard_over_v6(void)
 	memcpy(sni, "X.apps.vei.lt", 13);
 	struct route_val rv = { .vm_id = 1 };
 	rv.node_family = vm_addr_parse("2001:db8:ff::11", rv.node);
-	vm_gw_route_put(vm_gw_map_fd(&G, "routes"), "*.apps.vei.lt", &rv);
+	vm_gw_route_put(&G, "*.apps.vei.lt", &rv);
 
 	uint32_t gw_ts, cookie = handshake(1, 40004, 123456, &gw_ts);
 	size_t n = hello_pkt(1, 40004, 123456, cookie, gw_ts, hello, hello_curl_len, in);
@@ -363,6 +364,8 @@ static void route_name_compared(void)
 	strcpy(e.name, "yyy.veil.test");
 	e.val.node_family = vm_addr_parse("198.19.0.11", e.val.node);
 	CHECK(bpf_map_update_elem(fd, &k, &e, BPF_ANY) == 0, "insert");
+	/* written around libveil: route_bits made to hold zzz's key's bit */
+	CHECK(vm_gw_route_bits_rebuild(&G) == 0, "route_bits rebuilt");
 	CHECK(hello_named("zzz.veil.test", 41010, &d, &vm) == XDP_TX_ && d.no_route == 1 && d.hello_routed == 0,
 	      "a colliding entry's name refused: no_route %llu routed %llu", (unsigned long long)d.no_route,
 	      (unsigned long long)d.hello_routed);
@@ -375,6 +378,82 @@ static void route_name_compared(void)
 	CHECK(bpf_map_update_elem(fd, &k, &e, BPF_ANY) == 0, "insert");
 	CHECK(hello_named("zzz.veil.test", 41012, &d, &vm) == XDP_TX_ && d.no_route == 1, "a longer kept name refused");
 	bpf_map_delete_elem(fd, &k);
+}
+
+/* route_bits' key bit of a route key's hash, and its wildcard length bit. */
+static int t_route_bit(__u64 hash)
+{
+	__u64 bit;
+	__u32 i;
+	vm_route_bit_at(hash, &i, &bit);
+	return !!(__atomic_load_n(&G.rbits[i], __ATOMIC_RELAXED) & bit);
+}
+
+static int t_wild_bit(__u32 len)
+{
+	__u64 bit;
+	__u32 i;
+	vm_route_wild_at(len, &i, &bit);
+	return !!(__atomic_load_n(&G.rbits[i], __ATOMIC_RELAXED) & bit);
+}
+
+/* route_bits (include/veil/wire.h), the filter in front of routes: a
+ * route's bits are set before it is written, a rebuild and a load leave
+ * those of the routes the map holds and no other, and the programs look
+ * up no name whose bit is clear (a route written around libveil is not
+ * found until a rebuild) nor make a wildcard key of a length no wildcard
+ * route has. */
+static void route_bits_follow_routes(void)
+{
+	int fd = vm_gw_map_fd(&G, "routes");
+	struct route_val rv = { .vm_id = 7 };
+	__u64 rh = vm_route_hash("rbt.veil.test"), wh = vm_route_hash("*.wb.veil.test");
+	struct route_hkey k = { .hash = rh };
+	struct route_ent e = { 0 };
+	char root[sizeof(G.pin_root)];
+	struct gw_stats d;
+	__u32 vm;
+
+	rv.node_family = vm_addr_parse("198.19.0.11", rv.node);
+	e.val = rv;
+	strcpy(e.name, "rbt.veil.test");
+	CHECK(G.rbits != NULL, "route_bits mapped");
+	CHECK(t_route_bit(vm_route_hash("www.veil.test")) && t_route_bit(vm_route_hash("*.apps.veil.test")) &&
+	      t_wild_bit(16), "the setup's routes' bits, the wildcard's length (16)");
+	CHECK(!t_route_bit(rh) && !t_route_bit(wh) && !t_wild_bit(14), "the test's names' bits clear at first");
+
+	CHECK(bpf_map_update_elem(fd, &k, &e, BPF_ANY) == 0, "a route written around libveil");
+	CHECK(hello_named("rbt.veil.test", 41020, &d, &vm) == XDP_TX_ && d.no_route == 1 && d.hello_routed == 0,
+	      "without its bit: not looked up, refused (no_route %llu)", (unsigned long long)d.no_route);
+	CHECK(vm_gw_route_bits_rebuild(&G) == 0 && t_route_bit(rh), "rebuilt: its bit set");
+	CHECK(hello_named("rbt.veil.test", 41021, &d, &vm) == XDP_TX_ && d.hello_routed == 1 && vm == 7,
+	      "then routed: vm %u", vm);
+
+	CHECK(vm_gw_route_del(fd, "rbt.veil.test") == 0 && t_route_bit(rh), "removed: its bit left");
+	CHECK(hello_named("rbt.veil.test", 41022, &d, &vm) == XDP_TX_ && d.no_route == 1, "and refused");
+	CHECK(vm_gw_route_bits_rebuild(&G) == 0 && !t_route_bit(rh) && t_route_bit(vm_route_hash("www.veil.test")) &&
+	      t_wild_bit(16), "rebuilt: its bit clear, the others kept");
+
+	/* a wildcard route: its key's bit and its length's */
+	CHECK(vm_gw_route_put(&G, "*.wb.veil.test", &rv) == 0 && t_route_bit(wh) && t_wild_bit(14), "put: both bits");
+	CHECK(hello_named("abc.wb.veil.test", 41023, &d, &vm) == XDP_TX_ && d.hello_routed == 1 && vm == 7,
+	      "a name under it routed: vm %u", vm);
+	CHECK(vm_gw_route_del(fd, "*.wb.veil.test") == 0 && vm_gw_route_bits_rebuild(&G) == 0 && !t_wild_bit(14) &&
+	      !t_route_bit(wh) && t_wild_bit(16), "removed and rebuilt: both clear, 16 kept");
+	CHECK(hello_named("abc.wb.veil.test", 41024, &d, &vm) == XDP_TX_ && d.no_route == 1 && vm == 0,
+	      "then refused: no_route %llu", (unsigned long long)d.no_route);
+
+	/* a load makes it exact from the map it finds (a restart, an upgrade
+	 * from a build before the filter, a copied table) */
+	CHECK(bpf_map_update_elem(fd, &k, &e, BPF_ANY) == 0, "written around libveil again");
+	snprintf(root, sizeof(root), "%s", G.pin_root);
+	vm_gw_close(&G);
+	CHECK(!vm_gw_open(&G, root, setup_flows_max, 0) && !vm_gw_load(&G), "loaded again");
+	fd = vm_gw_map_fd(&G, "routes");
+	CHECK(t_route_bit(rh) && t_route_bit(vm_route_hash("www.veil.test")) && t_wild_bit(16), "the load set its bit");
+	CHECK(hello_named("rbt.veil.test", 41025, &d, &vm) == XDP_TX_ && d.hello_routed == 1 && vm == 7,
+	      "routed after the load: vm %u", vm);
+	vm_gw_route_del(fd, "rbt.veil.test");
 }
 
 /* A hello's name is judged only when no route has it (vm_gw_route_hello):
@@ -4182,6 +4261,7 @@ int main(void)
 	RUN(hello_v6_wildcard_over_v6);
 	RUN(unknown_name_refused);
 	RUN(route_name_compared);
+	RUN(route_bits_follow_routes);
 	RUN(names_judged_when_unrouted);
 	RUN(routes_many);
 	RUN(next_hop_from_map);

@@ -264,7 +264,7 @@ static void add_route(const char *name, const char *node)
 	strcpy(r->key.name, name);
 	r->val.vm_id = 1;
 	r->val.node_family = vm_addr_parse(node, r->val.node);
-	vm_gw_route_put(vm_gw_map_fd(&G, "routes"), r->key.name, &r->val);
+	vm_gw_route_put(&G, r->key.name, &r->val);
 	vm_fp_conf_set(&CONF, &GC);
 	if (W)
 		dconf_sync();

@@ -426,6 +426,7 @@ int vm_replay(int argc, char **argv, const char *live_pin, int json)
 			rc = 1;
 			goto out;
 		}
+		vm_gw_route_bits_rebuild(&g);   /* the copy went around libveil's puts */
 		snprintf(p1, sizeof(p1), "%s/vips", live_pin);
 		copy_map(p1, vips_fd, sizeof(struct vip_key), sizeof(struct vip_val));
 		snprintf(p1, sizeof(p1), "%s/gw_config", live_pin);

@@ -119,7 +119,12 @@ VM_INLINE int vm_env_route(void *rctx, const char *name, __u32 len, __u64 hash, 
 {
 	struct gw_scratch *s = rctx;
 	struct route_ent *e;
+	__u64 bit;
+	__u32 i;
 
+	vm_route_bit_at(hash, &i, &bit);
+	if (!gw_route_bits_have(i, bit))
+		return -1;
 	s->hk.hash = hash;
 	e = bpf_map_lookup_elem(&routes, &s->hk);
 	if (!e || !vm_name_eq_in(&s->nw, e->name, name, len & (VM_NAME_MAX - 1)))
@@ -128,6 +133,16 @@ VM_INLINE int vm_env_route(void *rctx, const char *name, __u32 len, __u64 hash, 
 	f->node_family = e->val.node_family;
 	__builtin_memcpy(f->node, e->val.node, 16);
 	return 0;
+}
+
+/* Whether a wildcard route's name may be len bytes long (route_bits). */
+VM_INLINE int vm_env_wild_len(void *rctx, __u32 len)
+{
+	__u64 bit;
+	__u32 i;
+
+	vm_route_wild_at(len, &i, &bit);
+	return gw_route_bits_have(i, bit);
 }
 
 #include "veil/gw_hello.h"

@@ -17,6 +17,25 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } routes SEC(".maps");
 
+/* The filter in front of routes (include/veil/wire.h): mapped and kept by
+ * libveil, read here. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VM_ROUTE_BITS_WORDS);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} route_bits SEC(".maps");
+
+/* 0 when route_bits' word i lacks bit (no route there). */
+VM_INLINE int gw_route_bits_have(__u32 i, __u64 bit)
+{
+	__u64 *w = bpf_map_lookup_elem(&route_bits, &i);
+
+	return !w || (*w & bit);
+}
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, VM_NEXT_HOPS_MAX);

@@ -5,8 +5,11 @@
  *   int vm_env_route(void *rctx, const char *name, __u32 len, __u64 hash, struct flow_val *f)
  *        0 with the route's VM (handoff.vm_id_be) and node set in f, or -1; hash is the
  *        name's routes map key (vm_name_hash), made as the name was written
- * (the routes map by the name's hash in BPF, the configuration's table in
- * userspace).
+ *   int vm_env_wild_len(void *rctx, __u32 len)
+ *        0 when no wildcard route's name is len bytes long (its key is then
+ *        not made), else 1
+ * (the routes map by the name's hash and its filter route_bits in BPF, the
+ * configuration's table in userspace).
  */
 #ifndef VEIL_GW_HELLO_H
 #define VEIL_GW_HELLO_H
@@ -33,7 +36,8 @@
 VM_INLINE int vm_gw_route_hello(void *rctx, __u8 *buf, __u32 len, struct vm_hello *h, struct vm_hello_state *hst,
 				char *wname, struct flow_val *f)
 {
-	__u64 whash = 0;
+	struct vm_wild_walk ww;
+	__u64 whash;
 	__u32 wlen, last;
 	int rc;
 
@@ -55,8 +59,11 @@ VM_INLINE int vm_gw_route_hello(void *rctx, __u8 *buf, __u32 len, struct vm_hell
 		return rc;
 	/* wname needs no zeroing: the copy writes each word of the key up to
 	 * the one holding its end, and the lookup reads no further */
-	wlen = vm_wildcard_key(h, wname, &whash) & (VM_NAME_MAX - 1);
-	if (!wlen || vm_env_route(rctx, wname, wlen, whash, f))
+	wlen = vm_wildcard_start(h, wname, &ww) & (VM_NAME_MAX - 1);
+	if (!wlen || !vm_env_wild_len(rctx, wlen))
+		return VM_GW_NO_ROUTE;
+	whash = vm_wildcard_make(&ww);
+	if (vm_env_route(rctx, wname, wlen, whash, f))
 		return VM_GW_NO_ROUTE;
 	return VM_HELLO_OK;
 }

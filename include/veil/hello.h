@@ -595,27 +595,48 @@ VM_STEP long vm_wild_copy(__u32 j, void *ctx)
 VM_STEP4(vm_wild_copy4, vm_wild_copy)
 
 /* The wildcard key for a name: "*" + everything from the first dot on
- * ("a.apps.example.test" -> "*.apps.example.test"), and its routes map key
- * (vm_name_hash) in *hash.  key: VM_NAME_MAX bytes of room, of which the
- * words up to the one holding the key's end are written (zero past the
- * end); h->name must be zero past the name up to the word after the one
- * holding its end (the copy reads that far).  Returns the key's length, or
- * 0 when the name has a single label (no wildcard applies). */
-VM_INLINE int vm_wildcard_key(const struct vm_hello *h, char *key, __u64 *hash)
+ * ("a.apps.example.test" -> "*.apps.example.test"), in two steps so that
+ * the gateway can ask whether any wildcard route has that length before
+ * it makes the key.  vm_wildcard_start finds the first dot and returns the
+ * key's length, or 0 when the name has a single label (no wildcard
+ * applies); vm_wildcard_make then writes the key into key (VM_NAME_MAX
+ * bytes of room, of which the words up to the one holding the key's end
+ * are written, zero past the end) and returns its routes map key
+ * (vm_name_hash).  h->name must be zero past the name up to the word after
+ * the one holding its end (the copy reads that far). */
+VM_INLINE int vm_wildcard_start(const struct vm_hello *h, char *key, struct vm_wild_walk *w)
 {
 	__u32 len = h->name_len & (VM_NAME_MAX - 1);
-	struct vm_wild_walk w = { .name = h->name, .key = key, .last = len / 8, .dot = 0 };
 
-	VM_LOOP(VM_NAME_MAX / 32, vm_wild_find_dot4, &w);
-	if (w.dot == 0 || w.dot >= len)
+	w->name = h->name;
+	w->key = key;
+	w->last = len / 8;
+	w->dot = 0;
+	VM_LOOP(VM_NAME_MAX / 32, vm_wild_find_dot4, w);
+	if (w->dot == 0 || w->dot >= len)
 		return 0;
-	w.q = (w.dot - 1) / 8;
-	w.r = ((w.dot - 1) & 7) * 8;
-	w.last = (1 + len - w.dot) / 8;
-	w.hash = vm_name_hash_seed(1 + len - w.dot);
-	VM_LOOP(VM_NAME_MAX / 32, vm_wild_copy4, &w);
-	*hash = vm_name_hash_final(w.hash);
-	return (int)(1 + len - w.dot);
+	w->q = (w->dot - 1) / 8;
+	w->r = ((w->dot - 1) & 7) * 8;
+	w->last = (1 + len - w->dot) / 8;
+	w->hash = vm_name_hash_seed(1 + len - w->dot);
+	return (int)(1 + len - w->dot);
+}
+
+VM_INLINE __u64 vm_wildcard_make(struct vm_wild_walk *w)
+{
+	VM_LOOP(VM_NAME_MAX / 32, vm_wild_copy4, w);
+	return vm_name_hash_final(w->hash);
+}
+
+/* Both steps: the key's length (0: none) and its hash in *hash. */
+VM_INLINE int vm_wildcard_key(const struct vm_hello *h, char *key, __u64 *hash)
+{
+	struct vm_wild_walk w;
+	int len = vm_wildcard_start(h, key, &w);
+
+	if (len)
+		*hash = vm_wildcard_make(&w);
+	return len;
 }
 
 #ifndef __bpf__

@@ -67,6 +67,31 @@ VM_INLINE __u64 vm_name_hash_in(struct vm_name_walk *w, const char *name, __u32 
 	return vm_name_hash_final(w->h);
 }
 
+/* route_bits (include/veil/wire.h): the word and the bit of a route key,
+ * from the hash's high bits (the map hashes the key again for its buckets;
+ * the parse's fold puts its last multiply's best bits there). */
+VM_INLINE void vm_route_bit_at(__u64 hash, __u32 *word, __u64 *bit)
+{
+	__u32 b = (__u32)(hash >> (64 - VM_ROUTE_BITS_LOG));
+
+	*word = VM_ROUTE_WILD_WORDS + b / 64;
+	*bit = 1ULL << (b & 63);
+}
+
+/* The word and the bit of a wildcard route's name length. */
+VM_INLINE void vm_route_wild_at(__u32 len, __u32 *word, __u64 *bit)
+{
+	*word = (len / 64) & (VM_ROUTE_WILD_WORDS - 1);
+	*bit = 1ULL << (len & 63);
+}
+
+/* 1 when a route named name (a host name, or "*." + suffix) sets its
+ * wildcard length bit. */
+VM_INLINE int vm_route_is_wild(const char *name)
+{
+	return name[0] == '*' && name[1] == '.';
+}
+
 /* 1 when the kept name (a route_ent's) is the len-byte name. */
 VM_INLINE int vm_name_eq_in(struct vm_name_walk *w, const char *kept, const char *name, __u32 len)
 {

@@ -101,6 +101,19 @@ struct route_ent {
 	char name[VM_NAME_MAX];
 };
 
+/* route_bits: the gateway's filter in front of the routes map, so that a
+ * hello whose name no route has (a flood of made-up names) is refused
+ * without the hash map's lookups and without making the wildcard key.
+ * Words 0-3: bit n set when a wildcard route's name ("*." + suffix) may be
+ * n bytes long.  The rest: one bit per route key (vm_route_bit_at, the
+ * key's hash).  libveil sets a route's bits before it writes the route and
+ * leaves them when a route goes; a full sync and every load make them
+ * exact (veil-gw, under one lock: one writer).  A set bit only means "look
+ * the map up": a stale one costs the lookup it spares. */
+#define VM_ROUTE_WILD_WORDS 4                     /* VM_NAME_MAX bits */
+#define VM_ROUTE_BITS_LOG   20                    /* 2^20 key bits: 128 KB */
+#define VM_ROUTE_BITS_WORDS (VM_ROUTE_WILD_WORDS + (1u << VM_ROUTE_BITS_LOG) / 64)
+
 /* next_hops: how the gateway reaches a node's underlay address without a
  * FIB lookup per packet (~23 ns), kept by the daemon from the kernel's
  * routes and neighbours (dataplane/neigh.c) and refreshed every second; a

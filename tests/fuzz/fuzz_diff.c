@@ -61,7 +61,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int want = vm_hello_parse(buf, size, &h, &st);
 	if (want == VM_HELLO_OK) {
 		rv.node_family = vm_addr_parse("198.19.0.11", rv.node);
-		vm_gw_route_put(vm_gw_map_fd(&G, "routes"), h.name, &rv);
+		vm_gw_route_put(&G, h.name, &rv);
 	}
 	uint16_t port = 1024 + (isn % 60000);
 	uint32_t gw_ts, cookie = handshake(0, port, isn, &gw_ts);
