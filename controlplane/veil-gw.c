@@ -347,6 +347,18 @@ static void gw_metrics(void *arg, FILE *out)
 			     "# TYPE veilmesh_gw_flow_filter_rebuilds_total counter\nveilmesh_gw_flow_filter_rebuilds_total %llu\n",
 			(unsigned long long)st->bits_passes);
 	}
+	if (st->g.rbits) {
+		/* the filter in front of the routes map: the share of its key
+		 * bits set is about the share of names no route has that are
+		 * still looked up */
+		__u64 set = 0;
+		for (__u32 i = VM_ROUTE_WILD_WORDS; i < VM_ROUTE_BITS_WORDS; i++)
+			set += __builtin_popcountll(__atomic_load_n(&st->g.rbits[i], __ATOMIC_RELAXED));
+		fprintf(out, "# HELP veilmesh_gw_route_filter_fill Share of the routes map's filter bits set: about the "
+			     "share of hellos with a name no route has that are still looked up.\n"
+			     "# TYPE veilmesh_gw_route_filter_fill gauge\nveilmesh_gw_route_filter_fill %.6f\n",
+			(double)set / (double)(1u << VM_ROUTE_BITS_LOG));
+	}
 	fprintf(out, "# HELP veilmesh_gw_routes Routes configured.\n# TYPE veilmesh_gw_routes gauge\nveilmesh_gw_routes %d\n",
 		st->cfg.nroutes);
 	fprintf(out, "# HELP veilmesh_gw_cookie_rotations_total Cookie key rotations since start.\n"

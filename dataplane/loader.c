@@ -522,23 +522,34 @@ static void bits_fill(struct flow_bits_val *b, int half, __u64 v)
 		__atomic_store_n(&b[i].half[half & 1], v, __ATOMIC_RELAXED);
 }
 
+/* An mmapable array map's len bytes mapped once into *mem (kept across
+ * the loads of one vm_gw). */
+static int map_mapped(struct bpf_map *m, size_t len, void **mem)
+{
+	int fd = bpf_map__fd(m);
+	void *p;
+
+	if (fd < 0)
+		return fd;
+	if (!*mem) {
+		p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		if (p == MAP_FAILED)
+			return -errno;
+		*mem = p;
+	}
+	return 0;
+}
+
 /* flow_bits mapped, every bit set: until veil-gw's sweep has rebuilt
  * both halves from the flows map (a kept one, after a restart) nothing
  * is filtered. */
 static int flow_bits_init(struct vm_gw *g)
 {
-	size_t len = VM_FLOW_BITS_ENTRIES * sizeof(struct flow_bits_val);
-	int fd = bpf_map__fd(g->as->maps.flow_bits);
-	void *p;
+	int err = map_mapped(g->as->maps.flow_bits, VM_FLOW_BITS_ENTRIES * sizeof(struct flow_bits_val),
+			     (void **)&g->bits);
 
-	if (fd < 0)
-		return fd;
-	if (!g->bits) {
-		p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-		if (p == MAP_FAILED)
-			return -errno;
-		g->bits = p;
-	}
+	if (err)
+		return err;
 	bits_fill(g->bits, 0, ~0ULL);
 	bits_fill(g->bits, 1, ~0ULL);
 	return 0;
@@ -548,22 +559,12 @@ static int flow_bits_init(struct vm_gw *g)
  * restart, an upgrade from a build without the filter, a table copied
  * into a new size) before any program of this load runs; the programs of
  * a load before, which may read it meanwhile, see a route's bit set
- * throughout. */
+ * throughout.  gw_asm's map: vm_gw_attach loads gw_asm first. */
 static int route_bits_init(struct vm_gw *g)
 {
-	size_t len = VM_ROUTE_BITS_WORDS * sizeof(__u64);
-	int fd = bpf_map__fd(g->as->maps.route_bits);   /* gw_asm's: loaded first by vm_gw_attach */
-	void *p;
+	int err = map_mapped(g->as->maps.route_bits, VM_ROUTE_BITS_WORDS * sizeof(__u64), (void **)&g->rbits);
 
-	if (fd < 0)
-		return fd;
-	if (!g->rbits) {
-		p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-		if (p == MAP_FAILED)
-			return -errno;
-		g->rbits = p;
-	}
-	return vm_gw_route_bits_rebuild(g);
+	return err ? err : vm_gw_route_bits_rebuild(g);
 }
 
 void vm_flow_bits_clear(struct flow_bits_val *b, int half)

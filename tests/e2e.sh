@@ -244,9 +244,12 @@ print(sum(bin(int.from_bytes(bytes(int(x, 16) for x in e["value"]), "little")).c
 nroutes=$("$BUILD/veilctl" -p "$PIN/gw" -j routes 2>&1 | python3 -c 'import json,sys
 r=json.load(sys.stdin); print(len(r) + sum(1 for x in r if x["name"].startswith("*.")))' 2>&1)
 rwho=$(ccurl vm3.veil.test 6 https://vm3.veil.test/whoami 2>&1)
+# its gauge: the share of key bits set (one a route; 2^20 bits)
+rfill=$(nsx gw curl -s --max-time 3 http://127.0.0.1:9431/metrics | awk '/^veilmesh_gw_route_filter_fill/ {print $2}')
 [ -n "$rb0" ] && [ "$rb1" != "$rb0" ] && [ "$rbits" = "$nroutes" ] && [ "$rwho" = "vm3 saw 2001:db8::2" ] &&
-	pass "$t ($rbits bits for the routes' keys and wildcard lengths)" ||
-	fail $t "map id $rb0 -> $rb1, bits set $rbits, want $nroutes, new connection '$rwho'"
+	awk -v f="${rfill:-1}" 'BEGIN {exit !(f > 0 && f < 0.0001)}' &&
+	pass "$t ($rbits bits for the routes' keys and wildcard lengths, fill $rfill)" ||
+	fail $t "map id $rb0 -> $rb1, bits set $rbits, want $nroutes, new connection '$rwho', fill '$rfill'"
 
 # 11. the node daemon restarted during a download
 t=node_restart_during_download
