@@ -247,7 +247,12 @@ int vm_gw_open(struct vm_gw *g, const char *pin_root, __u32 flows_max, __u32 hel
 		g->ret->rodata->gw_asm_bits = bits;
 		g->as->rodata->gw_asm_bits = bits;
 	}
-	/* pins an upgrade or a new flows_max cannot reuse: replaced, and said */
+	/* pins an upgrade or a new flows_max cannot reuse: replaced, and said.
+	 * gw_asm's hello table: a hello's index is any slot of its bucket, and
+	 * the load re-places one found outside it (flow_seed_init), so a
+	 * smaller table takes the hellos past its end in free slots. */
+	static const char *const gw_slot_maps[] = { "hello_asm", NULL };
+	g->kept.slot_maps = gw_slot_maps;
 	if ((err = vm_pins_refresh(g->ing->obj, &g->kept)) < 0 || (err = vm_pins_refresh(g->ret->obj, &g->kept)) < 0 ||
 	    (err = vm_pins_refresh(g->as->obj, &g->kept)) < 0)
 		return err;

@@ -226,11 +226,9 @@ int vm_pins_refresh(struct bpf_object *obj, struct vm_pins_kept *kept)
 			kept->e[kept->n].fd = fd;
 			snprintf(kept->e[kept->n].path, sizeof(kept->e[0].path), "%s", path);
 			snprintf(kept->e[kept->n].name, sizeof(kept->e[0].name), "%s", bpf_map__name(m));
-			/* gw_asm's hello table: a hello's index is any slot of
-			 * its bucket, and the load re-places one found outside
-			 * it (flow_seed_init), so a smaller table takes the
-			 * hellos past its end in free slots */
-			kept->e[kept->n].slots = !strcmp(bpf_map__name(m), "hello_asm");
+			kept->e[kept->n].slots = false;
+			for (const char *const *sm = kept->slot_maps; sm && *sm; sm++)
+				kept->e[kept->n].slots |= !strcmp(bpf_map__name(m), *sm);
 			kept->e[kept->n].flows = table;
 			kept->n++;
 		} else {
@@ -302,7 +300,7 @@ done:
  * room for (an array's non-zero ones past its end, a hash map's refused
  * inserts; an LRU map smaller than what it is given keeps its newest
  * inserts and drops the rest, counted here too).  slots: an array whose
- * entries may sit at any index (hello_asm): those past a smaller map's
+ * entries may sit at any index (kept->slot_maps): those past a smaller map's
  * end go to its free indices instead. */
 static int map_copy(int from, int to, const struct bpf_map_info *fi, const struct bpf_map_info *ti, bool slots,
 		    long *moved, long *lost)

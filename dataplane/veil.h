@@ -220,11 +220,15 @@ struct vm_flows {
 
 struct vm_pins_kept {
 	int n;
+	/* the caller's: names of arrays whose entries may sit at any index
+	 * (a table of slots: a smaller copy takes the entries past its end
+	 * in free indices), NULL-terminated; NULL: none */
+	const char *const *slot_maps;
 	struct {
 		int fd;
 		char path[300];
 		char name[32];
-		bool slots;      /* hello_asm: its entries may move to any index */
+		bool slots;      /* one of slot_maps: its entries may move to any index */
 		bool flows;      /* the flow table: its flows put where the new one places them */
 	} e[VM_PINS_KEPT_MAX];
 };

@@ -60,11 +60,18 @@ static int flow_put(char **a)
 	struct flow_tuple tu = { 0 };
 	struct flow_key k;
 	struct flow_val v;
-	int f1 = vm_addr_parse(a[1], tu.client), f2 = vm_addr_parse(a[3], tu.vip), rc;
+	int f1 = vm_addr_parse(a[1], tu.client), f2 = vm_addr_parse(a[3], tu.vip), rc, ffd, sfd;
 
 	snprintf(p1, sizeof(p1), "%s/flows", a[0]);
 	snprintf(p2, sizeof(p2), "%s/flow_seed", a[0]);
-	if (!f1 || f1 != f2 || vm_flows_open(&t, bpf_obj_get(p1), bpf_obj_get(p2))) {
+	ffd = bpf_obj_get(p1);
+	sfd = bpf_obj_get(p2);
+	rc = !f1 || f1 != f2 || vm_flows_open(&t, ffd, sfd);
+	if (sfd >= 0)
+		close(sfd);      /* the table keeps what it needs: its mapping and the seed read */
+	if (rc) {
+		if (ffd >= 0)
+			close(ffd);
 		fprintf(stderr, "mapcount: %s: no flow table and seed, or bad addresses\n", a[0]);
 		return 1;
 	}
@@ -76,6 +83,7 @@ static int flow_put(char **a)
 	VM_FLOW_TUPLE_SET(&v, tu.family, tu.client, tu.vip);
 	rc = vm_flows_put(&t, &k, &v, 0);
 	vm_flows_close(&t);
+	close(ffd);
 	if (rc) {
 		fprintf(stderr, "mapcount: flow put: %s\n", strerror(-rc));
 		return 1;

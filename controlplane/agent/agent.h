@@ -113,6 +113,11 @@ int ag_spec_parse(const char *name, const char *text, size_t len, struct ag_spec
 		  size_t errlen);
 const char *ag_cc_name(enum ag_cc cc);
 
+/* The monotonic clock in seconds; libvirt's last error's message, or
+ * fallback when it has none (controlplane/agent/daemon.c). */
+double ag_now(void);
+const char *ag_virt_err(const char *fallback);
+
 /* ---------- libvirt domain capabilities (virConnectGetDomainCapabilities) ---------- */
 
 struct ag_domcaps {

@@ -78,17 +78,22 @@ static virConnectPtr conn;
 static struct ag_domcaps domcaps;
 static atomic_int event_thread_run = 1;
 
-static double now(void)
+double ag_now(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static const char *virt_err(void)
+const char *ag_virt_err(const char *fallback)
 {
 	const virError *e = virGetLastError();
-	return e && e->message ? e->message : "unknown libvirt error";
+	return e && e->message ? e->message : fallback;
+}
+
+static const char *virt_err(void)
+{
+	return ag_virt_err("unknown libvirt error");
 }
 
 static void quiet_errors(void *arg, virErrorPtr e)
@@ -256,7 +261,7 @@ static void report_flush(struct vm *v)
 	a6[strcspn(a6, "/")] = 0;
 	if (ag_feed_status(D->feed, v->spec.id, v->reported, v->report_reason, a4, a6)) {
 		v->report_pending = true; /* the store is away: again in a while */
-		v->t_report_retry = now() + 2;
+		v->t_report_retry = ag_now() + 2;
 	} else {
 		v->report_pending = false;
 	}
@@ -524,7 +529,7 @@ static void launch(struct vm *v)
 		return;
 	}
 	virDomainFree(d);
-	v->t_started = now();
+	v->t_started = ag_now();
 	ag_log("event=vm_started id=%s domain=%s tap=%s", v->spec.id, v->dom_name, v->tap);
 	if (ag_tap_attach(&v->spec, v->tap, D->libvirt_ns, D->mtu, err, sizeof(err))) {
 		fail(v, "%s", err);
@@ -539,7 +544,7 @@ static void launch(struct vm *v)
 		return;
 	}
 	v->state = ST_BOOTING;
-	v->t_next_probe = now() + 1;
+	v->t_next_probe = ag_now() + 1;
 	/* booting: the initrd attests to the validators and opens the disk */
 	report(v, "attesting", NULL);
 }
@@ -635,7 +640,7 @@ static void scan_specs(void)
 		v->spec = s;
 		snprintf(v->spec_path, sizeof(v->spec_path), "%s", path);
 		v->spec_mtime = st.st_mtime;
-		v->t_ordered = now();
+		v->t_ordered = ag_now();
 		v->state = ST_ORDERED;
 		names(v);
 		ag_log("event=vm_ordered id=%s file=%s vcpus=%d memory_mib=%llu", s.id, path, s.vcpus,
@@ -734,8 +739,8 @@ static void step(struct vm *v)
 					v->disk_bytes = (uint64_t)st.st_size;
 				v->adopted = true;
 				v->state = ST_BOOTING;
-				v->t_started = now();
-				v->t_next_probe = now();
+				v->t_started = ag_now();
+				v->t_next_probe = ag_now();
 				ag_log("event=vm_adopted id=%s domain=%s tap=%s", v->spec.id, v->dom_name, v->tap);
 				report(v, "attesting", "adopted after an agent restart");
 				/* the steps after the start again, each idempotent: the previous
@@ -747,7 +752,7 @@ static void step(struct vm *v)
 				return;
 			}
 		}
-		if (now() < v->t_retry)
+		if (ag_now() < v->t_retry)
 			return;
 		if (admit(v, why, sizeof(why))) {
 			v->state = ST_FAILED;
@@ -782,7 +787,7 @@ static void step(struct vm *v)
 			double wait = 1 << (v->retries - 1); /* 1, 2, 4 ... 32 s */
 			ag_log("event=fetch_retry id=%s attempt=%d in_s=%.0f reason=\"%s\"", v->spec.id, v->retries, wait,
 			     v->fetch_err);
-			v->t_retry = now() + wait;
+			v->t_retry = ag_now() + wait;
 			v->state = ST_ORDERED;
 			return;
 		}
@@ -807,7 +812,7 @@ static void step(struct vm *v)
 		return;
 	}
 	case ST_BOOTING: {
-		double t = now();
+		double t = ag_now();
 		if (t < v->t_next_probe)
 			return;
 		char addr[64], err[256];
@@ -903,7 +908,7 @@ static void scan_feed(void)
 		v->spec = w[k].spec;
 		v->gen = w[k].gen;
 		snprintf(v->spec_path, sizeof(v->spec_path), "store:%s", w[k].spec.id);
-		v->t_ordered = now();
+		v->t_ordered = ag_now();
 		v->state = ST_ORDERED;
 		names(v);
 		ag_log("event=vm_ordered id=%s source=store order=%s gen=%llu vcpus=%d memory_mib=%llu", v->spec.id,
@@ -1055,14 +1060,14 @@ int ag_daemon_run(struct ag_daemon *d)
 			reload(d);
 		}
 		int beat_s = d->cfg->heartbeat_s ? d->cfg->heartbeat_s : 5;
-		if (d->cfg->store_urls[0] && !d->feed && now() >= t_feed_retry) {
+		if (d->cfg->store_urls[0] && !d->feed && ag_now() >= t_feed_retry) {
 			/* VMs keep running while the store is away; nothing is reaped before its snapshot */
 			d->feed = ag_feed_start(d->cfg, d->state_dir, err, sizeof(err));
 			if (d->feed)
 				ag_log("event=store_watching urls=%s node=%s bucket=vms", d->cfg->store_urls, d->cfg->node_id);
 			else
 				ag_log("event=store_unavailable reason=\"%s\" retry_s=5", err);
-			t_feed_retry = now() + 5;
+			t_feed_retry = ag_now() + 5;
 		}
 		scan_specs();
 		scan_feed();
@@ -1074,19 +1079,19 @@ int ag_daemon_run(struct ag_daemon *d)
 		for (int i = 0; i < MAX_VMS; i++)
 			if (vms[i].used) {
 				step(&vms[i]);
-				if (vms[i].used && vms[i].report_pending && now() >= vms[i].t_report_retry)
+				if (vms[i].used && vms[i].report_pending && ag_now() >= vms[i].t_report_retry)
 					report_flush(&vms[i]);
 			}
-		if (d->feed && ag_feed_synced(d->feed) && now() >= t_beat) {
+		if (d->feed && ag_feed_synced(d->feed) && ag_now() >= t_beat) {
 			heartbeat();
-			t_beat = now() + beat_s;
+			t_beat = ag_now() + beat_s;
 		}
-		if (d->feed && now() >= t_counts) { /* refusals, when they change */
+		if (d->feed && ag_now() >= t_counts) { /* refusals, when they change */
 			ag_feed_counts(d->feed, c2, sizeof(c2));
 			if (strcmp(c2, counts))
 				ag_log("event=store_rejected_total %s", c2);
 			snprintf(counts, sizeof(counts), "%s", c2);
-			t_counts = now() + 1;
+			t_counts = ag_now() + 1;
 		}
 		vm_ctl_poll(&ctl, 200, NULL, agent_metrics, NULL);   /* and the 200 ms between rounds */
 	}

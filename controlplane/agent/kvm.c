@@ -32,9 +32,7 @@
 
 static double now_ms(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+	return ag_now() * 1e3;
 }
 
 /* The first line of s that says something, into why. */
@@ -134,8 +132,7 @@ static int domcaps_of(virConnectPtr c, const char *virttype, struct ag_domcaps *
 {
 	char *x = virConnectGetDomainCapabilities(c, NULL, "x86_64", "q35", virttype, 0);
 	if (!x) {
-		const virError *e = virGetLastError();
-		snprintf(err, errlen, "%s", e && e->message ? e->message : "no domain capabilities");
+		snprintf(err, errlen, "%s", ag_virt_err("no domain capabilities"));
 		return -1;
 	}
 	int rc = ag_domcaps_parse(x, strlen(x), dc, err, errlen);

@@ -80,8 +80,7 @@ static int libvirt_domcaps(const char *uri, struct ag_domcaps *dc, char *err, si
 	virSetErrorFunc(NULL, quiet);
 	virConnectPtr c = virConnectOpen(uri); /* domain capabilities need a read-write connection */
 	if (!c) {
-		const virError *e = virGetLastError();
-		snprintf(err, errlen, "%s", e && e->message ? e->message : "cannot connect");
+		snprintf(err, errlen, "%s", ag_virt_err("cannot connect"));
 		return -1;
 	}
 	int rc = ag_domcaps_get(c, dc, err, errlen);
