@@ -550,11 +550,12 @@ static int map_mapped(struct bpf_map *m, size_t len, void **mem)
  * is filtered. */
 static int flow_bits_init(struct vm_gw *g)
 {
-	int err = map_mapped(g->as->maps.flow_bits, VM_FLOW_BITS_ENTRIES * sizeof(struct flow_bits_val),
-			     (void **)&g->bits);
+	void *p = g->bits;
+	int err = map_mapped(g->as->maps.flow_bits, VM_FLOW_BITS_ENTRIES * sizeof(struct flow_bits_val), &p);
 
 	if (err)
 		return err;
+	g->bits = p;
 	bits_fill(g->bits, 0, ~0ULL);
 	bits_fill(g->bits, 1, ~0ULL);
 	return 0;
@@ -567,9 +568,13 @@ static int flow_bits_init(struct vm_gw *g)
  * throughout.  gw_asm's map: vm_gw_attach loads gw_asm first. */
 static int route_bits_init(struct vm_gw *g)
 {
-	int err = map_mapped(g->as->maps.route_bits, VM_ROUTE_BITS_WORDS * sizeof(__u64), (void **)&g->rbits);
+	void *p = g->rbits;
+	int err = map_mapped(g->as->maps.route_bits, VM_ROUTE_BITS_WORDS * sizeof(__u64), &p);
 
-	return err ? err : vm_gw_route_bits_rebuild(g);
+	if (err)
+		return err;
+	g->rbits = p;
+	return vm_gw_route_bits_rebuild(g);
 }
 
 void vm_flow_bits_clear(struct flow_bits_val *b, int half)
