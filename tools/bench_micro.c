@@ -844,13 +844,33 @@ static size_t make_syn_many(__u32 idx, uint8_t *out)
 	return t_build(&p, out);
 }
 
+/* The gateway's cookie secret as a running gateway holds it: the previous
+ * epoch's keys beside the current one's (vm_secret_derive sets both, from
+ * the first epoch on), so a cookie that fails under the current key is
+ * tried under the previous one too, as ack_many's are. */
+static int secret_with_prev(void)
+{
+	int fd = vm_gw_map_fd(&G, "cookie_secret");
+	struct cookie_secret sec;
+	__u32 zero = 0;
+
+	if (fd < 0 || bpf_map_lookup_elem(fd, &zero, &sec))
+		return -1;
+	sec.prev = sec.cur;
+	for (size_t i = 0; i < sizeof(sec.prev); i++)
+		((__u8 *)&sec.prev)[i] ^= 0x5a;   /* another key */
+	sec.has_prev = 1;
+	return bpf_map_update_elem(fd, &zero, &sec, BPF_ANY) ? -1 : 0;
+}
+
 /* ack_many: an ACK flood's ACK, from a different spoofed client every run
  * (syn_many's tuples), none of them a connection the gateway knows: unlike
  * a SYN, an ACK must look for its flow first (a miss in a cold bucket),
  * then its cookie is checked (wrong: bad_cookie).  Each carries the cookie
  * its tuple would have had in the current window with the MAC's top bit
  * turned: the gateway computes the MAC, as for most of a random flood's
- * ACKs (their window bits name an accepted window one time in two), and
+ * ACKs (their window bits name an accepted window one time in two), under
+ * the current key and then the previous one (secret_with_prev), and
  * none checks out by chance (a random one would one in about 2^22, and
  * the case would fail as taking the wrong exit). */
 static size_t make_ack_many(__u32 idx, uint8_t *out)
@@ -1542,7 +1562,7 @@ int main(int argc, char **argv)
 	}
 	vm_lib_logging(false);
 	setup_flows_max = flows_max;
-	if (setup(fixdir) || (!fib && next_hops_fill()) || prepare() || flows_prefill()) {
+	if (setup(fixdir) || (!fib && next_hops_fill()) || prepare() || flows_prefill() || secret_with_prev()) {
 		fprintf(stderr, "veil-bench-micro: setup failed\n");
 		return 1;
 	}
