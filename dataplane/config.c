@@ -781,32 +781,24 @@ static void route_ent_of(const char *name, const struct route_val *v, struct rou
 /* A route's bits (include/veil/wire.h, route_bits) into the words w. */
 static void route_bits_of(__u64 *w, __u64 hash, const char *name)
 {
-	__u64 bit;
-	__u32 i;
+	__u32 i[2];
+	__u64 b[2];
 
-	vm_route_bit_at(hash, &i, &bit);
-	w[i] |= bit;
-	if (vm_route_is_wild(name)) {
-		vm_route_wild_at((__u32)strnlen(name, VM_NAME_MAX - 1), &i, &bit);
-		w[i] |= bit;
-	}
+	for (int k = 0, n = vm_route_bits(hash, name, i, b); k < n; k++)
+		w[i[k]] |= b[k];
 }
 
 /* One route's bits set in the mapped filter (atomic: the programs read
  * it meanwhile). */
 static void route_bits_set(struct vm_gw *g, __u64 hash, const char *name)
 {
-	__u64 bit;
-	__u32 i;
+	__u32 i[2];
+	__u64 b[2];
 
 	if (!g->rbits)
 		return;
-	vm_route_bit_at(hash, &i, &bit);
-	__atomic_fetch_or(&g->rbits[i], bit, __ATOMIC_RELEASE);
-	if (vm_route_is_wild(name)) {
-		vm_route_wild_at((__u32)strnlen(name, VM_NAME_MAX - 1), &i, &bit);
-		__atomic_fetch_or(&g->rbits[i], bit, __ATOMIC_RELEASE);
-	}
+	for (int k = 0, n = vm_route_bits(hash, name, i, b); k < n; k++)
+		__atomic_fetch_or(&g->rbits[i[k]], b[k], __ATOMIC_RELEASE);
 }
 
 /* The mapped filter made equal to want: each word takes want's bits

@@ -171,13 +171,12 @@ int vm_fp_conf_set(struct vm_fp_conf *c, const struct vm_gw_cfg *g)
 		t[h] = g->routes[i];
 	}
 	memset(c->wild_lens, 0, sizeof(c->wild_lens));
-	for (int i = 0; i < g->nroutes; i++)
-		if (vm_route_is_wild(g->routes[i].key.name)) {
-			__u64 bit;
-			__u32 w;
-			vm_route_wild_at((__u32)strnlen(g->routes[i].key.name, VM_NAME_MAX - 1), &w, &bit);
-			c->wild_lens[w] |= bit;
-		}
+	for (int i = 0; i < g->nroutes; i++) {
+		__u32 w[2];
+		__u64 bit[2];
+		if (vm_route_bits(0, g->routes[i].key.name, w, bit) == 2)   /* a wildcard route: its length's bit */
+			c->wild_lens[w[1]] |= bit[1];
+	}
 	free(c->routes);
 	c->routes = t;
 	c->routes_cap = cap;
