@@ -172,10 +172,10 @@ int vm_fp_conf_set(struct vm_fp_conf *c, const struct vm_gw_cfg *g)
 	}
 	memset(c->wild_lens, 0, sizeof(c->wild_lens));
 	for (int i = 0; i < g->nroutes; i++) {
-		__u32 w[2];
-		__u64 bit[2];
-		if (vm_route_bits(0, g->routes[i].key.name, w, bit) == 2)   /* a wildcard route: its length's bit */
-			c->wild_lens[w[1]] |= bit[1];
+		__u32 w;
+		__u64 bit;
+		if (vm_route_wild_bit(g->routes[i].key.name, &w, &bit))
+			c->wild_lens[w] |= bit;
 	}
 	free(c->routes);
 	c->routes = t;

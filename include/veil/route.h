@@ -109,20 +109,27 @@ VM_INLINE __u64 vm_name_hash(const char *name, __u32 len)
 	return vm_name_hash_in(&w, name, len);
 }
 
+/* A wildcard route's length bit in route_bits: 1 with its word and bit,
+ * 0 when name is not a wildcard route's. */
+VM_INLINE int vm_route_wild_bit(const char *name, __u32 *word, __u64 *bit)
+{
+	__u32 len = 0;
+
+	if (!vm_route_is_wild(name))
+		return 0;
+	while (len < VM_NAME_MAX - 1 && name[len])
+		len++;
+	vm_route_wild_at(len, word, bit);
+	return 1;
+}
+
 /* The bits a route named name (its routes map key hash) sets in
  * route_bits: its key's, and a wildcard route's length's.  Returns how
  * many (1 or 2) in word[] and bit[]. */
 VM_INLINE int vm_route_bits(__u64 hash, const char *name, __u32 word[2], __u64 bit[2])
 {
-	__u32 len = 0;
-
 	vm_route_bit_at(hash, &word[0], &bit[0]);
-	if (!vm_route_is_wild(name))
-		return 1;
-	while (len < VM_NAME_MAX - 1 && name[len])
-		len++;
-	vm_route_wild_at(len, &word[1], &bit[1]);
-	return 2;
+	return 1 + vm_route_wild_bit(name, &word[1], &bit[1]);
 }
 #endif
 
