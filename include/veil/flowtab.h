@@ -186,23 +186,38 @@ VM_INLINE __u32 vm_ft_tag_at(const struct vm_ft_head *b, __u32 t)
 	return (__u32)w;
 }
 
+/* The way a key of tag t takes when that way is free (vm_ft_free_for):
+ * its tag's bits 1-3 (bit 0 is always set; home comes from the hash's
+ * top bits, so the way is independent of the bucket). */
+VM_INLINE __u32 vm_ft_pref(__u32 t)
+{
+	return (t >> 1) & (VM_FT_WAYS - 1);
+}
+
 /* The way of bucket b that holds key k (tag t), or -1.  A bucket holds
- * each tag once (vm_ft_put), so the tag's first way is the only one. */
+ * each tag once (vm_ft_put), so the tag's first way is the only one.
+ * The key's preferred way is tried first: most keys sit there (a put
+ * takes it when free), and then neither the scan of the eight tags nor
+ * its wait stands between the tag line and the slot; the slot's line is
+ * read beside the tags', not after them, where both are cold. */
 VM_INLINE int vm_ft_way(const struct vm_ft_head *b, __u32 t, const struct flow_key *k, __u32 vs)
 {
-	__u32 w = vm_ft_tag_at(b, t);
+	__u32 w = vm_ft_pref(t);
+
+	if (b->tag[w] == t && vm_ft_key_is(vm_ft_slot_at(b, w, vs), k))
+		return (int)w;
+	w = vm_ft_tag_at(b, t);
 
 	if (w >= VM_FT_WAYS || !vm_ft_key_is(vm_ft_slot_at(b, w, vs), k))
 		return -1;
 	return (int)(w & (VM_FT_WAYS - 1));
 }
 
-/* Where key k is: bucket * VM_FT_WAYS + way, or -1; *pl its place.
- * The home bucket's tags, then the second's while home counts a spilled
- * key.  (BPF's gw_asm takes the slot itself from this, through a global
- * function: its verification then follows one path for a found flow.) */
-VM_INLINE long vm_ft_index(void *ctx, const struct flow_key *k, const struct flow_seed *s, __u32 nb, __u32 vs,
-			   struct vm_ft_place *pl)
+/* Where key k is: its way, or -1, in bucket *bo (index *ato); *pl its
+ * place.  The home bucket's tags, then the second's while home counts a
+ * spilled key. */
+VM_INLINE int vm_ft_locate(void *ctx, const struct flow_key *k, const struct flow_seed *s, __u32 nb, __u32 vs,
+			   struct vm_ft_place *pl, struct vm_ft_head **bo, __u32 *ato)
 {
 	struct vm_ft_head *b;
 	__u32 at;
@@ -221,6 +236,21 @@ VM_INLINE long vm_ft_index(void *ctx, const struct flow_key *k, const struct flo
 			return -1;
 		w = vm_ft_way(b, pl->tag, k, vs);
 	}
+	*bo = b;
+	*ato = at;
+	return w;
+}
+
+/* Where key k is: bucket * VM_FT_WAYS + way, or -1; *pl its place.
+ * (BPF's gw_asm takes the slot itself from this, through a global
+ * function: its verification then follows one path for a found flow.) */
+VM_INLINE long vm_ft_index(void *ctx, const struct flow_key *k, const struct flow_seed *s, __u32 nb, __u32 vs,
+			   struct vm_ft_place *pl)
+{
+	struct vm_ft_head *b;
+	__u32 at;
+	int w = vm_ft_locate(ctx, k, s, nb, vs, pl, &b, &at);
+
 	return w < 0 ? -1 : (long)at * VM_FT_WAYS + w;
 }
 
@@ -228,17 +258,13 @@ VM_INLINE long vm_ft_index(void *ctx, const struct flow_key *k, const struct flo
 VM_INLINE struct vm_ft_slot *vm_ft_find(void *ctx, const struct flow_key *k, const struct flow_seed *s, __u32 nb,
 					__u32 vs, struct vm_ft_head **bo, int *wo, struct vm_ft_place *pl)
 {
-	long at = vm_ft_index(ctx, k, s, nb, vs, pl);
-	struct vm_ft_head *b;
+	__u32 at;
+	int w = vm_ft_locate(ctx, k, s, nb, vs, pl, bo, &at);
 
-	if (at < 0)
+	if (w < 0)
 		return 0;
-	b = VM_FT_BUCKET(ctx, (__u32)(at / VM_FT_WAYS));
-	if (!b)
-		return 0;
-	*bo = b;
-	*wo = (int)(at & (VM_FT_WAYS - 1));
-	return vm_ft_slot_at(b, (__u32)at, vs);
+	*wo = w & (VM_FT_WAYS - 1);
+	return vm_ft_slot_at(*bo, (__u32)w, vs);
 }
 
 /* Key k's value, or NULL; marks its slot used (the clock's ref). */
@@ -290,6 +316,16 @@ VM_INLINE int vm_ft_del(void *ctx, const struct flow_key *k, const struct flow_s
 VM_INLINE __u32 vm_ft_free_at(const struct vm_ft_head *b)
 {
 	return vm_ft_tag_at(b, 0);
+}
+
+/* The way of b a key of tag t is put in: its preferred way (vm_ft_pref)
+ * when free, else the first free way, else VM_FT_WAYS. */
+VM_INLINE __u32 vm_ft_free_for(const struct vm_ft_head *b, __u32 t)
+{
+	__u64 w = vm_ft_free_at(b), p = vm_ft_pref(t);
+
+	w ^= (w ^ p) & (0 - vm_ft_is0(b->tag[p]));
+	return (__u32)w;
 }
 
 /* The clock's pick in a full bucket: the first way whose ref is clear;
@@ -387,7 +423,7 @@ VM_INLINE int vm_ft_kick(void *ctx, struct vm_ft_head *b, __u32 bi, __u32 j, con
 	home = VM_FT_BUCKET(ctx, vp.home);
 	if (!to || !home || vm_ft_tag_at(to, t) < VM_FT_WAYS)
 		return 0;
-	w = vm_ft_free_at(to);
+	w = vm_ft_free_for(to, t);
 	if (w >= VM_FT_WAYS)
 		return 0;
 	w &= VM_FT_WAYS - 1;
@@ -451,7 +487,7 @@ VM_INLINE int vm_ft_put(void *ctx, const struct flow_key *k, const void *v, __u3
 	of = ow < VM_FT_WAYS ? 0 : vm_ft_free_n(ob);
 	spilled = hw < VM_FT_WAYS || (hf < VM_FT_HOME_ROOM && of > hf);
 	b = spilled ? ob : hb;
-	w = vm_ft_free_at(b);
+	w = vm_ft_free_for(b, pl.tag);
 	if (w >= VM_FT_WAYS) {
 		w = vm_ft_victim(b, pl.tag >> 1, vs);
 		if (vm_ft_kick(ctx, b, spilled ? pl.other : pl.home, w, s, nb, vs)) {
@@ -523,7 +559,7 @@ VM_INLINE int vm_ft_put_home(void *ctx, const struct flow_key *k, const void *v,
 	if (vm_ft_tag_at(hb, pl.tag) < VM_FT_WAYS || *(volatile __u32 *)&hb->spill ||
 	    vm_ft_free_n(hb) < VM_FT_HOME_ROOM)
 		return VM_FT_NOT_HOME;
-	w = vm_ft_free_at(hb) & (VM_FT_WAYS - 1);
+	w = vm_ft_free_for(hb, pl.tag) & (VM_FT_WAYS - 1);
 	if (__sync_val_compare_and_swap(&hb->tag[w], 0, VM_FT_BUSY) != 0)
 		return VM_FT_NOT_HOME;
 	sl = vm_ft_slot_at(hb, w, vs);
