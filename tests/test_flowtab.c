@@ -159,11 +159,13 @@ static void fills_without_loss(void)
 
 /* Half deleted, then as many new ones put: found, the counts agree, the
  * deleted ones gone. */
-/* A put takes the key's preferred way while it is free, so most keys
- * are found there: at a half, 80% and all of the flows a table is made
- * for (its slots a third, 53% and two thirds full), and where flows come
- * and go (every flow of the full table replaced by a new one, twice).  A
- * put that ignored the way would leave an eighth there. */
+/* A put takes the key's preferred way while it is free, or from a key
+ * that is not at its own (vm_ft_claim), so most keys are found there: at
+ * a half, 80% and all of the flows a table is made for (its slots a
+ * third, 53% and two thirds full), and where flows come and go (every
+ * flow of the full table replaced by a new one, twice).  A put that
+ * ignored the way would leave an eighth there; one that took it only
+ * while free, 85%, 77%, 71% and 42%. */
 static void most_at_their_way(void)
 {
 	const __u32 flows = 262144;
@@ -197,7 +199,7 @@ static void most_at_their_way(void)
 	share[3] = (double)at_pref(&t) / held(&t);
 	printf("    at their way: %.3f at half the flows, %.3f at 80%%, %.3f full, %.3f after churn\n", share[0], share[1],
 	       share[2], share[3]);
-	CHECK(!bad && lost <= evicted && share[0] > 0.8 && share[1] > 0.7 && share[2] > 0.65 && share[3] > 0.35,
+	CHECK(!bad && lost <= evicted && share[0] > 0.8 && share[1] > 0.75 && share[2] > 0.72 && share[3] > 0.55,
 	      "%ld errors, %ld lost, %ld evicted; at their way %.3f / %.3f / %.3f / %.3f", bad, lost, evicted, share[0],
 	      share[1], share[2], share[3]);
 	free(t.b);
