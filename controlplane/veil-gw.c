@@ -494,8 +494,9 @@ int main(int argc, char **argv)
 		vm_log("event=warning reason=\"cannot watch route changes (%s): the nodes' routes are asked every second\"",
 		       strerror(errno));
 	ensure_neighbours(&st);
-	vm_log("event=started client_if=%s mesh_if=%s pin_root=%s routes=%d vips=%d changes=%d mode=%s control=%s metrics=%s",
-	       st.cfg.client_if, st.cfg.mesh_if, st.cfg.pin_root, st.cfg.nroutes, st.cfg.nvips, changes,
+	vm_log("event=started client_if=%s mesh_if=%s pin_root=%s routes=%d pinned_routes=%d vips=%d changes=%d mode=%s "
+	       "control=%s metrics=%s",
+	       st.cfg.client_if, st.cfg.mesh_if, st.cfg.pin_root, st.cfg.nroutes, st.g.rbits_loaded, st.cfg.nvips, changes,
 	       st.skb ? "skb" : "native", st.cfg.control, st.cfg.metrics);
 
 	/* closed flows (FIN both ways) are retired after a TIME_WAIT-like linger,

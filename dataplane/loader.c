@@ -574,7 +574,11 @@ static int route_bits_init(struct vm_gw *g)
 	if (err)
 		return err;
 	g->rbits = p;
-	return vm_gw_route_bits_rebuild(g);
+	err = vm_gw_route_bits_rebuild(g);
+	if (err < 0)
+		return err;
+	g->rbits_loaded = err;
+	return 0;
 }
 
 void vm_flow_bits_clear(struct flow_bits_val *b, int half)
@@ -744,10 +748,14 @@ void vm_gw_close(struct vm_gw *g)
 int vm_gw_map_fd(struct vm_gw *g, const char *name)
 {
 	struct bpf_map *m = bpf_object__find_map_by_name(g->ing->obj, name);
+	int fd = m ? bpf_map__fd(m) : -ENOENT;
 
-	if (!m && g->as)
-		m = bpf_object__find_map_by_name(g->as->obj, name);
-	return m ? bpf_map__fd(m) : -ENOENT;
+	/* gw_asm's, where gw_ingress has none or is not loaded yet:
+	 * vm_gw_attach loads gw_asm first, libxdp gw_ingress later (the maps
+	 * both have are the same pinned ones) */
+	if (fd < 0 && g->as && (m = bpf_object__find_map_by_name(g->as->obj, name)) && bpf_map__fd(m) >= 0)
+		fd = bpf_map__fd(m);
+	return fd;
 }
 
 /* ---------- node ---------- */

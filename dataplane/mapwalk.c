@@ -112,3 +112,41 @@ long vm_walk_asm_count(__u32 map_id)
 	pthread_mutex_unlock(&g_asm_lock);
 	return n;
 }
+
+#ifndef ENOTSUPP
+#define ENOTSUPP 524   /* the kernel's, for calls a map type lacks */
+#endif
+int vm_map_each_batch(int fd, size_t ksize, size_t vsize, __u32 batch,
+		      int (*fn)(void *arg, const void *keys, const void *vals, __u32 n), void *arg)
+{
+	__u8 *keys = malloc((size_t)batch * ksize), *vals = malloc((size_t)batch * vsize);
+	__u64 in = 0, out = 0;   /* a hash map's batch position: its bucket, 4 bytes */
+	bool first = true, end = false;
+	int rc = 1;
+
+	if (!keys || !vals || !batch) {
+		rc = batch ? -ENOMEM : -EINVAL;
+		goto done;
+	}
+	while (!end) {
+		__u32 n = batch;
+		int r = bpf_map_lookup_batch(fd, first ? NULL : &in, &out, keys, vals, &n, NULL);
+
+		if (r && errno == ENOENT)
+			end = true;     /* the last entries, if any, are in this batch */
+		else if (r) {
+			rc = first && (errno == EINVAL || errno == ENOTSUPP || errno == EOPNOTSUPP) ? 0 : -errno;
+			goto done;
+		}
+		first = false;
+		in = out;
+		if (n && (r = fn(arg, keys, vals, n)) < 0) {
+			rc = r;
+			goto done;
+		}
+	}
+done:
+	free(keys);
+	free(vals);
+	return rc;
+}

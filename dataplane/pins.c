@@ -248,50 +248,37 @@ int vm_pins_refresh(struct bpf_object *obj, struct vm_pins_kept *kept)
  * by key), or -errno.  An insert the new map refuses (full) is retried
  * alone and counted in *lost. */
 #define COPY_BATCH 4096
-#ifndef ENOTSUPP
-#define ENOTSUPP 524   /* the kernel's, for calls a map type lacks */
-#endif
+struct batch_copy {
+	int to;
+	size_t ksize, vsize;
+	long *written, *lost;
+};
+
+static int copy_some(void *arg, const void *keys, const void *vals, __u32 n)
+{
+	struct batch_copy *c = arg;
+	__u32 put = n;
+
+	if (bpf_map_update_batch(c->to, keys, vals, &put, NULL)) {
+		/* the first put entries are in; the rest one at a time */
+		for (__u32 i = put; i < n; i++) {
+			if (bpf_map_update_elem(c->to, (const __u8 *)keys + (size_t)i * c->ksize,
+						(const __u8 *)vals + (size_t)i * c->vsize, BPF_ANY))
+				(*c->lost)++;
+			else
+				(*c->written)++;
+		}
+	}
+	*c->written += put;
+	return 0;
+}
+
 static int hash_copy_batched(int from, int to, const struct bpf_map_info *fi, size_t vsize, long *written,
 			     long *lost)
 {
-	__u8 *keys = malloc((size_t)COPY_BATCH * fi->key_size), *vals = malloc((size_t)COPY_BATCH * vsize);
-	__u8 in[8], out[8];   /* a hash map's batch position: 4 bytes */
-	bool first = true, end = false;
-	int rc = 1;
+	struct batch_copy c = { .to = to, .ksize = fi->key_size, .vsize = vsize, .written = written, .lost = lost };
 
-	if (!keys || !vals) {
-		rc = -ENOMEM;
-		goto done;
-	}
-	while (!end) {
-		__u32 n = COPY_BATCH, put;
-		int r = bpf_map_lookup_batch(from, first ? NULL : in, out, keys, vals, &n, NULL);
-
-		if (r && errno == ENOENT)
-			end = true;     /* the last entries, if any, are in this batch */
-		else if (r) {
-			rc = first && (errno == EINVAL || errno == ENOTSUPP || errno == EOPNOTSUPP) ? 0 : -errno;
-			goto done;
-		}
-		first = false;
-		memcpy(in, out, sizeof(in));
-		put = n;
-		if (n && bpf_map_update_batch(to, keys, vals, &put, NULL)) {
-			/* the first put entries are in; the rest one at a time */
-			for (__u32 i = put; i < n; i++) {
-				if (bpf_map_update_elem(to, keys + (size_t)i * fi->key_size, vals + (size_t)i * vsize,
-							BPF_ANY))
-					(*lost)++;
-				else
-					(*written)++;
-			}
-		}
-		*written += put;
-	}
-done:
-	free(keys);
-	free(vals);
-	return rc;
+	return vm_map_each_batch(from, fi->key_size, vsize, COPY_BATCH, copy_some, &c);
 }
 
 /* Every entry of the old map (fd from, info fi) written to the new one

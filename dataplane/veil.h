@@ -242,6 +242,7 @@ struct vm_gw {
 	char pin_root[256];
 	struct flow_bits_val *bits; /* flow_bits, mapped (VM_FLOW_BITS_ENTRIES) once loaded */
 	__u64 *rbits;               /* route_bits, mapped (VM_ROUTE_BITS_WORDS) once loaded */
+	int rbits_loaded;           /* the routes the load made route_bits from (the pinned ones) */
 	struct vm_pins_kept kept;   /* maps replaced by a new size or flags, copied at the load */
 	struct vm_flows ft;         /* the flows map, mapped once loaded */
 };
@@ -305,8 +306,9 @@ int vm_gw_sync(struct vm_gw *g, const struct vm_gw_cfg *c, int *changes);
  * its bits are set); the removal leaves them (a stale bit costs a lookup).
  * route_bits is made exact by vm_gw_sync and at every load, and by
  * vm_gw_route_bits_rebuild, from what the routes map holds (after writes
- * that did not go through vm_gw_route_put: a copy, a test's).  One writer
- * at a time (veil-gw writes under its store's lock). */
+ * that did not go through vm_gw_route_put: a copy, a test's; it returns the
+ * routes it found, or -errno).  One writer at a time (veil-gw writes under
+ * its store's lock). */
 __u64 vm_route_hash(const char *name);
 int vm_gw_route_put(struct vm_gw *g, const char *name, const struct route_val *v);
 int vm_gw_route_get(int fd, const char *name, struct route_val *v);
@@ -381,6 +383,13 @@ void vm_map_count_mapped(const struct vm_flows *t);
 /* A map's keys counted one get_next_key call at a time (keys of 512 bytes
  * at most): what vm_map_count falls back to, and the benchmarks' baseline. */
 long vm_map_count_keys(int fd);
+/* A hash map's entries handed to fn by the batch calls (BPF_MAP_LOOKUP_BATCH),
+ * up to batch at a time: its keys (ksize bytes each) and values (vsize)
+ * side by side.  1 when every entry went to fn, 0 when the kernel has no
+ * batch calls for the map (walk it key by key), a negative errno, or fn's
+ * negative answer (which ends the walk). */
+int vm_map_each_batch(int fd, size_t ksize, size_t vsize, __u32 batch,
+		      int (*fn)(void *arg, const void *keys, const void *vals, __u32 n), void *arg);
 /* gw_asm's hello_asm (fd: a BPF_F_MMAPABLE array of struct asm_val)
  * mapped, its slots read (and with writable, written: the benchmarks free
  * a slot's owner word) in place; *slots and *len for vm_asm_unmap.  NULL
