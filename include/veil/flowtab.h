@@ -407,7 +407,10 @@ VM_INLINE __u32 vm_ft_free_n(const struct vm_ft_head *b)
  * made a second copy, which whoever sees both removes, the one at the
  * later place.  VM_FLOW_PUT_TAKEN when ours was (the key is in, with the
  * other put's value), else 0.  ob == hb: home alone is looked at (no key
- * of home's is in its second bucket: vm_ft_put_home). */
+ * of home's is in its second bucket: vm_ft_put_home).  The tags first:
+ * only where another way holds t are the slots' keys read (each its own
+ * cold line; the tags' test and the keys' combined without branches read
+ * all eight on every put). */
 VM_INLINE int vm_ft_dedup(void *ctx, struct vm_ft_head *hb, struct vm_ft_head *ob, __u32 mine, __u32 t,
 			  const struct flow_key *k, __u32 home, __u32 vs)
 {
@@ -415,14 +418,24 @@ VM_INLINE int vm_ft_dedup(void *ctx, struct vm_ft_head *hb, struct vm_ft_head *o
 
 	VM_UNROLL
 	for (int j = 0; j < VM_FT_WAYS; j++)
-		m |= (vm_ft_is0(hb->tag[j] ^ t) & vm_ft_key_is(vm_ft_slot_at(hb, j, vs), k)) << j;
+		m |= vm_ft_is0(hb->tag[j] ^ t) << j;
 	if (ob != hb) {
 		VM_UNROLL
 		for (int j = 0; j < VM_FT_WAYS; j++)
-			m |= (vm_ft_is0(ob->tag[j] ^ t) & vm_ft_key_is(vm_ft_slot_at(ob, j, vs), k)) << (VM_FT_WAYS + j);
+			m |= vm_ft_is0(ob->tag[j] ^ t) << (VM_FT_WAYS + j);
 	}
 	mine &= 2 * VM_FT_WAYS - 1;
 	m &= ~(1ull << mine);
+	if (!m)
+		return 0;       /* no other way holds the tag: no other copy */
+	VM_UNROLL
+	for (int j = 0; j < VM_FT_WAYS; j++)
+		m &= ~((vm_ft_key_is(vm_ft_slot_at(hb, j, vs), k) ^ 1) << j);
+	if (ob != hb) {
+		VM_UNROLL
+		for (int j = 0; j < VM_FT_WAYS; j++)
+			m &= ~((vm_ft_key_is(vm_ft_slot_at(ob, j, vs), k) ^ 1) << (VM_FT_WAYS + j));
+	}
 	if (!m)
 		return 0;
 	if (m & ((1ull << mine) - 1)) {
