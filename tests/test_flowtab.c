@@ -157,8 +157,6 @@ static void fills_without_loss(void)
 	free(t.b);
 }
 
-/* Half deleted, then as many new ones put: found, the counts agree, the
- * deleted ones gone. */
 /* A put takes the key's preferred way while it is free, or from a key
  * that is not at its own (vm_ft_claim), so most keys are found there: at
  * a half, 80% and all of the flows a table is made for (its slots a
@@ -205,6 +203,8 @@ static void most_at_their_way(void)
 	free(t.b);
 }
 
+/* Half deleted, then as many new ones put: found, the counts agree, the
+ * deleted ones gone. */
 static void deletes_and_reuse(void)
 {
 	const __u32 flows = 65536, n = flows;
