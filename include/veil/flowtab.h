@@ -99,6 +99,18 @@ VM_INLINE void vm_ft_copy(void *to, const void *from, __u32 vs)
 {
 	__builtin_memcpy((__u64 *)to, (const __u64 *)from, vs);
 }
+/* Slot from's flow copied into slot to (a move: vm_ft_claim within a
+ * bucket, vm_ft_kick between two), marked spilled or not; the caller
+ * publishes its tag. */
+VM_INLINE void vm_ft_slot_copy(struct vm_ft_slot *to, const struct vm_ft_slot *from, __u8 spilled, __u32 vs)
+{
+	to->key = from->key;
+	to->ref = from->ref;
+	to->spilled = spilled;
+	to->pad = 0;
+	vm_ft_copy(vm_ft_val(to), vm_ft_val(from), vs);
+}
+
 /* A slot's tag stored after its key and value, and before the put looks
  * for another CPU's copy of its key (vm_ft_dedup): an exchange, a full
  * barrier, so that of two puts of one key at once each sees the other's
@@ -361,11 +373,7 @@ VM_INLINE int vm_ft_claim(struct vm_ft_head *b, __u32 f, __u32 t, __u32 vs)
 		return (int)f;
 	from = vm_ft_slot_at(b, p, vs);
 	to = vm_ft_slot_at(b, f, vs);
-	to->key = from->key;
-	to->ref = from->ref;
-	to->spilled = from->spilled;
-	to->pad = 0;
-	vm_ft_copy(vm_ft_val(to), vm_ft_val(from), vs);
+	vm_ft_slot_copy(to, from, from->spilled, vs);
 	VM_FT_PUBLISH(&b->tag[f], q);
 	if (__sync_val_compare_and_swap(&b->tag[p], q, VM_FT_BUSY) == q)
 		return (int)p;
@@ -488,11 +496,7 @@ VM_INLINE int vm_ft_kick(void *ctx, struct vm_ft_head *b, __u32 bi, __u32 j, con
 	if (__sync_val_compare_and_swap(&to->tag[w], 0, VM_FT_BUSY) != 0)
 		return 0;
 	ts = vm_ft_slot_at(to, w, vs);
-	ts->key = from->key;
-	ts->ref = from->ref;
-	ts->spilled = !back;
-	ts->pad = 0;
-	vm_ft_copy(vm_ft_val(ts), vm_ft_val(from), vs);
+	vm_ft_slot_copy(ts, from, !back, vs);
 	if (!back)
 		__sync_fetch_and_add(&home->spill, 1);
 	VM_FT_PUBLISH(&to->tag[w], t);
