@@ -647,14 +647,14 @@ static int conns_to_sink(void)
 	return n > 0 && nr > 0 ? 0 : -1;
 }
 
-/* encap_floor_tc's prebuilt outer header (Ethernet, IPv4 with a zero
- * total length and the checksum of that, UDP to the Geneve port, Geneve
- * for an inner IPv4 packet) and its sink, the TC live case's. */
-static int encap_floor_setup(void)
+/* The encapsulation floors' prebuilt outer header (Ethernet, IPv4 with a
+ * zero total length and the checksum of that, UDP to the Geneve port,
+ * Geneve for an inner IPv4 packet). */
+static int encap_hdr_setup(void)
 {
 	struct { uint8_t b[64]; } __attribute__((aligned(8))) h = { 0 };
 	uint8_t *ip = h.b + 14, *udp = ip + 20, *gnv = udp + 8;
-	__u32 zero = 0, sink = tl_sink;
+	__u32 zero = 0;
 
 	memset(h.b, 0x02, 12);
 	h.b[12] = 0x08;                               /* IPv4 */
@@ -670,7 +670,15 @@ static int encap_floor_setup(void)
 	udp[3] = VM_GENEVE_PORT & 0xff;
 	gnv[2] = VM_GENEVE_PROTO_IP4 >> 8;
 	gnv[3] = VM_GENEVE_PROTO_IP4 & 0xff;
-	if (bpf_map_update_elem(bpf_object__find_map_fd_by_name(base_obj, "bench_encap"), &zero, &h, BPF_ANY) ||
+	return bpf_map_update_elem(bpf_object__find_map_fd_by_name(base_obj, "bench_encap"), &zero, &h, BPF_ANY) ? -1 : 0;
+}
+
+/* encap_floor_tc's header and its sink, the TC live case's. */
+static int encap_floor_setup(void)
+{
+	__u32 zero = 0, sink = tl_sink;
+
+	if (encap_hdr_setup() ||
 	    bpf_map_update_elem(bpf_object__find_map_fd_by_name(base_obj, "bench_sink"), &zero, &sink, BPF_ANY))
 		return -1;
 	return 0;
@@ -892,7 +900,8 @@ static size_t make_ack_many(__u32 idx, uint8_t *out)
 /* The floors (tools/bench_base.bpf.c: what one thing that every program on
  * a path must do costs alone, on the path's frames in its mode).  Every run
  * must do its floor's work (bench_hits, FLOORC). */
-static int lookup_floor_fd = -1, route_floor_fd = -1, insert_floor_fd = -1, encap_floor_fd = -1, bench_flows_fd = -1;
+static int lookup_floor_fd = -1, route_floor_fd = -1, insert_floor_fd = -1, encap_floor_fd = -1, bench_flows_fd = -1,
+	   encap_floor_xdp_fd = -1;
 static int slot_lookup_fd = -1, slot_insert_fd = -1, bench_slots_fd = -1, sni_floor_fd = -1, filter_floor_fd = -1;
 static int vm_path_floor_fd = -1, vm_path_floor_v6_fd = -1;
 
@@ -1596,6 +1605,7 @@ int main(int argc, char **argv)
 	route_floor_fd = bpf_program__fd(bpf_object__find_program_by_name(base, "route_floor_xdp"));
 	insert_floor_fd = bpf_program__fd(bpf_object__find_program_by_name(base, "insert_floor_xdp"));
 	encap_floor_fd = bpf_program__fd(bpf_object__find_program_by_name(base, "encap_floor_tc"));
+	encap_floor_xdp_fd = bpf_program__fd(bpf_object__find_program_by_name(base, "encap_floor_xdp"));
 	slot_lookup_fd = bpf_program__fd(bpf_object__find_program_by_name(base, "slot_lookup_xdp"));
 	sni_floor_fd = bpf_program__fd(bpf_object__find_program_by_name(base, "sni_floor_xdp"));
 	filter_floor_fd = bpf_program__fd(bpf_object__find_program_by_name(base, "filter_floor_xdp"));
@@ -1630,6 +1640,13 @@ int main(int argc, char **argv)
 	err |= restored("established_v6", 1, GW_ING, est6, est6_n, GWC(fwd_established));
 	err |= restored("established_ack", 1, GW_ING, est_ack, est_ack_n, GWC(fwd_established));
 	err |= restored("established_v6_ack", 1, GW_ING, est6_ack, est6_ack_n, GWC(fwd_established));
+	/* their floor: the room opened, a prebuilt header, XDP_TX */
+	if (!skipped("encap_floor_xdp") && encap_hdr_setup()) {
+		fprintf(stderr, "veil-bench-micro: encap_floor_xdp: cannot write its header\n");
+		err = 1;
+	} else {
+		err |= restored("encap_floor_xdp", 1, encap_floor_xdp_fd, est_ack, est_ack_n, FLOORC);
+	}
 	/* a different connection's segment every run, among the 131072 in
 	 * the map: its bucket and element cold, as on a gateway carrying
 	 * many connections (the cases above find theirs in L1) */
