@@ -157,13 +157,13 @@ static void fills_without_loss(void)
 	free(t.b);
 }
 
-/* A put takes the key's preferred way while it is free, or from a key
- * that is not at its own (vm_ft_claim), so most keys are found there: at
- * a half, 80% and all of the flows a table is made for (its slots a
- * third, 53% and two thirds full), and where flows come and go (every
- * flow of the full table replaced by a new one, twice).  A put that
- * ignored the way would leave an eighth there; one that took it only
- * while free, 85%, 77%, 71% and 42%. */
+/* A put takes the key's preferred way while it is free, so most keys are
+ * found there: 85%, 77% and 71% at a half, 80% and all of the flows a
+ * table is made for (its slots a third, 53% and two thirds full), 42%
+ * where flows come and go (every flow of the full table replaced by a new
+ * one, twice).  A put that ignored the way would leave an eighth there.
+ * (Moving a key aside for another's way gave 86%, 79%, 75% and 64% and
+ * lost keys under racing puts: vm_ft_claim.) */
 static void most_at_their_way(void)
 {
 	const __u32 flows = 262144;
@@ -197,7 +197,7 @@ static void most_at_their_way(void)
 	share[3] = (double)at_pref(&t) / held(&t);
 	printf("    at their way: %.3f at half the flows, %.3f at 80%%, %.3f full, %.3f after churn\n", share[0], share[1],
 	       share[2], share[3]);
-	CHECK(!bad && lost <= evicted && share[0] > 0.8 && share[1] > 0.75 && share[2] > 0.72 && share[3] > 0.55,
+	CHECK(!bad && lost <= evicted && share[0] > 0.8 && share[1] > 0.74 && share[2] > 0.68 && share[3] > 0.38,
 	      "%ld errors, %ld lost, %ld evicted; at their way %.3f / %.3f / %.3f / %.3f", bad, lost, evicted, share[0],
 	      share[1], share[2], share[3]);
 	free(t.b);

@@ -28,13 +28,13 @@
  * of the tag and counts no spilled key); vm_ft_put, the rest, reads both.
  *
  * Within a bucket a key has a preferred way, from its tag (vm_ft_pref):
- * a put takes it while it is free, or from a key that is not at its own
- * preferred way and moves aside (vm_ft_claim); a lookup tries that way's
- * tag and slot first and scans the tags only when the key is not there.
- * So the slot's line is read beside the tag line rather than after it
- * (where both are cold, one wait instead of two: established_many -100 ns),
- * and most lookups skip the scan: 86% of keys sit at their way at half the
- * flows, 75% at all of them, 64% where flows come and go in a full table.
+ * a put takes it while it is free (vm_ft_free_for); a lookup tries that
+ * way's tag and slot first and scans the tags only when the key is not
+ * there.  So the slot's line is read beside the tag line rather than after
+ * it (where both are cold, one wait instead of two: established_many
+ * -100 ns), and most lookups skip the scan: 85% of keys sit at their way at
+ * half the flows, 71% at all of them, 42% where flows come and go in a full
+ * table (a key is not moved aside for another's way: vm_ft_claim says why).
  *
  * When both are full, a way is taken by the clock rule (the kernel's LRU
  * hash approximates LRU with a ref bit too): each slot's ref is set when
@@ -99,9 +99,8 @@ VM_INLINE void vm_ft_copy(void *to, const void *from, __u32 vs)
 {
 	__builtin_memcpy((__u64 *)to, (const __u64 *)from, vs);
 }
-/* Slot from's flow copied into slot to (a move: vm_ft_claim within a
- * bucket, vm_ft_kick between two), marked spilled or not; the caller
- * publishes its tag. */
+/* Slot from's flow copied into slot to (vm_ft_kick's move between two
+ * buckets), marked spilled or not; the caller publishes its tag. */
 VM_INLINE void vm_ft_slot_copy(struct vm_ft_slot *to, const struct vm_ft_slot *from, __u8 spilled, __u32 vs)
 {
 	to->key = from->key;
@@ -349,36 +348,23 @@ VM_INLINE __u32 vm_ft_free_for(const struct vm_ft_head *b, __u32 t)
 	return (__u32)w;
 }
 
-/* Claims a way of bucket b for a key of tag t, where way f is free
- * (vm_ft_free_for): f, or t's preferred way p when a key holds p that
- * is not at its own preferred way (it came while p was free) and so can
- * sit at f as well: that key moves to f, and p is the new key's.  With
- * flows coming and going, keys at their way went from 42% to ~75% in a
- * full table (test_flowtab most_at_their_way).  The move is vm_ft_kick's
- * within a bucket: the copy published at f before p is claimed, so a
- * reader finds one or the other (a write to the old copy in that moment
- * is lost, as one to an LRU element being reused is); the same bucket,
- * so no spill count changes.  The way claimed (VM_FT_BUSY), or -1 when
- * another writer claimed f first or took the moved key meanwhile. */
-VM_INLINE int vm_ft_claim(struct vm_ft_head *b, __u32 f, __u32 t, __u32 vs)
+/* Claims way f of bucket b, free when chosen (vm_ft_free_for: the key's
+ * preferred way while that is free, else the first free one): f, now
+ * VM_FT_BUSY, or -1 when another writer claimed it first.  A key sitting
+ * at another key's preferred way is not moved aside for it (fc8c8cc did,
+ * until 2026-12-07: keys at their way after churn 64% instead of 42%).  A
+ * move within a bucket publishes the key's copy at the free way before it
+ * claims the old one, and meanwhile a lookup on another CPU can read the
+ * free way's tag before the copy is there and the old way's after the
+ * claim, and miss a live flow (a deletion the same), and a put of the same
+ * key sees both copies and frees one while the move takes the other: a
+ * key lost.  tests/test_flowtab racing_puts_crowded failed one run in ten
+ * with it.  vm_ft_kick's move between buckets has the same moment; it
+ * happens only where both buckets are full. */
+VM_INLINE int vm_ft_claim(struct vm_ft_head *b, __u32 f)
 {
-	__u32 p = vm_ft_pref(t), q;
-	struct vm_ft_slot *from, *to;
-
 	f &= VM_FT_WAYS - 1;
-	if (__sync_val_compare_and_swap(&b->tag[f], 0, VM_FT_BUSY) != 0)
-		return -1;
-	q = b->tag[p];
-	if (f == p || !(q & 1) || vm_ft_pref(q) == p)
-		return (int)f;
-	from = vm_ft_slot_at(b, p, vs);
-	to = vm_ft_slot_at(b, f, vs);
-	vm_ft_slot_copy(to, from, from->spilled, vs);
-	VM_FT_PUBLISH(&b->tag[f], q);
-	if (__sync_val_compare_and_swap(&b->tag[p], q, VM_FT_BUSY) == q)
-		return (int)p;
-	/* p's key went meanwhile (deleted, or given way): its copy too */
-	return __sync_val_compare_and_swap(&b->tag[f], q, VM_FT_BUSY) == q ? (int)f : -1;
+	return __sync_val_compare_and_swap(&b->tag[f], 0, VM_FT_BUSY) == 0 ? (int)f : -1;
 }
 
 /* The clock's pick in a full bucket: the first way whose ref is clear;
@@ -560,7 +546,7 @@ VM_INLINE int vm_ft_put(void *ctx, const struct flow_key *k, const void *v, __u3
 				return -1;
 		}
 	} else {
-		int c = vm_ft_claim(b, w, pl.tag, vs);
+		int c = vm_ft_claim(b, w);
 
 		if (c < 0)
 			return -1;
@@ -629,7 +615,7 @@ VM_INLINE int vm_ft_put_home(void *ctx, const struct flow_key *k, const void *v,
 	if (vm_ft_tag_at(hb, pl.tag) < VM_FT_WAYS || *(volatile __u32 *)&hb->spill ||
 	    vm_ft_free_n(hb) < VM_FT_HOME_ROOM)
 		return VM_FT_NOT_HOME;
-	c = vm_ft_claim(hb, vm_ft_free_for(hb, pl.tag), pl.tag, vs);
+	c = vm_ft_claim(hb, vm_ft_free_for(hb, pl.tag));
 	if (c < 0)
 		return VM_FT_NOT_HOME;
 	w = (__u32)c & (VM_FT_WAYS - 1);
