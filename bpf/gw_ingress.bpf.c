@@ -27,8 +27,15 @@ struct vm_gw_env {
 #define VM_V_DROP XDP_DROP
 #define VM_V_PASS XDP_PASS
 #define VM_V_TX   XDP_TX
-#define VM_GW_COOKIE_OK(sec, p, isn, cookie, tnow) gw_cookie_ok((sec), (p), (isn), (cookie), (tnow))
-#define VM_GW_COOKIE_MAC(sec, p, tcount, low) gw_cookie_mac((struct cookie_secret *)(sec), (p), (tcount), (low))
+/* The cookie's check and the SYN-ACK's MAC (gw_path.h's default) inline,
+ * not through global functions (gw_logic.h's gw_cookie_ok, gw_asm's): on a
+ * host whose returns go through a mitigation thunk (AMD's Safe RET) a
+ * BPF-to-BPF call and return cost ~8 ns, a quarter of a SYN's or a cookie
+ * ACK's path (veil-bench-micro, 3 alternations, 2026-12-07: syn +35-37 ->
+ * +26-29, syn_v6 +38-40 -> +29-30, cookie_ack +34-37 -> +27-28).  The
+ * verifier then walks them on every path that reaches them: 171k -> 266k
+ * instructions processed, of the 1M it allows. */
+#define VM_GW_COOKIE_OK(sec, p, isn, cookie, tnow) vm_gw_cookie_ok((sec), (p), (isn), (cookie), (tnow))
 #define VM_GW_SYN_TIMES(e, cfg, t) gw_syn_times((e)->s ? &(e)->s->clock : 0, (cfg), (t))
 
 VM_INLINE void *vm_env_data(struct vm_gw_env *e) { return XDP_DATA(e->ctx); }

@@ -227,24 +227,15 @@ VM_INLINE const struct vip_val *gw_vip_get(struct gw_scratch *s, const struct vi
 }
 
 /* Checks a cookie against the current and the previous secret.  A global
- * function: verified once, not once per path of the caller. */
+ * function: verified once, not once per path of the caller (gw_asm's;
+ * gw_ingress takes vm_gw_cookie_ok and the SYN-ACK's MAC inline, where a
+ * call costs what the check does: bpf/gw_ingress.bpf.c). */
 __attribute__((noinline)) int gw_cookie_ok(struct cookie_secret *sec, const struct vm_pkt *p, __u32 client_isn,
 					   __u32 cookie, __u32 tnow)
 {
 	if (!sec || !p)
 		return 0;
 	return vm_gw_cookie_ok(sec, p, client_isn, cookie, tnow);
-}
-
-/* The MAC of a SYN-ACK's cookie under the current key: a global function
- * too, so its registers spill into a frame of its own, not into gw_ingress's
- * (which the hello's route lookup shares: 512 bytes for both). */
-__attribute__((noinline)) __u32 gw_cookie_mac(struct cookie_secret *sec, const struct vm_pkt *p, __u32 tcount,
-					      __u32 low)
-{
-	if (!sec || !p)
-		return 0;
-	return vm_gw_cookie_mac(&sec->cur, p, tcount, low);
 }
 
 /* The parser's window: s->buf, or gw_asm's joined records (asm_flat). */
