@@ -400,12 +400,6 @@ struct {
 	__type(value, __u32);
 } bench_sink SEC(".maps");
 
-/* encap_floor_tc's work, for it and the vm_path_floor programs: the
- * room, the header, the lengths and checksum, counted, redirected.  v6:
- * the inner packet is IPv6 (a constant per caller), so the outer IPv4
- * header changes the skb's family: the room is opened as node_vm opens it
- * then, with bpf_skb_adjust_room (the skb's protocol becomes the outer
- * one), and the Geneve protocol says IPv6. */
 /* The prebuilt header h over the room just opened at data (ENCAP_HDR
  * bytes, checked to lie in the packet), for an inner packet of inner
  * bytes: its two lengths and the IPv4 checksum patched; v6: the Geneve
@@ -424,6 +418,12 @@ static __always_inline void encap_write(void *data, const struct encap_hdr *h, _
 		*(__u16 *)(data + 14 + 20 + 8 + 2) = bpf_htons(VM_GENEVE_PROTO_IP6);
 }
 
+/* encap_floor_tc's work, for it and the vm_path_floor programs: the
+ * room, the header, the lengths and checksum, counted, redirected.  v6:
+ * the inner packet is IPv6 (a constant per caller), so the outer IPv4
+ * header changes the skb's family: the room is opened as node_vm opens it
+ * then, with bpf_skb_adjust_room (the skb's protocol becomes the outer
+ * one), and the Geneve protocol says IPv6. */
 static __always_inline int encap_floor_do(struct __sk_buff *skb, const int v6)
 {
 	__u32 zero = 0, *sink = bpf_map_lookup_elem(&bench_sink, &zero);
