@@ -99,17 +99,6 @@ VM_INLINE void vm_ft_copy(void *to, const void *from, __u32 vs)
 {
 	__builtin_memcpy((__u64 *)to, (const __u64 *)from, vs);
 }
-/* Slot from's flow copied into slot to (vm_ft_kick's move between two
- * buckets), marked spilled or not; the caller publishes its tag. */
-VM_INLINE void vm_ft_slot_copy(struct vm_ft_slot *to, const struct vm_ft_slot *from, __u8 spilled, __u32 vs)
-{
-	to->key = from->key;
-	to->ref = from->ref;
-	to->spilled = spilled;
-	to->pad = 0;
-	vm_ft_copy(vm_ft_val(to), vm_ft_val(from), vs);
-}
-
 /* A slot's tag stored after its key and value, and before the put looks
  * for another CPU's copy of its key (vm_ft_dedup): an exchange, a full
  * barrier, so that of two puts of one key at once each sees the other's
@@ -482,7 +471,11 @@ VM_INLINE int vm_ft_kick(void *ctx, struct vm_ft_head *b, __u32 bi, __u32 j, con
 	if (__sync_val_compare_and_swap(&to->tag[w], 0, VM_FT_BUSY) != 0)
 		return 0;
 	ts = vm_ft_slot_at(to, w, vs);
-	vm_ft_slot_copy(ts, from, !back, vs);
+	ts->key = from->key;
+	ts->ref = from->ref;
+	ts->spilled = !back;
+	ts->pad = 0;
+	vm_ft_copy(vm_ft_val(ts), vm_ft_val(from), vs);
 	if (!back)
 		__sync_fetch_and_add(&home->spill, 1);
 	VM_FT_PUBLISH(&to->tag[w], t);
