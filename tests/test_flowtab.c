@@ -4,8 +4,10 @@
  * what the LRU hash it replaced gave: every flow found until the table is
  * nearly full, no flow lost to another's put below that, a full table
  * giving up flows that carried no packet lately, deletes, the spill
- * counts, each tag once per bucket, and puts racing on threads. */
+ * counts, each tag once per bucket, puts racing on threads, and moves
+ * between buckets under lookups and deletes on other threads. */
 #include <pthread.h>
+#include <sched.h>
 #include <sys/random.h>
 #include "testlib.h"
 #include "veil.h"
@@ -21,6 +23,12 @@ static inline struct vm_ft_head *tab_bucket(struct tab *t, __u32 i)
 }
 
 #define VM_FT_BUCKET(ctx, i) tab_bucket((struct tab *)(ctx), (i))
+/* A move's moment between its old way's claim and its copy's publish:
+ * in racing_moves a few microseconds rather than a few ns, so that
+ * lookups meet it (without vm_ft_locate's looking again they miss the
+ * moving key millions of times there). */
+static void move_pause(void);
+#define VM_FT_MOVE_PAUSE() move_pause()
 #include "veil/flowtab.h"
 
 #define VS sizeof(struct flow_val)
@@ -406,6 +414,212 @@ static void racing_puts_crowded(void)
 	racing_puts_in(48000);
 }
 
+/* A crowded table where puts move flows (vm_ft_kick: the clock's pick to
+ * its other bucket) or take their places, while another thread deletes
+ * its keys and puts them back.  A key whose delete succeeded and that a lookup
+ * finds afterwards outlived its delete (a move's copy stayed, or a put that
+ * missed the key while it moved made a second copy). */
+static struct tab kick_t;
+static volatile int kick_stop;
+#define KICK_FLOWS 4096
+#define KICK_DEL 1024        /* keys 0..: deleted and put back by one thread */
+/* The putter keeps its ring of KICK_RING keys: a new key put, the one
+ * put KICK_RING before deleted, so the table stays as full as the fill
+ * left it, full buckets beside ones with room (where moves go). */
+#define KICK_RING 512
+
+static void *kick_putter(void *arg)
+{
+	struct flow_key k, gone;
+	struct flow_val v;
+	__u32 base = 10000000;
+
+	for (__u32 i = base; !kick_stop; i++) {
+		key_of(i, &k);
+		val_of(i, &v);
+		tab_put(&kick_t, &k, &v, &seed, kick_t.nb, &gone);
+		if (i >= base + KICK_RING) {
+			key_of(i - KICK_RING, &k);
+			vm_ft_del(&kick_t, &k, &seed, kick_t.nb, VS);
+		}
+	}
+	return NULL;
+}
+
+static void racing_kicks(void)
+{
+	pthread_t p;
+	long outlived = 0, moves = 0;
+	struct flow_key k, gone;
+	struct flow_val v;
+	char why[200] = "";
+
+	tab_make(&kick_t, KICK_FLOWS);
+	/* the slots but the putter's ring and a few, filled */
+	for (__u32 i = 0; i < kick_t.nb * VM_FT_WAYS - KICK_RING - 64; i++) {
+		key_of(i, &k);
+		val_of(i, &v);
+		tab_put(&kick_t, &k, &v, &seed, kick_t.nb, &gone);
+	}
+	kick_stop = 0;
+	/* the putter as BPF puts, not preempted in a move (a real-time thread
+	 * where the test may make one): a move preempted between taking the
+	 * old way and publishing the copy is a flow no lookup finds for as
+	 * long, and a delete of it misses (racing_moves counts those) */
+	pthread_attr_t at;
+	struct sched_param sp = { .sched_priority = 1 };
+	pthread_attr_init(&at);
+	pthread_attr_setinheritsched(&at, PTHREAD_EXPLICIT_SCHED);
+	pthread_attr_setschedpolicy(&at, SCHED_FIFO);
+	pthread_attr_setschedparam(&at, &sp);
+	if (pthread_create(&p, &at, kick_putter, NULL))
+		pthread_create(&p, NULL, kick_putter, NULL);
+	pthread_attr_destroy(&at);
+	for (int r = 0; r < 300; r++) {
+		for (__u32 i = 0; i < KICK_DEL; i++) {
+			key_of(i, &k);
+			outlived += !vm_ft_del(&kick_t, &k, &seed, kick_t.nb, VS) &&
+				    vm_ft_get(&kick_t, &k, &seed, kick_t.nb, VS);
+		}
+		for (__u32 i = 0; i < KICK_DEL; i++) {
+			key_of(i, &k);
+			val_of(i, &v);
+			tab_put(&kick_t, &k, &v, &seed, kick_t.nb, &gone);
+		}
+	}
+	kick_stop = 1;
+	pthread_join(p, NULL);
+	for (__u32 i = 0; i < kick_t.nb; i++)
+		moves += kick_t.b[i].moves >> 16;
+	CHECK(moves > 1000 && !outlived, "%ld moves, %ld deleted keys still there", moves, outlived);
+	CHECK(consistent(&kick_t, why, sizeof(why)), "%s", why);
+	free(kick_t.b);
+}
+
+/* One key moved between its two buckets over and over (vm_ft_kick, as a
+ * put into a full bucket moves its pick; here every few microseconds, as
+ * no key is in a table) while another thread looks it up:
+ * never missed (the move's moment is widened here, VM_FT_MOVE_PAUSE; the
+ * lookup looks again when it met one).  Then deleted in the middle of the
+ * moves, again and again: each delete finds it, and afterwards no lookup
+ * does (no copy of a deleted key left behind). */
+static struct tab mv_t;
+static struct flow_key mv_k;
+static volatile int mv_stop, mv_reading, mv_pause;
+static long mv_stalls;
+
+/* The widened moment; a move that stood still in it (its thread
+ * preempted: no BPF program is) for longer than a user-space lookup
+ * looks again (VM_FT_LOOK_TRIES) is counted: that lookup could miss. */
+static void move_pause(void)
+{
+	struct timespec a, b;
+
+	if (!mv_pause)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	for (int i = 0; i < 200; i++)
+		__builtin_ia32_pause();
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	if ((b.tv_sec - a.tv_sec) * 1000000000L + b.tv_nsec - a.tv_nsec > 50000)
+		__atomic_add_fetch(&mv_stalls, 1, __ATOMIC_RELAXED);
+}
+
+static void *mover(void *arg)
+{
+	long *moves = calloc(1, sizeof(long));
+
+	while (!mv_stop) {
+		struct vm_ft_place pl;
+		struct vm_ft_head *b;
+		int w;
+
+		if (!vm_ft_find(&mv_t, &mv_k, &seed, mv_t.nb, VS, &b, &w, &pl))
+			continue;
+		__u32 bi = b == (struct vm_ft_head *)&mv_t.b[pl.home] ? pl.home : vm_ft_other(&pl, mv_t.nb);
+		if (vm_ft_kick(&mv_t, b, bi, (__u32)w, &seed, mv_t.nb, VS)) {
+			__atomic_store_n(&b->tag[w], 0, __ATOMIC_RELEASE);   /* the way the move freed, for no one */
+			++*moves;
+		}
+		/* a while between moves, five times the moment's length: a key
+		 * moved without pause is never still long enough to be seen */
+		for (int p = 0; p < 1000; p++)
+			__builtin_ia32_pause();
+	}
+	return moves;
+}
+
+static void *mv_reader(void *arg)
+{
+	long *missed = calloc(1, sizeof(long));
+	struct vm_ft_place pl;
+	struct vm_ft_head *b;
+	int w;
+
+	while (mv_reading)
+		*missed += !vm_ft_find(&mv_t, &mv_k, &seed, mv_t.nb, VS, &b, &w, &pl);
+	return missed;
+}
+
+static void racing_moves(void)
+{
+	pthread_t mt, rt;
+	struct flow_key gone;
+	struct flow_val v;
+	long missed, moves, not_deleted = 0, outlived = 0;
+	void *r;
+	char why[200] = "";
+
+	tab_make(&mv_t, 64);
+	key_of(7, &mv_k);
+	val_of(7, &v);
+	CHECK(tab_put(&mv_t, &mv_k, &v, &seed, mv_t.nb, &gone) == 0, "put");
+	mv_stop = 0;
+	mv_reading = 1;
+	mv_pause = 1;
+	/* the mover as BPF runs, not preempted in its moment: a real-time
+	 * thread (root; elsewhere an ordinary one, whose stalls are counted) */
+	pthread_attr_t at;
+	struct sched_param sp = { .sched_priority = 1 };
+	pthread_attr_init(&at);
+	pthread_attr_setinheritsched(&at, PTHREAD_EXPLICIT_SCHED);
+	pthread_attr_setschedpolicy(&at, SCHED_FIFO);
+	pthread_attr_setschedparam(&at, &sp);
+	if (pthread_create(&mt, &at, mover, NULL))
+		pthread_create(&mt, NULL, mover, NULL);
+	pthread_attr_destroy(&at);
+	pthread_create(&rt, NULL, mv_reader, NULL);
+	usleep(300000);
+	mv_reading = 0;
+	pthread_join(rt, &r);
+	missed = *(long *)r;
+	free(r);
+	for (int i = 0; i < 3000; i++) {
+		struct vm_ft_place pl;
+		struct vm_ft_head *b;
+		int w;
+
+		for (volatile int d = 0; d < (i * 7919) % 20000; d++)
+			;
+		not_deleted += vm_ft_del(&mv_t, &mv_k, &seed, mv_t.nb, VS) != 0;
+		for (int j = 0; j < 100; j++)
+			outlived += !!vm_ft_find(&mv_t, &mv_k, &seed, mv_t.nb, VS, &b, &w, &pl);
+		tab_put(&mv_t, &mv_k, &v, &seed, mv_t.nb, &gone);
+	}
+	mv_stop = 1;
+	pthread_join(mt, &r);
+	mv_pause = 0;
+	moves = *(long *)r;
+	free(r);
+	if (mv_stalls)
+		printf("    %ld moves preempted in their moment; %ld missed, %ld not deleted, %ld outlived\n", mv_stalls, missed, not_deleted, outlived);
+	CHECK(moves > 1000 && ((!missed && !not_deleted && !outlived) || mv_stalls),
+	      "%ld moves: %ld lookups missed the key, %ld deletes did not find it, %ld lookups found it deleted", moves,
+	      missed, not_deleted, outlived);
+	CHECK(held(&mv_t) == 1 && consistent(&mv_t, why, sizeof(why)), "%ld held; %s", held(&mv_t), why);
+	free(mv_t.b);
+}
+
 int main(void)
 {
 	if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
@@ -417,5 +631,7 @@ int main(void)
 	RUN(one_home_spills);
 	RUN(racing_puts);
 	RUN(racing_puts_crowded);
+	RUN(racing_kicks);
+	RUN(racing_moves);
 	return t_fail ? 1 : 0;
 }

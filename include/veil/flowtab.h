@@ -11,11 +11,11 @@
  * path (docs/perf-log.md).
  *
  * Layout: a bucket is one cache line of tags (a 32-bit tag per way: 0
- * free, VM_FT_BUSY being written, else the key's tag, odd) and the spill
- * count, then VM_FT_WAYS slots (key, flags, value).  A key has two
- * buckets, both from a 64-bit hash keyed by the table's flow_seed (so
- * senders cannot aim keys at one bucket without it): its home, and a
- * second one.  A put goes home while home has VM_FT_HOME_ROOM free ways,
+ * free, VM_FT_BUSY being written, else the key's tag, odd), the spill
+ * count and the moves count, then VM_FT_WAYS slots (key, flags, value).
+ * A key has two buckets, both from a 64-bit hash keyed by the table's
+ * flow_seed (so senders cannot aim keys at one bucket without it): its
+ * home, and a second one.  A put goes home while home has VM_FT_HOME_ROOM free ways,
  * else to the less full of the two (two choices keep buckets even: in a
  * table of half again as many slots as flows_max, no flow is put in
  * another's place below flows_max, where home alone took live flows'
@@ -41,7 +41,9 @@
  * a lookup finds it (a new flow's is clear); the put takes the first way
  * whose ref is clear, and when every ref is set clears them all and takes
  * the way its tag points at.  That flow moves to its own other bucket if
- * that has room (cuckoo hashing's move, one deep), else gives way.
+ * that has room (cuckoo hashing's move, one deep), else gives way.  Its
+ * home counts its moves, and a lookup that misses while one is under way
+ * looks again (vm_ft_locate).
  *
  * Writers claim a slot by compare-and-swap of its tag (free or the victim's
  * tag -> VM_FT_BUSY), write the key and the value, then publish the tag by
@@ -222,22 +224,66 @@ VM_INLINE int vm_ft_way(const struct vm_ft_head *b, __u32 t, const struct flow_k
 	return (int)(w & (VM_FT_WAYS - 1));
 }
 
-/* Where key k is: its way, or -1, in bucket *bo (index *ato); *pl its
- * place.  The home bucket's tags, then the second's while home counts a
- * spilled key. */
-VM_INLINE int vm_ft_locate(void *ctx, const struct flow_key *k, const struct flow_seed *s, __u32 nb, __u32 vs,
-			   struct vm_ft_place *pl, struct vm_ft_head **bo, __u32 *ato)
-{
-	struct vm_ft_head *b;
-	__u32 at;
-	int w;
+/* A key's moves between its buckets (vm_ft_kick) are counted in its
+ * home's `moves`: VM_FT_MOVE_START when one begins, VM_FT_MOVE_END when it
+ * ends (the low 16 bits: moves under way; the high: moves done).  A move
+ * takes the key's old way, then publishes its copy at the new place, and a
+ * lookup on another CPU can read the old way after it is taken and the new
+ * place before the copy is there: a live flow missed.  Such a lookup sees
+ * home's `moves` under way when it starts or changed when it ends, and
+ * looks again (VM_FT_LOOK_TRIES; rte_hash's lookups do the same with one
+ * counter per table, tbl_chng_cnt).  A lookup that finds the key needs no
+ * check.  tests/test_flowtab.c racing_moves: a key moved under lookups and
+ * deletes, missed millions of times without the second look. */
+#define VM_FT_MOVE_START 1u
+#define VM_FT_MOVE_END (0x10000u - 1u)
+#define VM_FT_MOVING 0xffffu
 
-	vm_ft_place(k, s, nb, pl);
-	at = pl->home;
-	b = VM_FT_BUCKET(ctx, at);
-	if (!b)
-		return -1;
-	w = vm_ft_way(b, pl->tag, k, vs);
+/* Loads of the tags after the first read of `moves`, and the second read
+ * after them (x86's loads are not reordered with loads: BPF needs only
+ * the compiler's order). */
+#ifndef VM_FT_RMB
+#ifdef __bpf__
+#define VM_FT_RMB() asm volatile("" ::: "memory")
+#else
+#define VM_FT_RMB() __atomic_thread_fence(__ATOMIC_ACQUIRE)
+#endif
+#endif
+
+/* Lookups a miss may make while a key of home's moves: BPF two (a move
+ * in BPF is a few stores on a CPU that is not preempted meanwhile); user
+ * space, whose movers can be preempted in the middle, waits a while
+ * (bounded: a mover killed in the middle leaves `moves` under way). */
+#ifndef VM_FT_LOOK_TRIES
+#ifdef __bpf__
+#define VM_FT_LOOK_TRIES 2
+#else
+#define VM_FT_LOOK_TRIES 4096
+#endif
+#endif
+#ifndef VM_FT_RELAX
+#if !defined(__bpf__) && (defined(__x86_64__) || defined(__i386__))
+#define VM_FT_RELAX() __builtin_ia32_pause()
+#else
+#define VM_FT_RELAX() ((void)0)
+#endif
+#endif
+
+/* A test's hook inside a move, between taking the old way and publishing
+ * the copy (tests/test_flowtab.c widens that moment with it). */
+#ifndef VM_FT_MOVE_PAUSE
+#define VM_FT_MOVE_PAUSE() ((void)0)
+#endif
+
+/* Where key k is: its way in bucket b (home, index pl->home), else in its
+ * second bucket while home counts a spilled key, or -1; *bo and *ato the
+ * bucket looked at last. */
+VM_INLINE int vm_ft_look(void *ctx, struct vm_ft_head *b, const struct flow_key *k, __u32 nb, __u32 vs,
+			 struct vm_ft_place *pl, struct vm_ft_head **bo, __u32 *ato)
+{
+	__u32 at = pl->home;
+	int w = vm_ft_way(b, pl->tag, k, vs);
+
 	if (w < 0 && *(volatile __u32 *)&b->spill) {
 		at = vm_ft_other(pl, nb);
 		b = VM_FT_BUCKET(ctx, at);
@@ -247,6 +293,34 @@ VM_INLINE int vm_ft_locate(void *ctx, const struct flow_key *k, const struct flo
 	}
 	*bo = b;
 	*ato = at;
+	return w;
+}
+
+/* Where key k is: its way, or -1, in bucket *bo (index *ato); *pl its
+ * place.  The home bucket's tags, then the second's while home counts a
+ * spilled key; once more when it missed while a key of home's moved. */
+VM_INLINE int vm_ft_locate(void *ctx, const struct flow_key *k, const struct flow_seed *s, __u32 nb, __u32 vs,
+			   struct vm_ft_place *pl, struct vm_ft_head **bo, __u32 *ato)
+{
+	struct vm_ft_head *b;
+	__u32 m;
+	int w;
+
+	vm_ft_place(k, s, nb, pl);
+	b = VM_FT_BUCKET(ctx, pl->home);
+	if (!b)
+		return -1;
+	for (int i = 1;; i++) {
+		m = *(volatile __u32 *)&b->moves;
+		VM_FT_RMB();
+		w = vm_ft_look(ctx, b, k, nb, vs, pl, bo, ato);
+		if (__builtin_expect(w >= 0, 1) || i >= VM_FT_LOOK_TRIES)
+			break;
+		VM_FT_RMB();
+		if (!(m & VM_FT_MOVING) && *(volatile __u32 *)&b->moves == m)
+			break;  /* no key of home's moved meanwhile: not there */
+		VM_FT_RELAX();
+	}
 	return w;
 }
 
@@ -309,13 +383,19 @@ VM_INLINE int vm_ft_free_way(void *ctx, struct vm_ft_head *b, int w, __u32 t, __
 	return 1;
 }
 
-/* Deletes key k: 0, or -1 when it was not there. */
+/* Deletes key k: 0, or -1 when it was not there.  Found, and its way
+ * taken before the free (by a move, vm_ft_kick, or another CPU's delete
+ * or put): looked for once more, at its new place if it moved. */
 VM_INLINE int vm_ft_del(void *ctx, const struct flow_key *k, const struct flow_seed *s, __u32 nb, __u32 vs)
 {
 	struct vm_ft_place pl;
 	struct vm_ft_head *b;
 	int w;
 
+	if (!vm_ft_find(ctx, k, s, nb, vs, &b, &w, &pl))
+		return -1;
+	if (vm_ft_free_way(ctx, b, w, pl.tag, pl.home, vs))
+		return 0;
 	if (!vm_ft_find(ctx, k, s, nb, vs, &b, &w, &pl))
 		return -1;
 	return vm_ft_free_way(ctx, b, w, pl.tag, pl.home, vs) ? 0 : -1;
@@ -348,8 +428,8 @@ VM_INLINE __u32 vm_ft_free_for(const struct vm_ft_head *b, __u32 t)
  * claim, and miss a live flow (a deletion the same), and a put of the same
  * key sees both copies and frees one while the move takes the other: a
  * key lost.  tests/test_flowtab racing_puts_crowded failed one run in ten
- * with it.  vm_ft_kick's move between buckets has the same moment; it
- * happens only where both buckets are full. */
+ * with it.  vm_ft_kick's move between buckets has the same moment, and
+ * lookups look again when it met them (home's `moves`, vm_ft_locate). */
 VM_INLINE int vm_ft_claim(struct vm_ft_head *b, __u32 f)
 {
 	f &= VM_FT_WAYS - 1;
@@ -440,10 +520,17 @@ VM_INLINE int vm_ft_dedup(void *ctx, struct vm_ft_head *hb, struct vm_ft_head *o
  * other bucket (a key at its home to its second bucket, a spilled one
  * back home) where that has a free way and no key of its tag: cuckoo
  * hashing's move, one deep.  1 when moved (way j then claimed, BUSY, for
- * the caller), 0 when not.  The flow is written at its new place before
- * its old one is freed: a reader meanwhile finds one or the other (a write
- * to the old copy in that moment is lost, as one to an LRU element being
- * reused is). */
+ * the caller), 0 when not.  The flow is copied to a way claimed at its
+ * new place, its old way taken, and then the copy published: never two
+ * copies (a key deleted or evicted from its old way meanwhile makes the
+ * old way's claim fail, and the copy, which no one saw, is dropped; until
+ * 2026-12-07 the copy was published first and stayed: a deleted flow lived
+ * on, tests/test_flowtab.c racing_kicks).  A lookup between the old way's
+ * claim and the publish misses, and looks again (home's `moves`,
+ * vm_ft_locate); a put of the key that missed it there made a second
+ * copy, which the move's dedup or the put's removes.  A write to the flow
+ * between its copy and the claim is lost, as one to an LRU element being
+ * reused is. */
 VM_INLINE int vm_ft_kick(void *ctx, struct vm_ft_head *b, __u32 bi, __u32 j, const struct flow_seed *s, __u32 nb,
 			 __u32 vs)
 {
@@ -451,7 +538,7 @@ VM_INLINE int vm_ft_kick(void *ctx, struct vm_ft_head *b, __u32 bi, __u32 j, con
 	struct vm_ft_place vp;
 	struct vm_ft_head *to, *home;
 	__u32 t = b->tag[j & (VM_FT_WAYS - 1)], w;
-	int back;
+	int back, moved = 0;
 
 	if (!(t & 1))
 		return 0;
@@ -476,15 +563,26 @@ VM_INLINE int vm_ft_kick(void *ctx, struct vm_ft_head *b, __u32 bi, __u32 j, con
 	ts->spilled = !back;
 	ts->pad = 0;
 	vm_ft_copy(vm_ft_val(ts), vm_ft_val(from), vs);
-	if (!back)
-		__sync_fetch_and_add(&home->spill, 1);
-	VM_FT_PUBLISH(&to->tag[w], t);
-	/* the old place: a spilled key's home counts it no more */
-	if (__sync_val_compare_and_swap(&b->tag[j & (VM_FT_WAYS - 1)], t, VM_FT_BUSY) != t)
-		return 0;       /* taken meanwhile: the copy stays */
-	if (back)
-		__sync_fetch_and_add(&home->spill, -1);
-	return 1;
+	__sync_fetch_and_add(&home->moves, VM_FT_MOVE_START);
+	if (__sync_val_compare_and_swap(&b->tag[j & (VM_FT_WAYS - 1)], t, VM_FT_BUSY) == t) {
+		/* a key going to its second bucket is counted by home before it
+		 * is there (a lookup that misses at home then goes on); one
+		 * coming home is no longer counted once it is home */
+		if (!back)
+			__sync_fetch_and_add(&home->spill, 1);
+		VM_FT_MOVE_PAUSE();
+		VM_FT_PUBLISH(&to->tag[w], t);
+		if (back)
+			__sync_fetch_and_add(&home->spill, -1);
+		/* a put of the key that missed it meanwhile made a second copy:
+		 * as between two puts, whoever sees both removes the later */
+		vm_ft_dedup(ctx, home, back ? b : to, back ? w : VM_FT_WAYS + w, t, &ts->key, vp.home, vs);
+		moved = 1;
+	} else {
+		VM_FT_PUBLISH(&to->tag[w], 0);   /* taken meanwhile: the copy, unseen, goes */
+	}
+	__sync_fetch_and_add(&home->moves, VM_FT_MOVE_END);
+	return moved;
 }
 
 /* Puts key k with value v where no slot holds it (BPF_NOEXIST): 0 put,

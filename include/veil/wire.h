@@ -288,7 +288,8 @@ _Static_assert(sizeof(struct flow_val) == 144, "flows' value size: a pinned map 
 struct vm_ft_head {
 	__u32 tag[VM_FT_WAYS];    /* 0 free, VM_FT_BUSY being written, else the key's tag */
 	__u32 spill;              /* keys whose home this is, in their second bucket */
-	__u32 pad[7];             /* the tag line is one cache line */
+	__u32 moves;              /* its keys' moves between buckets: under way (low 16 bits), done (high) */
+	__u32 pad[6];             /* the tag line is one cache line */
 };
 
 struct vm_ft_slot {
@@ -314,7 +315,8 @@ _Static_assert(sizeof(struct vm_ft_head) == 64 && sizeof(struct vm_ft_slot) == 1
 	struct bucket_t {                                                                              \
 		__u32 tag[VM_FT_WAYS]; /* 0 free, VM_FT_BUSY being written, else the key's tag */       \
 		__u32 spill;           /* keys whose home this is, in their second bucket */           \
-		__u32 pad[7];          /* the tag line is one cache line */                            \
+		__u32 moves;           /* its keys' moves: under way (low 16 bits), done (high) */     \
+		__u32 pad[6];          /* the tag line is one cache line */                            \
 		struct slot_t slot[VM_FT_WAYS];                                                        \
 	};                                                                                             \
 	_Static_assert(__builtin_offsetof(struct slot_t, val) == sizeof(struct vm_ft_slot) &&          \
