@@ -648,13 +648,16 @@ static void derive_label(const __u8 *master, size_t len, const EVP_MD *md, const
 
 /* One epoch's keys (docs/wire-formats.md): the IPv4 form's SipHash key is
  * HMAC-SHA256(master, "veilmesh-cookie-" epoch)'s first 16 bytes, as before
- * the IPv6 form had keys of its own; the IPv6 form's SipHash key and NH key
- * are the first 48 bytes of HMAC-SHA512(master, "veilmesh-cookie6" epoch). */
+ * the IPv6 form had keys of its own, its lowest bit replaced by the epoch's
+ * parity (the key's selector bit, vm_cookie_kbit: the current and previous
+ * keys differ in it); the IPv6 form's SipHash key and NH key are the first
+ * 48 bytes of HMAC-SHA512(master, "veilmesh-cookie6" epoch). */
 static void derive_epoch(const __u8 *master, size_t len, __u64 epoch, struct vm_cookie_key *out)
 {
 	__u8 k6[sizeof(out->sip6) + sizeof(out->nh6)];
 
 	derive_label(master, len, EVP_sha256(), "veilmesh-cookie-", epoch, out->sip, sizeof(out->sip));
+	out->sip[0] = (out->sip[0] & ~1ULL) | (epoch & 1);
 	derive_label(master, len, EVP_sha512(), "veilmesh-cookie6", epoch, k6, sizeof(k6));
 	memcpy(out->sip6, k6, sizeof(out->sip6));
 	memcpy(out->nh6, k6 + sizeof(out->sip6), sizeof(out->nh6));

@@ -243,6 +243,11 @@ static void cookie_from_packet(void)
 				      without, i);
 				return;
 			}
+			/* its selector bit turned: the current key's MAC, which fails */
+			if (vm_gw_cookie_ok(&sec, &p, in.client_isn, c ^ (1u << VM_COOKIE_K_SHIFT), tnow)) {
+				CHECK(0, "%s: a cookie naming the other key validated (run %d)", addrs[a][1], i);
+				return;
+			}
 		}
 	}
 	/* too old: two windows on, none of the times it names is near */
@@ -256,6 +261,14 @@ static void cookie_from_packet(void)
 	__u32 c = vm_cookie_make(&sec.cur, &in, 1000, &o);
 	CHECK(vm_gw_cookie_ok(&sec, &p, 9, c, 1001) && !vm_gw_cookie_ok(&sec, &p, 9, c, 1002) &&
 	      !vm_gw_cookie_ok(&sec, &p, 9, c, 999), "windows: valid in its own and the next only");
+	/* keys that share the selector bit (not vm_secret_derive's): both are
+	 * tried, as before the bit */
+	struct cookie_secret same = sec;
+	same.prev = mk_key(4, 6);
+	CHECK(vm_cookie_kbit(&same.prev) == vm_cookie_kbit(&same.cur), "mk_key(4, 6) shares the bit");
+	c = vm_cookie_make(&same.prev, &in, 1000, &o);
+	CHECK(vm_gw_cookie_ok(&same, &p, 9, c, 1000) && !vm_gw_cookie_ok(&sec, &p, 9, c, 1000),
+	      "keys sharing the selector bit: the previous one's cookie valid");
 }
 
 /* Forging: across many tuples, a random cookie almost never validates. */
@@ -300,7 +313,11 @@ static void secret_derivation(void)
 	memcpy(msg, "veilmesh-cookie-", 16);
 	for (int i = 0; i < 8; i++) msg[16 + i] = (uint8_t)(a.epoch >> (56 - 8 * i));
 	HMAC(EVP_sha256(), master, 32, msg, sizeof(msg), mac, &ml);
-	CHECK(!memcmp(a.cur.sip, mac, 16), "IPv4 form's key: HMAC-SHA256(master, \"veilmesh-cookie-\" epoch)");
+	mac[0] = (uint8_t)((mac[0] & ~1u) | (a.epoch & 1));   /* the selector bit: the epoch's parity */
+	CHECK(!memcmp(a.cur.sip, mac, 16), "IPv4 form's key: HMAC-SHA256(master, \"veilmesh-cookie-\" epoch), its "
+	      "lowest bit the epoch's parity");
+	CHECK(vm_cookie_kbit(&a.cur) == (a.epoch & 1) && vm_cookie_kbit(&c.cur) == (c.epoch & 1) &&
+	      vm_cookie_kbit(&a.prev) != vm_cookie_kbit(&a.cur), "the current and previous keys' selector bits differ");
 	memcpy(msg, "veilmesh-cookie6", 16);
 	HMAC(EVP_sha512(), master, 32, msg, sizeof(msg), mac, &ml);
 	CHECK(!memcmp(a.cur.sip6, mac, 16) && !memcmp(a.cur.nh6, mac + 16, 32),

@@ -854,8 +854,9 @@ static size_t make_syn_many(__u32 idx, uint8_t *out)
 
 /* The gateway's cookie secret as a running gateway holds it: the previous
  * epoch's keys beside the current one's (vm_secret_derive sets both, from
- * the first epoch on), so a cookie that fails under the current key is
- * tried under the previous one too, as ack_many's are. */
+ * the first epoch on), with the other selector bit (vm_cookie_kbit). Until
+ * 2026-12-07 a cookie that failed under the current key was tried under
+ * the previous one too, as ack_many's were. */
 static int secret_with_prev(void)
 {
 	int fd = vm_gw_map_fd(&G, "cookie_secret");
@@ -867,6 +868,7 @@ static int secret_with_prev(void)
 	sec.prev = sec.cur;
 	for (size_t i = 0; i < sizeof(sec.prev); i++)
 		((__u8 *)&sec.prev)[i] ^= 0x5a;   /* another key */
+	sec.prev.sip[0] ^= 1;   /* its selector bit the other one, as vm_secret_derive's keys */
 	sec.has_prev = 1;
 	return bpf_map_update_elem(fd, &zero, &sec, BPF_ANY) ? -1 : 0;
 }
@@ -876,11 +878,12 @@ static int secret_with_prev(void)
  * a SYN, an ACK must look for its flow first (a miss in a cold bucket),
  * then its cookie is checked (wrong: bad_cookie).  Each carries the cookie
  * its tuple would have had in the current window with the MAC's top bit
- * turned: the gateway computes the MAC, as for most of a random flood's
- * ACKs (their window bits name an accepted window one time in two), under
- * the current key and then the previous one (secret_with_prev), and
- * none checks out by chance (a random one would one in about 2^22, and
- * the case would fail as taking the wrong exit). */
+ * turned: the gateway computes the MAC, as for every ACK of a flood that
+ * sets the window bit (a random one names an accepted window always now),
+ * under the key the selector bit names (the current one; until 2026-12-07
+ * the current key and then the previous one, secret_with_prev), and none
+ * checks out by chance (a random one would one in about 2^22, and the case
+ * would fail as taking the wrong exit). */
 static size_t make_ack_many(__u32 idx, uint8_t *out)
 {
 	__u32 seq = 0x2000 + idx * 7919;

@@ -4,12 +4,16 @@
  * gateway of a group validates any other's cookie.  Layout of the 32-bit
  * cookie, the ISN we send less the client's ISN (docs/wire-formats.md):
  *
- *   31            10 9  8 7   6 5    4    3      0
- *   +---------------+----+-----+----+----+--------+
- *   |  MAC (22 bits)| t  | mss |sack| ts | wscale |
- *   +---------------+----+-----+----+----+--------+
+ *   31            10  9   8  7   6 5    4    3      0
+ *   +---------------+---+---+-----+----+----+--------+
+ *   |  MAC (22 bits)| k | t | mss |sack| ts | wscale |
+ *   +---------------+---+---+-----+----+----+--------+
  *
- * t is the low two bits of the time counter (TAI seconds / window), mss an
+ * k is the key's selector bit (vm_cookie_kbit: the current and the
+ * previous epoch's keys differ in it), so that a check computes one MAC,
+ * under the key that made the cookie, not one under each; t is the low bit
+ * of the time counter (TAI seconds / window; a cookie is valid in its own
+ * window and the next, which one bit tells apart), mss an
  * index into vm_cookie_mss[], wscale 15 means "no window scale".  The MAC
  * covers the 4-tuple, the time counter and the eight option bits, so none of
  * the encoded options can be forged (vm_cookie_mac).  The ISN sent is these
@@ -38,8 +42,9 @@
 #define VM_COOKIE_LOW_BITS   10   /* t, mss, sack, ts, wscale */
 #define VM_COOKIE_LOW_MASK   0x3ff
 #define VM_COOKIE_MAC_BITS   22   /* the top bits of the SipHash */
+#define VM_COOKIE_K_SHIFT    9    /* the key's selector bit (vm_cookie_kbit) */
 #define VM_COOKIE_T_SHIFT    8
-#define VM_COOKIE_T_MASK     3    /* the time counter's low two bits */
+#define VM_COOKIE_T_MASK     1    /* the time counter's low bit */
 #define VM_COOKIE_MSS_SHIFT  6
 #define VM_COOKIE_MSS_MASK   3    /* an index into vm_cookie_mss() */
 #define VM_COOKIE_SACK_SHIFT 5
@@ -61,6 +66,7 @@
 #define VM_COOKIE_ROTATE_S_MAX   86400
 _Static_assert(2ULL * VM_COOKIE_ROTATE_S_MAX / VM_COOKIE_WINDOW_S_MIN < (1ULL << VM_COOKIE_TC_BITS),
 	       "a cookie key must not outlive the MAC's time counter");
+_Static_assert(VM_COOKIE_MAX_AGE <= VM_COOKIE_T_MASK, "t must tell apart the windows a cookie is valid in");
 
 /* The four MSS values a cookie can carry (a function, not a table: BPF
  * objects then need no .rodata). */
@@ -260,6 +266,17 @@ VM_INLINE __u32 vm_cookie_mac(const struct vm_cookie_key *key, const struct vm_c
 	return vm_cookie_mac_of(key, in->saddr, in->daddr, vm_cookie_tail(in->sport, in->dport, in->tcount, in->low));
 }
 
+/* A key's selector bit, carried in the cookies made under it (k): the
+ * low bit of its IPv4 SipHash key, which vm_secret_derive sets to the
+ * epoch's parity, so that the current key and the previous one differ in
+ * it on every gateway of a fleet.  A check computes the MAC under the key
+ * whose bit the cookie names; keys that share the bit (not derived so)
+ * are both tried, as before the bit. */
+VM_INLINE __u32 vm_cookie_kbit(const struct vm_cookie_key *key)
+{
+	return (__u32)key->sip[0] & 1;
+}
+
 /* The ISN we send: the 32 bits drawn above plus the client's ISN. */
 VM_INLINE __u32 vm_cookie_isn(__u32 mac, __u32 low, __u32 client_isn)
 {
@@ -286,7 +303,7 @@ VM_INLINE __u32 vm_cookie_make(const struct vm_cookie_key *key, struct vm_cookie
 			       const struct vm_cookie_opts *o)
 {
 	in->tcount = tcount;
-	in->low = vm_cookie_low(tcount, o);
+	in->low = vm_cookie_low(tcount, o) | vm_cookie_kbit(key) << VM_COOKIE_K_SHIFT;
 	return vm_cookie_isn(vm_cookie_mac(key, in), in->low, in->client_isn);
 }
 
@@ -304,7 +321,8 @@ VM_INLINE void vm_cookie_decode(__u32 isn, __u32 client_isn, struct vm_cookie_op
 
 /* The time counter a cookie (the ISN we sent less the client's ISN) was
  * made in, when that is the current window or one of the VM_COOKIE_MAX_AGE
- * before it (its low two bits name it). */
+ * before it (its low bit names it; an older cookie is taken for a newer
+ * window's, and its MAC fails). */
 VM_INLINE int vm_cookie_tcount(__u32 cookie, __u32 tnow, __u32 *t)
 {
 	__u32 tl = (cookie >> VM_COOKIE_T_SHIFT) & VM_COOKIE_T_MASK;
@@ -324,7 +342,7 @@ VM_INLINE int vm_cookie_check_key(const struct vm_cookie_key *key, struct vm_coo
 {
 	__u32 t, cookie = isn - in->client_isn;
 
-	if (!vm_cookie_tcount(cookie, tnow, &t))
+	if (((cookie >> VM_COOKIE_K_SHIFT) & 1) != vm_cookie_kbit(key) || !vm_cookie_tcount(cookie, tnow, &t))
 		return 0;
 	in->tcount = t;
 	in->low = cookie & VM_COOKIE_LOW_MASK;

@@ -120,17 +120,20 @@ VM_INLINE __u32 vm_gw_cookie_mac(const struct vm_cookie_key *key, const struct v
 }
 
 /* A cookie ISN (the one we gave p's connection) against the current and
- * the previous secret, for the client's ISN client_isn. */
+ * the previous secret, for the client's ISN client_isn: one MAC, under the
+ * key whose selector bit the cookie carries (vm_cookie_kbit; both where
+ * the two keys share it), where an ACK flood's forged cookies took two. */
 VM_INLINE int vm_gw_cookie_ok(const struct cookie_secret *sec, const struct vm_pkt *p, __u32 client_isn,
 			      __u32 isn, __u32 tnow)
 {
 	__u32 t, cookie = isn - client_isn, low = cookie & VM_COOKIE_LOW_MASK, mac = cookie >> VM_COOKIE_LOW_BITS;
+	__u32 k = (cookie >> VM_COOKIE_K_SHIFT) & 1;
 
 	if (!vm_cookie_tcount(cookie, tnow, &t))
 		return 0;
-	if (vm_gw_cookie_mac(&sec->cur, p, t, low) == mac)
+	if (k == vm_cookie_kbit(&sec->cur) && vm_gw_cookie_mac(&sec->cur, p, t, low) == mac)
 		return 1;
-	return sec->has_prev && vm_gw_cookie_mac(&sec->prev, p, t, low) == mac;
+	return sec->has_prev && k == vm_cookie_kbit(&sec->prev) && vm_gw_cookie_mac(&sec->prev, p, t, low) == mac;
 }
 
 /* Fills a new flow (whose route is set) with what the node needs: the
