@@ -878,12 +878,12 @@ static int secret_with_prev(void)
  * a SYN, an ACK must look for its flow first (a miss in a cold bucket),
  * then its cookie is checked (wrong: bad_cookie).  Each carries the cookie
  * its tuple would have had in the current window with the MAC's top bit
- * turned: the gateway computes the MAC, as for every ACK of a flood that
- * sets the window bit (a random one names an accepted window always now),
- * under the key the selector bit names (the current one; until 2026-12-07
- * the current key and then the previous one, secret_with_prev), and none
- * checks out by chance (a random one would one in about 2^22, and the case
- * would fail as taking the wrong exit). */
+ * turned: the gateway computes the MAC, as for any flood's ACK (its time
+ * bit always names an accepted window), under the key the selector bit
+ * names (the current one; until 2026-12-07 the current key and then the
+ * previous one, secret_with_prev), and none checks out by chance (a random
+ * one would one in about 2^22, and the case would fail as taking the wrong
+ * exit). */
 static size_t make_ack_many(__u32 idx, uint8_t *out)
 {
 	__u32 seq = 0x2000 + idx * 7919;

@@ -39,7 +39,7 @@
 #define VM_COOKIE_MAX_AGE 1       /* windows a cookie stays valid after the one it was made in */
 
 /* The fields of the cookie, as drawn above */
-#define VM_COOKIE_LOW_BITS   10   /* t, mss, sack, ts, wscale */
+#define VM_COOKIE_LOW_BITS   10   /* k, t, mss, sack, ts, wscale */
 #define VM_COOKIE_LOW_MASK   0x3ff
 #define VM_COOKIE_MAC_BITS   22   /* the top bits of the SipHash */
 #define VM_COOKIE_K_SHIFT    9    /* the key's selector bit (vm_cookie_kbit) */
