@@ -446,6 +446,23 @@ static void *kick_putter(void *arg)
 	return NULL;
 }
 
+/* A thread that moves flows, as BPF programs do: not preempted in the
+ * middle of a move (a real-time thread where the test may make one, as
+ * root; else an ordinary one). */
+static void start_mover(pthread_t *t, void *(*fn)(void *))
+{
+	pthread_attr_t at;
+	struct sched_param sp = { .sched_priority = 1 };
+
+	pthread_attr_init(&at);
+	pthread_attr_setinheritsched(&at, PTHREAD_EXPLICIT_SCHED);
+	pthread_attr_setschedpolicy(&at, SCHED_FIFO);
+	pthread_attr_setschedparam(&at, &sp);
+	if (pthread_create(t, &at, fn, NULL))
+		pthread_create(t, NULL, fn, NULL);
+	pthread_attr_destroy(&at);
+}
+
 static void racing_kicks(void)
 {
 	pthread_t p;
@@ -462,19 +479,11 @@ static void racing_kicks(void)
 		tab_put(&kick_t, &k, &v, &seed, kick_t.nb, &gone);
 	}
 	kick_stop = 0;
-	/* the putter as BPF puts, not preempted in a move (a real-time thread
-	 * where the test may make one): a move preempted between taking the
-	 * old way and publishing the copy is a flow no lookup finds for as
-	 * long, and a delete of it misses (racing_moves counts those) */
-	pthread_attr_t at;
-	struct sched_param sp = { .sched_priority = 1 };
-	pthread_attr_init(&at);
-	pthread_attr_setinheritsched(&at, PTHREAD_EXPLICIT_SCHED);
-	pthread_attr_setschedpolicy(&at, SCHED_FIFO);
-	pthread_attr_setschedparam(&at, &sp);
-	if (pthread_create(&p, &at, kick_putter, NULL))
-		pthread_create(&p, NULL, kick_putter, NULL);
-	pthread_attr_destroy(&at);
+	/* the putter as BPF puts, not preempted in a move: a move preempted
+	 * between taking the old way and publishing the copy is a flow no
+	 * lookup finds for as long, and a delete of it misses (racing_moves
+	 * counts those) */
+	start_mover(&p, kick_putter);
 	for (int r = 0; r < 300; r++) {
 		for (__u32 i = 0; i < KICK_DEL; i++) {
 			key_of(i, &k);
@@ -577,17 +586,9 @@ static void racing_moves(void)
 	mv_stop = 0;
 	mv_reading = 1;
 	mv_pause = 1;
-	/* the mover as BPF runs, not preempted in its moment: a real-time
-	 * thread (root; elsewhere an ordinary one, whose stalls are counted) */
-	pthread_attr_t at;
-	struct sched_param sp = { .sched_priority = 1 };
-	pthread_attr_init(&at);
-	pthread_attr_setinheritsched(&at, PTHREAD_EXPLICIT_SCHED);
-	pthread_attr_setschedpolicy(&at, SCHED_FIFO);
-	pthread_attr_setschedparam(&at, &sp);
-	if (pthread_create(&mt, &at, mover, NULL))
-		pthread_create(&mt, NULL, mover, NULL);
-	pthread_attr_destroy(&at);
+	/* the mover as BPF runs, not preempted in its moment (its stalls
+	 * are counted where it is an ordinary thread) */
+	start_mover(&mt, mover);
 	pthread_create(&rt, NULL, mv_reader, NULL);
 	usleep(300000);
 	mv_reading = 0;
