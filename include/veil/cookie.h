@@ -283,7 +283,9 @@ VM_INLINE __u32 vm_cookie_isn(__u32 mac, __u32 low, __u32 client_isn)
 	return ((mac << VM_COOKIE_LOW_BITS) | (low & VM_COOKIE_LOW_MASK)) + client_isn;
 }
 
-VM_INLINE __u32 vm_cookie_low(__u32 tcount, const struct vm_cookie_opts *o)
+/* The cookie's ten low bits: the key's selector bit, the time counter's low
+ * bit, the options. */
+VM_INLINE __u32 vm_cookie_low(const struct vm_cookie_key *key, __u32 tcount, const struct vm_cookie_opts *o)
 {
 	__u32 mss_idx = 0;
 
@@ -294,7 +296,8 @@ VM_INLINE __u32 vm_cookie_low(__u32 tcount, const struct vm_cookie_opts *o)
 		}
 	}
 	__u32 ws = o->wscale > VM_COOKIE_WS_MAX ? VM_COOKIE_WS_NONE : o->wscale;
-	return ((tcount & VM_COOKIE_T_MASK) << VM_COOKIE_T_SHIFT) | (mss_idx << VM_COOKIE_MSS_SHIFT) |
+	return vm_cookie_kbit(key) << VM_COOKIE_K_SHIFT | ((tcount & VM_COOKIE_T_MASK) << VM_COOKIE_T_SHIFT) |
+	       (mss_idx << VM_COOKIE_MSS_SHIFT) |
 	       ((o->sack_ok ? 1u : 0u) << VM_COOKIE_SACK_SHIFT) | ((o->ts_ok ? 1u : 0u) << VM_COOKIE_TS_SHIFT) | ws;
 }
 
@@ -303,7 +306,7 @@ VM_INLINE __u32 vm_cookie_make(const struct vm_cookie_key *key, struct vm_cookie
 			       const struct vm_cookie_opts *o)
 {
 	in->tcount = tcount;
-	in->low = vm_cookie_low(tcount, o) | vm_cookie_kbit(key) << VM_COOKIE_K_SHIFT;
+	in->low = vm_cookie_low(key, tcount, o);
 	return vm_cookie_isn(vm_cookie_mac(key, in), in->low, in->client_isn);
 }
 

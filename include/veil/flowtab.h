@@ -15,8 +15,8 @@
  * count and the moves count, then VM_FT_WAYS slots (key, flags, value).
  * A key has two buckets, both from a 64-bit hash keyed by the table's
  * flow_seed (so senders cannot aim keys at one bucket without it): its
- * home, and a second one.  A put goes home while home has VM_FT_HOME_ROOM free ways,
- * else to the less full of the two (two choices keep buckets even: in a
+ * home, and a second one.  A put goes home while home has VM_FT_HOME_ROOM
+ * free ways, else to the less full of the two (two choices keep buckets even: in a
  * table of half again as many slots as flows_max, no flow is put in
  * another's place below flows_max, where home alone took live flows'
  * places at half of it; tests/test_flowtab.c).

@@ -119,7 +119,7 @@ VM_INLINE int vm_gw_synack(struct vm_gw_env *e, const struct vm_pkt *p, struct g
 	co.ts_ok = o.ts_ok;
 	VM_GW_SYN_TIMES(e, cfg, &tm);   /* one clock read: the cookie's window and our TSval */
 	/* vm_cookie_make's steps, the MAC through the hook */
-	low = vm_cookie_low(tm.tnow, &co) | vm_cookie_kbit(&sec->cur) << VM_COOKIE_K_SHIFT;
+	low = vm_cookie_low(&sec->cur, tm.tnow, &co);
 	cookie = vm_cookie_isn(VM_GW_COOKIE_MAC(sec, p, tm.tnow, low), low, p->seq);
 	mss = p->family == VM_AF_INET ? cfg->mss4 : cfg->mss6;
 
