@@ -478,7 +478,7 @@ demo() {
 		say "          $BUILD/veilctl -s $DIR/gw.sock -j status   (and routes add|replace|del, flows drop)"
 	else
 		say "Inspect:  $BUILD/veilctl -p $PIN/gw -s $DIR/gw.sock status|stats|routes|flows"
-		say "          bpftool map dump pinned $PIN/gw/routes   (and flows, gw_stats; nodes: $PIN/n1/conns)"
+		say "          bpftool map dump pinned $PIN/gw/routes   (and gw_stats; flows and a node's conns are arrays of buckets: map lookup ... key 0 0 0 0 shows one)"
 		say "          nsenter --net=/run/netns/$P-gw xdp-loader status"
 	fi
 	say "          $BUILD/veilctl -p $PIN/n1 -s $DIR/n1.sock conns      (a node)"
