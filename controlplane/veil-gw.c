@@ -337,10 +337,10 @@ static void gw_metrics(void *arg, FILE *out)
 	if (st->g.bits) {
 		/* the filter in front of the flows map: how full its union is
 		 * says how many unknown tuples still reach the map (about its
-		 * square: two bits a key) */
+		 * fourth power: four bits a key) */
 		__u64 set = vm_flow_bits_set_count(st->g.bits, VM_FLOW_BITS_ENTRIES);
 		fprintf(out, "# HELP veilmesh_gw_flow_filter_fill Share of the flows map's filter bits set (either half); "
-			     "its square is about the share of unknown tuples still looked up.\n"
+			     "its fourth power is about the share of unknown tuples still looked up.\n"
 			     "# TYPE veilmesh_gw_flow_filter_fill gauge\nveilmesh_gw_flow_filter_fill %.6f\n",
 			(double)set / (VM_FLOW_BITS_ENTRIES * 64.0));
 		fprintf(out, "# HELP veilmesh_gw_flow_filter_rebuilds_total Halves of the filter rebuilt from the flows map.\n"

@@ -157,9 +157,9 @@ struct vm_fp {
 	uint32_t sweep_at;                /* the next slot vm_fp_sweep looks at */
 	uint64_t retired;                 /* flows it has retired */
 	/* A filter in front of flows, as veil-gw's flow_bits (include/veil/
-	 * wire.h): two bits per key (vm_flow_bits_at_n) in two halves, set in
+	 * wire.h): four bits per key (vm_flow_bits_at_n) in two halves, set in
 	 * both by every flow put; a lookup whose key's first slot is not its
-	 * flow probes the rest of the window only when either half holds both
+	 * flow probes the rest of the window only when either half holds all
 	 * its bits (an ACK flood on unknown tuples: one line instead of eight
 	 * slots).  vm_fp_sweep rebuilds one half a pass over the table:
 	 * cleared (a share a call, before it looks at any slot), then the bits

@@ -2855,10 +2855,10 @@ static void flow_filter(void)
 	for (uint16_t p = 40061; p < 40200 && !hidden; p++) {
 		flow_key_of(0, p, &k);
 		vm_flow_bits_at(&k, &at, &mask);
-		if (!bits_of(p) && !flow_exists(0, p) && __builtin_popcountll(mask) == 2)
+		if (!bits_of(p) && !flow_exists(0, p) && __builtin_popcountll(mask) == VM_FLOW_BITS_K)
 			hidden = p;
 	}
-	CHECK(hidden, "a port whose two bits are not all set");
+	CHECK(hidden, "a port whose bits are not all set");
 	flow_key_of(0, hidden, &k);
 	vm_flow_bits_at(&k, &at, &mask);
 	CHECK(!vm_flows_put(gw_ft(), &k, &v, 0), "a flow written for port %u", hidden);
@@ -2883,8 +2883,9 @@ static void flow_filter(void)
 	b = gw_now();
 	xdp_run(GW_ING, in, t_build(&d, in), &r);
 	CHECK(gw_now().fwd_established == b.fwd_established, "its bits clear: not found, not forwarded (%u)", r.verdict);
-	/* one of its two bits in each half (as other flows' bits may set
-	 * them) is not all of them in either: still not looked up */
+	/* one of its bits in one half and the others in the other (as other
+	 * flows' bits may set them) is not all of them in either: still not
+	 * looked up */
 	__u64 lo = mask & -mask, w0 = G.bits[at].half[0], w1 = G.bits[at].half[1];
 	G.bits[at].half[0] |= lo;
 	G.bits[at].half[1] |= mask & ~lo;

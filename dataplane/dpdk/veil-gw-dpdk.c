@@ -597,7 +597,7 @@ static void gw_metrics(void *arg, FILE *out)
 		     "# TYPE veilmesh_gw_flows_retired_total counter\nveilmesh_gw_flows_retired_total %llu\n",
 		(unsigned long long)flows_retired());
 	fprintf(out, "# HELP veilmesh_gw_flow_filter_fill Share of the flow tables' filter bits set (either half); "
-		     "its square is about the share of unknown tuples looked for past their first slot.\n"
+		     "its fourth power is about the share of unknown tuples looked for past their first slot.\n"
 		     "# TYPE veilmesh_gw_flow_filter_fill gauge\nveilmesh_gw_flow_filter_fill %.6f\n",
 		filter_fill());
 	fprintf(out, "# HELP veilmesh_gw_flow_filter_rebuilds_total Halves of the flow tables' filters rebuilt by the sweep.\n"

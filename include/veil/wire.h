@@ -334,11 +334,11 @@ _Static_assert(sizeof(struct flow_bucket) == 64 + VM_FT_WAYS * 160, "flow_bucket
 #define VM_FT_BUCKETS_DEFAULT 49152
 
 
-/* flow_bits: the gateway's filter in front of the flows map.  Two bits
+/* flow_bits: the gateway's filter in front of the flows map.  Four bits
  * of one word per flow key (vm_flow_bits_at), in two halves kept side by
  * side (one cache line serves both): gw_ingress and gw_asm set a new
  * flow's bits in both, and under a flood (below) gw_ingress looks a
- * packet's flow up only when either half holds both its bits.  Bits only
+ * packet's flow up only when either half holds all its bits.  Bits only
  * accumulate as flows go, so veil-gw's sweep rebuilds one half a pass
  * (cleared, then the bits of every flow the map holds; the other half
  * covers the flows meanwhile), and the loader sets every bit (nothing
