@@ -170,10 +170,10 @@ VM_INLINE void vm_flow_key_tuple(const struct flow_tuple *t, const struct flow_s
  * the hash times an odd constant (its low bits depend only on the words'
  * low bits: an IPv4 client's first octet, as a little-endian host loads
  * it).  Four bits rather than two (until 2026-12-07): of an ACK flood's
- * unknown tuples, with 131072 flows in the table, 1.3-1.5% went on to
- * its cold buckets, 0.3-0.7% now; with 262144, 5.2-5.4% and 3.4-3.9%
+ * unknown tuples, with 131072 flows in the table, 1.3-1.9% went on to
+ * its cold buckets, 0.7-1.1% now; with 262144, 5.2-5.4% and 3.3-3.9%
  * (simulated over the filter; veil-bench-micro's ack_many about -30 ns
- * a packet).  A filter twice the size took them to 0.24% (0.31% counted
+ * a packet; three or five bits do no better, six or seven worse).  A filter twice the size took them to 0.24% (0.31% counted
  * in ack_many) and 0.86% but made a hello's put dearer (its cold line). */
 #define VM_FLOW_BITS_K 4
 VM_INLINE __u32 vm_flow_bits_hash(const struct flow_key *k)
