@@ -173,8 +173,9 @@ VM_INLINE void vm_flow_key_tuple(const struct flow_tuple *t, const struct flow_s
  * unknown tuples, with 131072 flows in the table, 1.3-1.9% went on to
  * its cold buckets, 0.7-1.1% now; with 262144, 5.2-5.4% and 3.3-3.9%
  * (simulated over the filter; veil-bench-micro's ack_many about -30 ns
- * a packet; three or five bits do no better, six or seven worse).  A filter twice the size took them to 0.24% (0.31% counted
- * in ack_many) and 0.86% but made a hello's put dearer (its cold line). */
+ * a packet; three or five bits do no better, six or seven worse).  A
+ * filter twice the size took them to 0.24% (0.31% counted in ack_many)
+ * and 0.86% but made a hello's put dearer (its cold line). */
 #define VM_FLOW_BITS_K 4
 VM_INLINE __u32 vm_flow_bits_hash(const struct flow_key *k)
 {
