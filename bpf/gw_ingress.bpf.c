@@ -84,24 +84,31 @@ VM_INLINE const struct vip_val *vm_env_vip(struct vm_gw_env *e, const struct vip
 
 VM_INLINE const struct flow_seed *vm_env_flow_seed(struct vm_gw_env *e) { return gw_flow_seed(); }
 
-/* The flow of key k.  Under an ACK flood (this CPU's gate on: struct
- * gw_flow_gate, VM_FLOW_GATE_* in wire.h) unknown tuples stop at the
- * filter; otherwise the map is asked at once, sparing a found flow (and a
- * hello, whose flow's put reads the bucket anyway) the filter's line. */
-VM_INLINE struct flow_val *vm_env_flow_get(struct vm_gw_env *e, const struct flow_key *k)
+/* This CPU's flow gate (in its scratch), NULL without the scratch or the
+ * counters it reads. */
+VM_INLINE struct gw_flow_gate *vm_env_gate(struct vm_gw_env *e)
+{
+	__u32 zero = 0;
+
+	if (!e->s)
+		e->s = bpf_map_lookup_elem(&gw_scratch, &zero);
+	return e->s && e->st ? &e->s->gate : 0;
+}
+
+/* The flow of key k, the packet's one lookup: this CPU's gate ticked
+ * (struct gw_flow_gate, VM_FLOW_GATE_* in wire.h).  Under an ACK flood (the
+ * gate on) unknown tuples stop at the filter; otherwise the map is asked
+ * at once, sparing a found flow (and a hello, whose flow's put reads the
+ * bucket anyway) the filter's line.  The scratch kept in a register, not
+ * in e (vm_env_gate): the established path ~1.5 ns faster. */
+VM_INLINE struct flow_val *vm_env_flow_gate_get(struct vm_gw_env *e, const struct flow_key *k)
 {
 	__u32 zero = 0, on = 1;   /* without its scratch or counters: always */
 	struct gw_scratch *s = e->s ? e->s : bpf_map_lookup_elem(&gw_scratch, &zero);
 
 	if (s && e->st) {
-		struct gw_flow_gate *g = &s->gate;
-		if (++g->seen >= VM_FLOW_GATE_WINDOW) {
-			__u64 bad = e->st->bad_cookie;
-			g->on = (bad - g->bad_at) * VM_FLOW_GATE_BAD_SHARE >= VM_FLOW_GATE_WINDOW;
-			g->bad_at = bad;
-			g->seen = 0;
-		}
-		on = g->on;
+		vm_gw_gate_tick(&s->gate, e->st);
+		on = s->gate.on;
 	}
 	if (on && !gw_flow_maybe(k))
 		return 0;

@@ -1104,7 +1104,7 @@ const char *const vm_gw_stat_names[] = {
 	"asm_late", "asm_handed", "mesh_mtu", "hello_resent", "held_released", "held_lost",
 	"fin_answered", "flow_closed", "flow_reset", "flow_full", "asm_full", "reply_fail", "flow_collision",
 	"rst_out_of_window", "handshake_on_flow", "flow_replaced", "rst_near", "rst_refused",
-	"held_lost_reset",
+	"held_lost_reset", "ack_unjudged",
 };
 const int vm_gw_stat_count = sizeof(struct gw_stats) / sizeof(__u64);
 _Static_assert(sizeof(vm_gw_stat_names) / sizeof(char *) == sizeof(struct gw_stats) / sizeof(__u64),

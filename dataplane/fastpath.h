@@ -144,6 +144,7 @@ struct vm_fp {
 	uint64_t tick;
 	uint32_t nflows;               /* flows in use */
 	struct gw_stats st;
+	struct gw_flow_gate gate;      /* the XDP gateway's per-CPU gate (vm_env_gate), ticked as there */
 	struct vm_fp_asm *asm_tab;     /* asm_cap each */
 	struct vm_fp_early *early_tab;
 	struct vm_fp_tomb *tomb_tab;

@@ -605,6 +605,18 @@ static inline struct flow_val *vm_env_flow_get(struct vm_gw_env *e, const struct
 	return fl ? &fl->val : NULL;
 }
 
+/* The worker's flow gate: whether a bare ACK with no flow is dropped
+ * unjudged (include/veil/gw_path.h).  The lookups here look at the filter
+ * after the first slot whatever it says. */
+static inline struct gw_flow_gate *vm_env_gate(struct vm_gw_env *e) { return &e->fp->gate; }
+
+/* vm_gw_ingress's lookup: the gate ticked, as gw_ingress's */
+static inline struct flow_val *vm_env_flow_gate_get(struct vm_gw_env *e, const struct flow_key *k)
+{
+	vm_gw_gate_tick(&e->fp->gate, &e->fp->st);
+	return vm_env_flow_get(e, k);
+}
+
 /* A hello's flow will be put after its parse: the filter's word it sets
  * is fetched meanwhile (gw_ingress's vm_env_flow_soon). */
 static inline void vm_env_flow_soon(struct vm_gw_env *e, const struct flow_key *k)

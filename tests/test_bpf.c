@@ -2807,7 +2807,7 @@ static int ack_flood(uint16_t port, int n)
 		struct t_pkt a = client_pkt(0, (uint16_t)(port + i), 8800000 + i, 12345, T_ACK);
 		xdp_run(GW_ING, in, t_build(&a, in), &r);
 	}
-	return (int)(gw_now().bad_cookie - b.bad_cookie);
+	return (int)(gw_now().bad_cookie + gw_now().ack_unjudged - b.bad_cookie - b.ack_unjudged);
 }
 
 /* The filter in front of the flows map (flow_bits): under an ACK flood
@@ -2883,6 +2883,24 @@ static void flow_filter(void)
 	b = gw_now();
 	xdp_run(GW_ING, in, t_build(&d, in), &r);
 	CHECK(gw_now().fwd_established == b.fwd_established, "its bits clear: not found, not forwarded (%u)", r.verdict);
+	/* under the flood a bare ACK with no flow goes without its cookie's
+	 * check, a handshake's good one too (either is dropped: a bare ACK
+	 * makes no state); a FIN's cookie is still checked (one that fails is
+	 * answered) */
+	{
+		uint32_t ck = handshake(0, 43500, 7500000, NULL);
+		struct t_pkt a = client_pkt(0, 43500, 7500001, ck + 1, T_ACK);
+		b = gw_now();
+		xdp_run(GW_ING, in, t_build(&a, in), &r);
+		CHECK(r.verdict == XDP_DROP_ && gw_now().ack_unjudged == b.ack_unjudged + 1 &&
+			      gw_now().cookie_ack == b.cookie_ack && gw_now().bad_cookie == b.bad_cookie,
+		      "a handshake's ACK under the flood: dropped unjudged (%u)", r.verdict);
+		a = client_pkt(0, 43501, 7500001, 12345, T_ACK | T_FIN);
+		b = gw_now();
+		xdp_run(GW_ING, in, t_build(&a, in), &r);
+		CHECK(r.verdict == XDP_TX_ && gw_now().fin_answered == b.fin_answered + 1 &&
+			      gw_now().ack_unjudged == b.ack_unjudged, "a FIN under the flood: judged, answered (%u)", r.verdict);
+	}
 	/* one of its bits in one half and the others in the other (as other
 	 * flows' bits may set them) is not all of them in either: still not
 	 * looked up */
@@ -2909,6 +2927,14 @@ static void flow_filter(void)
 	CHECK(gw_repeat(&d, 2 * VM_FLOW_GATE_WINDOW) == 2 * VM_FLOW_GATE_WINDOW, "two windows of established packets");
 	d.sport = hidden;
 	CHECK(gw_repeat(&d, 1) == 1, "the flood over: found at once");
+	{
+		uint32_t ck = handshake(0, 43502, 7500000, NULL);
+		struct t_pkt a = client_pkt(0, 43502, 7500001, ck + 1, T_ACK);
+		b = gw_now();
+		xdp_run(GW_ING, in, t_build(&a, in), &r);
+		CHECK(r.verdict == XDP_DROP_ && gw_now().cookie_ack == b.cookie_ack + 1 && gw_now().ack_unjudged == b.ack_unjudged,
+		      "and a handshake's ACK judged again: cookie_ack (%u)", r.verdict);
+	}
 	CHECK(!ft_del(&k), "the flow removed");
 	sched_setaffinity(0, sizeof(was), &was);
 }

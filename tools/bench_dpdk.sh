@@ -33,8 +33,10 @@
 #                it does not route hellos)
 #   ack:         an ACK flood, 65536 spoofed clients' ACKs with wrong cookies
 #                (veil-fpgen --kind ack) into the 262144-flow table: each
-#                looked for, its cookie computed, dropped (no baseline: it
-#                forwards what it has not seen)
+#                looked for (the flow filter) and dropped, without its
+#                cookie's MAC once the flood has turned the worker's flow
+#                gate on (ack_unjudged; no baseline: it forwards what it
+#                has not seen)
 # The cookies are made from the run's own secret for the current window (the
 # pcap is made again before each gateway run).
 #

@@ -196,6 +196,11 @@ static int nres;
 #define NODEC(f) 1, offsetof(struct node_stats, f) / 8, #f
 /* or, for a floor program (tools/bench_base.bpf.c), its runs that did the floor's work */
 #define FLOORC 2, 0, "bench_hits"
+/* or a flood's refused ACKs, judged or not: bad_cookie + ack_unjudged (the
+ * CPU's flow gate turns on after its first window of them) */
+#define GW_ACK_REFUSED 63
+#define GWC_ACK_REFUSED 0, GW_ACK_REFUSED, "bad_cookie+ack_unjudged"
+_Static_assert(sizeof(struct gw_stats) / 8 <= GW_ACK_REFUSED, "GW_ACK_REFUSED is a counter's index");
 
 union stats { struct gw_stats g; struct node_stats n; __u64 v[64]; };
 static union stats snap[3];
@@ -222,6 +227,8 @@ static void stats_read(int node, union stats *u)
 static __u64 counter(int node, size_t idx)
 {
 	stats_read(node, &snap[node]);
+	if (!node && idx == GW_ACK_REFUSED)
+		return snap[0].g.bad_cookie + snap[0].g.ack_unjudged;
 	return snap[node].v[idx];
 }
 
@@ -875,8 +882,11 @@ static int secret_with_prev(void)
 
 /* ack_many: an ACK flood's ACK, from a different spoofed client every run
  * (syn_many's tuples), none of them a connection the gateway knows: unlike
- * a SYN, an ACK must look for its flow first (a miss in a cold bucket),
- * then its cookie is checked (wrong: bad_cookie).  Each carries the cookie
+ * a SYN, an ACK must look for its flow first (under the flood the CPU's
+ * gate is on: the flow filter's cold line, which stops nearly all of
+ * them), then, being bare, it is dropped without its cookie's check
+ * (ack_unjudged; until 2026-12-07 the MAC was checked: bad_cookie, as in
+ * the gate's first window).  Each carries the cookie
  * its tuple would have had in the current window with the MAC's top bit
  * turned: the gateway computes the MAC, as for any flood's ACK (its time
  * bit always names an accepted window), under the key the selector bit
@@ -1632,7 +1642,7 @@ int main(int argc, char **argv)
 	err |= burst("syn_many", GW_ING, make_syn_many, GWC(syn_cookie_sent));
 	/* an ACK flood the same way: each one's tuple looked for (the flow
 	 * filter stops it) and its cookie found wrong */
-	err |= burst("ack_many", GW_ING, make_ack_many, GWC(bad_cookie));
+	err |= burst("ack_many", GW_ING, make_ack_many, GWC_ACK_REFUSED);
 	/* its floor: the flow filter's entry for each ACK's tuple, read */
 	err |= burst("flow_filter_floor", filter_floor_fd, make_ack_many, FLOORC);
 	cookie_frames();

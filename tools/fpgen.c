@@ -22,9 +22,11 @@
  * caches (without it, a connection's packets come one after another).
  * ack: an ACK flood, N ACKs from N spoofed clients, none a connection:
  * each carries the cookie its tuple would have with the MAC's top bit
- * turned, so the gateway looks for the flow, computes the MAC and drops
- * it (bad_cookie), as for a random flood's ACKs whose time bits name an
- * accepted window.
+ * turned, so the gateway looks for the flow and, while its flow gate is off
+ * (the flood's first window), computes the MAC and drops it (bad_cookie),
+ * as for a random flood's ACKs whose time bits name an accepted window;
+ * once the flood has turned the gate on, drops it without the MAC
+ * (ack_unjudged: a bare ACK makes no state).
  * The cookies stay valid for the config's cookie window (64 s by default,
  * the previous window also accepted).
  */

@@ -44,14 +44,6 @@ struct gw_nh_copy {
 	__u32 gen;                /* next_hops_gen when taken; 0: empty */
 };
 
-/* Whether this CPU's flow lookups look at flow_bits first (gw_ingress's
- * vm_env_flow_get; VM_FLOW_GATE_* in include/veil/wire.h). */
-struct gw_flow_gate {
-	__u32 seen;               /* lookups in this window */
-	__u32 on;                 /* the filter is looked at in this window */
-	__u64 bad_at;             /* the CPU's bad_cookie count when the window began */
-};
-
 struct gw_scratch {
 	struct gw_flow_gate gate;
 	struct gw_clock clock;

@@ -164,7 +164,7 @@ int vm_dp_poll(struct vm_dp_worker *w)
 			 * burst's packets failed their cookie) the flow
 			 * filter's lines too: most of the burst will want them */
 			int flood = !r && w->flood;
-			uint64_t bad = w->fp.st.bad_cookie;
+			uint64_t bad = w->fp.st.bad_cookie + w->fp.st.ack_unjudged;
 			for (uint16_t i = 0; i < n; i++) {
 				pkts[i]->port = in;   /* not every PMD sets it */
 				hnone[i] = r || vm_fp_hint_ahead(&w->fp, r, rte_pktmbuf_mtod(pkts[i], const uint8_t *),
@@ -175,7 +175,7 @@ int vm_dp_poll(struct vm_dp_worker *w)
 			for (uint16_t i = 0; i < n; i++)
 				tx += handle(w, pkts[i], in, r, now, hnone[i] ? NULL : &hint[i]);
 			if (!r)
-				w->flood = (w->fp.st.bad_cookie - bad) * 4 >= n;
+				w->flood = (w->fp.st.bad_cookie + w->fp.st.ack_unjudged - bad) * 4 >= n;
 			continue;
 		}
 		/* The whole burst's flows first: the owner of each packet, and

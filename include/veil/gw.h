@@ -28,6 +28,19 @@
 #define VM_NS_PER_TS  1000000ULL  /* our TCP timestamps tick in milliseconds */
 #define VM_COOKIE_WINDOW_S_DEFAULT 64  /* gw_config.cookie_window_s when 0 */
 
+/* One more flow lookup in g's window; at the window's end the gate is on
+ * for the next one if ACKs with no flow were refused for at least one
+ * lookup in VM_FLOW_GATE_BAD_SHARE (a flood), off otherwise. */
+VM_INLINE void vm_gw_gate_tick(struct gw_flow_gate *g, const struct gw_stats *st)
+{
+	if (!g || !st || ++g->seen < VM_FLOW_GATE_WINDOW)
+		return;
+	__u64 bad = st->bad_cookie + st->ack_unjudged;
+	g->on = (bad - g->bad_at) * VM_FLOW_GATE_BAD_SHARE >= VM_FLOW_GATE_WINDOW;
+	g->bad_at = bad;
+	g->seen = 0;
+}
+
 /* vm_env_mesh_send's why */
 enum { VM_SEND_OK = 0, VM_SEND_NO_NEIGH, VM_SEND_MTU, VM_SEND_FAIL };
 

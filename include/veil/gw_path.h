@@ -46,6 +46,11 @@
  *                                      key will likely be put soon (a hello):
  *                                      start fetching what the put writes,
  *                                      waiting for nothing
+ *   struct flow_val *vm_env_flow_gate_get(e, const struct flow_key *)
+ *                                      vm_env_flow_get for the packet's one
+ *                                      lookup here: this CPU's (worker's)
+ *                                      flow gate ticked first (vm_gw_gate_tick)
+ *   struct gw_flow_gate *vm_env_gate(e)   that gate, or NULL: never a flood
  *   void vm_env_flow_del(e, const struct flow_key *, struct flow_val *)
  *   struct flow_val *vm_env_flow_tmp(e)   room to build a new flow in
  *   int vm_env_tcpopts(e, const struct vm_pkt *, struct vm_tcpopts *)
@@ -456,7 +461,7 @@ VM_INLINE int vm_gw_ingress(struct vm_gw_env *e, struct gw_stats *st)
 	 * asked for now (vm_env_flow_soon), its miss beside the lookup's. */
 	if (vm_gw_opens_handshake(&p, data, data_end))
 		vm_env_flow_soon(e, &k);
-	f = vm_env_flow_get(e, &k);
+	f = vm_env_flow_gate_get(e, &k);
 	if (f && !VM_FLOW_OF(f, &p)) {
 		/* Another connection's flow under this key (IPv6 folds that
 		 * collide, or the other family's): never ours to use or replace. */
@@ -560,6 +565,15 @@ no_flow:
 	if ((p.flags & (VM_TCP_SYN | VM_TCP_ACK)) != VM_TCP_ACK) {
 		VM_GW_COUNT(st, bad_cookie);
 		return VM_V_DROP;
+	}
+	if (!vouched && !p.payload_len && !(p.flags & VM_TCP_FIN)) {
+		/* A bare ACK makes no state whatever its cookie: under a
+		 * flood it goes without the MAC (VM_FLOW_GATE_* in wire.h). */
+		const struct gw_flow_gate *g = vm_env_gate(e);
+		if (g && g->on) {
+			VM_GW_COUNT(st, ack_unjudged);
+			return VM_V_DROP;
+		}
 	}
 	if (!vouched) {
 		/* the cookie's time counter as the SYN-ACK takes it (BPF: kept
