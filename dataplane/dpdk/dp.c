@@ -160,11 +160,11 @@ int vm_dp_poll(struct vm_dp_worker *w)
 			 * own).  Not the nodes' packets: their key is behind the
 			 * Geneve headers, which the library would parse twice,
 			 * and the bench has no return case to weigh that by. */
-			/* under an ACK flood (a quarter of the last client
-			 * burst's packets failed their cookie) the flow
-			 * filter's lines too: most of the burst will want them */
-			int flood = !r && w->flood;
-			uint64_t bad = w->fp.st.bad_cookie + w->fp.st.ack_unjudged;
+			/* under an ACK flood (the worker's flow gate on: a
+			 * quarter of its last window's lookups refused ACKs)
+			 * the flow filter's lines too: most of the burst will
+			 * want them */
+			int flood = !r && w->fp.gate.on;
 			for (uint16_t i = 0; i < n; i++) {
 				pkts[i]->port = in;   /* not every PMD sets it */
 				hnone[i] = r || vm_fp_hint_ahead(&w->fp, r, rte_pktmbuf_mtod(pkts[i], const uint8_t *),
@@ -174,8 +174,6 @@ int vm_dp_poll(struct vm_dp_worker *w)
 			}
 			for (uint16_t i = 0; i < n; i++)
 				tx += handle(w, pkts[i], in, r, now, hnone[i] ? NULL : &hint[i]);
-			if (!r)
-				w->flood = (w->fp.st.bad_cookie + w->fp.st.ack_unjudged - bad) * 4 >= n;
 			continue;
 		}
 		/* The whole burst's flows first: the owner of each packet, and

@@ -52,7 +52,6 @@ struct vm_dp_worker {
 	int drop_found;
 	struct vm_dp_stats d;
 	uint64_t swept_ns;                 /* the clock at its sweep's last share (vm_fp_sweep) */
-	int flood;                         /* a quarter of its last client burst failed their cookie */
 } __rte_cache_aligned;
 
 #define VM_DP_NO_PORT 0xffff
