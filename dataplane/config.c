@@ -1122,15 +1122,29 @@ const int vm_node_stat_count = sizeof(struct node_stats) / sizeof(__u64);
 _Static_assert(sizeof(vm_node_stat_names) / sizeof(char *) == sizeof(struct node_stats) / sizeof(__u64),
 	       "a node counter has no name");
 
+/* The per-CPU counters' sums, words of them.  The map's own value size
+ * sets the stride: a map pinned by another version (a daemon not yet
+ * restarted after an upgrade that added a counter, or one newer than this
+ * tool) has more or fewer counters than this build's struct, and a lookup
+ * writes value_size bytes for every CPU.  Counters the map lacks read 0;
+ * ones this build does not know are left out. */
 static int percpu_sum(int fd, void *sum, size_t words)
 {
 	int ncpu = libbpf_num_possible_cpus();
-	__u32 zero = 0;
+	struct bpf_map_info info = { 0 };
+	__u32 len = sizeof(info), zero = 0;
 	__u64 *vals, *out = sum;
+	size_t stride, have;
 
 	if (ncpu <= 0)
 		return -EINVAL;
-	vals = calloc(ncpu, words * sizeof(__u64));
+	if (bpf_obj_get_info_by_fd(fd, &info, &len))
+		return -errno;
+	if (info.value_size % sizeof(__u64))
+		return -EINVAL;
+	stride = info.value_size / sizeof(__u64);
+	have = stride < words ? stride : words;
+	vals = calloc(ncpu, info.value_size);
 	if (!vals)
 		return -ENOMEM;
 	if (bpf_map_lookup_elem(fd, &zero, vals)) {
@@ -1139,8 +1153,8 @@ static int percpu_sum(int fd, void *sum, size_t words)
 	}
 	memset(sum, 0, words * sizeof(__u64));
 	for (int c = 0; c < ncpu; c++)
-		for (size_t i = 0; i < words; i++)
-			out[i] += vals[c * words + i];
+		for (size_t i = 0; i < have; i++)
+			out[i] += vals[c * stride + i];
 	free(vals);
 	return 0;
 }

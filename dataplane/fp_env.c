@@ -605,9 +605,10 @@ static inline struct flow_val *vm_env_flow_get(struct vm_gw_env *e, const struct
 	return fl ? &fl->val : NULL;
 }
 
-/* The worker's flow gate: whether a bare ACK with no flow is dropped
- * unjudged (include/veil/gw_path.h).  The lookups here look at the filter
- * after the first slot whatever it says. */
+/* This fast path's (a DPDK worker's) flow gate: whether a bare ACK with no
+ * flow is dropped unjudged (include/veil/gw_path.h), and the worker's
+ * burst prefetches the filter's lines (dp.c).  The lookups here look at the
+ * filter after the first slot whatever it says. */
 static inline struct gw_flow_gate *vm_env_gate(struct vm_gw_env *e) { return &e->fp->gate; }
 
 /* vm_gw_ingress's lookup: the gate ticked, as gw_ingress's */

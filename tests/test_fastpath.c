@@ -564,13 +564,21 @@ static void ack_flood_same(void)
 		bad |= both_run(0, in, t_build(&p, in), &b, "flood: a forged ACK", 0);
 	}
 	CHECK(!bad && FP.gate.on && W->fp.gate.on, "the flood's ACKs alike everywhere, the gates on");
-	/* the tick comes before the lookup: the window's last packet is the
-	 * first under the gate it turned on */
-	CHECK(FP.st.bad_cookie - f0.bad_cookie == VM_FLOW_GATE_WINDOW - 1 &&
-		      FP.st.ack_unjudged - f0.ack_unjudged == VM_FLOW_GATE_WINDOW + 1,
-	      "a window judged but its last (bad_cookie %llu), the rest unjudged (%llu)",
+	/* the lookup that ends a window is the next one's first: the gates
+	 * went on at the flood's 64th ACK; from it on, each window's first
+	 * VM_FLOW_GATE_PROBES are judged (the 64th to the 71st, and the
+	 * 128th, which began the next window), the rest not */
+	CHECK(FP.st.bad_cookie - f0.bad_cookie == VM_FLOW_GATE_WINDOW + VM_FLOW_GATE_PROBES &&
+		      FP.st.ack_unjudged - f0.ack_unjudged == VM_FLOW_GATE_WINDOW - VM_FLOW_GATE_PROBES,
+	      "judged (bad_cookie) %llu, unjudged %llu",
 	      (unsigned long long)(FP.st.bad_cookie - f0.bad_cookie), (unsigned long long)(FP.st.ack_unjudged - f0.ack_unjudged));
+	/* the rest of this window's probes */
+	for (int i = 1; i < VM_FLOW_GATE_PROBES; i++) {
+		p = client_pkt(0, (uint16_t)(52200 + i), 8800000 + i, 12345, T_ACK);
+		bad |= both_run(0, in, t_build(&p, in), &b, "flood: a forged ACK in a probe", 0);
+	}
 	f0 = FP.st;
+	CHECK(!bad && FP.gate.seen == VM_FLOW_GATE_PROBES - 1, "the probes done (%u)", FP.gate.seen);
 	c = both_handshake(0, 42201, 200, &ts);
 	p = client_pkt(0, 42201, 201, c + 1, T_ACK);
 	SAME(in, t_build(&p, in), "flood: a handshake's good ACK, unjudged");

@@ -161,7 +161,8 @@ int vm_dp_poll(struct vm_dp_worker *w)
 			 * Geneve headers, which the library would parse twice,
 			 * and the bench has no return case to weigh that by. */
 			/* under an ACK flood (the worker's flow gate on: a
-			 * quarter of its last window's lookups refused ACKs)
+			 * quarter of its last window's judged lookups failed
+			 * their cookie)
 			 * the flow filter's lines too: most of the burst will
 			 * want them */
 			int flood = !r && w->fp.gate.on;

@@ -28,17 +28,27 @@
 #define VM_NS_PER_TS  1000000ULL  /* our TCP timestamps tick in milliseconds */
 #define VM_COOKIE_WINDOW_S_DEFAULT 64  /* gw_config.cookie_window_s when 0 */
 
-/* One more flow lookup in g's window; at the window's end the gate is on
- * for the next one if ACKs with no flow were refused for at least one
- * lookup in VM_FLOW_GATE_BAD_SHARE (a flood), off otherwise. */
+/* One more flow lookup in g's window; the lookup that ends a window is
+ * the next one's first, and the gate is on through it if ACKs with no
+ * flow failed their cookie for at least one lookup in
+ * VM_FLOW_GATE_BAD_SHARE of those the window judged (all of them with the
+ * gate off, its probes with it on: VM_FLOW_GATE_* in wire.h), off
+ * otherwise. */
 VM_INLINE void vm_gw_gate_tick(struct gw_flow_gate *g, const struct gw_stats *st)
 {
 	if (!g || !st || ++g->seen < VM_FLOW_GATE_WINDOW)
 		return;
-	__u64 bad = st->bad_cookie + st->ack_unjudged;
-	g->on = (bad - g->bad_at) * VM_FLOW_GATE_BAD_SHARE >= VM_FLOW_GATE_WINDOW;
-	g->bad_at = bad;
+	g->on = (st->bad_cookie - g->bad_at) * VM_FLOW_GATE_BAD_SHARE >=
+		(g->on ? VM_FLOW_GATE_PROBES : VM_FLOW_GATE_WINDOW);
+	g->bad_at = st->bad_cookie;
 	g->seen = 0;
+}
+
+/* 1 when a bare ACK with no flow goes unjudged: the gate on and this
+ * lookup past the window's probes. */
+VM_INLINE int vm_gw_gate_unjudged(const struct gw_flow_gate *g)
+{
+	return g && g->on && g->seen >= VM_FLOW_GATE_PROBES;
 }
 
 /* vm_env_mesh_send's why */

@@ -568,9 +568,9 @@ no_flow:
 	}
 	if (!vouched && !p.payload_len && !(p.flags & VM_TCP_FIN)) {
 		/* A bare ACK makes no state whatever its cookie: under a
-		 * flood it goes without the MAC (VM_FLOW_GATE_* in wire.h). */
-		const struct gw_flow_gate *g = vm_env_gate(e);
-		if (g && g->on) {
+		 * flood it goes without the MAC, but for the window's probes
+		 * (VM_FLOW_GATE_* in wire.h). */
+		if (vm_gw_gate_unjudged(vm_env_gate(e))) {
 			VM_GW_COUNT(st, ack_unjudged);
 			return VM_V_DROP;
 		}

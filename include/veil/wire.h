@@ -357,23 +357,29 @@ struct flow_bits_val {
  * put reads the bucket anyway, pays the line for nothing.  So each CPU
  * counts its lookups in windows of VM_FLOW_GATE_WINDOW, and looks at the
  * filter through the window after one in which the CPU counted bad_cookie
- * or ack_unjudged (ACKs on unknown tuples refused: a flood) for at least
- * one lookup in VM_FLOW_GATE_BAD_SHARE, not otherwise (struct gw_flow_gate,
- * include/veil/gw.h).  The filter never hides a flow the map holds that the
- * programs made, so either way a packet takes the same path.  Through such
- * a window a bare ACK that finds no flow is dropped without its cookie's
- * MAC (ack_unjudged): a bare ACK makes no state, so the check would only
- * say which counter it goes to. */
+ * (ACKs on unknown tuples whose cookie failed: a flood) for at least one
+ * lookup in VM_FLOW_GATE_BAD_SHARE of those it judged, not otherwise
+ * (struct gw_flow_gate, vm_gw_gate_tick in include/veil/gw.h).  The filter
+ * never hides a flow the map holds that the programs made, so either way
+ * a packet takes the same path.
+ * Through such a window a bare ACK that finds no flow is dropped without
+ * its cookie's MAC (ack_unjudged): a bare ACK makes no state, so the check
+ * would only say which counter it goes to.  Only the window's first
+ * VM_FLOW_GATE_PROBES lookups are judged all the same: they say whether the
+ * flood goes on.  Were the unjudged counted as refused, a CPU whose lookups
+ * are a quarter handshakes' last ACKs would keep its gate on after a flood
+ * ends, and count those ACKs ack_unjudged instead of cookie_ack. */
 #define VM_FLOW_GATE_WINDOW    64
 #define VM_FLOW_GATE_BAD_SHARE 4
+#define VM_FLOW_GATE_PROBES    8
 
 /* One CPU's gate (gw_ingress: in its gw_scratch) or one DPDK worker's,
  * from vm_env_gate, ticked by vm_gw_gate_tick (include/veil/gw.h). */
 struct gw_flow_gate {
-	__u32 seen;               /* lookups in this window */
-	__u32 on;                 /* a flood: the filter is looked at in this window */
-	__u64 bad_at;             /* ACKs with no flow refused (bad_cookie + ack_unjudged)
-	                           * when the window began */
+	__u32 seen;               /* lookups in this window before this one (0: its first) */
+	__u32 on;                 /* a flood: the filter is looked at in this window, and
+	                           * bare ACKs with no flow past its probes go unjudged */
+	__u64 bad_at;             /* bad_cookie when the window began */
 };
 
 /* How far from flow_val.cli_nxt a client RST's sequence number may lie to
@@ -579,8 +585,9 @@ struct gw_stats {
 	                           * the hello's end) or said nothing (VM_HELD_LOST_QUIET
 	                           * client retransmissions): the client reset, the flow retired */
 	__u64 ack_unjudged;       /* a bare ACK with no flow under an ACK flood (the CPU's flow gate
-	                           * on): dropped without its cookie's check, which would only have
-	                           * chosen between cookie_ack and bad_cookie */
+	                           * on, past its window's probes): dropped without its cookie's
+	                           * check, which would only have chosen between cookie_ack and
+	                           * bad_cookie */
 };
 
 /* ---------- node maps ---------- */
