@@ -35,8 +35,8 @@
 #                (veil-fpgen --kind ack) into the 262144-flow table: each
 #                looked for (the flow filter) and dropped, without its
 #                cookie's MAC once the flood has turned the worker's flow
-#                gate on (ack_unjudged; no baseline: it forwards what it
-#                has not seen)
+#                gate on, but for each window's 8 probes (ack_unjudged;
+#                no baseline: it forwards what it has not seen)
 # The cookies are made from the run's own secret for the current window (the
 # pcap is made again before each gateway run).
 #

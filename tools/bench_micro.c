@@ -197,7 +197,8 @@ static int nres;
 /* or, for a floor program (tools/bench_base.bpf.c), its runs that did the floor's work */
 #define FLOORC 2, 0, "bench_hits"
 /* or a flood's refused ACKs, judged or not: bad_cookie + ack_unjudged (the
- * CPU's flow gate turns on after its first window of them) */
+ * CPU's flow gate turns on after its first window of them, and then
+ * judges each window's first VM_FLOW_GATE_PROBES) */
 #define GW_ACK_REFUSED 63
 #define GWC_ACK_REFUSED 0, GW_ACK_REFUSED, "bad_cookie+ack_unjudged"
 _Static_assert(sizeof(struct gw_stats) / 8 <= GW_ACK_REFUSED, "GW_ACK_REFUSED is a counter's index");
@@ -914,7 +915,7 @@ static int gates_off(void)
  * gate is on: the flow filter's cold line, which stops nearly all of
  * them), then, being bare, it is dropped without its cookie's check
  * (ack_unjudged; until 2026-12-07 the MAC was checked: bad_cookie, as in
- * the gate's first window).  Each carries the cookie its tuple would have
+ * the gate's first window and each window's probes).  Each carries the cookie its tuple would have
  * had in the current window with the MAC's top bit turned: where the
  * gateway computes the MAC (the gate's first window, a gate turned off),
  * it does so as for any flood's ACK (its time bit always names an accepted
@@ -1669,8 +1670,8 @@ int main(int argc, char **argv)
 	/* a SYN flood: a different spoofed client every run */
 	err |= burst("syn_many", GW_ING, make_syn_many, GWC(syn_cookie_sent));
 	/* an ACK flood the same way: each one's tuple looked for (the flow
-	 * filter stops it), then dropped unjudged (the gate's first window:
-	 * its cookie found wrong) */
+	 * filter stops it), then dropped unjudged (the gate's first window
+	 * and each window's probes: its cookie found wrong) */
 	err |= burst("ack_many", GW_ING, make_ack_many, GWC_ACK_REFUSED);
 	/* its floor: the flow filter's entry for each ACK's tuple, read */
 	err |= burst("flow_filter_floor", filter_floor_fd, make_ack_many, FLOORC);

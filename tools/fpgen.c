@@ -26,7 +26,8 @@
  * (the flood's first window), computes the MAC and drops it (bad_cookie),
  * as for a random flood's ACKs whose time bits name an accepted window;
  * once the flood has turned the gate on, drops it without the MAC
- * (ack_unjudged: a bare ACK makes no state).
+ * (ack_unjudged: a bare ACK makes no state) but for each window's first
+ * 8 lookups (the gate's probes).
  * The cookies stay valid for the config's cookie window (64 s by default,
  * the previous window also accepted).
  */
