@@ -532,11 +532,12 @@ static int gates_reset(void)
 }
 
 /* An ACK flood (bare ACKs on unknown tuples, wrong cookies) turns every
- * side's gate on at the same packet; through that window a bare ACK that
- * finds no flow is dropped without its cookie's check on every side
- * (ack_unjudged), a handshake's good one too, while a FIN's cookie is
- * checked and a hello's routed; a window of a flow's packets turns them
- * off again, and a handshake's ACK is judged again (cookie_ack). */
+ * side's gate on at the same packet; from then on a bare ACK that finds no
+ * flow past its window's probes is dropped without its cookie's check on
+ * every side (ack_unjudged), a handshake's good one too, while a FIN's
+ * cookie is checked and a hello's routed; a window of a flow's packets
+ * turns them off again, and a handshake's ACK is judged again
+ * (cookie_ack). */
 static void ack_flood_same(void)
 {
 	uint8_t in[1024];
