@@ -745,6 +745,37 @@ void vm_gw_close(struct vm_gw *g)
 	memset(g, 0, sizeof(*g));
 }
 
+int vm_gw_gates_off(struct vm_gw *g)
+{
+	int sfd = vm_gw_map_fd(g, "gw_scratch"), tfd = vm_gw_map_fd(g, "gw_stats"), ncpu = libbpf_num_possible_cpus();
+	struct bpf_map_info info = { 0 };
+	__u32 len = sizeof(info), zero = 0;
+	size_t tstride = (sizeof(struct gw_stats) + 7) & ~(size_t)7;
+	uint8_t *s, *t;
+	int rc;
+
+	if (sfd < 0 || tfd < 0 || ncpu <= 0)
+		return -ENOENT;
+	if (bpf_obj_get_info_by_fd(sfd, &info, &len))
+		return -errno;
+	/* the gate is gw_scratch's first field (bpf/lib/gw_logic.h) */
+	if (info.value_size < sizeof(struct gw_flow_gate))
+		return -EINVAL;
+	size_t sstride = (info.value_size + 7) & ~(size_t)7;
+	s = calloc((size_t)ncpu, sstride);
+	t = calloc((size_t)ncpu, tstride);
+	rc = !s || !t ? -ENOMEM : bpf_map_lookup_elem(sfd, &zero, s) || bpf_map_lookup_elem(tfd, &zero, t) ? -errno : 0;
+	for (int c = 0; !rc && c < ncpu; c++) {
+		struct gw_flow_gate gate = { .bad_at = ((const struct gw_stats *)(t + (size_t)c * tstride))->bad_cookie };
+		memcpy(s + (size_t)c * sstride, &gate, sizeof(gate));
+	}
+	if (!rc && bpf_map_update_elem(sfd, &zero, s, BPF_ANY))
+		rc = -errno;
+	free(s);
+	free(t);
+	return rc;
+}
+
 int vm_gw_map_fd(struct vm_gw *g, const char *name)
 {
 	struct bpf_map *m = bpf_object__find_map_by_name(g->ing->obj, name);

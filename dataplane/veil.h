@@ -294,6 +294,10 @@ int vm_gw_attach(struct vm_gw *g, const char *client_if, const char *mesh_if, bo
 void vm_gw_detach(struct vm_gw *g);
 void vm_gw_close(struct vm_gw *g);
 int vm_gw_map_fd(struct vm_gw *g, const char *name);
+/* Every CPU's flow gate (struct gw_flow_gate, gw_ingress's per-CPU
+ * scratch) off, its window begun now: for the benchmarks and tests that
+ * need a flood's gate gone before their next case.  0 or -errno. */
+int vm_gw_gates_off(struct vm_gw *g);
 /* Makes routes and vips equal to the config (only differences are written). */
 /* Makes the maps match c: routes (any number up to VM_ROUTES_MAX; c->routes
  * may be an array of the caller's beyond VM_CFG_MAX_ROUTES), VIPs, settings.

@@ -881,34 +881,6 @@ static int secret_with_prev(void)
 	return bpf_map_update_elem(fd, &zero, &sec, BPF_ANY) ? -1 : 0;
 }
 
-/* Every CPU's flow gate off, its window begun now (gw_ingress's gw_scratch
- * begins with struct gw_flow_gate): after ack_many's flood the gate of a
- * CPU stays on until a window of its lookups has gone by, and through it a
- * handshake's ACK past the window's probes goes unjudged (ack_unjudged),
- * where cookie_ack's runs must each count cookie_ack. */
-static int gates_off(void)
-{
-	int sfd = vm_gw_map_fd(&G, "gw_scratch"), tfd = vm_gw_map_fd(&G, "gw_stats"), ncpu = libbpf_num_possible_cpus();
-	struct bpf_map_info info = { 0 };
-	__u32 len = sizeof(info), zero = 0;
-	size_t tstride = (sizeof(struct gw_stats) + 7) & ~(size_t)7;
-
-	if (sfd < 0 || tfd < 0 || ncpu <= 0 || bpf_obj_get_info_by_fd(sfd, &info, &len))
-		return -1;
-	size_t sstride = (info.value_size + 7) & ~(size_t)7;
-	uint8_t *s = calloc((size_t)ncpu, sstride), *t = calloc((size_t)ncpu, tstride);
-	int rc = !s || !t || bpf_map_lookup_elem(sfd, &zero, s) || bpf_map_lookup_elem(tfd, &zero, t);
-	for (int c = 0; !rc && c < ncpu; c++) {
-		struct gw_flow_gate g = { .seen = 0, .on = 0,
-					  .bad_at = ((const struct gw_stats *)(t + (size_t)c * tstride))->bad_cookie };
-		memcpy(s + (size_t)c * sstride, &g, sizeof(g));
-	}
-	rc = rc || bpf_map_update_elem(sfd, &zero, s, BPF_ANY);
-	free(s);
-	free(t);
-	return rc ? -1 : 0;
-}
-
 /* ack_many: an ACK flood's ACK, from a different spoofed client every run
  * (syn_many's tuples), none of them a connection the gateway knows: unlike
  * a SYN, an ACK must look for its flow first (under the flood the CPU's
@@ -1675,7 +1647,11 @@ int main(int argc, char **argv)
 	err |= burst("ack_many", GW_ING, make_ack_many, GWC_ACK_REFUSED);
 	/* its floor: the flow filter's entry for each ACK's tuple, read */
 	err |= burst("flow_filter_floor", filter_floor_fd, make_ack_many, FLOORC);
-	if (gates_off()) {
+	/* after the flood a CPU's gate stays on until a window of its
+	 * lookups has gone by, and through it a handshake's ACK past the
+	 * window's probes goes unjudged, where cookie_ack's runs must each
+	 * count cookie_ack */
+	if (vm_gw_gates_off(&G)) {
 		fprintf(stderr, "veil-bench-micro: cannot turn the flow gates off after ack_many\n");
 		err = 1;
 	}
