@@ -94,7 +94,7 @@ struct vm_eth {
 	__u8 dst[6];
 	__u8 src[6];
 	__be16 proto;
-};
+} VM_WIRE_HDR;
 
 struct vm_ip4 {
 	__u8 ver_ihl;
@@ -107,7 +107,7 @@ struct vm_ip4 {
 	__u16 check;
 	__be32 saddr;
 	__be32 daddr;
-};
+} VM_WIRE_HDR;
 
 struct vm_ip6 {
 	__be32 ver_tc_fl;
@@ -116,14 +116,14 @@ struct vm_ip6 {
 	__u8 hop_limit;
 	__u8 saddr[16];
 	__u8 daddr[16];
-};
+} VM_WIRE_HDR;
 
 struct vm_udp {
 	__be16 source;
 	__be16 dest;
 	__be16 len;
 	__u16 check;
-};
+} VM_WIRE_HDR;
 
 struct vm_tcp {
 	__be16 source;
@@ -135,7 +135,7 @@ struct vm_tcp {
 	__be16 window;
 	__u16 check;
 	__be16 urg_ptr;
-};
+} VM_WIRE_HDR;
 
 /* Field offsets, for code that reads and writes headers as bytes (kept
  * segments in map memory, the kernel's bitfield tcphdr). */
@@ -177,9 +177,16 @@ _Static_assert(sizeof(struct vm_ip4) == VM_IP4_HLEN && sizeof(struct vm_ip6) == 
 #define VM_TCP_REPLY_HLEN (VM_TCP_HLEN + VM_TCPOLEN_SYN) /* SYN-ACK and replayed SYN */
 
 /* Words of a header for checksum sums: read as whatever was written there
- * (gcc's strict aliasing would otherwise move the reads before the writes). */
+ * (gcc's strict aliasing would otherwise move the reads before the writes).
+ * In C of no alignment (a header's words lie 2 bytes off a 4-byte boundary:
+ * VM_WIRE_HDR); in BPF as they are, for the reason given there. */
+#ifdef __bpf__
 typedef __u32 __attribute__((may_alias)) vm_u32a;
 typedef __u16 __attribute__((may_alias)) vm_u16a;
+#else
+typedef __u32 __attribute__((may_alias, aligned(1))) vm_u32a;
+typedef __u16 __attribute__((may_alias, aligned(1))) vm_u16a;
+#endif
 
 /* Four bytes as the 32-bit word a little-endian load of them gives (the
  * hosts here; as everywhere in this library). */
