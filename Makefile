@@ -45,7 +45,7 @@ TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 .PHONY: all deps deps-build deps-test test demo demo-flow demo-lab bench bench-quick deps-bench fuzz clean install
 FUZZERS := $(BUILD)/tests/fuzz_hello $(BUILD)/tests/fuzz_diff $(BUILD)/tests/fuzz_share $(BUILD)/tests/fuzz_evidence \
 	$(BUILD)/tests/fuzz_eventlog $(BUILD)/tests/fuzz_request $(BUILD)/tests/fuzz_dns $(BUILD)/tests/fuzz_envelope $(BUILD)/tests/fuzz_ctl \
-	$(BUILD)/tests/fuzz_dns_frame
+	$(BUILD)/tests/fuzz_dns_frame $(BUILD)/tests/fuzz_fastpath
 
 # Every rule that runs an installed tool or compiles against an installed
 # library has deps-build as an order-only prerequisite: `make -j2` on a fresh
@@ -279,6 +279,15 @@ $(BUILD)/tests/fuzz_diff: tests/fuzz/fuzz_diff.c tests/bpf_env.h tests/testlib.h
 	@mkdir -p $(BUILD)/tests
 	$(CLANG) -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer -Iinclude -I$(BUILD) -Idataplane -Icontrolplane -Itests $< $(LIB) $(LDLIBS) -o $@
 
+# the equivalence test under libFuzzer: the packet library's C build (its
+# environment, the rest of libveil and the DPDK worker) compiled in with
+# coverage, ASan and UBSan (its alignment check too: VM_WIRE_HDR, wire.h)
+$(BUILD)/tests/fuzz_fastpath: tests/test_fastpath.c tests/testlib.h tests/bpf_env.h tests/fpgen.h $(LIB_SRCS) \
+		dataplane/dpdk/dp.c dataplane/dpdk/dp.h controlplane/common/daemon.c $(HDRS) $(SKELS) | deps-build
+	@mkdir -p $(BUILD)/tests
+	$(CLANG) -D_GNU_SOURCE -DVEIL_FUZZ_FASTPATH -g -O1 -fsanitize=fuzzer,address,undefined \
+		-Wno-unused-function -Iinclude -I$(BUILD) -Idataplane -Icontrolplane -Itests -Idataplane/dpdk $(DPDK_CFLAGS) \
+		$< $(LIB_SRCS) dataplane/dpdk/dp.c controlplane/common/daemon.c $(DPDK_LIBS) -lrte_net_ring $(LDLIBS) -o $@
 # the equivalence test also drives the DPDK packet path (ring-backed ports)
 $(BUILD)/tests/test_fastpath: tests/test_fastpath.c tests/testlib.h tests/bpf_env.h tests/fpgen.h $(BUILD)/dpdk/dp.o $(LIB) $(HDRS) | deps-build
 	@mkdir -p $(BUILD)/tests

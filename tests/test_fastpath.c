@@ -1864,6 +1864,7 @@ static void neigh_table(void)
 	dconf_sync();
 }
 
+#ifndef VEIL_FUZZ_FASTPATH
 int main(int argc, char **argv)
 {
 	if (argc == 3 && !strcmp(argv[1], "--hellos"))
@@ -1917,3 +1918,267 @@ out:
 	vm_node_close(&N);
 	return t_done();
 }
+#endif /* VEIL_FUZZ_FASTPATH */
+
+#ifdef VEIL_FUZZ_FASTPATH
+/*
+ * The same three sides under libFuzzer (build/tests/fuzz_fastpath, built by
+ * clang with the packet library's C sources and dp.c instrumented, under
+ * ASan and UBSan): each input is one packet through XDP (and gw_asm in TC),
+ * vm_fp and a DPDK worker poll, held to both_run's rule; any difference, and
+ * any bad read or write in the C build, aborts and keeps the input.
+ *
+ * Input: byte 0's low two bits choose the mode.
+ *   0: the rest is a frame for gw_ingress (from a client), as it is;
+ *   1: the rest is a frame for gw_return (from a node), as it is;
+ *   2, 3: a packet of a connection the harness keeps, so that fuzzed bytes
+ *      reach the flow, hello and reassembly paths past the cookie:
+ *      byte 1: bit 0 IPv6, bits 1-4 which of 16 client ports;
+ *      byte 2: the TCP flags;
+ *      byte 3: bits 0-1 the sequence (0 next, 1 the ISN's next, 2 next + d,
+ *              3 next - d), bit 2 the ACK cookie + 1 + d (else cookie + 1),
+ *              bit 3 no timestamp option;
+ *      bytes 4-5: d (big-endian);
+ *      the rest: the TCP payload.
+ *   The connection's handshake runs through all three first (a SYN, whose
+ *   SYN-ACK gives the cookie) the first time a port is used, and again on a
+ *   new set of ports (fz_rotate, which also sweeps).
+ */
+#define FZ_PORTS 16
+static struct fz_conn { int up; uint32_t isn, cookie, ts, next; } FZ[2][FZ_PORTS];
+static uint16_t fz_base = 40000;
+static uint32_t fz_isn = 1000;
+
+static void fz_abort(const char *what)
+{
+	fprintf(stderr, "fuzz_fastpath: %s: %s\n", what, t_why);
+	abort();
+}
+
+/* A new set of ports, every FZ_ROTATE connection inputs or FZ_ROTATE_NS
+ * (so no connection's cookie is older than a cookie window: one that
+ * turned between the sides' runs, which then compare nothing, cannot have
+ * made them judge a cookie differently): the
+ * old connections are reset, the sweep retires what it retires (the same
+ * flows on every side, or the fuzzer stops), and the reassembly tables are
+ * emptied.  So no hello is held for as long
+ * as VM_ASM_TIMEOUT_NS: its timeout, which each side judges by its own
+ * clock, cannot fall between the sides' runs.  The trace starts again
+ * there, with the new ports' base (a record of length 0, then the base). */
+#define FZ_ROTATE 20000
+#define FZ_ROTATE_NS (VM_ASM_TIMEOUT_NS / 2)
+static FILE *fz_trace;
+static long fz_count;
+static uint64_t fz_since;
+static void fz_rotate(void)
+{
+	uint8_t in[256];
+	for (int v6 = 0; v6 < 2; v6++)
+		for (int i = 0; i < FZ_PORTS; i++) {
+			struct fz_conn *c = &FZ[v6][i];
+			if (!c->up)
+				continue;
+			struct t_pkt p = client_pkt(v6, fz_base + 2 * i + v6, c->next, c->cookie + 1, T_RST | T_ACK);
+			struct both b;
+			if (both_run(0, in, t_build(&p, in), &b, "fuzz: an old connection's RST", 0))
+				fz_abort("an old connection's RST");
+			c->up = 0;
+		}
+	/* two passes of the sweep, VM_SWEEP_EVERY_S apart by its clock (the
+	 * fuzzer's own, ahead of TAI): the same flows must go on every side,
+	 * and the connections just reset go */
+	static struct vm_sweep sw;
+	static uint64_t sw_t;
+	if (!sw_t) {
+		vm_sweep_init(&sw, vm_gw_map_fd(&G, "flows"), sizeof(struct flow_key), sizeof(struct flow_val),
+			      offsetof(struct flow_val, fin), VM_SWEEP_EVERY_S);
+		sw.ft = gw_ft();
+		sw.on_retire = xdp_retired;
+		sw_t = tai_now() / 1000000000ULL;
+	}
+	for (int pass = 0; pass < 2; pass++) {
+		sw_t += VM_SWEEP_EVERY_S;
+		if (sweep_pass(&sw, sw_t) < 0 || t_failed_here)
+			fz_abort("the sweep");
+	}
+	asm_tables_empty();
+	fz_base = fz_base >= 60000 ? 40000 : fz_base + 2 * FZ_PORTS;
+	fz_count = 0;
+	fz_since = tai_now();
+	if (fz_trace) {
+		uint32_t zero = 0;
+		rewind(fz_trace);
+		if (ftruncate(fileno(fz_trace), 0))
+			abort();
+		fwrite(&zero, 4, 1, fz_trace);
+		fwrite(&fz_base, 2, 1, fz_trace);
+	}
+}
+
+static void fz_seed(const char *dir, const char *name, const uint8_t *b, size_t n)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	if (access(path, F_OK) == 0)
+		return;
+	FILE *f = fopen(path, "we");
+	if (f) {
+		fwrite(b, 1, n, f);
+		fclose(f);
+	}
+}
+
+/* Seeds for a fresh corpus (VEIL_FUZZ_SEED_DIR, as tests/fuzz.sh sets):
+ * hellos on both families, data after one, a FIN and an RST, a SYN and a
+ * node's return packet as raw frames, half a hello. */
+static void fz_seeds(const char *dir)
+{
+	static uint8_t b[2400];
+	size_t n;
+	struct t_pkt p;
+
+	memcpy(b, "\x02\x00\x18\x00\x00\x00", 6);
+	memcpy(b + 6, hello_curl, hello_curl_len);
+	fz_seed(dir, "seed-hello4", b, 6 + hello_curl_len);
+	b[1] = 1;
+	fz_seed(dir, "seed-hello6", b, 6 + hello_curl_len);
+	b[1] = 2;
+	fz_seed(dir, "seed-hello-half", b, 6 + hello_curl_len / 2);
+	b[1] = 0;
+	memset(b + 6, 0x17, 200);
+	fz_seed(dir, "seed-data4", b, 6 + 200);
+	b[2] = 0x11;   /* FIN ACK */
+	fz_seed(dir, "seed-fin4", b, 6);
+	b[2] = 0x14;   /* RST ACK */
+	fz_seed(dir, "seed-rst4", b, 6);
+	b[0] = 0;
+	p = client_pkt(0, 42000, 5, 0, T_SYN);
+	p.opts = SYN_OPTS;
+	p.optlen = 20;
+	n = t_build(&p, b + 1);
+	fz_seed(dir, "seed-syn4", b, 1 + n);
+	b[0] = 1;
+	n = reply_frame(b + 1, 41020);
+	fz_seed(dir, "seed-return4", b, 1 + n);
+}
+
+/* The inputs in the order they ran (VEIL_FUZZ_TRACE=FILE): each a 4-byte
+ * length, then its bytes.  A difference may need the state earlier inputs
+ * left; VEIL_FUZZ_REPLAY=FILE runs such a file's inputs in order first. */
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+static void fz_replay(const char *path)
+{
+	static uint8_t b[4096];
+	uint32_t n;
+	long k = 0;
+	FILE *f = fopen(path, "re");
+
+	if (!f) {
+		perror(path);
+		abort();
+	}
+	while (fread(&n, 4, 1, f) == 1 && n <= sizeof(b) && fread(b, 1, n ? n : 2, f) == (n ? n : 2)) {
+		if (!n)
+			memcpy(&fz_base, b, 2);
+		else
+			LLVMFuzzerTestOneInput(b, n);
+		k++;
+	}
+	fclose(f);
+	fprintf(stderr, "fuzz_fastpath: %ld inputs replayed from %s\n", k, path);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	const char *fx = getenv("VEIL_FIXTURES"), *sd = getenv("VEIL_FUZZ_SEED_DIR");
+	const char *tr = getenv("VEIL_FUZZ_TRACE"), *rp = getenv("VEIL_FUZZ_REPLAY");
+
+	vm_lib_logging(false);
+	if (setup(fx ? fx : "tests/fixtures") || fp_setup() || dp_setup()) {
+		fprintf(stderr, "fuzz_fastpath: cannot set up the test namespace, load the programs or start the EAL\n");
+		abort();
+	}
+	/* libFuzzer may end the process without running atexit handlers: the
+	 * programs hold their maps by fd, so the pins can go now (the EAL's
+	 * runtime directory too: --no-shconf writes nothing that needs it) */
+	cleanup();
+	char dir[96];
+	snprintf(dir, sizeof(dir), "/var/run/dpdk/%s", DP_PREFIX);
+	rmdir(dir);
+	if (sd)
+		fz_seeds(sd);
+	fz_since = tai_now();
+	if (rp)
+		fz_replay(rp);
+	if (tr && !(fz_trace = fopen(tr, "we"))) {
+		perror(tr);
+		abort();
+	}
+	return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static uint8_t in[2400];
+	struct both b;
+	int mode;
+
+	if (size < 1 || size > 1 + 2048)
+		return 0;
+	t_failed_here = 0;
+	if ((data[0] & 3) >= 2 && (++fz_count > FZ_ROTATE || tai_now() - fz_since > FZ_ROTATE_NS))
+		fz_rotate();
+	if (fz_trace) {
+		uint32_t n = (uint32_t)size;
+		fwrite(&n, 4, 1, fz_trace);
+		fwrite(data, 1, size, fz_trace);
+		fflush(fz_trace);
+	}
+	mode = data[0] & 3;
+	if (mode < 2) {
+		if (size < 1 + 14)
+			return 0;
+		memcpy(in, data + 1, size - 1);
+		if (both_run(mode, in, size - 1, &b, "fuzz: a raw frame", 0) || t_failed_here)
+			fz_abort("a raw frame");
+		return 0;
+	}
+	if (size < 6 || size - 6 > 1360)   /* at most the MSS the gateway announces */
+		return 0;
+	int v6 = data[1] & 1, i = (data[1] >> 1) % FZ_PORTS;
+	uint16_t sport = fz_base + 2 * i + v6, d = (uint16_t)(data[4] << 8 | data[5]);
+	struct fz_conn *c = &FZ[v6][i];
+	if (!c->up) {
+		c->isn = fz_isn += 0x01000193;
+		c->cookie = both_handshake(v6, sport, c->isn, &c->ts);
+		if (t_failed_here)
+			fz_abort("a handshake");
+		c->next = c->isn + 1;
+		c->up = 1;
+	}
+	uint32_t seq = c->next;
+	switch (data[3] & 3) {
+	case 1: seq = c->isn + 1; break;
+	case 2: seq = c->next + d; break;
+	case 3: seq = c->next - d; break;
+	}
+	static uint8_t ts[12] = { 1, 1, 8, 10 };
+	uint32_t v = htonl(0x11223355);
+	memcpy(ts + 4, &v, 4);
+	v = htonl(c->ts);
+	memcpy(ts + 8, &v, 4);
+	struct t_pkt p = client_pkt(v6, sport, seq, c->cookie + 1 + (data[3] & 4 ? d : 0), data[2]);
+	if (!(data[3] & 8)) {
+		p.opts = ts;
+		p.optlen = 12;
+	}
+	p.payload = data + 6;
+	p.plen = (int)(size - 6);
+	size_t n = t_build(&p, in);
+	if (both_run(0, in, n, &b, "fuzz: a connection's packet", 0) || t_failed_here)
+		fz_abort("a connection's packet");
+	if (!b.skip && b.xdp != XDP_DROP_)
+		c->next = seq + p.plen + !!(data[2] & T_FIN);
+	return 0;
+}
+#endif /* VEIL_FUZZ_FASTPATH */
