@@ -566,16 +566,14 @@ no_flow:
 		VM_GW_COUNT(st, bad_cookie);
 		return VM_V_DROP;
 	}
-	if (!vouched && !p.payload_len && !(p.flags & VM_TCP_FIN)) {
+	if (!vouched) {
 		/* A bare ACK makes no state whatever its cookie: under a
 		 * flood it goes without the MAC, but for the window's probes
 		 * (VM_FLOW_GATE_* in wire.h). */
-		if (vm_gw_gate_unjudged(vm_env_gate(e))) {
+		if (!p.payload_len && !(p.flags & VM_TCP_FIN) && vm_gw_gate_unjudged(vm_env_gate(e))) {
 			VM_GW_COUNT(st, ack_unjudged);
 			return VM_V_DROP;
 		}
-	}
-	if (!vouched) {
 		/* the cookie's time counter as the SYN-ACK takes it (BPF: kept
 		 * per CPU for the tick, no divisions) */
 		struct vm_gw_times tm;
