@@ -748,20 +748,22 @@ void vm_gw_close(struct vm_gw *g)
 int vm_gw_gates_off(struct vm_gw *g)
 {
 	int sfd = vm_gw_map_fd(g, "gw_scratch"), tfd = vm_gw_map_fd(g, "gw_stats"), ncpu = libbpf_num_possible_cpus();
-	struct bpf_map_info info = { 0 };
-	__u32 len = sizeof(info), zero = 0;
-	size_t tstride = (sizeof(struct gw_stats) + 7) & ~(size_t)7;
+	struct bpf_map_info info = { 0 }, tinfo = { 0 };
+	__u32 len = sizeof(info), tlen = sizeof(tinfo), zero = 0;
 	uint8_t *s, *t;
 	int rc;
 
 	if (sfd < 0 || tfd < 0 || ncpu <= 0)
 		return -ENOENT;
-	if (bpf_obj_get_info_by_fd(sfd, &info, &len))
+	if (bpf_obj_get_info_by_fd(sfd, &info, &len) || bpf_obj_get_info_by_fd(tfd, &tinfo, &tlen))
 		return -errno;
-	/* the gate is gw_scratch's first field (bpf/lib/gw_logic.h) */
-	if (info.value_size < sizeof(struct gw_flow_gate))
+	/* the gate is gw_scratch's first field (bpf/lib/gw_logic.h); the
+	 * counters at the map's own stride, as percpu_sum (config.c) reads
+	 * them: a gw_stats pinned by another build may be longer or shorter */
+	if (info.value_size < sizeof(struct gw_flow_gate) ||
+	    tinfo.value_size < offsetof(struct gw_stats, bad_cookie) + sizeof(__u64))
 		return -EINVAL;
-	size_t sstride = (info.value_size + 7) & ~(size_t)7;
+	size_t sstride = (info.value_size + 7) & ~(size_t)7, tstride = (tinfo.value_size + 7) & ~(size_t)7;
 	s = calloc((size_t)ncpu, sstride);
 	t = calloc((size_t)ncpu, tstride);
 	rc = !s || !t ? -ENOMEM : bpf_map_lookup_elem(sfd, &zero, s) || bpf_map_lookup_elem(tfd, &zero, t) ? -errno : 0;
