@@ -1928,10 +1928,15 @@ out:
  * vm_fp and a DPDK worker poll, held to both_run's rule; any difference, and
  * any bad read or write in the C build, aborts and keeps the input.
  *
- * Input: byte 0's low two bits choose the mode.
+ * Input: byte 0's low three bits choose the mode.
  *   0: the rest is a frame for gw_ingress (from a client), as it is;
  *   1: the rest is a frame for gw_return (from a node), as it is;
- *   2, 3: a packet of a connection the harness keeps, so that fuzzed bytes
+ *   7: a route changed on every side as the daemons change it (the name
+ *      checked by vm_route_name_ok first, as the config's parser does):
+ *      byte 1 bit 0 del (else put), bit 1 the IPv6 node (else IPv4), the
+ *      rest the name; at most FZ_ROUTES more than the fixtures' two, which
+ *      stay;
+ *   else: a packet of a connection the harness keeps, so that fuzzed bytes
  *      reach the flow, hello and reassembly paths past the cookie:
  *      byte 1: bit 0 IPv6, bits 1-4 which of 16 client ports;
  *      byte 2: the TCP flags;
@@ -1953,6 +1958,41 @@ static void fz_abort(const char *what)
 {
 	fprintf(stderr, "fuzz_fastpath: %s: %s\n", what, t_why);
 	abort();
+}
+
+/* Route name (NUL-terminated, at most VM_NAME_MAX - 1 bytes) put or
+ * deleted on every side: the routes map (veil-gw's vm_gw_route_put /
+ * vm_gw_route_del), vm_fp's table and the DPDK worker's (vm_fp_conf_set, as
+ * veil-gw-dpdk's reload).  The fixtures' two routes stay. */
+#define FZ_ROUTES 12
+static int fz_routes0;
+static void fz_route(int del, int v6, const char *name)
+{
+	int at = -1;
+	for (int i = 0; i < GC.nroutes; i++)
+		if (!strncmp(GC.routes[i].key.name, name, VM_NAME_MAX))
+			at = i;
+	if (del) {
+		if (at < fz_routes0)
+			return;
+		if (vm_gw_route_del(vm_gw_map_fd(&G, "routes"), name))
+			fz_abort("a route's delete failed in the routes map");
+		GC.routes[at] = GC.routes[--GC.nroutes];
+	} else {
+		if (at >= 0 || GC.nroutes >= fz_routes0 + FZ_ROUTES || !vm_route_name_ok(name))
+			return;
+		struct vm_cfg_route *r = &GC.routes[GC.nroutes];
+		memset(r, 0, sizeof(*r));
+		strcpy(r->key.name, name);
+		r->val.vm_id = 1 + GC.nroutes;
+		r->val.node_family = vm_addr_parse(v6 ? "2001:db8:ff::11" : "198.19.0.11", r->val.node);
+		if (vm_gw_route_put(&G, r->key.name, &r->val))
+			fz_abort("a route's put failed in the routes map");
+		GC.nroutes++;
+	}
+	if (vm_fp_conf_set(&CONF, &GC))
+		fz_abort("vm_fp_conf_set");
+	dconf_sync();
 }
 
 /* A new set of ports, every FZ_ROTATE connection inputs or FZ_ROTATE_NS
@@ -2002,7 +2042,10 @@ static void fz_rotate(void)
 			fz_abort("the sweep");
 	}
 	asm_tables_empty();
+	while (GC.nroutes > fz_routes0)
+		fz_route(1, 0, GC.routes[GC.nroutes - 1].key.name);
 	fz_base = fz_base >= 60000 ? 40000 : fz_base + 2 * FZ_PORTS;
+	fz_isn = (uint32_t)fz_base * 0x9e3779b1u;   /* the ISNs from here, as a replay makes them */
 	fz_count = 0;
 	fz_since = tai_now();
 	if (fz_trace) {
@@ -2051,6 +2094,10 @@ static void fz_seeds(const char *dir)
 	fz_seed(dir, "seed-fin4", b, 6);
 	b[2] = 0x14;   /* RST ACK */
 	fz_seed(dir, "seed-rst4", b, 6);
+	b[0] = 7;
+	b[1] = 0;
+	memcpy(b + 2, "fuzz.veil.test", 14);
+	fz_seed(dir, "seed-route", b, 2 + 14);
 	b[0] = 0;
 	p = client_pkt(0, 42000, 5, 0, T_SYN);
 	p.opts = SYN_OPTS;
@@ -2078,8 +2125,10 @@ static void fz_replay(const char *path)
 		abort();
 	}
 	while (fread(&n, 4, 1, f) == 1 && n <= sizeof(b) && fread(b, 1, n ? n : 2, f) == (n ? n : 2)) {
-		if (!n)
+		if (!n) {
 			memcpy(&fz_base, b, 2);
+			fz_isn = (uint32_t)fz_base * 0x9e3779b1u;
+		}
 		else
 			LLVMFuzzerTestOneInput(b, n);
 		k++;
@@ -2105,6 +2154,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	char dir[96];
 	snprintf(dir, sizeof(dir), "/var/run/dpdk/%s", DP_PREFIX);
 	rmdir(dir);
+	/* room for the fuzzer's routes */
+	fz_routes0 = GC.nroutes;
+	GC.routes = realloc(GC.routes, (size_t)(fz_routes0 + FZ_ROUTES) * sizeof(*GC.routes));
+	if (!GC.routes)
+		abort();
 	if (sd)
 		fz_seeds(sd);
 	fz_since = tai_now();
@@ -2126,7 +2180,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 1 || size > 1 + 2048)
 		return 0;
 	t_failed_here = 0;
-	if ((data[0] & 3) >= 2 && (++fz_count > FZ_ROTATE || tai_now() - fz_since > FZ_ROTATE_NS))
+	mode = data[0] & 7;
+	if (mode >= 2 && mode != 7 && (++fz_count > FZ_ROTATE || tai_now() - fz_since > FZ_ROTATE_NS))
 		fz_rotate();
 	if (fz_trace) {
 		uint32_t n = (uint32_t)size;
@@ -2134,7 +2189,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fwrite(data, 1, size, fz_trace);
 		fflush(fz_trace);
 	}
-	mode = data[0] & 3;
+	if (mode == 7) {
+		char name[VM_NAME_MAX];
+		size_t n = size < 2 ? 0 : size - 2 < sizeof(name) - 1 ? size - 2 : sizeof(name) - 1;
+		memcpy(name, data + 2, n);
+		name[n] = 0;
+		if (size >= 2)
+			fz_route(data[1] & 1, data[1] & 2, name);
+		return 0;
+	}
 	if (mode < 2) {
 		if (size < 1 + 14)
 			return 0;
