@@ -1940,8 +1940,11 @@ out:
  *      reach the flow, hello and reassembly paths past the cookie:
  *      byte 1: bit 0 IPv6, bits 1-4 which of 16 client ports;
  *      byte 2: the TCP flags;
- *      byte 3: bits 0-1 the sequence (0 next, 1 the ISN's next, 2 next + d,
- *              3 next - d), bit 2 the ACK cookie + 1 + d (else cookie + 1),
+ *      byte 3: bit 4 the VM's packet back through the node (Geneve from
+ *              the node, VIP to client), else the client's; bits 0-1 the
+ *              sequence (0 the side's next, 1 its ISN's next, 2 next + d,
+ *              3 next - d), bit 2 the ACK the other side's next + d (else
+ *              its next: the cookie's next until the VM sent data),
  *              bit 3 no timestamp option;
  *      bytes 4-5: d (big-endian);
  *      the rest: the TCP payload.
@@ -1950,7 +1953,7 @@ out:
  *   new set of ports (fz_rotate, which also sweeps).
  */
 #define FZ_PORTS 16
-static struct fz_conn { int up; uint32_t isn, cookie, ts, next; } FZ[2][FZ_PORTS];
+static struct fz_conn { int up; uint32_t isn, cookie, ts, next, vm_next; } FZ[2][FZ_PORTS];
 static uint16_t fz_base = 40000;
 static uint32_t fz_isn = 1000;
 
@@ -2018,7 +2021,7 @@ static void fz_rotate(void)
 			struct fz_conn *c = &FZ[v6][i];
 			if (!c->up)
 				continue;
-			struct t_pkt p = client_pkt(v6, fz_base + 2 * i + v6, c->next, c->cookie + 1, T_RST | T_ACK);
+			struct t_pkt p = client_pkt(v6, fz_base + 2 * i + v6, c->next, c->vm_next, T_RST | T_ACK);
 			struct both b;
 			if (both_run(0, in, t_build(&p, in), &b, "fuzz: an old connection's RST", 0))
 				fz_abort("an old connection's RST");
@@ -2073,7 +2076,9 @@ static void fz_seed(const char *dir, const char *name, const uint8_t *b, size_t 
 
 /* Seeds for a fresh corpus (VEIL_FUZZ_SEED_DIR, as tests/fuzz.sh sets):
  * hellos on both families, data after one, a FIN and an RST, a SYN and a
- * node's return packet as raw frames, half a hello. */
+ * node's return packet as raw frames, a hello in two segments and the
+ * VM's ACK of it, the VM's data and FIN, a route, hellos of names under
+ * the wildcard, unrouted and bad. */
 static void fz_seeds(const char *dir)
 {
 	static uint8_t b[2400];
@@ -2085,15 +2090,41 @@ static void fz_seeds(const char *dir)
 	fz_seed(dir, "seed-hello4", b, 6 + hello_curl_len);
 	b[1] = 1;
 	fz_seed(dir, "seed-hello6", b, 6 + hello_curl_len);
-	b[1] = 2;
-	fz_seed(dir, "seed-hello-half", b, 6 + hello_curl_len / 2);
+	b[1] = 2;   /* a hello in two segments on one connection, then the VM's ACK of it */
+	fz_seed(dir, "seed-hello-start", b, 6 + 40);   /* the name not in it: held for reassembly */
+	memcpy(b + 6, hello_curl + 40, hello_curl_len - 40);
+	fz_seed(dir, "seed-hello-rest", b, 6 + hello_curl_len - 40);
+	b[2] = 0x10;
+	b[3] = 0x10;
+	fz_seed(dir, "seed-hello-vm-ack", b, 6);
+	b[2] = 0x18;
+	b[3] = 0;
 	b[1] = 0;
 	memset(b + 6, 0x17, 200);
 	fz_seed(dir, "seed-data4", b, 6 + 200);
+	b[3] = 0x10;   /* the VM's data, then its FIN */
+	fz_seed(dir, "seed-vm-data4", b, 6 + 200);
+	b[2] = 0x11;
+	fz_seed(dir, "seed-vm-fin4", b, 6);
+	b[3] = 0;
 	b[2] = 0x11;   /* FIN ACK */
 	fz_seed(dir, "seed-fin4", b, 6);
 	b[2] = 0x14;   /* RST ACK */
 	fz_seed(dir, "seed-rst4", b, 6);
+	/* browser-shaped hellos: a name under the wildcard route, one no
+	 * route has, one that is no host name */
+	static struct hb h;
+	static const char *const names[3][2] = { { "seed-hello-wild", "x.apps.veil.test" },
+						  { "seed-hello-unrouted", "nowhere.veil.test" },
+						  { "seed-hello-badname", "a_b.apps.veil.test" } };
+	for (int i = 0; i < 3; i++) {
+		size_t hn = hb_browser(&h, names[i][1], 517);
+		if (hn <= 1360) {
+			memcpy(b, "\x02\x06\x18\x00\x00\x00", 6);
+			memcpy(b + 6, h.b, hn);
+			fz_seed(dir, names[i][0], b, 6 + hn);
+		}
+	}
 	b[0] = 7;
 	b[1] = 0;
 	memcpy(b + 2, "fuzz.veil.test", 14);
@@ -2171,6 +2202,28 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
+/* VEIL_FUZZ_VERBOSE: each input's XDP verdict and the counters it moved
+ * (with VEIL_FUZZ_REPLAY, what a trace did). */
+static int fz_verbose = -1;
+static int fz_run(int ret, const uint8_t *in, size_t n, struct both *b, const char *what)
+{
+	struct gw_stats x0 = gw_now(), x1;
+	int bad = both_run(ret, in, n, b, what, 0);
+
+	if (fz_verbose < 0)
+		fz_verbose = getenv("VEIL_FUZZ_VERBOSE") != NULL;
+	if (fz_verbose) {
+		x1 = gw_now();
+		fprintf(stderr, "fuzz_fastpath: %s, %zu bytes: XDP verdict %u%s", what, n, b->xdp, b->skip ? " (skipped)" : "");
+		for (size_t i = 0; i < NSTATS; i++)
+			if (((__u64 *)&x1)[i] != ((__u64 *)&x0)[i])
+				fprintf(stderr, " %s+%llu", STAT_NAMES[i],
+					(unsigned long long)(((__u64 *)&x1)[i] - ((__u64 *)&x0)[i]));
+		fputc('\n', stderr);
+	}
+	return bad;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static uint8_t in[2400];
@@ -2202,7 +2255,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (size < 1 + 14)
 			return 0;
 		memcpy(in, data + 1, size - 1);
-		if (both_run(mode, in, size - 1, &b, "fuzz: a raw frame", 0) || t_failed_here)
+		if (fz_run(mode, in, size - 1, &b, mode ? "a raw frame from a node" : "a raw frame from a client") ||
+		    t_failed_here)
 			fz_abort("a raw frame");
 		return 0;
 	}
@@ -2217,20 +2271,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (t_failed_here)
 			fz_abort("a handshake");
 		c->next = c->isn + 1;
+		c->vm_next = c->cookie + 1;
 		c->up = 1;
 	}
-	uint32_t seq = c->next;
+	int vm = data[3] & 0x10;   /* the VM's packet, back through the node */
+	uint32_t base = vm ? c->vm_next : c->next, seq = base;
 	switch (data[3] & 3) {
-	case 1: seq = c->isn + 1; break;
-	case 2: seq = c->next + d; break;
-	case 3: seq = c->next - d; break;
+	case 1: seq = vm ? c->cookie + 1 : c->isn + 1; break;
+	case 2: seq = base + d; break;
+	case 3: seq = base - d; break;
 	}
+	/* TSval, TSecr: the client's and the gateway's SYN-ACK's, or the VM's
+	 * and the client's */
 	static uint8_t ts[12] = { 1, 1, 8, 10 };
-	uint32_t v = htonl(0x11223355);
+	uint32_t v = htonl(vm ? 0x7000000 : 0x11223355);
 	memcpy(ts + 4, &v, 4);
-	v = htonl(c->ts);
+	v = htonl(vm ? 0x11223355 : c->ts);
 	memcpy(ts + 8, &v, 4);
-	struct t_pkt p = client_pkt(v6, sport, seq, c->cookie + 1 + (data[3] & 4 ? d : 0), data[2]);
+	uint32_t ack = (vm ? c->next : c->vm_next) + (data[3] & 4 ? d : 0);
+	struct t_pkt p = client_pkt(v6, sport, seq, ack, data[2]);
+	if (vm) {
+		p = (struct t_pkt){ .v6 = v6, .sport = 443, .dport = sport, .seq = seq, .ack = ack, .flags = data[2], .window = 500 };
+		memcpy(p.src, v6 ? VIP6 : VIP4, v6 ? 16 : 4);
+		memcpy(p.dst, v6 ? CLI6 : CLI4, v6 ? 16 : 4);
+	}
 	if (!(data[3] & 8)) {
 		p.opts = ts;
 		p.optlen = 12;
@@ -2238,10 +2302,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	p.payload = data + 6;
 	p.plen = (int)(size - 6);
 	size_t n = t_build(&p, in);
-	if (both_run(0, in, n, &b, "fuzz: a connection's packet", 0) || t_failed_here)
-		fz_abort("a connection's packet");
+	if (vm) {
+		static uint8_t inner[2400];
+		memcpy(inner, in, n);
+		n = ret_wrap(inner, n, in);
+	}
+	if (fz_run(!!vm, in, n, &b, vm ? "a connection's packet from the VM" : "a connection's packet") || t_failed_here)
+		fz_abort(vm ? "a connection's packet from the VM" : "a connection's packet");
 	if (!b.skip && b.xdp != XDP_DROP_)
-		c->next = seq + p.plen + !!(data[2] & T_FIN);
+		*(vm ? &c->vm_next : &c->next) = seq + p.plen + !!(data[2] & T_FIN);
 	return 0;
 }
 #endif /* VEIL_FUZZ_FASTPATH */
