@@ -1998,16 +1998,16 @@ static void fz_route(int del, int v6, const char *name)
 	dconf_sync();
 }
 
-/* A new set of ports, every FZ_ROTATE connection inputs or FZ_ROTATE_NS
- * (so no connection's cookie is older than a cookie window: one that
- * turned between the sides' runs, which then compare nothing, cannot have
- * made them judge a cookie differently): the
- * old connections are reset, the sweep retires what it retires (the same
- * flows on every side, or the fuzzer stops), and the reassembly tables are
- * emptied.  So no hello is held for as long
- * as VM_ASM_TIMEOUT_NS: its timeout, which each side judges by its own
- * clock, cannot fall between the sides' runs.  The trace starts again
- * there, with the new ports' base (a record of length 0, then the base). */
+/* A new set of ports, every FZ_ROTATE connection inputs or FZ_ROTATE_NS:
+ * the old connections are reset, the sweep retires what it retires (the
+ * same flows on every side, or the fuzzer stops), the reassembly tables
+ * are emptied and the fuzzer's routes deleted.  So no hello is held for as
+ * long as VM_ASM_TIMEOUT_NS (its timeout, which each side judges by its
+ * own clock, cannot fall between the sides' runs), and no connection's
+ * cookie is older than a cookie window (a window that turned between the
+ * sides' runs, which then compare nothing, cannot have made them judge a
+ * cookie differently).  The trace starts again there, with the new ports'
+ * base (a record of length 0, then the base). */
 #define FZ_ROTATE 20000
 #define FZ_ROTATE_NS (VM_ASM_TIMEOUT_NS / 2)
 static FILE *fz_trace;
@@ -2159,9 +2159,9 @@ static void fz_replay(const char *path)
 		if (!n) {
 			memcpy(&fz_base, b, 2);
 			fz_isn = (uint32_t)fz_base * 0x9e3779b1u;
-		}
-		else
+		} else {
 			LLVMFuzzerTestOneInput(b, n);
+		}
 		k++;
 	}
 	fclose(f);
