@@ -1941,7 +1941,8 @@ out:
  *      byte 1: bit 0 IPv6, bits 1-4 which of 16 client ports;
  *      byte 2: the TCP flags;
  *      byte 3: bit 4 the VM's packet back through the node (Geneve from
- *              the node, VIP to client), else the client's; bits 0-1 the
+ *              the node, VIP to client; bit 5 over IPv6), else the
+ *              client's; bits 0-1 the
  *              sequence (0 the side's next, 1 its ISN's next, 2 next + d,
  *              3 next - d), bit 2 the ACK the other side's next + d (else
  *              its next: the cookie's next until the VM sent data),
@@ -2102,8 +2103,11 @@ static void fz_seeds(const char *dir)
 	b[1] = 0;
 	memset(b + 6, 0x17, 200);
 	fz_seed(dir, "seed-data4", b, 6 + 200);
-	b[3] = 0x10;   /* the VM's data, then its FIN */
+	b[3] = 0x10;   /* the VM's data (over an IPv4 and an IPv6 mesh), then its FIN */
 	fz_seed(dir, "seed-vm-data4", b, 6 + 200);
+	b[3] = 0x30;
+	fz_seed(dir, "seed-vm-data4-mesh6", b, 6 + 200);
+	b[3] = 0x10;
 	b[2] = 0x11;
 	fz_seed(dir, "seed-vm-fin4", b, 6);
 	b[3] = 0;
@@ -2303,9 +2307,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	p.plen = (int)(size - 6);
 	size_t n = t_build(&p, in);
 	if (vm) {
+		/* from the node: as the gateway sends to it, turned around */
 		static uint8_t inner[2400];
+		int o6 = !!(data[3] & 0x20);
+		uint8_t a[16], *ip = in + 14;
 		memcpy(inner, in, n);
-		n = ret_wrap(inner, n, in);
+		n = mesh_wrap(inner, n, o6, NULL, in);
+		memcpy(in, GW_MAC, 6);
+		memcpy(in + 6, NODE_MAC, 6);
+		memcpy(a, ip + (o6 ? 8 : 12), o6 ? 16 : 4);
+		memmove(ip + (o6 ? 8 : 12), ip + (o6 ? 24 : 16), o6 ? 16 : 4);
+		memcpy(ip + (o6 ? 24 : 16), a, o6 ? 16 : 4);
 	}
 	if (fz_run(!!vm, in, n, &b, vm ? "a connection's packet from the VM" : "a connection's packet") || t_failed_here)
 		fz_abort(vm ? "a connection's packet from the VM" : "a connection's packet");
