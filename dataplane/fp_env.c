@@ -248,9 +248,13 @@ static const struct route_val *conf_route(const struct vm_fp_conf *c, const char
 		return NULL;
 	uint32_t h = (uint32_t)hash & (c->routes_cap - 1);
 	while (c->routes[h].key.name[0]) {
-		/* names are NUL-padded to VM_NAME_MAX: the bytes up to the NUL say it all */
+		/* names are NUL-padded to VM_NAME_MAX: the key is the len-byte
+		 * name when its len-th byte is its end and its byte before that
+		 * is not (a hello's name may hold NULs: a route's name followed
+		 * by some is not that route, as in BPF, where the key's hash
+		 * takes the length) */
 		const char *k = c->routes[h].key.name;
-		if (!memcmp(k, name, len) && (len >= VM_NAME_MAX || !k[len]))
+		if (len && k[len - 1] && !memcmp(k, name, len) && (len >= VM_NAME_MAX || !k[len]))
 			return &c->routes[h].val;
 		h = (h + 1) & (c->routes_cap - 1);
 	}

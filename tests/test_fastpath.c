@@ -667,6 +667,33 @@ static void refusals_same(void)
 	static const uint8_t http[] = "GET / HTTP/1.1\r\n\r\n";
 	c = both_handshake(0, 41034, 1, &ts);
 	SAME(in, hello_pkt(0, 41034, 1, c, ts, http, sizeof(http) - 1, in), "not TLS");
+	/* a route's name then 1 to 200 NUL bytes (fuzz_fastpath found vm_fp
+	 * routing one as the route when its lookup's probe passed the
+	 * route's slot): no host name, refused, never routed */
+	static struct hb h;
+	char nm[256];
+	add_route("w", "198.19.0.11");
+	struct gw_stats x0 = gw_now();
+	for (int k = 1; k <= 200; k++) {
+		nm[0] = 'w';
+		memset(nm + 1, 'X', (size_t)k);
+		nm[1 + k] = 0;
+		size_t hn = hb_browser(&h, nm, 517);
+		uint8_t *at = memmem(h.b, hn, nm, (size_t)k + 1);
+		CHECK(at != NULL, "the name in the hello");
+		if (!at)
+			break;
+		memset(at + 1, 0, (size_t)k);
+		char what[64];
+		snprintf(what, sizeof(what), "a route's name, then %d NULs", k);
+		c = both_handshake(k & 1, (uint16_t)(41100 + k), 1, &ts);
+		static uint8_t big[2400];
+		SAME(big, hello_pkt(k & 1, (uint16_t)(41100 + k), 1, c, ts, h.b, hn, big), what);
+	}
+	struct gw_stats x1 = gw_now();
+	CHECK(x1.hello_routed == x0.hello_routed && x1.bad_name - x0.bad_name == 200,
+	      "a route's name then NULs: %llu routed, %llu bad names", (unsigned long long)(x1.hello_routed - x0.hello_routed),
+	      (unsigned long long)(x1.bad_name - x0.bad_name));
 }
 
 /* Every captured ClientHello in tests/fixtures, from a new client over
@@ -1970,6 +1997,7 @@ static void fz_abort(const char *what)
  * veil-gw-dpdk's reload).  The fixtures' two routes stay. */
 #define FZ_ROUTES 12
 static int fz_routes0;
+static int fz_verbose = -1;   /* VEIL_FUZZ_VERBOSE (fz_run) */
 static void fz_route(int del, int v6, const char *name)
 {
 	int at = -1;
@@ -1997,6 +2025,8 @@ static void fz_route(int del, int v6, const char *name)
 	if (vm_fp_conf_set(&CONF, &GC))
 		fz_abort("vm_fp_conf_set");
 	dconf_sync();
+	if (fz_verbose > 0)
+		fprintf(stderr, "fuzz_fastpath: route %s %s (%d routes)\n", del ? "deleted" : "put", name, GC.nroutes);
 }
 
 /* A new set of ports, every FZ_ROTATE connection inputs or FZ_ROTATE_NS:
@@ -2177,6 +2207,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	const char *fx = getenv("VEIL_FIXTURES"), *sd = getenv("VEIL_FUZZ_SEED_DIR");
 	const char *tr = getenv("VEIL_FUZZ_TRACE"), *rp = getenv("VEIL_FUZZ_REPLAY");
 
+	fz_verbose = getenv("VEIL_FUZZ_VERBOSE") != NULL;
+
 	vm_lib_logging(false);
 	if (setup(fx ? fx : "tests/fixtures") || fp_setup() || dp_setup()) {
 		fprintf(stderr, "fuzz_fastpath: cannot set up the test namespace, load the programs or start the EAL\n");
@@ -2208,14 +2240,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 /* VEIL_FUZZ_VERBOSE: each input's XDP verdict and the counters it moved
  * (with VEIL_FUZZ_REPLAY, what a trace did). */
-static int fz_verbose = -1;
 static int fz_run(int ret, const uint8_t *in, size_t n, struct both *b, const char *what)
 {
 	struct gw_stats x0 = gw_now(), x1;
 	int bad = both_run(ret, in, n, b, what, 0);
 
-	if (fz_verbose < 0)
-		fz_verbose = getenv("VEIL_FUZZ_VERBOSE") != NULL;
 	if (fz_verbose) {
 		x1 = gw_now();
 		fprintf(stderr, "fuzz_fastpath: %s, %zu bytes: XDP verdict %u%s", what, n, b->xdp, b->skip ? " (skipped)" : "");
