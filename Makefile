@@ -282,12 +282,12 @@ $(BUILD)/tests/fuzz_diff: tests/fuzz/fuzz_diff.c tests/bpf_env.h tests/testlib.h
 # the equivalence test under libFuzzer: the packet library's C build (its
 # environment, the rest of libveil and the DPDK worker) compiled in with
 # coverage, ASan and UBSan (its alignment check too: VM_WIRE_HDR, wire.h)
-$(BUILD)/tests/fuzz_fastpath: tests/test_fastpath.c tests/testlib.h tests/bpf_env.h tests/fpgen.h $(LIB_SRCS) \
-		dataplane/dpdk/dp.c dataplane/dpdk/dp.h controlplane/common/daemon.c $(HDRS) $(SKELS) | deps-build
+FUZZ_FP_SRCS := $(LIB_SRCS) dataplane/dpdk/dp.c controlplane/common/daemon.c
+$(BUILD)/tests/fuzz_fastpath: tests/test_fastpath.c tests/testlib.h tests/bpf_env.h tests/fpgen.h $(FUZZ_FP_SRCS) dataplane/dpdk/dp.h $(HDRS) $(SKELS) | deps-build
 	@mkdir -p $(BUILD)/tests
 	$(CLANG) -D_GNU_SOURCE -DVEIL_FUZZ_FASTPATH -g -O1 -fsanitize=fuzzer,address,undefined \
 		-Wno-unused-function -Iinclude -I$(BUILD) -Idataplane -Icontrolplane -Itests -Idataplane/dpdk $(DPDK_CFLAGS) \
-		$< $(LIB_SRCS) dataplane/dpdk/dp.c controlplane/common/daemon.c $(DPDK_LIBS) -lrte_net_ring $(LDLIBS) -o $@
+		$< $(FUZZ_FP_SRCS) $(DPDK_LIBS) -lrte_net_ring $(LDLIBS) -o $@
 # the equivalence test also drives the DPDK packet path (ring-backed ports)
 $(BUILD)/tests/test_fastpath: tests/test_fastpath.c tests/testlib.h tests/bpf_env.h tests/fpgen.h $(BUILD)/dpdk/dp.o $(LIB) $(HDRS) | deps-build
 	@mkdir -p $(BUILD)/tests
