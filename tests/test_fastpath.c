@@ -257,17 +257,19 @@ static int fp_setup(void)
 	return GC.nroutes == 2 && GC.nvips == 2 ? 0 : -1;
 }
 
-static void add_route(const char *name, const char *node)
+/* A route put on every side: the routes map, vm_fp's table, the DPDK
+ * worker's.  0, or which of the first two failed (-1, -2). */
+static int add_route(const char *name, const char *node)
 {
 	struct vm_cfg_route *r = &GC.routes[GC.nroutes++];
 	memset(r, 0, sizeof(*r));
 	strcpy(r->key.name, name);
 	r->val.vm_id = 1;
 	r->val.node_family = vm_addr_parse(node, r->val.node);
-	vm_gw_route_put(&G, r->key.name, &r->val);
-	vm_fp_conf_set(&CONF, &GC);
+	int rc = vm_gw_route_put(&G, r->key.name, &r->val) ? -1 : vm_fp_conf_set(&CONF, &GC) ? -2 : 0;
 	if (W)
 		dconf_sync();
+	return rc;
 }
 
 /* ---------- one packet through both ---------- */
@@ -1997,7 +1999,7 @@ static void fz_abort(const char *what)
  * veil-gw-dpdk's reload).  The fixtures' two routes stay. */
 #define FZ_ROUTES 12
 static int fz_routes0;
-static int fz_verbose = -1;   /* VEIL_FUZZ_VERBOSE (fz_run) */
+static int fz_verbose;   /* VEIL_FUZZ_VERBOSE (fz_run) */
 static void fz_route(int del, int v6, const char *name)
 {
 	int at = -1;
@@ -2010,22 +2012,16 @@ static void fz_route(int del, int v6, const char *name)
 		if (vm_gw_route_del(vm_gw_map_fd(&G, "routes"), name))
 			fz_abort("a route's delete failed in the routes map");
 		GC.routes[at] = GC.routes[--GC.nroutes];
+		if (vm_fp_conf_set(&CONF, &GC))
+			fz_abort("vm_fp_conf_set");
+		dconf_sync();
 	} else {
 		if (at >= 0 || GC.nroutes >= fz_routes0 + FZ_ROUTES || !vm_route_name_ok(name))
 			return;
-		struct vm_cfg_route *r = &GC.routes[GC.nroutes];
-		memset(r, 0, sizeof(*r));
-		strcpy(r->key.name, name);
-		r->val.vm_id = 1 + GC.nroutes;
-		r->val.node_family = vm_addr_parse(v6 ? "2001:db8:ff::11" : "198.19.0.11", r->val.node);
-		if (vm_gw_route_put(&G, r->key.name, &r->val))
-			fz_abort("a route's put failed in the routes map");
-		GC.nroutes++;
+		if (add_route(name, v6 ? "2001:db8:ff::11" : "198.19.0.11"))
+			fz_abort("a route's put failed");
 	}
-	if (vm_fp_conf_set(&CONF, &GC))
-		fz_abort("vm_fp_conf_set");
-	dconf_sync();
-	if (fz_verbose > 0)
+	if (fz_verbose)
 		fprintf(stderr, "fuzz_fastpath: route %s %s (%d routes)\n", del ? "deleted" : "put", name, GC.nroutes);
 }
 
@@ -2242,7 +2238,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
  * (with VEIL_FUZZ_REPLAY, what a trace did). */
 static int fz_run(int ret, const uint8_t *in, size_t n, struct both *b, const char *what)
 {
-	struct gw_stats x0 = gw_now(), x1;
+	struct gw_stats x0, x1;
+	if (fz_verbose)
+		x0 = gw_now();   /* a map read per call: only when asked */
 	int bad = both_run(ret, in, n, b, what, 0);
 
 	if (fz_verbose) {
