@@ -306,6 +306,41 @@ static void wildcard_keys(void)
 	CHECK(fails == 0, "%u of %u names: wildcard key differs from the byte-wise one", fails, runs);
 }
 
+/* A route's name against names as the parser leaves them (NUL-padded
+ * words): equal only to itself, not to itself with NUL bytes after it (the
+ * parser does not judge a name before its lookup), nor to a prefix or a
+ * longer name, at every length and across word boundaries. */
+static void route_name_compare(void)
+{
+	struct vm_name_walk w;
+	unsigned wrong = 0, runs = 0;
+
+	for (unsigned len = 1; len < 40; len++) {
+		char kept[VM_NAME_MAX] = { 0 };
+		for (unsigned i = 0; i < len; i++)
+			kept[i] = 'a' + (i * 5 + len) % 26;
+		for (unsigned nlen = 1; nlen < 64; nlen++) {
+			char name[VM_NAME_MAX] = { 0 };
+			memcpy(name, kept, nlen < len ? nlen : len);   /* the route's name, cut or NUL-padded */
+			int want = nlen == len;
+			runs++;
+			if (vm_name_eq_in(&w, kept, name, nlen) != want)
+				wrong++;
+			if (nlen > len) {   /* longer: the route's name and then letters */
+				for (unsigned i = len; i < nlen; i++)
+					name[i] = 'q';
+				runs++;
+				if (vm_name_eq_in(&w, kept, name, nlen))
+					wrong++;
+			}
+		}
+	}
+	CHECK(wrong == 0, "%u of %u compares wrong", wrong, runs);
+	char kept[VM_NAME_MAX] = "w", name[VM_NAME_MAX] = "w";
+	CHECK(vm_name_eq_in(&w, kept, name, 1) && !vm_name_eq_in(&w, kept, name, 9) && !vm_name_eq_in(&w, kept, name, 0),
+	      "\"w\" against \"w\" and 8 NULs, and the empty name");
+}
+
 /* Every name the tests above parsed: its hash made as the parser wrote it. */
 static void name_hash_as_written(void)
 {
@@ -326,6 +361,7 @@ int main(int argc, char **argv)
 	RUN(hostile_structure);
 	RUN(random_garbage);
 	RUN(wildcard_keys);
+	RUN(route_name_compare);
 	RUN(name_hash_as_written);
 	return t_done();
 }

@@ -92,10 +92,19 @@ VM_INLINE int vm_route_is_wild(const char *name)
 	return name[0] == '*' && name[1] == '.';
 }
 
-/* 1 when the kept name (a route_ent's) is the len-byte name. */
+/* 1 when the kept name (a route_ent's, NUL-padded) is the len-byte name:
+ * the words up to the one holding the name's end equal (the name's bytes
+ * past len are zero there), and the kept name's last byte not NUL.  Without
+ * that byte a name of the route's name and NUL bytes after it (which a
+ * routed name's lookup does not judge) would equal the padding; only the
+ * key's hash, which takes the length, kept it from the route (the DPDK
+ * gateway's compare, fp_env.c's conf_route, had no hash to keep it). */
 VM_INLINE int vm_name_eq_in(struct vm_name_walk *w, const char *kept, const char *name, __u32 len)
 {
-	w->last = (len & (VM_NAME_MAX - 1)) / 8;
+	len &= VM_NAME_MAX - 1;
+	if (!len || !kept[(len - 1) & (VM_NAME_MAX - 1)])
+		return 0;
+	w->last = len / 8;
 	w->eq = 1;
 	struct vm_name_ref ref = { .a = kept, .b = name, .w = w };
 	VM_LOOP(VM_NAME_MAX / 32, vm_name_eq_step4, &ref);
