@@ -617,10 +617,9 @@ VM_INLINE int rev_is_view4(const struct conn_rev_val *v, __be32 vm, __be32 clien
  * slot; to_gateway's translation; the same encapsulation), without the
  * general parser, the scratch, the option walk's generality or copies of
  * the addresses:
- *   - the parser's checks: IPv4's ihl 5 (with version 4: stricter, the
- *     rest goes the general way), not a fragment; IPv6's TCP straight
- *     after the fixed header (version 6: stricter); the IP length covers
- *     the headers and lies within the packet;
+ *   - the parser's checks: IPv4's version 4 and ihl 5, not a fragment;
+ *     IPv6's version 6 and TCP straight after the fixed header; the IP
+ *     length covers the headers and lies within the packet;
  *   - an IPv4 cached copy's view compared on the addresses' IPv4 words: a
  *     slot holds a copy of family IPv4 only after rev_is_vm_view (or
  *     rev_is_view4) matched it with an IPv4 packet's view, whose addresses

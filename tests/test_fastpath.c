@@ -747,6 +747,19 @@ static void other_traffic_same(void)
 	n = t_build(&p, in);
 	in[14 + 6] = 0;         /* hop-by-hop header */
 	SAME(in, n, "IPv6 extension header");
+	/* an IP header of another version than the Ethernet type says: not
+	 * IP to us (pass_not_tcp), for the kernel to drop */
+	for (int v6 = 0; v6 < 2; v6++) {
+		struct gw_stats g0 = gw_now();
+		p = client_pkt(v6, 41042, 1, 0, T_SYN);
+		p.opts = SYN_OPTS;
+		p.optlen = 20;
+		n = t_build(&p, in);
+		in[14] = (uint8_t)((v6 ? 0x4 : 0xc) << 4 | (in[14] & 0x0f));
+		SAME(in, n, v6 ? "an IPv6 frame of version 4" : "an IPv4 frame of version 12");
+		CHECK(gw_now().pass_not_tcp > g0.pass_not_tcp && gw_now().syn_cookie_sent == g0.syn_cookie_sent,
+		      "IPv%d: no SYN-ACK, counted pass_not_tcp", v6 ? 6 : 4);
+	}
 }
 
 /* Hellos that need reassembly: through XDP + gw_asm, vm_fp and the DPDK
@@ -1379,6 +1392,12 @@ static void return_path_same(void)
 	n = reply_frame(pkt, 41020);
 	pkt[14 + 20 + 8] = 2;       /* options longer than the packet claims */
 	CHECK(!both_run(1, pkt, n, &b, "return, bad options", 0), "bad options");
+	n = reply_frame(pkt, 41020);
+	pkt[14] = 0x65;             /* the outer header's version 6 behind an IPv4 type */
+	CHECK(!both_run(1, pkt, n, &b, "return, outer version 6", 0) && b.fp != VM_FP_FWD, "outer version 6 (%d)", b.fp);
+	n = reply_frame(pkt, 41020);
+	pkt[14 + 20 + 16] = 0x65;   /* the inner one's */
+	CHECK(!both_run(1, pkt, n, &b, "return, inner version 6", 0) && b.fp != VM_FP_FWD, "inner version 6 (%d)", b.fp);
 	for (size_t cut = 14; cut < n; cut++) {
 		char what[64];
 		n = reply_frame(pkt, 41020);

@@ -185,14 +185,13 @@ VM_INLINE int vm_geneve_locate(void *data, void *data_end, struct vm_mesh_in *m)
 		return VM_MESH_NOT_OURS;
 	if (eth->proto == vm_htons(VM_ETH_P_IP)) {
 		struct vm_ip4 *ip = (void *)(eth + 1);
-		if ((void *)(ip + 1) > data_end || ip->protocol != VM_IPPROTO_UDP ||
-		    (ip->ver_ihl & VM_IP4_IHL_MASK) != VM_IP4_IHL)
+		if ((void *)(ip + 1) > data_end || ip->protocol != VM_IPPROTO_UDP || ip->ver_ihl != VM_IP4_VER_IHL)
 			return VM_MESH_NOT_OURS;
 		m->ofamily = VM_AF_INET;
 		ol3 = VM_IP4_HLEN;
 	} else if (eth->proto == vm_htons(VM_ETH_P_IPV6)) {
 		struct vm_ip6 *ip6 = (void *)(eth + 1);
-		if ((void *)(ip6 + 1) > data_end || ip6->nexthdr != VM_IPPROTO_UDP)
+		if ((void *)(ip6 + 1) > data_end || ip6->nexthdr != VM_IPPROTO_UDP || (*(const __u8 *)ip6 >> 4) != 6)
 			return VM_MESH_NOT_OURS;
 		m->ofamily = VM_AF_INET6;
 		ol3 = VM_IP6_HLEN;
@@ -237,7 +236,7 @@ VM_INLINE int vm_mesh_parse(void *ctx, void *data, void *data_end, const __u8 *o
 		vm_addr_set4(dst, ip->daddr);
 		if (!vm_addr_eq(dst, our4))
 			return VM_MESH_NOT_OURS;
-		if ((ip->ver_ihl & VM_IP4_IHL_MASK) != VM_IP4_IHL || (ip->frag_off & vm_htons(VM_IP4_FRAG_MASK)))
+		if (ip->ver_ihl != VM_IP4_VER_IHL || (ip->frag_off & vm_htons(VM_IP4_FRAG_MASK)))
 			return VM_MESH_MALFORMED;
 		m->ofamily = VM_AF_INET;
 		vm_addr_set4(m->osrc, ip->saddr);
@@ -251,6 +250,8 @@ VM_INLINE int vm_mesh_parse(void *ctx, void *data, void *data_end, const __u8 *o
 		__builtin_memcpy(dst, ip6->daddr, 16);
 		if (!vm_addr_eq(dst, our6))
 			return VM_MESH_NOT_OURS;
+		if ((*(const __u8 *)ip6 >> 4) != 6)
+			return VM_MESH_MALFORMED;
 		m->ofamily = VM_AF_INET6;
 		__builtin_memcpy(m->osrc, ip6->saddr, 16);
 		ol3 = VM_IP6_HLEN;

@@ -442,7 +442,7 @@ VM_INLINE void vm_tcp_bare_write(struct vm_tcp *tcp, const struct vm_pkt *p, __u
 
 enum vm_parse_rc {
 	VM_PARSE_OK = 0,
-	VM_PARSE_NOT_IP,          /* not IPv4/IPv6 */
+	VM_PARSE_NOT_IP,          /* not IPv4/IPv6 (an IP header of another version than the type's too) */
 	VM_PARSE_NOT_TCP,
 	VM_PARSE_TRUNCATED,
 	VM_PARSE_IP_OPTIONS,      /* IPv4 options / IPv6 extension headers */
@@ -471,8 +471,12 @@ VM_INLINE int vm_parse_ip_tcp(void *data, void *data_end, __u32 pkt_len, __u32 l
 			return VM_PARSE_TRUNCATED;
 		if (ip->protocol != VM_IPPROTO_TCP)
 			return VM_PARSE_NOT_TCP;
-		if ((ip->ver_ihl & VM_IP4_IHL_MASK) != VM_IP4_IHL)
-			return (ip->ver_ihl & VM_IP4_IHL_MASK) < VM_IP4_IHL ? VM_PARSE_TRUNCATED : VM_PARSE_IP_OPTIONS;
+		/* the version too: a header whose version is not 4 is no IPv4
+		 * header (the kernel's ip_rcv drops it), and a translation that
+		 * kept it would send a VM or a client a broken packet */
+		if (ip->ver_ihl != VM_IP4_VER_IHL)
+			return (ip->ver_ihl >> 4) != 4 ? VM_PARSE_NOT_IP :
+			       (ip->ver_ihl & VM_IP4_IHL_MASK) < VM_IP4_IHL ? VM_PARSE_TRUNCATED : VM_PARSE_IP_OPTIONS;
 		if (ip->frag_off & vm_htons(VM_IP4_FRAG_MASK))
 			return VM_PARSE_FRAGMENT;
 		p->family = VM_AF_INET;
@@ -484,6 +488,8 @@ VM_INLINE int vm_parse_ip_tcp(void *data, void *data_end, __u32 pkt_len, __u32 l
 		struct vm_ip6 *ip6 = (void *)((__u8 *)data + l3_off);
 		if ((void *)(ip6 + 1) > data_end)
 			return VM_PARSE_TRUNCATED;
+		if ((*(const __u8 *)ip6 >> 4) != 6)
+			return VM_PARSE_NOT_IP;
 		if (ip6->nexthdr != VM_IPPROTO_TCP) {
 			/* Anything but TCP straight after the fixed header: extension
 			 * headers are not ours to walk on the fast path. */
