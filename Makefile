@@ -45,7 +45,7 @@ TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 .PHONY: all deps deps-build deps-test test demo demo-flow demo-lab bench bench-quick deps-bench fuzz clean install
 FUZZERS := $(BUILD)/tests/fuzz_hello $(BUILD)/tests/fuzz_diff $(BUILD)/tests/fuzz_share $(BUILD)/tests/fuzz_evidence \
 	$(BUILD)/tests/fuzz_eventlog $(BUILD)/tests/fuzz_request $(BUILD)/tests/fuzz_dns $(BUILD)/tests/fuzz_envelope $(BUILD)/tests/fuzz_ctl \
-	$(BUILD)/tests/fuzz_dns_frame $(BUILD)/tests/fuzz_fastpath
+	$(BUILD)/tests/fuzz_dns_frame $(BUILD)/tests/fuzz_fastpath $(BUILD)/tests/fuzz_node
 
 # Every rule that runs an installed tool or compiles against an installed
 # library has deps-build as an order-only prerequisite: `make -j2` on a fresh
@@ -278,6 +278,10 @@ $(BUILD)/tests/fuzz_envelope: tests/fuzz/fuzz_envelope.c $(STORE_SRCS) $(wildcar
 $(BUILD)/tests/fuzz_diff: tests/fuzz/fuzz_diff.c tests/bpf_env.h tests/testlib.h $(LIB) $(HDRS) | deps-build
 	@mkdir -p $(BUILD)/tests
 	$(CLANG) -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer -Iinclude -I$(BUILD) -Idataplane -Icontrolplane -Itests $< $(LIB) $(LDLIBS) -o $@
+# the node's programs through BPF_PROG_TEST_RUN, held to rules (frames whole, checksums kept, drops counted)
+$(BUILD)/tests/fuzz_node: tests/fuzz/fuzz_node.c tests/bpf_env.h tests/testlib.h $(LIB) $(HDRS) | deps-build
+	@mkdir -p $(BUILD)/tests
+	$(CLANG) -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -I$(BUILD) -Idataplane -Icontrolplane -Itests $< $(LIB) $(LDLIBS) -o $@
 
 # the equivalence test under libFuzzer: the packet library's C build (its
 # environment, the rest of libveil and the DPDK worker) compiled in with

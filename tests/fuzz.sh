@@ -3,7 +3,9 @@
 # past the input poisoned), the differential harnesses (fuzz_diff: the XDP
 # program through BPF_PROG_TEST_RUN against the parser's userspace build;
 # fuzz_fastpath: whole packets through XDP, vm_fp and a DPDK worker, the C
-# build under ASan/UBSan), and the control plane's parsers.
+# build under ASan/UBSan), the node's programs held to rules (fuzz_node:
+# frames sent on whole, checksums that held still holding, every drop
+# counted), and the control plane's parsers.
 #   tests/fuzz.sh [SECONDS_EACH]     (make test: 15, make fuzz: 300; FUZZ_JOBS at once)
 # Corpora live in build/fuzz/ and grow from run to run; a crash is kept there.
 set -u
@@ -15,7 +17,7 @@ export VEIL_FIXTURES="$PWD/tests/fixtures"
 # no allocation stack traces and no fill of fresh allocations: ~20% more
 # executions; a crash still names where it happened (unless set by the caller)
 export ASAN_OPTIONS=${ASAN_OPTIONS:-malloc_context_size=0:max_malloc_fill_size=0}
-FUZZERS="fuzz_hello fuzz_diff fuzz_fastpath fuzz_share fuzz_evidence fuzz_eventlog fuzz_request fuzz_dns fuzz_envelope fuzz_ctl fuzz_dns_frame"
+FUZZERS="fuzz_hello fuzz_diff fuzz_fastpath fuzz_node fuzz_share fuzz_evidence fuzz_eventlog fuzz_request fuzz_dns fuzz_envelope fuzz_ctl fuzz_dns_frame"
 # one campaign: its line (PASS or FAIL) into $BUILD/fuzz/$f.result
 fuzz_one() {
 	local f=$1 corp log max limit rc runs cov ft units
@@ -65,14 +67,15 @@ PY
 		printf '\004{"secret":"%064d","attest":"AAAAAAAAAAAAAAAAAAAAAAAA","sig":"AAAAAAAAAAAA"}' 0 > "$corp/seed-activate"
 		printf '\003{"id":"gw1","public4":"198.18.200.1","underlay6":"2001:db8::1","location":"52.37,4.90"}' > "$corp/seed-gateway"
 	else cp -n tests/fixtures/hello-*.bin "$corp/" 2>/dev/null; fi
-	max=4096; [ $f = fuzz_diff ] && max=1360; [ $f = fuzz_fastpath ] && max=2049; [ $f = fuzz_share ] && max=256; [ $f = fuzz_evidence ] && max=1024
+	max=4096; [ $f = fuzz_diff ] && max=1360; [ $f = fuzz_fastpath ] && max=2049; [ $f = fuzz_node ] && max=2049; [ $f = fuzz_share ] && max=256; [ $f = fuzz_evidence ] && max=1024
 	[ $f = fuzz_eventlog ] && max=8192
 	log="$BUILD/fuzz/$f.log"
 	export VEIL_FUZZ_SEED_DIR="$PWD/$corp"   # fuzz_request writes a challenge with its vendor's EK certificate there
-	# fuzz_fastpath keeps state between inputs (connections, tables): the
-	# inputs since its last fresh start, to replay with VEIL_FUZZ_REPLAY
+	# fuzz_fastpath and fuzz_node keep state between inputs (connections,
+	# tables): the inputs since their last fresh start, to replay with
+	# VEIL_FUZZ_REPLAY
 	export VEIL_FUZZ_TRACE="$PWD/$BUILD/fuzz/$f.trace"
-	[ $f = fuzz_fastpath ] || unset VEIL_FUZZ_TRACE
+	case $f in fuzz_fastpath|fuzz_node) ;; *) unset VEIL_FUZZ_TRACE ;; esac
 	# veil-dns's query path (ldns under ASan, ~13k runs/s here), the event-log
 	# / AK / reference parsers and the validator's request handling: a long
 	# campaign (make fuzz) runs each to 1e7 executions whatever the time
@@ -91,7 +94,7 @@ PY
 	if [ $rc = 0 ]; then
 		echo "PASS $f ($runs runs in $(grep -o 'Done [0-9]* runs in [0-9]* second' "$log" | grep -o '[0-9]* second' | grep -o '[0-9]*' || echo "$secs") s, coverage $cov edges / $ft features, corpus $units inputs)"
 	else
-		echo "FAIL $f: exit $rc; $(grep -E 'fuzz_diff:|fuzz_fastpath:|ERROR|SUMMARY' "$log" | head -3 | tr '\n' ' ') input kept as $(ls "$BUILD"/fuzz/$f-* 2>/dev/null | head -1)$([ $f = fuzz_fastpath ] && echo "; the inputs before it: VEIL_FUZZ_REPLAY=$BUILD/fuzz/$f.trace")"
+		echo "FAIL $f: exit $rc; $(grep -E 'fuzz_diff:|fuzz_fastpath:|fuzz_node:|ERROR|SUMMARY' "$log" | head -3 | tr '\n' ' ') input kept as $(ls "$BUILD"/fuzz/$f-* 2>/dev/null | head -1)$(case $f in fuzz_fastpath|fuzz_node) echo "; the inputs before it: VEIL_FUZZ_REPLAY=$BUILD/fuzz/$f.trace" ;; esac)"
 	fi
 }
 # libFuzzer runs one thread: as many campaigns at once as there are CPUs

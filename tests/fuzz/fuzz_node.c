@@ -1,0 +1,549 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * libFuzzer over the node's programs through BPF_PROG_TEST_RUN: node_mesh
+ * (XDP: Geneve from the gateways, a handoff or a client's segment) and
+ * node_vm (TC: a VM's packets, which the VM's owner writes).  The verifier
+ * keeps them from reading out of bounds; what it cannot see is the
+ * translation: every segment between a client and a VM has its sequence,
+ * ACK, SACK edges, timestamps, window and addresses rewritten with the
+ * checksums updated in place (RFC 1624), and the outer headers built.  The
+ * gateway's packet library is held to its C build (fuzz_fastpath); the
+ * node's programs have no second build, so each run is held to rules that
+ * need none:
+ *   - a frame sent on (XDP_TX or a redirect) is whole: Ethernet type and
+ *     IP version agree, the IP lengths lie within the frame, the TCP
+ *     header within the IP packet; to a gateway (Geneve): the outer
+ *     headers, which the node builds, exact (the IP length the frame's,
+ *     the IPv4 checksum holding, UDP to port 6081 of the IP payload's
+ *     length, Geneve version 0 with its options inside), the inner
+ *     protocol the inner IP version's;
+ *   - a segment whose TCP checksum (and IPv4 header checksum) held when it
+ *     came in leaves with both holding, whatever the translation changed;
+ *   - a drop (XDP_DROP, TC_ACT_SHOT) moves a counter (node_stats): nothing
+ *     is dropped unaccounted; XDP_ABORTED never comes.
+ * Any break aborts, with the frames in and out dumped.
+ *
+ * Input: byte 0's low three bits choose the mode.
+ *   0: the rest is a frame for node_mesh, as it is;
+ *   1: the rest is a frame for node_vm, as it is;
+ *   2: the rest (from byte 2) is a client-side frame whose IP packet is
+ *      wrapped in Geneve from the gateway (byte 1 bit 0: over IPv6; bit 1:
+ *      with a handoff option made of bytes 2-25, the frame after them);
+ *   7: a new connection in slot (byte 1: bit 0 IPv6, bits 1-3 the slot,
+ *      bit 5 the mesh over IPv6, bit 6 the VM answers its SYN): the
+ *      handoff option from bytes 2-25 (the VM id kept 1, the client ISN
+ *      the harness's), the rest the first segment (a hello);
+ *   else: a packet of a connection the harness keeps (the handoff and the
+ *      VM's SYN-ACK run first when the slot has none):
+ *      byte 1: bit 0 IPv6, bits 1-3 which of 8 slots, bit 4 the VM's (to
+ *              node_vm; else the client's, wrapped in Geneve to node_mesh),
+ *              bit 5 the mesh over IPv6, bit 6 the TCP checksum spoilt;
+ *      byte 2: the TCP flags;
+ *      byte 3: bits 0-1 the sequence (the side's next, its ISN's next,
+ *              next + d, next - d), bit 2 the ACK the other side's next
+ *              + d; bits 4-5 the options: the timestamp block, none, or
+ *              the input's (byte 6: their length, a multiple of 4 up to
+ *              40, the bytes after it);
+ *      bytes 4-5: d (big-endian);
+ *      the rest: the TCP payload.
+ * The connections start again every FZ_ROTATE connection inputs on new
+ * ports: the VM resets each, which the node forgets at once.  The inputs
+ * since then go to VEIL_FUZZ_TRACE (a 4-byte length and the bytes each;
+ * length 0 and 2 bytes: a restart's port base); VEIL_FUZZ_REPLAY=FILE runs
+ * such a file first, VEIL_FUZZ_VERBOSE=1 prints each run's verdict and
+ * counters.
+ */
+#include "../bpf_env.h"
+
+#define XDP_ABORTED_ 0
+#define TC_ACT_SHOT_ 2
+#define FZ_SLOTS 8
+#define FZ_ROTATE 20000
+
+static int ready, verbose;
+
+/* What the programs did, as libFuzzer's coverage (its extra counters, read
+ * after each input): the programs' own branches are not instrumented, so
+ * each (program, verdict, counter moved) is a feature of its own, and an
+ * input that makes a new one is kept. */
+#define FEAT_VERDICTS 8
+__attribute__((used, section("__libfuzzer_extra_counters"))) static uint8_t feat[2][FEAT_VERDICTS][128];
+static FILE *trace;
+static long count;
+static uint16_t base = 30000;
+static uint32_t isn_next = 1;
+static struct conn { int up; uint32_t isn, cookie, gw_ts, vm_isn, next, vm_next; } C[2][FZ_SLOTS];
+
+static void fail(const char *what, const uint8_t *in, size_t n, const struct run *r)
+{
+	fprintf(stderr, "fuzz_node: %s\n", what);
+	t_hexdump("fuzz_node: in", in, n);
+	if (r)
+		t_hexdump("fuzz_node: out", r->out, r->len < sizeof(r->out) ? r->len : sizeof(r->out));
+	abort();
+}
+
+/* The IP packet at ip (Ethernet type et, len bytes to the frame's end):
+ * -1 broken, else 0 with its layer 4 in *v; exact: the IP length must
+ * reach the frame's end (the outer headers the node built), else it may
+ * end before it (Ethernet padding). */
+struct ipv { int v6, hdr_ok; const uint8_t *ip, *l4; size_t l4len; uint8_t proto; };
+static int ip_check(uint16_t et, const uint8_t *ip, size_t len, int exact, struct ipv *v)
+{
+	size_t tot;
+
+	memset(v, 0, sizeof(*v));
+	v->ip = ip;
+	if (et == 0x0800) {
+		if (len < 20 || ip[0] != 0x45)
+			return -1;
+		tot = t_be16(ip + 2);
+		v->hdr_ok = t_fold(t_sum(ip, 20, 0)) == 0;
+		v->proto = ip[9];
+		v->l4 = ip + 20;
+		if (tot < 20)
+			return -1;
+		v->l4len = tot - 20;
+	} else if (et == 0x86dd) {
+		if (len < 40 || (ip[0] >> 4) != 6)
+			return -1;
+		tot = 40 + (size_t)t_be16(ip + 4);
+		v->v6 = 1;
+		v->hdr_ok = 1;
+		v->proto = ip[6];
+		v->l4 = ip + 40;
+		v->l4len = tot - 40;
+	} else {
+		return -1;
+	}
+	return tot > len || (exact && tot != len) ? -1 : 0;
+}
+
+/* The innermost TCP segment of a frame, Geneve opened: its IP packet in *v;
+ * 1 when there is one, 0 when the frame carries none (not ours to judge),
+ * -1 when the frame is broken; out: a frame the node sent, held to the
+ * rules above. */
+static int tcp_of(const uint8_t *f, size_t n, int out, struct ipv *v, const char **why)
+{
+	struct ipv o;
+	uint16_t et;
+
+	*why = "Ethernet or IP header";
+	if (n < 14)
+		return out ? -1 : 0;
+	et = t_be16(f + 12);
+	if (ip_check(et, f + 14, n - 14, 0, &o))
+		return out ? -1 : 0;
+	if (o.proto == 17 && o.l4len >= 16 && t_be16(o.l4 + 2) == 6081) {
+		const uint8_t *g = o.l4 + 8;
+		size_t optl = (size_t)(g[0] & 0x3f) * 4;
+		if (out) {
+			*why = "the Geneve frame's headers";
+			if (ip_check(et, f + 14, n - 14, 1, &o) || !o.hdr_ok || t_be16(o.l4 + 4) != o.l4len ||
+			    (g[0] >> 6) != 0 || 8 + 8 + optl > o.l4len)
+				return -1;
+		}
+		if (8 + 8 + optl > o.l4len)
+			return 0;
+		et = t_be16(g + 2);
+		/* the inner packet may end before the tunnel's payload does:
+		 * bytes a VM's frame had after its IP packet go along, as the
+		 * Ethernet padding they were (the gateway's redirect keeps them
+		 * too, and the client's stack reads the IP length) */
+		*why = "the inner packet";
+		if (ip_check(et, g + 8 + optl, o.l4len - 16 - optl, 0, v))
+			return out ? -1 : 0;
+	} else {
+		*v = o;
+	}
+	if (v->proto != 6)
+		return 0;
+	*why = "the TCP header";
+	if (v->l4len < 20 || (size_t)(v->l4[12] >> 4) * 4 < 20 || (size_t)(v->l4[12] >> 4) * 4 > v->l4len)
+		return out ? -1 : 0;
+	return 1;
+}
+
+static int tcp_sum_ok(const struct ipv *v)
+{
+	return t_l4_verify(v->v6, v->ip, v->l4, v->l4len, 6) == 0;
+}
+
+/* One frame through prog (mesh: node_mesh in XDP, else node_vm in TC),
+ * held to the rules; returns the verdict. */
+static __u32 run_node(int mesh, const uint8_t *in, size_t n, struct run *r, const char *what)
+{
+	struct node_stats b = node_now(), a;
+	struct ipv vi, vo;
+	const char *why;
+	int ti, to;
+
+	if (mesh)
+		xdp_run(NODE_MESH, in, n, r);
+	else
+		tc_run(NODE_VM, in, n, r);
+	a = node_now();
+	int moved = memcmp(&a, &b, sizeof(a)) != 0;
+	for (int i = 0; i < vm_node_stat_count && i < 128; i++)
+		if (((__u64 *)&a)[i] != ((__u64 *)&b)[i])
+			feat[mesh][r->verdict % FEAT_VERDICTS][i]++;
+	if (verbose) {
+		fprintf(stderr, "fuzz_node: %s, %zu bytes: verdict %u, %u out", what, n, r->verdict, r->len);
+		for (int i = 0; i < vm_node_stat_count; i++)
+			if (((__u64 *)&a)[i] != ((__u64 *)&b)[i])
+				fprintf(stderr, " %s+%llu", vm_node_stat_names[i],
+					(unsigned long long)(((__u64 *)&a)[i] - ((__u64 *)&b)[i]));
+		fputc('\n', stderr);
+	}
+	if (r->rc) {
+		/* the kernel refuses some frames before any program sees them
+		 * (a TC run of an IPv4 frame shorter than its header): only
+		 * the raw modes make such */
+		if (strncmp(what, "a raw", 5))
+			fail("the test run failed", in, n, NULL);
+		return XDP_PASS_;
+	}
+	if (mesh && r->verdict == XDP_ABORTED_)
+		fail("XDP_ABORTED", in, n, r);
+	if ((mesh ? r->verdict == XDP_DROP_ : r->verdict == TC_ACT_SHOT_) && !moved)
+		fail("a drop that no counter counts", in, n, r);
+	int sent = mesh ? r->verdict == XDP_TX_ || r->verdict == XDP_REDIRECT_ : r->verdict == TC_ACT_REDIRECT_;
+	if (!sent)
+		return r->verdict;
+	to = tcp_of(r->out, r->len, 1, &vo, &why);
+	if (to < 0) {
+		char m[160];
+		snprintf(m, sizeof(m), "%s: a broken frame sent on (%s)", what, why);
+		fail(m, in, n, r);
+	}
+	ti = tcp_of(in, n, 0, &vi, &why);
+	if (ti == 1 && to == 1 && vi.hdr_ok && tcp_sum_ok(&vi) && (!vo.hdr_ok || !tcp_sum_ok(&vo))) {
+		char m[160];
+		snprintf(m, sizeof(m), "%s: checksums that held came out wrong (IP header %s, TCP %s)", what,
+			 vo.hdr_ok ? "holds" : "wrong", tcp_sum_ok(&vo) ? "holds" : "wrong");
+		fail(m, in, n, r);
+	}
+	return r->verdict;
+}
+
+/* The gateway's handoff of connection c (slot port sport): the first
+ * segment (payload, or the curl hello) wrapped with the option ho, then,
+ * when vm_answers, the VM's SYN-ACK to the SYN the node replayed. */
+static void conn_open(int v6, int ov6, uint16_t sport, struct conn *c, const struct vm_handoff *ho0,
+		      const uint8_t *pl, size_t pn, int vm_answers)
+{
+	static uint8_t frame[2048], mesh[2400];
+	struct vm_handoff ho = { .vm_id_be = htonl(1), .mss_be = htons(1440), .client_wscale = 10, .gw_wscale = 7,
+				 .flags = VM_HO_SACK_OK | VM_HO_TS_OK };
+	uint8_t sa_opts[20];
+	struct run r;
+
+	if (ho0)
+		ho = *ho0;
+	ho.vm_id_be = htonl(1);
+	c->isn = isn_next += 0x01000193;
+	c->cookie = c->isn * 0x9e3779b1u;
+	c->gw_ts = 5000000 + c->isn % 1000;
+	c->vm_isn = c->isn ^ 0x5a5a5a5a;
+	ho.client_isn_be = htonl(c->isn);
+	ho.cookie_isn_be = htonl(c->cookie);
+	ho.gw_tsval_be = htonl(c->gw_ts);
+	if (!pl) {
+		pl = hello_curl;
+		pn = hello_curl_len;
+	}
+	size_t fl = hello_pkt(v6, sport, c->isn, c->cookie, c->gw_ts, pl, pn, frame);
+	size_t n = mesh_wrap(frame, fl, ov6, &ho, mesh);
+	run_node(1, mesh, n, &r, "a handoff");
+	c->next = c->isn + 1 + (uint32_t)pn;
+	c->vm_next = c->vm_isn + 1;
+	c->up = 1;
+	if (!vm_answers)
+		return;
+	struct t_pkt sa = vm_synack(v6, sport, c->vm_isn, c->isn, 0x11223355, sa_opts);
+	n = t_build(&sa, frame);
+	run_node(0, frame, n, &r, "the VM's SYN-ACK");
+}
+
+static void rotate(void)
+{
+	uint8_t f[256];
+	struct run r;
+
+	for (int v6 = 0; v6 < 2; v6++)
+		for (int i = 0; i < FZ_SLOTS; i++) {
+			struct conn *c = &C[v6][i];
+			if (!c->up)
+				continue;
+			uint8_t o[20];
+			struct t_pkt p = vm_synack(v6, base + 2 * i + v6, c->vm_next, c->next - 1, 0, o);
+			p.flags = T_RST | T_ACK;
+			p.ack = c->next;
+			p.opts = NULL;
+			p.optlen = 0;
+			run_node(0, f, t_build(&p, f), &r, "an old connection's RST from the VM");
+			c->up = 0;
+		}
+	base = base >= 60000 ? 30000 : base + 2 * FZ_SLOTS;
+	isn_next = (uint32_t)base * 0x9e3779b1u;
+	count = 0;
+	if (trace) {
+		uint32_t zero = 0;
+		rewind(trace);
+		if (ftruncate(fileno(trace), 0))
+			abort();
+		fwrite(&zero, 4, 1, trace);
+		fwrite(&base, 2, 1, trace);
+	}
+}
+
+static void seed(const char *dir, const char *name, const uint8_t *b, size_t n)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	if (access(path, F_OK) == 0)
+		return;
+	FILE *f = fopen(path, "we");
+	if (f) {
+		fwrite(b, 1, n, f);
+		fclose(f);
+	}
+}
+
+/* Seeds for a fresh corpus: data each way on both families and meshes, a
+ * SACK from the client, a late and an odd timestamp from the VM, FINs and
+ * RSTs, a handoff, a raw handoff frame and a VM's frame. */
+static void seeds(const char *dir)
+{
+	static uint8_t b[2400];
+	static const uint8_t sack[24] = { 1, 1, 8, 10, 0x11, 0x22, 0x33, 0x77, 0, 0x4c, 0x4b, 0x47,
+					  1, 1, 5, 10, 0, 0, 0, 9, 0, 0, 0, 99 };
+	static const uint8_t late_ts[40] = { 1, 1, 5, 26, [28] = 1, 1, 8, 10, 0, 0, 3, 0x11, 0x11, 0x22, 0x33, 0x99 };
+	static const uint8_t odd_ts[12] = { 1, 8, 10, 3, 0x12, 0, 1, 0x11, 0x22, 0x33, 0x44, 1 };
+	struct vm_handoff ho = { .vm_id_be = htonl(1), .mss_be = htons(1440), .client_wscale = 10, .gw_wscale = 7,
+				 .flags = VM_HO_SACK_OK | VM_HO_TS_OK };
+
+	memcpy(b, "\x03\x00\x18\x00\x00\x00", 6);
+	memset(b + 6, 0x17, 300);
+	seed(dir, "seed-client-data4", b, 6 + 300);
+	b[1] = 0x21;
+	seed(dir, "seed-client-data6-mesh6", b, 6 + 300);
+	b[1] = 0x10;
+	seed(dir, "seed-vm-data4", b, 6 + 300);
+	b[1] = 0x11;
+	seed(dir, "seed-vm-data6", b, 6 + 300);
+	b[1] = 0x40;
+	seed(dir, "seed-client-badsum4", b, 6 + 300);
+	b[1] = 0x02;
+	b[2] = 0x10;
+	b[3] = 0x20;   /* the input's options: a SACK block after the timestamps */
+	b[6] = sizeof(sack);
+	memcpy(b + 7, sack, sizeof(sack));
+	seed(dir, "seed-client-sack", b, 7 + sizeof(sack));
+	b[1] = 0x12;
+	b[2] = 0x18;
+	b[6] = sizeof(late_ts);
+	memcpy(b + 7, late_ts, sizeof(late_ts));
+	memset(b + 7 + sizeof(late_ts), 0x17, 100);
+	seed(dir, "seed-vm-late-ts", b, 7 + sizeof(late_ts) + 100);
+	b[6] = sizeof(odd_ts);
+	memcpy(b + 7, odd_ts, sizeof(odd_ts));
+	seed(dir, "seed-vm-odd-ts", b, 7 + sizeof(odd_ts));
+	memcpy(b, "\x03\x04\x11\x00\x00\x00", 6);
+	seed(dir, "seed-client-fin", b, 6);
+	b[1] = 0x14;
+	seed(dir, "seed-vm-fin", b, 6);
+	b[2] = 0x14;
+	seed(dir, "seed-vm-rst", b, 6);
+	b[1] = 0x04;
+	seed(dir, "seed-client-rst", b, 6);
+	/* a new connection whose VM answers, one whose VM does not yet */
+	b[0] = 7;
+	b[1] = 0x46;
+	memcpy(b + 2, &ho, sizeof(ho));
+	memcpy(b + 2 + sizeof(ho), hello_curl, hello_curl_len);
+	seed(dir, "seed-handoff", b, 2 + sizeof(ho) + hello_curl_len);
+	b[1] = 0x27;
+	seed(dir, "seed-handoff-unanswered6", b, 2 + sizeof(ho) + hello_curl_len);
+	/* a handoff frame made whole by the harness, and raw */
+	struct t_pkt p = client_pkt(0, 29000, 77, 78, T_ACK | T_PSH);
+	p.payload = hello_curl;
+	p.plen = (int)hello_curl_len;
+	b[0] = 2;
+	b[1] = 2;
+	memcpy(b + 2, &ho, sizeof(ho));
+	size_t n = t_build(&p, b + 2 + sizeof(ho));
+	seed(dir, "seed-wrap-handoff", b, 2 + sizeof(ho) + n);
+	static uint8_t f[2400];
+	b[0] = 0;
+	n = mesh_wrap(b + 2 + sizeof(ho), n, 0, &ho, f);
+	memcpy(b + 1, f, n);
+	seed(dir, "seed-raw-mesh", b, 1 + n);
+	uint8_t o[20];
+	struct t_pkt v = vm_synack(0, 29000, 5, 78, 1, o);
+	v.flags = T_ACK;
+	b[0] = 1;
+	n = t_build(&v, b + 1);
+	seed(dir, "seed-raw-vm", b, 1 + n);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+static void replay(const char *path)
+{
+	static uint8_t b[4096];
+	uint32_t n;
+	long k = 0;
+	FILE *f = fopen(path, "re");
+
+	if (!f) {
+		perror(path);
+		abort();
+	}
+	while (fread(&n, 4, 1, f) == 1 && n <= sizeof(b) && fread(b, 1, n ? n : 2, f) == (n ? n : 2)) {
+		if (!n) {
+			memcpy(&base, b, 2);
+			isn_next = (uint32_t)base * 0x9e3779b1u;
+		} else {
+			LLVMFuzzerTestOneInput(b, n);
+		}
+		k++;
+	}
+	fclose(f);
+	fprintf(stderr, "fuzz_node: %ld inputs replayed from %s\n", k, path);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	const char *fx = getenv("VEIL_FIXTURES"), *sd = getenv("VEIL_FUZZ_SEED_DIR");
+	const char *tr = getenv("VEIL_FUZZ_TRACE"), *rp = getenv("VEIL_FUZZ_REPLAY");
+
+	verbose = getenv("VEIL_FUZZ_VERBOSE") != NULL;
+	vm_lib_logging(false);
+	if (setup(fx ? fx : "tests/fixtures")) {
+		fprintf(stderr, "fuzz_node: cannot set up the test namespace or load the programs\n");
+		abort();
+	}
+	/* libFuzzer may end the process without running atexit handlers: the
+	 * programs hold their maps by fd, so the pins can go now */
+	cleanup();
+	isn_next = (uint32_t)base * 0x9e3779b1u;
+	if (sd)
+		seeds(sd);
+	ready = 1;
+	if (rp)
+		replay(rp);
+	if (tr && !(trace = fopen(tr, "we"))) {
+		perror(tr);
+		abort();
+	}
+	return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static uint8_t in[2400], inner[2400];
+	struct run r;
+	int mode;
+
+	if (!ready || size < 1 || size > 1 + 2048)
+		return 0;
+	mode = data[0] & 7;
+	if (mode >= 3 && ++count > FZ_ROTATE)
+		rotate();
+	if (trace) {
+		uint32_t n = (uint32_t)size;
+		fwrite(&n, 4, 1, trace);
+		fwrite(data, 1, size, trace);
+		fflush(trace);
+	}
+	if (mode < 2) {
+		if (size < 1 + 14)
+			return 0;
+		memcpy(in, data + 1, size - 1);
+		run_node(!mode, in, size - 1, &r, mode ? "a raw frame from the VM" : "a raw mesh frame");
+		return 0;
+	}
+	if (size < 2)
+		return 0;
+	if (mode == 2) {
+		size_t at = 2 + (data[1] & 2 ? sizeof(struct vm_handoff) : 0);
+		struct vm_handoff ho;
+		if (size < at + 14 + 20 || size - at > 1500)
+			return 0;
+		if (data[1] & 2)
+			memcpy(&ho, data + 2, sizeof(ho));
+		memcpy(inner, data + at, size - at);
+		size_t n = mesh_wrap(inner, size - at, data[1] & 1, data[1] & 2 ? &ho : NULL, in);
+		run_node(1, in, n, &r, "a client's frame wrapped in Geneve");
+		return 0;
+	}
+	int v6 = data[1] & 1, i = (data[1] >> 1) & (FZ_SLOTS - 1), ov6 = !!(data[1] & 0x20);
+	uint16_t sport = base + 2 * i + v6;
+	struct conn *c = &C[v6][i];
+	if (mode == 7) {
+		struct vm_handoff ho;
+		if (size < 2 + sizeof(ho) || size - 2 - sizeof(ho) > 1360)
+			return 0;
+		memcpy(&ho, data + 2, sizeof(ho));
+		conn_open(v6, ov6, sport, c, &ho, size > 2 + sizeof(ho) ? data + 2 + sizeof(ho) : NULL,
+			  size - 2 - sizeof(ho), data[1] & 0x40);
+		return 0;
+	}
+	if (size < 6)
+		return 0;
+	if (!c->up)
+		conn_open(v6, ov6, sport, c, NULL, NULL, 0, 1);
+	int vm = !!(data[1] & 0x10);
+	uint16_t d = (uint16_t)(data[4] << 8 | data[5]);
+	uint32_t next = vm ? c->vm_next : c->next, seq = next;
+	switch (data[3] & 3) {
+	case 1: seq = vm ? c->vm_isn + 1 : c->isn + 1; break;
+	case 2: seq = next + d; break;
+	case 3: seq = next - d; break;
+	}
+	/* the ACK in the receiver's view as its sender has it: the client
+	 * acknowledges the gateway's (cookie) space, the VM the client's */
+	uint32_t ack = (vm ? c->next : c->cookie + 1 + (c->vm_next - c->vm_isn - 1)) + (data[3] & 4 ? d : 0);
+	static uint8_t ts[12] = { 1, 1, 8, 10 };
+	uint32_t w = htonl(vm ? 0x03100000u + (uint32_t)count : 0x11223355u + (uint32_t)count);
+	memcpy(ts + 4, &w, 4);
+	w = htonl(vm ? 0x11223355u : c->gw_ts + 1);
+	memcpy(ts + 8, &w, 4);
+	struct t_pkt p = client_pkt(v6, sport, seq, ack, data[2]);
+	uint8_t o[20];
+	if (vm) {
+		p = vm_synack(v6, sport, seq, 0, 0, o);
+		p.seq = seq;
+		p.ack = ack;
+		p.flags = data[2];
+		p.window = 1000;
+	}
+	size_t at = 6;
+	switch ((data[3] >> 4) & 3) {
+	case 0: p.opts = ts; p.optlen = 12; break;
+	case 1: p.opts = NULL; p.optlen = 0; break;
+	default:
+		if (size < 7 || (size_t)(data[6] & 0x3c) > size - 7 || (data[6] & 0x3c) > 40)
+			return 0;
+		p.optlen = data[6] & 0x3c;
+		p.opts = data + 7;
+		at = 7 + (size_t)p.optlen;
+	}
+	if (size - at > 1360)
+		return 0;
+	p.payload = data + at;
+	p.plen = (int)(size - at);
+	size_t n = t_build(&p, vm ? in : inner);
+	size_t l3 = v6 ? 40 : 20;
+	if (data[1] & 0x40)   /* a checksum spoilt on the way */
+		(vm ? in : inner)[14 + l3 + 16] ^= 0x5a;
+	if (!vm)
+		n = mesh_wrap(inner, n, ov6, NULL, in);
+	__u32 verdict = run_node(!vm, in, n, &r, vm ? "the VM's segment" : "the client's segment");
+	if (vm ? verdict == TC_ACT_REDIRECT_ : verdict == XDP_REDIRECT_) {
+		*(vm ? &c->vm_next : &c->next) = seq + (uint32_t)p.plen + !!(data[2] & (T_FIN | T_SYN));
+		if (data[2] & T_RST)
+			c->up = 0;   /* the next input on the slot opens a new one */
+	}
+	return 0;
+}
