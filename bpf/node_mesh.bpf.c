@@ -95,11 +95,17 @@ VM_INLINE int xlate_to_vm(struct xdp_md *ctx, const struct vm_pkt *p, const stru
 	}
 	if (p->flags & TCP_ACK)
 		add32((__u8 *)&tcp->ack_seq, -c->seq_delta, &d, 0);
-	if (p->tcp_len <= VM_TCP_HLEN || load_tcpopts(ctx, p, s, &o) < 0) {
-		/* no options, or ones we cannot walk (the VM's to judge) */
+	if (p->tcp_len <= VM_TCP_HLEN) {
 		csum_fold_in(&tcp->check, d);
 		return 0;
 	}
+	/* options that cannot be walked (one cut short, or longer than the
+	 * block): the packet is dropped (mesh_malformed), not sent on with
+	 * them untranslated; a TCP stack reads the options before the broken
+	 * one, whose TSecr and SACK edges would reach the VM in the gateway's
+	 * spaces */
+	if (load_tcpopts(ctx, p, s, &o) < 0)
+		return -1;
 	data = XDP_DATA(ctx);
 	data_end = XDP_DATA_END(ctx);
 	opt = data + (p->l4_off & L4_OFF_MASK) + VM_TCP_HLEN;

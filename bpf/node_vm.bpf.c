@@ -458,10 +458,16 @@ VM_INLINE int to_gateway(struct __sk_buff *skb, const struct vm_pkt *p, const st
 
 	o.ts_off = 0;   /* set on every path: the compiler may compute the TS shift before have_opts decides */
 	o.ts_ok = 0;    /* and may read ts_ok before it (a stack slot another variable held: the verifier refuses) */
-	if (p->tcp_len > VM_TCP_HLEN &&
-	    (tcpopts_common(skb, p, &o) ||
-	     load_opts(skb, p->l4_off + VM_TCP_HLEN, p->tcp_len - VM_TCP_HLEN, s, &o) == 0))
+	if (p->tcp_len > VM_TCP_HLEN) {
+		/* options that cannot be walked (one cut short, or longer than
+		 * the block) are dropped, not sent on untranslated: a TCP stack
+		 * reads the options before the broken one, whose timestamps and
+		 * SACK edges would reach the client in the VM's spaces */
+		if (!tcpopts_common(skb, p, &o) &&
+		    load_opts(skb, p->l4_off + VM_TCP_HLEN, p->tcp_len - VM_TCP_HLEN, s, &o) < 0)
+			return vm_bad(st);
 		have_opts = 1;
+	}
 	data = (void *)(long)skb->data;
 	data_end = (void *)(long)skb->data_end;
 	/* the headers into the linear part, unless they are there already */

@@ -1415,6 +1415,27 @@ static void node_connection(int v6, int same)
 	CHECK(v6 || t_fold(t_sum(ip, 20, 0)) == 0, "IP checksum");
 	CHECK(t_l4_verify(v6, ip, tcp, r.len - 14 - l3, 6) == 0, "TCP checksum");
 
+	/* 4b. options a TCP stack reads in part (the timestamps and a SACK
+	 * block, then an option cut short): dropped and counted, each way,
+	 * not sent on with them untranslated (fuzz_node, 2026-12-08) */
+	static uint8_t cut_opts[24] = { 1, 1, 8, 10, 0x11, 0x22, 0x33, 0x77, 0, 0, 0, 0, 1, 5, 10, 0, 0, 0, 0, 0, 0, 0, 0, 99 };
+	memcpy(cut_opts + 8, &ecr, 4);
+	memcpy(cut_opts + 15, &l, 4);
+	memcpy(cut_opts + 19, &rr, 4);
+	c.opts = cut_opts;
+	fl = t_build(&c, frame);
+	n = mesh_wrap(frame, fl, v6, NULL, mesh);
+	b = node_now();
+	xdp_run(NODE_MESH, mesh, n, &r);
+	CHECK(r.verdict == XDP_DROP_ && node_now().mesh_malformed == b.mesh_malformed + 1 &&
+		      node_now().fwd_to_vm == b.fwd_to_vm, "client's options cut short: verdict %u", r.verdict);
+	d.opts = cut_opts;
+	d.optlen = 24;
+	n = t_build(&d, vmpkt);
+	tc_run(NODE_VM, vmpkt, n, &r);
+	CHECK(r.verdict == 2 && node_now().vm_malformed == b.vm_malformed + 1 && node_now().fwd_to_gw == b.fwd_to_gw,
+	      "VM's options cut short: verdict %u", r.verdict);
+
 	/* 5. data for an unknown connection is answered with a RST and counted */
 	b = node_now();
 	frame[14 + l3 + 1] ^= 0x55;  /* another client port */
