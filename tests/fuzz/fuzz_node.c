@@ -20,7 +20,16 @@
  *   - a segment whose TCP checksum (and IPv4 header checksum) held when it
  *     came in leaves with both holding, whatever the translation changed;
  *   - a drop (XDP_DROP, TC_ACT_SHOT) moves a counter (node_stats): nothing
- *     is dropped unaccounted; XDP_ABORTED never comes.
+ *     is dropped unaccounted; XDP_ABORTED never comes;
+ *   - a segment of a connection the harness opened (the VM answered its
+ *     SYN), sent on, is translated as that connection's ISNs say
+ *     (translated(): addresses, ports, sequence, ACK, SACK edges, the
+ *     options' layout).
+ * What it found (2026-12-08): an inner IPv4 header of version 12 replayed
+ * to the VM as it was (the parsers now check the version), and segments
+ * whose TCP options end in a broken one sent on with none translated
+ * (now dropped and counted: a stack reads the options before the broken
+ * one).
  * Any break aborts, with the frames in and out dumped.
  *
  * Input: byte 0's low three bits choose the mode.
@@ -72,7 +81,10 @@ static FILE *trace;
 static long count;
 static uint16_t base = 30000;
 static uint32_t isn_next = 1;
-static struct conn { int up; uint32_t isn, cookie, gw_ts, vm_isn, next, vm_next; } C[2][FZ_SLOTS];
+/* est: the VM answered the handoff's SYN, so the node holds both ISNs as
+ * here; a raw frame on the slot's tuple clears it (the node's state may no
+ * longer be the harness's). */
+static struct conn { int up, est; uint32_t isn, cookie, gw_ts, vm_isn, next, vm_next; } C[2][FZ_SLOTS];
 
 static void fail(const char *what, const uint8_t *in, size_t n, const struct run *r)
 {
@@ -258,11 +270,99 @@ static void conn_open(int v6, int ov6, uint16_t sport, struct conn *c, const str
 	c->next = c->isn + 1 + (uint32_t)pn;
 	c->vm_next = c->vm_isn + 1;
 	c->up = 1;
+	c->est = 0;
 	if (!vm_answers)
 		return;
 	struct t_pkt sa = vm_synack(v6, sport, c->vm_isn, c->isn, 0x11223355, sa_opts);
 	n = t_build(&sa, frame);
-	run_node(0, frame, n, &r, "the VM's SYN-ACK");
+	c->est = run_node(0, frame, n, &r, "the VM's SYN-ACK") == TC_ACT_SHOT_;   /* answered with the hello */
+}
+
+/* The SACK blocks' edges of a TCP header's options (kind 5 of a length
+ * of whole blocks: Linux ignores another), at most 8: their offsets from
+ * the header's start. */
+static int sack_edges(const uint8_t *tcp, size_t off[8])
+{
+	size_t len = (size_t)(tcp[12] >> 4) * 4, i = 20;
+	int n = 0;
+
+	while (i < len) {
+		uint8_t k = tcp[i];
+		if (k == 0)
+			break;
+		if (k == 1) {
+			i++;
+			continue;
+		}
+		if (i + 1 >= len || tcp[i + 1] < 2 || i + tcp[i + 1] > len)
+			break;
+		if (k == 5 && tcp[i + 1] >= 10 && (tcp[i + 1] - 2) % 8 == 0)   /* as a TCP stack reads it */
+			for (size_t e = i + 2; e + 4 <= i + tcp[i + 1] && n < 8; e += 4)
+				off[n++] = e;
+		i += tcp[i + 1];
+	}
+	return n;
+}
+
+/* A connection's segment the node sent on, against what the harness knows
+ * of the connection: the client's to the VM keeps its sequence and ports,
+ * goes to the VM's address, and its ACK and SACK edges (with the ACK flag)
+ * move from the gateway's (cookie) space to the VM's; the VM's to the client keeps its
+ * ACK, SACK edges and ports, comes from the VIP, and its sequence moves
+ * from the VM's space to the cookie's.  The options keep their layout. */
+static void translated(int vm, int v6, const struct conn *c, const uint8_t *in, size_t n, const struct run *r)
+{
+	struct ipv vi, vo;
+	const char *why;
+	char m[200];
+	size_t ei[8], eo[8];
+
+	if (tcp_of(in, n, 0, &vi, &why) != 1 || tcp_of(r->out, r->len, 1, &vo, &why) != 1)
+		return;
+	const uint8_t *ti = vi.l4, *to = vo.l4;
+	uint32_t d = c->vm_isn - c->cookie;   /* cookie space -> the VM's */
+	const uint8_t *want_addr = vm ? (v6 ? VIP6 : VIP4) : (v6 ? VM6 : VM4);
+	const uint8_t *addr = vo.ip + (v6 ? (vm ? 8 : 24) : (vm ? 12 : 16));
+	int ni = sack_edges(ti, ei), no = sack_edges(to, eo);
+	int acks = ti[13] & T_ACK;   /* without the flag the ACK field means nothing, and may stay as it was */
+
+	if (vo.v6 != v6 || memcmp(addr, want_addr, v6 ? 16 : 4))
+		snprintf(m, sizeof(m), "%s: not %s", vm ? "the VM's segment" : "the client's segment",
+			 vm ? "from the VIP" : "to the VM's address");
+	else if (memcmp(ti, to, 4))
+		snprintf(m, sizeof(m), "ports changed");
+	else if (vm ? t_be32(to + 4) != t_be32(ti + 4) - d || (acks && t_be32(to + 8) != t_be32(ti + 8))
+		    : t_be32(to + 4) != t_be32(ti + 4) || (acks && t_be32(to + 8) != t_be32(ti + 8) + d))
+		snprintf(m, sizeof(m), "seq %#x ack %#x from seq %#x ack %#x (the VM's ISN %#x, the cookie %#x)",
+			 t_be32(to + 4), t_be32(to + 8), t_be32(ti + 4), t_be32(ti + 8), c->vm_isn, c->cookie);
+	else if ((to[12] >> 4) != (ti[12] >> 4) || ni != no)
+		snprintf(m, sizeof(m), "the options' layout changed (%d SACK edges in, %d out)", ni, no);
+	else {
+		for (int i = 0; i < ni && acks; i++)
+			if (t_be32(to + eo[i]) != t_be32(ti + ei[i]) + (vm ? 0 : d)) {
+				snprintf(m, sizeof(m), "SACK edge %d: %#x from %#x", i, t_be32(to + eo[i]), t_be32(ti + ei[i]));
+				fail(m, in, n, r);
+			}
+		return;
+	}
+	fail(m, in, n, r);
+}
+
+/* A raw frame's TCP ports, if one of the harness's connections has them:
+ * that connection's state at the node is no longer known here. */
+static void raw_touches(const uint8_t *f, size_t n)
+{
+	struct ipv v;
+	const char *why;
+
+	if (tcp_of(f, n, 0, &v, &why) != 1)
+		return;
+	for (int v6 = 0; v6 < 2; v6++)
+		for (int i = 0; i < FZ_SLOTS; i++) {
+			uint16_t port = (uint16_t)(base + 2 * i + v6);
+			if (t_be16(v.l4) == port || t_be16(v.l4 + 2) == port)
+				C[v6][i].est = 0;
+		}
 }
 
 static void rotate(void)
@@ -460,6 +560,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (size < 1 + 14)
 			return 0;
 		memcpy(in, data + 1, size - 1);
+		raw_touches(in, size - 1);
 		run_node(!mode, in, size - 1, &r, mode ? "a raw frame from the VM" : "a raw mesh frame");
 		return 0;
 	}
@@ -474,6 +575,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			memcpy(&ho, data + 2, sizeof(ho));
 		memcpy(inner, data + at, size - at);
 		size_t n = mesh_wrap(inner, size - at, data[1] & 1, data[1] & 2 ? &ho : NULL, in);
+		raw_touches(in, n);
 		run_node(1, in, n, &r, "a client's frame wrapped in Geneve");
 		return 0;
 	}
@@ -541,6 +643,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		n = mesh_wrap(inner, n, ov6, NULL, in);
 	__u32 verdict = run_node(!vm, in, n, &r, vm ? "the VM's segment" : "the client's segment");
 	if (vm ? verdict == TC_ACT_REDIRECT_ : verdict == XDP_REDIRECT_) {
+		if (c->est && !(data[1] & 0x40))
+			translated(vm, v6, c, in, n, &r);
 		*(vm ? &c->vm_next : &c->next) = seq + (uint32_t)p.plen + !!(data[2] & (T_FIN | T_SYN));
 		if (data[2] & T_RST)
 			c->up = 0;   /* the next input on the slot opens a new one */
