@@ -278,14 +278,18 @@ static void conn_open(int v6, int ov6, uint16_t sport, struct conn *c, const str
 	c->est = run_node(0, frame, n, &r, "the VM's SYN-ACK") == TC_ACT_SHOT_;   /* answered with the hello */
 }
 
-/* The SACK blocks' edges of a TCP header's options (kind 5 of a length
- * of whole blocks: Linux ignores another), at most 8: their offsets from
- * the header's start. */
-static int sack_edges(const uint8_t *tcp, size_t off[8])
+/* The options a TCP stack takes from a header, as Linux's
+ * tcp_parse_options does: the walk stops at the end of the list or at an
+ * option cut short, and of several timestamps or SACK options the last
+ * counts (a SACK option only of whole blocks).  *ts: the timestamp's
+ * offset from the header's start, or 0; the SACK edges' offsets in off,
+ * their count returned. */
+static int opts_taken(const uint8_t *tcp, size_t off[8], size_t *ts)
 {
 	size_t len = (size_t)(tcp[12] >> 4) * 4, i = 20;
 	int n = 0;
 
+	*ts = 0;
 	while (i < len) {
 		uint8_t k = tcp[i];
 		if (k == 0)
@@ -296,35 +300,47 @@ static int sack_edges(const uint8_t *tcp, size_t off[8])
 		}
 		if (i + 1 >= len || tcp[i + 1] < 2 || i + tcp[i + 1] > len)
 			break;
-		if (k == 5 && tcp[i + 1] >= 10 && (tcp[i + 1] - 2) % 8 == 0)   /* as a TCP stack reads it */
+		if (k == 8 && tcp[i + 1] == 10)
+			*ts = i + 2;
+		if (k == 5 && tcp[i + 1] >= 10 && (tcp[i + 1] - 2) % 8 == 0) {
+			n = 0;
 			for (size_t e = i + 2; e + 4 <= i + tcp[i + 1] && n < 8; e += 4)
 				off[n++] = e;
+		}
 		i += tcp[i + 1];
 	}
 	return n;
 }
 
+/* The VM's TSval in the harness's SYN-ACK (vm_synack): the node's
+ * timestamp offset for a connection is the gateway's TSval less it. */
+#define VM_SYNACK_TSVAL 0x0309
+
 /* A connection's segment the node sent on, against what the harness knows
  * of the connection: the client's to the VM keeps its sequence and ports,
  * goes to the VM's address, and its ACK and SACK edges (with the ACK flag)
- * move from the gateway's (cookie) space to the VM's; the VM's to the client keeps its
- * ACK, SACK edges and ports, comes from the VIP, and its sequence moves
- * from the VM's space to the cookie's.  The options keep their layout. */
+ * move from the gateway's (cookie) space to the VM's, its TSecr to the
+ * VM's clock; the VM's to the client keeps its ACK, SACK edges and ports,
+ * comes from the VIP, and its sequence moves from the VM's space to the
+ * cookie's, its TSval to the gateway's clock.  The options keep their
+ * layout, the payload its bytes. */
 static void translated(int vm, int v6, const struct conn *c, const uint8_t *in, size_t n, const struct run *r)
 {
 	struct ipv vi, vo;
 	const char *why;
 	char m[200];
-	size_t ei[8], eo[8];
+	size_t ei[8], eo[8], tsi, tso;
 
 	if (tcp_of(in, n, 0, &vi, &why) != 1 || tcp_of(r->out, r->len, 1, &vo, &why) != 1)
 		return;
 	const uint8_t *ti = vi.l4, *to = vo.l4;
 	uint32_t d = c->vm_isn - c->cookie;   /* cookie space -> the VM's */
+	uint32_t dts = c->gw_ts - VM_SYNACK_TSVAL;   /* the VM's clock -> the gateway's */
 	const uint8_t *want_addr = vm ? (v6 ? VIP6 : VIP4) : (v6 ? VM6 : VM4);
 	const uint8_t *addr = vo.ip + (v6 ? (vm ? 8 : 24) : (vm ? 12 : 16));
-	int ni = sack_edges(ti, ei), no = sack_edges(to, eo);
+	int ni = opts_taken(ti, ei, &tsi), no = opts_taken(to, eo, &tso);
 	int acks = ti[13] & T_ACK;   /* without the flag the ACK field means nothing, and may stay as it was */
+	size_t hl = (size_t)(ti[12] >> 4) * 4;
 
 	if (vo.v6 != v6 || memcmp(addr, want_addr, v6 ? 16 : 4))
 		snprintf(m, sizeof(m), "%s: not %s", vm ? "the VM's segment" : "the client's segment",
@@ -335,8 +351,15 @@ static void translated(int vm, int v6, const struct conn *c, const uint8_t *in, 
 		    : t_be32(to + 4) != t_be32(ti + 4) || (acks && t_be32(to + 8) != t_be32(ti + 8) + d))
 		snprintf(m, sizeof(m), "seq %#x ack %#x from seq %#x ack %#x (the VM's ISN %#x, the cookie %#x)",
 			 t_be32(to + 4), t_be32(to + 8), t_be32(ti + 4), t_be32(ti + 8), c->vm_isn, c->cookie);
-	else if ((to[12] >> 4) != (ti[12] >> 4) || ni != no)
-		snprintf(m, sizeof(m), "the options' layout changed (%d SACK edges in, %d out)", ni, no);
+	else if ((to[12] >> 4) != (ti[12] >> 4) || ni != no || tsi != tso)
+		snprintf(m, sizeof(m), "the options' layout changed (%d SACK edges in, %d out; timestamps at %zu, %zu)", ni,
+			 no, tsi, tso);
+	else if (tsi && (vm ? t_be32(to + tso) != t_be32(ti + tsi) + dts || t_be32(to + tso + 4) != t_be32(ti + tsi + 4)
+			    : t_be32(to + tso) != t_be32(ti + tsi) || t_be32(to + tso + 4) != t_be32(ti + tsi + 4) - dts))
+		snprintf(m, sizeof(m), "timestamps %#x %#x from %#x %#x (the gateway's clock %+d from the VM's)",
+			 t_be32(to + tso), t_be32(to + tso + 4), t_be32(ti + tsi), t_be32(ti + tsi + 4), (int)dts);
+	else if (vo.l4len != vi.l4len || memcmp(to + hl, ti + hl, vi.l4len - hl))
+		snprintf(m, sizeof(m), "the payload changed (%zu bytes in, %zu out)", vi.l4len - hl, vo.l4len - hl);
 	else {
 		for (int i = 0; i < ni && acks; i++)
 			if (t_be32(to + eo[i]) != t_be32(ti + ei[i]) + (vm ? 0 : d)) {
