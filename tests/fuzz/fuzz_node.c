@@ -23,8 +23,8 @@
  *     is dropped unaccounted; XDP_ABORTED never comes;
  *   - a segment of a connection the harness opened (the VM answered its
  *     SYN), sent on, is translated as that connection's ISNs say
- *     (translated(): addresses, ports, sequence, ACK, SACK edges, the
- *     options' layout).
+ *     (translated(): addresses, ports, sequence, ACK, SACK edges,
+ *     timestamps, window, the options' layout, the payload).
  * What it found (2026-12-08): an inner IPv4 header of version 12 replayed
  * to the VM as it was (the parsers now check the version), and segments
  * whose TCP options end in a broken one sent on with none translated
@@ -84,7 +84,7 @@ static uint32_t isn_next = 1;
 /* est: the VM answered the handoff's SYN, so the node holds both ISNs as
  * here; a raw frame on the slot's tuple clears it (the node's state may no
  * longer be the harness's). */
-static struct conn { int up, est; uint32_t isn, cookie, gw_ts, vm_isn, next, vm_next; } C[2][FZ_SLOTS];
+static struct conn { int up, est; uint8_t gw_ws; uint32_t isn, cookie, gw_ts, vm_isn, next, vm_next; } C[2][FZ_SLOTS];
 
 static void fail(const char *what, const uint8_t *in, size_t n, const struct run *r)
 {
@@ -271,6 +271,7 @@ static void conn_open(int v6, int ov6, uint16_t sport, struct conn *c, const str
 	c->vm_next = c->vm_isn + 1;
 	c->up = 1;
 	c->est = 0;
+	c->gw_ws = ho.gw_wscale;
 	if (!vm_answers)
 		return;
 	struct t_pkt sa = vm_synack(v6, sport, c->vm_isn, c->isn, 0x11223355, sa_opts);
@@ -312,9 +313,12 @@ static int opts_taken(const uint8_t *tcp, size_t off[8], size_t *ts)
 	return n;
 }
 
-/* The VM's TSval in the harness's SYN-ACK (vm_synack): the node's
- * timestamp offset for a connection is the gateway's TSval less it. */
+/* The VM's TSval and window scale in the harness's SYN-ACK (vm_synack):
+ * the node's timestamp offset for a connection is the gateway's TSval less
+ * the VM's; the VM's windows reach the client rescaled from the VM's
+ * scale to the one the gateway gave the client. */
 #define VM_SYNACK_TSVAL 0x0309
+#define VM_SYNACK_WSCALE 9
 
 /* A connection's segment the node sent on, against what the harness knows
  * of the connection: the client's to the VM keeps its sequence and ports,
@@ -322,8 +326,9 @@ static int opts_taken(const uint8_t *tcp, size_t off[8], size_t *ts)
  * move from the gateway's (cookie) space to the VM's, its TSecr to the
  * VM's clock; the VM's to the client keeps its ACK, SACK edges and ports,
  * comes from the VIP, and its sequence moves from the VM's space to the
- * cookie's, its TSval to the gateway's clock.  The options keep their
- * layout, the payload its bytes. */
+ * cookie's, its TSval to the gateway's clock, its window to the scale the
+ * gateway gave the client.  The options keep their layout, the payload its
+ * bytes. */
 static void translated(int vm, int v6, const struct conn *c, const uint8_t *in, size_t n, const struct run *r)
 {
 	struct ipv vi, vo;
@@ -341,6 +346,15 @@ static void translated(int vm, int v6, const struct conn *c, const uint8_t *in, 
 	int ni = opts_taken(ti, ei, &tsi), no = opts_taken(to, eo, &tso);
 	int acks = ti[13] & T_ACK;   /* without the flag the ACK field means nothing, and may stay as it was */
 	size_t hl = (size_t)(ti[12] >> 4) * 4;
+	/* the window the receiver must see (the client's goes as it is: the
+	 * VM got the client's scale in the SYN the node replayed); -1: a
+	 * gateway's scale past RFC 7323's 14, not judged */
+	long win = t_be16(ti + 14);
+	if (vm) {
+		unsigned gs = c->gw_ws == VM_WSCALE_NONE ? 0 : c->gw_ws;
+		unsigned long w = ((unsigned long)t_be16(ti + 14) << VM_SYNACK_WSCALE) >> gs;
+		win = gs > 14 ? -1 : w > 65535 ? 65535 : (long)w;
+	}
 
 	if (vo.v6 != v6 || memcmp(addr, want_addr, v6 ? 16 : 4))
 		snprintf(m, sizeof(m), "%s: not %s", vm ? "the VM's segment" : "the client's segment",
@@ -358,6 +372,9 @@ static void translated(int vm, int v6, const struct conn *c, const uint8_t *in, 
 			    : t_be32(to + tso) != t_be32(ti + tsi) || t_be32(to + tso + 4) != t_be32(ti + tsi + 4) - dts))
 		snprintf(m, sizeof(m), "timestamps %#x %#x from %#x %#x (the gateway's clock %+d from the VM's)",
 			 t_be32(to + tso), t_be32(to + tso + 4), t_be32(ti + tsi), t_be32(ti + tsi + 4), (int)dts);
+	else if (win >= 0 && t_be16(to + 14) != win)
+		snprintf(m, sizeof(m), "window %u from %u (scales %u -> %u)", t_be16(to + 14), t_be16(ti + 14),
+			 vm ? VM_SYNACK_WSCALE : 0, vm ? c->gw_ws : 0);
 	else if (vo.l4len != vi.l4len || memcmp(to + hl, ti + hl, vi.l4len - hl))
 		snprintf(m, sizeof(m), "the payload changed (%zu bytes in, %zu out)", vi.l4len - hl, vo.l4len - hl);
 	else {
