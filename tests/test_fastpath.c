@@ -31,6 +31,7 @@
 #include <rte_mbuf.h>
 
 #include "bpf_env.h"
+#include "frame_check.h"
 #include "dp.h"
 #include "fpgen.h"
 #include "veil/gw.h"   /* vm_gw_cookie_tnow */
@@ -435,6 +436,16 @@ static int both_run(int ret, const uint8_t *in, size_t n, struct both *b, const 
 			    !same_bytes(want.buf[i], want.len[i], b->d.fr.buf[i], b->d.fr.len[i], &at))
 				DIFF("%s: DPDK packet %d (%s port) differs from XDP's at byte %zu", what, i,
 				     b->d.fr.port[i] ? "mesh" : "client", at);
+	/* what XDP and gw_asm sent (the others sent the same bytes), held to
+	 * the rules of a frame sent on: whole, and the packet's own segment
+	 * with its checksums holding if they held coming in (frame_check.h:
+	 * a shared library's bug shows in all three alike) */
+	const char *rule = out ? frame_sent_ok(in, n, b->r.out, b->r.len, 1) : "";
+	if (*rule)
+		DIFF("%s: XDP's frame out: %s", what, rule);
+	for (int i = 0; i < b->xclones.n; i++)
+		if (*(rule = frame_sent_ok(in, n, b->xclones.buf[i], b->xclones.len[i], 0)))
+			DIFF("%s: gw_asm's segment %d: %s", what, i, rule);
 	if (bad || b->fp == VM_FP_DROP)
 		return bad;
 	if (b->fp != VM_FP_PASS && port != 0)

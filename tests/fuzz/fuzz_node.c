@@ -63,6 +63,7 @@
  * counters.
  */
 #include "../bpf_env.h"
+#include "../frame_check.h"
 
 #define XDP_ABORTED_ 0
 #define TC_ACT_SHOT_ 2
@@ -95,100 +96,11 @@ static void fail(const char *what, const uint8_t *in, size_t n, const struct run
 	abort();
 }
 
-/* The IP packet at ip (Ethernet type et, len bytes to the frame's end):
- * -1 broken, else 0 with its layer 4 in *v; exact: the IP length must
- * reach the frame's end (the outer headers the node built), else it may
- * end before it (Ethernet padding). */
-struct ipv { int v6, hdr_ok; const uint8_t *ip, *l4; size_t l4len; uint8_t proto; };
-static int ip_check(uint16_t et, const uint8_t *ip, size_t len, int exact, struct ipv *v)
-{
-	size_t tot;
-
-	memset(v, 0, sizeof(*v));
-	v->ip = ip;
-	if (et == 0x0800) {
-		if (len < 20 || ip[0] != 0x45)
-			return -1;
-		tot = t_be16(ip + 2);
-		v->hdr_ok = t_fold(t_sum(ip, 20, 0)) == 0;
-		v->proto = ip[9];
-		v->l4 = ip + 20;
-		if (tot < 20)
-			return -1;
-		v->l4len = tot - 20;
-	} else if (et == 0x86dd) {
-		if (len < 40 || (ip[0] >> 4) != 6)
-			return -1;
-		tot = 40 + (size_t)t_be16(ip + 4);
-		v->v6 = 1;
-		v->hdr_ok = 1;
-		v->proto = ip[6];
-		v->l4 = ip + 40;
-		v->l4len = tot - 40;
-	} else {
-		return -1;
-	}
-	return tot > len || (exact && tot != len) ? -1 : 0;
-}
-
-/* The innermost TCP segment of a frame, Geneve opened: its IP packet in *v;
- * 1 when there is one, 0 when the frame carries none (not ours to judge),
- * -1 when the frame is broken; out: a frame the node sent, held to the
- * rules above. */
-static int tcp_of(const uint8_t *f, size_t n, int out, struct ipv *v, const char **why)
-{
-	struct ipv o;
-	uint16_t et;
-
-	*why = "Ethernet or IP header";
-	if (n < 14)
-		return out ? -1 : 0;
-	et = t_be16(f + 12);
-	if (ip_check(et, f + 14, n - 14, 0, &o))
-		return out ? -1 : 0;
-	if (o.proto == 17 && o.l4len >= 16 && t_be16(o.l4 + 2) == 6081) {
-		const uint8_t *g = o.l4 + 8;
-		size_t optl = (size_t)(g[0] & 0x3f) * 4;
-		if (out) {
-			*why = "the Geneve frame's headers";
-			if (ip_check(et, f + 14, n - 14, 1, &o) || !o.hdr_ok || t_be16(o.l4 + 4) != o.l4len ||
-			    (g[0] >> 6) != 0 || 8 + 8 + optl > o.l4len)
-				return -1;
-		}
-		if (8 + 8 + optl > o.l4len)
-			return 0;
-		et = t_be16(g + 2);
-		/* the inner packet may end before the tunnel's payload does:
-		 * bytes a VM's frame had after its IP packet go along, as the
-		 * Ethernet padding they were (the gateway's redirect keeps them
-		 * too, and the client's stack reads the IP length) */
-		*why = "the inner packet";
-		if (ip_check(et, g + 8 + optl, o.l4len - 16 - optl, 0, v))
-			return out ? -1 : 0;
-	} else {
-		*v = o;
-	}
-	if (v->proto != 6)
-		return 0;
-	*why = "the TCP header";
-	if (v->l4len < 20 || (size_t)(v->l4[12] >> 4) * 4 < 20 || (size_t)(v->l4[12] >> 4) * 4 > v->l4len)
-		return out ? -1 : 0;
-	return 1;
-}
-
-static int tcp_sum_ok(const struct ipv *v)
-{
-	return t_l4_verify(v->v6, v->ip, v->l4, v->l4len, 6) == 0;
-}
-
 /* One frame through prog (mesh: node_mesh in XDP, else node_vm in TC),
  * held to the rules; returns the verdict. */
 static __u32 run_node(int mesh, const uint8_t *in, size_t n, struct run *r, const char *what)
 {
 	struct node_stats b = node_now(), a;
-	struct ipv vi, vo;
-	const char *why;
-	int ti, to;
 
 	if (mesh)
 		xdp_run(NODE_MESH, in, n, r);
@@ -222,17 +134,10 @@ static __u32 run_node(int mesh, const uint8_t *in, size_t n, struct run *r, cons
 	int sent = mesh ? r->verdict == XDP_TX_ || r->verdict == XDP_REDIRECT_ : r->verdict == TC_ACT_REDIRECT_;
 	if (!sent)
 		return r->verdict;
-	to = tcp_of(r->out, r->len, 1, &vo, &why);
-	if (to < 0) {
-		char m[160];
-		snprintf(m, sizeof(m), "%s: a broken frame sent on (%s)", what, why);
-		fail(m, in, n, r);
-	}
-	ti = tcp_of(in, n, 0, &vi, &why);
-	if (ti == 1 && to == 1 && vi.hdr_ok && tcp_sum_ok(&vi) && (!vo.hdr_ok || !tcp_sum_ok(&vo))) {
-		char m[160];
-		snprintf(m, sizeof(m), "%s: checksums that held came out wrong (IP header %s, TCP %s)", what,
-			 vo.hdr_ok ? "holds" : "wrong", tcp_sum_ok(&vo) ? "holds" : "wrong");
+	const char *bad = frame_sent_ok(in, n, r->out, r->len, 1);
+	if (*bad) {
+		char m[200];
+		snprintf(m, sizeof(m), "%s: %s", what, bad);
 		fail(m, in, n, r);
 	}
 	return r->verdict;
