@@ -120,4 +120,25 @@ static inline const char *frame_sent_ok(const uint8_t *in, size_t n, const uint8
 	return "";
 }
 
+/* A frame the program made (an answer, the hello it replays): whole, and
+ * its innermost TCP segment's checksums holding. */
+static inline const char *frame_made_ok(const uint8_t *out, size_t len)
+{
+	static char m[160];
+	struct ipv v;
+	const char *why;
+	int t = tcp_of(out, len, 1, &v, &why);
+
+	if (t < 0)
+		snprintf(m, sizeof(m), "a broken frame made (%s)", why);
+	else if (t == 0)
+		snprintf(m, sizeof(m), "a frame made without a TCP segment");
+	else if (!v.hdr_ok || !tcp_sum_ok(&v))
+		snprintf(m, sizeof(m), "a frame made with a wrong checksum (IP header %s, TCP %s)",
+			 v.hdr_ok ? "holds" : "wrong", tcp_sum_ok(&v) ? "holds" : "wrong");
+	else
+		return "";
+	return m;
+}
+
 #endif
