@@ -220,7 +220,7 @@ $(BUILD)/veil-dpdk-baseline: tools/dpdk_baseline.c $(HDRS) | deps-build
 
 # veil-dns: the GeoDNS server (controlplane/dns/), its core also built into the fuzzer
 DNS_SRCS := controlplane/dns/geo.c controlplane/dns/zone.c controlplane/dns/query.c
-DNS_HDRS := $(wildcard controlplane/dns/*.h) controlplane/dns/centroids.inc include/veil/cookie.h
+DNS_HDRS := $(wildcard controlplane/dns/*.h) controlplane/dns/centroids.inc $(wildcard include/veil/*.h)
 # veil-storectl: reads and writes the cluster store (plain and sealed records) for operators and tests
 $(BUILD)/veil-storectl: tools/storectl.c $(STORE_LIB) $(wildcard controlplane/store/*.h) | deps-build
 	$(CC) $(CFLAGS) $< $(STORE_LIB) $(STORE_LDLIBS) -o $@

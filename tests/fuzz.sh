@@ -17,6 +17,9 @@ export VEIL_FIXTURES="$PWD/tests/fixtures"
 # no allocation stack traces and no fill of fresh allocations: ~20% more
 # executions; a crash still names where it happened (unless set by the caller)
 export ASAN_OPTIONS=${ASAN_OPTIONS:-malloc_context_size=0:max_malloc_fill_size=0}
+# undefined behaviour stops a campaign as a crash does (UBSan would print
+# and go on, and the campaign pass)
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 FUZZERS="fuzz_hello fuzz_diff fuzz_fastpath fuzz_node fuzz_share fuzz_evidence fuzz_eventlog fuzz_request fuzz_dns fuzz_envelope fuzz_ctl fuzz_dns_frame"
 # one campaign: its line (PASS or FAIL) into $BUILD/fuzz/$f.result
 fuzz_one() {
