@@ -279,7 +279,7 @@ $(BUILD)/tests/fuzz_diff: tests/fuzz/fuzz_diff.c tests/bpf_env.h tests/testlib.h
 	@mkdir -p $(BUILD)/tests
 	$(CLANG) -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer -Iinclude -I$(BUILD) -Idataplane -Icontrolplane -Itests $< $(LIB) $(LDLIBS) -o $@
 # the node's programs through BPF_PROG_TEST_RUN, held to rules (frames whole, checksums kept, drops counted)
-$(BUILD)/tests/fuzz_node: tests/fuzz/fuzz_node.c tests/bpf_env.h tests/testlib.h tests/frame_check.h $(LIB) $(HDRS) | deps-build
+$(BUILD)/tests/fuzz_node: tests/fuzz/fuzz_node.c tests/bpf_env.h tests/testlib.h tests/frame_check.h tests/fuzz_trace.h $(LIB) $(HDRS) | deps-build
 	@mkdir -p $(BUILD)/tests
 	$(CLANG) -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -I$(BUILD) -Idataplane -Icontrolplane -Itests $< $(LIB) $(LDLIBS) -o $@
 
@@ -287,7 +287,7 @@ $(BUILD)/tests/fuzz_node: tests/fuzz/fuzz_node.c tests/bpf_env.h tests/testlib.h
 # environment, the rest of libveil and the DPDK worker) compiled in with
 # coverage, ASan and UBSan (its alignment check too: VM_WIRE_HDR, wire.h)
 FUZZ_FP_SRCS := $(LIB_SRCS) dataplane/dpdk/dp.c controlplane/common/daemon.c
-$(BUILD)/tests/fuzz_fastpath: tests/test_fastpath.c tests/testlib.h tests/bpf_env.h tests/frame_check.h tests/fpgen.h $(FUZZ_FP_SRCS) dataplane/dpdk/dp.h $(HDRS) $(SKELS) | deps-build
+$(BUILD)/tests/fuzz_fastpath: tests/test_fastpath.c tests/testlib.h tests/bpf_env.h tests/frame_check.h tests/fuzz_trace.h tests/fpgen.h $(FUZZ_FP_SRCS) dataplane/dpdk/dp.h $(HDRS) $(SKELS) | deps-build
 	@mkdir -p $(BUILD)/tests
 	$(CLANG) -D_GNU_SOURCE -DVEIL_FUZZ_FASTPATH -g -O1 -fsanitize=fuzzer,address,undefined \
 		-Wno-unused-function -Iinclude -I$(BUILD) -Idataplane -Icontrolplane -Itests -Idataplane/dpdk $(DPDK_CFLAGS) \

@@ -1980,6 +1980,7 @@ out:
 #endif /* VEIL_FUZZ_FASTPATH */
 
 #ifdef VEIL_FUZZ_FASTPATH
+#include "fuzz_trace.h"
 /*
  * The same three sides under libFuzzer (build/tests/fuzz_fastpath, built by
  * clang with the packet library's C sources and dp.c instrumented, under
@@ -2055,6 +2056,14 @@ static void fz_route(int del, int v6, const char *name)
 		fprintf(stderr, "fuzz_fastpath: route %s %s (%d routes)\n", del ? "deleted" : "put", name, GC.nroutes);
 }
 
+/* A trace's fresh start (fuzz_trace.h): its ports and ISNs, as fz_rotate
+ * and a replay make them. */
+static void fz_base_set(uint16_t b)
+{
+	fz_base = b;
+	fz_isn = (uint32_t)fz_base * 0x9e3779b1u;
+}
+
 /* A new set of ports, every FZ_ROTATE connection inputs or FZ_ROTATE_NS:
  * the old connections are reset, the sweep retires what it retires (the
  * same flows on every side, or the fuzzer stops), the reassembly tables
@@ -2104,31 +2113,10 @@ static void fz_rotate(void)
 	asm_tables_empty();
 	while (GC.nroutes > fz_routes0)
 		fz_route(1, 0, GC.routes[GC.nroutes - 1].key.name);
-	fz_base = fz_base >= 60000 ? 40000 : fz_base + 2 * FZ_PORTS;
-	fz_isn = (uint32_t)fz_base * 0x9e3779b1u;   /* the ISNs from here, as a replay makes them */
+	fz_base_set(fz_base >= 60000 ? 40000 : fz_base + 2 * FZ_PORTS);
 	fz_count = 0;
 	fz_since = tai_now();
-	if (fz_trace) {
-		uint32_t zero = 0;
-		rewind(fz_trace);
-		if (ftruncate(fileno(fz_trace), 0))
-			abort();
-		fwrite(&zero, 4, 1, fz_trace);
-		fwrite(&fz_base, 2, 1, fz_trace);
-	}
-}
-
-static void fz_seed(const char *dir, const char *name, const uint8_t *b, size_t n)
-{
-	char path[512];
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	if (access(path, F_OK) == 0)
-		return;
-	FILE *f = fopen(path, "we");
-	if (f) {
-		fwrite(b, 1, n, f);
-		fclose(f);
-	}
+	fuzz_trace_restart(fz_trace, fz_base);
 }
 
 /* Seeds for a fresh corpus (VEIL_FUZZ_SEED_DIR, as tests/fuzz.sh sets):
@@ -2144,33 +2132,33 @@ static void fz_seeds(const char *dir)
 
 	memcpy(b, "\x02\x00\x18\x00\x00\x00", 6);
 	memcpy(b + 6, hello_curl, hello_curl_len);
-	fz_seed(dir, "seed-hello4", b, 6 + hello_curl_len);
+	fuzz_seed(dir, "seed-hello4", b, 6 + hello_curl_len);
 	b[1] = 1;
-	fz_seed(dir, "seed-hello6", b, 6 + hello_curl_len);
+	fuzz_seed(dir, "seed-hello6", b, 6 + hello_curl_len);
 	b[1] = 2;   /* a hello in two segments on one connection, then the VM's ACK of it */
-	fz_seed(dir, "seed-hello-start", b, 6 + 40);   /* the name not in it: held for reassembly */
+	fuzz_seed(dir, "seed-hello-start", b, 6 + 40);   /* the name not in it: held for reassembly */
 	memcpy(b + 6, hello_curl + 40, hello_curl_len - 40);
-	fz_seed(dir, "seed-hello-rest", b, 6 + hello_curl_len - 40);
+	fuzz_seed(dir, "seed-hello-rest", b, 6 + hello_curl_len - 40);
 	b[2] = 0x10;
 	b[3] = 0x10;
-	fz_seed(dir, "seed-hello-vm-ack", b, 6);
+	fuzz_seed(dir, "seed-hello-vm-ack", b, 6);
 	b[2] = 0x18;
 	b[3] = 0;
 	b[1] = 0;
 	memset(b + 6, 0x17, 200);
-	fz_seed(dir, "seed-data4", b, 6 + 200);
+	fuzz_seed(dir, "seed-data4", b, 6 + 200);
 	b[3] = 0x10;   /* the VM's data (over an IPv4 and an IPv6 mesh), then its FIN */
-	fz_seed(dir, "seed-vm-data4", b, 6 + 200);
+	fuzz_seed(dir, "seed-vm-data4", b, 6 + 200);
 	b[3] = 0x30;
-	fz_seed(dir, "seed-vm-data4-mesh6", b, 6 + 200);
+	fuzz_seed(dir, "seed-vm-data4-mesh6", b, 6 + 200);
 	b[3] = 0x10;
 	b[2] = 0x11;
-	fz_seed(dir, "seed-vm-fin4", b, 6);
+	fuzz_seed(dir, "seed-vm-fin4", b, 6);
 	b[3] = 0;
 	b[2] = 0x11;   /* FIN ACK */
-	fz_seed(dir, "seed-fin4", b, 6);
+	fuzz_seed(dir, "seed-fin4", b, 6);
 	b[2] = 0x14;   /* RST ACK */
-	fz_seed(dir, "seed-rst4", b, 6);
+	fuzz_seed(dir, "seed-rst4", b, 6);
 	/* browser-shaped hellos: a name under the wildcard route, one no
 	 * route has, one that is no host name */
 	static struct hb h;
@@ -2182,50 +2170,22 @@ static void fz_seeds(const char *dir)
 		if (hn <= 1360) {
 			memcpy(b, "\x02\x06\x18\x00\x00\x00", 6);
 			memcpy(b + 6, h.b, hn);
-			fz_seed(dir, names[i][0], b, 6 + hn);
+			fuzz_seed(dir, names[i][0], b, 6 + hn);
 		}
 	}
 	b[0] = 7;
 	b[1] = 0;
 	memcpy(b + 2, "fuzz.veil.test", 14);
-	fz_seed(dir, "seed-route", b, 2 + 14);
+	fuzz_seed(dir, "seed-route", b, 2 + 14);
 	b[0] = 0;
 	p = client_pkt(0, 42000, 5, 0, T_SYN);
 	p.opts = SYN_OPTS;
 	p.optlen = 20;
 	n = t_build(&p, b + 1);
-	fz_seed(dir, "seed-syn4", b, 1 + n);
+	fuzz_seed(dir, "seed-syn4", b, 1 + n);
 	b[0] = 1;
 	n = reply_frame(b + 1, 41020);
-	fz_seed(dir, "seed-return4", b, 1 + n);
-}
-
-/* The inputs in the order they ran (VEIL_FUZZ_TRACE=FILE): each a 4-byte
- * length, then its bytes.  A difference may need the state earlier inputs
- * left; VEIL_FUZZ_REPLAY=FILE runs such a file's inputs in order first. */
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-static void fz_replay(const char *path)
-{
-	static uint8_t b[4096];
-	uint32_t n;
-	long k = 0;
-	FILE *f = fopen(path, "re");
-
-	if (!f) {
-		perror(path);
-		abort();
-	}
-	while (fread(&n, 4, 1, f) == 1 && n <= sizeof(b) && fread(b, 1, n ? n : 2, f) == (n ? n : 2)) {
-		if (!n) {
-			memcpy(&fz_base, b, 2);
-			fz_isn = (uint32_t)fz_base * 0x9e3779b1u;
-		} else {
-			LLVMFuzzerTestOneInput(b, n);
-		}
-		k++;
-	}
-	fclose(f);
-	fprintf(stderr, "fuzz_fastpath: %ld inputs replayed from %s\n", k, path);
+	fuzz_seed(dir, "seed-return4", b, 1 + n);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -2256,7 +2216,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		fz_seeds(sd);
 	fz_since = tai_now();
 	if (rp)
-		fz_replay(rp);
+		fuzz_trace_replay("fuzz_fastpath", rp, fz_base_set);
 	if (tr && !(fz_trace = fopen(tr, "we"))) {
 		perror(tr);
 		abort();
@@ -2297,12 +2257,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	mode = data[0] & 7;
 	if (mode >= 2 && mode != 7 && (++fz_count > FZ_ROTATE || tai_now() - fz_since > FZ_ROTATE_NS))
 		fz_rotate();
-	if (fz_trace) {
-		uint32_t n = (uint32_t)size;
-		fwrite(&n, 4, 1, fz_trace);
-		fwrite(data, 1, size, fz_trace);
-		fflush(fz_trace);
-	}
+	fuzz_trace_input(fz_trace, data, size);
 	if (mode == 7) {
 		char name[VM_NAME_MAX];
 		size_t n = size < 2 ? 0 : size - 2 < sizeof(name) - 1 ? size - 2 : sizeof(name) - 1;

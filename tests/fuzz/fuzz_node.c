@@ -64,6 +64,7 @@
  */
 #include "../bpf_env.h"
 #include "../frame_check.h"
+#include "../fuzz_trace.h"
 
 #define XDP_ABORTED_ 0
 #define TC_ACT_SHOT_ 2
@@ -314,6 +315,13 @@ static void raw_touches(const uint8_t *f, size_t n)
 		}
 }
 
+/* A trace's fresh start: its ports and ISNs, as rotate() and a replay make them. */
+static void base_set(uint16_t b)
+{
+	base = b;
+	isn_next = (uint32_t)base * 0x9e3779b1u;
+}
+
 static void rotate(void)
 {
 	uint8_t f[256];
@@ -333,30 +341,9 @@ static void rotate(void)
 			run_node(0, f, t_build(&p, f), &r, "an old connection's RST from the VM");
 			c->up = 0;
 		}
-	base = base >= 60000 ? 30000 : base + 2 * FZ_SLOTS;
-	isn_next = (uint32_t)base * 0x9e3779b1u;
+	base_set(base >= 60000 ? 30000 : base + 2 * FZ_SLOTS);
 	count = 0;
-	if (trace) {
-		uint32_t zero = 0;
-		rewind(trace);
-		if (ftruncate(fileno(trace), 0))
-			abort();
-		fwrite(&zero, 4, 1, trace);
-		fwrite(&base, 2, 1, trace);
-	}
-}
-
-static void seed(const char *dir, const char *name, const uint8_t *b, size_t n)
-{
-	char path[512];
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	if (access(path, F_OK) == 0)
-		return;
-	FILE *f = fopen(path, "we");
-	if (f) {
-		fwrite(b, 1, n, f);
-		fclose(f);
-	}
+	fuzz_trace_restart(trace, base);
 }
 
 /* Seeds for a fresh corpus: data each way on both families and meshes, a
@@ -374,46 +361,46 @@ static void seeds(const char *dir)
 
 	memcpy(b, "\x03\x00\x18\x00\x00\x00", 6);
 	memset(b + 6, 0x17, 300);
-	seed(dir, "seed-client-data4", b, 6 + 300);
+	fuzz_seed(dir, "seed-client-data4", b, 6 + 300);
 	b[1] = 0x21;
-	seed(dir, "seed-client-data6-mesh6", b, 6 + 300);
+	fuzz_seed(dir, "seed-client-data6-mesh6", b, 6 + 300);
 	b[1] = 0x10;
-	seed(dir, "seed-vm-data4", b, 6 + 300);
+	fuzz_seed(dir, "seed-vm-data4", b, 6 + 300);
 	b[1] = 0x11;
-	seed(dir, "seed-vm-data6", b, 6 + 300);
+	fuzz_seed(dir, "seed-vm-data6", b, 6 + 300);
 	b[1] = 0x40;
-	seed(dir, "seed-client-badsum4", b, 6 + 300);
+	fuzz_seed(dir, "seed-client-badsum4", b, 6 + 300);
 	b[1] = 0x02;
 	b[2] = 0x10;
 	b[3] = 0x20;   /* the input's options: a SACK block after the timestamps */
 	b[6] = sizeof(sack);
 	memcpy(b + 7, sack, sizeof(sack));
-	seed(dir, "seed-client-sack", b, 7 + sizeof(sack));
+	fuzz_seed(dir, "seed-client-sack", b, 7 + sizeof(sack));
 	b[1] = 0x12;
 	b[2] = 0x18;
 	b[6] = sizeof(late_ts);
 	memcpy(b + 7, late_ts, sizeof(late_ts));
 	memset(b + 7 + sizeof(late_ts), 0x17, 100);
-	seed(dir, "seed-vm-late-ts", b, 7 + sizeof(late_ts) + 100);
+	fuzz_seed(dir, "seed-vm-late-ts", b, 7 + sizeof(late_ts) + 100);
 	b[6] = sizeof(odd_ts);
 	memcpy(b + 7, odd_ts, sizeof(odd_ts));
-	seed(dir, "seed-vm-odd-ts", b, 7 + sizeof(odd_ts));
+	fuzz_seed(dir, "seed-vm-odd-ts", b, 7 + sizeof(odd_ts));
 	memcpy(b, "\x03\x04\x11\x00\x00\x00", 6);
-	seed(dir, "seed-client-fin", b, 6);
+	fuzz_seed(dir, "seed-client-fin", b, 6);
 	b[1] = 0x14;
-	seed(dir, "seed-vm-fin", b, 6);
+	fuzz_seed(dir, "seed-vm-fin", b, 6);
 	b[2] = 0x14;
-	seed(dir, "seed-vm-rst", b, 6);
+	fuzz_seed(dir, "seed-vm-rst", b, 6);
 	b[1] = 0x04;
-	seed(dir, "seed-client-rst", b, 6);
+	fuzz_seed(dir, "seed-client-rst", b, 6);
 	/* a new connection whose VM answers, one whose VM does not yet */
 	b[0] = 7;
 	b[1] = 0x46;
 	memcpy(b + 2, &ho, sizeof(ho));
 	memcpy(b + 2 + sizeof(ho), hello_curl, hello_curl_len);
-	seed(dir, "seed-handoff", b, 2 + sizeof(ho) + hello_curl_len);
+	fuzz_seed(dir, "seed-handoff", b, 2 + sizeof(ho) + hello_curl_len);
 	b[1] = 0x27;
-	seed(dir, "seed-handoff-unanswered6", b, 2 + sizeof(ho) + hello_curl_len);
+	fuzz_seed(dir, "seed-handoff-unanswered6", b, 2 + sizeof(ho) + hello_curl_len);
 	/* a handoff frame made whole by the harness, and raw */
 	struct t_pkt p = client_pkt(0, 29000, 77, 78, T_ACK | T_PSH);
 	p.payload = hello_curl;
@@ -422,43 +409,18 @@ static void seeds(const char *dir)
 	b[1] = 2;
 	memcpy(b + 2, &ho, sizeof(ho));
 	size_t n = t_build(&p, b + 2 + sizeof(ho));
-	seed(dir, "seed-wrap-handoff", b, 2 + sizeof(ho) + n);
+	fuzz_seed(dir, "seed-wrap-handoff", b, 2 + sizeof(ho) + n);
 	static uint8_t f[2400];
 	b[0] = 0;
 	n = mesh_wrap(b + 2 + sizeof(ho), n, 0, &ho, f);
 	memcpy(b + 1, f, n);
-	seed(dir, "seed-raw-mesh", b, 1 + n);
+	fuzz_seed(dir, "seed-raw-mesh", b, 1 + n);
 	uint8_t o[20];
 	struct t_pkt v = vm_synack(0, 29000, 5, 78, 1, o);
 	v.flags = T_ACK;
 	b[0] = 1;
 	n = t_build(&v, b + 1);
-	seed(dir, "seed-raw-vm", b, 1 + n);
-}
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-static void replay(const char *path)
-{
-	static uint8_t b[4096];
-	uint32_t n;
-	long k = 0;
-	FILE *f = fopen(path, "re");
-
-	if (!f) {
-		perror(path);
-		abort();
-	}
-	while (fread(&n, 4, 1, f) == 1 && n <= sizeof(b) && fread(b, 1, n ? n : 2, f) == (n ? n : 2)) {
-		if (!n) {
-			memcpy(&base, b, 2);
-			isn_next = (uint32_t)base * 0x9e3779b1u;
-		} else {
-			LLVMFuzzerTestOneInput(b, n);
-		}
-		k++;
-	}
-	fclose(f);
-	fprintf(stderr, "fuzz_node: %ld inputs replayed from %s\n", k, path);
+	fuzz_seed(dir, "seed-raw-vm", b, 1 + n);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -475,12 +437,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	/* libFuzzer may end the process without running atexit handlers: the
 	 * programs hold their maps by fd, so the pins can go now */
 	cleanup();
-	isn_next = (uint32_t)base * 0x9e3779b1u;
+	base_set(base);
 	if (sd)
 		seeds(sd);
 	ready = 1;
 	if (rp)
-		replay(rp);
+		fuzz_trace_replay("fuzz_node", rp, base_set);
 	if (tr && !(trace = fopen(tr, "we"))) {
 		perror(tr);
 		abort();
@@ -499,12 +461,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	mode = data[0] & 7;
 	if (mode >= 3 && ++count > FZ_ROTATE)
 		rotate();
-	if (trace) {
-		uint32_t n = (uint32_t)size;
-		fwrite(&n, 4, 1, trace);
-		fwrite(data, 1, size, trace);
-		fflush(trace);
-	}
+	fuzz_trace_input(trace, data, size);
 	if (mode < 2) {
 		if (size < 1 + 14)
 			return 0;
