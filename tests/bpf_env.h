@@ -28,12 +28,14 @@
 #include "node_mesh.skel.h"
 #include "node_vm.skel.h"
 
+#define XDP_ABORTED_ 0
 #define XDP_DROP_ 1
 #define XDP_PASS_ 2
 #define XDP_TX_ 3
 #define XDP_REDIRECT_ 4
 #define TC_ACT_REDIRECT_ 7
 #define TC_ACT_OK_ 0
+#define TC_ACT_SHOT_ 2
 
 static struct vm_gw G;
 static struct vm_node N;

@@ -10,8 +10,8 @@
 
 /* The IP packet at ip (Ethernet type et, len bytes to the frame's end):
  * -1 broken, else 0 with its layer 4 in *v; exact: the IP length must
- * reach the frame's end (the outer headers the node built), else it may
- * end before it (Ethernet padding). */
+ * reach the frame's end (a Geneve frame's outer headers, which the
+ * program built), else it may end before it (Ethernet padding). */
 struct ipv { int v6, hdr_ok; const uint8_t *ip, *l4; size_t l4len; uint8_t proto; };
 static inline int ip_check(uint16_t et, const uint8_t *ip, size_t len, int exact, struct ipv *v)
 {
@@ -46,7 +46,7 @@ static inline int ip_check(uint16_t et, const uint8_t *ip, size_t len, int exact
 
 /* The innermost TCP segment of a frame, Geneve opened: its IP packet in *v;
  * 1 when there is one, 0 when the frame carries none (not ours to judge),
- * -1 when the frame is broken; out: a frame the node sent, held to the
+ * -1 when the frame is broken; out: a frame the program sent, held to the
  * rules above. */
 static inline int tcp_of(const uint8_t *f, size_t n, int out, struct ipv *v, const char **why)
 {

@@ -1433,7 +1433,7 @@ static void node_connection(int v6, int same)
 	d.optlen = 24;
 	n = t_build(&d, vmpkt);
 	tc_run(NODE_VM, vmpkt, n, &r);
-	CHECK(r.verdict == 2 && node_now().vm_malformed == b.vm_malformed + 1 && node_now().fwd_to_gw == b.fwd_to_gw,
+	CHECK(r.verdict == TC_ACT_SHOT_ && node_now().vm_malformed == b.vm_malformed + 1 && node_now().fwd_to_gw == b.fwd_to_gw,
 	      "VM's options cut short: verdict %u", r.verdict);
 
 	/* 5. data for an unknown connection is answered with a RST and counted */

@@ -369,7 +369,7 @@ static int both_run(int ret, const uint8_t *in, size_t n, struct both *b, const 
 		tc_run_on(GW_ASM, in, n, &tr, ifidx);
 		if (!tr.rc && tr.verdict == TC_ACT_REDIRECT_)
 			b->r = tr, b->r.verdict = XDP_TX_;
-		else if (!tr.rc && tr.verdict == 2 /* TC_ACT_SHOT */)
+		else if (!tr.rc && tr.verdict == TC_ACT_SHOT_)
 			b->r.verdict = XDP_DROP_;
 	}
 	uint64_t t1 = tai_now();

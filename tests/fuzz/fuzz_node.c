@@ -66,8 +66,6 @@
 #include "../frame_check.h"
 #include "../fuzz_trace.h"
 
-#define XDP_ABORTED_ 0
-#define TC_ACT_SHOT_ 2
 #define FZ_SLOTS 8
 #define FZ_ROTATE 20000
 
